@@ -1,0 +1,60 @@
+"""Argument normalization shared by every operation family.
+
+Each helper takes the *public name* of the argument it checks, so that every error message names
+the argument and the rule it broke (the contract in api.md). Booleans are rejected where an int
+is expected: ``stride=True`` is almost certainly a bug, and PyTorch rejects it too.
+"""
+from __future__ import annotations
+
+import numbers
+from typing import Any
+
+
+def _is_int(v: Any) -> bool:
+    return isinstance(v, numbers.Integral) and not isinstance(v, bool)
+
+
+def as_int(name: str, value: Any, *, minimum: int | None = None) -> int:
+    """A single integer argument, optionally bounded below."""
+    if not _is_int(value):
+        raise TypeError(f"{name} must be an int, got {type(value).__name__} {value!r}")
+    value = int(value)
+    if minimum is not None and value < minimum:
+        raise ValueError(f"{name} must be >= {minimum}, got {value}")
+    return value
+
+
+def as_pair(name: str, value: Any, *, minimum: int | None = None) -> tuple[int, int]:
+    """An int or a length-2 sequence of ints -> (h, w), as torch's ``_pair``."""
+    if _is_int(value):
+        v = as_int(name, value, minimum=minimum)
+        return (v, v)
+    if isinstance(value, (tuple, list)):
+        if len(value) != 2:
+            raise ValueError(f"{name} must be an int or a pair (h, w), got {len(value)} values: {value!r}")
+        return (as_int(f"{name}[0]", value[0], minimum=minimum),
+                as_int(f"{name}[1]", value[1], minimum=minimum))
+    raise TypeError(f"{name} must be an int or a pair (h, w), got {type(value).__name__} {value!r}")
+
+
+def as_float(name: str, value: Any, *, positive: bool = False) -> float:
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise TypeError(f"{name} must be a real number, got {type(value).__name__} {value!r}")
+    value = float(value)
+    if value != value or value in (float("inf"), float("-inf")):
+        raise ValueError(f"{name} must be finite, got {value}")
+    if positive and value <= 0:
+        raise ValueError(f"{name} must be > 0, got {value}")
+    return value
+
+
+def as_bool(name: str, value: Any) -> bool:
+    if not isinstance(value, (bool,)) and not (_is_int(value) and value in (0, 1)):
+        raise TypeError(f"{name} must be a bool, got {type(value).__name__} {value!r}")
+    return bool(value)
+
+
+def as_choice(name: str, value: Any, choices: tuple) -> Any:
+    if not isinstance(value, (str, type(None))) or value not in choices:
+        raise ValueError(f"{name} must be one of {', '.join(map(repr, choices))}; got {value!r}")
+    return value

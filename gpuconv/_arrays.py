@@ -1,0 +1,110 @@
+"""Which array library a call is made with, and the dtype rules of the contract.
+
+NumPy arrays go to the reference (or to the CPU executor under ``gpuconv.simulate()``), CuPy arrays
+to the CUDA kernels. Torch and JAX arrays have their own front modules (``gpuconv.torch``,
+``gpuconv.jax``) and are refused here with a pointer to them. CuPy is never imported by this
+module: an array can only be a CuPy array if CuPy was already imported by the caller.
+"""
+from __future__ import annotations
+
+import sys
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+FLOAT_DTYPE_NAMES = ("float16", "bfloat16", "float32", "float64")
+
+
+def library_of(name: str, x: Any) -> str:
+    """'numpy' or 'cupy' for an array argument; TypeError naming the argument otherwise."""
+    if isinstance(x, np.ndarray):
+        return "numpy"
+    cupy = sys.modules.get("cupy")
+    if cupy is not None and isinstance(x, cupy.ndarray):
+        return "cupy"
+    module = type(x).__module__.split(".")[0]
+    if module == "torch":
+        raise TypeError(f"{name} is a torch.Tensor: use gpuconv.torch.<function> for torch tensors")
+    if module in ("jax", "jaxlib"):
+        raise TypeError(f"{name} is a JAX array: use gpuconv.jax.<function> for JAX arrays")
+    raise TypeError(f"{name} must be a numpy.ndarray or cupy.ndarray, got {type(x).__name__}")
+
+
+def xp_of(library: str):
+    if library == "numpy":
+        return np
+    import cupy
+    return cupy
+
+
+def is_float_dtype(dtype: np.dtype) -> bool:
+    return np.dtype(dtype).name in FLOAT_DTYPE_NAMES
+
+
+@dataclass(frozen=True)
+class ArraySet:
+    """The common library and dtype of a call's array arguments."""
+    library: str          # "numpy" | "cupy"
+    dtype: np.dtype
+
+    @property
+    def xp(self):
+        return xp_of(self.library)
+
+
+def check_arrays(float_args: dict[str, Any], *, ndim: dict[str, int] | None = None) -> ArraySet:
+    """Check the floating-point array arguments of one call (``None`` entries are skipped).
+
+    All must come from one library (mixed NumPy/CuPy is a TypeError), have one floating dtype
+    (different or integer/complex dtypes are a TypeError) and, where ``ndim`` names them, the
+    given number of dimensions (a ValueError). The first entry fixes the expected dtype.
+    """
+    library = dtype = None
+    first = None
+    for name, x in float_args.items():
+        if x is None:
+            continue
+        lib = library_of(name, x)
+        if library is None:
+            library, first = lib, name
+        elif lib != library:
+            raise TypeError(f"{name} is a {lib} array but {first} is a {library} array: "
+                            "mixing NumPy and CuPy arrays is not supported")
+        if not is_float_dtype(x.dtype):
+            raise TypeError(f"{name} must have a floating dtype ({', '.join(FLOAT_DTYPE_NAMES)}), "
+                            f"got {x.dtype}")
+        if dtype is None:
+            dtype = x.dtype
+        elif x.dtype != dtype:
+            raise TypeError(f"{name} has dtype {x.dtype} but {first} has dtype {dtype}: "
+                            "all floating-point arguments must have the same dtype")
+        if ndim and name in ndim and x.ndim != ndim[name]:
+            raise ValueError(f"{name} must be {ndim[name]}-D, got shape {tuple(x.shape)}")
+    if library is None:
+        raise TypeError(f"no array given among {', '.join(float_args)}")
+    return ArraySet(library, np.dtype(dtype))
+
+
+def check_index_array(name: str, x: Any, library: str, *, ndim: int | None = None) -> None:
+    """An integer array argument (pooling indices) from the same library as the data."""
+    lib = library_of(name, x)
+    if lib != library:
+        raise TypeError(f"{name} is a {lib} array but the data is a {library} array")
+    if np.dtype(x.dtype).kind not in "iu":
+        raise TypeError(f"{name} must have an integer dtype, got {x.dtype}")
+    if ndim is not None and x.ndim != ndim:
+        raise ValueError(f"{name} must be {ndim}-D, got shape {tuple(x.shape)}")
+
+
+def check_out(out: Any, shape: tuple[int, ...], arrays: ArraySet, *, name: str = "out") -> None:
+    """A preallocated output: same library and dtype, the exact shape, writable."""
+    lib = library_of(name, out)
+    if lib != arrays.library:
+        raise TypeError(f"{name} is a {lib} array but the inputs are {arrays.library} arrays")
+    if out.dtype != arrays.dtype:
+        raise TypeError(f"{name} must have dtype {arrays.dtype}, got {out.dtype}")
+    if tuple(out.shape) != tuple(shape):
+        raise ValueError(f"{name} must have shape {tuple(shape)}, got {tuple(out.shape)}")
+    if lib == "numpy" and not out.flags.writeable:
+        raise ValueError(f"{name} must be writeable")

@@ -1,0 +1,48 @@
+"""The registry of kernel families: every CUDA source file and every instantiation of it that the
+launchers can ask for.
+
+A launcher module registers its family once at import time::
+
+    DIRECT = register("conv/direct.cu",
+                      name_expressions=[f"conv2d_direct<{t}>" for t in CUDA_TYPES],
+                      hot=[...])
+
+and later launches ``get_function(DIRECT, "conv2d_direct<float>")`` (``gpuconv._loader``). The
+whole family is compiled as one module with all its name expressions (NVRTC needs them up front),
+and the offline check (``python -m gpuconv compile``) walks this registry, so what is checked is
+exactly what can be launched.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+# C++ spelling of each dtype in kernel templates; the kernels include kernels/common/dtypes.cuh.
+CUDA_TYPES = {"float16": "__half", "bfloat16": "__nv_bfloat16", "float32": "float", "float64": "double"}
+
+
+@dataclass(frozen=True)
+class KernelFamily:
+    source: str                                   # path relative to kernels/, e.g. "conv/direct.cu"
+    name_expressions: tuple[str, ...]             # every instantiation that can be launched
+    hot: frozenset[str] = field(default_factory=frozenset)   # must compile without spills
+    options: tuple[str, ...] = ()                 # extra compiler options (-D..., never -arch)
+
+
+FAMILIES: dict[str, KernelFamily] = {}
+
+
+def register(source: str, name_expressions, hot=(), options=()) -> KernelFamily:
+    names = tuple(dict.fromkeys(name_expressions))
+    unknown = set(hot) - set(names)
+    if unknown:
+        raise ValueError(f"hot kernels {sorted(unknown)} are not name expressions of {source}")
+    family = KernelFamily(source, names, frozenset(hot), tuple(options))
+    if source in FAMILIES and FAMILIES[source] != family:
+        raise ValueError(f"kernel family {source} registered twice with different contents")
+    FAMILIES[source] = family
+    return family
+
+
+def cuda_type(dtype) -> str:
+    import numpy as np
+    return CUDA_TYPES[np.dtype(dtype).name]

@@ -1,0 +1,2 @@
+"""Public pool functions (filled in by the pool family)."""
+__all__: list[str] = []

@@ -1,0 +1,2 @@
+"""Public roi functions (filled in by the roi family)."""
+__all__: list[str] = []

@@ -1,0 +1,48 @@
+"""The CPU executor for the project's CUDA kernels (simulator.md).
+
+``with gpuconv.simulate(order=..., seed=..., sanitize=...):`` makes NumPy inputs run through the
+project's CUDA kernels, compiled by g++ and executed on the CPU, through the same launchers as on
+a GPU. ``GPUCONV_SIMULATE=1`` in the environment does the same for the whole process
+(``GPUCONV_SIMULATE_ORDER``, ``GPUCONV_SIMULATE_SEED``, ``GPUCONV_SIMULATE_SANITIZE`` set the
+options).
+"""
+from __future__ import annotations
+
+import contextlib
+import os
+from dataclasses import dataclass
+
+from .. import _state
+from .._args import as_choice, as_int
+
+ORDERS = ("forward", "reverse", "random")
+SANITIZERS = (None, "address", "thread")
+
+
+@dataclass(frozen=True)
+class SimulationOptions:
+    order: str = "forward"
+    seed: int = 0
+    sanitize: str | None = None
+
+
+def make_options(order="forward", seed=0, sanitize=None) -> SimulationOptions:
+    return SimulationOptions(as_choice("order", order, ORDERS), as_int("seed", seed, minimum=0),
+                             as_choice("sanitize", sanitize, SANITIZERS))
+
+
+def options_from_env() -> SimulationOptions:
+    return make_options(os.environ.get("GPUCONV_SIMULATE_ORDER", "forward"),
+                        int(os.environ.get("GPUCONV_SIMULATE_SEED", "0")),
+                        os.environ.get("GPUCONV_SIMULATE_SANITIZE") or None)
+
+
+@contextlib.contextmanager
+def simulate(order: str = "forward", seed: int = 0, sanitize: str | None = None):
+    """Run the CUDA kernels on the CPU for NumPy inputs inside the block."""
+    options = make_options(order, seed, sanitize)
+    _state.push_simulation(options)
+    try:
+        yield options
+    finally:
+        _state.pop_simulation()
