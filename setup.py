@@ -29,8 +29,12 @@ setup(
             "pytest-benchmark>=4",
             "hypothesis>=6",
             "scipy>=1.9",
-            # NVRTC from PyPI: the offline compile check of every kernel, no GPU needed.
-            "nvidia-cuda-nvrtc-cu12>=12.4",
+            # The offline compile check of every kernel (python -m gpuconv compile), no GPU or
+            # system CUDA needed: NVRTC, plus the cuda_fp16.h/cuda_bf16.h headers it does not
+            # build in and libcu++ (gpuconv/_nvrtc.py). CUDA 13: sm_75 and newer.
+            "nvidia-cuda-nvrtc>=13.0,<14",
+            "nvidia-cuda-runtime>=13.0,<14",
+            "nvidia-cuda-cccl>=13.0,<14",
         ],
         "bench": ["matplotlib>=3.6"],
         "torch": ["torch>=2.1"],

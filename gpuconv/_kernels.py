@@ -46,3 +46,33 @@ def register(source: str, name_expressions, hot=(), options=()) -> KernelFamily:
 def cuda_type(dtype) -> str:
     import numpy as np
     return CUDA_TYPES[np.dtype(dtype).name]
+
+
+def import_launchers(package=None) -> list[str]:
+    """Import every ``launch*`` module of the gpuconv package (``gpuconv.conv.launch``,
+    ``gpuconv.pool.launch_adaptive``, ...) so that FAMILIES holds every family; returns their
+    names. ``pkgutil.walk_packages`` would import every subpackage just to list it, including
+    ones that pull in optional dependencies (``gpuconv.torch``), so the folders are listed with
+    ``pkgutil.iter_modules`` and only the launcher modules (and their parents) are imported.
+    An import error in a launcher propagates: a family that cannot register must not vanish.
+    ``package`` (default: gpuconv) lets tests walk a package of their own."""
+    import importlib
+    import os
+    import pkgutil
+
+    if package is None:
+        import gpuconv as package
+
+    found = []
+    pending = [(list(package.__path__), package.__name__ + ".")]
+    while pending:
+        path, prefix = pending.pop()
+        for info in pkgutil.iter_modules(path, prefix):
+            leaf = info.name.rsplit(".", 1)[-1]
+            if info.ispkg:
+                pending.append(([os.path.join(info.module_finder.path, leaf)], info.name + "."))
+            elif leaf.startswith("launch"):
+                found.append(info.name)
+    for name in sorted(found):
+        importlib.import_module(name)
+    return sorted(found)

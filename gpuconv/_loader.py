@@ -1,0 +1,134 @@
+"""The kernel loader: the only code that reads ``kernels/`` for execution (design.md).
+
+``get_function(family, name_expression, executor)`` returns a launchable kernel for either
+executor; both module types answer ``get_function(name)(grid, block, args, shared_mem=...)``:
+- "cupy": ``cupy.RawModule`` on the current device, memoized per (family, device id);
+- "simulator": ``gpuconv.simulator.load_module`` (g++ on the CPU), memoized per (family,
+  sanitizer of the active ``simulate()``).
+A family is compiled whole, as one module with all its name expressions: NVRTC needs every
+instantiation up front, and one compile per family is cheaper than one per kernel.
+"""
+from __future__ import annotations
+
+import re
+import threading
+
+from . import _state
+from ._args import as_choice
+from ._kernel_source import KernelCompileError, family_code, include_dirs
+from ._kernels import CUDA_TYPES, FAMILIES, KernelFamily, import_launchers
+
+EXECUTORS = ("cupy", "simulator")
+CUDA_STANDARD = "-std=c++17"
+
+_modules: dict[tuple, object] = {}
+# One compile at a time: two threads asking for the same family must not both build it.
+_lock = threading.RLock()
+
+__all__ = ["KernelCompileError", "get_function", "load_module", "precompile"]
+
+
+def get_function(family: KernelFamily, name_expression: str, executor: str):
+    """The kernel ``name_expression`` (e.g. ``"conv2d_direct<float>"``) of ``family``."""
+    if name_expression not in family.name_expressions:
+        raise ValueError(
+            f"name_expression {name_expression!r} is not registered in kernel family "
+            f"{family.source}; registered: {', '.join(family.name_expressions)}")
+    return load_module(family, executor).get_function(name_expression)
+
+
+def load_module(family: KernelFamily, executor: str):
+    executor = as_choice("executor", executor, EXECUTORS)
+    if executor == "cupy":
+        import cupy
+        key = (family, executor, cupy.cuda.Device().id)
+        build = _build_cupy
+    else:
+        options = _state.active_simulation()
+        key = (family, executor, options.sanitize if options is not None else None)
+        build = _build_simulator
+    with _lock:
+        module = _modules.get(key)
+        if module is None:
+            module = _modules[key] = build(family, *key[2:])
+    return module
+
+
+def _build_cupy(family: KernelFamily, device_id: int):
+    import cupy
+    options = (CUDA_STANDARD, *(f"-I{d}" for d in include_dirs()), *family.options)
+    module = cupy.RawModule(code=family_code(family), options=options,
+                            name_expressions=list(family.name_expressions))
+    try:
+        # RawModule may defer the compile to the first get_function; do it now so that the
+        # error names the family and the memo never holds a module that cannot load.
+        module.compile()
+    except cupy.cuda.compiler.CompileException as error:
+        raise KernelCompileError(family.source, str(error)) from None
+    return module
+
+
+def _build_simulator(family: KernelFamily, sanitize):
+    from . import simulator
+    # The simulator raises KernelCompileError itself, with g++'s file:line diagnostics.
+    return simulator.load_module(family_code(family), family.name_expressions,
+                                 include_dirs=[str(d) for d in include_dirs()],
+                                 options=family.options, sanitize=sanitize,
+                                 source_name=family.source)
+
+
+def precompile(families=None, dtypes=None, executor: str = "auto") -> list[str]:
+    """Build kernel families ahead of their first use; returns the sources built.
+
+    families: None (every registered family) or a list of sources relative to ``kernels/``
+    (``"conv/direct.cu"``). dtypes: None (all) or a list of dtypes; a family is built (whole)
+    when one of its kernels is instantiated for one of them. executor: "auto" (CuPy when a GPU
+    is present, else the simulator), "cupy" or "simulator".
+    """
+    import_launchers()
+    executor = as_choice("executor", executor, ("auto",) + EXECUTORS)
+    if executor == "auto":
+        executor = "cupy" if _gpu_present() else "simulator"
+    chosen = _select_by_dtype(_select_families(families), dtypes)
+    for family in chosen:
+        load_module(family, executor)
+    return [family.source for family in chosen]
+
+
+def _select_families(families) -> list[KernelFamily]:
+    if families is None:
+        return list(FAMILIES.values())
+    if isinstance(families, str) or not all(isinstance(f, str) for f in families):
+        raise TypeError("families must be None or a list of kernel source paths such as "
+                        "'conv/direct.cu'")
+    unknown = [f for f in families if f not in FAMILIES]
+    if unknown:
+        raise ValueError(f"families {unknown} are not registered kernel families; registered: "
+                         f"{sorted(FAMILIES) or 'none'}")
+    return [FAMILIES[f] for f in dict.fromkeys(families)]
+
+
+def _select_by_dtype(families: list[KernelFamily], dtypes) -> list[KernelFamily]:
+    if dtypes is None:
+        return families
+    import numpy as np
+    if isinstance(dtypes, (str, type, np.dtype)):
+        raise TypeError("dtypes must be None or a list of dtypes, e.g. ['float32']")
+    spellings = []
+    for dtype in dtypes:
+        try:
+            # "bfloat16" is accepted by name: NumPy knows it only once ml_dtypes is imported.
+            name = dtype if isinstance(dtype, str) and dtype in CUDA_TYPES else np.dtype(dtype).name
+            spellings.append(CUDA_TYPES[name])
+        except (TypeError, KeyError):
+            raise ValueError(f"dtypes: {dtype!r} is not one of {sorted(CUDA_TYPES)}") from None
+    uses = re.compile(r"(?<!\w)(?:" + "|".join(map(re.escape, spellings)) + r")(?!\w)")
+    return [f for f in families if any(uses.search(n) for n in f.name_expressions)]
+
+
+def _gpu_present() -> bool:
+    try:
+        import cupy
+        return cupy.cuda.runtime.getDeviceCount() > 0
+    except Exception:  # no CuPy, no driver or no device: all mean "no GPU here"
+        return False

@@ -1,0 +1,40 @@
+// Element types of the kernels and their accumulators.
+//
+// Every kernel template is instantiated for T in {__half, __nv_bfloat16, float, double}
+// (gpuconv/_kernels.py: CUDA_TYPES). Half types are loaded into and accumulated in float
+// (api.md: "float16 accumulates in float32"); double accumulates in double. Conversions are
+// explicit (simulator.md, convention 5): kernels never rely on implicit __half arithmetic.
+#pragma once
+
+#include <cuda_fp16.h>
+#include <cuda_bf16.h>
+
+// NVRTC has no <math.h>, so INFINITY (used below and by kernels) is undefined there; nvcc and the
+// simulator get it from math.h. Same bit pattern as CUDA's math_constants.h CUDART_INF_F.
+#if defined(__CUDACC_RTC__) && !defined(INFINITY)
+#define INFINITY __int_as_float(0x7f800000)
+#endif
+
+namespace gc {
+
+template <class T> struct Acc { using type = float; };
+template <> struct Acc<double> { using type = double; };
+template <class T> using acc_t = typename Acc<T>::type;
+
+template <class T> __device__ __forceinline__ acc_t<T> to_acc(T v) { return v; }
+template <> __device__ __forceinline__ float to_acc<__half>(__half v) { return __half2float(v); }
+template <> __device__ __forceinline__ float to_acc<__nv_bfloat16>(__nv_bfloat16 v) {
+  return __bfloat162float(v);
+}
+
+template <class T> __device__ __forceinline__ T from_acc(acc_t<T> v) { return static_cast<T>(v); }
+template <> __device__ __forceinline__ __half from_acc<__half>(float v) { return __float2half_rn(v); }
+template <> __device__ __forceinline__ __nv_bfloat16 from_acc<__nv_bfloat16>(float v) {
+  return __float2bfloat16_rn(v);
+}
+
+// The lowest value of the accumulator type: the identity of max pooling. Infinity, not the
+// lowest finite value, so that a window of -inf inputs gives -inf as in PyTorch.
+template <class A> __device__ __forceinline__ A acc_lowest() { return -static_cast<A>(INFINITY); }
+
+}  // namespace gc
