@@ -8,7 +8,9 @@ __version__ = "0.1.0"
 
 from . import grad  # noqa: F401
 from ._state import is_deterministic, set_deterministic  # noqa: F401
+from ._loader import KernelCompileError, precompile  # noqa: F401
 from .conv import *  # noqa: F401,F403
 from .pool import *  # noqa: F401,F403
 from .roi import *  # noqa: F401,F403
 from .simulator import simulate  # noqa: F401
+from .utils import *  # noqa: F401,F403
