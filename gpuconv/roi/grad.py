@@ -1,2 +1,56 @@
-"""Gradients of the roi functions, exported as gpuconv.grad.*."""
-__all__: list[str] = []
+"""Gradients of the region-of-interest functions, exported as ``gpuconv.grad.*``.
+
+``grad.F(grad_output, <F's own arguments>)`` returns the gradient with respect to x, F's first
+argument (api.md); x itself is passed because roi_pool routes each bin's gradient to the pixel
+holding its maximum, and roi_align needs x's shape and dtype.
+"""
+from __future__ import annotations
+
+from .. import _state
+from ..reference import roi as reference
+from .geometry import check_roi_arguments
+
+__all__ = ["roi_align", "roi_pool"]
+
+
+def roi_align(grad_output, x, boxes, output_size, spatial_scale=1.0, sampling_ratio=-1,
+              aligned=False, *, data_format="NCHW", deterministic=None):
+    """Gradient of ``gpuconv.roi_align`` with respect to x (shape and dtype of x).
+
+    ``deterministic=True`` (or ``gpuconv.set_deterministic(True)``) makes the result bitwise
+    reproducible.
+    """
+    deterministic = _state.is_deterministic(deterministic)
+    call = check_roi_arguments(x, boxes, output_size, spatial_scale, sampling_ratio, aligned,
+                               data_format=data_format, grad_output=grad_output)
+    geom = call.geometry
+    if geom.is_empty:
+        return call.arrays.xp.zeros(geom.input_shape(data_format), dtype=call.arrays.dtype)
+    executor = _state.executor_for(call.arrays.library)
+    if executor == "reference":
+        return reference.grad_roi_align(geom, grad_output, call.rois, data_format=data_format)
+    from . import launch
+    return launch.grad_roi_align(geom, grad_output, call.rois, data_format=data_format,
+                                 deterministic=deterministic, executor=executor)
+
+
+def roi_pool(grad_output, x, boxes, output_size, spatial_scale=1.0, *, data_format="NCHW",
+             deterministic=None):
+    """Gradient of ``gpuconv.roi_pool`` with respect to x: each bin's gradient goes to the
+    pixel torchvision's argmax names (none for an empty bin).
+
+    ``deterministic=True`` (or ``gpuconv.set_deterministic(True)``) makes the result bitwise
+    reproducible.
+    """
+    deterministic = _state.is_deterministic(deterministic)
+    call = check_roi_arguments(x, boxes, output_size, spatial_scale, data_format=data_format,
+                               grad_output=grad_output)
+    geom = call.geometry
+    if geom.is_empty:
+        return call.arrays.xp.zeros(geom.input_shape(data_format), dtype=call.arrays.dtype)
+    executor = _state.executor_for(call.arrays.library)
+    if executor == "reference":
+        return reference.grad_roi_pool(geom, grad_output, x, call.rois, data_format=data_format)
+    from . import launch
+    return launch.grad_roi_pool(geom, grad_output, x, call.rois, data_format=data_format,
+                                deterministic=deterministic, executor=executor)

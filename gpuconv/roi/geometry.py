@@ -1,0 +1,174 @@
+"""Validation of the region-of-interest calls, in one place, and the record the executors share.
+
+Every check of ``roi_align``, ``roi_pool`` and their gradients happens here, before an executor
+is chosen, so nothing invalid reaches the reference or a kernel. The result is a ``RoiCall``: the
+arrays' library and dtype, a ``RoiGeometry`` (the sizes and scalar options a launcher needs) and
+the boxes normalized to torchvision's ``rois`` layout: a contiguous ``(K, 5)`` array of x's dtype
+and library, rows ``[batch_index, x1, y1, x2, y2]``.
+
+Choices where torchvision is silent or undefined (documented in the public docstrings too):
+- ``sampling_ratio <= 0`` is adaptive (``ceil(roi_size / bins)`` samples per bin), as in
+  torchvision's kernels; the geometry stores every adaptive request as 0.
+- ``spatial_scale`` must be finite and > 0: it is the ratio feature map / image.
+- A list of boxes holds at most one array per image of x (torchvision reads out of bounds past N).
+- Box coordinates times ``spatial_scale`` must lie within +-2**24 feature-map pixels
+  (``MAX_COORDINATE``): float32 cannot address single pixels beyond that, and torchvision's int
+  conversions of larger coordinates are undefined behaviour.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from .._args import as_bool, as_choice, as_float, as_int, as_pair
+from .._arrays import ArraySet, check_arrays, library_of
+
+DATA_FORMATS = ("NCHW", "NHWC")
+MAX_COORDINATE = float(2 ** 24)
+BOXES_FORMS = "a (K, 5) array of rows [batch_index, x1, y1, x2, y2] or a list of (K_i, 4) arrays"
+
+
+@dataclass(frozen=True)
+class RoiGeometry:
+    """Sizes and options of one ROI call; the field names are the kernels' vocabulary."""
+    N: int                 # images in x
+    C: int                 # channels
+    H: int                 # input height
+    W: int                 # input width
+    K: int                 # regions (rows of rois)
+    PH: int                # output bins along y (pooled_height)
+    PW: int                # output bins along x (pooled_width)
+    spatial_scale: float   # box coordinates * spatial_scale = feature-map coordinates
+    sampling_ratio: int = 0    # roi_align samples per bin along each axis; 0 = adaptive
+    aligned: bool = False      # roi_align: shift box coordinates by -0.5 pixel
+
+    def input_shape(self, data_format: str = "NCHW") -> tuple[int, int, int, int]:
+        if data_format == "NHWC":
+            return (self.N, self.H, self.W, self.C)
+        return (self.N, self.C, self.H, self.W)
+
+    def output_shape(self, data_format: str = "NCHW") -> tuple[int, int, int, int]:
+        if data_format == "NHWC":
+            return (self.K, self.PH, self.PW, self.C)
+        return (self.K, self.C, self.PH, self.PW)
+
+    @property
+    def is_empty(self) -> bool:
+        """Nothing to compute: no output element, or no pixel for a box to read.
+
+        With ``H == 0`` or ``W == 0`` every sample lies outside the image, so every output is 0
+        (torchvision's roi_pool gives 0 for empty bins; its roi_align would read out of bounds).
+        """
+        return self.K * self.C * self.PH * self.PW == 0 or self.H * self.W == 0
+
+
+@dataclass(frozen=True)
+class RoiCall:
+    arrays: ArraySet
+    geometry: RoiGeometry
+    rois: Any              # contiguous (K, 5) array, x's dtype and library
+
+
+def check_roi_arguments(x, boxes, output_size, spatial_scale=1.0, sampling_ratio=-1,
+                        aligned=False, *, data_format="NCHW", grad_output=None) -> RoiCall:
+    """Validate one ROI call (``grad_output`` too, for a gradient) and normalize its arguments."""
+    data_format = as_choice("data_format", data_format, DATA_FORMATS)
+    arrays = check_arrays({"x": x, "grad_output": grad_output},
+                          ndim={"x": 4, "grad_output": 4})
+    if data_format == "NHWC":
+        n, h, w, c = x.shape
+    else:
+        n, c, h, w = x.shape
+    ph, pw = as_pair("output_size", output_size, minimum=1)
+    scale = as_float("spatial_scale", spatial_scale, positive=True)
+    ratio = max(as_int("sampling_ratio", sampling_ratio), 0)
+    rois = normalize_boxes(boxes, arrays, n, scale)
+    geometry = RoiGeometry(N=int(n), C=int(c), H=int(h), W=int(w), K=int(rois.shape[0]),
+                           PH=ph, PW=pw, spatial_scale=scale, sampling_ratio=ratio,
+                           aligned=as_bool("aligned", aligned))
+    if grad_output is not None:
+        expected = geometry.output_shape(data_format)
+        if tuple(grad_output.shape) != expected:
+            layout = "(K, PH, PW, C)" if data_format == "NHWC" else "(K, C, PH, PW)"
+            raise ValueError(f"grad_output must have the output's shape {layout} = {expected}, "
+                             f"got {tuple(grad_output.shape)}")
+    return RoiCall(arrays, geometry, rois)
+
+
+def normalize_boxes(boxes, arrays: ArraySet, n_images: int, spatial_scale: float = 1.0):
+    """``boxes`` in either public form -> checked, contiguous (K, 5) rois like x."""
+    xp = arrays.xp
+    if isinstance(boxes, (list, tuple)):
+        rois = _rois_from_list(boxes, arrays, n_images)
+    else:
+        _check_box_array("boxes", boxes, arrays)
+        if boxes.ndim != 2 or boxes.shape[1] != 5:
+            raise ValueError(f"boxes must be {BOXES_FORMS}; got an array of shape "
+                             f"{tuple(boxes.shape)}")
+        rois = xp.ascontiguousarray(boxes)
+    _check_box_values(rois, arrays, n_images, spatial_scale)
+    return rois
+
+
+def _check_box_array(name: str, b, arrays: ArraySet) -> None:
+    library = library_of(name, b)
+    if library != arrays.library:
+        raise TypeError(f"{name} is a {library} array but x is a {arrays.library} array: "
+                        "boxes must come from the same array library as x")
+    if b.dtype != arrays.dtype:
+        raise TypeError(f"{name} must have the same floating dtype as x ({arrays.dtype}), as "
+                        f"torchvision requires; got {b.dtype}")
+
+
+def _rois_from_list(boxes, arrays: ArraySet, n_images: int):
+    """torchvision's convert_boxes_to_roi_format: the batch index of a box is its list position."""
+    xp, dtype = arrays.xp, arrays.dtype
+    if len(boxes) > n_images:
+        raise ValueError(f"boxes is a list of {len(boxes)} arrays (one per image) but x holds "
+                         f"{n_images} images")
+    parts = []
+    for i, b in enumerate(boxes):
+        name = f"boxes[{i}]"
+        _check_box_array(name, b, arrays)
+        if b.ndim != 2 or b.shape[1] != 4:
+            raise ValueError(f"{name} must be a (K_i, 4) array of rows [x1, y1, x2, y2]; got "
+                             f"shape {tuple(b.shape)}")
+        # float16 holds integers exactly only up to 2048 (bfloat16: 256): a larger list position
+        # would silently name another image.
+        if float(np.asarray(i, dtype=dtype)) != i:
+            raise ValueError(f"boxes: image index {i} is not representable in {dtype}; pass "
+                             "a (K, 5) array of a wider dtype")
+        parts.append(xp.concatenate([xp.full((b.shape[0], 1), i, dtype=dtype), b], axis=1))
+    if not parts:
+        return xp.empty((0, 5), dtype=dtype)
+    return xp.ascontiguousarray(xp.concatenate(parts, axis=0))
+
+
+def _check_box_values(rois, arrays: ArraySet, n_images: int, spatial_scale: float) -> None:
+    host = rois.get() if arrays.library == "cupy" else rois
+    host = np.asarray(host, dtype=np.float64)
+    if host.size == 0:
+        return
+    bad = ~np.isfinite(host).all(axis=1)
+    if bad.any():
+        k = int(np.flatnonzero(bad)[0])
+        raise ValueError(f"boxes must be finite; row {k} of the rois is {host[k].tolist()}")
+    far = (np.abs(host[:, 1:]) * spatial_scale > MAX_COORDINATE).any(axis=1)
+    if far.any():
+        k = int(np.flatnonzero(far)[0])
+        raise ValueError(f"boxes: coordinates * spatial_scale must lie within +-2**24 "
+                         f"feature-map pixels; row {k} of the rois is {host[k].tolist()} with "
+                         f"spatial_scale {spatial_scale}")
+    index = host[:, 0]
+    fractional = index != np.floor(index)
+    if fractional.any():
+        k = int(np.flatnonzero(fractional)[0])
+        raise ValueError(f"boxes: the batch index (column 0) must be an integer value; row {k} "
+                         f"has {index[k]!r}")
+    outside = (index < 0) | (index >= n_images)
+    if outside.any():
+        k = int(np.flatnonzero(outside)[0])
+        raise ValueError(f"boxes: the batch index (column 0) must be in [0, N) = [0, {n_images}) "
+                         f"for x with N = {n_images} images; row {k} has {int(index[k])}")
