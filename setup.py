@@ -29,6 +29,9 @@ setup(
             "pytest-benchmark>=4",
             "hypothesis>=6",
             "scipy>=1.9",
+            # bfloat16 for NumPy arrays (the kernels' __nv_bfloat16 instantiations are tested with it).
+            "ml_dtypes>=0.3",
+            "matplotlib>=3.6",
             # The offline compile check of every kernel (python -m gpuconv compile), no GPU or
             # system CUDA needed: NVRTC, plus the cuda_fp16.h/cuda_bf16.h headers it does not
             # build in and libcu++ (gpuconv/_nvrtc.py). CUDA 13: sm_75 and newer.

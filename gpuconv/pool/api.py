@@ -1,2 +1,112 @@
-"""Public pool functions (filled in by the pool family)."""
-__all__: list[str] = []
+"""Public pooling functions: ``torch.nn.functional``'s signatures and semantics (api.md wins).
+
+Each front checks its arrays, builds the geometry (``gpuconv.pool.geometry``, where every rule
+lives), and hands the call to its executor (``dispatch.run``): the NumPy reference, or the CUDA
+kernels through ``launch`` (on a GPU or in the CPU simulator). Every function takes
+``data_format="NCHW"`` or ``"NHWC"`` as a keyword; arrays in and out are in that layout.
+"""
+from __future__ import annotations
+
+from .. import _state
+from .._args import as_bool
+from .._arrays import check_arrays
+from .dispatch import run
+from .geometry import (adaptive_pool2d_geometry, check_data_format, check_divisor_override,
+                       check_indices, check_norm_type, global_pool2d_geometry, max_unpool2d_geometry,
+                       nchw_shape, pool2d_geometry, spatial_pyramid_geometry)
+
+__all__ = ["max_pool2d", "avg_pool2d", "lp_pool2d", "adaptive_avg_pool2d", "adaptive_max_pool2d",
+           "global_avg_pool2d", "global_max_pool2d", "spatial_pyramid_pool2d", "max_unpool2d"]
+
+
+def _checked_x(x, data_format):
+    """(ArraySet, validated data_format, x's logical NCHW shape)."""
+    data_format = check_data_format(data_format)
+    arrays = check_arrays({"x": x}, ndim={"x": 4})
+    return arrays, data_format, nchw_shape(x.shape, data_format)
+
+
+def max_pool2d(x, kernel_size, stride=None, padding=0, dilation=1, ceil_mode=False,
+               return_indices=False, *, data_format="NCHW"):
+    """Max over each window; with ``return_indices`` also the int64 flat index h*W + w of each
+    maximum. Ties go to the first maximum in row-major window order; a NaN wins (the last NaN's
+    index); a window of padding only (dilation larger than the input) gives -inf and index -1."""
+    arrays, data_format, shape = _checked_x(x, data_format)
+    return_indices = as_bool("return_indices", return_indices)
+    geom = pool2d_geometry(shape, kernel_size, stride, padding, dilation, ceil_mode)
+    return run("max_pool2d", _state.executor_for(arrays.library), geom, x,
+               return_indices=return_indices, data_format=data_format)
+
+
+def avg_pool2d(x, kernel_size, stride=None, padding=0, ceil_mode=False, count_include_pad=True,
+               divisor_override=None, *, data_format="NCHW"):
+    """Mean over each window. The divisor is ``divisor_override`` if given, else the window
+    clipped to input + padding (``count_include_pad``) or to the input alone."""
+    arrays, data_format, shape = _checked_x(x, data_format)
+    count_include_pad = as_bool("count_include_pad", count_include_pad)
+    divisor_override = check_divisor_override(divisor_override)
+    geom = pool2d_geometry(shape, kernel_size, stride, padding, 1, ceil_mode)
+    return run("avg_pool2d", _state.executor_for(arrays.library), geom, x,
+               count_include_pad=count_include_pad, divisor_override=divisor_override,
+               data_format=data_format)
+
+
+def lp_pool2d(x, norm_type, kernel_size, stride=None, ceil_mode=False, *, data_format="NCHW"):
+    """PyTorch's (sign(f) * relu(|f|) * kh*kw) ** (1/p), f = avg_pool2d(x ** p) (no padding)."""
+    arrays, data_format, shape = _checked_x(x, data_format)
+    norm_type = check_norm_type(norm_type)
+    geom = pool2d_geometry(shape, kernel_size, stride, 0, 1, ceil_mode)
+    return run("lp_pool2d", _state.executor_for(arrays.library), geom, x,
+               norm_type=norm_type, data_format=data_format)
+
+
+def adaptive_avg_pool2d(x, output_size, *, data_format="NCHW"):
+    """Mean over windows [floor(i*H/P), ceil((i+1)*H/P)); a None in output_size keeps that size."""
+    arrays, data_format, shape = _checked_x(x, data_format)
+    geom = adaptive_pool2d_geometry(shape, output_size)
+    return run("adaptive_avg_pool2d", _state.executor_for(arrays.library), geom, x,
+               data_format=data_format)
+
+
+def adaptive_max_pool2d(x, output_size, return_indices=False, *, data_format="NCHW"):
+    """Max over the adaptive windows, with max_pool2d's rules for ties, NaN and indices."""
+    arrays, data_format, shape = _checked_x(x, data_format)
+    return_indices = as_bool("return_indices", return_indices)
+    geom = adaptive_pool2d_geometry(shape, output_size)
+    return run("adaptive_max_pool2d", _state.executor_for(arrays.library), geom, x,
+               return_indices=return_indices, data_format=data_format)
+
+
+def global_avg_pool2d(x, *, data_format="NCHW"):
+    """Mean over each whole plane: (N, C, 1, 1) (NHWC: (N, 1, 1, C))."""
+    arrays, data_format, shape = _checked_x(x, data_format)
+    return run("global_avg_pool2d", _state.executor_for(arrays.library),
+               global_pool2d_geometry(shape), x, data_format=data_format)
+
+
+def global_max_pool2d(x, *, data_format="NCHW"):
+    """Max over each whole plane (NaN wins): (N, C, 1, 1) (NHWC: (N, 1, 1, C))."""
+    arrays, data_format, shape = _checked_x(x, data_format)
+    return run("global_max_pool2d", _state.executor_for(arrays.library),
+               global_pool2d_geometry(shape), x, data_format=data_format)
+
+
+def spatial_pyramid_pool2d(x, levels=(1, 2, 4), mode="max", *, data_format="NCHW"):
+    """(N, C * sum(l*l)): per level l, adaptive ``mode`` pooling to (l, l) reshaped to
+    (N, C*l*l) in the layout's element order (NCHW: c, i, j; NHWC: i, j, c), levels in order."""
+    arrays, data_format, shape = _checked_x(x, data_format)
+    geom = spatial_pyramid_geometry(shape, levels, mode)
+    return run("spatial_pyramid_pool2d", _state.executor_for(arrays.library), geom, x,
+               data_format=data_format)
+
+
+def max_unpool2d(x, indices, kernel_size, stride=None, padding=0, output_size=None, *,
+                 data_format="NCHW"):
+    """Zeros of the unpooled size with x's values at their indices (flat h*W + w per plane of
+    the output). Default size (P-1)*stride + kernel_size - 2*padding; ``output_size`` (2 ints, or
+    4 in ``data_format`` order) must be within stride of it. Repeated indices: the last wins."""
+    arrays, data_format, shape = _checked_x(x, data_format)
+    geom = max_unpool2d_geometry(shape, kernel_size, stride, padding, output_size, data_format)
+    check_indices(indices, arrays.library, x.shape, geom.H * geom.W)
+    return run("max_unpool2d", _state.executor_for(arrays.library), geom, x, indices,
+               data_format=data_format)

@@ -1,2 +1,128 @@
-"""Gradients of the pool functions, exported as gpuconv.grad.*."""
-__all__: list[str] = []
+"""Gradients of the pooling functions, exported as ``gpuconv.grad.*``.
+
+``grad.F(grad_output, <F's own arguments>)`` is the gradient of F's output with respect to its
+first argument x (for max_unpool2d: its values x), with PyTorch's autograd semantics: max
+gradients go to the input that the forward's index names (first maximum on ties, the NaN).
+Max poolings also take ``indices=`` (the forward's indices) to skip recomputing them. Every
+function takes ``data_format`` and ``deterministic`` (None: the process-wide setting) keywords;
+grad_output must have exactly F's output shape.
+"""
+from __future__ import annotations
+
+from .. import _state
+from .._args import as_bool
+from .._arrays import check_arrays
+from .dispatch import run
+from .geometry import (adaptive_pool2d_geometry, check_data_format, check_divisor_override,
+                       check_grad_output, check_indices, check_norm_type, global_pool2d_geometry,
+                       layout_shape, max_unpool2d_geometry, nchw_shape, pool2d_geometry,
+                       spatial_pyramid_geometry)
+
+__all__ = ["max_pool2d", "avg_pool2d", "lp_pool2d", "adaptive_avg_pool2d", "adaptive_max_pool2d",
+           "global_avg_pool2d", "global_max_pool2d", "spatial_pyramid_pool2d", "max_unpool2d"]
+
+
+def _checked(grad_output, x, data_format, deterministic):
+    """(ArraySet, data_format, x's logical NCHW shape, deterministic flag) of a gradient call."""
+    data_format = check_data_format(data_format)
+    arrays = check_arrays({"x": x, "grad_output": grad_output}, ndim={"x": 4})
+    deterministic = _state.is_deterministic(deterministic)
+    return arrays, data_format, nchw_shape(x.shape, data_format), deterministic
+
+
+def _check_output(grad_output, geom, data_format, function):
+    shape = layout_shape(geom.output_shape, data_format)
+    check_grad_output(grad_output, shape, function)
+    return shape
+
+
+def max_pool2d(grad_output, x, kernel_size, stride=None, padding=0, dilation=1, ceil_mode=False,
+               return_indices=False, *, indices=None, data_format="NCHW", deterministic=None):
+    arrays, data_format, shape, deterministic = _checked(grad_output, x, data_format, deterministic)
+    as_bool("return_indices", return_indices)   # F's argument; it does not change the gradient
+    geom = pool2d_geometry(shape, kernel_size, stride, padding, dilation, ceil_mode)
+    out_shape = _check_output(grad_output, geom, data_format, "max_pool2d")
+    if indices is not None:
+        check_indices(indices, arrays.library, out_shape, geom.H * geom.W, allow_no_index=True)
+    return run("grad_max_pool2d", _state.executor_for(arrays.library), geom, grad_output, x,
+               indices=indices, data_format=data_format, deterministic=deterministic)
+
+
+def avg_pool2d(grad_output, x, kernel_size, stride=None, padding=0, ceil_mode=False,
+               count_include_pad=True, divisor_override=None, *, data_format="NCHW",
+               deterministic=None):
+    arrays, data_format, shape, deterministic = _checked(grad_output, x, data_format, deterministic)
+    count_include_pad = as_bool("count_include_pad", count_include_pad)
+    divisor_override = check_divisor_override(divisor_override)
+    geom = pool2d_geometry(shape, kernel_size, stride, padding, 1, ceil_mode)
+    _check_output(grad_output, geom, data_format, "avg_pool2d")
+    return run("grad_avg_pool2d", _state.executor_for(arrays.library), geom, grad_output, x,
+               count_include_pad=count_include_pad, divisor_override=divisor_override,
+               data_format=data_format, deterministic=deterministic)
+
+
+def lp_pool2d(grad_output, x, norm_type, kernel_size, stride=None, ceil_mode=False, *,
+              data_format="NCHW", deterministic=None):
+    arrays, data_format, shape, deterministic = _checked(grad_output, x, data_format, deterministic)
+    norm_type = check_norm_type(norm_type)
+    geom = pool2d_geometry(shape, kernel_size, stride, 0, 1, ceil_mode)
+    _check_output(grad_output, geom, data_format, "lp_pool2d")
+    return run("grad_lp_pool2d", _state.executor_for(arrays.library), geom, grad_output, x,
+               norm_type=norm_type, data_format=data_format, deterministic=deterministic)
+
+
+def adaptive_avg_pool2d(grad_output, x, output_size, *, data_format="NCHW", deterministic=None):
+    arrays, data_format, shape, deterministic = _checked(grad_output, x, data_format, deterministic)
+    geom = adaptive_pool2d_geometry(shape, output_size)
+    _check_output(grad_output, geom, data_format, "adaptive_avg_pool2d")
+    return run("grad_adaptive_avg_pool2d", _state.executor_for(arrays.library), geom, grad_output,
+               x, data_format=data_format, deterministic=deterministic)
+
+
+def adaptive_max_pool2d(grad_output, x, output_size, return_indices=False, *, indices=None,
+                        data_format="NCHW", deterministic=None):
+    arrays, data_format, shape, deterministic = _checked(grad_output, x, data_format, deterministic)
+    as_bool("return_indices", return_indices)   # F's argument; it does not change the gradient
+    geom = adaptive_pool2d_geometry(shape, output_size)
+    out_shape = _check_output(grad_output, geom, data_format, "adaptive_max_pool2d")
+    if indices is not None:
+        check_indices(indices, arrays.library, out_shape, geom.H * geom.W)
+    return run("grad_adaptive_max_pool2d", _state.executor_for(arrays.library), geom, grad_output,
+               x, indices=indices, data_format=data_format, deterministic=deterministic)
+
+
+def global_avg_pool2d(grad_output, x, *, data_format="NCHW", deterministic=None):
+    arrays, data_format, shape, deterministic = _checked(grad_output, x, data_format, deterministic)
+    geom = global_pool2d_geometry(shape)
+    _check_output(grad_output, geom, data_format, "global_avg_pool2d")
+    return run("grad_global_avg_pool2d", _state.executor_for(arrays.library), geom, grad_output,
+               x, data_format=data_format, deterministic=deterministic)
+
+
+def global_max_pool2d(grad_output, x, *, indices=None, data_format="NCHW", deterministic=None):
+    arrays, data_format, shape, deterministic = _checked(grad_output, x, data_format, deterministic)
+    geom = global_pool2d_geometry(shape)
+    out_shape = _check_output(grad_output, geom, data_format, "global_max_pool2d")
+    if indices is not None:
+        check_indices(indices, arrays.library, out_shape, geom.H * geom.W)
+    return run("grad_global_max_pool2d", _state.executor_for(arrays.library), geom, grad_output,
+               x, indices=indices, data_format=data_format, deterministic=deterministic)
+
+
+def spatial_pyramid_pool2d(grad_output, x, levels=(1, 2, 4), mode="max", *, data_format="NCHW",
+                           deterministic=None):
+    arrays, data_format, shape, deterministic = _checked(grad_output, x, data_format, deterministic)
+    geom = spatial_pyramid_geometry(shape, levels, mode)
+    check_grad_output(grad_output, geom.output_shape, "spatial_pyramid_pool2d")
+    return run("grad_spatial_pyramid_pool2d", _state.executor_for(arrays.library), geom,
+               grad_output, x, data_format=data_format, deterministic=deterministic)
+
+
+def max_unpool2d(grad_output, x, indices, kernel_size, stride=None, padding=0, output_size=None, *,
+                 data_format="NCHW", deterministic=None):
+    arrays, data_format, shape, deterministic = _checked(grad_output, x, data_format, deterministic)
+    geom = max_unpool2d_geometry(shape, kernel_size, stride, padding, output_size, data_format)
+    check_indices(indices, arrays.library, x.shape, geom.H * geom.W)
+    check_grad_output(grad_output, layout_shape(geom.input_shape, data_format), "max_unpool2d")
+    return run("grad_max_unpool2d", _state.executor_for(arrays.library), geom, grad_output, x,
+               indices, data_format=data_format, deterministic=deterministic)

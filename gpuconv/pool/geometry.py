@@ -1,0 +1,302 @@
+"""Validation and normalization of every pooling argument: the one place they are checked.
+
+The builders below turn a call's input shape (logical NCHW; ``nchw_shape`` converts from the
+call's ``data_format``) and its public arguments into a frozen geometry record, with PyTorch's
+rules wherever api.md is silent. The public fronts, the NumPy reference path and the launchers all
+start from these records, so a rule is stated once and nothing invalid reaches a kernel. Every
+error is a ValueError/TypeError whose message names the argument and the rule.
+
+Three records:
+- ``Pool2dGeometry``: sliding windows (max_pool2d, avg_pool2d, lp_pool2d) and, with the roles of
+  input and output swapped, max_unpool2d.
+- ``AdaptivePool2dGeometry``: adaptive and global pooling (windows derived from H/P and W/Q).
+- ``SpatialPyramidGeometry``: one adaptive pooling per pyramid level plus the reduction mode.
+"""
+from __future__ import annotations
+
+import numbers
+from dataclasses import dataclass
+from typing import Any, Sequence
+
+from .._args import as_bool, as_choice, as_float, as_int, as_pair
+from .._arrays import check_index_array, xp_of
+from ..conv.geometry import check_data_format, layout_shape, nchw_shape  # noqa: F401 (re-exported)
+
+SPP_MODES = ("max", "avg")
+
+# A max-pooling index for a window that holds no input element at all (possible only with
+# dilation > input size, where every tap of a window falls into the padding): its value is -inf,
+# as in PyTorch, and its gradient goes nowhere. PyTorch reports the clamped window start there, a
+# position outside the window (sometimes outside the plane) that its backward then writes to.
+NO_INDEX = -1
+
+
+@dataclass(frozen=True)
+class Pool2dGeometry:
+    """A validated sliding-window pooling: x (N, C, H, W) -> (N, C, P, Q).
+
+    Output (p, q) reduces the R x S taps (r, s) at input row ``p*stride_h - pad_h + r*dil_h`` and
+    column ``q*stride_w - pad_w + s*dil_w``; taps outside the input are padding (never a maximum;
+    for avg_pool2d they count in the divisor as PyTorch counts them). ``ceil_mode`` is recorded for
+    avg_pool2d's divisor; P and Q already include its effect.
+
+    For max_unpool2d the same record describes the max_pool2d that the unpooling inverts: H, W is
+    the *unpooled output* size and P, Q the size of the unpool's input x (dilation 1, no ceil_mode).
+    """
+    N: int
+    C: int
+    H: int
+    W: int
+    P: int
+    Q: int
+    R: int
+    S: int
+    stride_h: int
+    stride_w: int
+    pad_h: int
+    pad_w: int
+    dil_h: int
+    dil_w: int
+    ceil_mode: bool
+
+    @property
+    def input_shape(self) -> tuple[int, int, int, int]:
+        return (self.N, self.C, self.H, self.W)
+
+    @property
+    def output_shape(self) -> tuple[int, int, int, int]:
+        return (self.N, self.C, self.P, self.Q)
+
+
+@dataclass(frozen=True)
+class AdaptivePool2dGeometry:
+    """A validated adaptive pooling: x (N, C, H, W) -> (N, C, P, Q).
+
+    Output row p reduces input rows ``[floor(p*H/P), ceil((p+1)*H/P))`` and likewise for columns
+    (``adaptive_window``): every window is non-empty, windows may overlap, and P > H is allowed.
+    Global pooling is the case P = Q = 1.
+    """
+    N: int
+    C: int
+    H: int
+    W: int
+    P: int
+    Q: int
+
+    @property
+    def input_shape(self) -> tuple[int, int, int, int]:
+        return (self.N, self.C, self.H, self.W)
+
+    @property
+    def output_shape(self) -> tuple[int, int, int, int]:
+        return (self.N, self.C, self.P, self.Q)
+
+
+@dataclass(frozen=True)
+class SpatialPyramidGeometry:
+    """A validated spatial pyramid pooling: for each level l, an adaptive ``mode`` pooling of
+    x (N, C, H, W) to (l, l), reshaped to (N, C*l*l) in the call's layout (so NCHW orders each
+    level's block c, i, j and NHWC orders it i, j, c), the levels concatenated in order."""
+    N: int
+    C: int
+    H: int
+    W: int
+    levels: tuple[int, ...]
+    mode: str
+
+    @property
+    def input_shape(self) -> tuple[int, int, int, int]:
+        return (self.N, self.C, self.H, self.W)
+
+    @property
+    def output_shape(self) -> tuple[int, int]:
+        return (self.N, self.C * sum(l * l for l in self.levels))
+
+    @property
+    def level_geometries(self) -> tuple[AdaptivePool2dGeometry, ...]:
+        return tuple(AdaptivePool2dGeometry(self.N, self.C, self.H, self.W, l, l) for l in self.levels)
+
+
+def adaptive_window(i: int, out_size: int, in_size: int) -> tuple[int, int]:
+    """[start, end) of output position i of an adaptive pooling of in_size to out_size."""
+    return (i * in_size) // out_size, -(-((i + 1) * in_size) // out_size)
+
+
+# --------------------------------------------------------------------------------------------
+# shapes
+
+
+def _check_x_shape(shape: Sequence[int], name: str = "x") -> tuple[int, int, int, int]:
+    # Only the batch may be empty (an empty result), as in PyTorch's pooling shape checks.
+    N, C, H, W = (int(v) for v in shape)
+    if min(C, H, W) < 1:
+        raise ValueError(f"{name} must have non-zero channel and spatial dimensions (only the batch "
+                         f"may be empty), got logical NCHW shape {(N, C, H, W)}")
+    return N, C, H, W
+
+
+def pooled_size(size: int, kernel: int, stride: int, pad: int, dilation: int, ceil_mode: bool) -> int:
+    """PyTorch's ``pooling_output_shape``: with ceil_mode, a last window that would start in the
+    right/bottom padding (or beyond) is dropped; it must start inside the input or left padding."""
+    span = dilation * (kernel - 1) + 1
+    out = (size + 2 * pad - span + (stride - 1 if ceil_mode else 0)) // stride + 1
+    if ceil_mode and (out - 1) * stride >= size + pad:
+        out -= 1
+    return out
+
+
+# --------------------------------------------------------------------------------------------
+# sliding-window pooling
+
+
+def pool2d_geometry(x_shape_nchw: Sequence[int], kernel_size: Any, stride: Any = None,
+                    padding: Any = 0, dilation: Any = 1, ceil_mode: Any = False) -> Pool2dGeometry:
+    """max_pool2d's arguments (avg_pool2d and lp_pool2d: dilation 1), PyTorch's rules: stride None
+    means kernel_size, padding at most half the (undilated) kernel, an output of at least 1x1."""
+    R, S = as_pair("kernel_size", kernel_size, minimum=1)
+    sh, sw = (R, S) if stride is None else as_pair("stride", stride, minimum=1)
+    ph, pw = as_pair("padding", padding, minimum=0)
+    dh, dw = as_pair("dilation", dilation, minimum=1)
+    ceil_mode = as_bool("ceil_mode", ceil_mode)
+    if ph > R // 2 or pw > S // 2:
+        raise ValueError(f"padding should be at most half of kernel_size, got padding {(ph, pw)} "
+                         f"for kernel_size {(R, S)}")
+    N, C, H, W = _check_x_shape(x_shape_nchw)
+    P = pooled_size(H, R, sh, ph, dh, ceil_mode)
+    Q = pooled_size(W, S, sw, pw, dw, ceil_mode)
+    if P < 1 or Q < 1:
+        raise ValueError(f"x is too small for kernel_size: input {H}x{W} with padding {(ph, pw)} "
+                         f"and dilation {(dh, dw)} gives an output of {P}x{Q} for kernel_size {(R, S)}")
+    return Pool2dGeometry(N, C, H, W, P, Q, R, S, sh, sw, ph, pw, dh, dw, ceil_mode)
+
+
+def check_divisor_override(divisor_override: Any) -> int | None:
+    if divisor_override is None:
+        return None
+    divisor_override = as_int("divisor_override", divisor_override)
+    if divisor_override == 0:
+        raise ValueError("divisor_override must be a non-zero int or None, got 0")
+    return divisor_override
+
+
+def check_norm_type(norm_type: Any) -> float:
+    return as_float("norm_type", norm_type, positive=True)
+
+
+# --------------------------------------------------------------------------------------------
+# adaptive, global and pyramid pooling
+
+
+def _output_size_entry(i: int, value: Any, default: int) -> int:
+    if value is None:
+        return default
+    return as_int(f"output_size[{i}]", value, minimum=1)
+
+
+def adaptive_pool2d_geometry(x_shape_nchw: Sequence[int], output_size: Any) -> AdaptivePool2dGeometry:
+    """output_size: an int or a pair (h, w) of ints >= 1; a None entry keeps that input size."""
+    N, C, H, W = _check_x_shape(x_shape_nchw)
+    if isinstance(output_size, numbers.Integral) and not isinstance(output_size, bool):
+        P = Q = as_int("output_size", output_size, minimum=1)
+    elif isinstance(output_size, (tuple, list)):
+        if len(output_size) != 2:
+            raise ValueError(f"output_size must be an int or a pair (h, w), got {len(output_size)} "
+                             f"values: {output_size!r}")
+        P, Q = (_output_size_entry(i, v, d) for i, (v, d) in enumerate(zip(output_size, (H, W))))
+    else:
+        raise TypeError(f"output_size must be an int or a pair (h, w) of ints or None, "
+                        f"got {type(output_size).__name__} {output_size!r}")
+    return AdaptivePool2dGeometry(N, C, H, W, P, Q)
+
+
+def global_pool2d_geometry(x_shape_nchw: Sequence[int]) -> AdaptivePool2dGeometry:
+    return adaptive_pool2d_geometry(x_shape_nchw, 1)
+
+
+def spatial_pyramid_geometry(x_shape_nchw: Sequence[int], levels: Any = (1, 2, 4),
+                             mode: Any = "max") -> SpatialPyramidGeometry:
+    """levels: a non-empty tuple/list of ints >= 1 (output sizes l x l); mode: "max" or "avg"."""
+    N, C, H, W = _check_x_shape(x_shape_nchw)
+    if not isinstance(levels, (tuple, list)):
+        raise TypeError(f"levels must be a tuple or list of ints >= 1, got {type(levels).__name__} {levels!r}")
+    if len(levels) == 0:
+        raise ValueError("levels must hold at least one pyramid level, got an empty sequence")
+    levels = tuple(as_int(f"levels[{i}]", l, minimum=1) for i, l in enumerate(levels))
+    mode = as_choice("mode", mode, SPP_MODES)
+    return SpatialPyramidGeometry(N, C, H, W, levels, mode)
+
+
+# --------------------------------------------------------------------------------------------
+# max_unpool2d (PyTorch's _unpool_output_size)
+
+
+def _requested_unpool_size(output_size: Any, N: int, C: int, data_format: str) -> tuple[int, int]:
+    if not isinstance(output_size, (tuple, list)):
+        raise TypeError(f"output_size must be None or a tuple/list of 2 (H, W) or 4 ints, "
+                        f"got {type(output_size).__name__} {output_size!r}")
+    sizes = tuple(as_int(f"output_size[{i}]", v) for i, v in enumerate(output_size))
+    if len(sizes) == 4:
+        n, c, h, w = nchw_shape(sizes, data_format)
+        if (n, c) != (N, C):
+            raise ValueError(f"output_size {sizes} ({data_format}) must have x's batch and channels "
+                             f"(N, C) = {(N, C)}, got {(n, c)}")
+        return h, w
+    if len(sizes) != 2:
+        raise ValueError(f"output_size must have 2 (H, W) or 4 ({data_format}) elements, got {len(sizes)}")
+    return sizes
+
+
+def max_unpool2d_geometry(x_shape_nchw: Sequence[int], kernel_size: Any, stride: Any = None,
+                          padding: Any = 0, output_size: Any = None,
+                          data_format: str = "NCHW") -> Pool2dGeometry:
+    """The max_pool2d that max_unpool2d inverts: H, W = unpooled output, P, Q = x's size.
+
+    Default output (P-1)*stride + kernel_size - 2*padding; a requested output_size (2 ints, or 4 in
+    ``data_format`` order) must lie strictly within stride of that default, as in PyTorch."""
+    R, S = as_pair("kernel_size", kernel_size, minimum=1)
+    sh, sw = (R, S) if stride is None else as_pair("stride", stride, minimum=1)
+    ph, pw = as_pair("padding", padding, minimum=0)
+    N, C, P, Q = _check_x_shape(x_shape_nchw)
+    default = ((P - 1) * sh + R - 2 * ph, (Q - 1) * sw + S - 2 * pw)
+    if output_size is None:
+        H, W = default
+    else:
+        H, W = _requested_unpool_size(output_size, N, C, data_format)
+        for axis, size, base, s in (("height", H, default[0], sh), ("width", W, default[1], sw)):
+            if not base - s < size < base + s:
+                raise ValueError(f"invalid output_size {tuple(output_size)}: the {axis} must be "
+                                 f"between {base - s} and {base + s} (exclusive) for this input, "
+                                 f"kernel_size, stride and padding, got {size}")
+    if H < 1 or W < 1:
+        raise ValueError(f"padding {(ph, pw)} is too large for kernel_size {(R, S)}: the unpooled "
+                         f"output would be {H}x{W}")
+    return Pool2dGeometry(N, C, H, W, P, Q, R, S, sh, sw, ph, pw, 1, 1, False)
+
+
+# --------------------------------------------------------------------------------------------
+# gradients and index arrays
+
+
+def check_grad_output(grad_output: Any, expected_shape: Sequence[int], function: str) -> None:
+    """grad_output (already dtype/library-checked) has exactly the output shape of ``function``."""
+    if tuple(grad_output.shape) != tuple(expected_shape):
+        raise ValueError(f"grad_output must have the shape of {function}'s output "
+                         f"{tuple(expected_shape)}, got {tuple(grad_output.shape)}")
+
+
+def check_indices(indices: Any, library: str, expected_shape: Sequence[int], plane_size: int, *,
+                  allow_no_index: bool = False, name: str = "indices") -> None:
+    """An integer index array of ``expected_shape`` whose values are flat positions h*W + w in
+    [0, plane_size) (also NO_INDEX where ``allow_no_index``). Reading the range costs a device
+    synchronization for CuPy arrays; a wrong index would write out of bounds in a kernel."""
+    check_index_array(name, indices, library)
+    if tuple(indices.shape) != tuple(expected_shape):
+        raise ValueError(f"{name} must have shape {tuple(expected_shape)}, got {tuple(indices.shape)}")
+    if indices.size == 0:
+        return
+    xp = xp_of(library)
+    lowest = NO_INDEX if allow_no_index else 0
+    low, high = int(xp.min(indices)), int(xp.max(indices))
+    if low < lowest or high >= plane_size:
+        raise ValueError(f"{name} must hold flat positions h*W + w in [{lowest}, {plane_size}) "
+                         f"(an {plane_size}-element plane), found values in [{low}, {high}]")

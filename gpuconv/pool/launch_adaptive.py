@@ -1,0 +1,160 @@
+"""Launchers of adaptive pooling and spatial pyramid pooling, forward and backward
+(kernels/pool/adaptive_pool.cu, kernels/pool/spp.cu).
+
+Every backward is a gather (bitwise reproducible in both modes; ``deterministic`` changes
+nothing). A pyramid of up to ``SPP_LEVELS_PER_LAUNCH`` levels is one launch; a longer one is
+split into groups of that many levels, each writing its slice of the features (the backward of
+the later groups adds to the first's result, still in a fixed order).
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from .geometry import AdaptivePool2dGeometry, SpatialPyramidGeometry
+from .launch_common import (BOOLS, TYPES, check_int32, contiguous, ctype, flag, i32,
+                            index_array, launch_elementwise, layout_shape, nhwc, no_indices,
+                            register_family, xp_for)
+
+SPP_LEVELS_PER_LAUNCH = 8   # the kernels' scalar level arguments l0 .. l7
+
+# I: the forward writes indices; M: max (else average)
+ADAPTIVE_POOL = register_family(
+    "pool/adaptive_pool.cu", "adaptive_max_pool2d_forward<{T}, {L}, {I}>",
+    "adaptive_avg_pool2d_forward<{T}, {L}>", "adaptive_max_pool2d_backward<{T}, {L}>",
+    "adaptive_avg_pool2d_backward<{T}, {L}>", T=TYPES, L=BOOLS, I=BOOLS)
+# Indices are meaningful for max only: average is instantiated without them.
+SPP = register_family(
+    "pool/spp.cu", "spatial_pyramid_pool2d_forward<{T}, {L}, true, {I}>",
+    "spatial_pyramid_pool2d_forward<{T}, {L}, false, false>",
+    "spatial_pyramid_pool2d_backward<{T}, {L}, {M}>", T=TYPES, L=BOOLS, I=BOOLS, M=BOOLS)
+
+
+def _sizes(geom):
+    return (i32(geom.N), i32(geom.C), i32(geom.H), i32(geom.W), i32(geom.P), i32(geom.Q))
+
+
+# --------------------------------------------------------------------------------------------
+# adaptive pooling
+
+
+def adaptive_max_indices(geom: AdaptivePool2dGeometry, x, data_format: str, executor: str,
+                         return_indices: bool = True):
+    """(values, indices or None) of adaptive max pooling; x contiguous in ``data_format``."""
+    xp = xp_for(executor)
+    y = xp.empty(layout_shape(geom.N, geom.C, geom.P, geom.Q, data_format), dtype=x.dtype)
+    indices = xp.empty(y.shape, dtype=np.int64) if return_indices else None
+    name = (f"adaptive_max_pool2d_forward<{ctype(x.dtype)}, {nhwc(data_format)}, "
+            f"{flag(return_indices)}>")
+    launch_elementwise(ADAPTIVE_POOL, name, executor, y.size,
+                       (x, y, indices if return_indices else no_indices(xp), *_sizes(geom)))
+    return y, indices
+
+
+def adaptive_max_pool2d(geom: AdaptivePool2dGeometry, x, *, return_indices: bool,
+                        data_format: str, executor: str):
+    xp = xp_for(executor)
+    x = contiguous(xp, x)
+    check_int32(x, geom.N * geom.C * geom.P * geom.Q)
+    y, indices = adaptive_max_indices(geom, x, data_format, executor, return_indices)
+    return (y, indices) if return_indices else y
+
+
+def adaptive_avg_pool2d(geom: AdaptivePool2dGeometry, x, *, data_format: str, executor: str):
+    xp = xp_for(executor)
+    x = contiguous(xp, x)
+    check_int32(x, geom.N * geom.C * geom.P * geom.Q)
+    y = xp.empty(layout_shape(geom.N, geom.C, geom.P, geom.Q, data_format), dtype=x.dtype)
+    launch_elementwise(ADAPTIVE_POOL, f"adaptive_avg_pool2d_forward<{ctype(x.dtype)}, {nhwc(data_format)}>",
+                       executor, y.size, (x, y, *_sizes(geom)))
+    return y
+
+
+def grad_adaptive_max_pool2d(geom: AdaptivePool2dGeometry, grad_output, x, *, indices,
+                             data_format: str, deterministic: bool, executor: str):
+    xp = xp_for(executor)
+    x = contiguous(xp, x)
+    check_int32(x, grad_output)
+    if indices is None:
+        indices = adaptive_max_indices(geom, x, data_format, executor)[1]
+    else:
+        indices = index_array(xp, indices)
+    grad_output = contiguous(xp, grad_output)
+    grad_input = xp.empty(x.shape, dtype=grad_output.dtype)
+    name = f"adaptive_max_pool2d_backward<{ctype(grad_output.dtype)}, {nhwc(data_format)}>"
+    launch_elementwise(ADAPTIVE_POOL, name, executor, grad_input.size,
+                       (grad_output, indices, grad_input, *_sizes(geom)))
+    return grad_input
+
+
+def grad_adaptive_avg_pool2d(geom: AdaptivePool2dGeometry, grad_output, x, *, data_format: str,
+                             deterministic: bool, executor: str):
+    xp = xp_for(executor)
+    grad_output = contiguous(xp, grad_output)
+    check_int32(x, grad_output)
+    grad_input = xp.empty(layout_shape(geom.N, geom.C, geom.H, geom.W, data_format),
+                          dtype=grad_output.dtype)
+    name = f"adaptive_avg_pool2d_backward<{ctype(grad_output.dtype)}, {nhwc(data_format)}>"
+    launch_elementwise(ADAPTIVE_POOL, name, executor, grad_input.size,
+                       (grad_output, grad_input, *_sizes(geom)))
+    return grad_input
+
+
+# --------------------------------------------------------------------------------------------
+# spatial pyramid pooling
+
+
+def _level_groups(geom: SpatialPyramidGeometry):
+    """(feature_base, levels) per launch: consecutive groups of at most 8 levels."""
+    base = 0
+    for start in range(0, len(geom.levels), SPP_LEVELS_PER_LAUNCH):
+        group = geom.levels[start:start + SPP_LEVELS_PER_LAUNCH]
+        yield base, group
+        base += geom.C * sum(l * l for l in group)
+
+
+def _level_args(group):
+    padded = tuple(group) + (0,) * (SPP_LEVELS_PER_LAUNCH - len(group))
+    return (i32(len(group)), *(i32(l) for l in padded))
+
+
+def _spp_forward(geom: SpatialPyramidGeometry, x, data_format: str, executor: str,
+                 with_indices: bool):
+    xp = xp_for(executor)
+    features = geom.output_shape[1]
+    y = xp.empty((geom.N, features), dtype=x.dtype)
+    indices = xp.empty(y.shape, dtype=np.int64) if with_indices else no_indices(xp)
+    is_max = geom.mode == "max"
+    name = (f"spatial_pyramid_pool2d_forward<{ctype(x.dtype)}, {nhwc(data_format)}, "
+            f"{flag(is_max)}, {flag(with_indices)}>")
+    for base, group in _level_groups(geom):
+        launch_elementwise(SPP, name, executor, geom.N * geom.C * sum(l * l for l in group),
+                           (x, y, indices, i32(geom.N), i32(geom.C), i32(geom.H), i32(geom.W),
+                            i32(features), i32(base), *_level_args(group)))
+    return y, indices
+
+
+def spatial_pyramid_pool2d(geom: SpatialPyramidGeometry, x, *, data_format: str, executor: str):
+    xp = xp_for(executor)
+    x = contiguous(xp, x)
+    check_int32(x, geom.N * geom.output_shape[1])
+    return _spp_forward(geom, x, data_format, executor, with_indices=False)[0]
+
+
+def grad_spatial_pyramid_pool2d(geom: SpatialPyramidGeometry, grad_output, x, *,
+                                data_format: str, deterministic: bool, executor: str):
+    xp = xp_for(executor)
+    x = contiguous(xp, x)
+    grad_output = contiguous(xp, grad_output)
+    check_int32(x, grad_output)
+    is_max = geom.mode == "max"
+    indices = _spp_forward(geom, x, data_format, executor, with_indices=True)[1] if is_max \
+        else no_indices(xp)
+    grad_input = xp.empty(x.shape, dtype=grad_output.dtype)
+    name = (f"spatial_pyramid_pool2d_backward<{ctype(grad_output.dtype)}, {nhwc(data_format)}, "
+            f"{flag(is_max)}>")
+    for launch_number, (base, group) in enumerate(_level_groups(geom)):
+        launch_elementwise(SPP, name, executor, grad_input.size,
+                           (grad_output, indices, grad_input, i32(geom.N), i32(geom.C),
+                            i32(geom.H), i32(geom.W), i32(geom.output_shape[1]), i32(base),
+                            i32(1 if launch_number else 0), *_level_args(group)))
+    return grad_input

@@ -1,0 +1,116 @@
+"""What every pooling and ROI launcher does the same way: array library per executor, contiguous
+operands, kernel argument packing, grid sizes and the 32-bit indexing limit.
+
+The kernels take every scalar as a fixed-width NumPy scalar (CuPy does not check argument sizes);
+``i32`` and ``acc_scalar`` make them. Outputs are allocated with ``empty`` (the kernels write every
+element) or ``zeros`` where a kernel only scatters; on CuPy both are stream-ordered allocations on
+the current stream, and nothing here synchronizes with the device.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from .._kernels import CUDA_TYPES, cuda_type, register
+from .._loader import get_function
+
+TYPES = tuple(CUDA_TYPES.values())   # every element type the kernels are instantiated for
+BOOLS = ("false", "true")
+BLOCK = 256
+# Grid-stride kernels need no more blocks than the GPU can hold at once several times over; the
+# cap keeps per-launch block counts (and the simulator's block loop) bounded for huge tensors.
+MAX_BLOCKS = 1 << 16
+INT32_LIMIT = 2 ** 31 - 1
+
+
+def instantiations(template: str, **axes) -> list[str]:
+    """Every name expression of ``template`` over template-argument axes:
+    ``instantiations("k<{T}, {L}>", T=("float", "double"), L=("false", "true"))``."""
+    names = [template]
+    for axis, values in axes.items():
+        names = [n.replace("{" + axis + "}", v) for n in names for v in values]
+    return names
+
+
+def register_family(source: str, *templates: str, **axes):
+    """Register kernel family ``source`` with every instantiation of ``templates`` over ``axes``
+    (an axis missing from a template leaves it alone); every kernel is hot (the compile check
+    fails on any spill or stack frame in them)."""
+    names = [n for t in templates for n in instantiations(t, **axes)]
+    return register(source, names, hot=names)
+
+
+def layout_shape(N: int, C: int, h: int, w: int, data_format: str) -> tuple[int, int, int, int]:
+    return (N, h, w, C) if data_format == "NHWC" else (N, C, h, w)
+
+
+def xp_for(executor: str):
+    if executor == "cupy":
+        import cupy
+        return cupy
+    return np
+
+
+def contiguous(xp, a, dtype=None):
+    """``a`` as a C-contiguous array (no copy when it already is one of ``dtype``)."""
+    return xp.ascontiguousarray(a, dtype=dtype)
+
+
+def index_array(xp, indices):
+    """Pooling indices as the kernels read them: contiguous int64."""
+    return xp.ascontiguousarray(indices, dtype=np.int64)
+
+
+def acc_dtype(dtype) -> np.dtype:
+    """The kernels' accumulator type: float64 for float64, float32 otherwise."""
+    return np.dtype(np.float64) if np.dtype(dtype) == np.float64 else np.dtype(np.float32)
+
+
+def acc_scalar(dtype, value):
+    return acc_dtype(dtype).type(value)
+
+
+def i32(value) -> np.int32:
+    return np.int32(value)
+
+
+def flag(value: bool) -> str:
+    """A C++ bool template argument."""
+    return "true" if value else "false"
+
+
+def nhwc(data_format: str) -> str:
+    return flag(data_format == "NHWC")
+
+
+def ctype(dtype) -> str:
+    return cuda_type(dtype)
+
+
+def check_int32(*arrays_or_sizes) -> None:
+    """The kernels index with 32-bit ints (design.md: the fast path); larger tensors are refused
+    here with a clear error rather than computed wrong."""
+    for a in arrays_or_sizes:
+        size = int(a) if isinstance(a, (int, np.integer)) else int(a.size)
+        if size > INT32_LIMIT:
+            raise ValueError(f"a pooling operand has {size} elements; the kernels index with "
+                             f"32-bit ints and support at most {INT32_LIMIT}: split the batch")
+
+
+def grid_for(total: int, block: int = BLOCK) -> tuple[int]:
+    return (max(1, min(-(-int(total) // block), MAX_BLOCKS)),)
+
+
+def launch(family, name: str, executor: str, grid, block, args, shared_mem: int = 0) -> None:
+    kernel = get_function(family, name, executor)
+    kernel(tuple(grid), tuple(block), tuple(args), shared_mem=int(shared_mem))
+
+
+def launch_elementwise(family, name: str, executor: str, total: int, args) -> None:
+    """A grid-stride kernel over ``total`` items (skipped when there are none)."""
+    if total > 0:
+        launch(family, name, executor, grid_for(total), (BLOCK,), args)
+
+
+def no_indices(xp):
+    """The int64 argument of a kernel instantiated not to touch its index array."""
+    return xp.empty(1, dtype=np.int64)

@@ -1,0 +1,50 @@
+"""Launchers of max_unpool2d, forward and backward (kernels/pool/max_unpool.cu).
+
+The forward zero-fills the output, lets every input element claim its target with an integer
+atomicMax (the last in row-major order wins, whatever the order of the atomics) and then writes
+the winners: two passes, deterministic. The backward is a gather: deterministic in both modes.
+For max_unpool2d the geometry's H, W is the unpooled output and P, Q the size of x.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from .geometry import Pool2dGeometry
+from .launch_common import (BOOLS, TYPES, check_int32, contiguous, ctype, i32, index_array,
+                            launch_elementwise, layout_shape, nhwc, register_family, xp_for)
+
+MAX_UNPOOL = register_family(
+    "pool/max_unpool.cu", "max_unpool2d_claim<{L}>", "max_unpool2d_forward<{T}, {L}>",
+    "max_unpool2d_backward<{T}, {L}>", T=TYPES, L=BOOLS)
+
+
+def _sizes(geom: Pool2dGeometry):
+    return (i32(geom.N), i32(geom.C), i32(geom.P), i32(geom.Q), i32(geom.H), i32(geom.W))
+
+
+def max_unpool2d(geom: Pool2dGeometry, x, indices, *, data_format: str, executor: str):
+    xp = xp_for(executor)
+    x = contiguous(xp, x)
+    indices = index_array(xp, indices)
+    y = xp.zeros(layout_shape(geom.N, geom.C, geom.H, geom.W, data_format), dtype=x.dtype)
+    check_int32(x, y)
+    winner = xp.zeros(y.shape, dtype=np.int32)
+    layout = nhwc(data_format)
+    launch_elementwise(MAX_UNPOOL, f"max_unpool2d_claim<{layout}>", executor, x.size,
+                       (indices, winner, *_sizes(geom)))
+    launch_elementwise(MAX_UNPOOL, f"max_unpool2d_forward<{ctype(x.dtype)}, {layout}>", executor,
+                       x.size, (x, indices, winner, y, *_sizes(geom)))
+    return y
+
+
+def grad_max_unpool2d(geom: Pool2dGeometry, grad_output, x, indices, *, data_format: str,
+                      deterministic: bool, executor: str):
+    xp = xp_for(executor)
+    grad_output = contiguous(xp, grad_output)
+    indices = index_array(xp, indices)
+    check_int32(x, grad_output)
+    grad_input = xp.empty(x.shape, dtype=grad_output.dtype)
+    name = f"max_unpool2d_backward<{ctype(grad_output.dtype)}, {nhwc(data_format)}>"
+    launch_elementwise(MAX_UNPOOL, name, executor, grad_input.size,
+                       (grad_output, indices, grad_input, *_sizes(geom)))
+    return grad_input

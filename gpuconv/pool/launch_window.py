@@ -1,0 +1,156 @@
+"""Launchers of the sliding-window poolings: max_pool2d, avg_pool2d, lp_pool2d, forward and
+backward (kernels/pool/{max_pool,avg_pool,lp_pool}.cu).
+
+Every backward here is a gather (one thread per input element summing the windows that cover it
+in a fixed order), so it is bitwise reproducible in both modes and ``deterministic`` changes
+nothing; no zero-fill pass is needed either.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from .geometry import Pool2dGeometry
+from .launch_common import (BOOLS, TYPES, acc_dtype, acc_scalar, check_int32, contiguous, ctype,
+                            flag, i32, index_array, launch_elementwise, layout_shape, nhwc,
+                            no_indices, register_family, xp_for)
+
+
+# I: the forward writes indices (return_indices, or the backward's recomputation)
+MAX_POOL = register_family("pool/max_pool.cu", "max_pool2d_forward<{T}, {L}, {I}>",
+                   "max_pool2d_backward<{T}, {L}>", T=TYPES, L=BOOLS, I=BOOLS)
+AVG_POOL = register_family("pool/avg_pool.cu", "avg_pool2d_forward<{T}, {L}>",
+                   "avg_pool2d_backward<{T}, {L}>", T=TYPES, L=BOOLS)
+LP_POOL = register_family("pool/lp_pool.cu", "lp_pool2d_forward<{T}, {L}>", "lp_pool2d_scaled<{T}, {L}>",
+                  "lp_pool2d_backward<{T}, {L}>", T=TYPES, L=BOOLS)
+
+
+def _window_args(geom: Pool2dGeometry):
+    return (i32(geom.N), i32(geom.C), i32(geom.H), i32(geom.W), i32(geom.P), i32(geom.Q),
+            i32(geom.R), i32(geom.S), i32(geom.stride_h), i32(geom.stride_w))
+
+
+def _padding_args(geom: Pool2dGeometry):
+    return (i32(geom.pad_h), i32(geom.pad_w))
+
+
+def _dilation_args(geom: Pool2dGeometry):
+    return (i32(geom.dil_h), i32(geom.dil_w))
+
+
+# --------------------------------------------------------------------------------------------
+# max_pool2d
+
+
+def _max_pool_indices(geom, x, data_format, executor):
+    """(values, int64 indices) of max_pool2d for x already contiguous."""
+    xp = xp_for(executor)
+    y = xp.empty(layout_shape(geom.N, geom.C, geom.P, geom.Q, data_format), dtype=x.dtype)
+    indices = xp.empty(y.shape, dtype=np.int64)
+    _max_forward(geom, x, y, indices, data_format, executor)
+    return y, indices
+
+
+def _max_forward(geom, x, y, indices, data_format, executor):
+    name = (f"max_pool2d_forward<{ctype(x.dtype)}, {nhwc(data_format)}, "
+            f"{flag(indices is not None)}>")
+    xp = xp_for(executor)
+    args = (x, y, indices if indices is not None else no_indices(xp), *_window_args(geom),
+            *_padding_args(geom), *_dilation_args(geom))
+    launch_elementwise(MAX_POOL, name, executor, y.size, args)
+
+
+def max_pool2d(geom: Pool2dGeometry, x, *, return_indices: bool, data_format: str, executor: str):
+    xp = xp_for(executor)
+    x = contiguous(xp, x)
+    check_int32(x, geom.N * geom.C * geom.P * geom.Q)
+    y = xp.empty(layout_shape(geom.N, geom.C, geom.P, geom.Q, data_format), dtype=x.dtype)
+    indices = xp.empty(y.shape, dtype=np.int64) if return_indices else None
+    _max_forward(geom, x, y, indices, data_format, executor)
+    return (y, indices) if return_indices else y
+
+
+def grad_max_pool2d(geom: Pool2dGeometry, grad_output, x, *, indices, data_format: str,
+                    deterministic: bool, executor: str):
+    xp = xp_for(executor)
+    x = contiguous(xp, x)
+    check_int32(x, grad_output)
+    if indices is None:
+        indices = _max_pool_indices(geom, x, data_format, executor)[1]
+    else:
+        indices = index_array(xp, indices)
+    grad_output = contiguous(xp, grad_output)
+    grad_input = xp.empty(x.shape, dtype=grad_output.dtype)
+    name = f"max_pool2d_backward<{ctype(grad_output.dtype)}, {nhwc(data_format)}>"
+    launch_elementwise(MAX_POOL, name, executor, grad_input.size,
+                       (grad_output, indices, grad_input, *_window_args(geom),
+                        *_padding_args(geom), *_dilation_args(geom)))
+    return grad_input
+
+
+# --------------------------------------------------------------------------------------------
+# avg_pool2d
+
+
+def _avg_args(count_include_pad: bool, divisor_override):
+    return (i32(1 if count_include_pad else 0), i32(divisor_override or 0))
+
+
+def avg_pool2d(geom: Pool2dGeometry, x, *, count_include_pad: bool, divisor_override,
+               data_format: str, executor: str):
+    xp = xp_for(executor)
+    x = contiguous(xp, x)
+    check_int32(x, geom.N * geom.C * geom.P * geom.Q)
+    y = xp.empty(layout_shape(geom.N, geom.C, geom.P, geom.Q, data_format), dtype=x.dtype)
+    name = f"avg_pool2d_forward<{ctype(x.dtype)}, {nhwc(data_format)}>"
+    launch_elementwise(AVG_POOL, name, executor, y.size,
+                       (x, y, *_window_args(geom), *_padding_args(geom),
+                        *_avg_args(count_include_pad, divisor_override)))
+    return y
+
+
+def grad_avg_pool2d(geom: Pool2dGeometry, grad_output, x, *, count_include_pad: bool,
+                    divisor_override, data_format: str, deterministic: bool, executor: str):
+    xp = xp_for(executor)
+    grad_output = contiguous(xp, grad_output)
+    check_int32(x, grad_output)
+    grad_input = xp.empty(layout_shape(geom.N, geom.C, geom.H, geom.W, data_format),
+                          dtype=grad_output.dtype)
+    name = f"avg_pool2d_backward<{ctype(grad_output.dtype)}, {nhwc(data_format)}>"
+    launch_elementwise(AVG_POOL, name, executor, grad_input.size,
+                       (grad_output, grad_input, *_window_args(geom), *_padding_args(geom),
+                        *_avg_args(count_include_pad, divisor_override)))
+    return grad_input
+
+
+# --------------------------------------------------------------------------------------------
+# lp_pool2d (no padding: geometry gives pad 0, dilation 1)
+
+
+def lp_pool2d(geom: Pool2dGeometry, x, *, norm_type: float, data_format: str, executor: str):
+    xp = xp_for(executor)
+    x = contiguous(xp, x)
+    check_int32(x, geom.N * geom.C * geom.P * geom.Q)
+    y = xp.empty(layout_shape(geom.N, geom.C, geom.P, geom.Q, data_format), dtype=x.dtype)
+    name = f"lp_pool2d_forward<{ctype(x.dtype)}, {nhwc(data_format)}>"
+    launch_elementwise(LP_POOL, name, executor, y.size,
+                       (x, y, *_window_args(geom), acc_scalar(x.dtype, norm_type)))
+    return y
+
+
+def grad_lp_pool2d(geom: Pool2dGeometry, grad_output, x, *, norm_type: float, data_format: str,
+                   deterministic: bool, executor: str):
+    xp = xp_for(executor)
+    x = contiguous(xp, x)
+    grad_output = contiguous(xp, grad_output)
+    check_int32(x, grad_output)
+    dtype, layout = ctype(x.dtype), nhwc(data_format)
+    p = acc_scalar(x.dtype, norm_type)
+    # first pass: each window's f * R*S in the accumulator type
+    scaled = xp.empty(grad_output.shape, dtype=acc_dtype(x.dtype))
+    launch_elementwise(LP_POOL, f"lp_pool2d_scaled<{dtype}, {layout}>", executor, scaled.size,
+                       (x, scaled, *_window_args(geom), p))
+    grad_input = xp.empty(x.shape, dtype=x.dtype)
+    launch_elementwise(LP_POOL, f"lp_pool2d_backward<{dtype}, {layout}>", executor,
+                       grad_input.size,
+                       (grad_output, x, scaled, grad_input, *_window_args(geom), p))
+    return grad_input
