@@ -1,0 +1,90 @@
+"""Where a run happened: device, driver, CUDA and library versions, git commit (for the JSON)."""
+from __future__ import annotations
+
+import importlib.metadata
+import os
+import platform
+import subprocess
+import sys
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+LIBRARIES = ("gpuconv", "numpy", "cupy", "cupy-cuda12x", "cupy-cuda13x", "torch", "torchvision",
+             "ml_dtypes", "matplotlib", "pytest-benchmark")
+
+
+def library_versions() -> dict[str, str]:
+    out = {}
+    for name in LIBRARIES:
+        try:
+            out[name] = importlib.metadata.version(name)
+        except importlib.metadata.PackageNotFoundError:
+            continue
+    return out
+
+
+def git_state() -> dict:
+    def git(*args):
+        return subprocess.run(["git", "-C", str(REPO), *args], capture_output=True, text=True,
+                              timeout=10).stdout.strip()
+    try:
+        commit = git("rev-parse", "HEAD")
+        dirty = bool(git("status", "--porcelain", "--untracked-files=no"))
+    except (OSError, subprocess.SubprocessError):
+        commit, dirty = "", False
+    return {"commit": commit or "unknown", "dirty": dirty}
+
+
+def cpu_info() -> dict:
+    return {"machine": platform.machine(), "processor": platform.processor() or platform.machine(),
+            "cores": os.cpu_count()}
+
+
+def gpu_info() -> dict:
+    import cupy
+    rt = cupy.cuda.runtime
+    device = cupy.cuda.Device()
+    props = rt.getDeviceProperties(device.id)
+    name = props["name"]
+    info = {
+        "name": name.decode() if isinstance(name, bytes) else str(name),
+        "compute_capability": device.compute_capability,
+        "memory_GiB": round(props["totalGlobalMem"] / 2**30, 1),
+        "sm_count": props["multiProcessorCount"],
+        "l2_MiB": round(props["l2CacheSize"] / 2**20, 1),
+        "driver_api_version": rt.driverGetVersion(),
+        "cuda_runtime_version": rt.runtimeGetVersion(),
+    }
+    try:
+        smi = subprocess.run(["nvidia-smi", "--query-gpu=driver_version,clocks.max.sm",
+                              "--format=csv,noheader", "-i", str(device.id)],
+                             capture_output=True, text=True, timeout=20).stdout.strip()
+        if smi:
+            info["driver_version"], info["max_sm_clock"] = [v.strip() for v in smi.split(",")][:2]
+    except (OSError, subprocess.SubprocessError, ValueError):
+        pass
+    try:
+        import torch
+        info["torch_cuda"] = torch.version.cuda
+        info["cudnn_version"] = torch.backends.cudnn.version()
+    except ImportError:
+        pass
+    return info
+
+
+def gpu_present() -> bool:
+    try:
+        import cupy
+        return cupy.cuda.runtime.getDeviceCount() > 0
+    except Exception:  # no CuPy, no driver, or no device: all mean "no GPU here"
+        return False
+
+
+def collect(mode: str) -> dict:
+    env = {"python": sys.version.split()[0], "platform": platform.platform(),
+           "cpu": cpu_info(), "libraries": library_versions(), "git": git_state()}
+    if mode == "gpu":
+        env["device"] = gpu_info()
+    else:
+        env["device"] = {"name": f"CPU ({env['cpu']['processor']}, {env['cpu']['cores']} cores)"}
+    return env

@@ -1,0 +1,223 @@
+"""The gpuconv side of a case: its random inputs and the public-API call that computes it.
+
+Only the public API is used (api.md): ``gpuconv.conv2d``, ``gpuconv.grad.conv2d_input`` and
+``conv2d_weight`` with ``algorithm=``, the pooling and ROI functions and their ``gpuconv.grad``
+twins. Functions are looked up at call time, so kernels that land while the team works are
+picked up without touching the bench.
+"""
+from __future__ import annotations
+
+import inspect
+from dataclasses import dataclass
+from typing import Any, Callable
+
+import numpy as np
+
+from .geometry import ConvShape, PoolShape, RoiShape
+from .suites import Case
+
+POOL_FUNCTIONS = {"max": "max_pool2d", "avg": "avg_pool2d", "global_avg": "global_avg_pool2d",
+                  "global_max": "global_max_pool2d", "adaptive_avg": "adaptive_avg_pool2d",
+                  "adaptive_max": "adaptive_max_pool2d"}
+
+
+class Unavailable(Exception):
+    """gpuconv does not provide this operation (yet)."""
+
+
+class NotApplicable(Exception):
+    """This variant cannot run this case by design (not a failure)."""
+
+
+def numpy_dtype(name: str) -> np.dtype:
+    if name == "bfloat16":
+        import ml_dtypes  # noqa: F401  (registers numpy's "bfloat16")
+    return np.dtype(name)
+
+
+def gpuconv_function(path: str) -> Callable:
+    """``"conv2d"`` -> gpuconv.conv2d, ``"grad.conv2d_input"`` -> gpuconv.grad.conv2d_input."""
+    import gpuconv
+    obj: Any = gpuconv
+    for part in path.split("."):
+        obj = getattr(obj, part, None)
+        if obj is None:
+            raise Unavailable(f"gpuconv.{path} does not exist yet")
+    return obj
+
+
+def conv_algorithms() -> tuple[str, ...]:
+    """"auto" plus every name in gpuconv.conv_algorithms (only "auto" while that is missing)."""
+    import gpuconv
+    names = tuple(getattr(gpuconv, "conv_algorithms", ()) or ())
+    return ("auto",) + tuple(n for n in names if n != "auto")
+
+
+def _takes_keyword(fn: Callable, name: str) -> bool:
+    try:
+        params = inspect.signature(fn).parameters.values()
+    except (TypeError, ValueError):
+        return True
+    return any(p.name == name or p.kind is p.VAR_KEYWORD for p in params)
+
+
+# ---- inputs -------------------------------------------------------------------------------
+
+@dataclass
+class Inputs:
+    """A case's data, NCHW (``*_nchw``, what the baselines get) and in the case's layout."""
+    xp: Any
+    x_nchw: Any = None
+    x: Any = None            # in the case's layout
+    w: Any = None
+    dy_nchw: Any = None
+    dy: Any = None           # in the case's layout
+    boxes: Any = None        # (K, 5) in the data dtype, on the data's device
+    boxes_host: np.ndarray | None = None
+
+
+def random_array(xp, shape, dtype: str, seed: int):
+    """Standard-normal data (never zeros: perf.md) in the dtype, made on xp's device."""
+    if xp is np:
+        data = np.random.default_rng(seed).standard_normal(shape, dtype=np.float32)
+    else:
+        data = xp.random.default_rng(seed).standard_normal(shape, dtype=xp.float32)
+    return data.astype(numpy_dtype(dtype))
+
+
+def random_boxes(shape: RoiShape, seed: int, huge: bool) -> np.ndarray:
+    """(K, 5) rows [batch_index, x1, y1, x2, y2] inside the input image (map size / scale).
+
+    Boxes span 5-50% of the image side, as detector proposals do; ``huge`` (cases with only a
+    few boxes, like the adaptive-sampling case of the shape list) spans 60-100%.
+    """
+    rng = np.random.default_rng(seed)
+    img_h, img_w = shape.H / shape.spatial_scale, shape.W / shape.spatial_scale
+    low, high = (0.6, 1.0) if huge else (0.05, 0.5)
+    frac_w, frac_h = rng.uniform(low, high, shape.rois), rng.uniform(low, high, shape.rois)
+    x1 = rng.uniform(0, 1, shape.rois) * img_w * (1 - frac_w)
+    y1 = rng.uniform(0, 1, shape.rois) * img_h * (1 - frac_h)
+    batch = rng.integers(0, shape.N, shape.rois)
+    return np.stack([batch, x1, y1, x1 + frac_w * img_w, y1 + frac_h * img_h], axis=1)
+
+
+def to_layout(xp, a_nchw, layout: str):
+    return a_nchw if layout == "NCHW" else xp.ascontiguousarray(a_nchw.transpose(0, 2, 3, 1))
+
+
+def to_nchw(xp, a, layout: str):
+    return a if layout == "NCHW" else a.transpose(0, 3, 1, 2)
+
+
+def make_inputs(case: Case, xp, seed: int) -> Inputs:
+    shape, d = case.layer.shape, case.direction
+    inp = Inputs(xp)
+    needs_x = not (isinstance(shape, ConvShape) and d == "data_grad")
+    if needs_x:
+        inp.x_nchw = random_array(xp, shape.input_shape, case.dtype, seed)
+        inp.x = to_layout(xp, inp.x_nchw, case.layout)
+    if isinstance(shape, ConvShape) and d != "weight_grad":
+        inp.w = random_array(xp, shape.weight_shape, case.dtype, seed + 1)
+    if d != "forward":
+        inp.dy_nchw = random_array(xp, shape.output_shape, case.dtype, seed + 2)
+        inp.dy = to_layout(xp, inp.dy_nchw, case.layout)
+    if isinstance(shape, RoiShape):
+        original = case.layer.original or shape
+        inp.boxes_host = random_boxes(shape, seed + 3, huge=original.rois <= 16)
+        inp.boxes = xp.asarray(inp.boxes_host.astype(numpy_dtype(case.dtype)))
+    return inp
+
+
+# ---- the gpuconv call ---------------------------------------------------------------------
+
+def gpuconv_runner(case: Case, inp: Inputs, algorithm: str | None) -> Callable[[], Any]:
+    """A no-argument callable computing the case with gpuconv; its result is in the case's
+    layout. ``algorithm`` None calls without ``algorithm=`` (the reference, pooling, ROI).
+
+    Raises Unavailable / NotApplicable when the call cannot be made at all.
+    """
+    shape = case.layer.shape
+    if isinstance(shape, ConvShape):
+        return _conv_runner(case, inp, algorithm)
+    if isinstance(shape, PoolShape):
+        return _pool_runner(case, inp)
+    return _roi_runner(case, inp)
+
+
+def _conv_runner(case: Case, inp: Inputs, algorithm: str | None):
+    s: ConvShape = case.layer.shape
+    geometry = dict(stride=s.stride, padding=s.pad, dilation=s.dilation, groups=s.groups)
+    if case.layout != "NCHW":
+        geometry["data_format"] = case.layout
+    if case.direction == "forward":
+        fn = gpuconv_function("conv2d")
+        args = (inp.x, inp.w)
+    elif case.direction == "data_grad":
+        fn = gpuconv_function("grad.conv2d_input")
+        n, c, h, w = s.input_shape
+        args = ((n, c, h, w) if case.layout == "NCHW" else (n, h, w, c), inp.w, inp.dy)
+    else:
+        fn = gpuconv_function("grad.conv2d_weight")
+        args = (inp.x, s.weight_shape, inp.dy)
+    if algorithm is not None:
+        if _takes_keyword(fn, "algorithm"):
+            geometry["algorithm"] = algorithm
+        elif algorithm != "auto":
+            raise NotApplicable(f"{fn.__module__}.{fn.__name__} takes no algorithm= argument")
+    return lambda: fn(*args, **geometry)
+
+
+def _pool_runner(case: Case, inp: Inputs):
+    s: PoolShape = case.layer.shape
+    name = POOL_FUNCTIONS[s.op]
+    if s.op in ("max", "avg"):
+        params = dict(kernel_size=s.kernel, stride=s.stride, padding=s.pad, ceil_mode=s.ceil_mode)
+    elif s.op.startswith("adaptive"):
+        params = dict(output_size=s.output_size)
+    else:
+        params = {}
+    layout = {} if case.layout == "NCHW" else {"data_format": case.layout}
+    forward = gpuconv_function(name)
+    if case.direction == "forward":
+        return lambda: forward(inp.x, **params, **layout)
+    backward = gpuconv_function(f"grad.{name}")
+    if s.op not in ("max", "adaptive_max"):
+        return lambda: backward(inp.dy, inp.x, **params, **layout)
+    # Max pooling: hand over the forward's indices, as PyTorch's backward gets them. They are
+    # computed on the first call, which runs inside the variant's executor context.
+    saved = {}
+
+    def run():
+        if "indices" not in saved:
+            saved["indices"] = forward(inp.x, **params, return_indices=True, **layout)[1]
+        return backward(inp.dy, inp.x, **params, indices=saved["indices"], **layout)
+    return run
+
+
+def _roi_runner(case: Case, inp: Inputs):
+    s: RoiShape = case.layer.shape
+    params = dict(output_size=s.output_size, spatial_scale=s.spatial_scale)
+    if s.op == "roi_align":
+        params.update(sampling_ratio=s.sampling_ratio, aligned=s.aligned)
+    if case.direction == "forward":
+        fn = gpuconv_function(s.op)
+        return lambda: fn(inp.x, inp.boxes, **params)
+    fn = gpuconv_function(f"grad.{s.op}")
+    return lambda: fn(inp.dy, inp.x, inp.boxes, **params)
+
+
+def output_nchw(case: Case, inp: Inputs, out):
+    """A gpuconv result in the NCHW layout the checks compare in (weights are always KCRS)."""
+    if case.direction == "weight_grad":
+        return out
+    return to_nchw(inp.xp, out, case.layout)
+
+
+def to_host(inp: Inputs) -> Inputs:
+    """The same inputs as NumPy arrays (for the NumPy reference as a GPU run's last-resort oracle)."""
+    import cupy
+    host = Inputs(np, boxes_host=inp.boxes_host)
+    for name in ("x_nchw", "x", "w", "dy_nchw", "dy", "boxes"):
+        value = getattr(inp, name)
+        setattr(host, name, None if value is None else cupy.asnumpy(value))
+    return host

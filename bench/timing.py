@@ -1,0 +1,117 @@
+"""Clocks and the interleaved measurement loop.
+
+On a GPU every launch is timed by a pair of CUDA events on the stream the work runs on, with the
+L2 cache flushed before each launch (a memset of a buffer twice the L2 size, enqueued before the
+start event, so it is not timed and also hides the host's launch latency). On the CPU a
+``perf_counter`` pair brackets each call; caches are not flushed (stated in the report).
+
+``measure_interleaved`` takes every variant of one case through the same rounds, rotating the
+order each round, so that clock and thermal drift fall on all of them alike; the statistic is
+the median of all runs.
+"""
+from __future__ import annotations
+
+import contextlib
+import statistics
+import time
+from dataclasses import dataclass, field
+from typing import Callable, ContextManager
+
+
+@dataclass(frozen=True)
+class TimingPlan:
+    warmup: int          # untimed calls after the first (checked) call
+    rounds: int          # interleaved rounds
+    runs_per_round: int  # timed calls of one variant per round
+
+    @property
+    def runs(self) -> int:
+        return self.rounds * self.runs_per_round
+
+
+GPU_PLAN = TimingPlan(warmup=3, rounds=5, runs_per_round=10)
+GPU_QUICK_PLAN = TimingPlan(warmup=2, rounds=3, runs_per_round=5)
+CPU_PLAN = TimingPlan(warmup=1, rounds=3, runs_per_round=2)
+CPU_QUICK_PLAN = TimingPlan(warmup=0, rounds=3, runs_per_round=1)
+
+
+class CpuClock:
+    description = "perf_counter around each call; CPU caches not flushed"
+
+    def measure(self, fn: Callable[[], object], runs: int) -> list[float]:
+        times = []
+        for _ in range(runs):
+            start = time.perf_counter()
+            fn()
+            times.append(time.perf_counter() - start)
+        return times
+
+
+class CudaEventClock:
+    """CUDA events on CuPy's current stream, which must be the stream torch uses too (the
+    runner checks that both are the legacy default stream)."""
+
+    def __init__(self, flush_l2: bool = True):
+        import cupy
+        self._cupy = cupy
+        device = cupy.cuda.Device()
+        self.l2_bytes = int(cupy.cuda.runtime.getDeviceProperties(device.id)["l2CacheSize"])
+        self.flush_bytes = 2 * self.l2_bytes if flush_l2 else 0
+        self._flush = cupy.empty(self.flush_bytes, dtype=cupy.uint8) if flush_l2 else None
+
+    @property
+    def description(self) -> str:
+        if self._flush is None:
+            return "CUDA events per launch; L2 NOT flushed (warm cache)"
+        return (f"CUDA events per launch; L2 flushed before each launch by a "
+                f"{self.flush_bytes / 2**20:.0f} MiB memset (2x the {self.l2_bytes / 2**20:.0f} MiB L2)")
+
+    def measure(self, fn: Callable[[], object], runs: int) -> list[float]:
+        cupy = self._cupy
+        starts = [cupy.cuda.Event() for _ in range(runs)]
+        ends = [cupy.cuda.Event() for _ in range(runs)]
+        for start, end in zip(starts, ends):
+            if self._flush is not None:
+                self._flush.fill(0)
+            start.record()
+            fn()
+            end.record()
+        ends[-1].synchronize()
+        return [cupy.cuda.get_elapsed_time(s, e) * 1e-3 for s, e in zip(starts, ends)]
+
+
+@dataclass
+class Timed:
+    """One variant as the measurement loop sees it."""
+    name: str
+    run: Callable[[], object]
+    context: Callable[[], ContextManager] = contextlib.nullcontext
+    times: list[float] = field(default_factory=list)
+    error: BaseException | None = None       # raised while warming up or timing: dropped
+
+
+def measure_interleaved(variants: list[Timed], clock, plan: TimingPlan) -> None:
+    """Fill each variant's ``times``: ``plan.rounds`` rounds, the order rotated every round.
+
+    A variant that raises is dropped from later rounds with its exception kept in ``error``;
+    the others go on.
+    """
+    def attempt(v: Timed, work: Callable[[], None]) -> None:
+        if v.error is not None:
+            return
+        try:
+            with v.context():
+                work()
+        except Exception as exc:  # kept on the variant and reported by the runner
+            v.error = exc
+
+    for v in variants:
+        attempt(v, lambda v=v: [v.run() for _ in range(plan.warmup)])
+    for r in range(plan.rounds):
+        shift = r % len(variants) if variants else 0
+        for v in variants[shift:] + variants[:shift]:
+            attempt(v, lambda v=v: v.times.extend(clock.measure(v.run, plan.runs_per_round)))
+
+
+def median(times: list[float]) -> float:
+    return statistics.median(times)

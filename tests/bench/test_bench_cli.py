@@ -1,0 +1,193 @@
+"""``python -m bench`` end to end in its no-GPU mode (NumPy reference + CPU executor, reduced
+shapes), and how it records what a gpuconv call does: agree, disagree, raise."""
+import contextlib
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+import gpuconv
+from bench.__main__ import main
+from bench.environment import REPO
+
+TINY = ["--executor", "cpu", "--quick", "--no-progress",
+        "--suite", "resnet50_b1,pooling,roi", "--layers", r"l1\.conv2|vgga\.pool1|mask head"]
+STATUSES = {"ok", "unchecked", "unavailable", "not-applicable", "mismatch", "error"}
+
+
+def run(tmp_path, *extra):
+    code = main([*TINY, "--out", str(tmp_path), *extra])
+    return code, json.loads((tmp_path / "results.json").read_text())
+
+
+def results(doc, name):
+    return [e for case in doc["cases"] for e in case["results"] if e["name"] == name]
+
+
+def test_tiny_suite_end_to_end_writes_json_summary_and_plots(tmp_path, capsys):
+    # "auto" only: every algorithm's kernels are the kernel tests' business, and each one
+    # costs a simulator build here.
+    code, doc = run(tmp_path, "--direction", "fwd,dgrad,wgrad", "--algorithm", "auto")
+    out = capsys.readouterr().out
+    assert code == 0, doc["failures"]
+    assert doc["mode"] == "cpu" and doc["executors"] == ["cpu-simulator", "cpu-reference"]
+    assert "say nothing about GPU speed" in doc["note"]
+    assert "CPU TIMINGS" in out.splitlines()[0] and "CPU TIMINGS" in out.splitlines()[-2]
+    ids = [c["id"] for c in doc["cases"]]
+    assert len(ids) == 7            # conv x 3 directions, pool x 2, roi x 2
+    for case in doc["cases"]:
+        assert case["reduced"] and case["original_shape"]["N"] >= case["shape"]["N"]
+        assert case["flops"] > 0 and case["bytes"] > 0 and case["floor_s"] > 0
+        ref = case["results"][0]
+        assert ref["name"] == "reference" and ref["executor"] == "cpu-reference"
+        assert ref["status"] == "ok" and ref["time_s"] > 0 and 0 < ref["roofline_fraction"]
+        for e in case["results"][1:]:
+            assert e["kind"] == "gpuconv" and e["executor"] == "cpu-simulator"
+            assert e["status"] in STATUSES - {"mismatch", "error"}, e
+    conv = [c for c in doc["cases"] if c["op"] == "conv"][0]
+    assert [e["name"] for e in conv["results"][1:]] == ["gpuconv:auto"]
+    env = doc["environment"]
+    assert env["git"]["commit"] and "numpy" in env["libraries"]
+    assert doc["ceilings"]["float32"]["bandwidth"] > 0 and doc["ceilings"]["float32"]["peak_flops"] > 0
+    assert (tmp_path / "summary.md").read_text().startswith("## gpuconv bench -- CPU TIMINGS")
+    pytest.importorskip("matplotlib")
+    pngs = sorted(p.name for p in tmp_path.glob("*.png"))
+    assert pngs == ["ratio_conv.dense.png", "ratio_pool.max.png", "ratio_roi.align.png", "roofline.png"]
+    assert all((tmp_path / p).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" for p in pngs)
+
+
+class FakeKernels:
+    """Stands in for the CPU executor: ``gpuconv.simulate`` flips a flag, and ``gpuconv.conv2d``
+    behaves as told while it is set (the reference answers outside it)."""
+
+    def __init__(self, monkeypatch, behaviour):
+        self.simulating = False
+        real = gpuconv.conv2d
+
+        @contextlib.contextmanager
+        def simulate(*args, **kwargs):
+            self.simulating = True
+            try:
+                yield
+            finally:
+                self.simulating = False
+
+        def conv2d(*args, **kwargs):
+            return behaviour(real, *args, **kwargs) if self.simulating else real(*args, **kwargs)
+
+        monkeypatch.setattr(gpuconv, "simulate", simulate)
+        monkeypatch.setattr(gpuconv, "conv2d", conv2d)
+
+
+CONV_ONLY = ["--suite", "resnet50_b1", "--layers", r"l1\.conv2"]
+
+
+def test_agreeing_kernels_are_timed_and_compared(tmp_path, monkeypatch):
+    FakeKernels(monkeypatch, lambda real, *a, **k: real(*a, **k))
+    code, doc = run(tmp_path, *CONV_ONLY, "--no-plots")
+    assert code == 0 and not doc["failures"]
+    (case,) = doc["cases"]
+    ref = case["results"][0]
+    for e in case["results"][1:]:
+        assert e["status"] == "ok" and e["max_rel_error"] == 0.0
+        assert e["runs"] == doc["config"]["plan"]["rounds"] * doc["config"]["plan"]["runs_per_round"]
+        assert e["ratios"]["reference"] == pytest.approx(ref["time_s"] / e["time_s"])
+    rows = {r["variant"]: r for r in doc["summary"]}
+    assert set(rows) == {"gpuconv:best", *(e["name"] for e in case["results"][1:])}
+    assert rows["gpuconv:auto"]["family"] == "conv.dense" and rows["gpuconv:auto"]["cases"] == 1
+    best = min(e["time_s"] for e in case["results"][1:])
+    assert rows["gpuconv:best"]["geomean_ratio"] == pytest.approx(ref["time_s"] / best)
+
+
+def test_a_wrong_result_is_flagged_not_timed_and_fails_the_run(tmp_path, monkeypatch, capsys):
+    FakeKernels(monkeypatch, lambda real, *a, **k: real(*a, **k) * 1.01)
+    code, doc = run(tmp_path, *CONV_ONLY, "--no-plots")
+    assert code == 1
+    gpu = results(doc, "gpuconv:auto")[0]
+    assert gpu["status"] == "mismatch" and gpu["time_s"] is None
+    assert gpu["max_rel_error"] == pytest.approx(0.01, rel=1e-3)
+    assert {f["variant"] for f in doc["failures"]} == {
+        f"gpuconv:{a}" for a in ("auto", *gpuconv.conv_algorithms)}
+    assert "FAILURES" in capsys.readouterr().out
+
+
+def test_an_unexpected_exception_is_an_error(tmp_path, monkeypatch):
+    def broken(real, *a, **k):
+        raise ValueError("x must be 4-D")
+    FakeKernels(monkeypatch, broken)
+    code, doc = run(tmp_path, *CONV_ONLY, "--no-plots")
+    assert code == 1
+    assert results(doc, "gpuconv:auto")[0]["status"] == "error"
+    # "auto" rejected the arguments, so a forced algorithm's ValueError is an error too
+    assert results(doc, "gpuconv:direct")[0]["status"] == "error"
+
+
+def test_a_forced_algorithm_that_cannot_run_the_case_is_not_applicable(tmp_path, monkeypatch):
+    def picky(real, *a, **k):
+        if k.get("algorithm") == "depthwise":
+            raise ValueError("algorithm='depthwise' needs groups == C")
+        return real(*a, **k)
+    FakeKernels(monkeypatch, picky)
+    code, doc = run(tmp_path, *CONV_ONLY, "--no-plots")
+    assert code == 0
+    entry = results(doc, "gpuconv:depthwise")[0]
+    assert entry["status"] == "not-applicable" and "groups == C" in entry["reason"]
+    assert results(doc, "gpuconv:auto")[0]["status"] == "ok"
+
+
+def test_missing_kernels_are_unavailable_and_the_suite_goes_on(tmp_path, monkeypatch):
+    def missing(real, *a, **k):
+        raise NotImplementedError("conv kernels not written yet")
+    FakeKernels(monkeypatch, missing)
+    code, doc = run(tmp_path, *CONV_ONLY, "--no-plots")
+    assert code == 0
+    assert {e["status"] for e in results(doc, "gpuconv:auto")} == {"unavailable"}
+    assert doc["summary"] == []
+
+
+def test_command_line(tmp_path):
+    listed = subprocess.run([sys.executable, "-m", "bench", "--list"], cwd=REPO,
+                            capture_output=True, text=True, timeout=60)
+    assert listed.returncode == 0 and "resnet50_b32" in listed.stdout and "groups:" in listed.stdout
+    bad = subprocess.run([sys.executable, "-m", "bench", "--dtype", "int8"], cwd=REPO,
+                         capture_output=True, text=True, timeout=60)
+    assert bad.returncode == 2 and "--dtype must be one of" in bad.stderr
+    quick = subprocess.run([sys.executable, "-m", "bench", "--quick", "--executor", "cpu",
+                            "--suite", "roi", "--no-plots", "--out", str(tmp_path)],
+                           cwd=REPO, capture_output=True, text=True, timeout=120)
+    assert quick.returncode == 0, quick.stdout + quick.stderr
+    assert (tmp_path / "results.json").is_file()
+
+
+def test_a_bench_crash_is_recorded_as_a_failure_and_the_run_goes_on(tmp_path, monkeypatch):
+    import bench.runner
+    real = bench.runner.make_inputs
+
+    def crash_on_pooling(case, xp, seed):
+        if case.layer.op == "pool":
+            raise RuntimeError("bench bug")
+        return real(case, xp, seed)
+    monkeypatch.setattr(bench.runner, "make_inputs", crash_on_pooling)
+    code, doc = run(tmp_path, "--no-plots")
+    assert code == 1
+    (failure,) = doc["failures"]
+    assert failure["variant"] == "bench" and "RuntimeError: bench bug" in failure["reason"]
+    assert {c["op"] for c in doc["cases"]} == {"conv", "pool", "roi"}
+
+
+def test_gpuconv_simulate_in_the_environment_is_lifted_for_the_run_and_restored(tmp_path, monkeypatch):
+    monkeypatch.setenv("GPUCONV_SIMULATE", "1")
+    seen = []
+    real = gpuconv.conv2d
+
+    def conv2d(*a, **k):
+        seen.append(os.environ.get("GPUCONV_SIMULATE"))
+        return real(*a, **k)
+    monkeypatch.setattr(gpuconv, "conv2d", conv2d)
+    code, doc = run(tmp_path, *CONV_ONLY, "--no-plots")
+    assert code == 0 and seen and set(seen) == {None}
+    assert results(doc, "reference")[0]["status"] == "ok"
+    assert any("GPUCONV_SIMULATE" in n for n in doc["notes"])
+    assert os.environ["GPUCONV_SIMULATE"] == "1"
