@@ -8,11 +8,17 @@ sums the windows or bins that cover it, in a fixed order), so ``deterministic`` 
 changes nothing here; max_unpool2d's forward resolves repeated indices with an integer atomicMax,
 whose result does not depend on the order.
 """
-from .launch_adaptive import (adaptive_avg_pool2d, adaptive_max_pool2d,  # noqa: F401
+from .launch_adaptive import (adaptive_avg_pool2d, adaptive_max_pool2d,
                               grad_adaptive_avg_pool2d, grad_adaptive_max_pool2d,
                               grad_spatial_pyramid_pool2d, spatial_pyramid_pool2d)
-from .launch_global import (global_avg_pool2d, global_max_pool2d,  # noqa: F401
+from .launch_global import (global_avg_pool2d, global_max_pool2d,
                             grad_global_avg_pool2d, grad_global_max_pool2d)
-from .launch_unpool import grad_max_unpool2d, max_unpool2d  # noqa: F401
-from .launch_window import (avg_pool2d, grad_avg_pool2d, grad_lp_pool2d,  # noqa: F401
+from .launch_unpool import grad_max_unpool2d, max_unpool2d
+from .launch_window import (avg_pool2d, grad_avg_pool2d, grad_lp_pool2d,
                             grad_max_pool2d, lp_pool2d, max_pool2d)
+
+__all__ = ["max_pool2d", "avg_pool2d", "lp_pool2d", "adaptive_avg_pool2d", "adaptive_max_pool2d",
+           "global_avg_pool2d", "global_max_pool2d", "spatial_pyramid_pool2d", "max_unpool2d",
+           "grad_max_pool2d", "grad_avg_pool2d", "grad_lp_pool2d", "grad_adaptive_avg_pool2d",
+           "grad_adaptive_max_pool2d", "grad_global_avg_pool2d", "grad_global_max_pool2d",
+           "grad_spatial_pyramid_pool2d", "grad_max_unpool2d"]

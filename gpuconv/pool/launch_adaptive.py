@@ -64,8 +64,8 @@ def adaptive_avg_pool2d(geom: AdaptivePool2dGeometry, x, *, data_format: str, ex
     x = contiguous(xp, x)
     check_int32(x, geom.N * geom.C * geom.P * geom.Q)
     y = xp.empty(layout_shape(geom.N, geom.C, geom.P, geom.Q, data_format), dtype=x.dtype)
-    launch_elementwise(ADAPTIVE_POOL, f"adaptive_avg_pool2d_forward<{ctype(x.dtype)}, {nhwc(data_format)}>",
-                       executor, y.size, (x, y, *_sizes(geom)))
+    name = f"adaptive_avg_pool2d_forward<{ctype(x.dtype)}, {nhwc(data_format)}>"
+    launch_elementwise(ADAPTIVE_POOL, name, executor, y.size, (x, y, *_sizes(geom)))
     return y
 
 

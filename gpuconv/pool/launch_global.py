@@ -16,7 +16,8 @@ from .launch_common import (BOOLS, MAX_BLOCKS, TYPES, acc_dtype, check_int32, co
 
 # M: max (else average); I: write the argmax (max only)
 GLOBAL_POOL = register_family(
-    "pool/global_pool.cu", "global_pool2d_nchw<{T}, false, false>", "global_pool2d_nchw<{T}, true, {I}>",
+    "pool/global_pool.cu",
+    "global_pool2d_nchw<{T}, false, false>", "global_pool2d_nchw<{T}, true, {I}>",
     "global_pool2d_nhwc<{T}, false, false>", "global_pool2d_nhwc<{T}, true, {I}>",
     "global_avg_pool2d_backward<{T}, {L}>", "global_max_pool2d_backward<{T}, {L}>",
     T=TYPES, I=BOOLS, L=BOOLS)
@@ -92,7 +93,8 @@ def grad_global_avg_pool2d(geom: AdaptivePool2dGeometry, grad_output, x, *, data
     grad_input = xp.empty(x.shape, dtype=grad_output.dtype)
     name = f"global_avg_pool2d_backward<{ctype(grad_output.dtype)}, {nhwc(data_format)}>"
     launch_elementwise(GLOBAL_POOL, name, executor, grad_input.size,
-                       (grad_output, grad_input, i32(geom.N), i32(geom.C), i32(geom.H), i32(geom.W)))
+                       (grad_output, grad_input, i32(geom.N), i32(geom.C), i32(geom.H),
+                        i32(geom.W)))
     return grad_input
 
 

@@ -17,11 +17,12 @@ from .launch_common import (BOOLS, TYPES, acc_dtype, acc_scalar, check_int32, co
 
 # I: the forward writes indices (return_indices, or the backward's recomputation)
 MAX_POOL = register_family("pool/max_pool.cu", "max_pool2d_forward<{T}, {L}, {I}>",
-                   "max_pool2d_backward<{T}, {L}>", T=TYPES, L=BOOLS, I=BOOLS)
+                           "max_pool2d_backward<{T}, {L}>", T=TYPES, L=BOOLS, I=BOOLS)
 AVG_POOL = register_family("pool/avg_pool.cu", "avg_pool2d_forward<{T}, {L}>",
-                   "avg_pool2d_backward<{T}, {L}>", T=TYPES, L=BOOLS)
-LP_POOL = register_family("pool/lp_pool.cu", "lp_pool2d_forward<{T}, {L}>", "lp_pool2d_scaled<{T}, {L}>",
-                  "lp_pool2d_backward<{T}, {L}>", T=TYPES, L=BOOLS)
+                           "avg_pool2d_backward<{T}, {L}>", T=TYPES, L=BOOLS)
+LP_POOL = register_family("pool/lp_pool.cu", "lp_pool2d_forward<{T}, {L}>",
+                          "lp_pool2d_scaled<{T}, {L}>", "lp_pool2d_backward<{T}, {L}>",
+                          T=TYPES, L=BOOLS)
 
 
 def _window_args(geom: Pool2dGeometry):

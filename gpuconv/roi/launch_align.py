@@ -1,0 +1,98 @@
+"""Launchers of roi_align, forward and backward (kernels/roi/roi_align.cu,
+kernels/roi/roi_align_gather.cu).
+
+Backward modes:
+- default: torchvision's scatter, every sample's four bilinear weights added with atomicAdd
+  (float atomics; into a float32 scratch buffer for half types, rounded once at the end);
+- ``deterministic=True``: the gather kernel, each input element summing its contributions in a
+  fixed order; no atomics, bitwise identical run to run.
+"""
+from __future__ import annotations
+
+from ..pool.launch_common import (BLOCK, BOOLS, MAX_BLOCKS, TYPES, acc_dtype, acc_scalar,
+                                  check_int32, contiguous, ctype, i32, launch, nhwc,
+                                  register_family, xp_for)
+from .geometry import RoiGeometry
+from .launch_accumulator import accumulate_to
+
+ROI_ALIGN = register_family("roi/roi_align.cu", "roi_align_forward<{T}, {L}>",
+                            "roi_align_backward_atomic<{T}, {L}>", T=TYPES, L=BOOLS)
+ROI_ALIGN_GATHER = register_family("roi/roi_align_gather.cu",
+                                   "roi_align_backward_gather<{T}, {L}>", T=TYPES, L=BOOLS)
+
+# Threads the forward and atomic backward aim for: several waves of a large GPU (an H100 holds
+# 132 x 2048 threads). Below it, lanes of a warp share one bin's samples (``lanes_per_bin``).
+TARGET_THREADS = 1 << 20
+GATHER_TILE = (4, 16)      # kRoiTileH, kRoiTileW in kernels/common/roi_tiles.cuh
+GATHER_BLOCK = 256         # kRoiTileThreads
+MAX_GRID_Y = 65535
+
+
+def _samples_per_bin_bound(geom: RoiGeometry) -> int:
+    """Samples of one bin: exact for a fixed sampling_ratio; for adaptive sampling, those of a
+    box as large as the feature map (larger boxes are rare; they only get fewer lanes)."""
+    if geom.sampling_ratio > 0:
+        return geom.sampling_ratio ** 2
+    return -(-geom.H // geom.PH) * -(-geom.W // geom.PW)
+
+
+def lanes_per_bin(geom: RoiGeometry, data_format: str) -> int:
+    """Lanes sharing one output bin (a power of two, 1 to 32): enough for the bins to fill
+    TARGET_THREADS, no more than the samples of a bin. In NHWC at most 8, so that a warp still
+    loads 4 runs of consecutive channels."""
+    bins = geom.K * geom.C * geom.PH * geom.PW
+    cap = min(8 if data_format == "NHWC" else 32, _samples_per_bin_bound(geom))
+    lanes = 1
+    while lanes * 2 <= cap and bins * lanes < TARGET_THREADS:
+        lanes *= 2
+    return lanes
+
+
+def _common_args(geom: RoiGeometry, dtype):
+    return (i32(geom.K), i32(geom.N), i32(geom.C), i32(geom.H), i32(geom.W), i32(geom.PH),
+            i32(geom.PW), acc_scalar(dtype, geom.spatial_scale), i32(geom.sampling_ratio),
+            i32(1 if geom.aligned else 0))
+
+
+def _bin_grid(geom: RoiGeometry, lanes: int):
+    threads = geom.K * geom.C * geom.PH * geom.PW * lanes
+    return (max(1, min(-(-threads // BLOCK), MAX_BLOCKS)),)
+
+
+def roi_align(geom: RoiGeometry, x, rois, *, data_format: str, executor: str):
+    xp = xp_for(executor)
+    x = contiguous(xp, x)
+    rois = contiguous(xp, rois, acc_dtype(x.dtype))
+    y = xp.empty(geom.output_shape(data_format), dtype=x.dtype)
+    check_int32(x, y)
+    lanes = lanes_per_bin(geom, data_format)
+    launch(ROI_ALIGN, f"roi_align_forward<{ctype(x.dtype)}, {nhwc(data_format)}>", executor,
+           _bin_grid(geom, lanes), (BLOCK,),
+           (x, rois, y, *_common_args(geom, x.dtype), i32(lanes)))
+    return y
+
+
+def grad_roi_align(geom: RoiGeometry, grad_output, rois, *, data_format: str,
+                   deterministic: bool, executor: str):
+    xp = xp_for(executor)
+    grad_output = contiguous(xp, grad_output)
+    dtype = grad_output.dtype
+    rois = contiguous(xp, rois, acc_dtype(dtype))
+    shape = geom.input_shape(data_format)
+    check_int32(grad_output, geom.N * geom.C * geom.H * geom.W)
+    layout = nhwc(data_format)
+    if deterministic:
+        grad_input = xp.empty(shape, dtype=dtype)
+        tiles = -(-geom.H // GATHER_TILE[0]) * -(-geom.W // GATHER_TILE[1])
+        launch(ROI_ALIGN_GATHER, f"roi_align_backward_gather<{ctype(dtype)}, {layout}>", executor,
+               (tiles, min(geom.N, MAX_GRID_Y)), (GATHER_BLOCK,),
+               (grad_output, rois, grad_input, *_common_args(geom, dtype)))
+        return grad_input
+    lanes = lanes_per_bin(geom, data_format)
+
+    def scatter(accumulator):
+        launch(ROI_ALIGN, f"roi_align_backward_atomic<{ctype(dtype)}, {layout}>", executor,
+               _bin_grid(geom, lanes), (BLOCK,),
+               (grad_output, rois, accumulator, *_common_args(geom, dtype), i32(lanes)))
+
+    return accumulate_to(xp, shape, dtype, scatter, executor)

@@ -1,0 +1,107 @@
+// Index arithmetic shared by the pooling and region-of-interest kernels: the two activation
+// layouts, flat-index decoding, grid-stride loops, PyTorch's window and adaptive-bin bounds, and
+// the max-with-NaN rule.
+//
+// Every kernel is written once over a logical (N, C, H, W) activation; the template flag kNHWC
+// picks the storage order. Offsets are 32-bit ints: the launchers refuse arrays of 2^31 or more
+// elements with a clear error (design.md, "32-bit indexing is the fast path").
+#pragma once
+
+namespace gc {
+
+// A logical coordinate of a 4-D activation.
+struct Coord4 {
+  int n, c, h, w;
+};
+
+// The coordinate of the element at flat position `index` of a contiguous (N, C, H, W) array
+// stored NCHW (w fastest) or NHWC (c fastest). Threads with consecutive indices touch
+// consecutive addresses in both layouts, which is what makes every elementwise pass coalesced.
+template <bool kNHWC>
+__device__ __forceinline__ Coord4 unflatten(int index, int C, int H, int W) {
+  Coord4 o;
+  if (kNHWC) {
+    o.c = index % C;
+    index /= C;
+    o.w = index % W;
+    index /= W;
+    o.h = index % H;
+    o.n = index / H;
+  } else {
+    o.w = index % W;
+    index /= W;
+    o.h = index % H;
+    index /= H;
+    o.c = index % C;
+    o.n = index / C;
+  }
+  return o;
+}
+
+// Offset of element (n, c, 0, 0): adding `(h * W + w) * pixel_stride` reaches (n, c, h, w).
+template <bool kNHWC>
+__device__ __forceinline__ int plane_offset(int n, int c, int C, int H, int W) {
+  return kNHWC ? n * H * W * C + c : (n * C + c) * H * W;
+}
+
+template <bool kNHWC>
+__device__ __forceinline__ int pixel_stride(int C) {
+  return kNHWC ? C : 1;
+}
+
+template <bool kNHWC>
+__device__ __forceinline__ int offset_of(int n, int c, int h, int w, int C, int H, int W) {
+  return plane_offset<kNHWC>(n, c, C, H, W) + (h * W + w) * pixel_stride<kNHWC>(C);
+}
+
+// Grid-stride loops: `for (long long i = grid_first(); i < total; i += grid_stride())`. The
+// counter is 64-bit so that `i + stride` cannot overflow near 2^31; bodies index with (int)i,
+// valid because every total is below 2^31 (checked by the launchers).
+__device__ __forceinline__ long long grid_first() {
+  return (long long)blockIdx.x * blockDim.x + threadIdx.x;
+}
+__device__ __forceinline__ long long grid_stride() {
+  return (long long)blockDim.x * gridDim.x;
+}
+
+// PyTorch's adaptive bins: output i of `out` covers inputs [floor(i*in/out), ceil((i+1)*in/out)).
+// With the roles of `in` and `out` swapped, the same two functions give the outputs whose bins
+// cover input h: [adaptive_start(h, out, in), adaptive_end(h, out, in)).
+__device__ __forceinline__ int adaptive_start(int i, int in, int out) {
+  return (int)(((long long)i * in) / out);
+}
+__device__ __forceinline__ int adaptive_end(int i, int in, int out) {
+  return (int)(((long long)(i + 1) * in + out - 1) / out);
+}
+
+// The outputs [first, last) of a strided window (extent = (kernel - 1) * dilation + 1, the
+// window of output p starting at p * stride - pad) that can contain input position h. Exact
+// without dilation; with dilation a superset (the caller checks the tap or the argmax).
+__device__ __forceinline__ int window_first_output(int h, int pad, int extent, int stride) {
+  return (h + pad < extent) ? 0 : (h + pad - extent) / stride + 1;
+}
+__device__ __forceinline__ int window_last_output(int h, int pad, int stride, int outputs) {
+  return min((h + pad) / stride + 1, outputs);
+}
+
+// The first tap r of a dilated window starting at `start` that lies at or after 0, and one past
+// the last tap that lies before `size`: the in-bounds taps are [first, last). Dilation 1, the
+// common case, skips the two integer divisions (about 20 instructions each, in kernels that
+// have a budget of a few hundred per output at full memory bandwidth).
+__device__ __forceinline__ int first_tap(int start, int dilation) {
+  if (start >= 0) return 0;
+  return dilation == 1 ? -start : (-start + dilation - 1) / dilation;
+}
+__device__ __forceinline__ int last_tap(int start, int dilation, int taps, int size) {
+  if (start >= size) return 0;
+  return min(taps, dilation == 1 ? size - start : (size - start + dilation - 1) / dilation);
+}
+
+// Max pooling's update rule (PyTorch): a larger value or any NaN replaces the running maximum,
+// so NaN propagates and its index is the last NaN of the window; ties keep the first maximum.
+template <class A>
+__device__ __forceinline__ bool max_takes(A value, A best) {
+  return value > best || value != value;
+}
+
+}  // namespace gc

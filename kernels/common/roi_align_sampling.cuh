@@ -1,0 +1,133 @@
+// ROI align's geometry, shared by its forward, atomic backward and gather backward
+// (kernels/roi/roi_align.cu, kernels/roi/roi_align_gather.cu). The arithmetic and the variable
+// names are torchvision's (torchvision/csrc/ops/cuda/roi_align_kernel.cu), computed in the
+// accumulator type (float for half types) with the boxes given in that type.
+#pragma once
+
+#include "dtypes.cuh"
+
+namespace gc {
+
+// Adaptive sampling of a huge or non-finite box is capped here: torchvision converts
+// ceil(roi_height / pooled_height) to int unchecked (undefined for NaN or huge values).
+constexpr int kMaxSamplingGrid = 1 << 16;
+
+template <class A>
+struct RoiAlignBox {
+  int roi_batch_ind;
+  A roi_start_h, roi_start_w;
+  A bin_size_h, bin_size_w;
+  int roi_bin_grid_h, roi_bin_grid_w;  // samples per bin along each axis (0: none)
+};
+
+template <class A>
+__device__ __forceinline__ int adaptive_grid(A roi_extent, int pooled) {
+  const A g = ceil(roi_extent / static_cast<A>(pooled));
+  // !(g >= 1) also catches NaN
+  return !(g >= A(1)) ? 0 : (g >= A(kMaxSamplingGrid) ? kMaxSamplingGrid : static_cast<int>(g));
+}
+
+// One row of rois: [batch_index, x1, y1, x2, y2].
+template <class A>
+__device__ __forceinline__ RoiAlignBox<A> roi_align_box(const A* __restrict__ offset_rois,
+                                                        A spatial_scale, int pooled_height,
+                                                        int pooled_width, int sampling_ratio,
+                                                        bool aligned) {
+  RoiAlignBox<A> box;
+  box.roi_batch_ind = static_cast<int>(offset_rois[0]);
+  // Do not use rounding; this implementation detail is critical
+  const A offset = aligned ? A(0.5) : A(0);
+  box.roi_start_w = offset_rois[1] * spatial_scale - offset;
+  box.roi_start_h = offset_rois[2] * spatial_scale - offset;
+  const A roi_end_w = offset_rois[3] * spatial_scale - offset;
+  const A roi_end_h = offset_rois[4] * spatial_scale - offset;
+  A roi_width = roi_end_w - box.roi_start_w;
+  A roi_height = roi_end_h - box.roi_start_h;
+  if (!aligned) {
+    // Force malformed ROIs to be 1x1
+    roi_width = max(roi_width, A(1));
+    roi_height = max(roi_height, A(1));
+  }
+  box.bin_size_h = roi_height / static_cast<A>(pooled_height);
+  box.bin_size_w = roi_width / static_cast<A>(pooled_width);
+  // We use roi_bin_grid to sample the grid and mimic integral
+  box.roi_bin_grid_h =
+      sampling_ratio > 0 ? sampling_ratio : adaptive_grid(roi_height, pooled_height);
+  box.roi_bin_grid_w = sampling_ratio > 0 ? sampling_ratio : adaptive_grid(roi_width, pooled_width);
+  return box;
+}
+
+// The coordinate of sample iy of bin ph (the forward, the atomic backward and the gather all use
+// this one expression, so they agree on every sample to the last bit).
+template <class A>
+__device__ __forceinline__ A sample_coordinate(A roi_start, int bin, A bin_size, int iy, int grid) {
+  return roi_start + static_cast<A>(bin) * bin_size +
+         static_cast<A>(iy + .5f) * bin_size / static_cast<A>(grid);
+}
+
+// Bilinear interpolation weights of the point (y, x), torchvision's bilinear_interpolate_gradient:
+// points outside [-1, height] x [-1, width] get no weight; points in [-1, 0] clamp to 0; the last
+// row and column clamp onto themselves.
+template <class A>
+struct BilinearWeights {
+  bool inside;
+  int y_low, y_high, x_low, x_high;
+  A w1, w2, w3, w4;  // (y_low, x_low), (y_low, x_high), (y_high, x_low), (y_high, x_high)
+};
+
+// One axis of the interpolation: the two neighbours and the weight of the far one.
+template <class A>
+__device__ __forceinline__ void bilinear_axis(A y, int height, int& y_low, int& y_high, A& ly) {
+  if (y <= 0) y = 0;
+  y_low = static_cast<int>(y);
+  if (y_low >= height - 1) {
+    y_high = y_low = height - 1;
+    y = static_cast<A>(y_low);
+  } else {
+    y_high = y_low + 1;
+  }
+  ly = y - static_cast<A>(y_low);
+}
+
+// deal with cases that inverse elements are out of feature map boundary; written as !(in range)
+// so that NaN coordinates take this branch
+template <class A>
+__device__ __forceinline__ bool bilinear_inside(A y, A x, int height, int width) {
+  return y >= A(-1) && y <= static_cast<A>(height) && x >= A(-1) && x <= static_cast<A>(width);
+}
+
+template <class A>
+__device__ __forceinline__ BilinearWeights<A> bilinear_weights(int height, int width, A y, A x) {
+  BilinearWeights<A> b;
+  b.inside = bilinear_inside(y, x, height, width);
+  if (!b.inside) {
+    b.y_low = b.y_high = b.x_low = b.x_high = 0;
+    b.w1 = b.w2 = b.w3 = b.w4 = A(0);
+    return b;
+  }
+  A ly, lx;
+  bilinear_axis(y, height, b.y_low, b.y_high, ly);
+  bilinear_axis(x, width, b.x_low, b.x_high, lx);
+  const A hy = A(1) - ly, hx = A(1) - lx;
+  b.w1 = hy * hx;
+  b.w2 = hy * lx;
+  b.w3 = ly * hx;
+  b.w4 = ly * lx;
+  return b;
+}
+
+// The weight that row (or column) `pixel` receives from the interpolation at coordinate y along
+// one axis: the bilinear weights factor as w(y, h) * w(x, w), which lets the gather backward
+// treat rows and columns separately. `inside` is the range test of that axis alone (the joint
+// test of bilinear_inside is the conjunction, and a zero factor zeroes the product).
+template <class A>
+__device__ __forceinline__ A bilinear_axis_weight(A y, int height, int pixel) {
+  if (!(y >= A(-1) && y <= static_cast<A>(height))) return A(0);
+  int y_low, y_high;
+  A ly;
+  bilinear_axis(y, height, y_low, y_high, ly);
+  const A hy = A(1) - ly;
+  return (pixel == y_low ? hy : A(0)) + (pixel == y_high ? ly : A(0));
+}
+
+}  // namespace gc

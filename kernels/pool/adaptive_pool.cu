@@ -1,0 +1,87 @@
+// Adaptive average and max pooling (torch.nn.functional.adaptive_{avg,max}_pool2d), forward and
+// backward, NCHW and NHWC. Output (i, j) pools the bin [floor(i*H/P), ceil((i+1)*H/P)) x
+// [floor(j*W/Q), ceil((j+1)*W/Q)). Design and bandwidth arithmetic: kernels/pool/NOTES.md.
+#include "adaptive_bins.cuh"
+#include "dtypes.cuh"
+#include "pool_window.cuh"
+
+// main loop: one thread per output element (coalesced over channels in NHWC, over bins in NCHW).
+template <class T, bool kNHWC, bool kIndices>
+__global__ void adaptive_max_pool2d_forward(const T* __restrict__ x, T* __restrict__ y,
+                                            long long* __restrict__ indices, int N, int C, int H,
+                                            int W, int P, int Q) {
+  const int total = N * C * P * Q;
+  const int ps = gc::pixel_stride<kNHWC>(C);
+  for (long long i = gc::grid_first(); i < total; i += gc::grid_stride()) {
+    const gc::Coord4 o = gc::unflatten<kNHWC>((int)i, C, P, Q);
+    const gc::Bin bin = gc::adaptive_bin(o.h, o.w, H, W, P, Q);
+    const auto m = gc::max_over_bin(x + gc::plane_offset<kNHWC>(o.n, o.c, C, H, W), ps, W, bin);
+    // epilogue
+    y[i] = gc::from_acc<T>(m.value);
+    if (kIndices) indices[i] = m.index;
+  }
+}
+
+template <class T, bool kNHWC>
+__global__ void adaptive_avg_pool2d_forward(const T* __restrict__ x, T* __restrict__ y, int N,
+                                            int C, int H, int W, int P, int Q) {
+  const int total = N * C * P * Q;
+  const int ps = gc::pixel_stride<kNHWC>(C);
+  for (long long i = gc::grid_first(); i < total; i += gc::grid_stride()) {
+    const gc::Coord4 o = gc::unflatten<kNHWC>((int)i, C, P, Q);
+    const gc::Bin bin = gc::adaptive_bin(o.h, o.w, H, W, P, Q);
+    y[i] = gc::from_acc<T>(
+        gc::mean_over_bin(x + gc::plane_offset<kNHWC>(o.n, o.c, C, H, W), ps, W, bin));
+  }
+}
+
+// Backward as gathers: one thread per input element visits the bins that contain it (rows
+// [floor(h*P/H), ceil((h+1)*P/H)), the same for columns) in a fixed order. No atomics: bitwise
+// reproducible, and every element of grad_input is written.
+template <class T, bool kNHWC>
+__global__ void adaptive_max_pool2d_backward(const T* __restrict__ grad_output,
+                                             const long long* __restrict__ indices,
+                                             T* __restrict__ grad_input, int N, int C, int H,
+                                             int W, int P, int Q) {
+  using A = gc::acc_t<T>;
+  const int total = N * C * H * W;
+  const int ps = gc::pixel_stride<kNHWC>(C);
+  for (long long i = gc::grid_first(); i < total; i += gc::grid_stride()) {
+    const gc::Coord4 o = gc::unflatten<kNHWC>((int)i, C, H, W);
+    const int plane = gc::plane_offset<kNHWC>(o.n, o.c, C, P, Q);
+    const long long self = (long long)o.h * W + o.w;
+    const int p1 = gc::adaptive_end(o.h, P, H);
+    const int q1 = gc::adaptive_end(o.w, Q, W);
+    A grad = A(0);
+    for (int p = gc::adaptive_start(o.h, P, H); p < p1; ++p) {
+      for (int q = gc::adaptive_start(o.w, Q, W); q < q1; ++q) {
+        const int j = plane + (p * Q + q) * ps;
+        if (indices[j] == self) grad += gc::to_acc(grad_output[j]);
+      }
+    }
+    grad_input[i] = gc::from_acc<T>(grad);
+  }
+}
+
+template <class T, bool kNHWC>
+__global__ void adaptive_avg_pool2d_backward(const T* __restrict__ grad_output,
+                                             T* __restrict__ grad_input, int N, int C, int H,
+                                             int W, int P, int Q) {
+  using A = gc::acc_t<T>;
+  const int total = N * C * H * W;
+  const int ps = gc::pixel_stride<kNHWC>(C);
+  for (long long i = gc::grid_first(); i < total; i += gc::grid_stride()) {
+    const gc::Coord4 o = gc::unflatten<kNHWC>((int)i, C, H, W);
+    const T* plane = grad_output + gc::plane_offset<kNHWC>(o.n, o.c, C, P, Q);
+    const int p1 = gc::adaptive_end(o.h, P, H);
+    const int q1 = gc::adaptive_end(o.w, Q, W);
+    A grad = A(0);
+    for (int p = gc::adaptive_start(o.h, P, H); p < p1; ++p) {
+      for (int q = gc::adaptive_start(o.w, Q, W); q < q1; ++q) {
+        const int area = gc::bin_area(gc::adaptive_bin(p, q, H, W, P, Q));
+        grad += gc::to_acc(plane[(p * Q + q) * ps]) / static_cast<A>(area);
+      }
+    }
+    grad_input[i] = gc::from_acc<T>(grad);
+  }
+}

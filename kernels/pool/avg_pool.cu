@@ -1,0 +1,95 @@
+// Average pooling over strided, padded windows (torch.nn.functional.avg_pool2d: count_include_pad,
+// divisor_override, ceil_mode), forward and backward, NCHW and NHWC.
+// Design and bandwidth arithmetic: kernels/pool/NOTES.md.
+#include "dtypes.cuh"
+#include "pool_window.cuh"
+
+namespace {
+
+// One window of average pooling, PyTorch's rule: the padded extent (clipped at H + pad on the
+// far side, which only a ceil_mode window reaches) sets the divisor when count_include_pad; the
+// in-bounds extent sets it otherwise; a divisor_override (any non-zero int, negative included)
+// replaces both, and 0 means none (the front rejects an override of 0).
+struct AvgWindow {
+  int hstart, hend, wstart, wend;  // in-bounds rows [hstart, hend), columns [wstart, wend)
+  int divisor;
+};
+
+__device__ __forceinline__ AvgWindow avg_window(int p, int q, int H, int W, int R, int S,
+                                                int stride_h, int stride_w, int pad_h, int pad_w,
+                                                int count_include_pad, int divisor_override) {
+  AvgWindow win;
+  win.hstart = p * stride_h - pad_h;
+  win.wstart = q * stride_w - pad_w;
+  win.hend = min(win.hstart + R, H + pad_h);
+  win.wend = min(win.wstart + S, W + pad_w);
+  const int padded_size = (win.hend - win.hstart) * (win.wend - win.wstart);
+  win.hstart = max(win.hstart, 0);
+  win.wstart = max(win.wstart, 0);
+  win.hend = min(win.hend, H);
+  win.wend = min(win.wend, W);
+  if (divisor_override != 0) {
+    win.divisor = divisor_override;
+  } else if (count_include_pad) {
+    win.divisor = padded_size;
+  } else {
+    win.divisor = (win.hend - win.hstart) * (win.wend - win.wstart);
+  }
+  return win;
+}
+
+}  // namespace
+
+// main loop: one thread per output element; see max_pool.cu for the coalescing argument.
+// A window with no in-bounds element gives 0 (PyTorch).
+template <class T, bool kNHWC>
+__global__ void avg_pool2d_forward(const T* __restrict__ x, T* __restrict__ y, int N, int C,
+                                   int H, int W, int P, int Q, int R, int S, int stride_h,
+                                   int stride_w, int pad_h, int pad_w, int count_include_pad,
+                                   int divisor_override) {
+  using A = gc::acc_t<T>;
+  const int total = N * C * P * Q;
+  const int ps = gc::pixel_stride<kNHWC>(C);
+  for (long long i = gc::grid_first(); i < total; i += gc::grid_stride()) {
+    const gc::Coord4 o = gc::unflatten<kNHWC>((int)i, C, P, Q);
+    const AvgWindow win = avg_window(o.h, o.w, H, W, R, S, stride_h, stride_w, pad_h, pad_w,
+                                     count_include_pad, divisor_override);
+    const T* plane = x + gc::plane_offset<kNHWC>(o.n, o.c, C, H, W);
+    A sum = A(0);
+    for (int h = win.hstart; h < win.hend; ++h) {
+      for (int w = win.wstart; w < win.wend; ++w) sum += gc::to_acc(plane[(h * W + w) * ps]);
+    }
+    // epilogue
+    const bool empty = win.hstart >= win.hend || win.wstart >= win.wend;
+    y[i] = gc::from_acc<T>(empty ? A(0) : sum / static_cast<A>(win.divisor));
+  }
+}
+
+// Backward as a gather: one thread per input element sums grad_output / divisor over the
+// windows that contain it, in a fixed (p, q) order: bitwise reproducible, no zero-fill pass.
+template <class T, bool kNHWC>
+__global__ void avg_pool2d_backward(const T* __restrict__ grad_output, T* __restrict__ grad_input,
+                                    int N, int C, int H, int W, int P, int Q, int R, int S,
+                                    int stride_h, int stride_w, int pad_h, int pad_w,
+                                    int count_include_pad, int divisor_override) {
+  using A = gc::acc_t<T>;
+  const int total = N * C * H * W;
+  const int ps = gc::pixel_stride<kNHWC>(C);
+  for (long long i = gc::grid_first(); i < total; i += gc::grid_stride()) {
+    const gc::Coord4 o = gc::unflatten<kNHWC>((int)i, C, H, W);
+    const int p0 = gc::window_first_output(o.h, pad_h, R, stride_h);
+    const int p1 = gc::window_last_output(o.h, pad_h, stride_h, P);
+    const int q0 = gc::window_first_output(o.w, pad_w, S, stride_w);
+    const int q1 = gc::window_last_output(o.w, pad_w, stride_w, Q);
+    const T* plane = grad_output + gc::plane_offset<kNHWC>(o.n, o.c, C, P, Q);
+    A grad = A(0);
+    for (int p = p0; p < p1; ++p) {
+      for (int q = q0; q < q1; ++q) {
+        const AvgWindow win = avg_window(p, q, H, W, R, S, stride_h, stride_w, pad_h, pad_w,
+                                         count_include_pad, divisor_override);
+        grad += gc::to_acc(plane[(p * Q + q) * ps]) / static_cast<A>(win.divisor);
+      }
+    }
+    grad_input[i] = gc::from_acc<T>(grad);
+  }
+}

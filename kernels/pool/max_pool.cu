@@ -1,0 +1,81 @@
+// Max pooling over strided, padded, dilated windows (torch.nn.functional.max_pool2d), forward
+// and backward, NCHW and NHWC. Design and bandwidth arithmetic: kernels/pool/NOTES.md.
+#include "dtypes.cuh"
+#include "pool_window.cuh"
+
+// main loop: one thread per output element (n, c, p, q). In NHWC consecutive threads are
+// consecutive channels of one window, so each tap is one coalesced load across the warp; in
+// NCHW consecutive threads are horizontally adjacent windows of one plane.
+// The padding never takes part (PyTorch pads max pooling with -inf), so the loops run over the
+// in-bounds taps only. `indices` (flat h * W + w within the plane) is written when kIndices.
+template <class T, bool kNHWC, bool kIndices>
+__global__ void max_pool2d_forward(const T* __restrict__ x, T* __restrict__ y,
+                                   long long* __restrict__ indices, int N, int C, int H, int W,
+                                   int P, int Q, int R, int S, int stride_h, int stride_w,
+                                   int pad_h, int pad_w, int dil_h, int dil_w) {
+  using A = gc::acc_t<T>;
+  const int total = N * C * P * Q;
+  const int ps = gc::pixel_stride<kNHWC>(C);
+  for (long long i = gc::grid_first(); i < total; i += gc::grid_stride()) {
+    const gc::Coord4 o = gc::unflatten<kNHWC>((int)i, C, P, Q);
+    const int hstart = o.h * stride_h - pad_h;
+    const int wstart = o.w * stride_w - pad_w;
+    const int r0 = gc::first_tap(hstart, dil_h);
+    const int r1 = gc::last_tap(hstart, dil_h, R, H);
+    const int s0 = gc::first_tap(wstart, dil_w);
+    const int s1 = gc::last_tap(wstart, dil_w, S, W);
+    const T* plane = x + gc::plane_offset<kNHWC>(o.n, o.c, C, H, W);
+    A best = gc::acc_lowest<A>();
+    // An all -inf window reports its first in-bounds tap, as PyTorch does; a window of padding
+    // only (dilation wider than the input) gives -inf and index -1 (gpuconv.pool.geometry).
+    const bool empty = r0 >= r1 || s0 >= s1;
+    int best_index = empty ? -1 : (hstart + r0 * dil_h) * W + wstart + s0 * dil_w;
+    for (int r = r0; r < r1; ++r) {
+      const int h = hstart + r * dil_h;
+      for (int s = s0; s < s1; ++s) {
+        const int w = wstart + s * dil_w;
+        const A v = gc::to_acc(plane[(h * W + w) * ps]);
+        if (gc::max_takes(v, best)) {
+          best = v;
+          best_index = h * W + w;
+        }
+      }
+    }
+    // epilogue
+    y[i] = gc::from_acc<T>(best);
+    if (kIndices) indices[i] = best_index;
+  }
+}
+
+// Backward as a gather: one thread per input element sums, in a fixed (p, q) order, the output
+// gradients of the windows whose argmax is this element. No atomics, so the result is bitwise
+// reproducible; every element of grad_input is written (no zero-fill pass).
+template <class T, bool kNHWC>
+__global__ void max_pool2d_backward(const T* __restrict__ grad_output,
+                                    const long long* __restrict__ indices,
+                                    T* __restrict__ grad_input, int N, int C, int H, int W, int P,
+                                    int Q, int R, int S, int stride_h, int stride_w, int pad_h,
+                                    int pad_w, int dil_h, int dil_w) {
+  using A = gc::acc_t<T>;
+  const int total = N * C * H * W;
+  const int ps = gc::pixel_stride<kNHWC>(C);
+  const int extent_h = (R - 1) * dil_h + 1;
+  const int extent_w = (S - 1) * dil_w + 1;
+  for (long long i = gc::grid_first(); i < total; i += gc::grid_stride()) {
+    const gc::Coord4 o = gc::unflatten<kNHWC>((int)i, C, H, W);
+    const int p0 = gc::window_first_output(o.h, pad_h, extent_h, stride_h);
+    const int p1 = gc::window_last_output(o.h, pad_h, stride_h, P);
+    const int q0 = gc::window_first_output(o.w, pad_w, extent_w, stride_w);
+    const int q1 = gc::window_last_output(o.w, pad_w, stride_w, Q);
+    const int plane = gc::plane_offset<kNHWC>(o.n, o.c, C, P, Q);
+    const long long self = (long long)o.h * W + o.w;
+    A grad = A(0);
+    for (int p = p0; p < p1; ++p) {
+      for (int q = q0; q < q1; ++q) {
+        const int j = plane + (p * Q + q) * ps;
+        if (indices[j] == self) grad += gc::to_acc(grad_output[j]);
+      }
+    }
+    grad_input[i] = gc::from_acc<T>(grad);
+  }
+}

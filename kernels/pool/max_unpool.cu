@@ -1,0 +1,62 @@
+// Max unpooling (torch.nn.functional.max_unpool2d): each input element goes to the position its
+// max-pooling switch (a flat index h * W + w of the output plane) recorded; forward and
+// backward, NCHW and NHWC. Design: kernels/pool/NOTES.md.
+#include "dtypes.cuh"
+#include "pool_window.cuh"
+
+// Forward in two passes, so that where indices of one plane repeat the last element in
+// row-major order wins (PyTorch's CPU loop; its CUDA kernel leaves it to the race):
+// 1. claim: every input element (n, c, p, q) raises winner[n, c, idx] to 1 + p*Q + q with an
+//    integer atomicMax, whose result does not depend on the order of the atomics;
+// 2. this kernel: the element holding the claim writes y[n, c, idx] = x[n, c, p, q].
+// `winner` (int32, the output's size and layout) and y are zero-filled by the launcher. Indices
+// are validated by the front; one outside [0, Ho*Wo) is skipped here all the same.
+template <bool kNHWC>
+__global__ void max_unpool2d_claim(const long long* __restrict__ indices, int* __restrict__ winner,
+                                   int N, int C, int P, int Q, int Ho, int Wo) {
+  const int total = N * C * P * Q;
+  const long long plane_size = (long long)Ho * Wo;
+  for (long long i = gc::grid_first(); i < total; i += gc::grid_stride()) {
+    const gc::Coord4 o = gc::unflatten<kNHWC>((int)i, C, P, Q);
+    const long long index = indices[i];
+    if (index < 0 || index >= plane_size) continue;
+    const int target = gc::plane_offset<kNHWC>(o.n, o.c, C, Ho, Wo) +
+                       (int)index * gc::pixel_stride<kNHWC>(C);
+    atomicMax(winner + target, 1 + o.h * Q + o.w);
+  }
+}
+
+template <class T, bool kNHWC>
+__global__ void max_unpool2d_forward(const T* __restrict__ x, const long long* __restrict__ indices,
+                                     const int* __restrict__ winner, T* __restrict__ y, int N,
+                                     int C, int P, int Q, int Ho, int Wo) {
+  const int total = N * C * P * Q;
+  const long long plane_size = (long long)Ho * Wo;
+  for (long long i = gc::grid_first(); i < total; i += gc::grid_stride()) {
+    const gc::Coord4 o = gc::unflatten<kNHWC>((int)i, C, P, Q);
+    const long long index = indices[i];
+    if (index < 0 || index >= plane_size) continue;
+    const int target = gc::plane_offset<kNHWC>(o.n, o.c, C, Ho, Wo) +
+                       (int)index * gc::pixel_stride<kNHWC>(C);
+    if (winner[target] == 1 + o.h * Q + o.w) y[target] = x[i];
+  }
+}
+
+// Backward, a gather with the same switches: grad_input[n, c, p, q] = grad_output at the
+// recorded position (0 for an index outside the plane). Deterministic.
+template <class T, bool kNHWC>
+__global__ void max_unpool2d_backward(const T* __restrict__ grad_output,
+                                      const long long* __restrict__ indices,
+                                      T* __restrict__ grad_input, int N, int C, int P, int Q,
+                                      int Ho, int Wo) {
+  const int total = N * C * P * Q;
+  const long long plane_size = (long long)Ho * Wo;
+  for (long long i = gc::grid_first(); i < total; i += gc::grid_stride()) {
+    const gc::Coord4 o = gc::unflatten<kNHWC>((int)i, C, P, Q);
+    const long long index = indices[i];
+    const bool inside = index >= 0 && index < plane_size;
+    const int j = gc::plane_offset<kNHWC>(o.n, o.c, C, Ho, Wo) +
+                  (inside ? (int)index : 0) * gc::pixel_stride<kNHWC>(C);
+    grad_input[i] = inside ? grad_output[j] : gc::from_acc<T>(gc::acc_t<T>(0));
+  }
+}

@@ -1,0 +1,163 @@
+// ROI align (Mask R-CNN; torchvision.ops.roi_align semantics): forward and the atomic backward,
+// NCHW and NHWC. The deterministic backward is roi_align_gather.cu. Structure and variable names
+// follow torchvision/csrc/ops/cuda/roi_align_kernel.cu; what differs, and why:
+// - `lanes_per_bin` lanes (1..32, a power of two chosen by the launcher) share one output bin and
+//   split its sampling grid, then combine with a warp butterfly: few huge boxes with adaptive
+//   sampling (hundreds of samples per bin) still fill the GPU;
+// - NHWC, where consecutive threads are consecutive channels of one bin (coalesced loads);
+// - accumulation in float for half types, boxes read in the accumulator type;
+// - the atomic backward adds into an accumulator-typed buffer (float for halves), converted once.
+#include "dtypes.cuh"
+#include "pool_window.cuh"
+#include "reduce.cuh"
+#include "roi_align_sampling.cuh"
+
+namespace {
+
+// The bins of one pass of a warp: the warp's lanes hold lanes_per_bin consecutive lanes per bin.
+// `first_bin` is warp-uniform, so every lane runs the same number of passes and reaches every
+// shuffle (the loop condition never diverges inside a warp).
+struct BinLanes {
+  long long first_bin;       // bin of lane 0 in the first pass
+  long long bins_per_pass;
+  int bin_in_warp, slice;    // this lane's bin within the warp's group, its share of the samples
+};
+
+__device__ __forceinline__ BinLanes bin_lanes(int lanes_per_bin) {
+  BinLanes b;
+  const int lane = threadIdx.x % gc::kWarpSize;
+  b.first_bin = (gc::grid_first() - lane) / lanes_per_bin;
+  b.bins_per_pass = gc::grid_stride() / lanes_per_bin;
+  b.bin_in_warp = lane / lanes_per_bin;
+  b.slice = lane % lanes_per_bin;
+  return b;
+}
+
+// Visits this lane's samples (iy, ix) of a grid_h x grid_w sampling grid: flat sample numbers
+// slice, slice + lanes, ... in row-major order (with one lane per bin, torchvision's order).
+template <class F>
+__device__ __forceinline__ void for_each_sample(int grid_h, int grid_w, int slice, int lanes,
+                                                F&& visit) {
+  const int samples = grid_h * grid_w;
+  if (slice >= samples) return;
+  int iy = slice / grid_w;
+  int ix = slice % grid_w;
+  const int step_y = lanes / grid_w;
+  const int step_x = lanes % grid_w;
+  for (int s = slice; s < samples; s += lanes) {
+    visit(iy, ix);
+    iy += step_y;
+    ix += step_x;
+    if (ix >= grid_w) {
+      ix -= grid_w;
+      ++iy;
+    }
+  }
+}
+
+template <class T, bool kNHWC>
+__device__ __forceinline__ gc::acc_t<T> bilinear_interpolate(const T* __restrict__ offset_input,
+                                                             int ps, int height, int width,
+                                                             gc::acc_t<T> y, gc::acc_t<T> x) {
+  const gc::BilinearWeights<gc::acc_t<T>> b = gc::bilinear_weights(height, width, y, x);
+  if (!b.inside) return gc::acc_t<T>(0);
+  // do bilinear interpolation
+  const gc::acc_t<T> v1 = gc::to_acc(offset_input[(b.y_low * width + b.x_low) * ps]);
+  const gc::acc_t<T> v2 = gc::to_acc(offset_input[(b.y_low * width + b.x_high) * ps]);
+  const gc::acc_t<T> v3 = gc::to_acc(offset_input[(b.y_high * width + b.x_low) * ps]);
+  const gc::acc_t<T> v4 = gc::to_acc(offset_input[(b.y_high * width + b.x_high) * ps]);
+  return b.w1 * v1 + b.w2 * v2 + b.w3 * v3 + b.w4 * v4;
+}
+
+}  // namespace
+
+// Forward: output (K, C, PH, PW) in NCHW, (K, PH, PW, C) in NHWC. A box whose batch index lies
+// outside [0, N) gives zeros (the front rejects such boxes; the kernel only stays in bounds).
+template <class T, bool kNHWC>
+__global__ void roi_align_forward(const T* __restrict__ input,
+                                  const gc::acc_t<T>* __restrict__ rois, T* __restrict__ output,
+                                  int num_rois, int batch, int channels, int height, int width,
+                                  int pooled_height, int pooled_width,
+                                  gc::acc_t<T> spatial_scale, int sampling_ratio, int aligned,
+                                  int lanes_per_bin) {
+  using A = gc::acc_t<T>;
+  const int nthreads = num_rois * channels * pooled_height * pooled_width;
+  const int ps = gc::pixel_stride<kNHWC>(channels);
+  const BinLanes lanes = bin_lanes(lanes_per_bin);
+  for (long long first = lanes.first_bin; first < nthreads; first += lanes.bins_per_pass) {
+    const long long index = first + lanes.bin_in_warp;
+    A output_val = A(0);
+    A count = A(1);
+    if (index < nthreads) {
+      // (n, c, ph, pw) is an element in the pooled output
+      const gc::Coord4 o = gc::unflatten<kNHWC>((int)index, channels, pooled_height, pooled_width);
+      const gc::RoiAlignBox<A> box = gc::roi_align_box(rois + o.n * 5, spatial_scale, pooled_height,
+                                                       pooled_width, sampling_ratio, aligned != 0);
+      // We do average (integral) pooling inside a bin; when the grid is empty, output zeros.
+      count = static_cast<A>(max(box.roi_bin_grid_h * box.roi_bin_grid_w, 1));
+      if (box.roi_batch_ind >= 0 && box.roi_batch_ind < batch) {
+        const T* offset_input =
+            input + gc::plane_offset<kNHWC>(box.roi_batch_ind, o.c, channels, height, width);
+        // main loop
+        for_each_sample(box.roi_bin_grid_h, box.roi_bin_grid_w, lanes.slice, lanes_per_bin,
+                        [&](int iy, int ix) {
+          const A y = gc::sample_coordinate(box.roi_start_h, o.h, box.bin_size_h, iy,
+                                            box.roi_bin_grid_h);
+          const A x = gc::sample_coordinate(box.roi_start_w, o.w, box.bin_size_w, ix,
+                                            box.roi_bin_grid_w);
+          output_val += bilinear_interpolate<T, kNHWC>(offset_input, ps, height, width, y, x);
+        });
+      }
+    }
+    // epilogue
+    output_val = gc::warp_sum(output_val, lanes_per_bin);
+    if (index < nthreads && lanes.slice == 0) output[index] = gc::from_acc<T>(output_val / count);
+  }
+}
+
+// Atomic backward (the default mode; torchvision's formulation): each output bin spreads
+// grad_output / count over the four neighbours of each of its samples with atomicAdd into
+// `grad_input`, an accumulator-typed (float for halves) buffer the launcher zero-fills. The
+// summation order depends on scheduling: not reproducible bit for bit (the deterministic mode
+// uses roi_align_gather.cu).
+template <class T, bool kNHWC>
+__global__ void roi_align_backward_atomic(const T* __restrict__ grad_output,
+                                          const gc::acc_t<T>* __restrict__ rois,
+                                          gc::acc_t<T>* __restrict__ grad_input, int num_rois,
+                                          int batch, int channels, int height, int width,
+                                          int pooled_height, int pooled_width,
+                                          gc::acc_t<T> spatial_scale, int sampling_ratio,
+                                          int aligned, int lanes_per_bin) {
+  using A = gc::acc_t<T>;
+  const int nthreads = num_rois * channels * pooled_height * pooled_width;
+  const int ps = gc::pixel_stride<kNHWC>(channels);
+  const BinLanes lanes = bin_lanes(lanes_per_bin);
+  for (long long first = lanes.first_bin; first < nthreads; first += lanes.bins_per_pass) {
+    const long long index = first + lanes.bin_in_warp;
+    if (index >= nthreads) continue;
+    const gc::Coord4 o = gc::unflatten<kNHWC>((int)index, channels, pooled_height, pooled_width);
+    const gc::RoiAlignBox<A> box = gc::roi_align_box(rois + o.n * 5, spatial_scale, pooled_height,
+                                                     pooled_width, sampling_ratio, aligned != 0);
+    if (box.roi_batch_ind < 0 || box.roi_batch_ind >= batch) continue;
+    // We do average (integral) pooling inside a bin
+    const A count = static_cast<A>(box.roi_bin_grid_h * box.roi_bin_grid_w);
+    const A grad_output_this_bin = gc::to_acc(grad_output[index]) / count;
+    A* offset_grad_input =
+        grad_input + gc::plane_offset<kNHWC>(box.roi_batch_ind, o.c, channels, height, width);
+    // main loop
+    for_each_sample(box.roi_bin_grid_h, box.roi_bin_grid_w, lanes.slice, lanes_per_bin,
+                    [&](int iy, int ix) {
+      const A y = gc::sample_coordinate(box.roi_start_h, o.h, box.bin_size_h, iy,
+                                        box.roi_bin_grid_h);
+      const A x = gc::sample_coordinate(box.roi_start_w, o.w, box.bin_size_w, ix,
+                                        box.roi_bin_grid_w);
+      const gc::BilinearWeights<A> b = gc::bilinear_weights(height, width, y, x);
+      if (!b.inside) return;
+      const A g = grad_output_this_bin;
+      atomicAdd(offset_grad_input + (b.y_low * width + b.x_low) * ps, g * b.w1);
+      atomicAdd(offset_grad_input + (b.y_low * width + b.x_high) * ps, g * b.w2);
+      atomicAdd(offset_grad_input + (b.y_high * width + b.x_low) * ps, g * b.w3);
+      atomicAdd(offset_grad_input + (b.y_high * width + b.x_high) * ps, g * b.w4);
+    });
+  }
+}

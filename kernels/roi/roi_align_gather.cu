@@ -1,0 +1,158 @@
+// The deterministic backward of ROI align: a gather. torchvision scatters every sample's four
+// bilinear weights with atomicAdd (roi_align.cu keeps that as the default mode); here each input
+// element sums, in increasing roi order and a fixed sample order, the contributions of the
+// samples whose interpolation touches it: no atomics, bitwise identical run to run.
+//
+// A block owns a 4 x 16 pixel tile of one image (all channels) and first lists the rois that can
+// touch it (roi_tiles.cuh). The bilinear weight factors into a row weight and a column weight,
+// and the samples are a regular grid along each axis, so for pixel (h, w) only the sample rows
+// whose coordinate lies in [h - 1, h + 1] and the sample columns in [w - 1, w + 1] contribute:
+// a handful of candidates, found by one division and each checked with the forward's own
+// arithmetic (roi_align_sampling.cuh). Design and cost model: kernels/pool/NOTES.md.
+#include "dtypes.cuh"
+#include "pool_window.cuh"
+#include "roi_align_sampling.cuh"
+#include "roi_tiles.cuh"
+
+namespace {
+
+// The samples t = bin * grid + i (0 <= t < pooled * grid) along one axis whose coordinate
+// roi_start + (t + 0.5) * step can lie in [pixel - 1, pixel + 1], widened by one on each side
+// against rounding: [first, last], empty when first > last.
+template <class A>
+__device__ __forceinline__ void candidate_samples(A roi_start, A bin_size, int grid, int pooled,
+                                                  int pixel, int& first, int& last) {
+  const int samples = pooled * grid;
+  first = 0;
+  last = samples - 1;
+  const A step = bin_size / static_cast<A>(grid);
+  if (step == A(0)) return;  // a zero-size box: every sample sits at roi_start, check them all
+  A a = (static_cast<A>(pixel - 1) - roi_start) / step - A(0.5);
+  A b = (static_cast<A>(pixel + 1) - roi_start) / step - A(0.5);
+  if (step < A(0)) {
+    const A swap = a;
+    a = b;
+    b = swap;
+  }
+  if (!(a <= b)) {  // NaN coordinates: no sample has weight
+    last = -1;
+    return;
+  }
+  // clamp before converting, so that a huge quotient cannot overflow the int
+  const A lowest = A(-1), highest = static_cast<A>(samples);
+  a = min(max(a, lowest), highest);
+  b = min(max(b, lowest), highest);
+  first = max(static_cast<int>(ceil(a)) - 1, 0);
+  last = min(static_cast<int>(floor(b)) + 1, samples - 1);
+}
+
+// Can the samples of a box reach pixels [p0, p1) along one axis? Conservative: the box's extent
+// [roi_start, roi_start + pooled * bin_size] widened by two pixels (a sample touches the pixels
+// floor(y) and floor(y) + 1, and [-1, 0] clamps to 0). False for NaN coordinates.
+template <class A>
+__device__ __forceinline__ bool axis_overlaps(A roi_start, A bin_size, int pooled, int p0, int p1) {
+  const A roi_end = roi_start + bin_size * static_cast<A>(pooled);
+  const A lo = min(roi_start, roi_end);
+  const A hi = max(roi_start, roi_end);
+  return hi >= static_cast<A>(p0 - 2) && lo <= static_cast<A>(p1 + 1);
+}
+
+}  // namespace
+
+template <class T, bool kNHWC>
+__global__ void roi_align_backward_gather(const T* __restrict__ grad_output,
+                                          const gc::acc_t<T>* __restrict__ rois,
+                                          T* __restrict__ grad_input, int num_rois, int batch,
+                                          int channels, int height, int width, int pooled_height,
+                                          int pooled_width, gc::acc_t<T> spatial_scale,
+                                          int sampling_ratio, int aligned) {
+  using A = gc::acc_t<T>;
+  __shared__ int list[gc::kRoiListCapacity];
+  __shared__ int warp_counts[gc::kRoiTileWarps];
+  __shared__ A roi_start_h[gc::kRoiListCapacity];
+  __shared__ A roi_start_w[gc::kRoiListCapacity];
+  __shared__ A bin_size_h[gc::kRoiListCapacity];
+  __shared__ A bin_size_w[gc::kRoiListCapacity];
+  __shared__ int grid_h[gc::kRoiListCapacity];
+  __shared__ int grid_w[gc::kRoiListCapacity];
+  const int out_ps = gc::pixel_stride<kNHWC>(channels);
+  for (int n = blockIdx.y; n < batch; n += gridDim.y) {
+    const gc::PixelTile tile = gc::pixel_tile(n, height, width);
+    const int tile_w = tile.w1 - tile.w0;
+    const int tile_pixels = (tile.h1 - tile.h0) * tile_w;
+    const int items = tile_pixels * channels;
+    int scanned = 0;
+    for (int pass = 0; pass == 0 || scanned < num_rois; ++pass) {
+      // the rois of this pass that can touch the tile, in increasing order
+      int list_size = 0;
+      while (scanned < num_rois && list_size + gc::kRoiTileThreads <= gc::kRoiListCapacity) {
+        const int k = scanned + threadIdx.x;
+        bool touches = false;
+        if (k < num_rois) {
+          const gc::RoiAlignBox<A> box =
+              gc::roi_align_box(rois + k * 5, spatial_scale, pooled_height, pooled_width,
+                                sampling_ratio, aligned != 0);
+          const bool sampled = box.roi_bin_grid_h > 0 && box.roi_bin_grid_w > 0;
+          touches = box.roi_batch_ind == n && sampled &&
+                    axis_overlaps(box.roi_start_h, box.bin_size_h, pooled_height, tile.h0,
+                                  tile.h1) &&
+                    axis_overlaps(box.roi_start_w, box.bin_size_w, pooled_width, tile.w0, tile.w1);
+        }
+        list_size = gc::append_in_order(touches, k, list, list_size, warp_counts);
+        scanned += gc::kRoiTileThreads;
+      }
+      for (int e = threadIdx.x; e < list_size; e += blockDim.x) {
+        const gc::RoiAlignBox<A> box =
+            gc::roi_align_box(rois + list[e] * 5, spatial_scale, pooled_height, pooled_width,
+                              sampling_ratio, aligned != 0);
+        roi_start_h[e] = box.roi_start_h;
+        roi_start_w[e] = box.roi_start_w;
+        bin_size_h[e] = box.bin_size_h;
+        bin_size_w[e] = box.bin_size_w;
+        grid_h[e] = box.roi_bin_grid_h;
+        grid_w[e] = box.roi_bin_grid_w;
+      }
+      __syncthreads();
+      // main loop: channels fastest in NHWC, columns fastest in NCHW (coalesced either way)
+      for (int item = threadIdx.x; item < items; item += blockDim.x) {
+        const int c = kNHWC ? item % channels : item / tile_pixels;
+        const int pixel = kNHWC ? item / channels : item % tile_pixels;
+        const int h = tile.h0 + pixel / tile_w;
+        const int w = tile.w0 + pixel % tile_w;
+        const int offset = gc::offset_of<kNHWC>(n, c, h, w, channels, height, width);
+        A grad = pass == 0 ? A(0) : gc::to_acc(grad_input[offset]);
+        for (int e = 0; e < list_size; ++e) {
+          const int gh = grid_h[e], gw = grid_w[e];
+          int t0, t1, u0, u1;
+          candidate_samples(roi_start_h[e], bin_size_h[e], gh, pooled_height, h, t0, t1);
+          if (t0 > t1) continue;
+          candidate_samples(roi_start_w[e], bin_size_w[e], gw, pooled_width, w, u0, u1);
+          if (u0 > u1) continue;
+          const T* offset_grad_output =
+              grad_output +
+              gc::plane_offset<kNHWC>(list[e], c, channels, pooled_height, pooled_width);
+          A roi_grad = A(0);
+          for (int t = t0; t <= t1; ++t) {
+            const int ph = t / gh;
+            const A y = gc::sample_coordinate(roi_start_h[e], ph, bin_size_h[e], t - ph * gh, gh);
+            const A wy = gc::bilinear_axis_weight(y, height, h);
+            if (wy == A(0)) continue;
+            A row_grad = A(0);
+            for (int u = u0; u <= u1; ++u) {
+              const int pw = u / gw;
+              const A x = gc::sample_coordinate(roi_start_w[e], pw, bin_size_w[e], u - pw * gw, gw);
+              const A wx = gc::bilinear_axis_weight(x, width, w);
+              if (wx == A(0)) continue;
+              row_grad += wx * gc::to_acc(offset_grad_output[(ph * pooled_width + pw) * out_ps]);
+            }
+            roi_grad += wy * row_grad;
+          }
+          grad += roi_grad / static_cast<A>(gh * gw);
+        }
+        // epilogue
+        grad_input[offset] = gc::from_acc<T>(grad);
+      }
+      __syncthreads();  // the list is rebuilt by the next pass or image
+    }
+  }
+}

@@ -1,0 +1,396 @@
+"""The pooling kernels against the NumPy reference: every function and its gradient under
+``gpuconv.simulate()`` in three thread orders (and, marked ``gpu``, on a GPU with CuPy).
+
+The reference is the public function called outside ``simulate()``; the kernels run through the
+same public function inside it, so argument handling and the launchers are exercised too.
+Outputs the launchers allocate with ``empty`` are poisoned (NaN, index -7777) so that an element a
+kernel forgets to write fails. Shapes are small and odd: the simulator runs about 1M threads/s.
+"""
+from __future__ import annotations
+
+import importlib
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+import gpuconv
+from gpuconv import grad
+from gpuconv._arrays import library_of, xp_of
+
+ORDERS = ("forward", "reverse", "random")
+try:  # bfloat16 exists in NumPy only through ml_dtypes
+    import ml_dtypes
+    BFLOAT16 = (np.dtype(ml_dtypes.bfloat16),)
+except ImportError:
+    BFLOAT16 = ()
+DTYPES = (np.float16, np.float32, np.float64, *BFLOAT16)
+DTYPE_IDS = [np.dtype(d).name for d in DTYPES]
+TOLERANCE = {np.dtype(np.float16): 4e-3, np.dtype(np.float32): 2e-5, np.dtype(np.float64): 1e-12,
+             **{d: 2e-2 for d in BFLOAT16}}
+LAUNCHER_MODULES = ("gpuconv.pool.launch_window", "gpuconv.pool.launch_adaptive",
+                    "gpuconv.pool.launch_global", "gpuconv.pool.launch_unpool")
+INDEX_POISON = -7777
+
+
+class _Poisoned:
+    """An array module whose ``empty`` returns NaN-filled (float) or INDEX_POISON (int) arrays."""
+
+    def __init__(self, xp):
+        self._xp = xp
+
+    def __getattr__(self, name):
+        return getattr(self._xp, name)
+
+    def empty(self, shape, dtype=float):
+        a = self._xp.empty(shape, dtype=dtype)
+        a[...] = np.nan if np.dtype(dtype).kind == "f" else INDEX_POISON
+        return a
+
+
+@pytest.fixture(autouse=True)
+def poisoned_outputs(monkeypatch):
+    for name in LAUNCHER_MODULES:
+        module = importlib.import_module(name)
+        real = module.xp_for
+        monkeypatch.setattr(module, "xp_for", lambda executor, real=real: _Poisoned(real(executor)))
+
+
+# --------------------------------------------------------------------------------------------
+# helpers
+
+
+def to_layout(x, data_format):
+    return np.ascontiguousarray(x.transpose(0, 2, 3, 1)) if data_format == "NHWC" else x
+
+
+def simulated(fn, *args, order="forward", **kwargs):
+    with gpuconv.simulate(order=order):
+        return fn(*args, **kwargs)
+
+
+def assert_matches(got, expected):
+    """Same type, shape and dtype; indices exactly, values within the dtype's tolerance, NaN
+    where the reference has NaN."""
+    if isinstance(expected, tuple):
+        assert isinstance(got, tuple) and len(got) == len(expected)
+        for g, e in zip(got, expected):
+            assert_matches(g, e)
+        return
+    assert type(got) is type(expected)
+    assert got.shape == expected.shape and got.dtype == expected.dtype
+    if expected.dtype.kind in "iu":
+        np.testing.assert_array_equal(got, expected)
+        return
+    tol = TOLERANCE[expected.dtype]
+    np.testing.assert_allclose(got.astype(np.float64), expected.astype(np.float64),
+                               rtol=tol, atol=tol, equal_nan=True)
+
+
+def check_all_orders(fn, *args, orders=ORDERS, **kwargs):
+    expected = fn(*args, **kwargs)
+    for order in orders:
+        assert_matches(simulated(fn, *args, order=order, **kwargs), expected)
+    return expected
+
+
+def bitwise_equal(a, b) -> bool:
+    return a.dtype == b.dtype and np.array_equal(a.view(np.uint8), b.view(np.uint8))
+
+
+def random_input(rng, shape, dtype, kind="normal"):
+    if kind == "ties":       # few distinct values: exercises the first-maximum rule
+        x = rng.integers(-2, 3, size=shape)
+    elif kind == "positive":
+        x = rng.uniform(0.25, 2.0, size=shape)
+    else:
+        x = rng.standard_normal(shape)
+    return x.astype(dtype)
+
+
+def grad_output_for(rng, y):
+    return rng.standard_normal(y.shape).astype(y.dtype)
+
+
+# --------------------------------------------------------------------------------------------
+# sliding windows: max_pool2d, avg_pool2d, lp_pool2d
+
+WINDOWS = {
+    "k3s2p1": ((2, 3, 7, 9), dict(kernel_size=3, stride=2, padding=1)),
+    "rect_dilated": ((1, 2, 8, 7), dict(kernel_size=(2, 3), stride=(1, 2), padding=(1, 1),
+                                        dilation=(2, 1))),
+    # ceil_mode: the first window starts in the padding, the last reaches past the padding
+    "ceil_k3s2p1": ((1, 2, 6, 6), dict(kernel_size=3, stride=2, padding=1, ceil_mode=True)),
+    "ceil_k3s3": ((1, 3, 10, 5), dict(kernel_size=(3, 1), stride=(3, 1), ceil_mode=True)),
+    "default_stride": ((2, 1, 5, 6), dict(kernel_size=2)),
+    # every tap of the only window falls into the padding: -inf and index -1
+    "padding_only": ((1, 2, 3, 3), dict(kernel_size=2, padding=1, dilation=4)),
+}
+NO_DILATION = [k for k, (_, kw) in WINDOWS.items() if "dilation" not in kw]
+
+
+@pytest.mark.parametrize("data_format", ["NCHW", "NHWC"])
+@pytest.mark.parametrize("dtype", DTYPES, ids=DTYPE_IDS)
+@pytest.mark.parametrize("case", list(WINDOWS))
+def test_max_pool2d_and_grad(rng, case, dtype, data_format):
+    shape, kwargs = WINDOWS[case]
+    x = to_layout(random_input(rng, shape, dtype, "ties"), data_format)
+    y, indices = check_all_orders(gpuconv.max_pool2d, x, return_indices=True,
+                                  data_format=data_format, **kwargs)
+    go = grad_output_for(rng, y)
+    check_all_orders(grad.max_pool2d, go, x, data_format=data_format, **kwargs)
+    # the forward's indices, passed back, give the same gradient as recomputing them
+    assert_matches(simulated(grad.max_pool2d, go, x, indices=indices, data_format=data_format,
+                             **kwargs), grad.max_pool2d(go, x, data_format=data_format, **kwargs))
+
+
+@pytest.mark.parametrize("data_format", ["NCHW", "NHWC"])
+def test_max_pool2d_propagates_nan(rng, data_format):
+    x = random_input(rng, (2, 2, 7, 8), np.float32)
+    x[0, 0, 1, 1] = x[0, 0, 2, 2] = x[1, 1, 6, 7] = np.nan   # two NaNs share windows
+    x = to_layout(x, data_format)
+    kwargs = dict(kernel_size=3, stride=2, padding=1, data_format=data_format)
+    y, _ = check_all_orders(gpuconv.max_pool2d, x, return_indices=True, **kwargs)
+    assert np.isnan(y).sum() >= 3
+    check_all_orders(grad.max_pool2d, grad_output_for(rng, y), x, **kwargs)
+
+
+def test_max_pool2d_non_contiguous_and_empty_batch(rng):
+    x = random_input(rng, (2, 3, 9, 14), np.float32)[:, :, :, ::2]
+    assert not x.flags.c_contiguous
+    check_all_orders(gpuconv.max_pool2d, x, 3, 2, 1, return_indices=True)
+    empty = np.zeros((0, 3, 5, 5), np.float32)
+    y = simulated(gpuconv.max_pool2d, empty, 2)
+    assert y.shape == (0, 3, 2, 2)
+
+
+@pytest.mark.parametrize("data_format", ["NCHW", "NHWC"])
+@pytest.mark.parametrize("dtype", DTYPES, ids=DTYPE_IDS)
+@pytest.mark.parametrize("options", [dict(), dict(count_include_pad=False),
+                                     dict(divisor_override=5), dict(divisor_override=-3)])
+@pytest.mark.parametrize("case", NO_DILATION)
+def test_avg_pool2d_and_grad(rng, case, options, dtype, data_format):
+    shape, kwargs = WINDOWS[case]
+    x = to_layout(random_input(rng, shape, dtype), data_format)
+    kwargs = dict(kwargs, **options, data_format=data_format)
+    y = check_all_orders(gpuconv.avg_pool2d, x, **kwargs)
+    check_all_orders(grad.avg_pool2d, grad_output_for(rng, y), x, **kwargs)
+
+
+LP_CASES = {
+    "p2_k3s2": ((2, 3, 7, 9), 2.0, dict(kernel_size=3, stride=2), "normal"),
+    "p1_ceil": ((1, 2, 6, 7), 1.0, dict(kernel_size=(2, 3), ceil_mode=True), "normal"),
+    "p3_signed": ((1, 2, 5, 6), 3.0, dict(kernel_size=2, stride=1), "normal"),
+    "p1.5_ceil": ((2, 1, 7, 7), 1.5, dict(kernel_size=3, stride=2, ceil_mode=True), "positive"),
+}
+
+
+@pytest.mark.parametrize("data_format", ["NCHW", "NHWC"])
+@pytest.mark.parametrize("dtype", DTYPES, ids=DTYPE_IDS)
+@pytest.mark.parametrize("case", list(LP_CASES))
+def test_lp_pool2d_and_grad(rng, case, dtype, data_format):
+    shape, norm_type, kwargs, kind = LP_CASES[case]
+    x = to_layout(random_input(rng, shape, dtype, kind), data_format)
+    kwargs = dict(kwargs, data_format=data_format)
+    y = check_all_orders(gpuconv.lp_pool2d, x, norm_type, **kwargs)
+    check_all_orders(grad.lp_pool2d, grad_output_for(rng, y), x, norm_type, **kwargs)
+
+
+@settings(max_examples=30, deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(data=st.data())
+def test_random_windows_match_the_reference(data):
+    """Random window geometries (any kernel, stride, padding <= kernel / 2, dilation, ceil_mode)
+    on small odd maps just large enough for one output, both layouts, max and average pooling
+    with their gradients, in a random thread order."""
+    draw = data.draw
+    R, S = draw(st.integers(1, 4)), draw(st.integers(1, 4))
+    pad = (draw(st.integers(0, R // 2)), draw(st.integers(0, S // 2)))
+    dilation = (draw(st.integers(1, 3)), draw(st.integers(1, 3)))
+    # the smallest input with an output: (kernel - 1) * dilation + 1 <= size + 2 * pad
+    min_h = max(1, (R - 1) * dilation[0] + 1 - 2 * pad[0])
+    min_w = max(1, (S - 1) * dilation[1] + 1 - 2 * pad[1])
+    H, W = draw(st.integers(min_h, min_h + 6)), draw(st.integers(min_w, min_w + 6))
+    kwargs = dict(kernel_size=(R, S), stride=(draw(st.integers(1, 3)), draw(st.integers(1, 3))),
+                  padding=pad, ceil_mode=draw(st.booleans()),
+                  data_format=draw(st.sampled_from(["NCHW", "NHWC"])))
+    rng = np.random.default_rng(draw(st.integers(0, 2 ** 16)))
+    x = to_layout(random_input(rng, (2, 3, H, W), np.float64, "ties"), kwargs["data_format"])
+    orders = (draw(st.sampled_from(ORDERS)),)
+    y = check_all_orders(gpuconv.max_pool2d, x, dilation=dilation, orders=orders, **kwargs)
+    check_all_orders(grad.max_pool2d, grad_output_for(rng, y), x, dilation=dilation,
+                     orders=orders, **kwargs)
+    if H + 2 * pad[0] >= R and W + 2 * pad[1] >= S:
+        y = check_all_orders(gpuconv.avg_pool2d, x, orders=orders, **kwargs)
+        check_all_orders(grad.avg_pool2d, grad_output_for(rng, y), x, orders=orders, **kwargs)
+
+
+# --------------------------------------------------------------------------------------------
+# adaptive and global pooling
+
+ADAPTIVE = {
+    "shrink": ((2, 3, 7, 9), (3, 4)),
+    "grow": ((1, 2, 5, 5), (7, 8)),          # P > H: bins overlap and repeat rows
+    "keep_width": ((1, 2, 9, 4), (2, None)),
+    "to_one": ((2, 2, 5, 6), 1),
+}
+
+
+@pytest.mark.parametrize("data_format", ["NCHW", "NHWC"])
+@pytest.mark.parametrize("dtype", DTYPES, ids=DTYPE_IDS)
+@pytest.mark.parametrize("case", list(ADAPTIVE))
+def test_adaptive_pools_and_grads(rng, case, dtype, data_format):
+    shape, output_size = ADAPTIVE[case]
+    x = to_layout(random_input(rng, shape, dtype, "ties"), data_format)
+    y, _ = check_all_orders(gpuconv.adaptive_max_pool2d, x, output_size, return_indices=True,
+                            data_format=data_format)
+    check_all_orders(grad.adaptive_max_pool2d, grad_output_for(rng, y), x, output_size,
+                     data_format=data_format)
+    x = to_layout(random_input(rng, shape, dtype), data_format)
+    y = check_all_orders(gpuconv.adaptive_avg_pool2d, x, output_size, data_format=data_format)
+    check_all_orders(grad.adaptive_avg_pool2d, grad_output_for(rng, y), x, output_size,
+                     data_format=data_format)
+
+
+GLOBAL = {
+    "7x7": (2, 3, 7, 7),           # ResNet's last feature map, one warp per plane
+    "tall": (1, 37, 20, 13),       # 37 channels: a partial 32-channel chunk in NHWC
+    "large_plane": (1, 2, 33, 40),  # several warps per plane in NCHW, 32 rows in NHWC
+}
+
+
+@pytest.mark.parametrize("data_format", ["NCHW", "NHWC"])
+@pytest.mark.parametrize("dtype", DTYPES, ids=DTYPE_IDS)
+@pytest.mark.parametrize("case", list(GLOBAL))
+def test_global_pools_and_grads(rng, case, dtype, data_format):
+    shape = GLOBAL[case]
+    x = random_input(rng, shape, dtype, "ties")
+    x[0, 0, 3, 4] = np.nan
+    x[-1, -1, 1, 2] = x[-1, -1, 5, 0] = np.nan    # the last NaN's index wins
+    x[0, 1] = -np.inf                             # an all -inf plane reports its first element
+    x = to_layout(x, data_format)
+    y = check_all_orders(gpuconv.global_max_pool2d, x, data_format=data_format)
+    check_all_orders(grad.global_max_pool2d, grad_output_for(rng, y), x, data_format=data_format)
+    x = to_layout(random_input(rng, shape, dtype), data_format)
+    y = check_all_orders(gpuconv.global_avg_pool2d, x, data_format=data_format)
+    check_all_orders(grad.global_avg_pool2d, grad_output_for(rng, y), x, data_format=data_format)
+
+
+def test_global_max_pool2d_grad_matches_adaptive_indices(rng):
+    x = random_input(rng, (2, 3, 6, 5), np.float32, "ties")
+    _, indices = gpuconv.adaptive_max_pool2d(x, 1, return_indices=True)
+    go = random_input(rng, (2, 3, 1, 1), np.float32)
+    assert_matches(simulated(grad.global_max_pool2d, go, x, indices=indices),
+                   grad.global_max_pool2d(go, x))
+
+
+# --------------------------------------------------------------------------------------------
+# spatial pyramid pooling and max unpooling
+
+SPP = {
+    "default_levels": ((2, 3, 9, 7), (1, 2, 4)),
+    "unordered": ((1, 4, 5, 6), (3, 1)),
+    "ten_levels": ((1, 2, 11, 10), tuple(range(1, 11))),   # two launches of at most 8 levels
+}
+
+
+@pytest.mark.parametrize("data_format", ["NCHW", "NHWC"])
+@pytest.mark.parametrize("dtype", DTYPES, ids=DTYPE_IDS)
+@pytest.mark.parametrize("mode", ["max", "avg"])
+@pytest.mark.parametrize("case", list(SPP))
+def test_spatial_pyramid_pool2d_and_grad(rng, case, mode, dtype, data_format):
+    shape, levels = SPP[case]
+    x = to_layout(random_input(rng, shape, dtype, "ties" if mode == "max" else "normal"),
+                  data_format)
+    y = check_all_orders(gpuconv.spatial_pyramid_pool2d, x, levels, mode, data_format=data_format)
+    check_all_orders(grad.spatial_pyramid_pool2d, grad_output_for(rng, y), x, levels, mode,
+                     data_format=data_format)
+
+
+UNPOOL = {
+    "k2s2": ((2, 3, 8, 6), dict(kernel_size=2, stride=2), None),
+    # overlapping windows: several outputs share an index, the last in row-major order wins
+    "overlapping": ((1, 2, 7, 7), dict(kernel_size=3, stride=1, padding=1), None),
+    "output_size": ((1, 2, 7, 9), dict(kernel_size=3, stride=2, padding=1), (7, 10)),
+}
+
+
+@pytest.mark.parametrize("data_format", ["NCHW", "NHWC"])
+@pytest.mark.parametrize("dtype", DTYPES, ids=DTYPE_IDS)
+@pytest.mark.parametrize("case", list(UNPOOL))
+def test_max_unpool2d_and_grad(rng, case, dtype, data_format):
+    shape, kwargs, output_size = UNPOOL[case]
+    source = to_layout(random_input(rng, shape, dtype, "ties"), data_format)
+    pooled, indices = gpuconv.max_pool2d(source, return_indices=True, data_format=data_format,
+                                         **kwargs)
+    pool_args = dict(kwargs, output_size=output_size, data_format=data_format)
+    y = check_all_orders(gpuconv.max_unpool2d, pooled, indices, **pool_args)
+    check_all_orders(grad.max_unpool2d, grad_output_for(rng, y), pooled, indices, **pool_args)
+    if case == "overlapping":
+        assert len(np.unique(indices)) < indices.size
+
+
+# --------------------------------------------------------------------------------------------
+# determinism: every pooling backward is a gather, bitwise identical in every thread order
+
+GRADIENTS = {
+    "max_pool2d": lambda go, x: grad.max_pool2d(go, x, 3, 2, 1, deterministic=True),
+    "avg_pool2d": lambda go, x: grad.avg_pool2d(go, x, 3, 1, 1, deterministic=True),
+    "lp_pool2d": lambda go, x: grad.lp_pool2d(go, abs(x), 2.0, 3, 1, deterministic=True),
+    "adaptive_avg_pool2d": lambda go, x: grad.adaptive_avg_pool2d(go, x, (7, 6),
+                                                                  deterministic=True),
+    "spatial_pyramid_pool2d": lambda go, x: grad.spatial_pyramid_pool2d(go, x, (1, 3), "avg",
+                                                                        deterministic=True),
+}
+
+
+@pytest.mark.parametrize("name", list(GRADIENTS))
+def test_backward_is_bitwise_deterministic(rng, name):
+    x = random_input(rng, (2, 3, 9, 8), np.float32)
+    forward = {"max_pool2d": lambda: gpuconv.max_pool2d(x, 3, 2, 1),
+               "avg_pool2d": lambda: gpuconv.avg_pool2d(x, 3, 1, 1),
+               "lp_pool2d": lambda: gpuconv.lp_pool2d(abs(x), 2.0, 3, 1),
+               "adaptive_avg_pool2d": lambda: gpuconv.adaptive_avg_pool2d(x, (7, 6)),
+               "spatial_pyramid_pool2d": lambda: gpuconv.spatial_pyramid_pool2d(x, (1, 3), "avg")}
+    go = grad_output_for(rng, forward[name]())
+    results = [simulated(GRADIENTS[name], go, x, order=order) for order in ORDERS]
+    assert all(bitwise_equal(results[0], r) for r in results[1:])
+
+
+# --------------------------------------------------------------------------------------------
+# on a GPU (skipped without one)
+
+GPU_CASES = {
+    "max_pool2d": lambda x: gpuconv.max_pool2d(x, 3, 2, 1, return_indices=True),
+    "avg_pool2d": lambda x: gpuconv.avg_pool2d(x, 3, 2, 1, ceil_mode=True, count_include_pad=False),
+    "lp_pool2d": lambda x: gpuconv.lp_pool2d(x, 2.0, 3, 2),
+    "adaptive_max_pool2d": lambda x: gpuconv.adaptive_max_pool2d(x, (4, 5), return_indices=True),
+    "adaptive_avg_pool2d": lambda x: gpuconv.adaptive_avg_pool2d(x, (4, 5)),
+    "global_avg_pool2d": lambda x: gpuconv.global_avg_pool2d(x),
+    "global_max_pool2d": lambda x: gpuconv.global_max_pool2d(x),
+    "spatial_pyramid_pool2d": lambda x: gpuconv.spatial_pyramid_pool2d(x, (1, 2, 4), "max"),
+    "grad_max_pool2d": lambda x: grad.max_pool2d(_ramp_like_output(x, 3, 2, 1), x, 3, 2, 1),
+    "grad_avg_pool2d": lambda x: grad.avg_pool2d(_ramp_like_output(x, 3, 2, 1), x, 3, 2, 1),
+}
+
+
+def _ramp_like_output(x, kernel_size, stride, padding):
+    """A grad_output for the pooling's output: a ramp, in x's array library."""
+    xp = xp_of(library_of("x", x))
+    y = gpuconv.max_pool2d(x, kernel_size, stride, padding)
+    return xp.linspace(-1.0, 1.0, y.size).astype(x.dtype).reshape(y.shape)
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("dtype", DTYPES, ids=DTYPE_IDS)
+@pytest.mark.parametrize("name", list(GPU_CASES))
+def test_gpu_matches_reference(rng, name, dtype):
+    import cupy
+    x = random_input(rng, (4, 37, 23, 29), dtype, "ties" if "max" in name else "normal")
+    if name == "lp_pool2d":
+        x = abs(x)
+    expected = GPU_CASES[name](x)
+    got = GPU_CASES[name](cupy.asarray(x))
+    as_host = tuple(cupy.asnumpy(g) for g in got) if isinstance(got, tuple) else cupy.asnumpy(got)
+    assert_matches(as_host, expected)

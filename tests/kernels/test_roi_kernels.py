@@ -1,0 +1,275 @@
+"""The ROI kernels (roi_align, roi_pool and their gradients) against the NumPy reference, under
+``gpuconv.simulate()`` in three thread orders, and, marked ``gpu``, on a GPU with CuPy.
+
+Boxes cover torchvision's corner cases: inside, partly and wholly outside the image, tiny and
+huge, inverted (x2 < x1), on both images of the batch. The default backward scatters with
+atomics (compared with a tolerance); the deterministic one is a gather whose bits must not depend
+on the thread order. Outputs the launchers allocate with ``empty`` are poisoned with NaN.
+"""
+from __future__ import annotations
+
+import importlib
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+import gpuconv
+from gpuconv import grad
+
+ORDERS = ("forward", "reverse", "random")
+try:  # bfloat16 exists in NumPy only through ml_dtypes
+    import ml_dtypes
+    BFLOAT16 = (np.dtype(ml_dtypes.bfloat16),)
+except ImportError:
+    BFLOAT16 = ()
+DTYPES = (np.float16, np.float32, np.float64, *BFLOAT16)
+DTYPE_IDS = [np.dtype(d).name for d in DTYPES]
+TOLERANCE = {np.dtype(np.float16): 5e-3, np.dtype(np.float32): 2e-5, np.dtype(np.float64): 1e-12,
+             **{d: 2e-2 for d in BFLOAT16}}
+LAUNCHER_MODULES = ("gpuconv.roi.launch_align", "gpuconv.roi.launch_pool",
+                    "gpuconv.roi.launch_accumulator")
+
+# [batch_index, x1, y1, x2, y2] in image coordinates; the feature map is the image at
+# spatial_scale (0.5 below: a 10 x 12 map of a 20 x 24 image). Values are exact in float16.
+BOXES = np.array([
+    [0, 2.0, 2.0, 19.0, 17.0],       # inside
+    [1, -6.0, -4.5, 9.25, 7.0],      # partly outside, top left
+    [0, 14.5, 9.0, 31.0, 26.0],      # partly outside, bottom right
+    [1, 44.0, 40.0, 60.0, 52.0],     # wholly outside
+    [0, 6.5, 8.25, 6.75, 8.5],       # tiny (a quarter pixel)
+    [1, -30.0, -22.0, 58.0, 47.0],   # huge: covers the map and far beyond
+    [0, 11.0, 4.0, 5.5, 13.0],       # inverted in x (x2 < x1)
+    [1, 3.0, 12.0, 12.0, 12.0],      # zero height
+])
+SCALE = 0.5
+X_SHAPE = (2, 3, 10, 12)
+
+
+class _Poisoned:
+    def __init__(self, xp):
+        self._xp = xp
+
+    def __getattr__(self, name):
+        return getattr(self._xp, name)
+
+    def empty(self, shape, dtype=float):
+        a = self._xp.empty(shape, dtype=dtype)
+        a[...] = np.nan if np.dtype(dtype).kind == "f" else -7777
+        return a
+
+
+@pytest.fixture(autouse=True)
+def poisoned_outputs(monkeypatch):
+    for name in LAUNCHER_MODULES:
+        module = importlib.import_module(name)
+        if hasattr(module, "xp_for"):
+            real = module.xp_for
+            monkeypatch.setattr(module, "xp_for", lambda e, real=real: _Poisoned(real(e)))
+
+
+def to_layout(x, data_format):
+    return np.ascontiguousarray(x.transpose(0, 2, 3, 1)) if data_format == "NHWC" else x
+
+
+def simulated(fn, *args, order="forward", **kwargs):
+    with gpuconv.simulate(order=order):
+        return fn(*args, **kwargs)
+
+
+def assert_matches(got, expected):
+    assert type(got) is type(expected)
+    assert got.shape == expected.shape and got.dtype == expected.dtype
+    tol = TOLERANCE[expected.dtype]
+    np.testing.assert_allclose(got.astype(np.float64), expected.astype(np.float64),
+                               rtol=tol, atol=tol, equal_nan=True)
+
+
+def bitwise_equal(a, b) -> bool:
+    return a.dtype == b.dtype and np.array_equal(a.view(np.uint8), b.view(np.uint8))
+
+
+def inputs(rng, dtype, data_format, kind="normal"):
+    x = rng.integers(-2, 3, size=X_SHAPE) if kind == "ties" else rng.standard_normal(X_SHAPE)
+    return to_layout(x.astype(dtype), data_format), BOXES.astype(dtype)
+
+
+def grad_output_for(rng, y):
+    return rng.standard_normal(y.shape).astype(y.dtype)
+
+
+# --------------------------------------------------------------------------------------------
+# roi_align
+
+ALIGN_OPTIONS = {
+    "adaptive": dict(output_size=(3, 4), sampling_ratio=-1, aligned=False),
+    "adaptive_aligned": dict(output_size=(3, 4), sampling_ratio=0, aligned=True),
+    "ratio1_aligned": dict(output_size=2, sampling_ratio=1, aligned=True),
+    "ratio2": dict(output_size=(4, 3), sampling_ratio=2, aligned=False),
+    "ratio3_aligned": dict(output_size=(2, 5), sampling_ratio=3, aligned=True),
+}
+
+
+@pytest.mark.parametrize("data_format", ["NCHW", "NHWC"])
+@pytest.mark.parametrize("dtype", DTYPES, ids=DTYPE_IDS)
+@pytest.mark.parametrize("option", list(ALIGN_OPTIONS))
+def test_roi_align_and_grads(rng, option, dtype, data_format):
+    x, boxes = inputs(rng, dtype, data_format)
+    kwargs = dict(ALIGN_OPTIONS[option], spatial_scale=SCALE, data_format=data_format)
+    expected = gpuconv.roi_align(x, boxes, **kwargs)
+    go = grad_output_for(rng, expected)
+    expected_grad = grad.roi_align(go, x, boxes, **kwargs)
+    deterministic = []
+    for order in ORDERS:
+        assert_matches(simulated(gpuconv.roi_align, x, boxes, order=order, **kwargs), expected)
+        assert_matches(simulated(grad.roi_align, go, x, boxes, order=order,
+                                 deterministic=False, **kwargs), expected_grad)
+        deterministic.append(simulated(grad.roi_align, go, x, boxes, order=order,
+                                       deterministic=True, **kwargs))
+        assert_matches(deterministic[-1], expected_grad)
+    assert all(bitwise_equal(deterministic[0], d) for d in deterministic[1:])
+
+
+@pytest.mark.parametrize("lanes_target", [1, 1 << 20])
+def test_roi_align_one_lane_and_many_lanes_per_bin(rng, monkeypatch, lanes_target):
+    """TARGET_THREADS 1 forces one lane per bin (torchvision's loop); the default lets the tiny
+    test grid use up to 32 lanes per bin (the warp-shuffle path)."""
+    align = importlib.import_module("gpuconv.roi.launch_align")
+    monkeypatch.setattr(align, "TARGET_THREADS", lanes_target)
+    x, boxes = inputs(rng, np.float32, "NCHW")
+    kwargs = dict(output_size=(2, 3), spatial_scale=SCALE, sampling_ratio=-1)
+    expected = gpuconv.roi_align(x, boxes, **kwargs)
+    assert_matches(simulated(gpuconv.roi_align, x, boxes, order="random", **kwargs), expected)
+    go = grad_output_for(rng, expected)
+    assert_matches(simulated(grad.roi_align, go, x, boxes, order="random", **kwargs),
+                   grad.roi_align(go, x, boxes, **kwargs))
+
+
+def test_roi_align_boxes_as_a_list_and_a_wide_feature_map(rng):
+    """A list of per-image boxes; a map wider than one gather tile (16 columns) and taller than
+    one (4 rows), with more boxes than one 256-roi compaction chunk."""
+    x = rng.standard_normal((2, 2, 9, 37)).astype(np.float32)
+    k = 300
+    corners = rng.uniform(-10.0, 80.0, size=(k, 4)).astype(np.float32)
+    corners[:, 2:] = corners[:, :2] + rng.uniform(0.0, 30.0, size=(k, 2)).astype(np.float32)
+    boxes = [corners[: k // 2], corners[k // 2:]]
+    kwargs = dict(output_size=2, spatial_scale=0.5, sampling_ratio=2, aligned=True)
+    expected = gpuconv.roi_align(x, boxes, **kwargs)
+    assert_matches(simulated(gpuconv.roi_align, x, boxes, **kwargs), expected)
+    go = grad_output_for(rng, expected)
+    assert_matches(simulated(grad.roi_align, go, x, boxes, deterministic=True, **kwargs),
+                   grad.roi_align(go, x, boxes, **kwargs))
+
+
+def test_roi_align_gather_takes_several_passes_over_many_rois(rng):
+    """600 boxes on one small map: each tile lists more rois than one pass holds (512)."""
+    x = rng.standard_normal((1, 2, 6, 7)).astype(np.float64)
+    boxes = np.zeros((600, 5))
+    boxes[:, 1:3] = rng.uniform(-2.0, 5.0, size=(600, 2))
+    boxes[:, 3:5] = boxes[:, 1:3] + rng.uniform(0.5, 4.0, size=(600, 2))
+    kwargs = dict(output_size=2, sampling_ratio=1)
+    go = rng.standard_normal((600, 2, 2, 2))
+    expected = grad.roi_align(go, x, boxes, **kwargs)
+    results = [simulated(grad.roi_align, go, x, boxes, order=order, deterministic=True, **kwargs)
+               for order in ("forward", "reverse")]
+    assert_matches(results[0], expected)
+    assert bitwise_equal(results[0], results[1])
+
+
+@settings(max_examples=25, deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(data=st.data())
+def test_random_boxes_match_the_reference(data):
+    """Random boxes anywhere around a random small map (inverted, tiny, huge), random output
+    size, sampling ratio and alignment, both layouts; roi_align and roi_pool with both backward
+    modes."""
+    draw = data.draw
+    rng = np.random.default_rng(draw(st.integers(0, 2 ** 16)))
+    N, C, H, W = 2, draw(st.integers(1, 3)), draw(st.integers(1, 11)), draw(st.integers(1, 11))
+    K = draw(st.integers(1, 12))
+    boxes = np.concatenate([rng.integers(0, N, size=(K, 1)),
+                            rng.uniform(-8.0, 30.0, size=(K, 4)) * rng.choice([0.1, 1.0, 3.0],
+                                                                               size=(K, 1))],
+                           axis=1)
+    data_format = draw(st.sampled_from(["NCHW", "NHWC"]))
+    x = to_layout(rng.standard_normal((N, C, H, W)), data_format)
+    kwargs = dict(output_size=(draw(st.integers(1, 4)), draw(st.integers(1, 4))),
+                  spatial_scale=draw(st.sampled_from([0.25, 0.5, 1.0])), data_format=data_format)
+    align = dict(sampling_ratio=draw(st.integers(-1, 3)), aligned=draw(st.booleans()))
+    order = draw(st.sampled_from(ORDERS))
+    for forward, gradient, options in ((gpuconv.roi_align, grad.roi_align, align),
+                                       (gpuconv.roi_pool, grad.roi_pool, {})):
+        expected = forward(x, boxes, **kwargs, **options)
+        assert_matches(simulated(forward, x, boxes, order=order, **kwargs, **options), expected)
+        go = rng.standard_normal(expected.shape)
+        expected_grad = gradient(go, x, boxes, **kwargs, **options)
+        for deterministic in (False, True):
+            assert_matches(simulated(gradient, go, x, boxes, order=order,
+                                     deterministic=deterministic, **kwargs, **options),
+                           expected_grad)
+
+
+# --------------------------------------------------------------------------------------------
+# roi_pool
+
+
+@pytest.mark.parametrize("data_format", ["NCHW", "NHWC"])
+@pytest.mark.parametrize("dtype", DTYPES, ids=DTYPE_IDS)
+@pytest.mark.parametrize("output_size", [(3, 4), 2, (7, 5)])
+def test_roi_pool_and_grads(rng, output_size, dtype, data_format):
+    x, boxes = inputs(rng, dtype, data_format, kind="ties")
+    kwargs = dict(output_size=output_size, spatial_scale=SCALE, data_format=data_format)
+    expected = gpuconv.roi_pool(x, boxes, **kwargs)
+    go = grad_output_for(rng, expected)
+    expected_grad = grad.roi_pool(go, x, boxes, **kwargs)
+    deterministic = []
+    for order in ORDERS:
+        assert_matches(simulated(gpuconv.roi_pool, x, boxes, order=order, **kwargs), expected)
+        assert_matches(simulated(grad.roi_pool, go, x, boxes, order=order, deterministic=False,
+                                 **kwargs), expected_grad)
+        deterministic.append(simulated(grad.roi_pool, go, x, boxes, order=order,
+                                       deterministic=True, **kwargs))
+        assert_matches(deterministic[-1], expected_grad)
+    assert all(bitwise_equal(deterministic[0], d) for d in deterministic[1:])
+
+
+def test_roi_pool_ignores_nan_and_tiny_values(rng):
+    """torchvision's running maximum starts at -FLT_MAX and takes only larger values: NaN never
+    wins, and a bin of -inf gives -FLT_MAX with no gradient."""
+    x = rng.standard_normal(X_SHAPE).astype(np.float32)
+    x[0, :, 1:4, 1:5] = np.nan
+    x[1, 0] = -np.inf
+    kwargs = dict(output_size=(3, 2), spatial_scale=SCALE)
+    expected = gpuconv.roi_pool(x, BOXES.astype(np.float32), **kwargs)
+    assert_matches(simulated(gpuconv.roi_pool, x, BOXES.astype(np.float32), **kwargs), expected)
+    go = grad_output_for(rng, expected)
+    for deterministic in (False, True):
+        assert_matches(simulated(grad.roi_pool, go, x, BOXES.astype(np.float32),
+                                 deterministic=deterministic, **kwargs),
+                       grad.roi_pool(go, x, BOXES.astype(np.float32), **kwargs))
+
+
+# --------------------------------------------------------------------------------------------
+# on a GPU (skipped without one)
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("deterministic", [False, True])
+@pytest.mark.parametrize("data_format", ["NCHW", "NHWC"])
+@pytest.mark.parametrize("dtype", DTYPES, ids=DTYPE_IDS)
+def test_gpu_matches_reference(rng, dtype, data_format, deterministic):
+    import cupy
+    x, boxes = inputs(rng, dtype, data_format)
+    for forward, gradient, kwargs in (
+            (gpuconv.roi_align, grad.roi_align, dict(output_size=(3, 4), sampling_ratio=2)),
+            (gpuconv.roi_align, grad.roi_align, dict(output_size=7, aligned=True)),
+            (gpuconv.roi_pool, grad.roi_pool, dict(output_size=(3, 4)))):
+        kwargs = dict(kwargs, spatial_scale=SCALE, data_format=data_format)
+        expected = forward(x, boxes, **kwargs)
+        go = grad_output_for(rng, expected)
+        x_gpu, boxes_gpu = cupy.asarray(x), cupy.asarray(boxes)
+        assert_matches(cupy.asnumpy(forward(x_gpu, boxes_gpu, **kwargs)), expected)
+        assert_matches(cupy.asnumpy(gradient(cupy.asarray(go), x_gpu, boxes_gpu,
+                                             deterministic=deterministic, **kwargs)),
+                       gradient(go, x, boxes, **kwargs))
