@@ -53,8 +53,14 @@ class ArraySet:
         return xp_of(self.library)
 
 
-def check_arrays(float_args: dict[str, Any], *, ndim: dict[str, int] | None = None) -> ArraySet:
-    """Check the floating-point array arguments of one call (``None`` entries are skipped).
+# The only floating-point array arguments of the API that may be None.
+OPTIONAL_ARRAYS = ("bias", "residual")
+
+
+def check_arrays(float_args: dict[str, Any], *, ndim: dict[str, int] | None = None,
+                 optional: tuple[str, ...] = OPTIONAL_ARRAYS) -> ArraySet:
+    """Check the floating-point array arguments of one call (``None`` is allowed only for the
+    names in ``optional``).
 
     All must come from one library (mixed NumPy/CuPy is a TypeError), have one floating dtype
     (different or integer/complex dtypes are a TypeError) and, where ``ndim`` names them, the
@@ -64,7 +70,9 @@ def check_arrays(float_args: dict[str, Any], *, ndim: dict[str, int] | None = No
     first = None
     for name, x in float_args.items():
         if x is None:
-            continue
+            if name in optional:
+                continue
+            raise TypeError(f"{name} must be an array, got None")
         lib = library_of(name, x)
         if library is None:
             library, first = lib, name

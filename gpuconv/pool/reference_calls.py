@@ -18,7 +18,7 @@ def _to_nchw(a, data_format: str):
 
 
 def _from_nchw(a, data_format: str):
-    return a if data_format == "NCHW" else np.ascontiguousarray(a.transpose(0, 2, 3, 1))
+    return np.ascontiguousarray(a if data_format == "NCHW" else a.transpose(0, 2, 3, 1))
 
 
 def _window(geom: Pool2dGeometry) -> dict:

@@ -334,9 +334,11 @@ def spatial_pyramid_pool2d_backward(grad_output, x, levels, mode, data_format="N
         else:
             g = g.reshape(N, C, level, level)
         if mode == "max":
-            grad += _f64(max_pool_backward(g, adaptive_max_pool2d(x_nchw, level)[1], (N, C, H, W)))
+            level_grad = max_pool_backward(g, adaptive_max_pool2d(x_nchw, level)[1], (N, C, H, W))
         else:
-            grad += _f64(adaptive_avg_pool2d_backward(g, (N, C, H, W)))
+            level_grad = adaptive_avg_pool2d_backward(g, (N, C, H, W))
+        with np.errstate(invalid="ignore"):   # +inf and -inf meeting give NaN, as in torch
+            grad += _f64(level_grad)
     if data_format == "NHWC":
         grad = grad.transpose(0, 2, 3, 1)
     return _cast(grad, grad_output.dtype)

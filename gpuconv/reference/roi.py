@@ -260,6 +260,7 @@ def grad_roi_pool(geom, grad_output, x, rois, *, data_format: str = "NCHW") -> n
     batch = np.asarray(rois)[:, 0].astype(np.int64)
     k, c, ph, pw = np.nonzero(argmax >= 0)
     pixel = (batch[k] * geom.C + c) * (geom.H * geom.W) + argmax[k, c, ph, pw]
-    np.add.at(grad, pixel, g_out[k, c, ph, pw])
+    with np.errstate(invalid="ignore"):   # +inf and -inf reaching one pixel give NaN
+        np.add.at(grad, pixel, g_out[k, c, ph, pw])
     return _in_layout(grad.reshape(geom.N, geom.C, geom.H, geom.W), data_format,
                       grad_output.dtype)

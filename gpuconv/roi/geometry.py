@@ -71,12 +71,17 @@ class RoiCall:
     rois: Any              # contiguous (K, 5) array, x's dtype and library
 
 
+# The default of check_roi_arguments' grad_output: a forward call, which has none. (None itself
+# is an invalid grad_output of a gradient call.)
+FORWARD = object()
+
+
 def check_roi_arguments(x, boxes, output_size, spatial_scale=1.0, sampling_ratio=-1,
-                        aligned=False, *, data_format="NCHW", grad_output=None) -> RoiCall:
+                        aligned=False, *, data_format="NCHW", grad_output=FORWARD) -> RoiCall:
     """Validate one ROI call (``grad_output`` too, for a gradient) and normalize its arguments."""
     data_format = as_choice("data_format", data_format, DATA_FORMATS)
-    arrays = check_arrays({"x": x, "grad_output": grad_output},
-                          ndim={"x": 4, "grad_output": 4})
+    float_args = {"x": x} if grad_output is FORWARD else {"x": x, "grad_output": grad_output}
+    arrays = check_arrays(float_args, ndim={"x": 4, "grad_output": 4})
     if data_format == "NHWC":
         n, h, w, c = x.shape
     else:
@@ -88,7 +93,7 @@ def check_roi_arguments(x, boxes, output_size, spatial_scale=1.0, sampling_ratio
     geometry = RoiGeometry(N=int(n), C=int(c), H=int(h), W=int(w), K=int(rois.shape[0]),
                            PH=ph, PW=pw, spatial_scale=scale, sampling_ratio=ratio,
                            aligned=as_bool("aligned", aligned))
-    if grad_output is not None:
+    if grad_output is not FORWARD:
         expected = geometry.output_shape(data_format)
         if tuple(grad_output.shape) != expected:
             layout = "(K, PH, PW, C)" if data_format == "NHWC" else "(K, C, PH, PW)"
