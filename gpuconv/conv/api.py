@@ -9,6 +9,7 @@ from __future__ import annotations
 from .. import _state
 from .._arrays import check_arrays
 from ..reference import conv as reference
+from . import heuristics
 from .geometry import (check_activation, check_algorithm, check_bias, check_conv_out,
                        check_data_format, check_residual, conv2d_geometry,
                        conv_algorithms, conv_transpose2d_geometry, layout_shape, nchw_shape)
@@ -34,6 +35,7 @@ def conv2d(x, weight, bias=None, stride=1, padding=0, dilation=1, groups=1, *,
     algorithm = check_algorithm(algorithm)
     geom = conv2d_geometry(nchw_shape(x.shape, data_format), tuple(weight.shape),
                            stride, padding, dilation, groups)
+    heuristics.check_forced(algorithm, geom)
     check_bias(bias, geom.K)
     check_residual(residual, geom, data_format)
     out_shape = layout_shape(geom.output_shape, data_format)
@@ -75,3 +77,9 @@ def conv_transpose2d(x, weight, bias=None, stride=1, padding=0, output_padding=0
         return reference.conv_transpose2d(geom, x, weight, bias)
     from . import launch
     return launch.conv_transpose2d(geom, x, weight, bias, data_format="NCHW", executor=executor)
+
+# The forward kernels' algorithm choice (issue 4): what "auto" picks and why, and autotuning.
+from .autotune import set_autotune  # noqa: E402
+from .explain import explain  # noqa: E402
+
+__all__ += ["explain", "set_autotune"]

@@ -1,0 +1,135 @@
+"""``gpuconv.explain(...)``: what conv2d(algorithm="auto") runs for a case, and why.
+
+Takes conv2d's arguments (arrays, or plain shapes with ``dtype=``) and returns an ``Explanation``
+whose ``str()`` is a short report: the algorithm, where the choice came from (forced, the
+autotune cache, or the heuristic), the reason, the kernel that would be launched, and why each
+other algorithm could or could not run the case.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from .. import _loader, _state
+from .._arrays import check_arrays
+from . import autotune, heuristics, launch_depthwise, launch_direct
+from .geometry import (check_algorithm, check_data_format, conv2d_geometry, conv_algorithms,
+                       nchw_shape)
+from .launch_common import GEMM_TILES, ceil_div, pick_gemm_tile
+
+
+@dataclass(frozen=True)
+class Explanation:
+    algorithm: str                 # what runs
+    source: str                    # "forced" | "heuristic" | "autotune cache" | "autotune pending"
+    reason: str
+    kernel: str                    # the kernel (and tile) the launcher would use
+    executor: str                  # "reference" | "simulator" | "cupy"
+    refusals: dict = field(default_factory=dict)   # algorithm -> why it cannot run (None: it can)
+    measured: dict | None = None   # autotune seconds per algorithm, when cached
+
+    def __str__(self) -> str:
+        lines = [f"algorithm: {self.algorithm} ({self.source})", f"reason: {self.reason}",
+                 f"kernel: {self.kernel}"]
+        if self.executor == "reference":
+            lines.append("note: NumPy arrays outside gpuconv.simulate() are computed by the NumPy "
+                         "reference; this is what the kernels would run")
+        for algorithm, why in self.refusals.items():
+            lines.append(f"  {algorithm}: {'can run' if why is None else 'refused: ' + why}")
+        if self.measured:
+            timing = ", ".join(f"{a} {'-' if t is None else f'{t * 1e3:.3f} ms'}"
+                               for a, t in self.measured.items())
+            lines.append(f"measured: {timing}")
+        return "\n".join(lines)
+
+
+def describe_kernel(algorithm: str, geom, dtype, nhwc: bool, executor: str) -> str:
+    """The kernel the launcher of ``algorithm`` picks for this case (mirrors the launchers)."""
+    dtype = np.dtype(dtype)
+    tile_executor = executor if executor == "cupy" else "simulator"
+    large = GEMM_TILES[dtype.name][0]
+    if algorithm == "direct":
+        if launch_direct.uses_tiled(geom, dtype):
+            return (f"conv2d_direct_tiled ({launch_direct.channel_tile(geom, dtype)} channels "
+                    "per shared-memory chunk)")
+        return "conv2d_direct_v1 (the tiled kernel's input tile does not fit in shared memory)"
+    if algorithm == "direct_v1":
+        return "conv2d_direct_v1"
+    if algorithm == "depthwise":
+        if launch_depthwise.uses_tiled(geom, dtype, nhwc):
+            tp, tq, ct = launch_depthwise.tiled_config(geom, dtype, nhwc)
+            return f"conv2d_depthwise_tiled (tile {tp}x{tq}, {ct} channels per block)"
+        unrolled = geom.R == geom.S and geom.R in launch_depthwise.UNROLLED_SIZES
+        return f"conv2d_depthwise_direct ({'unrolled ' if unrolled else 'runtime '}{geom.R}x{geom.S})"
+    if algorithm == "im2col_gemm":
+        return "conv2d_im2col + conv2d_gemm_columns (column buffer bounded by the workspace limit)"
+    if algorithm == "pointwise":
+        if nhwc:
+            blocks = ceil_div(geom.gemm_m, large.block_m) * ceil_div(geom.K_per_group, large.block_n)
+        else:
+            blocks = (ceil_div(geom.K_per_group, large.block_m)
+                      * ceil_div(geom.P * geom.Q, large.block_n) * geom.N)
+        tile = pick_gemm_tile(dtype, blocks * geom.groups, tile_executor)
+        return f"conv2d_pointwise_{'nhwc' if nhwc else 'nchw'} (tile {tile.template_args})"
+    blocks = ceil_div(geom.gemm_m, large.block_m) * ceil_div(geom.K_per_group, large.block_n) * geom.groups
+    tile = pick_gemm_tile(dtype, blocks, tile_executor)
+    return f"conv2d_implicit_gemm (tile {tile.template_args}, {'KRSC' if nhwc else 'KCRS'} weights)"
+
+
+def explain(x, weight, bias=None, stride=1, padding=0, dilation=1, groups=1, *,
+            activation=None, residual=None, algorithm="auto", data_format="NCHW",
+            dtype=None) -> Explanation:
+    """What ``conv2d`` with these arguments runs, and why.
+
+    ``x`` and ``weight`` are arrays (as for conv2d) or shapes; with shapes, ``dtype`` (default
+    float32) stands for the arrays' dtype. ``bias``, ``residual`` and ``activation`` are
+    accepted for symmetry with conv2d: the epilogue never changes the choice.
+    """
+    data_format = check_data_format(data_format)
+    algorithm = check_algorithm(algorithm)
+    if isinstance(x, (tuple, list)) != isinstance(weight, (tuple, list)):
+        raise TypeError("x and weight must both be arrays or both be shapes")
+    if isinstance(x, (tuple, list)):
+        dtype = np.dtype("float32" if dtype is None else dtype)
+        # Shapes stand for arrays on the device that would run them: the GPU if there is one.
+        simulated = _state.active_simulation() is not None or not _loader._gpu_present()
+        executor = "simulator" if simulated else "cupy"
+        x_shape, w_shape = tuple(x), tuple(weight)
+    else:
+        arrays = check_arrays({"x": x, "weight": weight, "bias": bias, "residual": residual},
+                              ndim={"x": 4, "weight": 4, "bias": 1, "residual": 4})
+        if dtype is not None and np.dtype(dtype) != arrays.dtype:
+            raise TypeError(f"dtype={dtype} contradicts the arrays' dtype {arrays.dtype}")
+        dtype = arrays.dtype
+        executor = _state.executor_for(arrays.library)
+        x_shape, w_shape = tuple(x.shape), tuple(weight.shape)
+    if len(x_shape) != 4:
+        raise ValueError(f"x must be 4-D, got shape {x_shape}")
+    geom = conv2d_geometry(nchw_shape(x_shape, data_format), w_shape, stride, padding, dilation,
+                           groups)
+    nhwc = data_format == "NHWC"
+    refusals = {a: heuristics.refusal(a, geom) for a in conv_algorithms}
+
+    measured = None
+    if algorithm != "auto":
+        why = refusals[algorithm]
+        if why is not None:
+            raise ValueError(f"algorithm={algorithm!r} cannot run this convolution: {why}")
+        chosen, source, reason = algorithm, "forced", "algorithm= names it"
+    elif autotune.enabled() and executor != "reference":
+        entry = autotune.lookup(geom, dtype, data_format, executor)
+        guess = heuristics.choose(geom)
+        if entry is not None:
+            chosen, source, measured = entry["algorithm"], "autotune cache", entry.get("seconds")
+            reason = f"fastest when measured on {autotune.device_name(executor)}"
+        else:
+            chosen, source = guess.algorithm, "autotune pending"
+            reason = (f"not measured yet: the first call times {', '.join(heuristics.candidates(geom))}; "
+                      f"until then the heuristic says: {guess.reason}")
+    else:
+        guess = heuristics.choose(geom)
+        chosen, source, reason = guess.algorithm, "heuristic", guess.reason
+    return Explanation(algorithm=chosen, source=source, reason=reason,
+                       kernel=describe_kernel(chosen, geom, dtype, nhwc, executor),
+                       executor=executor, refusals=refusals, measured=measured)

@@ -1,0 +1,76 @@
+"""The "auto" heuristic of conv2d: which algorithm runs a case when nothing was measured.
+
+Rules, first match wins (each states its reason in ``explain``):
+1. depthwise   groups == C > 1: one input channel per group. A GEMM per group would have
+               k = R*S only and a handful of filters; the depthwise kernels read each input
+               once per tap and keep whole warps busy along pixels or channels.
+2. pointwise   1x1 filter, no padding: the convolution *is* a GEMM, run straight on the tensors
+               without any tap arithmetic.
+3. direct      fewer than 32 filters per group (grouped convolutions such as ResNeXt's, or
+               tiny layers): a GEMM tile needs at least 64 filters to fill its columns, the
+               direct kernel's block only 16.
+4. implicit_gemm  everything else: the GEMM view without a column buffer, the fastest general
+               path on CUDA cores.
+im2col_gemm is never picked by the heuristic (it moves C*R*S/stride^2 times more data than the
+implicit GEMM through its column buffer); autotuning may still measure it best.
+The thresholds are first guesses to be checked on a GPU (kernels/conv/NOTES.md).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from . import launch_depthwise, launch_pointwise
+from .geometry import conv_algorithms
+
+# Every algorithm the launchers accept: the public ones plus the simple direct kernel.
+ALGORITHMS = conv_algorithms + ("direct_v1",)
+DIRECT_MAX_FILTERS_PER_GROUP = 32
+
+
+@dataclass(frozen=True)
+class Choice:
+    algorithm: str
+    reason: str
+
+
+def refusal(algorithm: str, geom) -> str | None:
+    """Why ``algorithm`` cannot run ``geom``; None when it can."""
+    if algorithm == "pointwise":
+        return launch_pointwise.refusal(geom)
+    if algorithm == "depthwise":
+        return launch_depthwise.refusal(geom)
+    if algorithm in ALGORITHMS:
+        return None
+    raise ValueError(f"algorithm must be 'auto' or one of {', '.join(map(repr, ALGORITHMS))}; "
+                     f"got {algorithm!r}")
+
+
+def check_forced(algorithm: str, geom) -> None:
+    """A forced algorithm that cannot run ``geom`` is a ValueError saying why (api.md), whatever
+    the executor: the reference refuses what the kernels would refuse."""
+    if algorithm == "auto":
+        return
+    why = refusal(algorithm, geom)
+    if why is not None:
+        raise ValueError(f"algorithm={algorithm!r} cannot run this convolution: {why}")
+
+
+def candidates(geom) -> tuple[str, ...]:
+    """The public algorithms that can run ``geom`` (what autotuning measures)."""
+    return tuple(a for a in conv_algorithms if refusal(a, geom) is None)
+
+
+def choose(geom) -> Choice:
+    if geom.groups == geom.C and geom.groups > 1:
+        multiplier = geom.K // geom.C
+        return Choice("depthwise", f"groups == C == {geom.C} (depthwise, channel multiplier "
+                                   f"{multiplier}): the depthwise kernels read each input once per tap")
+    if launch_pointwise.refusal(geom) is None:
+        return Choice("pointwise", "1x1 filter without padding: a plain GEMM on the tensors")
+    if geom.K_per_group < DIRECT_MAX_FILTERS_PER_GROUP:
+        return Choice("direct", f"{geom.K_per_group} filters per group (< "
+                                f"{DIRECT_MAX_FILTERS_PER_GROUP}) would leave most of a GEMM "
+                                "tile's columns idle; the direct kernel tiles 16 filters")
+    return Choice("implicit_gemm", f"general case: GEMM M={geom.gemm_m} (N*P*Q), "
+                                   f"N={geom.K_per_group} (K/groups), K={geom.gemm_k} "
+                                   "(C/groups*R*S) per group, no column buffer")

@@ -1,0 +1,108 @@
+"""The forward convolution on the project's kernels: the entry point of ``gpuconv.conv2d`` for
+the "cupy" and "simulator" executors.
+
+``conv2d`` gets a validated call from the front (api.py), picks the algorithm (forced, measured
+by the autotuner, or the heuristic of heuristics.py), prepares the arrays (contiguous copies
+where the kernels need them; an output target the kernels can address) and hands the call to
+the algorithm's launcher module (launch_<algorithm>.py). Launches go to the current CuPy stream
+and device; nothing here synchronizes with the host (autotuning does, once per case).
+"""
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+from .._args import as_choice
+from . import (autotune, heuristics, launch_depthwise, launch_direct, launch_im2col_gemm,
+               launch_implicit_gemm, launch_pointwise)
+from .geometry import ConvGeometry, layout_shape
+from .launch_common import ConvCall, contiguous, output_target
+
+ALGORITHMS = heuristics.ALGORITHMS
+EXECUTORS = ("cupy", "simulator")
+
+
+def _xp(executor: str):
+    if executor == "cupy":
+        import cupy
+        return cupy
+    import numpy
+    return numpy
+
+
+def run_algorithm(algorithm: str, call: ConvCall, *, gemm: str = "own",
+                  workspace_bytes: int | None = None) -> None:
+    """Launch ``algorithm``'s kernels for ``call`` (already checked to be runnable)."""
+    if algorithm == "direct":
+        launch_direct.run(call)
+    elif algorithm == "direct_v1":
+        launch_direct.run(call, v1=True)
+    elif algorithm == "im2col_gemm":
+        launch_im2col_gemm.run(call, gemm=gemm, workspace_bytes=workspace_bytes)
+    elif algorithm == "implicit_gemm":
+        launch_implicit_gemm.run(call)
+    elif algorithm == "pointwise":
+        launch_pointwise.run(call)
+    elif algorithm == "depthwise":
+        launch_depthwise.run(call)
+    else:
+        raise ValueError(f"algorithm must be one of {', '.join(map(repr, ALGORITHMS))}; got {algorithm!r}")
+
+
+def conv2d(geom: ConvGeometry, x, weight, bias=None, *, residual=None, activation=None,
+           algorithm: str = "auto", data_format: str = "NCHW", out=None, executor: str = "cupy",
+           gemm: str = "own", workspace_bytes: int | None = None) -> Any:
+    """activation(conv(x, weight) + bias + residual) on the kernels; returns the output (``out``
+    itself when given).
+
+    The arrays are validated by the front but may be non-contiguous. ``algorithm``: "auto" or
+    one of ALGORITHMS; a forced algorithm that cannot run the case is a ValueError saying why.
+    ``gemm`` ("own" | "cublas") and ``workspace_bytes`` (the column buffer's bound) apply to
+    im2col_gemm.
+    """
+    executor = as_choice("executor", executor, EXECUTORS)
+    gemm = as_choice("gemm", gemm, launch_im2col_gemm.GEMMS)
+    nhwc = data_format == "NHWC"
+    xp = _xp(executor)
+    out_shape = layout_shape(geom.output_shape, data_format)
+    heuristics.check_forced(algorithm, geom)
+    if geom.N == 0:
+        return xp.empty(out_shape, dtype=x.dtype) if out is None else out
+
+    target, out_sN, in_place = output_target(out, out_shape, x.dtype, nhwc, xp)
+    call = ConvCall(geom=geom, nhwc=nhwc, executor=executor, x=contiguous(xp, x),
+                    weight=contiguous(xp, weight), bias=contiguous(xp, bias),
+                    residual=contiguous(xp, residual), out=target, out_sN=out_sN,
+                    activation=activation)
+    if algorithm == "auto":
+        algorithm = select_algorithm(call, data_format, gemm=gemm, workspace_bytes=workspace_bytes)
+    run_algorithm(algorithm, call, gemm=gemm, workspace_bytes=workspace_bytes)
+    if out is None:
+        return target
+    if not in_place:
+        out[...] = target
+    return out
+
+
+def select_algorithm(call: ConvCall, data_format: str, **options) -> str:
+    """The algorithm "auto" runs: the autotuner's (measuring now if the case is new) when
+    autotuning is on, else the heuristic's."""
+    if not autotune.enabled():
+        return heuristics.choose(call.geom).algorithm
+
+    g = call.geom
+    # Candidates write a scratch output: `out` may be a slice of a buffer the caller is filling.
+    scratch = call.xp.empty(layout_shape(g.output_shape, data_format), dtype=call.dtype)
+    trial = dataclasses.replace(call, out=scratch, out_sN=g.K * g.P * g.Q)
+
+    def measure(algorithm: str) -> None:
+        run_algorithm(algorithm, trial, **options)
+
+    entry = autotune.tune(call.geom, call.dtype, data_format, call.executor,
+                          heuristics.candidates(call.geom), measure)
+    return entry["algorithm"]
+
+
+# The gradients' and the transposed convolution's launchers, reached by api.py/grad.py as
+# launch.<name> like the forward one.
+from .launch_backward import conv2d_bias, conv2d_input, conv2d_weight, conv_transpose2d  # noqa: E402,F401

@@ -1,0 +1,249 @@
+"""What every forward-convolution launcher shares: the prepared call and its kernel arguments.
+
+A ``ConvCall`` is one validated ``conv2d`` with its arrays made ready for the kernels (contiguous
+input, weight, bias and residual; an output target the kernels can address), plus the
+arguments every conv kernel takes in the same order (kernels/common/conv_shape.cuh and
+epilogue.cuh): the 16 shape ints, then out, its (n, k, pixel) strides, bias, residual, its
+strides, and the epilogue flags.
+
+32-bit indexing: kernels compute offsets in ``int``. ``ConvCall.chunks`` splits the batch so
+that no launch addresses ``INDEX_LIMIT`` or more elements of any tensor (the input, the whole
+buffer a channel-sliced ``out`` lives in, the residual); a single image, or a weight, too large
+for that is refused with a ValueError rather than computed wrongly.
+"""
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from typing import Any, Iterator
+
+import numpy as np
+
+from .._kernels import cuda_type
+from .._loader import get_function
+from .geometry import ConvGeometry, is_channel_slice_of_contiguous
+
+# Offsets stay below this in every launch; the 2^20 headroom covers what a tile overhangs the
+# tensor by (a block's first row plus its tile), so no intermediate index overflows either.
+INDEX_LIMIT = 2 ** 31 - 2 ** 20
+
+# Dynamic shared memory a kernel may use without a per-function opt-in on every GPU since sm_70.
+SMEM_LIMIT = 48 * 1024
+
+# Grid y and z dimensions are limited to 65535 blocks.
+GRID_YZ_LIMIT = 65535
+
+# Bits of the kernels' `epilogue` argument (kernels/common/epilogue.cuh).
+EPILOGUE_BIAS = 1
+EPILOGUE_RESIDUAL = 2
+EPILOGUE_ACTIVATION_SHIFT = 2
+ACTIVATION_CODES = {None: 0, "relu": 1, "tanh": 2, "sigmoid": 3}
+
+
+def ceil_div(a: int, b: int) -> int:
+    return -(-a // b)
+
+
+def round_up(a: int, b: int) -> int:
+    return ceil_div(a, b) * b
+
+
+def accumulator_itemsize(dtype) -> int:
+    """Bytes of the accumulator type: float for half types and float32, double for float64."""
+    return 8 if np.dtype(dtype).name == "float64" else 4
+
+
+def cuda_bool(flag: bool) -> str:
+    return "true" if flag else "false"
+
+
+@dataclass(frozen=True)
+class GemmTile:
+    """A SIMT GEMM block tile (kernels/common/simt_gemm.cuh: SimtTile)."""
+    block_m: int
+    block_n: int
+    block_k: int
+    thread_m: int
+    thread_n: int
+
+    @property
+    def threads(self) -> int:
+        return (self.block_m // self.thread_m) * (self.block_n // self.thread_n)
+
+    @property
+    def template_args(self) -> str:
+        return f"{self.block_m}, {self.block_n}, {self.block_k}, {self.thread_m}, {self.thread_n}"
+
+    def smem_bytes(self, dtype) -> int:
+        # SimtTile::SMEM_ELEMENTS: the larger of the main loop's 2 stages of both operand tiles
+        # (rows padded by 4) and the epilogue's stage of one (THREADS_M*4) x (THREADS_N*4 + 1)
+        # segment.
+        pad = 4
+        mainloop = 2 * self.block_k * (self.block_m + pad + self.block_n + pad)
+        stage_m = self.block_m // self.thread_m * 4
+        stage_n = self.block_n // self.thread_n * 4
+        epilogue = stage_m * (stage_n + 1)
+        return max(mainloop, epilogue) * accumulator_itemsize(dtype)
+
+
+# Per dtype: the large tile (8x8 accumulators per thread) and the small one for problems that
+# would fill too few blocks. fp64 halves the per-thread tile: 64 double accumulators would not
+# leave registers for the fragments.
+GEMM_TILES = {
+    "float16": (GemmTile(128, 128, 8, 8, 8), GemmTile(64, 64, 8, 4, 4)),
+    "bfloat16": (GemmTile(128, 128, 8, 8, 8), GemmTile(64, 64, 8, 4, 4)),
+    "float32": (GemmTile(128, 128, 8, 8, 8), GemmTile(64, 64, 8, 4, 4)),
+    "float64": (GemmTile(64, 64, 8, 4, 4), GemmTile(32, 32, 8, 4, 4)),
+}
+
+
+def gemm_tiles(dtype) -> tuple[GemmTile, GemmTile]:
+    return GEMM_TILES[np.dtype(dtype).name]
+
+
+def multiprocessor_count(executor: str) -> int:
+    """SMs of the current device (the simulator counts as an H100's 132: it only shapes tiles)."""
+    if executor == "cupy":
+        import cupy
+        return int(cupy.cuda.Device().attributes["MultiProcessorCount"])
+    return 132
+
+
+def pick_gemm_tile(dtype, blocks_with_large_tile: int, executor: str) -> GemmTile:
+    """The large tile when it yields at least one full wave of blocks, else the small one."""
+    large, small = gemm_tiles(dtype)
+    return large if blocks_with_large_tile >= multiprocessor_count(executor) else small
+
+
+@dataclass(frozen=True)
+class ConvCall:
+    geom: ConvGeometry
+    nhwc: bool
+    executor: str          # "cupy" | "simulator"
+    x: Any                 # contiguous, in the call's layout
+    weight: Any            # contiguous KCRS
+    bias: Any              # contiguous (K,) or None
+    residual: Any          # contiguous, output-shaped in the call's layout, or None
+    out: Any               # the output target; out_sN elements between images
+    out_sN: int
+    activation: str | None
+
+    @property
+    def xp(self):
+        if self.executor == "cupy":
+            import cupy
+            return cupy
+        return np
+
+    @property
+    def dtype(self) -> np.dtype:
+        return self.x.dtype
+
+    @property
+    def cuda_type(self) -> str:
+        return cuda_type(self.dtype)
+
+    def kernel(self, family, name_expression: str):
+        return get_function(family, name_expression, self.executor)
+
+    # ---------------------------------------------------------------- kernel arguments
+
+    def shape_args(self) -> list:
+        g = self.geom
+        return [np.int32(v) for v in (g.N, g.C, g.H, g.W, g.K, g.R, g.S, g.P, g.Q, g.pad_top,
+                                      g.pad_left, g.stride_h, g.stride_w, g.dil_h, g.dil_w,
+                                      g.groups)]
+
+    def output_strides(self) -> tuple[int, int, int]:
+        """(image, channel, pixel) element strides of the output target."""
+        pq = self.geom.P * self.geom.Q
+        return (self.out_sN, 1, self.geom.K) if self.nhwc else (self.out_sN, pq, 1)
+
+    def residual_strides(self) -> tuple[int, int, int]:
+        g = self.geom
+        pq = g.P * g.Q
+        return (pq * g.K, 1, g.K) if self.nhwc else (g.K * pq, pq, 1)
+
+    def epilogue_args(self) -> list:
+        flags = ACTIVATION_CODES[self.activation] << EPILOGUE_ACTIVATION_SHIFT
+        if self.bias is not None:
+            flags |= EPILOGUE_BIAS
+        if self.residual is not None:
+            flags |= EPILOGUE_RESIDUAL
+        # An absent operand is passed as `out`: a valid pointer of the right type that the
+        # kernel never reads (its flag is clear), so no executor sees a null argument.
+        out = self.addressable_out()
+        bias = self.bias if self.bias is not None else out
+        residual = self.residual if self.residual is not None else out
+        return [out, *map(np.int32, self.output_strides()), bias, residual,
+                *map(np.int32, self.residual_strides()), np.int32(flags)]
+
+    def addressable_out(self):
+        """The output target as the kernels see it: itself when contiguous; for a channel slice
+        of a larger buffer, a contiguous 1-D view from the slice's first element to its last
+        (the kernels step between images with out_sN), so every executor gets one plain
+        pointer and the exact extent the kernels may touch."""
+        if self.out.flags.c_contiguous:
+            return self.out
+        g = self.geom
+        span = (g.N - 1) * self.out_sN + g.K * g.P * g.Q
+        return self.xp.lib.stride_tricks.as_strided(self.out, shape=(span,),
+                                                    strides=(self.out.dtype.itemsize,))
+
+    # ---------------------------------------------------------------- batch chunks
+
+    def image_elements(self) -> int:
+        """The most elements one image spans in any tensor a launch addresses."""
+        g = self.geom
+        return max(g.C * g.H * g.W, g.K * g.P * g.Q, self.out_sN)
+
+    def index_limited_images(self) -> int:
+        """Images per launch that keep every offset below INDEX_LIMIT."""
+        g = self.geom
+        weight = g.K * g.C_per_group * g.R * g.S
+        if weight >= INDEX_LIMIT:
+            raise ValueError(f"weight has {weight} elements: 2^31 or more are not supported "
+                             "(the kernels index with 32-bit offsets)")
+        per_image = self.image_elements()
+        if per_image >= INDEX_LIMIT:
+            raise ValueError(f"one image of x or of the output spans {per_image} elements: "
+                             "2^31 or more per image are not supported (the kernels index with "
+                             "32-bit offsets; larger batches are split automatically)")
+        return INDEX_LIMIT // per_image
+
+    def chunks(self, max_images: int | None = None) -> Iterator["ConvCall"]:
+        """The call split along the batch: at most ``max_images`` images per chunk, and never
+        more than 32-bit offsets allow. The chunks share the arrays (views along axis 0)."""
+        limit = self.index_limited_images()
+        if max_images is not None:
+            limit = min(limit, max_images)
+        limit = max(1, limit)
+        if self.geom.N <= limit:
+            yield self
+            return
+        for n0 in range(0, self.geom.N, limit):
+            n1 = min(n0 + limit, self.geom.N)
+            yield dataclasses.replace(
+                self, geom=dataclasses.replace(self.geom, N=n1 - n0), x=self.x[n0:n1],
+                residual=None if self.residual is None else self.residual[n0:n1],
+                out=self.out[n0:n1])
+
+
+def output_target(out: Any, shape: tuple[int, ...], dtype, nhwc: bool, xp) -> tuple[Any, int, bool]:
+    """(array the kernels write, its batch stride in elements, whether it is ``out`` itself).
+
+    ``out`` is used directly when the kernels can address it: C-contiguous, or (NCHW) a channel
+    slice of a C-contiguous buffer. Anything else gets a contiguous scratch output that the
+    caller copies into ``out`` afterwards.
+    """
+    n, a, b, c = shape
+    if out is not None:
+        usable = bool(out.flags.c_contiguous) or (not nhwc and is_channel_slice_of_contiguous(out))
+        if usable:
+            batch_stride = out.strides[0] // out.dtype.itemsize if n > 1 else a * b * c
+            return out, int(batch_stride), True
+    return xp.empty(shape, dtype=dtype), a * b * c, False
+
+
+def contiguous(xp, a):
+    return None if a is None else xp.ascontiguousarray(a)

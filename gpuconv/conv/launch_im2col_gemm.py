@@ -1,0 +1,105 @@
+"""Launcher of kernels/conv/im2col_gemm.cu: im2col into a bounded workspace, then a GEMM per group.
+
+The column buffer holds ``C*R*S`` rows of ``ldc >= images * P * Q`` columns for a chunk of the
+batch; the chunk is as many images as fit in the workspace limit (at least one image, so a
+single huge image may exceed the limit). ``gemm="own"`` runs the project's SIMT GEMM with the
+fused epilogue; ``gemm="cublas"`` multiplies with the executor's matmul (``cupy.matmul``, i.e.
+cuBLAS, on a GPU; ``numpy.matmul`` stands in for it in the simulator, so the column and
+epilogue kernels of that path stay tested on a CPU) and then runs the epilogue kernel.
+"""
+from __future__ import annotations
+
+import os
+
+import numpy as np
+
+from .._args import as_choice, as_int
+from .._kernels import CUDA_TYPES, register
+from .launch_common import (GEMM_TILES, GRID_YZ_LIMIT, INDEX_LIMIT, ConvCall, ceil_div,
+                            cuda_bool, pick_gemm_tile, round_up)
+
+GEMMS = ("own", "cublas")
+# Default bound of the column buffer; GPUCONV_WORKSPACE_BYTES or workspace_bytes= override it.
+DEFAULT_WORKSPACE_BYTES = 256 * 2 ** 20
+IM2COL_THREADS = 256
+EPILOGUE_THREADS = 256
+
+
+def _gemm_name(t: str, lanes_along_m: str, tile) -> str:
+    return f"conv2d_gemm_columns<{t}, {lanes_along_m}, {tile.template_args}>"
+
+
+FAMILY = register(
+    "conv/im2col_gemm.cu",
+    name_expressions=(
+        [f"conv2d_im2col<{t}, {nhwc}>" for t in CUDA_TYPES.values() for nhwc in ("false", "true")]
+        + [_gemm_name(CUDA_TYPES[dt], lanes, tile) for dt, tiles in GEMM_TILES.items()
+           for lanes in ("false", "true") for tile in tiles]
+        + [f"conv2d_columns_epilogue<{t}>" for t in CUDA_TYPES.values()]),
+    hot=[_gemm_name(CUDA_TYPES[dt], lanes, GEMM_TILES[dt][0])
+         for dt in ("float32", "float16") for lanes in ("false", "true")],
+)
+
+
+def workspace_limit(workspace_bytes: int | None = None) -> int:
+    if workspace_bytes is None:
+        env = os.environ.get("GPUCONV_WORKSPACE_BYTES", "").strip()
+        if not env:
+            return DEFAULT_WORKSPACE_BYTES
+        try:
+            workspace_bytes = int(env)
+        except ValueError:
+            raise ValueError(f"GPUCONV_WORKSPACE_BYTES must be an integer, got {env!r}") from None
+    return as_int("workspace_bytes", workspace_bytes, minimum=1)
+
+
+def images_per_chunk(geom, itemsize: int, limit_bytes: int) -> int:
+    """Images whose columns fit in the workspace (>= 1) and in 32-bit offsets."""
+    rows = geom.C * geom.R * geom.S
+    pq = geom.P * geom.Q
+    by_workspace = limit_bytes // max(1, rows * pq * itemsize)
+    by_index = (INDEX_LIMIT // rows - 3) // pq  # ldc pads up to 3 columns
+    if by_index < 1:
+        raise ValueError(f"im2col_gemm: the column buffer of one image ({rows} x {pq}) has 2^31 "
+                         "or more elements; use algorithm='implicit_gemm'")
+    return max(1, min(by_workspace, by_index, geom.N))
+
+
+def run(call: ConvCall, *, gemm: str = "own", workspace_bytes: int | None = None) -> None:
+    gemm = as_choice("gemm", gemm, GEMMS)
+    g = call.geom
+    if g.groups > GRID_YZ_LIMIT:
+        raise ValueError(f"im2col_gemm: groups={g.groups} exceeds the grid limit {GRID_YZ_LIMIT}")
+    xp = call.xp
+    images = images_per_chunk(g, call.dtype.itemsize, workspace_limit(workspace_bytes))
+    rows = g.C * g.R * g.S
+    ldc = round_up(images * g.P * g.Q, 4)
+    columns = xp.empty((rows, ldc), dtype=call.dtype)
+    im2col = call.kernel(FAMILY, f"conv2d_im2col<{call.cuda_type}, {cuda_bool(call.nhwc)}>")
+    if gemm == "own":
+        large = GEMM_TILES[call.dtype.name][0]
+        blocks = ceil_div(ldc, large.block_n) * ceil_div(g.K_per_group, large.block_m) * g.groups
+        tile = pick_gemm_tile(call.dtype, blocks, call.executor)
+        # Lanes along the output's contiguous dimension: filters (M) for NHWC, pixels for NCHW.
+        gemm_fn = call.kernel(FAMILY, _gemm_name(call.cuda_type, cuda_bool(call.nhwc), tile))
+    else:
+        epilogue_fn = call.kernel(FAMILY, f"conv2d_columns_epilogue<{call.cuda_type}>")
+        weight_by_group = call.weight.reshape(g.groups, g.K_per_group, g.gemm_k)
+    for chunk in call.chunks(images):
+        n_images = chunk.geom.N
+        chunk_ldc = round_up(n_images * g.P * g.Q, 4)
+        # A smaller last chunk uses the front of the buffer with its own row stride.
+        cols = columns.reshape(-1)[:rows * chunk_ldc].reshape(rows, chunk_ldc)
+        head = [np.int32(chunk_ldc), np.int32(n_images)]
+        im2col((ceil_div(chunk_ldc, IM2COL_THREADS), min(g.C, GRID_YZ_LIMIT), 1), (IM2COL_THREADS, 1, 1),
+               [chunk.x, cols, *head, *chunk.shape_args()])
+        if gemm == "own":
+            grid = (ceil_div(chunk_ldc, tile.block_n), ceil_div(g.K_per_group, tile.block_m), g.groups)
+            gemm_fn(grid, (tile.threads, 1, 1), [call.weight, cols, *head, *chunk.shape_args(),
+                                                 *chunk.epilogue_args()],
+                    shared_mem=tile.smem_bytes(call.dtype))
+        else:
+            y = xp.matmul(weight_by_group, cols.reshape(g.groups, g.gemm_k, chunk_ldc))
+            grid = (ceil_div(n_images * g.P * g.Q, EPILOGUE_THREADS), min(g.K, GRID_YZ_LIMIT), 1)
+            epilogue_fn(grid, (EPILOGUE_THREADS, 1, 1), [y, *head, *chunk.shape_args(),
+                                                        *chunk.epilogue_args()])

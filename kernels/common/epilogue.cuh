@@ -1,0 +1,69 @@
+// The fused epilogue of every forward convolution kernel: out = act(conv + bias + residual).
+//
+// A kernel hands each finished accumulator to Epilogue::store with the logical output
+// coordinates (image n, output channel k, output pixel pq = p * Q + q); the strides say where
+// that element lives, so one kernel serves NCHW (sK = P*Q, sPQ = 1) and NHWC (sK = 1,
+// sPQ = channels) outputs, and an NCHW channel slice of a larger buffer (sN = buffer channels
+// * P*Q, the pointer at the slice's first channel) without a copy. The residual is a separate
+// tensor of the output's shape in the call's layout, hence its own strides.
+//
+// Bias, residual and activation are runtime flags, not template parameters: the test is uniform
+// across the grid and costs nothing next to the main loop, while templating them would multiply
+// every family's instantiations by 16. Offsets are 32-bit: the launchers split the batch so
+// that every launch addresses fewer than 2^31 elements of each tensor.
+#pragma once
+
+#include "dtypes.cuh"
+
+namespace gc {
+
+// Bits of the `epilogue` kernel argument (mirrored in gpuconv/conv/launch_common.py).
+constexpr int EPILOGUE_BIAS = 1;
+constexpr int EPILOGUE_RESIDUAL = 2;
+constexpr int EPILOGUE_ACTIVATION_SHIFT = 2;  // activation code in bits 2..3
+constexpr int ACTIVATION_NONE = 0;
+constexpr int ACTIVATION_RELU = 1;
+constexpr int ACTIVATION_TANH = 2;
+constexpr int ACTIVATION_SIGMOID = 3;
+
+__device__ __forceinline__ float tanh_acc(float v) { return tanhf(v); }
+__device__ __forceinline__ double tanh_acc(double v) { return tanh(v); }
+__device__ __forceinline__ float exp_acc(float v) { return expf(v); }
+__device__ __forceinline__ double exp_acc(double v) { return exp(v); }
+
+template <class A>
+__device__ __forceinline__ A activate(A v, int activation) {
+  switch (activation) {
+    case ACTIVATION_RELU:
+      // `v < 0 ? 0 : v`, not `v > 0 ? v : 0`: NaN propagates, as in np.maximum and PyTorch.
+      return v < A(0) ? A(0) : v;
+    case ACTIVATION_TANH:
+      return tanh_acc(v);
+    case ACTIVATION_SIGMOID: {
+      // exp of -|v| only, so that neither branch overflows to inf/inf.
+      const A e = exp_acc(v < A(0) ? v : -v);
+      return v < A(0) ? e / (A(1) + e) : A(1) / (A(1) + e);
+    }
+    default:
+      return v;
+  }
+}
+
+template <class T>
+struct Epilogue {
+  T* out;
+  int out_sN, out_sK, out_sPQ;
+  const T* bias;      // [K]; read only when flags has EPILOGUE_BIAS
+  const T* residual;  // output-shaped; read only when flags has EPILOGUE_RESIDUAL
+  int res_sN, res_sK, res_sPQ;
+  int flags;
+
+  __device__ __forceinline__ void store(int n, int k, int pq, acc_t<T> v) const {
+    if (flags & EPILOGUE_BIAS) v += to_acc(bias[k]);
+    if (flags & EPILOGUE_RESIDUAL) v += to_acc(residual[n * res_sN + k * res_sK + pq * res_sPQ]);
+    v = activate(v, flags >> EPILOGUE_ACTIVATION_SHIFT);
+    out[n * out_sN + k * out_sK + pq * out_sPQ] = from_acc<T>(v);
+  }
+};
+
+}  // namespace gc

@@ -1,0 +1,282 @@
+// A CUDA-core (SIMT) GEMM block tile: the main loop shared by the implicit-GEMM, pointwise and
+// im2col GEMM kernels of kernels/conv/.
+//
+// The block computes a BLOCK_M x BLOCK_N tile of C = A * B, stepping over the GEMM's k dimension
+// BLOCK_K at a time. The pieces follow CUTLASS's split so that a tensor-core variant replaces
+// only the middle one:
+//   - tile loaders (global -> registers -> shared memory), one per operand, parameterized by a
+//     Source that knows how the operand is addressed (a conv gather, weights, a column buffer);
+//   - SimtMma: each thread owns THREAD_M x THREAD_N accumulators and does outer products from
+//     shared memory (a warp-level mma.sync tile would take its place);
+//   - the caller's epilogue, which gets every accumulator with its (row, col) in the block tile.
+// Both operand tiles are stored k-major in shared memory, tile[kk * LD + mn] with
+// LD = BLOCK_MN + SMEM_PAD, converted to the accumulator type on the way in (halves become
+// float once, not at every use). Two shared-memory stages: while the block computes on one,
+// each thread holds the next k-tile in registers and stores it to the other stage afterwards,
+// so one __syncthreads per k-tile suffices.
+#pragma once
+
+#include "dtypes.cuh"
+
+namespace gc {
+
+// std::conditional without <type_traits> (NVRTC ships no standard library headers).
+template <bool COND, class IfTrue, class IfFalse> struct Select { using type = IfTrue; };
+template <class IfTrue, class IfFalse> struct Select<false, IfTrue, IfFalse> { using type = IfFalse; };
+
+// Padding of each shared-memory tile row: breaks the bank pattern of the k-major stores of the
+// k-contiguous loaders (lanes with consecutive kk land LD words apart) and keeps rows 16-byte
+// aligned for the vector fragment loads.
+constexpr int SMEM_PAD = 4;
+
+template <int BLOCK_M_, int BLOCK_N_, int BLOCK_K_, int THREAD_M_, int THREAD_N_>
+struct SimtTile {
+  static constexpr int BLOCK_M = BLOCK_M_;
+  static constexpr int BLOCK_N = BLOCK_N_;
+  static constexpr int BLOCK_K = BLOCK_K_;
+  static constexpr int THREAD_M = THREAD_M_;
+  static constexpr int THREAD_N = THREAD_N_;
+  static constexpr int THREADS_M = BLOCK_M / THREAD_M;
+  static constexpr int THREADS_N = BLOCK_N / THREAD_N;
+  static constexpr int THREADS = THREADS_M * THREADS_N;
+  static constexpr int LDA = BLOCK_M + SMEM_PAD;
+  static constexpr int LDB = BLOCK_N + SMEM_PAD;
+  static constexpr int STAGES = 2;
+  // Accumulator-typed elements of dynamic shared memory the main loop needs.
+  static constexpr int SMEM_ELEMENTS = STAGES * BLOCK_K * (LDA + LDB);
+  // The epilogue stages one (THREADS_M*4) x (THREADS_N*4) segment of the block tile at a time;
+  // rows padded by one element so that column-wise reads are conflict-free.
+  static constexpr int STAGE_M = THREADS_M * 4;
+  static constexpr int STAGE_N = THREADS_N * 4;
+  static constexpr int STAGE_LD = STAGE_N + 1;
+  static constexpr int EPILOGUE_ELEMENTS = STAGE_M * STAGE_LD;
+  // ... and a kernel that also runs SimtMma::epilogue in it
+  // (gpuconv/conv/launch_common.py: GemmTile.smem_bytes).
+  static constexpr int STAGED_SMEM_ELEMENTS =
+      SMEM_ELEMENTS > EPILOGUE_ELEMENTS ? SMEM_ELEMENTS : EPILOGUE_ELEMENTS;
+  static_assert(THREAD_M % 4 == 0 && THREAD_N % 4 == 0, "thread tiles are made of 4-wide vectors");
+  static_assert(BLOCK_M % THREAD_M == 0 && BLOCK_N % THREAD_N == 0, "tile must split evenly");
+};
+
+// An aligned group of N values, for vector loads (ld.shared.v4.f32, ld.global.v2.f64...).
+template <class V, int N>
+struct alignas(sizeof(V) * N) Pack {
+  V v[N];
+};
+
+// Four consecutive accumulator values from 16-byte-aligned shared memory into dst[0..3].
+template <class A>
+__device__ __forceinline__ void load_fragment4(A* dst, const A* src) {
+  constexpr int VEC = 16 / sizeof(A);  // 4 floats or 2 doubles per 16-byte load
+#pragma unroll
+  for (int i = 0; i < 4; i += VEC) {
+    const Pack<A, VEC> p = *reinterpret_cast<const Pack<A, VEC>*>(src + i);
+#pragma unroll
+    for (int j = 0; j < VEC; ++j) dst[i + j] = p.v[j];
+  }
+}
+
+// The thread-level multiply-accumulate of one block tile.
+//
+// Each thread's THREAD_M rows are THREAD_M / 4 segments of 4 consecutive rows, segment s at
+// s * (BLOCK_M / (THREAD_M / 4)) + tm * 4 (likewise for columns): every fragment is a 16-byte
+// vector load and a warp's loads of one segment touch consecutive addresses. LANES_ALONG_M
+// puts consecutive threads along M (tm fastest) instead of N: the epilogue's stores are then
+// contiguous when M is the output's contiguous dimension (NCHW pixels).
+template <class A, class Tile, bool LANES_ALONG_M>
+struct SimtMma {
+  static constexpr int SEGMENTS_M = Tile::THREAD_M / 4;
+  static constexpr int SEGMENTS_N = Tile::THREAD_N / 4;
+  static constexpr int SEGMENT_STRIDE_M = Tile::BLOCK_M / SEGMENTS_M;
+  static constexpr int SEGMENT_STRIDE_N = Tile::BLOCK_N / SEGMENTS_N;
+
+  static constexpr int PASSES = SEGMENTS_M * SEGMENTS_N;
+
+  A acc[Tile::THREAD_M][Tile::THREAD_N];
+  int tid, tm, tn;
+
+  __device__ __forceinline__ explicit SimtMma(int tid_) : tid(tid_) {
+    tm = LANES_ALONG_M ? tid % Tile::THREADS_M : tid / Tile::THREADS_N;
+    tn = LANES_ALONG_M ? tid / Tile::THREADS_M : tid % Tile::THREADS_N;
+#pragma unroll
+    for (int i = 0; i < Tile::THREAD_M; ++i)
+#pragma unroll
+      for (int j = 0; j < Tile::THREAD_N; ++j) acc[i][j] = A(0);
+  }
+
+  // Block-tile row / column of accumulator acc[i][j].
+  __device__ __forceinline__ int row(int i) const {
+    return (i / 4) * SEGMENT_STRIDE_M + tm * 4 + (i % 4);
+  }
+  __device__ __forceinline__ int col(int j) const {
+    return (j / 4) * SEGMENT_STRIDE_N + tn * 4 + (j % 4);
+  }
+
+  // acc += A_tile(BLOCK_M x BLOCK_K) * B_tile(BLOCK_K x BLOCK_N), both k-major in shared memory.
+  __device__ __forceinline__ void compute(const A* smem_a, const A* smem_b) {
+#pragma unroll
+    for (int kk = 0; kk < Tile::BLOCK_K; ++kk) {
+      A a[Tile::THREAD_M];
+      A b[Tile::THREAD_N];
+#pragma unroll
+      for (int s = 0; s < SEGMENTS_M; ++s)
+        load_fragment4(a + 4 * s, smem_a + kk * Tile::LDA + s * SEGMENT_STRIDE_M + tm * 4);
+#pragma unroll
+      for (int s = 0; s < SEGMENTS_N; ++s)
+        load_fragment4(b + 4 * s, smem_b + kk * Tile::LDB + s * SEGMENT_STRIDE_N + tn * 4);
+#pragma unroll
+      for (int i = 0; i < Tile::THREAD_M; ++i)
+#pragma unroll
+        for (int j = 0; j < Tile::THREAD_N; ++j) acc[i][j] += a[i] * b[j];
+    }
+  }
+
+  // epilogue: hands every accumulator to store(row, col, value) (block-tile coordinates).
+  //
+  // The accumulators go through shared memory one segment pair at a time, and a runtime loop
+  // reads them back with consecutive threads on consecutive elements of the output's
+  // contiguous dimension (M when LANES_ALONG_M). Two gains: the stores are coalesced, and the
+  // store code (bias, residual, tanh/sigmoid) is compiled once instead of being inlined for
+  // each of the THREAD_M * THREAD_N accumulators (which quadrupled ptxas time).
+  // `stage` holds Tile::EPILOGUE_ELEMENTS values; the caller's main loop must be done with it.
+  template <class Store>
+  __device__ __forceinline__ void epilogue(A* stage, const Store& store) const {
+    constexpr int ELEMENTS = Tile::STAGE_M * Tile::STAGE_N;
+#pragma unroll 1
+    for (int pass = 0; pass < PASSES; ++pass) {
+      __syncthreads();  // every thread is done with the main loop's tiles / the last pass
+      stage_segment(stage, pass);
+      __syncthreads();
+      const int row0 = (pass / SEGMENTS_N) * SEGMENT_STRIDE_M;
+      const int col0 = (pass % SEGMENTS_N) * SEGMENT_STRIDE_N;
+      for (int e = tid; e < ELEMENTS; e += Tile::THREADS) {
+        const int r = LANES_ALONG_M ? e % Tile::STAGE_M : e / Tile::STAGE_N;
+        const int c = LANES_ALONG_M ? e / Tile::STAGE_M : e % Tile::STAGE_N;
+        store(row0 + r, col0 + c, stage[r * Tile::STAGE_LD + c]);
+      }
+    }
+  }
+
+ private:
+  // Segment pair `pass` of this thread's accumulators into the stage. The branch per pass
+  // keeps every accumulator index a compile-time constant (no local-memory array).
+  __device__ __forceinline__ void stage_segment(A* stage, int pass) const {
+#pragma unroll
+    for (int p = 0; p < PASSES; ++p) {
+      if (p != pass) continue;
+#pragma unroll
+      for (int i = 0; i < 4; ++i)
+#pragma unroll
+        for (int j = 0; j < 4; ++j)
+          stage[(tm * 4 + i) * Tile::STAGE_LD + tn * 4 + j] =
+              acc[(p / SEGMENTS_N) * 4 + i][(p % SEGMENTS_N) * 4 + j];
+    }
+  }
+};
+
+// Loads a BLOCK_MN x BLOCK_K operand tile whose rows are contiguous along k in global memory
+// (weights; NHWC activations): consecutive threads take consecutive k of one row, so a warp
+// reads BLOCK_K-element runs; each thread loads one k column of ROWS rows.
+//
+// Source interface: Row row(int mn) (per-row state, computed once), Col column(int k)
+// (per-k state, once per k-tile), A load(const Row&, const Col&) (0 outside the operand).
+template <class A, class Source, int BLOCK_MN, int BLOCK_K, int THREADS>
+struct KContiguousLoader {
+  static_assert(THREADS % BLOCK_K == 0, "threads must cover whole k rows");
+  static constexpr int ROW_STEP = THREADS / BLOCK_K;
+  static_assert(BLOCK_MN % ROW_STEP == 0, "threads must cover the tile evenly");
+  static constexpr int ROWS = BLOCK_MN / ROW_STEP;
+  static constexpr int LD = BLOCK_MN + SMEM_PAD;
+
+  typename Source::Row rows[ROWS];
+  A regs[ROWS];
+  int kk, row0;
+
+  __device__ __forceinline__ KContiguousLoader(const Source& src, int mn0, int tid) {
+    kk = tid % BLOCK_K;
+    row0 = tid / BLOCK_K;
+#pragma unroll
+    for (int e = 0; e < ROWS; ++e) rows[e] = src.row(mn0 + row0 + e * ROW_STEP);
+  }
+  __device__ __forceinline__ void load(const Source& src, int k0) {
+    const typename Source::Col col = src.column(k0 + kk);
+#pragma unroll
+    for (int e = 0; e < ROWS; ++e) regs[e] = src.load(rows[e], col);
+  }
+  __device__ __forceinline__ void store(A* tile) const {
+#pragma unroll
+    for (int e = 0; e < ROWS; ++e) tile[kk * LD + row0 + e * ROW_STEP] = regs[e];
+  }
+};
+
+// Loads a BLOCK_K x BLOCK_MN operand tile whose columns are contiguous along mn in global
+// memory (NCHW activations, whose output pixels are neighbours): consecutive threads take
+// consecutive mn, and each thread loads KS consecutive k of its one column, stepping the
+// source's k state incrementally (Source::advance) instead of dividing again.
+template <class A, class Source, int BLOCK_MN, int BLOCK_K, int THREADS>
+struct MnContiguousLoader {
+  static_assert(THREADS % BLOCK_MN == 0, "threads must cover whole mn rows");
+  static constexpr int K_GROUPS = THREADS / BLOCK_MN;
+  static_assert(BLOCK_K % K_GROUPS == 0, "threads must cover the tile evenly");
+  static constexpr int KS = BLOCK_K / K_GROUPS;
+  static constexpr int LD = BLOCK_MN + SMEM_PAD;
+
+  typename Source::Row row_state;
+  A regs[KS];
+  int mn, kk0;
+
+  __device__ __forceinline__ MnContiguousLoader(const Source& src, int mn0, int tid) {
+    mn = tid % BLOCK_MN;
+    kk0 = (tid / BLOCK_MN) * KS;
+    row_state = src.row(mn0 + mn);
+  }
+  __device__ __forceinline__ void load(const Source& src, int k0) {
+    typename Source::Col col = src.column(k0 + kk0);
+#pragma unroll
+    for (int e = 0; e < KS; ++e) {
+      regs[e] = src.load(row_state, col);
+      src.advance(col);
+    }
+  }
+  __device__ __forceinline__ void store(A* tile) const {
+#pragma unroll
+    for (int e = 0; e < KS; ++e) tile[(kk0 + e) * LD + mn] = regs[e];
+  }
+};
+
+// The main loop: acc += A(BLOCK_M x gemm_k) * B(gemm_k x BLOCK_N) for one block tile.
+// smem: at least Tile::SMEM_ELEMENTS accumulator values (A stages, then B stages).
+template <class A, class Tile, class Mma, class LoaderA, class SourceA, class LoaderB, class SourceB>
+__device__ __forceinline__ void simt_gemm_mainloop(Mma& mma, LoaderA& loader_a, const SourceA& src_a,
+                                                   LoaderB& loader_b, const SourceB& src_b,
+                                                   int gemm_k, A* smem) {
+  A* smem_a = smem;
+  A* smem_b = smem + Tile::STAGES * Tile::BLOCK_K * Tile::LDA;
+  constexpr int STAGE_A = Tile::BLOCK_K * Tile::LDA;
+  constexpr int STAGE_B = Tile::BLOCK_K * Tile::LDB;
+  const int k_tiles = (gemm_k + Tile::BLOCK_K - 1) / Tile::BLOCK_K;
+
+  loader_a.load(src_a, 0);
+  loader_b.load(src_b, 0);
+  loader_a.store(smem_a);
+  loader_b.store(smem_b);
+  __syncthreads();
+
+  // main loop
+  for (int t = 0; t < k_tiles; ++t) {
+    const int stage = t & 1;
+    const bool more = t + 1 < k_tiles;
+    if (more) {  // next k-tile into registers; its latency hides behind the compute below
+      loader_a.load(src_a, (t + 1) * Tile::BLOCK_K);
+      loader_b.load(src_b, (t + 1) * Tile::BLOCK_K);
+    }
+    mma.compute(smem_a + stage * STAGE_A, smem_b + stage * STAGE_B);
+    if (more) {
+      loader_a.store(smem_a + (stage ^ 1) * STAGE_A);
+      loader_b.store(smem_b + (stage ^ 1) * STAGE_B);
+    }
+    __syncthreads();
+  }
+}
+
+}  // namespace gc

@@ -1,0 +1,111 @@
+// 1x1 convolution (no padding; any stride; groups) as a batched GEMM straight on the tensors.
+//
+// NCHW (conv2d_pointwise_nchw): one GEMM per (image, group), out[n][g] (K/g x P*Q) =
+//   W[g] (K/g x C/g) * x[n][g] (C/g x P*Q); grid (ceil(P*Q / BLOCK_N), ceil(K/g / BLOCK_M),
+//   N * groups). The pixels are the contiguous dimension of both x and out: B is loaded
+//   pixel-fast and lanes run along N in the epilogue.
+// NHWC (conv2d_pointwise_nhwc): one GEMM per group over all images, out (N*P*Q x K/g) =
+//   x (N*P*Q x C/g) * W[g]^T; grid (ceil(N*P*Q / BLOCK_M), ceil(K/g / BLOCK_N), groups).
+//   Channels are contiguous in x, W (KCRS = KRSC for 1x1) and out.
+// Both share the SIMT main loop of simt_gemm.cuh with the implicit GEMM; without taps there is
+// no (c, r, s) split and no padding test, which is what makes this the 1x1 fast path.
+// Dynamic shared memory of the GEMM kernels: Tile::STAGED_SMEM_ELEMENTS accumulator values.
+#include "conv_operands.cuh"
+#include "conv_shape.cuh"
+#include "dtypes.cuh"
+#include "epilogue.cuh"
+#include "simt_gemm.cuh"
+
+template <class T, int BLOCK_M, int BLOCK_N, int BLOCK_K, int THREAD_M, int THREAD_N>
+__global__ void __launch_bounds__((BLOCK_M / THREAD_M) * (BLOCK_N / THREAD_N))
+conv2d_pointwise_nchw(const T* __restrict__ x, const T* __restrict__ w,
+                      int N, int C, int H, int W, int K, int R, int S, int P, int Q,
+                      int pad_h, int pad_w, int stride_h, int stride_w, int dil_h, int dil_w,
+                      int groups,
+                      T* out, int out_sN, int out_sK, int out_sPQ, const T* bias,
+                      const T* residual, int res_sN, int res_sK, int res_sPQ, int epilogue) {
+  using A = gc::acc_t<T>;
+  using Tile = gc::SimtTile<BLOCK_M, BLOCK_N, BLOCK_K, THREAD_M, THREAD_N>;
+  using WeightSource = gc::RowMajorSource<T>;
+  using PixelSource = gc::PointwiseNchwSource<T>;
+
+  extern __shared__ __align__(16) unsigned char smem_raw[];
+  A* smem = reinterpret_cast<A*>(smem_raw);
+
+  const gc::ConvShape shape{N, C, H, W, K, R, S, P, Q, pad_h, pad_w,
+                            stride_h, stride_w, dil_h, dil_w, groups};
+  const int n = blockIdx.z / groups;
+  const int group = blockIdx.z - n * groups;
+  const int c_per_group = shape.c_per_group();
+  const int k_per_group = shape.k_per_group();
+  // Pixel tiles along x (no 65535 limit there), filter tiles along y.
+  const int m0 = blockIdx.y * BLOCK_M;
+  const int n0 = blockIdx.x * BLOCK_N;
+  const int tid = threadIdx.x;
+
+  const WeightSource src_a{w, k_per_group, c_per_group, c_per_group, group * k_per_group};
+  const PixelSource src_b(x + (n * C + group * c_per_group) * (H * W), shape);
+  gc::KContiguousLoader<A, WeightSource, BLOCK_M, BLOCK_K, Tile::THREADS> loader_a(src_a, m0, tid);
+  gc::MnContiguousLoader<A, PixelSource, BLOCK_N, BLOCK_K, Tile::THREADS> loader_b(src_b, n0, tid);
+  gc::SimtMma<A, Tile, false> mma(tid);
+
+  gc::simt_gemm_mainloop<A, Tile>(mma, loader_a, src_a, loader_b, src_b, c_per_group, smem);
+
+  // epilogue
+  const gc::Epilogue<T> epi{out, out_sN, out_sK, out_sPQ, bias, residual,
+                            res_sN, res_sK, res_sPQ, epilogue};
+  const int PQ = P * Q;
+  mma.epilogue(smem, [&](int row, int col, A v) {
+    const int filter = m0 + row;
+    const int pq = n0 + col;
+    if (filter < k_per_group && pq < PQ) epi.store(n, group * k_per_group + filter, pq, v);
+  });
+}
+
+template <class T, int BLOCK_M, int BLOCK_N, int BLOCK_K, int THREAD_M, int THREAD_N>
+__global__ void __launch_bounds__((BLOCK_M / THREAD_M) * (BLOCK_N / THREAD_N))
+conv2d_pointwise_nhwc(const T* __restrict__ x, const T* __restrict__ w,
+                      int N, int C, int H, int W, int K, int R, int S, int P, int Q,
+                      int pad_h, int pad_w, int stride_h, int stride_w, int dil_h, int dil_w,
+                      int groups,
+                      T* out, int out_sN, int out_sK, int out_sPQ, const T* bias,
+                      const T* residual, int res_sN, int res_sK, int res_sPQ, int epilogue) {
+  using A = gc::acc_t<T>;
+  using Tile = gc::SimtTile<BLOCK_M, BLOCK_N, BLOCK_K, THREAD_M, THREAD_N>;
+  using PixelSource = gc::PointwiseNhwcSource<T>;
+  using WeightSource = gc::RowMajorSource<T>;
+
+  extern __shared__ __align__(16) unsigned char smem_raw[];
+  A* smem = reinterpret_cast<A*>(smem_raw);
+
+  const gc::ConvShape shape{N, C, H, W, K, R, S, P, Q, pad_h, pad_w,
+                            stride_h, stride_w, dil_h, dil_w, groups};
+  const int group = blockIdx.z;
+  const int c_per_group = shape.c_per_group();
+  const int k_per_group = shape.k_per_group();
+  const int m0 = blockIdx.x * BLOCK_M;
+  const int n0 = blockIdx.y * BLOCK_N;
+  const int tid = threadIdx.x;
+
+  const PixelSource src_a(x, shape, group);
+  const WeightSource src_b{w, k_per_group, c_per_group, c_per_group, group * k_per_group};
+  gc::KContiguousLoader<A, PixelSource, BLOCK_M, BLOCK_K, Tile::THREADS> loader_a(src_a, m0, tid);
+  gc::KContiguousLoader<A, WeightSource, BLOCK_N, BLOCK_K, Tile::THREADS> loader_b(src_b, n0, tid);
+  gc::SimtMma<A, Tile, false> mma(tid);
+
+  gc::simt_gemm_mainloop<A, Tile>(mma, loader_a, src_a, loader_b, src_b, c_per_group, smem);
+
+  // epilogue
+  const gc::Epilogue<T> epi{out, out_sN, out_sK, out_sPQ, bias, residual,
+                            res_sN, res_sK, res_sPQ, epilogue};
+  const gc::FastDivmod div_pq(P * Q);
+  const int gemm_m = N * P * Q;
+  mma.epilogue(smem, [&](int row, int col, A v) {
+    const int m = m0 + row;
+    const int filter = n0 + col;
+    if (m >= gemm_m || filter >= k_per_group) return;
+    int n, pq;
+    div_pq.divmod(m, n, pq);
+    epi.store(n, group * k_per_group + filter, pq, v);
+  });
+}
