@@ -16,7 +16,10 @@ setup(
     python_requires=">=3.10",
     packages=find_packages(include=["gpuconv", "gpuconv.*"]) + ["gpuconv.kernels"],
     package_dir={"gpuconv.kernels": "kernels"},
-    package_data={"gpuconv.kernels": ["*.cu", "*/*.cu", "*/*.cuh", "*/*.h"]},
+    package_data={"gpuconv.kernels": ["*.cu", "*/*.cu", "*/*.cuh", "*/*.h"],
+                  # the simulator's runtime sources, compiled on the user's machine
+                  "gpuconv.simulator": ["runtime/*.h", "runtime/*.cpp", "runtime/*.S",
+                                        "runtime/include/*"]},
     include_package_data=False,
     install_requires=["numpy>=1.24"],
     extras_require={

@@ -5,6 +5,9 @@ project's CUDA kernels, compiled by g++ and executed on the CPU, through the sam
 a GPU. ``GPUCONV_SIMULATE=1`` in the environment does the same for the whole process
 (``GPUCONV_SIMULATE_ORDER``, ``GPUCONV_SIMULATE_SEED``, ``GPUCONV_SIMULATE_SANITIZE`` set the
 options).
+
+``load_module(code, name_expressions, ...)`` compiles CUDA C++ with g++ into a module whose
+``get_function(name)(grid, block, args, shared_mem=...)`` mirrors ``cupy.RawModule`` (_module.py).
 """
 from __future__ import annotations
 
@@ -14,6 +17,13 @@ from dataclasses import dataclass
 
 from .. import _state
 from .._args import as_choice, as_int
+from ._module import Function, Module, load_module
+from .errors import (DeadlockError, KernelFault, SanitizerError, SanitizerUnavailable,
+                     SharedMemoryLimitError, SimulatorError)
+
+__all__ = ["simulate", "SimulationOptions", "make_options", "options_from_env", "load_module",
+           "Module", "Function", "SimulatorError", "KernelFault", "DeadlockError",
+           "SharedMemoryLimitError", "SanitizerError", "SanitizerUnavailable"]
 
 ORDERS = ("forward", "reverse", "random")
 SANITIZERS = (None, "address", "thread")

@@ -1,0 +1,139 @@
+"""The host compiler, the runtime sources and the on-disk cache of the CPU executor.
+
+Everything compiled is cached under ``$GPUCONV_CACHE_DIR`` when set, else
+``${XDG_CACHE_HOME:-~/.cache}/gpuconv/sim``: the runtime library per sanitizer mode, the
+sanitizer runner programs and every kernel module, each named by a hash of all that went into it.
+Files are written under a temporary name and renamed, so concurrent processes never see a half
+written object. ``GPUCONV_SIM_CXX`` names another g++-compatible compiler.
+"""
+from __future__ import annotations
+
+import functools
+import hashlib
+import os
+import shutil
+import subprocess
+import tempfile
+from pathlib import Path
+
+RUNTIME_DIR = Path(__file__).resolve().parent / "runtime"
+STUB_INCLUDE_DIR = RUNTIME_DIR / "include"
+FORCE_INCLUDE = RUNTIME_DIR / "simt.h"
+
+# Flags of every simulator compile. -fno-strict-aliasing: CUDA code type-puns through
+# reinterpret_cast (float4 loads of float arrays) and nvcc tolerates it. -g1: line tables, so a
+# fault or a sanitizer report names the .cu line (DWARF 4: binutils' addr2line misreads the file
+# table of GCC 12's DWARF 5 for sources renamed by #line). Sanitized builds use -O1, as the
+# sanitizers recommend, for exact line numbers.
+LANGUAGE_FLAGS = ("-std=c++17", "-fPIC", "-fno-strict-aliasing", "-fno-math-errno", "-g1",
+                  "-gdwarf-4")
+OPTIMIZE = {None: ("-O2",), "address": ("-O1", "-fno-omit-frame-pointer"),
+            "thread": ("-O1", "-fno-omit-frame-pointer")}
+SANITIZER_FLAGS = {None: (), "address": ("-fsanitize=address",), "thread": ("-fsanitize=thread",)}
+RUNTIME_SOURCES = ("scheduler.cpp", "fibers.cpp", "warp.cpp", "faults.cpp", "shared_memory.cpp",
+                   "diagnostics.cpp", "switch_x86_64.S")
+RUNTIME_MACROS = {None: (), "address": ("-DSIMT_ASAN=1",), "thread": ("-DSIMT_TSAN=1",)}
+
+
+class ToolchainError(RuntimeError):
+    """The host compiler is missing or failed to build the simulator's own runtime."""
+
+
+def compiler() -> str:
+    return os.environ.get("GPUCONV_SIM_CXX", "").strip() or "g++"
+
+
+@functools.lru_cache(maxsize=None)
+def compiler_identity(cxx: str) -> str:
+    """Version and target of the compiler: part of every cache key."""
+    if shutil.which(cxx) is None:
+        raise ToolchainError(f"the simulator needs a C++17 compiler: {cxx!r} was not found "
+                             f"(install g++ or set GPUCONV_SIM_CXX)")
+    out = subprocess.run([cxx, "--version"], capture_output=True, text=True, check=False)
+    machine = subprocess.run([cxx, "-dumpmachine"], capture_output=True, text=True, check=False)
+    return out.stdout.splitlines()[0] + " " + machine.stdout.strip() if out.stdout else cxx
+
+
+@functools.lru_cache(maxsize=None)
+def runtime_digest() -> str:
+    """Hash of every runtime source and header and of the Python code that decides what is
+    compiled (flags, source rewriting, entry points): a change rebuilds everything."""
+    digest = hashlib.sha256()
+    package = RUNTIME_DIR.parent
+    build_code = [package / name for name in ("_toolchain.py", "_build.py", "_rewrite.py")]
+    for path in sorted(p for p in RUNTIME_DIR.rglob("*") if p.is_file()) + build_code:
+        digest.update(path.relative_to(package).as_posix().encode() + b"\0")
+        digest.update(path.read_bytes() + b"\0")
+    return digest.hexdigest()
+
+
+def cache_dir() -> Path:
+    explicit = os.environ.get("GPUCONV_CACHE_DIR", "").strip()
+    if explicit:
+        path = Path(explicit)
+    else:
+        base = os.environ.get("XDG_CACHE_HOME", "").strip() or str(Path.home() / ".cache")
+        path = Path(base) / "gpuconv" / "sim"
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def run_compiler(args: list[str], cwd: str | None = None) -> subprocess.CompletedProcess:
+    return subprocess.run([compiler(), *args], capture_output=True, text=True, cwd=cwd,
+                          check=False)
+
+
+def publish(built: Path, final: Path) -> None:
+    """Moves a finished file into the cache atomically."""
+    os.replace(built, final)
+
+
+def runtime_library(sanitize: str | None) -> Path:
+    """The scheduler/fiber runtime shared library for one sanitizer mode, built on first use.
+
+    The runtime itself is never instrumented (ThreadSanitizer must not see its bookkeeping); the
+    SIMT_ASAN/SIMT_TSAN macros add the sanitizers' fiber annotations.
+    """
+    key = hashlib.sha256(f"{compiler_identity(compiler())}\0{runtime_digest()}\0{sanitize}"
+                         .encode()).hexdigest()[:20]
+    name = f"libgpuconv_simt-{sanitize or 'plain'}-{key}.so"
+    path = cache_dir() / name
+    if path.exists():
+        return path
+    sources = [str(RUNTIME_DIR / f) for f in RUNTIME_SOURCES]
+    with tempfile.TemporaryDirectory(dir=cache_dir()) as tmp:
+        out = Path(tmp) / name
+        result = run_compiler(
+            [*LANGUAGE_FLAGS, "-O2", "-fno-omit-frame-pointer", *RUNTIME_MACROS[sanitize],
+             "-fvisibility=hidden", "-shared", f"-Wl,-soname,{name}", "-I", str(RUNTIME_DIR),
+             *(() if sanitize else ("-Wl,-z,defs",)),
+             *sources, "-o", str(out), "-ldl", "-lpthread"])
+        if result.returncode != 0:
+            raise ToolchainError(f"building the simulator runtime ({sanitize or 'plain'}) "
+                                 f"failed:\n{result.stderr}")
+        publish(out, path)
+    return path
+
+
+def runner_executable(sanitize: str) -> Path:
+    """The sanitizer runner program (runtime/runner.cpp) for one sanitizer mode."""
+    from .errors import SanitizerUnavailable
+    runtime = runtime_library(sanitize)
+    key = hashlib.sha256(f"{compiler_identity(compiler())}\0{runtime_digest()}\0{sanitize}"
+                         .encode()).hexdigest()[:20]
+    path = cache_dir() / f"gpuconv_simt_runner-{sanitize}-{key}"
+    if path.exists():
+        return path
+    with tempfile.TemporaryDirectory(dir=cache_dir()) as tmp:
+        out = Path(tmp) / path.name
+        result = run_compiler(
+            ["-std=c++17", "-O1", "-g", *SANITIZER_FLAGS[sanitize], *RUNTIME_MACROS[sanitize],
+             "-I", str(RUNTIME_DIR), str(RUNTIME_DIR / "runner.cpp"), "-o", str(out),
+             f"-L{runtime.parent}", f"-l:{runtime.name}", "-Wl,-rpath,$ORIGIN", "-ldl"])
+        if result.returncode != 0:
+            raise SanitizerUnavailable(
+                f"sanitize={sanitize!r} is not available on this machine: building the "
+                f"{sanitize} sanitizer runner with {compiler()} failed (is lib"
+                f"{'asan' if sanitize == 'address' else 'tsan'} installed?):\n{result.stderr}")
+        publish(out, path)
+    return path

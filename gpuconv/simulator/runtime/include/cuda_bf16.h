@@ -1,0 +1,3 @@
+// Stub of CUDA's <cuda_bf16.h> for the CPU executor: everything it declares is already provided by the
+// force-included simt.h, which every simulated translation unit sees first.
+#pragma once
