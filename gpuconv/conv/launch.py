@@ -31,7 +31,7 @@ def _xp(executor: str):
 
 
 def run_algorithm(algorithm: str, call: ConvCall, *, gemm: str = "own",
-                  workspace_bytes: int | None = None) -> None:
+                  workspace_bytes: int | None = None, iterator: str = "auto") -> None:
     """Launch ``algorithm``'s kernels for ``call`` (already checked to be runnable)."""
     if algorithm == "direct":
         launch_direct.run(call)
@@ -40,7 +40,7 @@ def run_algorithm(algorithm: str, call: ConvCall, *, gemm: str = "own",
     elif algorithm == "im2col_gemm":
         launch_im2col_gemm.run(call, gemm=gemm, workspace_bytes=workspace_bytes)
     elif algorithm == "implicit_gemm":
-        launch_implicit_gemm.run(call)
+        launch_implicit_gemm.run(call, iterator=iterator)
     elif algorithm == "pointwise":
         launch_pointwise.run(call)
     elif algorithm == "depthwise":
@@ -51,17 +51,18 @@ def run_algorithm(algorithm: str, call: ConvCall, *, gemm: str = "own",
 
 def conv2d(geom: ConvGeometry, x, weight, bias=None, *, residual=None, activation=None,
            algorithm: str = "auto", data_format: str = "NCHW", out=None, executor: str = "cupy",
-           gemm: str = "own", workspace_bytes: int | None = None) -> Any:
+           gemm: str = "own", workspace_bytes: int | None = None, iterator: str = "auto") -> Any:
     """activation(conv(x, weight) + bias + residual) on the kernels; returns the output (``out``
     itself when given).
 
     The arrays are validated by the front but may be non-contiguous. ``algorithm``: "auto" or
     one of ALGORITHMS; a forced algorithm that cannot run the case is a ValueError saying why.
     ``gemm`` ("own" | "cublas") and ``workspace_bytes`` (the column buffer's bound) apply to
-    im2col_gemm.
+    im2col_gemm; ``iterator`` ("auto" | "precomputed" | "analytic") to implicit_gemm's A gather.
     """
     executor = as_choice("executor", executor, EXECUTORS)
     gemm = as_choice("gemm", gemm, launch_im2col_gemm.GEMMS)
+    iterator = as_choice("iterator", iterator, launch_implicit_gemm.ITERATORS)
     nhwc = data_format == "NHWC"
     xp = _xp(executor)
     out_shape = layout_shape(geom.output_shape, data_format)
@@ -75,8 +76,9 @@ def conv2d(geom: ConvGeometry, x, weight, bias=None, *, residual=None, activatio
                     residual=contiguous(xp, residual), out=target, out_sN=out_sN,
                     activation=activation)
     if algorithm == "auto":
-        algorithm = select_algorithm(call, data_format, gemm=gemm, workspace_bytes=workspace_bytes)
-    run_algorithm(algorithm, call, gemm=gemm, workspace_bytes=workspace_bytes)
+        algorithm = select_algorithm(call, data_format, gemm=gemm, workspace_bytes=workspace_bytes,
+                                     iterator=iterator)
+    run_algorithm(algorithm, call, gemm=gemm, workspace_bytes=workspace_bytes, iterator=iterator)
     if out is None:
         return target
     if not in_place:

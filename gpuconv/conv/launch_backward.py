@@ -1,0 +1,132 @@
+"""The backward passes of conv2d and conv_transpose2d on the CUDA kernels: the algorithm each
+call runs, and the hand-off to the data-gradient (launch_bwd_data.py) and weight/bias-gradient
+(launch_bwd_weight.py) launchers. ``gpuconv.conv.launch`` re-exports the four entry points,
+which the public fronts (grad.py, api.py) call with a validated geometry.
+
+Algorithms a caller may force (``algorithm=``), per pass:
+
+==============  =============================================  ============================================
+name            data gradient (conv2d_input)                   weight gradient (conv2d_weight)
+==============  =============================================  ============================================
+implicit_gemm   any case; one GEMM per stride phase, no MAC    any case; split-K over N*P*Q
+                on inserted zeros
+im2col_gemm     any case; GEMM into a column buffer + col2im   any case; im2col + GEMM, split-K
+pointwise       1x1 filters                                    refused: 1x1 runs as implicit_gemm
+depthwise       C/groups == 1 (one channel's filters must      C/groups == 1
+                fit in 48 KiB of shared memory for NCHW)
+direct          any case; one thread per dx element            any case; one block per filter row
+==============  =============================================  ============================================
+
+"auto" (``choose_data_algorithm`` / ``choose_weight_algorithm`` return the choice and why):
+- data: depthwise when C/groups == 1 and groups > 1; pointwise for a 1x1 filter with stride 1;
+  direct when C/groups <= 4 (a GEMM tile of 64 channels would be mostly empty); else
+  implicit_gemm. im2col_gemm is never chosen: it moves a column buffer of C*R*S*N*P*Q values
+  through memory twice for the same arithmetic.
+- weight: depthwise when C/groups == 1 and groups > 1; else implicit_gemm.
+A forced algorithm that cannot run the case is a ValueError that says why.
+
+Determinism: every data-gradient kernel writes each element once, and the bias gradient always
+reduces in a fixed order, so those are bitwise reproducible in every mode. The weight gradient's
+GEMM algorithms add their split-K partial sums with float atomics by default; with
+``deterministic=True`` they write the partials to a workspace summed in split order instead (no
+atomics anywhere in the backward passes).
+"""
+from __future__ import annotations
+
+import logging
+
+from . import launch_bwd_data, launch_bwd_weight
+
+logger = logging.getLogger(__name__)
+
+DATA_ALGORITHMS = ("implicit_gemm", "im2col_gemm", "pointwise", "depthwise", "direct")
+WEIGHT_ALGORITHMS = ("implicit_gemm", "im2col_gemm", "depthwise", "direct")
+
+# "auto" runs the direct data-gradient kernel up to this many input channels per group.
+DIRECT_MAX_CHANNELS = 4
+
+__all__ = ["conv2d_input", "conv2d_weight", "conv2d_bias", "conv_transpose2d",
+           "choose_data_algorithm", "choose_weight_algorithm", "DATA_ALGORITHMS",
+           "WEIGHT_ALGORITHMS"]
+
+
+def _refuse(pass_name: str, algorithm: str, reason: str):
+    return ValueError(f"algorithm={algorithm!r} cannot compute the {pass_name} of this "
+                      f"convolution: {reason}")
+
+
+def choose_data_algorithm(geom, algorithm: str, dtype, data_format: str) -> tuple[str, str]:
+    """(algorithm, why) for the data gradient; a forced algorithm is checked."""
+    if algorithm != "auto":
+        if algorithm not in DATA_ALGORITHMS:
+            raise _refuse("input gradient", algorithm, "no such data-gradient algorithm "
+                          f"(choose from {', '.join(DATA_ALGORITHMS)} or 'auto')")
+        reason = launch_bwd_data.why_not(algorithm, geom, dtype, data_format)
+        if reason is not None:
+            raise _refuse("input gradient", algorithm, reason)
+        return algorithm, "forced by the caller"
+    candidates = []
+    if geom.C_per_group == 1 and geom.groups > 1:
+        candidates.append(("depthwise", "a depthwise convolution (C/groups == 1)"))
+    if (geom.R, geom.S) == (1, 1) and (geom.stride_h, geom.stride_w) == (1, 1):
+        candidates.append(("pointwise", "a 1x1 filter with stride 1: a plain GEMM"))
+    if geom.C_per_group <= DIRECT_MAX_CHANNELS:
+        candidates.append(("direct", f"C/groups = {geom.C_per_group} <= {DIRECT_MAX_CHANNELS}: "
+                                     f"a GEMM tile of channels would be mostly empty"))
+    candidates.append(("implicit_gemm", "the general case"))
+    candidates.append(("direct", "the implicit GEMM's grid cannot cover this case"))
+    for name, why in candidates:
+        if launch_bwd_data.why_not(name, geom, dtype, data_format) is None:
+            return name, why
+    raise AssertionError("the direct data gradient runs every case")  # pragma: no cover
+
+
+def choose_weight_algorithm(geom, algorithm: str, dtype, data_format: str) -> tuple[str, str]:
+    """(algorithm, why) for the weight gradient; a forced algorithm is checked."""
+    if algorithm != "auto":
+        if algorithm != "pointwise" and algorithm not in WEIGHT_ALGORITHMS:
+            raise _refuse("weight gradient", algorithm, "no such weight-gradient algorithm "
+                          f"(choose from {', '.join(WEIGHT_ALGORITHMS)} or 'auto')")
+        reason = launch_bwd_weight.why_not(algorithm, geom, dtype, data_format)
+        if reason is not None:
+            raise _refuse("weight gradient", algorithm, reason)
+        return algorithm, "forced by the caller"
+    candidates = []
+    if geom.C_per_group == 1 and geom.groups > 1:
+        candidates.append(("depthwise", "a depthwise convolution (C/groups == 1)"))
+    candidates.append(("implicit_gemm", "the general case"))
+    candidates.append(("direct", "the implicit GEMM's grid cannot cover this case"))
+    for name, why in candidates:
+        if launch_bwd_weight.why_not(name, geom, dtype, data_format) is None:
+            return name, why
+    raise AssertionError("the direct weight gradient runs every case")  # pragma: no cover
+
+
+def conv2d_input(geom, weight, grad_output, *, algorithm="auto", data_format="NCHW",
+                 deterministic=False, executor):
+    """Gradient of conv2d with respect to its input (``geom.input_shape`` in ``data_format``).
+    Deterministic whatever ``deterministic`` says: no data-gradient kernel uses atomics."""
+    name, why = choose_data_algorithm(geom, algorithm, grad_output.dtype, data_format)
+    logger.debug("conv2d_input: %s (%s)", name, why)
+    return launch_bwd_data.run(name, geom, weight, grad_output, None, data_format, executor)
+
+
+def conv2d_weight(geom, x, grad_output, *, algorithm="auto", data_format="NCHW",
+                  deterministic=False, executor):
+    """Gradient of conv2d with respect to its weight, (K, C/groups, R, S)."""
+    name, why = choose_weight_algorithm(geom, algorithm, grad_output.dtype, data_format)
+    logger.debug("conv2d_weight: %s (%s)", name, why)
+    return launch_bwd_weight.run(name, geom, x, grad_output, data_format, deterministic, executor)
+
+
+def conv2d_bias(grad_output, *, data_format="NCHW", deterministic=False, executor):
+    """Gradient of conv2d with respect to its bias, (K,); always deterministic."""
+    return launch_bwd_weight.bias_grad(grad_output, data_format, executor)
+
+
+def conv_transpose2d(geom, x, weight, bias, data_format="NCHW", *, executor):
+    """Transposed convolution for a ``ConvTransposeGeometry``: the data gradient of the forward
+    convolution ``geom`` with ``grad_output = x``, plus the bias in the kernels' epilogue."""
+    name, why = choose_data_algorithm(geom, "auto", x.dtype, data_format)
+    logger.debug("conv_transpose2d: %s (%s)", name, why)
+    return launch_bwd_data.run(name, geom, weight, x, bias, data_format, executor)

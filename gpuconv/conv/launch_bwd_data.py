@@ -1,0 +1,264 @@
+"""Launchers of the data-gradient kernels (kernels/conv/dgrad_*.cu): grad input of conv2d and,
+with a bias, conv_transpose2d.
+
+Algorithms (the kernels' headers say how each works):
+- "implicit_gemm": per group and stride phase, an implicit GEMM of dy and the RSKC-transposed
+  filter; strided and dilated cases without a MAC on an inserted zero.
+- "im2col_gemm": columns = W^T * dy (a GEMM into an accumulator-typed column buffer, per batch
+  chunk), then col2im as a gather (one thread per dx element).
+- "pointwise": 1x1 filters, dx = W^T * dy as a batched GEMM on the tensors.
+- "depthwise": C/groups == 1, one thread per dx element, the channel's filter in shared memory.
+- "direct": one thread per dx element over every filter of its group and tap of its phase.
+Every dx element is written exactly once by one thread: all of them are deterministic.
+"""
+from __future__ import annotations
+
+from .._kernels import cuda_type, register
+from .launch_bwd_common import (DEFAULT_SMEM_BYTES, EPILOGUE_BIAS, GRID_YZ_LIMIT, Tile,
+                                acc_dtype, array_module, batch_chunks, bool_name, ceil_div,
+                                check_weight_size, contiguous, i32, launch, output, shape_args,
+                                type_names)
+
+TILE = Tile(block_m=128, block_n=64, block_k=8, thread_m=8, thread_n=4)
+THREADS = 256  # the element-wise kernels (direct, depthwise, col2im)
+
+# The im2col path's column buffer holds at most this many accumulator values (256 MiB of float);
+# the batch is processed in chunks of whole images that fit.
+COLUMN_BUFFER_ELEMENTS = 2 ** 26
+
+_TYPES = type_names()
+_LAYOUTS = (False, True)  # NHWC?
+
+
+def _names(template: str, layouts=True, tile: bool = False) -> list[str]:
+    names = []
+    for t in _TYPES:
+        for nhwc in (_LAYOUTS if layouts else (None,)):
+            args = [t] + ([bool_name(nhwc)] if nhwc is not None else []) + \
+                   ([TILE.template_args] if tile else [])
+            names.append(f"{template}<{', '.join(args)}>")
+    return names
+
+
+_IMPLICIT_NAMES = _names("conv2d_dgrad_implicit_gemm", tile=True)
+IMPLICIT_GEMM = register("conv/dgrad_implicit_gemm.cu", _IMPLICIT_NAMES, hot=_IMPLICIT_NAMES)
+
+_COLUMNS_NAMES = _names("conv2d_dgrad_gemm_columns", tile=True)
+IM2COL_GEMM = register("conv/dgrad_im2col_gemm.cu",
+                       _COLUMNS_NAMES + _names("conv2d_dgrad_col2im"), hot=_COLUMNS_NAMES)
+
+DIRECT = register("conv/dgrad_direct.cu", _names("conv2d_dgrad_direct"))
+
+_DEPTHWISE_NAMES = (_names("conv2d_dgrad_depthwise_nchw", layouts=False)
+                    + _names("conv2d_dgrad_depthwise_nhwc", layouts=False))
+DEPTHWISE = register("conv/dgrad_depthwise.cu", _DEPTHWISE_NAMES, hot=_DEPTHWISE_NAMES)
+
+_POINTWISE_NAMES = (_names("conv2d_dgrad_pointwise_nchw", layouts=False, tile=True)
+                    + _names("conv2d_dgrad_pointwise_nhwc", layouts=False, tile=True))
+POINTWISE = register("conv/dgrad_pointwise.cu", _POINTWISE_NAMES, hot=_POINTWISE_NAMES)
+
+
+# --------------------------------------------------------------------------------------------
+# applicability: None if the algorithm can run this case, else why not (a sentence)
+
+
+def depthwise_smem_bytes(geom, dtype) -> int:
+    return (geom.K // geom.C) * geom.R * geom.S * acc_dtype(dtype).itemsize
+
+
+def why_not(algorithm: str, geom, dtype, data_format: str) -> str | None:
+    if algorithm in ("implicit_gemm", "im2col_gemm", "pointwise") and geom.groups > GRID_YZ_LIMIT:
+        return f"its grid has one z slice per group and groups={geom.groups} exceeds {GRID_YZ_LIMIT}"
+    if algorithm == "implicit_gemm":
+        phases = geom.stride_h * geom.stride_w
+        if geom.groups * phases > GRID_YZ_LIMIT:
+            return (f"its grid has groups * stride_h * stride_w = {geom.groups * phases} z slices, "
+                    f"more than {GRID_YZ_LIMIT}")
+        if ceil_div(geom.C_per_group, TILE.block_n) > GRID_YZ_LIMIT:
+            return "C/groups is too large for its grid"
+    elif algorithm == "pointwise":
+        if (geom.R, geom.S) != (1, 1):
+            return f"it needs a 1x1 filter, got {geom.R}x{geom.S}"
+        if data_format == "NCHW" and ceil_div(geom.P * geom.Q, TILE.block_n) > GRID_YZ_LIMIT:
+            return "the output plane is too large for its grid"
+    elif algorithm == "depthwise":
+        if geom.C_per_group != 1:
+            return (f"it needs a depthwise convolution (C/groups == 1), got C/groups = "
+                    f"{geom.C_per_group}")
+        if data_format == "NCHW":
+            if depthwise_smem_bytes(geom, dtype) > DEFAULT_SMEM_BYTES:
+                return (f"one channel's filters ({geom.K // geom.C} x {geom.R} x {geom.S} values) "
+                        f"do not fit in {DEFAULT_SMEM_BYTES} bytes of shared memory")
+            if ceil_div(geom.H * geom.W, THREADS) > GRID_YZ_LIMIT:
+                return "the input plane is too large for its grid"
+    elif algorithm == "im2col_gemm":
+        per_image = geom.C * geom.R * geom.S * geom.P * geom.Q
+        if per_image > COLUMN_BUFFER_ELEMENTS:
+            return (f"one image's column buffer ({per_image} values) exceeds its limit of "
+                    f"{COLUMN_BUFFER_ELEMENTS}")
+        if ceil_div(geom.P * geom.Q, TILE.block_n) > GRID_YZ_LIMIT:
+            return "the output plane is too large for its grid"
+    return None
+
+
+# --------------------------------------------------------------------------------------------
+# the launches
+
+
+class _Call:
+    """One data-gradient call: dy (grad_output, or conv_transpose2d's x) and the weight as
+    contiguous arrays, the output, and what every launch needs."""
+
+    def __init__(self, geom, weight, dy, bias, data_format: str, executor: str):
+        self.geom, self.executor = geom, executor
+        self.xp = xp = array_module(executor)
+        self.nhwc = data_format == "NHWC"
+        self.dy = contiguous(xp, dy)
+        self.weight = contiguous(xp, weight)
+        self.dtype = self.dy.dtype
+        self.t = cuda_type(self.dtype)
+        n, c, h, w = geom.input_shape
+        self.dx = output(xp, (n, h, w, c) if self.nhwc else (n, c, h, w), self.dtype, executor)
+        self.bias = contiguous(xp, bias) if bias is not None else None
+        # The kernels read the bias only when the epilogue flag says so; else any T pointer.
+        self.bias_arg = self.bias if bias is not None else self.dx
+        self.epilogue = i32(EPILOGUE_BIAS if bias is not None else 0)
+        check_weight_size(geom)
+
+    @property
+    def per_image(self) -> int:
+        g = self.geom
+        return max(g.C * g.H * g.W, g.K * g.P * g.Q)
+
+    def chunks(self, max_images=None):
+        return batch_chunks(self.geom.N, self.per_image, max_images=max_images,
+                            what="one image of grad_output or of the input gradient")
+
+    def name(self, template: str, layout: bool = True, tile: bool = False) -> str:
+        args = [self.t] + ([bool_name(self.nhwc)] if layout else []) + \
+               ([TILE.template_args] if tile else [])
+        return f"{template}<{', '.join(args)}>"
+
+
+def implicit_gemm(call: _Call) -> None:
+    g = call.geom
+    # RSKC: the GEMM's B rows (one (tap, filter) each) are contiguous along the input channels.
+    w_rskc = contiguous(call.xp, call.weight.transpose(2, 3, 0, 1))
+    phases = g.stride_h * g.stride_w
+    strides = (g.C * g.H * g.W, 1, g.C) if call.nhwc else (g.C * g.H * g.W, g.H * g.W, 1)
+    smem = TILE.smem_bytes(acc_dtype(call.dtype).itemsize)
+    name = call.name("conv2d_dgrad_implicit_gemm", tile=True)
+    for n0, n1 in call.chunks():
+        # The largest phase has ceil(H / sh) x ceil(W / sw) pixels per image.
+        max_m = (n1 - n0) * ceil_div(g.H, g.stride_h) * ceil_div(g.W, g.stride_w)
+        grid = (ceil_div(max_m, TILE.block_m), ceil_div(g.C_per_group, TILE.block_n),
+                g.groups * phases)
+        launch(IMPLICIT_GEMM, name, call.executor, grid, (TILE.threads, 1, 1),
+               (call.dy[n0:n1], w_rskc, *shape_args(g, n1 - n0), call.dx[n0:n1],
+                *(i32(s) for s in strides), call.bias_arg, call.epilogue),
+               shared_mem=smem)
+
+
+def im2col_gemm(call: _Call) -> None:
+    g = call.geom
+    xp = call.xp
+    acc = acc_dtype(call.dtype)
+    rows = g.C * g.R * g.S
+    pq = g.P * g.Q
+    images = max(1, min(COLUMN_BUFFER_ELEMENTS // (rows * pq),
+                        (GRID_YZ_LIMIT * TILE.block_n) // pq))
+    chunks = call.chunks(max_images=images)
+    longest = max(n1 - n0 for n0, n1 in chunks)
+    columns = output(xp, (rows * longest * pq,), acc, call.executor)
+    smem = TILE.smem_bytes(acc.itemsize)
+    gemm = call.name("conv2d_dgrad_gemm_columns", tile=True)
+    col2im = call.name("conv2d_dgrad_col2im")
+    for n0, n1 in chunks:
+        n_images = n1 - n0
+        ldc = n_images * pq
+        grid = (ceil_div(g.C_per_group * g.R * g.S, TILE.block_m), ceil_div(ldc, TILE.block_n),
+                g.groups)
+        launch(IM2COL_GEMM, gemm, call.executor, grid, (TILE.threads, 1, 1),
+               (call.weight, call.dy[n0:n1], columns, i32(ldc), i32(n_images),
+                *shape_args(g, n_images)), shared_mem=smem)
+        elements = n_images * g.C * g.H * g.W
+        launch(IM2COL_GEMM, col2im, call.executor, (ceil_div(elements, THREADS), 1, 1),
+               (THREADS, 1, 1),
+               (columns, i32(ldc), i32(n_images), *shape_args(g, n_images), call.dx[n0:n1],
+                call.bias_arg, call.epilogue))
+
+
+def _prefill_unreached(call: _Call) -> None:
+    """With a stride > 1, a 1x1 filter reaches only the pixels of the stride grid: the others
+    get 0, or the bias (conv_transpose2d); the GEMM then overwrites the reached ones."""
+    if call.bias is None:
+        call.dx[...] = 0
+    else:
+        shape = (1, 1, 1, -1) if call.nhwc else (1, -1, 1, 1)
+        call.dx[...] = call.bias.reshape(shape)
+
+
+def pointwise(call: _Call) -> None:
+    g = call.geom
+    if g.stride_h > 1 or g.stride_w > 1:
+        _prefill_unreached(call)
+    smem = TILE.smem_bytes(acc_dtype(call.dtype).itemsize)
+    if call.nhwc:
+        name = f"conv2d_dgrad_pointwise_nhwc<{call.t}, {TILE.template_args}>"
+        for n0, n1 in call.chunks():
+            grid = (ceil_div((n1 - n0) * g.P * g.Q, TILE.block_m),
+                    ceil_div(g.C_per_group, TILE.block_n), g.groups)
+            launch(POINTWISE, name, call.executor, grid, (TILE.threads, 1, 1),
+                   (call.dy[n0:n1], call.weight, *shape_args(g, n1 - n0), call.dx[n0:n1],
+                    call.bias_arg, call.epilogue), shared_mem=smem)
+    else:
+        name = f"conv2d_dgrad_pointwise_nchw<{call.t}, {TILE.template_args}>"
+        for n0, n1 in call.chunks(max_images=GRID_YZ_LIMIT // g.groups):
+            grid = (ceil_div(g.C_per_group, TILE.block_m), ceil_div(g.P * g.Q, TILE.block_n),
+                    (n1 - n0) * g.groups)
+            launch(POINTWISE, name, call.executor, grid, (TILE.threads, 1, 1),
+                   (call.dy[n0:n1], call.weight, *shape_args(g, n1 - n0), call.dx[n0:n1],
+                    call.bias_arg, call.epilogue), shared_mem=smem)
+
+
+def depthwise(call: _Call) -> None:
+    g = call.geom
+    if call.nhwc:
+        # (R, S, K): a warp's filter reads are contiguous like its dy reads.
+        w_rsk = contiguous(call.xp, call.weight.reshape(g.K, g.R, g.S).transpose(1, 2, 0))
+        name = f"conv2d_dgrad_depthwise_nhwc<{call.t}>"
+        for n0, n1 in call.chunks():
+            elements = (n1 - n0) * g.H * g.W * g.C
+            launch(DEPTHWISE, name, call.executor, (ceil_div(elements, THREADS), 1, 1),
+                   (THREADS, 1, 1), (call.dy[n0:n1], w_rsk, *shape_args(g, n1 - n0),
+                                     call.dx[n0:n1], call.bias_arg, call.epilogue))
+    else:
+        name = f"conv2d_dgrad_depthwise_nchw<{call.t}>"
+        smem = depthwise_smem_bytes(g, call.dtype)
+        for n0, n1 in call.chunks():
+            grid = ((n1 - n0) * g.C, ceil_div(g.H * g.W, THREADS), 1)
+            launch(DEPTHWISE, name, call.executor, grid, (THREADS, 1, 1),
+                   (call.dy[n0:n1], call.weight, *shape_args(g, n1 - n0), call.dx[n0:n1],
+                    call.bias_arg, call.epilogue), shared_mem=smem)
+
+
+def direct(call: _Call) -> None:
+    g = call.geom
+    name = call.name("conv2d_dgrad_direct")
+    for n0, n1 in call.chunks():
+        elements = (n1 - n0) * g.C * g.H * g.W
+        launch(DIRECT, name, call.executor, (ceil_div(elements, THREADS), 1, 1), (THREADS, 1, 1),
+               (call.dy[n0:n1], call.weight, *shape_args(g, n1 - n0), call.dx[n0:n1],
+                call.bias_arg, call.epilogue))
+
+
+RUNNERS = {"implicit_gemm": implicit_gemm, "im2col_gemm": im2col_gemm, "pointwise": pointwise,
+           "depthwise": depthwise, "direct": direct}
+
+
+def run(algorithm: str, geom, weight, dy, bias, data_format: str, executor: str):
+    """dx for an algorithm the caller has checked (``why_not`` is None)."""
+    call = _Call(geom, weight, dy, bias, data_format, executor)
+    RUNNERS[algorithm](call)
+    return call.dx
+

@@ -1,0 +1,258 @@
+"""Launchers of the weight- and bias-gradient kernels (kernels/conv/wgrad_*.cu, bias_grad.cu).
+
+Weight-gradient algorithms (the kernels' headers say how each works):
+- "implicit_gemm": dW = dy * X with X gathered from x on the fly, split-K over N*P*Q.
+- "im2col_gemm": x unfolded into a column buffer per batch chunk, then a GEMM, split-K.
+- "depthwise": C/groups == 1; NHWC: 32 filters per warp (conv2d_wgrad_depthwise_nhwc); NCHW: the
+  direct kernel, whose one-block-per-filter layout is the depthwise one.
+- "direct": one block per filter row (k, c) and split, every tap by a fixed-order block sum.
+
+Summation and determinism (``SplitSums`` in launch_bwd_common.py): one split of one chunk is a
+plain store. Otherwise the split partials go to a workspace that conv2d_split_reduce sums in
+split order, which gives the same bits on every run; only the GEMM algorithms in the default
+(non-deterministic) mode add their splits with float atomics instead. The direct, depthwise and
+bias kernels never use atomics.
+"""
+from __future__ import annotations
+
+from .._kernels import cuda_type, register
+from .launch_bwd_common import (GRID_YZ_LIMIT, MAX_SPLITS, SplitSums, Tile, acc_dtype,
+                                array_module, batch_chunks, bool_name, ceil_div,
+                                check_weight_size, choose_splits, contiguous, i32, launch,
+                                output, pixels_per_split, shape_args, type_names)
+
+TILE = Tile(block_m=64, block_n=128, block_k=8, thread_m=4, thread_n=8)
+DIRECT_THREADS = 256      # WGRAD_DIRECT_THREADS in wgrad_direct.cu
+LANES, ROWS = 32, 8       # WGRAD_DEPTHWISE_LANES/ROWS, BIAS_GRAD_LANES/ROWS
+BIAS_THREADS = 256        # BIAS_GRAD_THREADS
+IM2COL_THREADS = 256
+
+# The im2col path's column buffer holds at most this many elements of the input's dtype.
+COLUMN_BUFFER_ELEMENTS = 2 ** 26
+
+_TYPES = type_names()
+
+
+def _names(template: str, layouts: bool = True, tile: bool = False) -> list[str]:
+    names = []
+    for t in _TYPES:
+        for nhwc in ((False, True) if layouts else (None,)):
+            args = [t] + ([bool_name(nhwc)] if nhwc is not None else []) + \
+                   ([TILE.template_args] if tile else [])
+            names.append(f"{template}<{', '.join(args)}>")
+    return names
+
+
+_IMPLICIT_NAMES = _names("conv2d_wgrad_implicit_gemm", tile=True)
+IMPLICIT_GEMM = register("conv/wgrad_implicit_gemm.cu", _IMPLICIT_NAMES, hot=_IMPLICIT_NAMES)
+
+_COLUMNS_NAMES = _names("conv2d_wgrad_gemm_columns", tile=True)
+IM2COL_GEMM = register("conv/wgrad_im2col_gemm.cu", _names("conv2d_wgrad_im2col") + _COLUMNS_NAMES,
+                       hot=_COLUMNS_NAMES)
+
+_DIRECT_NAMES = _names("conv2d_wgrad_direct")
+DIRECT = register("conv/wgrad_direct.cu", _DIRECT_NAMES, hot=_DIRECT_NAMES)
+
+_DEPTHWISE_NAMES = _names("conv2d_wgrad_depthwise_nhwc", layouts=False)
+DEPTHWISE = register("conv/wgrad_depthwise.cu", _DEPTHWISE_NAMES, hot=_DEPTHWISE_NAMES)
+
+REDUCE = register("conv/wgrad_reduce.cu", _names("conv2d_split_reduce", layouts=False))
+
+_BIAS_NAMES = (_names("conv2d_bias_grad_nchw", layouts=False)
+               + _names("conv2d_bias_grad_nhwc", layouts=False))
+BIAS = register("conv/bias_grad.cu", _BIAS_NAMES, hot=_BIAS_NAMES)
+
+
+def _reduce_name(dtype) -> str:
+    return f"conv2d_split_reduce<{cuda_type(dtype)}>"
+
+
+# --------------------------------------------------------------------------------------------
+# applicability: None if the algorithm can run this case, else why not (a sentence)
+
+
+def why_not(algorithm: str, geom, dtype, data_format: str) -> str | None:
+    taps = geom.C_per_group * geom.R * geom.S
+    if algorithm in ("implicit_gemm", "im2col_gemm"):
+        if geom.groups > GRID_YZ_LIMIT:
+            return f"its grid has one z slice per group and groups={geom.groups} exceeds {GRID_YZ_LIMIT}"
+        if ceil_div(taps, TILE.block_n) > GRID_YZ_LIMIT:
+            return f"C/groups * R * S = {taps} is too large for its grid"
+    if algorithm == "im2col_gemm":
+        per_image = geom.C * geom.R * geom.S * geom.P * geom.Q
+        if per_image > COLUMN_BUFFER_ELEMENTS:
+            return (f"one image's column buffer ({per_image} values) exceeds its limit of "
+                    f"{COLUMN_BUFFER_ELEMENTS}")
+    elif algorithm == "depthwise":
+        if geom.C_per_group != 1:
+            return (f"it needs a depthwise convolution (C/groups == 1), got C/groups = "
+                    f"{geom.C_per_group}")
+    elif algorithm == "pointwise":
+        return ("there is no separate 1x1 weight-gradient kernel: a 1x1 filter has no taps to "
+                "gather, so 'implicit_gemm' (or 'auto') already runs it as a plain GEMM")
+    return None
+
+
+# --------------------------------------------------------------------------------------------
+# weight gradient
+
+
+class _Call:
+    def __init__(self, geom, x, dy, data_format: str, executor: str):
+        self.geom, self.executor = geom, executor
+        self.xp = array_module(executor)
+        self.nhwc = data_format == "NHWC"
+        self.x = contiguous(self.xp, x)
+        self.dy = contiguous(self.xp, dy)
+        self.dtype = self.dy.dtype
+        self.t = cuda_type(self.dtype)
+        check_weight_size(geom)
+        self.chunks = self._chunks()
+
+    def _chunks(self, max_images: int | None = None) -> list[tuple[int, int]]:
+        g = self.geom
+        return batch_chunks(g.N, max(g.C * g.H * g.W, g.K * g.P * g.Q), max_images=max_images,
+                            what="one image of x or of grad_output")
+
+    def limit_chunks(self, max_images: int) -> None:
+        self.chunks = self._chunks(max_images)
+
+    @property
+    def chunk_pixels(self) -> int:
+        return max(n1 - n0 for n0, n1 in self.chunks) * self.geom.P * self.geom.Q
+
+    def sums(self, splits: int, allow_atomics: bool) -> SplitSums:
+        return SplitSums(self.xp, self.geom.weight_shape, self.dtype, splits, len(self.chunks),
+                         allow_atomics, self.executor, REDUCE, _reduce_name(self.dtype))
+
+    def name(self, template: str, tile: bool = False) -> str:
+        args = [self.t, bool_name(self.nhwc)] + ([TILE.template_args] if tile else [])
+        return f"{template}<{', '.join(args)}>"
+
+
+def _gemm_grid_splits(call: _Call) -> tuple[tuple[int, int], int]:
+    g = call.geom
+    tiles_xy = (ceil_div(g.K_per_group, TILE.block_m),
+                ceil_div(g.C_per_group * g.R * g.S, TILE.block_n))
+    splits = choose_splits(call.executor, tiles_xy[0] * tiles_xy[1] * g.groups, call.chunk_pixels,
+                           max_splits=min(MAX_SPLITS, GRID_YZ_LIMIT // g.groups))
+    return tiles_xy, splits
+
+
+def implicit_gemm(call: _Call, deterministic: bool):
+    g = call.geom
+    (tiles_m, tiles_n), splits = _gemm_grid_splits(call)
+    sums = call.sums(splits, allow_atomics=not deterministic)
+    dw, ws = sums.pointers
+    smem = TILE.smem_bytes(acc_dtype(call.dtype).itemsize)
+    name = call.name("conv2d_wgrad_implicit_gemm", tile=True)
+    for chunk, (n0, n1) in enumerate(call.chunks):
+        pps = pixels_per_split((n1 - n0) * g.P * g.Q, splits, TILE.block_k)
+        launch(IMPLICIT_GEMM, name, call.executor, (tiles_m, tiles_n, g.groups * splits),
+               (TILE.threads, 1, 1),
+               (call.x[n0:n1], call.dy[n0:n1], *shape_args(g, n1 - n0), i32(splits), i32(pps),
+                dw, ws, sums.mode(chunk)), shared_mem=smem)
+    return sums.finish()
+
+
+def im2col_gemm(call: _Call, deterministic: bool):
+    g = call.geom
+    rows = g.C * g.R * g.S
+    pq = g.P * g.Q
+    call.limit_chunks(max(1, COLUMN_BUFFER_ELEMENTS // (rows * pq)))
+    (tiles_m, tiles_n), splits = _gemm_grid_splits(call)
+    sums = call.sums(splits, allow_atomics=not deterministic)
+    dw, ws = sums.pointers
+    columns = output(call.xp, (rows * call.chunk_pixels,), call.dtype, call.executor)
+    smem = TILE.smem_bytes(acc_dtype(call.dtype).itemsize)
+    unfold = call.name("conv2d_wgrad_im2col")
+    gemm = call.name("conv2d_wgrad_gemm_columns", tile=True)
+    for chunk, (n0, n1) in enumerate(call.chunks):
+        n_images = n1 - n0
+        ldc = n_images * pq
+        launch(IM2COL_GEMM, unfold, call.executor,
+               (ceil_div(ldc, IM2COL_THREADS), min(g.C, GRID_YZ_LIMIT), 1), (IM2COL_THREADS, 1, 1),
+               (call.x[n0:n1], columns, i32(ldc), i32(n_images), *shape_args(g, n_images)))
+        pps = pixels_per_split(ldc, splits, TILE.block_k)
+        launch(IM2COL_GEMM, gemm, call.executor, (tiles_m, tiles_n, g.groups * splits),
+               (TILE.threads, 1, 1),
+               (call.dy[n0:n1], columns, i32(ldc), i32(n_images), *shape_args(g, n_images),
+                i32(splits), i32(pps), dw, ws, sums.mode(chunk)), shared_mem=smem)
+    return sums.finish()
+
+
+def direct(call: _Call, deterministic: bool):
+    g = call.geom
+    rows = g.K * g.C_per_group
+    splits = choose_splits(call.executor, rows, call.chunk_pixels,
+                           max_splits=min(MAX_SPLITS, GRID_YZ_LIMIT))
+    sums = call.sums(splits, allow_atomics=False)
+    dw, ws = sums.pointers
+    name = call.name("conv2d_wgrad_direct")
+    for chunk, (n0, n1) in enumerate(call.chunks):
+        pps = pixels_per_split((n1 - n0) * g.P * g.Q, splits, 1)
+        launch(DIRECT, name, call.executor, (rows, splits, 1), (DIRECT_THREADS, 1, 1),
+               (call.x[n0:n1], call.dy[n0:n1], *shape_args(g, n1 - n0), i32(splits), i32(pps),
+                dw, ws, sums.mode(chunk)))
+    return sums.finish()
+
+
+def depthwise(call: _Call, deterministic: bool):
+    if not call.nhwc:
+        return direct(call, deterministic)
+    g = call.geom
+    lanes_blocks = ceil_div(g.K, LANES)
+    splits = choose_splits(call.executor, lanes_blocks, call.chunk_pixels,
+                           max_splits=min(MAX_SPLITS, GRID_YZ_LIMIT))
+    sums = call.sums(splits, allow_atomics=False)
+    dw, ws = sums.pointers
+    name = f"conv2d_wgrad_depthwise_nhwc<{call.t}>"
+    for chunk, (n0, n1) in enumerate(call.chunks):
+        pps = pixels_per_split((n1 - n0) * g.P * g.Q, splits, 1)
+        launch(DEPTHWISE, name, call.executor, (lanes_blocks, splits, 1), (LANES, ROWS, 1),
+               (call.x[n0:n1], call.dy[n0:n1], *shape_args(g, n1 - n0), i32(splits), i32(pps),
+                dw, ws, sums.mode(chunk)))
+    return sums.finish()
+
+
+RUNNERS = {"implicit_gemm": implicit_gemm, "im2col_gemm": im2col_gemm, "direct": direct,
+           "depthwise": depthwise}
+
+
+def run(algorithm: str, geom, x, dy, data_format: str, deterministic: bool, executor: str):
+    """dw (K, C/groups, R, S) for an algorithm the caller has checked (``why_not`` is None)."""
+    return RUNNERS[algorithm](_Call(geom, x, dy, data_format, executor), deterministic)
+
+
+# --------------------------------------------------------------------------------------------
+# bias gradient
+
+
+def bias_grad(dy, data_format: str, executor: str):
+    """db[k] = dy summed over every axis but the channels; always deterministic."""
+    xp = array_module(executor)
+    dy = contiguous(xp, dy)
+    nhwc = data_format == "NHWC"
+    if nhwc:
+        n, p, q, k = dy.shape
+    else:
+        n, k, p, q = dy.shape
+    pq = p * q
+    chunks = batch_chunks(n, k * pq, what="one image of grad_output")
+    blocks = ceil_div(k, LANES) if nhwc else k
+    pixels = max(n1 - n0 for n0, n1 in chunks) * pq
+    splits = choose_splits(executor, blocks, pixels, max_splits=min(MAX_SPLITS, GRID_YZ_LIMIT))
+    sums = SplitSums(xp, (k,), dy.dtype, splits, len(chunks), False, executor, REDUCE,
+                     _reduce_name(dy.dtype))
+    db, ws = sums.pointers
+    t = cuda_type(dy.dtype)
+    for chunk, (n0, n1) in enumerate(chunks):
+        pps = pixels_per_split((n1 - n0) * pq, splits, 1)
+        args = (dy[n0:n1], i32(n1 - n0), i32(k), i32(pq), i32(pps), db, ws, sums.mode(chunk))
+        if nhwc:
+            launch(BIAS, f"conv2d_bias_grad_nhwc<{t}>", executor, (blocks, splits, 1),
+                   (LANES, ROWS, 1), args)
+        else:
+            launch(BIAS, f"conv2d_bias_grad_nchw<{t}>", executor, (blocks, splits, 1),
+                   (BIAS_THREADS, 1, 1), args)
+    return sums.finish()

@@ -1,0 +1,134 @@
+// Pointwise (1x1) data gradient as a batched GEMM straight on the tensors: dx = W^T * dy at the
+// input pixels the stride grid reaches, h = p * stride_h - pad_h, w = q * stride_w - pad_w (a
+// 1x1 filter reaches no other pixel: with a stride > 1 the launcher fills dx with zeros, or the
+// bias, beforehand, and the GEMM runs over dy's P*Q pixels only, never over inserted zeros).
+//
+// NCHW (conv2d_dgrad_pointwise_nchw): one GEMM per (image, group),
+//   dx[n][g] (C/g x P*Q) = W_g^T (C/g x K/g) * dy[n][g] (K/g x P*Q);
+//   grid (ceil(C/g / BLOCK_M), ceil(P*Q / BLOCK_N), images * groups). W^T is read column-major
+//   straight from the (K, C/g) weights, dy pixel-fast; lanes run along the pixels.
+// NHWC (conv2d_dgrad_pointwise_nhwc): one GEMM per group over all images,
+//   dx (N*P*Q x C/g) = dy (N*P*Q x K/g) * W_g (K/g x C/g); grid (ceil(N*P*Q / BLOCK_M),
+//   ceil(C/g / BLOCK_N), groups); dy rows and W rows are channel-contiguous.
+// Both run the SIMT main loop of simt_gemm.cuh. Each dx element is written once (deterministic).
+#include "conv_operands.cuh"
+#include "conv_shape.cuh"
+#include "dtypes.cuh"
+#include "epilogue.cuh"
+#include "fast_divmod.cuh"
+#include "simt_gemm.cuh"
+#include "../conv/dgrad_operands.cuh"
+
+template <class T, int BLOCK_M, int BLOCK_N, int BLOCK_K, int THREAD_M, int THREAD_N>
+__global__ void __launch_bounds__((BLOCK_M / THREAD_M) * (BLOCK_N / THREAD_N))
+conv2d_dgrad_pointwise_nchw(const T* __restrict__ dy, const T* __restrict__ w,
+                            int N, int C, int H, int W, int K, int R, int S, int P, int Q,
+                            int pad_h, int pad_w, int stride_h, int stride_w, int dil_h, int dil_w,
+                            int groups,
+                            T* dx, const T* bias, int epilogue) {
+  using A = gc::acc_t<T>;
+  using Tile = gc::SimtTile<BLOCK_M, BLOCK_N, BLOCK_K, THREAD_M, THREAD_N>;
+  using Source = gc::ColumnMajorSource<T>;
+  using LoaderA = gc::MnContiguousLoader<A, Source, BLOCK_M, BLOCK_K, Tile::THREADS>;
+  using LoaderB = gc::MnContiguousLoader<A, Source, BLOCK_N, BLOCK_K, Tile::THREADS>;
+
+  extern __shared__ __align__(16) unsigned char smem_raw[];
+  A* smem = reinterpret_cast<A*>(smem_raw);
+
+  const int n = blockIdx.z / groups;
+  const int group = blockIdx.z - n * groups;
+  const int c_per_group = C / groups;
+  const int k_per_group = K / groups;
+  const int PQ = P * Q;
+  const int m0 = blockIdx.x * BLOCK_M;
+  const int n0 = blockIdx.y * BLOCK_N;
+  const int tid = threadIdx.x;
+
+  // A (c, k) = w[group*K/g + k][c]; B (k, pq) = dy[n][group*K/g + k][pq].
+  const Source src_a{w + group * k_per_group * c_per_group, c_per_group, k_per_group, c_per_group};
+  const Source src_b{dy + (n * K + group * k_per_group) * PQ, PQ, k_per_group, PQ};
+  LoaderA loader_a(src_a, m0, tid);
+  LoaderB loader_b(src_b, n0, tid);
+  gc::SimtMma<A, Tile, false> mma(tid);
+
+  // main loop (simt_gemm.cuh)
+  gc::simt_gemm_mainloop<A, Tile>(mma, loader_a, src_a, loader_b, src_b, k_per_group, smem);
+
+  // epilogue
+  const gc::Epilogue<T> epi{dx, C * H * W, H * W, 1, bias, nullptr, 0, 0, 0, epilogue};
+  const gc::FastDivmod div_q(Q);
+#pragma unroll
+  for (int j = 0; j < THREAD_N; ++j) {
+    const int pq = n0 + mma.col(j);
+    if (pq >= PQ) continue;
+    int p, q;
+    div_q.divmod(pq, p, q);
+    const int h = p * stride_h - pad_h;
+    const int x_w = q * stride_w - pad_w;
+    if (unsigned(h) >= unsigned(H) || unsigned(x_w) >= unsigned(W)) continue;  // a padding pixel
+#pragma unroll
+    for (int i = 0; i < THREAD_M; ++i) {
+      const int c = m0 + mma.row(i);
+      if (c < c_per_group) epi.store(n, group * c_per_group + c, h * W + x_w, mma.acc[i][j]);
+    }
+  }
+}
+
+template <class T, int BLOCK_M, int BLOCK_N, int BLOCK_K, int THREAD_M, int THREAD_N>
+__global__ void __launch_bounds__((BLOCK_M / THREAD_M) * (BLOCK_N / THREAD_N))
+conv2d_dgrad_pointwise_nhwc(const T* __restrict__ dy, const T* __restrict__ w,
+                            int N, int C, int H, int W, int K, int R, int S, int P, int Q,
+                            int pad_h, int pad_w, int stride_h, int stride_w, int dil_h, int dil_w,
+                            int groups,
+                            T* dx, const T* bias, int epilogue) {
+  using A = gc::acc_t<T>;
+  using Tile = gc::SimtTile<BLOCK_M, BLOCK_N, BLOCK_K, THREAD_M, THREAD_N>;
+  using DySource = gc::RowMajorSource<T>;
+  using WeightSource = gc::ColumnMajorSource<T>;
+  using LoaderA = gc::KContiguousLoader<A, DySource, BLOCK_M, BLOCK_K, Tile::THREADS>;
+  using LoaderB = gc::MnContiguousLoader<A, WeightSource, BLOCK_N, BLOCK_K, Tile::THREADS>;
+
+  extern __shared__ __align__(16) unsigned char smem_raw[];
+  A* smem = reinterpret_cast<A*>(smem_raw);
+
+  const int group = blockIdx.z;
+  const int c_per_group = C / groups;
+  const int k_per_group = K / groups;
+  const int PQ = P * Q;
+  const int gemm_m = N * PQ;
+  const int m0 = blockIdx.x * BLOCK_M;
+  const int n0 = blockIdx.y * BLOCK_N;
+  const int tid = threadIdx.x;
+
+  // A (m, k) = dy[m][group*K/g + k]; B (k, c) = w[group*K/g + k][c].
+  const DySource src_a{dy + group * k_per_group, gemm_m, k_per_group, K, 0};
+  const WeightSource src_b{w + group * k_per_group * c_per_group, c_per_group, k_per_group,
+                           c_per_group};
+  LoaderA loader_a(src_a, m0, tid);
+  LoaderB loader_b(src_b, n0, tid);
+  gc::SimtMma<A, Tile, false> mma(tid);
+
+  // main loop (simt_gemm.cuh)
+  gc::simt_gemm_mainloop<A, Tile>(mma, loader_a, src_a, loader_b, src_b, k_per_group, smem);
+
+  // epilogue
+  const gc::Epilogue<T> epi{dx, H * W * C, 1, C, bias, nullptr, 0, 0, 0, epilogue};
+  const gc::FastDivmod div_pq(PQ);
+  const gc::FastDivmod div_q(Q);
+#pragma unroll
+  for (int i = 0; i < THREAD_M; ++i) {
+    const int m = m0 + mma.row(i);
+    if (m >= gemm_m) continue;
+    int n, pq, p, q;
+    div_pq.divmod(m, n, pq);
+    div_q.divmod(pq, p, q);
+    const int h = p * stride_h - pad_h;
+    const int x_w = q * stride_w - pad_w;
+    if (unsigned(h) >= unsigned(H) || unsigned(x_w) >= unsigned(W)) continue;  // a padding pixel
+#pragma unroll
+    for (int j = 0; j < THREAD_N; ++j) {
+      const int c = n0 + mma.col(j);
+      if (c < c_per_group) epi.store(n, group * c_per_group + c, h * W + x_w, mma.acc[i][j]);
+    }
+  }
+}

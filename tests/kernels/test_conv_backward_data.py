@@ -1,0 +1,203 @@
+"""The data-gradient kernels (gpuconv.grad.conv2d_input on kernels/conv/dgrad_*.cu) under the
+CPU simulator: every algorithm x dtype x layout against the NumPy reference over odd shapes,
+strides, dilations, groups, asymmetric padding, depthwise and 1x1 cases, in the forward,
+reverse and random thread orders; batch and column-buffer chunking; forced-algorithm refusals;
+the "auto" choice; and the same checks on a GPU (skipped without one)."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import gpuconv
+from gpuconv import grad
+from gpuconv.conv import launch_bwd_common, launch_bwd_data
+from gpuconv.conv.launch_backward import DATA_ALGORITHMS, choose_data_algorithm
+from gpuconv.reference import conv as reference
+
+from test_conv_backward_cases import (CASES, DTYPES, LAYOUTS, ORDERS, Case, assert_close,
+                                      assert_same_bits, f64, make_input, output_shape)
+
+
+def input_shape(case: Case, data_format: str) -> tuple:
+    n, c, h, w = case.x
+    return (n, h, w, c) if data_format == "NHWC" else (n, c, h, w)
+
+
+def expected(case: Case, w, dy, data_format: str):
+    geom = case.geometry()
+    exact = reference.conv2d_input(geom, f64(w), f64(dy), data_format)
+    magnitude = reference.conv2d_input(geom, np.abs(f64(w)), np.abs(f64(dy)), data_format)
+    return exact, magnitude
+
+
+def run(case: Case, w, dy, algorithm: str, data_format: str, order: str, seed: int = 0):
+    with gpuconv.simulate(order=order, seed=seed):
+        return grad.conv2d_input(input_shape(case, data_format), w, dy, algorithm=algorithm,
+                                 data_format=data_format, **case.kwargs)
+
+
+def runnable(algorithm: str, case: Case, dtype, data_format: str) -> bool:
+    return launch_bwd_data.why_not(algorithm, case.geometry(), dtype, data_format) is None
+
+
+@pytest.mark.parametrize("data_format", LAYOUTS)
+@pytest.mark.parametrize("dtype", DTYPES, ids=str)
+@pytest.mark.parametrize("algorithm", DATA_ALGORITHMS)
+def test_input_gradient_matches_reference(rng, algorithm, dtype, data_format):
+    ran = 0
+    for index, case in enumerate(CASES):
+        if not runnable(algorithm, case, dtype, data_format):
+            continue
+        w = make_input(rng, case.w, dtype)
+        dy = make_input(rng, output_shape(case, data_format), dtype)
+        exact, magnitude = expected(case, w, dy, data_format)
+        # float32 runs every case in every order; the other dtypes rotate through the orders.
+        orders = ORDERS if dtype == np.float32 else (ORDERS[index % 3],)
+        for order in orders:
+            got = run(case, w, dy, algorithm, data_format, order, seed=index)
+            assert_close(got, exact, magnitude, dtype, f"{algorithm} {data_format} {case} {order}")
+        ran += 1
+    assert ran >= 3, f"{algorithm} ran only {ran} cases"
+
+
+@pytest.mark.parametrize("algorithm", DATA_ALGORITHMS)
+def test_input_gradient_is_bitwise_reproducible_across_orders(rng, algorithm):
+    # No data-gradient kernel uses atomics: every thread order gives the same bits.
+    case = next(c for c in CASES if runnable(algorithm, c, np.float32, "NCHW")
+                and c.geometry().stride_h > 1) if algorithm != "pointwise" else next(c for c in CASES if c.name == "1x1 stride 2 grouped")
+    w = make_input(rng, case.w, np.float32)
+    dy = make_input(rng, output_shape(case, "NCHW"), np.float32)
+    results = [run(case, w, dy, algorithm, "NCHW", order, seed)
+               for order, seed in [("forward", 0), ("reverse", 0), ("random", 1), ("random", 2)]]
+    assert_same_bits(results, f"{algorithm} {case}")
+
+
+@pytest.mark.parametrize("data_format", LAYOUTS)
+@pytest.mark.parametrize("algorithm", DATA_ALGORITHMS)
+def test_batch_chunks_cover_every_image(rng, monkeypatch, algorithm, data_format):
+    # A launch limit of one image forces one launch per image (the 32-bit offset path).
+    case = {"pointwise": Case("1x1 stride 2", (3, 4, 5, 6), (6, 4, 1, 1), dict(stride=2)),
+            "depthwise": Case("depthwise", (3, 4, 5, 6), (4, 1, 3, 3), dict(groups=4, padding=1))
+            }.get(algorithm, Case("3x3 stride 2", (3, 4, 7, 6), (6, 2, 3, 3),
+                                  dict(stride=2, padding=1, groups=2)))
+    n, c, h, w_ = case.x
+    k, _, _, _ = case.w
+    geom = case.geometry()
+    monkeypatch.setattr(launch_bwd_common, "LAUNCH_ELEMENTS", max(c * h * w_, k * geom.P * geom.Q))
+    w = make_input(rng, case.w, np.float32)
+    dy = make_input(rng, output_shape(case, data_format), np.float32)
+    got = run(case, w, dy, algorithm, data_format, "random", seed=3)
+    assert_close(got, *expected(case, w, dy, data_format), np.float32, f"{algorithm} chunked")
+
+
+def test_column_buffer_chunks_cover_every_image(rng, monkeypatch):
+    case = Case("3x3", (3, 3, 5, 6), (4, 3, 3, 3), dict(padding=1))
+    geom = case.geometry()
+    monkeypatch.setattr(launch_bwd_data, "COLUMN_BUFFER_ELEMENTS",
+                        2 * geom.C * geom.R * geom.S * geom.P * geom.Q)  # two images per chunk
+    for data_format in LAYOUTS:
+        w = make_input(rng, case.w, np.float64)
+        dy = make_input(rng, output_shape(case, data_format), np.float64)
+        got = run(case, w, dy, "im2col_gemm", data_format, "forward")
+        assert_close(got, *expected(case, w, dy, data_format), np.float64, data_format)
+
+
+def test_input_gradient_matches_finite_differences(rng):
+    # d/dx of sum(conv2d(x, w) * dy), by central differences of the reference forward pass.
+    case = Case("stride 2 dil 2", (1, 2, 6, 5), (3, 2, 2, 3), dict(stride=2, dilation=(2, 1), padding=1))
+    geom = case.geometry()
+    x = rng.standard_normal(case.x)
+    w = rng.standard_normal(case.w)
+    dy = rng.standard_normal(geom.output_shape)
+    got = run(case, w, dy, "implicit_gemm", "NCHW", "random")
+    eps = 1e-6
+    numeric = np.zeros_like(x)
+    for index in np.ndindex(x.shape):
+        x[index] += eps
+        above = np.sum(reference.conv2d(geom, x, w) * dy)
+        x[index] -= 2 * eps
+        below = np.sum(reference.conv2d(geom, x, w) * dy)
+        x[index] += eps
+        numeric[index] = (above - below) / (2 * eps)
+    np.testing.assert_allclose(got, numeric, rtol=1e-6, atol=1e-7)
+
+
+# ---------------------------------------------------------------------------------------------
+# algorithm choice
+
+
+def geometry(x, w, **kwargs):
+    return Case("", x, w, kwargs).geometry()
+
+
+@pytest.mark.parametrize("x, w, kwargs, chosen", [
+    ((1, 8, 9, 9), (8, 1, 3, 3), dict(groups=8, padding=1), "depthwise"),
+    ((1, 8, 9, 9), (16, 8, 1, 1), {}, "pointwise"),
+    ((1, 8, 9, 9), (16, 8, 1, 1), dict(stride=2), "implicit_gemm"),  # phases skip the zeros
+    ((1, 3, 9, 9), (16, 3, 3, 3), dict(stride=2), "direct"),          # 3 channels: tiny tiles
+    ((1, 64, 9, 9), (64, 64, 3, 3), dict(padding=1), "implicit_gemm"),
+])
+def test_auto_choice(x, w, kwargs, chosen):
+    name, why = choose_data_algorithm(geometry(x, w, **kwargs), "auto", np.float32, "NCHW")
+    assert name == chosen and why
+
+
+@pytest.mark.parametrize("algorithm, x, w, kwargs, data_format, message", [
+    ("pointwise", (1, 4, 6, 6), (4, 4, 3, 3), {}, "NCHW", "needs a 1x1 filter, got 3x3"),
+    ("depthwise", (1, 4, 6, 6), (4, 2, 3, 3), dict(groups=2), "NHWC", r"C/groups == 1"),
+    # 16 filters of 31x31 per channel: 61504 bytes of float, past 48 KiB of shared memory.
+    ("depthwise", (1, 1, 31, 31), (16, 1, 31, 31), {}, "NCHW", "shared memory"),
+    ("implicit_gemm", (1, 8192, 3, 3), (8192, 1, 1, 1), dict(groups=8192, stride=3), "NCHW",
+     "z slices"),
+])
+def test_forcing_an_algorithm_that_cannot_run_is_a_value_error(algorithm, x, w, kwargs,
+                                                               data_format, message):
+    case = Case("refused", x, w, kwargs)
+    weight = np.zeros(w, np.float32)
+    dy = np.zeros(output_shape(case, data_format), np.float32)
+    with gpuconv.simulate(), pytest.raises(ValueError, match=message) as info:
+        grad.conv2d_input(input_shape(case, data_format), weight, dy, algorithm=algorithm,
+                          data_format=data_format, **kwargs)
+    assert repr(algorithm) in str(info.value)
+
+
+def test_column_buffer_too_small_for_one_image_is_refused(monkeypatch):
+    monkeypatch.setattr(launch_bwd_data, "COLUMN_BUFFER_ELEMENTS", 10)
+    with pytest.raises(ValueError, match="column buffer"):
+        choose_data_algorithm(geometry((1, 2, 5, 5), (2, 2, 3, 3)), "im2col_gemm", np.float32,
+                              "NCHW")
+
+
+# ---------------------------------------------------------------------------------------------
+# on a GPU
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("data_format", LAYOUTS)
+@pytest.mark.parametrize("dtype", [np.float16, np.float32, np.float64], ids=str)
+@pytest.mark.parametrize("algorithm", DATA_ALGORITHMS)
+def test_input_gradient_on_gpu(rng, algorithm, dtype, data_format):
+    import cupy
+    for case in CASES:
+        if not runnable(algorithm, case, dtype, data_format):
+            continue
+        w = make_input(rng, case.w, dtype)
+        dy = make_input(rng, output_shape(case, data_format), dtype)
+        got = grad.conv2d_input(input_shape(case, data_format), cupy.asarray(w), cupy.asarray(dy),
+                                algorithm=algorithm, data_format=data_format, **case.kwargs)
+        assert isinstance(got, cupy.ndarray)
+        assert_close(cupy.asnumpy(got), *expected(case, w, dy, data_format), dtype,
+                     f"{algorithm} {data_format} {case} on GPU")
+
+
+@pytest.mark.gpu
+def test_input_gradient_of_non_contiguous_arrays_on_gpu(rng):
+    import cupy
+    case = CASES[1]
+    w = make_input(rng, case.w, np.float32)
+    dy = make_input(rng, output_shape(case, "NCHW"), np.float32)
+    dy_strided = cupy.asarray(np.concatenate([dy, dy], axis=3))[..., ::2]
+    dy_strided[...] = cupy.asarray(dy)
+    got = grad.conv2d_input(input_shape(case, "NCHW"), cupy.asarray(w), dy_strided, **case.kwargs)
+    assert_close(cupy.asnumpy(got), *expected(case, w, dy, "NCHW"), np.float32, "strided dy")
+

@@ -1,0 +1,283 @@
+"""The weight- and bias-gradient kernels (gpuconv.grad.conv2d_weight / conv2d_bias on
+kernels/conv/wgrad_*.cu, bias_grad.cu) under the CPU simulator: every algorithm x dtype x layout
+against the NumPy reference in the three thread orders, with one split, many splits (split-K
+over N*P*Q) and batch chunks, in both summation modes; deterministic mode bitwise identical
+across thread orders and runs, and free of atomics; refusals; GPU copies (skipped without one)."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import gpuconv
+from gpuconv import grad
+from gpuconv.conv import launch_bwd_common, launch_bwd_weight
+from gpuconv.conv.launch_backward import WEIGHT_ALGORITHMS, choose_weight_algorithm
+from gpuconv.reference import conv as reference
+
+from test_conv_backward_cases import (CASES, DTYPES, LAYOUTS, ORDERS, Case, assert_close,
+                                      assert_same_bits, f64, layout, make_input, output_shape)
+
+# Few pixels per split, so that the small test shapes run with several splits.
+FEW_PIXELS = 8
+
+
+def x_in_layout(rng, case: Case, dtype, data_format: str):
+    return layout(make_input(rng, case.x, dtype), data_format)
+
+
+def expected(case: Case, x, dy, data_format: str):
+    geom = case.geometry()
+    exact = reference.conv2d_weight(geom, f64(x), f64(dy), data_format)
+    magnitude = reference.conv2d_weight(geom, np.abs(f64(x)), np.abs(f64(dy)), data_format)
+    return exact, magnitude
+
+
+def run(case: Case, x, dy, algorithm: str, data_format: str, order: str, seed: int = 0,
+        deterministic: bool = False):
+    with gpuconv.simulate(order=order, seed=seed):
+        return grad.conv2d_weight(x, case.w, dy, algorithm=algorithm, data_format=data_format,
+                                  deterministic=deterministic, **case.kwargs)
+
+
+def runnable(algorithm: str, case: Case, dtype, data_format: str) -> bool:
+    return launch_bwd_weight.why_not(algorithm, case.geometry(), dtype, data_format) is None
+
+
+@pytest.mark.parametrize("data_format", LAYOUTS)
+@pytest.mark.parametrize("dtype", DTYPES, ids=str)
+@pytest.mark.parametrize("algorithm", WEIGHT_ALGORITHMS)
+def test_weight_gradient_matches_reference(rng, monkeypatch, algorithm, dtype, data_format):
+    ran = 0
+    for index, case in enumerate(CASES):
+        if not runnable(algorithm, case, dtype, data_format):
+            continue
+        x = x_in_layout(rng, case, dtype, data_format)
+        dy = make_input(rng, output_shape(case, data_format), dtype)
+        exact, magnitude = expected(case, x, dy, data_format)
+        # Cases alternate between one split (a plain store) and many, and between the default
+        # (atomic split sums in the GEMM algorithms) and the deterministic summation.
+        monkeypatch.setattr(launch_bwd_common, "MIN_PIXELS_PER_SPLIT",
+                            FEW_PIXELS if index % 3 else 10 ** 9)
+        deterministic = index % 2 == 1
+        orders = ORDERS if dtype == np.float32 else (ORDERS[index % 3],)
+        for order in orders:
+            got = run(case, x, dy, algorithm, data_format, order, index, deterministic)
+            assert_close(got, exact, magnitude, dtype,
+                         f"{algorithm} {data_format} {case} {order} deterministic={deterministic}")
+        ran += 1
+    assert ran >= 3, f"{algorithm} ran only {ran} cases"
+
+
+def record_modes(monkeypatch) -> list[int]:
+    """The summation mode (last argument) of every weight/bias-gradient launch."""
+    modes = []
+    original = launch_bwd_weight.launch
+
+    def recording(family, name, executor, grid, block, args, shared_mem=0):
+        if family is not launch_bwd_weight.REDUCE and "im2col<" not in name:
+            modes.append(int(args[-1]))
+        return original(family, name, executor, grid, block, args, shared_mem)
+
+    monkeypatch.setattr(launch_bwd_weight, "launch", recording)
+    return modes
+
+
+DETERMINISM_CASE = Case("stride 2 grouped", (2, 4, 9, 8), (6, 2, 3, 3),
+                        dict(stride=2, padding=1, groups=2))
+DEPTHWISE_CASE = Case("depthwise x2", (2, 3, 9, 8), (6, 1, 3, 3), dict(padding=1, groups=3))
+
+
+@pytest.mark.parametrize("data_format", LAYOUTS)
+@pytest.mark.parametrize("algorithm", WEIGHT_ALGORITHMS)
+def test_deterministic_weight_gradient_has_the_same_bits_in_every_order(rng, monkeypatch,
+                                                                        algorithm, data_format):
+    monkeypatch.setattr(launch_bwd_common, "MIN_PIXELS_PER_SPLIT", FEW_PIXELS)
+    # One image per launch: the second chunk accumulates into the same partial sums.
+    case = DEPTHWISE_CASE if algorithm == "depthwise" else DETERMINISM_CASE
+    geom = case.geometry()
+    monkeypatch.setattr(launch_bwd_common, "LAUNCH_ELEMENTS",
+                        max(geom.C * geom.H * geom.W, geom.K * geom.P * geom.Q))
+    modes = record_modes(monkeypatch)
+    x = x_in_layout(rng, case, np.float32, data_format)
+    dy = make_input(rng, output_shape(case, data_format), np.float32)
+    results = [run(case, x, dy, algorithm, data_format, order, seed, deterministic=True)
+               for order, seed in [("forward", 0), ("reverse", 0), ("random", 1), ("random", 2),
+                                   ("forward", 0)]]
+    assert_same_bits(results, f"{algorithm} {data_format}")
+    assert_close(results[0], *expected(case, x, dy, data_format), np.float32, algorithm)
+    assert modes and launch_bwd_common.WGRAD_ATOMIC not in modes
+    assert launch_bwd_common.WGRAD_PARTIAL_ACCUMULATE in modes  # the chunks were summed
+
+
+def test_deterministic_mode_from_the_process_setting(rng, monkeypatch):
+    monkeypatch.setattr(launch_bwd_common, "MIN_PIXELS_PER_SPLIT", FEW_PIXELS)
+    modes = record_modes(monkeypatch)
+    case = DETERMINISM_CASE
+    x = make_input(rng, case.x, np.float32)
+    dy = make_input(rng, output_shape(case, "NCHW"), np.float32)
+    gpuconv.set_deterministic(True)
+    try:
+        with gpuconv.simulate(order="random"):
+            grad.conv2d_weight(x, case.w, dy, **case.kwargs)
+    finally:
+        gpuconv.set_deterministic(False)
+    assert modes == [launch_bwd_common.WGRAD_PARTIAL]
+    del modes[:]
+    with gpuconv.simulate(order="random"):
+        grad.conv2d_weight(x, case.w, dy, **case.kwargs)
+    assert modes == [launch_bwd_common.WGRAD_ATOMIC]  # the default mode adds splits atomically
+
+
+@pytest.mark.parametrize("algorithm", ["implicit_gemm", "im2col_gemm"])
+def test_atomic_split_sums_of_halves_go_through_a_float_buffer(rng, monkeypatch, algorithm):
+    monkeypatch.setattr(launch_bwd_common, "MIN_PIXELS_PER_SPLIT", FEW_PIXELS)
+    modes = record_modes(monkeypatch)
+    case = DETERMINISM_CASE
+    x = make_input(rng, case.x, np.float16)
+    dy = make_input(rng, output_shape(case, "NCHW"), np.float16)
+    got = run(case, x, dy, algorithm, "NCHW", "random", 4)
+    assert set(modes) == {launch_bwd_common.WGRAD_ATOMIC}
+    assert_close(got, *expected(case, x, dy, "NCHW"), np.float16, algorithm)
+
+
+@pytest.mark.parametrize("algorithm", WEIGHT_ALGORITHMS)
+def test_column_and_batch_chunks(rng, monkeypatch, algorithm):
+    case = DEPTHWISE_CASE if algorithm == "depthwise" else Case(
+        "3x3", (3, 3, 5, 6), (4, 3, 3, 3), dict(padding=1))
+    geom = case.geometry()
+    monkeypatch.setattr(launch_bwd_weight, "COLUMN_BUFFER_ELEMENTS",
+                        geom.C * geom.R * geom.S * geom.P * geom.Q)  # one image per chunk
+    monkeypatch.setattr(launch_bwd_common, "LAUNCH_ELEMENTS",
+                        max(geom.C * geom.H * geom.W, geom.K * geom.P * geom.Q))  # one image
+    for data_format in LAYOUTS:
+        for deterministic in (False, True):
+            x = x_in_layout(rng, case, np.float64, data_format)
+            dy = make_input(rng, output_shape(case, data_format), np.float64)
+            got = run(case, x, dy, algorithm, data_format, "reverse", deterministic=deterministic)
+            assert_close(got, *expected(case, x, dy, data_format), np.float64,
+                         f"{algorithm} {data_format} deterministic={deterministic}")
+
+
+def test_weight_gradient_matches_finite_differences(rng):
+    case = Case("stride 2 dil 2", (2, 2, 6, 5), (3, 2, 2, 3), dict(stride=2, dilation=(2, 1), padding=1))
+    geom = case.geometry()
+    x = rng.standard_normal(case.x)
+    w = rng.standard_normal(case.w)
+    dy = rng.standard_normal(geom.output_shape)
+    got = run(case, x, dy, "implicit_gemm", "NCHW", "random")
+    eps = 1e-6
+    numeric = np.zeros_like(w)
+    for index in np.ndindex(w.shape):
+        w[index] += eps
+        above = np.sum(reference.conv2d(geom, x, w) * dy)
+        w[index] -= 2 * eps
+        below = np.sum(reference.conv2d(geom, x, w) * dy)
+        w[index] += eps
+        numeric[index] = (above - below) / (2 * eps)
+    np.testing.assert_allclose(got, numeric, rtol=1e-6, atol=1e-7)
+
+
+# ---------------------------------------------------------------------------------------------
+# algorithm choice and refusals
+
+
+def test_auto_choice():
+    depthwise = Case("", (1, 8, 9, 9), (8, 1, 3, 3), dict(groups=8)).geometry()
+    dense = Case("", (1, 8, 9, 9), (8, 8, 3, 3)).geometry()
+    assert choose_weight_algorithm(depthwise, "auto", np.float32, "NHWC")[0] == "depthwise"
+    assert choose_weight_algorithm(dense, "auto", np.float32, "NCHW")[0] == "implicit_gemm"
+
+
+@pytest.mark.parametrize("algorithm, w, kwargs, message", [
+    ("pointwise", (4, 4, 1, 1), {}, "no separate 1x1 weight-gradient kernel"),
+    ("depthwise", (4, 2, 3, 3), dict(groups=2), r"C/groups == 1"),
+])
+def test_forcing_an_algorithm_that_cannot_run_is_a_value_error(algorithm, w, kwargs, message):
+    case = Case("refused", (1, 4, 6, 6), w, kwargs)
+    x = np.zeros(case.x, np.float32)
+    dy = np.zeros(output_shape(case, "NCHW"), np.float32)
+    with gpuconv.simulate(), pytest.raises(ValueError, match=message) as info:
+        grad.conv2d_weight(x, w, dy, algorithm=algorithm, **kwargs)
+    assert repr(algorithm) in str(info.value)
+
+
+# ---------------------------------------------------------------------------------------------
+# bias gradient
+
+
+@pytest.mark.parametrize("data_format", LAYOUTS)
+@pytest.mark.parametrize("dtype", DTYPES, ids=str)
+def test_bias_gradient(rng, monkeypatch, dtype, data_format):
+    shape = (3, 37, 5, 7) if data_format == "NCHW" else (3, 5, 7, 37)  # 37 channels: 2 warps
+    dy = make_input(rng, shape, dtype)
+    axes = (0, 1, 2) if data_format == "NHWC" else (0, 2, 3)
+    exact = f64(dy).sum(axis=axes)
+    magnitude = np.abs(f64(dy)).sum(axis=axes)
+    for few, order in [(False, "forward"), (True, "reverse"), (True, "random")]:
+        monkeypatch.setattr(launch_bwd_common, "MIN_PIXELS_PER_SPLIT", FEW_PIXELS if few else 10 ** 9)
+        with gpuconv.simulate(order=order, seed=5):
+            got = grad.conv2d_bias(dy, data_format=data_format)
+        assert_close(got, exact, magnitude, dtype, f"bias {data_format} {order} splits={few}")
+
+
+def test_bias_gradient_is_bitwise_reproducible_with_splits_and_chunks(rng, monkeypatch):
+    monkeypatch.setattr(launch_bwd_common, "MIN_PIXELS_PER_SPLIT", FEW_PIXELS)
+    monkeypatch.setattr(launch_bwd_common, "LAUNCH_ELEMENTS", 2 * 6 * 9 * 11)  # two images
+    dy = make_input(rng, (5, 6, 9, 11), np.float32)
+    for data_format in LAYOUTS:
+        data = layout(dy, data_format)
+        results = []
+        for order, seed in [("forward", 0), ("reverse", 0), ("random", 7)]:
+            with gpuconv.simulate(order=order, seed=seed):
+                results.append(grad.conv2d_bias(data, data_format=data_format, deterministic=True))
+        assert_same_bits(results, f"bias {data_format}")
+        assert_close(results[0], f64(dy).sum(axis=(0, 2, 3)), np.abs(f64(dy)).sum(axis=(0, 2, 3)),
+                     np.float32, f"bias {data_format}")
+
+
+# ---------------------------------------------------------------------------------------------
+# on a GPU
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("data_format", LAYOUTS)
+@pytest.mark.parametrize("dtype", [np.float16, np.float32, np.float64], ids=str)
+@pytest.mark.parametrize("algorithm", WEIGHT_ALGORITHMS)
+def test_weight_gradient_on_gpu(rng, algorithm, dtype, data_format):
+    import cupy
+    for index, case in enumerate(CASES):
+        if not runnable(algorithm, case, dtype, data_format):
+            continue
+        x = x_in_layout(rng, case, dtype, data_format)
+        dy = make_input(rng, output_shape(case, data_format), dtype)
+        got = grad.conv2d_weight(cupy.asarray(x), case.w, cupy.asarray(dy), algorithm=algorithm,
+                                 data_format=data_format, deterministic=index % 2 == 1,
+                                 **case.kwargs)
+        assert_close(cupy.asnumpy(got), *expected(case, x, dy, data_format), dtype,
+                     f"{algorithm} {data_format} {case} on GPU")
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("algorithm", WEIGHT_ALGORITHMS)
+def test_deterministic_weight_gradient_on_gpu_is_bitwise_reproducible(rng, algorithm):
+    import cupy
+    # Large enough for many splits on a real GPU.
+    case = Case("ResNet-ish", (8, 16, 28, 28), (16, 16, 3, 3), dict(padding=1)) \
+        if algorithm != "depthwise" else Case("dw", (8, 16, 28, 28), (16, 1, 3, 3),
+                                              dict(padding=1, groups=16))
+    x = cupy.asarray(make_input(rng, case.x, np.float32))
+    dy = cupy.asarray(make_input(rng, output_shape(case, "NCHW"), np.float32))
+    results = [cupy.asnumpy(grad.conv2d_weight(x, case.w, dy, algorithm=algorithm,
+                                               deterministic=True, **case.kwargs))
+               for _ in range(3)]
+    assert_same_bits(results, f"{algorithm} on GPU")
+
+
+@pytest.mark.gpu
+def test_bias_gradient_on_gpu(rng):
+    import cupy
+    dy = make_input(rng, (4, 70, 9, 13), np.float32)
+    for data_format in LAYOUTS:
+        got = grad.conv2d_bias(cupy.asarray(layout(dy, data_format)), data_format=data_format)
+        assert_close(cupy.asnumpy(got), f64(dy).sum(axis=(0, 2, 3)),
+                     np.abs(f64(dy)).sum(axis=(0, 2, 3)), np.float32, data_format)
