@@ -1,0 +1,86 @@
+"""Running a gpuconv call on JAX arrays, eagerly or under ``jax.jit``.
+
+``call(fn, out_spec, *args)``: ``fn`` takes the same arguments as NumPy or CuPy arrays (``args``
+may hold JAX arrays, None and lists of arrays) and calls gpuconv; ``out_spec`` is the
+``jax.ShapeDtypeStruct`` (or a tuple of them) of its result.
+
+- Concrete arrays on a GPU go to CuPy through DLPack (no copy) and run on the CUDA kernels on the
+  array's device. JAX has no public stream to join, so the CuPy stream is synchronized before the
+  result is handed back to JAX (through DLPack again).
+- Concrete CPU arrays are read as NumPy arrays: the NumPy reference, or the CUDA kernels run on the
+  CPU inside ``gpuconv.simulate()``.
+- Traced arrays (under ``jax.jit``, ``vmap``, ``grad`` of a jitted function) become a
+  ``jax.pure_callback``: the call runs on the host with NumPy arrays, whatever the device.
+Integer results (max-pooling indices) take JAX's default integer dtype (int32 unless
+``jax_enable_x64``); indices passed into gpuconv are widened to int64 first.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+import jax
+import jax.numpy as jnp
+
+
+def spec(shape, dtype) -> jax.ShapeDtypeStruct:
+    """The result spec of an array of ``shape``, with JAX's canonical form of ``dtype``."""
+    return jax.ShapeDtypeStruct(tuple(int(s) for s in shape), jax.dtypes.canonicalize_dtype(dtype))
+
+
+def spec_like(a) -> jax.ShapeDtypeStruct:
+    return spec(a.shape, a.dtype)
+
+
+def call(fn, out_spec, *args):
+    leaves, treedef = jax.tree_util.tree_flatten(args)
+    # NumPy inputs (jax.grad of a function called with NumPy arrays passes them through) become
+    # JAX arrays on the default device, as any jax.numpy operation would place them.
+    leaves = [a if isinstance(a, (jax.Array, jax.core.Tracer)) else jnp.asarray(a) for a in leaves]
+    if any(isinstance(a, jax.core.Tracer) for a in leaves):
+        def host(*host_leaves):
+            arrays = jax.tree_util.tree_unflatten(treedef, [np.asarray(a) for a in host_leaves])
+            return _cast(fn(*arrays), out_spec, np.asarray)
+        return jax.pure_callback(host, out_spec, *leaves, vmap_method="sequential")
+    device = _device_of(leaves)
+    if device.platform in ("gpu", "cuda", "rocm"):
+        return _call_cupy(fn, out_spec, treedef, leaves, device)
+    arrays = jax.tree_util.tree_unflatten(treedef, [np.asarray(a) for a in leaves])
+    return _cast(fn(*arrays), out_spec, jnp.asarray)
+
+
+def _device_of(leaves):
+    devices = set()
+    for a in leaves:
+        devices |= set(a.devices())
+    if len(devices) != 1:
+        raise ValueError(f"the arrays of a gpuconv call must live on one device, got "
+                         f"{sorted(map(str, devices))}")
+    return devices.pop()
+
+
+def _cast(result, out_spec, convert):
+    """Each result array converted (``np.asarray`` / ``jnp.asarray``) to its spec's dtype."""
+    return jax.tree_util.tree_map(lambda r, s: convert(r.astype(s.dtype, copy=False)),
+                                  result, out_spec)
+
+
+def _call_cupy(fn, out_spec, treedef, leaves, device):
+    try:
+        import cupy
+    except ImportError as error:
+        raise ImportError("JAX arrays on a GPU need CuPy: pip install 'gpuconv[cuda12]' or "
+                          "'gpuconv[cuda13]'") from error
+    with cupy.cuda.Device(getattr(device, "local_hardware_id", device.id)):
+        for a in leaves:
+            a.block_until_ready()
+        arrays = jax.tree_util.tree_unflatten(treedef, [cupy.from_dlpack(a) for a in leaves])
+        result = jax.tree_util.tree_map(lambda r, s: r.astype(s.dtype, copy=False),
+                                        fn(*arrays), out_spec)
+        cupy.cuda.get_current_stream().synchronize()
+        return jax.tree_util.tree_map(jax.dlpack.from_dlpack, result)
+
+
+def as_int64(indices):
+    """Indices from JAX (int32 by default) as the int64 that gpuconv's index checks and kernels
+    expect; a NumPy or CuPy array stays one."""
+    return indices.astype(np.int64, copy=False)

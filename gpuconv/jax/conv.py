@@ -1,0 +1,100 @@
+"""``conv2d`` and ``conv_transpose2d`` on JAX arrays, differentiable through ``jax.custom_vjp``
+whose backward rule calls ``gpuconv.grad`` (see ``_bridge`` for where each call runs)."""
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+
+import gpuconv
+from gpuconv.conv.geometry import check_activation, check_algorithm
+
+from ._bridge import call, spec, spec_like
+
+__all__ = ["conv2d", "conv_transpose2d"]
+
+# d activation / d pre-activation in terms of the activation's output y.
+ACTIVATION_GRADIENTS = {
+    None: lambda g, y: g,
+    "relu": lambda g, y: jnp.where(y > 0, g, jnp.zeros_like(g)),
+    "tanh": lambda g, y: g * (1 - y * y),
+    "sigmoid": lambda g, y: g * (y * (1 - y)),
+}
+
+
+def conv2d(x, weight, bias=None, stride=1, padding=0, dilation=1, groups=1, *, activation=None,
+           residual=None, algorithm="auto", data_format="NCHW"):
+    """``gpuconv.conv2d`` on JAX arrays: ``activation(conv2d(x, weight) + bias + residual)``,
+    differentiable with respect to x, weight, bias and residual."""
+    geometry = (stride, padding, dilation, groups)
+    out_spec = spec(gpuconv.conv2d_output_shape(x.shape, weight.shape, *geometry,
+                                                data_format=data_format), x.dtype)
+    # Checked here too, so that a wrong option fails when traced rather than inside a callback.
+    activation, algorithm = check_activation(activation), check_algorithm(algorithm)
+
+    def forward(x, weight, bias, residual):
+        return gpuconv.conv2d(x, weight, bias, *geometry, activation=activation,
+                              residual=residual, algorithm=algorithm, data_format=data_format)
+
+    @jax.custom_vjp
+    def f(x, weight, bias, residual):
+        return call(forward, out_spec, x, weight, bias, residual)
+
+    def f_fwd(x, weight, bias, residual):
+        y = f(x, weight, bias, residual)
+        return y, (x, weight, y)
+
+    def f_bwd(saved, grad_y):
+        x, weight, y = saved
+        g = ACTIVATION_GRADIENTS[activation](grad_y, y)
+        grad_x = call(lambda w, g: gpuconv.grad.conv2d_input(x.shape, w, g, *geometry,
+                                                             data_format=data_format),
+                      spec_like(x), weight, g)
+        grad_w = call(lambda x, g: gpuconv.grad.conv2d_weight(x, weight.shape, g, *geometry,
+                                                              data_format=data_format),
+                      spec_like(weight), x, g)
+        grad_b = None if bias is None else call(
+            lambda g: gpuconv.grad.conv2d_bias(g, data_format=data_format), spec_like(bias), g)
+        return grad_x, grad_w, grad_b, (None if residual is None else g)
+
+    f.defvjp(f_fwd, f_bwd)
+    return f(x, weight, bias, residual)
+
+
+def conv_transpose2d(x, weight, bias=None, stride=1, padding=0, output_padding=0, groups=1,
+                     dilation=1, *, output_size=None):
+    """``gpuconv.conv_transpose2d`` on JAX arrays (NCHW; weight (C_in, K/groups, R, S)),
+    differentiable with respect to x, weight and bias through the forward convolution it
+    transposes."""
+    geometry = (stride, padding, dilation, groups)
+    out_spec = spec(gpuconv.conv_transpose2d_output_shape(
+        x.shape, weight.shape, stride, padding, output_padding, groups, dilation, output_size),
+        x.dtype)
+    # With output_padding >= stride (legal while < dilation) the forward convolution of the
+    # output has more rows/columns than x; those correspond to no input.
+    forward_shape = gpuconv.conv2d_output_shape(out_spec.shape, weight.shape, *geometry)
+    extra_h, extra_w = forward_shape[2] - x.shape[2], forward_shape[3] - x.shape[3]
+
+    def forward(x, weight, bias):
+        return gpuconv.conv_transpose2d(x, weight, bias, stride, padding, output_padding, groups,
+                                        dilation, output_size=output_size)
+
+    @jax.custom_vjp
+    def f(x, weight, bias):
+        return call(forward, out_spec, x, weight, bias)
+
+    def f_fwd(x, weight, bias):
+        return f(x, weight, bias), (x, weight)
+
+    def f_bwd(saved, g):
+        x, weight = saved
+        full = call(lambda g, w: gpuconv.conv2d(g, w, None, *geometry),
+                    spec(forward_shape, x.dtype), g, weight)
+        grad_x = full[:, :, :x.shape[2], :x.shape[3]]
+        x_full = jnp.pad(x, ((0, 0), (0, 0), (0, extra_h), (0, extra_w)))
+        grad_w = call(lambda g, x: gpuconv.grad.conv2d_weight(g, weight.shape, x, *geometry),
+                      spec_like(weight), g, x_full)
+        grad_b = None if bias is None else call(gpuconv.grad.conv2d_bias, spec_like(bias), g)
+        return grad_x, grad_w, grad_b
+
+    f.defvjp(f_fwd, f_bwd)
+    return f(x, weight, bias)

@@ -1,0 +1,52 @@
+"""What the gpuconv autograd Functions share: first-order backward passes and determinism.
+
+The backward passes call ``gpuconv.grad`` on arrays, outside torch's autograd, so their results
+cannot be differentiated again. Rather than hand back gradients silently detached from the graph
+(a later ``.backward()`` would then compute wrong second derivatives or fail with an unrelated
+message), a backward run with ``create_graph=True`` is recorded as one node that raises a clear
+error if anything differentiates through it.
+"""
+from __future__ import annotations
+
+import functools
+
+import torch
+
+
+class _FirstOrderOnly(torch.autograd.Function):
+    """A backward pass computed without autograd, recorded as a node that refuses a second
+    differentiation. Its inputs are only there to connect the node to the graph."""
+
+    @staticmethod
+    def forward(ctx, name, compute, *connected):
+        ctx.name = name
+        return compute()
+
+    @staticmethod
+    def backward(ctx, *grads):
+        raise RuntimeError(
+            f"gpuconv.torch.{ctx.name}: double backward (differentiating a gradient, e.g. with "
+            "create_graph=True for a gradient penalty or a Hessian) is not supported; gpuconv "
+            "implements first derivatives only. Use torch.nn.functional for this layer.")
+
+
+def first_order_backward(backward):
+    """Decorate a Function's ``backward(ctx, *grad_outputs)``; its forward sets
+    ``ctx.function_name``, the public name that the error message gives."""
+    @functools.wraps(backward)
+    def wrapper(ctx, *grad_outputs):
+        # Grad mode is on inside a backward pass only under create_graph=True.
+        if torch.is_grad_enabled():
+            connected = [t for t in (*grad_outputs, *ctx.saved_tensors)
+                         if isinstance(t, torch.Tensor) and t.requires_grad]
+            if connected:
+                return _FirstOrderOnly.apply(ctx.function_name,
+                                             lambda: backward(ctx, *grad_outputs), *connected)
+        return backward(ctx, *grad_outputs)
+    return wrapper
+
+
+def deterministic() -> bool | None:
+    """``deterministic=`` for gpuconv.grad: True under ``torch.use_deterministic_algorithms(True)``,
+    else None (gpuconv's own process-wide setting decides)."""
+    return True if torch.are_deterministic_algorithms_enabled() else None

@@ -1,0 +1,136 @@
+"""Torch tensors in, gpuconv arrays through, torch tensors out.
+
+- CPU tensors become NumPy views of the tensor's memory (``.numpy()`` after ``detach()``), so
+  gpuconv computes them with the NumPy reference, or with the CUDA kernels on the CPU inside
+  ``gpuconv.simulate()``; results come back with ``torch.from_numpy`` (no copy).
+- CUDA tensors become CuPy arrays through DLPack (no copy), and every gpuconv call runs inside
+  ``on_device_of``: CuPy's current device is the tensor's and CuPy's current stream *is* torch's
+  current stream, so kernels are ordered with the surrounding torch work and neither DLPack
+  exchange needs a synchronization.
+- bfloat16 on the CPU: NumPy has no bfloat16. With ``ml_dtypes`` installed the tensor's bits are
+  reinterpreted as an ``ml_dtypes.bfloat16`` array (no copy, computed as bfloat16); without it
+  the tensor is upcast to float32 and the result cast back to bfloat16 (one extra rounding).
+- channels_last: a 4-D tensor laid out NHWC in memory is handed over as its NHWC permuted view
+  with ``data_format="NHWC"``, so the kernels read it in place (no transpose), and the NHWC result
+  is permuted back to a logical NCHW tensor that is channels_last in memory, as torch returns.
+"""
+from __future__ import annotations
+
+import contextlib
+
+import numpy as np
+import torch
+
+try:  # registers NumPy's "bfloat16" dtype; optional (see the module docstring)
+    import ml_dtypes
+except ImportError:  # pragma: no cover - depends on the environment
+    ml_dtypes = None
+
+# Axis orders between a logical NCHW tensor and its NHWC view.
+TO_NHWC = (0, 2, 3, 1)
+TO_NCHW = (0, 3, 1, 2)
+
+
+def _cupy():
+    try:
+        import cupy
+    except ImportError as error:
+        raise ImportError("CUDA tensors need CuPy: pip install 'gpuconv[cuda12]' or "
+                          "'gpuconv[cuda13]'") from error
+    return cupy
+
+
+def common_device(named_tensors: dict) -> torch.device:
+    """The one device of a call's tensors (``None`` entries skipped). Mixing CPU and CUDA tensors
+    is a TypeError (as mixing NumPy and CuPy arrays is); two CUDA devices are a ValueError."""
+    device = first = None
+    for name, t in named_tensors.items():
+        if t is None:
+            continue
+        if not isinstance(t, torch.Tensor):
+            raise TypeError(f"{name} must be a torch.Tensor, got {type(t).__name__}")
+        if device is None:
+            device, first = t.device, name
+        elif t.device != device:
+            error = TypeError if t.device.type != device.type else ValueError
+            raise error(f"{name} is on {t.device} but {first} is on {device}: all tensors of a "
+                        "call must be on one device")
+    if device is None:
+        raise TypeError(f"no tensor given among {', '.join(named_tensors)}")
+    if device.type not in ("cpu", "cuda"):
+        raise TypeError(f"{first} is on a {device.type} device: gpuconv takes CPU and CUDA "
+                        "tensors only")
+    return device
+
+
+@contextlib.contextmanager
+def on_device_of(device: torch.device):
+    """Run the gpuconv calls of the block where ``device``'s tensors live (see module docstring)."""
+    if device.type != "cuda":
+        yield
+        return
+    cupy = _cupy()
+    index = device.index if device.index is not None else torch.cuda.current_device()
+    stream = torch.cuda.current_stream(index)
+    with cupy.cuda.Device(index), cupy.cuda.ExternalStream(stream.cuda_stream, index):
+        yield
+
+
+def is_channels_last(t: torch.Tensor) -> bool:
+    """True when a 4-D tensor is laid out NHWC in memory and not also NCHW-contiguous (C == 1
+    or H == W == 1 make both layouts contiguous; those go the NCHW way)."""
+    return (t.dim() == 4 and not t.is_contiguous()
+            and t.is_contiguous(memory_format=torch.channels_last))
+
+
+def data_format_for(t: torch.Tensor) -> str:
+    return "NHWC" if is_channels_last(t) else "NCHW"
+
+
+def to_array(t, data_format: str = "NCHW"):
+    """A tensor (logical NCHW if 4-D) -> a NumPy/CuPy array in ``data_format``, sharing memory
+    where the dtype allows (bfloat16 without ml_dtypes is upcast). ``None`` passes through."""
+    if t is None:
+        return None
+    t = t.detach()
+    if data_format == "NHWC":
+        t = t.permute(*TO_NHWC)
+    if t.is_cuda:
+        try:
+            return _cupy().from_dlpack(t)
+        except (TypeError, ValueError, BufferError) as error:
+            raise TypeError(f"a CUDA tensor of dtype {t.dtype} cannot be handed to CuPy: "
+                            f"{error}") from error
+    t = t.resolve_conj().resolve_neg()
+    if t.dtype == torch.bfloat16:
+        if ml_dtypes is not None:
+            return t.view(torch.int16).numpy().view(ml_dtypes.bfloat16)
+        return t.float().numpy()
+    return t.numpy()
+
+
+def to_tensor(a, dtype: torch.dtype, data_format: str = "NCHW") -> torch.Tensor:
+    """A gpuconv result (in ``data_format``) -> a torch tensor of ``dtype`` (logical NCHW)."""
+    if isinstance(a, np.ndarray):
+        t = _from_numpy(a)
+    else:
+        # CuPy: exported while CuPy's current stream is torch's, the stream the kernels wrote
+        # it on, so DLPack's stream handshake needs no wait.
+        with on_device_of(torch.device("cuda", a.device.id)):
+            t = torch.from_dlpack(a)
+    if t.dtype != dtype:  # only bfloat16 computed in float32 without ml_dtypes
+        t = t.to(dtype)
+    return t.permute(*TO_NCHW) if data_format == "NHWC" else t
+
+
+def _from_numpy(a) -> torch.Tensor:
+    if a.dtype.name == "bfloat16":
+        return torch.from_numpy(_writable(a).view("int16")).view(torch.bfloat16)
+    return torch.from_numpy(_writable(a))
+
+
+def _writable(a):
+    # torch.from_numpy warns on read-only arrays and cannot take negative strides.
+    if not a.flags.writeable or any(s < 0 for s in a.strides):
+        return a.copy()
+    return a

@@ -1,0 +1,159 @@
+"""``conv2d`` and ``conv_transpose2d`` for torch tensors.
+
+The signatures of ``torch.nn.functional`` plus gpuconv's keyword-only extras (a fused
+activation and residual, a forced algorithm); each call is one ``torch.autograd.Function`` whose
+backward pass calls ``gpuconv.grad`` (only for the inputs that need a gradient). Unbatched
+(C, H, W) inputs are accepted, as torch accepts them.
+"""
+from __future__ import annotations
+
+import torch
+
+import gpuconv
+
+from ._autograd import deterministic, first_order_backward
+from ._bridge import TO_NHWC, common_device, data_format_for, on_device_of, to_array, to_tensor
+
+__all__ = ["conv2d", "conv_transpose2d"]
+
+
+def _relu_grad(g, y):
+    # As torch's threshold_backward: no gradient where the output is <= 0.
+    return g.masked_fill(y <= 0, 0)
+
+
+# d activation / d pre-activation, written in terms of the activation's output y.
+ACTIVATION_GRADIENTS = {
+    None: lambda g, y: g,
+    "relu": _relu_grad,
+    "tanh": lambda g, y: g * (1 - y * y),
+    "sigmoid": lambda g, y: g * (y * (1 - y)),
+}
+
+
+def _is_unbatched(input) -> bool:
+    return isinstance(input, torch.Tensor) and input.dim() == 3
+
+
+def _layout_shape(t: torch.Tensor, data_format: str) -> tuple[int, ...]:
+    return tuple(t.permute(*TO_NHWC).shape) if data_format == "NHWC" else tuple(t.shape)
+
+
+class Conv2dFunction(torch.autograd.Function):
+    """y = activation(conv2d(x, weight) + bias + residual); gradients for all four tensors."""
+
+    @staticmethod
+    def forward(ctx, x, weight, bias, residual, options):
+        device = common_device({"input": x, "weight": weight, "bias": bias, "residual": residual})
+        fmt = data_format_for(x)
+        with on_device_of(device):
+            y = gpuconv.conv2d(to_array(x, fmt), to_array(weight), to_array(bias),
+                               options["stride"], options["padding"], options["dilation"],
+                               options["groups"], activation=options["activation"],
+                               residual=to_array(residual, fmt), algorithm=options["algorithm"],
+                               data_format=fmt)
+        out = to_tensor(y, x.dtype, fmt)
+        ctx.function_name, ctx.options, ctx.data_format = "conv2d", options, fmt
+        # The activation's derivative is a function of its output.
+        ctx.save_for_backward(x, weight, out if options["activation"] is not None else None)
+        return out
+
+    @staticmethod
+    @first_order_backward
+    def backward(ctx, grad_out):
+        x, weight, y = ctx.saved_tensors
+        o, fmt = ctx.options, ctx.data_format
+        need_x, need_w, need_b, need_r = ctx.needs_input_grad[:4]
+        g = ACTIVATION_GRADIENTS[o["activation"]](grad_out, y)
+        geometry = (o["stride"], o["padding"], o["dilation"], o["groups"])
+        kw = dict(deterministic=deterministic(), data_format=fmt)
+        grad_x = grad_w = grad_b = None
+        with on_device_of(g.device):
+            ga = to_array(g, fmt)
+            if need_x:
+                grad_x = to_tensor(gpuconv.grad.conv2d_input(
+                    _layout_shape(x, fmt), to_array(weight), ga, *geometry, **kw), x.dtype, fmt)
+            if need_w:
+                grad_w = to_tensor(gpuconv.grad.conv2d_weight(
+                    to_array(x, fmt), tuple(weight.shape), ga, *geometry, **kw), weight.dtype)
+            if need_b:
+                grad_b = to_tensor(gpuconv.grad.conv2d_bias(ga, **kw), weight.dtype)
+        return grad_x, grad_w, grad_b, (g if need_r else None), None
+
+
+def conv2d(input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1, *,
+           activation=None, residual=None, algorithm="auto"):
+    """``torch.nn.functional.conv2d`` on gpuconv's kernels, with a fused epilogue:
+    ``activation(conv2d(input, weight) + bias + residual)``.
+
+    activation: None, "relu", "tanh", "sigmoid". residual: a tensor of the output's shape.
+    algorithm: "auto" or one of ``gpuconv.conv_algorithms``. padding may also be
+    ((top, bottom), (left, right)), and "same" works with any stride (extra padding at the
+    bottom/right, as TensorFlow; torch allows "same" only with stride 1).
+    """
+    options = dict(stride=stride, padding=padding, dilation=dilation, groups=groups,
+                   activation=activation, algorithm=algorithm)
+    if _is_unbatched(input):
+        if residual is not None:
+            residual = residual.unsqueeze(0)
+        return Conv2dFunction.apply(input.unsqueeze(0), weight, bias, residual, options).squeeze(0)
+    return Conv2dFunction.apply(input, weight, bias, residual, options)
+
+
+class ConvTranspose2dFunction(torch.autograd.Function):
+    """The transposed convolution, differentiated through the forward convolution it transposes:
+    grad_x = conv2d(grad_out, weight), grad_weight = grad.conv2d_weight(grad_out, ..., x)."""
+
+    @staticmethod
+    def forward(ctx, x, weight, bias, options):
+        device = common_device({"input": x, "weight": weight, "bias": bias})
+        with on_device_of(device):
+            y = gpuconv.conv_transpose2d(to_array(x), to_array(weight), to_array(bias),
+                                         options["stride"], options["padding"],
+                                         options["output_padding"], options["groups"],
+                                         options["dilation"], output_size=options["output_size"])
+        ctx.function_name, ctx.options = "conv_transpose2d", options
+        ctx.save_for_backward(x, weight)
+        return to_tensor(y, x.dtype)
+
+    @staticmethod
+    @first_order_backward
+    def backward(ctx, grad_out):
+        x, weight = ctx.saved_tensors
+        o = ctx.options
+        need_x, need_w, need_b = ctx.needs_input_grad[:3]
+        geometry = (o["stride"], o["padding"], o["dilation"], o["groups"])
+        # With output_padding >= stride (legal while < dilation) the forward convolution of
+        # grad_out has more rows/columns than x: those extra outputs correspond to no input.
+        forward_shape = gpuconv.conv2d_output_shape(tuple(grad_out.shape), tuple(weight.shape),
+                                                    *geometry)
+        extra_h, extra_w = forward_shape[2] - x.shape[2], forward_shape[3] - x.shape[3]
+        grad_x = grad_w = grad_b = None
+        with on_device_of(grad_out.device):
+            ga = to_array(grad_out)
+            if need_x:
+                full = to_tensor(gpuconv.conv2d(ga, to_array(weight), None, *geometry), x.dtype)
+                grad_x = full[:, :, :x.shape[2], :x.shape[3]]
+            if need_w:
+                x_full = torch.nn.functional.pad(x.detach(), (0, extra_w, 0, extra_h))
+                grad_w = to_tensor(gpuconv.grad.conv2d_weight(
+                    ga, tuple(weight.shape), to_array(x_full), *geometry,
+                    deterministic=deterministic()), weight.dtype)
+            if need_b:
+                grad_b = to_tensor(gpuconv.grad.conv2d_bias(ga, deterministic=deterministic()),
+                                   weight.dtype)
+        return grad_x, grad_w, grad_b, None
+
+
+def conv_transpose2d(input, weight, bias=None, stride=1, padding=0, output_padding=0, groups=1,
+                     dilation=1, *, output_size=None):
+    """``torch.nn.functional.conv_transpose2d`` on gpuconv's kernels; weight (C_in, K/groups,
+    R, S). ``output_size`` ((H, W) or (N, C, H, W)) picks the output padding as
+    ``torch.nn.ConvTranspose2d.forward(input, output_size)`` does."""
+    options = dict(stride=stride, padding=padding, output_padding=output_padding, groups=groups,
+                   dilation=dilation, output_size=output_size)
+    if _is_unbatched(input):
+        if output_size is not None and len(output_size) == 3:
+            options["output_size"] = (1, *output_size)
+        return ConvTranspose2dFunction.apply(input.unsqueeze(0), weight, bias, options).squeeze(0)
+    return ConvTranspose2dFunction.apply(input, weight, bias, options)

@@ -1,0 +1,177 @@
+"""``convert(model)``: run every supported layer of a torch model on gpuconv.
+
+A supported torch layer (exactly ``torch.nn.Conv2d``, ``ConvTranspose2d``, ``MaxPool2d``,
+``AvgPool2d``, ``LPPool2d``, ``AdaptiveAvgPool2d``, ``AdaptiveMaxPool2d`` or ``MaxUnpool2d``)
+becomes its gpuconv twin by a change of class alone: the twin subclasses the torch layer and
+overrides only ``forward``, so the module object, its Parameter and buffer objects, hooks,
+training flag and every reference to it (an optimizer's parameter groups, a shared layer used
+twice) stay exactly as they were. ``torchvision.ops.RoIAlign`` / ``RoIPool`` (stateless) are
+replaced in their parent by gpuconv's ``RoIAlign`` / ``RoIPool`` with the same settings.
+
+Left alone, and listed in the report with the reason: subclasses of those layers (their forward
+may do something else), Conv2d with a padding_mode other than "zeros", layers whose parameters
+have a dtype or device gpuconv does not take, and the torch layers gpuconv has no counterpart for
+(1-D/3-D convolution and pooling, fractional max pooling).
+"""
+from __future__ import annotations
+
+import copy
+import sys
+from dataclasses import dataclass, field
+
+import torch
+
+from .._args import as_bool
+from . import modules
+
+__all__ = ["convert", "ConversionReport", "Swapped", "Skipped"]
+
+# Exact torch type -> the gpuconv subclass it becomes.
+TWINS = {
+    torch.nn.Conv2d: modules.Conv2d,
+    torch.nn.ConvTranspose2d: modules.ConvTranspose2d,
+    torch.nn.MaxPool2d: modules.MaxPool2d,
+    torch.nn.AvgPool2d: modules.AvgPool2d,
+    torch.nn.LPPool2d: modules.LPPool2d,
+    torch.nn.AdaptiveAvgPool2d: modules.AdaptiveAvgPool2d,
+    torch.nn.AdaptiveMaxPool2d: modules.AdaptiveMaxPool2d,
+    torch.nn.MaxUnpool2d: modules.MaxUnpool2d,
+}
+
+# torch layers of the same families that gpuconv does not implement (looked up by name: some
+# exist only in newer torch releases).
+NO_COUNTERPART = tuple(
+    cls for cls in (getattr(torch.nn, name, None) for name in (
+        "Conv1d", "Conv3d", "ConvTranspose1d", "ConvTranspose3d", "MaxPool1d", "MaxPool3d",
+        "AvgPool1d", "AvgPool3d", "LPPool1d", "LPPool3d", "AdaptiveAvgPool1d",
+        "AdaptiveAvgPool3d", "AdaptiveMaxPool1d", "AdaptiveMaxPool3d", "MaxUnpool1d",
+        "MaxUnpool3d", "FractionalMaxPool2d", "FractionalMaxPool3d"))
+    if cls is not None)
+
+SUPPORTED_DTYPES = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
+GPUCONV_TYPES = (*TWINS.values(), modules.RoIAlign, modules.RoIPool)
+
+
+@dataclass(frozen=True)
+class Swapped:
+    name: str       # the module's qualified name in the model ("" is the model itself)
+    source: str     # the type it had
+    target: str     # the gpuconv type it has now
+
+
+@dataclass(frozen=True)
+class Skipped:
+    name: str
+    type: str
+    reason: str
+
+
+@dataclass
+class ConversionReport:
+    """What ``convert`` did: the converted model (the argument itself when ``inplace``), the
+    modules it swapped and the conv/pool modules it left alone, with the reason."""
+    model: torch.nn.Module
+    swapped: list[Swapped] = field(default_factory=list)
+    skipped: list[Skipped] = field(default_factory=list)
+
+    def __str__(self) -> str:
+        lines = [f"gpuconv.torch.convert: swapped {len(self.swapped)} module(s), "
+                 f"skipped {len(self.skipped)}"]
+        lines += [f"  swapped  {s.name or '(model)'}: {s.source} -> {s.target}"
+                  for s in self.swapped]
+        lines += [f"  skipped  {s.name or '(model)'} ({s.type}): {s.reason}" for s in self.skipped]
+        return "\n".join(lines)
+
+
+def _type_name(cls: type) -> str:
+    for public in ("torch.nn", "gpuconv.torch", "torchvision.ops"):
+        if getattr(sys.modules.get(public), cls.__name__, None) is cls:
+            return f"{public}.{cls.__name__}"
+    return f"{cls.__module__}.{cls.__qualname__}"
+
+
+def _torchvision_replacements() -> dict:
+    """torchvision's ROI layer types -> a factory of the gpuconv layer with the same settings.
+    torchvision is never imported here: a model holding its layers has imported it already."""
+    ops = sys.modules.get("torchvision.ops")
+    if ops is None:
+        return {}
+    return {
+        ops.RoIAlign: lambda m: modules.RoIAlign(m.output_size, m.spatial_scale,
+                                                 m.sampling_ratio, m.aligned),
+        ops.RoIPool: lambda m: modules.RoIPool(m.output_size, m.spatial_scale),
+    }
+
+
+def _parameter_problem(module: torch.nn.Module) -> str | None:
+    for pname, p in module.named_parameters(recurse=False):
+        if p.dtype not in SUPPORTED_DTYPES:
+            return f"parameter {pname} has dtype {p.dtype}; gpuconv takes float16, bfloat16, " \
+                   "float32 and float64"
+        if p.device.type not in ("cpu", "cuda"):
+            return f"parameter {pname} is on a {p.device.type} device; gpuconv takes CPU and " \
+                   "CUDA tensors"
+    return None
+
+
+def _why_not(module: torch.nn.Module, replacements: dict) -> str | None:
+    """None if the module can be converted, else the reason it is left alone."""
+    cls = type(module)
+    if cls in TWINS:
+        if getattr(module, "padding_mode", "zeros") != "zeros":
+            return f"padding_mode={module.padding_mode!r}: gpuconv pads with zeros only"
+        return _parameter_problem(module)
+    if cls in replacements:
+        return None
+    for base in (*TWINS, *replacements):
+        if isinstance(module, base):
+            return (f"a subclass of {_type_name(base)}: its forward may differ from the base "
+                    "class's, so it is kept")
+    return f"{_type_name(cls)} has no gpuconv counterpart"
+
+
+def _is_candidate(module: torch.nn.Module, replacements: dict) -> bool:
+    """Modules the report speaks about: the conv/pool families, not every layer of the model."""
+    return (isinstance(module, (*TWINS, *replacements, *NO_COUNTERPART))
+            and not isinstance(module, GPUCONV_TYPES))
+
+
+def convert(model: torch.nn.Module, inplace: bool = True) -> ConversionReport:
+    """Make every supported conv/pool layer of ``model`` run on gpuconv (see the module
+    docstring); ``inplace=False`` converts a deep copy and leaves ``model`` untouched.
+    Returns a ``ConversionReport``; its ``model`` is the converted model."""
+    if not isinstance(model, torch.nn.Module):
+        raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
+    if not as_bool("inplace", inplace):
+        model = copy.deepcopy(model)
+    replacements = _torchvision_replacements()
+    report = ConversionReport(model)
+    done = set()    # ids of modules already handled (a shared layer appears under several names)
+    replaced = {}   # id of a replaced module -> its gpuconv replacement (one per shared layer)
+    for name, module in list(model.named_modules(remove_duplicate=False)):
+        if not _is_candidate(module, replacements):
+            continue
+        source = type(module)
+        reason = _why_not(module, replacements)
+        if reason is not None:
+            if id(module) not in done:
+                report.skipped.append(Skipped(name, _type_name(source), reason))
+            done.add(id(module))
+            continue
+        if source in TWINS:
+            module.__class__ = TWINS[source]
+            target = TWINS[source]
+        else:
+            if id(module) not in replaced:
+                replaced[id(module)] = replacements[source](module).train(module.training)
+            new = replaced[id(module)]
+            target = type(new)
+            if name:
+                parent_name, _, child = name.rpartition(".")
+                setattr(model.get_submodule(parent_name), child, new)
+            else:
+                report.model = new
+        if id(module) not in done:
+            report.swapped.append(Swapped(name, _type_name(source), _type_name(target)))
+        done.add(id(module))
+    return report

@@ -1,0 +1,185 @@
+"""The pooling functions for torch tensors: ``torch.nn.functional``'s signatures (plus gpuconv's
+global and spatial pyramid pools), each a ``torch.autograd.Function``.
+
+gpuconv's gradients share one convention, ``grad.F(grad_output, x, <F's own arguments>)``, so one
+Function serves every pooling without indices (``PoolFunction``), one the max poolings whose
+forward indices are kept for the backward pass (``MaxPoolFunction``), and one max_unpool2d.
+Unbatched (C, H, W) inputs are accepted where torch accepts them.
+"""
+from __future__ import annotations
+
+import torch
+
+import gpuconv
+
+from ._autograd import deterministic, first_order_backward
+from ._bridge import common_device, data_format_for, on_device_of, to_array, to_tensor
+
+__all__ = ["max_pool2d", "avg_pool2d", "lp_pool2d", "adaptive_avg_pool2d", "adaptive_max_pool2d",
+           "global_avg_pool2d", "global_max_pool2d", "spatial_pyramid_pool2d", "max_unpool2d"]
+
+# Results that are not a 4-D image in the input's layout: such inputs are passed as NCHW (a
+# strided view of a channels_last tensor; the kernels copy it if they need to).
+_NCHW_ONLY = frozenset({"spatial_pyramid_pool2d"})
+
+
+def _layout(name: str, x: torch.Tensor) -> str:
+    return "NCHW" if name in _NCHW_ONLY else data_format_for(x)
+
+
+class PoolFunction(torch.autograd.Function):
+    """y = gpuconv.<name>(x, *args); grad_x = gpuconv.grad.<name>(grad_y, x, *args)."""
+
+    @staticmethod
+    def forward(ctx, x, name, args):
+        fmt = _layout(name, x)
+        with on_device_of(common_device({"input": x})):
+            y = getattr(gpuconv, name)(to_array(x, fmt), *args, data_format=fmt)
+        ctx.function_name, ctx.args, ctx.data_format = name, args, fmt
+        ctx.save_for_backward(x)
+        return to_tensor(y, x.dtype, fmt)
+
+    @staticmethod
+    @first_order_backward
+    def backward(ctx, grad_out):
+        (x,) = ctx.saved_tensors
+        fmt = ctx.data_format
+        with on_device_of(x.device):
+            grad = getattr(gpuconv.grad, ctx.function_name)(
+                to_array(grad_out, fmt), to_array(x, fmt), *ctx.args, data_format=fmt,
+                deterministic=deterministic())
+        return to_tensor(grad, x.dtype, fmt), None, None
+
+
+class MaxPoolFunction(torch.autograd.Function):
+    """max_pool2d / adaptive_max_pool2d: (values, indices); the backward pass reuses the indices."""
+
+    @staticmethod
+    def forward(ctx, x, name, args):
+        fmt = _layout(name, x)
+        with on_device_of(common_device({"input": x})):
+            values, indices = getattr(gpuconv, name)(to_array(x, fmt), *args, return_indices=True,
+                                                     data_format=fmt)
+        values, indices = to_tensor(values, x.dtype, fmt), to_tensor(indices, torch.int64, fmt)
+        ctx.function_name, ctx.args, ctx.data_format = name, args, fmt
+        ctx.save_for_backward(x, indices)
+        ctx.mark_non_differentiable(indices)
+        return values, indices
+
+    @staticmethod
+    @first_order_backward
+    def backward(ctx, grad_out, _grad_indices):
+        x, indices = ctx.saved_tensors
+        fmt = ctx.data_format
+        with on_device_of(x.device):
+            grad = getattr(gpuconv.grad, ctx.function_name)(
+                to_array(grad_out, fmt), to_array(x, fmt), *ctx.args,
+                indices=to_array(indices, fmt), data_format=fmt, deterministic=deterministic())
+        return to_tensor(grad, x.dtype, fmt), None, None
+
+
+class MaxUnpoolFunction(torch.autograd.Function):
+    """Scatter x to its indices; the gradient gathers grad_out at the same indices."""
+
+    @staticmethod
+    def forward(ctx, x, indices, args):
+        fmt = data_format_for(x)
+        with on_device_of(common_device({"input": x, "indices": indices})):
+            y = gpuconv.max_unpool2d(to_array(x, fmt), to_array(indices, fmt), *args,
+                                     data_format=fmt)
+        ctx.function_name, ctx.args, ctx.data_format = "max_unpool2d", args, fmt
+        ctx.save_for_backward(x, indices)
+        return to_tensor(y, x.dtype, fmt)
+
+    @staticmethod
+    @first_order_backward
+    def backward(ctx, grad_out):
+        x, indices = ctx.saved_tensors
+        fmt = ctx.data_format
+        with on_device_of(x.device):
+            grad = gpuconv.grad.max_unpool2d(to_array(grad_out, fmt), to_array(x, fmt),
+                                             to_array(indices, fmt), *ctx.args, data_format=fmt,
+                                             deterministic=deterministic())
+        return to_tensor(grad, x.dtype, fmt), None, None
+
+
+def _is_unbatched(input) -> bool:
+    return isinstance(input, torch.Tensor) and input.dim() == 3
+
+
+def _stride(stride):
+    # torch.nn.functional spells "stride = kernel_size" as None or as an empty list.
+    if stride is None or (isinstance(stride, (list, tuple)) and len(stride) == 0):
+        return None
+    return stride
+
+
+def _pool(input, name, args):
+    if _is_unbatched(input):
+        return PoolFunction.apply(input.unsqueeze(0), name, args).squeeze(0)
+    return PoolFunction.apply(input, name, args)
+
+
+def _max_pool(input, name, args, return_indices):
+    if _is_unbatched(input):
+        values, indices = MaxPoolFunction.apply(input.unsqueeze(0), name, args)
+        values, indices = values.squeeze(0), indices.squeeze(0)
+    else:
+        values, indices = MaxPoolFunction.apply(input, name, args)
+    return (values, indices) if return_indices else values
+
+
+def max_pool2d(input, kernel_size, stride=None, padding=0, dilation=1, ceil_mode=False,
+               return_indices=False):
+    """``torch.nn.functional.max_pool2d``: NaN propagates; ties go to the first maximum."""
+    return _max_pool(input, "max_pool2d",
+                     (kernel_size, _stride(stride), padding, dilation, ceil_mode), return_indices)
+
+
+def avg_pool2d(input, kernel_size, stride=None, padding=0, ceil_mode=False, count_include_pad=True,
+               divisor_override=None):
+    """``torch.nn.functional.avg_pool2d``."""
+    return _pool(input, "avg_pool2d", (kernel_size, _stride(stride), padding, ceil_mode,
+                                       count_include_pad, divisor_override))
+
+
+def lp_pool2d(input, norm_type, kernel_size, stride=None, ceil_mode=False):
+    """``torch.nn.functional.lp_pool2d``: (sum over the window of x ** p) ** (1 / p)."""
+    return _pool(input, "lp_pool2d", (norm_type, kernel_size, _stride(stride), ceil_mode))
+
+
+def adaptive_avg_pool2d(input, output_size):
+    """``torch.nn.functional.adaptive_avg_pool2d`` (a None in output_size keeps that size)."""
+    return _pool(input, "adaptive_avg_pool2d", (output_size,))
+
+
+def adaptive_max_pool2d(input, output_size, return_indices=False):
+    """``torch.nn.functional.adaptive_max_pool2d``."""
+    return _max_pool(input, "adaptive_max_pool2d", (output_size,), return_indices)
+
+
+def global_avg_pool2d(input):
+    """Mean over each plane: (N, C, 1, 1) (gpuconv extra; = adaptive_avg_pool2d(input, 1))."""
+    return _pool(input, "global_avg_pool2d", ())
+
+
+def global_max_pool2d(input):
+    """Max over each plane: (N, C, 1, 1) (gpuconv extra; = adaptive_max_pool2d(input, 1))."""
+    return _pool(input, "global_max_pool2d", ())
+
+
+def spatial_pyramid_pool2d(input, levels=(1, 2, 4), mode="max"):
+    """(N, C * sum(l * l)): per level l, adaptive ``mode`` ("max" | "avg") pooling to (l, l)
+    flattened in (c, i, j) order, the levels concatenated (gpuconv extra; input (N, C, H, W))."""
+    return PoolFunction.apply(input, "spatial_pyramid_pool2d", (levels, mode))
+
+
+def max_unpool2d(input, indices, kernel_size, stride=None, padding=0, output_size=None):
+    """``torch.nn.functional.max_unpool2d``; output_size: (H, W) or the full (N, C, H, W)."""
+    if output_size is not None and len(output_size) == 4:
+        # torch keeps the last two entries; passing (H, W) keeps this independent of the layout.
+        output_size = tuple(output_size[2:])
+    args = (kernel_size, _stride(stride), padding, output_size)
+    if _is_unbatched(input):
+        return MaxUnpoolFunction.apply(input.unsqueeze(0), indices.unsqueeze(0), args).squeeze(0)
+    return MaxUnpoolFunction.apply(input, indices, args)

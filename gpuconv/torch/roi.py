@@ -1,0 +1,68 @@
+"""``roi_align`` and ``roi_pool`` for torch tensors, with ``torchvision.ops``' signatures and
+semantics: ``boxes`` is a Tensor[K, 5] of rows [batch_index, x1, y1, x2, y2] or a list of
+Tensor[K_i, 4], one per image, of the input's dtype and device. As in torchvision, the boxes
+get no gradient; the input's gradient comes from ``gpuconv.grad``.
+"""
+from __future__ import annotations
+
+import torch
+
+import gpuconv
+
+from ._autograd import deterministic, first_order_backward
+from ._bridge import common_device, data_format_for, on_device_of, to_array, to_tensor
+
+__all__ = ["roi_align", "roi_pool"]
+
+
+def _box_tensors(boxes) -> dict:
+    if isinstance(boxes, (list, tuple)):
+        return {f"boxes[{i}]": b for i, b in enumerate(boxes)}
+    return {"boxes": boxes}
+
+
+def _box_arrays(boxes):
+    if isinstance(boxes, (list, tuple)):
+        return [to_array(b) for b in boxes]
+    return to_array(boxes)
+
+
+class RoiFunction(torch.autograd.Function):
+    """y = gpuconv.<name>(x, boxes, *args);
+    grad_x = gpuconv.grad.<name>(grad_y, x, boxes, *args)."""
+
+    @staticmethod
+    def forward(ctx, x, boxes, name, args):
+        device = common_device({"input": x, **_box_tensors(boxes)})
+        fmt = data_format_for(x)
+        with on_device_of(device):
+            y = getattr(gpuconv, name)(to_array(x, fmt), _box_arrays(boxes), *args,
+                                       data_format=fmt)
+        # The boxes need no version check: no gradient flows to them.
+        ctx.function_name, ctx.args, ctx.data_format, ctx.boxes = name, args, fmt, boxes
+        ctx.save_for_backward(x)
+        return to_tensor(y, x.dtype, fmt)
+
+    @staticmethod
+    @first_order_backward
+    def backward(ctx, grad_out):
+        (x,) = ctx.saved_tensors
+        fmt = ctx.data_format
+        with on_device_of(x.device):
+            grad = getattr(gpuconv.grad, ctx.function_name)(
+                to_array(grad_out, fmt), to_array(x, fmt), _box_arrays(ctx.boxes), *ctx.args,
+                data_format=fmt, deterministic=deterministic())
+        return to_tensor(grad, x.dtype, fmt), None, None, None
+
+
+def roi_align(input, boxes, output_size, spatial_scale=1.0, sampling_ratio=-1, aligned=False):
+    """``torchvision.ops.roi_align``: (K, C, PH, PW) bilinear averages over each box's bins;
+    ``sampling_ratio <= 0`` is adaptive (ceil(box size / bins) samples per bin and axis)."""
+    return RoiFunction.apply(input, boxes, "roi_align",
+                             (output_size, spatial_scale, sampling_ratio, aligned))
+
+
+def roi_pool(input, boxes, output_size, spatial_scale=1.0):
+    """``torchvision.ops.roi_pool``: (K, C, PH, PW) maxima over each box's bins (box corners
+    rounded to pixels; an empty bin gives 0)."""
+    return RoiFunction.apply(input, boxes, "roi_pool", (output_size, spatial_scale))

@@ -1,0 +1,163 @@
+"""gpuconv.torch and gpuconv.jax on CUDA arrays (skipped without a GPU, CuPy and a CUDA build
+of torch): zero-copy exchange, torch's current stream and device, the NHWC path of channels_last
+tensors, values and gradients against torch, a converted model end to end, and torchvision's
+resnet50 / mobilenet_v2 converted (random weights) when torchvision is installed."""
+import copy
+
+import pytest
+
+pytestmark = pytest.mark.gpu
+
+torch = pytest.importorskip("torch")
+cupy = pytest.importorskip("cupy")
+F = torch.nn.functional
+
+import gpuconv  # noqa: E402
+import gpuconv.torch as G  # noqa: E402
+from gpuconv.torch import _bridge  # noqa: E402
+
+import torchvision_semantics as tvs  # noqa: E402
+from small_cnn import SmallCNN  # noqa: E402
+
+
+@pytest.fixture(autouse=True)
+def cuda_torch_without_tf32():
+    if not torch.cuda.is_available():
+        pytest.skip("this torch build has no CUDA device")
+    # torch's float32 convolutions would otherwise run in TF32 and differ by ~1e-3.
+    saved = torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32
+    torch.backends.cudnn.allow_tf32 = torch.backends.cuda.matmul.allow_tf32 = False
+    yield
+    torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32 = saved
+
+
+def randn(*shape, seed=0, dtype=torch.float32, device="cuda"):
+    g = torch.Generator().manual_seed(seed)
+    return torch.randn(*shape, generator=g, dtype=torch.float64).to(device=device, dtype=dtype)
+
+
+def test_cuda_tensors_are_handed_over_without_a_copy():
+    x = randn(2, 3, 5, 6)
+    assert _bridge.to_array(x).data.ptr == x.data_ptr()
+    x_cl = x.contiguous(memory_format=torch.channels_last)
+    a = _bridge.to_array(x_cl, _bridge.data_format_for(x_cl))
+    assert a.shape == (2, 5, 6, 3) and a.flags.c_contiguous and a.data.ptr == x_cl.data_ptr()
+    back = _bridge.to_tensor(a, x.dtype, "NHWC")
+    assert back.data_ptr() == x_cl.data_ptr() and torch.equal(back, x)
+
+
+def test_calls_run_on_torch_current_stream_and_device(monkeypatch):
+    seen = []
+    real = gpuconv.conv2d
+
+    def spy(*args, **kwargs):
+        seen.append((cupy.cuda.get_current_stream().ptr, cupy.cuda.Device().id))
+        return real(*args, **kwargs)
+    monkeypatch.setattr(gpuconv, "conv2d", spy)
+    device = torch.device("cuda", torch.cuda.device_count() - 1)
+    x, w = randn(2, 3, 8, 8, device=device), randn(4, 3, 3, 3, seed=1, device=device)
+    stream = torch.cuda.Stream(device)
+    with torch.cuda.device(device), torch.cuda.stream(stream):
+        y = G.conv2d(x, w, padding=1)
+        expected = F.conv2d(x, w, padding=1)
+    stream.synchronize()
+    assert seen == [(stream.cuda_stream, device.index)]
+    torch.testing.assert_close(y, expected, rtol=1e-4, atol=1e-4)
+
+
+def test_channels_last_goes_nhwc_without_a_transpose(monkeypatch):
+    seen = []
+    real = gpuconv.conv2d
+
+    def spy(x, *args, **kwargs):
+        seen.append((kwargs["data_format"], x.data.ptr))
+        return real(x, *args, **kwargs)
+    monkeypatch.setattr(gpuconv, "conv2d", spy)
+    x = randn(2, 8, 9, 9).contiguous(memory_format=torch.channels_last)
+    w = randn(16, 8, 3, 3, seed=1).contiguous(memory_format=torch.channels_last)
+    y = G.conv2d(x, w, padding=1)
+    assert seen == [("NHWC", x.data_ptr())]
+    assert y.is_contiguous(memory_format=torch.channels_last)
+    torch.testing.assert_close(y, F.conv2d(x, w, padding=1), rtol=1e-4, atol=1e-4)
+
+
+CALLS = {
+    "conv2d": lambda m, x: m.conv2d(x, randn(6, 2, 3, 3, seed=1, dtype=x.dtype),
+                                    randn(6, seed=2, dtype=x.dtype), 2, 1, 1, 2),
+    "conv_transpose2d": lambda m, x: m.conv_transpose2d(x, randn(4, 3, 3, 3, seed=1, dtype=x.dtype),
+                                                        None, 2, 1, 1),
+    "max_pool2d": lambda m, x: m.max_pool2d(x, 3, 2, 1, ceil_mode=True),
+    "avg_pool2d": lambda m, x: m.avg_pool2d(x, 3, 2, 1, count_include_pad=False),
+    "lp_pool2d": lambda m, x: m.lp_pool2d(x, 2, 2),
+    "adaptive_avg_pool2d": lambda m, x: m.adaptive_avg_pool2d(x, (3, 5)),
+    "adaptive_max_pool2d": lambda m, x: m.adaptive_max_pool2d(x, (3, 5)),
+    "roi_align": lambda m, x: (tvs if m is F else m).roi_align(
+        x, torch.tensor([[0, 1.0, 1.5, 5.0, 6.0]], dtype=x.dtype, device=x.device), 2, 1.0, 2),
+}
+
+
+@pytest.mark.parametrize("channels_last", [False, True])
+@pytest.mark.parametrize("name", sorted(CALLS))
+def test_values_and_gradients_match_torch_on_cuda(name, channels_last):
+    x = randn(2, 4, 7, 8)
+    if channels_last:
+        x = x.contiguous(memory_format=torch.channels_last)
+    results = []
+    for module in (G, F):
+        leaf = x.clone().requires_grad_()
+        out = CALLS[name](module, leaf)
+        out.backward(torch.ones_like(out))
+        results.append((out.detach(), leaf.grad))
+    for actual, expected in zip(*results):
+        torch.testing.assert_close(actual, expected, rtol=1e-4, atol=1e-4)
+
+
+def test_converted_small_cnn_matches_on_cuda():
+    torch.manual_seed(0)
+    model = SmallCNN().cuda()
+    reference = copy.deepcopy(model)
+    G.convert(model)
+    x = randn(2, 3, 11, 12)
+    for m in (model, reference):
+        m(x).square().sum().backward()
+    torch.testing.assert_close(model(x), reference(x), rtol=1e-4, atol=1e-4)
+    for p, q in zip(model.parameters(), reference.parameters()):
+        torch.testing.assert_close(p.grad, q.grad, rtol=1e-3, atol=1e-4)
+
+
+@pytest.mark.parametrize("architecture", ["resnet50", "mobilenet_v2"])
+def test_torchvision_model_converted_end_to_end(architecture):
+    models = pytest.importorskip("torchvision.models")
+    torch.manual_seed(0)
+    model = getattr(models, architecture)(weights=None).cuda().eval()
+    reference = copy.deepcopy(model)
+    report = G.convert(model)
+    assert report.swapped and not report.skipped
+    x = randn(2, 3, 224, 224)
+    with torch.no_grad():
+        torch.testing.assert_close(model(x), reference(x), rtol=1e-3, atol=1e-3)
+    model.train()
+    reference.train()
+    for m in (model, reference):
+        F.cross_entropy(m(x), torch.tensor([1, 2], device="cuda")).backward()
+    for (name, p), q in zip(model.named_parameters(), reference.parameters()):
+        torch.testing.assert_close(p.grad, q.grad, rtol=1e-2, atol=1e-3, msg=name)
+
+
+def test_jax_gpu_arrays_run_on_the_kernels():
+    jax = pytest.importorskip("jax")
+    try:
+        device = jax.devices("gpu")[0]
+    except RuntimeError:
+        pytest.skip("this JAX build has no GPU backend")
+    import numpy as np
+
+    import gpuconv.jax as GJ
+    x = jax.device_put(np.random.default_rng(0).standard_normal((2, 4, 7, 8), np.float32), device)
+    w = jax.device_put(np.random.default_rng(1).standard_normal((6, 4, 3, 3), np.float32), device)
+    y = GJ.conv2d(x, w, padding=1)
+    assert y.devices() == {device}
+    np.testing.assert_allclose(np.asarray(y), gpuconv.conv2d(np.asarray(x), np.asarray(w),
+                                                             padding=1), rtol=1e-4, atol=1e-4)
+    grad = jax.grad(lambda x: GJ.max_pool2d(x, 2).sum())(x)
+    assert grad.devices() == {device}

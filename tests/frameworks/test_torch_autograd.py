@@ -1,0 +1,167 @@
+"""Gradients of gpuconv.torch: torch.autograd.gradcheck in float64 for every differentiable
+function (small shapes), agreement with torch's own autograd, needs_input_grad respected,
+torch's determinism flag forwarded, and a clear error for double backward."""
+import pytest
+
+torch = pytest.importorskip("torch")
+F = torch.nn.functional
+
+import gpuconv  # noqa: E402
+import gpuconv.torch as G  # noqa: E402
+
+import torchvision_semantics as tvs  # noqa: E402
+
+
+def leaf(*shape, seed=0, channels_last=False):
+    g = torch.Generator().manual_seed(seed)
+    t = torch.randn(*shape, generator=g, dtype=torch.float64)
+    if channels_last:
+        t = t.contiguous(memory_format=torch.channels_last)
+    return t.requires_grad_()
+
+
+def gradcheck(fn, *inputs):
+    # fast_mode compares the analytical and numerical vector-Jacobian-vector products for random
+    # vectors: the same check, without one forward pass per input element.
+    assert torch.autograd.gradcheck(fn, inputs, eps=1e-6, atol=1e-7, rtol=1e-5, fast_mode=True)
+
+
+BOXES = torch.tensor([[0, 1.0, 1.5, 5.0, 6.0], [1, 0.5, 2.0, 6.5, 4.0]], dtype=torch.float64)
+
+# name -> (function of the leaves, leaf shapes). Pool inputs are distinct random values, so no
+# max is tied and every function is differentiable at the point checked.
+CASES = {
+    "conv2d": (lambda x, w, b: G.conv2d(x, w, b, 2, 1, (1, 2), 2),
+               [(2, 4, 6, 7), (6, 2, 3, 3), (6,)]),
+    "conv2d_depthwise": (lambda x, w: G.conv2d(x, w, None, 1, 1, 1, 3),
+                         [(1, 3, 5, 5), (3, 1, 3, 3)]),
+    "conv2d_tanh_residual": (lambda x, w, b, r: G.conv2d(x, w, b, padding=1, activation="tanh",
+                                                         residual=r),
+                             [(1, 3, 5, 5), (4, 3, 3, 3), (4,), (1, 4, 5, 5)]),
+    "conv2d_sigmoid": (lambda x, w: G.conv2d(x, w, activation="sigmoid"),
+                       [(1, 2, 5, 4), (3, 2, 2, 2)]),
+    "conv2d_relu": (lambda x, w, b: G.conv2d(x, w, b, activation="relu"),
+                    [(1, 2, 5, 4), (3, 2, 2, 2), (3,)]),
+    "conv_transpose2d": (lambda x, w, b: G.conv_transpose2d(x, w, b, 2, 1, 1, 2),
+                         [(2, 4, 3, 4), (4, 3, 3, 3), (6,)]),
+    "conv_transpose2d_op_ge_stride": (lambda x, w: G.conv_transpose2d(x, w, None, 1, 0, 1, 1, 2),
+                                      [(1, 2, 3, 3), (2, 3, 3, 3)]),
+    "max_pool2d": (lambda x: G.max_pool2d(x, 3, 2, 1, (1, 2), ceil_mode=True), [(2, 3, 7, 8)]),
+    "avg_pool2d": (lambda x: G.avg_pool2d(x, 3, 2, 1, True, False), [(2, 3, 7, 8)]),
+    "avg_pool2d_divisor": (lambda x: G.avg_pool2d(x, 2, divisor_override=3), [(1, 2, 4, 6)]),
+    "lp_pool2d": (lambda x: G.lp_pool2d(x, 2, (2, 3), 2, True), [(2, 3, 7, 8)]),
+    "adaptive_avg_pool2d": (lambda x: G.adaptive_avg_pool2d(x, (3, 5)), [(2, 3, 7, 8)]),
+    "adaptive_max_pool2d": (lambda x: G.adaptive_max_pool2d(x, (3, 5)), [(2, 3, 7, 8)]),
+    "global_avg_pool2d": (G.global_avg_pool2d, [(2, 3, 4, 5)]),
+    "global_max_pool2d": (G.global_max_pool2d, [(2, 3, 4, 5)]),
+    "spatial_pyramid_max": (lambda x: G.spatial_pyramid_pool2d(x, (1, 2), "max"), [(2, 3, 5, 6)]),
+    "spatial_pyramid_avg": (lambda x: G.spatial_pyramid_pool2d(x, (1, 3), "avg"), [(2, 3, 5, 6)]),
+    "roi_align": (lambda x: G.roi_align(x, BOXES, (2, 3), 1.0, 2, True), [(2, 3, 7, 8)]),
+    "roi_align_adaptive_list": (lambda x: G.roi_align(x, [BOXES[:1, 1:], BOXES[1:, 1:]], 2, 0.5),
+                                [(2, 3, 7, 8)]),
+    "roi_pool": (lambda x: G.roi_pool(x, BOXES, (2, 3)), [(2, 3, 7, 8)]),
+}
+
+
+@pytest.mark.parametrize("name", sorted(CASES))
+def test_gradcheck(name):
+    fn, shapes = CASES[name]
+    gradcheck(fn, *(leaf(*s, seed=i) for i, s in enumerate(shapes)))
+
+
+def test_gradcheck_max_unpool2d():
+    x = leaf(2, 3, 6, 6)
+    values, indices = F.max_pool2d(x.detach(), 2, return_indices=True)
+    gradcheck(lambda v: G.max_unpool2d(v, indices, 2), values.clone().requires_grad_())
+
+
+@pytest.mark.parametrize("name", ["conv2d", "max_pool2d", "avg_pool2d", "adaptive_max_pool2d",
+                                  "roi_align"])
+def test_gradcheck_channels_last(name):
+    # The backward pass of an NHWC forward runs NHWC too.
+    fn, shapes = CASES[name]
+    x = leaf(*shapes[0], channels_last=True)
+    gradcheck(fn, x, *(leaf(*s, seed=i + 1) for i, s in enumerate(shapes[1:])))
+
+
+def test_gradcheck_unbatched():
+    gradcheck(lambda x, w: G.conv2d(x, w, padding=1), leaf(2, 5, 4), leaf(3, 2, 3, 3, seed=1))
+    gradcheck(lambda x: G.max_pool2d(x, 2), leaf(2, 5, 4))
+
+
+def _grads(fn, inputs):
+    out = fn(*inputs)
+    cotangent = torch.randn(out.shape, generator=torch.Generator().manual_seed(7), dtype=out.dtype)
+    return torch.autograd.grad(out, inputs, cotangent)
+
+
+@pytest.mark.parametrize("gpu_fn,torch_fn,shapes", [
+    (lambda x, w, b: G.conv2d(x, w, b, 2, 1, 1, 2), lambda x, w, b: F.conv2d(x, w, b, 2, 1, 1, 2),
+     [(2, 4, 7, 6), (6, 2, 3, 3), (6,)]),
+    (lambda x, w, b: G.conv_transpose2d(x, w, b, 2, 1, 1),
+     lambda x, w, b: F.conv_transpose2d(x, w, b, 2, 1, 1), [(2, 4, 3, 4), (4, 3, 3, 3), (3,)]),
+    (lambda x: G.max_pool2d(x, 3, 2, 1), lambda x: F.max_pool2d(x, 3, 2, 1), [(2, 3, 7, 8)]),
+    # Odd powers of negative sums have no real root (NaN in both): positive inputs.
+    (lambda x: G.lp_pool2d(x.abs() + 0.1, 3, 2), lambda x: F.lp_pool2d(x.abs() + 0.1, 3, 2),
+     [(2, 3, 6, 6)]),
+    (lambda x: G.roi_pool(x, BOXES, 3), lambda x: tvs.roi_pool(x, BOXES, 3), [(2, 3, 7, 8)]),
+    (lambda x: G.roi_align(x, BOXES, 2, 0.5), lambda x: tvs.roi_align(x, BOXES, 2, 0.5),
+     [(2, 3, 7, 8)]),
+])
+def test_gradients_match_torch_autograd(gpu_fn, torch_fn, shapes):
+    inputs = [leaf(*s, seed=i) for i, s in enumerate(shapes)]
+    for actual, expected in zip(_grads(gpu_fn, inputs), _grads(torch_fn, inputs)):
+        torch.testing.assert_close(actual, expected, rtol=1e-10, atol=1e-10)
+
+
+def test_only_the_needed_gradients_are_computed(monkeypatch):
+    calls = []
+    for name in ("conv2d_input", "conv2d_weight", "conv2d_bias"):
+        real = getattr(gpuconv.grad, name)
+
+        def spy(*args, _real=real, _name=name, **kwargs):
+            calls.append(_name)
+            return _real(*args, **kwargs)
+        monkeypatch.setattr(gpuconv.grad, name, spy)
+    x, w, b = leaf(1, 2, 5, 5), leaf(3, 2, 3, 3, seed=1), leaf(3, seed=2)
+    G.conv2d(x.detach(), w, b.detach()).sum().backward()
+    assert calls == ["conv2d_weight"]
+    calls.clear()
+    G.conv2d(x, w.detach(), b).sum().backward()
+    assert calls == ["conv2d_input", "conv2d_bias"]
+
+
+def test_torch_determinism_flag_reaches_gpuconv_grad(monkeypatch):
+    seen = []
+    real = gpuconv.grad.max_pool2d
+
+    def spy(*args, **kwargs):
+        seen.append(kwargs["deterministic"])
+        return real(*args, **kwargs)
+    monkeypatch.setattr(gpuconv.grad, "max_pool2d", spy)
+    x = leaf(1, 2, 4, 4)
+    G.max_pool2d(x, 2).sum().backward()
+    previous = torch.are_deterministic_algorithms_enabled()
+    torch.use_deterministic_algorithms(True)
+    try:
+        G.max_pool2d(x, 2).sum().backward()
+    finally:
+        torch.use_deterministic_algorithms(previous)
+    assert seen == [None, True]
+
+
+@pytest.mark.parametrize("fn", [lambda x: G.conv2d(x, leaf(2, 2, 3, 3, seed=1) * 1.0),
+                                lambda x: G.avg_pool2d(x, 2),
+                                lambda x: G.roi_align(x, BOXES[:1], 2)])
+def test_double_backward_raises_a_clear_error(fn):
+    x = leaf(1, 2, 6, 6)
+    (g,) = torch.autograd.grad((fn(x) ** 2).sum(), x, create_graph=True)
+    with pytest.raises(RuntimeError, match="double backward .* not supported"):
+        g.sum().backward()
+
+
+def test_first_derivatives_under_create_graph_are_still_right():
+    x, w = leaf(1, 2, 5, 5), leaf(3, 2, 3, 3, seed=1)
+    (g,) = torch.autograd.grad(G.conv2d(x, w).sum(), x, create_graph=True)
+    (expected,) = torch.autograd.grad(F.conv2d(x, w).sum(), x)
+    torch.testing.assert_close(g.detach(), expected)
