@@ -35,6 +35,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--quick", action="store_true",
                    help="one layer per family per suite, forward only unless --direction says "
                    "otherwise, fewer timed runs")
+    p.add_argument("--full", action="store_true",
+                   help="without a GPU, run every case instead of the quick selection (the CPU "
+                   "default: the full CPU run takes about 10 minutes on 2 cores)")
     p.add_argument("--algorithm", action="extend", type=_comma_list, metavar="NAME[,NAME]",
                    help="gpuconv conv algorithms to run (default: auto and every name in "
                    "gpuconv.conv_algorithms)")
@@ -142,6 +145,13 @@ def main(argv: list[str] | None = None) -> int:
         mode = "gpu" if environment.gpu_present() else "cpu"
     elif mode == "gpu" and not environment.gpu_present():
         parser.error("--executor gpu, but no CUDA device is visible to CuPy")
+    if args.quick and args.full:
+        parser.error("--quick and --full exclude each other")
+    if mode == "cpu" and not args.full and not args.quick:
+        # CPU timings say nothing about GPU speed: by default show every family once, quickly.
+        args.quick = True
+        print("no GPU: running the quick selection on the CPU executors (--full runs every case)",
+              file=sys.stderr)
     try:
         config = config_from_args(args, mode)
     except UsageError as exc:

@@ -191,3 +191,13 @@ def test_gpuconv_simulate_in_the_environment_is_lifted_for_the_run_and_restored(
     assert results(doc, "reference")[0]["status"] == "ok"
     assert any("GPUCONV_SIMULATE" in n for n in doc["notes"])
     assert os.environ["GPUCONV_SIMULATE"] == "1"
+
+
+def test_without_a_gpu_the_default_run_is_the_quick_selection(tmp_path, capsys):
+    code = main(["--executor", "cpu", "--no-progress", "--no-plots", "--suite", "roi",
+                 "--out", str(tmp_path)])
+    doc = json.loads((tmp_path / "results.json").read_text())
+    assert code == 0 and "quick selection" in capsys.readouterr().err
+    assert {case["direction"] for case in doc["cases"]} == {"forward"}
+    with pytest.raises(SystemExit):
+        main(["--executor", "cpu", "--quick", "--full"])

@@ -1,0 +1,327 @@
+"""The implicit GEMM's two activation iterators (kernels/conv/implicit_gemm.cu): "precomputed"
+(row offsets, tap masks and a shared tap table set up before the main loop) against the NumPy
+reference, and against "analytic", which it must match bit for bit: both gather the same
+elements in the same k order into the same main loop, so any difference is a gather bug.
+
+Everything runs under ``gpuconv.simulate()`` (forward, reverse and random thread orders) through
+``launch.conv2d(..., iterator=...)``, the launcher option tests and benchmarks use to pick one.
+The shapes are small and odd: padding on every side (taps that miss the image for every row),
+stride and dilation, groups, 1xN / Nx1 / 1x1 filters, exactly 32 taps (the mask's last bit),
+more than 32 (the analytic fallback), C*R*S/groups not a multiple of the k tile (8), one input
+channel, and a multi-tile case for the large (hot) tile. Outputs start as NaN.
+"""
+from __future__ import annotations
+
+import dataclasses
+import itertools
+import re
+import shutil
+import subprocess
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import gpuconv
+from gpuconv.conv import launch, launch_common, launch_implicit_gemm
+from gpuconv.conv.geometry import conv2d_geometry
+
+try:
+    import ml_dtypes  # noqa: F401  (registers numpy's "bfloat16")
+    BFLOAT16 = [np.dtype("bfloat16")]
+except ImportError:
+    BFLOAT16 = []
+
+DTYPES = [np.dtype(np.float32), np.dtype(np.float16), np.dtype(np.float64)] + BFLOAT16
+LAYOUTS = ("NCHW", "NHWC")
+ORDERS = ("forward", "reverse", "random")
+# Relative to max(1, max |reference|): half types round the output, float32 sums C*R*S products.
+TOLERANCE = {"float16": 4e-3, "bfloat16": 3e-2, "float32": 2e-5, "float64": 1e-12}
+
+
+@dataclasses.dataclass(frozen=True)
+class Case:
+    name: str
+    x: tuple            # NCHW
+    w: tuple            # KCRS
+    kwargs: dict
+
+    @property
+    def geom(self):
+        return conv2d_geometry(self.x, self.w, **self.kwargs)
+
+
+CASES = [
+    # Padding wider than the filter reach on every side: whole tap rows/columns miss the image.
+    Case("pad_every_side", (2, 3, 5, 6), (4, 3, 3, 3), dict(padding=((2, 3), (3, 2)))),
+    Case("stride2_dil2_asym_pad", (1, 5, 9, 11), (6, 5, 3, 3),
+         dict(stride=2, dilation=2, padding=((3, 1), (0, 2)))),
+    Case("groups3_1x5", (2, 6, 4, 9), (9, 2, 1, 5), dict(padding=(0, 2), groups=3)),
+    Case("5x3_stride3_same", (1, 4, 11, 8), (5, 4, 5, 3), dict(stride=3, padding="same")),
+    Case("7x1_dil3", (2, 3, 16, 5), (4, 3, 7, 1), dict(dilation=(3, 1), padding=(4, 0))),
+    Case("one_channel", (2, 1, 7, 6), (3, 1, 3, 3), dict(padding=1)),
+    Case("depthwise_mult2", (1, 4, 6, 7), (8, 1, 3, 3), dict(padding=1, groups=4)),
+    Case("1x1_stride2", (2, 5, 7, 8), (3, 5, 1, 1), dict(stride=2)),
+    Case("filter_wider_than_input", (1, 2, 3, 4), (2, 2, 5, 5), dict(padding=2)),
+    Case("taps32_4x8", (1, 3, 6, 10), (3, 3, 4, 8), dict(padding=((1, 2), (3, 4)))),
+    Case("groups2_s2_d2_same", (1, 8, 9, 8), (4, 4, 3, 3),
+         dict(stride=2, dilation=2, padding="same", groups=2)),
+]
+CASE_BY_NAME = {c.name: c for c in CASES}
+# 36 taps: more than a row's mask holds, so "auto" runs the analytic kernel.
+WIDE_FILTER = Case("taps36_6x6", (1, 2, 8, 9), (3, 2, 6, 6), dict(padding=((2, 3), (1, 4))))
+# Several 128x128 tiles along M and N and many k-tiles (run with the large tile forced).
+MULTI_TILE = Case("multi_tile", (2, 9, 11, 37), (70, 9, 3, 3), dict(padding=1))
+
+
+def test_cases_cover_what_they_claim():
+    for case in CASES:
+        g = case.geom
+        assert g.R * g.S <= launch_implicit_gemm.MAX_TAPS, case.name
+    ragged = [c for c in CASES if (c.geom.C_per_group * c.geom.R * c.geom.S) % 8]
+    assert len(ragged) >= 6
+    g = CASE_BY_NAME["pad_every_side"].geom
+    assert min(g.pad_top, g.pad_bottom, g.pad_left, g.pad_right) >= g.R - 1
+    assert CASE_BY_NAME["taps32_4x8"].geom.R * CASE_BY_NAME["taps32_4x8"].geom.S == 32
+    assert WIDE_FILTER.geom.R * WIDE_FILTER.geom.S > launch_implicit_gemm.MAX_TAPS
+
+
+# ------------------------------------------------------------------------------------ helpers
+
+
+def to_layout(a, data_format):
+    return np.ascontiguousarray(a.transpose(0, 2, 3, 1)) if data_format == "NHWC" else a
+
+
+def make_inputs(case: Case, dtype, data_format: str, kind: str, rng, *, bias=False, residual=False):
+    def make(shape, salt):
+        if kind == "random":
+            return rng.standard_normal(shape)
+        if kind == "ones":
+            return np.ones(shape)
+        # Position-dependent small integers: exact sums in every dtype, and wrong indices show.
+        return ((np.arange(int(np.prod(shape))) * (7 + salt)) % 11 - 5).reshape(shape) / 2.0
+
+    g = case.geom
+    x = to_layout(make(case.x, 0), data_format).astype(dtype)
+    w = make(case.w, 2).astype(dtype)
+    b = make((g.K,), 4).astype(dtype) if bias else None
+    r = to_layout(make(g.output_shape, 6), data_format).astype(dtype) if residual else None
+    return x, w, b, r
+
+
+def run_kernel(case: Case, x, w, b=None, r=None, *, iterator, data_format, order="forward",
+               activation=None):
+    g = case.geom
+    shape = (g.N, g.P, g.Q, g.K) if data_format == "NHWC" else g.output_shape
+    out = np.full(shape, np.nan, dtype=x.dtype)
+    with gpuconv.simulate(order=order, seed=11):
+        y = launch.conv2d(g, x, w, b, residual=r, activation=activation, algorithm="implicit_gemm",
+                          data_format=data_format, out=out, executor="simulator",
+                          iterator=iterator)
+    assert y is out
+    return y
+
+
+def reference(case: Case, x, w, b=None, r=None, *, data_format, activation=None):
+    return gpuconv.conv2d(x, w, b, **case.kwargs, residual=r, activation=activation,
+                          data_format=data_format)
+
+
+def assert_close(actual, expected, dtype, exact=False):
+    assert actual.shape == expected.shape and actual.dtype == expected.dtype
+    a, e = actual.astype(np.float64), expected.astype(np.float64)
+    assert not np.isnan(a).any(), "an output element was never written"
+    tol = 0.0 if exact else TOLERANCE[np.dtype(dtype).name] * max(1.0, float(np.abs(e).max()))
+    np.testing.assert_allclose(a, e, rtol=0, atol=tol)
+
+
+def check_both(case, dtype, data_format, order, rng, *, kind="random", **epilogue):
+    """precomputed == reference (within tolerance, exactly for structured inputs) and
+    precomputed == analytic bit for bit."""
+    x, w, b, r = make_inputs(case, dtype, data_format, kind, rng,
+                             bias=epilogue.pop("bias", False), residual=epilogue.pop("residual", False))
+    expected = reference(case, x, w, b, r, data_format=data_format, **epilogue)
+    fast = run_kernel(case, x, w, b, r, iterator="precomputed", data_format=data_format,
+                      order=order, **epilogue)
+    assert_close(fast, expected, dtype, exact=kind != "random" and np.dtype(dtype).name != "bfloat16"
+                 and epilogue.get("activation") in (None, "relu"))
+    readable = run_kernel(case, x, w, b, r, iterator="analytic", data_format=data_format,
+                          order=order, **epilogue)
+    np.testing.assert_array_equal(fast.view(np.uint8), readable.view(np.uint8))
+
+
+# ------------------------------------------------------------------------------------ tests
+
+
+def _grid():
+    """Every case in both layouts, dtype and thread order rotated."""
+    rotation = itertools.cycle(itertools.product(("float32", "float16", "float64"), ORDERS))
+    for case in CASES:
+        for layout in LAYOUTS:
+            dtype, order = next(rotation)
+            yield pytest.param(case.name, layout, dtype, order,
+                               id=f"{case.name}-{layout}-{dtype}-{order}")
+
+
+@pytest.mark.parametrize("case_name, data_format, dtype, order", list(_grid()))
+def test_precomputed_matches_reference_and_analytic(case_name, data_format, dtype, order, rng):
+    check_both(CASE_BY_NAME[case_name], np.dtype(dtype), data_format, order, rng)
+
+
+@pytest.mark.parametrize("data_format", LAYOUTS)
+@pytest.mark.parametrize("dtype", DTYPES, ids=str)
+def test_every_dtype(dtype, data_format, rng):
+    check_both(CASE_BY_NAME["stride2_dil2_asym_pad"], dtype, data_format, "random", rng)
+
+
+@pytest.mark.parametrize("kind", ("arange", "ones"))
+@pytest.mark.parametrize("data_format", LAYOUTS)
+def test_structured_inputs_are_exact(kind, data_format, rng):
+    check_both(CASE_BY_NAME["pad_every_side"], np.dtype(np.float16), data_format, "reverse", rng,
+               kind=kind)
+
+
+@pytest.mark.parametrize("order", ORDERS)
+@pytest.mark.parametrize("data_format", LAYOUTS)
+def test_large_tile_multi_tile(data_format, order, monkeypatch, rng):
+    # With a one-SM device every launch takes the large (hot) 128x128 tile.
+    monkeypatch.setattr(launch_common, "multiprocessor_count", lambda executor: 1)
+    check_both(MULTI_TILE, np.dtype(np.float32), data_format, order, rng,
+               bias=True, residual=True, activation="relu")
+
+
+def test_batch_split_into_launches(monkeypatch, rng):
+    # One image per launch: row offsets restart at each chunk's own batch.
+    case = CASE_BY_NAME["groups2_s2_d2_same"]
+    two_images = dataclasses.replace(case, x=(3,) + case.x[1:])
+    g = two_images.geom
+    monkeypatch.setattr(launch_common, "INDEX_LIMIT", max(g.C * g.H * g.W, g.K * g.P * g.Q) + 1)
+    check_both(two_images, np.dtype(np.float32), "NHWC", "random", rng, bias=True)
+
+
+# ------------------------------------------------------------------------------------ selection
+
+
+@pytest.fixture
+def launched(monkeypatch):
+    """Names of the kernels the launchers ask for."""
+    names = []
+    real = launch_common.ConvCall.kernel
+
+    def spy(self, family, name_expression):
+        names.append(name_expression)
+        return real(self, family, name_expression)
+
+    monkeypatch.setattr(launch_common.ConvCall, "kernel", spy)
+    return names
+
+
+@pytest.mark.parametrize("case, expected", [
+    (CASE_BY_NAME["taps32_4x8"], "conv2d_implicit_gemm_precomputed<"),
+    (CASE_BY_NAME["1x1_stride2"], "conv2d_implicit_gemm_precomputed<"),
+    (WIDE_FILTER, "conv2d_implicit_gemm<"),
+], ids=lambda v: getattr(v, "name", v))
+def test_auto_runs_precomputed_up_to_32_taps(case, expected, launched, rng):
+    x, w, _, _ = make_inputs(case, np.float32, "NCHW", "random", rng)
+    y = run_kernel(case, x, w, iterator="auto", data_format="NCHW")
+    assert launched[-1].startswith(expected)
+    assert_close(y, reference(case, x, w, data_format="NCHW"), np.float32)
+
+
+def test_public_conv2d_runs_precomputed(launched, rng):
+    case = CASE_BY_NAME["5x3_stride3_same"]
+    x, w, _, _ = make_inputs(case, np.float32, "NHWC", "random", rng)
+    with gpuconv.simulate():
+        y = gpuconv.conv2d(x, w, **case.kwargs, algorithm="implicit_gemm", data_format="NHWC")
+    assert launched[-1].startswith("conv2d_implicit_gemm_precomputed<float, true")
+    assert_close(y, reference(case, x, w, data_format="NHWC"), np.float32)
+
+
+def test_forced_analytic_and_precomputed_are_the_two_kernels(launched, rng):
+    case = CASE_BY_NAME["one_channel"]
+    x, w, _, _ = make_inputs(case, np.float64, "NHWC", "random", rng)
+    for iterator, kernel in launch_implicit_gemm.KERNELS.items():
+        run_kernel(case, x, w, iterator=iterator, data_format="NHWC")
+        assert launched[-1].startswith(kernel + "<double, true")
+
+
+def test_precomputed_refuses_more_than_32_taps(rng):
+    x, w, _, _ = make_inputs(WIDE_FILTER, np.float32, "NCHW", "random", rng)
+    with pytest.raises(ValueError, match=r"iterator='precomputed' needs R\*S <= 32 .* 6x6 = 36"):
+        run_kernel(WIDE_FILTER, x, w, iterator="precomputed", data_format="NCHW")
+    y = run_kernel(WIDE_FILTER, x, w, iterator="analytic", data_format="NCHW")
+    assert_close(y, reference(WIDE_FILTER, x, w, data_format="NCHW"), np.float32)
+
+
+@pytest.mark.parametrize("bad", ("optimized", "", None, 1))
+def test_unknown_iterator_is_refused(bad, rng):
+    case = CASE_BY_NAME["one_channel"]
+    x, w, _, _ = make_inputs(case, np.float32, "NCHW", "random", rng)
+    with pytest.raises(ValueError, match="iterator must be one of 'auto', 'precomputed', 'analytic'"):
+        run_kernel(case, x, w, iterator=bad, data_format="NCHW")
+
+
+def test_both_kernels_are_registered_and_hot():
+    family = launch_implicit_gemm.FAMILY
+    for kernel in launch_implicit_gemm.KERNELS.values():
+        for t, nhwc in itertools.product(("float", "__half"), ("false", "true")):
+            name = f"{kernel}<{t}, {nhwc}, 128, 128, 8, 8, 8>"
+            assert name in family.name_expressions and name in family.hot
+
+
+def test_max_taps_matches_the_kernel_header():
+    header = Path(launch_implicit_gemm.__file__).parents[2] / "kernels/common/conv_tap_table.cuh"
+    match = re.search(r"constexpr int MAX_TAPS = (\d+);", header.read_text())
+    assert match and int(match.group(1)) == launch_implicit_gemm.MAX_TAPS
+
+
+# ------------------------------------------------------------------------------------ PTX
+
+
+def _main_loop(ptx: str, kernel: str) -> list[str]:
+    """The instructions of ``kernel``'s main loop: the innermost backward branch whose body
+    holds the FMAs of SimtMma::compute."""
+    body = ptx.split(f".entry {kernel}(", 1)[1].split(".entry ", 1)[0]
+    lines = [s.strip() for s in body.splitlines()]
+    lines = [s for s in lines if s and not s.startswith(("//", ".", "{", "}", ")"))]
+    labels = {s[:-1]: i for i, s in enumerate(lines) if s.endswith(":")}
+    best = None
+    for j, s in enumerate(lines):
+        m = re.match(r"(?:@!?%p\d+\s+)?bra(?:\.uni)?\s+(\S+);", s)
+        if not m or labels.get(m.group(1), j) >= j:
+            continue
+        i = labels[m.group(1)]
+        fmas = sum(1 for t in lines[i:j] if t.startswith("fma."))
+        if fmas and (best is None or fmas > best[2] or (fmas == best[2] and j - i < best[1] - best[0])):
+            best = (i, j, fmas)
+    assert best, f"no loop with FMAs in {kernel}"
+    return [s for s in lines[best[0]:best[1] + 1] if not s.endswith(":")]
+
+
+@pytest.mark.skipif(shutil.which("nvcc") is None, reason="needs nvcc to emit PTX")
+def test_precomputed_main_loop_has_no_division_and_fewer_instructions(tmp_path):
+    # The offline evidence of kernels/conv/NOTES.md: fp32, large tile, sm_90 PTX.
+    kernels_dir = Path(launch_implicit_gemm.__file__).parents[2] / "kernels"
+    params = ", ".join(["const float*"] * 2 + ["int"] * 16 + ["float*"] + ["int"] * 3
+                       + ["const float*"] * 2 + ["int"] * 4)
+    names = {(kernel, nhwc): f"{kernel}<float, {nhwc}, 128, 128, 8, 8, 8>"
+             for kernel in ("conv2d_implicit_gemm", "conv2d_implicit_gemm_precomputed")
+             for nhwc in ("false", "true")}
+    source = tmp_path / "instances.cu"
+    source.write_text(f'#include "{kernels_dir / "conv/implicit_gemm.cu"}"\n' + "".join(
+        f"template __global__ void {name}({params});\n" for name in names.values()))
+    ptx = tmp_path / "instances.ptx"
+    subprocess.run(["nvcc", "-std=c++17", "-arch=sm_90", "-I", str(kernels_dir / "common"),
+                    "--ptx", str(source), "-o", str(ptx)], check=True, capture_output=True)
+    text = ptx.read_text()
+    entries = re.findall(r"\.entry (\S+)\(", text)
+    for nhwc in ("false", "true"):
+        layout = "Lb1" if nhwc == "true" else "Lb0"
+        analytic = _main_loop(text, next(e for e in entries if "20conv2d_implicit_gemmIf" + layout in e))
+        fast = _main_loop(text, next(e for e in entries if "precomputedIf" + layout in e))
+        # FastDivmod's 32x32->64 multiply-high (cvt.u64 / mul.lo.s64): twice per k-tile before.
+        assert sum(s.startswith("mul.lo.s64") for s in analytic) == 2
+        assert not any(s.startswith(("mul.lo.s64", "mul.hi", "div.", "rem.")) for s in fast)
+        assert sum(s.startswith("fma.") for s in fast) == 512
+        assert len(fast) < len(analytic)
