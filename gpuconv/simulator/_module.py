@@ -65,6 +65,16 @@ def clear_memo() -> None:
         _modules.clear()
 
 
+# (source, name expression, order) of every launch that completed in this process: lets the test
+# suite check that every kernel of the library ran under every thread order.
+_launched: set[tuple[str, str, str]] = set()
+
+
+def launched_kernels() -> frozenset[tuple[str, str, str]]:
+    """(source, name expression, order) of each simulated launch that completed so far."""
+    return frozenset(_launched)
+
+
 class Module:
     """Kernels of one compiled source; ``get_function`` as on ``cupy.RawModule``."""
 
@@ -113,11 +123,13 @@ class Function:
         config.shared_mem = _shared_mem(shared_mem, self.max_dynamic_shared_size_bytes, self.name)
         packed = pack_arguments(self.name, self.params, args)
         options = _state.active_simulation()
-        config.order = _abi.ORDER_CODES[options.order if options is not None else "forward"]
+        order = options.order if options is not None else "forward"
+        config.order = _abi.ORDER_CODES[order]
         config.seed = options.seed if options is not None else 0
         config.stack_size = _stack_bytes(self._module.sanitize)
         error = self._module._executor.launch(self._index, config, packed, kernel=self.name)
         _failures.raise_for(error, self.name)
+        _launched.add((self._module.source_name, self.name, order))
 
     def __repr__(self) -> str:
         return f"<simulated kernel {self.name} of {self._module.source_name}>"
