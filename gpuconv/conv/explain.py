@@ -13,7 +13,7 @@ import numpy as np
 
 from .. import _loader, _state
 from .._arrays import check_arrays
-from . import autotune, heuristics, launch_depthwise, launch_direct
+from . import autotune, heuristics, launch_depthwise, launch_direct, launch_implicit_gemm
 from .geometry import (check_algorithm, check_data_format, conv2d_geometry, conv_algorithms,
                        nchw_shape)
 from .launch_common import GEMM_TILES, ceil_div, pick_gemm_tile
@@ -74,7 +74,10 @@ def describe_kernel(algorithm: str, geom, dtype, nhwc: bool, executor: str) -> s
         return f"conv2d_pointwise_{'nhwc' if nhwc else 'nchw'} (tile {tile.template_args})"
     blocks = ceil_div(geom.gemm_m, large.block_m) * ceil_div(geom.K_per_group, large.block_n) * geom.groups
     tile = pick_gemm_tile(dtype, blocks, tile_executor)
-    return f"conv2d_implicit_gemm (tile {tile.template_args}, {'KRSC' if nhwc else 'KCRS'} weights)"
+    iterator = launch_implicit_gemm.choose_iterator(geom)
+    kernel = "conv2d_implicit_gemm" + ("_precomputed" if iterator == "precomputed" else "")
+    return (f"{kernel} (tile {tile.template_args}, {'KRSC' if nhwc else 'KCRS'} weights, "
+            f"{iterator} tap iterator)")
 
 
 def explain(x, weight, bias=None, stride=1, padding=0, dilation=1, groups=1, *,
