@@ -99,7 +99,10 @@ def run(call: ConvCall, *, gemm: str = "own", workspace_bytes: int | None = None
                                                  *chunk.epilogue_args()],
                     shared_mem=tile.smem_bytes(call.dtype))
         else:
+            # NumPy (with ml_dtypes) promotes a bfloat16 product to float32; the epilogue kernel
+            # reads the input's dtype.
             y = xp.matmul(weight_by_group, cols.reshape(g.groups, g.gemm_k, chunk_ldc))
+            y = y.astype(call.dtype, copy=False)
             grid = (ceil_div(n_images * g.P * g.Q, EPILOGUE_THREADS), min(g.K, GRID_YZ_LIMIT), 1)
             epilogue_fn(grid, (EPILOGUE_THREADS, 1, 1), [y, *head, *chunk.shape_args(),
                                                         *chunk.epilogue_args()])
