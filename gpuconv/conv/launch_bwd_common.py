@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import functools
 import math
-from dataclasses import dataclass
 
 import numpy as np
 
@@ -41,28 +40,6 @@ WGRAD_STORE = 0
 WGRAD_PARTIAL = 1
 WGRAD_PARTIAL_ACCUMULATE = 2
 WGRAD_ATOMIC = 3
-
-
-@dataclass(frozen=True)
-class Tile:
-    """A SIMT GEMM block tile (kernels/common/simt_gemm.cuh: SimtTile)."""
-    block_m: int
-    block_n: int
-    block_k: int
-    thread_m: int
-    thread_n: int
-
-    @property
-    def threads(self) -> int:
-        return (self.block_m // self.thread_m) * (self.block_n // self.thread_n)
-
-    @property
-    def template_args(self) -> str:
-        return f"{self.block_m}, {self.block_n}, {self.block_k}, {self.thread_m}, {self.thread_n}"
-
-    def smem_bytes(self, acc_itemsize: int) -> int:
-        # SimtTile::SMEM_ELEMENTS: two stages of k-major A and B tiles, rows padded by 4.
-        return 2 * self.block_k * (self.block_m + 4 + self.block_n + 4) * acc_itemsize
 
 
 def array_module(executor: str):

@@ -14,12 +14,13 @@ Every dx element is written exactly once by one thread: all of them are determin
 from __future__ import annotations
 
 from .._kernels import cuda_type, register
-from .launch_bwd_common import (DEFAULT_SMEM_BYTES, EPILOGUE_BIAS, GRID_YZ_LIMIT, Tile,
-                                acc_dtype, array_module, batch_chunks, bool_name, ceil_div,
+from .gemm_tile import GemmTile
+from .launch_bwd_common import (DEFAULT_SMEM_BYTES, EPILOGUE_BIAS, GRID_YZ_LIMIT, acc_dtype,
+                                array_module, batch_chunks, bool_name, ceil_div,
                                 check_weight_size, contiguous, i32, launch, output, shape_args,
                                 type_names)
 
-TILE = Tile(block_m=128, block_n=64, block_k=8, thread_m=8, thread_n=4)
+TILE = GemmTile(block_m=128, block_n=64, block_k=8, thread_m=8, thread_n=4)
 THREADS = 256  # the element-wise kernels (direct, depthwise, col2im)
 
 # The im2col path's column buffer holds at most this many accumulator values (256 MiB of float);
@@ -146,7 +147,7 @@ def implicit_gemm(call: _Call) -> None:
     w_rskc = contiguous(call.xp, call.weight.transpose(2, 3, 0, 1))
     phases = g.stride_h * g.stride_w
     strides = (g.C * g.H * g.W, 1, g.C) if call.nhwc else (g.C * g.H * g.W, g.H * g.W, 1)
-    smem = TILE.smem_bytes(acc_dtype(call.dtype).itemsize)
+    smem = TILE.mainloop_smem_bytes(acc_dtype(call.dtype).itemsize)
     name = call.name("conv2d_dgrad_implicit_gemm", tile=True)
     for n0, n1 in call.chunks():
         # The largest phase has ceil(H / sh) x ceil(W / sw) pixels per image.
@@ -170,7 +171,7 @@ def im2col_gemm(call: _Call) -> None:
     chunks = call.chunks(max_images=images)
     longest = max(n1 - n0 for n0, n1 in chunks)
     columns = output(xp, (rows * longest * pq,), acc, call.executor)
-    smem = TILE.smem_bytes(acc.itemsize)
+    smem = TILE.mainloop_smem_bytes(acc.itemsize)
     gemm = call.name("conv2d_dgrad_gemm_columns", tile=True)
     col2im = call.name("conv2d_dgrad_col2im")
     for n0, n1 in chunks:
@@ -202,7 +203,7 @@ def pointwise(call: _Call) -> None:
     g = call.geom
     if g.stride_h > 1 or g.stride_w > 1:
         _prefill_unreached(call)
-    smem = TILE.smem_bytes(acc_dtype(call.dtype).itemsize)
+    smem = TILE.mainloop_smem_bytes(acc_dtype(call.dtype).itemsize)
     if call.nhwc:
         name = f"conv2d_dgrad_pointwise_nhwc<{call.t}, {TILE.template_args}>"
         for n0, n1 in call.chunks():

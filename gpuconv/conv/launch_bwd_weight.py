@@ -16,12 +16,13 @@ bias kernels never use atomics.
 from __future__ import annotations
 
 from .._kernels import cuda_type, register
-from .launch_bwd_common import (GRID_YZ_LIMIT, MAX_SPLITS, SplitSums, Tile, acc_dtype,
-                                array_module, batch_chunks, bool_name, ceil_div,
-                                check_weight_size, choose_splits, contiguous, i32, launch,
-                                output, pixels_per_split, shape_args, type_names)
+from .gemm_tile import GemmTile
+from .launch_bwd_common import (GRID_YZ_LIMIT, MAX_SPLITS, SplitSums, acc_dtype, array_module,
+                                batch_chunks, bool_name, ceil_div, check_weight_size,
+                                choose_splits, contiguous, i32, launch, output, pixels_per_split,
+                                shape_args, type_names)
 
-TILE = Tile(block_m=64, block_n=128, block_k=8, thread_m=4, thread_n=8)
+TILE = GemmTile(block_m=64, block_n=128, block_k=8, thread_m=4, thread_n=8)
 DIRECT_THREADS = 256      # WGRAD_DIRECT_THREADS in wgrad_direct.cu
 LANES, ROWS = 32, 8       # WGRAD_DEPTHWISE_LANES/ROWS, BIAS_GRAD_LANES/ROWS
 BIAS_THREADS = 256        # BIAS_GRAD_THREADS
@@ -144,7 +145,7 @@ def implicit_gemm(call: _Call, deterministic: bool):
     (tiles_m, tiles_n), splits = _gemm_grid_splits(call)
     sums = call.sums(splits, allow_atomics=not deterministic)
     dw, ws = sums.pointers
-    smem = TILE.smem_bytes(acc_dtype(call.dtype).itemsize)
+    smem = TILE.mainloop_smem_bytes(acc_dtype(call.dtype).itemsize)
     name = call.name("conv2d_wgrad_implicit_gemm", tile=True)
     for chunk, (n0, n1) in enumerate(call.chunks):
         pps = pixels_per_split((n1 - n0) * g.P * g.Q, splits, TILE.block_k)
@@ -164,7 +165,7 @@ def im2col_gemm(call: _Call, deterministic: bool):
     sums = call.sums(splits, allow_atomics=not deterministic)
     dw, ws = sums.pointers
     columns = output(call.xp, (rows * call.chunk_pixels,), call.dtype, call.executor)
-    smem = TILE.smem_bytes(acc_dtype(call.dtype).itemsize)
+    smem = TILE.mainloop_smem_bytes(acc_dtype(call.dtype).itemsize)
     unfold = call.name("conv2d_wgrad_im2col")
     gemm = call.name("conv2d_wgrad_gemm_columns", tile=True)
     for chunk, (n0, n1) in enumerate(call.chunks):

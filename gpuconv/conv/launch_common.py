@@ -21,6 +21,7 @@ import numpy as np
 
 from .._kernels import cuda_type
 from .._loader import get_function
+from .gemm_tile import GemmTile
 from .geometry import ConvGeometry, is_channel_slice_of_contiguous
 
 # Offsets stay below this in every launch; the 2^20 headroom covers what a tile overhangs the
@@ -48,42 +49,8 @@ def round_up(a: int, b: int) -> int:
     return ceil_div(a, b) * b
 
 
-def accumulator_itemsize(dtype) -> int:
-    """Bytes of the accumulator type: float for half types and float32, double for float64."""
-    return 8 if np.dtype(dtype).name == "float64" else 4
-
-
 def cuda_bool(flag: bool) -> str:
     return "true" if flag else "false"
-
-
-@dataclass(frozen=True)
-class GemmTile:
-    """A SIMT GEMM block tile (kernels/common/simt_gemm.cuh: SimtTile)."""
-    block_m: int
-    block_n: int
-    block_k: int
-    thread_m: int
-    thread_n: int
-
-    @property
-    def threads(self) -> int:
-        return (self.block_m // self.thread_m) * (self.block_n // self.thread_n)
-
-    @property
-    def template_args(self) -> str:
-        return f"{self.block_m}, {self.block_n}, {self.block_k}, {self.thread_m}, {self.thread_n}"
-
-    def smem_bytes(self, dtype) -> int:
-        # SimtTile::SMEM_ELEMENTS: the larger of the main loop's 2 stages of both operand tiles
-        # (rows padded by 4) and the epilogue's stage of one (THREADS_M*4) x (THREADS_N*4 + 1)
-        # segment.
-        pad = 4
-        mainloop = 2 * self.block_k * (self.block_m + pad + self.block_n + pad)
-        stage_m = self.block_m // self.thread_m * 4
-        stage_n = self.block_n // self.thread_n * 4
-        epilogue = stage_m * (stage_n + 1)
-        return max(mainloop, epilogue) * accumulator_itemsize(dtype)
 
 
 # Per dtype: the large tile (8x8 accumulators per thread) and the small one for problems that

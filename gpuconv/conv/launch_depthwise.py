@@ -11,8 +11,8 @@ from __future__ import annotations
 import numpy as np
 
 from .._kernels import CUDA_TYPES, register
-from .launch_common import (GRID_YZ_LIMIT, SMEM_LIMIT, ConvCall, accumulator_itemsize, ceil_div,
-                            cuda_bool, round_up)
+from .gemm_tile import accumulator_itemsize
+from .launch_common import GRID_YZ_LIMIT, SMEM_LIMIT, ConvCall, ceil_div, cuda_bool, round_up
 
 UNROLLED_SIZES = (3, 5, 7)
 DIRECT_THREADS = 256

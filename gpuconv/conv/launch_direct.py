@@ -9,8 +9,8 @@ from __future__ import annotations
 import numpy as np
 
 from .._kernels import CUDA_TYPES, register
-from .launch_common import (GRID_YZ_LIMIT, SMEM_LIMIT, ConvCall, accumulator_itemsize, ceil_div,
-                            cuda_bool, round_up)
+from .gemm_tile import accumulator_itemsize
+from .launch_common import GRID_YZ_LIMIT, SMEM_LIMIT, ConvCall, ceil_div, cuda_bool, round_up
 
 # conv2d_direct_tiled's tile (kernels/conv/direct.cu: DIRECT_*).
 TILE_P = 8

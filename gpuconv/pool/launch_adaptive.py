@@ -11,9 +11,9 @@ from __future__ import annotations
 import numpy as np
 
 from .geometry import AdaptivePool2dGeometry, SpatialPyramidGeometry
-from .launch_common import (BOOLS, TYPES, check_int32, contiguous, ctype, flag, i32,
-                            index_array, launch_elementwise, layout_shape, nhwc, no_indices,
-                            register_family, xp_for)
+from .launch_common import (BOOLS, TYPES, check_int32, contiguous, ctype, flag,
+                            forward_operands, grad_through_switches, i32, launch_elementwise,
+                            layout_shape, nhwc, no_indices, register_family, xp_for)
 
 SPP_LEVELS_PER_LAUNCH = 8   # the kernels' scalar level arguments l0 .. l7
 
@@ -60,10 +60,7 @@ def adaptive_max_pool2d(geom: AdaptivePool2dGeometry, x, *, return_indices: bool
 
 
 def adaptive_avg_pool2d(geom: AdaptivePool2dGeometry, x, *, data_format: str, executor: str):
-    xp = xp_for(executor)
-    x = contiguous(xp, x)
-    check_int32(x, geom.N * geom.C * geom.P * geom.Q)
-    y = xp.empty(layout_shape(geom.N, geom.C, geom.P, geom.Q, data_format), dtype=x.dtype)
+    x, y = forward_operands(xp_for(executor), geom, x, data_format)
     name = f"adaptive_avg_pool2d_forward<{ctype(x.dtype)}, {nhwc(data_format)}>"
     launch_elementwise(ADAPTIVE_POOL, name, executor, y.size, (x, y, *_sizes(geom)))
     return y
@@ -71,19 +68,10 @@ def adaptive_avg_pool2d(geom: AdaptivePool2dGeometry, x, *, data_format: str, ex
 
 def grad_adaptive_max_pool2d(geom: AdaptivePool2dGeometry, grad_output, x, *, indices,
                              data_format: str, deterministic: bool, executor: str):
-    xp = xp_for(executor)
-    x = contiguous(xp, x)
-    check_int32(x, grad_output)
-    if indices is None:
-        indices = adaptive_max_indices(geom, x, data_format, executor)[1]
-    else:
-        indices = index_array(xp, indices)
-    grad_output = contiguous(xp, grad_output)
-    grad_input = xp.empty(x.shape, dtype=grad_output.dtype)
-    name = f"adaptive_max_pool2d_backward<{ctype(grad_output.dtype)}, {nhwc(data_format)}>"
-    launch_elementwise(ADAPTIVE_POOL, name, executor, grad_input.size,
-                       (grad_output, indices, grad_input, *_sizes(geom)))
-    return grad_input
+    return grad_through_switches(
+        xp_for(executor), ADAPTIVE_POOL, "adaptive_max_pool2d_backward", grad_output, x, indices,
+        lambda x: adaptive_max_indices(geom, x, data_format, executor)[1], _sizes(geom),
+        data_format=data_format, executor=executor)
 
 
 def grad_adaptive_avg_pool2d(geom: AdaptivePool2dGeometry, grad_output, x, *, data_format: str,

@@ -114,3 +114,32 @@ def launch_elementwise(family, name: str, executor: str, total: int, args) -> No
 def no_indices(xp):
     """The int64 argument of a kernel instantiated not to touch its index array."""
     return xp.empty(1, dtype=np.int64)
+
+
+def forward_operands(xp, geom, x, data_format: str):
+    """(x contiguous, an uninitialized output of shape (N, C, P, Q) in ``data_format``): what a
+    pooling forward over ``geom`` launches on. ``xp`` is the launcher's array module (tests
+    substitute one that poisons ``empty``)."""
+    x = contiguous(xp, x)
+    check_int32(x, geom.N * geom.C * geom.P * geom.Q)
+    return x, xp.empty(layout_shape(geom.N, geom.C, geom.P, geom.Q, data_format), dtype=x.dtype)
+
+
+def grad_through_switches(xp, family, kernel: str, grad_output, x, indices, recompute_indices,
+                          kernel_args, *, data_format: str, executor: str):
+    """The backward of a max pooling, a gather through its switches: ``kernel<T, NHWC>``
+    (grad_output, indices, grad_input, *kernel_args) over every input element. ``indices`` are
+    the forward's, or, when None, ``recompute_indices(x)`` with x made contiguous. ``xp`` as in
+    ``forward_operands``."""
+    x = contiguous(xp, x)
+    check_int32(x, grad_output)
+    if indices is None:
+        indices = recompute_indices(x)
+    else:
+        indices = index_array(xp, indices)
+    grad_output = contiguous(xp, grad_output)
+    grad_input = xp.empty(x.shape, dtype=grad_output.dtype)
+    name = f"{kernel}<{ctype(grad_output.dtype)}, {nhwc(data_format)}>"
+    launch_elementwise(family, name, executor, grad_input.size,
+                       (grad_output, indices, grad_input, *kernel_args))
+    return grad_input

@@ -11,8 +11,9 @@ import numpy as np
 
 from .geometry import Pool2dGeometry
 from .launch_common import (BOOLS, TYPES, acc_dtype, acc_scalar, check_int32, contiguous, ctype,
-                            flag, i32, index_array, launch_elementwise, layout_shape, nhwc,
-                            no_indices, register_family, xp_for)
+                            flag, forward_operands, grad_through_switches, i32,
+                            launch_elementwise, layout_shape, nhwc, no_indices, register_family,
+                            xp_for)
 
 
 # I: the forward writes indices (return_indices, or the backward's recomputation)
@@ -62,9 +63,7 @@ def _max_forward(geom, x, y, indices, data_format, executor):
 
 def max_pool2d(geom: Pool2dGeometry, x, *, return_indices: bool, data_format: str, executor: str):
     xp = xp_for(executor)
-    x = contiguous(xp, x)
-    check_int32(x, geom.N * geom.C * geom.P * geom.Q)
-    y = xp.empty(layout_shape(geom.N, geom.C, geom.P, geom.Q, data_format), dtype=x.dtype)
+    x, y = forward_operands(xp, geom, x, data_format)
     indices = xp.empty(y.shape, dtype=np.int64) if return_indices else None
     _max_forward(geom, x, y, indices, data_format, executor)
     return (y, indices) if return_indices else y
@@ -72,20 +71,11 @@ def max_pool2d(geom: Pool2dGeometry, x, *, return_indices: bool, data_format: st
 
 def grad_max_pool2d(geom: Pool2dGeometry, grad_output, x, *, indices, data_format: str,
                     deterministic: bool, executor: str):
-    xp = xp_for(executor)
-    x = contiguous(xp, x)
-    check_int32(x, grad_output)
-    if indices is None:
-        indices = _max_pool_indices(geom, x, data_format, executor)[1]
-    else:
-        indices = index_array(xp, indices)
-    grad_output = contiguous(xp, grad_output)
-    grad_input = xp.empty(x.shape, dtype=grad_output.dtype)
-    name = f"max_pool2d_backward<{ctype(grad_output.dtype)}, {nhwc(data_format)}>"
-    launch_elementwise(MAX_POOL, name, executor, grad_input.size,
-                       (grad_output, indices, grad_input, *_window_args(geom),
-                        *_padding_args(geom), *_dilation_args(geom)))
-    return grad_input
+    return grad_through_switches(
+        xp_for(executor), MAX_POOL, "max_pool2d_backward", grad_output, x, indices,
+        lambda x: _max_pool_indices(geom, x, data_format, executor)[1],
+        (*_window_args(geom), *_padding_args(geom), *_dilation_args(geom)),
+        data_format=data_format, executor=executor)
 
 
 # --------------------------------------------------------------------------------------------
@@ -98,10 +88,7 @@ def _avg_args(count_include_pad: bool, divisor_override):
 
 def avg_pool2d(geom: Pool2dGeometry, x, *, count_include_pad: bool, divisor_override,
                data_format: str, executor: str):
-    xp = xp_for(executor)
-    x = contiguous(xp, x)
-    check_int32(x, geom.N * geom.C * geom.P * geom.Q)
-    y = xp.empty(layout_shape(geom.N, geom.C, geom.P, geom.Q, data_format), dtype=x.dtype)
+    x, y = forward_operands(xp_for(executor), geom, x, data_format)
     name = f"avg_pool2d_forward<{ctype(x.dtype)}, {nhwc(data_format)}>"
     launch_elementwise(AVG_POOL, name, executor, y.size,
                        (x, y, *_window_args(geom), *_padding_args(geom),
@@ -128,10 +115,7 @@ def grad_avg_pool2d(geom: Pool2dGeometry, grad_output, x, *, count_include_pad: 
 
 
 def lp_pool2d(geom: Pool2dGeometry, x, *, norm_type: float, data_format: str, executor: str):
-    xp = xp_for(executor)
-    x = contiguous(xp, x)
-    check_int32(x, geom.N * geom.C * geom.P * geom.Q)
-    y = xp.empty(layout_shape(geom.N, geom.C, geom.P, geom.Q, data_format), dtype=x.dtype)
+    x, y = forward_operands(xp_for(executor), geom, x, data_format)
     name = f"lp_pool2d_forward<{ctype(x.dtype)}, {nhwc(data_format)}>"
     launch_elementwise(LP_POOL, name, executor, y.size,
                        (x, y, *_window_args(geom), acc_scalar(x.dtype, norm_type)))

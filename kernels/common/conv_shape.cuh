@@ -6,6 +6,8 @@
 // the top/left paddings (bottom/right paddings only shape P and Q, which the launcher computed).
 #pragma once
 
+#include "dtypes.cuh"
+
 namespace gc {
 
 struct ConvShape {
@@ -29,6 +31,29 @@ struct Strides4 {
 template <bool NHWC>
 __device__ __forceinline__ Strides4 packed_strides(int C, int H, int W) {
   return NHWC ? Strides4{H * W * C, 1, W * C, C} : Strides4{C * H * W, H * W, W, 1};
+}
+
+// Adds to `acc` the products of one input channel's dilated window at (h0, w0) (row stride
+// xs.h, column stride xs.w; taps outside the H x W plane read the zero padding) with its
+// filter taps w_rs[r * S + s]: the main loop of the one-thread-per-output kernels. FR/FS > 0
+// fix R/S at compile time, so that the taps unroll.
+template <int FR, int FS, class A, class T>
+__device__ __forceinline__ void accumulate_window(A& acc, const T* xc, const T* w_rs, int h0,
+                                                  int w0, int R, int S, int H, int W, int dil_h,
+                                                  int dil_w, const Strides4& xs) {
+  const int taps_r = FR > 0 ? FR : R;
+  const int taps_s = FS > 0 ? FS : S;
+#pragma unroll
+  for (int r = 0; r < taps_r; ++r) {
+    const int h = h0 + r * dil_h;
+    if (unsigned(h) >= unsigned(H)) continue;
+#pragma unroll
+    for (int s = 0; s < taps_s; ++s) {
+      const int ww = w0 + s * dil_w;
+      if (unsigned(ww) < unsigned(W))
+        acc += to_acc(xc[h * xs.h + ww * xs.w]) * to_acc(w_rs[r * taps_s + s]);
+    }
+  }
 }
 
 }  // namespace gc

@@ -1,42 +1,15 @@
 // Index arithmetic shared by the pooling and region-of-interest kernels: the two activation
-// layouts, flat-index decoding, grid-stride loops, PyTorch's window and adaptive-bin bounds, and
-// the max-with-NaN rule.
+// layouts, flat-index decoding (flat_index.cuh), grid-stride loops, PyTorch's window and
+// adaptive-bin bounds, and the max-with-NaN rule.
 //
 // Every kernel is written once over a logical (N, C, H, W) activation; the template flag kNHWC
 // picks the storage order. Offsets are 32-bit ints: the launchers refuse arrays of 2^31 or more
 // elements with a clear error (design.md, "32-bit indexing is the fast path").
 #pragma once
 
+#include "flat_index.cuh"  // Coord4, unflatten
+
 namespace gc {
-
-// A logical coordinate of a 4-D activation.
-struct Coord4 {
-  int n, c, h, w;
-};
-
-// The coordinate of the element at flat position `index` of a contiguous (N, C, H, W) array
-// stored NCHW (w fastest) or NHWC (c fastest). Threads with consecutive indices touch
-// consecutive addresses in both layouts, which is what makes every elementwise pass coalesced.
-template <bool kNHWC>
-__device__ __forceinline__ Coord4 unflatten(int index, int C, int H, int W) {
-  Coord4 o;
-  if (kNHWC) {
-    o.c = index % C;
-    index /= C;
-    o.w = index % W;
-    index /= W;
-    o.h = index % H;
-    o.n = index / H;
-  } else {
-    o.w = index % W;
-    index /= W;
-    o.h = index % H;
-    index /= H;
-    o.c = index % C;
-    o.n = index / C;
-  }
-  return o;
-}
 
 // Offset of element (n, c, 0, 0): adding `(h * W + w) * pixel_stride` reaches (n, c, h, w).
 template <bool kNHWC>

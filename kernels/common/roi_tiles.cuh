@@ -5,6 +5,8 @@
 // is fixed, so the result is bitwise reproducible without atomics.
 #pragma once
 
+#include "flat_index.cuh"  // Coord4
+
 namespace gc {
 
 constexpr int kRoiTileThreads = 256;  // threads per block of the gather kernels
@@ -52,6 +54,33 @@ __device__ __forceinline__ int append_in_order(bool flag, int id, int* list, int
   if (flag) list[before + __popc(ballot & ((1u << lane) - 1u))] = id;
   __syncthreads();  // warp_counts is rewritten by the next call; list is read after this
   return total;
+}
+
+// Lists, in increasing order, the rois from `scanned` on for which touches(k) holds, until every
+// roi is scanned or the list cannot take another round of kRoiTileThreads; returns the list
+// size and advances `scanned` past the rois tested. Every thread of the block must call it.
+template <class Touches>
+__device__ __forceinline__ int list_touching_rois(int& scanned, int num_rois, int* list,
+                                                  int* warp_counts, Touches&& touches) {
+  int list_size = 0;
+  while (scanned < num_rois && list_size + kRoiTileThreads <= kRoiListCapacity) {
+    const int k = scanned + threadIdx.x;
+    const bool flag = k < num_rois && touches(k);
+    list_size = append_in_order(flag, k, list, list_size, warp_counts);
+    scanned += kRoiTileThreads;
+  }
+  return list_size;
+}
+
+// Element `item` of a tile's tile_pixels * channels input elements (tile_w pixels a row):
+// channels fastest in NHWC, columns fastest in NCHW, so that the items of a warp are
+// neighbouring addresses either way.
+template <bool kNHWC>
+__device__ __forceinline__ Coord4 tile_element(const PixelTile& tile, int item, int channels,
+                                               int tile_pixels, int tile_w) {
+  const int c = kNHWC ? item % channels : item / tile_pixels;
+  const int pixel = kNHWC ? item / channels : item % tile_pixels;
+  return Coord4{tile.n, c, tile.h0 + pixel / tile_w, tile.w0 + pixel % tile_w};
 }
 
 }  // namespace gc

@@ -51,7 +51,7 @@ struct SimtTile {
   static constexpr int STAGE_LD = STAGE_N + 1;
   static constexpr int EPILOGUE_ELEMENTS = STAGE_M * STAGE_LD;
   // ... and a kernel that also runs SimtMma::epilogue in it
-  // (gpuconv/conv/launch_common.py: GemmTile.smem_bytes).
+  // (gpuconv/conv/gemm_tile.py: GemmTile.smem_bytes; mainloop_smem_bytes is SMEM_ELEMENTS).
   static constexpr int STAGED_SMEM_ELEMENTS =
       SMEM_ELEMENTS > EPILOGUE_ELEMENTS ? SMEM_ELEMENTS : EPILOGUE_ELEMENTS;
   static_assert(THREAD_M % 4 == 0 && THREAD_N % 4 == 0, "thread tiles are made of 4-wide vectors");

@@ -22,6 +22,7 @@
 #include "conv_shape.cuh"
 #include "dtypes.cuh"
 #include "epilogue.cuh"
+#include "flat_index.cuh"
 
 template <class T, bool NHWC, int FR, int FS>
 __global__ void conv2d_depthwise_direct(const T* __restrict__ x, const T* __restrict__ w,
@@ -42,33 +43,15 @@ __global__ void conv2d_depthwise_direct(const T* __restrict__ x, const T* __rest
   // (fewer than 2^31 - 2^20 per launch), so idx never overflows.
   const int idx = blockIdx.x * blockDim.x + threadIdx.x;
   if (idx >= N * K * P * Q) return;
-  int n, k, p, q, t;
-  if (NHWC) {
-    k = idx % K; t = idx / K;
-    q = t % Q;   t /= Q;
-    p = t % P;   n = t / P;
-  } else {
-    q = idx % Q; t = idx / Q;
-    p = t % P;   t /= P;
-    k = t % K;   n = t / K;
-  }
+  const gc::Coord4 o = gc::unflatten<NHWC>(idx, K, P, Q);
+  const int n = o.n, k = o.c, p = o.h, q = o.w;
   const T* xc = x + n * xs.n + (k / multiplier) * xs.c;
   const T* wk = w + k * taps_r * taps_s;
   const int h0 = p * stride_h - pad_h;
   const int w0 = q * stride_w - pad_w;
   A acc = 0;
   // main loop
-#pragma unroll
-  for (int r = 0; r < taps_r; ++r) {
-    const int h = h0 + r * dil_h;
-    if (unsigned(h) >= unsigned(H)) continue;
-#pragma unroll
-    for (int s = 0; s < taps_s; ++s) {
-      const int ww = w0 + s * dil_w;
-      if (unsigned(ww) < unsigned(W))
-        acc += gc::to_acc(xc[h * xs.h + ww * xs.w]) * gc::to_acc(wk[r * taps_s + s]);
-    }
-  }
+  gc::accumulate_window<FR, FS>(acc, xc, wk, h0, w0, R, S, H, W, dil_h, dil_w, xs);
   // epilogue
   epi.store(n, k, p * Q + q, acc);
 }

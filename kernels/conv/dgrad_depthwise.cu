@@ -47,18 +47,11 @@ __global__ void conv2d_dgrad_depthwise_nchw(const T* __restrict__ dy, const T* _
   const gc::PositionTaps tw = gc::position_taps(x_w, pad_w, stride_w, dil_w, S);
   // main loop
   A acc = A(0);
-  for (int i = 0; i < th.taps.count; ++i) {
-    const int p = th.out0 - i * th.out_step;
-    if (unsigned(p) >= unsigned(P)) continue;
-    const int r = th.taps.first + i * th.taps.step;
-    for (int j = 0; j < tw.taps.count; ++j) {
-      const int q = tw.out0 - j * tw.out_step;
-      if (unsigned(q) >= unsigned(Q)) continue;
-      const int rs = r * S + tw.taps.first + j * tw.taps.step;
-      for (int m = 0; m < multiplier; ++m)
-        acc += filter[m * RS + rs] * gc::to_acc(dy_c[m * PQ + p * Q + q]);
-    }
-  }
+  gc::for_each_reaching_tap(th, tw, P, Q, [&](int p, int q, int r, int s) {
+    const int rs = r * S + s;
+    for (int m = 0; m < multiplier; ++m)
+      acc += filter[m * RS + rs] * gc::to_acc(dy_c[m * PQ + p * Q + q]);
+  });
   // epilogue
   const gc::Epilogue<T> epi{dx, C * HW, HW, 1, bias, nullptr, 0, 0, 0, epilogue};
   epi.store(n, c, hw, acc);
@@ -86,19 +79,11 @@ __global__ void conv2d_dgrad_depthwise_nhwc(const T* __restrict__ dy, const T* _
   const gc::PositionTaps tw = gc::position_taps(x_w, pad_w, stride_w, dil_w, S);
   // main loop
   A acc = A(0);
-  for (int i = 0; i < th.taps.count; ++i) {
-    const int p = th.out0 - i * th.out_step;
-    if (unsigned(p) >= unsigned(P)) continue;
-    const int r = th.taps.first + i * th.taps.step;
-    for (int j = 0; j < tw.taps.count; ++j) {
-      const int q = tw.out0 - j * tw.out_step;
-      if (unsigned(q) >= unsigned(Q)) continue;
-      const int s = tw.taps.first + j * tw.taps.step;
-      const T* w_tap = w_rsk + (r * S + s) * K + k0;
-      const T* dy_pixel = dy + ((n * P + p) * Q + q) * K + k0;
-      for (int m = 0; m < multiplier; ++m) acc += gc::to_acc(w_tap[m]) * gc::to_acc(dy_pixel[m]);
-    }
-  }
+  gc::for_each_reaching_tap(th, tw, P, Q, [&](int p, int q, int r, int s) {
+    const T* w_tap = w_rsk + (r * S + s) * K + k0;
+    const T* dy_pixel = dy + ((n * P + p) * Q + q) * K + k0;
+    for (int m = 0; m < multiplier; ++m) acc += gc::to_acc(w_tap[m]) * gc::to_acc(dy_pixel[m]);
+  });
   // epilogue
   const gc::Epilogue<T> epi{dx, HW * C, 1, C, bias, nullptr, 0, 0, 0, epilogue};
   epi.store(n, c, hw, acc);

@@ -8,6 +8,7 @@
 #include "conv_shape.cuh"
 #include "dtypes.cuh"
 #include "epilogue.cuh"
+#include "flat_index.cuh"
 #include "../conv/dgrad_operands.cuh"
 
 template <class T, bool NHWC>
@@ -20,19 +21,8 @@ __global__ void conv2d_dgrad_direct(const T* __restrict__ dy, const T* __restric
   const int HW = H * W;
   const int e = blockIdx.x * blockDim.x + threadIdx.x;
   if (e >= N * C * HW) return;
-  int n, c, h, x_w;
-  if (NHWC) {
-    c = e % C;
-    const int nhw = e / C;
-    n = nhw / HW;
-    h = (nhw % HW) / W;
-    x_w = nhw % W;
-  } else {
-    x_w = e % W;
-    h = (e / W) % H;
-    c = (e / HW) % C;
-    n = e / (C * HW);
-  }
+  const gc::Coord4 o = gc::unflatten<NHWC>(e, C, H, W);
+  const int n = o.n, c = o.c, h = o.h, x_w = o.w;
   const int c_per_group = C / groups;
   const int k_per_group = K / groups;
   const int group = c / c_per_group;
@@ -44,21 +34,13 @@ __global__ void conv2d_dgrad_direct(const T* __restrict__ dy, const T* __restric
   const gc::PositionTaps tw = gc::position_taps(x_w, pad_w, stride_w, dil_w, S);
   // main loop: the taps of the pixel's phase, then the group's filters
   A acc = A(0);
-  for (int i = 0; i < th.taps.count; ++i) {
-    const int p = th.out0 - i * th.out_step;
-    if (unsigned(p) >= unsigned(P)) continue;
-    const int r = th.taps.first + i * th.taps.step;
-    for (int j = 0; j < tw.taps.count; ++j) {
-      const int q = tw.out0 - j * tw.out_step;
-      if (unsigned(q) >= unsigned(Q)) continue;
-      const int s = tw.taps.first + j * tw.taps.step;
-      const T* w_tap = w_c + r * S + s;
-      const T* dy_pixel = NHWC ? dy + ((n * P + p) * Q + q) * K + group * k_per_group
-                               : dy + ((n * K + group * k_per_group) * P + p) * Q + q;
-      for (int k = 0; k < k_per_group; ++k)
-        acc += gc::to_acc(w_tap[k * filter_stride]) * gc::to_acc(dy_pixel[k * dy_channel_stride]);
-    }
-  }
+  gc::for_each_reaching_tap(th, tw, P, Q, [&](int p, int q, int r, int s) {
+    const T* w_tap = w_c + r * S + s;
+    const T* dy_pixel = NHWC ? dy + ((n * P + p) * Q + q) * K + group * k_per_group
+                             : dy + ((n * K + group * k_per_group) * P + p) * Q + q;
+    for (int k = 0; k < k_per_group; ++k)
+      acc += gc::to_acc(w_tap[k * filter_stride]) * gc::to_acc(dy_pixel[k * dy_channel_stride]);
+  });
   // epilogue
   const gc::Epilogue<T> epi{dx, C * HW, NHWC ? 1 : HW, NHWC ? C : 1, bias, nullptr, 0, 0, 0, epilogue};
   epi.store(n, c, h * W + x_w, acc);

@@ -20,6 +20,7 @@
 #include "dtypes.cuh"
 #include "epilogue.cuh"
 #include "fast_divmod.cuh"
+#include "flat_index.cuh"
 #include "simt_gemm.cuh"
 #include "../conv/dgrad_operands.cuh"
 
@@ -128,35 +129,16 @@ __global__ void conv2d_dgrad_col2im(const gc::acc_t<T>* __restrict__ columns, in
   const int e = blockIdx.x * blockDim.x + threadIdx.x;
   if (e >= n_images * C * HW) return;
   // Element e in dx's own order, so that neighbouring threads write neighbouring addresses.
-  int n, c, h, w;
-  if (NHWC) {
-    c = e % C;
-    const int nhw = e / C;
-    n = nhw / HW;
-    h = (nhw % HW) / W;
-    w = nhw % W;
-  } else {
-    w = e % W;
-    h = (e / W) % H;
-    c = (e / HW) % C;
-    n = e / (C * HW);
-  }
+  const gc::Coord4 o = gc::unflatten<NHWC>(e, C, H, W);
+  const int n = o.n, c = o.c, h = o.h, w = o.w;
   const gc::PositionTaps th = gc::position_taps(h, pad_h, stride_h, dil_h, R);
   const gc::PositionTaps tw = gc::position_taps(w, pad_w, stride_w, dil_w, S);
   // main loop
   const A* col = columns + n * P * Q;
   A acc = A(0);
-  for (int i = 0; i < th.taps.count; ++i) {
-    const int p = th.out0 - i * th.out_step;
-    if (unsigned(p) >= unsigned(P)) continue;
-    const int r = th.taps.first + i * th.taps.step;
-    for (int j = 0; j < tw.taps.count; ++j) {
-      const int q = tw.out0 - j * tw.out_step;
-      if (unsigned(q) >= unsigned(Q)) continue;
-      const int s = tw.taps.first + j * tw.taps.step;
-      acc += col[((c * R + r) * S + s) * ldc + p * Q + q];
-    }
-  }
+  gc::for_each_reaching_tap(th, tw, P, Q, [&](int p, int q, int r, int s) {
+    acc += col[((c * R + r) * S + s) * ldc + p * Q + q];
+  });
   // epilogue
   const gc::Epilogue<T> epi{dx, C * HW, NHWC ? 1 : HW, NHWC ? C : 1, bias, nullptr, 0, 0, 0, epilogue};
   epi.store(n, c, h * W + w, acc);

@@ -280,4 +280,22 @@ __device__ __forceinline__ PositionTaps position_taps(int pos, int pad, int stri
   return t;
 }
 
+// The main loop of every gather kernel: visit(p, q, r, s) for each tap (r, s) that reaches the
+// input pixel of `th` x `tw` from an output pixel (p, q) inside the P x Q output, rows outer.
+template <class Visit>
+__device__ __forceinline__ void for_each_reaching_tap(const PositionTaps& th,
+                                                      const PositionTaps& tw, int P, int Q,
+                                                      Visit&& visit) {
+  for (int i = 0; i < th.taps.count; ++i) {
+    const int p = th.out0 - i * th.out_step;
+    if (unsigned(p) >= unsigned(P)) continue;
+    const int r = th.taps.first + i * th.taps.step;
+    for (int j = 0; j < tw.taps.count; ++j) {
+      const int q = tw.out0 - j * tw.out_step;
+      if (unsigned(q) >= unsigned(Q)) continue;
+      visit(p, q, r, tw.taps.first + j * tw.taps.step);
+    }
+  }
+}
+
 }  // namespace gc

@@ -19,6 +19,20 @@
 #include "simt_gemm.cuh"
 #include "../conv/dgrad_operands.cuh"
 
+namespace {
+
+// The dx pixel h * W + w that output pixel (p, q) of a 1x1 filter reads, or -1 where it reads
+// the padding.
+__device__ __forceinline__ int reached_pixel(int p, int q, int stride_h, int stride_w, int pad_h,
+                                             int pad_w, int H, int W) {
+  const int h = p * stride_h - pad_h;
+  const int x_w = q * stride_w - pad_w;
+  if (unsigned(h) >= unsigned(H) || unsigned(x_w) >= unsigned(W)) return -1;
+  return h * W + x_w;
+}
+
+}  // namespace
+
 template <class T, int BLOCK_M, int BLOCK_N, int BLOCK_K, int THREAD_M, int THREAD_N>
 __global__ void __launch_bounds__((BLOCK_M / THREAD_M) * (BLOCK_N / THREAD_N))
 conv2d_dgrad_pointwise_nchw(const T* __restrict__ dy, const T* __restrict__ w,
@@ -63,13 +77,12 @@ conv2d_dgrad_pointwise_nchw(const T* __restrict__ dy, const T* __restrict__ w,
     if (pq >= PQ) continue;
     int p, q;
     div_q.divmod(pq, p, q);
-    const int h = p * stride_h - pad_h;
-    const int x_w = q * stride_w - pad_w;
-    if (unsigned(h) >= unsigned(H) || unsigned(x_w) >= unsigned(W)) continue;  // a padding pixel
+    const int hw = reached_pixel(p, q, stride_h, stride_w, pad_h, pad_w, H, W);
+    if (hw < 0) continue;
 #pragma unroll
     for (int i = 0; i < THREAD_M; ++i) {
       const int c = m0 + mma.row(i);
-      if (c < c_per_group) epi.store(n, group * c_per_group + c, h * W + x_w, mma.acc[i][j]);
+      if (c < c_per_group) epi.store(n, group * c_per_group + c, hw, mma.acc[i][j]);
     }
   }
 }
@@ -122,13 +135,12 @@ conv2d_dgrad_pointwise_nhwc(const T* __restrict__ dy, const T* __restrict__ w,
     int n, pq, p, q;
     div_pq.divmod(m, n, pq);
     div_q.divmod(pq, p, q);
-    const int h = p * stride_h - pad_h;
-    const int x_w = q * stride_w - pad_w;
-    if (unsigned(h) >= unsigned(H) || unsigned(x_w) >= unsigned(W)) continue;  // a padding pixel
+    const int hw = reached_pixel(p, q, stride_h, stride_w, pad_h, pad_w, H, W);
+    if (hw < 0) continue;
 #pragma unroll
     for (int j = 0; j < THREAD_N; ++j) {
       const int c = n0 + mma.col(j);
-      if (c < c_per_group) epi.store(n, group * c_per_group + c, h * W + x_w, mma.acc[i][j]);
+      if (c < c_per_group) epi.store(n, group * c_per_group + c, hw, mma.acc[i][j]);
     }
   }
 }

@@ -18,6 +18,7 @@
 #include "conv_shape.cuh"
 #include "dtypes.cuh"
 #include "epilogue.cuh"
+#include "flat_index.cuh"
 #include "simt_gemm.cuh"
 
 template <class T, bool NHWC>
@@ -39,16 +40,8 @@ __global__ void conv2d_direct_v1(const T* __restrict__ x, const T* __restrict__ 
   const int idx = blockIdx.x * blockDim.x + threadIdx.x;
   if (idx >= N * K * P * Q) return;
   // Consecutive threads take the output's contiguous dimension: q (NCHW) or k (NHWC).
-  int n, k, p, q, t;
-  if (NHWC) {
-    k = idx % K; t = idx / K;
-    q = t % Q;   t /= Q;
-    p = t % P;   n = t / P;
-  } else {
-    q = idx % Q; t = idx / Q;
-    p = t % P;   t /= P;
-    k = t % K;   n = t / K;
-  }
+  const gc::Coord4 o = gc::unflatten<NHWC>(idx, K, P, Q);
+  const int n = o.n, k = o.c, p = o.h, q = o.w;
   const int c0 = (k / k_per_group) * c_per_group;
   const int h0 = p * stride_h - pad_h;
   const int w0 = q * stride_w - pad_w;
@@ -57,15 +50,7 @@ __global__ void conv2d_direct_v1(const T* __restrict__ x, const T* __restrict__ 
   for (int c = 0; c < c_per_group; ++c) {
     const T* xc = x + n * xs.n + (c0 + c) * xs.c;
     const T* wc = w + (k * c_per_group + c) * R * S;
-    for (int r = 0; r < R; ++r) {
-      const int h = h0 + r * dil_h;
-      if (unsigned(h) >= unsigned(H)) continue;
-      for (int s = 0; s < S; ++s) {
-        const int ww = w0 + s * dil_w;
-        if (unsigned(ww) < unsigned(W))
-          acc += gc::to_acc(xc[h * xs.h + ww * xs.w]) * gc::to_acc(wc[r * S + s]);
-      }
-    }
+    gc::accumulate_window<0, 0>(acc, xc, wc, h0, w0, R, S, H, W, dil_h, dil_w, xs);
   }
   // epilogue
   epi.store(n, k, p * Q + q, acc);

@@ -20,6 +20,7 @@
 #include "dtypes.cuh"
 #include "epilogue.cuh"
 #include "fast_divmod.cuh"
+#include "im2col.cuh"
 #include "simt_gemm.cuh"
 
 template <class T, bool NHWC>
@@ -30,29 +31,9 @@ __global__ void conv2d_im2col(const T* __restrict__ x, T* __restrict__ columns, 
                               int dil_w, int groups) {
   const int j = blockIdx.x * blockDim.x + threadIdx.x;
   if (j >= ldc) return;
-  const int PQ = P * Q;
-  const int n_cols = n_images * PQ;
-  const gc::Strides4 xs = gc::packed_strides<NHWC>(C, H, W);
-  int n = 0, h0 = 0, w0 = 0;
-  if (j < n_cols) {
-    const int pq = j % PQ;
-    n = j / PQ;
-    h0 = (pq / Q) * stride_h - pad_h;
-    w0 = (pq % Q) * stride_w - pad_w;
-  }
-  // Channels loop over the grid's y dimension (at most 65535 blocks there).
-  for (int c = blockIdx.y; c < C; c += gridDim.y) {
-    T* dst = columns + c * R * S * ldc + j;
-    const T* src = x + n * xs.n + c * xs.c;
-    for (int r = 0; r < R; ++r) {
-      const int h = h0 + r * dil_h;
-      for (int s = 0; s < S; ++s) {
-        const int w = w0 + s * dil_w;
-        const bool inside = j < n_cols && unsigned(h) < unsigned(H) && unsigned(w) < unsigned(W);
-        dst[(r * S + s) * ldc] = inside ? src[h * xs.h + w * xs.w] : gc::from_acc<T>(0);
-      }
-    }
-  }
+  const gc::ConvShape shape{N, C, H, W, K, R, S, P, Q, pad_h, pad_w,
+                            stride_h, stride_w, dil_h, dil_w, groups};
+  gc::im2col_column<T, NHWC>(x, columns, ldc, n_images * P * Q, j, shape);
 }
 
 // The column buffer as the GEMM's B operand: BLOCK_K x BLOCK_N tiles loaded as one aligned

@@ -14,6 +14,7 @@
 #include "conv_operands.cuh"
 #include "conv_shape.cuh"
 #include "dtypes.cuh"
+#include "im2col.cuh"
 #include "simt_gemm.cuh"
 #include "../conv/wgrad_operands.cuh"
 
@@ -24,25 +25,11 @@ __global__ void conv2d_wgrad_im2col(const T* __restrict__ x, T* __restrict__ col
                                     int pad_h, int pad_w, int stride_h, int stride_w, int dil_h,
                                     int dil_w, int groups) {
   const int j = blockIdx.x * blockDim.x + threadIdx.x;
-  const int PQ = P * Q;
-  if (j >= n_images * PQ) return;
-  const int n = j / PQ;
-  const int pq = j - n * PQ;
-  const int h0 = (pq / Q) * stride_h - pad_h;
-  const int w0 = (pq % Q) * stride_w - pad_w;
-  const gc::Strides4 xs = gc::packed_strides<NHWC>(C, H, W);
-  for (int c = blockIdx.y; c < C; c += gridDim.y) {
-    T* dst = columns + c * R * S * ldc + j;
-    const T* src = x + n * xs.n + c * xs.c;
-    for (int r = 0; r < R; ++r) {
-      const int h = h0 + r * dil_h;
-      for (int s = 0; s < S; ++s) {
-        const int w = w0 + s * dil_w;
-        const bool inside = unsigned(h) < unsigned(H) && unsigned(w) < unsigned(W);
-        dst[(r * S + s) * ldc] = inside ? src[h * xs.h + w * xs.w] : gc::from_acc<T>(0);
-      }
-    }
-  }
+  const int n_cols = n_images * P * Q;
+  if (j >= n_cols) return;
+  const gc::ConvShape shape{N, C, H, W, K, R, S, P, Q, pad_h, pad_w,
+                            stride_h, stride_w, dil_h, dil_w, groups};
+  gc::im2col_column<T, NHWC>(x, columns, ldc, n_cols, j, shape);
 }
 
 template <class T, bool NHWC, int BLOCK_M, int BLOCK_N, int BLOCK_K, int THREAD_M, int THREAD_N>
@@ -91,14 +78,7 @@ conv2d_wgrad_gemm_columns(const T* __restrict__ dy, const T* __restrict__ column
 
   // epilogue
   const gc::WgradEpilogue<T> epi{dw, ws, K * taps, mode};
-#pragma unroll
-  for (int i = 0; i < THREAD_M; ++i) {
-    const int k = m0 + mma.row(i);
-    if (k >= k_per_group) continue;
-#pragma unroll
-    for (int j = 0; j < THREAD_N; ++j) {
-      const int t = n0 + mma.col(j);
-      if (t < taps) epi.store(split, (group * k_per_group + k) * taps + t, mma.acc[i][j]);
-    }
-  }
+  // The columns' rows are (c, r, s) taps in either layout.
+  gc::store_wgrad_tile<Tile, false>(epi, mma, m0, n0, split, group, k_per_group,
+                                    shape.c_per_group(), R * S);
 }

@@ -63,18 +63,6 @@ conv2d_wgrad_implicit_gemm(const T* __restrict__ x, const T* __restrict__ dy,
 
   // epilogue
   const gc::WgradEpilogue<T> epi{dw, ws, K * taps, mode};
-#pragma unroll
-  for (int i = 0; i < THREAD_M; ++i) {
-    const int k = m0 + mma.row(i);
-    if (k >= k_per_group) continue;
-    const int row = (group * k_per_group + k) * taps;
-#pragma unroll
-    for (int j = 0; j < THREAD_N; ++j) {
-      const int t = n0 + mma.col(j);
-      if (t >= taps) continue;
-      // NHWC taps are (r, s, c): dw is KCRS, so c moves by R*S.
-      const int idx = NHWC ? row + (t % c_per_group) * RS + t / c_per_group : row + t;
-      epi.store(split, idx, mma.acc[i][j]);
-    }
-  }
+  // NHWC taps are (r, s, c) (WgradXNhwcSource).
+  gc::store_wgrad_tile<Tile, NHWC>(epi, mma, m0, n0, split, group, k_per_group, c_per_group, RS);
 }

@@ -4,6 +4,23 @@
 #include "dtypes.cuh"
 #include "pool_window.cuh"
 
+namespace {
+
+// Whether switch `index` of input element `o` (a flat index of the Ho x Wo plane (o.n, o.c),
+// plane_size = Ho * Wo) lies inside that plane; `target` gets the output offset it names, or
+// the plane's first element's when it does not (an address that is safe to form).
+template <bool kNHWC>
+__device__ __forceinline__ bool switch_target(const gc::Coord4& o, long long index,
+                                              long long plane_size, int C, int Ho, int Wo,
+                                              int& target) {
+  const bool inside = index >= 0 && index < plane_size;
+  target = gc::plane_offset<kNHWC>(o.n, o.c, C, Ho, Wo) +
+           (inside ? (int)index : 0) * gc::pixel_stride<kNHWC>(C);
+  return inside;
+}
+
+}  // namespace
+
 // Forward in two passes, so that where indices of one plane repeat the last element in
 // row-major order wins (PyTorch's CPU loop; its CUDA kernel leaves it to the race):
 // 1. claim: every input element (n, c, p, q) raises winner[n, c, idx] to 1 + p*Q + q with an
@@ -18,11 +35,9 @@ __global__ void max_unpool2d_claim(const long long* __restrict__ indices, int* _
   const long long plane_size = (long long)Ho * Wo;
   for (long long i = gc::grid_first(); i < total; i += gc::grid_stride()) {
     const gc::Coord4 o = gc::unflatten<kNHWC>((int)i, C, P, Q);
-    const long long index = indices[i];
-    if (index < 0 || index >= plane_size) continue;
-    const int target = gc::plane_offset<kNHWC>(o.n, o.c, C, Ho, Wo) +
-                       (int)index * gc::pixel_stride<kNHWC>(C);
-    atomicMax(winner + target, 1 + o.h * Q + o.w);
+    int target;
+    if (switch_target<kNHWC>(o, indices[i], plane_size, C, Ho, Wo, target))
+      atomicMax(winner + target, 1 + o.h * Q + o.w);
   }
 }
 
@@ -34,11 +49,10 @@ __global__ void max_unpool2d_forward(const T* __restrict__ x, const long long* _
   const long long plane_size = (long long)Ho * Wo;
   for (long long i = gc::grid_first(); i < total; i += gc::grid_stride()) {
     const gc::Coord4 o = gc::unflatten<kNHWC>((int)i, C, P, Q);
-    const long long index = indices[i];
-    if (index < 0 || index >= plane_size) continue;
-    const int target = gc::plane_offset<kNHWC>(o.n, o.c, C, Ho, Wo) +
-                       (int)index * gc::pixel_stride<kNHWC>(C);
-    if (winner[target] == 1 + o.h * Q + o.w) y[target] = x[i];
+    int target;
+    if (switch_target<kNHWC>(o, indices[i], plane_size, C, Ho, Wo, target) &&
+        winner[target] == 1 + o.h * Q + o.w)
+      y[target] = x[i];
   }
 }
 
@@ -53,10 +67,8 @@ __global__ void max_unpool2d_backward(const T* __restrict__ grad_output,
   const long long plane_size = (long long)Ho * Wo;
   for (long long i = gc::grid_first(); i < total; i += gc::grid_stride()) {
     const gc::Coord4 o = gc::unflatten<kNHWC>((int)i, C, P, Q);
-    const long long index = indices[i];
-    const bool inside = index >= 0 && index < plane_size;
-    const int j = gc::plane_offset<kNHWC>(o.n, o.c, C, Ho, Wo) +
-                  (inside ? (int)index : 0) * gc::pixel_stride<kNHWC>(C);
+    int j;
+    const bool inside = switch_target<kNHWC>(o, indices[i], plane_size, C, Ho, Wo, j);
     grad_input[i] = inside ? grad_output[j] : gc::from_acc<T>(gc::acc_t<T>(0));
   }
 }

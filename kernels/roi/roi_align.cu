@@ -55,6 +55,18 @@ __device__ __forceinline__ void for_each_sample(int grid_h, int grid_w, int slic
   }
 }
 
+// Visits, as for_each_sample, this lane's samples of bin (ph, pw) of `box`, passing their
+// coordinates (y, x) in the input plane.
+template <class A, class F>
+__device__ __forceinline__ void for_each_sample_point(const gc::RoiAlignBox<A>& box, int ph,
+                                                      int pw, int slice, int lanes, F&& visit) {
+  for_each_sample(box.roi_bin_grid_h, box.roi_bin_grid_w, slice, lanes, [&](int iy, int ix) {
+    const A y = gc::sample_coordinate(box.roi_start_h, ph, box.bin_size_h, iy, box.roi_bin_grid_h);
+    const A x = gc::sample_coordinate(box.roi_start_w, pw, box.bin_size_w, ix, box.roi_bin_grid_w);
+    visit(y, x);
+  });
+}
+
 template <class T, bool kNHWC>
 __device__ __forceinline__ gc::acc_t<T> bilinear_interpolate(const T* __restrict__ offset_input,
                                                              int ps, int height, int width,
@@ -99,12 +111,7 @@ __global__ void roi_align_forward(const T* __restrict__ input,
         const T* offset_input =
             input + gc::plane_offset<kNHWC>(box.roi_batch_ind, o.c, channels, height, width);
         // main loop
-        for_each_sample(box.roi_bin_grid_h, box.roi_bin_grid_w, lanes.slice, lanes_per_bin,
-                        [&](int iy, int ix) {
-          const A y = gc::sample_coordinate(box.roi_start_h, o.h, box.bin_size_h, iy,
-                                            box.roi_bin_grid_h);
-          const A x = gc::sample_coordinate(box.roi_start_w, o.w, box.bin_size_w, ix,
-                                            box.roi_bin_grid_w);
+        for_each_sample_point(box, o.h, o.w, lanes.slice, lanes_per_bin, [&](A y, A x) {
           output_val += bilinear_interpolate<T, kNHWC>(offset_input, ps, height, width, y, x);
         });
       }
@@ -145,12 +152,7 @@ __global__ void roi_align_backward_atomic(const T* __restrict__ grad_output,
     A* offset_grad_input =
         grad_input + gc::plane_offset<kNHWC>(box.roi_batch_ind, o.c, channels, height, width);
     // main loop
-    for_each_sample(box.roi_bin_grid_h, box.roi_bin_grid_w, lanes.slice, lanes_per_bin,
-                    [&](int iy, int ix) {
-      const A y = gc::sample_coordinate(box.roi_start_h, o.h, box.bin_size_h, iy,
-                                        box.roi_bin_grid_h);
-      const A x = gc::sample_coordinate(box.roi_start_w, o.w, box.bin_size_w, ix,
-                                        box.roi_bin_grid_w);
+    for_each_sample_point(box, o.h, o.w, lanes.slice, lanes_per_bin, [&](A y, A x) {
       const gc::BilinearWeights<A> b = gc::bilinear_weights(height, width, y, x);
       if (!b.inside) return;
       const A g = grad_output_this_bin;

@@ -84,23 +84,17 @@ __global__ void roi_align_backward_gather(const T* __restrict__ grad_output,
     int scanned = 0;
     for (int pass = 0; pass == 0 || scanned < num_rois; ++pass) {
       // the rois of this pass that can touch the tile, in increasing order
-      int list_size = 0;
-      while (scanned < num_rois && list_size + gc::kRoiTileThreads <= gc::kRoiListCapacity) {
-        const int k = scanned + threadIdx.x;
-        bool touches = false;
-        if (k < num_rois) {
-          const gc::RoiAlignBox<A> box =
-              gc::roi_align_box(rois + k * 5, spatial_scale, pooled_height, pooled_width,
-                                sampling_ratio, aligned != 0);
-          const bool sampled = box.roi_bin_grid_h > 0 && box.roi_bin_grid_w > 0;
-          touches = box.roi_batch_ind == n && sampled &&
-                    axis_overlaps(box.roi_start_h, box.bin_size_h, pooled_height, tile.h0,
-                                  tile.h1) &&
-                    axis_overlaps(box.roi_start_w, box.bin_size_w, pooled_width, tile.w0, tile.w1);
-        }
-        list_size = gc::append_in_order(touches, k, list, list_size, warp_counts);
-        scanned += gc::kRoiTileThreads;
-      }
+      const int list_size =
+          gc::list_touching_rois(scanned, num_rois, list, warp_counts, [&](int k) {
+            const gc::RoiAlignBox<A> box =
+                gc::roi_align_box(rois + k * 5, spatial_scale, pooled_height, pooled_width,
+                                  sampling_ratio, aligned != 0);
+            const bool sampled = box.roi_bin_grid_h > 0 && box.roi_bin_grid_w > 0;
+            return box.roi_batch_ind == n && sampled &&
+                   axis_overlaps(box.roi_start_h, box.bin_size_h, pooled_height, tile.h0,
+                                 tile.h1) &&
+                   axis_overlaps(box.roi_start_w, box.bin_size_w, pooled_width, tile.w0, tile.w1);
+          });
       for (int e = threadIdx.x; e < list_size; e += blockDim.x) {
         const gc::RoiAlignBox<A> box =
             gc::roi_align_box(rois + list[e] * 5, spatial_scale, pooled_height, pooled_width,
@@ -113,12 +107,10 @@ __global__ void roi_align_backward_gather(const T* __restrict__ grad_output,
         grid_w[e] = box.roi_bin_grid_w;
       }
       __syncthreads();
-      // main loop: channels fastest in NHWC, columns fastest in NCHW (coalesced either way)
+      // main loop
       for (int item = threadIdx.x; item < items; item += blockDim.x) {
-        const int c = kNHWC ? item % channels : item / tile_pixels;
-        const int pixel = kNHWC ? item / channels : item % tile_pixels;
-        const int h = tile.h0 + pixel / tile_w;
-        const int w = tile.w0 + pixel % tile_w;
+        const gc::Coord4 o = gc::tile_element<kNHWC>(tile, item, channels, tile_pixels, tile_w);
+        const int c = o.c, h = o.h, w = o.w;
         const int offset = gc::offset_of<kNHWC>(n, c, h, w, channels, height, width);
         A grad = pass == 0 ? A(0) : gc::to_acc(grad_input[offset]);
         for (int e = 0; e < list_size; ++e) {

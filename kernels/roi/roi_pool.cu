@@ -154,20 +154,14 @@ __global__ void roi_pool_backward_gather(const T* __restrict__ grad_output,
     int scanned = 0;
     for (int pass = 0; pass == 0 || scanned < num_rois; ++pass) {
       // the rois of this pass whose box overlaps the tile, in increasing order
-      int list_size = 0;
-      while (scanned < num_rois && list_size + gc::kRoiTileThreads <= gc::kRoiListCapacity) {
-        const int k = scanned + threadIdx.x;
-        bool touches = false;
-        if (k < num_rois) {
-          const RoiPoolBox<A> box =
-              roi_pool_box(rois + k * 5, spatial_scale, pooled_height, pooled_width);
-          touches = box.roi_batch_ind == n && box.roi_start_h < tile.h1 &&
-                    box.roi_start_h + box.roi_height > tile.h0 && box.roi_start_w < tile.w1 &&
-                    box.roi_start_w + box.roi_width > tile.w0;
-        }
-        list_size = gc::append_in_order(touches, k, list, list_size, warp_counts);
-        scanned += gc::kRoiTileThreads;
-      }
+      const int list_size =
+          gc::list_touching_rois(scanned, num_rois, list, warp_counts, [&](int k) {
+            const RoiPoolBox<A> box =
+                roi_pool_box(rois + k * 5, spatial_scale, pooled_height, pooled_width);
+            return box.roi_batch_ind == n && box.roi_start_h < tile.h1 &&
+                   box.roi_start_h + box.roi_height > tile.h0 && box.roi_start_w < tile.w1 &&
+                   box.roi_start_w + box.roi_width > tile.w0;
+          });
       for (int e = threadIdx.x; e < list_size; e += blockDim.x) {
         const RoiPoolBox<A> box =
             roi_pool_box(rois + list[e] * 5, spatial_scale, pooled_height, pooled_width);
@@ -179,10 +173,8 @@ __global__ void roi_pool_backward_gather(const T* __restrict__ grad_output,
       __syncthreads();
       // main loop
       for (int item = threadIdx.x; item < items; item += blockDim.x) {
-        const int c = kNHWC ? item % channels : item / tile_pixels;
-        const int pixel = kNHWC ? item / channels : item % tile_pixels;
-        const int h = tile.h0 + pixel / tile_w;
-        const int w = tile.w0 + pixel % tile_w;
+        const gc::Coord4 o = gc::tile_element<kNHWC>(tile, item, channels, tile_pixels, tile_w);
+        const int c = o.c, h = o.h, w = o.w;
         const int offset = gc::offset_of<kNHWC>(n, c, h, w, channels, height, width);
         const long long self = (long long)h * width + w;
         A grad = pass == 0 ? A(0) : gc::to_acc(grad_input[offset]);

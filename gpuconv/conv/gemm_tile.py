@@ -1,0 +1,50 @@
+"""The SIMT GEMM block tile as the conv launchers see it (kernels/common/simt_gemm.cuh:
+SimtTile): its template arguments, thread count and dynamic shared memory. One class for the
+forward and backward launchers, so that a change to the kernels' tile layout is made once."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+
+def accumulator_itemsize(dtype) -> int:
+    """Bytes of the accumulator type: float for half types and float32, double for float64."""
+    return 8 if np.dtype(dtype).name == "float64" else 4
+
+
+@dataclass(frozen=True)
+class GemmTile:
+    """A SIMT GEMM block tile (kernels/common/simt_gemm.cuh: SimtTile)."""
+    block_m: int
+    block_n: int
+    block_k: int
+    thread_m: int
+    thread_n: int
+
+    @property
+    def threads(self) -> int:
+        return (self.block_m // self.thread_m) * (self.block_n // self.thread_n)
+
+    @property
+    def template_args(self) -> str:
+        return f"{self.block_m}, {self.block_n}, {self.block_k}, {self.thread_m}, {self.thread_n}"
+
+    def mainloop_smem_elements(self) -> int:
+        # SimtTile::SMEM_ELEMENTS: two stages of k-major A and B tiles, rows padded by 4.
+        pad = 4
+        return 2 * self.block_k * (self.block_m + pad + self.block_n + pad)
+
+    def mainloop_smem_bytes(self, acc_itemsize: int) -> int:
+        """Shared memory of a kernel that runs only the main loop in it (its own epilogue
+        stores from registers)."""
+        return self.mainloop_smem_elements() * acc_itemsize
+
+    def smem_bytes(self, dtype) -> int:
+        """Shared memory of a kernel that also runs SimtMma::epilogue in it
+        (SimtTile::STAGED_SMEM_ELEMENTS): the larger of the main loop's and the epilogue's stage
+        of one (THREADS_M*4) x (THREADS_N*4 + 1) segment."""
+        stage_m = self.block_m // self.thread_m * 4
+        stage_n = self.block_n // self.thread_n * 4
+        epilogue = stage_m * (stage_n + 1)
+        return max(self.mainloop_smem_elements(), epilogue) * accumulator_itemsize(dtype)
