@@ -22,6 +22,7 @@ def library_of(name: str, x: Any) -> str:
         return "numpy"
     cupy = sys.modules.get("cupy")
     if cupy is not None and isinstance(x, cupy.ndarray):
+        _check_current_device(name, x, cupy)
         return "cupy"
     module = type(x).__module__.split(".")[0]
     if module == "torch":
@@ -29,6 +30,15 @@ def library_of(name: str, x: Any) -> str:
     if module in ("jax", "jaxlib"):
         raise TypeError(f"{name} is a JAX array: use gpuconv.jax.<function> for JAX arrays")
     raise TypeError(f"{name} must be a numpy.ndarray or cupy.ndarray, got {type(x).__name__}")
+
+
+def _check_current_device(name: str, x: Any, cupy) -> None:
+    """Kernels launch on CuPy's current device: an array that lives on another one would be read
+    through a foreign pointer (a fault, or with peer access a slow and silently racy read)."""
+    current = cupy.cuda.Device().id
+    if x.device.id != current:
+        raise ValueError(f"{name} is on GPU {x.device.id} but the current CuPy device is GPU "
+                         f"{current}: call inside `with cupy.cuda.Device({x.device.id}):`")
 
 
 def xp_of(library: str):
