@@ -113,6 +113,12 @@ class FakeCupyArray:
     must be found from the arguments alone, before anything runs."""
     def __init__(self, a):
         self.dtype, self.shape, self.ndim, self.size = a.dtype, a.shape, a.ndim, a.size
+        self.device = FakeCupyDevice()
+
+
+class FakeCupyDevice:
+    """cupy.cuda.Device(): the current device is 0, and every stand-in array lives there."""
+    id = 0
 
 
 @pytest.mark.parametrize("name", [n for n in CASE_NAMES
@@ -120,6 +126,7 @@ class FakeCupyArray:
 def test_mixed_numpy_and_cupy_arguments_are_type_errors(name, monkeypatch):
     fake_cupy = types.ModuleType("cupy")
     fake_cupy.ndarray = FakeCupyArray
+    fake_cupy.cuda = types.SimpleNamespace(Device=FakeCupyDevice)
     monkeypatch.setitem(sys.modules, "cupy", fake_cupy)
     case = case_named(name, np.float32)
     # The message names one of the two arguments that disagree (which one is checked first is
