@@ -1,9 +1,10 @@
 """api.md, sentence by sentence, on NumPy arrays (the reference path and the simulated kernels,
-see conftest.py): convolution, gradients, pooling, regions of interest and utilities. Oracles are torch-free here: the formulas of api.md,
-explicit zero padding, loops written from the stated definitions, and adjoint identities
-(<F(x), g> == <x, grad.F(g, x)> for an F linear in x). The cross-checks against PyTorch are in
-test_contract_torch.py, the invalid arguments in test_contract_errors.py, the rules every
-function shares (dtypes, layouts, N == 0) in test_contract_arrays.py.
+see conftest.py): convolution, gradients, pooling, regions of interest and utilities. Oracles are
+torch-free here: the formulas of api.md, explicit zero padding, loops written from the stated
+definitions, and adjoint identities (<F(x), g> == <x, grad.F(g, x)> for an F linear in x). The
+cross-checks against PyTorch are in test_contract_torch.py, the invalid arguments in
+test_contract_errors.py, the rules every function shares (dtypes, layouts, N == 0) in
+test_contract_arrays.py.
 
 A test marked xfail(strict=True) states a finding of the audit (see its reason): the library
 does not do what api.md says yet.
