@@ -136,7 +136,10 @@ def build_module(code: str, name_expressions: Sequence[str], options: CompileOpt
         source.write_text(f'#line 1 "{line_name}"\n{code}\n{entries_source(name_expressions)}',
                           encoding="utf-8")
         preprocess = _toolchain.run_compiler(
-            ["-E", "-x", "c++", *_toolchain.LANGUAGE_FLAGS, "-I", str(_toolchain.STUB_INCLUDE_DIR),
+            # The sanitizer flags here too: they define __SANITIZE_THREAD__ / __SANITIZE_ADDRESS__,
+            # which the runtime headers test while the text is preprocessed.
+            ["-E", "-x", "c++", *_toolchain.LANGUAGE_FLAGS, *_toolchain.SANITIZER_FLAGS[sanitize],
+             "-I", str(_toolchain.STUB_INCLUDE_DIR),
              *(f"-I{d}" for d in options.include_dirs), *(f"-D{d}" for d in options.defines),
              *(f"-U{u}" for u in options.undefines), "-include", str(_toolchain.FORCE_INCLUDE),
              str(source), "-o", str(Path(tmp) / "kernel.i")], cwd=tmp)

@@ -29,6 +29,11 @@ def tsan_sync():
 
 
 @pytest.fixture(scope="module")
+def tsan_atomics():
+    return load_sanitized("atomics.cu", ["contended_adds"], "thread")
+
+
+@pytest.fixture(scope="module")
 def tsan_warp():
     return load_sanitized("warp.cu", ["shuffle<XOR, int>", "syncwarp_exchange"], "thread")
 
@@ -101,3 +106,12 @@ def test_tsan_is_quiet_for_synchronized_kernels(tsan_sync, tsan_warp, order, see
         np.testing.assert_array_equal(shuffled, values ^ 5)
         exchanged = np.zeros(64, np.int32)
         tsan_warp.get_function("syncwarp_exchange")(1, 64, (exchanged,))
+
+
+@pytest.mark.parametrize("order,seed", ORDERS[:3])
+def test_tsan_sees_atomics_as_atomics(tsan_atomics, order, seed):
+    # Contended atomicAdd/atomicMax from every thread of several blocks are not races.
+    ints, floats, doubles = np.zeros(2, np.int32), np.zeros(1, np.float32), np.zeros(1, np.float64)
+    with gpuconv.simulate(order=order, seed=seed):
+        tsan_atomics.get_function("contended_adds")(3, 64, (ints, floats, doubles))
+    assert ints.tolist() == [192, 191] and floats[0] == 192 and doubles[0] == 96

@@ -40,3 +40,12 @@ extern "C" __global__ void atomics(int* ints, unsigned* uints, unsigned long lon
 // atomicAdd on __half accumulates with half rounding at each step.
 #include <cuda_fp16.h>
 extern "C" __global__ void half_atomic(__half* acc, __half value) { atomicAdd(acc, value); }
+
+// Only atomic read-modify-writes on shared words: no data race, so ThreadSanitizer must be quiet.
+extern "C" __global__ void contended_adds(int* ints, float* floats, double* doubles) {
+  const int t = blockIdx.x * blockDim.x + threadIdx.x;
+  atomicAdd(&ints[0], 1);
+  atomicMax(&ints[1], t);
+  atomicAdd(&floats[0], 1.0f);
+  atomicAdd(&doubles[0], 0.5);
+}
