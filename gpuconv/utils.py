@@ -11,9 +11,10 @@ import math
 from ._args import as_bool, as_int
 from .conv.geometry import (check_data_format, check_shape, conv2d_geometry,
                             conv_transpose2d_geometry, layout_shape, nchw_shape)
+from .pool.geometry import pool2d_geometry
 
 __all__ = ["conv2d_output_shape", "conv_transpose2d_output_shape", "conv2d_flops",
-           "conv2d_params", "conv2d_bytes"]
+           "conv2d_params", "conv2d_bytes", "pool2d_output_shape"]
 
 
 def _geometry(input_shape, weight_shape, stride, padding, dilation, groups, data_format):
@@ -67,3 +68,15 @@ def conv2d_bytes(input_shape, weight_shape, stride=1, padding=0, dilation=1, gro
     elements = (math.prod(geom.input_shape) + math.prod(geom.weight_shape)
                 + (geom.K if as_bool("bias", bias) else 0) + math.prod(geom.output_shape))
     return elements * itemsize
+
+
+def pool2d_output_shape(input_shape, kernel_size, stride=None, padding=0, dilation=1,
+                        ceil_mode=False, data_format="NCHW") -> tuple[int, int, int, int]:
+    """The shape of ``max_pool2d``'s (and, with dilation 1, ``avg_pool2d``'s and
+    ``lp_pool2d``'s) result, in ``data_format``: PyTorch's pooling output size, where with
+    ``ceil_mode`` a last window that would start in the right/bottom padding is dropped."""
+    data_format = check_data_format(data_format)
+    shape = check_shape("input_shape", input_shape, data_format, minimum=(0, 1, 1, 1))
+    geom = pool2d_geometry(nchw_shape(shape, data_format), kernel_size, stride, padding,
+                           dilation, ceil_mode)
+    return layout_shape((geom.N, geom.C, geom.P, geom.Q), data_format)

@@ -76,3 +76,26 @@ def test_bytes():
 def test_invalid_arguments(call, error, match):
     with pytest.raises(error, match=match):
         call()
+
+
+@pytest.mark.parametrize("shape, kwargs", [
+    ((2, 3, 7, 8), dict(kernel_size=3, stride=2, padding=1)),
+    ((1, 4, 6, 6), dict(kernel_size=3, stride=2, ceil_mode=True)),
+    ((1, 4, 5, 5), dict(kernel_size=2, stride=2, padding=1, ceil_mode=True)),
+    ((3, 2, 9, 5), dict(kernel_size=(3, 2), stride=(2, 1), dilation=(2, 1))),
+])
+def test_pool2d_output_shape_is_the_shape_max_pool2d_returns(shape, kwargs):
+    x = np.zeros(shape, np.float32)
+    assert gpuconv.pool2d_output_shape(shape, **kwargs) == gpuconv.max_pool2d(x, **kwargs).shape
+    nhwc = (shape[0], shape[2], shape[3], shape[1])
+    assert gpuconv.pool2d_output_shape(nhwc, data_format="NHWC", **kwargs) == \
+        gpuconv.max_pool2d(np.zeros(nhwc, np.float32), data_format="NHWC", **kwargs).shape
+
+
+def test_pool2d_output_shape_by_hand():
+    # 112 -> (112 + 2 - 3) // 2 + 1 = 56 (ResNet-50's stem max pool)
+    assert gpuconv.pool2d_output_shape((32, 64, 112, 112), 3, 2, 1) == (32, 64, 56, 56)
+    # ceil_mode: (6 - 3 + 1) // 2 + 1 = 3, last window starts at 4 < 6: kept
+    assert gpuconv.pool2d_output_shape((1, 1, 6, 6), 3, 2, ceil_mode=True) == (1, 1, 3, 3)
+    with pytest.raises(ValueError, match="padding"):
+        gpuconv.pool2d_output_shape((1, 1, 6, 6), 2, padding=2)
