@@ -10,6 +10,7 @@ from __future__ import annotations
 from .. import _state
 from .._arrays import check_arrays
 from ..reference import conv as reference
+from . import launch_backward
 from .geometry import (check_algorithm, check_data_format, check_shape, conv2d_geometry,
                        layout_shape, nchw_shape)
 
@@ -36,6 +37,8 @@ def conv2d_input(input_shape, weight, grad_output, stride=1, padding=0, dilation
     geom = conv2d_geometry(nchw_shape(input_shape, data_format), tuple(weight.shape),
                            stride, padding, dilation, groups, x_name="input_shape")
     _check_grad_output(grad_output, geom, data_format)
+    if algorithm != "auto":   # a forced algorithm that cannot run is refused on every executor
+        launch_backward.choose_data_algorithm(geom, algorithm, arrays.dtype, data_format)
     if geom.N == 0:
         return arrays.xp.empty(input_shape, dtype=arrays.dtype)
     executor = _state.executor_for(arrays.library)
@@ -60,6 +63,8 @@ def conv2d_weight(x, weight_shape, grad_output, stride=1, padding=0, dilation=1,
     geom = conv2d_geometry(nchw_shape(x.shape, data_format), weight_shape,
                            stride, padding, dilation, groups, weight_name="weight_shape")
     _check_grad_output(grad_output, geom, data_format)
+    if algorithm != "auto":   # a forced algorithm that cannot run is refused on every executor
+        launch_backward.choose_weight_algorithm(geom, algorithm, arrays.dtype, data_format)
     if geom.N == 0:
         # A sum over an empty batch.
         return arrays.xp.zeros(weight_shape, dtype=arrays.dtype)

@@ -11,7 +11,8 @@ name            data gradient (conv2d_input)                   weight gradient (
 implicit_gemm   any case; one GEMM per stride phase, no MAC    any case; split-K over N*P*Q
                 on inserted zeros
 im2col_gemm     any case; GEMM into a column buffer + col2im   any case; im2col + GEMM, split-K
-pointwise       1x1 filters                                    refused: 1x1 runs as implicit_gemm
+pointwise       1x1 filters                                    1x1 filters; runs the implicit GEMM, which
+                                                               is a plain GEMM without taps
 depthwise       C/groups == 1 (one channel's filters must      C/groups == 1
                 fit in 48 KiB of shared memory for NCHW)
 direct          any case; one thread per dx element            any case; one block per filter row
@@ -90,6 +91,8 @@ def choose_weight_algorithm(geom, algorithm: str, dtype, data_format: str) -> tu
         reason = launch_bwd_weight.why_not(algorithm, geom, dtype, data_format)
         if reason is not None:
             raise _refuse("weight gradient", algorithm, reason)
+        if algorithm == "pointwise":
+            return "implicit_gemm", "forced pointwise: a 1x1 filter's implicit GEMM is a plain GEMM"
         return algorithm, "forced by the caller"
     candidates = []
     if geom.C_per_group == 1 and geom.groups > 1:

@@ -89,8 +89,11 @@ def why_not(algorithm: str, geom, dtype, data_format: str) -> str | None:
             return (f"it needs a depthwise convolution (C/groups == 1), got C/groups = "
                     f"{geom.C_per_group}")
     elif algorithm == "pointwise":
-        return ("there is no separate 1x1 weight-gradient kernel: a 1x1 filter has no taps to "
-                "gather, so 'implicit_gemm' (or 'auto') already runs it as a plain GEMM")
+        # Runs as the implicit GEMM (see choose_weight_algorithm): for a 1x1 filter its gather
+        # has no taps, so it is the plain GEMM a separate pointwise kernel would be.
+        if (geom.R, geom.S) != (1, 1):
+            return f"it needs a 1x1 filter, got {geom.R}x{geom.S}"
+        return why_not("implicit_gemm", geom, dtype, data_format)
     return None
 
 

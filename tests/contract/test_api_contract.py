@@ -243,6 +243,32 @@ def test_forcing_an_algorithm_that_cannot_run_the_case_is_a_value_error(algorith
         gpuconv.conv2d(x, w, algorithm=algorithm, **kwargs)
 
 
+@pytest.mark.parametrize("algorithm, weight_shape, kwargs, why", [
+    ("pointwise", (4, 4, 3, 3), dict(padding=1), "1x1"),
+    ("depthwise", (4, 4, 3, 3), dict(), "C/groups == 1|depthwise"),
+    ("depthwise", (4, 2, 3, 3), dict(groups=2), "C/groups == 1|depthwise"),
+])
+def test_forcing_a_gradient_algorithm_that_cannot_run_the_case_is_a_value_error(
+        algorithm, weight_shape, kwargs, why):
+    # api.md: algorithm= works for the backward passes as for the forward one, on every executor.
+    x, w = rand(1, 4, 6, 6), rand(*weight_shape)
+    dy = np.ones(gpuconv.conv2d_output_shape(x.shape, w.shape, **kwargs))
+    with pytest.raises(ValueError, match=why):
+        grad.conv2d_input(x.shape, w, dy, algorithm=algorithm, **kwargs)
+    with pytest.raises(ValueError, match=why):
+        grad.conv2d_weight(x, w.shape, dy, algorithm=algorithm, **kwargs)
+
+
+def test_every_forward_algorithm_name_runs_the_gradients_of_a_case_it_fits():
+    x, dy = rand(2, 4, 5, 5), rand(2, 6, 5, 5)
+    for algorithm in ("direct", "im2col_gemm", "implicit_gemm", "pointwise"):
+        w = rand(6, 4, 1, 1)
+        np.testing.assert_allclose(grad.conv2d_input(x.shape, w, dy, algorithm=algorithm),
+                                   grad.conv2d_input(x.shape, w, dy), rtol=1e-9, atol=1e-9)
+        np.testing.assert_allclose(grad.conv2d_weight(x, w.shape, dy, algorithm=algorithm),
+                                   grad.conv2d_weight(x, w.shape, dy), rtol=1e-9, atol=1e-9)
+
+
 def test_explain_says_which_algorithm_auto_picks_and_why():
     x = rand(1, 8, 9, 9, dtype=np.float32)
     text = str(gpuconv.explain(x, rand(8, 1, 3, 3, dtype=np.float32), groups=8))

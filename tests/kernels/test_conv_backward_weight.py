@@ -189,7 +189,7 @@ def test_auto_choice():
 
 
 @pytest.mark.parametrize("algorithm, w, kwargs, message", [
-    ("pointwise", (4, 4, 1, 1), {}, "no separate 1x1 weight-gradient kernel"),
+    ("pointwise", (4, 4, 3, 3), {}, "needs a 1x1 filter, got 3x3"),
     ("depthwise", (4, 2, 3, 3), dict(groups=2), r"C/groups == 1"),
 ])
 def test_forcing_an_algorithm_that_cannot_run_is_a_value_error(algorithm, w, kwargs, message):
@@ -281,3 +281,13 @@ def test_bias_gradient_on_gpu(rng):
         got = grad.conv2d_bias(cupy.asarray(layout(dy, data_format)), data_format=data_format)
         assert_close(cupy.asnumpy(got), f64(dy).sum(axis=(0, 2, 3)),
                      np.abs(f64(dy)).sum(axis=(0, 2, 3)), np.float32, data_format)
+
+
+def test_forced_pointwise_weight_gradient_of_a_1x1_filter(rng):
+    x = make_input(rng, (2, 6, 5, 4), np.float32)
+    dy = make_input(rng, (2, 3, 5, 4), np.float32)
+    expected = grad.conv2d_weight(x, (3, 6, 1, 1), dy)
+    for order in ("forward", "reverse"):
+        with gpuconv.simulate(order=order):
+            got = grad.conv2d_weight(x, (3, 6, 1, 1), dy, algorithm="pointwise")
+        np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-5)
