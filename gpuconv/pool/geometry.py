@@ -32,32 +32,14 @@ NO_INDEX = -1
 
 
 @dataclass(frozen=True)
-class Pool2dGeometry:
-    """A validated sliding-window pooling: x (N, C, H, W) -> (N, C, P, Q).
-
-    Output (p, q) reduces the R x S taps (r, s) at input row ``p*stride_h - pad_h + r*dil_h`` and
-    column ``q*stride_w - pad_w + s*dil_w``; taps outside the input are padding (never a maximum;
-    for avg_pool2d they count in the divisor as PyTorch counts them). ``ceil_mode`` is recorded for
-    avg_pool2d's divisor; P and Q already include its effect.
-
-    For max_unpool2d the same record describes the max_pool2d that the unpooling inverts: H, W is
-    the *unpooled output* size and P, Q the size of the unpool's input x (dilation 1, no ceil_mode).
-    """
+class _Planes:
+    """x (N, C, H, W) -> (N, C, P, Q): the shapes every pooling record shares."""
     N: int
     C: int
     H: int
     W: int
     P: int
     Q: int
-    R: int
-    S: int
-    stride_h: int
-    stride_w: int
-    pad_h: int
-    pad_w: int
-    dil_h: int
-    dil_w: int
-    ceil_mode: bool
 
     @property
     def input_shape(self) -> tuple[int, int, int, int]:
@@ -69,27 +51,36 @@ class Pool2dGeometry:
 
 
 @dataclass(frozen=True)
-class AdaptivePool2dGeometry:
+class Pool2dGeometry(_Planes):
+    """A validated sliding-window pooling: x (N, C, H, W) -> (N, C, P, Q).
+
+    Output (p, q) reduces the R x S taps (r, s) at input row ``p*stride_h - pad_h + r*dil_h`` and
+    column ``q*stride_w - pad_w + s*dil_w``; taps outside the input are padding (never a maximum;
+    for avg_pool2d they count in the divisor as PyTorch counts them). ``ceil_mode`` is recorded for
+    avg_pool2d's divisor; P and Q already include its effect.
+
+    For max_unpool2d the same record describes the max_pool2d that the unpooling inverts: H, W is
+    the *unpooled output* size and P, Q the size of the unpool's input x (dilation 1, no ceil_mode).
+    """
+    R: int
+    S: int
+    stride_h: int
+    stride_w: int
+    pad_h: int
+    pad_w: int
+    dil_h: int
+    dil_w: int
+    ceil_mode: bool
+
+
+@dataclass(frozen=True)
+class AdaptivePool2dGeometry(_Planes):
     """A validated adaptive pooling: x (N, C, H, W) -> (N, C, P, Q).
 
     Output row p reduces input rows ``[floor(p*H/P), ceil((p+1)*H/P))`` and likewise for columns
     (``adaptive_window``): every window is non-empty, windows may overlap, and P > H is allowed.
     Global pooling is the case P = Q = 1.
     """
-    N: int
-    C: int
-    H: int
-    W: int
-    P: int
-    Q: int
-
-    @property
-    def input_shape(self) -> tuple[int, int, int, int]:
-        return (self.N, self.C, self.H, self.W)
-
-    @property
-    def output_shape(self) -> tuple[int, int, int, int]:
-        return (self.N, self.C, self.P, self.Q)
 
 
 @dataclass(frozen=True)
