@@ -8,7 +8,6 @@ kernel forgets to write fails. Shapes are small and odd: the simulator runs abou
 """
 from __future__ import annotations
 
-import importlib
 
 import numpy as np
 import pytest
@@ -18,56 +17,23 @@ from hypothesis import strategies as st
 import gpuconv
 from gpuconv import grad
 from gpuconv._arrays import library_of, xp_of
+from kernel_support import (BFLOAT16, DTYPE_IDS, DTYPES, ORDERS,
+                            poison_launcher_outputs, simulated, to_layout)
 
-ORDERS = ("forward", "reverse", "random")
-try:  # bfloat16 exists in NumPy only through ml_dtypes
-    import ml_dtypes
-    BFLOAT16 = (np.dtype(ml_dtypes.bfloat16),)
-except ImportError:
-    BFLOAT16 = ()
-DTYPES = (np.float16, np.float32, np.float64, *BFLOAT16)
-DTYPE_IDS = [np.dtype(d).name for d in DTYPES]
 TOLERANCE = {np.dtype(np.float16): 4e-3, np.dtype(np.float32): 2e-5, np.dtype(np.float64): 1e-12,
              **{d: 2e-2 for d in BFLOAT16}}
 LAUNCHER_MODULES = ("gpuconv.pool.launch_window", "gpuconv.pool.launch_adaptive",
                     "gpuconv.pool.launch_global", "gpuconv.pool.launch_unpool")
-INDEX_POISON = -7777
-
-
-class _Poisoned:
-    """An array module whose ``empty`` returns NaN-filled (float) or INDEX_POISON (int) arrays."""
-
-    def __init__(self, xp):
-        self._xp = xp
-
-    def __getattr__(self, name):
-        return getattr(self._xp, name)
-
-    def empty(self, shape, dtype=float):
-        a = self._xp.empty(shape, dtype=dtype)
-        a[...] = np.nan if np.dtype(dtype).kind == "f" else INDEX_POISON
-        return a
 
 
 @pytest.fixture(autouse=True)
 def poisoned_outputs(monkeypatch):
-    for name in LAUNCHER_MODULES:
-        module = importlib.import_module(name)
-        real = module.xp_for
-        monkeypatch.setattr(module, "xp_for", lambda executor, real=real: _Poisoned(real(executor)))
+    # every pooling launcher allocates through xp_for: none may escape the poison
+    assert poison_launcher_outputs(monkeypatch, LAUNCHER_MODULES) == list(LAUNCHER_MODULES)
 
 
 # --------------------------------------------------------------------------------------------
 # helpers
-
-
-def to_layout(x, data_format):
-    return np.ascontiguousarray(x.transpose(0, 2, 3, 1)) if data_format == "NHWC" else x
-
-
-def simulated(fn, *args, order="forward", **kwargs):
-    with gpuconv.simulate(order=order):
-        return fn(*args, **kwargs)
 
 
 def assert_matches(got, expected):

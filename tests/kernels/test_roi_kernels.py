@@ -17,15 +17,9 @@ from hypothesis import strategies as st
 
 import gpuconv
 from gpuconv import grad
+from kernel_support import (BFLOAT16, DTYPE_IDS, DTYPES, ORDERS, poison_launcher_outputs,
+                            simulated, to_layout)
 
-ORDERS = ("forward", "reverse", "random")
-try:  # bfloat16 exists in NumPy only through ml_dtypes
-    import ml_dtypes
-    BFLOAT16 = (np.dtype(ml_dtypes.bfloat16),)
-except ImportError:
-    BFLOAT16 = ()
-DTYPES = (np.float16, np.float32, np.float64, *BFLOAT16)
-DTYPE_IDS = [np.dtype(d).name for d in DTYPES]
 TOLERANCE = {np.dtype(np.float16): 5e-3, np.dtype(np.float32): 2e-5, np.dtype(np.float64): 1e-12,
              **{d: 2e-2 for d in BFLOAT16}}
 LAUNCHER_MODULES = ("gpuconv.roi.launch_align", "gpuconv.roi.launch_pool",
@@ -47,35 +41,9 @@ SCALE = 0.5
 X_SHAPE = (2, 3, 10, 12)
 
 
-class _Poisoned:
-    def __init__(self, xp):
-        self._xp = xp
-
-    def __getattr__(self, name):
-        return getattr(self._xp, name)
-
-    def empty(self, shape, dtype=float):
-        a = self._xp.empty(shape, dtype=dtype)
-        a[...] = np.nan if np.dtype(dtype).kind == "f" else -7777
-        return a
-
-
 @pytest.fixture(autouse=True)
 def poisoned_outputs(monkeypatch):
-    for name in LAUNCHER_MODULES:
-        module = importlib.import_module(name)
-        if hasattr(module, "xp_for"):
-            real = module.xp_for
-            monkeypatch.setattr(module, "xp_for", lambda e, real=real: _Poisoned(real(e)))
-
-
-def to_layout(x, data_format):
-    return np.ascontiguousarray(x.transpose(0, 2, 3, 1)) if data_format == "NHWC" else x
-
-
-def simulated(fn, *args, order="forward", **kwargs):
-    with gpuconv.simulate(order=order):
-        return fn(*args, **kwargs)
+    poison_launcher_outputs(monkeypatch, LAUNCHER_MODULES)
 
 
 def assert_matches(got, expected):

@@ -1,0 +1,58 @@
+"""Scaffolding shared by the pooling and ROI kernel tests: the thread orders, the dtypes
+(bfloat16 through ml_dtypes when installed), launcher array modules whose ``empty`` is poisoned
+so that an element a kernel forgets to write fails, and small call helpers."""
+from __future__ import annotations
+
+import importlib
+
+import numpy as np
+
+import gpuconv
+
+ORDERS = ("forward", "reverse", "random")
+try:  # bfloat16 exists in NumPy only through ml_dtypes
+    import ml_dtypes
+    BFLOAT16 = (np.dtype(ml_dtypes.bfloat16),)
+except ImportError:
+    BFLOAT16 = ()
+DTYPES = (np.float16, np.float32, np.float64, *BFLOAT16)
+DTYPE_IDS = [np.dtype(d).name for d in DTYPES]
+INDEX_POISON = -7777
+
+
+class PoisonedArrays:
+    """An array module whose ``empty`` returns NaN-filled (float) or INDEX_POISON (int) arrays."""
+
+    def __init__(self, xp):
+        self._xp = xp
+
+    def __getattr__(self, name):
+        return getattr(self._xp, name)
+
+    def empty(self, shape, dtype=float):
+        a = self._xp.empty(shape, dtype=dtype)
+        a[...] = np.nan if np.dtype(dtype).kind == "f" else INDEX_POISON
+        return a
+
+
+def poison_launcher_outputs(monkeypatch, module_names) -> list[str]:
+    """Make every launcher module among ``module_names`` that allocates through ``xp_for``
+    allocate poisoned outputs; returns the names of those it poisoned."""
+    poisoned = []
+    for name in module_names:
+        module = importlib.import_module(name)
+        if hasattr(module, "xp_for"):
+            real = module.xp_for
+            monkeypatch.setattr(module, "xp_for",
+                                lambda executor, real=real: PoisonedArrays(real(executor)))
+            poisoned.append(name)
+    return poisoned
+
+
+def to_layout(x, data_format):
+    return np.ascontiguousarray(x.transpose(0, 2, 3, 1)) if data_format == "NHWC" else x
+
+
+def simulated(fn, *args, order="forward", **kwargs):
+    with gpuconv.simulate(order=order):
+        return fn(*args, **kwargs)
