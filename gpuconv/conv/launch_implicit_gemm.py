@@ -4,8 +4,9 @@ Two kernels gather the activations (the GEMM's A operand) differently and comput
 sums in the same order (kernels/conv/NOTES.md):
 
 - "precomputed" (``conv2d_implicit_gemm_precomputed``, CUTLASS's "optimized" iterator): per-row
-  offsets and tap masks computed before the main loop, a shared table of tap offsets, no
-  division in the main loop. Needs R*S <= MAX_TAPS (the mask's bits).
+  offsets and tap masks computed before the main loop, a shared table of the block tile's live
+  taps (a tap that reads only padding for every pixel of the tile is skipped: dilated layers),
+  no division in the main loop. Needs R*S <= MAX_TAPS (the mask's bits).
 - "analytic" (``conv2d_implicit_gemm``): the taps decomposed with FastDivmod in the main loop;
   any filter size. The readable statement of the gather.
 

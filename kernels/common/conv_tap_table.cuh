@@ -6,18 +6,28 @@
 //     in the group's first channel (may be negative: padding), and `taps`, a mask with bit
 //     r*S + s set iff that filter tap lands inside the image. Rows past the GEMM get taps = 0,
 //     so the one mask test rejects padding and the tile's ragged edge alike.
-//   - Per block: the tap table, the offset of each tap (r, s) from the top-left element,
-//     filled in shared memory in the prologue (fill_tap_offsets; a __syncthreads must follow).
-//   - Per thread: the k position as a two-digit cursor, (c, tap) for NCHW and (tap, c) for NHWC
-//     (the analytic kernels' k orders, so the weights and the sums are the same), started with
-//     one division in the prologue and moved by a precomputed step with one compare-and-wrap.
+//   - Per block: the live taps, those inside the image for at least one row of the block tile,
+//     compacted in a shared table (collect_live_taps: the block-wide OR of the row masks). The
+//     GEMM's k runs over live taps only, so a tap that reads nothing but padding for the whole
+//     tile costs no multiply-add (dilated layers: up to a third of the MACs of DeepLab's ASPP,
+//     kernels/conv/NOTES.md). The weights are read through the same table
+//     (LiveTapWeightLoader). Every tap is live in most blocks of most layers; then the k order,
+//     the products and the sums are the analytic kernel's.
+//   - Per thread: the k position as a two-digit cursor, (c, live tap) for NCHW and (live tap, c)
+//     for NHWC (the analytic kernels' k orders restricted to live taps), started with one
+//     division in the prologue and moved by a precomputed step with one compare-and-wrap.
 // Each element then costs a table lookup, a mask test and an add: no division, no multiply.
 // Limit: R * S <= MAX_TAPS (the mask's bits); the launcher runs the analytic kernel otherwise.
 //
+// Skipping a tap drops only products of a zero (padding) activation, so the sums equal the
+// analytic kernel's bit for bit for finite weights; a non-finite weight at a skipped tap does
+// not turn those outputs into NaN (0 * inf), as it would in a kernel that multiplies the zeros.
+//
 // The loaders reuse the thread-to-element maps and the shared-memory stores of simt_gemm.cuh's
-// MnContiguousLoader / KContiguousLoader and replace only load(). Their cursors advance by one
-// k-tile per load(), so they rely on simt_gemm_mainloop's order: load(k0) for k0 = 0, BLOCK_K,
-// 2 * BLOCK_K, ... exactly once each (the k0 argument is not read).
+// MnContiguousLoader / KContiguousLoader and replace only load(). Their rows are set up first
+// (the live taps depend on them), their cursors by start() once the live taps are known. The
+// cursors advance by one k-tile per load(), so they rely on simt_gemm_mainloop's order:
+// load(k0) for k0 = 0, BLOCK_K, 2 * BLOCK_K, ... exactly once each (k0 is not read).
 #pragma once
 
 #include "conv_operands.cuh"
@@ -27,20 +37,68 @@
 
 namespace gc {
 
-// Taps a row's mask can hold; also the length of the shared tap table.
+// Taps a row's mask can hold.
 constexpr int MAX_TAPS = 32;
+// The k-tile depth the live-tap loaders support: a cursor may run up to BLOCK_K - 1 taps past
+// the last live one (channel groups narrower than the k-tile), onto the table's sentinels.
+constexpr int MAX_BLOCK_K = 8;
 
-// tap_offsets[r * S + s] = offset of input element (h0 + r*dil_h, w0 + s*dil_w) from (h0, w0),
-// for an input whose neighbouring pixels along w are `pixel_stride` elements apart (1 for NCHW,
-// C for NHWC). The caller synchronizes the block before any thread reads the table.
-__device__ __forceinline__ void fill_tap_offsets(int* tap_offsets, const ConvShape& s,
-                                                 int pixel_stride, int tid, int threads) {
+// One k position as the loads need it: where it is relative to a row's base, and which mask
+// bit must be set for the element to exist (0: past the GEMM's k). Also a live-tap table entry
+// (one 8-byte shared load).
+struct alignas(8) TapPosition {
+  int offset;
+  unsigned bit;
+};
+
+// The block's live taps, in static shared memory: entry[t] for the t-th live tap (in r*S + s
+// order) holds its offset from a row's base and its mask bit; weight_k[t] where the tap starts
+// in a filter's row of weights (r*S + s for KCRS, (r*S + s) * C/groups for KRSC). The slots past
+// the live taps are sentinels: bit 0 (no row loads) and weight_k past the weights (loads 0), so
+// the loaders need no bounds test of their own.
+struct LiveTaps {
+  static constexpr int SLOTS = MAX_TAPS + MAX_BLOCK_K;
+  TapPosition entry[SLOTS];
+  int weight_k[SLOTS];
+  unsigned mask;
+};
+
+// Fills `live` from each thread's OR of its rows' masks and returns the number of live taps.
+// Neighbouring input pixels along w are `pixel_stride` elements apart (1 for NCHW, C for
+// NHWC); a filter's consecutive taps are `weight_tap_stride` weights apart (1 for KCRS, C/groups
+// for KRSC). Synchronizes the block (every thread must call it); the table is complete on return.
+// A tile whose rows all miss the image keeps tap 0: its rows' masks reject every load, and the
+// GEMM keeps a non-empty k (so the epilogue still writes bias / residual / activation(0)).
+template <int THREADS>
+__device__ __forceinline__ int collect_live_taps(LiveTaps& live, unsigned thread_taps,
+                                                 const ConvShape& s, int pixel_stride,
+                                                 int weight_tap_stride, int tid) {
+  static_assert(THREADS % 32 == 0, "the warp reduction needs whole warps");
+  if (tid == 0) live.mask = 0u;
+#pragma unroll
+  for (int lanes = 16; lanes > 0; lanes >>= 1)
+    thread_taps |= __shfl_xor_sync(0xffffffffu, thread_taps, lanes);
+  __syncthreads();  // mask cleared
+  if (tid % 32 == 0) atomicOr(&live.mask, thread_taps);
+  __syncthreads();  // every warp's taps are in
+  const unsigned mask = live.mask ? live.mask : 1u;
+  const int taps = s.R * s.S;
+  const int live_taps = __popc(mask);
 #pragma unroll 1
-  for (int t = tid; t < s.R * s.S; t += threads) {
-    const int r = t / s.S;
-    const int c = t - r * s.S;
-    tap_offsets[t] = (r * s.dil_h * s.W + c * s.dil_w) * pixel_stride;
+  for (int tap = tid; tap < taps; tap += THREADS) {
+    if (!((mask >> tap) & 1u)) continue;
+    const int slot = __popc(mask & ((1u << tap) - 1u));
+    const int r = tap / s.S;
+    const int c = tap - r * s.S;
+    live.entry[slot] = TapPosition{(r * s.dil_h * s.W + c * s.dil_w) * pixel_stride, 1u << tap};
+    live.weight_k[slot] = tap * weight_tap_stride;
   }
+  for (int slot = live_taps + tid; slot < LiveTaps::SLOTS; slot += THREADS) {
+    live.entry[slot] = TapPosition{0, 0u};
+    live.weight_k[slot] = taps * weight_tap_stride;  // one past a filter's last weight
+  }
+  __syncthreads();  // the table is complete before any thread reads it
+  return live_taps;
 }
 
 // Bit r*S + s set iff input pixel (h0 + r*dil_h, w0 + s*dil_w) is inside the image.
@@ -96,50 +154,60 @@ struct KCounter {
   }
 };
 
-// One k position as the loads need it: where it is relative to a row's base, and which mask
-// bit must be set for the element to exist (0: past the GEMM's k).
-struct TapPosition {
-  int offset;
-  unsigned bit;
-};
-
 struct PrecomputedRow {
   int base;
   unsigned taps;
 };
 
-// NCHW input, k = (c, r, s) as NchwActivationSource (KCRS weights): element (m, k) =
-// x[base(m) + c * H*W + tap_offsets[r*S + s]]; cursor lo = tap, hi = c * H*W.
-template <class T>
-struct PrecomputedNchwSource {
+// The rows of the A operand (output pixels m of group `group`): base offsets and tap masks.
+// NCHW: base = n*C*H*W + (group's first channel)*H*W + h0*W + w0;
+// NHWC: base = ((n*H + h0)*W + w0)*C + group's first channel.
+template <bool NHWC>
+struct PrecomputedRows {
   using Row = PrecomputedRow;
 
-  const T* x;
-  const int* tap_offsets;
-  KCounter counter;
-  int channel_end;  // c_per_group * H*W: the first hi past the GEMM's k
   ConvShape shape;
   PixelDecomposer pixels;
-  int gemm_m, image0;
+  int gemm_m, group_offset;
 
-  __device__ __forceinline__ PrecomputedNchwSource(const T* x_, const int* tap_offsets_,
-                                                   const ConvShape& s, int group)
-      : x(x_), tap_offsets(tap_offsets_), counter{s.R * s.S, s.H * s.W},
-        channel_end(s.c_per_group() * s.H * s.W), shape(s), pixels(s), gemm_m(s.N * s.P * s.Q),
-        image0(group * s.c_per_group() * s.H * s.W) {}
+  __device__ __forceinline__ PrecomputedRows(const ConvShape& s, int group)
+      : shape(s), pixels(s), gemm_m(s.N * s.P * s.Q),
+        group_offset(NHWC ? group * s.c_per_group() : group * s.c_per_group() * s.H * s.W) {}
 
   __device__ __forceinline__ Row row(int m) const {
     Row row{0, 0u};
     if (m < gemm_m) {
       int n, h0, w0;
       pixels.split(m, n, h0, w0);
-      row.base = n * shape.C * shape.H * shape.W + image0 + h0 * shape.W + w0;
+      row.base = NHWC ? (n * shape.H * shape.W + h0 * shape.W + w0) * shape.C + group_offset
+                      : n * shape.C * shape.H * shape.W + group_offset + h0 * shape.W + w0;
       row.taps = tap_mask(h0, w0, shape);
     }
     return row;
   }
+};
+
+// NCHW input, k = (c, live tap) (KCRS weights through LiveTapWeightLoader): element (m, k) =
+// x[base(m) + c * H*W + offset of the live tap]; cursor lo = live tap, hi = c * H*W.
+template <class T>
+struct PrecomputedNchwSource {
+  using Row = PrecomputedRow;
+
+  const T* x;
+  const TapPosition* taps;
+  KCounter counter;
+  int channel_end;  // c_per_group * H*W: the first hi past the GEMM's k
+
+  __device__ __forceinline__ PrecomputedNchwSource(const T* x_, const LiveTaps& live,
+                                                   int live_taps, const ConvShape& s)
+      : x(x_), taps(live.entry), counter{live_taps, s.H * s.W},
+        channel_end(s.c_per_group() * s.H * s.W) {}
+
   __device__ __forceinline__ TapPosition position(const KCursor& c) const {
-    return TapPosition{c.hi + tap_offsets[c.lo], c.hi < channel_end ? 1u << c.lo : 0u};
+    TapPosition at = taps[c.lo];
+    at.offset += c.hi;
+    if (c.hi >= channel_end) at.bit = 0u;
+    return at;
   }
   __device__ __forceinline__ acc_t<T> load(const Row& row, const TapPosition& at) const {
     if (row.taps & at.bit) return to_acc(x[row.base + at.offset]);
@@ -147,40 +215,25 @@ struct PrecomputedNchwSource {
   }
 };
 
-// NHWC input, k = (r, s, c) as NhwcActivationSource (KRSC weights): element (m, k) =
-// x[base(m) + tap_offsets[r*S + s] + c]; cursor lo = c, hi = tap.
+// NHWC input, k = (live tap, c) (KRSC weights through LiveTapWeightLoader): element (m, k) =
+// x[base(m) + offset of the live tap + c]; cursor lo = c, hi = live tap.
 template <class T>
 struct PrecomputedNhwcSource {
   using Row = PrecomputedRow;
 
   const T* x;
-  const int* tap_offsets;
+  const TapPosition* taps;
   KCounter counter;
-  int taps;  // R * S: the first hi past the GEMM's k
-  ConvShape shape;
-  PixelDecomposer pixels;
-  int gemm_m, channel0;
 
-  __device__ __forceinline__ PrecomputedNhwcSource(const T* x_, const int* tap_offsets_,
-                                                   const ConvShape& s, int group)
-      : x(x_), tap_offsets(tap_offsets_), counter{s.c_per_group(), 1}, taps(s.R * s.S),
-        shape(s), pixels(s), gemm_m(s.N * s.P * s.Q), channel0(group * s.c_per_group()) {}
+  __device__ __forceinline__ PrecomputedNhwcSource(const T* x_, const LiveTaps& live,
+                                                   int /*live_taps*/, const ConvShape& s)
+      : x(x_), taps(live.entry), counter{s.c_per_group(), 1} {}
 
-  __device__ __forceinline__ Row row(int m) const {
-    Row row{0, 0u};
-    if (m < gemm_m) {
-      int n, h0, w0;
-      pixels.split(m, n, h0, w0);
-      row.base = (n * shape.H * shape.W + h0 * shape.W + w0) * shape.C + channel0;
-      row.taps = tap_mask(h0, w0, shape);
-    }
-    return row;
-  }
+  // Past the last live tap, hi reads a sentinel slot: bit 0 matches no row's mask.
   __device__ __forceinline__ TapPosition position(const KCursor& c) const {
-    // Past the last tap the table has no entry (and 1u << hi could overflow): bit 0 matches
-    // no row's mask, so the offset is never used.
-    if (c.hi < taps) return TapPosition{tap_offsets[c.hi] + c.lo, 1u << c.hi};
-    return TapPosition{0, 0u};
+    TapPosition at = taps[c.hi];
+    at.offset += c.lo;
+    return at;
   }
   __device__ __forceinline__ acc_t<T> load(const Row& row, const TapPosition& at) const {
     if (row.taps & at.bit) return to_acc(x[row.base + at.offset]);
@@ -195,10 +248,21 @@ struct PrecomputedKLoader : KContiguousLoader<A, Source, BLOCK_MN, BLOCK_K, THRE
   KCursor cursor;
   KStep tile_step;
 
-  __device__ __forceinline__ PrecomputedKLoader(const Source& src, int mn0, int tid)
-      : Base(src, mn0, tid), cursor(src.counter.at(this->kk)),
-        tile_step(src.counter.step(BLOCK_K)) {}
+  template <class Rows>
+  __device__ __forceinline__ PrecomputedKLoader(const Rows& rows, int mn0, int tid)
+      : Base(rows, mn0, tid) {}
 
+  // The OR of this thread's rows' tap masks (collect_live_taps' input).
+  __device__ __forceinline__ unsigned taps() const {
+    unsigned t = 0u;
+#pragma unroll
+    for (int e = 0; e < Base::ROWS; ++e) t |= this->rows[e].taps;
+    return t;
+  }
+  __device__ __forceinline__ void start(const Source& src) {
+    cursor = src.counter.at(this->kk);
+    tile_step = src.counter.step(BLOCK_K);
+  }
   __device__ __forceinline__ void load(const Source& src, int /*k0: see the header comment*/) {
     const TapPosition at = src.position(cursor);
 #pragma unroll
@@ -214,10 +278,15 @@ struct PrecomputedMnLoader : MnContiguousLoader<A, Source, BLOCK_MN, BLOCK_K, TH
   KCursor cursor;  // at the thread's first k of the next tile
   KStep tile_step;
 
-  __device__ __forceinline__ PrecomputedMnLoader(const Source& src, int mn0, int tid)
-      : Base(src, mn0, tid), cursor(src.counter.at(this->kk0)),
-        tile_step(src.counter.step(BLOCK_K)) {}
+  template <class Rows>
+  __device__ __forceinline__ PrecomputedMnLoader(const Rows& rows, int mn0, int tid)
+      : Base(rows, mn0, tid) {}
 
+  __device__ __forceinline__ unsigned taps() const { return this->row_state.taps; }
+  __device__ __forceinline__ void start(const Source& src) {
+    cursor = src.counter.at(this->kk0);
+    tile_step = src.counter.step(BLOCK_K);
+  }
   __device__ __forceinline__ void load(const Source& src, int /*k0: see the header comment*/) {
     KCursor at = cursor;
 #pragma unroll
@@ -226,6 +295,39 @@ struct PrecomputedMnLoader : MnContiguousLoader<A, Source, BLOCK_MN, BLOCK_K, TH
       if (e + 1 < Base::KS) src.counter.advance_one(at);
     }
     src.counter.advance(cursor, tile_step);
+  }
+};
+
+// The weights (the B operand, one row per filter) read through the block's live taps: the
+// compacted k of the A loaders mapped back to the weights' k.
+//   NCHW (KCRS, k = c*R*S + tap): cursor lo = live tap (radix live_taps), hi = c * R*S.
+//   NHWC (KRSC, k = tap*C/g + c): cursor lo = c (radix C/g), hi = live tap.
+// Past the GEMM's k the weights' k lands past a filter's row (NCHW: hi is past the last
+// channel; NHWC: hi reads a sentinel slot), where RowMajorSource loads 0.
+template <class A, class T, bool NHWC, int BLOCK_MN, int BLOCK_K, int THREADS>
+struct LiveTapWeightLoader : KContiguousLoader<A, RowMajorSource<T>, BLOCK_MN, BLOCK_K, THREADS> {
+  static_assert(BLOCK_K <= MAX_BLOCK_K, "the live-tap table has MAX_BLOCK_K sentinel slots");
+  using Source = RowMajorSource<T>;
+  using Base = KContiguousLoader<A, Source, BLOCK_MN, BLOCK_K, THREADS>;
+  const int* weight_k;
+  KCounter counter;
+  KCursor cursor;
+  KStep tile_step;
+
+  __device__ __forceinline__ LiveTapWeightLoader(const Source& src, const LiveTaps& live,
+                                                 int live_taps, const ConvShape& s, int mn0,
+                                                 int tid)
+      : Base(src, mn0, tid), weight_k(live.weight_k),
+        counter(NHWC ? KCounter{s.c_per_group(), 1} : KCounter{live_taps, s.R * s.S}) {
+    cursor = counter.at(this->kk);
+    tile_step = counter.step(BLOCK_K);
+  }
+  __device__ __forceinline__ void load(const Source& src, int /*k0: see the header comment*/) {
+    const typename Source::Col col{NHWC ? weight_k[cursor.hi] + cursor.lo
+                                        : cursor.hi + weight_k[cursor.lo]};
+#pragma unroll
+    for (int e = 0; e < Base::ROWS; ++e) this->regs[e] = src.load(this->rows[e], col);
+    counter.advance(cursor, tile_step);
   }
 };
 

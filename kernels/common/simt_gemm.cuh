@@ -192,11 +192,13 @@ struct KContiguousLoader {
   A regs[ROWS];
   int kk, row0;
 
-  __device__ __forceinline__ KContiguousLoader(const Source& src, int mn0, int tid) {
+  // `rows`: anything with Source's row(mn) (the source itself, or a row-only part of it).
+  template <class Rows>
+  __device__ __forceinline__ KContiguousLoader(const Rows& rows_of, int mn0, int tid) {
     kk = tid % BLOCK_K;
     row0 = tid / BLOCK_K;
 #pragma unroll
-    for (int e = 0; e < ROWS; ++e) rows[e] = src.row(mn0 + row0 + e * ROW_STEP);
+    for (int e = 0; e < ROWS; ++e) rows[e] = rows_of.row(mn0 + row0 + e * ROW_STEP);
   }
   __device__ __forceinline__ void load(const Source& src, int k0) {
     const typename Source::Col col = src.column(k0 + kk);
@@ -225,10 +227,11 @@ struct MnContiguousLoader {
   A regs[KS];
   int mn, kk0;
 
-  __device__ __forceinline__ MnContiguousLoader(const Source& src, int mn0, int tid) {
+  template <class Rows>
+  __device__ __forceinline__ MnContiguousLoader(const Rows& rows_of, int mn0, int tid) {
     mn = tid % BLOCK_MN;
     kk0 = (tid / BLOCK_MN) * KS;
-    row_state = src.row(mn0 + mn);
+    row_state = rows_of.row(mn0 + mn);
   }
   __device__ __forceinline__ void load(const Source& src, int k0) {
     typename Source::Col col = src.column(k0 + kk0);

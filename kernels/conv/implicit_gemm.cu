@@ -15,9 +15,12 @@
 //                                     with FastDivmod once per k-tile; the readable statement.
 //   conv2d_implicit_gemm_precomputed  "precomputed offsets" (conv_tap_table.cuh, CUTLASS's
 //                                     "optimized"): row offsets and tap-validity masks computed
-//                                     before the main loop, a shared table of tap offsets, and a
-//                                     k cursor stepped without division. Needs R*S <= 32.
-// Both keep the same k order, so they compute the same sums in the same order.
+//                                     before the main loop, a shared table of the block's live
+//                                     taps (taps that read only padding for every row of the
+//                                     tile are skipped), and a k cursor stepped without
+//                                     division. Needs R*S <= 32.
+// Both keep the same k order (the precomputed kernel's restricted to live taps), so they compute
+// the same sums in the same order for finite weights.
 // Grid: (ceil(M / BLOCK_M), ceil(N / BLOCK_N), groups); dynamic shared memory
 // Tile::STAGED_SMEM_ELEMENTS accumulator values (main loop, then the staged epilogue). Half
 // types are converted to float as they enter shared memory and accumulate in float.
@@ -35,27 +38,21 @@
       int dil_w, int groups, T *out, int out_sN, int out_sK, int out_sPQ, const T *bias,     \
       const T *residual, int res_sN, int res_sK, int res_sPQ, int epilogue
 
-// Everything but the A operand: the weights' loader, the main loop and the epilogue of the
-// block tile (blockIdx.x, blockIdx.y) of group blockIdx.z.
-template <class T, bool NHWC, class Tile, class LoaderA, class SourceA>
+// The main loop and the epilogue of the block tile (blockIdx.x, blockIdx.y) of group blockIdx.z,
+// given both operands' loaders; gemm_k is the k the loaders step through.
+template <class T, bool NHWC, class Tile, class LoaderA, class SourceA, class LoaderB, class SourceB>
 __device__ __forceinline__ void implicit_gemm_block(LoaderA& loader_a, const SourceA& src_a,
-                                                    const T* w, const gc::ConvShape& shape,
+                                                    LoaderB& loader_b, const SourceB& src_b,
+                                                    int gemm_k, const gc::ConvShape& shape,
                                                     const gc::Epilogue<T>& epi,
                                                     gc::acc_t<T>* smem) {
   using A = gc::acc_t<T>;
-  using WeightSource = gc::RowMajorSource<T>;
-  using LoaderB = gc::KContiguousLoader<A, WeightSource, Tile::BLOCK_N, Tile::BLOCK_K, Tile::THREADS>;
-
   const int group = blockIdx.z;
   const int k_per_group = shape.k_per_group();
-  const int gemm_k = shape.c_per_group() * shape.R * shape.S;
   const int m0 = blockIdx.x * Tile::BLOCK_M;
   const int n0 = blockIdx.y * Tile::BLOCK_N;
 
-  const WeightSource src_b{w, k_per_group, gemm_k, gemm_k, group * k_per_group};
-  LoaderB loader_b(src_b, n0, threadIdx.x);
   gc::SimtMma<A, Tile, !NHWC> mma(threadIdx.x);
-
   gc::simt_gemm_mainloop<A, Tile>(mma, loader_a, src_a, loader_b, src_b, gemm_k, smem);
 
   // epilogue
@@ -69,6 +66,13 @@ __device__ __forceinline__ void implicit_gemm_block(LoaderA& loader_a, const Sou
     div_pq.divmod(m, n, pq);
     epi.store(n, group * k_per_group + filter, pq, v);
   });
+}
+
+// The weights as the B operand: one row of C/groups * R * S values per filter of this group.
+template <class T>
+__device__ __forceinline__ gc::RowMajorSource<T> weight_rows(const T* w, const gc::ConvShape& s) {
+  const int gemm_k = s.c_per_group() * s.R * s.S;
+  return gc::RowMajorSource<T>{w, s.k_per_group(), gemm_k, gemm_k, int(blockIdx.z) * s.k_per_group()};
 }
 
 template <class T, bool NHWC, int BLOCK_M, int BLOCK_N, int BLOCK_K, int THREAD_M, int THREAD_N>
@@ -90,7 +94,10 @@ conv2d_implicit_gemm(IMPLICIT_GEMM_PARAMS) {
                             res_sN, res_sK, res_sPQ, epilogue};
   const Source src_a(x, shape, blockIdx.z);
   Loader loader_a(src_a, blockIdx.x * BLOCK_M, threadIdx.x);
-  implicit_gemm_block<T, NHWC, Tile>(loader_a, src_a, w, shape, epi,
+  const gc::RowMajorSource<T> src_b = weight_rows(w, shape);
+  gc::KContiguousLoader<A, gc::RowMajorSource<T>, BLOCK_N, BLOCK_K, Tile::THREADS> loader_b(
+      src_b, blockIdx.y * BLOCK_N, threadIdx.x);
+  implicit_gemm_block<T, NHWC, Tile>(loader_a, src_a, loader_b, src_b, src_b.cols, shape, epi,
                                      reinterpret_cast<A*>(smem_raw));
 }
 
@@ -106,17 +113,23 @@ conv2d_implicit_gemm_precomputed(IMPLICIT_GEMM_PARAMS) {
       gc::PrecomputedMnLoader<A, Source, BLOCK_M, BLOCK_K, Tile::THREADS>>::type;
 
   extern __shared__ __align__(16) unsigned char smem_raw[];
-  __shared__ int tap_offsets[gc::MAX_TAPS];
+  __shared__ gc::LiveTaps live;
 
   const gc::ConvShape shape{N, C, H, W, K, R, S, P, Q, pad_h, pad_w,
                             stride_h, stride_w, dil_h, dil_w, groups};
   const gc::Epilogue<T> epi{out, out_sN, out_sK, out_sPQ, bias, residual,
                             res_sN, res_sK, res_sPQ, epilogue};
-  gc::fill_tap_offsets(tap_offsets, shape, NHWC ? C : 1, threadIdx.x, Tile::THREADS);
-  const Source src_a(x, tap_offsets, shape, blockIdx.z);
-  Loader loader_a(src_a, blockIdx.x * BLOCK_M, threadIdx.x);
-  __syncthreads();  // the tap table is complete before the first load reads it
-  implicit_gemm_block<T, NHWC, Tile>(loader_a, src_a, w, shape, epi,
+  // The rows first: their tap masks decide which taps the block's k runs over.
+  Loader loader_a(gc::PrecomputedRows<NHWC>(shape, blockIdx.z), blockIdx.x * BLOCK_M, threadIdx.x);
+  const int live_taps = gc::collect_live_taps<Tile::THREADS>(
+      live, loader_a.taps(), shape, NHWC ? C : 1, NHWC ? shape.c_per_group() : 1, threadIdx.x);
+  const Source src_a(x, live, live_taps, shape);
+  loader_a.start(src_a);
+  const gc::RowMajorSource<T> src_b = weight_rows(w, shape);
+  gc::LiveTapWeightLoader<A, T, NHWC, BLOCK_N, BLOCK_K, Tile::THREADS> loader_b(
+      src_b, live, live_taps, shape, blockIdx.y * BLOCK_N, threadIdx.x);
+  implicit_gemm_block<T, NHWC, Tile>(loader_a, src_a, loader_b, src_b,
+                                     shape.c_per_group() * live_taps, shape, epi,
                                      reinterpret_cast<A*>(smem_raw));
 }
 

@@ -200,6 +200,51 @@ def test_batch_split_into_launches(monkeypatch, rng):
     check_both(two_images, np.dtype(np.float32), "NHWC", "random", rng, bias=True)
 
 
+# ------------------------------------------------------------------------------------ live taps
+
+# Dilation 16 over 40 rows: the first and last tiles of 64 output pixels (about 9 rows) have a
+# tap row that reads only padding for every pixel they hold; the middle tiles need all 9 taps.
+DILATED_TILES = Case("dilated_tiles", (1, 3, 40, 7), (5, 3, 3, 3), dict(dilation=16, padding=16))
+# The first 80 output pixels read nothing but padding: a whole 64-pixel tile has no live tap.
+PADDING_ONLY_TILE = Case("padding_only_tile", (1, 2, 3, 8), (3, 2, 3, 3),
+                         dict(padding=((12, 0), (1, 1))))
+
+
+@pytest.fixture
+def small_tile(monkeypatch):
+    """Every launch takes the small GEMM tile (64 output pixels per block for float32)."""
+    monkeypatch.setattr(launch_common, "multiprocessor_count", lambda executor: 10**6)
+    return launch_common.GEMM_TILES["float32"][1]
+
+
+@pytest.mark.parametrize("order", ORDERS)
+@pytest.mark.parametrize("data_format", LAYOUTS)
+@pytest.mark.parametrize("case", [DILATED_TILES, PADDING_ONLY_TILE], ids=lambda c: c.name)
+def test_tiles_with_dead_taps(case, data_format, order, small_tile, rng):
+    check_both(case, np.dtype(np.float32), data_format, order, rng, bias=True,
+               activation="sigmoid")
+
+
+@pytest.mark.parametrize("data_format", LAYOUTS)
+def test_taps_that_read_only_padding_in_a_tile_are_skipped(data_format, small_tile, rng):
+    # A NaN weight on the top tap row: a kernel that multiplies the padding zeros gives NaN for
+    # every output (as the reference does); the precomputed kernel skips that tap row in the
+    # first tile, whose pixels (rows 0-9) never reach row p - 16 >= 0, and nowhere else.
+    g = DILATED_TILES.geom
+    x, w, _, _ = make_inputs(DILATED_TILES, np.float32, data_format, "random", rng)
+    w[:, :, 0, :] = np.nan
+    y = run_kernel(DILATED_TILES, x, w, iterator="precomputed", data_format=data_format)
+    pixels_first = (y.transpose(0, 3, 1, 2) if data_format == "NHWC" else y).reshape(g.K, -1)
+    first_tile = pixels_first[:, :small_tile.block_m]
+    zeroed = w.copy()
+    zeroed[:, :, 0, :] = 0
+    expected = reference(DILATED_TILES, x, zeroed, data_format=data_format)
+    expected = (expected.transpose(0, 3, 1, 2) if data_format == "NHWC" else expected).reshape(g.K, -1)
+    np.testing.assert_allclose(first_tile, expected[:, :small_tile.block_m], rtol=0, atol=2e-5)
+    assert np.isnan(pixels_first[:, small_tile.block_m:]).all()
+    assert np.isnan(reference(DILATED_TILES, x, w, data_format=data_format)).all()
+
+
 # ------------------------------------------------------------------------------------ selection
 
 
