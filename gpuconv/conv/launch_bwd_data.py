@@ -80,8 +80,8 @@ def why_not(algorithm: str, geom, dtype, data_format: str) -> str | None:
     elif algorithm == "pointwise":
         if (geom.R, geom.S) != (1, 1):
             return f"it needs a 1x1 filter, got {geom.R}x{geom.S}"
-        if data_format == "NCHW" and ceil_div(geom.P * geom.Q, TILE.block_n) > GRID_YZ_LIMIT:
-            return "the output plane is too large for its grid"
+        if data_format == "NCHW" and ceil_div(geom.C_per_group, TILE.block_m) > GRID_YZ_LIMIT:
+            return "C/groups is too large for its grid"
     elif algorithm == "depthwise":
         if geom.C_per_group != 1:
             return (f"it needs a depthwise convolution (C/groups == 1), got C/groups = "
@@ -214,9 +214,9 @@ def pointwise(call: _Call) -> None:
                     call.bias_arg, call.epilogue), shared_mem=smem)
     else:
         name = f"conv2d_dgrad_pointwise_nchw<{call.t}, {TILE.template_args}>"
-        for n0, n1 in call.chunks(max_images=GRID_YZ_LIMIT // g.groups):
-            grid = (ceil_div(g.C_per_group, TILE.block_m), ceil_div(g.P * g.Q, TILE.block_n),
-                    (n1 - n0) * g.groups)
+        for n0, n1 in call.chunks():
+            grid = (ceil_div((n1 - n0) * g.P * g.Q, TILE.block_n),
+                    ceil_div(g.C_per_group, TILE.block_m), g.groups)
             launch(POINTWISE, name, call.executor, grid, (TILE.threads, 1, 1),
                    (call.dy[n0:n1], call.weight, *shape_args(g, n1 - n0), call.dx[n0:n1],
                     call.bias_arg, call.epilogue), shared_mem=smem)

@@ -45,15 +45,14 @@ def run(call: ConvCall) -> None:
             fn(grid, (tile.threads, 1, 1), [chunk.x, chunk.weight, *chunk.shape_args(),
                                             *chunk.epilogue_args()], shared_mem=tile.smem_bytes(call.dtype))
         return
-    # NCHW: one GEMM per (image, group): M = K/groups filters, N = P*Q pixels.
+    # NCHW: one GEMM per group over all images: M = K/groups filters, N = N*P*Q pixels.
     if g.groups > GRID_YZ_LIMIT:
         raise ValueError(f"pointwise: groups={g.groups} exceeds the grid limit {GRID_YZ_LIMIT}")
-    pq = g.P * g.Q
-    blocks = ceil_div(g.K_per_group, large.block_m) * ceil_div(pq, large.block_n) * g.N * g.groups
+    blocks = ceil_div(g.K_per_group, large.block_m) * ceil_div(g.gemm_m, large.block_n) * g.groups
     tile = pick_gemm_tile(call.dtype, blocks, call.executor)
     fn = call.kernel(FAMILY, _name("nchw", call.cuda_type, tile))
-    for chunk in call.chunks(GRID_YZ_LIMIT // g.groups):
+    for chunk in call.chunks():
         c = chunk.geom
-        grid = (ceil_div(pq, tile.block_n), ceil_div(c.K_per_group, tile.block_m), c.N * c.groups)
+        grid = (ceil_div(c.gemm_m, tile.block_n), ceil_div(c.K_per_group, tile.block_m), c.groups)
         fn(grid, (tile.threads, 1, 1), [chunk.x, chunk.weight, *chunk.shape_args(),
                                         *chunk.epilogue_args()], shared_mem=tile.smem_bytes(call.dtype))

@@ -153,32 +153,41 @@ struct RowMajorSource {
   }
 };
 
-// The pointwise (1x1, no padding) B operand for NCHW input of one image and group: element
-// (c, j) = x[n][g*C/g + c][p*stride_h][q*stride_w] with j = p * Q + q. Neighbouring j are
-// neighbouring addresses for stride 1: an MnContiguousLoader source.
+// A 1x1 GEMM operand on NCHW planes whose mn index runs over the pixels of every image,
+// j = n * P*Q + p * Q + q, and whose k index is a channel of one group: element (k, j) =
+// x[n * image_stride + p * row_stride + q * col_stride + k * channel_stride] (x at the group's
+// first channel). Spanning the images keeps a tile's pixel columns busy when one image has few
+// pixels (7x7 = 49 of a 128-wide tile otherwise). Neighbouring j are neighbouring addresses
+// for a unit column stride: an MnContiguousLoader source.
+//   forward (x):  image_stride C*H*W, row_stride stride_h*W, col_stride stride_w, channel H*W;
+//   dgrad (dy):   image_stride K*P*Q, row_stride Q,          col_stride 1,        channel P*Q.
 template <class T>
-struct PointwiseNchwSource {
-  struct Row { int offset; };  // -1: outside the plane
+struct NchwPixelSource {
+  struct Row { int offset; };  // -1: past the last image's last pixel
   struct Col { int c; };
 
   const T* x;
-  FastDivmod div_q;
-  int PQ, HW, plane_row, stride_w, channels;
+  FastDivmod div_pq, div_q;
+  int pixels, image_stride, row_stride, col_stride, channel_stride, channels;
 
-  __device__ __forceinline__ PointwiseNchwSource(const T* x_image_group, const ConvShape& s)
-      : x(x_image_group), div_q(s.Q), PQ(s.P * s.Q), HW(s.H * s.W), plane_row(s.stride_h * s.W),
-        stride_w(s.stride_w), channels(s.c_per_group()) {}
+  __device__ __forceinline__ NchwPixelSource(const T* x_group, int images, int P, int Q,
+                                             int image_stride_, int row_stride_, int col_stride_,
+                                             int channel_stride_, int channels_)
+      : x(x_group), div_pq(P * Q), div_q(Q), pixels(images * P * Q), image_stride(image_stride_),
+        row_stride(row_stride_), col_stride(col_stride_), channel_stride(channel_stride_),
+        channels(channels_) {}
 
   __device__ __forceinline__ Row row(int j) const {
-    if (j >= PQ) return Row{-1};
-    int p, q;
-    div_q.divmod(j, p, q);
-    return Row{p * plane_row + q * stride_w};
+    if (j >= pixels) return Row{-1};
+    int n, pq, p, q;
+    div_pq.divmod(j, n, pq);
+    div_q.divmod(pq, p, q);
+    return Row{n * image_stride + p * row_stride + q * col_stride};
   }
   __device__ __forceinline__ Col column(int c) const { return Col{c}; }
   __device__ __forceinline__ void advance(Col& col) const { ++col.c; }
   __device__ __forceinline__ acc_t<T> load(const Row& row, const Col& col) const {
-    if (row.offset >= 0 && col.c < channels) return to_acc(x[row.offset + col.c * HW]);
+    if (row.offset >= 0 && col.c < channels) return to_acc(x[row.offset + col.c * channel_stride]);
     return acc_t<T>(0);
   }
 };

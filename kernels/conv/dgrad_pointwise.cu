@@ -3,9 +3,11 @@
 // 1x1 filter reaches no other pixel: with a stride > 1 the launcher fills dx with zeros, or the
 // bias, beforehand, and the GEMM runs over dy's P*Q pixels only, never over inserted zeros).
 //
-// NCHW (conv2d_dgrad_pointwise_nchw): one GEMM per (image, group),
-//   dx[n][g] (C/g x P*Q) = W_g^T (C/g x K/g) * dy[n][g] (K/g x P*Q);
-//   grid (ceil(C/g / BLOCK_M), ceil(P*Q / BLOCK_N), images * groups). W^T is read column-major
+// NCHW (conv2d_dgrad_pointwise_nchw): one GEMM per group over all images,
+//   dx[:, g] (C/g x N*P*Q) = W_g^T (C/g x K/g) * dy[:, g] (K/g x N*P*Q), the pixel columns
+//   spanning the images (NchwPixelSource) so that small planes (7x7) still fill a tile;
+//   grid (ceil(N*P*Q / BLOCK_N), ceil(C/g / BLOCK_M), groups) (pixel tiles along x, which has
+//   no 65535 limit). W^T is read column-major
 //   straight from the (K, C/g) weights, dy pixel-fast; lanes run along the pixels.
 // NHWC (conv2d_dgrad_pointwise_nhwc): one GEMM per group over all images,
 //   dx (N*P*Q x C/g) = dy (N*P*Q x K/g) * W_g (K/g x C/g); grid (ceil(N*P*Q / BLOCK_M),
@@ -42,25 +44,27 @@ conv2d_dgrad_pointwise_nchw(const T* __restrict__ dy, const T* __restrict__ w,
                             T* dx, const T* bias, int epilogue) {
   using A = gc::acc_t<T>;
   using Tile = gc::SimtTile<BLOCK_M, BLOCK_N, BLOCK_K, THREAD_M, THREAD_N>;
-  using Source = gc::ColumnMajorSource<T>;
-  using LoaderA = gc::MnContiguousLoader<A, Source, BLOCK_M, BLOCK_K, Tile::THREADS>;
-  using LoaderB = gc::MnContiguousLoader<A, Source, BLOCK_N, BLOCK_K, Tile::THREADS>;
+  using WeightSource = gc::ColumnMajorSource<T>;
+  using DySource = gc::NchwPixelSource<T>;
+  using LoaderA = gc::MnContiguousLoader<A, WeightSource, BLOCK_M, BLOCK_K, Tile::THREADS>;
+  using LoaderB = gc::MnContiguousLoader<A, DySource, BLOCK_N, BLOCK_K, Tile::THREADS>;
 
   extern __shared__ __align__(16) unsigned char smem_raw[];
   A* smem = reinterpret_cast<A*>(smem_raw);
 
-  const int n = blockIdx.z / groups;
-  const int group = blockIdx.z - n * groups;
+  const int group = blockIdx.z;
   const int c_per_group = C / groups;
   const int k_per_group = K / groups;
   const int PQ = P * Q;
-  const int m0 = blockIdx.x * BLOCK_M;
-  const int n0 = blockIdx.y * BLOCK_N;
+  const int pixels = N * PQ;
+  const int m0 = blockIdx.y * BLOCK_M;
+  const int n0 = blockIdx.x * BLOCK_N;
   const int tid = threadIdx.x;
 
-  // A (c, k) = w[group*K/g + k][c]; B (k, pq) = dy[n][group*K/g + k][pq].
-  const Source src_a{w + group * k_per_group * c_per_group, c_per_group, k_per_group, c_per_group};
-  const Source src_b{dy + (n * K + group * k_per_group) * PQ, PQ, k_per_group, PQ};
+  // A (c, k) = w[group*K/g + k][c]; B (k, j) = dy[n][group*K/g + k][pq] with j = n*P*Q + pq.
+  const WeightSource src_a{w + group * k_per_group * c_per_group, c_per_group, k_per_group,
+                           c_per_group};
+  const DySource src_b(dy + group * k_per_group * PQ, N, P, Q, K * PQ, Q, 1, PQ, k_per_group);
   LoaderA loader_a(src_a, m0, tid);
   LoaderB loader_b(src_b, n0, tid);
   gc::SimtMma<A, Tile, false> mma(tid);
@@ -70,12 +74,14 @@ conv2d_dgrad_pointwise_nchw(const T* __restrict__ dy, const T* __restrict__ w,
 
   // epilogue
   const gc::Epilogue<T> epi{dx, C * H * W, H * W, 1, bias, nullptr, 0, 0, 0, epilogue};
+  const gc::FastDivmod div_pq(PQ);
   const gc::FastDivmod div_q(Q);
 #pragma unroll
   for (int j = 0; j < THREAD_N; ++j) {
-    const int pq = n0 + mma.col(j);
-    if (pq >= PQ) continue;
-    int p, q;
+    const int pixel = n0 + mma.col(j);
+    if (pixel >= pixels) continue;
+    int n, pq, p, q;
+    div_pq.divmod(pixel, n, pq);
     div_q.divmod(pq, p, q);
     const int hw = reached_pixel(p, q, stride_h, stride_w, pad_h, pad_w, H, W);
     if (hw < 0) continue;

@@ -1,9 +1,10 @@
 // 1x1 convolution (no padding; any stride; groups) as a batched GEMM straight on the tensors.
 //
-// NCHW (conv2d_pointwise_nchw): one GEMM per (image, group), out[n][g] (K/g x P*Q) =
-//   W[g] (K/g x C/g) * x[n][g] (C/g x P*Q); grid (ceil(P*Q / BLOCK_N), ceil(K/g / BLOCK_M),
-//   N * groups). The pixels are the contiguous dimension of both x and out: B is loaded
-//   pixel-fast and lanes run along N in the epilogue.
+// NCHW (conv2d_pointwise_nchw): one GEMM per group over all images, out[:, g] (K/g x N*P*Q) =
+//   W[g] (K/g x C/g) * x[:, g] (C/g x N*P*Q), the pixel columns spanning the images
+//   (NchwPixelSource) so that small planes (7x7) still fill a tile; grid
+//   (ceil(N*P*Q / BLOCK_N), ceil(K/g / BLOCK_M), groups). The pixels are the contiguous
+//   dimension of both x and out: B is loaded pixel-fast and lanes run along N in the epilogue.
 // NHWC (conv2d_pointwise_nhwc): one GEMM per group over all images, out (N*P*Q x K/g) =
 //   x (N*P*Q x C/g) * W[g]^T; grid (ceil(N*P*Q / BLOCK_M), ceil(K/g / BLOCK_N), groups).
 //   Channels are contiguous in x, W (KCRS = KRSC for 1x1) and out.
@@ -27,15 +28,14 @@ conv2d_pointwise_nchw(const T* __restrict__ x, const T* __restrict__ w,
   using A = gc::acc_t<T>;
   using Tile = gc::SimtTile<BLOCK_M, BLOCK_N, BLOCK_K, THREAD_M, THREAD_N>;
   using WeightSource = gc::RowMajorSource<T>;
-  using PixelSource = gc::PointwiseNchwSource<T>;
+  using PixelSource = gc::NchwPixelSource<T>;
 
   extern __shared__ __align__(16) unsigned char smem_raw[];
   A* smem = reinterpret_cast<A*>(smem_raw);
 
   const gc::ConvShape shape{N, C, H, W, K, R, S, P, Q, pad_h, pad_w,
                             stride_h, stride_w, dil_h, dil_w, groups};
-  const int n = blockIdx.z / groups;
-  const int group = blockIdx.z - n * groups;
+  const int group = blockIdx.z;
   const int c_per_group = shape.c_per_group();
   const int k_per_group = shape.k_per_group();
   // Pixel tiles along x (no 65535 limit there), filter tiles along y.
@@ -44,7 +44,8 @@ conv2d_pointwise_nchw(const T* __restrict__ x, const T* __restrict__ w,
   const int tid = threadIdx.x;
 
   const WeightSource src_a{w, k_per_group, c_per_group, c_per_group, group * k_per_group};
-  const PixelSource src_b(x + (n * C + group * c_per_group) * (H * W), shape);
+  const PixelSource src_b(x + group * c_per_group * H * W, N, P, Q, C * H * W, stride_h * W,
+                          stride_w, H * W, c_per_group);
   gc::KContiguousLoader<A, WeightSource, BLOCK_M, BLOCK_K, Tile::THREADS> loader_a(src_a, m0, tid);
   gc::MnContiguousLoader<A, PixelSource, BLOCK_N, BLOCK_K, Tile::THREADS> loader_b(src_b, n0, tid);
   gc::SimtMma<A, Tile, false> mma(tid);
@@ -54,11 +55,15 @@ conv2d_pointwise_nchw(const T* __restrict__ x, const T* __restrict__ w,
   // epilogue
   const gc::Epilogue<T> epi{out, out_sN, out_sK, out_sPQ, bias, residual,
                             res_sN, res_sK, res_sPQ, epilogue};
-  const int PQ = P * Q;
+  const gc::FastDivmod div_pq(P * Q);
+  const int pixels = N * P * Q;
   mma.epilogue(smem, [&](int row, int col, A v) {
     const int filter = m0 + row;
-    const int pq = n0 + col;
-    if (filter < k_per_group && pq < PQ) epi.store(n, group * k_per_group + filter, pq, v);
+    const int j = n0 + col;
+    if (filter >= k_per_group || j >= pixels) return;
+    int n, pq;
+    div_pq.divmod(j, n, pq);
+    epi.store(n, group * k_per_group + filter, pq, v);
   });
 }
 
