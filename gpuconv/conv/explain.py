@@ -51,8 +51,10 @@ def describe_kernel(algorithm: str, geom, dtype, nhwc: bool, executor: str) -> s
     large = GEMM_TILES[dtype.name][0]
     if algorithm == "direct":
         if launch_direct.uses_tiled(geom, dtype):
-            return (f"conv2d_direct_tiled ({launch_direct.channel_tile(geom, dtype)} channels "
-                    "per shared-memory chunk)")
+            tile = launch_direct.pick_tile(geom)
+            return (f"conv2d_direct_tiled ({tile.block_k} filters x {tile.tile_p}x{tile.tile_q} "
+                    f"pixels per block, {launch_direct.channel_tile(geom, dtype)} channels per "
+                    "shared-memory chunk)")
         return "conv2d_direct_v1 (the tiled kernel's input tile does not fit in shared memory)"
     if algorithm == "direct_v1":
         return "conv2d_direct_v1"

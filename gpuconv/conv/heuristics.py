@@ -8,7 +8,7 @@ Rules, first match wins (each states its reason in ``explain``):
                without any tap arithmetic.
 3. direct      fewer than 32 filters per group (grouped convolutions such as ResNeXt's, or
                tiny layers): a GEMM tile needs at least 64 filters to fill its columns, the
-               direct kernel's block only 16.
+               direct kernel's block 16, 8 or 4 (launch_direct.pick_tile).
 4. implicit_gemm  everything else: the GEMM view without a column buffer, the fastest general
                path on CUDA cores.
 im2col_gemm is never picked by the heuristic (it moves C*R*S/stride^2 times more data than the
@@ -70,7 +70,7 @@ def choose(geom) -> Choice:
     if geom.K_per_group < DIRECT_MAX_FILTERS_PER_GROUP:
         return Choice("direct", f"{geom.K_per_group} filters per group (< "
                                 f"{DIRECT_MAX_FILTERS_PER_GROUP}) would leave most of a GEMM "
-                                "tile's columns idle; the direct kernel tiles 16 filters")
+                                "tile's columns idle; the direct kernel tiles 4 to 16 filters")
     return Choice("implicit_gemm", f"general case: GEMM M={geom.gemm_m} (N*P*Q), "
                                    f"N={geom.K_per_group} (K/groups), K={geom.gemm_k} "
                                    "(C/groups*R*S) per group, no column buffer")

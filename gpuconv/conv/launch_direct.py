@@ -6,35 +6,76 @@ fit in shared memory for at least one channel per chunk, and ``conv2d_direct_v1`
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 
 from .._kernels import CUDA_TYPES, register
 from .gemm_tile import accumulator_itemsize
 from .launch_common import GRID_YZ_LIMIT, SMEM_LIMIT, ConvCall, ceil_div, cuda_bool, round_up
 
-# conv2d_direct_tiled's tile (kernels/conv/direct.cu: DIRECT_*).
-TILE_P = 8
-TILE_Q = 32
-BLOCK_K = 16
-THREADS = 128
 V1_THREADS = 256
 # Input channels staged per shared-memory chunk, at most (fewer when the tile is large).
 MAX_CHANNEL_TILE = 8
 
+
+@dataclass(frozen=True)
+class DirectTile:
+    """conv2d_direct_tiled's tile (kernels/conv/direct.cu: DirectTile): BLOCK_K filters of one
+    group x TILE_P x TILE_Q output pixels of one image; each thread 4 pixels x min(BLOCK_K, 8)
+    filters."""
+    block_k: int
+    tile_p: int
+    tile_q: int
+
+    @property
+    def threads(self) -> int:
+        return (self.tile_p * self.tile_q // 4) * (self.block_k // min(self.block_k, 8))
+
+    @property
+    def template_args(self) -> str:
+        return f"{self.block_k}, {self.tile_p}, {self.tile_q}"
+
+    def useful_fraction(self, geom) -> float:
+        """Share of the launched output slots (pixels x filters) that are real outputs."""
+        pixels = ceil_div(geom.P, self.tile_p) * self.tile_p * ceil_div(geom.Q, self.tile_q) * self.tile_q
+        filters = ceil_div(geom.K_per_group, self.block_k) * self.block_k
+        return geom.P * geom.Q * geom.K_per_group / (pixels * filters)
+
+
+# 16 filters for wide groups; 8 and 4 for groups of few filters (ResNeXt: 4, 8, 16 per group);
+# a square tile for small planes (14x14: 196 of 256 outputs busy, against 196 of 512 with 8x32).
+TILES = (DirectTile(16, 8, 32), DirectTile(16, 16, 16), DirectTile(8, 8, 32), DirectTile(4, 8, 32))
+
+
+def _name(cuda_type: str, nhwc: str, tile: DirectTile) -> str:
+    return f"conv2d_direct_tiled<{cuda_type}, {nhwc}, {tile.template_args}>"
+
+
 _LAYOUTS = ("false", "true")
 FAMILY = register(
     "conv/direct.cu",
-    name_expressions=[f"conv2d_direct_{kind}<{t}, {nhwc}>"
-                      for kind in ("v1", "tiled") for t in CUDA_TYPES.values() for nhwc in _LAYOUTS],
-    hot=[f"conv2d_direct_tiled<{t}, {nhwc}>" for t in ("float", "__half") for nhwc in _LAYOUTS],
+    name_expressions=[f"conv2d_direct_v1<{t}, {nhwc}>" for t in CUDA_TYPES.values() for nhwc in _LAYOUTS]
+    + [_name(t, nhwc, tile) for t in CUDA_TYPES.values() for nhwc in _LAYOUTS for tile in TILES],
+    hot=[_name(t, nhwc, tile) for t in ("float", "__half") for nhwc in _LAYOUTS for tile in TILES],
 )
 
 
-def tiled_smem_bytes(geom, dtype, channel_tile: int) -> int:
-    in_h = (TILE_P - 1) * geom.stride_h + (geom.R - 1) * geom.dil_h + 1
-    in_w = (TILE_Q - 1) * geom.stride_w + (geom.S - 1) * geom.dil_w + 1
-    mainloop = round_up(channel_tile * in_h * in_w, 4) + channel_tile * geom.R * geom.S * BLOCK_K
-    epilogue = BLOCK_K * (TILE_P * TILE_Q + 1)  # DIRECT_STAGE_LD
+def pick_tile(geom) -> DirectTile:
+    """The tile that leaves the fewest output slots idle: the smallest filter block that holds
+    a group's filters (16 beyond), then the pixel tile that wastes less of the plane (8x32 on
+    ties: its rows are longer runs)."""
+    block_k = next((k for k in (4, 8) if geom.K_per_group <= k), 16)
+    candidates = [t for t in TILES if t.block_k == block_k]
+    return max(candidates, key=lambda t: (t.useful_fraction(geom), t.tile_q))
+
+
+def tiled_smem_bytes(geom, dtype, channel_tile: int, tile: DirectTile | None = None) -> int:
+    tile = tile or pick_tile(geom)
+    in_h = (tile.tile_p - 1) * geom.stride_h + (geom.R - 1) * geom.dil_h + 1
+    in_w = (tile.tile_q - 1) * geom.stride_w + (geom.S - 1) * geom.dil_w + 1
+    mainloop = round_up(channel_tile * in_h * in_w, 4) + channel_tile * geom.R * geom.S * tile.block_k
+    epilogue = tile.block_k * (tile.tile_p * tile.tile_q + 1)  # STAGE_LD
     return max(mainloop, epilogue) * accumulator_itemsize(dtype)
 
 
@@ -61,14 +102,15 @@ def run(call: ConvCall, *, v1: bool = False) -> None:
             fn(grid, (V1_THREADS, 1, 1), [chunk.x, chunk.weight, *chunk.shape_args(),
                                           *chunk.epilogue_args()])
         return
-    fn = call.kernel(FAMILY, f"conv2d_direct_tiled<{call.cuda_type}, {nhwc}>")
     g = call.geom
-    blocks_y = g.groups * ceil_div(g.K_per_group, BLOCK_K)
+    tile = pick_tile(g)
+    fn = call.kernel(FAMILY, _name(call.cuda_type, nhwc, tile))
+    blocks_y = g.groups * ceil_div(g.K_per_group, tile.block_k)
     if blocks_y > GRID_YZ_LIMIT:
-        raise ValueError(f"direct: groups * ceil(K/groups / {BLOCK_K}) = {blocks_y} exceeds the "
-                         f"grid limit {GRID_YZ_LIMIT}; use algorithm='implicit_gemm'")
-    smem = tiled_smem_bytes(g, call.dtype, ct)
+        raise ValueError(f"direct: groups * ceil(K/groups / {tile.block_k}) = {blocks_y} exceeds "
+                         f"the grid limit {GRID_YZ_LIMIT}; use algorithm='implicit_gemm'")
+    smem = tiled_smem_bytes(g, call.dtype, ct, tile)
     for chunk in call.chunks(GRID_YZ_LIMIT):
-        grid = (ceil_div(g.P, TILE_P) * ceil_div(g.Q, TILE_Q), blocks_y, chunk.geom.N)
-        fn(grid, (THREADS, 1, 1), [chunk.x, chunk.weight, np.int32(ct), *chunk.shape_args(),
-                                   *chunk.epilogue_args()], shared_mem=smem)
+        grid = (ceil_div(g.P, tile.tile_p) * ceil_div(g.Q, tile.tile_q), blocks_y, chunk.geom.N)
+        fn(grid, (tile.threads, 1, 1), [chunk.x, chunk.weight, np.int32(ct), *chunk.shape_args(),
+                                        *chunk.epilogue_args()], shared_mem=smem)

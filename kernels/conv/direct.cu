@@ -8,13 +8,18 @@
 //                      filters of one group. Per chunk of `channel_tile` input channels it
 //                      stages the input tile with its halo and the chunk's weights in shared
 //                      memory; each thread then accumulates THREAD_K filters x THREAD_Q pixels
-//                      in registers (32 FMAs per 4 input loads and 2 vector weight loads).
+//                      in registers (THREAD_K * 4 FMAs per 4 input loads and THREAD_K / 4 vector
+//                      weight loads). The tile is a template (DirectTile): BLOCK_K 16 / 8 / 4
+//                      filters so that a group of few filters (ResNeXt: 4 or 8) does not leave
+//                      most of the block idle, and a 16x16 pixel tile beside the 8x32 one for
+//                      small planes (14x14 fills 196 of 512 outputs of 8x32 tiles, 196 of 256
+//                      of one 16x16 tile); launch_direct.py picks the variant.
 //                      Grid (ceil(P / TILE_P) * ceil(Q / TILE_Q), groups * ceil(K/g / BLOCK_K), N),
-//                      DIRECT_THREADS threads, dynamic shared memory (launch_direct.py): the
+//                      DirectTile::THREADS threads, dynamic shared memory (launch_direct.py): the
 //                      larger of the main loop's
 //                        (round_up(channel_tile * IN_H * IN_W, 4) + channel_tile*R*S*BLOCK_K)
 //                      with IN_H = (TILE_P - 1) * stride_h + (R - 1) * dil_h + 1 (IN_W likewise)
-//                      and the epilogue's BLOCK_K * DIRECT_STAGE_LD, times sizeof(acc).
+//                      and the epilogue's BLOCK_K * STAGE_LD, times sizeof(acc).
 #include "conv_shape.cuh"
 #include "dtypes.cuh"
 #include "epilogue.cuh"
@@ -56,42 +61,48 @@ __global__ void conv2d_direct_v1(const T* __restrict__ x, const T* __restrict__ 
   epi.store(n, k, p * Q + q, acc);
 }
 
-// Tile of conv2d_direct_tiled (mirrored in gpuconv/conv/launch_direct.py).
-constexpr int DIRECT_TILE_P = 8;
-constexpr int DIRECT_TILE_Q = 32;
-constexpr int DIRECT_THREAD_Q = 4;  // pixels per thread, DIRECT_Q_GROUPS apart along q
-constexpr int DIRECT_THREAD_K = 8;  // filters per thread
-constexpr int DIRECT_BLOCK_K = 16;  // filters per block
-constexpr int DIRECT_Q_GROUPS = DIRECT_TILE_Q / DIRECT_THREAD_Q;
-constexpr int DIRECT_PIXEL_GROUPS = DIRECT_TILE_P * DIRECT_Q_GROUPS;
-constexpr int DIRECT_THREADS = DIRECT_PIXEL_GROUPS * (DIRECT_BLOCK_K / DIRECT_THREAD_K);
-constexpr int DIRECT_TILE_PIXELS = DIRECT_TILE_P * DIRECT_TILE_Q;
-constexpr int DIRECT_STAGE_LD = DIRECT_TILE_PIXELS + 1;  // epilogue stage row, odd: no conflicts
+// Tile of conv2d_direct_tiled (mirrored in gpuconv/conv/launch_direct.py: DirectTile).
+template <int BLOCK_K_, int TILE_P_, int TILE_Q_>
+struct DirectTile {
+  static constexpr int BLOCK_K = BLOCK_K_;  // filters per block
+  static constexpr int TILE_P = TILE_P_;
+  static constexpr int TILE_Q = TILE_Q_;
+  static constexpr int THREAD_Q = 4;  // pixels per thread, Q_GROUPS apart along q
+  static constexpr int THREAD_K = BLOCK_K < 8 ? BLOCK_K : 8;  // filters per thread
+  static constexpr int Q_GROUPS = TILE_Q / THREAD_Q;
+  static constexpr int PIXEL_GROUPS = TILE_P * Q_GROUPS;
+  static constexpr int THREADS = PIXEL_GROUPS * (BLOCK_K / THREAD_K);
+  static constexpr int TILE_PIXELS = TILE_P * TILE_Q;
+  static constexpr int STAGE_LD = TILE_PIXELS + 1;  // epilogue stage row, odd: no conflicts
+  static_assert(TILE_Q % THREAD_Q == 0 && BLOCK_K % THREAD_K == 0, "tile must split evenly");
+  static_assert(THREAD_K % 4 == 0, "a thread's filters of one tap are whole 4-wide vectors");
+};
 
-template <class T, bool NHWC>
-__global__ void __launch_bounds__(DIRECT_THREADS)
+template <class T, bool NHWC, int BLOCK_K, int TILE_P, int TILE_Q>
+__global__ void __launch_bounds__(DirectTile<BLOCK_K, TILE_P, TILE_Q>::THREADS)
 conv2d_direct_tiled(const T* __restrict__ x, const T* __restrict__ w, int channel_tile,
                     int N, int C, int H, int W, int K, int R, int S, int P, int Q,
                     int pad_h, int pad_w, int stride_h, int stride_w, int dil_h, int dil_w,
                     int groups,
                     T* out, int out_sN, int out_sK, int out_sPQ, const T* bias,
                     const T* residual, int res_sN, int res_sK, int res_sPQ, int epilogue) {
+  using Tile = DirectTile<BLOCK_K, TILE_P, TILE_Q>;
   using A = gc::acc_t<T>;
   extern __shared__ __align__(16) unsigned char smem_raw[];
 
   const int c_per_group = C / groups;
   const int k_per_group = K / groups;
   const int RS = R * S;
-  const int tiles_q = (Q + DIRECT_TILE_Q - 1) / DIRECT_TILE_Q;
-  const int p0 = (blockIdx.x / tiles_q) * DIRECT_TILE_P;
-  const int q0 = (blockIdx.x % tiles_q) * DIRECT_TILE_Q;
-  const int k_blocks = (k_per_group + DIRECT_BLOCK_K - 1) / DIRECT_BLOCK_K;
+  const int tiles_q = (Q + Tile::TILE_Q - 1) / Tile::TILE_Q;
+  const int p0 = (blockIdx.x / tiles_q) * Tile::TILE_P;
+  const int q0 = (blockIdx.x % tiles_q) * Tile::TILE_Q;
+  const int k_blocks = (k_per_group + Tile::BLOCK_K - 1) / Tile::BLOCK_K;
   const int group = blockIdx.y / k_blocks;
-  const int k0 = (blockIdx.y % k_blocks) * DIRECT_BLOCK_K;
+  const int k0 = (blockIdx.y % k_blocks) * Tile::BLOCK_K;
   const int n = blockIdx.z;
 
-  const int in_h = (DIRECT_TILE_P - 1) * stride_h + (R - 1) * dil_h + 1;
-  const int in_w = (DIRECT_TILE_Q - 1) * stride_w + (S - 1) * dil_w + 1;
+  const int in_h = (Tile::TILE_P - 1) * stride_h + (R - 1) * dil_h + 1;
+  const int in_w = (Tile::TILE_Q - 1) * stride_w + (S - 1) * dil_w + 1;
   const int in_hw = in_h * in_w;
   const int h_origin = p0 * stride_h - pad_h;
   const int w_origin = q0 * stride_w - pad_w;
@@ -105,21 +116,21 @@ conv2d_direct_tiled(const T* __restrict__ x, const T* __restrict__ w, int channe
   const T* w_group = w + (group * k_per_group + k0) * c_per_group * RS;
 
   const int tid = threadIdx.x;
-  const int pixel_group = tid % DIRECT_PIXEL_GROUPS;
-  const int k_group = tid / DIRECT_PIXEL_GROUPS;
-  const int p_local = pixel_group / DIRECT_Q_GROUPS;
-  const int q_group = pixel_group % DIRECT_Q_GROUPS;
+  const int pixel_group = tid % Tile::PIXEL_GROUPS;
+  const int k_group = tid / Tile::PIXEL_GROUPS;
+  const int p_local = pixel_group / Tile::Q_GROUPS;
+  const int q_group = pixel_group % Tile::Q_GROUPS;
 
-  A acc[DIRECT_THREAD_K][DIRECT_THREAD_Q];
+  A acc[Tile::THREAD_K][Tile::THREAD_Q];
 #pragma unroll
-  for (int kk = 0; kk < DIRECT_THREAD_K; ++kk)
+  for (int kk = 0; kk < Tile::THREAD_K; ++kk)
 #pragma unroll
-    for (int i = 0; i < DIRECT_THREAD_Q; ++i) acc[kk][i] = A(0);
+    for (int i = 0; i < Tile::THREAD_Q; ++i) acc[kk][i] = A(0);
 
   for (int c0 = 0; c0 < c_per_group; c0 += channel_tile) {
     const int ct = min(channel_tile, c_per_group - c0);
     // Input tile with halo; zeros stand for the padding.
-    for (int idx = tid; idx < ct * in_hw; idx += DIRECT_THREADS) {
+    for (int idx = tid; idx < ct * in_hw; idx += Tile::THREADS) {
       int c, hh, ww;
       if (NHWC) {  // channel-fast: neighbouring threads read neighbouring addresses
         c = idx % ct;
@@ -140,12 +151,12 @@ conv2d_direct_tiled(const T* __restrict__ x, const T* __restrict__ w, int channe
       in_tile[c * in_hw + hh * in_w + ww] = v;
     }
     // Weights of the chunk, read along each filter's contiguous (c, r, s) run.
-    for (int idx = tid; idx < DIRECT_BLOCK_K * ct * RS; idx += DIRECT_THREADS) {
+    for (int idx = tid; idx < Tile::BLOCK_K * ct * RS; idx += Tile::THREADS) {
       const int kk = idx / (ct * RS);
       const int tap = idx % (ct * RS);  // c * RS + r * S + s within the chunk
       A v = A(0);
       if (k0 + kk < k_per_group) v = gc::to_acc(w_group[kk * c_per_group * RS + c0 * RS + tap]);
-      w_tile[tap * DIRECT_BLOCK_K + kk] = v;
+      w_tile[tap * Tile::BLOCK_K + kk] = v;
     }
     __syncthreads();
 
@@ -154,18 +165,19 @@ conv2d_direct_tiled(const T* __restrict__ x, const T* __restrict__ w, int channe
       for (int r = 0; r < R; ++r) {
         const A* in_row = in_tile + c * in_hw + (p_local * stride_h + r * dil_h) * in_w;
         for (int s = 0; s < S; ++s) {
-          A wv[DIRECT_THREAD_K];
-          const A* w_tap = w_tile + ((c * R + r) * S + s) * DIRECT_BLOCK_K + k_group * DIRECT_THREAD_K;
+          A wv[Tile::THREAD_K];
+          const A* w_tap =
+              w_tile + ((c * R + r) * S + s) * Tile::BLOCK_K + k_group * Tile::THREAD_K;
 #pragma unroll
-          for (int v = 0; v < DIRECT_THREAD_K; v += 4) gc::load_fragment4(wv + v, w_tap + v);
-          A in[DIRECT_THREAD_Q];
+          for (int v = 0; v < Tile::THREAD_K; v += 4) gc::load_fragment4(wv + v, w_tap + v);
+          A in[Tile::THREAD_Q];
 #pragma unroll
-          for (int i = 0; i < DIRECT_THREAD_Q; ++i)
-            in[i] = in_row[(q_group + i * DIRECT_Q_GROUPS) * stride_w + s * dil_w];
+          for (int i = 0; i < Tile::THREAD_Q; ++i)
+            in[i] = in_row[(q_group + i * Tile::Q_GROUPS) * stride_w + s * dil_w];
 #pragma unroll
-          for (int kk = 0; kk < DIRECT_THREAD_K; ++kk)
+          for (int kk = 0; kk < Tile::THREAD_K; ++kk)
 #pragma unroll
-            for (int i = 0; i < DIRECT_THREAD_Q; ++i) acc[kk][i] += wv[kk] * in[i];
+            for (int i = 0; i < Tile::THREAD_Q; ++i) acc[kk][i] += wv[kk] * in[i];
         }
       }
     }
@@ -176,23 +188,24 @@ conv2d_direct_tiled(const T* __restrict__ x, const T* __restrict__ w, int channe
   // consecutive elements of the output's contiguous dimension, and the store code (bias,
   // residual, tanh/sigmoid) is compiled once instead of for each of the 32 accumulators. The
   // channel loop's last __syncthreads() freed the tiles.
-  A* stage = reinterpret_cast<A*>(smem_raw);  // [BLOCK_K][DIRECT_STAGE_LD]
+  A* stage = reinterpret_cast<A*>(smem_raw);  // [BLOCK_K][STAGE_LD]
 #pragma unroll
-  for (int kk = 0; kk < DIRECT_THREAD_K; ++kk)
+  for (int kk = 0; kk < Tile::THREAD_K; ++kk)
 #pragma unroll
-    for (int i = 0; i < DIRECT_THREAD_Q; ++i)
-      stage[(k_group * DIRECT_THREAD_K + kk) * DIRECT_STAGE_LD + p_local * DIRECT_TILE_Q +
-            q_group + i * DIRECT_Q_GROUPS] = acc[kk][i];
+    for (int i = 0; i < Tile::THREAD_Q; ++i)
+      stage[(k_group * Tile::THREAD_K + kk) * Tile::STAGE_LD + p_local * Tile::TILE_Q +
+            q_group + i * Tile::Q_GROUPS] = acc[kk][i];
   __syncthreads();
   const gc::Epilogue<T> epi{out, out_sN, out_sK, out_sPQ, bias, residual,
                             res_sN, res_sK, res_sPQ, epilogue};
-  for (int e = tid; e < DIRECT_BLOCK_K * DIRECT_TILE_PIXELS; e += DIRECT_THREADS) {
-    const int k_local = NHWC ? e % DIRECT_BLOCK_K : e / DIRECT_TILE_PIXELS;
-    const int pixel = NHWC ? e / DIRECT_BLOCK_K : e % DIRECT_TILE_PIXELS;
-    const int p = p0 + pixel / DIRECT_TILE_Q;
-    const int q = q0 + pixel % DIRECT_TILE_Q;
+  for (int e = tid; e < Tile::BLOCK_K * Tile::TILE_PIXELS; e += Tile::THREADS) {
+    const int k_local = NHWC ? e % Tile::BLOCK_K : e / Tile::TILE_PIXELS;
+    const int pixel = NHWC ? e / Tile::BLOCK_K : e % Tile::TILE_PIXELS;
+    const int p = p0 + pixel / Tile::TILE_Q;
+    const int q = q0 + pixel % Tile::TILE_Q;
     const int filter = k0 + k_local;
     if (p < P && q < Q && filter < k_per_group)
-      epi.store(n, group * k_per_group + filter, p * Q + q, stage[k_local * DIRECT_STAGE_LD + pixel]);
+      epi.store(n, group * k_per_group + filter, p * Q + q,
+                stage[k_local * Tile::STAGE_LD + pixel]);
   }
 }

@@ -327,6 +327,38 @@ def test_large_gemm_tiles(algorithm, data_format, dtype, monkeypatch, rng):
           bias=True, activation="sigmoid")
 
 
+# Grouped layers shaped like ResNeXt's (4, 8, 16 filters per group) and one past 16 filters:
+# each direct tile variant over several pixel tiles, filter blocks and channel chunks.
+DIRECT_TILE_CASES = [
+    (Case("groups_of_4_filters", (2, 12, 9, 35), (12, 4, 3, 3), dict(padding=1, groups=3)), (4, 8, 32)),
+    (Case("groups_of_8_filters_s2", (1, 16, 19, 37), (16, 8, 3, 3), dict(stride=2, padding=1, groups=2)), (8, 8, 32)),
+    (Case("groups_of_16_small_plane", (2, 32, 14, 14), (32, 16, 3, 3), dict(padding=1, groups=2)), (16, 16, 16)),
+    (Case("groups_of_20_filters", (1, 18, 13, 12), (40, 9, 3, 3), dict(padding=(1, 2), groups=2)), (16, 16, 16)),
+]
+
+
+@pytest.mark.parametrize("order", ("forward", "random"))
+@pytest.mark.parametrize("data_format", LAYOUTS)
+@pytest.mark.parametrize("case, tile", DIRECT_TILE_CASES, ids=lambda v: getattr(v, "name", None))
+def test_direct_tile_variants(case, tile, data_format, order, rng):
+    geom = conv2d_geometry(case.x, case.w, **case.kwargs)
+    assert launch_direct.pick_tile(geom) == launch_direct.DirectTile(*tile)
+    check(case, "direct", np.dtype(np.float32), data_format, "simulator", rng, order=order,
+          bias=True, residual=True, activation="tanh")
+
+
+def test_direct_tile_choice_follows_the_waste():
+    # ResNeXt-50 32x4d, batch 32: the tile that leaves the fewest output slots idle.
+    for (c, plane, stride), (tile, useful) in {
+            (128, 56, 1): ((4, 8, 32), 0.875), (256, 28, 1): ((8, 8, 32), 0.766),
+            (512, 14, 1): ((16, 16, 16), 0.766)}.items():
+        geom = conv2d_geometry((32, c, plane, plane), (c, c // 32, 3, 3), padding=1,
+                               stride=stride, groups=32)
+        picked = launch_direct.pick_tile(geom)
+        assert picked == launch_direct.DirectTile(*tile)
+        assert picked.useful_fraction(geom) == pytest.approx(useful, abs=1e-3)
+
+
 @pytest.mark.parametrize("data_format", LAYOUTS)
 def test_direct_falls_back_to_v1_when_the_tile_does_not_fit(data_format, monkeypatch, rng):
     case = CASE_BY_NAME["dilation23"]

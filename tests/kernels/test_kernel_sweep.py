@@ -26,7 +26,7 @@ import gpuconv
 from gpuconv import grad
 from gpuconv._kernels import CUDA_TYPES, FAMILIES, import_launchers
 from gpuconv.conv import launch as conv_launch
-from gpuconv.conv import launch_common, launch_depthwise, launch_implicit_gemm
+from gpuconv.conv import launch_common, launch_depthwise, launch_direct, launch_implicit_gemm
 from gpuconv.conv.geometry import conv2d_geometry, layout_shape
 from gpuconv.conv.launch_bwd_common import MIN_PIXELS_PER_SPLIT
 from gpuconv.pool import launch_adaptive, launch_window
@@ -116,8 +116,16 @@ def direct_v1(dtype, nhwc):
                      launcher_options={})
 
 
-def direct_tiled(dtype, nhwc):
-    return conv_case(dtype, layout(nhwc), **small_problem(), algorithm="direct")
+def direct_tiled(dtype, nhwc, block_k, tile_p, tile_q):
+    """The smallest problem for which launch_direct.pick_tile picks this tile: a group of at
+    most block_k filters (more than 8 for 16), a 9x9 plane for the square tile, 5x40 else."""
+    filters = {"4": 3, "8": 5, "16": 17}[block_k]
+    plane = (9, 9) if tile_p == tile_q else (5, 40)
+    case = conv_case(dtype, layout(nhwc), (2, 3, *plane), (filters, 3, 3, 3), algorithm="direct",
+                     padding=1)
+    picked = launch_direct.pick_tile(conv2d_geometry((2, 3, *plane), (filters, 3, 3, 3), padding=1))
+    assert picked.template_args == f"{block_k}, {tile_p}, {tile_q}", picked
+    return case
 
 
 def depthwise_direct(dtype, nhwc, fr, fs):
