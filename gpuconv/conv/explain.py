@@ -59,11 +59,7 @@ def describe_kernel(algorithm: str, geom, dtype, nhwc: bool, executor: str) -> s
     if algorithm == "direct_v1":
         return "conv2d_direct_v1"
     if algorithm == "depthwise":
-        if launch_depthwise.uses_tiled(geom, dtype, nhwc):
-            tp, tq, ct = launch_depthwise.tiled_config(geom, dtype, nhwc)
-            return f"conv2d_depthwise_tiled (tile {tp}x{tq}, {ct} channels per block)"
-        unrolled = geom.R == geom.S and geom.R in launch_depthwise.UNROLLED_SIZES
-        return f"conv2d_depthwise_direct ({'unrolled ' if unrolled else 'runtime '}{geom.R}x{geom.S})"
+        return launch_depthwise.describe(geom, dtype, nhwc)
     if algorithm == "im2col_gemm":
         return "conv2d_im2col + conv2d_gemm_columns (column buffer bounded by the workspace limit)"
     if algorithm == "pointwise":

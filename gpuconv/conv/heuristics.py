@@ -3,7 +3,8 @@
 Rules, first match wins (each states its reason in ``explain``):
 1. depthwise   groups == C > 1: one input channel per group. A GEMM per group would have
                k = R*S only and a handful of filters; the depthwise kernels read each input
-               once per tap and keep whole warps busy along pixels or channels.
+               once per tap and keep whole warps busy along pixels or channels (which of the
+               direct, tiled and sliding-window kernels: launch_depthwise.choose_variant).
 2. pointwise   1x1 filter, no padding: the convolution *is* a GEMM, run straight on the tensors
                without any tap arithmetic.
 3. direct      fewer than 32 filters per group (grouped convolutions such as ResNeXt's, or

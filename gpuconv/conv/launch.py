@@ -31,7 +31,8 @@ def _xp(executor: str):
 
 
 def run_algorithm(algorithm: str, call: ConvCall, *, gemm: str = "own",
-                  workspace_bytes: int | None = None, iterator: str = "auto") -> None:
+                  workspace_bytes: int | None = None, iterator: str = "auto",
+                  depthwise_variant: str = "auto") -> None:
     """Launch ``algorithm``'s kernels for ``call`` (already checked to be runnable)."""
     if algorithm == "direct":
         launch_direct.run(call)
@@ -44,25 +45,28 @@ def run_algorithm(algorithm: str, call: ConvCall, *, gemm: str = "own",
     elif algorithm == "pointwise":
         launch_pointwise.run(call)
     elif algorithm == "depthwise":
-        launch_depthwise.run(call)
+        launch_depthwise.run(call, variant=depthwise_variant)
     else:
         raise ValueError(f"algorithm must be one of {', '.join(map(repr, ALGORITHMS))}; got {algorithm!r}")
 
 
 def conv2d(geom: ConvGeometry, x, weight, bias=None, *, residual=None, activation=None,
            algorithm: str = "auto", data_format: str = "NCHW", out=None, executor: str = "cupy",
-           gemm: str = "own", workspace_bytes: int | None = None, iterator: str = "auto") -> Any:
+           gemm: str = "own", workspace_bytes: int | None = None, iterator: str = "auto",
+           depthwise_variant: str = "auto") -> Any:
     """activation(conv(x, weight) + bias + residual) on the kernels; returns the output (``out``
     itself when given).
 
     The arrays are validated by the front but may be non-contiguous. ``algorithm``: "auto" or
     one of ALGORITHMS; a forced algorithm that cannot run the case is a ValueError saying why.
     ``gemm`` ("own" | "cublas") and ``workspace_bytes`` (the column buffer's bound) apply to
-    im2col_gemm; ``iterator`` ("auto" | "precomputed" | "analytic") to implicit_gemm's A gather.
+    im2col_gemm; ``iterator`` ("auto" | "precomputed" | "analytic") to implicit_gemm's A gather;
+    ``depthwise_variant`` ("auto" | "direct" | "tiled" | "window") to depthwise's kernel.
     """
     executor = as_choice("executor", executor, EXECUTORS)
     gemm = as_choice("gemm", gemm, launch_im2col_gemm.GEMMS)
     iterator = as_choice("iterator", iterator, launch_implicit_gemm.ITERATORS)
+    depthwise_variant = as_choice("depthwise_variant", depthwise_variant, launch_depthwise.VARIANTS)
     nhwc = data_format == "NHWC"
     xp = _xp(executor)
     out_shape = layout_shape(geom.output_shape, data_format)
@@ -77,8 +81,9 @@ def conv2d(geom: ConvGeometry, x, weight, bias=None, *, residual=None, activatio
                     activation=activation)
     if algorithm == "auto":
         algorithm = select_algorithm(call, data_format, gemm=gemm, workspace_bytes=workspace_bytes,
-                                     iterator=iterator)
-    run_algorithm(algorithm, call, gemm=gemm, workspace_bytes=workspace_bytes, iterator=iterator)
+                                     iterator=iterator, depthwise_variant=depthwise_variant)
+    run_algorithm(algorithm, call, gemm=gemm, workspace_bytes=workspace_bytes, iterator=iterator,
+                  depthwise_variant=depthwise_variant)
     if out is None:
         return target
     if not in_place:

@@ -1,26 +1,50 @@
 """Launcher of kernels/conv/depthwise.cu: groups == C, any channel multiplier K / C.
 
-Small filters (up to 49 taps; 3x3, 5x5, 7x7 unrolled) run ``conv2d_depthwise_direct``, one
-thread per output reading taps through L1; larger ones run ``conv2d_depthwise_tiled``, which
-stages an input tile with its halo in shared memory and reuses it R*S times. The shared tile is
-sized to fit SMEM_LIMIT: the channel tile shrinks first (NHWC), then the pixel tile; a filter
-whose smallest tile still does not fit (huge dilated filters in float64) runs the direct kernel.
+Three kernels (``variant``):
+
+- "direct" (``conv2d_depthwise_direct``): one thread per output reading taps through L1;
+  3x3, 5x5, 7x7 unrolled. Runs anything.
+- "tiled" (``conv2d_depthwise_tiled``): stages an input tile with its halo and the filters in
+  shared memory; each thread 4 outputs along q per weight load. Any stride and dilation.
+- "window" (``conv2d_depthwise_window``): stride 1 and dilation 1 only; the same staging, but
+  each thread slides a register window along a run of WINDOW_RUN outputs (one input and one
+  weight shared load per tap for WINDOW_RUN FMAs) and skips the filter rows on padding.
+
+``run(call, variant="auto")`` picks with ``choose_variant``: the tiled kernel past
+DIRECT_MAX_TAPS taps, else the direct kernel; but the window kernel instead for stride 1 and
+dilation 1 past a 3x3 filter wherever it issues fewer loads per output (``loads_per_output``). Each shared-memory kernel
+shrinks its tile to fit SMEM_LIMIT and is not chosen when its smallest tile does not fit. The
+thresholds are predictions to measure (kernels/conv/NOTES.md, "depthwise.cu");
+``launch.conv2d(..., depthwise_variant=...)`` forces one for tests and benchmarks.
 """
 from __future__ import annotations
 
 import numpy as np
 
+from .._args import as_choice
 from .._kernels import CUDA_TYPES, register
 from .gemm_tile import accumulator_itemsize
 from .launch_common import GRID_YZ_LIMIT, SMEM_LIMIT, ConvCall, ceil_div, cuda_bool, round_up
 
 UNROLLED_SIZES = (3, 5, 7)
 DIRECT_THREADS = 256
-TILED_THREADS = 256   # kernels/conv/depthwise.cu: DEPTHWISE_THREADS
+TILED_THREADS = 256   # kernels/conv/depthwise.cu: DEPTHWISE_THREADS (also the window kernel's)
 OUT_Q = 4             # DEPTHWISE_OUT_Q: tile_q is a multiple of it
-# The direct kernel up to this filter area; the tiled one beyond (a guess to check on a GPU:
-# kernels/conv/NOTES.md).
+WINDOW_RUN = 7        # DEPTHWISE_WINDOW_RUN: outputs per thread of the window kernel
+# The direct kernel up to this filter area; the tiled one beyond when the window kernel does
+# not apply (a guess to check on a GPU: kernels/conv/NOTES.md).
 DIRECT_MAX_TAPS = 49
+# Auto takes the window kernel only past this filter area: at 3x3 both it and the direct kernel
+# are predicted to sit on the DRAM roof in fp32 (NOTES.md), and the direct one is measured.
+WINDOW_MIN_TAPS = 10
+# Most runs per row of a window tile: NCHW lays a whole 56-wide row across the runs of a block;
+# NHWC keeps channels on the lanes and takes a few runs and rows.
+WINDOW_MAX_RUNS = {False: 8, True: 2}
+WINDOW_LANE_CHANNELS = 32   # NHWC: output channels along the lanes of a warp
+
+VARIANTS = ("auto", "direct", "tiled", "window")
+KERNELS = {"direct": "conv2d_depthwise_direct", "tiled": "conv2d_depthwise_tiled",
+           "window": "conv2d_depthwise_window"}
 
 _LAYOUTS = ("false", "true")
 _FILTERS = [(f, f) for f in UNROLLED_SIZES] + [(0, 0)]
@@ -29,9 +53,11 @@ FAMILY = register(
     name_expressions=(
         [f"conv2d_depthwise_direct<{t}, {nhwc}, {fr}, {fs}>" for t in CUDA_TYPES.values()
          for nhwc in _LAYOUTS for fr, fs in _FILTERS]
-        + [f"conv2d_depthwise_tiled<{t}, {nhwc}>" for t in CUDA_TYPES.values() for nhwc in _LAYOUTS]),
+        + [f"conv2d_depthwise_{kind}<{t}, {nhwc}>" for kind in ("tiled", "window")
+           for t in CUDA_TYPES.values() for nhwc in _LAYOUTS]),
     hot=([f"conv2d_depthwise_direct<{t}, {nhwc}, 3, 3>" for t in ("float", "__half") for nhwc in _LAYOUTS]
-         + [f"conv2d_depthwise_tiled<{t}, {nhwc}>" for t in ("float", "__half") for nhwc in _LAYOUTS]),
+         + [f"conv2d_depthwise_{kind}<{t}, {nhwc}>" for kind in ("tiled", "window")
+            for t in ("float", "__half") for nhwc in _LAYOUTS]),
 )
 
 
@@ -41,6 +67,9 @@ def refusal(geom) -> str | None:
         return (f"depthwise needs groups == C (one group per input channel), got groups="
                 f"{geom.groups} with C={geom.C}")
     return None
+
+
+# ------------------------------------------------------------------------------------ tiled
 
 
 def tiled_smem_bytes(geom, dtype, tile_p: int, tile_q: int, channel_tile: int) -> int:
@@ -73,17 +102,149 @@ def tiled_config(geom, dtype, nhwc: bool) -> tuple[int, int, int]:
     return tile_p, tile_q, ct
 
 
-def uses_tiled(geom, dtype, nhwc: bool) -> bool:
-    """Large filters take the shared-memory path, if its smallest tile fits."""
-    if geom.R * geom.S <= DIRECT_MAX_TAPS:
-        return False
+def tiled_fits(geom, dtype, nhwc: bool) -> bool:
     return tiled_smem_bytes(geom, dtype, *tiled_config(geom, dtype, nhwc)) <= SMEM_LIMIT
 
 
-def run(call: ConvCall) -> None:
+# ------------------------------------------------------------------------------------ window
+
+
+def window_channel_pitch(plane: int, tile_q: int) -> int:
+    """depthwise.cu: window_channel_pitch (NCHW): the plane padded to tile_q modulo 32."""
+    return plane + (tile_q - plane) % 32
+
+
+def window_filter_pitch(taps: int) -> int:
+    """depthwise.cu: window_filter_pitch: a filter's shared pitch, R * S made odd."""
+    return taps | 1
+
+
+def window_smem_bytes(geom, dtype, nhwc: bool, tile_p: int, runs: int, channel_tile: int) -> int:
+    tile_q = runs * WINDOW_RUN
+    rows = min(tile_p + geom.R - 1, geom.H)   # only the image's rows are staged
+    plane = rows * (tile_q + geom.S)          # + S: the halo and the window's look-ahead column
+    channel_elements = plane if nhwc else window_channel_pitch(plane, tile_q)
+    multiplier = geom.K // geom.C
+    elements = (round_up(channel_tile * channel_elements, 4)
+                + channel_tile * multiplier * window_filter_pitch(geom.R * geom.S))
+    return elements * accumulator_itemsize(dtype)
+
+
+def window_config(geom, dtype, nhwc: bool) -> tuple[int, int, int]:
+    """(tile_p, runs, channel_tile): about TILED_THREADS work items (one run of WINDOW_RUN
+    outputs of one channel each) per block, shrunk to fit in shared memory.
+
+    NCHW: up to WINDOW_MAX_RUNS runs across a row, then rows, then channels until the block has
+    a thread per item. NHWC: WINDOW_LANE_CHANNELS channels (a warp along the contiguous
+    dimension), up to 2 runs, then rows. Shrinking halves the channel tile first (it alone
+    carries the R*S filters, the bulk of the tile for large filters) and gives the freed
+    threads to rows; then rows; then runs.
+    """
+    multiplier = geom.K // geom.C
+    runs = min(ceil_div(geom.Q, WINDOW_RUN), WINDOW_MAX_RUNS[nhwc])
+
+    def rows_for(ct: int) -> int:
+        return min(geom.P, max(1, TILED_THREADS // (ct * multiplier * runs)))
+
+    if nhwc:
+        ct = min(geom.C, max(1, WINDOW_LANE_CHANNELS // multiplier))
+        tile_p = rows_for(ct)
+    else:
+        tile_p = rows_for(1)
+        ct = min(geom.C, max(1, TILED_THREADS // (multiplier * runs * tile_p)))
+    while window_smem_bytes(geom, dtype, nhwc, tile_p, runs, ct) > SMEM_LIMIT:
+        if ct > 1:
+            ct //= 2
+            tile_p = max(tile_p, rows_for(ct))
+        elif tile_p > 1:
+            tile_p //= 2
+        elif runs > 1:
+            runs //= 2
+        else:
+            break  # one channel, one row, one run: the filter alone is what does not fit
+    return tile_p, runs, ct
+
+
+def window_refusal(geom, dtype, nhwc: bool) -> str | None:
+    """Why the window kernel cannot run ``geom`` (None when it can)."""
+    if (geom.stride_h, geom.stride_w) != (1, 1):
+        return f"it needs stride 1, got {geom.stride_h}x{geom.stride_w}"
+    if (geom.dil_h, geom.dil_w) != (1, 1):
+        return f"it needs dilation 1, got {geom.dil_h}x{geom.dil_w}"
+    smem = window_smem_bytes(geom, dtype, nhwc, *window_config(geom, dtype, nhwc))
+    if smem > SMEM_LIMIT:
+        return (f"its smallest tile needs {smem} bytes of shared memory (limit {SMEM_LIMIT}) "
+                f"for a {geom.R}x{geom.S} filter in {np.dtype(dtype).name}")
+    return None
+
+
+def loads_per_output(kind: str, geom) -> float:
+    """The load model of NOTES.md (the kernels are load-bound, not FMA-bound): loads issued per
+    output. Window: per filter row, the window fill plus one input and one weight per tap, for
+    a run of RUN outputs (fewer when Q < RUN). Tiled: four inputs and one weight per tap for
+    four outputs. Direct: an input and a weight per tap."""
+    taps = geom.R * geom.S
+    if kind == "window":
+        return geom.R * (2 * geom.S + WINDOW_RUN) / min(geom.Q, WINDOW_RUN)
+    if kind == "tiled":
+        return 1.25 * taps
+    return 2.0 * taps
+
+
+# ------------------------------------------------------------------------------------ choice
+
+
+def choose_variant(geom, dtype, nhwc: bool, variant: str = "auto") -> str:
+    """The kernel ("direct" | "tiled" | "window") that runs ``geom`` for the requested variant;
+    a forced variant that cannot run it is a ValueError saying why."""
+    variant = as_choice("depthwise_variant", variant, VARIANTS)
+    if variant == "window":
+        why = window_refusal(geom, dtype, nhwc)
+        if why is not None:
+            raise ValueError(f"depthwise variant 'window' cannot run this convolution: {why}")
+        return variant
+    if variant == "tiled":
+        if not tiled_fits(geom, dtype, nhwc):
+            raise ValueError("depthwise variant 'tiled' cannot run this convolution: its "
+                             f"smallest tile does not fit in {SMEM_LIMIT} bytes of shared memory")
+        return variant
+    if variant == "direct":
+        return variant
+    fallback = ("tiled" if geom.R * geom.S > DIRECT_MAX_TAPS and tiled_fits(geom, dtype, nhwc)
+                else "direct")
+    if (geom.R * geom.S >= WINDOW_MIN_TAPS and window_refusal(geom, dtype, nhwc) is None
+            and loads_per_output("window", geom) < loads_per_output(fallback, geom)):
+        return "window"
+    return fallback
+
+
+def uses_tiled(geom, dtype, nhwc: bool) -> bool:
+    """Whether auto runs ``geom`` on the tiled kernel."""
+    return choose_variant(geom, dtype, nhwc) == "tiled"
+
+
+def describe(geom, dtype, nhwc: bool, variant: str = "auto") -> str:
+    """The kernel and tile ``run`` launches (gpuconv.explain)."""
+    kind = choose_variant(geom, dtype, nhwc, variant)
+    if kind == "window":
+        tp, runs, ct = window_config(geom, dtype, nhwc)
+        return (f"conv2d_depthwise_window (tile {tp}x{runs * WINDOW_RUN}, {ct} channels per block, "
+                f"{WINDOW_RUN} outputs per thread)")
+    if kind == "tiled":
+        tp, tq, ct = tiled_config(geom, dtype, nhwc)
+        return f"conv2d_depthwise_tiled (tile {tp}x{tq}, {ct} channels per block)"
+    unrolled = geom.R == geom.S and geom.R in UNROLLED_SIZES
+    return f"conv2d_depthwise_direct ({'unrolled ' if unrolled else 'runtime '}{geom.R}x{geom.S})"
+
+
+# ------------------------------------------------------------------------------------ launch
+
+
+def run(call: ConvCall, variant: str = "auto") -> None:
     g = call.geom
+    kind = choose_variant(g, call.dtype, call.nhwc, variant)
     nhwc = cuda_bool(call.nhwc)
-    if not uses_tiled(g, call.dtype, call.nhwc):
+    if kind == "direct":
         fr, fs = (g.R, g.S) if g.R == g.S and g.R in UNROLLED_SIZES else (0, 0)
         fn = call.kernel(FAMILY, f"conv2d_depthwise_direct<{call.cuda_type}, {nhwc}, {fr}, {fs}>")
         for chunk in call.chunks():
@@ -92,15 +253,23 @@ def run(call: ConvCall) -> None:
             fn(grid, (DIRECT_THREADS, 1, 1), [chunk.x, chunk.weight, *chunk.shape_args(),
                                               *chunk.epilogue_args()])
         return
-    tile_p, tile_q, ct = tiled_config(g, call.dtype, call.nhwc)
-    smem = tiled_smem_bytes(g, call.dtype, tile_p, tile_q, ct)
+    if kind == "window":
+        tile_p, runs, ct = window_config(g, call.dtype, call.nhwc)
+        smem = window_smem_bytes(g, call.dtype, call.nhwc, tile_p, runs, ct)
+        tile_args = (tile_p, runs, ct)
+        pixel_blocks = ceil_div(g.P, tile_p) * ceil_div(g.Q, runs * WINDOW_RUN)
+    else:
+        tile_p, tile_q, ct = tiled_config(g, call.dtype, call.nhwc)
+        smem = tiled_smem_bytes(g, call.dtype, tile_p, tile_q, ct)
+        tile_args = (tile_p, tile_q, ct)
+        pixel_blocks = ceil_div(g.P, tile_p) * ceil_div(g.Q, tile_q)
     channel_blocks = ceil_div(g.C, ct)
     if channel_blocks > GRID_YZ_LIMIT:
         raise ValueError(f"depthwise: {channel_blocks} channel blocks exceed the grid limit "
                          f"{GRID_YZ_LIMIT}")
-    fn = call.kernel(FAMILY, f"conv2d_depthwise_tiled<{call.cuda_type}, {nhwc}>")
+    fn = call.kernel(FAMILY, f"{KERNELS[kind]}<{call.cuda_type}, {nhwc}>")
     for chunk in call.chunks(GRID_YZ_LIMIT):
-        grid = (ceil_div(g.P, tile_p) * ceil_div(g.Q, tile_q), channel_blocks, chunk.geom.N)
-        fn(grid, (TILED_THREADS, 1, 1), [chunk.x, chunk.weight, np.int32(tile_p), np.int32(tile_q),
-                                         np.int32(ct), *chunk.shape_args(), *chunk.epilogue_args()],
+        grid = (pixel_blocks, channel_blocks, chunk.geom.N)
+        fn(grid, (TILED_THREADS, 1, 1), [chunk.x, chunk.weight, *map(np.int32, tile_args),
+                                         *chunk.shape_args(), *chunk.epilogue_args()],
            shared_mem=smem)

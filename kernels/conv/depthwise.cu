@@ -19,6 +19,14 @@
 //                          DEPTHWISE_OUT_Q; dynamic shared memory (launch_depthwise.py):
 //                            (round_up(channel_tile * IN_H * IN_W, 4) + channel_tile * multiplier
 //                             * R * S) * sizeof(acc), IN_H = (tile_p - 1) * stride_h + (R - 1) * dil_h + 1.
+// conv2d_depthwise_window  stride 1, dilation 1: like the tiled kernel, a block stages its input
+//                          tile and filters in shared memory, but each thread computes a run of
+//                          DEPTHWISE_WINDOW_RUN consecutive outputs along q from a register
+//                          window of the input row that slides one element per tap: one input
+//                          and one weight shared load per tap for RUN FMAs (the tiled kernel:
+//                          four inputs and one weight for four). Threads skip the filter rows
+//                          that fall on padding, so only the image's rows are staged. Layouts
+//                          and the launch contract: the comment above the kernel.
 #include "conv_shape.cuh"
 #include "dtypes.cuh"
 #include "epilogue.cuh"
@@ -160,6 +168,180 @@ conv2d_depthwise_tiled(const T* __restrict__ x, const T* __restrict__ w, int til
     for (int i = 0; i < DEPTHWISE_OUT_Q; ++i) {
       const int q = q0 + q_group + i * q_groups;
       if (q < Q) epi.store(n, c0 * multiplier + k_local, p * Q + q, acc[i]);
+    }
+  }
+}
+
+// ------------------------------------------------------------------ register sliding window
+
+// Outputs per thread along q. Odd, so that the runs of consecutive threads start RUN words
+// apart and a warp's window loads fall in 32 distinct banks without padding the rows; and 7
+// divides the widths of 224-pixel networks (112, 56, 28, 14, 7), so no run is cut short there.
+constexpr int DEPTHWISE_WINDOW_RUN = 7;
+
+// acc[i] += sum_s w_row[s] * row[(i + s) * step], s < S: one filter row applied to a
+// run of RUN outputs. The window win holds the RUN inputs of the current tap in a ring: at tap
+// s, output i reads element s + i from slot (s + i) % RUN, and the element s drops out of the
+// window after the tap, so its slot takes the element s + RUN. Unrolled by RUN taps, every slot
+// index is a constant and the ring costs no moves. Reads row[0 .. (S + RUN - 1) * step]
+// (one element past the last one used: the look-ahead of the last tap) and w_row[0 .. S - 1];
+// with step 1 every load of the unrolled taps is at a constant offset.
+template <int RUN, class A>
+__device__ __forceinline__ void slide_filter_row(A (&acc)[RUN], const A* row, int step,
+                                                 const A* w_row, int S) {
+  A win[RUN];
+#pragma unroll
+  for (int i = 0; i < RUN; ++i) win[i] = row[i * step];
+  int s = 0;
+  for (; s + RUN <= S; s += RUN) {
+#pragma unroll
+    for (int u = 0; u < RUN; ++u) {
+      const A wv = w_row[s + u];
+#pragma unroll
+      for (int i = 0; i < RUN; ++i) acc[i] += wv * win[(u + i) % RUN];
+      win[u] = row[(s + u + RUN) * step];
+    }
+  }
+  // The last S % RUN taps (s is a multiple of RUN, so the slots are where the loop left them).
+#pragma unroll
+  for (int u = 0; u < RUN - 1; ++u) {
+    if (s + u >= S) break;
+    const A wv = w_row[s + u];
+#pragma unroll
+    for (int i = 0; i < RUN; ++i) acc[i] += wv * win[(u + i) % RUN];
+    win[u] = row[(s + u + RUN) * step];
+  }
+}
+
+// Shared pitch of one filter in the window kernel: R * S made odd, so that the lanes of a warp
+// reading the same tap of up to 32 different filters hit 32 distinct banks.
+// launch_depthwise.py: window_filter_pitch.
+__device__ __forceinline__ int window_filter_pitch(int taps) { return taps | 1; }
+
+// Shared channel pitch of the NCHW window tile: the plane rounded up to a value congruent to
+// tile_q modulo 32, so that run j of channel c starts at (c * runs + j) * RUN (mod 32) and the
+// 32 runs of a warp (runs fastest, then channels) read 32 distinct banks (RUN is odd).
+// launch_depthwise.py: window_channel_pitch.
+__device__ __forceinline__ int window_channel_pitch(int plane, int tile_q) {
+  return plane + ((tile_q - plane) & 31);
+}
+
+// Grid (ceil(P / tile_p) * ceil(Q / tile_q), ceil(C / channel_tile), N), tile_q = runs * RUN,
+// DEPTHWISE_THREADS threads; needs stride 1 and dilation 1 (the launcher routes other cases to
+// the direct and tiled kernels). The block stages, in the accumulator type:
+//   inputs: the image rows [max(p0 - pad_h, 0), min(p0 - pad_h + tile_p + R - 1, H)) (at most
+//           ROWS = min(tile_p + R - 1, H)) by IN_W = tile_q + S columns from q0 - pad_w (zeros
+//           outside the image; the last column is the window's look-ahead), laid out
+//           [c][row][column] with channel pitch window_channel_pitch(ROWS * IN_W, tile_q) for
+//           NCHW and [row][column][c] for NHWC;
+//   filters: [k_local][r * S + s] with pitch window_filter_pitch(R * S);
+// dynamic shared memory (launch_depthwise.py: window_smem_bytes):
+//   (round_up(channel_tile * channel_elements, 4)
+//    + channel_tile * multiplier * window_filter_pitch(R * S)) * sizeof(acc).
+// Work items (k_local, run, p_local), one thread each in turn: NCHW puts runs fastest along the
+// lanes (each run's RUN outputs are contiguous in the output row), NHWC channels fastest.
+// At least one block per SM: without the minimum, ptxas (CUDA 13, sm_80) aimed at 48 registers
+// and spilled one outside the main loop.
+template <class T, bool NHWC>
+__global__ void __launch_bounds__(DEPTHWISE_THREADS, 1)
+conv2d_depthwise_window(const T* __restrict__ x, const T* __restrict__ w, int tile_p, int runs,
+                        int channel_tile,
+                        int N, int C, int H, int W, int K, int R, int S, int P, int Q,
+                        int pad_h, int pad_w, int stride_h, int stride_w, int dil_h, int dil_w,
+                        int groups,
+                        T* out, int out_sN, int out_sK, int out_sPQ, const T* bias,
+                        const T* residual, int res_sN, int res_sK, int res_sPQ, int epilogue) {
+  using A = gc::acc_t<T>;
+  constexpr int RUN = DEPTHWISE_WINDOW_RUN;
+  extern __shared__ __align__(16) unsigned char smem_raw[];
+
+  const int multiplier = K / C;
+  const int RS = R * S;
+  const int tile_q = runs * RUN;
+  const int tiles_q = (Q + tile_q - 1) / tile_q;
+  const int p0 = (blockIdx.x / tiles_q) * tile_p;
+  const int q0 = (blockIdx.x % tiles_q) * tile_q;
+  const int c0 = blockIdx.y * channel_tile;
+  const int n = blockIdx.z;
+  const int ct = min(channel_tile, C - c0);
+  const int kt = ct * multiplier;
+
+  // Filter rows that fall on padding rows are skipped, never read: stage the image rows only.
+  const int h_origin = p0 - pad_h;
+  const int h_lo = max(h_origin, 0);
+  const int rows = max(min(h_origin + tile_p + R - 1, H) - h_lo, 0);
+  const int in_w = tile_q + S;
+  const int rows_alloc = min(tile_p + R - 1, H);
+  // Shared-tile strides of (channel, row, column).
+  const int sc = NHWC ? 1 : window_channel_pitch(rows_alloc * in_w, tile_q);
+  const int sr = NHWC ? in_w * ct : in_w;
+  const int sq = NHWC ? ct : 1;
+  A* in_tile = reinterpret_cast<A*>(smem_raw);
+  A* w_tile = in_tile + (((NHWC ? rows_alloc * in_w : sc) * ct + 3) & ~3);
+
+  const gc::Strides4 xs = gc::packed_strides<NHWC>(C, H, W);
+  const T* x_image = x + n * xs.n + c0 * xs.c;
+  const int w_origin = q0 - pad_w;
+  const int tid = threadIdx.x;
+
+  const int row_elements = rows * in_w;
+  for (int idx = tid; idx < ct * row_elements; idx += DEPTHWISE_THREADS) {
+    int c, pixel;
+    if (NHWC) {
+      c = idx % ct;
+      pixel = idx / ct;
+    } else {
+      c = idx / row_elements;
+      pixel = idx % row_elements;
+    }
+    const int hh = pixel / in_w;
+    const int ww = pixel % in_w;
+    const int wx = w_origin + ww;
+    A v = A(0);
+    if (unsigned(wx) < unsigned(W))
+      v = gc::to_acc(x_image[c * xs.c + (h_lo + hh) * xs.h + wx * xs.w]);
+    in_tile[c * sc + hh * sr + ww * sq] = v;
+  }
+  // The block's filters are one contiguous (k_local, tap) run of the (K, 1, R, S) weight.
+  const int wp = window_filter_pitch(RS);
+  const T* w_block = w + c0 * multiplier * RS;
+  for (int idx = tid; idx < kt * RS; idx += DEPTHWISE_THREADS)
+    w_tile[(idx / RS) * wp + idx % RS] = gc::to_acc(w_block[idx]);
+  __syncthreads();
+
+  const gc::Epilogue<T> epi{out, out_sN, out_sK, out_sPQ, bias, residual,
+                            res_sN, res_sK, res_sPQ, epilogue};
+  const int items = kt * runs * tile_p;
+  for (int item = tid; item < items; item += DEPTHWISE_THREADS) {
+    int k_local, run;
+    int t;
+    if (NHWC) {  // lanes along channels
+      k_local = item % kt;
+      t = item / kt;
+      run = t % runs;
+    } else {     // lanes along the runs of a row
+      run = item % runs;
+      t = item / runs;
+      k_local = t % kt;
+    }
+    const int p = p0 + (NHWC ? t / runs : t / kt);
+    const int q_run = q0 + run * RUN;
+    if (p >= P || q_run >= Q) continue;
+    A acc[RUN];
+#pragma unroll
+    for (int i = 0; i < RUN; ++i) acc[i] = A(0);
+    // main loop: the filter rows whose input row is inside the image
+    const int r_lo = max(0, pad_h - p);
+    const int r_hi = min(R, H + pad_h - p);
+    const int tile_row = p - pad_h - h_lo;  // of tap r = 0; rows r_lo.. are in [0, rows)
+    const A* in_run = in_tile + (k_local / multiplier) * sc + run * RUN * sq;
+    const A* w_k = w_tile + k_local * wp;
+    for (int r = r_lo; r < r_hi; ++r)
+      slide_filter_row<RUN>(acc, in_run + (tile_row + r) * sr, sq, w_k + r * S, S);
+    // epilogue
+#pragma unroll
+    for (int i = 0; i < RUN; ++i) {
+      if (q_run + i < Q) epi.store(n, c0 * multiplier + k_local, p * Q + q_run + i, acc[i]);
     }
   }
 }

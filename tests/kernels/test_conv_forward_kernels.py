@@ -457,7 +457,8 @@ def test_launcher_rejects_unknown_options(rng):
 
 @pytest.mark.parametrize("x_shape, w_shape, kwargs, algorithm, kernel", [
     ((1, 64, 56, 56), (64, 1, 3, 3), dict(padding=1, groups=64), "depthwise", "conv2d_depthwise_direct (unrolled 3x3)"),
-    ((1, 32, 56, 56), (32, 1, 31, 31), dict(padding=15, groups=32), "depthwise", "conv2d_depthwise_tiled"),
+    ((1, 32, 56, 56), (32, 1, 31, 31), dict(padding=15, groups=32), "depthwise", "conv2d_depthwise_window"),
+    ((1, 32, 56, 56), (32, 1, 31, 31), dict(padding=15, stride=2, groups=32), "depthwise", "conv2d_depthwise_tiled"),
     ((8, 256, 14, 14), (1024, 256, 1, 1), {}, "pointwise", "conv2d_pointwise_nchw"),
     ((8, 128, 28, 28), (128, 4, 3, 3), dict(padding=1, groups=32), "direct", "conv2d_direct_tiled"),
     ((32, 64, 56, 56), (64, 64, 3, 3), dict(padding=1), "implicit_gemm", "conv2d_implicit_gemm_precomputed (tile 128, 128"),

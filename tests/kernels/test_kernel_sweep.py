@@ -1,5 +1,6 @@
 """Every instantiation of the kernels that the launchers pick by dtype, layout and a variant
-(unrolled filter size, GEMM tile, A-operand iterator, GEMM path, index output, split-K reduce),
+(unrolled filter size, GEMM tile, A-operand iterator, depthwise kernel, GEMM path, index output,
+split-K reduce),
 run under the simulator in every thread order and compared with the NumPy reference.
 
 The cases come from the kernel registry (``gpuconv._kernels.FAMILIES``), not from a list kept
@@ -66,7 +67,7 @@ def conv_case(dtype, data_format, x_shape, w_shape, *, algorithm, launcher_optio
               **conv_kwargs) -> Case:
     """conv2d with bias and residual (the fused epilogue) on random inputs exact in ``dtype``.
     ``launcher_options`` (a dict, possibly empty) calls the launcher directly, for what the public
-    front does not take: algorithm="direct_v1", iterator=, gemm=."""
+    front does not take: algorithm="direct_v1", iterator=, gemm=, depthwise_variant=."""
     rng = np.random.default_rng(SEED)
     geom = conv2d_geometry(x_shape, w_shape, **conv_kwargs)
     x = to_layout(rng.standard_normal(x_shape), data_format).astype(dtype)
@@ -134,13 +135,20 @@ def depthwise_direct(dtype, nhwc, fr, fs):
     r, s = (int(fr), int(fs)) if (fr, fs) != ("0", "0") else (2, 3)
     assert r * s <= launch_depthwise.DIRECT_MAX_TAPS
     return conv_case(dtype, layout(nhwc), (2, 2, 6, 7), (4, 1, r, s), algorithm="depthwise",
-                     padding=(r // 2, s // 2), groups=2)
+                     padding=(r // 2, s // 2), groups=2,
+                     launcher_options=dict(depthwise_variant="direct"))
 
 
 def depthwise_tiled(dtype, nhwc):
     side = math.isqrt(launch_depthwise.DIRECT_MAX_TAPS) + 1   # the smallest square past the limit
     return conv_case(dtype, layout(nhwc), (1, 2, 6, 7), (4, 1, side, side), algorithm="depthwise",
-                     padding=side // 2, groups=2)
+                     padding=side // 2, groups=2, launcher_options=dict(depthwise_variant="tiled"))
+
+
+def depthwise_window(dtype, nhwc):
+    """A 7x7 filter at stride 1 (auto's choice) on a width that is not a multiple of the run."""
+    return conv_case(dtype, layout(nhwc), (2, 2, 6, 9), (4, 1, 7, 7), algorithm="depthwise",
+                     padding=3, groups=2)
 
 
 def im2col(dtype, nhwc):
@@ -241,6 +249,7 @@ BUILDERS = {
     "conv2d_direct_tiled": direct_tiled,
     "conv2d_depthwise_direct": depthwise_direct,
     "conv2d_depthwise_tiled": depthwise_tiled,
+    "conv2d_depthwise_window": depthwise_window,
     "conv2d_im2col": im2col,
     "conv2d_gemm_columns": gemm_columns,
     "conv2d_columns_epilogue": columns_epilogue,
