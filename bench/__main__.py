@@ -172,7 +172,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"plots skipped: {exc} (pip install 'gpuconv[bench]')", file=sys.stderr)
     print(format_report(doc))
     print(f"wrote {', '.join(str(p) for p in written)}")
-    return 1 if doc["failures"] else 0
+    return 1 if doc["failures"] or doc["interrupted"] else 0
 
 
 if __name__ == "__main__":

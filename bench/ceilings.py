@@ -88,5 +88,5 @@ def measure_gpu(dtype: str, runs: int = 10) -> Ceilings:
         gemm()
     gemm_s = median(clock.measure(gemm, runs))
     return Ceilings(dtype, 2 * GPU_COPY_BYTES / copy_s, 2 * n ** 3 / gemm_s, GPU_COPY_BYTES, n,
-                    f"GPU: cudaMemcpyAsync D2D of 1 GiB; {how} {n}^3 in the dtype "
-                    f"(median of {runs}, warm)")
+                    f"GPU: cudaMemcpyAsync D2D of {GPU_COPY_BYTES / 2**20:g} MiB; {how} {n}^3 "
+                    f"in the dtype (median of {runs}, warm)")

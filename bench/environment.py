@@ -23,6 +23,11 @@ def library_versions() -> dict[str, str]:
     return out
 
 
+# The device machine gets a copy of the working tree without .git: whoever starts the run
+# there passes the commit in this variable (bench/gpu_session.sh records it too).
+COMMIT_VARIABLE = "GPUCONV_COMMIT"
+
+
 def git_state() -> dict:
     def git(*args):
         return subprocess.run(["git", "-C", str(REPO), *args], capture_output=True, text=True,
@@ -32,7 +37,13 @@ def git_state() -> dict:
         dirty = bool(git("status", "--porcelain", "--untracked-files=no"))
     except (OSError, subprocess.SubprocessError):
         commit, dirty = "", False
-    return {"commit": commit or "unknown", "dirty": dirty}
+    if commit:
+        return {"commit": commit, "dirty": dirty, "source": "git"}
+    given = os.environ.get(COMMIT_VARIABLE, "").strip()
+    if given:
+        # Whether that tree had local changes is not known here.
+        return {"commit": given, "dirty": None, "source": COMMIT_VARIABLE}
+    return {"commit": "unknown", "dirty": None, "source": None}
 
 
 def cpu_info() -> dict:
@@ -84,7 +95,10 @@ def collect(mode: str) -> dict:
     env = {"python": sys.version.split()[0], "platform": platform.platform(),
            "cpu": cpu_info(), "libraries": library_versions(), "git": git_state()}
     if mode == "gpu":
-        env["device"] = gpu_info()
+        try:
+            env["device"] = gpu_info()
+        except Exception as error:  # the device failed during the run: still write the results
+            env["device"] = {"name": "unknown GPU", "error": f"{type(error).__name__}: {error}"}
     else:
         env["device"] = {"name": f"CPU ({env['cpu']['processor']}, {env['cpu']['cores']} cores)"}
     return env

@@ -6,46 +6,78 @@
 #   bash bench/gpu_session.sh bench [SUITE,...]   # python -m bench on the GPU, JSON + plots
 #                                                 # (as bench_results.tgz: unpack it into
 #                                                 # bench/results/<UTC time>-<GPU name>/ and commit)
+#   bash bench/gpu_session.sh models     # torchvision resnet50 / mobilenet_v2 converted with
+#                                        # gpuconv.torch.convert vs native PyTorch (bench/models.py)
 # The device machine has no network: the package runs from the checkout (PYTHONPATH), with the
-# NumPy/CuPy/PyTorch already installed there.
+# NumPy/CuPy/PyTorch already installed there. Its copy of the tree has no .git: pass the commit,
+#   GPUCONV_COMMIT=<sha of the tree sent> bash bench/gpu_session.sh bench resnet50
+# so that results.json records it. Every suite at once does not fit in one command: name a few.
+# Each stage stops itself (SIGINT) after STAGE_SECONDS (default 540), so that what it measured
+# is still written and brought back before the command's own limit kills everything.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 OUT=${OUT:-/tmp/gpuconv-gpu-session}
 mkdir -p "$OUT"
 export PYTHONPATH=$PWD${PYTHONPATH:+:$PYTHONPATH} PYTHONUNBUFFERED=1
+# JAX (imported by the framework tests) would otherwise take 75% of the GPU's memory at once.
+export XLA_PYTHON_CLIENT_PREALLOCATE=false
 PY=${PYTHON:-python3}
+SECONDS_LEFT=${STAGE_SECONDS:-540}
 
 {
   nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv
-  git rev-parse HEAD 2>/dev/null || echo "commit: unknown (no .git on the device)"
+  git rev-parse HEAD 2>/dev/null || echo "commit: ${GPUCONV_COMMIT:-unknown (GPUCONV_COMMIT unset)}"
   $PY -c "import cupy, numpy; print('cupy', cupy.__version__, 'numpy', numpy.__version__)"
   $PY -c "import torch; print('torch', torch.__version__, 'cudnn', torch.backends.cudnn.version())"
 } > "$OUT/environment.txt" 2>&1
+
+# SIGINT first (pytest and the bench then report what they have), SIGKILL 30 s later.
+stop_after() { timeout -s INT -k 30 "$@"; }
 
 stage=${1:-tests}
 case "$stage" in
   tests)
     # Only the tests that need a GPU: the simulator-side tests ran in CI already.
-    $PY -m pytest -q -m gpu -p no:cacheprovider tests 2>&1 | tee "$OUT/gpu_tests.log"
+    stop_after "$SECONDS_LEFT" $PY -m pytest -q -m gpu -p no:cacheprovider --durations=15 tests \
+      2>&1 | tee "$OUT/gpu_tests.log"
     ;;
   sanitize)
     # memcheck over a slice of the kernel tests (every family, small shapes); racecheck on the
     # shared-memory kernels. compute-sanitizer multiplies run time by 10-100x: keep -k narrow.
+    if ! command -v compute-sanitizer >/dev/null; then
+      echo "compute-sanitizer is not on PATH" | tee "$OUT/sanitize_memcheck.log"
+      exit 127
+    fi
+    status=0
     for tool in memcheck racecheck; do
-      compute-sanitizer --tool "$tool" --error-exitcode 3 --print-limit 20 \
-        $PY -m pytest -q -x -m gpu -p no:cacheprovider tests/kernels \
-        -k "${SANITIZE_K:-float32 and not bfloat16}" 2>&1 | tail -n 60 | tee "$OUT/sanitize_$tool.log"
+      stop_after $((SECONDS_LEFT / 2)) compute-sanitizer --tool "$tool" --error-exitcode 3 \
+        --print-limit 20 $PY -m pytest -q -x -m gpu -p no:cacheprovider tests/kernels \
+        -k "${SANITIZE_K:-float32 and not bfloat16}" 2>&1 \
+        | tail -n 60 | tee "$OUT/sanitize_$tool.log"
+      rc=$?
+      [ "$rc" -ne 0 ] && status=$rc
     done
+    exit "$status"
     ;;
   bench)
     suites=${2:-}
-    $PY -m bench --executor gpu --no-progress --out "$OUT/run" ${suites:+--suite "$suites"} \
-      2>&1 | tee "$OUT/bench.log"
+    rm -rf "$OUT/run"
+    stop_after "$SECONDS_LEFT" $PY -m bench --executor gpu --no-progress --out "$OUT/run" \
+      ${suites:+--suite "$suites"} 2>&1 | tee "$OUT/bench.log"
+    status=$?
     # The device tool brings back at most 8 files: the JSON, summary and plots travel as one.
-    tar czf "$OUT/bench_results.tgz" -C "$OUT" run && rm -r "$OUT/run"
+    if [ -d "$OUT/run" ]; then
+      tar czf "$OUT/bench_results.tgz" -C "$OUT" run && rm -r "$OUT/run"
+    else
+      echo "no results were written (see bench.log)" >&2
+    fi
+    exit "$status"
+    ;;
+  models)
+    stop_after "$SECONDS_LEFT" $PY -m bench.models --out "$OUT/models" 2>&1 | tee "$OUT/models.log"
     ;;
   *)
-    echo "usage: $0 tests|sanitize|bench [SUITE,...]" >&2
+    echo "usage: $0 tests|sanitize|bench [SUITE,...]|models" >&2
     exit 2
     ;;
 esac

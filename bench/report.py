@@ -82,6 +82,8 @@ def header_lines(doc: dict) -> list[str]:
     env = doc["environment"]
     git = env["git"]
     commit = git["commit"][:12] + (" (dirty)" if git["dirty"] else "")
+    if git.get("source") not in (None, "git"):
+        commit += f" (from {git['source']})"
     device = env["device"]
     dev = device.get("name", "?")
     if doc["mode"] == "gpu":

@@ -11,8 +11,9 @@ Per case:
 5. time, TFLOP/s, GB/s, roofline fraction and the ratio against every baseline.
 
 What a gpuconv call may raise decides what is recorded:
-- NotImplementedError, ImportError, AttributeError, or a missing function: "unavailable" (the
-  kernels are still being written), and the suite goes on;
+- NotImplementedError, ImportError, or a missing function: "unavailable" (the kernels are still
+  being written), and the suite goes on. An AttributeError is an error: on a GPU it is most
+  likely a wrong CuPy/torch API, which must fail the run, not vanish from it;
 - a ValueError from a *forced* algorithm, when "auto" accepted the same arguments: api.md's way
   of saying that algorithm cannot run the case: "not-applicable";
 - anything else, or a result that disagrees with the oracle: a failure ("error"/"mismatch"),
@@ -50,7 +51,7 @@ CPU_NOTE = ("CPU timings: the NumPy reference (executor cpu-reference) and the C
             "and the kernels work end to end and say nothing about GPU speed.")
 GPU_NOTE = ("GPU timings: median of CUDA-event-timed launches after warm-up; baselines measured in "
             "the same process on the same data, interleaved.")
-UNAVAILABLE_ERRORS = (Unavailable, NotImplementedError, ImportError, AttributeError)
+UNAVAILABLE_ERRORS = (Unavailable, NotImplementedError, ImportError)
 
 
 @dataclass(frozen=True)
@@ -146,6 +147,7 @@ class Runner:
         self.progress = progress
         self.baseline_settings: dict = {}
         self.notes: list[str] = []
+        self.interrupted = False
         if self.mode == "gpu":
             import cupy
             self.xp = cupy
@@ -255,14 +257,12 @@ class Runner:
                 entry.set(ERROR if status != UNAVAILABLE else status, f"while timing: {reason}")
         self._ratios(entries)
         oracle_name = checked.oracle_name
-        # The variants' closures hold the case's arrays: drop them before freeing the pools.
+        # The variants' closures hold the case's arrays: drop them, so that the memory pools
+        # can be freed once this returns.
         for entry in entries:
             entry.run = None
             if entry.timed:
                 entry.timed.run = None
-        del checked
-        if self.mode == "gpu":
-            self._release_memory()
         return case_record(case, flops, nbytes, floor, oracle_name, entries)
 
     def _algorithms(self, case: Case) -> list[str | None]:
@@ -341,14 +341,38 @@ class Runner:
             if self.progress:
                 self.progress.step(case.id)
             try:
-                records.append(self.run_case(case, ceilings[case.dtype]))
-            except Exception as exc:  # a bench bug: recorded as a failure; the run goes on
-                records.append(crashed_case_record(case, exc))
-                if self.mode == "gpu":
-                    self._release_memory()
+                records.append(self._run_or_record_crash(case, ceilings[case.dtype]))
+                failure = self._device_failure()
+            except KeyboardInterrupt:
+                # Ctrl-C, or SIGINT from `timeout` (bench/gpu_session.sh) before a device
+                # command's time limit: keep what was measured rather than lose the whole run.
+                failure = "SIGINT"
+            if failure:
+                self.interrupted = True
+                self.notes.append(f"INTERRUPTED after {len(records)} of {len(cases)} cases "
+                                  f"({failure}): the results are partial")
+                break
         if self.progress:
             self.progress.finish()
         return self.document(records, ceilings)
+
+    def _run_or_record_crash(self, case: Case, ceiling) -> dict:
+        try:
+            return self.run_case(case, ceiling)
+        except Exception as exc:  # a bench bug: recorded as a failure; the run goes on
+            return crashed_case_record(case, exc)
+
+    def _device_failure(self) -> str | None:
+        """Frees the memory pools after a case (GPU); says why if the device no longer answers."""
+        if self.mode != "gpu":
+            return None
+        try:
+            self._release_memory()
+        except Exception as error:
+            # A kernel fault leaves the CUDA context unusable ("sticky" errors): every later
+            # case would fail the same way, so the run stops with the cases done.
+            return f"the device failed: {type(error).__name__}: {error}"
+        return None
 
     def document(self, records: list[dict], ceilings: dict) -> dict:
         cfg = self.config
@@ -377,6 +401,7 @@ class Runner:
                          "counts": count_source()},
             "ceilings": {d: c.as_json() for d, c in ceilings.items()},
             "cases": records,
+            "interrupted": self.interrupted,
             "summary": summarize(records),
             "failures": failures,
         }

@@ -32,7 +32,8 @@ def test_classify():
     kw = dict(forced=False, auto_rejected_args=False)
     assert classify(NotImplementedError("no kernel"), **kw)[0] == "unavailable"
     assert classify(ImportError("no launch"), **kw)[0] == "unavailable"
-    assert classify(AttributeError("x"), **kw)[0] == "unavailable"
+    # On a GPU an AttributeError is most likely a wrong CuPy/torch API: it must fail the run.
+    assert classify(AttributeError("module 'cupy.cuda' has no attribute 'Evnt'"), **kw)[0] == "error"
     assert classify(Unavailable("gpuconv.roi_pool does not exist yet"), **kw)[0] == "unavailable"
     assert classify(NotApplicable("no algorithm= argument"), **kw)[0] == "not-applicable"
     assert classify(ValueError("bad"), **kw)[0] == "error"

@@ -182,6 +182,25 @@ def test_a_bench_crash_is_recorded_as_a_failure_and_the_run_goes_on(tmp_path, mo
     assert {c["op"] for c in doc["cases"]} == {"conv", "pool", "roi"}
 
 
+def test_an_interrupted_run_writes_the_cases_done_and_fails(tmp_path, monkeypatch):
+    # bench/gpu_session.sh stops the bench with SIGINT before the device command's time limit.
+    import bench.runner
+    real = bench.runner.Runner.run_case
+    done = []
+
+    def interrupted_at_the_second_case(self, case, ceiling):
+        if done:
+            raise KeyboardInterrupt
+        done.append(case.id)
+        return real(self, case, ceiling)
+    monkeypatch.setattr(bench.runner.Runner, "run_case", interrupted_at_the_second_case)
+    code, doc = run(tmp_path, *CONV_ONLY, "--algorithm", "auto", "--direction", "fwd,dgrad",
+                    "--no-plots")
+    assert code == 1 and doc["interrupted"]
+    assert [c["id"] for c in doc["cases"]] == done
+    assert any(n.startswith("INTERRUPTED after 1 of 2 cases (SIGINT)") for n in doc["notes"])
+
+
 def test_gpuconv_simulate_in_the_environment_is_lifted_for_the_run_and_restored(tmp_path, monkeypatch):
     monkeypatch.setenv("GPUCONV_SIMULATE", "1")
     seen = []
