@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 
 from . import environment
-from .operations import conv_algorithms
+from .operations import CONV_VARIANTS, conv_algorithms
 from .report import Progress, format_report, write_json, write_summary
 from .roofline import CONV_DIRECTIONS
 from .runner import RunConfig, Runner
@@ -40,7 +40,8 @@ def build_parser() -> argparse.ArgumentParser:
                    "default: the full CPU run takes about 10 minutes on 2 cores)")
     p.add_argument("--algorithm", action="extend", type=_comma_list, metavar="NAME[,NAME]",
                    help="gpuconv conv algorithms to run (default: auto and every name in "
-                   "gpuconv.conv_algorithms)")
+                   "gpuconv.conv_algorithms); also the forward kernel variants, opt-in: "
+                   + ", ".join(CONV_VARIANTS))
     p.add_argument("--dtype", action="extend", type=_comma_list, metavar="DTYPE[,DTYPE]",
                    help=f"one or more of {', '.join(DTYPES)} (default: float32)")
     p.add_argument("--layout", action="extend", type=_comma_list, metavar="LAYOUT[,LAYOUT]",
@@ -97,7 +98,8 @@ def config_from_args(args, mode: str) -> RunConfig:
             except ImportError:
                 raise UsageError(f"--dtype bfloat16 needs {module} installed") from None
     layouts = _choices("layout", args.layout, LAYOUTS, ("NCHW",))
-    algorithms = _choices("algorithm", args.algorithm, conv_algorithms(), ()) or None
+    algorithms = _choices("algorithm", args.algorithm, conv_algorithms() + tuple(CONV_VARIANTS),
+                          ()) or None
     if args.layers:
         try:
             re.compile(args.layers)

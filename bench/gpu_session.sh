@@ -62,8 +62,9 @@ case "$stage" in
   bench)
     suites=${2:-}
     rm -rf "$OUT/run"
+    # BENCH_ARGS: more options, e.g. "--algorithm auto,implicit_gemm:analytic,implicit_gemm:precomputed".
     stop_after "$SECONDS_LEFT" $PY -m bench --executor gpu --no-progress --out "$OUT/run" \
-      ${suites:+--suite "$suites"} 2>&1 | tee "$OUT/bench.log"
+      ${suites:+--suite "$suites"} ${BENCH_ARGS:-} 2>&1 | tee "$OUT/bench.log"
     status=$?
     # The device tool brings back at most 8 files: the JSON, summary and plots travel as one.
     if [ -d "$OUT/run" ]; then

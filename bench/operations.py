@@ -53,6 +53,21 @@ def conv_algorithms() -> tuple[str, ...]:
     return ("auto",) + tuple(n for n in names if n != "auto")
 
 
+# Kernel variants the conv launcher exposes beside the algorithm (forward only), named
+# "algorithm:variant": opt-in with --algorithm, to time the comparisons kernels/conv/NOTES.md
+# asks for (the two implicit-GEMM iterators, the three depthwise kernels, the own GEMM vs cuBLAS
+# inside im2col, the tiled direct kernel vs its v1).
+CONV_VARIANTS = {
+    "implicit_gemm:analytic": ("implicit_gemm", {"iterator": "analytic"}),
+    "implicit_gemm:precomputed": ("implicit_gemm", {"iterator": "precomputed"}),
+    "depthwise:direct": ("depthwise", {"depthwise_variant": "direct"}),
+    "depthwise:tiled": ("depthwise", {"depthwise_variant": "tiled"}),
+    "depthwise:window": ("depthwise", {"depthwise_variant": "window"}),
+    "im2col_gemm:cublas": ("im2col_gemm", {"gemm": "cublas"}),
+    "direct:v1": ("direct_v1", {}),
+}
+
+
 def _takes_keyword(fn: Callable, name: str) -> bool:
     try:
         params = inspect.signature(fn).parameters.values()
@@ -145,6 +160,8 @@ def gpuconv_runner(case: Case, inp: Inputs, algorithm: str | None) -> Callable[[
 
 
 def _conv_runner(case: Case, inp: Inputs, algorithm: str | None):
+    if algorithm in CONV_VARIANTS:
+        return _conv_variant_runner(case, inp, algorithm)
     s: ConvShape = case.layer.shape
     geometry = dict(stride=s.stride, padding=s.pad, dilation=s.dilation, groups=s.groups)
     if case.layout != "NCHW":
@@ -165,6 +182,30 @@ def _conv_runner(case: Case, inp: Inputs, algorithm: str | None):
         elif algorithm != "auto":
             raise NotApplicable(f"{fn.__module__}.{fn.__name__} takes no algorithm= argument")
     return lambda: fn(*args, **geometry)
+
+
+def _conv_variant_runner(case: Case, inp: Inputs, variant: str):
+    """The forward convolution through the launcher with a kernel variant forced (the public
+    conv2d takes no variant); the kernels only: the NumPy reference has no variants."""
+    if case.direction != "forward":
+        raise NotApplicable(f"{variant} is a forward-convolution kernel variant")
+    from gpuconv._state import executor_for
+    from gpuconv.conv import launch
+    from gpuconv.conv.geometry import conv2d_geometry
+
+    algorithm, options = CONV_VARIANTS[variant]
+    s: ConvShape = case.layer.shape
+    geom = conv2d_geometry(s.input_shape, s.weight_shape, stride=s.stride, padding=s.pad,
+                           dilation=s.dilation, groups=s.groups)
+    library = "cupy" if type(inp.x).__module__.split(".")[0] == "cupy" else "numpy"
+
+    def run():
+        executor = executor_for(library)   # at call time: inside the runner's simulate()
+        if executor == "reference":
+            raise NotApplicable(f"{variant} runs the CUDA kernels; the NumPy reference has none")
+        return launch.conv2d(geom, inp.x, inp.w, algorithm=algorithm, data_format=case.layout,
+                             executor=executor, **options)
+    return run
 
 
 def _pool_runner(case: Case, inp: Inputs):

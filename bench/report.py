@@ -122,7 +122,7 @@ def case_lines(rec: dict) -> list[str]:
         if len(status) > REASON_WIDTH:
             status = status[:REASON_WIDTH - 3] + "..."
         floor = "-" if e.get("roofline_fraction") is None else f"{100 * e['roofline_fraction']:.1f}%"
-        lines.append(f"  {e['name']:<24}{fmt_time(e['time_s']):>11}{fmt_num(e.get('tflops')):>10}"
+        lines.append(f"  {e['name']:<34}{fmt_time(e['time_s']):>11}{fmt_num(e.get('tflops')):>10}"
                      f"{fmt_num(e.get('gbps')):>10}{floor:>8}  {ratios:<40} {status}")
     return lines
 
@@ -132,11 +132,11 @@ def summary_lines(doc: dict) -> list[str]:
     if not rows:
         return ["per-family geometric means: none (no gpuconv variant was timed against a baseline)"]
     out = ["per-family geometric mean of baseline time / gpuconv time (> 1: gpuconv faster)",
-           f"  {'family':<16}{'direction':<12}{'dtype':<9}{'layout':<7}{'variant':<24}"
+           f"  {'family':<16}{'direction':<12}{'dtype':<9}{'layout':<7}{'variant':<34}"
            f"{'baseline':<14}{'geomean':>9}{'cases':>7}  range"]
     for r in rows:
         out.append(f"  {r['family']:<16}{r['direction']:<12}{r['dtype']:<9}{r['layout']:<7}"
-                   f"{r['variant']:<24}{r['baseline']:<14}{fmt_ratio(r['geomean_ratio']):>9}"
+                   f"{r['variant']:<34}{r['baseline']:<14}{fmt_ratio(r['geomean_ratio']):>9}"
                    f"{r['cases']:>7}  {fmt_ratio(r['min_ratio'])}-{fmt_ratio(r['max_ratio'])}")
     return out
 
@@ -153,7 +153,7 @@ def status_counts(doc: dict) -> dict[str, int]:
 def format_report(doc: dict) -> str:
     lines = header_lines(doc)
     lines.append("")
-    lines.append(f"  {'variant':<24}{'time':>11}{'TFLOP/s':>10}{'GB/s':>10}{'floor%':>8}  "
+    lines.append(f"  {'variant':<34}{'time':>11}{'TFLOP/s':>10}{'GB/s':>10}{'floor%':>8}  "
                  f"{'ratio vs baselines':<40} status")
     for rec in doc["cases"]:
         lines += case_lines(rec)

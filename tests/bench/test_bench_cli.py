@@ -225,3 +225,28 @@ def test_without_a_gpu_the_default_run_is_the_quick_selection(tmp_path, capsys):
     assert {case["direction"] for case in doc["cases"]} == {"forward"}
     with pytest.raises(SystemExit):
         main(["--executor", "cpu", "--quick", "--full"])
+
+
+def test_kernel_variants_are_opt_in_algorithms(tmp_path):
+    # The launcher's forward variants, timed side by side: each on the cases its algorithm can
+    # run, "not-applicable" elsewhere.
+    code = main(["--executor", "cpu", "--quick", "--no-progress", "--no-plots",
+                 "--suite", "convnext_t_dw7,resnet50_b1", "--layers", r"dw7\.stage3|l1\.conv2",
+                 "--algorithm", "implicit_gemm:analytic,depthwise:window,direct:v1",
+                 "--out", str(tmp_path)])
+    doc = json.loads((tmp_path / "results.json").read_text())
+    assert code == 0, doc["failures"]
+    by_variant = {}
+    for case in doc["cases"]:
+        for e in case["results"]:
+            if e["kind"] == "gpuconv":
+                by_variant.setdefault(e["name"], set()).add(e["status"])
+    # the implicit GEMM and v1 run any convolution; the window kernel only the depthwise 7x7
+    assert by_variant["gpuconv:implicit_gemm:analytic"] == {"ok"}
+    assert by_variant["gpuconv:depthwise:window"] == {"ok", "not-applicable"}
+    assert by_variant["gpuconv:direct:v1"] == {"ok"}
+
+
+def test_an_unknown_variant_is_refused():
+    with pytest.raises(SystemExit):
+        main(["--executor", "cpu", "--algorithm", "implicit_gemm:optimized"])
