@@ -9,6 +9,8 @@ from __future__ import annotations
 import numbers
 from typing import Any
 
+import numpy as np
+
 
 def _is_int(v: Any) -> bool:
     return isinstance(v, numbers.Integral) and not isinstance(v, bool)
@@ -49,7 +51,9 @@ def as_float(name: str, value: Any, *, positive: bool = False) -> float:
 
 
 def as_bool(name: str, value: Any) -> bool:
-    if not isinstance(value, (bool,)) and not (_is_int(value) and value in (0, 1)):
+    # NumPy's bool (what a comparison of arrays gives) is a bool too; torch accepts it where a
+    # flag is read in Python (max_pool2d's return_indices, torchvision's aligned).
+    if not isinstance(value, (bool, np.bool_)) and not (_is_int(value) and value in (0, 1)):
         raise TypeError(f"{name} must be a bool, got {type(value).__name__} {value!r}")
     return bool(value)
 

@@ -92,6 +92,7 @@ def check_arrays(float_args: dict[str, Any], *, ndim: dict[str, int] | None = No
         if not is_float_dtype(x.dtype):
             raise TypeError(f"{name} must have a floating dtype ({', '.join(FLOAT_DTYPE_NAMES)}), "
                             f"got {x.dtype}")
+        _check_native_byte_order(name, x)
         if dtype is None:
             dtype = x.dtype
         elif x.dtype != dtype:
@@ -104,6 +105,15 @@ def check_arrays(float_args: dict[str, Any], *, ndim: dict[str, int] | None = No
     return ArraySet(library, np.dtype(dtype))
 
 
+def _check_native_byte_order(name: str, x: Any) -> None:
+    # The kernels read raw memory: a byte-swapped array would be silently misread (as
+    # torch.from_numpy, refuse it rather than guess).
+    if not np.dtype(x.dtype).isnative:
+        raise TypeError(f"{name} must be in the machine's native byte order, got dtype "
+                        f"{np.dtype(x.dtype).str!r}; convert it with "
+                        f"{name}.astype({name}.dtype.newbyteorder('='))")
+
+
 def check_index_array(name: str, x: Any, library: str, *, ndim: int | None = None) -> None:
     """An integer array argument (pooling indices) from the same library as the data."""
     lib = library_of(name, x)
@@ -111,6 +121,7 @@ def check_index_array(name: str, x: Any, library: str, *, ndim: int | None = Non
         raise TypeError(f"{name} is a {lib} array but the data is a {library} array")
     if np.dtype(x.dtype).kind not in "iu":
         raise TypeError(f"{name} must have an integer dtype, got {x.dtype}")
+    _check_native_byte_order(name, x)
     if ndim is not None and x.ndim != ndim:
         raise ValueError(f"{name} must be {ndim}-D, got shape {tuple(x.shape)}")
 

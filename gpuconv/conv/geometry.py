@@ -206,7 +206,17 @@ def conv2d_geometry(x_shape_nchw: Any, weight_shape: Any, stride: Any = 1, paddi
             f"{x_name} is too small for the kernel: input {H}x{W} padded by {(pt, pb)}x{(pl, pr)} is "
             f"smaller than the dilated weight {dh * (R - 1) + 1}x{dw * (S - 1) + 1} "
             f"(weight {R}x{S}, dilation {(dh, dw)}), so the output would be {P}x{Q}")
+    (sh, sw), (dh, dw) = unused_as_one((sh, sw), (P, Q)), unused_as_one((dh, dw), (R, S))
     return ConvGeometry(N, C, H, W, K, R, S, P, Q, pt, pb, pl, pr, sh, sw, dh, dw, groups)
+
+
+def unused_as_one(steps: tuple[int, int], counts: tuple[int, int]) -> tuple[int, int]:
+    """A stride (dilation) per axis, 1 where that axis has a single output (filter tap).
+
+    A stride only separates outputs and a dilation only separates taps, so with one of them
+    its value changes nothing; torch accepts any size there, and 1 keeps a huge one (2**31 or
+    more) out of the kernels' 32-bit arguments."""
+    return tuple(1 if count == 1 else step for step, count in zip(steps, counts))
 
 
 # --------------------------------------------------------------------------------------------
@@ -217,7 +227,7 @@ def _transposed_size(size: int, stride: int, pad: int, dilation: int, kernel: in
     return (size - 1) * stride - 2 * pad + dilation * (kernel - 1) + out_pad + 1
 
 
-def _output_padding_from_size(output_size: Any, N: int, K: int, minimum: tuple[int, int],
+def _output_padding_from_size(output_size: Any, minimum: tuple[int, int],
                               stride: tuple[int, int], x_hw: tuple[int, int]) -> tuple[int, int]:
     """output_padding that gives ``output_size``, checked against torch's achievable range."""
     if not isinstance(output_size, (tuple, list)):
@@ -225,9 +235,8 @@ def _output_padding_from_size(output_size: Any, N: int, K: int, minimum: tuple[i
                         f"got {type(output_size).__name__}")
     sizes = tuple(output_size)
     if len(sizes) == 4:
-        n, k = (as_int(f"output_size[{i}]", v) for i, v in enumerate(sizes[:2]))
-        if (n, k) != (N, K):
-            raise ValueError(f"output_size {sizes} must start with (N, K_out) = {(N, K)}")
+        # As torch.nn.ConvTranspose2d: only (H, W) count, so that ``output_size=skip.size()``
+        # works with a tensor of another batch or channel count (U-Net decoders do this).
         sizes = sizes[2:]
     elif len(sizes) != 2:
         raise ValueError(f"output_size must have 2 (H, W) or 4 (N, C, H, W) elements, got {len(sizes)}")
@@ -271,12 +280,13 @@ def conv_transpose2d_geometry(x_shape: Any, weight_shape: Any, stride: Any = 1, 
                                  f"got output_padding {op} >= stride {s} and >= dilation {d} in {axis}")
     else:
         minimum = (_transposed_size(H_in, sh, ph, dh, R, 0), _transposed_size(W_in, sw, pw, dw, S, 0))
-        oph, opw = _output_padding_from_size(output_size, N, K_out, minimum, (sh, sw), (H_in, W_in))
+        oph, opw = _output_padding_from_size(output_size, minimum, (sh, sw), (H_in, W_in))
     H_out = _transposed_size(H_in, sh, ph, dh, R, oph)
     W_out = _transposed_size(W_in, sw, pw, dw, S, opw)
     if H_out < 1 or W_out < 1:
         raise ValueError(f"padding {(ph, pw)} is too large: for an input of {H_in}x{W_in} the "
                          f"output would be {H_out}x{W_out}")
+    (sh, sw), (dh, dw) = unused_as_one((sh, sw), (H_in, W_in)), unused_as_one((dh, dw), (R, S))
     return ConvTransposeGeometry(N, K_out, H_out, W_out, C_in, R, S, H_in, W_in,
                                  ph, ph, pw, pw, sh, sw, dh, dw, groups, oph, opw)
 

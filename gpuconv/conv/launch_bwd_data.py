@@ -189,9 +189,19 @@ def im2col_gemm(call: _Call) -> None:
                 call.bias_arg, call.epilogue))
 
 
+def _reaches_every_pixel(g) -> bool:
+    """Whether a 1x1 filter's GEMM writes every dx pixel: dx row h is dy row h + pad_top, so
+    with stride 1 every row is reached unless some h + pad_top falls past dy's last row, which
+    happens in conv_transpose2d when output_padding exceeds padding (e.g. stride 1 with
+    dilation 2 and output_padding 1)."""
+    return (g.stride_h == g.stride_w == 1
+            and g.H + g.pad_top <= g.P and g.W + g.pad_left <= g.Q)
+
+
 def _prefill_unreached(call: _Call) -> None:
-    """With a stride > 1, a 1x1 filter reaches only the pixels of the stride grid: the others
-    get 0, or the bias (conv_transpose2d); the GEMM then overwrites the reached ones."""
+    """A 1x1 filter with a stride > 1 reaches only the pixels of the stride grid (and an
+    output_padding beyond the padding adds rows it never reaches): the others get 0, or the
+    bias (conv_transpose2d); the GEMM then overwrites the reached ones."""
     if call.bias is None:
         call.dx[...] = 0
     else:
@@ -201,7 +211,7 @@ def _prefill_unreached(call: _Call) -> None:
 
 def pointwise(call: _Call) -> None:
     g = call.geom
-    if g.stride_h > 1 or g.stride_w > 1:
+    if not _reaches_every_pixel(g):
         _prefill_unreached(call)
     smem = TILE.mainloop_smem_bytes(acc_dtype(call.dtype).itemsize)
     if call.nhwc:

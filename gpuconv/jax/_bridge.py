@@ -82,5 +82,8 @@ def _call_cupy(fn, out_spec, treedef, leaves, device):
 
 def as_int64(indices):
     """Indices from JAX (int32 by default) as the int64 that gpuconv's index checks and kernels
-    expect; a NumPy or CuPy array stays one."""
+    expect; a NumPy or CuPy array stays one. Float indices are refused (as gpuconv and torch
+    refuse them), not truncated."""
+    if np.dtype(indices.dtype).kind not in "iu":
+        raise TypeError(f"indices must have an integer dtype, got {indices.dtype}")
     return indices.astype(np.int64, copy=False)

@@ -6,7 +6,9 @@ import jax
 import jax.numpy as jnp
 
 import gpuconv
-from gpuconv.conv.geometry import check_activation, check_algorithm
+from gpuconv.conv.geometry import (check_activation, check_algorithm, check_data_format,
+                                   conv2d_geometry, conv_transpose2d_geometry, layout_shape,
+                                   nchw_shape)
 
 from ._bridge import call, spec, spec_like
 
@@ -21,13 +23,24 @@ ACTIVATION_GRADIENTS = {
 }
 
 
+def _shape4(name: str, a) -> tuple[int, ...]:
+    """The shape of a 4-D array argument; errors name the argument."""
+    if not hasattr(a, "shape") or not hasattr(a, "dtype"):
+        raise TypeError(f"{name} must be a JAX array, got {type(a).__name__}")
+    if len(a.shape) != 4:
+        raise ValueError(f"{name} must be 4-D, got shape {tuple(a.shape)}")
+    return tuple(a.shape)
+
+
 def conv2d(x, weight, bias=None, stride=1, padding=0, dilation=1, groups=1, *, activation=None,
            residual=None, algorithm="auto", data_format="NCHW"):
     """``gpuconv.conv2d`` on JAX arrays: ``activation(conv2d(x, weight) + bias + residual)``,
     differentiable with respect to x, weight, bias and residual."""
     geometry = (stride, padding, dilation, groups)
-    out_spec = spec(gpuconv.conv2d_output_shape(x.shape, weight.shape, *geometry,
-                                                data_format=data_format), x.dtype)
+    fmt = check_data_format(data_format)
+    # Validated with the arguments' own names (the shape utilities would say "input_shape").
+    geom = conv2d_geometry(nchw_shape(_shape4("x", x), fmt), _shape4("weight", weight), *geometry)
+    out_spec = spec(layout_shape(geom.output_shape, fmt), x.dtype)
     # Checked here too, so that a wrong option fails when traced rather than inside a callback.
     activation, algorithm = check_activation(activation), check_algorithm(algorithm)
 
@@ -66,9 +79,9 @@ def conv_transpose2d(x, weight, bias=None, stride=1, padding=0, output_padding=0
     differentiable with respect to x, weight and bias through the forward convolution it
     transposes."""
     geometry = (stride, padding, dilation, groups)
-    out_spec = spec(gpuconv.conv_transpose2d_output_shape(
-        x.shape, weight.shape, stride, padding, output_padding, groups, dilation, output_size),
-        x.dtype)
+    out_spec = spec(conv_transpose2d_geometry(
+        _shape4("x", x), _shape4("weight", weight), stride, padding, output_padding, groups,
+        dilation, output_size).input_shape, x.dtype)
     # With output_padding >= stride (legal while < dilation) the forward convolution of the
     # output has more rows/columns than x; those correspond to no input.
     forward_shape = gpuconv.conv2d_output_shape(out_spec.shape, weight.shape, *geometry)

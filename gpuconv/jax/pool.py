@@ -22,6 +22,10 @@ __all__ = ["max_pool2d", "avg_pool2d", "lp_pool2d", "adaptive_avg_pool2d", "adap
 
 
 def _nchw(x, data_format):
+    if not hasattr(x, "shape") or not hasattr(x, "dtype"):
+        raise TypeError(f"x must be a JAX array, got {type(x).__name__}")
+    if len(x.shape) != 4:
+        raise ValueError(f"x must be 4-D, got shape {tuple(x.shape)}")
     return nchw_shape(x.shape, check_data_format(data_format))
 
 

@@ -143,9 +143,12 @@ def pooled_size(size: int, kernel: int, stride: int, pad: int, dilation: int, ce
 def pool2d_geometry(x_shape_nchw: Sequence[int], kernel_size: Any, stride: Any = None,
                     padding: Any = 0, dilation: Any = 1, ceil_mode: Any = False) -> Pool2dGeometry:
     """max_pool2d's arguments (avg_pool2d and lp_pool2d: dilation 1), PyTorch's rules: stride None
-    means kernel_size, padding at most half the (undilated) kernel, an output of at least 1x1."""
+    (or empty) means kernel_size, padding at most half the (undilated) kernel, an output of at
+    least 1x1."""
     R, S = as_pair("kernel_size", kernel_size, minimum=1)
-    sh, sw = (R, S) if stride is None else as_pair("stride", stride, minimum=1)
+    # torch.nn.functional spells "stride = kernel_size" as None or as an empty list.
+    default_stride = stride is None or (isinstance(stride, (tuple, list)) and len(stride) == 0)
+    sh, sw = (R, S) if default_stride else as_pair("stride", stride, minimum=1)
     ph, pw = as_pair("padding", padding, minimum=0)
     dh, dw = as_pair("dilation", dilation, minimum=1)
     ceil_mode = as_bool("ceil_mode", ceil_mode)
@@ -167,6 +170,10 @@ def check_divisor_override(divisor_override: Any) -> int | None:
     divisor_override = as_int("divisor_override", divisor_override)
     if divisor_override == 0:
         raise ValueError("divisor_override must be a non-zero int or None, got 0")
+    if not -2 ** 31 <= divisor_override < 2 ** 31:
+        # The kernels take it as a 32-bit int; refused on every executor alike.
+        raise ValueError(f"divisor_override must fit in a 32-bit int (|d| < 2**31), "
+                         f"got {divisor_override}")
     return divisor_override
 
 
@@ -221,16 +228,14 @@ def spatial_pyramid_geometry(x_shape_nchw: Sequence[int], levels: Any = (1, 2, 4
 # max_unpool2d (PyTorch's _unpool_output_size)
 
 
-def _requested_unpool_size(output_size: Any, N: int, C: int, data_format: str) -> tuple[int, int]:
+def _requested_unpool_size(output_size: Any, data_format: str) -> tuple[int, int]:
     if not isinstance(output_size, (tuple, list)):
         raise TypeError(f"output_size must be None or a tuple/list of 2 (H, W) or 4 ints, "
                         f"got {type(output_size).__name__} {output_size!r}")
     sizes = tuple(as_int(f"output_size[{i}]", v) for i, v in enumerate(output_size))
     if len(sizes) == 4:
-        n, c, h, w = nchw_shape(sizes, data_format)
-        if (n, c) != (N, C):
-            raise ValueError(f"output_size {sizes} ({data_format}) must have x's batch and channels "
-                             f"(N, C) = {(N, C)}, got {(n, c)}")
+        # As torch's max_unpool2d: only (H, W) count, whatever the batch and channels say.
+        _, _, h, w = nchw_shape(sizes, data_format)
         return h, w
     if len(sizes) != 2:
         raise ValueError(f"output_size must have 2 (H, W) or 4 ({data_format}) elements, got {len(sizes)}")
@@ -252,7 +257,7 @@ def max_unpool2d_geometry(x_shape_nchw: Sequence[int], kernel_size: Any, stride:
     if output_size is None:
         H, W = default
     else:
-        H, W = _requested_unpool_size(output_size, N, C, data_format)
+        H, W = _requested_unpool_size(output_size, data_format)
         for axis, size, base, s in (("height", H, default[0], sh), ("width", W, default[1], sw)):
             if not base - s < size < base + s:
                 raise ValueError(f"invalid output_size {tuple(output_size)}: the {axis} must be "

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..conv.geometry import unused_as_one
 from .geometry import Pool2dGeometry
 from .launch_common import (BOOLS, TYPES, acc_dtype, acc_scalar, check_int32, contiguous, ctype,
                             flag, forward_operands, grad_through_switches, i32,
@@ -27,8 +28,11 @@ LP_POOL = register_family("pool/lp_pool.cu", "lp_pool2d_forward<{T}, {L}>",
 
 
 def _window_args(geom: Pool2dGeometry):
+    # A stride with a single output along its axis (or a dilation with a single tap) changes
+    # nothing and may exceed 32 bits (torch accepts any size): the kernels get 1 there.
+    stride_h, stride_w = unused_as_one((geom.stride_h, geom.stride_w), (geom.P, geom.Q))
     return (i32(geom.N), i32(geom.C), i32(geom.H), i32(geom.W), i32(geom.P), i32(geom.Q),
-            i32(geom.R), i32(geom.S), i32(geom.stride_h), i32(geom.stride_w))
+            i32(geom.R), i32(geom.S), i32(stride_h), i32(stride_w))
 
 
 def _padding_args(geom: Pool2dGeometry):
@@ -36,7 +40,7 @@ def _padding_args(geom: Pool2dGeometry):
 
 
 def _dilation_args(geom: Pool2dGeometry):
-    return (i32(geom.dil_h), i32(geom.dil_w))
+    return tuple(i32(d) for d in unused_as_one((geom.dil_h, geom.dil_w), (geom.R, geom.S)))
 
 
 # --------------------------------------------------------------------------------------------

@@ -147,7 +147,9 @@ def test_auto_choice(x, w, kwargs, chosen):
     ("depthwise", (1, 4, 6, 6), (4, 2, 3, 3), dict(groups=2), "NHWC", r"C/groups == 1"),
     # 16 filters of 31x31 per channel: 61504 bytes of float, past 48 KiB of shared memory.
     ("depthwise", (1, 1, 31, 31), (16, 1, 31, 31), {}, "NCHW", "shared memory"),
-    ("implicit_gemm", (1, 8192, 3, 3), (8192, 1, 1, 1), dict(groups=8192, stride=3), "NCHW",
+    # 6x6 with stride 3: two outputs per axis, so the stride counts (with a single output it
+    # would be normalized to 1).
+    ("implicit_gemm", (1, 8192, 6, 6), (8192, 1, 1, 1), dict(groups=8192, stride=3), "NCHW",
      "z slices"),
 ])
 def test_forcing_an_algorithm_that_cannot_run_is_a_value_error(algorithm, x, w, kwargs,
