@@ -65,6 +65,36 @@ __global__ void conv2d_depthwise_direct(const T* __restrict__ x, const T* __rest
 }
 
 constexpr int DEPTHWISE_THREADS = 256;
+
+// Stages `rows` x `in_w` input pixels of `ct` channels, starting at image row h_first and column
+// w_first, into a shared tile with (channel, row, column) strides (sc, sr, sq); zeros stand for
+// the padding. Neighbouring threads read neighbouring addresses: channels fast for NHWC,
+// columns fast for NCHW. Used by the tiled and the sliding-window kernels.
+template <bool NHWC, class T, class A>
+__device__ __forceinline__ void stage_input_tile(A* in_tile, const T* x_image,
+                                                 const gc::Strides4& xs, int ct, int rows,
+                                                 int in_w, int h_first, int w_first, int H, int W,
+                                                 int sc, int sr, int sq, int tid) {
+  const int tile_pixels = rows * in_w;
+  for (int idx = tid; idx < ct * tile_pixels; idx += DEPTHWISE_THREADS) {
+    int c, pixel;
+    if (NHWC) {
+      c = idx % ct;
+      pixel = idx / ct;
+    } else {
+      c = idx / tile_pixels;
+      pixel = idx % tile_pixels;
+    }
+    const int hh = pixel / in_w;
+    const int ww = pixel % in_w;
+    const int h = h_first + hh;
+    const int wx = w_first + ww;
+    A v = A(0);
+    if (unsigned(h) < unsigned(H) && unsigned(wx) < unsigned(W))
+      v = gc::to_acc(x_image[c * xs.c + h * xs.h + wx * xs.w]);
+    in_tile[c * sc + hh * sr + ww * sq] = v;
+  }
+}
 constexpr int DEPTHWISE_OUT_Q = 4;
 
 template <class T, bool NHWC>
@@ -105,24 +135,8 @@ conv2d_depthwise_tiled(const T* __restrict__ x, const T* __restrict__ w, int til
   const int w_origin = q0 * stride_w - pad_w;
   const int tid = threadIdx.x;
 
-  for (int idx = tid; idx < ct * in_hw; idx += DEPTHWISE_THREADS) {
-    int c, pixel;
-    if (NHWC) {
-      c = idx % ct;
-      pixel = idx / ct;
-    } else {
-      c = idx / in_hw;
-      pixel = idx % in_hw;
-    }
-    const int hh = pixel / in_w;
-    const int ww = pixel % in_w;
-    const int h = h_origin + hh;
-    const int wx = w_origin + ww;
-    A v = A(0);
-    if (unsigned(h) < unsigned(H) && unsigned(wx) < unsigned(W))
-      v = gc::to_acc(x_image[c * xs.c + h * xs.h + wx * xs.w]);
-    in_tile[c * sc + hh * sr + ww * sq] = v;
-  }
+  stage_input_tile<NHWC>(in_tile, x_image, xs, ct, in_h, in_w, h_origin, w_origin, H, W, sc, sr,
+                         sq, tid);
   // The block's filters are one contiguous run of the (K, 1, R, S) weight.
   const T* w_block = w + c0 * multiplier * RS;
   for (int idx = tid; idx < kt * RS; idx += DEPTHWISE_THREADS) w_tile[idx] = gc::to_acc(w_block[idx]);
@@ -284,24 +298,8 @@ conv2d_depthwise_window(const T* __restrict__ x, const T* __restrict__ w, int ti
   const int w_origin = q0 - pad_w;
   const int tid = threadIdx.x;
 
-  const int row_elements = rows * in_w;
-  for (int idx = tid; idx < ct * row_elements; idx += DEPTHWISE_THREADS) {
-    int c, pixel;
-    if (NHWC) {
-      c = idx % ct;
-      pixel = idx / ct;
-    } else {
-      c = idx / row_elements;
-      pixel = idx % row_elements;
-    }
-    const int hh = pixel / in_w;
-    const int ww = pixel % in_w;
-    const int wx = w_origin + ww;
-    A v = A(0);
-    if (unsigned(wx) < unsigned(W))
-      v = gc::to_acc(x_image[c * xs.c + (h_lo + hh) * xs.h + wx * xs.w]);
-    in_tile[c * sc + hh * sr + ww * sq] = v;
-  }
+  stage_input_tile<NHWC>(in_tile, x_image, xs, ct, rows, in_w, h_lo, w_origin, H, W, sc, sr, sq,
+                         tid);
   // The block's filters are one contiguous (k_local, tap) run of the (K, 1, R, S) weight.
   const int wp = window_filter_pitch(RS);
   const T* w_block = w + c0 * multiplier * RS;

@@ -26,7 +26,6 @@ from hypothesis import strategies as st
 import gpuconv
 from gpuconv.conv import launch, launch_common, launch_depthwise
 from gpuconv.conv.geometry import conv2d_geometry, layout_shape
-from gpuconv.simulator import Function
 
 try:
     import ml_dtypes  # noqa: F401  (registers numpy's "bfloat16")
@@ -139,19 +138,6 @@ def check(case, dtype, data_format, rng, **run_options):
     assert_close(run_window(case, x, w, b, r, data_format=data_format, **run_options), expected)
 
 
-@pytest.fixture
-def launched(monkeypatch) -> list[str]:
-    """Names of the simulated kernels launched during the test."""
-    names = []
-    simulated_launch = Function.__call__
-
-    def recording_launch(self, *args, **kwargs):
-        simulated_launch(self, *args, **kwargs)
-        names.append(self.name)
-    monkeypatch.setattr(Function, "__call__", recording_launch)
-    return names
-
-
 # ------------------------------------------------------------------------------------ correctness
 
 
@@ -204,12 +190,12 @@ def test_window_writes_into_a_channel_slice(data_format, rng):
         assert np.isnan(buffer[:, 0]).all() and np.isnan(buffer[:, 1 + g.K:]).all()
 
 
-def test_window_splits_the_batch_into_launches(monkeypatch, launched, rng):
+def test_window_splits_the_batch_into_launches(monkeypatch, launched_names, rng):
     case = CASE_BY_NAME["9x1_column"]
     g = case.geom
     monkeypatch.setattr(launch_common, "INDEX_LIMIT", max(g.C * g.H * g.W, g.K * g.P * g.Q) + 1)
     check(case, np.dtype(np.float32), "NCHW", rng)
-    assert launched == ["conv2d_depthwise_window<float, false>"] * g.N
+    assert launched_names == ["conv2d_depthwise_window<float, false>"] * g.N
 
 
 # Shared-memory limits (bytes) below the float32 tile of a case: the channel tile halves, then
@@ -268,14 +254,14 @@ def test_window_random_geometries(data):
     ((1, 4, 12, 14), (4, 1, 5, 5), dict(padding=4, dilation=2), "direct<float, false, 5, 5>"),
     ((1, 4, 12, 1), (4, 1, 9, 1), dict(padding=(4, 0)), "direct<float, false, 0, 0>"),  # Q = 1
 ])
-def test_auto_routing(x_shape, w_shape, kwargs, kernel, launched, rng):
+def test_auto_routing(x_shape, w_shape, kwargs, kernel, launched_names, rng):
     x = rng.standard_normal(x_shape).astype(np.float32)
     w = rng.standard_normal(w_shape).astype(np.float32)
     geom = conv2d_geometry(x_shape, w_shape, groups=x_shape[1], **kwargs)
     assert launch_depthwise.choose_variant(geom, np.float32, False) == kernel.split("<")[0]
     with gpuconv.simulate():
         y = gpuconv.conv2d(x, w, groups=x_shape[1], **kwargs)
-    assert launched == [f"conv2d_depthwise_{kernel}"]
+    assert launched_names == [f"conv2d_depthwise_{kernel}"]
     assert_close(y, gpuconv.conv2d(x, w, groups=x_shape[1], **kwargs))
 
 
@@ -287,11 +273,11 @@ def test_auto_falls_back_when_no_window_tile_fits(monkeypatch):
 
 
 @pytest.mark.parametrize("variant", ("direct", "tiled", "window"))
-def test_every_variant_can_be_forced(variant, launched, rng):
+def test_every_variant_can_be_forced(variant, launched_names, rng):
     case = CASE_BY_NAME["13x13_on_7x7"]
     check(case, np.dtype(np.float32), "NHWC", rng, variant=variant)
     template_args = "float, true, 0, 0" if variant == "direct" else "float, true"
-    assert launched == [f"{launch_depthwise.KERNELS[variant]}<{template_args}>"]
+    assert launched_names == [f"{launch_depthwise.KERNELS[variant]}<{template_args}>"]
 
 
 @pytest.mark.parametrize("kwargs, rule", [(dict(stride=(1, 2)), "needs stride 1, got 1x2"),

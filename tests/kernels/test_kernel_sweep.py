@@ -31,7 +31,7 @@ from gpuconv.conv import launch_common, launch_depthwise, launch_direct, launch_
 from gpuconv.conv.geometry import conv2d_geometry, layout_shape
 from gpuconv.conv.launch_bwd_common import MIN_PIXELS_PER_SPLIT
 from gpuconv.pool import launch_adaptive, launch_window
-from gpuconv.simulator import ORDERS, Function
+from gpuconv.simulator import ORDERS
 
 try:  # NumPy knows bfloat16 only through ml_dtypes
     import ml_dtypes
@@ -295,19 +295,6 @@ def assert_matches(actual, expected, exact: bool) -> None:
     assert not np.isnan(a).any(), "an output element was never written (still NaN)"
     tolerance = TOLERANCE[expected.dtype.name] * max(1.0, float(np.abs(e).max()))
     np.testing.assert_allclose(a, e, rtol=0, atol=tolerance)
-
-
-@pytest.fixture
-def launched_names(monkeypatch) -> list[str]:
-    """Names of the simulated kernels launched during the test, in launch order."""
-    names = []
-    simulated_launch = Function.__call__
-
-    def recording_launch(self, *args, **kwargs):
-        simulated_launch(self, *args, **kwargs)
-        names.append(self.name)
-    monkeypatch.setattr(Function, "__call__", recording_launch)
-    return names
 
 
 @pytest.fixture(autouse=True)
