@@ -27,15 +27,10 @@ import gpuconv
 from gpuconv.conv import launch, launch_common, launch_depthwise
 from gpuconv.conv.geometry import conv2d_geometry, layout_shape
 
-try:
-    import ml_dtypes  # noqa: F401  (registers numpy's "bfloat16")
-    BFLOAT16 = [np.dtype("bfloat16")]
-except ImportError:
-    BFLOAT16 = []
+from kernel_support import BFLOAT16, ORDERS
 
-DTYPES = [np.dtype(np.float32), np.dtype(np.float16), np.dtype(np.float64)] + BFLOAT16
+DTYPES = [np.dtype(np.float32), np.dtype(np.float16), np.dtype(np.float64), *BFLOAT16]
 LAYOUTS = ("NCHW", "NHWC")
-ORDERS = ("forward", "reverse", "random")
 EXECUTORS = [pytest.param("simulator", id="sim"),
              pytest.param("cupy", id="gpu", marks=pytest.mark.gpu)]
 # Relative to max(1, max |reference|): half types round the output; float32 sums at most 961
