@@ -12,8 +12,9 @@ Three kernels (``variant``):
 
 ``run(call, variant="auto")`` picks with ``choose_variant``: the tiled kernel past
 DIRECT_MAX_TAPS taps, else the direct kernel; but the window kernel instead for stride 1 and
-dilation 1 past a 3x3 filter wherever it issues fewer loads per output (``loads_per_output``). Each shared-memory kernel
-shrinks its tile to fit SMEM_LIMIT and is not chosen when its smallest tile does not fit. The
+dilation 1 past a 3x3 filter wherever it issues fewer loads per output (``loads_per_output``).
+Each shared-memory kernel shrinks its tile to fit SMEM_LIMIT and is not chosen when its smallest
+tile does not fit. The
 thresholds are predictions to measure (kernels/conv/NOTES.md, "depthwise.cu");
 ``launch.conv2d(..., depthwise_variant=...)`` forces one for tests and benchmarks.
 """
