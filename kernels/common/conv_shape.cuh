@@ -8,6 +8,12 @@
 
 #include "dtypes.cuh"
 
+// Those 16 arguments as a kernel's parameters: every conv kernel (forward and backward) takes
+// them in this order, so the list is written once.
+#define GC_CONV_SHAPE_PARAMS                                                                  \
+  int N, int C, int H, int W, int K, int R, int S, int P, int Q, int pad_h, int pad_w,        \
+      int stride_h, int stride_w, int dil_h, int dil_w, int groups
+
 namespace gc {
 
 struct ConvShape {

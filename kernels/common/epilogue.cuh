@@ -15,6 +15,13 @@
 
 #include "dtypes.cuh"
 
+// The epilogue's kernel parameters, last in every forward kernel's list (in the order of
+// gpuconv/conv/launch_common.py `epilogue_args`): output, its strides, bias, residual, its
+// strides, flags. Gathered into a gc::Epilogue<T> by the kernel.
+#define GC_EPILOGUE_PARAMS(T)                                                                  \
+  T *out, int out_sN, int out_sK, int out_sPQ, const T *bias, const T *residual, int res_sN,  \
+      int res_sK, int res_sPQ, int epilogue
+
 namespace gc {
 
 // Bits of the `epilogue` kernel argument (mirrored in gpuconv/conv/launch_common.py).

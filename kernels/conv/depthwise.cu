@@ -34,12 +34,7 @@
 
 template <class T, bool NHWC, int FR, int FS>
 __global__ void conv2d_depthwise_direct(const T* __restrict__ x, const T* __restrict__ w,
-                                        int N, int C, int H, int W, int K, int R, int S, int P,
-                                        int Q, int pad_h, int pad_w, int stride_h, int stride_w,
-                                        int dil_h, int dil_w, int groups,
-                                        T* out, int out_sN, int out_sK, int out_sPQ,
-                                        const T* bias, const T* residual, int res_sN, int res_sK,
-                                        int res_sPQ, int epilogue) {
+                                        GC_CONV_SHAPE_PARAMS, GC_EPILOGUE_PARAMS(T)) {
   using A = gc::acc_t<T>;
   const gc::Epilogue<T> epi{out, out_sN, out_sK, out_sPQ, bias, residual,
                             res_sN, res_sK, res_sPQ, epilogue};
@@ -101,11 +96,7 @@ template <class T, bool NHWC>
 __global__ void __launch_bounds__(DEPTHWISE_THREADS)
 conv2d_depthwise_tiled(const T* __restrict__ x, const T* __restrict__ w, int tile_p, int tile_q,
                        int channel_tile,
-                       int N, int C, int H, int W, int K, int R, int S, int P, int Q,
-                       int pad_h, int pad_w, int stride_h, int stride_w, int dil_h, int dil_w,
-                       int groups,
-                       T* out, int out_sN, int out_sK, int out_sPQ, const T* bias,
-                       const T* residual, int res_sN, int res_sK, int res_sPQ, int epilogue) {
+                       GC_CONV_SHAPE_PARAMS, GC_EPILOGUE_PARAMS(T)) {
   using A = gc::acc_t<T>;
   extern __shared__ __align__(16) unsigned char smem_raw[];
 
@@ -260,11 +251,7 @@ template <class T, bool NHWC>
 __global__ void __launch_bounds__(DEPTHWISE_THREADS, 1)
 conv2d_depthwise_window(const T* __restrict__ x, const T* __restrict__ w, int tile_p, int runs,
                         int channel_tile,
-                        int N, int C, int H, int W, int K, int R, int S, int P, int Q,
-                        int pad_h, int pad_w, int stride_h, int stride_w, int dil_h, int dil_w,
-                        int groups,
-                        T* out, int out_sN, int out_sK, int out_sPQ, const T* bias,
-                        const T* residual, int res_sN, int res_sK, int res_sPQ, int epilogue) {
+                        GC_CONV_SHAPE_PARAMS, GC_EPILOGUE_PARAMS(T)) {
   using A = gc::acc_t<T>;
   constexpr int RUN = DEPTHWISE_WINDOW_RUN;
   extern __shared__ __align__(16) unsigned char smem_raw[];

@@ -18,9 +18,7 @@
 
 template <class T>
 __global__ void conv2d_dgrad_depthwise_nchw(const T* __restrict__ dy, const T* __restrict__ w,
-                                            int N, int C, int H, int W, int K, int R, int S, int P,
-                                            int Q, int pad_h, int pad_w, int stride_h,
-                                            int stride_w, int dil_h, int dil_w, int groups,
+                                            GC_CONV_SHAPE_PARAMS,
                                             T* dx, const T* bias, int epilogue) {
   using A = gc::acc_t<T>;
   extern __shared__ __align__(16) unsigned char smem_raw[];
@@ -59,9 +57,7 @@ __global__ void conv2d_dgrad_depthwise_nchw(const T* __restrict__ dy, const T* _
 
 template <class T>
 __global__ void conv2d_dgrad_depthwise_nhwc(const T* __restrict__ dy, const T* __restrict__ w_rsk,
-                                            int N, int C, int H, int W, int K, int R, int S, int P,
-                                            int Q, int pad_h, int pad_w, int stride_h,
-                                            int stride_w, int dil_h, int dil_w, int groups,
+                                            GC_CONV_SHAPE_PARAMS,
                                             T* dx, const T* bias, int epilogue) {
   using A = gc::acc_t<T>;
   const int HW = H * W;

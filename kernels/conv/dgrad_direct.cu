@@ -13,9 +13,7 @@
 
 template <class T, bool NHWC>
 __global__ void conv2d_dgrad_direct(const T* __restrict__ dy, const T* __restrict__ w,
-                                    int N, int C, int H, int W, int K, int R, int S, int P, int Q,
-                                    int pad_h, int pad_w, int stride_h, int stride_w, int dil_h,
-                                    int dil_w, int groups,
+                                    GC_CONV_SHAPE_PARAMS,
                                     T* dx, const T* bias, int epilogue) {
   using A = gc::acc_t<T>;
   const int HW = H * W;

@@ -120,9 +120,7 @@ conv2d_dgrad_gemm_columns(const T* __restrict__ w, const T* __restrict__ dy,
 template <class T, bool NHWC>
 __global__ void conv2d_dgrad_col2im(const gc::acc_t<T>* __restrict__ columns, int ldc,
                                     int n_images,
-                                    int N, int C, int H, int W, int K, int R, int S, int P, int Q,
-                                    int pad_h, int pad_w, int stride_h, int stride_w, int dil_h,
-                                    int dil_w, int groups,
+                                    GC_CONV_SHAPE_PARAMS,
                                     T* dx, const T* bias, int epilogue) {
   using A = gc::acc_t<T>;
   const int HW = H * W;

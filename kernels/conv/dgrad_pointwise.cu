@@ -38,9 +38,7 @@ __device__ __forceinline__ int reached_pixel(int p, int q, int stride_h, int str
 template <class T, int BLOCK_M, int BLOCK_N, int BLOCK_K, int THREAD_M, int THREAD_N>
 __global__ void __launch_bounds__((BLOCK_M / THREAD_M) * (BLOCK_N / THREAD_N))
 conv2d_dgrad_pointwise_nchw(const T* __restrict__ dy, const T* __restrict__ w,
-                            int N, int C, int H, int W, int K, int R, int S, int P, int Q,
-                            int pad_h, int pad_w, int stride_h, int stride_w, int dil_h, int dil_w,
-                            int groups,
+                            GC_CONV_SHAPE_PARAMS,
                             T* dx, const T* bias, int epilogue) {
   using A = gc::acc_t<T>;
   using Tile = gc::SimtTile<BLOCK_M, BLOCK_N, BLOCK_K, THREAD_M, THREAD_N>;
@@ -96,9 +94,7 @@ conv2d_dgrad_pointwise_nchw(const T* __restrict__ dy, const T* __restrict__ w,
 template <class T, int BLOCK_M, int BLOCK_N, int BLOCK_K, int THREAD_M, int THREAD_N>
 __global__ void __launch_bounds__((BLOCK_M / THREAD_M) * (BLOCK_N / THREAD_N))
 conv2d_dgrad_pointwise_nhwc(const T* __restrict__ dy, const T* __restrict__ w,
-                            int N, int C, int H, int W, int K, int R, int S, int P, int Q,
-                            int pad_h, int pad_w, int stride_h, int stride_w, int dil_h, int dil_w,
-                            int groups,
+                            GC_CONV_SHAPE_PARAMS,
                             T* dx, const T* bias, int epilogue) {
   using A = gc::acc_t<T>;
   using Tile = gc::SimtTile<BLOCK_M, BLOCK_N, BLOCK_K, THREAD_M, THREAD_N>;

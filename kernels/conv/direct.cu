@@ -28,12 +28,7 @@
 
 template <class T, bool NHWC>
 __global__ void conv2d_direct_v1(const T* __restrict__ x, const T* __restrict__ w,
-                                 int N, int C, int H, int W, int K, int R, int S, int P, int Q,
-                                 int pad_h, int pad_w, int stride_h, int stride_w, int dil_h,
-                                 int dil_w, int groups,
-                                 T* out, int out_sN, int out_sK, int out_sPQ, const T* bias,
-                                 const T* residual, int res_sN, int res_sK, int res_sPQ,
-                                 int epilogue) {
+                                 GC_CONV_SHAPE_PARAMS, GC_EPILOGUE_PARAMS(T)) {
   using A = gc::acc_t<T>;
   const gc::Epilogue<T> epi{out, out_sN, out_sK, out_sPQ, bias, residual,
                             res_sN, res_sK, res_sPQ, epilogue};
@@ -81,11 +76,7 @@ struct DirectTile {
 template <class T, bool NHWC, int BLOCK_K, int TILE_P, int TILE_Q>
 __global__ void __launch_bounds__(DirectTile<BLOCK_K, TILE_P, TILE_Q>::THREADS)
 conv2d_direct_tiled(const T* __restrict__ x, const T* __restrict__ w, int channel_tile,
-                    int N, int C, int H, int W, int K, int R, int S, int P, int Q,
-                    int pad_h, int pad_w, int stride_h, int stride_w, int dil_h, int dil_w,
-                    int groups,
-                    T* out, int out_sN, int out_sK, int out_sPQ, const T* bias,
-                    const T* residual, int res_sN, int res_sK, int res_sPQ, int epilogue) {
+                    GC_CONV_SHAPE_PARAMS, GC_EPILOGUE_PARAMS(T)) {
   using Tile = DirectTile<BLOCK_K, TILE_P, TILE_Q>;
   using A = gc::acc_t<T>;
   extern __shared__ __align__(16) unsigned char smem_raw[];

@@ -86,11 +86,7 @@ template <class T, bool LANES_ALONG_M, int BLOCK_M, int BLOCK_N, int BLOCK_K, in
           int THREAD_N>
 __global__ void __launch_bounds__((BLOCK_M / THREAD_M) * (BLOCK_N / THREAD_N))
 conv2d_gemm_columns(const T* __restrict__ w, const T* __restrict__ columns, int ldc, int n_images,
-                    int N, int C, int H, int W, int K, int R, int S, int P, int Q,
-                    int pad_h, int pad_w, int stride_h, int stride_w, int dil_h, int dil_w,
-                    int groups,
-                    T* out, int out_sN, int out_sK, int out_sPQ, const T* bias,
-                    const T* residual, int res_sN, int res_sK, int res_sPQ, int epilogue) {
+                    GC_CONV_SHAPE_PARAMS, GC_EPILOGUE_PARAMS(T)) {
   using A = gc::acc_t<T>;
   using Tile = gc::SimtTile<BLOCK_M, BLOCK_N, BLOCK_K, THREAD_M, THREAD_N>;
   using WeightSource = gc::RowMajorSource<T>;
@@ -132,12 +128,7 @@ conv2d_gemm_columns(const T* __restrict__ w, const T* __restrict__ columns, int 
 
 template <class T>
 __global__ void conv2d_columns_epilogue(const T* __restrict__ y, int ldc, int n_images,
-                                        int N, int C, int H, int W, int K, int R, int S, int P,
-                                        int Q, int pad_h, int pad_w, int stride_h, int stride_w,
-                                        int dil_h, int dil_w, int groups,
-                                        T* out, int out_sN, int out_sK, int out_sPQ,
-                                        const T* bias, const T* residual, int res_sN, int res_sK,
-                                        int res_sPQ, int epilogue) {
+                                        GC_CONV_SHAPE_PARAMS, GC_EPILOGUE_PARAMS(T)) {
   const int col = blockIdx.x * blockDim.x + threadIdx.x;
   const int PQ = P * Q;
   if (col >= n_images * PQ) return;

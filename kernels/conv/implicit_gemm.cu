@@ -31,13 +31,6 @@
 #include "epilogue.cuh"
 #include "simt_gemm.cuh"
 
-// The arguments both kernels take, in the order of gpuconv/conv/launch_common.py.
-#define IMPLICIT_GEMM_PARAMS                                                                  \
-  const T *__restrict__ x, const T *__restrict__ w, int N, int C, int H, int W, int K, int R, \
-      int S, int P, int Q, int pad_h, int pad_w, int stride_h, int stride_w, int dil_h,      \
-      int dil_w, int groups, T *out, int out_sN, int out_sK, int out_sPQ, const T *bias,     \
-      const T *residual, int res_sN, int res_sK, int res_sPQ, int epilogue
-
 // The main loop and the epilogue of the block tile (blockIdx.x, blockIdx.y) of group blockIdx.z,
 // given both operands' loaders; gemm_k is the k the loaders step through.
 template <class T, bool NHWC, class Tile, class LoaderA, class SourceA, class LoaderB, class SourceB>
@@ -77,7 +70,8 @@ __device__ __forceinline__ gc::RowMajorSource<T> weight_rows(const T* w, const g
 
 template <class T, bool NHWC, int BLOCK_M, int BLOCK_N, int BLOCK_K, int THREAD_M, int THREAD_N>
 __global__ void __launch_bounds__((BLOCK_M / THREAD_M) * (BLOCK_N / THREAD_N))
-conv2d_implicit_gemm(IMPLICIT_GEMM_PARAMS) {
+conv2d_implicit_gemm(const T* __restrict__ x, const T* __restrict__ w, GC_CONV_SHAPE_PARAMS,
+                     GC_EPILOGUE_PARAMS(T)) {
   using A = gc::acc_t<T>;
   using Tile = gc::SimtTile<BLOCK_M, BLOCK_N, BLOCK_K, THREAD_M, THREAD_N>;
   using Source = typename gc::Select<NHWC, gc::NhwcActivationSource<T>,
@@ -103,7 +97,8 @@ conv2d_implicit_gemm(IMPLICIT_GEMM_PARAMS) {
 
 template <class T, bool NHWC, int BLOCK_M, int BLOCK_N, int BLOCK_K, int THREAD_M, int THREAD_N>
 __global__ void __launch_bounds__((BLOCK_M / THREAD_M) * (BLOCK_N / THREAD_N))
-conv2d_implicit_gemm_precomputed(IMPLICIT_GEMM_PARAMS) {
+conv2d_implicit_gemm_precomputed(const T* __restrict__ x, const T* __restrict__ w,
+                                 GC_CONV_SHAPE_PARAMS, GC_EPILOGUE_PARAMS(T)) {
   using A = gc::acc_t<T>;
   using Tile = gc::SimtTile<BLOCK_M, BLOCK_N, BLOCK_K, THREAD_M, THREAD_N>;
   using Source = typename gc::Select<NHWC, gc::PrecomputedNhwcSource<T>,
@@ -133,4 +128,3 @@ conv2d_implicit_gemm_precomputed(IMPLICIT_GEMM_PARAMS) {
                                      reinterpret_cast<A*>(smem_raw));
 }
 
-#undef IMPLICIT_GEMM_PARAMS

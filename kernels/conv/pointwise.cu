@@ -20,11 +20,7 @@
 template <class T, int BLOCK_M, int BLOCK_N, int BLOCK_K, int THREAD_M, int THREAD_N>
 __global__ void __launch_bounds__((BLOCK_M / THREAD_M) * (BLOCK_N / THREAD_N))
 conv2d_pointwise_nchw(const T* __restrict__ x, const T* __restrict__ w,
-                      int N, int C, int H, int W, int K, int R, int S, int P, int Q,
-                      int pad_h, int pad_w, int stride_h, int stride_w, int dil_h, int dil_w,
-                      int groups,
-                      T* out, int out_sN, int out_sK, int out_sPQ, const T* bias,
-                      const T* residual, int res_sN, int res_sK, int res_sPQ, int epilogue) {
+                      GC_CONV_SHAPE_PARAMS, GC_EPILOGUE_PARAMS(T)) {
   using A = gc::acc_t<T>;
   using Tile = gc::SimtTile<BLOCK_M, BLOCK_N, BLOCK_K, THREAD_M, THREAD_N>;
   using WeightSource = gc::RowMajorSource<T>;
@@ -70,11 +66,7 @@ conv2d_pointwise_nchw(const T* __restrict__ x, const T* __restrict__ w,
 template <class T, int BLOCK_M, int BLOCK_N, int BLOCK_K, int THREAD_M, int THREAD_N>
 __global__ void __launch_bounds__((BLOCK_M / THREAD_M) * (BLOCK_N / THREAD_N))
 conv2d_pointwise_nhwc(const T* __restrict__ x, const T* __restrict__ w,
-                      int N, int C, int H, int W, int K, int R, int S, int P, int Q,
-                      int pad_h, int pad_w, int stride_h, int stride_w, int dil_h, int dil_w,
-                      int groups,
-                      T* out, int out_sN, int out_sK, int out_sPQ, const T* bias,
-                      const T* residual, int res_sN, int res_sK, int res_sPQ, int epilogue) {
+                      GC_CONV_SHAPE_PARAMS, GC_EPILOGUE_PARAMS(T)) {
   using A = gc::acc_t<T>;
   using Tile = gc::SimtTile<BLOCK_M, BLOCK_N, BLOCK_K, THREAD_M, THREAD_N>;
   using PixelSource = gc::PointwiseNhwcSource<T>;

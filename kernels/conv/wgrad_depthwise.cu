@@ -17,9 +17,7 @@ constexpr int WGRAD_DEPTHWISE_ROWS = 8;
 template <class T>
 __global__ void __launch_bounds__(WGRAD_DEPTHWISE_LANES * WGRAD_DEPTHWISE_ROWS)
 conv2d_wgrad_depthwise_nhwc(const T* __restrict__ x, const T* __restrict__ dy,
-                            int N, int C, int H, int W, int K, int R, int S, int P, int Q,
-                            int pad_h, int pad_w, int stride_h, int stride_w, int dil_h, int dil_w,
-                            int groups,
+                            GC_CONV_SHAPE_PARAMS,
                             int splits, int pixels_per_split, T* dw, gc::acc_t<T>* ws, int mode) {
   using A = gc::acc_t<T>;
   __shared__ A partial[WGRAD_DEPTHWISE_ROWS][WGRAD_DEPTHWISE_LANES];

@@ -20,9 +20,7 @@
 template <class T, bool NHWC, int BLOCK_M, int BLOCK_N, int BLOCK_K, int THREAD_M, int THREAD_N>
 __global__ void __launch_bounds__((BLOCK_M / THREAD_M) * (BLOCK_N / THREAD_N))
 conv2d_wgrad_implicit_gemm(const T* __restrict__ x, const T* __restrict__ dy,
-                           int N, int C, int H, int W, int K, int R, int S, int P, int Q,
-                           int pad_h, int pad_w, int stride_h, int stride_w, int dil_h, int dil_w,
-                           int groups,
+                           GC_CONV_SHAPE_PARAMS,
                            int splits, int pixels_per_split, T* dw, gc::acc_t<T>* ws, int mode) {
   using A = gc::acc_t<T>;
   using Tile = gc::SimtTile<BLOCK_M, BLOCK_N, BLOCK_K, THREAD_M, THREAD_N>;
