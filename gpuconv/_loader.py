@@ -98,7 +98,8 @@ def precompile(families=None, dtypes=None, executor: str = "auto") -> list[str]:
 def _select_families(families) -> list[KernelFamily]:
     if families is None:
         return list(FAMILIES.values())
-    if isinstance(families, str) or not all(isinstance(f, str) for f in families):
+    if (isinstance(families, str) or not isinstance(families, (list, tuple))
+            or not all(isinstance(f, str) for f in families)):
         raise TypeError("families must be None or a list of kernel source paths such as "
                         "'conv/direct.cu'")
     unknown = [f for f in families if f not in FAMILIES]
@@ -112,12 +113,14 @@ def _select_by_dtype(families: list[KernelFamily], dtypes) -> list[KernelFamily]
     if dtypes is None:
         return families
     import numpy as np
-    if isinstance(dtypes, (str, type, np.dtype)):
+    if not isinstance(dtypes, (list, tuple)):
         raise TypeError("dtypes must be None or a list of dtypes, e.g. ['float32']")
     spellings = []
     for dtype in dtypes:
         try:
             # "bfloat16" is accepted by name: NumPy knows it only once ml_dtypes is imported.
+            if dtype is None:   # np.dtype(None) would silently mean float64
+                raise TypeError
             name = dtype if isinstance(dtype, str) and dtype in CUDA_TYPES else np.dtype(dtype).name
             spellings.append(CUDA_TYPES[name])
         except (TypeError, KeyError):

@@ -296,3 +296,39 @@ def check_indices(indices: Any, library: str, expected_shape: Sequence[int], pla
     if low < lowest or high >= plane_size:
         raise ValueError(f"{name} must hold flat positions h*W + w in [{lowest}, {plane_size}) "
                          f"(an {plane_size}-element plane), found values in [{low}, {high}]")
+
+
+def check_indices_in_windows(indices: Any, library: str, geom, data_format: str, *,
+                             name: str = "indices") -> None:
+    """Each index (already range-checked by ``check_indices``) names an element of its own
+    output's window, as the forward's indices do (NO_INDEX passes: it names nothing).
+
+    An index outside its window cannot come from the forward, and the executors would disagree
+    on it: the kernels' backward is a gather (each input element collects the outputs whose
+    windows cover it, as PyTorch's CUDA backward does), the reference a scatter (as PyTorch's CPU
+    backward). ``geom``: a Pool2dGeometry or an AdaptivePool2dGeometry."""
+    if indices.size == 0:
+        return
+    xp = xp_of(library)
+    # (P, 1) and (1, Q) views of the output rows and columns in the indices' layout.
+    p_axis, q_axis = (1, 2) if data_format == "NHWC" else (2, 3)
+    shape_p = [1] * indices.ndim
+    shape_q = [1] * indices.ndim
+    shape_p[p_axis], shape_q[q_axis] = geom.P, geom.Q
+    p = xp.arange(geom.P).reshape(shape_p)
+    q = xp.arange(geom.Q).reshape(shape_q)
+    h, w = indices // geom.W, indices % geom.W
+    if isinstance(geom, Pool2dGeometry):
+        dh = h - (p * geom.stride_h - geom.pad_h)
+        dw = w - (q * geom.stride_w - geom.pad_w)
+        inside = ((dh >= 0) & (dh % geom.dil_h == 0) & (dh // geom.dil_h < geom.R)
+                  & (dw >= 0) & (dw % geom.dil_w == 0) & (dw // geom.dil_w < geom.S))
+    else:
+        inside = ((h >= (p * geom.H) // geom.P) & (h < -(-((p + 1) * geom.H) // geom.P))
+                  & (w >= (q * geom.W) // geom.Q) & (w < -(-((q + 1) * geom.W) // geom.Q)))
+    outside = ~(inside | (indices == NO_INDEX))
+    if bool(outside.any()):
+        where = tuple(int(v[0]) for v in xp.nonzero(outside))
+        raise ValueError(f"{name} must be the forward's indices: each names an element of its own "
+                         f"output's window, but {name}[{where}] = {int(indices[where])} lies "
+                         f"outside that window")

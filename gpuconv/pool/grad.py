@@ -14,8 +14,9 @@ from .._args import as_bool
 from .._arrays import check_arrays
 from .dispatch import run
 from .geometry import (adaptive_pool2d_geometry, check_data_format, check_divisor_override,
-                       check_grad_output, check_indices, check_norm_type, global_pool2d_geometry,
-                       layout_shape, max_unpool2d_geometry, nchw_shape, pool2d_geometry,
+                       check_grad_output, check_indices, check_indices_in_windows,
+                       check_norm_type, global_pool2d_geometry, layout_shape,
+                       max_unpool2d_geometry, nchw_shape, pool2d_geometry,
                        spatial_pyramid_geometry)
 
 __all__ = ["max_pool2d", "avg_pool2d", "lp_pool2d", "adaptive_avg_pool2d", "adaptive_max_pool2d",
@@ -44,6 +45,7 @@ def max_pool2d(grad_output, x, kernel_size, stride=None, padding=0, dilation=1, 
     out_shape = _check_output(grad_output, geom, data_format, "max_pool2d")
     if indices is not None:
         check_indices(indices, arrays.library, out_shape, geom.H * geom.W, allow_no_index=True)
+        check_indices_in_windows(indices, arrays.library, geom, data_format)
     return run("grad_max_pool2d", _state.executor_for(arrays.library), geom, grad_output, x,
                indices=indices, data_format=data_format, deterministic=deterministic)
 
@@ -87,6 +89,7 @@ def adaptive_max_pool2d(grad_output, x, output_size, return_indices=False, *, in
     out_shape = _check_output(grad_output, geom, data_format, "adaptive_max_pool2d")
     if indices is not None:
         check_indices(indices, arrays.library, out_shape, geom.H * geom.W)
+        check_indices_in_windows(indices, arrays.library, geom, data_format)
     return run("grad_adaptive_max_pool2d", _state.executor_for(arrays.library), geom, grad_output,
                x, indices=indices, data_format=data_format, deterministic=deterministic)
 

@@ -146,9 +146,17 @@ def test_max_gradient_with_given_indices_matches_recomputation(rng):
     g = rng.standard_normal(out.shape)
     np.testing.assert_array_equal(grad.max_pool2d(g, x, 3, 2, 1, ceil_mode=True, indices=indices),
                                   grad.max_pool2d(g, x, 3, 2, 1, ceil_mode=True))
-    # given indices are used as they are, not recomputed
-    routed = grad.max_pool2d(g, x, 3, 2, 1, ceil_mode=True, indices=np.zeros_like(indices))
-    np.testing.assert_allclose(routed[:, :, 0, 0], g.sum(axis=(2, 3)))
+    # given indices are used as they are, not recomputed: here each window's top-left element
+    # (an index outside its own window is a ValueError, see test_contract_audit3.py)
+    P, Q = out.shape[2:]
+    rows, cols = np.maximum(np.arange(P) * 2 - 1, 0), np.maximum(np.arange(Q) * 2 - 1, 0)
+    top_left = np.broadcast_to(rows[:, None] * 5 + cols[None, :], indices.shape).astype(np.int64)
+    expected = np.zeros_like(x)
+    for p in range(P):
+        for q in range(Q):
+            expected[:, :, rows[p], cols[q]] += g[:, :, p, q]
+    routed = grad.max_pool2d(g, x, 3, 2, 1, ceil_mode=True, indices=top_left)
+    np.testing.assert_allclose(routed, expected, rtol=1e-12, atol=1e-12)
 
 
 def test_max_gradient_of_padding_only_window_goes_nowhere():
