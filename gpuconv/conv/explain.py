@@ -12,11 +12,11 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from .. import _loader, _state
-from .._arrays import check_arrays
-from . import autotune, heuristics, launch_depthwise, launch_direct, launch_implicit_gemm
-from .geometry import (check_algorithm, check_data_format, conv2d_geometry, conv_algorithms,
-                       nchw_shape)
-from .launch_common import GEMM_TILES, ceil_div, pick_gemm_tile
+from .._arrays import FLOAT_DTYPE_NAMES, check_arrays, is_float_dtype
+from . import (autotune, heuristics, launch_depthwise, launch_direct, launch_implicit_gemm,
+               launch_pointwise)
+from .geometry import (check_activation, check_algorithm, check_bias, check_data_format,
+                       check_residual, conv2d_geometry, conv_algorithms, nchw_shape)
 
 
 @dataclass(frozen=True)
@@ -48,7 +48,6 @@ def describe_kernel(algorithm: str, geom, dtype, nhwc: bool, executor: str) -> s
     """The kernel the launcher of ``algorithm`` picks for this case (mirrors the launchers)."""
     dtype = np.dtype(dtype)
     tile_executor = executor if executor == "cupy" else "simulator"
-    large = GEMM_TILES[dtype.name][0]
     if algorithm == "direct":
         if launch_direct.uses_tiled(geom, dtype):
             tile = launch_direct.pick_tile(geom)
@@ -63,19 +62,29 @@ def describe_kernel(algorithm: str, geom, dtype, nhwc: bool, executor: str) -> s
     if algorithm == "im2col_gemm":
         return "conv2d_im2col + conv2d_gemm_columns (column buffer bounded by the workspace limit)"
     if algorithm == "pointwise":
-        if nhwc:
-            blocks = ceil_div(geom.gemm_m, large.block_m) * ceil_div(geom.K_per_group, large.block_n)
-        else:
-            blocks = (ceil_div(geom.K_per_group, large.block_m)
-                      * ceil_div(geom.P * geom.Q, large.block_n) * geom.N)
-        tile = pick_gemm_tile(dtype, blocks * geom.groups, tile_executor)
+        tile = launch_pointwise.pick_tile(geom, dtype, tile_executor, nhwc=nhwc)
         return f"conv2d_pointwise_{'nhwc' if nhwc else 'nchw'} (tile {tile.template_args})"
-    blocks = ceil_div(geom.gemm_m, large.block_m) * ceil_div(geom.K_per_group, large.block_n) * geom.groups
-    tile = pick_gemm_tile(dtype, blocks, tile_executor)
+    tile = launch_implicit_gemm.pick_tile(geom, dtype, tile_executor)
     iterator = launch_implicit_gemm.choose_iterator(geom)
     kernel = "conv2d_implicit_gemm" + ("_precomputed" if iterator == "precomputed" else "")
     return (f"{kernel} (tile {tile.template_args}, {'KRSC' if nhwc else 'KCRS'} weights, "
             f"{iterator} tap iterator)")
+
+
+def _float_dtype(dtype) -> np.dtype:
+    """The dtype that shapes stand for: float32 by default, else one conv2d accepts."""
+    if dtype is None:
+        return np.dtype("float32")
+    try:
+        if isinstance(dtype, str) and dtype == "bfloat16":
+            import ml_dtypes  # noqa: F401 (NumPy knows bfloat16 only through it)
+        parsed = np.dtype(dtype)
+    except (TypeError, ImportError):
+        parsed = None
+    if parsed is None or not is_float_dtype(parsed):
+        raise TypeError(f"dtype must be one of {', '.join(FLOAT_DTYPE_NAMES)} (the arrays' dtype "
+                        f"the shapes stand for), got {dtype!r}")
+    return parsed
 
 
 def explain(x, weight, bias=None, stride=1, padding=0, dilation=1, groups=1, *,
@@ -89,10 +98,14 @@ def explain(x, weight, bias=None, stride=1, padding=0, dilation=1, groups=1, *,
     """
     data_format = check_data_format(data_format)
     algorithm = check_algorithm(algorithm)
+    check_activation(activation)
     if isinstance(x, (tuple, list)) != isinstance(weight, (tuple, list)):
         raise TypeError("x and weight must both be arrays or both be shapes")
     if isinstance(x, (tuple, list)):
-        dtype = np.dtype("float32" if dtype is None else dtype)
+        dtype = _float_dtype(dtype)
+        for name, a in (("bias", bias), ("residual", residual)):
+            if a is not None and not hasattr(a, "shape"):
+                raise TypeError(f"{name} must be None or an array, got {type(a).__name__}")
         # Shapes stand for arrays on the device that would run them: the GPU if there is one.
         simulated = _state.active_simulation() is not None or not _loader._gpu_present()
         executor = "simulator" if simulated else "cupy"
@@ -109,6 +122,8 @@ def explain(x, weight, bias=None, stride=1, padding=0, dilation=1, groups=1, *,
         raise ValueError(f"x must be 4-D, got shape {x_shape}")
     geom = conv2d_geometry(nchw_shape(x_shape, data_format), w_shape, stride, padding, dilation,
                            groups)
+    check_bias(bias, geom.K)
+    check_residual(residual, geom, data_format)
     nhwc = data_format == "NHWC"
     refusals = {a: heuristics.refusal(a, geom) for a in conv_algorithms}
 

@@ -26,6 +26,10 @@ class GemmTile:
     def threads(self) -> int:
         return (self.block_m // self.thread_m) * (self.block_n // self.thread_n)
 
+    def transposed(self) -> "GemmTile":
+        """The same tile with M and N swapped (for a GEMM whose operands are swapped)."""
+        return GemmTile(self.block_n, self.block_m, self.block_k, self.thread_n, self.thread_m)
+
     @property
     def template_args(self) -> str:
         return f"{self.block_m}, {self.block_n}, {self.block_k}, {self.thread_m}, {self.thread_n}"

@@ -8,10 +8,10 @@ Rules, first match wins (each states its reason in ``explain``):
 2. pointwise   1x1 filter, no padding: the convolution *is* a GEMM, run straight on the tensors
                without any tap arithmetic.
 3. direct      fewer than 32 filters per group (grouped convolutions such as ResNeXt's, or
-               tiny layers): a GEMM tile needs at least 64 filters to fill its columns, the
-               direct kernel's block 16, 8 or 4 (launch_direct.pick_tile).
+               tiny layers): the narrowest GEMM tile is 32 filters wide, the direct kernel's
+               filter block 16, 8 or 4 (launch_direct.pick_tile).
 4. implicit_gemm  everything else: the GEMM view without a column buffer, the fastest general
-               path on CUDA cores.
+               path on CUDA cores (tiles 32, 64 or 128 filters wide: launch_implicit_gemm).
 im2col_gemm is never picked by the heuristic (it moves C*R*S/stride^2 times more data than the
 implicit GEMM through its column buffer); autotuning may still measure it best.
 The thresholds are first guesses to be checked on a GPU (kernels/conv/NOTES.md).
@@ -71,7 +71,8 @@ def choose(geom) -> Choice:
     if geom.K_per_group < DIRECT_MAX_FILTERS_PER_GROUP:
         return Choice("direct", f"{geom.K_per_group} filters per group (< "
                                 f"{DIRECT_MAX_FILTERS_PER_GROUP}) would leave most of a GEMM "
-                                "tile's columns idle; the direct kernel tiles 4 to 16 filters")
+                                "tile's columns idle (32 at the narrowest); the direct kernel "
+                                "tiles 4 to 16 filters")
     return Choice("implicit_gemm", f"general case: GEMM M={geom.gemm_m} (N*P*Q), "
                                    f"N={geom.K_per_group} (K/groups), K={geom.gemm_k} "
                                    "(C/groups*R*S) per group, no column buffer")

@@ -16,7 +16,7 @@ from .._args import as_choice
 from . import (autotune, heuristics, launch_depthwise, launch_direct, launch_im2col_gemm,
                launch_implicit_gemm, launch_pointwise)
 from .geometry import ConvGeometry, layout_shape
-from .launch_common import ConvCall, contiguous, output_target
+from .launch_common import TILE_WIDTHS, ConvCall, contiguous, output_target
 
 ALGORITHMS = heuristics.ALGORITHMS
 EXECUTORS = ("cupy", "simulator")
@@ -32,7 +32,7 @@ def _xp(executor: str):
 
 def run_algorithm(algorithm: str, call: ConvCall, *, gemm: str = "own",
                   workspace_bytes: int | None = None, iterator: str = "auto",
-                  depthwise_variant: str = "auto") -> None:
+                  tile_widths: str = "auto", depthwise_variant: str = "auto") -> None:
     """Launch ``algorithm``'s kernels for ``call`` (already checked to be runnable)."""
     if algorithm == "direct":
         launch_direct.run(call)
@@ -41,9 +41,9 @@ def run_algorithm(algorithm: str, call: ConvCall, *, gemm: str = "own",
     elif algorithm == "im2col_gemm":
         launch_im2col_gemm.run(call, gemm=gemm, workspace_bytes=workspace_bytes)
     elif algorithm == "implicit_gemm":
-        launch_implicit_gemm.run(call, iterator=iterator)
+        launch_implicit_gemm.run(call, iterator=iterator, tile_widths=tile_widths)
     elif algorithm == "pointwise":
-        launch_pointwise.run(call)
+        launch_pointwise.run(call, tile_widths=tile_widths)
     elif algorithm == "depthwise":
         launch_depthwise.run(call, variant=depthwise_variant)
     else:
@@ -53,19 +53,21 @@ def run_algorithm(algorithm: str, call: ConvCall, *, gemm: str = "own",
 def conv2d(geom: ConvGeometry, x, weight, bias=None, *, residual=None, activation=None,
            algorithm: str = "auto", data_format: str = "NCHW", out=None, executor: str = "cupy",
            gemm: str = "own", workspace_bytes: int | None = None, iterator: str = "auto",
-           depthwise_variant: str = "auto") -> Any:
+           tile_widths: str = "auto", depthwise_variant: str = "auto") -> Any:
     """activation(conv(x, weight) + bias + residual) on the kernels; returns the output (``out``
     itself when given).
 
     The arrays are validated by the front but may be non-contiguous. ``algorithm``: "auto" or
     one of ALGORITHMS; a forced algorithm that cannot run the case is a ValueError saying why.
     ``gemm`` ("own" | "cublas") and ``workspace_bytes`` (the column buffer's bound) apply to
-    im2col_gemm; ``iterator`` ("auto" | "precomputed" | "analytic") to implicit_gemm's A gather;
+    im2col_gemm; ``iterator`` ("auto" | "precomputed" | "analytic") to implicit_gemm's A gather
+    and ``tile_widths`` ("auto" | "wide": no narrow tiles) to its and pointwise's block tiles;
     ``depthwise_variant`` ("auto" | "direct" | "tiled" | "window") to depthwise's kernel.
     """
     executor = as_choice("executor", executor, EXECUTORS)
     gemm = as_choice("gemm", gemm, launch_im2col_gemm.GEMMS)
     iterator = as_choice("iterator", iterator, launch_implicit_gemm.ITERATORS)
+    tile_widths = as_choice("tile_widths", tile_widths, TILE_WIDTHS)
     depthwise_variant = as_choice("depthwise_variant", depthwise_variant, launch_depthwise.VARIANTS)
     nhwc = data_format == "NHWC"
     xp = _xp(executor)
@@ -81,9 +83,10 @@ def conv2d(geom: ConvGeometry, x, weight, bias=None, *, residual=None, activatio
                     activation=activation)
     if algorithm == "auto":
         algorithm = select_algorithm(call, data_format, gemm=gemm, workspace_bytes=workspace_bytes,
-                                     iterator=iterator, depthwise_variant=depthwise_variant)
+                                     iterator=iterator, tile_widths=tile_widths,
+                                     depthwise_variant=depthwise_variant)
     run_algorithm(algorithm, call, gemm=gemm, workspace_bytes=workspace_bytes, iterator=iterator,
-                  depthwise_variant=depthwise_variant)
+                  tile_widths=tile_widths, depthwise_variant=depthwise_variant)
     if out is None:
         return target
     if not in_place:

@@ -19,6 +19,7 @@ from typing import Any, Iterator
 
 import numpy as np
 
+from .._args import as_choice
 from .._kernels import cuda_type
 from .._loader import get_function
 from .gemm_tile import GemmTile
@@ -68,6 +69,26 @@ def gemm_tiles(dtype) -> tuple[GemmTile, GemmTile]:
     return GEMM_TILES[np.dtype(dtype).name]
 
 
+# Tiles narrower along the filters for groups of at most 64 filters (written pixels x filters;
+# the launchers whose GEMM puts the filters in M use them transposed): ResNeXt-50 32x4d has 32
+# per group in layer4, ResNet-50 64 in its conv2_x layers, MobileNetV2's 1x1 projections 16-64,
+# where the large tile's 128 filter columns are mostly idle. 128 threads each. An operand
+# element loaded into the tile now feeds 32 or 64 FMAs instead of 128 (kernels/conv/NOTES.md:
+# "Narrow tiles"). fp64's large tile is already 64 wide.
+_NARROW = (GemmTile(128, 32, 8, 8, 4), GemmTile(128, 64, 8, 8, 8))
+NARROW_TILES = {"float16": _NARROW, "bfloat16": _NARROW, "float32": _NARROW,
+                "float64": (GemmTile(64, 32, 8, 4, 4),)}
+# tile_widths= of the launchers that use them: "wide" leaves the narrow tiles out (what they
+# did before the narrow tiles existed: benchmarks measure the difference).
+TILE_WIDTHS = ("auto", "wide")
+
+
+def narrow_tiles(dtype, *, filters_along_m: bool = False) -> tuple[GemmTile, ...]:
+    """``dtype``: a dtype or its name ("bfloat16" has a NumPy dtype only with ml_dtypes)."""
+    tiles = NARROW_TILES[dtype if isinstance(dtype, str) else np.dtype(dtype).name]
+    return tuple(t.transposed() for t in tiles) if filters_along_m else tiles
+
+
 def multiprocessor_count(executor: str) -> int:
     """SMs of the current device (the simulator counts as an H100's 132: it only shapes tiles)."""
     if executor == "cupy":
@@ -80,6 +101,23 @@ def pick_gemm_tile(dtype, blocks_with_large_tile: int, executor: str) -> GemmTil
     """The large tile when it yields at least one full wave of blocks, else the small one."""
     large, small = gemm_tiles(dtype)
     return large if blocks_with_large_tile >= multiprocessor_count(executor) else small
+
+
+def pick_filter_tile(dtype, *, pixels: int, filters: int, groups: int, executor: str,
+                     filters_along_m: bool = False, widths: str = "auto") -> GemmTile:
+    """The tile of a GEMM of ``pixels`` x ``filters`` per group: the narrowest of the large and
+    narrow tiles that holds the group's filters, if its blocks fill a wave of SMs; else the
+    small tile (64 x 64: more, smaller blocks). ``filters_along_m``: the GEMM's M is the
+    filters (the tiles come transposed)."""
+    widths = as_choice("tile_widths", widths, TILE_WIDTHS)
+    large, small = gemm_tiles(dtype)
+    candidates = NARROW_TILES[np.dtype(dtype).name] if widths == "auto" else ()
+    holding = [t for t in candidates if t.block_n >= filters]
+    tile = min(holding, key=lambda t: t.block_n) if holding else large
+    blocks = ceil_div(pixels, tile.block_m) * ceil_div(filters, tile.block_n) * groups
+    if blocks < multiprocessor_count(executor):
+        return small
+    return tile.transposed() if filters_along_m else tile
 
 
 @dataclass(frozen=True)

@@ -13,20 +13,36 @@ sums in the same order (kernels/conv/NOTES.md):
 ``run(call, iterator="auto")`` picks the precomputed kernel whenever it can run the filter;
 ``iterator="analytic"`` / ``"precomputed"`` force one (``launch.conv2d(..., iterator=...)``:
 tests, benchmarks and tuning compare them). It is a launcher option, not an algorithm name.
+
+Block tiles (``pick_tile``): 128 x 128 in general, 128 pixels x 32 or 64 filters for groups of
+that few filters (ResNeXt, ResNet's 64-filter layers), 64 x 64 when a wider tile would not fill
+the SMs. ``tile_widths="wide"`` (launcher option) leaves the narrow tiles out.
 """
 from __future__ import annotations
 
 from .._args import as_choice
 from .._kernels import CUDA_TYPES, register
+from .gemm_tile import GemmTile
 from .geometry import ConvGeometry
-from .launch_common import (GEMM_TILES, GRID_YZ_LIMIT, ConvCall, ceil_div, cuda_bool,
-                            pick_gemm_tile)
+from .launch_common import (GEMM_TILES, GRID_YZ_LIMIT, NARROW_TILES, ConvCall, ceil_div,
+                            cuda_bool, pick_filter_tile)
 
 ITERATORS = ("auto", "precomputed", "analytic")
 KERNELS = {"analytic": "conv2d_implicit_gemm", "precomputed": "conv2d_implicit_gemm_precomputed"}
 
 # kernels/common/conv_tap_table.cuh: MAX_TAPS (bits of a row's tap mask).
 MAX_TAPS = 32
+
+
+def tiles(dtype_name: str) -> tuple[GemmTile, ...]:
+    """Every tile the launcher can pick for this dtype: large, small, then the narrow ones."""
+    return GEMM_TILES[dtype_name] + NARROW_TILES[dtype_name]
+
+
+def pick_tile(geom: ConvGeometry, dtype, executor: str, widths: str = "auto") -> GemmTile:
+    """The block tile (launch_common.pick_filter_tile): M = N*P*Q pixels, N = K/groups."""
+    return pick_filter_tile(dtype, pixels=geom.gemm_m, filters=geom.K_per_group,
+                            groups=geom.groups, executor=executor, widths=widths)
 
 
 def _name(iterator: str, t: str, nhwc: str, tile) -> str:
@@ -37,11 +53,12 @@ FAMILY = register(
     "conv/implicit_gemm.cu",
     name_expressions=[_name(it, CUDA_TYPES[dt], nhwc, tile)
                       for it in ("analytic", "precomputed")
-                      for dt, tiles in GEMM_TILES.items() for nhwc in ("false", "true")
-                      for tile in tiles],
-    hot=[_name(it, CUDA_TYPES[dt], nhwc, GEMM_TILES[dt][0])
+                      for dt in GEMM_TILES for nhwc in ("false", "true")
+                      for tile in tiles(dt)],
+    hot=[_name(it, CUDA_TYPES[dt], nhwc, tile)
          for it in ("analytic", "precomputed")
-         for dt in ("float32", "float16") for nhwc in ("false", "true")],
+         for dt in ("float32", "float16") for nhwc in ("false", "true")
+         for tile in (GEMM_TILES[dt][0],) + NARROW_TILES[dt]],
 )
 
 
@@ -63,15 +80,13 @@ def krsc_weight(call: ConvCall):
     return call.xp.ascontiguousarray(call.weight.transpose(0, 2, 3, 1))
 
 
-def run(call: ConvCall, iterator: str = "auto") -> None:
+def run(call: ConvCall, iterator: str = "auto", tile_widths: str = "auto") -> None:
     g = call.geom
     kernel = choose_iterator(g, iterator)
     if g.groups > GRID_YZ_LIMIT:
         raise ValueError(f"implicit_gemm: groups={g.groups} exceeds the grid limit {GRID_YZ_LIMIT}")
     weight = krsc_weight(call) if call.nhwc else call.weight
-    large = GEMM_TILES[call.dtype.name][0]
-    blocks = ceil_div(g.gemm_m, large.block_m) * ceil_div(g.K_per_group, large.block_n) * g.groups
-    tile = pick_gemm_tile(call.dtype, blocks, call.executor)
+    tile = pick_tile(g, call.dtype, call.executor, tile_widths)
     fn = call.kernel(FAMILY, _name(kernel, call.cuda_type, cuda_bool(call.nhwc), tile))
     smem = tile.smem_bytes(call.dtype)  # dynamic; the tap table is static shared memory
     for chunk in call.chunks():

@@ -2,7 +2,18 @@
 from __future__ import annotations
 
 from .._kernels import CUDA_TYPES, register
-from .launch_common import GEMM_TILES, GRID_YZ_LIMIT, ConvCall, ceil_div, pick_gemm_tile
+from .gemm_tile import GemmTile
+from .launch_common import (GEMM_TILES, GRID_YZ_LIMIT, ConvCall, ceil_div, narrow_tiles,
+                            pick_filter_tile)
+
+# The GEMM's M is the filters in NCHW (out[:, g] = W[g] * x[:, g]), the pixels in NHWC.
+FILTERS_ALONG_M = {"nchw": True, "nhwc": False}
+
+
+def tiles(dtype_name: str, layout: str) -> tuple[GemmTile, ...]:
+    """Every tile the launcher can pick: large, small, the narrow ones (transposed for NCHW)."""
+    return GEMM_TILES[dtype_name] + narrow_tiles(dtype_name,
+                                                 filters_along_m=FILTERS_ALONG_M[layout])
 
 
 def _name(layout: str, t: str, tile) -> str:
@@ -12,10 +23,11 @@ def _name(layout: str, t: str, tile) -> str:
 FAMILY = register(
     "conv/pointwise.cu",
     name_expressions=[_name(layout, CUDA_TYPES[dt], tile)
-                      for dt, tiles in GEMM_TILES.items() for layout in ("nchw", "nhwc")
-                      for tile in tiles],
-    hot=[_name(layout, CUDA_TYPES[dt], GEMM_TILES[dt][0])
-         for dt in ("float32", "float16") for layout in ("nchw", "nhwc")],
+                      for dt in GEMM_TILES for layout in ("nchw", "nhwc")
+                      for tile in tiles(dt, layout)],
+    hot=[_name(layout, CUDA_TYPES[dt], tile)
+         for dt in ("float32", "float16") for layout in ("nchw", "nhwc")
+         for tile in (GEMM_TILES[dt][0],) + narrow_tiles(dt, filters_along_m=FILTERS_ALONG_M[layout])],
 )
 
 
@@ -29,30 +41,28 @@ def refusal(geom) -> str | None:
     return None
 
 
-def run(call: ConvCall) -> None:
+def pick_tile(geom, dtype, executor: str, *, nhwc: bool, widths: str = "auto") -> GemmTile:
+    """The block tile (launch_common.pick_filter_tile) of the GEMM over every image: N*P*Q
+    pixels by K/groups filters per group."""
+    return pick_filter_tile(dtype, pixels=geom.gemm_m, filters=geom.K_per_group,
+                            groups=geom.groups, executor=executor, widths=widths,
+                            filters_along_m=not nhwc)
+
+
+def run(call: ConvCall, tile_widths: str = "auto") -> None:
+    """One GEMM per group over all images (pointwise.cu): pixel tiles along grid x, filter
+    tiles along y."""
     g = call.geom
-    large = GEMM_TILES[call.dtype.name][0]
-    if call.nhwc:
-        # One GEMM per group over all images: M = N*P*Q pixels, N = K/groups filters.
-        if g.groups > GRID_YZ_LIMIT:
-            raise ValueError(f"pointwise: groups={g.groups} exceeds the grid limit {GRID_YZ_LIMIT}")
-        blocks = ceil_div(g.gemm_m, large.block_m) * ceil_div(g.K_per_group, large.block_n) * g.groups
-        tile = pick_gemm_tile(call.dtype, blocks, call.executor)
-        fn = call.kernel(FAMILY, _name("nhwc", call.cuda_type, tile))
-        for chunk in call.chunks():
-            c = chunk.geom
-            grid = (ceil_div(c.gemm_m, tile.block_m), ceil_div(c.K_per_group, tile.block_n), c.groups)
-            fn(grid, (tile.threads, 1, 1), [chunk.x, chunk.weight, *chunk.shape_args(),
-                                            *chunk.epilogue_args()], shared_mem=tile.smem_bytes(call.dtype))
-        return
-    # NCHW: one GEMM per group over all images: M = K/groups filters, N = N*P*Q pixels.
     if g.groups > GRID_YZ_LIMIT:
         raise ValueError(f"pointwise: groups={g.groups} exceeds the grid limit {GRID_YZ_LIMIT}")
-    blocks = ceil_div(g.K_per_group, large.block_m) * ceil_div(g.gemm_m, large.block_n) * g.groups
-    tile = pick_gemm_tile(call.dtype, blocks, call.executor)
-    fn = call.kernel(FAMILY, _name("nchw", call.cuda_type, tile))
+    layout = "nhwc" if call.nhwc else "nchw"
+    tile = pick_tile(g, call.dtype, call.executor, nhwc=call.nhwc, widths=tile_widths)
+    pixels, filters = ((tile.block_n, tile.block_m) if FILTERS_ALONG_M[layout]
+                       else (tile.block_m, tile.block_n))
+    fn = call.kernel(FAMILY, _name(layout, call.cuda_type, tile))
     for chunk in call.chunks():
         c = chunk.geom
-        grid = (ceil_div(c.gemm_m, tile.block_n), ceil_div(c.K_per_group, tile.block_m), c.groups)
+        grid = (ceil_div(c.gemm_m, pixels), ceil_div(c.K_per_group, filters), c.groups)
         fn(grid, (tile.threads, 1, 1), [chunk.x, chunk.weight, *chunk.shape_args(),
-                                        *chunk.epilogue_args()], shared_mem=tile.smem_bytes(call.dtype))
+                                        *chunk.epilogue_args()],
+           shared_mem=tile.smem_bytes(call.dtype))

@@ -24,6 +24,17 @@ namespace gc {
 template <bool COND, class IfTrue, class IfFalse> struct Select { using type = IfTrue; };
 template <class IfTrue, class IfFalse> struct Select<false, IfTrue, IfFalse> { using type = IfFalse; };
 
+// __launch_bounds__ of a kernel that runs one SimtTile per block: its thread count, and for
+// the narrow tiles (128 threads of at most 32 accumulators) 4 blocks per SM, a budget of 128
+// registers. With no min-blocks argument ptxas gave the 8x4 tile of conv2d_pointwise_nhwc 96
+// registers on sm_80 and spilled; with one it does not. Every other tile passes 0, which is
+// the same as no argument (no .minnctapersm): a min-blocks of 1 on all tiles moved the
+// register counts of most kernels (up to +28), so it is kept to the tiles that need it.
+#define GC_SIMT_LAUNCH_BOUNDS(BLOCK_M, BLOCK_N, THREAD_M, THREAD_N)                      \
+  __launch_bounds__(((BLOCK_M) / (THREAD_M)) * ((BLOCK_N) / (THREAD_N)),                  \
+                    ((THREAD_M) * (THREAD_N) <= 32 &&                                     \
+                     ((BLOCK_M) / (THREAD_M)) * ((BLOCK_N) / (THREAD_N)) == 128) ? 4 : 0)
+
 // Padding of each shared-memory tile row: breaks the bank pattern of the k-major stores of the
 // k-contiguous loaders (lanes with consecutive kk land LD words apart) and keeps rows 16-byte
 // aligned for the vector fragment loads.

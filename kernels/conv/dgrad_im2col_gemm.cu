@@ -66,7 +66,7 @@ __device__ __forceinline__ auto make_columns_dy_source(const T* dy, int group, i
 }
 
 template <class T, bool NHWC, int BLOCK_M, int BLOCK_N, int BLOCK_K, int THREAD_M, int THREAD_N>
-__global__ void __launch_bounds__((BLOCK_M / THREAD_M) * (BLOCK_N / THREAD_N))
+__global__ void GC_SIMT_LAUNCH_BOUNDS(BLOCK_M, BLOCK_N, THREAD_M, THREAD_N)
 conv2d_dgrad_gemm_columns(const T* __restrict__ w, const T* __restrict__ dy,
                           gc::acc_t<T>* __restrict__ columns, int ldc, int n_images,
                           int N, int C, int H, int W, int K, int R, int S, int P, int Q,

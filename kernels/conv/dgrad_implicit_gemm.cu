@@ -22,7 +22,7 @@
 #include "../conv/dgrad_operands.cuh"
 
 template <class T, bool NHWC, int BLOCK_M, int BLOCK_N, int BLOCK_K, int THREAD_M, int THREAD_N>
-__global__ void __launch_bounds__((BLOCK_M / THREAD_M) * (BLOCK_N / THREAD_N))
+__global__ void GC_SIMT_LAUNCH_BOUNDS(BLOCK_M, BLOCK_N, THREAD_M, THREAD_N)
 conv2d_dgrad_implicit_gemm(const T* __restrict__ dy, const T* __restrict__ w_rskc,
                            GC_CONV_SHAPE_PARAMS,
                            T* dx, int dx_sN, int dx_sC, int dx_sHW, const T* bias, int epilogue) {

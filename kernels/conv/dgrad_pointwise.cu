@@ -36,7 +36,7 @@ __device__ __forceinline__ int reached_pixel(int p, int q, int stride_h, int str
 }  // namespace
 
 template <class T, int BLOCK_M, int BLOCK_N, int BLOCK_K, int THREAD_M, int THREAD_N>
-__global__ void __launch_bounds__((BLOCK_M / THREAD_M) * (BLOCK_N / THREAD_N))
+__global__ void GC_SIMT_LAUNCH_BOUNDS(BLOCK_M, BLOCK_N, THREAD_M, THREAD_N)
 conv2d_dgrad_pointwise_nchw(const T* __restrict__ dy, const T* __restrict__ w,
                             GC_CONV_SHAPE_PARAMS,
                             T* dx, const T* bias, int epilogue) {
@@ -92,7 +92,7 @@ conv2d_dgrad_pointwise_nchw(const T* __restrict__ dy, const T* __restrict__ w,
 }
 
 template <class T, int BLOCK_M, int BLOCK_N, int BLOCK_K, int THREAD_M, int THREAD_N>
-__global__ void __launch_bounds__((BLOCK_M / THREAD_M) * (BLOCK_N / THREAD_N))
+__global__ void GC_SIMT_LAUNCH_BOUNDS(BLOCK_M, BLOCK_N, THREAD_M, THREAD_N)
 conv2d_dgrad_pointwise_nhwc(const T* __restrict__ dy, const T* __restrict__ w,
                             GC_CONV_SHAPE_PARAMS,
                             T* dx, const T* bias, int epilogue) {

@@ -84,7 +84,7 @@ struct ColumnLoaderAdapter {
 
 template <class T, bool LANES_ALONG_M, int BLOCK_M, int BLOCK_N, int BLOCK_K, int THREAD_M,
           int THREAD_N>
-__global__ void __launch_bounds__((BLOCK_M / THREAD_M) * (BLOCK_N / THREAD_N))
+__global__ void GC_SIMT_LAUNCH_BOUNDS(BLOCK_M, BLOCK_N, THREAD_M, THREAD_N)
 conv2d_gemm_columns(const T* __restrict__ w, const T* __restrict__ columns, int ldc, int n_images,
                     GC_CONV_SHAPE_PARAMS, GC_EPILOGUE_PARAMS(T)) {
   using A = gc::acc_t<T>;

@@ -33,7 +33,7 @@ __global__ void conv2d_wgrad_im2col(const T* __restrict__ x, T* __restrict__ col
 }
 
 template <class T, bool NHWC, int BLOCK_M, int BLOCK_N, int BLOCK_K, int THREAD_M, int THREAD_N>
-__global__ void __launch_bounds__((BLOCK_M / THREAD_M) * (BLOCK_N / THREAD_N))
+__global__ void GC_SIMT_LAUNCH_BOUNDS(BLOCK_M, BLOCK_N, THREAD_M, THREAD_N)
 conv2d_wgrad_gemm_columns(const T* __restrict__ dy, const T* __restrict__ columns, int ldc,
                           int n_images,
                           GC_CONV_SHAPE_PARAMS,

@@ -18,7 +18,7 @@
 #include "../conv/wgrad_operands.cuh"
 
 template <class T, bool NHWC, int BLOCK_M, int BLOCK_N, int BLOCK_K, int THREAD_M, int THREAD_N>
-__global__ void __launch_bounds__((BLOCK_M / THREAD_M) * (BLOCK_N / THREAD_N))
+__global__ void GC_SIMT_LAUNCH_BOUNDS(BLOCK_M, BLOCK_N, THREAD_M, THREAD_N)
 conv2d_wgrad_implicit_gemm(const T* __restrict__ x, const T* __restrict__ dy,
                            GC_CONV_SHAPE_PARAMS,
                            int splits, int pixels_per_split, T* dw, gc::acc_t<T>* ws, int mode) {

@@ -123,3 +123,29 @@ def test_max_pool2d_forward_indices_are_accepted_and_match_torch():
 def test_precompile_argument_errors_name_the_argument(kwargs, name):
     with pytest.raises((TypeError, ValueError), match=name):
         gpuconv.precompile(**kwargs, executor="simulator")
+
+
+# ------------------------------------------------------------------------------------------
+# 3. gpuconv.explain takes conv2d's arguments and refuses what conv2d refuses (api.md: every
+#    invalid argument is a ValueError/TypeError naming it), with shapes as with arrays.
+
+@pytest.mark.parametrize("dtype", ["int32", complex, "no-such-dtype"])
+def test_explain_refuses_a_dtype_conv2d_refuses(dtype):
+    with pytest.raises(TypeError, match="dtype"):
+        gpuconv.explain((1, 4, 8, 8), (8, 4, 3, 3), dtype=dtype)
+
+
+@pytest.mark.parametrize("kwargs, error, name", [
+    (dict(activation="gelu"), ValueError, "activation"),
+    (dict(bias=np.zeros(3, np.float32)), ValueError, "bias"),
+    (dict(residual=np.zeros((1, 8, 3, 3), np.float32)), ValueError, "residual"),
+    (dict(bias=[0.0] * 8), TypeError, "bias"),
+])
+@pytest.mark.parametrize("as_shapes", [True, False], ids=["shapes", "arrays"])
+def test_explain_refuses_what_conv2d_refuses(kwargs, error, name, as_shapes):
+    x = np.zeros((1, 4, 8, 8), np.float32)
+    w = np.zeros((8, 4, 3, 3), np.float32)
+    with pytest.raises(error, match=name):
+        gpuconv.conv2d(x, w, **kwargs)
+    with pytest.raises(error, match=name):
+        gpuconv.explain(*((x.shape, w.shape) if as_shapes else (x, w)), **kwargs)

@@ -21,7 +21,8 @@ import numpy as np
 import pytest
 
 import gpuconv
-from gpuconv.conv import autotune, launch, launch_common, launch_depthwise, launch_direct
+from gpuconv.conv import (autotune, launch, launch_common, launch_depthwise, launch_direct,
+                          launch_pointwise)
 from gpuconv.conv.geometry import conv2d_geometry, nchw_shape
 
 try:
@@ -51,6 +52,10 @@ class Case:
 
     def __str__(self):
         return self.name
+
+    @property
+    def geom(self):
+        return conv2d_geometry(self.x, self.w, **self.kwargs)
 
 
 CASES = [
@@ -315,16 +320,40 @@ def test_out_not_addressable_is_filled_through_a_copy(rng):
     assert_close(out, reference(case, x, w, b, r, data_format="NCHW"), np.float32)
 
 
+# More filters than a narrow GEMM tile holds, over several pixel tiles (pointwise: a stride).
+POINTWISE_MULTI_TILE = Case("pointwise_multi_tile", (2, 9, 21, 37), (70, 9, 1, 1), dict(stride=(2, 1)))
+# Groups of 29 filters (the 32-wide narrow tiles) and of 61 (64-wide) over several pixel tiles.
+NARROW_TILE_CASES = (
+    Case("pointwise_groups_of_29", (3, 10, 9, 13), (58, 5, 1, 1), dict(groups=2)),
+    Case("pointwise_61_filters_s2", (2, 7, 17, 19), (61, 7, 1, 1), dict(stride=2)),
+)
+
+
 @pytest.mark.parametrize("dtype", ("float16", "float32", "float64"))
 @pytest.mark.parametrize("data_format", LAYOUTS)
 @pytest.mark.parametrize("algorithm", ("implicit_gemm", "pointwise", "im2col_gemm"))
-def test_large_gemm_tiles(algorithm, data_format, dtype, monkeypatch, rng):
+def test_large_gemm_tiles(algorithm, data_format, dtype, monkeypatch, rng, launched_names):
     # The small cases above fill less than a wave of SMs and so run the small GEMM tile; with
     # a one-SM device every launch takes the large (hot) tile.
     monkeypatch.setattr(launch_common, "multiprocessor_count", lambda executor: 1)
-    name = "pointwise_s2_groups3" if algorithm == "pointwise" else "multi_tile"
-    check(CASE_BY_NAME[name], algorithm, np.dtype(dtype), data_format, "simulator", rng,
+    case = POINTWISE_MULTI_TILE if algorithm == "pointwise" else CASE_BY_NAME["multi_tile"]
+    check(case, algorithm, np.dtype(dtype), data_format, "simulator", rng,
           bias=True, activation="sigmoid")
+    large = launch_common.gemm_tiles(dtype)[0].template_args.replace(" ", "")
+    assert any(name.replace(" ", "").endswith(large + ">") for name in launched_names), launched_names
+
+
+@pytest.mark.parametrize("dtype, order", [("float32", "forward"), ("float16", "reverse"),
+                                          ("float64", "random")])
+@pytest.mark.parametrize("data_format", LAYOUTS)
+@pytest.mark.parametrize("case", NARROW_TILE_CASES, ids=lambda c: c.name)
+def test_pointwise_narrow_tiles(case, data_format, dtype, order, monkeypatch, rng):
+    monkeypatch.setattr(launch_common, "multiprocessor_count", lambda executor: 1)
+    tile = launch_pointwise.pick_tile(case.geom, dtype, "simulator", nhwc=data_format == "NHWC")
+    filters = tile.block_m if data_format == "NCHW" else tile.block_n
+    assert filters == case.geom.K_per_group + 3   # fp64's 64-wide tile is its large one
+    check(case, "pointwise", np.dtype(dtype), data_format, "simulator", rng, order=order,
+          bias=True, residual=True, activation="relu")
 
 
 # Grouped layers shaped like ResNeXt's (4, 8, 16 filters per group) and one past 16 filters:
@@ -461,7 +490,7 @@ def test_launcher_rejects_unknown_options(rng):
     ((1, 32, 56, 56), (32, 1, 31, 31), dict(padding=15, stride=2, groups=32), "depthwise", "conv2d_depthwise_tiled"),
     ((8, 256, 14, 14), (1024, 256, 1, 1), {}, "pointwise", "conv2d_pointwise_nchw"),
     ((8, 128, 28, 28), (128, 4, 3, 3), dict(padding=1, groups=32), "direct", "conv2d_direct_tiled"),
-    ((32, 64, 56, 56), (64, 64, 3, 3), dict(padding=1), "implicit_gemm", "conv2d_implicit_gemm_precomputed (tile 128, 128"),
+    ((32, 64, 56, 56), (64, 64, 3, 3), dict(padding=1), "implicit_gemm", "conv2d_implicit_gemm_precomputed (tile 128, 64"),
 ])
 def test_explain_reports_the_heuristic_choice(x_shape, w_shape, kwargs, algorithm, kernel, monkeypatch):
     monkeypatch.setattr(autotune, "_enabled", False)

@@ -191,6 +191,46 @@ def test_large_tile_multi_tile(data_format, order, monkeypatch, rng):
                bias=True, residual=True, activation="relu")
 
 
+# Groups of at most 64 filters run the narrow tiles (128 pixels x 32 or 64 filters; fp64: 64 x
+# 32, then its large 64 x 64): several row tiles and k-tiles, the last ones partial, three filters short of the width.
+NARROW_CASES = [
+    Case("groups_of_29_filters", (2, 8, 13, 11), (58, 4, 3, 3), dict(padding=1, groups=2)),
+    Case("groups_of_61_filters_s2", (1, 6, 25, 23), (61, 6, 3, 2), dict(stride=2, padding=(1, 0))),
+]
+
+
+@pytest.mark.parametrize("dtype, order", [("float32", "forward"), ("float16", "reverse"),
+                                          ("float64", "random")])
+@pytest.mark.parametrize("data_format", LAYOUTS)
+@pytest.mark.parametrize("case", NARROW_CASES, ids=lambda c: c.name)
+def test_narrow_tiles(case, data_format, dtype, order, monkeypatch, rng):
+    monkeypatch.setattr(launch_common, "multiprocessor_count", lambda executor: 1)
+    tile = launch_implicit_gemm.pick_tile(case.geom, dtype, "simulator")
+    # fp64's 64-wide tile is its large one
+    assert tile.block_n == case.geom.K_per_group + 3
+    check_both(case, np.dtype(dtype), data_format, order, rng, bias=True, residual=True,
+               activation="tanh")
+
+
+def test_narrow_tile_choice():
+    # ResNeXt-50 32x4d layer4 (32 filters per group), ResNet-50 layer1 (64 filters), layer2
+    # (128): the narrowest tile holding a group's filters while blocks fill a wave of SMs; the
+    # small tile at batch 1, where the wider tile would leave most SMs idle.
+    def width(n, c, plane, k, groups=1, widths="auto"):
+        geom = conv2d_geometry((n, c, plane, plane), (k, c // groups, 3, 3), padding=1,
+                               groups=groups)
+        tile = launch_implicit_gemm.pick_tile(geom, np.float32, "simulator", widths)
+        return tile.block_m, tile.block_n
+    assert width(32, 1024, 7, 1024, groups=32) == (128, 32)
+    assert width(32, 64, 56, 64) == (128, 64)
+    assert width(32, 128, 28, 128) == (128, 128)
+    assert width(1, 64, 56, 64) == (64, 64)
+    # The launcher option the benchmark's "implicit_gemm:wide" variant passes.
+    assert width(32, 1024, 7, 1024, groups=32, widths="wide") == (128, 128)
+    with pytest.raises(ValueError, match="tile_widths"):
+        width(32, 64, 56, 64, widths="narrow")
+
+
 def test_batch_split_into_launches(monkeypatch, rng):
     # One image per launch: row offsets restart at each chunk's own batch.
     case = CASE_BY_NAME["groups2_s2_d2_same"]
@@ -213,8 +253,9 @@ PADDING_ONLY_TILE = Case("padding_only_tile", (1, 2, 3, 8), (3, 2, 3, 3),
 @pytest.fixture
 def small_tile(monkeypatch):
     """Every launch takes the small GEMM tile (64 output pixels per block for float32)."""
-    monkeypatch.setattr(launch_common, "multiprocessor_count", lambda executor: 10**6)
-    return launch_common.GEMM_TILES["float32"][1]
+    small = launch_common.GEMM_TILES["float32"][1]
+    monkeypatch.setattr(launch_implicit_gemm, "pick_tile", lambda *args: small)
+    return small
 
 
 @pytest.mark.parametrize("order", ORDERS)

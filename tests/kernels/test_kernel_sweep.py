@@ -27,7 +27,8 @@ import gpuconv
 from gpuconv import grad
 from gpuconv._kernels import CUDA_TYPES, FAMILIES, import_launchers
 from gpuconv.conv import launch as conv_launch
-from gpuconv.conv import launch_common, launch_depthwise, launch_direct, launch_implicit_gemm
+from gpuconv.conv import (launch_common, launch_depthwise, launch_direct, launch_implicit_gemm,
+                          launch_pointwise)
 from gpuconv.conv.geometry import conv2d_geometry, layout_shape
 from gpuconv.conv.launch_bwd_common import MIN_PIXELS_PER_SPLIT
 from gpuconv.pool import launch_adaptive, launch_window
@@ -90,25 +91,38 @@ def conv_case(dtype, data_format, x_shape, w_shape, *, algorithm, launcher_optio
     return Case(kernels, reference)
 
 
-def small_problem(filter_size: int = 3) -> dict:
+def small_problem(filter_size: int = 3, filters: int = 5) -> dict:
     """Two images, a few channels: one block of any GEMM tile, so the small tile is picked."""
-    return dict(x_shape=(2, 3, 5, 6), w_shape=(5, 3, filter_size, filter_size),
+    return dict(x_shape=(2, 3, 5, 6), w_shape=(filters, 3, filter_size, filter_size),
                 padding=filter_size // 2)
 
 
-def gemm_problem(dtype, tile_args, filter_size: int = 2) -> dict:
+def gemm_problem(dtype, tile_args, filter_size: int = 2, narrow_tiles=(),
+                 filters_along_m: bool = False) -> dict:
     """The smallest problem whose GEMM launcher picks the tile ``tile_args`` (template arguments
-    BLOCK_M, BLOCK_N, BLOCK_K, THREAD_M, THREAD_N). The large tile needs a full wave of blocks,
-    one per SM as the launcher counts them; one group per block is the cheapest way to get it."""
+    BLOCK_M, BLOCK_N, BLOCK_K, THREAD_M, THREAD_N). The small tile: a problem of a block or two.
+    Any other tile needs a full wave of blocks, one per SM as the launcher counts them (one group
+    per block is the cheapest way to get it), and the right filters per group: a few fewer than
+    a narrow tile's width (the last columns idle), more than any narrow tile holds
+    for the large one. ``narrow_tiles`` are pixels x filters; ``filters_along_m``: the launcher's
+    GEMM (and so ``tile_args``) is filters x pixels."""
     tile = launch_common.GemmTile(*map(int, tile_args))
+    if filters_along_m:
+        tile = tile.transposed()
     large, small = launch_common.gemm_tiles(dtype)
+    past_narrow = 1 + max((t.block_n for t in narrow_tiles), default=4)
     if tile == small:
-        return small_problem(filter_size)
-    if tile != large:
-        raise ValueError(f"{tile} is neither of the {np.dtype(dtype).name} GEMM tiles "
-                         f"{large}, {small}")
+        return small_problem(filter_size, filters=past_narrow)
+    if tile in narrow_tiles:
+        filters = tile.block_n - 3
+    elif tile == large:
+        filters = past_narrow
+    else:
+        raise ValueError(f"{tile} is none of the {np.dtype(dtype).name} GEMM tiles "
+                         f"{large}, {small}, {narrow_tiles}")
     groups = launch_common.multiprocessor_count("simulator")
-    return dict(x_shape=(1, 2 * groups, 2, 2), w_shape=(2 * groups, 2, filter_size, filter_size),
+    return dict(x_shape=(1, 2 * groups, 2, 2),
+                w_shape=(filters * groups, 2, filter_size, filter_size),
                 padding=filter_size // 2, groups=groups)
 
 
@@ -170,15 +184,18 @@ def implicit_gemm(kernel):
     iterator = {k: it for it, k in launch_implicit_gemm.KERNELS.items()}[kernel]
 
     def build(dtype, nhwc, *tile):
-        return conv_case(dtype, layout(nhwc), **gemm_problem(dtype, tile),
+        narrow = launch_common.narrow_tiles(dtype)
+        return conv_case(dtype, layout(nhwc), **gemm_problem(dtype, tile, narrow_tiles=narrow),
                          algorithm="implicit_gemm", launcher_options=dict(iterator=iterator))
     return build
 
 
 def pointwise(data_format):
     def build(dtype, *tile):
-        return conv_case(dtype, data_format, **gemm_problem(dtype, tile, filter_size=1),
-                         algorithm="pointwise")
+        return conv_case(dtype, data_format, **gemm_problem(
+            dtype, tile, filter_size=1, narrow_tiles=launch_common.narrow_tiles(dtype),
+            filters_along_m=launch_pointwise.FILTERS_ALONG_M[data_format.lower()]),
+            algorithm="pointwise")
     return build
 
 
