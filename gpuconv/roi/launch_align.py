@@ -36,11 +36,21 @@ def _samples_per_bin_bound(geom: RoiGeometry) -> int:
     return -(-geom.H // geom.PH) * -(-geom.W // geom.PW)
 
 
-def lanes_per_bin(geom: RoiGeometry, data_format: str) -> int:
+# Channels one thread of the forward computes (kForwardChannels in roi_align.cu): NCHW shares
+# each sample's weights among 4 channels. The atomic backward takes one channel per thread.
+FORWARD_CHANNELS = {"NCHW": 4, "NHWC": 1}
+
+
+def _bins(geom: RoiGeometry, channels_per_thread: int) -> int:
+    """Output bins as the kernel's threads count them (a thread's channels are one bin)."""
+    return geom.K * -(-geom.C // channels_per_thread) * geom.PH * geom.PW
+
+
+def lanes_per_bin(geom: RoiGeometry, data_format: str, channels_per_thread: int = 1) -> int:
     """Lanes sharing one output bin (a power of two, 1 to 32): enough for the bins to fill
     TARGET_THREADS, no more than the samples of a bin. In NHWC at most 8, so that a warp still
     loads 4 runs of consecutive channels."""
-    bins = geom.K * geom.C * geom.PH * geom.PW
+    bins = _bins(geom, channels_per_thread)
     cap = min(8 if data_format == "NHWC" else 32, _samples_per_bin_bound(geom))
     lanes = 1
     while lanes * 2 <= cap and bins * lanes < TARGET_THREADS:
@@ -54,8 +64,8 @@ def _common_args(geom: RoiGeometry, dtype):
             i32(1 if geom.aligned else 0))
 
 
-def _bin_grid(geom: RoiGeometry, lanes: int):
-    threads = geom.K * geom.C * geom.PH * geom.PW * lanes
+def _bin_grid(geom: RoiGeometry, lanes: int, channels_per_thread: int = 1):
+    threads = _bins(geom, channels_per_thread) * lanes
     return (max(1, min(-(-threads // BLOCK), MAX_BLOCKS)),)
 
 
@@ -65,9 +75,10 @@ def roi_align(geom: RoiGeometry, x, rois, *, data_format: str, executor: str):
     rois = contiguous(xp, rois, acc_dtype(x.dtype))
     y = xp.empty(geom.output_shape(data_format), dtype=x.dtype)
     check_int32(x, y)
-    lanes = lanes_per_bin(geom, data_format)
+    channels = FORWARD_CHANNELS[data_format]
+    lanes = lanes_per_bin(geom, data_format, channels)
     launch(ROI_ALIGN, f"roi_align_forward<{ctype(x.dtype)}, {nhwc(data_format)}>", executor,
-           _bin_grid(geom, lanes), (BLOCK,),
+           _bin_grid(geom, lanes, channels), (BLOCK,),
            (x, rois, y, *_common_args(geom, x.dtype), i32(lanes)))
     return y
 

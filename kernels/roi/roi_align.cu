@@ -67,24 +67,18 @@ __device__ __forceinline__ void for_each_sample_point(const gc::RoiAlignBox<A>& 
   });
 }
 
-template <class T, bool kNHWC>
-__device__ __forceinline__ gc::acc_t<T> bilinear_interpolate(const T* __restrict__ offset_input,
-                                                             int ps, int height, int width,
-                                                             gc::acc_t<T> y, gc::acc_t<T> x) {
-  const gc::BilinearWeights<gc::acc_t<T>> b = gc::bilinear_weights(height, width, y, x);
-  if (!b.inside) return gc::acc_t<T>(0);
-  // do bilinear interpolation
-  const gc::acc_t<T> v1 = gc::to_acc(offset_input[(b.y_low * width + b.x_low) * ps]);
-  const gc::acc_t<T> v2 = gc::to_acc(offset_input[(b.y_low * width + b.x_high) * ps]);
-  const gc::acc_t<T> v3 = gc::to_acc(offset_input[(b.y_high * width + b.x_low) * ps]);
-  const gc::acc_t<T> v4 = gc::to_acc(offset_input[(b.y_high * width + b.x_high) * ps]);
-  return b.w1 * v1 + b.w2 * v2 + b.w3 * v3 + b.w4 * v4;
-}
-
 }  // namespace
+
+// Channels one thread computes in the forward: in NCHW, 4 channels of one bin share its sample
+// coordinates and bilinear weights (computed once, as torchvision's CPU pre_calc does, instead
+// of once per channel as its CUDA kernel does); consecutive threads stay on consecutive bins of
+// one plane, torchvision's load pattern. In NHWC the warp's lanes are the channels already.
+template <bool kNHWC>
+constexpr int kForwardChannels = kNHWC ? 1 : 4;
 
 // Forward: output (K, C, PH, PW) in NCHW, (K, PH, PW, C) in NHWC. A box whose batch index lies
 // outside [0, N) gives zeros (the front rejects such boxes; the kernel only stays in bounds).
+// Each bin's channels are summed in torchvision's sample order, one sum per channel.
 template <class T, bool kNHWC>
 __global__ void roi_align_forward(const T* __restrict__ input,
                                   const gc::acc_t<T>* __restrict__ rois, T* __restrict__ output,
@@ -93,32 +87,62 @@ __global__ void roi_align_forward(const T* __restrict__ input,
                                   gc::acc_t<T> spatial_scale, int sampling_ratio, int aligned,
                                   int lanes_per_bin) {
   using A = gc::acc_t<T>;
-  const int nthreads = num_rois * channels * pooled_height * pooled_width;
+  constexpr int CHANNELS = kForwardChannels<kNHWC>;
+  const int channel_groups = (channels + CHANNELS - 1) / CHANNELS;
+  const int nthreads = num_rois * channel_groups * pooled_height * pooled_width;
   const int ps = gc::pixel_stride<kNHWC>(channels);
+  const int channel_stride = kNHWC ? 1 : height * width;
   const BinLanes lanes = bin_lanes(lanes_per_bin);
   for (long long first = lanes.first_bin; first < nthreads; first += lanes.bins_per_pass) {
     const long long index = first + lanes.bin_in_warp;
-    A output_val = A(0);
+    A output_val[CHANNELS];
+#pragma unroll
+    for (int j = 0; j < CHANNELS; ++j) output_val[j] = A(0);
     A count = A(1);
+    // (n, c, ph, pw) is an element in the pooled output; c counts groups of CHANNELS channels
+    gc::Coord4 o{0, 0, 0, 0};
+    int c0 = 0, live = 0;
     if (index < nthreads) {
-      // (n, c, ph, pw) is an element in the pooled output
-      const gc::Coord4 o = gc::unflatten<kNHWC>((int)index, channels, pooled_height, pooled_width);
+      o = gc::unflatten<kNHWC>((int)index, channel_groups, pooled_height, pooled_width);
+      c0 = o.c * CHANNELS;
+      live = min(CHANNELS, channels - c0);
       const gc::RoiAlignBox<A> box = gc::roi_align_box(rois + o.n * 5, spatial_scale, pooled_height,
                                                        pooled_width, sampling_ratio, aligned != 0);
       // We do average (integral) pooling inside a bin; when the grid is empty, output zeros.
       count = static_cast<A>(max(box.roi_bin_grid_h * box.roi_bin_grid_w, 1));
       if (box.roi_batch_ind >= 0 && box.roi_batch_ind < batch) {
         const T* offset_input =
-            input + gc::plane_offset<kNHWC>(box.roi_batch_ind, o.c, channels, height, width);
+            input + gc::plane_offset<kNHWC>(box.roi_batch_ind, c0, channels, height, width);
         // main loop
         for_each_sample_point(box, o.h, o.w, lanes.slice, lanes_per_bin, [&](A y, A x) {
-          output_val += bilinear_interpolate<T, kNHWC>(offset_input, ps, height, width, y, x);
+          const gc::BilinearWeights<A> b = gc::bilinear_weights(height, width, y, x);
+          if (!b.inside) return;
+          const int p1 = (b.y_low * width + b.x_low) * ps;
+          const int p2 = (b.y_low * width + b.x_high) * ps;
+          const int p3 = (b.y_high * width + b.x_low) * ps;
+          const int p4 = (b.y_high * width + b.x_high) * ps;
+#pragma unroll
+          for (int j = 0; j < CHANNELS; ++j) {
+            if (j >= live) break;
+            // do bilinear interpolation
+            const T* plane = offset_input + j * channel_stride;
+            output_val[j] += b.w1 * gc::to_acc(plane[p1]) + b.w2 * gc::to_acc(plane[p2]) +
+                             b.w3 * gc::to_acc(plane[p3]) + b.w4 * gc::to_acc(plane[p4]);
+          }
         });
       }
     }
     // epilogue
-    output_val = gc::warp_sum(output_val, lanes_per_bin);
-    if (index < nthreads && lanes.slice == 0) output[index] = gc::from_acc<T>(output_val / count);
+#pragma unroll
+    for (int j = 0; j < CHANNELS; ++j) output_val[j] = gc::warp_sum(output_val[j], lanes_per_bin);
+    if (index < nthreads && lanes.slice == 0) {
+#pragma unroll
+      for (int j = 0; j < CHANNELS; ++j) {
+        if (j >= live) break;
+        output[gc::offset_of<kNHWC>(o.n, c0 + j, o.h, o.w, channels, pooled_height,
+                                    pooled_width)] = gc::from_acc<T>(output_val[j] / count);
+      }
+    }
   }
 }
 

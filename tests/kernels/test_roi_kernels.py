@@ -114,6 +114,24 @@ def test_roi_align_one_lane_and_many_lanes_per_bin(rng, monkeypatch, lanes_targe
                    grad.roi_align(go, x, boxes, **kwargs))
 
 
+@pytest.mark.parametrize("channels", [1, 4, 6, 9])
+@pytest.mark.parametrize("lanes_target", [1, 1 << 20])
+def test_roi_align_forward_channel_groups(rng, monkeypatch, channels, lanes_target):
+    """The NCHW forward computes 4 channels per thread (FORWARD_CHANNELS): whole groups, a
+    partial last group, fewer channels than a group; with one lane and with several per bin."""
+    align = importlib.import_module("gpuconv.roi.launch_align")
+    monkeypatch.setattr(align, "TARGET_THREADS", lanes_target)
+    assert align.FORWARD_CHANNELS["NCHW"] == 4
+    x = rng.standard_normal((2, channels, 10, 12)).astype(np.float32)
+    boxes = BOXES.astype(np.float32)
+    for kwargs in (dict(output_size=(3, 2), sampling_ratio=2),
+                   dict(output_size=2, sampling_ratio=-1, aligned=True)):
+        expected = gpuconv.roi_align(x, boxes, spatial_scale=SCALE, **kwargs)
+        for order in ("forward", "random"):
+            assert_matches(simulated(gpuconv.roi_align, x, boxes, order=order,
+                                     spatial_scale=SCALE, **kwargs), expected)
+
+
 def test_roi_align_boxes_as_a_list_and_a_wide_feature_map(rng):
     """A list of per-image boxes; a map wider than one gather tile (16 columns) and taller than
     one (4 rows), with more boxes than one 256-roi compaction chunk."""
