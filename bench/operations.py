@@ -66,6 +66,7 @@ CONV_VARIANTS = {
     "depthwise:tiled": ("depthwise", {"depthwise_variant": "tiled"}),
     "depthwise:window": ("depthwise", {"depthwise_variant": "window"}),
     "im2col_gemm:cublas": ("im2col_gemm", {"gemm": "cublas"}),
+    "im2col_gemm:wide": ("im2col_gemm", {"tile_widths": "wide"}),
     "direct:v1": ("direct_v1", {}),
 }
 

@@ -39,7 +39,8 @@ def run_algorithm(algorithm: str, call: ConvCall, *, gemm: str = "own",
     elif algorithm == "direct_v1":
         launch_direct.run(call, v1=True)
     elif algorithm == "im2col_gemm":
-        launch_im2col_gemm.run(call, gemm=gemm, workspace_bytes=workspace_bytes)
+        launch_im2col_gemm.run(call, gemm=gemm, workspace_bytes=workspace_bytes,
+                               tile_widths=tile_widths)
     elif algorithm == "implicit_gemm":
         launch_implicit_gemm.run(call, iterator=iterator, tile_widths=tile_widths)
     elif algorithm == "pointwise":
@@ -61,7 +62,8 @@ def conv2d(geom: ConvGeometry, x, weight, bias=None, *, residual=None, activatio
     one of ALGORITHMS; a forced algorithm that cannot run the case is a ValueError saying why.
     ``gemm`` ("own" | "cublas") and ``workspace_bytes`` (the column buffer's bound) apply to
     im2col_gemm; ``iterator`` ("auto" | "precomputed" | "analytic") to implicit_gemm's A gather
-    and ``tile_widths`` ("auto" | "wide": no narrow tiles) to its and pointwise's block tiles;
+    and ``tile_widths`` ("auto" | "wide": no narrow tiles) to the GEMM tiles of implicit_gemm,
+    pointwise and im2col_gemm (own GEMM);
     ``depthwise_variant`` ("auto" | "direct" | "tiled" | "window") to depthwise's kernel.
     """
     executor = as_choice("executor", executor, EXECUTORS)

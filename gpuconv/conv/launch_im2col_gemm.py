@@ -15,8 +15,9 @@ import numpy as np
 
 from .._args import as_choice, as_int
 from .._kernels import CUDA_TYPES, register
+from .gemm_tile import GemmTile
 from .launch_common import (GEMM_TILES, GRID_YZ_LIMIT, INDEX_LIMIT, ConvCall, ceil_div,
-                            cuda_bool, pick_gemm_tile, round_up)
+                            cuda_bool, narrow_tiles, pick_filter_tile, round_up)
 
 GEMMS = ("own", "cublas")
 # Default bound of the column buffer; GPUCONV_WORKSPACE_BYTES or workspace_bytes= override it.
@@ -29,15 +30,21 @@ def _gemm_name(t: str, lanes_along_m: str, tile) -> str:
     return f"conv2d_gemm_columns<{t}, {lanes_along_m}, {tile.template_args}>"
 
 
+def tiles(dtype_name: str) -> tuple[GemmTile, ...]:
+    """The GEMM's tiles (M = filters, N = columns): large, small, the narrow ones transposed."""
+    return GEMM_TILES[dtype_name] + narrow_tiles(dtype_name, filters_along_m=True)
+
+
 FAMILY = register(
     "conv/im2col_gemm.cu",
     name_expressions=(
         [f"conv2d_im2col<{t}, {nhwc}>" for t in CUDA_TYPES.values() for nhwc in ("false", "true")]
-        + [_gemm_name(CUDA_TYPES[dt], lanes, tile) for dt, tiles in GEMM_TILES.items()
-           for lanes in ("false", "true") for tile in tiles]
+        + [_gemm_name(CUDA_TYPES[dt], lanes, tile) for dt in GEMM_TILES
+           for lanes in ("false", "true") for tile in tiles(dt)]
         + [f"conv2d_columns_epilogue<{t}>" for t in CUDA_TYPES.values()]),
-    hot=[_gemm_name(CUDA_TYPES[dt], lanes, GEMM_TILES[dt][0])
-         for dt in ("float32", "float16") for lanes in ("false", "true")],
+    hot=[_gemm_name(CUDA_TYPES[dt], lanes, tile)
+         for dt in ("float32", "float16") for lanes in ("false", "true")
+         for tile in (GEMM_TILES[dt][0],) + narrow_tiles(dt, filters_along_m=True)],
 )
 
 
@@ -65,7 +72,8 @@ def images_per_chunk(geom, itemsize: int, limit_bytes: int) -> int:
     return max(1, min(by_workspace, by_index, geom.N))
 
 
-def run(call: ConvCall, *, gemm: str = "own", workspace_bytes: int | None = None) -> None:
+def run(call: ConvCall, *, gemm: str = "own", workspace_bytes: int | None = None,
+        tile_widths: str = "auto") -> None:
     gemm = as_choice("gemm", gemm, GEMMS)
     g = call.geom
     if g.groups > GRID_YZ_LIMIT:
@@ -77,9 +85,8 @@ def run(call: ConvCall, *, gemm: str = "own", workspace_bytes: int | None = None
     columns = xp.empty((rows, ldc), dtype=call.dtype)
     im2col = call.kernel(FAMILY, f"conv2d_im2col<{call.cuda_type}, {cuda_bool(call.nhwc)}>")
     if gemm == "own":
-        large = GEMM_TILES[call.dtype.name][0]
-        blocks = ceil_div(ldc, large.block_n) * ceil_div(g.K_per_group, large.block_m) * g.groups
-        tile = pick_gemm_tile(call.dtype, blocks, call.executor)
+        tile = pick_filter_tile(call.dtype, pixels=ldc, filters=g.K_per_group, groups=g.groups,
+                                executor=call.executor, filters_along_m=True, widths=tile_widths)
         # Lanes along the output's contiguous dimension: filters (M) for NHWC, pixels for NCHW.
         gemm_fn = call.kernel(FAMILY, _gemm_name(call.cuda_type, cuda_bool(call.nhwc), tile))
     else:

@@ -36,14 +36,17 @@ __global__ void conv2d_im2col(const T* __restrict__ x, T* __restrict__ columns, 
   gc::im2col_column<T, NHWC>(x, columns, ldc, n_images * P * Q, j, shape);
 }
 
-// The column buffer as the GEMM's B operand: BLOCK_K x BLOCK_N tiles loaded as one aligned
-// vector of VEC columns per thread (ldc and the buffer base are multiples of 4 elements).
+// The column buffer as the GEMM's B operand: BLOCK_K x BLOCK_N tiles, each thread VEC
+// consecutive columns of one row as aligned vectors of up to 4 (ldc and the buffer base are
+// multiples of 4 elements, so a vector is wholly inside or outside the buffer's columns).
 template <class T, int BLOCK_N, int BLOCK_K, int THREADS>
 struct ColumnTileLoader {
   using A = gc::acc_t<T>;
   static constexpr int VEC = BLOCK_N * BLOCK_K / THREADS;
-  static_assert(VEC * THREADS == BLOCK_N * BLOCK_K && BLOCK_N % VEC == 0 && 4 % VEC == 0,
-                "each thread loads one vector of 1, 2 or 4 columns");
+  static constexpr int PACK = VEC < 4 ? VEC : 4;
+  static_assert(VEC * THREADS == BLOCK_N * BLOCK_K && BLOCK_N % VEC == 0 && 4 % PACK == 0 &&
+                    VEC % PACK == 0,
+                "each thread loads 1, 2, or a multiple of 4 columns");
   static constexpr int LD = BLOCK_N + gc::SMEM_PAD;
 
   const T* columns;  // the group's first row
@@ -57,13 +60,17 @@ struct ColumnTileLoader {
   }
   __device__ __forceinline__ void load(int k0) {
     const int k = k0 + kk;
-    if (k < rows && j < ldc) {  // ldc % VEC == 0: a vector is wholly inside or outside
-      const gc::Pack<T, VEC> p = *reinterpret_cast<const gc::Pack<T, VEC>*>(columns + k * ldc + j);
 #pragma unroll
-      for (int e = 0; e < VEC; ++e) regs[e] = gc::to_acc(p.v[e]);
-    } else {
+    for (int v = 0; v < VEC; v += PACK) {
+      if (k < rows && j + v < ldc) {
+        const gc::Pack<T, PACK> p =
+            *reinterpret_cast<const gc::Pack<T, PACK>*>(columns + k * ldc + j + v);
 #pragma unroll
-      for (int e = 0; e < VEC; ++e) regs[e] = A(0);
+        for (int e = 0; e < PACK; ++e) regs[v + e] = gc::to_acc(p.v[e]);
+      } else {
+#pragma unroll
+        for (int e = 0; e < PACK; ++e) regs[v + e] = A(0);
+      }
     }
   }
   __device__ __forceinline__ void store(A* tile, int n0) const {

@@ -322,7 +322,8 @@ def test_out_not_addressable_is_filled_through_a_copy(rng):
 
 # More filters than a narrow GEMM tile holds, over several pixel tiles (pointwise: a stride).
 POINTWISE_MULTI_TILE = Case("pointwise_multi_tile", (2, 9, 21, 37), (70, 9, 1, 1), dict(stride=(2, 1)))
-# Groups of 29 filters (the 32-wide narrow tiles) and of 61 (64-wide) over several pixel tiles.
+# 1x1 groups of 29 filters (the 32-wide narrow tiles) and of 61 (64-wide) over several pixel
+# tiles: the pointwise and im2col GEMMs.
 NARROW_TILE_CASES = (
     Case("pointwise_groups_of_29", (3, 10, 9, 13), (58, 5, 1, 1), dict(groups=2)),
     Case("pointwise_61_filters_s2", (2, 7, 17, 19), (61, 7, 1, 1), dict(stride=2)),
@@ -347,13 +348,19 @@ def test_large_gemm_tiles(algorithm, data_format, dtype, monkeypatch, rng, launc
                                           ("float64", "random")])
 @pytest.mark.parametrize("data_format", LAYOUTS)
 @pytest.mark.parametrize("case", NARROW_TILE_CASES, ids=lambda c: c.name)
-def test_pointwise_narrow_tiles(case, data_format, dtype, order, monkeypatch, rng):
+@pytest.mark.parametrize("algorithm", ("pointwise", "im2col_gemm"))
+def test_narrow_gemm_tiles(algorithm, case, data_format, dtype, order, monkeypatch, rng,
+                           launched_names):
     monkeypatch.setattr(launch_common, "multiprocessor_count", lambda executor: 1)
-    tile = launch_pointwise.pick_tile(case.geom, dtype, "simulator", nhwc=data_format == "NHWC")
-    filters = tile.block_m if data_format == "NCHW" else tile.block_n
-    assert filters == case.geom.K_per_group + 3   # fp64's 64-wide tile is its large one
-    check(case, "pointwise", np.dtype(dtype), data_format, "simulator", rng, order=order,
+    check(case, algorithm, np.dtype(dtype), data_format, "simulator", rng, order=order,
           bias=True, residual=True, activation="relu")
+    # The GEMM tile's filter extent: 3 more than a group's filters (fp64's 64 is its large
+    # tile). The filters are the GEMM's M except in the NHWC pointwise kernel.
+    gemm = next(n for n in launched_names if "pointwise" in n or "gemm_columns" in n)
+    block_m, block_n = map(int, gemm.split("<")[1].rstrip(">").split(",")[-5:-3])
+    filters_along_n = algorithm == "pointwise" and data_format == "NHWC"
+    assert (block_n if filters_along_n else block_m) == case.geom.K_per_group + 3, gemm
+
 
 
 # Grouped layers shaped like ResNeXt's (4, 8, 16 filters per group) and one past 16 filters:

@@ -171,7 +171,9 @@ def im2col(dtype, nhwc):
 
 def gemm_columns(dtype, lanes_along_m, *tile):
     # The launcher puts the lanes along M (the filters) exactly for NHWC.
-    return conv_case(dtype, layout(lanes_along_m), **gemm_problem(dtype, tile),
+    return conv_case(dtype, layout(lanes_along_m),
+                     **gemm_problem(dtype, tile, narrow_tiles=launch_common.narrow_tiles(dtype),
+                                    filters_along_m=True),
                      algorithm="im2col_gemm")
 
 
