@@ -97,12 +97,6 @@ def multiprocessor_count(executor: str) -> int:
     return 132
 
 
-def pick_gemm_tile(dtype, blocks_with_large_tile: int, executor: str) -> GemmTile:
-    """The large tile when it yields at least one full wave of blocks, else the small one."""
-    large, small = gemm_tiles(dtype)
-    return large if blocks_with_large_tile >= multiprocessor_count(executor) else small
-
-
 def pick_filter_tile(dtype, *, pixels: int, filters: int, groups: int, executor: str,
                      filters_along_m: bool = False, widths: str = "auto") -> GemmTile:
     """The tile of a GEMM of ``pixels`` x ``filters`` per group: the narrowest of the large and
@@ -111,7 +105,7 @@ def pick_filter_tile(dtype, *, pixels: int, filters: int, groups: int, executor:
     filters (the tiles come transposed)."""
     widths = as_choice("tile_widths", widths, TILE_WIDTHS)
     large, small = gemm_tiles(dtype)
-    candidates = NARROW_TILES[np.dtype(dtype).name] if widths == "auto" else ()
+    candidates = narrow_tiles(dtype) if widths == "auto" else ()
     holding = [t for t in candidates if t.block_n >= filters]
     tile = min(holding, key=lambda t: t.block_n) if holding else large
     blocks = ceil_div(pixels, tile.block_m) * ceil_div(filters, tile.block_n) * groups

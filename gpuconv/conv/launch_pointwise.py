@@ -27,7 +27,7 @@ FAMILY = register(
                       for tile in tiles(dt, layout)],
     hot=[_name(layout, CUDA_TYPES[dt], tile)
          for dt in ("float32", "float16") for layout in ("nchw", "nhwc")
-         for tile in (GEMM_TILES[dt][0],) + narrow_tiles(dt, filters_along_m=FILTERS_ALONG_M[layout])],
+         for tile in tiles(dt, layout) if tile != GEMM_TILES[dt][1]],
 )
 
 
@@ -46,7 +46,7 @@ def pick_tile(geom, dtype, executor: str, *, nhwc: bool, widths: str = "auto") -
     pixels by K/groups filters per group."""
     return pick_filter_tile(dtype, pixels=geom.gemm_m, filters=geom.K_per_group,
                             groups=geom.groups, executor=executor, widths=widths,
-                            filters_along_m=not nhwc)
+                            filters_along_m=FILTERS_ALONG_M["nhwc" if nhwc else "nchw"])
 
 
 def run(call: ConvCall, tile_widths: str = "auto") -> None:
