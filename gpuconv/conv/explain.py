@@ -113,7 +113,7 @@ def explain(x, weight, bias=None, stride=1, padding=0, dilation=1, groups=1, *,
     else:
         arrays = check_arrays({"x": x, "weight": weight, "bias": bias, "residual": residual},
                               ndim={"x": 4, "weight": 4, "bias": 1, "residual": 4})
-        if dtype is not None and np.dtype(dtype) != arrays.dtype:
+        if dtype is not None and _float_dtype(dtype) != arrays.dtype:
             raise TypeError(f"dtype={dtype} contradicts the arrays' dtype {arrays.dtype}")
         dtype = arrays.dtype
         executor = _state.executor_for(arrays.library)

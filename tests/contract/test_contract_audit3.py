@@ -133,6 +133,9 @@ def test_precompile_argument_errors_name_the_argument(kwargs, name):
 def test_explain_refuses_a_dtype_conv2d_refuses(dtype):
     with pytest.raises(TypeError, match="dtype"):
         gpuconv.explain((1, 4, 8, 8), (8, 4, 3, 3), dtype=dtype)
+    with pytest.raises(TypeError, match="dtype"):
+        gpuconv.explain(np.zeros((1, 4, 8, 8), np.float32), np.zeros((8, 4, 3, 3), np.float32),
+                        dtype=dtype)
 
 
 @pytest.mark.parametrize("kwargs, error, name", [
