@@ -55,12 +55,14 @@ def conv_algorithms() -> tuple[str, ...]:
 
 # Kernel variants the conv launcher exposes beside the algorithm (forward only), named
 # "algorithm:variant": opt-in with --algorithm, to time the comparisons kernels/conv/NOTES.md
-# asks for (the two implicit-GEMM iterators, narrow GEMM tiles against the wide ones only, the
-# three depthwise kernels, the own GEMM vs cuBLAS inside im2col, the tiled direct kernel vs v1).
+# asks for (the two implicit-GEMM iterators, narrow GEMM tiles against the wide ones only,
+# float16/bfloat16 on the CUDA cores against the tensor cores, the three depthwise kernels,
+# the own GEMM vs cuBLAS inside im2col, the tiled direct kernel vs v1).
 CONV_VARIANTS = {
     "implicit_gemm:analytic": ("implicit_gemm", {"iterator": "analytic"}),
     "implicit_gemm:precomputed": ("implicit_gemm", {"iterator": "precomputed"}),
     "implicit_gemm:wide": ("implicit_gemm", {"tile_widths": "wide"}),
+    "implicit_gemm:cuda_cores": ("implicit_gemm", {"math": "cuda_cores"}),
     "pointwise:wide": ("pointwise", {"tile_widths": "wide"}),
     "depthwise:direct": ("depthwise", {"depthwise_variant": "direct"}),
     "depthwise:tiled": ("depthwise", {"depthwise_variant": "tiled"}),

@@ -64,11 +64,12 @@ def describe_kernel(algorithm: str, geom, dtype, nhwc: bool, executor: str) -> s
     if algorithm == "pointwise":
         tile = launch_pointwise.pick_tile(geom, dtype, tile_executor, nhwc=nhwc)
         return f"conv2d_pointwise_{'nhwc' if nhwc else 'nchw'} (tile {tile.template_args})"
-    tile = launch_implicit_gemm.pick_tile(geom, dtype, tile_executor)
+    tensor_cores = launch_implicit_gemm.uses_tensor_cores(dtype)
+    tile = launch_implicit_gemm.pick_tile(geom, dtype, tile_executor, tensor_cores=tensor_cores)
     iterator = launch_implicit_gemm.choose_iterator(geom)
-    kernel = "conv2d_implicit_gemm" + ("_precomputed" if iterator == "precomputed" else "")
+    kernel = launch_implicit_gemm.KERNELS[iterator, tensor_cores]
     return (f"{kernel} (tile {tile.template_args}, {'KRSC' if nhwc else 'KCRS'} weights, "
-            f"{iterator} tap iterator)")
+            f"{iterator} tap iterator, {'tensor' if tensor_cores else 'CUDA'} cores)")
 
 
 def _float_dtype(dtype) -> np.dtype:
@@ -135,7 +136,7 @@ def explain(x, weight, bias=None, stride=1, padding=0, dilation=1, groups=1, *,
         chosen, source, reason = algorithm, "forced", "algorithm= names it"
     elif autotune.enabled() and executor != "reference":
         entry = autotune.lookup(geom, dtype, data_format, executor)
-        guess = heuristics.choose(geom)
+        guess = heuristics.choose(geom, dtype)
         if entry is not None:
             chosen, source, measured = entry["algorithm"], "autotune cache", entry.get("seconds")
             reason = f"fastest when measured on {autotune.device_name(executor)}"
@@ -144,7 +145,7 @@ def explain(x, weight, bias=None, stride=1, padding=0, dilation=1, groups=1, *,
             reason = (f"not measured yet: the first call times {', '.join(heuristics.candidates(geom))}; "
                       f"until then the heuristic says: {guess.reason}")
     else:
-        guess = heuristics.choose(geom)
+        guess = heuristics.choose(geom, dtype)
         chosen, source, reason = guess.algorithm, "heuristic", guess.reason
     return Explanation(algorithm=chosen, source=source, reason=reason,
                        kernel=describe_kernel(chosen, geom, dtype, nhwc, executor),

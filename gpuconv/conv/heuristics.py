@@ -6,12 +6,15 @@ Rules, first match wins (each states its reason in ``explain``):
                once per tap and keep whole warps busy along pixels or channels (which of the
                direct, tiled and sliding-window kernels: launch_depthwise.choose_variant).
 2. pointwise   1x1 filter, no padding: the convolution *is* a GEMM, run straight on the tensors
-               without any tap arithmetic.
+               without any tap arithmetic. Not for float16/bfloat16, whose implicit GEMM runs
+               on the tensor cores (the pointwise kernels are CUDA-core only): rule 4 takes
+               them (a 1x1 filter is one tap, nothing to skip).
 3. direct      fewer than 32 filters per group (grouped convolutions such as ResNeXt's, or
                tiny layers): the narrowest GEMM tile is 32 filters wide, the direct kernel's
                filter block 16, 8 or 4 (launch_direct.pick_tile).
 4. implicit_gemm  everything else: the GEMM view without a column buffer, the fastest general
-               path on CUDA cores (tiles 32, 64 or 128 filters wide: launch_implicit_gemm).
+               path (tiles 32, 64 or 128 filters wide; tensor cores for 16-bit dtypes:
+               launch_implicit_gemm).
 im2col_gemm is never picked by the heuristic (it moves C*R*S/stride^2 times more data than the
 implicit GEMM through its column buffer); autotuning may still measure it best.
 The thresholds are first guesses to be checked on a GPU (kernels/conv/NOTES.md).
@@ -20,8 +23,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import numpy as np
+
 from . import launch_depthwise, launch_pointwise
 from .geometry import conv_algorithms
+from .launch_common import uses_tensor_cores
 
 # Every algorithm the launchers accept: the public ones plus the simple direct kernel.
 ALGORITHMS = conv_algorithms + ("direct_v1",)
@@ -61,18 +67,25 @@ def candidates(geom) -> tuple[str, ...]:
     return tuple(a for a in conv_algorithms if refusal(a, geom) is None)
 
 
-def choose(geom) -> Choice:
+def choose(geom, dtype=np.float32) -> Choice:
+    """The algorithm for ``geom`` with operands of ``dtype`` (a dtype or its name)."""
+    tensor_cores = uses_tensor_cores(dtype)
     if geom.groups == geom.C and geom.groups > 1:
         multiplier = geom.K // geom.C
         return Choice("depthwise", f"groups == C == {geom.C} (depthwise, channel multiplier "
                                    f"{multiplier}): the depthwise kernels read each input once per tap")
-    if launch_pointwise.refusal(geom) is None:
+    if launch_pointwise.refusal(geom) is None and not tensor_cores:
         return Choice("pointwise", "1x1 filter without padding: a plain GEMM on the tensors")
     if geom.K_per_group < DIRECT_MAX_FILTERS_PER_GROUP:
         return Choice("direct", f"{geom.K_per_group} filters per group (< "
                                 f"{DIRECT_MAX_FILTERS_PER_GROUP}) would leave most of a GEMM "
                                 "tile's columns idle (32 at the narrowest); the direct kernel "
                                 "tiles 4 to 16 filters")
+    if launch_pointwise.refusal(geom) is None:
+        return Choice("implicit_gemm", "1x1 filter with 16-bit operands: the implicit GEMM's "
+                                       "tensor-core tiles (the pointwise kernels have CUDA-core "
+                                       "tiles only)")
     return Choice("implicit_gemm", f"general case: GEMM M={geom.gemm_m} (N*P*Q), "
                                    f"N={geom.K_per_group} (K/groups), K={geom.gemm_k} "
-                                   "(C/groups*R*S) per group, no column buffer")
+                                   "(C/groups*R*S) per group, no column buffer"
+                                   + (", on the tensor cores" if tensor_cores else ""))

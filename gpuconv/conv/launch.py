@@ -16,7 +16,7 @@ from .._args import as_choice
 from . import (autotune, heuristics, launch_depthwise, launch_direct, launch_im2col_gemm,
                launch_implicit_gemm, launch_pointwise)
 from .geometry import ConvGeometry, layout_shape
-from .launch_common import TILE_WIDTHS, ConvCall, contiguous, output_target
+from .launch_common import MATHS, TILE_WIDTHS, ConvCall, contiguous, output_target
 
 ALGORITHMS = heuristics.ALGORITHMS
 EXECUTORS = ("cupy", "simulator")
@@ -32,7 +32,8 @@ def _xp(executor: str):
 
 def run_algorithm(algorithm: str, call: ConvCall, *, gemm: str = "own",
                   workspace_bytes: int | None = None, iterator: str = "auto",
-                  tile_widths: str = "auto", depthwise_variant: str = "auto") -> None:
+                  tile_widths: str = "auto", depthwise_variant: str = "auto",
+                  math: str = "auto") -> None:
     """Launch ``algorithm``'s kernels for ``call`` (already checked to be runnable)."""
     if algorithm == "direct":
         launch_direct.run(call)
@@ -42,7 +43,7 @@ def run_algorithm(algorithm: str, call: ConvCall, *, gemm: str = "own",
         launch_im2col_gemm.run(call, gemm=gemm, workspace_bytes=workspace_bytes,
                                tile_widths=tile_widths)
     elif algorithm == "implicit_gemm":
-        launch_implicit_gemm.run(call, iterator=iterator, tile_widths=tile_widths)
+        launch_implicit_gemm.run(call, iterator=iterator, tile_widths=tile_widths, math=math)
     elif algorithm == "pointwise":
         launch_pointwise.run(call, tile_widths=tile_widths)
     elif algorithm == "depthwise":
@@ -54,7 +55,8 @@ def run_algorithm(algorithm: str, call: ConvCall, *, gemm: str = "own",
 def conv2d(geom: ConvGeometry, x, weight, bias=None, *, residual=None, activation=None,
            algorithm: str = "auto", data_format: str = "NCHW", out=None, executor: str = "cupy",
            gemm: str = "own", workspace_bytes: int | None = None, iterator: str = "auto",
-           tile_widths: str = "auto", depthwise_variant: str = "auto") -> Any:
+           tile_widths: str = "auto", depthwise_variant: str = "auto",
+           math: str = "auto") -> Any:
     """activation(conv(x, weight) + bias + residual) on the kernels; returns the output (``out``
     itself when given).
 
@@ -63,13 +65,15 @@ def conv2d(geom: ConvGeometry, x, weight, bias=None, *, residual=None, activatio
     ``gemm`` ("own" | "cublas") and ``workspace_bytes`` (the column buffer's bound) apply to
     im2col_gemm; ``iterator`` ("auto" | "precomputed" | "analytic") to implicit_gemm's A gather
     and ``tile_widths`` ("auto" | "wide": no narrow tiles) to the GEMM tiles of implicit_gemm,
-    pointwise and im2col_gemm (own GEMM);
+    pointwise and im2col_gemm (own GEMM); ``math`` ("auto" | "cuda_cores" | "tensor_cores") to
+    implicit_gemm's multiply-accumulate (auto: tensor cores for float16 and bfloat16);
     ``depthwise_variant`` ("auto" | "direct" | "tiled" | "window") to depthwise's kernel.
     """
     executor = as_choice("executor", executor, EXECUTORS)
     gemm = as_choice("gemm", gemm, launch_im2col_gemm.GEMMS)
     iterator = as_choice("iterator", iterator, launch_implicit_gemm.ITERATORS)
     tile_widths = as_choice("tile_widths", tile_widths, TILE_WIDTHS)
+    math = as_choice("math", math, MATHS)
     depthwise_variant = as_choice("depthwise_variant", depthwise_variant, launch_depthwise.VARIANTS)
     nhwc = data_format == "NHWC"
     xp = _xp(executor)
@@ -86,9 +90,9 @@ def conv2d(geom: ConvGeometry, x, weight, bias=None, *, residual=None, activatio
     if algorithm == "auto":
         algorithm = select_algorithm(call, data_format, gemm=gemm, workspace_bytes=workspace_bytes,
                                      iterator=iterator, tile_widths=tile_widths,
-                                     depthwise_variant=depthwise_variant)
+                                     depthwise_variant=depthwise_variant, math=math)
     run_algorithm(algorithm, call, gemm=gemm, workspace_bytes=workspace_bytes, iterator=iterator,
-                  tile_widths=tile_widths, depthwise_variant=depthwise_variant)
+                  tile_widths=tile_widths, depthwise_variant=depthwise_variant, math=math)
     if out is None:
         return target
     if not in_place:
@@ -100,7 +104,7 @@ def select_algorithm(call: ConvCall, data_format: str, **options) -> str:
     """The algorithm "auto" runs: the autotuner's (measuring now if the case is new) when
     autotuning is on, else the heuristic's."""
     if not autotune.enabled():
-        return heuristics.choose(call.geom).algorithm
+        return heuristics.choose(call.geom, call.dtype).algorithm
 
     g = call.geom
     # Candidates write a scratch output: `out` may be a slice of a buffer the caller is filling.

@@ -22,7 +22,7 @@ import numpy as np
 from .._args import as_choice
 from .._kernels import cuda_type
 from .._loader import get_function
-from .gemm_tile import GemmTile
+from .gemm_tile import GemmTile, MmaTile
 from .geometry import ConvGeometry, is_channel_slice_of_contiguous
 
 # Offsets stay below this in every launch; the 2^20 headroom covers what a tile overhangs the
@@ -89,6 +89,27 @@ def narrow_tiles(dtype, *, filters_along_m: bool = False) -> tuple[GemmTile, ...
     return tuple(t.transposed() for t in tiles) if filters_along_m else tiles
 
 
+# Tensor-core tiles (kernels/common/mma_gemm.cuh: mma.m16n8k16, float accumulators) for the
+# 16-bit dtypes, in the block shapes of the CUDA-core ones: large and small, then the narrow.
+# 256 threads (8 warps) except the small tile's 128; k-tiles of 32 (two k16 steps per barrier).
+# Register counts and the choice of warp tiles: kernels/conv/NOTES.md "Tensor cores".
+TENSOR_CORE_DTYPES = ("float16", "bfloat16")
+MMA_TILES = (MmaTile(128, 128, 32, 64, 32), MmaTile(64, 64, 32, 32, 16))
+MMA_NARROW_TILES = (MmaTile(128, 32, 32, 32, 16), MmaTile(128, 64, 32, 32, 32))
+# math= of the launchers that have both: "auto" takes the tensor cores for 16-bit dtypes.
+MATHS = ("auto", "cuda_cores", "tensor_cores")
+
+
+def uses_tensor_cores(dtype, math: str = "auto") -> bool:
+    """Whether a GEMM launcher runs ``dtype`` on the tensor-core tiles for ``math``."""
+    math = as_choice("math", math, MATHS)
+    name = np.dtype(dtype).name if not isinstance(dtype, str) else dtype
+    if math == "tensor_cores" and name not in TENSOR_CORE_DTYPES:
+        raise ValueError(f"math='tensor_cores' needs float16 or bfloat16 operands (the "
+                         f"tensor-core tiles multiply 16-bit values); got {name}")
+    return math != "cuda_cores" and name in TENSOR_CORE_DTYPES
+
+
 def multiprocessor_count(executor: str) -> int:
     """SMs of the current device (the simulator counts as an H100's 132: it only shapes tiles)."""
     if executor == "cupy":
@@ -98,14 +119,18 @@ def multiprocessor_count(executor: str) -> int:
 
 
 def pick_filter_tile(dtype, *, pixels: int, filters: int, groups: int, executor: str,
-                     filters_along_m: bool = False, widths: str = "auto") -> GemmTile:
+                     filters_along_m: bool = False, widths: str = "auto",
+                     tensor_cores: bool = False) -> GemmTile | MmaTile:
     """The tile of a GEMM of ``pixels`` x ``filters`` per group: the narrowest of the large and
     narrow tiles that holds the group's filters, if its blocks fill a wave of SMs; else the
     small tile (64 x 64: more, smaller blocks). ``filters_along_m``: the GEMM's M is the
-    filters (the tiles come transposed)."""
+    filters (the tiles come transposed). ``tensor_cores``: from the MmaTile set."""
     widths = as_choice("tile_widths", widths, TILE_WIDTHS)
-    large, small = gemm_tiles(dtype)
-    candidates = narrow_tiles(dtype) if widths == "auto" else ()
+    if tensor_cores:
+        (large, small), narrow = MMA_TILES, MMA_NARROW_TILES
+    else:
+        (large, small), narrow = gemm_tiles(dtype), narrow_tiles(dtype)
+    candidates = narrow if widths == "auto" else ()
     holding = [t for t in candidates if t.block_n >= filters]
     tile = min(holding, key=lambda t: t.block_n) if holding else large
     blocks = ceil_div(pixels, tile.block_m) * ceil_div(filters, tile.block_n) * groups

@@ -17,48 +17,68 @@ tests, benchmarks and tuning compare them). It is a launcher option, not an algo
 Block tiles (``pick_tile``): 128 x 128 in general, 128 pixels x 32 or 64 filters for groups of
 that few filters (ResNeXt, ResNet's 64-filter layers), 64 x 64 when a wider tile would not fill
 the SMs. ``tile_widths="wide"`` (launcher option) leaves the narrow tiles out.
+
+Two multiply-accumulates (launcher option ``math``): float16 and bfloat16 run on the tensor
+cores (``*_mma`` kernels, mma.m16n8k16 with float accumulators) unless ``math="cuda_cores"``;
+float32 and float64 run on the CUDA cores (TF32 is not used: strict float32 products).
 """
 from __future__ import annotations
 
 from .._args import as_choice
 from .._kernels import CUDA_TYPES, register
-from .gemm_tile import GemmTile
+from .gemm_tile import GemmTile, MmaTile
 from .geometry import ConvGeometry
-from .launch_common import (GEMM_TILES, GRID_YZ_LIMIT, NARROW_TILES, ConvCall, ceil_div,
-                            cuda_bool, pick_filter_tile)
+from .launch_common import (GEMM_TILES, GRID_YZ_LIMIT, MMA_NARROW_TILES, MMA_TILES, NARROW_TILES,
+                            TENSOR_CORE_DTYPES, ConvCall, ceil_div, cuda_bool, pick_filter_tile,
+                            uses_tensor_cores)
 
 ITERATORS = ("auto", "precomputed", "analytic")
-KERNELS = {"analytic": "conv2d_implicit_gemm", "precomputed": "conv2d_implicit_gemm_precomputed"}
+# (iterator, tensor cores) -> kernel template
+KERNELS = {("analytic", False): "conv2d_implicit_gemm",
+           ("precomputed", False): "conv2d_implicit_gemm_precomputed",
+           ("analytic", True): "conv2d_implicit_gemm_mma",
+           ("precomputed", True): "conv2d_implicit_gemm_precomputed_mma"}
 
 # kernels/common/conv_tap_table.cuh: MAX_TAPS (bits of a row's tap mask).
 MAX_TAPS = 32
 
 
-def tiles(dtype_name: str) -> tuple[GemmTile, ...]:
+def tiles(dtype_name: str, tensor_cores: bool = False) -> tuple[GemmTile | MmaTile, ...]:
     """Every tile the launcher can pick for this dtype: large, small, then the narrow ones."""
+    if tensor_cores:
+        return MMA_TILES + MMA_NARROW_TILES
     return GEMM_TILES[dtype_name] + NARROW_TILES[dtype_name]
 
 
-def pick_tile(geom: ConvGeometry, dtype, executor: str, widths: str = "auto") -> GemmTile:
+def pick_tile(geom: ConvGeometry, dtype, executor: str, widths: str = "auto",
+              tensor_cores: bool = False) -> GemmTile | MmaTile:
     """The block tile (launch_common.pick_filter_tile): M = N*P*Q pixels, N = K/groups."""
     return pick_filter_tile(dtype, pixels=geom.gemm_m, filters=geom.K_per_group,
-                            groups=geom.groups, executor=executor, widths=widths)
+                            groups=geom.groups, executor=executor, widths=widths,
+                            tensor_cores=tensor_cores)
 
 
-def _name(iterator: str, t: str, nhwc: str, tile) -> str:
-    return f"{KERNELS[iterator]}<{t}, {nhwc}, {tile.template_args}>"
+def kernel_name(iterator: str, cuda_t: str, nhwc: bool, tile) -> str:
+    """The name expression of the kernel for ``iterator`` ("analytic" | "precomputed")."""
+    template = KERNELS[iterator, isinstance(tile, MmaTile)]
+    return f"{template}<{cuda_t}, {cuda_bool(nhwc)}, {tile.template_args}>"
+
+
+def _instantiations(iterators, dtypes, tile_set):
+    return [kernel_name(it, CUDA_TYPES[dt], nhwc, tile)
+            for it in iterators for dt in dtypes for nhwc in (False, True)
+            for tile in tile_set(dt)]
 
 
 FAMILY = register(
     "conv/implicit_gemm.cu",
-    name_expressions=[_name(it, CUDA_TYPES[dt], nhwc, tile)
-                      for it in ("analytic", "precomputed")
-                      for dt in GEMM_TILES for nhwc in ("false", "true")
-                      for tile in tiles(dt)],
-    hot=[_name(it, CUDA_TYPES[dt], nhwc, tile)
-         for it in ("analytic", "precomputed")
-         for dt in ("float32", "float16") for nhwc in ("false", "true")
-         for tile in (GEMM_TILES[dt][0],) + NARROW_TILES[dt]],
+    name_expressions=_instantiations(("analytic", "precomputed"), GEMM_TILES, tiles)
+    + _instantiations(("analytic", "precomputed"), TENSOR_CORE_DTYPES,
+                      lambda dt: tiles(dt, tensor_cores=True)),
+    hot=_instantiations(("analytic", "precomputed"), ("float32", "float16"),
+                        lambda dt: (GEMM_TILES[dt][0],) + NARROW_TILES[dt])
+    + _instantiations(("analytic", "precomputed"), ("float16",),
+                      lambda dt: (MMA_TILES[0],) + MMA_NARROW_TILES),
 )
 
 
@@ -80,14 +100,16 @@ def krsc_weight(call: ConvCall):
     return call.xp.ascontiguousarray(call.weight.transpose(0, 2, 3, 1))
 
 
-def run(call: ConvCall, iterator: str = "auto", tile_widths: str = "auto") -> None:
+def run(call: ConvCall, iterator: str = "auto", tile_widths: str = "auto",
+        math: str = "auto") -> None:
     g = call.geom
-    kernel = choose_iterator(g, iterator)
+    iterator = choose_iterator(g, iterator)
+    tensor_cores = uses_tensor_cores(call.dtype, math)
     if g.groups > GRID_YZ_LIMIT:
         raise ValueError(f"implicit_gemm: groups={g.groups} exceeds the grid limit {GRID_YZ_LIMIT}")
     weight = krsc_weight(call) if call.nhwc else call.weight
-    tile = pick_tile(g, call.dtype, call.executor, tile_widths)
-    fn = call.kernel(FAMILY, _name(kernel, call.cuda_type, cuda_bool(call.nhwc), tile))
+    tile = pick_tile(g, call.dtype, call.executor, tile_widths, tensor_cores)
+    fn = call.kernel(FAMILY, kernel_name(iterator, call.cuda_type, call.nhwc, tile))
     smem = tile.smem_bytes(call.dtype)  # dynamic; the tap table is static shared memory
     for chunk in call.chunks():
         c = chunk.geom

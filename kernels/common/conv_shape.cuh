@@ -14,6 +14,12 @@
   int N, int C, int H, int W, int K, int R, int S, int P, int Q, int pad_h, int pad_w,        \
       int stride_h, int stride_w, int dil_h, int dil_w, int groups
 
+// Those parameters gathered into a gc::ConvShape (inside a kernel declared with them).
+#define GC_CONV_SHAPE                                                                         \
+  gc::ConvShape {                                                                             \
+    N, C, H, W, K, R, S, P, Q, pad_h, pad_w, stride_h, stride_w, dil_h, dil_w, groups        \
+  }
+
 namespace gc {
 
 struct ConvShape {

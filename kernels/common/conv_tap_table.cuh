@@ -41,7 +41,8 @@ namespace gc {
 constexpr int MAX_TAPS = 32;
 // The k-tile depth the live-tap loaders support: a cursor may run up to BLOCK_K - 1 taps past
 // the last live one (channel groups narrower than the k-tile), onto the table's sentinels.
-constexpr int MAX_BLOCK_K = 8;
+// 32: the tensor-core tiles' k-tile (mma_gemm.cuh); the CUDA-core tiles use 8.
+constexpr int MAX_BLOCK_K = 32;
 
 // One k position as the loads need it: where it is relative to a row's base, and which mask
 // bit must be set for the element to exist (0: past the GEMM's k). Also a live-tap table entry
@@ -266,7 +267,8 @@ struct PrecomputedKLoader : KContiguousLoader<A, Source, BLOCK_MN, BLOCK_K, THRE
   __device__ __forceinline__ void load(const Source& src, int /*k0: see the header comment*/) {
     const TapPosition at = src.position(cursor);
 #pragma unroll
-    for (int e = 0; e < Base::ROWS; ++e) this->regs[e] = src.load(this->rows[e], at);
+    for (int e = 0; e < Base::ROWS; ++e)
+      this->regs[e] = from_acc<A>(src.load(this->rows[e], at));
     src.counter.advance(cursor, tile_step);
   }
 };
@@ -291,7 +293,7 @@ struct PrecomputedMnLoader : MnContiguousLoader<A, Source, BLOCK_MN, BLOCK_K, TH
     KCursor at = cursor;
 #pragma unroll
     for (int e = 0; e < Base::KS; ++e) {
-      this->regs[e] = src.load(this->row_state, src.position(at));
+      this->regs[e] = from_acc<A>(src.load(this->row_state, src.position(at)));
       if (e + 1 < Base::KS) src.counter.advance_one(at);
     }
     src.counter.advance(cursor, tile_step);
@@ -326,7 +328,8 @@ struct LiveTapWeightLoader : KContiguousLoader<A, RowMajorSource<T>, BLOCK_MN, B
     const typename Source::Col col{NHWC ? weight_k[cursor.hi] + cursor.lo
                                         : cursor.hi + weight_k[cursor.lo]};
 #pragma unroll
-    for (int e = 0; e < Base::ROWS; ++e) this->regs[e] = src.load(this->rows[e], col);
+    for (int e = 0; e < Base::ROWS; ++e)
+      this->regs[e] = from_acc<A>(src.load(this->rows[e], col));
     counter.advance(cursor, tile_step);
   }
 };

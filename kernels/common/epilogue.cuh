@@ -17,10 +17,16 @@
 
 // The epilogue's kernel parameters, last in every forward kernel's list (in the order of
 // gpuconv/conv/launch_common.py `epilogue_args`): output, its strides, bias, residual, its
-// strides, flags. Gathered into a gc::Epilogue<T> by the kernel.
+// strides, flags.
 #define GC_EPILOGUE_PARAMS(T)                                                                  \
   T *out, int out_sN, int out_sK, int out_sPQ, const T *bias, const T *residual, int res_sN,  \
       int res_sK, int res_sPQ, int epilogue
+
+// Those parameters gathered into a gc::Epilogue<T> (inside a kernel declared with them).
+#define GC_EPILOGUE(T)                                                                        \
+  gc::Epilogue<T> {                                                                           \
+    out, out_sN, out_sK, out_sPQ, bias, residual, res_sN, res_sK, res_sPQ, epilogue           \
+  }
 
 namespace gc {
 

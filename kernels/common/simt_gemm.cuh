@@ -7,13 +7,14 @@
 //   - tile loaders (global -> registers -> shared memory), one per operand, parameterized by a
 //     Source that knows how the operand is addressed (a conv gather, weights, a column buffer);
 //   - SimtMma: each thread owns THREAD_M x THREAD_N accumulators and does outer products from
-//     shared memory (a warp-level mma.sync tile would take its place);
+//     shared memory (mma_gemm.cuh's TensorCoreMma, warp-level mma.sync tiles, takes its place);
 //   - the caller's epilogue, which gets every accumulator with its (row, col) in the block tile.
 // Both operand tiles are stored k-major in shared memory, tile[kk * LD + mn] with
-// LD = BLOCK_MN + SMEM_PAD, converted to the accumulator type on the way in (halves become
-// float once, not at every use). Two shared-memory stages: while the block computes on one,
-// each thread holds the next k-tile in registers and stores it to the other stage afterwards,
-// so one __syncthreads per k-tile suffices.
+// LD = BLOCK_MN + SMEM_PAD<A>, in the tile's shared-memory type Tile::Smem<T>: for SimtTile the
+// accumulator type (halves become float once, not at every use), for the tensor-core MmaTile
+// T itself; the loaders' A is that type. Two shared-memory stages: while the block computes on
+// one, each thread holds the next k-tile in registers and stores it to the other stage
+// afterwards, so one __syncthreads per k-tile suffices.
 #pragma once
 
 #include "dtypes.cuh"
@@ -35,10 +36,15 @@ template <class IfTrue, class IfFalse> struct Select<false, IfTrue, IfFalse> { u
                     ((THREAD_M) * (THREAD_N) <= 32 &&                                     \
                      ((BLOCK_M) / (THREAD_M)) * ((BLOCK_N) / (THREAD_N)) == 128) ? 4 : 0)
 
-// Padding of each shared-memory tile row: breaks the bank pattern of the k-major stores of the
-// k-contiguous loaders (lanes with consecutive kk land LD words apart) and keeps rows 16-byte
-// aligned for the vector fragment loads.
-constexpr int SMEM_PAD = 4;
+// Padding of each shared-memory tile row, in elements of the tile's type A: breaks the bank
+// pattern of the k-major stores of the k-contiguous loaders (lanes with consecutive kk land LD
+// words apart) and keeps rows 16-byte aligned for the vector fragment loads. 4 floats or
+// doubles; 8 16-bit elements (the tensor-core tiles, whose ldmatrix rows are 16 bytes).
+template <class A>
+constexpr int SMEM_PAD = sizeof(A) == 2 ? 8 : 4;
+
+template <class A, class Tile, bool LANES_ALONG_M>
+struct SimtMma;
 
 template <int BLOCK_M_, int BLOCK_N_, int BLOCK_K_, int THREAD_M_, int THREAD_N_>
 struct SimtTile {
@@ -50,8 +56,8 @@ struct SimtTile {
   static constexpr int THREADS_M = BLOCK_M / THREAD_M;
   static constexpr int THREADS_N = BLOCK_N / THREAD_N;
   static constexpr int THREADS = THREADS_M * THREADS_N;
-  static constexpr int LDA = BLOCK_M + SMEM_PAD;
-  static constexpr int LDB = BLOCK_N + SMEM_PAD;
+  static constexpr int LDA = BLOCK_M + SMEM_PAD<float>;  // 4 for float and double alike
+  static constexpr int LDB = BLOCK_N + SMEM_PAD<float>;
   static constexpr int STAGES = 2;
   // Accumulator-typed elements of dynamic shared memory the main loop needs.
   static constexpr int SMEM_ELEMENTS = STAGES * BLOCK_K * (LDA + LDB);
@@ -65,6 +71,11 @@ struct SimtTile {
   // (gpuconv/conv/gemm_tile.py: GemmTile.smem_bytes; mainloop_smem_bytes is SMEM_ELEMENTS).
   static constexpr int STAGED_SMEM_ELEMENTS =
       SMEM_ELEMENTS > EPILOGUE_ELEMENTS ? SMEM_ELEMENTS : EPILOGUE_ELEMENTS;
+
+  // What a kernel written for any block tile (this or mma_gemm.cuh's MmaTile) asks of it: the
+  // shared-memory element type of T's operand tiles, and the multiply-accumulate.
+  template <class T> using Smem = acc_t<T>;
+  template <class T, bool LANES_ALONG_M> using Mma = SimtMma<acc_t<T>, SimtTile, LANES_ALONG_M>;
   static_assert(THREAD_M % 4 == 0 && THREAD_N % 4 == 0, "thread tiles are made of 4-wide vectors");
   static_assert(BLOCK_M % THREAD_M == 0 && BLOCK_N % THREAD_N == 0, "tile must split evenly");
 };
@@ -197,7 +208,7 @@ struct KContiguousLoader {
   static constexpr int ROW_STEP = THREADS / BLOCK_K;
   static_assert(BLOCK_MN % ROW_STEP == 0, "threads must cover the tile evenly");
   static constexpr int ROWS = BLOCK_MN / ROW_STEP;
-  static constexpr int LD = BLOCK_MN + SMEM_PAD;
+  static constexpr int LD = BLOCK_MN + SMEM_PAD<A>;
 
   typename Source::Row rows[ROWS];
   A regs[ROWS];
@@ -214,7 +225,7 @@ struct KContiguousLoader {
   __device__ __forceinline__ void load(const Source& src, int k0) {
     const typename Source::Col col = src.column(k0 + kk);
 #pragma unroll
-    for (int e = 0; e < ROWS; ++e) regs[e] = src.load(rows[e], col);
+    for (int e = 0; e < ROWS; ++e) regs[e] = from_acc<A>(src.load(rows[e], col));
   }
   __device__ __forceinline__ void store(A* tile) const {
 #pragma unroll
@@ -232,7 +243,7 @@ struct MnContiguousLoader {
   static constexpr int K_GROUPS = THREADS / BLOCK_MN;
   static_assert(BLOCK_K % K_GROUPS == 0, "threads must cover the tile evenly");
   static constexpr int KS = BLOCK_K / K_GROUPS;
-  static constexpr int LD = BLOCK_MN + SMEM_PAD;
+  static constexpr int LD = BLOCK_MN + SMEM_PAD<A>;
 
   typename Source::Row row_state;
   A regs[KS];
@@ -248,7 +259,7 @@ struct MnContiguousLoader {
     typename Source::Col col = src.column(k0 + kk0);
 #pragma unroll
     for (int e = 0; e < KS; ++e) {
-      regs[e] = src.load(row_state, col);
+      regs[e] = from_acc<A>(src.load(row_state, col));
       src.advance(col);
     }
   }
@@ -264,6 +275,8 @@ template <class A, class Tile, class Mma, class LoaderA, class SourceA, class Lo
 __device__ __forceinline__ void simt_gemm_mainloop(Mma& mma, LoaderA& loader_a, const SourceA& src_a,
                                                    LoaderB& loader_b, const SourceB& src_b,
                                                    int gemm_k, A* smem) {
+  static_assert(LoaderA::LD == Tile::LDA && LoaderB::LD == Tile::LDB,
+                "the loaders store rows of the tile's padded length");
   A* smem_a = smem;
   A* smem_b = smem + Tile::STAGES * Tile::BLOCK_K * Tile::LDA;
   constexpr int STAGE_A = Tile::BLOCK_K * Tile::LDA;

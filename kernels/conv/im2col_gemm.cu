@@ -47,7 +47,7 @@ struct ColumnTileLoader {
   static_assert(VEC * THREADS == BLOCK_N * BLOCK_K && BLOCK_N % VEC == 0 && 4 % PACK == 0 &&
                     VEC % PACK == 0,
                 "each thread loads 1, 2, or a multiple of 4 columns");
-  static constexpr int LD = BLOCK_N + gc::SMEM_PAD;
+  static constexpr int LD = BLOCK_N + gc::SMEM_PAD<A>;
 
   const T* columns;  // the group's first row
   int ldc, rows, j, kk;
@@ -82,6 +82,7 @@ struct ColumnTileLoader {
 // Adapts ColumnTileLoader to the mainloop's (loader, source) calling convention.
 template <class T, int BLOCK_N, int BLOCK_K, int THREADS>
 struct ColumnLoaderAdapter {
+  static constexpr int LD = ColumnTileLoader<T, BLOCK_N, BLOCK_K, THREADS>::LD;
   ColumnTileLoader<T, BLOCK_N, BLOCK_K, THREADS> loader;
   int n0;
   template <class Unused>

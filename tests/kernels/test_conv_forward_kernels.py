@@ -340,7 +340,9 @@ def test_large_gemm_tiles(algorithm, data_format, dtype, monkeypatch, rng, launc
     case = POINTWISE_MULTI_TILE if algorithm == "pointwise" else CASE_BY_NAME["multi_tile"]
     check(case, algorithm, np.dtype(dtype), data_format, "simulator", rng,
           bias=True, activation="sigmoid")
-    large = launch_common.gemm_tiles(dtype)[0].template_args.replace(" ", "")
+    tensor_cores = algorithm == "implicit_gemm" and launch_common.uses_tensor_cores(dtype)
+    tiles = launch_common.MMA_TILES if tensor_cores else launch_common.gemm_tiles(dtype)
+    large = tiles[0].template_args.replace(" ", "")
     assert any(name.replace(" ", "").endswith(large + ">") for name in launched_names), launched_names
 
 
@@ -507,6 +509,22 @@ def test_explain_reports_the_heuristic_choice(x_shape, w_shape, kwargs, algorith
     text = str(e)
     assert f"algorithm: {algorithm} (heuristic)" in text and "reason: " in text
     assert e.refusals["direct"] is None and "implicit_gemm: can run" in text
+
+
+@pytest.mark.parametrize("dtype, algorithm, kernel", [
+    ("float32", "pointwise", "conv2d_pointwise_nchw"),
+    ("float16", "implicit_gemm", "conv2d_implicit_gemm_precomputed_mma (tile 128, 128, 32, 64, 32"),
+    ("bfloat16", "implicit_gemm", "conv2d_implicit_gemm_precomputed_mma"),
+])
+def test_16_bit_convolutions_take_the_tensor_cores(dtype, algorithm, kernel, monkeypatch):
+    """A 1x1 layer goes to the CUDA-core pointwise kernels in float32 and to the implicit GEMM's
+    tensor-core tiles in float16/bfloat16 (heuristics.py rule 2)."""
+    if dtype == "bfloat16":
+        pytest.importorskip("ml_dtypes")
+    monkeypatch.setattr(autotune, "_enabled", False)
+    e = gpuconv.explain((32, 256, 14, 14), (1024, 256, 1, 1), dtype=dtype)
+    assert e.algorithm == algorithm and e.kernel.startswith(kernel)
+    assert ("tensor cores" in e.kernel) == (dtype != "float32")
 
 
 def test_explain_with_arrays_and_forced_algorithms(rng, monkeypatch):

@@ -111,14 +111,14 @@ def make_inputs(case: Case, dtype, data_format: str, kind: str, rng, *, bias=Fal
 
 
 def run_kernel(case: Case, x, w, b=None, r=None, *, iterator, data_format, order="forward",
-               activation=None):
+               activation=None, math="auto"):
     g = case.geom
     shape = (g.N, g.P, g.Q, g.K) if data_format == "NHWC" else g.output_shape
     out = np.full(shape, np.nan, dtype=x.dtype)
     with gpuconv.simulate(order=order, seed=11):
         y = launch.conv2d(g, x, w, b, residual=r, activation=activation, algorithm="implicit_gemm",
                           data_format=data_format, out=out, executor="simulator",
-                          iterator=iterator)
+                          iterator=iterator, math=math)
     assert y is out
     return y
 
@@ -136,18 +136,19 @@ def assert_close(actual, expected, dtype, exact=False):
     np.testing.assert_allclose(a, e, rtol=0, atol=tol)
 
 
-def check_both(case, dtype, data_format, order, rng, *, kind="random", **epilogue):
+def check_both(case, dtype, data_format, order, rng, *, kind="random", math="auto", **epilogue):
     """precomputed == reference (within tolerance, exactly for structured inputs) and
-    precomputed == analytic bit for bit."""
+    precomputed == analytic bit for bit. ``math``: the launcher option (16-bit dtypes run on
+    the tensor cores unless "cuda_cores")."""
     x, w, b, r = make_inputs(case, dtype, data_format, kind, rng,
                              bias=epilogue.pop("bias", False), residual=epilogue.pop("residual", False))
     expected = reference(case, x, w, b, r, data_format=data_format, **epilogue)
     fast = run_kernel(case, x, w, b, r, iterator="precomputed", data_format=data_format,
-                      order=order, **epilogue)
+                      order=order, math=math, **epilogue)
     assert_close(fast, expected, dtype, exact=kind != "random" and np.dtype(dtype).name != "bfloat16"
                  and epilogue.get("activation") in (None, "relu"))
     readable = run_kernel(case, x, w, b, r, iterator="analytic", data_format=data_format,
-                          order=order, **epilogue)
+                          order=order, math=math, **epilogue)
     np.testing.assert_array_equal(fast.view(np.uint8), readable.view(np.uint8))
 
 
@@ -175,11 +176,53 @@ def test_every_dtype(dtype, data_format, rng):
     check_both(CASE_BY_NAME["stride2_dil2_asym_pad"], dtype, data_format, "random", rng)
 
 
+@pytest.mark.parametrize("math", ("tensor_cores", "cuda_cores"))
 @pytest.mark.parametrize("kind", ("arange", "ones"))
 @pytest.mark.parametrize("data_format", LAYOUTS)
-def test_structured_inputs_are_exact(kind, data_format, rng):
+def test_structured_inputs_are_exact(kind, data_format, math, rng):
     check_both(CASE_BY_NAME["pad_every_side"], np.dtype(np.float16), data_format, "reverse", rng,
-               kind=kind)
+               kind=kind, math=math)
+
+
+# ------------------------------------------------------------------------------------ tensor cores
+
+# Several row tiles (the last partial), a partial filter tile, and k-tiles of 32 (two k16 steps)
+# with a ragged last one, for every tensor-core tile; bias, residual and an activation.
+TENSOR_CORE_CASE = Case("tensor_core_tiles", (2, 7, 9, 10), (75, 7, 3, 3), dict(padding=1))
+
+
+@pytest.mark.parametrize("tile", launch_implicit_gemm.tiles("float16", tensor_cores=True),
+                         ids=lambda t: t.template_args.replace(" ", ""))
+@pytest.mark.parametrize("data_format", LAYOUTS)
+def test_tensor_core_tiles(tile, data_format, monkeypatch, launched, rng):
+    monkeypatch.setattr(launch_implicit_gemm, "pick_tile", lambda *args: tile)
+    g = TENSOR_CORE_CASE.geom
+    assert g.gemm_m > tile.block_m and g.K % tile.block_n and g.gemm_k % tile.block_k
+    dtypes = [np.dtype(np.float16)] + BFLOAT16
+    for dtype, order in zip(dtypes, ("random", "reverse") if data_format == "NCHW"
+                            else ("forward", "random")):
+        check_both(TENSOR_CORE_CASE, dtype, data_format, order, rng, bias=True, residual=True,
+                   activation="sigmoid")
+        assert launched[-1].endswith(f"{tile.template_args}>")
+        assert "_mma<" in launched[-1]
+
+
+def test_math_option(launched, rng):
+    """16-bit dtypes take the tensor cores unless math="cuda_cores"; 32- and 64-bit dtypes
+    have no tensor-core tiles here (no TF32: float32 products stay strict)."""
+    case = CASE_BY_NAME["one_channel"]
+    for dtype, math, kernel in [(np.float16, "auto", "conv2d_implicit_gemm_precomputed_mma<"),
+                                (np.float16, "cuda_cores", "conv2d_implicit_gemm_precomputed<"),
+                                (np.float32, "auto", "conv2d_implicit_gemm_precomputed<")]:
+        x, w, _, _ = make_inputs(case, dtype, "NCHW", "random", rng)
+        y = run_kernel(case, x, w, iterator="auto", data_format="NCHW", math=math)
+        assert launched[-1].startswith(kernel)
+        assert_close(y, reference(case, x, w, data_format="NCHW"), dtype)
+    x, w, _, _ = make_inputs(case, np.float32, "NCHW", "random", rng)
+    with pytest.raises(ValueError, match="math='tensor_cores' needs float16 or bfloat16"):
+        run_kernel(case, x, w, iterator="auto", data_format="NCHW", math="tensor_cores")
+    with pytest.raises(ValueError, match="math must be one of"):
+        run_kernel(case, x, w, iterator="auto", data_format="NCHW", math="tf32")
 
 
 @pytest.mark.parametrize("order", ORDERS)
@@ -192,7 +235,8 @@ def test_large_tile_multi_tile(data_format, order, monkeypatch, rng):
 
 
 # Groups of at most 64 filters run the narrow tiles (128 pixels x 32 or 64 filters; fp64: 64 x
-# 32, then its large 64 x 64): several row tiles and k-tiles, the last ones partial, three filters short of the width.
+# 32, then its large 64 x 64): several row tiles and k-tiles, the last ones partial, three
+# filters short of the width. float16 runs the tensor-core narrow tiles (same widths).
 NARROW_CASES = [
     Case("groups_of_29_filters", (2, 8, 13, 11), (58, 4, 3, 3), dict(padding=1, groups=2)),
     Case("groups_of_61_filters_s2", (1, 6, 25, 23), (61, 6, 3, 2), dict(stride=2, padding=(1, 0))),
@@ -326,10 +370,11 @@ def test_public_conv2d_runs_precomputed(launched, rng):
 
 def test_forced_analytic_and_precomputed_are_the_two_kernels(launched, rng):
     case = CASE_BY_NAME["one_channel"]
-    x, w, _, _ = make_inputs(case, np.float64, "NHWC", "random", rng)
-    for iterator, kernel in launch_implicit_gemm.KERNELS.items():
+    for (iterator, tensor_cores), kernel in launch_implicit_gemm.KERNELS.items():
+        dtype, cuda_t = (np.float16, "__half") if tensor_cores else (np.float64, "double")
+        x, w, _, _ = make_inputs(case, dtype, "NHWC", "random", rng)
         run_kernel(case, x, w, iterator=iterator, data_format="NHWC")
-        assert launched[-1].startswith(kernel + "<double, true")
+        assert launched[-1].startswith(f"{kernel}<{cuda_t}, true")
 
 
 def test_precomputed_refuses_more_than_32_taps(rng):
@@ -350,9 +395,11 @@ def test_unknown_iterator_is_refused(bad, rng):
 
 def test_both_kernels_are_registered_and_hot():
     family = launch_implicit_gemm.FAMILY
-    for kernel in launch_implicit_gemm.KERNELS.values():
-        for t, nhwc in itertools.product(("float", "__half"), ("false", "true")):
-            name = f"{kernel}<{t}, {nhwc}, 128, 128, 8, 8, 8>"
+    for (_, tensor_cores), kernel in launch_implicit_gemm.KERNELS.items():
+        types = ("__half",) if tensor_cores else ("float", "__half")
+        tile = "128, 128, 32, 64, 32" if tensor_cores else "128, 128, 8, 8, 8"
+        for t, nhwc in itertools.product(types, ("false", "true")):
+            name = f"{kernel}<{t}, {nhwc}, {tile}>"
             assert name in family.name_expressions and name in family.hot
 
 

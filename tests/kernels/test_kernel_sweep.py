@@ -98,18 +98,19 @@ def small_problem(filter_size: int = 3, filters: int = 5) -> dict:
 
 
 def gemm_problem(dtype, tile_args, filter_size: int = 2, narrow_tiles=(),
-                 filters_along_m: bool = False) -> dict:
+                 filters_along_m: bool = False, tensor_cores: bool = False) -> dict:
     """The smallest problem whose GEMM launcher picks the tile ``tile_args`` (template arguments
     BLOCK_M, BLOCK_N, BLOCK_K, THREAD_M, THREAD_N). The small tile: a problem of a block or two.
     Any other tile needs a full wave of blocks, one per SM as the launcher counts them (one group
     per block is the cheapest way to get it), and the right filters per group: a few fewer than
     a narrow tile's width (the last columns idle), more than any narrow tile holds
     for the large one. ``narrow_tiles`` are pixels x filters; ``filters_along_m``: the launcher's
-    GEMM (and so ``tile_args``) is filters x pixels."""
-    tile = launch_common.GemmTile(*map(int, tile_args))
+    GEMM (and so ``tile_args``) is filters x pixels; ``tensor_cores``: ``tile_args`` are an
+    MmaTile's (BLOCK_M, BLOCK_N, BLOCK_K, WARP_M, WARP_N), among the tensor-core tiles."""
+    tile = (launch_common.MmaTile if tensor_cores else launch_common.GemmTile)(*map(int, tile_args))
     if filters_along_m:
         tile = tile.transposed()
-    large, small = launch_common.gemm_tiles(dtype)
+    large, small = launch_common.MMA_TILES if tensor_cores else launch_common.gemm_tiles(dtype)
     past_narrow = 1 + max((t.block_n for t in narrow_tiles), default=4)
     if tile == small:
         return small_problem(filter_size, filters=past_narrow)
@@ -183,12 +184,16 @@ def columns_epilogue(dtype):
 
 
 def implicit_gemm(kernel):
-    iterator = {k: it for it, k in launch_implicit_gemm.KERNELS.items()}[kernel]
+    iterator, tensor_cores = {k: key for key, k in launch_implicit_gemm.KERNELS.items()}[kernel]
 
     def build(dtype, nhwc, *tile):
-        narrow = launch_common.narrow_tiles(dtype)
-        return conv_case(dtype, layout(nhwc), **gemm_problem(dtype, tile, narrow_tiles=narrow),
-                         algorithm="implicit_gemm", launcher_options=dict(iterator=iterator))
+        narrow = (launch_common.MMA_NARROW_TILES if tensor_cores
+                  else launch_common.narrow_tiles(dtype))
+        return conv_case(dtype, layout(nhwc),
+                         **gemm_problem(dtype, tile, narrow_tiles=narrow, tensor_cores=tensor_cores),
+                         algorithm="implicit_gemm",
+                         launcher_options=dict(iterator=iterator, math="tensor_cores"
+                                               if tensor_cores else "cuda_cores"))
     return build
 
 

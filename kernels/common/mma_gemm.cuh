@@ -1,0 +1,161 @@
+// A tensor-core GEMM block tile for 16-bit inputs (__half, __nv_bfloat16) with float
+// accumulators: the middle piece of simt_gemm.cuh's split (tile loaders / multiply-accumulate /
+// epilogue) replaced, the loaders and the main loop kept.
+//
+// The block's BLOCK_M x BLOCK_N tile is split among WARPS_M x WARPS_N warps of WARP_M x WARP_N;
+// a warp's tile is (WARP_M / 16) x (WARP_N / 8) mma.m16n8k16 tiles. Both operand tiles stay
+// k-major in shared memory as the loaders store them (tile[kk * LD + mn]), but in T rather than
+// converted to float, and ldmatrix.trans turns 8 x 8 blocks of them into A and B fragments
+// (mma_ptx.cuh). Rows are padded by 8 elements (16 bytes): the 8 row addresses of one ldmatrix
+// matrix then fall 4 banks apart (LD * 2 bytes = 4 words mod 32 for LD = 128 + 8), covering
+// all 32 banks once.
+//
+// Same interface as SimtMma: compute(smem_a, smem_b) per k-tile, then epilogue(stage, store)
+// hands each accumulator with its block-tile (row, col) to the caller.
+#pragma once
+
+#include "dtypes.cuh"
+#include "mma_ptx.cuh"
+#include "simt_gemm.cuh"
+
+namespace gc {
+
+template <class T, class Tile, bool LANES_ALONG_M>
+struct TensorCoreMma;
+
+template <int BLOCK_M_, int BLOCK_N_, int BLOCK_K_, int WARP_M_, int WARP_N_>
+struct MmaTile {
+  static constexpr int BLOCK_M = BLOCK_M_;
+  static constexpr int BLOCK_N = BLOCK_N_;
+  static constexpr int BLOCK_K = BLOCK_K_;
+  static constexpr int WARP_M = WARP_M_;
+  static constexpr int WARP_N = WARP_N_;
+  static constexpr int WARPS_M = BLOCK_M / WARP_M;
+  static constexpr int WARPS_N = BLOCK_N / WARP_N;
+  static constexpr int THREADS = 32 * WARPS_M * WARPS_N;
+  static constexpr int LDA = BLOCK_M + SMEM_PAD<__half>;  // the loaders' row length
+  static constexpr int LDB = BLOCK_N + SMEM_PAD<__half>;
+  static constexpr int STAGES = 2;
+  // Elements of T in dynamic shared memory for the main loop.
+  static constexpr int SMEM_ELEMENTS = STAGES * BLOCK_K * (LDA + LDB);
+  // The epilogue stages the warps' 16-row slices of one m16 fragment row at a time: WARPS_M *
+  // 16 rows of the whole BLOCK_N, in float; the odd row length makes column-wise reads
+  // conflict-free (gpuconv/conv/gemm_tile.py: MmaTile.smem_bytes).
+  static constexpr int STAGE_M = WARPS_M * 16;
+  static constexpr int STAGE_LD = BLOCK_N + 1;
+  static constexpr int EPILOGUE_FLOATS = STAGE_M * STAGE_LD;
+
+  template <class T> using Smem = T;
+  template <class T, bool LANES_ALONG_M> using Mma = TensorCoreMma<T, MmaTile, LANES_ALONG_M>;
+
+  static_assert(WARP_M % 16 == 0 && WARP_N % 16 == 0,
+                "a warp tile is whole m16 rows and pairs of n8 columns (one ldmatrix.x4 each)");
+  static_assert(BLOCK_M % WARP_M == 0 && BLOCK_N % WARP_N == 0, "warps must split the tile evenly");
+  static_assert(BLOCK_K % 16 == 0, "the k-tile is whole k16 steps");
+};
+
+// __launch_bounds__ of a kernel that runs one MmaTile per block: its thread count and a
+// minimum of 1 block per SM. Measured offline (CUDA 13.0, kernels/conv/NOTES.md "Tensor
+// cores"): with no minimum ptxas held some kernels to 128 registers and spilled (16-20 bytes);
+// with a minimum of 2 (128 registers at 256 threads) the 128 x 64 NHWC tile spilled 56-112.
+#define GC_MMA_LAUNCH_BOUNDS(BLOCK_M, BLOCK_N, BLOCK_K, WARP_M, WARP_N)                      \
+  __launch_bounds__(gc::MmaTile<BLOCK_M, BLOCK_N, BLOCK_K, WARP_M, WARP_N>::THREADS, 1)
+
+template <class T, class Tile, bool LANES_ALONG_M>
+struct TensorCoreMma {
+  static constexpr int FRAGMENTS_M = Tile::WARP_M / 16;
+  static constexpr int FRAGMENTS_N = Tile::WARP_N / 8;
+
+  float acc[FRAGMENTS_M][FRAGMENTS_N][4];
+  int tid, lane, warp_m, warp_n;
+
+  __device__ __forceinline__ explicit TensorCoreMma(int tid_) : tid(tid_), lane(tid_ % 32) {
+    const int warp = tid_ / 32;
+    warp_m = warp % Tile::WARPS_M;
+    warp_n = warp / Tile::WARPS_M;
+#pragma unroll
+    for (int i = 0; i < FRAGMENTS_M; ++i)
+#pragma unroll
+      for (int j = 0; j < FRAGMENTS_N; ++j)
+#pragma unroll
+        for (int c = 0; c < 4; ++c) acc[i][j][c] = 0.0f;
+  }
+
+  // acc += A_tile(BLOCK_M x BLOCK_K) * B_tile(BLOCK_K x BLOCK_N), both k-major in shared memory.
+  __device__ __forceinline__ void compute(const T* smem_a, const T* smem_b) {
+    // ldmatrix.x4 row addresses: lane l names row l % 8 of matrix l / 8. For A the matrices are
+    // (m 0-7, k 0-7), (m 8-15, k 0-7), (m 0-7, k 8-15), (m 8-15, k 8-15) = a[0..3]; for B,
+    // (k 0-7, n 0-7), (k 8-15, n 0-7), (k 0-7, n 8-15), (k 8-15, n 8-15) = b[0..1] of two n8
+    // fragments.
+    const int row = lane % 8;
+    const int a_k = (lane / 16) * 8 + row, a_m = ((lane / 8) % 2) * 8;
+    const int b_k = ((lane / 8) % 2) * 8 + row, b_n = (lane / 16) * 8;
+    const T* a_base = smem_a + a_k * Tile::LDA + warp_m * Tile::WARP_M + a_m;
+    const T* b_base = smem_b + b_k * Tile::LDB + warp_n * Tile::WARP_N + b_n;
+#pragma unroll
+    for (int k16 = 0; k16 < Tile::BLOCK_K; k16 += 16) {
+      unsigned a[FRAGMENTS_M][4];
+      unsigned b[FRAGMENTS_N][2];
+#pragma unroll
+      for (int i = 0; i < FRAGMENTS_M; ++i)
+        ldmatrix_x4_trans(a[i], a_base + k16 * Tile::LDA + i * 16);
+#pragma unroll
+      for (int j = 0; j < FRAGMENTS_N; j += 2) {
+        unsigned pair[4];
+        ldmatrix_x4_trans(pair, b_base + k16 * Tile::LDB + j * 8);
+        b[j][0] = pair[0];
+        b[j][1] = pair[1];
+        b[j + 1][0] = pair[2];
+        b[j + 1][1] = pair[3];
+      }
+#pragma unroll
+      for (int i = 0; i < FRAGMENTS_M; ++i)
+#pragma unroll
+        for (int j = 0; j < FRAGMENTS_N; ++j) mma_m16n8k16<T>(acc[i][j], a[i], b[j]);
+    }
+  }
+
+  // Block-tile column of acc[i][j][c] (its row: warp_m * WARP_M + i * 16 + lane / 4 + (c / 2) * 8).
+  __device__ __forceinline__ int col(int j, int c) const {
+    return warp_n * Tile::WARP_N + j * 8 + 2 * (lane % 4) + c % 2;
+  }
+
+  // epilogue: hands every accumulator to store(row, col, value) (block-tile coordinates), as
+  // SimtMma::epilogue does: through shared memory, fragment row i of every warp per pass, read
+  // back with consecutive threads along the output's contiguous dimension. `stage` holds
+  // Tile::EPILOGUE_FLOATS floats; the caller's main loop must be done with it.
+  template <class Store>
+  __device__ __forceinline__ void epilogue(float* stage, const Store& store) const {
+    constexpr int ELEMENTS = Tile::STAGE_M * Tile::BLOCK_N;
+#pragma unroll 1
+    for (int pass = 0; pass < FRAGMENTS_M; ++pass) {
+      __syncthreads();  // every thread is done with the main loop's tiles / the last pass
+      stage_fragment_row(stage, pass);
+      __syncthreads();
+      for (int e = tid; e < ELEMENTS; e += Tile::THREADS) {
+        const int r = LANES_ALONG_M ? e % Tile::STAGE_M : e / Tile::BLOCK_N;
+        const int c = LANES_ALONG_M ? e / Tile::STAGE_M : e % Tile::BLOCK_N;
+        // stage row r: warp row r / 16, row r % 16 of that warp's fragment row `pass`
+        store((r / 16) * Tile::WARP_M + pass * 16 + r % 16, c, stage[r * Tile::STAGE_LD + c]);
+      }
+    }
+  }
+
+ private:
+  // The branch per pass keeps every accumulator index a compile-time constant.
+  __device__ __forceinline__ void stage_fragment_row(float* stage, int pass) const {
+#pragma unroll
+    for (int i = 0; i < FRAGMENTS_M; ++i) {
+      if (i != pass) continue;
+#pragma unroll
+      for (int j = 0; j < FRAGMENTS_N; ++j)
+#pragma unroll
+        for (int c = 0; c < 4; ++c) {
+          const int r = warp_m * 16 + lane / 4 + (c / 2) * 8;
+          stage[r * Tile::STAGE_LD + col(j, c)] = acc[i][j][c];
+        }
+    }
+  }
+};
+
+}  // namespace gc

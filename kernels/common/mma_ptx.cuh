@@ -1,0 +1,120 @@
+// The project's inline PTX: the tensor-core helpers (ldmatrix, mma.sync), each with a CPU branch
+// for the simulator written as a warp collective (simulator.md, convention 1). No kernel holds
+// an asm statement of its own.
+//
+// Fragment layouts are the PTX ISA's ("Matrix fragments for mma.m16n8k16", "ldmatrix"): with
+// gid = lane / 4 and tig = lane % 4, a 32-bit register holds two 16-bit elements, the lower
+// index in the low half.
+//   A (16 x 16, row-major)   a[0] (gid,     2tig..+1)  a[1] (gid + 8, 2tig..+1)
+//                            a[2] (gid,   8+2tig..+1)  a[3] (gid + 8, 8+2tig..+1)
+//   B (16 x 8, k x n)        b[0] (k = 2tig..+1, n = gid)   b[1] (k = 8+2tig..+1, n = gid)
+//   C, D (16 x 8, float)     d[0], d[1] (gid, 2tig..+1)     d[2], d[3] (gid + 8, 2tig..+1)
+// The CPU branches decode exactly these positions, so a GPU run of the kernel tests compares
+// the layout the simulator assumes with the hardware's.
+#pragma once
+
+#include "dtypes.cuh"
+
+namespace gc {
+
+// This thread's lane in its warp (warps are consecutive linear thread indices).
+__device__ __forceinline__ int lane_id() {
+  return int((threadIdx.z * blockDim.y + threadIdx.y) * blockDim.x + threadIdx.x) & 31;
+}
+
+// ldmatrix.sync.aligned.m8n8.x4.trans.shared.b16: four 8 x 8 matrices of 16-bit elements from
+// shared memory, each transposed on the way. Lanes 8j .. 8j+7 give the addresses of matrix j's
+// eight stored rows (16 bytes each, 16-byte aligned); lane t receives in frag[j] the stored
+// elements (row 2(t%4), column t/4) and (row 2(t%4)+1, column t/4) of matrix j. From a k-major
+// tile (stored rows = k) that is exactly an A or B fragment of mma.m16n8k16.
+template <class T>
+__device__ __forceinline__ void ldmatrix_x4_trans(unsigned (&frag)[4], const T* row) {
+  static_assert(sizeof(T) == 2, "ldmatrix moves 16-bit elements");
+#if defined(__CUDA_ARCH__)
+  const unsigned address = static_cast<unsigned>(__cvta_generic_to_shared(row));
+  asm volatile("ldmatrix.sync.aligned.m8n8.x4.trans.shared.b16 {%0, %1, %2, %3}, [%4];\n"
+               : "=r"(frag[0]), "=r"(frag[1]), "=r"(frag[2]), "=r"(frag[3])
+               : "r"(address));
+#elif defined(__SIMT_CPU__)
+  const T* rows[32];
+  simt_warp_allgather(0xffffffffu, row, rows);
+  const int lane = lane_id();
+  const int column = lane / 4;
+#pragma unroll
+  for (int j = 0; j < 4; ++j) {
+    const unsigned short* lo = reinterpret_cast<const unsigned short*>(rows[8 * j + 2 * (lane % 4)]);
+    const unsigned short* hi = reinterpret_cast<const unsigned short*>(rows[8 * j + 2 * (lane % 4) + 1]);
+    frag[j] = unsigned(lo[column]) | (unsigned(hi[column]) << 16);
+  }
+#endif
+}
+
+#if defined(__SIMT_CPU__)
+// The CPU branch of mma_m16n8k16: every lane's fragments gathered, this lane's four outputs
+// computed from the positions in the header comment (products exact in float, summed in k
+// order; the tensor core's internal order and rounding may differ in the last bits).
+template <class T>
+__device__ __forceinline__ void mma_m16n8k16_cpu(float (&d)[4], const unsigned (&a)[4],
+                                                 const unsigned (&b)[2]) {
+  struct Fragments { unsigned a[4], b[2]; };
+  Fragments mine;
+  for (int i = 0; i < 4; ++i) mine.a[i] = a[i];
+  for (int i = 0; i < 2; ++i) mine.b[i] = b[i];
+  Fragments all[32];
+  simt_warp_allgather(0xffffffffu, mine, all);
+  auto element = [](unsigned reg, int k) {
+    const unsigned short bits = static_cast<unsigned short>(k % 2 ? reg >> 16 : reg & 0xffffu);
+    T value;
+    __builtin_memcpy(&value, &bits, sizeof bits);
+    return to_acc(value);
+  };
+  const int lane = lane_id();
+  for (int c = 0; c < 4; ++c) {
+    const int row = lane / 4 + (c / 2) * 8;
+    const int col = 2 * (lane % 4) + c % 2;
+    float sum = d[c];
+    for (int k = 0; k < 16; ++k) {
+      const int holder = (k % 8) / 2;  // tig of the lanes holding column k of A / row k of B
+      const float x = element(all[(row % 8) * 4 + holder].a[(row / 8) + 2 * (k / 8)], k);
+      const float y = element(all[col * 4 + holder].b[k / 8], k);
+      sum += x * y;
+    }
+    d[c] = sum;
+  }
+}
+#endif
+
+// d += A * B for one m16n8k16 tile of T (__half or __nv_bfloat16), float accumulators.
+template <class T>
+__device__ __forceinline__ void mma_m16n8k16(float (&d)[4], const unsigned (&a)[4],
+                                             const unsigned (&b)[2]);
+
+template <>
+__device__ __forceinline__ void mma_m16n8k16<__half>(float (&d)[4], const unsigned (&a)[4],
+                                                     const unsigned (&b)[2]) {
+#if defined(__CUDA_ARCH__)
+  asm volatile(
+      "mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32 "
+      "{%0, %1, %2, %3}, {%4, %5, %6, %7}, {%8, %9}, {%0, %1, %2, %3};\n"
+      : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])
+      : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b[0]), "r"(b[1]));
+#elif defined(__SIMT_CPU__)
+  mma_m16n8k16_cpu<__half>(d, a, b);
+#endif
+}
+
+template <>
+__device__ __forceinline__ void mma_m16n8k16<__nv_bfloat16>(float (&d)[4], const unsigned (&a)[4],
+                                                            const unsigned (&b)[2]) {
+#if defined(__CUDA_ARCH__)
+  asm volatile(
+      "mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 "
+      "{%0, %1, %2, %3}, {%4, %5, %6, %7}, {%8, %9}, {%0, %1, %2, %3};\n"
+      : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])
+      : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b[0]), "r"(b[1]));
+#elif defined(__SIMT_CPU__)
+  mma_m16n8k16_cpu<__nv_bfloat16>(d, a, b);
+#endif
+}
+
+}  // namespace gc
