@@ -80,12 +80,12 @@ struct NchwActivationSource {
       }
     }
   }
-  __device__ __forceinline__ acc_t<T> load(const Row& row, const Col& col) const {
+  __device__ __forceinline__ T load(const Row& row, const Col& col) const {
     const int h = row.h0 + col.r * dil_h;
     const int w = row.w0 + col.s * dil_w;
     if (col.k < gemm_k && unsigned(h) < unsigned(H) && unsigned(w) < unsigned(W))
-      return to_acc(x[row.base + col.c * HW + h * W + w]);
-    return acc_t<T>(0);
+      return x[row.base + col.c * HW + h * W + w];
+    return T{};
   }
 };
 
@@ -126,12 +126,12 @@ struct NhwcActivationSource {
     col.dw = s * dil_w;
     return col;
   }
-  __device__ __forceinline__ acc_t<T> load(const Row& row, const Col& col) const {
+  __device__ __forceinline__ T load(const Row& row, const Col& col) const {
     const int h = row.h0 + col.dh;
     const int w = row.w0 + col.dw;
     if (col.k < gemm_k && unsigned(h) < unsigned(H) && unsigned(w) < unsigned(W))
-      return to_acc(x[row.base + (h * W + w) * C + col.c]);
-    return acc_t<T>(0);
+      return x[row.base + (h * W + w) * C + col.c];
+    return T{};
   }
 };
 
@@ -147,9 +147,9 @@ struct RowMajorSource {
 
   __device__ __forceinline__ Row row(int r) const { return Row{r < rows ? (row0 + r) * ld : -1}; }
   __device__ __forceinline__ Col column(int k) const { return Col{k}; }
-  __device__ __forceinline__ acc_t<T> load(const Row& row, const Col& col) const {
-    if (row.offset >= 0 && col.k < cols) return to_acc(a[row.offset + col.k]);
-    return acc_t<T>(0);
+  __device__ __forceinline__ T load(const Row& row, const Col& col) const {
+    if (row.offset >= 0 && col.k < cols) return a[row.offset + col.k];
+    return T{};
   }
 };
 
@@ -186,9 +186,9 @@ struct NchwPixelSource {
   }
   __device__ __forceinline__ Col column(int c) const { return Col{c}; }
   __device__ __forceinline__ void advance(Col& col) const { ++col.c; }
-  __device__ __forceinline__ acc_t<T> load(const Row& row, const Col& col) const {
-    if (row.offset >= 0 && col.c < channels) return to_acc(x[row.offset + col.c * channel_stride]);
-    return acc_t<T>(0);
+  __device__ __forceinline__ T load(const Row& row, const Col& col) const {
+    if (row.offset >= 0 && col.c < channels) return x[row.offset + col.c * channel_stride];
+    return T{};
   }
 };
 
@@ -216,9 +216,9 @@ struct PointwiseNhwcSource {
     return Row{n * HWC + p * row_stride + q * col_stride + channel0};
   }
   __device__ __forceinline__ Col column(int c) const { return Col{c}; }
-  __device__ __forceinline__ acc_t<T> load(const Row& row, const Col& col) const {
-    if (row.offset >= 0 && col.c < channels) return to_acc(x[row.offset + col.c]);
-    return acc_t<T>(0);
+  __device__ __forceinline__ T load(const Row& row, const Col& col) const {
+    if (row.offset >= 0 && col.c < channels) return x[row.offset + col.c];
+    return T{};
   }
 };
 

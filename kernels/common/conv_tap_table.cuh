@@ -210,9 +210,9 @@ struct PrecomputedNchwSource {
     if (c.hi >= channel_end) at.bit = 0u;
     return at;
   }
-  __device__ __forceinline__ acc_t<T> load(const Row& row, const TapPosition& at) const {
-    if (row.taps & at.bit) return to_acc(x[row.base + at.offset]);
-    return acc_t<T>(0);
+  __device__ __forceinline__ T load(const Row& row, const TapPosition& at) const {
+    if (row.taps & at.bit) return x[row.base + at.offset];
+    return T{};
   }
 };
 
@@ -236,9 +236,9 @@ struct PrecomputedNhwcSource {
     at.offset += c.lo;
     return at;
   }
-  __device__ __forceinline__ acc_t<T> load(const Row& row, const TapPosition& at) const {
-    if (row.taps & at.bit) return to_acc(x[row.base + at.offset]);
-    return acc_t<T>(0);
+  __device__ __forceinline__ T load(const Row& row, const TapPosition& at) const {
+    if (row.taps & at.bit) return x[row.base + at.offset];
+    return T{};
   }
 };
 
@@ -268,7 +268,7 @@ struct PrecomputedKLoader : KContiguousLoader<A, Source, BLOCK_MN, BLOCK_K, THRE
     const TapPosition at = src.position(cursor);
 #pragma unroll
     for (int e = 0; e < Base::ROWS; ++e)
-      this->regs[e] = from_acc<A>(src.load(this->rows[e], at));
+      this->regs[e] = to_tile<A>(src.load(this->rows[e], at));
     src.counter.advance(cursor, tile_step);
   }
 };
@@ -293,7 +293,7 @@ struct PrecomputedMnLoader : MnContiguousLoader<A, Source, BLOCK_MN, BLOCK_K, TH
     KCursor at = cursor;
 #pragma unroll
     for (int e = 0; e < Base::KS; ++e) {
-      this->regs[e] = from_acc<A>(src.load(this->row_state, src.position(at)));
+      this->regs[e] = to_tile<A>(src.load(this->row_state, src.position(at)));
       if (e + 1 < Base::KS) src.counter.advance_one(at);
     }
     src.counter.advance(cursor, tile_step);
@@ -329,7 +329,7 @@ struct LiveTapWeightLoader : KContiguousLoader<A, RowMajorSource<T>, BLOCK_MN, B
                                         : cursor.hi + weight_k[cursor.lo]};
 #pragma unroll
     for (int e = 0; e < Base::ROWS; ++e)
-      this->regs[e] = from_acc<A>(src.load(this->rows[e], col));
+      this->regs[e] = to_tile<A>(src.load(this->rows[e], col));
     counter.advance(cursor, tile_step);
   }
 };

@@ -33,6 +33,19 @@ template <> __device__ __forceinline__ __nv_bfloat16 from_acc<__nv_bfloat16>(flo
   return __float2bfloat16_rn(v);
 }
 
+// An element of T, loaded from global memory, as an element of a shared-memory operand tile
+// of type S: the accumulator type for the CUDA-core tiles (halves become float once, on the
+// way in) or T itself for the tensor-core tiles (no conversion at all).
+template <class S, class T> struct TileElement {
+  static __device__ __forceinline__ S from(T v) { return to_acc(v); }
+};
+template <class T> struct TileElement<T, T> {
+  static __device__ __forceinline__ T from(T v) { return v; }
+};
+template <class S, class T> __device__ __forceinline__ S to_tile(T v) {
+  return TileElement<S, T>::from(v);
+}
+
 // The lowest value of the accumulator type: the identity of max pooling. Infinity, not the
 // lowest finite value, so that a window of -inf inputs gives -inf as in PyTorch.
 template <class A> __device__ __forceinline__ A acc_lowest() { return -static_cast<A>(INFINITY); }

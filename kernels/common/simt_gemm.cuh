@@ -201,7 +201,8 @@ struct SimtMma {
 // reads BLOCK_K-element runs; each thread loads one k column of ROWS rows.
 //
 // Source interface: Row row(int mn) (per-row state, computed once), Col column(int k)
-// (per-k state, once per k-tile), A load(const Row&, const Col&) (0 outside the operand).
+// (per-k state, once per k-tile), T load(const Row&, const Col&) (T{} outside the
+// operand; the loader converts it to the tile's type A with to_tile).
 template <class A, class Source, int BLOCK_MN, int BLOCK_K, int THREADS>
 struct KContiguousLoader {
   static_assert(THREADS % BLOCK_K == 0, "threads must cover whole k rows");
@@ -225,7 +226,7 @@ struct KContiguousLoader {
   __device__ __forceinline__ void load(const Source& src, int k0) {
     const typename Source::Col col = src.column(k0 + kk);
 #pragma unroll
-    for (int e = 0; e < ROWS; ++e) regs[e] = from_acc<A>(src.load(rows[e], col));
+    for (int e = 0; e < ROWS; ++e) regs[e] = to_tile<A>(src.load(rows[e], col));
   }
   __device__ __forceinline__ void store(A* tile) const {
 #pragma unroll
@@ -259,7 +260,7 @@ struct MnContiguousLoader {
     typename Source::Col col = src.column(k0 + kk0);
 #pragma unroll
     for (int e = 0; e < KS; ++e) {
-      regs[e] = from_acc<A>(src.load(row_state, col));
+      regs[e] = to_tile<A>(src.load(row_state, col));
       src.advance(col);
     }
   }

@@ -46,9 +46,9 @@ struct DgradColumnsDyNchwSource {
     ++col.k;
     col.offset += PQ;
   }
-  __device__ __forceinline__ gc::acc_t<T> load(const Row& row, const Col& col) const {
-    if (row.offset >= 0 && col.k < k_per_group) return gc::to_acc(dy[row.offset + col.offset]);
-    return gc::acc_t<T>(0);
+  __device__ __forceinline__ T load(const Row& row, const Col& col) const {
+    if (row.offset >= 0 && col.k < k_per_group) return dy[row.offset + col.offset];
+    return T{};
   }
 };
 

@@ -145,12 +145,12 @@ struct DgradDyNchwSource {
       }
     }
   }
-  __device__ __forceinline__ acc_t<T> load(const Row& row, const Col& col) const {
+  __device__ __forceinline__ T load(const Row& row, const Col& col) const {
     const int p = row.i + prob.ph.out0 - col.tr * prob.ph.out_step;
     const int q = row.j + prob.pw.out0 - col.ts * prob.pw.out_step;
     if (col.kk < prob.gemm_k && unsigned(p) < unsigned(prob.P) && unsigned(q) < unsigned(prob.Q))
-      return to_acc(dy[row.base + col.k * PQ + p * prob.Q + q]);
-    return acc_t<T>(0);
+      return dy[row.base + col.k * PQ + p * prob.Q + q];
+    return T{};
   }
 };
 
@@ -187,12 +187,12 @@ struct DgradDyNhwcSource {
     col.dq = prob.pw.out0 - ts * prob.pw.out_step;
     return col;
   }
-  __device__ __forceinline__ acc_t<T> load(const Row& row, const Col& col) const {
+  __device__ __forceinline__ T load(const Row& row, const Col& col) const {
     const int p = row.i + col.dp;
     const int q = row.j + col.dq;
     if (col.kk < prob.gemm_k && unsigned(p) < unsigned(prob.P) && unsigned(q) < unsigned(prob.Q))
-      return to_acc(dy[row.base + (p * prob.Q + q) * prob.K + col.k]);
-    return acc_t<T>(0);
+      return dy[row.base + (p * prob.Q + q) * prob.K + col.k];
+    return T{};
   }
 };
 
@@ -235,9 +235,9 @@ struct DgradWeightSource {
       col.offset = offset_of(0, col.tr, col.ts);
     }
   }
-  __device__ __forceinline__ acc_t<T> load(const Row& row, const Col& col) const {
-    if (col.kk < prob.gemm_k && row.c >= 0) return to_acc(w_rskc[col.offset + row.c]);
-    return acc_t<T>(0);
+  __device__ __forceinline__ T load(const Row& row, const Col& col) const {
+    if (col.kk < prob.gemm_k && row.c >= 0) return w_rskc[col.offset + row.c];
+    return T{};
   }
 };
 
@@ -258,9 +258,9 @@ struct ColumnMajorSource {
     ++col.col;
     col.offset += ld;
   }
-  __device__ __forceinline__ acc_t<T> load(const Row& row, const Col& col) const {
-    if (row.row >= 0 && col.col < cols) return to_acc(a[col.offset + row.row]);
-    return acc_t<T>(0);
+  __device__ __forceinline__ T load(const Row& row, const Col& col) const {
+    if (row.row >= 0 && col.col < cols) return a[col.offset + row.row];
+    return T{};
   }
 };
 

@@ -128,9 +128,9 @@ struct WgradDyNchwSource {
     div_pq.divmod(j, n, pq);
     return Col{n * KPQ + pq};
   }
-  __device__ __forceinline__ acc_t<T> load(const Row& row, const Col& col) const {
-    if (row.offset >= 0 && col.offset >= 0) return to_acc(dy[row.offset + col.offset]);
-    return acc_t<T>(0);
+  __device__ __forceinline__ T load(const Row& row, const Col& col) const {
+    if (row.offset >= 0 && col.offset >= 0) return dy[row.offset + col.offset];
+    return T{};
   }
 };
 
@@ -159,9 +159,9 @@ struct WgradDyNhwcSource {
     ++col.j;
     col.offset = col.j < range.end ? col.offset + K : 0;
   }
-  __device__ __forceinline__ acc_t<T> load(const Row& row, const Col& col) const {
-    if (row.k >= 0 && col.j < range.end) return to_acc(dy[col.offset + row.k]);
-    return acc_t<T>(0);
+  __device__ __forceinline__ T load(const Row& row, const Col& col) const {
+    if (row.k >= 0 && col.j < range.end) return dy[col.offset + row.k];
+    return T{};
   }
 };
 
@@ -200,12 +200,12 @@ struct WgradXNchwSource {
     div_q.divmod(pq, p, q);
     return Col{n * CHW, p * stride_h, q * stride_w};
   }
-  __device__ __forceinline__ acc_t<T> load(const Row& row, const Col& col) const {
+  __device__ __forceinline__ T load(const Row& row, const Col& col) const {
     const int h = col.h0 + row.dh;
     const int w = col.w0 + row.dw;
     if (row.base >= 0 && col.base >= 0 && unsigned(h) < unsigned(H) && unsigned(w) < unsigned(W))
-      return to_acc(x[col.base + row.base + h * W + w]);
-    return acc_t<T>(0);
+      return x[col.base + row.base + h * W + w];
+    return T{};
   }
 };
 
@@ -261,12 +261,12 @@ struct WgradXNhwcSource {
       }
     }
   }
-  __device__ __forceinline__ acc_t<T> load(const Row& row, const Col& col) const {
+  __device__ __forceinline__ T load(const Row& row, const Col& col) const {
     const int h = col.h0 + row.dh;
     const int w = col.w0 + row.dw;
     if (row.c >= 0 && col.j < range.end && unsigned(h) < unsigned(H) && unsigned(w) < unsigned(W))
-      return to_acc(x[col.base + (h * W + w) * C + row.c]);
-    return acc_t<T>(0);
+      return x[col.base + (h * W + w) * C + row.c];
+    return T{};
   }
 };
 
