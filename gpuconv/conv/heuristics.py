@@ -70,18 +70,19 @@ def candidates(geom) -> tuple[str, ...]:
 def choose(geom, dtype=np.float32) -> Choice:
     """The algorithm for ``geom`` with operands of ``dtype`` (a dtype or its name)."""
     tensor_cores = uses_tensor_cores(dtype)
+    plain_gemm = launch_pointwise.refusal(geom) is None  # 1x1, no padding
     if geom.groups == geom.C and geom.groups > 1:
         multiplier = geom.K // geom.C
         return Choice("depthwise", f"groups == C == {geom.C} (depthwise, channel multiplier "
                                    f"{multiplier}): the depthwise kernels read each input once per tap")
-    if launch_pointwise.refusal(geom) is None and not tensor_cores:
+    if plain_gemm and not tensor_cores:
         return Choice("pointwise", "1x1 filter without padding: a plain GEMM on the tensors")
     if geom.K_per_group < DIRECT_MAX_FILTERS_PER_GROUP:
         return Choice("direct", f"{geom.K_per_group} filters per group (< "
                                 f"{DIRECT_MAX_FILTERS_PER_GROUP}) would leave most of a GEMM "
                                 "tile's columns idle (32 at the narrowest); the direct kernel "
                                 "tiles 4 to 16 filters")
-    if launch_pointwise.refusal(geom) is None:
+    if plain_gemm:
         return Choice("implicit_gemm", "1x1 filter with 16-bit operands: the implicit GEMM's "
                                        "tensor-core tiles (the pointwise kernels have CUDA-core "
                                        "tiles only)")

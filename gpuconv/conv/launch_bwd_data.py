@@ -3,7 +3,8 @@ with a bias, conv_transpose2d.
 
 Algorithms (the kernels' headers say how each works):
 - "implicit_gemm": per group and stride phase, an implicit GEMM of dy and the RSKC-transposed
-  filter; strided and dilated cases without a MAC on an inserted zero.
+  filter; strided and dilated cases without a MAC on an inserted zero. float16 and bfloat16 on
+  the tensor cores (``conv2d_dgrad_implicit_gemm_mma``) unless ``math="cuda_cores"``.
 - "im2col_gemm": columns = W^T * dy (a GEMM into an accumulator-typed column buffer, per batch
   chunk), then col2im as a gather (one thread per dx element).
 - "pointwise": 1x1 filters, dx = W^T * dy as a batched GEMM on the tensors.
@@ -13,14 +14,17 @@ Every dx element is written exactly once by one thread: all of them are determin
 """
 from __future__ import annotations
 
-from .._kernels import cuda_type, register
-from .gemm_tile import GemmTile
+from .._kernels import CUDA_TYPES, cuda_type, register
+from .gemm_tile import GemmTile, MmaTile
 from .launch_bwd_common import (DEFAULT_SMEM_BYTES, EPILOGUE_BIAS, GRID_YZ_LIMIT, acc_dtype,
                                 array_module, batch_chunks, bool_name, ceil_div,
                                 check_weight_size, contiguous, i32, launch, output, shape_args,
                                 type_names)
+from .launch_common import TENSOR_CORE_DTYPES, uses_tensor_cores
 
 TILE = GemmTile(block_m=128, block_n=64, block_k=8, thread_m=8, thread_n=4)
+# The implicit GEMM's tensor-core tile (16-bit dtypes): the same 128 x 64 block, 8 warps of 32 x 32.
+MMA_TILE = MmaTile(block_m=128, block_n=64, block_k=32, warp_m=32, warp_n=32)
 THREADS = 256  # the element-wise kernels (direct, depthwise, col2im)
 
 # The im2col path's column buffer holds at most this many accumulator values (256 MiB of float);
@@ -41,7 +45,9 @@ def _names(template: str, layouts=True, tile: bool = False) -> list[str]:
     return names
 
 
-_IMPLICIT_NAMES = _names("conv2d_dgrad_implicit_gemm", tile=True)
+_IMPLICIT_NAMES = _names("conv2d_dgrad_implicit_gemm", tile=True) + [
+    f"conv2d_dgrad_implicit_gemm_mma<{CUDA_TYPES[dt]}, {bool_name(nhwc)}, {MMA_TILE.template_args}>"
+    for dt in TENSOR_CORE_DTYPES for nhwc in _LAYOUTS]
 IMPLICIT_GEMM = register("conv/dgrad_implicit_gemm.cu", _IMPLICIT_NAMES, hot=_IMPLICIT_NAMES)
 
 _COLUMNS_NAMES = _names("conv2d_dgrad_gemm_columns", tile=True)
@@ -110,8 +116,9 @@ class _Call:
     """One data-gradient call: dy (grad_output, or conv_transpose2d's x) and the weight as
     contiguous arrays, the output, and what every launch needs."""
 
-    def __init__(self, geom, weight, dy, bias, data_format: str, executor: str):
-        self.geom, self.executor = geom, executor
+    def __init__(self, geom, weight, dy, bias, data_format: str, executor: str,
+                 math: str = "auto"):
+        self.geom, self.executor, self.math = geom, executor, math
         self.xp = xp = array_module(executor)
         self.nhwc = data_format == "NHWC"
         self.dy = contiguous(xp, dy)
@@ -147,14 +154,17 @@ def implicit_gemm(call: _Call) -> None:
     w_rskc = contiguous(call.xp, call.weight.transpose(2, 3, 0, 1))
     phases = g.stride_h * g.stride_w
     strides = (g.C * g.H * g.W, 1, g.C) if call.nhwc else (g.C * g.H * g.W, g.H * g.W, 1)
-    smem = TILE.mainloop_smem_bytes(acc_dtype(call.dtype).itemsize)
-    name = call.name("conv2d_dgrad_implicit_gemm", tile=True)
+    tensor_cores = uses_tensor_cores(call.dtype, call.math)
+    tile = MMA_TILE if tensor_cores else TILE
+    smem = tile.smem_bytes(call.dtype)  # the main loop's tiles, then the staged epilogue
+    template = "conv2d_dgrad_implicit_gemm" + ("_mma" if tensor_cores else "")
+    name = f"{template}<{call.t}, {bool_name(call.nhwc)}, {tile.template_args}>"
     for n0, n1 in call.chunks():
         # The largest phase has ceil(H / sh) x ceil(W / sw) pixels per image.
         max_m = (n1 - n0) * ceil_div(g.H, g.stride_h) * ceil_div(g.W, g.stride_w)
-        grid = (ceil_div(max_m, TILE.block_m), ceil_div(g.C_per_group, TILE.block_n),
+        grid = (ceil_div(max_m, tile.block_m), ceil_div(g.C_per_group, tile.block_n),
                 g.groups * phases)
-        launch(IMPLICIT_GEMM, name, call.executor, grid, (TILE.threads, 1, 1),
+        launch(IMPLICIT_GEMM, name, call.executor, grid, (tile.threads, 1, 1),
                (call.dy[n0:n1], w_rskc, *shape_args(g, n1 - n0), call.dx[n0:n1],
                 *(i32(s) for s in strides), call.bias_arg, call.epilogue),
                shared_mem=smem)
@@ -267,9 +277,11 @@ RUNNERS = {"implicit_gemm": implicit_gemm, "im2col_gemm": im2col_gemm, "pointwis
            "depthwise": depthwise, "direct": direct}
 
 
-def run(algorithm: str, geom, weight, dy, bias, data_format: str, executor: str):
-    """dx for an algorithm the caller has checked (``why_not`` is None)."""
-    call = _Call(geom, weight, dy, bias, data_format, executor)
+def run(algorithm: str, geom, weight, dy, bias, data_format: str, executor: str,
+        math: str = "auto"):
+    """dx for an algorithm the caller has checked (``why_not`` is None). ``math``
+    ("auto" | "cuda_cores" | "tensor_cores"): implicit_gemm's multiply-accumulate."""
+    call = _Call(geom, weight, dy, bias, data_format, executor, math)
     RUNNERS[algorithm](call)
     return call.dx
 

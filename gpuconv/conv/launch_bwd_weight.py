@@ -1,7 +1,9 @@
 """Launchers of the weight- and bias-gradient kernels (kernels/conv/wgrad_*.cu, bias_grad.cu).
 
 Weight-gradient algorithms (the kernels' headers say how each works):
-- "implicit_gemm": dW = dy * X with X gathered from x on the fly, split-K over N*P*Q.
+- "implicit_gemm": dW = dy * X with X gathered from x on the fly, split-K over N*P*Q; float16
+  and bfloat16 on the tensor cores (``conv2d_wgrad_implicit_gemm_mma``) unless
+  ``math="cuda_cores"``.
 - "im2col_gemm": x unfolded into a column buffer per batch chunk, then a GEMM, split-K.
 - "depthwise": C/groups == 1; NHWC: 32 filters per warp (conv2d_wgrad_depthwise_nhwc); NCHW: the
   direct kernel, whose one-block-per-filter layout is the depthwise one.
@@ -15,14 +17,17 @@ bias kernels never use atomics.
 """
 from __future__ import annotations
 
-from .._kernels import cuda_type, register
-from .gemm_tile import GemmTile
-from .launch_bwd_common import (GRID_YZ_LIMIT, MAX_SPLITS, SplitSums, acc_dtype, array_module,
+from .._kernels import CUDA_TYPES, cuda_type, register
+from .gemm_tile import GemmTile, MmaTile
+from .launch_bwd_common import (GRID_YZ_LIMIT, MAX_SPLITS, SplitSums, array_module,
                                 batch_chunks, bool_name, ceil_div, check_weight_size,
                                 choose_splits, contiguous, i32, launch, output, pixels_per_split,
                                 shape_args, type_names)
+from .launch_common import TENSOR_CORE_DTYPES, uses_tensor_cores
 
 TILE = GemmTile(block_m=64, block_n=128, block_k=8, thread_m=4, thread_n=8)
+# The implicit GEMM's tensor-core tile (16-bit dtypes): the same 64 x 128 block, 8 warps of 32 x 32.
+MMA_TILE = MmaTile(block_m=64, block_n=128, block_k=32, warp_m=32, warp_n=32)
 DIRECT_THREADS = 256      # WGRAD_DIRECT_THREADS in wgrad_direct.cu
 LANES, ROWS = 32, 8       # WGRAD_DEPTHWISE_LANES/ROWS, BIAS_GRAD_LANES/ROWS
 BIAS_THREADS = 256        # BIAS_GRAD_THREADS
@@ -44,7 +49,9 @@ def _names(template: str, layouts: bool = True, tile: bool = False) -> list[str]
     return names
 
 
-_IMPLICIT_NAMES = _names("conv2d_wgrad_implicit_gemm", tile=True)
+_IMPLICIT_NAMES = _names("conv2d_wgrad_implicit_gemm", tile=True) + [
+    f"conv2d_wgrad_implicit_gemm_mma<{CUDA_TYPES[dt]}, {bool_name(nhwc)}, {MMA_TILE.template_args}>"
+    for dt in TENSOR_CORE_DTYPES for nhwc in (False, True)]
 IMPLICIT_GEMM = register("conv/wgrad_implicit_gemm.cu", _IMPLICIT_NAMES, hot=_IMPLICIT_NAMES)
 
 _COLUMNS_NAMES = _names("conv2d_wgrad_gemm_columns", tile=True)
@@ -102,8 +109,8 @@ def why_not(algorithm: str, geom, dtype, data_format: str) -> str | None:
 
 
 class _Call:
-    def __init__(self, geom, x, dy, data_format: str, executor: str):
-        self.geom, self.executor = geom, executor
+    def __init__(self, geom, x, dy, data_format: str, executor: str, math: str = "auto"):
+        self.geom, self.executor, self.math = geom, executor, math
         self.xp = array_module(executor)
         self.nhwc = data_format == "NHWC"
         self.x = contiguous(self.xp, x)
@@ -148,12 +155,15 @@ def implicit_gemm(call: _Call, deterministic: bool):
     (tiles_m, tiles_n), splits = _gemm_grid_splits(call)
     sums = call.sums(splits, allow_atomics=not deterministic)
     dw, ws = sums.pointers
-    smem = TILE.mainloop_smem_bytes(acc_dtype(call.dtype).itemsize)
-    name = call.name("conv2d_wgrad_implicit_gemm", tile=True)
+    tensor_cores = uses_tensor_cores(call.dtype, call.math)
+    tile = MMA_TILE if tensor_cores else TILE  # the same block shape: one grid and split choice
+    smem = tile.smem_bytes(call.dtype)  # the main loop's tiles, then the staged epilogue
+    template = "conv2d_wgrad_implicit_gemm" + ("_mma" if tensor_cores else "")
+    name = f"{template}<{call.t}, {bool_name(call.nhwc)}, {tile.template_args}>"
     for chunk, (n0, n1) in enumerate(call.chunks):
-        pps = pixels_per_split((n1 - n0) * g.P * g.Q, splits, TILE.block_k)
+        pps = pixels_per_split((n1 - n0) * g.P * g.Q, splits, tile.block_k)
         launch(IMPLICIT_GEMM, name, call.executor, (tiles_m, tiles_n, g.groups * splits),
-               (TILE.threads, 1, 1),
+               (tile.threads, 1, 1),
                (call.x[n0:n1], call.dy[n0:n1], *shape_args(g, n1 - n0), i32(splits), i32(pps),
                 dw, ws, sums.mode(chunk)), shared_mem=smem)
     return sums.finish()
@@ -168,7 +178,7 @@ def im2col_gemm(call: _Call, deterministic: bool):
     sums = call.sums(splits, allow_atomics=not deterministic)
     dw, ws = sums.pointers
     columns = output(call.xp, (rows * call.chunk_pixels,), call.dtype, call.executor)
-    smem = TILE.mainloop_smem_bytes(acc_dtype(call.dtype).itemsize)
+    smem = TILE.smem_bytes(call.dtype)  # the main loop's tiles, then the staged epilogue
     unfold = call.name("conv2d_wgrad_im2col")
     gemm = call.name("conv2d_wgrad_gemm_columns", tile=True)
     for chunk, (n0, n1) in enumerate(call.chunks):
@@ -223,9 +233,11 @@ RUNNERS = {"implicit_gemm": implicit_gemm, "im2col_gemm": im2col_gemm, "direct":
            "depthwise": depthwise}
 
 
-def run(algorithm: str, geom, x, dy, data_format: str, deterministic: bool, executor: str):
-    """dw (K, C/groups, R, S) for an algorithm the caller has checked (``why_not`` is None)."""
-    return RUNNERS[algorithm](_Call(geom, x, dy, data_format, executor), deterministic)
+def run(algorithm: str, geom, x, dy, data_format: str, deterministic: bool, executor: str,
+        math: str = "auto"):
+    """dw (K, C/groups, R, S) for an algorithm the caller has checked (``why_not`` is None).
+    ``math`` ("auto" | "cuda_cores" | "tensor_cores"): implicit_gemm's multiply-accumulate."""
+    return RUNNERS[algorithm](_Call(geom, x, dy, data_format, executor, math), deterministic)
 
 
 # --------------------------------------------------------------------------------------------

@@ -271,7 +271,8 @@ struct MnContiguousLoader {
 };
 
 // The main loop: acc += A(BLOCK_M x gemm_k) * B(gemm_k x BLOCK_N) for one block tile.
-// smem: at least Tile::SMEM_ELEMENTS accumulator values (A stages, then B stages).
+// smem: at least Tile::SMEM_ELEMENTS elements of the tile's shared-memory type A (the A
+// operand's stages, then B's).
 template <class A, class Tile, class Mma, class LoaderA, class SourceA, class LoaderB, class SourceB>
 __device__ __forceinline__ void simt_gemm_mainloop(Mma& mma, LoaderA& loader_a, const SourceA& src_a,
                                                    LoaderB& loader_b, const SourceB& src_b,

@@ -36,8 +36,7 @@ template <class T, bool NHWC, int FR, int FS>
 __global__ void conv2d_depthwise_direct(const T* __restrict__ x, const T* __restrict__ w,
                                         GC_CONV_SHAPE_PARAMS, GC_EPILOGUE_PARAMS(T)) {
   using A = gc::acc_t<T>;
-  const gc::Epilogue<T> epi{out, out_sN, out_sK, out_sPQ, bias, residual,
-                            res_sN, res_sK, res_sPQ, epilogue};
+  const gc::Epilogue<T> epi = GC_EPILOGUE(T);
   const gc::Strides4 xs = gc::packed_strides<NHWC>(C, H, W);
   const int taps_r = FR > 0 ? FR : R;
   const int taps_s = FS > 0 ? FS : S;
@@ -133,8 +132,7 @@ conv2d_depthwise_tiled(const T* __restrict__ x, const T* __restrict__ w, int til
   for (int idx = tid; idx < kt * RS; idx += DEPTHWISE_THREADS) w_tile[idx] = gc::to_acc(w_block[idx]);
   __syncthreads();
 
-  const gc::Epilogue<T> epi{out, out_sN, out_sK, out_sPQ, bias, residual,
-                            res_sN, res_sK, res_sPQ, epilogue};
+  const gc::Epilogue<T> epi = GC_EPILOGUE(T);
   const int q_groups = tile_q / DEPTHWISE_OUT_Q;
   const int items = kt * tile_p * q_groups;
   for (int item = tid; item < items; item += DEPTHWISE_THREADS) {
@@ -294,8 +292,7 @@ conv2d_depthwise_window(const T* __restrict__ x, const T* __restrict__ w, int ti
     w_tile[(idx / RS) * wp + idx % RS] = gc::to_acc(w_block[idx]);
   __syncthreads();
 
-  const gc::Epilogue<T> epi{out, out_sN, out_sK, out_sPQ, bias, residual,
-                            res_sN, res_sK, res_sPQ, epilogue};
+  const gc::Epilogue<T> epi = GC_EPILOGUE(T);
   const int items = kt * runs * tile_p;
   for (int item = tid; item < items; item += DEPTHWISE_THREADS) {
     int k_local, run;

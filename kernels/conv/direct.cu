@@ -30,8 +30,7 @@ template <class T, bool NHWC>
 __global__ void conv2d_direct_v1(const T* __restrict__ x, const T* __restrict__ w,
                                  GC_CONV_SHAPE_PARAMS, GC_EPILOGUE_PARAMS(T)) {
   using A = gc::acc_t<T>;
-  const gc::Epilogue<T> epi{out, out_sN, out_sK, out_sPQ, bias, residual,
-                            res_sN, res_sK, res_sPQ, epilogue};
+  const gc::Epilogue<T> epi = GC_EPILOGUE(T);
   const gc::Strides4 xs = gc::packed_strides<NHWC>(C, H, W);
   const int c_per_group = C / groups;
   const int k_per_group = K / groups;
@@ -187,8 +186,7 @@ conv2d_direct_tiled(const T* __restrict__ x, const T* __restrict__ w, int channe
       stage[(k_group * Tile::THREAD_K + kk) * Tile::STAGE_LD + p_local * Tile::TILE_Q +
             q_group + i * Tile::Q_GROUPS] = acc[kk][i];
   __syncthreads();
-  const gc::Epilogue<T> epi{out, out_sN, out_sK, out_sPQ, bias, residual,
-                            res_sN, res_sK, res_sPQ, epilogue};
+  const gc::Epilogue<T> epi = GC_EPILOGUE(T);
   for (int e = tid; e < Tile::BLOCK_K * Tile::TILE_PIXELS; e += Tile::THREADS) {
     const int k_local = NHWC ? e % Tile::BLOCK_K : e / Tile::TILE_PIXELS;
     const int pixel = NHWC ? e / Tile::BLOCK_K : e % Tile::TILE_PIXELS;

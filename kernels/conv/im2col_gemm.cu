@@ -31,8 +31,7 @@ __global__ void conv2d_im2col(const T* __restrict__ x, T* __restrict__ columns, 
                               int dil_w, int groups) {
   const int j = blockIdx.x * blockDim.x + threadIdx.x;
   if (j >= ldc) return;
-  const gc::ConvShape shape{N, C, H, W, K, R, S, P, Q, pad_h, pad_w,
-                            stride_h, stride_w, dil_h, dil_w, groups};
+  const gc::ConvShape shape = GC_CONV_SHAPE;
   gc::im2col_column<T, NHWC>(x, columns, ldc, n_images * P * Q, j, shape);
 }
 
@@ -119,8 +118,7 @@ conv2d_gemm_columns(const T* __restrict__ w, const T* __restrict__ columns, int 
   gc::simt_gemm_mainloop<A, Tile>(mma, loader_a, src_a, loader_b, 0, gemm_k, smem);
 
   // epilogue
-  const gc::Epilogue<T> epi{out, out_sN, out_sK, out_sPQ, bias, residual,
-                            res_sN, res_sK, res_sPQ, epilogue};
+  const gc::Epilogue<T> epi = GC_EPILOGUE(T);
   const int PQ = P * Q;
   const int n_cols = n_images * PQ;
   const gc::FastDivmod div_pq(PQ);
@@ -140,8 +138,7 @@ __global__ void conv2d_columns_epilogue(const T* __restrict__ y, int ldc, int n_
   const int col = blockIdx.x * blockDim.x + threadIdx.x;
   const int PQ = P * Q;
   if (col >= n_images * PQ) return;
-  const gc::Epilogue<T> epi{out, out_sN, out_sK, out_sPQ, bias, residual,
-                            res_sN, res_sK, res_sPQ, epilogue};
+  const gc::Epilogue<T> epi = GC_EPILOGUE(T);
   const int n = col / PQ;
   const int pq = col - n * PQ;
   // Output channels over the grid's y dimension (at most 65535 blocks there).

@@ -29,8 +29,7 @@ conv2d_pointwise_nchw(const T* __restrict__ x, const T* __restrict__ w,
   extern __shared__ __align__(16) unsigned char smem_raw[];
   A* smem = reinterpret_cast<A*>(smem_raw);
 
-  const gc::ConvShape shape{N, C, H, W, K, R, S, P, Q, pad_h, pad_w,
-                            stride_h, stride_w, dil_h, dil_w, groups};
+  const gc::ConvShape shape = GC_CONV_SHAPE;
   const int group = blockIdx.z;
   const int c_per_group = shape.c_per_group();
   const int k_per_group = shape.k_per_group();
@@ -49,8 +48,7 @@ conv2d_pointwise_nchw(const T* __restrict__ x, const T* __restrict__ w,
   gc::simt_gemm_mainloop<A, Tile>(mma, loader_a, src_a, loader_b, src_b, c_per_group, smem);
 
   // epilogue
-  const gc::Epilogue<T> epi{out, out_sN, out_sK, out_sPQ, bias, residual,
-                            res_sN, res_sK, res_sPQ, epilogue};
+  const gc::Epilogue<T> epi = GC_EPILOGUE(T);
   const gc::FastDivmod div_pq(P * Q);
   const int pixels = N * P * Q;
   mma.epilogue(smem, [&](int row, int col, A v) {
@@ -75,8 +73,7 @@ conv2d_pointwise_nhwc(const T* __restrict__ x, const T* __restrict__ w,
   extern __shared__ __align__(16) unsigned char smem_raw[];
   A* smem = reinterpret_cast<A*>(smem_raw);
 
-  const gc::ConvShape shape{N, C, H, W, K, R, S, P, Q, pad_h, pad_w,
-                            stride_h, stride_w, dil_h, dil_w, groups};
+  const gc::ConvShape shape = GC_CONV_SHAPE;
   const int group = blockIdx.z;
   const int c_per_group = shape.c_per_group();
   const int k_per_group = shape.k_per_group();
@@ -93,8 +90,7 @@ conv2d_pointwise_nhwc(const T* __restrict__ x, const T* __restrict__ w,
   gc::simt_gemm_mainloop<A, Tile>(mma, loader_a, src_a, loader_b, src_b, c_per_group, smem);
 
   // epilogue
-  const gc::Epilogue<T> epi{out, out_sN, out_sK, out_sPQ, bias, residual,
-                            res_sN, res_sK, res_sPQ, epilogue};
+  const gc::Epilogue<T> epi = GC_EPILOGUE(T);
   const gc::FastDivmod div_pq(P * Q);
   const int gemm_m = N * P * Q;
   mma.epilogue(smem, [&](int row, int col, A v) {

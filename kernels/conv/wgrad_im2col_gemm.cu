@@ -27,8 +27,7 @@ __global__ void conv2d_wgrad_im2col(const T* __restrict__ x, T* __restrict__ col
   const int j = blockIdx.x * blockDim.x + threadIdx.x;
   const int n_cols = n_images * P * Q;
   if (j >= n_cols) return;
-  const gc::ConvShape shape{N, C, H, W, K, R, S, P, Q, pad_h, pad_w,
-                            stride_h, stride_w, dil_h, dil_w, groups};
+  const gc::ConvShape shape = GC_CONV_SHAPE;
   gc::im2col_column<T, NHWC>(x, columns, ldc, n_cols, j, shape);
 }
 
@@ -77,6 +76,6 @@ conv2d_wgrad_gemm_columns(const T* __restrict__ dy, const T* __restrict__ column
   // epilogue
   const gc::WgradEpilogue<T> epi{dw, ws, K * taps, mode};
   // The columns' rows are (c, r, s) taps in either layout.
-  gc::store_wgrad_tile<Tile, false>(epi, mma, m0, n0, split, group, k_per_group,
-                                    shape.c_per_group(), R * S);
+  gc::store_wgrad_tile<false>(epi, mma, smem, m0, n0, split, group, k_per_group,
+                              shape.c_per_group(), R * S);
 }

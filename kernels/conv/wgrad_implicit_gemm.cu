@@ -1,4 +1,6 @@
-// Implicit-GEMM weight gradient on CUDA cores, split-K over the N*P*Q output pixels.
+// Implicit-GEMM weight gradient, split-K over the N*P*Q output pixels, on CUDA cores (every
+// dtype: conv2d_wgrad_implicit_gemm) and on tensor cores (__half, __nv_bfloat16:
+// conv2d_wgrad_implicit_gemm_mma; the same loaders and main loop, implicit_gemm.cu's split).
 //
 // Per group: dW_g (K/g x C/g*R*S) = dy_g (K/g x N*P*Q) * X_g (N*P*Q x C/g*R*S), X gathered from
 // x on the fly (no column buffer). blockIdx.z = group * splits + split; split s sums the pixels
@@ -10,57 +12,78 @@
 //   NHWC: taps t = (r, s, c); dy and x are channel-contiguous, so both operands are loaded
 //         along M / N (MnContiguousLoader) and each thread steps its pixels incrementally. The
 //         epilogue maps t back to the KCRS position of dw.
-// Grid: (ceil(K/g / BLOCK_M), ceil(C/g*R*S / BLOCK_N), groups * splits); dynamic shared memory
-// Tile::SMEM_ELEMENTS accumulator values.
+// Grid: (ceil(K/g / BLOCK_M), ceil(C/g*R*S / BLOCK_N), groups * splits); dynamic shared memory:
+// the main loop's tiles, then the staged epilogue (gpuconv/conv/gemm_tile.py: smem_bytes).
 #include "conv_shape.cuh"
 #include "dtypes.cuh"
+#include "mma_gemm.cuh"
 #include "simt_gemm.cuh"
 #include "../conv/wgrad_operands.cuh"
 
-template <class T, bool NHWC, int BLOCK_M, int BLOCK_N, int BLOCK_K, int THREAD_M, int THREAD_N>
-__global__ void GC_SIMT_LAUNCH_BOUNDS(BLOCK_M, BLOCK_N, THREAD_M, THREAD_N)
-conv2d_wgrad_implicit_gemm(const T* __restrict__ x, const T* __restrict__ dy,
-                           GC_CONV_SHAPE_PARAMS,
-                           int splits, int pixels_per_split, T* dw, gc::acc_t<T>* ws, int mode) {
+// Parameters after the shape: the split-K layout and where the sums go (WgradEpilogue).
+#define GC_WGRAD_OUTPUT_PARAMS(T) \
+  int splits, int pixels_per_split, T *dw, gc::acc_t<T> *ws, int mode
+
+// The block tile (blockIdx.x, blockIdx.y) of group and split blockIdx.z. Tile: a SimtTile or an
+// MmaTile.
+template <class T, bool NHWC, class Tile>
+__device__ __forceinline__ void wgrad_implicit_gemm(const T* x, const T* dy,
+                                                    const gc::ConvShape& shape, int splits,
+                                                    int pixels_per_split,
+                                                    const gc::WgradEpilogue<T>& epi,
+                                                    unsigned char* smem) {
   using A = gc::acc_t<T>;
-  using Tile = gc::SimtTile<BLOCK_M, BLOCK_N, BLOCK_K, THREAD_M, THREAD_N>;
+  using Smem = typename Tile::template Smem<T>;
   using DySource = typename gc::Select<NHWC, gc::WgradDyNhwcSource<T>, gc::WgradDyNchwSource<T>>::type;
   using XSource = typename gc::Select<NHWC, gc::WgradXNhwcSource<T>, gc::WgradXNchwSource<T>>::type;
   using LoaderA = typename gc::Select<
-      NHWC, gc::MnContiguousLoader<A, DySource, BLOCK_M, BLOCK_K, Tile::THREADS>,
-      gc::KContiguousLoader<A, DySource, BLOCK_M, BLOCK_K, Tile::THREADS>>::type;
+      NHWC, gc::MnContiguousLoader<Smem, DySource, Tile::BLOCK_M, Tile::BLOCK_K, Tile::THREADS>,
+      gc::KContiguousLoader<Smem, DySource, Tile::BLOCK_M, Tile::BLOCK_K, Tile::THREADS>>::type;
   using LoaderB = typename gc::Select<
-      NHWC, gc::MnContiguousLoader<A, XSource, BLOCK_N, BLOCK_K, Tile::THREADS>,
-      gc::KContiguousLoader<A, XSource, BLOCK_N, BLOCK_K, Tile::THREADS>>::type;
+      NHWC, gc::MnContiguousLoader<Smem, XSource, Tile::BLOCK_N, Tile::BLOCK_K, Tile::THREADS>,
+      gc::KContiguousLoader<Smem, XSource, Tile::BLOCK_N, Tile::BLOCK_K, Tile::THREADS>>::type;
 
-  extern __shared__ __align__(16) unsigned char smem_raw[];
-  A* smem = reinterpret_cast<A*>(smem_raw);
-
-  const gc::ConvShape shape{N, C, H, W, K, R, S, P, Q, pad_h, pad_w,
-                            stride_h, stride_w, dil_h, dil_w, groups};
   const int group = blockIdx.z / splits;
   const int split = blockIdx.z - group * splits;
-  const gc::PixelRange range = gc::split_range(split, pixels_per_split, N * P * Q);
-  const int k_per_group = shape.k_per_group();
-  const int c_per_group = shape.c_per_group();
-  const int RS = R * S;
-  const int taps = c_per_group * RS;
-  const int m0 = blockIdx.x * BLOCK_M;
-  const int n0 = blockIdx.y * BLOCK_N;
+  const gc::PixelRange range =
+      gc::split_range(split, pixels_per_split, shape.N * shape.P * shape.Q);
+  const int m0 = blockIdx.x * Tile::BLOCK_M;
+  const int n0 = blockIdx.y * Tile::BLOCK_N;
   const int tid = threadIdx.x;
 
   const DySource src_a(dy, shape, group, range);
   const XSource src_b(x, shape, group, range);
   LoaderA loader_a(src_a, m0, tid);
   LoaderB loader_b(src_b, n0, tid);
-  gc::SimtMma<A, Tile, false> mma(tid);
+  typename Tile::template Mma<T, false> mma(tid);
 
   // main loop (simt_gemm.cuh)
-  gc::simt_gemm_mainloop<A, Tile>(mma, loader_a, src_a, loader_b, src_b, range.end - range.begin,
-                                  smem);
+  gc::simt_gemm_mainloop<Smem, Tile>(mma, loader_a, src_a, loader_b, src_b,
+                                     range.end - range.begin, reinterpret_cast<Smem*>(smem));
 
-  // epilogue
-  const gc::WgradEpilogue<T> epi{dw, ws, K * taps, mode};
-  // NHWC taps are (r, s, c) (WgradXNhwcSource).
-  gc::store_wgrad_tile<Tile, NHWC>(epi, mma, m0, n0, split, group, k_per_group, c_per_group, RS);
+  // epilogue: NHWC taps are (r, s, c) (WgradXNhwcSource).
+  gc::store_wgrad_tile<NHWC>(epi, mma, reinterpret_cast<A*>(smem), m0, n0, split, group,
+                             shape.k_per_group(), shape.c_per_group(), shape.R * shape.S);
+}
+
+template <class T, bool NHWC, int BLOCK_M, int BLOCK_N, int BLOCK_K, int THREAD_M, int THREAD_N>
+__global__ void GC_SIMT_LAUNCH_BOUNDS(BLOCK_M, BLOCK_N, THREAD_M, THREAD_N)
+conv2d_wgrad_implicit_gemm(const T* __restrict__ x, const T* __restrict__ dy,
+                           GC_CONV_SHAPE_PARAMS, GC_WGRAD_OUTPUT_PARAMS(T)) {
+  extern __shared__ __align__(16) unsigned char smem_raw[];
+  using Tile = gc::SimtTile<BLOCK_M, BLOCK_N, BLOCK_K, THREAD_M, THREAD_N>;
+  const gc::WgradEpilogue<T> epi{dw, ws, K * (C / groups) * R * S, mode};
+  wgrad_implicit_gemm<T, NHWC, Tile>(x, dy, GC_CONV_SHAPE, splits, pixels_per_split, epi,
+                                     smem_raw);
+}
+
+template <class T, bool NHWC, int BLOCK_M, int BLOCK_N, int BLOCK_K, int WARP_M, int WARP_N>
+__global__ void GC_MMA_LAUNCH_BOUNDS(BLOCK_M, BLOCK_N, BLOCK_K, WARP_M, WARP_N)
+conv2d_wgrad_implicit_gemm_mma(const T* __restrict__ x, const T* __restrict__ dy,
+                               GC_CONV_SHAPE_PARAMS, GC_WGRAD_OUTPUT_PARAMS(T)) {
+  extern __shared__ __align__(16) unsigned char smem_raw[];
+  using Tile = gc::MmaTile<BLOCK_M, BLOCK_N, BLOCK_K, WARP_M, WARP_N>;
+  const gc::WgradEpilogue<T> epi{dw, ws, K * (C / groups) * R * S, mode};
+  wgrad_implicit_gemm<T, NHWC, Tile>(x, dy, GC_CONV_SHAPE, splits, pixels_per_split, epi,
+                                     smem_raw);
 }

@@ -52,25 +52,22 @@ struct WgradEpilogue {
 
 // The epilogue of the weight-gradient GEMMs: accumulator (k, t) of the block tile at (m0, n0)
 // is filter k of `group` and tap t. Taps are (c, r, s), dw's own order, unless TAPS_RSC: then
-// they are (r, s, c) (the NHWC implicit GEMM) and c moves by R*S in the KCRS dw.
-template <class Tile, bool TAPS_RSC, class T, class Mma>
+// they are (r, s, c) (the NHWC implicit GEMM) and c moves by R*S in the KCRS dw. Through the
+// multiply-accumulate's staged epilogue (SimtMma or TensorCoreMma): `stage` is the kernel's
+// shared memory, done with by the main loop.
+template <bool TAPS_RSC, class T, class Mma>
 __device__ __forceinline__ void store_wgrad_tile(const WgradEpilogue<T>& epi, const Mma& mma,
-                                                 int m0, int n0, int split, int group,
-                                                 int k_per_group, int c_per_group, int RS) {
+                                                 acc_t<T>* stage, int m0, int n0, int split,
+                                                 int group, int k_per_group, int c_per_group,
+                                                 int RS) {
   const int taps = c_per_group * RS;
-#pragma unroll
-  for (int i = 0; i < Tile::THREAD_M; ++i) {
-    const int k = m0 + mma.row(i);
-    if (k >= k_per_group) continue;
-    const int row = (group * k_per_group + k) * taps;
-#pragma unroll
-    for (int j = 0; j < Tile::THREAD_N; ++j) {
-      const int t = n0 + mma.col(j);
-      if (t >= taps) continue;
-      const int idx = TAPS_RSC ? row + (t % c_per_group) * RS + t / c_per_group : row + t;
-      epi.store(split, idx, mma.acc[i][j]);
-    }
-  }
+  mma.epilogue(stage, [&](int row, int col, acc_t<T> v) {
+    const int k = m0 + row;
+    const int t = n0 + col;
+    if (k >= k_per_group || t >= taps) return;
+    const int first = (group * k_per_group + k) * taps;
+    epi.store(split, TAPS_RSC ? first + (t % c_per_group) * RS + t / c_per_group : first + t, v);
+  });
 }
 
 // The sum of `v` over a block of THREADS threads (a power of two), by a fixed tree in shared

@@ -60,6 +60,32 @@ def test_input_gradient_matches_reference(rng, algorithm, dtype, data_format):
     assert ran >= 3, f"{algorithm} ran only {ran} cases"
 
 
+@pytest.mark.parametrize("data_format", LAYOUTS)
+@pytest.mark.parametrize("math", ("tensor_cores", "cuda_cores"))
+def test_16_bit_implicit_gemm_on_both_maths(rng, monkeypatch, math, data_format):
+    """float16/bfloat16 data gradients run the tensor-core kernel by default (the test above);
+    math="cuda_cores" keeps the CUDA-core one, the benchmark's comparison. Two pixel tiles per
+    phase, k-tiles of 32 with a ragged last one, groups; every order."""
+    case = Case("3x3 stride 2 grouped", (2, 6, 17, 19), (70, 3, 3, 3),
+                dict(stride=2, padding=1, groups=2))
+    names = []
+    real = launch_bwd_data.launch
+    monkeypatch.setattr(launch_bwd_data, "launch",
+                        lambda family, name, *a, **k: (names.append(name), real(family, name, *a, **k)))
+    geom = case.geometry()
+    for dtype in [d for d in DTYPES if np.dtype(d).itemsize == 2]:
+        w = make_input(rng, case.w, dtype)
+        dy = make_input(rng, output_shape(case, data_format), dtype)
+        exact, magnitude = expected(case, w, dy, data_format)
+        for order in ORDERS:
+            with gpuconv.simulate(order=order, seed=5):
+                got = launch_bwd_data.run("implicit_gemm", geom, w, dy, None, data_format,
+                                          "simulator", math=math)
+            assert_close(got, exact, magnitude, dtype, f"{math} {data_format} {dtype} {order}")
+            assert names[-1].startswith("conv2d_dgrad_implicit_gemm"
+                                        + ("_mma<" if math == "tensor_cores" else "<"))
+
+
 @pytest.mark.parametrize("algorithm", DATA_ALGORITHMS)
 def test_input_gradient_is_bitwise_reproducible_across_orders(rng, algorithm):
     # No data-gradient kernel uses atomics: every thread order gives the same bits.

@@ -68,6 +68,43 @@ def test_weight_gradient_matches_reference(rng, monkeypatch, algorithm, dtype, d
     assert ran >= 3, f"{algorithm} ran only {ran} cases"
 
 
+@pytest.mark.parametrize("data_format", LAYOUTS)
+@pytest.mark.parametrize("math", ("tensor_cores", "cuda_cores"))
+def test_16_bit_implicit_gemm_on_both_maths(rng, monkeypatch, math, data_format):
+    """float16/bfloat16 weight gradients run the tensor-core kernel by default (the test above);
+    math="cuda_cores" keeps the CUDA-core one, the benchmark's comparison. Two filter tiles of
+    64, taps past one tile of 128, several splits summed by atomics and deterministically;
+    every order."""
+    case = Case("3x3 grouped", (2, 30, 9, 10), (140, 15, 3, 3), dict(padding=1, groups=2))
+    monkeypatch.setattr(launch_bwd_common, "MIN_PIXELS_PER_SPLIT", 32)
+    names, args = [], []
+    real = launch_bwd_weight.launch
+
+    def recording(family, name, executor, grid, block, arguments, shared_mem=0):
+        names.append(name)
+        args.append(arguments)
+        return real(family, name, executor, grid, block, arguments, shared_mem)
+
+    monkeypatch.setattr(launch_bwd_weight, "launch", recording)
+    geom = case.geometry()
+    for dtype in [d for d in DTYPES if np.dtype(d).itemsize == 2]:
+        x = x_in_layout(rng, case, dtype, data_format)
+        dy = make_input(rng, output_shape(case, data_format), dtype)
+        exact, magnitude = expected(case, x, dy, data_format)
+        for order, deterministic in zip(ORDERS, (False, True, False)):
+            names.clear()
+            args.clear()
+            with gpuconv.simulate(order=order, seed=7):
+                got = launch_bwd_weight.run("implicit_gemm", geom, x, dy, data_format,
+                                            deterministic, "simulator", math=math)
+            assert_close(got, exact, magnitude, dtype, f"{math} {data_format} {dtype} {order}")
+            assert names == ["conv2d_wgrad_implicit_gemm" + ("_mma<" if math == "tensor_cores"
+                                                             else "<") + names[0].split("<")[1]]
+            splits, mode = int(args[0][-5]), int(args[0][-1])  # (..., splits, pps, dw, ws, mode)
+            assert splits > 1 and mode == (launch_bwd_common.WGRAD_PARTIAL if deterministic
+                                           else launch_bwd_common.WGRAD_ATOMIC)
+
+
 def record_modes(monkeypatch) -> list[int]:
     """The summation mode (last argument) of every weight/bias-gradient launch."""
     modes = []
