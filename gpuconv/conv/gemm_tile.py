@@ -57,29 +57,37 @@ class GemmTile:
 @dataclass(frozen=True)
 class MmaTile:
     """A tensor-core GEMM block tile (kernels/common/mma_gemm.cuh: MmaTile): warps of
-    warp_m x warp_n, each (warp_m / 16) x (warp_n / 8) mma.m16n8k16 tiles; 16-bit operands."""
+    warp_m x warp_n, each (warp_m / 16) x (warp_n / 8) mma.m16n8k16 tiles; 16-bit operands.
+    ``rows_along_k``: the operand tiles are stored along k (MmaTileK, the kernels that load 8
+    channels at a time) instead of k-major."""
     block_m: int
     block_n: int
     block_k: int
     warp_m: int
     warp_n: int
+    rows_along_k: bool = False
 
     @property
     def threads(self) -> int:
         return 32 * (self.block_m // self.warp_m) * (self.block_n // self.warp_n)
 
     def transposed(self) -> "MmaTile":
-        return MmaTile(self.block_n, self.block_m, self.block_k, self.warp_n, self.warp_m)
+        return MmaTile(self.block_n, self.block_m, self.block_k, self.warp_n, self.warp_m,
+                       self.rows_along_k)
 
     @property
     def template_args(self) -> str:
         return f"{self.block_m}, {self.block_n}, {self.block_k}, {self.warp_m}, {self.warp_n}"
 
     def smem_bytes(self, dtype) -> int:
-        """The larger of the main loop's two stages of k-major 16-bit tiles (rows padded by 8
-        elements) and the epilogue's float stage of (warps along M * 16) x (block_n + 1)."""
+        """The larger of the main loop's two stages of 16-bit tiles (rows padded by 8 elements:
+        k-major, or along k) and the epilogue's float stage of (warps along M * 16) x
+        (block_n + 1)."""
         pad = 8
-        mainloop = 2 * self.block_k * (self.block_m + pad + self.block_n + pad) * 2
+        if self.rows_along_k:
+            mainloop = 2 * (self.block_m + self.block_n) * (self.block_k + pad) * 2
+        else:
+            mainloop = 2 * self.block_k * (self.block_m + pad + self.block_n + pad) * 2
         stage_m = self.block_m // self.warp_m * 16
         epilogue = stage_m * (self.block_n + 1) * 4
         return max(mainloop, epilogue)

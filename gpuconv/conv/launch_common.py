@@ -110,6 +110,12 @@ def uses_tensor_cores(dtype, math: str = "auto") -> bool:
     return math != "cuda_cores" and name in TENSOR_CORE_DTYPES
 
 
+def is_aligned(array, alignment: int) -> bool:
+    """Whether ``array``'s first element (NumPy or CuPy) sits on an ``alignment``-byte boundary."""
+    address = array.ctypes.data if isinstance(array, np.ndarray) else array.data.ptr
+    return address % alignment == 0
+
+
 def multiprocessor_count(executor: str) -> int:
     """SMs of the current device (the simulator counts as an H100's 132: it only shapes tiles)."""
     if executor == "cupy":

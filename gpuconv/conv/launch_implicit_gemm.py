@@ -21,16 +21,21 @@ the SMs. ``tile_widths="wide"`` (launcher option) leaves the narrow tiles out.
 Two multiply-accumulates (launcher option ``math``): float16 and bfloat16 run on the tensor
 cores (``*_mma`` kernels, mma.m16n8k16 with float accumulators) unless ``math="cuda_cores"``;
 float32 and float64 run on the CUDA cores (TF32 is not used: strict float32 products).
+On the tensor cores, channels-last input with C/groups a multiple of 8 and 16-byte aligned
+arrays takes ``conv2d_implicit_gemm_precomputed_mma_vec`` with the precomputed iterator: both
+operands move 8 channels (16 bytes) per load into tiles stored along k (``vector_kernel``).
 """
 from __future__ import annotations
+
+from dataclasses import replace
 
 from .._args import as_choice
 from .._kernels import CUDA_TYPES, register
 from .gemm_tile import GemmTile, MmaTile
 from .geometry import ConvGeometry
 from .launch_common import (GEMM_TILES, GRID_YZ_LIMIT, MMA_NARROW_TILES, MMA_TILES, NARROW_TILES,
-                            TENSOR_CORE_DTYPES, ConvCall, ceil_div, cuda_bool, pick_filter_tile,
-                            uses_tensor_cores)
+                            TENSOR_CORE_DTYPES, ConvCall, ceil_div, cuda_bool, is_aligned,
+                            pick_filter_tile, uses_tensor_cores)
 
 ITERATORS = ("auto", "precomputed", "analytic")
 # (iterator, tensor cores) -> kernel template
@@ -58,10 +63,29 @@ def pick_tile(geom: ConvGeometry, dtype, executor: str, widths: str = "auto",
                             tensor_cores=tensor_cores)
 
 
+# The kernel whose operands move 8 channels per load (NHWC, precomputed iterator, tensor cores),
+# and the tiles it is built for: every thread of 256 (128 for the small tile) loads at least one
+# 16-byte vector of each operand, which the 32-filter narrow tile does not fill.
+VECTOR_KERNEL = "conv2d_implicit_gemm_precomputed_mma_vec"
+VECTOR_CHANNELS = 8
+VECTOR_TILES = tuple(t for t in MMA_TILES + MMA_NARROW_TILES if t.block_n >= 64)
+
+
 def kernel_name(iterator: str, cuda_t: str, nhwc: bool, tile) -> str:
     """The name expression of the kernel for ``iterator`` ("analytic" | "precomputed")."""
+    if isinstance(tile, MmaTile) and tile.rows_along_k:
+        return f"{VECTOR_KERNEL}<{cuda_t}, {tile.template_args}>"
     template = KERNELS[iterator, isinstance(tile, MmaTile)]
     return f"{template}<{cuda_t}, {cuda_bool(nhwc)}, {tile.template_args}>"
+
+
+def vector_kernel(call: ConvCall, iterator: str, tile, weight) -> bool:
+    """Whether the 8-channel kernel runs ``call`` on ``tile``: NHWC, the precomputed iterator,
+    a tensor-core tile it is built for, C/groups a multiple of 8 (a vector never straddles a tap
+    or a group) and 16-byte aligned input and weights (every row then starts aligned)."""
+    return (call.nhwc and iterator == "precomputed" and isinstance(tile, MmaTile)
+            and tile in VECTOR_TILES and call.geom.C_per_group % VECTOR_CHANNELS == 0
+            and is_aligned(call.x, 16) and is_aligned(weight, 16))
 
 
 def _instantiations(iterators, dtypes, tile_set):
@@ -70,15 +94,22 @@ def _instantiations(iterators, dtypes, tile_set):
             for tile in tile_set(dt)]
 
 
+def _vector_instantiations(dtypes):
+    return [kernel_name("precomputed", CUDA_TYPES[dt], True, replace(t, rows_along_k=True))
+            for dt in dtypes for t in VECTOR_TILES]
+
+
 FAMILY = register(
     "conv/implicit_gemm.cu",
     name_expressions=_instantiations(("analytic", "precomputed"), GEMM_TILES, tiles)
     + _instantiations(("analytic", "precomputed"), TENSOR_CORE_DTYPES,
-                      lambda dt: tiles(dt, tensor_cores=True)),
+                      lambda dt: tiles(dt, tensor_cores=True))
+    + _vector_instantiations(TENSOR_CORE_DTYPES),
     hot=_instantiations(("analytic", "precomputed"), ("float32", "float16"),
                         lambda dt: (GEMM_TILES[dt][0],) + NARROW_TILES[dt])
     + _instantiations(("analytic", "precomputed"), ("float16",),
-                      lambda dt: (MMA_TILES[0],) + MMA_NARROW_TILES),
+                      lambda dt: (MMA_TILES[0],) + MMA_NARROW_TILES)
+    + _vector_instantiations(("float16",)),
 )
 
 
@@ -109,6 +140,8 @@ def run(call: ConvCall, iterator: str = "auto", tile_widths: str = "auto",
         raise ValueError(f"implicit_gemm: groups={g.groups} exceeds the grid limit {GRID_YZ_LIMIT}")
     weight = krsc_weight(call) if call.nhwc else call.weight
     tile = pick_tile(g, call.dtype, call.executor, tile_widths, tensor_cores)
+    if vector_kernel(call, iterator, tile, weight):
+        tile = replace(tile, rows_along_k=True)
     fn = call.kernel(FAMILY, kernel_name(iterator, call.cuda_type, call.nhwc, tile))
     smem = tile.smem_bytes(call.dtype)  # dynamic; the tap table is static shared memory
     for chunk in call.chunks():

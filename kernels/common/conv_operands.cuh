@@ -151,6 +151,12 @@ struct RowMajorSource {
     if (row.offset >= 0 && col.k < cols) return a[row.offset + col.k];
     return T{};
   }
+  // Elements k .. k+7 of a row (KVectorLoader): cols and k multiples of 8, rows 16-byte aligned.
+  __device__ __forceinline__ Pack<T, 8> load_vector(const Row& row, const Col& col) const {
+    if (row.offset >= 0 && col.k < cols)
+      return *reinterpret_cast<const Pack<T, 8>*>(a + row.offset + col.k);
+    return Pack<T, 8>{};
+  }
 };
 
 // A 1x1 GEMM operand on NCHW planes whose mn index runs over the pixels of every image,

@@ -240,12 +240,18 @@ struct PrecomputedNhwcSource {
     if (row.taps & at.bit) return x[row.base + at.offset];
     return T{};
   }
+  // Channels c .. c+7 of one tap (KVectorLoader): C/groups a multiple of 8, x 16-byte aligned.
+  __device__ __forceinline__ Pack<T, 8> load_vector(const Row& row, const TapPosition& at) const {
+    if (row.taps & at.bit) return *reinterpret_cast<const Pack<T, 8>*>(x + row.base + at.offset);
+    return Pack<T, 8>{};
+  }
 };
 
-// NHWC: the k-contiguous map (each thread one k column of ROWS rows), one cursor per thread.
-template <class A, class Source, int BLOCK_MN, int BLOCK_K, int THREADS>
-struct PrecomputedKLoader : KContiguousLoader<A, Source, BLOCK_MN, BLOCK_K, THREADS> {
-  using Base = KContiguousLoader<A, Source, BLOCK_MN, BLOCK_K, THREADS>;
+// NHWC: the k-contiguous map (each thread one k column of ROWS rows, or with KVectorLoader as
+// Base 8 consecutive k of ROWS rows), one cursor per thread at its first k.
+template <class A, class Source, int BLOCK_MN, int BLOCK_K, int THREADS,
+          class Base = KContiguousLoader<A, Source, BLOCK_MN, BLOCK_K, THREADS>>
+struct PrecomputedKLoader : Base {
   KCursor cursor;
   KStep tile_step;
 
@@ -267,8 +273,7 @@ struct PrecomputedKLoader : KContiguousLoader<A, Source, BLOCK_MN, BLOCK_K, THRE
   __device__ __forceinline__ void load(const Source& src, int /*k0: see the header comment*/) {
     const TapPosition at = src.position(cursor);
 #pragma unroll
-    for (int e = 0; e < Base::ROWS; ++e)
-      this->regs[e] = to_tile<A>(src.load(this->rows[e], at));
+    for (int e = 0; e < Base::ROWS; ++e) this->load_row(e, src, at);
     src.counter.advance(cursor, tile_step);
   }
 };
@@ -306,11 +311,12 @@ struct PrecomputedMnLoader : MnContiguousLoader<A, Source, BLOCK_MN, BLOCK_K, TH
 //   NHWC (KRSC, k = tap*C/g + c): cursor lo = c (radix C/g), hi = live tap.
 // Past the GEMM's k the weights' k lands past a filter's row (NCHW: hi is past the last
 // channel; NHWC: hi reads a sentinel slot), where RowMajorSource loads 0.
-template <class A, class T, bool NHWC, int BLOCK_MN, int BLOCK_K, int THREADS>
-struct LiveTapWeightLoader : KContiguousLoader<A, RowMajorSource<T>, BLOCK_MN, BLOCK_K, THREADS> {
+// Base: KContiguousLoader (one k per thread) or KVectorLoader (8 consecutive k: NHWC only).
+template <class A, class T, bool NHWC, int BLOCK_MN, int BLOCK_K, int THREADS,
+          class Base = KContiguousLoader<A, RowMajorSource<T>, BLOCK_MN, BLOCK_K, THREADS>>
+struct LiveTapWeightLoader : Base {
   static_assert(BLOCK_K <= MAX_BLOCK_K, "the live-tap table has MAX_BLOCK_K sentinel slots");
   using Source = RowMajorSource<T>;
-  using Base = KContiguousLoader<A, Source, BLOCK_MN, BLOCK_K, THREADS>;
   const int* weight_k;
   KCounter counter;
   KCursor cursor;
@@ -328,8 +334,7 @@ struct LiveTapWeightLoader : KContiguousLoader<A, RowMajorSource<T>, BLOCK_MN, B
     const typename Source::Col col{NHWC ? weight_k[cursor.hi] + cursor.lo
                                         : cursor.hi + weight_k[cursor.lo]};
 #pragma unroll
-    for (int e = 0; e < Base::ROWS; ++e)
-      this->regs[e] = to_tile<A>(src.load(this->rows[e], col));
+    for (int e = 0; e < Base::ROWS; ++e) this->load_row(e, src, col);
     counter.advance(cursor, tile_step);
   }
 };

@@ -33,6 +33,13 @@ template <> __device__ __forceinline__ __nv_bfloat16 from_acc<__nv_bfloat16>(flo
   return __float2bfloat16_rn(v);
 }
 
+// An aligned group of N values, for vector loads (ld.shared.v4.f32, ld.global.v4.b32 of 8
+// halves, ld.global.v2.f64...).
+template <class V, int N>
+struct alignas(sizeof(V) * N) Pack {
+  V v[N];
+};
+
 // An element of T, loaded from global memory, as an element of a shared-memory operand tile
 // of type S: the accumulator type for the CUDA-core tiles (halves become float once, on the
 // way in) or T itself for the tensor-core tiles (no conversion at all).

@@ -36,8 +36,12 @@ struct MmaTile {
   static constexpr int LDA = BLOCK_M + SMEM_PAD<__half>;  // the loaders' row length
   static constexpr int LDB = BLOCK_N + SMEM_PAD<__half>;
   static constexpr int STAGES = 2;
+  // Operand tiles stored k-major (stored rows = k); MmaTileK stores them along k.
+  static constexpr bool ROWS_ALONG_K = false;
+  static constexpr int STAGE_A = BLOCK_K * LDA;
+  static constexpr int STAGE_B = BLOCK_K * LDB;
   // Elements of T in dynamic shared memory for the main loop.
-  static constexpr int SMEM_ELEMENTS = STAGES * BLOCK_K * (LDA + LDB);
+  static constexpr int SMEM_ELEMENTS = STAGES * (STAGE_A + STAGE_B);
   // The epilogue stages the warps' 16-row slices of one m16 fragment row at a time: WARPS_M *
   // 16 rows of the whole BLOCK_N, in float; the odd row length makes column-wise reads
   // conflict-free (gpuconv/conv/gemm_tile.py: MmaTile.smem_bytes).
@@ -52,6 +56,66 @@ struct MmaTile {
                 "a warp tile is whole m16 rows and pairs of n8 columns (one ldmatrix.x4 each)");
   static_assert(BLOCK_M % WARP_M == 0 && BLOCK_N % WARP_N == 0, "warps must split the tile evenly");
   static_assert(BLOCK_K % 16 == 0, "the k-tile is whole k16 steps");
+};
+
+// The same block tile with its operand tiles stored along k: row mn of a stage at
+// tile[mn * LD + kk], LD = BLOCK_K + 8, for loaders that move 8 consecutive k (16 bytes) at a
+// time (KVectorLoader: channels-last activations, KRSC weights). ldmatrix without .trans reads
+// the fragments; 80-byte rows put a matrix's 8 row addresses 20 words apart, on distinct
+// bank quads.
+template <int BLOCK_M_, int BLOCK_N_, int BLOCK_K_, int WARP_M_, int WARP_N_>
+struct MmaTileK : MmaTile<BLOCK_M_, BLOCK_N_, BLOCK_K_, WARP_M_, WARP_N_> {
+  using Base = MmaTile<BLOCK_M_, BLOCK_N_, BLOCK_K_, WARP_M_, WARP_N_>;
+  static constexpr bool ROWS_ALONG_K = true;
+  static constexpr int LDA = BLOCK_K_ + SMEM_PAD<__half>;
+  static constexpr int LDB = LDA;
+  static constexpr int STAGE_A = BLOCK_M_ * LDA;
+  static constexpr int STAGE_B = BLOCK_N_ * LDB;
+  static constexpr int SMEM_ELEMENTS = Base::STAGES * (STAGE_A + STAGE_B);
+  template <class T, bool LANES_ALONG_M> using Mma = TensorCoreMma<T, MmaTileK, LANES_ALONG_M>;
+};
+
+// Loads a BLOCK_MN x BLOCK_K operand tile whose rows are contiguous along k in global memory
+// into an MmaTileK stage (row mn at tile[mn * LD + kk]), 8 consecutive k (one 16-byte vector)
+// at a time: consecutive threads take consecutive vectors of a row, each thread ROWS rows.
+// The Source's load_vector(row, at) returns the 8 elements at k .. k+7 (zeros outside the
+// operand); the launcher guarantees the alignment (k a multiple of 8 within one contiguous
+// run, 16-byte aligned rows). Same interface as KContiguousLoader (kk: the thread's first k).
+template <class T, class Source, int BLOCK_MN, int BLOCK_K, int THREADS>
+struct KVectorLoader {
+  static constexpr int VEC = 8;
+  static constexpr int VECTORS = BLOCK_K / VEC;  // per row
+  static_assert(BLOCK_K % VEC == 0 && THREADS % VECTORS == 0, "threads must cover whole rows");
+  static constexpr int ROW_STEP = THREADS / VECTORS;
+  static_assert(BLOCK_MN % ROW_STEP == 0, "threads must cover the tile evenly");
+  static constexpr int ROWS = BLOCK_MN / ROW_STEP;
+  static constexpr int LD = BLOCK_K + SMEM_PAD<T>;
+
+  typename Source::Row rows[ROWS];
+  Pack<T, VEC> regs[ROWS];
+  int kk, row0;
+
+  template <class Rows>
+  __device__ __forceinline__ KVectorLoader(const Rows& rows_of, int mn0, int tid) {
+    kk = (tid % VECTORS) * VEC;
+    row0 = tid / VECTORS;
+#pragma unroll
+    for (int e = 0; e < ROWS; ++e) rows[e] = rows_of.row(mn0 + row0 + e * ROW_STEP);
+  }
+  __device__ __forceinline__ void load(const Source& src, int k0) {
+    const typename Source::Col col = src.column(k0 + kk);
+#pragma unroll
+    for (int e = 0; e < ROWS; ++e) load_row(e, src, col);
+  }
+  template <class Position>
+  __device__ __forceinline__ void load_row(int e, const Source& src, const Position& at) {
+    regs[e] = src.load_vector(rows[e], at);
+  }
+  __device__ __forceinline__ void store(T* tile) const {
+#pragma unroll
+    for (int e = 0; e < ROWS; ++e)
+      *reinterpret_cast<Pack<T, VEC>*>(tile + (row0 + e * ROW_STEP) * LD + kk) = regs[e];
+  }
 };
 
 // __launch_bounds__ of a kernel that runs one MmaTile per block: its thread count and a
@@ -81,28 +145,36 @@ struct TensorCoreMma {
         for (int c = 0; c < 4; ++c) acc[i][j][c] = 0.0f;
   }
 
-  // acc += A_tile(BLOCK_M x BLOCK_K) * B_tile(BLOCK_K x BLOCK_N), both k-major in shared memory.
+  // acc += A_tile(BLOCK_M x BLOCK_K) * B_tile(BLOCK_K x BLOCK_N), both k-major in shared memory
+  // (MmaTile) or both stored along k (MmaTileK).
   __device__ __forceinline__ void compute(const T* smem_a, const T* smem_b) {
     // ldmatrix.x4 row addresses: lane l names row l % 8 of matrix l / 8. For A the matrices are
     // (m 0-7, k 0-7), (m 8-15, k 0-7), (m 0-7, k 8-15), (m 8-15, k 8-15) = a[0..3]; for B,
     // (k 0-7, n 0-7), (k 8-15, n 0-7), (k 0-7, n 8-15), (k 8-15, n 8-15) = b[0..1] of two n8
-    // fragments.
+    // fragments. A stored row is a k (k-major tiles) or an m / n (tiles along k).
     const int row = lane % 8;
-    const int a_k = (lane / 16) * 8 + row, a_m = ((lane / 8) % 2) * 8;
-    const int b_k = ((lane / 8) % 2) * 8 + row, b_n = (lane / 16) * 8;
-    const T* a_base = smem_a + a_k * Tile::LDA + warp_m * Tile::WARP_M + a_m;
-    const T* b_base = smem_b + b_k * Tile::LDB + warp_n * Tile::WARP_N + b_n;
+    const int a_k = (lane / 16) * 8, a_m = ((lane / 8) % 2) * 8;
+    const int b_k = ((lane / 8) % 2) * 8, b_n = (lane / 16) * 8;
+    const int m = warp_m * Tile::WARP_M + a_m, n = warp_n * Tile::WARP_N + b_n;
+    // Elements between the fragments of consecutive i / j pairs / k16 steps.
+    constexpr int A_STEP = Tile::ROWS_ALONG_K ? 16 * Tile::LDA : 16;
+    constexpr int B_STEP = Tile::ROWS_ALONG_K ? 16 * Tile::LDB : 16;
+    constexpr int A_K16 = Tile::ROWS_ALONG_K ? 16 : 16 * Tile::LDA;
+    constexpr int B_K16 = Tile::ROWS_ALONG_K ? 16 : 16 * Tile::LDB;
+    const T* a_base = Tile::ROWS_ALONG_K ? smem_a + (m + row) * Tile::LDA + a_k
+                                         : smem_a + (a_k + row) * Tile::LDA + m;
+    const T* b_base = Tile::ROWS_ALONG_K ? smem_b + (n + row) * Tile::LDB + b_k
+                                         : smem_b + (b_k + row) * Tile::LDB + n;
 #pragma unroll
-    for (int k16 = 0; k16 < Tile::BLOCK_K; k16 += 16) {
+    for (int k16 = 0; k16 < Tile::BLOCK_K / 16; ++k16) {
       unsigned a[FRAGMENTS_M][4];
       unsigned b[FRAGMENTS_N][2];
 #pragma unroll
-      for (int i = 0; i < FRAGMENTS_M; ++i)
-        ldmatrix_x4_trans(a[i], a_base + k16 * Tile::LDA + i * 16);
+      for (int i = 0; i < FRAGMENTS_M; ++i) load(a[i], a_base + k16 * A_K16 + i * A_STEP);
 #pragma unroll
       for (int j = 0; j < FRAGMENTS_N; j += 2) {
         unsigned pair[4];
-        ldmatrix_x4_trans(pair, b_base + k16 * Tile::LDB + j * 8);
+        load(pair, b_base + k16 * B_K16 + (j / 2) * B_STEP);
         b[j][0] = pair[0];
         b[j][1] = pair[1];
         b[j + 1][0] = pair[2];
@@ -142,6 +214,11 @@ struct TensorCoreMma {
   }
 
  private:
+  // Four 8 x 8 matrices as fragments: transposed from k-major tiles, as stored otherwise.
+  __device__ __forceinline__ static void load(unsigned (&frag)[4], const T* row) {
+    ldmatrix_x4<!Tile::ROWS_ALONG_K>(frag, row);
+  }
+
   // The branch per pass keeps every accumulator index a compile-time constant.
   __device__ __forceinline__ void stage_fragment_row(float* stage, int pass) const {
 #pragma unroll

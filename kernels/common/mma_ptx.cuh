@@ -1,6 +1,6 @@
-// The project's inline PTX: the tensor-core helpers (ldmatrix, mma.sync), each with a CPU branch
-// for the simulator written as a warp collective (simulator.md, convention 1). No kernel holds
-// an asm statement of its own.
+// The project's inline PTX: the tensor-core helpers (ldmatrix with and without .trans,
+// mma.sync), each with a CPU branch for the simulator written as a warp collective
+// (simulator.md, convention 1). No kernel holds an asm statement of its own.
 //
 // Fragment layouts are the PTX ISA's ("Matrix fragments for mma.m16n8k16", "ldmatrix"): with
 // gid = lane / 4 and tig = lane % 4, a 32-bit register holds two 16-bit elements, the lower
@@ -22,29 +22,39 @@ __device__ __forceinline__ int lane_id() {
   return int((threadIdx.z * blockDim.y + threadIdx.y) * blockDim.x + threadIdx.x) & 31;
 }
 
-// ldmatrix.sync.aligned.m8n8.x4.trans.shared.b16: four 8 x 8 matrices of 16-bit elements from
-// shared memory, each transposed on the way. Lanes 8j .. 8j+7 give the addresses of matrix j's
-// eight stored rows (16 bytes each, 16-byte aligned); lane t receives in frag[j] the stored
-// elements (row 2(t%4), column t/4) and (row 2(t%4)+1, column t/4) of matrix j. From a k-major
-// tile (stored rows = k) that is exactly an A or B fragment of mma.m16n8k16.
-template <class T>
-__device__ __forceinline__ void ldmatrix_x4_trans(unsigned (&frag)[4], const T* row) {
+// ldmatrix.sync.aligned.m8n8.x4[.trans].shared.b16: four 8 x 8 matrices of 16-bit elements from
+// shared memory. Lanes 8j .. 8j+7 give the addresses of matrix j's eight stored rows (16 bytes
+// each, 16-byte aligned). Lane t receives in frag[j]:
+//   TRANS   the stored elements (row 2(t%4), column t/4) and (row 2(t%4)+1, column t/4): from a
+//           k-major tile (stored rows = k) an A or B fragment of mma.m16n8k16;
+//   !TRANS  the stored elements (row t/4, columns 2(t%4) and 2(t%4)+1): the same from a tile
+//           stored along k (stored rows = m or n).
+template <bool TRANS, class T>
+__device__ __forceinline__ void ldmatrix_x4(unsigned (&frag)[4], const T* row) {
   static_assert(sizeof(T) == 2, "ldmatrix moves 16-bit elements");
 #if defined(__CUDA_ARCH__)
   const unsigned address = static_cast<unsigned>(__cvta_generic_to_shared(row));
-  asm volatile("ldmatrix.sync.aligned.m8n8.x4.trans.shared.b16 {%0, %1, %2, %3}, [%4];\n"
-               : "=r"(frag[0]), "=r"(frag[1]), "=r"(frag[2]), "=r"(frag[3])
-               : "r"(address));
+  if constexpr (TRANS)
+    asm volatile("ldmatrix.sync.aligned.m8n8.x4.trans.shared.b16 {%0, %1, %2, %3}, [%4];\n"
+                 : "=r"(frag[0]), "=r"(frag[1]), "=r"(frag[2]), "=r"(frag[3])
+                 : "r"(address));
+  else
+    asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0, %1, %2, %3}, [%4];\n"
+                 : "=r"(frag[0]), "=r"(frag[1]), "=r"(frag[2]), "=r"(frag[3])
+                 : "r"(address));
 #elif defined(__SIMT_CPU__)
   const T* rows[32];
   simt_warp_allgather(0xffffffffu, row, rows);
   const int lane = lane_id();
-  const int column = lane / 4;
 #pragma unroll
   for (int j = 0; j < 4; ++j) {
-    const unsigned short* lo = reinterpret_cast<const unsigned short*>(rows[8 * j + 2 * (lane % 4)]);
-    const unsigned short* hi = reinterpret_cast<const unsigned short*>(rows[8 * j + 2 * (lane % 4) + 1]);
-    frag[j] = unsigned(lo[column]) | (unsigned(hi[column]) << 16);
+    // (stored row, column) of the low element; the high one is one row (TRANS) or column on.
+    const int r = TRANS ? 2 * (lane % 4) : lane / 4;
+    const int c = TRANS ? lane / 4 : 2 * (lane % 4);
+    const auto* lo = reinterpret_cast<const unsigned short*>(rows[8 * j + r]) + c;
+    const auto* hi = TRANS ? reinterpret_cast<const unsigned short*>(rows[8 * j + r + 1]) + c
+                           : lo + 1;
+    frag[j] = unsigned(*lo) | (unsigned(*hi) << 16);
   }
 #endif
 }

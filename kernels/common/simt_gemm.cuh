@@ -59,8 +59,12 @@ struct SimtTile {
   static constexpr int LDA = BLOCK_M + SMEM_PAD<float>;  // 4 for float and double alike
   static constexpr int LDB = BLOCK_N + SMEM_PAD<float>;
   static constexpr int STAGES = 2;
+  static constexpr bool ROWS_ALONG_K = false;  // k-major tiles (mma_gemm.cuh: MmaTileK)
+  // Elements of one stage of each operand tile (k-major: BLOCK_K rows of LDA / LDB).
+  static constexpr int STAGE_A = BLOCK_K * LDA;
+  static constexpr int STAGE_B = BLOCK_K * LDB;
   // Accumulator-typed elements of dynamic shared memory the main loop needs.
-  static constexpr int SMEM_ELEMENTS = STAGES * BLOCK_K * (LDA + LDB);
+  static constexpr int SMEM_ELEMENTS = STAGES * (STAGE_A + STAGE_B);
   // The epilogue stages one (THREADS_M*4) x (THREADS_N*4) segment of the block tile at a time;
   // rows padded by one element so that column-wise reads are conflict-free.
   static constexpr int STAGE_M = THREADS_M * 4;
@@ -78,12 +82,6 @@ struct SimtTile {
   template <class T, bool LANES_ALONG_M> using Mma = SimtMma<acc_t<T>, SimtTile, LANES_ALONG_M>;
   static_assert(THREAD_M % 4 == 0 && THREAD_N % 4 == 0, "thread tiles are made of 4-wide vectors");
   static_assert(BLOCK_M % THREAD_M == 0 && BLOCK_N % THREAD_N == 0, "tile must split evenly");
-};
-
-// An aligned group of N values, for vector loads (ld.shared.v4.f32, ld.global.v2.f64...).
-template <class V, int N>
-struct alignas(sizeof(V) * N) Pack {
-  V v[N];
 };
 
 // Four consecutive accumulator values from 16-byte-aligned shared memory into dst[0..3].
@@ -226,7 +224,13 @@ struct KContiguousLoader {
   __device__ __forceinline__ void load(const Source& src, int k0) {
     const typename Source::Col col = src.column(k0 + kk);
 #pragma unroll
-    for (int e = 0; e < ROWS; ++e) regs[e] = to_tile<A>(src.load(rows[e], col));
+    for (int e = 0; e < ROWS; ++e) load_row(e, src, col);
+  }
+  // Row e's element at k position `at` (any position type the source takes; the
+  // precomputed-offset loaders of conv_tap_table.cuh pass their own).
+  template <class Position>
+  __device__ __forceinline__ void load_row(int e, const Source& src, const Position& at) {
+    regs[e] = to_tile<A>(src.load(rows[e], at));
   }
   __device__ __forceinline__ void store(A* tile) const {
 #pragma unroll
@@ -280,9 +284,9 @@ __device__ __forceinline__ void simt_gemm_mainloop(Mma& mma, LoaderA& loader_a, 
   static_assert(LoaderA::LD == Tile::LDA && LoaderB::LD == Tile::LDB,
                 "the loaders store rows of the tile's padded length");
   A* smem_a = smem;
-  A* smem_b = smem + Tile::STAGES * Tile::BLOCK_K * Tile::LDA;
-  constexpr int STAGE_A = Tile::BLOCK_K * Tile::LDA;
-  constexpr int STAGE_B = Tile::BLOCK_K * Tile::LDB;
+  A* smem_b = smem + Tile::STAGES * Tile::STAGE_A;
+  constexpr int STAGE_A = Tile::STAGE_A;
+  constexpr int STAGE_B = Tile::STAGE_B;
   const int k_tiles = (gemm_k + Tile::BLOCK_K - 1) / Tile::BLOCK_K;
 
   loader_a.load(src_a, 0);

@@ -99,6 +99,7 @@ __device__ __forceinline__ void implicit_gemm_analytic(const T* x, const T* w,
 }
 
 // The precomputed-offsets gather (conv_tap_table.cuh); `live`: the block's live-tap table.
+// A tile stored along k (MmaTileK, NHWC only) takes both operands 8 channels at a time.
 template <class T, bool NHWC, class Tile>
 __device__ __forceinline__ void implicit_gemm_precomputed(const T* x, const T* w,
                                                           const gc::ConvShape& shape,
@@ -108,8 +109,16 @@ __device__ __forceinline__ void implicit_gemm_precomputed(const T* x, const T* w
   using Smem = typename Tile::template Smem<T>;
   using Source = typename gc::Select<NHWC, gc::PrecomputedNhwcSource<T>,
                                      gc::PrecomputedNchwSource<T>>::type;
+  using Weights = gc::RowMajorSource<T>;
+  static_assert(NHWC || !Tile::ROWS_ALONG_K, "vector loads need channels-last activations");
+  using RowsA = typename gc::Select<
+      Tile::ROWS_ALONG_K, gc::KVectorLoader<T, Source, Tile::BLOCK_M, Tile::BLOCK_K, Tile::THREADS>,
+      gc::KContiguousLoader<Smem, Source, Tile::BLOCK_M, Tile::BLOCK_K, Tile::THREADS>>::type;
+  using RowsB = typename gc::Select<
+      Tile::ROWS_ALONG_K, gc::KVectorLoader<T, Weights, Tile::BLOCK_N, Tile::BLOCK_K, Tile::THREADS>,
+      gc::KContiguousLoader<Smem, Weights, Tile::BLOCK_N, Tile::BLOCK_K, Tile::THREADS>>::type;
   using Loader = typename gc::Select<
-      NHWC, gc::PrecomputedKLoader<Smem, Source, Tile::BLOCK_M, Tile::BLOCK_K, Tile::THREADS>,
+      NHWC, gc::PrecomputedKLoader<Smem, Source, Tile::BLOCK_M, Tile::BLOCK_K, Tile::THREADS, RowsA>,
       gc::PrecomputedMnLoader<Smem, Source, Tile::BLOCK_M, Tile::BLOCK_K, Tile::THREADS>>::type;
 
   // The rows first: their tap masks decide which taps the block's k runs over.
@@ -120,9 +129,9 @@ __device__ __forceinline__ void implicit_gemm_precomputed(const T* x, const T* w
       threadIdx.x);
   const Source src_a(x, live, live_taps, shape);
   loader_a.start(src_a);
-  const gc::RowMajorSource<T> src_b = weight_rows(w, shape);
-  gc::LiveTapWeightLoader<Smem, T, NHWC, Tile::BLOCK_N, Tile::BLOCK_K, Tile::THREADS> loader_b(
-      src_b, live, live_taps, shape, blockIdx.y * Tile::BLOCK_N, threadIdx.x);
+  const Weights src_b = weight_rows(w, shape);
+  gc::LiveTapWeightLoader<Smem, T, NHWC, Tile::BLOCK_N, Tile::BLOCK_K, Tile::THREADS, RowsB>
+      loader_b(src_b, live, live_taps, shape, blockIdx.y * Tile::BLOCK_N, threadIdx.x);
   implicit_gemm_block<T, NHWC, Tile>(loader_a, src_a, loader_b, src_b,
                                      shape.c_per_group() * live_taps, shape, epi, smem);
 }
@@ -167,4 +176,16 @@ conv2d_implicit_gemm_precomputed_mma(const T* __restrict__ x, const T* __restric
   __shared__ gc::LiveTaps live;
   using Tile = gc::MmaTile<BLOCK_M, BLOCK_N, BLOCK_K, WARP_M, WARP_N>;
   implicit_gemm_precomputed<T, NHWC, Tile>(x, w, GC_CONV_SHAPE, GC_EPILOGUE(T), live, smem_raw);
+}
+
+// Channels-last with C/groups a multiple of 8: both operands move 8 channels (16 bytes) per
+// load into tiles stored along k (MmaTileK); the launcher checks the alignment.
+template <class T, int BLOCK_M, int BLOCK_N, int BLOCK_K, int WARP_M, int WARP_N>
+__global__ void GC_MMA_LAUNCH_BOUNDS(BLOCK_M, BLOCK_N, BLOCK_K, WARP_M, WARP_N)
+conv2d_implicit_gemm_precomputed_mma_vec(const T* __restrict__ x, const T* __restrict__ w,
+                                         GC_CONV_SHAPE_PARAMS, GC_EPILOGUE_PARAMS(T)) {
+  extern __shared__ __align__(16) unsigned char smem_raw[];
+  __shared__ gc::LiveTaps live;
+  using Tile = gc::MmaTileK<BLOCK_M, BLOCK_N, BLOCK_K, WARP_M, WARP_N>;
+  implicit_gemm_precomputed<T, true, Tile>(x, w, GC_CONV_SHAPE, GC_EPILOGUE(T), live, smem_raw);
 }

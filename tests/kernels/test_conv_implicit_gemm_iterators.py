@@ -207,6 +207,45 @@ def test_tensor_core_tiles(tile, data_format, monkeypatch, launched, rng):
         assert "_mma<" in launched[-1]
 
 
+# Channels-last, C/groups a multiple of 8: the precomputed iterator's tensor-core kernel loads
+# both operands 8 channels at a time (conv2d_implicit_gemm_precomputed_mma_vec). Two groups of 16
+# channels (a k-tile of 32 spans two taps), dilation and padding that kill taps per tile.
+VECTOR_CASE = Case("vector_loads", (2, 32, 9, 10), (150, 16, 3, 3),
+                   dict(padding=2, dilation=2, groups=2))
+
+
+@pytest.mark.parametrize("tile", launch_implicit_gemm.VECTOR_TILES,
+                         ids=lambda t: t.template_args.replace(" ", ""))
+def test_vector_loads(tile, monkeypatch, launched, rng):
+    """The 8-channel kernel against the reference and, bit for bit, against the analytic
+    tensor-core kernel (same k order, same mma steps)."""
+    monkeypatch.setattr(launch_implicit_gemm, "pick_tile", lambda *args: tile)
+    g = VECTOR_CASE.geom
+    assert g.gemm_m > tile.block_m and g.K_per_group % tile.block_n
+    for dtype, order in zip([np.dtype(np.float16)] + BFLOAT16, ("random", "reverse")):
+        check_both(VECTOR_CASE, dtype, "NHWC", order, rng, bias=True, residual=True,
+                   activation="relu")
+        precomputed = [n for n in launched if "precomputed" in n][-1]
+        assert precomputed.startswith(launch_implicit_gemm.VECTOR_KERNEL + "<")
+        assert precomputed.endswith(f"{tile.template_args}>")
+
+
+def test_vector_loads_need_aligned_channels(launched, rng):
+    """C/groups not a multiple of 8, or an input not 16-byte aligned: the scalar kernel."""
+    x, w, _, _ = make_inputs(VECTOR_CASE, np.float16, "NHWC", "random", rng)
+    run_kernel(VECTOR_CASE, x, w, iterator="auto", data_format="NHWC")
+    assert launched[-1].startswith(launch_implicit_gemm.VECTOR_KERNEL + "<")
+    shifted = np.empty(x.size + 1, np.float16)[1:].reshape(x.shape)  # 2 bytes off alignment
+    shifted[...] = x
+    y = run_kernel(VECTOR_CASE, shifted, w, iterator="auto", data_format="NHWC")
+    assert launched[-1].startswith("conv2d_implicit_gemm_precomputed_mma<__half, true")
+    assert_close(y, reference(VECTOR_CASE, x, w, data_format="NHWC"), np.float16)
+    case = Case("12_channels", (1, 12, 6, 7), (16, 12, 3, 3), dict(padding=1))
+    x, w, _, _ = make_inputs(case, np.float16, "NHWC", "random", rng)
+    run_kernel(case, x, w, iterator="auto", data_format="NHWC")
+    assert launched[-1].startswith("conv2d_implicit_gemm_precomputed_mma<__half, true")
+
+
 def test_math_option(launched, rng):
     """16-bit dtypes take the tensor cores unless math="cuda_cores"; 32- and 64-bit dtypes
     have no tensor-core tiles here (no TF32: float32 products stay strict)."""

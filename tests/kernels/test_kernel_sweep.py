@@ -91,14 +91,15 @@ def conv_case(dtype, data_format, x_shape, w_shape, *, algorithm, launcher_optio
     return Case(kernels, reference)
 
 
-def small_problem(filter_size: int = 3, filters: int = 5) -> dict:
+def small_problem(filter_size: int = 3, filters: int = 5, channels: int = 3) -> dict:
     """Two images, a few channels: one block of any GEMM tile, so the small tile is picked."""
-    return dict(x_shape=(2, 3, 5, 6), w_shape=(filters, 3, filter_size, filter_size),
+    return dict(x_shape=(2, channels, 5, 6), w_shape=(filters, channels, filter_size, filter_size),
                 padding=filter_size // 2)
 
 
 def gemm_problem(dtype, tile_args, filter_size: int = 2, narrow_tiles=(),
-                 filters_along_m: bool = False, tensor_cores: bool = False) -> dict:
+                 filters_along_m: bool = False, tensor_cores: bool = False,
+                 channels_per_group: int | None = None) -> dict:
     """The smallest problem whose GEMM launcher picks the tile ``tile_args`` (template arguments
     BLOCK_M, BLOCK_N, BLOCK_K, THREAD_M, THREAD_N). The small tile: a problem of a block or two.
     Any other tile needs a full wave of blocks, one per SM as the launcher counts them (one group
@@ -106,14 +107,15 @@ def gemm_problem(dtype, tile_args, filter_size: int = 2, narrow_tiles=(),
     a narrow tile's width (the last columns idle), more than any narrow tile holds
     for the large one. ``narrow_tiles`` are pixels x filters; ``filters_along_m``: the launcher's
     GEMM (and so ``tile_args``) is filters x pixels; ``tensor_cores``: ``tile_args`` are an
-    MmaTile's (BLOCK_M, BLOCK_N, BLOCK_K, WARP_M, WARP_N), among the tensor-core tiles."""
+    MmaTile's (BLOCK_M, BLOCK_N, BLOCK_K, WARP_M, WARP_N), among the tensor-core tiles;
+    ``channels_per_group``: instead of the problems' few (3 for the small tile, 2 else)."""
     tile = (launch_common.MmaTile if tensor_cores else launch_common.GemmTile)(*map(int, tile_args))
     if filters_along_m:
         tile = tile.transposed()
     large, small = launch_common.MMA_TILES if tensor_cores else launch_common.gemm_tiles(dtype)
     past_narrow = 1 + max((t.block_n for t in narrow_tiles), default=4)
     if tile == small:
-        return small_problem(filter_size, filters=past_narrow)
+        return small_problem(filter_size, filters=past_narrow, channels=channels_per_group or 3)
     if tile in narrow_tiles:
         filters = tile.block_n - 3
     elif tile == large:
@@ -122,8 +124,9 @@ def gemm_problem(dtype, tile_args, filter_size: int = 2, narrow_tiles=(),
         raise ValueError(f"{tile} is none of the {np.dtype(dtype).name} GEMM tiles "
                          f"{large}, {small}, {narrow_tiles}")
     groups = launch_common.multiprocessor_count("simulator")
-    return dict(x_shape=(1, 2 * groups, 2, 2),
-                w_shape=(filters * groups, 2, filter_size, filter_size),
+    channels = channels_per_group or 2
+    return dict(x_shape=(1, channels * groups, 2, 2),
+                w_shape=(filters * groups, channels, filter_size, filter_size),
                 padding=filter_size // 2, groups=groups)
 
 
@@ -195,6 +198,15 @@ def implicit_gemm(kernel):
                          launcher_options=dict(iterator=iterator, math="tensor_cores"
                                                if tensor_cores else "cuda_cores"))
     return build
+
+
+def implicit_gemm_vector(dtype, *tile):
+    """NHWC with 8 channels per group: the precomputed tensor-core kernel's 8-channel loads."""
+    return conv_case(dtype, "NHWC",
+                     **gemm_problem(dtype, tile, narrow_tiles=launch_common.MMA_NARROW_TILES,
+                                    tensor_cores=True,
+                                    channels_per_group=launch_implicit_gemm.VECTOR_CHANNELS),
+                     algorithm="implicit_gemm", launcher_options=dict(iterator="precomputed"))
 
 
 def pointwise(data_format):
@@ -278,6 +290,7 @@ BUILDERS = {
     "conv2d_gemm_columns": gemm_columns,
     "conv2d_columns_epilogue": columns_epilogue,
     **{kernel: implicit_gemm(kernel) for kernel in launch_implicit_gemm.KERNELS.values()},
+    launch_implicit_gemm.VECTOR_KERNEL: implicit_gemm_vector,
     "conv2d_pointwise_nchw": pointwise("NCHW"),
     "conv2d_pointwise_nhwc": pointwise("NHWC"),
     "conv2d_split_reduce": split_reduce,

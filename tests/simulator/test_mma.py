@@ -1,5 +1,6 @@
-"""The tensor-core helpers of kernels/common/mma_ptx.cuh (ldmatrix.x4.trans, mma.m16n8k16)
-against the PTX ISA's fragment layouts, written out here independently of the header.
+"""The tensor-core helpers of kernels/common/mma_ptx.cuh (ldmatrix.x4 with and without .trans,
+mma.m16n8k16) against the PTX ISA's fragment layouts, written out here independently of the
+header.
 
 Under the simulator the helpers' CPU branches run; on a GPU (the `gpu` test) the same kernel
 runs the inline PTX, so the layouts the simulator assumes are checked against the hardware.
@@ -42,14 +43,14 @@ def run_and_check(module, cuda_type, xp, rng):
     b = rng.integers(-6, 7, (16, 8)).astype(dtype)
     c = rng.integers(-6, 7, (16, 8)).astype(np.float32)
     d = xp.full((16, 8), np.nan, np.float32)
-    frag_a = xp.zeros(128, np.uint32)
-    frag_b = xp.zeros(128, np.uint32)
+    frag_a = xp.zeros(256, np.uint32)   # ldmatrix .trans from k-major tiles, then plain along k
+    frag_b = xp.zeros(256, np.uint32)
     args = [d, frag_a, frag_b, xp.asarray(a), xp.asarray(b), xp.asarray(c)]
     module.get_function(f"mma_tile<{cuda_type}>")((1, 1, 1), (32, 1, 1), args)
     to_host = (lambda v: v.get()) if xp is not np else (lambda v: v)
     want_a, want_b = expected_fragments(a, b)
-    np.testing.assert_array_equal(to_host(frag_a), want_a)
-    np.testing.assert_array_equal(to_host(frag_b), want_b)
+    np.testing.assert_array_equal(to_host(frag_a), np.concatenate([want_a, want_a]))
+    np.testing.assert_array_equal(to_host(frag_b), np.concatenate([want_b, want_b]))
     np.testing.assert_array_equal(to_host(d), c + a.astype(np.float32) @ b.astype(np.float32))
 
 
