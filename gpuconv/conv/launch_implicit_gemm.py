@@ -64,11 +64,10 @@ def pick_tile(geom: ConvGeometry, dtype, executor: str, widths: str = "auto",
 
 
 # The kernel whose operands move 8 channels per load (NHWC, precomputed iterator, tensor cores),
-# and the tiles it is built for: every thread of 256 (128 for the small tile) loads at least one
-# 16-byte vector of each operand, which the 32-filter narrow tile does not fill.
+# built for every tensor-core tile.
 VECTOR_KERNEL = "conv2d_implicit_gemm_precomputed_mma_vec"
 VECTOR_CHANNELS = 8
-VECTOR_TILES = tuple(t for t in MMA_TILES + MMA_NARROW_TILES if t.block_n >= 64)
+VECTOR_TILES = MMA_TILES + MMA_NARROW_TILES
 
 
 def kernel_name(iterator: str, cuda_t: str, nhwc: bool, tile) -> str:

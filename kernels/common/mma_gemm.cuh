@@ -3,12 +3,13 @@
 // epilogue) replaced, the loaders and the main loop kept.
 //
 // The block's BLOCK_M x BLOCK_N tile is split among WARPS_M x WARPS_N warps of WARP_M x WARP_N;
-// a warp's tile is (WARP_M / 16) x (WARP_N / 8) mma.m16n8k16 tiles. Both operand tiles stay
-// k-major in shared memory as the loaders store them (tile[kk * LD + mn]), but in T rather than
-// converted to float, and ldmatrix.trans turns 8 x 8 blocks of them into A and B fragments
-// (mma_ptx.cuh). Rows are padded by 8 elements (16 bytes): the 8 row addresses of one ldmatrix
-// matrix then fall 4 banks apart (LD * 2 bytes = 4 words mod 32 for LD = 128 + 8), covering
-// all 32 banks once.
+// a warp's tile is (WARP_M / 16) x (WARP_N / 8) mma.m16n8k16 tiles. MmaTile keeps both operand
+// tiles k-major in shared memory as the scalar loaders store them (tile[kk * LD + mn]), but in T
+// rather than converted to float, and ldmatrix.trans turns 8 x 8 blocks of them into A and B
+// fragments (mma_ptx.cuh). Rows are padded by 8 elements (16 bytes): the 8 row addresses of
+// one ldmatrix matrix then fall 4 banks apart (LD * 2 bytes = 4 words mod 32 for
+// LD = 128 + 8), covering all 32 banks once. MmaTileK stores them along k instead, for the
+// 8-element vector loader below.
 //
 // Same interface as SimtMma: compute(smem_a, smem_b) per k-tile, then epilogue(stage, store)
 // hands each accumulator with its block-tile (row, col) to the caller.
@@ -78,6 +79,8 @@ struct MmaTileK : MmaTile<BLOCK_M_, BLOCK_N_, BLOCK_K_, WARP_M_, WARP_N_> {
 // Loads a BLOCK_MN x BLOCK_K operand tile whose rows are contiguous along k in global memory
 // into an MmaTileK stage (row mn at tile[mn * LD + kk]), 8 consecutive k (one 16-byte vector)
 // at a time: consecutive threads take consecutive vectors of a row, each thread ROWS rows.
+// A tile of fewer vectors than threads (the 32-filter narrow tile's B) leaves the threads past
+// its last row idle: they load nothing (a row past any operand) and store nothing.
 // The Source's load_vector(row, at) returns the 8 elements at k .. k+7 (zeros outside the
 // operand); the launcher guarantees the alignment (k a multiple of 8 within one contiguous
 // run, 16-byte aligned rows). Same interface as KContiguousLoader (kk: the thread's first k).
@@ -87,9 +90,13 @@ struct KVectorLoader {
   static constexpr int VECTORS = BLOCK_K / VEC;  // per row
   static_assert(BLOCK_K % VEC == 0 && THREADS % VECTORS == 0, "threads must cover whole rows");
   static constexpr int ROW_STEP = THREADS / VECTORS;
-  static_assert(BLOCK_MN % ROW_STEP == 0, "threads must cover the tile evenly");
-  static constexpr int ROWS = BLOCK_MN / ROW_STEP;
+  static constexpr bool IDLE_THREADS = ROW_STEP > BLOCK_MN;
+  static_assert(IDLE_THREADS || BLOCK_MN % ROW_STEP == 0, "threads must cover the tile evenly");
+  static constexpr int ROWS = IDLE_THREADS ? 1 : BLOCK_MN / ROW_STEP;
   static constexpr int LD = BLOCK_K + SMEM_PAD<T>;
+  // A row index past every operand's last row (sources answer it with "outside": zeros, and
+  // no live taps for the precomputed rows).
+  static constexpr int NO_ROW = 1 << 30;
 
   typename Source::Row rows[ROWS];
   Pack<T, VEC> regs[ROWS];
@@ -100,8 +107,10 @@ struct KVectorLoader {
     kk = (tid % VECTORS) * VEC;
     row0 = tid / VECTORS;
 #pragma unroll
-    for (int e = 0; e < ROWS; ++e) rows[e] = rows_of.row(mn0 + row0 + e * ROW_STEP);
+    for (int e = 0; e < ROWS; ++e)
+      rows[e] = rows_of.row(active() ? mn0 + row0 + e * ROW_STEP : NO_ROW);
   }
+  __device__ __forceinline__ bool active() const { return !IDLE_THREADS || row0 < BLOCK_MN; }
   __device__ __forceinline__ void load(const Source& src, int k0) {
     const typename Source::Col col = src.column(k0 + kk);
 #pragma unroll
@@ -112,6 +121,7 @@ struct KVectorLoader {
     regs[e] = src.load_vector(rows[e], at);
   }
   __device__ __forceinline__ void store(T* tile) const {
+    if (!active()) return;
 #pragma unroll
     for (int e = 0; e < ROWS; ++e)
       *reinterpret_cast<Pack<T, VEC>*>(tile + (row0 + e * ROW_STEP) * LD + kk) = regs[e];
