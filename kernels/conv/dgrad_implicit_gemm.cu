@@ -14,8 +14,9 @@
 //   NHWC: dy is loaded channel-fast (KContiguousLoader) and lanes run along N (channels).
 // Grid: (ceil(max phase M / BLOCK_M), ceil(C/groups / BLOCK_N), groups * stride_h * stride_w);
 // blocks past their phase's M exit at once. Dynamic shared memory: the main loop's tiles, then
-// the staged epilogue (gpuconv/conv/gemm_tile.py: smem_bytes). No atomics: each dx element is written once, so the result is the same
-// bits whatever the schedule (deterministic mode needs nothing more).
+// the staged epilogue (gpuconv/conv/gemm_tile.py: smem_bytes). No atomics: each dx element is
+// written once, so the result is the same bits whatever the schedule (deterministic mode needs
+// nothing more).
 // The epilogue adds the bias when `epilogue` has EPILOGUE_BIAS (conv_transpose2d).
 #include "conv_shape.cuh"
 #include "dtypes.cuh"
@@ -25,7 +26,8 @@
 #include "../conv/dgrad_operands.cuh"
 
 // Parameters after the shape: dx, its (n, c, pixel) strides, bias, epilogue flags.
-#define GC_DGRAD_OUTPUT_PARAMS(T) T *dx, int dx_sN, int dx_sC, int dx_sHW, const T *bias, int epilogue
+#define GC_DGRAD_OUTPUT_PARAMS(T) \
+  T *dx, int dx_sN, int dx_sC, int dx_sHW, const T *bias, int epilogue
 
 // The block tile (blockIdx.x, blockIdx.y) of group and phase blockIdx.z. Tile: a SimtTile or an
 // MmaTile; `epi` writes dx (no residual).

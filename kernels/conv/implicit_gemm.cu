@@ -24,9 +24,10 @@
 //             to the accumulator type as they enter shared memory.
 //   MmaTile   (mma_gemm.cuh): warp-level mma.m16n8k16 on tensor cores; operand tiles kept in T.
 // Kernels: conv2d_implicit_gemm[_precomputed] (SimtTile), conv2d_implicit_gemm[_precomputed]_mma
-// (MmaTile). Grid: (ceil(M / BLOCK_M), ceil(N / BLOCK_N), groups); dynamic shared memory for
-// the main loop, then the staged epilogue (gpuconv/conv/gemm_tile.py: smem_bytes). Accumulation
-// is in float for the half types.
+// (MmaTile), conv2d_implicit_gemm_precomputed_mma_vec (MmaTileK: NHWC, C/groups % 8 == 0, both
+// operands loaded 8 channels at a time). Grid: (ceil(M / BLOCK_M), ceil(N / BLOCK_N), groups);
+// dynamic shared memory for the main loop, then the staged epilogue (gpuconv/conv/gemm_tile.py:
+// smem_bytes). Accumulation is in float for the half types.
 #include "conv_operands.cuh"
 #include "conv_shape.cuh"
 #include "conv_tap_table.cuh"
