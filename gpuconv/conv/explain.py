@@ -68,8 +68,7 @@ def describe_kernel(algorithm: str, geom, dtype, nhwc: bool, executor: str) -> s
     tile = launch_implicit_gemm.pick_tile(geom, dtype, tile_executor, tensor_cores=tensor_cores)
     iterator = launch_implicit_gemm.choose_iterator(geom)
     kernel = launch_implicit_gemm.KERNELS[iterator, tensor_cores]
-    if (nhwc and iterator == "precomputed" and tile in launch_implicit_gemm.VECTOR_TILES
-            and geom.C_per_group % launch_implicit_gemm.VECTOR_CHANNELS == 0):
+    if launch_implicit_gemm.vector_shape(geom, nhwc, iterator, tile):
         kernel = (f"{launch_implicit_gemm.VECTOR_KERNEL} (8 channels per load when the arrays "
                   "are 16-byte aligned)")
     return (f"{kernel} (tile {tile.template_args}, {'KRSC' if nhwc else 'KCRS'} weights, "

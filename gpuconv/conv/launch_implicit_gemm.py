@@ -78,12 +78,18 @@ def kernel_name(iterator: str, cuda_t: str, nhwc: bool, tile) -> str:
     return f"{template}<{cuda_t}, {cuda_bool(nhwc)}, {tile.template_args}>"
 
 
+def vector_shape(geom: ConvGeometry, nhwc: bool, iterator: str, tile) -> bool:
+    """Whether the case has what the 8-channel kernel needs of its shape: NHWC, the precomputed
+    iterator, a tensor-core tile it is built for, and C/groups a multiple of 8 (a vector never
+    straddles a tap or a group)."""
+    return (nhwc and iterator == "precomputed" and isinstance(tile, MmaTile)
+            and tile in VECTOR_TILES and geom.C_per_group % VECTOR_CHANNELS == 0)
+
+
 def vector_kernel(call: ConvCall, iterator: str, tile, weight) -> bool:
-    """Whether the 8-channel kernel runs ``call`` on ``tile``: NHWC, the precomputed iterator,
-    a tensor-core tile it is built for, C/groups a multiple of 8 (a vector never straddles a tap
-    or a group) and 16-byte aligned input and weights (every row then starts aligned)."""
-    return (call.nhwc and iterator == "precomputed" and isinstance(tile, MmaTile)
-            and tile in VECTOR_TILES and call.geom.C_per_group % VECTOR_CHANNELS == 0
+    """Whether the 8-channel kernel runs ``call`` on ``tile``: ``vector_shape``, and 16-byte
+    aligned input and weights (every row then starts aligned)."""
+    return (vector_shape(call.geom, call.nhwc, iterator, tile)
             and is_aligned(call.x, 16) and is_aligned(weight, 16))
 
 

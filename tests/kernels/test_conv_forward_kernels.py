@@ -527,6 +527,18 @@ def test_16_bit_convolutions_take_the_tensor_cores(dtype, algorithm, kernel, mon
     assert ("tensor cores" in e.kernel) == (dtype != "float32")
 
 
+def test_explain_names_the_8_channel_kernel(monkeypatch):
+    monkeypatch.setattr(autotune, "_enabled", False)
+    nhwc = dict(padding=1, data_format="NHWC", dtype="float16")
+    assert gpuconv.explain((32, 56, 56, 64), (64, 64, 3, 3), **nhwc).kernel.startswith(
+        "conv2d_implicit_gemm_precomputed_mma_vec (8 channels per load")
+    # 60 channels: not a multiple of 8; NCHW: channels are not contiguous
+    assert gpuconv.explain((32, 56, 56, 60), (64, 60, 3, 3), **nhwc).kernel.startswith(
+        "conv2d_implicit_gemm_precomputed_mma (")
+    assert gpuconv.explain((32, 64, 56, 56), (64, 64, 3, 3), padding=1,
+                           dtype="float16").kernel.startswith("conv2d_implicit_gemm_precomputed_mma (")
+
+
 def test_explain_with_arrays_and_forced_algorithms(rng, monkeypatch):
     monkeypatch.setattr(autotune, "_enabled", False)
     case = CASE_BY_NAME["depthwise3x3"]
