@@ -28,13 +28,24 @@ _lock = threading.RLock()
 __all__ = ["KernelCompileError", "get_function", "load_module", "precompile"]
 
 
-def get_function(family: KernelFamily, name_expression: str, executor: str):
-    """The kernel ``name_expression`` (e.g. ``"conv2d_direct<float>"``) of ``family``."""
+# Dynamic shared memory a kernel may take without a per-function opt-in (every GPU since sm_70).
+DEFAULT_DYNAMIC_SHARED_BYTES = 48 * 1024
+
+
+def get_function(family: KernelFamily, name_expression: str, executor: str,
+                 shared_mem: int = 0):
+    """The kernel ``name_expression`` (e.g. ``"conv2d_direct<float>"``) of ``family``.
+    ``shared_mem``: the dynamic shared memory its launches will take; above
+    DEFAULT_DYNAMIC_SHARED_BYTES the kernel's limit is raised first (the per-function opt-in,
+    cudaFuncAttributeMaxDynamicSharedMemorySize; the simulator's kernels check it the same way)."""
     if name_expression not in family.name_expressions:
         raise ValueError(
             f"name_expression {name_expression!r} is not registered in kernel family "
             f"{family.source}; registered: {', '.join(family.name_expressions)}")
-    return load_module(family, executor).get_function(name_expression)
+    fn = load_module(family, executor).get_function(name_expression)
+    if shared_mem > DEFAULT_DYNAMIC_SHARED_BYTES and fn.max_dynamic_shared_size_bytes < shared_mem:
+        fn.max_dynamic_shared_size_bytes = shared_mem
+    return fn
 
 
 def load_module(family: KernelFamily, executor: str):

@@ -236,3 +236,27 @@ def test_cupy_runs_a_loaded_family(family):
         kernel = _loader.get_function(scale, name, "cupy")
         kernel(((n + 63) // 64,), (64,), (x, y, np.float32(2.5), np.int32(n)))
         np.testing.assert_array_equal(cupy.asnumpy(y), 2.5 * np.arange(n, dtype=dtype))
+
+
+def test_shared_memory_opt_in_only_above_the_default(family):
+    """get_function(..., shared_mem) raises a kernel's dynamic shared-memory limit when a launch
+    needs more than the 48 KiB every GPU allows without the per-function opt-in, and never
+    lowers it; the simulator's kernels refuse a larger launch without it, as a GPU does."""
+    scale = family("scale.cu", ["scale<float>"])
+    default = _loader.DEFAULT_DYNAMIC_SHARED_BYTES
+    fn = _loader.get_function(scale, "scale<float>", "simulator")
+    fn.max_dynamic_shared_size_bytes = default  # the memoized module may carry an earlier raise
+    x = np.arange(64, dtype=np.float32)
+    y = np.zeros_like(x)
+    args = (x, y, np.float32(2), np.int32(64))
+    with gpuconv.simulate(), pytest.raises(ValueError, match="max_dynamic_shared_size_bytes"):
+        fn((1,), (64,), args, shared_mem=default + 16)
+    assert _loader.get_function(scale, "scale<float>", "simulator",
+                                default).max_dynamic_shared_size_bytes == default
+    fn = _loader.get_function(scale, "scale<float>", "simulator", 80 * 1024)
+    assert fn.max_dynamic_shared_size_bytes == 80 * 1024
+    assert _loader.get_function(scale, "scale<float>", "simulator",
+                                64 * 1024).max_dynamic_shared_size_bytes == 80 * 1024
+    with gpuconv.simulate():
+        fn((1,), (64,), args, shared_mem=80 * 1024)
+    np.testing.assert_array_equal(y, 2 * x)

@@ -58,14 +58,21 @@ class GemmTile:
 class MmaTile:
     """A tensor-core GEMM block tile (kernels/common/mma_gemm.cuh: MmaTile): warps of
     warp_m x warp_n, each (warp_m / 16) x (warp_n / 8) mma.m16n8k16 tiles; 16-bit operands.
-    ``rows_along_k``: the operand tiles are stored along k (MmaTileK, the kernels that load 8
-    channels at a time) instead of k-major."""
+    ``rows_along_k``: the operand tiles are stored along k (MmaTileK, the kernels that copy 8
+    channels at a time with cp.async) instead of k-major, in ``stages`` shared-memory stages
+    (the k-major tiles always have 2: one computed on, one stored from registers)."""
     block_m: int
     block_n: int
     block_k: int
     warp_m: int
     warp_n: int
     rows_along_k: bool = False
+    stages: int = 2
+
+    def __post_init__(self):
+        if self.stages < 2 or (self.stages != 2 and not self.rows_along_k):
+            raise ValueError(f"an MmaTile has 2 stages, or 2 or more when stored along k; "
+                             f"got stages={self.stages}, rows_along_k={self.rows_along_k}")
 
     @property
     def threads(self) -> int:
@@ -73,19 +80,21 @@ class MmaTile:
 
     def transposed(self) -> "MmaTile":
         return MmaTile(self.block_n, self.block_m, self.block_k, self.warp_n, self.warp_m,
-                       self.rows_along_k)
+                       self.rows_along_k, self.stages)
 
     @property
     def template_args(self) -> str:
-        return f"{self.block_m}, {self.block_n}, {self.block_k}, {self.warp_m}, {self.warp_n}"
+        """The kernel's tile template arguments (MmaTileK's also name its stages)."""
+        args = f"{self.block_m}, {self.block_n}, {self.block_k}, {self.warp_m}, {self.warp_n}"
+        return f"{args}, {self.stages}" if self.rows_along_k else args
 
     def smem_bytes(self, dtype) -> int:
-        """The larger of the main loop's two stages of 16-bit tiles (rows padded by 8 elements:
+        """The larger of the main loop's stages of 16-bit tiles (rows padded by 8 elements:
         k-major, or along k) and the epilogue's float stage of (warps along M * 16) x
         (block_n + 1)."""
         pad = 8
         if self.rows_along_k:
-            mainloop = 2 * (self.block_m + self.block_n) * (self.block_k + pad) * 2
+            mainloop = self.stages * (self.block_m + self.block_n) * (self.block_k + pad) * 2
         else:
             mainloop = 2 * self.block_k * (self.block_m + pad + self.block_n + pad) * 2
         stage_m = self.block_m // self.warp_m * 16

@@ -131,8 +131,8 @@ def launch(family, name: str, executor: str, grid, block, args, shared_mem: int 
         raise ValueError(f"{name}: grid {grid} exceeds CUDA's limits")  # launchers check first
     if min(grid) == 0:
         return
-    get_function(family, name, executor)(grid, tuple(int(b) for b in block), tuple(args),
-                                         shared_mem=int(shared_mem))
+    get_function(family, name, executor, int(shared_mem))(
+        grid, tuple(int(b) for b in block), tuple(args), shared_mem=int(shared_mem))
 
 
 # --------------------------------------------------------------------------------------------

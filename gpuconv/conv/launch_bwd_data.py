@@ -4,7 +4,10 @@ with a bias, conv_transpose2d.
 Algorithms (the kernels' headers say how each works):
 - "implicit_gemm": per group and stride phase, an implicit GEMM of dy and the RSKC-transposed
   filter; strided and dilated cases without a MAC on an inserted zero. float16 and bfloat16 on
-  the tensor cores (``conv2d_dgrad_implicit_gemm_mma``) unless ``math="cuda_cores"``.
+  the tensor cores (``conv2d_dgrad_implicit_gemm_mma``) unless ``math="cuda_cores"``; with
+  channels-last dy, K/groups a multiple of 8 and 16-byte aligned arrays, the kernel that copies
+  both operands 8 channels at a time with cp.async (``conv2d_dgrad_implicit_gemm_mma_vec``, the
+  filter RSCK-transposed; ``vector_kernel``).
 - "im2col_gemm": columns = W^T * dy (a GEMM into an accumulator-typed column buffer, per batch
   chunk), then col2im as a gather (one thread per dx element).
 - "pointwise": 1x1 filters, dx = W^T * dy as a batched GEMM on the tensors.
@@ -14,13 +17,15 @@ Every dx element is written exactly once by one thread: all of them are determin
 """
 from __future__ import annotations
 
+from dataclasses import replace
+
 from .._kernels import CUDA_TYPES, cuda_type, register
 from .gemm_tile import GemmTile, MmaTile
 from .launch_bwd_common import (DEFAULT_SMEM_BYTES, EPILOGUE_BIAS, GRID_YZ_LIMIT, acc_dtype,
                                 array_module, batch_chunks, bool_name, ceil_div,
                                 check_weight_size, contiguous, i32, launch, output, shape_args,
                                 type_names)
-from .launch_common import TENSOR_CORE_DTYPES, uses_tensor_cores
+from .launch_common import TENSOR_CORE_DTYPES, is_aligned, uses_tensor_cores
 
 TILE = GemmTile(block_m=128, block_n=64, block_k=8, thread_m=8, thread_n=4)
 # The implicit GEMM's tensor-core tile (16-bit dtypes): the same 128 x 64 block, 8 warps of 32 x 32.
@@ -45,9 +50,15 @@ def _names(template: str, layouts=True, tile: bool = False) -> list[str]:
     return names
 
 
+# The same tile stored along k, copied 8 channels at a time through 4 cp.async stages.
+VECTOR_TILE = replace(MMA_TILE, rows_along_k=True, stages=4)
+VECTOR_CHANNELS = 8
+
 _IMPLICIT_NAMES = _names("conv2d_dgrad_implicit_gemm", tile=True) + [
     f"conv2d_dgrad_implicit_gemm_mma<{CUDA_TYPES[dt]}, {bool_name(nhwc)}, {MMA_TILE.template_args}>"
-    for dt in TENSOR_CORE_DTYPES for nhwc in _LAYOUTS]
+    for dt in TENSOR_CORE_DTYPES for nhwc in _LAYOUTS] + [
+    f"conv2d_dgrad_implicit_gemm_mma_vec<{CUDA_TYPES[dt]}, {VECTOR_TILE.template_args}>"
+    for dt in TENSOR_CORE_DTYPES]
 IMPLICIT_GEMM = register("conv/dgrad_implicit_gemm.cu", _IMPLICIT_NAMES, hot=_IMPLICIT_NAMES)
 
 _COLUMNS_NAMES = _names("conv2d_dgrad_gemm_columns", tile=True)
@@ -148,24 +159,38 @@ class _Call:
         return f"{template}<{', '.join(args)}>"
 
 
+def vector_kernel(call: _Call, tensor_cores: bool) -> bool:
+    """Whether conv2d_dgrad_implicit_gemm_mma_vec runs the call: tensor cores, channels-last
+    dy with K/groups a multiple of 8 (a vector never straddles a tap or a group), dy 16-byte
+    aligned (the RSCK filter is a fresh array)."""
+    return (tensor_cores and call.nhwc and call.geom.K_per_group % VECTOR_CHANNELS == 0
+            and is_aligned(call.dy, 16))
+
+
 def implicit_gemm(call: _Call) -> None:
     g = call.geom
-    # RSKC: the GEMM's B rows (one (tap, filter) each) are contiguous along the input channels.
-    w_rskc = contiguous(call.xp, call.weight.transpose(2, 3, 0, 1))
     phases = g.stride_h * g.stride_w
     strides = (g.C * g.H * g.W, 1, g.C) if call.nhwc else (g.C * g.H * g.W, g.H * g.W, 1)
     tensor_cores = uses_tensor_cores(call.dtype, call.math)
-    tile = MMA_TILE if tensor_cores else TILE
+    if vector_kernel(call, tensor_cores):
+        # RSCK: the GEMM's B rows (one input channel each) are contiguous along its k (filters).
+        w = contiguous(call.xp, call.weight.transpose(2, 3, 1, 0))
+        tile = VECTOR_TILE
+        name = f"conv2d_dgrad_implicit_gemm_mma_vec<{call.t}, {tile.template_args}>"
+    else:
+        # RSKC: the GEMM's B rows (one (tap, filter) each) are contiguous along the input channels.
+        w = contiguous(call.xp, call.weight.transpose(2, 3, 0, 1))
+        tile = MMA_TILE if tensor_cores else TILE
+        template = "conv2d_dgrad_implicit_gemm" + ("_mma" if tensor_cores else "")
+        name = f"{template}<{call.t}, {bool_name(call.nhwc)}, {tile.template_args}>"
     smem = tile.smem_bytes(call.dtype)  # the main loop's tiles, then the staged epilogue
-    template = "conv2d_dgrad_implicit_gemm" + ("_mma" if tensor_cores else "")
-    name = f"{template}<{call.t}, {bool_name(call.nhwc)}, {tile.template_args}>"
     for n0, n1 in call.chunks():
         # The largest phase has ceil(H / sh) x ceil(W / sw) pixels per image.
         max_m = (n1 - n0) * ceil_div(g.H, g.stride_h) * ceil_div(g.W, g.stride_w)
         grid = (ceil_div(max_m, tile.block_m), ceil_div(g.C_per_group, tile.block_n),
                 g.groups * phases)
         launch(IMPLICIT_GEMM, name, call.executor, grid, (tile.threads, 1, 1),
-               (call.dy[n0:n1], w_rskc, *shape_args(g, n1 - n0), call.dx[n0:n1],
+               (call.dy[n0:n1], w, *shape_args(g, n1 - n0), call.dx[n0:n1],
                 *(i32(s) for s in strides), call.bias_arg, call.epilogue),
                shared_mem=smem)
 

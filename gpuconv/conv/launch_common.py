@@ -173,8 +173,10 @@ class ConvCall:
     def cuda_type(self) -> str:
         return cuda_type(self.dtype)
 
-    def kernel(self, family, name_expression: str):
-        return get_function(family, name_expression, self.executor)
+    def kernel(self, family, name_expression: str, shared_mem: int = 0):
+        """The launchable kernel, its dynamic shared memory limit raised to ``shared_mem``
+        if needed (_loader.get_function)."""
+        return get_function(family, name_expression, self.executor, shared_mem)
 
     # ---------------------------------------------------------------- kernel arguments
 

@@ -23,7 +23,9 @@ cores (``*_mma`` kernels, mma.m16n8k16 with float accumulators) unless ``math="c
 float32 and float64 run on the CUDA cores (TF32 is not used: strict float32 products).
 On the tensor cores, channels-last input with C/groups a multiple of 8 and 16-byte aligned
 arrays takes ``conv2d_implicit_gemm_precomputed_mma_vec`` with the precomputed iterator: both
-operands move 8 channels (16 bytes) per load into tiles stored along k (``vector_kernel``).
+operands move 8 channels (16 bytes) per cp.async into tiles stored along k, VECTOR_STAGES
+k-tiles of shared memory (``vector_kernel``, ``vector_tile``; sm_80 and later, as the tensor
+cores' mma.m16n8k16 already is).
 """
 from __future__ import annotations
 
@@ -64,10 +66,17 @@ def pick_tile(geom: ConvGeometry, dtype, executor: str, widths: str = "auto",
 
 
 # The kernel whose operands move 8 channels per load (NHWC, precomputed iterator, tensor cores),
-# built for every tensor-core tile.
+# built for every tensor-core tile, with VECTOR_STAGES shared-memory stages: 3 k-tiles in
+# flight while one is multiplied (kernels/conv/NOTES.md "Asynchronous copies").
 VECTOR_KERNEL = "conv2d_implicit_gemm_precomputed_mma_vec"
 VECTOR_CHANNELS = 8
 VECTOR_TILES = MMA_TILES + MMA_NARROW_TILES
+VECTOR_STAGES = 4
+
+
+def vector_tile(tile: MmaTile) -> MmaTile:
+    """The 8-channel kernel's version of a tensor-core tile: stored along k, VECTOR_STAGES deep."""
+    return replace(tile, rows_along_k=True, stages=VECTOR_STAGES)
 
 
 def kernel_name(iterator: str, cuda_t: str, nhwc: bool, tile) -> str:
@@ -100,7 +109,7 @@ def _instantiations(iterators, dtypes, tile_set):
 
 
 def _vector_instantiations(dtypes):
-    return [kernel_name("precomputed", CUDA_TYPES[dt], True, replace(t, rows_along_k=True))
+    return [kernel_name("precomputed", CUDA_TYPES[dt], True, vector_tile(t))
             for dt in dtypes for t in VECTOR_TILES]
 
 
@@ -146,9 +155,9 @@ def run(call: ConvCall, iterator: str = "auto", tile_widths: str = "auto",
     weight = krsc_weight(call) if call.nhwc else call.weight
     tile = pick_tile(g, call.dtype, call.executor, tile_widths, tensor_cores)
     if vector_kernel(call, iterator, tile, weight):
-        tile = replace(tile, rows_along_k=True)
-    fn = call.kernel(FAMILY, kernel_name(iterator, call.cuda_type, call.nhwc, tile))
+        tile = vector_tile(tile)
     smem = tile.smem_bytes(call.dtype)  # dynamic; the tap table is static shared memory
+    fn = call.kernel(FAMILY, kernel_name(iterator, call.cuda_type, call.nhwc, tile), smem)
     for chunk in call.chunks():
         c = chunk.geom
         grid = (ceil_div(c.gemm_m, tile.block_m), ceil_div(c.K_per_group, tile.block_n), c.groups)

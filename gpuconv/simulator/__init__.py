@@ -8,6 +8,14 @@ options).
 
 ``load_module(code, name_expressions, ...)`` compiles CUDA C++ with g++ into a module whose
 ``get_function(name)(grid, block, args, shared_mem=...)`` mirrors ``cupy.RawModule`` (_module.py).
+
+Ampere's asynchronous copies (cp.async) run through ``simt_async_copy``/``simt_async_commit``/
+``simt_async_wait`` (runtime/simt_async_copy.h), which the CPU branches of the PTX helpers call.
+A copy reads its source at issue and fills its shared-memory destination with 0xFF bytes (NaN) at
+once; its bytes land only when the issuing thread waits for its group. So a pipeline that reads a
+stage before the wait, or before the barrier after the other threads' waits, or refills a stage
+that other threads still read, computes NaN or wrong values in some thread order, and
+ThreadSanitizer reports it in every order.
 """
 from __future__ import annotations
 

@@ -6,7 +6,7 @@ import re
 import shutil
 import subprocess
 
-from . import _abi
+from . import _abi, _toolchain
 from .errors import DeadlockError, KernelFault, SharedMemoryLimitError, SimulatorError
 
 _EXCEPTIONS = {_abi.STATUS_FAULT: KernelFault, _abi.STATUS_DEADLOCK: DeadlockError,
@@ -43,9 +43,13 @@ def symbolize(shared_object: str, offset: int) -> str | None:
     except (OSError, subprocess.TimeoutExpired):
         return None
     lines = out.splitlines()
+    frames = []
     for function, location in zip(lines[0::2], lines[1::2]):
         if not location.startswith("??"):
             location = re.sub(r" \(discriminator \d+\)$", "", location)
             location = location[2:] if location.startswith("./") else location
-            return f"{location} ({function})"
-    return None
+            frames.append(f"{location} ({function})")
+    # -i lists the inlining chain innermost first: a fault inside a force-included runtime
+    # helper (cp.async's source read) is named by the kernel line that called it.
+    kernel = [f for f in frames if not f.startswith(str(_toolchain.RUNTIME_DIR))]
+    return (kernel or frames or [None])[0]

@@ -300,8 +300,11 @@ def _sanitizer_error(sanitize: str, report: str, kernel: str) -> SanitizerError:
     if previous:
         name = re.search(r"Thread " + previous.group("tsan") + r" '([^']*)'", report)
         who = f"CUDA {name.group(1)}" if name else f"TSan thread {previous.group('tsan')}"
-        facts.append(f"racing with a {previous.group('access')} by {who} at "
-                     f"{previous.group('where')}")
+        # The previous access's stack runs to the next blank line; name its kernel line, not a
+        # force-included runtime helper's (cp.async's poisoning, say).
+        stack = report[previous.start():].split("\n\n", 1)[0]
+        where = _first_kernel_frame(stack) or previous.group("where")
+        facts.append(f"racing with a {previous.group('access')} by {who} at {where}")
     lines = report.strip().splitlines()
     shown = "\n".join(lines[:_REPORT_MAX_LINES])
     more = (f"\n... ({len(lines) - _REPORT_MAX_LINES} more lines in the exception's .report)"

@@ -151,11 +151,12 @@ struct RowMajorSource {
     if (row.offset >= 0 && col.k < cols) return a[row.offset + col.k];
     return T{};
   }
-  // Elements k .. k+7 of a row (KVectorLoader): cols and k multiples of 8, rows 16-byte aligned.
-  __device__ __forceinline__ Pack<T, 8> load_vector(const Row& row, const Col& col) const {
-    if (row.offset >= 0 && col.k < cols)
-      return *reinterpret_cast<const Pack<T, 8>*>(a + row.offset + col.k);
-    return Pack<T, 8>{};
+  // Whether elements k .. k+7 of a row exist, and where (KVectorLoader; `a` when they do not):
+  // cols and k multiples of 8, rows 16-byte aligned.
+  __device__ __forceinline__ bool vector_at(const Row& row, const Col& col, const T*& from) const {
+    const bool inside = row.offset >= 0 && col.k < cols;
+    from = a + (inside ? row.offset + col.k : 0);
+    return inside;
   }
 };
 

@@ -240,10 +240,13 @@ struct PrecomputedNhwcSource {
     if (row.taps & at.bit) return x[row.base + at.offset];
     return T{};
   }
-  // Channels c .. c+7 of one tap (KVectorLoader): C/groups a multiple of 8, x 16-byte aligned.
-  __device__ __forceinline__ Pack<T, 8> load_vector(const Row& row, const TapPosition& at) const {
-    if (row.taps & at.bit) return *reinterpret_cast<const Pack<T, 8>*>(x + row.base + at.offset);
-    return Pack<T, 8>{};
+  // Whether channels c .. c+7 of one tap exist for the row, and where (KVectorLoader; x when
+  // they do not): C/groups a multiple of 8, x 16-byte aligned.
+  __device__ __forceinline__ bool vector_at(const Row& row, const TapPosition& at,
+                                            const T*& from) const {
+    const bool inside = (row.taps & at.bit) != 0u;
+    from = x + (inside ? row.base + at.offset : 0);
+    return inside;
   }
 };
 

@@ -6,17 +6,18 @@
 // a warp's tile is (WARP_M / 16) x (WARP_N / 8) mma.m16n8k16 tiles. MmaTile keeps both operand
 // tiles k-major in shared memory as the scalar loaders store them (tile[kk * LD + mn]), but in T
 // rather than converted to float, and ldmatrix.trans turns 8 x 8 blocks of them into A and B
-// fragments (mma_ptx.cuh). Rows are padded by 8 elements (16 bytes): the 8 row addresses of
+// fragments (ptx.cuh). Rows are padded by 8 elements (16 bytes): the 8 row addresses of
 // one ldmatrix matrix then fall 4 banks apart (LD * 2 bytes = 4 words mod 32 for
 // LD = 128 + 8), covering all 32 banks once. MmaTileK stores them along k instead, for the
-// 8-element vector loader below.
+// 8-element vector loader below, which copies asynchronously (cp.async) into a deeper pipeline
+// of stages (async_gemm_mainloop).
 //
 // Same interface as SimtMma: compute(smem_a, smem_b) per k-tile, then epilogue(stage, store)
 // hands each accumulator with its block-tile (row, col) to the caller.
 #pragma once
 
 #include "dtypes.cuh"
-#include "mma_ptx.cuh"
+#include "ptx.cuh"
 #include "simt_gemm.cuh"
 
 namespace gc {
@@ -39,6 +40,8 @@ struct MmaTile {
   static constexpr int STAGES = 2;
   // Operand tiles stored k-major (stored rows = k); MmaTileK stores them along k.
   static constexpr bool ROWS_ALONG_K = false;
+  // Loaded through registers by simt_gemm_mainloop (MmaTileK: cp.async, async_gemm_mainloop).
+  static constexpr bool ASYNC_COPY = false;
   static constexpr int STAGE_A = BLOCK_K * LDA;
   static constexpr int STAGE_B = BLOCK_K * LDB;
   // Elements of T in dynamic shared memory for the main loop.
@@ -63,27 +66,32 @@ struct MmaTile {
 // tile[mn * LD + kk], LD = BLOCK_K + 8, for loaders that move 8 consecutive k (16 bytes) at a
 // time (KVectorLoader: channels-last activations, KRSC weights). ldmatrix without .trans reads
 // the fragments; 80-byte rows put a matrix's 8 row addresses 20 words apart, on distinct
-// bank quads.
-template <int BLOCK_M_, int BLOCK_N_, int BLOCK_K_, int WARP_M_, int WARP_N_>
+// bank quads. STAGES k-tiles of shared memory: the loader copies asynchronously, STAGES - 1
+// k-tiles ahead of the one being multiplied (async_gemm_mainloop).
+template <int BLOCK_M_, int BLOCK_N_, int BLOCK_K_, int WARP_M_, int WARP_N_, int STAGES_>
 struct MmaTileK : MmaTile<BLOCK_M_, BLOCK_N_, BLOCK_K_, WARP_M_, WARP_N_> {
-  using Base = MmaTile<BLOCK_M_, BLOCK_N_, BLOCK_K_, WARP_M_, WARP_N_>;
+  static_assert(STAGES_ >= 2, "one stage being read, at least one being filled");
   static constexpr bool ROWS_ALONG_K = true;
+  static constexpr bool ASYNC_COPY = true;
+  static constexpr int STAGES = STAGES_;
   static constexpr int LDA = BLOCK_K_ + SMEM_PAD<__half>;
   static constexpr int LDB = LDA;
   static constexpr int STAGE_A = BLOCK_M_ * LDA;
   static constexpr int STAGE_B = BLOCK_N_ * LDB;
-  static constexpr int SMEM_ELEMENTS = Base::STAGES * (STAGE_A + STAGE_B);
+  static constexpr int SMEM_ELEMENTS = STAGES * (STAGE_A + STAGE_B);
   template <class T, bool LANES_ALONG_M> using Mma = TensorCoreMma<T, MmaTileK, LANES_ALONG_M>;
 };
 
-// Loads a BLOCK_MN x BLOCK_K operand tile whose rows are contiguous along k in global memory
+// Copies a BLOCK_MN x BLOCK_K operand tile whose rows are contiguous along k in global memory
 // into an MmaTileK stage (row mn at tile[mn * LD + kk]), 8 consecutive k (one 16-byte vector)
-// at a time: consecutive threads take consecutive vectors of a row, each thread ROWS rows.
-// A tile of fewer vectors than threads (the 32-filter narrow tile's B) leaves the threads past
-// its last row idle: they load nothing (a row past any operand) and store nothing.
-// The Source's load_vector(row, at) returns the 8 elements at k .. k+7 (zeros outside the
-// operand); the launcher guarantees the alignment (k a multiple of 8 within one contiguous
-// run, 16-byte aligned rows). Same interface as KContiguousLoader (kk: the thread's first k).
+// per cp.async, straight from global to shared memory (ptx.cuh: cp_async_16): consecutive
+// threads take consecutive vectors of a row, each thread ROWS rows. A tile of fewer vectors
+// than threads (the 32-filter narrow tile's B) leaves the threads past its last row idle: they
+// copy nothing. The Source's vector_at(row, at, from) says whether elements k .. k+7 exist
+// (else the copy writes zeros) and sets `from` to them (to any valid address otherwise); the
+// launcher guarantees the alignment (k a multiple of 8 within one contiguous run, 16-byte
+// aligned rows). Same interface as KContiguousLoader (kk: the thread's first k), but load()
+// writes the stage chosen by into() and there is no store(): async_gemm_mainloop drives it.
 template <class T, class Source, int BLOCK_MN, int BLOCK_K, int THREADS>
 struct KVectorLoader {
   static constexpr int VEC = 8;
@@ -99,7 +107,7 @@ struct KVectorLoader {
   static constexpr int NO_ROW = 1 << 30;
 
   typename Source::Row rows[ROWS];
-  Pack<T, VEC> regs[ROWS];
+  T* stage;  // the shared-memory stage the next load() copies into
   int kk, row0;
 
   template <class Rows>
@@ -111,6 +119,7 @@ struct KVectorLoader {
       rows[e] = rows_of.row(active() ? mn0 + row0 + e * ROW_STEP : NO_ROW);
   }
   __device__ __forceinline__ bool active() const { return !IDLE_THREADS || row0 < BLOCK_MN; }
+  __device__ __forceinline__ void into(T* tile) { stage = tile; }
   __device__ __forceinline__ void load(const Source& src, int k0) {
     const typename Source::Col col = src.column(k0 + kk);
 #pragma unroll
@@ -118,15 +127,71 @@ struct KVectorLoader {
   }
   template <class Position>
   __device__ __forceinline__ void load_row(int e, const Source& src, const Position& at) {
-    regs[e] = src.load_vector(rows[e], at);
-  }
-  __device__ __forceinline__ void store(T* tile) const {
     if (!active()) return;
-#pragma unroll
-    for (int e = 0; e < ROWS; ++e)
-      *reinterpret_cast<Pack<T, VEC>*>(tile + (row0 + e * ROW_STEP) * LD + kk) = regs[e];
+    const T* from;
+    const bool inside = src.vector_at(rows[e], at, from);
+    cp_async_16(stage + (row0 + e * ROW_STEP) * LD + kk, from, !inside);
   }
 };
+
+// The main loop for loaders that copy asynchronously (KVectorLoader) into Tile::STAGES stages:
+// acc += A(BLOCK_M x gemm_k) * B(gemm_k x BLOCK_N), as simt_gemm_mainloop computes it, with
+// STAGES - 1 k-tiles in flight while one is multiplied. Each iteration waits for its k-tile's
+// copies (this thread's with cp_async_wait, everyone's with the barrier), then starts the
+// copies of the k-tile STAGES - 1 ahead into the stage the previous iteration multiplied (the
+// barrier also says every warp is done with it), then multiplies. Every iteration commits a
+// group, empty past the last k-tile, so that the wait count stays STAGES - 2. The loaders see
+// load(k0) for k0 = 0, BLOCK_K, 2 * BLOCK_K, ... once each, in order (conv_tap_table.cuh's
+// cursors rely on it). smem: Tile::SMEM_ELEMENTS elements of T.
+template <class T, class Tile, class Mma, class LoaderA, class SourceA, class LoaderB, class SourceB>
+__device__ __forceinline__ void async_gemm_mainloop(Mma& mma, LoaderA& loader_a, const SourceA& src_a,
+                                                    LoaderB& loader_b, const SourceB& src_b,
+                                                    int gemm_k, T* smem) {
+  static_assert(LoaderA::LD == Tile::LDA && LoaderB::LD == Tile::LDB,
+                "the loaders store rows of the tile's padded length");
+  constexpr int STAGES = Tile::STAGES;
+  T* smem_a = smem;
+  T* smem_b = smem + STAGES * Tile::STAGE_A;
+  const int k_tiles = (gemm_k + Tile::BLOCK_K - 1) / Tile::BLOCK_K;
+  int fill = 0;  // the stage the next copies go to
+  int next = 0;  // the k-tile they copy
+  auto copy_next = [&]() {
+    if (next < k_tiles) {
+      loader_a.into(smem_a + fill * Tile::STAGE_A);
+      loader_b.into(smem_b + fill * Tile::STAGE_B);
+      loader_a.load(src_a, next * Tile::BLOCK_K);
+      loader_b.load(src_b, next * Tile::BLOCK_K);
+    }
+    cp_async_commit();
+    ++next;
+    fill = fill + 1 == STAGES ? 0 : fill + 1;
+  };
+
+#pragma unroll
+  for (int s = 0; s < STAGES - 1; ++s) copy_next();
+
+  // main loop
+  int read = 0;  // the stage k-tile t is in
+  for (int t = 0; t < k_tiles; ++t) {
+    cp_async_wait<STAGES - 2>();  // this thread's copies of k-tile t have landed
+    __syncthreads();              // everyone's have; everyone is done with k-tile t - 1
+    copy_next();                  // k-tile t + STAGES - 1, into k-tile t - 1's stage
+    mma.compute(smem_a + read * Tile::STAGE_A, smem_b + read * Tile::STAGE_B);
+    read = read + 1 == STAGES ? 0 : read + 1;
+  }
+  cp_async_wait<0>();  // only empty groups remain; the epilogue reuses the shared memory
+}
+
+// The main loop the tile's loaders need: cp.async stages for MmaTileK, registers otherwise.
+template <class T, class Tile, class Mma, class LoaderA, class SourceA, class LoaderB, class SourceB>
+__device__ __forceinline__ void gemm_mainloop(Mma& mma, LoaderA& loader_a, const SourceA& src_a,
+                                              LoaderB& loader_b, const SourceB& src_b, int gemm_k,
+                                              T* smem) {
+  if constexpr (Tile::ASYNC_COPY)
+    async_gemm_mainloop<T, Tile>(mma, loader_a, src_a, loader_b, src_b, gemm_k, smem);
+  else
+    simt_gemm_mainloop<T, Tile>(mma, loader_a, src_a, loader_b, src_b, gemm_k, smem);
+}
 
 // __launch_bounds__ of a kernel that runs one MmaTile per block: its thread count and a
 // minimum of 1 block per SM. Measured offline (CUDA 13.0, kernels/conv/NOTES.md "Tensor
@@ -134,6 +199,12 @@ struct KVectorLoader {
 // with a minimum of 2 (128 registers at 256 threads) the 128 x 64 NHWC tile spilled 56-112.
 #define GC_MMA_LAUNCH_BOUNDS(BLOCK_M, BLOCK_N, BLOCK_K, WARP_M, WARP_N)                      \
   __launch_bounds__(gc::MmaTile<BLOCK_M, BLOCK_N, BLOCK_K, WARP_M, WARP_N>::THREADS, 1)
+// The same for a kernel on an MmaTileK (cp.async, no registers holding the next k-tile): a
+// minimum of 2 blocks per SM. Measured offline (CUDA 13.0, sm_80 / sm_90): the 128 x 128 tile
+// fits in 127 / 128 registers without spilling (139 / 146 with a minimum of 1), so two blocks
+// (16 warps) share an H100 SM; the other tiles (70-96 registers) are unchanged.
+#define GC_MMA_ASYNC_LAUNCH_BOUNDS(BLOCK_M, BLOCK_N, BLOCK_K, WARP_M, WARP_N)                \
+  __launch_bounds__(gc::MmaTile<BLOCK_M, BLOCK_N, BLOCK_K, WARP_M, WARP_N>::THREADS, 2)
 
 template <class T, class Tile, bool LANES_ALONG_M>
 struct TensorCoreMma {

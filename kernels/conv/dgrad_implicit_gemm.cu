@@ -2,6 +2,10 @@
 // dtype: conv2d_dgrad_implicit_gemm) and on tensor cores (__half, __nv_bfloat16:
 // conv2d_dgrad_implicit_gemm_mma; the same loaders and main loop, implicit_gemm.cu's split).
 //
+// Channels-last dy with K/groups a multiple of 8 on tensor cores takes
+// conv2d_dgrad_implicit_gemm_mma_vec: both operands copied 8 channels at a time with cp.async
+// (the filter then RSCK, w.transpose(2, 3, 1, 0)), several k-tiles in flight.
+//
 // dx = conv2d_input(w, dy): per group and stride phase (dgrad_operands.cuh), the GEMM
 //   dx_phase (M x N) = A (M x K) * B (K x N),
 //   M = N * |phase rows| * |phase columns| input pixels, N = C/groups input channels,
@@ -30,21 +34,29 @@
   T *dx, int dx_sN, int dx_sC, int dx_sHW, const T *bias, int epilogue
 
 // The block tile (blockIdx.x, blockIdx.y) of group and phase blockIdx.z. Tile: a SimtTile or an
-// MmaTile; `epi` writes dx (no residual).
+// MmaTile (w: RSKC), or an MmaTileK (w: RSCK); `epi` writes dx (no residual).
 template <class T, bool NHWC, class Tile>
-__device__ __forceinline__ void dgrad_implicit_gemm(const T* dy, const T* w_rskc,
+__device__ __forceinline__ void dgrad_implicit_gemm(const T* dy, const T* w,
                                                     const gc::ConvShape& shape,
                                                     const gc::Epilogue<T>& epi,
                                                     unsigned char* smem) {
   using A = gc::acc_t<T>;
   using Smem = typename Tile::template Smem<T>;
+  constexpr bool VECTORS = Tile::ROWS_ALONG_K;  // MmaTileK: 8 channels per cp.async
+  static_assert(NHWC || !VECTORS, "vector copies need channels-last dy");
   using DySource = typename gc::Select<NHWC, gc::DgradDyNhwcSource<T>, gc::DgradDyNchwSource<T>>::type;
-  using WeightSource = gc::DgradWeightSource<T>;
+  using WeightSource = typename gc::Select<VECTORS, gc::DgradWeightRsckSource<T>,
+                                           gc::DgradWeightSource<T>>::type;
   using LoaderA = typename gc::Select<
-      NHWC, gc::KContiguousLoader<Smem, DySource, Tile::BLOCK_M, Tile::BLOCK_K, Tile::THREADS>,
-      gc::MnContiguousLoader<Smem, DySource, Tile::BLOCK_M, Tile::BLOCK_K, Tile::THREADS>>::type;
-  using LoaderB =
-      gc::MnContiguousLoader<Smem, WeightSource, Tile::BLOCK_N, Tile::BLOCK_K, Tile::THREADS>;
+      VECTORS, gc::KVectorLoader<T, DySource, Tile::BLOCK_M, Tile::BLOCK_K, Tile::THREADS>,
+      typename gc::Select<
+          NHWC, gc::KContiguousLoader<Smem, DySource, Tile::BLOCK_M, Tile::BLOCK_K, Tile::THREADS>,
+          gc::MnContiguousLoader<Smem, DySource, Tile::BLOCK_M, Tile::BLOCK_K,
+                                 Tile::THREADS>>::type>::type;
+  using LoaderB = typename gc::Select<
+      VECTORS, gc::KVectorLoader<T, WeightSource, Tile::BLOCK_N, Tile::BLOCK_K, Tile::THREADS>,
+      gc::MnContiguousLoader<Smem, WeightSource, Tile::BLOCK_N, Tile::BLOCK_K,
+                             Tile::THREADS>>::type;
 
   const int phases = shape.stride_h * shape.stride_w;
   const int group = blockIdx.z / phases;
@@ -56,14 +68,14 @@ __device__ __forceinline__ void dgrad_implicit_gemm(const T* dy, const T* w_rskc
   const int tid = threadIdx.x;
 
   const DySource src_a(dy, prob, shape);
-  const WeightSource src_b(w_rskc, prob, shape.S);
+  const WeightSource src_b(w, prob, shape.S);
   LoaderA loader_a(src_a, m0, tid);
   LoaderB loader_b(src_b, n0, tid);
   typename Tile::template Mma<T, !NHWC> mma(tid);
 
-  // main loop (simt_gemm.cuh)
-  gc::simt_gemm_mainloop<Smem, Tile>(mma, loader_a, src_a, loader_b, src_b, prob.gemm_k,
-                                     reinterpret_cast<Smem*>(smem));
+  // main loop (simt_gemm.cuh; async_gemm_mainloop of mma_gemm.cuh for MmaTileK)
+  gc::gemm_mainloop<Smem, Tile>(mma, loader_a, src_a, loader_b, src_b, prob.gemm_k,
+                                reinterpret_cast<Smem*>(smem));
 
   // epilogue
   mma.epilogue(reinterpret_cast<A*>(smem), [&](int row, int col, A v) {
@@ -96,4 +108,17 @@ conv2d_dgrad_implicit_gemm_mma(const T* __restrict__ dy, const T* __restrict__ w
   using Tile = gc::MmaTile<BLOCK_M, BLOCK_N, BLOCK_K, WARP_M, WARP_N>;
   const gc::Epilogue<T> epi{dx, dx_sN, dx_sC, dx_sHW, bias, nullptr, 0, 0, 0, epilogue};
   dgrad_implicit_gemm<T, NHWC, Tile>(dy, w_rskc, GC_CONV_SHAPE, epi, smem_raw);
+}
+
+// Channels-last with K/groups a multiple of 8: dy and the RSCK filter move 8 channels (16 bytes)
+// per cp.async into STAGES stages of tiles stored along k (MmaTileK); the launcher checks the
+// alignment and raises the kernel's dynamic shared memory limit.
+template <class T, int BLOCK_M, int BLOCK_N, int BLOCK_K, int WARP_M, int WARP_N, int STAGES>
+__global__ void GC_MMA_ASYNC_LAUNCH_BOUNDS(BLOCK_M, BLOCK_N, BLOCK_K, WARP_M, WARP_N)
+conv2d_dgrad_implicit_gemm_mma_vec(const T* __restrict__ dy, const T* __restrict__ w_rsck,
+                                   GC_CONV_SHAPE_PARAMS, GC_DGRAD_OUTPUT_PARAMS(T)) {
+  extern __shared__ __align__(16) unsigned char smem_raw[];
+  using Tile = gc::MmaTileK<BLOCK_M, BLOCK_N, BLOCK_K, WARP_M, WARP_N, STAGES>;
+  const gc::Epilogue<T> epi{dx, dx_sN, dx_sC, dx_sHW, bias, nullptr, 0, 0, 0, epilogue};
+  dgrad_implicit_gemm<T, true, Tile>(dy, w_rsck, GC_CONV_SHAPE, epi, smem_raw);
 }

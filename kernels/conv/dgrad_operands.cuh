@@ -194,6 +194,17 @@ struct DgradDyNhwcSource {
       return dy[row.base + (p * prob.Q + q) * prob.K + col.k];
     return T{};
   }
+  // Whether channels k .. k+7 of the row's dy pixel for this tap exist, and where (KVectorLoader;
+  // dy when they do not): K/groups a multiple of 8 (a vector never straddles a tap), dy 16-byte
+  // aligned.
+  __device__ __forceinline__ bool vector_at(const Row& row, const Col& col, const T*& from) const {
+    const int p = row.i + col.dp;
+    const int q = row.j + col.dq;
+    const bool inside = col.kk < prob.gemm_k && unsigned(p) < unsigned(prob.P) &&
+                        unsigned(q) < unsigned(prob.Q);
+    from = dy + (inside ? row.base + (p * prob.Q + q) * prob.K + col.k : 0);
+    return inside;
+  }
 };
 
 // B (K x N): the filter transposed to RSKC (the launcher's w.transpose(2, 3, 0, 1)), element
@@ -238,6 +249,40 @@ struct DgradWeightSource {
   __device__ __forceinline__ T load(const Row& row, const Col& col) const {
     if (col.kk < prob.gemm_k && row.c >= 0) return w_rskc[col.offset + row.c];
     return T{};
+  }
+};
+
+// B for the 8-channel tensor-core kernel, one row per input channel c, contiguous along the
+// GEMM's k: the filter transposed to RSCK (the launcher's w.transpose(2, 3, 1, 0)), element
+// (c, kk) = w_rsck[r][s][c][group * K/groups + k]. A KVectorLoader source (K/groups a multiple
+// of 8, w_rsck 16-byte aligned).
+template <class T>
+struct DgradWeightRsckSource {
+  struct Row { int offset; };  // c * K; -1: outside the group's channels
+  struct Col { int kk, offset; };
+
+  const T* w_rsck;
+  DgradPhaseProblem prob;
+  int S;
+
+  __device__ __forceinline__ DgradWeightRsckSource(const T* w_, const DgradPhaseProblem& prob_,
+                                                   int S_)
+      : w_rsck(w_), prob(prob_), S(S_) {}
+
+  __device__ __forceinline__ Row row(int c) const {
+    return Row{c < prob.c_per_group ? c * prob.K : -1};
+  }
+  __device__ __forceinline__ Col column(int kk) const {
+    int k, tr, ts;
+    prob.split_k(kk, k, tr, ts);
+    const int r = prob.ph.taps.first + tr * prob.ph.taps.step;
+    const int s = prob.pw.taps.first + ts * prob.pw.taps.step;
+    return Col{kk, (r * S + s) * prob.c_per_group * prob.K + prob.group * prob.k_per_group + k};
+  }
+  __device__ __forceinline__ bool vector_at(const Row& row, const Col& col, const T*& from) const {
+    const bool inside = col.kk < prob.gemm_k && row.offset >= 0;
+    from = w_rsck + (inside ? col.offset + row.offset : 0);
+    return inside;
   }
 };
 

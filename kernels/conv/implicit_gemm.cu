@@ -25,7 +25,8 @@
 //   MmaTile   (mma_gemm.cuh): warp-level mma.m16n8k16 on tensor cores; operand tiles kept in T.
 // Kernels: conv2d_implicit_gemm[_precomputed] (SimtTile), conv2d_implicit_gemm[_precomputed]_mma
 // (MmaTile), conv2d_implicit_gemm_precomputed_mma_vec (MmaTileK: NHWC, C/groups % 8 == 0, both
-// operands loaded 8 channels at a time). Grid: (ceil(M / BLOCK_M), ceil(N / BLOCK_N), groups);
+// operands copied 8 channels at a time with cp.async, several k-tiles in flight).
+// Grid: (ceil(M / BLOCK_M), ceil(N / BLOCK_N), groups);
 // dynamic shared memory for the main loop, then the staged epilogue (gpuconv/conv/gemm_tile.py:
 // smem_bytes). Accumulation is in float for the half types.
 #include "conv_operands.cuh"
@@ -54,8 +55,8 @@ __device__ __forceinline__ void implicit_gemm_block(LoaderA& loader_a, const Sou
   const int n0 = blockIdx.y * Tile::BLOCK_N;
 
   typename Tile::template Mma<T, !NHWC> mma(threadIdx.x);
-  gc::simt_gemm_mainloop<Smem, Tile>(mma, loader_a, src_a, loader_b, src_b, gemm_k,
-                                     reinterpret_cast<Smem*>(smem));
+  gc::gemm_mainloop<Smem, Tile>(mma, loader_a, src_a, loader_b, src_b, gemm_k,
+                                reinterpret_cast<Smem*>(smem));
 
   // epilogue
   const gc::FastDivmod div_pq(shape.P * shape.Q);
@@ -180,13 +181,14 @@ conv2d_implicit_gemm_precomputed_mma(const T* __restrict__ x, const T* __restric
 }
 
 // Channels-last with C/groups a multiple of 8: both operands move 8 channels (16 bytes) per
-// load into tiles stored along k (MmaTileK); the launcher checks the alignment.
-template <class T, int BLOCK_M, int BLOCK_N, int BLOCK_K, int WARP_M, int WARP_N>
-__global__ void GC_MMA_LAUNCH_BOUNDS(BLOCK_M, BLOCK_N, BLOCK_K, WARP_M, WARP_N)
+// cp.async into STAGES stages of tiles stored along k (MmaTileK); the launcher checks the
+// alignment and raises the kernel's dynamic shared memory limit.
+template <class T, int BLOCK_M, int BLOCK_N, int BLOCK_K, int WARP_M, int WARP_N, int STAGES>
+__global__ void GC_MMA_ASYNC_LAUNCH_BOUNDS(BLOCK_M, BLOCK_N, BLOCK_K, WARP_M, WARP_N)
 conv2d_implicit_gemm_precomputed_mma_vec(const T* __restrict__ x, const T* __restrict__ w,
                                          GC_CONV_SHAPE_PARAMS, GC_EPILOGUE_PARAMS(T)) {
   extern __shared__ __align__(16) unsigned char smem_raw[];
   __shared__ gc::LiveTaps live;
-  using Tile = gc::MmaTileK<BLOCK_M, BLOCK_N, BLOCK_K, WARP_M, WARP_N>;
+  using Tile = gc::MmaTileK<BLOCK_M, BLOCK_N, BLOCK_K, WARP_M, WARP_N, STAGES>;
   implicit_gemm_precomputed<T, true, Tile>(x, w, GC_CONV_SHAPE, GC_EPILOGUE(T), live, smem_raw);
 }

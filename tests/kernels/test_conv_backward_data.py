@@ -60,18 +60,24 @@ def test_input_gradient_matches_reference(rng, algorithm, dtype, data_format):
     assert ran >= 3, f"{algorithm} ran only {ran} cases"
 
 
+@pytest.fixture
+def names(monkeypatch):
+    """Names of the kernels launch_bwd_data launches, in order."""
+    launched = []
+    real = launch_bwd_data.launch
+    monkeypatch.setattr(launch_bwd_data, "launch", lambda family, name, *a, **k: (
+        launched.append(name), real(family, name, *a, **k)))
+    return launched
+
+
 @pytest.mark.parametrize("data_format", LAYOUTS)
 @pytest.mark.parametrize("math", ("tensor_cores", "cuda_cores"))
-def test_16_bit_implicit_gemm_on_both_maths(rng, monkeypatch, math, data_format):
+def test_16_bit_implicit_gemm_on_both_maths(rng, names, math, data_format):
     """float16/bfloat16 data gradients run the tensor-core kernel by default (the test above);
     math="cuda_cores" keeps the CUDA-core one, the benchmark's comparison. Two pixel tiles per
     phase, k-tiles of 32 with a ragged last one, groups; every order."""
     case = Case("3x3 stride 2 grouped", (2, 6, 17, 19), (70, 3, 3, 3),
                 dict(stride=2, padding=1, groups=2))
-    names = []
-    real = launch_bwd_data.launch
-    monkeypatch.setattr(launch_bwd_data, "launch",
-                        lambda family, name, *a, **k: (names.append(name), real(family, name, *a, **k)))
     geom = case.geometry()
     for dtype in [d for d in DTYPES if np.dtype(d).itemsize == 2]:
         w = make_input(rng, case.w, dtype)
@@ -84,6 +90,68 @@ def test_16_bit_implicit_gemm_on_both_maths(rng, monkeypatch, math, data_format)
             assert_close(got, exact, magnitude, dtype, f"{math} {data_format} {dtype} {order}")
             assert names[-1].startswith("conv2d_dgrad_implicit_gemm"
                                         + ("_mma<" if math == "tensor_cores" else "<"))
+
+
+# Channels-last dy with K/groups a multiple of 8: the tensor-core kernel that copies both
+# operands 8 channels at a time (cp.async). Two pixel tiles per phase and two channel tiles (the
+# last partial), phases of 1, 2 and 4 taps (k of 16 to 64: ragged k-tiles of 32); with dilation 2
+# at stride 2 three of the four phases have no tap at all (an empty k: zeros plus the bias).
+VECTOR_CASES = [
+    Case("3x3 stride 2 grouped, 16 filters per group", (2, 140, 17, 19), (32, 70, 3, 3),
+         dict(stride=2, padding=1, groups=2)),
+    Case("3x3 stride 2 dilation 2", (1, 24, 13, 12), (24, 24, 3, 3),
+         dict(stride=2, padding=2, dilation=2)),
+]
+
+
+@pytest.mark.parametrize("case", VECTOR_CASES, ids=lambda c: c.name)
+def test_vector_copies(rng, monkeypatch, names, case):
+    """conv2d_dgrad_implicit_gemm_mma_vec against the reference and, bit for bit, against the
+    scalar tensor-core kernel (same k order, same mma steps); bias through conv_transpose2d's
+    epilogue path."""
+    geom = case.geometry()
+    for dtype in [d for d in DTYPES if np.dtype(d).itemsize == 2]:
+        w = make_input(rng, case.w, dtype)
+        dy = make_input(rng, output_shape(case, "NHWC"), dtype)
+        bias = make_input(rng, (case.x[1],), dtype)
+        exact, magnitude = expected(case, w, dy, "NHWC")
+        exact = exact + f64(bias)
+        magnitude = magnitude + np.abs(f64(bias))
+        results = []
+        for order in ORDERS:
+            with gpuconv.simulate(order=order, seed=3):
+                results.append(launch_bwd_data.run("implicit_gemm", geom, w, dy, bias, "NHWC",
+                                                   "simulator"))
+            assert names[-1].startswith("conv2d_dgrad_implicit_gemm_mma_vec<")
+            assert_close(results[-1], exact, magnitude, dtype, f"{case} {dtype} {order}")
+        with monkeypatch.context() as scalar, gpuconv.simulate(order="forward"):
+            scalar.setattr(launch_bwd_data, "vector_kernel", lambda call, tensor_cores: False)
+            results.append(launch_bwd_data.run("implicit_gemm", geom, w, dy, bias, "NHWC",
+                                               "simulator"))
+        assert names[-1].startswith("conv2d_dgrad_implicit_gemm_mma<")
+        assert_same_bits(results, f"{case} {dtype}")
+
+
+def test_vector_copies_need_aligned_filters_of_8(rng, names):
+    """K/groups not a multiple of 8, or dy not 16-byte aligned, or NCHW: the scalar kernel."""
+    case = VECTOR_CASES[1]
+    w = make_input(rng, case.w, np.float16)
+    dy = make_input(rng, output_shape(case, "NHWC"), np.float16)
+    shifted = np.empty(dy.size + 1, np.float16)[1:].reshape(dy.shape)  # 2 bytes off alignment
+    shifted[...] = dy
+    exact, magnitude = expected(case, w, dy, "NHWC")
+    twelve = Case("12 filters", (1, 8, 9, 9), (12, 8, 3, 3), dict(padding=1))
+    for c, weight, grad_output, layout in [
+            (case, w, shifted, "NHWC"),
+            (twelve, make_input(rng, twelve.w, np.float16),
+             make_input(rng, output_shape(twelve, "NHWC"), np.float16), "NHWC"),
+            (case, w, make_input(rng, output_shape(case, "NCHW"), np.float16), "NCHW")]:
+        with gpuconv.simulate():
+            got = launch_bwd_data.run("implicit_gemm", c.geometry(), weight, grad_output, None,
+                                      layout, "simulator")
+        assert names[-1].startswith("conv2d_dgrad_implicit_gemm_mma<"), (c, layout)
+        if grad_output is shifted:
+            assert_close(got, exact, magnitude, np.float16, "misaligned dy")
 
 
 @pytest.mark.parametrize("algorithm", DATA_ALGORITHMS)

@@ -207,9 +207,9 @@ def test_tensor_core_tiles(tile, data_format, monkeypatch, launched, rng):
         assert "_mma<" in launched[-1]
 
 
-# Channels-last, C/groups a multiple of 8: the precomputed iterator's tensor-core kernel loads
-# both operands 8 channels at a time (conv2d_implicit_gemm_precomputed_mma_vec). Two groups of 16
-# channels (a k-tile of 32 spans two taps), dilation and padding that kill taps per tile.
+# Channels-last, C/groups a multiple of 8: the precomputed iterator's tensor-core kernel copies
+# both operands 8 channels at a time (conv2d_implicit_gemm_precomputed_mma_vec: cp.async,
+# VECTOR_STAGES stages). Two groups of 16 channels (a k-tile of 32 spans two taps), dilation and padding that kill taps per tile.
 VECTOR_CASE = Case("vector_loads", (2, 32, 9, 10), (150, 16, 3, 3),
                    dict(padding=2, dilation=2, groups=2))
 
@@ -227,7 +227,7 @@ def test_vector_loads(tile, monkeypatch, launched, rng):
                    activation="relu")
         precomputed = [n for n in launched if "precomputed" in n][-1]
         assert precomputed.startswith(launch_implicit_gemm.VECTOR_KERNEL + "<")
-        assert precomputed.endswith(f"{tile.template_args}>")
+        assert precomputed.endswith(f"{launch_implicit_gemm.vector_tile(tile).template_args}>")
 
 
 def test_vector_loads_need_aligned_channels(launched, rng):
@@ -378,9 +378,9 @@ def launched(monkeypatch):
     names = []
     real = launch_common.ConvCall.kernel
 
-    def spy(self, family, name_expression):
+    def spy(self, family, name_expression, *shared_mem):
         names.append(name_expression)
-        return real(self, family, name_expression)
+        return real(self, family, name_expression, *shared_mem)
 
     monkeypatch.setattr(launch_common.ConvCall, "kernel", spy)
     return names

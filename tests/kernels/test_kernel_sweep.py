@@ -200,8 +200,11 @@ def implicit_gemm(kernel):
     return build
 
 
-def implicit_gemm_vector(dtype, *tile):
-    """NHWC with 8 channels per group: the precomputed tensor-core kernel's 8-channel loads."""
+def implicit_gemm_vector(dtype, *tile_and_stages):
+    """NHWC with 8 channels per group: the precomputed tensor-core kernel's 8-channel copies
+    (template arguments: the tile's, then its stages, which the launcher always sets)."""
+    *tile, stages = tile_and_stages
+    assert int(stages) == launch_implicit_gemm.VECTOR_STAGES
     return conv_case(dtype, "NHWC",
                      **gemm_problem(dtype, tile, narrow_tiles=launch_common.MMA_NARROW_TILES,
                                     tensor_cores=True,

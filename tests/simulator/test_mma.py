@@ -1,4 +1,4 @@
-"""The tensor-core helpers of kernels/common/mma_ptx.cuh (ldmatrix.x4 with and without .trans,
+"""The tensor-core helpers of kernels/common/ptx.cuh (ldmatrix.x4 with and without .trans,
 mma.m16n8k16) against the PTX ISA's fragment layouts, written out here independently of the
 header.
 

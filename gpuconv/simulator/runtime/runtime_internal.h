@@ -38,6 +38,12 @@ enum class State : uint8_t {
 
 constexpr int kTokenRing = 16;  // TSan sync tokens per lane, reused round-robin
 
+// One issued cp.async (async_copy.cpp): its bytes and the commit group it belongs to.
+struct AsyncCopy {
+  simt_async_copy_record copy;
+  uint64_t group;  // the thread's number of commits when it was issued
+};
+
 struct Fiber {
   // Touched at every switch: kept together at the front.
   void* sp = nullptr;          // saved stack pointer while switched out
@@ -64,6 +70,12 @@ struct Fiber {
     int line;
     void* result;
   } request{};
+
+  // cp.async copies issued and not yet completed, oldest first from async_head (async_copy.cpp),
+  // and the groups committed so far in this block.
+  std::vector<AsyncCopy> async_copies;
+  size_t async_head = 0;
+  uint64_t async_commits = 0;
 
   // Sanitizer state, and the ucontext_t of non-x86-64 builds.
   void* tsan_fiber = nullptr;
@@ -175,6 +187,10 @@ void describe_blocked_warps(char* out, size_t capacity);
 void begin_block_shared_memory();
 void end_block_shared_memory();
 void serve_shared_cell(Fiber* f);
+bool in_shared_memory(const void* address, size_t size);
+
+// async_copy.cpp
+void reset_async_copies(Fiber* f);  // a new block: no copies, no groups
 
 // Happens-before edges for ThreadSanitizer; nothing in the other builds.
 inline void tsan_acquire(const void* addr) {

@@ -78,6 +78,18 @@ void serve_shared_cell(Fiber* f) {
   f->request.result = memory;
 }
 
+bool in_shared_memory(const void* address, size_t size) {
+  const uintptr_t a = reinterpret_cast<uintptr_t>(address);
+  auto inside = [&](const void* memory, size_t bytes) {
+    const uintptr_t lo = reinterpret_cast<uintptr_t>(memory);
+    return memory && a >= lo && size <= bytes && a - lo <= bytes - size;
+  };
+  if (inside(g.dynamic_shared, g.config->shared_mem)) return true;
+  for (const SharedCell& cell : g.cells)
+    if (inside(cell.memory, cell.size)) return true;
+  return false;
+}
+
 }  // namespace simt
 
 using namespace simt;

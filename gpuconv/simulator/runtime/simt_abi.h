@@ -10,7 +10,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define SIMT_ABI_VERSION 4
+#define SIMT_ABI_VERSION 5
 
 #pragma GCC visibility push(default)
 #ifdef __cplusplus
@@ -123,6 +123,26 @@ void* simt_dynamic_shared(void);
 __attribute__((noreturn)) void simt_trap(const char* what, const char* file, int line,
                                          const char* function);
 uint64_t simt_clock(void);
+
+// Asynchronous global->shared copies (cp.async; the model is in simt_async_copy.h). The header
+// reads a copy's source and poisons its destination itself, so that the sanitizers see those
+// accesses as the CUDA thread's; the runtime only keeps each thread's queue of issued copies.
+struct simt_async_copy_record {
+  void* dst;                 // shared memory, aligned to bytes
+  uint32_t bytes;            // 4, 8 or 16
+  uint32_t reserved;
+  unsigned char data[16];    // the bytes to land in dst (source bytes read at issue, then zeros)
+};
+// Queues a copy in the thread's open (not yet committed) group; a destination outside the
+// block's shared memory fails the launch, naming file:line.
+void simt_async_enqueue(const struct simt_async_copy_record* copy, const char* file, int line);
+// cp.async.commit_group: the open group (possibly empty) becomes the newest committed group.
+void simt_async_commit_group(void);
+// cp.async.wait_group: moves up to `capacity` copies of the committed groups older than the
+// newest `pending` ones into out[], oldest first, and forgets them; returns how many it moved
+// (call again while it returns `capacity`). The caller writes them to their destinations.
+unsigned simt_async_complete(unsigned pending, struct simt_async_copy_record* out,
+                             unsigned capacity);
 
 // For the sanitizer runner's death callback: the CUDA thread running now ("block (x,y,z) thread
 // (x,y,z) of KERNEL"), and the shared memory nearest to an address (*distance: 0 inside, else

@@ -1,11 +1,11 @@
-// The tensor-core helpers of kernels/common/mma_ptx.cuh on one warp: a (16 x 16) and b (16 x 8)
+// The tensor-core helpers of kernels/common/ptx.cuh on one warp: a (16 x 16) and b (16 x 8)
 // of T, row-major in global memory, staged in shared memory both ways the GEMM tiles store
 // them (rows padded by 8 elements): k-major (stored rows = k, read with ldmatrix.x4.trans) and
 // along k (stored rows = m or n, read with ldmatrix.x4), then one mma.m16n8k16:
 // d (16 x 8, float, row-major) = c + a * b. The fragments of both ldmatrix forms are written
 // out (frag_*[0..127] transposed, frag_*[128..255] not; 4 per lane; the ldmatrix of b covers
 // n 0-15 of a 16 x 16 b tile whose columns 8-15 are b's columns again).
-#include "mma_ptx.cuh"
+#include "ptx.cuh"
 
 template <class T>
 __global__ void mma_tile(float* d, unsigned* frag_a, unsigned* frag_b, const T* a, const T* b,

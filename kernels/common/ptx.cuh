@@ -1,6 +1,8 @@
 // The project's inline PTX: the tensor-core helpers (ldmatrix with and without .trans,
-// mma.sync), each with a CPU branch for the simulator written as a warp collective
-// (simulator.md, convention 1). No kernel holds an asm statement of its own.
+// mma.sync) and the asynchronous global -> shared copies (cp.async), each with a CPU branch for
+// the simulator (simulator.md, convention 1): the tensor-core ones written as warp collectives,
+// the copies through the simulator's model of cp.async (issued copies land at the wait).
+// No kernel holds an asm statement of its own.
 //
 // Fragment layouts are the PTX ISA's ("Matrix fragments for mma.m16n8k16", "ldmatrix"): with
 // gid = lane / 4 and tig = lane % 4, a 32-bit register holds two 16-bit elements, the lower
@@ -124,6 +126,44 @@ __device__ __forceinline__ void mma_m16n8k16<__nv_bfloat16>(float (&d)[4], const
       : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b[0]), "r"(b[1]));
 #elif defined(__SIMT_CPU__)
   mma_m16n8k16_cpu<__nv_bfloat16>(d, a, b);
+#endif
+}
+
+// cp.async.cg.shared.global, 16 bytes (sm_80+): starts copying 16 bytes from global `src` to
+// shared `dst` without passing through registers; with `fill_zeros` the 16 bytes are zeros and
+// src is not read (PTX src-size 0), which is how a gather writes its padding. Both addresses
+// 16-byte aligned. .cg: cached in L2 only (each block reads a tile once from global memory;
+// the reuse is in shared memory). The bytes are there only after a cp_async_wait that covers
+// the copy's group, and visible to other threads only after a barrier following that wait.
+__device__ __forceinline__ void cp_async_16(void* dst, const void* src, bool fill_zeros) {
+#if defined(__CUDA_ARCH__)
+  const unsigned address = static_cast<unsigned>(__cvta_generic_to_shared(dst));
+  asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n"
+               :
+               : "r"(address), "l"(src), "r"(fill_zeros ? 0 : 16));
+#elif defined(__SIMT_CPU__)
+  simt_async_copy(dst, src, 16, fill_zeros ? 0 : 16);
+#endif
+}
+
+// cp.async.commit_group: the thread's copies since its last commit form one group.
+__device__ __forceinline__ void cp_async_commit() {
+#if defined(__CUDA_ARCH__)
+  asm volatile("cp.async.commit_group;\n" ::);
+#elif defined(__SIMT_CPU__)
+  simt_async_commit();
+#endif
+}
+
+// cp.async.wait_group PENDING: returns once at most PENDING of the thread's newest committed
+// groups are still in flight (all older ones have landed). The memory clobber keeps the
+// compiler from moving shared-memory reads above it.
+template <int PENDING>
+__device__ __forceinline__ void cp_async_wait() {
+#if defined(__CUDA_ARCH__)
+  asm volatile("cp.async.wait_group %0;\n" ::"n"(PENDING) : "memory");
+#elif defined(__SIMT_CPU__)
+  simt_async_wait(PENDING);
 #endif
 }
 
