@@ -3,7 +3,7 @@ SimtTile): its template arguments, thread count and dynamic shared memory. One c
 forward and backward launchers, so that a change to the kernels' tile layout is made once."""
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
@@ -58,9 +58,10 @@ class GemmTile:
 class MmaTile:
     """A tensor-core GEMM block tile (kernels/common/mma_gemm.cuh: MmaTile): warps of
     warp_m x warp_n, each (warp_m / 16) x (warp_n / 8) mma.m16n8k16 tiles; 16-bit operands.
-    ``rows_along_k``: the operand tiles are stored along k (MmaTileK, the kernels that copy 8
-    channels at a time with cp.async) instead of k-major, in ``stages`` shared-memory stages
-    (the k-major tiles always have 2: one computed on, one stored from registers)."""
+    ``async_copy``: the loaders copy 8 elements at a time with cp.async into ``stages``
+    shared-memory stages (MmaTileAsync; register-staged tiles always have 2: one multiplied,
+    one stored from registers). ``rows_along_k``: the operand tiles are stored along k
+    (MmaTileK, for 8 consecutive k per copy) instead of k-major; always copied with cp.async."""
     block_m: int
     block_n: int
     block_k: int
@@ -68,25 +69,28 @@ class MmaTile:
     warp_n: int
     rows_along_k: bool = False
     stages: int = 2
+    async_copy: bool = False
 
     def __post_init__(self):
-        if self.stages < 2 or (self.stages != 2 and not self.rows_along_k):
-            raise ValueError(f"an MmaTile has 2 stages, or 2 or more when stored along k; "
-                             f"got stages={self.stages}, rows_along_k={self.rows_along_k}")
+        if self.rows_along_k and not self.async_copy:
+            raise ValueError("an MmaTile stored along k is filled by cp.async (async_copy=True)")
+        if self.stages < 2 or (self.stages != 2 and not self.async_copy):
+            raise ValueError(f"an MmaTile has 2 stages, or 2 or more with async_copy; got "
+                             f"stages={self.stages}, async_copy={self.async_copy}")
 
     @property
     def threads(self) -> int:
         return 32 * (self.block_m // self.warp_m) * (self.block_n // self.warp_n)
 
     def transposed(self) -> "MmaTile":
-        return MmaTile(self.block_n, self.block_m, self.block_k, self.warp_n, self.warp_m,
-                       self.rows_along_k, self.stages)
+        return replace(self, block_m=self.block_n, block_n=self.block_m, warp_m=self.warp_n,
+                       warp_n=self.warp_m)
 
     @property
     def template_args(self) -> str:
-        """The kernel's tile template arguments (MmaTileK's also name its stages)."""
+        """The kernel's tile template arguments (a cp.async tile's also name its stages)."""
         args = f"{self.block_m}, {self.block_n}, {self.block_k}, {self.warp_m}, {self.warp_n}"
-        return f"{args}, {self.stages}" if self.rows_along_k else args
+        return f"{args}, {self.stages}" if self.async_copy else args
 
     def smem_bytes(self, dtype) -> int:
         """The larger of the main loop's stages of 16-bit tiles (rows padded by 8 elements:
@@ -96,7 +100,7 @@ class MmaTile:
         if self.rows_along_k:
             mainloop = self.stages * (self.block_m + self.block_n) * (self.block_k + pad) * 2
         else:
-            mainloop = 2 * self.block_k * (self.block_m + pad + self.block_n + pad) * 2
+            mainloop = self.stages * self.block_k * (self.block_m + pad + self.block_n + pad) * 2
         stage_m = self.block_m // self.warp_m * 16
         epilogue = stage_m * (self.block_n + 1) * 4
         return max(mainloop, epilogue)

@@ -51,7 +51,7 @@ def _names(template: str, layouts=True, tile: bool = False) -> list[str]:
 
 
 # The same tile stored along k, copied 8 channels at a time through 4 cp.async stages.
-VECTOR_TILE = replace(MMA_TILE, rows_along_k=True, stages=4)
+VECTOR_TILE = replace(MMA_TILE, rows_along_k=True, stages=4, async_copy=True)
 VECTOR_CHANNELS = 8
 
 _IMPLICIT_NAMES = _names("conv2d_dgrad_implicit_gemm", tile=True) + [

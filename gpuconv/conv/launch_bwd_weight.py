@@ -3,7 +3,9 @@
 Weight-gradient algorithms (the kernels' headers say how each works):
 - "implicit_gemm": dW = dy * X with X gathered from x on the fly, split-K over N*P*Q; float16
   and bfloat16 on the tensor cores (``conv2d_wgrad_implicit_gemm_mma``) unless
-  ``math="cuda_cores"``.
+  ``math="cuda_cores"``; channels-last with K/groups and C/groups multiples of 8 and 16-byte
+  aligned arrays, the kernel that copies both operands 8 filters / channels at a time with
+  cp.async (``conv2d_wgrad_implicit_gemm_mma_vec``, ``vector_kernel``).
 - "im2col_gemm": x unfolded into a column buffer per batch chunk, then a GEMM, split-K.
 - "depthwise": C/groups == 1; NHWC: 32 filters per warp (conv2d_wgrad_depthwise_nhwc); NCHW: the
   direct kernel, whose one-block-per-filter layout is the depthwise one.
@@ -17,17 +19,22 @@ bias kernels never use atomics.
 """
 from __future__ import annotations
 
+from dataclasses import replace
+
 from .._kernels import CUDA_TYPES, cuda_type, register
 from .gemm_tile import GemmTile, MmaTile
 from .launch_bwd_common import (GRID_YZ_LIMIT, MAX_SPLITS, SplitSums, array_module,
                                 batch_chunks, bool_name, ceil_div, check_weight_size,
                                 choose_splits, contiguous, i32, launch, output, pixels_per_split,
                                 shape_args, type_names)
-from .launch_common import TENSOR_CORE_DTYPES, uses_tensor_cores
+from .launch_common import TENSOR_CORE_DTYPES, is_aligned, uses_tensor_cores
 
 TILE = GemmTile(block_m=64, block_n=128, block_k=8, thread_m=4, thread_n=8)
 # The implicit GEMM's tensor-core tile (16-bit dtypes): the same 64 x 128 block, 8 warps of 32 x 32.
 MMA_TILE = MmaTile(block_m=64, block_n=128, block_k=32, warp_m=32, warp_n=32)
+# The same tile filled 8 filters / channels per cp.async, 4 stages deep.
+VECTOR_TILE = replace(MMA_TILE, stages=4, async_copy=True)
+VECTOR_CHANNELS = 8
 DIRECT_THREADS = 256      # WGRAD_DIRECT_THREADS in wgrad_direct.cu
 LANES, ROWS = 32, 8       # WGRAD_DEPTHWISE_LANES/ROWS, BIAS_GRAD_LANES/ROWS
 BIAS_THREADS = 256        # BIAS_GRAD_THREADS
@@ -51,7 +58,9 @@ def _names(template: str, layouts: bool = True, tile: bool = False) -> list[str]
 
 _IMPLICIT_NAMES = _names("conv2d_wgrad_implicit_gemm", tile=True) + [
     f"conv2d_wgrad_implicit_gemm_mma<{CUDA_TYPES[dt]}, {bool_name(nhwc)}, {MMA_TILE.template_args}>"
-    for dt in TENSOR_CORE_DTYPES for nhwc in (False, True)]
+    for dt in TENSOR_CORE_DTYPES for nhwc in (False, True)] + [
+    f"conv2d_wgrad_implicit_gemm_mma_vec<{CUDA_TYPES[dt]}, {VECTOR_TILE.template_args}>"
+    for dt in TENSOR_CORE_DTYPES]
 IMPLICIT_GEMM = register("conv/wgrad_implicit_gemm.cu", _IMPLICIT_NAMES, hot=_IMPLICIT_NAMES)
 
 _COLUMNS_NAMES = _names("conv2d_wgrad_gemm_columns", tile=True)
@@ -150,16 +159,31 @@ def _gemm_grid_splits(call: _Call) -> tuple[tuple[int, int], int]:
     return tiles_xy, splits
 
 
+def vector_kernel(call: _Call, tensor_cores: bool) -> bool:
+    """Whether conv2d_wgrad_implicit_gemm_mma_vec runs the call: tensor cores, channels-last,
+    K/groups and C/groups multiples of 8 (a vector never straddles a group or a tap), x and dy
+    16-byte aligned."""
+    g = call.geom
+    return (tensor_cores and call.nhwc and g.K_per_group % VECTOR_CHANNELS == 0
+            and g.C_per_group % VECTOR_CHANNELS == 0
+            and is_aligned(call.x, 16) and is_aligned(call.dy, 16))
+
+
 def implicit_gemm(call: _Call, deterministic: bool):
     g = call.geom
     (tiles_m, tiles_n), splits = _gemm_grid_splits(call)
     sums = call.sums(splits, allow_atomics=not deterministic)
     dw, ws = sums.pointers
     tensor_cores = uses_tensor_cores(call.dtype, call.math)
-    tile = MMA_TILE if tensor_cores else TILE  # the same block shape: one grid and split choice
+    # The same block shape on every tile: one grid and split choice.
+    if vector_kernel(call, tensor_cores):
+        tile = VECTOR_TILE
+        name = f"conv2d_wgrad_implicit_gemm_mma_vec<{call.t}, {tile.template_args}>"
+    else:
+        tile = MMA_TILE if tensor_cores else TILE
+        template = "conv2d_wgrad_implicit_gemm" + ("_mma" if tensor_cores else "")
+        name = f"{template}<{call.t}, {bool_name(call.nhwc)}, {tile.template_args}>"
     smem = tile.smem_bytes(call.dtype)  # the main loop's tiles, then the staged epilogue
-    template = "conv2d_wgrad_implicit_gemm" + ("_mma" if tensor_cores else "")
-    name = f"{template}<{call.t}, {bool_name(call.nhwc)}, {tile.template_args}>"
     for chunk, (n0, n1) in enumerate(call.chunks):
         pps = pixels_per_split((n1 - n0) * g.P * g.Q, splits, tile.block_k)
         launch(IMPLICIT_GEMM, name, call.executor, (tiles_m, tiles_n, g.groups * splits),

@@ -76,7 +76,7 @@ VECTOR_STAGES = 4
 
 def vector_tile(tile: MmaTile) -> MmaTile:
     """The 8-channel kernel's version of a tensor-core tile: stored along k, VECTOR_STAGES deep."""
-    return replace(tile, rows_along_k=True, stages=VECTOR_STAGES)
+    return replace(tile, rows_along_k=True, stages=VECTOR_STAGES, async_copy=True)
 
 
 def kernel_name(iterator: str, cuda_t: str, nhwc: bool, tile) -> str:

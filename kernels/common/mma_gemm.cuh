@@ -10,7 +10,8 @@
 // one ldmatrix matrix then fall 4 banks apart (LD * 2 bytes = 4 words mod 32 for
 // LD = 128 + 8), covering all 32 banks once. MmaTileK stores them along k instead, for the
 // 8-element vector loader below, which copies asynchronously (cp.async) into a deeper pipeline
-// of stages (async_gemm_mainloop).
+// of stages (async_gemm_mainloop); MmaTileAsync keeps the k-major layout for the vector loader
+// along mn.
 //
 // Same interface as SimtMma: compute(smem_a, smem_b) per k-tile, then epilogue(stage, store)
 // hands each accumulator with its block-tile (row, col) to the caller.
@@ -82,6 +83,19 @@ struct MmaTileK : MmaTile<BLOCK_M_, BLOCK_N_, BLOCK_K_, WARP_M_, WARP_N_> {
   template <class T, bool LANES_ALONG_M> using Mma = TensorCoreMma<T, MmaTileK, LANES_ALONG_M>;
 };
 
+// The k-major block tile (MmaTile's layout, ldmatrix.trans) filled by cp.async into STAGES
+// stages instead of through registers: for loaders that copy 8 consecutive mn (16 bytes) at a
+// time (MnVectorLoader: operands contiguous along M or N, the channels-last weight gradient).
+template <int BLOCK_M_, int BLOCK_N_, int BLOCK_K_, int WARP_M_, int WARP_N_, int STAGES_>
+struct MmaTileAsync : MmaTile<BLOCK_M_, BLOCK_N_, BLOCK_K_, WARP_M_, WARP_N_> {
+  using Base = MmaTile<BLOCK_M_, BLOCK_N_, BLOCK_K_, WARP_M_, WARP_N_>;
+  static_assert(STAGES_ >= 2, "one stage being read, at least one being filled");
+  static constexpr bool ASYNC_COPY = true;
+  static constexpr int STAGES = STAGES_;
+  static constexpr int SMEM_ELEMENTS = STAGES * (Base::STAGE_A + Base::STAGE_B);
+  template <class T, bool LANES_ALONG_M> using Mma = TensorCoreMma<T, MmaTileAsync, LANES_ALONG_M>;
+};
+
 // Copies a BLOCK_MN x BLOCK_K operand tile whose rows are contiguous along k in global memory
 // into an MmaTileK stage (row mn at tile[mn * LD + kk]), 8 consecutive k (one 16-byte vector)
 // per cp.async, straight from global to shared memory (ptx.cuh: cp_async_16): consecutive
@@ -134,12 +148,53 @@ struct KVectorLoader {
   }
 };
 
-// The main loop for loaders that copy asynchronously (KVectorLoader) into Tile::STAGES stages:
-// acc += A(BLOCK_M x gemm_k) * B(gemm_k x BLOCK_N), as simt_gemm_mainloop computes it, with
-// STAGES - 1 k-tiles in flight while one is multiplied. Each iteration waits for its k-tile's
-// copies (this thread's with cp_async_wait, everyone's with the barrier), then starts the
-// copies of the k-tile STAGES - 1 ahead into the stage the previous iteration multiplied (the
-// barrier also says every warp is done with it), then multiplies. Every iteration commits a
+// Copies a BLOCK_K x BLOCK_MN operand tile whose elements are contiguous along mn in global
+// memory (8 consecutive filters of one dy pixel, 8 consecutive channels of one x pixel and tap)
+// into a k-major stage (MmaTileAsync: tile[kk * LD + mn]), 8 mn (one 16-byte vector) per
+// cp.async: consecutive threads take consecutive vectors of one k, each thread KS consecutive k
+// of its vector, stepping the source's k state (Source::advance) as MnContiguousLoader does.
+// The Source's row(mn) is the state of the vector's first mn, and vector_at(row, col, from)
+// says whether mn .. mn+7 exist at that k (else zeros) and where; the launcher guarantees the
+// alignment (vectors never straddle a group or a tap, 16-byte aligned addresses).
+template <class T, class Source, int BLOCK_MN, int BLOCK_K, int THREADS>
+struct MnVectorLoader {
+  static constexpr int VEC = 8;
+  static constexpr int VECTORS = BLOCK_MN / VEC;  // per k
+  static_assert(BLOCK_MN % VEC == 0 && THREADS % VECTORS == 0, "threads must cover whole k rows");
+  static constexpr int K_GROUPS = THREADS / VECTORS;
+  static_assert(BLOCK_K % K_GROUPS == 0, "threads must cover the tile evenly");
+  static constexpr int KS = BLOCK_K / K_GROUPS;
+  static constexpr int LD = BLOCK_MN + SMEM_PAD<T>;
+
+  typename Source::Row row_state;
+  T* stage;  // the shared-memory stage the next load() copies into
+  int mn, kk0;
+
+  template <class Rows>
+  __device__ __forceinline__ MnVectorLoader(const Rows& rows_of, int mn0, int tid) {
+    mn = (tid % VECTORS) * VEC;
+    kk0 = (tid / VECTORS) * KS;
+    row_state = rows_of.row(mn0 + mn);
+  }
+  __device__ __forceinline__ void into(T* tile) { stage = tile; }
+  __device__ __forceinline__ void load(const Source& src, int k0) {
+    typename Source::Col col = src.column(k0 + kk0);
+#pragma unroll
+    for (int e = 0; e < KS; ++e) {
+      const T* from;
+      const bool inside = src.vector_at(row_state, col, from);
+      cp_async_16(stage + (kk0 + e) * LD + mn, from, !inside);
+      if (e + 1 < KS) src.advance(col);
+    }
+  }
+};
+
+// The main loop for loaders that copy asynchronously (KVectorLoader, MnVectorLoader) into
+// Tile::STAGES stages: acc += A(BLOCK_M x gemm_k) * B(gemm_k x BLOCK_N), as simt_gemm_mainloop
+// computes it, with STAGES - 1 k-tiles in flight while one is multiplied. Each iteration waits
+// for its k-tile's copies (this thread's with cp_async_wait, everyone's with the barrier), then
+// starts the copies of the k-tile STAGES - 1 ahead into the stage the previous iteration
+// multiplied (the barrier also says every warp is done with it), then multiplies. Every iteration commits a
 // group, empty past the last k-tile, so that the wait count stays STAGES - 2. The loaders see
 // load(k0) for k0 = 0, BLOCK_K, 2 * BLOCK_K, ... once each, in order (conv_tap_table.cuh's
 // cursors rely on it). smem: Tile::SMEM_ELEMENTS elements of T.
@@ -182,7 +237,8 @@ __device__ __forceinline__ void async_gemm_mainloop(Mma& mma, LoaderA& loader_a,
   cp_async_wait<0>();  // only empty groups remain; the epilogue reuses the shared memory
 }
 
-// The main loop the tile's loaders need: cp.async stages for MmaTileK, registers otherwise.
+// The main loop the tile's loaders need: cp.async stages for MmaTileK / MmaTileAsync,
+// registers otherwise.
 template <class T, class Tile, class Mma, class LoaderA, class SourceA, class LoaderB, class SourceB>
 __device__ __forceinline__ void gemm_mainloop(Mma& mma, LoaderA& loader_a, const SourceA& src_a,
                                               LoaderB& loader_b, const SourceB& src_b, int gemm_k,

@@ -12,6 +12,9 @@
 //   NHWC: taps t = (r, s, c); dy and x are channel-contiguous, so both operands are loaded
 //         along M / N (MnContiguousLoader) and each thread steps its pixels incrementally. The
 //         epilogue maps t back to the KCRS position of dw.
+// Channels-last with K/groups and C/groups multiples of 8 on tensor cores takes
+// conv2d_wgrad_implicit_gemm_mma_vec: both operands copied 8 filters / channels at a time with
+// cp.async into k-major stages, several k-tiles (pixels) in flight.
 // Grid: (ceil(K/g / BLOCK_M), ceil(C/g*R*S / BLOCK_N), groups * splits); dynamic shared memory:
 // the main loop's tiles, then the staged epilogue (gpuconv/conv/gemm_tile.py: smem_bytes).
 #include "conv_shape.cuh"
@@ -24,8 +27,8 @@
 #define GC_WGRAD_OUTPUT_PARAMS(T) \
   int splits, int pixels_per_split, T *dw, gc::acc_t<T> *ws, int mode
 
-// The block tile (blockIdx.x, blockIdx.y) of group and split blockIdx.z. Tile: a SimtTile or an
-// MmaTile.
+// The block tile (blockIdx.x, blockIdx.y) of group and split blockIdx.z. Tile: a SimtTile, an
+// MmaTile, or an MmaTileAsync (NHWC only).
 template <class T, bool NHWC, class Tile>
 __device__ __forceinline__ void wgrad_implicit_gemm(const T* x, const T* dy,
                                                     const gc::ConvShape& shape, int splits,
@@ -36,11 +39,19 @@ __device__ __forceinline__ void wgrad_implicit_gemm(const T* x, const T* dy,
   using Smem = typename Tile::template Smem<T>;
   using DySource = typename gc::Select<NHWC, gc::WgradDyNhwcSource<T>, gc::WgradDyNchwSource<T>>::type;
   using XSource = typename gc::Select<NHWC, gc::WgradXNhwcSource<T>, gc::WgradXNchwSource<T>>::type;
+  static_assert(NHWC || !Tile::ASYNC_COPY, "vector copies need channels-last x and dy");
+  // NHWC: along M / N, 8 at a time with cp.async on an MmaTileAsync.
+  using MnLoaderA = typename gc::Select<
+      Tile::ASYNC_COPY, gc::MnVectorLoader<T, DySource, Tile::BLOCK_M, Tile::BLOCK_K, Tile::THREADS>,
+      gc::MnContiguousLoader<Smem, DySource, Tile::BLOCK_M, Tile::BLOCK_K, Tile::THREADS>>::type;
+  using MnLoaderB = typename gc::Select<
+      Tile::ASYNC_COPY, gc::MnVectorLoader<T, XSource, Tile::BLOCK_N, Tile::BLOCK_K, Tile::THREADS>,
+      gc::MnContiguousLoader<Smem, XSource, Tile::BLOCK_N, Tile::BLOCK_K, Tile::THREADS>>::type;
   using LoaderA = typename gc::Select<
-      NHWC, gc::MnContiguousLoader<Smem, DySource, Tile::BLOCK_M, Tile::BLOCK_K, Tile::THREADS>,
+      NHWC, MnLoaderA,
       gc::KContiguousLoader<Smem, DySource, Tile::BLOCK_M, Tile::BLOCK_K, Tile::THREADS>>::type;
   using LoaderB = typename gc::Select<
-      NHWC, gc::MnContiguousLoader<Smem, XSource, Tile::BLOCK_N, Tile::BLOCK_K, Tile::THREADS>,
+      NHWC, MnLoaderB,
       gc::KContiguousLoader<Smem, XSource, Tile::BLOCK_N, Tile::BLOCK_K, Tile::THREADS>>::type;
 
   const int group = blockIdx.z / splits;
@@ -57,9 +68,9 @@ __device__ __forceinline__ void wgrad_implicit_gemm(const T* x, const T* dy,
   LoaderB loader_b(src_b, n0, tid);
   typename Tile::template Mma<T, false> mma(tid);
 
-  // main loop (simt_gemm.cuh)
-  gc::simt_gemm_mainloop<Smem, Tile>(mma, loader_a, src_a, loader_b, src_b,
-                                     range.end - range.begin, reinterpret_cast<Smem*>(smem));
+  // main loop (simt_gemm.cuh; async_gemm_mainloop of mma_gemm.cuh for MmaTileAsync)
+  gc::gemm_mainloop<Smem, Tile>(mma, loader_a, src_a, loader_b, src_b, range.end - range.begin,
+                                reinterpret_cast<Smem*>(smem));
 
   // epilogue: NHWC taps are (r, s, c) (WgradXNhwcSource).
   gc::store_wgrad_tile<NHWC>(epi, mma, reinterpret_cast<A*>(smem), m0, n0, split, group,
@@ -85,5 +96,19 @@ conv2d_wgrad_implicit_gemm_mma(const T* __restrict__ x, const T* __restrict__ dy
   using Tile = gc::MmaTile<BLOCK_M, BLOCK_N, BLOCK_K, WARP_M, WARP_N>;
   const gc::WgradEpilogue<T> epi{dw, ws, K * (C / groups) * R * S, mode};
   wgrad_implicit_gemm<T, NHWC, Tile>(x, dy, GC_CONV_SHAPE, splits, pixels_per_split, epi,
+                                     smem_raw);
+}
+
+// Channels-last with K/groups and C/groups multiples of 8: dy and x move 8 filters / channels
+// (16 bytes) per cp.async into STAGES k-major stages (MmaTileAsync); the launcher checks the
+// alignment and raises the kernel's dynamic shared memory limit.
+template <class T, int BLOCK_M, int BLOCK_N, int BLOCK_K, int WARP_M, int WARP_N, int STAGES>
+__global__ void GC_MMA_ASYNC_LAUNCH_BOUNDS(BLOCK_M, BLOCK_N, BLOCK_K, WARP_M, WARP_N)
+conv2d_wgrad_implicit_gemm_mma_vec(const T* __restrict__ x, const T* __restrict__ dy,
+                                   GC_CONV_SHAPE_PARAMS, GC_WGRAD_OUTPUT_PARAMS(T)) {
+  extern __shared__ __align__(16) unsigned char smem_raw[];
+  using Tile = gc::MmaTileAsync<BLOCK_M, BLOCK_N, BLOCK_K, WARP_M, WARP_N, STAGES>;
+  const gc::WgradEpilogue<T> epi{dw, ws, K * (C / groups) * R * S, mode};
+  wgrad_implicit_gemm<T, true, Tile>(x, dy, GC_CONV_SHAPE, splits, pixels_per_split, epi,
                                      smem_raw);
 }

@@ -160,6 +160,13 @@ struct WgradDyNhwcSource {
     if (row.k >= 0 && col.j < range.end) return dy[col.offset + row.k];
     return T{};
   }
+  // Whether filters k .. k+7 exist at pixel j, and where (MnVectorLoader; dy when they do not):
+  // K/groups a multiple of 8, dy 16-byte aligned.
+  __device__ __forceinline__ bool vector_at(const Row& row, const Col& col, const T*& from) const {
+    const bool inside = row.k >= 0 && col.j < range.end;
+    from = dy + (inside ? col.offset + row.k : 0);
+    return inside;
+  }
 };
 
 // B (K x N) for NCHW x, taps t = (c, r, s) as the KCRS weights: element (j, t) =
@@ -264,6 +271,17 @@ struct WgradXNhwcSource {
     if (row.c >= 0 && col.j < range.end && unsigned(h) < unsigned(H) && unsigned(w) < unsigned(W))
       return x[col.base + (h * W + w) * C + row.c];
     return T{};
+  }
+  // Whether channels c .. c+7 of the row's tap exist at pixel j, and where (MnVectorLoader; x
+  // when they do not): C/groups a multiple of 8 (a vector never straddles a tap), x 16-byte
+  // aligned.
+  __device__ __forceinline__ bool vector_at(const Row& row, const Col& col, const T*& from) const {
+    const int h = col.h0 + row.dh;
+    const int w = col.w0 + row.dw;
+    const bool inside = row.c >= 0 && col.j < range.end && unsigned(h) < unsigned(H) &&
+                        unsigned(w) < unsigned(W);
+    from = x + (inside ? col.base + (h * W + w) * C + row.c : 0);
+    return inside;
   }
 };
 

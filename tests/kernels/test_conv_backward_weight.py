@@ -105,6 +105,84 @@ def test_16_bit_implicit_gemm_on_both_maths(rng, monkeypatch, math, data_format)
                                            else launch_bwd_common.WGRAD_ATOMIC)
 
 
+@pytest.fixture
+def names(monkeypatch):
+    """Names of the kernels launch_bwd_weight launches, in order."""
+    launched = []
+    real = launch_bwd_weight.launch
+    monkeypatch.setattr(launch_bwd_weight, "launch", lambda family, name, *a, **k: (
+        launched.append(name), real(family, name, *a, **k)))
+    return launched
+
+
+# Channels-last with K/groups and C/groups multiples of 8: the tensor-core kernel that copies
+# both operands 8 filters / channels at a time (cp.async). Two filter tiles (the last partial),
+# taps past one tile of 128, pixels in ragged k-tiles over several splits; a strided, dilated
+# case with asymmetric padding.
+VECTOR_CASES = [
+    Case("3x3 grouped, 72 filters and 16 channels per group", (2, 32, 9, 10), (144, 16, 3, 3),
+         dict(padding=1, groups=2)),
+    Case("3x2 stride 2 dilation 2", (1, 8, 13, 12), (24, 8, 3, 2),
+         dict(stride=2, dilation=2, padding=(2, 1))),
+]
+
+
+@pytest.mark.parametrize("case", VECTOR_CASES, ids=lambda c: c.name)
+def test_vector_copies(rng, monkeypatch, names, case):
+    """conv2d_wgrad_implicit_gemm_mma_vec against the reference in both summation modes and, bit
+    for bit in the deterministic one, against the scalar tensor-core kernel (same pixel order,
+    same mma steps, same split partials)."""
+    monkeypatch.setattr(launch_bwd_common, "MIN_PIXELS_PER_SPLIT", 32)
+    geom = case.geometry()
+    for dtype in [d for d in DTYPES if np.dtype(d).itemsize == 2]:
+        x = x_in_layout(rng, case, dtype, "NHWC")
+        dy = make_input(rng, output_shape(case, "NHWC"), dtype)
+        exact, magnitude = expected(case, x, dy, "NHWC")
+        results = []
+        for order in ORDERS:
+            with gpuconv.simulate(order=order, seed=4):
+                results.append(launch_bwd_weight.run("implicit_gemm", geom, x, dy, "NHWC", True,
+                                                     "simulator"))
+            assert names[-1].startswith("conv2d_wgrad_implicit_gemm_mma_vec<")
+            assert_close(results[-1], exact, magnitude, dtype, f"{case} {dtype} {order}")
+        with monkeypatch.context() as scalar, gpuconv.simulate(order="forward"):
+            scalar.setattr(launch_bwd_weight, "vector_kernel", lambda call, tensor_cores: False)
+            results.append(launch_bwd_weight.run("implicit_gemm", geom, x, dy, "NHWC", True,
+                                                 "simulator"))
+        assert names[-1].startswith("conv2d_wgrad_implicit_gemm_mma<")
+        assert_same_bits(results, f"{case} {dtype}")
+        with gpuconv.simulate(order="random", seed=9):
+            atomic = launch_bwd_weight.run("implicit_gemm", geom, x, dy, "NHWC", False,
+                                           "simulator")
+        assert_close(atomic, exact, magnitude, dtype, f"{case} {dtype} atomics")
+
+
+def test_vector_copies_need_aligned_multiples_of_8(rng, names):
+    """C/groups or K/groups not a multiple of 8, x not 16-byte aligned, or NCHW: the scalar
+    tensor-core kernel."""
+    case = VECTOR_CASES[1]
+    x = x_in_layout(rng, case, np.float16, "NHWC")
+    shifted = np.empty(x.size + 1, np.float16)[1:].reshape(x.shape)  # 2 bytes off alignment
+    shifted[...] = x
+    dy = make_input(rng, output_shape(case, "NHWC"), np.float16)
+    exact, magnitude = expected(case, x, dy, "NHWC")
+    odd_channels = Case("12 channels", (1, 12, 7, 7), (16, 12, 3, 3), dict(padding=1))
+    odd_filters = Case("12 filters", (1, 16, 7, 7), (12, 16, 3, 3), dict(padding=1))
+    runs = [(case, shifted, dy, "NHWC")]
+    for c in (odd_channels, odd_filters):
+        runs.append((c, x_in_layout(rng, c, np.float16, "NHWC"),
+                     make_input(rng, output_shape(c, "NHWC"), np.float16), "NHWC"))
+    runs.append((case, x_in_layout(rng, case, np.float16, "NCHW"),
+                 make_input(rng, output_shape(case, "NCHW"), np.float16), "NCHW"))
+    for c, xs, grad_output, data_format in runs:
+        with gpuconv.simulate():
+            got = launch_bwd_weight.run("implicit_gemm", c.geometry(), xs, grad_output,
+                                        data_format, True, "simulator")
+        assert names[-1].startswith("conv2d_wgrad_implicit_gemm_mma<"), (c, data_format)
+        if xs is shifted:
+            assert_close(got, exact, magnitude, np.float16, "misaligned x")
+
+
 def record_modes(monkeypatch) -> list[int]:
     """The summation mode (last argument) of every weight/bias-gradient launch."""
     modes = []
