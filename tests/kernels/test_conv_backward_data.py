@@ -297,3 +297,17 @@ def test_input_gradient_of_non_contiguous_arrays_on_gpu(rng):
     got = grad.conv2d_input(input_shape(case, "NCHW"), cupy.asarray(w), dy_strided, **case.kwargs)
     assert_close(cupy.asnumpy(got), *expected(case, w, dy, "NCHW"), np.float32, "strided dy")
 
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("case", VECTOR_CASES, ids=lambda c: c.name)
+def test_vector_copies_on_gpu(rng, names, case):
+    """The cp.async data-gradient kernel on the hardware (checked against the simulator's model
+    of cp.async only before)."""
+    import cupy
+    dtype = np.dtype(np.float16)  # CuPy arrays carry no bfloat16 (torch tensors do)
+    w = make_input(rng, case.w, dtype)
+    dy = make_input(rng, output_shape(case, "NHWC"), dtype)
+    got = grad.conv2d_input(input_shape(case, "NHWC"), cupy.asarray(w), cupy.asarray(dy),
+                            algorithm="implicit_gemm", data_format="NHWC", **case.kwargs)
+    assert names[-1].startswith("conv2d_dgrad_implicit_gemm_mma_vec<")
+    assert_close(cupy.asnumpy(got), *expected(case, w, dy, "NHWC"), dtype, f"{case} on GPU")

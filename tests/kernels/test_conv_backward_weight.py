@@ -406,3 +406,20 @@ def test_forced_pointwise_weight_gradient_of_a_1x1_filter(rng):
         with gpuconv.simulate(order=order):
             got = grad.conv2d_weight(x, (3, 6, 1, 1), dy, algorithm="pointwise")
         np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("deterministic", (False, True))
+@pytest.mark.parametrize("case", VECTOR_CASES, ids=lambda c: c.name)
+def test_vector_copies_on_gpu(rng, monkeypatch, names, case, deterministic):
+    """The cp.async weight-gradient kernel on the hardware, over several splits (checked against
+    the simulator's model of cp.async only before)."""
+    import cupy
+    monkeypatch.setattr(launch_bwd_common, "MIN_PIXELS_PER_SPLIT", 32)
+    dtype = np.dtype(np.float16)  # CuPy arrays carry no bfloat16 (torch tensors do)
+    x = x_in_layout(rng, case, dtype, "NHWC")
+    dy = make_input(rng, output_shape(case, "NHWC"), dtype)
+    got = grad.conv2d_weight(cupy.asarray(x), case.w, cupy.asarray(dy), algorithm="implicit_gemm",
+                             data_format="NHWC", deterministic=deterministic, **case.kwargs)
+    assert names[-1].startswith("conv2d_wgrad_implicit_gemm_mma_vec<")
+    assert_close(cupy.asnumpy(got), *expected(case, x, dy, "NHWC"), dtype, f"{case} on GPU")

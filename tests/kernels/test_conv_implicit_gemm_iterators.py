@@ -246,6 +246,19 @@ def test_vector_loads_need_aligned_channels(launched, rng):
     assert launched[-1].startswith("conv2d_implicit_gemm_precomputed_mma<__half, true")
 
 
+@pytest.mark.gpu
+def test_vector_loads_on_gpu(launched, rng):
+    """The cp.async kernel on the hardware (its waits and barriers were checked against the
+    simulator's model of cp.async only)."""
+    import cupy
+    dtype = np.dtype(np.float16)  # CuPy arrays carry no bfloat16 (torch tensors do)
+    x, w, b, _ = make_inputs(VECTOR_CASE, dtype, "NHWC", "random", rng, bias=True)
+    y = gpuconv.conv2d(cupy.asarray(x), cupy.asarray(w), cupy.asarray(b), **VECTOR_CASE.kwargs,
+                       algorithm="implicit_gemm", data_format="NHWC")
+    assert launched[-1].startswith(launch_implicit_gemm.VECTOR_KERNEL + "<")
+    assert_close(cupy.asnumpy(y), reference(VECTOR_CASE, x, w, b, data_format="NHWC"), dtype)
+
+
 def test_math_option(launched, rng):
     """16-bit dtypes take the tensor cores unless math="cuda_cores"; 32- and 64-bit dtypes
     have no tensor-core tiles here (no TF32: float32 products stay strict)."""
