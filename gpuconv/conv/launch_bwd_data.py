@@ -25,7 +25,8 @@ from .launch_bwd_common import (DEFAULT_SMEM_BYTES, EPILOGUE_BIAS, GRID_YZ_LIMIT
                                 array_module, batch_chunks, bool_name, ceil_div,
                                 check_weight_size, contiguous, i32, launch, output, shape_args,
                                 type_names)
-from .launch_common import TENSOR_CORE_DTYPES, is_aligned, uses_tensor_cores
+from .launch_common import (TENSOR_CORE_DTYPES, VECTOR_CHANNELS, VECTOR_STAGES, is_aligned,
+                            uses_tensor_cores)
 
 TILE = GemmTile(block_m=128, block_n=64, block_k=8, thread_m=8, thread_n=4)
 # The implicit GEMM's tensor-core tile (16-bit dtypes): the same 128 x 64 block, 8 warps of 32 x 32.
@@ -50,9 +51,8 @@ def _names(template: str, layouts=True, tile: bool = False) -> list[str]:
     return names
 
 
-# The same tile stored along k, copied 8 channels at a time through 4 cp.async stages.
-VECTOR_TILE = replace(MMA_TILE, rows_along_k=True, stages=4, async_copy=True)
-VECTOR_CHANNELS = 8
+# The same tile stored along k, copied 8 channels at a time through cp.async stages.
+VECTOR_TILE = replace(MMA_TILE, rows_along_k=True, stages=VECTOR_STAGES, async_copy=True)
 
 _IMPLICIT_NAMES = _names("conv2d_dgrad_implicit_gemm", tile=True) + [
     f"conv2d_dgrad_implicit_gemm_mma<{CUDA_TYPES[dt]}, {bool_name(nhwc)}, {MMA_TILE.template_args}>"

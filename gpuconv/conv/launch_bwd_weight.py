@@ -27,14 +27,14 @@ from .launch_bwd_common import (GRID_YZ_LIMIT, MAX_SPLITS, SplitSums, array_modu
                                 batch_chunks, bool_name, ceil_div, check_weight_size,
                                 choose_splits, contiguous, i32, launch, output, pixels_per_split,
                                 shape_args, type_names)
-from .launch_common import TENSOR_CORE_DTYPES, is_aligned, uses_tensor_cores
+from .launch_common import (TENSOR_CORE_DTYPES, VECTOR_CHANNELS, VECTOR_STAGES, is_aligned,
+                            uses_tensor_cores)
 
 TILE = GemmTile(block_m=64, block_n=128, block_k=8, thread_m=4, thread_n=8)
 # The implicit GEMM's tensor-core tile (16-bit dtypes): the same 64 x 128 block, 8 warps of 32 x 32.
 MMA_TILE = MmaTile(block_m=64, block_n=128, block_k=32, warp_m=32, warp_n=32)
-# The same tile filled 8 filters / channels per cp.async, 4 stages deep.
-VECTOR_TILE = replace(MMA_TILE, stages=4, async_copy=True)
-VECTOR_CHANNELS = 8
+# The same tile filled 8 filters / channels per cp.async.
+VECTOR_TILE = replace(MMA_TILE, stages=VECTOR_STAGES, async_copy=True)
 DIRECT_THREADS = 256      # WGRAD_DIRECT_THREADS in wgrad_direct.cu
 LANES, ROWS = 32, 8       # WGRAD_DEPTHWISE_LANES/ROWS, BIAS_GRAD_LANES/ROWS
 BIAS_THREADS = 256        # BIAS_GRAD_THREADS

@@ -96,6 +96,11 @@ def narrow_tiles(dtype, *, filters_along_m: bool = False) -> tuple[GemmTile, ...
 TENSOR_CORE_DTYPES = ("float16", "bfloat16")
 MMA_TILES = (MmaTile(128, 128, 32, 64, 32), MmaTile(64, 64, 32, 32, 16))
 MMA_NARROW_TILES = (MmaTile(128, 32, 32, 32, 16), MmaTile(128, 64, 32, 32, 32))
+# The cp.async kernels (*_mma_vec): 8 16-bit elements per 16-byte copy, so the channels (or
+# filters) a vector covers must come in multiples of 8 per group; 4 shared-memory stages (3
+# k-tiles in flight: kernels/conv/NOTES.md "Asynchronous copies").
+VECTOR_CHANNELS = 8
+VECTOR_STAGES = 4
 # math= of the launchers that have both: "auto" takes the tensor cores for 16-bit dtypes.
 MATHS = ("auto", "cuda_cores", "tensor_cores")
 

@@ -36,8 +36,8 @@ from .._kernels import CUDA_TYPES, register
 from .gemm_tile import GemmTile, MmaTile
 from .geometry import ConvGeometry
 from .launch_common import (GEMM_TILES, GRID_YZ_LIMIT, MMA_NARROW_TILES, MMA_TILES, NARROW_TILES,
-                            TENSOR_CORE_DTYPES, ConvCall, ceil_div, cuda_bool, is_aligned,
-                            pick_filter_tile, uses_tensor_cores)
+                            TENSOR_CORE_DTYPES, VECTOR_CHANNELS, VECTOR_STAGES, ConvCall,
+                            ceil_div, cuda_bool, is_aligned, pick_filter_tile, uses_tensor_cores)
 
 ITERATORS = ("auto", "precomputed", "analytic")
 # (iterator, tensor cores) -> kernel template
@@ -66,12 +66,9 @@ def pick_tile(geom: ConvGeometry, dtype, executor: str, widths: str = "auto",
 
 
 # The kernel whose operands move 8 channels per load (NHWC, precomputed iterator, tensor cores),
-# built for every tensor-core tile, with VECTOR_STAGES shared-memory stages: 3 k-tiles in
-# flight while one is multiplied (kernels/conv/NOTES.md "Asynchronous copies").
+# built for every tensor-core tile, with VECTOR_STAGES shared-memory stages.
 VECTOR_KERNEL = "conv2d_implicit_gemm_precomputed_mma_vec"
-VECTOR_CHANNELS = 8
 VECTOR_TILES = MMA_TILES + MMA_NARROW_TILES
-VECTOR_STAGES = 4
 
 
 def vector_tile(tile: MmaTile) -> MmaTile:

@@ -209,7 +209,8 @@ def test_tensor_core_tiles(tile, data_format, monkeypatch, launched, rng):
 
 # Channels-last, C/groups a multiple of 8: the precomputed iterator's tensor-core kernel copies
 # both operands 8 channels at a time (conv2d_implicit_gemm_precomputed_mma_vec: cp.async,
-# VECTOR_STAGES stages). Two groups of 16 channels (a k-tile of 32 spans two taps), dilation and padding that kill taps per tile.
+# VECTOR_STAGES stages). Two groups of 16 channels (a k-tile of 32 spans two taps), dilation
+# and padding that kill taps per tile.
 VECTOR_CASE = Case("vector_loads", (2, 32, 9, 10), (150, 16, 3, 3),
                    dict(padding=2, dilation=2, groups=2))
 

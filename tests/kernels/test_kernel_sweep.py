@@ -204,11 +204,11 @@ def implicit_gemm_vector(dtype, *tile_and_stages):
     """NHWC with 8 channels per group: the precomputed tensor-core kernel's 8-channel copies
     (template arguments: the tile's, then its stages, which the launcher always sets)."""
     *tile, stages = tile_and_stages
-    assert int(stages) == launch_implicit_gemm.VECTOR_STAGES
+    assert int(stages) == launch_common.VECTOR_STAGES
     return conv_case(dtype, "NHWC",
                      **gemm_problem(dtype, tile, narrow_tiles=launch_common.MMA_NARROW_TILES,
                                     tensor_cores=True,
-                                    channels_per_group=launch_implicit_gemm.VECTOR_CHANNELS),
+                                    channels_per_group=launch_common.VECTOR_CHANNELS),
                      algorithm="implicit_gemm", launcher_options=dict(iterator="precomputed"))
 
 
