@@ -3,8 +3,9 @@
 # logs and results under $OUT (the device tool brings that folder back). From the repo root:
 #   bash bench/gpu_session.sh tests      # the GPU test suite: CuPy kernels vs the reference
 #   bash bench/gpu_session.sh sanitize   # compute-sanitizer memcheck + racecheck on kernel tests
+#                                        # (SANITIZE_TOOLS, SANITIZE_K: which tools, which tests)
 #   bash bench/gpu_session.sh bench [SUITE,...]   # python -m bench on the GPU, JSON + plots
-#                                                 # (as bench_results.tgz: unpack it into
+#                                                 # (as bench_<BENCH_TAG or run>.tgz: unpack it into
 #                                                 # bench/results/<UTC time>-<GPU name>/ and commit)
 #   bash bench/gpu_session.sh models     # torchvision resnet50 / mobilenet_v2 converted with
 #                                        # gpuconv.torch.convert vs native PyTorch (bench/models.py)
@@ -49,8 +50,9 @@ case "$stage" in
       exit 127
     fi
     status=0
-    for tool in memcheck racecheck; do
-      stop_after $((SECONDS_LEFT / 2)) compute-sanitizer --tool "$tool" --error-exitcode 3 \
+    tools=${SANITIZE_TOOLS:-memcheck racecheck}
+    for tool in $tools; do
+      stop_after $((SECONDS_LEFT / $(echo $tools | wc -w))) compute-sanitizer --tool "$tool" --error-exitcode 3 \
         --print-limit 20 $PY -m pytest -q -x -m gpu -p no:cacheprovider tests/kernels \
         -k "${SANITIZE_K:-float32 and not bfloat16}" 2>&1 \
         | tail -n 60 | tee "$OUT/sanitize_$tool.log"
@@ -61,16 +63,18 @@ case "$stage" in
     ;;
   bench)
     suites=${2:-}
-    rm -rf "$OUT/run"
+    # BENCH_TAG names this run's folder and archive, so that several runs fit in one command.
+    tag=${BENCH_TAG:-run}
+    rm -rf "$OUT/$tag"
     # BENCH_ARGS: more options, e.g. "--algorithm auto,implicit_gemm:analytic,implicit_gemm:precomputed".
-    stop_after "$SECONDS_LEFT" $PY -m bench --executor gpu --no-progress --out "$OUT/run" \
-      ${suites:+--suite "$suites"} ${BENCH_ARGS:-} 2>&1 | tee "$OUT/bench.log"
+    stop_after "$SECONDS_LEFT" $PY -m bench --executor gpu --no-progress --out "$OUT/$tag" \
+      ${suites:+--suite "$suites"} ${BENCH_ARGS:-} 2>&1 | tee "$OUT/bench_$tag.log"
     status=$?
     # The device tool brings back at most 8 files: the JSON, summary and plots travel as one.
-    if [ -d "$OUT/run" ]; then
-      tar czf "$OUT/bench_results.tgz" -C "$OUT" run && rm -r "$OUT/run"
+    if [ -d "$OUT/$tag" ]; then
+      tar czf "$OUT/bench_$tag.tgz" -C "$OUT" "$tag" && rm -r "$OUT/$tag"
     else
-      echo "no results were written (see bench.log)" >&2
+      echo "no results were written (see bench_$tag.log)" >&2
     fi
     exit "$status"
     ;;
