@@ -196,7 +196,7 @@ class Runner:
         """Steps 1-3: inputs, baselines and gpuconv variants called once and checked."""
         inp = make_inputs(case, self.xp, seed=zlib.crc32(case.id.encode()) & 0x7FFFFFFF)
         entries: list[Entry] = []
-        oracle, oracle_name = None, None
+        oracle, oracle_name = self._float64_oracle(case, inp)
 
         for name in baseline_names(case, self.mode):
             entry = Entry(name, "baseline", name, is_gpuconv=(name == "reference"))
@@ -216,7 +216,7 @@ class Runner:
                 oracle, oracle_name = result, name
                 entry.set(OK, "oracle: the other results are checked against this one")
             else:
-                self._check(entry, case, result, oracle, oracle_name)
+                self._check(entry, case, result, oracle, oracle_name, time_anyway=True)
 
         if oracle is None and self.mode == "gpu":
             oracle, oracle_name = self._host_reference(case, inp)
@@ -272,13 +272,38 @@ class Runner:
             return list(self.config.algorithms)
         return list(conv_algorithms())
 
-    def _check(self, entry: Entry, case: Case, result, oracle, oracle_name: str) -> None:
+    def _check(self, entry: Entry, case: Case, result, oracle, oracle_name: str, *,
+               time_anyway: bool = False) -> None:
+        """A result against the oracle. A gpuconv variant that disagrees is not timed; a
+        baseline (``time_anyway``) still is, as the standard the others are measured against,
+        with its error in the record (cuDNN picks FFT / Winograd algorithms in float32 whose
+        error can exceed the tolerance: 1.7e-2 on alexnet.conv2's weight gradient, H100)."""
         agrees, rel, why = compare(self.xp, result, oracle, case.dtype)
         entry.max_rel_error = rel
         if agrees:
             entry.set(OK)
+        elif time_anyway and rel is not None:
+            entry.set(OK, f"less accurate than the tolerance: disagrees with {oracle_name}: {why}")
         else:
             entry.set(MISMATCH, f"disagrees with {oracle_name}: {why}; not timed")
+
+    def _float64_oracle(self, case: Case, inp):
+        """On a GPU, a convolution's oracle is cuDNN run in float64 on the same data upcast
+        (exact to ~1e-15 here), so that the float32 / float16 baselines are checked too instead
+        of being the standard; (None, None) where that cannot run (other ops, no torch,
+        float64 cases, dtypes the array library cannot upcast)."""
+        if self.mode != "gpu" or case.layer.op != "conv" or case.dtype == "float64":
+            return None, None
+        try:
+            up = dataclasses.replace(inp, **{
+                f.name: getattr(inp, f.name).astype(np.float64)
+                for f in dataclasses.fields(inp)
+                if f.name in ("x_nchw", "x", "w", "dy_nchw", "dy") and getattr(inp, f.name) is not None})
+            b = prepare("cudnn", dataclasses.replace(case, dtype="float64"), up)
+            with b.context():
+                return b.to_nchw(b.run()), "cudnn in float64 (inputs upcast)"
+        except Exception:      # noqa: BLE001 -- the first float baseline is the oracle then
+            return None, None
 
     def _host_reference(self, case: Case, inp):
         try:

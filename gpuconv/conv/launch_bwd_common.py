@@ -9,13 +9,13 @@ poisoned with NaN first, so an element a kernel forgets to write shows up in the
 """
 from __future__ import annotations
 
-import functools
 import math
 
 import numpy as np
 
 from .._kernels import CUDA_TYPES
 from .._loader import get_function
+from .launch_common import multiprocessor_count
 
 # Every tensor one launch addresses stays below this many elements, so that the kernels' 32-bit
 # offsets (and the few past-the-end offsets their loaders form) cannot overflow: the batch is cut
@@ -24,10 +24,6 @@ LAUNCH_ELEMENTS = 2 ** 30
 
 # CUDA's limit on gridDim.y and gridDim.z.
 GRID_YZ_LIMIT = 65535
-
-# The SM count the simulator plans grids for (an H100 SXM), so that it launches the grids a GPU
-# of the target class would get.
-SIMULATED_SMS = 132
 
 # Shared memory a block may use without opting in to more (cudaFuncSetAttribute).
 DEFAULT_SMEM_BYTES = 48 * 1024
@@ -112,19 +108,6 @@ def check_weight_size(geom) -> None:
                          f"with 32-bit offsets")
 
 
-@functools.lru_cache(maxsize=None)
-def _device_sms(device_id: int) -> int:
-    import cupy
-    return int(cupy.cuda.Device(device_id).attributes["MultiProcessorCount"])
-
-
-def sm_count(executor: str) -> int:
-    if executor == "cupy":
-        import cupy
-        return _device_sms(cupy.cuda.Device().id)
-    return SIMULATED_SMS
-
-
 def launch(family, name: str, executor: str, grid, block, args, shared_mem: int = 0) -> None:
     grid = tuple(int(g) for g in grid)
     if any(g > GRID_YZ_LIMIT for g in grid[1:]) or grid[0] >= 2 ** 31:
@@ -150,7 +133,7 @@ def choose_splits(executor: str, tiles: int, pixels: int, max_splits: int = MAX_
                   blocks_per_sm: int = 2) -> int:
     """Enough splits of the pixel dimension to give the GPU ``blocks_per_sm`` blocks per SM when
     the output tiles alone (``tiles`` blocks) would not, within the limits above."""
-    wanted = ceil_div(blocks_per_sm * sm_count(executor), max(tiles, 1))
+    wanted = ceil_div(blocks_per_sm * multiprocessor_count(executor), max(tiles, 1))
     return max(1, min(wanted, pixels // MIN_PIXELS_PER_SPLIT, max_splits))
 
 

@@ -14,6 +14,7 @@ for that is refused with a ValueError rather than computed wrongly.
 from __future__ import annotations
 
 import dataclasses
+import functools
 from dataclasses import dataclass
 from typing import Any, Iterator
 
@@ -121,12 +122,25 @@ def is_aligned(array, alignment: int) -> bool:
     return address % alignment == 0
 
 
+# The SM count the simulator plans grids for (an H100 SXM), so that it launches the grids a GPU
+# of the target class would get.
+SIMULATED_SMS = 132
+
+
+@functools.lru_cache(maxsize=None)
+def _device_multiprocessors(device_id: int) -> int:
+    import cupy
+    # Read once per device: Device.attributes queries every attribute (~100 driver calls), host
+    # time that would otherwise land inside every call.
+    return int(cupy.cuda.Device(device_id).attributes["MultiProcessorCount"])
+
+
 def multiprocessor_count(executor: str) -> int:
-    """SMs of the current device (the simulator counts as an H100's 132: it only shapes tiles)."""
+    """SMs of the current device (the simulator counts as an H100's 132: it only shapes grids)."""
     if executor == "cupy":
         import cupy
-        return int(cupy.cuda.Device().attributes["MultiProcessorCount"])
-    return 132
+        return _device_multiprocessors(cupy.cuda.runtime.getDevice())
+    return SIMULATED_SMS
 
 
 def pick_filter_tile(dtype, *, pixels: int, filters: int, groups: int, executor: str,

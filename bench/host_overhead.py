@@ -1,0 +1,135 @@
+"""Host time per gpuconv call on a GPU: how much of a small layer's measured time is Python.
+
+    python -m bench.host_overhead [--calls 200] [--profile 25]
+
+For each call below it prints three numbers, in microseconds:
+  host   the wall time of one call with nothing synchronized (mean of --calls back-to-back
+         calls; the GPU queue never fills, so this is the host's own work: argument checks,
+         geometry, planning, allocation, launch);
+  event  CUDA events around one call, as `python -m bench` times it (median): the larger of the
+         host time and the GPU time, since the GPU waits for the launch;
+  graph  one call captured in a CUDA graph and replayed (median per replay): the GPU time of
+         its kernels alone, host excluded ("-" where capture fails, e.g. on an allocation).
+Then the cProfile of all the host loops, heaviest functions first (--profile rows).
+Needs CuPy and a CUDA GPU.
+"""
+from __future__ import annotations
+
+import argparse
+import cProfile
+import io
+import pstats
+import statistics
+import time
+
+
+def _calls(cp, gpuconv):
+    grad = gpuconv.grad
+    rng = cp.random.default_rng(0)
+
+    def randn(*shape, dtype="float32"):
+        return rng.standard_normal(shape, dtype=cp.float32).astype(dtype)
+
+    x32, w32 = randn(32, 256, 14, 14), randn(256, 256, 3, 3)
+    dy32 = randn(32, 256, 14, 14)
+    x16 = randn(32, 14, 14, 256, dtype="float16")
+    w16 = randn(256, 256, 3, 3, dtype="float16")
+    dy16 = randn(32, 14, 14, 256, dtype="float16")
+    x1 = randn(1, 256, 14, 14)
+    pool_x = randn(32, 64, 56, 56)
+    pool_y, pool_i = gpuconv.max_pool2d(pool_x, 3, 2, 1, return_indices=True)
+    pool_dy = randn(*pool_y.shape)
+    feat = randn(2, 256, 50, 68)
+    boxes = cp.asarray([[i % 2, 4.0 + i % 7, 3.0 + i % 5, 40.0 + i % 11, 30.0 + i % 13]
+                        for i in range(512)], dtype=cp.float32)
+    nhwc = {"data_format": "NHWC"}
+    return {
+        "conv2d f32 NCHW 3x3 b32": lambda: gpuconv.conv2d(x32, w32, padding=1),
+        "conv2d f32 NCHW 3x3 b1": lambda: gpuconv.conv2d(x1, w32, padding=1),
+        "conv2d f16 NHWC 3x3 b32": lambda: gpuconv.conv2d(x16, w16, padding=1, **nhwc),
+        "conv2d_input f32 3x3 b32": lambda: grad.conv2d_input(x32.shape, w32, dy32, padding=1),
+        "conv2d_weight f32 3x3 b32": lambda: grad.conv2d_weight(x32, w32.shape, dy32, padding=1),
+        "conv2d_input f16 NHWC b32": lambda: grad.conv2d_input(x16.shape, w16, dy16, padding=1,
+                                                               **nhwc),
+        "conv2d_weight f16 NHWC b32": lambda: grad.conv2d_weight(x16, w16.shape, dy16,
+                                                                 padding=1, **nhwc),
+        "max_pool2d 3x3 s2": lambda: gpuconv.max_pool2d(pool_x, 3, 2, 1),
+        "grad.max_pool2d (indices)": lambda: grad.max_pool2d(pool_dy, pool_x, 3, 2, 1,
+                                                             indices=pool_i),
+        "roi_align 512 boxes": lambda: gpuconv.roi_align(feat, boxes, 7, 0.25, 2, True),
+    }
+
+
+def _event_us(cp, fn, runs: int) -> float:
+    start, stop = cp.cuda.Event(), cp.cuda.Event()
+    times = []
+    for _ in range(runs):
+        start.record()
+        fn()
+        stop.record()
+        stop.synchronize()
+        times.append(cp.cuda.get_elapsed_time(start, stop) * 1e3)
+    return statistics.median(times)
+
+
+def _graph_us(cp, fn, runs: int) -> float | None:
+    stream = cp.cuda.Stream(non_blocking=True)
+    try:
+        with stream:
+            stream.begin_capture()
+            try:
+                fn()
+            finally:
+                graph = stream.end_capture()
+        start, stop = cp.cuda.Event(), cp.cuda.Event()
+        times = []
+        for _ in range(runs):
+            start.record(stream)
+            graph.launch(stream)
+            stop.record(stream)
+            stop.synchronize()
+            times.append(cp.cuda.get_elapsed_time(start, stop) * 1e3)
+        return statistics.median(times)
+    except Exception:      # noqa: BLE001 -- capture refuses allocations and syncs: report "-"
+        return None
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--calls", type=int, default=200)
+    parser.add_argument("--profile", type=int, default=25)
+    args = parser.parse_args(argv)
+    import cupy as cp
+
+    import gpuconv
+    calls = _calls(cp, gpuconv)
+    profiler = cProfile.Profile()
+    rows = []
+    for name, fn in calls.items():
+        for _ in range(3):             # compile, plan caches, memory pool
+            fn()
+        cp.cuda.Device().synchronize()
+        t0 = time.perf_counter()
+        for _ in range(args.calls):
+            fn()
+        host = (time.perf_counter() - t0) / args.calls * 1e6
+        cp.cuda.Device().synchronize()
+        profiler.enable()                # a separate loop: the profiler slows the host ~2x
+        for _ in range(max(args.calls // 4, 1)):
+            fn()
+        profiler.disable()
+        cp.cuda.Device().synchronize()
+        event = _event_us(cp, fn, 30)
+        graph = _graph_us(cp, fn, 30)
+        rows.append((name, host, event, graph))
+    print(f"{'call':32s} {'host us':>9s} {'event us':>9s} {'graph us':>9s}")
+    for name, host, event, graph in rows:
+        print(f"{name:32s} {host:9.1f} {event:9.1f} {'-' if graph is None else f'{graph:9.1f}':>9s}")
+    out = io.StringIO()
+    pstats.Stats(profiler, stream=out).sort_stats("tottime").print_stats(args.profile)
+    print(out.getvalue())
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
