@@ -6,6 +6,7 @@ is expected: ``stride=True`` is almost certainly a bug, and PyTorch rejects it t
 """
 from __future__ import annotations
 
+import functools
 import numbers
 from typing import Any
 
@@ -13,7 +14,62 @@ import numpy as np
 
 
 def _is_int(v: Any) -> bool:
-    return isinstance(v, numbers.Integral) and not isinstance(v, bool)
+    t = type(v)
+    if t is int:             # the common case, without the slower ABC check below
+        return True
+    return t is not bool and isinstance(v, numbers.Integral)
+
+
+# --------------------------------------------------------------------------------------------
+# memoized argument checks
+#
+# A call's host time is part of what a user waits for (a small layer's kernel runs in ~20 us), so
+# the pure functions that validate arguments and derive a geometry remember their results for
+# the argument values seen before. Only "plain" values are keys: exact ints, strings, None and
+# tuples/lists of those. A bool or a NumPy integer equals an int and hashes like one, so it is
+# never a key (it takes the checked path, which refuses the bool). Failures are not remembered:
+# an invalid call raises every time.
+
+_PLAIN_ATOMS = (int, str, type(None))
+MEMO_ENTRIES = 4096
+
+
+def _plain(value: Any):
+    t = type(value)
+    if t in _PLAIN_ATOMS:
+        return value
+    if t is tuple or t is list:
+        return tuple(_plain(v) for v in value)
+    raise _NotPlain
+
+
+class _NotPlain(Exception):
+    pass
+
+
+def memoized_check(fn):
+    """``fn`` (a pure function of its arguments that returns an immutable value or raises, and
+    treats a list like the tuple of its items) answered from a table for plain arguments already
+    seen (at most MEMO_ENTRIES of them)."""
+    table: dict = {}
+
+    @functools.wraps(fn)
+    def checked(*args, **kwargs):
+        try:
+            key = (_plain(args), _plain(tuple(sorted(kwargs.items()))))
+        except _NotPlain:
+            return fn(*args, **kwargs)
+        try:
+            return table[key]
+        except KeyError:
+            pass
+        result = fn(*args, **kwargs)
+        if len(table) < MEMO_ENTRIES:
+            table[key] = result
+        return result
+
+    checked.memo = table
+    return checked
 
 
 def as_int(name: str, value: Any, *, minimum: int | None = None) -> int:

@@ -7,6 +7,7 @@ module: an array can only be a CuPy array if CuPy was already imported by the ca
 """
 from __future__ import annotations
 
+import functools
 import sys
 from dataclasses import dataclass
 from typing import Any
@@ -48,8 +49,15 @@ def xp_of(library: str):
     return cupy
 
 
+@functools.lru_cache(maxsize=None)
+def dtype_name(dtype) -> str:
+    """``np.dtype(dtype).name``, remembered: NumPy builds the name in Python on every access,
+    and the launchers ask for it several times per call."""
+    return np.dtype(dtype).name
+
+
 def is_float_dtype(dtype: np.dtype) -> bool:
-    return np.dtype(dtype).name in FLOAT_DTYPE_NAMES
+    return dtype_name(dtype) in FLOAT_DTYPE_NAMES
 
 
 @dataclass(frozen=True)

@@ -44,8 +44,8 @@ def register(source: str, name_expressions, hot=(), options=()) -> KernelFamily:
 
 
 def cuda_type(dtype) -> str:
-    import numpy as np
-    return CUDA_TYPES[np.dtype(dtype).name]
+    from ._arrays import dtype_name
+    return CUDA_TYPES[dtype_name(dtype)]
 
 
 def import_launchers(package=None) -> list[str]:

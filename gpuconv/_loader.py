@@ -22,6 +22,7 @@ EXECUTORS = ("cupy", "simulator")
 CUDA_STANDARD = "-std=c++17"
 
 _modules: dict[tuple, object] = {}
+_functions: dict[tuple, tuple[object, object]] = {}
 # One compile at a time: two threads asking for the same family must not both build it.
 _lock = threading.RLock()
 
@@ -42,7 +43,17 @@ def get_function(family: KernelFamily, name_expression: str, executor: str,
         raise ValueError(
             f"name_expression {name_expression!r} is not registered in kernel family "
             f"{family.source}; registered: {', '.join(family.name_expressions)}")
-    fn = load_module(family, executor).get_function(name_expression)
+    module = load_module(family, executor)
+    # CuPy's get_function looks the name up and wraps the handle anew on each call: keep the
+    # kernel, with the module it came from (a module built anew, e.g. on another device or
+    # after the memo was reset, must not be answered with the old one's kernel).
+    key = (family, name_expression, executor)
+    kept = _functions.get(key)
+    if kept is not None and kept[0] is module:
+        fn = kept[1]
+    else:
+        fn = module.get_function(name_expression)
+        _functions[key] = (module, fn)
     if shared_mem > DEFAULT_DYNAMIC_SHARED_BYTES and fn.max_dynamic_shared_size_bytes < shared_mem:
         fn.max_dynamic_shared_size_bytes = shared_mem
     return fn

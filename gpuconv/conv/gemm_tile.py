@@ -5,12 +5,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass, replace
 
-import numpy as np
+from .._arrays import dtype_name
 
 
 def accumulator_itemsize(dtype) -> int:
     """Bytes of the accumulator type: float for half types and float32, double for float64."""
-    return 8 if np.dtype(dtype).name == "float64" else 4
+    return 8 if dtype_name(dtype) == "float64" else 4
 
 
 @dataclass(frozen=True)

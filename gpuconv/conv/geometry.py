@@ -14,7 +14,7 @@ import math
 from dataclasses import dataclass
 from typing import Any, Sequence
 
-from .._args import as_choice, as_int, as_pair
+from .._args import as_choice, as_int, as_pair, memoized_check
 from .._arrays import ArraySet, check_out, library_of, xp_of
 
 # Every algorithm a caller may force; "auto" lets the launcher choose per case.
@@ -184,6 +184,7 @@ def _check_groups(groups: Any, channels: int, x_name: str, out_channels: int, ou
     return groups
 
 
+@memoized_check
 def conv2d_geometry(x_shape_nchw: Any, weight_shape: Any, stride: Any = 1, padding: Any = 0,
                     dilation: Any = 1, groups: Any = 1, *, x_name: str = "x",
                     weight_name: str = "weight") -> ConvGeometry:
@@ -248,6 +249,7 @@ def _output_padding_from_size(output_size: Any, minimum: tuple[int, int],
     return tuple(v - lo for v, lo in zip(sizes, minimum))
 
 
+@memoized_check
 def conv_transpose2d_geometry(x_shape: Any, weight_shape: Any, stride: Any = 1, padding: Any = 0,
                               output_padding: Any = 0, groups: Any = 1, dilation: Any = 1,
                               output_size: Any = None, *, x_name: str = "x",

@@ -15,7 +15,7 @@ import numpy as np
 
 from .._kernels import CUDA_TYPES
 from .._loader import get_function
-from .launch_common import multiprocessor_count
+from .launch_common import contiguous, multiprocessor_count, shape_args  # noqa: F401 (re-exported)
 
 # Every tensor one launch addresses stays below this many elements, so that the kernels' 32-bit
 # offsets (and the few past-the-end offsets their loaders form) cannot overflow: the batch is cut
@@ -45,10 +45,6 @@ def array_module(executor: str):
     return np
 
 
-def contiguous(xp, a):
-    return xp.ascontiguousarray(a)
-
-
 def acc_dtype(dtype) -> np.dtype:
     """The kernels' accumulator type (kernels/common/dtypes.cuh): double for double, else float."""
     return np.dtype(np.float64) if np.dtype(dtype) == np.float64 else np.dtype(np.float32)
@@ -72,15 +68,6 @@ def output(xp, shape, dtype, executor: str):
 
 def i32(value) -> np.int32:
     return np.int32(value)
-
-
-def shape_args(geom, n_images: int | None = None) -> tuple[np.int32, ...]:
-    """The 16 geometry arguments every conv kernel takes (kernels/common/conv_shape.cuh), with N
-    replaced by the chunk's image count."""
-    n = geom.N if n_images is None else n_images
-    return tuple(i32(v) for v in (n, geom.C, geom.H, geom.W, geom.K, geom.R, geom.S, geom.P,
-                                  geom.Q, geom.pad_top, geom.pad_left, geom.stride_h,
-                                  geom.stride_w, geom.dil_h, geom.dil_w, geom.groups))
 
 
 def ceil_div(a: int, b: int) -> int:

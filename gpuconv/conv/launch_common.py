@@ -21,6 +21,7 @@ from typing import Any, Iterator
 import numpy as np
 
 from .._args import as_choice
+from .._arrays import dtype_name
 from .._kernels import cuda_type
 from .._loader import get_function
 from .gemm_tile import GemmTile, MmaTile
@@ -67,7 +68,7 @@ GEMM_TILES = {
 
 
 def gemm_tiles(dtype) -> tuple[GemmTile, GemmTile]:
-    return GEMM_TILES[np.dtype(dtype).name]
+    return GEMM_TILES[dtype_name(dtype)]
 
 
 # Tiles narrower along the filters for groups of at most 64 filters (written pixels x filters;
@@ -86,7 +87,7 @@ TILE_WIDTHS = ("auto", "wide")
 
 def narrow_tiles(dtype, *, filters_along_m: bool = False) -> tuple[GemmTile, ...]:
     """``dtype``: a dtype or its name ("bfloat16" has a NumPy dtype only with ml_dtypes)."""
-    tiles = NARROW_TILES[dtype if isinstance(dtype, str) else np.dtype(dtype).name]
+    tiles = NARROW_TILES[dtype if isinstance(dtype, str) else dtype_name(dtype)]
     return tuple(t.transposed() for t in tiles) if filters_along_m else tiles
 
 
@@ -109,7 +110,7 @@ MATHS = ("auto", "cuda_cores", "tensor_cores")
 def uses_tensor_cores(dtype, math: str = "auto") -> bool:
     """Whether a GEMM launcher runs ``dtype`` on the tensor-core tiles for ``math``."""
     math = as_choice("math", math, MATHS)
-    name = np.dtype(dtype).name if not isinstance(dtype, str) else dtype
+    name = dtype_name(dtype) if not isinstance(dtype, str) else dtype
     if math == "tensor_cores" and name not in TENSOR_CORE_DTYPES:
         raise ValueError(f"math='tensor_cores' needs float16 or bfloat16 operands (the "
                          f"tensor-core tiles multiply 16-bit values); got {name}")
@@ -200,10 +201,7 @@ class ConvCall:
     # ---------------------------------------------------------------- kernel arguments
 
     def shape_args(self) -> list:
-        g = self.geom
-        return [np.int32(v) for v in (g.N, g.C, g.H, g.W, g.K, g.R, g.S, g.P, g.Q, g.pad_top,
-                                      g.pad_left, g.stride_h, g.stride_w, g.dil_h, g.dil_w,
-                                      g.groups)]
+        return list(shape_args(self.geom))
 
     def output_strides(self) -> tuple[int, int, int]:
         """(image, channel, pixel) element strides of the output target."""
@@ -296,5 +294,18 @@ def output_target(out: Any, shape: tuple[int, ...], dtype, nhwc: bool, xp) -> tu
     return xp.empty(shape, dtype=dtype), a * b * c, False
 
 
+@functools.lru_cache(maxsize=4096)      # geometries are frozen (hashable) dataclasses
+def shape_args(geom, n_images: int | None = None) -> tuple[np.int32, ...]:
+    """The 16 geometry arguments every conv kernel takes (kernels/common/conv_shape.cuh), with N
+    replaced by the chunk's image count."""
+    n = geom.N if n_images is None else n_images
+    return tuple(np.int32(v) for v in (n, geom.C, geom.H, geom.W, geom.K, geom.R, geom.S,
+                                       geom.P, geom.Q, geom.pad_top, geom.pad_left,
+                                       geom.stride_h, geom.stride_w, geom.dil_h, geom.dil_w,
+                                       geom.groups))
+
+
 def contiguous(xp, a):
-    return None if a is None else xp.ascontiguousarray(a)
+    if a is None or a.flags.c_contiguous:    # the common case, without a library call
+        return a
+    return xp.ascontiguousarray(a)

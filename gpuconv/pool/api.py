@@ -12,8 +12,9 @@ from .._args import as_bool
 from .._arrays import check_arrays
 from .dispatch import run
 from .geometry import (adaptive_pool2d_geometry, check_data_format, check_divisor_override,
-                       check_indices, check_norm_type, global_pool2d_geometry, max_unpool2d_geometry,
-                       nchw_shape, pool2d_geometry, spatial_pyramid_geometry)
+                       check_norm_type, check_pool_indices, global_pool2d_geometry,
+                       max_unpool2d_geometry, nchw_shape, pool2d_geometry,
+                       spatial_pyramid_geometry)
 
 __all__ = ["max_pool2d", "avg_pool2d", "lp_pool2d", "adaptive_avg_pool2d", "adaptive_max_pool2d",
            "global_avg_pool2d", "global_max_pool2d", "spatial_pyramid_pool2d", "max_unpool2d"]
@@ -107,6 +108,6 @@ def max_unpool2d(x, indices, kernel_size, stride=None, padding=0, output_size=No
     4 in ``data_format`` order) must be within stride of it. Repeated indices: the last wins."""
     arrays, data_format, shape = _checked_x(x, data_format)
     geom = max_unpool2d_geometry(shape, kernel_size, stride, padding, output_size, data_format)
-    check_indices(indices, arrays.library, x.shape, geom.H * geom.W)
+    check_pool_indices(indices, arrays.library, x.shape, geom, data_format, window="none")
     return run("max_unpool2d", _state.executor_for(arrays.library), geom, x, indices,
                data_format=data_format)

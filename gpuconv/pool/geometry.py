@@ -18,7 +18,9 @@ import numbers
 from dataclasses import dataclass
 from typing import Any, Sequence
 
-from .._args import as_bool, as_choice, as_float, as_int, as_pair
+import numpy as np
+
+from .._args import as_bool, as_choice, as_float, as_int, as_pair, memoized_check
 from .._arrays import check_index_array, xp_of
 from ..conv.geometry import check_data_format, layout_shape, nchw_shape  # noqa: F401 (re-exported)
 
@@ -140,6 +142,7 @@ def pooled_size(size: int, kernel: int, stride: int, pad: int, dilation: int, ce
 # sliding-window pooling
 
 
+@memoized_check
 def pool2d_geometry(x_shape_nchw: Sequence[int], kernel_size: Any, stride: Any = None,
                     padding: Any = 0, dilation: Any = 1, ceil_mode: Any = False) -> Pool2dGeometry:
     """max_pool2d's arguments (avg_pool2d and lp_pool2d: dilation 1), PyTorch's rules: stride None
@@ -191,6 +194,7 @@ def _output_size_entry(i: int, value: Any, default: int) -> int:
     return as_int(f"output_size[{i}]", value, minimum=1)
 
 
+@memoized_check
 def adaptive_pool2d_geometry(x_shape_nchw: Sequence[int], output_size: Any) -> AdaptivePool2dGeometry:
     """output_size: an int or a pair (h, w) of ints >= 1; a None entry keeps that input size."""
     N, C, H, W = _check_x_shape(x_shape_nchw)
@@ -211,6 +215,7 @@ def global_pool2d_geometry(x_shape_nchw: Sequence[int]) -> AdaptivePool2dGeometr
     return adaptive_pool2d_geometry(x_shape_nchw, 1)
 
 
+@memoized_check
 def spatial_pyramid_geometry(x_shape_nchw: Sequence[int], levels: Any = (1, 2, 4),
                              mode: Any = "max") -> SpatialPyramidGeometry:
     """levels: a non-empty tuple/list of ints >= 1 (output sizes l x l); mode: "max" or "avg"."""
@@ -242,6 +247,7 @@ def _requested_unpool_size(output_size: Any, data_format: str) -> tuple[int, int
     return sizes
 
 
+@memoized_check
 def max_unpool2d_geometry(x_shape_nchw: Sequence[int], kernel_size: Any, stride: Any = None,
                           padding: Any = 0, output_size: Any = None,
                           data_format: str = "NCHW") -> Pool2dGeometry:
@@ -296,6 +302,39 @@ def check_indices(indices: Any, library: str, expected_shape: Sequence[int], pla
     if low < lowest or high >= plane_size:
         raise ValueError(f"{name} must hold flat positions h*W + w in [{lowest}, {plane_size}) "
                          f"(an {plane_size}-element plane), found values in [{low}, {high}]")
+
+
+def check_pool_indices(indices: Any, library: str, expected_shape: Sequence[int], geom,
+                       data_format: str, *, window: str, allow_no_index: bool = False,
+                       name: str = "indices") -> None:
+    """``check_indices`` (over the plane geom.H x geom.W) and, unless ``window`` is "none",
+    ``check_indices_in_windows`` ("strided": geom is a Pool2dGeometry; "adaptive": bins). CuPy
+    indices are checked on the device in one pass (pool/launch_indices.py) with one
+    synchronization to read the verdict; NumPy ones by the array rules below."""
+    if library != "cupy":
+        check_indices(indices, library, expected_shape, geom.H * geom.W,
+                      allow_no_index=allow_no_index, name=name)
+        if window != "none":
+            check_indices_in_windows(indices, library, geom, data_format, name=name)
+        return
+    check_index_array(name, indices, library)
+    if tuple(indices.shape) != tuple(expected_shape):
+        raise ValueError(f"{name} must have shape {tuple(expected_shape)}, got {tuple(indices.shape)}")
+    if indices.size == 0:
+        return
+    from .launch_indices import first_bad_index
+    bad = first_bad_index(indices, geom, data_format, window=window,
+                          allow_no_index=allow_no_index, executor="cupy")
+    if bad is None:
+        return
+    where = tuple(int(v) for v in np.unravel_index(bad, indices.shape))
+    value, plane_size = int(indices[where]), geom.H * geom.W
+    lowest = NO_INDEX if allow_no_index else 0
+    if not lowest <= value < plane_size:
+        raise ValueError(f"{name} must hold flat positions h*W + w in [{lowest}, {plane_size}) "
+                         f"(an {plane_size}-element plane), found {value} at {name}[{where}]")
+    raise ValueError(f"{name} must be the forward's indices: each names an element of its own "
+                     f"output's window, but {name}[{where}] = {value} lies outside that window")
 
 
 def check_indices_in_windows(indices: Any, library: str, geom, data_format: str, *,

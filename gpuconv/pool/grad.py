@@ -14,10 +14,9 @@ from .._args import as_bool
 from .._arrays import check_arrays
 from .dispatch import run
 from .geometry import (adaptive_pool2d_geometry, check_data_format, check_divisor_override,
-                       check_grad_output, check_indices, check_indices_in_windows,
-                       check_norm_type, global_pool2d_geometry, layout_shape,
-                       max_unpool2d_geometry, nchw_shape, pool2d_geometry,
-                       spatial_pyramid_geometry)
+                       check_grad_output, check_norm_type, check_pool_indices,
+                       global_pool2d_geometry, layout_shape, max_unpool2d_geometry, nchw_shape,
+                       pool2d_geometry, spatial_pyramid_geometry)
 
 __all__ = ["max_pool2d", "avg_pool2d", "lp_pool2d", "adaptive_avg_pool2d", "adaptive_max_pool2d",
            "global_avg_pool2d", "global_max_pool2d", "spatial_pyramid_pool2d", "max_unpool2d"]
@@ -44,8 +43,8 @@ def max_pool2d(grad_output, x, kernel_size, stride=None, padding=0, dilation=1, 
     geom = pool2d_geometry(shape, kernel_size, stride, padding, dilation, ceil_mode)
     out_shape = _check_output(grad_output, geom, data_format, "max_pool2d")
     if indices is not None:
-        check_indices(indices, arrays.library, out_shape, geom.H * geom.W, allow_no_index=True)
-        check_indices_in_windows(indices, arrays.library, geom, data_format)
+        check_pool_indices(indices, arrays.library, out_shape, geom, data_format,
+                           window="strided", allow_no_index=True)
     return run("grad_max_pool2d", _state.executor_for(arrays.library), geom, grad_output, x,
                indices=indices, data_format=data_format, deterministic=deterministic)
 
@@ -88,8 +87,8 @@ def adaptive_max_pool2d(grad_output, x, output_size, return_indices=False, *, in
     geom = adaptive_pool2d_geometry(shape, output_size)
     out_shape = _check_output(grad_output, geom, data_format, "adaptive_max_pool2d")
     if indices is not None:
-        check_indices(indices, arrays.library, out_shape, geom.H * geom.W)
-        check_indices_in_windows(indices, arrays.library, geom, data_format)
+        check_pool_indices(indices, arrays.library, out_shape, geom, data_format,
+                           window="adaptive")
     return run("grad_adaptive_max_pool2d", _state.executor_for(arrays.library), geom, grad_output,
                x, indices=indices, data_format=data_format, deterministic=deterministic)
 
@@ -107,7 +106,7 @@ def global_max_pool2d(grad_output, x, *, indices=None, data_format="NCHW", deter
     geom = global_pool2d_geometry(shape)
     out_shape = _check_output(grad_output, geom, data_format, "global_max_pool2d")
     if indices is not None:
-        check_indices(indices, arrays.library, out_shape, geom.H * geom.W)
+        check_pool_indices(indices, arrays.library, out_shape, geom, data_format, window="none")
     return run("grad_global_max_pool2d", _state.executor_for(arrays.library), geom, grad_output,
                x, indices=indices, data_format=data_format, deterministic=deterministic)
 
@@ -125,7 +124,7 @@ def max_unpool2d(grad_output, x, indices, kernel_size, stride=None, padding=0, o
                  data_format="NCHW", deterministic=None):
     arrays, data_format, shape, deterministic = _checked(grad_output, x, data_format, deterministic)
     geom = max_unpool2d_geometry(shape, kernel_size, stride, padding, output_size, data_format)
-    check_indices(indices, arrays.library, x.shape, geom.H * geom.W)
+    check_pool_indices(indices, arrays.library, x.shape, geom, data_format, window="none")
     check_grad_output(grad_output, layout_shape(geom.input_shape, data_format), "max_unpool2d")
     return run("grad_max_unpool2d", _state.executor_for(arrays.library), geom, grad_output, x,
                indices, data_format=data_format, deterministic=deterministic)

@@ -52,6 +52,8 @@ def xp_for(executor: str):
 
 def contiguous(xp, a, dtype=None):
     """``a`` as a C-contiguous array (no copy when it already is one of ``dtype``)."""
+    if a.flags.c_contiguous and (dtype is None or a.dtype == dtype):
+        return a
     return xp.ascontiguousarray(a, dtype=dtype)
 
 

@@ -338,6 +338,10 @@ GPU_CASES = {
     "spatial_pyramid_pool2d": lambda x: gpuconv.spatial_pyramid_pool2d(x, (1, 2, 4), "max"),
     "grad_max_pool2d": lambda x: grad.max_pool2d(_ramp_like_output(x, 3, 2, 1), x, 3, 2, 1),
     "grad_avg_pool2d": lambda x: grad.avg_pool2d(_ramp_like_output(x, 3, 2, 1), x, 3, 2, 1),
+    # indices handed over: checked on the device (kernels/pool/indices_check.cu) for CuPy
+    "grad_max_pool2d_indices": lambda x: grad.max_pool2d(
+        _ramp_like_output(x, 3, 2, 1), x, 3, 2, 1,
+        indices=gpuconv.max_pool2d(x, 3, 2, 1, return_indices=True)[1]),
 }
 
 
@@ -360,3 +364,15 @@ def test_gpu_matches_reference(rng, name, dtype):
     got = GPU_CASES[name](cupy.asarray(x))
     as_host = tuple(cupy.asnumpy(g) for g in got) if isinstance(got, tuple) else cupy.asnumpy(got)
     assert_matches(as_host, expected)
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("value, message", [(10 ** 6, "flat positions"), (0, "outside that window")])
+def test_gpu_refuses_indices_the_forward_cannot_give(rng, value, message):
+    import cupy
+    x = cupy.asarray(random_input(rng, (2, 3, 9, 11), np.float32, "normal"))
+    indices = gpuconv.max_pool2d(x, 3, 2, 1, return_indices=True)[1]
+    indices[1, 2, 4, 5] = value            # output (4, 5)'s window starts at row 7, column 9
+    with pytest.raises(ValueError, match=message) as error:
+        grad.max_pool2d(_ramp_like_output(x, 3, 2, 1), x, 3, 2, 1, indices=indices)
+    assert "indices[(1, 2, 4, 5)]" in str(error.value)

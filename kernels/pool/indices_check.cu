@@ -1,0 +1,47 @@
+// Validation of the indices a max-pooling backward (or max_unpool2d) is handed: one pass that
+// finds the first index the forward cannot have produced, so that the front can raise a
+// ValueError naming it before any gradient kernel runs.
+//
+// A good index is a flat position h * W + w of its (n, c) plane, or -1 where the caller allows
+// "no index" (a window that lies wholly in the padding); with kWindow it must also lie in its
+// own output's window (1: a strided, padded, dilated window; 2: an adaptive bin). The NumPy
+// version of these rules is gpuconv/pool/geometry.py's; this kernel replaces ~20 elementwise
+// array passes there with one read of the indices (GPU: 8 bytes per output).
+#include "pool_window.cuh"
+
+// first_bad: the smallest flat output position holding a bad index (atomicMin: the same answer
+// in any thread order); the caller sets it to INT_MAX first. Outputs of 2^31 or more are
+// refused by the launcher (32-bit offsets, design.md).
+template <bool kNHWC, int kWindow>
+__global__ void pool_indices_check(const long long* __restrict__ indices,
+                                   int* __restrict__ first_bad, int N, int C, int H, int W, int P,
+                                   int Q, int R, int S, int stride_h, int stride_w, int pad_h,
+                                   int pad_w, int dil_h, int dil_w, int allow_no_index) {
+  const int total = N * C * P * Q;
+  const long long plane = (long long)H * W;
+  for (long long i = gc::grid_first(); i < total; i += gc::grid_stride()) {
+    const long long index = indices[i];
+    bool good;
+    if (index == -1) {
+      good = allow_no_index != 0;
+    } else if (index < 0 || index >= plane) {
+      good = false;
+    } else if (kWindow == 0) {
+      good = true;
+    } else {
+      const gc::Coord4 o = gc::unflatten<kNHWC>((int)i, C, P, Q);
+      const int h = (int)(index / W);
+      const int w = (int)(index % W);
+      if (kWindow == 2) {
+        good = h >= gc::adaptive_start(o.h, H, P) && h < gc::adaptive_end(o.h, H, P) &&
+               w >= gc::adaptive_start(o.w, W, Q) && w < gc::adaptive_end(o.w, W, Q);
+      } else {
+        const int dh = h - (o.h * stride_h - pad_h);
+        const int dw = w - (o.w * stride_w - pad_w);
+        good = dh >= 0 && dh % dil_h == 0 && dh / dil_h < R && dw >= 0 && dw % dil_w == 0 &&
+               dw / dil_w < S;
+      }
+    }
+    if (!good) atomicMin(first_bad, (int)i);
+  }
+}

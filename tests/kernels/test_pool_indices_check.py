@@ -1,0 +1,90 @@
+"""The device-side check of pooling indices (kernels/pool/indices_check.cu) under the simulator:
+it flags exactly what the NumPy rules of gpuconv/pool/geometry.py refuse, and names the first
+bad position, in both layouts and for strided windows, adaptive bins and plain ranges."""
+import numpy as np
+import pytest
+
+import gpuconv
+from gpuconv.pool.geometry import (adaptive_pool2d_geometry, check_indices,
+                                   check_indices_in_windows, pool2d_geometry)
+from gpuconv.pool.launch_indices import first_bad_index
+from kernel_support import ORDERS
+
+X = np.random.default_rng(0).standard_normal((2, 3, 9, 11))
+STRIDED = dict(kernel_size=(3, 2), stride=(2, 1), padding=(1, 1), dilation=(1, 2), ceil_mode=True)
+
+
+def to_layout(a, data_format):
+    return np.ascontiguousarray(a.transpose(0, 2, 3, 1)) if data_format == "NHWC" else a
+
+
+def numpy_refuses(indices, geom, data_format, window, allow_no_index):
+    try:
+        check_indices(indices, "numpy", indices.shape, geom.H * geom.W,
+                      allow_no_index=allow_no_index)
+        if window != "none":
+            check_indices_in_windows(indices, "numpy", geom, data_format)
+    except ValueError:
+        return True
+    return False
+
+
+def device_check(indices, geom, data_format, window, allow_no_index=False):
+    """The kernel's answer, the same in every thread order (atomicMin of the positions)."""
+    answers = set()
+    for order in ORDERS:
+        with gpuconv.simulate(order=order):
+            answers.add(first_bad_index(indices, geom, data_format, window=window,
+                                        allow_no_index=allow_no_index, executor="simulator"))
+    assert len(answers) == 1, answers
+    return answers.pop()
+
+
+def cases():
+    geom = pool2d_geometry(X.shape, **STRIDED)
+    strided = gpuconv.max_pool2d(X, **STRIDED, return_indices=True)[1]
+    adaptive_geom = adaptive_pool2d_geometry(X.shape, (4, 5))
+    adaptive = gpuconv.adaptive_max_pool2d(X, (4, 5), return_indices=True)[1]
+    return {"strided": (geom, strided), "adaptive": (adaptive_geom, adaptive),
+            "none": (adaptive_geom, adaptive)}
+
+
+@pytest.mark.parametrize("data_format", ["NCHW", "NHWC"])
+@pytest.mark.parametrize("window", ["strided", "adaptive", "none"])
+def test_the_forwards_indices_pass(window, data_format):
+    geom, indices = cases()[window]
+    assert device_check(to_layout(indices, data_format), geom, data_format, window) is None
+
+
+@pytest.mark.parametrize("data_format", ["NCHW", "NHWC"])
+@pytest.mark.parametrize("window", ["strided", "adaptive", "none"])
+def test_the_first_bad_index_is_named_as_numpy_refuses_it(window, data_format):
+    geom, indices = cases()[window]
+    rng = np.random.default_rng(1)
+    plane = geom.H * geom.W
+    for trial in range(12):
+        bad = to_layout(indices, data_format).copy()
+        flat = bad.reshape(-1)
+        positions = np.sort(rng.choice(flat.size, size=2, replace=False))
+        # out of range, -1, or an in-range element far from the window (the plane's far corner
+        # for outputs near the origin, the origin for the rest)
+        for pos in positions:
+            kind = trial % 3
+            flat[pos] = (plane + pos % 5, -1, 0 if flat[pos] > plane // 2 else plane - 1)[kind]
+        expected_refusal = numpy_refuses(bad, geom, data_format, window, allow_no_index=False)
+        got = device_check(bad, geom, data_format, window)
+        assert (got is not None) == expected_refusal
+        if got is not None:
+            one = bad.copy().reshape(-1)
+            one[positions[1]] = to_layout(indices, data_format).reshape(-1)[positions[1]]
+            first_alone = numpy_refuses(one.reshape(bad.shape), geom, data_format, window, False)
+            assert got == (positions[0] if first_alone else positions[1])
+
+
+def test_minus_one_passes_only_where_allowed():
+    geom, indices = cases()["strided"]
+    bad = indices.copy()
+    bad[1, 2, 3, 4] = -1
+    assert device_check(bad, geom, "NCHW", "strided", allow_no_index=True) is None
+    assert device_check(bad, geom, "NCHW", "strided") == np.ravel_multi_index((1, 2, 3, 4),
+                                                                              bad.shape)
