@@ -82,10 +82,10 @@ def test_channels_last_goes_nhwc_without_a_transpose(monkeypatch):
 
 
 CALLS = {
-    "conv2d": lambda m, x: m.conv2d(x, randn(6, 2, 3, 3, seed=1, dtype=x.dtype),
-                                    randn(6, seed=2, dtype=x.dtype), 2, 1, 1, 2),
-    "conv_transpose2d": lambda m, x: m.conv_transpose2d(x, randn(4, 3, 3, 3, seed=1, dtype=x.dtype),
-                                                        None, 2, 1, 1),
+    "conv2d": lambda m, x: m.conv2d(x, randn(6, 2, 3, 3, seed=1, dtype=x.dtype, device=x.device),
+                                    randn(6, seed=2, dtype=x.dtype, device=x.device), 2, 1, 1, 2),
+    "conv_transpose2d": lambda m, x: m.conv_transpose2d(
+        x, randn(4, 3, 3, 3, seed=1, dtype=x.dtype, device=x.device), None, 2, 1, 1),
     "max_pool2d": lambda m, x: m.max_pool2d(x, 3, 2, 1, ceil_mode=True),
     "avg_pool2d": lambda m, x: m.avg_pool2d(x, 3, 2, 1, count_include_pad=False),
     "lp_pool2d": lambda m, x: m.lp_pool2d(x, 2, 2),

@@ -1,0 +1,97 @@
+"""Forward implicit-GEMM block tiles, timed one by one on a suite's layers: the data for the tile
+picker (launch_common.pick_filter_tile) in kernels/conv/NOTES.md "Tile choice on the H100".
+
+    python -m bench.tile_sweep [--suite resnet50_b32] [--dtype float16] [--layout NHWC]
+
+Each layer runs gpuconv.conv2d(algorithm="implicit_gemm") once per candidate tile (the picker
+overridden), captured in a CUDA graph and replayed, so the times are the GPU's alone (host time
+excluded; the NHWC weight transpose included, as in every call). Every tile's output is checked
+against the picker's own. Prints, per layer: M (= N*P*Q), K, the picker's tile and time, each
+tile's time and TFLOP/s, and the best. Needs CuPy and a CUDA GPU.
+"""
+from __future__ import annotations
+
+import argparse
+import statistics
+
+from .suites import load_shapes
+
+
+def _graph_us(cp, fn, runs: int = 20) -> float:
+    stream = cp.cuda.Stream(non_blocking=True)
+    with stream:
+        stream.begin_capture()
+        try:
+            fn()
+        finally:
+            graph = stream.end_capture()
+    start, stop = cp.cuda.Event(), cp.cuda.Event()
+    times = []
+    for _ in range(runs):
+        start.record(stream)
+        graph.launch(stream)
+        stop.record(stream)
+        stop.synchronize()
+        times.append(cp.cuda.get_elapsed_time(start, stop) * 1e3)
+    return statistics.median(times)
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--suite", default="resnet50_b32")
+    parser.add_argument("--dtype", default="float16")
+    parser.add_argument("--layout", default="NHWC")
+    args = parser.parse_args(argv)
+    import cupy as cp
+
+    import gpuconv
+    from gpuconv.conv import launch_common as lc
+    from gpuconv.conv import launch_implicit_gemm as lig
+    from gpuconv.conv.geometry import conv2d_geometry
+    tensor_cores = args.dtype in lc.TENSOR_CORE_DTYPES
+    tiles = (lc.MMA_TILES + lc.MMA_NARROW_TILES) if tensor_cores else (
+        lc.gemm_tiles(args.dtype) + lc.narrow_tiles(args.dtype))
+    picker = lig.pick_tile
+    rng = cp.random.default_rng(0)
+    nhwc = args.layout == "NHWC"
+    print(f"{'layer':28s} {'M':>7s} {'K':>5s} {'picked':>12s} {'us':>7s} | "
+          + " ".join(f"{t.block_m}x{t.block_n}".rjust(8) for t in tiles) + " | best")
+    for layer in load_shapes()["suites"][args.suite]:
+        if layer.get("groups", 1) != 1:
+            continue
+        n, c, h, w, k = (layer[key] for key in "NCHWK")
+        r, s, stride, pad = layer["R"], layer["S"], layer["stride"], layer["pad"]
+        shape = (n, h, w, c) if nhwc else (n, c, h, w)
+        x = rng.standard_normal(shape, dtype=cp.float32).astype(args.dtype)
+        wt = rng.standard_normal((k, c, r, s), dtype=cp.float32).astype(args.dtype)
+
+        def call():
+            return gpuconv.conv2d(x, wt, stride=stride, padding=pad, algorithm="implicit_gemm",
+                                  data_format=args.layout)
+        expected = call()
+        geom = conv2d_geometry((n, c, h, w), (k, c, r, s), stride, pad)
+        picked = picker(geom, x.dtype, "cupy", "auto", tensor_cores)
+        flops = 2.0 * geom.gemm_m * k * c * r * s
+        default_us = _graph_us(cp, call)
+        times = []
+        for tile in tiles:
+            lig.pick_tile = lambda *a, tile=tile, **kw: tile
+            try:
+                got = call()
+                err = float(cp.abs(got.astype(cp.float32) - expected.astype(cp.float32)).max())
+                scale = float(cp.abs(expected.astype(cp.float32)).max())
+                us = _graph_us(cp, call) if err <= 1e-2 * scale else float("nan")
+            finally:
+                lig.pick_tile = picker
+            times.append(us)
+        best = min(range(len(tiles)), key=lambda i: times[i] if times[i] == times[i] else 1e30)
+        print(f"{layer['name'][:28]:28s} {geom.gemm_m:7d} {k:5d} "
+              f"{picked.block_m:>5d}x{picked.block_n:<6d} {default_us:7.1f} | "
+              + " ".join(f"{t:8.1f}" for t in times)
+              + f" | {tiles[best].block_m}x{tiles[best].block_n} "
+              f"{flops / times[best] / 1e6:.0f} TFLOP/s")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
