@@ -22,6 +22,8 @@ import pstats
 import statistics
 import time
 
+from .timing import graph_replay_us
+
 
 def _calls(cp, gpuconv):
     grad = gpuconv.grad
@@ -73,23 +75,8 @@ def _event_us(cp, fn, runs: int) -> float:
 
 
 def _graph_us(cp, fn, runs: int) -> float | None:
-    stream = cp.cuda.Stream(non_blocking=True)
     try:
-        with stream:
-            stream.begin_capture()
-            try:
-                fn()
-            finally:
-                graph = stream.end_capture()
-        start, stop = cp.cuda.Event(), cp.cuda.Event()
-        times = []
-        for _ in range(runs):
-            start.record(stream)
-            graph.launch(stream)
-            stop.record(stream)
-            stop.synchronize()
-            times.append(cp.cuda.get_elapsed_time(start, stop) * 1e3)
-        return statistics.median(times)
+        return graph_replay_us(cp, fn, runs)
     except Exception:      # noqa: BLE001 -- capture refuses allocations and syncs: report "-"
         return None
 

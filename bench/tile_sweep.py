@@ -12,28 +12,9 @@ tile's time and TFLOP/s, and the best. Needs CuPy and a CUDA GPU.
 from __future__ import annotations
 
 import argparse
-import statistics
 
 from .suites import load_shapes
-
-
-def _graph_us(cp, fn, runs: int = 20) -> float:
-    stream = cp.cuda.Stream(non_blocking=True)
-    with stream:
-        stream.begin_capture()
-        try:
-            fn()
-        finally:
-            graph = stream.end_capture()
-    start, stop = cp.cuda.Event(), cp.cuda.Event()
-    times = []
-    for _ in range(runs):
-        start.record(stream)
-        graph.launch(stream)
-        stop.record(stream)
-        stop.synchronize()
-        times.append(cp.cuda.get_elapsed_time(start, stop) * 1e3)
-    return statistics.median(times)
+from .timing import graph_replay_us
 
 
 def main(argv=None) -> int:
@@ -72,7 +53,7 @@ def main(argv=None) -> int:
         geom = conv2d_geometry((n, c, h, w), (k, c, r, s), stride, pad)
         picked = picker(geom, x.dtype, "cupy", "auto", tensor_cores)
         flops = 2.0 * geom.gemm_m * k * c * r * s
-        default_us = _graph_us(cp, call)
+        default_us = graph_replay_us(cp, call)
         times = []
         for tile in tiles:
             lig.pick_tile = lambda *a, tile=tile, **kw: tile
@@ -80,7 +61,7 @@ def main(argv=None) -> int:
                 got = call()
                 err = float(cp.abs(got.astype(cp.float32) - expected.astype(cp.float32)).max())
                 scale = float(cp.abs(expected.astype(cp.float32)).max())
-                us = _graph_us(cp, call) if err <= 1e-2 * scale else float("nan")
+                us = graph_replay_us(cp, call) if err <= 1e-2 * scale else float("nan")
             finally:
                 lig.pick_tile = picker
             times.append(us)

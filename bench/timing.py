@@ -115,3 +115,25 @@ def measure_interleaved(variants: list[Timed], clock, plan: TimingPlan) -> None:
 
 def median(times: list[float]) -> float:
     return statistics.median(times)
+
+
+def graph_replay_us(cp, fn: Callable[[], object], runs: int = 20) -> float:
+    """Median microseconds of one replay of ``fn``'s launches captured in a CUDA graph: the
+    GPU's time alone, the host's excluded (bench/host_overhead.py, bench/tile_sweep.py). Raises
+    what the capture raises (an allocation outside the memory pool, a host synchronization)."""
+    stream = cp.cuda.Stream(non_blocking=True)
+    with stream:
+        stream.begin_capture()
+        try:
+            fn()
+        finally:
+            graph = stream.end_capture()
+    start, stop = cp.cuda.Event(), cp.cuda.Event()
+    times = []
+    for _ in range(runs):
+        start.record(stream)
+        graph.launch(stream)
+        stop.record(stream)
+        stop.synchronize()
+        times.append(cp.cuda.get_elapsed_time(start, stop) * 1e3)
+    return statistics.median(times)

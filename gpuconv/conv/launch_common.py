@@ -144,13 +144,24 @@ def multiprocessor_count(executor: str) -> int:
     return SIMULATED_SMS
 
 
+# The 128 x 64 tile's place in the forward implicit GEMM's choice (measured, bench/tile_sweep.py
+# on an H100, ResNet-50 batch 32: kernels/conv/NOTES.md "Tile choice on the H100"): on CUDA cores
+# it replaces the large tile when the GEMM has at least MID_TILE_PIXELS rows and the 128 x 64
+# blocks make at least MID_TILE_WAVES waves of one block per SM (the large SIMT tile holds one
+# block per SM: 141 registers x 256 threads); on tensor cores it comes before the small tile
+# when the large one's blocks do not fill the SMs but its own do.
+MID_TILE_PIXELS = 4096
+MID_TILE_WAVES = 2
+
+
 def pick_filter_tile(dtype, *, pixels: int, filters: int, groups: int, executor: str,
                      filters_along_m: bool = False, widths: str = "auto",
-                     tensor_cores: bool = False) -> GemmTile | MmaTile:
+                     tensor_cores: bool = False, mid_tile: bool = False) -> GemmTile | MmaTile:
     """The tile of a GEMM of ``pixels`` x ``filters`` per group: the narrowest of the large and
     narrow tiles that holds the group's filters, if its blocks fill a wave of SMs; else the
     small tile (64 x 64: more, smaller blocks). ``filters_along_m``: the GEMM's M is the
-    filters (the tiles come transposed). ``tensor_cores``: from the MmaTile set."""
+    filters (the tiles come transposed). ``tensor_cores``: from the MmaTile set. ``mid_tile``:
+    the 128 x 64 tile where it was measured faster (MID_TILE_PIXELS; forward only so far)."""
     widths = as_choice("tile_widths", widths, TILE_WIDTHS)
     if tensor_cores:
         (large, small), narrow = MMA_TILES, MMA_NARROW_TILES
@@ -159,9 +170,20 @@ def pick_filter_tile(dtype, *, pixels: int, filters: int, groups: int, executor:
     candidates = narrow if widths == "auto" else ()
     holding = [t for t in candidates if t.block_n >= filters]
     tile = min(holding, key=lambda t: t.block_n) if holding else large
-    blocks = ceil_div(pixels, tile.block_m) * ceil_div(filters, tile.block_n) * groups
-    if blocks < multiprocessor_count(executor):
-        return small
+    sms = multiprocessor_count(executor)
+
+    def blocks(t) -> int:
+        return ceil_div(pixels, t.block_m) * ceil_div(filters, t.block_n) * groups
+
+    mid = next((t for t in candidates if (t.block_m, t.block_n) == (128, 64)), None)
+    if blocks(tile) < sms:
+        if mid_tile and tensor_cores and mid is not None and blocks(mid) >= sms:
+            tile = mid
+        else:
+            return small
+    elif (mid_tile and not tensor_cores and mid is not None and tile is large
+          and pixels >= MID_TILE_PIXELS and blocks(mid) >= MID_TILE_WAVES * sms):
+        tile = mid
     return tile.transposed() if filters_along_m else tile
 
 

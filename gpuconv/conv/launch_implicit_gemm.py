@@ -16,7 +16,9 @@ tests, benchmarks and tuning compare them). It is a launcher option, not an algo
 
 Block tiles (``pick_tile``): 128 x 128 in general, 128 pixels x 32 or 64 filters for groups of
 that few filters (ResNeXt, ResNet's 64-filter layers), 64 x 64 when a wider tile would not fill
-the SMs. ``tile_widths="wide"`` (launcher option) leaves the narrow tiles out.
+the SMs; 128 x 64 where it was measured faster (launch_common.MID_TILE_*: large CUDA-core GEMMs,
+and on tensor cores before the 64 x 64 fallback). ``tile_widths="wide"`` (launcher option)
+leaves the narrow tiles out.
 
 Two multiply-accumulates (launcher option ``math``): float16 and bfloat16 run on the tensor
 cores (``*_mma`` kernels, mma.m16n8k16 with float accumulators) unless ``math="cuda_cores"``;
@@ -62,7 +64,7 @@ def pick_tile(geom: ConvGeometry, dtype, executor: str, widths: str = "auto",
     """The block tile (launch_common.pick_filter_tile): M = N*P*Q pixels, N = K/groups."""
     return pick_filter_tile(dtype, pixels=geom.gemm_m, filters=geom.K_per_group,
                             groups=geom.groups, executor=executor, widths=widths,
-                            tensor_cores=tensor_cores)
+                            tensor_cores=tensor_cores, mid_tile=True)
 
 
 # The kernel whose operands move 8 channels per load (NHWC, precomputed iterator, tensor cores),

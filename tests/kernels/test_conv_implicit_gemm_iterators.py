@@ -313,17 +313,28 @@ def test_narrow_tile_choice():
     # ResNeXt-50 32x4d layer4 (32 filters per group), ResNet-50 layer1 (64 filters), layer2
     # (128): the narrowest tile holding a group's filters while blocks fill a wave of SMs; the
     # small tile at batch 1, where the wider tile would leave most SMs idle.
-    def width(n, c, plane, k, groups=1, widths="auto"):
-        geom = conv2d_geometry((n, c, plane, plane), (k, c // groups, 3, 3), padding=1,
+    def width(n, c, plane, k, groups=1, widths="auto", dtype=np.float32, r=3):
+        geom = conv2d_geometry((n, c, plane, plane), (k, c // groups, r, r), padding=r // 2,
                                groups=groups)
-        tile = launch_implicit_gemm.pick_tile(geom, np.float32, "simulator", widths)
+        tile = launch_implicit_gemm.pick_tile(geom, dtype, "simulator", widths,
+                                              tensor_cores=dtype == np.float16)
         return tile.block_m, tile.block_n
     assert width(32, 1024, 7, 1024, groups=32) == (128, 32)
     assert width(32, 64, 56, 64) == (128, 64)
-    assert width(32, 128, 28, 128) == (128, 128)
     assert width(1, 64, 56, 64) == (64, 64)
+    # The 128 x 64 tile (launch_common.MID_TILE_*, measured by bench/tile_sweep.py): on CUDA
+    # cores for >= 4096 pixels in >= 2 waves of its blocks (ResNet-50 layer2 3x3: 313 -> 238 us
+    # on an H100), not for layer4's 1568 pixels x 2048 filters (290 -> 342 us there).
+    assert width(32, 128, 28, 128) == (128, 64)
+    assert width(32, 512, 7, 2048, r=1) == (128, 128)
+    # On tensor cores, before the small tile when the large one leaves SMs idle: layer3's 3x3
+    # (6272 pixels x 256: 69 -> 60 us); layer4's 1568 pixels keep the small tile.
+    assert width(32, 256, 14, 256, dtype=np.float16) == (128, 64)
+    assert width(32, 512, 7, 512, dtype=np.float16) == (64, 64)
+    assert width(32, 128, 28, 128, dtype=np.float16) == (128, 128)
     # The launcher option the benchmark's "implicit_gemm:wide" variant passes.
     assert width(32, 1024, 7, 1024, groups=32, widths="wide") == (128, 128)
+    assert width(32, 128, 28, 128, widths="wide") == (128, 128)
     with pytest.raises(ValueError, match="tile_widths"):
         width(32, 64, 56, 64, widths="narrow")
 
