@@ -37,14 +37,31 @@ from __future__ import annotations
 import logging
 
 from . import launch_bwd_data, launch_bwd_weight
+from .launch_common import uses_tensor_cores
 
 logger = logging.getLogger(__name__)
 
 DATA_ALGORITHMS = ("implicit_gemm", "im2col_gemm", "pointwise", "depthwise", "direct")
 WEIGHT_ALGORITHMS = ("implicit_gemm", "im2col_gemm", "depthwise", "direct")
 
-# "auto" runs the direct data-gradient kernel up to this many input channels per group.
+# "auto" for the data gradient, from what an H100 measured (ResNet-50 b32 and the quick suite,
+# bench/results/20261122T1157Z-H100-resnet50-fp32 and -quick-fp32-v2; kernels/conv/
+# NOTES_backward.md "Algorithm choice on the H100"):
+# - 16-bit dtypes: the tensor-core implicit GEMM, 1x1 and 3-channel stems included (ResNet-50
+#   fp16 NHWC: 1x1 layers 1.98 -> 1.53 ms in all, conv1 3.69 -> 1.28 ms against the choices below).
+# - CUDA-core dtypes: the 1x1 GEMM for every 1x1 filter, strided too (downsample layers 470 ->
+#   284 us); im2col + GEMM for filters with more taps (its GEMM is C*R*S wide where the implicit
+#   one is C wide: more blocks on small planes, 419 -> 303 us at 14x14), except 3x3 and smaller
+#   over planes of >= IMPLICIT_MIN_PIXELS with <= IMPLICIT_MAX_CHANNELS channels, and strided
+#   filters over planes larger than STRIDED_IM2COL_MAX_PIXELS, where the implicit GEMM wins
+#   (344 vs 512 us at 56x56 x 64 channels; its phases skip the inserted zeros);
+# - up to DIRECT_MAX_CHANNELS channels per group (stems): im2col + GEMM for batches of at least
+#   STEM_IM2COL_MIN_PIXELS input pixels (ResNet-50 conv1 b32: 1903 -> 692 us), else direct.
 DIRECT_MAX_CHANNELS = 4
+IMPLICIT_MIN_PIXELS = 56 * 56
+IMPLICIT_MAX_CHANNELS = 128
+STRIDED_IM2COL_MAX_PIXELS = 14 * 14
+STEM_IM2COL_MIN_PIXELS = 1 << 20
 
 __all__ = ["conv2d_input", "conv2d_weight", "conv2d_bias", "conv_transpose2d",
            "choose_data_algorithm", "choose_weight_algorithm", "DATA_ALGORITHMS",
@@ -69,17 +86,37 @@ def choose_data_algorithm(geom, algorithm: str, dtype, data_format: str) -> tupl
     candidates = []
     if geom.C_per_group == 1 and geom.groups > 1:
         candidates.append(("depthwise", "a depthwise convolution (C/groups == 1)"))
-    if (geom.R, geom.S) == (1, 1) and (geom.stride_h, geom.stride_w) == (1, 1):
-        candidates.append(("pointwise", "a 1x1 filter with stride 1: a plain GEMM"))
-    if geom.C_per_group <= DIRECT_MAX_CHANNELS:
-        candidates.append(("direct", f"C/groups = {geom.C_per_group} <= {DIRECT_MAX_CHANNELS}: "
-                                     f"a GEMM tile of channels would be mostly empty"))
+    if uses_tensor_cores(dtype):
+        candidates.append(("implicit_gemm", "16-bit data: the tensor-core implicit GEMM"))
+    candidates += _cuda_core_data_candidates(geom)
     candidates.append(("implicit_gemm", "the general case"))
     candidates.append(("direct", "the implicit GEMM's grid cannot cover this case"))
     for name, why in candidates:
         if launch_bwd_data.why_not(name, geom, dtype, data_format) is None:
             return name, why
     raise AssertionError("the direct data gradient runs every case")  # pragma: no cover
+
+
+def _cuda_core_data_candidates(geom) -> list[tuple[str, str]]:
+    """The data-gradient algorithms "auto" tries first on CUDA cores (see DIRECT_MAX_CHANNELS)."""
+    pixels = geom.H * geom.W
+    strided = (geom.stride_h, geom.stride_w) != (1, 1)
+    if (geom.R, geom.S) == (1, 1):
+        return [("pointwise", "a 1x1 filter: a plain GEMM (strided: over the strided pixels)")]
+    if geom.C_per_group <= DIRECT_MAX_CHANNELS:
+        if geom.N * pixels >= STEM_IM2COL_MIN_PIXELS:
+            return [("im2col_gemm", f"C/groups = {geom.C_per_group} over a large batch: one "
+                                    f"GEMM C*R*S wide")]
+        return [("direct", f"C/groups = {geom.C_per_group} <= {DIRECT_MAX_CHANNELS}: a GEMM "
+                           f"tile of channels would be mostly empty")]
+    if strided and pixels > STRIDED_IM2COL_MAX_PIXELS:
+        return [("implicit_gemm", "a strided filter over a large plane: the implicit GEMM's "
+                                  "phases skip the inserted zeros")]
+    if (geom.R * geom.S <= 9 and pixels >= IMPLICIT_MIN_PIXELS
+            and geom.C_per_group <= IMPLICIT_MAX_CHANNELS):
+        return [("implicit_gemm", "a small filter over a large plane with few channels")]
+    return [("im2col_gemm", "a GEMM C*R*S wide fills more of the GPU than the implicit one "
+                            "(C wide)")]
 
 
 def choose_weight_algorithm(geom, algorithm: str, dtype, data_format: str) -> tuple[str, str]:

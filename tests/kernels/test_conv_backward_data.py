@@ -224,15 +224,25 @@ def geometry(x, w, **kwargs):
     return Case("", x, w, kwargs).geometry()
 
 
-@pytest.mark.parametrize("x, w, kwargs, chosen", [
-    ((1, 8, 9, 9), (8, 1, 3, 3), dict(groups=8, padding=1), "depthwise"),
-    ((1, 8, 9, 9), (16, 8, 1, 1), {}, "pointwise"),
-    ((1, 8, 9, 9), (16, 8, 1, 1), dict(stride=2), "implicit_gemm"),  # phases skip the zeros
-    ((1, 3, 9, 9), (16, 3, 3, 3), dict(stride=2), "direct"),          # 3 channels: tiny tiles
-    ((1, 64, 9, 9), (64, 64, 3, 3), dict(padding=1), "implicit_gemm"),
+# The rules of launch_backward.DIRECT_MAX_CHANNELS's comment (measured on an H100).
+@pytest.mark.parametrize("x, w, kwargs, dtype, chosen", [
+    ((1, 8, 9, 9), (8, 1, 3, 3), dict(groups=8, padding=1), np.float32, "depthwise"),
+    ((1, 8, 9, 9), (16, 8, 1, 1), {}, np.float32, "pointwise"),
+    ((1, 8, 9, 9), (16, 8, 1, 1), dict(stride=2), np.float32, "pointwise"),
+    ((1, 3, 9, 9), (16, 3, 3, 3), dict(stride=2), np.float32, "direct"),    # 3 channels, batch 1
+    ((32, 3, 224, 224), (64, 3, 7, 7), dict(stride=2, padding=3), np.float32, "im2col_gemm"),
+    ((1, 64, 9, 9), (64, 64, 3, 3), dict(padding=1), np.float32, "im2col_gemm"),
+    ((32, 64, 56, 56), (64, 64, 3, 3), dict(padding=1), np.float32, "implicit_gemm"),
+    ((32, 128, 56, 56), (128, 128, 3, 3), dict(stride=2, padding=1), np.float32,
+     "implicit_gemm"),                                                  # phases skip the zeros
+    ((32, 512, 14, 14), (512, 512, 3, 3), dict(stride=2, padding=1), np.float32, "im2col_gemm"),
+    ((32, 256, 56, 56), (256, 256, 3, 3), dict(padding=1), np.float32, "im2col_gemm"),
+    ((1, 8, 9, 9), (16, 8, 1, 1), {}, np.float16, "implicit_gemm"),      # tensor cores
+    ((32, 3, 224, 224), (64, 3, 7, 7), dict(stride=2, padding=3), np.float16, "implicit_gemm"),
+    ((1, 8, 9, 9), (8, 1, 3, 3), dict(groups=8, padding=1), np.float16, "depthwise"),
 ])
-def test_auto_choice(x, w, kwargs, chosen):
-    name, why = choose_data_algorithm(geometry(x, w, **kwargs), "auto", np.float32, "NCHW")
+def test_auto_choice(x, w, kwargs, dtype, chosen):
+    name, why = choose_data_algorithm(geometry(x, w, **kwargs), "auto", dtype, "NCHW")
     assert name == chosen and why
 
 
