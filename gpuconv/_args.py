@@ -25,12 +25,15 @@ def _is_int(v: Any) -> bool:
 #
 # A call's host time is part of what a user waits for (a small layer's kernel runs in ~20 us), so
 # the pure functions that validate arguments and derive a geometry remember their results for
-# the argument values seen before. Only "plain" values are keys: exact ints, strings, None and
-# tuples/lists of those. A bool or a NumPy integer equals an int and hashes like one, so it is
-# never a key (it takes the checked path, which refuses the bool). Failures are not remembered:
-# an invalid call raises every time.
+# the argument values seen before. Only "plain" values are keys: exact ints, bools (tagged, so
+# that True and 1 are different keys), strings, None and tuples/lists of those. A NumPy integer
+# equals an int and hashes like one, so it is never a key (it takes the checked path).
+# Failures are not remembered: an invalid call raises every time.
 
 _PLAIN_ATOMS = (int, str, type(None))
+# A bool is keyed apart from the int it equals (flags such as ceil_mode are bools), with a tag no
+# argument value can be.
+_BOOL_TAG = object()
 MEMO_ENTRIES = 4096
 
 
@@ -38,6 +41,8 @@ def _plain(value: Any):
     t = type(value)
     if t in _PLAIN_ATOMS:
         return value
+    if t is bool:
+        return (_BOOL_TAG, value)
     if t is tuple or t is list:
         return tuple(_plain(v) for v in value)
     raise _NotPlain
