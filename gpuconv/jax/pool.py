@@ -11,6 +11,7 @@ import jax
 import numpy as np
 
 import gpuconv
+from gpuconv.pool.grad import WITH_OWN_INDICES
 from gpuconv.pool.geometry import (adaptive_pool2d_geometry, check_data_format, layout_shape,
                                    max_unpool2d_geometry, nchw_shape, pool2d_geometry,
                                    spatial_pyramid_geometry)
@@ -66,7 +67,8 @@ def _max_pool(name, x, args, out_shape, data_format, return_indices):
 
     def f_bwd(saved, grads):
         x, indices = saved
-        return (call(lambda g, x, i: getattr(gpuconv.grad, name)(
+        # the forward's own indices: no scan of their values (no host synchronization)
+        return (call(lambda g, x, i: WITH_OWN_INDICES[name](
             g, x, *args, indices=as_int64(i), data_format=data_format),
             spec_like(x), grads[0], x, indices),)
 

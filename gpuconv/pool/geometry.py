@@ -306,11 +306,19 @@ def check_indices(indices: Any, library: str, expected_shape: Sequence[int], pla
 
 def check_pool_indices(indices: Any, library: str, expected_shape: Sequence[int], geom,
                        data_format: str, *, window: str, allow_no_index: bool = False,
-                       name: str = "indices") -> None:
+                       name: str = "indices", scan: bool = True) -> None:
     """``check_indices`` (over the plane geom.H x geom.W) and, unless ``window`` is "none",
     ``check_indices_in_windows`` ("strided": geom is a Pool2dGeometry; "adaptive": bins). CuPy
     indices are checked on the device in one pass (pool/launch_indices.py) with one
-    synchronization to read the verdict; NumPy ones by the array rules below."""
+    synchronization to read the verdict; NumPy ones by the array rules below. ``scan=False``:
+    the type and shape only, for indices gpuconv's own forward returned (the framework wrappers'
+    backward passes), so that those never wait for the device."""
+    if not scan:
+        check_index_array(name, indices, library)
+        if tuple(indices.shape) != tuple(expected_shape):
+            raise ValueError(f"{name} must have shape {tuple(expected_shape)}, "
+                             f"got {tuple(indices.shape)}")
+        return
     if library != "cupy":
         check_indices(indices, library, expected_shape, geom.H * geom.W,
                       allow_no_index=allow_no_index, name=name)

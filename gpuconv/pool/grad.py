@@ -38,13 +38,20 @@ def _check_output(grad_output, geom, data_format, function):
 
 def max_pool2d(grad_output, x, kernel_size, stride=None, padding=0, dilation=1, ceil_mode=False,
                return_indices=False, *, indices=None, data_format="NCHW", deterministic=None):
+    return _max_pool2d(grad_output, x, kernel_size, stride, padding, dilation, ceil_mode,
+                       return_indices, indices=indices, data_format=data_format,
+                       deterministic=deterministic, scan_indices=True)
+
+
+def _max_pool2d(grad_output, x, kernel_size, stride, padding, dilation, ceil_mode,
+                return_indices, *, indices, data_format, deterministic, scan_indices):
     arrays, data_format, shape, deterministic = _checked(grad_output, x, data_format, deterministic)
     as_bool("return_indices", return_indices)   # F's argument; it does not change the gradient
     geom = pool2d_geometry(shape, kernel_size, stride, padding, dilation, ceil_mode)
     out_shape = _check_output(grad_output, geom, data_format, "max_pool2d")
     if indices is not None:
         check_pool_indices(indices, arrays.library, out_shape, geom, data_format,
-                           window="strided", allow_no_index=True)
+                           window="strided", allow_no_index=True, scan=scan_indices)
     return run("grad_max_pool2d", _state.executor_for(arrays.library), geom, grad_output, x,
                indices=indices, data_format=data_format, deterministic=deterministic)
 
@@ -82,13 +89,20 @@ def adaptive_avg_pool2d(grad_output, x, output_size, *, data_format="NCHW", dete
 
 def adaptive_max_pool2d(grad_output, x, output_size, return_indices=False, *, indices=None,
                         data_format="NCHW", deterministic=None):
+    return _adaptive_max_pool2d(grad_output, x, output_size, return_indices, indices=indices,
+                                data_format=data_format, deterministic=deterministic,
+                                scan_indices=True)
+
+
+def _adaptive_max_pool2d(grad_output, x, output_size, return_indices, *, indices, data_format,
+                         deterministic, scan_indices):
     arrays, data_format, shape, deterministic = _checked(grad_output, x, data_format, deterministic)
     as_bool("return_indices", return_indices)   # F's argument; it does not change the gradient
     geom = adaptive_pool2d_geometry(shape, output_size)
     out_shape = _check_output(grad_output, geom, data_format, "adaptive_max_pool2d")
     if indices is not None:
         check_pool_indices(indices, arrays.library, out_shape, geom, data_format,
-                           window="adaptive")
+                           window="adaptive", scan=scan_indices)
     return run("grad_adaptive_max_pool2d", _state.executor_for(arrays.library), geom, grad_output,
                x, indices=indices, data_format=data_format, deterministic=deterministic)
 
@@ -128,3 +142,20 @@ def max_unpool2d(grad_output, x, indices, kernel_size, stride=None, padding=0, o
     check_grad_output(grad_output, layout_shape(geom.input_shape, data_format), "max_unpool2d")
     return run("grad_max_unpool2d", _state.executor_for(arrays.library), geom, grad_output, x,
                indices, data_format=data_format, deterministic=deterministic)
+
+
+def _from_own_forward(function):
+    """``function`` called with every forward argument after x (``args``, as the framework
+    wrappers keep them: max_pool2d's five, adaptive_max_pool2d's output_size), no value scan."""
+    def gradient(grad_output, x, *args, indices, data_format="NCHW", deterministic=None):
+        return function(grad_output, x, *args, False, indices=indices, data_format=data_format,
+                        deterministic=deterministic, scan_indices=False)
+    return gradient
+
+
+# The max poolings' gradients for indices that gpuconv's own forward returned (gpuconv.torch and
+# gpuconv.jax keep them between the passes): the same checks but the scan of the index values,
+# which on CuPy costs a device pass and a host synchronization per backward.
+WITH_OWN_INDICES = {"max_pool2d": _from_own_forward(_max_pool2d),
+                    "adaptive_max_pool2d": _from_own_forward(_adaptive_max_pool2d)}
+

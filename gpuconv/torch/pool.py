@@ -11,6 +11,7 @@ from __future__ import annotations
 import torch
 
 import gpuconv
+from gpuconv.pool.grad import WITH_OWN_INDICES
 
 from ._autograd import deterministic, first_order_backward
 from ._bridge import common_device, data_format_for, on_device_of, to_array, to_tensor
@@ -72,7 +73,8 @@ class MaxPoolFunction(torch.autograd.Function):
         x, indices = ctx.saved_tensors
         fmt = ctx.data_format
         with on_device_of(x.device):
-            grad = getattr(gpuconv.grad, ctx.function_name)(
+            # the forward's own indices: no scan of their values (no host synchronization)
+            grad = WITH_OWN_INDICES[ctx.function_name](
                 to_array(grad_out, fmt), to_array(x, fmt), *ctx.args,
                 indices=to_array(indices, fmt), data_format=fmt, deterministic=deterministic())
         return to_tensor(grad, x.dtype, fmt), None, None

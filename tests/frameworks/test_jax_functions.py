@@ -155,3 +155,17 @@ def test_errors_are_raised_when_traced():
         jax.jit(lambda x: GJ.conv2d(x, W[:, :2], activation="gelu"))(jnp.asarray(X[:, :2]))
     with pytest.raises(ValueError, match="padding"):
         jax.jit(lambda x: GJ.max_pool2d(x, 2, padding=3))(jnp.asarray(X))
+
+
+def test_max_pool_backward_trusts_its_own_forwards_indices(monkeypatch):
+    # As gpuconv.torch: the indices kept from the forward are not scanned again.
+    import gpuconv.pool.geometry as geometry
+
+    def no_scan(*args, **kwargs):
+        raise AssertionError("the forward's own indices were scanned")
+    monkeypatch.setattr(geometry, "check_indices", no_scan)
+    monkeypatch.setattr(geometry, "check_indices_in_windows", no_scan)
+    g = jax.grad(lambda x: (GJ.max_pool2d(x, 3, 2, 1) ** 2).sum())(jnp.asarray(X))
+    y, i = gpuconv.max_pool2d(X, 3, 2, 1, return_indices=True)
+    np.testing.assert_allclose(np.asarray(g), gpuconv.grad.max_pool2d(2 * y, X, 3, 2, 1),
+                               rtol=1e-6, atol=1e-6)

@@ -132,13 +132,14 @@ def test_only_the_needed_gradients_are_computed(monkeypatch):
 
 
 def test_torch_determinism_flag_reaches_gpuconv_grad(monkeypatch):
+    from gpuconv.pool.grad import WITH_OWN_INDICES    # what G.max_pool2d's backward calls
     seen = []
-    real = gpuconv.grad.max_pool2d
+    real = WITH_OWN_INDICES["max_pool2d"]
 
     def spy(*args, **kwargs):
         seen.append(kwargs["deterministic"])
         return real(*args, **kwargs)
-    monkeypatch.setattr(gpuconv.grad, "max_pool2d", spy)
+    monkeypatch.setitem(WITH_OWN_INDICES, "max_pool2d", spy)
     x = leaf(1, 2, 4, 4)
     G.max_pool2d(x, 2).sum().backward()
     previous = torch.are_deterministic_algorithms_enabled()
@@ -165,3 +166,27 @@ def test_first_derivatives_under_create_graph_are_still_right():
     (g,) = torch.autograd.grad(G.conv2d(x, w).sum(), x, create_graph=True)
     (expected,) = torch.autograd.grad(F.conv2d(x, w).sum(), x)
     torch.testing.assert_close(g.detach(), expected)
+
+
+@pytest.mark.parametrize("call", [
+    lambda m, x: m.max_pool2d(x, 3, 2, 1, ceil_mode=True),
+    lambda m, x: m.adaptive_max_pool2d(x, (3, 5)),
+], ids=["max_pool2d", "adaptive_max_pool2d"])
+def test_max_pool_backward_trusts_its_own_forwards_indices(monkeypatch, call):
+    # The indices the forward saved are not scanned again (on CuPy that scan is a device pass
+    # and a host synchronization per backward); the public gradients still scan what they get.
+    import gpuconv.pool.geometry as geometry
+
+    def no_scan(*args, **kwargs):
+        raise AssertionError("the forward's own indices were scanned")
+    monkeypatch.setattr(geometry, "check_indices", no_scan)
+    monkeypatch.setattr(geometry, "check_indices_in_windows", no_scan)
+    grads = []
+    for module in (G, F):
+        x = leaf(2, 3, 7, 8)
+        call(module, x).square().sum().backward()
+        grads.append(x.grad)
+    torch.testing.assert_close(*grads)
+    with pytest.raises(AssertionError, match="scanned"):
+        y, i = gpuconv.max_pool2d(leaf(1, 1, 4, 4).detach().numpy(), 2, return_indices=True)
+        gpuconv.grad.max_pool2d(y, leaf(1, 1, 4, 4).detach().numpy(), 2, indices=i)
