@@ -52,7 +52,8 @@ case "$stage" in
     status=0
     tools=${SANITIZE_TOOLS:-memcheck racecheck}
     for tool in $tools; do
-      stop_after $((SECONDS_LEFT / $(echo $tools | wc -w))) compute-sanitizer --tool "$tool" --error-exitcode 3 \
+      stop_after $((SECONDS_LEFT / $(echo $tools | wc -w))) \
+        compute-sanitizer --tool "$tool" --error-exitcode 3 \
         --print-limit 20 $PY -m pytest -q -x -m gpu -p no:cacheprovider tests/kernels \
         -k "${SANITIZE_K:-float32 and not bfloat16}" 2>&1 \
         | tail -n 60 | tee "$OUT/sanitize_$tool.log"

@@ -111,7 +111,8 @@ def main(argv=None) -> int:
         rows.append((name, host, event, graph))
     print(f"{'call':32s} {'host us':>9s} {'event us':>9s} {'graph us':>9s}")
     for name, host, event, graph in rows:
-        print(f"{name:32s} {host:9.1f} {event:9.1f} {'-' if graph is None else f'{graph:9.1f}':>9s}")
+        graph_text = "-" if graph is None else f"{graph:.1f}"
+        print(f"{name:32s} {host:9.1f} {event:9.1f} {graph_text:>9s}")
     out = io.StringIO()
     pstats.Stats(profiler, stream=out).sort_stats("tottime").print_stats(args.profile)
     print(out.getvalue())

@@ -295,10 +295,9 @@ class Runner:
         if self.mode != "gpu" or case.layer.op != "conv" or case.dtype == "float64":
             return None, None
         try:
-            up = dataclasses.replace(inp, **{
-                f.name: getattr(inp, f.name).astype(np.float64)
-                for f in dataclasses.fields(inp)
-                if f.name in ("x_nchw", "x", "w", "dy_nchw", "dy") and getattr(inp, f.name) is not None})
+            arrays = ("x_nchw", "x", "w", "dy_nchw", "dy")
+            up = dataclasses.replace(inp, **{name: getattr(inp, name).astype(np.float64)
+                                             for name in arrays if getattr(inp, name) is not None})
             b = prepare("cudnn", dataclasses.replace(case, dtype="float64"), up)
             with b.context():
                 return b.to_nchw(b.run()), "cudnn in float64 (inputs upcast)"

@@ -145,11 +145,11 @@ def multiprocessor_count(executor: str) -> int:
 
 
 # The 128 x 64 tile's place in the forward implicit GEMM's choice (measured, bench/tile_sweep.py
-# on an H100, ResNet-50 batch 32: kernels/conv/NOTES.md "Tile choice on the H100"): on CUDA cores
-# it replaces the large tile when the GEMM has at least MID_TILE_PIXELS rows and the 128 x 64
-# blocks make at least MID_TILE_WAVES waves of one block per SM (the large SIMT tile holds one
-# block per SM: 141 registers x 256 threads); on tensor cores it comes before the small tile
-# when the large one's blocks do not fill the SMs but its own do.
+# on an H100, ResNet-50 batch 32: kernels/conv/NOTES.md "First measurements on the H100"): on
+# CUDA cores it replaces the large tile when the GEMM has at least MID_TILE_PIXELS rows and the
+# 128 x 64 blocks make at least MID_TILE_WAVES waves of one block per SM (the large SIMT tile
+# holds one block per SM: 141 registers x 256 threads); on tensor cores it comes before the
+# small tile when the large one's blocks do not fill the SMs but its own do.
 MID_TILE_PIXELS = 4096
 MID_TILE_WAVES = 2
 

@@ -286,14 +286,20 @@ def check_grad_output(grad_output: Any, expected_shape: Sequence[int], function:
                          f"{tuple(expected_shape)}, got {tuple(grad_output.shape)}")
 
 
+def _check_index_array_shape(indices: Any, library: str, expected_shape: Sequence[int],
+                             name: str) -> None:
+    check_index_array(name, indices, library)
+    if tuple(indices.shape) != tuple(expected_shape):
+        raise ValueError(f"{name} must have shape {tuple(expected_shape)}, "
+                         f"got {tuple(indices.shape)}")
+
+
 def check_indices(indices: Any, library: str, expected_shape: Sequence[int], plane_size: int, *,
                   allow_no_index: bool = False, name: str = "indices") -> None:
     """An integer index array of ``expected_shape`` whose values are flat positions h*W + w in
     [0, plane_size) (also NO_INDEX where ``allow_no_index``). Reading the range costs a device
     synchronization for CuPy arrays; a wrong index would write out of bounds in a kernel."""
-    check_index_array(name, indices, library)
-    if tuple(indices.shape) != tuple(expected_shape):
-        raise ValueError(f"{name} must have shape {tuple(expected_shape)}, got {tuple(indices.shape)}")
+    _check_index_array_shape(indices, library, expected_shape, name)
     if indices.size == 0:
         return
     xp = xp_of(library)
@@ -313,22 +319,14 @@ def check_pool_indices(indices: Any, library: str, expected_shape: Sequence[int]
     synchronization to read the verdict; NumPy ones by the array rules below. ``scan=False``:
     the type and shape only, for indices gpuconv's own forward returned (the framework wrappers'
     backward passes), so that those never wait for the device."""
-    if not scan:
-        check_index_array(name, indices, library)
-        if tuple(indices.shape) != tuple(expected_shape):
-            raise ValueError(f"{name} must have shape {tuple(expected_shape)}, "
-                             f"got {tuple(indices.shape)}")
-        return
-    if library != "cupy":
+    if library != "cupy" and scan:
         check_indices(indices, library, expected_shape, geom.H * geom.W,
                       allow_no_index=allow_no_index, name=name)
         if window != "none":
             check_indices_in_windows(indices, library, geom, data_format, name=name)
         return
-    check_index_array(name, indices, library)
-    if tuple(indices.shape) != tuple(expected_shape):
-        raise ValueError(f"{name} must have shape {tuple(expected_shape)}, got {tuple(indices.shape)}")
-    if indices.size == 0:
+    _check_index_array_shape(indices, library, expected_shape, name)
+    if not scan or indices.size == 0:
         return
     from .launch_indices import first_bad_index
     bad = first_bad_index(indices, geom, data_format, window=window,

@@ -158,4 +158,3 @@ def _from_own_forward(function):
 # which on CuPy costs a device pass and a host synchronization per backward.
 WITH_OWN_INDICES = {"max_pool2d": _from_own_forward(_max_pool2d),
                     "adaptive_max_pool2d": _from_own_forward(_adaptive_max_pool2d)}
-

@@ -367,7 +367,8 @@ def test_gpu_matches_reference(rng, name, dtype):
 
 
 @pytest.mark.gpu
-@pytest.mark.parametrize("value, message", [(10 ** 6, "flat positions"), (0, "outside that window")])
+@pytest.mark.parametrize("value, message",
+                         [(10 ** 6, "flat positions"), (0, "outside that window")])
 def test_gpu_refuses_indices_the_forward_cannot_give(rng, value, message):
     import cupy
     x = cupy.asarray(random_input(rng, (2, 3, 9, 11), np.float32, "normal"))
