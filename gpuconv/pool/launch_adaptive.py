@@ -66,12 +66,26 @@ def adaptive_avg_pool2d(geom: AdaptivePool2dGeometry, x, *, data_format: str, ex
     return y
 
 
+# The backward gathers read their bins' bounds from per-block tables in shared memory
+# (kernels/common/adaptive_bins.cuh: build_adaptive_tables) when these take at most this much;
+# larger planes compute them per element.
+TABLE_BYTES = 16 * 1024
+
+
+def _table_args(geom: AdaptivePool2dGeometry) -> tuple[np.int32, int]:
+    """(the kernels' use_tables argument, their dynamic shared memory in bytes)."""
+    nbytes = 4 * (2 * geom.H + geom.P + 2 * geom.W + geom.Q)
+    return (i32(1), nbytes) if nbytes <= TABLE_BYTES else (i32(0), 0)
+
+
 def grad_adaptive_max_pool2d(geom: AdaptivePool2dGeometry, grad_output, x, *, indices,
                              data_format: str, deterministic: bool, executor: str):
+    use_tables, smem = _table_args(geom)
     return grad_through_switches(
         xp_for(executor), ADAPTIVE_POOL, "adaptive_max_pool2d_backward", grad_output, x, indices,
-        lambda x: adaptive_max_indices(geom, x, data_format, executor)[1], _sizes(geom),
-        data_format=data_format, executor=executor)
+        lambda x: adaptive_max_indices(geom, x, data_format, executor)[1],
+        (*_sizes(geom), use_tables), data_format=data_format, executor=executor,
+        shared_mem=smem)
 
 
 def grad_adaptive_avg_pool2d(geom: AdaptivePool2dGeometry, grad_output, x, *, data_format: str,
@@ -82,8 +96,9 @@ def grad_adaptive_avg_pool2d(geom: AdaptivePool2dGeometry, grad_output, x, *, da
     grad_input = xp.empty(layout_shape(geom.N, geom.C, geom.H, geom.W, data_format),
                           dtype=grad_output.dtype)
     name = f"adaptive_avg_pool2d_backward<{ctype(grad_output.dtype)}, {nhwc(data_format)}>"
+    use_tables, smem = _table_args(geom)
     launch_elementwise(ADAPTIVE_POOL, name, executor, grad_input.size,
-                       (grad_output, grad_input, *_sizes(geom)))
+                       (grad_output, grad_input, *_sizes(geom), use_tables), smem)
     return grad_input
 
 

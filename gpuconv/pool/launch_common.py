@@ -107,10 +107,11 @@ def launch(family, name: str, executor: str, grid, block, args, shared_mem: int 
     kernel(tuple(grid), tuple(block), tuple(args), shared_mem=int(shared_mem))
 
 
-def launch_elementwise(family, name: str, executor: str, total: int, args) -> None:
+def launch_elementwise(family, name: str, executor: str, total: int, args,
+                       shared_mem: int = 0) -> None:
     """A grid-stride kernel over ``total`` items (skipped when there are none)."""
     if total > 0:
-        launch(family, name, executor, grid_for(total), (BLOCK,), args)
+        launch(family, name, executor, grid_for(total), (BLOCK,), args, shared_mem)
 
 
 def no_indices(xp):
@@ -128,7 +129,8 @@ def forward_operands(xp, geom, x, data_format: str):
 
 
 def grad_through_switches(xp, family, kernel: str, grad_output, x, indices, recompute_indices,
-                          kernel_args, *, data_format: str, executor: str):
+                          kernel_args, *, data_format: str, executor: str,
+                          shared_mem: int = 0):
     """The backward of a max pooling, a gather through its switches: ``kernel<T, NHWC>``
     (grad_output, indices, grad_input, *kernel_args) over every input element. ``indices`` are
     the forward's, or, when None, ``recompute_indices(x)`` with x made contiguous. ``xp`` as in
@@ -143,5 +145,5 @@ def grad_through_switches(xp, family, kernel: str, grad_output, x, indices, reco
     grad_input = xp.empty(x.shape, dtype=grad_output.dtype)
     name = f"{kernel}<{ctype(grad_output.dtype)}, {nhwc(data_format)}>"
     launch_elementwise(family, name, executor, grad_input.size,
-                       (grad_output, indices, grad_input, *kernel_args))
+                       (grad_output, indices, grad_input, *kernel_args), shared_mem)
     return grad_input

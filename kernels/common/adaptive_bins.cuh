@@ -55,4 +55,47 @@ __device__ __forceinline__ acc_t<T> mean_over_bin(const T* __restrict__ plane, i
   return sum / static_cast<acc_t<T>>(bin_area(b));
 }
 
+// The backward gathers' bin bounds, as tables in shared memory: for each input row h the output
+// rows [first[h], last[h]) whose bins hold it, and for each output row p its bin's extent; the
+// same for columns. Each block builds them once (2 divisions per entry) instead of every thread
+// dividing 4 + 4 per bin times per element (adaptive average 65x65 -> 6x6 backward measured
+// 1.47 ms on an H100 against PyTorch's 1.15: kernels/pool/NOTES.md). Layout in `table` (ints):
+// row first[H], row last[H], row extent[P], column first[W], column last[W], column extent[Q].
+struct AdaptiveTables {
+  const int *row_first, *row_last, *row_extent, *col_first, *col_last, *col_extent;
+};
+
+__device__ __forceinline__ int adaptive_table_ints(int H, int W, int P, int Q) {
+  return 2 * H + P + 2 * W + Q;
+}
+
+__device__ __forceinline__ void fill_axis_table(int* first, int* last, int* extent, int in,
+                                                int out) {
+  for (int h = threadIdx.x; h < in; h += blockDim.x) {
+    first[h] = adaptive_start(h, out, in);
+    last[h] = adaptive_end(h, out, in);
+  }
+  for (int p = threadIdx.x; p < out; p += blockDim.x) {
+    extent[p] = adaptive_end(p, in, out) - adaptive_start(p, in, out);
+  }
+}
+
+// Every thread of the block must call this (it ends in a barrier).
+__device__ __forceinline__ AdaptiveTables build_adaptive_tables(int* table, int H, int W, int P,
+                                                                int Q) {
+  AdaptiveTables t;
+  int* row = table;
+  int* col = table + 2 * H + P;
+  fill_axis_table(row, row + H, row + 2 * H, H, P);
+  fill_axis_table(col, col + W, col + 2 * W, W, Q);
+  __syncthreads();
+  t.row_first = row;
+  t.row_last = row + H;
+  t.row_extent = row + 2 * H;
+  t.col_first = col;
+  t.col_last = col + W;
+  t.col_extent = col + 2 * W;
+  return t;
+}
+
 }  // namespace gc

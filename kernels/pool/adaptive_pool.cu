@@ -37,24 +37,49 @@ __global__ void adaptive_avg_pool2d_forward(const T* __restrict__ x, T* __restri
 
 // Backward as gathers: one thread per input element visits the bins that contain it (rows
 // [floor(h*P/H), ceil((h+1)*P/H)), the same for columns) in a fixed order. No atomics: bitwise
-// reproducible, and every element of grad_input is written.
+// reproducible, and every element of grad_input is written. With `use_tables` (the launcher's
+// choice when they fit in shared memory) the bin bounds come from per-block tables
+// (gc::build_adaptive_tables) instead of integer divisions per element.
+namespace {
+
+struct CoveringBins {
+  int p0, p1, q0, q1;  // the outputs [p0, p1) x [q0, q1) whose bins hold the element
+};
+
+__device__ __forceinline__ CoveringBins covering_bins(const gc::AdaptiveTables& t,
+                                                      bool use_tables, int h, int w, int H,
+                                                      int W, int P, int Q) {
+  if (use_tables) return {t.row_first[h], t.row_last[h], t.col_first[w], t.col_last[w]};
+  return {gc::adaptive_start(h, P, H), gc::adaptive_end(h, P, H), gc::adaptive_start(w, Q, W),
+          gc::adaptive_end(w, Q, W)};
+}
+
+__device__ __forceinline__ int bin_extent(const int* table, bool use_tables, int p, int in,
+                                          int out) {
+  return use_tables ? table[p] : gc::adaptive_end(p, in, out) - gc::adaptive_start(p, in, out);
+}
+
+}  // namespace
+
 template <class T, bool kNHWC>
 __global__ void adaptive_max_pool2d_backward(const T* __restrict__ grad_output,
                                              const long long* __restrict__ indices,
                                              T* __restrict__ grad_input, int N, int C, int H,
-                                             int W, int P, int Q) {
+                                             int W, int P, int Q, int use_tables) {
   using A = gc::acc_t<T>;
+  extern __shared__ int adaptive_table[];
+  gc::AdaptiveTables t{};
+  if (use_tables) t = gc::build_adaptive_tables(adaptive_table, H, W, P, Q);
   const int total = N * C * H * W;
   const int ps = gc::pixel_stride<kNHWC>(C);
   for (long long i = gc::grid_first(); i < total; i += gc::grid_stride()) {
     const gc::Coord4 o = gc::unflatten<kNHWC>((int)i, C, H, W);
     const int plane = gc::plane_offset<kNHWC>(o.n, o.c, C, P, Q);
     const long long self = (long long)o.h * W + o.w;
-    const int p1 = gc::adaptive_end(o.h, P, H);
-    const int q1 = gc::adaptive_end(o.w, Q, W);
+    const CoveringBins b = covering_bins(t, use_tables, o.h, o.w, H, W, P, Q);
     A grad = A(0);
-    for (int p = gc::adaptive_start(o.h, P, H); p < p1; ++p) {
-      for (int q = gc::adaptive_start(o.w, Q, W); q < q1; ++q) {
+    for (int p = b.p0; p < b.p1; ++p) {
+      for (int q = b.q0; q < b.q1; ++q) {
         const int j = plane + (p * Q + q) * ps;
         if (indices[j] == self) grad += gc::to_acc(grad_output[j]);
       }
@@ -66,19 +91,22 @@ __global__ void adaptive_max_pool2d_backward(const T* __restrict__ grad_output,
 template <class T, bool kNHWC>
 __global__ void adaptive_avg_pool2d_backward(const T* __restrict__ grad_output,
                                              T* __restrict__ grad_input, int N, int C, int H,
-                                             int W, int P, int Q) {
+                                             int W, int P, int Q, int use_tables) {
   using A = gc::acc_t<T>;
+  extern __shared__ int adaptive_table[];
+  gc::AdaptiveTables t{};
+  if (use_tables) t = gc::build_adaptive_tables(adaptive_table, H, W, P, Q);
   const int total = N * C * H * W;
   const int ps = gc::pixel_stride<kNHWC>(C);
   for (long long i = gc::grid_first(); i < total; i += gc::grid_stride()) {
     const gc::Coord4 o = gc::unflatten<kNHWC>((int)i, C, H, W);
     const T* plane = grad_output + gc::plane_offset<kNHWC>(o.n, o.c, C, P, Q);
-    const int p1 = gc::adaptive_end(o.h, P, H);
-    const int q1 = gc::adaptive_end(o.w, Q, W);
+    const CoveringBins b = covering_bins(t, use_tables, o.h, o.w, H, W, P, Q);
     A grad = A(0);
-    for (int p = gc::adaptive_start(o.h, P, H); p < p1; ++p) {
-      for (int q = gc::adaptive_start(o.w, Q, W); q < q1; ++q) {
-        const int area = gc::bin_area(gc::adaptive_bin(p, q, H, W, P, Q));
+    for (int p = b.p0; p < b.p1; ++p) {
+      const int rows = bin_extent(t.row_extent, use_tables, p, H, P);
+      for (int q = b.q0; q < b.q1; ++q) {
+        const int area = rows * bin_extent(t.col_extent, use_tables, q, W, Q);
         grad += gc::to_acc(plane[(p * Q + q) * ps]) / static_cast<A>(area);
       }
     }

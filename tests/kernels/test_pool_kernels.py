@@ -17,6 +17,7 @@ from hypothesis import strategies as st
 import gpuconv
 from gpuconv import grad
 from gpuconv._arrays import library_of, xp_of
+from gpuconv.pool import launch_adaptive
 from kernel_support import (BFLOAT16, DTYPE_IDS, DTYPES, ORDERS,
                             poison_launcher_outputs, simulated, to_layout)
 
@@ -203,10 +204,15 @@ ADAPTIVE = {
 }
 
 
+@pytest.mark.parametrize("bin_tables", [True, False], ids=["tables", "divisions"])
 @pytest.mark.parametrize("data_format", ["NCHW", "NHWC"])
 @pytest.mark.parametrize("dtype", DTYPES, ids=DTYPE_IDS)
 @pytest.mark.parametrize("case", list(ADAPTIVE))
-def test_adaptive_pools_and_grads(rng, case, dtype, data_format):
+def test_adaptive_pools_and_grads(rng, monkeypatch, case, dtype, data_format, bin_tables):
+    # The backward gathers read their bins from shared-memory tables unless these would pass
+    # launch_adaptive.TABLE_BYTES; 0 forces the per-element divisions.
+    if not bin_tables:
+        monkeypatch.setattr(launch_adaptive, "TABLE_BYTES", 0)
     shape, output_size = ADAPTIVE[case]
     x = to_layout(random_input(rng, shape, dtype, "ties"), data_format)
     y, _ = check_all_orders(gpuconv.adaptive_max_pool2d, x, output_size, return_indices=True,
