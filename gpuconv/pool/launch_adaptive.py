@@ -11,7 +11,7 @@ from __future__ import annotations
 import numpy as np
 
 from .geometry import AdaptivePool2dGeometry, SpatialPyramidGeometry
-from .launch_common import (BOOLS, TYPES, check_int32, contiguous, ctype, flag,
+from .launch_common import (BOOLS, TYPES, bound_tables, check_int32, contiguous, ctype, flag,
                             forward_operands, grad_through_switches, i32, launch_elementwise,
                             layout_shape, nhwc, no_indices, register_family, xp_for)
 
@@ -66,16 +66,9 @@ def adaptive_avg_pool2d(geom: AdaptivePool2dGeometry, x, *, data_format: str, ex
     return y
 
 
-# The backward gathers read their bins' bounds from per-block tables in shared memory
-# (kernels/common/adaptive_bins.cuh: build_adaptive_tables) when these take at most this much;
-# larger planes compute them per element.
-TABLE_BYTES = 16 * 1024
-
-
 def _table_args(geom: AdaptivePool2dGeometry) -> tuple[np.int32, int]:
-    """(the kernels' use_tables argument, their dynamic shared memory in bytes)."""
-    nbytes = 4 * (2 * geom.H + geom.P + 2 * geom.W + geom.Q)
-    return (i32(1), nbytes) if nbytes <= TABLE_BYTES else (i32(0), 0)
+    """The bin tables of the backward gathers (kernels/common/adaptive_bins.cuh)."""
+    return bound_tables(2 * geom.H + geom.P + 2 * geom.W + geom.Q)
 
 
 def grad_adaptive_max_pool2d(geom: AdaptivePool2dGeometry, grad_output, x, *, indices,

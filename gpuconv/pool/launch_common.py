@@ -20,6 +20,16 @@ BLOCK = 256
 # cap keeps per-launch block counts (and the simulator's block loop) bounded for huge tensors.
 MAX_BLOCKS = 1 << 16
 INT32_LIMIT = 2 ** 31 - 1
+# The backward gathers read their output bounds from per-block tables in shared memory
+# (kernels/common/pool_window.cuh, adaptive_bins.cuh) when these take at most this many bytes;
+# larger planes compute the bounds per element. The kernels take the choice as `use_tables`.
+BOUND_TABLE_BYTES = 16 * 1024
+
+
+def bound_tables(ints: int) -> tuple[np.int32, int]:
+    """(the kernels' use_tables argument, their dynamic shared memory) for tables of ``ints``."""
+    nbytes = 4 * ints
+    return (np.int32(1), nbytes) if nbytes <= BOUND_TABLE_BYTES else (np.int32(0), 0)
 
 
 def instantiations(template: str, **axes) -> list[str]:

@@ -11,10 +11,10 @@ import numpy as np
 
 from ..conv.geometry import unused_as_one
 from .geometry import Pool2dGeometry
-from .launch_common import (BOOLS, TYPES, acc_dtype, acc_scalar, check_int32, contiguous, ctype,
-                            flag, forward_operands, grad_through_switches, i32,
-                            launch_elementwise, layout_shape, nhwc, no_indices, register_family,
-                            xp_for)
+from .launch_common import (BOOLS, TYPES, acc_dtype, acc_scalar, bound_tables, check_int32,
+                            contiguous, ctype, flag, forward_operands, grad_through_switches,
+                            i32, launch_elementwise, layout_shape, nhwc, no_indices,
+                            register_family, xp_for)
 
 
 # I: the forward writes indices (return_indices, or the backward's recomputation)
@@ -73,13 +73,19 @@ def max_pool2d(geom: Pool2dGeometry, x, *, return_indices: bool, data_format: st
     return (y, indices) if return_indices else y
 
 
+def _table_args(geom: Pool2dGeometry) -> tuple[np.int32, int]:
+    """The window-bound tables of the backward gathers (kernels/common/pool_window.cuh)."""
+    return bound_tables(2 * geom.H + 2 * geom.W)
+
+
 def grad_max_pool2d(geom: Pool2dGeometry, grad_output, x, *, indices, data_format: str,
                     deterministic: bool, executor: str):
+    use_tables, smem = _table_args(geom)
     return grad_through_switches(
         xp_for(executor), MAX_POOL, "max_pool2d_backward", grad_output, x, indices,
         lambda x: _max_pool_indices(geom, x, data_format, executor)[1],
-        (*_window_args(geom), *_padding_args(geom), *_dilation_args(geom)),
-        data_format=data_format, executor=executor)
+        (*_window_args(geom), *_padding_args(geom), *_dilation_args(geom), use_tables),
+        data_format=data_format, executor=executor, shared_mem=smem)
 
 
 # --------------------------------------------------------------------------------------------
@@ -108,9 +114,10 @@ def grad_avg_pool2d(geom: Pool2dGeometry, grad_output, x, *, count_include_pad: 
     grad_input = xp.empty(layout_shape(geom.N, geom.C, geom.H, geom.W, data_format),
                           dtype=grad_output.dtype)
     name = f"avg_pool2d_backward<{ctype(grad_output.dtype)}, {nhwc(data_format)}>"
+    use_tables, smem = _table_args(geom)
     launch_elementwise(AVG_POOL, name, executor, grad_input.size,
                        (grad_output, grad_input, *_window_args(geom), *_padding_args(geom),
-                        *_avg_args(count_include_pad, divisor_override)))
+                        *_avg_args(count_include_pad, divisor_override), use_tables), smem)
     return grad_input
 
 

@@ -70,6 +70,51 @@ __device__ __forceinline__ int last_tap(int start, int dilation, int taps, int s
   return min(taps, dilation == 1 ? size - start : (size - start + dilation - 1) / dilation);
 }
 
+// The windowed backward gathers' output bounds, as tables in shared memory: for each input row h
+// the outputs [first[h], last[h]) whose windows can hold it (window_first_output /
+// window_last_output), the same for columns. Each block builds them once (2 divisions per entry)
+// so that its threads read them instead of dividing 4 times per element (max_pool2d backward on
+// an H100 ran at 14-20% of the copy bandwidth: kernels/pool/NOTES.md). Layout in `table` (ints):
+// row first[H], row last[H], column first[W], column last[W]. Every thread of the block must
+// call it (it ends in a barrier).
+struct WindowTables {
+  const int *row_first, *row_last, *col_first, *col_last;
+};
+
+__device__ __forceinline__ WindowTables build_window_tables(int* table, int H, int W, int P,
+                                                            int Q, int extent_h, int extent_w,
+                                                            int stride_h, int stride_w, int pad_h,
+                                                            int pad_w) {
+  for (int h = threadIdx.x; h < H; h += blockDim.x) {
+    table[h] = window_first_output(h, pad_h, extent_h, stride_h);
+    table[H + h] = window_last_output(h, pad_h, stride_h, P);
+  }
+  int* col = table + 2 * H;
+  for (int w = threadIdx.x; w < W; w += blockDim.x) {
+    col[w] = window_first_output(w, pad_w, extent_w, stride_w);
+    col[W + w] = window_last_output(w, pad_w, stride_w, Q);
+  }
+  __syncthreads();
+  return {table, table + H, col, col + W};
+}
+
+// The outputs [p0, p1) x [q0, q1) whose windows can hold input (h, w): from the tables, or
+// computed when the launcher found them too large for shared memory.
+struct WindowSpan {
+  int p0, p1, q0, q1;
+};
+
+__device__ __forceinline__ WindowSpan window_span(const WindowTables& t, bool use_tables, int h,
+                                                  int w, int P, int Q, int extent_h,
+                                                  int extent_w, int stride_h, int stride_w,
+                                                  int pad_h, int pad_w) {
+  if (use_tables) return {t.row_first[h], t.row_last[h], t.col_first[w], t.col_last[w]};
+  return {window_first_output(h, pad_h, extent_h, stride_h),
+          window_last_output(h, pad_h, stride_h, P),
+          window_first_output(w, pad_w, extent_w, stride_w),
+          window_last_output(w, pad_w, stride_w, Q)};
+}
+
 // Max pooling's update rule (PyTorch): a larger value or any NaN replaces the running maximum,
 // so NaN propagates and its index is the last NaN of the window; ties keep the first maximum.
 template <class A>

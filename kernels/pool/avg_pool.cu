@@ -71,20 +71,25 @@ template <class T, bool kNHWC>
 __global__ void avg_pool2d_backward(const T* __restrict__ grad_output, T* __restrict__ grad_input,
                                     int N, int C, int H, int W, int P, int Q, int R, int S,
                                     int stride_h, int stride_w, int pad_h, int pad_w,
-                                    int count_include_pad, int divisor_override) {
+                                    int count_include_pad, int divisor_override,
+                                    int use_tables) {
   using A = gc::acc_t<T>;
   const int total = N * C * H * W;
   const int ps = gc::pixel_stride<kNHWC>(C);
+  extern __shared__ int window_table[];
+  gc::WindowTables t{};
+  if (use_tables) {
+    t = gc::build_window_tables(window_table, H, W, P, Q, R, S, stride_h, stride_w, pad_h,
+                                pad_w);
+  }
   for (long long i = gc::grid_first(); i < total; i += gc::grid_stride()) {
     const gc::Coord4 o = gc::unflatten<kNHWC>((int)i, C, H, W);
-    const int p0 = gc::window_first_output(o.h, pad_h, R, stride_h);
-    const int p1 = gc::window_last_output(o.h, pad_h, stride_h, P);
-    const int q0 = gc::window_first_output(o.w, pad_w, S, stride_w);
-    const int q1 = gc::window_last_output(o.w, pad_w, stride_w, Q);
+    const gc::WindowSpan s = gc::window_span(t, use_tables, o.h, o.w, P, Q, R, S, stride_h,
+                                             stride_w, pad_h, pad_w);
     const T* plane = grad_output + gc::plane_offset<kNHWC>(o.n, o.c, C, P, Q);
     A grad = A(0);
-    for (int p = p0; p < p1; ++p) {
-      for (int q = q0; q < q1; ++q) {
+    for (int p = s.p0; p < s.p1; ++p) {
+      for (int q = s.q0; q < s.q1; ++q) {
         const AvgWindow win = avg_window(p, q, H, W, R, S, stride_h, stride_w, pad_h, pad_w,
                                          count_include_pad, divisor_override);
         grad += gc::to_acc(plane[(p * Q + q) * ps]) / static_cast<A>(win.divisor);

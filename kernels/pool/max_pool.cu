@@ -55,23 +55,27 @@ __global__ void max_pool2d_backward(const T* __restrict__ grad_output,
                                     const long long* __restrict__ indices,
                                     T* __restrict__ grad_input, int N, int C, int H, int W, int P,
                                     int Q, int R, int S, int stride_h, int stride_w, int pad_h,
-                                    int pad_w, int dil_h, int dil_w) {
+                                    int pad_w, int dil_h, int dil_w, int use_tables) {
   using A = gc::acc_t<T>;
   const int total = N * C * H * W;
   const int ps = gc::pixel_stride<kNHWC>(C);
   const int extent_h = (R - 1) * dil_h + 1;
   const int extent_w = (S - 1) * dil_w + 1;
+  extern __shared__ int window_table[];
+  gc::WindowTables t{};
+  if (use_tables) {
+    t = gc::build_window_tables(window_table, H, W, P, Q, extent_h, extent_w, stride_h,
+                                stride_w, pad_h, pad_w);
+  }
   for (long long i = gc::grid_first(); i < total; i += gc::grid_stride()) {
     const gc::Coord4 o = gc::unflatten<kNHWC>((int)i, C, H, W);
-    const int p0 = gc::window_first_output(o.h, pad_h, extent_h, stride_h);
-    const int p1 = gc::window_last_output(o.h, pad_h, stride_h, P);
-    const int q0 = gc::window_first_output(o.w, pad_w, extent_w, stride_w);
-    const int q1 = gc::window_last_output(o.w, pad_w, stride_w, Q);
+    const gc::WindowSpan s = gc::window_span(t, use_tables, o.h, o.w, P, Q, extent_h, extent_w,
+                                             stride_h, stride_w, pad_h, pad_w);
     const int plane = gc::plane_offset<kNHWC>(o.n, o.c, C, P, Q);
     const long long self = (long long)o.h * W + o.w;
     A grad = A(0);
-    for (int p = p0; p < p1; ++p) {
-      for (int q = q0; q < q1; ++q) {
+    for (int p = s.p0; p < s.p1; ++p) {
+      for (int q = s.q0; q < s.q1; ++q) {
         const int j = plane + (p * Q + q) * ps;
         if (indices[j] == self) grad += gc::to_acc(grad_output[j]);
       }

@@ -17,7 +17,7 @@ from hypothesis import strategies as st
 import gpuconv
 from gpuconv import grad
 from gpuconv._arrays import library_of, xp_of
-from gpuconv.pool import launch_adaptive
+from gpuconv.pool import launch_common
 from kernel_support import (BFLOAT16, DTYPE_IDS, DTYPES, ORDERS,
                             poison_launcher_outputs, simulated, to_layout)
 
@@ -97,10 +97,23 @@ WINDOWS = {
 NO_DILATION = [k for k, (_, kw) in WINDOWS.items() if "dilation" not in kw]
 
 
+def divide_per_element(monkeypatch):
+    """The backward gathers read their output bounds from shared-memory tables unless these
+    would pass launch_common.BOUND_TABLE_BYTES: 0 makes them divide per element instead."""
+    monkeypatch.setattr(launch_common, "BOUND_TABLE_BYTES", 0)
+
+
+BOUND_TABLES = pytest.mark.parametrize("bound_tables", [True, False],
+                                       ids=["tables", "divisions"])
+
+
+@BOUND_TABLES
 @pytest.mark.parametrize("data_format", ["NCHW", "NHWC"])
 @pytest.mark.parametrize("dtype", DTYPES, ids=DTYPE_IDS)
 @pytest.mark.parametrize("case", list(WINDOWS))
-def test_max_pool2d_and_grad(rng, case, dtype, data_format):
+def test_max_pool2d_and_grad(rng, monkeypatch, case, dtype, data_format, bound_tables):
+    if not bound_tables:
+        divide_per_element(monkeypatch)
     shape, kwargs = WINDOWS[case]
     x = to_layout(random_input(rng, shape, dtype, "ties"), data_format)
     y, indices = check_all_orders(gpuconv.max_pool2d, x, return_indices=True,
@@ -137,7 +150,10 @@ def test_max_pool2d_non_contiguous_and_empty_batch(rng):
 @pytest.mark.parametrize("options", [dict(), dict(count_include_pad=False),
                                      dict(divisor_override=5), dict(divisor_override=-3)])
 @pytest.mark.parametrize("case", NO_DILATION)
-def test_avg_pool2d_and_grad(rng, case, options, dtype, data_format):
+@BOUND_TABLES
+def test_avg_pool2d_and_grad(rng, monkeypatch, case, options, dtype, data_format, bound_tables):
+    if not bound_tables:
+        divide_per_element(monkeypatch)
     shape, kwargs = WINDOWS[case]
     x = to_layout(random_input(rng, shape, dtype), data_format)
     kwargs = dict(kwargs, **options, data_format=data_format)
@@ -204,15 +220,13 @@ ADAPTIVE = {
 }
 
 
-@pytest.mark.parametrize("bin_tables", [True, False], ids=["tables", "divisions"])
+@BOUND_TABLES
 @pytest.mark.parametrize("data_format", ["NCHW", "NHWC"])
 @pytest.mark.parametrize("dtype", DTYPES, ids=DTYPE_IDS)
 @pytest.mark.parametrize("case", list(ADAPTIVE))
-def test_adaptive_pools_and_grads(rng, monkeypatch, case, dtype, data_format, bin_tables):
-    # The backward gathers read their bins from shared-memory tables unless these would pass
-    # launch_adaptive.TABLE_BYTES; 0 forces the per-element divisions.
-    if not bin_tables:
-        monkeypatch.setattr(launch_adaptive, "TABLE_BYTES", 0)
+def test_adaptive_pools_and_grads(rng, monkeypatch, case, dtype, data_format, bound_tables):
+    if not bound_tables:
+        divide_per_element(monkeypatch)
     shape, output_size = ADAPTIVE[case]
     x = to_layout(random_input(rng, shape, dtype, "ties"), data_format)
     y, _ = check_all_orders(gpuconv.adaptive_max_pool2d, x, output_size, return_indices=True,
