@@ -68,7 +68,8 @@ def adaptive_avg_pool2d(geom: AdaptivePool2dGeometry, x, *, data_format: str, ex
 
 def _table_args(geom: AdaptivePool2dGeometry) -> tuple[np.int32, int]:
     """The bin tables of the backward gathers (kernels/common/adaptive_bins.cuh)."""
-    return bound_tables(2 * geom.H + geom.P + 2 * geom.W + geom.Q)
+    return bound_tables(2 * geom.H + geom.P + 2 * geom.W + geom.Q,
+                        geom.N * geom.C * geom.H * geom.W)
 
 
 def grad_adaptive_max_pool2d(geom: AdaptivePool2dGeometry, grad_output, x, *, indices,

@@ -21,15 +21,23 @@ BLOCK = 256
 MAX_BLOCKS = 1 << 16
 INT32_LIMIT = 2 ** 31 - 1
 # The backward gathers read their output bounds from per-block tables in shared memory
-# (kernels/common/pool_window.cuh, adaptive_bins.cuh) when these take at most this many bytes;
-# larger planes compute the bounds per element. The kernels take the choice as `use_tables`.
+# (kernels/common/pool_window.cuh, adaptive_bins.cuh) when these take at most this many bytes
+# and each thread has at least as many elements to visit as table entries to fill (each entry
+# costs two divisions, each element saves four or more); otherwise they compute the bounds per
+# element. The kernels take the choice as `use_tables`.
 BOUND_TABLE_BYTES = 16 * 1024
 
 
-def bound_tables(ints: int) -> tuple[np.int32, int]:
-    """(the kernels' use_tables argument, their dynamic shared memory) for tables of ``ints``."""
+def bound_tables(ints: int, total: int) -> tuple[np.int32, int]:
+    """(the kernels' use_tables argument, their dynamic shared memory) for tables of ``ints``
+    entries in a grid-stride launch over ``total`` elements (launch_elementwise's grid)."""
     nbytes = 4 * ints
-    return (np.int32(1), nbytes) if nbytes <= BOUND_TABLE_BYTES else (np.int32(0), 0)
+    threads = grid_for(total)[0] * BLOCK
+    fills_per_thread = -(-ints // BLOCK)
+    visits_per_thread = -(-total // threads)
+    if nbytes <= BOUND_TABLE_BYTES and visits_per_thread >= fills_per_thread:
+        return np.int32(1), nbytes
+    return np.int32(0), 0
 
 
 def instantiations(template: str, **axes) -> list[str]:

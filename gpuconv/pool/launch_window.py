@@ -75,7 +75,7 @@ def max_pool2d(geom: Pool2dGeometry, x, *, return_indices: bool, data_format: st
 
 def _table_args(geom: Pool2dGeometry) -> tuple[np.int32, int]:
     """The window-bound tables of the backward gathers (kernels/common/pool_window.cuh)."""
-    return bound_tables(2 * geom.H + 2 * geom.W)
+    return bound_tables(2 * geom.H + 2 * geom.W, geom.N * geom.C * geom.H * geom.W)
 
 
 def grad_max_pool2d(geom: Pool2dGeometry, grad_output, x, *, indices, data_format: str,

@@ -397,3 +397,12 @@ def test_gpu_refuses_indices_the_forward_cannot_give(rng, value, message):
     with pytest.raises(ValueError, match=message) as error:
         grad.max_pool2d(_ramp_like_output(x, 3, 2, 1), x, 3, 2, 1, indices=indices)
     assert "indices[(1, 2, 4, 5)]" in str(error.value)
+
+
+def test_bound_tables_where_they_pay():
+    # vgga.pool1's backward (2x2 windows over 224x224, N64 C64): 12 elements per thread to
+    # visit, 4 table entries per thread to fill: tables. A 3-channel image alone: one element
+    # per thread against 4 entries: per-element bounds. A plane past the shared-memory cap: none.
+    assert launch_common.bound_tables(4 * 224, 64 * 64 * 224 * 224) == (1, 4 * 4 * 224)
+    assert launch_common.bound_tables(4 * 224, 3 * 224 * 224) == (0, 0)
+    assert launch_common.bound_tables(8192, 1 << 30) == (0, 0)
