@@ -98,13 +98,15 @@ __device__ __forceinline__ WindowTables build_window_tables(int* table, int H, i
   return {table, table + H, col, col + W};
 }
 
-// The outputs [p0, p1) x [q0, q1) whose windows can hold input (h, w): from the tables, or
-// computed when the launcher found them too large for shared memory.
-struct WindowSpan {
+// The outputs [p0, p1) x [q0, q1) whose windows (or adaptive bins) can hold an input element.
+struct OutputSpan {
   int p0, p1, q0, q1;
 };
 
-__device__ __forceinline__ WindowSpan window_span(const WindowTables& t, bool use_tables, int h,
+// A window's OutputSpan for input (h, w): from the tables, or computed when the launcher chose
+// not to build them.
+
+__device__ __forceinline__ OutputSpan window_span(const WindowTables& t, bool use_tables, int h,
                                                   int w, int P, int Q, int extent_h,
                                                   int extent_w, int stride_h, int stride_w,
                                                   int pad_h, int pad_w) {

@@ -42,13 +42,9 @@ __global__ void adaptive_avg_pool2d_forward(const T* __restrict__ x, T* __restri
 // (gc::build_adaptive_tables) instead of integer divisions per element.
 namespace {
 
-struct CoveringBins {
-  int p0, p1, q0, q1;  // the outputs [p0, p1) x [q0, q1) whose bins hold the element
-};
-
-__device__ __forceinline__ CoveringBins covering_bins(const gc::AdaptiveTables& t,
-                                                      bool use_tables, int h, int w, int H,
-                                                      int W, int P, int Q) {
+__device__ __forceinline__ gc::OutputSpan covering_bins(const gc::AdaptiveTables& t,
+                                                        bool use_tables, int h, int w, int H,
+                                                        int W, int P, int Q) {
   if (use_tables) return {t.row_first[h], t.row_last[h], t.col_first[w], t.col_last[w]};
   return {gc::adaptive_start(h, P, H), gc::adaptive_end(h, P, H), gc::adaptive_start(w, Q, W),
           gc::adaptive_end(w, Q, W)};
@@ -76,7 +72,7 @@ __global__ void adaptive_max_pool2d_backward(const T* __restrict__ grad_output,
     const gc::Coord4 o = gc::unflatten<kNHWC>((int)i, C, H, W);
     const int plane = gc::plane_offset<kNHWC>(o.n, o.c, C, P, Q);
     const long long self = (long long)o.h * W + o.w;
-    const CoveringBins b = covering_bins(t, use_tables, o.h, o.w, H, W, P, Q);
+    const gc::OutputSpan b = covering_bins(t, use_tables, o.h, o.w, H, W, P, Q);
     A grad = A(0);
     for (int p = b.p0; p < b.p1; ++p) {
       for (int q = b.q0; q < b.q1; ++q) {
@@ -101,7 +97,7 @@ __global__ void adaptive_avg_pool2d_backward(const T* __restrict__ grad_output,
   for (long long i = gc::grid_first(); i < total; i += gc::grid_stride()) {
     const gc::Coord4 o = gc::unflatten<kNHWC>((int)i, C, H, W);
     const T* plane = grad_output + gc::plane_offset<kNHWC>(o.n, o.c, C, P, Q);
-    const CoveringBins b = covering_bins(t, use_tables, o.h, o.w, H, W, P, Q);
+    const gc::OutputSpan b = covering_bins(t, use_tables, o.h, o.w, H, W, P, Q);
     A grad = A(0);
     for (int p = b.p0; p < b.p1; ++p) {
       const int rows = bin_extent(t.row_extent, use_tables, p, H, P);

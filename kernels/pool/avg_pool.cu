@@ -84,7 +84,7 @@ __global__ void avg_pool2d_backward(const T* __restrict__ grad_output, T* __rest
   }
   for (long long i = gc::grid_first(); i < total; i += gc::grid_stride()) {
     const gc::Coord4 o = gc::unflatten<kNHWC>((int)i, C, H, W);
-    const gc::WindowSpan s = gc::window_span(t, use_tables, o.h, o.w, P, Q, R, S, stride_h,
+    const gc::OutputSpan s = gc::window_span(t, use_tables, o.h, o.w, P, Q, R, S, stride_h,
                                              stride_w, pad_h, pad_w);
     const T* plane = grad_output + gc::plane_offset<kNHWC>(o.n, o.c, C, P, Q);
     A grad = A(0);

@@ -69,7 +69,7 @@ __global__ void max_pool2d_backward(const T* __restrict__ grad_output,
   }
   for (long long i = gc::grid_first(); i < total; i += gc::grid_stride()) {
     const gc::Coord4 o = gc::unflatten<kNHWC>((int)i, C, H, W);
-    const gc::WindowSpan s = gc::window_span(t, use_tables, o.h, o.w, P, Q, extent_h, extent_w,
+    const gc::OutputSpan s = gc::window_span(t, use_tables, o.h, o.w, P, Q, extent_h, extent_w,
                                              stride_h, stride_w, pad_h, pad_w);
     const int plane = gc::plane_offset<kNHWC>(o.n, o.c, C, P, Q);
     const long long self = (long long)o.h * W + o.w;
