@@ -56,3 +56,13 @@ def to_layout(x, data_format):
 def simulated(fn, *args, order="forward", **kwargs):
     with gpuconv.simulate(order=order):
         return fn(*args, **kwargs)
+
+
+def record_launches(monkeypatch, launcher_module) -> list[str]:
+    """The name expressions ``launcher_module.launch`` is called with from now on, in order
+    (the launches still run)."""
+    launched = []
+    real = launcher_module.launch
+    monkeypatch.setattr(launcher_module, "launch", lambda family, name, *a, **k: (
+        launched.append(name), real(family, name, *a, **k)))
+    return launched

@@ -13,6 +13,7 @@ from gpuconv import grad
 from gpuconv.conv import launch_bwd_common, launch_bwd_data
 from gpuconv.conv.launch_backward import DATA_ALGORITHMS, choose_data_algorithm
 from gpuconv.reference import conv as reference
+from kernel_support import record_launches
 
 from test_conv_backward_cases import (CASES, DTYPES, LAYOUTS, ORDERS, Case, assert_close,
                                       assert_same_bits, f64, make_input, output_shape)
@@ -63,11 +64,7 @@ def test_input_gradient_matches_reference(rng, algorithm, dtype, data_format):
 @pytest.fixture
 def names(monkeypatch):
     """Names of the kernels launch_bwd_data launches, in order."""
-    launched = []
-    real = launch_bwd_data.launch
-    monkeypatch.setattr(launch_bwd_data, "launch", lambda family, name, *a, **k: (
-        launched.append(name), real(family, name, *a, **k)))
-    return launched
+    return record_launches(monkeypatch, launch_bwd_data)
 
 
 @pytest.mark.parametrize("data_format", LAYOUTS)

@@ -13,6 +13,7 @@ from gpuconv import grad
 from gpuconv.conv import launch_bwd_common, launch_bwd_weight
 from gpuconv.conv.launch_backward import WEIGHT_ALGORITHMS, choose_weight_algorithm
 from gpuconv.reference import conv as reference
+from kernel_support import record_launches
 
 from test_conv_backward_cases import (CASES, DTYPES, LAYOUTS, ORDERS, Case, assert_close,
                                       assert_same_bits, f64, layout, make_input, output_shape)
@@ -108,11 +109,7 @@ def test_16_bit_implicit_gemm_on_both_maths(rng, monkeypatch, math, data_format)
 @pytest.fixture
 def names(monkeypatch):
     """Names of the kernels launch_bwd_weight launches, in order."""
-    launched = []
-    real = launch_bwd_weight.launch
-    monkeypatch.setattr(launch_bwd_weight, "launch", lambda family, name, *a, **k: (
-        launched.append(name), real(family, name, *a, **k)))
-    return launched
+    return record_launches(monkeypatch, launch_bwd_weight)
 
 
 # Channels-last with K/groups and C/groups multiples of 8: the tensor-core kernel that copies
