@@ -14,7 +14,7 @@ import numpy as np
 from .. import _loader, _state
 from .._arrays import FLOAT_DTYPE_NAMES, check_arrays, is_float_dtype
 from . import (autotune, heuristics, launch_depthwise, launch_direct, launch_implicit_gemm,
-               launch_pointwise)
+               launch_pointwise, launch_winograd)
 from .geometry import (check_activation, check_algorithm, check_bias, check_data_format,
                        check_residual, conv2d_geometry, conv_algorithms, nchw_shape)
 
@@ -61,6 +61,14 @@ def describe_kernel(algorithm: str, geom, dtype, nhwc: bool, executor: str) -> s
         return launch_depthwise.describe(geom, dtype, nhwc)
     if algorithm == "im2col_gemm":
         return "conv2d_im2col + conv2d_gemm_columns (column buffer bounded by the workspace limit)"
+    if algorithm == "winograd_nonfused":
+        tiles = geom.N * launch_winograd.tiles_per_image(geom)
+        gemm = launch_winograd.gemm_geometry(geom, tiles, rows_in=geom.C, rows_out=geom.K)
+        tile = launch_pointwise.pick_tile(gemm, launch_winograd.acc_dtype(dtype), tile_executor,
+                                          nhwc=nhwc)
+        return (f"conv2d_winograd_input_transform + conv2d_pointwise_{'nhwc' if nhwc else 'nchw'} "
+                f"(16 GEMMs per group over {tiles} 2x2 tiles, tile {tile.template_args}) + "
+                "conv2d_winograd_output_transform")
     if algorithm == "pointwise":
         tile = launch_pointwise.pick_tile(geom, dtype, tile_executor, nhwc=nhwc)
         return f"conv2d_pointwise_{'nhwc' if nhwc else 'nchw'} (tile {tile.template_args})"

@@ -18,7 +18,8 @@ from .._args import as_choice, as_int, as_pair, memoized_check
 from .._arrays import ArraySet, check_out, library_of, xp_of
 
 # Every algorithm a caller may force; "auto" lets the launcher choose per case.
-conv_algorithms = ("direct", "im2col_gemm", "implicit_gemm", "pointwise", "depthwise")
+conv_algorithms = ("direct", "im2col_gemm", "implicit_gemm", "pointwise", "depthwise",
+                   "winograd_nonfused")
 DATA_FORMATS = ("NCHW", "NHWC")
 ACTIVATIONS = (None, "relu", "tanh", "sigmoid")
 

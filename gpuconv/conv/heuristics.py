@@ -12,7 +12,12 @@ Rules, first match wins (each states its reason in ``explain``):
 3. direct      fewer than 32 filters per group (grouped convolutions such as ResNeXt's, or
                tiny layers): the narrowest GEMM tile is 32 filters wide, the direct kernel's
                filter block 16, 8 or 4 (launch_direct.pick_tile).
-4. implicit_gemm  everything else: the GEMM view without a column buffer, the fastest general
+4. winograd_nonfused  3x3, stride 1, dilation 1, at least launch_winograd.MIN_CHANNELS
+               channels and filters per group, on CUDA cores (float32, float64): 4/9 of the
+               multiply-adds through the same GEMM, for transform traffic that the GEMM
+               outweighs from about 128 channels on (launch_winograd; the prediction in
+               kernels/conv/NOTES.md "Winograd", to be measured).
+5. implicit_gemm  everything else: the GEMM view without a column buffer, the fastest general
                path (tiles 32, 64 or 128 filters wide; tensor cores for 16-bit dtypes:
                launch_implicit_gemm).
 im2col_gemm is never picked by the heuristic (it moves C*R*S/stride^2 times more data than the
@@ -25,7 +30,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from . import launch_depthwise, launch_pointwise
+from . import launch_depthwise, launch_pointwise, launch_winograd
 from .geometry import conv_algorithms
 from .launch_common import uses_tensor_cores
 
@@ -46,6 +51,8 @@ def refusal(algorithm: str, geom) -> str | None:
         return launch_pointwise.refusal(geom)
     if algorithm == "depthwise":
         return launch_depthwise.refusal(geom)
+    if algorithm == "winograd_nonfused":
+        return launch_winograd.refusal(geom)
     if algorithm in ALGORITHMS:
         return None
     raise ValueError(f"algorithm must be 'auto' or one of {', '.join(map(repr, ALGORITHMS))}; "
@@ -82,6 +89,13 @@ def choose(geom, dtype=np.float32) -> Choice:
                                 f"{DIRECT_MAX_FILTERS_PER_GROUP}) would leave most of a GEMM "
                                 "tile's columns idle (32 at the narrowest); the direct kernel "
                                 "tiles 4 to 16 filters")
+    if (not tensor_cores and launch_winograd.refusal(geom) is None
+            and launch_winograd.pays_off(geom)):
+        return Choice("winograd_nonfused",
+                      f"3x3, stride 1, dilation 1, {geom.C_per_group} channels and "
+                      f"{geom.K_per_group} filters per group (>= {launch_winograd.MIN_CHANNELS}): "
+                      "Winograd F(2x2, 3x3) does 4/9 of the multiply-adds, and the GEMM "
+                      "outweighs its transforms")
     if plain_gemm:
         return Choice("implicit_gemm", "1x1 filter with 16-bit operands: the implicit GEMM's "
                                        "tensor-core tiles (the pointwise kernels have CUDA-core "

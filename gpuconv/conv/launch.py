@@ -14,7 +14,7 @@ from typing import Any
 
 from .._args import as_choice
 from . import (autotune, heuristics, launch_depthwise, launch_direct, launch_im2col_gemm,
-               launch_implicit_gemm, launch_pointwise)
+               launch_implicit_gemm, launch_pointwise, launch_winograd)
 from .geometry import ConvGeometry, layout_shape
 from .launch_common import MATHS, TILE_WIDTHS, ConvCall, contiguous, output_target
 
@@ -48,6 +48,8 @@ def run_algorithm(algorithm: str, call: ConvCall, *, gemm: str = "own",
         launch_pointwise.run(call, tile_widths=tile_widths)
     elif algorithm == "depthwise":
         launch_depthwise.run(call, variant=depthwise_variant)
+    elif algorithm == "winograd_nonfused":
+        launch_winograd.forward(call, workspace_bytes=workspace_bytes, tile_widths=tile_widths)
     else:
         raise ValueError(f"algorithm must be one of {', '.join(map(repr, ALGORITHMS))}; got {algorithm!r}")
 
@@ -62,10 +64,10 @@ def conv2d(geom: ConvGeometry, x, weight, bias=None, *, residual=None, activatio
 
     The arrays are validated by the front but may be non-contiguous. ``algorithm``: "auto" or
     one of ALGORITHMS; a forced algorithm that cannot run the case is a ValueError saying why.
-    ``gemm`` ("own" | "cublas") and ``workspace_bytes`` (the column buffer's bound) apply to
-    im2col_gemm; ``iterator`` ("auto" | "precomputed" | "analytic") to implicit_gemm's A gather
-    and ``tile_widths`` ("auto" | "wide": no narrow tiles) to the GEMM tiles of implicit_gemm,
-    pointwise and im2col_gemm (own GEMM); ``math`` ("auto" | "cuda_cores" | "tensor_cores") to
+    ``gemm`` ("own" | "cublas") applies to im2col_gemm, ``workspace_bytes`` to its column
+    buffer and to winograd's transformed tensors; ``iterator`` ("auto" | "precomputed" |
+    "analytic") to implicit_gemm's A gather and ``tile_widths`` ("auto" | "wide": no narrow
+    tiles) to the GEMM tiles of implicit_gemm, pointwise, winograd and im2col_gemm (own GEMM); ``math`` ("auto" | "cuda_cores" | "tensor_cores") to
     implicit_gemm's multiply-accumulate (auto: tensor cores for float16 and bfloat16);
     ``depthwise_variant`` ("auto" | "direct" | "tiled" | "window") to depthwise's kernel.
     """

@@ -5,25 +5,26 @@ which the public fronts (grad.py, api.py) call with a validated geometry.
 
 Algorithms a caller may force (``algorithm=``), per pass:
 
-==============  =============================================  ============================================
-name            data gradient (conv2d_input)                   weight gradient (conv2d_weight)
-==============  =============================================  ============================================
-implicit_gemm   any case; one GEMM per stride phase, no MAC    any case; split-K over N*P*Q
-                on inserted zeros
-im2col_gemm     any case; GEMM into a column buffer + col2im   any case; im2col + GEMM, split-K
-pointwise       1x1 filters                                    1x1 filters; runs the implicit GEMM, which
-                                                               is a plain GEMM without taps
-depthwise       C/groups == 1 (one channel's filters must      C/groups == 1
-                fit in 48 KiB of shared memory for NCHW)
-direct          any case; one thread per dx element            any case; one block per filter row
-==============  =============================================  ============================================
+=================  =============================================  ============================================
+name               data gradient (conv2d_input)                   weight gradient (conv2d_weight)
+=================  =============================================  ============================================
+implicit_gemm      any case; one GEMM per stride phase, no MAC    any case; split-K over N*P*Q
+                   on inserted zeros
+im2col_gemm        any case; GEMM into a column buffer + col2im   any case; im2col + GEMM, split-K
+pointwise          1x1 filters                                    1x1 filters; runs the implicit GEMM, which
+                                                                  is a plain GEMM without taps
+depthwise          C/groups == 1 (one channel's filters must      C/groups == 1
+                   fit in 48 KiB of shared memory for NCHW)
+direct             any case; one thread per dx element            any case; one block per filter row
+winograd_nonfused  3x3, stride 1, dilation 1; F(2x2, 3x3): the    3x3, stride 1, dilation 1; transforms, then
+                   forward Winograd of dy, rotated filters        the 1x1 weight gradient's split-K GEMMs
+=================  =============================================  ============================================
 
 "auto" (``choose_data_algorithm`` / ``choose_weight_algorithm`` return the choice and why):
-- data: depthwise when C/groups == 1 and groups > 1; pointwise for a 1x1 filter with stride 1;
-  direct when C/groups <= 4 (a GEMM tile of 64 channels would be mostly empty); else
-  implicit_gemm. im2col_gemm is never chosen: it moves a column buffer of C*R*S*N*P*Q values
-  through memory twice for the same arithmetic.
-- weight: depthwise when C/groups == 1 and groups > 1; else implicit_gemm.
+- data: see the comment on DIRECT_MAX_CHANNELS below.
+- weight: depthwise when C/groups == 1 and groups > 1; winograd_nonfused on CUDA cores when it
+  can run the case and pays off (launch_winograd.pays_off: >= 128 channels and filters per
+  group); else implicit_gemm.
 A forced algorithm that cannot run the case is a ValueError that says why.
 
 Determinism: every data-gradient kernel writes each element once, and the bias gradient always
@@ -36,20 +37,23 @@ from __future__ import annotations
 
 import logging
 
-from . import launch_bwd_data, launch_bwd_weight
+from . import launch_bwd_data, launch_bwd_weight, launch_winograd
 from .launch_common import uses_tensor_cores
 
 logger = logging.getLogger(__name__)
 
-DATA_ALGORITHMS = ("implicit_gemm", "im2col_gemm", "pointwise", "depthwise", "direct")
-WEIGHT_ALGORITHMS = ("implicit_gemm", "im2col_gemm", "depthwise", "direct")
+DATA_ALGORITHMS = ("implicit_gemm", "im2col_gemm", "pointwise", "depthwise", "direct",
+                   "winograd_nonfused")
+WEIGHT_ALGORITHMS = ("implicit_gemm", "im2col_gemm", "depthwise", "direct", "winograd_nonfused")
 
 # "auto" for the data gradient, from what an H100 measured (ResNet-50 b32 and the quick suite,
 # bench/results/20261122T1157Z-H100-resnet50-fp32 and -quick-fp32-v2; kernels/conv/
 # NOTES_backward.md "Algorithm choice on the H100"):
 # - 16-bit dtypes: the tensor-core implicit GEMM, 1x1 and 3-channel stems included (ResNet-50
 #   fp16 NHWC: 1x1 layers 1.98 -> 1.53 ms in all, conv1 3.69 -> 1.28 ms against the choices below).
-# - CUDA-core dtypes: the 1x1 GEMM for every 1x1 filter, strided too (downsample layers 470 ->
+# - CUDA-core dtypes: Winograd F(2x2, 3x3) for 3x3 stride-1 filters with >= 128 channels and
+#   filters per group (launch_winograd.pays_off; predicted, not yet measured: kernels/conv/
+#   NOTES.md "Winograd"); the 1x1 GEMM for every 1x1 filter, strided too (downsample layers 470 ->
 #   284 us); im2col + GEMM for filters with more taps (its GEMM is C*R*S wide where the implicit
 #   one is C wide: more blocks on small planes, 419 -> 303 us at 14x14), except 3x3 and smaller
 #   over planes of >= IMPLICIT_MIN_PIXELS with <= IMPLICIT_MAX_CHANNELS channels, and strided
@@ -101,6 +105,10 @@ def _cuda_core_data_candidates(geom) -> list[tuple[str, str]]:
     """The data-gradient algorithms "auto" tries first on CUDA cores (see DIRECT_MAX_CHANNELS)."""
     pixels = geom.H * geom.W
     strided = (geom.stride_h, geom.stride_w) != (1, 1)
+    if launch_winograd.data_gradient_refusal(geom) is None and launch_winograd.pays_off(geom):
+        return [("winograd_nonfused", "a 3x3 stride-1 filter over >= 128 channels and filters "
+                                      "per group: Winograd F(2x2, 3x3) does 4/9 of the "
+                                      "multiply-adds")]
     if (geom.R, geom.S) == (1, 1):
         return [("pointwise", "a 1x1 filter: a plain GEMM (strided: over the strided pixels)")]
     if geom.C_per_group <= DIRECT_MAX_CHANNELS:
@@ -134,6 +142,10 @@ def choose_weight_algorithm(geom, algorithm: str, dtype, data_format: str) -> tu
     candidates = []
     if geom.C_per_group == 1 and geom.groups > 1:
         candidates.append(("depthwise", "a depthwise convolution (C/groups == 1)"))
+    if not uses_tensor_cores(dtype) and launch_winograd.pays_off(geom):
+        candidates.append(("winograd_nonfused", "a 3x3 stride-1 filter over >= 128 channels "
+                                                "and filters per group: Winograd F(2x2, 3x3) "
+                                                "does 4/9 of the multiply-adds"))
     candidates.append(("implicit_gemm", "the general case"))
     candidates.append(("direct", "the implicit GEMM's grid cannot cover this case"))
     for name, why in candidates:

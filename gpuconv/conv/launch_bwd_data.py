@@ -13,6 +13,8 @@ Algorithms (the kernels' headers say how each works):
 - "pointwise": 1x1 filters, dx = W^T * dy as a batched GEMM on the tensors.
 - "depthwise": C/groups == 1, one thread per dx element, the channel's filter in shared memory.
 - "direct": one thread per dx element over every filter of its group and tap of its phase.
+- "winograd_nonfused": 3x3 filters, stride 1, dilation 1: the forward Winograd F(2x2, 3x3) convolution of
+  dy with the rotated filters (launch_winograd.data_gradient_geometry).
 Every dx element is written exactly once by one thread: all of them are deterministic.
 """
 from __future__ import annotations
@@ -25,8 +27,9 @@ from .launch_bwd_common import (DEFAULT_SMEM_BYTES, EPILOGUE_BIAS, GRID_YZ_LIMIT
                                 array_module, batch_chunks, bool_name, ceil_div,
                                 check_weight_size, contiguous, i32, launch, output, shape_args,
                                 type_names)
-from .launch_common import (TENSOR_CORE_DTYPES, VECTOR_CHANNELS, VECTOR_STAGES, is_aligned,
-                            uses_tensor_cores)
+from . import launch_winograd
+from .launch_common import (TENSOR_CORE_DTYPES, VECTOR_CHANNELS, VECTOR_STAGES, ConvCall,
+                            is_aligned, uses_tensor_cores)
 
 TILE = GemmTile(block_m=128, block_n=64, block_k=8, thread_m=8, thread_n=4)
 # The implicit GEMM's tensor-core tile (16-bit dtypes): the same 128 x 64 block, 8 warps of 32 x 32.
@@ -109,6 +112,8 @@ def why_not(algorithm: str, geom, dtype, data_format: str) -> str | None:
                         f"do not fit in {DEFAULT_SMEM_BYTES} bytes of shared memory")
             if ceil_div(geom.H * geom.W, THREADS) > GRID_YZ_LIMIT:
                 return "the input plane is too large for its grid"
+    elif algorithm == "winograd_nonfused":
+        return launch_winograd.data_gradient_refusal(geom)
     elif algorithm == "im2col_gemm":
         per_image = geom.C * geom.R * geom.S * geom.P * geom.Q
         if per_image > COLUMN_BUFFER_ELEMENTS:
@@ -298,8 +303,16 @@ def direct(call: _Call) -> None:
                 call.bias_arg, call.epilogue))
 
 
+def winograd(call: _Call) -> None:
+    g = call.geom
+    conv = ConvCall(geom=launch_winograd.data_gradient_geometry(g), nhwc=call.nhwc,
+                    executor=call.executor, x=call.dy, weight=call.weight, bias=call.bias,
+                    residual=None, out=call.dx, out_sN=g.C * g.H * g.W, activation=None)
+    launch_winograd.forward(conv, flip=True)
+
+
 RUNNERS = {"implicit_gemm": implicit_gemm, "im2col_gemm": im2col_gemm, "pointwise": pointwise,
-           "depthwise": depthwise, "direct": direct}
+           "depthwise": depthwise, "direct": direct, "winograd_nonfused": winograd}
 
 
 def run(algorithm: str, geom, weight, dy, bias, data_format: str, executor: str,

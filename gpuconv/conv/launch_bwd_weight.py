@@ -10,6 +10,9 @@ Weight-gradient algorithms (the kernels' headers say how each works):
 - "depthwise": C/groups == 1; NHWC: 32 filters per warp (conv2d_wgrad_depthwise_nhwc); NCHW: the
   direct kernel, whose one-block-per-filter layout is the depthwise one.
 - "direct": one block per filter row (k, c) and split, every tap by a fixed-order block sum.
+- "winograd_nonfused": 3x3 filters, stride 1, dilation 1: dW = G^T [sum over 2x2 output tiles t of
+  (A dY_t A^T) (.) (B^T x_t B)] G, the 16 sums as the 1x1 weight gradient of the transformed
+  tensors (the implicit GEMM above, with its split-K), per batch chunk added in chunk order.
 
 Summation and determinism (``SplitSums`` in launch_bwd_common.py): one split of one chunk is a
 plain store. Otherwise the split partials go to a workspace that conv2d_split_reduce sums in
@@ -27,6 +30,8 @@ from .launch_bwd_common import (GRID_YZ_LIMIT, MAX_SPLITS, SplitSums, array_modu
                                 batch_chunks, bool_name, ceil_div, check_weight_size,
                                 choose_splits, contiguous, i32, launch, output, pixels_per_split,
                                 shape_args, type_names)
+from . import launch_winograd
+from .launch_bwd_common import acc_dtype
 from .launch_common import (TENSOR_CORE_DTYPES, VECTOR_CHANNELS, VECTOR_STAGES, is_aligned,
                             uses_tensor_cores)
 
@@ -104,6 +109,8 @@ def why_not(algorithm: str, geom, dtype, data_format: str) -> str | None:
         if geom.C_per_group != 1:
             return (f"it needs a depthwise convolution (C/groups == 1), got C/groups = "
                     f"{geom.C_per_group}")
+    elif algorithm == "winograd_nonfused":
+        return launch_winograd.refusal(geom)
     elif algorithm == "pointwise":
         # Runs as the implicit GEMM (see choose_weight_algorithm): for a 1x1 filter its gather
         # has no taps, so it is the plain GEMM a separate pointwise kernel would be.
@@ -253,8 +260,31 @@ def depthwise(call: _Call, deterministic: bool):
     return sums.finish()
 
 
+def winograd(call: _Call, deterministic: bool):
+    g = call.geom
+    acc = acc_dtype(call.dtype)
+    images = launch_winograd.images_per_chunk(g, acc.itemsize)
+    most_tiles = images * launch_winograd.tiles_per_image(g)
+    v = output(call.xp, (launch_winograd.ELEMENTS * g.C * most_tiles,), acc, call.executor)
+    z = output(call.xp, (launch_winograd.ELEMENTS * g.K * most_tiles,), acc, call.executor)
+    data_format = "NHWC" if call.nhwc else "NCHW"
+    du = None
+    for n0 in range(0, g.N, images):
+        n1 = min(n0 + images, g.N)
+        vv = launch_winograd.transform_tiles("conv2d_winograd_input_transform", call.x[n0:n1], v,
+                                             g.C, g, n1 - n0, call.nhwc, call.executor)
+        zz = launch_winograd.transform_tiles("conv2d_winograd_grad_output_transform",
+                                             call.dy[n0:n1], z, g.K, g, n1 - n0, call.nhwc,
+                                             call.executor)
+        products = launch_winograd.gemm_geometry(g, (n1 - n0) * launch_winograd.tiles_per_image(g),
+                                                 rows_in=g.C, rows_out=g.K)
+        part = implicit_gemm(_Call(products, vv, zz, data_format, call.executor), deterministic)
+        du = part if du is None else du + part
+    return launch_winograd.filter_gradient(call.xp, du, g, call.dtype, call.executor)
+
+
 RUNNERS = {"implicit_gemm": implicit_gemm, "im2col_gemm": im2col_gemm, "direct": direct,
-           "depthwise": depthwise}
+           "depthwise": depthwise, "winograd_nonfused": winograd}
 
 
 def run(algorithm: str, geom, x, dy, data_format: str, deterministic: bool, executor: str,

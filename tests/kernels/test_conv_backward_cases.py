@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import pytest
 
+from gpuconv.conv import launch_bwd_common, launch_winograd
 from gpuconv.conv.geometry import conv2d_geometry, layout_shape
 
 try:
@@ -64,7 +65,27 @@ CASES = [
     Case("1x1 stride 2 grouped", (1, 4, 7, 7), (6, 2, 1, 1), dict(stride=2, groups=2)),
     Case("1x1 pad 1", (1, 5, 4, 3), (7, 5, 1, 1), dict(padding=1)),
     Case("wide channels 5x3", (1, 9, 6, 7), (10, 9, 5, 3), dict(padding=(2, 1), stride=(1, 2))),
+    # 3x3 stride 1 (Winograd runs these too): odd planes whose 2x2 tiles overhang, groups,
+    # asymmetric padding, and padding past the filter (the data gradient crops dy).
+    Case("3x3 grouped asym pad odd plane", (2, 6, 5, 7), (4, 3, 3, 3),
+         dict(padding=((2, 0), (0, 1)), groups=2)),
+    Case("3x3 pad 3", (1, 3, 4, 5), (5, 3, 3, 3), dict(padding=3)),
 ]
+
+
+def one_image_per_launch(monkeypatch, algorithm: str, geom, dtype) -> None:
+    """Make every launch of ``algorithm`` take one image of ``geom``: the 32-bit launch limit
+    for the kernels that read the tensors directly; for Winograd, whose transformed tensors
+    are the larger ones, a workspace of one image's transforms."""
+    if algorithm == "winograd_nonfused":
+        itemsize = 8 if np.dtype(dtype) == np.float64 else 4  # the accumulator type's
+        monkeypatch.setenv("GPUCONV_WORKSPACE_BYTES", str(
+            launch_winograd.ELEMENTS * (geom.C + geom.K) * launch_winograd.tiles_per_image(geom)
+            * itemsize))
+        assert launch_winograd.images_per_chunk(geom, itemsize) == 1
+    else:
+        monkeypatch.setattr(launch_bwd_common, "LAUNCH_ELEMENTS",
+                            max(geom.C * geom.H * geom.W, geom.K * geom.P * geom.Q))
 
 
 def layout(a_nchw: np.ndarray, data_format: str) -> np.ndarray:

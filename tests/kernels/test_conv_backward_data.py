@@ -16,7 +16,8 @@ from gpuconv.reference import conv as reference
 from kernel_support import record_launches
 
 from test_conv_backward_cases import (CASES, DTYPES, LAYOUTS, ORDERS, Case, assert_close,
-                                      assert_same_bits, f64, make_input, output_shape)
+                                      assert_same_bits, f64, make_input, one_image_per_launch,
+                                      output_shape)
 
 
 def input_shape(case: Case, data_format: str) -> tuple:
@@ -154,8 +155,10 @@ def test_vector_copies_need_aligned_filters_of_8(rng, names):
 @pytest.mark.parametrize("algorithm", DATA_ALGORITHMS)
 def test_input_gradient_is_bitwise_reproducible_across_orders(rng, algorithm):
     # No data-gradient kernel uses atomics: every thread order gives the same bits.
-    case = next(c for c in CASES if runnable(algorithm, c, np.float32, "NCHW")
-                and c.geometry().stride_h > 1) if algorithm != "pointwise" else next(c for c in CASES if c.name == "1x1 stride 2 grouped")
+    # A strided case where the algorithm runs one (Winograd: stride 1 only).
+    name = {"pointwise": "1x1 stride 2 grouped", "winograd_nonfused": "3x3 grouped asym pad odd plane"}
+    case = next(c for c in CASES if c.name == name[algorithm]) if algorithm in name else next(
+        c for c in CASES if runnable(algorithm, c, np.float32, "NCHW") and c.geometry().stride_h > 1)
     w = make_input(rng, case.w, np.float32)
     dy = make_input(rng, output_shape(case, "NCHW"), np.float32)
     results = [run(case, w, dy, algorithm, "NCHW", order, seed)
@@ -168,13 +171,11 @@ def test_input_gradient_is_bitwise_reproducible_across_orders(rng, algorithm):
 def test_batch_chunks_cover_every_image(rng, monkeypatch, algorithm, data_format):
     # A launch limit of one image forces one launch per image (the 32-bit offset path).
     case = {"pointwise": Case("1x1 stride 2", (3, 4, 5, 6), (6, 4, 1, 1), dict(stride=2)),
-            "depthwise": Case("depthwise", (3, 4, 5, 6), (4, 1, 3, 3), dict(groups=4, padding=1))
+            "depthwise": Case("depthwise", (3, 4, 5, 6), (4, 1, 3, 3), dict(groups=4, padding=1)),
+            "winograd_nonfused": Case("3x3 grouped", (3, 4, 7, 6), (6, 2, 3, 3), dict(padding=1, groups=2)),
             }.get(algorithm, Case("3x3 stride 2", (3, 4, 7, 6), (6, 2, 3, 3),
                                   dict(stride=2, padding=1, groups=2)))
-    n, c, h, w_ = case.x
-    k, _, _, _ = case.w
-    geom = case.geometry()
-    monkeypatch.setattr(launch_bwd_common, "LAUNCH_ELEMENTS", max(c * h * w_, k * geom.P * geom.Q))
+    one_image_per_launch(monkeypatch, algorithm, case.geometry(), np.float32)
     w = make_input(rng, case.w, np.float32)
     dy = make_input(rng, output_shape(case, data_format), np.float32)
     got = run(case, w, dy, algorithm, data_format, "random", seed=3)
@@ -233,7 +234,10 @@ def geometry(x, w, **kwargs):
     ((32, 128, 56, 56), (128, 128, 3, 3), dict(stride=2, padding=1), np.float32,
      "implicit_gemm"),                                                  # phases skip the zeros
     ((32, 512, 14, 14), (512, 512, 3, 3), dict(stride=2, padding=1), np.float32, "im2col_gemm"),
-    ((32, 256, 56, 56), (256, 256, 3, 3), dict(padding=1), np.float32, "im2col_gemm"),
+    ((32, 256, 56, 56), (256, 256, 3, 3), dict(padding=1), np.float32, "winograd_nonfused"),
+    ((32, 128, 28, 28), (128, 128, 3, 3), dict(padding=1), np.float64, "winograd_nonfused"),
+    ((32, 256, 14, 14), (256, 256, 3, 3), dict(padding=1), np.float16, "implicit_gemm"),
+    ((32, 256, 14, 14), (256, 256, 3, 3), dict(padding=1, stride=2), np.float32, "im2col_gemm"),
     ((1, 8, 9, 9), (16, 8, 1, 1), {}, np.float16, "implicit_gemm"),      # tensor cores
     ((32, 3, 224, 224), (64, 3, 7, 7), dict(stride=2, padding=3), np.float16, "implicit_gemm"),
     ((1, 8, 9, 9), (8, 1, 3, 3), dict(groups=8, padding=1), np.float16, "depthwise"),

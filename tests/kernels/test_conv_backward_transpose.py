@@ -26,6 +26,8 @@ TRANSPOSE_CASES = [
      dict(stride=(2, 3), dilation=(2, 1), groups=4, output_padding=(1, 0))),
     ((2, 5, 4, 3), (5, 4, 1, 1), dict(stride=2, output_padding=1)),              # 1x1 upsampling
     ((1, 4, 6, 5), (4, 5, 1, 1), {}),                                            # 1x1
+    ((2, 4, 5, 6), (4, 6, 3, 3), dict(padding=1, groups=2)),                     # 3x3 stride 1
+    ((1, 3, 4, 3), (3, 2, 3, 3), {}),                                # 3x3 stride 1, no padding
 ]
 
 

@@ -16,7 +16,8 @@ from gpuconv.reference import conv as reference
 from kernel_support import record_launches
 
 from test_conv_backward_cases import (CASES, DTYPES, LAYOUTS, ORDERS, Case, assert_close,
-                                      assert_same_bits, f64, layout, make_input, output_shape)
+                                      assert_same_bits, f64, layout, make_input,
+                                      one_image_per_launch, output_shape)
 
 # Few pixels per split, so that the small test shapes run with several splits.
 FEW_PIXELS = 8
@@ -197,6 +198,8 @@ def record_modes(monkeypatch) -> list[int]:
 DETERMINISM_CASE = Case("stride 2 grouped", (2, 4, 9, 8), (6, 2, 3, 3),
                         dict(stride=2, padding=1, groups=2))
 DEPTHWISE_CASE = Case("depthwise x2", (2, 3, 9, 8), (6, 1, 3, 3), dict(padding=1, groups=3))
+WINOGRAD_CASE = Case("3x3 grouped", (2, 4, 9, 8), (6, 2, 3, 3), dict(padding=1, groups=2))
+SPECIAL_CASES = {"depthwise": DEPTHWISE_CASE, "winograd_nonfused": WINOGRAD_CASE}
 
 
 @pytest.mark.parametrize("data_format", LAYOUTS)
@@ -205,10 +208,8 @@ def test_deterministic_weight_gradient_has_the_same_bits_in_every_order(rng, mon
                                                                         algorithm, data_format):
     monkeypatch.setattr(launch_bwd_common, "MIN_PIXELS_PER_SPLIT", FEW_PIXELS)
     # One image per launch: the second chunk accumulates into the same partial sums.
-    case = DEPTHWISE_CASE if algorithm == "depthwise" else DETERMINISM_CASE
-    geom = case.geometry()
-    monkeypatch.setattr(launch_bwd_common, "LAUNCH_ELEMENTS",
-                        max(geom.C * geom.H * geom.W, geom.K * geom.P * geom.Q))
+    case = SPECIAL_CASES.get(algorithm, DETERMINISM_CASE)
+    one_image_per_launch(monkeypatch, algorithm, case.geometry(), np.float32)
     modes = record_modes(monkeypatch)
     x = x_in_layout(rng, case, np.float32, data_format)
     dy = make_input(rng, output_shape(case, data_format), np.float32)
@@ -218,7 +219,11 @@ def test_deterministic_weight_gradient_has_the_same_bits_in_every_order(rng, mon
     assert_same_bits(results, f"{algorithm} {data_format}")
     assert_close(results[0], *expected(case, x, dy, data_format), np.float32, algorithm)
     assert modes and launch_bwd_common.WGRAD_ATOMIC not in modes
-    assert launch_bwd_common.WGRAD_PARTIAL_ACCUMULATE in modes  # the chunks were summed
+    if algorithm == "winograd_nonfused":
+        # Each chunk's transforms get a GEMM of their own, added in chunk order.
+        assert len(modes) == len(results) * case.x[0]
+    else:
+        assert launch_bwd_common.WGRAD_PARTIAL_ACCUMULATE in modes  # the chunks were summed
 
 
 def test_deterministic_mode_from_the_process_setting(rng, monkeypatch):
@@ -259,8 +264,7 @@ def test_column_and_batch_chunks(rng, monkeypatch, algorithm):
     geom = case.geometry()
     monkeypatch.setattr(launch_bwd_weight, "COLUMN_BUFFER_ELEMENTS",
                         geom.C * geom.R * geom.S * geom.P * geom.Q)  # one image per chunk
-    monkeypatch.setattr(launch_bwd_common, "LAUNCH_ELEMENTS",
-                        max(geom.C * geom.H * geom.W, geom.K * geom.P * geom.Q))  # one image
+    one_image_per_launch(monkeypatch, algorithm, geom, np.float64)
     for data_format in LAYOUTS:
         for deterministic in (False, True):
             x = x_in_layout(rng, case, np.float64, data_format)
@@ -298,6 +302,13 @@ def test_auto_choice():
     dense = Case("", (1, 8, 9, 9), (8, 8, 3, 3)).geometry()
     assert choose_weight_algorithm(depthwise, "auto", np.float32, "NHWC")[0] == "depthwise"
     assert choose_weight_algorithm(dense, "auto", np.float32, "NCHW")[0] == "implicit_gemm"
+    # 3x3 stride 1 over >= 128 channels and filters: Winograd on CUDA cores only.
+    wide = Case("", (32, 128, 28, 28), (256, 128, 3, 3), dict(padding=1)).geometry()
+    assert choose_weight_algorithm(wide, "auto", np.float32, "NCHW")[0] == "winograd_nonfused"
+    assert choose_weight_algorithm(wide, "auto", np.float64, "NHWC")[0] == "winograd_nonfused"
+    assert choose_weight_algorithm(wide, "auto", np.float16, "NHWC")[0] == "implicit_gemm"
+    strided = Case("", (32, 128, 28, 28), (256, 128, 3, 3), dict(padding=1, stride=2)).geometry()
+    assert choose_weight_algorithm(strided, "auto", np.float32, "NCHW")[0] == "implicit_gemm"
 
 
 @pytest.mark.parametrize("algorithm, w, kwargs, message", [

@@ -22,7 +22,7 @@ import pytest
 
 import gpuconv
 from gpuconv.conv import (autotune, launch, launch_common, launch_depthwise, launch_direct,
-                          launch_pointwise)
+                          launch_pointwise, launch_winograd)
 from gpuconv.conv.geometry import conv2d_geometry, nchw_shape
 
 try:
@@ -88,6 +88,8 @@ def algorithms_for(case: Case) -> list[str]:
         found.append("pointwise")
     if geom.groups == geom.C:
         found.append("depthwise")
+    if launch_winograd.refusal(geom) is None:
+        found.append("winograd_nonfused")
     return found
 
 
@@ -254,7 +256,7 @@ EPILOGUES = [dict(bias=True), dict(residual=True), dict(activation="relu"),
 
 @pytest.mark.parametrize("executor", EXECUTORS)
 @pytest.mark.parametrize("epilogue", EPILOGUES, ids=lambda e: "+".join(f"{k}={v}" for k, v in e.items()))
-@pytest.mark.parametrize("algorithm", GENERAL + ("pointwise", "depthwise"))
+@pytest.mark.parametrize("algorithm", GENERAL + ("pointwise", "depthwise", "winograd_nonfused"))
 def test_fused_epilogue(algorithm, epilogue, executor, rng):
     name = {"pointwise": "pointwise", "depthwise": "depthwise3x3"}.get(algorithm, "3x3_pad1")
     layout = LAYOUTS[len(epilogue) % 2]
@@ -262,7 +264,7 @@ def test_fused_epilogue(algorithm, epilogue, executor, rng):
 
 
 @pytest.mark.parametrize("executor", EXECUTORS)
-@pytest.mark.parametrize("algorithm", GENERAL + ("pointwise",))
+@pytest.mark.parametrize("algorithm", GENERAL + ("pointwise", "winograd_nonfused"))
 def test_out_channel_slice_of_a_larger_buffer(algorithm, executor, rng):
     case = CASE_BY_NAME["pointwise" if algorithm == "pointwise" else "3x3_pad1"]
     x, w, b, r = make_inputs(case, np.float32, "NCHW", "random", rng, bias=True, residual=True)
@@ -462,6 +464,9 @@ def test_im2col_with_cublas_on_gpu(rng):
     ("pointwise", "3x3_pad1", "1x1 filter"),
     ("pointwise", "4x1_stride2_dil3", "1x1 filter"),
     ("depthwise", "groups3", "groups == C"),
+    ("winograd_nonfused", "stride23_asym_pad", "needs stride 1"),
+    ("winograd_nonfused", "dilation23", "needs dilation 1"),
+    ("winograd_nonfused", "1x5", "needs a 3x3 filter"),
 ])
 def test_forced_algorithm_that_cannot_run_is_refused(algorithm, case_name, message, rng):
     case = CASE_BY_NAME[case_name]
@@ -486,8 +491,64 @@ def test_launcher_rejects_unknown_options(rng):
         run_kernels(case, x, w, None, None, algorithm="im2col_gemm", data_format="NCHW",
                     executor="simulator", gemm="magma")
     with pytest.raises(ValueError, match="algorithm"):
-        run_kernels(case, x, w, None, None, algorithm="winograd", data_format="NCHW",
+        run_kernels(case, x, w, None, None, algorithm="fft", data_format="NCHW",
                     executor="simulator", gemm="own")
+
+
+# ------------------------------------------------------------------------------------ winograd
+
+# 3x3 stride 1 with groups, asymmetric padding and planes whose 2x2 tiles overhang (P, Q odd).
+WINOGRAD_CASE = Case("winograd_grouped_odd", (2, 6, 7, 9), (8, 3, 3, 3),
+                     dict(padding=((1, 2), (0, 1)), groups=2))
+
+
+@pytest.mark.parametrize("executor", EXECUTORS)
+@pytest.mark.parametrize("order", ORDERS)
+@pytest.mark.parametrize("data_format", LAYOUTS)
+@pytest.mark.parametrize("dtype", DTYPES, ids=str)
+def test_winograd_dtype_layout_order_product(dtype, data_format, order, executor, rng):
+    if executor == "cupy" and order != "forward":
+        pytest.skip("thread orders are the simulator's")
+    check(WINOGRAD_CASE, "winograd_nonfused", dtype, data_format, executor, rng, order=order,
+          bias=True, activation="relu")
+
+
+@pytest.mark.parametrize("data_format", LAYOUTS)
+def test_winograd_workspace_chunks(data_format, rng):
+    # A workspace of one image's transforms: three chunks of one image, into a channel slice.
+    case = Case("winograd_chunks", (3, 5, 6, 5), (7, 5, 3, 3), dict(padding=1))
+    geom = case.geom
+    one_image = launch_winograd.ELEMENTS * (geom.C + geom.K) * launch_winograd.tiles_per_image(geom) * 4
+    assert launch_winograd.images_per_chunk(geom, 4, one_image) == 1
+    check(case, "winograd_nonfused", np.dtype(np.float32), data_format, "simulator", rng,
+          bias=True, residual=True, activation="sigmoid", workspace_bytes=one_image)
+
+
+@pytest.mark.parametrize("data_format", LAYOUTS)
+def test_winograd_on_the_large_gemm_tile(data_format, monkeypatch, rng, launched_names):
+    monkeypatch.setattr(launch_common, "multiprocessor_count", lambda executor: 1)
+    check(CASE_BY_NAME["multi_tile"], "winograd_nonfused", np.dtype(np.float64), data_format, "simulator",
+          rng, residual=True)
+    large = launch_common.gemm_tiles(np.float64)[0].template_args.replace(" ", "")
+    assert any("pointwise" in n and n.replace(" ", "").endswith(large + ">")
+               for n in launched_names), launched_names
+
+
+@pytest.mark.parametrize("dtype, x_shape, w_shape, kwargs, algorithm", [
+    ("float32", (32, 256, 14, 14), (256, 256, 3, 3), dict(padding=1), "winograd_nonfused"),
+    ("float64", (8, 128, 28, 28), (256, 128, 3, 3), dict(padding=1), "winograd_nonfused"),
+    ("float32", (32, 64, 56, 56), (64, 64, 3, 3), dict(padding=1), "implicit_gemm"),   # < 128
+    ("float32", (32, 256, 28, 28), (256, 256, 3, 3), dict(stride=2, padding=1), "implicit_gemm"),
+    ("float16", (32, 256, 14, 14), (256, 256, 3, 3), dict(padding=1), "implicit_gemm"),  # tensor cores
+])
+def test_auto_takes_winograd_on_cuda_cores_from_128_channels(dtype, x_shape, w_shape, kwargs,
+                                                             algorithm, monkeypatch):
+    monkeypatch.setattr(autotune, "_enabled", False)
+    e = gpuconv.explain(x_shape, w_shape, **kwargs, dtype=dtype)
+    assert e.algorithm == algorithm, str(e)
+    if algorithm == "winograd_nonfused":
+        assert e.kernel.startswith("conv2d_winograd_input_transform + conv2d_pointwise_nchw")
+        assert "Winograd" in e.reason
 
 
 # ------------------------------------------------------------------------------------ explain
@@ -571,7 +632,8 @@ def autotune_cache(tmp_path, monkeypatch):
 
 def test_autotune_times_candidates_once_and_caches_on_disk(autotune_cache, monkeypatch, rng):
     # A fake timer that makes im2col_gemm the fastest, which the heuristic never picks.
-    fake_seconds = {"direct": 3.0, "im2col_gemm": 1.0, "implicit_gemm": 2.0}
+    fake_seconds = {"direct": 3.0, "im2col_gemm": 1.0, "implicit_gemm": 2.0,
+                    "winograd_nonfused": 1.5}
     timed = []
 
     def fake_timer(run, executor):
@@ -596,7 +658,7 @@ def test_autotune_times_candidates_once_and_caches_on_disk(autotune_cache, monke
 
     actual = run_kernels(case, x, w, b, r, algorithm="auto", data_format="NCHW", executor="simulator")
     assert_close(actual, expected, np.float32)
-    assert sorted(timed) == ["direct", "im2col_gemm", "implicit_gemm"]
+    assert sorted(timed) == ["direct", "im2col_gemm", "implicit_gemm", "winograd_nonfused"]
     assert launched[-1] == "im2col_gemm"  # the real call ran the measured winner
 
     entries = json.loads(autotune_cache.read_text())
@@ -618,7 +680,7 @@ def test_autotune_times_candidates_once_and_caches_on_disk(autotune_cache, monke
     # Another layout is another case.
     x2, _, _, _ = make_inputs(case, np.float32, "NHWC", "random", rng)
     run_kernels(case, x2, w, None, None, algorithm="auto", data_format="NHWC", executor="simulator")
-    assert len(timed) == 3 and len(json.loads(autotune_cache.read_text())) == 2
+    assert len(timed) == 4 and len(json.loads(autotune_cache.read_text())) == 2
 
 
 def test_set_autotune_overrides_the_environment(autotune_cache, monkeypatch):
