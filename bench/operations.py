@@ -3,7 +3,9 @@
 Only the public API is used (api.md): ``gpuconv.conv2d``, ``gpuconv.grad.conv2d_input`` and
 ``conv2d_weight`` with ``algorithm=``, the pooling and ROI functions and their ``gpuconv.grad``
 twins. Functions are looked up at call time, so kernels that land while the team works are
-picked up without touching the bench.
+picked up without touching the bench. One exception: roi_pool's backward is timed from the
+argmax its forward kept (``gpuconv.roi.api.roi_pool_with_argmax``, what gpuconv.torch's
+autograd does), since torchvision's backward op, the baseline, is handed its argmax too.
 """
 from __future__ import annotations
 
@@ -249,7 +251,20 @@ def _roi_runner(case: Case, inp: Inputs):
         fn = gpuconv_function(s.op)
         return lambda: fn(inp.x, inp.boxes, **params)
     fn = gpuconv_function(f"grad.{s.op}")
-    return lambda: fn(inp.dy, inp.x, inp.boxes, **params)
+    if s.op != "roi_pool":
+        return lambda: fn(inp.dy, inp.x, inp.boxes, **params)
+    # The argmax of the forward, computed on the first call (inside the variant's executor
+    # context), as max pooling's indices above.
+    from gpuconv.roi import api as roi_api
+    from gpuconv.roi import grad as roi_grad
+    saved = {}
+
+    def run():
+        if "argmax" not in saved:
+            saved["argmax"] = roi_api.roi_pool_with_argmax(inp.x, inp.boxes, **params)[1]
+        return roi_grad.roi_pool_with_own_argmax(inp.dy, inp.x, inp.boxes, **params,
+                                                 argmax=saved["argmax"])
+    return run
 
 
 def output_nchw(case: Case, inp: Inputs, out):

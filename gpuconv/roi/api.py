@@ -52,3 +52,19 @@ def roi_pool(x, boxes, output_size, spatial_scale=1.0, *, data_format="NCHW"):
         return reference.roi_pool(geom, x, call.rois, data_format=data_format)
     from . import launch
     return launch.roi_pool(geom, x, call.rois, data_format=data_format, executor=executor)
+
+
+def roi_pool_with_argmax(x, boxes, output_size, spatial_scale=1.0, *, data_format="NCHW"):
+    """``roi_pool``'s output and the argmax its backward needs: (y, argmax), argmax an int64
+    array of y's shape (flat h * W + w of each bin's maximum, -1 for an empty bin), or None
+    where the NumPy reference computes (its backward recomputes). Not public API: the framework
+    wrappers keep the argmax between the passes and hand it to
+    ``gpuconv.roi.grad.roi_pool_with_own_argmax``, sparing the backward a forward pass."""
+    call = check_roi_arguments(x, boxes, output_size, spatial_scale, data_format=data_format)
+    geom = call.geometry
+    executor = _state.executor_for(call.arrays.library)
+    if geom.is_empty or executor == "reference":
+        return roi_pool(x, boxes, output_size, spatial_scale, data_format=data_format), None
+    from . import launch
+    return launch.roi_pool(geom, x, call.rois, data_format=data_format, executor=executor,
+                           with_argmax=True)

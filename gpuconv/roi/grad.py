@@ -6,7 +6,10 @@ holding its maximum, and roi_align needs x's shape and dtype.
 """
 from __future__ import annotations
 
+import numpy as np
+
 from .. import _state
+from .._arrays import check_index_array
 from ..reference import roi as reference
 from .geometry import check_roi_arguments
 
@@ -42,6 +45,17 @@ def roi_pool(grad_output, x, boxes, output_size, spatial_scale=1.0, *, data_form
     ``deterministic=True`` (or ``gpuconv.set_deterministic(True)``) makes the result bitwise
     reproducible.
     """
+    return roi_pool_with_own_argmax(grad_output, x, boxes, output_size, spatial_scale,
+                                    argmax=None, data_format=data_format,
+                                    deterministic=deterministic)
+
+
+def roi_pool_with_own_argmax(grad_output, x, boxes, output_size, spatial_scale=1.0, *, argmax,
+                             data_format="NCHW", deterministic=None):
+    """``roi_pool``'s gradient from the argmax that ``gpuconv.roi.api.roi_pool_with_argmax``
+    returned for the same arguments (None: recomputed). Not public API: the argmax values are
+    trusted (never scanned), which only gpuconv's own forward can promise; its shape, dtype and
+    library are checked."""
     deterministic = _state.is_deterministic(deterministic)
     call = check_roi_arguments(x, boxes, output_size, spatial_scale, data_format=data_format,
                                grad_output=grad_output)
@@ -51,6 +65,12 @@ def roi_pool(grad_output, x, boxes, output_size, spatial_scale=1.0, *, data_form
     executor = _state.executor_for(call.arrays.library)
     if executor == "reference":
         return reference.grad_roi_pool(geom, grad_output, x, call.rois, data_format=data_format)
+    if argmax is not None:
+        check_index_array("argmax", argmax, call.arrays.library)
+        if np.dtype(argmax.dtype) != np.int64 or tuple(argmax.shape) != tuple(grad_output.shape):
+            raise ValueError(f"argmax must be an int64 array of grad_output's shape "
+                             f"{tuple(grad_output.shape)}, got {argmax.dtype} "
+                             f"{tuple(argmax.shape)}")
     from . import launch
     return launch.grad_roi_pool(geom, grad_output, x, call.rois, data_format=data_format,
-                                deterministic=deterministic, executor=executor)
+                                deterministic=deterministic, executor=executor, argmax=argmax)

@@ -5,7 +5,9 @@ Backward modes:
   atomics; into a float32 scratch buffer for half types);
 - ``deterministic=True``: a gather over the rois covering each input element, in increasing roi
   order; no atomics, bitwise identical run to run.
-Both recompute the forward's argmax first (int64, the output's size).
+Both need the forward's argmax (int64, the output's size): recomputed by one forward launch,
+unless the caller kept the one its forward returned (``roi_pool(..., with_argmax=True)``, then
+``grad_roi_pool(..., argmax=)``: gpuconv.torch does, as torchvision's autograd does).
 """
 from __future__ import annotations
 
@@ -40,23 +42,30 @@ def _forward(geom: RoiGeometry, x, rois, data_format: str, executor: str, with_a
     return y, argmax
 
 
-def roi_pool(geom: RoiGeometry, x, rois, *, data_format: str, executor: str):
+def roi_pool(geom: RoiGeometry, x, rois, *, data_format: str, executor: str,
+             with_argmax: bool = False):
+    """y, or (y, argmax) with ``with_argmax`` (the argmax grad_roi_pool takes)."""
     xp = xp_for(executor)
     x = contiguous(xp, x)
     rois = contiguous(xp, rois, acc_dtype(x.dtype))
     check_int32(x, geom.K * geom.C * geom.PH * geom.PW)
-    return _forward(geom, x, rois, data_format, executor, with_argmax=False)[0]
+    y, argmax = _forward(geom, x, rois, data_format, executor, with_argmax=with_argmax)
+    return (y, argmax) if with_argmax else y
 
 
 def grad_roi_pool(geom: RoiGeometry, grad_output, x, rois, *, data_format: str,
-                  deterministic: bool, executor: str):
+                  deterministic: bool, executor: str, argmax=None):
+    """dx; ``argmax``: the one ``roi_pool(..., with_argmax=True)`` returned for these very
+    arguments (not checked), else recomputed here."""
     xp = xp_for(executor)
     x = contiguous(xp, x)
     grad_output = contiguous(xp, grad_output)
     dtype = grad_output.dtype
     rois = contiguous(xp, rois, acc_dtype(dtype))
     check_int32(x, grad_output)
-    argmax = _forward(geom, x, rois, data_format, executor, with_argmax=True)[1]
+    if argmax is None:
+        argmax = _forward(geom, x, rois, data_format, executor, with_argmax=True)[1]
+    argmax = contiguous(xp, argmax)
     layout = nhwc(data_format)
     if deterministic:
         grad_input = xp.empty(x.shape, dtype=dtype)

@@ -8,6 +8,8 @@ from __future__ import annotations
 import torch
 
 import gpuconv
+from gpuconv.roi import api as roi_api
+from gpuconv.roi import grad as roi_grad
 
 from ._autograd import deterministic, first_order_backward
 from ._bridge import common_device, data_format_for, on_device_of, to_array, to_tensor
@@ -29,29 +31,44 @@ def _box_arrays(boxes):
 
 class RoiFunction(torch.autograd.Function):
     """y = gpuconv.<name>(x, boxes, *args);
-    grad_x = gpuconv.grad.<name>(grad_y, x, boxes, *args)."""
+    grad_x = gpuconv.grad.<name>(grad_y, x, boxes, *args). roi_pool keeps its forward's argmax
+    for the backward, as torchvision does (on the kernels; the reference recomputes it)."""
 
     @staticmethod
     def forward(ctx, x, boxes, name, args):
         device = common_device({"input": x, **_box_tensors(boxes)})
         fmt = data_format_for(x)
+        argmax = None
         with on_device_of(device):
-            y = getattr(gpuconv, name)(to_array(x, fmt), _box_arrays(boxes), *args,
-                                       data_format=fmt)
+            if name == "roi_pool":
+                y, argmax = roi_api.roi_pool_with_argmax(to_array(x, fmt), _box_arrays(boxes),
+                                                         *args, data_format=fmt)
+            else:
+                y = getattr(gpuconv, name)(to_array(x, fmt), _box_arrays(boxes), *args,
+                                           data_format=fmt)
         # The boxes need no version check: no gradient flows to them.
         ctx.function_name, ctx.args, ctx.data_format, ctx.boxes = name, args, fmt, boxes
-        ctx.save_for_backward(x)
+        ctx.has_argmax = argmax is not None
+        if ctx.has_argmax:
+            ctx.save_for_backward(x, to_tensor(argmax, torch.int64, fmt))
+        else:
+            ctx.save_for_backward(x)
         return to_tensor(y, x.dtype, fmt)
 
     @staticmethod
     @first_order_backward
     def backward(ctx, grad_out):
-        (x,) = ctx.saved_tensors
+        x, *kept = ctx.saved_tensors
         fmt = ctx.data_format
+        args = (to_array(grad_out, fmt), to_array(x, fmt), _box_arrays(ctx.boxes), *ctx.args)
         with on_device_of(x.device):
-            grad = getattr(gpuconv.grad, ctx.function_name)(
-                to_array(grad_out, fmt), to_array(x, fmt), _box_arrays(ctx.boxes), *ctx.args,
-                data_format=fmt, deterministic=deterministic())
+            if ctx.has_argmax:
+                grad = roi_grad.roi_pool_with_own_argmax(
+                    *args, argmax=to_array(kept[0], fmt), data_format=fmt,
+                    deterministic=deterministic())
+            else:
+                grad = getattr(gpuconv.grad, ctx.function_name)(
+                    *args, data_format=fmt, deterministic=deterministic())
         return to_tensor(grad, x.dtype, fmt), None, None, None
 
 

@@ -81,3 +81,23 @@ def test_function_under_simulate_matches_torch(name):
             pytest.skip(f"not implemented yet under gpuconv.simulate(): {error}")
     for a, e in zip(actual, expected):
         torch.testing.assert_close(a, e, rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.parametrize("channels_last", [False, True])
+def test_roi_pool_backward_reuses_the_forwards_argmax(monkeypatch, channels_last):
+    """As torchvision's autograd: the forward keeps its argmax, the backward launches no
+    forward of its own."""
+    from gpuconv.roi import launch_pool
+    forwards = []
+    real_forward = launch_pool._forward
+    monkeypatch.setattr(launch_pool, "_forward", lambda *a, **k: (
+        forwards.append(k["with_argmax"]), real_forward(*a, **k))[1])
+    x = randn(2, 4, 7, 8)
+    if channels_last:
+        x = x.contiguous(memory_format=torch.channels_last)
+    expected = value_and_input_grad(lambda m, x: tvs.roi_pool(x, BOXES, (3, 2)), F, x)
+    with gpuconv.simulate():
+        actual = value_and_input_grad(lambda m, x: G.roi_pool(x, BOXES, (3, 2)), G, x)
+    assert forwards == [True]
+    for a, e in zip(actual, expected):
+        torch.testing.assert_close(a, e, rtol=1e-4, atol=1e-5)

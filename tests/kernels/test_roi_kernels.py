@@ -220,6 +220,38 @@ def test_roi_pool_and_grads(rng, output_size, dtype, data_format):
     assert all(bitwise_equal(deterministic[0], d) for d in deterministic[1:])
 
 
+@pytest.mark.parametrize("deterministic", [False, True])
+@pytest.mark.parametrize("data_format", ["NCHW", "NHWC"])
+def test_roi_pool_backward_from_the_forwards_own_argmax(rng, monkeypatch, data_format,
+                                                        deterministic):
+    """The framework wrappers keep the forward's argmax (roi_pool_with_argmax) and the backward
+    takes it instead of running the forward again."""
+    from gpuconv.roi import api as roi_api, grad as roi_grad, launch_pool
+    x, boxes = inputs(rng, np.float32, data_format, kind="ties")
+    kwargs = dict(output_size=(3, 4), spatial_scale=SCALE, data_format=data_format)
+    expected = gpuconv.roi_pool(x, boxes, **kwargs)
+    go = grad_output_for(rng, expected)
+    expected_grad = grad.roi_pool(go, x, boxes, **kwargs)
+    assert roi_api.roi_pool_with_argmax(x, boxes, **kwargs)[1] is None  # the reference's own way
+    y, argmax = simulated(roi_api.roi_pool_with_argmax, x, boxes, **kwargs)
+    assert_matches(y, expected)
+    assert argmax.dtype == np.int64 and argmax.shape == y.shape
+    forwards = []
+    real_forward = launch_pool._forward
+    monkeypatch.setattr(launch_pool, "_forward", lambda *a, **k: (
+        forwards.append(k), real_forward(*a, **k))[1])
+    got = simulated(roi_grad.roi_pool_with_own_argmax, go, x, boxes, argmax=argmax,
+                    deterministic=deterministic, order="random", **kwargs)
+    assert forwards == []
+    assert_matches(got, expected_grad)
+    simulated(grad.roi_pool, go, x, boxes, deterministic=deterministic, **kwargs)
+    assert len(forwards) == 1  # without an argmax the backward recomputes it
+    for wrong, message in ((argmax[:1], "shape"), (argmax.astype(np.int32), "int64"),
+                           (argmax.astype(np.float64), "integer dtype")):
+        with pytest.raises((ValueError, TypeError), match=message):
+            simulated(roi_grad.roi_pool_with_own_argmax, go, x, boxes, argmax=wrong, **kwargs)
+
+
 def test_roi_pool_ignores_nan_and_tiny_values(rng):
     """torchvision's running maximum starts at -FLT_MAX and takes only larger values: NaN never
     wins, and a bin of -inf gives -FLT_MAX with no gradient."""
