@@ -17,6 +17,7 @@ from . import (autotune, heuristics, launch_depthwise, launch_direct, launch_imp
                launch_pointwise, launch_winograd)
 from .geometry import (check_activation, check_algorithm, check_bias, check_data_format,
                        check_residual, conv2d_geometry, conv_algorithms, nchw_shape)
+from .launch_bwd_common import acc_dtype
 
 
 @dataclass(frozen=True)
@@ -64,8 +65,7 @@ def describe_kernel(algorithm: str, geom, dtype, nhwc: bool, executor: str) -> s
     if algorithm == "winograd_nonfused":
         tiles = geom.N * launch_winograd.tiles_per_image(geom)
         gemm = launch_winograd.gemm_geometry(geom, tiles, rows_in=geom.C, rows_out=geom.K)
-        tile = launch_pointwise.pick_tile(gemm, launch_winograd.acc_dtype(dtype), tile_executor,
-                                          nhwc=nhwc)
+        tile = launch_pointwise.pick_tile(gemm, acc_dtype(dtype), tile_executor, nhwc=nhwc)
         return (f"conv2d_winograd_input_transform + conv2d_pointwise_{'nhwc' if nhwc else 'nchw'} "
                 f"(16 GEMMs per group over {tiles} 2x2 tiles, tile {tile.template_args}) + "
                 "conv2d_winograd_output_transform")

@@ -13,8 +13,8 @@ Algorithms (the kernels' headers say how each works):
 - "pointwise": 1x1 filters, dx = W^T * dy as a batched GEMM on the tensors.
 - "depthwise": C/groups == 1, one thread per dx element, the channel's filter in shared memory.
 - "direct": one thread per dx element over every filter of its group and tap of its phase.
-- "winograd_nonfused": 3x3 filters, stride 1, dilation 1: the forward Winograd F(2x2, 3x3) convolution of
-  dy with the rotated filters (launch_winograd.data_gradient_geometry).
+- "winograd_nonfused": 3x3 filters, stride 1, dilation 1: the forward Winograd F(2x2, 3x3)
+  convolution of dy with the rotated filters (launch_winograd.data_gradient_geometry).
 Every dx element is written exactly once by one thread: all of them are deterministic.
 """
 from __future__ import annotations

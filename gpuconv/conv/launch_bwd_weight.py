@@ -26,12 +26,11 @@ from dataclasses import replace
 
 from .._kernels import CUDA_TYPES, cuda_type, register
 from .gemm_tile import GemmTile, MmaTile
-from .launch_bwd_common import (GRID_YZ_LIMIT, MAX_SPLITS, SplitSums, array_module,
+from . import launch_winograd
+from .launch_bwd_common import (GRID_YZ_LIMIT, MAX_SPLITS, SplitSums, acc_dtype, array_module,
                                 batch_chunks, bool_name, ceil_div, check_weight_size,
                                 choose_splits, contiguous, i32, launch, output, pixels_per_split,
                                 shape_args, type_names)
-from . import launch_winograd
-from .launch_bwd_common import acc_dtype
 from .launch_common import (TENSOR_CORE_DTYPES, VECTOR_CHANNELS, VECTOR_STAGES, is_aligned,
                             uses_tensor_cores)
 
@@ -264,9 +263,8 @@ def winograd(call: _Call, deterministic: bool):
     g = call.geom
     acc = acc_dtype(call.dtype)
     images = launch_winograd.images_per_chunk(g, acc.itemsize)
-    most_tiles = images * launch_winograd.tiles_per_image(g)
-    v = output(call.xp, (launch_winograd.ELEMENTS * g.C * most_tiles,), acc, call.executor)
-    z = output(call.xp, (launch_winograd.ELEMENTS * g.K * most_tiles,), acc, call.executor)
+    v = launch_winograd.workspace(call.xp, g, g.C, images, acc, call.executor)
+    z = launch_winograd.workspace(call.xp, g, g.K, images, acc, call.executor)
     data_format = "NHWC" if call.nhwc else "NCHW"
     du = None
     for n0 in range(0, g.N, images):

@@ -118,6 +118,12 @@ def _transformed(flat, rows: int, tiles: int, nhwc: bool):
     return flat[:ELEMENTS * rows * tiles].reshape(shape)
 
 
+def workspace(xp, geom, rows: int, images: int, acc, executor: str):
+    """A flat buffer for one transformed tensor of ``rows`` channels over ``images`` images'
+    tiles (the chunk size of images_per_chunk); later, smaller chunks use its front."""
+    return output(xp, (ELEMENTS * rows * images * tiles_per_image(geom),), acc, executor)
+
+
 def _grid(threads_total: int) -> tuple[int, int, int]:
     return (ceil_div(threads_total, THREADS), 1, 1)
 
@@ -161,9 +167,8 @@ def forward(call: ConvCall, *, flip: bool = False, workspace_bytes: int | None =
     weight = u.reshape(ELEMENTS * g.K, g.C_per_group, 1, 1)
     images = images_per_chunk(g, acc.itemsize, workspace_bytes)
     tiles_h, tiles_w = tile_grid(g)
-    most_tiles = images * tiles_h * tiles_w
-    v = output(xp, (ELEMENTS * g.C * most_tiles,), acc, executor)
-    m = output(xp, (ELEMENTS * g.K * most_tiles,), acc, executor)
+    v = workspace(xp, g, g.C, images, acc, executor)
+    m = workspace(xp, g, g.K, images, acc, executor)
     back = f"conv2d_winograd_output_transform<{call.cuda_type}, {cuda_bool(call.nhwc)}>"
     for chunk in call.chunks(images):
         n_images = chunk.geom.N
