@@ -13,8 +13,10 @@ implicit_gemm      any case; one GEMM per stride phase, no MAC    any case; spli
 im2col_gemm        any case; GEMM into a column buffer + col2im   any case; im2col + GEMM, split-K
 pointwise          1x1 filters                                    1x1 filters; runs the implicit GEMM, which
                                                                   is a plain GEMM without taps
-depthwise          C/groups == 1 (one channel's filters must      C/groups == 1
-                   fit in 48 KiB of shared memory for NCHW)
+depthwise          C/groups == 1; stride 1 with one filter per    C/groups == 1; dy and x tiles in shared
+                   channel: the forward depthwise kernels on dy   memory, runs of taps in registers
+                   (else NCHW needs one channel's filters in
+                   48 KiB of shared memory)
 direct             any case; one thread per dx element            any case; one block per filter row
 winograd_nonfused  3x3, stride 1, dilation 1; F(2x2, 3x3): the    3x3, stride 1, dilation 1; transforms, then
                    forward Winograd of dy, rotated filters        the 1x1 weight gradient's split-K GEMMs

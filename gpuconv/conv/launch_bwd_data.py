@@ -11,7 +11,10 @@ Algorithms (the kernels' headers say how each works):
 - "im2col_gemm": columns = W^T * dy (a GEMM into an accumulator-typed column buffer, per batch
   chunk), then col2im as a gather (one thread per dx element).
 - "pointwise": 1x1 filters, dx = W^T * dy as a batched GEMM on the tensors.
-- "depthwise": C/groups == 1, one thread per dx element, the channel's filter in shared memory.
+- "depthwise": C/groups == 1. Stride 1 with one filter per channel: the forward depthwise
+  kernels (direct, tiled, sliding window) over dy with the filters rotated
+  (launch_depthwise.data_gradient_geometry); otherwise one thread per dx element, the channel's
+  filters in shared memory (kernels/conv/dgrad_depthwise.cu).
 - "direct": one thread per dx element over every filter of its group and tap of its phase.
 - "winograd_nonfused": 3x3 filters, stride 1, dilation 1: the forward Winograd F(2x2, 3x3)
   convolution of dy with the rotated filters (launch_winograd.data_gradient_geometry).
@@ -27,7 +30,7 @@ from .launch_bwd_common import (DEFAULT_SMEM_BYTES, EPILOGUE_BIAS, GRID_YZ_LIMIT
                                 array_module, batch_chunks, bool_name, ceil_div,
                                 check_weight_size, contiguous, i32, launch, output, shape_args,
                                 type_names)
-from . import launch_winograd
+from . import launch_depthwise, launch_winograd
 from .launch_common import (TENSOR_CORE_DTYPES, VECTOR_CHANNELS, VECTOR_STAGES, ConvCall,
                             is_aligned, uses_tensor_cores)
 
@@ -106,7 +109,7 @@ def why_not(algorithm: str, geom, dtype, data_format: str) -> str | None:
         if geom.C_per_group != 1:
             return (f"it needs a depthwise convolution (C/groups == 1), got C/groups = "
                     f"{geom.C_per_group}")
-        if data_format == "NCHW":
+        if data_format == "NCHW" and not launch_depthwise.runs_data_gradient(geom):
             if depthwise_smem_bytes(geom, dtype) > DEFAULT_SMEM_BYTES:
                 return (f"one channel's filters ({geom.K // geom.C} x {geom.R} x {geom.S} values) "
                         f"do not fit in {DEFAULT_SMEM_BYTES} bytes of shared memory")
@@ -272,9 +275,17 @@ def pointwise(call: _Call) -> None:
                     call.bias_arg, call.epilogue), shared_mem=smem)
 
 
-def depthwise(call: _Call) -> None:
+def depthwise(call: _Call, variant: str = "auto") -> None:
+    """``variant`` picks the forward kernel where those run the gradient (tests; ``launch_depthwise.
+    choose_variant``)."""
     g = call.geom
-    if call.nhwc:
+    if launch_depthwise.runs_data_gradient(g):
+        forward = launch_depthwise.data_gradient_geometry(g)
+        conv = ConvCall(geom=forward, nhwc=call.nhwc, executor=call.executor, x=call.dy,
+                        weight=call.weight, bias=call.bias, residual=None, out=call.dx,
+                        out_sN=g.C * g.H * g.W, activation=None)
+        launch_depthwise.run(conv, variant=variant, flip=True)
+    elif call.nhwc:
         # (R, S, K): a warp's filter reads are contiguous like its dy reads.
         w_rsk = contiguous(call.xp, call.weight.reshape(g.K, g.R, g.S).transpose(1, 2, 0))
         name = f"conv2d_dgrad_depthwise_nhwc<{call.t}>"

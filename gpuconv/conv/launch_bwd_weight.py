@@ -7,7 +7,9 @@ Weight-gradient algorithms (the kernels' headers say how each works):
   aligned arrays, the kernel that copies both operands 8 filters / channels at a time with
   cp.async (``conv2d_wgrad_implicit_gemm_mma_vec``, ``vector_kernel``).
 - "im2col_gemm": x unfolded into a column buffer per batch chunk, then a GEMM, split-K.
-- "depthwise": C/groups == 1; NHWC: 32 filters per warp (conv2d_wgrad_depthwise_nhwc); NCHW: the
+- "depthwise": C/groups == 1: conv2d_wgrad_depthwise_tiled (dy and x tiles in shared memory, each
+  thread a run of taps in registers for its whole split; ``depthwise_tile_config``); where its
+  smallest tile does not fit, NHWC 32 filters per warp (conv2d_wgrad_depthwise_nhwc), NCHW the
   direct kernel, whose one-block-per-filter layout is the depthwise one.
 - "direct": one block per filter row (k, c) and split, every tap by a fixed-order block sum.
 - "winograd_nonfused": 3x3 filters, stride 1, dilation 1: dW = G^T [sum over 2x2 output tiles t of
@@ -31,8 +33,9 @@ from .launch_bwd_common import (GRID_YZ_LIMIT, MAX_SPLITS, SplitSums, acc_dtype,
                                 batch_chunks, bool_name, ceil_div, check_weight_size,
                                 choose_splits, contiguous, i32, launch, output, pixels_per_split,
                                 shape_args, type_names)
-from .launch_common import (TENSOR_CORE_DTYPES, VECTOR_CHANNELS, VECTOR_STAGES, is_aligned,
-                            uses_tensor_cores)
+from .launch_common import (SMEM_LIMIT, TENSOR_CORE_DTYPES, VECTOR_CHANNELS, VECTOR_STAGES,
+                            is_aligned, multiprocessor_count, uses_tensor_cores)
+from .launch_depthwise import WINDOW_RUN
 
 TILE = GemmTile(block_m=64, block_n=128, block_k=8, thread_m=4, thread_n=8)
 # The implicit GEMM's tensor-core tile (16-bit dtypes): the same 64 x 128 block, 8 warps of 32 x 32.
@@ -41,6 +44,10 @@ MMA_TILE = MmaTile(block_m=64, block_n=128, block_k=32, warp_m=32, warp_n=32)
 VECTOR_TILE = replace(MMA_TILE, stages=VECTOR_STAGES, async_copy=True)
 DIRECT_THREADS = 256      # WGRAD_DIRECT_THREADS in wgrad_direct.cu
 LANES, ROWS = 32, 8       # WGRAD_DEPTHWISE_LANES/ROWS, BIAS_GRAD_LANES/ROWS
+DEPTHWISE_TILE_THREADS = 256  # WGRAD_DEPTHWISE_TILE_THREADS
+# Blocks of the tiled depthwise weight gradient per SM that the splits aim for: each holds
+# <= 48 KiB of shared memory and 256 threads, so four fit, and they overlap one another's staging.
+DEPTHWISE_BLOCKS_PER_SM = 4
 BIAS_THREADS = 256        # BIAS_GRAD_THREADS
 IM2COL_THREADS = 256
 
@@ -74,7 +81,8 @@ IM2COL_GEMM = register("conv/wgrad_im2col_gemm.cu", _names("conv2d_wgrad_im2col"
 _DIRECT_NAMES = _names("conv2d_wgrad_direct")
 DIRECT = register("conv/wgrad_direct.cu", _DIRECT_NAMES, hot=_DIRECT_NAMES)
 
-_DEPTHWISE_NAMES = _names("conv2d_wgrad_depthwise_nhwc", layouts=False)
+_DEPTHWISE_NAMES = (_names("conv2d_wgrad_depthwise_tiled")
+                    + _names("conv2d_wgrad_depthwise_nhwc", layouts=False))
 DEPTHWISE = register("conv/wgrad_depthwise.cu", _DEPTHWISE_NAMES, hot=_DEPTHWISE_NAMES)
 
 REDUCE = register("conv/wgrad_reduce.cu", _names("conv2d_split_reduce", layouts=False))
@@ -241,7 +249,83 @@ def direct(call: _Call, deterministic: bool):
     return sums.finish()
 
 
-def depthwise(call: _Call, deterministic: bool):
+def _odd(elements: int) -> int:
+    return elements | 1
+
+
+def depthwise_tile_smem_bytes(geom, dtype, tile_p: int, tile_q: int, channel_tile: int) -> int:
+    """wgrad_depthwise.cu's dynamic shared memory: the x and dy tiles with their odd pitches, or
+    the parts' sums (THREADS * RUN accumulators) if more."""
+    g = geom
+    run_taps = ceil_div(g.S, WINDOW_RUN) * WINDOW_RUN
+    x_rows = (tile_p - 1) * g.stride_h + (g.R - 1) * g.dil_h + 1
+    x_cols = max(tile_q + run_taps, (tile_q - 1) * g.stride_w + (run_taps - 1) * g.dil_w + 1)
+    staged = channel_tile * (_odd(x_rows * _odd(x_cols))
+                             + (g.K // g.C) * _odd(tile_p * _odd(tile_q)))
+    return max(staged, DEPTHWISE_TILE_THREADS * WINDOW_RUN) * acc_dtype(dtype).itemsize
+
+
+def depthwise_tile_config(geom, dtype, nhwc: bool) -> tuple[int, int, int, int]:
+    """(tile_p, tile_q, channel_tile, parts) of conv2d_wgrad_depthwise_tiled.
+
+    A thread owns one tap item (filter, filter row, run of WINDOW_RUN taps): multiplier * R *
+    ceil(S / RUN) items per channel. NHWC: up to 32 filters per block (a warp's worth along the
+    contiguous dimension); NCHW: channels for about 8 parts of the block's rows. ``parts``: how
+    many thread groups split the tile rows, as many as the block's 256 threads hold (and the tile
+    has rows). Tiles: up to
+    64 columns (a row split evenly), up to 16 rows; shrunk to SMEM_LIMIT by rows (down to the
+    parts or 4), columns (down to 16), channels, then anything.
+    """
+    g = geom
+    multiplier = g.K // g.C
+    per_channel = multiplier * g.R * ceil_div(g.S, WINDOW_RUN)
+    threads = DEPTHWISE_TILE_THREADS
+    if nhwc:
+        ct = min(g.C, max(1, LANES // multiplier), max(1, threads // per_channel))
+    else:
+        ct = min(g.C, max(1, threads // (per_channel * 8)))
+
+    def parts_for(ct: int) -> int:
+        return max(1, threads // (ct * per_channel))
+
+    parts = parts_for(ct)
+    tile_q = ceil_div(g.Q, ceil_div(g.Q, 64))
+    tile_p = min(g.P, max(parts, 16))
+    while depthwise_tile_smem_bytes(g, dtype, tile_p, tile_q, ct) > SMEM_LIMIT:
+        if tile_p > max(parts, 4):
+            tile_p = max(max(parts, 4), tile_p // 2)
+        elif tile_q > 16:
+            tile_q = ceil_div(tile_q, 2)
+        elif ct > 1:
+            ct //= 2
+            parts = parts_for(ct)
+        elif tile_p > 1:
+            tile_p //= 2
+        elif tile_q > 1:
+            tile_q = ceil_div(tile_q, 2)
+        else:
+            break  # one channel, one output: its x rows alone are what does not fit
+    return tile_p, tile_q, ct, min(parts, tile_p)  # a part per row at most
+
+
+def depthwise_tile_refusal(geom, dtype, nhwc: bool) -> str | None:
+    """Why conv2d_wgrad_depthwise_tiled cannot run ``geom`` (None when it can)."""
+    config = depthwise_tile_config(geom, dtype, nhwc)
+    smem = depthwise_tile_smem_bytes(geom, dtype, *config[:3])
+    if smem > SMEM_LIMIT:
+        return f"its smallest tile needs {smem} bytes of shared memory (limit {SMEM_LIMIT})"
+    return None
+
+
+DEPTHWISE_VARIANTS = ("auto", "tiled", "fallback")
+
+
+def depthwise(call: _Call, deterministic: bool, variant: str = "auto"):
+    """``variant``: "tiled" (conv2d_wgrad_depthwise_tiled), "fallback" (the kernels for a tile
+    that does not fit), or "auto": the tiled kernel wherever it fits (tests force the others)."""
+    if variant == "tiled" or (variant == "auto"
+                              and depthwise_tile_refusal(call.geom, call.dtype, call.nhwc) is None):
+        return depthwise_tiled(call)
     if not call.nhwc:
         return direct(call, deterministic)
     g = call.geom
@@ -256,6 +340,31 @@ def depthwise(call: _Call, deterministic: bool):
         launch(DEPTHWISE, name, call.executor, (lanes_blocks, splits, 1), (LANES, ROWS, 1),
                (call.x[n0:n1], call.dy[n0:n1], *shape_args(g, n1 - n0), i32(splits), i32(pps),
                 dw, ws, sums.mode(chunk)))
+    return sums.finish()
+
+
+def depthwise_tiled(call: _Call):
+    g = call.geom
+    tile_p, tile_q, ct, parts = depthwise_tile_config(g, call.dtype, call.nhwc)
+    smem = depthwise_tile_smem_bytes(g, call.dtype, tile_p, tile_q, ct)
+    tap_items = ct * (g.K // g.C) * g.R * ceil_div(g.S, WINDOW_RUN)
+    tap_chunks = 1 if parts > 1 else ceil_div(tap_items, DEPTHWISE_TILE_THREADS)
+    blocks_x = ceil_div(g.C, ct) * tap_chunks
+    tiles_image = ceil_div(g.P, tile_p) * ceil_div(g.Q, tile_q)
+    tiles = max(n1 - n0 for n0, n1 in call.chunks) * tiles_image
+    wanted = ceil_div(DEPTHWISE_BLOCKS_PER_SM * multiprocessor_count(call.executor), blocks_x)
+    splits = max(1, min(tiles, wanted, MAX_SPLITS, GRID_YZ_LIMIT))
+    tiles_per_split = ceil_div(tiles, splits)
+    splits = ceil_div(tiles, tiles_per_split)   # none left without a tile in the largest chunk
+    sums = call.sums(splits, allow_atomics=False)
+    dw, ws = sums.pointers
+    name = call.name("conv2d_wgrad_depthwise_tiled")
+    for chunk, (n0, n1) in enumerate(call.chunks):
+        launch(DEPTHWISE, name, call.executor, (blocks_x, splits, 1),
+               (DEPTHWISE_TILE_THREADS, 1, 1),
+               (call.x[n0:n1], call.dy[n0:n1], i32(tile_p), i32(tile_q), i32(ct), i32(parts),
+                i32(tiles_per_split), *shape_args(g, n1 - n0), dw, ws, sums.mode(chunk)),
+               shared_mem=smem)
     return sums.finish()
 
 

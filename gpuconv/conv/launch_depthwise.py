@@ -3,7 +3,7 @@
 Three kernels (``variant``):
 
 - "direct" (``conv2d_depthwise_direct``): one thread per output reading taps through L1;
-  3x3, 5x5, 7x7 unrolled. Runs anything.
+  3x3, 5x5, 7x7 unrolled; NHWC gets the filters transposed to (R, S, K). Runs anything.
 - "tiled" (``conv2d_depthwise_tiled``): stages an input tile with its halo and the filters in
   shared memory; each thread 4 outputs along q per weight load. Any stride and dilation.
 - "window" (``conv2d_depthwise_window``): stride 1 and dilation 1 only; the same staging, but
@@ -25,7 +25,9 @@ import numpy as np
 from .._args import as_choice
 from .._kernels import CUDA_TYPES, register
 from .gemm_tile import accumulator_itemsize
-from .launch_common import GRID_YZ_LIMIT, SMEM_LIMIT, ConvCall, ceil_div, cuda_bool, round_up
+from .geometry import ConvGeometry
+from .launch_common import (GRID_YZ_LIMIT, SMEM_LIMIT, ConvCall, ceil_div, contiguous,
+                            cuda_bool, round_up)
 
 UNROLLED_SIZES = (3, 5, 7)
 DIRECT_THREADS = 256
@@ -238,21 +240,52 @@ def describe(geom, dtype, nhwc: bool, variant: str = "auto") -> str:
     return f"conv2d_depthwise_direct ({'unrolled ' if unrolled else 'runtime '}{geom.R}x{geom.S})"
 
 
+# ------------------------------------------------------------------------------------ data gradient
+
+
+def runs_data_gradient(geom) -> bool:
+    """Whether these kernels compute the data gradient of the depthwise convolution ``geom``:
+    with stride 1 and one filter per channel, dx is dy convolved with the rotated filters, itself
+    a depthwise convolution (``data_gradient_geometry``). Strided or multiplier > 1 gradients
+    stay on kernels/conv/dgrad_depthwise.cu."""
+    return geom.groups == geom.C == geom.K and (geom.stride_h, geom.stride_w) == (1, 1)
+
+
+def data_gradient_geometry(geom) -> ConvGeometry:
+    """The forward depthwise convolution of dy (N, C, P, Q) with the rotated filters whose output
+    is dx (N, C, H, W): dilation * (R - 1) - pad rows and columns of padding before the first
+    pixel (negative: that many cropped); the last ones follow from the output size."""
+    def pad(before: int, taps: int, dilation: int) -> int:
+        return dilation * (taps - 1) - before
+
+    top, left = pad(geom.pad_top, geom.R, geom.dil_h), pad(geom.pad_left, geom.S, geom.dil_w)
+    return ConvGeometry(N=geom.N, C=geom.C, H=geom.P, W=geom.Q, K=geom.C, R=geom.R, S=geom.S,
+                        P=geom.H, Q=geom.W, pad_top=top, pad_left=left,
+                        pad_bottom=pad(geom.pad_bottom, geom.R, geom.dil_h),
+                        pad_right=pad(geom.pad_right, geom.S, geom.dil_w), stride_h=1,
+                        stride_w=1, dil_h=geom.dil_h, dil_w=geom.dil_w, groups=geom.C)
+
+
 # ------------------------------------------------------------------------------------ launch
 
 
-def run(call: ConvCall, variant: str = "auto") -> None:
+def run(call: ConvCall, variant: str = "auto", flip: bool = False) -> None:
+    """Launches ``call``; ``flip`` reads every filter rotated by 180 degrees (the data gradient
+    of a stride-1, multiplier-1 depthwise convolution as a forward pass: launch_bwd_data)."""
     g = call.geom
     kind = choose_variant(g, call.dtype, call.nhwc, variant)
     nhwc = cuda_bool(call.nhwc)
     if kind == "direct":
         fr, fs = (g.R, g.S) if g.R == g.S and g.R in UNROLLED_SIZES else (0, 0)
         fn = call.kernel(FAMILY, f"conv2d_depthwise_direct<{call.cuda_type}, {nhwc}, {fr}, {fs}>")
+        # NHWC: the filters as (R, S, K), so that a warp's filters of one tap are contiguous.
+        weight = (contiguous(call.xp, call.weight.reshape(g.K, g.R * g.S).T) if call.nhwc
+                  else call.weight)
         for chunk in call.chunks():
             c = chunk.geom
             grid = (ceil_div(c.N * c.K * c.P * c.Q, DIRECT_THREADS), 1, 1)
-            fn(grid, (DIRECT_THREADS, 1, 1), [chunk.x, chunk.weight, *chunk.shape_args(),
-                                              *chunk.epilogue_args()])
+            fn(grid, (DIRECT_THREADS, 1, 1), [chunk.x, weight, np.int32(flip),
+                                              *chunk.shape_args(), *chunk.epilogue_args()])
         return
     if kind == "window":
         tile_p, runs, ct = window_config(g, call.dtype, call.nhwc)
@@ -271,6 +304,7 @@ def run(call: ConvCall, variant: str = "auto") -> None:
     fn = call.kernel(FAMILY, f"{KERNELS[kind]}<{call.cuda_type}, {nhwc}>")
     for chunk in call.chunks(GRID_YZ_LIMIT):
         grid = (pixel_blocks, channel_blocks, chunk.geom.N)
-        fn(grid, (TILED_THREADS, 1, 1), [chunk.x, chunk.weight, *map(np.int32, tile_args),
+        fn(grid, (TILED_THREADS, 1, 1), [chunk.x, chunk.weight, np.int32(flip),
+                                         *map(np.int32, tile_args),
                                          *chunk.shape_args(), *chunk.epilogue_args()],
            shared_mem=smem)

@@ -47,12 +47,15 @@ __device__ __forceinline__ Strides4 packed_strides(int C, int H, int W) {
 
 // Adds to `acc` the products of one input channel's dilated window at (h0, w0) (row stride
 // xs.h, column stride xs.w; taps outside the H x W plane read the zero padding) with its
-// filter taps w_rs[r * S + s]: the main loop of the one-thread-per-output kernels. FR/FS > 0
-// fix R/S at compile time, so that the taps unroll.
+// filter taps w_rs[(r * S + s) * tap_step]: the main loop of the one-thread-per-output kernels.
+// FR/FS > 0 fix R/S at compile time, so that the taps unroll. tap_step is the distance between
+// taps (K for filters stored (R, S, K)); negated, with w_rs at the filter's last tap, it reads
+// the filter rotated by 180 degrees (a data gradient run as a forward pass).
 template <int FR, int FS, class A, class T>
 __device__ __forceinline__ void accumulate_window(A& acc, const T* xc, const T* w_rs, int h0,
                                                   int w0, int R, int S, int H, int W, int dil_h,
-                                                  int dil_w, const Strides4& xs) {
+                                                  int dil_w, const Strides4& xs,
+                                                  int tap_step = 1) {
   const int taps_r = FR > 0 ? FR : R;
   const int taps_s = FS > 0 ? FS : S;
 #pragma unroll
@@ -63,7 +66,7 @@ __device__ __forceinline__ void accumulate_window(A& acc, const T* xc, const T* 
     for (int s = 0; s < taps_s; ++s) {
       const int ww = w0 + s * dil_w;
       if (unsigned(ww) < unsigned(W))
-        acc += to_acc(xc[h * xs.h + ww * xs.w]) * to_acc(w_rs[r * taps_s + s]);
+        acc += to_acc(xc[h * xs.h + ww * xs.w]) * to_acc(w_rs[(r * taps_s + s) * tap_step]);
     }
   }
 }

@@ -5,7 +5,10 @@
 //                          serves the R*S-fold reuse between neighbouring threads). FR/FS > 0
 //                          unroll the common square filters (3, 5, 7); 0 means runtime R, S.
 //                          Consecutive threads take the contiguous dimension (q for NCHW, k for
-//                          NHWC). Grid-stride 1-D launch.
+//                          NHWC). NHWC takes the filters as (R, S, K) (the launcher transposes
+//                          them): a warp's 32 consecutive filters then read one tap as one run
+//                          of 32 values, where (K, R, S) spreads them over R*S cache lines.
+//                          One thread per output, 1-D grid.
 // conv2d_depthwise_tiled   the large-kernel path: a block stages an input tile with its halo for
 //                          `channel_tile` input channels, plus their filters, in shared memory,
 //                          then computes a tile_p x tile_q output tile for those channels and all
@@ -27,13 +30,18 @@
 //                          four inputs and one weight for four). Threads skip the filter rows
 //                          that fall on padding, so only the image's rows are staged. Layouts
 //                          and the launch contract: the comment above the kernel.
+// Every kernel takes `flip`: nonzero reads each filter rotated by 180 degrees, w[k][R-1-r][S-1-s],
+// which makes the stride-1 data gradient of a multiplier-1 depthwise convolution a forward pass
+// of these kernels over dy (launch_bwd_data.depthwise); the shared-memory kernels rotate while
+// staging the filters, so their loops do not change.
 #include "conv_shape.cuh"
 #include "dtypes.cuh"
 #include "epilogue.cuh"
 #include "flat_index.cuh"
+#include "../conv/depthwise_tile.cuh"
 
 template <class T, bool NHWC, int FR, int FS>
-__global__ void conv2d_depthwise_direct(const T* __restrict__ x, const T* __restrict__ w,
+__global__ void conv2d_depthwise_direct(const T* __restrict__ x, const T* __restrict__ w, int flip,
                                         GC_CONV_SHAPE_PARAMS, GC_EPILOGUE_PARAMS(T)) {
   using A = gc::acc_t<T>;
   const gc::Epilogue<T> epi = GC_EPILOGUE(T);
@@ -48,53 +56,33 @@ __global__ void conv2d_depthwise_direct(const T* __restrict__ x, const T* __rest
   const gc::Coord4 o = gc::unflatten<NHWC>(idx, K, P, Q);
   const int n = o.n, k = o.c, p = o.h, q = o.w;
   const T* xc = x + n * xs.n + (k / multiplier) * xs.c;
-  const T* wk = w + k * taps_r * taps_s;
+  const int taps = taps_r * taps_s;
+  const int tap_stride = NHWC ? K : 1;  // (R, S, K) filters for NHWC, (K, R, S) for NCHW
+  const T* wk = w + (NHWC ? k : k * taps) + (flip ? (taps - 1) * tap_stride : 0);
   const int h0 = p * stride_h - pad_h;
   const int w0 = q * stride_w - pad_w;
   A acc = 0;
   // main loop
-  gc::accumulate_window<FR, FS>(acc, xc, wk, h0, w0, R, S, H, W, dil_h, dil_w, xs);
+  gc::accumulate_window<FR, FS>(acc, xc, wk, h0, w0, R, S, H, W, dil_h, dil_w, xs,
+                                flip ? -tap_stride : tap_stride);
   // epilogue
   epi.store(n, k, p * Q + q, acc);
 }
 
 constexpr int DEPTHWISE_THREADS = 256;
 
-// Stages `rows` x `in_w` input pixels of `ct` channels, starting at image row h_first and column
-// w_first, into a shared tile with (channel, row, column) strides (sc, sr, sq); zeros stand for
-// the padding. Neighbouring threads read neighbouring addresses: channels fast for NHWC,
-// columns fast for NCHW. Used by the tiled and the sliding-window kernels.
-template <bool NHWC, class T, class A>
-__device__ __forceinline__ void stage_input_tile(A* in_tile, const T* x_image,
-                                                 const gc::Strides4& xs, int ct, int rows,
-                                                 int in_w, int h_first, int w_first, int H, int W,
-                                                 int sc, int sr, int sq, int tid) {
-  const int tile_pixels = rows * in_w;
-  for (int idx = tid; idx < ct * tile_pixels; idx += DEPTHWISE_THREADS) {
-    int c, pixel;
-    if (NHWC) {
-      c = idx % ct;
-      pixel = idx / ct;
-    } else {
-      c = idx / tile_pixels;
-      pixel = idx % tile_pixels;
-    }
-    const int hh = pixel / in_w;
-    const int ww = pixel % in_w;
-    const int h = h_first + hh;
-    const int wx = w_first + ww;
-    A v = A(0);
-    if (unsigned(h) < unsigned(H) && unsigned(wx) < unsigned(W))
-      v = gc::to_acc(x_image[c * xs.c + h * xs.h + wx * xs.w]);
-    in_tile[c * sc + hh * sr + ww * sq] = v;
-  }
-}
 constexpr int DEPTHWISE_OUT_Q = 4;
+
+// Where element idx of a run of whole filters of `taps` taps is read from: itself, or with
+// `flip` the same filter's tap taps - 1 - t (r, s -> R - 1 - r, S - 1 - s).
+__device__ __forceinline__ int filter_tap(int idx, int taps, int flip) {
+  return flip ? idx + taps - 1 - 2 * (idx % taps) : idx;
+}
 
 template <class T, bool NHWC>
 __global__ void __launch_bounds__(DEPTHWISE_THREADS)
-conv2d_depthwise_tiled(const T* __restrict__ x, const T* __restrict__ w, int tile_p, int tile_q,
-                       int channel_tile,
+conv2d_depthwise_tiled(const T* __restrict__ x, const T* __restrict__ w, int flip, int tile_p,
+                       int tile_q, int channel_tile,
                        GC_CONV_SHAPE_PARAMS, GC_EPILOGUE_PARAMS(T)) {
   using A = gc::acc_t<T>;
   extern __shared__ __align__(16) unsigned char smem_raw[];
@@ -125,11 +113,12 @@ conv2d_depthwise_tiled(const T* __restrict__ x, const T* __restrict__ w, int til
   const int w_origin = q0 * stride_w - pad_w;
   const int tid = threadIdx.x;
 
-  stage_input_tile<NHWC>(in_tile, x_image, xs, ct, in_h, in_w, h_origin, w_origin, H, W, sc, sr,
+  stage_input_tile<DEPTHWISE_THREADS, NHWC>(in_tile, x_image, xs, ct, in_h, in_w, h_origin, w_origin, H, W, sc, sr,
                          sq, tid);
   // The block's filters are one contiguous run of the (K, 1, R, S) weight.
   const T* w_block = w + c0 * multiplier * RS;
-  for (int idx = tid; idx < kt * RS; idx += DEPTHWISE_THREADS) w_tile[idx] = gc::to_acc(w_block[idx]);
+  for (int idx = tid; idx < kt * RS; idx += DEPTHWISE_THREADS)
+    w_tile[idx] = gc::to_acc(w_block[filter_tap(idx, RS, flip)]);
   __syncthreads();
 
   const gc::Epilogue<T> epi = GC_EPILOGUE(T);
@@ -177,45 +166,6 @@ conv2d_depthwise_tiled(const T* __restrict__ x, const T* __restrict__ w, int til
 
 // ------------------------------------------------------------------ register sliding window
 
-// Outputs per thread along q. Odd, so that the runs of consecutive threads start RUN words
-// apart and a warp's window loads fall in 32 distinct banks without padding the rows; and 7
-// divides the widths of 224-pixel networks (112, 56, 28, 14, 7), so no run is cut short there.
-constexpr int DEPTHWISE_WINDOW_RUN = 7;
-
-// acc[i] += sum_s w_row[s] * row[(i + s) * step], s < S: one filter row applied to a
-// run of RUN outputs. The window win holds the RUN inputs of the current tap in a ring: at tap
-// s, output i reads element s + i from slot (s + i) % RUN, and the element s drops out of the
-// window after the tap, so its slot takes the element s + RUN. Unrolled by RUN taps, every slot
-// index is a constant and the ring costs no moves. Reads row[0 .. (S + RUN - 1) * step]
-// (one element past the last one used: the look-ahead of the last tap) and w_row[0 .. S - 1];
-// with step 1 every load of the unrolled taps is at a constant offset.
-template <int RUN, class A>
-__device__ __forceinline__ void slide_filter_row(A (&acc)[RUN], const A* row, int step,
-                                                 const A* w_row, int S) {
-  A win[RUN];
-#pragma unroll
-  for (int i = 0; i < RUN; ++i) win[i] = row[i * step];
-  int s = 0;
-  for (; s + RUN <= S; s += RUN) {
-#pragma unroll
-    for (int u = 0; u < RUN; ++u) {
-      const A wv = w_row[s + u];
-#pragma unroll
-      for (int i = 0; i < RUN; ++i) acc[i] += wv * win[(u + i) % RUN];
-      win[u] = row[(s + u + RUN) * step];
-    }
-  }
-  // The last S % RUN taps (s is a multiple of RUN, so the slots are where the loop left them).
-#pragma unroll
-  for (int u = 0; u < RUN - 1; ++u) {
-    if (s + u >= S) break;
-    const A wv = w_row[s + u];
-#pragma unroll
-    for (int i = 0; i < RUN; ++i) acc[i] += wv * win[(u + i) % RUN];
-    win[u] = row[(s + u + RUN) * step];
-  }
-}
-
 // Shared pitch of one filter in the window kernel: R * S made odd, so that the lanes of a warp
 // reading the same tap of up to 32 different filters hit 32 distinct banks.
 // launch_depthwise.py: window_filter_pitch.
@@ -247,8 +197,8 @@ __device__ __forceinline__ int window_channel_pitch(int plane, int tile_q) {
 // and spilled one outside the main loop.
 template <class T, bool NHWC>
 __global__ void __launch_bounds__(DEPTHWISE_THREADS, 1)
-conv2d_depthwise_window(const T* __restrict__ x, const T* __restrict__ w, int tile_p, int runs,
-                        int channel_tile,
+conv2d_depthwise_window(const T* __restrict__ x, const T* __restrict__ w, int flip, int tile_p,
+                        int runs, int channel_tile,
                         GC_CONV_SHAPE_PARAMS, GC_EPILOGUE_PARAMS(T)) {
   using A = gc::acc_t<T>;
   constexpr int RUN = DEPTHWISE_WINDOW_RUN;
@@ -283,13 +233,13 @@ conv2d_depthwise_window(const T* __restrict__ x, const T* __restrict__ w, int ti
   const int w_origin = q0 - pad_w;
   const int tid = threadIdx.x;
 
-  stage_input_tile<NHWC>(in_tile, x_image, xs, ct, rows, in_w, h_lo, w_origin, H, W, sc, sr, sq,
+  stage_input_tile<DEPTHWISE_THREADS, NHWC>(in_tile, x_image, xs, ct, rows, in_w, h_lo, w_origin, H, W, sc, sr, sq,
                          tid);
   // The block's filters are one contiguous (k_local, tap) run of the (K, 1, R, S) weight.
   const int wp = window_filter_pitch(RS);
   const T* w_block = w + c0 * multiplier * RS;
   for (int idx = tid; idx < kt * RS; idx += DEPTHWISE_THREADS)
-    w_tile[(idx / RS) * wp + idx % RS] = gc::to_acc(w_block[idx]);
+    w_tile[(idx / RS) * wp + idx % RS] = gc::to_acc(w_block[filter_tap(idx, RS, flip)]);
   __syncthreads();
 
   const gc::Epilogue<T> epi = GC_EPILOGUE(T);

@@ -1,9 +1,13 @@
-"""Scaffolding shared by the pooling and ROI kernel tests: the thread orders, the dtypes
-(bfloat16 through ml_dtypes when installed), launcher array modules whose ``empty`` is poisoned
-so that an element a kernel forgets to write fails, and small call helpers."""
+"""Scaffolding shared by the kernel tests: the thread orders, the dtypes (bfloat16 through
+ml_dtypes when installed), launcher array modules whose ``empty`` is poisoned so that an element
+a kernel forgets to write fails, small call helpers, a launch recorder, and the offline PTX
+checks of the main loops (nvcc)."""
 from __future__ import annotations
 
 import importlib
+import re
+import subprocess
+from pathlib import Path
 
 import numpy as np
 
@@ -66,3 +70,39 @@ def record_launches(monkeypatch, launcher_module) -> list[str]:
     monkeypatch.setattr(launcher_module, "launch", lambda family, name, *a, **k: (
         launched.append(name), real(family, name, *a, **k)))
     return launched
+
+
+# ---------------------------------------------------------------------------------------------
+# offline PTX checks (need nvcc)
+
+
+def compile_ptx(tmp_path, source: Path, instantiations) -> str:
+    """PTX for sm_90 of ``source`` with each ``kernel<args>(params)`` explicitly instantiated."""
+    unit = tmp_path / "instantiations.cu"
+    unit.write_text(f'#include "{source}"\n' + "".join(
+        f"template __global__ void {text};\n" for text in instantiations))
+    ptx = tmp_path / "instantiations.ptx"
+    common = source.parents[1] / "common"
+    done = subprocess.run(["nvcc", "-std=c++17", "-arch=sm_90", "-I", str(common), "--ptx",
+                           str(unit), "-o", str(ptx)], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    return ptx.read_text()
+
+
+def fma_loops(ptx: str, mangled: str) -> list[list[str]]:
+    """The loops (instructions from a label to the backward branch to it) holding FMAs in the
+    kernel whose mangled name starts with ``mangled``, shortest first."""
+    body = ptx.split(f".entry {mangled}", 1)[1].split(".entry ", 1)[0]
+    lines = [t.strip() for t in body.splitlines()]
+    lines = [t for t in lines if t and not t.startswith(("//", ".", "{", "}", ")"))]
+    labels = {t[:-1]: i for i, t in enumerate(lines) if t.endswith(":")}
+    loops = []
+    for j, t in enumerate(lines):
+        m = re.match(r"(?:@!?%p\d+\s+)?bra(?:\.uni)?\s+(\S+);", t)
+        if not m or labels.get(m.group(1), j) >= j:
+            continue
+        loop = [u for u in lines[labels[m.group(1)]:j + 1] if not u.endswith(":")]
+        if any(u.startswith("fma.") for u in loop):
+            loops.append(loop)
+    assert loops, f"no loop with FMAs in {mangled}"
+    return sorted(loops, key=len)

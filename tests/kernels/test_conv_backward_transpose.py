@@ -28,6 +28,9 @@ TRANSPOSE_CASES = [
     ((1, 4, 6, 5), (4, 5, 1, 1), {}),                                            # 1x1
     ((2, 4, 5, 6), (4, 6, 3, 3), dict(padding=1, groups=2)),                     # 3x3 stride 1
     ((1, 3, 4, 3), (3, 2, 3, 3), {}),                                # 3x3 stride 1, no padding
+    # depthwise stride 1: the forward depthwise kernels over x with the rotated filters
+    ((2, 4, 5, 4), (4, 1, 3, 3), dict(padding=1, groups=4, dilation=2, output_padding=1)),
+    ((1, 3, 6, 9), (3, 1, 7, 7), dict(padding=2, groups=3)),
 ]
 
 

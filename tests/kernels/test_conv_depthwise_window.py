@@ -15,7 +15,6 @@ from __future__ import annotations
 import dataclasses
 import re
 import shutil
-import subprocess
 from pathlib import Path
 
 import numpy as np
@@ -27,7 +26,7 @@ import gpuconv
 from gpuconv.conv import launch, launch_common, launch_depthwise
 from gpuconv.conv.geometry import conv2d_geometry, layout_shape
 
-from kernel_support import BFLOAT16, ORDERS
+from kernel_support import BFLOAT16, ORDERS, compile_ptx, fma_loops
 
 DTYPES = [np.dtype(np.float32), np.dtype(np.float16), np.dtype(np.float64), *BFLOAT16]
 LAYOUTS = ("NCHW", "NHWC")
@@ -302,7 +301,8 @@ def test_explain_names_the_window_kernel():
 
 
 def test_constants_match_the_kernel_source():
-    text = (KERNELS_DIR / "conv/depthwise.cu").read_text()
+    text = (KERNELS_DIR / "conv/depthwise.cu").read_text() + \
+        (KERNELS_DIR / "conv/depthwise_tile.cuh").read_text()
     for name, value in (("DEPTHWISE_WINDOW_RUN", launch_depthwise.WINDOW_RUN),
                         ("DEPTHWISE_THREADS", launch_depthwise.TILED_THREADS),
                         ("DEPTHWISE_OUT_Q", launch_depthwise.OUT_Q)):
@@ -319,41 +319,17 @@ def test_window_kernels_are_registered_and_hot():
             assert (name in family.hot) == (t in ("float", "__half"))
 
 
-def _innermost_fma_loop(ptx: str, mangled: str) -> list[str]:
-    """The instructions of the shortest backward-branch loop holding FMAs in the kernel whose
-    mangled name starts with ``mangled``: the unrolled chunk of RUN taps."""
-    body = ptx.split(f".entry {mangled}", 1)[1].split(".entry ", 1)[0]
-    lines = [t.strip() for t in body.splitlines()]
-    lines = [t for t in lines if t and not t.startswith(("//", ".", "{", "}", ")"))]
-    labels = {t[:-1]: i for i, t in enumerate(lines) if t.endswith(":")}
-    best = None
-    for j, t in enumerate(lines):
-        m = re.match(r"(?:@!?%p\d+\s+)?bra(?:\.uni)?\s+(\S+);", t)
-        if not m or labels.get(m.group(1), j) >= j:
-            continue
-        loop = [u for u in lines[labels[m.group(1)]:j + 1] if not u.endswith(":")]
-        if any(u.startswith("fma.") for u in loop) and (best is None or len(loop) < len(best)):
-            best = loop
-    assert best, f"no loop with FMAs in {mangled}"
-    return best
-
-
 @pytest.mark.skipif(shutil.which("nvcc") is None, reason="needs nvcc to emit PTX")
 def test_window_main_loop_loads_one_input_and_one_weight_per_tap(tmp_path):
     # The offline evidence of kernels/conv/NOTES.md: per unrolled chunk of RUN taps, RUN * RUN
     # FMAs and 2 * RUN shared loads (the tiled kernel: 4 FMAs and 5 loads per tap).
-    params = ", ".join(["const float*"] * 2 + ["int"] * 19 + ["float*"] + ["int"] * 3
+    params = ", ".join(["const float*"] * 2 + ["int"] * 20 + ["float*"] + ["int"] * 3
                        + ["const float*"] * 2 + ["int"] * 4)
-    source = tmp_path / "window.cu"
-    source.write_text(f'#include "{KERNELS_DIR / "conv/depthwise.cu"}"\n' + "".join(
-        f"template __global__ void conv2d_depthwise_window<float, {nhwc}>({params});\n"
-        for nhwc in ("false", "true")))
-    ptx = tmp_path / "window.ptx"
-    subprocess.run(["nvcc", "-std=c++17", "-arch=sm_90", "-I", str(KERNELS_DIR / "common"),
-                    "--ptx", str(source), "-o", str(ptx)], check=True, capture_output=True)
+    ptx = compile_ptx(tmp_path, KERNELS_DIR / "conv/depthwise.cu", [
+        f"conv2d_depthwise_window<float, {nhwc}>({params})" for nhwc in ("false", "true")])
     run = launch_depthwise.WINDOW_RUN
     for layout in ("Lb0", "Lb1"):
-        loop = _innermost_fma_loop(ptx.read_text(), f"_Z23conv2d_depthwise_windowIf{layout}")
+        loop = fma_loops(ptx, f"_Z23conv2d_depthwise_windowIf{layout}")[0]
         assert sum(t.startswith("fma.rn.f32") for t in loop) == run * run
         assert sum(t.startswith("ld.shared") for t in loop) == 2 * run
         assert not any(t.startswith(("ld.local", "st.local", "div.", "rem.")) for t in loop)
