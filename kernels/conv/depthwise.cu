@@ -113,8 +113,8 @@ conv2d_depthwise_tiled(const T* __restrict__ x, const T* __restrict__ w, int fli
   const int w_origin = q0 * stride_w - pad_w;
   const int tid = threadIdx.x;
 
-  stage_input_tile<DEPTHWISE_THREADS, NHWC>(in_tile, x_image, xs, ct, in_h, in_w, h_origin, w_origin, H, W, sc, sr,
-                         sq, tid);
+  stage_input_tile<DEPTHWISE_THREADS>(in_tile, x_image, xs, TileIndex<NHWC>(ct, in_h, in_w),
+                                      h_origin, w_origin, H, W, sc, sr, sq, tid);
   // The block's filters are one contiguous run of the (K, 1, R, S) weight.
   const T* w_block = w + c0 * multiplier * RS;
   for (int idx = tid; idx < kt * RS; idx += DEPTHWISE_THREADS)
@@ -233,8 +233,8 @@ conv2d_depthwise_window(const T* __restrict__ x, const T* __restrict__ w, int fl
   const int w_origin = q0 - pad_w;
   const int tid = threadIdx.x;
 
-  stage_input_tile<DEPTHWISE_THREADS, NHWC>(in_tile, x_image, xs, ct, rows, in_w, h_lo, w_origin, H, W, sc, sr, sq,
-                         tid);
+  stage_input_tile<DEPTHWISE_THREADS>(in_tile, x_image, xs, TileIndex<NHWC>(ct, rows, in_w),
+                                      h_lo, w_origin, H, W, sc, sr, sq, tid);
   // The block's filters are one contiguous (k_local, tap) run of the (K, 1, R, S) weight.
   const int wp = window_filter_pitch(RS);
   const T* w_block = w + c0 * multiplier * RS;

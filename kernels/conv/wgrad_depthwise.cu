@@ -1,5 +1,6 @@
 // Depthwise weight gradient (C/groups == 1; filter k = c * multiplier + j reads input channel c):
-//   dw[k][0][r][s] = sum_{n,p,q} dy[n][k][p][q] * x[n][c][p*sh - pad_h + r*dh][q*sw - pad_w + s*dw].
+//   dw[k][0][r][s] = sum_{n,p,q} dy[n][k][p][q] * x[n][c][p*sh - pad_h + r*dh][q*sw - pad_w + s*dw]
+// in logical (N, C, H, W) indices, whatever the layout.
 //
 // conv2d_wgrad_depthwise_tiled   (NCHW and NHWC; launch_bwd_weight.depthwise_tile_config) stages
 //   tiles of dy and x in shared memory and keeps each thread on one run of taps for the whole
@@ -145,7 +146,8 @@ conv2d_wgrad_depthwise_tiled(const T* __restrict__ x, const T* __restrict__ dy, 
 
   // Staged tiles.
   const int x_rows = (tile_p - 1) * stride_h + (R - 1) * dil_h + 1;
-  const int x_cols = max(tile_q + runs_s * RUN, (tile_q - 1) * stride_w + (runs_s * RUN - 1) * dil_w + 1);
+  const int x_cols = max(tile_q + runs_s * RUN,
+                         (tile_q - 1) * stride_w + (runs_s * RUN - 1) * dil_w + 1);
   const int x_row_pitch = odd_pitch(x_cols);
   const int x_channel_pitch = odd_pitch(x_rows * x_row_pitch);
   const int dy_row_pitch = odd_pitch(tile_q);
@@ -155,6 +157,8 @@ conv2d_wgrad_depthwise_tiled(const T* __restrict__ x, const T* __restrict__ dy, 
   const gc::Strides4 xs = gc::packed_strides<NHWC>(C, H, W);
   const gc::Strides4 ys = gc::packed_strides<NHWC>(K, P, Q);
   const bool unit_steps = stride_w == 1 && dil_w == 1;
+  const TileIndex<NHWC> x_index(ct, x_rows, x_cols);
+  const TileIndex<NHWC> dy_index(ct * multiplier, tile_p, tile_q);
 
   const int tiles_q = (Q + tile_q - 1) / tile_q;
   const int tiles_image = ((P + tile_p - 1) / tile_p) * tiles_q;
@@ -169,12 +173,11 @@ conv2d_wgrad_depthwise_tiled(const T* __restrict__ x, const T* __restrict__ dy, 
     const int p0 = ((tile % tiles_image) / tiles_q) * tile_p;
     const int q0 = (tile % tiles_q) * tile_q;
     __syncthreads();  // the previous tile's reads are done
-    stage_input_tile<THREADS, NHWC>(x_tile, x + n * xs.n + c0 * xs.c, xs, ct, x_rows, x_cols,
-                                    p0 * stride_h - pad_h, q0 * stride_w - pad_w, H, W,
-                                    x_channel_pitch, x_row_pitch, 1, tid);
-    stage_input_tile<THREADS, NHWC>(dy_tile, dy + n * ys.n + c0 * multiplier * ys.c, ys,
-                                    ct * multiplier, tile_p, tile_q, p0, q0, P, Q,
-                                    dy_channel_pitch, dy_row_pitch, 1, tid);
+    stage_input_tile<THREADS>(x_tile, x + n * xs.n + c0 * xs.c, xs, x_index,
+                              p0 * stride_h - pad_h, q0 * stride_w - pad_w, H, W,
+                              x_channel_pitch, x_row_pitch, 1, tid);
+    stage_input_tile<THREADS>(dy_tile, dy + n * ys.n + c0 * multiplier * ys.c, ys, dy_index,
+                              p0, q0, P, Q, dy_channel_pitch, dy_row_pitch, 1, tid);
     __syncthreads();
     if (!active) continue;
     const int rows = min(tile_p, P - p0);

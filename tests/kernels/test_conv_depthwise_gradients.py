@@ -124,7 +124,8 @@ def test_data_gradient_geometry_is_the_rotated_convolution():
     assert (forward.N, forward.C, forward.H, forward.W) == (2, 3, geom.P, geom.Q)
     assert (forward.K, forward.P, forward.Q) == (3, geom.H, geom.W)
     # dilation * (R - 1) - pad on each side: 2 * 4 - 1, 2 * 4 - 3, 1 * 2 - 0, 1 * 2 - 2
-    assert (forward.pad_top, forward.pad_bottom, forward.pad_left, forward.pad_right) == (7, 5, 2, 0)
+    pads = (forward.pad_top, forward.pad_bottom, forward.pad_left, forward.pad_right)
+    assert pads == (7, 5, 2, 0)
     assert (forward.dil_h, forward.dil_w, forward.groups) == (2, 1, 3)
 
 
@@ -264,7 +265,8 @@ def test_tile_plans_of_real_layers_fit(x, w, kwargs, dtype, nhwc):
     geom = Case("", x, w, kwargs).geometry()
     tile_p, tile_q, ct, parts = launch_bwd_weight.depthwise_tile_config(geom, dtype, nhwc)
     assert launch_bwd_weight.depthwise_tile_refusal(geom, dtype, nhwc) is None
-    assert launch_bwd_weight.depthwise_tile_smem_bytes(geom, dtype, tile_p, tile_q, ct) <= SMEM_LIMIT
+    smem = launch_bwd_weight.depthwise_tile_smem_bytes(geom, dtype, tile_p, tile_q, ct)
+    assert smem <= SMEM_LIMIT
     items = ct * geom.R * -(-geom.S // launch_depthwise.WINDOW_RUN)
     assert items * parts <= launch_bwd_weight.DEPTHWISE_TILE_THREADS or parts == 1
     assert 1 <= tile_p <= geom.P and 1 <= tile_q <= geom.Q
