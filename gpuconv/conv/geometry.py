@@ -105,6 +105,27 @@ class ConvTransposeGeometry(ConvGeometry):
 # shapes and layouts
 
 
+def data_gradient_geometry(geom: ConvGeometry) -> ConvGeometry:
+    """For a stride-1 ``geom``: the forward convolution whose output is its data gradient, dy
+    (N, K, P, Q) convolved with the filters rotated by 180 degrees and transposed per group (the
+    kernels that run it read the original weight with a flip), padded by dilation * (R - 1) - pad
+    on each side (negative: that many rows or columns cropped). The Winograd and depthwise data
+    gradients run this way."""
+    if (geom.stride_h, geom.stride_w) != (1, 1):
+        raise ValueError(f"only a stride-1 data gradient is a forward convolution, got stride "
+                         f"{geom.stride_h}x{geom.stride_w}")
+
+    def pad(before: int, taps: int, dilation: int) -> int:
+        return dilation * (taps - 1) - before
+
+    return ConvGeometry(N=geom.N, C=geom.K, H=geom.P, W=geom.Q, K=geom.C, R=geom.R, S=geom.S,
+                        P=geom.H, Q=geom.W, pad_top=pad(geom.pad_top, geom.R, geom.dil_h),
+                        pad_bottom=pad(geom.pad_bottom, geom.R, geom.dil_h),
+                        pad_left=pad(geom.pad_left, geom.S, geom.dil_w),
+                        pad_right=pad(geom.pad_right, geom.S, geom.dil_w), stride_h=1, stride_w=1,
+                        dil_h=geom.dil_h, dil_w=geom.dil_w, groups=geom.groups)
+
+
 def check_data_format(data_format: Any) -> str:
     return as_choice("data_format", data_format, DATA_FORMATS)
 

@@ -13,11 +13,11 @@ Algorithms (the kernels' headers say how each works):
 - "pointwise": 1x1 filters, dx = W^T * dy as a batched GEMM on the tensors.
 - "depthwise": C/groups == 1. Stride 1 with one filter per channel: the forward depthwise
   kernels (direct, tiled, sliding window) over dy with the filters rotated
-  (launch_depthwise.data_gradient_geometry); otherwise one thread per dx element, the channel's
+  (geometry.data_gradient_geometry); otherwise one thread per dx element, the channel's
   filters in shared memory (kernels/conv/dgrad_depthwise.cu).
 - "direct": one thread per dx element over every filter of its group and tap of its phase.
 - "winograd_nonfused": 3x3 filters, stride 1, dilation 1: the forward Winograd F(2x2, 3x3)
-  convolution of dy with the rotated filters (launch_winograd.data_gradient_geometry).
+  convolution of dy with the rotated filters (geometry.data_gradient_geometry).
 Every dx element is written exactly once by one thread: all of them are deterministic.
 """
 from __future__ import annotations
@@ -31,6 +31,7 @@ from .launch_bwd_common import (DEFAULT_SMEM_BYTES, EPILOGUE_BIAS, GRID_YZ_LIMIT
                                 check_weight_size, contiguous, i32, launch, output, shape_args,
                                 type_names)
 from . import launch_depthwise, launch_winograd
+from .geometry import data_gradient_geometry
 from .launch_common import (TENSOR_CORE_DTYPES, VECTOR_CHANNELS, VECTOR_STAGES, ConvCall,
                             is_aligned, uses_tensor_cores)
 
@@ -280,11 +281,7 @@ def depthwise(call: _Call, variant: str = "auto") -> None:
     choose_variant``)."""
     g = call.geom
     if launch_depthwise.runs_data_gradient(g):
-        forward = launch_depthwise.data_gradient_geometry(g)
-        conv = ConvCall(geom=forward, nhwc=call.nhwc, executor=call.executor, x=call.dy,
-                        weight=call.weight, bias=call.bias, residual=None, out=call.dx,
-                        out_sN=g.C * g.H * g.W, activation=None)
-        launch_depthwise.run(conv, variant=variant, flip=True)
+        launch_depthwise.run(_as_forward(call), variant=variant, flip=True)
     elif call.nhwc:
         # (R, S, K): a warp's filter reads are contiguous like its dy reads.
         w_rsk = contiguous(call.xp, call.weight.reshape(g.K, g.R, g.S).transpose(1, 2, 0))
@@ -315,11 +312,17 @@ def direct(call: _Call) -> None:
 
 
 def winograd(call: _Call) -> None:
+    launch_winograd.forward(_as_forward(call), flip=True)
+
+
+def _as_forward(call: _Call) -> ConvCall:
+    """The stride-1 data gradient as the forward convolution of dy with the rotated filters
+    (geometry.data_gradient_geometry): the kernels that run it take ``flip``; a
+    conv_transpose2d bias rides the forward epilogue."""
     g = call.geom
-    conv = ConvCall(geom=launch_winograd.data_gradient_geometry(g), nhwc=call.nhwc,
-                    executor=call.executor, x=call.dy, weight=call.weight, bias=call.bias,
-                    residual=None, out=call.dx, out_sN=g.C * g.H * g.W, activation=None)
-    launch_winograd.forward(conv, flip=True)
+    return ConvCall(geom=data_gradient_geometry(g), nhwc=call.nhwc, executor=call.executor,
+                    x=call.dy, weight=call.weight, bias=call.bias, residual=None, out=call.dx,
+                    out_sN=g.C * g.H * g.W, activation=None)
 
 
 RUNNERS = {"implicit_gemm": implicit_gemm, "im2col_gemm": im2col_gemm, "pointwise": pointwise,

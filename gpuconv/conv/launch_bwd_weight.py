@@ -271,10 +271,9 @@ def depthwise_tile_config(geom, dtype, nhwc: bool) -> tuple[int, int, int, int]:
     A thread owns one tap item (filter, filter row, run of WINDOW_RUN taps): multiplier * R *
     ceil(S / RUN) items per channel. NHWC: up to 32 filters per block (a warp's worth along the
     contiguous dimension); NCHW: channels for about 8 parts of the block's rows. ``parts``: how
-    many thread groups split the tile rows, as many as the block's 256 threads hold (and the tile
-    has rows). Tiles: up to
-    64 columns (a row split evenly), up to 16 rows; shrunk to SMEM_LIMIT by rows (down to the
-    parts or 4), columns (down to 16), channels, then anything.
+    many thread groups split the tile rows, as many as the block's 256 threads hold and the tile
+    has rows. Tiles: up to 64 columns (a row split evenly), up to 16 rows; shrunk to SMEM_LIMIT
+    by rows (down to the parts or 4), columns (down to 16), channels, then anything.
     """
     g = geom
     multiplier = g.K // g.C
@@ -315,9 +314,6 @@ def depthwise_tile_refusal(geom, dtype, nhwc: bool) -> str | None:
     if smem > SMEM_LIMIT:
         return f"its smallest tile needs {smem} bytes of shared memory (limit {SMEM_LIMIT})"
     return None
-
-
-DEPTHWISE_VARIANTS = ("auto", "tiled", "fallback")
 
 
 def depthwise(call: _Call, deterministic: bool, variant: str = "auto"):

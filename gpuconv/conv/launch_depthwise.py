@@ -25,7 +25,6 @@ import numpy as np
 from .._args import as_choice
 from .._kernels import CUDA_TYPES, register
 from .gemm_tile import accumulator_itemsize
-from .geometry import ConvGeometry
 from .launch_common import (GRID_YZ_LIMIT, SMEM_LIMIT, ConvCall, ceil_div, contiguous,
                             cuda_bool, round_up)
 
@@ -245,25 +244,10 @@ def describe(geom, dtype, nhwc: bool, variant: str = "auto") -> str:
 
 def runs_data_gradient(geom) -> bool:
     """Whether these kernels compute the data gradient of the depthwise convolution ``geom``:
-    with stride 1 and one filter per channel, dx is dy convolved with the rotated filters, itself
-    a depthwise convolution (``data_gradient_geometry``). Strided or multiplier > 1 gradients
-    stay on kernels/conv/dgrad_depthwise.cu."""
+    with stride 1 and one filter per channel, dx is dy convolved with the rotated filters
+    (geometry.data_gradient_geometry), itself a depthwise convolution. Strided or multiplier > 1
+    gradients stay on kernels/conv/dgrad_depthwise.cu."""
     return geom.groups == geom.C == geom.K and (geom.stride_h, geom.stride_w) == (1, 1)
-
-
-def data_gradient_geometry(geom) -> ConvGeometry:
-    """The forward depthwise convolution of dy (N, C, P, Q) with the rotated filters whose output
-    is dx (N, C, H, W): dilation * (R - 1) - pad rows and columns of padding before the first
-    pixel (negative: that many cropped); the last ones follow from the output size."""
-    def pad(before: int, taps: int, dilation: int) -> int:
-        return dilation * (taps - 1) - before
-
-    top, left = pad(geom.pad_top, geom.R, geom.dil_h), pad(geom.pad_left, geom.S, geom.dil_w)
-    return ConvGeometry(N=geom.N, C=geom.C, H=geom.P, W=geom.Q, K=geom.C, R=geom.R, S=geom.S,
-                        P=geom.H, Q=geom.W, pad_top=top, pad_left=left,
-                        pad_bottom=pad(geom.pad_bottom, geom.R, geom.dil_h),
-                        pad_right=pad(geom.pad_right, geom.S, geom.dil_w), stride_h=1,
-                        stride_w=1, dil_h=geom.dil_h, dil_w=geom.dil_w, groups=geom.C)
 
 
 # ------------------------------------------------------------------------------------ launch

@@ -26,7 +26,7 @@ import numpy as np
 
 from .._kernels import CUDA_TYPES, cuda_type, register
 from . import launch_pointwise
-from .geometry import ConvGeometry
+from .geometry import ConvGeometry, data_gradient_geometry
 from .launch_bwd_common import LAUNCH_ELEMENTS, acc_dtype, ceil_div, launch, output
 from .launch_common import GRID_YZ_LIMIT, ConvCall, cuda_bool, shape_args
 from .launch_im2col_gemm import workspace_limit
@@ -185,18 +185,9 @@ def forward(call: ConvCall, *, flip: bool = False, workspace_bytes: int | None =
                 *chunk.epilogue_args()))
 
 
-def data_gradient_geometry(geom) -> ConvGeometry:
-    """The forward convolution whose output is the data gradient of ``geom`` (3x3, stride 1,
-    dilation 1): dy (N, K, P, Q) convolved with the rotated filters, transposed per group, with
-    2 - pad rows and columns of padding on each side (negative: that many cropped), to dx."""
-    return ConvGeometry(N=geom.N, C=geom.K, H=geom.P, W=geom.Q, K=geom.C, R=3, S=3, P=geom.H,
-                        Q=geom.W, pad_top=2 - geom.pad_top, pad_bottom=2 - geom.pad_bottom,
-                        pad_left=2 - geom.pad_left, pad_right=2 - geom.pad_right, stride_h=1,
-                        stride_w=1, dil_h=1, dil_w=1, groups=geom.groups)
-
-
 def data_gradient_refusal(geom) -> str | None:
     """Why the Winograd kernels cannot compute the data gradient of ``geom`` (None: they can)."""
+    # refusal(geom) first: the rotated geometry exists for stride 1 only.
     return refusal(geom) or refusal(data_gradient_geometry(geom))
 
 

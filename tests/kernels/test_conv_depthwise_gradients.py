@@ -21,6 +21,7 @@ import pytest
 import gpuconv
 from gpuconv import grad
 from gpuconv.conv import launch_bwd_data, launch_bwd_weight, launch_depthwise
+from gpuconv.conv.geometry import data_gradient_geometry
 from gpuconv.conv.launch_common import SMEM_LIMIT
 from gpuconv.reference import conv as reference
 from kernel_support import compile_ptx, fma_loops, record_launches
@@ -104,7 +105,7 @@ def expected_dx(case, w, dy, data_format):
 def test_data_gradient_on_the_forward_kernels(rng, forward_runs, variant, dtype, data_format):
     ran = 0
     for index, case in enumerate(DATA_CASES):
-        forward = launch_depthwise.data_gradient_geometry(case.geometry())
+        forward = data_gradient_geometry(case.geometry())
         if variant == "window" and launch_depthwise.window_refusal(forward, dtype, False):
             continue
         w = make_input(rng, case.w, dtype)
@@ -120,13 +121,20 @@ def test_data_gradient_on_the_forward_kernels(rng, forward_runs, variant, dtype,
 def test_data_gradient_geometry_is_the_rotated_convolution():
     geom = Case("", (2, 3, 10, 9), (3, 1, 5, 3),
                 dict(padding=((1, 3), (0, 2)), dilation=(2, 1), groups=3)).geometry()
-    forward = launch_depthwise.data_gradient_geometry(geom)
+    forward = data_gradient_geometry(geom)
     assert (forward.N, forward.C, forward.H, forward.W) == (2, 3, geom.P, geom.Q)
     assert (forward.K, forward.P, forward.Q) == (3, geom.H, geom.W)
     # dilation * (R - 1) - pad on each side: 2 * 4 - 1, 2 * 4 - 3, 1 * 2 - 0, 1 * 2 - 2
     pads = (forward.pad_top, forward.pad_bottom, forward.pad_left, forward.pad_right)
     assert pads == (7, 5, 2, 0)
     assert (forward.dil_h, forward.dil_w, forward.groups) == (2, 1, 3)
+    # Grouped: the channels and filters swap roles (Winograd's data gradient).
+    grouped = data_gradient_geometry(Case("", (1, 4, 6, 6), (6, 2, 3, 3),
+                                          dict(padding=1, groups=2)).geometry())
+    assert (grouped.C, grouped.K, grouped.groups, grouped.pad_top) == (6, 4, 2, 1)
+    with pytest.raises(ValueError, match="stride-1"):
+        data_gradient_geometry(Case("", (1, 4, 6, 6), (4, 1, 3, 3),
+                                    dict(stride=2, groups=4)).geometry())
 
 
 @pytest.mark.parametrize("x, w, kwargs, runs_forward", [
