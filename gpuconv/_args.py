@@ -44,7 +44,12 @@ def _plain(value: Any):
     if t is bool:
         return (_BOOL_TAG, value)
     if t is tuple or t is list:
-        return tuple(_plain(v) for v in value)
+        # A loop, not a generator: this key is built on every call, and shapes and (h, w)
+        # pairs (flat ints) are the usual items.
+        items = []
+        for v in value:
+            items.append(v if type(v) is int else _plain(v))
+        return tuple(items)
     raise _NotPlain
 
 
@@ -61,7 +66,7 @@ def memoized_check(fn):
     @functools.wraps(fn)
     def checked(*args, **kwargs):
         try:
-            key = (_plain(args), _plain(tuple(sorted(kwargs.items()))))
+            key = (_plain(args), _plain(tuple(sorted(kwargs.items()))) if kwargs else ())
         except _NotPlain:
             return fn(*args, **kwargs)
         try:
@@ -120,6 +125,8 @@ def as_bool(name: str, value: Any) -> bool:
 
 
 def as_choice(name: str, value: Any, choices: tuple) -> Any:
+    if type(value) is str and value in choices:     # the common case, checked first
+        return value
     if not isinstance(value, (str, type(None))) or value not in choices:
         raise ValueError(f"{name} must be one of {', '.join(map(repr, choices))}; got {value!r}")
     return value

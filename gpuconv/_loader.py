@@ -22,6 +22,7 @@ EXECUTORS = ("cupy", "simulator")
 CUDA_STANDARD = "-std=c++17"
 
 _modules: dict[tuple, object] = {}
+# (name expression, module key) -> (module, kernel)
 _functions: dict[tuple, tuple[object, object]] = {}
 # One compile at a time: two threads asking for the same family must not both build it.
 _lock = threading.RLock()
@@ -39,40 +40,45 @@ def get_function(family: KernelFamily, name_expression: str, executor: str,
     ``shared_mem``: the dynamic shared memory its launches will take; above
     DEFAULT_DYNAMIC_SHARED_BYTES the kernel's limit is raised first (the per-function opt-in,
     cudaFuncAttributeMaxDynamicSharedMemorySize; the simulator's kernels check it the same way)."""
-    if name_expression not in family.name_expressions:
-        raise ValueError(
-            f"name_expression {name_expression!r} is not registered in kernel family "
-            f"{family.source}; registered: {', '.join(family.name_expressions)}")
-    module = load_module(family, executor)
-    # CuPy's get_function looks the name up and wraps the handle anew on each call: keep the
-    # kernel, with the module it came from (a module built anew, e.g. on another device or
-    # after the memo was reset, must not be answered with the old one's kernel).
-    key = (family, name_expression, executor)
-    kept = _functions.get(key)
-    if kept is not None and kept[0] is module:
+    # Every launch asks for its kernel: one handed out before is found by the key of the module
+    # it came from, without the module lookup (host time of every call), as long as that module
+    # is still the one in the memo (one built anew must not be answered with the old kernel).
+    module_key = _module_key(family, executor)
+    kept = _functions.get((name_expression, module_key))
+    if kept is not None and _modules.get(module_key) is kept[0]:
         fn = kept[1]
     else:
+        if name_expression not in family.name_expressions:
+            raise ValueError(
+                f"name_expression {name_expression!r} is not registered in kernel family "
+                f"{family.source}; registered: {', '.join(family.name_expressions)}")
+        module = load_module(family, executor)
+        # CuPy's get_function looks the name up and wraps the handle anew on each call.
         fn = module.get_function(name_expression)
-        _functions[key] = (module, fn)
+        _functions[name_expression, module_key] = (module, fn)
     if shared_mem > DEFAULT_DYNAMIC_SHARED_BYTES and fn.max_dynamic_shared_size_bytes < shared_mem:
         fn.max_dynamic_shared_size_bytes = shared_mem
     return fn
 
 
-def load_module(family: KernelFamily, executor: str):
-    executor = as_choice("executor", executor, EXECUTORS)
+def _module_key(family: KernelFamily, executor: str) -> tuple:
+    """What tells one built module of ``family`` from another: the device (CuPy), or the
+    sanitizer of the active ``simulate()`` (simulator)."""
     if executor == "cupy":
         import cupy
-        key = (family, executor, cupy.cuda.Device().id)
-        build = _build_cupy
-    else:
-        options = _state.active_simulation()
-        key = (family, executor, options.sanitize if options is not None else None)
-        build = _build_simulator
+        return (family, executor, cupy.cuda.runtime.getDevice())
+    as_choice("executor", executor, EXECUTORS)
+    options = _state.active_simulation()
+    return (family, executor, options.sanitize if options is not None else None)
+
+
+def load_module(family: KernelFamily, executor: str):
+    key = _module_key(family, executor)
+    build = _build_cupy if executor == "cupy" else _build_simulator
     with _lock:
         module = _modules.get(key)
         if module is None:
-            module = _modules[key] = build(family, *key[2:])
+            module = _modules[key] = build(family, key[2])
     return module
 
 

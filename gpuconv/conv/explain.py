@@ -63,12 +63,13 @@ def describe_kernel(algorithm: str, geom, dtype, nhwc: bool, executor: str) -> s
     if algorithm == "im2col_gemm":
         return "conv2d_im2col + conv2d_gemm_columns (column buffer bounded by the workspace limit)"
     if algorithm == "winograd_nonfused":
-        tiles = geom.N * launch_winograd.tiles_per_image(geom)
-        gemm = launch_winograd.gemm_geometry(geom, tiles, rows_in=geom.C, rows_out=geom.K)
+        m = launch_winograd.choose_output_tile("forward", geom)
+        tiles = geom.N * launch_winograd.tiles_per_image(geom, m)
+        gemm = launch_winograd.gemm_geometry(geom, m, tiles, rows_in=geom.C, rows_out=geom.K)
         tile = launch_pointwise.pick_tile(gemm, acc_dtype(dtype), tile_executor, nhwc=nhwc)
         return (f"conv2d_winograd_input_transform + conv2d_pointwise_{'nhwc' if nhwc else 'nchw'} "
-                f"(16 GEMMs per group over {tiles} 2x2 tiles, tile {tile.template_args}) + "
-                "conv2d_winograd_output_transform")
+                f"(F({m}x{m}, 3x3): {launch_winograd.elements(m)} GEMMs per group over {tiles} "
+                f"{m}x{m} tiles, tile {tile.template_args}) + conv2d_winograd_output_transform")
     if algorithm == "pointwise":
         tile = launch_pointwise.pick_tile(geom, dtype, tile_executor, nhwc=nhwc)
         return f"conv2d_pointwise_{'nhwc' if nhwc else 'nchw'} (tile {tile.template_args})"

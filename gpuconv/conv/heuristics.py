@@ -13,8 +13,9 @@ Rules, first match wins (each states its reason in ``explain``):
                tiny layers): the narrowest GEMM tile is 32 filters wide, the direct kernel's
                filter block 16, 8 or 4 (launch_direct.pick_tile).
 4. winograd_nonfused  3x3, stride 1, dilation 1, at least launch_winograd.MIN_CHANNELS
-               channels and filters per group, on CUDA cores (float32, float64): 4/9 of the
-               multiply-adds through the same GEMM, for transform traffic that the GEMM
+               channels and filters per group, on CUDA cores (float32, float64): 1/4 of the
+               multiply-adds (F(4x4, 3x3); 4/9 with F(2x2, 3x3) on planes under 7x7) through
+               the same GEMM, for transform traffic that the GEMM
                outweighs from about 128 channels on (launch_winograd; the prediction in
                kernels/conv/NOTES.md "Winograd", to be measured).
 5. implicit_gemm  everything else: the GEMM view without a column buffer, the fastest general
@@ -94,8 +95,8 @@ def choose(geom, dtype=np.float32) -> Choice:
         return Choice("winograd_nonfused",
                       f"3x3, stride 1, dilation 1, {geom.C_per_group} channels and "
                       f"{geom.K_per_group} filters per group (>= {launch_winograd.MIN_CHANNELS}): "
-                      "Winograd F(2x2, 3x3) does 4/9 of the multiply-adds, and the GEMM "
-                      "outweighs its transforms")
+                      "Winograd F(4x4, 3x3) does 1/4 of the multiply-adds (F(2x2, 3x3) 4/9, "
+                      "on planes under 7x7), and the GEMM outweighs its transforms")
     if plain_gemm:
         return Choice("implicit_gemm", "1x1 filter with 16-bit operands: the implicit GEMM's "
                                        "tensor-core tiles (the pointwise kernels have CUDA-core "

@@ -33,7 +33,7 @@ def _xp(executor: str):
 def run_algorithm(algorithm: str, call: ConvCall, *, gemm: str = "own",
                   workspace_bytes: int | None = None, iterator: str = "auto",
                   tile_widths: str = "auto", depthwise_variant: str = "auto",
-                  math: str = "auto") -> None:
+                  math: str = "auto", winograd_tile="auto") -> None:
     """Launch ``algorithm``'s kernels for ``call`` (already checked to be runnable)."""
     if algorithm == "direct":
         launch_direct.run(call)
@@ -49,7 +49,8 @@ def run_algorithm(algorithm: str, call: ConvCall, *, gemm: str = "own",
     elif algorithm == "depthwise":
         launch_depthwise.run(call, variant=depthwise_variant)
     elif algorithm == "winograd_nonfused":
-        launch_winograd.forward(call, workspace_bytes=workspace_bytes, tile_widths=tile_widths)
+        launch_winograd.forward(call, workspace_bytes=workspace_bytes, tile_widths=tile_widths,
+                                output_tile=winograd_tile)
     else:
         raise ValueError(f"algorithm must be one of {', '.join(map(repr, ALGORITHMS))}; got {algorithm!r}")
 
@@ -58,7 +59,7 @@ def conv2d(geom: ConvGeometry, x, weight, bias=None, *, residual=None, activatio
            algorithm: str = "auto", data_format: str = "NCHW", out=None, executor: str = "cupy",
            gemm: str = "own", workspace_bytes: int | None = None, iterator: str = "auto",
            tile_widths: str = "auto", depthwise_variant: str = "auto",
-           math: str = "auto") -> Any:
+           math: str = "auto", winograd_tile="auto") -> Any:
     """activation(conv(x, weight) + bias + residual) on the kernels; returns the output (``out``
     itself when given).
 
@@ -69,7 +70,8 @@ def conv2d(geom: ConvGeometry, x, weight, bias=None, *, residual=None, activatio
     "analytic") to implicit_gemm's A gather and ``tile_widths`` ("auto" | "wide": no narrow
     tiles) to the GEMM tiles of implicit_gemm, pointwise, winograd and im2col_gemm (own GEMM); ``math`` ("auto" | "cuda_cores" | "tensor_cores") to
     implicit_gemm's multiply-accumulate (auto: tensor cores for float16 and bfloat16);
-    ``depthwise_variant`` ("auto" | "direct" | "tiled" | "window") to depthwise's kernel.
+    ``depthwise_variant`` ("auto" | "direct" | "tiled" | "window") to depthwise's kernel;
+    ``winograd_tile`` ("auto" | 2 | 4) to winograd's output tile (launch_winograd.AUTO_TILE).
     """
     executor = as_choice("executor", executor, EXECUTORS)
     gemm = as_choice("gemm", gemm, launch_im2col_gemm.GEMMS)
@@ -92,9 +94,11 @@ def conv2d(geom: ConvGeometry, x, weight, bias=None, *, residual=None, activatio
     if algorithm == "auto":
         algorithm = select_algorithm(call, data_format, gemm=gemm, workspace_bytes=workspace_bytes,
                                      iterator=iterator, tile_widths=tile_widths,
-                                     depthwise_variant=depthwise_variant, math=math)
+                                     depthwise_variant=depthwise_variant, math=math,
+                                     winograd_tile=winograd_tile)
     run_algorithm(algorithm, call, gemm=gemm, workspace_bytes=workspace_bytes, iterator=iterator,
-                  tile_widths=tile_widths, depthwise_variant=depthwise_variant, math=math)
+                  tile_widths=tile_widths, depthwise_variant=depthwise_variant, math=math,
+                  winograd_tile=winograd_tile)
     if out is None:
         return target
     if not in_place:

@@ -18,8 +18,9 @@ depthwise          C/groups == 1; stride 1 with one filter per    C/groups == 1;
                    (else NCHW needs one channel's filters in
                    48 KiB of shared memory)
 direct             any case; one thread per dx element            any case; one block per filter row
-winograd_nonfused  3x3, stride 1, dilation 1; F(2x2, 3x3): the    3x3, stride 1, dilation 1; transforms, then
-                   forward Winograd of dy, rotated filters        the 1x1 weight gradient's split-K GEMMs
+winograd_nonfused  3x3, stride 1, dilation 1; the forward         3x3, stride 1, dilation 1; F(2x2, 3x3):
+                   Winograd of dy (F(4x4 or 2x2, 3x3)),           transforms, then the 1x1 weight
+                   rotated filters                                gradient's split-K GEMMs
 =================  =============================================  ============================================
 
 "auto" (``choose_data_algorithm`` / ``choose_weight_algorithm`` return the choice and why):
@@ -53,7 +54,7 @@ WEIGHT_ALGORITHMS = ("implicit_gemm", "im2col_gemm", "depthwise", "direct", "win
 # NOTES_backward.md "Algorithm choice on the H100"):
 # - 16-bit dtypes: the tensor-core implicit GEMM, 1x1 and 3-channel stems included (ResNet-50
 #   fp16 NHWC: 1x1 layers 1.98 -> 1.53 ms in all, conv1 3.69 -> 1.28 ms against the choices below).
-# - CUDA-core dtypes: Winograd F(2x2, 3x3) for 3x3 stride-1 filters with >= 128 channels and
+# - CUDA-core dtypes: Winograd for 3x3 stride-1 filters with >= 128 channels and
 #   filters per group (launch_winograd.pays_off; predicted, not yet measured: kernels/conv/
 #   NOTES.md "Winograd"); the 1x1 GEMM for every 1x1 filter, strided too (downsample layers 470 ->
 #   284 us); im2col + GEMM for filters with more taps (its GEMM is C*R*S wide where the implicit
@@ -109,8 +110,8 @@ def _cuda_core_data_candidates(geom) -> list[tuple[str, str]]:
     strided = (geom.stride_h, geom.stride_w) != (1, 1)
     if launch_winograd.data_gradient_refusal(geom) is None and launch_winograd.pays_off(geom):
         return [("winograd_nonfused", "a 3x3 stride-1 filter over >= 128 channels and filters "
-                                      "per group: Winograd F(2x2, 3x3) does 4/9 of the "
-                                      "multiply-adds")]
+                                      "per group: Winograd F(4x4, 3x3) does 1/4 of the "
+                                      "multiply-adds (F(2x2, 3x3) 4/9, on planes under 7x7)")]
     if (geom.R, geom.S) == (1, 1):
         return [("pointwise", "a 1x1 filter: a plain GEMM (strided: over the strided pixels)")]
     if geom.C_per_group <= DIRECT_MAX_CHANNELS:
@@ -147,7 +148,8 @@ def choose_weight_algorithm(geom, algorithm: str, dtype, data_format: str) -> tu
     if not uses_tensor_cores(dtype) and launch_winograd.pays_off(geom):
         candidates.append(("winograd_nonfused", "a 3x3 stride-1 filter over >= 128 channels "
                                                 "and filters per group: Winograd F(2x2, 3x3) "
-                                                "does 4/9 of the multiply-adds"))
+                                                "does 4/9 of the multiply-adds (F(4x4, 3x3)'s "
+                                                "1/4 rounds more over a whole batch)"))
     candidates.append(("implicit_gemm", "the general case"))
     candidates.append(("direct", "the implicit GEMM's grid cannot cover this case"))
     for name, why in candidates:

@@ -16,7 +16,7 @@ Algorithms (the kernels' headers say how each works):
   (geometry.data_gradient_geometry); otherwise one thread per dx element, the channel's
   filters in shared memory (kernels/conv/dgrad_depthwise.cu).
 - "direct": one thread per dx element over every filter of its group and tap of its phase.
-- "winograd_nonfused": 3x3 filters, stride 1, dilation 1: the forward Winograd F(2x2, 3x3)
+- "winograd_nonfused": 3x3 filters, stride 1, dilation 1: the forward Winograd F(4x4, 3x3)
   convolution of dy with the rotated filters (geometry.data_gradient_geometry).
 Every dx element is written exactly once by one thread: all of them are deterministic.
 """
@@ -311,8 +311,8 @@ def direct(call: _Call) -> None:
                 call.bias_arg, call.epilogue))
 
 
-def winograd(call: _Call) -> None:
-    launch_winograd.forward(_as_forward(call), flip=True)
+def winograd(call: _Call, output_tile="auto") -> None:
+    launch_winograd.forward(_as_forward(call), flip=True, output_tile=output_tile)
 
 
 def _as_forward(call: _Call) -> ConvCall:

@@ -117,7 +117,7 @@ def why_not(algorithm: str, geom, dtype, data_format: str) -> str | None:
             return (f"it needs a depthwise convolution (C/groups == 1), got C/groups = "
                     f"{geom.C_per_group}")
     elif algorithm == "winograd_nonfused":
-        return launch_winograd.refusal(geom)
+        return launch_winograd.refusal(geom, launch_winograd.AUTO_TILE["weight_grad"])
     elif algorithm == "pointwise":
         # Runs as the implicit GEMM (see choose_weight_algorithm): for a 1x1 filter its gather
         # has no taps, so it is the plain GEMM a separate pointwise kernel would be.
@@ -364,26 +364,30 @@ def depthwise_tiled(call: _Call):
     return sums.finish()
 
 
-def winograd(call: _Call, deterministic: bool):
+def winograd(call: _Call, deterministic: bool, output_tile="auto"):
     g = call.geom
+    m = launch_winograd.choose_output_tile("weight_grad", g, output_tile)
+    why = launch_winograd.refusal(g, m)
+    if why is not None:
+        raise ValueError(why)
     acc = acc_dtype(call.dtype)
-    images = launch_winograd.images_per_chunk(g, acc.itemsize)
-    v = launch_winograd.workspace(call.xp, g, g.C, images, acc, call.executor)
-    z = launch_winograd.workspace(call.xp, g, g.K, images, acc, call.executor)
+    images = launch_winograd.images_per_chunk(g, m, acc.itemsize)
+    v = launch_winograd.workspace(call.xp, g, m, g.C, images, acc, call.executor)
+    z = launch_winograd.workspace(call.xp, g, m, g.K, images, acc, call.executor)
     data_format = "NHWC" if call.nhwc else "NCHW"
     du = None
     for n0 in range(0, g.N, images):
         n1 = min(n0 + images, g.N)
         vv = launch_winograd.transform_tiles("conv2d_winograd_input_transform", call.x[n0:n1], v,
-                                             g.C, g, n1 - n0, call.nhwc, call.executor)
+                                             m, g.C, g, n1 - n0, call.nhwc, call.executor)
         zz = launch_winograd.transform_tiles("conv2d_winograd_grad_output_transform",
-                                             call.dy[n0:n1], z, g.K, g, n1 - n0, call.nhwc,
+                                             call.dy[n0:n1], z, m, g.K, g, n1 - n0, call.nhwc,
                                              call.executor)
-        products = launch_winograd.gemm_geometry(g, (n1 - n0) * launch_winograd.tiles_per_image(g),
-                                                 rows_in=g.C, rows_out=g.K)
+        tiles = (n1 - n0) * launch_winograd.tiles_per_image(g, m)
+        products = launch_winograd.gemm_geometry(g, m, tiles, rows_in=g.C, rows_out=g.K)
         part = implicit_gemm(_Call(products, vv, zz, data_format, call.executor), deterministic)
         du = part if du is None else du + part
-    return launch_winograd.filter_gradient(call.xp, du, g, call.dtype, call.executor)
+    return launch_winograd.filter_gradient(call.xp, du, g, m, call.dtype, call.executor)
 
 
 RUNNERS = {"implicit_gemm": implicit_gemm, "im2col_gemm": im2col_gemm, "direct": direct,

@@ -68,7 +68,8 @@ GEMM_TILES = {
 
 
 def gemm_tiles(dtype) -> tuple[GemmTile, GemmTile]:
-    return GEMM_TILES[dtype_name(dtype)]
+    """``dtype``: a dtype or its name."""
+    return GEMM_TILES[dtype if isinstance(dtype, str) else dtype_name(dtype)]
 
 
 # Tiles narrower along the filters for groups of at most 64 filters (written pixels x filters;
@@ -163,6 +164,15 @@ def pick_filter_tile(dtype, *, pixels: int, filters: int, groups: int, executor:
     filters (the tiles come transposed). ``tensor_cores``: from the MmaTile set. ``mid_tile``:
     the 128 x 64 tile where it was measured faster (MID_TILE_PIXELS; forward only so far)."""
     widths = as_choice("tile_widths", widths, TILE_WIDTHS)
+    name = dtype if isinstance(dtype, str) else dtype_name(dtype)
+    return _pick_filter_tile(name, pixels, filters, groups, multiprocessor_count(executor),
+                             filters_along_m, widths, tensor_cores, mid_tile)
+
+
+@functools.lru_cache(maxsize=4096)      # every GEMM launch asks: host time of each call
+def _pick_filter_tile(dtype: str, pixels: int, filters: int, groups: int, sms: int,
+                      filters_along_m: bool, widths: str, tensor_cores: bool,
+                      mid_tile: bool) -> GemmTile | MmaTile:
     if tensor_cores:
         (large, small), narrow = MMA_TILES, MMA_NARROW_TILES
     else:
@@ -170,7 +180,6 @@ def pick_filter_tile(dtype, *, pixels: int, filters: int, groups: int, executor:
     candidates = narrow if widths == "auto" else ()
     holding = [t for t in candidates if t.block_n >= filters]
     tile = min(holding, key=lambda t: t.block_n) if holding else large
-    sms = multiprocessor_count(executor)
 
     def blocks(t) -> int:
         return ceil_div(pixels, t.block_m) * ceil_div(filters, t.block_n) * groups
@@ -225,29 +234,16 @@ class ConvCall:
     def shape_args(self) -> list:
         return list(shape_args(self.geom))
 
-    def output_strides(self) -> tuple[int, int, int]:
-        """(image, channel, pixel) element strides of the output target."""
-        pq = self.geom.P * self.geom.Q
-        return (self.out_sN, 1, self.geom.K) if self.nhwc else (self.out_sN, pq, 1)
-
-    def residual_strides(self) -> tuple[int, int, int]:
-        g = self.geom
-        pq = g.P * g.Q
-        return (pq * g.K, 1, g.K) if self.nhwc else (g.K * pq, pq, 1)
-
     def epilogue_args(self) -> list:
-        flags = ACTIVATION_CODES[self.activation] << EPILOGUE_ACTIVATION_SHIFT
-        if self.bias is not None:
-            flags |= EPILOGUE_BIAS
-        if self.residual is not None:
-            flags |= EPILOGUE_RESIDUAL
+        out_strides, residual_strides, flags = _epilogue_scalars(
+            self.geom, self.nhwc, self.out_sN, self.activation, self.bias is not None,
+            self.residual is not None)
         # An absent operand is passed as `out`: a valid pointer of the right type that the
         # kernel never reads (its flag is clear), so no executor sees a null argument.
         out = self.addressable_out()
         bias = self.bias if self.bias is not None else out
         residual = self.residual if self.residual is not None else out
-        return [out, *map(np.int32, self.output_strides()), bias, residual,
-                *map(np.int32, self.residual_strides()), np.int32(flags)]
+        return [out, *out_strides, bias, residual, *residual_strides, flags]
 
     def addressable_out(self):
         """The output target as the kernels see it: itself when contiguous; for a channel slice
@@ -298,6 +294,23 @@ class ConvCall:
                 self, geom=dataclasses.replace(self.geom, N=n1 - n0), x=self.x[n0:n1],
                 residual=None if self.residual is None else self.residual[n0:n1],
                 out=self.out[n0:n1])
+
+
+@functools.lru_cache(maxsize=4096)      # built for every launch: host time of each call
+def _epilogue_scalars(geom: ConvGeometry, nhwc: bool, out_sN: int, activation, has_bias: bool,
+                      has_residual: bool):
+    """The epilogue's scalar arguments (kernels/common/epilogue.cuh): the output's and the
+    residual's (image, channel, pixel) strides and the flags, as int32."""
+    pq = geom.P * geom.Q
+    out_strides = (out_sN, 1, geom.K) if nhwc else (out_sN, pq, 1)
+    residual_strides = (pq * geom.K, 1, geom.K) if nhwc else (geom.K * pq, pq, 1)
+    flags = ACTIVATION_CODES[activation] << EPILOGUE_ACTIVATION_SHIFT
+    if has_bias:
+        flags |= EPILOGUE_BIAS
+    if has_residual:
+        flags |= EPILOGUE_RESIDUAL
+    return (tuple(map(np.int32, out_strides)), tuple(map(np.int32, residual_strides)),
+            np.int32(flags))
 
 
 def output_target(out: Any, shape: tuple[int, ...], dtype, nhwc: bool, xp) -> tuple[Any, int, bool]:

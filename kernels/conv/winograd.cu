@@ -1,24 +1,37 @@
-// Winograd F(2x2, 3x3) convolution (Lavin and Gray, "Fast Algorithms for Convolutional Neural
-// Networks", 2016), non-fused as cuDNN's WINOGRAD_NONFUSED: transforms here, the 16 products in
-// between by the project's grouped 1x1 GEMM (gpuconv/conv/launch_winograd.py).
+// Winograd F(MxM, 3x3) convolution, M = 2 or 4 (Lavin and Gray, "Fast Algorithms for
+// Convolutional Neural Networks", 2016), non-fused as cuDNN's WINOGRAD_NONFUSED: transforms
+// here, the ALPHA^2 products in between by the project's grouped 1x1 GEMM
+// (gpuconv/conv/launch_winograd.py), ALPHA = M + 2.
 //
-// Each 2x2 output tile t of image n is  Y_t = A^T [ (G g G^T) (.) (B^T d_t B) ] A  over a 4x4
-// input patch d_t starting at (2*th - pad_h, 2*tw - pad_w): per element xi of the 4x4 transform
-// domain, the sum over channels of U[xi][k][c] * V[xi][c][t] is one GEMM, so a 3x3 convolution
-// costs 16 GEMMs of K x C x tiles, 16 / (4 * 9) = 4/9 of the direct products.
+// Each M x M output tile t of image n is  Y_t = A^T [ (G g G^T) (.) (B^T d_t B) ] A  over an
+// ALPHA x ALPHA input patch d_t starting at (M*th - pad_h, M*tw - pad_w): per element xi of the
+// transform domain, the sum over channels of U[xi][k][c] * V[xi][c][t] is one GEMM, so a 3x3
+// convolution costs ALPHA^2 GEMMs of K x C x tiles: 16 / (4 * 9) = 4/9 of the direct products
+// for F(2x2, 3x3), 36 / (16 * 9) = 1/4 for F(4x4, 3x3).
 //
+// F(2x2, 3x3):
 //   B^T = | 1  0 -1  0 |    G = | 1    0    0   |    A^T = | 1  1  1  0 |
 //         | 0  1  1  0 |        | 1/2  1/2  1/2 |          | 0  1 -1 -1 |
 //         | 0 -1  1  0 |        | 1/2 -1/2  1/2 |
 //         | 0  1  0 -1 |        | 0    0    1   |
+// F(4x4, 3x3):
+//   B^T = | 4  0 -5  0  1  0 |    G = |  1/4     0     0  |    A^T = | 1  1  1  1  1  0 |
+//         | 0 -4 -4  1  1  0 |        | -1/6  -1/6  -1/6  |          | 0  1 -1  2 -2  0 |
+//         | 0  4 -4 -1  1  0 |        | -1/6   1/6  -1/6  |          | 0  1  1  4  4  0 |
+//         | 0 -2 -1  2  1  0 |        |  1/24  1/12  1/6  |          | 0  1 -1  8 -8  1 |
+//         | 0  2 -1 -2  1  0 |        |  1/24 -1/12  1/6  |
+//         | 0  4  0 -5  0  1 |        |  0     0     1    |
+// F(2x2, 3x3) is exact on small integers (its coefficients are halves); F(4x4, 3x3)'s sixths
+// round, and its larger coefficients grow the rounding error by about an order of magnitude
+// (kernels/conv/NOTES.md "Winograd F(4x4, 3x3)").
 //
 // The weight gradient uses the same factorization backwards: dL/dU = sum_t (A dY_t A^T) (.) V_t,
 // again one GEMM per xi (over the tiles), and dL/dg = G^T (dL/dU) G.
 //
 // Transformed operands are stored in the accumulator type (float for the 16-bit dtypes): the
-// transforms add and halve values, and float16 storage would round each of them again. Layout
+// transforms add and scale values, and float16 storage would round each of them again. Layout
 // of a transformed tensor with `rows` channels over `tiles` tiles, matching the GEMM's view of
-// it as a 1x1 convolution input of 16*rows channels in 16*groups groups:
+// it as a 1x1 convolution input of ALPHA^2*rows channels in ALPHA^2*groups groups:
 //   NCHW: [xi][row][t]           (the pointwise NCHW GEMM's pixels are contiguous)
 //   NHWC: [t][xi][row]           (the pointwise NHWC GEMM's channels are contiguous)
 // Tiles are numbered t = (n * tiles_h + th) * tiles_w + tw within the launch's images. Every
@@ -31,13 +44,158 @@
 
 namespace gc {
 
-constexpr int WINOGRAD_ALPHA = 4;   // transform tile edge: output tile 2 + filter 3 - 1
-constexpr int WINOGRAD_ELEMENTS = WINOGRAD_ALPHA * WINOGRAD_ALPHA;
+// The five 1-D transforms of F(MxM, 3x3), each a small constant matrix applied to IN values
+// (stride `xs`) giving OUT values (stride `ys`); apply_2d below applies one along both axes.
+// Written out term by term so that the zero and unit coefficients cost nothing.
+template <int M> struct WinogradBT;   // B^T: input patch, ALPHA -> ALPHA
+template <int M> struct WinogradG;    // G: filter, 3 -> ALPHA
+template <int M> struct WinogradAT;   // A^T: products back to outputs, ALPHA -> M
+template <int M> struct WinogradA;    // A: output gradient, M -> ALPHA (adjoint of A^T)
+template <int M> struct WinogradGT;   // G^T: filter gradient, ALPHA -> 3 (adjoint of G)
+
+template <> struct WinogradBT<2> {
+  static constexpr int IN = 4, OUT = 4;
+  template <class A>
+  __device__ __forceinline__ static void apply(const A* d, int xs, A* o, int ys) {
+    o[0 * ys] = d[0 * xs] - d[2 * xs];
+    o[1 * ys] = d[1 * xs] + d[2 * xs];
+    o[2 * ys] = d[2 * xs] - d[1 * xs];
+    o[3 * ys] = d[1 * xs] - d[3 * xs];
+  }
+};
+template <> struct WinogradG<2> {
+  static constexpr int IN = 3, OUT = 4;
+  template <class A>
+  __device__ __forceinline__ static void apply(const A* g, int xs, A* o, int ys) {
+    const A half = A(0.5);
+    o[0 * ys] = g[0];
+    o[1 * ys] = half * (g[0] + g[1 * xs] + g[2 * xs]);
+    o[2 * ys] = half * (g[0] - g[1 * xs] + g[2 * xs]);
+    o[3 * ys] = g[2 * xs];
+  }
+};
+template <> struct WinogradAT<2> {
+  static constexpr int IN = 4, OUT = 2;
+  template <class A>
+  __device__ __forceinline__ static void apply(const A* m, int xs, A* o, int ys) {
+    o[0 * ys] = m[0] + m[1 * xs] + m[2 * xs];
+    o[1 * ys] = m[1 * xs] - m[2 * xs] - m[3 * xs];
+  }
+};
+template <> struct WinogradA<2> {
+  static constexpr int IN = 2, OUT = 4;
+  template <class A>
+  __device__ __forceinline__ static void apply(const A* e, int xs, A* o, int ys) {
+    o[0 * ys] = e[0];
+    o[1 * ys] = e[0] + e[1 * xs];
+    o[2 * ys] = e[0] - e[1 * xs];
+    o[3 * ys] = -e[1 * xs];
+  }
+};
+template <> struct WinogradGT<2> {
+  static constexpr int IN = 4, OUT = 3;
+  template <class A>
+  __device__ __forceinline__ static void apply(const A* u, int xs, A* o, int ys) {
+    const A half = A(0.5);
+    o[0 * ys] = u[0] + half * (u[1 * xs] + u[2 * xs]);
+    o[1 * ys] = half * (u[1 * xs] - u[2 * xs]);
+    o[2 * ys] = half * (u[1 * xs] + u[2 * xs]) + u[3 * xs];
+  }
+};
+
+// F(4x4, 3x3), interpolation points 0, 1, -1, 2, -2 and infinity (Lavin and Gray's matrices).
+template <> struct WinogradBT<4> {
+  static constexpr int IN = 6, OUT = 6;
+  template <class A>
+  __device__ __forceinline__ static void apply(const A* d, int xs, A* o, int ys) {
+    const A d0 = d[0], d1 = d[xs], d2 = d[2 * xs], d3 = d[3 * xs], d4 = d[4 * xs];
+    const A d5 = d[5 * xs];
+    o[0 * ys] = A(4) * d0 - A(5) * d2 + d4;
+    o[1 * ys] = d3 + d4 - A(4) * (d1 + d2);
+    o[2 * ys] = d4 - d3 + A(4) * (d1 - d2);
+    o[3 * ys] = d4 - d2 + A(2) * (d3 - d1);
+    o[4 * ys] = d4 - d2 + A(2) * (d1 - d3);
+    o[5 * ys] = A(4) * d1 - A(5) * d3 + d5;
+  }
+};
+template <> struct WinogradG<4> {
+  static constexpr int IN = 3, OUT = 6;
+  template <class A>
+  __device__ __forceinline__ static void apply(const A* g, int xs, A* o, int ys) {
+    const A g0 = g[0], g1 = g[xs], g2 = g[2 * xs];
+    const A sixth = A(1) / A(6);
+    o[0 * ys] = A(0.25) * g0;
+    o[1 * ys] = -sixth * (g0 + g1 + g2);
+    o[2 * ys] = -sixth * (g0 - g1 + g2);
+    o[3 * ys] = g0 / A(24) + g1 / A(12) + g2 * sixth;
+    o[4 * ys] = g0 / A(24) - g1 / A(12) + g2 * sixth;
+    o[5 * ys] = g2;
+  }
+};
+template <> struct WinogradAT<4> {
+  static constexpr int IN = 6, OUT = 4;
+  template <class A>
+  __device__ __forceinline__ static void apply(const A* m, int xs, A* o, int ys) {
+    const A sum12 = m[xs] + m[2 * xs], diff12 = m[xs] - m[2 * xs];
+    const A sum34 = m[3 * xs] + m[4 * xs], diff34 = m[3 * xs] - m[4 * xs];
+    o[0 * ys] = m[0] + sum12 + sum34;
+    o[1 * ys] = diff12 + A(2) * diff34;
+    o[2 * ys] = sum12 + A(4) * sum34;
+    o[3 * ys] = diff12 + A(8) * diff34 + m[5 * xs];
+  }
+};
+template <> struct WinogradA<4> {
+  static constexpr int IN = 4, OUT = 6;
+  template <class A>
+  __device__ __forceinline__ static void apply(const A* e, int xs, A* o, int ys) {
+    const A e0 = e[0], e1 = e[xs], e2 = e[2 * xs], e3 = e[3 * xs];
+    o[0 * ys] = e0;
+    o[1 * ys] = e0 + e1 + e2 + e3;
+    o[2 * ys] = e0 - e1 + e2 - e3;
+    o[3 * ys] = e0 + A(2) * e1 + A(4) * e2 + A(8) * e3;
+    o[4 * ys] = e0 - A(2) * e1 + A(4) * e2 - A(8) * e3;
+    o[5 * ys] = e3;
+  }
+};
+template <> struct WinogradGT<4> {
+  static constexpr int IN = 6, OUT = 3;
+  template <class A>
+  __device__ __forceinline__ static void apply(const A* u, int xs, A* o, int ys) {
+    const A sixth = A(1) / A(6);
+    const A sum12 = u[xs] + u[2 * xs], diff12 = u[xs] - u[2 * xs];
+    const A sum34 = u[3 * xs] + u[4 * xs], diff34 = u[3 * xs] - u[4 * xs];
+    o[0 * ys] = A(0.25) * u[0] - sixth * sum12 + sum34 / A(24);
+    o[1 * ys] = -sixth * diff12 + diff34 / A(12);
+    o[2 * ys] = sixth * (sum34 - sum12) + u[5 * xs];
+  }
+};
+
+// out = Op x Op^T for an IN x IN tile x (row-major), an OUT x OUT tile out: Op along the
+// columns, then along the rows.
+template <class Op, class A>
+__device__ __forceinline__ void apply_2d(const A (&x)[Op::IN * Op::IN],
+                                         A (&out)[Op::OUT * Op::OUT]) {
+  A t[Op::OUT * Op::IN];
+#pragma unroll
+  for (int j = 0; j < Op::IN; ++j) Op::apply(x + j, Op::IN, t + j, Op::IN);
+#pragma unroll
+  for (int i = 0; i < Op::OUT; ++i) Op::apply(t + i * Op::IN, 1, out + i * Op::OUT, 1);
+}
+
+// Edge of the transform tile and its element count for output tiles of M x M.
+template <int M>
+__host__ __device__ constexpr int winograd_alpha() {
+  return M + 2;
+}
+template <int M>
+__host__ __device__ constexpr int winograd_elements() {
+  return winograd_alpha<M>() * winograd_alpha<M>();
+}
 
 // Offset of transformed element xi of (row, tile t) in the layout described above.
-template <bool NHWC>
+template <bool NHWC, int M>
 __device__ __forceinline__ int winograd_offset(int xi, int row, int t, int rows, int tiles) {
-  return NHWC ? (t * WINOGRAD_ELEMENTS + xi) * rows + row : (xi * rows + row) * tiles + t;
+  return NHWC ? (t * winograd_elements<M>() + xi) * rows + row : (xi * rows + row) * tiles + t;
 }
 
 // The (tile, channel) pair a thread transforms, along the layout's contiguous dimension
@@ -63,102 +221,6 @@ __device__ __forceinline__ WinogradPair winograd_pair(int index, int rows, int t
   return p;
 }
 
-// out = B^T d B (4x4, row-major).
-template <class A>
-__device__ __forceinline__ void winograd_input_tile(const A (&d)[16], A (&out)[16]) {
-  A t[16];
-#pragma unroll
-  for (int j = 0; j < 4; ++j) {
-    t[0 * 4 + j] = d[0 * 4 + j] - d[2 * 4 + j];
-    t[1 * 4 + j] = d[1 * 4 + j] + d[2 * 4 + j];
-    t[2 * 4 + j] = d[2 * 4 + j] - d[1 * 4 + j];
-    t[3 * 4 + j] = d[1 * 4 + j] - d[3 * 4 + j];
-  }
-#pragma unroll
-  for (int i = 0; i < 4; ++i) {
-    out[i * 4 + 0] = t[i * 4 + 0] - t[i * 4 + 2];
-    out[i * 4 + 1] = t[i * 4 + 1] + t[i * 4 + 2];
-    out[i * 4 + 2] = t[i * 4 + 2] - t[i * 4 + 1];
-    out[i * 4 + 3] = t[i * 4 + 1] - t[i * 4 + 3];
-  }
-}
-
-// out = G g G^T (4x4 from a 3x3 filter, row-major).
-template <class A>
-__device__ __forceinline__ void winograd_filter_tile(const A (&g)[9], A (&out)[16]) {
-  const A half = A(0.5);
-  A t[12];  // G g: 4 x 3
-#pragma unroll
-  for (int j = 0; j < 3; ++j) {
-    t[0 * 3 + j] = g[0 * 3 + j];
-    t[1 * 3 + j] = half * (g[0 * 3 + j] + g[1 * 3 + j] + g[2 * 3 + j]);
-    t[2 * 3 + j] = half * (g[0 * 3 + j] - g[1 * 3 + j] + g[2 * 3 + j]);
-    t[3 * 3 + j] = g[2 * 3 + j];
-  }
-#pragma unroll
-  for (int i = 0; i < 4; ++i) {
-    out[i * 4 + 0] = t[i * 3 + 0];
-    out[i * 4 + 1] = half * (t[i * 3 + 0] + t[i * 3 + 1] + t[i * 3 + 2]);
-    out[i * 4 + 2] = half * (t[i * 3 + 0] - t[i * 3 + 1] + t[i * 3 + 2]);
-    out[i * 4 + 3] = t[i * 3 + 2];
-  }
-}
-
-// out = A^T m A (2x2 from 4x4, row-major).
-template <class A>
-__device__ __forceinline__ void winograd_output_tile(const A (&m)[16], A (&out)[4]) {
-  A t[8];  // A^T m: 2 x 4
-#pragma unroll
-  for (int j = 0; j < 4; ++j) {
-    t[0 * 4 + j] = m[0 * 4 + j] + m[1 * 4 + j] + m[2 * 4 + j];
-    t[1 * 4 + j] = m[1 * 4 + j] - m[2 * 4 + j] - m[3 * 4 + j];
-  }
-#pragma unroll
-  for (int i = 0; i < 2; ++i) {
-    out[i * 2 + 0] = t[i * 4 + 0] + t[i * 4 + 1] + t[i * 4 + 2];
-    out[i * 2 + 1] = t[i * 4 + 1] - t[i * 4 + 2] - t[i * 4 + 3];
-  }
-}
-
-// out = A e A^T (4x4 from a 2x2 output-gradient tile e, row-major): the adjoint of the above.
-template <class A>
-__device__ __forceinline__ void winograd_grad_output_tile(const A (&e)[4], A (&out)[16]) {
-  A t[8];  // A e: 4 x 2
-#pragma unroll
-  for (int j = 0; j < 2; ++j) {
-    t[0 * 2 + j] = e[0 * 2 + j];
-    t[1 * 2 + j] = e[0 * 2 + j] + e[1 * 2 + j];
-    t[2 * 2 + j] = e[0 * 2 + j] - e[1 * 2 + j];
-    t[3 * 2 + j] = -e[1 * 2 + j];
-  }
-#pragma unroll
-  for (int i = 0; i < 4; ++i) {
-    out[i * 4 + 0] = t[i * 2 + 0];
-    out[i * 4 + 1] = t[i * 2 + 0] + t[i * 2 + 1];
-    out[i * 4 + 2] = t[i * 2 + 0] - t[i * 2 + 1];
-    out[i * 4 + 3] = -t[i * 2 + 1];
-  }
-}
-
-// out = G^T u G (3x3 from 4x4, row-major): the adjoint of winograd_filter_tile.
-template <class A>
-__device__ __forceinline__ void winograd_filter_grad_tile(const A (&u)[16], A (&out)[9]) {
-  const A half = A(0.5);
-  A t[12];  // G^T u: 3 x 4
-#pragma unroll
-  for (int j = 0; j < 4; ++j) {
-    t[0 * 4 + j] = u[0 * 4 + j] + half * (u[1 * 4 + j] + u[2 * 4 + j]);
-    t[1 * 4 + j] = half * (u[1 * 4 + j] - u[2 * 4 + j]);
-    t[2 * 4 + j] = half * (u[1 * 4 + j] + u[2 * 4 + j]) + u[3 * 4 + j];
-  }
-#pragma unroll
-  for (int i = 0; i < 3; ++i) {
-    out[i * 3 + 0] = t[i * 4 + 0] + half * (t[i * 4 + 1] + t[i * 4 + 2]);
-    out[i * 3 + 1] = half * (t[i * 4 + 1] - t[i * 4 + 2]);
-    out[i * 3 + 2] = half * (t[i * 4 + 1] + t[i * 4 + 2]) + t[i * 4 + 3];
-  }
-}
-
 }  // namespace gc
 
 // u[xi][row][col] = (G g G^T)[xi] for every (row, col) of a 3x3 filter bank of `groups` groups.
@@ -166,11 +228,12 @@ __device__ __forceinline__ void winograd_filter_grad_tile(const A (&u)[16], A (&
 // FLIP = true: the filters of the data gradient of the forward convolution whose weight is
 // w (groups * cols, rows / groups, 3, 3): row = a channel c of its input, col = a filter kg of
 // c's group, and g = w[group * cols + kg][c % (rows / groups)] rotated by 180 degrees.
-template <class T, bool FLIP>
+template <class T, bool FLIP, int M>
 __global__ void conv2d_winograd_filter_transform(const T* __restrict__ w,
                                                  gc::acc_t<T>* __restrict__ u, int rows,
                                                  int cols, int groups) {
   using A = gc::acc_t<T>;
+  constexpr int ELEMENTS = gc::winograd_elements<M>();
   const int index = blockIdx.x * blockDim.x + threadIdx.x;
   if (index >= rows * cols) return;
   const int row = index / cols;
@@ -186,116 +249,120 @@ __global__ void conv2d_winograd_filter_transform(const T* __restrict__ w,
   A g[9];
 #pragma unroll
   for (int i = 0; i < 9; ++i) g[i] = gc::to_acc(src[FLIP ? 8 - i : i]);
-  A out[16];
-  gc::winograd_filter_tile(g, out);
+  A out[ELEMENTS];
+  gc::apply_2d<gc::WinogradG<M>>(g, out);
 #pragma unroll
-  for (int xi = 0; xi < gc::WINOGRAD_ELEMENTS; ++xi) u[(xi * rows + row) * cols + col] = out[xi];
+  for (int xi = 0; xi < ELEMENTS; ++xi) u[(xi * rows + row) * cols + col] = out[xi];
 }
 
 // v = B^T d B for every (tile, input channel) of the launch's images.
-template <class T, bool NHWC>
+template <class T, bool NHWC, int M>
 __global__ void conv2d_winograd_input_transform(const T* __restrict__ x,
                                                 gc::acc_t<T>* __restrict__ v, int tiles_h,
                                                 int tiles_w, GC_CONV_SHAPE_PARAMS) {
   using A = gc::acc_t<T>;
+  constexpr int ALPHA = gc::winograd_alpha<M>();
+  constexpr int ELEMENTS = gc::winograd_elements<M>();
   const int tiles = N * tiles_h * tiles_w;
   const int index = blockIdx.x * blockDim.x + threadIdx.x;
   if (index >= tiles * C) return;
   const gc::WinogradPair pair = gc::winograd_pair<NHWC>(index, C, tiles, tiles_h, tiles_w);
-  const int h0 = 2 * pair.th - pad_h;
-  const int w0 = 2 * pair.tw - pad_w;
+  const int h0 = M * pair.th - pad_h;
+  const int w0 = M * pair.tw - pad_w;
   const gc::Strides4 xs = gc::packed_strides<NHWC>(C, H, W);
   const T* xc = x + pair.n * xs.n + pair.row * xs.c;
-  A d[16];
+  A d[ELEMENTS];
 #pragma unroll
-  for (int i = 0; i < 4; ++i) {
+  for (int i = 0; i < ALPHA; ++i) {
 #pragma unroll
-    for (int j = 0; j < 4; ++j) {
+    for (int j = 0; j < ALPHA; ++j) {
       const int h = h0 + i;
       const int w = w0 + j;
       const bool inside = h >= 0 && h < H && w >= 0 && w < W;
-      d[i * 4 + j] = inside ? gc::to_acc(xc[h * xs.h + w * xs.w]) : A(0);
+      d[i * ALPHA + j] = inside ? gc::to_acc(xc[h * xs.h + w * xs.w]) : A(0);
     }
   }
-  A out[16];
-  gc::winograd_input_tile(d, out);
+  A out[ELEMENTS];
+  gc::apply_2d<gc::WinogradBT<M>>(d, out);
 #pragma unroll
-  for (int xi = 0; xi < gc::WINOGRAD_ELEMENTS; ++xi)
-    v[gc::winograd_offset<NHWC>(xi, pair.row, pair.t, C, tiles)] = out[xi];
+  for (int xi = 0; xi < ELEMENTS; ++xi)
+    v[gc::winograd_offset<NHWC, M>(xi, pair.row, pair.t, C, tiles)] = out[xi];
 }
 
-// y = epilogue(A^T m A) for every (tile, output channel): the 2x2 outputs of the tile that lie
-// inside the P x Q plane.
-template <class T, bool NHWC>
+// y = epilogue(A^T m A) for every (tile, output channel): the M x M outputs of the tile that
+// lie inside the P x Q plane.
+template <class T, bool NHWC, int M>
 __global__ void conv2d_winograd_output_transform(const gc::acc_t<T>* __restrict__ m, int tiles_h,
                                                  int tiles_w, GC_CONV_SHAPE_PARAMS,
                                                  GC_EPILOGUE_PARAMS(T)) {
   using A = gc::acc_t<T>;
+  constexpr int ELEMENTS = gc::winograd_elements<M>();
   const int tiles = N * tiles_h * tiles_w;
   const int index = blockIdx.x * blockDim.x + threadIdx.x;
   if (index >= tiles * K) return;
   const gc::WinogradPair pair = gc::winograd_pair<NHWC>(index, K, tiles, tiles_h, tiles_w);
-  A in[16];
+  A in[ELEMENTS];
 #pragma unroll
-  for (int xi = 0; xi < gc::WINOGRAD_ELEMENTS; ++xi)
-    in[xi] = m[gc::winograd_offset<NHWC>(xi, pair.row, pair.t, K, tiles)];
-  A y[4];
-  gc::winograd_output_tile(in, y);
-  // epilogue
+  for (int xi = 0; xi < ELEMENTS; ++xi)
+    in[xi] = m[gc::winograd_offset<NHWC, M>(xi, pair.row, pair.t, K, tiles)];
+  A y[M * M];
+  gc::apply_2d<gc::WinogradAT<M>>(in, y);
   const gc::Epilogue<T> epi = GC_EPILOGUE(T);
 #pragma unroll
-  for (int i = 0; i < 2; ++i) {
+  for (int i = 0; i < M; ++i) {
 #pragma unroll
-    for (int j = 0; j < 2; ++j) {
-      const int p = 2 * pair.th + i;
-      const int q = 2 * pair.tw + j;
-      if (p < P && q < Q) epi.store(pair.n, pair.row, p * Q + q, y[i * 2 + j]);
+    for (int j = 0; j < M; ++j) {
+      const int p = M * pair.th + i;
+      const int q = M * pair.tw + j;
+      if (p < P && q < Q) epi.store(pair.n, pair.row, p * Q + q, y[i * M + j]);
     }
   }
 }
 
 // z = A e A^T for every (tile, output channel) of the output gradient dy (N, K, P, Q): e is the
-// tile's 2x2 block of dy, zero past the plane's last row or column.
-template <class T, bool NHWC>
+// tile's M x M block of dy, zero past the plane's last row or column.
+template <class T, bool NHWC, int M>
 __global__ void conv2d_winograd_grad_output_transform(const T* __restrict__ dy,
                                                       gc::acc_t<T>* __restrict__ z, int tiles_h,
                                                       int tiles_w, GC_CONV_SHAPE_PARAMS) {
   using A = gc::acc_t<T>;
+  constexpr int ELEMENTS = gc::winograd_elements<M>();
   const int tiles = N * tiles_h * tiles_w;
   const int index = blockIdx.x * blockDim.x + threadIdx.x;
   if (index >= tiles * K) return;
   const gc::WinogradPair pair = gc::winograd_pair<NHWC>(index, K, tiles, tiles_h, tiles_w);
   const gc::Strides4 ys = gc::packed_strides<NHWC>(K, P, Q);
   const T* dyk = dy + pair.n * ys.n + pair.row * ys.c;
-  A e[4];
+  A e[M * M];
 #pragma unroll
-  for (int i = 0; i < 2; ++i) {
+  for (int i = 0; i < M; ++i) {
 #pragma unroll
-    for (int j = 0; j < 2; ++j) {
-      const int p = 2 * pair.th + i;
-      const int q = 2 * pair.tw + j;
-      e[i * 2 + j] = p < P && q < Q ? gc::to_acc(dyk[p * ys.h + q * ys.w]) : A(0);
+    for (int j = 0; j < M; ++j) {
+      const int p = M * pair.th + i;
+      const int q = M * pair.tw + j;
+      e[i * M + j] = p < P && q < Q ? gc::to_acc(dyk[p * ys.h + q * ys.w]) : A(0);
     }
   }
-  A out[16];
-  gc::winograd_grad_output_tile(e, out);
+  A out[ELEMENTS];
+  gc::apply_2d<gc::WinogradA<M>>(e, out);
 #pragma unroll
-  for (int xi = 0; xi < gc::WINOGRAD_ELEMENTS; ++xi)
-    z[gc::winograd_offset<NHWC>(xi, pair.row, pair.t, K, tiles)] = out[xi];
+  for (int xi = 0; xi < ELEMENTS; ++xi)
+    z[gc::winograd_offset<NHWC, M>(xi, pair.row, pair.t, K, tiles)] = out[xi];
 }
 
-// dw[row][col] = G^T du[.][row][col] G (3x3) from du = dL/dU, (16, rows, cols).
-template <class T>
+// dw[row][col] = G^T du[.][row][col] G (3x3) from du = dL/dU, (ELEMENTS, rows, cols).
+template <class T, int M>
 __global__ void conv2d_winograd_filter_grad_transform(const gc::acc_t<T>* __restrict__ du,
                                                       T* __restrict__ dw, int rows, int cols) {
   using A = gc::acc_t<T>;
+  constexpr int ELEMENTS = gc::winograd_elements<M>();
   const int index = blockIdx.x * blockDim.x + threadIdx.x;
   if (index >= rows * cols) return;
-  A u[16];
+  A u[ELEMENTS];
 #pragma unroll
-  for (int xi = 0; xi < gc::WINOGRAD_ELEMENTS; ++xi) u[xi] = du[xi * rows * cols + index];
+  for (int xi = 0; xi < ELEMENTS; ++xi) u[xi] = du[xi * rows * cols + index];
   A g[9];
-  gc::winograd_filter_grad_tile(u, g);
+  gc::apply_2d<gc::WinogradGT<M>>(u, g);
 #pragma unroll
   for (int i = 0; i < 9; ++i) dw[index * 9 + i] = gc::from_acc<T>(g[i]);
 }

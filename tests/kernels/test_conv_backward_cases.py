@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 
 from gpuconv.conv import launch_bwd_common, launch_winograd
-from gpuconv.conv.geometry import conv2d_geometry, layout_shape
+from gpuconv.conv.geometry import conv2d_geometry, data_gradient_geometry, layout_shape
 
 try:
     import ml_dtypes
@@ -79,10 +79,16 @@ def one_image_per_launch(monkeypatch, algorithm: str, geom, dtype) -> None:
     are the larger ones, a workspace of one image's transforms."""
     if algorithm == "winograd_nonfused":
         itemsize = 8 if np.dtype(dtype) == np.float64 else 4  # the accumulator type's
-        monkeypatch.setenv("GPUCONV_WORKSPACE_BYTES", str(
-            launch_winograd.ELEMENTS * (geom.C + geom.K) * launch_winograd.tiles_per_image(geom)
-            * itemsize))
-        assert launch_winograd.images_per_chunk(geom, itemsize) == 1
+        # The smallest image's transforms over either tile and either geometry the gradients
+        # transform (the data gradient's is the rotated forward convolution): one image per
+        # chunk whichever runs.
+        geometries = (geom, data_gradient_geometry(geom))
+        one_image = min(launch_winograd.elements(m) * (g.C + g.K)
+                        * launch_winograd.tiles_per_image(g, m) * itemsize
+                        for m in launch_winograd.OUTPUT_TILES for g in geometries)
+        monkeypatch.setenv("GPUCONV_WORKSPACE_BYTES", str(one_image))
+        assert all(launch_winograd.images_per_chunk(g, m, itemsize) == 1
+                   for m in launch_winograd.OUTPUT_TILES for g in geometries)
     else:
         monkeypatch.setattr(launch_bwd_common, "LAUNCH_ELEMENTS",
                             max(geom.C * geom.H * geom.W, geom.K * geom.P * geom.Q))

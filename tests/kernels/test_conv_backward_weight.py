@@ -10,7 +10,7 @@ import pytest
 
 import gpuconv
 from gpuconv import grad
-from gpuconv.conv import launch_bwd_common, launch_bwd_weight
+from gpuconv.conv import launch_bwd_common, launch_bwd_weight, launch_winograd
 from gpuconv.conv.launch_backward import WEIGHT_ALGORITHMS, choose_weight_algorithm
 from gpuconv.reference import conv as reference
 from kernel_support import record_launches
@@ -68,6 +68,30 @@ def test_weight_gradient_matches_reference(rng, monkeypatch, algorithm, dtype, d
                          f"{algorithm} {data_format} {case} {order} deterministic={deterministic}")
         ran += 1
     assert ran >= 3, f"{algorithm} ran only {ran} cases"
+
+
+@pytest.mark.parametrize("data_format", LAYOUTS)
+@pytest.mark.parametrize("dtype", DTYPES, ids=str)
+def test_winograd_weight_gradient_on_4x4_tiles(rng, monkeypatch, dtype, data_format):
+    """"auto" keeps F(2x2, 3x3) for the weight gradient (launch_winograd.AUTO_TILE); the
+    F(4x4, 3x3) kernels compute it too, within the same tolerance on these sizes."""
+    monkeypatch.setitem(launch_winograd.AUTO_TILE, "weight_grad", 4)
+    monkeypatch.setattr(launch_bwd_common, "MIN_PIXELS_PER_SPLIT", FEW_PIXELS)
+    names = record_launches(monkeypatch, launch_winograd)
+    ran = 0
+    for index, case in enumerate(CASES):
+        if not runnable("winograd_nonfused", case, dtype, data_format):
+            continue
+        x = x_in_layout(rng, case, dtype, data_format)
+        dy = make_input(rng, output_shape(case, data_format), dtype)
+        exact, magnitude = expected(case, x, dy, data_format)
+        order = ORDERS[index % 3]
+        del names[:]
+        got = run(case, x, dy, "winograd_nonfused", data_format, order, index)
+        assert any(", 4>" in n and "grad_output_transform" in n for n in names), names
+        assert_close(got, exact, magnitude, dtype, f"F4 {data_format} {case} {order}")
+        ran += 1
+    assert ran >= 3, f"ran only {ran} cases"
 
 
 @pytest.mark.parametrize("data_format", LAYOUTS)

@@ -502,26 +502,48 @@ WINOGRAD_CASE = Case("winograd_grouped_odd", (2, 6, 7, 9), (8, 3, 3, 3),
                      dict(padding=((1, 2), (0, 1)), groups=2))
 
 
+@pytest.mark.parametrize("tile", launch_winograd.OUTPUT_TILES, ids=lambda m: f"F{m}x{m}")
 @pytest.mark.parametrize("executor", EXECUTORS)
 @pytest.mark.parametrize("order", ORDERS)
 @pytest.mark.parametrize("data_format", LAYOUTS)
 @pytest.mark.parametrize("dtype", DTYPES, ids=str)
-def test_winograd_dtype_layout_order_product(dtype, data_format, order, executor, rng):
+def test_winograd_dtype_layout_order_product(dtype, data_format, order, executor, tile, rng):
     if executor == "cupy" and order != "forward":
         pytest.skip("thread orders are the simulator's")
     check(WINOGRAD_CASE, "winograd_nonfused", dtype, data_format, executor, rng, order=order,
-          bias=True, activation="relu")
+          bias=True, activation="relu", winograd_tile=tile)
 
 
+@pytest.mark.parametrize("kind", ("arange", "ones"))
+def test_winograd_f2x2_exact_on_structured_inputs(kind, rng):
+    # F(2x2, 3x3)'s coefficients are halves: small integers stay exact, so any misplaced tap or
+    # tile shows. F(4x4, 3x3)'s sixths round (the product test above holds it to tolerance).
+    check(WINOGRAD_CASE, "winograd_nonfused", np.dtype(np.float32), "NCHW", "simulator", rng,
+          kind=kind, winograd_tile=2)
+
+
+@pytest.mark.parametrize("plane, tile", [((1, 1), 2), ((2, 2), 2), ((5, 5), 2), ((6, 6), 2),
+                                         ((7, 7), 4), ((14, 14), 4), ((56, 56), 4), ((3, 9), 4)])
+def test_winograd_auto_tile_has_the_fewest_transformed_elements(plane, tile):
+    geom = conv2d_geometry((1, 8, *plane), (8, 8, 3, 3), 1, 1, 1, 1)
+    assert launch_winograd.choose_output_tile("forward", geom) == tile
+    assert launch_winograd.choose_output_tile("weight_grad", geom) == 2
+    with pytest.raises(ValueError, match="output_tile"):
+        launch_winograd.choose_output_tile("forward", geom, 3)
+
+
+@pytest.mark.parametrize("tile", launch_winograd.OUTPUT_TILES)
 @pytest.mark.parametrize("data_format", LAYOUTS)
-def test_winograd_workspace_chunks(data_format, rng):
+def test_winograd_workspace_chunks(data_format, tile, rng):
     # A workspace of one image's transforms: three chunks of one image, into a channel slice.
     case = Case("winograd_chunks", (3, 5, 6, 5), (7, 5, 3, 3), dict(padding=1))
     geom = case.geom
-    one_image = launch_winograd.ELEMENTS * (geom.C + geom.K) * launch_winograd.tiles_per_image(geom) * 4
-    assert launch_winograd.images_per_chunk(geom, 4, one_image) == 1
+    one_image = (launch_winograd.elements(tile) * (geom.C + geom.K)
+                 * launch_winograd.tiles_per_image(geom, tile) * 4)
+    assert launch_winograd.images_per_chunk(geom, tile, 4, one_image) == 1
     check(case, "winograd_nonfused", np.dtype(np.float32), data_format, "simulator", rng,
-          bias=True, residual=True, activation="sigmoid", workspace_bytes=one_image)
+          bias=True, residual=True, activation="sigmoid", workspace_bytes=one_image,
+          winograd_tile=tile)
 
 
 @pytest.mark.parametrize("data_format", LAYOUTS)
