@@ -59,7 +59,8 @@ def conv_algorithms() -> tuple[str, ...]:
 # "algorithm:variant": opt-in with --algorithm, to time the comparisons kernels/conv/NOTES.md
 # asks for (the two implicit-GEMM iterators, narrow GEMM tiles against the wide ones only,
 # float16/bfloat16 on the CUDA cores against the tensor cores, the three depthwise kernels,
-# the own GEMM vs cuBLAS inside im2col, the tiled direct kernel vs v1).
+# the own GEMM vs cuBLAS inside im2col, the tiled direct kernel vs v1, Winograd's two output
+# tiles).
 CONV_VARIANTS = {
     "implicit_gemm:analytic": ("implicit_gemm", {"iterator": "analytic"}),
     "implicit_gemm:precomputed": ("implicit_gemm", {"iterator": "precomputed"}),
@@ -72,6 +73,8 @@ CONV_VARIANTS = {
     "im2col_gemm:cublas": ("im2col_gemm", {"gemm": "cublas"}),
     "im2col_gemm:wide": ("im2col_gemm", {"tile_widths": "wide"}),
     "direct:v1": ("direct_v1", {}),
+    "winograd_nonfused:2": ("winograd_nonfused", {"winograd_tile": 2}),
+    "winograd_nonfused:4": ("winograd_nonfused", {"winograd_tile": 4}),
 }
 
 

@@ -130,6 +130,7 @@ def test_cupy_build_options_memo_per_device_and_compile_errors(family, monkeypat
             return name
 
     cuda = types.SimpleNamespace(Device=lambda: types.SimpleNamespace(id=device["id"]),
+                                 runtime=types.SimpleNamespace(getDevice=lambda: device["id"]),
                                  compiler=types.SimpleNamespace(CompileException=CompileException))
     monkeypatch.setitem(sys.modules, "cupy", types.SimpleNamespace(RawModule=RawModule, cuda=cuda))
 

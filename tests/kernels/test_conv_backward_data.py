@@ -10,7 +10,7 @@ import pytest
 
 import gpuconv
 from gpuconv import grad
-from gpuconv.conv import launch_bwd_common, launch_bwd_data
+from gpuconv.conv import launch_bwd_common, launch_bwd_data, launch_winograd
 from gpuconv.conv.launch_backward import DATA_ALGORITHMS, choose_data_algorithm
 from gpuconv.reference import conv as reference
 from kernel_support import record_launches
@@ -60,6 +60,25 @@ def test_input_gradient_matches_reference(rng, algorithm, dtype, data_format):
             assert_close(got, exact, magnitude, dtype, f"{algorithm} {data_format} {case} {order}")
         ran += 1
     assert ran >= 3, f"{algorithm} ran only {ran} cases"
+
+
+@pytest.mark.parametrize("tile", launch_winograd.OUTPUT_TILES, ids=lambda m: f"F{m}x{m}")
+@pytest.mark.parametrize("data_format", LAYOUTS)
+@pytest.mark.parametrize("dtype", DTYPES, ids=str)
+def test_winograd_input_gradient_on_both_tiles(rng, monkeypatch, tile, dtype, data_format):
+    """"auto" picks Winograd's tile by plane size; each tile forced, in every thread order, on
+    a grouped case with asymmetric padding and tiles overhanging the plane."""
+    monkeypatch.setitem(launch_winograd.AUTO_TILE, "data_grad", tile)
+    names = record_launches(monkeypatch, launch_winograd)
+    case = Case("3x3 grouped asym pad", (2, 6, 7, 9), (8, 3, 3, 3),
+                dict(padding=((1, 2), (0, 1)), groups=2))
+    w = make_input(rng, case.w, dtype)
+    dy = make_input(rng, output_shape(case, data_format), dtype)
+    exact, magnitude = expected(case, w, dy, data_format)
+    for order in ORDERS:
+        got = run(case, w, dy, "winograd_nonfused", data_format, order)
+        assert_close(got, exact, magnitude, dtype, f"F{tile} {data_format} {order}")
+    assert any("filter_transform" in n and n.endswith(f", true, {tile}>") for n in names), names
 
 
 @pytest.fixture
