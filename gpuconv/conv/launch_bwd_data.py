@@ -311,8 +311,8 @@ def direct(call: _Call) -> None:
                 call.bias_arg, call.epilogue))
 
 
-def winograd(call: _Call, output_tile="auto") -> None:
-    launch_winograd.forward(_as_forward(call), flip=True, output_tile=output_tile)
+def winograd(call: _Call) -> None:
+    launch_winograd.forward(_as_forward(call), flip=True)
 
 
 def _as_forward(call: _Call) -> ConvCall:

@@ -117,7 +117,8 @@ def why_not(algorithm: str, geom, dtype, data_format: str) -> str | None:
             return (f"it needs a depthwise convolution (C/groups == 1), got C/groups = "
                     f"{geom.C_per_group}")
     elif algorithm == "winograd_nonfused":
-        return launch_winograd.refusal(geom, launch_winograd.AUTO_TILE["weight_grad"])
+        tile = launch_winograd.choose_output_tile("weight_grad", geom)
+        return launch_winograd.refusal(geom, tile)
     elif algorithm == "pointwise":
         # Runs as the implicit GEMM (see choose_weight_algorithm): for a 1x1 filter its gather
         # has no taps, so it is the plain GEMM a separate pointwise kernel would be.
@@ -364,12 +365,9 @@ def depthwise_tiled(call: _Call):
     return sums.finish()
 
 
-def winograd(call: _Call, deterministic: bool, output_tile="auto"):
+def winograd(call: _Call, deterministic: bool):
     g = call.geom
-    m = launch_winograd.choose_output_tile("weight_grad", g, output_tile)
-    why = launch_winograd.refusal(g, m)
-    if why is not None:
-        raise ValueError(why)
+    m = launch_winograd.choose_output_tile("weight_grad", g)   # why_not checked this tile
     acc = acc_dtype(call.dtype)
     images = launch_winograd.images_per_chunk(g, m, acc.itemsize)
     v = launch_winograd.workspace(call.xp, g, m, g.C, images, acc, call.executor)
