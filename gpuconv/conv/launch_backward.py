@@ -27,7 +27,7 @@ winograd_nonfused  3x3, stride 1, dilation 1; the forward         3x3, stride 1,
 - data: see the comment on DIRECT_MAX_CHANNELS below.
 - weight: depthwise when C/groups == 1 and groups > 1; winograd_nonfused on CUDA cores when it
   can run the case and pays off (launch_winograd.pays_off: >= 128 channels and filters per
-  group); else implicit_gemm.
+  group, >= 1024 output pixels); else implicit_gemm.
 A forced algorithm that cannot run the case is a ValueError that says why.
 
 Determinism: every data-gradient kernel writes each element once, and the bias gradient always
@@ -55,8 +55,8 @@ WEIGHT_ALGORITHMS = ("implicit_gemm", "im2col_gemm", "depthwise", "direct", "win
 # - 16-bit dtypes: the tensor-core implicit GEMM, 1x1 and 3-channel stems included (ResNet-50
 #   fp16 NHWC: 1x1 layers 1.98 -> 1.53 ms in all, conv1 3.69 -> 1.28 ms against the choices below).
 # - CUDA-core dtypes: Winograd for 3x3 stride-1 filters with >= 128 channels and
-#   filters per group (launch_winograd.pays_off; predicted, not yet measured: kernels/conv/
-#   NOTES.md "Winograd"); the 1x1 GEMM for every 1x1 filter, strided too (downsample layers 470 ->
+#   filters per group over >= 1024 output pixels (launch_winograd.pays_off; H100 ResNet-50 b32:
+#   3x3 data gradients 0.81x of cuDNN in all, 1.24x at 14x14); the 1x1 GEMM for every 1x1 filter, strided too (downsample layers 470 ->
 #   284 us); im2col + GEMM for filters with more taps (its GEMM is C*R*S wide where the implicit
 #   one is C wide: more blocks on small planes, 419 -> 303 us at 14x14), except 3x3 and smaller
 #   over planes of >= IMPLICIT_MIN_PIXELS with <= IMPLICIT_MAX_CHANNELS channels, and strided
@@ -108,9 +108,11 @@ def _cuda_core_data_candidates(geom) -> list[tuple[str, str]]:
     """The data-gradient algorithms "auto" tries first on CUDA cores (see DIRECT_MAX_CHANNELS)."""
     pixels = geom.H * geom.W
     strided = (geom.stride_h, geom.stride_w) != (1, 1)
-    if launch_winograd.data_gradient_refusal(geom) is None and launch_winograd.pays_off(geom):
+    if (launch_winograd.data_gradient_refusal(geom) is None
+            and launch_winograd.pays_off(geom, "data_grad")):
         return [("winograd_nonfused", "a 3x3 stride-1 filter over >= 128 channels and filters "
-                                      "per group: Winograd F(4x4, 3x3) does 1/4 of the "
+                                      "per group and >= 1024 output pixels: Winograd "
+                                      "F(4x4, 3x3) does 1/4 of the "
                                       "multiply-adds (F(2x2, 3x3) 4/9, on planes under 7x7)")]
     if (geom.R, geom.S) == (1, 1):
         return [("pointwise", "a 1x1 filter: a plain GEMM (strided: over the strided pixels)")]
@@ -145,9 +147,10 @@ def choose_weight_algorithm(geom, algorithm: str, dtype, data_format: str) -> tu
     candidates = []
     if geom.C_per_group == 1 and geom.groups > 1:
         candidates.append(("depthwise", "a depthwise convolution (C/groups == 1)"))
-    if not uses_tensor_cores(dtype) and launch_winograd.pays_off(geom):
+    if not uses_tensor_cores(dtype) and launch_winograd.pays_off(geom, "weight_grad"):
         candidates.append(("winograd_nonfused", "a 3x3 stride-1 filter over >= 128 channels "
-                                                "and filters per group: Winograd F(2x2, 3x3) "
+                                                "and filters per group and >= 1024 output "
+                                                "pixels: Winograd F(2x2, 3x3) "
                                                 "does 4/9 of the multiply-adds (F(4x4, 3x3)'s "
                                                 "1/4 rounds more over a whole batch)"))
     candidates.append(("implicit_gemm", "the general case"))

@@ -3,7 +3,7 @@
 A ``ConvCall`` is one validated ``conv2d`` with its arrays made ready for the kernels (contiguous
 input, weight, bias and residual; an output target the kernels can address), plus the
 arguments every conv kernel takes in the same order (kernels/common/conv_shape.cuh and
-epilogue.cuh): the 16 shape ints, then out, its (n, k, pixel) strides, bias, residual, its
+epilogue.cuh): the shape (one struct of 16 ints), then out, its (n, k, pixel) strides, bias, residual, its
 strides, and the epilogue flags.
 
 32-bit indexing: kernels compute offsets in ``int``. ``ConvCall.chunks`` splits the batch so
@@ -329,15 +329,21 @@ def output_target(out: Any, shape: tuple[int, ...], dtype, nhwc: bool, xp) -> tu
     return xp.empty(shape, dtype=dtype), a * b * c, False
 
 
+# kernels/common/conv_shape.cuh's gc::ConvShape: 16 int32 fields in its order (64 bytes, no
+# padding), passed to the kernels by value as one NumPy structured scalar.
+CONV_SHAPE_DTYPE = np.dtype([(name, np.int32) for name in (
+    "N", "C", "H", "W", "K", "R", "S", "P", "Q", "pad_h", "pad_w", "stride_h", "stride_w",
+    "dil_h", "dil_w", "groups")])
+
+
 @functools.lru_cache(maxsize=4096)      # geometries are frozen (hashable) dataclasses
-def shape_args(geom, n_images: int | None = None) -> tuple[np.int32, ...]:
-    """The 16 geometry arguments every conv kernel takes (kernels/common/conv_shape.cuh), with N
-    replaced by the chunk's image count."""
+def shape_args(geom, n_images: int | None = None) -> tuple[np.void]:
+    """The geometry argument every conv kernel takes (one gc::ConvShape, as a 1-tuple to splice
+    into an argument list), with N replaced by the chunk's image count."""
     n = geom.N if n_images is None else n_images
-    return tuple(np.int32(v) for v in (n, geom.C, geom.H, geom.W, geom.K, geom.R, geom.S,
-                                       geom.P, geom.Q, geom.pad_top, geom.pad_left,
-                                       geom.stride_h, geom.stride_w, geom.dil_h, geom.dil_w,
-                                       geom.groups))
+    fields = (n, geom.C, geom.H, geom.W, geom.K, geom.R, geom.S, geom.P, geom.Q, geom.pad_top,
+              geom.pad_left, geom.stride_h, geom.stride_w, geom.dil_h, geom.dil_w, geom.groups)
+    return (np.array(fields, dtype=CONV_SHAPE_DTYPE)[()],)
 
 
 def contiguous(xp, a):

@@ -12,10 +12,11 @@ Three kernels (``variant``):
 
 ``run(call, variant="auto")`` picks with ``choose_variant``: the tiled kernel past
 DIRECT_MAX_TAPS taps, else the direct kernel; but the window kernel instead for stride 1 and
-dilation 1 past a 3x3 filter wherever it issues fewer loads per output (``loads_per_output``).
-Each shared-memory kernel shrinks its tile to fit SMEM_LIMIT and is not chosen when its smallest
-tile does not fit. The
-thresholds are predictions to measure (kernels/conv/NOTES.md, "depthwise.cu");
+dilation 1 past a 3x3 filter wherever it issues fewer loads per output (``loads_per_output``),
+and for 3x3 in NHWC and on NCHW planes of 28x28 outputs or more (measured:
+WINDOW_3X3_NCHW_MIN_PIXELS). Each shared-memory kernel shrinks its tile to fit SMEM_LIMIT and
+is not chosen when its smallest tile does not fit. DIRECT_MAX_TAPS is a prediction to measure
+(kernels/conv/NOTES.md, "depthwise.cu");
 ``launch.conv2d(..., depthwise_variant=...)`` forces one for tests and benchmarks.
 """
 from __future__ import annotations
@@ -36,9 +37,14 @@ WINDOW_RUN = 7        # DEPTHWISE_WINDOW_RUN: outputs per thread of the window k
 # The direct kernel up to this filter area; the tiled one beyond when the window kernel does
 # not apply (a guess to check on a GPU: kernels/conv/NOTES.md).
 DIRECT_MAX_TAPS = 49
-# Auto takes the window kernel only past this filter area: at 3x3 both it and the direct kernel
-# are predicted to sit on the DRAM roof in fp32 (NOTES.md), and the direct one is measured.
+# Auto takes the window kernel past this filter area wherever it issues fewer loads per output;
+# for 3x3 filters, by the H100 measurement below instead.
 WINDOW_MIN_TAPS = 10
+# 3x3 stride 1 (MobileNetV2 b32 fp32 on an H100, bench/results/20261122T1547Z-H100-depthwise,
+# kernels/conv/NOTES.md "Depthwise on the H100"): the window kernel beats the direct one in NHWC
+# on every plane (7x7: 21 vs 31 us, 56x56: 117 vs 193) and in NCHW from 28x28 outputs on
+# (61 vs 67 us; 112x112: 124 vs 168), the direct one below (14x14: 36 vs 58 us, 7x7: 24 vs 37).
+WINDOW_3X3_NCHW_MIN_PIXELS = 28 * 28
 # Most runs per row of a window tile: NCHW lays a whole 56-wide row across the runs of a block;
 # NHWC keeps channels on the lanes and takes a few runs and rows.
 WINDOW_MAX_RUNS = {False: 8, True: 2}
@@ -214,7 +220,11 @@ def choose_variant(geom, dtype, nhwc: bool, variant: str = "auto") -> str:
         return variant
     fallback = ("tiled" if geom.R * geom.S > DIRECT_MAX_TAPS and tiled_fits(geom, dtype, nhwc)
                 else "direct")
-    if (geom.R * geom.S >= WINDOW_MIN_TAPS and window_refusal(geom, dtype, nhwc) is None
+    if window_refusal(geom, dtype, nhwc) is not None:
+        return fallback
+    if (geom.R, geom.S) == (3, 3):
+        return "window" if nhwc or geom.P * geom.Q >= WINDOW_3X3_NCHW_MIN_PIXELS else fallback
+    if (geom.R * geom.S >= WINDOW_MIN_TAPS
             and loads_per_output("window", geom) < loads_per_output(fallback, geom)):
         return "window"
     return fallback

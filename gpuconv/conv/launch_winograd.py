@@ -20,7 +20,7 @@ Why: the 16 products of F(2x2, 3x3)'s tile make 4 outputs of 9 taps each, 4/9 of
 convolution's multiply-adds, and F(4x4, 3x3)'s 36 make 16, 1/4 of them; the price is the
 transforms' memory traffic, ALPHA^2 * (C + K) values per tile written and read once (4 per
 output for M = 2, 2.25 for M = 4), which the GEMM's C*K products per tile outweigh from about
-128 channels on (kernels/conv/NOTES.md "Winograd").
+64 channels on in the forward pass (measured: MIN_CHANNELS; kernels/conv/NOTES.md "Winograd").
 
 Output tile (``output_tile``, a launcher option: "auto", 2 or 4): "auto" takes, for the forward
 convolution and the data gradient, the tile with the fewest transformed elements per image
@@ -39,10 +39,20 @@ from .launch_bwd_common import LAUNCH_ELEMENTS, acc_dtype, ceil_div, launch, out
 from .launch_common import GRID_YZ_LIMIT, ConvCall, cuda_bool, shape_args
 from .launch_im2col_gemm import workspace_limit
 
-# "auto" takes Winograd (on CUDA cores) from this many channels and filters per group on: the
-# transforms move ALPHA^2 * (C + K) values per tile for ALPHA^2 * C * K products (the module's
-# docstring).
-MIN_CHANNELS = 128
+# "auto" takes Winograd (on CUDA cores) from this many channels and filters per group on, per
+# direction: the transforms move ALPHA^2 * (C + K) values per tile for ALPHA^2 * C * K products
+# (the module's docstring). Forward measured on an H100 (ResNet-50 b32 fp32, kernels/conv/
+# NOTES.md "Winograd on the H100"): F(4x4) gains from 64 on (56x56 x 64: 207 us, implicit GEMM
+# 250, cuDNN 240); the gradients keep the predicted 128 (not measured below it yet).
+MIN_CHANNELS = {"forward": 64, "data_grad": 128, "weight_grad": 128}
+# ... and, for the gradients, from this many output pixels (N * P * Q) on. Measured on an H100
+# (bench/results/20261122T1604Z-H100-batch1-deeplab, ResNet-50 batch 1,
+# fp32): at 49-784 pixels the four launches and their small GEMMs take 180-190 us where
+# im2col + GEMM takes 66-74 us (data gradient) and the implicit GEMM 55-63 us (weight gradient);
+# at batch 32 the 7x7 layer (1568 pixels) gains (data 218 vs 266 us, weight 220 vs 382 us). The
+# forward pass keeps Winograd at any size: its alternative, the implicit GEMM without split-K,
+# fills too few blocks there (batch 1, 7x7 x 512: 377 us vs Winograd's 167, cuDNN 162).
+MIN_GRADIENT_PIXELS = 1024
 
 # Output tile edges M of the F(MxM, 3x3) kernels, and what output_tile="auto" takes per
 # direction (the module's docstring).
@@ -114,9 +124,12 @@ def refusal(geom, m: int | None = None) -> str | None:
     return None
 
 
-def pays_off(geom) -> bool:
-    """Whether "auto" should prefer Winograd for a case it can run (MIN_CHANNELS)."""
-    return min(geom.C_per_group, geom.K_per_group) >= MIN_CHANNELS
+def pays_off(geom, direction: str = "forward") -> bool:
+    """Whether "auto" should prefer Winograd for a case it can run in ``direction`` ("forward",
+    "data_grad", "weight_grad"): MIN_CHANNELS, and MIN_GRADIENT_PIXELS for the gradients."""
+    if min(geom.C_per_group, geom.K_per_group) < MIN_CHANNELS[direction]:
+        return False
+    return direction == "forward" or geom.N * geom.P * geom.Q >= MIN_GRADIENT_PIXELS
 
 
 def tile_grid(geom, m: int) -> tuple[int, int]:

@@ -1,24 +1,32 @@
 // The geometry of one forward convolution as the kernels receive it.
 //
-// Every conv kernel takes the same 16 int arguments in this order (gpuconv/conv/launch_common.py
-// `shape_args` builds them): N C H W  K R S  P Q  pad_h pad_w  stride_h stride_w  dil_h dil_w
-// groups. Input (N, C, H, W), weight (K, C/groups, R, S), output (N, K, P, Q); pad_h/pad_w are
-// the top/left paddings (bottom/right paddings only shape P and Q, which the launcher computed).
+// Every conv kernel takes it as one gc::ConvShape passed by value (gpuconv/conv/launch_common.py
+// `shape_args` builds it as a NumPy structured scalar of the same 16 ints in the same order):
+// N C H W  K R S  P Q  pad_h pad_w  stride_h stride_w  dil_h dil_w  groups. Input (N, C, H, W),
+// weight (K, C/groups, R, S), output (N, K, P, Q); pad_h/pad_w are the top/left paddings
+// (bottom/right paddings only shape P and Q, which the launcher computed). One struct rather than
+// 16 scalars because CuPy wraps every kernel argument on every launch: 16 scalars cost the host
+// ~5 us per launch on an H100 machine, one struct ~0.3 us (bench/launch_cost.py).
 #pragma once
 
 #include "dtypes.cuh"
 
-// Those 16 arguments as a kernel's parameters: every conv kernel (forward and backward) takes
-// them in this order, so the list is written once.
-#define GC_CONV_SHAPE_PARAMS                                                                  \
-  int N, int C, int H, int W, int K, int R, int S, int P, int Q, int pad_h, int pad_w,        \
-      int stride_h, int stride_w, int dil_h, int dil_w, int groups
+// The shape as a kernel's parameter (every conv kernel, forward and backward).
+#define GC_CONV_SHAPE_PARAMS const gc::ConvShape conv_shape_
 
-// Those parameters gathered into a gc::ConvShape (inside a kernel declared with them).
-#define GC_CONV_SHAPE                                                                         \
-  gc::ConvShape {                                                                             \
-    N, C, H, W, K, R, S, P, Q, pad_h, pad_w, stride_h, stride_w, dil_h, dil_w, groups        \
-  }
+// The shape as a gc::ConvShape value (inside a kernel declared with GC_CONV_SHAPE_PARAMS).
+#define GC_CONV_SHAPE conv_shape_
+
+// The 16 fields as local constants named as the fields, for kernels whose arithmetic reads them
+// by name (first statement of such a kernel); a kernel need not read them all.
+#define GC_CONV_SHAPE_NAMES                                                                   \
+  [[maybe_unused]] const int N = conv_shape_.N, C = conv_shape_.C, H = conv_shape_.H,         \
+                             W = conv_shape_.W, K = conv_shape_.K, R = conv_shape_.R,         \
+                             S = conv_shape_.S, P = conv_shape_.P, Q = conv_shape_.Q,         \
+                             pad_h = conv_shape_.pad_h, pad_w = conv_shape_.pad_w,            \
+                             stride_h = conv_shape_.stride_h,                                 \
+                             stride_w = conv_shape_.stride_w, dil_h = conv_shape_.dil_h,      \
+                             dil_w = conv_shape_.dil_w, groups = conv_shape_.groups
 
 namespace gc {
 

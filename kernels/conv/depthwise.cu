@@ -43,6 +43,7 @@
 template <class T, bool NHWC, int FR, int FS>
 __global__ void conv2d_depthwise_direct(const T* __restrict__ x, const T* __restrict__ w, int flip,
                                         GC_CONV_SHAPE_PARAMS, GC_EPILOGUE_PARAMS(T)) {
+  GC_CONV_SHAPE_NAMES;
   using A = gc::acc_t<T>;
   const gc::Epilogue<T> epi = GC_EPILOGUE(T);
   const gc::Strides4 xs = gc::packed_strides<NHWC>(C, H, W);
@@ -84,6 +85,7 @@ __global__ void __launch_bounds__(DEPTHWISE_THREADS)
 conv2d_depthwise_tiled(const T* __restrict__ x, const T* __restrict__ w, int flip, int tile_p,
                        int tile_q, int channel_tile,
                        GC_CONV_SHAPE_PARAMS, GC_EPILOGUE_PARAMS(T)) {
+  GC_CONV_SHAPE_NAMES;
   using A = gc::acc_t<T>;
   extern __shared__ __align__(16) unsigned char smem_raw[];
 
@@ -200,6 +202,7 @@ __global__ void __launch_bounds__(DEPTHWISE_THREADS, 1)
 conv2d_depthwise_window(const T* __restrict__ x, const T* __restrict__ w, int flip, int tile_p,
                         int runs, int channel_tile,
                         GC_CONV_SHAPE_PARAMS, GC_EPILOGUE_PARAMS(T)) {
+  GC_CONV_SHAPE_NAMES;
   using A = gc::acc_t<T>;
   constexpr int RUN = DEPTHWISE_WINDOW_RUN;
   extern __shared__ __align__(16) unsigned char smem_raw[];

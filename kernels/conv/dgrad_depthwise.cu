@@ -20,6 +20,7 @@ template <class T>
 __global__ void conv2d_dgrad_depthwise_nchw(const T* __restrict__ dy, const T* __restrict__ w,
                                             GC_CONV_SHAPE_PARAMS,
                                             T* dx, const T* bias, int epilogue) {
+  GC_CONV_SHAPE_NAMES;
   using A = gc::acc_t<T>;
   extern __shared__ __align__(16) unsigned char smem_raw[];
   A* filter = reinterpret_cast<A*>(smem_raw);
@@ -59,6 +60,7 @@ template <class T>
 __global__ void conv2d_dgrad_depthwise_nhwc(const T* __restrict__ dy, const T* __restrict__ w_rsk,
                                             GC_CONV_SHAPE_PARAMS,
                                             T* dx, const T* bias, int epilogue) {
+  GC_CONV_SHAPE_NAMES;
   using A = gc::acc_t<T>;
   const int HW = H * W;
   const int e = blockIdx.x * blockDim.x + threadIdx.x;

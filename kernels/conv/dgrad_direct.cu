@@ -15,6 +15,7 @@ template <class T, bool NHWC>
 __global__ void conv2d_dgrad_direct(const T* __restrict__ dy, const T* __restrict__ w,
                                     GC_CONV_SHAPE_PARAMS,
                                     T* dx, const T* bias, int epilogue) {
+  GC_CONV_SHAPE_NAMES;
   using A = gc::acc_t<T>;
   const int HW = H * W;
   const int e = blockIdx.x * blockDim.x + threadIdx.x;

@@ -69,9 +69,8 @@ template <class T, bool NHWC, int BLOCK_M, int BLOCK_N, int BLOCK_K, int THREAD_
 __global__ void GC_SIMT_LAUNCH_BOUNDS(BLOCK_M, BLOCK_N, THREAD_M, THREAD_N)
 conv2d_dgrad_gemm_columns(const T* __restrict__ w, const T* __restrict__ dy,
                           gc::acc_t<T>* __restrict__ columns, int ldc, int n_images,
-                          int N, int C, int H, int W, int K, int R, int S, int P, int Q,
-                          int pad_h, int pad_w, int stride_h, int stride_w, int dil_h, int dil_w,
-                          int groups) {
+                          GC_CONV_SHAPE_PARAMS) {
+  GC_CONV_SHAPE_NAMES;
   using A = gc::acc_t<T>;
   using Tile = gc::SimtTile<BLOCK_M, BLOCK_N, BLOCK_K, THREAD_M, THREAD_N>;
   using WeightSource = gc::ColumnMajorSource<T>;
@@ -122,6 +121,7 @@ __global__ void conv2d_dgrad_col2im(const gc::acc_t<T>* __restrict__ columns, in
                                     int n_images,
                                     GC_CONV_SHAPE_PARAMS,
                                     T* dx, const T* bias, int epilogue) {
+  GC_CONV_SHAPE_NAMES;
   using A = gc::acc_t<T>;
   const int HW = H * W;
   const int e = blockIdx.x * blockDim.x + threadIdx.x;

@@ -94,6 +94,7 @@ template <class T, bool NHWC, int BLOCK_M, int BLOCK_N, int BLOCK_K, int THREAD_
 __global__ void GC_SIMT_LAUNCH_BOUNDS(BLOCK_M, BLOCK_N, THREAD_M, THREAD_N)
 conv2d_dgrad_implicit_gemm(const T* __restrict__ dy, const T* __restrict__ w_rskc,
                            GC_CONV_SHAPE_PARAMS, GC_DGRAD_OUTPUT_PARAMS(T)) {
+  GC_CONV_SHAPE_NAMES;
   extern __shared__ __align__(16) unsigned char smem_raw[];
   using Tile = gc::SimtTile<BLOCK_M, BLOCK_N, BLOCK_K, THREAD_M, THREAD_N>;
   const gc::Epilogue<T> epi{dx, dx_sN, dx_sC, dx_sHW, bias, nullptr, 0, 0, 0, epilogue};
@@ -104,6 +105,7 @@ template <class T, bool NHWC, int BLOCK_M, int BLOCK_N, int BLOCK_K, int WARP_M,
 __global__ void GC_MMA_LAUNCH_BOUNDS(BLOCK_M, BLOCK_N, BLOCK_K, WARP_M, WARP_N)
 conv2d_dgrad_implicit_gemm_mma(const T* __restrict__ dy, const T* __restrict__ w_rskc,
                                GC_CONV_SHAPE_PARAMS, GC_DGRAD_OUTPUT_PARAMS(T)) {
+  GC_CONV_SHAPE_NAMES;
   extern __shared__ __align__(16) unsigned char smem_raw[];
   using Tile = gc::MmaTile<BLOCK_M, BLOCK_N, BLOCK_K, WARP_M, WARP_N>;
   const gc::Epilogue<T> epi{dx, dx_sN, dx_sC, dx_sHW, bias, nullptr, 0, 0, 0, epilogue};
@@ -117,6 +119,7 @@ template <class T, int BLOCK_M, int BLOCK_N, int BLOCK_K, int WARP_M, int WARP_N
 __global__ void GC_MMA_ASYNC_LAUNCH_BOUNDS(BLOCK_M, BLOCK_N, BLOCK_K, WARP_M, WARP_N)
 conv2d_dgrad_implicit_gemm_mma_vec(const T* __restrict__ dy, const T* __restrict__ w_rsck,
                                    GC_CONV_SHAPE_PARAMS, GC_DGRAD_OUTPUT_PARAMS(T)) {
+  GC_CONV_SHAPE_NAMES;
   extern __shared__ __align__(16) unsigned char smem_raw[];
   using Tile = gc::MmaTileK<BLOCK_M, BLOCK_N, BLOCK_K, WARP_M, WARP_N, STAGES>;
   const gc::Epilogue<T> epi{dx, dx_sN, dx_sC, dx_sHW, bias, nullptr, 0, 0, 0, epilogue};

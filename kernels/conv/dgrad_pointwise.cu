@@ -40,6 +40,7 @@ __global__ void GC_SIMT_LAUNCH_BOUNDS(BLOCK_M, BLOCK_N, THREAD_M, THREAD_N)
 conv2d_dgrad_pointwise_nchw(const T* __restrict__ dy, const T* __restrict__ w,
                             GC_CONV_SHAPE_PARAMS,
                             T* dx, const T* bias, int epilogue) {
+  GC_CONV_SHAPE_NAMES;
   using A = gc::acc_t<T>;
   using Tile = gc::SimtTile<BLOCK_M, BLOCK_N, BLOCK_K, THREAD_M, THREAD_N>;
   using WeightSource = gc::ColumnMajorSource<T>;
@@ -96,6 +97,7 @@ __global__ void GC_SIMT_LAUNCH_BOUNDS(BLOCK_M, BLOCK_N, THREAD_M, THREAD_N)
 conv2d_dgrad_pointwise_nhwc(const T* __restrict__ dy, const T* __restrict__ w,
                             GC_CONV_SHAPE_PARAMS,
                             T* dx, const T* bias, int epilogue) {
+  GC_CONV_SHAPE_NAMES;
   using A = gc::acc_t<T>;
   using Tile = gc::SimtTile<BLOCK_M, BLOCK_N, BLOCK_K, THREAD_M, THREAD_N>;
   using DySource = gc::RowMajorSource<T>;

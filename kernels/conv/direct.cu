@@ -29,6 +29,7 @@
 template <class T, bool NHWC>
 __global__ void conv2d_direct_v1(const T* __restrict__ x, const T* __restrict__ w,
                                  GC_CONV_SHAPE_PARAMS, GC_EPILOGUE_PARAMS(T)) {
+  GC_CONV_SHAPE_NAMES;
   using A = gc::acc_t<T>;
   const gc::Epilogue<T> epi = GC_EPILOGUE(T);
   const gc::Strides4 xs = gc::packed_strides<NHWC>(C, H, W);
@@ -76,6 +77,7 @@ template <class T, bool NHWC, int BLOCK_K, int TILE_P, int TILE_Q>
 __global__ void __launch_bounds__(DirectTile<BLOCK_K, TILE_P, TILE_Q>::THREADS)
 conv2d_direct_tiled(const T* __restrict__ x, const T* __restrict__ w, int channel_tile,
                     GC_CONV_SHAPE_PARAMS, GC_EPILOGUE_PARAMS(T)) {
+  GC_CONV_SHAPE_NAMES;
   using Tile = DirectTile<BLOCK_K, TILE_P, TILE_Q>;
   using A = gc::acc_t<T>;
   extern __shared__ __align__(16) unsigned char smem_raw[];

@@ -26,9 +26,8 @@
 template <class T, bool NHWC>
 __global__ void conv2d_im2col(const T* __restrict__ x, T* __restrict__ columns, int ldc,
                               int n_images,
-                              int N, int C, int H, int W, int K, int R, int S, int P, int Q,
-                              int pad_h, int pad_w, int stride_h, int stride_w, int dil_h,
-                              int dil_w, int groups) {
+                              GC_CONV_SHAPE_PARAMS) {
+  GC_CONV_SHAPE_NAMES;
   const int j = blockIdx.x * blockDim.x + threadIdx.x;
   if (j >= ldc) return;
   const gc::ConvShape shape = GC_CONV_SHAPE;
@@ -94,6 +93,7 @@ template <class T, bool LANES_ALONG_M, int BLOCK_M, int BLOCK_N, int BLOCK_K, in
 __global__ void GC_SIMT_LAUNCH_BOUNDS(BLOCK_M, BLOCK_N, THREAD_M, THREAD_N)
 conv2d_gemm_columns(const T* __restrict__ w, const T* __restrict__ columns, int ldc, int n_images,
                     GC_CONV_SHAPE_PARAMS, GC_EPILOGUE_PARAMS(T)) {
+  GC_CONV_SHAPE_NAMES;
   using A = gc::acc_t<T>;
   using Tile = gc::SimtTile<BLOCK_M, BLOCK_N, BLOCK_K, THREAD_M, THREAD_N>;
   using WeightSource = gc::RowMajorSource<T>;
@@ -135,6 +135,7 @@ conv2d_gemm_columns(const T* __restrict__ w, const T* __restrict__ columns, int 
 template <class T>
 __global__ void conv2d_columns_epilogue(const T* __restrict__ y, int ldc, int n_images,
                                         GC_CONV_SHAPE_PARAMS, GC_EPILOGUE_PARAMS(T)) {
+  GC_CONV_SHAPE_NAMES;
   const int col = blockIdx.x * blockDim.x + threadIdx.x;
   const int PQ = P * Q;
   if (col >= n_images * PQ) return;

@@ -144,6 +144,7 @@ template <class T, bool NHWC, int BLOCK_M, int BLOCK_N, int BLOCK_K, int THREAD_
 __global__ void GC_SIMT_LAUNCH_BOUNDS(BLOCK_M, BLOCK_N, THREAD_M, THREAD_N)
 conv2d_implicit_gemm(const T* __restrict__ x, const T* __restrict__ w, GC_CONV_SHAPE_PARAMS,
                      GC_EPILOGUE_PARAMS(T)) {
+  GC_CONV_SHAPE_NAMES;
   extern __shared__ __align__(16) unsigned char smem_raw[];
   using Tile = gc::SimtTile<BLOCK_M, BLOCK_N, BLOCK_K, THREAD_M, THREAD_N>;
   implicit_gemm_analytic<T, NHWC, Tile>(x, w, GC_CONV_SHAPE, GC_EPILOGUE(T), smem_raw);
@@ -153,6 +154,7 @@ template <class T, bool NHWC, int BLOCK_M, int BLOCK_N, int BLOCK_K, int THREAD_
 __global__ void GC_SIMT_LAUNCH_BOUNDS(BLOCK_M, BLOCK_N, THREAD_M, THREAD_N)
 conv2d_implicit_gemm_precomputed(const T* __restrict__ x, const T* __restrict__ w,
                                  GC_CONV_SHAPE_PARAMS, GC_EPILOGUE_PARAMS(T)) {
+  GC_CONV_SHAPE_NAMES;
   extern __shared__ __align__(16) unsigned char smem_raw[];
   __shared__ gc::LiveTaps live;
   using Tile = gc::SimtTile<BLOCK_M, BLOCK_N, BLOCK_K, THREAD_M, THREAD_N>;
@@ -165,6 +167,7 @@ template <class T, bool NHWC, int BLOCK_M, int BLOCK_N, int BLOCK_K, int WARP_M,
 __global__ void GC_MMA_LAUNCH_BOUNDS(BLOCK_M, BLOCK_N, BLOCK_K, WARP_M, WARP_N)
 conv2d_implicit_gemm_mma(const T* __restrict__ x, const T* __restrict__ w, GC_CONV_SHAPE_PARAMS,
                          GC_EPILOGUE_PARAMS(T)) {
+  GC_CONV_SHAPE_NAMES;
   extern __shared__ __align__(16) unsigned char smem_raw[];
   using Tile = gc::MmaTile<BLOCK_M, BLOCK_N, BLOCK_K, WARP_M, WARP_N>;
   implicit_gemm_analytic<T, NHWC, Tile>(x, w, GC_CONV_SHAPE, GC_EPILOGUE(T), smem_raw);
@@ -174,6 +177,7 @@ template <class T, bool NHWC, int BLOCK_M, int BLOCK_N, int BLOCK_K, int WARP_M,
 __global__ void GC_MMA_LAUNCH_BOUNDS(BLOCK_M, BLOCK_N, BLOCK_K, WARP_M, WARP_N)
 conv2d_implicit_gemm_precomputed_mma(const T* __restrict__ x, const T* __restrict__ w,
                                      GC_CONV_SHAPE_PARAMS, GC_EPILOGUE_PARAMS(T)) {
+  GC_CONV_SHAPE_NAMES;
   extern __shared__ __align__(16) unsigned char smem_raw[];
   __shared__ gc::LiveTaps live;
   using Tile = gc::MmaTile<BLOCK_M, BLOCK_N, BLOCK_K, WARP_M, WARP_N>;
@@ -187,6 +191,7 @@ template <class T, int BLOCK_M, int BLOCK_N, int BLOCK_K, int WARP_M, int WARP_N
 __global__ void GC_MMA_ASYNC_LAUNCH_BOUNDS(BLOCK_M, BLOCK_N, BLOCK_K, WARP_M, WARP_N)
 conv2d_implicit_gemm_precomputed_mma_vec(const T* __restrict__ x, const T* __restrict__ w,
                                          GC_CONV_SHAPE_PARAMS, GC_EPILOGUE_PARAMS(T)) {
+  GC_CONV_SHAPE_NAMES;
   extern __shared__ __align__(16) unsigned char smem_raw[];
   __shared__ gc::LiveTaps live;
   using Tile = gc::MmaTileK<BLOCK_M, BLOCK_N, BLOCK_K, WARP_M, WARP_N, STAGES>;

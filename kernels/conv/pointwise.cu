@@ -21,6 +21,7 @@ template <class T, int BLOCK_M, int BLOCK_N, int BLOCK_K, int THREAD_M, int THRE
 __global__ void GC_SIMT_LAUNCH_BOUNDS(BLOCK_M, BLOCK_N, THREAD_M, THREAD_N)
 conv2d_pointwise_nchw(const T* __restrict__ x, const T* __restrict__ w,
                       GC_CONV_SHAPE_PARAMS, GC_EPILOGUE_PARAMS(T)) {
+  GC_CONV_SHAPE_NAMES;
   using A = gc::acc_t<T>;
   using Tile = gc::SimtTile<BLOCK_M, BLOCK_N, BLOCK_K, THREAD_M, THREAD_N>;
   using WeightSource = gc::RowMajorSource<T>;
@@ -65,6 +66,7 @@ template <class T, int BLOCK_M, int BLOCK_N, int BLOCK_K, int THREAD_M, int THRE
 __global__ void GC_SIMT_LAUNCH_BOUNDS(BLOCK_M, BLOCK_N, THREAD_M, THREAD_N)
 conv2d_pointwise_nhwc(const T* __restrict__ x, const T* __restrict__ w,
                       GC_CONV_SHAPE_PARAMS, GC_EPILOGUE_PARAMS(T)) {
+  GC_CONV_SHAPE_NAMES;
   using A = gc::acc_t<T>;
   using Tile = gc::SimtTile<BLOCK_M, BLOCK_N, BLOCK_K, THREAD_M, THREAD_N>;
   using PixelSource = gc::PointwiseNhwcSource<T>;

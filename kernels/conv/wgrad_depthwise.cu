@@ -28,6 +28,7 @@ __global__ void __launch_bounds__(WGRAD_DEPTHWISE_LANES * WGRAD_DEPTHWISE_ROWS)
 conv2d_wgrad_depthwise_nhwc(const T* __restrict__ x, const T* __restrict__ dy,
                             GC_CONV_SHAPE_PARAMS,
                             int splits, int pixels_per_split, T* dw, gc::acc_t<T>* ws, int mode) {
+  GC_CONV_SHAPE_NAMES;
   using A = gc::acc_t<T>;
   __shared__ A partial[WGRAD_DEPTHWISE_ROWS][WGRAD_DEPTHWISE_LANES];
 
@@ -106,17 +107,21 @@ __device__ __forceinline__ int odd_pitch(int elements) { return elements | 1; }
 // without tiles stores zeros), never atomics: deterministic.
 // Blocks per SM the registers must allow: four (64 registers, as launch_bwd_weight's splits
 // assume) for the 2- and 4-byte types; with fp64's window and accumulators in 64 registers
-// ptxas (CUDA 13) spilled, so one there (~115 registers, two blocks).
-template <class T>
+// ptxas (CUDA 13) spilled, so one there (~115 registers, two blocks). The 2-byte types in NHWC
+// sat at exactly 64 and spilled 12 bytes once the shape became one struct argument (the
+// conversions to float need a few more registers): three blocks there (up to 85 registers).
+template <class T, bool NHWC>
 struct WgradDepthwiseMinBlocks {
-  static constexpr int value = sizeof(gc::acc_t<T>) == 8 ? 1 : 4;
+  static constexpr int value = sizeof(gc::acc_t<T>) == 8 ? 1 : (NHWC && sizeof(T) == 2 ? 3 : 4);
 };
 
 template <class T, bool NHWC>
-__global__ void __launch_bounds__(WGRAD_DEPTHWISE_TILE_THREADS, WgradDepthwiseMinBlocks<T>::value)
+__global__ void
+__launch_bounds__(WGRAD_DEPTHWISE_TILE_THREADS, WgradDepthwiseMinBlocks<T, NHWC>::value)
 conv2d_wgrad_depthwise_tiled(const T* __restrict__ x, const T* __restrict__ dy, int tile_p,
                              int tile_q, int channel_tile, int parts, int tiles_per_split,
                              GC_CONV_SHAPE_PARAMS, T* dw, gc::acc_t<T>* ws, int mode) {
+  GC_CONV_SHAPE_NAMES;
   using A = gc::acc_t<T>;
   constexpr int THREADS = WGRAD_DEPTHWISE_TILE_THREADS;
   constexpr int RUN = DEPTHWISE_WINDOW_RUN;

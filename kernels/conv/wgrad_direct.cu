@@ -18,6 +18,7 @@ __global__ void __launch_bounds__(WGRAD_DIRECT_THREADS)
 conv2d_wgrad_direct(const T* __restrict__ x, const T* __restrict__ dy,
                     GC_CONV_SHAPE_PARAMS,
                     int splits, int pixels_per_split, T* dw, gc::acc_t<T>* ws, int mode) {
+  GC_CONV_SHAPE_NAMES;
   using A = gc::acc_t<T>;
   __shared__ A partial[WGRAD_DIRECT_THREADS];
 

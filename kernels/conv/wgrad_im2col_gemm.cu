@@ -21,9 +21,8 @@
 template <class T, bool NHWC>
 __global__ void conv2d_wgrad_im2col(const T* __restrict__ x, T* __restrict__ columns, int ldc,
                                     int n_images,
-                                    int N, int C, int H, int W, int K, int R, int S, int P, int Q,
-                                    int pad_h, int pad_w, int stride_h, int stride_w, int dil_h,
-                                    int dil_w, int groups) {
+                                    GC_CONV_SHAPE_PARAMS) {
+  GC_CONV_SHAPE_NAMES;
   const int j = blockIdx.x * blockDim.x + threadIdx.x;
   const int n_cols = n_images * P * Q;
   if (j >= n_cols) return;
@@ -37,6 +36,7 @@ conv2d_wgrad_gemm_columns(const T* __restrict__ dy, const T* __restrict__ column
                           int n_images,
                           GC_CONV_SHAPE_PARAMS,
                           int splits, int pixels_per_split, T* dw, gc::acc_t<T>* ws, int mode) {
+  GC_CONV_SHAPE_NAMES;
   using A = gc::acc_t<T>;
   using Tile = gc::SimtTile<BLOCK_M, BLOCK_N, BLOCK_K, THREAD_M, THREAD_N>;
   using DySource = typename gc::Select<NHWC, gc::WgradDyNhwcSource<T>, gc::WgradDyNchwSource<T>>::type;

@@ -81,6 +81,7 @@ template <class T, bool NHWC, int BLOCK_M, int BLOCK_N, int BLOCK_K, int THREAD_
 __global__ void GC_SIMT_LAUNCH_BOUNDS(BLOCK_M, BLOCK_N, THREAD_M, THREAD_N)
 conv2d_wgrad_implicit_gemm(const T* __restrict__ x, const T* __restrict__ dy,
                            GC_CONV_SHAPE_PARAMS, GC_WGRAD_OUTPUT_PARAMS(T)) {
+  GC_CONV_SHAPE_NAMES;
   extern __shared__ __align__(16) unsigned char smem_raw[];
   using Tile = gc::SimtTile<BLOCK_M, BLOCK_N, BLOCK_K, THREAD_M, THREAD_N>;
   const gc::WgradEpilogue<T> epi{dw, ws, K * (C / groups) * R * S, mode};
@@ -92,6 +93,7 @@ template <class T, bool NHWC, int BLOCK_M, int BLOCK_N, int BLOCK_K, int WARP_M,
 __global__ void GC_MMA_LAUNCH_BOUNDS(BLOCK_M, BLOCK_N, BLOCK_K, WARP_M, WARP_N)
 conv2d_wgrad_implicit_gemm_mma(const T* __restrict__ x, const T* __restrict__ dy,
                                GC_CONV_SHAPE_PARAMS, GC_WGRAD_OUTPUT_PARAMS(T)) {
+  GC_CONV_SHAPE_NAMES;
   extern __shared__ __align__(16) unsigned char smem_raw[];
   using Tile = gc::MmaTile<BLOCK_M, BLOCK_N, BLOCK_K, WARP_M, WARP_N>;
   const gc::WgradEpilogue<T> epi{dw, ws, K * (C / groups) * R * S, mode};
@@ -106,6 +108,7 @@ template <class T, int BLOCK_M, int BLOCK_N, int BLOCK_K, int WARP_M, int WARP_N
 __global__ void GC_MMA_ASYNC_LAUNCH_BOUNDS(BLOCK_M, BLOCK_N, BLOCK_K, WARP_M, WARP_N)
 conv2d_wgrad_implicit_gemm_mma_vec(const T* __restrict__ x, const T* __restrict__ dy,
                                    GC_CONV_SHAPE_PARAMS, GC_WGRAD_OUTPUT_PARAMS(T)) {
+  GC_CONV_SHAPE_NAMES;
   extern __shared__ __align__(16) unsigned char smem_raw[];
   using Tile = gc::MmaTileAsync<BLOCK_M, BLOCK_N, BLOCK_K, WARP_M, WARP_N, STAGES>;
   const gc::WgradEpilogue<T> epi{dw, ws, K * (C / groups) * R * S, mode};

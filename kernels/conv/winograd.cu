@@ -260,6 +260,7 @@ template <class T, bool NHWC, int M>
 __global__ void conv2d_winograd_input_transform(const T* __restrict__ x,
                                                 gc::acc_t<T>* __restrict__ v, int tiles_h,
                                                 int tiles_w, GC_CONV_SHAPE_PARAMS) {
+  GC_CONV_SHAPE_NAMES;
   using A = gc::acc_t<T>;
   constexpr int ALPHA = gc::winograd_alpha<M>();
   constexpr int ELEMENTS = gc::winograd_elements<M>();
@@ -295,6 +296,7 @@ template <class T, bool NHWC, int M>
 __global__ void conv2d_winograd_output_transform(const gc::acc_t<T>* __restrict__ m, int tiles_h,
                                                  int tiles_w, GC_CONV_SHAPE_PARAMS,
                                                  GC_EPILOGUE_PARAMS(T)) {
+  GC_CONV_SHAPE_NAMES;
   using A = gc::acc_t<T>;
   constexpr int ELEMENTS = gc::winograd_elements<M>();
   const int tiles = N * tiles_h * tiles_w;
@@ -325,6 +327,7 @@ template <class T, bool NHWC, int M>
 __global__ void conv2d_winograd_grad_output_transform(const T* __restrict__ dy,
                                                       gc::acc_t<T>* __restrict__ z, int tiles_h,
                                                       int tiles_w, GC_CONV_SHAPE_PARAMS) {
+  GC_CONV_SHAPE_NAMES;
   using A = gc::acc_t<T>;
   constexpr int ELEMENTS = gc::winograd_elements<M>();
   const int tiles = N * tiles_h * tiles_w;

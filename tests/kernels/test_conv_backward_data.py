@@ -255,6 +255,10 @@ def geometry(x, w, **kwargs):
     ((32, 512, 14, 14), (512, 512, 3, 3), dict(stride=2, padding=1), np.float32, "im2col_gemm"),
     ((32, 256, 56, 56), (256, 256, 3, 3), dict(padding=1), np.float32, "winograd_nonfused"),
     ((32, 128, 28, 28), (128, 128, 3, 3), dict(padding=1), np.float64, "winograd_nonfused"),
+    ((32, 512, 7, 7), (512, 512, 3, 3), dict(padding=1), np.float32, "winograd_nonfused"),
+    # Under 1024 output pixels Winograd's launches cost more than its savings: im2col + GEMM.
+    ((1, 128, 28, 28), (128, 128, 3, 3), dict(padding=1), np.float32, "im2col_gemm"),
+    ((1, 512, 7, 7), (512, 512, 3, 3), dict(padding=1), np.float32, "im2col_gemm"),
     ((32, 256, 14, 14), (256, 256, 3, 3), dict(padding=1), np.float16, "implicit_gemm"),
     ((32, 256, 14, 14), (256, 256, 3, 3), dict(padding=1, stride=2), np.float32, "im2col_gemm"),
     ((1, 8, 9, 9), (16, 8, 1, 1), {}, np.float16, "implicit_gemm"),      # tensor cores

@@ -333,6 +333,11 @@ def test_auto_choice():
     assert choose_weight_algorithm(wide, "auto", np.float16, "NHWC")[0] == "implicit_gemm"
     strided = Case("", (32, 128, 28, 28), (256, 128, 3, 3), dict(padding=1, stride=2)).geometry()
     assert choose_weight_algorithm(strided, "auto", np.float32, "NCHW")[0] == "implicit_gemm"
+    # ... over >= 1024 output pixels: 32 x 7x7 = 1568 takes it, 1 x 28x28 = 784 does not.
+    small = Case("", (32, 512, 7, 7), (512, 512, 3, 3), dict(padding=1)).geometry()
+    assert choose_weight_algorithm(small, "auto", np.float32, "NCHW")[0] == "winograd_nonfused"
+    batch1 = Case("", (1, 128, 28, 28), (128, 128, 3, 3), dict(padding=1)).geometry()
+    assert choose_weight_algorithm(batch1, "auto", np.float32, "NCHW")[0] == "implicit_gemm"
 
 
 @pytest.mark.parametrize("algorithm, w, kwargs, message", [

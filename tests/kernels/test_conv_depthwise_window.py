@@ -243,6 +243,8 @@ def test_window_random_geometries(data):
     ((1, 4, 14, 14), (4, 1, 27, 27), dict(padding=13), "window<float, false>"),   # RepLKNet
     ((1, 4, 12, 14), (4, 1, 5, 5), dict(padding=2), "window<float, false>"),
     ((1, 4, 12, 14), (4, 1, 3, 3), dict(padding=1), "direct<float, false, 3, 3>"),  # MobileNet
+    ((1, 4, 28, 28), (4, 1, 3, 3), dict(padding=1), "window<float, false>"),   # from 28x28 on
+    ((1, 4, 28, 28), (4, 1, 3, 3), dict(padding=1, stride=2), "direct<float, false, 3, 3>"),
     ((1, 4, 12, 14), (4, 1, 9, 9), dict(padding=4, stride=2), "tiled<float, false>"),
     ((1, 4, 12, 14), (4, 1, 7, 7), dict(padding=3, stride=2), "direct<float, false, 7, 7>"),
     ((1, 4, 12, 14), (4, 1, 5, 5), dict(padding=4, dilation=2), "direct<float, false, 5, 5>"),
@@ -257,6 +259,14 @@ def test_auto_routing(x_shape, w_shape, kwargs, kernel, launched_names, rng):
         y = gpuconv.conv2d(x, w, groups=x_shape[1], **kwargs)
     assert launched_names == [f"conv2d_depthwise_{kernel}"]
     assert_close(y, gpuconv.conv2d(x, w, groups=x_shape[1], **kwargs))
+
+
+def test_auto_takes_the_window_kernel_for_3x3_in_nhwc_on_any_plane():
+    for hw in ((7, 7), (12, 14), (56, 56)):
+        geom = conv2d_geometry((1, 4, *hw), (4, 1, 3, 3), groups=4, padding=1)
+        assert launch_depthwise.choose_variant(geom, np.float32, True) == "window"
+        assert launch_depthwise.choose_variant(geom, np.float32, False) == (
+            "window" if hw == (56, 56) else "direct")
 
 
 def test_auto_falls_back_when_no_window_tile_fits(monkeypatch):
@@ -323,7 +333,7 @@ def test_window_kernels_are_registered_and_hot():
 def test_window_main_loop_loads_one_input_and_one_weight_per_tap(tmp_path):
     # The offline evidence of kernels/conv/NOTES.md: per unrolled chunk of RUN taps, RUN * RUN
     # FMAs and 2 * RUN shared loads (the tiled kernel: 4 FMAs and 5 loads per tap).
-    params = ", ".join(["const float*"] * 2 + ["int"] * 20 + ["float*"] + ["int"] * 3
+    params = ", ".join(["const float*"] * 2 + ["int"] * 4 + ["gc::ConvShape", "float*"] + ["int"] * 3
                        + ["const float*"] * 2 + ["int"] * 4)
     ptx = compile_ptx(tmp_path, KERNELS_DIR / "conv/depthwise.cu", [
         f"conv2d_depthwise_window<float, {nhwc}>({params})" for nhwc in ("false", "true")])

@@ -559,12 +559,14 @@ def test_winograd_on_the_large_gemm_tile(data_format, monkeypatch, rng, launched
 @pytest.mark.parametrize("dtype, x_shape, w_shape, kwargs, algorithm", [
     ("float32", (32, 256, 14, 14), (256, 256, 3, 3), dict(padding=1), "winograd_nonfused"),
     ("float64", (8, 128, 28, 28), (256, 128, 3, 3), dict(padding=1), "winograd_nonfused"),
-    ("float32", (32, 64, 56, 56), (64, 64, 3, 3), dict(padding=1), "implicit_gemm"),   # < 128
+    ("float32", (32, 64, 56, 56), (64, 64, 3, 3), dict(padding=1), "winograd_nonfused"),
+    ("float32", (32, 32, 56, 56), (64, 32, 3, 3), dict(padding=1), "implicit_gemm"),   # < 64
+    ("float32", (1, 512, 7, 7), (512, 512, 3, 3), dict(padding=1), "winograd_nonfused"),
     ("float32", (32, 256, 28, 28), (256, 256, 3, 3), dict(stride=2, padding=1), "implicit_gemm"),
     ("float16", (32, 256, 14, 14), (256, 256, 3, 3), dict(padding=1), "implicit_gemm"),  # tensor cores
 ])
-def test_auto_takes_winograd_on_cuda_cores_from_128_channels(dtype, x_shape, w_shape, kwargs,
-                                                             algorithm, monkeypatch):
+def test_auto_takes_winograd_on_cuda_cores_from_64_channels(dtype, x_shape, w_shape, kwargs,
+                                                            algorithm, monkeypatch):
     monkeypatch.setattr(autotune, "_enabled", False)
     e = gpuconv.explain(x_shape, w_shape, **kwargs, dtype=dtype)
     assert e.algorithm == algorithm, str(e)
@@ -577,12 +579,14 @@ def test_auto_takes_winograd_on_cuda_cores_from_128_channels(dtype, x_shape, w_s
 
 
 @pytest.mark.parametrize("x_shape, w_shape, kwargs, algorithm, kernel", [
-    ((1, 64, 56, 56), (64, 1, 3, 3), dict(padding=1, groups=64), "depthwise", "conv2d_depthwise_direct (unrolled 3x3)"),
+    ((1, 64, 14, 14), (64, 1, 3, 3), dict(padding=1, groups=64), "depthwise", "conv2d_depthwise_direct (unrolled 3x3)"),
+    ((1, 64, 56, 56), (64, 1, 3, 3), dict(padding=1, groups=64), "depthwise", "conv2d_depthwise_window"),
     ((1, 32, 56, 56), (32, 1, 31, 31), dict(padding=15, groups=32), "depthwise", "conv2d_depthwise_window"),
     ((1, 32, 56, 56), (32, 1, 31, 31), dict(padding=15, stride=2, groups=32), "depthwise", "conv2d_depthwise_tiled"),
     ((8, 256, 14, 14), (1024, 256, 1, 1), {}, "pointwise", "conv2d_pointwise_nchw"),
     ((8, 128, 28, 28), (128, 4, 3, 3), dict(padding=1, groups=32), "direct", "conv2d_direct_tiled"),
-    ((32, 64, 56, 56), (64, 64, 3, 3), dict(padding=1), "implicit_gemm", "conv2d_implicit_gemm_precomputed (tile 128, 64"),
+    # dilated (Winograd refuses it), so the 128 x 64 tile of ResNet-50's 56x56 x 64 GEMM shows
+    ((32, 64, 56, 56), (64, 64, 3, 3), dict(padding=2, dilation=2), "implicit_gemm", "conv2d_implicit_gemm_precomputed (tile 128, 64"),
 ])
 def test_explain_reports_the_heuristic_choice(x_shape, w_shape, kwargs, algorithm, kernel, monkeypatch):
     monkeypatch.setattr(autotune, "_enabled", False)
