@@ -12,13 +12,13 @@ Rules, first match wins (each states its reason in ``explain``):
 3. direct      fewer than 32 filters per group (grouped convolutions such as ResNeXt's, or
                tiny layers): the narrowest GEMM tile is 32 filters wide, the direct kernel's
                filter block 16, 8 or 4 (launch_direct.pick_tile).
-4. winograd_nonfused  3x3, stride 1, dilation 1, at least launch_winograd.MIN_CHANNELS
-               ["forward"] (64) channels and filters per group, on CUDA cores (float32, float64): 1/4 of the
-               multiply-adds (F(4x4, 3x3); 4/9 with F(2x2, 3x3) on planes under 7x7) through
-               the same GEMM, for transform traffic that the GEMM outweighs from about 64
-               channels on (launch_winograd). Measured on an H100 (ResNet-50 b32 fp32, kernels/
-               conv/NOTES.md "Winograd on the H100"): F(4x4) 168-207 us on the stride-1 3x3
-               layers where the implicit GEMM takes 235-438 and cuDNN 139-290.
+4. winograd_nonfused  3x3, stride 1, dilation 1, at least launch_winograd.MIN_CHANNELS (128)
+               channels and filters per group (64 over >= 16384 output pixels), on CUDA
+               cores (float32, float64): 1/4 of the multiply-adds (F(4x4, 3x3); 4/9 with
+               F(2x2, 3x3) on planes under 7x7) through the same GEMM, for transform traffic
+               the GEMM outweighs (launch_winograd.pays_off). Measured on an H100 (ResNet-50
+               b32 fp32, kernels/conv/NOTES.md "Winograd on the H100"): F(4x4) 168-207 us on
+               the stride-1 3x3 layers where the implicit GEMM takes 235-438 and cuDNN 139-290.
 5. implicit_gemm  everything else: the GEMM view without a column buffer, the fastest general
                path (tiles 32, 64 or 128 filters wide; tensor cores for 16-bit dtypes:
                launch_implicit_gemm).
@@ -95,8 +95,7 @@ def choose(geom, dtype=np.float32) -> Choice:
             and launch_winograd.pays_off(geom)):
         return Choice("winograd_nonfused",
                       f"3x3, stride 1, dilation 1, {geom.C_per_group} channels and "
-                      f"{geom.K_per_group} filters per group "
-                      f"(>= {launch_winograd.MIN_CHANNELS['forward']}): "
+                      f"{geom.K_per_group} filters per group: "
                       "Winograd F(4x4, 3x3) does 1/4 of the multiply-adds (F(2x2, 3x3) 4/9, "
                       "on planes under 7x7), and the GEMM outweighs its transforms")
     if plain_gemm:

@@ -20,7 +20,8 @@ Why: the 16 products of F(2x2, 3x3)'s tile make 4 outputs of 9 taps each, 4/9 of
 convolution's multiply-adds, and F(4x4, 3x3)'s 36 make 16, 1/4 of them; the price is the
 transforms' memory traffic, ALPHA^2 * (C + K) values per tile written and read once (4 per
 output for M = 2, 2.25 for M = 4), which the GEMM's C*K products per tile outweigh from about
-64 channels on in the forward pass (measured: MIN_CHANNELS; kernels/conv/NOTES.md "Winograd").
+128 channels on, and from 64 over large batches in the forward pass (measured: MIN_CHANNELS;
+kernels/conv/NOTES.md "Winograd").
 
 Output tile (``output_tile``, a launcher option: "auto", 2 or 4): "auto" takes, for the forward
 convolution and the data gradient, the tile with the fewest transformed elements per image
@@ -39,12 +40,15 @@ from .launch_bwd_common import LAUNCH_ELEMENTS, acc_dtype, ceil_div, launch, out
 from .launch_common import GRID_YZ_LIMIT, ConvCall, cuda_bool, shape_args
 from .launch_im2col_gemm import workspace_limit
 
-# "auto" takes Winograd (on CUDA cores) from this many channels and filters per group on, per
-# direction: the transforms move ALPHA^2 * (C + K) values per tile for ALPHA^2 * C * K products
-# (the module's docstring). Forward measured on an H100 (ResNet-50 b32 fp32, kernels/conv/
-# NOTES.md "Winograd on the H100"): F(4x4) gains from 64 on (56x56 x 64: 207 us, implicit GEMM
-# 250, cuDNN 240); the gradients keep the predicted 128 (not measured below it yet).
-MIN_CHANNELS = {"forward": 64, "data_grad": 128, "weight_grad": 128}
+# "auto" takes Winograd (on CUDA cores) from this many channels and filters per group on: the
+# transforms move ALPHA^2 * (C + K) values per tile for ALPHA^2 * C * K products (the module's
+# docstring). The forward pass also from FORWARD_MIN_CHANNELS on over at least
+# FORWARD_NARROW_MIN_PIXELS output pixels (measured on an H100, kernels/conv/NOTES.md "Winograd
+# on the H100": 56x56 x 64 channels at batch 32, 100352 pixels, F(4x4) 207 us vs the implicit
+# GEMM's 250 and cuDNN's 240; at batch 1, 3136 pixels, 205 us vs 50).
+MIN_CHANNELS = 128
+FORWARD_MIN_CHANNELS = 64
+FORWARD_NARROW_MIN_PIXELS = 16384
 # ... and, for the gradients, from this many output pixels (N * P * Q) on. Measured on an H100
 # (bench/results/20261122T1604Z-H100-batch1-deeplab, ResNet-50 batch 1,
 # fp32): at 49-784 pixels the four launches and their small GEMMs take 180-190 us where
@@ -126,10 +130,14 @@ def refusal(geom, m: int | None = None) -> str | None:
 
 def pays_off(geom, direction: str = "forward") -> bool:
     """Whether "auto" should prefer Winograd for a case it can run in ``direction`` ("forward",
-    "data_grad", "weight_grad"): MIN_CHANNELS, and MIN_GRADIENT_PIXELS for the gradients."""
-    if min(geom.C_per_group, geom.K_per_group) < MIN_CHANNELS[direction]:
-        return False
-    return direction == "forward" or geom.N * geom.P * geom.Q >= MIN_GRADIENT_PIXELS
+    "data_grad", "weight_grad"): MIN_CHANNELS (or FORWARD_MIN_CHANNELS over
+    FORWARD_NARROW_MIN_PIXELS), and MIN_GRADIENT_PIXELS for the gradients."""
+    channels = min(geom.C_per_group, geom.K_per_group)
+    pixels = geom.N * geom.P * geom.Q
+    if direction == "forward":
+        return channels >= MIN_CHANNELS or (channels >= FORWARD_MIN_CHANNELS
+                                            and pixels >= FORWARD_NARROW_MIN_PIXELS)
+    return channels >= MIN_CHANNELS and pixels >= MIN_GRADIENT_PIXELS
 
 
 def tile_grid(geom, m: int) -> tuple[int, int]:
