@@ -56,9 +56,10 @@ WEIGHT_ALGORITHMS = ("implicit_gemm", "im2col_gemm", "depthwise", "direct", "win
 #   fp16 NHWC: 1x1 layers 1.98 -> 1.53 ms in all, conv1 3.69 -> 1.28 ms against the choices below).
 # - CUDA-core dtypes: Winograd for 3x3 stride-1 filters with >= 128 channels and
 #   filters per group over >= 1024 output pixels (launch_winograd.pays_off; H100 ResNet-50 b32:
-#   3x3 data gradients 0.81x of cuDNN in all, 1.24x at 14x14); the 1x1 GEMM for every 1x1 filter, strided too (downsample layers 470 ->
-#   284 us); im2col + GEMM for filters with more taps (its GEMM is C*R*S wide where the implicit
-#   one is C wide: more blocks on small planes, 419 -> 303 us at 14x14), except 3x3 and smaller
+#   3x3 data gradients 0.81x of cuDNN in all, 1.24x at 14x14); the 1x1 GEMM for every 1x1
+#   filter, strided too (downsample layers 470 -> 284 us); im2col + GEMM for filters with more
+#   taps (its GEMM is C*R*S wide where the implicit one is C wide: more blocks on small planes,
+#   419 -> 303 us at 14x14), except 3x3 and smaller
 #   over planes of >= IMPLICIT_MIN_PIXELS with <= IMPLICIT_MAX_CHANNELS channels, and strided
 #   filters over planes larger than STRIDED_IM2COL_MAX_PIXELS, where the implicit GEMM wins
 #   (344 vs 512 us at 56x56 x 64 channels; its phases skip the inserted zeros);
@@ -73,6 +74,11 @@ STEM_IM2COL_MIN_PIXELS = 1 << 20
 __all__ = ["conv2d_input", "conv2d_weight", "conv2d_bias", "conv_transpose2d",
            "choose_data_algorithm", "choose_weight_algorithm", "DATA_ALGORITHMS",
            "WEIGHT_ALGORITHMS"]
+
+
+# What launch_winograd.pays_off asks of a gradient, as the choices' reasons state it.
+_WINOGRAD_GRADIENT_SIZES = (f">= {launch_winograd.MIN_CHANNELS} channels and filters per group "
+                            f"and >= {launch_winograd.MIN_GRADIENT_PIXELS} output pixels")
 
 
 def _refuse(pass_name: str, algorithm: str, reason: str):
@@ -110,10 +116,9 @@ def _cuda_core_data_candidates(geom) -> list[tuple[str, str]]:
     strided = (geom.stride_h, geom.stride_w) != (1, 1)
     if (launch_winograd.data_gradient_refusal(geom) is None
             and launch_winograd.pays_off(geom, "data_grad")):
-        return [("winograd_nonfused", "a 3x3 stride-1 filter over >= 128 channels and filters "
-                                      "per group and >= 1024 output pixels: Winograd "
-                                      "F(4x4, 3x3) does 1/4 of the "
-                                      "multiply-adds (F(2x2, 3x3) 4/9, on planes under 7x7)")]
+        return [("winograd_nonfused", f"a 3x3 stride-1 filter over {_WINOGRAD_GRADIENT_SIZES}: "
+                                      "Winograd F(4x4, 3x3) does 1/4 of the multiply-adds "
+                                      "(F(2x2, 3x3) 4/9, on planes under 7x7)")]
     if (geom.R, geom.S) == (1, 1):
         return [("pointwise", "a 1x1 filter: a plain GEMM (strided: over the strided pixels)")]
     if geom.C_per_group <= DIRECT_MAX_CHANNELS:
@@ -148,11 +153,10 @@ def choose_weight_algorithm(geom, algorithm: str, dtype, data_format: str) -> tu
     if geom.C_per_group == 1 and geom.groups > 1:
         candidates.append(("depthwise", "a depthwise convolution (C/groups == 1)"))
     if not uses_tensor_cores(dtype) and launch_winograd.pays_off(geom, "weight_grad"):
-        candidates.append(("winograd_nonfused", "a 3x3 stride-1 filter over >= 128 channels "
-                                                "and filters per group and >= 1024 output "
-                                                "pixels: Winograd F(2x2, 3x3) "
-                                                "does 4/9 of the multiply-adds (F(4x4, 3x3)'s "
-                                                "1/4 rounds more over a whole batch)"))
+        candidates.append(("winograd_nonfused", "a 3x3 stride-1 filter over "
+                                                f"{_WINOGRAD_GRADIENT_SIZES}: Winograd F(2x2, "
+                                                "3x3) does 4/9 of the multiply-adds (F(4x4, "
+                                                "3x3)'s 1/4 rounds more over a whole batch)"))
     candidates.append(("implicit_gemm", "the general case"))
     candidates.append(("direct", "the implicit GEMM's grid cannot cover this case"))
     for name, why in candidates:

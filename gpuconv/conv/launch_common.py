@@ -3,8 +3,8 @@
 A ``ConvCall`` is one validated ``conv2d`` with its arrays made ready for the kernels (contiguous
 input, weight, bias and residual; an output target the kernels can address), plus the
 arguments every conv kernel takes in the same order (kernels/common/conv_shape.cuh and
-epilogue.cuh): the shape (one struct of 16 ints), then out, its (n, k, pixel) strides, bias, residual, its
-strides, and the epilogue flags.
+epilogue.cuh): the shape (one struct of 16 ints), then out, its (n, k, pixel) strides, bias,
+residual, its strides, and the epilogue flags.
 
 32-bit indexing: kernels compute offsets in ``int``. ``ConvCall.chunks`` splits the batch so
 that no launch addresses ``INDEX_LIMIT`` or more elements of any tensor (the input, the whole
