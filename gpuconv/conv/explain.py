@@ -72,7 +72,9 @@ def describe_kernel(algorithm: str, geom, dtype, nhwc: bool, executor: str) -> s
                 f"{m}x{m} tiles, tile {tile.template_args}) + conv2d_winograd_output_transform")
     if algorithm == "pointwise":
         tile = launch_pointwise.pick_tile(geom, dtype, tile_executor, nhwc=nhwc)
-        return f"conv2d_pointwise_{'nhwc' if nhwc else 'nchw'} (tile {tile.template_args})"
+        splits = launch_pointwise.splits(geom, tile, dtype, nhwc, tile_executor)
+        return (f"conv2d_pointwise_{'nhwc' if nhwc else 'nchw'} (tile {tile.template_args}"
+                f"{_split_k_note(splits)})")
     tensor_cores = launch_implicit_gemm.uses_tensor_cores(dtype)
     tile = launch_implicit_gemm.pick_tile(geom, dtype, tile_executor, tensor_cores=tensor_cores)
     iterator = launch_implicit_gemm.choose_iterator(geom)
@@ -80,8 +82,17 @@ def describe_kernel(algorithm: str, geom, dtype, nhwc: bool, executor: str) -> s
     if launch_implicit_gemm.vector_shape(geom, nhwc, iterator, tile):
         kernel = (f"{launch_implicit_gemm.VECTOR_KERNEL} (8 channels per load when the arrays "
                   "are 16-byte aligned)")
+    splits = launch_implicit_gemm.splits(geom, tile, dtype, tensor_cores, tile_executor)
     return (f"{kernel} (tile {tile.template_args}, {'KRSC' if nhwc else 'KCRS'} weights, "
-            f"{iterator} tap iterator, {'tensor' if tensor_cores else 'CUDA'} cores)")
+            f"{iterator} tap iterator, {'tensor' if tensor_cores else 'CUDA'} cores"
+            f"{_split_k_note(splits)})")
+
+
+def _split_k_note(splits: int) -> str:
+    if splits == 1:
+        return ""
+    return (f", k split {splits} ways: the output tiles alone would leave SMs idle; "
+            "+ conv2d_split_k_epilogue adds the splits in order")
 
 
 def _float_dtype(dtype) -> np.dtype:

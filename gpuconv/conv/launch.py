@@ -17,6 +17,7 @@ from . import (autotune, heuristics, launch_depthwise, launch_direct, launch_im2
                launch_implicit_gemm, launch_pointwise, launch_winograd)
 from .geometry import ConvGeometry, layout_shape
 from .launch_common import MATHS, TILE_WIDTHS, ConvCall, contiguous, output_target
+from .split_k import check_split_k
 
 ALGORITHMS = heuristics.ALGORITHMS
 EXECUTORS = ("cupy", "simulator")
@@ -33,7 +34,7 @@ def _xp(executor: str):
 def run_algorithm(algorithm: str, call: ConvCall, *, gemm: str = "own",
                   workspace_bytes: int | None = None, iterator: str = "auto",
                   tile_widths: str = "auto", depthwise_variant: str = "auto",
-                  math: str = "auto", winograd_tile="auto") -> None:
+                  math: str = "auto", winograd_tile="auto", split_k="auto") -> None:
     """Launch ``algorithm``'s kernels for ``call`` (already checked to be runnable)."""
     if algorithm == "direct":
         launch_direct.run(call)
@@ -43,9 +44,10 @@ def run_algorithm(algorithm: str, call: ConvCall, *, gemm: str = "own",
         launch_im2col_gemm.run(call, gemm=gemm, workspace_bytes=workspace_bytes,
                                tile_widths=tile_widths)
     elif algorithm == "implicit_gemm":
-        launch_implicit_gemm.run(call, iterator=iterator, tile_widths=tile_widths, math=math)
+        launch_implicit_gemm.run(call, iterator=iterator, tile_widths=tile_widths, math=math,
+                                 split_k=split_k)
     elif algorithm == "pointwise":
-        launch_pointwise.run(call, tile_widths=tile_widths)
+        launch_pointwise.run(call, tile_widths=tile_widths, split_k=split_k)
     elif algorithm == "depthwise":
         launch_depthwise.run(call, variant=depthwise_variant)
     elif algorithm == "winograd_nonfused":
@@ -59,7 +61,7 @@ def conv2d(geom: ConvGeometry, x, weight, bias=None, *, residual=None, activatio
            algorithm: str = "auto", data_format: str = "NCHW", out=None, executor: str = "cupy",
            gemm: str = "own", workspace_bytes: int | None = None, iterator: str = "auto",
            tile_widths: str = "auto", depthwise_variant: str = "auto",
-           math: str = "auto", winograd_tile="auto") -> Any:
+           math: str = "auto", winograd_tile="auto", split_k="auto") -> Any:
     """activation(conv(x, weight) + bias + residual) on the kernels; returns the output (``out``
     itself when given).
 
@@ -71,7 +73,9 @@ def conv2d(geom: ConvGeometry, x, weight, bias=None, *, residual=None, activatio
     tiles) to the GEMM tiles of implicit_gemm, pointwise, winograd and im2col_gemm (own GEMM); ``math`` ("auto" | "cuda_cores" | "tensor_cores") to
     implicit_gemm's multiply-accumulate (auto: tensor cores for float16 and bfloat16);
     ``depthwise_variant`` ("auto" | "direct" | "tiled" | "window") to depthwise's kernel;
-    ``winograd_tile`` ("auto" | 2 | 4) to winograd's output tile (launch_winograd.AUTO_TILE).
+    ``winograd_tile`` ("auto" | 2 | 4) to winograd's output tile (launch_winograd.AUTO_TILE);
+    ``split_k`` ("auto" | splits >= 1, 1: never) to the k splits of implicit_gemm and
+    pointwise (split_k.py).
     """
     executor = as_choice("executor", executor, EXECUTORS)
     gemm = as_choice("gemm", gemm, launch_im2col_gemm.GEMMS)
@@ -79,6 +83,7 @@ def conv2d(geom: ConvGeometry, x, weight, bias=None, *, residual=None, activatio
     tile_widths = as_choice("tile_widths", tile_widths, TILE_WIDTHS)
     math = as_choice("math", math, MATHS)
     depthwise_variant = as_choice("depthwise_variant", depthwise_variant, launch_depthwise.VARIANTS)
+    split_k = check_split_k(split_k)
     nhwc = data_format == "NHWC"
     xp = _xp(executor)
     out_shape = layout_shape(geom.output_shape, data_format)
@@ -95,10 +100,10 @@ def conv2d(geom: ConvGeometry, x, weight, bias=None, *, residual=None, activatio
         algorithm = select_algorithm(call, data_format, gemm=gemm, workspace_bytes=workspace_bytes,
                                      iterator=iterator, tile_widths=tile_widths,
                                      depthwise_variant=depthwise_variant, math=math,
-                                     winograd_tile=winograd_tile)
+                                     winograd_tile=winograd_tile, split_k=split_k)
     run_algorithm(algorithm, call, gemm=gemm, workspace_bytes=workspace_bytes, iterator=iterator,
                   tile_widths=tile_widths, depthwise_variant=depthwise_variant, math=math,
-                  winograd_tile=winograd_tile)
+                  winograd_tile=winograd_tile, split_k=split_k)
     if out is None:
         return target
     if not in_place:

@@ -5,6 +5,7 @@ from .._kernels import CUDA_TYPES, register
 from .gemm_tile import GemmTile
 from .launch_common import (GEMM_TILES, GRID_YZ_LIMIT, ConvCall, ceil_div, narrow_tiles,
                             pick_filter_tile)
+from .split_k import SplitK, gemm_splits
 
 # The GEMM's M is the filters in NCHW (out[:, g] = W[g] * x[:, g]), the pixels in NHWC.
 FILTERS_ALONG_M = {"nchw": True, "nhwc": False}
@@ -49,7 +50,20 @@ def pick_tile(geom, dtype, executor: str, *, nhwc: bool, widths: str = "auto") -
                             filters_along_m=FILTERS_ALONG_M["nhwc" if nhwc else "nchw"])
 
 
-def run(call: ConvCall, tile_widths: str = "auto") -> None:
+def tile_extent(tile: GemmTile, nhwc: bool) -> tuple[int, int]:
+    """(pixels, filters) of one block of ``tile`` in the layout's GEMM."""
+    return (tile.block_m, tile.block_n) if nhwc else (tile.block_n, tile.block_m)
+
+
+def splits(geom, tile: GemmTile, dtype, nhwc: bool, executor: str, split_k="auto") -> int:
+    """The k splits of the launch over ``geom`` (split_k.py; 1: no split)."""
+    pixels, filters = tile_extent(tile, nhwc)
+    return gemm_splits(split_k, geom, pixels_per_tile=pixels, filters_per_tile=filters,
+                       block_k=tile.block_k, gemm_k=geom.C_per_group, dtype=dtype,
+                       tensor_cores=False, executor=executor)
+
+
+def run(call: ConvCall, tile_widths: str = "auto", split_k="auto") -> None:
     """One GEMM per group over all images (pointwise.cu): pixel tiles along grid x, filter
     tiles along y."""
     g = call.geom
@@ -57,12 +71,14 @@ def run(call: ConvCall, tile_widths: str = "auto") -> None:
         raise ValueError(f"pointwise: groups={g.groups} exceeds the grid limit {GRID_YZ_LIMIT}")
     layout = "nhwc" if call.nhwc else "nchw"
     tile = pick_tile(g, call.dtype, call.executor, nhwc=call.nhwc, widths=tile_widths)
-    pixels, filters = ((tile.block_n, tile.block_m) if FILTERS_ALONG_M[layout]
-                       else (tile.block_m, tile.block_n))
+    pixels, filters = tile_extent(tile, call.nhwc)
     fn = call.kernel(FAMILY, _name(layout, call.cuda_type, tile))
     for chunk in call.chunks():
         c = chunk.geom
-        grid = (ceil_div(c.gemm_m, pixels), ceil_div(c.K_per_group, filters), c.groups)
+        split = SplitK(chunk, splits(c, tile, call.dtype, call.nhwc, call.executor, split_k))
+        grid = (ceil_div(c.gemm_m, pixels), ceil_div(c.K_per_group, filters),
+                c.groups * split.splits)
         fn(grid, (tile.threads, 1, 1), [chunk.x, chunk.weight, *chunk.shape_args(),
-                                        *chunk.epilogue_args()],
+                                        *chunk.epilogue_args(), *split.args()],
            shared_mem=tile.smem_bytes(call.dtype))
+        split.finish()

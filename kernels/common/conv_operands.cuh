@@ -210,10 +210,12 @@ struct PointwiseNhwcSource {
   FastDivmod div_pq, div_q;
   int gemm_m, HWC, row_stride, col_stride, channel0, channels;
 
-  __device__ __forceinline__ PointwiseNhwcSource(const T* x_, const ConvShape& s, int group)
+  // Channels [first, first + count) of the group (a split-K share; split_k.cuh).
+  __device__ __forceinline__ PointwiseNhwcSource(const T* x_, const ConvShape& s, int group,
+                                                 int first, int count)
       : x(x_), div_pq(s.P * s.Q), div_q(s.Q), gemm_m(s.N * s.P * s.Q), HWC(s.H * s.W * s.C),
         row_stride(s.stride_h * s.W * s.C), col_stride(s.stride_w * s.C),
-        channel0(group * s.c_per_group()), channels(s.c_per_group()) {}
+        channel0(group * s.c_per_group() + first), channels(count) {}
 
   __device__ __forceinline__ Row row(int m) const {
     if (m >= gemm_m) return Row{-1};

@@ -25,9 +25,9 @@
 //
 // The loaders reuse the thread-to-element maps and the shared-memory stores of simt_gemm.cuh's
 // MnContiguousLoader / KContiguousLoader and replace only load(). Their rows are set up first
-// (the live taps depend on them), their cursors by start() once the live taps are known. The
-// cursors advance by one k-tile per load(), so they rely on simt_gemm_mainloop's order:
-// load(k0) for k0 = 0, BLOCK_K, 2 * BLOCK_K, ... exactly once each (k0 is not read).
+// (the live taps depend on them), their cursors by start(k_begin) once the live taps are known.
+// The cursors advance by one k-tile per load(), so they rely on the main loops' order: load(k0)
+// for k0 = k_begin, k_begin + BLOCK_K, ... exactly once each (k0 is not read).
 #pragma once
 
 #include "conv_operands.cuh"
@@ -269,8 +269,8 @@ struct PrecomputedKLoader : Base {
     for (int e = 0; e < Base::ROWS; ++e) t |= this->rows[e].taps;
     return t;
   }
-  __device__ __forceinline__ void start(const Source& src) {
-    cursor = src.counter.at(this->kk);
+  __device__ __forceinline__ void start(const Source& src, int k_begin) {
+    cursor = src.counter.at(k_begin + this->kk);
     tile_step = src.counter.step(BLOCK_K);
   }
   __device__ __forceinline__ void load(const Source& src, int /*k0: see the header comment*/) {
@@ -293,8 +293,8 @@ struct PrecomputedMnLoader : MnContiguousLoader<A, Source, BLOCK_MN, BLOCK_K, TH
       : Base(rows, mn0, tid) {}
 
   __device__ __forceinline__ unsigned taps() const { return this->row_state.taps; }
-  __device__ __forceinline__ void start(const Source& src) {
-    cursor = src.counter.at(this->kk0);
+  __device__ __forceinline__ void start(const Source& src, int k_begin) {
+    cursor = src.counter.at(k_begin + this->kk0);
     tile_step = src.counter.step(BLOCK_K);
   }
   __device__ __forceinline__ void load(const Source& src, int /*k0: see the header comment*/) {
@@ -327,10 +327,10 @@ struct LiveTapWeightLoader : Base {
 
   __device__ __forceinline__ LiveTapWeightLoader(const Source& src, const LiveTaps& live,
                                                  int live_taps, const ConvShape& s, int mn0,
-                                                 int tid)
+                                                 int tid, int k_begin)
       : Base(src, mn0, tid), weight_k(live.weight_k),
         counter(NHWC ? KCounter{s.c_per_group(), 1} : KCounter{live_taps, s.R * s.S}) {
-    cursor = counter.at(this->kk);
+    cursor = counter.at(k_begin + this->kk);
     tile_step = counter.step(BLOCK_K);
   }
   __device__ __forceinline__ void load(const Source& src, int /*k0: see the header comment*/) {

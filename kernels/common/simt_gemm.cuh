@@ -32,9 +32,18 @@ template <class IfTrue, class IfFalse> struct Select<false, IfTrue, IfFalse> { u
 // the same as no argument (no .minnctapersm): a min-blocks of 1 on all tiles moved the
 // register counts of most kernels (up to +28), so it is kept to the tiles that need it.
 #define GC_SIMT_LAUNCH_BOUNDS(BLOCK_M, BLOCK_N, THREAD_M, THREAD_N)                      \
+  GC_SIMT_LAUNCH_BOUNDS_LARGE(BLOCK_M, BLOCK_N, THREAD_M, THREAD_N, 0)
+// The same, with LARGE_MIN_BLOCKS blocks per SM asked of the large tile (256 threads of 64
+// accumulators) when a kernel needs it to stay at 2 blocks per SM (pointwise.cu: NCHW).
+#define GC_SIMT_LAUNCH_BOUNDS_LARGE(BLOCK_M, BLOCK_N, THREAD_M, THREAD_N, LARGE_MIN_BLOCKS)   \
   __launch_bounds__(((BLOCK_M) / (THREAD_M)) * ((BLOCK_N) / (THREAD_N)),                  \
                     ((THREAD_M) * (THREAD_N) <= 32 &&                                     \
-                     ((BLOCK_M) / (THREAD_M)) * ((BLOCK_N) / (THREAD_N)) == 128) ? 4 : 0)
+                     ((BLOCK_M) / (THREAD_M)) * ((BLOCK_N) / (THREAD_N)) == 128)          \
+                        ? 4                                                               \
+                        : ((THREAD_M) * (THREAD_N) == 64 &&                               \
+                           ((BLOCK_M) / (THREAD_M)) * ((BLOCK_N) / (THREAD_N)) == 256)    \
+                              ? (LARGE_MIN_BLOCKS)                                        \
+                              : 0)
 
 // Padding of each shared-memory tile row, in elements of the tile's type A: breaks the bank
 // pattern of the k-major stores of the k-contiguous loaders (lanes with consecutive kk land LD
@@ -275,23 +284,35 @@ struct MnContiguousLoader {
   }
 };
 
-// The main loop: acc += A(BLOCK_M x gemm_k) * B(gemm_k x BLOCK_N) for one block tile.
-// smem: at least Tile::SMEM_ELEMENTS elements of the tile's shared-memory type A (the A
-// operand's stages, then B's).
+// The k-tiles [begin, end) of a GEMM that one block multiplies: all of them, or one split's
+// share when the k dimension is split across blocks (split_k.cuh).
+struct KTileRange {
+  int begin, end;
+};
+
+__device__ __forceinline__ KTileRange all_k_tiles(int gemm_k, int block_k) {
+  return KTileRange{0, (gemm_k + block_k - 1) / block_k};
+}
+
+// The main loop: acc += A(BLOCK_M x k) * B(k x BLOCK_N) for one block tile, over the k of the
+// k-tiles in `tiles` (an empty range leaves acc at zero). smem: at least Tile::SMEM_ELEMENTS
+// elements of the tile's shared-memory type A (the A operand's stages, then B's).
 template <class A, class Tile, class Mma, class LoaderA, class SourceA, class LoaderB, class SourceB>
 __device__ __forceinline__ void simt_gemm_mainloop(Mma& mma, LoaderA& loader_a, const SourceA& src_a,
                                                    LoaderB& loader_b, const SourceB& src_b,
-                                                   int gemm_k, A* smem) {
+                                                   KTileRange tiles, A* smem) {
   static_assert(LoaderA::LD == Tile::LDA && LoaderB::LD == Tile::LDB,
                 "the loaders store rows of the tile's padded length");
   A* smem_a = smem;
   A* smem_b = smem + Tile::STAGES * Tile::STAGE_A;
   constexpr int STAGE_A = Tile::STAGE_A;
   constexpr int STAGE_B = Tile::STAGE_B;
-  const int k_tiles = (gemm_k + Tile::BLOCK_K - 1) / Tile::BLOCK_K;
 
-  loader_a.load(src_a, 0);
-  loader_b.load(src_b, 0);
+  const int k_tiles = tiles.end - tiles.begin;
+  const int k_begin = tiles.begin * Tile::BLOCK_K;
+
+  loader_a.load(src_a, k_begin);
+  loader_b.load(src_b, k_begin);
   loader_a.store(smem_a);
   loader_b.store(smem_b);
   __syncthreads();
@@ -301,8 +322,8 @@ __device__ __forceinline__ void simt_gemm_mainloop(Mma& mma, LoaderA& loader_a, 
     const int stage = t & 1;
     const bool more = t + 1 < k_tiles;
     if (more) {  // next k-tile into registers; its latency hides behind the compute below
-      loader_a.load(src_a, (t + 1) * Tile::BLOCK_K);
-      loader_b.load(src_b, (t + 1) * Tile::BLOCK_K);
+      loader_a.load(src_a, k_begin + (t + 1) * Tile::BLOCK_K);
+      loader_b.load(src_b, k_begin + (t + 1) * Tile::BLOCK_K);
     }
     mma.compute(smem_a + stage * STAGE_A, smem_b + stage * STAGE_B);
     if (more) {
@@ -311,6 +332,15 @@ __device__ __forceinline__ void simt_gemm_mainloop(Mma& mma, LoaderA& loader_a, 
     }
     __syncthreads();
   }
+}
+
+// ... over every k-tile of a GEMM of depth gemm_k.
+template <class A, class Tile, class Mma, class LoaderA, class SourceA, class LoaderB, class SourceB>
+__device__ __forceinline__ void simt_gemm_mainloop(Mma& mma, LoaderA& loader_a, const SourceA& src_a,
+                                                   LoaderB& loader_b, const SourceB& src_b,
+                                                   int gemm_k, A* smem) {
+  simt_gemm_mainloop<A, Tile>(mma, loader_a, src_a, loader_b, src_b,
+                              all_k_tiles(gemm_k, Tile::BLOCK_K), smem);
 }
 
 }  // namespace gc

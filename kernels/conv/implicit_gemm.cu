@@ -26,7 +26,8 @@
 // Kernels: conv2d_implicit_gemm[_precomputed] (SimtTile), conv2d_implicit_gemm[_precomputed]_mma
 // (MmaTile), conv2d_implicit_gemm_precomputed_mma_vec (MmaTileK: NHWC, C/groups % 8 == 0, both
 // operands copied 8 channels at a time with cp.async, several k-tiles in flight).
-// Grid: (ceil(M / BLOCK_M), ceil(N / BLOCK_N), groups);
+// Grid: (ceil(M / BLOCK_M), ceil(N / BLOCK_N), groups * splits): split-K (split_k.cuh) cuts
+// the k-tiles into `splits` shares when the output tiles alone would leave SMs idle;
 // dynamic shared memory for the main loop, then the staged epilogue (gpuconv/conv/gemm_tile.py:
 // smem_bytes). Accumulation is in float for the half types.
 #include "conv_operands.cuh"
@@ -36,26 +37,34 @@
 #include "epilogue.cuh"
 #include "mma_gemm.cuh"
 #include "simt_gemm.cuh"
+#include "split_k.cuh"
 
-// The main loop and the epilogue of the block tile (blockIdx.x, blockIdx.y) of group blockIdx.z,
-// given both operands' loaders; gemm_k is the k the loaders step through. Tile: a SimtTile
-// (CUDA cores) or an MmaTile (tensor cores); `smem` holds the main loop's operand tiles, then the
-// epilogue's stage.
+// The block's place in the grid: its group and its split of the k-tiles (blockIdx.z).
+struct GemmSlice {
+  int group, split;
+  __device__ __forceinline__ explicit GemmSlice(int splits)
+      : group(blockIdx.z / splits), split(blockIdx.z - (blockIdx.z / splits) * splits) {}
+};
+
+// The main loop and the epilogue of the block tile (blockIdx.x, blockIdx.y) of `out`'s group and
+// split, given both operands' loaders, started at the split's first k-tile; gemm_k is the k the
+// loaders step through. Tile: a SimtTile (CUDA cores) or an MmaTile (tensor cores); `smem` holds
+// the main loop's operand tiles, then the epilogue's stage.
 template <class T, bool NHWC, class Tile, class LoaderA, class SourceA, class LoaderB, class SourceB>
 __device__ __forceinline__ void implicit_gemm_block(LoaderA& loader_a, const SourceA& src_a,
                                                     LoaderB& loader_b, const SourceB& src_b,
-                                                    int gemm_k, const gc::ConvShape& shape,
-                                                    const gc::Epilogue<T>& epi,
+                                                    gc::KTileRange k_tiles, int group,
+                                                    const gc::ConvShape& shape,
+                                                    const gc::SplitKOutput<T>& out,
                                                     unsigned char* smem) {
   using A = gc::acc_t<T>;
   using Smem = typename Tile::template Smem<T>;
-  const int group = blockIdx.z;
   const int k_per_group = shape.k_per_group();
   const int m0 = blockIdx.x * Tile::BLOCK_M;
   const int n0 = blockIdx.y * Tile::BLOCK_N;
 
   typename Tile::template Mma<T, !NHWC> mma(threadIdx.x);
-  gc::gemm_mainloop<Smem, Tile>(mma, loader_a, src_a, loader_b, src_b, gemm_k,
+  gc::gemm_mainloop<Smem, Tile>(mma, loader_a, src_a, loader_b, src_b, k_tiles,
                                 reinterpret_cast<Smem*>(smem));
 
   // epilogue
@@ -67,22 +76,24 @@ __device__ __forceinline__ void implicit_gemm_block(LoaderA& loader_a, const Sou
     if (m >= gemm_m || filter >= k_per_group) return;
     int n, pq;
     div_pq.divmod(m, n, pq);
-    epi.store(n, group * k_per_group + filter, pq, v);
+    out.store(n, group * k_per_group + filter, pq, v);
   });
 }
 
 // The weights as the B operand: one row of C/groups * R * S values per filter of this group.
 template <class T>
-__device__ __forceinline__ gc::RowMajorSource<T> weight_rows(const T* w, const gc::ConvShape& s) {
+__device__ __forceinline__ gc::RowMajorSource<T> weight_rows(const T* w, const gc::ConvShape& s,
+                                                             int group) {
   const int gemm_k = s.c_per_group() * s.R * s.S;
-  return gc::RowMajorSource<T>{w, s.k_per_group(), gemm_k, gemm_k, int(blockIdx.z) * s.k_per_group()};
+  return gc::RowMajorSource<T>{w, s.k_per_group(), gemm_k, gemm_k, group * s.k_per_group()};
 }
 
 // The analytic gather (conv_operands.cuh).
 template <class T, bool NHWC, class Tile>
 __device__ __forceinline__ void implicit_gemm_analytic(const T* x, const T* w,
                                                        const gc::ConvShape& shape,
-                                                       const gc::Epilogue<T>& epi,
+                                                       const gc::Epilogue<T>& epi, int splits,
+                                                       gc::acc_t<T>* partial,
                                                        unsigned char* smem) {
   using Smem = typename Tile::template Smem<T>;
   using Source = typename gc::Select<NHWC, gc::NhwcActivationSource<T>,
@@ -91,13 +102,16 @@ __device__ __forceinline__ void implicit_gemm_analytic(const T* x, const T* w,
       NHWC, gc::KContiguousLoader<Smem, Source, Tile::BLOCK_M, Tile::BLOCK_K, Tile::THREADS>,
       gc::MnContiguousLoader<Smem, Source, Tile::BLOCK_M, Tile::BLOCK_K, Tile::THREADS>>::type;
 
-  const Source src_a(x, shape, blockIdx.z);
+  const GemmSlice slice(splits);
+  const Source src_a(x, shape, slice.group);
   Loader loader_a(src_a, blockIdx.x * Tile::BLOCK_M, threadIdx.x);
-  const gc::RowMajorSource<T> src_b = weight_rows(w, shape);
+  const gc::RowMajorSource<T> src_b = weight_rows(w, shape, slice.group);
   gc::KContiguousLoader<Smem, gc::RowMajorSource<T>, Tile::BLOCK_N, Tile::BLOCK_K, Tile::THREADS>
       loader_b(src_b, blockIdx.y * Tile::BLOCK_N, threadIdx.x);
-  implicit_gemm_block<T, NHWC, Tile>(loader_a, src_a, loader_b, src_b, src_b.cols, shape, epi,
-                                     smem);
+  implicit_gemm_block<T, NHWC, Tile>(
+      loader_a, src_a, loader_b, src_b,
+      gc::split_k_tiles(src_b.cols, Tile::BLOCK_K, slice.split, splits), slice.group, shape,
+      gc::SplitKOutput<T>(epi, partial, splits, slice.split, shape), smem);
 }
 
 // The precomputed-offsets gather (conv_tap_table.cuh); `live`: the block's live-tap table.
@@ -105,7 +119,8 @@ __device__ __forceinline__ void implicit_gemm_analytic(const T* x, const T* w,
 template <class T, bool NHWC, class Tile>
 __device__ __forceinline__ void implicit_gemm_precomputed(const T* x, const T* w,
                                                           const gc::ConvShape& shape,
-                                                          const gc::Epilogue<T>& epi,
+                                                          const gc::Epilogue<T>& epi, int splits,
+                                                          gc::acc_t<T>* partial,
                                                           gc::LiveTaps& live,
                                                           unsigned char* smem) {
   using Smem = typename Tile::template Smem<T>;
@@ -123,19 +138,26 @@ __device__ __forceinline__ void implicit_gemm_precomputed(const T* x, const T* w
       NHWC, gc::PrecomputedKLoader<Smem, Source, Tile::BLOCK_M, Tile::BLOCK_K, Tile::THREADS, RowsA>,
       gc::PrecomputedMnLoader<Smem, Source, Tile::BLOCK_M, Tile::BLOCK_K, Tile::THREADS>>::type;
 
-  // The rows first: their tap masks decide which taps the block's k runs over.
-  Loader loader_a(gc::PrecomputedRows<NHWC>(shape, blockIdx.z), blockIdx.x * Tile::BLOCK_M,
+  // The rows first: their tap masks decide which taps the block's k runs over (the same for
+  // every split of the tile: the splits share out the same k-tiles).
+  const GemmSlice slice(splits);
+  Loader loader_a(gc::PrecomputedRows<NHWC>(shape, slice.group), blockIdx.x * Tile::BLOCK_M,
                   threadIdx.x);
   const int live_taps = gc::collect_live_taps<Tile::THREADS>(
       live, loader_a.taps(), shape, NHWC ? shape.C : 1, NHWC ? shape.c_per_group() : 1,
       threadIdx.x);
+  const gc::KTileRange k_tiles = gc::split_k_tiles(shape.c_per_group() * live_taps,
+                                                   Tile::BLOCK_K, slice.split, splits);
   const Source src_a(x, live, live_taps, shape);
-  loader_a.start(src_a);
-  const Weights src_b = weight_rows(w, shape);
+  loader_a.start(src_a, k_tiles.begin * Tile::BLOCK_K);
+  const Weights src_b = weight_rows(w, shape, slice.group);
   gc::LiveTapWeightLoader<Smem, T, NHWC, Tile::BLOCK_N, Tile::BLOCK_K, Tile::THREADS, RowsB>
-      loader_b(src_b, live, live_taps, shape, blockIdx.y * Tile::BLOCK_N, threadIdx.x);
-  implicit_gemm_block<T, NHWC, Tile>(loader_a, src_a, loader_b, src_b,
-                                     shape.c_per_group() * live_taps, shape, epi, smem);
+      loader_b(src_b, live, live_taps, shape, blockIdx.y * Tile::BLOCK_N, threadIdx.x,
+               k_tiles.begin * Tile::BLOCK_K);
+  implicit_gemm_block<T, NHWC, Tile>(loader_a, src_a, loader_b, src_b, k_tiles, slice.group,
+                                     shape,
+                                     gc::SplitKOutput<T>(epi, partial, splits, slice.split, shape),
+                                     smem);
 }
 
 // ---------------------------------------------------------------- CUDA cores (every dtype)
@@ -143,22 +165,24 @@ __device__ __forceinline__ void implicit_gemm_precomputed(const T* x, const T* w
 template <class T, bool NHWC, int BLOCK_M, int BLOCK_N, int BLOCK_K, int THREAD_M, int THREAD_N>
 __global__ void GC_SIMT_LAUNCH_BOUNDS(BLOCK_M, BLOCK_N, THREAD_M, THREAD_N)
 conv2d_implicit_gemm(const T* __restrict__ x, const T* __restrict__ w, GC_CONV_SHAPE_PARAMS,
-                     GC_EPILOGUE_PARAMS(T)) {
+                     GC_EPILOGUE_PARAMS(T), GC_SPLIT_K_PARAMS(T)) {
   GC_CONV_SHAPE_NAMES;
   extern __shared__ __align__(16) unsigned char smem_raw[];
   using Tile = gc::SimtTile<BLOCK_M, BLOCK_N, BLOCK_K, THREAD_M, THREAD_N>;
-  implicit_gemm_analytic<T, NHWC, Tile>(x, w, GC_CONV_SHAPE, GC_EPILOGUE(T), smem_raw);
+  implicit_gemm_analytic<T, NHWC, Tile>(x, w, GC_CONV_SHAPE, GC_EPILOGUE(T), splits, partial,
+                                         smem_raw);
 }
 
 template <class T, bool NHWC, int BLOCK_M, int BLOCK_N, int BLOCK_K, int THREAD_M, int THREAD_N>
 __global__ void GC_SIMT_LAUNCH_BOUNDS(BLOCK_M, BLOCK_N, THREAD_M, THREAD_N)
 conv2d_implicit_gemm_precomputed(const T* __restrict__ x, const T* __restrict__ w,
-                                 GC_CONV_SHAPE_PARAMS, GC_EPILOGUE_PARAMS(T)) {
+                                 GC_CONV_SHAPE_PARAMS, GC_EPILOGUE_PARAMS(T), GC_SPLIT_K_PARAMS(T)) {
   GC_CONV_SHAPE_NAMES;
   extern __shared__ __align__(16) unsigned char smem_raw[];
   __shared__ gc::LiveTaps live;
   using Tile = gc::SimtTile<BLOCK_M, BLOCK_N, BLOCK_K, THREAD_M, THREAD_N>;
-  implicit_gemm_precomputed<T, NHWC, Tile>(x, w, GC_CONV_SHAPE, GC_EPILOGUE(T), live, smem_raw);
+  implicit_gemm_precomputed<T, NHWC, Tile>(x, w, GC_CONV_SHAPE, GC_EPILOGUE(T), splits, partial,
+                                            live, smem_raw);
 }
 
 // ---------------------------------------------------------------- tensor cores (__half, bf16)
@@ -166,22 +190,24 @@ conv2d_implicit_gemm_precomputed(const T* __restrict__ x, const T* __restrict__ 
 template <class T, bool NHWC, int BLOCK_M, int BLOCK_N, int BLOCK_K, int WARP_M, int WARP_N>
 __global__ void GC_MMA_LAUNCH_BOUNDS(BLOCK_M, BLOCK_N, BLOCK_K, WARP_M, WARP_N)
 conv2d_implicit_gemm_mma(const T* __restrict__ x, const T* __restrict__ w, GC_CONV_SHAPE_PARAMS,
-                         GC_EPILOGUE_PARAMS(T)) {
+                         GC_EPILOGUE_PARAMS(T), GC_SPLIT_K_PARAMS(T)) {
   GC_CONV_SHAPE_NAMES;
   extern __shared__ __align__(16) unsigned char smem_raw[];
   using Tile = gc::MmaTile<BLOCK_M, BLOCK_N, BLOCK_K, WARP_M, WARP_N>;
-  implicit_gemm_analytic<T, NHWC, Tile>(x, w, GC_CONV_SHAPE, GC_EPILOGUE(T), smem_raw);
+  implicit_gemm_analytic<T, NHWC, Tile>(x, w, GC_CONV_SHAPE, GC_EPILOGUE(T), splits, partial,
+                                         smem_raw);
 }
 
 template <class T, bool NHWC, int BLOCK_M, int BLOCK_N, int BLOCK_K, int WARP_M, int WARP_N>
 __global__ void GC_MMA_LAUNCH_BOUNDS(BLOCK_M, BLOCK_N, BLOCK_K, WARP_M, WARP_N)
 conv2d_implicit_gemm_precomputed_mma(const T* __restrict__ x, const T* __restrict__ w,
-                                     GC_CONV_SHAPE_PARAMS, GC_EPILOGUE_PARAMS(T)) {
+                                     GC_CONV_SHAPE_PARAMS, GC_EPILOGUE_PARAMS(T), GC_SPLIT_K_PARAMS(T)) {
   GC_CONV_SHAPE_NAMES;
   extern __shared__ __align__(16) unsigned char smem_raw[];
   __shared__ gc::LiveTaps live;
   using Tile = gc::MmaTile<BLOCK_M, BLOCK_N, BLOCK_K, WARP_M, WARP_N>;
-  implicit_gemm_precomputed<T, NHWC, Tile>(x, w, GC_CONV_SHAPE, GC_EPILOGUE(T), live, smem_raw);
+  implicit_gemm_precomputed<T, NHWC, Tile>(x, w, GC_CONV_SHAPE, GC_EPILOGUE(T), splits, partial,
+                                            live, smem_raw);
 }
 
 // Channels-last with C/groups a multiple of 8: both operands move 8 channels (16 bytes) per
@@ -190,10 +216,11 @@ conv2d_implicit_gemm_precomputed_mma(const T* __restrict__ x, const T* __restric
 template <class T, int BLOCK_M, int BLOCK_N, int BLOCK_K, int WARP_M, int WARP_N, int STAGES>
 __global__ void GC_MMA_ASYNC_LAUNCH_BOUNDS(BLOCK_M, BLOCK_N, BLOCK_K, WARP_M, WARP_N)
 conv2d_implicit_gemm_precomputed_mma_vec(const T* __restrict__ x, const T* __restrict__ w,
-                                         GC_CONV_SHAPE_PARAMS, GC_EPILOGUE_PARAMS(T)) {
+                                         GC_CONV_SHAPE_PARAMS, GC_EPILOGUE_PARAMS(T), GC_SPLIT_K_PARAMS(T)) {
   GC_CONV_SHAPE_NAMES;
   extern __shared__ __align__(16) unsigned char smem_raw[];
   __shared__ gc::LiveTaps live;
   using Tile = gc::MmaTileK<BLOCK_M, BLOCK_N, BLOCK_K, WARP_M, WARP_N, STAGES>;
-  implicit_gemm_precomputed<T, true, Tile>(x, w, GC_CONV_SHAPE, GC_EPILOGUE(T), live, smem_raw);
+  implicit_gemm_precomputed<T, true, Tile>(x, w, GC_CONV_SHAPE, GC_EPILOGUE(T), splits, partial,
+                                            live, smem_raw);
 }

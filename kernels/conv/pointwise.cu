@@ -9,18 +9,25 @@
 //   x (N*P*Q x C/g) * W[g]^T; grid (ceil(N*P*Q / BLOCK_M), ceil(K/g / BLOCK_N), groups).
 //   Channels are contiguous in x, W (KCRS = KRSC for 1x1) and out.
 // Both share the SIMT main loop of simt_gemm.cuh with the implicit GEMM; without taps there is
-// no (c, r, s) split and no padding test, which is what makes this the 1x1 fast path.
+// no (c, r, s) split and no padding test, which is what makes this the 1x1 fast path. Split-K
+// as the implicit GEMM's (split_k.cuh): grid z = groups * splits, each split a share of the
+// group's channels (whole k-tiles), its operands offset to its first channel.
 // Dynamic shared memory of the GEMM kernels: Tile::STAGED_SMEM_ELEMENTS accumulator values.
 #include "conv_operands.cuh"
 #include "conv_shape.cuh"
 #include "dtypes.cuh"
 #include "epilogue.cuh"
 #include "simt_gemm.cuh"
+#include "split_k.cuh"
 
+// The large tile asks for 2 blocks per SM: it held 127-128 registers (2 blocks) without it
+// until the split-K channel offsets moved ptxas to 143-147 (1 block); with it, 128 and no spill
+// on sm_80 and sm_90 (`python -m gpuconv compile`).
 template <class T, int BLOCK_M, int BLOCK_N, int BLOCK_K, int THREAD_M, int THREAD_N>
-__global__ void GC_SIMT_LAUNCH_BOUNDS(BLOCK_M, BLOCK_N, THREAD_M, THREAD_N)
+__global__ void GC_SIMT_LAUNCH_BOUNDS_LARGE(BLOCK_M, BLOCK_N, THREAD_M, THREAD_N, 2)
 conv2d_pointwise_nchw(const T* __restrict__ x, const T* __restrict__ w,
-                      GC_CONV_SHAPE_PARAMS, GC_EPILOGUE_PARAMS(T)) {
+                      GC_CONV_SHAPE_PARAMS, GC_EPILOGUE_PARAMS(T),
+                      GC_SPLIT_K_PARAMS(T)) {
   GC_CONV_SHAPE_NAMES;
   using A = gc::acc_t<T>;
   using Tile = gc::SimtTile<BLOCK_M, BLOCK_N, BLOCK_K, THREAD_M, THREAD_N>;
@@ -31,7 +38,8 @@ conv2d_pointwise_nchw(const T* __restrict__ x, const T* __restrict__ w,
   A* smem = reinterpret_cast<A*>(smem_raw);
 
   const gc::ConvShape shape = GC_CONV_SHAPE;
-  const int group = blockIdx.z;
+  const int group = blockIdx.z / splits;
+  const int split = blockIdx.z - group * splits;
   const int c_per_group = shape.c_per_group();
   const int k_per_group = shape.k_per_group();
   // Pixel tiles along x (no 65535 limit there), filter tiles along y.
@@ -39,17 +47,19 @@ conv2d_pointwise_nchw(const T* __restrict__ x, const T* __restrict__ w,
   const int n0 = blockIdx.x * BLOCK_N;
   const int tid = threadIdx.x;
 
-  const WeightSource src_a{w, k_per_group, c_per_group, c_per_group, group * k_per_group};
-  const PixelSource src_b(x + group * c_per_group * H * W, N, P, Q, C * H * W, stride_h * W,
-                          stride_w, H * W, c_per_group);
+  const gc::KSlice channels = gc::split_k_slice(c_per_group, BLOCK_K, split, splits);
+  const WeightSource src_a{w + channels.first, k_per_group, channels.count, c_per_group,
+                           group * k_per_group};
+  const PixelSource src_b(x + (group * c_per_group + channels.first) * H * W, N, P, Q, C * H * W,
+                          stride_h * W, stride_w, H * W, channels.count);
   gc::KContiguousLoader<A, WeightSource, BLOCK_M, BLOCK_K, Tile::THREADS> loader_a(src_a, m0, tid);
   gc::MnContiguousLoader<A, PixelSource, BLOCK_N, BLOCK_K, Tile::THREADS> loader_b(src_b, n0, tid);
   gc::SimtMma<A, Tile, false> mma(tid);
 
-  gc::simt_gemm_mainloop<A, Tile>(mma, loader_a, src_a, loader_b, src_b, c_per_group, smem);
+  gc::simt_gemm_mainloop<A, Tile>(mma, loader_a, src_a, loader_b, src_b, channels.count, smem);
 
   // epilogue
-  const gc::Epilogue<T> epi = GC_EPILOGUE(T);
+  const gc::SplitKOutput<T> result(GC_EPILOGUE(T), partial, splits, split, shape);
   const gc::FastDivmod div_pq(P * Q);
   const int pixels = N * P * Q;
   mma.epilogue(smem, [&](int row, int col, A v) {
@@ -58,14 +68,15 @@ conv2d_pointwise_nchw(const T* __restrict__ x, const T* __restrict__ w,
     if (filter >= k_per_group || j >= pixels) return;
     int n, pq;
     div_pq.divmod(j, n, pq);
-    epi.store(n, group * k_per_group + filter, pq, v);
+    result.store(n, group * k_per_group + filter, pq, v);
   });
 }
 
 template <class T, int BLOCK_M, int BLOCK_N, int BLOCK_K, int THREAD_M, int THREAD_N>
 __global__ void GC_SIMT_LAUNCH_BOUNDS(BLOCK_M, BLOCK_N, THREAD_M, THREAD_N)
 conv2d_pointwise_nhwc(const T* __restrict__ x, const T* __restrict__ w,
-                      GC_CONV_SHAPE_PARAMS, GC_EPILOGUE_PARAMS(T)) {
+                      GC_CONV_SHAPE_PARAMS, GC_EPILOGUE_PARAMS(T),
+                      GC_SPLIT_K_PARAMS(T)) {
   GC_CONV_SHAPE_NAMES;
   using A = gc::acc_t<T>;
   using Tile = gc::SimtTile<BLOCK_M, BLOCK_N, BLOCK_K, THREAD_M, THREAD_N>;
@@ -76,23 +87,26 @@ conv2d_pointwise_nhwc(const T* __restrict__ x, const T* __restrict__ w,
   A* smem = reinterpret_cast<A*>(smem_raw);
 
   const gc::ConvShape shape = GC_CONV_SHAPE;
-  const int group = blockIdx.z;
+  const int group = blockIdx.z / splits;
+  const int split = blockIdx.z - group * splits;
   const int c_per_group = shape.c_per_group();
   const int k_per_group = shape.k_per_group();
   const int m0 = blockIdx.x * BLOCK_M;
   const int n0 = blockIdx.y * BLOCK_N;
   const int tid = threadIdx.x;
 
-  const PixelSource src_a(x, shape, group);
-  const WeightSource src_b{w, k_per_group, c_per_group, c_per_group, group * k_per_group};
+  const gc::KSlice channels = gc::split_k_slice(c_per_group, BLOCK_K, split, splits);
+  const PixelSource src_a(x, shape, group, channels.first, channels.count);
+  const WeightSource src_b{w + channels.first, k_per_group, channels.count, c_per_group,
+                           group * k_per_group};
   gc::KContiguousLoader<A, PixelSource, BLOCK_M, BLOCK_K, Tile::THREADS> loader_a(src_a, m0, tid);
   gc::KContiguousLoader<A, WeightSource, BLOCK_N, BLOCK_K, Tile::THREADS> loader_b(src_b, n0, tid);
   gc::SimtMma<A, Tile, false> mma(tid);
 
-  gc::simt_gemm_mainloop<A, Tile>(mma, loader_a, src_a, loader_b, src_b, c_per_group, smem);
+  gc::simt_gemm_mainloop<A, Tile>(mma, loader_a, src_a, loader_b, src_b, channels.count, smem);
 
   // epilogue
-  const gc::Epilogue<T> epi = GC_EPILOGUE(T);
+  const gc::SplitKOutput<T> result(GC_EPILOGUE(T), partial, splits, split, shape);
   const gc::FastDivmod div_pq(P * Q);
   const int gemm_m = N * P * Q;
   mma.epilogue(smem, [&](int row, int col, A v) {
@@ -101,6 +115,6 @@ conv2d_pointwise_nhwc(const T* __restrict__ x, const T* __restrict__ w,
     if (m >= gemm_m || filter >= k_per_group) return;
     int n, pq;
     div_pq.divmod(m, n, pq);
-    epi.store(n, group * k_per_group + filter, pq, v);
+    result.store(n, group * k_per_group + filter, pq, v);
   });
 }

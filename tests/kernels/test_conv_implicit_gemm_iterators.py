@@ -501,7 +501,7 @@ def test_precomputed_main_loop_has_no_division_and_fewer_instructions(tmp_path):
     # The offline evidence of kernels/conv/NOTES.md: fp32, large tile, sm_90 PTX.
     kernels_dir = Path(launch_implicit_gemm.__file__).parents[2] / "kernels"
     params = ", ".join(["const float*"] * 2 + ["gc::ConvShape", "float*"] + ["int"] * 3
-                       + ["const float*"] * 2 + ["int"] * 4)
+                       + ["const float*"] * 2 + ["int"] * 4 + ["int", "float*"])
     names = {(kernel, nhwc): f"{kernel}<float, {nhwc}, 128, 128, 8, 8, 8>"
              for kernel in ("conv2d_implicit_gemm", "conv2d_implicit_gemm_precomputed")
              for nhwc in ("false", "true")}

@@ -1,6 +1,6 @@
 """Every instantiation of the kernels that the launchers pick by dtype, layout and a variant
 (unrolled filter size, GEMM tile, A-operand iterator, depthwise kernel, GEMM path, index output,
-split-K reduce),
+split-K reduce, the forward split-K epilogue),
 run under the simulator in every thread order and compared with the NumPy reference.
 
 The cases come from the kernel registry (``gpuconv._kernels.FAMILIES``), not from a list kept
@@ -221,6 +221,13 @@ def pointwise(data_format):
     return build
 
 
+def split_k_epilogue(dtype, nhwc):
+    """The second pass of a split-K GEMM: the small problem with 16 channels (two k-tiles of 8)
+    run as the implicit GEMM in two splits."""
+    return conv_case(dtype, layout(nhwc), **small_problem(channels=16), algorithm="implicit_gemm",
+                     launcher_options=dict(split_k=2, math="cuda_cores"))
+
+
 # ------------------------------------------------------------------------------------ conv2d_bias
 
 
@@ -297,6 +304,7 @@ BUILDERS = {
     "conv2d_pointwise_nchw": pointwise("NCHW"),
     "conv2d_pointwise_nhwc": pointwise("NHWC"),
     "conv2d_split_reduce": split_reduce,
+    "conv2d_split_k_epilogue": split_k_epilogue,
     "max_pool2d_forward": max_pool,
     "adaptive_max_pool2d_forward": adaptive_max_pool,
 }

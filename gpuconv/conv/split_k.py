@@ -1,0 +1,162 @@
+"""Split-K for the forward GEMM kernels (implicit GEMM, pointwise): kernels/common/split_k.cuh.
+
+When a convolution's output tiles are too few blocks to occupy the GPU (batch 1, 7x7 planes of
+ResNet's last stage: 4-8 blocks for 132 SMs) while its k dimension (C/groups * R * S) is long,
+the k-tiles are shared out among ``splits`` blocks per tile. Each writes its partial sums to a
+workspace in the output's layout, and ``conv2d_split_k_epilogue`` adds them in split order and
+applies the fused epilogue: deterministic, no atomics.
+
+``choose_splits`` decides with a two-term model (kernels/conv/NOTES.md "Split-K"): the GEMM's
+time is the busiest SM's share of equal blocks, ceil(tiles * s / SMs) waves of a block that
+does 1/s of the k-tiles at the measured per-SM rate; the split adds the partials' traffic and
+one launch. It splits only when the model predicts at least SPLIT_K_MIN_GAIN.
+"""
+from __future__ import annotations
+
+import functools
+
+import numpy as np
+
+from .._args import as_int
+from .._kernels import CUDA_TYPES, register
+from .launch_bwd_common import GRID_YZ_LIMIT, acc_dtype, i32, output
+from .launch_common import ceil_div, cuda_bool, multiprocessor_count
+from .launch_im2col_gemm import workspace_limit
+
+# At most this many splits of one tile, and at least MIN_K_PER_SPLIT of k in each split (a
+# shorter main loop is all prologue and epilogue).
+MAX_SPLIT_K = 32
+MIN_K_PER_SPLIT = 64
+# Split only when the model's time with splits is at most this fraction of the time without.
+SPLIT_K_MIN_GAIN = 0.8
+# The model's rates (H100 SXM, kernels/conv/NOTES.md "First measurements on the H100"): the
+# GEMM kernels' multiply-add rate of the whole GPU, FLOP/s, on CUDA cores by accumulator type
+# and on the tensor cores; the bandwidth the partial sums move at; the cost of one more launch
+# (the reduce kernel: its host time in CuPy and its gap on the device).
+SIMT_FLOPS = {"float32": 25e12, "float64": 12e12}
+TENSOR_CORE_FLOPS = 100e12
+PARTIAL_BYTES_PER_S = 2.5e12
+LAUNCH_SECONDS = 10e-6
+
+SPLIT_K_CHOICES = "'auto' or a whole number of splits >= 1"
+
+
+def check_split_k(split_k):
+    """``split_k`` as the launchers take it: "auto" or an int >= 1 (1: never split)."""
+    if isinstance(split_k, str) and split_k == "auto":
+        return split_k
+    if isinstance(split_k, str):
+        raise ValueError(f"split_k must be {SPLIT_K_CHOICES}; got {split_k!r}")
+    return as_int("split_k", split_k, minimum=1)
+
+
+@functools.lru_cache(maxsize=4096)      # asked at every GEMM launch: host time of each call
+def model_splits(tiles: int, tile_mn: int, gemm_k: int, block_k: int, elements: int,
+                 acc_bytes: int, flops_per_s: float, sms: int, max_splits: int) -> int:
+    """The split count in [1, max_splits] with the least modelled time (module docstring):
+    ``tiles`` blocks of ``tile_mn`` outputs each over a k of ``gemm_k``, ``elements`` outputs."""
+    block_seconds = 2.0 * tile_mn * gemm_k / (flops_per_s / sms)
+    k_tiles = ceil_div(gemm_k, block_k)
+    limit = min(max_splits, MAX_SPLIT_K, max(1, k_tiles // ceil_div(MIN_K_PER_SPLIT, block_k)))
+
+    def seconds(s: int) -> float:
+        gemm = ceil_div(tiles * s, sms) * block_seconds / s
+        if s == 1:
+            return gemm
+        # partials written by the GEMM and read by the reduce, plus the reduce's launch
+        return gemm + 2 * s * elements * acc_bytes / PARTIAL_BYTES_PER_S + LAUNCH_SECONDS
+
+    unsplit = seconds(1)
+    best = min(range(1, limit + 1), key=lambda s: (seconds(s), s))
+    return best if seconds(best) <= SPLIT_K_MIN_GAIN * unsplit else 1
+
+
+def choose_splits(split_k, *, tiles: int, tile_mn: int, gemm_k: int, block_k: int,
+                  elements: int, groups: int, dtype, tensor_cores: bool, executor: str,
+                  workspace_bytes: int) -> int:
+    """The splits of one launch: ``split_k`` itself when forced (capped by the k-tiles and the
+    grid), else the model's choice within the workspace limit."""
+    acc = acc_dtype(dtype)
+    max_splits = min(GRID_YZ_LIMIT // max(groups, 1), ceil_div(gemm_k, block_k))
+    if split_k != "auto":
+        return max(1, min(split_k, max_splits))
+    max_splits = min(max_splits, workspace_bytes // max(elements * acc.itemsize, 1))
+    if max_splits <= 1:
+        return 1
+    flops = TENSOR_CORE_FLOPS if tensor_cores else SIMT_FLOPS[acc.name]
+    return model_splits(tiles, tile_mn, gemm_k, block_k, elements, acc.itemsize, flops,
+                        multiprocessor_count(executor), max_splits)
+
+
+def gemm_splits(split_k, geom, *, pixels_per_tile: int, filters_per_tile: int, block_k: int,
+                gemm_k: int, dtype, tensor_cores: bool, executor: str) -> int:
+    """The splits of a forward GEMM launch over ``geom`` (one batch chunk's geometry) in
+    blocks of ``pixels_per_tile`` output pixels x ``filters_per_tile`` filters of a group, the
+    k dimension ``gemm_k`` stepped ``block_k`` at a time: what the implicit GEMM and pointwise
+    launchers run and what explain() reports."""
+    tiles = (ceil_div(geom.gemm_m, pixels_per_tile) * ceil_div(geom.K_per_group, filters_per_tile)
+             * geom.groups)
+    return choose_splits(split_k, tiles=tiles, tile_mn=pixels_per_tile * filters_per_tile,
+                         gemm_k=gemm_k, block_k=block_k,
+                         elements=geom.N * geom.K * geom.P * geom.Q, groups=geom.groups,
+                         dtype=dtype, tensor_cores=tensor_cores, executor=executor,
+                         workspace_bytes=workspace_limit())
+
+
+def _name(cuda_t: str, nhwc: bool) -> str:
+    return f"conv2d_split_k_epilogue<{cuda_t}, {cuda_bool(nhwc)}>"
+
+
+EPILOGUE = register("conv/split_k_epilogue.cu",
+                    name_expressions=[_name(t, nhwc) for t in CUDA_TYPES.values()
+                                      for nhwc in (False, True)])
+
+REDUCE_THREADS = 256
+
+
+@functools.lru_cache(maxsize=None)
+def _unused_partial(executor: str, device: int, acc: np.dtype):
+    """The partial-sum argument of an unsplit launch: typed as the kernels declare it, never
+    read; one per device and accumulator type, so an unsplit call allocates nothing."""
+    if executor == "cupy":
+        import cupy
+        with cupy.cuda.Device(device):
+            return cupy.zeros(1, dtype=acc)
+    return np.zeros(1, dtype=acc)
+
+
+def _device(executor: str) -> int:
+    if executor == "cupy":
+        import cupy
+        return cupy.cuda.runtime.getDevice()
+    return -1
+
+
+class SplitK:
+    """One forward GEMM launch's split-K: its kernel arguments and its second pass.
+
+    ``args()`` are the kernels' (splits, partial) arguments; after the GEMM, ``finish(chunk)``
+    reduces the partials into the chunk's output through the epilogue (nothing with one split).
+    """
+
+    def __init__(self, chunk, splits: int):
+        self.chunk, self.splits = chunk, splits
+        self.acc = acc_dtype(chunk.dtype)
+        if splits == 1:
+            self.partial = _unused_partial(chunk.executor, _device(chunk.executor), self.acc)
+        else:
+            g = chunk.geom
+            self.partial = output(chunk.xp, (splits * g.N * g.K * g.P * g.Q,), self.acc,
+                                  chunk.executor)
+
+    def args(self) -> list:
+        return [i32(self.splits), self.partial]
+
+    def finish(self) -> None:
+        if self.splits == 1:
+            return
+        c = self.chunk
+        g = c.geom
+        fn = c.kernel(EPILOGUE, _name(c.cuda_type, c.nhwc))
+        fn((ceil_div(g.N * g.K * g.P * g.Q, REDUCE_THREADS), 1, 1), (REDUCE_THREADS, 1, 1),
+           [self.partial, i32(self.splits), *c.shape_args(), *c.epilogue_args()])

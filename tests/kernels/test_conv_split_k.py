@@ -1,0 +1,214 @@
+"""Split-K of the forward GEMM kernels (kernels/common/split_k.cuh, gpuconv/conv/split_k.py):
+the k-tiles of each output tile shared out among several blocks, their partial sums added in
+split order by conv2d_split_k_epilogue, which also applies the fused epilogue.
+
+Every GEMM kernel that takes splits (the implicit GEMM's analytic and precomputed gathers on CUDA
+cores and tensor cores, its 8-channel cp.async kernel, the two pointwise kernels) runs with splits
+forced through ``launch.conv2d(..., split_k=s)`` under the simulator, against the reference, with
+bias, residual and an activation, k-tiles that do not divide among the splits (the last split
+empty), groups (grid z = group * splits + split) and a channel slice as ``out``. Then: the
+result's bits do not depend on the thread order (no atomics), and "auto"'s model splits exactly
+the under-filled GEMMs it was written for.
+"""
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+import pytest
+
+import gpuconv
+from gpuconv.conv import launch, launch_common, split_k
+from gpuconv.conv.geometry import conv2d_geometry
+
+from kernel_support import BFLOAT16, to_layout
+
+TOLERANCE = {"float16": 4e-3, "bfloat16": 3e-2, "float32": 2e-5, "float64": 1e-12}
+EPILOGUE_KERNEL = "conv2d_split_k_epilogue"
+
+
+@dataclasses.dataclass(frozen=True)
+class Case:
+    name: str
+    x: tuple            # NCHW
+    w: tuple            # KCRS
+    kwargs: dict
+
+    @property
+    def geom(self):
+        return conv2d_geometry(self.x, self.w, **self.kwargs)
+
+
+# C*R*S/groups = 63: eight k-tiles of 8 on CUDA cores (5 splits of 2: the last split gets none),
+# two of 32 on the tensor cores.
+DENSE = Case("groups2_3x3_stride2", (2, 14, 9, 8), (6, 7, 3, 3),
+             dict(stride=2, padding=1, groups=2))
+# Dilation 3 on a short plane: the precomputed gather skips taps that read only padding, so its
+# k (live taps) is shorter than C*R*S and differs between the blocks of one launch.
+DILATED = Case("dilated_dead_taps", (1, 9, 5, 11), (5, 9, 3, 3), dict(dilation=3, padding=3))
+# C/groups = 16: the 8-channel cp.async kernel (NHWC, tensor cores).
+VECTOR = Case("vector_channels", (1, 16, 6, 5), (12, 16, 3, 3), dict(padding=1))
+POINTWISE = Case("pointwise_groups", (2, 70, 5, 7), (10, 35, 1, 1), dict(groups=2))
+
+# (case, algorithm, launcher options, dtype, layout, splits)
+RUNS = [
+    (DENSE, "implicit_gemm", dict(iterator="analytic"), "float32", "NCHW", 5),
+    (DENSE, "implicit_gemm", dict(iterator="precomputed"), "float32", "NHWC", 3),
+    (DENSE, "implicit_gemm", dict(iterator="precomputed"), "float64", "NCHW", 4),
+    (DENSE, "implicit_gemm", dict(iterator="analytic"), "float16", "NHWC", 2),
+    (DENSE, "implicit_gemm", dict(iterator="precomputed"), "float16", "NCHW", 2),
+    (DILATED, "implicit_gemm", dict(iterator="precomputed"), "float32", "NCHW", 6),
+    (DILATED, "implicit_gemm", dict(iterator="precomputed", math="cuda_cores"), "float16",
+     "NHWC", 3),
+    (VECTOR, "implicit_gemm", dict(iterator="precomputed"), "float16", "NHWC", 3),
+    (POINTWISE, "pointwise", {}, "float32", "NCHW", 3),
+    (POINTWISE, "pointwise", {}, "float32", "NHWC", 5),
+    (POINTWISE, "pointwise", {}, "float64", "NHWC", 2),
+    (POINTWISE, "pointwise", {}, "float16", "NCHW", 4),
+] + [(DENSE, "implicit_gemm", dict(iterator="precomputed"), d.name, "NHWC", 2) for d in BFLOAT16]
+
+
+def inputs(case: Case, dtype, data_format: str, rng):
+    g = case.geom
+    x = to_layout(rng.standard_normal(case.x), data_format).astype(dtype)
+    w = rng.standard_normal(case.w).astype(dtype)
+    b = rng.standard_normal(g.K).astype(dtype)
+    r = to_layout(rng.standard_normal(g.output_shape), data_format).astype(dtype)
+    return x, w, b, r
+
+
+def run(case: Case, x, w, b, r, *, algorithm, data_format, splits, order="forward", out=None,
+        **options):
+    with gpuconv.simulate(order=order, seed=5):
+        return launch.conv2d(case.geom, x, w, b, residual=r, activation="tanh",
+                             algorithm=algorithm, data_format=data_format, out=out,
+                             executor="simulator", split_k=splits, **options)
+
+
+def assert_close(y, expected, dtype):
+    y64, e64 = y.astype(np.float64), expected.astype(np.float64)
+    scale = max(1.0, float(np.abs(e64).max()))
+    assert np.isfinite(y64).all()
+    assert np.abs(y64 - e64).max() <= TOLERANCE[np.dtype(dtype).name] * scale
+
+
+@pytest.mark.parametrize("case, algorithm, options, dtype, data_format, splits", RUNS,
+                         ids=lambda v: getattr(v, "name", None))
+def test_split_k_matches_reference(case, algorithm, options, dtype, data_format, splits, rng,
+                                   launched_names):
+    x, w, b, r = inputs(case, dtype, data_format, rng)
+    y = run(case, x, w, b, r, algorithm=algorithm, data_format=data_format, splits=splits,
+            **options)
+    assert launched_names[-1].startswith(EPILOGUE_KERNEL + "<")
+    expected = gpuconv.conv2d(x, w, b, residual=r, activation="tanh", data_format=data_format,
+                              **case.kwargs)
+    assert_close(y, expected, dtype)
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("case, algorithm, options, dtype, data_format, splits", RUNS,
+                         ids=lambda v: getattr(v, "name", None))
+def test_split_k_on_the_gpu(case, algorithm, options, dtype, data_format, splits, rng):
+    import cupy
+    x, w, b, r = inputs(case, dtype, data_format, rng)
+    y = launch.conv2d(case.geom, *(cupy.asarray(a) for a in (x, w, b)),
+                      residual=cupy.asarray(r), activation="tanh", algorithm=algorithm,
+                      data_format=data_format, executor="cupy", split_k=splits, **options)
+    expected = gpuconv.conv2d(x, w, b, residual=r, activation="tanh", data_format=data_format,
+                              **case.kwargs)
+    assert_close(cupy.asnumpy(y), expected, dtype)
+
+
+@pytest.mark.parametrize("algorithm, case", [("implicit_gemm", DENSE), ("pointwise", POINTWISE)])
+def test_split_k_into_a_channel_slice(algorithm, case, rng):
+    # The epilogue pass writes through `out`'s own strides: channels 3 .. 3+K of a wider buffer,
+    # the channels around it untouched.
+    g = case.geom
+    x, w, b, r = inputs(case, np.float32, "NCHW", rng)
+    buffer = np.full((g.N, g.K + 5, g.P, g.Q), 7.0, dtype=np.float32)
+    out = buffer[:, 3:3 + g.K]
+    y = run(case, x, w, b, r, algorithm=algorithm, data_format="NCHW", splits=3, out=out)
+    assert y is out
+    expected = gpuconv.conv2d(x, w, b, residual=r, activation="tanh", **case.kwargs)
+    assert_close(buffer[:, 3:3 + g.K], expected, np.float32)
+    assert (buffer[:, :3] == 7.0).all() and (buffer[:, 3 + g.K:] == 7.0).all()
+
+
+@pytest.mark.parametrize("algorithm, case, data_format",
+                         [("implicit_gemm", DENSE, "NCHW"), ("implicit_gemm", DILATED, "NHWC"),
+                          ("pointwise", POINTWISE, "NHWC")])
+def test_split_k_bits_do_not_depend_on_thread_order(algorithm, case, data_format, rng):
+    x, w, b, r = inputs(case, np.float32, data_format, rng)
+    results = [run(case, x, w, b, r, algorithm=algorithm, data_format=data_format, splits=4,
+                   order=order) for order in ("forward", "reverse", "random")]
+    for y in results[1:]:
+        assert y.tobytes() == results[0].tobytes()
+
+
+def test_forced_splits_past_the_k_tiles_are_capped(rng, launched_names):
+    # 63 k of 8 per tile on CUDA cores: 8 k-tiles, so 50 splits run as 8 (one k-tile each).
+    x, w, b, r = inputs(DENSE, np.float32, "NCHW", rng)
+    y = run(DENSE, x, w, b, r, algorithm="implicit_gemm", data_format="NCHW", splits=50)
+    expected = gpuconv.conv2d(x, w, b, residual=r, activation="tanh", **DENSE.kwargs)
+    assert_close(y, expected, np.float32)
+    assert launched_names[-1].startswith(EPILOGUE_KERNEL + "<")
+
+
+def test_one_split_launches_no_epilogue_pass(rng, launched_names):
+    x, w, b, r = inputs(DENSE, np.float32, "NCHW", rng)
+    run(DENSE, x, w, b, r, algorithm="implicit_gemm", data_format="NCHW", splits=1)
+    assert not any(n.startswith(EPILOGUE_KERNEL) for n in launched_names)
+
+
+@pytest.mark.parametrize("value, error", [(0, ValueError), (-2, ValueError), ("four", ValueError),
+                                          (2.5, TypeError), (None, TypeError)])
+def test_split_k_option_is_checked(value, error, rng):
+    x, w, b, r = inputs(DENSE, np.float32, "NCHW", rng)
+    with pytest.raises(error, match="split_k"):
+        run(DENSE, x, w, b, r, algorithm="implicit_gemm", data_format="NCHW", splits=value)
+
+
+# ------------------------------------------------------------------------------ "auto"'s model
+
+
+def auto_splits(n, c, plane, k, r, dtype="float32", tensor_cores=False, sms=132,
+                workspace=256 << 20):
+    geom = conv2d_geometry((n, c, plane, plane), (k, c, r, r), padding=r // 2)
+    tile = launch_common._pick_filter_tile(dtype, geom.gemm_m, k, 1, sms, False, "auto",
+                                           tensor_cores, True)
+    tiles = -(-geom.gemm_m // tile.block_m) * -(-k // tile.block_n)
+    return split_k.choose_splits(
+        "auto", tiles=tiles, tile_mn=tile.block_m * tile.block_n, gemm_k=c * r * r,
+        block_k=tile.block_k, elements=n * k * geom.P * geom.Q, groups=1, dtype=np.dtype(dtype),
+        tensor_cores=tensor_cores, executor="simulator", workspace_bytes=workspace), tiles
+
+
+def test_auto_splits_the_under_filled_gemms():
+    # ResNet-50 at batch 1: layer4's 3x3 (49 pixels x 512 filters, k = 4608) is 8 blocks of the
+    # small tile for 132 SMs; split, its blocks fill about one wave.
+    splits, tiles = auto_splits(1, 512, 7, 512, 3)
+    assert splits > 1 and 0.5 * 132 <= tiles * splits <= 132
+    # layer3's 1x1 (196 pixels, 1024 -> 256) and on the tensor cores
+    assert auto_splits(1, 1024, 14, 256, 1)[0] > 1
+    assert auto_splits(1, 512, 7, 512, 3, dtype="float16", tensor_cores=True)[0] > 1
+    # Batch 32: the tiles fill the GPU; the small layers of the tests: too little k to share.
+    assert auto_splits(32, 256, 14, 256, 3)[0] == 1
+    assert auto_splits(32, 512, 7, 512, 3)[0] == 1
+    assert auto_splits(1, 12, 7, 10, 3)[0] == 1
+    # The partials must fit in the workspace limit.
+    assert auto_splits(1, 512, 7, 512, 3, workspace=3 * 49 * 512 * 4)[0] <= 3
+
+
+def test_auto_split_runs_through_the_public_call(monkeypatch, rng, launched_names):
+    # On a 4-SM device one output tile with k = 576 leaves 3 SMs idle: "auto" shares its
+    # k-tiles out (no launch cost, so that the model weighs the GEMM alone).
+    monkeypatch.setattr(split_k, "multiprocessor_count", lambda executor: 4)
+    monkeypatch.setattr(split_k, "LAUNCH_SECONDS", 0.0)
+    case = Case("long_k", (1, 64, 4, 4), (8, 64, 3, 3), dict(padding=1))
+    x, w, b, r = inputs(case, np.float32, "NCHW", rng)
+    with gpuconv.simulate():
+        y = gpuconv.conv2d(x, w, b, residual=r, activation="tanh", padding=1,
+                           algorithm="implicit_gemm")
+    assert any(n.startswith(EPILOGUE_KERNEL) for n in launched_names)
+    expected = gpuconv.conv2d(x, w, b, residual=r, activation="tanh", padding=1)
+    assert_close(y, expected, np.float32)
