@@ -26,6 +26,8 @@ from .timing import graph_replay_us
 
 
 def _calls(cp, gpuconv):
+    from gpuconv.conv import launch
+    from gpuconv.conv.geometry import conv2d_geometry
     grad = gpuconv.grad
     rng = cp.random.default_rng(0)
 
@@ -45,7 +47,19 @@ def _calls(cp, gpuconv):
     boxes = cp.asarray([[i % 2, 4.0 + i % 7, 3.0 + i % 5, 40.0 + i % 11, 30.0 + i % 13]
                         for i in range(512)], dtype=cp.float32)
     nhwc = {"data_format": "NHWC"}
+    # ResNet-50 layer1's first 1x1 at batch 1: all host time. Through the public front and
+    # through the launcher it calls, with split-K's model asked ("auto") and not (1).
+    x_small, w_small = randn(1, 64, 56, 56), randn(64, 64, 1, 1)
+    geom_small = conv2d_geometry(x_small.shape, w_small.shape)
+
+    def launcher(split_k):
+        return lambda: launch.conv2d(geom_small, x_small, w_small, algorithm="pointwise",
+                                     split_k=split_k)
     return {
+        "conv2d f32 1x1 b1 (pointwise)": lambda: gpuconv.conv2d(x_small, w_small,
+                                                                algorithm="pointwise"),
+        "launch.conv2d same, split_k auto": launcher("auto"),
+        "launch.conv2d same, split_k 1": launcher(1),
         "conv2d f32 NCHW 3x3 b32": lambda: gpuconv.conv2d(x32, w32, padding=1),
         "conv2d f32 NCHW 3x3 b1": lambda: gpuconv.conv2d(x1, w32, padding=1),
         "conv2d f16 NHWC 3x3 b32": lambda: gpuconv.conv2d(x16, w16, padding=1, **nhwc),

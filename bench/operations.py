@@ -60,14 +60,17 @@ def conv_algorithms() -> tuple[str, ...]:
 # asks for (the two implicit-GEMM iterators, narrow GEMM tiles against the wide ones only,
 # float16/bfloat16 on the CUDA cores against the tensor cores, the three depthwise kernels,
 # the own GEMM vs cuBLAS inside im2col, the tiled direct kernel vs v1, Winograd's two output
-# tiles).
+# tiles, split-K by its model ("split_k", the launcher's default) against never: both through
+# the launcher, so that the pair differs in the split alone).
 CONV_VARIANTS = {
     "implicit_gemm:analytic": ("implicit_gemm", {"iterator": "analytic"}),
     "implicit_gemm:precomputed": ("implicit_gemm", {"iterator": "precomputed"}),
     "implicit_gemm:wide": ("implicit_gemm", {"tile_widths": "wide"}),
     "implicit_gemm:cuda_cores": ("implicit_gemm", {"math": "cuda_cores"}),
+    "implicit_gemm:split_k": ("implicit_gemm", {"split_k": "auto"}),
     "implicit_gemm:no_split_k": ("implicit_gemm", {"split_k": 1}),
     "pointwise:wide": ("pointwise", {"tile_widths": "wide"}),
+    "pointwise:split_k": ("pointwise", {"split_k": "auto"}),
     "pointwise:no_split_k": ("pointwise", {"split_k": 1}),
     "depthwise:direct": ("depthwise", {"depthwise_variant": "direct"}),
     "depthwise:tiled": ("depthwise", {"depthwise_variant": "tiled"}),
