@@ -13,7 +13,8 @@ Rules, first match wins (each states its reason in ``explain``):
                tiny layers): the narrowest GEMM tile is 32 filters wide, the direct kernel's
                filter block 16, 8 or 4 (launch_direct.pick_tile).
 4. winograd_nonfused  3x3, stride 1, dilation 1, at least launch_winograd.MIN_CHANNELS (128)
-               channels and filters per group (64 over >= 16384 output pixels), on CUDA
+               channels and filters per group (64 over >= 16384 output pixels) and at least
+               MIN_PIXELS (1024) output pixels, on CUDA
                cores (float32, float64): 1/4 of the multiply-adds (F(4x4, 3x3); 4/9 with
                F(2x2, 3x3) on planes under 7x7) through the same GEMM, for transform traffic
                the GEMM outweighs (launch_winograd.pays_off). Measured on an H100 (ResNet-50

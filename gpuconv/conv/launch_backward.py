@@ -78,7 +78,7 @@ __all__ = ["conv2d_input", "conv2d_weight", "conv2d_bias", "conv_transpose2d",
 
 # What launch_winograd.pays_off asks of a gradient, as the choices' reasons state it.
 _WINOGRAD_GRADIENT_SIZES = (f">= {launch_winograd.MIN_CHANNELS} channels and filters per group "
-                            f"and >= {launch_winograd.MIN_GRADIENT_PIXELS} output pixels")
+                            f"and >= {launch_winograd.MIN_PIXELS} output pixels")
 
 
 def _refuse(pass_name: str, algorithm: str, reason: str):

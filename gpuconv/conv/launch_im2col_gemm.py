@@ -48,15 +48,18 @@ FAMILY = register(
 )
 
 
+WORKSPACE_ENV = "GPUCONV_WORKSPACE_BYTES"
+
+
 def workspace_limit(workspace_bytes: int | None = None) -> int:
     if workspace_bytes is None:
-        env = os.environ.get("GPUCONV_WORKSPACE_BYTES", "").strip()
+        env = os.environ.get(WORKSPACE_ENV, "").strip()
         if not env:
             return DEFAULT_WORKSPACE_BYTES
         try:
             workspace_bytes = int(env)
         except ValueError:
-            raise ValueError(f"GPUCONV_WORKSPACE_BYTES must be an integer, got {env!r}") from None
+            raise ValueError(f"{WORKSPACE_ENV} must be an integer, got {env!r}") from None
     return as_int("workspace_bytes", workspace_bytes, minimum=1)
 
 

@@ -49,14 +49,14 @@ from .launch_im2col_gemm import workspace_limit
 MIN_CHANNELS = 128
 FORWARD_MIN_CHANNELS = 64
 FORWARD_NARROW_MIN_PIXELS = 16384
-# ... and, for the gradients, from this many output pixels (N * P * Q) on. Measured on an H100
-# (bench/results/20261122T1604Z-H100-batch1-deeplab, ResNet-50 batch 1,
-# fp32): at 49-784 pixels the four launches and their small GEMMs take 180-190 us where
-# im2col + GEMM takes 66-74 us (data gradient) and the implicit GEMM 55-63 us (weight gradient);
-# at batch 32 the 7x7 layer (1568 pixels) gains (data 218 vs 266 us, weight 220 vs 382 us). The
-# forward pass keeps Winograd at any size: its alternative, the implicit GEMM without split-K,
-# fills too few blocks there (batch 1, 7x7 x 512: 377 us vs Winograd's 167, cuDNN 162).
-MIN_GRADIENT_PIXELS = 1024
+# ... and in every direction from this many output pixels (N * P * Q) on. Measured on an H100
+# (bench/results/20261122T1604Z-H100-batch1-deeplab, ResNet-50 batch 1, fp32): at 49-784 pixels
+# the four launches and their small GEMMs take 180-190 us where im2col + GEMM takes 66-74 us
+# (data gradient) and the implicit GEMM 55-63 us (weight gradient); at batch 32 the 7x7 layer
+# (1568 pixels) gains (data 218 vs 266 us, weight 220 vs 382 us). The forward pass since split-K
+# (split_k.py) likewise: batch 1, 7x7 x 512 implicit GEMM 88-113 us vs Winograd 298-329,
+# 14x14 x 256 75-91 vs 195-271, 28x28 x 128 65-92 vs 200-292 (bench/results/*-b1-splitk*).
+MIN_PIXELS = 1024
 
 # Output tile edges M of the F(MxM, 3x3) kernels, and what output_tile="auto" takes per
 # direction (the module's docstring).
@@ -130,14 +130,16 @@ def refusal(geom, m: int | None = None) -> str | None:
 
 def pays_off(geom, direction: str = "forward") -> bool:
     """Whether "auto" should prefer Winograd for a case it can run in ``direction`` ("forward",
-    "data_grad", "weight_grad"): MIN_CHANNELS (or FORWARD_MIN_CHANNELS over
-    FORWARD_NARROW_MIN_PIXELS), and MIN_GRADIENT_PIXELS for the gradients."""
+    "data_grad", "weight_grad"): MIN_PIXELS, and MIN_CHANNELS (the forward pass also
+    FORWARD_MIN_CHANNELS over FORWARD_NARROW_MIN_PIXELS)."""
     channels = min(geom.C_per_group, geom.K_per_group)
     pixels = geom.N * geom.P * geom.Q
+    if pixels < MIN_PIXELS:
+        return False
     if direction == "forward":
         return channels >= MIN_CHANNELS or (channels >= FORWARD_MIN_CHANNELS
                                             and pixels >= FORWARD_NARROW_MIN_PIXELS)
-    return channels >= MIN_CHANNELS and pixels >= MIN_GRADIENT_PIXELS
+    return channels >= MIN_CHANNELS
 
 
 def tile_grid(geom, m: int) -> tuple[int, int]:

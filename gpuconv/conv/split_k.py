@@ -6,14 +6,17 @@ the k-tiles are shared out among ``splits`` blocks per tile. Each writes its par
 workspace in the output's layout, and ``conv2d_split_k_epilogue`` adds them in split order and
 applies the fused epilogue: deterministic, no atomics.
 
-``choose_splits`` decides with a two-term model (kernels/conv/NOTES.md "Split-K"): the GEMM's
-time is the busiest SM's share of equal blocks, ceil(tiles * s / SMs) waves of a block that
-does 1/s of the k-tiles at the measured per-SM rate; the split adds the partials' traffic and
-one launch. It splits only when the model predicts at least SPLIT_K_MIN_GAIN.
+``gemm_splits`` decides with a model of a call's time (kernels/conv/NOTES.md "Split-K"): the
+larger of the host's time (a conv call's own, plus one more launch when split) and the GPU's.
+The GPU's is the busiest SM's share of equal blocks, ceil(tiles * s / SMs) waves of a block that
+does 1/s of the k-tiles at the rate one block alone on an SM reaches, plus the partials'
+traffic. It splits only when that predicts at least SPLIT_K_MIN_GAIN: a GEMM whose kernel hides
+behind the host's time anyway gains nothing from a split, and pays its extra launch.
 """
 from __future__ import annotations
 
 import functools
+import os
 
 import numpy as np
 
@@ -21,7 +24,7 @@ from .._args import as_int
 from .._kernels import CUDA_TYPES, register
 from .launch_bwd_common import GRID_YZ_LIMIT, acc_dtype, i32, output
 from .launch_common import ceil_div, cuda_bool, multiprocessor_count
-from .launch_im2col_gemm import workspace_limit
+from .launch_im2col_gemm import WORKSPACE_ENV, workspace_limit
 
 # At most this many splits of one tile, and at least MIN_K_PER_SPLIT of k in each split (a
 # shorter main loop is all prologue and epilogue).
@@ -29,14 +32,18 @@ MAX_SPLIT_K = 32
 MIN_K_PER_SPLIT = 64
 # Split only when the model's time with splits is at most this fraction of the time without.
 SPLIT_K_MIN_GAIN = 0.8
-# The model's rates (H100 SXM, kernels/conv/NOTES.md "First measurements on the H100"): the
-# GEMM kernels' multiply-add rate of the whole GPU, FLOP/s, on CUDA cores by accumulator type
-# and on the tensor cores; the bandwidth the partial sums move at; the cost of one more launch
-# (the reduce kernel: its host time in CuPy and its gap on the device).
-SIMT_FLOPS = {"float32": 25e12, "float64": 12e12}
-TENSOR_CORE_FLOPS = 100e12
+# The model's rates, measured on an H100 SXM at batch 1 (bench/results/*-b1-splitk*: the
+# unsplit GEMMs of ResNet-50 layer3/4 run 156-372 us, one 64 x 64 block per SM): the multiply-add
+# rate of the whole GPU when each SM holds one block, FLOP/s, on CUDA cores by accumulator type
+# (float64: half of float32, not measured) and on the tensor cores (half of the ~100 TFLOP/s of
+# full grids, not measured at batch 1); the bandwidth the partial sums move at; a conv call's
+# own host time and that of one more launch (bench/host_overhead: 30-70 and 10-20 us on the
+# lent machines), which a kernel shorter than them cannot show.
+SIMT_FLOPS = {"float32": 14e12, "float64": 7e12}
+TENSOR_CORE_FLOPS = 50e12
 PARTIAL_BYTES_PER_S = 2.5e12
-LAUNCH_SECONDS = 10e-6
+CALL_HOST_SECONDS = 30e-6
+LAUNCH_SECONDS = 15e-6
 
 SPLIT_K_CHOICES = "'auto' or a whole number of splits >= 1"
 
@@ -50,7 +57,6 @@ def check_split_k(split_k):
     return as_int("split_k", split_k, minimum=1)
 
 
-@functools.lru_cache(maxsize=4096)      # asked at every GEMM launch: host time of each call
 def model_splits(tiles: int, tile_mn: int, gemm_k: int, block_k: int, elements: int,
                  acc_bytes: int, flops_per_s: float, sms: int, max_splits: int) -> int:
     """The split count in [1, max_splits] with the least modelled time (module docstring):
@@ -62,45 +68,45 @@ def model_splits(tiles: int, tile_mn: int, gemm_k: int, block_k: int, elements: 
     def seconds(s: int) -> float:
         gemm = ceil_div(tiles * s, sms) * block_seconds / s
         if s == 1:
-            return gemm
-        # partials written by the GEMM and read by the reduce, plus the reduce's launch
-        return gemm + 2 * s * elements * acc_bytes / PARTIAL_BYTES_PER_S + LAUNCH_SECONDS
+            return max(CALL_HOST_SECONDS, gemm)
+        # partials written by the GEMM and read by the reduce; the reduce's launch
+        partials = 2 * s * elements * acc_bytes / PARTIAL_BYTES_PER_S
+        return max(CALL_HOST_SECONDS + LAUNCH_SECONDS, gemm + partials)
 
     unsplit = seconds(1)
     best = min(range(1, limit + 1), key=lambda s: (seconds(s), s))
     return best if seconds(best) <= SPLIT_K_MIN_GAIN * unsplit else 1
 
 
-def choose_splits(split_k, *, tiles: int, tile_mn: int, gemm_k: int, block_k: int,
-                  elements: int, groups: int, dtype, tensor_cores: bool, executor: str,
-                  workspace_bytes: int) -> int:
-    """The splits of one launch: ``split_k`` itself when forced (capped by the k-tiles and the
-    grid), else the model's choice within the workspace limit."""
-    acc = acc_dtype(dtype)
-    max_splits = min(GRID_YZ_LIMIT // max(groups, 1), ceil_div(gemm_k, block_k))
-    if split_k != "auto":
-        return max(1, min(split_k, max_splits))
-    max_splits = min(max_splits, workspace_bytes // max(elements * acc.itemsize, 1))
-    if max_splits <= 1:
-        return 1
-    flops = TENSOR_CORE_FLOPS if tensor_cores else SIMT_FLOPS[acc.name]
-    return model_splits(tiles, tile_mn, gemm_k, block_k, elements, acc.itemsize, flops,
-                        multiprocessor_count(executor), max_splits)
-
-
 def gemm_splits(split_k, geom, *, pixels_per_tile: int, filters_per_tile: int, block_k: int,
                 gemm_k: int, dtype, tensor_cores: bool, executor: str) -> int:
     """The splits of a forward GEMM launch over ``geom`` (one batch chunk's geometry) in
     blocks of ``pixels_per_tile`` output pixels x ``filters_per_tile`` filters of a group, the
-    k dimension ``gemm_k`` stepped ``block_k`` at a time: what the implicit GEMM and pointwise
-    launchers run and what explain() reports."""
+    k dimension ``gemm_k`` stepped ``block_k`` at a time: ``split_k`` itself when forced (capped
+    by the k-tiles and the grid), else the model's choice within the workspace limit. What the
+    implicit GEMM and pointwise launchers run and what explain() reports."""
+    return _gemm_splits(split_k, geom, pixels_per_tile, filters_per_tile, block_k, gemm_k,
+                        dtype, tensor_cores, multiprocessor_count(executor),
+                        os.environ.get(WORKSPACE_ENV))
+
+
+@functools.lru_cache(maxsize=4096)      # asked at every GEMM launch: host time of each call
+def _gemm_splits(split_k, geom, pixels_per_tile: int, filters_per_tile: int, block_k: int,
+                 gemm_k: int, dtype, tensor_cores: bool, sms: int, workspace_env) -> int:
+    acc = acc_dtype(dtype)
     tiles = (ceil_div(geom.gemm_m, pixels_per_tile) * ceil_div(geom.K_per_group, filters_per_tile)
              * geom.groups)
-    return choose_splits(split_k, tiles=tiles, tile_mn=pixels_per_tile * filters_per_tile,
-                         gemm_k=gemm_k, block_k=block_k,
-                         elements=geom.N * geom.K * geom.P * geom.Q, groups=geom.groups,
-                         dtype=dtype, tensor_cores=tensor_cores, executor=executor,
-                         workspace_bytes=workspace_limit())
+    elements = geom.N * geom.K * geom.P * geom.Q
+    max_splits = min(GRID_YZ_LIMIT // max(geom.groups, 1), ceil_div(gemm_k, block_k))
+    if split_k != "auto":
+        return max(1, min(split_k, max_splits))
+    # workspace_env is in the key so that a changed limit is read again
+    max_splits = min(max_splits, workspace_limit() // max(elements * acc.itemsize, 1))
+    if max_splits <= 1:
+        return 1
+    flops = TENSOR_CORE_FLOPS if tensor_cores else SIMT_FLOPS[acc.name]
+    return model_splits(tiles, pixels_per_tile * filters_per_tile, gemm_k, block_k, elements,
+                        acc.itemsize, flops, sms, max_splits)
 
 
 def _name(cuda_t: str, nhwc: bool) -> str:
@@ -112,6 +118,7 @@ EPILOGUE = register("conv/split_k_epilogue.cu",
                                       for nhwc in (False, True)])
 
 REDUCE_THREADS = 256
+_ONE = np.int32(1)
 
 
 @functools.lru_cache(maxsize=None)
@@ -143,14 +150,16 @@ class SplitK:
         self.chunk, self.splits = chunk, splits
         self.acc = acc_dtype(chunk.dtype)
         if splits == 1:
-            self.partial = _unused_partial(chunk.executor, _device(chunk.executor), self.acc)
+            # never read: any array of the accumulator type, x itself where T is that type
+            self.partial = (chunk.x if chunk.dtype == self.acc else
+                            _unused_partial(chunk.executor, _device(chunk.executor), self.acc))
         else:
             g = chunk.geom
             self.partial = output(chunk.xp, (splits * g.N * g.K * g.P * g.Q,), self.acc,
                                   chunk.executor)
 
     def args(self) -> list:
-        return [i32(self.splits), self.partial]
+        return [_ONE if self.splits == 1 else i32(self.splits), self.partial]
 
     def finish(self) -> None:
         if self.splits == 1:

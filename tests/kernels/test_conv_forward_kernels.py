@@ -562,7 +562,10 @@ def test_winograd_on_the_large_gemm_tile(data_format, monkeypatch, rng, launched
     ("float32", (32, 64, 56, 56), (64, 64, 3, 3), dict(padding=1), "winograd_nonfused"),
     ("float32", (32, 32, 56, 56), (64, 32, 3, 3), dict(padding=1), "implicit_gemm"),   # < 64
     ("float32", (1, 64, 56, 56), (64, 64, 3, 3), dict(padding=1), "implicit_gemm"),  # 64, batch 1
-    ("float32", (1, 512, 7, 7), (512, 512, 3, 3), dict(padding=1), "winograd_nonfused"),
+    # batch 1 (< 1024 output pixels): the implicit GEMM with split-K
+    ("float32", (1, 512, 7, 7), (512, 512, 3, 3), dict(padding=1), "implicit_gemm"),
+    ("float32", (1, 128, 28, 28), (128, 128, 3, 3), dict(padding=1), "implicit_gemm"),
+    ("float32", (2, 128, 28, 28), (128, 128, 3, 3), dict(padding=1), "winograd_nonfused"),
     ("float32", (32, 256, 28, 28), (256, 256, 3, 3), dict(stride=2, padding=1), "implicit_gemm"),
     ("float16", (32, 256, 14, 14), (256, 256, 3, 3), dict(padding=1), "implicit_gemm"),  # tensor cores
 ])

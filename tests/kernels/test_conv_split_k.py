@@ -18,7 +18,7 @@ import numpy as np
 import pytest
 
 import gpuconv
-from gpuconv.conv import launch, launch_common, split_k
+from gpuconv.conv import launch, launch_implicit_gemm, split_k
 from gpuconv.conv.geometry import conv2d_geometry
 
 from kernel_support import BFLOAT16, to_layout
@@ -171,44 +171,53 @@ def test_split_k_option_is_checked(value, error, rng):
 # ------------------------------------------------------------------------------ "auto"'s model
 
 
-def auto_splits(n, c, plane, k, r, dtype="float32", tensor_cores=False, sms=132,
-                workspace=256 << 20):
+def auto_splits(n, c, plane, k, r, dtype="float32"):
+    """(splits, tiles) of the implicit GEMM's launch of a square layer on the simulated H100."""
     geom = conv2d_geometry((n, c, plane, plane), (k, c, r, r), padding=r // 2)
-    tile = launch_common._pick_filter_tile(dtype, geom.gemm_m, k, 1, sms, False, "auto",
-                                           tensor_cores, True)
+    tensor_cores = dtype == "float16"
+    tile = launch_implicit_gemm.pick_tile(geom, np.dtype(dtype), "simulator",
+                                          tensor_cores=tensor_cores)
     tiles = -(-geom.gemm_m // tile.block_m) * -(-k // tile.block_n)
-    return split_k.choose_splits(
-        "auto", tiles=tiles, tile_mn=tile.block_m * tile.block_n, gemm_k=c * r * r,
-        block_k=tile.block_k, elements=n * k * geom.P * geom.Q, groups=1, dtype=np.dtype(dtype),
-        tensor_cores=tensor_cores, executor="simulator", workspace_bytes=workspace), tiles
+    splits = launch_implicit_gemm.splits(geom, tile, np.dtype(dtype), tensor_cores, "simulator")
+    return splits, tiles
 
 
-def test_auto_splits_the_under_filled_gemms():
+def test_auto_splits_the_under_filled_gemms(monkeypatch):
     # ResNet-50 at batch 1: layer4's 3x3 (49 pixels x 512 filters, k = 4608) is 8 blocks of the
-    # small tile for 132 SMs; split, its blocks fill about one wave.
+    # small tile for 132 SMs (measured 370 us unsplit on an H100); split, its blocks fill about
+    # one wave.
     splits, tiles = auto_splits(1, 512, 7, 512, 3)
     assert splits > 1 and 0.5 * 132 <= tiles * splits <= 132
-    # layer3's 1x1 (196 pixels, 1024 -> 256) and on the tensor cores
-    assert auto_splits(1, 1024, 14, 256, 1)[0] > 1
-    assert auto_splits(1, 512, 7, 512, 3, dtype="float16", tensor_cores=True)[0] > 1
-    # Batch 32: the tiles fill the GPU; the small layers of the tests: too little k to share.
+    # layer4's 1x1 2048 -> 512 (164 us unsplit), layer3's 3x3 (156 us), on the tensor cores
+    assert auto_splits(1, 2048, 7, 512, 1)[0] > 1
+    assert auto_splits(1, 256, 14, 256, 3)[0] > 1
+    assert auto_splits(1, 512, 7, 512, 3, dtype="float16")[0] > 1
+    # A kernel shorter than the call's host time gains nothing (layer2's 1x1 512 -> 128 at batch
+    # 1: 49 us unsplit, 87 split), nor do grids that fill the GPU (batch 32), nor short k.
+    assert auto_splits(1, 512, 28, 128, 1)[0] == 1
     assert auto_splits(32, 256, 14, 256, 3)[0] == 1
     assert auto_splits(32, 512, 7, 512, 3)[0] == 1
     assert auto_splits(1, 12, 7, 10, 3)[0] == 1
     # The partials must fit in the workspace limit.
-    assert auto_splits(1, 512, 7, 512, 3, workspace=3 * 49 * 512 * 4)[0] <= 3
+    monkeypatch.setenv("GPUCONV_WORKSPACE_BYTES", str(3 * 49 * 512 * 4))
+    assert auto_splits(1, 512, 7, 512, 3)[0] == 3
 
 
 def test_auto_split_runs_through_the_public_call(monkeypatch, rng, launched_names):
     # On a 4-SM device one output tile with k = 576 leaves 3 SMs idle: "auto" shares its
-    # k-tiles out (no launch cost, so that the model weighs the GEMM alone).
+    # k-tiles out (no host time, so that the model weighs the GEMM alone).
     monkeypatch.setattr(split_k, "multiprocessor_count", lambda executor: 4)
     monkeypatch.setattr(split_k, "LAUNCH_SECONDS", 0.0)
+    monkeypatch.setattr(split_k, "CALL_HOST_SECONDS", 0.0)
+    split_k._gemm_splits.cache_clear()
     case = Case("long_k", (1, 64, 4, 4), (8, 64, 3, 3), dict(padding=1))
     x, w, b, r = inputs(case, np.float32, "NCHW", rng)
-    with gpuconv.simulate():
-        y = gpuconv.conv2d(x, w, b, residual=r, activation="tanh", padding=1,
-                           algorithm="implicit_gemm")
+    try:
+        with gpuconv.simulate():
+            y = gpuconv.conv2d(x, w, b, residual=r, activation="tanh", padding=1,
+                               algorithm="implicit_gemm")
+    finally:
+        split_k._gemm_splits.cache_clear()   # choices made under the patched model
     assert any(n.startswith(EPILOGUE_KERNEL) for n in launched_names)
     expected = gpuconv.conv2d(x, w, b, residual=r, activation="tanh", padding=1)
     assert_close(y, expected, np.float32)
