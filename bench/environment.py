@@ -23,12 +23,18 @@ def library_versions() -> dict[str, str]:
     return out
 
 
-# The device machine gets a copy of the working tree without .git: whoever starts the run
-# there passes the commit in this variable (bench/gpu_session.sh records it too).
+# The device machine gets a copy of the working tree, with no .git or with the .git of the
+# session's starting checkout (not the commit sent): whoever starts the run there passes the
+# commit in this variable (bench/gpu_session.sh records it too), and it wins over git.
 COMMIT_VARIABLE = "GPUCONV_COMMIT"
 
 
 def git_state() -> dict:
+    given = os.environ.get(COMMIT_VARIABLE, "").strip()
+    if given:
+        # Whether that tree had local changes is not known here.
+        return {"commit": given, "dirty": None, "source": COMMIT_VARIABLE}
+
     def git(*args):
         return subprocess.run(["git", "-C", str(REPO), *args], capture_output=True, text=True,
                               timeout=10).stdout.strip()
@@ -39,10 +45,6 @@ def git_state() -> dict:
         commit, dirty = "", False
     if commit:
         return {"commit": commit, "dirty": dirty, "source": "git"}
-    given = os.environ.get(COMMIT_VARIABLE, "").strip()
-    if given:
-        # Whether that tree had local changes is not known here.
-        return {"commit": given, "dirty": None, "source": COMMIT_VARIABLE}
     return {"commit": "unknown", "dirty": None, "source": None}
 
 

@@ -183,6 +183,15 @@ def test_without_git_the_commit_comes_from_the_environment(monkeypatch, tmp_path
                                        "source": environment.COMMIT_VARIABLE}
 
 
+def test_the_commit_variable_wins_over_a_stale_git(monkeypatch):
+    # The device machine's copy may carry the .git of the session's first checkout, whose HEAD
+    # is not the commit sent: the variable the run was started with says which it is.
+    monkeypatch.setenv(environment.COMMIT_VARIABLE, "4567def")
+    assert environment.git_state()["commit"] == "4567def"
+    monkeypatch.delenv(environment.COMMIT_VARIABLE)
+    assert environment.git_state()["source"] == "git"
+
+
 def test_the_fake_refuses_what_cupy_refuses(monkeypatch, tmp_path):
     """The fake is only worth its passes if it fails where CuPy would."""
     fake_cuda.install(monkeypatch, tmp_path)
