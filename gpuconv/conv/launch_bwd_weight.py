@@ -38,6 +38,9 @@ from .launch_common import (SMEM_LIMIT, TENSOR_CORE_DTYPES, VECTOR_CHANNELS, VEC
 from .launch_depthwise import WINDOW_RUN
 
 TILE = GemmTile(block_m=64, block_n=128, block_k=8, thread_m=4, thread_n=8)
+# The forward implicit GEMM's large tile, also built for the CUDA-core weight-gradient GEMMs so
+# that bench/tile_sweep.py (--direction weight_grad) can time it against TILE.
+WIDE_TILE = GemmTile(block_m=128, block_n=128, block_k=8, thread_m=8, thread_n=8)
 # The implicit GEMM's tensor-core tile (16-bit dtypes): the same 64 x 128 block, 8 warps of 32 x 32.
 MMA_TILE = MmaTile(block_m=64, block_n=128, block_k=32, warp_m=32, warp_n=32)
 # The same tile filled 8 filters / channels per cp.async.
@@ -57,24 +60,25 @@ COLUMN_BUFFER_ELEMENTS = 2 ** 26
 _TYPES = type_names()
 
 
-def _names(template: str, layouts: bool = True, tile: bool = False) -> list[str]:
+def _names(template: str, layouts: bool = True, tile: GemmTile | None = None) -> list[str]:
     names = []
     for t in _TYPES:
         for nhwc in ((False, True) if layouts else (None,)):
             args = [t] + ([bool_name(nhwc)] if nhwc is not None else []) + \
-                   ([TILE.template_args] if tile else [])
+                   ([tile.template_args] if tile else [])
             names.append(f"{template}<{', '.join(args)}>")
     return names
 
 
-_IMPLICIT_NAMES = _names("conv2d_wgrad_implicit_gemm", tile=True) + [
+_IMPLICIT_NAMES = _names("conv2d_wgrad_implicit_gemm", tile=TILE) + [
+    n for n in _names("conv2d_wgrad_implicit_gemm", tile=WIDE_TILE) if "double" not in n] + [
     f"conv2d_wgrad_implicit_gemm_mma<{CUDA_TYPES[dt]}, {bool_name(nhwc)}, {MMA_TILE.template_args}>"
     for dt in TENSOR_CORE_DTYPES for nhwc in (False, True)] + [
     f"conv2d_wgrad_implicit_gemm_mma_vec<{CUDA_TYPES[dt]}, {VECTOR_TILE.template_args}>"
     for dt in TENSOR_CORE_DTYPES]
 IMPLICIT_GEMM = register("conv/wgrad_implicit_gemm.cu", _IMPLICIT_NAMES, hot=_IMPLICIT_NAMES)
 
-_COLUMNS_NAMES = _names("conv2d_wgrad_gemm_columns", tile=True)
+_COLUMNS_NAMES = _names("conv2d_wgrad_gemm_columns", tile=TILE)
 IM2COL_GEMM = register("conv/wgrad_im2col_gemm.cu", _names("conv2d_wgrad_im2col") + _COLUMNS_NAMES,
                        hot=_COLUMNS_NAMES)
 

@@ -10,6 +10,7 @@ import pytest
 
 import gpuconv
 from gpuconv import grad
+from gpuconv._kernels import cuda_type
 from gpuconv.conv import launch_bwd_common, launch_bwd_weight, launch_winograd
 from gpuconv.conv.launch_backward import WEIGHT_ALGORITHMS, choose_weight_algorithm
 from gpuconv.reference import conv as reference
@@ -68,6 +69,29 @@ def test_weight_gradient_matches_reference(rng, monkeypatch, algorithm, dtype, d
                          f"{algorithm} {data_format} {case} {order} deterministic={deterministic}")
         ran += 1
     assert ran >= 3, f"{algorithm} ran only {ran} cases"
+
+
+@pytest.mark.parametrize("data_format", LAYOUTS)
+@pytest.mark.parametrize("dtype", [d for d in DTYPES if np.dtype(d) != np.float64], ids=str)
+def test_wide_tile_weight_gradient(rng, monkeypatch, dtype, data_format):
+    """The 128 x 128 tile built for bench/tile_sweep.py (launch_bwd_weight.WIDE_TILE) computes
+    the CUDA-core implicit GEMM's weight gradient too, with one split and with many."""
+    monkeypatch.setattr(launch_bwd_weight, "TILE", launch_bwd_weight.WIDE_TILE)
+    names = record_launches(monkeypatch, launch_bwd_weight)
+    wide = f"conv2d_wgrad_implicit_gemm<{cuda_type(dtype)}, "
+    for index, case in enumerate(CASES[:4]):
+        monkeypatch.setattr(launch_bwd_common, "MIN_PIXELS_PER_SPLIT",
+                            FEW_PIXELS if index % 2 else 10 ** 9)
+        x = x_in_layout(rng, case, dtype, data_format)
+        dy = make_input(rng, output_shape(case, data_format), dtype)
+        exact, magnitude = expected(case, x, dy, data_format)
+        del names[:]
+        with gpuconv.simulate(order=ORDERS[index % 3]):
+            got = launch_bwd_weight.run("implicit_gemm", case.geometry(), x, dy, data_format,
+                                        index % 2 == 1, "simulator", math="cuda_cores")
+        assert_close(got, exact, magnitude, dtype, f"{data_format} {case}")
+        assert names[0].startswith(wide)
+        assert names[0].endswith(f"{launch_bwd_weight.WIDE_TILE.template_args}>")
 
 
 @pytest.mark.parametrize("data_format", LAYOUTS)
