@@ -22,7 +22,7 @@ import pstats
 import statistics
 import time
 
-from .timing import graph_replay_us
+from .timing import event_us, graph_replay_us
 
 
 def _calls(cp, gpuconv):
@@ -76,18 +76,6 @@ def _calls(cp, gpuconv):
     }
 
 
-def _event_us(cp, fn, runs: int) -> float:
-    start, stop = cp.cuda.Event(), cp.cuda.Event()
-    times = []
-    for _ in range(runs):
-        start.record()
-        fn()
-        stop.record()
-        stop.synchronize()
-        times.append(cp.cuda.get_elapsed_time(start, stop) * 1e3)
-    return statistics.median(times)
-
-
 def _graph_us(cp, fn, runs: int) -> float | None:
     try:
         return graph_replay_us(cp, fn, runs)
@@ -120,7 +108,7 @@ def main(argv=None) -> int:
             fn()
         profiler.disable()
         cp.cuda.Device().synchronize()
-        event = _event_us(cp, fn, 30)
+        event = event_us(cp, fn, 30)
         graph = _graph_us(cp, fn, 30)
         rows.append((name, host, event, graph))
     print(f"{'call':32s} {'host us':>9s} {'event us':>9s} {'graph us':>9s}")

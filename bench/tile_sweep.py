@@ -19,7 +19,28 @@ from __future__ import annotations
 import argparse
 
 from .suites import load_shapes
-from .timing import graph_replay_us
+from .timing import event_us, graph_replay_us
+
+
+def _layers(suite: str):
+    """The suite's ungrouped layers: (name, n, c, h, w, k, r, s, stride, pad)."""
+    for layer in load_shapes()["suites"][suite]:
+        if layer.get("groups", 1) == 1:
+            yield (layer["name"], *(layer[key] for key in "NCHWKRS"), layer["stride"],
+                   layer["pad"])
+
+
+def _header(columns: str, tiles) -> str:
+    return (f"{'layer':28s} {columns} | "
+            + " ".join(f"{t.block_m}x{t.block_n}".rjust(8) for t in tiles) + " | best")
+
+
+def _row(name: str, columns: str, tiles, times, flops: float) -> str:
+    """A layer's line: each tile's time (NaN where its output failed the check) and the best."""
+    best = min(range(len(tiles)), key=lambda i: times[i] if times[i] == times[i] else 1e30)
+    return (f"{name[:28]:28s} {columns} | " + " ".join(f"{t:8.1f}" for t in times)
+            + f" | {tiles[best].block_m}x{tiles[best].block_n} "
+            f"{flops / times[best] / 1e6:.0f} TFLOP/s")
 
 
 def main(argv=None) -> int:
@@ -43,13 +64,8 @@ def main(argv=None) -> int:
     picker = lig.pick_tile
     rng = cp.random.default_rng(0)
     nhwc = args.layout == "NHWC"
-    print(f"{'layer':28s} {'M':>7s} {'K':>5s} {'picked':>12s} {'us':>7s} | "
-          + " ".join(f"{t.block_m}x{t.block_n}".rjust(8) for t in tiles) + " | best")
-    for layer in load_shapes()["suites"][args.suite]:
-        if layer.get("groups", 1) != 1:
-            continue
-        n, c, h, w, k = (layer[key] for key in "NCHWK")
-        r, s, stride, pad = layer["R"], layer["S"], layer["stride"], layer["pad"]
+    print(_header(f"{'M':>7s} {'K':>5s} {'picked':>12s} {'us':>7s}", tiles))
+    for name, n, c, h, w, k, r, s, stride, pad in _layers(args.suite):
         shape = (n, h, w, c) if nhwc else (n, c, h, w)
         x = rng.standard_normal(shape, dtype=cp.float32).astype(args.dtype)
         wt = rng.standard_normal((k, c, r, s), dtype=cp.float32).astype(args.dtype)
@@ -66,20 +82,21 @@ def main(argv=None) -> int:
         for tile in tiles:
             lig.pick_tile = lambda *a, tile=tile, **kw: tile
             try:
-                got = call()
-                err = float(cp.abs(got.astype(cp.float32) - expected.astype(cp.float32)).max())
-                scale = float(cp.abs(expected.astype(cp.float32)).max())
-                us = graph_replay_us(cp, call) if err <= 1e-2 * scale else float("nan")
+                times.append(_checked_us(cp, call, expected, 1e-2, graph_replay_us))
             finally:
                 lig.pick_tile = picker
-            times.append(us)
-        best = min(range(len(tiles)), key=lambda i: times[i] if times[i] == times[i] else 1e30)
-        print(f"{layer['name'][:28]:28s} {geom.gemm_m:7d} {k:5d} "
-              f"{picked.block_m:>5d}x{picked.block_n:<6d} {default_us:7.1f} | "
-              + " ".join(f"{t:8.1f}" for t in times)
-              + f" | {tiles[best].block_m}x{tiles[best].block_n} "
-              f"{flops / times[best] / 1e6:.0f} TFLOP/s")
+        print(_row(name, f"{geom.gemm_m:7d} {k:5d} {picked.block_m:>5d}x{picked.block_n:<6d} "
+                   f"{default_us:7.1f}", tiles, times, flops))
     return 0
+
+
+def _checked_us(cp, call, expected, tolerance: float, timer) -> float:
+    """``timer``'s time of ``call`` if its output is within ``tolerance`` (relative to the
+    largest magnitude) of ``expected``, else NaN."""
+    got = call()
+    err = float(cp.abs(got.astype(cp.float32) - expected.astype(cp.float32)).max())
+    scale = float(cp.abs(expected.astype(cp.float32)).max())
+    return timer(cp, call) if err <= tolerance * scale else float("nan")
 
 
 def _replay_or_events_us(cp, call, runs: int = 20) -> float:
@@ -88,15 +105,7 @@ def _replay_or_events_us(cp, call, runs: int = 20) -> float:
     try:
         return graph_replay_us(cp, call, runs)
     except Exception:      # noqa: BLE001 -- any capture failure: fall back to events
-        start, stop = cp.cuda.Event(), cp.cuda.Event()
-        times = []
-        for _ in range(runs):
-            start.record()
-            call()
-            stop.record()
-            stop.synchronize()
-            times.append(cp.cuda.get_elapsed_time(start, stop) * 1e3)
-        return sorted(times)[runs // 2]
+        return event_us(cp, call, runs)
 
 
 def weight_grad_sweep(args) -> int:
@@ -108,13 +117,8 @@ def weight_grad_sweep(args) -> int:
     default = lbw.TILE
     rng = cp.random.default_rng(0)
     nhwc = args.layout == "NHWC"
-    print(f"{'layer':28s} {'NPQ':>7s} {'taps':>5s} | "
-          + " ".join(f"{t.block_m}x{t.block_n}".rjust(8) for t in tiles) + " | best")
-    for layer in load_shapes()["suites"][args.suite]:
-        if layer.get("groups", 1) != 1:
-            continue
-        n, c, h, w, k = (layer[key] for key in "NCHWK")
-        r, s, stride, pad = layer["R"], layer["S"], layer["stride"], layer["pad"]
+    print(_header(f"{'NPQ':>7s} {'taps':>5s}", tiles))
+    for name, n, c, h, w, k, r, s, stride, pad in _layers(args.suite):
         x = rng.standard_normal((n, h, w, c) if nhwc else (n, c, h, w),
                                 dtype=cp.float32).astype(args.dtype)
         p = (h + 2 * pad - r) // stride + 1
@@ -126,25 +130,15 @@ def weight_grad_sweep(args) -> int:
             return gpuconv.grad.conv2d_weight(x, (k, c, r, s), dy, stride=stride, padding=pad,
                                               algorithm="implicit_gemm", data_format=args.layout)
         flops = 2.0 * n * p * q * k * c * r * s
+        expected = call()   # the default tile's
         times = []
-        expected = None
         for tile in tiles:
             lbw.TILE = tile
             try:
-                got = call()
-                if expected is None:
-                    expected = got
-                err = float(cp.abs(got.astype(cp.float32) - expected.astype(cp.float32)).max())
-                scale = float(cp.abs(expected.astype(cp.float32)).max())
-                us = _replay_or_events_us(cp, call) if err <= 1e-3 * scale else float("nan")
+                times.append(_checked_us(cp, call, expected, 1e-3, _replay_or_events_us))
             finally:
                 lbw.TILE = default
-            times.append(us)
-        best = min(range(len(tiles)), key=lambda i: times[i] if times[i] == times[i] else 1e30)
-        print(f"{layer['name'][:28]:28s} {n * p * q:7d} {c * r * s:5d} | "
-              + " ".join(f"{t:8.1f}" for t in times)
-              + f" | {tiles[best].block_m}x{tiles[best].block_n} "
-              f"{flops / times[best] / 1e6:.0f} TFLOP/s")
+        print(_row(name, f"{n * p * q:7d} {c * r * s:5d}", tiles, times, flops))
     return 0
 
 

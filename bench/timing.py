@@ -137,3 +137,17 @@ def graph_replay_us(cp, fn: Callable[[], object], runs: int = 20) -> float:
         stop.synchronize()
         times.append(cp.cuda.get_elapsed_time(start, stop) * 1e3)
     return statistics.median(times)
+
+
+def event_us(cp, fn: Callable[[], object], runs: int = 20) -> float:
+    """Median microseconds of CUDA events around one call of ``fn``: as ``python -m bench``
+    times it, the larger of the host's and the GPU's time (the GPU waits for the launch)."""
+    start, stop = cp.cuda.Event(), cp.cuda.Event()
+    times = []
+    for _ in range(runs):
+        start.record()
+        fn()
+        stop.record()
+        stop.synchronize()
+        times.append(cp.cuda.get_elapsed_time(start, stop) * 1e3)
+    return statistics.median(times)

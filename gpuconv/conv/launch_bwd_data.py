@@ -31,6 +31,7 @@ from .launch_bwd_common import (DEFAULT_SMEM_BYTES, EPILOGUE_BIAS, GRID_YZ_LIMIT
                                 check_weight_size, contiguous, i32, launch, output, shape_args,
                                 type_names)
 from . import launch_depthwise, launch_winograd
+from .split_k import SplitK, gemm_splits
 from .geometry import data_gradient_geometry
 from .launch_common import (TENSOR_CORE_DTYPES, VECTOR_CHANNELS, VECTOR_STAGES, ConvCall,
                             is_aligned, uses_tensor_cores)
@@ -80,7 +81,10 @@ DEPTHWISE = register("conv/dgrad_depthwise.cu", _DEPTHWISE_NAMES, hot=_DEPTHWISE
 
 _POINTWISE_NAMES = (_names("conv2d_dgrad_pointwise_nchw", layouts=False, tile=True)
                     + _names("conv2d_dgrad_pointwise_nhwc", layouts=False, tile=True))
-POINTWISE = register("conv/dgrad_pointwise.cu", _POINTWISE_NAMES, hot=_POINTWISE_NAMES)
+POINTWISE = register("conv/dgrad_pointwise.cu",
+                     _POINTWISE_NAMES + _names("conv2d_dgrad_pointwise_split_epilogue"),
+                     hot=_POINTWISE_NAMES)
+SPLIT_THREADS = 256  # conv2d_dgrad_pointwise_split_epilogue: one thread per dy pixel and channel
 
 
 # --------------------------------------------------------------------------------------------
@@ -253,27 +257,41 @@ def _prefill_unreached(call: _Call) -> None:
         call.dx[...] = call.bias.reshape(shape)
 
 
-def pointwise(call: _Call) -> None:
+def pointwise_splits(geom, dtype, executor: str, split_k="auto") -> int:
+    """The k (filter) splits of the pointwise data gradient's GEMM over ``geom`` (one chunk's;
+    split_k.py: where its blocks would leave SMs idle, batch 1)."""
+    return gemm_splits(split_k, rows=geom.N * geom.P * geom.Q, cols=geom.C_per_group,
+                       groups=geom.groups, block_m=TILE.block_m, block_n=TILE.block_n,
+                       block_k=TILE.block_k, gemm_k=geom.K_per_group, dtype=dtype,
+                       tensor_cores=False, executor=executor)
+
+
+def pointwise(call: _Call, split_k="auto") -> None:
     g = call.geom
     if not _reaches_every_pixel(g):
         _prefill_unreached(call)
     smem = TILE.mainloop_smem_bytes(acc_dtype(call.dtype).itemsize)
-    if call.nhwc:
-        name = f"conv2d_dgrad_pointwise_nhwc<{call.t}, {TILE.template_args}>"
-        for n0, n1 in call.chunks():
-            grid = (ceil_div((n1 - n0) * g.P * g.Q, TILE.block_m),
-                    ceil_div(g.C_per_group, TILE.block_n), g.groups)
-            launch(POINTWISE, name, call.executor, grid, (TILE.threads, 1, 1),
-                   (call.dy[n0:n1], call.weight, *shape_args(g, n1 - n0), call.dx[n0:n1],
-                    call.bias_arg, call.epilogue), shared_mem=smem)
-    else:
-        name = f"conv2d_dgrad_pointwise_nchw<{call.t}, {TILE.template_args}>"
-        for n0, n1 in call.chunks():
-            grid = (ceil_div((n1 - n0) * g.P * g.Q, TILE.block_n),
-                    ceil_div(g.C_per_group, TILE.block_m), g.groups)
-            launch(POINTWISE, name, call.executor, grid, (TILE.threads, 1, 1),
-                   (call.dy[n0:n1], call.weight, *shape_args(g, n1 - n0), call.dx[n0:n1],
-                    call.bias_arg, call.epilogue), shared_mem=smem)
+    layout = "nhwc" if call.nhwc else "nchw"
+    name = f"conv2d_dgrad_pointwise_{layout}<{call.t}, {TILE.template_args}>"
+    # NHWC: pixels along M (grid x), channels along N; NCHW the other way round.
+    pixels, channels = ((TILE.block_m, TILE.block_n) if call.nhwc
+                        else (TILE.block_n, TILE.block_m))
+    for n0, n1 in call.chunks():
+        chunk = replace(g, N=n1 - n0)
+        splits = pointwise_splits(chunk, call.dtype, call.executor, split_k)
+        split = SplitK(call.xp, call.executor, call.dtype, splits,
+                       chunk.N * chunk.C * chunk.P * chunk.Q)
+        grid = (ceil_div(chunk.N * g.P * g.Q, pixels), ceil_div(g.C_per_group, channels),
+                g.groups * splits)
+        launch(POINTWISE, name, call.executor, grid, (TILE.threads, 1, 1),
+               (call.dy[n0:n1], call.weight, *shape_args(g, n1 - n0), call.dx[n0:n1],
+                call.bias_arg, call.epilogue, *split.args()), shared_mem=smem)
+        if splits > 1:
+            launch(POINTWISE, call.name("conv2d_dgrad_pointwise_split_epilogue"), call.executor,
+                   (ceil_div(chunk.N * chunk.C * chunk.P * chunk.Q, SPLIT_THREADS), 1, 1),
+                   (SPLIT_THREADS, 1, 1),
+                   (split.partial, i32(splits), *shape_args(g, n1 - n0), call.dx[n0:n1],
+                    call.bias_arg, call.epilogue))
 
 
 def depthwise(call: _Call, variant: str = "auto") -> None:

@@ -40,7 +40,7 @@ from .geometry import ConvGeometry
 from .launch_common import (GEMM_TILES, GRID_YZ_LIMIT, MMA_NARROW_TILES, MMA_TILES, NARROW_TILES,
                             TENSOR_CORE_DTYPES, VECTOR_CHANNELS, VECTOR_STAGES, ConvCall,
                             ceil_div, cuda_bool, is_aligned, pick_filter_tile, uses_tensor_cores)
-from .split_k import SplitK, gemm_splits
+from .split_k import finish_forward, forward_split, gemm_splits
 
 ITERATORS = ("auto", "precomputed", "analytic")
 # (iterator, tensor cores) -> kernel template
@@ -148,9 +148,10 @@ def krsc_weight(call: ConvCall):
 def splits(geom: ConvGeometry, tile, dtype, tensor_cores: bool, executor: str,
            split_k="auto") -> int:
     """The k splits of the launch over ``geom`` (split_k.py; 1: no split)."""
-    return gemm_splits(split_k, geom, pixels_per_tile=tile.block_m, filters_per_tile=tile.block_n,
-                       block_k=tile.block_k, gemm_k=geom.C_per_group * geom.R * geom.S,
-                       dtype=dtype, tensor_cores=tensor_cores, executor=executor)
+    return gemm_splits(split_k, rows=geom.gemm_m, cols=geom.K_per_group, groups=geom.groups,
+                       block_m=tile.block_m, block_n=tile.block_n, block_k=tile.block_k,
+                       gemm_k=geom.C_per_group * geom.R * geom.S, dtype=dtype,
+                       tensor_cores=tensor_cores, executor=executor)
 
 
 def run(call: ConvCall, iterator: str = "auto", tile_widths: str = "auto",
@@ -168,9 +169,10 @@ def run(call: ConvCall, iterator: str = "auto", tile_widths: str = "auto",
     fn = call.kernel(FAMILY, kernel_name(iterator, call.cuda_type, call.nhwc, tile), smem)
     for chunk in call.chunks():
         c = chunk.geom
-        split = SplitK(chunk, splits(c, tile, call.dtype, tensor_cores, call.executor, split_k))
+        split = forward_split(chunk, splits(c, tile, call.dtype, tensor_cores, call.executor,
+                                            split_k))
         grid = (ceil_div(c.gemm_m, tile.block_m), ceil_div(c.K_per_group, tile.block_n),
                 c.groups * split.splits)
         fn(grid, (tile.threads, 1, 1), [chunk.x, weight, *chunk.shape_args(),
                                         *chunk.epilogue_args(), *split.args()], shared_mem=smem)
-        split.finish()
+        finish_forward(chunk, split)

@@ -5,7 +5,7 @@ from .._kernels import CUDA_TYPES, register
 from .gemm_tile import GemmTile
 from .launch_common import (GEMM_TILES, GRID_YZ_LIMIT, ConvCall, ceil_div, narrow_tiles,
                             pick_filter_tile)
-from .split_k import SplitK, gemm_splits
+from .split_k import finish_forward, forward_split, gemm_splits
 
 # The GEMM's M is the filters in NCHW (out[:, g] = W[g] * x[:, g]), the pixels in NHWC.
 FILTERS_ALONG_M = {"nchw": True, "nhwc": False}
@@ -58,9 +58,10 @@ def tile_extent(tile: GemmTile, nhwc: bool) -> tuple[int, int]:
 def splits(geom, tile: GemmTile, dtype, nhwc: bool, executor: str, split_k="auto") -> int:
     """The k splits of the launch over ``geom`` (split_k.py; 1: no split)."""
     pixels, filters = tile_extent(tile, nhwc)
-    return gemm_splits(split_k, geom, pixels_per_tile=pixels, filters_per_tile=filters,
-                       block_k=tile.block_k, gemm_k=geom.C_per_group, dtype=dtype,
-                       tensor_cores=False, executor=executor)
+    return gemm_splits(split_k, rows=geom.gemm_m, cols=geom.K_per_group, groups=geom.groups,
+                       block_m=pixels, block_n=filters, block_k=tile.block_k,
+                       gemm_k=geom.C_per_group, dtype=dtype, tensor_cores=False,
+                       executor=executor)
 
 
 def run(call: ConvCall, tile_widths: str = "auto", split_k="auto") -> None:
@@ -75,10 +76,11 @@ def run(call: ConvCall, tile_widths: str = "auto", split_k="auto") -> None:
     fn = call.kernel(FAMILY, _name(layout, call.cuda_type, tile))
     for chunk in call.chunks():
         c = chunk.geom
-        split = SplitK(chunk, splits(c, tile, call.dtype, call.nhwc, call.executor, split_k))
+        split = forward_split(chunk, splits(c, tile, call.dtype, call.nhwc, call.executor,
+                                            split_k))
         grid = (ceil_div(c.gemm_m, pixels), ceil_div(c.K_per_group, filters),
                 c.groups * split.splits)
         fn(grid, (tile.threads, 1, 1), [chunk.x, chunk.weight, *chunk.shape_args(),
                                         *chunk.epilogue_args(), *split.args()],
            shared_mem=tile.smem_bytes(call.dtype))
-        split.finish()
+        finish_forward(chunk, split)

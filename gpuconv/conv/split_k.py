@@ -78,26 +78,26 @@ def model_splits(tiles: int, tile_mn: int, gemm_k: int, block_k: int, elements: 
     return best if seconds(best) <= SPLIT_K_MIN_GAIN * unsplit else 1
 
 
-def gemm_splits(split_k, geom, *, pixels_per_tile: int, filters_per_tile: int, block_k: int,
-                gemm_k: int, dtype, tensor_cores: bool, executor: str) -> int:
-    """The splits of a forward GEMM launch over ``geom`` (one batch chunk's geometry) in
-    blocks of ``pixels_per_tile`` output pixels x ``filters_per_tile`` filters of a group, the
-    k dimension ``gemm_k`` stepped ``block_k`` at a time: ``split_k`` itself when forced (capped
-    by the k-tiles and the grid), else the model's choice within the workspace limit. What the
-    implicit GEMM and pointwise launchers run and what explain() reports."""
-    return _gemm_splits(split_k, geom, pixels_per_tile, filters_per_tile, block_k, gemm_k,
-                        dtype, tensor_cores, multiprocessor_count(executor),
+def gemm_splits(split_k, *, rows: int, cols: int, groups: int, block_m: int, block_n: int,
+                block_k: int, gemm_k: int, dtype, tensor_cores: bool, executor: str) -> int:
+    """The splits of a GEMM launch of ``rows`` x ``cols`` per group (the forward pass: N*P*Q
+    pixels x K/groups filters; the data gradient: N*P*Q x C/groups) in blocks of
+    ``block_m`` x ``block_n``, the k dimension ``gemm_k`` stepped ``block_k`` at a time:
+    ``split_k`` itself when forced (capped by the k-tiles and the grid), else the model's
+    choice within the workspace limit. What the launchers run and what explain() reports."""
+    return _gemm_splits(split_k, rows, cols, groups, block_m, block_n, block_k, gemm_k, dtype,
+                        tensor_cores, multiprocessor_count(executor),
                         os.environ.get(WORKSPACE_ENV))
 
 
 @functools.lru_cache(maxsize=4096)      # asked at every GEMM launch: host time of each call
-def _gemm_splits(split_k, geom, pixels_per_tile: int, filters_per_tile: int, block_k: int,
-                 gemm_k: int, dtype, tensor_cores: bool, sms: int, workspace_env) -> int:
+def _gemm_splits(split_k, rows: int, cols: int, groups: int, block_m: int, block_n: int,
+                 block_k: int, gemm_k: int, dtype, tensor_cores: bool, sms: int,
+                 workspace_env) -> int:
     acc = acc_dtype(dtype)
-    tiles = (ceil_div(geom.gemm_m, pixels_per_tile) * ceil_div(geom.K_per_group, filters_per_tile)
-             * geom.groups)
-    elements = geom.N * geom.K * geom.P * geom.Q
-    max_splits = min(GRID_YZ_LIMIT // max(geom.groups, 1), ceil_div(gemm_k, block_k))
+    tiles = ceil_div(rows, block_m) * ceil_div(cols, block_n) * groups
+    elements = rows * cols * groups
+    max_splits = min(GRID_YZ_LIMIT // max(groups, 1), ceil_div(gemm_k, block_k))
     if split_k != "auto":
         return max(1, min(split_k, max_splits))
     # workspace_env is in the key so that a changed limit is read again
@@ -105,8 +105,8 @@ def _gemm_splits(split_k, geom, pixels_per_tile: int, filters_per_tile: int, blo
     if max_splits <= 1:
         return 1
     flops = TENSOR_CORE_FLOPS if tensor_cores else SIMT_FLOPS[acc.name]
-    return model_splits(tiles, pixels_per_tile * filters_per_tile, gemm_k, block_k, elements,
-                        acc.itemsize, flops, sms, max_splits)
+    return model_splits(tiles, block_m * block_n, gemm_k, block_k, elements, acc.itemsize,
+                        flops, sms, max_splits)
 
 
 def _name(cuda_t: str, nhwc: bool) -> str:
@@ -140,32 +140,37 @@ def _device(executor: str) -> int:
 
 
 class SplitK:
-    """One forward GEMM launch's split-K: its kernel arguments and its second pass.
+    """The (splits, partial) arguments of one GEMM launch whose ``elements`` outputs may be
+    split ``splits`` ways: the partial sums' workspace (accumulator type) when split, else a
+    placeholder of that type (``unused``, or a cached one-element array) that is never read."""
 
-    ``args()`` are the kernels' (splits, partial) arguments; after the GEMM, ``finish(chunk)``
-    reduces the partials into the chunk's output through the epilogue (nothing with one split).
-    """
-
-    def __init__(self, chunk, splits: int):
-        self.chunk, self.splits = chunk, splits
-        self.acc = acc_dtype(chunk.dtype)
-        if splits == 1:
-            # never read: any array of the accumulator type, x itself where T is that type
-            self.partial = (chunk.x if chunk.dtype == self.acc else
-                            _unused_partial(chunk.executor, _device(chunk.executor), self.acc))
+    def __init__(self, xp, executor: str, dtype, splits: int, elements: int, unused=None):
+        self.splits = splits
+        acc = acc_dtype(dtype)
+        if splits > 1:
+            self.partial = output(xp, (splits * elements,), acc, executor)
+        elif unused is not None and unused.dtype == acc:
+            self.partial = unused
         else:
-            g = chunk.geom
-            self.partial = output(chunk.xp, (splits * g.N * g.K * g.P * g.Q,), self.acc,
-                                  chunk.executor)
+            self.partial = _unused_partial(executor, _device(executor), acc)
 
     def args(self) -> list:
         return [_ONE if self.splits == 1 else i32(self.splits), self.partial]
 
-    def finish(self) -> None:
-        if self.splits == 1:
-            return
-        c = self.chunk
-        g = c.geom
-        fn = c.kernel(EPILOGUE, _name(c.cuda_type, c.nhwc))
-        fn((ceil_div(g.N * g.K * g.P * g.Q, REDUCE_THREADS), 1, 1), (REDUCE_THREADS, 1, 1),
-           [self.partial, i32(self.splits), *c.shape_args(), *c.epilogue_args()])
+
+def forward_split(chunk, splits: int) -> SplitK:
+    """The split-K arguments of a forward launch over ``chunk`` (a ConvCall)."""
+    g = chunk.geom
+    return SplitK(chunk.xp, chunk.executor, chunk.dtype, splits, g.N * g.K * g.P * g.Q,
+                  unused=chunk.x)
+
+
+def finish_forward(chunk, split: SplitK) -> None:
+    """conv2d_split_k_epilogue over ``chunk``'s output: the splits added, the epilogue applied
+    (nothing to do with one split)."""
+    if split.splits == 1:
+        return
+    g = chunk.geom
+    fn = chunk.kernel(EPILOGUE, _name(chunk.cuda_type, chunk.nhwc))
+    fn((ceil_div(g.N * g.K * g.P * g.Q, REDUCE_THREADS), 1, 1), (REDUCE_THREADS, 1, 1),
+       [split.partial, i32(split.splits), *chunk.shape_args(), *chunk.epilogue_args()])

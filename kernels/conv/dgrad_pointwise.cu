@@ -13,13 +13,26 @@
 //   dx (N*P*Q x C/g) = dy (N*P*Q x K/g) * W_g (K/g x C/g); grid (ceil(N*P*Q / BLOCK_M),
 //   ceil(C/g / BLOCK_N), groups); dy rows and W rows are channel-contiguous.
 // Both run the SIMT main loop of simt_gemm.cuh. Each dx element is written once (deterministic).
+// Split-K (split_k.cuh), for grids too small for the GPU (batch 1, K = 1024-2048 filters): grid
+// z = groups * splits, each split a share of the group's filters (whole k-tiles), its operands
+// offset to its first filter; the splits' sums go to `partial` over dy's pixel grid in dx's
+// layout, (n, c, pq), and conv2d_dgrad_pointwise_split_epilogue adds them in split order and
+// stores them at the pixels they reach.
 #include "conv_operands.cuh"
 #include "conv_shape.cuh"
 #include "dtypes.cuh"
 #include "epilogue.cuh"
 #include "fast_divmod.cuh"
 #include "simt_gemm.cuh"
+#include "split_k.cuh"
 #include "../conv/dgrad_operands.cuh"
+
+// 4 blocks per SM for the float accumulators: the split-K operands moved ptxas from 63-75 to
+// 79-80 registers (3 blocks of 256 threads); asked for 4, it fits 64 with no spill (sm_80,
+// sm_90). double keeps no minimum (at 64 it spills 2 KiB).
+#define GC_DGRAD_POINTWISE_LAUNCH_BOUNDS(T, BLOCK_M, BLOCK_N, THREAD_M, THREAD_N)       \
+  __launch_bounds__(((BLOCK_M) / (THREAD_M)) * ((BLOCK_N) / (THREAD_N)),              \
+                    sizeof(gc::acc_t<T>) == 4 ? 4 : 0)
 
 namespace {
 
@@ -33,13 +46,27 @@ __device__ __forceinline__ int reached_pixel(int p, int q, int stride_h, int str
   return h * W + x_w;
 }
 
+// Where a block's sum for dy pixel pq of image n and input channel c goes: dx through the
+// epilogue with one split, else the partial sums over dy's pixel grid (in dx's layout).
+template <class T, bool NHWC>
+__device__ __forceinline__ void store_dx(const gc::Epilogue<T>& epi, gc::acc_t<T>* partial,
+                                         int splits, int split, int n, int c, int pq, int hw,
+                                         int C, int PQ, int N, gc::acc_t<T> v) {
+  if (splits == 1) {
+    epi.store(n, c, hw, v);
+    return;
+  }
+  const int at = NHWC ? (n * PQ + pq) * C + c : (n * C + c) * PQ + pq;
+  partial[(long long)split * N * C * PQ + at] = v;
+}
+
 }  // namespace
 
 template <class T, int BLOCK_M, int BLOCK_N, int BLOCK_K, int THREAD_M, int THREAD_N>
-__global__ void GC_SIMT_LAUNCH_BOUNDS(BLOCK_M, BLOCK_N, THREAD_M, THREAD_N)
+__global__ void GC_DGRAD_POINTWISE_LAUNCH_BOUNDS(T, BLOCK_M, BLOCK_N, THREAD_M, THREAD_N)
 conv2d_dgrad_pointwise_nchw(const T* __restrict__ dy, const T* __restrict__ w,
                             GC_CONV_SHAPE_PARAMS,
-                            T* dx, const T* bias, int epilogue) {
+                            T* dx, const T* bias, int epilogue, GC_SPLIT_K_PARAMS(T)) {
   GC_CONV_SHAPE_NAMES;
   using A = gc::acc_t<T>;
   using Tile = gc::SimtTile<BLOCK_M, BLOCK_N, BLOCK_K, THREAD_M, THREAD_N>;
@@ -51,7 +78,8 @@ conv2d_dgrad_pointwise_nchw(const T* __restrict__ dy, const T* __restrict__ w,
   extern __shared__ __align__(16) unsigned char smem_raw[];
   A* smem = reinterpret_cast<A*>(smem_raw);
 
-  const int group = blockIdx.z;
+  const int group = blockIdx.z / splits;
+  const int split = blockIdx.z - group * splits;
   const int c_per_group = C / groups;
   const int k_per_group = K / groups;
   const int PQ = P * Q;
@@ -60,16 +88,18 @@ conv2d_dgrad_pointwise_nchw(const T* __restrict__ dy, const T* __restrict__ w,
   const int n0 = blockIdx.x * BLOCK_N;
   const int tid = threadIdx.x;
 
-  // A (c, k) = w[group*K/g + k][c]; B (k, j) = dy[n][group*K/g + k][pq] with j = n*P*Q + pq.
-  const WeightSource src_a{w + group * k_per_group * c_per_group, c_per_group, k_per_group,
-                           c_per_group};
-  const DySource src_b(dy + group * k_per_group * PQ, N, P, Q, K * PQ, Q, 1, PQ, k_per_group);
+  // A (c, k) = w[group*K/g + k][c]; B (k, j) = dy[n][group*K/g + k][pq] with j = n*P*Q + pq;
+  // k over this split's filters.
+  const gc::KSlice filters = gc::split_k_slice(k_per_group, BLOCK_K, split, splits);
+  const int k0 = group * k_per_group + filters.first;
+  const WeightSource src_a{w + k0 * c_per_group, c_per_group, filters.count, c_per_group};
+  const DySource src_b(dy + k0 * PQ, N, P, Q, K * PQ, Q, 1, PQ, filters.count);
   LoaderA loader_a(src_a, m0, tid);
   LoaderB loader_b(src_b, n0, tid);
   gc::SimtMma<A, Tile, false> mma(tid);
 
   // main loop (simt_gemm.cuh)
-  gc::simt_gemm_mainloop<A, Tile>(mma, loader_a, src_a, loader_b, src_b, k_per_group, smem);
+  gc::simt_gemm_mainloop<A, Tile>(mma, loader_a, src_a, loader_b, src_b, filters.count, smem);
 
   // epilogue
   const gc::Epilogue<T> epi{dx, C * H * W, H * W, 1, bias, nullptr, 0, 0, 0, epilogue};
@@ -87,16 +117,18 @@ conv2d_dgrad_pointwise_nchw(const T* __restrict__ dy, const T* __restrict__ w,
 #pragma unroll
     for (int i = 0; i < THREAD_M; ++i) {
       const int c = m0 + mma.row(i);
-      if (c < c_per_group) epi.store(n, group * c_per_group + c, hw, mma.acc[i][j]);
+      if (c < c_per_group)
+        store_dx<T, false>(epi, partial, splits, split, n, group * c_per_group + c, pq, hw, C,
+                           PQ, N, mma.acc[i][j]);
     }
   }
 }
 
 template <class T, int BLOCK_M, int BLOCK_N, int BLOCK_K, int THREAD_M, int THREAD_N>
-__global__ void GC_SIMT_LAUNCH_BOUNDS(BLOCK_M, BLOCK_N, THREAD_M, THREAD_N)
+__global__ void GC_DGRAD_POINTWISE_LAUNCH_BOUNDS(T, BLOCK_M, BLOCK_N, THREAD_M, THREAD_N)
 conv2d_dgrad_pointwise_nhwc(const T* __restrict__ dy, const T* __restrict__ w,
                             GC_CONV_SHAPE_PARAMS,
-                            T* dx, const T* bias, int epilogue) {
+                            T* dx, const T* bias, int epilogue, GC_SPLIT_K_PARAMS(T)) {
   GC_CONV_SHAPE_NAMES;
   using A = gc::acc_t<T>;
   using Tile = gc::SimtTile<BLOCK_M, BLOCK_N, BLOCK_K, THREAD_M, THREAD_N>;
@@ -108,7 +140,8 @@ conv2d_dgrad_pointwise_nhwc(const T* __restrict__ dy, const T* __restrict__ w,
   extern __shared__ __align__(16) unsigned char smem_raw[];
   A* smem = reinterpret_cast<A*>(smem_raw);
 
-  const int group = blockIdx.z;
+  const int group = blockIdx.z / splits;
+  const int split = blockIdx.z - group * splits;
   const int c_per_group = C / groups;
   const int k_per_group = K / groups;
   const int PQ = P * Q;
@@ -117,16 +150,18 @@ conv2d_dgrad_pointwise_nhwc(const T* __restrict__ dy, const T* __restrict__ w,
   const int n0 = blockIdx.y * BLOCK_N;
   const int tid = threadIdx.x;
 
-  // A (m, k) = dy[m][group*K/g + k]; B (k, c) = w[group*K/g + k][c].
-  const DySource src_a{dy + group * k_per_group, gemm_m, k_per_group, K, 0};
-  const WeightSource src_b{w + group * k_per_group * c_per_group, c_per_group, k_per_group,
-                           c_per_group};
+  // A (m, k) = dy[m][group*K/g + k]; B (k, c) = w[group*K/g + k][c]; k over this split's
+  // filters.
+  const gc::KSlice filters = gc::split_k_slice(k_per_group, BLOCK_K, split, splits);
+  const int k0 = group * k_per_group + filters.first;
+  const DySource src_a{dy + k0, gemm_m, filters.count, K, 0};
+  const WeightSource src_b{w + k0 * c_per_group, c_per_group, filters.count, c_per_group};
   LoaderA loader_a(src_a, m0, tid);
   LoaderB loader_b(src_b, n0, tid);
   gc::SimtMma<A, Tile, false> mma(tid);
 
   // main loop (simt_gemm.cuh)
-  gc::simt_gemm_mainloop<A, Tile>(mma, loader_a, src_a, loader_b, src_b, k_per_group, smem);
+  gc::simt_gemm_mainloop<A, Tile>(mma, loader_a, src_a, loader_b, src_b, filters.count, smem);
 
   // epilogue
   const gc::Epilogue<T> epi{dx, H * W * C, 1, C, bias, nullptr, 0, 0, 0, epilogue};
@@ -144,7 +179,45 @@ conv2d_dgrad_pointwise_nhwc(const T* __restrict__ dy, const T* __restrict__ w,
 #pragma unroll
     for (int j = 0; j < THREAD_N; ++j) {
       const int c = n0 + mma.col(j);
-      if (c < c_per_group) epi.store(n, group * c_per_group + c, hw, mma.acc[i][j]);
+      if (c < c_per_group)
+        store_dx<T, true>(epi, partial, splits, split, n, group * c_per_group + c, pq, hw, C,
+                          PQ, N, mma.acc[i][j]);
     }
   }
+}
+
+// The second pass of a split launch: dy pixel (n, c, pq) of dx's layout = the sum over the
+// splits in index order, stored (with the bias) at the dx pixel it reaches (a pixel that reaches
+// only padding has no partial sums). One thread each.
+template <class T, bool NHWC>
+__global__ void conv2d_dgrad_pointwise_split_epilogue(const gc::acc_t<T>* __restrict__ partial,
+                                                      int splits, GC_CONV_SHAPE_PARAMS, T* dx,
+                                                      const T* bias, int epilogue) {
+  GC_CONV_SHAPE_NAMES;
+  const int PQ = P * Q;
+  const int elements = N * C * PQ;
+  const int i = blockIdx.x * blockDim.x + threadIdx.x;
+  if (i >= elements) return;
+  int n, c, pq;
+  if (NHWC) {  // i = (n * PQ + pq) * C + c
+    const int m = i / C;
+    c = i - m * C;
+    n = m / PQ;
+    pq = m - n * PQ;
+  } else {     // i = (n * C + c) * PQ + pq
+    const int nc = i / PQ;
+    pq = i - nc * PQ;
+    n = nc / C;
+    c = nc - n * C;
+  }
+  const int p = pq / Q;
+  const int hw = reached_pixel(p, pq - p * Q, stride_h, stride_w, pad_h, pad_w, H, W);
+  if (hw < 0) return;  // the GEMM wrote no partial sum there either
+  gc::acc_t<T> total = partial[i];
+  for (int s = 1; s < splits; ++s) total += partial[(long long)s * elements + i];
+  const gc::Epilogue<T> epi = NHWC ? gc::Epilogue<T>{dx, H * W * C, 1, C, bias, nullptr, 0, 0, 0,
+                                                     epilogue}
+                                   : gc::Epilogue<T>{dx, C * H * W, H * W, 1, bias, nullptr, 0,
+                                                     0, 0, epilogue};
+  epi.store(n, c, hw, total);
 }

@@ -8,35 +8,24 @@ forced through ``launch.conv2d(..., split_k=s)`` under the simulator, against th
 bias, residual and an activation, k-tiles that do not divide among the splits (the last split
 empty), groups (grid z = group * splits + split) and a channel slice as ``out``. Then: the
 result's bits do not depend on the thread order (no atomics), and "auto"'s model splits exactly
-the under-filled GEMMs it was written for.
+the under-filled GEMMs it was written for. The same for the pointwise data gradient
+(kernels/conv/dgrad_pointwise.cu), whose second pass scatters to the pixels a stride reaches.
 """
 from __future__ import annotations
-
-import dataclasses
 
 import numpy as np
 import pytest
 
 import gpuconv
-from gpuconv.conv import launch, launch_implicit_gemm, split_k
+from gpuconv.conv import launch, launch_bwd_data, launch_implicit_gemm, split_k
 from gpuconv.conv.geometry import conv2d_geometry
+from gpuconv.reference import conv as reference_conv
 
 from kernel_support import BFLOAT16, to_layout
+from test_conv_implicit_gemm_iterators import Case
 
 TOLERANCE = {"float16": 4e-3, "bfloat16": 3e-2, "float32": 2e-5, "float64": 1e-12}
 EPILOGUE_KERNEL = "conv2d_split_k_epilogue"
-
-
-@dataclasses.dataclass(frozen=True)
-class Case:
-    name: str
-    x: tuple            # NCHW
-    w: tuple            # KCRS
-    kwargs: dict
-
-    @property
-    def geom(self):
-        return conv2d_geometry(self.x, self.w, **self.kwargs)
 
 
 # C*R*S/groups = 63: eight k-tiles of 8 on CUDA cores (5 splits of 2: the last split gets none),
@@ -221,3 +210,96 @@ def test_auto_split_runs_through_the_public_call(monkeypatch, rng, launched_name
     assert any(n.startswith(EPILOGUE_KERNEL) for n in launched_names)
     expected = gpuconv.conv2d(x, w, b, residual=r, activation="tanh", padding=1)
     assert_close(y, expected, np.float32)
+
+
+# ---------------------------------------------------------------- the pointwise data gradient
+
+SPLIT_DX_KERNEL = "conv2d_dgrad_pointwise_split_epilogue"
+
+
+def data_gradient(x_shape, w_shape, dtype, data_format, rng, *, stride=1, padding=0, groups=1,
+                  bias=False, splits="auto", order="forward"):
+    """(dx from launch_bwd_data.pointwise with ``splits``, the float64 reference's dx)."""
+    geom = conv2d_geometry(x_shape, w_shape, stride, padding, 1, groups)
+    dy = rng.standard_normal((geom.N, geom.K, geom.P, geom.Q)).astype(dtype)
+    w = rng.standard_normal(w_shape).astype(dtype)
+    b = rng.standard_normal(geom.C).astype(dtype) if bias else None
+    with gpuconv.simulate(order=order, seed=3):
+        call = launch_bwd_data._Call(geom, w, to_layout(dy, data_format), b, data_format,
+                                     "simulator")
+        launch_bwd_data.pointwise(call, split_k=splits)
+    dx = call.dx.transpose(0, 3, 1, 2) if data_format == "NHWC" else call.dx
+    expected = reference_conv.conv2d_input(geom, w.astype(np.float64), dy.astype(np.float64))
+    if bias:
+        expected = expected + b.astype(np.float64)[None, :, None, None]
+    return dx, expected
+
+
+@pytest.mark.parametrize("data_format", ("NCHW", "NHWC"))
+@pytest.mark.parametrize("dtype", ["float32", "float16", "float64"] + [d.name for d in BFLOAT16])
+@pytest.mark.parametrize("stride, padding", [(1, 0), (2, 0), (2, 1)])
+def test_pointwise_data_gradient_split(dtype, data_format, stride, padding, rng, launched_names):
+    # 20 filters per group: three k-tiles of 8, one per split; stride 2 with padding 1 leaves dx
+    # pixels no output reaches (pre-filled) and dy pixels that reach only padding.
+    for bias, order in ((False, "forward"), (True, "reverse"), (True, "random")):
+        dx, expected = data_gradient((2, 10, 7, 9), (40, 5, 1, 1), dtype, data_format, rng,
+                                     stride=stride, padding=padding, groups=2, bias=bias,
+                                     splits=3, order=order)
+        assert launched_names[-1].startswith(SPLIT_DX_KERNEL + "<")
+        assert_close(dx, expected, dtype)
+
+
+def test_pointwise_data_gradient_split_bits_do_not_depend_on_thread_order(rng):
+    results = []
+    for order in ("forward", "reverse", "random"):
+        dx, _ = data_gradient((2, 6, 5, 5), (48, 6, 1, 1), "float32", "NCHW",
+                              np.random.default_rng(9), splits=4, order=order)
+        results.append(dx)
+    assert all(r.tobytes() == results[0].tobytes() for r in results[1:])
+
+
+def test_pointwise_data_gradient_auto_splits():
+    def splits(n, c, plane, k, stride=1):
+        geom = conv2d_geometry((n, c, plane, plane), (k, c, 1, 1), stride)
+        return launch_bwd_data.pointwise_splits(geom, np.dtype(np.float32), "simulator")
+    # ResNet-50 at batch 1: the data gradients of layer4's 512 -> 2048 and 1024 -> 2048 (s2)
+    # 1x1 layers (196-202 us on an H100, cuDNN 82-85: bench/results/20261122T1604Z) reduce over
+    # 2048 filters in 4-8 blocks of 128 x 64.
+    assert splits(1, 512, 7, 2048) > 1
+    assert splits(1, 1024, 14, 2048, stride=2) > 1
+    # batch 32, and short reductions: no split
+    assert splits(32, 512, 7, 2048) == 1
+    assert splits(1, 256, 56, 64) == 1
+
+
+def test_public_data_gradient_splits_where_auto_says(monkeypatch, rng, launched_names):
+    monkeypatch.setattr(split_k, "multiprocessor_count", lambda executor: 4)
+    monkeypatch.setattr(split_k, "LAUNCH_SECONDS", 0.0)
+    monkeypatch.setattr(split_k, "CALL_HOST_SECONDS", 0.0)
+    split_k._gemm_splits.cache_clear()
+    x_shape, w = (1, 8, 4, 4), rng.standard_normal((256, 8, 1, 1)).astype(np.float32)
+    dy = rng.standard_normal((1, 256, 4, 4)).astype(np.float32)
+    try:
+        with gpuconv.simulate():
+            dx = gpuconv.grad.conv2d_input(x_shape, w, dy, algorithm="pointwise")
+    finally:
+        split_k._gemm_splits.cache_clear()
+    assert any(n.startswith(SPLIT_DX_KERNEL) for n in launched_names)
+    assert_close(dx, gpuconv.grad.conv2d_input(x_shape, w, dy), np.float32)
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("data_format", ("NCHW", "NHWC"))
+def test_pointwise_data_gradient_split_on_the_gpu(data_format, rng):
+    import cupy
+    geom = conv2d_geometry((2, 10, 7, 9), (40, 5, 1, 1), 2, 1, 1, 2)
+    dy = rng.standard_normal((geom.N, geom.K, geom.P, geom.Q)).astype(np.float32)
+    w = rng.standard_normal((40, 5, 1, 1)).astype(np.float32)
+    b = rng.standard_normal(geom.C).astype(np.float32)
+    call = launch_bwd_data._Call(geom, cupy.asarray(w), cupy.asarray(to_layout(dy, data_format)),
+                                 cupy.asarray(b), data_format, "cupy")
+    launch_bwd_data.pointwise(call, split_k=3)
+    dx = cupy.asnumpy(call.dx)
+    dx = dx.transpose(0, 3, 1, 2) if data_format == "NHWC" else dx
+    expected = reference_conv.conv2d_input(geom, w.astype(np.float64), dy.astype(np.float64))
+    assert_close(dx, expected + b.astype(np.float64)[None, :, None, None], np.float32)
