@@ -3,6 +3,7 @@ SimtTile): its template arguments, thread count and dynamic shared memory. One c
 forward and backward launchers, so that a change to the kernels' tile layout is made once."""
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass, replace
 
 from .._arrays import dtype_name
@@ -44,6 +45,7 @@ class GemmTile:
         stores from registers)."""
         return self.mainloop_smem_elements() * acc_itemsize
 
+    @functools.lru_cache(maxsize=256)    # asked at every launch: host time
     def smem_bytes(self, dtype) -> int:
         """Shared memory of a kernel that also runs SimtMma::epilogue in it
         (SimtTile::STAGED_SMEM_ELEMENTS): the larger of the main loop's and the epilogue's stage
@@ -92,6 +94,7 @@ class MmaTile:
         args = f"{self.block_m}, {self.block_n}, {self.block_k}, {self.warp_m}, {self.warp_n}"
         return f"{args}, {self.stages}" if self.async_copy else args
 
+    @functools.lru_cache(maxsize=256)    # asked at every launch: host time
     def smem_bytes(self, dtype) -> int:
         """The larger of the main loop's stages of 16-bit tiles (rows padded by 8 elements:
         k-major, or along k) and the epilogue's float stage of (warps along M * 16) x

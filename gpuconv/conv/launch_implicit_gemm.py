@@ -31,6 +31,7 @@ cores' mma.m16n8k16 already is).
 """
 from __future__ import annotations
 
+import functools
 from dataclasses import replace
 
 from .._args import as_choice
@@ -79,6 +80,7 @@ def vector_tile(tile: MmaTile) -> MmaTile:
     return replace(tile, rows_along_k=True, stages=VECTOR_STAGES, async_copy=True)
 
 
+@functools.lru_cache(maxsize=1024)     # formatted at every launch otherwise: host time
 def kernel_name(iterator: str, cuda_t: str, nhwc: bool, tile) -> str:
     """The name expression of the kernel for ``iterator`` ("analytic" | "precomputed")."""
     if isinstance(tile, MmaTile) and tile.rows_along_k:

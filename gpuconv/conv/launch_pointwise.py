@@ -1,6 +1,8 @@
 """Launcher of kernels/conv/pointwise.cu: 1x1 convolution as a batched GEMM on the tensors."""
 from __future__ import annotations
 
+import functools
+
 from .._kernels import CUDA_TYPES, register
 from .gemm_tile import GemmTile
 from .launch_common import (GEMM_TILES, GRID_YZ_LIMIT, ConvCall, ceil_div, narrow_tiles,
@@ -17,6 +19,7 @@ def tiles(dtype_name: str, layout: str) -> tuple[GemmTile, ...]:
                                                  filters_along_m=FILTERS_ALONG_M[layout])
 
 
+@functools.lru_cache(maxsize=1024)     # formatted at every launch otherwise: host time
 def _name(layout: str, t: str, tile) -> str:
     return f"conv2d_pointwise_{layout}<{t}, {tile.template_args}>"
 
