@@ -257,11 +257,19 @@ def _prefill_unreached(call: _Call) -> None:
         call.dx[...] = call.bias.reshape(shape)
 
 
-def pointwise_splits(geom, dtype, executor: str, split_k="auto") -> int:
-    """The k (filter) splits of the pointwise data gradient's GEMM over ``geom`` (one chunk's;
-    split_k.py: where its blocks would leave SMs idle, batch 1)."""
-    return gemm_splits(split_k, rows=geom.N * geom.P * geom.Q, cols=geom.C_per_group,
-                       groups=geom.groups, block_m=TILE.block_m, block_n=TILE.block_n,
+def _pointwise_extent(nhwc: bool) -> tuple[int, int]:
+    """(dy pixels, input channels) of one block of the pointwise data gradient's tile: NHWC has
+    the pixels along M (grid x) and the channels along N; NCHW the other way round."""
+    return (TILE.block_m, TILE.block_n) if nhwc else (TILE.block_n, TILE.block_m)
+
+
+def pointwise_splits(geom, n_images: int, nhwc: bool, dtype, executor: str,
+                     split_k="auto") -> int:
+    """The k (filter) splits of the pointwise data gradient's GEMM over ``n_images`` images of
+    ``geom`` (split_k.py: where its blocks would leave SMs idle, batch 1)."""
+    pixels, channels = _pointwise_extent(nhwc)
+    return gemm_splits(split_k, rows=n_images * geom.P * geom.Q, cols=geom.C_per_group,
+                       groups=geom.groups, block_m=pixels, block_n=channels,
                        block_k=TILE.block_k, gemm_k=geom.K_per_group, dtype=dtype,
                        tensor_cores=False, executor=executor)
 
@@ -273,24 +281,21 @@ def pointwise(call: _Call, split_k="auto") -> None:
     smem = TILE.mainloop_smem_bytes(acc_dtype(call.dtype).itemsize)
     layout = "nhwc" if call.nhwc else "nchw"
     name = f"conv2d_dgrad_pointwise_{layout}<{call.t}, {TILE.template_args}>"
-    # NHWC: pixels along M (grid x), channels along N; NCHW the other way round.
-    pixels, channels = ((TILE.block_m, TILE.block_n) if call.nhwc
-                        else (TILE.block_n, TILE.block_m))
+    pixels, channels = _pointwise_extent(call.nhwc)
     for n0, n1 in call.chunks():
-        chunk = replace(g, N=n1 - n0)
-        splits = pointwise_splits(chunk, call.dtype, call.executor, split_k)
-        split = SplitK(call.xp, call.executor, call.dtype, splits,
-                       chunk.N * chunk.C * chunk.P * chunk.Q)
-        grid = (ceil_div(chunk.N * g.P * g.Q, pixels), ceil_div(g.C_per_group, channels),
+        images = n1 - n0
+        splits = pointwise_splits(g, images, call.nhwc, call.dtype, call.executor, split_k)
+        elements = images * g.C * g.P * g.Q   # the partial sums: dy's pixels x dx's channels
+        split = SplitK(call.xp, call.executor, call.dtype, splits, elements)
+        grid = (ceil_div(images * g.P * g.Q, pixels), ceil_div(g.C_per_group, channels),
                 g.groups * splits)
         launch(POINTWISE, name, call.executor, grid, (TILE.threads, 1, 1),
-               (call.dy[n0:n1], call.weight, *shape_args(g, n1 - n0), call.dx[n0:n1],
+               (call.dy[n0:n1], call.weight, *shape_args(g, images), call.dx[n0:n1],
                 call.bias_arg, call.epilogue, *split.args()), shared_mem=smem)
         if splits > 1:
             launch(POINTWISE, call.name("conv2d_dgrad_pointwise_split_epilogue"), call.executor,
-                   (ceil_div(chunk.N * chunk.C * chunk.P * chunk.Q, SPLIT_THREADS), 1, 1),
-                   (SPLIT_THREADS, 1, 1),
-                   (split.partial, i32(splits), *shape_args(g, n1 - n0), call.dx[n0:n1],
+                   (ceil_div(elements, SPLIT_THREADS), 1, 1), (SPLIT_THREADS, 1, 1),
+                   (split.partial, i32(splits), *shape_args(g, images), call.dx[n0:n1],
                     call.bias_arg, call.epilogue))
 
 

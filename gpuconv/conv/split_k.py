@@ -1,10 +1,12 @@
-"""Split-K for the forward GEMM kernels (implicit GEMM, pointwise): kernels/common/split_k.cuh.
+"""Split-K for the GEMM kernels of the forward pass (implicit GEMM, pointwise) and of the 1x1
+data gradient (kernels/common/split_k.cuh; kernels/conv/dgrad_pointwise.cu).
 
 When a convolution's output tiles are too few blocks to occupy the GPU (batch 1, 7x7 planes of
-ResNet's last stage: 4-8 blocks for 132 SMs) while its k dimension (C/groups * R * S) is long,
-the k-tiles are shared out among ``splits`` blocks per tile. Each writes its partial sums to a
-workspace in the output's layout, and ``conv2d_split_k_epilogue`` adds them in split order and
-applies the fused epilogue: deterministic, no atomics.
+ResNet's last stage: 4-8 blocks for 132 SMs) while its k dimension (C/groups * R * S; for the
+data gradient K/groups) is long, the k-tiles are shared out among ``splits`` blocks per tile.
+Each writes its partial sums to a workspace in the output's layout, and a second kernel
+(``conv2d_split_k_epilogue``; ``conv2d_dgrad_pointwise_split_epilogue``) adds them in split
+order and applies the epilogue: deterministic, no atomics.
 
 ``gemm_splits`` decides with a model of a call's time (kernels/conv/NOTES.md "Split-K"): the
 larger of the host's time (a conv call's own, plus one more launch when split) and the GPU's.

@@ -310,6 +310,9 @@ __device__ __forceinline__ void simt_gemm_mainloop(Mma& mma, LoaderA& loader_a, 
 
   const int k_tiles = tiles.end - tiles.begin;
   const int k_begin = tiles.begin * Tile::BLOCK_K;
+  // An empty range (a split left without k-tiles, a block without live taps) loads nothing: its
+  // first k-tile would lie past the operands' last one. The same for the whole block.
+  if (k_tiles <= 0) return;
 
   loader_a.load(src_a, k_begin);
   loader_b.load(src_b, k_begin);

@@ -46,10 +46,10 @@ struct GemmSlice {
       : group(blockIdx.z / splits), split(blockIdx.z - (blockIdx.z / splits) * splits) {}
 };
 
-// The main loop and the epilogue of the block tile (blockIdx.x, blockIdx.y) of `out`'s group and
-// split, given both operands' loaders, started at the split's first k-tile; gemm_k is the k the
-// loaders step through. Tile: a SimtTile (CUDA cores) or an MmaTile (tensor cores); `smem` holds
-// the main loop's operand tiles, then the epilogue's stage.
+// The main loop over the split's k-tiles and the epilogue of the block tile (blockIdx.x,
+// blockIdx.y) of `group`, given both operands' loaders, started at the split's first k-tile.
+// Tile: a SimtTile (CUDA cores) or an MmaTile (tensor cores); `smem` holds the main loop's
+// operand tiles, then the epilogue's stage.
 template <class T, bool NHWC, class Tile, class LoaderA, class SourceA, class LoaderB, class SourceB>
 __device__ __forceinline__ void implicit_gemm_block(LoaderA& loader_a, const SourceA& src_a,
                                                     LoaderB& loader_b, const SourceB& src_b,

@@ -134,6 +134,21 @@ def test_split_k_bits_do_not_depend_on_thread_order(algorithm, case, data_format
         assert y.tobytes() == results[0].tobytes()
 
 
+@pytest.mark.parametrize("iterator, dtype, data_format",
+                         [("precomputed", "float32", "NCHW"), ("precomputed", "float32", "NHWC"),
+                          ("precomputed", "float16", "NHWC"), ("analytic", "float64", "NCHW")])
+def test_splits_left_without_k_tiles(iterator, dtype, data_format, rng):
+    # The first 80 output pixels read only padding: that 64-pixel tile has no live tap (k = 0,
+    # every split empty), the next tiles few (most splits empty); 9 splits for 2 x 3 x 3 taps.
+    case = Case("padding_only_tile", (1, 2, 3, 8), (3, 2, 3, 3), dict(padding=((12, 0), (1, 1))))
+    x, w, b, r = inputs(case, dtype, data_format, rng)
+    y = run(case, x, w, b, r, algorithm="implicit_gemm", data_format=data_format, splits=9,
+            iterator=iterator)
+    expected = gpuconv.conv2d(x, w, b, residual=r, activation="tanh", data_format=data_format,
+                              **case.kwargs)
+    assert_close(y, expected, dtype)
+
+
 def test_forced_splits_past_the_k_tiles_are_capped(rng, launched_names):
     # 63 k of 8 per tile on CUDA cores: 8 k-tiles, so 50 splits run as 8 (one k-tile each).
     x, w, b, r = inputs(DENSE, np.float32, "NCHW", rng)
@@ -261,7 +276,8 @@ def test_pointwise_data_gradient_split_bits_do_not_depend_on_thread_order(rng):
 def test_pointwise_data_gradient_auto_splits():
     def splits(n, c, plane, k, stride=1):
         geom = conv2d_geometry((n, c, plane, plane), (k, c, 1, 1), stride)
-        return launch_bwd_data.pointwise_splits(geom, np.dtype(np.float32), "simulator")
+        return launch_bwd_data.pointwise_splits(geom, n, False, np.dtype(np.float32),
+                                                "simulator")
     # ResNet-50 at batch 1: the data gradients of layer4's 512 -> 2048 and 1024 -> 2048 (s2)
     # 1x1 layers (196-202 us on an H100, cuDNN 82-85: bench/results/20261122T1604Z) reduce over
     # 2048 filters in 4-8 blocks of 128 x 64.
