@@ -46,6 +46,32 @@ __device__ __forceinline__ KSlice split_k_slice(int gemm_k, int block_k, int spl
   return KSlice{first, min(tiles.end * block_k, gemm_k) - first};
 }
 
+// The second passes' view of the partial sums: element i of the dense (n, channel, pq) grid in
+// the output's layout (NHWC: i = (n * PQ + pq) * channels + channel; NCHW: i = (n * channels +
+// channel) * PQ + pq), and the sum of its `splits` partial sums in split order.
+template <bool NHWC>
+__device__ __forceinline__ void split_k_element(int i, int channels, int PQ, int& n,
+                                                int& channel, int& pq) {
+  if (NHWC) {
+    const int m = i / channels;
+    channel = i - m * channels;
+    n = m / PQ;
+    pq = m - n * PQ;
+  } else {
+    const int nc = i / PQ;
+    pq = i - nc * PQ;
+    n = nc / channels;
+    channel = nc - n * channels;
+  }
+}
+
+template <class A>
+__device__ __forceinline__ A sum_of_splits(const A* partial, int i, int elements, int splits) {
+  A total = partial[i];
+  for (int s = 1; s < splits; ++s) total += partial[(long long)s * elements + i];
+  return total;
+}
+
 // Where a split-K GEMM block's finished accumulators go (see the header comment).
 template <class T>
 struct SplitKOutput {

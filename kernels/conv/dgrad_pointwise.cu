@@ -199,22 +199,11 @@ __global__ void conv2d_dgrad_pointwise_split_epilogue(const gc::acc_t<T>* __rest
   const int i = blockIdx.x * blockDim.x + threadIdx.x;
   if (i >= elements) return;
   int n, c, pq;
-  if (NHWC) {  // i = (n * PQ + pq) * C + c
-    const int m = i / C;
-    c = i - m * C;
-    n = m / PQ;
-    pq = m - n * PQ;
-  } else {     // i = (n * C + c) * PQ + pq
-    const int nc = i / PQ;
-    pq = i - nc * PQ;
-    n = nc / C;
-    c = nc - n * C;
-  }
+  gc::split_k_element<NHWC>(i, C, PQ, n, c, pq);
   const int p = pq / Q;
   const int hw = reached_pixel(p, pq - p * Q, stride_h, stride_w, pad_h, pad_w, H, W);
   if (hw < 0) return;  // the GEMM wrote no partial sum there either
-  gc::acc_t<T> total = partial[i];
-  for (int s = 1; s < splits; ++s) total += partial[(long long)s * elements + i];
+  const gc::acc_t<T> total = gc::sum_of_splits(partial, i, elements, splits);
   const gc::Epilogue<T> epi = NHWC ? gc::Epilogue<T>{dx, H * W * C, 1, C, bias, nullptr, 0, 0, 0,
                                                      epilogue}
                                    : gc::Epilogue<T>{dx, C * H * W, H * W, 1, bias, nullptr, 0,

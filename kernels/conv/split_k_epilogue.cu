@@ -6,6 +6,7 @@
 #include "conv_shape.cuh"
 #include "dtypes.cuh"
 #include "epilogue.cuh"
+#include "split_k.cuh"
 
 template <class T, bool NHWC>
 __global__ void conv2d_split_k_epilogue(const gc::acc_t<T>* __restrict__ partial, int splits,
@@ -15,19 +16,8 @@ __global__ void conv2d_split_k_epilogue(const gc::acc_t<T>* __restrict__ partial
   const int elements = N * K * PQ;
   const int i = blockIdx.x * blockDim.x + threadIdx.x;
   if (i >= elements) return;
-  gc::acc_t<T> total = partial[i];
-  for (int s = 1; s < splits; ++s) total += partial[(long long)s * elements + i];
   int n, k, pq;
-  if (NHWC) {  // i = (n * PQ + pq) * K + k
-    const int m = i / K;
-    k = i - m * K;
-    n = m / PQ;
-    pq = m - n * PQ;
-  } else {     // i = (n * K + k) * PQ + pq
-    const int nk = i / PQ;
-    pq = i - nk * PQ;
-    n = nk / K;
-    k = nk - n * K;
-  }
+  gc::split_k_element<NHWC>(i, K, PQ, n, k, pq);
+  const gc::acc_t<T> total = gc::sum_of_splits(partial, i, elements, splits);
   GC_EPILOGUE(T).store(n, k, pq, total);
 }
