@@ -85,8 +85,8 @@ def gemm_splits(split_k, *, rows: int, cols: int, groups: int, block_m: int, blo
     """The splits of a GEMM launch of ``rows`` x ``cols`` per group (the forward pass: N*P*Q
     pixels x K/groups filters; the data gradient: N*P*Q x C/groups) in blocks of
     ``block_m`` x ``block_n``, the k dimension ``gemm_k`` stepped ``block_k`` at a time:
-    ``split_k`` itself when forced (capped by the k-tiles and the grid), else the model's
-    choice within the workspace limit. What the launchers run and what explain() reports."""
+    ``split_k`` itself when forced, else the model's choice; either way within the k-tiles,
+    the grid and the workspace limit. What the launchers run and what explain() reports."""
     return _gemm_splits(split_k, rows, cols, groups, block_m, block_n, block_k, gemm_k, dtype,
                         tensor_cores, multiprocessor_count(executor),
                         os.environ.get(WORKSPACE_ENV))
@@ -99,11 +99,11 @@ def _gemm_splits(split_k, rows: int, cols: int, groups: int, block_m: int, block
     acc = acc_dtype(dtype)
     tiles = ceil_div(rows, block_m) * ceil_div(cols, block_n) * groups
     elements = rows * cols * groups
-    max_splits = min(GRID_YZ_LIMIT // max(groups, 1), ceil_div(gemm_k, block_k))
+    # workspace_env is in the key so that a changed limit is read again
+    max_splits = min(GRID_YZ_LIMIT // max(groups, 1), ceil_div(gemm_k, block_k),
+                     workspace_limit() // max(elements * acc.itemsize, 1))
     if split_k != "auto":
         return max(1, min(split_k, max_splits))
-    # workspace_env is in the key so that a changed limit is read again
-    max_splits = min(max_splits, workspace_limit() // max(elements * acc.itemsize, 1))
     if max_splits <= 1:
         return 1
     flops = TENSOR_CORE_FLOPS if tensor_cores else SIMT_FLOPS[acc.name]

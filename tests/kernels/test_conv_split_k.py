@@ -202,9 +202,13 @@ def test_auto_splits_the_under_filled_gemms(monkeypatch):
     assert auto_splits(32, 256, 14, 256, 3)[0] == 1
     assert auto_splits(32, 512, 7, 512, 3)[0] == 1
     assert auto_splits(1, 12, 7, 10, 3)[0] == 1
-    # The partials must fit in the workspace limit.
+    # The partials must fit in the workspace limit, forced splits too.
     monkeypatch.setenv("GPUCONV_WORKSPACE_BYTES", str(3 * 49 * 512 * 4))
     assert auto_splits(1, 512, 7, 512, 3)[0] == 3
+    geom = conv2d_geometry((1, 512, 7, 7), (512, 512, 3, 3), padding=1)
+    tile = launch_implicit_gemm.pick_tile(geom, np.dtype(np.float32), "simulator")
+    assert launch_implicit_gemm.splits(geom, tile, np.dtype(np.float32), False, "simulator",
+                                       split_k=16) == 3
 
 
 def test_auto_split_runs_through_the_public_call(monkeypatch, rng, launched_names):
