@@ -55,7 +55,8 @@ def pick_tile(geom, dtype, executor: str, *, nhwc: bool, widths: str = "auto") -
 
 def tile_extent(tile: GemmTile, nhwc: bool) -> tuple[int, int]:
     """(pixels, filters) of one block of ``tile`` in the layout's GEMM."""
-    return (tile.block_m, tile.block_n) if nhwc else (tile.block_n, tile.block_m)
+    filters_along_m = FILTERS_ALONG_M["nhwc" if nhwc else "nchw"]
+    return (tile.block_n, tile.block_m) if filters_along_m else (tile.block_m, tile.block_n)
 
 
 def splits(geom, tile: GemmTile, dtype, nhwc: bool, executor: str, split_k="auto") -> int:

@@ -23,6 +23,14 @@
 
 namespace gc {
 
+// A block's place in a split-K grid: its group and its split (blockIdx.z = group * splits +
+// split).
+struct GemmSlice {
+  int group, split;
+  __device__ __forceinline__ explicit GemmSlice(int splits)
+      : group(blockIdx.z / splits), split(blockIdx.z - (blockIdx.z / splits) * splits) {}
+};
+
 // Split `split` of `splits`: an equal share of the k-tiles (the last ones may get fewer, or
 // none when splits does not divide them evenly; such a block still writes its zeros).
 __device__ __forceinline__ KTileRange split_k_tiles(int gemm_k, int block_k, int split,

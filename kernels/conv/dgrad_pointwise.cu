@@ -78,8 +78,9 @@ conv2d_dgrad_pointwise_nchw(const T* __restrict__ dy, const T* __restrict__ w,
   extern __shared__ __align__(16) unsigned char smem_raw[];
   A* smem = reinterpret_cast<A*>(smem_raw);
 
-  const int group = blockIdx.z / splits;
-  const int split = blockIdx.z - group * splits;
+  const gc::GemmSlice slice(splits);
+  const int group = slice.group;
+  const int split = slice.split;
   const int c_per_group = C / groups;
   const int k_per_group = K / groups;
   const int PQ = P * Q;
@@ -140,8 +141,9 @@ conv2d_dgrad_pointwise_nhwc(const T* __restrict__ dy, const T* __restrict__ w,
   extern __shared__ __align__(16) unsigned char smem_raw[];
   A* smem = reinterpret_cast<A*>(smem_raw);
 
-  const int group = blockIdx.z / splits;
-  const int split = blockIdx.z - group * splits;
+  const gc::GemmSlice slice(splits);
+  const int group = slice.group;
+  const int split = slice.split;
   const int c_per_group = C / groups;
   const int k_per_group = K / groups;
   const int PQ = P * Q;

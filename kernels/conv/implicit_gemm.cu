@@ -39,13 +39,6 @@
 #include "simt_gemm.cuh"
 #include "split_k.cuh"
 
-// The block's place in the grid: its group and its split of the k-tiles (blockIdx.z).
-struct GemmSlice {
-  int group, split;
-  __device__ __forceinline__ explicit GemmSlice(int splits)
-      : group(blockIdx.z / splits), split(blockIdx.z - (blockIdx.z / splits) * splits) {}
-};
-
 // The main loop over the split's k-tiles and the epilogue of the block tile (blockIdx.x,
 // blockIdx.y) of `group`, given both operands' loaders, started at the split's first k-tile.
 // Tile: a SimtTile (CUDA cores) or an MmaTile (tensor cores); `smem` holds the main loop's
@@ -102,7 +95,7 @@ __device__ __forceinline__ void implicit_gemm_analytic(const T* x, const T* w,
       NHWC, gc::KContiguousLoader<Smem, Source, Tile::BLOCK_M, Tile::BLOCK_K, Tile::THREADS>,
       gc::MnContiguousLoader<Smem, Source, Tile::BLOCK_M, Tile::BLOCK_K, Tile::THREADS>>::type;
 
-  const GemmSlice slice(splits);
+  const gc::GemmSlice slice(splits);
   const Source src_a(x, shape, slice.group);
   Loader loader_a(src_a, blockIdx.x * Tile::BLOCK_M, threadIdx.x);
   const gc::RowMajorSource<T> src_b = weight_rows(w, shape, slice.group);
@@ -140,7 +133,7 @@ __device__ __forceinline__ void implicit_gemm_precomputed(const T* x, const T* w
 
   // The rows first: their tap masks decide which taps the block's k runs over (the same for
   // every split of the tile: the splits share out the same k-tiles).
-  const GemmSlice slice(splits);
+  const gc::GemmSlice slice(splits);
   Loader loader_a(gc::PrecomputedRows<NHWC>(shape, slice.group), blockIdx.x * Tile::BLOCK_M,
                   threadIdx.x);
   const int live_taps = gc::collect_live_taps<Tile::THREADS>(

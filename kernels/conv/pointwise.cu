@@ -38,8 +38,9 @@ conv2d_pointwise_nchw(const T* __restrict__ x, const T* __restrict__ w,
   A* smem = reinterpret_cast<A*>(smem_raw);
 
   const gc::ConvShape shape = GC_CONV_SHAPE;
-  const int group = blockIdx.z / splits;
-  const int split = blockIdx.z - group * splits;
+  const gc::GemmSlice slice(splits);
+  const int group = slice.group;
+  const int split = slice.split;
   const int c_per_group = shape.c_per_group();
   const int k_per_group = shape.k_per_group();
   // Pixel tiles along x (no 65535 limit there), filter tiles along y.
@@ -87,8 +88,9 @@ conv2d_pointwise_nhwc(const T* __restrict__ x, const T* __restrict__ w,
   A* smem = reinterpret_cast<A*>(smem_raw);
 
   const gc::ConvShape shape = GC_CONV_SHAPE;
-  const int group = blockIdx.z / splits;
-  const int split = blockIdx.z - group * splits;
+  const gc::GemmSlice slice(splits);
+  const int group = slice.group;
+  const int split = slice.split;
   const int c_per_group = shape.c_per_group();
   const int k_per_group = shape.k_per_group();
   const int m0 = blockIdx.x * BLOCK_M;
