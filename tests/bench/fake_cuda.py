@@ -113,8 +113,9 @@ class _Flags:
 
 
 class _MemoryPointer:
-    def __init__(self, ptr: int):
+    def __init__(self, ptr: int, device_id: int = 0):
         self.ptr = ptr
+        self.device_id = device_id
 
 
 class ndarray:  # noqa: N801 - the name CuPy gives it
