@@ -35,15 +35,11 @@ def library_of(name: str, x: Any) -> str:
 
 def _check_current_device(name: str, x: Any, cupy) -> None:
     """Kernels launch on CuPy's current device: an array that lives on another one would be read
-    through a foreign pointer (a fault, or with peer access a slow and silently racy read).
-    The ids are read as plain ints (the array's memory pointer, the runtime's current device):
-    ``x.device`` and ``cupy.cuda.Device()`` would build a Device object each, for every array
-    of every call."""
-    current = cupy.cuda.runtime.getDevice()
-    device = x.data.device_id
-    if device != current:
-        raise ValueError(f"{name} is on GPU {device} but the current CuPy device is GPU "
-                         f"{current}: call inside `with cupy.cuda.Device({device}):`")
+    through a foreign pointer (a fault, or with peer access a slow and silently racy read)."""
+    current = cupy.cuda.Device().id
+    if x.device.id != current:
+        raise ValueError(f"{name} is on GPU {x.device.id} but the current CuPy device is GPU "
+                         f"{current}: call inside `with cupy.cuda.Device({x.device.id}):`")
 
 
 def xp_of(library: str):

@@ -113,9 +113,8 @@ class _Flags:
 
 
 class _MemoryPointer:
-    def __init__(self, ptr: int, device_id: int = 0):
+    def __init__(self, ptr: int):
         self.ptr = ptr
-        self.device_id = device_id
 
 
 class ndarray:  # noqa: N801 - the name CuPy gives it

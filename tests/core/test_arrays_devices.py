@@ -18,11 +18,7 @@ class FakeDevice:
 
 
 class FakeArray:
-    """What the check reads of a CuPy array: its memory pointer's device id (as CuPy's
-    ``ndarray.data.device_id``; ``ndarray.device`` is the same id wrapped in a Device)."""
-
     def __init__(self, device: int):
-        self.data = types.SimpleNamespace(device_id=device)
         self.device = FakeDevice(device)
 
 
@@ -30,8 +26,7 @@ class FakeArray:
 def fake_cupy(monkeypatch):
     module = types.ModuleType("cupy")
     module.ndarray = FakeArray
-    module.cuda = types.SimpleNamespace(
-        Device=FakeDevice, runtime=types.SimpleNamespace(getDevice=lambda: FakeDevice.current))
+    module.cuda = types.SimpleNamespace(Device=FakeDevice)
     monkeypatch.setitem(sys.modules, "cupy", module)
     monkeypatch.setattr(FakeDevice, "current", 0)
     return module
