@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 
 import gpuconv
-from gpuconv.conv import launch, launch_bwd_data, launch_implicit_gemm, split_k
+from gpuconv.conv import autotune, launch, launch_bwd_data, launch_implicit_gemm, split_k
 from gpuconv.conv.geometry import conv2d_geometry
 from gpuconv.reference import conv as reference_conv
 
@@ -209,6 +209,18 @@ def test_auto_splits_the_under_filled_gemms(monkeypatch):
     tile = launch_implicit_gemm.pick_tile(geom, np.dtype(np.float32), "simulator")
     assert launch_implicit_gemm.splits(geom, tile, np.dtype(np.float32), False, "simulator",
                                        split_k=16) == 3
+
+
+def test_explain_says_when_the_k_dimension_is_split(monkeypatch):
+    monkeypatch.setattr(autotune, "_enabled", False)
+    # batch 1, layer4 3x3: auto runs the implicit GEMM (< 1024 output pixels for Winograd), split
+    # as the model says (9 ways: 8 blocks of 64 x 64, the GEMM then under the call's host time)
+    e = gpuconv.explain((1, 512, 7, 7), (512, 512, 3, 3), padding=1)
+    assert e.algorithm == "implicit_gemm"
+    assert "k split 9 ways" in e.kernel and "conv2d_split_k_epilogue" in e.kernel
+    # the 1x1 kernel too; batch 32 does not split
+    assert "k split" in gpuconv.explain((1, 2048, 7, 7), (512, 2048, 1, 1)).kernel
+    assert "k split" not in gpuconv.explain((32, 2048, 7, 7), (512, 2048, 1, 1)).kernel
 
 
 def test_auto_split_runs_through_the_public_call(monkeypatch, rng, launched_names):
