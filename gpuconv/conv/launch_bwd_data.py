@@ -286,7 +286,7 @@ def pointwise(call: _Call, split_k="auto") -> None:
         images = n1 - n0
         splits = pointwise_splits(g, images, call.nhwc, call.dtype, call.executor, split_k)
         elements = images * g.C * g.P * g.Q   # the partial sums: dy's pixels x dx's channels
-        split = SplitK(call.xp, call.executor, call.dtype, splits, elements)
+        split = SplitK(call.xp, call.executor, call.dtype, splits, elements, unused=call.dy)
         grid = (ceil_div(images * g.P * g.Q, pixels), ceil_div(g.C_per_group, channels),
                 g.groups * splits)
         launch(POINTWISE, name, call.executor, grid, (TILE.threads, 1, 1),
