@@ -27,6 +27,7 @@ class NvrtcOutput:
     succeeded: bool
     log: str
     lowered_names: dict[str, str]   # name expression -> mangled kernel name (empty on failure)
+    cubin: bytes = b""              # the machine code, when asked for (a real -arch=sm_XX only)
 
 
 class Nvrtc:
@@ -47,6 +48,8 @@ class Nvrtc:
         lib.nvrtcGetProgramLog.argtypes = [p, ctypes.c_char_p]
         lib.nvrtcGetLoweredName.argtypes = [p, ctypes.c_char_p, ctypes.POINTER(ctypes.c_char_p)]
         lib.nvrtcDestroyProgram.argtypes = [ctypes.POINTER(p)]
+        lib.nvrtcGetCUBINSize.argtypes = [p, ctypes.POINTER(ctypes.c_size_t)]
+        lib.nvrtcGetCUBIN.argtypes = [p, ctypes.c_char_p]
 
     def _call(self, function: str, *args) -> None:
         result = getattr(self._lib, function)(*args)
@@ -67,7 +70,7 @@ class Nvrtc:
         return list(archs)
 
     def compile(self, code: str, program_name: str, options: list[str],
-                name_expressions: tuple[str, ...]) -> NvrtcOutput:
+                name_expressions: tuple[str, ...], cubin: bool = False) -> NvrtcOutput:
         lib, program = self._lib, ctypes.c_void_p()
         self._call("nvrtcCreateProgram", ctypes.byref(program), code.encode(),
                    program_name.encode(), 0, None, None)
@@ -92,7 +95,13 @@ class Nvrtc:
                 mangled = ctypes.c_char_p()
                 self._call("nvrtcGetLoweredName", program, name.encode(), ctypes.byref(mangled))
                 lowered[name] = mangled.value.decode()
-            return NvrtcOutput(True, log, lowered)
+            code = b""
+            if cubin:    # bench/sass_schedule.py disassembles it
+                self._call("nvrtcGetCUBINSize", program, ctypes.byref(size))
+                buffer = ctypes.create_string_buffer(size.value)
+                self._call("nvrtcGetCUBIN", program, buffer)
+                code = buffer.raw
+            return NvrtcOutput(True, log, lowered, code)
         finally:
             lib.nvrtcDestroyProgram(ctypes.byref(program))
 

@@ -123,3 +123,22 @@ def test_library_families_pass_the_check():
                           capture_output=True, text=True, cwd=Path(__file__).parent.parent)
     assert done.returncode == 0, done.stdout + done.stderr
     assert " families, " in done.stdout
+
+
+@pytest.mark.parametrize("arch", ARCHS)
+def test_large_simt_tile_fits_two_blocks_per_sm(arch):
+    # simt_gemm.cuh's GC_SIMT_LAUNCH_BOUNDS: the 128 x 128 tile (256 threads of 8x8) is held to
+    # 128 registers, 2 blocks per SM, without spills (kernels/conv/NOTES.md "A 128-register
+    # budget for the large SIMT tile"); the 128 x 64 tile on 128 threads is left unbounded.
+    names = tuple(f"conv2d_implicit_gemm_precomputed<{t}, {nhwc}, 128, 128, 8, 8, 8>"
+                  for t in ("float", "__half") for nhwc in ("false", "true"))
+    mid = "conv2d_implicit_gemm_precomputed<float, false, 128, 64, 8, 8, 8>"
+    from gpuconv.conv import launch_implicit_gemm
+    source = launch_implicit_gemm.FAMILY
+    reduced = _kernels.KernelFamily(source.source, names + (mid,), frozenset(names),
+                                    source.options)
+    found = {k.kernel: k for k in compile_check.check_family(reduced, arch)}
+    for name in names:
+        assert found[name].registers * 256 * 2 <= 65536, (name, found[name].registers)
+        assert not found[name].defects()
+    assert found[mid].registers > 128      # unbounded: its 3 blocks per SM spill at 128

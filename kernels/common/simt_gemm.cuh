@@ -25,25 +25,33 @@ namespace gc {
 template <bool COND, class IfTrue, class IfFalse> struct Select { using type = IfTrue; };
 template <class IfTrue, class IfFalse> struct Select<false, IfTrue, IfFalse> { using type = IfFalse; };
 
-// __launch_bounds__ of a kernel that runs one SimtTile per block: its thread count, and for
-// the narrow tiles (128 threads of at most 32 accumulators) 4 blocks per SM, a budget of 128
-// registers. With no min-blocks argument ptxas gave the 8x4 tile of conv2d_pointwise_nhwc 96
-// registers on sm_80 and spilled; with one it does not. Every other tile passes 0, which is
-// the same as no argument (no .minnctapersm): a min-blocks of 1 on all tiles moved the
-// register counts of most kernels (up to +28), so it is kept to the tiles that need it.
+// __launch_bounds__ of a kernel that runs one SimtTile per block: its thread count, and a
+// 128-register budget (the min-blocks argument) for
+//   - the narrow tiles of at most 32 accumulators on 128 threads: 4 blocks per SM. Without a
+//     min-blocks argument ptxas gave the 8x4 tile of conv2d_pointwise_nhwc 96 registers on sm_80
+//     and spilled; with one it does not.
+//   - the large tile, 64 accumulators (8x8) on 256 threads, when LARGE_BUDGET: 2 blocks per
+//     SM, 16 warps instead of the 8 that its 137-153 registers allowed. The H100 profile of the
+//     fp32 128 x 128 implicit GEMM issued one instruction per 3 cycles per warp with 2 warps per
+//     scheduler: latency-bound (kernels/conv/NOTES.md "A 128-register budget for the large SIMT
+//     tile"). A kernel that would spill at 128 registers passes LARGE_BUDGET false. (The 8x8
+//     tile on 128 threads, 128 x 64, spills 120-228 bytes at 128 registers: it keeps 3 blocks.)
+// Every other tile passes 0, the same as no argument (no .minnctapersm): a min-blocks of 1 on
+// all tiles moved the register counts of most kernels (up to +28).
 #define GC_SIMT_LAUNCH_BOUNDS(BLOCK_M, BLOCK_N, THREAD_M, THREAD_N)                      \
-  GC_SIMT_LAUNCH_BOUNDS_LARGE(BLOCK_M, BLOCK_N, THREAD_M, THREAD_N, 0)
-// The same, with LARGE_MIN_BLOCKS blocks per SM asked of the large tile (256 threads of 64
-// accumulators) when a kernel needs it to stay at 2 blocks per SM (pointwise.cu: NCHW).
-#define GC_SIMT_LAUNCH_BOUNDS_LARGE(BLOCK_M, BLOCK_N, THREAD_M, THREAD_N, LARGE_MIN_BLOCKS)   \
-  __launch_bounds__(((BLOCK_M) / (THREAD_M)) * ((BLOCK_N) / (THREAD_N)),                  \
+  GC_SIMT_LAUNCH_BOUNDS_IF(BLOCK_M, BLOCK_N, THREAD_M, THREAD_N, true)
+#define GC_SIMT_LAUNCH_BOUNDS_IF(BLOCK_M, BLOCK_N, THREAD_M, THREAD_N, LARGE_BUDGET)          \
+  __launch_bounds__(GC_SIMT_THREADS(BLOCK_M, BLOCK_N, THREAD_M, THREAD_N),                \
                     ((THREAD_M) * (THREAD_N) <= 32 &&                                     \
-                     ((BLOCK_M) / (THREAD_M)) * ((BLOCK_N) / (THREAD_N)) == 128)          \
+                     GC_SIMT_THREADS(BLOCK_M, BLOCK_N, THREAD_M, THREAD_N) == 128)        \
                         ? 4                                                               \
                         : ((THREAD_M) * (THREAD_N) == 64 &&                               \
-                           ((BLOCK_M) / (THREAD_M)) * ((BLOCK_N) / (THREAD_N)) == 256)    \
-                              ? (LARGE_MIN_BLOCKS)                                        \
+                           GC_SIMT_THREADS(BLOCK_M, BLOCK_N, THREAD_M, THREAD_N) == 256 &&  \
+                           (LARGE_BUDGET))                                                \
+                              ? 2                                                         \
                               : 0)
+#define GC_SIMT_THREADS(BLOCK_M, BLOCK_N, THREAD_M, THREAD_N)                            \
+  (((BLOCK_M) / (THREAD_M)) * ((BLOCK_N) / (THREAD_N)))
 
 // Padding of each shared-memory tile row, in elements of the tile's type A: breaks the bank
 // pattern of the k-major stores of the k-contiguous loaders (lanes with consecutive kk land LD

@@ -20,11 +20,11 @@
 #include "simt_gemm.cuh"
 #include "split_k.cuh"
 
-// The large tile asks for 2 blocks per SM: it held 127-128 registers (2 blocks) without it
-// until the split-K channel offsets moved ptxas to 143-147 (1 block); with it, 128 and no spill
-// on sm_80 and sm_90 (`python -m gpuconv compile`).
+// The large tile's 2 blocks per SM (GC_SIMT_LAUNCH_BOUNDS' 128-register budget) were first
+// asked here: it held 127-128 registers without a budget until the split-K channel offsets
+// moved ptxas to 143-147 (1 block); with it, 128 and no spill on sm_80 and sm_90.
 template <class T, int BLOCK_M, int BLOCK_N, int BLOCK_K, int THREAD_M, int THREAD_N>
-__global__ void GC_SIMT_LAUNCH_BOUNDS_LARGE(BLOCK_M, BLOCK_N, THREAD_M, THREAD_N, 2)
+__global__ void GC_SIMT_LAUNCH_BOUNDS(BLOCK_M, BLOCK_N, THREAD_M, THREAD_N)
 conv2d_pointwise_nchw(const T* __restrict__ x, const T* __restrict__ w,
                       GC_CONV_SHAPE_PARAMS, GC_EPILOGUE_PARAMS(T),
                       GC_SPLIT_K_PARAMS(T)) {

@@ -77,8 +77,9 @@ __device__ __forceinline__ void wgrad_implicit_gemm(const T* x, const T* dy,
                              shape.k_per_group(), shape.c_per_group(), shape.R * shape.S);
 }
 
+// NCHW's large tile spills 104-136 bytes at 128 registers: 2 blocks per SM for NHWC only.
 template <class T, bool NHWC, int BLOCK_M, int BLOCK_N, int BLOCK_K, int THREAD_M, int THREAD_N>
-__global__ void GC_SIMT_LAUNCH_BOUNDS(BLOCK_M, BLOCK_N, THREAD_M, THREAD_N)
+__global__ void GC_SIMT_LAUNCH_BOUNDS_IF(BLOCK_M, BLOCK_N, THREAD_M, THREAD_N, NHWC)
 conv2d_wgrad_implicit_gemm(const T* __restrict__ x, const T* __restrict__ dy,
                            GC_CONV_SHAPE_PARAMS, GC_WGRAD_OUTPUT_PARAMS(T)) {
   GC_CONV_SHAPE_NAMES;
