@@ -156,7 +156,7 @@ __device__ __forceinline__ void implicit_gemm_precomputed(const T* x, const T* w
 // ---------------------------------------------------------------- CUDA cores (every dtype)
 
 // The analytic NCHW gather's large tile spills at 128 registers (8 bytes on sm_90): no
-// 2-blocks-per-SM budget there (it runs only filters of more than 32 taps).
+// 2-blocks-per-SM budget there (by default it runs only filters of more than 32 taps).
 template <class T, bool NHWC, int BLOCK_M, int BLOCK_N, int BLOCK_K, int THREAD_M, int THREAD_N>
 __global__ void GC_SIMT_LAUNCH_BOUNDS_IF(BLOCK_M, BLOCK_N, THREAD_M, THREAD_N, NHWC)
 conv2d_implicit_gemm(const T* __restrict__ x, const T* __restrict__ w, GC_CONV_SHAPE_PARAMS,
