@@ -138,16 +138,20 @@ def model_cycles(loop: list[Instruction], warps: int, iterations: int = 12,
     at_barrier = [False] * warps
     finished_at: dict[int, int] = {}
     cycle, last = 0, warps - 1
+
+    def step(w: int) -> None:      # warp w past its current instruction
+        pc[w] += 1
+        if pc[w] == n:
+            pc[w], done[w] = 0, done[w] + 1
+            finished_at.setdefault(done[w], cycle)
+
     while min(done) < iterations:
         waiting = [w for w in range(warps) if at_barrier[w]]
         if waiting and all(at_barrier[w] or done[w] >= iterations for w in range(warps)):
             for w in waiting:
                 at_barrier[w] = False
                 ready[w] = cycle + BARRIER_CYCLES
-                pc[w] += 1
-                if pc[w] == n:
-                    pc[w], done[w] = 0, done[w] + 1
-                    finished_at.setdefault(done[w], cycle)
+                step(w)
         for k in range(warps):
             w = (last + 1 + k) % warps
             if done[w] >= iterations or at_barrier[w] or ready[w] > cycle:
@@ -165,10 +169,7 @@ def model_cycles(loop: list[Instruction], warps: int, iterations: int = 12,
                 scoreboard[w][ins.read_scoreboard] = max(scoreboard[w][ins.read_scoreboard],
                                                          cycle + READ_SCOREBOARD_CYCLES)
             ready[w] = cycle + max(1, ins.stall)
-            pc[w] += 1
-            if pc[w] == n:
-                pc[w], done[w] = 0, done[w] + 1
-                finished_at.setdefault(done[w], cycle)
+            step(w)
             break
         cycle += 1
     first = max(1, iterations // 3)

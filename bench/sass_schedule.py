@@ -38,21 +38,17 @@ def find_cuobjdump() -> str:
 def kernel_sass(source: str, name_expression: str, arch: str) -> tuple[str, int, int]:
     """(the kernel's SASS listing, its registers, its spill bytes) for ``arch``."""
     from gpuconv import _nvrtc
-    from gpuconv._kernel_source import family_code, include_dirs
+    from gpuconv._kernel_source import family_code
     from gpuconv._kernels import FAMILIES, import_launchers
-    from gpuconv._loader import CUDA_STANDARD
-    from gpuconv.compile_check import parse_ptxas_log
+    from gpuconv.compile_check import nvrtc_options, parse_ptxas_log
 
     import_launchers()
     family = FAMILIES.get(source)
     if family is None:
         raise SystemExit(f"no kernel family {source!r}")
     nvrtc = _nvrtc.load()
-    options = [CUDA_STANDARD, f"-arch={arch}", "--ptxas-options=-v",
-               *(f"-I{d}" for d in include_dirs()), *(f"-I{d}" for d in nvrtc.include_dirs),
-               *family.options]
-    output = nvrtc.compile(family_code(family), family.source, options, (name_expression,),
-                           cubin=True)
+    output = nvrtc.compile(family_code(family), family.source, nvrtc_options(family, arch, nvrtc),
+                           (name_expression,), cubin=True)
     if not output.succeeded:
         raise SystemExit(output.log)
     mangled = output.lowered_names[name_expression]

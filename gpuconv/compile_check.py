@@ -115,13 +115,19 @@ def parse_archs(text: str) -> list[str]:
     return list(dict.fromkeys(archs))
 
 
+def nvrtc_options(family: KernelFamily, arch: str, nvrtc) -> list[str]:
+    """NVRTC's options for ``family`` on the real architecture ``arch``, ptxas reporting
+    resources (also bench/sass_schedule.py's, which disassembles the same build)."""
+    return [CUDA_STANDARD, f"-arch={arch}", "--ptxas-options=-v",
+            *(f"-I{d}" for d in include_dirs()), *(f"-I{d}" for d in nvrtc.include_dirs),
+            *family.options]
+
+
 def check_family(family: KernelFamily, arch: str, nvrtc=None) -> list[KernelResources]:
     """Compile ``family`` for ``arch``; its kernels' resources, or KernelCompileError."""
     nvrtc = nvrtc or _nvrtc.load()
-    options = [CUDA_STANDARD, f"-arch={arch}", "--ptxas-options=-v",
-               *(f"-I{d}" for d in include_dirs()), *(f"-I{d}" for d in nvrtc.include_dirs),
-               *family.options]
-    output = nvrtc.compile(family_code(family), family.source, options, family.name_expressions)
+    output = nvrtc.compile(family_code(family), family.source, nvrtc_options(family, arch, nvrtc),
+                           family.name_expressions)
     if not output.succeeded:
         raise KernelCompileError(family.source, output.log, arch)
     entries = parse_ptxas_log(output.log)
