@@ -13,7 +13,6 @@ cuobjdump: on PATH, or from ``pip install nvidia-cuda-cuobjdump`` (site-packages
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import shutil
 import subprocess
 import sys
@@ -24,12 +23,13 @@ from . import sass_model
 
 
 def find_cuobjdump() -> str:
+    from gpuconv._nvrtc import wheel_roots
+
     found = shutil.which("cuobjdump")
     if found:
         return found
-    spec = importlib.util.find_spec("nvidia")
-    for root in (spec.submodule_search_locations or []) if spec else []:
-        candidate = Path(root) / "cu13" / "bin" / "cuobjdump"
+    for root in wheel_roots():
+        candidate = root / "bin" / "cuobjdump"
         if candidate.is_file():
             return str(candidate)
     raise SystemExit("cuobjdump not found: put it on PATH or `pip install nvidia-cuda-cuobjdump`")
@@ -61,8 +61,7 @@ def kernel_sass(source: str, name_expression: str, arch: str) -> tuple[str, int,
     return listing, record["registers"], record["spill_stores"] + record["spill_loads"]
 
 
-def report(listing: str, warps: list[int], ldg_latency: int) -> str:
-    loop = sass_model.main_loop(sass_model.parse_sass(listing))
+def report(loop: list[sass_model.Instruction], warps: list[int], ldg_latency: int) -> str:
     s = sass_model.summarize(loop)
     lines = [f"main loop: {s.instructions} instructions, {s.fmas} FMA ({s.fma_share:.0%}), "
              f"static stalls {s.static_stall_cycles} cycles, {s.branches} inner branches",
@@ -88,9 +87,10 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     listing, registers, spills = kernel_sass(args.family, args.kernel, args.arch)
     print(f"{args.kernel} ({args.arch}): {registers} registers, {spills} bytes spilled")
-    print(report(listing, [int(w) for w in args.warps.split(",")], args.ldg_latency))
+    loop = sass_model.main_loop(sass_model.parse_sass(listing))
+    print(report(loop, [int(w) for w in args.warps.split(",")], args.ldg_latency))
     if args.listing:
-        for ins in sass_model.main_loop(sass_model.parse_sass(listing)):
+        for ins in loop:
             waits = "W" + "".join(map(str, ins.waits)) if ins.waits else ""
             print(f"{ins.address:05x} S{ins.stall:<2} {waits:7} {ins.text}")
     return 0

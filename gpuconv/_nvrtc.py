@@ -106,12 +106,17 @@ class Nvrtc:
             lib.nvrtcDestroyProgram(ctypes.byref(program))
 
 
+def wheel_roots() -> list[Path]:
+    """The folders the CUDA 13 wheels install into (site-packages/nvidia/cu13), where found:
+    NVRTC's here, and cuobjdump's for bench/sass_schedule.py."""
+    spec = importlib.util.find_spec("nvidia")
+    return [Path(p) / _WHEEL_DIR for p in (spec.submodule_search_locations or [])] if spec else []
+
+
 @functools.lru_cache(maxsize=None)
 def load() -> Nvrtc:
     """The NVRTC of the CUDA 13 wheels, with their header folders."""
-    spec = importlib.util.find_spec("nvidia")
-    roots = [Path(p) / _WHEEL_DIR for p in (spec.submodule_search_locations or [])] if spec else []
-    for root in roots:
+    for root in wheel_roots():
         library = root / "lib" / _LIBRARY
         headers = root / "include"
         if library.is_file():
