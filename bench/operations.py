@@ -61,7 +61,8 @@ def conv_algorithms() -> tuple[str, ...]:
 # float16/bfloat16 on the CUDA cores against the tensor cores, the three depthwise kernels,
 # the own GEMM vs cuBLAS inside im2col, the tiled direct kernel vs v1, Winograd's two output
 # tiles, split-K by its model ("split_k", the launcher's default) against never: both through
-# the launcher, so that the pair differs in the split alone).
+# the launcher, so that the pair differs in the split alone; the CUDA-core tiles filled by
+# cp.async against through registers, float32/float64).
 CONV_VARIANTS = {
     "implicit_gemm:analytic": ("implicit_gemm", {"iterator": "analytic"}),
     "implicit_gemm:precomputed": ("implicit_gemm", {"iterator": "precomputed"}),
@@ -69,9 +70,13 @@ CONV_VARIANTS = {
     "implicit_gemm:cuda_cores": ("implicit_gemm", {"math": "cuda_cores"}),
     "implicit_gemm:split_k": ("implicit_gemm", {"split_k": "auto"}),
     "implicit_gemm:no_split_k": ("implicit_gemm", {"split_k": 1}),
+    "implicit_gemm:cp_async": ("implicit_gemm", {"loads": "cp_async"}),
+    "implicit_gemm:registers": ("implicit_gemm", {"loads": "registers"}),
     "pointwise:wide": ("pointwise", {"tile_widths": "wide"}),
     "pointwise:split_k": ("pointwise", {"split_k": "auto"}),
     "pointwise:no_split_k": ("pointwise", {"split_k": 1}),
+    "pointwise:cp_async": ("pointwise", {"loads": "cp_async"}),
+    "pointwise:registers": ("pointwise", {"loads": "registers"}),
     "depthwise:direct": ("depthwise", {"depthwise_variant": "direct"}),
     "depthwise:tiled": ("depthwise", {"depthwise_variant": "tiled"}),
     "depthwise:window": ("depthwise", {"depthwise_variant": "window"}),

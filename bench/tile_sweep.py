@@ -2,14 +2,15 @@
 picker (launch_common.pick_filter_tile) in kernels/conv/NOTES.md "Tile choice on the H100".
 
     python -m bench.tile_sweep [--suite resnet50_b32] [--dtype float16] [--layout NHWC]
+                               [--loads auto|registers|cp_async]
     python -m bench.tile_sweep --direction weight_grad --dtype float32 --layout NCHW
 
 With --direction weight_grad: the CUDA-core weight gradient's implicit GEMM instead
 (grad.conv2d_weight(algorithm="implicit_gemm")), its tile (launch_bwd_weight.TILE) set to each
 of launch_bwd_weight.TILE and WIDE_TILE in turn.
 
-Each layer runs gpuconv.conv2d(algorithm="implicit_gemm") once per candidate tile (the picker
-overridden), captured in a CUDA graph and replayed, so the times are the GPU's alone (host time
+Each layer runs the implicit GEMM (the launcher, with --loads: how the CUDA-core tiles are
+filled, launch_common.LOADS) once per candidate tile (the picker overridden), captured in a CUDA graph and replayed, so the times are the GPU's alone (host time
 excluded; the NHWC weight transpose included, as in every call). Every tile's output is checked
 against the picker's own. Prints, per layer: M (= N*P*Q), K, the picker's tile and time, each
 tile's time and TFLOP/s, and the best. Needs CuPy and a CUDA GPU.
@@ -49,12 +50,14 @@ def main(argv=None) -> int:
     parser.add_argument("--dtype", default="float16")
     parser.add_argument("--layout", default="NHWC")
     parser.add_argument("--direction", default="forward", choices=("forward", "weight_grad"))
+    parser.add_argument("--loads", default="auto", help="forward: registers | cp_async | auto")
     args = parser.parse_args(argv)
     if args.direction == "weight_grad":
         return weight_grad_sweep(args)
     import cupy as cp
 
     import gpuconv
+    from gpuconv.conv import launch
     from gpuconv.conv import launch_common as lc
     from gpuconv.conv import launch_implicit_gemm as lig
     from gpuconv.conv.geometry import conv2d_geometry
@@ -70,11 +73,13 @@ def main(argv=None) -> int:
         x = rng.standard_normal(shape, dtype=cp.float32).astype(args.dtype)
         wt = rng.standard_normal((k, c, r, s), dtype=cp.float32).astype(args.dtype)
 
-        def call():
-            return gpuconv.conv2d(x, wt, stride=stride, padding=pad, algorithm="implicit_gemm",
-                                  data_format=args.layout)
-        expected = call()
         geom = conv2d_geometry((n, c, h, w), (k, c, r, s), stride, pad)
+
+        def call():
+            return launch.conv2d(geom, x, wt, algorithm="implicit_gemm", data_format=args.layout,
+                                 executor="cupy", loads=args.loads)
+        expected = gpuconv.conv2d(x, wt, stride=stride, padding=pad, algorithm="implicit_gemm",
+                                  data_format=args.layout)
         picked = picker(geom, x.dtype, "cupy", "auto", tensor_cores)
         flops = 2.0 * geom.gemm_m * k * c * r * s
         default_us = graph_replay_us(cp, call)

@@ -67,13 +67,13 @@ def describe_kernel(algorithm: str, geom, dtype, nhwc: bool, executor: str) -> s
         tiles = geom.N * launch_winograd.tiles_per_image(geom, m)
         gemm = launch_winograd.gemm_geometry(geom, m, tiles, rows_in=geom.C, rows_out=geom.K)
         tile = launch_pointwise.pick_tile(gemm, acc_dtype(dtype), tile_executor, nhwc=nhwc)
-        return (f"conv2d_winograd_input_transform + conv2d_pointwise_{'nhwc' if nhwc else 'nchw'} "
+        return (f"conv2d_winograd_input_transform + {_pointwise_kernel(acc_dtype(dtype), nhwc)} "
                 f"(F({m}x{m}, 3x3): {launch_winograd.elements(m)} GEMMs per group over {tiles} "
                 f"{m}x{m} tiles, tile {tile.template_args}) + conv2d_winograd_output_transform")
     if algorithm == "pointwise":
         tile = launch_pointwise.pick_tile(geom, dtype, tile_executor, nhwc=nhwc)
         splits = launch_pointwise.splits(geom, tile, dtype, nhwc, tile_executor)
-        return (f"conv2d_pointwise_{'nhwc' if nhwc else 'nchw'} (tile {tile.template_args}"
+        return (f"{_pointwise_kernel(dtype, nhwc)} (tile {tile.template_args}"
                 f"{_split_k_note(splits)})")
     tensor_cores = launch_implicit_gemm.uses_tensor_cores(dtype)
     tile = launch_implicit_gemm.pick_tile(geom, dtype, tile_executor, tensor_cores=tensor_cores)
@@ -86,6 +86,12 @@ def describe_kernel(algorithm: str, geom, dtype, nhwc: bool, executor: str) -> s
     return (f"{kernel} (tile {tile.template_args}, {'KRSC' if nhwc else 'KCRS'} weights, "
             f"{iterator} tap iterator, {'tensor' if tensor_cores else 'CUDA'} cores"
             f"{_split_k_note(splits)})")
+
+
+def _pointwise_kernel(dtype, nhwc: bool) -> str:
+    """The pointwise GEMM kernel's name (operands by cp.async or through registers)."""
+    copies = launch_pointwise.pick_loads(dtype, nhwc) == "cp_async"
+    return f"conv2d_pointwise_{'nhwc' if nhwc else 'nchw'}{'_async' if copies else ''}"
 
 
 def _split_k_note(splits: int) -> str:

@@ -16,12 +16,22 @@ def accumulator_itemsize(dtype) -> int:
 
 @dataclass(frozen=True)
 class GemmTile:
-    """A SIMT GEMM block tile (kernels/common/simt_gemm.cuh: SimtTile)."""
+    """A SIMT GEMM block tile (kernels/common/simt_gemm.cuh: SimtTile). ``async_copy``: the
+    loaders copy one element at a time with cp.async into ``stages`` shared-memory stages
+    (kernels/common/async_gemm.cuh: SimtTileAsync; float and double only); register-staged
+    tiles always have 2."""
     block_m: int
     block_n: int
     block_k: int
     thread_m: int
     thread_n: int
+    stages: int = 2
+    async_copy: bool = False
+
+    def __post_init__(self):
+        if self.stages < 2 or (self.stages != 2 and not self.async_copy):
+            raise ValueError(f"a GemmTile has 2 stages, or 2 or more with async_copy; got "
+                             f"stages={self.stages}, async_copy={self.async_copy}")
 
     @property
     def threads(self) -> int:
@@ -29,16 +39,19 @@ class GemmTile:
 
     def transposed(self) -> "GemmTile":
         """The same tile with M and N swapped (for a GEMM whose operands are swapped)."""
-        return GemmTile(self.block_n, self.block_m, self.block_k, self.thread_n, self.thread_m)
+        return replace(self, block_m=self.block_n, block_n=self.block_m, thread_m=self.thread_n,
+                       thread_n=self.thread_m)
 
     @property
     def template_args(self) -> str:
-        return f"{self.block_m}, {self.block_n}, {self.block_k}, {self.thread_m}, {self.thread_n}"
+        """The kernel's tile template arguments (a cp.async tile's also name its stages)."""
+        args = f"{self.block_m}, {self.block_n}, {self.block_k}, {self.thread_m}, {self.thread_n}"
+        return f"{args}, {self.stages}" if self.async_copy else args
 
     def mainloop_smem_elements(self) -> int:
-        # SimtTile::SMEM_ELEMENTS: two stages of k-major A and B tiles, rows padded by 4.
+        # SimtTile::SMEM_ELEMENTS: the stages of k-major A and B tiles, rows padded by 4.
         pad = 4
-        return 2 * self.block_k * (self.block_m + pad + self.block_n + pad)
+        return self.stages * self.block_k * (self.block_m + pad + self.block_n + pad)
 
     def mainloop_smem_bytes(self, acc_itemsize: int) -> int:
         """Shared memory of a kernel that runs only the main loop in it (its own epilogue

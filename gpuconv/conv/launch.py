@@ -16,7 +16,7 @@ from .._args import as_choice
 from . import (autotune, heuristics, launch_depthwise, launch_direct, launch_im2col_gemm,
                launch_implicit_gemm, launch_pointwise, launch_winograd)
 from .geometry import ConvGeometry, layout_shape
-from .launch_common import MATHS, TILE_WIDTHS, ConvCall, contiguous, output_target
+from .launch_common import LOADS, MATHS, TILE_WIDTHS, ConvCall, contiguous, output_target
 from .split_k import check_split_k
 
 ALGORITHMS = heuristics.ALGORITHMS
@@ -34,7 +34,8 @@ def _xp(executor: str):
 def run_algorithm(algorithm: str, call: ConvCall, *, gemm: str = "own",
                   workspace_bytes: int | None = None, iterator: str = "auto",
                   tile_widths: str = "auto", depthwise_variant: str = "auto",
-                  math: str = "auto", winograd_tile="auto", split_k="auto") -> None:
+                  math: str = "auto", winograd_tile="auto", split_k="auto",
+                  loads: str = "auto") -> None:
     """Launch ``algorithm``'s kernels for ``call`` (already checked to be runnable)."""
     if algorithm == "direct":
         launch_direct.run(call)
@@ -45,9 +46,9 @@ def run_algorithm(algorithm: str, call: ConvCall, *, gemm: str = "own",
                                tile_widths=tile_widths)
     elif algorithm == "implicit_gemm":
         launch_implicit_gemm.run(call, iterator=iterator, tile_widths=tile_widths, math=math,
-                                 split_k=split_k)
+                                 split_k=split_k, loads=loads)
     elif algorithm == "pointwise":
-        launch_pointwise.run(call, tile_widths=tile_widths, split_k=split_k)
+        launch_pointwise.run(call, tile_widths=tile_widths, split_k=split_k, loads=loads)
     elif algorithm == "depthwise":
         launch_depthwise.run(call, variant=depthwise_variant)
     elif algorithm == "winograd_nonfused":
@@ -61,7 +62,7 @@ def conv2d(geom: ConvGeometry, x, weight, bias=None, *, residual=None, activatio
            algorithm: str = "auto", data_format: str = "NCHW", out=None, executor: str = "cupy",
            gemm: str = "own", workspace_bytes: int | None = None, iterator: str = "auto",
            tile_widths: str = "auto", depthwise_variant: str = "auto",
-           math: str = "auto", winograd_tile="auto", split_k="auto") -> Any:
+           math: str = "auto", winograd_tile="auto", split_k="auto", loads: str = "auto") -> Any:
     """activation(conv(x, weight) + bias + residual) on the kernels; returns the output (``out``
     itself when given).
 
@@ -75,7 +76,8 @@ def conv2d(geom: ConvGeometry, x, weight, bias=None, *, residual=None, activatio
     ``depthwise_variant`` ("auto" | "direct" | "tiled" | "window") to depthwise's kernel;
     ``winograd_tile`` ("auto" | 2 | 4) to winograd's output tile (launch_winograd.AUTO_TILE);
     ``split_k`` ("auto" | splits >= 1, 1: never) to the k splits of implicit_gemm and
-    pointwise (split_k.py).
+    pointwise (split_k.py); ``loads`` ("auto" | "registers" | "cp_async") to how the CUDA-core
+    tiles of implicit_gemm and pointwise are filled (launch_common.LOADS).
     """
     executor = as_choice("executor", executor, EXECUTORS)
     gemm = as_choice("gemm", gemm, launch_im2col_gemm.GEMMS)
@@ -84,6 +86,7 @@ def conv2d(geom: ConvGeometry, x, weight, bias=None, *, residual=None, activatio
     math = as_choice("math", math, MATHS)
     depthwise_variant = as_choice("depthwise_variant", depthwise_variant, launch_depthwise.VARIANTS)
     split_k = check_split_k(split_k)
+    loads = as_choice("loads", loads, LOADS)
     nhwc = data_format == "NHWC"
     xp = _xp(executor)
     out_shape = layout_shape(geom.output_shape, data_format)
@@ -100,10 +103,11 @@ def conv2d(geom: ConvGeometry, x, weight, bias=None, *, residual=None, activatio
         algorithm = select_algorithm(call, data_format, gemm=gemm, workspace_bytes=workspace_bytes,
                                      iterator=iterator, tile_widths=tile_widths,
                                      depthwise_variant=depthwise_variant, math=math,
-                                     winograd_tile=winograd_tile, split_k=split_k)
+                                     winograd_tile=winograd_tile, split_k=split_k,
+                                     loads=loads)
     run_algorithm(algorithm, call, gemm=gemm, workspace_bytes=workspace_bytes, iterator=iterator,
                   tile_widths=tile_widths, depthwise_variant=depthwise_variant, math=math,
-                  winograd_tile=winograd_tile, split_k=split_k)
+                  winograd_tile=winograd_tile, split_k=split_k, loads=loads)
     if out is None:
         return target
     if not in_place:

@@ -7,7 +7,9 @@ Algorithms (the kernels' headers say how each works):
   the tensor cores (``conv2d_dgrad_implicit_gemm_mma``) unless ``math="cuda_cores"``; with
   channels-last dy, K/groups a multiple of 8 and 16-byte aligned arrays, the kernel that copies
   both operands 8 channels at a time with cp.async (``conv2d_dgrad_implicit_gemm_mma_vec``, the
-  filter RSCK-transposed; ``vector_kernel``).
+  filter RSCK-transposed; ``vector_kernel``). float32 and float64 in NCHW copy the CUDA-core
+  tiles with cp.async (``conv2d_dgrad_implicit_gemm_async``, ``pick_loads``; launcher option
+  ``loads``).
 - "im2col_gemm": columns = W^T * dy (a GEMM into an accumulator-typed column buffer, per batch
   chunk), then col2im as a gather (one thread per dx element).
 - "pointwise": 1x1 filters, dx = W^T * dy as a batched GEMM on the tensors.
@@ -24,6 +26,7 @@ from __future__ import annotations
 
 from dataclasses import replace
 
+from .._args import as_choice
 from .._kernels import CUDA_TYPES, cuda_type, register
 from .gemm_tile import GemmTile, MmaTile
 from .launch_bwd_common import (DEFAULT_SMEM_BYTES, EPILOGUE_BIAS, GRID_YZ_LIMIT, acc_dtype,
@@ -33,8 +36,9 @@ from .launch_bwd_common import (DEFAULT_SMEM_BYTES, EPILOGUE_BIAS, GRID_YZ_LIMIT
 from . import launch_depthwise, launch_winograd
 from .split_k import SplitK, gemm_splits
 from .geometry import data_gradient_geometry
-from .launch_common import (TENSOR_CORE_DTYPES, VECTOR_CHANNELS, VECTOR_STAGES, ConvCall,
-                            is_aligned, uses_tensor_cores)
+from .launch_common import (ASYNC_DTYPES, LOADS, TENSOR_CORE_DTYPES, VECTOR_CHANNELS,
+                            VECTOR_STAGES, ConvCall, async_tile, choose_loads, is_aligned,
+                            uses_tensor_cores)
 
 TILE = GemmTile(block_m=128, block_n=64, block_k=8, thread_m=8, thread_n=4)
 # The implicit GEMM's tensor-core tile (16-bit dtypes): the same 128 x 64 block, 8 warps of 32 x 32.
@@ -66,7 +70,9 @@ _IMPLICIT_NAMES = _names("conv2d_dgrad_implicit_gemm", tile=True) + [
     f"conv2d_dgrad_implicit_gemm_mma<{CUDA_TYPES[dt]}, {bool_name(nhwc)}, {MMA_TILE.template_args}>"
     for dt in TENSOR_CORE_DTYPES for nhwc in _LAYOUTS] + [
     f"conv2d_dgrad_implicit_gemm_mma_vec<{CUDA_TYPES[dt]}, {VECTOR_TILE.template_args}>"
-    for dt in TENSOR_CORE_DTYPES]
+    for dt in TENSOR_CORE_DTYPES] + [
+    f"conv2d_dgrad_implicit_gemm_async<{CUDA_TYPES[dt]}, {bool_name(nhwc)}, "
+    f"{async_tile(TILE).template_args}>" for dt in ASYNC_DTYPES for nhwc in _LAYOUTS]
 IMPLICIT_GEMM = register("conv/dgrad_implicit_gemm.cu", _IMPLICIT_NAMES, hot=_IMPLICIT_NAMES)
 
 _COLUMNS_NAMES = _names("conv2d_dgrad_gemm_columns", tile=True)
@@ -141,8 +147,8 @@ class _Call:
     contiguous arrays, the output, and what every launch needs."""
 
     def __init__(self, geom, weight, dy, bias, data_format: str, executor: str,
-                 math: str = "auto"):
-        self.geom, self.executor, self.math = geom, executor, math
+                 math: str = "auto", loads: str = "auto"):
+        self.geom, self.executor, self.math, self.loads = geom, executor, math, loads
         self.xp = xp = array_module(executor)
         self.nhwc = data_format == "NHWC"
         self.dy = contiguous(xp, dy)
@@ -180,11 +186,21 @@ def vector_kernel(call: _Call, tensor_cores: bool) -> bool:
             and is_aligned(call.dy, 16))
 
 
+def pick_loads(dtype, nhwc: bool, tensor_cores: bool, loads: str = "auto") -> str:
+    """How the implicit GEMM's CUDA-core tiles are filled (launch_common.choose_loads): "auto"
+    copies with cp.async in NCHW, where ptxas sinks the register-staged kernel's global loads
+    to just before their shared stores (every k-tile waits out their latency:
+    kernels/conv/NOTES_backward.md "cp.async for the NCHW data gradient"), and loads through
+    registers in NHWC, whose loads issue at the top of the k-tile."""
+    return choose_loads(dtype, loads, tensor_cores=tensor_cores, auto_async=not nhwc)
+
+
 def implicit_gemm(call: _Call) -> None:
     g = call.geom
     phases = g.stride_h * g.stride_w
     strides = (g.C * g.H * g.W, 1, g.C) if call.nhwc else (g.C * g.H * g.W, g.H * g.W, 1)
     tensor_cores = uses_tensor_cores(call.dtype, call.math)
+    copies = pick_loads(call.dtype, call.nhwc, tensor_cores, call.loads) == "cp_async"
     if vector_kernel(call, tensor_cores):
         # RSCK: the GEMM's B rows (one input channel each) are contiguous along its k (filters).
         w = contiguous(call.xp, call.weight.transpose(2, 3, 1, 0))
@@ -193,8 +209,9 @@ def implicit_gemm(call: _Call) -> None:
     else:
         # RSKC: the GEMM's B rows (one (tap, filter) each) are contiguous along the input channels.
         w = contiguous(call.xp, call.weight.transpose(2, 3, 0, 1))
-        tile = MMA_TILE if tensor_cores else TILE
-        template = "conv2d_dgrad_implicit_gemm" + ("_mma" if tensor_cores else "")
+        tile = MMA_TILE if tensor_cores else async_tile(TILE) if copies else TILE
+        template = "conv2d_dgrad_implicit_gemm" + ("_mma" if tensor_cores else
+                                                   "_async" if copies else "")
         name = f"{template}<{call.t}, {bool_name(call.nhwc)}, {tile.template_args}>"
     smem = tile.smem_bytes(call.dtype)  # the main loop's tiles, then the staged epilogue
     for n0, n1 in call.chunks():
@@ -353,10 +370,12 @@ RUNNERS = {"implicit_gemm": implicit_gemm, "im2col_gemm": im2col_gemm, "pointwis
 
 
 def run(algorithm: str, geom, weight, dy, bias, data_format: str, executor: str,
-        math: str = "auto"):
+        math: str = "auto", loads: str = "auto"):
     """dx for an algorithm the caller has checked (``why_not`` is None). ``math``
-    ("auto" | "cuda_cores" | "tensor_cores"): implicit_gemm's multiply-accumulate."""
-    call = _Call(geom, weight, dy, bias, data_format, executor, math)
+    ("auto" | "cuda_cores" | "tensor_cores"): implicit_gemm's multiply-accumulate; ``loads``
+    ("auto" | "registers" | "cp_async"): how its CUDA-core tiles are filled (``pick_loads``)."""
+    call = _Call(geom, weight, dy, bias, data_format, executor, math,
+                 as_choice("loads", loads, LOADS))
     RUNNERS[algorithm](call)
     return call.dx
 

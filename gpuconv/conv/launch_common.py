@@ -104,6 +104,43 @@ MMA_NARROW_TILES = (MmaTile(128, 32, 32, 32, 16), MmaTile(128, 64, 32, 32, 32))
 # k-tiles in flight: kernels/conv/NOTES.md "Asynchronous copies").
 VECTOR_CHANNELS = 8
 VECTOR_STAGES = 4
+# The CUDA-core tiles filled by cp.async, one element per copy (kernels/common/async_gemm.cuh):
+# 4 shared-memory stages, 3 k-tiles of 8 in flight (CUTLASS's Ampere SIMT sgemm keeps 4-5), for
+# float32 and float64 (a copy does not convert the 16-bit types to the float tiles). loads= of
+# the implicit GEMM and pointwise launchers: "registers" (two stages, the next k-tile held in
+# registers), "cp_async", or "auto": cp.async where the register-staged kernel's loads wait out
+# their latency in every k-tile (ptxas sinks them to their stores: the NHWC pointwise kernels),
+# registers elsewhere until the H100 has timed both (kernels/conv/NOTES.md "cp.async for the
+# CUDA-core tiles").
+ASYNC_STAGES = 4
+ASYNC_DTYPES = ("float32", "float64")
+LOADS = ("auto", "registers", "cp_async")
+
+
+@functools.lru_cache(maxsize=64)
+def async_tile(tile: GemmTile) -> GemmTile:
+    """The cp.async version of a register-staged CUDA-core tile: ASYNC_STAGES deep."""
+    return dataclasses.replace(tile, stages=ASYNC_STAGES, async_copy=True)
+
+
+def choose_loads(dtype, loads: str = "auto", *, tensor_cores: bool = False,
+                 auto_async: bool = False) -> str:
+    """How a launcher fills its CUDA-core tiles ("registers" | "cp_async") for the requested
+    ``loads``; "auto" is "cp_async" when the launcher says so (``auto_async``) and ``dtype``
+    can be copied. A forced "cp_async" that cannot run ``dtype`` is a ValueError saying why."""
+    loads = as_choice("loads", loads, LOADS)
+    name = dtype if isinstance(dtype, str) else dtype_name(dtype)
+    copyable = not tensor_cores and name in ASYNC_DTYPES
+    if loads == "auto":
+        return "cp_async" if auto_async and copyable else "registers"
+    if loads == "cp_async" and not copyable:
+        raise ValueError(f"loads='cp_async' copies float32 or float64 elements into CUDA-core "
+                         f"tiles; got {name} on {'tensor' if tensor_cores else 'CUDA'} cores "
+                         "(the 16-bit CUDA-core tiles convert on the way in; the tensor-core "
+                         "kernels copy 8-channel vectors where they can)")
+    return loads
+
+
 # math= of the launchers that have both: "auto" takes the tensor cores for 16-bit dtypes.
 MATHS = ("auto", "cuda_cores", "tensor_cores")
 

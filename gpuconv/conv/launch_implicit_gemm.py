@@ -28,6 +28,11 @@ arrays takes ``conv2d_implicit_gemm_precomputed_mma_vec`` with the precomputed i
 operands move 8 channels (16 bytes) per cp.async into tiles stored along k, VECTOR_STAGES
 k-tiles of shared memory (``vector_kernel``, ``vector_tile``; sm_80 and later, as the tensor
 cores' mma.m16n8k16 already is).
+
+How the CUDA-core tiles are filled (launcher option ``loads``, launch_common.LOADS):
+"cp_async" runs ``conv2d_implicit_gemm_precomputed_async`` (float32 and float64 with the
+precomputed iterator: one element per cp.async into ASYNC_STAGES stages,
+kernels/common/async_gemm.cuh).
 """
 from __future__ import annotations
 
@@ -38,9 +43,11 @@ from .._args import as_choice
 from .._kernels import CUDA_TYPES, register
 from .gemm_tile import GemmTile, MmaTile
 from .geometry import ConvGeometry
-from .launch_common import (GEMM_TILES, GRID_YZ_LIMIT, MMA_NARROW_TILES, MMA_TILES, NARROW_TILES,
-                            TENSOR_CORE_DTYPES, VECTOR_CHANNELS, VECTOR_STAGES, ConvCall,
-                            ceil_div, cuda_bool, is_aligned, pick_filter_tile, uses_tensor_cores)
+from .launch_common import (ASYNC_DTYPES, GEMM_TILES, GRID_YZ_LIMIT, MMA_NARROW_TILES,
+                            MMA_TILES, NARROW_TILES, TENSOR_CORE_DTYPES, VECTOR_CHANNELS,
+                            VECTOR_STAGES, ConvCall, async_tile, ceil_div, cuda_bool, is_aligned,
+                            pick_filter_tile, uses_tensor_cores)
+from .launch_common import choose_loads as common_choose_loads
 from .split_k import finish_forward, forward_split, gemm_splits
 
 ITERATORS = ("auto", "precomputed", "analytic")
@@ -50,15 +57,18 @@ KERNELS = {("analytic", False): "conv2d_implicit_gemm",
            ("analytic", True): "conv2d_implicit_gemm_mma",
            ("precomputed", True): "conv2d_implicit_gemm_precomputed_mma"}
 
+# The CUDA-core kernel whose tiles are filled by cp.async (loads="cp_async").
+ASYNC_KERNEL = "conv2d_implicit_gemm_precomputed_async"
+
 # kernels/common/conv_tap_table.cuh: MAX_TAPS (bits of a row's tap mask).
 MAX_TAPS = 32
 
 
-def tiles(dtype_name: str, tensor_cores: bool = False) -> tuple[GemmTile | MmaTile, ...]:
+def tiles(dtype: str, tensor_cores: bool = False) -> tuple[GemmTile | MmaTile, ...]:
     """Every tile the launcher can pick for this dtype: large, small, then the narrow ones."""
     if tensor_cores:
         return MMA_TILES + MMA_NARROW_TILES
-    return GEMM_TILES[dtype_name] + NARROW_TILES[dtype_name]
+    return GEMM_TILES[dtype] + NARROW_TILES[dtype]
 
 
 def pick_tile(geom: ConvGeometry, dtype, executor: str, widths: str = "auto",
@@ -85,6 +95,8 @@ def kernel_name(iterator: str, cuda_t: str, nhwc: bool, tile) -> str:
     """The name expression of the kernel for ``iterator`` ("analytic" | "precomputed")."""
     if isinstance(tile, MmaTile) and tile.rows_along_k:
         return f"{VECTOR_KERNEL}<{cuda_t}, {tile.template_args}>"
+    if isinstance(tile, GemmTile) and tile.async_copy:
+        return f"{ASYNC_KERNEL}<{cuda_t}, {cuda_bool(nhwc)}, {tile.template_args}>"
     template = KERNELS[iterator, isinstance(tile, MmaTile)]
     return f"{template}<{cuda_t}, {cuda_bool(nhwc)}, {tile.template_args}>"
 
@@ -115,18 +127,35 @@ def _vector_instantiations(dtypes):
             for dt in dtypes for t in VECTOR_TILES]
 
 
+def _async_tiles(dt):
+    return tuple(async_tile(t) for t in tiles(dt))
+
+
 FAMILY = register(
     "conv/implicit_gemm.cu",
     name_expressions=_instantiations(("analytic", "precomputed"), GEMM_TILES, tiles)
+    + _instantiations(("precomputed",), ASYNC_DTYPES, _async_tiles)
     + _instantiations(("analytic", "precomputed"), TENSOR_CORE_DTYPES,
                       lambda dt: tiles(dt, tensor_cores=True))
     + _vector_instantiations(TENSOR_CORE_DTYPES),
     hot=_instantiations(("analytic", "precomputed"), ("float32", "float16"),
                         lambda dt: (GEMM_TILES[dt][0],) + NARROW_TILES[dt])
+    + _instantiations(("precomputed",), ("float32",),
+                      lambda dt: tuple(async_tile(t) for t in (GEMM_TILES[dt][0],)
+                                       + NARROW_TILES[dt]))
     + _instantiations(("analytic", "precomputed"), ("float16",),
                       lambda dt: (MMA_TILES[0],) + MMA_NARROW_TILES)
     + _vector_instantiations(("float16",)),
 )
+
+
+def choose_loads(call: ConvCall, iterator: str, tensor_cores: bool, loads: str = "auto") -> str:
+    """launch_common.choose_loads, and a forced "cp_async" needs the precomputed iterator."""
+    loads = common_choose_loads(call.dtype, loads, tensor_cores=tensor_cores)
+    if loads == "cp_async" and iterator != "precomputed":
+        raise ValueError("loads='cp_async' runs the precomputed iterator's kernel; got "
+                         f"iterator {iterator!r} (R*S > {MAX_TAPS} filter taps, or forced)")
+    return loads
 
 
 def choose_iterator(geom: ConvGeometry, iterator: str = "auto") -> str:
@@ -157,16 +186,19 @@ def splits(geom: ConvGeometry, tile, dtype, tensor_cores: bool, executor: str,
 
 
 def run(call: ConvCall, iterator: str = "auto", tile_widths: str = "auto",
-        math: str = "auto", split_k="auto") -> None:
+        math: str = "auto", split_k="auto", loads: str = "auto") -> None:
     g = call.geom
     iterator = choose_iterator(g, iterator)
     tensor_cores = uses_tensor_cores(call.dtype, math)
+    loads = choose_loads(call, iterator, tensor_cores, loads)
     if g.groups > GRID_YZ_LIMIT:
         raise ValueError(f"implicit_gemm: groups={g.groups} exceeds the grid limit {GRID_YZ_LIMIT}")
     weight = krsc_weight(call) if call.nhwc else call.weight
     tile = pick_tile(g, call.dtype, call.executor, tile_widths, tensor_cores)
     if vector_kernel(call, iterator, tile, weight):
         tile = vector_tile(tile)
+    elif loads == "cp_async":
+        tile = async_tile(tile)
     smem = tile.smem_bytes(call.dtype)  # dynamic; the tap table is static shared memory
     fn = call.kernel(FAMILY, kernel_name(iterator, call.cuda_type, call.nhwc, tile), smem)
     for chunk in call.chunks():

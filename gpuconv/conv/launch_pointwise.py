@@ -1,37 +1,48 @@
-"""Launcher of kernels/conv/pointwise.cu: 1x1 convolution as a batched GEMM on the tensors."""
+"""Launcher of kernels/conv/pointwise.cu: 1x1 convolution as a batched GEMM on the tensors.
+
+Launcher option ``loads`` (launch_common.LOADS, ``pick_loads``): "cp_async" fills the CUDA-core
+tiles by cp.async (the ``*_async`` kernels: float32 and float64, kernels/common/async_gemm.cuh),
+the default for NHWC."""
 from __future__ import annotations
 
 import functools
 
 from .._kernels import CUDA_TYPES, register
 from .gemm_tile import GemmTile
-from .launch_common import (GEMM_TILES, GRID_YZ_LIMIT, ConvCall, ceil_div, narrow_tiles,
-                            pick_filter_tile)
+from .launch_common import (ASYNC_DTYPES, GEMM_TILES, GRID_YZ_LIMIT, ConvCall, async_tile,
+                            ceil_div, choose_loads, narrow_tiles, pick_filter_tile)
 from .split_k import finish_forward, forward_split, gemm_splits
 
 # The GEMM's M is the filters in NCHW (out[:, g] = W[g] * x[:, g]), the pixels in NHWC.
 FILTERS_ALONG_M = {"nchw": True, "nhwc": False}
 
 
-def tiles(dtype_name: str, layout: str) -> tuple[GemmTile, ...]:
+def tiles(dtype: str, layout: str) -> tuple[GemmTile, ...]:
     """Every tile the launcher can pick: large, small, the narrow ones (transposed for NCHW)."""
-    return GEMM_TILES[dtype_name] + narrow_tiles(dtype_name,
-                                                 filters_along_m=FILTERS_ALONG_M[layout])
+    return GEMM_TILES[dtype] + narrow_tiles(dtype, filters_along_m=FILTERS_ALONG_M[layout])
 
 
 @functools.lru_cache(maxsize=1024)     # formatted at every launch otherwise: host time
 def _name(layout: str, t: str, tile) -> str:
-    return f"conv2d_pointwise_{layout}<{t}, {tile.template_args}>"
+    suffix = "_async" if tile.async_copy else ""
+    return f"conv2d_pointwise_{layout}{suffix}<{t}, {tile.template_args}>"
+
+
+def _names(dtypes, tile_set) -> list[str]:
+    return [_name(layout, CUDA_TYPES[dt], tile) for dt in dtypes for layout in ("nchw", "nhwc")
+            for tile in tile_set(dt, layout)]
+
+
+def _hot_tiles(dt, layout):
+    return [t for t in tiles(dt, layout) if t != GEMM_TILES[dt][1]]
 
 
 FAMILY = register(
     "conv/pointwise.cu",
-    name_expressions=[_name(layout, CUDA_TYPES[dt], tile)
-                      for dt in GEMM_TILES for layout in ("nchw", "nhwc")
-                      for tile in tiles(dt, layout)],
-    hot=[_name(layout, CUDA_TYPES[dt], tile)
-         for dt in ("float32", "float16") for layout in ("nchw", "nhwc")
-         for tile in tiles(dt, layout) if tile != GEMM_TILES[dt][1]],
+    name_expressions=_names(GEMM_TILES, tiles)
+    + _names(ASYNC_DTYPES, lambda dt, layout: [async_tile(t) for t in tiles(dt, layout)]),
+    hot=_names(("float32", "float16"), _hot_tiles)
+    + _names(("float32",), lambda dt, layout: [async_tile(t) for t in _hot_tiles(dt, layout)]),
 )
 
 
@@ -68,14 +79,26 @@ def splits(geom, tile: GemmTile, dtype, nhwc: bool, executor: str, split_k="auto
                        executor=executor)
 
 
-def run(call: ConvCall, tile_widths: str = "auto", split_k="auto") -> None:
+def pick_loads(dtype, nhwc: bool, loads: str = "auto") -> str:
+    """How the tiles are filled (launch_common.choose_loads): "auto" copies with cp.async in
+    NHWC, where ptxas sinks the register-staged kernel's global loads to just before their
+    shared stores (every k-tile waits out their latency; kernels/conv/NOTES.md "cp.async for
+    the CUDA-core tiles"), and loads through registers in NCHW, whose loads issue at the top
+    of the k-tile."""
+    return choose_loads(dtype, loads, auto_async=nhwc)
+
+
+def run(call: ConvCall, tile_widths: str = "auto", split_k="auto", loads: str = "auto") -> None:
     """One GEMM per group over all images (pointwise.cu): pixel tiles along grid x, filter
     tiles along y."""
     g = call.geom
+    loads = pick_loads(call.dtype, call.nhwc, loads)
     if g.groups > GRID_YZ_LIMIT:
         raise ValueError(f"pointwise: groups={g.groups} exceeds the grid limit {GRID_YZ_LIMIT}")
     layout = "nhwc" if call.nhwc else "nchw"
     tile = pick_tile(g, call.dtype, call.executor, nhwc=call.nhwc, widths=tile_widths)
+    if loads == "cp_async":
+        tile = async_tile(tile)
     pixels, filters = tile_extent(tile, call.nhwc)
     fn = call.kernel(FAMILY, _name(layout, call.cuda_type, tile))
     for chunk in call.chunks():

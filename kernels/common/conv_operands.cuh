@@ -152,7 +152,7 @@ struct RowMajorSource {
     return T{};
   }
   // Whether elements k .. k+7 of a row exist, and where (KVectorLoader; `a` when they do not):
-  // cols and k multiples of 8, rows 16-byte aligned.
+  // cols and k multiples of 8, rows 16-byte aligned. Or element k alone (async_gemm.cuh).
   __device__ __forceinline__ bool vector_at(const Row& row, const Col& col, const T*& from) const {
     const bool inside = row.offset >= 0 && col.k < cols;
     from = a + (inside ? row.offset + col.k : 0);
@@ -197,6 +197,12 @@ struct NchwPixelSource {
     if (row.offset >= 0 && col.c < channels) return x[row.offset + col.c * channel_stride];
     return T{};
   }
+  // Whether the element exists, and where (async_gemm.cuh's element copies; x when it does not).
+  __device__ __forceinline__ bool vector_at(const Row& row, const Col& col, const T*& from) const {
+    const bool inside = row.offset >= 0 && col.c < channels;
+    from = x + (inside ? row.offset + col.c * channel_stride : 0);
+    return inside;
+  }
 };
 
 // The pointwise A operand for NHWC input: element (m, c) = x[n][p*stride_h][q*stride_w][g*C/g + c],
@@ -228,6 +234,12 @@ struct PointwiseNhwcSource {
   __device__ __forceinline__ T load(const Row& row, const Col& col) const {
     if (row.offset >= 0 && col.c < channels) return x[row.offset + col.c];
     return T{};
+  }
+  // Whether the element exists, and where (async_gemm.cuh's element copies; x when it does not).
+  __device__ __forceinline__ bool vector_at(const Row& row, const Col& col, const T*& from) const {
+    const bool inside = row.offset >= 0 && col.c < channels;
+    from = x + (inside ? row.offset + col.c : 0);
+    return inside;
   }
 };
 

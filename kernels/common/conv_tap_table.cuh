@@ -188,6 +188,16 @@ struct PrecomputedRows {
   }
 };
 
+// Whether `row` reads input at `at` (its mask has the tap's bit), and where: the address for the
+// copying loaders' vector_at (x itself when it reads nothing: any valid address).
+template <class T>
+__device__ __forceinline__ bool tap_address(const T* x, const PrecomputedRow& row,
+                                            const TapPosition& at, const T*& from) {
+  const bool inside = (row.taps & at.bit) != 0u;
+  from = x + (inside ? row.base + at.offset : 0);
+  return inside;
+}
+
 // NCHW input, k = (c, live tap) (KCRS weights through LiveTapWeightLoader): element (m, k) =
 // x[base(m) + c * H*W + offset of the live tap]; cursor lo = live tap, hi = c * H*W.
 template <class T>
@@ -213,6 +223,11 @@ struct PrecomputedNchwSource {
   __device__ __forceinline__ T load(const Row& row, const TapPosition& at) const {
     if (row.taps & at.bit) return x[row.base + at.offset];
     return T{};
+  }
+  // Whether the element exists for the row, and where (async_gemm.cuh's element copies).
+  __device__ __forceinline__ bool vector_at(const Row& row, const TapPosition& at,
+                                            const T*& from) const {
+    return tap_address(x, row, at, from);
   }
 };
 
@@ -240,13 +255,11 @@ struct PrecomputedNhwcSource {
     if (row.taps & at.bit) return x[row.base + at.offset];
     return T{};
   }
-  // Whether channels c .. c+7 of one tap exist for the row, and where (KVectorLoader; x when
-  // they do not): C/groups a multiple of 8, x 16-byte aligned.
+  // Whether channels c .. c+7 of one tap exist for the row, and where (KVectorLoader: C/groups
+  // a multiple of 8, x 16-byte aligned); or channel c alone (async_gemm.cuh's element copies).
   __device__ __forceinline__ bool vector_at(const Row& row, const TapPosition& at,
                                             const T*& from) const {
-    const bool inside = (row.taps & at.bit) != 0u;
-    from = x + (inside ? row.base + at.offset : 0);
-    return inside;
+    return tap_address(x, row, at, from);
   }
 };
 
@@ -281,10 +294,11 @@ struct PrecomputedKLoader : Base {
   }
 };
 
-// NCHW: the mn-contiguous map (each thread KS consecutive k of one row).
-template <class A, class Source, int BLOCK_MN, int BLOCK_K, int THREADS>
-struct PrecomputedMnLoader : MnContiguousLoader<A, Source, BLOCK_MN, BLOCK_K, THREADS> {
-  using Base = MnContiguousLoader<A, Source, BLOCK_MN, BLOCK_K, THREADS>;
+// NCHW: the mn-contiguous map (each thread KS consecutive k of one row). Base:
+// MnContiguousLoader, or async_gemm.cuh's MnElementAsyncLoader (the same map, copies).
+template <class A, class Source, int BLOCK_MN, int BLOCK_K, int THREADS,
+          class Base = MnContiguousLoader<A, Source, BLOCK_MN, BLOCK_K, THREADS>>
+struct PrecomputedMnLoader : Base {
   KCursor cursor;  // at the thread's first k of the next tile
   KStep tile_step;
 
@@ -301,7 +315,7 @@ struct PrecomputedMnLoader : MnContiguousLoader<A, Source, BLOCK_MN, BLOCK_K, TH
     KCursor at = cursor;
 #pragma unroll
     for (int e = 0; e < Base::KS; ++e) {
-      this->regs[e] = to_tile<A>(src.load(this->row_state, src.position(at)));
+      this->load_k(e, src, src.position(at));
       if (e + 1 < Base::KS) src.counter.advance_one(at);
     }
     src.counter.advance(cursor, tile_step);

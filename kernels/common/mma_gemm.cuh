@@ -9,15 +9,16 @@
 // fragments (ptx.cuh). Rows are padded by 8 elements (16 bytes): the 8 row addresses of
 // one ldmatrix matrix then fall 4 banks apart (LD * 2 bytes = 4 words mod 32 for
 // LD = 128 + 8), covering all 32 banks once. MmaTileK stores them along k instead, for the
-// 8-element vector loader below, which copies asynchronously (cp.async) into a deeper pipeline
-// of stages (async_gemm_mainloop); MmaTileAsync keeps the k-major layout for the vector loader
-// along mn.
+// 8-element vector loader below, which copies asynchronously (cp.async) into a deeper
+// pipeline of stages (async_gemm.cuh: async_gemm_mainloop); MmaTileAsync keeps the k-major
+// layout for the vector loader along mn.
 //
 // Same interface as SimtMma: compute(smem_a, smem_b) per k-tile, then epilogue(stage, store)
 // hands each accumulator with its block-tile (row, col) to the caller.
 #pragma once
 
 #include "dtypes.cuh"
+#include "async_gemm.cuh"
 #include "ptx.cuh"
 #include "simt_gemm.cuh"
 
@@ -188,74 +189,6 @@ struct MnVectorLoader {
     }
   }
 };
-
-// The main loop for loaders that copy asynchronously (KVectorLoader, MnVectorLoader) into
-// Tile::STAGES stages: acc += A(BLOCK_M x k) * B(k x BLOCK_N) over the k-tiles of `tiles`, as
-// simt_gemm_mainloop computes it, with STAGES - 1 k-tiles in flight while one is multiplied. Each iteration waits
-// for its k-tile's copies (this thread's with cp_async_wait, everyone's with the barrier), then
-// starts the copies of the k-tile STAGES - 1 ahead into the stage the previous iteration
-// multiplied (the barrier also says every warp is done with it), then multiplies. Every iteration commits a
-// group, empty past the last k-tile, so that the wait count stays STAGES - 2. The loaders see
-// load(k0) for the k0 of tiles.begin, tiles.begin + 1, ... once each, in order
-// (conv_tap_table.cuh's cursors rely on it). smem: Tile::SMEM_ELEMENTS elements of T.
-template <class T, class Tile, class Mma, class LoaderA, class SourceA, class LoaderB, class SourceB>
-__device__ __forceinline__ void async_gemm_mainloop(Mma& mma, LoaderA& loader_a, const SourceA& src_a,
-                                                    LoaderB& loader_b, const SourceB& src_b,
-                                                    KTileRange tiles, T* smem) {
-  static_assert(LoaderA::LD == Tile::LDA && LoaderB::LD == Tile::LDB,
-                "the loaders store rows of the tile's padded length");
-  constexpr int STAGES = Tile::STAGES;
-  T* smem_a = smem;
-  T* smem_b = smem + STAGES * Tile::STAGE_A;
-  int fill = 0;            // the stage the next copies go to
-  int next = tiles.begin;  // the k-tile they copy
-  auto copy_next = [&]() {
-    if (next < tiles.end) {
-      loader_a.into(smem_a + fill * Tile::STAGE_A);
-      loader_b.into(smem_b + fill * Tile::STAGE_B);
-      loader_a.load(src_a, next * Tile::BLOCK_K);
-      loader_b.load(src_b, next * Tile::BLOCK_K);
-    }
-    cp_async_commit();
-    ++next;
-    fill = fill + 1 == STAGES ? 0 : fill + 1;
-  };
-
-#pragma unroll
-  for (int s = 0; s < STAGES - 1; ++s) copy_next();
-
-  // main loop
-  int read = 0;  // the stage k-tile t is in
-  for (int t = tiles.begin; t < tiles.end; ++t) {
-    cp_async_wait<STAGES - 2>();  // this thread's copies of k-tile t have landed
-    __syncthreads();              // everyone's have; everyone is done with k-tile t - 1
-    copy_next();                  // k-tile t + STAGES - 1, into k-tile t - 1's stage
-    mma.compute(smem_a + read * Tile::STAGE_A, smem_b + read * Tile::STAGE_B);
-    read = read + 1 == STAGES ? 0 : read + 1;
-  }
-  cp_async_wait<0>();  // only empty groups remain; the epilogue reuses the shared memory
-}
-
-// The main loop the tile's loaders need: cp.async stages for MmaTileK / MmaTileAsync,
-// registers otherwise.
-template <class T, class Tile, class Mma, class LoaderA, class SourceA, class LoaderB, class SourceB>
-__device__ __forceinline__ void gemm_mainloop(Mma& mma, LoaderA& loader_a, const SourceA& src_a,
-                                              LoaderB& loader_b, const SourceB& src_b,
-                                              KTileRange tiles, T* smem) {
-  if constexpr (Tile::ASYNC_COPY)
-    async_gemm_mainloop<T, Tile>(mma, loader_a, src_a, loader_b, src_b, tiles, smem);
-  else
-    simt_gemm_mainloop<T, Tile>(mma, loader_a, src_a, loader_b, src_b, tiles, smem);
-}
-
-// ... over every k-tile of a GEMM of depth gemm_k.
-template <class T, class Tile, class Mma, class LoaderA, class SourceA, class LoaderB, class SourceB>
-__device__ __forceinline__ void gemm_mainloop(Mma& mma, LoaderA& loader_a, const SourceA& src_a,
-                                              LoaderB& loader_b, const SourceB& src_b, int gemm_k,
-                                              T* smem) {
-  gemm_mainloop<T, Tile>(mma, loader_a, src_a, loader_b, src_b, all_k_tiles(gemm_k, Tile::BLOCK_K),
-                         smem);
-}
 
 // __launch_bounds__ of a kernel that runs one MmaTile per block: its thread count and a
 // minimum of 1 block per SM. Measured offline (CUDA 13.0, kernels/conv/NOTES.md "Tensor

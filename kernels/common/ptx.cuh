@@ -146,6 +146,22 @@ __device__ __forceinline__ void cp_async_16(void* dst, const void* src, bool fil
 #endif
 }
 
+// cp.async.ca.shared.global of one 4- or 8-byte element (sm_80+): the CUDA-core tiles' copies
+// (async_gemm.cuh), whose gathers have no aligned 16-byte runs. .ca because PTX allows .cg only
+// for 16 bytes. Both addresses aligned to BYTES; fill_zeros as for cp_async_16.
+template <int BYTES>
+__device__ __forceinline__ void cp_async_element(void* dst, const void* src, bool fill_zeros) {
+  static_assert(BYTES == 4 || BYTES == 8, "one float or one double per copy");
+#if defined(__CUDA_ARCH__)
+  const unsigned address = static_cast<unsigned>(__cvta_generic_to_shared(dst));
+  asm volatile("cp.async.ca.shared.global [%0], [%1], %2, %3;\n"
+               :
+               : "r"(address), "l"(src), "n"(BYTES), "r"(fill_zeros ? 0 : BYTES));
+#elif defined(__SIMT_CPU__)
+  simt_async_copy(dst, src, BYTES, fill_zeros ? 0 : BYTES);
+#endif
+}
+
 // cp.async.commit_group: the thread's copies since its last commit form one group.
 __device__ __forceinline__ void cp_async_commit() {
 #if defined(__CUDA_ARCH__)

@@ -219,28 +219,43 @@ struct SimtMma {
 // Source interface: Row row(int mn) (per-row state, computed once), Col column(int k)
 // (per-k state, once per k-tile), T load(const Row&, const Col&) (T{} outside the
 // operand; the loader converts it to the tile's type A with to_tile).
-template <class A, class Source, int BLOCK_MN, int BLOCK_K, int THREADS>
-struct KContiguousLoader {
+// The thread-to-element map of a k-contiguous operand tile (shared by KContiguousLoader and
+// async_gemm.cuh's KElementAsyncLoader): consecutive threads on consecutive k of one row, each
+// thread one k column of ROWS rows, the rows' Source state computed once.
+template <class Source, int BLOCK_MN, int BLOCK_K, int THREADS>
+struct KContiguousMap {
   static_assert(THREADS % BLOCK_K == 0, "threads must cover whole k rows");
   static constexpr int ROW_STEP = THREADS / BLOCK_K;
   static_assert(BLOCK_MN % ROW_STEP == 0, "threads must cover the tile evenly");
   static constexpr int ROWS = BLOCK_MN / ROW_STEP;
-  static constexpr int LD = BLOCK_MN + SMEM_PAD<A>;
 
   typename Source::Row rows[ROWS];
-  A regs[ROWS];
   int kk, row0;
 
   // `rows`: anything with Source's row(mn) (the source itself, or a row-only part of it).
   template <class Rows>
-  __device__ __forceinline__ KContiguousLoader(const Rows& rows_of, int mn0, int tid) {
+  __device__ __forceinline__ KContiguousMap(const Rows& rows_of, int mn0, int tid) {
     kk = tid % BLOCK_K;
     row0 = tid / BLOCK_K;
 #pragma unroll
     for (int e = 0; e < ROWS; ++e) rows[e] = rows_of.row(mn0 + row0 + e * ROW_STEP);
   }
+};
+
+template <class A, class Source, int BLOCK_MN, int BLOCK_K, int THREADS>
+struct KContiguousLoader : KContiguousMap<Source, BLOCK_MN, BLOCK_K, THREADS> {
+  using Map = KContiguousMap<Source, BLOCK_MN, BLOCK_K, THREADS>;
+  using Map::ROW_STEP;
+  using Map::ROWS;
+  static constexpr int LD = BLOCK_MN + SMEM_PAD<A>;
+
+  A regs[ROWS];
+
+  template <class Rows>
+  __device__ __forceinline__ KContiguousLoader(const Rows& rows_of, int mn0, int tid)
+      : Map(rows_of, mn0, tid) {}
   __device__ __forceinline__ void load(const Source& src, int k0) {
-    const typename Source::Col col = src.column(k0 + kk);
+    const typename Source::Col col = src.column(k0 + this->kk);
 #pragma unroll
     for (int e = 0; e < ROWS; ++e) load_row(e, src, col);
   }
@@ -248,11 +263,11 @@ struct KContiguousLoader {
   // precomputed-offset loaders of conv_tap_table.cuh pass their own).
   template <class Position>
   __device__ __forceinline__ void load_row(int e, const Source& src, const Position& at) {
-    regs[e] = to_tile<A>(src.load(rows[e], at));
+    regs[e] = to_tile<A>(src.load(this->rows[e], at));
   }
   __device__ __forceinline__ void store(A* tile) const {
 #pragma unroll
-    for (int e = 0; e < ROWS; ++e) tile[kk * LD + row0 + e * ROW_STEP] = regs[e];
+    for (int e = 0; e < ROWS; ++e) tile[this->kk * LD + this->row0 + e * ROW_STEP] = regs[e];
   }
 };
 
@@ -260,35 +275,54 @@ struct KContiguousLoader {
 // memory (NCHW activations, whose output pixels are neighbours): consecutive threads take
 // consecutive mn, and each thread loads KS consecutive k of its one column, stepping the
 // source's k state incrementally (Source::advance) instead of dividing again.
-template <class A, class Source, int BLOCK_MN, int BLOCK_K, int THREADS>
-struct MnContiguousLoader {
+// The thread-to-element map of an mn-contiguous operand tile (shared by MnContiguousLoader and
+// async_gemm.cuh's MnElementAsyncLoader): consecutive threads on consecutive mn, each thread KS
+// consecutive k of its one column.
+template <class Source, int BLOCK_MN, int BLOCK_K, int THREADS>
+struct MnContiguousMap {
   static_assert(THREADS % BLOCK_MN == 0, "threads must cover whole mn rows");
   static constexpr int K_GROUPS = THREADS / BLOCK_MN;
   static_assert(BLOCK_K % K_GROUPS == 0, "threads must cover the tile evenly");
   static constexpr int KS = BLOCK_K / K_GROUPS;
-  static constexpr int LD = BLOCK_MN + SMEM_PAD<A>;
 
   typename Source::Row row_state;
-  A regs[KS];
   int mn, kk0;
 
   template <class Rows>
-  __device__ __forceinline__ MnContiguousLoader(const Rows& rows_of, int mn0, int tid) {
+  __device__ __forceinline__ MnContiguousMap(const Rows& rows_of, int mn0, int tid) {
     mn = tid % BLOCK_MN;
     kk0 = (tid / BLOCK_MN) * KS;
     row_state = rows_of.row(mn0 + mn);
   }
+};
+
+template <class A, class Source, int BLOCK_MN, int BLOCK_K, int THREADS>
+struct MnContiguousLoader : MnContiguousMap<Source, BLOCK_MN, BLOCK_K, THREADS> {
+  using Map = MnContiguousMap<Source, BLOCK_MN, BLOCK_K, THREADS>;
+  using Map::KS;
+  static constexpr int LD = BLOCK_MN + SMEM_PAD<A>;
+
+  A regs[KS];
+
+  template <class Rows>
+  __device__ __forceinline__ MnContiguousLoader(const Rows& rows_of, int mn0, int tid)
+      : Map(rows_of, mn0, tid) {}
   __device__ __forceinline__ void load(const Source& src, int k0) {
-    typename Source::Col col = src.column(k0 + kk0);
+    typename Source::Col col = src.column(k0 + this->kk0);
 #pragma unroll
     for (int e = 0; e < KS; ++e) {
-      regs[e] = to_tile<A>(src.load(row_state, col));
+      load_k(e, src, col);
       src.advance(col);
     }
   }
+  // The thread's e-th k at `at` (any position type the source takes, as load_row above).
+  template <class Position>
+  __device__ __forceinline__ void load_k(int e, const Source& src, const Position& at) {
+    regs[e] = to_tile<A>(src.load(this->row_state, at));
+  }
   __device__ __forceinline__ void store(A* tile) const {
 #pragma unroll
-    for (int e = 0; e < KS; ++e) tile[(kk0 + e) * LD + mn] = regs[e];
+    for (int e = 0; e < KS; ++e) tile[(this->kk0 + e) * LD + this->mn] = regs[e];
   }
 };
 

@@ -1,5 +1,6 @@
 // Implicit-GEMM data gradient (dgrad), decomposed over stride phases, on CUDA cores (every
-// dtype: conv2d_dgrad_implicit_gemm) and on tensor cores (__half, __nv_bfloat16:
+// dtype: conv2d_dgrad_implicit_gemm; float and double filled by cp.async:
+// conv2d_dgrad_implicit_gemm_async) and on tensor cores (__half, __nv_bfloat16:
 // conv2d_dgrad_implicit_gemm_mma; the same loaders and main loop, implicit_gemm.cu's split).
 //
 // Channels-last dy with K/groups a multiple of 8 on tensor cores takes
@@ -22,6 +23,7 @@
 // written once, so the result is the same bits whatever the schedule (deterministic mode needs
 // nothing more).
 // The epilogue adds the bias when `epilogue` has EPILOGUE_BIAS (conv_transpose2d).
+#include "async_gemm.cuh"
 #include "conv_shape.cuh"
 #include "dtypes.cuh"
 #include "epilogue.cuh"
@@ -47,16 +49,15 @@ __device__ __forceinline__ void dgrad_implicit_gemm(const T* dy, const T* w,
   using DySource = typename gc::Select<NHWC, gc::DgradDyNhwcSource<T>, gc::DgradDyNchwSource<T>>::type;
   using WeightSource = typename gc::Select<VECTORS, gc::DgradWeightRsckSource<T>,
                                            gc::DgradWeightSource<T>>::type;
+  // 8 channels per copy for a tile stored along k; else one element per thread and k, through
+  // registers or copied (SimtTileAsync: gc::KLoaderFor / MnLoaderFor).
   using LoaderA = typename gc::Select<
       VECTORS, gc::KVectorLoader<T, DySource, Tile::BLOCK_M, Tile::BLOCK_K, Tile::THREADS>,
-      typename gc::Select<
-          NHWC, gc::KContiguousLoader<Smem, DySource, Tile::BLOCK_M, Tile::BLOCK_K, Tile::THREADS>,
-          gc::MnContiguousLoader<Smem, DySource, Tile::BLOCK_M, Tile::BLOCK_K,
-                                 Tile::THREADS>>::type>::type;
+      typename gc::Select<NHWC, gc::KLoaderFor<Tile, Smem, DySource, Tile::BLOCK_M>,
+                          gc::MnLoaderFor<Tile, Smem, DySource, Tile::BLOCK_M>>::type>::type;
   using LoaderB = typename gc::Select<
       VECTORS, gc::KVectorLoader<T, WeightSource, Tile::BLOCK_N, Tile::BLOCK_K, Tile::THREADS>,
-      gc::MnContiguousLoader<Smem, WeightSource, Tile::BLOCK_N, Tile::BLOCK_K,
-                             Tile::THREADS>>::type;
+      gc::MnLoaderFor<Tile, Smem, WeightSource, Tile::BLOCK_N>>::type;
 
   const int phases = shape.stride_h * shape.stride_w;
   const int group = blockIdx.z / phases;
@@ -73,7 +74,7 @@ __device__ __forceinline__ void dgrad_implicit_gemm(const T* dy, const T* w,
   LoaderB loader_b(src_b, n0, tid);
   typename Tile::template Mma<T, !NHWC> mma(tid);
 
-  // main loop (simt_gemm.cuh; async_gemm_mainloop of mma_gemm.cuh for MmaTileK)
+  // main loop (simt_gemm.cuh; async_gemm.cuh's async_gemm_mainloop for MmaTileK)
   gc::gemm_mainloop<Smem, Tile>(mma, loader_a, src_a, loader_b, src_b, prob.gemm_k,
                                 reinterpret_cast<Smem*>(smem));
 
@@ -97,6 +98,21 @@ conv2d_dgrad_implicit_gemm(const T* __restrict__ dy, const T* __restrict__ w_rsk
   GC_CONV_SHAPE_NAMES;
   extern __shared__ __align__(16) unsigned char smem_raw[];
   using Tile = gc::SimtTile<BLOCK_M, BLOCK_N, BLOCK_K, THREAD_M, THREAD_N>;
+  const gc::Epilogue<T> epi{dx, dx_sN, dx_sC, dx_sHW, bias, nullptr, 0, 0, 0, epilogue};
+  dgrad_implicit_gemm<T, NHWC, Tile>(dy, w_rskc, GC_CONV_SHAPE, epi, smem_raw);
+}
+
+// float and double with cp.async (sm_80+): one element per copy into STAGES stages
+// (async_gemm.cuh); the launcher's choice for NCHW, whose register-staged loop waits out its
+// loads' latency (launch_bwd_data.pick_loads).
+template <class T, bool NHWC, int BLOCK_M, int BLOCK_N, int BLOCK_K, int THREAD_M, int THREAD_N,
+          int STAGES>
+__global__ void GC_SIMT_LAUNCH_BOUNDS(BLOCK_M, BLOCK_N, THREAD_M, THREAD_N)
+conv2d_dgrad_implicit_gemm_async(const T* __restrict__ dy, const T* __restrict__ w_rskc,
+                                 GC_CONV_SHAPE_PARAMS, GC_DGRAD_OUTPUT_PARAMS(T)) {
+  GC_CONV_SHAPE_NAMES;
+  extern __shared__ __align__(16) unsigned char smem_raw[];
+  using Tile = gc::SimtTileAsync<BLOCK_M, BLOCK_N, BLOCK_K, THREAD_M, THREAD_N, STAGES>;
   const gc::Epilogue<T> epi{dx, dx_sN, dx_sC, dx_sHW, bias, nullptr, 0, 0, 0, epilogue};
   dgrad_implicit_gemm<T, NHWC, Tile>(dy, w_rskc, GC_CONV_SHAPE, epi, smem_raw);
 }

@@ -152,6 +152,15 @@ struct DgradDyNchwSource {
       return dy[row.base + col.k * PQ + p * prob.Q + q];
     return T{};
   }
+  // Whether the element exists, and where (async_gemm.cuh's element copies; dy when it does not).
+  __device__ __forceinline__ bool vector_at(const Row& row, const Col& col, const T*& from) const {
+    const int p = row.i + prob.ph.out0 - col.tr * prob.ph.out_step;
+    const int q = row.j + prob.pw.out0 - col.ts * prob.pw.out_step;
+    const bool inside = col.kk < prob.gemm_k && unsigned(p) < unsigned(prob.P) &&
+                        unsigned(q) < unsigned(prob.Q);
+    from = dy + (inside ? row.base + col.k * PQ + p * prob.Q + q : 0);
+    return inside;
+  }
 };
 
 // A (M x K): dy gathered for NHWC dy; consecutive kk are consecutive channels of one dy pixel:
@@ -196,7 +205,7 @@ struct DgradDyNhwcSource {
   }
   // Whether channels k .. k+7 of the row's dy pixel for this tap exist, and where (KVectorLoader;
   // dy when they do not): K/groups a multiple of 8 (a vector never straddles a tap), dy 16-byte
-  // aligned.
+  // aligned. Or channel k alone (async_gemm.cuh's element copies).
   __device__ __forceinline__ bool vector_at(const Row& row, const Col& col, const T*& from) const {
     const int p = row.i + col.dp;
     const int q = row.j + col.dq;
@@ -249,6 +258,12 @@ struct DgradWeightSource {
   __device__ __forceinline__ T load(const Row& row, const Col& col) const {
     if (col.kk < prob.gemm_k && row.c >= 0) return w_rskc[col.offset + row.c];
     return T{};
+  }
+  // Whether the element exists, and where (async_gemm.cuh's element copies; w when it does not).
+  __device__ __forceinline__ bool vector_at(const Row& row, const Col& col, const T*& from) const {
+    const bool inside = col.kk < prob.gemm_k && row.c >= 0;
+    from = w_rskc + (inside ? col.offset + row.c : 0);
+    return inside;
   }
 };
 

@@ -23,13 +23,15 @@
 //   SimtTile  (simt_gemm.cuh): per-thread outer products on CUDA cores; operand tiles converted
 //             to the accumulator type as they enter shared memory.
 //   MmaTile   (mma_gemm.cuh): warp-level mma.m16n8k16 on tensor cores; operand tiles kept in T.
-// Kernels: conv2d_implicit_gemm[_precomputed] (SimtTile), conv2d_implicit_gemm[_precomputed]_mma
-// (MmaTile), conv2d_implicit_gemm_precomputed_mma_vec (MmaTileK: NHWC, C/groups % 8 == 0, both
-// operands copied 8 channels at a time with cp.async, several k-tiles in flight).
+// Kernels: conv2d_implicit_gemm[_precomputed] (SimtTile), conv2d_implicit_gemm_precomputed_async
+// (SimtTileAsync: float and double, one element per cp.async, several k-tiles in flight),
+// conv2d_implicit_gemm[_precomputed]_mma (MmaTile), conv2d_implicit_gemm_precomputed_mma_vec
+// (MmaTileK: NHWC, C/groups % 8 == 0, both operands copied 8 channels at a time with cp.async).
 // Grid: (ceil(M / BLOCK_M), ceil(N / BLOCK_N), groups * splits): split-K (split_k.cuh) cuts
 // the k-tiles into `splits` shares when the output tiles alone would leave SMs idle;
 // dynamic shared memory for the main loop, then the staged epilogue (gpuconv/conv/gemm_tile.py:
 // smem_bytes). Accumulation is in float for the half types.
+#include "async_gemm.cuh"
 #include "conv_operands.cuh"
 #include "conv_shape.cuh"
 #include "conv_tap_table.cuh"
@@ -121,15 +123,18 @@ __device__ __forceinline__ void implicit_gemm_precomputed(const T* x, const T* w
                                      gc::PrecomputedNchwSource<T>>::type;
   using Weights = gc::RowMajorSource<T>;
   static_assert(NHWC || !Tile::ROWS_ALONG_K, "vector loads need channels-last activations");
+  // The maps of the operand tiles' elements to threads: 8 k per copy for a tile stored along
+  // k, else one element per thread and k (through registers, or copied: gc::KLoaderFor).
   using RowsA = typename gc::Select<
       Tile::ROWS_ALONG_K, gc::KVectorLoader<T, Source, Tile::BLOCK_M, Tile::BLOCK_K, Tile::THREADS>,
-      gc::KContiguousLoader<Smem, Source, Tile::BLOCK_M, Tile::BLOCK_K, Tile::THREADS>>::type;
+      gc::KLoaderFor<Tile, Smem, Source, Tile::BLOCK_M>>::type;
   using RowsB = typename gc::Select<
       Tile::ROWS_ALONG_K, gc::KVectorLoader<T, Weights, Tile::BLOCK_N, Tile::BLOCK_K, Tile::THREADS>,
-      gc::KContiguousLoader<Smem, Weights, Tile::BLOCK_N, Tile::BLOCK_K, Tile::THREADS>>::type;
+      gc::KLoaderFor<Tile, Smem, Weights, Tile::BLOCK_N>>::type;
   using Loader = typename gc::Select<
       NHWC, gc::PrecomputedKLoader<Smem, Source, Tile::BLOCK_M, Tile::BLOCK_K, Tile::THREADS, RowsA>,
-      gc::PrecomputedMnLoader<Smem, Source, Tile::BLOCK_M, Tile::BLOCK_K, Tile::THREADS>>::type;
+      gc::PrecomputedMnLoader<Smem, Source, Tile::BLOCK_M, Tile::BLOCK_K, Tile::THREADS,
+                              gc::MnLoaderFor<Tile, Smem, Source, Tile::BLOCK_M>>>::type;
 
   // The rows first: their tap masks decide which taps the block's k runs over (the same for
   // every split of the tile: the splits share out the same k-tiles).
@@ -176,6 +181,22 @@ conv2d_implicit_gemm_precomputed(const T* __restrict__ x, const T* __restrict__ 
   extern __shared__ __align__(16) unsigned char smem_raw[];
   __shared__ gc::LiveTaps live;
   using Tile = gc::SimtTile<BLOCK_M, BLOCK_N, BLOCK_K, THREAD_M, THREAD_N>;
+  implicit_gemm_precomputed<T, NHWC, Tile>(x, w, GC_CONV_SHAPE, GC_EPILOGUE(T), splits, partial,
+                                            live, smem_raw);
+}
+
+// float and double with cp.async (sm_80+): both operands copied one element at a time into
+// STAGES stages, STAGES - 1 k-tiles in flight (async_gemm.cuh); launcher option loads="cp_async".
+template <class T, bool NHWC, int BLOCK_M, int BLOCK_N, int BLOCK_K, int THREAD_M, int THREAD_N,
+          int STAGES>
+__global__ void GC_SIMT_LAUNCH_BOUNDS(BLOCK_M, BLOCK_N, THREAD_M, THREAD_N)
+conv2d_implicit_gemm_precomputed_async(const T* __restrict__ x, const T* __restrict__ w,
+                                       GC_CONV_SHAPE_PARAMS, GC_EPILOGUE_PARAMS(T),
+                                       GC_SPLIT_K_PARAMS(T)) {
+  GC_CONV_SHAPE_NAMES;
+  extern __shared__ __align__(16) unsigned char smem_raw[];
+  __shared__ gc::LiveTaps live;
+  using Tile = gc::SimtTileAsync<BLOCK_M, BLOCK_N, BLOCK_K, THREAD_M, THREAD_N, STAGES>;
   implicit_gemm_precomputed<T, NHWC, Tile>(x, w, GC_CONV_SHAPE, GC_EPILOGUE(T), splits, partial,
                                             live, smem_raw);
 }

@@ -68,7 +68,7 @@ __device__ __forceinline__ void wgrad_implicit_gemm(const T* x, const T* dy,
   LoaderB loader_b(src_b, n0, tid);
   typename Tile::template Mma<T, false> mma(tid);
 
-  // main loop (simt_gemm.cuh; async_gemm_mainloop of mma_gemm.cuh for MmaTileAsync)
+  // main loop (simt_gemm.cuh; async_gemm.cuh's async_gemm_mainloop for MmaTileAsync)
   gc::gemm_mainloop<Smem, Tile>(mma, loader_a, src_a, loader_b, src_b, range.end - range.begin,
                                 reinterpret_cast<Smem*>(smem));
 

@@ -17,6 +17,8 @@ import dataclasses
 import itertools
 import json
 
+import re
+
 import numpy as np
 import pytest
 
@@ -345,7 +347,9 @@ def test_large_gemm_tiles(algorithm, data_format, dtype, monkeypatch, rng, launc
     tensor_cores = algorithm == "implicit_gemm" and launch_common.uses_tensor_cores(dtype)
     tiles = launch_common.MMA_TILES if tensor_cores else launch_common.gemm_tiles(dtype)
     large = tiles[0].template_args.replace(" ", "")
-    assert any(name.replace(" ", "").endswith(large + ">") for name in launched_names), launched_names
+    # A cp.async kernel's name has the tile's stages after its tile (launch_common.async_tile).
+    assert any(re.search(rf"<\w+(,\w+)?,{large}(,{launch_common.ASYNC_STAGES})?>$",
+                         name.replace(" ", "")) for name in launched_names), launched_names
 
 
 @pytest.mark.parametrize("dtype, order", [("float32", "forward"), ("float16", "reverse"),
@@ -361,7 +365,9 @@ def test_narrow_gemm_tiles(algorithm, case, data_format, dtype, order, monkeypat
     # The GEMM tile's filter extent: 3 more than a group's filters (fp64's 64 is its large
     # tile). The filters are the GEMM's M except in the NHWC pointwise kernel.
     gemm = next(n for n in launched_names if "pointwise" in n or "gemm_columns" in n)
-    block_m, block_n = map(int, gemm.split("<")[1].rstrip(">").split(",")[-5:-3])
+    # <type, [lanes along M,] BLOCK_M, BLOCK_N, ...>: gemm_columns names the lanes' side.
+    args = gemm.split("<")[1].rstrip(">").split(",")[1:]
+    block_m, block_n = map(int, args[1:3] if "gemm_columns" in gemm else args[0:2])
     filters_along_n = algorithm == "pointwise" and data_format == "NHWC"
     assert (block_n if filters_along_n else block_m) == case.geom.K_per_group + 3, gemm
 
@@ -551,9 +557,11 @@ def test_winograd_on_the_large_gemm_tile(data_format, monkeypatch, rng, launched
     monkeypatch.setattr(launch_common, "multiprocessor_count", lambda executor: 1)
     check(CASE_BY_NAME["multi_tile"], "winograd_nonfused", np.dtype(np.float64), data_format, "simulator",
           rng, residual=True)
-    large = launch_common.gemm_tiles(np.float64)[0].template_args.replace(" ", "")
-    assert any("pointwise" in n and n.replace(" ", "").endswith(large + ">")
-               for n in launched_names), launched_names
+    large = launch_common.gemm_tiles(np.float64)[0]
+    if data_format == "NHWC":   # the NHWC pointwise GEMM copies by cp.async (its stages named)
+        large = launch_common.async_tile(large)
+    assert any("pointwise" in n and n.replace(" ", "").endswith(
+        large.template_args.replace(" ", "") + ">") for n in launched_names), launched_names
 
 
 @pytest.mark.parametrize("dtype, x_shape, w_shape, kwargs, algorithm", [

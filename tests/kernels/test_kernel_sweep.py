@@ -212,12 +212,28 @@ def implicit_gemm_vector(dtype, *tile_and_stages):
                      algorithm="implicit_gemm", launcher_options=dict(iterator="precomputed"))
 
 
-def pointwise(data_format):
+def implicit_gemm_async(dtype, nhwc, *tile_and_stages):
+    """The CUDA-core precomputed kernel filled by cp.async (template arguments: the tile's, then
+    its stages, which the launcher always sets)."""
+    *tile, stages = tile_and_stages
+    assert int(stages) == launch_common.ASYNC_STAGES
+    return conv_case(dtype, layout(nhwc),
+                     **gemm_problem(dtype, tile, narrow_tiles=launch_common.narrow_tiles(dtype)),
+                     algorithm="implicit_gemm",
+                     launcher_options=dict(iterator="precomputed", loads="cp_async"))
+
+
+def pointwise(data_format, loads):
+    """loads: the launcher option that picks the kernel ("cp_async": the *_async kernels, whose
+    last template argument is the stages)."""
     def build(dtype, *tile):
+        if loads == "cp_async":
+            *tile, stages = tile
+            assert int(stages) == launch_common.ASYNC_STAGES
         return conv_case(dtype, data_format, **gemm_problem(
             dtype, tile, filter_size=1, narrow_tiles=launch_common.narrow_tiles(dtype),
             filters_along_m=launch_pointwise.FILTERS_ALONG_M[data_format.lower()]),
-            algorithm="pointwise")
+            algorithm="pointwise", launcher_options=dict(loads=loads))
     return build
 
 
@@ -301,8 +317,11 @@ BUILDERS = {
     "conv2d_columns_epilogue": columns_epilogue,
     **{kernel: implicit_gemm(kernel) for kernel in launch_implicit_gemm.KERNELS.values()},
     launch_implicit_gemm.VECTOR_KERNEL: implicit_gemm_vector,
-    "conv2d_pointwise_nchw": pointwise("NCHW"),
-    "conv2d_pointwise_nhwc": pointwise("NHWC"),
+    launch_implicit_gemm.ASYNC_KERNEL: implicit_gemm_async,
+    "conv2d_pointwise_nchw": pointwise("NCHW", "registers"),
+    "conv2d_pointwise_nhwc": pointwise("NHWC", "registers"),
+    "conv2d_pointwise_nchw_async": pointwise("NCHW", "cp_async"),
+    "conv2d_pointwise_nhwc_async": pointwise("NHWC", "cp_async"),
     "conv2d_split_reduce": split_reduce,
     "conv2d_split_k_epilogue": split_k_epilogue,
     "max_pool2d_forward": max_pool,

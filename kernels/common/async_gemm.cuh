@@ -1,0 +1,188 @@
+// The cp.async main loop of the GEMM block tiles (async_gemm_mainloop, and gemm_mainloop, which
+// picks it or simt_gemm.cuh's register-staged loop by the tile), and the CUDA-core block tile
+// it fills one element per copy (sm_80+): the SimtTile of simt_gemm.cuh with STAGES
+// shared-memory stages, STAGES - 1 k-tiles in flight while one is multiplied, for float and
+// double operands (a copy cannot convert halves to the float tile type; the half types run on
+// tensor cores, whose tiles mma_gemm.cuh fills 8 elements per copy).
+//
+// Why the CUDA-core tile: in the register-staged loop the next k-tile's global loads must land
+// in registers before the thread stores them to shared memory at the end of the same k-tile;
+// where ptxas sinks those loads to just before their stores (kernels/conv/NOTES.md, "Where
+// ptxas already sinks the loads"), every k-tile waits out a full global-load latency. A
+// cp.async has no destination register to wait for: the copy of k-tile t + STAGES - 1 is waited
+// for only STAGES - 1 k-tiles later. CUTLASS builds its Ampere SIMT sgemm the same way (one
+// 4-byte cp.async per element, 128 x 128 x 8 tiles, 4-5 stages). The loaders also drop the
+// registers that held the next k-tile.
+//
+// The element loaders copy one element per cp.async (4 or 8 bytes: the gathers have no aligned
+// 16-byte runs), in the thread-to-element maps and k-major stage layout of simt_gemm.cuh's
+// KContiguousLoader / MnContiguousLoader, so the stage a SimtMma reads is the same. A Source
+// answers vector_at(row, at, from) about the one element (row, at), as for mma_gemm.cuh's
+// 8-element loaders: whether it exists (else the copy writes a zero) and where (any valid
+// address otherwise).
+#pragma once
+
+#include "dtypes.cuh"
+#include "ptx.cuh"
+#include "simt_gemm.cuh"
+
+namespace gc {
+
+template <int BLOCK_M_, int BLOCK_N_, int BLOCK_K_, int THREAD_M_, int THREAD_N_, int STAGES_>
+struct SimtTileAsync : SimtTile<BLOCK_M_, BLOCK_N_, BLOCK_K_, THREAD_M_, THREAD_N_> {
+  using Base = SimtTile<BLOCK_M_, BLOCK_N_, BLOCK_K_, THREAD_M_, THREAD_N_>;
+  static_assert(STAGES_ >= 2, "one stage being read, at least one being filled");
+  static constexpr bool ASYNC_COPY = true;
+  static constexpr int STAGES = STAGES_;
+  static constexpr int SMEM_ELEMENTS = STAGES * (Base::STAGE_A + Base::STAGE_B);
+  static constexpr int STAGED_SMEM_ELEMENTS =
+      SMEM_ELEMENTS > Base::EPILOGUE_ELEMENTS ? SMEM_ELEMENTS : Base::EPILOGUE_ELEMENTS;
+};
+
+// Starts copying the element `from` points to (or a zero) into the shared-memory slot `to`.
+template <class T>
+__device__ __forceinline__ void copy_element(T* to, const T* from, bool inside) {
+  static_assert(sizeof(T) == 4 || sizeof(T) == 8, "float or double tiles (halves are converted)");
+  cp_async_element<sizeof(T)>(to, from, !inside);
+}
+
+// KContiguousLoader's map (simt_gemm.cuh: KContiguousMap), copying into the stage chosen by
+// into(). load_row(e, src, at) is the hook the precomputed loaders (conv_tap_table.cuh) call
+// with their own positions.
+template <class T, class Source, int BLOCK_MN, int BLOCK_K, int THREADS>
+struct KElementAsyncLoader : KContiguousMap<Source, BLOCK_MN, BLOCK_K, THREADS> {
+  using Map = KContiguousMap<Source, BLOCK_MN, BLOCK_K, THREADS>;
+  using Map::ROW_STEP;
+  using Map::ROWS;
+  static constexpr int LD = BLOCK_MN + SMEM_PAD<T>;
+
+  T* stage;  // the shared-memory stage the next load() copies into
+
+  template <class Rows>
+  __device__ __forceinline__ KElementAsyncLoader(const Rows& rows_of, int mn0, int tid)
+      : Map(rows_of, mn0, tid) {}
+  __device__ __forceinline__ void into(T* tile) { stage = tile; }
+  __device__ __forceinline__ void load(const Source& src, int k0) {
+    const typename Source::Col col = src.column(k0 + this->kk);
+#pragma unroll
+    for (int e = 0; e < ROWS; ++e) load_row(e, src, col);
+  }
+  template <class Position>
+  __device__ __forceinline__ void load_row(int e, const Source& src, const Position& at) {
+    const T* from;
+    const bool inside = src.vector_at(this->rows[e], at, from);
+    copy_element(stage + this->kk * LD + this->row0 + e * ROW_STEP, from, inside);
+  }
+};
+
+// MnContiguousLoader's map (simt_gemm.cuh: MnContiguousMap), copying into the stage chosen by
+// into(). load_k(e, src, at): the thread's e-th k at `at`.
+template <class T, class Source, int BLOCK_MN, int BLOCK_K, int THREADS>
+struct MnElementAsyncLoader : MnContiguousMap<Source, BLOCK_MN, BLOCK_K, THREADS> {
+  using Map = MnContiguousMap<Source, BLOCK_MN, BLOCK_K, THREADS>;
+  using Map::KS;
+  static constexpr int LD = BLOCK_MN + SMEM_PAD<T>;
+
+  T* stage;  // the shared-memory stage the next load() copies into
+
+  template <class Rows>
+  __device__ __forceinline__ MnElementAsyncLoader(const Rows& rows_of, int mn0, int tid)
+      : Map(rows_of, mn0, tid) {}
+  __device__ __forceinline__ void into(T* tile) { stage = tile; }
+  __device__ __forceinline__ void load(const Source& src, int k0) {
+    typename Source::Col col = src.column(k0 + this->kk0);
+#pragma unroll
+    for (int e = 0; e < KS; ++e) {
+      load_k(e, src, col);
+      if (e + 1 < KS) src.advance(col);
+    }
+  }
+  template <class Position>
+  __device__ __forceinline__ void load_k(int e, const Source& src, const Position& at) {
+    const T* from;
+    const bool inside = src.vector_at(this->row_state, at, from);
+    copy_element(stage + (this->kk0 + e) * LD + this->mn, from, inside);
+  }
+};
+
+// The loader of a tile's operand for a Source: KContiguousLoader / MnContiguousLoader for a
+// register-staged SimtTile (or MmaTile), their element-copying twins for a SimtTileAsync.
+template <class Tile, class A, class Source, int BLOCK_MN>
+using KLoaderFor = typename Select<
+    Tile::ASYNC_COPY, KElementAsyncLoader<A, Source, BLOCK_MN, Tile::BLOCK_K, Tile::THREADS>,
+    KContiguousLoader<A, Source, BLOCK_MN, Tile::BLOCK_K, Tile::THREADS>>::type;
+template <class Tile, class A, class Source, int BLOCK_MN>
+using MnLoaderFor = typename Select<
+    Tile::ASYNC_COPY, MnElementAsyncLoader<A, Source, BLOCK_MN, Tile::BLOCK_K, Tile::THREADS>,
+    MnContiguousLoader<A, Source, BLOCK_MN, Tile::BLOCK_K, Tile::THREADS>>::type;
+
+// The main loop for loaders that copy asynchronously (mma_gemm.cuh's KVectorLoader and
+// MnVectorLoader, the element loaders above) into
+// Tile::STAGES stages: acc += A(BLOCK_M x k) * B(k x BLOCK_N) over the k-tiles of `tiles`, as
+// simt_gemm_mainloop computes it, with STAGES - 1 k-tiles in flight while one is multiplied. Each iteration waits
+// for its k-tile's copies (this thread's with cp_async_wait, everyone's with the barrier), then
+// starts the copies of the k-tile STAGES - 1 ahead into the stage the previous iteration
+// multiplied (the barrier also says every warp is done with it), then multiplies. Every iteration commits a
+// group, empty past the last k-tile, so that the wait count stays STAGES - 2. The loaders see
+// load(k0) for the k0 of tiles.begin, tiles.begin + 1, ... once each, in order
+// (conv_tap_table.cuh's cursors rely on it). smem: Tile::SMEM_ELEMENTS elements of T.
+template <class T, class Tile, class Mma, class LoaderA, class SourceA, class LoaderB, class SourceB>
+__device__ __forceinline__ void async_gemm_mainloop(Mma& mma, LoaderA& loader_a, const SourceA& src_a,
+                                                    LoaderB& loader_b, const SourceB& src_b,
+                                                    KTileRange tiles, T* smem) {
+  static_assert(LoaderA::LD == Tile::LDA && LoaderB::LD == Tile::LDB,
+                "the loaders store rows of the tile's padded length");
+  constexpr int STAGES = Tile::STAGES;
+  T* smem_a = smem;
+  T* smem_b = smem + STAGES * Tile::STAGE_A;
+  int fill = 0;            // the stage the next copies go to
+  int next = tiles.begin;  // the k-tile they copy
+  auto copy_next = [&]() {
+    if (next < tiles.end) {
+      loader_a.into(smem_a + fill * Tile::STAGE_A);
+      loader_b.into(smem_b + fill * Tile::STAGE_B);
+      loader_a.load(src_a, next * Tile::BLOCK_K);
+      loader_b.load(src_b, next * Tile::BLOCK_K);
+    }
+    cp_async_commit();
+    ++next;
+    fill = fill + 1 == STAGES ? 0 : fill + 1;
+  };
+
+#pragma unroll
+  for (int s = 0; s < STAGES - 1; ++s) copy_next();
+
+  // main loop
+  int read = 0;  // the stage k-tile t is in
+  for (int t = tiles.begin; t < tiles.end; ++t) {
+    cp_async_wait<STAGES - 2>();  // this thread's copies of k-tile t have landed
+    __syncthreads();              // everyone's have; everyone is done with k-tile t - 1
+    copy_next();                  // k-tile t + STAGES - 1, into k-tile t - 1's stage
+    mma.compute(smem_a + read * Tile::STAGE_A, smem_b + read * Tile::STAGE_B);
+    read = read + 1 == STAGES ? 0 : read + 1;
+  }
+  cp_async_wait<0>();  // only empty groups remain; the epilogue reuses the shared memory
+}
+
+// The main loop the tile's loaders need: cp.async stages for MmaTileK / MmaTileAsync /
+// SimtTileAsync, registers otherwise.
+template <class T, class Tile, class Mma, class LoaderA, class SourceA, class LoaderB, class SourceB>
+__device__ __forceinline__ void gemm_mainloop(Mma& mma, LoaderA& loader_a, const SourceA& src_a,
+                                              LoaderB& loader_b, const SourceB& src_b,
+                                              KTileRange tiles, T* smem) {
+  if constexpr (Tile::ASYNC_COPY)
+    async_gemm_mainloop<T, Tile>(mma, loader_a, src_a, loader_b, src_b, tiles, smem);
+  else
+    simt_gemm_mainloop<T, Tile>(mma, loader_a, src_a, loader_b, src_b, tiles, smem);
+}
+
+// ... over every k-tile of a GEMM of depth gemm_k.
+template <class T, class Tile, class Mma, class LoaderA, class SourceA, class LoaderB, class SourceB>
+__device__ __forceinline__ void gemm_mainloop(Mma& mma, LoaderA& loader_a, const SourceA& src_a,
+                                              LoaderB& loader_b, const SourceB& src_b, int gemm_k,
+                                              T* smem) {
+  gemm_mainloop<T, Tile>(mma, loader_a, src_a, loader_b, src_b, all_k_tiles(gemm_k, Tile::BLOCK_K),
+                         smem);
+}
+
+}  // namespace gc
