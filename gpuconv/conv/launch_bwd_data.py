@@ -37,8 +37,8 @@ from . import launch_depthwise, launch_winograd
 from .split_k import SplitK, gemm_splits
 from .geometry import data_gradient_geometry
 from .launch_common import (ASYNC_DTYPES, LOADS, TENSOR_CORE_DTYPES, VECTOR_CHANNELS,
-                            VECTOR_STAGES, ConvCall, async_tile, choose_loads, is_aligned,
-                            uses_tensor_cores)
+                            VECTOR_STAGES, ConvCall, async_tile, choose_loads, decoder_args,
+                            is_aligned, uses_tensor_cores)
 
 TILE = GemmTile(block_m=128, block_n=64, block_k=8, thread_m=8, thread_n=4)
 # The implicit GEMM's tensor-core tile (16-bit dtypes): the same 128 x 64 block, 8 warps of 32 x 32.
@@ -250,8 +250,8 @@ def im2col_gemm(call: _Call) -> None:
         elements = n_images * g.C * g.H * g.W
         launch(IM2COL_GEMM, col2im, call.executor, (ceil_div(elements, THREADS), 1, 1),
                (THREADS, 1, 1),
-               (columns, i32(ldc), i32(n_images), *shape_args(g, n_images), call.dx[n0:n1],
-                call.bias_arg, call.epilogue))
+               (columns, i32(ldc), i32(n_images), *shape_args(g, n_images),
+                *decoder_args(g.C, g.H, g.W), call.dx[n0:n1], call.bias_arg, call.epilogue))
 
 
 def _reaches_every_pixel(g) -> bool:
@@ -347,8 +347,8 @@ def direct(call: _Call) -> None:
     for n0, n1 in call.chunks():
         elements = (n1 - n0) * g.C * g.H * g.W
         launch(DIRECT, name, call.executor, (ceil_div(elements, THREADS), 1, 1), (THREADS, 1, 1),
-               (call.dy[n0:n1], call.weight, *shape_args(g, n1 - n0), call.dx[n0:n1],
-                call.bias_arg, call.epilogue))
+               (call.dy[n0:n1], call.weight, *shape_args(g, n1 - n0),
+                *decoder_args(g.C, g.H, g.W), call.dx[n0:n1], call.bias_arg, call.epilogue))
 
 
 def winograd(call: _Call) -> None:

@@ -22,6 +22,7 @@ import numpy as np
 
 from .._args import as_choice
 from .._arrays import dtype_name
+from .._fast_divmod import FLAT_DECODER_DTYPE, flat_decoder
 from .._kernels import cuda_type
 from .._loader import get_function
 from .gemm_tile import GemmTile, MmaTile
@@ -381,6 +382,14 @@ def shape_args(geom, n_images: int | None = None) -> tuple[np.void]:
     fields = (n, geom.C, geom.H, geom.W, geom.K, geom.R, geom.S, geom.P, geom.Q, geom.pad_top,
               geom.pad_left, geom.stride_h, geom.stride_w, geom.dil_h, geom.dil_w, geom.groups)
     return (np.array(fields, dtype=CONV_SHAPE_DTYPE)[()],)
+
+
+@functools.lru_cache(maxsize=4096)
+def decoder_args(C: int, H: int, W: int) -> tuple[np.void]:
+    """The gc::FlatDecoder argument (kernels/common/flat_index.cuh: C, H, W as host-made
+    divisors) of the kernels that run one thread per element of a (N, C, H, W) tensor and split
+    its flat index, as a 1-tuple to splice into an argument list."""
+    return (np.array(flat_decoder(C, H, W), dtype=FLAT_DECODER_DTYPE)[()],)
 
 
 def contiguous(xp, a):

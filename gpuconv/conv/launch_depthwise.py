@@ -27,7 +27,7 @@ from .._args import as_choice
 from .._kernels import CUDA_TYPES, register
 from .gemm_tile import accumulator_itemsize
 from .launch_common import (GRID_YZ_LIMIT, SMEM_LIMIT, ConvCall, ceil_div, contiguous,
-                            cuda_bool, round_up)
+                            cuda_bool, decoder_args, round_up)
 
 UNROLLED_SIZES = (3, 5, 7)
 DIRECT_THREADS = 256
@@ -279,7 +279,8 @@ def run(call: ConvCall, variant: str = "auto", flip: bool = False) -> None:
             c = chunk.geom
             grid = (ceil_div(c.N * c.K * c.P * c.Q, DIRECT_THREADS), 1, 1)
             fn(grid, (DIRECT_THREADS, 1, 1), [chunk.x, weight, np.int32(flip),
-                                              *chunk.shape_args(), *chunk.epilogue_args()])
+                                              *chunk.shape_args(), *decoder_args(c.K, c.P, c.Q),
+                                              *chunk.epilogue_args()])
         return
     if kind == "window":
         tile_p, runs, ct = window_config(g, call.dtype, call.nhwc)

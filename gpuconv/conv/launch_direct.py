@@ -12,7 +12,8 @@ import numpy as np
 
 from .._kernels import CUDA_TYPES, register
 from .gemm_tile import accumulator_itemsize
-from .launch_common import GRID_YZ_LIMIT, SMEM_LIMIT, ConvCall, ceil_div, cuda_bool, round_up
+from .launch_common import (GRID_YZ_LIMIT, SMEM_LIMIT, ConvCall, ceil_div, cuda_bool,
+                            decoder_args, round_up)
 
 V1_THREADS = 256
 # Input channels staged per shared-memory chunk, at most (fewer when the tile is large).
@@ -100,7 +101,7 @@ def run(call: ConvCall, *, v1: bool = False) -> None:
             g = chunk.geom
             grid = (ceil_div(g.N * g.K * g.P * g.Q, V1_THREADS), 1, 1)
             fn(grid, (V1_THREADS, 1, 1), [chunk.x, chunk.weight, *chunk.shape_args(),
-                                          *chunk.epilogue_args()])
+                                          *decoder_args(g.K, g.P, g.Q), *chunk.epilogue_args()])
         return
     g = call.geom
     tile = pick_tile(g)

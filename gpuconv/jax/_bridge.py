@@ -13,6 +13,11 @@ may hold JAX arrays, None and lists of arrays) and calls gpuconv; ``out_spec`` i
   ``jax.pure_callback``: the call runs on the host with NumPy arrays, whatever the device.
 Integer results (max-pooling indices) take JAX's default integer dtype (int32 unless
 ``jax_enable_x64``); indices passed into gpuconv are widened to int64 first.
+
+Under ``jax.jit`` gpuconv itself first sees the arrays inside the callback, where its TypeError
+or ValueError would surface as a JaxRuntimeError: the wrappers run gpuconv's own argument checks
+at trace time on ``stand_in`` arrays (the traced shapes and dtypes, no data), so an invalid call
+fails where it is made, with the error eager mode gives.
 """
 from __future__ import annotations
 
@@ -20,6 +25,8 @@ import numpy as np
 
 import jax
 import jax.numpy as jnp
+
+from .._arrays import check_arrays
 
 
 def spec(shape, dtype) -> jax.ShapeDtypeStruct:
@@ -29,6 +36,32 @@ def spec(shape, dtype) -> jax.ShapeDtypeStruct:
 
 def spec_like(a) -> jax.ShapeDtypeStruct:
     return spec(a.shape, a.dtype)
+
+
+def stand_in(a):
+    """A NumPy array of ``a``'s shape and dtype whose elements all alias one zero (no memory of
+    its size): what gpuconv's argument checks read in place of a traced JAX array. None and
+    lists (ROI boxes) map element-wise; anything else is passed on for the checks to refuse."""
+    if a is None:
+        return None
+    if isinstance(a, (list, tuple)):
+        return [stand_in(b) for b in a]
+    if not isinstance(a, (jax.Array, jax.core.Tracer, np.ndarray)):
+        return a
+    return np.lib.stride_tricks.as_strided(np.zeros(1, dtype=np.dtype(a.dtype)),
+                                           shape=tuple(a.shape), strides=(0,) * len(a.shape))
+
+
+def check_float_arrays(**arrays) -> None:
+    """gpuconv's checks of a call's floating-point arrays (one floating dtype, native NumPy
+    types; None where optional), on stand-ins."""
+    check_arrays({name: stand_in(a) for name, a in arrays.items()})
+
+
+def check_indices(indices) -> None:
+    if not hasattr(indices, "dtype") or np.dtype(indices.dtype).kind not in "iu":
+        raise TypeError(f"indices must have an integer dtype, got "
+                        f"{getattr(indices, 'dtype', type(indices).__name__)}")
 
 
 def call(fn, out_spec, *args):
@@ -84,6 +117,5 @@ def as_int64(indices):
     """Indices from JAX (int32 by default) as the int64 that gpuconv's index checks and kernels
     expect; a NumPy or CuPy array stays one. Float indices are refused (as gpuconv and torch
     refuse them), not truncated."""
-    if np.dtype(indices.dtype).kind not in "iu":
-        raise TypeError(f"indices must have an integer dtype, got {indices.dtype}")
+    check_indices(indices)
     return indices.astype(np.int64, copy=False)

@@ -10,7 +10,7 @@ from gpuconv.conv.geometry import (check_activation, check_algorithm, check_data
                                    conv2d_geometry, conv_transpose2d_geometry, layout_shape,
                                    nchw_shape)
 
-from ._bridge import call, spec, spec_like
+from ._bridge import call, check_float_arrays, spec, spec_like
 
 __all__ = ["conv2d", "conv_transpose2d"]
 
@@ -40,6 +40,7 @@ def conv2d(x, weight, bias=None, stride=1, padding=0, dilation=1, groups=1, *, a
     fmt = check_data_format(data_format)
     # Validated with the arguments' own names (the shape utilities would say "input_shape").
     geom = conv2d_geometry(nchw_shape(_shape4("x", x), fmt), _shape4("weight", weight), *geometry)
+    check_float_arrays(x=x, weight=weight, bias=bias, residual=residual)
     out_spec = spec(layout_shape(geom.output_shape, fmt), x.dtype)
     # Checked here too, so that a wrong option fails when traced rather than inside a callback.
     activation, algorithm = check_activation(activation), check_algorithm(algorithm)
@@ -79,6 +80,7 @@ def conv_transpose2d(x, weight, bias=None, stride=1, padding=0, output_padding=0
     differentiable with respect to x, weight and bias through the forward convolution it
     transposes."""
     geometry = (stride, padding, dilation, groups)
+    check_float_arrays(x=x, weight=weight, bias=bias)
     out_spec = spec(conv_transpose2d_geometry(
         _shape4("x", x), _shape4("weight", weight), stride, padding, output_padding, groups,
         dilation, output_size).input_shape, x.dtype)

@@ -16,7 +16,7 @@ from gpuconv.pool.geometry import (adaptive_pool2d_geometry, check_data_format, 
                                    max_unpool2d_geometry, nchw_shape, pool2d_geometry,
                                    spatial_pyramid_geometry)
 
-from ._bridge import as_int64, call, spec, spec_like
+from ._bridge import as_int64, call, check_float_arrays, check_indices, spec, spec_like
 
 __all__ = ["max_pool2d", "avg_pool2d", "lp_pool2d", "adaptive_avg_pool2d", "adaptive_max_pool2d",
            "global_avg_pool2d", "global_max_pool2d", "spatial_pyramid_pool2d", "max_unpool2d"]
@@ -27,6 +27,7 @@ def _nchw(x, data_format):
         raise TypeError(f"x must be a JAX array, got {type(x).__name__}")
     if len(x.shape) != 4:
         raise ValueError(f"x must be 4-D, got shape {tuple(x.shape)}")
+    check_float_arrays(x=x)
     return nchw_shape(x.shape, check_data_format(data_format))
 
 
@@ -131,6 +132,7 @@ def spatial_pyramid_pool2d(x, levels=(1, 2, 4), mode="max", *, data_format="NCHW
 def max_unpool2d(x, indices, kernel_size, stride=None, padding=0, output_size=None, *,
                  data_format="NCHW"):
     """Differentiable with respect to x (the indices are integers)."""
+    check_indices(indices)
     geom = max_unpool2d_geometry(_nchw(x, data_format), kernel_size, stride, padding, output_size,
                                  data_format)
     args = (kernel_size, stride, padding, output_size)

@@ -7,29 +7,21 @@ import jax
 import jax.numpy as jnp
 
 import gpuconv
-from gpuconv._args import as_pair
-from gpuconv.roi.geometry import DATA_FORMATS
+from gpuconv.roi.geometry import check_roi_arguments
 
-from ._bridge import call, spec, spec_like
+from ._bridge import call, spec, spec_like, stand_in
 
 __all__ = ["roi_align", "roi_pool"]
 
 
-def _regions(boxes) -> int:
-    """K: the rows of a (K, 5) array, or the total rows of a list of (K_i, 4) arrays."""
-    if isinstance(boxes, (list, tuple)):
-        return sum(int(b.shape[0]) for b in boxes)
-    return int(boxes.shape[0])
-
-
 def _roi(name, x, boxes, output_size, args, data_format):
-    if data_format not in DATA_FORMATS:
-        raise ValueError(f"data_format must be one of {', '.join(map(repr, DATA_FORMATS))}; "
-                         f"got {data_format!r}")
-    ph, pw = as_pair("output_size", output_size, minimum=1)
-    k = _regions(boxes)
-    c = x.shape[3] if data_format == "NHWC" else x.shape[1]
-    out_spec = spec((k, ph, pw, c) if data_format == "NHWC" else (k, c, ph, pw), x.dtype)
+    if not hasattr(x, "shape") or not hasattr(x, "dtype"):
+        raise TypeError(f"x must be a JAX array, got {type(x).__name__}")
+    # gpuconv's own checks, at trace time (the boxes' values, unknown then, read as zeros:
+    # those are checked again when the call runs).
+    geom = check_roi_arguments(stand_in(x), stand_in(boxes), output_size, *args,
+                               data_format=data_format).geometry
+    out_spec = spec(geom.output_shape(data_format), x.dtype)
 
     @jax.custom_vjp
     def f(x, boxes):

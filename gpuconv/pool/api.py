@@ -13,7 +13,7 @@ from .._arrays import check_arrays
 from .dispatch import run
 from .geometry import (adaptive_pool2d_geometry, check_data_format, check_divisor_override,
                        check_norm_type, check_pool_indices, global_pool2d_geometry,
-                       max_unpool2d_geometry, nchw_shape, pool2d_geometry,
+                       layout_shape, max_unpool2d_geometry, nchw_shape, pool2d_geometry,
                        spatial_pyramid_geometry)
 
 __all__ = ["max_pool2d", "avg_pool2d", "lp_pool2d", "adaptive_avg_pool2d", "adaptive_max_pool2d",
@@ -108,6 +108,11 @@ def max_unpool2d(x, indices, kernel_size, stride=None, padding=0, output_size=No
     4 in ``data_format`` order) must be within stride of it. Repeated indices: the last wins."""
     arrays, data_format, shape = _checked_x(x, data_format)
     geom = max_unpool2d_geometry(shape, kernel_size, stride, padding, output_size, data_format)
-    check_pool_indices(indices, arrays.library, x.shape, geom, data_format, window="none")
+    empty = geom.H * geom.W == 0
+    # An empty output has no position an index could name: as torch, no range check then.
+    check_pool_indices(indices, arrays.library, x.shape, geom, data_format, window="none",
+                       scan=not empty)
+    if empty:
+        return arrays.xp.zeros(layout_shape(geom.input_shape, data_format), dtype=arrays.dtype)
     return run("max_unpool2d", _state.executor_for(arrays.library), geom, x, indices,
                data_format=data_format)

@@ -269,7 +269,8 @@ def max_unpool2d_geometry(x_shape_nchw: Sequence[int], kernel_size: Any, stride:
                 raise ValueError(f"invalid output_size {tuple(output_size)}: the {axis} must be "
                                  f"between {base - s} and {base + s} (exclusive) for this input, "
                                  f"kernel_size, stride and padding, got {size}")
-    if H < 1 or W < 1:
+    # An empty output (0 rows or columns) is allowed, as in torch: its values go nowhere.
+    if H < 0 or W < 0:
         raise ValueError(f"padding {(ph, pw)} is too large for kernel_size {(R, S)}: the unpooled "
                          f"output would be {H}x{W}")
     return Pool2dGeometry(N, C, H, W, P, Q, R, S, sh, sw, ph, pw, 1, 1, False)

@@ -138,8 +138,12 @@ def max_unpool2d(grad_output, x, indices, kernel_size, stride=None, padding=0, o
                  data_format="NCHW", deterministic=None):
     arrays, data_format, shape, deterministic = _checked(grad_output, x, data_format, deterministic)
     geom = max_unpool2d_geometry(shape, kernel_size, stride, padding, output_size, data_format)
-    check_pool_indices(indices, arrays.library, x.shape, geom, data_format, window="none")
+    empty = geom.H * geom.W == 0
+    check_pool_indices(indices, arrays.library, x.shape, geom, data_format, window="none",
+                       scan=not empty)
     check_grad_output(grad_output, layout_shape(geom.input_shape, data_format), "max_unpool2d")
+    if empty:       # no output: x reaches nothing, its gradient is zero
+        return arrays.xp.zeros(x.shape, dtype=arrays.dtype)
     return run("grad_max_unpool2d", _state.executor_for(arrays.library), geom, grad_output, x,
                indices, data_format=data_format, deterministic=deterministic)
 

@@ -13,7 +13,7 @@ import numpy as np
 from .geometry import AdaptivePool2dGeometry, SpatialPyramidGeometry
 from .launch_common import (BOOLS, TYPES, bound_tables, check_int32, contiguous, ctype, flag,
                             forward_operands, grad_through_switches, i32, launch_elementwise,
-                            layout_shape, nhwc, no_indices, register_family, xp_for)
+                            layout_shape, nhwc, no_indices, pool_shape, register_family, xp_for)
 
 SPP_LEVELS_PER_LAUNCH = 8   # the kernels' scalar level arguments l0 .. l7
 
@@ -29,10 +29,6 @@ SPP = register_family(
     "spatial_pyramid_pool2d_backward<{T}, {L}, {M}>", T=TYPES, L=BOOLS, I=BOOLS, M=BOOLS)
 
 
-def _sizes(geom):
-    return (i32(geom.N), i32(geom.C), i32(geom.H), i32(geom.W), i32(geom.P), i32(geom.Q))
-
-
 # --------------------------------------------------------------------------------------------
 # adaptive pooling
 
@@ -46,7 +42,8 @@ def adaptive_max_indices(geom: AdaptivePool2dGeometry, x, data_format: str, exec
     name = (f"adaptive_max_pool2d_forward<{ctype(x.dtype)}, {nhwc(data_format)}, "
             f"{flag(return_indices)}>")
     launch_elementwise(ADAPTIVE_POOL, name, executor, y.size,
-                       (x, y, indices if return_indices else no_indices(xp), *_sizes(geom)))
+                       (x, y, indices if return_indices else no_indices(xp),
+                        *pool_shape(geom)))
     return y, indices
 
 
@@ -62,7 +59,8 @@ def adaptive_max_pool2d(geom: AdaptivePool2dGeometry, x, *, return_indices: bool
 def adaptive_avg_pool2d(geom: AdaptivePool2dGeometry, x, *, data_format: str, executor: str):
     x, y = forward_operands(xp_for(executor), geom, x, data_format)
     name = f"adaptive_avg_pool2d_forward<{ctype(x.dtype)}, {nhwc(data_format)}>"
-    launch_elementwise(ADAPTIVE_POOL, name, executor, y.size, (x, y, *_sizes(geom)))
+    launch_elementwise(ADAPTIVE_POOL, name, executor, y.size,
+                       (x, y, *pool_shape(geom)))
     return y
 
 
@@ -78,7 +76,7 @@ def grad_adaptive_max_pool2d(geom: AdaptivePool2dGeometry, grad_output, x, *, in
     return grad_through_switches(
         xp_for(executor), ADAPTIVE_POOL, "adaptive_max_pool2d_backward", grad_output, x, indices,
         lambda x: adaptive_max_indices(geom, x, data_format, executor)[1],
-        (*_sizes(geom), use_tables), data_format=data_format, executor=executor,
+        (*pool_shape(geom), use_tables), data_format=data_format, executor=executor,
         shared_mem=smem)
 
 
@@ -92,7 +90,8 @@ def grad_adaptive_avg_pool2d(geom: AdaptivePool2dGeometry, grad_output, x, *, da
     name = f"adaptive_avg_pool2d_backward<{ctype(grad_output.dtype)}, {nhwc(data_format)}>"
     use_tables, smem = _table_args(geom)
     launch_elementwise(ADAPTIVE_POOL, name, executor, grad_input.size,
-                       (grad_output, grad_input, *_sizes(geom), use_tables), smem)
+                       (grad_output, grad_input, *pool_shape(geom), use_tables),
+                       smem)
     return grad_input
 
 
@@ -125,8 +124,8 @@ def _spp_forward(geom: SpatialPyramidGeometry, x, data_format: str, executor: st
             f"{flag(is_max)}, {flag(with_indices)}>")
     for base, group in _level_groups(geom):
         launch_elementwise(SPP, name, executor, geom.N * geom.C * sum(l * l for l in group),
-                           (x, y, indices, i32(geom.N), i32(geom.C), i32(geom.H), i32(geom.W),
-                            i32(features), i32(base), *_level_args(group)))
+                           (x, y, indices, *pool_shape(geom), i32(features),
+                            i32(base), *_level_args(group)))
     return y, indices
 
 
@@ -151,7 +150,7 @@ def grad_spatial_pyramid_pool2d(geom: SpatialPyramidGeometry, grad_output, x, *,
             f"{flag(is_max)}>")
     for launch_number, (base, group) in enumerate(_level_groups(geom)):
         launch_elementwise(SPP, name, executor, grad_input.size,
-                           (grad_output, indices, grad_input, i32(geom.N), i32(geom.C),
-                            i32(geom.H), i32(geom.W), i32(geom.output_shape[1]), i32(base),
-                            i32(1 if launch_number else 0), *_level_args(group)))
+                           (grad_output, indices, grad_input, *pool_shape(geom),
+                            i32(geom.output_shape[1]), i32(base), i32(1 if launch_number else 0),
+                            *_level_args(group)))
     return grad_input

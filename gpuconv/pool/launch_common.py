@@ -8,10 +8,15 @@ the current stream, and nothing here synchronizes with the device.
 """
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 
+from .._fast_divmod import FLAT_DECODER_DTYPE, flat_decoder
 from .._kernels import CUDA_TYPES, cuda_type, register
 from .._loader import get_function
+from ..conv.geometry import unused_as_one
+from .geometry import Pool2dGeometry
 
 TYPES = tuple(CUDA_TYPES.values())   # every element type the kernels are instantiated for
 BOOLS = ("false", "true")
@@ -38,6 +43,34 @@ def bound_tables(ints: int, total: int) -> tuple[np.int32, int]:
     if nbytes <= BOUND_TABLE_BYTES and visits_per_thread >= fills_per_thread:
         return np.int32(1), nbytes
     return np.int32(0), 0
+
+
+# kernels/common/pool_shape.cuh's gc::PoolShape: 14 int32 sizes, then the FlatDecoders of the
+# input (C, H, W) and the output (C, P, Q), 128 bytes with no padding, passed to the kernels by
+# value as one NumPy structured scalar.
+POOL_SHAPE_DTYPE = np.dtype(
+    [(name, np.int32) for name in ("N", "C", "H", "W", "P", "Q", "R", "S", "stride_h",
+                                   "stride_w", "pad_h", "pad_w", "dil_h", "dil_w")]
+    + [("input", FLAT_DECODER_DTYPE), ("output", FLAT_DECODER_DTYPE)])
+
+
+@functools.lru_cache(maxsize=4096)      # geometries are frozen (hashable) dataclasses
+def pool_shape(geom) -> tuple[np.void]:
+    """The geometry argument of the pooling kernels (one gc::PoolShape, as a 1-tuple to splice
+    into an argument list). A Pool2dGeometry brings its window; any other geometry with N, C, H,
+    W (and P, Q if it has them: else 1) gets the window of one tap."""
+    N, C, H, W = geom.N, geom.C, geom.H, geom.W
+    P, Q = getattr(geom, "P", 1), getattr(geom, "Q", 1)
+    if isinstance(geom, Pool2dGeometry):
+        # A stride with a single output along its axis (or a dilation with a single tap)
+        # changes nothing and may exceed 32 bits (torch accepts any size): the kernels get 1.
+        strides = unused_as_one((geom.stride_h, geom.stride_w), (P, Q))
+        dilations = unused_as_one((geom.dil_h, geom.dil_w), (geom.R, geom.S))
+        window = (geom.R, geom.S, *strides, geom.pad_h, geom.pad_w, *dilations)
+    else:
+        window = (1, 1, 1, 1, 0, 0, 1, 1)
+    fields = (N, C, H, W, P, Q, *window, flat_decoder(C, H, W), flat_decoder(C, P, Q))
+    return (np.array(fields, dtype=POOL_SHAPE_DTYPE)[()],)
 
 
 def instantiations(template: str, **axes) -> list[str]:

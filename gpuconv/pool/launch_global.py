@@ -12,7 +12,7 @@ import numpy as np
 from .geometry import AdaptivePool2dGeometry
 from .launch_common import (BOOLS, MAX_BLOCKS, TYPES, acc_dtype, check_int32, contiguous, ctype,
                             flag, i32, index_array, launch, launch_elementwise, nhwc,
-                            no_indices, register_family, xp_for)
+                            no_indices, pool_shape, register_family, xp_for)
 
 # M: max (else average); I: write the argmax (max only)
 GLOBAL_POOL = register_family(
@@ -93,8 +93,7 @@ def grad_global_avg_pool2d(geom: AdaptivePool2dGeometry, grad_output, x, *, data
     grad_input = xp.empty(x.shape, dtype=grad_output.dtype)
     name = f"global_avg_pool2d_backward<{ctype(grad_output.dtype)}, {nhwc(data_format)}>"
     launch_elementwise(GLOBAL_POOL, name, executor, grad_input.size,
-                       (grad_output, grad_input, i32(geom.N), i32(geom.C), i32(geom.H),
-                        i32(geom.W)))
+                       (grad_output, grad_input, *pool_shape(geom)))
     return grad_input
 
 
@@ -111,6 +110,5 @@ def grad_global_max_pool2d(geom: AdaptivePool2dGeometry, grad_output, x, *, indi
     grad_input = xp.empty(x.shape, dtype=grad_output.dtype)
     name = f"global_max_pool2d_backward<{ctype(grad_output.dtype)}, {nhwc(data_format)}>"
     launch_elementwise(GLOBAL_POOL, name, executor, grad_input.size,
-                       (grad_output, indices, grad_input, i32(geom.N), i32(geom.C), i32(geom.H),
-                        i32(geom.W)))
+                       (grad_output, indices, grad_input, *pool_shape(geom)))
     return grad_input

@@ -5,9 +5,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from .geometry import Pool2dGeometry
 from .launch_common import (BOOLS, INT32_LIMIT, check_int32, i32, index_array, launch_elementwise,
-                            nhwc, register_family, xp_for)
+                            nhwc, pool_shape, register_family, xp_for)
 
 # W: 0 range only, 1 strided window, 2 adaptive bin
 INDICES_CHECK = register_family("pool/indices_check.cu", "pool_indices_check<{L}, {W}>",
@@ -25,15 +24,9 @@ def first_bad_index(indices, geom, data_format: str, *, window: str, allow_no_in
     indices = index_array(xp, indices)
     check_int32(indices)
     first_bad = xp.full((1,), INT32_LIMIT, dtype=np.int32)
-    if isinstance(geom, Pool2dGeometry):
-        taps = (geom.R, geom.S, geom.stride_h, geom.stride_w, geom.pad_h, geom.pad_w,
-                geom.dil_h, geom.dil_w)
-    else:                       # adaptive bins, or a range check: no window arguments
-        taps = (1, 1, 1, 1, 0, 0, 1, 1)
     name = f"pool_indices_check<{nhwc(data_format)}, {WINDOWS[window]}>"
     launch_elementwise(INDICES_CHECK, name, executor, indices.size,
-                       (indices, first_bad, *map(i32, (geom.N, geom.C, geom.H, geom.W, geom.P,
-                                                       geom.Q, *taps)),
+                       (indices, first_bad, *pool_shape(geom),
                         i32(1 if allow_no_index else 0)))
     bad = int(first_bad[0])
     return None if bad == INT32_LIMIT else bad

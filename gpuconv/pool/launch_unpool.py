@@ -10,16 +10,13 @@ from __future__ import annotations
 import numpy as np
 
 from .geometry import Pool2dGeometry
-from .launch_common import (BOOLS, TYPES, check_int32, contiguous, ctype, i32, index_array,
-                            launch_elementwise, layout_shape, nhwc, register_family, xp_for)
+from .launch_common import (BOOLS, TYPES, check_int32, contiguous, ctype, index_array,
+                            launch_elementwise, layout_shape, nhwc, pool_shape, register_family,
+                            xp_for)
 
 MAX_UNPOOL = register_family(
     "pool/max_unpool.cu", "max_unpool2d_claim<{L}>", "max_unpool2d_forward<{T}, {L}>",
     "max_unpool2d_backward<{T}, {L}>", T=TYPES, L=BOOLS)
-
-
-def _sizes(geom: Pool2dGeometry):
-    return (i32(geom.N), i32(geom.C), i32(geom.P), i32(geom.Q), i32(geom.H), i32(geom.W))
 
 
 def max_unpool2d(geom: Pool2dGeometry, x, indices, *, data_format: str, executor: str):
@@ -31,9 +28,9 @@ def max_unpool2d(geom: Pool2dGeometry, x, indices, *, data_format: str, executor
     winner = xp.zeros(y.shape, dtype=np.int32)
     layout = nhwc(data_format)
     launch_elementwise(MAX_UNPOOL, f"max_unpool2d_claim<{layout}>", executor, x.size,
-                       (indices, winner, *_sizes(geom)))
+                       (indices, winner, *pool_shape(geom)))
     launch_elementwise(MAX_UNPOOL, f"max_unpool2d_forward<{ctype(x.dtype)}, {layout}>", executor,
-                       x.size, (x, indices, winner, y, *_sizes(geom)))
+                       x.size, (x, indices, winner, y, *pool_shape(geom)))
     return y
 
 
@@ -46,5 +43,5 @@ def grad_max_unpool2d(geom: Pool2dGeometry, grad_output, x, indices, *, data_for
     grad_input = xp.empty(x.shape, dtype=grad_output.dtype)
     name = f"max_unpool2d_backward<{ctype(grad_output.dtype)}, {nhwc(data_format)}>"
     launch_elementwise(MAX_UNPOOL, name, executor, grad_input.size,
-                       (grad_output, indices, grad_input, *_sizes(geom)))
+                       (grad_output, indices, grad_input, *pool_shape(geom)))
     return grad_input

@@ -9,11 +9,10 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..conv.geometry import unused_as_one
 from .geometry import Pool2dGeometry
 from .launch_common import (BOOLS, TYPES, acc_dtype, acc_scalar, bound_tables, check_int32,
                             contiguous, ctype, flag, forward_operands, grad_through_switches,
-                            i32, launch_elementwise, layout_shape, nhwc, no_indices,
+                            i32, launch_elementwise, layout_shape, nhwc, no_indices, pool_shape,
                             register_family, xp_for)
 
 
@@ -25,22 +24,6 @@ AVG_POOL = register_family("pool/avg_pool.cu", "avg_pool2d_forward<{T}, {L}>",
 LP_POOL = register_family("pool/lp_pool.cu", "lp_pool2d_forward<{T}, {L}>",
                           "lp_pool2d_scaled<{T}, {L}>", "lp_pool2d_backward<{T}, {L}>",
                           T=TYPES, L=BOOLS)
-
-
-def _window_args(geom: Pool2dGeometry):
-    # A stride with a single output along its axis (or a dilation with a single tap) changes
-    # nothing and may exceed 32 bits (torch accepts any size): the kernels get 1 there.
-    stride_h, stride_w = unused_as_one((geom.stride_h, geom.stride_w), (geom.P, geom.Q))
-    return (i32(geom.N), i32(geom.C), i32(geom.H), i32(geom.W), i32(geom.P), i32(geom.Q),
-            i32(geom.R), i32(geom.S), i32(stride_h), i32(stride_w))
-
-
-def _padding_args(geom: Pool2dGeometry):
-    return (i32(geom.pad_h), i32(geom.pad_w))
-
-
-def _dilation_args(geom: Pool2dGeometry):
-    return tuple(i32(d) for d in unused_as_one((geom.dil_h, geom.dil_w), (geom.R, geom.S)))
 
 
 # --------------------------------------------------------------------------------------------
@@ -60,8 +43,8 @@ def _max_forward(geom, x, y, indices, data_format, executor):
     name = (f"max_pool2d_forward<{ctype(x.dtype)}, {nhwc(data_format)}, "
             f"{flag(indices is not None)}>")
     xp = xp_for(executor)
-    args = (x, y, indices if indices is not None else no_indices(xp), *_window_args(geom),
-            *_padding_args(geom), *_dilation_args(geom))
+    args = (x, y, indices if indices is not None else no_indices(xp),
+            *pool_shape(geom))
     launch_elementwise(MAX_POOL, name, executor, y.size, args)
 
 
@@ -84,7 +67,7 @@ def grad_max_pool2d(geom: Pool2dGeometry, grad_output, x, *, indices, data_forma
     return grad_through_switches(
         xp_for(executor), MAX_POOL, "max_pool2d_backward", grad_output, x, indices,
         lambda x: _max_pool_indices(geom, x, data_format, executor)[1],
-        (*_window_args(geom), *_padding_args(geom), *_dilation_args(geom), use_tables),
+        (*pool_shape(geom), use_tables),
         data_format=data_format, executor=executor, shared_mem=smem)
 
 
@@ -101,7 +84,7 @@ def avg_pool2d(geom: Pool2dGeometry, x, *, count_include_pad: bool, divisor_over
     x, y = forward_operands(xp_for(executor), geom, x, data_format)
     name = f"avg_pool2d_forward<{ctype(x.dtype)}, {nhwc(data_format)}>"
     launch_elementwise(AVG_POOL, name, executor, y.size,
-                       (x, y, *_window_args(geom), *_padding_args(geom),
+                       (x, y, *pool_shape(geom),
                         *_avg_args(count_include_pad, divisor_override)))
     return y
 
@@ -116,7 +99,7 @@ def grad_avg_pool2d(geom: Pool2dGeometry, grad_output, x, *, count_include_pad: 
     name = f"avg_pool2d_backward<{ctype(grad_output.dtype)}, {nhwc(data_format)}>"
     use_tables, smem = _table_args(geom)
     launch_elementwise(AVG_POOL, name, executor, grad_input.size,
-                       (grad_output, grad_input, *_window_args(geom), *_padding_args(geom),
+                       (grad_output, grad_input, *pool_shape(geom),
                         *_avg_args(count_include_pad, divisor_override), use_tables), smem)
     return grad_input
 
@@ -129,7 +112,7 @@ def lp_pool2d(geom: Pool2dGeometry, x, *, norm_type: float, data_format: str, ex
     x, y = forward_operands(xp_for(executor), geom, x, data_format)
     name = f"lp_pool2d_forward<{ctype(x.dtype)}, {nhwc(data_format)}>"
     launch_elementwise(LP_POOL, name, executor, y.size,
-                       (x, y, *_window_args(geom), acc_scalar(x.dtype, norm_type)))
+                       (x, y, *pool_shape(geom), acc_scalar(x.dtype, norm_type)))
     return y
 
 
@@ -144,9 +127,9 @@ def grad_lp_pool2d(geom: Pool2dGeometry, grad_output, x, *, norm_type: float, da
     # first pass: each window's f * R*S in the accumulator type
     scaled = xp.empty(grad_output.shape, dtype=acc_dtype(x.dtype))
     launch_elementwise(LP_POOL, f"lp_pool2d_scaled<{dtype}, {layout}>", executor, scaled.size,
-                       (x, scaled, *_window_args(geom), p))
+                       (x, scaled, *pool_shape(geom), p))
     grad_input = xp.empty(x.shape, dtype=x.dtype)
     launch_elementwise(LP_POOL, f"lp_pool2d_backward<{dtype}, {layout}>", executor,
                        grad_input.size,
-                       (grad_output, x, scaled, grad_input, *_window_args(geom), p))
+                       (grad_output, x, scaled, grad_input, *pool_shape(geom), p))
     return grad_input

@@ -11,6 +11,7 @@ import torch
 
 import gpuconv
 
+from ._args import expand_single
 from ._autograd import deterministic, first_order_backward
 from ._bridge import TO_NHWC, common_device, data_format_for, on_device_of, to_array, to_tensor
 
@@ -91,8 +92,9 @@ def conv2d(input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1, 
     ((top, bottom), (left, right)), and "same" works with any stride (extra padding at the
     bottom/right, as TensorFlow; torch allows "same" only with stride 1).
     """
-    options = dict(stride=stride, padding=padding, dilation=dilation, groups=groups,
-                   activation=activation, algorithm=algorithm)
+    options = dict(stride=expand_single(stride), padding=expand_single(padding),
+                   dilation=expand_single(dilation), groups=groups, activation=activation,
+                   algorithm=algorithm)
     if _is_unbatched(input):
         if residual is not None:
             residual = residual.unsqueeze(0)
@@ -150,8 +152,9 @@ def conv_transpose2d(input, weight, bias=None, stride=1, padding=0, output_paddi
     """``torch.nn.functional.conv_transpose2d`` on gpuconv's kernels; weight (C_in, K/groups,
     R, S). ``output_size`` ((H, W) or (N, C, H, W)) picks the output padding as
     ``torch.nn.ConvTranspose2d.forward(input, output_size)`` does."""
-    options = dict(stride=stride, padding=padding, output_padding=output_padding, groups=groups,
-                   dilation=dilation, output_size=output_size)
+    options = dict(stride=expand_single(stride), padding=expand_single(padding),
+                   output_padding=expand_single(output_padding), groups=groups,
+                   dilation=expand_single(dilation), output_size=output_size)
     if _is_unbatched(input):
         if output_size is not None and len(output_size) == 3:
             options["output_size"] = (1, *output_size)

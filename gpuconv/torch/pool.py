@@ -13,6 +13,7 @@ import torch
 import gpuconv
 from gpuconv.pool.grad import WITH_OWN_INDICES
 
+from ._args import expand_single
 from ._autograd import deterministic, first_order_backward
 from ._bridge import common_device, data_format_for, on_device_of, to_array, to_tensor
 
@@ -113,7 +114,7 @@ def _stride(stride):
     # torch.nn.functional spells "stride = kernel_size" as None or as an empty list.
     if stride is None or (isinstance(stride, (list, tuple)) and len(stride) == 0):
         return None
-    return stride
+    return expand_single(stride)
 
 
 def _pool(input, name, args):
@@ -135,14 +136,16 @@ def max_pool2d(input, kernel_size, stride=None, padding=0, dilation=1, ceil_mode
                return_indices=False):
     """``torch.nn.functional.max_pool2d``: NaN propagates; ties go to the first maximum."""
     return _max_pool(input, "max_pool2d",
-                     (kernel_size, _stride(stride), padding, dilation, ceil_mode), return_indices)
+                     (expand_single(kernel_size), _stride(stride), expand_single(padding),
+                      expand_single(dilation), ceil_mode), return_indices)
 
 
 def avg_pool2d(input, kernel_size, stride=None, padding=0, ceil_mode=False, count_include_pad=True,
                divisor_override=None):
     """``torch.nn.functional.avg_pool2d``."""
-    return _pool(input, "avg_pool2d", (kernel_size, _stride(stride), padding, ceil_mode,
-                                       count_include_pad, divisor_override))
+    return _pool(input, "avg_pool2d", (expand_single(kernel_size), _stride(stride),
+                                       expand_single(padding), ceil_mode, count_include_pad,
+                                       divisor_override))
 
 
 def lp_pool2d(input, norm_type, kernel_size, stride=None, ceil_mode=False):

@@ -2,6 +2,8 @@
 // region-of-interest kernels that run one thread (or one grid-stride step) per element.
 #pragma once
 
+#include "fast_divmod.cuh"
+
 namespace gc {
 
 // A logical coordinate of a 4-D activation.
@@ -31,6 +33,32 @@ __device__ __forceinline__ Coord4 unflatten(int index, int C, int H, int W) {
     index /= H;
     o.c = index % C;
     o.n = index / C;
+  }
+  return o;
+}
+
+// The extents C, H, W of a contiguous (N, C, H, W) array as multiply-shift divisors made on the
+// host (gpuconv/_fast_divmod.py: flat_decoder), carried in the shape structs the kernels take
+// (conv_shape.cuh, pool_shape.cuh). Why: the three divisions of unflatten cost ~25 SASS
+// instructions each (I2F, MUFU.RCP, F2I and the fix-ups), a FastDivmod step ~4, in kernels that
+// spend one to two hundred per element; made per thread on the device instead, a FastDivmod
+// costs a 64-bit division and a loop, more than it saves at the few elements a thread visits.
+struct FlatDecoder {
+  FastDivmod c, h, w;
+};
+
+// unflatten with the decoder's divisors: the same Coord4, in the same storage order.
+template <bool kNHWC>
+__device__ __forceinline__ Coord4 unflatten(int index, const FlatDecoder& d) {
+  Coord4 o;
+  if (kNHWC) {
+    d.c.divmod(index, index, o.c);
+    d.w.divmod(index, index, o.w);
+    d.h.divmod(index, o.n, o.h);
+  } else {
+    d.w.divmod(index, index, o.w);
+    d.h.divmod(index, index, o.h);
+    d.c.divmod(index, o.n, o.c);
   }
   return o;
 }

@@ -42,7 +42,8 @@
 
 template <class T, bool NHWC, int FR, int FS>
 __global__ void conv2d_depthwise_direct(const T* __restrict__ x, const T* __restrict__ w, int flip,
-                                        GC_CONV_SHAPE_PARAMS, GC_EPILOGUE_PARAMS(T)) {
+                                        GC_CONV_SHAPE_PARAMS, const gc::FlatDecoder output_index,
+                                        GC_EPILOGUE_PARAMS(T)) {
   GC_CONV_SHAPE_NAMES;
   using A = gc::acc_t<T>;
   const gc::Epilogue<T> epi = GC_EPILOGUE(T);
@@ -54,9 +55,10 @@ __global__ void conv2d_depthwise_direct(const T* __restrict__ x, const T* __rest
   // (fewer than 2^31 - 2^20 per launch), so idx never overflows.
   const int idx = blockIdx.x * blockDim.x + threadIdx.x;
   if (idx >= N * K * P * Q) return;
-  const gc::Coord4 o = gc::unflatten<NHWC>(idx, K, P, Q);
+  const gc::Coord4 o = gc::unflatten<NHWC>(idx, output_index);
   const int n = o.n, k = o.c, p = o.h, q = o.w;
-  const T* xc = x + n * xs.n + (k / multiplier) * xs.c;
+  const int c = multiplier == 1 ? k : k / multiplier;  // a division only for multipliers
+  const T* xc = x + n * xs.n + c * xs.c;
   const int taps = taps_r * taps_s;
   const int tap_stride = NHWC ? K : 1;  // (R, S, K) filters for NHWC, (K, R, S) for NCHW
   const T* wk = w + (NHWC ? k : k * taps) + (flip ? (taps - 1) * tap_stride : 0);

@@ -13,14 +13,14 @@
 
 template <class T, bool NHWC>
 __global__ void conv2d_dgrad_direct(const T* __restrict__ dy, const T* __restrict__ w,
-                                    GC_CONV_SHAPE_PARAMS,
+                                    GC_CONV_SHAPE_PARAMS, const gc::FlatDecoder input_index,
                                     T* dx, const T* bias, int epilogue) {
   GC_CONV_SHAPE_NAMES;
   using A = gc::acc_t<T>;
   const int HW = H * W;
   const int e = blockIdx.x * blockDim.x + threadIdx.x;
   if (e >= N * C * HW) return;
-  const gc::Coord4 o = gc::unflatten<NHWC>(e, C, H, W);
+  const gc::Coord4 o = gc::unflatten<NHWC>(e, input_index);
   const int n = o.n, c = o.c, h = o.h, x_w = o.w;
   const int c_per_group = C / groups;
   const int k_per_group = K / groups;

@@ -119,7 +119,7 @@ conv2d_dgrad_gemm_columns(const T* __restrict__ w, const T* __restrict__ dy,
 template <class T, bool NHWC>
 __global__ void conv2d_dgrad_col2im(const gc::acc_t<T>* __restrict__ columns, int ldc,
                                     int n_images,
-                                    GC_CONV_SHAPE_PARAMS,
+                                    GC_CONV_SHAPE_PARAMS, const gc::FlatDecoder input_index,
                                     T* dx, const T* bias, int epilogue) {
   GC_CONV_SHAPE_NAMES;
   using A = gc::acc_t<T>;
@@ -127,7 +127,7 @@ __global__ void conv2d_dgrad_col2im(const gc::acc_t<T>* __restrict__ columns, in
   const int e = blockIdx.x * blockDim.x + threadIdx.x;
   if (e >= n_images * C * HW) return;
   // Element e in dx's own order, so that neighbouring threads write neighbouring addresses.
-  const gc::Coord4 o = gc::unflatten<NHWC>(e, C, H, W);
+  const gc::Coord4 o = gc::unflatten<NHWC>(e, input_index);
   const int n = o.n, c = o.c, h = o.h, w = o.w;
   const gc::PositionTaps th = gc::position_taps(h, pad_h, stride_h, dil_h, R);
   const gc::PositionTaps tw = gc::position_taps(w, pad_w, stride_w, dil_w, S);

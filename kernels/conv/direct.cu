@@ -28,7 +28,8 @@
 
 template <class T, bool NHWC>
 __global__ void conv2d_direct_v1(const T* __restrict__ x, const T* __restrict__ w,
-                                 GC_CONV_SHAPE_PARAMS, GC_EPILOGUE_PARAMS(T)) {
+                                 GC_CONV_SHAPE_PARAMS, const gc::FlatDecoder output_index,
+                                 GC_EPILOGUE_PARAMS(T)) {
   GC_CONV_SHAPE_NAMES;
   using A = gc::acc_t<T>;
   const gc::Epilogue<T> epi = GC_EPILOGUE(T);
@@ -40,7 +41,7 @@ __global__ void conv2d_direct_v1(const T* __restrict__ x, const T* __restrict__ 
   const int idx = blockIdx.x * blockDim.x + threadIdx.x;
   if (idx >= N * K * P * Q) return;
   // Consecutive threads take the output's contiguous dimension: q (NCHW) or k (NHWC).
-  const gc::Coord4 o = gc::unflatten<NHWC>(idx, K, P, Q);
+  const gc::Coord4 o = gc::unflatten<NHWC>(idx, output_index);
   const int n = o.n, k = o.c, p = o.h, q = o.w;
   const int c0 = (k / k_per_group) * c_per_group;
   const int h0 = p * stride_h - pad_h;

@@ -3,17 +3,19 @@
 // [floor(j*W/Q), ceil((j+1)*W/Q)). Design and bandwidth arithmetic: kernels/pool/NOTES.md.
 #include "adaptive_bins.cuh"
 #include "dtypes.cuh"
+#include "pool_shape.cuh"
 #include "pool_window.cuh"
 
 // main loop: one thread per output element (coalesced over channels in NHWC, over bins in NCHW).
 template <class T, bool kNHWC, bool kIndices>
 __global__ void adaptive_max_pool2d_forward(const T* __restrict__ x, T* __restrict__ y,
-                                            long long* __restrict__ indices, int N, int C, int H,
-                                            int W, int P, int Q) {
+                                            long long* __restrict__ indices,
+                                            GC_POOL_SHAPE_PARAMS) {
+  GC_POOL_SHAPE_NAMES;
   const int total = N * C * P * Q;
   const int ps = gc::pixel_stride<kNHWC>(C);
   for (long long i = gc::grid_first(); i < total; i += gc::grid_stride()) {
-    const gc::Coord4 o = gc::unflatten<kNHWC>((int)i, C, P, Q);
+    const gc::Coord4 o = gc::unflatten<kNHWC>((int)i, GC_POOL_SHAPE.output);
     const gc::Bin bin = gc::adaptive_bin(o.h, o.w, H, W, P, Q);
     const auto m = gc::max_over_bin(x + gc::plane_offset<kNHWC>(o.n, o.c, C, H, W), ps, W, bin);
     // epilogue
@@ -23,12 +25,13 @@ __global__ void adaptive_max_pool2d_forward(const T* __restrict__ x, T* __restri
 }
 
 template <class T, bool kNHWC>
-__global__ void adaptive_avg_pool2d_forward(const T* __restrict__ x, T* __restrict__ y, int N,
-                                            int C, int H, int W, int P, int Q) {
+__global__ void adaptive_avg_pool2d_forward(const T* __restrict__ x, T* __restrict__ y,
+                                            GC_POOL_SHAPE_PARAMS) {
+  GC_POOL_SHAPE_NAMES;
   const int total = N * C * P * Q;
   const int ps = gc::pixel_stride<kNHWC>(C);
   for (long long i = gc::grid_first(); i < total; i += gc::grid_stride()) {
-    const gc::Coord4 o = gc::unflatten<kNHWC>((int)i, C, P, Q);
+    const gc::Coord4 o = gc::unflatten<kNHWC>((int)i, GC_POOL_SHAPE.output);
     const gc::Bin bin = gc::adaptive_bin(o.h, o.w, H, W, P, Q);
     y[i] = gc::from_acc<T>(
         gc::mean_over_bin(x + gc::plane_offset<kNHWC>(o.n, o.c, C, H, W), ps, W, bin));
@@ -60,8 +63,9 @@ __device__ __forceinline__ int bin_extent(const int* table, bool use_tables, int
 template <class T, bool kNHWC>
 __global__ void adaptive_max_pool2d_backward(const T* __restrict__ grad_output,
                                              const long long* __restrict__ indices,
-                                             T* __restrict__ grad_input, int N, int C, int H,
-                                             int W, int P, int Q, int use_tables) {
+                                             T* __restrict__ grad_input,
+                                             GC_POOL_SHAPE_PARAMS, int use_tables) {
+  GC_POOL_SHAPE_NAMES;
   using A = gc::acc_t<T>;
   extern __shared__ int adaptive_table[];
   gc::AdaptiveTables t{};
@@ -69,7 +73,7 @@ __global__ void adaptive_max_pool2d_backward(const T* __restrict__ grad_output,
   const int total = N * C * H * W;
   const int ps = gc::pixel_stride<kNHWC>(C);
   for (long long i = gc::grid_first(); i < total; i += gc::grid_stride()) {
-    const gc::Coord4 o = gc::unflatten<kNHWC>((int)i, C, H, W);
+    const gc::Coord4 o = gc::unflatten<kNHWC>((int)i, GC_POOL_SHAPE.input);
     const int plane = gc::plane_offset<kNHWC>(o.n, o.c, C, P, Q);
     const long long self = (long long)o.h * W + o.w;
     const gc::OutputSpan b = covering_bins(t, use_tables, o.h, o.w, H, W, P, Q);
@@ -86,8 +90,9 @@ __global__ void adaptive_max_pool2d_backward(const T* __restrict__ grad_output,
 
 template <class T, bool kNHWC>
 __global__ void adaptive_avg_pool2d_backward(const T* __restrict__ grad_output,
-                                             T* __restrict__ grad_input, int N, int C, int H,
-                                             int W, int P, int Q, int use_tables) {
+                                             T* __restrict__ grad_input,
+                                             GC_POOL_SHAPE_PARAMS, int use_tables) {
+  GC_POOL_SHAPE_NAMES;
   using A = gc::acc_t<T>;
   extern __shared__ int adaptive_table[];
   gc::AdaptiveTables t{};
@@ -95,7 +100,7 @@ __global__ void adaptive_avg_pool2d_backward(const T* __restrict__ grad_output,
   const int total = N * C * H * W;
   const int ps = gc::pixel_stride<kNHWC>(C);
   for (long long i = gc::grid_first(); i < total; i += gc::grid_stride()) {
-    const gc::Coord4 o = gc::unflatten<kNHWC>((int)i, C, H, W);
+    const gc::Coord4 o = gc::unflatten<kNHWC>((int)i, GC_POOL_SHAPE.input);
     const T* plane = grad_output + gc::plane_offset<kNHWC>(o.n, o.c, C, P, Q);
     const gc::OutputSpan b = covering_bins(t, use_tables, o.h, o.w, H, W, P, Q);
     A grad = A(0);

@@ -2,6 +2,7 @@
 // divisor_override, ceil_mode), forward and backward, NCHW and NHWC.
 // Design and bandwidth arithmetic: kernels/pool/NOTES.md.
 #include "dtypes.cuh"
+#include "pool_shape.cuh"
 #include "pool_window.cuh"
 
 namespace {
@@ -43,15 +44,15 @@ __device__ __forceinline__ AvgWindow avg_window(int p, int q, int H, int W, int 
 // main loop: one thread per output element; see max_pool.cu for the coalescing argument.
 // A window with no in-bounds element gives 0 (PyTorch).
 template <class T, bool kNHWC>
-__global__ void avg_pool2d_forward(const T* __restrict__ x, T* __restrict__ y, int N, int C,
-                                   int H, int W, int P, int Q, int R, int S, int stride_h,
-                                   int stride_w, int pad_h, int pad_w, int count_include_pad,
+__global__ void avg_pool2d_forward(const T* __restrict__ x, T* __restrict__ y,
+                                   GC_POOL_SHAPE_PARAMS, int count_include_pad,
                                    int divisor_override) {
+  GC_POOL_SHAPE_NAMES;
   using A = gc::acc_t<T>;
   const int total = N * C * P * Q;
   const int ps = gc::pixel_stride<kNHWC>(C);
   for (long long i = gc::grid_first(); i < total; i += gc::grid_stride()) {
-    const gc::Coord4 o = gc::unflatten<kNHWC>((int)i, C, P, Q);
+    const gc::Coord4 o = gc::unflatten<kNHWC>((int)i, GC_POOL_SHAPE.output);
     const AvgWindow win = avg_window(o.h, o.w, H, W, R, S, stride_h, stride_w, pad_h, pad_w,
                                      count_include_pad, divisor_override);
     const T* plane = x + gc::plane_offset<kNHWC>(o.n, o.c, C, H, W);
@@ -69,10 +70,9 @@ __global__ void avg_pool2d_forward(const T* __restrict__ x, T* __restrict__ y, i
 // windows that contain it, in a fixed (p, q) order: bitwise reproducible, no zero-fill pass.
 template <class T, bool kNHWC>
 __global__ void avg_pool2d_backward(const T* __restrict__ grad_output, T* __restrict__ grad_input,
-                                    int N, int C, int H, int W, int P, int Q, int R, int S,
-                                    int stride_h, int stride_w, int pad_h, int pad_w,
-                                    int count_include_pad, int divisor_override,
-                                    int use_tables) {
+                                    GC_POOL_SHAPE_PARAMS, int count_include_pad,
+                                    int divisor_override, int use_tables) {
+  GC_POOL_SHAPE_NAMES;
   using A = gc::acc_t<T>;
   const int total = N * C * H * W;
   const int ps = gc::pixel_stride<kNHWC>(C);
@@ -83,7 +83,7 @@ __global__ void avg_pool2d_backward(const T* __restrict__ grad_output, T* __rest
                                 pad_w);
   }
   for (long long i = gc::grid_first(); i < total; i += gc::grid_stride()) {
-    const gc::Coord4 o = gc::unflatten<kNHWC>((int)i, C, H, W);
+    const gc::Coord4 o = gc::unflatten<kNHWC>((int)i, GC_POOL_SHAPE.input);
     const gc::OutputSpan s = gc::window_span(t, use_tables, o.h, o.w, P, Q, R, S, stride_h,
                                              stride_w, pad_h, pad_w);
     const T* plane = grad_output + gc::plane_offset<kNHWC>(o.n, o.c, C, P, Q);

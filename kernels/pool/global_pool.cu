@@ -1,6 +1,7 @@
 // Global average and max pooling (N, C, H, W) -> (N, C, 1, 1) as reductions over H*W, not as a
 // window loop, forward and backward. Design and bandwidth arithmetic: kernels/pool/NOTES.md.
 #include "dtypes.cuh"
+#include "pool_shape.cuh"
 #include "pool_window.cuh"
 #include "reduce.cuh"
 
@@ -138,12 +139,13 @@ __global__ void global_pool2d_nhwc(const T* __restrict__ x, T* __restrict__ y,
 // max sends it to the recorded argmax. Elementwise, hence deterministic.
 template <class T, bool kNHWC>
 __global__ void global_avg_pool2d_backward(const T* __restrict__ grad_output,
-                                           T* __restrict__ grad_input, int N, int C, int H,
-                                           int W) {
+                                           T* __restrict__ grad_input,
+                                           GC_POOL_SHAPE_PARAMS) {
+  GC_POOL_SHAPE_NAMES;
   using A = gc::acc_t<T>;
   const int total = N * C * H * W;
   for (long long i = gc::grid_first(); i < total; i += gc::grid_stride()) {
-    const gc::Coord4 o = gc::unflatten<kNHWC>((int)i, C, H, W);
+    const gc::Coord4 o = gc::unflatten<kNHWC>((int)i, GC_POOL_SHAPE.input);
     const A g = gc::to_acc(grad_output[o.n * C + o.c]);
     grad_input[i] = gc::from_acc<T>(g / static_cast<A>(H * W));
   }
@@ -152,12 +154,13 @@ __global__ void global_avg_pool2d_backward(const T* __restrict__ grad_output,
 template <class T, bool kNHWC>
 __global__ void global_max_pool2d_backward(const T* __restrict__ grad_output,
                                            const long long* __restrict__ indices,
-                                           T* __restrict__ grad_input, int N, int C, int H,
-                                           int W) {
+                                           T* __restrict__ grad_input,
+                                           GC_POOL_SHAPE_PARAMS) {
+  GC_POOL_SHAPE_NAMES;
   using A = gc::acc_t<T>;
   const int total = N * C * H * W;
   for (long long i = gc::grid_first(); i < total; i += gc::grid_stride()) {
-    const gc::Coord4 o = gc::unflatten<kNHWC>((int)i, C, H, W);
+    const gc::Coord4 o = gc::unflatten<kNHWC>((int)i, GC_POOL_SHAPE.input);
     const int plane = o.n * C + o.c;
     const bool is_argmax = indices[plane] == (long long)o.h * W + o.w;
     grad_input[i] = gc::from_acc<T>(is_argmax ? gc::to_acc(grad_output[plane]) : A(0));

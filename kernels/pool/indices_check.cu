@@ -7,16 +7,28 @@
 // own output's window (1: a strided, padded, dilated window; 2: an adaptive bin). The NumPy
 // version of these rules is gpuconv/pool/geometry.py's; this kernel replaces ~20 elementwise
 // array passes there with one read of the indices (GPU: 8 bytes per output).
+#include "pool_shape.cuh"
 #include "pool_window.cuh"
+
+namespace {
+
+// Whether offset d from a window's start is one of its `taps` taps `dilation` apart (dilation 1,
+// the common case, without the two divisions).
+__device__ __forceinline__ bool on_tap(int d, int dilation, int taps) {
+  if (d < 0) return false;
+  return dilation == 1 ? d < taps : d % dilation == 0 && d / dilation < taps;
+}
+
+}  // namespace
 
 // first_bad: the smallest flat output position holding a bad index (atomicMin: the same answer
 // in any thread order); the caller sets it to INT_MAX first. Outputs of 2^31 or more are
 // refused by the launcher (32-bit offsets, design.md).
 template <bool kNHWC, int kWindow>
 __global__ void pool_indices_check(const long long* __restrict__ indices,
-                                   int* __restrict__ first_bad, int N, int C, int H, int W, int P,
-                                   int Q, int R, int S, int stride_h, int stride_w, int pad_h,
-                                   int pad_w, int dil_h, int dil_w, int allow_no_index) {
+                                   int* __restrict__ first_bad, GC_POOL_SHAPE_PARAMS,
+                                   int allow_no_index) {
+  GC_POOL_SHAPE_NAMES;
   const int total = N * C * P * Q;
   const long long plane = (long long)H * W;
   for (long long i = gc::grid_first(); i < total; i += gc::grid_stride()) {
@@ -29,17 +41,15 @@ __global__ void pool_indices_check(const long long* __restrict__ indices,
     } else if (kWindow == 0) {
       good = true;
     } else {
-      const gc::Coord4 o = gc::unflatten<kNHWC>((int)i, C, P, Q);
-      const int h = (int)(index / W);
-      const int w = (int)(index % W);
+      const gc::Coord4 o = gc::unflatten<kNHWC>((int)i, GC_POOL_SHAPE.output);
+      int h, w;  // index < H * W < 2^31 here
+      GC_POOL_SHAPE.input.w.divmod((int)index, h, w);
       if (kWindow == 2) {
         good = h >= gc::adaptive_start(o.h, H, P) && h < gc::adaptive_end(o.h, H, P) &&
                w >= gc::adaptive_start(o.w, W, Q) && w < gc::adaptive_end(o.w, W, Q);
       } else {
-        const int dh = h - (o.h * stride_h - pad_h);
-        const int dw = w - (o.w * stride_w - pad_w);
-        good = dh >= 0 && dh % dil_h == 0 && dh / dil_h < R && dw >= 0 && dw % dil_w == 0 &&
-               dw / dil_w < S;
+        good = on_tap(h - (o.h * stride_h - pad_h), dil_h, R) &&
+               on_tap(w - (o.w * stride_w - pad_w), dil_w, S);
       }
     }
     if (!good) atomicMin(first_bad, (int)i);

@@ -4,6 +4,7 @@
 // so a ceil_mode window clipped at the border has its mean scaled by the full kernel area. Here
 // `scaled` names f * R*S, the quantity raised to 1/p. Design: kernels/pool/NOTES.md.
 #include "dtypes.cuh"
+#include "pool_shape.cuh"
 #include "pool_window.cuh"
 
 namespace {
@@ -52,14 +53,14 @@ __device__ __forceinline__ gc::acc_t<T> lp_scaled(const T* __restrict__ plane, i
 
 // main loop: one thread per output element; see max_pool.cu for the coalescing argument.
 template <class T, bool kNHWC>
-__global__ void lp_pool2d_forward(const T* __restrict__ x, T* __restrict__ y, int N, int C, int H,
-                                  int W, int P, int Q, int R, int S, int stride_h, int stride_w,
-                                  gc::acc_t<T> norm_type) {
+__global__ void lp_pool2d_forward(const T* __restrict__ x, T* __restrict__ y,
+                                  GC_POOL_SHAPE_PARAMS, gc::acc_t<T> norm_type) {
+  GC_POOL_SHAPE_NAMES;
   using A = gc::acc_t<T>;
   const int total = N * C * P * Q;
   const int ps = gc::pixel_stride<kNHWC>(C);
   for (long long i = gc::grid_first(); i < total; i += gc::grid_stride()) {
-    const gc::Coord4 o = gc::unflatten<kNHWC>((int)i, C, P, Q);
+    const gc::Coord4 o = gc::unflatten<kNHWC>((int)i, GC_POOL_SHAPE.output);
     const LpWindow win = lp_window(o.h, o.w, H, W, R, S, stride_h, stride_w);
     const A scaled = lp_scaled<T, kNHWC>(x + gc::plane_offset<kNHWC>(o.n, o.c, C, H, W), ps, W,
                                          win, norm_type, R * S);
@@ -72,12 +73,12 @@ __global__ void lp_pool2d_forward(const T* __restrict__ x, T* __restrict__ y, in
 // the backward needs it more precisely than the rounded output would give it).
 template <class T, bool kNHWC>
 __global__ void lp_pool2d_scaled(const T* __restrict__ x, gc::acc_t<T>* __restrict__ scaled,
-                                 int N, int C, int H, int W, int P, int Q, int R, int S,
-                                 int stride_h, int stride_w, gc::acc_t<T> norm_type) {
+                                 GC_POOL_SHAPE_PARAMS, gc::acc_t<T> norm_type) {
+  GC_POOL_SHAPE_NAMES;
   const int total = N * C * P * Q;
   const int ps = gc::pixel_stride<kNHWC>(C);
   for (long long i = gc::grid_first(); i < total; i += gc::grid_stride()) {
-    const gc::Coord4 o = gc::unflatten<kNHWC>((int)i, C, P, Q);
+    const gc::Coord4 o = gc::unflatten<kNHWC>((int)i, GC_POOL_SHAPE.output);
     const LpWindow win = lp_window(o.h, o.w, H, W, R, S, stride_h, stride_w);
     scaled[i] = lp_scaled<T, kNHWC>(x + gc::plane_offset<kNHWC>(o.n, o.c, C, H, W), ps, W, win,
                                     norm_type, R * S);
@@ -91,15 +92,15 @@ __global__ void lp_pool2d_scaled(const T* __restrict__ x, gc::acc_t<T>* __restri
 template <class T, bool kNHWC>
 __global__ void lp_pool2d_backward(const T* __restrict__ grad_output, const T* __restrict__ x,
                                    const gc::acc_t<T>* __restrict__ scaled,
-                                   T* __restrict__ grad_input, int N, int C, int H, int W, int P,
-                                   int Q, int R, int S, int stride_h, int stride_w,
+                                   T* __restrict__ grad_input, GC_POOL_SHAPE_PARAMS,
                                    gc::acc_t<T> norm_type) {
+  GC_POOL_SHAPE_NAMES;
   using A = gc::acc_t<T>;
   const int total = N * C * H * W;
   const int ps = gc::pixel_stride<kNHWC>(C);
   const A kernel_area = static_cast<A>(R * S);
   for (long long i = gc::grid_first(); i < total; i += gc::grid_stride()) {
-    const gc::Coord4 o = gc::unflatten<kNHWC>((int)i, C, H, W);
+    const gc::Coord4 o = gc::unflatten<kNHWC>((int)i, GC_POOL_SHAPE.input);
     const int p0 = gc::window_first_output(o.h, 0, R, stride_h);
     const int p1 = gc::window_last_output(o.h, 0, stride_h, P);
     const int q0 = gc::window_first_output(o.w, 0, S, stride_w);

@@ -1,6 +1,7 @@
 // Max pooling over strided, padded, dilated windows (torch.nn.functional.max_pool2d), forward
 // and backward, NCHW and NHWC. Design and bandwidth arithmetic: kernels/pool/NOTES.md.
 #include "dtypes.cuh"
+#include "pool_shape.cuh"
 #include "pool_window.cuh"
 
 // main loop: one thread per output element (n, c, p, q). In NHWC consecutive threads are
@@ -10,14 +11,13 @@
 // in-bounds taps only. `indices` (flat h * W + w within the plane) is written when kIndices.
 template <class T, bool kNHWC, bool kIndices>
 __global__ void max_pool2d_forward(const T* __restrict__ x, T* __restrict__ y,
-                                   long long* __restrict__ indices, int N, int C, int H, int W,
-                                   int P, int Q, int R, int S, int stride_h, int stride_w,
-                                   int pad_h, int pad_w, int dil_h, int dil_w) {
+                                   long long* __restrict__ indices, GC_POOL_SHAPE_PARAMS) {
+  GC_POOL_SHAPE_NAMES;
   using A = gc::acc_t<T>;
   const int total = N * C * P * Q;
   const int ps = gc::pixel_stride<kNHWC>(C);
   for (long long i = gc::grid_first(); i < total; i += gc::grid_stride()) {
-    const gc::Coord4 o = gc::unflatten<kNHWC>((int)i, C, P, Q);
+    const gc::Coord4 o = gc::unflatten<kNHWC>((int)i, GC_POOL_SHAPE.output);
     const int hstart = o.h * stride_h - pad_h;
     const int wstart = o.w * stride_w - pad_w;
     const int r0 = gc::first_tap(hstart, dil_h);
@@ -53,9 +53,9 @@ __global__ void max_pool2d_forward(const T* __restrict__ x, T* __restrict__ y,
 template <class T, bool kNHWC>
 __global__ void max_pool2d_backward(const T* __restrict__ grad_output,
                                     const long long* __restrict__ indices,
-                                    T* __restrict__ grad_input, int N, int C, int H, int W, int P,
-                                    int Q, int R, int S, int stride_h, int stride_w, int pad_h,
-                                    int pad_w, int dil_h, int dil_w, int use_tables) {
+                                    T* __restrict__ grad_input, GC_POOL_SHAPE_PARAMS,
+                                    int use_tables) {
+  GC_POOL_SHAPE_NAMES;
   using A = gc::acc_t<T>;
   const int total = N * C * H * W;
   const int ps = gc::pixel_stride<kNHWC>(C);
@@ -68,7 +68,7 @@ __global__ void max_pool2d_backward(const T* __restrict__ grad_output,
                                 stride_w, pad_h, pad_w);
   }
   for (long long i = gc::grid_first(); i < total; i += gc::grid_stride()) {
-    const gc::Coord4 o = gc::unflatten<kNHWC>((int)i, C, H, W);
+    const gc::Coord4 o = gc::unflatten<kNHWC>((int)i, GC_POOL_SHAPE.input);
     const gc::OutputSpan s = gc::window_span(t, use_tables, o.h, o.w, P, Q, extent_h, extent_w,
                                              stride_h, stride_w, pad_h, pad_w);
     const int plane = gc::plane_offset<kNHWC>(o.n, o.c, C, P, Q);

@@ -1,7 +1,10 @@
 // Max unpooling (torch.nn.functional.max_unpool2d): each input element goes to the position its
 // max-pooling switch (a flat index h * W + w of the output plane) recorded; forward and
 // backward, NCHW and NHWC. Design: kernels/pool/NOTES.md.
+// The gc::PoolShape is the max_pool2d's that the unpooling inverts: H, W is the unpooled output
+// (named Ho, Wo here), P, Q the size of x.
 #include "dtypes.cuh"
+#include "pool_shape.cuh"
 #include "pool_window.cuh"
 
 namespace {
@@ -30,11 +33,13 @@ __device__ __forceinline__ bool switch_target(const gc::Coord4& o, long long ind
 // are validated by the front; one outside [0, Ho*Wo) is skipped here all the same.
 template <bool kNHWC>
 __global__ void max_unpool2d_claim(const long long* __restrict__ indices, int* __restrict__ winner,
-                                   int N, int C, int P, int Q, int Ho, int Wo) {
+                                   GC_POOL_SHAPE_PARAMS) {
+  GC_POOL_SHAPE_NAMES;
+  const int Ho = H, Wo = W;
   const int total = N * C * P * Q;
   const long long plane_size = (long long)Ho * Wo;
   for (long long i = gc::grid_first(); i < total; i += gc::grid_stride()) {
-    const gc::Coord4 o = gc::unflatten<kNHWC>((int)i, C, P, Q);
+    const gc::Coord4 o = gc::unflatten<kNHWC>((int)i, GC_POOL_SHAPE.output);
     int target;
     if (switch_target<kNHWC>(o, indices[i], plane_size, C, Ho, Wo, target))
       atomicMax(winner + target, 1 + o.h * Q + o.w);
@@ -43,12 +48,14 @@ __global__ void max_unpool2d_claim(const long long* __restrict__ indices, int* _
 
 template <class T, bool kNHWC>
 __global__ void max_unpool2d_forward(const T* __restrict__ x, const long long* __restrict__ indices,
-                                     const int* __restrict__ winner, T* __restrict__ y, int N,
-                                     int C, int P, int Q, int Ho, int Wo) {
+                                     const int* __restrict__ winner, T* __restrict__ y,
+                                     GC_POOL_SHAPE_PARAMS) {
+  GC_POOL_SHAPE_NAMES;
+  const int Ho = H, Wo = W;
   const int total = N * C * P * Q;
   const long long plane_size = (long long)Ho * Wo;
   for (long long i = gc::grid_first(); i < total; i += gc::grid_stride()) {
-    const gc::Coord4 o = gc::unflatten<kNHWC>((int)i, C, P, Q);
+    const gc::Coord4 o = gc::unflatten<kNHWC>((int)i, GC_POOL_SHAPE.output);
     int target;
     if (switch_target<kNHWC>(o, indices[i], plane_size, C, Ho, Wo, target) &&
         winner[target] == 1 + o.h * Q + o.w)
@@ -61,12 +68,13 @@ __global__ void max_unpool2d_forward(const T* __restrict__ x, const long long* _
 template <class T, bool kNHWC>
 __global__ void max_unpool2d_backward(const T* __restrict__ grad_output,
                                       const long long* __restrict__ indices,
-                                      T* __restrict__ grad_input, int N, int C, int P, int Q,
-                                      int Ho, int Wo) {
+                                      T* __restrict__ grad_input, GC_POOL_SHAPE_PARAMS) {
+  GC_POOL_SHAPE_NAMES;
+  const int Ho = H, Wo = W;
   const int total = N * C * P * Q;
   const long long plane_size = (long long)Ho * Wo;
   for (long long i = gc::grid_first(); i < total; i += gc::grid_stride()) {
-    const gc::Coord4 o = gc::unflatten<kNHWC>((int)i, C, P, Q);
+    const gc::Coord4 o = gc::unflatten<kNHWC>((int)i, GC_POOL_SHAPE.output);
     int j;
     const bool inside = switch_target<kNHWC>(o, indices[i], plane_size, C, Ho, Wo, j);
     grad_input[i] = inside ? grad_output[j] : gc::from_acc<T>(gc::acc_t<T>(0));

@@ -6,6 +6,7 @@
 // writing its slice of F starting at `feature_base`. Design: kernels/pool/NOTES.md.
 #include "adaptive_bins.cuh"
 #include "dtypes.cuh"
+#include "pool_shape.cuh"
 #include "pool_window.cuh"
 
 namespace {
@@ -36,9 +37,10 @@ struct Levels {
 // in NHWC (coalesced loads of the input), bins fastest in NCHW.
 template <class T, bool kNHWC, bool kMax, bool kIndices>
 __global__ void spatial_pyramid_pool2d_forward(
-    const T* __restrict__ x, T* __restrict__ y, long long* __restrict__ indices, int N, int C,
-    int H, int W, int features, int feature_base, int num_levels, int l0, int l1, int l2, int l3,
-    int l4, int l5, int l6, int l7) {
+    const T* __restrict__ x, T* __restrict__ y, long long* __restrict__ indices,
+    GC_POOL_SHAPE_PARAMS, int features, int feature_base, int num_levels, int l0, int l1, int l2,
+    int l3, int l4, int l5, int l6, int l7) {
+  GC_POOL_SHAPE_NAMES;
   const Levels levels = {num_levels, l0, l1, l2, l3, l4, l5, l6, l7};
   int launch_features = 0;
   for (int k = 0; k < levels.count; ++k) launch_features += C * levels.at(k) * levels.at(k);
@@ -78,14 +80,15 @@ __global__ void spatial_pyramid_pool2d_forward(
 template <class T, bool kNHWC, bool kMax>
 __global__ void spatial_pyramid_pool2d_backward(
     const T* __restrict__ grad_output, const long long* __restrict__ indices,
-    T* __restrict__ grad_input, int N, int C, int H, int W, int features, int feature_base,
+    T* __restrict__ grad_input, GC_POOL_SHAPE_PARAMS, int features, int feature_base,
     int accumulate, int num_levels, int l0, int l1, int l2, int l3, int l4, int l5, int l6,
     int l7) {
+  GC_POOL_SHAPE_NAMES;
   using A = gc::acc_t<T>;
   const Levels levels = {num_levels, l0, l1, l2, l3, l4, l5, l6, l7};
   const int total = N * C * H * W;
   for (long long i = gc::grid_first(); i < total; i += gc::grid_stride()) {
-    const gc::Coord4 o = gc::unflatten<kNHWC>((int)i, C, H, W);
+    const gc::Coord4 o = gc::unflatten<kNHWC>((int)i, GC_POOL_SHAPE.input);
     const long long self = (long long)o.h * W + o.w;
     A grad = accumulate ? gc::to_acc(grad_input[i]) : A(0);
     int level_base = o.n * features + feature_base;

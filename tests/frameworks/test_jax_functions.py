@@ -157,6 +157,29 @@ def test_errors_are_raised_when_traced():
         jax.jit(lambda x: GJ.max_pool2d(x, 2, padding=3))(jnp.asarray(X))
 
 
+@pytest.mark.parametrize("call, match", [
+    (lambda x, w: GJ.conv2d(x.astype(jnp.int32), w.astype(jnp.int32)), "floating dtype"),
+    (lambda x, w: GJ.conv2d(x, w.astype(jnp.float16)), "weight has dtype float16"),
+    (lambda x, w: GJ.conv2d(x, w, jnp.ones(w.shape[0], jnp.float16)), "bias has dtype"),
+    (lambda x, w: GJ.conv_transpose2d(x.astype(jnp.int32), jnp.ones((x.shape[1], 2, 3, 3),
+                                                                    jnp.int32)),
+     "floating dtype"),
+    (lambda x, w: GJ.max_pool2d(x.astype(jnp.int32), 2), "floating dtype"),
+    (lambda x, w: GJ.roi_align(x, jnp.zeros((1, 5), jnp.float16), 2), "boxes must have"),
+    (lambda x, w: GJ.roi_pool(x, [jnp.zeros((1, 4), jnp.float16)], 2), r"boxes\[0\]"),
+    (lambda x, w: GJ.max_unpool2d(x, x, 2), "indices must have an integer dtype"),
+], ids=["int-conv", "mixed-conv", "bias", "int-transposed", "int-pool", "boxes", "box-list",
+        "float-indices"])
+def test_dtype_errors_are_type_errors_when_traced(call, match):
+    """Under jit the arrays reach gpuconv only inside the host callback, where its TypeError
+    would surface as a JaxRuntimeError: the wrappers check at trace time, as in eager mode."""
+    x, w = jnp.asarray(X[:, :2], jnp.float32), jnp.asarray(W[:, :2], jnp.float32)
+    with pytest.raises(TypeError, match=match):
+        jax.jit(call)(x, w)
+    with pytest.raises(TypeError, match=match):
+        call(x, w)
+
+
 def test_max_pool_backward_trusts_its_own_forwards_indices(monkeypatch):
     # As gpuconv.torch: the indices kept from the forward are not scanned again.
     import gpuconv.pool.geometry as geometry

@@ -202,6 +202,20 @@ def test_max_unpool2d_matches_torch(kw, size, dtype):
                  F.max_unpool2d(values, indices, output_size=output_size, **kw), dtype)
 
 
+@pytest.mark.parametrize("name,call", [
+    ("max_pool2d", lambda f, x, w: f.max_pool2d(x, (3,), (2,), (1,), [1])),
+    ("max_pool2d", lambda f, x, w: f.max_pool2d(x, [2], [])),
+    ("avg_pool2d", lambda f, x, w: f.avg_pool2d(x, (3,), [2], (1,))),
+    ("conv2d", lambda f, x, w: f.conv2d(x, w, None, (2,), (1,), [2])),
+    ("conv_transpose2d", lambda f, x, w: f.conv_transpose2d(
+        x, w.transpose(0, 1).contiguous(), None, (2,), [1], (1,), 1, (1,))),
+])
+def test_one_element_sequences_mean_both_axes_as_in_torch(name, call):
+    """torch.nn.functional takes (v,) for (v, v) in its pair arguments (ATen expands them)."""
+    x, w = randn(2, 3, 9, 8), randn(3, 3, 3, 3, seed=1)
+    assert_close(call(G, x, w), call(F, x, w), torch.float64)
+
+
 # --------------------------------------------------------------------------------------------
 # regions of interest (torchvision semantics)
 
