@@ -2,9 +2,11 @@
 
 Per case:
 1. random inputs (seeded by the case id, so reruns see the same data);
-2. each baseline is prepared and called once; the first checkable one that ran is the oracle
-   (cuDNN / PyTorch / torchvision on a GPU, gpuconv's NumPy reference on the CPU, or the NumPy
-   reference on host copies when a GPU run has no torch), the others are checked against it;
+2. on a GPU the oracle is the case's first baseline (cuDNN / PyTorch / torchvision) run in
+   float64 and NCHW on the same data upcast; each baseline is prepared and called once and
+   checked against it (where that oracle cannot run, the first checkable baseline is the
+   oracle: gpuconv's NumPy reference on the CPU, the NumPy reference on host copies when a GPU
+   run has no torch);
 3. each gpuconv variant ("auto" and every name in ``gpuconv.conv_algorithms`` for convs) is
    called once and checked; one that disagrees is flagged and not timed;
 4. the variants that agree are warmed up and timed together, interleaved (timing.py);
@@ -288,19 +290,24 @@ class Runner:
             entry.set(MISMATCH, f"disagrees with {oracle_name}: {why}; not timed")
 
     def _float64_oracle(self, case: Case, inp):
-        """On a GPU, a convolution's oracle is cuDNN run in float64 on the same data upcast
-        (exact to ~1e-15 here), so that the float32 / float16 baselines are checked too instead
-        of being the standard; (None, None) where that cannot run (other ops, no torch,
-        float64 cases, dtypes the array library cannot upcast)."""
-        if self.mode != "gpu" or case.layer.op != "conv" or case.dtype == "float64":
+        """On a GPU, the oracle is the case's first baseline (cuDNN, PyTorch's pooling,
+        torchvision) run in float64, in NCHW, on the same data upcast (exact to ~1e-15 here),
+        so that the float32 / float16 baselines and their channels_last kernels are checked too
+        instead of being the standard: torchvision computes ROI align's sampling coordinates in
+        the data's dtype (errors of 0.07-0.3 in float16 on FPN-sized images), and torch 2.11's
+        channels_last avg_pool2d backward ignores the padding (pytorch/pytorch#188344). (None,
+        None) where that cannot run (no torch, float64 cases, dtypes the array library cannot
+        upcast): the first float baseline is the oracle then."""
+        if self.mode != "gpu" or case.dtype == "float64":
             return None, None
         try:
-            arrays = ("x_nchw", "x", "w", "dy_nchw", "dy")
-            up = dataclasses.replace(inp, **{name: getattr(inp, name).astype(np.float64)
-                                             for name in arrays if getattr(inp, name) is not None})
-            b = prepare("cudnn", dataclasses.replace(case, dtype="float64"), up)
+            name = baseline_names(case, self.mode)[0]
+            arrays = ("x_nchw", "x", "w", "dy_nchw", "dy", "boxes")
+            up = dataclasses.replace(inp, **{a: getattr(inp, a).astype(np.float64)
+                                             for a in arrays if getattr(inp, a) is not None})
+            b = prepare(name, dataclasses.replace(case, dtype="float64", layout="NCHW"), up)
             with b.context():
-                return b.to_nchw(b.run()), "cudnn in float64 (inputs upcast)"
+                return b.to_nchw(b.run()), f"{name} in float64, NCHW (inputs upcast)"
         except Exception:      # noqa: BLE001 -- the first float baseline is the oracle then
             return None, None
 

@@ -21,6 +21,8 @@ is not chosen when its smallest tile does not fit. DIRECT_MAX_TAPS is a predicti
 """
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 
 from .._args import as_choice
@@ -263,11 +265,32 @@ def runs_data_gradient(geom) -> bool:
 # ------------------------------------------------------------------------------------ launch
 
 
+@functools.lru_cache(maxsize=1024)
+def plan(geom, dtype: np.dtype, nhwc: bool, variant: str):
+    """(kernel kind, its tile arguments as int32, shared memory bytes, pixel blocks) for ``geom``:
+    the same for every call of a layer, so made once (the choice and the tile search cost
+    ~15-30 us of host time per call, on the order of a small layer's GPU time)."""
+    kind = choose_variant(geom, dtype, nhwc, variant)
+    if kind == "direct":
+        return kind, (), 0, 0
+    if kind == "window":
+        tile_p, runs, ct = window_config(geom, dtype, nhwc)
+        smem = window_smem_bytes(geom, dtype, nhwc, tile_p, runs, ct)
+        tile_args = (tile_p, runs, ct)
+        pixel_blocks = ceil_div(geom.P, tile_p) * ceil_div(geom.Q, runs * WINDOW_RUN)
+    else:
+        tile_p, tile_q, ct = tiled_config(geom, dtype, nhwc)
+        smem = tiled_smem_bytes(geom, dtype, tile_p, tile_q, ct)
+        tile_args = (tile_p, tile_q, ct)
+        pixel_blocks = ceil_div(geom.P, tile_p) * ceil_div(geom.Q, tile_q)
+    return kind, tuple(np.int32(v) for v in tile_args), smem, pixel_blocks
+
+
 def run(call: ConvCall, variant: str = "auto", flip: bool = False) -> None:
     """Launches ``call``; ``flip`` reads every filter rotated by 180 degrees (the data gradient
     of a stride-1, multiplier-1 depthwise convolution as a forward pass: launch_bwd_data)."""
     g = call.geom
-    kind = choose_variant(g, call.dtype, call.nhwc, variant)
+    kind, tile_args, smem, pixel_blocks = plan(g, np.dtype(call.dtype), call.nhwc, variant)
     nhwc = cuda_bool(call.nhwc)
     if kind == "direct":
         fr, fs = (g.R, g.S) if g.R == g.S and g.R in UNROLLED_SIZES else (0, 0)
@@ -282,24 +305,13 @@ def run(call: ConvCall, variant: str = "auto", flip: bool = False) -> None:
                                               *chunk.shape_args(), *decoder_args(c.K, c.P, c.Q),
                                               *chunk.epilogue_args()])
         return
-    if kind == "window":
-        tile_p, runs, ct = window_config(g, call.dtype, call.nhwc)
-        smem = window_smem_bytes(g, call.dtype, call.nhwc, tile_p, runs, ct)
-        tile_args = (tile_p, runs, ct)
-        pixel_blocks = ceil_div(g.P, tile_p) * ceil_div(g.Q, runs * WINDOW_RUN)
-    else:
-        tile_p, tile_q, ct = tiled_config(g, call.dtype, call.nhwc)
-        smem = tiled_smem_bytes(g, call.dtype, tile_p, tile_q, ct)
-        tile_args = (tile_p, tile_q, ct)
-        pixel_blocks = ceil_div(g.P, tile_p) * ceil_div(g.Q, tile_q)
-    channel_blocks = ceil_div(g.C, ct)
+    channel_blocks = ceil_div(g.C, tile_args[2])
     if channel_blocks > GRID_YZ_LIMIT:
         raise ValueError(f"depthwise: {channel_blocks} channel blocks exceed the grid limit "
                          f"{GRID_YZ_LIMIT}")
     fn = call.kernel(FAMILY, f"{KERNELS[kind]}<{call.cuda_type}, {nhwc}>")
     for chunk in call.chunks(GRID_YZ_LIMIT):
         grid = (pixel_blocks, channel_blocks, chunk.geom.N)
-        fn(grid, (TILED_THREADS, 1, 1), [chunk.x, chunk.weight, np.int32(flip),
-                                         *map(np.int32, tile_args),
+        fn(grid, (TILED_THREADS, 1, 1), [chunk.x, chunk.weight, np.int32(flip), *tile_args,
                                          *chunk.shape_args(), *chunk.epilogue_args()],
            shared_mem=smem)

@@ -44,7 +44,7 @@ def nhwc_rows(plane_size: int) -> int:
     return rows
 
 
-def _reduce(geom: AdaptivePool2dGeometry, x, data_format: str, executor: str, is_max: bool,
+def global_reduce(geom: AdaptivePool2dGeometry, x, data_format: str, executor: str, is_max: bool,
             with_indices: bool):
     """(values, indices or None), values in the output's (N, C, 1, 1) / (N, 1, 1, C) shape."""
     xp = xp_for(executor)
@@ -76,13 +76,13 @@ def _reduce(geom: AdaptivePool2dGeometry, x, data_format: str, executor: str, is
 def global_avg_pool2d(geom: AdaptivePool2dGeometry, x, *, data_format: str, executor: str):
     x = contiguous(xp_for(executor), x)
     check_int32(x)
-    return _reduce(geom, x, data_format, executor, is_max=False, with_indices=False)[0]
+    return global_reduce(geom, x, data_format, executor, is_max=False, with_indices=False)[0]
 
 
 def global_max_pool2d(geom: AdaptivePool2dGeometry, x, *, data_format: str, executor: str):
     x = contiguous(xp_for(executor), x)
     check_int32(x)
-    return _reduce(geom, x, data_format, executor, is_max=True, with_indices=False)[0]
+    return global_reduce(geom, x, data_format, executor, is_max=True, with_indices=False)[0]
 
 
 def grad_global_avg_pool2d(geom: AdaptivePool2dGeometry, grad_output, x, *, data_format: str,
@@ -103,7 +103,7 @@ def grad_global_max_pool2d(geom: AdaptivePool2dGeometry, grad_output, x, *, indi
     x = contiguous(xp, x)
     check_int32(x)
     if indices is None:
-        indices = _reduce(geom, x, data_format, executor, is_max=True, with_indices=True)[1]
+        indices = global_reduce(geom, x, data_format, executor, is_max=True, with_indices=True)[1]
     else:
         indices = index_array(xp, indices)
     grad_output = contiguous(xp, grad_output)

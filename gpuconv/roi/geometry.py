@@ -152,28 +152,39 @@ def _rois_from_list(boxes, arrays: ArraySet, n_images: int):
 
 
 def _check_box_values(rois, arrays: ArraySet, n_images: int, spatial_scale: float) -> None:
-    host = rois.get() if arrays.library == "cupy" else rois
-    host = np.asarray(host, dtype=np.float64)
-    if host.size == 0:
+    """The first row the kernels must not see, if any, as a ValueError that describes it. CuPy
+    rois are scanned on the device (roi/launch_check.py: one 4-byte read back instead of a copy
+    of every box), NumPy ones here; both name the same row."""
+    if rois.shape[0] == 0:
         return
-    bad = ~np.isfinite(host).all(axis=1)
+    if arrays.library == "cupy":
+        from .launch_check import first_bad_row
+        k = first_bad_row(rois, n_images, spatial_scale, MAX_COORDINATE)
+        if k is not None:
+            _describe_bad_row(k, np.asarray(rois[k].get(), dtype=np.float64), n_images,
+                              spatial_scale)
+        return
+    host = np.asarray(rois, dtype=np.float64)
+    index = host[:, 0]
+    with np.errstate(invalid="ignore", over="ignore"):
+        bad = ((index != np.floor(index)) | ~(index >= 0) | ~(index < n_images)
+               | ~(np.abs(host[:, 1:]) * spatial_scale <= MAX_COORDINATE).all(axis=1))
     if bad.any():
         k = int(np.flatnonzero(bad)[0])
-        raise ValueError(f"boxes must be finite; row {k} of the rois is {host[k].tolist()}")
-    far = (np.abs(host[:, 1:]) * spatial_scale > MAX_COORDINATE).any(axis=1)
-    if far.any():
-        k = int(np.flatnonzero(far)[0])
+        _describe_bad_row(k, host[k], n_images, spatial_scale)
+
+
+def _describe_bad_row(k: int, row: np.ndarray, n_images: int, spatial_scale: float) -> None:
+    """Raise the ValueError for row ``k`` of the rois (float64 values), which breaks a rule."""
+    if not np.isfinite(row).all():
+        raise ValueError(f"boxes must be finite; row {k} of the rois is {row.tolist()}")
+    if (np.abs(row[1:]) * spatial_scale > MAX_COORDINATE).any():
         raise ValueError(f"boxes: coordinates * spatial_scale must lie within +-2**24 "
-                         f"feature-map pixels; row {k} of the rois is {host[k].tolist()} with "
+                         f"feature-map pixels; row {k} of the rois is {row.tolist()} with "
                          f"spatial_scale {spatial_scale}")
-    index = host[:, 0]
-    fractional = index != np.floor(index)
-    if fractional.any():
-        k = int(np.flatnonzero(fractional)[0])
+    index = row[0]
+    if index != np.floor(index):
         raise ValueError(f"boxes: the batch index (column 0) must be an integer value; row {k} "
-                         f"has {index[k]!r}")
-    outside = (index < 0) | (index >= n_images)
-    if outside.any():
-        k = int(np.flatnonzero(outside)[0])
-        raise ValueError(f"boxes: the batch index (column 0) must be in [0, N) = [0, {n_images}) "
-                         f"for x with N = {n_images} images; row {k} has {int(index[k])}")
+                         f"has {index!r}")
+    raise ValueError(f"boxes: the batch index (column 0) must be in [0, N) = [0, {n_images}) "
+                     f"for x with N = {n_images} images; row {k} has {int(index)}")

@@ -17,6 +17,7 @@
 from __future__ import annotations
 
 import contextlib
+import warnings
 
 import numpy as np
 import torch
@@ -71,9 +72,34 @@ def on_device_of(device: torch.device):
         return
     cupy = _cupy()
     index = device.index if device.index is not None else torch.cuda.current_device()
-    stream = torch.cuda.current_stream(index)
-    with cupy.cuda.Device(index), cupy.cuda.ExternalStream(stream.cuda_stream, index):
+    with cupy.cuda.Device(index), _cupy_stream(cupy, _current_stream_pointer(index), index):
         yield
+
+
+# A converted model makes several bridge crossings per layer: each one's host time adds to every
+# layer's (bench/model_profile.py on an H100: torch.cuda.current_stream 1.6 us against 0.1 us for
+# the raw pointer; a new ExternalStream 1 us; DLPack 16 us into CuPy, 6-14 us back, against 3.4
+# and ~2 us for the direct views below). kernels/conv/NOTES.md "Host time through gpuconv.torch".
+_STREAMS: dict = {}
+
+
+def _current_stream_pointer(index: int) -> int:
+    raw = getattr(torch._C, "_cuda_getCurrentRawStream", None)   # private: fall back if gone
+    return raw(index) if raw is not None else torch.cuda.current_stream(index).cuda_stream
+
+
+def _cupy_stream(cupy, pointer: int, index: int):
+    """CuPy's handle on torch's stream ``pointer`` (a wrapper of the pointer, holding nothing
+    else: one per pointer serves every call on that stream)."""
+    key = (pointer, index)
+    stream = _STREAMS.get(key)
+    if stream is None:
+        if len(_STREAMS) >= 64:      # streams come and go (torch.cuda.Stream()): stay bounded
+            _STREAMS.clear()
+        with warnings.catch_warnings():   # CuPy 14 prefers Stream.from_external(obj)
+            warnings.simplefilter("ignore", DeprecationWarning)
+            stream = _STREAMS[key] = cupy.cuda.ExternalStream(pointer, index)
+    return stream
 
 
 def is_channels_last(t: torch.Tensor) -> bool:
@@ -96,6 +122,9 @@ def to_array(t, data_format: str = "NCHW"):
     if data_format == "NHWC":
         t = t.permute(*TO_NHWC)
     if t.is_cuda:
+        view = _cupy_view(t)
+        if view is not None:
+            return view
         try:
             return _cupy().from_dlpack(t)
         except (TypeError, ValueError, BufferError) as error:
@@ -109,15 +138,33 @@ def to_array(t, data_format: str = "NCHW"):
     return t.numpy()
 
 
+# torch dtypes that CuPy arrays can carry, viewed in place without DLPack (others take it).
+_CUPY_DTYPES = {torch.float16: np.float16, torch.float32: np.float32, torch.float64: np.float64,
+                torch.int32: np.int32, torch.int64: np.int64}
+
+
+def _cupy_view(t: torch.Tensor):
+    """A CuPy array over a CUDA tensor's memory, strides kept, the tensor kept alive by it; None
+    where DLPack must do it (dtypes CuPy has no name for, empty tensors)."""
+    dtype = _CUPY_DTYPES.get(t.dtype)
+    if dtype is None or t.numel() == 0:
+        return None
+    cupy = _cupy()
+    itemsize = t.element_size()
+    span = 1 + sum((n - 1) * s for n, s in zip(t.shape, t.stride()))   # torch strides are >= 0
+    memory = cupy.cuda.UnownedMemory(t.data_ptr(), span * itemsize, t, t.device.index)
+    return cupy.ndarray(tuple(t.shape), dtype, cupy.cuda.MemoryPointer(memory, 0),
+                        strides=tuple(s * itemsize for s in t.stride()))
+
+
 def to_tensor(a, dtype: torch.dtype, data_format: str = "NCHW") -> torch.Tensor:
     """A gpuconv result (in ``data_format``) -> a torch tensor of ``dtype`` (logical NCHW)."""
     if isinstance(a, np.ndarray):
         t = _from_numpy(a)
     else:
-        # CuPy: exported while CuPy's current stream is torch's, the stream the kernels wrote
-        # it on, so DLPack's stream handshake needs no wait.
-        with on_device_of(torch.device("cuda", a.device.id)):
-            t = torch.from_dlpack(a)
+        # CuPy: the kernels wrote it on torch's current stream (on_device_of), the stream it is
+        # used on next, so the exchange needs no stream handshake (-1: none).
+        t = torch.utils.dlpack.from_dlpack(a.__dlpack__(stream=-1))
     if t.dtype != dtype:  # only bfloat16 computed in float32 without ml_dtypes
         t = t.to(dtype)
     return t.permute(*TO_NCHW) if data_format == "NHWC" else t

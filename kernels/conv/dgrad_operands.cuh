@@ -334,6 +334,18 @@ struct PositionTaps {
 __device__ __forceinline__ PositionTaps position_taps(int pos, int pad, int stride, int dil, int R) {
   PositionTaps t;
   const int padded = pos + pad;
+  if (dil == 1) {
+    // Undilated (nearly every strided layer): the taps of residue `padded % stride` are
+    // residue, residue + stride, ...; two divisions instead of tap_phase's gcd and residue
+    // search (~10 divisions per axis, which made the depthwise stride-2 data gradient issue-
+    // bound: kernels/conv/NOTES_backward.md "Undilated tap phases").
+    const int out0 = padded / stride;
+    const int residue = padded - out0 * stride;
+    t.taps = {residue, stride, residue < R ? (R - 1 - residue) / stride + 1 : 0};
+    t.out0 = out0;
+    t.out_step = 1;
+    return t;
+  }
   t.taps = tap_phase(padded % stride, stride, dil, R);
   t.out0 = (padded - t.taps.first * dil) / stride;  // exact, as in axis_phase
   t.out_step = t.taps.step * dil / stride;

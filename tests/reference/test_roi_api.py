@@ -344,3 +344,9 @@ def test_cupy_boxes_are_normalized_on_the_device():
         check_roi_arguments(x, ROIS, 2)
     with pytest.raises(ValueError, match=r"^boxes: the batch index"):
         check_roi_arguments(x, cupy.asarray(ROIS + [[2, 0, 0, 0, 0]]), 2)
+    # Checked on the device (roi/launch_check.py): the first bad row, described as the NumPy
+    # rules describe it, in float64 and float32.
+    bad = np.concatenate([ROIS, [[0, 1, 2, 3, np.inf], [5, 0, 0, 0, 0]]])
+    for dtype in (cupy.float64, cupy.float32):
+        with pytest.raises(ValueError, match=rf"^boxes must be finite; row {len(ROIS)} "):
+            check_roi_arguments(x.astype(dtype), cupy.asarray(bad, dtype=dtype), 2)
