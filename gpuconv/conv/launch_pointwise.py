@@ -2,7 +2,7 @@
 
 Launcher option ``loads`` (launch_common.LOADS, ``pick_loads``): "cp_async" fills the CUDA-core
 tiles by cp.async (the ``*_async`` kernels: float32 and float64, kernels/common/async_gemm.cuh),
-the default for NHWC."""
+the default for both layouts."""
 from __future__ import annotations
 
 import functools
@@ -81,11 +81,12 @@ def splits(geom, tile: GemmTile, dtype, nhwc: bool, executor: str, split_k="auto
 
 def pick_loads(dtype, nhwc: bool, loads: str = "auto") -> str:
     """How the tiles are filled (launch_common.choose_loads): "auto" copies with cp.async in
-    NHWC, where ptxas sinks the register-staged kernel's global loads to just before their
-    shared stores (every k-tile waits out their latency; kernels/conv/NOTES.md "cp.async for
-    the CUDA-core tiles"), and loads through registers in NCHW, whose loads issue at the top
-    of the k-tile."""
-    return choose_loads(dtype, loads, auto_async=nhwc)
+    both layouts. NHWC first (ptxas sinks the register-staged kernel's global loads to just
+    before their shared stores, so every k-tile waits out their latency: kernels/conv/NOTES.md
+    "cp.async for the CUDA-core tiles"); NCHW since the H100 A/B of 2026-11-22 (bench/results/
+    20261122T2135Z-H100-resnet50-loads-nchw): the copies were faster on all 15 ResNet-50 b32
+    1x1 layers, by 1-13 % (float32; float64 follows the same argument, not measured)."""
+    return choose_loads(dtype, loads, auto_async=True)
 
 
 def run(call: ConvCall, tile_widths: str = "auto", split_k="auto", loads: str = "auto") -> None:

@@ -124,16 +124,20 @@ def test_unknown_loads_option_is_refused(loads):
              loads=loads)
 
 
-def test_auto_copies_only_in_the_nhwc_pointwise_kernels():
+def test_auto_copies_in_the_pointwise_kernels_of_both_layouts():
     assert launch_pointwise.pick_loads(np.dtype("float32"), nhwc=True) == "cp_async"
     assert launch_pointwise.pick_loads(np.dtype("float64"), nhwc=True) == "cp_async"
-    assert launch_pointwise.pick_loads(np.dtype("float32"), nhwc=False) == "registers"
+    assert launch_pointwise.pick_loads(np.dtype("float32"), nhwc=False) == "cp_async"
+    assert launch_pointwise.pick_loads(np.dtype("float32"), nhwc=False, loads="registers") \
+        == "registers"
     assert launch_pointwise.pick_loads(np.dtype("float16"), nhwc=True) == "registers"
     assert launch_pointwise.pick_loads(np.dtype("float32"), nhwc=True, loads="registers") \
         == "registers"
     assert launch_common.choose_loads("float32") == "registers"   # the implicit GEMM's auto
     nhwc = gpuconv.explain((2, 7, 7, 64), (32, 64, 1, 1), data_format="NHWC")
     assert nhwc.kernel.startswith("conv2d_pointwise_nhwc_async"), nhwc.kernel
+    nchw = gpuconv.explain((2, 64, 7, 7), (32, 64, 1, 1), algorithm="pointwise")
+    assert nchw.kernel.startswith("conv2d_pointwise_nchw_async"), nchw.kernel
     half = gpuconv.explain((2, 7, 7, 64), (32, 64, 1, 1), data_format="NHWC", dtype="float16",
                            algorithm="pointwise")
     assert half.kernel.startswith("conv2d_pointwise_nhwc "), half.kernel
