@@ -9,14 +9,18 @@ Backward modes:
 """
 from __future__ import annotations
 
+import functools
+
 from ..pool.launch_common import (BLOCK, BOOLS, MAX_BLOCKS, TYPES, acc_dtype, acc_scalar,
                                   check_int32, contiguous, ctype, i32, launch, nhwc,
                                   register_family, xp_for)
 from .geometry import RoiGeometry
 from .launch_accumulator import accumulate_to
 
-ROI_ALIGN = register_family("roi/roi_align.cu", "roi_align_forward<{T}, {L}>",
-                            "roi_align_backward_atomic<{T}, {L}>", T=TYPES, L=BOOLS)
+# F: channels per thread of the NCHW forward (forward_channels); NHWC takes one
+ROI_ALIGN = register_family("roi/roi_align.cu", "roi_align_forward<{T}, false, {F}>",
+                            "roi_align_forward<{T}, true, 1>",
+                            "roi_align_backward_atomic<{T}, {L}>", T=TYPES, L=BOOLS, F=("2", "4"))
 ROI_ALIGN_GATHER = register_family("roi/roi_align_gather.cu",
                                    "roi_align_backward_gather<{T}, {L}>", T=TYPES, L=BOOLS)
 
@@ -36,9 +40,29 @@ def _samples_per_bin_bound(geom: RoiGeometry) -> int:
     return -(-geom.H // geom.PH) * -(-geom.W // geom.PW)
 
 
-# Channels one thread of the forward computes (kForwardChannels in roi_align.cu): NCHW shares
-# each sample's weights among 4 channels. The atomic backward takes one channel per thread.
-FORWARD_CHANNELS = {"NCHW": 4, "NHWC": 1}
+# Channels one thread of the NCHW forward computes (kChannels in roi_align.cu): 4 share each
+# sample's weights while the feature map fits in L2; beyond, each thread streaming 4 planes from
+# DRAM costs more than the shared weights save, and 2 is faster. H100 A/B (fp32, NCHW; us, 4 / 2
+# channels): FPN P2 2 x 256 x 200 x 304 (124 MB) 1230 / 808, 1 x ... (62 MB) 731 / 623; FPN P4
+# (3.9 MB) 271 / 345, mask head 176 / 214, few huge boxes (15.5 MB) 172 / 179
+# (kernels/pool/NOTES.md "ROI align: channels per thread"). The atomic backward takes one
+# channel per thread.
+NCHW_FORWARD_CHANNELS = (4, 2)     # (fits in L2, does not)
+L2_BYTES_WITHOUT_GPU = 50 << 20    # the simulator's stand-in: an H100's L2
+
+
+@functools.lru_cache(maxsize=16)
+def _l2_bytes(device_id: int) -> int:
+    import cupy
+    return int(cupy.cuda.Device(device_id).attributes["L2CacheSize"])
+
+
+def forward_channels(x, data_format: str, executor: str) -> int:
+    """kChannels of the forward for input ``x`` (see NCHW_FORWARD_CHANNELS)."""
+    if data_format == "NHWC":
+        return 1
+    l2 = _l2_bytes(x.device.id) if executor == "cupy" else L2_BYTES_WITHOUT_GPU
+    return NCHW_FORWARD_CHANNELS[0 if x.nbytes <= l2 else 1]
 
 
 def _bins(geom: RoiGeometry, channels_per_thread: int) -> int:
@@ -69,16 +93,19 @@ def _bin_grid(geom: RoiGeometry, lanes: int, channels_per_thread: int = 1):
     return (max(1, min(-(-threads // BLOCK), MAX_BLOCKS)),)
 
 
-def roi_align(geom: RoiGeometry, x, rois, *, data_format: str, executor: str):
+def roi_align(geom: RoiGeometry, x, rois, *, data_format: str, executor: str,
+              channels: int | None = None):
+    """``channels``: the forward kernel's channels per thread (tests; default forward_channels)."""
     xp = xp_for(executor)
     x = contiguous(xp, x)
     rois = contiguous(xp, rois, acc_dtype(x.dtype))
     y = xp.empty(geom.output_shape(data_format), dtype=x.dtype)
     check_int32(x, y)
-    channels = FORWARD_CHANNELS[data_format]
+    if channels is None:
+        channels = forward_channels(x, data_format, executor)
     lanes = lanes_per_bin(geom, data_format, channels)
-    launch(ROI_ALIGN, f"roi_align_forward<{ctype(x.dtype)}, {nhwc(data_format)}>", executor,
-           _bin_grid(geom, lanes, channels), (BLOCK,),
+    launch(ROI_ALIGN, f"roi_align_forward<{ctype(x.dtype)}, {nhwc(data_format)}, {channels}>",
+           executor, _bin_grid(geom, lanes, channels), (BLOCK,),
            (x, rois, y, *_common_args(geom, x.dtype), i32(lanes)))
     return y
 

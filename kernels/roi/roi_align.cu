@@ -69,17 +69,18 @@ __device__ __forceinline__ void for_each_sample_point(const gc::RoiAlignBox<A>& 
 
 }  // namespace
 
-// Channels one thread computes in the forward: in NCHW, 4 channels of one bin share its sample
-// coordinates and bilinear weights (computed once, as torchvision's CPU pre_calc does, instead
-// of once per channel as its CUDA kernel does); consecutive threads stay on consecutive bins of
-// one plane, torchvision's load pattern. In NHWC the warp's lanes are the channels already.
-template <bool kNHWC>
-constexpr int kForwardChannels = kNHWC ? 1 : 4;
-
+// Channels one thread computes in the forward (kChannels, chosen by the launcher: launch_align.
+// forward_channels). In NCHW, 2 or 4 channels of one bin share its sample coordinates and
+// bilinear weights (computed once, as torchvision's CPU pre_calc does, instead of once per channel
+// as its CUDA kernel does); consecutive threads stay on consecutive bins of one plane,
+// torchvision's load pattern. 4 is faster while the feature map fits in L2, 2 beyond (each
+// thread then streams 4 planes from DRAM: kernels/pool/NOTES.md "ROI align: channels per
+// thread"). In NHWC the warp's lanes are the channels already: 1.
+//
 // Forward: output (K, C, PH, PW) in NCHW, (K, PH, PW, C) in NHWC. A box whose batch index lies
 // outside [0, N) gives zeros (the front rejects such boxes; the kernel only stays in bounds).
 // Each bin's channels are summed in torchvision's sample order, one sum per channel.
-template <class T, bool kNHWC>
+template <class T, bool kNHWC, int kChannels>
 __global__ void roi_align_forward(const T* __restrict__ input,
                                   const gc::acc_t<T>* __restrict__ rois, T* __restrict__ output,
                                   int num_rois, int batch, int channels, int height, int width,
@@ -87,7 +88,8 @@ __global__ void roi_align_forward(const T* __restrict__ input,
                                   gc::acc_t<T> spatial_scale, int sampling_ratio, int aligned,
                                   int lanes_per_bin) {
   using A = gc::acc_t<T>;
-  constexpr int CHANNELS = kForwardChannels<kNHWC>;
+  static_assert(kChannels >= 1 && (!kNHWC || kChannels == 1), "NHWC takes one channel per thread");
+  constexpr int CHANNELS = kChannels;
   const int channel_groups = (channels + CHANNELS - 1) / CHANNELS;
   const int nthreads = num_rois * channel_groups * pooled_height * pooled_width;
   const int ps = gc::pixel_stride<kNHWC>(channels);

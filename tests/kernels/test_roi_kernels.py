@@ -114,15 +114,20 @@ def test_roi_align_one_lane_and_many_lanes_per_bin(rng, monkeypatch, lanes_targe
                    grad.roi_align(go, x, boxes, **kwargs))
 
 
-@pytest.mark.parametrize("channels", [1, 4, 6, 9])
+@pytest.mark.parametrize("per_thread", [4, 2])
+@pytest.mark.parametrize("channels", [1, 2, 4, 6, 9])
 @pytest.mark.parametrize("lanes_target", [1, 1 << 20])
-def test_roi_align_forward_channel_groups(rng, monkeypatch, channels, lanes_target):
-    """The NCHW forward computes 4 channels per thread (FORWARD_CHANNELS): whole groups, a
+def test_roi_align_forward_channel_groups(rng, monkeypatch, channels, lanes_target, per_thread):
+    """The NCHW forward computes 4 channels per thread while x fits in L2, 2 beyond
+    (forward_channels; the simulator's L2 is L2_BYTES_WITHOUT_GPU, 0 here for 2): whole groups, a
     partial last group, fewer channels than a group; with one lane and with several per bin."""
     align = importlib.import_module("gpuconv.roi.launch_align")
     monkeypatch.setattr(align, "TARGET_THREADS", lanes_target)
-    assert align.FORWARD_CHANNELS["NCHW"] == 4
+    if per_thread == 2:
+        monkeypatch.setattr(align, "L2_BYTES_WITHOUT_GPU", 0)
     x = rng.standard_normal((2, channels, 10, 12)).astype(np.float32)
+    assert align.forward_channels(x, "NCHW", "simulator") == per_thread
+    assert align.forward_channels(x, "NHWC", "simulator") == 1
     boxes = BOXES.astype(np.float32)
     for kwargs in (dict(output_size=(3, 2), sampling_ratio=2),
                    dict(output_size=2, sampling_ratio=-1, aligned=True)):
@@ -130,6 +135,18 @@ def test_roi_align_forward_channel_groups(rng, monkeypatch, channels, lanes_targ
         for order in ("forward", "random"):
             assert_matches(simulated(gpuconv.roi_align, x, boxes, order=order,
                                      spatial_scale=SCALE, **kwargs), expected)
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=DTYPE_IDS)
+def test_roi_align_forward_two_channels_per_thread_every_dtype(rng, monkeypatch, dtype):
+    """The 2-channel forward (feature maps beyond L2) in every dtype and thread order."""
+    monkeypatch.setattr(importlib.import_module("gpuconv.roi.launch_align"),
+                        "L2_BYTES_WITHOUT_GPU", 0)
+    x, boxes = inputs(rng, dtype, "NCHW")
+    kwargs = dict(ALIGN_OPTIONS["ratio3_aligned"], spatial_scale=SCALE)
+    expected = gpuconv.roi_align(x, boxes, **kwargs)
+    for order in ORDERS:
+        assert_matches(simulated(gpuconv.roi_align, x, boxes, order=order, **kwargs), expected)
 
 
 def test_roi_align_boxes_as_a_list_and_a_wide_feature_map(rng):
