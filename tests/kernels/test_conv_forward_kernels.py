@@ -557,9 +557,8 @@ def test_winograd_on_the_large_gemm_tile(data_format, monkeypatch, rng, launched
     monkeypatch.setattr(launch_common, "multiprocessor_count", lambda executor: 1)
     check(CASE_BY_NAME["multi_tile"], "winograd_nonfused", np.dtype(np.float64), data_format, "simulator",
           rng, residual=True)
-    large = launch_common.gemm_tiles(np.float64)[0]
-    if data_format == "NHWC":   # the NHWC pointwise GEMM copies by cp.async (its stages named)
-        large = launch_common.async_tile(large)
+    # The pointwise GEMM copies by cp.async in both layouts (its stages named in the template).
+    large = launch_common.async_tile(launch_common.gemm_tiles(np.float64)[0])
     assert any("pointwise" in n and n.replace(" ", "").endswith(
         large.template_args.replace(" ", "") + ">") for n in launched_names), launched_names
 
