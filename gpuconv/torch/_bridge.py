@@ -79,7 +79,8 @@ def on_device_of(device: torch.device):
 # A converted model makes several bridge crossings per layer: each one's host time adds to every
 # layer's (bench/model_profile.py on an H100: torch.cuda.current_stream 1.6 us against 0.1 us for
 # the raw pointer; a new ExternalStream 1 us; DLPack 16 us into CuPy, 6-14 us back, against 3.4
-# and ~2 us for the direct views below). kernels/conv/NOTES.md "Host time through gpuconv.torch".
+# and ~2 us for the direct paths below). kernels/conv/NOTES.md "Session 15 on the H100", host
+# time through gpuconv.torch.
 _STREAMS: dict = {}
 
 
