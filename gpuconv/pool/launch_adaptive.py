@@ -11,10 +11,10 @@ from __future__ import annotations
 import numpy as np
 
 from .geometry import AdaptivePool2dGeometry, SpatialPyramidGeometry
-from .launch_global import global_avg_pool2d, global_reduce, grad_global_avg_pool2d
 from .launch_common import (BOOLS, TYPES, bound_tables, check_int32, contiguous, ctype, flag,
                             forward_operands, grad_through_switches, i32, launch_elementwise,
                             layout_shape, nhwc, no_indices, pool_shape, register_family, xp_for)
+from .launch_global import global_avg_pool2d, global_reduce, grad_global_avg_pool2d
 
 SPP_LEVELS_PER_LAUNCH = 8   # the kernels' scalar level arguments l0 .. l7
 

@@ -45,7 +45,7 @@ def nhwc_rows(plane_size: int) -> int:
 
 
 def global_reduce(geom: AdaptivePool2dGeometry, x, data_format: str, executor: str, is_max: bool,
-            with_indices: bool):
+                  with_indices: bool):
     """(values, indices or None), values in the output's (N, C, 1, 1) / (N, 1, 1, C) shape."""
     xp = xp_for(executor)
     out_shape = (geom.N, 1, 1, geom.C) if data_format == "NHWC" else (geom.N, geom.C, 1, 1)
