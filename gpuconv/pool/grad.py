@@ -5,7 +5,9 @@ first argument x (for max_unpool2d: its values x), with PyTorch's autograd seman
 gradients go to the input that the forward's index names (first maximum on ties, the NaN).
 Max poolings also take ``indices=`` (the forward's indices) to skip recomputing them. Every
 function takes ``data_format`` and ``deterministic`` (None: the process-wide setting) keywords;
-grad_output must have exactly F's output shape.
+grad_output must have exactly F's output shape. Float atomics: only max_pool2d and
+adaptive_max_pool2d with overlapping windows or bins, in the default mode (a scatter through the
+indices, as PyTorch's); ``deterministic=True`` makes them gathers, bitwise reproducible.
 """
 from __future__ import annotations
 

@@ -3,10 +3,13 @@
 validated geometry, the arrays in the call's ``data_format`` and the front's keyword options
 (``gpuconv.pool.reference_calls`` states the same interface for the NumPy reference).
 
-Which backward passes use atomics: none. Every pooling backward is a gather (each input element
-sums the windows or bins that cover it, in a fixed order), so ``deterministic`` is accepted and
-changes nothing here; max_unpool2d's forward resolves repeated indices with an integer atomicMax,
-whose result does not depend on the order.
+Which backward passes use atomics: only the max poolings' (windowed and adaptive) where their
+windows or bins overlap, in the default mode: a scatter through the forward's indices with float
+atomics, as PyTorch's (launch_switches.py). Where windows do not overlap the scatter's plain
+stores are exact in both modes; ``deterministic=True`` takes the gathers (each input element sums
+the windows that cover it, in a fixed order) where they overlap. Every other pooling backward is
+a gather in both modes. max_unpool2d's forward resolves repeated indices with an integer
+atomicMax, whose result does not depend on the order.
 """
 from .launch_adaptive import (adaptive_avg_pool2d, adaptive_max_pool2d,
                               grad_adaptive_avg_pool2d, grad_adaptive_max_pool2d,

@@ -12,9 +12,10 @@ import numpy as np
 
 from .geometry import AdaptivePool2dGeometry, SpatialPyramidGeometry
 from .launch_common import (BOOLS, TYPES, bound_tables, check_int32, contiguous, ctype, flag,
-                            forward_operands, grad_through_switches, i32, launch_elementwise,
-                            layout_shape, nhwc, no_indices, pool_shape, register_family, xp_for)
+                            forward_operands, i32, launch_elementwise, layout_shape, nhwc,
+                            no_indices, pool_shape, register_family, xp_for)
 from .launch_global import global_avg_pool2d, global_reduce, grad_global_avg_pool2d
+from .launch_switches import bins_overlap, max_pool_backward
 
 SPP_LEVELS_PER_LAUNCH = 8   # the kernels' scalar level arguments l0 .. l7
 
@@ -88,10 +89,11 @@ def _table_args(geom: AdaptivePool2dGeometry) -> tuple[np.int32, int]:
 def grad_adaptive_max_pool2d(geom: AdaptivePool2dGeometry, grad_output, x, *, indices,
                              data_format: str, deterministic: bool, executor: str):
     use_tables, smem = _table_args(geom)
-    return grad_through_switches(
-        xp_for(executor), ADAPTIVE_POOL, "adaptive_max_pool2d_backward", grad_output, x, indices,
+    return max_pool_backward(
+        ADAPTIVE_POOL, "adaptive_max_pool2d_backward", grad_output, x, indices,
         lambda x: adaptive_max_indices(geom, x, data_format, executor)[1],
-        (*pool_shape(geom), use_tables), data_format=data_format, executor=executor,
+        (*pool_shape(geom), use_tables), geom, overlapping=bins_overlap(geom),
+        data_format=data_format, deterministic=deterministic, executor=executor,
         shared_mem=smem)
 
 

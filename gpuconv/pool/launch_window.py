@@ -11,9 +11,9 @@ import numpy as np
 
 from .geometry import Pool2dGeometry
 from .launch_common import (BOOLS, TYPES, acc_dtype, acc_scalar, bound_tables, check_int32,
-                            contiguous, ctype, flag, forward_operands, grad_through_switches,
-                            i32, launch_elementwise, layout_shape, nhwc, no_indices, pool_shape,
-                            register_family, xp_for)
+                            contiguous, ctype, flag, forward_operands, i32, launch_elementwise,
+                            layout_shape, nhwc, no_indices, pool_shape, register_family, xp_for)
+from .launch_switches import max_pool_backward, windows_overlap
 
 
 # I: the forward writes indices (return_indices, or the backward's recomputation)
@@ -64,11 +64,12 @@ def _table_args(geom: Pool2dGeometry) -> tuple[np.int32, int]:
 def grad_max_pool2d(geom: Pool2dGeometry, grad_output, x, *, indices, data_format: str,
                     deterministic: bool, executor: str):
     use_tables, smem = _table_args(geom)
-    return grad_through_switches(
-        xp_for(executor), MAX_POOL, "max_pool2d_backward", grad_output, x, indices,
+    return max_pool_backward(
+        MAX_POOL, "max_pool2d_backward", grad_output, x, indices,
         lambda x: _max_pool_indices(geom, x, data_format, executor)[1],
-        (*pool_shape(geom), use_tables),
-        data_format=data_format, executor=executor, shared_mem=smem)
+        (*pool_shape(geom), use_tables), geom, overlapping=windows_overlap(geom),
+        data_format=data_format, deterministic=deterministic, executor=executor,
+        shared_mem=smem)
 
 
 # --------------------------------------------------------------------------------------------

@@ -107,11 +107,20 @@ BOUND_TABLES = pytest.mark.parametrize("bound_tables", [True, False],
                                        ids=["tables", "divisions"])
 
 
+# The max-pooling backward's formulations (gpuconv/pool/launch_switches.py): the default mode
+# scatters (plain stores where windows do not overlap, atomics where they do); the deterministic
+# mode gathers where they overlap, with bound tables or per-element divisions.
+DETERMINISTIC = pytest.mark.parametrize("deterministic", [False, True],
+                                        ids=["default", "deterministic"])
+
+
+@DETERMINISTIC
 @BOUND_TABLES
 @pytest.mark.parametrize("data_format", ["NCHW", "NHWC"])
 @pytest.mark.parametrize("dtype", DTYPES, ids=DTYPE_IDS)
 @pytest.mark.parametrize("case", list(WINDOWS))
-def test_max_pool2d_and_grad(rng, monkeypatch, case, dtype, data_format, bound_tables):
+def test_max_pool2d_and_grad(rng, monkeypatch, case, dtype, data_format, bound_tables,
+                             deterministic):
     if not bound_tables:
         divide_per_element(monkeypatch)
     shape, kwargs = WINDOWS[case]
@@ -119,10 +128,12 @@ def test_max_pool2d_and_grad(rng, monkeypatch, case, dtype, data_format, bound_t
     y, indices = check_all_orders(gpuconv.max_pool2d, x, return_indices=True,
                                   data_format=data_format, **kwargs)
     go = grad_output_for(rng, y)
-    check_all_orders(grad.max_pool2d, go, x, data_format=data_format, **kwargs)
+    check_all_orders(grad.max_pool2d, go, x, data_format=data_format,
+                     deterministic=deterministic, **kwargs)
     # the forward's indices, passed back, give the same gradient as recomputing them
     assert_matches(simulated(grad.max_pool2d, go, x, indices=indices, data_format=data_format,
-                             **kwargs), grad.max_pool2d(go, x, data_format=data_format, **kwargs))
+                             deterministic=deterministic, **kwargs),
+                   grad.max_pool2d(go, x, data_format=data_format, **kwargs))
 
 
 @pytest.mark.parametrize("data_format", ["NCHW", "NHWC"])
@@ -220,11 +231,13 @@ ADAPTIVE = {
 }
 
 
+@DETERMINISTIC
 @BOUND_TABLES
 @pytest.mark.parametrize("data_format", ["NCHW", "NHWC"])
 @pytest.mark.parametrize("dtype", DTYPES, ids=DTYPE_IDS)
 @pytest.mark.parametrize("case", list(ADAPTIVE))
-def test_adaptive_pools_and_grads(rng, monkeypatch, case, dtype, data_format, bound_tables):
+def test_adaptive_pools_and_grads(rng, monkeypatch, case, dtype, data_format, bound_tables,
+                                  deterministic):
     if not bound_tables:
         divide_per_element(monkeypatch)
     shape, output_size = ADAPTIVE[case]
@@ -232,7 +245,7 @@ def test_adaptive_pools_and_grads(rng, monkeypatch, case, dtype, data_format, bo
     y, _ = check_all_orders(gpuconv.adaptive_max_pool2d, x, output_size, return_indices=True,
                             data_format=data_format)
     check_all_orders(grad.adaptive_max_pool2d, grad_output_for(rng, y), x, output_size,
-                     data_format=data_format)
+                     data_format=data_format, deterministic=deterministic)
     x = to_layout(random_input(rng, shape, dtype), data_format)
     y = check_all_orders(gpuconv.adaptive_avg_pool2d, x, output_size, data_format=data_format)
     check_all_orders(grad.adaptive_avg_pool2d, grad_output_for(rng, y), x, output_size,

@@ -1,0 +1,76 @@
+"""The backward of max pooling through its switches (the forward's indices), windowed and
+adaptive: which formulation runs, and the scatter's launcher (kernels/pool/switch_scatter.cu).
+
+- windows/bins that do not overlap: a scatter of plain stores into zeros (bitwise reproducible:
+  no two outputs name the same input), in both modes;
+- overlapping, default mode: a scatter of float atomics into zeros (PyTorch's formulation; float
+  accumulator for half types, rounded once);
+- overlapping, ``deterministic=True``: the gathers of max_pool.cu / adaptive_pool.cu
+  (``launch_common.grad_through_switches``), which sum each input's windows in a fixed order.
+The scatter touches each output once plus a memset of grad_input; the gather visits every input
+and tests each covering window (kernels/pool/NOTES.md "Max-pooling backward as a scatter").
+"""
+from __future__ import annotations
+
+from .launch_common import (BOOLS, TYPES, check_int32, contiguous, ctype, grad_through_switches,
+                            index_array, instantiations, launch_elementwise, pool_shape, register,
+                            xp_for)
+
+# Plain stores in the element type; atomics in the accumulator type (float for half types).
+_STORE = instantiations("pool_switch_scatter<{T}, {T}, {L}, false>", T=TYPES, L=BOOLS)
+_ATOMIC = [f"pool_switch_scatter<{t}, {'double' if t == 'double' else 'float'}, {layout}, true>"
+           for t in TYPES for layout in BOOLS]
+SWITCH_SCATTER = register("pool/switch_scatter.cu", _STORE + _ATOMIC, hot=_STORE + _ATOMIC)
+
+
+def formulation(overlapping: bool, deterministic: bool) -> str:
+    """"store" | "atomic" | "gather" (see the module docstring)."""
+    if not overlapping:
+        return "store"
+    return "gather" if deterministic else "atomic"
+
+
+def max_pool_backward(family, gather_kernel: str, grad_output, x, indices, recompute_indices,
+                      gather_args, geom, *, overlapping: bool, data_format: str,
+                      deterministic: bool, executor: str, shared_mem: int = 0):
+    """grad_input of a max pooling over ``geom`` (N, C, H, W -> P, Q) from its switches:
+    ``indices`` (the forward's, or ``recompute_indices(x)`` when None). The gather path is
+    ``launch_common.grad_through_switches`` with ``gather_kernel`` and ``gather_args``."""
+    xp = xp_for(executor)
+    how = formulation(overlapping, deterministic)
+    if how == "gather":
+        return grad_through_switches(xp, family, gather_kernel, grad_output, x, indices,
+                                     recompute_indices, gather_args, data_format=data_format,
+                                     executor=executor, shared_mem=shared_mem)
+    x = contiguous(xp, x)
+    check_int32(x, grad_output)
+    indices = recompute_indices(x) if indices is None else index_array(xp, indices)
+    grad_output = contiguous(xp, grad_output)
+    layout = "true" if data_format == "NHWC" else "false"
+    t = ctype(grad_output.dtype)
+
+    def scatter(target):
+        kernel = (f"pool_switch_scatter<{t}, {ctype(target.dtype)}, {layout}, "
+                  f"{'true' if how == 'atomic' else 'false'}>")
+        launch_elementwise(SWITCH_SCATTER, kernel, executor, grad_output.size,
+                           (grad_output, indices, target, *pool_shape(geom)))
+        return target
+
+    if how == "store":
+        return scatter(xp.zeros(x.shape, dtype=grad_output.dtype))
+    from ..roi.launch_accumulator import accumulate_to   # the atomic passes' float scratch
+    return accumulate_to(xp, x.shape, grad_output.dtype, scatter, executor)
+
+
+def windows_overlap(geom) -> bool:
+    """Whether two outputs of a windowed pooling can share an input: along an axis with more
+    than one output, the window's extent exceeds the stride."""
+    extent_h, extent_w = (geom.R - 1) * geom.dil_h + 1, (geom.S - 1) * geom.dil_w + 1
+    return ((geom.P > 1 and extent_h > geom.stride_h)
+            or (geom.Q > 1 and extent_w > geom.stride_w))
+
+
+def bins_overlap(geom) -> bool:
+    """Whether two adaptive bins share an input: along an axis with more than one bin, the
+    size is not a multiple of the bins (bins [floor(i*H/P), ceil((i+1)*H/P)))."""
+    return (geom.P > 1 and geom.H % geom.P != 0) or (geom.Q > 1 and geom.W % geom.Q != 0)

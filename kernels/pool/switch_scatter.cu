@@ -1,0 +1,41 @@
+// The backward of max pooling (windowed or adaptive) as a scatter through the forward's switches:
+// one thread per output element adds its gradient to the input element its index names, into a
+// zero-filled grad_input. PyTorch's formulation; the launcher (gpuconv/pool/launch_switches.py)
+// takes it instead of the gathers of max_pool.cu / adaptive_pool.cu where it is exact or allowed:
+//   kAtomic false: windows or bins that do not overlap, so no two outputs name the same input:
+//                  plain stores, bitwise reproducible (the deterministic mode takes it too);
+//   kAtomic true:  overlapping windows in the default mode: float atomics into D = the
+//                  accumulator type (float for half types, rounded once afterwards by
+//                  roi/accumulator.cu), as PyTorch does.
+// The gather visits every input element and tests each window that covers it (~100 instructions
+// per input on the H100, 9-18 % of the copy bandwidth); the scatter touches each output once plus
+// a zero-fill at memset speed (kernels/pool/NOTES.md "Max-pooling backward as a scatter").
+// Indices are trusted here: the front checks them (or they are the forward's own); -1 (a window
+// wholly in the padding) names nothing.
+#include "dtypes.cuh"
+#include "pool_shape.cuh"
+#include "pool_window.cuh"
+
+template <class T, class D, bool kNHWC, bool kAtomic>
+__global__ void pool_switch_scatter(const T* __restrict__ grad_output,
+                                    const long long* __restrict__ indices, D* grad_input,
+                                    GC_POOL_SHAPE_PARAMS) {
+  GC_POOL_SHAPE_NAMES;
+  using A = gc::acc_t<T>;
+  const int total = N * C * P * Q;
+  const int ps = gc::pixel_stride<kNHWC>(C);
+  for (long long i = gc::grid_first(); i < total; i += gc::grid_stride()) {
+    const long long index = indices[i];
+    if (index < 0) continue;
+    const gc::Coord4 o = gc::unflatten<kNHWC>((int)i, GC_POOL_SHAPE.output);
+    // index < H * W < 2^31 (the launchers refuse larger tensors)
+    D* target = grad_input + gc::plane_offset<kNHWC>(o.n, o.c, C, H, W) + (int)index * ps;
+    // + 0: the gather's sum starts from +0, so a -0 gradient lands as +0 in both
+    const A g = gc::to_acc(grad_output[i]) + A(0);
+    if (kAtomic) {
+      atomicAdd(target, static_cast<D>(g));
+    } else {
+      *target = gc::from_acc<D>(g);
+    }
+  }
+}
