@@ -51,6 +51,12 @@ DEPTHWISE_TILE_THREADS = 256  # WGRAD_DEPTHWISE_TILE_THREADS
 # Blocks of the tiled depthwise weight gradient per SM that the splits aim for: each holds
 # <= 48 KiB of shared memory and 256 threads, so four fit, and they overlap one another's staging.
 DEPTHWISE_BLOCKS_PER_SM = 4
+# Splits of the tiled depthwise weight gradient: more than the GEMMs' MAX_SPLITS, because its
+# partial buffers are tiny (K * R * S values each) while a narrow layer has few channel blocks:
+# MobileNetV2's first depthwise layer (32 channels, NHWC: one channel block) ran 64 blocks on
+# the H100's 132 SMs at MAX_SPLITS (463 us, cuDNN 59). Bounded by the partial buffers' bytes.
+DEPTHWISE_MAX_SPLITS = 1024
+DEPTHWISE_MAX_PARTIAL_BYTES = 64 << 20
 BIAS_THREADS = 256        # BIAS_GRAD_THREADS
 IM2COL_THREADS = 256
 
@@ -354,7 +360,10 @@ def depthwise_tiled(call: _Call):
     tiles_image = ceil_div(g.P, tile_p) * ceil_div(g.Q, tile_q)
     tiles = max(n1 - n0 for n0, n1 in call.chunks) * tiles_image
     wanted = ceil_div(DEPTHWISE_BLOCKS_PER_SM * multiprocessor_count(call.executor), blocks_x)
-    splits = max(1, min(tiles, wanted, MAX_SPLITS, GRID_YZ_LIMIT))
+    partial_bytes = g.K * g.R * g.S * acc_dtype(call.dtype).itemsize
+    max_splits = min(DEPTHWISE_MAX_SPLITS, DEPTHWISE_MAX_PARTIAL_BYTES // partial_bytes,
+                     GRID_YZ_LIMIT)
+    splits = max(1, min(tiles, wanted, max_splits))
     tiles_per_split = ceil_div(tiles, splits)
     splits = ceil_div(tiles, tiles_per_split)   # none left without a tile in the largest chunk
     sums = call.sums(splits, allow_atomics=False)

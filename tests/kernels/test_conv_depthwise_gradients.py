@@ -324,3 +324,23 @@ def test_tiled_weight_gradient_slides_a_register_window(tmp_path):
         for i in (slide, strided):
             assert not any(t.startswith(("ld.local", "st.local", "div.", "rem."))
                            for t in loops[i]), counts
+
+
+@pytest.mark.parametrize("data_format", LAYOUTS)
+def test_narrow_depthwise_weight_gradient_splits_past_the_gemm_limit(rng, monkeypatch,
+                                                                    data_format):
+    """A narrow layer (one channel block) over many images gets more splits than the GEMMs'
+    MAX_SPLITS (its partial buffers are K * R * S values), summed in order: same bits in every
+    thread order, equal to the reference."""
+    case = Case("3x3 narrow, 80 images", (80, 4, 5, 6), (4, 1, 3, 3), dict(padding=1, groups=4))
+    x, dy = make_operands(rng, case, np.float32, data_format)
+    grids = []
+    real = launch_bwd_weight.launch
+    monkeypatch.setattr(launch_bwd_weight, "launch", lambda family, name, executor, grid, *a, **k: (
+        grids.append((name, tuple(grid))), real(family, name, executor, grid, *a, **k)))
+    results = [weight_gradient(case, x, dy, data_format, "tiled", order, seed)
+               for order, seed in [("forward", 0), ("reverse", 0), ("random", 1)]]
+    splits = [grid[1] for name, grid in grids if name.startswith("conv2d_wgrad_depthwise_tiled")]
+    assert splits and min(splits) > launch_bwd_weight.MAX_SPLITS, grids
+    assert_same_bits(results, data_format)
+    assert_close(results[0], *expected_dw(case, x, dy, data_format), np.float32, data_format)
