@@ -12,7 +12,7 @@ import torch
 import gpuconv
 
 from ._args import expand_single
-from ._autograd import deterministic, first_order_backward
+from ._autograd import apply, deterministic, first_order_backward
 from ._bridge import TO_NHWC, common_device, data_format_for, on_device_of, to_array, to_tensor
 
 __all__ = ["conv2d", "conv_transpose2d"]
@@ -98,8 +98,8 @@ def conv2d(input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1, 
     if _is_unbatched(input):
         if residual is not None:
             residual = residual.unsqueeze(0)
-        return Conv2dFunction.apply(input.unsqueeze(0), weight, bias, residual, options).squeeze(0)
-    return Conv2dFunction.apply(input, weight, bias, residual, options)
+        return apply(Conv2dFunction, input.unsqueeze(0), weight, bias, residual, options).squeeze(0)
+    return apply(Conv2dFunction, input, weight, bias, residual, options)
 
 
 class ConvTranspose2dFunction(torch.autograd.Function):
@@ -158,5 +158,5 @@ def conv_transpose2d(input, weight, bias=None, stride=1, padding=0, output_paddi
     if _is_unbatched(input):
         if output_size is not None and len(output_size) == 3:
             options["output_size"] = (1, *output_size)
-        return ConvTranspose2dFunction.apply(input.unsqueeze(0), weight, bias, options).squeeze(0)
-    return ConvTranspose2dFunction.apply(input, weight, bias, options)
+        return apply(ConvTranspose2dFunction, input.unsqueeze(0), weight, bias, options).squeeze(0)
+    return apply(ConvTranspose2dFunction, input, weight, bias, options)

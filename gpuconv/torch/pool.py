@@ -14,7 +14,7 @@ import gpuconv
 from gpuconv.pool.grad import WITH_OWN_INDICES
 
 from ._args import expand_single
-from ._autograd import deterministic, first_order_backward
+from ._autograd import apply, deterministic, first_order_backward
 from ._bridge import common_device, data_format_for, on_device_of, to_array, to_tensor
 
 __all__ = ["max_pool2d", "avg_pool2d", "lp_pool2d", "adaptive_avg_pool2d", "adaptive_max_pool2d",
@@ -119,16 +119,16 @@ def _stride(stride):
 
 def _pool(input, name, args):
     if _is_unbatched(input):
-        return PoolFunction.apply(input.unsqueeze(0), name, args).squeeze(0)
-    return PoolFunction.apply(input, name, args)
+        return apply(PoolFunction, input.unsqueeze(0), name, args).squeeze(0)
+    return apply(PoolFunction, input, name, args)
 
 
 def _max_pool(input, name, args, return_indices):
     if _is_unbatched(input):
-        values, indices = MaxPoolFunction.apply(input.unsqueeze(0), name, args)
+        values, indices = apply(MaxPoolFunction, input.unsqueeze(0), name, args)
         values, indices = values.squeeze(0), indices.squeeze(0)
     else:
-        values, indices = MaxPoolFunction.apply(input, name, args)
+        values, indices = apply(MaxPoolFunction, input, name, args)
     return (values, indices) if return_indices else values
 
 
@@ -176,7 +176,7 @@ def global_max_pool2d(input):
 def spatial_pyramid_pool2d(input, levels=(1, 2, 4), mode="max"):
     """(N, C * sum(l * l)): per level l, adaptive ``mode`` ("max" | "avg") pooling to (l, l)
     flattened in (c, i, j) order, the levels concatenated (gpuconv extra; input (N, C, H, W))."""
-    return PoolFunction.apply(input, "spatial_pyramid_pool2d", (levels, mode))
+    return apply(PoolFunction, input, "spatial_pyramid_pool2d", (levels, mode))
 
 
 def max_unpool2d(input, indices, kernel_size, stride=None, padding=0, output_size=None):
@@ -186,5 +186,5 @@ def max_unpool2d(input, indices, kernel_size, stride=None, padding=0, output_siz
         output_size = tuple(output_size[2:])
     args = (kernel_size, _stride(stride), padding, output_size)
     if _is_unbatched(input):
-        return MaxUnpoolFunction.apply(input.unsqueeze(0), indices.unsqueeze(0), args).squeeze(0)
-    return MaxUnpoolFunction.apply(input, indices, args)
+        return apply(MaxUnpoolFunction, input.unsqueeze(0), indices.unsqueeze(0), args).squeeze(0)
+    return apply(MaxUnpoolFunction, input, indices, args)

@@ -11,7 +11,7 @@ import gpuconv
 from gpuconv.roi import api as roi_api
 from gpuconv.roi import grad as roi_grad
 
-from ._autograd import deterministic, first_order_backward
+from ._autograd import apply, deterministic, first_order_backward
 from ._bridge import common_device, data_format_for, on_device_of, to_array, to_tensor
 
 __all__ = ["roi_align", "roi_pool"]
@@ -75,11 +75,11 @@ class RoiFunction(torch.autograd.Function):
 def roi_align(input, boxes, output_size, spatial_scale=1.0, sampling_ratio=-1, aligned=False):
     """``torchvision.ops.roi_align``: (K, C, PH, PW) bilinear averages over each box's bins;
     ``sampling_ratio <= 0`` is adaptive (ceil(box size / bins) samples per bin and axis)."""
-    return RoiFunction.apply(input, boxes, "roi_align",
+    return apply(RoiFunction, input, boxes, "roi_align",
                              (output_size, spatial_scale, sampling_ratio, aligned))
 
 
 def roi_pool(input, boxes, output_size, spatial_scale=1.0):
     """``torchvision.ops.roi_pool``: (K, C, PH, PW) maxima over each box's bins (box corners
     rounded to pixels; an empty bin gives 0)."""
-    return RoiFunction.apply(input, boxes, "roi_pool", (output_size, spatial_scale))
+    return apply(RoiFunction, input, boxes, "roi_pool", (output_size, spatial_scale))

@@ -368,3 +368,33 @@ def test_results_do_not_alias_inputs():
     y = G.avg_pool2d(x, 1)
     y.add_(1)
     assert_close(x, randn(1, 2, 4, 4), torch.float64)
+
+
+def test_the_autograd_function_runs_only_where_a_backward_can_come(monkeypatch):
+    """gpuconv.torch calls a Function's forward directly where autograd cannot ask for a
+    backward (grad mode off, or no input requiring grad): the same values, no graph node; with
+    an input requiring grad, the Function records its node."""
+    from gpuconv.torch import _autograd
+    applied = []
+    real = _autograd.apply
+
+    def spy(function, *args):
+        out = real(function, *args)
+        applied.append(getattr(out, "grad_fn", None) is not None)
+        return out
+    monkeypatch.setattr("gpuconv.torch.conv.apply", spy)
+    monkeypatch.setattr("gpuconv.torch.pool.apply", spy)
+    x = torch.randn(2, 3, 7, 6, dtype=torch.float64)
+    w = torch.randn(4, 3, 3, 3, dtype=torch.float64)
+    want = F.conv2d(x, w, padding=1)
+    with torch.no_grad():
+        torch.testing.assert_close(G.conv2d(x, w.requires_grad_(), padding=1), want)
+    torch.testing.assert_close(G.conv2d(x, w.detach(), padding=1), want)
+    values, indices = G.max_pool2d(x, 3, 2, 1, return_indices=True)
+    torch.testing.assert_close(values, F.max_pool2d(x, 3, 2, 1))
+    assert applied == [False, False, False]
+    y = G.conv2d(x, w.requires_grad_(), padding=1)
+    assert applied[-1] and y.requires_grad
+    y.sum().backward()
+    torch.testing.assert_close(w.grad, torch.nn.grad.conv2d_weight(x, w.shape, torch.ones_like(y),
+                                                                   padding=1))
