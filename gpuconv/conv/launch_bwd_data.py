@@ -330,15 +330,17 @@ def depthwise(call: _Call, variant: str = "auto") -> None:
             elements = (n1 - n0) * g.H * g.W * g.C
             launch(DEPTHWISE, name, call.executor, (ceil_div(elements, THREADS), 1, 1),
                    (THREADS, 1, 1), (call.dy[n0:n1], w_rsk, *shape_args(g, n1 - n0),
-                                     call.dx[n0:n1], call.bias_arg, call.epilogue))
+                                     *decoder_args(g.C, g.H, g.W), call.dx[n0:n1],
+                                     call.bias_arg, call.epilogue))
     else:
         name = f"conv2d_dgrad_depthwise_nchw<{call.t}>"
         smem = depthwise_smem_bytes(g, call.dtype)
         for n0, n1 in call.chunks():
             grid = ((n1 - n0) * g.C, ceil_div(g.H * g.W, THREADS), 1)
             launch(DEPTHWISE, name, call.executor, grid, (THREADS, 1, 1),
-                   (call.dy[n0:n1], call.weight, *shape_args(g, n1 - n0), call.dx[n0:n1],
-                    call.bias_arg, call.epilogue), shared_mem=smem)
+                   (call.dy[n0:n1], call.weight, *shape_args(g, n1 - n0),
+                    *decoder_args(g.C, g.H, g.W), call.dx[n0:n1], call.bias_arg, call.epilogue),
+                   shared_mem=smem)
 
 
 def direct(call: _Call) -> None:

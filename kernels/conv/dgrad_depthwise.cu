@@ -14,20 +14,21 @@
 #include "conv_shape.cuh"
 #include "dtypes.cuh"
 #include "epilogue.cuh"
+#include "flat_index.cuh"
 #include "../conv/dgrad_operands.cuh"
 
 template <class T>
 __global__ void conv2d_dgrad_depthwise_nchw(const T* __restrict__ dy, const T* __restrict__ w,
                                             GC_CONV_SHAPE_PARAMS,
+                                            const gc::FlatDecoder input_index,
                                             T* dx, const T* bias, int epilogue) {
   GC_CONV_SHAPE_NAMES;
   using A = gc::acc_t<T>;
   extern __shared__ __align__(16) unsigned char smem_raw[];
   A* filter = reinterpret_cast<A*>(smem_raw);
 
-  const int plane = blockIdx.x;  // n * C + c
-  const int c = plane % C;
-  const int n = plane / C;
+  int n, c;
+  input_index.c.divmod(blockIdx.x, n, c);  // the block's plane n * C + c
   const int multiplier = K / C;
   const int RS = R * S;
   const int taps = multiplier * RS;
@@ -38,8 +39,8 @@ __global__ void conv2d_dgrad_depthwise_nchw(const T* __restrict__ dy, const T* _
   const int HW = H * W;
   const int hw = blockIdx.y * blockDim.x + threadIdx.x;
   if (hw >= HW) return;
-  const int h = hw / W;
-  const int x_w = hw - h * W;
+  int h, x_w;
+  input_index.w.divmod(hw, h, x_w);
   const int PQ = P * Q;
   const T* dy_c = dy + (n * K + c * multiplier) * PQ;
   const gc::PositionTaps th = gc::position_taps(h, pad_h, stride_h, dil_h, R);
@@ -59,18 +60,16 @@ __global__ void conv2d_dgrad_depthwise_nchw(const T* __restrict__ dy, const T* _
 template <class T>
 __global__ void conv2d_dgrad_depthwise_nhwc(const T* __restrict__ dy, const T* __restrict__ w_rsk,
                                             GC_CONV_SHAPE_PARAMS,
+                                            const gc::FlatDecoder input_index,
                                             T* dx, const T* bias, int epilogue) {
   GC_CONV_SHAPE_NAMES;
   using A = gc::acc_t<T>;
   const int HW = H * W;
   const int e = blockIdx.x * blockDim.x + threadIdx.x;
   if (e >= N * HW * C) return;
-  const int c = e % C;
-  const int nhw = e / C;
-  const int n = nhw / HW;
-  const int hw = nhw - n * HW;
-  const int h = hw / W;
-  const int x_w = hw - h * W;
+  const gc::Coord4 o = gc::unflatten<true>(e, input_index);
+  const int n = o.n, c = o.c, h = o.h, x_w = o.w;
+  const int hw = h * W + x_w;
   const int multiplier = K / C;
   const int k0 = c * multiplier;
   const gc::PositionTaps th = gc::position_taps(h, pad_h, stride_h, dil_h, R);
