@@ -61,8 +61,8 @@ def apply(function, *args):
     """``function.apply(*args)``, or its forward alone where autograd cannot ask for a backward
     (grad mode off, as under ``torch.no_grad()`` in inference, or no tensor argument requiring
     grad): the Function machinery is host time on every call (on the CPU here, a depthwise
-    conv2d through gpuconv.torch with the kernel launch stubbed: 77 us with grad mode on, 34 us
-    off, against 16 us for gpuconv.conv2d on the arrays)."""
+    conv2d through gpuconv.torch with the kernel launch stubbed and grad mode on: 77 us through
+    Function.apply, 32 us through the forward alone; gpuconv.conv2d on the arrays: 16 us)."""
     if torch.is_grad_enabled() and any(isinstance(a, torch.Tensor) and a.requires_grad
                                        for a in args):
         return function.apply(*args)

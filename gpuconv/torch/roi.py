@@ -76,7 +76,7 @@ def roi_align(input, boxes, output_size, spatial_scale=1.0, sampling_ratio=-1, a
     """``torchvision.ops.roi_align``: (K, C, PH, PW) bilinear averages over each box's bins;
     ``sampling_ratio <= 0`` is adaptive (ceil(box size / bins) samples per bin and axis)."""
     return apply(RoiFunction, input, boxes, "roi_align",
-                             (output_size, spatial_scale, sampling_ratio, aligned))
+                 (output_size, spatial_scale, sampling_ratio, aligned))
 
 
 def roi_pool(input, boxes, output_size, spatial_scale=1.0):
