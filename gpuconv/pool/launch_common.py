@@ -179,6 +179,16 @@ def forward_operands(xp, geom, x, data_format: str):
     return x, xp.empty(layout_shape(geom.N, geom.C, geom.P, geom.Q, data_format), dtype=x.dtype)
 
 
+def switch_operands(xp, grad_output, x, indices, recompute_indices):
+    """(grad_output, x, indices) as the max-pooling backward kernels read them: contiguous, the
+    32-bit limit checked, the indices int64 (the forward's, or ``recompute_indices(x)`` when
+    None)."""
+    x = contiguous(xp, x)
+    check_int32(x, grad_output)
+    indices = recompute_indices(x) if indices is None else index_array(xp, indices)
+    return contiguous(xp, grad_output), x, indices
+
+
 def grad_through_switches(xp, family, kernel: str, grad_output, x, indices, recompute_indices,
                           kernel_args, *, data_format: str, executor: str,
                           shared_mem: int = 0):
@@ -186,13 +196,7 @@ def grad_through_switches(xp, family, kernel: str, grad_output, x, indices, reco
     (grad_output, indices, grad_input, *kernel_args) over every input element. ``indices`` are
     the forward's, or, when None, ``recompute_indices(x)`` with x made contiguous. ``xp`` as in
     ``forward_operands``."""
-    x = contiguous(xp, x)
-    check_int32(x, grad_output)
-    if indices is None:
-        indices = recompute_indices(x)
-    else:
-        indices = index_array(xp, indices)
-    grad_output = contiguous(xp, grad_output)
+    grad_output, x, indices = switch_operands(xp, grad_output, x, indices, recompute_indices)
     grad_input = xp.empty(x.shape, dtype=grad_output.dtype)
     name = f"{kernel}<{ctype(grad_output.dtype)}, {nhwc(data_format)}>"
     launch_elementwise(family, name, executor, grad_input.size,

@@ -12,9 +12,8 @@ and tests each covering window (kernels/pool/NOTES.md "Max-pooling backward as a
 """
 from __future__ import annotations
 
-from .launch_common import (BOOLS, TYPES, check_int32, contiguous, ctype, grad_through_switches,
-                            index_array, instantiations, launch_elementwise, pool_shape, register,
-                            xp_for)
+from .launch_common import (BOOLS, TYPES, ctype, grad_through_switches, instantiations,
+                            launch_elementwise, pool_shape, register, switch_operands, xp_for)
 
 # Plain stores in the element type; atomics in the accumulator type (float for half types).
 _STORE = instantiations("pool_switch_scatter<{T}, {T}, {L}, false>", T=TYPES, L=BOOLS)
@@ -42,10 +41,7 @@ def max_pool_backward(family, gather_kernel: str, grad_output, x, indices, recom
         return grad_through_switches(xp, family, gather_kernel, grad_output, x, indices,
                                      recompute_indices, gather_args, data_format=data_format,
                                      executor=executor, shared_mem=shared_mem)
-    x = contiguous(xp, x)
-    check_int32(x, grad_output)
-    indices = recompute_indices(x) if indices is None else index_array(xp, indices)
-    grad_output = contiguous(xp, grad_output)
+    grad_output, x, indices = switch_operands(xp, grad_output, x, indices, recompute_indices)
     layout = "true" if data_format == "NHWC" else "false"
     t = ctype(grad_output.dtype)
 
