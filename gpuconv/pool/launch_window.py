@@ -16,11 +16,23 @@ from .launch_common import (BOOLS, TYPES, acc_dtype, acc_scalar, bound_tables, c
 from .launch_switches import max_pool_backward, windows_overlap
 
 
+# The square windows whose taps the forward kernels load as one batch (their kWindow template
+# argument; 0 stands for every other window): the common 2x2 and 3x3, which on an H100 ran
+# latency-bound with the run-time loops (kernels/pool/NOTES.md, "Forward windows as one batch").
+BATCHED_WINDOWS = (2, 3)
+WINDOWS = ("0",) + tuple(map(str, BATCHED_WINDOWS))
+
 # I: the forward writes indices (return_indices, or the backward's recomputation)
-MAX_POOL = register_family("pool/max_pool.cu", "max_pool2d_forward<{T}, {L}, {I}>",
-                           "max_pool2d_backward<{T}, {L}>", T=TYPES, L=BOOLS, I=BOOLS)
-AVG_POOL = register_family("pool/avg_pool.cu", "avg_pool2d_forward<{T}, {L}>",
-                           "avg_pool2d_backward<{T}, {L}>", T=TYPES, L=BOOLS)
+MAX_POOL = register_family("pool/max_pool.cu", "max_pool2d_forward<{T}, {L}, {I}, {K}>",
+                           "max_pool2d_backward<{T}, {L}>", T=TYPES, L=BOOLS, I=BOOLS, K=WINDOWS)
+AVG_POOL = register_family("pool/avg_pool.cu", "avg_pool2d_forward<{T}, {L}, {K}>",
+                           "avg_pool2d_backward<{T}, {L}>", T=TYPES, L=BOOLS, K=WINDOWS)
+
+
+def batched_window(geom: Pool2dGeometry) -> int:
+    """The forward kernels' kWindow for ``geom``: its size when it is one of BATCHED_WINDOWS'
+    squares, else 0 (the run-time loops)."""
+    return geom.R if geom.R == geom.S and geom.R in BATCHED_WINDOWS else 0
 LP_POOL = register_family("pool/lp_pool.cu", "lp_pool2d_forward<{T}, {L}>",
                           "lp_pool2d_scaled<{T}, {L}>", "lp_pool2d_backward<{T}, {L}>",
                           T=TYPES, L=BOOLS)
@@ -41,7 +53,7 @@ def _max_pool_indices(geom, x, data_format, executor):
 
 def _max_forward(geom, x, y, indices, data_format, executor):
     name = (f"max_pool2d_forward<{ctype(x.dtype)}, {nhwc(data_format)}, "
-            f"{flag(indices is not None)}>")
+            f"{flag(indices is not None)}, {batched_window(geom)}>")
     xp = xp_for(executor)
     args = (x, y, indices if indices is not None else no_indices(xp),
             *pool_shape(geom))
@@ -83,7 +95,7 @@ def _avg_args(count_include_pad: bool, divisor_override):
 def avg_pool2d(geom: Pool2dGeometry, x, *, count_include_pad: bool, divisor_override,
                data_format: str, executor: str):
     x, y = forward_operands(xp_for(executor), geom, x, data_format)
-    name = f"avg_pool2d_forward<{ctype(x.dtype)}, {nhwc(data_format)}>"
+    name = f"avg_pool2d_forward<{ctype(x.dtype)}, {nhwc(data_format)}, {batched_window(geom)}>"
     launch_elementwise(AVG_POOL, name, executor, y.size,
                        (x, y, *pool_shape(geom),
                         *_avg_args(count_include_pad, divisor_override)))

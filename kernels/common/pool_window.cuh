@@ -7,6 +7,7 @@
 // elements with a clear error (design.md, "32-bit indexing is the fast path").
 #pragma once
 
+#include "dtypes.cuh"      // to_acc
 #include "flat_index.cuh"  // Coord4, unflatten
 
 namespace gc {
@@ -115,6 +116,29 @@ __device__ __forceinline__ OutputSpan window_span(const WindowTables& t, bool us
           window_last_output(h, pad_h, stride_h, P),
           window_first_output(w, pad_w, extent_w, stride_w),
           window_last_output(w, pad_w, stride_w, Q)};
+}
+
+// The taps of a kWindow x kWindow window (a template constant: the launchers pick 2 or 3 for
+// the common square windows, 0 = sizes known only at run time), loaded as one batch into
+// registers: every in-bounds tap's load is issued before any value is used, so each thread has
+// kWindow^2 loads in flight instead of the runtime loops' one or two per round trip (the max and
+// average forwards ran at the same time in fp16 as in fp32 on an H100: latency-bound, not
+// bandwidth-bound; kernels/pool/NOTES.md). Taps outside the input read as `fill` (the reduction's
+// identity). v[r * kWindow + s] is tap (r, s) of the window whose first tap is (hstart, wstart).
+template <int kWindow, class A, class T>
+__device__ __forceinline__ void load_window(A (&v)[kWindow * kWindow], const T* plane,
+                                            int hstart, int wstart, int dil_h, int dil_w, int H,
+                                            int W, int pixel_stride, A fill) {
+#pragma unroll
+  for (int r = 0; r < kWindow; ++r) {
+    const int h = hstart + r * dil_h;
+#pragma unroll
+    for (int s = 0; s < kWindow; ++s) {
+      const int w = wstart + s * dil_w;
+      const bool inside = h >= 0 && h < H && w >= 0 && w < W;
+      v[r * kWindow + s] = inside ? to_acc(plane[(h * W + w) * pixel_stride]) : fill;
+    }
+  }
 }
 
 // Max pooling's update rule (PyTorch): a larger value or any NaN replaces the running maximum,

@@ -42,8 +42,8 @@ __device__ __forceinline__ AvgWindow avg_window(int p, int q, int H, int W, int 
 }  // namespace
 
 // main loop: one thread per output element; see max_pool.cu for the coalescing argument.
-// A window with no in-bounds element gives 0 (PyTorch).
-template <class T, bool kNHWC>
+// A window with no in-bounds element gives 0 (PyTorch). kWindow as in max_pool2d_forward.
+template <class T, bool kNHWC, int kWindow>
 __global__ void avg_pool2d_forward(const T* __restrict__ x, T* __restrict__ y,
                                    GC_POOL_SHAPE_PARAMS, int count_include_pad,
                                    int divisor_override) {
@@ -57,8 +57,18 @@ __global__ void avg_pool2d_forward(const T* __restrict__ x, T* __restrict__ y,
                                      count_include_pad, divisor_override);
     const T* plane = x + gc::plane_offset<kNHWC>(o.n, o.c, C, H, W);
     A sum = A(0);
-    for (int h = win.hstart; h < win.hend; ++h) {
-      for (int w = win.wstart; w < win.wend; ++w) sum += gc::to_acc(plane[(h * W + w) * ps]);
+    if constexpr (kWindow > 0) {
+      // Taps outside the input read as 0: the same sum, bit for bit, as the loop below (it
+      // starts at +0, so adding a 0 never changes it).
+      A v[kWindow * kWindow];
+      gc::load_window<kWindow>(v, plane, o.h * stride_h - pad_h, o.w * stride_w - pad_w, 1, 1,
+                               H, W, ps, A(0));
+#pragma unroll
+      for (int t = 0; t < kWindow * kWindow; ++t) sum += v[t];
+    } else {
+      for (int h = win.hstart; h < win.hend; ++h) {
+        for (int w = win.wstart; w < win.wend; ++w) sum += gc::to_acc(plane[(h * W + w) * ps]);
+      }
     }
     // epilogue
     const bool empty = win.hstart >= win.hend || win.wstart >= win.wend;

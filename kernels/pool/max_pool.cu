@@ -9,7 +9,9 @@
 // NCHW consecutive threads are horizontally adjacent windows of one plane.
 // The padding never takes part (PyTorch pads max pooling with -inf), so the loops run over the
 // in-bounds taps only. `indices` (flat h * W + w within the plane) is written when kIndices.
-template <class T, bool kNHWC, bool kIndices>
+// kWindow: 2 or 3 when the window is that square (its taps loaded as one batch, load_window),
+// 0 for any other size.
+template <class T, bool kNHWC, bool kIndices, int kWindow>
 __global__ void max_pool2d_forward(const T* __restrict__ x, T* __restrict__ y,
                                    long long* __restrict__ indices, GC_POOL_SHAPE_PARAMS) {
   GC_POOL_SHAPE_NAMES;
@@ -30,14 +32,30 @@ __global__ void max_pool2d_forward(const T* __restrict__ x, T* __restrict__ y,
     // only (dilation wider than the input) gives -inf and index -1 (gpuconv.pool.geometry).
     const bool empty = r0 >= r1 || s0 >= s1;
     int best_index = empty ? -1 : (hstart + r0 * dil_h) * W + wstart + s0 * dil_w;
-    for (int r = r0; r < r1; ++r) {
-      const int h = hstart + r * dil_h;
-      for (int s = s0; s < s1; ++s) {
-        const int w = wstart + s * dil_w;
-        const A v = gc::to_acc(plane[(h * W + w) * ps]);
-        if (gc::max_takes(v, best)) {
-          best = v;
-          best_index = h * W + w;
+    if constexpr (kWindow > 0) {
+      // Taps outside the input read as -inf, which never replaces the running maximum.
+      A v[kWindow * kWindow];
+      gc::load_window<kWindow>(v, plane, hstart, wstart, dil_h, dil_w, H, W, ps, best);
+#pragma unroll
+      for (int r = 0; r < kWindow; ++r) {
+#pragma unroll
+        for (int s = 0; s < kWindow; ++s) {
+          if (gc::max_takes(v[r * kWindow + s], best)) {
+            best = v[r * kWindow + s];
+            best_index = (hstart + r * dil_h) * W + wstart + s * dil_w;
+          }
+        }
+      }
+    } else {
+      for (int r = r0; r < r1; ++r) {
+        const int h = hstart + r * dil_h;
+        for (int s = s0; s < s1; ++s) {
+          const int w = wstart + s * dil_w;
+          const A v = gc::to_acc(plane[(h * W + w) * ps]);
+          if (gc::max_takes(v, best)) {
+            best = v;
+            best_index = h * W + w;
+          }
         }
       }
     }

@@ -278,9 +278,27 @@ def pool_case(function, dtype, nhwc, with_indices, **kwargs) -> Case:
     return Case(call, call, exact=True)
 
 
-def max_pool(dtype, nhwc, with_indices):
-    return pool_case(gpuconv.max_pool2d, dtype, nhwc, with_indices, kernel_size=3, stride=2,
-                     padding=1)
+def window_size(window: str) -> tuple[int, int]:
+    """A kernel size that selects the forward kernels' kWindow: the square itself, or for 0 (the
+    run-time loops) a rectangle."""
+    return (int(window),) * 2 if window != "0" else (2, 3)
+
+
+def max_pool(dtype, nhwc, with_indices, window):
+    return pool_case(gpuconv.max_pool2d, dtype, nhwc, with_indices,
+                     kernel_size=window_size(window), stride=2, padding=1)
+
+
+def avg_pool(dtype, nhwc, window):
+    """Average pooling with ceil_mode: the last windows reach past the input (taps read as 0 in
+    the batched kernels, clipped in the run-time loops)."""
+    data_format = layout(nhwc)
+    x = distinct_values((1, 3, 7, 9), dtype, data_format)
+
+    def call():
+        return (gpuconv.avg_pool2d(x, window_size(window), 2, 1, ceil_mode=True,
+                                   count_include_pad=False, data_format=data_format),)
+    return Case(call, call)
 
 
 def adaptive_max_pool(dtype, nhwc, with_indices):
@@ -325,6 +343,7 @@ BUILDERS = {
     "conv2d_split_reduce": split_reduce,
     "conv2d_split_k_epilogue": split_k_epilogue,
     "max_pool2d_forward": max_pool,
+    "avg_pool2d_forward": avg_pool,
     "adaptive_max_pool2d_forward": adaptive_max_pool,
 }
 
