@@ -80,6 +80,7 @@ CONV_VARIANTS = {
     "depthwise:direct": ("depthwise", {"depthwise_variant": "direct"}),
     "depthwise:tiled": ("depthwise", {"depthwise_variant": "tiled"}),
     "depthwise:window": ("depthwise", {"depthwise_variant": "window"}),
+    "depthwise:vector": ("depthwise", {"depthwise_variant": "vector"}),
     "im2col_gemm:cublas": ("im2col_gemm", {"gemm": "cublas"}),
     "im2col_gemm:wide": ("im2col_gemm", {"tile_widths": "wide"}),
     "direct:v1": ("direct_v1", {}),

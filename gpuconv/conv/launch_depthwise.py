@@ -9,8 +9,13 @@ Three kernels (``variant``):
 - "window" (``conv2d_depthwise_window``): stride 1 and dilation 1 only; the same staging, but
   each thread slides a register window along a run of WINDOW_RUN outputs (one input and one
   weight shared load per tap for WINDOW_RUN FMAs) and skips the filter rows on padding.
+- "vector" (``conv2d_depthwise_vector``, launch_depthwise_vector.py): NHWC 3x3, stride 1 or 2,
+  one filter per channel, C % 4 == 0, 4-element-aligned arrays: 4 channels per thread in vector
+  loads, filters in registers, no staging.
 
-``run(call, variant="auto")`` picks with ``choose_variant``: the tiled kernel past
+``run(call, variant="auto")`` picks with ``choose_variant``: the vector kernel wherever it
+runs (a prediction to measure: kernels/conv/NOTES.md "Depthwise NHWC: 4-channel vectors");
+otherwise the tiled kernel past
 DIRECT_MAX_TAPS taps, else the direct kernel; but the window kernel instead for stride 1 and
 dilation 1 past a 3x3 filter wherever it issues fewer loads per output (``loads_per_output``),
 and for 3x3 in NHWC and on NCHW planes of 28x28 outputs or more (measured:
@@ -27,6 +32,7 @@ import numpy as np
 
 from .._args import as_choice
 from .._kernels import CUDA_TYPES, register
+from . import launch_depthwise_vector as vector
 from .gemm_tile import accumulator_itemsize
 from .launch_common import (GRID_YZ_LIMIT, SMEM_LIMIT, ConvCall, ceil_div, contiguous,
                             cuda_bool, decoder_args, round_up)
@@ -52,9 +58,9 @@ WINDOW_3X3_NCHW_MIN_PIXELS = 28 * 28
 WINDOW_MAX_RUNS = {False: 8, True: 2}
 WINDOW_LANE_CHANNELS = 32   # NHWC: output channels along the lanes of a warp
 
-VARIANTS = ("auto", "direct", "tiled", "window")
+VARIANTS = ("auto", "direct", "tiled", "window", "vector")
 KERNELS = {"direct": "conv2d_depthwise_direct", "tiled": "conv2d_depthwise_tiled",
-           "window": "conv2d_depthwise_window"}
+           "window": "conv2d_depthwise_window", "vector": "conv2d_depthwise_vector"}
 
 _LAYOUTS = ("false", "true")
 _FILTERS = [(f, f) for f in UNROLLED_SIZES] + [(0, 0)]
@@ -204,10 +210,17 @@ def loads_per_output(kind: str, geom) -> float:
 # ------------------------------------------------------------------------------------ choice
 
 
-def choose_variant(geom, dtype, nhwc: bool, variant: str = "auto") -> str:
-    """The kernel ("direct" | "tiled" | "window") that runs ``geom`` for the requested variant;
-    a forced variant that cannot run it is a ValueError saying why."""
+def choose_variant(geom, dtype, nhwc: bool, variant: str = "auto", aligned: bool = True) -> str:
+    """The kernel ("direct" | "tiled" | "window" | "vector") that runs ``geom`` for the requested
+    variant; a forced variant that cannot run it is a ValueError saying why. ``aligned``: whether
+    the call's arrays suit the vector kernel (launch_depthwise_vector.misaligned); auto takes
+    that kernel only then, and ``run`` refuses a forced "vector" otherwise."""
     variant = as_choice("depthwise_variant", variant, VARIANTS)
+    if variant == "vector":
+        why = vector.refusal(geom, nhwc)
+        if why is not None:
+            raise ValueError(f"depthwise variant 'vector' cannot run this convolution: {why}")
+        return variant
     if variant == "window":
         why = window_refusal(geom, dtype, nhwc)
         if why is not None:
@@ -220,6 +233,8 @@ def choose_variant(geom, dtype, nhwc: bool, variant: str = "auto") -> str:
         return variant
     if variant == "direct":
         return variant
+    if aligned and vector.refusal(geom, nhwc) is None:
+        return "vector"
     fallback = ("tiled" if geom.R * geom.S > DIRECT_MAX_TAPS and tiled_fits(geom, dtype, nhwc)
                 else "direct")
     if window_refusal(geom, dtype, nhwc) is not None:
@@ -240,6 +255,9 @@ def uses_tiled(geom, dtype, nhwc: bool) -> bool:
 def describe(geom, dtype, nhwc: bool, variant: str = "auto") -> str:
     """The kernel and tile ``run`` launches (gpuconv.explain)."""
     kind = choose_variant(geom, dtype, nhwc, variant)
+    if kind == "vector":
+        return (f"conv2d_depthwise_vector (4 channels per thread, {vector.VECTOR_RUN} outputs "
+                "along q per row, filters in registers)")
     if kind == "window":
         tp, runs, ct = window_config(geom, dtype, nhwc)
         return (f"conv2d_depthwise_window (tile {tp}x{runs * WINDOW_RUN}, {ct} channels per block, "
@@ -266,12 +284,12 @@ def runs_data_gradient(geom) -> bool:
 
 
 @functools.lru_cache(maxsize=1024)
-def plan(geom, dtype: np.dtype, nhwc: bool, variant: str):
+def plan(geom, dtype: np.dtype, nhwc: bool, variant: str, aligned: bool = True):
     """(kernel kind, its tile arguments as int32, shared memory bytes, pixel blocks) for ``geom``:
     the same for every call of a layer, so made once (the choice and the tile search were ~20 us
     of each call's host time under cProfile on the H100: run 106 -> 82 us, profiled)."""
-    kind = choose_variant(geom, dtype, nhwc, variant)
-    if kind == "direct":
+    kind = choose_variant(geom, dtype, nhwc, variant, aligned)
+    if kind in ("direct", "vector"):
         return kind, (), 0, 0
     if kind == "window":
         tile_p, runs, ct = window_config(geom, dtype, nhwc)
@@ -286,11 +304,29 @@ def plan(geom, dtype: np.dtype, nhwc: bool, variant: str):
     return kind, tuple(np.int32(v) for v in tile_args), smem, pixel_blocks
 
 
+def vector_misaligned(call: ConvCall) -> str | None:
+    """Why the call's arrays do not suit the vector kernel; None also where its geometry rules
+    the kernel out anyway (nothing to check then)."""
+    if _vector_refusal(call.geom, call.nhwc) is not None:
+        return None
+    return vector.misaligned(call)
+
+
+_vector_refusal = functools.lru_cache(maxsize=1024)(vector.refusal)
+
+
 def run(call: ConvCall, variant: str = "auto", flip: bool = False) -> None:
     """Launches ``call``; ``flip`` reads every filter rotated by 180 degrees (the data gradient
     of a stride-1, multiplier-1 depthwise convolution as a forward pass: launch_bwd_data)."""
     g = call.geom
-    kind, tile_args, smem, pixel_blocks = plan(g, np.dtype(call.dtype), call.nhwc, variant)
+    misaligned = vector_misaligned(call)
+    kind, tile_args, smem, pixel_blocks = plan(g, np.dtype(call.dtype), call.nhwc, variant,
+                                               misaligned is None)
+    if kind == "vector":
+        if misaligned is not None:
+            raise ValueError(f"depthwise variant 'vector' cannot run this call: {misaligned}")
+        vector.run(call, flip=flip)
+        return
     nhwc = cuda_bool(call.nhwc)
     if kind == "direct":
         fr, fs = (g.R, g.S) if g.R == g.S and g.R in UNROLLED_SIZES else (0, 0)

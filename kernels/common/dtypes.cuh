@@ -40,6 +40,38 @@ struct alignas(sizeof(V) * N) Pack {
   V v[N];
 };
 
+// Elements of T in the widest access (at most 16 bytes) that covers part of a run of N: 4
+// floats or 4 halves of a 4-run, 2 doubles (two accesses). The alignment a run of N needs.
+template <class T, int N>
+__host__ __device__ constexpr int pack_elements() {
+  return N * sizeof(T) > 16 ? int(16 / sizeof(T)) : N;
+}
+
+// v[j] = p[j], j < N, in accesses of pack_elements<T, N>() elements (p aligned to as many).
+template <class T, int N>
+__device__ __forceinline__ void load_packed(const T* p, acc_t<T> (&v)[N]) {
+  constexpr int E = pack_elements<T, N>();
+#pragma unroll
+  for (int k = 0; k < N; k += E) {
+    const Pack<T, E> pack = *reinterpret_cast<const Pack<T, E>*>(p + k);
+#pragma unroll
+    for (int j = 0; j < E; ++j) v[k + j] = to_acc(pack.v[j]);
+  }
+}
+
+// p[j] = v[j], j < N, in the same accesses.
+template <class T, int N>
+__device__ __forceinline__ void store_packed(T* p, const T (&v)[N]) {
+  constexpr int E = pack_elements<T, N>();
+#pragma unroll
+  for (int k = 0; k < N; k += E) {
+    Pack<T, E> pack;
+#pragma unroll
+    for (int j = 0; j < E; ++j) pack.v[j] = v[k + j];
+    *reinterpret_cast<Pack<T, E>*>(p + k) = pack;
+  }
+}
+
 // An element of T, loaded from global memory, as an element of a shared-memory operand tile
 // of type S: the accumulator type for the CUDA-core tiles (halves become float once, on the
 // way in) or T itself for the tensor-core tiles (no conversion at all).

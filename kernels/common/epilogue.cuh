@@ -71,11 +71,27 @@ struct Epilogue {
   int res_sN, res_sK, res_sPQ;
   int flags;
 
-  __device__ __forceinline__ void store(int n, int k, int pq, acc_t<T> v) const {
+  // The output value of element (n, k, pq) from its accumulator.
+  __device__ __forceinline__ T finish(int n, int k, int pq, acc_t<T> v) const {
     if (flags & EPILOGUE_BIAS) v += to_acc(bias[k]);
     if (flags & EPILOGUE_RESIDUAL) v += to_acc(residual[n * res_sN + k * res_sK + pq * res_sPQ]);
-    v = activate(v, flags >> EPILOGUE_ACTIVATION_SHIFT);
-    out[n * out_sN + k * out_sK + pq * out_sPQ] = from_acc<T>(v);
+    return from_acc<T>(activate(v, flags >> EPILOGUE_ACTIVATION_SHIFT));
+  }
+
+  __device__ __forceinline__ void store(int n, int k, int pq, acc_t<T> v) const {
+    out[n * out_sN + k * out_sK + pq * out_sPQ] = finish(n, k, pq, v);
+  }
+
+  // Channels k .. k + L - 1 of one output pixel in vector stores (store_packed): only for
+  // kernels whose launcher guarantees contiguous output channels (out_sK == 1: NHWC) and an
+  // output, batch stride and pixel stride aligned to pack_elements<T, L>() elements.
+  template <int L>
+  __device__ __forceinline__ void store_vector(int n, int k, int pq,
+                                               const acc_t<T> (&v)[L]) const {
+    T values[L];
+#pragma unroll
+    for (int j = 0; j < L; ++j) values[j] = finish(n, k + j, pq, v[j]);
+    store_packed(out + n * out_sN + k + pq * out_sPQ, values);
   }
 };
 

@@ -106,3 +106,13 @@ def fma_loops(ptx: str, mangled: str) -> list[list[str]]:
             loops.append(loop)
     assert loops, f"no loop with FMAs in {mangled}"
     return sorted(loops, key=len)
+
+
+def assert_written_and_close(actual, expected, tolerances):
+    """Same shape and dtype, no element still NaN (the outputs start poisoned), and within
+    ``tolerances[dtype name]`` relative to max(1, max |expected|)."""
+    assert actual.shape == expected.shape and actual.dtype == expected.dtype
+    a, e = actual.astype(np.float64), expected.astype(np.float64)
+    assert not np.isnan(a).any(), "an output element was never written (still NaN)"
+    tolerance = tolerances[expected.dtype.name] * max(1.0, float(np.abs(e).max()))
+    np.testing.assert_allclose(a, e, rtol=0, atol=tolerance)

@@ -26,7 +26,7 @@ import gpuconv
 from gpuconv.conv import launch, launch_common, launch_depthwise
 from gpuconv.conv.geometry import conv2d_geometry, layout_shape
 
-from kernel_support import BFLOAT16, ORDERS, compile_ptx, fma_loops
+from kernel_support import BFLOAT16, ORDERS, assert_written_and_close, compile_ptx, fma_loops
 
 DTYPES = [np.dtype(np.float32), np.dtype(np.float16), np.dtype(np.float64), *BFLOAT16]
 LAYOUTS = ("NCHW", "NHWC")
@@ -119,11 +119,7 @@ def reference(case: Case, x, w, b, r, *, data_format):
 
 
 def assert_close(actual, expected):
-    assert actual.shape == expected.shape and actual.dtype == expected.dtype
-    a, e = actual.astype(np.float64), expected.astype(np.float64)
-    assert not np.isnan(a).any(), "an output element was never written (still NaN)"
-    tolerance = TOLERANCE[expected.dtype.name] * max(1.0, float(np.abs(e).max()))
-    np.testing.assert_allclose(a, e, rtol=0, atol=tolerance)
+    assert_written_and_close(actual, expected, TOLERANCE)
 
 
 def check(case, dtype, data_format, rng, **run_options):
@@ -261,11 +257,16 @@ def test_auto_routing(x_shape, w_shape, kwargs, kernel, launched_names, rng):
     assert_close(y, gpuconv.conv2d(x, w, groups=x_shape[1], **kwargs))
 
 
-def test_auto_takes_the_window_kernel_for_3x3_in_nhwc_on_any_plane():
+def test_auto_takes_the_window_kernel_for_3x3_in_nhwc_where_the_vector_one_cannot_run():
+    """In NHWC, 3x3 stride 1 goes to the vector kernel (test_conv_depthwise_vector.py) when the
+    channels come in fours and the arrays are aligned; else to the window kernel on any plane."""
     for hw in ((7, 7), (12, 14), (56, 56)):
-        geom = conv2d_geometry((1, 4, *hw), (4, 1, 3, 3), groups=4, padding=1)
-        assert launch_depthwise.choose_variant(geom, np.float32, True) == "window"
-        assert launch_depthwise.choose_variant(geom, np.float32, False) == (
+        three = conv2d_geometry((1, 3, *hw), (3, 1, 3, 3), groups=3, padding=1)
+        four = conv2d_geometry((1, 4, *hw), (4, 1, 3, 3), groups=4, padding=1)
+        assert launch_depthwise.choose_variant(three, np.float32, True) == "window"
+        assert launch_depthwise.choose_variant(four, np.float32, True, aligned=False) == "window"
+        assert launch_depthwise.choose_variant(four, np.float32, True) == "vector"
+        assert launch_depthwise.choose_variant(four, np.float32, False) == (
             "window" if hw == (56, 56) else "direct")
 
 

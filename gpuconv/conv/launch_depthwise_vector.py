@@ -1,0 +1,93 @@
+"""Launcher of kernels/conv/depthwise_vector.cu: the channels-last 3x3 depthwise convolution
+with 4-channel vectors, the "vector" variant of launch_depthwise.
+
+It runs NHWC, one 3x3 filter per channel (K == C), equal strides of 1 or 2, dilation 1, C a
+multiple of 4, with x, the weight and the output aligned for the vector loads and stores (4
+elements, at most 16 bytes). ``refusal`` says why a geometry cannot run; ``misaligned`` why a
+call's arrays cannot.
+Each thread computes VECTOR_RUN outputs along q on ``rows`` output rows (``rows_per_thread``:
+as many as keep the launch at MIN_ITEMS threads or more, so that small layers still fill the
+GPU); kernels/conv/NOTES.md "Depthwise NHWC: 4-channel vectors" has the arithmetic.
+"""
+from __future__ import annotations
+
+import functools
+
+import numpy as np
+
+from .._kernels import CUDA_TYPES, register
+from .launch_common import ConvCall, ceil_div, is_aligned, multiprocessor_count
+
+# DEPTHWISE_VECTOR_THREADS: with 112-146 registers per thread (fp32, CUDA 13 NVRTC), blocks of
+# 128 threads keep three blocks on an SM where blocks of 256 kept one.
+THREADS = 128
+VECTOR_RUN = 4       # DEPTHWISE_VECTOR_RUN: outputs per thread along q
+LANES = 4            # channels per vector
+STRIDES = (1, 2)     # the kStride instantiations
+ROW_CHOICES = (4, 2, 1)
+# Threads per SM the launch should offer before a thread takes several output rows: about four
+# times what an SM holds at once (3-4 blocks of THREADS at the kernel's register count).
+MIN_ITEMS_PER_SM = 4 * 4 * THREADS
+
+FAMILY = register(
+    "conv/depthwise_vector.cu",
+    name_expressions=[f"conv2d_depthwise_vector<{t}, {s}>" for t in CUDA_TYPES.values()
+                      for s in STRIDES],
+    hot=[f"conv2d_depthwise_vector<{t}, {s}>" for t in ("float", "__half") for s in STRIDES],
+)
+
+
+def refusal(geom, nhwc: bool) -> str | None:
+    """Why the vector kernel cannot run ``geom`` (None when it can)."""
+    if not nhwc:
+        return "it needs the NHWC layout (channels contiguous)"
+    if geom.groups != geom.C or geom.K != geom.C:
+        return f"it needs one filter per channel (K == groups == C), got K={geom.K}, C={geom.C}"
+    if (geom.R, geom.S) != (3, 3):
+        return f"it needs a 3x3 filter, got {geom.R}x{geom.S}"
+    if geom.stride_h != geom.stride_w or geom.stride_h not in STRIDES:
+        return f"it needs equal strides of 1 or 2, got {geom.stride_h}x{geom.stride_w}"
+    if (geom.dil_h, geom.dil_w) != (1, 1):
+        return f"it needs dilation 1, got {geom.dil_h}x{geom.dil_w}"
+    if geom.C % LANES:
+        return f"it needs channels in multiples of {LANES}, got C={geom.C}"
+    return None
+
+
+def misaligned(call: ConvCall) -> str | None:
+    """Which of the call's arrays is not aligned for the 4-element vectors (None when all are)."""
+    vector_bytes = min(LANES * call.dtype.itemsize, 16)   # gc::pack_elements: <= 16 B accesses
+    for name, array in (("x", call.x), ("weight", call.weight), ("out", call.out)):
+        if not is_aligned(array, vector_bytes):
+            return f"{name} is not aligned to {vector_bytes} bytes"
+    if not call.out.flags.c_contiguous:
+        return "out is not contiguous"
+    return None
+
+
+def items(geom, rows: int) -> int:
+    """Threads of a launch over ``geom`` with ``rows`` output rows per thread."""
+    return geom.N * ceil_div(geom.P, rows) * ceil_div(geom.Q, VECTOR_RUN) * (geom.C // LANES)
+
+
+@functools.lru_cache(maxsize=1024)
+def rows_per_thread(geom, sms: int) -> int:
+    """The most output rows per thread (ROW_CHOICES) that leave MIN_ITEMS_PER_SM threads per SM
+    (more rows share the filter loads; fewer rows fill the GPU on small layers)."""
+    for rows in ROW_CHOICES:
+        if items(geom, rows) >= MIN_ITEMS_PER_SM * sms:
+            return rows
+    return ROW_CHOICES[-1]
+
+
+def run(call: ConvCall, flip: bool = False) -> None:
+    """Launches ``call`` (refusal and misaligned both None)."""
+    g = call.geom
+    fn = call.kernel(FAMILY, f"conv2d_depthwise_vector<{call.cuda_type}, {g.stride_h}>")
+    sms = multiprocessor_count(call.executor)
+    for chunk in call.chunks():
+        c = chunk.geom
+        rows = rows_per_thread(c, sms)
+        grid = (ceil_div(items(c, rows), THREADS), 1, 1)
+        fn(grid, (THREADS, 1, 1), [chunk.x, chunk.weight, np.int32(flip), np.int32(rows),
+                                   *chunk.shape_args(), *chunk.epilogue_args()])

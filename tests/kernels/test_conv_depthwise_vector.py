@@ -1,0 +1,192 @@
+"""The channels-last 4-channel-vector depthwise kernel (kernels/conv/depthwise_vector.cu,
+``conv2d_depthwise_vector``) against the NumPy reference, its launcher's rules
+(gpuconv/conv/launch_depthwise_vector.py) and auto's choice of it (launch_depthwise).
+
+Cases run under ``gpuconv.simulate()`` in the forward, reverse and random thread orders (and on a
+GPU with the ``gpu`` marker): every dtype and both strides; widths that are not a multiple of the
+run of 4 outputs; padding on every side, asymmetric and "same"; 1, 2 and 4 output rows per
+thread; the fused bias, residual and activation; and the rotated filters of the data gradient.
+Outputs start as NaN so that an element no thread writes fails.
+"""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import gpuconv
+from gpuconv import grad
+from gpuconv._kernels import cuda_type
+from gpuconv.conv import launch, launch_depthwise
+from gpuconv.conv import launch_depthwise_vector as vector
+from gpuconv.conv.geometry import conv2d_geometry, layout_shape
+
+from kernel_support import BFLOAT16, ORDERS, assert_written_and_close
+
+DTYPES = [np.dtype(np.float32), np.dtype(np.float16), np.dtype(np.float64), *BFLOAT16]
+TOLERANCE = {"float16": 4e-3, "bfloat16": 3e-2, "float32": 3e-5, "float64": 1e-12}
+EXECUTORS = [pytest.param("simulator", id="sim"),
+             pytest.param("cupy", id="gpu", marks=pytest.mark.gpu)]
+
+# (x NCHW shape, padding, stride, activation)
+CASES = {
+    "odd_width_two_images": ((2, 8, 7, 9), 1, 1, "relu"),
+    "stride2_odd": ((1, 12, 9, 11), 1, 2, "sigmoid"),
+    "asymmetric_padding": ((1, 4, 6, 10), ((0, 2), (2, 1)), 1, "tanh"),
+    "stride2_no_padding_even": ((2, 4, 8, 8), 0, 2, None),
+    "same_stride2": ((1, 8, 5, 6), "same", 2, "relu"),
+    "one_column": ((1, 4, 5, 1), 1, 1, None),
+}
+
+
+def assert_close(actual, expected):
+    assert_written_and_close(actual, expected, TOLERANCE)
+
+
+def inputs(x_shape, dtype, rng, padding, stride):
+    n, c, h, w = x_shape
+    geom = conv2d_geometry(x_shape, (c, 1, 3, 3), stride=stride, padding=padding, groups=c)
+    x = np.ascontiguousarray(rng.standard_normal(x_shape).transpose(0, 2, 3, 1)).astype(dtype)
+    weight = rng.standard_normal((c, 1, 3, 3)).astype(dtype)
+    bias = rng.standard_normal(c).astype(dtype)
+    residual = rng.standard_normal(layout_shape(geom.output_shape, "NHWC")).astype(dtype)
+    return geom, x, weight, bias, residual
+
+
+def on_executor(a, executor):
+    if executor == "simulator":
+        return a
+    import cupy
+    return cupy.asarray(a)
+
+
+def run_vector(geom, x, weight, bias, residual, activation, executor, order):
+    out = np.full(layout_shape(geom.output_shape, "NHWC"), np.nan, dtype=x.dtype)
+    args = [on_executor(a, executor) for a in (x, weight, bias, residual, out)]
+
+    def call():
+        return launch.conv2d(geom, *args[:3], residual=args[3], activation=activation,
+                             algorithm="depthwise", data_format="NHWC", out=args[4],
+                             executor=executor, depthwise_variant="vector")
+    if executor == "simulator":
+        with gpuconv.simulate(order=order, seed=5):
+            y = call()
+    else:
+        y = call()
+    return y if isinstance(y, np.ndarray) else y.get()
+
+
+@pytest.mark.parametrize("executor", EXECUTORS)
+@pytest.mark.parametrize("order", ORDERS)
+@pytest.mark.parametrize("dtype", DTYPES, ids=lambda d: d.name)
+@pytest.mark.parametrize("case", list(CASES))
+def test_vector_kernel_matches_the_reference(case, dtype, order, executor, rng, launched_names):
+    x_shape, padding, stride, activation = CASES[case]
+    geom, x, weight, bias, residual = inputs(x_shape, dtype, rng, padding, stride)
+    y = run_vector(geom, x, weight, bias, residual, activation, executor, order)
+    expected = gpuconv.conv2d(x, weight, bias, stride=stride, padding=padding, groups=x_shape[1],
+                              residual=residual, activation=activation, data_format="NHWC")
+    assert_close(y, expected)
+    if executor == "simulator":
+        assert launched_names == [f"conv2d_depthwise_vector<{cuda_type(dtype)}, {stride}>"]
+
+
+@pytest.mark.parametrize("rows", vector.ROW_CHOICES)
+@pytest.mark.parametrize("stride", vector.STRIDES)
+def test_every_rows_per_thread_covers_every_output(rows, stride, rng, monkeypatch):
+    """P = 7 rows split 4 + 3, 2 + 2 + 2 + 1 or 1 each: the last group of a thread is short."""
+    monkeypatch.setattr(vector, "rows_per_thread", lambda geom, sms: rows)
+    geom, x, weight, bias, residual = inputs((2, 4, 7 * stride, 10), np.dtype(np.float32), rng,
+                                             1, stride)
+    assert geom.P == 7
+    y = run_vector(geom, x, weight, None, None, None, "simulator", "random")
+    assert_close(y, gpuconv.conv2d(x, weight, stride=stride, padding=1, groups=4,
+                                   data_format="NHWC"))
+
+
+def test_rows_per_thread_keeps_small_layers_wide():
+    sms = 132
+    large = conv2d_geometry((32, 32, 112, 112), (32, 1, 3, 3), padding=1, groups=32)
+    small = conv2d_geometry((32, 960, 7, 7), (960, 1, 3, 3), padding=1, groups=960)
+    huge = conv2d_geometry((256, 32, 112, 112), (32, 1, 3, 3), padding=1, groups=32)
+    assert vector.rows_per_thread(huge, sms) == 4
+    assert vector.rows_per_thread(large, sms) == 2
+    assert vector.rows_per_thread(small, sms) == 1
+    for geom in (large, small, huge):
+        rows = vector.rows_per_thread(geom, sms)
+        assert rows == 1 or vector.items(geom, rows) >= vector.MIN_ITEMS_PER_SM * sms
+
+
+@pytest.mark.parametrize("order", ORDERS)
+@pytest.mark.parametrize("dtype", [np.dtype(np.float32), np.dtype(np.float16)], ids=str)
+def test_data_gradient_runs_the_vector_kernel_with_rotated_filters(dtype, order, rng,
+                                                                  launched_names):
+    """The stride-1 data gradient of a depthwise convolution is a forward pass over dy with the
+    filters rotated by 180 degrees (launch_bwd_data.depthwise): in NHWC on this kernel."""
+    x_shape = (2, 8, 6, 9)
+    geom, x, weight, _, _ = inputs(x_shape, dtype, rng, ((1, 2), (0, 1)), 1)
+    dy = rng.standard_normal(layout_shape(geom.output_shape, "NHWC")).astype(dtype)
+    kwargs = dict(padding=((1, 2), (0, 1)), groups=8)
+    shape = (2, 6, 9, 8)
+    expected = grad.conv2d_input(shape, weight.astype(np.float64), dy.astype(np.float64),
+                                 data_format="NHWC", **kwargs)
+    with gpuconv.simulate(order=order, seed=3):
+        dx = grad.conv2d_input(shape, weight, dy, data_format="NHWC", **kwargs)
+    assert_close(dx, expected.astype(dtype))
+    assert any(name.startswith("conv2d_depthwise_vector<") for name in launched_names)
+
+
+# ------------------------------------------------------------------------------------ routing
+
+
+@pytest.mark.parametrize("stride", (1, 2))
+def test_auto_takes_the_vector_kernel_for_aligned_nhwc_3x3(stride, rng, launched_names):
+    geom, x, weight, bias, _ = inputs((1, 8, 9, 9), np.dtype(np.float32), rng, 1, stride)
+    assert launch_depthwise.choose_variant(geom, np.float32, True) == "vector"
+    with gpuconv.simulate():
+        y = gpuconv.conv2d(x, weight, bias, stride=stride, padding=1, groups=8,
+                           data_format="NHWC")
+    assert launched_names == [f"conv2d_depthwise_vector<float, {stride}>"]
+    assert_close(y, gpuconv.conv2d(x, weight, bias, stride=stride, padding=1, groups=8,
+                                   data_format="NHWC"))
+
+
+@pytest.mark.parametrize("x_shape, w_shape, kwargs, data_format, rule", [
+    ((1, 8, 9, 9), (8, 1, 3, 3), {}, "NCHW", "needs the NHWC layout"),
+    ((1, 6, 9, 9), (6, 1, 3, 3), {}, "NHWC", "channels in multiples of 4, got C=6"),
+    ((1, 8, 9, 9), (16, 1, 3, 3), {}, "NHWC", "one filter per channel"),
+    ((1, 8, 9, 9), (8, 1, 5, 5), {}, "NHWC", "needs a 3x3 filter, got 5x5"),
+    ((1, 8, 9, 9), (8, 1, 3, 3), dict(stride=3), "NHWC", "equal strides of 1 or 2, got 3x3"),
+    ((1, 8, 9, 9), (8, 1, 3, 3), dict(stride=(1, 2)), "NHWC", "equal strides of 1 or 2, got 1x2"),
+    ((1, 8, 9, 9), (8, 1, 3, 3), dict(dilation=2), "NHWC", "needs dilation 1, got 2x2"),
+])
+def test_forced_vector_refuses_what_it_cannot_run_and_auto_avoids_it(x_shape, w_shape, kwargs,
+                                                                     data_format, rule):
+    geom = conv2d_geometry(x_shape, w_shape, padding=1, groups=x_shape[1], **kwargs)
+    nhwc = data_format == "NHWC"
+    with pytest.raises(ValueError, match=f"depthwise variant 'vector' cannot run .*{rule}"):
+        launch_depthwise.choose_variant(geom, np.float32, nhwc, "vector")
+    assert launch_depthwise.choose_variant(geom, np.float32, nhwc) != "vector"
+
+
+def test_misaligned_arrays_fall_back_in_auto_and_are_refused_when_forced(rng, launched_names):
+    """x one element past an aligned boundary: auto takes the next kernel; forcing the vector
+    kernel is a ValueError naming the array."""
+    geom, x, weight, _, _ = inputs((1, 8, 9, 9), np.dtype(np.float32), rng, 1, 1)
+    buffer = np.empty(x.size + 1, dtype=x.dtype)
+    shifted = buffer[1:].reshape(x.shape)
+    shifted[...] = x
+    assert shifted.ctypes.data % 16 != 0
+    with gpuconv.simulate():
+        y = gpuconv.conv2d(shifted, weight, padding=1, groups=8, data_format="NHWC")
+    assert launched_names and not any("vector" in name for name in launched_names)
+    assert_close(y, gpuconv.conv2d(x, weight, padding=1, groups=8, data_format="NHWC"))
+    with pytest.raises(ValueError, match="variant 'vector' cannot run this call: x is not "
+                                         "aligned to 16 bytes"):
+        run_vector(geom, shifted, weight, None, None, None, "simulator", "forward")
+
+
+def test_explain_names_the_vector_kernel():
+    text = gpuconv.explain(np.zeros((2, 10, 10, 16), np.float32),
+                           np.zeros((16, 1, 3, 3), np.float32), padding=1, groups=16,
+                           data_format="NHWC")
+    assert "conv2d_depthwise_vector" in str(text)
