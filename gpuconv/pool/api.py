@@ -7,6 +7,8 @@ kernels through ``launch`` (on a GPU or in the CPU simulator). Every function ta
 """
 from __future__ import annotations
 
+import numpy as np
+
 from .. import _state
 from .._args import as_bool
 from .._arrays import check_arrays
@@ -53,18 +55,32 @@ def avg_pool2d(x, kernel_size, stride=None, padding=0, ceil_mode=False, count_in
 
 
 def lp_pool2d(x, norm_type, kernel_size, stride=None, ceil_mode=False, *, data_format="NCHW"):
-    """PyTorch's (sign(f) * relu(|f|) * kh*kw) ** (1/p), f = avg_pool2d(x ** p) (no padding)."""
+    """PyTorch's (sign(f) * relu(|f|) * kh*kw) ** (1/p), f = avg_pool2d(x ** p) (no padding);
+    p = +inf / -inf: the largest / smallest |x| of each window, as PyTorch."""
     arrays, data_format, shape = _checked_x(x, data_format)
     norm_type = check_norm_type(norm_type)
     geom = pool2d_geometry(shape, kernel_size, stride, 0, 1, ceil_mode)
+    from . import lp_infinite   # it calls max_pool2d above
+    if lp_infinite.is_infinite(norm_type):
+        return lp_infinite.forward(arrays.xp, x, norm_type, kernel_size, stride, ceil_mode,
+                                   data_format)
     return run("lp_pool2d", _state.executor_for(arrays.library), geom, x,
                norm_type=norm_type, data_format=data_format)
 
 
+def _empty_output(arrays, geom, x, data_format):
+    """The output of an adaptive pooling to 0 rows or columns: empty, as PyTorch's (no kernel
+    and no reference computation has anything to do)."""
+    return arrays.xp.empty(layout_shape(geom.output_shape, data_format), dtype=x.dtype)
+
+
 def adaptive_avg_pool2d(x, output_size, *, data_format="NCHW"):
-    """Mean over windows [floor(i*H/P), ceil((i+1)*H/P)); a None in output_size keeps that size."""
+    """Mean over windows [floor(i*H/P), ceil((i+1)*H/P)); a None in output_size keeps that size;
+    an output_size of 0 gives an empty output."""
     arrays, data_format, shape = _checked_x(x, data_format)
     geom = adaptive_pool2d_geometry(shape, output_size)
+    if geom.P == 0 or geom.Q == 0:
+        return _empty_output(arrays, geom, x, data_format)
     return run("adaptive_avg_pool2d", _state.executor_for(arrays.library), geom, x,
                data_format=data_format)
 
@@ -74,6 +90,9 @@ def adaptive_max_pool2d(x, output_size, return_indices=False, *, data_format="NC
     arrays, data_format, shape = _checked_x(x, data_format)
     return_indices = as_bool("return_indices", return_indices)
     geom = adaptive_pool2d_geometry(shape, output_size)
+    if geom.P == 0 or geom.Q == 0:
+        y = _empty_output(arrays, geom, x, data_format)
+        return (y, arrays.xp.empty(y.shape, dtype=np.int64)) if return_indices else y
     return run("adaptive_max_pool2d", _state.executor_for(arrays.library), geom, x,
                return_indices=return_indices, data_format=data_format)
 

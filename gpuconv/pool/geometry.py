@@ -20,7 +20,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from .._args import as_bool, as_choice, as_float, as_int, as_pair, memoized_check
+from .._args import as_bool, as_choice, as_int, as_pair, memoized_check
 from .._arrays import check_index_array, xp_of
 from ..conv.geometry import check_data_format, layout_shape, nchw_shape  # noqa: F401 (re-exported)
 
@@ -181,7 +181,17 @@ def check_divisor_override(divisor_override: Any) -> int | None:
 
 
 def check_norm_type(norm_type: Any) -> float:
-    return as_float("norm_type", norm_type, positive=True)
+    """lp_pool2d's p as torch 2.13 takes it: any real number but 0 (torch divides by it) and NaN;
+    +-inf are the window's largest and smallest |x| (gpuconv/pool/lp_infinite.py)."""
+    if isinstance(norm_type, bool) or not isinstance(norm_type, numbers.Real):
+        raise TypeError(f"norm_type must be a real number, got {type(norm_type).__name__} "
+                        f"{norm_type!r}")
+    p = float(norm_type)
+    if p != p:
+        raise ValueError("norm_type must be a number, got nan")
+    if p == 0:
+        raise ValueError("norm_type must be non-zero (the result is a power 1/norm_type), got 0")
+    return p
 
 
 # --------------------------------------------------------------------------------------------
@@ -191,15 +201,16 @@ def check_norm_type(norm_type: Any) -> float:
 def _output_size_entry(i: int, value: Any, default: int) -> int:
     if value is None:
         return default
-    return as_int(f"output_size[{i}]", value, minimum=1)
+    return as_int(f"output_size[{i}]", value, minimum=0)
 
 
 @memoized_check
 def adaptive_pool2d_geometry(x_shape_nchw: Sequence[int], output_size: Any) -> AdaptivePool2dGeometry:
-    """output_size: an int or a pair (h, w) of ints >= 1; a None entry keeps that input size."""
+    """output_size: an int or a pair (h, w) of ints >= 0 (0: an empty output, as PyTorch); a
+    None entry keeps that input size."""
     N, C, H, W = _check_x_shape(x_shape_nchw)
     if isinstance(output_size, numbers.Integral) and not isinstance(output_size, bool):
-        P = Q = as_int("output_size", output_size, minimum=1)
+        P = Q = as_int("output_size", output_size, minimum=0)
     elif isinstance(output_size, (tuple, list)):
         if len(output_size) != 2:
             raise ValueError(f"output_size must be an int or a pair (h, w), got {len(output_size)} "

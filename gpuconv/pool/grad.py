@@ -38,6 +38,12 @@ def _check_output(grad_output, geom, data_format, function):
     return shape
 
 
+def _zero_gradient(arrays, grad_output, x):
+    """The gradient through an empty output (an adaptive pooling to 0 rows or columns): zero,
+    as PyTorch's."""
+    return arrays.xp.zeros(x.shape, dtype=grad_output.dtype)
+
+
 def max_pool2d(grad_output, x, kernel_size, stride=None, padding=0, dilation=1, ceil_mode=False,
                return_indices=False, *, indices=None, data_format="NCHW", deterministic=None):
     return _max_pool2d(grad_output, x, kernel_size, stride, padding, dilation, ceil_mode,
@@ -77,6 +83,10 @@ def lp_pool2d(grad_output, x, norm_type, kernel_size, stride=None, ceil_mode=Fal
     norm_type = check_norm_type(norm_type)
     geom = pool2d_geometry(shape, kernel_size, stride, 0, 1, ceil_mode)
     _check_output(grad_output, geom, data_format, "lp_pool2d")
+    from . import lp_infinite   # it calls max_pool2d above
+    if lp_infinite.is_infinite(norm_type):
+        return lp_infinite.backward(arrays.xp, grad_output, x, norm_type, kernel_size, stride,
+                                    ceil_mode, data_format, deterministic)
     return run("grad_lp_pool2d", _state.executor_for(arrays.library), geom, grad_output, x,
                norm_type=norm_type, data_format=data_format, deterministic=deterministic)
 
@@ -85,6 +95,8 @@ def adaptive_avg_pool2d(grad_output, x, output_size, *, data_format="NCHW", dete
     arrays, data_format, shape, deterministic = _checked(grad_output, x, data_format, deterministic)
     geom = adaptive_pool2d_geometry(shape, output_size)
     _check_output(grad_output, geom, data_format, "adaptive_avg_pool2d")
+    if geom.P == 0 or geom.Q == 0:
+        return _zero_gradient(arrays, grad_output, x)
     return run("grad_adaptive_avg_pool2d", _state.executor_for(arrays.library), geom, grad_output,
                x, data_format=data_format, deterministic=deterministic)
 
@@ -105,6 +117,8 @@ def _adaptive_max_pool2d(grad_output, x, output_size, return_indices, *, indices
     if indices is not None:
         check_pool_indices(indices, arrays.library, out_shape, geom, data_format,
                            window="adaptive", scan=scan_indices)
+    if geom.P == 0 or geom.Q == 0:
+        return _zero_gradient(arrays, grad_output, x)
     return run("grad_adaptive_max_pool2d", _state.executor_for(arrays.library), geom, grad_output,
                x, indices=indices, data_format=data_format, deterministic=deterministic)
 

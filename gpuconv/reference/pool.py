@@ -218,6 +218,15 @@ def _torch_sign(a: np.ndarray) -> np.ndarray:
     return (a > 0).astype(np.float64) - (a < 0)
 
 
+def _torch_pow(a: np.ndarray, p: float) -> np.ndarray:
+    """a ** p as torch's pow(tensor, scalar): its special exponents (2, 3, 0.5, -0.5, -1, -2)
+    are arithmetic, which differs from pow at -inf and -0 (sqrt(-inf) is NaN, pow gives +inf)."""
+    special = {2.0: lambda: a * a, 3.0: lambda: a * a * a, 0.5: lambda: np.sqrt(a),
+               -0.5: lambda: 1.0 / np.sqrt(a), -1.0: lambda: 1.0 / a,
+               -2.0: lambda: 1.0 / (a * a)}
+    return special[p]() if p in special else a ** p
+
+
 @np.errstate(all="ignore")
 def lp_pool2d(x, norm_type, kernel_size, stride=None, ceil_mode=False):
     """torch.nn.functional.lp_pool2d, term by term:
@@ -226,8 +235,8 @@ def lp_pool2d(x, norm_type, kernel_size, stride=None, ceil_mode=False):
     for a non-integer 1/p, and is kept (signed) for p = 1."""
     p = float(norm_type)
     kh, kw = _pair(kernel_size)
-    f = _avg_pool(_f64(x) ** p, kernel_size, stride, 0, ceil_mode, True, None)
-    out = (_torch_sign(f) * np.maximum(np.abs(f), 0.0) * (kh * kw)) ** (1.0 / p)
+    f = _avg_pool(_torch_pow(_f64(x), p), kernel_size, stride, 0, ceil_mode, True, None)
+    out = _torch_pow(_torch_sign(f) * np.maximum(np.abs(f), 0.0) * (kh * kw), 1.0 / p)
     return _cast(out, x.dtype)
 
 
@@ -239,15 +248,15 @@ def lp_pool2d_backward(grad_output, x, norm_type, kernel_size, stride=None, ceil
     p = float(norm_type)
     kh, kw = _pair(kernel_size)
     x64, g64 = _f64(x), _f64(grad_output)
-    f = _avg_pool(x64 ** p, kernel_size, stride, 0, ceil_mode, True, None)
+    f = _avg_pool(_torch_pow(x64, p), kernel_size, stride, 0, ceil_mode, True, None)
     relu_out = np.maximum(np.abs(f), 0.0)
     scaled = _torch_sign(f) * relu_out * (kh * kw)
-    grad_scaled = g64 * (1.0 / p) * scaled ** (1.0 / p - 1.0)
+    grad_scaled = g64 * (1.0 / p) * _torch_pow(scaled, 1.0 / p - 1.0)
     grad_relu = grad_scaled * (kh * kw) * _torch_sign(f)
     grad_abs = np.where(relu_out <= 0, 0.0, grad_relu)
     grad_f = grad_abs * _torch_sign(f)
     grad_pow = _avg_pool_backward(grad_f, x64.shape, kernel_size, stride, 0, ceil_mode, True, None)
-    return _cast(grad_pow * (p * x64 ** (p - 1.0)), grad_output.dtype)
+    return _cast(grad_pow * (p * _torch_pow(x64, p - 1.0)), grad_output.dtype)
 
 
 # --------------------------------------------------------------------------------------------

@@ -27,6 +27,21 @@ __device__ __forceinline__ LpWindow lp_window(int p, int q, int H, int W, int R,
   return win;
 }
 
+// x ** p as PyTorch's pow(tensor, scalar) computes it: its special exponents take arithmetic
+// paths whose results differ from pow's at -inf and -0 (sqrt(-inf) is NaN where pow(-inf, 0.5)
+// is +inf), and lp_pool2d's powers of p, 1/p and their gradients' p - 1 and 1/p - 1 all go
+// through it in PyTorch.
+template <class A>
+__device__ __forceinline__ A torch_pow(A x, A p) {
+  if (p == A(2)) return x * x;
+  if (p == A(3)) return x * x * x;
+  if (p == A(0.5)) return sqrt(x);
+  if (p == A(-0.5)) return A(1) / sqrt(x);
+  if (p == A(-1)) return A(1) / x;
+  if (p == A(-2)) return A(1) / (x * x);
+  return pow(x, p);
+}
+
 // torch.sign: 0 for NaN.
 template <class A>
 __device__ __forceinline__ A torch_sign(A a) {
@@ -43,7 +58,7 @@ __device__ __forceinline__ gc::acc_t<T> lp_scaled(const T* __restrict__ plane, i
   A sum = A(0);
   for (int h = win.hstart; h < win.hend; ++h) {
     for (int w = win.wstart; w < win.wend; ++w) {
-      sum += pow(gc::to_acc(plane[(h * W + w) * ps]), norm_type);
+      sum += torch_pow(gc::to_acc(plane[(h * W + w) * ps]), norm_type);
     }
   }
   return sum / static_cast<A>(win.divisor) * static_cast<A>(kernel_area);
@@ -65,7 +80,7 @@ __global__ void lp_pool2d_forward(const T* __restrict__ x, T* __restrict__ y,
     const A scaled = lp_scaled<T, kNHWC>(x + gc::plane_offset<kNHWC>(o.n, o.c, C, H, W), ps, W,
                                          win, norm_type, R * S);
     // epilogue
-    y[i] = gc::from_acc<T>(pow(scaled, A(1) / norm_type));
+    y[i] = gc::from_acc<T>(torch_pow(scaled, A(1) / norm_type));
   }
 }
 
@@ -114,7 +129,7 @@ __global__ void lp_pool2d_backward(const T* __restrict__ grad_output, const T* _
         const A f = s / kernel_area;
         const A sign_f = torch_sign(f);
         const A grad_scaled = gc::to_acc(grad_output[j]) * (A(1) / norm_type) *
-                              pow(s, A(1) / norm_type - A(1));
+                              torch_pow(s, A(1) / norm_type - A(1));
         const A grad_relu = grad_scaled * kernel_area * sign_f;
         const bool relu_passes = !(fabs(f) <= A(0));  // NaN passes, as relu's mask does
         const A grad_f = (relu_passes ? grad_relu : A(0)) * sign_f;
@@ -123,6 +138,6 @@ __global__ void lp_pool2d_backward(const T* __restrict__ grad_output, const T* _
       }
     }
     const A xv = gc::to_acc(x[i]);
-    grad_input[i] = gc::from_acc<T>(grad_pow * (norm_type * pow(xv, norm_type - A(1))));
+    grad_input[i] = gc::from_acc<T>(grad_pow * (norm_type * torch_pow(xv, norm_type - A(1))));
   }
 }

@@ -137,10 +137,10 @@ cases("avg_pool2d", AVG, {
 }, match={"x": "x|kernel_size"})
 LP = dict(x=X, norm_type=2, kernel_size=2, stride=None, ceil_mode=False)
 cases("lp_pool2d", LP, {
-    "x": bad_x(), "norm_type": [0, -1, "2", None, True, float("inf"), float("nan"), (2,)],
+    "x": bad_x(), "norm_type": [0, 0.0, "2", None, True, float("nan"), (2,)],
     "kernel_size": BAD_PAIR, "stride": POOL_STRIDES, "ceil_mode": BAD_BOOL, "data_format": BAD_FORMAT,
 })
-BAD_OUTPUT_SIZE = [0, -1, (0, 2), (2,), 1.5, None, "2", True, (2, 2, 2), (2, 1.5), (-1, None)]
+BAD_OUTPUT_SIZE = [-1, (-2, 2), (2,), 1.5, None, "2", True, (2, 2, 2), (2, 1.5), (-1, None)]
 cases("adaptive_avg_pool2d", dict(x=X, output_size=(3, 5)), {
     "x": bad_x(), "output_size": BAD_OUTPUT_SIZE, "data_format": BAD_FORMAT})
 cases("adaptive_max_pool2d", dict(x=X, output_size=(3, 5), return_indices=True), {
@@ -171,14 +171,14 @@ cases("grad.avg_pool2d", dict(AVG, grad_output=GO_MAX), {
     "deterministic": ["yes"], "data_format": BAD_FORMAT,
 }, match={"x": "x|grad_output|kernel_size", "grad_output": "grad_output|x"})
 cases("grad.lp_pool2d", dict(LP, grad_output=z(2, 3, 3, 4)), {
-    "grad_output": bad_float((2, 3, 3, 4)), "x": bad_x(), "norm_type": [0, None],
+    "grad_output": bad_float((2, 3, 3, 4)), "x": bad_x(), "norm_type": [0, None, float("nan")],
     "deterministic": ["yes"],
 }, match={"x": "x|grad_output", "grad_output": "grad_output|x"})
 cases("grad.adaptive_avg_pool2d", dict(x=X, output_size=(3, 5), grad_output=z(2, 3, 3, 5)), {
-    "grad_output": bad_float((2, 3, 3, 5)), "x": bad_x(), "output_size": [0, None], "deterministic": [2],
+    "grad_output": bad_float((2, 3, 3, 5)), "x": bad_x(), "output_size": [-1, None], "deterministic": [2],
 }, match={"x": "x|grad_output", "grad_output": "grad_output|x"})
 cases("grad.adaptive_max_pool2d", dict(x=X, output_size=(3, 5), grad_output=z(2, 3, 3, 5)), {
-    "grad_output": bad_float((2, 3, 3, 5)), "x": bad_x(), "output_size": [(0, 1)],
+    "grad_output": bad_float((2, 3, 3, 5)), "x": bad_x(), "output_size": [(-1, 1)],
     "indices": bad_indices((2, 3, 3, 5), 56, required=False), "deterministic": ["yes"],
 }, match={"x": "x|grad_output", "grad_output": "grad_output|x"})
 cases("grad.global_avg_pool2d", dict(x=X, grad_output=z(2, 3, 1, 1)), {

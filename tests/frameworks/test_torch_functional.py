@@ -162,7 +162,10 @@ def test_avg_pool2d_matches_torch(kw, dtype):
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("norm_type,kw", [(2, dict(kernel_size=3, stride=2)),
                                           (1.5, dict(kernel_size=(2, 3), ceil_mode=True)),
-                                          (3.0, dict(kernel_size=2, stride=1))])
+                                          (3.0, dict(kernel_size=2, stride=1)),
+                                          (-1.0, dict(kernel_size=2, stride=1)),
+                                          (float("inf"), dict(kernel_size=3, stride=2)),
+                                          (float("-inf"), dict(kernel_size=(2, 3)))])
 def test_lp_pool2d_matches_torch(norm_type, kw, dtype):
     x = randn(2, 3, 8, 9, dtype=dtype).abs() + 0.1   # fractional powers of negatives are NaN
     assert_close(G.lp_pool2d(x, norm_type, **kw), F.lp_pool2d(x, norm_type, **kw), dtype)

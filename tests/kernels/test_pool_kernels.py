@@ -177,6 +177,10 @@ LP_CASES = {
     "p1_ceil": ((1, 2, 6, 7), 1.0, dict(kernel_size=(2, 3), ceil_mode=True), "normal"),
     "p3_signed": ((1, 2, 5, 6), 3.0, dict(kernel_size=2, stride=1), "normal"),
     "p1.5_ceil": ((2, 1, 7, 7), 1.5, dict(kernel_size=3, stride=2, ceil_mode=True), "positive"),
+    "p-1.5": ((1, 2, 5, 6), -1.5, dict(kernel_size=2, stride=1), "positive"),
+    # +-inf: the largest / smallest |x| of each window, through the max-pooling kernels
+    "pinf_ceil": ((1, 2, 6, 7), np.inf, dict(kernel_size=(2, 3), ceil_mode=True), "ties"),
+    "p-inf": ((2, 1, 7, 7), -np.inf, dict(kernel_size=3, stride=2), "normal"),
 }
 
 
@@ -189,6 +193,18 @@ def test_lp_pool2d_and_grad(rng, case, dtype, data_format):
     kwargs = dict(kwargs, data_format=data_format)
     y = check_all_orders(gpuconv.lp_pool2d, x, norm_type, **kwargs)
     check_all_orders(grad.lp_pool2d, grad_output_for(rng, y), x, norm_type, **kwargs)
+
+
+@pytest.mark.parametrize("norm_type", [0.5, -0.5, 2.0, -1.0, 1.5])
+def test_lp_pool2d_takes_torch_powers_at_infinities_and_zeros(norm_type):
+    """PyTorch's pow(tensor, p) is sqrt for p = 0.5 (NaN at -inf, where C's pow gives +inf),
+    1/sqrt for -0.5, and arithmetic for 2, 3, -1, -2; the kernels and the reference follow it."""
+    x = np.array([[-np.inf, 4.0, 9.0], [-0.0, 0.0, 1.0], [np.inf, 2.0, -3.0]], np.float32)
+    x = x.reshape(1, 1, 3, 3)
+    y = check_all_orders(gpuconv.lp_pool2d, x, norm_type, (1, 3), orders=("forward",))
+    torch = pytest.importorskip("torch")
+    expected = torch.nn.functional.lp_pool2d(torch.from_numpy(x), norm_type, (1, 3)).numpy()
+    np.testing.assert_allclose(y, expected, rtol=1e-6, equal_nan=True)
 
 
 @settings(max_examples=30, deadline=None,

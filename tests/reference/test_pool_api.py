@@ -1,5 +1,6 @@
 """The pooling fronts (gpuconv.* and gpuconv.grad.*) on NumPy arrays: layouts, dtypes, strided
 inputs, empty batches, every invalid argument, and the hand-off to the kernel launchers."""
+import contextlib
 import sys
 import types
 
@@ -204,12 +205,11 @@ INVALID = [
     (lambda: gpuconv.avg_pool2d(X, 3, padding=2), ValueError, "padding"),
     (lambda: gpuconv.avg_pool2d(X, -1), ValueError, "kernel_size"),
     (lambda: gpuconv.lp_pool2d(X, 0, 2), ValueError, "norm_type"),
-    (lambda: gpuconv.lp_pool2d(X, -2.0, 2), ValueError, "norm_type"),
-    (lambda: gpuconv.lp_pool2d(X, float("inf"), 2), ValueError, "norm_type"),
+    (lambda: gpuconv.lp_pool2d(X, float("nan"), 2), ValueError, "norm_type"),
     (lambda: gpuconv.lp_pool2d(X, "2", 2), TypeError, "norm_type"),
     (lambda: gpuconv.lp_pool2d(X, 2, 2, stride=0), ValueError, "stride"),
-    (lambda: gpuconv.adaptive_avg_pool2d(X, 0), ValueError, "output_size"),
-    (lambda: gpuconv.adaptive_avg_pool2d(X, (2, 0)), ValueError, r"output_size\[1\]"),
+    (lambda: gpuconv.adaptive_avg_pool2d(X, -1), ValueError, "output_size"),
+    (lambda: gpuconv.adaptive_avg_pool2d(X, (2, -3)), ValueError, r"output_size\[1\]"),
     (lambda: gpuconv.adaptive_avg_pool2d(X, (1, 2, 3)), ValueError, "output_size"),
     (lambda: gpuconv.adaptive_max_pool2d(X, "7"), TypeError, "output_size"),
     (lambda: gpuconv.adaptive_max_pool2d(X, None), TypeError, "output_size"),
@@ -351,3 +351,33 @@ def test_unpool_and_gradient_fronts_hand_off_to_launch(launch):
     assert (unpool_geom.H, unpool_geom.W, unpool_geom.P, unpool_geom.Q) == (6, 6, 3, 3)
     assert launch.calls[1][2]["indices"] is INDICES and launch.calls[1][2]["deterministic"] is True
     assert launch.calls[2][2]["deterministic"] is False
+
+
+@pytest.mark.parametrize("executor", ["reference", "simulator"])
+@pytest.mark.parametrize("data_format", ["NCHW", "NHWC"])
+@pytest.mark.parametrize("output_size", [0, (0, 2), (3, 0), (0, None)])
+def test_adaptive_pools_to_zero_rows_or_columns_are_empty_as_in_torch(output_size, data_format,
+                                                                      executor):
+    """torch returns an empty output for an output_size entry of 0; the gradient through it is
+    zero (torch's own adaptive_max_pool2d backward refuses the empty grad_output)."""
+    x = X if data_format == "NCHW" else np.ascontiguousarray(X.transpose(0, 2, 3, 1))
+    torch = pytest.importorskip("torch")
+    expected = tuple(torch.nn.functional.adaptive_avg_pool2d(torch.from_numpy(X),
+                                                             output_size).shape)
+    if data_format == "NHWC":
+        expected = (expected[0], expected[2], expected[3], expected[1])
+    context = gpuconv.simulate() if executor == "simulator" else contextlib.nullcontext()
+    with context:
+        avg = gpuconv.adaptive_avg_pool2d(x, output_size, data_format=data_format)
+        values, indices = gpuconv.adaptive_max_pool2d(x, output_size, return_indices=True,
+                                                      data_format=data_format)
+        gradients = [grad.adaptive_avg_pool2d(np.zeros(expected), x, output_size,
+                                              data_format=data_format),
+                     grad.adaptive_max_pool2d(np.zeros(expected), x, output_size,
+                                              data_format=data_format),
+                     grad.adaptive_max_pool2d(np.zeros(expected), x, output_size, indices=indices,
+                                              data_format=data_format)]
+    assert avg.shape == values.shape == indices.shape == expected
+    assert avg.dtype == values.dtype == x.dtype and indices.dtype == np.int64
+    for g in gradients:
+        assert g.shape == x.shape and g.dtype == x.dtype and not g.any()

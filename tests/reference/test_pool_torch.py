@@ -85,7 +85,8 @@ def test_avg_and_lp_pool_match_torch(seed):
         signed = rng.standard_normal(x.shape)
         signed[..., :1, :] = 0.0               # zero windows: torch's relu mask in the backward
         lp_args = (kw["kernel_size"], kw["stride"], kw["ceil_mode"])
-        for p in (1.0, 1.5, 2.0, 3.0):
+        # negative p as the same power formula; +-inf as the largest / smallest |x| per window
+        for p in (1.0, 1.5, 2.0, 3.0, -1.0, -2.5, np.inf, -np.inf):
             probe = torch_run(F.lp_pool2d, signed, None, p, *lp_args)
             if probe is None:
                 continue
