@@ -1,6 +1,6 @@
 """Launcher of kernels/conv/depthwise.cu: groups == C, any channel multiplier K / C.
 
-Three kernels (``variant``):
+Four kernels (``variant``):
 
 - "direct" (``conv2d_depthwise_direct``): one thread per output reading taps through L1;
   3x3, 5x5, 7x7 unrolled; NHWC gets the filters transposed to (R, S, K). Runs anything.
@@ -10,18 +10,17 @@ Three kernels (``variant``):
   each thread slides a register window along a run of WINDOW_RUN outputs (one input and one
   weight shared load per tap for WINDOW_RUN FMAs) and skips the filter rows on padding.
 - "vector" (``conv2d_depthwise_vector``, launch_depthwise_vector.py): NHWC 3x3, stride 1 or 2,
-  one filter per channel, C % 4 == 0, 4-element-aligned arrays: 4 channels per thread in vector
-  loads, filters in registers, no staging.
+  one filter per channel, C % 4 == 0, arrays aligned for its vectors: 4 channels per thread in
+  vector loads, filters in registers, no staging.
 
 ``run(call, variant="auto")`` picks with ``choose_variant``: the vector kernel wherever it
 runs (a prediction to measure: kernels/conv/NOTES.md "Depthwise NHWC: 4-channel vectors");
-otherwise the tiled kernel past
-DIRECT_MAX_TAPS taps, else the direct kernel; but the window kernel instead for stride 1 and
-dilation 1 past a 3x3 filter wherever it issues fewer loads per output (``loads_per_output``),
-and for 3x3 in NHWC and on NCHW planes of 28x28 outputs or more (measured:
-WINDOW_3X3_NCHW_MIN_PIXELS). Each shared-memory kernel shrinks its tile to fit SMEM_LIMIT and
-is not chosen when its smallest tile does not fit. DIRECT_MAX_TAPS is a prediction to measure
-(kernels/conv/NOTES.md, "depthwise.cu");
+else the tiled kernel past DIRECT_MAX_TAPS taps, else the direct kernel; but the window kernel
+instead for stride 1 and dilation 1 past a 3x3 filter wherever it issues fewer loads per output
+(``loads_per_output``), and for 3x3 in NHWC and on NCHW planes of 28x28 outputs or more
+(measured: WINDOW_3X3_NCHW_MIN_PIXELS). Each shared-memory kernel shrinks its tile to fit
+SMEM_LIMIT and is not chosen when its smallest tile does not fit. DIRECT_MAX_TAPS is a
+prediction to measure (kernels/conv/NOTES.md, "depthwise.cu");
 ``launch.conv2d(..., depthwise_variant=...)`` forces one for tests and benchmarks.
 """
 from __future__ import annotations

@@ -4,7 +4,8 @@
 //
 // conv2d_depthwise_vector<T, kStride>: NHWC, one 3x3 filter per channel (K == C), stride
 //   kStride (1 or 2) along both axes, dilation 1, C a multiple of 4, x, w and out aligned to
-//   gc::pack_elements<T, 4>() elements (4, or 2 for double: accesses of at most 16 bytes). Each thread owns 4 consecutive channels of a run of VECTOR_RUN outputs along q on
+//   gc::pack_elements<T, 4>() elements (4, or 2 for double: accesses of at most 16 bytes).
+//   Each thread owns 4 consecutive channels of a run of DEPTHWISE_VECTOR_RUN outputs along q on
 //   `rows` consecutive output rows: its 9 x 4 filter taps stay in registers for all of them, and
 //   every input pixel it reads is one 4-element vector load (16 bytes in fp32), so a warp's load
 //   covers 32 consecutive vectors of one pixel row. One launch covers every item (a flat 1-D
@@ -25,8 +26,8 @@ namespace {
 constexpr int kLanes = 4;  // channels per vector
 
 // taps[t][j] = tap t of the filter of channel j, for the 4 consecutive filters of 9 taps each
-// at `w` (kFlip: each filter rotated by 180 degrees, tap t read from 8 - t). A template, and
-// the kernel branches on `flip` once, so that the rotation costs no selects in registers.
+// at `w` (kFlip: each filter rotated by 180 degrees, tap t read from 8 - t). A template, so
+// that every tap index is a compile-time constant (the taps stay in registers).
 template <bool kFlip, class T>
 __device__ __forceinline__ void load_filters(gc::acc_t<T> (&taps)[9][kLanes], const T* w) {
   constexpr int FILTER = 9;
@@ -45,7 +46,8 @@ __device__ __forceinline__ void load_filters(gc::acc_t<T> (&taps)[9][kLanes], co
 }  // namespace
 
 // The minimum of one block per SM lifts ptxas's own cap: without it the float stride-2 build
-// stopped at 128 registers and spilled 8 bytes (CUDA 13 NVRTC, sm_80 and sm_90).
+// stopped at 128 registers and spilled 8 bytes (CUDA 13 NVRTC, sm_80 and sm_90, measured with
+// 256-thread blocks).
 template <class T, int kStride>
 __global__ void __launch_bounds__(DEPTHWISE_VECTOR_THREADS, 1)
 conv2d_depthwise_vector(const T* __restrict__ x, const T* __restrict__ w, int flip, int rows,
