@@ -318,7 +318,8 @@ def run(call: ConvCall, variant: str = "auto", flip: bool = False) -> None:
     """Launches ``call``; ``flip`` reads every filter rotated by 180 degrees (the data gradient
     of a stride-1, multiplier-1 depthwise convolution as a forward pass: launch_bwd_data)."""
     g = call.geom
-    misaligned = vector_misaligned(call)
+    # Only auto and a forced "vector" can take the vector kernel: the others skip the check.
+    misaligned = vector_misaligned(call) if variant in ("auto", "vector") else None
     kind, tile_args, smem, pixel_blocks = plan(g, np.dtype(call.dtype), call.nhwc, variant,
                                                misaligned is None)
     if kind == "vector":

@@ -79,7 +79,7 @@ def adaptive_avg_pool2d(x, output_size, *, data_format="NCHW"):
     an output_size of 0 gives an empty output."""
     arrays, data_format, shape = _checked_x(x, data_format)
     geom = adaptive_pool2d_geometry(shape, output_size)
-    if geom.P == 0 or geom.Q == 0:
+    if geom.empty_output:
         return _empty_output(arrays, geom, x, data_format)
     return run("adaptive_avg_pool2d", _state.executor_for(arrays.library), geom, x,
                data_format=data_format)
@@ -90,7 +90,7 @@ def adaptive_max_pool2d(x, output_size, return_indices=False, *, data_format="NC
     arrays, data_format, shape = _checked_x(x, data_format)
     return_indices = as_bool("return_indices", return_indices)
     geom = adaptive_pool2d_geometry(shape, output_size)
-    if geom.P == 0 or geom.Q == 0:
+    if geom.empty_output:
         y = _empty_output(arrays, geom, x, data_format)
         return (y, arrays.xp.empty(y.shape, dtype=np.int64)) if return_indices else y
     return run("adaptive_max_pool2d", _state.executor_for(arrays.library), geom, x,

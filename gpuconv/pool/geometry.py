@@ -81,8 +81,13 @@ class AdaptivePool2dGeometry(_Planes):
 
     Output row p reduces input rows ``[floor(p*H/P), ceil((p+1)*H/P))`` and likewise for columns
     (``adaptive_window``): every window is non-empty, windows may overlap, and P > H is allowed.
-    Global pooling is the case P = Q = 1.
+    Global pooling is the case P = Q = 1. P or Q may be 0 (PyTorch's empty output).
     """
+
+    @property
+    def empty_output(self) -> bool:
+        """Whether the output has no rows or no columns (nothing for an executor to compute)."""
+        return self.P == 0 or self.Q == 0
 
 
 @dataclass(frozen=True)

@@ -95,7 +95,7 @@ def adaptive_avg_pool2d(grad_output, x, output_size, *, data_format="NCHW", dete
     arrays, data_format, shape, deterministic = _checked(grad_output, x, data_format, deterministic)
     geom = adaptive_pool2d_geometry(shape, output_size)
     _check_output(grad_output, geom, data_format, "adaptive_avg_pool2d")
-    if geom.P == 0 or geom.Q == 0:
+    if geom.empty_output:
         return _zero_gradient(arrays, grad_output, x)
     return run("grad_adaptive_avg_pool2d", _state.executor_for(arrays.library), geom, grad_output,
                x, data_format=data_format, deterministic=deterministic)
@@ -117,7 +117,7 @@ def _adaptive_max_pool2d(grad_output, x, output_size, return_indices, *, indices
     if indices is not None:
         check_pool_indices(indices, arrays.library, out_shape, geom, data_format,
                            window="adaptive", scan=scan_indices)
-    if geom.P == 0 or geom.Q == 0:
+    if geom.empty_output:
         return _zero_gradient(arrays, grad_output, x)
     return run("grad_adaptive_max_pool2d", _state.executor_for(arrays.library), geom, grad_output,
                x, indices=indices, data_format=data_format, deterministic=deterministic)

@@ -27,15 +27,15 @@ MAX_POOL = register_family("pool/max_pool.cu", "max_pool2d_forward<{T}, {L}, {I}
                            "max_pool2d_backward<{T}, {L}>", T=TYPES, L=BOOLS, I=BOOLS, K=WINDOWS)
 AVG_POOL = register_family("pool/avg_pool.cu", "avg_pool2d_forward<{T}, {L}, {K}>",
                            "avg_pool2d_backward<{T}, {L}>", T=TYPES, L=BOOLS, K=WINDOWS)
+LP_POOL = register_family("pool/lp_pool.cu", "lp_pool2d_forward<{T}, {L}>",
+                          "lp_pool2d_scaled<{T}, {L}>", "lp_pool2d_backward<{T}, {L}>",
+                          T=TYPES, L=BOOLS)
 
 
 def batched_window(geom: Pool2dGeometry) -> int:
     """The forward kernels' kWindow for ``geom``: its size when it is one of BATCHED_WINDOWS'
     squares, else 0 (the run-time loops)."""
     return geom.R if geom.R == geom.S and geom.R in BATCHED_WINDOWS else 0
-LP_POOL = register_family("pool/lp_pool.cu", "lp_pool2d_forward<{T}, {L}>",
-                          "lp_pool2d_scaled<{T}, {L}>", "lp_pool2d_backward<{T}, {L}>",
-                          T=TYPES, L=BOOLS)
 
 
 # --------------------------------------------------------------------------------------------
