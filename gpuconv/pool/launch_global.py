@@ -1,8 +1,10 @@
 """Launchers of global average and max pooling, forward and backward (kernels/pool/global_pool.cu).
 
-The forward is a reduction over H*W: in NCHW a group of warps per plane, in NHWC a block of
-(32 channels x ``rows`` pixel strides) per image and channel chunk. Both reduce in an order fixed
-by the launch configuration, which depends on the shape only. The backward is elementwise (a
+The forward is a reduction over H*W: in NCHW small planes are staged through shared memory and
+scanned by a thread each, larger ones reduced by a group of warps; in NHWC a block of (channel
+lanes x pixel rows) per image and channel chunk, 16-byte channel vectors where C and x's
+alignment allow. Every path reduces in an order fixed by the shape (the NHWC vectors change
+which thread holds a channel, not the order of its sum). The backward is elementwise (a
 broadcast, or a select at the argmax): deterministic in both modes.
 """
 from __future__ import annotations
@@ -10,38 +12,74 @@ from __future__ import annotations
 import numpy as np
 
 from .geometry import AdaptivePool2dGeometry
+from ..conv.launch_common import is_aligned
 from .launch_common import (BOOLS, MAX_BLOCKS, TYPES, acc_dtype, check_int32, contiguous, ctype,
                             flag, i32, index_array, launch, launch_elementwise, nhwc,
                             no_indices, pool_shape, register_family, xp_for)
 
-# M: max (else average); I: write the argmax (max only)
+# M: max (else average); I: write the argmax (max only); V: NHWC 16-byte channel vectors
 GLOBAL_POOL = register_family(
     "pool/global_pool.cu",
+    "global_pool2d_nchw_staged<{T}, false, false>", "global_pool2d_nchw_staged<{T}, true, {I}>",
     "global_pool2d_nchw<{T}, false, false>", "global_pool2d_nchw<{T}, true, {I}>",
-    "global_pool2d_nhwc<{T}, false, false>", "global_pool2d_nhwc<{T}, true, {I}>",
+    "global_pool2d_nhwc<{T}, false, false, {V}>", "global_pool2d_nhwc<{T}, true, {I}, {V}>",
     "global_avg_pool2d_backward<{T}, {L}>", "global_max_pool2d_backward<{T}, {L}>",
-    T=TYPES, I=BOOLS, L=BOOLS)
+    T=TYPES, I=BOOLS, V=BOOLS, L=BOOLS)
 
-NCHW_BLOCK = 256          # kNchwBlock in global_pool.cu: 8 warps
-NCHW_WARPS = NCHW_BLOCK // 32
+BLOCK = 256               # kGlobalBlock in global_pool.cu: every forward kernel's block
+NCHW_WARPS = BLOCK // 32
 MAX_GRID_Y = 65535
+# Shared memory for the staged NCHW kernel's run of planes. Planes small enough that 32 of them
+# fit are staged; 24 KiB keeps 8 blocks of 256 threads (a full SM) resident.
+STAGE_BYTES = 24 * 1024
+MIN_STAGED_PLANES = 32
+VECTOR_BYTES = 16         # the NHWC kernel's channel vectors (kVectors)
+# NHWC: below this many blocks the launcher trades channel lanes for pixel rows (more blocks,
+# each thread fewer channels' worth of a plane), down to MIN_NHWC_LANES lanes per row.
+MIN_NHWC_BLOCKS = 1024
+MIN_NHWC_LANES = 8
+
+
+def plane_stride(plane_size: int) -> int:
+    """A staged plane's stride in shared memory: odd, so that 32 threads reading one element of
+    32 consecutive planes hit 32 banks."""
+    return plane_size | 1
+
+
+def staged_planes(plane_size: int, dtype) -> int:
+    """Planes per block of the staged NCHW kernel (0: the planes are too large to stage)."""
+    fits = STAGE_BYTES // (plane_stride(plane_size) * acc_dtype(dtype).itemsize)
+    return 0 if fits < MIN_STAGED_PLANES else min(BLOCK, fits)
 
 
 def nchw_warps_per_plane(plane_size: int) -> int:
-    """Warps reducing one plane: enough that each lane loads about 16 elements or fewer, at
-    most the block's 8 warps. (A 7x7 plane takes one warp, 56x56 takes eight.)"""
+    """Warps reducing one plane (the unstaged NCHW kernel): enough that each lane loads about 16
+    elements or fewer, at most the block's 8 warps. (A 33x33 plane takes four, 65x65 eight.)"""
     warps = 1
     while warps < NCHW_WARPS and plane_size > warps * 32 * 16:
         warps *= 2
     return warps
 
 
-def nhwc_rows(plane_size: int) -> int:
-    """Pixel strides per NHWC block (blockDim.y): about 4 pixels per thread, 1 to 32 rows."""
-    rows = 1
-    while rows < 32 and rows * 4 < plane_size:
-        rows *= 2
-    return rows
+def nhwc_vector(dtype, C: int) -> int:
+    """Channels per thread of the NHWC kernel where x is aligned for them: a 16-byte vector
+    where C splits into them, else 1."""
+    vector = VECTOR_BYTES // np.dtype(dtype).itemsize
+    return vector if C % vector == 0 else 1
+
+
+def nhwc_lanes(N: int, C: int, plane_size: int, vector: int) -> int:
+    """Channel lanes per row of the NHWC block (the rest of its BLOCK threads are pixel rows):
+    enough to cover C (32 at most, a power of two), fewer while the grid has under
+    MIN_NHWC_BLOCKS blocks and the plane has pixels for the extra rows."""
+    vectors = -(-C // vector)
+    lanes = 1
+    while lanes < 32 and lanes < vectors:
+        lanes *= 2
+    while (lanes > MIN_NHWC_LANES and -(-vectors // lanes) * N < MIN_NHWC_BLOCKS
+           and BLOCK // lanes < plane_size):
+        lanes //= 2
+    return lanes
 
 
 def global_reduce(geom: AdaptivePool2dGeometry, x, data_format: str, executor: str, is_max: bool,
@@ -55,20 +93,36 @@ def global_reduce(geom: AdaptivePool2dGeometry, x, data_format: str, executor: s
         return y, indices
     dtype, plane_size = ctype(x.dtype), geom.H * geom.W
     index_arg = indices if with_indices else no_indices(xp)
+    if is_max:
+        kind = f"{dtype}, true, {flag(with_indices)}"
+    else:
+        kind = f"{dtype}, false, false"
     if data_format == "NHWC":
-        rows = nhwc_rows(plane_size)
-        name = f"global_pool2d_nhwc<{dtype}, {flag(is_max)}, {flag(with_indices)}>"
-        grid = (-(-geom.C // 32), min(geom.N, MAX_GRID_Y))
-        shared = rows * 32 * (acc_dtype(x.dtype).itemsize + 4)
-        launch(GLOBAL_POOL, name, executor, grid, (32, rows),
-               (x, y, index_arg, i32(geom.N), i32(plane_size), i32(geom.C)), shared_mem=shared)
+        # The lanes (hence the rows, hence each channel's order of summation) follow from the
+        # shape; a misaligned x only makes each lane's vector one channel.
+        vector = nhwc_vector(x.dtype, geom.C)
+        lanes = nhwc_lanes(geom.N, geom.C, plane_size, vector)
+        if not is_aligned(x, VECTOR_BYTES):
+            vector = 1
+        name = f"global_pool2d_nhwc<{kind}, {flag(vector > 1)}>"
+        grid = (-(-geom.C // (lanes * vector)), min(geom.N, MAX_GRID_Y))
+        shared = BLOCK * vector * (acc_dtype(x.dtype).itemsize + (4 if is_max else 0))
+        launch(GLOBAL_POOL, name, executor, grid, (BLOCK,),
+               (x, y, index_arg, i32(geom.N), i32(plane_size), i32(geom.C), i32(lanes)),
+               shared_mem=shared)
+        return y, indices
+    planes = geom.N * geom.C
+    per_block = staged_planes(plane_size, x.dtype)
+    if per_block:
+        stride = plane_stride(plane_size)
+        grid = (min(-(-planes // per_block), MAX_BLOCKS),)
+        launch(GLOBAL_POOL, f"global_pool2d_nchw_staged<{kind}>", executor, grid, (BLOCK,),
+               (x, y, index_arg, i32(planes), i32(plane_size), i32(per_block), i32(stride)),
+               shared_mem=per_block * stride * acc_dtype(x.dtype).itemsize)
     else:
         warps = nchw_warps_per_plane(plane_size)
-        planes_per_block = NCHW_WARPS // warps
-        planes = geom.N * geom.C
-        name = f"global_pool2d_nchw<{dtype}, {flag(is_max)}, {flag(with_indices)}>"
-        grid = (min(-(-planes // planes_per_block), MAX_BLOCKS),)
-        launch(GLOBAL_POOL, name, executor, grid, (NCHW_BLOCK,),
+        grid = (min(-(-planes // (NCHW_WARPS // warps)), MAX_BLOCKS),)
+        launch(GLOBAL_POOL, f"global_pool2d_nchw<{kind}>", executor, grid, (BLOCK,),
                (x, y, index_arg, i32(planes), i32(plane_size), i32(warps)))
     return y, indices
 

@@ -7,8 +7,13 @@
 
 namespace {
 
-constexpr int kNchwBlock = 256;                       // threads per block of the NCHW kernel
-constexpr int kNchwWarps = kNchwBlock / gc::kWarpSize;
+// Threads per block of every forward kernel below (the launchers use the same constant:
+// gpuconv/pool/launch_global.py BLOCK).
+constexpr int kGlobalBlock = 256;
+// Global loads a thread issues before it uses any: the reductions are bound by memory latency
+// unless each thread keeps several loads in flight (kernels/pool/NOTES.md "Global pooling:
+// loads in flight").
+constexpr int kBatch = 8;
 
 template <class A, bool kMax>
 __device__ __forceinline__ void accumulate(gc::MaxArg<A>& m, A& sum, A value, int index) {
@@ -19,12 +24,80 @@ __device__ __forceinline__ void accumulate(gc::MaxArg<A>& m, A& sum, A value, in
   }
 }
 
+template <class A, bool kMax>
+__device__ __forceinline__ A result_of(const gc::MaxArg<A>& m, A sum, int HW) {
+  return kMax ? m.value : sum / static_cast<A>(HW);
+}
+
 }  // namespace
 
-// NCHW: each (n, c) plane is H*W contiguous elements. A group of `warps_per_plane` warps (1, 2, 4
-// or 8, chosen by the launcher from H*W) reduces one plane: lanes stride through the plane
-// (coalesced), a warp butterfly combines the lanes, and for groups of several warps shared
-// memory combines the warps in a fixed order. Block = 256 threads, 8 / warps_per_plane planes.
+// NCHW, small planes (the launcher's STAGE_BYTES rule; ResNet's 7x7 among them): the block's
+// `planes_per_block` consecutive planes are one contiguous run of planes_per_block * HW elements.
+// Phase 1 copies the run into shared memory as the accumulator type: consecutive threads load
+// consecutive elements (coalesced whatever HW is), kBatch loads in flight per thread. Plane j
+// sits at j * plane_stride, with plane_stride = HW rounded up to odd so that in phase 2, where
+// thread j scans plane j in index order (PyTorch's sequential rule) and writes its output, the
+// warp's reads fall in distinct banks.
+template <class T, bool kMax, bool kIndices>
+__global__ void global_pool2d_nchw_staged(const T* __restrict__ x, T* __restrict__ y,
+                                          long long* __restrict__ indices, int planes, int HW,
+                                          int planes_per_block, int plane_stride) {
+  using A = gc::acc_t<T>;
+  extern __shared__ __align__(16) unsigned char smem_raw[];
+  A* stage = reinterpret_cast<A*>(smem_raw);
+  // (plane, position) of this thread's first element of a run, and how far one step of the
+  // block (kGlobalBlock elements) moves it: no division in the loop.
+  const int first_plane = threadIdx.x / HW;
+  const int first_k = threadIdx.x - first_plane * HW;
+  const int step_planes = kGlobalBlock / HW;
+  const int step_k = kGlobalBlock - step_planes * HW;
+  for (long long plane0 = (long long)blockIdx.x * planes_per_block; plane0 < planes;
+       plane0 += (long long)gridDim.x * planes_per_block) {
+    const int run_planes = (int)min((long long)planes_per_block, planes - plane0);
+    const int run = run_planes * HW;
+    const T* src = x + plane0 * HW;
+    int plane = first_plane;
+    int k = first_k;
+    // main loop
+    for (int base = threadIdx.x; base < run; base += kBatch * kGlobalBlock) {
+      A v[kBatch];
+      int slot[kBatch];
+#pragma unroll
+      for (int j = 0; j < kBatch; ++j) {
+        const int e = base + j * kGlobalBlock;
+        v[j] = e < run ? gc::to_acc(src[e]) : A(0);
+        slot[j] = plane * plane_stride + k;
+        k += step_k;
+        plane += step_planes;
+        if (k >= HW) {
+          k -= HW;
+          ++plane;
+        }
+      }
+#pragma unroll
+      for (int j = 0; j < kBatch; ++j) {
+        if (base + j * kGlobalBlock < run) stage[slot[j]] = v[j];
+      }
+    }
+    __syncthreads();
+    // epilogue
+    if ((int)threadIdx.x < run_planes) {
+      const A* own = stage + threadIdx.x * plane_stride;
+      gc::MaxArg<A> m = gc::max_arg_empty<A>();
+      A sum = A(0);
+      for (int i = 0; i < HW; ++i) accumulate<A, kMax>(m, sum, own[i], i);
+      const long long out = plane0 + threadIdx.x;
+      y[out] = gc::from_acc<T>(result_of<A, kMax>(m, sum, HW));
+      if (kIndices) indices[out] = m.index;
+    }
+    __syncthreads();  // the stage is rewritten by the next run
+  }
+}
+
+// NCHW, larger planes: a group of `warps_per_plane` warps (1, 2, 4 or 8, chosen by the launcher
+// from H*W) reduces one plane: lanes stride through the plane (coalesced), kBatch loads in flight
+// each, a warp butterfly combines the lanes, and for groups of several warps shared memory
+// combines the warps in a fixed order. kGlobalBlock / 32 / warps_per_plane planes per block.
 // Within one thread the scan runs in index order, so the sequential max rule (max_takes) and the
 // order-free combine (max_arg_combine) agree.
 template <class T, bool kMax, bool kIndices>
@@ -32,11 +105,12 @@ __global__ void global_pool2d_nchw(const T* __restrict__ x, T* __restrict__ y,
                                    long long* __restrict__ indices, int planes, int HW,
                                    int warps_per_plane) {
   using A = gc::acc_t<T>;
-  __shared__ A partial_value[kNchwWarps];
-  __shared__ int partial_index[kNchwWarps];
+  constexpr int kWarps = kGlobalBlock / gc::kWarpSize;
+  __shared__ A partial_value[kWarps];
+  __shared__ int partial_index[kWarps];
   const int warp = threadIdx.x / gc::kWarpSize;
   const int lane = threadIdx.x % gc::kWarpSize;
-  const int planes_per_block = kNchwWarps / warps_per_plane;
+  const int planes_per_block = kWarps / warps_per_plane;
   const int group = warp / warps_per_plane;
   const int warp_in_group = warp % warps_per_plane;
   const int group_lane = warp_in_group * gc::kWarpSize + lane;
@@ -50,9 +124,19 @@ __global__ void global_pool2d_nchw(const T* __restrict__ x, T* __restrict__ y,
     A sum = A(0);
     if (active) {
       const T* src = x + plane * HW;
-      // main loop
-      for (int k = group_lane; k < HW; k += group_threads) {
-        accumulate<A, kMax>(m, sum, gc::to_acc(src[k]), k);
+      // main loop: the lane's elements k0, k0 + group_threads, ... in index order
+      for (int k0 = group_lane; k0 < HW; k0 += kBatch * group_threads) {
+        A v[kBatch];
+#pragma unroll
+        for (int j = 0; j < kBatch; ++j) {
+          v[j] = j * group_threads < HW - k0 ? gc::to_acc(src[k0 + j * group_threads]) : A(0);
+        }
+#pragma unroll
+        for (int j = 0; j < kBatch; ++j) {
+          if (j * group_threads < HW - k0) {
+            accumulate<A, kMax>(m, sum, v[j], k0 + j * group_threads);
+          }
+        }
       }
     }
     if (kMax) {
@@ -82,54 +166,107 @@ __global__ void global_pool2d_nchw(const T* __restrict__ x, T* __restrict__ y,
     }
     // epilogue
     if (active && group_lane == 0) {
-      y[plane] = gc::from_acc<T>(kMax ? m.value : sum / static_cast<A>(HW));
+      y[plane] = gc::from_acc<T>(result_of<A, kMax>(m, sum, HW));
       if (kIndices) indices[plane] = m.index;
     }
   }
 }
 
-// NHWC: the H*W pixels of an image are rows of C contiguous channels. Block (32, rows):
-// threadIdx.x walks 32 consecutive channels (one coalesced load per pixel and warp), threadIdx.y
-// strides over the pixels; shared memory then combines the `rows` partials of each channel in a
-// fixed order. Grid (ceil(C / 32), min(N, 65535)); images beyond gridDim.y loop.
-template <class T, bool kMax, bool kIndices>
+// NHWC: an image's H*W pixels are rows of C contiguous channels. The block's kGlobalBlock threads
+// are `lanes` x `rows` (lane fastest; both powers of two, chosen by the launcher): a thread owns
+// kVector consecutive channels (kVectors: one access of 16 bytes per pixel, 4 floats, 8 halves
+// or 2 doubles, where C and x's alignment allow it; else 1), the lanes of a row cover
+// lanes * kVector consecutive channels (coalesced), and the rows stride over the pixels with
+// kPixels pixels in flight per thread, each thread's in index order. The rows' partials then
+// combine in shared memory in a fixed tree. Grid (ceil(C / (lanes * kVector)), min(N, 65535));
+// images beyond gridDim.y loop.
+template <class T, bool kMax, bool kIndices, bool kVectors>
 __global__ void global_pool2d_nhwc(const T* __restrict__ x, T* __restrict__ y,
-                                   long long* __restrict__ indices, int N, int HW, int C) {
+                                   long long* __restrict__ indices, int N, int HW, int C,
+                                   int lanes) {
   using A = gc::acc_t<T>;
+  constexpr int kVector = kVectors ? int(16 / sizeof(T)) : 1;
+  constexpr int kPixels = kVectors ? 4 : kBatch;
   extern __shared__ __align__(16) unsigned char smem_raw[];
-  A* partial_value = reinterpret_cast<A*>(smem_raw);
-  int* partial_index = reinterpret_cast<int*>(partial_value + blockDim.x * blockDim.y);
-  const int c = blockIdx.x * blockDim.x + threadIdx.x;
-  const int slot = threadIdx.y * blockDim.x + threadIdx.x;
+  A* partial_value = reinterpret_cast<A*>(smem_raw);              // [rows][lanes * kVector]
+  int* partial_index = reinterpret_cast<int*>(partial_value + kGlobalBlock * kVector);
+  const int lane = threadIdx.x % lanes;
+  const int row = threadIdx.x / lanes;
+  const int rows = kGlobalBlock / lanes;
+  const int c0 = (blockIdx.x * lanes + lane) * kVector;
+  // With vectors C % kVector == 0: a vector is wholly inside the channels or wholly outside.
+  const bool active = c0 < C;
+  const int own = threadIdx.x * kVector;   // = row * (lanes * kVector) + lane * kVector
+  const int row_width = lanes * kVector;
   for (int n = blockIdx.y; n < N; n += gridDim.y) {
-    gc::MaxArg<A> m = gc::max_arg_empty<A>();
-    A sum = A(0);
-    if (c < C) {
-      const T* src = x + (long long)n * HW * C + c;
-      // main loop
-      for (int k = threadIdx.y; k < HW; k += blockDim.y) {
-        accumulate<A, kMax>(m, sum, gc::to_acc(src[(long long)k * C]), k);
-      }
+    gc::MaxArg<A> m[kVector];
+    A sum[kVector];
+#pragma unroll
+    for (int e = 0; e < kVector; ++e) {
+      m[e] = gc::max_arg_empty<A>();
+      sum[e] = A(0);
     }
-    partial_value[slot] = kMax ? m.value : sum;
-    partial_index[slot] = m.index;
-    __syncthreads();
-    if (threadIdx.y == 0 && c < C) {
-      for (int j = 1; j < (int)blockDim.y; ++j) {
-        const int other_slot = j * blockDim.x + threadIdx.x;
-        if (kMax) {
-          gc::MaxArg<A> other;
-          other.value = partial_value[other_slot];
-          other.index = partial_index[other_slot];
-          m = gc::max_arg_combine(m, other);
-        } else {
-          sum += partial_value[other_slot];
+    if (active) {
+      const T* src = x + (long long)n * HW * C + c0;
+      // main loop
+      for (int k0 = row; k0 < HW; k0 += kPixels * rows) {
+        A v[kPixels][kVector];
+#pragma unroll
+        for (int j = 0; j < kPixels; ++j) {
+          const int k = k0 + j * rows;
+          if (j * rows < HW - k0) {
+            if constexpr (kVectors) {
+              gc::load_packed<T, kVector>(src + (long long)k * C, v[j]);
+            } else {
+              v[j][0] = gc::to_acc(src[(long long)k * C]);
+            }
+          }
+        }
+#pragma unroll
+        for (int j = 0; j < kPixels; ++j) {
+          if (j * rows < HW - k0) {
+#pragma unroll
+            for (int e = 0; e < kVector; ++e) {
+              accumulate<A, kMax>(m[e], sum[e], v[j][e], k0 + j * rows);
+            }
+          }
         }
       }
-      // epilogue
-      const int out = n * C + c;
-      y[out] = gc::from_acc<T>(kMax ? m.value : sum / static_cast<A>(HW));
-      if (kIndices) indices[out] = m.index;
+    }
+#pragma unroll
+    for (int e = 0; e < kVector; ++e) {
+      partial_value[own + e] = kMax ? m[e].value : sum[e];
+      if (kMax) partial_index[own + e] = m[e].index;
+    }
+    // Rows [half, 2 * half) fold into rows [0, half): the same tree for every launch of a shape.
+    for (int half = rows / 2; half > 0; half /= 2) {
+      __syncthreads();
+      if (row < half) {
+        const int other = own + half * row_width;
+#pragma unroll
+        for (int e = 0; e < kVector; ++e) {
+          if (kMax) {
+            gc::MaxArg<A> o;
+            o.value = partial_value[other + e];
+            o.index = partial_index[other + e];
+            m[e] = gc::max_arg_combine(m[e], o);
+            partial_value[own + e] = m[e].value;
+            partial_index[own + e] = m[e].index;
+          } else {
+            sum[e] += partial_value[other + e];
+            partial_value[own + e] = sum[e];
+          }
+        }
+      }
+    }
+    // epilogue
+    if (row == 0 && active) {
+#pragma unroll
+      for (int e = 0; e < kVector; ++e) {
+        const int out = n * C + c0 + e;
+        y[out] = gc::from_acc<T>(result_of<A, kMax>(m[e], sum[e], HW));
+        if (kIndices) indices[out] = m[e].index;
+      }
     }
     __syncthreads();  // the partials are rewritten by the next image
   }

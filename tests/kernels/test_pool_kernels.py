@@ -18,8 +18,8 @@ import gpuconv
 from gpuconv import grad
 from gpuconv._arrays import library_of, xp_of
 from gpuconv.pool import launch_common
-from kernel_support import (BFLOAT16, DTYPE_IDS, DTYPES, ORDERS,
-                            poison_launcher_outputs, simulated, to_layout)
+from kernel_support import (BFLOAT16, DTYPE_IDS, DTYPES, ORDERS, poison_launcher_outputs,
+                            record_launches, simulated, to_layout)
 
 TOLERANCE = {np.dtype(np.float16): 4e-3, np.dtype(np.float32): 2e-5, np.dtype(np.float64): 1e-12,
              **{d: 2e-2 for d in BFLOAT16}}
@@ -269,9 +269,11 @@ def test_adaptive_pools_and_grads(rng, monkeypatch, case, dtype, data_format, bo
 
 
 GLOBAL = {
-    "7x7": (2, 3, 7, 7),           # ResNet's last feature map, one warp per plane
-    "tall": (1, 37, 20, 13),       # 37 channels: a partial 32-channel chunk in NHWC
-    "large_plane": (1, 2, 33, 40),  # several warps per plane in NCHW, 32 rows in NHWC
+    "7x7": (2, 3, 7, 7),           # ResNet's last feature map: staged planes in NCHW
+    "tall": (1, 37, 20, 13),       # 37 channels: a partial lane chunk in NHWC; a warp per plane
+    "large_plane": (1, 2, 33, 40),  # several warps per plane in NCHW, 128 rows in NHWC
+    "vectors": (3, 40, 5, 6),      # 16-byte channel vectors in NHWC for every dtype
+    "many_planes": (3, 100, 4, 3),  # two staged runs (fp32); vectors for 4-byte types only
 }
 
 
@@ -281,15 +283,54 @@ GLOBAL = {
 def test_global_pools_and_grads(rng, case, dtype, data_format):
     shape = GLOBAL[case]
     x = random_input(rng, shape, dtype, "ties")
-    x[0, 0, 3, 4] = np.nan
-    x[-1, -1, 1, 2] = x[-1, -1, 5, 0] = np.nan    # the last NaN's index wins
-    x[0, 1] = -np.inf                             # an all -inf plane reports its first element
+    H, W = shape[2:]
+    x[0, 0, 3 % H, 4 % W] = np.nan
+    x[-1, -1, 1, 2] = x[-1, -1, 5 % H, 0] = np.nan    # the last NaN's index wins
+    x[0, 1] = -np.inf                                 # an all -inf plane reports its first element
     x = to_layout(x, data_format)
     y = check_all_orders(gpuconv.global_max_pool2d, x, data_format=data_format)
     check_all_orders(grad.global_max_pool2d, grad_output_for(rng, y), x, data_format=data_format)
     x = to_layout(random_input(rng, shape, dtype), data_format)
     y = check_all_orders(gpuconv.global_avg_pool2d, x, data_format=data_format)
     check_all_orders(grad.global_avg_pool2d, grad_output_for(rng, y), x, data_format=data_format)
+
+
+@pytest.mark.parametrize("case, data_format, kernel", [
+    ("7x7", "NCHW", "global_pool2d_nchw_staged<"), ("tall", "NCHW", "global_pool2d_nchw<"),
+    ("vectors", "NHWC", "global_pool2d_nhwc<float, false, false, true>"),
+    ("tall", "NHWC", "global_pool2d_nhwc<float, false, false, false>")])
+def test_global_pool_cases_take_their_kernel(monkeypatch, rng, case, data_format, kernel):
+    from gpuconv.pool import launch_global
+    launched = record_launches(monkeypatch, launch_global)
+    x = to_layout(random_input(rng, GLOBAL[case], np.float32), data_format)
+    simulated(gpuconv.global_avg_pool2d, x, data_format=data_format)
+    assert len(launched) == 1 and launched[0].startswith(kernel)
+
+
+@pytest.mark.parametrize("data_format", ["NCHW", "NHWC"])
+@pytest.mark.parametrize("case", ["7x7", "large_plane", "vectors", "many_planes"])
+def test_global_pools_loop_over_the_grid(monkeypatch, rng, case, data_format):
+    """One block (one image in NHWC) takes every run, plane group or image in turn."""
+    from gpuconv.pool import launch_global
+    monkeypatch.setattr(launch_global, "MAX_BLOCKS", 1)
+    monkeypatch.setattr(launch_global, "MAX_GRID_Y", 1)
+    x = to_layout(random_input(rng, GLOBAL[case], np.float32, "ties"), data_format)
+    check_all_orders(gpuconv.global_max_pool2d, x, data_format=data_format)
+    x = to_layout(random_input(rng, GLOBAL[case], np.float64), data_format)
+    check_all_orders(gpuconv.global_avg_pool2d, x, data_format=data_format)
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=DTYPE_IDS)
+def test_global_avg_pool_nhwc_same_bits_without_vectors(rng, dtype):
+    """An x not aligned for the channel vectors runs one channel per lane, summing each channel
+    in the same order: the same bits as the aligned array."""
+    x = to_layout(random_input(rng, GLOBAL["vectors"], dtype), "NHWC")
+    buffer = np.empty(x.size + 1, dtype=x.dtype)
+    shifted = buffer[1:].reshape(x.shape)
+    shifted[...] = x
+    aligned = simulated(gpuconv.global_avg_pool2d, x, data_format="NHWC")
+    assert bitwise_equal(simulated(gpuconv.global_avg_pool2d, shifted, data_format="NHWC"),
+                         aligned)
 
 
 def test_global_max_pool2d_grad_matches_adaptive_indices(rng):
