@@ -11,11 +11,11 @@ from __future__ import annotations
 
 import numpy as np
 
-from .geometry import AdaptivePool2dGeometry
 from ..conv.launch_common import is_aligned
+from .geometry import AdaptivePool2dGeometry
 from .launch_common import (BOOLS, MAX_BLOCKS, TYPES, acc_dtype, check_int32, contiguous, ctype,
-                            flag, i32, index_array, launch, launch_elementwise, nhwc,
-                            no_indices, pool_shape, register_family, xp_for)
+                            flag, i32, index_array, launch, layout_shape, no_indices,
+                            register_family, xp_for)
 
 # M: max (else average); I: write the argmax (max only); V: NHWC 16-byte channel vectors
 GLOBAL_POOL = register_family(
@@ -23,8 +23,8 @@ GLOBAL_POOL = register_family(
     "global_pool2d_nchw_staged<{T}, false, false>", "global_pool2d_nchw_staged<{T}, true, {I}>",
     "global_pool2d_nchw<{T}, false, false>", "global_pool2d_nchw<{T}, true, {I}>",
     "global_pool2d_nhwc<{T}, false, false, {V}>", "global_pool2d_nhwc<{T}, true, {I}, {V}>",
-    "global_avg_pool2d_backward<{T}, {L}>", "global_max_pool2d_backward<{T}, {L}>",
-    T=TYPES, I=BOOLS, V=BOOLS, L=BOOLS)
+    "global_pool2d_backward_nchw<{T}, {M}>", "global_pool2d_backward_nhwc<{T}, {M}, {V}>",
+    T=TYPES, I=BOOLS, V=BOOLS, M=BOOLS)
 
 BLOCK = 256               # kGlobalBlock in global_pool.cu: every forward kernel's block
 NCHW_WARPS = BLOCK // 32
@@ -38,6 +38,8 @@ VECTOR_BYTES = 16         # the NHWC kernel's channel vectors (kVectors)
 # each thread fewer channels' worth of a plane), down to MIN_NHWC_LANES lanes per row.
 MIN_NHWC_BLOCKS = 1024
 MIN_NHWC_LANES = 8
+# Elements a block of the NCHW backward writes per run of planes.
+BACKWARD_RUN = 16 * BLOCK
 
 
 def plane_stride(plane_size: int) -> int:
@@ -50,6 +52,12 @@ def staged_planes(plane_size: int, dtype) -> int:
     """Planes per block of the staged NCHW kernel (0: the planes are too large to stage)."""
     fits = STAGE_BYTES // (plane_stride(plane_size) * acc_dtype(dtype).itemsize)
     return 0 if fits < MIN_STAGED_PLANES else min(BLOCK, fits)
+
+
+def backward_planes(plane_size: int) -> int:
+    """Planes per block of the NCHW backward: about BACKWARD_RUN elements (16 stores per
+    thread), 1 to BLOCK planes."""
+    return max(1, min(BLOCK, BACKWARD_RUN // plane_size))
 
 
 def nchw_warps_per_plane(plane_size: int) -> int:
@@ -139,30 +147,52 @@ def global_max_pool2d(geom: AdaptivePool2dGeometry, x, *, data_format: str, exec
     return global_reduce(geom, x, data_format, executor, is_max=True, with_indices=False)[0]
 
 
-def grad_global_avg_pool2d(geom: AdaptivePool2dGeometry, grad_output, x, *, data_format: str,
-                           deterministic: bool, executor: str):
+def spread(geom: AdaptivePool2dGeometry, grad_output, indices, data_format: str, executor: str,
+           is_max: bool):
+    """grad_input: grad_output / (H*W) over each plane, or grad_output at the argmax
+    (``indices``) and zeros elsewhere."""
     xp = xp_for(executor)
     grad_output = contiguous(xp, grad_output)
-    check_int32(x)
-    grad_input = xp.empty(x.shape, dtype=grad_output.dtype)
-    name = f"global_avg_pool2d_backward<{ctype(grad_output.dtype)}, {nhwc(data_format)}>"
-    launch_elementwise(GLOBAL_POOL, name, executor, grad_input.size,
-                       (grad_output, grad_input, *pool_shape(geom)))
+    shape = layout_shape(geom.N, geom.C, geom.H, geom.W, data_format)
+    check_int32(geom.N * geom.C * geom.H * geom.W)
+    grad_input = xp.empty(shape, dtype=grad_output.dtype)
+    if grad_input.size == 0:
+        return grad_input
+    dtype, plane_size = ctype(grad_output.dtype), geom.H * geom.W
+    index_arg = indices if is_max else no_indices(xp)
+    if data_format == "NHWC":
+        vector = nhwc_vector(grad_output.dtype, geom.C)
+        lanes = nhwc_lanes(geom.N, geom.C, plane_size, vector)
+        if not is_aligned(grad_input, VECTOR_BYTES):
+            vector = 1
+        name = f"global_pool2d_backward_nhwc<{dtype}, {flag(is_max)}, {flag(vector > 1)}>"
+        grid = (-(-geom.C // (lanes * vector)), min(geom.N, MAX_GRID_Y))
+        launch(GLOBAL_POOL, name, executor, grid, (BLOCK,),
+               (grad_output, index_arg, grad_input, i32(geom.N), i32(plane_size), i32(geom.C),
+                i32(lanes)))
+        return grad_input
+    planes = geom.N * geom.C
+    per_block = backward_planes(plane_size)
+    shared = per_block * (acc_dtype(grad_output.dtype).itemsize + (8 if is_max else 0))
+    launch(GLOBAL_POOL, f"global_pool2d_backward_nchw<{dtype}, {flag(is_max)}>", executor,
+           (min(-(-planes // per_block), MAX_BLOCKS),), (BLOCK,),
+           (grad_output, index_arg, grad_input, i32(planes), i32(plane_size), i32(per_block)),
+           shared_mem=shared)
     return grad_input
+
+
+def grad_global_avg_pool2d(geom: AdaptivePool2dGeometry, grad_output, x, *, data_format: str,
+                           deterministic: bool, executor: str):
+    return spread(geom, grad_output, None, data_format, executor, is_max=False)
 
 
 def grad_global_max_pool2d(geom: AdaptivePool2dGeometry, grad_output, x, *, indices,
                            data_format: str, deterministic: bool, executor: str):
     xp = xp_for(executor)
-    x = contiguous(xp, x)
-    check_int32(x)
     if indices is None:
+        x = contiguous(xp, x)
+        check_int32(x)
         indices = global_reduce(geom, x, data_format, executor, is_max=True, with_indices=True)[1]
     else:
         indices = index_array(xp, indices)
-    grad_output = contiguous(xp, grad_output)
-    grad_input = xp.empty(x.shape, dtype=grad_output.dtype)
-    name = f"global_max_pool2d_backward<{ctype(grad_output.dtype)}, {nhwc(data_format)}>"
-    launch_elementwise(GLOBAL_POOL, name, executor, grad_input.size,
-                       (grad_output, indices, grad_input, *pool_shape(geom)))
-    return grad_input
+    return spread(geom, grad_output, indices, data_format, executor, is_max=True)

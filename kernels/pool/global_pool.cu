@@ -272,34 +272,97 @@ __global__ void global_pool2d_nhwc(const T* __restrict__ x, T* __restrict__ y,
   }
 }
 
-// Backward, one thread per input element: average spreads grad_output / (H*W) over the plane,
-// max sends it to the recorded argmax. Elementwise, hence deterministic.
-template <class T, bool kNHWC>
-__global__ void global_avg_pool2d_backward(const T* __restrict__ grad_output,
-                                           T* __restrict__ grad_input,
-                                           GC_POOL_SHAPE_PARAMS) {
-  GC_POOL_SHAPE_NAMES;
+// Backward: grad_input is grad_output broadcast over each plane, divided by H*W (average), or
+// placed at the recorded argmax with zeros elsewhere (max). Elementwise, hence deterministic; a
+// stream of stores, each thread writing many elements from one value per plane it holds.
+
+// The gradient one element of plane `plane` at position k receives.
+template <class A, bool kMax>
+__device__ __forceinline__ A spread(A g, long long argmax, int k) {
+  if (kMax) return argmax == (long long)k ? g : A(0);
+  return g;
+}
+
+// NCHW: a block writes a run of `planes_per_block` consecutive planes (one contiguous range of
+// grad_input). Its first threads read the run's gradients (and argmaxes) into shared memory;
+// then consecutive threads store consecutive elements, kBatch per thread per step, tracking
+// (plane, position) by a constant step as the staged forward does.
+template <class T, bool kMax>
+__global__ void global_pool2d_backward_nchw(const T* __restrict__ grad_output,
+                                            const long long* __restrict__ indices,
+                                            T* __restrict__ grad_input, int planes, int HW,
+                                            int planes_per_block) {
   using A = gc::acc_t<T>;
-  const int total = N * C * H * W;
-  for (long long i = gc::grid_first(); i < total; i += gc::grid_stride()) {
-    const gc::Coord4 o = gc::unflatten<kNHWC>((int)i, GC_POOL_SHAPE.input);
-    const A g = gc::to_acc(grad_output[o.n * C + o.c]);
-    grad_input[i] = gc::from_acc<T>(g / static_cast<A>(H * W));
+  extern __shared__ __align__(16) unsigned char smem_raw[];
+  long long* run_argmax = reinterpret_cast<long long*>(smem_raw);          // kMax only
+  A* run_grad = reinterpret_cast<A*>(smem_raw + (kMax ? planes_per_block * sizeof(long long) : 0));
+  const int first_plane = threadIdx.x / HW;
+  const int first_k = threadIdx.x - first_plane * HW;
+  const int step_planes = kGlobalBlock / HW;
+  const int step_k = kGlobalBlock - step_planes * HW;
+  for (long long plane0 = (long long)blockIdx.x * planes_per_block; plane0 < planes;
+       plane0 += (long long)gridDim.x * planes_per_block) {
+    const int run_planes = (int)min((long long)planes_per_block, planes - plane0);
+    for (int j = threadIdx.x; j < run_planes; j += kGlobalBlock) {
+      const A g = gc::to_acc(grad_output[plane0 + j]);
+      run_grad[j] = kMax ? g : g / static_cast<A>(HW);
+      if (kMax) run_argmax[j] = indices[plane0 + j];
+    }
+    __syncthreads();
+    const int run = run_planes * HW;
+    T* dst = grad_input + plane0 * HW;
+    int plane = first_plane;
+    int k = first_k;
+    // main loop
+    for (int e = threadIdx.x; e < run; e += kGlobalBlock) {
+      dst[e] = gc::from_acc<T>(spread<A, kMax>(run_grad[plane], kMax ? run_argmax[plane] : 0, k));
+      k += step_k;
+      plane += step_planes;
+      if (k >= HW) {
+        k -= HW;
+        ++plane;
+      }
+    }
+    __syncthreads();  // the run's values are rewritten by the next run
   }
 }
 
-template <class T, bool kNHWC>
-__global__ void global_max_pool2d_backward(const T* __restrict__ grad_output,
-                                           const long long* __restrict__ indices,
-                                           T* __restrict__ grad_input,
-                                           GC_POOL_SHAPE_PARAMS) {
-  GC_POOL_SHAPE_NAMES;
+// NHWC: the forward's geometry (256 threads = channel lanes x pixel rows, grid (channel chunks,
+// images)): a thread holds the gradients (and argmaxes) of its kVector channels in registers and
+// stores them over its pixels, 16 bytes per pixel with kVectors.
+template <class T, bool kMax, bool kVectors>
+__global__ void global_pool2d_backward_nhwc(const T* __restrict__ grad_output,
+                                            const long long* __restrict__ indices,
+                                            T* __restrict__ grad_input, int N, int HW, int C,
+                                            int lanes) {
   using A = gc::acc_t<T>;
-  const int total = N * C * H * W;
-  for (long long i = gc::grid_first(); i < total; i += gc::grid_stride()) {
-    const gc::Coord4 o = gc::unflatten<kNHWC>((int)i, GC_POOL_SHAPE.input);
-    const int plane = o.n * C + o.c;
-    const bool is_argmax = indices[plane] == (long long)o.h * W + o.w;
-    grad_input[i] = gc::from_acc<T>(is_argmax ? gc::to_acc(grad_output[plane]) : A(0));
+  constexpr int kVector = kVectors ? int(16 / sizeof(T)) : 1;
+  const int lane = threadIdx.x % lanes;
+  const int row = threadIdx.x / lanes;
+  const int rows = kGlobalBlock / lanes;
+  const int c0 = (blockIdx.x * lanes + lane) * kVector;
+  if (c0 >= C) return;   // no barrier below
+  for (int n = blockIdx.y; n < N; n += gridDim.y) {
+    A g[kVector];
+    long long argmax[kVector];
+#pragma unroll
+    for (int e = 0; e < kVector; ++e) {
+      const int at = n * C + c0 + e;
+      const A value = gc::to_acc(grad_output[at]);
+      g[e] = kMax ? value : value / static_cast<A>(HW);
+      argmax[e] = kMax ? indices[at] : 0;
+    }
+    T* dst = grad_input + (long long)n * HW * C + c0;
+    // main loop
+    for (int k = row; k < HW; k += rows) {
+      T out[kVector];
+#pragma unroll
+      for (int e = 0; e < kVector; ++e) out[e] = gc::from_acc<T>(spread<A, kMax>(g[e], argmax[e], k));
+      if constexpr (kVectors) {
+        gc::store_packed<T, kVector>(dst + (long long)k * C, out);
+      } else {
+        dst[(long long)k * C] = out[0];
+      }
+    }
   }
 }

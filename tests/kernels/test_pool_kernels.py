@@ -295,29 +295,38 @@ def test_global_pools_and_grads(rng, case, dtype, data_format):
     check_all_orders(grad.global_avg_pool2d, grad_output_for(rng, y), x, data_format=data_format)
 
 
-@pytest.mark.parametrize("case, data_format, kernel", [
-    ("7x7", "NCHW", "global_pool2d_nchw_staged<"), ("tall", "NCHW", "global_pool2d_nchw<"),
-    ("vectors", "NHWC", "global_pool2d_nhwc<float, false, false, true>"),
-    ("tall", "NHWC", "global_pool2d_nhwc<float, false, false, false>")])
-def test_global_pool_cases_take_their_kernel(monkeypatch, rng, case, data_format, kernel):
+@pytest.mark.parametrize("case, data_format, forward, backward", [
+    ("7x7", "NCHW", "global_pool2d_nchw_staged<float", "global_pool2d_backward_nchw<float"),
+    ("tall", "NCHW", "global_pool2d_nchw<float", "global_pool2d_backward_nchw<float"),
+    ("vectors", "NHWC", "global_pool2d_nhwc<float, false, false, true>",
+     "global_pool2d_backward_nhwc<float, false, true>"),
+    ("tall", "NHWC", "global_pool2d_nhwc<float, false, false, false>",
+     "global_pool2d_backward_nhwc<float, false, false>")])
+def test_global_pool_cases_take_their_kernels(monkeypatch, rng, case, data_format, forward,
+                                              backward):
     from gpuconv.pool import launch_global
     launched = record_launches(monkeypatch, launch_global)
     x = to_layout(random_input(rng, GLOBAL[case], np.float32), data_format)
-    simulated(gpuconv.global_avg_pool2d, x, data_format=data_format)
-    assert len(launched) == 1 and launched[0].startswith(kernel)
+    y = simulated(gpuconv.global_avg_pool2d, x, data_format=data_format)
+    simulated(grad.global_avg_pool2d, y, x, data_format=data_format)
+    assert len(launched) == 2
+    assert launched[0].startswith(forward) and launched[1].startswith(backward)
 
 
 @pytest.mark.parametrize("data_format", ["NCHW", "NHWC"])
 @pytest.mark.parametrize("case", ["7x7", "large_plane", "vectors", "many_planes"])
 def test_global_pools_loop_over_the_grid(monkeypatch, rng, case, data_format):
-    """One block (one image in NHWC) takes every run, plane group or image in turn."""
+    """One block (one image in NHWC) takes every run, plane group or image in turn, forward
+    and backward."""
     from gpuconv.pool import launch_global
     monkeypatch.setattr(launch_global, "MAX_BLOCKS", 1)
     monkeypatch.setattr(launch_global, "MAX_GRID_Y", 1)
     x = to_layout(random_input(rng, GLOBAL[case], np.float32, "ties"), data_format)
-    check_all_orders(gpuconv.global_max_pool2d, x, data_format=data_format)
+    y = check_all_orders(gpuconv.global_max_pool2d, x, data_format=data_format)
+    check_all_orders(grad.global_max_pool2d, grad_output_for(rng, y), x, data_format=data_format)
     x = to_layout(random_input(rng, GLOBAL[case], np.float64), data_format)
-    check_all_orders(gpuconv.global_avg_pool2d, x, data_format=data_format)
+    y = check_all_orders(gpuconv.global_avg_pool2d, x, data_format=data_format)
+    check_all_orders(grad.global_avg_pool2d, grad_output_for(rng, y), x, data_format=data_format)
 
 
 @pytest.mark.parametrize("dtype", DTYPES, ids=DTYPE_IDS)
