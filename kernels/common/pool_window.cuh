@@ -41,11 +41,17 @@ __device__ __forceinline__ long long grid_stride() {
 // PyTorch's adaptive bins: output i of `out` covers inputs [floor(i*in/out), ceil((i+1)*in/out)).
 // With the roles of `in` and `out` swapped, the same two functions give the outputs whose bins
 // cover input h: [adaptive_start(h, out, in), adaptive_end(h, out, in)).
+// The products can pass 2^31 only for planes of over ~46k rows; below that the division is the
+// inline 32-bit one (a 64-bit division is a ~70-instruction subroutine call on the GPU).
+__device__ __forceinline__ int bin_quotient(long long numerator, int denominator) {
+  if (numerator <= 0x7fffffffLL) return (int)((unsigned)numerator / (unsigned)denominator);
+  return (int)(numerator / denominator);
+}
 __device__ __forceinline__ int adaptive_start(int i, int in, int out) {
-  return (int)(((long long)i * in) / out);
+  return bin_quotient((long long)i * in, out);
 }
 __device__ __forceinline__ int adaptive_end(int i, int in, int out) {
-  return (int)(((long long)(i + 1) * in + out - 1) / out);
+  return bin_quotient((long long)(i + 1) * in + out - 1, out);
 }
 
 // The outputs [first, last) of a strided window (extent = (kernel - 1) * dilation + 1, the

@@ -268,6 +268,15 @@ def test_adaptive_pools_and_grads(rng, monkeypatch, case, dtype, data_format, bo
                      data_format=data_format)
 
 
+def test_adaptive_bins_past_32_bit_products(rng):
+    """Bin bounds floor(i * H / P) whose product passes 2^31 take the 64-bit division."""
+    x = random_input(rng, (1, 1, 70_000, 1), np.float64)
+    output_size = (69_000, 1)                   # 68_999 * 70_000 > 2^32
+    y = check_all_orders(gpuconv.adaptive_avg_pool2d, x, output_size, orders=("forward",))
+    check_all_orders(grad.adaptive_avg_pool2d, grad_output_for(rng, y), x, output_size,
+                     orders=("forward",))
+
+
 GLOBAL = {
     "7x7": (2, 3, 7, 7),           # ResNet's last feature map: staged planes in NCHW
     "tall": (1, 37, 20, 13),       # 37 channels: a partial lane chunk in NHWC; a warp per plane
