@@ -117,6 +117,13 @@ def precompile(families=None, dtypes=None, executor: str = "auto") -> list[str]:
     executor = as_choice("executor", executor, ("auto",) + EXECUTORS)
     if executor == "auto":
         executor = "cupy" if _gpu_present() else "simulator"
+    elif executor == "cupy":
+        try:
+            import cupy  # noqa: F401
+        except ImportError as error:
+            raise ImportError("precompile(executor='cupy') builds for a GPU through CuPy, which "
+                              "is not installed: pip install 'gpuconv[cuda12]' or "
+                              "'gpuconv[cuda13]' (or use executor='simulator')") from error
     chosen = _select_by_dtype(_select_families(families), dtypes)
     for family in chosen:
         load_module(family, executor)

@@ -261,3 +261,9 @@ def test_shared_memory_opt_in_only_above_the_default(family):
     with gpuconv.simulate():
         fn((1,), (64,), args, shared_mem=80 * 1024)
     np.testing.assert_array_equal(y, 2 * x)
+
+
+def test_precompile_for_cupy_without_cupy_says_how_to_get_it(monkeypatch):
+    monkeypatch.setitem(sys.modules, "cupy", None)     # import cupy now raises ImportError
+    with pytest.raises(ImportError, match=r"gpuconv\[cuda12\]"):
+        gpuconv.precompile(["conv/direct.cu"], executor="cupy")

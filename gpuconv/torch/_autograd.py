@@ -11,6 +11,7 @@ from __future__ import annotations
 import functools
 
 import torch
+from torch.autograd import forward_ad
 
 
 class _FirstOrderOnly(torch.autograd.Function):
@@ -57,14 +58,24 @@ class _NoBackward:
         pass
 
 
+def _forward_ad_active() -> bool:
+    """Whether a forward-mode AD level is open (torch.autograd.forward_ad.dual_level, used by
+    torch.func.jvp and gradcheck(check_forward_ad=True)): dual inputs then need Function.apply,
+    which refuses them clearly (the Functions have no jvp) where the forward alone would drop
+    their tangents."""
+    level = getattr(forward_ad, "_current_level", None)
+    return level is None or level >= 0
+
+
 def apply(function, *args):
     """``function.apply(*args)``, or its forward alone where autograd cannot ask for a backward
     (grad mode off, as under ``torch.no_grad()`` in inference, or no tensor argument requiring
-    grad): the Function machinery is host time on every call (on the CPU here, a depthwise
-    conv2d through gpuconv.torch with the kernel launch stubbed and grad mode on: 77 us through
-    Function.apply, 32 us through the forward alone; gpuconv.conv2d on the arrays: 16 us)."""
-    if torch.is_grad_enabled() and any(isinstance(a, torch.Tensor) and a.requires_grad
-                                       for a in args):
+    grad, and no forward-mode AD level open): the Function machinery is host time on every call
+    (on the CPU here, a depthwise conv2d through gpuconv.torch with the kernel launch stubbed and
+    grad mode on: 77 us through Function.apply, 32 us through the forward alone; gpuconv.conv2d
+    on the arrays: 16 us)."""
+    if (torch.is_grad_enabled() and any(isinstance(a, torch.Tensor) and a.requires_grad
+                                        for a in args)) or _forward_ad_active():
         return function.apply(*args)
     return function.forward(_NoBackward(), *args)
 

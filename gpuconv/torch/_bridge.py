@@ -114,11 +114,31 @@ def data_format_for(t: torch.Tensor) -> str:
     return "NHWC" if is_channels_last(t) else "NCHW"
 
 
+def _is_transformed(t: torch.Tensor) -> bool:
+    """Whether ``t`` is a torch.func transform's wrapper (a batched or gradient-tracking tensor
+    of vmap/grad/jvp) rather than a tensor with storage."""
+    functorch = getattr(torch._C, "_functorch", None)
+    return functorch is not None and functorch.is_functorch_wrapped_tensor(t)
+
+
 def to_array(t, data_format: str = "NCHW"):
     """A tensor (logical NCHW if 4-D) -> a NumPy/CuPy array in ``data_format``, sharing memory
     where the dtype allows (bfloat16 without ml_dtypes is upcast). ``None`` passes through."""
     if t is None:
         return None
+    try:
+        return _array_of(t, data_format)
+    except RuntimeError:
+        if _is_transformed(t):
+            raise NotImplementedError(
+                "gpuconv.torch functions do not support torch.func transforms (vmap, jvp, grad, "
+                "jacrev...): their kernels take the tensors' memory, which a transform's wrapped "
+                "tensors do not expose. Use torch.autograd (loss.backward(), "
+                "torch.autograd.grad) or torch.nn.functional for this layer.") from None
+        raise
+
+
+def _array_of(t: torch.Tensor, data_format: str):
     t = t.detach()
     if data_format == "NHWC":
         t = t.permute(*TO_NHWC)

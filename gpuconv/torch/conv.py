@@ -12,8 +12,9 @@ import torch
 import gpuconv
 
 from ._args import expand_single
+from ._autocast import autocast_operands
 from ._autograd import apply, deterministic, first_order_backward
-from ._bridge import TO_NHWC, common_device, data_format_for, on_device_of, to_array, to_tensor
+from ._bridge import TO_NHWC, common_device, is_channels_last, on_device_of, to_array, to_tensor
 
 __all__ = ["conv2d", "conv_transpose2d"]
 
@@ -40,13 +41,20 @@ def _layout_shape(t: torch.Tensor, data_format: str) -> tuple[int, ...]:
     return tuple(t.permute(*TO_NHWC).shape) if data_format == "NHWC" else tuple(t.shape)
 
 
+def conv_data_format(x: torch.Tensor, weight: torch.Tensor) -> str:
+    """The layout conv2d runs in: NHWC when the input or the weight is channels_last, as torch's
+    convolutions choose their output's memory format (a model moved to channels_last fed NCHW
+    images gives channels_last activations)."""
+    return "NHWC" if is_channels_last(x) or is_channels_last(weight) else "NCHW"
+
+
 class Conv2dFunction(torch.autograd.Function):
     """y = activation(conv2d(x, weight) + bias + residual); gradients for all four tensors."""
 
     @staticmethod
     def forward(ctx, x, weight, bias, residual, options):
         device = common_device({"input": x, "weight": weight, "bias": bias, "residual": residual})
-        fmt = data_format_for(x)
+        fmt = conv_data_format(x, weight)
         with on_device_of(device):
             y = gpuconv.conv2d(to_array(x, fmt), to_array(weight), to_array(bias),
                                options["stride"], options["padding"], options["dilation"],
@@ -95,6 +103,9 @@ def conv2d(input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1, 
     options = dict(stride=expand_single(stride), padding=expand_single(padding),
                    dilation=expand_single(dilation), groups=groups, activation=activation,
                    algorithm=algorithm)
+    # Under torch.autocast the fused residual is cast with the other operands: the one output
+    # is in the region's dtype.
+    input, weight, bias, residual = autocast_operands(input, weight, bias, residual)
     if _is_unbatched(input):
         if residual is not None:
             residual = residual.unsqueeze(0)
@@ -155,6 +166,7 @@ def conv_transpose2d(input, weight, bias=None, stride=1, padding=0, output_paddi
     options = dict(stride=expand_single(stride), padding=expand_single(padding),
                    output_padding=expand_single(output_padding), groups=groups,
                    dilation=expand_single(dilation), output_size=output_size)
+    input, weight, bias = autocast_operands(input, weight, bias)
     if _is_unbatched(input):
         if output_size is not None and len(output_size) == 3:
             options["output_size"] = (1, *output_size)

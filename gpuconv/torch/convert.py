@@ -6,7 +6,8 @@ becomes its gpuconv twin by a change of class alone: the twin subclasses the tor
 overrides only ``forward``, so the module object, its Parameter and buffer objects, hooks,
 training flag and every reference to it (an optimizer's parameter groups, a shared layer used
 twice) stay exactly as they were. ``torchvision.ops.RoIAlign`` / ``RoIPool`` (stateless) are
-replaced in their parent by gpuconv's ``RoIAlign`` / ``RoIPool`` with the same settings.
+replaced in their parent by gpuconv's ``RoIAlign`` / ``RoIPool`` with the same settings and
+the same hooks (a reference held to the torchvision object outside the model still sees it).
 
 Left alone, and listed in the report with the reason: subclasses of those layers (their forward
 may do something else), Conv2d with a padding_mode other than "zeros", layers whose parameters
@@ -103,6 +104,15 @@ def _torchvision_replacements() -> dict:
     }
 
 
+def _carry_hooks(old: torch.nn.Module, new: torch.nn.Module) -> torch.nn.Module:
+    """``new`` with ``old``'s hook tables (forward, pre-forward, backward, state-dict hooks): the
+    same dict objects, so handles registered on ``old`` still remove them."""
+    for attribute, value in vars(old).items():
+        if "hook" in attribute and attribute.startswith("_"):
+            setattr(new, attribute, value)
+    return new
+
+
 def _parameter_problem(module: torch.nn.Module) -> str | None:
     for pname, p in module.named_parameters(recurse=False):
         if p.dtype not in SUPPORTED_DTYPES:
@@ -163,7 +173,8 @@ def convert(model: torch.nn.Module, inplace: bool = True) -> ConversionReport:
             target = TWINS[source]
         else:
             if id(module) not in replaced:
-                replaced[id(module)] = replacements[source](module).train(module.training)
+                replaced[id(module)] = _carry_hooks(
+                    module, replacements[source](module).train(module.training))
             new = replaced[id(module)]
             target = type(new)
             if name:

@@ -190,3 +190,62 @@ def test_max_pool_backward_trusts_its_own_forwards_indices(monkeypatch, call):
     with pytest.raises(AssertionError, match="scanned"):
         y, i = gpuconv.max_pool2d(leaf(1, 1, 4, 4).detach().numpy(), 2, return_indices=True)
         gpuconv.grad.max_pool2d(y, leaf(1, 1, 4, 4).detach().numpy(), 2, indices=i)
+
+
+# torch.autocast and forward-mode AD
+
+
+def test_convolutions_follow_autocast():
+    """Inside torch.autocast the convolutions run in the region's dtype, as torch's do: a
+    bfloat16 activation meets a float32 weight, and the float32 parameters get float32
+    gradients through the casts."""
+    x = torch.randn(2, 3, 6, 6).bfloat16()
+    w = torch.randn(4, 3, 3, 3, requires_grad=True)
+    b = torch.randn(4, requires_grad=True)
+    wt = torch.randn(3, 2, 3, 3, requires_grad=True)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        y = G.conv2d(x, w, b, padding=1)
+        expected = F.conv2d(x, w, b, padding=1)
+        t = G.conv_transpose2d(x.float(), wt, stride=2)
+        expected_t = F.conv_transpose2d(x.float(), wt, stride=2)
+    assert y.dtype == expected.dtype == torch.bfloat16
+    assert t.dtype == expected_t.dtype == torch.bfloat16
+    torch.testing.assert_close(y.float(), expected.float(), rtol=2e-2, atol=2e-2)
+    torch.testing.assert_close(t.float(), expected_t.float(), rtol=2e-2, atol=2e-2)
+    (y.float().sum() + t.float().sum()).backward()
+    assert w.grad.dtype == b.grad.dtype == wt.grad.dtype == torch.float32
+    # float64 is left alone by autocast, as torch leaves it
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        assert G.conv2d(x.double(), w.detach().double()).dtype == torch.float64
+
+
+def test_converted_model_runs_under_autocast():
+    """A Linear (which autocast runs in bfloat16) feeding a converted Conv2d with float32
+    parameters: the same dtype and values as the unconverted model."""
+    model = torch.nn.Sequential(torch.nn.Linear(6, 6), torch.nn.Conv2d(3, 4, 3),
+                                torch.nn.ReLU(), torch.nn.MaxPool2d(2))
+    converted = G.convert(model, inplace=False)
+    assert len(converted.swapped) == 2
+    x = torch.randn(2, 3, 6, 6)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        expected, y = model(x), converted.model(x)
+    assert y.dtype == expected.dtype == torch.bfloat16
+    torch.testing.assert_close(y.float(), expected.float(), rtol=2e-2, atol=2e-2)
+
+
+@pytest.mark.parametrize("fn", [lambda d: G.conv2d(d, torch.randn(3, 2, 3, 3, dtype=d.dtype)),
+                                lambda d: G.max_pool2d(d, 2)])
+def test_forward_mode_ad_is_refused_not_dropped(fn):
+    """A dual input (torch.func.jvp, gradcheck with check_forward_ad) is refused clearly, never
+    given a silently missing (zero) tangent."""
+    fwad = torch.autograd.forward_ad
+    with fwad.dual_level():
+        dual = fwad.make_dual(torch.randn(1, 2, 5, 5), torch.randn(1, 2, 5, 5))
+        with pytest.raises(NotImplementedError, match="forward mode AD"):
+            fn(dual)
+
+
+def test_torch_func_vmap_is_refused_clearly():
+    w = torch.randn(3, 2, 3, 3)
+    with pytest.raises(NotImplementedError, match="torch.func transforms"):
+        torch.func.vmap(lambda a: G.conv2d(a, w, padding=1))(torch.randn(3, 1, 2, 5, 5))

@@ -152,3 +152,33 @@ def test_convert_swaps_torchvision_roi_layers_when_installed():
     assert isinstance(model["align"], G.RoIAlign) and model["align"].aligned
     assert isinstance(model["pool"], G.RoIPool)
     assert {s.name for s in report.swapped} == {"align", "pool"}
+
+
+def test_replaced_roi_layers_keep_their_hooks(monkeypatch):
+    """torchvision's ROI layers are replaced (not class-swapped): hooks registered on them move
+    to the replacement, and their handles still remove them. torchvision is stood in for by a
+    module with its two layer types (convert only looks them up in sys.modules)."""
+    import sys
+    import types
+
+    class RoIAlign(nn.Module):
+        def __init__(self, output_size, spatial_scale, sampling_ratio, aligned=False):
+            super().__init__()
+            self.output_size, self.spatial_scale = output_size, spatial_scale
+            self.sampling_ratio, self.aligned = sampling_ratio, aligned
+
+    ops = types.ModuleType("torchvision.ops")
+    ops.RoIAlign, ops.RoIPool = RoIAlign, type("RoIPool", (nn.Module,), {})
+    monkeypatch.setitem(sys.modules, "torchvision.ops", ops)
+    model = nn.Sequential(RoIAlign(2, 1.0, 2))
+    calls = []
+    kept = model[0].register_forward_hook(lambda *args: calls.append("kept"))
+    removed = model[0].register_forward_pre_hook(lambda *args: calls.append("removed"))
+    G.convert(model)
+    assert isinstance(model[0], G.RoIAlign)
+    removed.remove()
+    model[0](torch.randn(1, 2, 6, 6), torch.tensor([[0, 0.0, 0.0, 4.0, 4.0]]))
+    assert calls == ["kept"]
+    kept.remove()
+    model[0](torch.randn(1, 2, 6, 6), torch.tensor([[0, 0.0, 0.0, 4.0, 4.0]]))
+    assert calls == ["kept"]

@@ -303,6 +303,19 @@ def test_channels_last_input_gives_same_values_and_a_channels_last_result(name, 
     assert_close(actual, LAYOUT_CALLS[name](F, x), torch.float64)
 
 
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_conv2d_with_a_channels_last_weight_gives_a_channels_last_result(dtype):
+    """torch's rule: the output is channels_last when the input or the weight is (a model moved
+    to channels_last fed NCHW images); the values are the same."""
+    x = randn(2, 4, 7, 8, dtype=dtype)
+    w = randn(6, 4, 3, 3, dtype=dtype, seed=1).contiguous(memory_format=torch.channels_last)
+    expected = F.conv2d(x, w, padding=1)
+    actual = G.conv2d(x, w, padding=1)
+    assert expected.is_contiguous(memory_format=torch.channels_last)
+    assert actual.is_contiguous(memory_format=torch.channels_last) and not actual.is_contiguous()
+    assert_close(actual, expected, dtype)
+
+
 def test_channels_last_array_is_a_view_of_the_tensor():
     x = randn(2, 4, 7, 8).contiguous(memory_format=torch.channels_last)
     a = _bridge.to_array(x, _bridge.data_format_for(x))

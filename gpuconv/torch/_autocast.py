@@ -1,0 +1,48 @@
+"""torch.autocast for the gpuconv.torch convolutions.
+
+Inside an autocast region torch runs ``conv2d`` and ``conv_transpose2d`` in the region's lower
+precision (CUDA: float16 unless set otherwise; CPU: bfloat16): its floating-point arguments other
+than float64 are cast to that dtype first, so that a bfloat16 activation meets a float32 weight
+without a dtype error and the output comes out in the lower precision. The gpuconv wrappers do
+the same, with the casts outside their autograd Function, so that autograd carries each
+gradient back to its parameter's own dtype. Pooling and ROI functions run in their input's
+dtype under autocast, as torch's and torchvision's do.
+"""
+from __future__ import annotations
+
+import torch
+
+
+def _region_dtype(device_type: str):
+    """The autocast dtype of ``device_type`` if a region is active there, else None."""
+    try:
+        enabled = torch.is_autocast_enabled(device_type)
+    except TypeError:                      # torch < 2.4: no device_type argument
+        enabled = (torch.is_autocast_cpu_enabled() if device_type == "cpu"
+                   else device_type == "cuda" and torch.is_autocast_enabled())
+    if not enabled:
+        return None
+    try:
+        return torch.get_autocast_dtype(device_type)
+    except AttributeError:                 # torch < 2.4
+        return (torch.get_autocast_cpu_dtype() if device_type == "cpu"
+                else torch.get_autocast_gpu_dtype())
+
+
+# One C call answers "no region anywhere", the common case (torch >= 2.4).
+_any_region = getattr(torch._C, "_is_any_autocast_enabled", lambda: True)
+
+
+def autocast_operands(*tensors):
+    """``tensors`` as an autocast region hands them to a lower-precision op (None passes)."""
+    if not _any_region():
+        return tensors
+    first = next((t for t in tensors if isinstance(t, torch.Tensor)), None)
+    if first is None:
+        return tensors
+    dtype = _region_dtype(first.device.type)
+    if dtype is None:
+        return tensors
+    return tuple(t.to(dtype) if isinstance(t, torch.Tensor) and t.is_floating_point()
+                 and t.dtype != torch.float64 and t.device.type == first.device.type else t
+                 for t in tensors)
