@@ -90,6 +90,19 @@ def nhwc_lanes(N: int, C: int, plane_size: int, vector: int) -> int:
     return lanes
 
 
+def nhwc_launch(geom: AdaptivePool2dGeometry, vectored) -> tuple[int, int, tuple[int, int]]:
+    """(channels per thread, lanes, grid) of an NHWC kernel whose channel vectors access the
+    array ``vectored``. The lanes (hence the rows, hence each channel's order of summation)
+    follow from the shape; an array not aligned for the vectors only makes each lane's vector
+    one channel."""
+    plane_size = geom.H * geom.W
+    vector = nhwc_vector(vectored.dtype, geom.C)
+    lanes = nhwc_lanes(geom.N, geom.C, plane_size, vector)
+    if not is_aligned(vectored, VECTOR_BYTES):
+        vector = 1
+    return vector, lanes, (-(-geom.C // (lanes * vector)), min(geom.N, MAX_GRID_Y))
+
+
 def global_reduce(geom: AdaptivePool2dGeometry, x, data_format: str, executor: str, is_max: bool,
                   with_indices: bool):
     """(values, indices or None), values in the output's (N, C, 1, 1) / (N, 1, 1, C) shape."""
@@ -106,14 +119,8 @@ def global_reduce(geom: AdaptivePool2dGeometry, x, data_format: str, executor: s
     else:
         kind = f"{dtype}, false, false"
     if data_format == "NHWC":
-        # The lanes (hence the rows, hence each channel's order of summation) follow from the
-        # shape; a misaligned x only makes each lane's vector one channel.
-        vector = nhwc_vector(x.dtype, geom.C)
-        lanes = nhwc_lanes(geom.N, geom.C, plane_size, vector)
-        if not is_aligned(x, VECTOR_BYTES):
-            vector = 1
+        vector, lanes, grid = nhwc_launch(geom, x)
         name = f"global_pool2d_nhwc<{kind}, {flag(vector > 1)}>"
-        grid = (-(-geom.C // (lanes * vector)), min(geom.N, MAX_GRID_Y))
         shared = BLOCK * vector * (acc_dtype(x.dtype).itemsize + (4 if is_max else 0))
         launch(GLOBAL_POOL, name, executor, grid, (BLOCK,),
                (x, y, index_arg, i32(geom.N), i32(plane_size), i32(geom.C), i32(lanes)),
@@ -161,12 +168,8 @@ def spread(geom: AdaptivePool2dGeometry, grad_output, indices, data_format: str,
     dtype, plane_size = ctype(grad_output.dtype), geom.H * geom.W
     index_arg = indices if is_max else no_indices(xp)
     if data_format == "NHWC":
-        vector = nhwc_vector(grad_output.dtype, geom.C)
-        lanes = nhwc_lanes(geom.N, geom.C, plane_size, vector)
-        if not is_aligned(grad_input, VECTOR_BYTES):
-            vector = 1
+        vector, lanes, grid = nhwc_launch(geom, grad_input)
         name = f"global_pool2d_backward_nhwc<{dtype}, {flag(is_max)}, {flag(vector > 1)}>"
-        grid = (-(-geom.C // (lanes * vector)), min(geom.N, MAX_GRID_Y))
         launch(GLOBAL_POOL, name, executor, grid, (BLOCK,),
                (grad_output, index_arg, grad_input, i32(geom.N), i32(plane_size), i32(geom.C),
                 i32(lanes)))

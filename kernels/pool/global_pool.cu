@@ -29,6 +29,25 @@ __device__ __forceinline__ A result_of(const gc::MaxArg<A>& m, A sum, int HW) {
   return kMax ? m.value : sum / static_cast<A>(HW);
 }
 
+// The (plane, position) of a thread's element in a run of consecutive planes of HW elements,
+// moved on by one step of the block (kGlobalBlock elements) without a division.
+struct RunCursor {
+  int plane, k, step_planes, step_k, HW;
+
+  __device__ explicit RunCursor(int hw)
+      : plane(threadIdx.x / hw), k(threadIdx.x % hw), step_planes(kGlobalBlock / hw),
+        step_k(kGlobalBlock % hw), HW(hw) {}
+
+  __device__ __forceinline__ void advance() {
+    k += step_k;
+    plane += step_planes;
+    if (k >= HW) {
+      k -= HW;
+      ++plane;
+    }
+  }
+};
+
 }  // namespace
 
 // NCHW, small planes (the launcher's STAGE_BYTES rule; ResNet's 7x7 among them): the block's
@@ -37,7 +56,7 @@ __device__ __forceinline__ A result_of(const gc::MaxArg<A>& m, A sum, int HW) {
 // consecutive elements (coalesced whatever HW is), kBatch loads in flight per thread. Plane j
 // sits at j * plane_stride, with plane_stride = HW rounded up to odd so that in phase 2, where
 // thread j scans plane j in index order (PyTorch's sequential rule) and writes its output, the
-// warp's reads fall in distinct banks.
+// warp's reads fall in distinct banks. Each thread's (plane, position) moves by a RunCursor.
 template <class T, bool kMax, bool kIndices>
 __global__ void global_pool2d_nchw_staged(const T* __restrict__ x, T* __restrict__ y,
                                           long long* __restrict__ indices, int planes, int HW,
@@ -45,19 +64,13 @@ __global__ void global_pool2d_nchw_staged(const T* __restrict__ x, T* __restrict
   using A = gc::acc_t<T>;
   extern __shared__ __align__(16) unsigned char smem_raw[];
   A* stage = reinterpret_cast<A*>(smem_raw);
-  // (plane, position) of this thread's first element of a run, and how far one step of the
-  // block (kGlobalBlock elements) moves it: no division in the loop.
-  const int first_plane = threadIdx.x / HW;
-  const int first_k = threadIdx.x - first_plane * HW;
-  const int step_planes = kGlobalBlock / HW;
-  const int step_k = kGlobalBlock - step_planes * HW;
+  const RunCursor first(HW);
   for (long long plane0 = (long long)blockIdx.x * planes_per_block; plane0 < planes;
        plane0 += (long long)gridDim.x * planes_per_block) {
     const int run_planes = (int)min((long long)planes_per_block, planes - plane0);
     const int run = run_planes * HW;
     const T* src = x + plane0 * HW;
-    int plane = first_plane;
-    int k = first_k;
+    RunCursor at = first;
     // main loop
     for (int base = threadIdx.x; base < run; base += kBatch * kGlobalBlock) {
       A v[kBatch];
@@ -66,13 +79,8 @@ __global__ void global_pool2d_nchw_staged(const T* __restrict__ x, T* __restrict
       for (int j = 0; j < kBatch; ++j) {
         const int e = base + j * kGlobalBlock;
         v[j] = e < run ? gc::to_acc(src[e]) : A(0);
-        slot[j] = plane * plane_stride + k;
-        k += step_k;
-        plane += step_planes;
-        if (k >= HW) {
-          k -= HW;
-          ++plane;
-        }
+        slot[j] = at.plane * plane_stride + at.k;
+        at.advance();
       }
 #pragma unroll
       for (int j = 0; j < kBatch; ++j) {
@@ -285,8 +293,8 @@ __device__ __forceinline__ A spread(A g, long long argmax, int k) {
 
 // NCHW: a block writes a run of `planes_per_block` consecutive planes (one contiguous range of
 // grad_input). Its first threads read the run's gradients (and argmaxes) into shared memory;
-// then consecutive threads store consecutive elements, kBatch per thread per step, tracking
-// (plane, position) by a constant step as the staged forward does.
+// then consecutive threads store consecutive elements, their (plane, position) tracked by a
+// RunCursor as in the staged forward.
 template <class T, bool kMax>
 __global__ void global_pool2d_backward_nchw(const T* __restrict__ grad_output,
                                             const long long* __restrict__ indices,
@@ -296,10 +304,7 @@ __global__ void global_pool2d_backward_nchw(const T* __restrict__ grad_output,
   extern __shared__ __align__(16) unsigned char smem_raw[];
   long long* run_argmax = reinterpret_cast<long long*>(smem_raw);          // kMax only
   A* run_grad = reinterpret_cast<A*>(smem_raw + (kMax ? planes_per_block * sizeof(long long) : 0));
-  const int first_plane = threadIdx.x / HW;
-  const int first_k = threadIdx.x - first_plane * HW;
-  const int step_planes = kGlobalBlock / HW;
-  const int step_k = kGlobalBlock - step_planes * HW;
+  const RunCursor first(HW);
   for (long long plane0 = (long long)blockIdx.x * planes_per_block; plane0 < planes;
        plane0 += (long long)gridDim.x * planes_per_block) {
     const int run_planes = (int)min((long long)planes_per_block, planes - plane0);
@@ -311,17 +316,12 @@ __global__ void global_pool2d_backward_nchw(const T* __restrict__ grad_output,
     __syncthreads();
     const int run = run_planes * HW;
     T* dst = grad_input + plane0 * HW;
-    int plane = first_plane;
-    int k = first_k;
+    RunCursor at = first;
     // main loop
     for (int e = threadIdx.x; e < run; e += kGlobalBlock) {
-      dst[e] = gc::from_acc<T>(spread<A, kMax>(run_grad[plane], kMax ? run_argmax[plane] : 0, k));
-      k += step_k;
-      plane += step_planes;
-      if (k >= HW) {
-        k -= HW;
-        ++plane;
-      }
+      const long long argmax = kMax ? run_argmax[at.plane] : 0;
+      dst[e] = gc::from_acc<T>(spread<A, kMax>(run_grad[at.plane], argmax, at.k));
+      at.advance();
     }
     __syncthreads();  // the run's values are rewritten by the next run
   }
