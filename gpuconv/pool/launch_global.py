@@ -26,7 +26,7 @@ GLOBAL_POOL = register_family(
     "global_pool2d_backward_nchw<{T}, {M}>", "global_pool2d_backward_nhwc<{T}, {M}, {V}>",
     T=TYPES, I=BOOLS, V=BOOLS, M=BOOLS)
 
-BLOCK = 256               # kGlobalBlock in global_pool.cu: every forward kernel's block
+BLOCK = 256               # kGlobalBlock in global_pool.cu: every kernel's block
 NCHW_WARPS = BLOCK // 32
 MAX_GRID_Y = 65535
 # Shared memory for the staged NCHW kernel's run of planes. Planes small enough that 32 of them
@@ -34,8 +34,8 @@ MAX_GRID_Y = 65535
 STAGE_BYTES = 24 * 1024
 MIN_STAGED_PLANES = 32
 VECTOR_BYTES = 16         # the NHWC kernel's channel vectors (kVectors)
-# NHWC: below this many blocks the launcher trades channel lanes for pixel rows (more blocks,
-# each thread fewer channels' worth of a plane), down to MIN_NHWC_LANES lanes per row.
+# NHWC: while the grid has fewer blocks than this, the launcher halves a block's channel lanes
+# (down to MIN_NHWC_LANES), which doubles its pixel rows and the grid's blocks.
 MIN_NHWC_BLOCKS = 1024
 MIN_NHWC_LANES = 8
 # Elements a block of the NCHW backward writes per run of planes.
