@@ -13,7 +13,7 @@ from __future__ import annotations
 import re
 import threading
 
-from . import _state
+from . import _plans, _state
 from ._args import as_choice
 from ._kernel_source import KernelCompileError, family_code, include_dirs
 from ._kernels import CUDA_TYPES, FAMILIES, KernelFamily, import_launchers
@@ -58,6 +58,9 @@ def get_function(family: KernelFamily, name_expression: str, executor: str,
         _functions[name_expression, module_key] = (module, fn)
     if shared_mem > DEFAULT_DYNAMIC_SHARED_BYTES and fn.max_dynamic_shared_size_bytes < shared_mem:
         fn.max_dynamic_shared_size_bytes = shared_mem
+    rec = _plans.recorder()
+    if rec is not None:
+        return rec.launcher(fn, family, name_expression, executor, shared_mem)
     return fn
 
 

@@ -23,6 +23,15 @@ def pytest_collection_modifyitems(config, items):
             item.add_marker(skip)
 
 
+@pytest.fixture(autouse=True)
+def fresh_launch_plans():
+    """Each test starts without recorded launch plans (gpuconv/_plans.py): a test that changes
+    a launcher's rule (monkeypatch) must not replay a plan recorded under another test's."""
+    from gpuconv.conv import plans
+    plans.PLANS.clear()
+    yield
+
+
 @pytest.fixture
 def rng():
     return np.random.default_rng(1234)

@@ -12,6 +12,7 @@ from __future__ import annotations
 import dataclasses
 from typing import Any
 
+from .. import _plans
 from .._args import as_choice
 from . import (autotune, heuristics, launch_depthwise, launch_direct, launch_im2col_gemm,
                launch_implicit_gemm, launch_pointwise, launch_winograd)
@@ -105,6 +106,7 @@ def conv2d(geom: ConvGeometry, x, weight, bias=None, *, residual=None, activatio
                                      depthwise_variant=depthwise_variant, math=math,
                                      winograd_tile=winograd_tile, split_k=split_k,
                                      loads=loads)
+    _plans.note(algorithm)
     run_algorithm(algorithm, call, gemm=gemm, workspace_bytes=workspace_bytes, iterator=iterator,
                   tile_widths=tile_widths, depthwise_variant=depthwise_variant, math=math,
                   winograd_tile=winograd_tile, split_k=split_k, loads=loads)

@@ -9,12 +9,14 @@ poisoned with NaN first, so an element a kernel forgets to write shows up in the
 """
 from __future__ import annotations
 
+import functools
 import math
 
 import numpy as np
 
 from .._kernels import CUDA_TYPES
 from .._loader import get_function
+from .._plans import fresh
 from .launch_common import contiguous, multiprocessor_count, shape_args  # noqa: F401 (re-exported)
 
 # Every tensor one launch addresses stays below this many elements, so that the kernels' 32-bit
@@ -60,10 +62,11 @@ def type_names() -> list[str]:
 
 
 def output(xp, shape, dtype, executor: str):
-    """A buffer the kernels will fill completely: NaN-poisoned under the simulator."""
+    """A buffer the kernels will fill completely: NaN-poisoned under the simulator (a launch
+    plan's fresh array: gpuconv/_plans.py)."""
     if executor == "simulator":
-        return xp.full(shape, np.nan, dtype=dtype)
-    return xp.empty(shape, dtype=dtype)
+        return fresh(functools.partial(xp.full, shape, np.nan, dtype=dtype))
+    return fresh(functools.partial(xp.empty, shape, dtype=dtype))
 
 
 def i32(value) -> np.int32:

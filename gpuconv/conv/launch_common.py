@@ -25,6 +25,7 @@ from .._arrays import dtype_name
 from .._fast_divmod import FLAT_DECODER_DTYPE, flat_decoder
 from .._kernels import cuda_type
 from .._loader import get_function
+from .._plans import derived, fresh
 from .gemm_tile import GemmTile, MmaTile
 from .geometry import ConvGeometry, is_channel_slice_of_contiguous
 
@@ -364,7 +365,7 @@ def output_target(out: Any, shape: tuple[int, ...], dtype, nhwc: bool, xp) -> tu
         if usable:
             batch_stride = out.strides[0] // out.dtype.itemsize if n > 1 else a * b * c
             return out, int(batch_stride), True
-    return xp.empty(shape, dtype=dtype), a * b * c, False
+    return fresh(functools.partial(xp.empty, shape, dtype=dtype)), a * b * c, False
 
 
 # kernels/common/conv_shape.cuh's gc::ConvShape: 16 int32 fields in its order (64 bytes, no
@@ -395,4 +396,4 @@ def decoder_args(C: int, H: int, W: int) -> tuple[np.void]:
 def contiguous(xp, a):
     if a is None or a.flags.c_contiguous:    # the common case, without a library call
         return a
-    return xp.ascontiguousarray(a)
+    return derived(xp.ascontiguousarray, a)

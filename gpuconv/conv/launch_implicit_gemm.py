@@ -41,6 +41,7 @@ from dataclasses import replace
 
 from .._args import as_choice
 from .._kernels import CUDA_TYPES, register
+from .._plans import derived
 from .gemm_tile import GemmTile, MmaTile
 from .geometry import ConvGeometry
 from .launch_common import (ASYNC_DTYPES, GEMM_TILES, GRID_YZ_LIMIT, MMA_NARROW_TILES,
@@ -173,7 +174,11 @@ def choose_iterator(geom: ConvGeometry, iterator: str = "auto") -> str:
 
 def krsc_weight(call: ConvCall):
     """The weight as (K, R, S, C/groups): NHWC's k order (r, s, c) reads it contiguously."""
-    return call.xp.ascontiguousarray(call.weight.transpose(0, 2, 3, 1))
+    return derived(_to_krsc, call.xp, call.weight)
+
+
+def _to_krsc(xp, weight):
+    return xp.ascontiguousarray(weight.transpose(0, 2, 3, 1))
 
 
 def splits(geom: ConvGeometry, tile, dtype, tensor_cores: bool, executor: str,

@@ -24,6 +24,7 @@ import numpy as np
 
 from .._args import as_int
 from .._kernels import CUDA_TYPES, register
+from .._plans import persistent
 from .launch_bwd_common import GRID_YZ_LIMIT, acc_dtype, i32, output
 from .launch_common import ceil_div, cuda_bool, multiprocessor_count
 from .launch_im2col_gemm import WORKSPACE_ENV, workspace_limit
@@ -130,8 +131,8 @@ def _unused_partial(executor: str, device: int, acc: np.dtype):
     if executor == "cupy":
         import cupy
         with cupy.cuda.Device(device):
-            return cupy.zeros(1, dtype=acc)
-    return np.zeros(1, dtype=acc)
+            return persistent(cupy.zeros(1, dtype=acc))
+    return persistent(np.zeros(1, dtype=acc))
 
 
 def _device(executor: str) -> int:
