@@ -17,6 +17,7 @@ where it came from:
 - a view (reshape, slice) of exactly one named array: rebuilt from its byte offset, shape and
   strides;
 - persistent: a placeholder registered with ``persistent`` that outlives every call.
+``apply`` notes an operation done for its effect (a fill of the output before the kernels).
 Everything else a launch takes (NumPy scalars, ints, floats) is a constant. An array argument of
 any other origin makes the signature unplannable: it keeps the full path. So does GPU work that
 bypasses these channels (an elementwise CuPy operation), which the recorder cannot see: the
@@ -61,6 +62,15 @@ def derived(fn: Callable, *args):
     if rec is not None:
         rec.made(array, fn, args)
     return array
+
+
+def apply(fn: Callable, *args) -> None:
+    """``fn(*args)`` for its effect on arrays among ``args`` (a fill of the call's output),
+    noted as a step of the plan when recording."""
+    fn(*args)
+    rec = recorder()
+    if rec is not None:
+        rec.made(None, fn, args)
 
 
 def note(what) -> None:
@@ -187,6 +197,7 @@ class Recorder:
         return tuple(spec)
 
     def made(self, array, fn, args) -> None:
+        """``array`` = fn(*args) (None: fn was applied for its effect)."""
         if not self.ok:
             return
         try:
@@ -194,7 +205,7 @@ class Recorder:
         except Unplannable:
             self.ok = False
             return
-        self.steps.append((_MAKE, self._new_slot(array), fn, spec))
+        self.steps.append((_MAKE, None if array is None else self._new_slot(array), fn, spec))
 
     def launcher(self, fn, family, name: str, executor: str, opt_in: int):
         """``fn`` (a kernel ``get_function(family, name, executor, opt_in)`` handed out), its
@@ -246,7 +257,9 @@ class Plan:
                 arrays[step[1]] = roles[step[2]]
             elif kind == _MAKE:
                 _, slot, fn, spec = step
-                arrays[slot] = fn(*[arrays[v] if is_slot else v for is_slot, v in spec])
+                made = fn(*[arrays[v] if is_slot else v for is_slot, v in spec])
+                if slot is not None:
+                    arrays[slot] = made
             else:
                 _, slot, owner, offset, shape, strides, dtype = step
                 arrays[slot] = _view(arrays[owner], offset, shape, strides, dtype)

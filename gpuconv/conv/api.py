@@ -31,7 +31,7 @@ def conv2d(x, weight, bias=None, stride=1, padding=0, dilation=1, groups=1, *,
     # A signature seen before replays its launches (plans.py): the checks below answered it then.
     key = None
     if out is None:
-        key = plans.signature(x, weight, bias, residual,
+        key = plans.signature((x, weight, bias, residual),
                               (stride, padding, dilation, groups, activation, algorithm,
                                data_format))
         if key is not None:
@@ -63,16 +63,11 @@ def conv2d(x, weight, bias=None, stride=1, padding=0, dilation=1, groups=1, *,
         out[...] = y
         return out
     from . import launch
-    if not plans.PLANS.wants(key):
-        return launch.conv2d(geom, x, weight, bias, residual=residual, activation=activation,
-                             algorithm=algorithm, data_format=data_format, out=out,
-                             executor=executor)
-    with plans.PLANS.record(key, {"x": x, "weight": weight, "bias": bias,
-                                  "residual": residual}) as recording:
-        y = launch.conv2d(geom, x, weight, bias, residual=residual, activation=activation,
-                          algorithm=algorithm, data_format=data_format, executor=executor)
-        recording.keep(y, allowed=recording.ran in plans.RECORDED_ALGORITHMS)
-    return y
+    return plans.run(key, {"x": x, "weight": weight, "bias": bias, "residual": residual},
+                     lambda: launch.conv2d(geom, x, weight, bias, residual=residual,
+                                           activation=activation, algorithm=algorithm,
+                                           data_format=data_format, out=out, executor=executor),
+                     recorded_if=lambda ran: ran in plans.RECORDED_ALGORITHMS)
 
 
 def conv_transpose2d(x, weight, bias=None, stride=1, padding=0, output_padding=0, groups=1,

@@ -10,11 +10,19 @@ from __future__ import annotations
 from .. import _state
 from .._arrays import check_arrays
 from ..reference import conv as reference
-from . import launch_backward
+from . import launch_backward, plans
 from .geometry import (check_algorithm, check_data_format, check_shape, conv2d_geometry,
                        layout_shape, nchw_shape)
 
 __all__ = ["conv2d_input", "conv2d_weight", "conv2d_bias"]
+
+
+def _signature(arrays: tuple, scalars: tuple, deterministic):
+    """The launch plan key (plans.py) of a gradient call: its arrays, its scalar arguments and
+    the mode it resolves to; None (the full path) for an invalid ``deterministic``."""
+    if deterministic is not None and type(deterministic) is not bool:
+        return None
+    return plans.signature(arrays, (*scalars, _state.is_deterministic(deterministic)))
 
 
 def _check_grad_output(grad_output, geom, data_format: str) -> None:
@@ -28,6 +36,12 @@ def conv2d_input(input_shape, weight, grad_output, stride=1, padding=0, dilation
                  deterministic=None, algorithm="auto", data_format="NCHW"):
     """Gradient of ``conv2d`` with respect to its input, of shape ``input_shape`` (in
     ``data_format``), given the weight and the gradient of the output."""
+    key = _signature((grad_output, weight), (input_shape, stride, padding, dilation, groups,
+                                             algorithm, data_format), deterministic)
+    roles = {"grad_output": grad_output, "weight": weight}
+    replayed = plans.PLANS.replay(key, roles) if key is not None else None
+    if replayed is not None:
+        return replayed
     arrays = check_arrays({"grad_output": grad_output, "weight": weight},
                           ndim={"grad_output": 4, "weight": 4})
     data_format = check_data_format(data_format)
@@ -45,15 +59,21 @@ def conv2d_input(input_shape, weight, grad_output, stride=1, padding=0, dilation
     if executor == "reference":
         return reference.conv2d_input(geom, weight, grad_output, data_format)
     from . import launch
-    return launch.conv2d_input(geom, weight, grad_output, algorithm=algorithm,
-                               data_format=data_format, deterministic=deterministic,
-                               executor=executor)
+    return plans.run(key, roles, lambda: launch.conv2d_input(
+        geom, weight, grad_output, algorithm=algorithm, data_format=data_format,
+        deterministic=deterministic, executor=executor))
 
 
 def conv2d_weight(x, weight_shape, grad_output, stride=1, padding=0, dilation=1, groups=1, *,
                   deterministic=None, algorithm="auto", data_format="NCHW"):
     """Gradient of ``conv2d`` with respect to its weight, of shape ``weight_shape``
     (K, C/groups, R, S), given the input and the gradient of the output."""
+    key = _signature((x, grad_output), (weight_shape, stride, padding, dilation, groups,
+                                        algorithm, data_format), deterministic)
+    roles = {"x": x, "grad_output": grad_output}
+    replayed = plans.PLANS.replay(key, roles) if key is not None else None
+    if replayed is not None:
+        return replayed
     arrays = check_arrays({"x": x, "grad_output": grad_output},
                           ndim={"x": 4, "grad_output": 4})
     data_format = check_data_format(data_format)
@@ -72,14 +92,19 @@ def conv2d_weight(x, weight_shape, grad_output, stride=1, padding=0, dilation=1,
     if executor == "reference":
         return reference.conv2d_weight(geom, x, grad_output, data_format)
     from . import launch
-    return launch.conv2d_weight(geom, x, grad_output, algorithm=algorithm,
-                                data_format=data_format, deterministic=deterministic,
-                                executor=executor)
+    return plans.run(key, roles, lambda: launch.conv2d_weight(
+        geom, x, grad_output, algorithm=algorithm, data_format=data_format,
+        deterministic=deterministic, executor=executor))
 
 
 def conv2d_bias(grad_output, *, deterministic=None, data_format="NCHW"):
     """Gradient of ``conv2d`` with respect to its bias: ``grad_output`` summed over every axis
     but the channels, shape (K,)."""
+    key = _signature((grad_output,), (data_format,), deterministic)
+    roles = {"grad_output": grad_output}
+    replayed = plans.PLANS.replay(key, roles) if key is not None else None
+    if replayed is not None:
+        return replayed
     arrays = check_arrays({"grad_output": grad_output}, ndim={"grad_output": 4})
     data_format = check_data_format(data_format)
     deterministic = _state.is_deterministic(deterministic)
@@ -90,5 +115,5 @@ def conv2d_bias(grad_output, *, deterministic=None, data_format="NCHW"):
     if executor == "reference":
         return reference.conv2d_bias(grad_output, data_format)
     from . import launch
-    return launch.conv2d_bias(grad_output, data_format=data_format, deterministic=deterministic,
-                              executor=executor)
+    return plans.run(key, roles, lambda: launch.conv2d_bias(
+        grad_output, data_format=data_format, deterministic=deterministic, executor=executor))

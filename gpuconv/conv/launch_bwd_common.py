@@ -156,15 +156,15 @@ class SplitSums:
             self.out = output(xp, self.shape, dtype, executor)
             self.ws = None
             # The kernels' workspace argument, typed as they declare it and never read.
-            self._unused_ws = xp.zeros(1, dtype=acc)
+            self._unused_ws = fresh(functools.partial(xp.zeros, 1, dtype=acc))
         elif allow_atomics:
             self.kind = "atomic"
             if acc == self.dtype:
-                self.out = xp.zeros(self.shape, dtype=dtype)
+                self.out = fresh(functools.partial(xp.zeros, self.shape, dtype=dtype))
                 self.ws = self.out
             else:
                 self.out = output(xp, self.shape, dtype, executor)
-                self.ws = xp.zeros(self.size, dtype=acc)
+                self.ws = fresh(functools.partial(xp.zeros, self.size, dtype=acc))
         else:
             self.kind = "partial"
             self.out = output(xp, self.shape, dtype, executor)

@@ -28,6 +28,7 @@ from dataclasses import replace
 
 from .._args import as_choice
 from .._kernels import CUDA_TYPES, cuda_type, register
+from .._plans import apply
 from .gemm_tile import GemmTile, MmaTile
 from .launch_bwd_common import (DEFAULT_SMEM_BYTES, EPILOGUE_BIAS, GRID_YZ_LIMIT, acc_dtype,
                                 array_module, batch_chunks, bool_name, ceil_div,
@@ -268,10 +269,14 @@ def _prefill_unreached(call: _Call) -> None:
     output_padding beyond the padding adds rows it never reaches): the others get 0, or the
     bias (conv_transpose2d); the GEMM then overwrites the reached ones."""
     if call.bias is None:
-        call.dx[...] = 0
+        apply(_fill, call.dx, 0)
     else:
         shape = (1, 1, 1, -1) if call.nhwc else (1, -1, 1, 1)
-        call.dx[...] = call.bias.reshape(shape)
+        apply(_fill, call.dx, call.bias.reshape(shape))
+
+
+def _fill(target, value) -> None:
+    target[...] = value
 
 
 def _pointwise_extent(nhwc: bool) -> tuple[int, int]:

@@ -1,5 +1,6 @@
-"""Launch plans of ``gpuconv.conv2d`` (gpuconv/_plans.py): the signature of a call, and which of
-the forward's launch paths are recorded.
+"""Launch plans of ``gpuconv.conv2d`` and of its gradients ``gpuconv.grad.conv2d_input`` /
+``conv2d_weight`` / ``conv2d_bias`` (gpuconv/_plans.py): the signature of a call, and which
+launch paths are recorded.
 
 A signature is everything the front's checks and the launchers' choices read: each array's
 type, dtype (byte order included), shape, strides, first element's alignment to 16 bytes (the
@@ -11,6 +12,7 @@ under autotuning (whose choice can change while measuring) and on the NumPy refe
 from __future__ import annotations
 
 import sys
+from typing import Any, Callable
 
 import numpy as np
 
@@ -21,9 +23,10 @@ from . import autotune
 
 PLANS = PlanCache()
 
-# The algorithms whose launchers do all their GPU work through recorded launches and fresh,
-# derived or viewed arrays (no elementwise CuPy operation the recorder cannot see). Not
-# im2col_gemm: its gemm="cublas" multiplies with cupy.matmul.
+# The forward algorithms whose launchers do all their GPU work through recorded launches and
+# fresh, derived or viewed arrays (no elementwise CuPy operation the recorder cannot see). Not
+# im2col_gemm: its gemm="cublas" multiplies with cupy.matmul. Every backward launcher does
+# (launch_bwd_data's fill of unreached pixels goes through _plans.apply).
 RECORDED_ALGORITHMS = frozenset({"direct", "implicit_gemm", "pointwise", "depthwise",
                                  "winograd_nonfused"})
 
@@ -44,21 +47,34 @@ def _array_key(a):
     raise _NotPlain
 
 
-def signature(x, weight, bias, residual, scalars: tuple):
-    """The plan key of a conv2d call without ``out=``; None when it has no plan."""
-    if weight is None or autotune.enabled():
+def signature(arrays: tuple, scalars: tuple):
+    """The plan key of a call of ``arrays`` (the first one required; None allowed after it)
+    and ``scalars``; None when the call has no plan."""
+    if arrays[0] is None or autotune.enabled():
         return None
+    first = type(arrays[0])
     cupy = sys.modules.get("cupy")
     try:
-        if type(x) is np.ndarray:
+        if first is np.ndarray:
             if _state.active_simulation() is None:
                 return None              # the NumPy reference: nothing is launched
             place = "simulator"
-        elif cupy is not None and type(x) is cupy.ndarray:
+        elif cupy is not None and first is cupy.ndarray:
             place = cupy.cuda.runtime.getDevice()
         else:
             return None
-        return (place, _array_key(x), _array_key(weight), _array_key(bias),
-                _array_key(residual), _plain(scalars))
+        return (place, tuple(_array_key(a) for a in arrays), _plain(scalars))
     except (_NotPlain, AttributeError):
         return None
+
+
+def run(key, roles: dict, launch: Callable[[], Any],
+        recorded_if: Callable[[Any], bool] = lambda ran: True):
+    """``launch()`` (the launcher call of a validated front), recorded as ``key``'s plan when
+    ``key`` is new and ``recorded_if(what the path noted it ran)`` holds."""
+    if not PLANS.wants(key):
+        return launch()
+    with PLANS.record(key, roles) as recording:
+        result = launch()
+        recording.keep(result, allowed=recorded_if(recording.ran))
+    return result

@@ -209,3 +209,60 @@ def test_winograd_chunks_are_views_of_its_workspaces(monkeypatch, rng, launched_
     monkeypatch.setattr(launch_winograd, "images_per_chunk", lambda *args: 1)
     twice(rng, launched_names, (3, 8, 9, 9), (8, 8, 3, 3), padding=1,
           algorithm="winograd_nonfused")
+
+
+# ---------------------------------------------------------------- the gradients
+
+GRAD_CASES = [
+    ((2, 8, 9, 9), (16, 8, 3, 3), dict(padding=1)),
+    ((2, 8, 9, 9), (16, 8, 3, 3), dict(padding=1, data_format="NHWC")),
+    ((2, 12, 7, 5), (10, 12, 1, 1), dict(stride=2)),     # the data gradient fills unreached dx
+    ((2, 6, 9, 8), (6, 1, 3, 3), dict(padding=1, groups=6)),
+    ((1, 6, 11, 9), (4, 3, 3, 3), dict(padding=(1, 2), groups=2, dilation=2)),
+]
+
+
+def grad_twice(rng, launched_names, function, x_shape, w_shape, dtype, deterministic, options):
+    fmt = options.get("data_format", "NCHW")
+    y_shape = gpuconv.conv2d_output_shape(x_shape, w_shape, **{k: v for k, v in options.items()
+                                                               if k != "data_format"})
+    runs = []
+    for _ in range(2):
+        x, w, _, _ = arrays(rng, x_shape, w_shape, dtype, data_format=fmt)
+        dy = rng.standard_normal(y_shape).astype(dtype)
+        if fmt == "NHWC":
+            dy = np.ascontiguousarray(dy.transpose(0, 2, 3, 1))
+        args = {"input": (x.shape, w, dy), "weight": (x, w.shape, dy), "bias": (dy,)}[function]
+        call = getattr(gpuconv.grad, f"conv2d_{function}")
+        kwargs = dict(options) if function != "bias" else {"data_format": fmt}
+        start, replays = len(launched_names), plans.PLANS.replays
+        with gpuconv.simulate():
+            got = call(*args, deterministic=deterministic, **kwargs)
+        runs.append((launched_names[start:], plans.PLANS.replays - replays))
+        expected = call(*args, **kwargs)
+        scale = max(float(np.abs(expected.astype(np.float64)).max()), 1.0)
+        err = float(np.abs(got.astype(np.float64) - expected).max()) / scale
+        assert err <= 10 * TOLERANCE[np.dtype(dtype).name], err
+    (first, first_replays), (second, second_replays) = runs
+    assert (first_replays, second_replays) == (0, 1)
+    assert second == first and first
+
+
+@pytest.mark.parametrize("x_shape, w_shape, options", GRAD_CASES)
+@pytest.mark.parametrize("function", ["input", "weight", "bias"])
+@pytest.mark.parametrize("dtype", [np.float32, np.float16], ids=["float32", "float16"])
+@pytest.mark.parametrize("deterministic", [False, True], ids=["default", "deterministic"])
+def test_a_repeated_gradient_signature_replays_its_launches(x_shape, w_shape, options, function,
+                                                            dtype, deterministic, rng,
+                                                            launched_names):
+    grad_twice(rng, launched_names, function, x_shape, w_shape, dtype, deterministic, options)
+
+
+def test_the_mode_is_part_of_the_gradient_signature(rng, launched_names):
+    x, _, _, _ = arrays(rng, (2, 8, 9, 9), (16, 8, 3, 3), np.float32)
+    dy = rng.standard_normal((2, 16, 9, 9)).astype(np.float32)
+    with gpuconv.simulate():
+        gpuconv.grad.conv2d_weight(x, (16, 8, 3, 3), dy, padding=1, deterministic=True)
+        gpuconv.set_deterministic(False)
+        gpuconv.grad.conv2d_weight(x, (16, 8, 3, 3), dy, padding=1)
+    assert plans.PLANS.replays == 0 and len(plans.PLANS) == 2
