@@ -68,6 +68,11 @@ def signature(arrays: tuple, scalars: tuple):
         return None
 
 
+def replay(key, roles: dict):
+    """The result of replaying ``key``'s plan over ``roles``; None without a key or a plan."""
+    return PLANS.replay(key, roles) if key is not None else None
+
+
 def run(key, roles: dict, launch: Callable[[], Any],
         recorded_if: Callable[[Any], bool] = lambda ran: True):
     """``launch()`` (the launcher call of a validated front), recorded as ``key``'s plan when
