@@ -319,7 +319,9 @@ class _Recording:
         return self.recorder.note
 
     def keep(self, result, allowed: bool) -> None:
-        plan = self.recorder.finish(result, allowed) if not self.outer else None
+        if self.outer:       # recorded nowhere: a later call of its own may still be
+            return
+        plan = self.recorder.finish(result, allowed)
         self.cache._plans[self.key] = plan if plan is not None else PlanCache._UNPLANNABLE
 
     def __exit__(self, *exc) -> None:
