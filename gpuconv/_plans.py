@@ -32,6 +32,9 @@ from typing import Any, Callable
 
 import numpy as np
 
+# _loader imports this module too; each side reads the other's names only when called.
+from . import _loader
+
 _local = threading.local()
 # Arrays that outlive every call (the kernels' never-read placeholders), by id; kept alive here.
 _persistent: dict[int, Any] = {}
@@ -245,7 +248,7 @@ class Plan:
         self.steps, self.slots, self.result = steps, slots, result
 
     def replay(self, roles: dict[str, Any]):
-        from ._loader import get_function
+        get_function = _loader.get_function
         arrays = [None] * self.slots
         for step in self.steps:
             kind = step[0]
