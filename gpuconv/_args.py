@@ -25,15 +25,17 @@ def _is_int(v: Any) -> bool:
 #
 # A call's host time is part of what a user waits for (a small layer's kernel runs in ~20 us), so
 # the pure functions that validate arguments and derive a geometry remember their results for
-# the argument values seen before. Only "plain" values are keys: exact ints, bools (tagged, so
-# that True and 1 are different keys), strings, None and tuples/lists of those. A NumPy integer
-# equals an int and hashes like one, so it is never a key (it takes the checked path).
+# the argument values seen before. Only "plain" values are keys: exact ints, bools and floats
+# (tagged, so that True, 1 and 1.0 are different keys; a float by its bits, so that -0.0 and
+# 0.0 differ and a NaN equals itself), strings, None and tuples/lists of those. A NumPy scalar
+# equals a Python number and hashes like one, so it is never a key (it takes the checked path).
 # Failures are not remembered: an invalid call raises every time.
 
 _PLAIN_ATOMS = (int, str, type(None))
 # A bool is keyed apart from the int it equals (flags such as ceil_mode are bools), with a tag no
 # argument value can be.
 _BOOL_TAG = object()
+_FLOAT_TAG = object()
 MEMO_ENTRIES = 4096
 
 
@@ -43,6 +45,8 @@ def _plain(value: Any):
         return value
     if t is bool:
         return (_BOOL_TAG, value)
+    if t is float:
+        return (_FLOAT_TAG, value.hex())
     if t is tuple or t is list:
         # A loop, not a generator: this key is built on every call, and shapes and (h, w)
         # pairs (flat ints) are the usual items.

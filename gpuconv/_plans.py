@@ -229,18 +229,25 @@ class Recorder:
         return launch
 
     def finish(self, result, allowed: bool) -> "Plan | None":
-        """The plan that makes ``result`` again, or None when the call cannot be replayed
-        (``allowed``: the caller's verdict on its launch path)."""
-        if not (self.ok and allowed and _is_array(result)):
+        """The plan that makes ``result`` (an array, or a tuple of arrays: values and indices)
+        again, or None when the call cannot be replayed (``allowed``: the caller's verdict on
+        its launch path)."""
+        if not (self.ok and allowed):
             return None
-        slot = self._slots.get(id(result))
-        if slot is None:
-            return None
-        return Plan(tuple(self.steps), len(self._arrays), slot)
+        if type(result) is tuple:
+            slots = tuple(self._result_slot(r) for r in result)
+            return None if None in slots else Plan(tuple(self.steps), len(self._arrays), slots)
+        slot = self._result_slot(result)
+        return None if slot is None else Plan(tuple(self.steps), len(self._arrays), slot)
+
+    def _result_slot(self, result) -> int | None:
+        """The slot of a result array (None: not an array the plan makes)."""
+        return self._slots.get(id(result)) if _is_array(result) else None
 
 
 class Plan:
-    """Recorded steps; ``replay(roles)`` runs them over a new call's arrays."""
+    """Recorded steps; ``replay(roles)`` runs them over a new call's arrays. ``result``: the
+    result's slot, or a tuple of slots for a tuple of arrays."""
 
     __slots__ = ("steps", "slots", "result")
 
@@ -266,6 +273,8 @@ class Plan:
             else:
                 _, slot, owner, offset, shape, strides, dtype = step
                 arrays[slot] = _view(arrays[owner], offset, shape, strides, dtype)
+        if type(self.result) is tuple:
+            return tuple(arrays[slot] for slot in self.result)
         return arrays[self.result]
 
 

@@ -27,8 +27,8 @@ def pytest_collection_modifyitems(config, items):
 def fresh_launch_plans():
     """Each test starts without recorded launch plans (gpuconv/_plans.py): a test that changes
     a launcher's rule (monkeypatch) must not replay a plan recorded under another test's."""
-    from gpuconv.conv import plans
-    plans.PLANS.clear()
+    from gpuconv import _call_plans
+    _call_plans.PLANS.clear()
     yield
 
 

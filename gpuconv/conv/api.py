@@ -32,10 +32,8 @@ def conv2d(x, weight, bias=None, stride=1, padding=0, dilation=1, groups=1, *,
     key = None
     roles = {"x": x, "weight": weight, "bias": bias, "residual": residual}
     if out is None:
-        key = plans.signature(tuple(roles.values()),
-                              (stride, padding, dilation, groups, activation, algorithm,
-                               data_format))
-        y = plans.replay(key, roles)
+        key, y = plans.planned("conv2d", roles, (stride, padding, dilation, groups, activation,
+                                                 algorithm, data_format))
         if y is not None:
             return y
     arrays = check_arrays({"x": x, "weight": weight, "bias": bias, "residual": residual},

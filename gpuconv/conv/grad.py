@@ -17,17 +17,6 @@ from .geometry import (check_algorithm, check_data_format, check_shape, conv2d_g
 __all__ = ["conv2d_input", "conv2d_weight", "conv2d_bias"]
 
 
-def _planned(roles: dict, scalars: tuple, deterministic):
-    """(launch plan key, roles, the replayed result or None) of a gradient call (plans.py): the
-    key holds the arrays (``roles``, the first one leading), the scalar arguments and the mode
-    they resolve to; no key (the full path) for an invalid ``deterministic``."""
-    key = None
-    if deterministic is None or type(deterministic) is bool:
-        key = plans.signature(tuple(roles.values()),
-                              (*scalars, _state.is_deterministic(deterministic)))
-    return key, roles, plans.replay(key, roles)
-
-
 def _check_grad_output(grad_output, geom, data_format: str) -> None:
     expected = layout_shape(geom.output_shape, data_format)
     if tuple(grad_output.shape) != expected:
@@ -39,9 +28,9 @@ def conv2d_input(input_shape, weight, grad_output, stride=1, padding=0, dilation
                  deterministic=None, algorithm="auto", data_format="NCHW"):
     """Gradient of ``conv2d`` with respect to its input, of shape ``input_shape`` (in
     ``data_format``), given the weight and the gradient of the output."""
-    key, roles, replayed = _planned({"grad_output": grad_output, "weight": weight},
-                                    (input_shape, stride, padding, dilation, groups, algorithm,
-                                     data_format), deterministic)
+    roles = {"grad_output": grad_output, "weight": weight}
+    key, replayed = plans.planned("conv2d_input", roles, (input_shape, stride, padding, dilation,
+                                  groups, algorithm, data_format), deterministic=deterministic)
     if replayed is not None:
         return replayed
     arrays = check_arrays({"grad_output": grad_output, "weight": weight},
@@ -70,9 +59,9 @@ def conv2d_weight(x, weight_shape, grad_output, stride=1, padding=0, dilation=1,
                   deterministic=None, algorithm="auto", data_format="NCHW"):
     """Gradient of ``conv2d`` with respect to its weight, of shape ``weight_shape``
     (K, C/groups, R, S), given the input and the gradient of the output."""
-    key, roles, replayed = _planned({"x": x, "grad_output": grad_output},
-                                    (weight_shape, stride, padding, dilation, groups, algorithm,
-                                     data_format), deterministic)
+    roles = {"x": x, "grad_output": grad_output}
+    key, replayed = plans.planned("conv2d_weight", roles, (weight_shape, stride, padding, dilation,
+                                  groups, algorithm, data_format), deterministic=deterministic)
     if replayed is not None:
         return replayed
     arrays = check_arrays({"x": x, "grad_output": grad_output},
@@ -101,7 +90,9 @@ def conv2d_weight(x, weight_shape, grad_output, stride=1, padding=0, dilation=1,
 def conv2d_bias(grad_output, *, deterministic=None, data_format="NCHW"):
     """Gradient of ``conv2d`` with respect to its bias: ``grad_output`` summed over every axis
     but the channels, shape (K,)."""
-    key, roles, replayed = _planned({"grad_output": grad_output}, (data_format,), deterministic)
+    roles = {"grad_output": grad_output}
+    key, replayed = plans.planned("conv2d_bias", roles, (data_format,),
+                                  deterministic=deterministic)
     if replayed is not None:
         return replayed
     arrays = check_arrays({"grad_output": grad_output}, ndim={"grad_output": 4})

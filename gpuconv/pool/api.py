@@ -2,7 +2,9 @@
 
 Each front checks its arrays, builds the geometry (``gpuconv.pool.geometry``, where every rule
 lives), and hands the call to its executor (``dispatch.run``): the NumPy reference, or the CUDA
-kernels through ``launch`` (on a GPU or in the CPU simulator). Every function takes
+kernels through ``launch`` (on a GPU or in the CPU simulator). A call whose signature was seen
+before replays the launches recorded then (``dispatch.planned``; gpuconv/_call_plans.py),
+skipping all of that. Every function takes
 ``data_format="NCHW"`` or ``"NHWC"`` as a keyword; arrays in and out are in that layout.
 """
 from __future__ import annotations
@@ -12,7 +14,7 @@ import numpy as np
 from .. import _state
 from .._args import as_bool
 from .._arrays import check_arrays
-from .dispatch import run
+from .dispatch import planned, run
 from .geometry import (adaptive_pool2d_geometry, check_data_format, check_divisor_override,
                        check_norm_type, check_pool_indices, global_pool2d_geometry,
                        layout_shape, max_unpool2d_geometry, nchw_shape, pool2d_geometry,
@@ -34,38 +36,51 @@ def max_pool2d(x, kernel_size, stride=None, padding=0, dilation=1, ceil_mode=Fal
     """Max over each window; with ``return_indices`` also the int64 flat index h*W + w of each
     maximum. Ties go to the first maximum in row-major window order; a NaN wins (the last NaN's
     index); a window of padding only (dilation larger than the input) gives -inf and index -1."""
+    plan, replayed = planned("max_pool2d", {"x": x}, (kernel_size, stride, padding, dilation,
+                                                      ceil_mode, return_indices, data_format))
+    if replayed is not None:
+        return replayed
     arrays, data_format, shape = _checked_x(x, data_format)
     return_indices = as_bool("return_indices", return_indices)
     geom = pool2d_geometry(shape, kernel_size, stride, padding, dilation, ceil_mode)
     return run("max_pool2d", _state.executor_for(arrays.library), geom, x,
-               return_indices=return_indices, data_format=data_format)
+               return_indices=return_indices, data_format=data_format, plan=plan)
 
 
 def avg_pool2d(x, kernel_size, stride=None, padding=0, ceil_mode=False, count_include_pad=True,
                divisor_override=None, *, data_format="NCHW"):
     """Mean over each window. The divisor is ``divisor_override`` if given, else the window
     clipped to input + padding (``count_include_pad``) or to the input alone."""
+    plan, replayed = planned("avg_pool2d", {"x": x}, (kernel_size, stride, padding, ceil_mode,
+                                                      count_include_pad, divisor_override,
+                                                      data_format))
+    if replayed is not None:
+        return replayed
     arrays, data_format, shape = _checked_x(x, data_format)
     count_include_pad = as_bool("count_include_pad", count_include_pad)
     divisor_override = check_divisor_override(divisor_override)
     geom = pool2d_geometry(shape, kernel_size, stride, padding, 1, ceil_mode)
     return run("avg_pool2d", _state.executor_for(arrays.library), geom, x,
                count_include_pad=count_include_pad, divisor_override=divisor_override,
-               data_format=data_format)
+               data_format=data_format, plan=plan)
 
 
 def lp_pool2d(x, norm_type, kernel_size, stride=None, ceil_mode=False, *, data_format="NCHW"):
     """PyTorch's (sign(f) * relu(|f|) * kh*kw) ** (1/p), f = avg_pool2d(x ** p) (no padding);
     p = +inf / -inf: the largest / smallest |x| of each window, as PyTorch."""
+    plan, replayed = planned("lp_pool2d", {"x": x}, (norm_type, kernel_size, stride, ceil_mode,
+                                                     data_format))
+    if replayed is not None:
+        return replayed
     arrays, data_format, shape = _checked_x(x, data_format)
     norm_type = check_norm_type(norm_type)
     geom = pool2d_geometry(shape, kernel_size, stride, 0, 1, ceil_mode)
     from . import lp_infinite   # it calls max_pool2d above
-    if lp_infinite.is_infinite(norm_type):
+    if lp_infinite.is_infinite(norm_type):   # elementwise CuPy work around max_pool2d: no plan
         return lp_infinite.forward(arrays.xp, x, norm_type, kernel_size, stride, ceil_mode,
                                    data_format)
     return run("lp_pool2d", _state.executor_for(arrays.library), geom, x,
-               norm_type=norm_type, data_format=data_format)
+               norm_type=norm_type, data_format=data_format, plan=plan)
 
 
 def _empty_output(arrays, geom, x, data_format):
@@ -77,16 +92,23 @@ def _empty_output(arrays, geom, x, data_format):
 def adaptive_avg_pool2d(x, output_size, *, data_format="NCHW"):
     """Mean over windows [floor(i*H/P), ceil((i+1)*H/P)); a None in output_size keeps that size;
     an output_size of 0 gives an empty output."""
+    plan, replayed = planned("adaptive_avg_pool2d", {"x": x}, (output_size, data_format))
+    if replayed is not None:
+        return replayed
     arrays, data_format, shape = _checked_x(x, data_format)
     geom = adaptive_pool2d_geometry(shape, output_size)
     if geom.empty_output:
         return _empty_output(arrays, geom, x, data_format)
     return run("adaptive_avg_pool2d", _state.executor_for(arrays.library), geom, x,
-               data_format=data_format)
+               data_format=data_format, plan=plan)
 
 
 def adaptive_max_pool2d(x, output_size, return_indices=False, *, data_format="NCHW"):
     """Max over the adaptive windows, with max_pool2d's rules for ties, NaN and indices."""
+    plan, replayed = planned("adaptive_max_pool2d", {"x": x},
+                             (output_size, return_indices, data_format))
+    if replayed is not None:
+        return replayed
     arrays, data_format, shape = _checked_x(x, data_format)
     return_indices = as_bool("return_indices", return_indices)
     geom = adaptive_pool2d_geometry(shape, output_size)
@@ -94,30 +116,39 @@ def adaptive_max_pool2d(x, output_size, return_indices=False, *, data_format="NC
         y = _empty_output(arrays, geom, x, data_format)
         return (y, arrays.xp.empty(y.shape, dtype=np.int64)) if return_indices else y
     return run("adaptive_max_pool2d", _state.executor_for(arrays.library), geom, x,
-               return_indices=return_indices, data_format=data_format)
+               return_indices=return_indices, data_format=data_format, plan=plan)
 
 
 def global_avg_pool2d(x, *, data_format="NCHW"):
     """Mean over each whole plane: (N, C, 1, 1) (NHWC: (N, 1, 1, C))."""
+    plan, replayed = planned("global_avg_pool2d", {"x": x}, (data_format,))
+    if replayed is not None:
+        return replayed
     arrays, data_format, shape = _checked_x(x, data_format)
     return run("global_avg_pool2d", _state.executor_for(arrays.library),
-               global_pool2d_geometry(shape), x, data_format=data_format)
+               global_pool2d_geometry(shape), x, data_format=data_format, plan=plan)
 
 
 def global_max_pool2d(x, *, data_format="NCHW"):
     """Max over each whole plane (NaN wins): (N, C, 1, 1) (NHWC: (N, 1, 1, C))."""
+    plan, replayed = planned("global_max_pool2d", {"x": x}, (data_format,))
+    if replayed is not None:
+        return replayed
     arrays, data_format, shape = _checked_x(x, data_format)
     return run("global_max_pool2d", _state.executor_for(arrays.library),
-               global_pool2d_geometry(shape), x, data_format=data_format)
+               global_pool2d_geometry(shape), x, data_format=data_format, plan=plan)
 
 
 def spatial_pyramid_pool2d(x, levels=(1, 2, 4), mode="max", *, data_format="NCHW"):
     """(N, C * sum(l*l)): per level l, adaptive ``mode`` pooling to (l, l) reshaped to
     (N, C*l*l) in the layout's element order (NCHW: c, i, j; NHWC: i, j, c), levels in order."""
+    plan, replayed = planned("spatial_pyramid_pool2d", {"x": x}, (levels, mode, data_format))
+    if replayed is not None:
+        return replayed
     arrays, data_format, shape = _checked_x(x, data_format)
     geom = spatial_pyramid_geometry(shape, levels, mode)
     return run("spatial_pyramid_pool2d", _state.executor_for(arrays.library), geom, x,
-               data_format=data_format)
+               data_format=data_format, plan=plan)
 
 
 def max_unpool2d(x, indices, kernel_size, stride=None, padding=0, output_size=None, *,

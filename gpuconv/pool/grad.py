@@ -8,13 +8,17 @@ function takes ``data_format`` and ``deterministic`` (None: the process-wide set
 grad_output must have exactly F's output shape. Float atomics: only max_pool2d and
 adaptive_max_pool2d with overlapping windows or bins, in the default mode (a scatter through the
 indices, as PyTorch's); ``deterministic=True`` makes them gathers, bitwise reproducible.
+
+Launch plans (gpuconv/_call_plans.py) as for the forwards, with the resolved mode in the key;
+calls whose ``indices=`` have their values scanned (a device pass and a synchronization that a
+replay must not skip) have none.
 """
 from __future__ import annotations
 
 from .. import _state
 from .._args import as_bool
 from .._arrays import check_arrays
-from .dispatch import run
+from .dispatch import planned, run
 from .geometry import (adaptive_pool2d_geometry, check_data_format, check_divisor_override,
                        check_grad_output, check_norm_type, check_pool_indices,
                        global_pool2d_geometry, layout_shape, max_unpool2d_geometry, nchw_shape,
@@ -51,8 +55,22 @@ def max_pool2d(grad_output, x, kernel_size, stride=None, padding=0, dilation=1, 
                        deterministic=deterministic, scan_indices=True)
 
 
+def _planned(front: str, roles: dict, scalars: tuple, deterministic, *, scanned: bool = False):
+    """``dispatch.planned`` of gradient ``front``; no plan where the call's ``indices=`` values
+    are scanned (``scanned``)."""
+    if scanned:
+        return (None, None), None
+    return planned("grad." + front, roles, scalars, deterministic=deterministic)
+
+
 def _max_pool2d(grad_output, x, kernel_size, stride, padding, dilation, ceil_mode,
                 return_indices, *, indices, data_format, deterministic, scan_indices):
+    plan, replayed = _planned(
+        "max_pool2d", {"grad_output": grad_output, "x": x, "indices": indices},
+        (kernel_size, stride, padding, dilation, ceil_mode, return_indices, data_format),
+        deterministic, scanned=indices is not None and scan_indices)
+    if replayed is not None:
+        return replayed
     arrays, data_format, shape, deterministic = _checked(grad_output, x, data_format, deterministic)
     as_bool("return_indices", return_indices)   # F's argument; it does not change the gradient
     geom = pool2d_geometry(shape, kernel_size, stride, padding, dilation, ceil_mode)
@@ -61,12 +79,17 @@ def _max_pool2d(grad_output, x, kernel_size, stride, padding, dilation, ceil_mod
         check_pool_indices(indices, arrays.library, out_shape, geom, data_format,
                            window="strided", allow_no_index=True, scan=scan_indices)
     return run("grad_max_pool2d", _state.executor_for(arrays.library), geom, grad_output, x,
-               indices=indices, data_format=data_format, deterministic=deterministic)
+               indices=indices, data_format=data_format, deterministic=deterministic, plan=plan)
 
 
 def avg_pool2d(grad_output, x, kernel_size, stride=None, padding=0, ceil_mode=False,
                count_include_pad=True, divisor_override=None, *, data_format="NCHW",
                deterministic=None):
+    plan, replayed = _planned("avg_pool2d", {"grad_output": grad_output, "x": x},
+                              (kernel_size, stride, padding, ceil_mode, count_include_pad,
+                               divisor_override, data_format), deterministic)
+    if replayed is not None:
+        return replayed
     arrays, data_format, shape, deterministic = _checked(grad_output, x, data_format, deterministic)
     count_include_pad = as_bool("count_include_pad", count_include_pad)
     divisor_override = check_divisor_override(divisor_override)
@@ -74,11 +97,16 @@ def avg_pool2d(grad_output, x, kernel_size, stride=None, padding=0, ceil_mode=Fa
     _check_output(grad_output, geom, data_format, "avg_pool2d")
     return run("grad_avg_pool2d", _state.executor_for(arrays.library), geom, grad_output, x,
                count_include_pad=count_include_pad, divisor_override=divisor_override,
-               data_format=data_format, deterministic=deterministic)
+               data_format=data_format, deterministic=deterministic, plan=plan)
 
 
 def lp_pool2d(grad_output, x, norm_type, kernel_size, stride=None, ceil_mode=False, *,
               data_format="NCHW", deterministic=None):
+    plan, replayed = _planned("lp_pool2d", {"grad_output": grad_output, "x": x},
+                              (norm_type, kernel_size, stride, ceil_mode, data_format),
+                              deterministic)
+    if replayed is not None:
+        return replayed
     arrays, data_format, shape, deterministic = _checked(grad_output, x, data_format, deterministic)
     norm_type = check_norm_type(norm_type)
     geom = pool2d_geometry(shape, kernel_size, stride, 0, 1, ceil_mode)
@@ -88,17 +116,22 @@ def lp_pool2d(grad_output, x, norm_type, kernel_size, stride=None, ceil_mode=Fal
         return lp_infinite.backward(arrays.xp, grad_output, x, norm_type, kernel_size, stride,
                                     ceil_mode, data_format, deterministic)
     return run("grad_lp_pool2d", _state.executor_for(arrays.library), geom, grad_output, x,
-               norm_type=norm_type, data_format=data_format, deterministic=deterministic)
+               norm_type=norm_type, data_format=data_format, deterministic=deterministic,
+               plan=plan)
 
 
 def adaptive_avg_pool2d(grad_output, x, output_size, *, data_format="NCHW", deterministic=None):
+    plan, replayed = _planned("adaptive_avg_pool2d", {"grad_output": grad_output, "x": x},
+                              (output_size, data_format), deterministic)
+    if replayed is not None:
+        return replayed
     arrays, data_format, shape, deterministic = _checked(grad_output, x, data_format, deterministic)
     geom = adaptive_pool2d_geometry(shape, output_size)
     _check_output(grad_output, geom, data_format, "adaptive_avg_pool2d")
     if geom.empty_output:
         return _zero_gradient(arrays, grad_output, x)
     return run("grad_adaptive_avg_pool2d", _state.executor_for(arrays.library), geom, grad_output,
-               x, data_format=data_format, deterministic=deterministic)
+               x, data_format=data_format, deterministic=deterministic, plan=plan)
 
 
 def adaptive_max_pool2d(grad_output, x, output_size, return_indices=False, *, indices=None,
@@ -110,6 +143,12 @@ def adaptive_max_pool2d(grad_output, x, output_size, return_indices=False, *, in
 
 def _adaptive_max_pool2d(grad_output, x, output_size, return_indices, *, indices, data_format,
                          deterministic, scan_indices):
+    plan, replayed = _planned(
+        "adaptive_max_pool2d", {"grad_output": grad_output, "x": x, "indices": indices},
+        (output_size, return_indices, data_format), deterministic,
+        scanned=indices is not None and scan_indices)
+    if replayed is not None:
+        return replayed
     arrays, data_format, shape, deterministic = _checked(grad_output, x, data_format, deterministic)
     as_bool("return_indices", return_indices)   # F's argument; it does not change the gradient
     geom = adaptive_pool2d_geometry(shape, output_size)
@@ -120,34 +159,48 @@ def _adaptive_max_pool2d(grad_output, x, output_size, return_indices, *, indices
     if geom.empty_output:
         return _zero_gradient(arrays, grad_output, x)
     return run("grad_adaptive_max_pool2d", _state.executor_for(arrays.library), geom, grad_output,
-               x, indices=indices, data_format=data_format, deterministic=deterministic)
+               x, indices=indices, data_format=data_format, deterministic=deterministic,
+               plan=plan)
 
 
 def global_avg_pool2d(grad_output, x, *, data_format="NCHW", deterministic=None):
+    plan, replayed = _planned("global_avg_pool2d", {"grad_output": grad_output, "x": x},
+                              (data_format,), deterministic)
+    if replayed is not None:
+        return replayed
     arrays, data_format, shape, deterministic = _checked(grad_output, x, data_format, deterministic)
     geom = global_pool2d_geometry(shape)
     _check_output(grad_output, geom, data_format, "global_avg_pool2d")
     return run("grad_global_avg_pool2d", _state.executor_for(arrays.library), geom, grad_output,
-               x, data_format=data_format, deterministic=deterministic)
+               x, data_format=data_format, deterministic=deterministic, plan=plan)
 
 
 def global_max_pool2d(grad_output, x, *, indices=None, data_format="NCHW", deterministic=None):
+    plan, replayed = _planned("global_max_pool2d", {"grad_output": grad_output, "x": x},
+                              (data_format,), deterministic, scanned=indices is not None)
+    if replayed is not None:
+        return replayed
     arrays, data_format, shape, deterministic = _checked(grad_output, x, data_format, deterministic)
     geom = global_pool2d_geometry(shape)
     out_shape = _check_output(grad_output, geom, data_format, "global_max_pool2d")
     if indices is not None:
         check_pool_indices(indices, arrays.library, out_shape, geom, data_format, window="none")
     return run("grad_global_max_pool2d", _state.executor_for(arrays.library), geom, grad_output,
-               x, indices=indices, data_format=data_format, deterministic=deterministic)
+               x, indices=indices, data_format=data_format, deterministic=deterministic,
+               plan=plan)
 
 
 def spatial_pyramid_pool2d(grad_output, x, levels=(1, 2, 4), mode="max", *, data_format="NCHW",
                            deterministic=None):
+    plan, replayed = _planned("spatial_pyramid_pool2d", {"grad_output": grad_output, "x": x},
+                              (levels, mode, data_format), deterministic)
+    if replayed is not None:
+        return replayed
     arrays, data_format, shape, deterministic = _checked(grad_output, x, data_format, deterministic)
     geom = spatial_pyramid_geometry(shape, levels, mode)
     check_grad_output(grad_output, geom.output_shape, "spatial_pyramid_pool2d")
     return run("grad_spatial_pyramid_pool2d", _state.executor_for(arrays.library), geom,
-               grad_output, x, data_format=data_format, deterministic=deterministic)
+               grad_output, x, data_format=data_format, deterministic=deterministic, plan=plan)
 
 
 def max_unpool2d(grad_output, x, indices, kernel_size, stride=None, padding=0, output_size=None, *,

@@ -11,8 +11,8 @@ from __future__ import annotations
 import numpy as np
 
 from .geometry import AdaptivePool2dGeometry, SpatialPyramidGeometry
-from .launch_common import (BOOLS, TYPES, bound_tables, check_int32, contiguous, ctype, flag,
-                            forward_operands, i32, launch_elementwise, layout_shape, nhwc,
+from .launch_common import (BOOLS, TYPES, bound_tables, check_int32, contiguous, ctype, empty,
+                            flag, forward_operands, i32, launch_elementwise, layout_shape, nhwc,
                             no_indices, pool_shape, register_family, xp_for)
 from .launch_global import global_avg_pool2d, global_reduce, grad_global_avg_pool2d
 from .launch_switches import bins_overlap, max_pool_backward
@@ -47,8 +47,8 @@ def adaptive_max_indices(geom: AdaptivePool2dGeometry, x, data_format: str, exec
                          return_indices: bool = True):
     """(values, indices or None) of adaptive max pooling; x contiguous in ``data_format``."""
     xp = xp_for(executor)
-    y = xp.empty(layout_shape(geom.N, geom.C, geom.P, geom.Q, data_format), dtype=x.dtype)
-    indices = xp.empty(y.shape, dtype=np.int64) if return_indices else None
+    y = empty(xp, layout_shape(geom.N, geom.C, geom.P, geom.Q, data_format), x.dtype)
+    indices = empty(xp, y.shape, np.int64) if return_indices else None
     name = (f"adaptive_max_pool2d_forward<{ctype(x.dtype)}, {nhwc(data_format)}, "
             f"{flag(return_indices)}>")
     launch_elementwise(ADAPTIVE_POOL, name, executor, y.size,
@@ -105,8 +105,8 @@ def grad_adaptive_avg_pool2d(geom: AdaptivePool2dGeometry, grad_output, x, *, da
     xp = xp_for(executor)
     grad_output = contiguous(xp, grad_output)
     check_int32(x, grad_output)
-    grad_input = xp.empty(layout_shape(geom.N, geom.C, geom.H, geom.W, data_format),
-                          dtype=grad_output.dtype)
+    grad_input = empty(xp, layout_shape(geom.N, geom.C, geom.H, geom.W, data_format),
+                       grad_output.dtype)
     name = f"adaptive_avg_pool2d_backward<{ctype(grad_output.dtype)}, {nhwc(data_format)}>"
     use_tables, smem = _table_args(geom)
     launch_elementwise(ADAPTIVE_POOL, name, executor, grad_input.size,
@@ -137,8 +137,8 @@ def _spp_forward(geom: SpatialPyramidGeometry, x, data_format: str, executor: st
                  with_indices: bool):
     xp = xp_for(executor)
     features = geom.output_shape[1]
-    y = xp.empty((geom.N, features), dtype=x.dtype)
-    indices = xp.empty(y.shape, dtype=np.int64) if with_indices else no_indices(xp)
+    y = empty(xp, (geom.N, features), x.dtype)
+    indices = empty(xp, y.shape, np.int64) if with_indices else no_indices(xp)
     is_max = geom.mode == "max"
     name = (f"spatial_pyramid_pool2d_forward<{ctype(x.dtype)}, {nhwc(data_format)}, "
             f"{flag(is_max)}, {flag(with_indices)}>")
@@ -165,7 +165,7 @@ def grad_spatial_pyramid_pool2d(geom: SpatialPyramidGeometry, grad_output, x, *,
     is_max = geom.mode == "max"
     indices = _spp_forward(geom, x, data_format, executor, with_indices=True)[1] if is_max \
         else no_indices(xp)
-    grad_input = xp.empty(x.shape, dtype=grad_output.dtype)
+    grad_input = empty(xp, x.shape, grad_output.dtype)
     name = (f"spatial_pyramid_pool2d_backward<{ctype(grad_output.dtype)}, {nhwc(data_format)}, "
             f"{flag(is_max)}>")
     for launch_number, (base, group) in enumerate(_level_groups(geom)):

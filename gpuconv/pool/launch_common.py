@@ -5,6 +5,12 @@ The kernels take every scalar as a fixed-width NumPy scalar (CuPy does not check
 ``i32`` and ``acc_scalar`` make them. Outputs are allocated with ``empty`` (the kernels write every
 element) or ``zeros`` where a kernel only scatters; on CuPy both are stream-ordered allocations on
 the current stream, and nothing here synchronizes with the device.
+
+Every array a launcher hands a kernel is one of the call's, a view of one, or made here by
+``empty``, ``zeros``, ``contiguous``, ``index_array`` or ``no_indices``: the channels a launch
+plan names (gpuconv/_plans.py), so that every pooling launch path can be recorded and replayed.
+A launcher does no other GPU work (no elementwise CuPy operation, no fill in place), which the
+recorder could not see.
 """
 from __future__ import annotations
 
@@ -15,6 +21,7 @@ import numpy as np
 from .._fast_divmod import FLAT_DECODER_DTYPE, flat_decoder
 from .._kernels import CUDA_TYPES, cuda_type, register
 from .._loader import get_function
+from .._plans import derived, fresh, persistent
 from ..conv.geometry import unused_as_one
 from .geometry import Pool2dGeometry
 
@@ -101,16 +108,26 @@ def xp_for(executor: str):
     return np
 
 
+def empty(xp, shape, dtype):
+    """A new uninitialized array (every element of it written by the kernels)."""
+    return fresh(functools.partial(xp.empty, shape, dtype=dtype))
+
+
+def zeros(xp, shape, dtype):
+    """A new zeroed array (the target of a scatter)."""
+    return fresh(functools.partial(xp.zeros, shape, dtype=dtype))
+
+
 def contiguous(xp, a, dtype=None):
     """``a`` as a C-contiguous array (no copy when it already is one of ``dtype``)."""
     if a.flags.c_contiguous and (dtype is None or a.dtype == dtype):
         return a
-    return xp.ascontiguousarray(a, dtype=dtype)
+    return derived(functools.partial(xp.ascontiguousarray, dtype=dtype), a)
 
 
 def index_array(xp, indices):
     """Pooling indices as the kernels read them: contiguous int64."""
-    return xp.ascontiguousarray(indices, dtype=np.int64)
+    return contiguous(xp, indices, np.dtype(np.int64))
 
 
 def acc_dtype(dtype) -> np.dtype:
@@ -166,8 +183,20 @@ def launch_elementwise(family, name: str, executor: str, total: int, args,
 
 
 def no_indices(xp):
-    """The int64 argument of a kernel instantiated not to touch its index array."""
-    return xp.empty(1, dtype=np.int64)
+    """The int64 argument of a kernel instantiated not to touch its index array: one per array
+    module and device, never read, so that such a launch allocates nothing."""
+    if xp.__name__ == "cupy":
+        return _placeholder("cupy", xp.cuda.runtime.getDevice())
+    return _placeholder("numpy", None)
+
+
+@functools.lru_cache(maxsize=None)
+def _placeholder(library: str, device):
+    if library == "cupy":
+        import cupy
+        with cupy.cuda.Device(device):
+            return persistent(cupy.empty(1, dtype=np.int64))
+    return persistent(np.empty(1, dtype=np.int64))
 
 
 def forward_operands(xp, geom, x, data_format: str):
@@ -176,7 +205,7 @@ def forward_operands(xp, geom, x, data_format: str):
     substitute one that poisons ``empty``)."""
     x = contiguous(xp, x)
     check_int32(x, geom.N * geom.C * geom.P * geom.Q)
-    return x, xp.empty(layout_shape(geom.N, geom.C, geom.P, geom.Q, data_format), dtype=x.dtype)
+    return x, empty(xp, layout_shape(geom.N, geom.C, geom.P, geom.Q, data_format), x.dtype)
 
 
 def switch_operands(xp, grad_output, x, indices, recompute_indices):
@@ -197,7 +226,7 @@ def grad_through_switches(xp, family, kernel: str, grad_output, x, indices, reco
     the forward's, or, when None, ``recompute_indices(x)`` with x made contiguous. ``xp`` as in
     ``forward_operands``."""
     grad_output, x, indices = switch_operands(xp, grad_output, x, indices, recompute_indices)
-    grad_input = xp.empty(x.shape, dtype=grad_output.dtype)
+    grad_input = empty(xp, x.shape, grad_output.dtype)
     name = f"{kernel}<{ctype(grad_output.dtype)}, {nhwc(data_format)}>"
     launch_elementwise(family, name, executor, grad_input.size,
                        (grad_output, indices, grad_input, *kernel_args), shared_mem)

@@ -14,7 +14,7 @@ import numpy as np
 from ..conv.launch_common import is_aligned
 from .geometry import AdaptivePool2dGeometry
 from .launch_common import (BOOLS, MAX_BLOCKS, TYPES, acc_dtype, check_int32, contiguous, ctype,
-                            flag, i32, index_array, launch, layout_shape, no_indices,
+                            empty, flag, i32, index_array, launch, layout_shape, no_indices,
                             register_family, xp_for)
 
 # M: max (else average); I: write the argmax (max only); V: NHWC 16-byte channel vectors
@@ -108,8 +108,8 @@ def global_reduce(geom: AdaptivePool2dGeometry, x, data_format: str, executor: s
     """(values, indices or None), values in the output's (N, C, 1, 1) / (N, 1, 1, C) shape."""
     xp = xp_for(executor)
     out_shape = (geom.N, 1, 1, geom.C) if data_format == "NHWC" else (geom.N, geom.C, 1, 1)
-    y = xp.empty(out_shape, dtype=x.dtype)
-    indices = xp.empty(out_shape, dtype=np.int64) if with_indices else None
+    y = empty(xp, out_shape, x.dtype)
+    indices = empty(xp, out_shape, np.int64) if with_indices else None
     if y.size == 0:
         return y, indices
     dtype, plane_size = ctype(x.dtype), geom.H * geom.W
@@ -162,7 +162,7 @@ def spread(geom: AdaptivePool2dGeometry, grad_output, indices, data_format: str,
     grad_output = contiguous(xp, grad_output)
     shape = layout_shape(geom.N, geom.C, geom.H, geom.W, data_format)
     check_int32(geom.N * geom.C * geom.H * geom.W)
-    grad_input = xp.empty(shape, dtype=grad_output.dtype)
+    grad_input = empty(xp, shape, grad_output.dtype)
     if grad_input.size == 0:
         return grad_input
     dtype, plane_size = ctype(grad_output.dtype), geom.H * geom.W

@@ -13,7 +13,8 @@ and tests each covering window (kernels/pool/NOTES.md "Max-pooling backward as a
 from __future__ import annotations
 
 from .launch_common import (BOOLS, TYPES, ctype, grad_through_switches, instantiations,
-                            launch_elementwise, pool_shape, register, switch_operands, xp_for)
+                            launch_elementwise, pool_shape, register, switch_operands, xp_for,
+                            zeros)
 
 # Plain stores in the element type; atomics in the accumulator type (float for half types).
 _STORE = instantiations("pool_switch_scatter<{T}, {T}, {L}, false>", T=TYPES, L=BOOLS)
@@ -53,7 +54,7 @@ def max_pool_backward(family, gather_kernel: str, grad_output, x, indices, recom
         return target
 
     if how == "store":
-        return scatter(xp.zeros(x.shape, dtype=grad_output.dtype))
+        return scatter(zeros(xp, x.shape, grad_output.dtype))
     from ..roi.launch_accumulator import accumulate_to   # the atomic passes' float scratch
     return accumulate_to(xp, x.shape, grad_output.dtype, scatter, executor)
 

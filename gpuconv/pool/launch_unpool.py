@@ -10,9 +10,9 @@ from __future__ import annotations
 import numpy as np
 
 from .geometry import Pool2dGeometry
-from .launch_common import (BOOLS, TYPES, check_int32, contiguous, ctype, index_array,
+from .launch_common import (BOOLS, TYPES, check_int32, contiguous, ctype, empty, index_array,
                             launch_elementwise, layout_shape, nhwc, pool_shape, register_family,
-                            xp_for)
+                            xp_for, zeros)
 
 MAX_UNPOOL = register_family(
     "pool/max_unpool.cu", "max_unpool2d_claim<{L}>", "max_unpool2d_forward<{T}, {L}>",
@@ -23,9 +23,9 @@ def max_unpool2d(geom: Pool2dGeometry, x, indices, *, data_format: str, executor
     xp = xp_for(executor)
     x = contiguous(xp, x)
     indices = index_array(xp, indices)
-    y = xp.zeros(layout_shape(geom.N, geom.C, geom.H, geom.W, data_format), dtype=x.dtype)
+    y = zeros(xp, layout_shape(geom.N, geom.C, geom.H, geom.W, data_format), x.dtype)
     check_int32(x, y)
-    winner = xp.zeros(y.shape, dtype=np.int32)
+    winner = zeros(xp, y.shape, np.int32)
     layout = nhwc(data_format)
     launch_elementwise(MAX_UNPOOL, f"max_unpool2d_claim<{layout}>", executor, x.size,
                        (indices, winner, *pool_shape(geom)))
@@ -40,7 +40,7 @@ def grad_max_unpool2d(geom: Pool2dGeometry, grad_output, x, indices, *, data_for
     grad_output = contiguous(xp, grad_output)
     indices = index_array(xp, indices)
     check_int32(x, grad_output)
-    grad_input = xp.empty(x.shape, dtype=grad_output.dtype)
+    grad_input = empty(xp, x.shape, grad_output.dtype)
     name = f"max_unpool2d_backward<{ctype(grad_output.dtype)}, {nhwc(data_format)}>"
     launch_elementwise(MAX_UNPOOL, name, executor, grad_input.size,
                        (grad_output, indices, grad_input, *pool_shape(geom)))

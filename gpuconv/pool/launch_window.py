@@ -11,8 +11,9 @@ import numpy as np
 
 from .geometry import Pool2dGeometry
 from .launch_common import (BOOLS, TYPES, acc_dtype, acc_scalar, bound_tables, check_int32,
-                            contiguous, ctype, flag, forward_operands, i32, launch_elementwise,
-                            layout_shape, nhwc, no_indices, pool_shape, register_family, xp_for)
+                            contiguous, ctype, empty, flag, forward_operands, i32,
+                            launch_elementwise, layout_shape, nhwc, no_indices, pool_shape,
+                            register_family, xp_for)
 from .launch_switches import max_pool_backward, windows_overlap
 
 
@@ -45,8 +46,8 @@ def batched_window(geom: Pool2dGeometry) -> int:
 def _max_pool_indices(geom, x, data_format, executor):
     """(values, int64 indices) of max_pool2d for x already contiguous."""
     xp = xp_for(executor)
-    y = xp.empty(layout_shape(geom.N, geom.C, geom.P, geom.Q, data_format), dtype=x.dtype)
-    indices = xp.empty(y.shape, dtype=np.int64)
+    y = empty(xp, layout_shape(geom.N, geom.C, geom.P, geom.Q, data_format), x.dtype)
+    indices = empty(xp, y.shape, np.int64)
     _max_forward(geom, x, y, indices, data_format, executor)
     return y, indices
 
@@ -63,7 +64,7 @@ def _max_forward(geom, x, y, indices, data_format, executor):
 def max_pool2d(geom: Pool2dGeometry, x, *, return_indices: bool, data_format: str, executor: str):
     xp = xp_for(executor)
     x, y = forward_operands(xp, geom, x, data_format)
-    indices = xp.empty(y.shape, dtype=np.int64) if return_indices else None
+    indices = empty(xp, y.shape, np.int64) if return_indices else None
     _max_forward(geom, x, y, indices, data_format, executor)
     return (y, indices) if return_indices else y
 
@@ -107,8 +108,8 @@ def grad_avg_pool2d(geom: Pool2dGeometry, grad_output, x, *, count_include_pad: 
     xp = xp_for(executor)
     grad_output = contiguous(xp, grad_output)
     check_int32(x, grad_output)
-    grad_input = xp.empty(layout_shape(geom.N, geom.C, geom.H, geom.W, data_format),
-                          dtype=grad_output.dtype)
+    grad_input = empty(xp, layout_shape(geom.N, geom.C, geom.H, geom.W, data_format),
+                       grad_output.dtype)
     name = f"avg_pool2d_backward<{ctype(grad_output.dtype)}, {nhwc(data_format)}>"
     use_tables, smem = _table_args(geom)
     launch_elementwise(AVG_POOL, name, executor, grad_input.size,
@@ -138,10 +139,10 @@ def grad_lp_pool2d(geom: Pool2dGeometry, grad_output, x, *, norm_type: float, da
     dtype, layout = ctype(x.dtype), nhwc(data_format)
     p = acc_scalar(x.dtype, norm_type)
     # first pass: each window's f * R*S in the accumulator type
-    scaled = xp.empty(grad_output.shape, dtype=acc_dtype(x.dtype))
+    scaled = empty(xp, grad_output.shape, acc_dtype(x.dtype))
     launch_elementwise(LP_POOL, f"lp_pool2d_scaled<{dtype}, {layout}>", executor, scaled.size,
                        (x, scaled, *pool_shape(geom), p))
-    grad_input = xp.empty(x.shape, dtype=x.dtype)
+    grad_input = empty(xp, x.shape, x.dtype)
     launch_elementwise(LP_POOL, f"lp_pool2d_backward<{dtype}, {layout}>", executor,
                        grad_input.size,
                        (grad_output, x, scaled, grad_input, *pool_shape(geom), p))

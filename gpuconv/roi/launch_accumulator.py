@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..pool.launch_common import ctype, i32, launch_elementwise, register_family
+from ..pool.launch_common import ctype, empty, i32, launch_elementwise, register_family, zeros
 
 ACCUMULATOR = register_family("roi/accumulator.cu", "accumulator_to_element<{T}>",
                               T=("__half", "__nv_bfloat16"))
@@ -19,12 +19,12 @@ def accumulate_to(xp, shape, dtype, scatter, executor: str):
     kernel into it), returned as an array of ``dtype``."""
     dtype = np.dtype(dtype)
     if dtype in (np.float32, np.float64):
-        grad_input = xp.zeros(shape, dtype=dtype)
+        grad_input = zeros(xp, shape, dtype)
         scatter(grad_input)
         return grad_input
-    accumulator = xp.zeros(shape, dtype=np.float32)
+    accumulator = zeros(xp, shape, np.float32)
     scatter(accumulator)
-    grad_input = xp.empty(shape, dtype=dtype)
+    grad_input = empty(xp, shape, dtype)
     launch_elementwise(ACCUMULATOR, f"accumulator_to_element<{ctype(dtype)}>", executor,
                        grad_input.size, (accumulator, grad_input, i32(grad_input.size)))
     return grad_input

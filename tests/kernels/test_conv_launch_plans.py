@@ -266,3 +266,20 @@ def test_the_mode_is_part_of_the_gradient_signature(rng, launched_names):
         gpuconv.set_deterministic(False)
         gpuconv.grad.conv2d_weight(x, (16, 8, 3, 3), dy, padding=1)
     assert plans.PLANS.replays == 0 and len(plans.PLANS) == 2
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("x_shape, w_shape, options", CASES)
+@pytest.mark.parametrize("dtype", [np.float32, np.float16], ids=["float32", "float16"])
+def test_gpu_replays_match_the_reference(x_shape, w_shape, options, dtype, rng):
+    # The same on CuPy arrays: allocations from CuPy's pool, launches on the current stream.
+    import cupy
+    for _ in range(2):
+        x, w, b, _ = arrays(rng, x_shape, w_shape, dtype,
+                            data_format=options.get("data_format", "NCHW"))
+        y = gpuconv.conv2d(*map(cupy.asarray, (x, w, b)), activation="relu", **options)
+        expected = gpuconv.conv2d(x, w, b, activation="relu", **options)
+        scale = max(float(np.abs(expected.astype(np.float64)).max()), 1.0)
+        err = float(np.abs(cupy.asnumpy(y).astype(np.float64) - expected).max()) / scale
+        assert err <= TOLERANCE[np.dtype(dtype).name], err
+    assert plans.PLANS.replays == 1

@@ -1,0 +1,284 @@
+"""Launch plans of the pooling fronts and their gradients (gpuconv/_call_plans.py): a call whose
+signature was seen before replays the recorded launches over its own arrays. Each case runs one
+signature twice with new data under the simulator and checks the second (replayed) result
+against the NumPy reference and its launches against the first call's."""
+import gc
+import weakref
+
+import numpy as np
+import pytest
+
+import gpuconv
+from gpuconv import _call_plans
+from gpuconv.pool.grad import WITH_OWN_INDICES
+
+from kernel_support import to_layout
+
+PLANS = _call_plans.PLANS
+TOLERANCE = {"float16": 4e-3, "float32": 2e-5, "float64": 1e-12}
+X_SHAPE = (2, 6, 9, 11)     # NCHW
+
+
+def _x(rng, dtype, data_format, shape=X_SHAPE):
+    return to_layout(rng.standard_normal(shape).astype(dtype), data_format)
+
+
+def _grad_output(rng, forward, x, data_format):
+    """A random gradient of ``forward``'s output shape (taken from the reference)."""
+    y = forward(x)
+    y = y[0] if isinstance(y, tuple) else y
+    return rng.standard_normal(y.shape).astype(x.dtype)
+
+
+# (name, forward(x, data_format) -> result): the forwards, one per launch path.
+FORWARDS = {
+    "max_pool2d 3/2/1": lambda x, f: gpuconv.max_pool2d(x, 3, 2, 1, data_format=f),
+    "max_pool2d indices ceil": lambda x, f: gpuconv.max_pool2d(
+        x, 2, 2, 1, ceil_mode=True, return_indices=True, data_format=f),
+    "max_pool2d 2x3 dilated": lambda x, f: gpuconv.max_pool2d(x, (2, 3), 1, 0, 2, data_format=f),
+    "avg_pool2d": lambda x, f: gpuconv.avg_pool2d(x, 3, 2, 1, count_include_pad=False,
+                                                  data_format=f),
+    "avg_pool2d divisor": lambda x, f: gpuconv.avg_pool2d(x, 2, divisor_override=3,
+                                                          data_format=f),
+    "lp_pool2d": lambda x, f: gpuconv.lp_pool2d(x, 2.0, 3, 2, data_format=f),
+    "adaptive_avg_pool2d": lambda x, f: gpuconv.adaptive_avg_pool2d(x, (4, 3), data_format=f),
+    "adaptive_avg_pool2d one bin": lambda x, f: gpuconv.adaptive_avg_pool2d(x, 1, data_format=f),
+    "adaptive_max_pool2d": lambda x, f: gpuconv.adaptive_max_pool2d(x, (4, 5), True,
+                                                                    data_format=f),
+    "adaptive_max_pool2d one bin": lambda x, f: gpuconv.adaptive_max_pool2d(x, 1, True,
+                                                                            data_format=f),
+    "global_avg_pool2d": lambda x, f: gpuconv.global_avg_pool2d(x, data_format=f),
+    "global_max_pool2d": lambda x, f: gpuconv.global_max_pool2d(x, data_format=f),
+    "spatial_pyramid_pool2d max": lambda x, f: gpuconv.spatial_pyramid_pool2d(
+        x, (1, 2, 3), "max", data_format=f),
+    "spatial_pyramid_pool2d avg": lambda x, f: gpuconv.spatial_pyramid_pool2d(
+        x, (1, 2, 4), "avg", data_format=f),
+}
+
+
+def _own_indices(name, forward_args):
+    """The gradient through the forward's own indices (as gpuconv.torch calls it)."""
+    forward = getattr(gpuconv, name)
+
+    def gradient(g, x, f, deterministic):
+        _, indices = forward(x, *forward_args, True, data_format=f)
+        return WITH_OWN_INDICES[name](g, x, *forward_args, indices=indices, data_format=f,
+                                      deterministic=deterministic)
+    return gradient
+
+
+# (name, gradient(g, x, data_format, deterministic), forward(x, data_format)): each gradient
+# path. max_pool2d 3/2/1 overlaps (atomic scatter by default, gather when deterministic), 2/2
+# does not (plain stores).
+GRADIENTS = {
+    "max_pool2d overlapping": (
+        lambda g, x, f, d: gpuconv.grad.max_pool2d(g, x, 3, 2, 1, data_format=f,
+                                                   deterministic=d),
+        FORWARDS["max_pool2d 3/2/1"]),
+    "max_pool2d own indices": (
+        _own_indices("max_pool2d", (3, 2, 1, 1, False)), FORWARDS["max_pool2d 3/2/1"]),
+    "max_pool2d disjoint": (
+        lambda g, x, f, d: gpuconv.grad.max_pool2d(g, x, 2, data_format=f, deterministic=d),
+        lambda x, f: gpuconv.max_pool2d(x, 2, data_format=f)),
+    "avg_pool2d": (
+        lambda g, x, f, d: gpuconv.grad.avg_pool2d(g, x, 3, 2, 1, count_include_pad=False,
+                                                   data_format=f, deterministic=d),
+        FORWARDS["avg_pool2d"]),
+    "lp_pool2d": (
+        lambda g, x, f, d: gpuconv.grad.lp_pool2d(g, x, 2.0, 3, 2, data_format=f,
+                                                  deterministic=d),
+        FORWARDS["lp_pool2d"]),
+    "adaptive_avg_pool2d": (
+        lambda g, x, f, d: gpuconv.grad.adaptive_avg_pool2d(g, x, (4, 3), data_format=f,
+                                                            deterministic=d),
+        FORWARDS["adaptive_avg_pool2d"]),
+    "adaptive_max_pool2d own indices": (
+        _own_indices("adaptive_max_pool2d", ((4, 5),)), FORWARDS["adaptive_max_pool2d"]),
+    "adaptive_max_pool2d": (
+        lambda g, x, f, d: gpuconv.grad.adaptive_max_pool2d(g, x, (4, 5), data_format=f,
+                                                            deterministic=d),
+        FORWARDS["adaptive_max_pool2d"]),
+    "global_avg_pool2d": (
+        lambda g, x, f, d: gpuconv.grad.global_avg_pool2d(g, x, data_format=f,
+                                                          deterministic=d),
+        FORWARDS["global_avg_pool2d"]),
+    "global_max_pool2d": (
+        lambda g, x, f, d: gpuconv.grad.global_max_pool2d(g, x, data_format=f,
+                                                          deterministic=d),
+        FORWARDS["global_max_pool2d"]),
+    "spatial_pyramid_pool2d": (
+        lambda g, x, f, d: gpuconv.grad.spatial_pyramid_pool2d(g, x, (1, 2, 3), "max",
+                                                               data_format=f, deterministic=d),
+        FORWARDS["spatial_pyramid_pool2d max"]),
+}
+
+
+def assert_close(got, expected, dtype):
+    if isinstance(expected, tuple):
+        assert isinstance(got, tuple) and len(got) == len(expected)
+        for g, e in zip(got, expected):
+            assert_close(g, e, dtype)
+        return
+    assert type(got) is np.ndarray and got.shape == expected.shape and got.dtype == expected.dtype
+    if expected.dtype == np.int64:
+        np.testing.assert_array_equal(got, expected)
+        return
+    scale = max(float(np.abs(expected.astype(np.float64)).max()), 1.0)
+    err = float(np.abs(got.astype(np.float64) - expected).max()) / scale
+    assert err <= TOLERANCE[np.dtype(dtype).name], err
+
+
+def twice(launched_names, call, make_inputs, dtype):
+    """``call(*inputs)`` under the simulator for two sets of inputs; the second replays the
+    first's launches and both match the reference."""
+    runs = []
+    for _ in range(2):
+        inputs = make_inputs()
+        start, replays = len(launched_names), PLANS.replays
+        with gpuconv.simulate():
+            got = call(*inputs)
+        runs.append((launched_names[start:], PLANS.replays - replays))
+        assert_close(got, call(*inputs), dtype)
+    (first, first_replays), (second, second_replays) = runs
+    assert (first_replays, second_replays) == (0, 1)
+    assert second == first and first
+
+
+DTYPES = [np.float32, np.float16, np.float64]
+DTYPE_IDS = ["float32", "float16", "float64"]
+
+
+@pytest.mark.parametrize("data_format", ["NCHW", "NHWC"])
+@pytest.mark.parametrize("dtype", DTYPES, ids=DTYPE_IDS)
+@pytest.mark.parametrize("name", list(FORWARDS))
+def test_a_repeated_forward_replays_its_launches(name, dtype, data_format, rng,
+                                                 launched_names):
+    forward = FORWARDS[name]
+    twice(launched_names, lambda x: forward(x, data_format),
+          lambda: (_x(rng, dtype, data_format),), dtype)
+
+
+@pytest.mark.parametrize("deterministic", [False, True])
+@pytest.mark.parametrize("data_format", ["NCHW", "NHWC"])
+@pytest.mark.parametrize("dtype", DTYPES, ids=DTYPE_IDS)
+@pytest.mark.parametrize("name", list(GRADIENTS))
+def test_a_repeated_gradient_replays_its_launches(name, dtype, data_format, deterministic, rng,
+                                                  launched_names):
+    gradient, forward = GRADIENTS[name]
+
+    def inputs():
+        x = _x(rng, dtype, data_format)
+        return _grad_output(rng, lambda x: forward(x, data_format), x, data_format), x
+    if "own indices" in name:
+        # The forward that makes the indices replays too: count only the gradient's launches.
+        def call(g, x):
+            return gradient(g, x, data_format, deterministic)
+        for _ in range(2):
+            g, x = inputs()
+            with gpuconv.simulate():
+                got = call(g, x)
+            assert_close(got, call(g, x), dtype)
+        assert PLANS.replays == 2            # the forward's and the gradient's second calls
+        return
+    twice(launched_names, lambda g, x: gradient(g, x, data_format, deterministic), inputs, dtype)
+
+
+def test_the_mode_is_part_of_the_signature(rng, launched_names):
+    x = _x(rng, np.float32, "NCHW")
+    g = _grad_output(rng, lambda x: gpuconv.max_pool2d(x, 3, 2, 1), x, "NCHW")
+    kernels = {}
+    with gpuconv.simulate():
+        for deterministic in (False, True, False, True):
+            start = len(launched_names)
+            gpuconv.grad.max_pool2d(g, x, 3, 2, 1, deterministic=deterministic)
+            kernels.setdefault(deterministic, set()).update(launched_names[start:])
+    assert PLANS.replays == 2
+    assert any("scatter" in k for k in kernels[False])
+    assert not any("scatter" in k for k in kernels[True])
+
+
+def test_scanned_indices_are_checked_on_every_call(rng, launched_names):
+    x = _x(rng, np.float32, "NCHW")
+    y, indices = gpuconv.max_pool2d(x, 2, return_indices=True)
+    g = rng.standard_normal(y.shape).astype(np.float32)
+    bad = indices.copy()
+    bad[0, 0, 0, 0] = 5 * 11        # in range, outside its own window
+    with gpuconv.simulate():
+        for _ in range(2):
+            gpuconv.grad.max_pool2d(g, x, 2, indices=indices)
+            with pytest.raises(ValueError, match="indices"):
+                gpuconv.grad.max_pool2d(g, x, 2, indices=bad)
+            with pytest.raises(ValueError, match="indices"):
+                gpuconv.max_unpool2d(y, bad, 2)
+    assert PLANS.replays == 0 and len(PLANS) == 0
+
+
+def test_calls_without_plans(rng, launched_names):
+    x = _x(rng, np.float32, "NCHW")
+    with gpuconv.simulate():
+        for _ in range(2):
+            # elementwise array work around the public max_pool2d, which has its own plan
+            got = gpuconv.lp_pool2d(x, float("inf"), 2)
+            gpuconv.max_pool2d(x, np.int64(3))            # not a plain value: no key
+            gpuconv.adaptive_avg_pool2d(x, (0, 3))         # empty: nothing launched
+    np.testing.assert_allclose(got, gpuconv.lp_pool2d(x, float("inf"), 2))
+    assert PLANS.replays == 1 and len(PLANS) == 1   # max_pool2d(|x|, 2) of the second call
+    gpuconv.max_pool2d(x, 2)                        # the NumPy reference records nothing
+    assert len(PLANS) == 1
+
+
+def test_an_int_and_a_float_norm_are_different_signatures(rng, launched_names):
+    x = _x(rng, np.float32, "NCHW")
+    for norm in (2, 2.0, 2, 2.0):
+        with gpuconv.simulate():
+            got = gpuconv.lp_pool2d(x, norm, 2)
+        np.testing.assert_allclose(got, gpuconv.lp_pool2d(x, norm, 2), rtol=1e-5, atol=1e-6)
+    assert len(PLANS) == 2 and PLANS.replays == 2
+
+
+def test_an_invalid_call_raises_every_time(rng, launched_names):
+    x = _x(rng, np.float32, "NCHW")
+    g = rng.standard_normal((2, 6, 5, 5)).astype(np.float32)
+    with gpuconv.simulate():
+        for _ in range(2):
+            with pytest.raises(ValueError, match="grad_output"):
+                gpuconv.grad.max_pool2d(g, x, 2)
+            with pytest.raises(ValueError, match="kernel_size"):
+                gpuconv.avg_pool2d(x, 0)
+    assert len(PLANS) == 0
+
+
+def test_the_plan_keeps_no_array_of_the_call(rng, launched_names):
+    x = _x(rng, np.float32, "NHWC")
+    with gpuconv.simulate():
+        y, indices = gpuconv.max_pool2d(x, 3, 2, 1, return_indices=True, data_format="NHWC")
+    refs = [weakref.ref(a) for a in (x, y, indices)]
+    del x, y, indices
+    gc.collect()
+    assert [r() for r in refs] == [None] * 3
+    assert len(PLANS) == 1
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("data_format", ["NCHW", "NHWC"])
+@pytest.mark.parametrize("dtype", [np.float32, np.float16], ids=["float32", "float16"])
+@pytest.mark.parametrize("name", list(FORWARDS) + [f"grad {n}" for n in GRADIENTS])
+def test_gpu_replays_match_the_reference(name, dtype, data_format, rng):
+    # The same on CuPy arrays: allocations from CuPy's pool, launches on the current stream.
+    import cupy
+    if name.startswith("grad "):
+        gradient, forward = GRADIENTS[name[5:]]
+        call = lambda g, x: gradient(g, x, data_format, None)
+    else:
+        forward = FORWARDS[name]
+        call = lambda x: forward(x, data_format)
+    replays = PLANS.replays
+    for _ in range(2):
+        x = _x(rng, dtype, data_format, (4, 37, 23, 29))
+        inputs = (x,)
+        if name.startswith("grad "):
+            inputs = (_grad_output(rng, lambda x: forward(x, data_format), x, data_format), x)
+        got = call(*(cupy.asarray(a) for a in inputs))
+        got = tuple(map(cupy.asnumpy, got)) if isinstance(got, tuple) else cupy.asnumpy(got)
+        assert_close(got, call(*inputs), dtype)
+    assert PLANS.replays > replays
