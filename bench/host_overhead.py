@@ -28,6 +28,7 @@ from .timing import event_us, graph_replay_us
 def _calls(cp, gpuconv):
     from gpuconv.conv import launch
     from gpuconv.conv.geometry import conv2d_geometry
+    from gpuconv.pool.grad import WITH_OWN_INDICES
     grad = gpuconv.grad
     rng = cp.random.default_rng(0)
 
@@ -43,6 +44,7 @@ def _calls(cp, gpuconv):
     pool_x = randn(32, 64, 56, 56)
     pool_y, pool_i = gpuconv.max_pool2d(pool_x, 3, 2, 1, return_indices=True)
     pool_dy = randn(*pool_y.shape)
+    pool_x_nhwc = cp.ascontiguousarray(pool_x.transpose(0, 2, 3, 1))
     feat = randn(2, 256, 50, 68)
     boxes = cp.asarray([[i % 2, 4.0 + i % 7, 3.0 + i % 5, 40.0 + i % 11, 30.0 + i % 13]
                         for i in range(512)], dtype=cp.float32)
@@ -72,6 +74,10 @@ def _calls(cp, gpuconv):
         "max_pool2d 3x3 s2": lambda: gpuconv.max_pool2d(pool_x, 3, 2, 1),
         "grad.max_pool2d (indices)": lambda: grad.max_pool2d(pool_dy, pool_x, 3, 2, 1,
                                                              indices=pool_i),
+        # as gpuconv.torch's backward calls it: the forward's own indices, not scanned (planned)
+        "grad.max_pool2d (own indices)": lambda: WITH_OWN_INDICES["max_pool2d"](
+            pool_dy, pool_x, 3, 2, 1, 1, False, indices=pool_i),
+        "avg_pool2d 3x3 s2 NHWC": lambda: gpuconv.avg_pool2d(pool_x_nhwc, 3, 2, 1, **nhwc),
         "roi_align 512 boxes": lambda: gpuconv.roi_align(feat, boxes, 7, 0.25, 2, True),
     }
 
