@@ -1,5 +1,10 @@
 """Launchers of roi_align, forward and backward (kernels/roi/roi_align.cu,
-kernels/roi/roi_align_gather.cu).
+kernels/roi/roi_align_tables.cu, kernels/roi/roi_align_gather.cu).
+
+Forward: one thread per output element with the box's samples tabulated per block
+(roi_align_tables.cu) where the output has enough elements to fill the GPU that way
+(``uses_tables``); else roi_align.cu's kernel, whose lanes split each bin's samples (few boxes,
+e.g. a handful of huge ones with adaptive sampling).
 
 Backward modes:
 - default: torchvision's scatter, every sample's four bilinear weights added with atomicAdd
@@ -11,8 +16,11 @@ from __future__ import annotations
 
 import functools
 
-from ..pool.launch_common import (BLOCK, BOOLS, MAX_BLOCKS, TYPES, acc_dtype, acc_scalar,
-                                  check_int32, contiguous, ctype, i32, launch, nhwc,
+import numpy as np
+
+from .._fast_divmod import FLAT_DECODER_DTYPE, flat_decoder
+from ..pool.launch_common import (BLOCK, BOOLS, INT32_LIMIT, MAX_BLOCKS, TYPES, acc_dtype,
+                                  acc_scalar, check_int32, contiguous, ctype, i32, launch, nhwc,
                                   register_family, xp_for)
 from .geometry import RoiGeometry
 from .launch_accumulator import accumulate_to
@@ -21,6 +29,10 @@ from .launch_accumulator import accumulate_to
 ROI_ALIGN = register_family("roi/roi_align.cu", "roi_align_forward<{T}, false, {F}>",
                             "roi_align_forward<{T}, true, 1>",
                             "roi_align_backward_atomic<{T}, {L}>", T=TYPES, L=BOOLS, F=("2", "4"))
+# G: the sampling ratio as a compile-time constant (2: torchvision's MultiScaleRoIAlign), 0 any
+ROI_ALIGN_TABLES = register_family("roi/roi_align_tables.cu",
+                                   "roi_align_forward_tabled<{T}, {L}, {G}>", T=TYPES, L=BOOLS,
+                                   G=("0", "2"))
 ROI_ALIGN_GATHER = register_family("roi/roi_align_gather.cu",
                                    "roi_align_backward_gather<{T}, {L}>", T=TYPES, L=BOOLS)
 
@@ -65,6 +77,48 @@ def forward_channels(x, data_format: str, executor: str) -> int:
     return NCHW_FORWARD_CHANNELS[0 if x.nbytes <= l2 else 1]
 
 
+# The tabled forward runs one thread per output element: from about one wave of a large GPU (an
+# H100 holds 132 x 2048 threads) on; below it, roi_align.cu's lanes share the bins' samples.
+TABLED_MIN_ELEMENTS = TARGET_THREADS // 4
+# Entries of each axis' sample table at most (16 bytes each in float32, 24 in float64); a box
+# whose grid needs more computes its samples per element (kernels/roi/roi_align_tables.cu).
+MAX_TABLE_ENTRIES = 512
+TABLED_GRIDS = (2,)         # sampling ratios the tabled kernel has as a constant (kGrid)
+
+
+def uses_tables(geom: RoiGeometry) -> bool:
+    """Whether the forward runs roi_align_tables.cu's kernel (module docstring)."""
+    return geom.K * geom.C * geom.PH * geom.PW >= TABLED_MIN_ELEMENTS
+
+
+def table_entries(geom: RoiGeometry) -> int:
+    """Each axis table's capacity: the samples of the largest grid a box can need (a fixed
+    ratio's; with adaptive sampling, that of a box as large as the feature map), capped."""
+    if geom.sampling_ratio > 0:
+        needed = max(geom.PH, geom.PW) * geom.sampling_ratio
+    else:
+        needed = max(geom.PH * -(-geom.H // geom.PH), geom.PW * -(-geom.W // geom.PW))
+    return min(needed, MAX_TABLE_ENTRIES)
+
+
+def _tabled_forward(geom: RoiGeometry, x, rois, y, data_format: str, executor: str) -> None:
+    per_box = geom.C * geom.PH * geom.PW
+    blocks_per_box = -(-per_box // BLOCK)
+    if geom.K * blocks_per_box > INT32_LIMIT:
+        raise ValueError(f"roi_align: {geom.K} boxes of {per_box} output elements need more "
+                         "blocks than a launch holds: split the boxes")
+    grid = geom.sampling_ratio if geom.sampling_ratio in TABLED_GRIDS else 0
+    entries = table_entries(geom)
+    entry_bytes = 8 + 2 * acc_dtype(x.dtype).itemsize
+    decoder = np.array(flat_decoder(geom.C, geom.PH, geom.PW), dtype=FLAT_DECODER_DTYPE)[()]
+    _, *sizes = _common_args(geom, x.dtype)        # every size but K, which the grid carries
+    launch(ROI_ALIGN_TABLES,
+           f"roi_align_forward_tabled<{ctype(x.dtype)}, {nhwc(data_format)}, {grid}>", executor,
+           (geom.K * blocks_per_box,), (BLOCK,),
+           (x, rois, y, decoder, i32(blocks_per_box), *sizes, i32(entries)),
+           shared_mem=2 * entries * entry_bytes)
+
+
 def _bins(geom: RoiGeometry, channels_per_thread: int) -> int:
     """Output bins as the kernel's threads count them (a thread's channels are one bin)."""
     return geom.K * -(-geom.C // channels_per_thread) * geom.PH * geom.PW
@@ -94,13 +148,17 @@ def _bin_grid(geom: RoiGeometry, lanes: int, channels_per_thread: int = 1):
 
 
 def roi_align(geom: RoiGeometry, x, rois, *, data_format: str, executor: str,
-              channels: int | None = None):
-    """``channels``: the forward kernel's channels per thread (tests; default forward_channels)."""
+              tables: bool | None = None, channels: int | None = None):
+    """``tables``: run the tabled kernel (tests; default ``uses_tables``); ``channels``: the
+    other kernel's channels per thread (tests; default forward_channels)."""
     xp = xp_for(executor)
     x = contiguous(xp, x)
     rois = contiguous(xp, rois, acc_dtype(x.dtype))
     y = xp.empty(geom.output_shape(data_format), dtype=x.dtype)
     check_int32(x, y)
+    if tables if tables is not None else uses_tables(geom):
+        _tabled_forward(geom, x, rois, y, data_format, executor)
+        return y
     if channels is None:
         channels = forward_channels(x, data_format, executor)
     lanes = lanes_per_bin(geom, data_format, channels)

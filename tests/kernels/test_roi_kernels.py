@@ -17,8 +17,9 @@ from hypothesis import strategies as st
 
 import gpuconv
 from gpuconv import grad
+from gpuconv.pool.launch_common import ctype
 from kernel_support import (BFLOAT16, DTYPE_IDS, DTYPES, ORDERS, poison_launcher_outputs,
-                            simulated, to_layout)
+                            record_launches, simulated, to_layout)
 
 TOLERANCE = {np.dtype(np.float16): 5e-3, np.dtype(np.float32): 2e-5, np.dtype(np.float64): 1e-12,
              **{d: 2e-2 for d in BFLOAT16}}
@@ -147,6 +148,89 @@ def test_roi_align_forward_two_channels_per_thread_every_dtype(rng, monkeypatch,
     expected = gpuconv.roi_align(x, boxes, **kwargs)
     for order in ORDERS:
         assert_matches(simulated(gpuconv.roi_align, x, boxes, order=order, **kwargs), expected)
+
+
+def _tabled(monkeypatch, tables: bool) -> list[str]:
+    """Make the forward take (or not take) the tabled kernel whatever the size; returns the
+    launches' names from now on."""
+    align = importlib.import_module("gpuconv.roi.launch_align")
+    monkeypatch.setattr(align, "TABLED_MIN_ELEMENTS", 0 if tables else 1 << 62)
+    return record_launches(monkeypatch, align)
+
+
+@pytest.mark.parametrize("data_format", ["NCHW", "NHWC"])
+@pytest.mark.parametrize("dtype", DTYPES, ids=DTYPE_IDS)
+@pytest.mark.parametrize("option", list(ALIGN_OPTIONS))
+def test_roi_align_tabled_forward(rng, monkeypatch, option, dtype, data_format):
+    """The per-box tables (roi_align_tables.cu): every box kind, sampling (the ratio-2 constant
+    grid included), dtype, layout and thread order against the reference."""
+    launched = _tabled(monkeypatch, True)
+    x, boxes = inputs(rng, dtype, data_format)
+    kwargs = dict(ALIGN_OPTIONS[option], spatial_scale=SCALE, data_format=data_format)
+    expected = gpuconv.roi_align(x, boxes, **kwargs)
+    for order in ORDERS:
+        assert_matches(simulated(gpuconv.roi_align, x, boxes, order=order, **kwargs), expected)
+    grid = 2 if kwargs["sampling_ratio"] == 2 else 0
+    layout = "true" if data_format == "NHWC" else "false"
+    assert set(launched) == {f"roi_align_forward_tabled<{ctype(dtype)}, {layout}, {grid}>"}
+
+
+@pytest.mark.parametrize("data_format", ["NCHW", "NHWC"])
+@pytest.mark.parametrize("dtype", [np.float32, np.float16, np.float64],
+                         ids=["float32", "float16", "float64"])
+def test_roi_align_tabled_forward_gives_the_same_bits(rng, monkeypatch, dtype, data_format):
+    """The tables hold the same factors, multiplied and summed in the same order as the lanes
+    kernel's per-sample weights (one lane per bin): identical outputs."""
+    align = importlib.import_module("gpuconv.roi.launch_align")
+    monkeypatch.setattr(align, "TARGET_THREADS", 1)
+    x, boxes = inputs(rng, dtype, data_format)
+    for option in ALIGN_OPTIONS.values():
+        kwargs = dict(option, spatial_scale=SCALE, data_format=data_format)
+        results = []
+        for tables in (True, False):
+            monkeypatch.setattr(align, "TABLED_MIN_ELEMENTS", 0 if tables else 1 << 62)
+            results.append(simulated(gpuconv.roi_align, x, boxes, **kwargs))
+        assert bitwise_equal(*results), option
+
+
+@pytest.mark.parametrize("entries", [1, 3, 8])
+def test_roi_align_tabled_forward_past_its_tables(rng, monkeypatch, entries):
+    """Boxes whose sample grids need more entries than the tables hold compute their samples
+    per element (the huge box always; with 1 entry every box)."""
+    _tabled(monkeypatch, True)
+    monkeypatch.setattr(importlib.import_module("gpuconv.roi.launch_align"),
+                        "MAX_TABLE_ENTRIES", entries)
+    x, boxes = inputs(rng, np.float32, "NHWC")
+    for option in ("adaptive", "ratio2", "ratio3_aligned"):
+        kwargs = dict(ALIGN_OPTIONS[option], spatial_scale=SCALE, data_format="NHWC")
+        assert_matches(simulated(gpuconv.roi_align, x, boxes, order="random", **kwargs),
+                       gpuconv.roi_align(x, boxes, **kwargs))
+
+
+@pytest.mark.parametrize("data_format", ["NCHW", "NHWC"])
+def test_roi_align_tabled_forward_several_blocks_per_box(rng, monkeypatch, data_format):
+    """A box of 37 x 3 x 4 = 444 output elements: two blocks, the second partly idle."""
+    _tabled(monkeypatch, True)
+    x = to_layout(rng.standard_normal((2, 37, 10, 12)).astype(np.float32), data_format)
+    boxes = BOXES.astype(np.float32)
+    kwargs = dict(output_size=(3, 4), spatial_scale=SCALE, sampling_ratio=2,
+                  data_format=data_format)
+    expected = gpuconv.roi_align(x, boxes, **kwargs)
+    for order in ("forward", "reverse"):
+        assert_matches(simulated(gpuconv.roi_align, x, boxes, order=order, **kwargs), expected)
+
+
+def test_roi_align_forward_kernel_by_size():
+    align = importlib.import_module("gpuconv.roi.launch_align")
+    from gpuconv.roi.geometry import RoiGeometry
+    fpn = RoiGeometry(N=2, C=256, H=200, W=304, K=1024, PH=7, PW=7, spatial_scale=0.25,
+                      sampling_ratio=2)
+    assert align.uses_tables(fpn) and align.table_entries(fpn) == 14
+    adaptive = RoiGeometry(N=1, C=256, H=50, W=76, K=1000, PH=7, PW=7, spatial_scale=1 / 16)
+    assert align.uses_tables(adaptive) and align.table_entries(adaptive) == 7 * 11
+    huge = RoiGeometry(N=1, C=256, H=800, W=800, K=8, PH=7, PW=7, spatial_scale=1.0)
+    assert not align.uses_tables(huge)
+    assert align.table_entries(huge) == align.MAX_TABLE_ENTRIES
 
 
 def test_roi_align_boxes_as_a_list_and_a_wide_feature_map(rng):
