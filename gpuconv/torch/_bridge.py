@@ -191,14 +191,18 @@ def to_tensor(a, dtype: torch.dtype, data_format: str = "NCHW") -> torch.Tensor:
     return t.permute(*TO_NCHW) if data_format == "NHWC" else t
 
 
+# A dtype comparison, not ``a.dtype.name``: NumPy builds the name in Python (~4 us a call).
+_BFLOAT16 = np.dtype(ml_dtypes.bfloat16) if ml_dtypes is not None else None
+
+
 def _from_numpy(a) -> torch.Tensor:
-    if a.dtype.name == "bfloat16":
+    if a.dtype == _BFLOAT16:
         return torch.from_numpy(_writable(a).view("int16")).view(torch.bfloat16)
     return torch.from_numpy(_writable(a))
 
 
 def _writable(a):
     # torch.from_numpy warns on read-only arrays and cannot take negative strides.
-    if not a.flags.writeable or any(s < 0 for s in a.strides):
+    if not a.flags.writeable or min(a.strides, default=0) < 0:
         return a.copy()
     return a
