@@ -4,6 +4,8 @@ and pool_shape.cuh): the same (divisor, multiplier, shift) as the device constru
 so that ``(x * multiplier) >> 32 >> shift == x // divisor`` for every x in [0, 2^31)."""
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 
 # The struct's three 32-bit fields in their order (12 bytes).
@@ -32,3 +34,11 @@ def flat_decoder(C: int, H: int, W: int) -> tuple:
     """The fields of gc::FlatDecoder for a contiguous (N, C, H, W) array (either layout: the
     kernel's layout flag picks the order it divides in)."""
     return (fast_divmod(C), fast_divmod(H), fast_divmod(W))
+
+
+@functools.lru_cache(maxsize=4096)
+def decoder_args(C: int, H: int, W: int) -> tuple[np.void]:
+    """The gc::FlatDecoder argument (kernels/common/flat_index.cuh: C, H, W as host-made
+    divisors) of the kernels that run one thread per element of a (N, C, H, W) tensor and split
+    its flat index, as a 1-tuple to splice into an argument list."""
+    return (np.array(flat_decoder(C, H, W), dtype=FLAT_DECODER_DTYPE)[()],)

@@ -26,6 +26,7 @@ A plan holds no array of the call it was recorded from.
 """
 from __future__ import annotations
 
+import functools
 import sys
 import threading
 from typing import Any, Callable
@@ -55,6 +56,16 @@ def fresh(make: Callable[[], Any]):
     if rec is not None:
         rec.made(array, make, ())
     return array
+
+
+def empty(xp, shape, dtype):
+    """``fresh`` uninitialized array of module ``xp`` (every element written by the kernels)."""
+    return fresh(functools.partial(xp.empty, shape, dtype=dtype))
+
+
+def zeros(xp, shape, dtype):
+    """``fresh`` zeroed array of module ``xp`` (a scatter's target, an accumulator)."""
+    return fresh(functools.partial(xp.zeros, shape, dtype=dtype))
 
 
 def derived(fn: Callable, *args):
@@ -89,6 +100,18 @@ def persistent(array):
     that plans may hold."""
     _persistent[id(array)] = array
     return array
+
+
+@functools.lru_cache(maxsize=None)
+def placeholder(library: str, device: int | None, dtype) -> Any:
+    """A one-element zeroed array of ``dtype`` (``library`` "cupy": on CuPy device ``device``;
+    else NumPy) for a kernel argument that is typed but never read: one per (library, device,
+    dtype), persistent, so that such a launch allocates nothing."""
+    if library == "cupy":
+        import cupy
+        with cupy.cuda.Device(device):
+            return persistent(cupy.zeros(1, dtype=dtype))
+    return persistent(np.zeros(1, dtype=dtype))
 
 
 def _is_array(value) -> bool:

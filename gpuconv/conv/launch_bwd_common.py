@@ -16,7 +16,7 @@ import numpy as np
 
 from .._kernels import CUDA_TYPES
 from .._loader import get_function
-from .._plans import fresh
+from .._plans import empty, fresh, zeros
 from .launch_common import contiguous, multiprocessor_count, shape_args  # noqa: F401 (re-exported)
 
 # Every tensor one launch addresses stays below this many elements, so that the kernels' 32-bit
@@ -66,7 +66,7 @@ def output(xp, shape, dtype, executor: str):
     plan's fresh array: gpuconv/_plans.py)."""
     if executor == "simulator":
         return fresh(functools.partial(xp.full, shape, np.nan, dtype=dtype))
-    return fresh(functools.partial(xp.empty, shape, dtype=dtype))
+    return empty(xp, shape, dtype)
 
 
 def i32(value) -> np.int32:
@@ -156,15 +156,15 @@ class SplitSums:
             self.out = output(xp, self.shape, dtype, executor)
             self.ws = None
             # The kernels' workspace argument, typed as they declare it and never read.
-            self._unused_ws = fresh(functools.partial(xp.zeros, 1, dtype=acc))
+            self._unused_ws = zeros(xp, 1, acc)
         elif allow_atomics:
             self.kind = "atomic"
             if acc == self.dtype:
-                self.out = fresh(functools.partial(xp.zeros, self.shape, dtype=dtype))
+                self.out = zeros(xp, self.shape, dtype)
                 self.ws = self.out
             else:
                 self.out = output(xp, self.shape, dtype, executor)
-                self.ws = fresh(functools.partial(xp.zeros, self.size, dtype=acc))
+                self.ws = zeros(xp, self.size, acc)
         else:
             self.kind = "partial"
             self.out = output(xp, self.shape, dtype, executor)

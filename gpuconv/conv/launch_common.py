@@ -22,10 +22,10 @@ import numpy as np
 
 from .._args import as_choice
 from .._arrays import dtype_name
-from .._fast_divmod import FLAT_DECODER_DTYPE, flat_decoder
+from .._fast_divmod import decoder_args  # noqa: F401 (the conv launchers import it from here)
 from .._kernels import cuda_type
 from .._loader import get_function
-from .._plans import derived, fresh
+from .._plans import derived, empty
 from .gemm_tile import GemmTile, MmaTile
 from .geometry import ConvGeometry, is_channel_slice_of_contiguous
 
@@ -365,7 +365,7 @@ def output_target(out: Any, shape: tuple[int, ...], dtype, nhwc: bool, xp) -> tu
         if usable:
             batch_stride = out.strides[0] // out.dtype.itemsize if n > 1 else a * b * c
             return out, int(batch_stride), True
-    return fresh(functools.partial(xp.empty, shape, dtype=dtype)), a * b * c, False
+    return empty(xp, shape, dtype), a * b * c, False
 
 
 # kernels/common/conv_shape.cuh's gc::ConvShape: 16 int32 fields in its order (64 bytes, no
@@ -383,14 +383,6 @@ def shape_args(geom, n_images: int | None = None) -> tuple[np.void]:
     fields = (n, geom.C, geom.H, geom.W, geom.K, geom.R, geom.S, geom.P, geom.Q, geom.pad_top,
               geom.pad_left, geom.stride_h, geom.stride_w, geom.dil_h, geom.dil_w, geom.groups)
     return (np.array(fields, dtype=CONV_SHAPE_DTYPE)[()],)
-
-
-@functools.lru_cache(maxsize=4096)
-def decoder_args(C: int, H: int, W: int) -> tuple[np.void]:
-    """The gc::FlatDecoder argument (kernels/common/flat_index.cuh: C, H, W as host-made
-    divisors) of the kernels that run one thread per element of a (N, C, H, W) tensor and split
-    its flat index, as a 1-tuple to splice into an argument list."""
-    return (np.array(flat_decoder(C, H, W), dtype=FLAT_DECODER_DTYPE)[()],)
 
 
 def contiguous(xp, a):

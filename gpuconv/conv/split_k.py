@@ -24,7 +24,7 @@ import numpy as np
 
 from .._args import as_int
 from .._kernels import CUDA_TYPES, register
-from .._plans import persistent
+from .._plans import placeholder
 from .launch_bwd_common import GRID_YZ_LIMIT, acc_dtype, i32, output
 from .launch_common import ceil_div, cuda_bool, multiprocessor_count
 from .launch_im2col_gemm import WORKSPACE_ENV, workspace_limit
@@ -124,17 +124,6 @@ REDUCE_THREADS = 256
 _ONE = np.int32(1)
 
 
-@functools.lru_cache(maxsize=None)
-def _unused_partial(executor: str, device: int, acc: np.dtype):
-    """The partial-sum argument of an unsplit launch: typed as the kernels declare it, never
-    read; one per device and accumulator type, so an unsplit call allocates nothing."""
-    if executor == "cupy":
-        import cupy
-        with cupy.cuda.Device(device):
-            return persistent(cupy.zeros(1, dtype=acc))
-    return persistent(np.zeros(1, dtype=acc))
-
-
 def _device(executor: str) -> int:
     if executor == "cupy":
         import cupy
@@ -155,7 +144,10 @@ class SplitK:
         elif unused is not None and unused.dtype == acc:
             self.partial = unused
         else:
-            self.partial = _unused_partial(executor, _device(executor), acc)
+            # The partial-sum argument of an unsplit launch: typed as the kernels declare
+            # it, never read.
+            self.partial = placeholder("cupy" if executor == "cupy" else "numpy",
+                                       _device(executor), acc)
 
     def args(self) -> list:
         return [_ONE if self.splits == 1 else i32(self.splits), self.partial]

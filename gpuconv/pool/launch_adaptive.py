@@ -11,8 +11,9 @@ from __future__ import annotations
 import numpy as np
 
 from .geometry import AdaptivePool2dGeometry, SpatialPyramidGeometry
-from .launch_common import (BOOLS, TYPES, bound_tables, check_int32, contiguous, ctype, empty,
-                            flag, forward_operands, i32, launch_elementwise, layout_shape, nhwc,
+from .._plans import empty
+from .launch_common import (BOOLS, TYPES, bound_tables, check_int32, contiguous, ctype, flag,
+                            forward_operands, i32, launch_elementwise, layout_shape, nhwc,
                             no_indices, pool_shape, register_family, xp_for)
 from .launch_global import global_avg_pool2d, global_reduce, grad_global_avg_pool2d
 from .launch_switches import bins_overlap, max_pool_backward

@@ -6,9 +6,9 @@ The kernels take every scalar as a fixed-width NumPy scalar (CuPy does not check
 element) or ``zeros`` where a kernel only scatters; on CuPy both are stream-ordered allocations on
 the current stream, and nothing here synchronizes with the device.
 
-Every array a launcher hands a kernel is one of the call's, a view of one, or made here by
-``empty``, ``zeros``, ``contiguous``, ``index_array`` or ``no_indices``: the channels a launch
-plan names (gpuconv/_plans.py), so that every pooling launch path can be recorded and replayed.
+Every array a launcher hands a kernel is one of the call's, a view of one, or made by ``empty``,
+``zeros`` (gpuconv/_plans.py), ``contiguous``, ``index_array`` or ``no_indices``:
+the channels a launch plan names, so that every pooling launch path can be recorded and replayed.
 A launcher does no other GPU work (no elementwise CuPy operation, no fill in place), which the
 recorder could not see.
 """
@@ -21,7 +21,7 @@ import numpy as np
 from .._fast_divmod import FLAT_DECODER_DTYPE, flat_decoder
 from .._kernels import CUDA_TYPES, cuda_type, register
 from .._loader import get_function
-from .._plans import derived, fresh, persistent
+from .._plans import derived, empty, placeholder
 from ..conv.geometry import unused_as_one
 from .geometry import Pool2dGeometry
 
@@ -108,16 +108,6 @@ def xp_for(executor: str):
     return np
 
 
-def empty(xp, shape, dtype):
-    """A new uninitialized array (every element of it written by the kernels)."""
-    return fresh(functools.partial(xp.empty, shape, dtype=dtype))
-
-
-def zeros(xp, shape, dtype):
-    """A new zeroed array (the target of a scatter)."""
-    return fresh(functools.partial(xp.zeros, shape, dtype=dtype))
-
-
 def contiguous(xp, a, dtype=None):
     """``a`` as a C-contiguous array (no copy when it already is one of ``dtype``)."""
     if a.flags.c_contiguous and (dtype is None or a.dtype == dtype):
@@ -186,17 +176,8 @@ def no_indices(xp):
     """The int64 argument of a kernel instantiated not to touch its index array: one per array
     module and device, never read, so that such a launch allocates nothing."""
     if xp.__name__ == "cupy":
-        return _placeholder("cupy", xp.cuda.runtime.getDevice())
-    return _placeholder("numpy", None)
-
-
-@functools.lru_cache(maxsize=None)
-def _placeholder(library: str, device):
-    if library == "cupy":
-        import cupy
-        with cupy.cuda.Device(device):
-            return persistent(cupy.empty(1, dtype=np.int64))
-    return persistent(np.empty(1, dtype=np.int64))
+        return placeholder("cupy", xp.cuda.runtime.getDevice(), np.dtype(np.int64))
+    return placeholder("numpy", None, np.dtype(np.int64))
 
 
 def forward_operands(xp, geom, x, data_format: str):

@@ -13,8 +13,9 @@ import numpy as np
 
 from ..conv.launch_common import is_aligned
 from .geometry import AdaptivePool2dGeometry
+from .._plans import empty
 from .launch_common import (BOOLS, MAX_BLOCKS, TYPES, acc_dtype, check_int32, contiguous, ctype,
-                            empty, flag, i32, index_array, launch, layout_shape, no_indices,
+                            flag, i32, index_array, launch, layout_shape, no_indices,
                             register_family, xp_for)
 
 # M: max (else average); I: write the argmax (max only); V: NHWC 16-byte channel vectors

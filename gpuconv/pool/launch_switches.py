@@ -12,9 +12,9 @@ and tests each covering window (kernels/pool/NOTES.md "Max-pooling backward as a
 """
 from __future__ import annotations
 
+from .._plans import zeros
 from .launch_common import (BOOLS, TYPES, ctype, grad_through_switches, instantiations,
-                            launch_elementwise, pool_shape, register, switch_operands, xp_for,
-                            zeros)
+                            launch_elementwise, pool_shape, register, switch_operands, xp_for)
 
 # Plain stores in the element type; atomics in the accumulator type (float for half types).
 _STORE = instantiations("pool_switch_scatter<{T}, {T}, {L}, false>", T=TYPES, L=BOOLS)

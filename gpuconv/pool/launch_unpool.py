@@ -10,9 +10,10 @@ from __future__ import annotations
 import numpy as np
 
 from .geometry import Pool2dGeometry
-from .launch_common import (BOOLS, TYPES, check_int32, contiguous, ctype, empty, index_array,
+from .._plans import empty, zeros
+from .launch_common import (BOOLS, TYPES, check_int32, contiguous, ctype, index_array,
                             launch_elementwise, layout_shape, nhwc, pool_shape, register_family,
-                            xp_for, zeros)
+                            xp_for)
 
 MAX_UNPOOL = register_family(
     "pool/max_unpool.cu", "max_unpool2d_claim<{L}>", "max_unpool2d_forward<{T}, {L}>",

@@ -10,10 +10,10 @@ from __future__ import annotations
 import numpy as np
 
 from .geometry import Pool2dGeometry
+from .._plans import empty
 from .launch_common import (BOOLS, TYPES, acc_dtype, acc_scalar, bound_tables, check_int32,
-                            contiguous, ctype, empty, flag, forward_operands, i32,
-                            launch_elementwise, layout_shape, nhwc, no_indices, pool_shape,
-                            register_family, xp_for)
+                            contiguous, ctype, flag, forward_operands, i32, launch_elementwise,
+                            layout_shape, nhwc, no_indices, pool_shape, register_family, xp_for)
 from .launch_switches import max_pool_backward, windows_overlap
 
 

@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..pool.launch_common import ctype, empty, i32, launch_elementwise, register_family, zeros
+from .._plans import empty, zeros
+from ..pool.launch_common import ctype, i32, launch_elementwise, register_family
 
 ACCUMULATOR = register_family("roi/accumulator.cu", "accumulator_to_element<{T}>",
                               T=("__half", "__nv_bfloat16"))

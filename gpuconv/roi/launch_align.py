@@ -16,9 +16,7 @@ from __future__ import annotations
 
 import functools
 
-import numpy as np
-
-from .._fast_divmod import FLAT_DECODER_DTYPE, flat_decoder
+from .._fast_divmod import decoder_args
 from ..pool.launch_common import (BLOCK, BOOLS, INT32_LIMIT, MAX_BLOCKS, TYPES, acc_dtype,
                                   acc_scalar, check_int32, contiguous, ctype, i32, launch, nhwc,
                                   register_family, xp_for)
@@ -110,12 +108,12 @@ def _tabled_forward(geom: RoiGeometry, x, rois, y, data_format: str, executor: s
     grid = geom.sampling_ratio if geom.sampling_ratio in TABLED_GRIDS else 0
     entries = table_entries(geom)
     entry_bytes = 8 + 2 * acc_dtype(x.dtype).itemsize
-    decoder = np.array(flat_decoder(geom.C, geom.PH, geom.PW), dtype=FLAT_DECODER_DTYPE)[()]
     _, *sizes = _common_args(geom, x.dtype)        # every size but K, which the grid carries
     launch(ROI_ALIGN_TABLES,
            f"roi_align_forward_tabled<{ctype(x.dtype)}, {nhwc(data_format)}, {grid}>", executor,
            (geom.K * blocks_per_box,), (BLOCK,),
-           (x, rois, y, decoder, i32(blocks_per_box), *sizes, i32(entries)),
+           (x, rois, y, *decoder_args(geom.C, geom.PH, geom.PW), i32(blocks_per_box), *sizes,
+            i32(entries)),
            shared_mem=2 * entries * entry_bytes)
 
 

@@ -23,7 +23,7 @@ def _x(rng, dtype, data_format, shape=X_SHAPE):
     return to_layout(rng.standard_normal(shape).astype(dtype), data_format)
 
 
-def _grad_output(rng, forward, x, data_format):
+def _grad_output(rng, forward, x):
     """A random gradient of ``forward``'s output shape (taken from the reference)."""
     y = forward(x)
     y = y[0] if isinstance(y, tuple) else y
@@ -168,7 +168,7 @@ def test_a_repeated_gradient_replays_its_launches(name, dtype, data_format, dete
 
     def inputs():
         x = _x(rng, dtype, data_format)
-        return _grad_output(rng, lambda x: forward(x, data_format), x, data_format), x
+        return _grad_output(rng, lambda x: forward(x, data_format), x), x
     if "own indices" in name:
         # The forward that makes the indices replays too: count only the gradient's launches.
         def call(g, x):
@@ -185,7 +185,7 @@ def test_a_repeated_gradient_replays_its_launches(name, dtype, data_format, dete
 
 def test_the_mode_is_part_of_the_signature(rng, launched_names):
     x = _x(rng, np.float32, "NCHW")
-    g = _grad_output(rng, lambda x: gpuconv.max_pool2d(x, 3, 2, 1), x, "NCHW")
+    g = _grad_output(rng, lambda x: gpuconv.max_pool2d(x, 3, 2, 1), x)
     kernels = {}
     with gpuconv.simulate():
         for deterministic in (False, True, False, True):
@@ -277,7 +277,7 @@ def test_gpu_replays_match_the_reference(name, dtype, data_format, rng):
         x = _x(rng, dtype, data_format, (4, 37, 23, 29))
         inputs = (x,)
         if name.startswith("grad "):
-            inputs = (_grad_output(rng, lambda x: forward(x, data_format), x, data_format), x)
+            inputs = (_grad_output(rng, lambda x: forward(x, data_format), x), x)
         got = call(*(cupy.asarray(a) for a in inputs))
         got = tuple(map(cupy.asnumpy, got)) if isinstance(got, tuple) else cupy.asnumpy(got)
         assert_close(got, call(*inputs), dtype)
