@@ -2,23 +2,40 @@
 
 Float atomics exist for float32 and float64; for half types the passes add into a zeroed float32
 buffer, rounded once to the element type at the end (atomics on half elements would round
-every partial sum).
+every partial sum). An NCHW result may also be accumulated in an NHWC scratch and transposed
+once at the end (``through_nhwc``): roi_align's scatter does where its atomics outnumber the
+input's elements (launch_align.scatters_through_nhwc).
 """
 from __future__ import annotations
 
 import numpy as np
 
 from .._plans import empty, zeros
-from ..pool.launch_common import ctype, i32, launch_elementwise, register_family
+from ..pool.launch_common import (TYPES, acc_dtype, ctype, i32, launch, launch_elementwise,
+                                  register_family)
 
-ACCUMULATOR = register_family("roi/accumulator.cu", "accumulator_to_element<{T}>",
-                              T=("__half", "__nv_bfloat16"))
+ACCUMULATOR = register_family("roi/accumulator.cu", "accumulator_to_element<{H}>",
+                              "accumulator_nhwc_to_nchw<{T}>", H=("__half", "__nv_bfloat16"),
+                              T=TYPES)
+TRANSPOSE_TILE = 32     # kTransposeTile in accumulator.cu
+TRANSPOSE_ROWS = 8      # kTransposeRows
+MAX_CHANNEL_TILES = 65535     # grid.y
+MAX_IMAGE_ROWS = 65535        # grid.z: more images are visited in turn
 
 
-def accumulate_to(xp, shape, dtype, scatter, executor: str):
-    """A zeroed accumulator of ``shape`` handed to ``scatter`` (which launches the atomic
-    kernel into it), returned as an array of ``dtype``."""
+def accumulate_to(xp, shape, dtype, scatter, executor: str, *, through_nhwc: bool = False):
+    """A zeroed accumulator handed to ``scatter`` (which launches the atomic kernel into it),
+    returned as an array of ``shape`` (NCHW or NHWC, as the caller's) and ``dtype``.
+
+    ``through_nhwc``: ``shape`` is (N, C, H, W) and the accumulator (N, H, W, C)."""
     dtype = np.dtype(dtype)
+    if through_nhwc:
+        n, c, h, w = shape
+        accumulator = zeros(xp, (n, h, w, c), acc_dtype(dtype))
+        scatter(accumulator)
+        grad_input = empty(xp, shape, dtype)
+        _transpose_to_nchw(accumulator, grad_input, executor)
+        return grad_input
     if dtype in (np.float32, np.float64):
         grad_input = zeros(xp, shape, dtype)
         scatter(grad_input)
@@ -29,3 +46,16 @@ def accumulate_to(xp, shape, dtype, scatter, executor: str):
     launch_elementwise(ACCUMULATOR, f"accumulator_to_element<{ctype(dtype)}>", executor,
                        grad_input.size, (accumulator, grad_input, i32(grad_input.size)))
     return grad_input
+
+
+def _transpose_to_nchw(accumulator, grad_input, executor: str) -> None:
+    n, c, h, w = grad_input.shape
+    pixels = h * w
+    if grad_input.size == 0:
+        return
+    grid = (-(-pixels // TRANSPOSE_TILE), -(-c // TRANSPOSE_TILE), min(n, MAX_IMAGE_ROWS))
+    if grid[1] > MAX_CHANNEL_TILES:
+        raise ValueError(f"{c} channels need more channel tiles than a launch holds")
+    launch(ACCUMULATOR, f"accumulator_nhwc_to_nchw<{ctype(grad_input.dtype)}>", executor, grid,
+           (TRANSPOSE_TILE, TRANSPOSE_ROWS),
+           (accumulator, grad_input, i32(n), i32(pixels), i32(c)))

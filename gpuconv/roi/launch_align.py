@@ -8,7 +8,8 @@ e.g. a handful of huge ones with adaptive sampling).
 
 Backward modes:
 - default: torchvision's scatter, every sample's four bilinear weights added with atomicAdd
-  (float atomics; into a float32 scratch buffer for half types, rounded once at the end);
+  (float atomics; into a float32 scratch buffer for half types, rounded once at the end; for a
+  large NCHW scatter, into an NHWC scratch transposed once at the end: scatters_through_nhwc);
 - ``deterministic=True``: the gather kernel, each input element summing its contributions in a
   fixed order; no atomics, bitwise identical run to run.
 """
@@ -21,12 +22,14 @@ from ..pool.launch_common import (BLOCK, BOOLS, INT32_LIMIT, MAX_BLOCKS, TYPES, 
                                   acc_scalar, check_int32, contiguous, ctype, i32, launch, nhwc,
                                   register_family, xp_for)
 from .geometry import RoiGeometry
-from .launch_accumulator import accumulate_to
+from .launch_accumulator import MAX_CHANNEL_TILES, TRANSPOSE_TILE, accumulate_to
 
 # F: channels per thread of the NCHW forward (forward_channels); NHWC takes one
 ROI_ALIGN = register_family("roi/roi_align.cu", "roi_align_forward<{T}, false, {F}>",
                             "roi_align_forward<{T}, true, 1>",
-                            "roi_align_backward_atomic<{T}, {L}>", T=TYPES, L=BOOLS, F=("2", "4"))
+                            "roi_align_backward_atomic<{T}, {L}, {L}>",
+                            "roi_align_backward_atomic<{T}, true, false>", T=TYPES, L=BOOLS,
+                            F=("2", "4"))
 # G: the sampling ratio as a compile-time constant (2: torchvision's MultiScaleRoIAlign), 0 any
 ROI_ALIGN_TABLES = register_family("roi/roi_align_tables.cu",
                                    "roi_align_forward_tabled<{T}, {L}, {G}>", T=TYPES, L=BOOLS,
@@ -117,6 +120,22 @@ def _tabled_forward(geom: RoiGeometry, x, rois, y, data_format: str, executor: s
            shared_mem=2 * entries * entry_bytes)
 
 
+# An NCHW atomic backward accumulates in an NHWC scratch, transposed once at the end, where
+# its sample-corner atomics number at least this many per input element (each of those 4
+# atomics per sample needs a 32-byte sector of its own in NCHW, an eighth of a line in NHWC; the
+# scratch costs one extra read and write of the input's size: kernels/pool/NOTES.md "ROI align
+# backward: NHWC accumulation"). With adaptive sampling a bin counts one sample (at least).
+NHWC_SCATTER_MIN_ATOMICS_PER_ELEMENT = 1
+
+
+def scatters_through_nhwc(geom: RoiGeometry) -> bool:
+    """Whether an NCHW atomic backward adds into an NHWC scratch (see above)."""
+    samples = max(geom.sampling_ratio, 1) ** 2
+    atomics = 4 * geom.K * geom.C * geom.PH * geom.PW * samples
+    return (atomics >= NHWC_SCATTER_MIN_ATOMICS_PER_ELEMENT * geom.N * geom.C * geom.H * geom.W
+            and -(-geom.C // TRANSPOSE_TILE) <= MAX_CHANNEL_TILES)
+
+
 def _bins(geom: RoiGeometry, channels_per_thread: int) -> int:
     """Output bins as the kernel's threads count them (a thread's channels are one bin)."""
     return geom.K * -(-geom.C // channels_per_thread) * geom.PH * geom.PW
@@ -167,7 +186,9 @@ def roi_align(geom: RoiGeometry, x, rois, *, data_format: str, executor: str,
 
 
 def grad_roi_align(geom: RoiGeometry, grad_output, rois, *, data_format: str,
-                   deterministic: bool, executor: str):
+                   deterministic: bool, executor: str, through_nhwc: bool | None = None):
+    """``through_nhwc``: an NCHW atomic pass adds into an NHWC scratch (tests; default
+    ``scatters_through_nhwc``)."""
     xp = xp_for(executor)
     grad_output = contiguous(xp, grad_output)
     dtype = grad_output.dtype
@@ -182,11 +203,15 @@ def grad_roi_align(geom: RoiGeometry, grad_output, rois, *, data_format: str,
                (tiles, min(geom.N, MAX_GRID_Y)), (GATHER_BLOCK,),
                (grad_output, rois, grad_input, *_common_args(geom, dtype)))
         return grad_input
-    lanes = lanes_per_bin(geom, data_format)
+    through_nhwc = data_format == "NCHW" and (scatters_through_nhwc(geom) if through_nhwc is None
+                                              else through_nhwc)
+    # the threads' order and the accumulator's layout
+    scatter_format = "NHWC" if through_nhwc else data_format
+    lanes = lanes_per_bin(geom, scatter_format)
+    name = f"roi_align_backward_atomic<{ctype(dtype)}, {nhwc(scatter_format)}, {layout}>"
 
     def scatter(accumulator):
-        launch(ROI_ALIGN, f"roi_align_backward_atomic<{ctype(dtype)}, {layout}>", executor,
-               _bin_grid(geom, lanes), (BLOCK,),
+        launch(ROI_ALIGN, name, executor, _bin_grid(geom, lanes), (BLOCK,),
                (grad_output, rois, accumulator, *_common_args(geom, dtype), i32(lanes)))
 
-    return accumulate_to(xp, shape, dtype, scatter, executor)
+    return accumulate_to(xp, shape, dtype, scatter, executor, through_nhwc=through_nhwc)

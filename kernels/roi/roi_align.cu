@@ -153,7 +153,16 @@ __global__ void roi_align_forward(const T* __restrict__ input,
 // `grad_input`, an accumulator-typed (float for halves) buffer the launcher zero-fills. The
 // summation order depends on scheduling: not reproducible bit for bit (the deterministic mode
 // uses roi_align_gather.cu).
-template <class T, bool kNHWC>
+//
+// kNHWC is the layout of grad_input and the threads' order (NHWC: consecutive threads are
+// consecutive channels of one bin, so a warp's atomics land on one 128-byte line per corner);
+// kGradOutputNHWC that of grad_output. <T, true, false> serves NCHW calls whose scatter is
+// large: the launcher accumulates into an NHWC scratch and transposes it once
+// (accumulator.cu), because NCHW's atomics (consecutive threads on consecutive bins of one
+// plane) each touch their own 32-byte sector, which past L2 is a DRAM read-modify-write
+// (kernels/pool/NOTES.md "ROI align backward: NHWC accumulation"). Reading grad_output across
+// channels costs one strided load per 16 atomics.
+template <class T, bool kNHWC, bool kGradOutputNHWC>
 __global__ void roi_align_backward_atomic(const T* __restrict__ grad_output,
                                           const gc::acc_t<T>* __restrict__ rois,
                                           gc::acc_t<T>* __restrict__ grad_input, int num_rois,
@@ -174,7 +183,12 @@ __global__ void roi_align_backward_atomic(const T* __restrict__ grad_output,
     if (box.roi_batch_ind < 0 || box.roi_batch_ind >= batch) continue;
     // We do average (integral) pooling inside a bin
     const A count = static_cast<A>(box.roi_bin_grid_h * box.roi_bin_grid_w);
-    const A grad_output_this_bin = gc::to_acc(grad_output[index]) / count;
+    const int out_index =
+        kGradOutputNHWC == kNHWC
+            ? (int)index
+            : gc::offset_of<kGradOutputNHWC>(o.n, o.c, o.h, o.w, channels, pooled_height,
+                                             pooled_width);
+    const A grad_output_this_bin = gc::to_acc(grad_output[out_index]) / count;
     A* offset_grad_input =
         grad_input + gc::plane_offset<kNHWC>(box.roi_batch_ind, o.c, channels, height, width);
     // main loop

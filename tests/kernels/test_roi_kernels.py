@@ -233,6 +233,72 @@ def test_roi_align_forward_kernel_by_size():
     assert align.table_entries(huge) == align.MAX_TABLE_ENTRIES
 
 
+def _scatter_through_nhwc(monkeypatch, through: bool) -> tuple[list[str], list[str]]:
+    """Make NCHW atomic backwards add into an NHWC scratch (or not) whatever the size; returns
+    the launches' names (launch_align's, launch_accumulator's) from now on."""
+    align = importlib.import_module("gpuconv.roi.launch_align")
+    monkeypatch.setattr(align, "NHWC_SCATTER_MIN_ATOMICS_PER_ELEMENT", 0 if through else 1 << 62)
+    return (record_launches(monkeypatch, align),
+            record_launches(monkeypatch, importlib.import_module(LAUNCHER_MODULES[2])))
+
+
+@pytest.mark.parametrize("through", [True, False])
+@pytest.mark.parametrize("dtype", DTYPES, ids=DTYPE_IDS)
+def test_roi_align_nchw_scatter_through_an_nhwc_scratch(rng, monkeypatch, dtype, through):
+    """The NCHW atomic backward with its threads in NHWC order, adding into an NHWC scratch that
+    accumulator_nhwc_to_nchw transposes (and rounds) once, or directly into NCHW: every sampling
+    option, dtype and thread order against the reference."""
+    scattered, finished = _scatter_through_nhwc(monkeypatch, through)
+    x, boxes = inputs(rng, dtype, "NCHW")
+    for option in ALIGN_OPTIONS.values():
+        kwargs = dict(option, spatial_scale=SCALE)
+        go = grad_output_for(rng, gpuconv.roi_align(x, boxes, **kwargs))
+        expected = grad.roi_align(go, x, boxes, **kwargs)
+        for order in ORDERS:
+            assert_matches(simulated(grad.roi_align, go, x, boxes, order=order,
+                                     deterministic=False, **kwargs), expected)
+    t = ctype(dtype)
+    assert set(scattered) == {f"roi_align_backward_atomic<{t}, {'true' if through else 'false'}, "
+                              "false>"}
+    assert set(finished) == ({f"accumulator_nhwc_to_nchw<{t}>"} if through else set())
+
+
+@pytest.mark.parametrize("grid_images", [1, 65535])
+@pytest.mark.parametrize("channels", [1, 37, 70])
+def test_accumulator_nhwc_to_nchw_transposes_every_element(rng, monkeypatch, channels,
+                                                           grid_images):
+    """Channel counts under, across and past the 32-channel tiles, a plane of 7 x 9 = 63 pixels
+    (two tiles, the second partial), three images visited by one grid row (grid_images 1) or
+    one each: the transpose is exact in float32 and float64, one rounding in float16."""
+    acc = importlib.import_module(LAUNCHER_MODULES[2])
+    monkeypatch.setattr(acc, "MAX_IMAGE_ROWS", grid_images)
+    for dtype in (np.float32, np.float64, np.float16):
+        scratch = rng.standard_normal((3, 7, 9, channels)).astype(
+            np.float64 if dtype == np.float64 else np.float32)
+        out = np.full((3, channels, 7, 9), np.nan, dtype=dtype)
+        for order in ("forward", "random"):
+            with gpuconv.simulate(order=order):
+                acc._transpose_to_nchw(scratch, out, "simulator")
+            expected = np.ascontiguousarray(scratch.transpose(0, 3, 1, 2)).astype(dtype)
+            assert bitwise_equal(out, expected)
+
+
+def test_roi_align_scatter_layout_by_size():
+    """NCHW atomic backwards scatter through NHWC where the sample-corner atomics outnumber the
+    input's elements: every FPN and mask-head case of the bench, not a few huge boxes."""
+    align = importlib.import_module("gpuconv.roi.launch_align")
+    from gpuconv.roi.geometry import RoiGeometry
+
+    def case(N, H, W, K, P, ratio):
+        return RoiGeometry(N=N, C=256, H=H, W=W, K=K, PH=P, PW=P, spatial_scale=0.25,
+                           sampling_ratio=ratio)
+    assert align.scatters_through_nhwc(case(2, 200, 304, 1024, 7, 2))     # FPN P2
+    assert align.scatters_through_nhwc(case(1, 50, 76, 1000, 7, 2))       # FPN P4
+    assert align.scatters_through_nhwc(case(1, 200, 304, 100, 14, 2))     # mask head
+    assert not align.scatters_through_nhwc(case(16, 160, 160, 6, 7, 0))   # few huge, adaptive
+    assert not align.scatters_through_nhwc(case(1, 200, 304, 10, 7, 2))   # few boxes
+
+
 def test_roi_align_boxes_as_a_list_and_a_wide_feature_map(rng):
     """A list of per-image boxes; a map wider than one gather tile (16 columns) and taller than
     one (4 rows), with more boxes than one 256-roi compaction chunk."""
@@ -392,3 +458,21 @@ def test_gpu_matches_reference(rng, dtype, data_format, deterministic):
         assert_matches(cupy.asnumpy(gradient(cupy.asarray(go), x_gpu, boxes_gpu,
                                              deterministic=deterministic, **kwargs)),
                        gradient(go, x, boxes, **kwargs))
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("through", [True, False])
+@pytest.mark.parametrize("dtype", DTYPES, ids=DTYPE_IDS)
+def test_gpu_nchw_scatter_layouts_match_reference(rng, monkeypatch, dtype, through):
+    """Both NCHW atomic backwards (directly, through the NHWC scratch) on the GPU, on a map
+    larger than one transpose tile in both directions."""
+    import cupy
+    _scatter_through_nhwc(monkeypatch, through)
+    x = rng.standard_normal((2, 45, 10, 12)).astype(dtype)
+    boxes = BOXES.astype(dtype)
+    for kwargs in (dict(output_size=(3, 4), sampling_ratio=2), dict(output_size=7, aligned=True)):
+        kwargs = dict(kwargs, spatial_scale=SCALE)
+        go = grad_output_for(rng, gpuconv.roi_align(x, boxes, **kwargs))
+        got = grad.roi_align(cupy.asarray(go), cupy.asarray(x), cupy.asarray(boxes),
+                             deterministic=False, **kwargs)
+        assert_matches(cupy.asnumpy(got), grad.roi_align(go, x, boxes, **kwargs))
