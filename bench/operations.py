@@ -4,8 +4,9 @@ Only the public API is used (api.md): ``gpuconv.conv2d``, ``gpuconv.grad.conv2d_
 ``conv2d_weight`` with ``algorithm=``, the pooling and ROI functions and their ``gpuconv.grad``
 twins. Functions are looked up at call time, so kernels that land while the team works are
 picked up without touching the bench. One exception: roi_pool's backward is timed from the
-argmax its forward kept (``gpuconv.roi.api.roi_pool_with_argmax``, what gpuconv.torch's
-autograd does), since torchvision's backward op, the baseline, is handed its argmax too.
+argmax and rois its forward kept (``gpuconv.roi.api.roi_pool_with_argmax``, what gpuconv.torch's
+autograd does), since torchvision's backward op, the baseline, is handed its argmax too (and
+scans no rois).
 """
 from __future__ import annotations
 
@@ -275,8 +276,9 @@ def _roi_runner(case: Case, inp: Inputs):
 
     def run():
         if "argmax" not in saved:
-            saved["argmax"] = roi_api.roi_pool_with_argmax(inp.x, inp.boxes, **params)[1]
-        return roi_grad.roi_pool_with_own_argmax(inp.dy, inp.x, inp.boxes, **params,
+            _, saved["argmax"], saved["rois"] = roi_api.roi_pool_with_argmax(inp.x, inp.boxes,
+                                                                            **params)
+        return roi_grad.roi_pool_with_own_argmax(inp.dy, inp.x, saved["rois"], **params,
                                                  argmax=saved["argmax"])
     return run
 

@@ -25,16 +25,28 @@ def roi_align(x, boxes, output_size, spatial_scale=1.0, sampling_ratio=-1, align
         ceil(roi_size / bins), as in torchvision. aligned: shift boxes by -0.5 pixel.
     Returns (K, C, PH, PW) ((K, PH, PW, C) for NHWC) of x's dtype.
     """
+    return roi_align_keeping_rois(x, boxes, output_size, spatial_scale, sampling_ratio, aligned,
+                                  data_format=data_format)[0]
+
+
+def roi_align_keeping_rois(x, boxes, output_size, spatial_scale=1.0, sampling_ratio=-1,
+                           aligned=False, *, data_format="NCHW"):
+    """(y, rois): ``roi_align``'s output and the checked, contiguous (K, 5) rois its boxes
+    became. Not public API: the framework wrappers keep the rois for the backward
+    (``gpuconv.roi.grad.roi_align_from_checked_rois``), which then neither rebuilds nor scans
+    them again (a scan of CuPy rois is a device synchronization)."""
     call = check_roi_arguments(x, boxes, output_size, spatial_scale, sampling_ratio, aligned,
                                data_format=data_format)
     geom = call.geometry
-    if geom.is_empty:
-        return call.arrays.xp.zeros(geom.output_shape(data_format), dtype=call.arrays.dtype)
     executor = _state.executor_for(call.arrays.library)
-    if executor == "reference":
-        return reference.roi_align(geom, x, call.rois, data_format=data_format)
-    from . import launch
-    return launch.roi_align(geom, x, call.rois, data_format=data_format, executor=executor)
+    if geom.is_empty:
+        y = call.arrays.xp.zeros(geom.output_shape(data_format), dtype=call.arrays.dtype)
+    elif executor == "reference":
+        y = reference.roi_align(geom, x, call.rois, data_format=data_format)
+    else:
+        from . import launch
+        y = launch.roi_align(geom, x, call.rois, data_format=data_format, executor=executor)
+    return y, call.rois
 
 
 def roi_pool(x, boxes, output_size, spatial_scale=1.0, *, data_format="NCHW"):
@@ -43,28 +55,34 @@ def roi_pool(x, boxes, output_size, spatial_scale=1.0, *, data_format="NCHW"):
     Arguments as ``roi_align``. Box corners are rounded to pixels; a bin with no pixel gives 0.
     Returns (K, C, PH, PW) ((K, PH, PW, C) for NHWC) of x's dtype.
     """
-    call = check_roi_arguments(x, boxes, output_size, spatial_scale, data_format=data_format)
-    geom = call.geometry
-    if geom.is_empty:
-        return call.arrays.xp.zeros(geom.output_shape(data_format), dtype=call.arrays.dtype)
-    executor = _state.executor_for(call.arrays.library)
-    if executor == "reference":
-        return reference.roi_pool(geom, x, call.rois, data_format=data_format)
-    from . import launch
-    return launch.roi_pool(geom, x, call.rois, data_format=data_format, executor=executor)
+    return _roi_pool(x, boxes, output_size, spatial_scale, data_format=data_format,
+                     with_argmax=False)[0]
 
 
 def roi_pool_with_argmax(x, boxes, output_size, spatial_scale=1.0, *, data_format="NCHW"):
-    """``roi_pool``'s output and the argmax its backward needs: (y, argmax), argmax an int64
-    array of y's shape (flat h * W + w of each bin's maximum, -1 for an empty bin), or None
-    where the NumPy reference computes (its backward recomputes). Not public API: the framework
-    wrappers keep the argmax between the passes and hand it to
-    ``gpuconv.roi.grad.roi_pool_with_own_argmax``, sparing the backward a forward pass."""
+    """(y, argmax, rois): ``roi_pool``'s output, the argmax its backward needs (an int64 array
+    of y's shape: flat h * W + w of each bin's maximum, -1 for an empty bin; None where the
+    NumPy reference computes, whose backward recomputes it) and the checked (K, 5) rois. Not
+    public API: the framework wrappers keep argmax and rois between the passes and hand them to
+    ``gpuconv.roi.grad.roi_pool_with_own_argmax``, sparing the backward a forward pass and a
+    second scan of the rois."""
+    return _roi_pool(x, boxes, output_size, spatial_scale, data_format=data_format,
+                     with_argmax=True)
+
+
+def _roi_pool(x, boxes, output_size, spatial_scale, *, data_format, with_argmax):
     call = check_roi_arguments(x, boxes, output_size, spatial_scale, data_format=data_format)
     geom = call.geometry
     executor = _state.executor_for(call.arrays.library)
-    if geom.is_empty or executor == "reference":
-        return roi_pool(x, boxes, output_size, spatial_scale, data_format=data_format), None
+    if geom.is_empty:
+        y = call.arrays.xp.zeros(geom.output_shape(data_format), dtype=call.arrays.dtype)
+        return y, None, call.rois
+    if executor == "reference":
+        return reference.roi_pool(geom, x, call.rois, data_format=data_format), None, call.rois
     from . import launch
-    return launch.roi_pool(geom, x, call.rois, data_format=data_format, executor=executor,
-                           with_argmax=True)
+    if not with_argmax:
+        return launch.roi_pool(geom, x, call.rois, data_format=data_format,
+                               executor=executor), None, call.rois
+    y, argmax = launch.roi_pool(geom, x, call.rois, data_format=data_format, executor=executor,
+                                with_argmax=True)
+    return y, argmax, call.rois

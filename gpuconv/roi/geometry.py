@@ -77,8 +77,14 @@ FORWARD = object()
 
 
 def check_roi_arguments(x, boxes, output_size, spatial_scale=1.0, sampling_ratio=-1,
-                        aligned=False, *, data_format="NCHW", grad_output=FORWARD) -> RoiCall:
-    """Validate one ROI call (``grad_output`` too, for a gradient) and normalize its arguments."""
+                        aligned=False, *, data_format="NCHW", grad_output=FORWARD,
+                        values_checked=False) -> RoiCall:
+    """Validate one ROI call (``grad_output`` too, for a gradient) and normalize its arguments.
+
+    ``values_checked``: ``boxes`` is the ``rois`` that a check of the same call returned, whose
+    values therefore need no second scan (on CuPy arrays a scan is a device synchronization).
+    Only gpuconv's framework wrappers pass it, between a forward and its backward, where autograd
+    keeps the boxes from changing; everything else about the call is checked as usual."""
     data_format = as_choice("data_format", data_format, DATA_FORMATS)
     float_args = {"x": x} if grad_output is FORWARD else {"x": x, "grad_output": grad_output}
     arrays = check_arrays(float_args, ndim={"x": 4, "grad_output": 4})
@@ -89,7 +95,7 @@ def check_roi_arguments(x, boxes, output_size, spatial_scale=1.0, sampling_ratio
     ph, pw = as_pair("output_size", output_size, minimum=1)
     scale = as_float("spatial_scale", spatial_scale, positive=True)
     ratio = max(as_int("sampling_ratio", sampling_ratio), 0)
-    rois = normalize_boxes(boxes, arrays, n, scale)
+    rois = normalize_boxes(boxes, arrays, n, scale, check_values=not values_checked)
     geometry = RoiGeometry(N=int(n), C=int(c), H=int(h), W=int(w), K=int(rois.shape[0]),
                            PH=ph, PW=pw, spatial_scale=scale, sampling_ratio=ratio,
                            aligned=as_bool("aligned", aligned))
@@ -102,8 +108,10 @@ def check_roi_arguments(x, boxes, output_size, spatial_scale=1.0, sampling_ratio
     return RoiCall(arrays, geometry, rois)
 
 
-def normalize_boxes(boxes, arrays: ArraySet, n_images: int, spatial_scale: float = 1.0):
-    """``boxes`` in either public form -> checked, contiguous (K, 5) rois like x."""
+def normalize_boxes(boxes, arrays: ArraySet, n_images: int, spatial_scale: float = 1.0, *,
+                    check_values: bool = True):
+    """``boxes`` in either public form -> checked, contiguous (K, 5) rois like x (their values
+    scanned unless ``check_values`` is False: see check_roi_arguments)."""
     xp = arrays.xp
     if isinstance(boxes, (list, tuple)):
         rois = _rois_from_list(boxes, arrays, n_images)
@@ -113,7 +121,8 @@ def normalize_boxes(boxes, arrays: ArraySet, n_images: int, spatial_scale: float
             raise ValueError(f"boxes must be {BOXES_FORMS}; got an array of shape "
                              f"{tuple(boxes.shape)}")
         rois = xp.ascontiguousarray(boxes)
-    _check_box_values(rois, arrays, n_images, spatial_scale)
+    if check_values:
+        _check_box_values(rois, arrays, n_images, spatial_scale)
     return rois
 
 

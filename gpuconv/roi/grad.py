@@ -23,9 +23,27 @@ def roi_align(grad_output, x, boxes, output_size, spatial_scale=1.0, sampling_ra
     ``deterministic=True`` (or ``gpuconv.set_deterministic(True)``) makes the result bitwise
     reproducible.
     """
+    return _roi_align(grad_output, x, boxes, output_size, spatial_scale, sampling_ratio, aligned,
+                      data_format=data_format, deterministic=deterministic, values_checked=False)
+
+
+def roi_align_from_checked_rois(grad_output, x, rois, output_size, spatial_scale=1.0,
+                                sampling_ratio=-1, aligned=False, *, data_format="NCHW",
+                                deterministic=None):
+    """``roi_align``'s gradient from the rois that ``gpuconv.roi.api.roi_align_keeping_rois``
+    returned for the same arguments. Not public API: the rois' values are trusted (not scanned
+    again), which only a framework wrapper whose autograd keeps the boxes unchanged between
+    the passes can promise; everything else is checked."""
+    return _roi_align(grad_output, x, rois, output_size, spatial_scale, sampling_ratio, aligned,
+                      data_format=data_format, deterministic=deterministic, values_checked=True)
+
+
+def _roi_align(grad_output, x, boxes, output_size, spatial_scale, sampling_ratio, aligned, *,
+               data_format, deterministic, values_checked):
     deterministic = _state.is_deterministic(deterministic)
     call = check_roi_arguments(x, boxes, output_size, spatial_scale, sampling_ratio, aligned,
-                               data_format=data_format, grad_output=grad_output)
+                               data_format=data_format, grad_output=grad_output,
+                               values_checked=values_checked)
     geom = call.geometry
     if geom.is_empty:
         return call.arrays.xp.zeros(geom.input_shape(data_format), dtype=call.arrays.dtype)
@@ -45,20 +63,26 @@ def roi_pool(grad_output, x, boxes, output_size, spatial_scale=1.0, *, data_form
     ``deterministic=True`` (or ``gpuconv.set_deterministic(True)``) makes the result bitwise
     reproducible.
     """
-    return roi_pool_with_own_argmax(grad_output, x, boxes, output_size, spatial_scale,
-                                    argmax=None, data_format=data_format,
-                                    deterministic=deterministic)
+    return _roi_pool(grad_output, x, boxes, output_size, spatial_scale, argmax=None,
+                     data_format=data_format, deterministic=deterministic, values_checked=False)
 
 
-def roi_pool_with_own_argmax(grad_output, x, boxes, output_size, spatial_scale=1.0, *, argmax,
+def roi_pool_with_own_argmax(grad_output, x, rois, output_size, spatial_scale=1.0, *, argmax,
                              data_format="NCHW", deterministic=None):
-    """``roi_pool``'s gradient from the argmax that ``gpuconv.roi.api.roi_pool_with_argmax``
-    returned for the same arguments (None: recomputed). Not public API: the argmax values are
-    trusted (never scanned), which only gpuconv's own forward can promise; its shape, dtype and
-    library are checked."""
+    """``roi_pool``'s gradient from the argmax and the rois that
+    ``gpuconv.roi.api.roi_pool_with_argmax`` returned for the same arguments (argmax None:
+    recomputed). Not public API: the argmax and rois values are trusted (never scanned), which
+    only gpuconv's own forward, and autograd keeping the boxes unchanged, can promise; their
+    shapes, dtypes and library are checked."""
+    return _roi_pool(grad_output, x, rois, output_size, spatial_scale, argmax=argmax,
+                     data_format=data_format, deterministic=deterministic, values_checked=True)
+
+
+def _roi_pool(grad_output, x, boxes, output_size, spatial_scale, *, argmax, data_format,
+              deterministic, values_checked):
     deterministic = _state.is_deterministic(deterministic)
     call = check_roi_arguments(x, boxes, output_size, spatial_scale, data_format=data_format,
-                               grad_output=grad_output)
+                               grad_output=grad_output, values_checked=values_checked)
     geom = call.geometry
     if geom.is_empty:
         return call.arrays.xp.zeros(geom.input_shape(data_format), dtype=call.arrays.dtype)

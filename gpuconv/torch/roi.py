@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import torch
 
-import gpuconv
 from gpuconv.roi import api as roi_api
 from gpuconv.roi import grad as roi_grad
 
@@ -31,43 +30,48 @@ def _box_arrays(boxes):
 
 class RoiFunction(torch.autograd.Function):
     """y = gpuconv.<name>(x, boxes, *args);
-    grad_x = gpuconv.grad.<name>(grad_y, x, boxes, *args). roi_pool keeps its forward's argmax
-    for the backward, as torchvision does (on the kernels; the reference recomputes it)."""
+    grad_x = gpuconv.grad.<name>(grad_y, x, boxes, *args). As torchvision's autograd does, the
+    boxes are saved for the backward (changing them in place before it is an error) and
+    roi_pool keeps its forward's argmax (on the kernels; the reference recomputes it). The
+    backward takes the rois the forward checked, unscanned: on CUDA tensors a scan is a device
+    synchronization."""
 
     @staticmethod
     def forward(ctx, x, boxes, name, args):
-        device = common_device({"input": x, **_box_tensors(boxes)})
+        box_tensors = _box_tensors(boxes)
+        device = common_device({"input": x, **box_tensors})
         fmt = data_format_for(x)
         argmax = None
         with on_device_of(device):
             if name == "roi_pool":
-                y, argmax = roi_api.roi_pool_with_argmax(to_array(x, fmt), _box_arrays(boxes),
-                                                         *args, data_format=fmt)
+                y, argmax, rois = roi_api.roi_pool_with_argmax(to_array(x, fmt), _box_arrays(boxes),
+                                                               *args, data_format=fmt)
             else:
-                y = getattr(gpuconv, name)(to_array(x, fmt), _box_arrays(boxes), *args,
-                                           data_format=fmt)
-        # The boxes need no version check: no gradient flows to them.
-        ctx.function_name, ctx.args, ctx.data_format, ctx.boxes = name, args, fmt, boxes
+                y, rois = roi_api.roi_align_keeping_rois(to_array(x, fmt), _box_arrays(boxes),
+                                                         *args, data_format=fmt)
+        # rois may view the boxes' memory: saving the boxes keeps it alive and unchanged.
+        ctx.function_name, ctx.args, ctx.data_format, ctx.rois = name, args, fmt, rois
         ctx.has_argmax = argmax is not None
-        if ctx.has_argmax:
-            ctx.save_for_backward(x, to_tensor(argmax, torch.int64, fmt))
-        else:
-            ctx.save_for_backward(x)
+        kept = [to_tensor(argmax, torch.int64, fmt)] if ctx.has_argmax else []
+        ctx.save_for_backward(x, *kept, *box_tensors.values())
         return to_tensor(y, x.dtype, fmt)
 
     @staticmethod
     @first_order_backward
     def backward(ctx, grad_out):
-        x, *kept = ctx.saved_tensors
+        x, *kept = ctx.saved_tensors    # raises if x or the boxes changed in place since
         fmt = ctx.data_format
-        args = (to_array(grad_out, fmt), to_array(x, fmt), _box_arrays(ctx.boxes), *ctx.args)
+        args = (to_array(grad_out, fmt), to_array(x, fmt), ctx.rois, *ctx.args)
         with on_device_of(x.device):
             if ctx.has_argmax:
                 grad = roi_grad.roi_pool_with_own_argmax(
                     *args, argmax=to_array(kept[0], fmt), data_format=fmt,
                     deterministic=deterministic())
+            elif ctx.function_name == "roi_pool":
+                grad = roi_grad.roi_pool_with_own_argmax(
+                    *args, argmax=None, data_format=fmt, deterministic=deterministic())
             else:
-                grad = getattr(gpuconv.grad, ctx.function_name)(
+                grad = roi_grad.roi_align_from_checked_rois(
                     *args, data_format=fmt, deterministic=deterministic())
         return to_tensor(grad, x.dtype, fmt), None, None, None
 

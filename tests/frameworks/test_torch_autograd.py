@@ -1,6 +1,8 @@
 """Gradients of gpuconv.torch: torch.autograd.gradcheck in float64 for every differentiable
 function (small shapes), agreement with torch's own autograd, needs_input_grad respected,
 torch's determinism flag forwarded, and a clear error for double backward."""
+import contextlib
+
 import pytest
 
 torch = pytest.importorskip("torch")
@@ -190,6 +192,36 @@ def test_max_pool_backward_trusts_its_own_forwards_indices(monkeypatch, call):
     with pytest.raises(AssertionError, match="scanned"):
         y, i = gpuconv.max_pool2d(leaf(1, 1, 4, 4).detach().numpy(), 2, return_indices=True)
         gpuconv.grad.max_pool2d(y, leaf(1, 1, 4, 4).detach().numpy(), 2, indices=i)
+
+
+@pytest.mark.parametrize("name", ["roi_align", "roi_pool"])
+@pytest.mark.parametrize("as_list", [False, True], ids=["rows", "list"])
+def test_roi_backward_trusts_its_forwards_rois(monkeypatch, name, as_list):
+    # The rois the forward checked are not scanned again (on CUDA tensors a scan is a device
+    # synchronization); as in torchvision, the boxes are saved for the backward, so changing
+    # them in place between the passes is autograd's error rather than a silently other
+    # gradient.
+    import gpuconv.roi.geometry as geometry
+    real_scan, scans = geometry._check_box_values, []
+    monkeypatch.setattr(geometry, "_check_box_values",
+                        lambda *a: (scans.append(a), real_scan(*a))[1])
+    grads = []
+    for simulate in (False, True):
+        x = leaf(2, 3, 7, 8)
+        boxes = [BOXES[:1, 1:].clone(), BOXES[1:, 1:].clone()] if as_list else BOXES.clone()
+        with gpuconv.simulate() if simulate else contextlib.nullcontext():
+            y = getattr(G, name)(x, boxes, (2, 3), 0.5)
+            y.square().sum().backward()
+        grads.append(x.grad)
+    assert len(scans) == 2      # one per forward
+    torch.testing.assert_close(*grads)
+    expected = getattr(tvs, name)(x.detach(), BOXES, (2, 3), 0.5)
+    torch.testing.assert_close(y.detach(), expected)
+    boxes = BOXES.clone()
+    y = getattr(G, name)(leaf(2, 3, 7, 8), boxes, (2, 3), 0.5)
+    boxes[0, 1] += 1.0
+    with pytest.raises(RuntimeError, match="modified by an inplace operation"):
+        y.sum().backward()
 
 
 # torch.autocast and forward-mode AD

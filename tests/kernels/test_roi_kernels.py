@@ -391,8 +391,8 @@ def test_roi_pool_and_grads(rng, output_size, dtype, data_format):
 @pytest.mark.parametrize("data_format", ["NCHW", "NHWC"])
 def test_roi_pool_backward_from_the_forwards_own_argmax(rng, monkeypatch, data_format,
                                                         deterministic):
-    """The framework wrappers keep the forward's argmax (roi_pool_with_argmax) and the backward
-    takes it instead of running the forward again."""
+    """The framework wrappers keep the forward's argmax and rois (roi_pool_with_argmax) and the
+    backward takes them instead of running the forward again and scanning the rois again."""
     from gpuconv.roi import api as roi_api, grad as roi_grad, launch_pool
     x, boxes = inputs(rng, np.float32, data_format, kind="ties")
     kwargs = dict(output_size=(3, 4), spatial_scale=SCALE, data_format=data_format)
@@ -400,23 +400,63 @@ def test_roi_pool_backward_from_the_forwards_own_argmax(rng, monkeypatch, data_f
     go = grad_output_for(rng, expected)
     expected_grad = grad.roi_pool(go, x, boxes, **kwargs)
     assert roi_api.roi_pool_with_argmax(x, boxes, **kwargs)[1] is None  # the reference's own way
-    y, argmax = simulated(roi_api.roi_pool_with_argmax, x, boxes, **kwargs)
-    assert_matches(y, expected)
+    box_list = [boxes[boxes[:, 0] == i, 1:] for i in range(2)]
+    y, argmax, rois = simulated(roi_api.roi_pool_with_argmax, x, box_list, **kwargs)
+    assert_matches(y, simulated(gpuconv.roi_pool, x, box_list, **kwargs))
     assert argmax.dtype == np.int64 and argmax.shape == y.shape
-    forwards = []
-    real_forward = launch_pool._forward
-    monkeypatch.setattr(launch_pool, "_forward", lambda *a, **k: (
-        forwards.append(k), real_forward(*a, **k))[1])
-    got = simulated(roi_grad.roi_pool_with_own_argmax, go, x, boxes, argmax=argmax,
+    assert rois.shape == boxes.shape and rois.flags.c_contiguous
+    y, argmax, rois = simulated(roi_api.roi_pool_with_argmax, x, boxes, **kwargs)
+    assert_matches(y, expected)
+    forwards, scans = _count_forwards_and_scans(monkeypatch, launch_pool, "_forward")
+    got = simulated(roi_grad.roi_pool_with_own_argmax, go, x, rois, argmax=argmax,
                     deterministic=deterministic, order="random", **kwargs)
-    assert forwards == []
+    assert forwards == [] and scans == []
     assert_matches(got, expected_grad)
     simulated(grad.roi_pool, go, x, boxes, deterministic=deterministic, **kwargs)
-    assert len(forwards) == 1  # without an argmax the backward recomputes it
+    # without an argmax the backward recomputes it; the public gradient scans its boxes
+    assert len(forwards) == 1 and len(scans) == 1
     for wrong, message in ((argmax[:1], "shape"), (argmax.astype(np.int32), "int64"),
                            (argmax.astype(np.float64), "integer dtype")):
         with pytest.raises((ValueError, TypeError), match=message):
-            simulated(roi_grad.roi_pool_with_own_argmax, go, x, boxes, argmax=wrong, **kwargs)
+            simulated(roi_grad.roi_pool_with_own_argmax, go, x, rois, argmax=wrong, **kwargs)
+
+
+def _count_forwards_and_scans(monkeypatch, module, forward_name):
+    """Lists that grow by one with each call of ``module.forward_name`` and of the rois value
+    scan (geometry._check_box_values) from now on."""
+    from gpuconv.roi import geometry
+    forwards, scans = [], []
+    real_forward, real_scan = getattr(module, forward_name), geometry._check_box_values
+    monkeypatch.setattr(module, forward_name, lambda *a, **k: (
+        forwards.append(k), real_forward(*a, **k))[1])
+    monkeypatch.setattr(geometry, "_check_box_values", lambda *a, **k: (
+        scans.append(a), real_scan(*a, **k))[1])
+    return forwards, scans
+
+
+@pytest.mark.parametrize("deterministic", [False, True])
+def test_roi_align_backward_from_the_forwards_checked_rois(rng, monkeypatch, deterministic):
+    """roi_align_keeping_rois returns the checked rois (built from a list too);
+    roi_align_from_checked_rois takes them without scanning their values again, and checks
+    everything else."""
+    from gpuconv.roi import api as roi_api, grad as roi_grad, launch_align
+    x, boxes = inputs(rng, np.float32, "NCHW")
+    kwargs = dict(output_size=(3, 4), spatial_scale=SCALE, sampling_ratio=2)
+    box_list = [boxes[boxes[:, 0] == i, 1:] for i in range(2)]
+    for given in (boxes, box_list):
+        y, rois = simulated(roi_api.roi_align_keeping_rois, x, given, **kwargs)
+        assert_matches(y, gpuconv.roi_align(x, given, **kwargs))
+        assert rois.shape[1] == 5 and rois.flags.c_contiguous
+        go = grad_output_for(rng, y)
+        _, scans = _count_forwards_and_scans(monkeypatch, launch_align, "roi_align")
+        got = simulated(roi_grad.roi_align_from_checked_rois, go, x, rois,
+                        deterministic=deterministic, **kwargs)
+        assert scans == []
+        assert_matches(got, grad.roi_align(go, x, given, **kwargs))
+        with pytest.raises(ValueError, match="grad_output"):
+            roi_grad.roi_align_from_checked_rois(go[:1], x, rois, **kwargs)
+        monkeypatch.undo()
+        poison_launcher_outputs(monkeypatch, LAUNCHER_MODULES)
 
 
 def test_roi_pool_ignores_nan_and_tiny_values(rng):
