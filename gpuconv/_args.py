@@ -86,27 +86,47 @@ def memoized_check(fn):
     return checked
 
 
-def as_int(name: str, value: Any, *, minimum: int | None = None) -> int:
-    """A single integer argument, optionally bounded below."""
+# The largest value an argument that reaches the kernels as a 32-bit int may take (a padding, a
+# window size, a sampling ratio). Strides and dilations are exempt where a huge one is
+# meaningful (conv/geometry.unused_as_one).
+INT32_MAX = 2 ** 31 - 1
+
+
+def as_int(name: str, value: Any, *, minimum: int | None = None,
+           maximum: int | None = None) -> int:
+    """A single integer argument, optionally bounded below and above."""
     if not _is_int(value):
         raise TypeError(f"{name} must be an int, got {type(value).__name__} {value!r}")
     value = int(value)
     if minimum is not None and value < minimum:
         raise ValueError(f"{name} must be >= {minimum}, got {value}")
+    if maximum is not None and value > maximum:
+        limit = "2**31 - 1 (the kernels take 32-bit ints)" if maximum == INT32_MAX else maximum
+        raise ValueError(f"{name} must be <= {limit}, got {value}")
     return value
 
 
-def as_pair(name: str, value: Any, *, minimum: int | None = None) -> tuple[int, int]:
-    """An int or a length-2 sequence of ints -> (h, w), as torch's ``_pair``."""
+def as_pair(name: str, value: Any, *, minimum: int | None = None,
+            maximum: int | None = None) -> tuple[int, int]:
+    """An int or a length-2 sequence of ints -> (h, w), as torch's ``_pair`` (api.md's forms;
+    gpuconv.torch expands torch.nn.functional's one-element spelling before handing on)."""
     if _is_int(value):
-        v = as_int(name, value, minimum=minimum)
+        v = as_int(name, value, minimum=minimum, maximum=maximum)
         return (v, v)
     if isinstance(value, (tuple, list)):
         if len(value) != 2:
             raise ValueError(f"{name} must be an int or a pair (h, w), got {len(value)} values: {value!r}")
-        return (as_int(f"{name}[0]", value[0], minimum=minimum),
-                as_int(f"{name}[1]", value[1], minimum=minimum))
+        return (as_int(f"{name}[0]", value[0], minimum=minimum, maximum=maximum),
+                as_int(f"{name}[1]", value[1], minimum=minimum, maximum=maximum))
     raise TypeError(f"{name} must be an int or a pair (h, w), got {type(value).__name__} {value!r}")
+
+
+def sequence_of(value: Any) -> Any:
+    """A 1-D NumPy array (``np.array([h, w])``, a computed shape) as the list of its items, which
+    torch accepts wherever it takes a sequence of sizes; anything else unchanged."""
+    if isinstance(value, np.ndarray) and value.ndim == 1:
+        return value.tolist()
+    return value
 
 
 def as_float(name: str, value: Any, *, positive: bool = False) -> float:

@@ -14,7 +14,7 @@ import math
 from dataclasses import dataclass
 from typing import Any, Sequence
 
-from .._args import as_choice, as_int, as_pair, memoized_check
+from .._args import INT32_MAX, as_choice, as_int, as_pair, memoized_check, sequence_of
 from .._arrays import ArraySet, check_out, library_of, xp_of
 
 # Every algorithm a caller may force; "auto" lets the launcher choose per case.
@@ -188,8 +188,9 @@ def parse_padding(padding: Any, x_hw: tuple[int, int], stride: tuple[int, int],
             return tuple(_same_padding(*args) for args in zip(x_hw, stride, dilation, kernel))
         raise ValueError(f"padding must be an int, a pair, a pair of pairs, 'valid' or 'same'; got {padding!r}")
     if _is_pair_of_pairs(padding):
-        return tuple(as_pair(f"padding[{i}]", p, minimum=0) for i, p in enumerate(padding))
-    ph, pw = as_pair("padding", padding, minimum=0)
+        return tuple(as_pair(f"padding[{i}]", p, minimum=0, maximum=INT32_MAX)
+                     for i, p in enumerate(padding))
+    ph, pw = as_pair("padding", padding, minimum=0, maximum=INT32_MAX)
     return ((ph, ph), (pw, pw))
 
 
@@ -253,6 +254,7 @@ def _transposed_size(size: int, stride: int, pad: int, dilation: int, kernel: in
 def _output_padding_from_size(output_size: Any, minimum: tuple[int, int],
                               stride: tuple[int, int], x_hw: tuple[int, int]) -> tuple[int, int]:
     """output_padding that gives ``output_size``, checked against torch's achievable range."""
+    output_size = sequence_of(output_size)
     if not isinstance(output_size, (tuple, list)):
         raise TypeError(f"output_size must be None or a sequence of 2 or 4 ints, "
                         f"got {type(output_size).__name__}")
@@ -286,8 +288,8 @@ def conv_transpose2d_geometry(x_shape: Any, weight_shape: Any, stride: Any = 1, 
     if isinstance(padding, str):
         raise ValueError(f"padding must be an int or a pair (h, w) for conv_transpose2d; "
                          f"the string form {padding!r} is not supported for transposed convolutions")
-    ph, pw = as_pair("padding", padding, minimum=0)
-    oph, opw = as_pair("output_padding", output_padding, minimum=0)
+    ph, pw = as_pair("padding", padding, minimum=0, maximum=INT32_MAX)
+    oph, opw = as_pair("output_padding", output_padding, minimum=0, maximum=INT32_MAX)
     N, C_in, H_in, W_in = _check_x_shape(x_name, x_shape)
     Cw, Kg, R, S = _check_weight_shape(weight_name, weight_shape, labels=("C_in", "K_out/groups", "R", "S"))
     groups = as_int("groups", groups, minimum=1)

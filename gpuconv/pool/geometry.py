@@ -20,7 +20,8 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from .._args import as_bool, as_choice, as_int, as_pair, memoized_check
+from .._args import (INT32_MAX, as_bool, as_choice, as_int, as_pair, memoized_check,
+                     sequence_of)
 from .._arrays import check_index_array, xp_of
 from ..conv.geometry import check_data_format, layout_shape, nchw_shape  # noqa: F401 (re-exported)
 
@@ -153,11 +154,11 @@ def pool2d_geometry(x_shape_nchw: Sequence[int], kernel_size: Any, stride: Any =
     """max_pool2d's arguments (avg_pool2d and lp_pool2d: dilation 1), PyTorch's rules: stride None
     (or empty) means kernel_size, padding at most half the (undilated) kernel, an output of at
     least 1x1."""
-    R, S = as_pair("kernel_size", kernel_size, minimum=1)
+    R, S = as_pair("kernel_size", kernel_size, minimum=1, maximum=INT32_MAX)
     # torch.nn.functional spells "stride = kernel_size" as None or as an empty list.
     default_stride = stride is None or (isinstance(stride, (tuple, list)) and len(stride) == 0)
     sh, sw = (R, S) if default_stride else as_pair("stride", stride, minimum=1)
-    ph, pw = as_pair("padding", padding, minimum=0)
+    ph, pw = as_pair("padding", padding, minimum=0, maximum=INT32_MAX)
     dh, dw = as_pair("dilation", dilation, minimum=1)
     ceil_mode = as_bool("ceil_mode", ceil_mode)
     if ph > R // 2 or pw > S // 2:
@@ -214,6 +215,7 @@ def adaptive_pool2d_geometry(x_shape_nchw: Sequence[int], output_size: Any) -> A
     """output_size: an int or a pair (h, w) of ints >= 0 (0: an empty output, as PyTorch); a
     None entry keeps that input size."""
     N, C, H, W = _check_x_shape(x_shape_nchw)
+    output_size = sequence_of(output_size)
     if isinstance(output_size, numbers.Integral) and not isinstance(output_size, bool):
         P = Q = as_int("output_size", output_size, minimum=0)
     elif isinstance(output_size, (tuple, list)):
@@ -250,6 +252,7 @@ def spatial_pyramid_geometry(x_shape_nchw: Sequence[int], levels: Any = (1, 2, 4
 
 
 def _requested_unpool_size(output_size: Any, data_format: str) -> tuple[int, int]:
+    output_size = sequence_of(output_size)
     if not isinstance(output_size, (tuple, list)):
         raise TypeError(f"output_size must be None or a tuple/list of 2 (H, W) or 4 ints, "
                         f"got {type(output_size).__name__} {output_size!r}")
@@ -271,9 +274,9 @@ def max_unpool2d_geometry(x_shape_nchw: Sequence[int], kernel_size: Any, stride:
 
     Default output (P-1)*stride + kernel_size - 2*padding; a requested output_size (2 ints, or 4 in
     ``data_format`` order) must lie strictly within stride of that default, as in PyTorch."""
-    R, S = as_pair("kernel_size", kernel_size, minimum=1)
+    R, S = as_pair("kernel_size", kernel_size, minimum=1, maximum=INT32_MAX)
     sh, sw = (R, S) if stride is None else as_pair("stride", stride, minimum=1)
-    ph, pw = as_pair("padding", padding, minimum=0)
+    ph, pw = as_pair("padding", padding, minimum=0, maximum=INT32_MAX)
     N, C, P, Q = _check_x_shape(x_shape_nchw)
     default = ((P - 1) * sh + R - 2 * ph, (Q - 1) * sw + S - 2 * pw)
     if output_size is None:

@@ -116,6 +116,31 @@ def _support(s: _AxisSamples) -> tuple[int, int]:
     return int(s.low[s.inside].min()), int(s.high[s.inside].max()) + 1
 
 
+# Elements of the (channels, sample rows, sample columns) temporaries of one box at a time: a box
+# with many samples (adaptive sampling of a huge box) is taken a few sample rows at a time, so
+# memory stays bounded while the arithmetic is that of the whole box at once.
+CHUNK_ELEMENTS = 1 << 22
+
+
+def _row_chunks(bins: int, grid: int, rows_per_chunk: int):
+    """(first bin, last bin + 1, first sample row, last sample row + 1) pieces covering the
+    bins * grid sample rows of an axis, in order: whole bins where ``rows_per_chunk`` holds one
+    or more, else pieces of one bin."""
+    if rows_per_chunk >= grid:
+        step = rows_per_chunk // grid
+        for p in range(0, bins, step):
+            q = min(p + step, bins)
+            yield p, q, p * grid, q * grid
+        return
+    for p in range(bins):
+        for r in range(p * grid, (p + 1) * grid, rows_per_chunk):
+            yield p, p + 1, r, min(r + rows_per_chunk, (p + 1) * grid)
+
+
+def _rows_per_chunk(channels: int, row_elements: int) -> int:
+    return max(1, CHUNK_ELEMENTS // max(1, channels * row_elements))
+
+
 def roi_align(geom, x, rois, *, data_format: str = "NCHW") -> np.ndarray:
     """(K, C, PH, PW) (NHWC: (K, PH, PW, C)): the average of bilinear samples in each bin."""
     ct = _coordinate_dtype(x.dtype)
@@ -130,14 +155,20 @@ def roi_align(geom, x, rois, *, data_format: str = "NCHW") -> np.ndarray:
             if h0 == h1 or w0 == w1:
                 continue
             plane = np.asarray(x[int(box[0]), :, h0:h1, w0:w1], dtype=np.float64)
-            # along y: one interpolated row per y sample -> (C, Sy, w1 - w0)
-            rows = (ys.w_low[:, None] * plane[:, np.clip(ys.low - h0, 0, h1 - h0 - 1)]
-                    + ys.w_high[:, None] * plane[:, np.clip(ys.high - h0, 0, h1 - h0 - 1)])
-            # along x: one value per (y sample, x sample) -> (C, Sy, Sx)
+            yl, yh = np.clip(ys.low - h0, 0, h1 - h0 - 1), np.clip(ys.high - h0, 0, h1 - h0 - 1)
             xl, xh = np.clip(xs.low - w0, 0, w1 - w0 - 1), np.clip(xs.high - w0, 0, w1 - w0 - 1)
-            values = xs.w_low * rows[:, :, xl] + xs.w_high * rows[:, :, xh]
-            values = np.where(ys.inside[:, None] & xs.inside[None, :], values, 0.0)
-            out[k] = values.reshape(geom.C, geom.PH, ys.grid, geom.PW, xs.grid).sum(axis=(2, 4))
+            per_row = max(xs.low.size, w1 - w0)
+            for p, q, r0, r1 in _row_chunks(geom.PH, ys.grid,
+                                            _rows_per_chunk(geom.C, per_row)):
+                r = slice(r0, r1)
+                # along y: one interpolated row per y sample -> (C, rows, w1 - w0)
+                rows = (ys.w_low[r, None] * plane[:, yl[r]]
+                        + ys.w_high[r, None] * plane[:, yh[r]])
+                # along x: one value per (y sample, x sample) -> (C, rows, Sx)
+                values = xs.w_low * rows[:, :, xl] + xs.w_high * rows[:, :, xh]
+                values = np.where(ys.inside[r, None] & xs.inside[None, :], values, 0.0)
+                out[k, :, p:q] += values.reshape(geom.C, q - p, -1, geom.PW,
+                                                 xs.grid).sum(axis=(2, 4))
             out[k] /= count
     return _in_layout(out, data_format, x.dtype)
 
@@ -156,20 +187,26 @@ def grad_roi_align(geom, grad_output, rois, *, data_format: str = "NCHW") -> np.
             if h0 == h1 or w0 == w1:
                 continue
             # every sample of bin (ph, pw) receives grad_output[ph, pw] / count; an outside
-            # sample passes nothing on, so only the inside ones are kept -> (C, Vy, Vx)
-            g = np.asarray(g_out[k], dtype=np.float64) / count
-            g = np.repeat(np.repeat(g, ys.grid, axis=1), xs.grid, axis=2)
-            g = g[:, ys.inside][:, :, xs.inside]
-            yl, yh, wyl, wyh = (a[ys.inside] for a in (ys.low, ys.high, ys.w_low, ys.w_high))
+            # sample passes nothing on, so only the inside ones are kept
+            g_box = np.asarray(g_out[k], dtype=np.float64) / count
             xl, xh, wxl, wxh = (a[xs.inside] for a in (xs.low, xs.high, xs.w_low, xs.w_high))
-            # adjoint of the x step: each sample's share goes to its two columns
-            rows = np.zeros((geom.C, g.shape[1], w1 - w0))
-            np.add.at(rows, (slice(None), slice(None), xl - w0), g * wxl)
-            np.add.at(rows, (slice(None), slice(None), xh - w0), g * wxh)
-            # adjoint of the y step: each interpolated row goes to its two input rows
             plane = np.zeros((geom.C, h1 - h0, w1 - w0))
-            np.add.at(plane, (slice(None), yl - h0), rows * wyl[:, None])
-            np.add.at(plane, (slice(None), yh - h0), rows * wyh[:, None])
+            per_row = max(xs.low.size, w1 - w0)
+            for p, q, r0, r1 in _row_chunks(geom.PH, ys.grid,
+                                            _rows_per_chunk(geom.C, per_row)):
+                inside = ys.inside[r0:r1]
+                bins = np.arange(r0, r1)[inside] // ys.grid
+                # (C, inside rows of the chunk, inside x samples)
+                g = np.repeat(g_box[:, bins], xs.grid, axis=2)[:, :, xs.inside]
+                yl, yh, wyl, wyh = (a[r0:r1][inside]
+                                    for a in (ys.low, ys.high, ys.w_low, ys.w_high))
+                # adjoint of the x step: each sample's share goes to its two columns
+                rows = np.zeros((geom.C, g.shape[1], w1 - w0))
+                np.add.at(rows, (slice(None), slice(None), xl - w0), g * wxl)
+                np.add.at(rows, (slice(None), slice(None), xh - w0), g * wxh)
+                # adjoint of the y step: each interpolated row goes to its two input rows
+                np.add.at(plane, (slice(None), yl - h0), rows * wyl[:, None])
+                np.add.at(plane, (slice(None), yh - h0), rows * wyh[:, None])
             grad[int(box[0]), :, h0:h1, w0:w1] += plane
     return _in_layout(grad, data_format, grad_output.dtype)
 

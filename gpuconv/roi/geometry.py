@@ -22,7 +22,7 @@ from typing import Any
 
 import numpy as np
 
-from .._args import as_bool, as_choice, as_float, as_int, as_pair
+from .._args import INT32_MAX, as_bool, as_choice, as_float, as_int, as_pair
 from .._arrays import ArraySet, check_arrays, library_of
 
 DATA_FORMATS = ("NCHW", "NHWC")
@@ -92,9 +92,9 @@ def check_roi_arguments(x, boxes, output_size, spatial_scale=1.0, sampling_ratio
         n, h, w, c = x.shape
     else:
         n, c, h, w = x.shape
-    ph, pw = as_pair("output_size", output_size, minimum=1)
+    ph, pw = as_pair("output_size", output_size, minimum=1, maximum=INT32_MAX)
     scale = as_float("spatial_scale", spatial_scale, positive=True)
-    ratio = max(as_int("sampling_ratio", sampling_ratio), 0)
+    ratio = max(as_int("sampling_ratio", sampling_ratio, maximum=INT32_MAX), 0)
     rois = normalize_boxes(boxes, arrays, n, scale, check_values=not values_checked)
     geometry = RoiGeometry(N=int(n), C=int(c), H=int(h), W=int(w), K=int(rois.shape[0]),
                            PH=ph, PW=pw, spatial_scale=scale, sampling_ratio=ratio,

@@ -379,6 +379,21 @@ def test_argument_errors_name_the_argument():
         G.conv2d(x.long(), w.long())
 
 
+@pytest.mark.parametrize("call", [
+    lambda a: G.max_pool2d(a, 2), lambda a: G.avg_pool2d(a, 2), lambda a: G.lp_pool2d(a, 2, 2),
+    lambda a: G.adaptive_avg_pool2d(a, 2), lambda a: G.adaptive_max_pool2d(a, 2),
+    lambda a: G.global_avg_pool2d(a), lambda a: G.global_max_pool2d(a),
+    lambda a: G.spatial_pyramid_pool2d(a),
+    lambda a: G.max_unpool2d(a, torch.zeros(1, 1, 2, 2, dtype=torch.int64), 2),
+    lambda a: G.roi_align(a, [torch.zeros(0, 4, dtype=torch.float64)], 2),
+    lambda a: G.roi_pool(a, [torch.zeros(0, 4, dtype=torch.float64)], 2)])
+@pytest.mark.parametrize("given", [None, np.zeros((1, 1, 4, 4)), [[1.0]]],
+                         ids=["None", "ndarray", "list"])
+def test_an_input_that_is_not_a_tensor_is_a_type_error(call, given):
+    with pytest.raises(TypeError, match="input must be a torch.Tensor|no tensor given"):
+        call(given)
+
+
 def test_results_do_not_alias_inputs():
     x = randn(1, 2, 4, 4)
     y = G.avg_pool2d(x, 1)

@@ -301,6 +301,43 @@ def test_grad_roi_align_matches_torchvision_loops(rng, boxes, aligned, sampling_
     np.testing.assert_allclose(got, want, rtol=1e-12, atol=1e-12)
 
 
+@pytest.mark.parametrize("chunk_elements", [1, 2 * 9 * 5, 2 * 9 * 12])
+def test_roi_align_in_pieces_matches_torchvision_loops(rng, monkeypatch, chunk_elements):
+    """Boxes with many samples are taken a few sample rows at a time (CHUNK_ELEMENTS): one row
+    (pieces of a bin), whole bins several rows long, several bins at a time; the forward and
+    the backward still match torchvision's loops."""
+    monkeypatch.setattr(reference, "CHUNK_ELEMENTS", chunk_elements)
+    x = rng.standard_normal((2, 2, 7, 9))
+    rois = np.array(BOX_CASES["huge"] + BOX_CASES["partly_outside"] + BOX_CASES["inside"])
+    g = rng.standard_normal((6, 2, 3, 2))
+    for sampling_ratio in (-1, 3):
+        np.testing.assert_allclose(align(x, rois, (3, 2), 1.0, sampling_ratio, True),
+                                   loop_roi_align(x, rois, 3, 2, 1.0, sampling_ratio, True),
+                                   rtol=1e-12, atol=1e-12)
+        np.testing.assert_allclose(
+            grad_align(g, x, rois, (3, 2), 1.0, sampling_ratio, True),
+            loop_grad_roi_align(g, x.shape, x.dtype, rois, 1.0, sampling_ratio, True),
+            rtol=1e-12, atol=1e-12)
+
+
+def test_roi_align_of_a_box_with_a_million_samples_per_bin_stays_small():
+    """A box in image coordinates passed without its spatial_scale: adaptive sampling gives
+    1000 x 1000 samples per bin; the pieces keep every temporary under CHUNK_ELEMENTS."""
+    import tracemalloc
+    x = np.ones((1, 64, 32, 32), dtype=np.float32)
+    box = np.array([[0, 0, 0, 1000, 1000]], dtype=np.float32)
+    tracemalloc.start()
+    try:
+        y = align(x, box, 1)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    # samples at 0.5, 1.5, ...: the 32 x 32 at most 32 read the ones, the others (past the
+    # map) nothing, and the sum is divided by all 1000 x 1000
+    np.testing.assert_allclose(y, np.full((1, 64, 1, 1), 32 * 32 / 1000 ** 2), rtol=1e-6)
+    assert peak < 8 * reference.CHUNK_ELEMENTS * 8
+
+
 def test_grad_roi_align_matches_finite_differences(rng):
     # roi_align is linear in x, so a central difference is exact up to rounding anywhere.
     x = rng.standard_normal((2, 3, 6, 7))
