@@ -48,14 +48,19 @@ def accumulate_to(xp, shape, dtype, scatter, executor: str, *, through_nhwc: boo
     return grad_input
 
 
+def transposable(channels: int) -> bool:
+    """Whether accumulator_nhwc_to_nchw's grid holds ``channels`` (one row of tiles per 32)."""
+    return -(-channels // TRANSPOSE_TILE) <= MAX_CHANNEL_TILES
+
+
 def _transpose_to_nchw(accumulator, grad_input, executor: str) -> None:
     n, c, h, w = grad_input.shape
-    pixels = h * w
     if grad_input.size == 0:
         return
-    grid = (-(-pixels // TRANSPOSE_TILE), -(-c // TRANSPOSE_TILE), min(n, MAX_IMAGE_ROWS))
-    if grid[1] > MAX_CHANNEL_TILES:
+    if not transposable(c):
         raise ValueError(f"{c} channels need more channel tiles than a launch holds")
+    pixels = h * w
+    grid = (-(-pixels // TRANSPOSE_TILE), -(-c // TRANSPOSE_TILE), min(n, MAX_IMAGE_ROWS))
     launch(ACCUMULATOR, f"accumulator_nhwc_to_nchw<{ctype(grad_input.dtype)}>", executor, grid,
            (TRANSPOSE_TILE, TRANSPOSE_ROWS),
            (accumulator, grad_input, i32(n), i32(pixels), i32(c)))

@@ -22,7 +22,7 @@ from ..pool.launch_common import (BLOCK, BOOLS, INT32_LIMIT, MAX_BLOCKS, TYPES, 
                                   acc_scalar, check_int32, contiguous, ctype, i32, launch, nhwc,
                                   register_family, xp_for)
 from .geometry import RoiGeometry
-from .launch_accumulator import MAX_CHANNEL_TILES, TRANSPOSE_TILE, accumulate_to
+from .launch_accumulator import accumulate_to, transposable
 
 # F: channels per thread of the NCHW forward (forward_channels); NHWC takes one
 ROI_ALIGN = register_family("roi/roi_align.cu", "roi_align_forward<{T}, false, {F}>",
@@ -133,7 +133,7 @@ def scatters_through_nhwc(geom: RoiGeometry) -> bool:
     samples = max(geom.sampling_ratio, 1) ** 2
     atomics = 4 * geom.K * geom.C * geom.PH * geom.PW * samples
     return (atomics >= NHWC_SCATTER_MIN_ATOMICS_PER_ELEMENT * geom.N * geom.C * geom.H * geom.W
-            and -(-geom.C // TRANSPOSE_TILE) <= MAX_CHANNEL_TILES)
+            and transposable(geom.C))
 
 
 def _bins(geom: RoiGeometry, channels_per_thread: int) -> int:
@@ -186,9 +186,7 @@ def roi_align(geom: RoiGeometry, x, rois, *, data_format: str, executor: str,
 
 
 def grad_roi_align(geom: RoiGeometry, grad_output, rois, *, data_format: str,
-                   deterministic: bool, executor: str, through_nhwc: bool | None = None):
-    """``through_nhwc``: an NCHW atomic pass adds into an NHWC scratch (tests; default
-    ``scatters_through_nhwc``)."""
+                   deterministic: bool, executor: str):
     xp = xp_for(executor)
     grad_output = contiguous(xp, grad_output)
     dtype = grad_output.dtype
@@ -203,8 +201,7 @@ def grad_roi_align(geom: RoiGeometry, grad_output, rois, *, data_format: str,
                (tiles, min(geom.N, MAX_GRID_Y)), (GATHER_BLOCK,),
                (grad_output, rois, grad_input, *_common_args(geom, dtype)))
         return grad_input
-    through_nhwc = data_format == "NCHW" and (scatters_through_nhwc(geom) if through_nhwc is None
-                                              else through_nhwc)
+    through_nhwc = data_format == "NCHW" and scatters_through_nhwc(geom)
     # the threads' order and the accumulator's layout
     scatter_format = "NHWC" if through_nhwc else data_format
     lanes = lanes_per_bin(geom, scatter_format)

@@ -110,11 +110,11 @@ def is_channels_last(t: torch.Tensor) -> bool:
             and t.is_contiguous(memory_format=torch.channels_last))
 
 
-def data_format_for(t: torch.Tensor, name: str = "input") -> str:
-    """The layout gpuconv computes ``t`` (the call's main input, named ``name``) in; a TypeError
-    if it is not a tensor."""
+def data_format_for(t: torch.Tensor) -> str:
+    """The layout gpuconv computes ``t``, the call's input, in; a TypeError if it is not a
+    tensor."""
     if not isinstance(t, torch.Tensor):
-        raise TypeError(f"{name} must be a torch.Tensor, got {type(t).__name__}")
+        raise TypeError(f"input must be a torch.Tensor, got {type(t).__name__}")
     return "NHWC" if is_channels_last(t) else "NCHW"
 
 

@@ -63,13 +63,10 @@ class RoiFunction(torch.autograd.Function):
         fmt = ctx.data_format
         args = (to_array(grad_out, fmt), to_array(x, fmt), ctx.rois, *ctx.args)
         with on_device_of(x.device):
-            if ctx.has_argmax:
+            if ctx.function_name == "roi_pool":
+                argmax = to_array(kept[0], fmt) if ctx.has_argmax else None
                 grad = roi_grad.roi_pool_with_own_argmax(
-                    *args, argmax=to_array(kept[0], fmt), data_format=fmt,
-                    deterministic=deterministic())
-            elif ctx.function_name == "roi_pool":
-                grad = roi_grad.roi_pool_with_own_argmax(
-                    *args, argmax=None, data_format=fmt, deterministic=deterministic())
+                    *args, argmax=argmax, data_format=fmt, deterministic=deterministic())
             else:
                 grad = roi_grad.roi_align_from_checked_rois(
                     *args, data_format=fmt, deterministic=deterministic())
