@@ -9,7 +9,10 @@ For each call below it prints three numbers, in microseconds:
   event  CUDA events around one call, as `python -m bench` times it (median): the larger of the
          host time and the GPU time, since the GPU waits for the launch;
   graph  one call captured in a CUDA graph and replayed (median per replay): the GPU time of
-         its kernels alone, host excluded ("-" where capture fails, e.g. on an allocation).
+         its kernels alone, host excluded ("-" where capture fails, e.g. on an allocation);
+  queued what one call adds behind a ~1 ms kernel (median), as in a model's step where the host
+         runs ahead: ~graph for a call that only queues work; a call that synchronizes (ROI
+         calls read back their boxes' check) adds the host time after its synchronization.
 Then the cProfile of all the host loops, heaviest functions first (--profile rows).
 Needs CuPy and a CUDA GPU.
 """
@@ -22,7 +25,7 @@ import pstats
 import statistics
 import time
 
-from .timing import event_us, graph_replay_us
+from .timing import event_us, graph_replay_us, queued_us
 
 
 def _calls(cp, gpuconv):
@@ -79,6 +82,7 @@ def _calls(cp, gpuconv):
             pool_dy, pool_x, 3, 2, 1, 1, False, indices=pool_i),
         "avg_pool2d 3x3 s2 NHWC": lambda: gpuconv.avg_pool2d(pool_x_nhwc, 3, 2, 1, **nhwc),
         "roi_align 512 boxes": lambda: gpuconv.roi_align(feat, boxes, 7, 0.25, 2, True),
+        "roi_pool 512 boxes": lambda: gpuconv.roi_pool(feat, boxes, 7, 0.25),
     }
 
 
@@ -116,11 +120,12 @@ def main(argv=None) -> int:
         cp.cuda.Device().synchronize()
         event = event_us(cp, fn, 30)
         graph = _graph_us(cp, fn, 30)
-        rows.append((name, host, event, graph))
-    print(f"{'call':32s} {'host us':>9s} {'event us':>9s} {'graph us':>9s}")
-    for name, host, event, graph in rows:
+        queued = queued_us(cp, fn)
+        rows.append((name, host, event, graph, queued))
+    print(f"{'call':32s} {'host us':>9s} {'event us':>9s} {'graph us':>9s} {'queued us':>9s}")
+    for name, host, event, graph, queued in rows:
         graph_text = "-" if graph is None else f"{graph:.1f}"
-        print(f"{name:32s} {host:9.1f} {event:9.1f} {graph_text:>9s}")
+        print(f"{name:32s} {host:9.1f} {event:9.1f} {graph_text:>9s} {queued:9.1f}")
     out = io.StringIO()
     pstats.Stats(profiler, stream=out).sort_stats("tottime").print_stats(args.profile)
     print(out.getvalue())

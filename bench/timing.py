@@ -151,3 +151,35 @@ def event_us(cp, fn: Callable[[], object], runs: int = 20) -> float:
         stop.synchronize()
         times.append(cp.cuda.get_elapsed_time(start, stop) * 1e3)
     return statistics.median(times)
+
+
+_SPIN_SOURCE = r'''
+extern "C" __global__ void spin(long long cycles) {
+  const long long start = clock64();
+  while (clock64() - start < cycles) {
+  }
+}
+'''
+
+
+def queued_us(cp, fn: Callable[[], object], runs: int = 10, spin_cycles: int = 2_000_000) -> float:
+    """Median microseconds that one call of ``fn`` adds behind a ~1 ms one-thread kernel, as in a
+    model's step where the host runs ahead of the GPU: about its GPU time when it queues its
+    work and returns, but also every host microsecond after a synchronization inside it (the
+    queue drained, the GPU waits for the rest of the call's Python)."""
+    import numpy as np
+    spin = cp.RawKernel(_SPIN_SOURCE, "spin")
+    start, stop = cp.cuda.Event(), cp.cuda.Event()
+
+    def elapsed(call):
+        start.record()
+        spin((1,), (1,), (np.int64(spin_cycles),))
+        if call:
+            fn()
+        stop.record()
+        stop.synchronize()
+        return cp.cuda.get_elapsed_time(start, stop) * 1e3
+
+    elapsed(False)     # compile the spin kernel
+    alone = statistics.median(elapsed(False) for _ in range(runs))
+    return statistics.median(elapsed(True) for _ in range(runs)) - alone

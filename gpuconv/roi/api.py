@@ -36,16 +36,17 @@ def roi_align_keeping_rois(x, boxes, output_size, spatial_scale=1.0, sampling_ra
     (``gpuconv.roi.grad.roi_align_from_checked_rois``), which then neither rebuilds nor scans
     them again (a scan of CuPy rois is a device synchronization)."""
     call = check_roi_arguments(x, boxes, output_size, spatial_scale, sampling_ratio, aligned,
-                               data_format=data_format)
+                               data_format=data_format, values="deferred")
     geom = call.geometry
     executor = _state.executor_for(call.arrays.library)
-    if geom.is_empty:
-        y = call.arrays.xp.zeros(geom.output_shape(data_format), dtype=call.arrays.dtype)
-    elif executor == "reference":
-        y = reference.roi_align(geom, x, call.rois, data_format=data_format)
-    else:
-        from . import launch
-        y = launch.roi_align(geom, x, call.rois, data_format=data_format, executor=executor)
+    with call.checking_rois():
+        if geom.is_empty:
+            y = call.arrays.xp.zeros(geom.output_shape(data_format), dtype=call.arrays.dtype)
+        elif executor == "reference":
+            y = reference.roi_align(geom, x, call.rois, data_format=data_format)
+        else:
+            from . import launch
+            y = launch.roi_align(geom, x, call.rois, data_format=data_format, executor=executor)
     return y, call.rois
 
 
@@ -71,18 +72,21 @@ def roi_pool_with_argmax(x, boxes, output_size, spatial_scale=1.0, *, data_forma
 
 
 def _roi_pool(x, boxes, output_size, spatial_scale, *, data_format, with_argmax):
-    call = check_roi_arguments(x, boxes, output_size, spatial_scale, data_format=data_format)
+    call = check_roi_arguments(x, boxes, output_size, spatial_scale, data_format=data_format,
+                               values="deferred")
     geom = call.geometry
     executor = _state.executor_for(call.arrays.library)
-    if geom.is_empty:
-        y = call.arrays.xp.zeros(geom.output_shape(data_format), dtype=call.arrays.dtype)
-        return y, None, call.rois
-    if executor == "reference":
-        return reference.roi_pool(geom, x, call.rois, data_format=data_format), None, call.rois
-    from . import launch
-    if not with_argmax:
-        return launch.roi_pool(geom, x, call.rois, data_format=data_format,
-                               executor=executor), None, call.rois
-    y, argmax = launch.roi_pool(geom, x, call.rois, data_format=data_format, executor=executor,
-                                with_argmax=True)
+    argmax = None
+    with call.checking_rois():
+        if geom.is_empty:
+            y = call.arrays.xp.zeros(geom.output_shape(data_format), dtype=call.arrays.dtype)
+        elif executor == "reference":
+            y = reference.roi_pool(geom, x, call.rois, data_format=data_format)
+        elif with_argmax:
+            from . import launch
+            y, argmax = launch.roi_pool(geom, x, call.rois, data_format=data_format,
+                                        executor=executor, with_argmax=True)
+        else:
+            from . import launch
+            y = launch.roi_pool(geom, x, call.rois, data_format=data_format, executor=executor)
     return y, argmax, call.rois

@@ -17,16 +17,19 @@ Choices where torchvision is silent or undefined (documented in the public docst
 """
 from __future__ import annotations
 
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
+from .. import _state
 from .._args import INT32_MAX, as_bool, as_choice, as_float, as_int, as_pair
 from .._arrays import ArraySet, check_arrays, library_of
 
 DATA_FORMATS = ("NCHW", "NHWC")
 MAX_COORDINATE = float(2 ** 24)
+VALUES_SCANS = ("now", "deferred", "trusted")
 BOXES_FORMS = "a (K, 5) array of rows [batch_index, x1, y1, x2, y2] or a list of (K_i, 4) arrays"
 
 
@@ -65,10 +68,46 @@ class RoiGeometry:
 
 
 @dataclass(frozen=True)
+class RowsCheckInFlight:
+    """A device scan of the rois values (roi/launch_check.py) whose answer is not read yet."""
+    first_bad: Any         # the scan's int32[1] answer, on the device (see first_bad_row)
+    rois: Any              # the rois scanned (their bad row is quoted from here)
+    n_images: int
+    spatial_scale: float
+
+    def raise_if_bad(self) -> None:
+        from .launch_check import first_bad_row
+        k = first_bad_row(self.first_bad, self.rois.shape[0])
+        if k is not None:
+            row = self.rois[k]
+            row = row.get() if hasattr(row, "get") else row    # CuPy: to the host
+            _describe_bad_row(k, np.asarray(row, dtype=np.float64), self.n_images,
+                              self.spatial_scale)
+
+
+@dataclass(frozen=True)
 class RoiCall:
     arrays: ArraySet
     geometry: RoiGeometry
     rois: Any              # contiguous (K, 5) array, x's dtype and library
+    rows_check: RowsCheckInFlight | None = None   # values="deferred": see check_roi_arguments
+
+    @contextmanager
+    def checking_rois(self):
+        """Around the launches of a call checked with ``values="deferred"``: on leaving, raises
+        the ValueError for the first bad row, if any (reading the scan's answer waits for the
+        work queued in the block, on a GPU). A bad row's error also replaces one raised in the
+        block, as when the rois were checked before it."""
+        try:
+            yield
+        except (TypeError, ValueError):
+            self._raise_if_rows_bad()
+            raise
+        self._raise_if_rows_bad()
+
+    def _raise_if_rows_bad(self) -> None:
+        if self.rows_check is not None:
+            self.rows_check.raise_if_bad()
 
 
 # The default of check_roi_arguments' grad_output: a forward call, which has none. (None itself
@@ -78,13 +117,21 @@ FORWARD = object()
 
 def check_roi_arguments(x, boxes, output_size, spatial_scale=1.0, sampling_ratio=-1,
                         aligned=False, *, data_format="NCHW", grad_output=FORWARD,
-                        values_checked=False) -> RoiCall:
+                        values="now") -> RoiCall:
     """Validate one ROI call (``grad_output`` too, for a gradient) and normalize its arguments.
 
-    ``values_checked``: ``boxes`` is the ``rois`` that a check of the same call returned, whose
-    values therefore need no second scan (on CuPy arrays a scan is a device synchronization).
-    Only gpuconv's framework wrappers pass it, between a forward and its backward, where autograd
-    keeps the boxes from changing; everything else about the call is checked as usual."""
+    ``values``, the scan of the boxes' values (batch indices, finite coordinates):
+    - "now": done before this returns;
+    - "deferred": where the kernels run (CuPy, the simulator) the scan is launched but its answer
+      not read: the caller launches its kernels on ``call.rois`` (bad rows there are empty boxes
+      in no image, which every ROI kernel skips) inside ``with call.checking_rois():``, which
+      raises for a bad row on leaving. Reading the answer is a device synchronization, so
+      doing it after the launches lets the host's work overlap the GPU's;
+    - "trusted": none: ``boxes`` is the ``rois`` that a check of the same call returned. Only
+      gpuconv's framework wrappers pass it, between a forward and its backward, where autograd
+      keeps the boxes from changing.
+    Everything else about the call is checked before this returns."""
+    values = as_choice("values", values, VALUES_SCANS)
     data_format = as_choice("data_format", data_format, DATA_FORMATS)
     float_args = {"x": x} if grad_output is FORWARD else {"x": x, "grad_output": grad_output}
     arrays = check_arrays(float_args, ndim={"x": 4, "grad_output": 4})
@@ -95,23 +142,45 @@ def check_roi_arguments(x, boxes, output_size, spatial_scale=1.0, sampling_ratio
     ph, pw = as_pair("output_size", output_size, minimum=1, maximum=INT32_MAX)
     scale = as_float("spatial_scale", spatial_scale, positive=True)
     ratio = max(as_int("sampling_ratio", sampling_ratio, maximum=INT32_MAX), 0)
-    rois = normalize_boxes(boxes, arrays, n, scale, check_values=not values_checked)
-    geometry = RoiGeometry(N=int(n), C=int(c), H=int(h), W=int(w), K=int(rois.shape[0]),
-                           PH=ph, PW=pw, spatial_scale=scale, sampling_ratio=ratio,
-                           aligned=as_bool("aligned", aligned))
-    if grad_output is not FORWARD:
-        expected = geometry.output_shape(data_format)
-        if tuple(grad_output.shape) != expected:
-            layout = "(K, PH, PW, C)" if data_format == "NHWC" else "(K, C, PH, PW)"
-            raise ValueError(f"grad_output must have the output's shape {layout} = {expected}, "
-                             f"got {tuple(grad_output.shape)}")
-    return RoiCall(arrays, geometry, rois)
+    rois = normalize_boxes(boxes, arrays, n)
+    scan_values = values != "trusted" and rois.shape[0] > 0
+    try:
+        geometry = RoiGeometry(N=int(n), C=int(c), H=int(h), W=int(w), K=int(rois.shape[0]),
+                               PH=ph, PW=pw, spatial_scale=scale, sampling_ratio=ratio,
+                               aligned=as_bool("aligned", aligned))
+        if grad_output is not FORWARD:
+            _check_grad_output_shape(grad_output, geometry, data_format)
+    except (TypeError, ValueError):
+        if scan_values:     # a bad row is the error of the earlier argument
+            _scan_box_values_now(rois, arrays, n, scale)
+        raise
+    rows_check = None
+    if scan_values and values == "now":
+        rois = _scan_box_values_now(rois, arrays, n, scale)
+    elif scan_values:
+        rois, rows_check = _scan_box_values(rois, arrays, n, scale)
+    return RoiCall(arrays, geometry, rois, rows_check)
 
 
-def normalize_boxes(boxes, arrays: ArraySet, n_images: int, spatial_scale: float = 1.0, *,
-                    check_values: bool = True):
-    """``boxes`` in either public form -> checked, contiguous (K, 5) rois like x (their values
-    scanned unless ``check_values`` is False: see check_roi_arguments)."""
+def _check_grad_output_shape(grad_output, geometry: RoiGeometry, data_format: str) -> None:
+    expected = geometry.output_shape(data_format)
+    if tuple(grad_output.shape) != expected:
+        layout = "(K, PH, PW, C)" if data_format == "NHWC" else "(K, C, PH, PW)"
+        raise ValueError(f"grad_output must have the output's shape {layout} = {expected}, "
+                         f"got {tuple(grad_output.shape)}")
+
+
+def _scan_box_values_now(rois, arrays: ArraySet, n_images: int, spatial_scale: float):
+    """The rois for the kernels, after raising for a bad row."""
+    rois, rows_check = _scan_box_values(rois, arrays, n_images, spatial_scale)
+    if rows_check is not None:
+        rows_check.raise_if_bad()
+    return rois
+
+
+def normalize_boxes(boxes, arrays: ArraySet, n_images: int):
+    """``boxes`` in either public form -> contiguous (K, 5) rois like x, their form checked
+    (their values are scanned by check_roi_arguments)."""
     xp = arrays.xp
     if isinstance(boxes, (list, tuple)):
         rois = _rois_from_list(boxes, arrays, n_images)
@@ -121,8 +190,6 @@ def normalize_boxes(boxes, arrays: ArraySet, n_images: int, spatial_scale: float
             raise ValueError(f"boxes must be {BOXES_FORMS}; got an array of shape "
                              f"{tuple(boxes.shape)}")
         rois = xp.ascontiguousarray(boxes)
-    if check_values:
-        _check_box_values(rois, arrays, n_images, spatial_scale)
     return rois
 
 
@@ -160,19 +227,17 @@ def _rois_from_list(boxes, arrays: ArraySet, n_images: int):
     return xp.ascontiguousarray(xp.concatenate(parts, axis=0))
 
 
-def _check_box_values(rois, arrays: ArraySet, n_images: int, spatial_scale: float) -> None:
-    """The first row the kernels must not see, if any, as a ValueError that describes it. CuPy
-    rois are scanned on the device (roi/launch_check.py: one 4-byte read back instead of a copy
-    of every box), NumPy ones here; both name the same row."""
-    if rois.shape[0] == 0:
-        return
-    if arrays.library == "cupy":
-        from .launch_check import first_bad_row
-        k = first_bad_row(rois, n_images, spatial_scale, MAX_COORDINATE)
-        if k is not None:
-            _describe_bad_row(k, np.asarray(rois[k].get(), dtype=np.float64), n_images,
-                              spatial_scale)
-        return
+def _scan_box_values(rois, arrays: ArraySet, n_images: int, spatial_scale: float):
+    """(rois for the kernels, the scan in flight or None). Where the kernels run, the rois
+    are scanned on the device (roi/launch_check.py: one 4-byte read back instead of a copy of
+    every box), which also gives the kernels a copy with bad rows emptied; for the NumPy
+    reference they are scanned here, and a bad row raises at once. Both name the same row."""
+    executor = _state.executor_for(arrays.library)
+    if executor != "reference":
+        from .launch_check import launch_rows_check
+        checked, first_bad = launch_rows_check(rois, n_images, spatial_scale, MAX_COORDINATE,
+                                               executor)
+        return checked, RowsCheckInFlight(first_bad, rois, n_images, spatial_scale)
     host = np.asarray(rois, dtype=np.float64)
     index = host[:, 0]
     with np.errstate(invalid="ignore", over="ignore"):
@@ -181,6 +246,7 @@ def _check_box_values(rois, arrays: ArraySet, n_images: int, spatial_scale: floa
     if bad.any():
         k = int(np.flatnonzero(bad)[0])
         _describe_bad_row(k, host[k], n_images, spatial_scale)
+    return rois, None
 
 
 def _describe_bad_row(k: int, row: np.ndarray, n_images: int, spatial_scale: float) -> None:

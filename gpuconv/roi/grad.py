@@ -24,7 +24,7 @@ def roi_align(grad_output, x, boxes, output_size, spatial_scale=1.0, sampling_ra
     reproducible.
     """
     return _roi_align(grad_output, x, boxes, output_size, spatial_scale, sampling_ratio, aligned,
-                      data_format=data_format, deterministic=deterministic, values_checked=False)
+                      data_format=data_format, deterministic=deterministic, values="deferred")
 
 
 def roi_align_from_checked_rois(grad_output, x, rois, output_size, spatial_scale=1.0,
@@ -35,24 +35,26 @@ def roi_align_from_checked_rois(grad_output, x, rois, output_size, spatial_scale
     again), which only a framework wrapper whose autograd keeps the boxes unchanged between
     the passes can promise; everything else is checked."""
     return _roi_align(grad_output, x, rois, output_size, spatial_scale, sampling_ratio, aligned,
-                      data_format=data_format, deterministic=deterministic, values_checked=True)
+                      data_format=data_format, deterministic=deterministic, values="trusted")
 
 
 def _roi_align(grad_output, x, boxes, output_size, spatial_scale, sampling_ratio, aligned, *,
-               data_format, deterministic, values_checked):
+               data_format, deterministic, values):
     deterministic = _state.is_deterministic(deterministic)
     call = check_roi_arguments(x, boxes, output_size, spatial_scale, sampling_ratio, aligned,
                                data_format=data_format, grad_output=grad_output,
-                               values_checked=values_checked)
+                               values=values)
     geom = call.geometry
-    if geom.is_empty:
-        return call.arrays.xp.zeros(geom.input_shape(data_format), dtype=call.arrays.dtype)
     executor = _state.executor_for(call.arrays.library)
-    if executor == "reference":
-        return reference.grad_roi_align(geom, grad_output, call.rois, data_format=data_format)
-    from . import launch
-    return launch.grad_roi_align(geom, grad_output, call.rois, data_format=data_format,
-                                 deterministic=deterministic, executor=executor)
+    with call.checking_rois():
+        if geom.is_empty:
+            return call.arrays.xp.zeros(geom.input_shape(data_format), dtype=call.arrays.dtype)
+        if executor == "reference":
+            return reference.grad_roi_align(geom, grad_output, call.rois,
+                                            data_format=data_format)
+        from . import launch
+        return launch.grad_roi_align(geom, grad_output, call.rois, data_format=data_format,
+                                     deterministic=deterministic, executor=executor)
 
 
 def roi_pool(grad_output, x, boxes, output_size, spatial_scale=1.0, *, data_format="NCHW",
@@ -64,7 +66,7 @@ def roi_pool(grad_output, x, boxes, output_size, spatial_scale=1.0, *, data_form
     reproducible.
     """
     return _roi_pool(grad_output, x, boxes, output_size, spatial_scale, argmax=None,
-                     data_format=data_format, deterministic=deterministic, values_checked=False)
+                     data_format=data_format, deterministic=deterministic, values="deferred")
 
 
 def roi_pool_with_own_argmax(grad_output, x, rois, output_size, spatial_scale=1.0, *, argmax,
@@ -75,26 +77,32 @@ def roi_pool_with_own_argmax(grad_output, x, rois, output_size, spatial_scale=1.
     only gpuconv's own forward, and autograd keeping the boxes unchanged, can promise; their
     shapes, dtypes and library are checked."""
     return _roi_pool(grad_output, x, rois, output_size, spatial_scale, argmax=argmax,
-                     data_format=data_format, deterministic=deterministic, values_checked=True)
+                     data_format=data_format, deterministic=deterministic, values="trusted")
 
 
 def _roi_pool(grad_output, x, boxes, output_size, spatial_scale, *, argmax, data_format,
-              deterministic, values_checked):
+              deterministic, values):
     deterministic = _state.is_deterministic(deterministic)
     call = check_roi_arguments(x, boxes, output_size, spatial_scale, data_format=data_format,
-                               grad_output=grad_output, values_checked=values_checked)
+                               grad_output=grad_output, values=values)
     geom = call.geometry
-    if geom.is_empty:
-        return call.arrays.xp.zeros(geom.input_shape(data_format), dtype=call.arrays.dtype)
     executor = _state.executor_for(call.arrays.library)
-    if executor == "reference":
-        return reference.grad_roi_pool(geom, grad_output, x, call.rois, data_format=data_format)
-    if argmax is not None:
-        check_index_array("argmax", argmax, call.arrays.library)
-        if np.dtype(argmax.dtype) != np.int64 or tuple(argmax.shape) != tuple(grad_output.shape):
-            raise ValueError(f"argmax must be an int64 array of grad_output's shape "
-                             f"{tuple(grad_output.shape)}, got {argmax.dtype} "
-                             f"{tuple(argmax.shape)}")
-    from . import launch
-    return launch.grad_roi_pool(geom, grad_output, x, call.rois, data_format=data_format,
-                                deterministic=deterministic, executor=executor, argmax=argmax)
+    with call.checking_rois():
+        if geom.is_empty:
+            return call.arrays.xp.zeros(geom.input_shape(data_format), dtype=call.arrays.dtype)
+        if executor == "reference":
+            return reference.grad_roi_pool(geom, grad_output, x, call.rois,
+                                           data_format=data_format)
+        if argmax is not None:
+            _check_own_argmax(argmax, grad_output, call.arrays.library)
+        from . import launch
+        return launch.grad_roi_pool(geom, grad_output, x, call.rois, data_format=data_format,
+                                    deterministic=deterministic, executor=executor,
+                                    argmax=argmax)
+
+
+def _check_own_argmax(argmax, grad_output, library: str) -> None:
+    check_index_array("argmax", argmax, library)
+    if np.dtype(argmax.dtype) != np.int64 or tuple(argmax.shape) != tuple(grad_output.shape):
+        raise ValueError(f"argmax must be an int64 array of grad_output's shape "
+                         f"{tuple(grad_output.shape)}, got {argmax.dtype} {tuple(argmax.shape)}")

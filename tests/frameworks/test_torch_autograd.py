@@ -202,8 +202,8 @@ def test_roi_backward_trusts_its_forwards_rois(monkeypatch, name, as_list):
     # them in place between the passes is autograd's error rather than a silently other
     # gradient.
     import gpuconv.roi.geometry as geometry
-    real_scan, scans = geometry._check_box_values, []
-    monkeypatch.setattr(geometry, "_check_box_values",
+    real_scan, scans = geometry._scan_box_values, []
+    monkeypatch.setattr(geometry, "_scan_box_values",
                         lambda *a: (scans.append(a), real_scan(*a))[1])
     grads = []
     for simulate in (False, True):

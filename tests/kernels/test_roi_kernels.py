@@ -423,13 +423,13 @@ def test_roi_pool_backward_from_the_forwards_own_argmax(rng, monkeypatch, data_f
 
 def _count_forwards_and_scans(monkeypatch, module, forward_name):
     """Lists that grow by one with each call of ``module.forward_name`` and of the rois value
-    scan (geometry._check_box_values) from now on."""
+    scan (geometry._scan_box_values) from now on."""
     from gpuconv.roi import geometry
     forwards, scans = [], []
-    real_forward, real_scan = getattr(module, forward_name), geometry._check_box_values
+    real_forward, real_scan = getattr(module, forward_name), geometry._scan_box_values
     monkeypatch.setattr(module, forward_name, lambda *a, **k: (
         forwards.append(k), real_forward(*a, **k))[1])
-    monkeypatch.setattr(geometry, "_check_box_values", lambda *a, **k: (
+    monkeypatch.setattr(geometry, "_scan_box_values", lambda *a, **k: (
         scans.append(a), real_scan(*a, **k))[1])
     return forwards, scans
 
