@@ -17,6 +17,37 @@ from .geometry import (check_activation, check_algorithm, check_bias, check_conv
 __all__ = ["conv2d", "conv_transpose2d", "conv_algorithms"]
 
 
+def check_conv2d_arguments(x, weight, bias=None, stride=1, padding=0, dilation=1, groups=1, *,
+                           activation=None, residual=None, algorithm="auto",
+                           data_format="NCHW"):
+    """Every check of ``conv2d`` but ``out``'s: (ArraySet, Conv2dGeometry, activation,
+    algorithm, data_format), normalized. The JAX wrappers run it at trace time on stand-ins."""
+    arrays = check_arrays({"x": x, "weight": weight, "bias": bias, "residual": residual},
+                          ndim={"x": 4, "weight": 4, "bias": 1, "residual": 4})
+    data_format = check_data_format(data_format)
+    activation = check_activation(activation)
+    algorithm = check_algorithm(algorithm)
+    geom = conv2d_geometry(nchw_shape(x.shape, data_format), tuple(weight.shape),
+                           stride, padding, dilation, groups)
+    heuristics.check_forced(algorithm, geom)
+    check_bias(bias, geom.K)
+    check_residual(residual, geom, data_format)
+    return arrays, geom, activation, algorithm, data_format
+
+
+def check_conv_transpose2d_arguments(x, weight, bias=None, stride=1, padding=0,
+                                     output_padding=0, groups=1, dilation=1, *,
+                                     output_size=None):
+    """Every check of ``conv_transpose2d``: (ArraySet, the geometry of the forward convolution
+    it transposes, whose input is this call's output)."""
+    arrays = check_arrays({"x": x, "weight": weight, "bias": bias},
+                          ndim={"x": 4, "weight": 4, "bias": 1})
+    geom = conv_transpose2d_geometry(tuple(x.shape), tuple(weight.shape), stride, padding,
+                                     output_padding, groups, dilation, output_size)
+    check_bias(bias, geom.C)
+    return arrays, geom
+
+
 def conv2d(x, weight, bias=None, stride=1, padding=0, dilation=1, groups=1, *,
            activation=None, residual=None, algorithm="auto", data_format="NCHW", out=None):
     """2-D convolution (cross-correlation, as torch.nn.functional.conv2d) with a fused epilogue:
@@ -36,16 +67,9 @@ def conv2d(x, weight, bias=None, stride=1, padding=0, dilation=1, groups=1, *,
                                                  algorithm, data_format))
         if y is not None:
             return y
-    arrays = check_arrays({"x": x, "weight": weight, "bias": bias, "residual": residual},
-                          ndim={"x": 4, "weight": 4, "bias": 1, "residual": 4})
-    data_format = check_data_format(data_format)
-    activation = check_activation(activation)
-    algorithm = check_algorithm(algorithm)
-    geom = conv2d_geometry(nchw_shape(x.shape, data_format), tuple(weight.shape),
-                           stride, padding, dilation, groups)
-    heuristics.check_forced(algorithm, geom)
-    check_bias(bias, geom.K)
-    check_residual(residual, geom, data_format)
+    arrays, geom, activation, algorithm, data_format = check_conv2d_arguments(
+        x, weight, bias, stride, padding, dilation, groups, activation=activation,
+        residual=residual, algorithm=algorithm, data_format=data_format)
     out_shape = layout_shape(geom.output_shape, data_format)
     if out is not None:
         check_conv_out(out, out_shape, arrays, data_format,
@@ -75,12 +99,10 @@ def conv_transpose2d(x, weight, bias=None, stride=1, padding=0, output_padding=0
     ((H, W) or (N, C, H, W)), when given, picks the output padding as
     ``torch.nn.ConvTranspose2d`` does, and ``output_padding`` is then ignored.
     """
-    arrays = check_arrays({"x": x, "weight": weight, "bias": bias},
-                          ndim={"x": 4, "weight": 4, "bias": 1})
-    geom = conv_transpose2d_geometry(tuple(x.shape), tuple(weight.shape), stride, padding,
-                                     output_padding, groups, dilation, output_size)
+    arrays, geom = check_conv_transpose2d_arguments(x, weight, bias, stride, padding,
+                                                    output_padding, groups, dilation,
+                                                    output_size=output_size)
     # The transposed convolution's output is the input of the equivalent forward convolution.
-    check_bias(bias, geom.C)
     if geom.N == 0:
         return arrays.xp.empty(geom.input_shape, dtype=arrays.dtype)
     executor = _state.executor_for(arrays.library)

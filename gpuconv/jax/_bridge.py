@@ -38,18 +38,19 @@ def spec_like(a) -> jax.ShapeDtypeStruct:
     return spec(a.shape, a.dtype)
 
 
-def stand_in(a):
-    """A NumPy array of ``a``'s shape and dtype whose elements all alias one zero (no memory of
-    its size): what gpuconv's argument checks read in place of a traced JAX array. None and
-    lists (ROI boxes) map element-wise; anything else is passed on for the checks to refuse."""
+def stand_in(a, dtype=None):
+    """A NumPy array of ``a``'s shape and dtype (or ``dtype``) whose elements all alias one zero
+    (no memory of its size): what gpuconv's argument checks read in place of a traced JAX array.
+    None and lists (ROI boxes) map element-wise; anything else is passed on for the checks to
+    refuse."""
     if a is None:
         return None
     if isinstance(a, (list, tuple)):
-        return [stand_in(b) for b in a]
+        return [stand_in(b, dtype) for b in a]
     if not isinstance(a, (jax.Array, jax.core.Tracer, np.ndarray)):
         return a
-    return np.lib.stride_tricks.as_strided(np.zeros(1, dtype=np.dtype(a.dtype)),
-                                           shape=tuple(a.shape), strides=(0,) * len(a.shape))
+    zero = np.zeros(1, dtype=np.dtype(a.dtype if dtype is None else dtype))
+    return np.lib.stride_tricks.as_strided(zero, shape=tuple(a.shape), strides=(0,) * len(a.shape))
 
 
 def check_float_arrays(**arrays) -> None:

@@ -6,11 +6,10 @@ import jax
 import jax.numpy as jnp
 
 import gpuconv
-from gpuconv.conv.geometry import (check_activation, check_algorithm, check_data_format,
-                                   conv2d_geometry, conv_transpose2d_geometry, layout_shape,
-                                   nchw_shape)
+from gpuconv.conv.api import check_conv2d_arguments, check_conv_transpose2d_arguments
+from gpuconv.conv.geometry import layout_shape
 
-from ._bridge import call, check_float_arrays, spec, spec_like
+from ._bridge import call, spec, spec_like, stand_in
 
 __all__ = ["conv2d", "conv_transpose2d"]
 
@@ -23,13 +22,13 @@ ACTIVATION_GRADIENTS = {
 }
 
 
-def _shape4(name: str, a) -> tuple[int, ...]:
-    """The shape of a 4-D array argument; errors name the argument."""
-    if not hasattr(a, "shape") or not hasattr(a, "dtype"):
-        raise TypeError(f"{name} must be a JAX array, got {type(a).__name__}")
-    if len(a.shape) != 4:
-        raise ValueError(f"{name} must be 4-D, got shape {tuple(a.shape)}")
-    return tuple(a.shape)
+def _stand_ins(**arrays):
+    """Stand-ins of a call's arrays (None where optional), in order, for its checks."""
+    for name in ("x", "weight"):
+        a = arrays[name]
+        if not hasattr(a, "shape") or not hasattr(a, "dtype"):
+            raise TypeError(f"{name} must be a JAX array, got {type(a).__name__}")
+    return [stand_in(a) for a in arrays.values()]
 
 
 def conv2d(x, weight, bias=None, stride=1, padding=0, dilation=1, groups=1, *, activation=None,
@@ -37,13 +36,11 @@ def conv2d(x, weight, bias=None, stride=1, padding=0, dilation=1, groups=1, *, a
     """``gpuconv.conv2d`` on JAX arrays: ``activation(conv2d(x, weight) + bias + residual)``,
     differentiable with respect to x, weight, bias and residual."""
     geometry = (stride, padding, dilation, groups)
-    fmt = check_data_format(data_format)
-    # Validated with the arguments' own names (the shape utilities would say "input_shape").
-    geom = conv2d_geometry(nchw_shape(_shape4("x", x), fmt), _shape4("weight", weight), *geometry)
-    check_float_arrays(x=x, weight=weight, bias=bias, residual=residual)
+    # conv2d's own checks, when traced rather than inside a callback (see _bridge)
+    _, geom, activation, algorithm, fmt = check_conv2d_arguments(
+        *_stand_ins(x=x, weight=weight, bias=bias), *geometry, activation=activation,
+        residual=stand_in(residual), algorithm=algorithm, data_format=data_format)
     out_spec = spec(layout_shape(geom.output_shape, fmt), x.dtype)
-    # Checked here too, so that a wrong option fails when traced rather than inside a callback.
-    activation, algorithm = check_activation(activation), check_algorithm(algorithm)
 
     def forward(x, weight, bias, residual):
         return gpuconv.conv2d(x, weight, bias, *geometry, activation=activation,
@@ -80,10 +77,10 @@ def conv_transpose2d(x, weight, bias=None, stride=1, padding=0, output_padding=0
     differentiable with respect to x, weight and bias through the forward convolution it
     transposes."""
     geometry = (stride, padding, dilation, groups)
-    check_float_arrays(x=x, weight=weight, bias=bias)
-    out_spec = spec(conv_transpose2d_geometry(
-        _shape4("x", x), _shape4("weight", weight), stride, padding, output_padding, groups,
-        dilation, output_size).input_shape, x.dtype)
+    _, geom = check_conv_transpose2d_arguments(*_stand_ins(x=x, weight=weight, bias=bias),
+                                               stride, padding, output_padding, groups,
+                                               dilation, output_size=output_size)
+    out_spec = spec(geom.input_shape, x.dtype)
     # With output_padding >= stride (legal while < dilation) the forward convolution of the
     # output has more rows/columns than x; those correspond to no input.
     forward_shape = gpuconv.conv2d_output_shape(out_spec.shape, weight.shape, *geometry)

@@ -2,8 +2,10 @@
 
 Every gpuconv pooling gradient is ``grad.F(grad_output, x, <F's own arguments>)``, so one
 differentiable wrapper serves the poolings without indices (``_pool``); max poolings keep their
-forward indices for the backward pass (``_max_pool``). The output shapes, which ``jax.jit``
-needs before anything runs, come from the same geometry code the pooling functions validate with.
+forward indices for the backward pass (``_max_pool``). Each wrapper first runs the pooling
+front's own checks (``gpuconv.pool.api.check_*``) on a stand-in of x, so that an invalid call
+fails when traced with the error eager mode gives; they also give the output shape, which
+``jax.jit`` needs before anything runs.
 """
 from __future__ import annotations
 
@@ -11,24 +13,21 @@ import jax
 import numpy as np
 
 import gpuconv
+from gpuconv.pool import api
 from gpuconv.pool.grad import WITH_OWN_INDICES
-from gpuconv.pool.geometry import (adaptive_pool2d_geometry, check_data_format, layout_shape,
-                                   max_unpool2d_geometry, nchw_shape, pool2d_geometry,
-                                   spatial_pyramid_geometry)
 
-from ._bridge import as_int64, call, check_float_arrays, check_indices, spec, spec_like
+from ._bridge import as_int64, call, check_indices, spec, spec_like, stand_in
 
 __all__ = ["max_pool2d", "avg_pool2d", "lp_pool2d", "adaptive_avg_pool2d", "adaptive_max_pool2d",
            "global_avg_pool2d", "global_max_pool2d", "spatial_pyramid_pool2d", "max_unpool2d"]
 
 
-def _nchw(x, data_format):
+def _checked(check, x, *args, data_format, **kwargs):
+    """The pooling front's own checks (gpuconv.pool.api.check_*), on a stand-in of x: an
+    invalid call fails here, when traced, with the error eager mode gives."""
     if not hasattr(x, "shape") or not hasattr(x, "dtype"):
         raise TypeError(f"x must be a JAX array, got {type(x).__name__}")
-    if len(x.shape) != 4:
-        raise ValueError(f"x must be 4-D, got shape {tuple(x.shape)}")
-    check_float_arrays(x=x)
-    return nchw_shape(x.shape, check_data_format(data_format))
+    return check(stand_in(x), *args, data_format=data_format, **kwargs)
 
 
 def _pool(name, x, args, out_shape, data_format):
@@ -80,63 +79,61 @@ def _max_pool(name, x, args, out_shape, data_format, return_indices):
 
 def max_pool2d(x, kernel_size, stride=None, padding=0, dilation=1, ceil_mode=False,
                return_indices=False, *, data_format="NCHW"):
-    geom = pool2d_geometry(_nchw(x, data_format), kernel_size, stride, padding, dilation, ceil_mode)
-    return _max_pool("max_pool2d", x, (kernel_size, stride, padding, dilation, ceil_mode),
-                     layout_shape(geom.output_shape, data_format), data_format, return_indices)
+    args = (kernel_size, stride, padding, dilation, ceil_mode)
+    checked = _checked(api.check_max_pool2d, x, *args, return_indices, data_format=data_format)
+    return _max_pool("max_pool2d", x, args, checked.output_shape, data_format,
+                     checked.options["return_indices"])
 
 
 def avg_pool2d(x, kernel_size, stride=None, padding=0, ceil_mode=False, count_include_pad=True,
                divisor_override=None, *, data_format="NCHW"):
-    geom = pool2d_geometry(_nchw(x, data_format), kernel_size, stride, padding, 1, ceil_mode)
-    return _pool("avg_pool2d", x, (kernel_size, stride, padding, ceil_mode, count_include_pad,
-                                   divisor_override),
-                 layout_shape(geom.output_shape, data_format), data_format)
+    args = (kernel_size, stride, padding, ceil_mode, count_include_pad, divisor_override)
+    checked = _checked(api.check_avg_pool2d, x, *args, data_format=data_format)
+    return _pool("avg_pool2d", x, args, checked.output_shape, data_format)
 
 
 def lp_pool2d(x, norm_type, kernel_size, stride=None, ceil_mode=False, *, data_format="NCHW"):
-    geom = pool2d_geometry(_nchw(x, data_format), kernel_size, stride, 0, 1, ceil_mode)
-    return _pool("lp_pool2d", x, (norm_type, kernel_size, stride, ceil_mode),
-                 layout_shape(geom.output_shape, data_format), data_format)
+    args = (norm_type, kernel_size, stride, ceil_mode)
+    checked = _checked(api.check_lp_pool2d, x, *args, data_format=data_format)
+    return _pool("lp_pool2d", x, args, checked.output_shape, data_format)
 
 
 def adaptive_avg_pool2d(x, output_size, *, data_format="NCHW"):
-    geom = adaptive_pool2d_geometry(_nchw(x, data_format), output_size)
-    return _pool("adaptive_avg_pool2d", x, (output_size,),
-                 layout_shape(geom.output_shape, data_format), data_format)
+    checked = _checked(api.check_adaptive_avg_pool2d, x, output_size, data_format=data_format)
+    return _pool("adaptive_avg_pool2d", x, (output_size,), checked.output_shape, data_format)
 
 
 def adaptive_max_pool2d(x, output_size, return_indices=False, *, data_format="NCHW"):
-    geom = adaptive_pool2d_geometry(_nchw(x, data_format), output_size)
-    return _max_pool("adaptive_max_pool2d", x, (output_size,),
-                     layout_shape(geom.output_shape, data_format), data_format, return_indices)
-
-
-def _global_shape(x, data_format):
-    n, c, _, _ = _nchw(x, data_format)
-    return layout_shape((n, c, 1, 1), data_format)
+    checked = _checked(api.check_adaptive_max_pool2d, x, output_size, return_indices,
+                       data_format=data_format)
+    return _max_pool("adaptive_max_pool2d", x, (output_size,), checked.output_shape, data_format,
+                     checked.options["return_indices"])
 
 
 def global_avg_pool2d(x, *, data_format="NCHW"):
-    return _pool("global_avg_pool2d", x, (), _global_shape(x, data_format), data_format)
+    checked = _checked(api.check_global_pool2d, x, data_format=data_format)
+    return _pool("global_avg_pool2d", x, (), checked.output_shape, data_format)
 
 
 def global_max_pool2d(x, *, data_format="NCHW"):
-    return _pool("global_max_pool2d", x, (), _global_shape(x, data_format), data_format)
+    checked = _checked(api.check_global_pool2d, x, data_format=data_format)
+    return _pool("global_max_pool2d", x, (), checked.output_shape, data_format)
 
 
 def spatial_pyramid_pool2d(x, levels=(1, 2, 4), mode="max", *, data_format="NCHW"):
-    geom = spatial_pyramid_geometry(_nchw(x, data_format), levels, mode)
-    return _pool("spatial_pyramid_pool2d", x, (levels, mode), geom.output_shape, data_format)
+    checked = _checked(api.check_spatial_pyramid_pool2d, x, levels, mode, data_format=data_format)
+    return _pool("spatial_pyramid_pool2d", x, (levels, mode), checked.output_shape, data_format)
 
 
 def max_unpool2d(x, indices, kernel_size, stride=None, padding=0, output_size=None, *,
                  data_format="NCHW"):
     """Differentiable with respect to x (the indices are integers)."""
     check_indices(indices)
-    geom = max_unpool2d_geometry(_nchw(x, data_format), kernel_size, stride, padding, output_size,
-                                 data_format)
     args = (kernel_size, stride, padding, output_size)
-    out_spec = spec(layout_shape(geom.input_shape, data_format), x.dtype)
+    # the indices' values are read when the call runs (as int64: their dtype is not checked here)
+    checked = _checked(api.check_max_unpool2d, x, stand_in(indices, np.int64), *args,
+                       data_format=data_format, scan_indices=False)
+    out_spec = spec(checked.output_shape, x.dtype)
 
     @jax.custom_vjp
     def f(x, indices):

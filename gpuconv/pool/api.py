@@ -9,11 +9,14 @@ skipping all of that. Every function takes
 """
 from __future__ import annotations
 
+from dataclasses import dataclass, field
+from typing import Any
+
 import numpy as np
 
 from .. import _state
 from .._args import as_bool
-from .._arrays import check_arrays
+from .._arrays import ArraySet, check_arrays
 from .dispatch import planned, run
 from .geometry import (adaptive_pool2d_geometry, check_data_format, check_divisor_override,
                        check_norm_type, check_pool_indices, global_pool2d_geometry,
@@ -24,11 +27,93 @@ __all__ = ["max_pool2d", "avg_pool2d", "lp_pool2d", "adaptive_avg_pool2d", "adap
            "global_avg_pool2d", "global_max_pool2d", "spatial_pyramid_pool2d", "max_unpool2d"]
 
 
+@dataclass(frozen=True)
+class PoolCall:
+    """A pooling call after its checks: what its executor and the framework fronts need."""
+    arrays: ArraySet
+    data_format: str
+    geom: Any
+    output_shape: tuple         # in data_format's layout
+    options: dict = field(default_factory=dict)   # the normalized keyword options
+
+
 def _checked_x(x, data_format):
     """(ArraySet, validated data_format, x's logical NCHW shape)."""
     data_format = check_data_format(data_format)
     arrays = check_arrays({"x": x}, ndim={"x": 4})
     return arrays, data_format, nchw_shape(x.shape, data_format)
+
+
+# Every check of each front, in one function per front: the fronts below call them, and so do
+# the JAX wrappers at trace time (on stand-in arrays), so that both refuse the same calls.
+
+def check_max_pool2d(x, kernel_size, stride=None, padding=0, dilation=1, ceil_mode=False,
+                     return_indices=False, *, data_format="NCHW") -> PoolCall:
+    arrays, data_format, shape = _checked_x(x, data_format)
+    return_indices = as_bool("return_indices", return_indices)
+    geom = pool2d_geometry(shape, kernel_size, stride, padding, dilation, ceil_mode)
+    return PoolCall(arrays, data_format, geom, layout_shape(geom.output_shape, data_format),
+                    {"return_indices": return_indices})
+
+
+def check_avg_pool2d(x, kernel_size, stride=None, padding=0, ceil_mode=False,
+                     count_include_pad=True, divisor_override=None, *,
+                     data_format="NCHW") -> PoolCall:
+    arrays, data_format, shape = _checked_x(x, data_format)
+    options = {"count_include_pad": as_bool("count_include_pad", count_include_pad),
+               "divisor_override": check_divisor_override(divisor_override)}
+    geom = pool2d_geometry(shape, kernel_size, stride, padding, 1, ceil_mode)
+    return PoolCall(arrays, data_format, geom, layout_shape(geom.output_shape, data_format),
+                    options)
+
+
+def check_lp_pool2d(x, norm_type, kernel_size, stride=None, ceil_mode=False, *,
+                    data_format="NCHW") -> PoolCall:
+    arrays, data_format, shape = _checked_x(x, data_format)
+    norm_type = check_norm_type(norm_type)
+    geom = pool2d_geometry(shape, kernel_size, stride, 0, 1, ceil_mode)
+    return PoolCall(arrays, data_format, geom, layout_shape(geom.output_shape, data_format),
+                    {"norm_type": norm_type})
+
+
+def check_adaptive_avg_pool2d(x, output_size, *, data_format="NCHW") -> PoolCall:
+    arrays, data_format, shape = _checked_x(x, data_format)
+    geom = adaptive_pool2d_geometry(shape, output_size)
+    return PoolCall(arrays, data_format, geom, layout_shape(geom.output_shape, data_format))
+
+
+def check_adaptive_max_pool2d(x, output_size, return_indices=False, *,
+                              data_format="NCHW") -> PoolCall:
+    arrays, data_format, shape = _checked_x(x, data_format)
+    return_indices = as_bool("return_indices", return_indices)
+    geom = adaptive_pool2d_geometry(shape, output_size)
+    return PoolCall(arrays, data_format, geom, layout_shape(geom.output_shape, data_format),
+                    {"return_indices": return_indices})
+
+
+def check_global_pool2d(x, *, data_format="NCHW") -> PoolCall:
+    arrays, data_format, shape = _checked_x(x, data_format)
+    geom = global_pool2d_geometry(shape)
+    return PoolCall(arrays, data_format, geom, layout_shape(geom.output_shape, data_format))
+
+
+def check_spatial_pyramid_pool2d(x, levels=(1, 2, 4), mode="max", *,
+                                 data_format="NCHW") -> PoolCall:
+    arrays, data_format, shape = _checked_x(x, data_format)
+    geom = spatial_pyramid_geometry(shape, levels, mode)
+    return PoolCall(arrays, data_format, geom, tuple(geom.output_shape))
+
+
+def check_max_unpool2d(x, indices, kernel_size, stride=None, padding=0, output_size=None, *,
+                       data_format="NCHW", scan_indices=True) -> PoolCall:
+    """``scan_indices=False``: the indices' type and shape only (their values are unknown when
+    the JAX wrapper traces the call; the call itself scans them)."""
+    arrays, data_format, shape = _checked_x(x, data_format)
+    geom = max_unpool2d_geometry(shape, kernel_size, stride, padding, output_size, data_format)
+    # An empty output has no position an index could name: as torch, no range check then.
+    check_pool_indices(indices, arrays.library, x.shape, geom, data_format, window="none",
+                       scan=scan_indices and geom.H * geom.W != 0)
+    return PoolCall(arrays, data_format, geom, layout_shape(geom.input_shape, data_format))
 
 
 def max_pool2d(x, kernel_size, stride=None, padding=0, dilation=1, ceil_mode=False,
@@ -40,11 +125,9 @@ def max_pool2d(x, kernel_size, stride=None, padding=0, dilation=1, ceil_mode=Fal
                                                       ceil_mode, return_indices, data_format))
     if replayed is not None:
         return replayed
-    arrays, data_format, shape = _checked_x(x, data_format)
-    return_indices = as_bool("return_indices", return_indices)
-    geom = pool2d_geometry(shape, kernel_size, stride, padding, dilation, ceil_mode)
-    return run("max_pool2d", _state.executor_for(arrays.library), geom, x,
-               return_indices=return_indices, data_format=data_format, plan=plan)
+    call = check_max_pool2d(x, kernel_size, stride, padding, dilation, ceil_mode,
+                            return_indices, data_format=data_format)
+    return _run("max_pool2d", call, x, plan)
 
 
 def avg_pool2d(x, kernel_size, stride=None, padding=0, ceil_mode=False, count_include_pad=True,
@@ -56,13 +139,9 @@ def avg_pool2d(x, kernel_size, stride=None, padding=0, ceil_mode=False, count_in
                                                       data_format))
     if replayed is not None:
         return replayed
-    arrays, data_format, shape = _checked_x(x, data_format)
-    count_include_pad = as_bool("count_include_pad", count_include_pad)
-    divisor_override = check_divisor_override(divisor_override)
-    geom = pool2d_geometry(shape, kernel_size, stride, padding, 1, ceil_mode)
-    return run("avg_pool2d", _state.executor_for(arrays.library), geom, x,
-               count_include_pad=count_include_pad, divisor_override=divisor_override,
-               data_format=data_format, plan=plan)
+    call = check_avg_pool2d(x, kernel_size, stride, padding, ceil_mode, count_include_pad,
+                            divisor_override, data_format=data_format)
+    return _run("avg_pool2d", call, x, plan)
 
 
 def lp_pool2d(x, norm_type, kernel_size, stride=None, ceil_mode=False, *, data_format="NCHW"):
@@ -72,21 +151,23 @@ def lp_pool2d(x, norm_type, kernel_size, stride=None, ceil_mode=False, *, data_f
                                                      data_format))
     if replayed is not None:
         return replayed
-    arrays, data_format, shape = _checked_x(x, data_format)
-    norm_type = check_norm_type(norm_type)
-    geom = pool2d_geometry(shape, kernel_size, stride, 0, 1, ceil_mode)
+    call = check_lp_pool2d(x, norm_type, kernel_size, stride, ceil_mode, data_format=data_format)
     from . import lp_infinite   # it calls max_pool2d above
-    if lp_infinite.is_infinite(norm_type):   # elementwise CuPy work around max_pool2d: no plan
-        return lp_infinite.forward(arrays.xp, x, norm_type, kernel_size, stride, ceil_mode,
-                                   data_format)
-    return run("lp_pool2d", _state.executor_for(arrays.library), geom, x,
-               norm_type=norm_type, data_format=data_format, plan=plan)
+    if lp_infinite.is_infinite(call.options["norm_type"]):   # elementwise work: no plan
+        return lp_infinite.forward(call.arrays.xp, x, call.options["norm_type"], kernel_size,
+                                   stride, ceil_mode, call.data_format)
+    return _run("lp_pool2d", call, x, plan)
 
 
-def _empty_output(arrays, geom, x, data_format):
+def _run(name, call: PoolCall, x, plan, *extra_arrays):
+    return run(name, _state.executor_for(call.arrays.library), call.geom, x, *extra_arrays,
+               data_format=call.data_format, plan=plan, **call.options)
+
+
+def _empty_output(call: PoolCall):
     """The output of an adaptive pooling to 0 rows or columns: empty, as PyTorch's (no kernel
     and no reference computation has anything to do)."""
-    return arrays.xp.empty(layout_shape(geom.output_shape, data_format), dtype=x.dtype)
+    return call.arrays.xp.empty(call.output_shape, dtype=call.arrays.dtype)
 
 
 def adaptive_avg_pool2d(x, output_size, *, data_format="NCHW"):
@@ -95,12 +176,10 @@ def adaptive_avg_pool2d(x, output_size, *, data_format="NCHW"):
     plan, replayed = planned("adaptive_avg_pool2d", {"x": x}, (output_size, data_format))
     if replayed is not None:
         return replayed
-    arrays, data_format, shape = _checked_x(x, data_format)
-    geom = adaptive_pool2d_geometry(shape, output_size)
-    if geom.empty_output:
-        return _empty_output(arrays, geom, x, data_format)
-    return run("adaptive_avg_pool2d", _state.executor_for(arrays.library), geom, x,
-               data_format=data_format, plan=plan)
+    call = check_adaptive_avg_pool2d(x, output_size, data_format=data_format)
+    if call.geom.empty_output:
+        return _empty_output(call)
+    return _run("adaptive_avg_pool2d", call, x, plan)
 
 
 def adaptive_max_pool2d(x, output_size, return_indices=False, *, data_format="NCHW"):
@@ -109,14 +188,13 @@ def adaptive_max_pool2d(x, output_size, return_indices=False, *, data_format="NC
                              (output_size, return_indices, data_format))
     if replayed is not None:
         return replayed
-    arrays, data_format, shape = _checked_x(x, data_format)
-    return_indices = as_bool("return_indices", return_indices)
-    geom = adaptive_pool2d_geometry(shape, output_size)
-    if geom.empty_output:
-        y = _empty_output(arrays, geom, x, data_format)
-        return (y, arrays.xp.empty(y.shape, dtype=np.int64)) if return_indices else y
-    return run("adaptive_max_pool2d", _state.executor_for(arrays.library), geom, x,
-               return_indices=return_indices, data_format=data_format, plan=plan)
+    call = check_adaptive_max_pool2d(x, output_size, return_indices, data_format=data_format)
+    if call.geom.empty_output:
+        y = _empty_output(call)
+        if call.options["return_indices"]:
+            return y, call.arrays.xp.empty(y.shape, dtype=np.int64)
+        return y
+    return _run("adaptive_max_pool2d", call, x, plan)
 
 
 def global_avg_pool2d(x, *, data_format="NCHW"):
@@ -124,9 +202,7 @@ def global_avg_pool2d(x, *, data_format="NCHW"):
     plan, replayed = planned("global_avg_pool2d", {"x": x}, (data_format,))
     if replayed is not None:
         return replayed
-    arrays, data_format, shape = _checked_x(x, data_format)
-    return run("global_avg_pool2d", _state.executor_for(arrays.library),
-               global_pool2d_geometry(shape), x, data_format=data_format, plan=plan)
+    return _run("global_avg_pool2d", check_global_pool2d(x, data_format=data_format), x, plan)
 
 
 def global_max_pool2d(x, *, data_format="NCHW"):
@@ -134,9 +210,7 @@ def global_max_pool2d(x, *, data_format="NCHW"):
     plan, replayed = planned("global_max_pool2d", {"x": x}, (data_format,))
     if replayed is not None:
         return replayed
-    arrays, data_format, shape = _checked_x(x, data_format)
-    return run("global_max_pool2d", _state.executor_for(arrays.library),
-               global_pool2d_geometry(shape), x, data_format=data_format, plan=plan)
+    return _run("global_max_pool2d", check_global_pool2d(x, data_format=data_format), x, plan)
 
 
 def spatial_pyramid_pool2d(x, levels=(1, 2, 4), mode="max", *, data_format="NCHW"):
@@ -145,10 +219,8 @@ def spatial_pyramid_pool2d(x, levels=(1, 2, 4), mode="max", *, data_format="NCHW
     plan, replayed = planned("spatial_pyramid_pool2d", {"x": x}, (levels, mode, data_format))
     if replayed is not None:
         return replayed
-    arrays, data_format, shape = _checked_x(x, data_format)
-    geom = spatial_pyramid_geometry(shape, levels, mode)
-    return run("spatial_pyramid_pool2d", _state.executor_for(arrays.library), geom, x,
-               data_format=data_format, plan=plan)
+    call = check_spatial_pyramid_pool2d(x, levels, mode, data_format=data_format)
+    return _run("spatial_pyramid_pool2d", call, x, plan)
 
 
 def max_unpool2d(x, indices, kernel_size, stride=None, padding=0, output_size=None, *,
@@ -156,13 +228,8 @@ def max_unpool2d(x, indices, kernel_size, stride=None, padding=0, output_size=No
     """Zeros of the unpooled size with x's values at their indices (flat h*W + w per plane of
     the output). Default size (P-1)*stride + kernel_size - 2*padding; ``output_size`` (2 ints, or
     4 in ``data_format`` order) must be within stride of it. Repeated indices: the last wins."""
-    arrays, data_format, shape = _checked_x(x, data_format)
-    geom = max_unpool2d_geometry(shape, kernel_size, stride, padding, output_size, data_format)
-    empty = geom.H * geom.W == 0
-    # An empty output has no position an index could name: as torch, no range check then.
-    check_pool_indices(indices, arrays.library, x.shape, geom, data_format, window="none",
-                       scan=not empty)
-    if empty:
-        return arrays.xp.zeros(layout_shape(geom.input_shape, data_format), dtype=arrays.dtype)
-    return run("max_unpool2d", _state.executor_for(arrays.library), geom, x, indices,
-               data_format=data_format)
+    call = check_max_unpool2d(x, indices, kernel_size, stride, padding, output_size,
+                              data_format=data_format)
+    if call.geom.H * call.geom.W == 0:
+        return call.arrays.xp.zeros(call.output_shape, dtype=call.arrays.dtype)
+    return _run("max_unpool2d", call, x, (None, None), indices)   # no plan: indices scanned

@@ -157,6 +157,34 @@ def test_errors_are_raised_when_traced():
         jax.jit(lambda x: GJ.max_pool2d(x, 2, padding=3))(jnp.asarray(X))
 
 
+@pytest.mark.parametrize("call, error, match", [
+    (lambda x, w: GJ.conv2d(x, w, jnp.ones(w.shape[0] + 1)), ValueError, "bias"),
+    (lambda x, w: GJ.conv2d(x, w, jnp.ones((w.shape[0], 1))), ValueError, "bias"),
+    (lambda x, w: GJ.conv2d(x, w, residual=jnp.ones((1, 3, 4, 4))), ValueError, "residual"),
+    (lambda x, w: GJ.conv2d(x, w, algorithm="pointwise"), ValueError, "pointwise"),
+    (lambda x, w: GJ.conv_transpose2d(x, jnp.ones((x.shape[1], 2, 3, 3)), jnp.ones(5)),
+     ValueError, "bias"),
+    (lambda x, w: GJ.avg_pool2d(x, 2, divisor_override=0), ValueError, "divisor_override"),
+    (lambda x, w: GJ.avg_pool2d(x, 2, count_include_pad="yes"), TypeError, "count_include_pad"),
+    (lambda x, w: GJ.lp_pool2d(x, 0, 2), ValueError, "norm_type"),
+    (lambda x, w: GJ.lp_pool2d(x, "2", 2), TypeError, "norm_type"),
+    (lambda x, w: GJ.max_unpool2d(x, jnp.zeros((1, 2, 4, 4), jnp.int32), 2), ValueError,
+     "indices"),
+    (lambda x, w: GJ.max_pool2d(x, 2, return_indices="yes"), TypeError, "return_indices"),
+    (lambda x, w: GJ.adaptive_max_pool2d(x, 2, return_indices="yes"), TypeError,
+     "return_indices"),
+])
+def test_every_argument_check_runs_when_traced(call, error, match):
+    """The wrappers run the fronts' own check functions (conv.api.check_conv2d_arguments,
+    pool.api.check_*) on stand-ins: every option a front checks fails at trace time under jit,
+    with eager mode's error, not as a JaxRuntimeError from inside the callback."""
+    x, w = jnp.asarray(X[:, :2], jnp.float32), jnp.asarray(W[:, :2], jnp.float32)
+    with pytest.raises(error, match=match):
+        jax.jit(call)(x, w)
+    with pytest.raises(error, match=match):
+        call(x, w)
+
+
 @pytest.mark.parametrize("call, match", [
     (lambda x, w: GJ.conv2d(x.astype(jnp.int32), w.astype(jnp.int32)), "floating dtype"),
     (lambda x, w: GJ.conv2d(x, w.astype(jnp.float16)), "weight has dtype float16"),
