@@ -398,7 +398,8 @@ def winograd(call: _Call, deterministic: bool):
         products = launch_winograd.gemm_geometry(g, m, tiles, rows_in=g.C, rows_out=g.K)
         part = implicit_gemm(_Call(products, vv, zz, data_format, call.executor), deterministic)
         du = part if du is None else du + part
-    return launch_winograd.filter_gradient(call.xp, du, g, m, call.dtype, call.executor)
+    return launch_winograd.filter_gradient(call.xp, du, call.x, call.dy, g, m, call.nhwc,
+                                           call.executor)
 
 
 RUNNERS = {"implicit_gemm": implicit_gemm, "im2col_gemm": im2col_gemm, "direct": direct,

@@ -97,8 +97,7 @@ _NAMES = ([f"conv2d_winograd_filter_transform<{t}, {cuda_bool(flip)}, {m}>"
           + _layout_names("conv2d_winograd_input_transform")
           + _layout_names("conv2d_winograd_output_transform")
           + _layout_names("conv2d_winograd_grad_output_transform")
-          + [f"conv2d_winograd_filter_grad_transform<{t}, {m}>" for t in TYPES
-             for m in OUTPUT_TILES])
+          + _layout_names("conv2d_winograd_filter_grad_transform"))
 FAMILY = register("conv/winograd.cu", name_expressions=_NAMES,
                   hot=[n for n in _NAMES if "<float" in n or "<__half" in n])
 
@@ -246,8 +245,8 @@ def forward(call: ConvCall, *, flip: bool = False, workspace_bytes: int | None =
                             residual=None, out=mm, out_sN=e * g.K * tiles, activation=None)
         launch_pointwise.run(products, tile_widths=tile_widths)
         launch(FAMILY, back, executor, _grid(tiles * g.K), (THREADS, 1, 1),
-               (mm, np.int32(tiles_h), np.int32(tiles_w), *chunk.shape_args(),
-                *chunk.epilogue_args()))
+               (mm, chunk.x, call.weight, np.int32(flip), np.int32(tiles_h), np.int32(tiles_w),
+                *chunk.shape_args(), *chunk.epilogue_args()))
 
 
 def data_gradient_refusal(geom, m: int | None = None) -> str | None:
@@ -257,11 +256,14 @@ def data_gradient_refusal(geom, m: int | None = None) -> str | None:
     return refusal(geom, m) or refusal(data_gradient_geometry(geom), m)
 
 
-def filter_gradient(xp, du, geom, m: int, dtype, executor: str):
-    """dw = G^T dU G for every filter, (K, C/groups, 3, 3) in ``dtype``, from dU = dL/dU as
-    (ALPHA^2 * K, C/groups) accumulator values."""
-    dw = output(xp, geom.weight_shape, dtype, executor)
+def filter_gradient(xp, du, x, dy, geom, m: int, nhwc: bool, executor: str):
+    """dw = G^T dU G for every filter, (K, C/groups, 3, 3) in x's dtype, from dU = dL/dU as
+    (ALPHA^2 * K, C/groups) accumulator values; x and dy (the whole batch, contiguous in the
+    layout ``nhwc`` says) are what the kernel sums directly where dU is not all finite."""
+    dw = output(xp, geom.weight_shape, x.dtype, executor)
     rows, cols = geom.K, geom.C_per_group
-    launch(FAMILY, f"conv2d_winograd_filter_grad_transform<{cuda_type(dtype)}, {m}>", executor,
-           _grid(rows * cols), (THREADS, 1, 1), (du, dw, np.int32(rows), np.int32(cols)))
+    name = (f"conv2d_winograd_filter_grad_transform<{cuda_type(x.dtype)}, {cuda_bool(nhwc)}, "
+            f"{m}>")
+    launch(FAMILY, name, executor, _grid(rows * cols), (THREADS, 1, 1),
+           (du, x, dy, dw, np.int32(rows), np.int32(cols), *shape_args(geom)))
     return dw

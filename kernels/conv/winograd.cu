@@ -37,7 +37,8 @@
 // Tiles are numbered t = (n * tiles_h + th) * tiles_w + tw within the launch's images. Every
 // thread transforms one (tile, channel) pair: consecutive threads run along the tiles for NCHW
 // and along the channels for NHWC, the contiguous dimension of each layout's transformed tensor.
-// Offsets are 32-bit: the launcher keeps every tensor of a launch under 2^31 elements.
+// Offsets are 32-bit: the launcher keeps every tensor of a launch under 2^31 elements (but for
+// the whole batch the weight gradient's direct fallback reads, with 64-bit image offsets).
 #include "conv_shape.cuh"
 #include "dtypes.cuh"
 #include "epilogue.cuh"
@@ -221,6 +222,79 @@ __device__ __forceinline__ WinogradPair winograd_pair(int index, int rows, int t
   return p;
 }
 
+// Neither infinite nor NaN (NaN fails every comparison).
+template <class A>
+__device__ __forceinline__ bool finite_value(A v) {
+  return fabs(v) < A(INFINITY);
+}
+
+template <class A, int COUNT>
+__device__ __forceinline__ bool all_finite(const A (&v)[COUNT]) {
+  bool finite = true;
+#pragma unroll
+  for (int i = 0; i < COUNT; ++i) finite = finite && finite_value(v[i]);
+  return finite;
+}
+
+// Stores the direct sums of the reference (gpuconv/reference/conv.py) for the M x M outputs of
+// tile `pair` and output channel pair.row, in place of A^T m A where the tile's Winograd products
+// are not all finite. An inf or NaN anywhere in the tile's input patch (any channel) or in the
+// filter, or a transform that overflowed, reaches every product of the tile, and A^T m A mixes
+// them with signed coefficients (inf - inf = NaN): torch, cuDNN's direct kernels and the
+// reference give inf / NaN only at the outputs whose own window holds the value. Rare (the
+// products are finite for finite inputs short of overflow): plain loops, out of line so that
+// the transform's own path keeps its registers. FLIP: the data-gradient run (pair.row an input
+// channel of the convolution differentiated; filters as conv2d_winograd_filter_transform reads
+// them, rotated): its taps outside dy are skipped, as the reference's gradient adds only the
+// pixels dy has, where the forward convolution multiplies its zero padding too (0 * inf is NaN
+// there, as in torch).
+template <class T, bool NHWC, int M>
+__device__ __noinline__ void winograd_direct_tile(const T* __restrict__ x,
+                                                  const T* __restrict__ w, int flip,
+                                                  WinogradPair pair, ConvShape s,
+                                                  Epilogue<T> epi) {
+  using A = acc_t<T>;
+  const int c_per_group = s.C / s.groups;
+  const int k_per_group = s.K / s.groups;
+  const int group = pair.row / k_per_group;
+  const Strides4 xs = packed_strides<NHWC>(s.C, s.H, s.W);
+  for (int i = 0; i < M; ++i) {
+    const int p = M * pair.th + i;
+    for (int j = 0; j < M; ++j) {
+      const int q = M * pair.tw + j;
+      if (p >= s.P || q >= s.Q) continue;
+      A sum = A(0);
+      for (int cl = 0; cl < c_per_group; ++cl) {
+        const T* xc = x + pair.n * xs.n + (group * c_per_group + cl) * xs.c;
+        // tap (r, u) of filter (pair.row, cl) is w_rs[(r * 3 + u) * step]
+        const T* w_rs;
+        int step;
+        if (flip) {
+          const int kl = pair.row - group * k_per_group;
+          w_rs = w + ((group * c_per_group + cl) * k_per_group + kl) * 9 + 8;
+          step = -1;
+        } else {
+          w_rs = w + (pair.row * c_per_group + cl) * 9;
+          step = 1;
+        }
+        for (int r = 0; r < 3; ++r) {
+          const int h = p - s.pad_h + r;
+          for (int u = 0; u < 3; ++u) {
+            const int ww = q - s.pad_w + u;
+            const A tap = to_acc(w_rs[(r * 3 + u) * step]);
+            if (h >= 0 && h < s.H && ww >= 0 && ww < s.W) {
+              sum += to_acc(xc[h * xs.h + ww * xs.w]) * tap;
+            } else if (!flip) {
+              sum += A(0) * tap;
+            }
+          }
+        }
+      }
+      epi.store(pair.n, pair.row, p * s.Q + q, sum);
+    }
+  }
+}
+
 }  // namespace gc
 
 // u[xi][row][col] = (G g G^T)[xi] for every (row, col) of a 3x3 filter bank of `groups` groups.
@@ -291,9 +365,13 @@ __global__ void conv2d_winograd_input_transform(const T* __restrict__ x,
 }
 
 // y = epilogue(A^T m A) for every (tile, output channel): the M x M outputs of the tile that
-// lie inside the P x Q plane.
+// lie inside the P x Q plane; where m or y is not all finite, y is summed directly from x and
+// w, the input transform's and the filter transform's operands (winograd_direct_tile; flip as
+// the filter transform's FLIP).
 template <class T, bool NHWC, int M>
-__global__ void conv2d_winograd_output_transform(const gc::acc_t<T>* __restrict__ m, int tiles_h,
+__global__ void conv2d_winograd_output_transform(const gc::acc_t<T>* __restrict__ m,
+                                                 const T* __restrict__ x,
+                                                 const T* __restrict__ w, int flip, int tiles_h,
                                                  int tiles_w, GC_CONV_SHAPE_PARAMS,
                                                  GC_EPILOGUE_PARAMS(T)) {
   GC_CONV_SHAPE_NAMES;
@@ -304,12 +382,19 @@ __global__ void conv2d_winograd_output_transform(const gc::acc_t<T>* __restrict_
   if (index >= tiles * K) return;
   const gc::WinogradPair pair = gc::winograd_pair<NHWC>(index, K, tiles, tiles_h, tiles_w);
   A in[ELEMENTS];
+  bool finite = true;    // tested as loaded: `in` need not stay live past its transform
 #pragma unroll
-  for (int xi = 0; xi < ELEMENTS; ++xi)
+  for (int xi = 0; xi < ELEMENTS; ++xi) {
     in[xi] = m[gc::winograd_offset<NHWC, M>(xi, pair.row, pair.t, K, tiles)];
+    finite = finite && gc::finite_value(in[xi]);
+  }
   A y[M * M];
   gc::apply_2d<gc::WinogradAT<M>>(in, y);
   const gc::Epilogue<T> epi = GC_EPILOGUE(T);
+  if (!finite || !gc::all_finite(y)) {
+    gc::winograd_direct_tile<T, NHWC, M>(x, w, flip, pair, GC_CONV_SHAPE, epi);
+    return;
+  }
 #pragma unroll
   for (int i = 0; i < M; ++i) {
 #pragma unroll
@@ -353,10 +438,19 @@ __global__ void conv2d_winograd_grad_output_transform(const T* __restrict__ dy,
     z[gc::winograd_offset<NHWC, M>(xi, pair.row, pair.t, K, tiles)] = out[xi];
 }
 
-// dw[row][col] = G^T du[.][row][col] G (3x3) from du = dL/dU, (ELEMENTS, rows, cols).
-template <class T, int M>
+// dw[row][col] = G^T du[.][row][col] G (3x3) from du = dL/dU, (ELEMENTS, rows, cols), for the
+// convolution of x (N, C, H, W) with output gradient dy (N, K, P, Q) (rows = K, cols = C/groups).
+// Where du or the result is not all finite (an inf or NaN in x or dy, or an overflow), the 9 taps
+// are summed directly over the batch instead, as the reference does (its zero padding times dy
+// included): the transforms would mix the non-finite values into every tap (see
+// winograd_direct_tile).
+template <class T, bool NHWC, int M>
 __global__ void conv2d_winograd_filter_grad_transform(const gc::acc_t<T>* __restrict__ du,
-                                                      T* __restrict__ dw, int rows, int cols) {
+                                                      const T* __restrict__ x,
+                                                      const T* __restrict__ dy,
+                                                      T* __restrict__ dw, int rows, int cols,
+                                                      GC_CONV_SHAPE_PARAMS) {
+  GC_CONV_SHAPE_NAMES;
   using A = gc::acc_t<T>;
   constexpr int ELEMENTS = gc::winograd_elements<M>();
   const int index = blockIdx.x * blockDim.x + threadIdx.x;
@@ -366,6 +460,30 @@ __global__ void conv2d_winograd_filter_grad_transform(const gc::acc_t<T>* __rest
   for (int xi = 0; xi < ELEMENTS; ++xi) u[xi] = du[xi * rows * cols + index];
   A g[9];
   gc::apply_2d<gc::WinogradGT<M>>(u, g);
+  if (!gc::all_finite(u) || !gc::all_finite(g)) {
+    const int k = index / cols;
+    const int c = (k / (K / groups)) * cols + (index - k * cols);
+    const gc::Strides4 xs = gc::packed_strides<NHWC>(C, H, W);
+    const gc::Strides4 ys = gc::packed_strides<NHWC>(K, P, Q);
+    for (int tap = 0; tap < 9; ++tap) {
+      const int r = tap / 3, v = tap - r * 3;
+      A sum = A(0);
+      for (int n = 0; n < N; ++n) {
+        for (int p = 0; p < P; ++p) {
+          const int h = p - pad_h + r;
+          for (int q = 0; q < Q; ++q) {
+            const int ww = q - pad_w + v;
+            const bool inside = h >= 0 && h < H && ww >= 0 && ww < W;
+            const A xv = inside ? gc::to_acc(x[n * (long long)xs.n + c * xs.c + h * xs.h +
+                                               ww * xs.w])
+                                : A(0);
+            sum += xv * gc::to_acc(dy[n * (long long)ys.n + k * ys.c + p * ys.h + q * ys.w]);
+          }
+        }
+      }
+      g[tap] = sum;
+    }
+  }
 #pragma unroll
   for (int i = 0; i < 9; ++i) dw[index * 9 + i] = gc::from_acc<T>(g[i]);
 }
