@@ -26,8 +26,6 @@ import numpy as np
 import jax
 import jax.numpy as jnp
 
-from .._arrays import check_arrays
-
 
 def spec(shape, dtype) -> jax.ShapeDtypeStruct:
     """The result spec of an array of ``shape``, with JAX's canonical form of ``dtype``."""
@@ -51,12 +49,6 @@ def stand_in(a, dtype=None):
         return a
     zero = np.zeros(1, dtype=np.dtype(a.dtype if dtype is None else dtype))
     return np.lib.stride_tricks.as_strided(zero, shape=tuple(a.shape), strides=(0,) * len(a.shape))
-
-
-def check_float_arrays(**arrays) -> None:
-    """gpuconv's checks of a call's floating-point arrays (one floating dtype, native NumPy
-    types; None where optional), on stand-ins."""
-    check_arrays({name: stand_in(a) for name, a in arrays.items()})
 
 
 def check_indices(indices) -> None:
