@@ -114,6 +114,14 @@ def placeholder(library: str, device: int | None, dtype) -> Any:
     return persistent(np.zeros(1, dtype=dtype))
 
 
+def unused_argument(xp, dtype):
+    """The ``placeholder`` of ``dtype`` for array module ``xp`` (CuPy: on its current device):
+    what a kernel takes for a typed argument its instantiation or mode never reads."""
+    if xp.__name__ == "cupy":
+        return placeholder("cupy", xp.cuda.runtime.getDevice(), np.dtype(dtype))
+    return placeholder("numpy", None, np.dtype(dtype))
+
+
 def _is_array(value) -> bool:
     if isinstance(value, np.ndarray):
         return True

@@ -16,7 +16,7 @@ import numpy as np
 
 from .._kernels import CUDA_TYPES
 from .._loader import get_function
-from .._plans import empty, fresh, zeros
+from .._plans import empty, fresh, unused_argument, zeros
 from .launch_common import contiguous, multiprocessor_count, shape_args  # noqa: F401 (re-exported)
 
 # Every tensor one launch addresses stays below this many elements, so that the kernels' 32-bit
@@ -156,7 +156,7 @@ class SplitSums:
             self.out = output(xp, self.shape, dtype, executor)
             self.ws = None
             # The kernels' workspace argument, typed as they declare it and never read.
-            self._unused_ws = zeros(xp, 1, acc)
+            self._unused_ws = unused_argument(xp, acc)
         elif allow_atomics:
             self.kind = "atomic"
             if acc == self.dtype:

@@ -24,7 +24,7 @@ import numpy as np
 
 from .._args import as_int
 from .._kernels import CUDA_TYPES, register
-from .._plans import placeholder
+from .._plans import unused_argument
 from .launch_bwd_common import GRID_YZ_LIMIT, acc_dtype, i32, output
 from .launch_common import ceil_div, cuda_bool, multiprocessor_count
 from .launch_im2col_gemm import WORKSPACE_ENV, workspace_limit
@@ -124,13 +124,6 @@ REDUCE_THREADS = 256
 _ONE = np.int32(1)
 
 
-def _device(executor: str) -> int:
-    if executor == "cupy":
-        import cupy
-        return cupy.cuda.runtime.getDevice()
-    return -1
-
-
 class SplitK:
     """The (splits, partial) arguments of one GEMM launch whose ``elements`` outputs may be
     split ``splits`` ways: the partial sums' workspace (accumulator type) when split, else a
@@ -146,8 +139,7 @@ class SplitK:
         else:
             # The partial-sum argument of an unsplit launch: typed as the kernels declare
             # it, never read.
-            self.partial = placeholder("cupy" if executor == "cupy" else "numpy",
-                                       _device(executor), acc)
+            self.partial = unused_argument(xp, acc)
 
     def args(self) -> list:
         return [_ONE if self.splits == 1 else i32(self.splits), self.partial]

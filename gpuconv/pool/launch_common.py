@@ -21,7 +21,7 @@ import numpy as np
 from .._fast_divmod import FLAT_DECODER_DTYPE, flat_decoder
 from .._kernels import CUDA_TYPES, cuda_type, register
 from .._loader import get_function
-from .._plans import derived, empty, placeholder
+from .._plans import derived, empty, unused_argument
 from ..conv.geometry import unused_as_one
 from .geometry import Pool2dGeometry
 
@@ -175,9 +175,7 @@ def launch_elementwise(family, name: str, executor: str, total: int, args,
 def no_indices(xp):
     """The int64 argument of a kernel instantiated not to touch its index array: one per array
     module and device, never read, so that such a launch allocates nothing."""
-    if xp.__name__ == "cupy":
-        return placeholder("cupy", xp.cuda.runtime.getDevice(), np.dtype(np.int64))
-    return placeholder("numpy", None, np.dtype(np.int64))
+    return unused_argument(xp, np.int64)
 
 
 def forward_operands(xp, geom, x, data_format: str):
