@@ -1,13 +1,15 @@
 """Launch plans of the public fronts (gpuconv/_plans.py): the signature of a call, its replay, and
-its recording. The convolution fronts (gpuconv/conv/plans.py) and the pooling fronts
-(gpuconv/pool/api.py, grad.py) share one cache; a key starts with the front's name.
+its recording. The convolution fronts (gpuconv/conv/plans.py), the pooling fronts
+(gpuconv/pool/api.py, grad.py) and the region-of-interest fronts (gpuconv/roi/plans.py) share one
+cache; a key starts with the front's name.
 
 A signature is everything a front's checks and its launchers' choices read: each array's type,
 dtype (byte order included), shape, strides, first element's alignment to 16 bytes (the vector
 kernels' requirement) and device, the current device, the executor, and the scalar arguments as
 plain values (``_args._plain``: ``True`` and ``1`` differ, NumPy scalars take the full path).
 The NumPy reference has none (nothing is launched); so has a call whose checks read more than
-that (array values, addresses): its front passes no key.
+that (array values, addresses) on the host: its front passes no key. (Values checked by a kernel
+of the plan, as the ROI boxes' are, do not count: a replay checks them again.)
 """
 from __future__ import annotations
 

@@ -2,12 +2,13 @@
 
 Each front validates once (gpuconv.roi.geometry), then hands the normalized call to the executor
 that the arrays' library selects: the NumPy reference, or the CUDA kernels through the family's
-launcher (on a GPU, or on the CPU under ``gpuconv.simulate()``).
+launcher (on a GPU, or on the CPU under ``gpuconv.simulate()``); a call whose signature was seen
+before replays that launcher's recorded launches (gpuconv/roi/plans.py).
 """
 from __future__ import annotations
 
-from .. import _state
 from ..reference import roi as reference
+from . import plans
 from .geometry import check_roi_arguments
 
 __all__ = ["roi_align", "roi_pool"]
@@ -35,19 +36,19 @@ def roi_align_keeping_rois(x, boxes, output_size, spatial_scale=1.0, sampling_ra
     became. Not public API: the framework wrappers keep the rois for the backward
     (``gpuconv.roi.grad.roi_align_from_checked_rois``), which then neither rebuilds nor scans
     them again (a scan of CuPy rois is a device synchronization)."""
-    call = check_roi_arguments(x, boxes, output_size, spatial_scale, sampling_ratio, aligned,
-                               data_format=data_format, values="deferred")
-    geom = call.geometry
-    executor = _state.executor_for(call.arrays.library)
-    with call.checking_rois():
-        if geom.is_empty:
-            y = call.arrays.xp.zeros(geom.output_shape(data_format), dtype=call.arrays.dtype)
-        elif executor == "reference":
-            y = reference.roi_align(geom, x, call.rois, data_format=data_format)
-        else:
-            from . import launch
-            y = launch.roi_align(geom, x, call.rois, data_format=data_format, executor=executor)
-    return y, call.rois
+    def full_path():
+        call = check_roi_arguments(x, boxes, output_size, spatial_scale, sampling_ratio,
+                                   aligned, data_format=data_format, values="deferred")
+        geom, rois = call.geometry, call.rois
+        y = call.run(geom.output_shape(data_format),
+                     lambda: reference.roi_align(geom, x, rois, data_format=data_format),
+                     lambda launch, executor: launch.roi_align(
+                         geom, x, rois, data_format=data_format, executor=executor))
+        return y, rois, plans.rows_answer(call)
+
+    return plans.call("roi_align", {"x": x, "boxes": boxes},
+                      (output_size, spatial_scale, sampling_ratio, aligned, data_format),
+                      full_path, scanned=True)
 
 
 def roi_pool(x, boxes, output_size, spatial_scale=1.0, *, data_format="NCHW"):
@@ -72,21 +73,22 @@ def roi_pool_with_argmax(x, boxes, output_size, spatial_scale=1.0, *, data_forma
 
 
 def _roi_pool(x, boxes, output_size, spatial_scale, *, data_format, with_argmax):
-    call = check_roi_arguments(x, boxes, output_size, spatial_scale, data_format=data_format,
-                               values="deferred")
-    geom = call.geometry
-    executor = _state.executor_for(call.arrays.library)
-    argmax = None
-    with call.checking_rois():
-        if geom.is_empty:
-            y = call.arrays.xp.zeros(geom.output_shape(data_format), dtype=call.arrays.dtype)
-        elif executor == "reference":
-            y = reference.roi_pool(geom, x, call.rois, data_format=data_format)
-        elif with_argmax:
-            from . import launch
-            y, argmax = launch.roi_pool(geom, x, call.rois, data_format=data_format,
-                                        executor=executor, with_argmax=True)
-        else:
-            from . import launch
-            y = launch.roi_pool(geom, x, call.rois, data_format=data_format, executor=executor)
-    return y, argmax, call.rois
+    def full_path():
+        call = check_roi_arguments(x, boxes, output_size, spatial_scale,
+                                   data_format=data_format, values="deferred")
+        geom, rois = call.geometry, call.rois
+        y = call.run(geom.output_shape(data_format),
+                     lambda: reference.roi_pool(geom, x, rois, data_format=data_format),
+                     lambda launch, executor: launch.roi_pool(
+                         geom, x, rois, data_format=data_format, executor=executor,
+                         with_argmax=with_argmax))
+        # only the kernels return an argmax (the reference's backward recomputes its own)
+        y, argmax = y if type(y) is tuple else (y, None)
+        if not with_argmax:
+            return y, rois, plans.rows_answer(call)
+        return y, argmax, rois, plans.rows_answer(call)
+
+    front = "roi_pool_with_argmax" if with_argmax else "roi_pool"
+    outputs = plans.call(front, {"x": x, "boxes": boxes},
+                         (output_size, spatial_scale, data_format), full_path, scanned=True)
+    return outputs if with_argmax else (outputs[0], None, outputs[1])

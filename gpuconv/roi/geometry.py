@@ -19,7 +19,7 @@ from __future__ import annotations
 
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 
@@ -105,6 +105,20 @@ class RoiCall:
             raise
         self._raise_if_rows_bad()
 
+    def run(self, empty_shape, reference: Callable[[], Any], kernels: Callable[[Any, str], Any]):
+        """The call's result, inside ``checking_rois``: zeros of ``empty_shape`` when there is
+        nothing to compute (``RoiGeometry.is_empty``), else ``reference()`` for the NumPy
+        reference or ``kernels(launch, executor)`` with the launchers' module (roi/launch.py,
+        imported only here: the reference never needs the kernel machinery)."""
+        with self.checking_rois():
+            if self.geometry.is_empty:
+                return self.arrays.xp.zeros(empty_shape, dtype=self.arrays.dtype)
+            executor = _state.executor_for(self.arrays.library)
+            if executor == "reference":
+                return reference()
+            from . import launch
+            return kernels(launch, executor)
+
     def _raise_if_rows_bad(self) -> None:
         if self.rows_check is not None:
             self.rows_check.raise_if_bad()
@@ -189,7 +203,8 @@ def normalize_boxes(boxes, arrays: ArraySet, n_images: int):
         if boxes.ndim != 2 or boxes.shape[1] != 5:
             raise ValueError(f"boxes must be {BOXES_FORMS}; got an array of shape "
                              f"{tuple(boxes.shape)}")
-        rois = xp.ascontiguousarray(boxes)
+        # the array itself when contiguous: a launch plan's role (roi/plans.py), not a copy
+        rois = boxes if boxes.flags.c_contiguous else xp.ascontiguousarray(boxes)
     return rois
 
 

@@ -11,6 +11,7 @@ import numpy as np
 from .. import _state
 from .._arrays import check_index_array
 from ..reference import roi as reference
+from . import plans
 from .geometry import check_roi_arguments
 
 __all__ = ["roi_align", "roi_pool"]
@@ -40,21 +41,24 @@ def roi_align_from_checked_rois(grad_output, x, rois, output_size, spatial_scale
 
 def _roi_align(grad_output, x, boxes, output_size, spatial_scale, sampling_ratio, aligned, *,
                data_format, deterministic, values):
-    deterministic = _state.is_deterministic(deterministic)
-    call = check_roi_arguments(x, boxes, output_size, spatial_scale, sampling_ratio, aligned,
-                               data_format=data_format, grad_output=grad_output,
-                               values=values)
-    geom = call.geometry
-    executor = _state.executor_for(call.arrays.library)
-    with call.checking_rois():
-        if geom.is_empty:
-            return call.arrays.xp.zeros(geom.input_shape(data_format), dtype=call.arrays.dtype)
-        if executor == "reference":
-            return reference.grad_roi_align(geom, grad_output, call.rois,
-                                            data_format=data_format)
-        from . import launch
-        return launch.grad_roi_align(geom, grad_output, call.rois, data_format=data_format,
-                                     deterministic=deterministic, executor=executor)
+    def full_path():
+        mode = _state.is_deterministic(deterministic)
+        call = check_roi_arguments(x, boxes, output_size, spatial_scale, sampling_ratio,
+                                   aligned, data_format=data_format, grad_output=grad_output,
+                                   values=values)
+        geom, rois = call.geometry, call.rois
+        dx = call.run(geom.input_shape(data_format),
+                      lambda: reference.grad_roi_align(geom, grad_output, rois,
+                                                       data_format=data_format),
+                      lambda launch, executor: launch.grad_roi_align(
+                          geom, grad_output, rois, data_format=data_format,
+                          deterministic=mode, executor=executor))
+        return _outputs(dx, call, values)
+
+    return plans.call("grad roi_align" if values != "trusted" else "grad roi_align trusted",
+                      {"grad_output": grad_output, "x": x, "boxes": boxes},
+                      (output_size, spatial_scale, sampling_ratio, aligned, data_format),
+                      full_path, scanned=values != "trusted", deterministic=deterministic)[0]
 
 
 def roi_pool(grad_output, x, boxes, output_size, spatial_scale=1.0, *, data_format="NCHW",
@@ -82,23 +86,34 @@ def roi_pool_with_own_argmax(grad_output, x, rois, output_size, spatial_scale=1.
 
 def _roi_pool(grad_output, x, boxes, output_size, spatial_scale, *, argmax, data_format,
               deterministic, values):
-    deterministic = _state.is_deterministic(deterministic)
-    call = check_roi_arguments(x, boxes, output_size, spatial_scale, data_format=data_format,
-                               grad_output=grad_output, values=values)
-    geom = call.geometry
-    executor = _state.executor_for(call.arrays.library)
-    with call.checking_rois():
-        if geom.is_empty:
-            return call.arrays.xp.zeros(geom.input_shape(data_format), dtype=call.arrays.dtype)
-        if executor == "reference":
-            return reference.grad_roi_pool(geom, grad_output, x, call.rois,
-                                           data_format=data_format)
-        if argmax is not None:
-            _check_own_argmax(argmax, grad_output, call.arrays.library)
-        from . import launch
-        return launch.grad_roi_pool(geom, grad_output, x, call.rois, data_format=data_format,
-                                    deterministic=deterministic, executor=executor,
-                                    argmax=argmax)
+    def full_path():
+        mode = _state.is_deterministic(deterministic)
+        call = check_roi_arguments(x, boxes, output_size, spatial_scale, data_format=data_format,
+                                   grad_output=grad_output, values=values)
+        geom, rois = call.geometry, call.rois
+
+        def kernels(launch, executor):
+            if argmax is not None:
+                _check_own_argmax(argmax, grad_output, call.arrays.library)
+            return launch.grad_roi_pool(geom, grad_output, x, rois, data_format=data_format,
+                                        deterministic=mode, executor=executor, argmax=argmax)
+        dx = call.run(geom.input_shape(data_format),
+                      lambda: reference.grad_roi_pool(geom, grad_output, x, rois,
+                                                      data_format=data_format),
+                      kernels)
+        return _outputs(dx, call, values)
+
+    front = "grad roi_pool" if values != "trusted" else "grad roi_pool trusted"
+    return plans.call(front, {"grad_output": grad_output, "x": x, "boxes": boxes,
+                              "argmax": argmax},
+                      (output_size, spatial_scale, data_format),
+                      full_path, scanned=values != "trusted", deterministic=deterministic)[0]
+
+
+def _outputs(dx, call, values: str) -> tuple:
+    """A gradient's full path's outputs for ``plans.call``: with the rows scan's answer unless
+    the rois are trusted."""
+    return (dx,) if values == "trusted" else (dx, plans.rows_answer(call))
 
 
 def _check_own_argmax(argmax, grad_output, library: str) -> None:

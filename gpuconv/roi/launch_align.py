@@ -18,6 +18,7 @@ from __future__ import annotations
 import functools
 
 from .._fast_divmod import decoder_args
+from .._plans import empty
 from ..pool.launch_common import (BLOCK, BOOLS, INT32_LIMIT, MAX_BLOCKS, TYPES, acc_dtype,
                                   acc_scalar, check_int32, contiguous, ctype, i32, launch, nhwc,
                                   register_family, xp_for)
@@ -171,7 +172,7 @@ def roi_align(geom: RoiGeometry, x, rois, *, data_format: str, executor: str,
     xp = xp_for(executor)
     x = contiguous(xp, x)
     rois = contiguous(xp, rois, acc_dtype(x.dtype))
-    y = xp.empty(geom.output_shape(data_format), dtype=x.dtype)
+    y = empty(xp, geom.output_shape(data_format), x.dtype)
     check_int32(x, y)
     if tables if tables is not None else uses_tables(geom):
         _tabled_forward(geom, x, rois, y, data_format, executor)
@@ -195,7 +196,7 @@ def grad_roi_align(geom: RoiGeometry, grad_output, rois, *, data_format: str,
     check_int32(grad_output, geom.N * geom.C * geom.H * geom.W)
     layout = nhwc(data_format)
     if deterministic:
-        grad_input = xp.empty(shape, dtype=dtype)
+        grad_input = empty(xp, shape, dtype)
         tiles = -(-geom.H // GATHER_TILE[0]) * -(-geom.W // GATHER_TILE[1])
         launch(ROI_ALIGN_GATHER, f"roi_align_backward_gather<{ctype(dtype)}, {layout}>", executor,
                (tiles, min(geom.N, MAX_GRID_Y)), (GATHER_BLOCK,),

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from .._plans import empty, zeros
 from ..pool.launch_common import (TYPES, check_int32, ctype, i32, launch_elementwise,
                                   register_family, xp_for)
 
@@ -21,8 +22,8 @@ def launch_rows_check(rois, n_images: int, spatial_scale: float, max_coordinate:
     ``answer`` to ``first_bad_row`` for the smallest such row."""
     xp = xp_for(executor)
     check_int32(rois)
-    checked = xp.empty_like(rois)
-    rows_after_first_bad = xp.zeros((1,), dtype=np.int32)    # CuPy: a memset, not a kernel
+    checked = empty(xp, rois.shape, rois.dtype)
+    rows_after_first_bad = zeros(xp, (1,), np.int32)    # CuPy: a memset, not a kernel
     launch_elementwise(ROIS_CHECK, f"rois_check<{ctype(rois.dtype)}>", executor, rois.shape[0],
                        (rois, checked, rows_after_first_bad, i32(rois.shape[0]), i32(n_images),
                         np.float64(spatial_scale), np.float64(max_coordinate)))

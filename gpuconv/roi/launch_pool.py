@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from .._plans import empty
 from ..pool.launch_common import (BOOLS, TYPES, acc_dtype, acc_scalar, check_int32, contiguous,
                                   ctype, flag, i32, launch, launch_elementwise, nhwc,
                                   no_indices, register_family, xp_for)
@@ -33,8 +34,8 @@ def _sizes(geom: RoiGeometry):
 
 def _forward(geom: RoiGeometry, x, rois, data_format: str, executor: str, with_argmax: bool):
     xp = xp_for(executor)
-    y = xp.empty(geom.output_shape(data_format), dtype=x.dtype)
-    argmax = xp.empty(y.shape, dtype=np.int64) if with_argmax else None
+    y = empty(xp, geom.output_shape(data_format), x.dtype)
+    argmax = empty(xp, y.shape, np.int64) if with_argmax else None
     name = f"roi_pool_forward<{ctype(x.dtype)}, {nhwc(data_format)}, {flag(with_argmax)}>"
     launch_elementwise(ROI_POOL, name, executor, y.size,
                        (x, rois, y, argmax if with_argmax else no_indices(xp), *_sizes(geom),
@@ -68,7 +69,7 @@ def grad_roi_pool(geom: RoiGeometry, grad_output, x, rois, *, data_format: str,
     argmax = contiguous(xp, argmax)
     layout = nhwc(data_format)
     if deterministic:
-        grad_input = xp.empty(x.shape, dtype=dtype)
+        grad_input = empty(xp, x.shape, dtype)
         tiles = -(-geom.H // GATHER_TILE[0]) * -(-geom.W // GATHER_TILE[1])
         launch(ROI_POOL, f"roi_pool_backward_gather<{ctype(dtype)}, {layout}>", executor,
                (tiles, min(geom.N, MAX_GRID_Y)), (GATHER_BLOCK,),
