@@ -116,18 +116,33 @@ __device__ __forceinline__ BilinearWeights<A> bilinear_weights(int height, int w
   return b;
 }
 
-// The weight that row (or column) `pixel` receives from the interpolation at coordinate y along
-// one axis: the bilinear weights factor as w(y, h) * w(x, w), which lets the gather backward
-// treat rows and columns separately. `inside` is the range test of that axis alone (the joint
-// test of bilinear_inside is the conjunction, and a zero factor zeroes the product).
+// What row (or column) `pixel` receives from the interpolation at coordinate y along one axis:
+// the bilinear weights factor as w(y, h) * w(x, w), which lets the gather backward treat rows
+// and columns separately. `touched`: pixel is y_low or y_high of an in-range y (the range test
+// of this axis alone: the joint test of bilinear_inside is the conjunction); `weight`: the sum
+// of its terms; `zero_term`: one of them has weight 0 (y on a pixel centre, or clamped to the
+// last row), a term torchvision still adds, as grad * 0, so a non-finite gradient gives NaN
+// there (the gather adds those 0 * grad terms for the same NaNs).
 template <class A>
-__device__ __forceinline__ A bilinear_axis_weight(A y, int height, int pixel) {
-  if (!(y >= A(-1) && y <= static_cast<A>(height))) return A(0);
+struct AxisTerms {
+  A weight;
+  bool touched;
+  bool zero_term;
+};
+
+template <class A>
+__device__ __forceinline__ AxisTerms<A> bilinear_axis_terms(A y, int height, int pixel) {
+  AxisTerms<A> terms{A(0), false, false};
+  if (!(y >= A(-1) && y <= static_cast<A>(height))) return terms;
   int y_low, y_high;
   A ly;
   bilinear_axis(y, height, y_low, y_high, ly);
   const A hy = A(1) - ly;
-  return (pixel == y_low ? hy : A(0)) + (pixel == y_high ? ly : A(0));
+  const bool low = pixel == y_low, high = pixel == y_high;
+  terms.touched = low || high;
+  terms.weight = (low ? hy : A(0)) + (high ? ly : A(0));
+  terms.zero_term = (low && hy == A(0)) || (high && ly == A(0));
+  return terms;
 }
 
 }  // namespace gc

@@ -17,8 +17,9 @@
 namespace {
 
 // The samples t = bin * grid + i (0 <= t < pooled * grid) along one axis whose coordinate
-// roi_start + (t + 0.5) * step can lie in [pixel - 1, pixel + 1], widened by one on each side
-// against rounding: [first, last], empty when first > last.
+// roi_start + (t + 0.5) * step can lie in [pixel - 1, pixel + 1] ([-1, 2] for pixel 1: a
+// coordinate in [-1, 0] clamps to 0, whose upper neighbour, with weight 0, is pixel 1), widened
+// by one on each side against rounding: [first, last], empty when first > last.
 template <class A>
 __device__ __forceinline__ void candidate_samples(A roi_start, A bin_size, int grid, int pooled,
                                                   int pixel, int& first, int& last) {
@@ -27,7 +28,7 @@ __device__ __forceinline__ void candidate_samples(A roi_start, A bin_size, int g
   last = samples - 1;
   const A step = bin_size / static_cast<A>(grid);
   if (step == A(0)) return;  // a zero-size box: every sample sits at roi_start, check them all
-  A a = (static_cast<A>(pixel - 1) - roi_start) / step - A(0.5);
+  A a = (static_cast<A>(pixel == 1 ? -1 : pixel - 1) - roi_start) / step - A(0.5);
   A b = (static_cast<A>(pixel + 1) - roi_start) / step - A(0.5);
   if (step < A(0)) {
     const A swap = a;
@@ -127,17 +128,23 @@ __global__ void roi_align_backward_gather(const T* __restrict__ grad_output,
           for (int t = t0; t <= t1; ++t) {
             const int ph = t / gh;
             const A y = gc::sample_coordinate(roi_start_h[e], ph, bin_size_h[e], t - ph * gh, gh);
-            const A wy = gc::bilinear_axis_weight(y, height, h);
-            if (wy == A(0)) continue;
+            const gc::AxisTerms<A> wy = gc::bilinear_axis_terms(y, height, h);
+            if (!wy.touched) continue;
             A row_grad = A(0);
+            A row_zero_terms = A(0);  // the sum of 0 * grad: 0, or NaN for a non-finite grad
             for (int u = u0; u <= u1; ++u) {
               const int pw = u / gw;
               const A x = gc::sample_coordinate(roi_start_w[e], pw, bin_size_w[e], u - pw * gw, gw);
-              const A wx = gc::bilinear_axis_weight(x, width, w);
-              if (wx == A(0)) continue;
-              row_grad += wx * gc::to_acc(offset_grad_output[(ph * pooled_width + pw) * out_ps]);
+              const gc::AxisTerms<A> wx = gc::bilinear_axis_terms(x, width, w);
+              if (!wx.touched) continue;
+              const A g = gc::to_acc(offset_grad_output[(ph * pooled_width + pw) * out_ps]);
+              const A zero_term = A(0) * g;
+              row_grad += wx.weight * g;
+              if (wx.zero_term) row_grad += zero_term;
+              row_zero_terms += zero_term;
             }
-            roi_grad += wy * row_grad;
+            roi_grad += wy.weight * row_grad;
+            if (wy.zero_term) roi_grad += row_zero_terms;
           }
           grad += roi_grad / static_cast<A>(gh * gw);
         }

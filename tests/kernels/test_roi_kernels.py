@@ -363,6 +363,67 @@ def test_random_boxes_match_the_reference(data):
                            expected_grad)
 
 
+def assert_same_non_finites_and_close(got, expected):
+    """NaN, +inf and -inf at the same places; the finite values within tolerance."""
+    for where in (np.isnan, np.isposinf, np.isneginf):
+        np.testing.assert_array_equal(where(got), where(expected))
+    finite = np.isfinite(expected)
+    tol = TOLERANCE[expected.dtype]
+    np.testing.assert_allclose(got[finite].astype(np.float64),
+                               expected[finite].astype(np.float64), rtol=tol, atol=tol)
+
+
+# Boxes whose samples fall on pixel centres (a bilinear term of weight 0 towards the next
+# pixel), on the last row and column (clamped: both terms on one pixel, one of weight 0) and in
+# [-1, 0] (clamped to 0: a weight-0 term on pixel 1), on a 1 x 2 x 5 x 6 map.
+EDGE_BOXES = np.array([
+    [0, 0.0, 0.0, 2.0, 2.0],      # ratio 1, one bin: the sample at (1, 1)
+    [0, 1.0, 1.0, 3.0, 3.0],      # the sample at (2, 2)
+    [0, 3.0, 2.0, 7.0, 6.0],      # samples past the last row and column
+    [0, -1.5, -1.25, 0.5, 0.75],  # samples in [-1, 0]
+    [0, -0.5, 0.0, 4.0, 1.5],
+])
+
+
+@pytest.mark.parametrize("data_format", ["NCHW", "NHWC"])
+@pytest.mark.parametrize("dtype", [np.float32, np.float16, np.float64],
+                         ids=["float32", "float16", "float64"])
+@pytest.mark.parametrize("sampling_ratio", [1, 2, -1])
+def test_roi_align_gradient_of_infinities_and_nans(rng, sampling_ratio, dtype, data_format):
+    """torchvision adds every bilinear term of a sample, weight 0 included, so an infinite or
+    NaN gradient gives NaN on the pixels a weight-0 term names: both backward modes too."""
+    x = to_layout(np.zeros((1, 2, 5, 6), dtype), data_format)
+    boxes = EDGE_BOXES.astype(dtype)
+    kwargs = dict(output_size=(1, 2), spatial_scale=1.0, sampling_ratio=sampling_ratio,
+                  data_format=data_format)
+    go = rng.standard_normal(gpuconv.roi_align(x, boxes, **kwargs).shape)
+    go.flat[::3] = np.inf
+    go.flat[1::7] = -np.inf
+    go.flat[2::11] = np.nan
+    go = go.astype(dtype)
+    expected = grad.roi_align(go, x, boxes, **kwargs)
+    assert np.isnan(expected).any() and np.isinf(expected).any()
+    for deterministic in (False, True):
+        for order in ORDERS:
+            got = simulated(grad.roi_align, go, x, boxes, order=order,
+                            deterministic=deterministic, **kwargs)
+            assert_same_non_finites_and_close(got, expected)
+
+
+@pytest.mark.parametrize("box,expected", [
+    ([0, 0.0, 0.0, 2.0, 2.0], [[0, 0, 0], [0, np.inf, np.nan], [0, np.nan, np.nan]]),
+    ([0, 1.0, 1.0, 3.0, 3.0], [[0, 0, 0], [0, 0, 0], [0, 0, np.nan]]),
+])
+def test_roi_align_gather_adds_the_weight_zero_terms(box, expected):
+    """The two cases of the eighth audit: one sample of gradient +inf at (1, 1), whose terms
+    towards row 2 and column 2 have weight 0, and at (2, 2), the last pixel (clamped)."""
+    go = np.full((1, 1, 1, 1), np.inf, np.float32)
+    x = np.zeros((1, 1, 3, 3), np.float32)
+    got = simulated(grad.roi_align, go, x, np.array([box], np.float32), output_size=1,
+                    sampling_ratio=1, deterministic=True)
+    np.testing.assert_array_equal(got[0, 0], np.array(expected, np.float32))
+
+
 # --------------------------------------------------------------------------------------------
 # roi_pool
 
