@@ -145,3 +145,40 @@ def check_out(out: Any, shape: tuple[int, ...], arrays: ArraySet, *, name: str =
         raise ValueError(f"{name} must have shape {tuple(shape)}, got {tuple(out.shape)}")
     if lib == "numpy" and not out.flags.writeable:
         raise ValueError(f"{name} must be writeable")
+
+
+# Work NumPy's exact overlap solver may spend before the answer counts as "overlapping".
+OVERLAP_MAX_WORK = 1 << 20
+
+
+def shares_elements(a: Any, b: Any) -> bool:
+    """Whether arrays ``a`` and ``b`` (one library) have a byte in common, exactly: two channel
+    slices of one buffer interleave in address range but share nothing (DenseNet's in-buffer
+    concatenation). Decided from addresses, shapes and strides only (NumPy's solver; CuPy
+    arrays through stand-ins that describe their device memory and are never read); a case too
+    hard for the solver counts as sharing."""
+    if a.size == 0 or b.size == 0:
+        return False
+    if type(a) is np.ndarray:
+        if not np.may_share_memory(a, b):
+            return False
+        pair = (a, b)
+    else:
+        import cupy
+        if not cupy.may_share_memory(a, b):
+            return False
+        pair = (np.asarray(_MemoryLayout(a)), np.asarray(_MemoryLayout(b)))
+    try:
+        return bool(np.shares_memory(*pair, max_work=OVERLAP_MAX_WORK))
+    except np.exceptions.TooHardError:
+        return True
+
+
+class _MemoryLayout:
+    """A CuPy array's device address, shape, strides and dtype as an object NumPy can wrap (the
+    NumPy array made from it is only compared, never read)."""
+
+    def __init__(self, a):
+        self.__array_interface__ = {"data": (a.data.ptr, True), "shape": tuple(a.shape),
+                                    "strides": tuple(a.strides), "typestr": a.dtype.str,
+                                    "version": 3}

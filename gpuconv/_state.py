@@ -12,6 +12,8 @@ from __future__ import annotations
 import os
 import threading
 
+import numpy as np
+
 _local = threading.local()
 _deterministic = False
 
@@ -50,15 +52,20 @@ def executor_for(library: str) -> str:
 def set_deterministic(flag: bool = True) -> None:
     """Make every backward pass bitwise reproducible (no floating-point atomics)."""
     global _deterministic
-    if not isinstance(flag, bool):
-        raise TypeError(f"flag must be a bool, got {type(flag).__name__}")
-    _deterministic = flag
+    _deterministic = _flag("flag", flag, "a bool")
 
 
 def is_deterministic(override: bool | None = None) -> bool:
     """The ``deterministic=`` keyword of a call if given, else the process-wide setting."""
     if override is None:
         return _deterministic
-    if not isinstance(override, bool):
-        raise TypeError(f"deterministic must be a bool or None, got {type(override).__name__}")
-    return override
+    if type(override) is bool:      # the common case, checked first
+        return override
+    return _flag("deterministic", override, "a bool or None")
+
+
+def _flag(name: str, value, allowed: str) -> bool:
+    """A bool or NumPy's bool (what comparing arrays gives), as a bool; an int is not one."""
+    if not isinstance(value, (bool, np.bool_)):
+        raise TypeError(f"{name} must be {allowed}, got {type(value).__name__} {value!r}")
+    return bool(value)

@@ -57,7 +57,8 @@ def conv2d(x, weight, bias=None, stride=1, padding=0, dilation=1, groups=1, *,
     bias: (K,); residual: the output's shape in the same layout. ``padding``: int, (ph, pw),
     ((top, bottom), (left, right)), "valid" or "same". ``activation``: None, "relu", "tanh",
     "sigmoid". ``algorithm``: "auto" or one of ``conv_algorithms``. ``out``: a preallocated
-    output (contiguous, or a channel slice ``buf[:, c0:c1]`` of a contiguous NCHW buffer).
+    output (contiguous, or a channel slice of a contiguous buffer: ``buf[:, c0:c1]`` in NCHW,
+    ``buf[..., c0:c1]`` in NHWC).
     """
     # A signature seen before replays its launches (plans.py): the checks below answered it then.
     key = None

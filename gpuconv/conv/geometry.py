@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from typing import Any, Sequence
 
 from .._args import INT32_MAX, as_choice, as_int, as_pair, memoized_check, sequence_of
-from .._arrays import ArraySet, check_out, library_of, xp_of
+from .._arrays import ArraySet, check_out, shares_elements
 
 # Every algorithm a caller may force; "auto" lets the launcher choose per case.
 conv_algorithms = ("direct", "im2col_gemm", "implicit_gemm", "pointwise", "depthwise",
@@ -230,8 +230,21 @@ def conv2d_geometry(x_shape_nchw: Any, weight_shape: Any, stride: Any = 1, paddi
             f"{x_name} is too small for the kernel: input {H}x{W} padded by {(pt, pb)}x{(pl, pr)} is "
             f"smaller than the dilated weight {dh * (R - 1) + 1}x{dw * (S - 1) + 1} "
             f"(weight {R}x{S}, dilation {(dh, dw)}), so the output would be {P}x{Q}")
+    _check_padded_extent(padding, H, W, (pt, pb), (pl, pr))
     (sh, sw), (dh, dw) = unused_as_one((sh, sw), (P, Q)), unused_as_one((dh, dw), (R, S))
     return ConvGeometry(N, C, H, W, K, R, S, P, Q, pt, pb, pl, pr, sh, sw, dh, dw, groups)
+
+
+def _check_padded_extent(padding: Any, H: int, W: int, pads_h: tuple[int, int],
+                         pads_w: tuple[int, int], padded: str = "the padded input") -> None:
+    """The zero-padded input of the forward convolution (``padded`` names it in the message)
+    stays under 2**31 rows and columns: the kernels form row and column positions (output *
+    stride - pad + tap * dilation, all of them inside it) in 32-bit integers."""
+    for axis, size, pads in (("height", H, pads_h), ("width", W, pads_w)):
+        if size + sum(pads) > INT32_MAX:
+            raise ValueError(f"padding {padding!r} and the sizes make {padded}'s {axis} {size} "
+                             f"+ {pads[0]} + {pads[1]} = {size + sum(pads)}: it must stay under "
+                             "2**31 (the kernels address rows and columns with 32-bit integers)")
 
 
 def unused_as_one(steps: tuple[int, int], counts: tuple[int, int]) -> tuple[int, int]:
@@ -312,6 +325,7 @@ def conv_transpose2d_geometry(x_shape: Any, weight_shape: Any, stride: Any = 1, 
     if H_out < 1 or W_out < 1:
         raise ValueError(f"padding {(ph, pw)} is too large: for an input of {H_in}x{W_in} the "
                          f"output would be {H_out}x{W_out}")
+    _check_padded_extent(padding, H_out, W_out, (ph, ph), (pw, pw), "the padded output")
     (sh, sw), (dh, dw) = unused_as_one((sh, sw), (H_in, W_in)), unused_as_one((dh, dw), (R, S))
     return ConvTransposeGeometry(N, K_out, H_out, W_out, C_in, R, S, H_in, W_in,
                                  ph, ph, pw, pw, sh, sw, dh, dw, groups, oph, opw)
@@ -361,6 +375,23 @@ def is_channel_slice_of_contiguous(out: Any) -> bool:
     return inner_ok and batch_ok
 
 
+def is_nhwc_channel_slice_of_contiguous(out: Any) -> bool:
+    """True for ``buf[..., c0:c1]`` of a C-contiguous NHWC ``buf`` (whole buffers included):
+    channels one element apart, pixels ``buf``'s channel count apart, rows and images packed."""
+    if out.size == 0:
+        return True
+    n, h, w, c = out.shape
+    item = out.dtype.itemsize
+    strides = tuple(out.strides)
+    # the pixel stride, read from the first axis of more than one pixel (else any will do)
+    pixel = next((stride // pixels for size, stride, pixels in
+                  ((w, strides[2], 1), (h, strides[1], w), (n, strides[0], h * w)) if size > 1),
+                 c * item)
+    return ((c <= 1 or strides[3] == item) and pixel >= c * item and pixel % item == 0
+            and all(size <= 1 or stride == pixels * pixel for size, stride, pixels in
+                    ((w, strides[2], 1), (h, strides[1], w), (n, strides[0], h * w))))
+
+
 def check_conv_out(out: Any, shape: tuple[int, ...], arrays: ArraySet, data_format: str,
                    inputs: dict[str, Any]) -> None:
     """A preallocated conv output: library, dtype, shape, writable, a usable memory layout, and
@@ -370,12 +401,11 @@ def check_conv_out(out: Any, shape: tuple[int, ...], arrays: ArraySet, data_form
         if not is_channel_slice_of_contiguous(out):
             raise ValueError("out must be C-contiguous (NCHW) or a channel slice out[:, c0:c1] of "
                              "a C-contiguous NCHW buffer")
-    elif not out.flags.c_contiguous:
-        raise ValueError("out must be C-contiguous in the NHWC layout (a channel slice is only "
-                         "supported for NCHW)")
-    xp = xp_of(library_of("out", out))
+    elif not is_nhwc_channel_slice_of_contiguous(out):
+        raise ValueError("out must be C-contiguous (NHWC) or a channel slice out[..., c0:c1] of "
+                         "a C-contiguous NHWC buffer")
     for name, array in inputs.items():
-        if array is not None and array.size and out.size and xp.may_share_memory(out, array):
+        if array is not None and shares_elements(out, array):
             raise ValueError(f"out must not overlap {name}")
 
 

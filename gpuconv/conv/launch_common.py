@@ -356,8 +356,9 @@ def output_target(out: Any, shape: tuple[int, ...], dtype, nhwc: bool, xp) -> tu
     """(array the kernels write, its batch stride in elements, whether it is ``out`` itself).
 
     ``out`` is used directly when the kernels can address it: C-contiguous, or (NCHW) a channel
-    slice of a C-contiguous buffer. Anything else gets a contiguous scratch output that the
-    caller copies into ``out`` afterwards.
+    slice of a C-contiguous buffer. Anything else (an NHWC channel slice: the epilogues' packed
+    stores assume a pixel stride of K) gets a contiguous scratch output that the caller copies
+    into ``out`` afterwards.
     """
     n, a, b, c = shape
     if out is not None:

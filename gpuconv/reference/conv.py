@@ -3,10 +3,12 @@ gradients with respect to input, weight and bias, and the transposed convolution
 
 Every function takes a validated ``ConvGeometry`` (gpuconv.conv.geometry) and computes in
 float64. The work is organised by filter tap: for tap (r, s) the input pixels read by all output
-pixels form one strided slice of the zero-padded input, so each tap is one batched matrix
-product over the groups (no im2col buffer, no loop over pixels). The gradient with respect to
-the input is the same loop run backwards: a scatter-add of each tap's product into the padded
-input, which is exactly how a transposed convolution spreads its input.
+pixels are one (P, Q) grid of the zero-padded input, so each tap is one batched matrix product
+over the groups (no im2col buffer, no loop over pixels). The padded input holds only the rows
+and columns some tap reads (``_axis_reads``): a huge padding or stride allocates nothing. The
+gradient with respect to the input is the same loop run backwards: a scatter-add of each tap's
+product into the padded input, which is exactly how a transposed convolution spreads its
+input.
 """
 from __future__ import annotations
 
@@ -38,28 +40,46 @@ def _in_layout(a: np.ndarray, data_format: str, dtype) -> np.ndarray:
     return np.ascontiguousarray(a, dtype=dtype)
 
 
-def _padded_extent(geom) -> tuple[int, int]:
-    # Large enough for the padded input and for every tap of every output pixel (a transposed
-    # convolution's geometry may address a few rows past the padded input; they count as zero).
-    hp = max(geom.H + geom.pad_top + geom.pad_bottom, (geom.P - 1) * geom.stride_h + (geom.R - 1) * geom.dil_h + 1)
-    wp = max(geom.W + geom.pad_left + geom.pad_right, (geom.Q - 1) * geom.stride_w + (geom.S - 1) * geom.dil_w + 1)
-    return hp, wp
+def _axis_reads(pad: int, stride: int, dilation: int, taps: int, outputs: int):
+    """Along one axis: the padded-input positions that some tap of some output reads (sorted,
+    unique; a tap's row index is output * stride + tap * dilation), and, per tap, the place of
+    each output's position in that list. Only those positions are materialized, so a huge
+    padding or stride costs nothing (torch accepts them); the rest of the padding is never read."""
+    positions = (np.arange(taps)[:, None] * dilation + np.arange(outputs)[None, :] * stride)
+    read, where = np.unique(positions, return_inverse=True)
+    return read, where.reshape(taps, outputs)
 
 
-def _tap_window(geom, r: int, s: int) -> tuple[slice, slice]:
-    """The padded-input rows and columns that filter tap (r, s) reads, one per output pixel."""
-    h0, w0 = r * geom.dil_h, s * geom.dil_w
-    return (slice(h0, h0 + (geom.P - 1) * geom.stride_h + 1, geom.stride_h),
-            slice(w0, w0 + (geom.Q - 1) * geom.stride_w + 1, geom.stride_w))
+def _reads(geom):
+    """``_axis_reads`` for rows and columns; a transposed convolution's geometry may address a
+    few positions past the padded input (output_padding): they hold zeros."""
+    return (_axis_reads(geom.pad_top, geom.stride_h, geom.dil_h, geom.R, geom.P),
+            _axis_reads(geom.pad_left, geom.stride_w, geom.dil_w, geom.S, geom.Q))
 
 
-def _padded_input_by_group(geom, x_nchw: np.ndarray) -> np.ndarray:
-    """x zero-padded, as (groups, C/groups, N, Hp, Wp) so that a tap slice reshapes to a matrix."""
-    hp, wp = _padded_extent(geom)
-    padded = np.zeros((geom.C, geom.N, hp, wp))
-    padded[:, :, geom.pad_top:geom.pad_top + geom.H, geom.pad_left:geom.pad_left + geom.W] = \
-        x_nchw.transpose(1, 0, 2, 3)
-    return padded.reshape(geom.groups, geom.C_per_group, geom.N, hp, wp)
+def _inside(read: np.ndarray, pad: int, size: int):
+    """(places in ``read`` of the positions inside the input, those input indices)."""
+    index = read - pad
+    inside = (index >= 0) & (index < size)
+    return np.flatnonzero(inside), index[inside]
+
+
+def _tap_window(where_h: np.ndarray, where_w: np.ndarray, r: int, s: int):
+    """Index arrays selecting, from a read-positions array, the (P, Q) pixels tap (r, s) reads."""
+    return where_h[r][:, None], where_w[s][None, :]
+
+
+def _padded_input_by_group(geom, x_nchw: np.ndarray):
+    """(x zero-padded at the read positions only, as (groups, C/groups, N, rows, columns) so
+    that a tap's pixels reshape to a matrix; the tap index arrays of rows and columns)."""
+    (read_h, where_h), (read_w, where_w) = _reads(geom)
+    padded = np.zeros((geom.C, geom.N, len(read_h), len(read_w)))
+    (place_h, rows), (place_w, cols) = (_inside(read_h, geom.pad_top, geom.H),
+                                        _inside(read_w, geom.pad_left, geom.W))
+    padded[:, :, place_h[:, None], place_w[None, :]] = \
+        x_nchw.transpose(1, 0, 2, 3)[:, :, rows[:, None], cols[None, :]]
+    padded = padded.reshape(geom.groups, geom.C_per_group, geom.N, len(read_h), len(read_w))
+    return padded, where_h, where_w
 
 
 def _output_by_group(geom, y_nchw: np.ndarray) -> np.ndarray:
@@ -73,9 +93,10 @@ def _weight_tap(geom, w: np.ndarray, r: int, s: int) -> np.ndarray:
     return w[:, :, r, s].reshape(geom.groups, geom.K_per_group, geom.C_per_group)
 
 
-def _columns(geom, padded: np.ndarray, r: int, s: int) -> np.ndarray:
+def _columns(geom, padded, r: int, s: int) -> np.ndarray:
     """The input values tap (r, s) multiplies, as (groups, C/groups, N*P*Q) matrices."""
-    rows, cols = _tap_window(geom, r, s)
+    padded, where_h, where_w = padded
+    rows, cols = _tap_window(where_h, where_w, r, s)
     return padded[:, :, :, rows, cols].reshape(geom.groups, geom.C_per_group, -1)
 
 
@@ -90,16 +111,21 @@ def _forward64(geom, x_nchw: np.ndarray, w: np.ndarray) -> np.ndarray:
 
 def _input_grad64(geom, w: np.ndarray, dy_nchw: np.ndarray) -> np.ndarray:
     dy = _output_by_group(geom, dy_nchw)
-    hp, wp = _padded_extent(geom)
-    dx_padded = np.zeros((geom.groups, geom.C_per_group, geom.N, hp, wp))
+    (read_h, where_h), (read_w, where_w) = _reads(geom)
+    dx_padded = np.zeros((geom.groups, geom.C_per_group, geom.N, len(read_h), len(read_w)))
     for r in range(geom.R):
         for s in range(geom.S):
-            rows, cols = _tap_window(geom, r, s)
+            rows, cols = _tap_window(where_h, where_w, r, s)
             # One tap reaches each padded pixel at most once, so this += never collides.
             contribution = _weight_tap(geom, w, r, s).transpose(0, 2, 1) @ dy
             dx_padded[:, :, :, rows, cols] += contribution.reshape(
                 geom.groups, geom.C_per_group, geom.N, geom.P, geom.Q)
-    dx = dx_padded[:, :, :, geom.pad_top:geom.pad_top + geom.H, geom.pad_left:geom.pad_left + geom.W]
+    # Input pixels no tap reads get 0; read positions in the padding are dropped.
+    (place_h, in_rows), (place_w, in_cols) = (_inside(read_h, geom.pad_top, geom.H),
+                                              _inside(read_w, geom.pad_left, geom.W))
+    dx = np.zeros((geom.groups, geom.C_per_group, geom.N, geom.H, geom.W))
+    dx[:, :, :, in_rows[:, None], in_cols[None, :]] = \
+        dx_padded[:, :, :, place_h[:, None], place_w[None, :]]
     return dx.reshape(geom.C, geom.N, geom.H, geom.W).transpose(1, 0, 2, 3)
 
 

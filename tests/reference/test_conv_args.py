@@ -83,8 +83,8 @@ CONV2D_ERRORS = [
     (conv(out=np.zeros((2, 6, 4, 4), np.float32, order="F")), ValueError, "out must be C-contiguous"),
     (conv(out=np.zeros((2, 4, 4, 6), np.float32).transpose(0, 3, 1, 2)), ValueError, "out"),
     (conv(out=np.broadcast_to(np.zeros((1, 1, 1, 1), np.float32), OUT)), ValueError, "out"),
-    (conv(out=np.zeros((2, 4, 4, 12), np.float32)[..., 3:9], x=np.zeros((2, 6, 6, 4), np.float32),
-          data_format="NHWC"), ValueError, "out"),
+    (conv(out=np.zeros((2, 4, 4, 12), np.float32)[..., ::2], x=np.zeros((2, 6, 6, 4), np.float32),
+          data_format="NHWC"), ValueError, r"out\[\.\.\., c0:c1\]"),   # (a channel slice is fine)
 ]
 
 
