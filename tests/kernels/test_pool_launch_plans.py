@@ -9,13 +9,11 @@ import numpy as np
 import pytest
 
 import gpuconv
-from gpuconv import _call_plans
 from gpuconv.pool.grad import WITH_OWN_INDICES
 
 from kernel_support import to_layout
+from replay_support import PLANS, twice, twice_on_the_gpu
 
-PLANS = _call_plans.PLANS
-TOLERANCE = {"float16": 4e-3, "float32": 2e-5, "float64": 1e-12}
 X_SHAPE = (2, 6, 9, 11)     # NCHW
 
 
@@ -113,37 +111,6 @@ GRADIENTS = {
 }
 
 
-def assert_close(got, expected, dtype):
-    if isinstance(expected, tuple):
-        assert isinstance(got, tuple) and len(got) == len(expected)
-        for g, e in zip(got, expected):
-            assert_close(g, e, dtype)
-        return
-    assert type(got) is np.ndarray and got.shape == expected.shape and got.dtype == expected.dtype
-    if expected.dtype == np.int64:
-        np.testing.assert_array_equal(got, expected)
-        return
-    scale = max(float(np.abs(expected.astype(np.float64)).max()), 1.0)
-    err = float(np.abs(got.astype(np.float64) - expected).max()) / scale
-    assert err <= TOLERANCE[np.dtype(dtype).name], err
-
-
-def twice(launched_names, call, make_inputs, dtype):
-    """``call(*inputs)`` under the simulator for two sets of inputs; the second replays the
-    first's launches and both match the reference."""
-    runs = []
-    for _ in range(2):
-        inputs = make_inputs()
-        start, replays = len(launched_names), PLANS.replays
-        with gpuconv.simulate():
-            got = call(*inputs)
-        runs.append((launched_names[start:], PLANS.replays - replays))
-        assert_close(got, call(*inputs), dtype)
-    (first, first_replays), (second, second_replays) = runs
-    assert (first_replays, second_replays) == (0, 1)
-    assert second == first and first
-
-
 DTYPES = [np.float32, np.float16, np.float64]
 DTYPE_IDS = ["float32", "float16", "float64"]
 
@@ -169,18 +136,10 @@ def test_a_repeated_gradient_replays_its_launches(name, dtype, data_format, dete
     def inputs():
         x = _x(rng, dtype, data_format)
         return _grad_output(rng, lambda x: forward(x, data_format), x), x
-    if "own indices" in name:
-        # The forward that makes the indices replays too: count only the gradient's launches.
-        def call(g, x):
-            return gradient(g, x, data_format, deterministic)
-        for _ in range(2):
-            g, x = inputs()
-            with gpuconv.simulate():
-                got = call(g, x)
-            assert_close(got, call(g, x), dtype)
-        assert PLANS.replays == 2            # the forward's and the gradient's second calls
-        return
-    twice(launched_names, lambda g, x: gradient(g, x, data_format, deterministic), inputs, dtype)
+    # Through the forward's own indices, the forward that makes them replays too.
+    replays = 2 if "own indices" in name else 1
+    twice(launched_names, lambda g, x: gradient(g, x, data_format, deterministic), inputs, dtype,
+          replays_per_call=replays)
 
 
 def test_the_mode_is_part_of_the_signature(rng, launched_names):
@@ -264,21 +223,16 @@ def test_the_plan_keeps_no_array_of_the_call(rng, launched_names):
 @pytest.mark.parametrize("dtype", [np.float32, np.float16], ids=["float32", "float16"])
 @pytest.mark.parametrize("name", list(FORWARDS) + [f"grad {n}" for n in GRADIENTS])
 def test_gpu_replays_match_the_reference(name, dtype, data_format, rng):
-    # The same on CuPy arrays: allocations from CuPy's pool, launches on the current stream.
-    import cupy
     if name.startswith("grad "):
         gradient, forward = GRADIENTS[name[5:]]
         call = lambda g, x: gradient(g, x, data_format, None)
     else:
         forward = FORWARDS[name]
         call = lambda x: forward(x, data_format)
-    replays = PLANS.replays
-    for _ in range(2):
+
+    def inputs():
         x = _x(rng, dtype, data_format, (4, 37, 23, 29))
-        inputs = (x,)
         if name.startswith("grad "):
-            inputs = (_grad_output(rng, lambda x: forward(x, data_format), x), x)
-        got = call(*(cupy.asarray(a) for a in inputs))
-        got = tuple(map(cupy.asnumpy, got)) if isinstance(got, tuple) else cupy.asnumpy(got)
-        assert_close(got, call(*inputs), dtype)
-    assert PLANS.replays > replays
+            return _grad_output(rng, lambda x: forward(x, data_format), x), x
+        return (x,)
+    twice_on_the_gpu(call, inputs, dtype)

@@ -10,15 +10,13 @@ import numpy as np
 import pytest
 
 import gpuconv
-from gpuconv import _call_plans
 from gpuconv.roi import api as roi_api, grad as roi_grad
 
 from kernel_support import to_layout
+from replay_support import PLANS, twice, twice_on_the_gpu
 
 align = importlib.import_module("gpuconv.roi.launch_align")
 
-PLANS = _call_plans.PLANS
-TOLERANCE = {"float16": 4e-3, "float32": 2e-5, "float64": 1e-12}
 N, C, H, W = 2, 5, 10, 12
 K = 6
 
@@ -71,29 +69,6 @@ GRADIENTS = {
         g, x, b, (3, 2), 0.7, data_format=f, deterministic=d), "roi_pool"),
     "roi_pool own argmax": (_own_argmax_gradient, "roi_pool"),
 }
-
-
-def assert_close(got, expected, dtype):
-    assert type(got) is np.ndarray and got.shape == expected.shape and got.dtype == expected.dtype
-    scale = max(float(np.abs(expected.astype(np.float64)).max()), 1.0)
-    err = float(np.abs(got.astype(np.float64) - expected).max()) / scale
-    assert err <= TOLERANCE[np.dtype(dtype).name], err
-
-
-def twice(launched_names, call, make_inputs, dtype, replays_per_call=1):
-    """``call(*inputs)`` under the simulator for two sets of inputs: the second replays the
-    first's launches and both match the reference."""
-    runs = []
-    for _ in range(2):
-        inputs = make_inputs()
-        start, replays = len(launched_names), PLANS.replays
-        with gpuconv.simulate():
-            got = call(*inputs)
-        runs.append((launched_names[start:], PLANS.replays - replays))
-        assert_close(got, call(*inputs), dtype)
-    (first, first_replays), (second, second_replays) = runs
-    assert (first_replays, second_replays) == (0, replays_per_call)
-    assert second == first and first
 
 
 DTYPES = [np.float32, np.float16, np.float64]
@@ -246,8 +221,6 @@ def test_the_plan_keeps_no_array_of_the_call(rng, launched_names):
 @pytest.mark.parametrize("dtype", [np.float32, np.float16], ids=["float32", "float16"])
 @pytest.mark.parametrize("name", list(FORWARDS) + [f"grad {n}" for n in GRADIENTS])
 def test_gpu_replays_match_the_reference(name, dtype, data_format, rng):
-    # The same on CuPy arrays: allocations from CuPy's pool, launches on the current stream.
-    import cupy
     if name.startswith("grad "):
         gradient, forward_name = GRADIENTS[name[5:]]
         forward = FORWARDS[forward_name]
@@ -255,12 +228,10 @@ def test_gpu_replays_match_the_reference(name, dtype, data_format, rng):
     else:
         forward = FORWARDS[name]
         call = lambda x, b: forward(x, b, data_format)
-    replays = PLANS.replays
-    for _ in range(2):
+
+    def inputs():
         x, b = _x(rng, dtype, data_format), _boxes(rng, dtype, 40)
-        inputs = (x, b)
         if name.startswith("grad "):
-            inputs = (_output_like(rng, lambda x, b: forward(x, b, data_format), x, b), x, b)
-        got = cupy.asnumpy(call(*(cupy.asarray(a) for a in inputs)))
-        assert_close(got, call(*inputs), dtype)
-    assert PLANS.replays > replays
+            return _output_like(rng, lambda x, b: forward(x, b, data_format), x, b), x, b
+        return x, b
+    twice_on_the_gpu(call, inputs, dtype)
