@@ -125,24 +125,56 @@ __device__ __forceinline__ OutputSpan window_span(const WindowTables& t, bool us
 }
 
 // The taps of a kWindow x kWindow window (a template constant: the launchers pick 2 or 3 for
-// the common square windows, 0 = sizes known only at run time), loaded as one batch into
-// registers: every in-bounds tap's load is issued before any value is used, so each thread has
-// kWindow^2 loads in flight instead of the runtime loops' one or two per round trip (the max and
-// average forwards ran at the same time in fp16 as in fp32 on an H100: latency-bound, not
-// bandwidth-bound; kernels/pool/NOTES.md). Taps outside the input read as `fill` (the reduction's
-// identity). v[r * kWindow + s] is tap (r, s) of the window whose first tap is (hstart, wstart).
+// the common square windows, 0 = sizes known only at run time). The window forwards are bound
+// by issued instructions, not by memory (Nsight Compute on an H100, kernels/pool/NOTES.md "Window
+// forwards: instructions"), so a tap costs as little as it can: its element index is one add of
+// per-row and per-column steps to the index of tap (0, 0), counted from the tensor's first
+// element in 32 bits (every pooled tensor has fewer than 2^31 elements: the launchers check),
+// and it is in bounds when its row and its column are, each tested once per window.
+template <int kWindow>
+struct WindowTaps {
+  unsigned first;               // element index of tap (0, 0); wraps for padding taps
+  unsigned row_step, col_step;  // index steps between rows and between columns of taps
+  bool row_in[kWindow], col_in[kWindow];
+  int r0, s0;                   // first in-bounds row and column of taps; kWindow if none
+};
+
+template <int kWindow>
+__device__ __forceinline__ WindowTaps<kWindow> window_taps(int plane_offset, int hstart,
+                                                           int wstart, int dil_h, int dil_w,
+                                                           int H, int W, int pixel_stride) {
+  WindowTaps<kWindow> t;
+  // Unsigned: a tap in the padding may lie before the tensor or past 2^31; it is never read.
+  t.first = (unsigned)plane_offset + ((unsigned)hstart * W + (unsigned)wstart) * pixel_stride;
+  t.row_step = (unsigned)dil_h * W * pixel_stride;
+  t.col_step = (unsigned)dil_w * pixel_stride;
+  t.r0 = t.s0 = kWindow;
+#pragma unroll
+  for (int r = kWindow - 1; r >= 0; --r) {
+    t.row_in[r] = (unsigned)(hstart + r * dil_h) < (unsigned)H;
+    if (t.row_in[r]) t.r0 = r;
+  }
+#pragma unroll
+  for (int s = kWindow - 1; s >= 0; --s) {
+    t.col_in[s] = (unsigned)(wstart + s * dil_w) < (unsigned)W;
+    if (t.col_in[s]) t.s0 = s;
+  }
+  return t;
+}
+
+// The window's taps loaded as one batch into registers: every in-bounds tap's load is issued
+// before any value is used, so each thread has several loads in flight instead of the run-time
+// loops' one or two per round trip. Taps outside the input read as `fill` (the reduction's
+// identity). v[r * kWindow + s] is tap (r, s).
 template <int kWindow, class A, class T>
-__device__ __forceinline__ void load_window(A (&v)[kWindow * kWindow], const T* plane,
-                                            int hstart, int wstart, int dil_h, int dil_w, int H,
-                                            int W, int pixel_stride, A fill) {
+__device__ __forceinline__ void load_window(A (&v)[kWindow * kWindow], const T* x,
+                                            const WindowTaps<kWindow>& t, A fill) {
 #pragma unroll
   for (int r = 0; r < kWindow; ++r) {
-    const int h = hstart + r * dil_h;
 #pragma unroll
     for (int s = 0; s < kWindow; ++s) {
-      const int w = wstart + s * dil_w;
-      const bool inside = h >= 0 && h < H && w >= 0 && w < W;
-      v[r * kWindow + s] = inside ? to_acc(plane[(h * W + w) * pixel_stride]) : fill;
+      const int index = (int)(t.first + r * t.row_step + s * t.col_step);
+      v[r * kWindow + s] = t.row_in[r] && t.col_in[s] ? to_acc(x[index]) : fill;
     }
   }
 }

@@ -55,17 +55,21 @@ __global__ void avg_pool2d_forward(const T* __restrict__ x, T* __restrict__ y,
     const gc::Coord4 o = gc::unflatten<kNHWC>((int)i, GC_POOL_SHAPE.output);
     const AvgWindow win = avg_window(o.h, o.w, H, W, R, S, stride_h, stride_w, pad_h, pad_w,
                                      count_include_pad, divisor_override);
-    const T* plane = x + gc::plane_offset<kNHWC>(o.n, o.c, C, H, W);
+    const int plane_offset = gc::plane_offset<kNHWC>(o.n, o.c, C, H, W);
     A sum = A(0);
     if constexpr (kWindow > 0) {
       // Taps outside the input read as 0: the same sum, bit for bit, as the loop below (it
       // starts at +0, so adding a 0 never changes it).
       A v[kWindow * kWindow];
-      gc::load_window<kWindow>(v, plane, o.h * stride_h - pad_h, o.w * stride_w - pad_w, 1, 1,
-                               H, W, ps, A(0));
+      gc::load_window<kWindow>(
+          v, x,
+          gc::window_taps<kWindow>(plane_offset, o.h * stride_h - pad_h, o.w * stride_w - pad_w,
+                                   1, 1, H, W, ps),
+          A(0));
 #pragma unroll
       for (int t = 0; t < kWindow * kWindow; ++t) sum += v[t];
     } else {
+      const T* plane = x + plane_offset;
       for (int h = win.hstart; h < win.hend; ++h) {
         for (int w = win.wstart; w < win.wend; ++w) sum += gc::to_acc(plane[(h * W + w) * ps]);
       }
