@@ -126,8 +126,8 @@ __device__ __forceinline__ OutputSpan window_span(const WindowTables& t, bool us
 
 // The taps of a kWindow x kWindow window (a template constant: the launchers pick 2 or 3 for
 // the common square windows, 0 = sizes known only at run time). The window forwards are bound
-// by issued instructions, not by memory (Nsight Compute on an H100, kernels/pool/NOTES.md "Window
-// forwards: instructions"), so a tap costs as little as it can: its element index is one add of
+// by issued instructions, not by memory (Nsight Compute on an H100, kernels/pool/NOTES.md
+// "Session 23 on the H100"), so a tap costs as little as it can: its element index is one add of
 // per-row and per-column steps to the index of tap (0, 0), counted from the tensor's first
 // element in 32 bits (every pooled tensor has fewer than 2^31 elements: the launchers check),
 // and it is in bounds when its row and its column are, each tested once per window.
