@@ -22,14 +22,14 @@ __global__ void max_pool2d_forward(const T* __restrict__ x, T* __restrict__ y,
     const gc::Coord4 o = gc::unflatten<kNHWC>((int)i, GC_POOL_SHAPE.output);
     const int hstart = o.h * stride_h - pad_h;
     const int wstart = o.w * stride_w - pad_w;
-    const int plane = gc::plane_offset<kNHWC>(o.n, o.c, C, H, W);
+    const int plane_offset = gc::plane_offset<kNHWC>(o.n, o.c, C, H, W);
     A best = gc::acc_lowest<A>();
     int best_index;
     // An all -inf window reports its first in-bounds tap, as PyTorch does; a window of padding
     // only (dilation wider than the input) gives -inf and index -1 (gpuconv.pool.geometry).
     if constexpr (kWindow > 0) {
       const gc::WindowTaps<kWindow> taps =
-          gc::window_taps<kWindow>(plane, hstart, wstart, dil_h, dil_w, H, W, ps);
+          gc::window_taps<kWindow>(plane_offset, hstart, wstart, dil_h, dil_w, H, W, ps);
       const bool empty = taps.r0 == kWindow || taps.s0 == kWindow;
       best_index = empty ? -1 : (hstart + taps.r0 * dil_h) * W + wstart + taps.s0 * dil_w;
       // Taps outside the input read as -inf, which never replaces the running maximum.
@@ -52,12 +52,12 @@ __global__ void max_pool2d_forward(const T* __restrict__ x, T* __restrict__ y,
       const int s1 = gc::last_tap(wstart, dil_w, S, W);
       const bool empty = r0 >= r1 || s0 >= s1;
       best_index = empty ? -1 : (hstart + r0 * dil_h) * W + wstart + s0 * dil_w;
-      const T* xp = x + plane;
+      const T* plane = x + plane_offset;
       for (int r = r0; r < r1; ++r) {
         const int h = hstart + r * dil_h;
         for (int s = s0; s < s1; ++s) {
           const int w = wstart + s * dil_w;
-          const A v = gc::to_acc(xp[(h * W + w) * ps]);
+          const A v = gc::to_acc(plane[(h * W + w) * ps]);
           if (gc::max_takes(v, best)) {
             best = v;
             best_index = h * W + w;
