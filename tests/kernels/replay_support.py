@@ -1,6 +1,9 @@
 """What the launch-plan tests of the pooling and ROI fronts share (gpuconv/_call_plans.py): one
 signature called twice with new data under the simulator, the second call replaying the first's
 launches, both compared with the NumPy reference."""
+import gc
+import weakref
+
 import numpy as np
 
 import gpuconv
@@ -55,3 +58,13 @@ def twice_on_the_gpu(call, make_inputs, dtype):
         got = tuple(map(cupy.asnumpy, got)) if isinstance(got, tuple) else cupy.asnumpy(got)
         assert_close(got, call(*inputs), dtype)
     assert PLANS.replays > replays
+
+
+def assert_no_array_kept(make_call):
+    """``make_call()`` makes a call's arrays, makes the call under the simulator and returns every
+    array it saw (inputs and results): once dropped, none is alive, and the call left one plan
+    (a plan holds slots, not the arrays of the call that recorded it)."""
+    refs = [weakref.ref(a) for a in make_call()]
+    gc.collect()
+    assert [r() is None for r in refs] == [True] * len(refs)
+    assert len(PLANS) == 1
