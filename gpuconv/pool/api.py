@@ -17,10 +17,10 @@ import numpy as np
 from .. import _state
 from .._args import as_bool
 from .._arrays import ArraySet, check_arrays
-from .dispatch import planned, run
+from .dispatch import planned, run, scanned_call
 from .geometry import (adaptive_pool2d_geometry, check_data_format, check_divisor_override,
                        check_norm_type, check_pool_indices, global_pool2d_geometry,
-                       layout_shape, max_unpool2d_geometry, nchw_shape, pool2d_geometry,
+                       IndicesScan, layout_shape, max_unpool2d_geometry, nchw_shape, pool2d_geometry,
                        spatial_pyramid_geometry)
 
 __all__ = ["max_pool2d", "avg_pool2d", "lp_pool2d", "adaptive_avg_pool2d", "adaptive_max_pool2d",
@@ -108,12 +108,22 @@ def check_max_unpool2d(x, indices, kernel_size, stride=None, padding=0, output_s
                        data_format="NCHW", scan_indices=True) -> PoolCall:
     """``scan_indices=False``: the indices' type and shape only (their values are unknown when
     the JAX wrapper traces the call; the call itself scans them)."""
+    call, scan = _checked_max_unpool2d(x, indices, kernel_size, stride, padding, output_size,
+                                       data_format=data_format, scan_indices=scan_indices)
+    if scan is not None:
+        scan.raise_if_bad()
+    return call
+
+
+def _checked_max_unpool2d(x, indices, kernel_size, stride, padding, output_size, *, data_format,
+                          scan_indices) -> tuple[PoolCall, IndicesScan | None]:
+    """(the call, its indices' device scan in flight or None: geometry.check_pool_indices)."""
     arrays, data_format, shape = _checked_x(x, data_format)
     geom = max_unpool2d_geometry(shape, kernel_size, stride, padding, output_size, data_format)
     # An empty output has no position an index could name: as torch, no range check then.
-    check_pool_indices(indices, arrays.library, x.shape, geom, data_format, window="none",
-                       scan=scan_indices and geom.H * geom.W != 0)
-    return PoolCall(arrays, data_format, geom, layout_shape(geom.input_shape, data_format))
+    scan = check_pool_indices(indices, arrays.library, x.shape, geom, data_format,
+                              window="none", scan=scan_indices and geom.H * geom.W != 0)
+    return PoolCall(arrays, data_format, geom, layout_shape(geom.input_shape, data_format)), scan
 
 
 def max_pool2d(x, kernel_size, stride=None, padding=0, dilation=1, ceil_mode=False,
@@ -228,8 +238,12 @@ def max_unpool2d(x, indices, kernel_size, stride=None, padding=0, output_size=No
     """Zeros of the unpooled size with x's values at their indices (flat h*W + w per plane of
     the output). Default size (P-1)*stride + kernel_size - 2*padding; ``output_size`` (2 ints, or
     4 in ``data_format`` order) must be within stride of it. Repeated indices: the last wins."""
-    call = check_max_unpool2d(x, indices, kernel_size, stride, padding, output_size,
-                              data_format=data_format)
-    if call.geom.H * call.geom.W == 0:
-        return call.arrays.xp.zeros(call.output_shape, dtype=call.arrays.dtype)
-    return _run("max_unpool2d", call, x, (None, None), indices)   # no plan: indices scanned
+    def full_path():
+        call, scan = _checked_max_unpool2d(x, indices, kernel_size, stride, padding, output_size,
+                                           data_format=data_format, scan_indices=True)
+        if call.geom.H * call.geom.W == 0:
+            return call.arrays.xp.zeros(call.output_shape, dtype=call.arrays.dtype), scan
+        return _run("max_unpool2d", call, x, (None, None), indices), scan
+
+    return scanned_call("max_unpool2d", {"x": x, "indices": indices},
+                        (kernel_size, stride, padding, output_size, data_format), full_path)

@@ -8,6 +8,8 @@ kernel machinery, which a NumPy-only user of the reference never needs.
 """
 from __future__ import annotations
 
+from typing import Callable
+
 from .. import _call_plans
 from . import reference_calls
 
@@ -27,3 +29,36 @@ def run(name: str, executor: str, *args, plan=(None, None), **kwargs):
     key, roles = plan
     return _call_plans.run(key, roles, lambda: getattr(launch, name)(*args, executor=executor,
                                                                      **kwargs))
+
+
+def scanned_call(front: str, roles: dict, scalars: tuple, full_path: Callable[[], tuple],
+                 **mode):
+    """The result of a front that takes an ``indices`` array (roles["indices"], or None):
+    replayed from its launch plan, or ``full_path()``.
+
+    ``full_path()`` checks everything, launches the call's kernels with no plan of its own
+    (``run(..., plan=(None, None))``) and returns (result, the ``geometry.IndicesScan`` it
+    launched, or None where the values are not scanned); this reads the scan's answer after
+    the launches. Where the kernels run (CuPy, the simulator) the scan is a kernel of the plan,
+    which a replay launches again and reads after the others, as the full path does; a replay
+    whose scan finds a bad index runs the full path, which raises the error (the replay's
+    result is dropped). The NumPy reference has no plan. ``mode``: as ``planned``'s."""
+    key, replayed = _call_plans.planned(front, roles, scalars, **mode)
+    if replayed is not None:
+        if type(replayed) is not tuple:
+            return replayed
+        from .launch_indices import first_bad_index
+        result, answer = replayed
+        if first_bad_index(answer, roles["indices"].size) is None:
+            return result
+        key = None
+
+    def checked_path():
+        result, scan = full_path()
+        if scan is None:
+            return result
+        scan.raise_if_bad()
+        return result, scan.answer
+
+    outputs = _call_plans.run(key, roles, checked_path)
+    return outputs[0] if type(outputs) is tuple else outputs

@@ -20,6 +20,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from .. import _state
 from .._args import (INT32_MAX, as_bool, as_choice, as_int, as_pair, memoized_check,
                      sequence_of)
 from .._arrays import check_index_array, xp_of
@@ -332,35 +333,58 @@ def check_indices(indices: Any, library: str, expected_shape: Sequence[int], pla
 
 def check_pool_indices(indices: Any, library: str, expected_shape: Sequence[int], geom,
                        data_format: str, *, window: str, allow_no_index: bool = False,
-                       name: str = "indices", scan: bool = True) -> None:
+                       name: str = "indices", scan: bool = True) -> "IndicesScan | None":
     """``check_indices`` (over the plane geom.H x geom.W) and, unless ``window`` is "none",
-    ``check_indices_in_windows`` ("strided": geom is a Pool2dGeometry; "adaptive": bins). CuPy
-    indices are checked on the device in one pass (pool/launch_indices.py) with one
-    synchronization to read the verdict; NumPy ones by the array rules below. ``scan=False``:
-    the type and shape only, for indices gpuconv's own forward returned (the framework wrappers'
-    backward passes), so that those never wait for the device."""
-    if library != "cupy" and scan:
+    ``check_indices_in_windows`` ("strided": geom is a Pool2dGeometry; "adaptive": bins).
+    For the NumPy reference the array rules below check them here (None is returned). Where the
+    kernels run (CuPy, the simulator) a kernel scans them in one pass (pool/launch_indices.py)
+    whose answer is not read here: the returned ``IndicesScan`` raises on ``raise_if_bad()``,
+    which the caller invokes after queueing its own kernels (they are memory-safe with any
+    index; a bad call's result is dropped), so that the one synchronization comes once the work
+    is queued, and a launch plan can hold the scan. ``scan=False``: the type and shape only, for
+    indices gpuconv's own forward returned (the framework wrappers' backward passes), so that
+    those never wait for the device."""
+    executor = _state.executor_for(library)
+    if executor == "reference" and scan:
         check_indices(indices, library, expected_shape, geom.H * geom.W,
                       allow_no_index=allow_no_index, name=name)
         if window != "none":
             check_indices_in_windows(indices, library, geom, data_format, name=name)
-        return
+        return None
     _check_index_array_shape(indices, library, expected_shape, name)
     if not scan or indices.size == 0:
-        return
-    from .launch_indices import first_bad_index
-    bad = first_bad_index(indices, geom, data_format, window=window,
-                          allow_no_index=allow_no_index, executor="cupy")
-    if bad is None:
-        return
-    where = tuple(int(v) for v in np.unravel_index(bad, indices.shape))
-    value, plane_size = int(indices[where]), geom.H * geom.W
-    lowest = NO_INDEX if allow_no_index else 0
-    if not lowest <= value < plane_size:
-        raise ValueError(f"{name} must hold flat positions h*W + w in [{lowest}, {plane_size}) "
-                         f"(an {plane_size}-element plane), found {value} at {name}[{where}]")
-    raise ValueError(f"{name} must be the forward's indices: each names an element of its own "
-                     f"output's window, but {name}[{where}] = {value} lies outside that window")
+        return None
+    from .launch_indices import launch_indices_check
+    answer = launch_indices_check(indices, geom, data_format, window=window,
+                                  allow_no_index=allow_no_index, executor=executor)
+    return IndicesScan(answer, indices, geom.H * geom.W, allow_no_index, name)
+
+
+class IndicesScan:
+    """A device scan of index values in flight (``check_pool_indices``)."""
+
+    def __init__(self, answer, indices, plane_size: int, allow_no_index: bool, name: str):
+        self.answer, self.indices = answer, indices
+        self.plane_size, self.allow_no_index, self.name = plane_size, allow_no_index, name
+
+    def raise_if_bad(self) -> None:
+        """The ValueError for the first index the forward cannot have produced, if any (reading
+        the answer waits for the stream's work queued so far)."""
+        from .launch_indices import first_bad_index
+        bad = first_bad_index(self.answer, self.indices.size)
+        if bad is None:
+            return
+        name, plane_size = self.name, self.plane_size
+        where = tuple(int(v) for v in np.unravel_index(bad, self.indices.shape))
+        value = int(self.indices[where])
+        lowest = NO_INDEX if self.allow_no_index else 0
+        if not lowest <= value < plane_size:
+            raise ValueError(f"{name} must hold flat positions h*W + w in [{lowest}, "
+                             f"{plane_size}) (an {plane_size}-element plane), found {value} at "
+                             f"{name}[{where}]")
+        raise ValueError(f"{name} must be the forward's indices: each names an element of its "
+                         f"own output's window, but {name}[{where}] = {value} lies outside that "
+                         f"window")
 
 
 def check_indices_in_windows(indices: Any, library: str, geom, data_format: str, *,

@@ -9,16 +9,16 @@ grad_output must have exactly F's output shape. Float atomics: only max_pool2d a
 adaptive_max_pool2d with overlapping windows or bins, in the default mode (a scatter through the
 indices, as PyTorch's); ``deterministic=True`` makes them gathers, bitwise reproducible.
 
-Launch plans (gpuconv/_call_plans.py) as for the forwards, with the resolved mode in the key;
-calls whose ``indices=`` have their values scanned (a device pass and a synchronization that a
-replay must not skip) have none.
+Launch plans (gpuconv/_call_plans.py) as for the forwards, with the resolved mode in the key.
+A call whose ``indices=`` values are scanned (a kernel pass whose answer is read after the
+launches: on CuPy one synchronization) keeps the scan in its plan (``dispatch.scanned_call``).
 """
 from __future__ import annotations
 
 from .. import _state
 from .._args import as_bool
 from .._arrays import check_arrays
-from .dispatch import planned, run
+from .dispatch import planned, run, scanned_call
 from .geometry import (adaptive_pool2d_geometry, check_data_format, check_divisor_override,
                        check_grad_output, check_norm_type, check_pool_indices,
                        global_pool2d_geometry, layout_shape, max_unpool2d_geometry, nchw_shape,
@@ -55,31 +55,29 @@ def max_pool2d(grad_output, x, kernel_size, stride=None, padding=0, dilation=1, 
                        deterministic=deterministic, scan_indices=True)
 
 
-def _planned(front: str, roles: dict, scalars: tuple, deterministic, *, scanned: bool = False):
-    """``dispatch.planned`` of gradient ``front``; no plan where the call's ``indices=`` values
-    are scanned (``scanned``)."""
-    if scanned:
-        return (None, None), None
+def _planned(front: str, roles: dict, scalars: tuple, deterministic):
+    """``dispatch.planned`` of gradient ``front``."""
     return planned("grad." + front, roles, scalars, deterministic=deterministic)
 
 
 def _max_pool2d(grad_output, x, kernel_size, stride, padding, dilation, ceil_mode,
                 return_indices, *, indices, data_format, deterministic, scan_indices):
-    plan, replayed = _planned(
-        "max_pool2d", {"grad_output": grad_output, "x": x, "indices": indices},
+    def full_path():
+        arrays, layout, shape, mode = _checked(grad_output, x, data_format, deterministic)
+        as_bool("return_indices", return_indices)   # F's argument; no effect on the gradient
+        geom = pool2d_geometry(shape, kernel_size, stride, padding, dilation, ceil_mode)
+        out_shape = _check_output(grad_output, geom, layout, "max_pool2d")
+        scan = None
+        if indices is not None:
+            scan = check_pool_indices(indices, arrays.library, out_shape, geom, layout,
+                                      window="strided", allow_no_index=True, scan=scan_indices)
+        return run("grad_max_pool2d", _state.executor_for(arrays.library), geom, grad_output,
+                   x, indices=indices, data_format=layout, deterministic=mode), scan
+
+    return scanned_call(
+        "grad.max_pool2d", {"grad_output": grad_output, "x": x, "indices": indices},
         (kernel_size, stride, padding, dilation, ceil_mode, return_indices, data_format),
-        deterministic, scanned=indices is not None and scan_indices)
-    if replayed is not None:
-        return replayed
-    arrays, data_format, shape, deterministic = _checked(grad_output, x, data_format, deterministic)
-    as_bool("return_indices", return_indices)   # F's argument; it does not change the gradient
-    geom = pool2d_geometry(shape, kernel_size, stride, padding, dilation, ceil_mode)
-    out_shape = _check_output(grad_output, geom, data_format, "max_pool2d")
-    if indices is not None:
-        check_pool_indices(indices, arrays.library, out_shape, geom, data_format,
-                           window="strided", allow_no_index=True, scan=scan_indices)
-    return run("grad_max_pool2d", _state.executor_for(arrays.library), geom, grad_output, x,
-               indices=indices, data_format=data_format, deterministic=deterministic, plan=plan)
+        full_path, deterministic=deterministic)
 
 
 def avg_pool2d(grad_output, x, kernel_size, stride=None, padding=0, ceil_mode=False,
@@ -143,24 +141,25 @@ def adaptive_max_pool2d(grad_output, x, output_size, return_indices=False, *, in
 
 def _adaptive_max_pool2d(grad_output, x, output_size, return_indices, *, indices, data_format,
                          deterministic, scan_indices):
-    plan, replayed = _planned(
-        "adaptive_max_pool2d", {"grad_output": grad_output, "x": x, "indices": indices},
-        (output_size, return_indices, data_format), deterministic,
-        scanned=indices is not None and scan_indices)
-    if replayed is not None:
-        return replayed
-    arrays, data_format, shape, deterministic = _checked(grad_output, x, data_format, deterministic)
-    as_bool("return_indices", return_indices)   # F's argument; it does not change the gradient
-    geom = adaptive_pool2d_geometry(shape, output_size)
-    out_shape = _check_output(grad_output, geom, data_format, "adaptive_max_pool2d")
-    if indices is not None:
-        check_pool_indices(indices, arrays.library, out_shape, geom, data_format,
-                           window="adaptive", scan=scan_indices)
-    if geom.empty_output:
-        return _zero_gradient(arrays, grad_output, x)
-    return run("grad_adaptive_max_pool2d", _state.executor_for(arrays.library), geom, grad_output,
-               x, indices=indices, data_format=data_format, deterministic=deterministic,
-               plan=plan)
+    def full_path():
+        arrays, layout, shape, mode = _checked(grad_output, x, data_format, deterministic)
+        as_bool("return_indices", return_indices)   # F's argument; no effect on the gradient
+        geom = adaptive_pool2d_geometry(shape, output_size)
+        out_shape = _check_output(grad_output, geom, layout, "adaptive_max_pool2d")
+        scan = None
+        if indices is not None:
+            scan = check_pool_indices(indices, arrays.library, out_shape, geom, layout,
+                                      window="adaptive", scan=scan_indices)
+        if geom.empty_output:
+            return _zero_gradient(arrays, grad_output, x), scan
+        return run("grad_adaptive_max_pool2d", _state.executor_for(arrays.library), geom,
+                   grad_output, x, indices=indices, data_format=layout,
+                   deterministic=mode), scan
+
+    return scanned_call(
+        "grad.adaptive_max_pool2d", {"grad_output": grad_output, "x": x, "indices": indices},
+        (output_size, return_indices, data_format), full_path,
+        deterministic=deterministic)
 
 
 def global_avg_pool2d(grad_output, x, *, data_format="NCHW", deterministic=None):
@@ -176,18 +175,20 @@ def global_avg_pool2d(grad_output, x, *, data_format="NCHW", deterministic=None)
 
 
 def global_max_pool2d(grad_output, x, *, indices=None, data_format="NCHW", deterministic=None):
-    plan, replayed = _planned("global_max_pool2d", {"grad_output": grad_output, "x": x},
-                              (data_format,), deterministic, scanned=indices is not None)
-    if replayed is not None:
-        return replayed
-    arrays, data_format, shape, deterministic = _checked(grad_output, x, data_format, deterministic)
-    geom = global_pool2d_geometry(shape)
-    out_shape = _check_output(grad_output, geom, data_format, "global_max_pool2d")
-    if indices is not None:
-        check_pool_indices(indices, arrays.library, out_shape, geom, data_format, window="none")
-    return run("grad_global_max_pool2d", _state.executor_for(arrays.library), geom, grad_output,
-               x, indices=indices, data_format=data_format, deterministic=deterministic,
-               plan=plan)
+    def full_path():
+        arrays, layout, shape, mode = _checked(grad_output, x, data_format, deterministic)
+        geom = global_pool2d_geometry(shape)
+        out_shape = _check_output(grad_output, geom, layout, "global_max_pool2d")
+        scan = None
+        if indices is not None:
+            scan = check_pool_indices(indices, arrays.library, out_shape, geom, layout,
+                                      window="none")
+        return run("grad_global_max_pool2d", _state.executor_for(arrays.library), geom,
+                   grad_output, x, indices=indices, data_format=layout, deterministic=mode), scan
+
+    return scanned_call("grad.global_max_pool2d",
+                        {"grad_output": grad_output, "x": x, "indices": indices},
+                        (data_format,), full_path, deterministic=deterministic)
 
 
 def spatial_pyramid_pool2d(grad_output, x, levels=(1, 2, 4), mode="max", *, data_format="NCHW",
@@ -205,16 +206,22 @@ def spatial_pyramid_pool2d(grad_output, x, levels=(1, 2, 4), mode="max", *, data
 
 def max_unpool2d(grad_output, x, indices, kernel_size, stride=None, padding=0, output_size=None, *,
                  data_format="NCHW", deterministic=None):
-    arrays, data_format, shape, deterministic = _checked(grad_output, x, data_format, deterministic)
-    geom = max_unpool2d_geometry(shape, kernel_size, stride, padding, output_size, data_format)
-    empty = geom.H * geom.W == 0
-    check_pool_indices(indices, arrays.library, x.shape, geom, data_format, window="none",
-                       scan=not empty)
-    check_grad_output(grad_output, layout_shape(geom.input_shape, data_format), "max_unpool2d")
-    if empty:       # no output: x reaches nothing, its gradient is zero
-        return arrays.xp.zeros(x.shape, dtype=arrays.dtype)
-    return run("grad_max_unpool2d", _state.executor_for(arrays.library), geom, grad_output, x,
-               indices, data_format=data_format, deterministic=deterministic)
+    def full_path():
+        arrays, layout, shape, mode = _checked(grad_output, x, data_format, deterministic)
+        geom = max_unpool2d_geometry(shape, kernel_size, stride, padding, output_size, layout)
+        empty = geom.H * geom.W == 0
+        scan = check_pool_indices(indices, arrays.library, x.shape, geom, layout,
+                                  window="none", scan=not empty)
+        check_grad_output(grad_output, layout_shape(geom.input_shape, layout), "max_unpool2d")
+        if empty:       # no output: x reaches nothing, its gradient is zero
+            return arrays.xp.zeros(x.shape, dtype=arrays.dtype), scan
+        return run("grad_max_unpool2d", _state.executor_for(arrays.library), geom, grad_output,
+                   x, indices, data_format=layout, deterministic=mode), scan
+
+    return scanned_call("grad.max_unpool2d",
+                        {"grad_output": grad_output, "x": x, "indices": indices},
+                        (kernel_size, stride, padding, output_size, data_format), full_path,
+                        deterministic=deterministic)
 
 
 def _from_own_forward(function):

@@ -1,12 +1,17 @@
 """Launcher of the index validation kernel (kernels/pool/indices_check.cu): the first index a
 max-pooling backward or max_unpool2d was handed that its forward cannot have produced, found in
-one pass on the device (the NumPy rules in geometry.py take ~20 array passes)."""
+one pass on the device (the NumPy rules in geometry.py take ~20 array passes).
+
+The scan is launched before the call's own kernels and its answer read after them
+(``geometry.IndicesScan``): one synchronization, once the work is queued, and a launch plan can
+hold the scan (pool/dispatch.py ``scanned_call``)."""
 from __future__ import annotations
 
 import numpy as np
 
-from .launch_common import (BOOLS, INT32_LIMIT, check_int32, i32, index_array, launch_elementwise,
-                            nhwc, pool_shape, register_family, xp_for)
+from .._plans import zeros
+from .launch_common import (BOOLS, check_int32, i32, index_array, launch_elementwise, nhwc,
+                            pool_shape, register_family, xp_for)
 
 # W: 0 range only, 1 strided window, 2 adaptive bin
 INDICES_CHECK = register_family("pool/indices_check.cu", "pool_indices_check<{L}, {W}>",
@@ -14,19 +19,26 @@ INDICES_CHECK = register_family("pool/indices_check.cu", "pool_indices_check<{L}
 WINDOWS = {"none": "0", "strided": "1", "adaptive": "2"}
 
 
-def first_bad_index(indices, geom, data_format: str, *, window: str, allow_no_index: bool,
-                    executor: str) -> int | None:
-    """The smallest flat position of ``indices`` (shape (N, C, P, Q) of ``geom`` in
-    ``data_format``) holding an index outside [0, H*W) (-1 passes where ``allow_no_index``) or,
-    per ``window``, outside its output's window; None if there is none. Reading the answer back
-    is one device synchronization (CuPy)."""
+def launch_indices_check(indices, geom, data_format: str, *, window: str, allow_no_index: bool,
+                         executor: str):
+    """The scan of ``indices`` (shape (N, C, P, Q) of ``geom`` in ``data_format``), queued: an
+    int32 array of one element that will hold ``indices.size`` minus the smallest flat position
+    holding an index outside [0, H*W) (-1 passes where ``allow_no_index``) or, per ``window``,
+    outside its output's window; 0 if there is none (``first_bad_index`` reads it)."""
     xp = xp_for(executor)
     indices = index_array(xp, indices)
     check_int32(indices)
-    first_bad = xp.full((1,), INT32_LIMIT, dtype=np.int32)
+    outputs_after_first_bad = zeros(xp, (1,), np.int32)    # CuPy: a memset, not a fill kernel
     name = f"pool_indices_check<{nhwc(data_format)}, {WINDOWS[window]}>"
     launch_elementwise(INDICES_CHECK, name, executor, indices.size,
-                       (indices, first_bad, *pool_shape(geom),
+                       (indices, outputs_after_first_bad, *pool_shape(geom),
                         i32(1 if allow_no_index else 0)))
-    bad = int(first_bad[0])
-    return None if bad == INT32_LIMIT else bad
+    return outputs_after_first_bad
+
+
+def first_bad_index(answer, size: int) -> int | None:
+    """The flat position that ``answer`` (of ``launch_indices_check`` over ``size`` indices)
+    names, None if none. On a CuPy array this waits for the stream's work queued so far (one
+    device synchronization)."""
+    outputs_after = int(answer.item())   # CuPy: one copy to the host, no indexing kernel or view
+    return size - outputs_after if outputs_after else None

@@ -1,6 +1,9 @@
 // Validation of the indices a max-pooling backward (or max_unpool2d) is handed: one pass that
 // finds the first index the forward cannot have produced, so that the front can raise a
-// ValueError naming it before any gradient kernel runs.
+// ValueError naming it. The front queues its kernels behind this pass and reads the answer after
+// them (one synchronization, the host's work overlapping the GPU's); every kernel that reads
+// indices is memory-safe with any value (switch_scatter.cu, max_unpool.cu skip an index outside
+// the plane; the gathers only compare), and a bad call's result is dropped.
 //
 // A good index is a flat position h * W + w of its (n, c) plane, or -1 where the caller allows
 // "no index" (a window that lies wholly in the padding); with kWindow it must also lie in its
@@ -21,13 +24,14 @@ __device__ __forceinline__ bool on_tap(int d, int dilation, int taps) {
 
 }  // namespace
 
-// first_bad: the smallest flat output position holding a bad index (atomicMin: the same answer
-// in any thread order); the caller sets it to INT_MAX first. Outputs of 2^31 or more are
-// refused by the launcher (32-bit offsets, design.md).
+// outputs_after_first_bad: (number of outputs) - (the smallest flat output position holding a
+// bad index), 0 when there is none: an atomicMax, the same answer in any thread order, into an
+// int the launcher zero-fills (a memset, where the smallest position itself would need a fill
+// kernel). Outputs of 2^31 or more are refused by the launcher (32-bit offsets, design.md).
 template <bool kNHWC, int kWindow>
 __global__ void pool_indices_check(const long long* __restrict__ indices,
-                                   int* __restrict__ first_bad, GC_POOL_SHAPE_PARAMS,
-                                   int allow_no_index) {
+                                   int* __restrict__ outputs_after_first_bad,
+                                   GC_POOL_SHAPE_PARAMS, int allow_no_index) {
   GC_POOL_SHAPE_NAMES;
   const int total = N * C * P * Q;
   const long long plane = (long long)H * W;
@@ -52,6 +56,6 @@ __global__ void pool_indices_check(const long long* __restrict__ indices,
                on_tap(w - (o.w * stride_w - pad_w), dil_w, S);
       }
     }
-    if (!good) atomicMin(first_bad, (int)i);
+    if (!good) atomicMax(outputs_after_first_bad, total - (int)i);
   }
 }

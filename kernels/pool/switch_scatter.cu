@@ -10,8 +10,9 @@
 // The gather visits every input element and tests each window that covers it (~100 instructions
 // per input on the H100, 9-18 % of the copy bandwidth); the scatter touches each output once plus
 // a zero-fill at memset speed (kernels/pool/NOTES.md "Max-pooling backward as a scatter").
-// Indices are trusted here: the front checks them (or they are the forward's own); -1 (a window
-// wholly in the padding) names nothing.
+// Indices are checked by the front (or are the forward's own), but it reads its check's answer
+// after this kernel has been queued, so an index outside the plane is skipped here all the same
+// (its result is dropped); -1 (a window wholly in the padding) names nothing.
 #include "dtypes.cuh"
 #include "pool_shape.cuh"
 #include "pool_window.cuh"
@@ -26,7 +27,7 @@ __global__ void pool_switch_scatter(const T* __restrict__ grad_output,
   const int ps = gc::pixel_stride<kNHWC>(C);
   for (long long i = gc::grid_first(); i < total; i += gc::grid_stride()) {
     const long long index = indices[i];
-    if (index < 0) continue;
+    if ((unsigned long long)index >= (unsigned long long)H * W) continue;
     const gc::Coord4 o = gc::unflatten<kNHWC>((int)i, GC_POOL_SHAPE.output);
     // index < H * W < 2^31 (the launchers refuse larger tensors)
     D* target = grad_input + gc::plane_offset<kNHWC>(o.n, o.c, C, H, W) + (int)index * ps;

@@ -7,7 +7,7 @@ import pytest
 import gpuconv
 from gpuconv.pool.geometry import (adaptive_pool2d_geometry, check_indices,
                                    check_indices_in_windows, pool2d_geometry)
-from gpuconv.pool.launch_indices import first_bad_index
+from gpuconv.pool.launch_indices import first_bad_index, launch_indices_check
 from kernel_support import ORDERS
 
 X = np.random.default_rng(0).standard_normal((2, 3, 9, 11))
@@ -30,12 +30,13 @@ def numpy_refuses(indices, geom, data_format, window, allow_no_index):
 
 
 def device_check(indices, geom, data_format, window, allow_no_index=False):
-    """The kernel's answer, the same in every thread order (atomicMin of the positions)."""
+    """The kernel's answer, the same in every thread order (an atomicMax)."""
     answers = set()
     for order in ORDERS:
         with gpuconv.simulate(order=order):
-            answers.add(first_bad_index(indices, geom, data_format, window=window,
-                                        allow_no_index=allow_no_index, executor="simulator"))
+            answer = launch_indices_check(indices, geom, data_format, window=window,
+                                          allow_no_index=allow_no_index, executor="simulator")
+            answers.add(first_bad_index(answer, indices.size))
     assert len(answers) == 1, answers
     return answers.pop()
 

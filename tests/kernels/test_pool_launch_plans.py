@@ -160,14 +160,85 @@ def test_scanned_indices_are_checked_on_every_call(rng, launched_names):
     g = rng.standard_normal(y.shape).astype(np.float32)
     bad = indices.copy()
     bad[0, 0, 0, 0] = 5 * 11        # in range, outside its own window
+    past_the_plane = indices.copy()
+    past_the_plane[0, 1, 2, 3] = 9 * 11
     with gpuconv.simulate():
         for _ in range(2):
             gpuconv.grad.max_pool2d(g, x, 2, indices=indices)
-            with pytest.raises(ValueError, match="indices"):
+            gpuconv.max_unpool2d(y, indices, 2, output_size=(9, 11))
+            with pytest.raises(ValueError, match=r"indices\[\(0, 0, 0, 0\)\] = 55 lies outside"):
                 gpuconv.grad.max_pool2d(g, x, 2, indices=bad)
-            with pytest.raises(ValueError, match="indices"):
-                gpuconv.max_unpool2d(y, bad, 2)
-    assert PLANS.replays == 0 and len(PLANS) == 0
+            with pytest.raises(ValueError, match=r"found 99 at indices\[\(0, 1, 2, 3\)\]"):
+                gpuconv.max_unpool2d(y, past_the_plane, 2, output_size=(9, 11))
+    # The good calls recorded a plan each (their scan inside); every later call of the same
+    # signature replayed it, and the bad ones, whose replayed scan found the index, raised
+    # through the full path.
+    assert len(PLANS) == 2 and PLANS.replays == 6
+
+
+def _scanned_max_pool2d(g, x, f, d):
+    _, indices = gpuconv.max_pool2d(x, 3, 2, 1, return_indices=True, data_format=f)
+    return gpuconv.grad.max_pool2d(g, x, 3, 2, 1, indices=indices, data_format=f,
+                                   deterministic=d)
+
+
+def _scanned_adaptive_max_pool2d(g, x, f, d):
+    _, indices = gpuconv.adaptive_max_pool2d(x, (4, 5), True, data_format=f)
+    return gpuconv.grad.adaptive_max_pool2d(g, x, (4, 5), indices=indices, data_format=f,
+                                            deterministic=d)
+
+
+def _scanned_global_max_pool2d(g, x, f, d):
+    _, indices = gpuconv.adaptive_max_pool2d(x, 1, True, data_format=f)
+    return gpuconv.grad.global_max_pool2d(g, x, indices=indices, data_format=f, deterministic=d)
+
+
+def _spatial(x, f):
+    return x.shape[1:3] if f == "NHWC" else x.shape[2:]
+
+
+def _unpooled(x, f):
+    """max_unpool2d of x's 2x2 max pooling, through its indices, back to x's size."""
+    return gpuconv.max_unpool2d(*gpuconv.max_pool2d(x, 2, return_indices=True, data_format=f),
+                                2, output_size=_spatial(x, f), data_format=f)
+
+
+def _scanned_max_unpool2d(g, x, f, d):
+    y, indices = gpuconv.max_pool2d(x, 2, return_indices=True, data_format=f)
+    return gpuconv.grad.max_unpool2d(g, y, indices, 2, output_size=_spatial(x, f),
+                                     data_format=f, deterministic=d)
+
+
+# (name, call(g, x, data_format, deterministic), forward(x, data_format) giving g's shape): the
+# fronts handed indices= whose values they scan, each behind the forward that makes them.
+SCANNED = {
+    "grad.max_pool2d": (_scanned_max_pool2d, FORWARDS["max_pool2d 3/2/1"]),
+    "grad.adaptive_max_pool2d": (_scanned_adaptive_max_pool2d, FORWARDS["adaptive_max_pool2d"]),
+    "grad.global_max_pool2d": (_scanned_global_max_pool2d, FORWARDS["global_max_pool2d"]),
+    "grad.max_unpool2d": (_scanned_max_unpool2d, _unpooled),
+}
+
+
+@pytest.mark.parametrize("deterministic", [False, True])
+@pytest.mark.parametrize("data_format", ["NCHW", "NHWC"])
+@pytest.mark.parametrize("name", list(SCANNED))
+def test_a_repeated_call_with_scanned_indices_replays_its_launches(name, data_format,
+                                                                   deterministic, rng,
+                                                                   launched_names):
+    call, forward = SCANNED[name]
+
+    def inputs():
+        x = _x(rng, np.float32, data_format)
+        return _grad_output(rng, lambda x: forward(x, data_format), x), x
+    # the forward making the indices replays too
+    twice(launched_names, lambda g, x: call(g, x, data_format, deterministic), inputs,
+          np.float32, replays_per_call=2)
+
+
+@pytest.mark.parametrize("data_format", ["NCHW", "NHWC"])
+def test_a_repeated_max_unpool2d_replays_its_launches(data_format, rng, launched_names):
+    twice(launched_names, lambda x: _unpooled(x, data_format),
+          lambda: (_x(rng, np.float32, data_format),), np.float32, replays_per_call=2)
 
 
 def test_calls_without_plans(rng, launched_names):
@@ -217,10 +288,12 @@ def test_the_plan_keeps_no_array_of_the_call(rng, launched_names):
 @pytest.mark.gpu
 @pytest.mark.parametrize("data_format", ["NCHW", "NHWC"])
 @pytest.mark.parametrize("dtype", [np.float32, np.float16], ids=["float32", "float16"])
-@pytest.mark.parametrize("name", list(FORWARDS) + [f"grad {n}" for n in GRADIENTS])
+@pytest.mark.parametrize("name", list(FORWARDS) + [f"grad {n}" for n in GRADIENTS]
+                         + [f"scanned {n}" for n in SCANNED])
 def test_gpu_replays_match_the_reference(name, dtype, data_format, rng):
-    if name.startswith("grad "):
-        gradient, forward = GRADIENTS[name[5:]]
+    if name.startswith(("grad ", "scanned ")):
+        kind, _, front = name.partition(" ")
+        gradient, forward = (GRADIENTS if kind == "grad" else SCANNED)[front]
         call = lambda g, x: gradient(g, x, data_format, None)
     else:
         forward = FORWARDS[name]
@@ -228,7 +301,7 @@ def test_gpu_replays_match_the_reference(name, dtype, data_format, rng):
 
     def inputs():
         x = _x(rng, dtype, data_format, (4, 37, 23, 29))
-        if name.startswith("grad "):
+        if name.startswith(("grad ", "scanned ")):
             return _grad_output(rng, lambda x: forward(x, data_format), x), x
         return (x,)
     twice_on_the_gpu(call, inputs, dtype)
