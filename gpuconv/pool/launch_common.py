@@ -199,14 +199,14 @@ def switch_operands(xp, grad_output, x, indices, recompute_indices):
 
 def grad_through_switches(xp, family, kernel: str, grad_output, x, indices, recompute_indices,
                           kernel_args, *, data_format: str, executor: str,
-                          shared_mem: int = 0):
+                          shared_mem: int = 0, template_tail: str = ""):
     """The backward of a max pooling, a gather through its switches: ``kernel<T, NHWC>``
-    (grad_output, indices, grad_input, *kernel_args) over every input element. ``indices`` are
-    the forward's, or, when None, ``recompute_indices(x)`` with x made contiguous. ``xp`` as in
-    ``forward_operands``."""
+    (``template_tail`` appended to its template arguments: ", 3, 2") on (grad_output, indices,
+    grad_input, *kernel_args) over every input element. ``indices`` are the forward's, or, when
+    None, ``recompute_indices(x)`` with x made contiguous. ``xp`` as in ``forward_operands``."""
     grad_output, x, indices = switch_operands(xp, grad_output, x, indices, recompute_indices)
     grad_input = empty(xp, x.shape, grad_output.dtype)
-    name = f"{kernel}<{ctype(grad_output.dtype)}, {nhwc(data_format)}>"
+    name = f"{kernel}<{ctype(grad_output.dtype)}, {nhwc(data_format)}{template_tail}>"
     launch_elementwise(family, name, executor, grad_input.size,
                        (grad_output, indices, grad_input, *kernel_args), shared_mem)
     return grad_input

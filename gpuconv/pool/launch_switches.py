@@ -32,16 +32,19 @@ def formulation(overlapping: bool, deterministic: bool) -> str:
 
 def max_pool_backward(family, gather_kernel: str, grad_output, x, indices, recompute_indices,
                       gather_args, geom, *, overlapping: bool, data_format: str,
-                      deterministic: bool, executor: str, shared_mem: int = 0):
+                      deterministic: bool, executor: str, shared_mem: int = 0,
+                      gather_template_tail: str = ""):
     """grad_input of a max pooling over ``geom`` (N, C, H, W -> P, Q) from its switches:
     ``indices`` (the forward's, or ``recompute_indices(x)`` when None). The gather path is
-    ``launch_common.grad_through_switches`` with ``gather_kernel`` and ``gather_args``."""
+    ``launch_common.grad_through_switches`` with ``gather_kernel``, ``gather_args`` and
+    ``gather_template_tail``."""
     xp = xp_for(executor)
     how = formulation(overlapping, deterministic)
     if how == "gather":
         return grad_through_switches(xp, family, gather_kernel, grad_output, x, indices,
                                      recompute_indices, gather_args, data_format=data_format,
-                                     executor=executor, shared_mem=shared_mem)
+                                     executor=executor, shared_mem=shared_mem,
+                                     template_tail=gather_template_tail)
     grad_output, x, indices = switch_operands(xp, grad_output, x, indices, recompute_indices)
     layout = "true" if data_format == "NHWC" else "false"
     t = ctype(grad_output.dtype)

@@ -23,11 +23,26 @@ from .launch_switches import max_pool_backward, windows_overlap
 BATCHED_WINDOWS = (2, 3)
 WINDOWS = ("0",) + tuple(map(str, BATCHED_WINDOWS))
 
+# The square windows (taps, stride; dilation 1) whose backward gathers know their candidate
+# outputs at compile time (the kWindow, kStride template arguments; "0, 0" for every other
+# window): the common ones, whose run-time bounds cost more instructions than the gather itself
+# (kernels/pool/NOTES.md, "Backward gathers of the common windows"). Max pooling gathers only
+# where windows overlap (launch_switches.formulation): not 2x2 with stride 2.
+AVG_GATHER_WINDOWS = ((2, 2), (3, 1), (3, 2))
+MAX_GATHER_WINDOWS = ((3, 1), (3, 2))
+
+
+def _gathers(windows) -> tuple[str, ...]:
+    return ("0, 0",) + tuple(f"{taps}, {stride}" for taps, stride in windows)
+
+
 # I: the forward writes indices (return_indices, or the backward's recomputation)
 MAX_POOL = register_family("pool/max_pool.cu", "max_pool2d_forward<{T}, {L}, {I}, {K}>",
-                           "max_pool2d_backward<{T}, {L}>", T=TYPES, L=BOOLS, I=BOOLS, K=WINDOWS)
+                           "max_pool2d_backward<{T}, {L}, {G}>", T=TYPES, L=BOOLS, I=BOOLS,
+                           K=WINDOWS, G=_gathers(MAX_GATHER_WINDOWS))
 AVG_POOL = register_family("pool/avg_pool.cu", "avg_pool2d_forward<{T}, {L}, {K}>",
-                           "avg_pool2d_backward<{T}, {L}>", T=TYPES, L=BOOLS, K=WINDOWS)
+                           "avg_pool2d_backward<{T}, {L}, {G}>", T=TYPES, L=BOOLS, K=WINDOWS,
+                           G=_gathers(AVG_GATHER_WINDOWS))
 LP_POOL = register_family("pool/lp_pool.cu", "lp_pool2d_forward<{T}, {L}>",
                           "lp_pool2d_scaled<{T}, {L}>", "lp_pool2d_backward<{T}, {L}>",
                           T=TYPES, L=BOOLS)
@@ -37,6 +52,25 @@ def batched_window(geom: Pool2dGeometry) -> int:
     """The forward kernels' kWindow for ``geom``: its size when it is one of BATCHED_WINDOWS'
     squares, else 0 (the run-time loops)."""
     return geom.R if geom.R == geom.S and geom.R in BATCHED_WINDOWS else 0
+
+
+def gather_window(geom: Pool2dGeometry, windows) -> str:
+    """The backward gathers' "kWindow, kStride" for ``geom``: its (taps, stride) when it is one
+    of ``windows`` (AVG_ or MAX_GATHER_WINDOWS), else "0, 0" (run-time bounds)."""
+    square = (geom.R == geom.S and geom.stride_h == geom.stride_w
+              and geom.dil_h == geom.dil_w == 1)
+    if square and (geom.R, geom.stride_h) in windows:
+        return f"{geom.R}, {geom.stride_h}"
+    return "0, 0"
+
+
+def _gather_args(geom: Pool2dGeometry, windows) -> tuple[str, np.int32, int]:
+    """(the gather's "kWindow, kStride", its use_tables argument, its dynamic shared memory):
+    the window-bound tables (kernels/common/pool_window.cuh) serve the run-time bounds only."""
+    window = gather_window(geom, windows)
+    if window != "0, 0":
+        return window, np.int32(0), 0
+    return (window, *bound_tables(2 * geom.H + 2 * geom.W, geom.N * geom.C * geom.H * geom.W))
 
 
 # --------------------------------------------------------------------------------------------
@@ -69,20 +103,15 @@ def max_pool2d(geom: Pool2dGeometry, x, *, return_indices: bool, data_format: st
     return (y, indices) if return_indices else y
 
 
-def _table_args(geom: Pool2dGeometry) -> tuple[np.int32, int]:
-    """The window-bound tables of the backward gathers (kernels/common/pool_window.cuh)."""
-    return bound_tables(2 * geom.H + 2 * geom.W, geom.N * geom.C * geom.H * geom.W)
-
-
 def grad_max_pool2d(geom: Pool2dGeometry, grad_output, x, *, indices, data_format: str,
                     deterministic: bool, executor: str):
-    use_tables, smem = _table_args(geom)
+    window, use_tables, smem = _gather_args(geom, MAX_GATHER_WINDOWS)
     return max_pool_backward(
         MAX_POOL, "max_pool2d_backward", grad_output, x, indices,
         lambda x: _max_pool_indices(geom, x, data_format, executor)[1],
         (*pool_shape(geom), use_tables), geom, overlapping=windows_overlap(geom),
         data_format=data_format, deterministic=deterministic, executor=executor,
-        shared_mem=smem)
+        shared_mem=smem, gather_template_tail=f", {window}")
 
 
 # --------------------------------------------------------------------------------------------
@@ -110,8 +139,8 @@ def grad_avg_pool2d(geom: Pool2dGeometry, grad_output, x, *, count_include_pad: 
     check_int32(x, grad_output)
     grad_input = empty(xp, layout_shape(geom.N, geom.C, geom.H, geom.W, data_format),
                        grad_output.dtype)
-    name = f"avg_pool2d_backward<{ctype(grad_output.dtype)}, {nhwc(data_format)}>"
-    use_tables, smem = _table_args(geom)
+    window, use_tables, smem = _gather_args(geom, AVG_GATHER_WINDOWS)
+    name = f"avg_pool2d_backward<{ctype(grad_output.dtype)}, {nhwc(data_format)}, {window}>"
     launch_elementwise(AVG_POOL, name, executor, grad_input.size,
                        (grad_output, grad_input, *pool_shape(geom),
                         *_avg_args(count_include_pad, divisor_override), use_tables), smem)

@@ -124,6 +124,34 @@ __device__ __forceinline__ OutputSpan window_span(const WindowTables& t, bool us
           window_last_output(w, pad_w, stride_w, Q)};
 }
 
+// The outputs whose windows hold input row (or column) h, for the backward gathers of the common
+// square windows: kWindow taps, kStride apart from one output to the next, dilation 1 (template
+// constants, as the forwards' kWindow; the launchers pick (2, 2), (3, 1), (3, 2)). The
+// candidates are p = last - j for j in [0, kSpan): `last` the last output whose window starts at
+// or before h, and in[j] whether output p exists and its window reaches h. Against the run-time
+// window_span: two divisions by a constant (a shift or nothing) instead of four by a variable,
+// and a fixed trip count, so that a gather's loads go out as one batch.
+template <int kWindow, int kStride>
+struct WindowCovers {
+  static constexpr int kSpan = (kWindow + kStride - 1) / kStride;
+  int last;
+  bool in[kSpan];
+};
+
+template <int kWindow, int kStride>
+__device__ __forceinline__ WindowCovers<kWindow, kStride> window_covers(int h, int pad,
+                                                                        int outputs) {
+  WindowCovers<kWindow, kStride> c;
+  const int padded = h + pad;  // >= 0: the window of output 0 starts at -pad
+  c.last = padded / kStride;
+#pragma unroll
+  for (int j = 0; j < c.kSpan; ++j) {
+    const int p = c.last - j;
+    c.in[j] = p >= 0 && p < outputs && padded - p * kStride < kWindow;
+  }
+  return c;
+}
+
 // The taps of a kWindow x kWindow window (a template constant: the launchers pick 2 or 3 for
 // the common square windows, 0 = sizes known only at run time). The window forwards are bound
 // by issued instructions, not by memory (Nsight Compute on an H100, kernels/pool/NOTES.md

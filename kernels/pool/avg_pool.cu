@@ -39,6 +39,16 @@ __device__ __forceinline__ AvgWindow avg_window(int p, int q, int H, int W, int 
   return win;
 }
 
+// One axis of avg_window's divisor: the window of output p along an axis of `size` elements,
+// clipped to size + pad (count_include_pad) or to the input. avg_window's divisor (without an
+// override) is the product of its row and its column extents.
+__device__ __forceinline__ int avg_extent(int p, int size, int taps, int stride, int pad,
+                                          int count_include_pad) {
+  const int start = p * stride - pad;
+  const int end = min(start + taps, size + pad);
+  return count_include_pad ? end - start : min(end, size) - max(start, 0);
+}
+
 }  // namespace
 
 // main loop: one thread per output element; see max_pool.cu for the coalescing argument.
@@ -82,7 +92,10 @@ __global__ void avg_pool2d_forward(const T* __restrict__ x, T* __restrict__ y,
 
 // Backward as a gather: one thread per input element sums grad_output / divisor over the
 // windows that contain it, in a fixed (p, q) order: bitwise reproducible, no zero-fill pass.
-template <class T, bool kNHWC>
+// kWindow, kStride: a square window of that many taps and that stride, both ways (the launcher
+// picks (2, 2), (3, 1), (3, 2): WindowCovers); 0, 0 for any other window (run-time bounds).
+// Both give the same bits: the same terms, divisors and order.
+template <class T, bool kNHWC, int kWindow, int kStride>
 __global__ void avg_pool2d_backward(const T* __restrict__ grad_output, T* __restrict__ grad_input,
                                     GC_POOL_SHAPE_PARAMS, int count_include_pad,
                                     int divisor_override, int use_tables) {
@@ -92,21 +105,58 @@ __global__ void avg_pool2d_backward(const T* __restrict__ grad_output, T* __rest
   const int ps = gc::pixel_stride<kNHWC>(C);
   extern __shared__ int window_table[];
   gc::WindowTables t{};
-  if (use_tables) {
+  if (kWindow == 0 && use_tables) {
     t = gc::build_window_tables(window_table, H, W, P, Q, R, S, stride_h, stride_w, pad_h,
                                 pad_w);
   }
   for (long long i = gc::grid_first(); i < total; i += gc::grid_stride()) {
     const gc::Coord4 o = gc::unflatten<kNHWC>((int)i, GC_POOL_SHAPE.input);
-    const gc::OutputSpan s = gc::window_span(t, use_tables, o.h, o.w, P, Q, R, S, stride_h,
-                                             stride_w, pad_h, pad_w);
-    const T* plane = grad_output + gc::plane_offset<kNHWC>(o.n, o.c, C, P, Q);
+    const int plane_offset = gc::plane_offset<kNHWC>(o.n, o.c, C, P, Q);
     A grad = A(0);
-    for (int p = s.p0; p < s.p1; ++p) {
-      for (int q = s.q0; q < s.q1; ++q) {
-        const AvgWindow win = avg_window(p, q, H, W, R, S, stride_h, stride_w, pad_h, pad_w,
-                                         count_include_pad, divisor_override);
-        grad += gc::to_acc(plane[(p * Q + q) * ps]) / static_cast<A>(win.divisor);
+    if constexpr (kWindow > 0) {
+      using Covers = gc::WindowCovers<kWindow, kStride>;
+      constexpr int kSpan = Covers::kSpan;
+      const Covers rows = gc::window_covers<kWindow, kStride>(o.h, pad_h, P);
+      const Covers cols = gc::window_covers<kWindow, kStride>(o.w, pad_w, Q);
+      // Element index of output (rows.last, cols.last) from the tensor's start, in 32 bits
+      // (unsigned: a candidate that does not exist may wrap; it is never read).
+      const unsigned last =
+          (unsigned)plane_offset + ((unsigned)rows.last * Q + (unsigned)cols.last) * ps;
+      A v[kSpan * kSpan];
+#pragma unroll
+      for (int j = 0; j < kSpan; ++j) {
+#pragma unroll
+        for (int k = 0; k < kSpan; ++k) {
+          const int index = (int)(last - ((unsigned)j * Q + k) * ps);
+          v[j * kSpan + k] = rows.in[j] && cols.in[k] ? gc::to_acc(grad_output[index]) : A(0);
+        }
+      }
+      int row_extent[kSpan], col_extent[kSpan];
+#pragma unroll
+      for (int j = 0; j < kSpan; ++j) {
+        row_extent[j] = avg_extent(rows.last - j, H, kWindow, kStride, pad_h, count_include_pad);
+        col_extent[j] = avg_extent(cols.last - j, W, kWindow, kStride, pad_w, count_include_pad);
+      }
+      // the run-time loop's order: p = rows.last - j ascending, then q
+#pragma unroll
+      for (int j = kSpan - 1; j >= 0; --j) {
+#pragma unroll
+        for (int k = kSpan - 1; k >= 0; --k) {
+          const int divisor =
+              divisor_override != 0 ? divisor_override : row_extent[j] * col_extent[k];
+          if (rows.in[j] && cols.in[k]) grad += v[j * kSpan + k] / static_cast<A>(divisor);
+        }
+      }
+    } else {
+      const gc::OutputSpan s = gc::window_span(t, use_tables, o.h, o.w, P, Q, R, S, stride_h,
+                                               stride_w, pad_h, pad_w);
+      const T* plane = grad_output + plane_offset;
+      for (int p = s.p0; p < s.p1; ++p) {
+        for (int q = s.q0; q < s.q1; ++q) {
+          const AvgWindow win = avg_window(p, q, H, W, R, S, stride_h, stride_w, pad_h, pad_w,
+                                           count_include_pad, divisor_override);
+          grad += gc::to_acc(plane[(p * Q + q) * ps]) / static_cast<A>(win.divisor);
+        }
       }
     }
     grad_input[i] = gc::from_acc<T>(grad);

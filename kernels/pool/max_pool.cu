@@ -73,8 +73,9 @@ __global__ void max_pool2d_forward(const T* __restrict__ x, T* __restrict__ y,
 
 // Backward as a gather: one thread per input element sums, in a fixed (p, q) order, the output
 // gradients of the windows whose argmax is this element. No atomics, so the result is bitwise
-// reproducible; every element of grad_input is written (no zero-fill pass).
-template <class T, bool kNHWC>
+// reproducible; every element of grad_input is written (no zero-fill pass). kWindow, kStride:
+// as in avg_pool2d_backward (WindowCovers; dilation 1), 0, 0 for run-time bounds; same bits.
+template <class T, bool kNHWC, int kWindow, int kStride>
 __global__ void max_pool2d_backward(const T* __restrict__ grad_output,
                                     const long long* __restrict__ indices,
                                     T* __restrict__ grad_input, GC_POOL_SHAPE_PARAMS,
@@ -87,21 +88,49 @@ __global__ void max_pool2d_backward(const T* __restrict__ grad_output,
   const int extent_w = (S - 1) * dil_w + 1;
   extern __shared__ int window_table[];
   gc::WindowTables t{};
-  if (use_tables) {
+  if (kWindow == 0 && use_tables) {
     t = gc::build_window_tables(window_table, H, W, P, Q, extent_h, extent_w, stride_h,
                                 stride_w, pad_h, pad_w);
   }
   for (long long i = gc::grid_first(); i < total; i += gc::grid_stride()) {
     const gc::Coord4 o = gc::unflatten<kNHWC>((int)i, GC_POOL_SHAPE.input);
-    const gc::OutputSpan s = gc::window_span(t, use_tables, o.h, o.w, P, Q, extent_h, extent_w,
-                                             stride_h, stride_w, pad_h, pad_w);
     const int plane = gc::plane_offset<kNHWC>(o.n, o.c, C, P, Q);
     const long long self = (long long)o.h * W + o.w;
     A grad = A(0);
-    for (int p = s.p0; p < s.p1; ++p) {
-      for (int q = s.q0; q < s.q1; ++q) {
-        const int j = plane + (p * Q + q) * ps;
-        if (indices[j] == self) grad += gc::to_acc(grad_output[j]);
+    if constexpr (kWindow > 0) {
+      using Covers = gc::WindowCovers<kWindow, kStride>;
+      constexpr int kSpan = Covers::kSpan;
+      const Covers rows = gc::window_covers<kWindow, kStride>(o.h, pad_h, P);
+      const Covers cols = gc::window_covers<kWindow, kStride>(o.w, pad_w, Q);
+      // element index of output (rows.last, cols.last), as in avg_pool2d_backward
+      const unsigned last = (unsigned)plane + ((unsigned)rows.last * Q + (unsigned)cols.last) * ps;
+      // every candidate's index loaded first, then the gradients of those naming this element
+      bool mine[kSpan * kSpan];
+#pragma unroll
+      for (int j = 0; j < kSpan; ++j) {
+#pragma unroll
+        for (int k = 0; k < kSpan; ++k) {
+          const int index = (int)(last - ((unsigned)j * Q + k) * ps);
+          mine[j * kSpan + k] = rows.in[j] && cols.in[k] && indices[index] == self;
+        }
+      }
+      // the run-time loop's order: p = rows.last - j ascending, then q
+#pragma unroll
+      for (int j = kSpan - 1; j >= 0; --j) {
+#pragma unroll
+        for (int k = kSpan - 1; k >= 0; --k) {
+          const int index = (int)(last - ((unsigned)j * Q + k) * ps);
+          if (mine[j * kSpan + k]) grad += gc::to_acc(grad_output[index]);
+        }
+      }
+    } else {
+      const gc::OutputSpan s = gc::window_span(t, use_tables, o.h, o.w, P, Q, extent_h,
+                                               extent_w, stride_h, stride_w, pad_h, pad_w);
+      for (int p = s.p0; p < s.p1; ++p) {
+        for (int q = s.q0; q < s.q1; ++q) {
+          const int j = plane + (p * Q + q) * ps;
+          if (indices[j] == self) grad += gc::to_acc(grad_output[j]);
+        }
       }
     }
     grad_input[i] = gc::from_acc<T>(grad);

@@ -91,6 +91,8 @@ WINDOWS = {
     "ceil_k3s2p1": ((1, 2, 6, 6), dict(kernel_size=3, stride=2, padding=1, ceil_mode=True)),
     "ceil_k3s3": ((1, 3, 10, 5), dict(kernel_size=(3, 1), stride=(3, 1), ceil_mode=True)),
     "default_stride": ((2, 1, 5, 6), dict(kernel_size=2)),
+    "k3s1p1": ((2, 2, 6, 7), dict(kernel_size=3, stride=1, padding=1)),
+    "ceil_k2s2p1": ((1, 3, 7, 6), dict(kernel_size=2, stride=2, padding=1, ceil_mode=True)),
     # every tap of the only window falls into the padding: -inf and index -1
     "padding_only": ((1, 2, 3, 3), dict(kernel_size=2, padding=1, dilation=4)),
 }
@@ -403,6 +405,51 @@ def test_max_unpool2d_and_grad(rng, case, dtype, data_format):
     check_all_orders(grad.max_unpool2d, grad_output_for(rng, y), pooled, indices, **pool_args)
     if case == "overlapping":
         assert len(np.unique(indices)) < indices.size
+
+
+# The windows whose backward gathers have compile-time candidates (launch_window's
+# AVG_/MAX_GATHER_WINDOWS), in the corners that matter: padding, ceil_mode's last window, odd
+# sizes, more outputs than fit one stride.
+COMPILE_TIME_GATHERS = {
+    "k2s2": ((2, 3, 9, 8), dict(kernel_size=2, stride=2)),
+    "k2s2p1_ceil": ((1, 2, 7, 9), dict(kernel_size=2, stride=2, padding=1, ceil_mode=True)),
+    "k3s1p1": ((2, 2, 7, 6), dict(kernel_size=3, stride=1, padding=1)),
+    "k3s1_ceil": ((1, 3, 6, 8), dict(kernel_size=3, stride=1, ceil_mode=True)),
+    "k3s2p1": ((2, 2, 9, 8), dict(kernel_size=3, stride=2, padding=1)),
+    "k3s2_ceil": ((1, 2, 8, 9), dict(kernel_size=3, stride=2, ceil_mode=True)),
+}
+
+
+@pytest.mark.parametrize("data_format", ["NCHW", "NHWC"])
+@pytest.mark.parametrize("dtype", DTYPES, ids=DTYPE_IDS)
+@pytest.mark.parametrize("case", list(COMPILE_TIME_GATHERS))
+def test_compile_time_gathers_give_the_run_time_bits(rng, monkeypatch, case, dtype, data_format):
+    """avg_pool2d_backward / max_pool2d_backward with kWindow, kStride sum the same terms with
+    the same divisors in the same order as with run-time bounds: the same bits."""
+    from gpuconv import _call_plans
+    from gpuconv.pool import launch_window
+    shape, kwargs = COMPILE_TIME_GATHERS[case]
+    x = to_layout(random_input(rng, shape, dtype, "ties"), data_format)
+    go = grad_output_for(rng, gpuconv.avg_pool2d(x, data_format=data_format, **kwargs))
+    calls = [lambda: grad.avg_pool2d(go, x, data_format=data_format, **kwargs),
+             lambda: grad.avg_pool2d(go, x, count_include_pad=False, data_format=data_format,
+                                     **kwargs),
+             lambda: grad.avg_pool2d(go, x, divisor_override=7, data_format=data_format,
+                                     **kwargs),
+             lambda: grad.max_pool2d(go, x, deterministic=True, data_format=data_format,
+                                     **kwargs)]
+    names = record_launches(monkeypatch, launch_common)
+    specialized = [simulated(call, order="random") for call in calls]
+    taps, stride = kwargs["kernel_size"], kwargs["stride"]
+    window = f"{taps}, {stride}>"
+    assert sum(window in name for name in names) == (4 if (taps, stride) != (2, 2) else 3)
+    monkeypatch.setattr(launch_window, "AVG_GATHER_WINDOWS", ())
+    monkeypatch.setattr(launch_window, "MAX_GATHER_WINDOWS", ())
+    _call_plans.PLANS.clear()      # the plans recorded above name the compile-time kernels
+    for call, got in zip(calls, specialized):
+        run_time = simulated(call, order="random")
+        assert bitwise_equal(got, run_time)
+        assert_matches(got, call())
 
 
 # --------------------------------------------------------------------------------------------
