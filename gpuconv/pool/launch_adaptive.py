@@ -23,8 +23,8 @@ SPP_LEVELS_PER_LAUNCH = 8   # the kernels' scalar level arguments l0 .. l7
 # I: the forward writes indices; M: max (else average)
 ADAPTIVE_POOL = register_family(
     "pool/adaptive_pool.cu", "adaptive_max_pool2d_forward<{T}, {L}, {I}>",
-    "adaptive_avg_pool2d_forward<{T}, {L}>", "adaptive_max_pool2d_backward<{T}, {L}>",
-    "adaptive_avg_pool2d_backward<{T}, {L}>", T=TYPES, L=BOOLS, I=BOOLS)
+    "adaptive_avg_pool2d_forward<{T}, {L}>", "adaptive_max_pool2d_backward<{T}, {L}, {B}>",
+    "adaptive_avg_pool2d_backward<{T}, {L}, {B}>", T=TYPES, L=BOOLS, I=BOOLS, B=BOOLS)
 # Indices are meaningful for max only: average is instantiated without them.
 SPP = register_family(
     "pool/spp.cu", "spatial_pyramid_pool2d_forward<{T}, {L}, true, {I}>",
@@ -87,6 +87,12 @@ def _table_args(geom: AdaptivePool2dGeometry) -> tuple[np.int32, int]:
                         geom.N * geom.C * geom.H * geom.W)
 
 
+def _two_bins(geom: AdaptivePool2dGeometry) -> str:
+    """The backward gathers' kTwoBins: at most two bins per axis hold an element, as when the
+    pooling shrinks both axes (P <= H, Q <= W)."""
+    return "true" if geom.P <= geom.H and geom.Q <= geom.W else "false"
+
+
 def grad_adaptive_max_pool2d(geom: AdaptivePool2dGeometry, grad_output, x, *, indices,
                              data_format: str, deterministic: bool, executor: str):
     use_tables, smem = _table_args(geom)
@@ -95,7 +101,7 @@ def grad_adaptive_max_pool2d(geom: AdaptivePool2dGeometry, grad_output, x, *, in
         lambda x: adaptive_max_indices(geom, x, data_format, executor)[1],
         (*pool_shape(geom), use_tables), geom, overlapping=bins_overlap(geom),
         data_format=data_format, deterministic=deterministic, executor=executor,
-        shared_mem=smem)
+        shared_mem=smem, gather_template_tail=f", {_two_bins(geom)}")
 
 
 def grad_adaptive_avg_pool2d(geom: AdaptivePool2dGeometry, grad_output, x, *, data_format: str,
@@ -108,7 +114,8 @@ def grad_adaptive_avg_pool2d(geom: AdaptivePool2dGeometry, grad_output, x, *, da
     check_int32(x, grad_output)
     grad_input = empty(xp, layout_shape(geom.N, geom.C, geom.H, geom.W, data_format),
                        grad_output.dtype)
-    name = f"adaptive_avg_pool2d_backward<{ctype(grad_output.dtype)}, {nhwc(data_format)}>"
+    name = (f"adaptive_avg_pool2d_backward<{ctype(grad_output.dtype)}, {nhwc(data_format)}, "
+            f"{_two_bins(geom)}>")
     use_tables, smem = _table_args(geom)
     launch_elementwise(ADAPTIVE_POOL, name, executor, grad_input.size,
                        (grad_output, grad_input, *pool_shape(geom), use_tables),

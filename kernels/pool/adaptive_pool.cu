@@ -58,9 +58,37 @@ __device__ __forceinline__ int bin_extent(const int* table, bool use_tables, int
   return use_tables ? table[p] : gc::adaptive_end(p, in, out) - gc::adaptive_start(p, in, out);
 }
 
+// The kTwoBins gathers' candidates: bins (p0, q0), (p0, q0 + 1), (p0 + 1, q0), (p0 + 1, q0 + 1)
+// (the loops' order), each with its element offset (unsigned: one past the last bin may pass
+// 2^31; it is never read) and whether it holds the element.
+struct TwoByTwo {
+  unsigned at[4];
+  bool in[4];
+};
+
+__device__ __forceinline__ TwoByTwo two_by_two(const gc::OutputSpan& b, int plane, int Q, int ps) {
+  const bool row2 = b.p1 > b.p0 + 1, col2 = b.q1 > b.q0 + 1;
+  TwoByTwo c;
+  c.at[0] = (unsigned)plane + (unsigned)(b.p0 * Q + b.q0) * ps;
+  c.at[1] = c.at[0] + ps;
+  c.at[2] = c.at[0] + (unsigned)Q * ps;
+  c.at[3] = c.at[2] + ps;
+  c.in[0] = true;  // every element lies in at least one bin
+  c.in[1] = col2;
+  c.in[2] = row2;
+  c.in[3] = row2 && col2;
+  return c;
+}
+
 }  // namespace
 
-template <class T, bool kNHWC>
+// kTwoBins: the launcher's promise that P <= H and Q <= W (the usual shrinking pooling), where
+// at most two bins per axis hold an element (bin i + 1 starts at or after bin i's last row), so
+// the gathers visit a fixed 2 x 2 candidates with flags and issue their loads as one batch
+// instead of run-time loops of one or two trips (whose unrolled prologues cost more than the
+// work: ~390 issued instructions per element on an H100, kernels/pool/NOTES.md). Same terms in
+// the same order as the loops: the same bits.
+template <class T, bool kNHWC, bool kTwoBins>
 __global__ void adaptive_max_pool2d_backward(const T* __restrict__ grad_output,
                                              const long long* __restrict__ indices,
                                              T* __restrict__ grad_input,
@@ -78,17 +106,28 @@ __global__ void adaptive_max_pool2d_backward(const T* __restrict__ grad_output,
     const long long self = (long long)o.h * W + o.w;
     const gc::OutputSpan b = covering_bins(t, use_tables, o.h, o.w, H, W, P, Q);
     A grad = A(0);
-    for (int p = b.p0; p < b.p1; ++p) {
-      for (int q = b.q0; q < b.q1; ++q) {
-        const int j = plane + (p * Q + q) * ps;
-        if (indices[j] == self) grad += gc::to_acc(grad_output[j]);
+    if constexpr (kTwoBins) {
+      const TwoByTwo c = two_by_two(b, plane, Q, ps);
+      bool mine[4];
+#pragma unroll
+      for (int k = 0; k < 4; ++k) mine[k] = c.in[k] && indices[c.at[k]] == self;
+#pragma unroll
+      for (int k = 0; k < 4; ++k) {
+        if (mine[k]) grad += gc::to_acc(grad_output[c.at[k]]);
+      }
+    } else {
+      for (int p = b.p0; p < b.p1; ++p) {
+        for (int q = b.q0; q < b.q1; ++q) {
+          const int j = plane + (p * Q + q) * ps;
+          if (indices[j] == self) grad += gc::to_acc(grad_output[j]);
+        }
       }
     }
     grad_input[i] = gc::from_acc<T>(grad);
   }
 }
 
-template <class T, bool kNHWC>
+template <class T, bool kNHWC, bool kTwoBins>
 __global__ void adaptive_avg_pool2d_backward(const T* __restrict__ grad_output,
                                              T* __restrict__ grad_input,
                                              GC_POOL_SHAPE_PARAMS, int use_tables) {
@@ -101,14 +140,29 @@ __global__ void adaptive_avg_pool2d_backward(const T* __restrict__ grad_output,
   const int ps = gc::pixel_stride<kNHWC>(C);
   for (long long i = gc::grid_first(); i < total; i += gc::grid_stride()) {
     const gc::Coord4 o = gc::unflatten<kNHWC>((int)i, GC_POOL_SHAPE.input);
-    const T* plane = grad_output + gc::plane_offset<kNHWC>(o.n, o.c, C, P, Q);
+    const int plane = gc::plane_offset<kNHWC>(o.n, o.c, C, P, Q);
     const gc::OutputSpan b = covering_bins(t, use_tables, o.h, o.w, H, W, P, Q);
     A grad = A(0);
-    for (int p = b.p0; p < b.p1; ++p) {
-      const int rows = bin_extent(t.row_extent, use_tables, p, H, P);
-      for (int q = b.q0; q < b.q1; ++q) {
-        const int area = rows * bin_extent(t.col_extent, use_tables, q, W, Q);
-        grad += gc::to_acc(plane[(p * Q + q) * ps]) / static_cast<A>(area);
+    if constexpr (kTwoBins) {
+      const TwoByTwo c = two_by_two(b, plane, Q, ps);
+      A v[4];
+#pragma unroll
+      for (int k = 0; k < 4; ++k) v[k] = c.in[k] ? gc::to_acc(grad_output[c.at[k]]) : A(0);
+      const int rows[2] = {bin_extent(t.row_extent, use_tables, b.p0, H, P),
+                           c.in[2] ? bin_extent(t.row_extent, use_tables, b.p0 + 1, H, P) : 1};
+      const int cols[2] = {bin_extent(t.col_extent, use_tables, b.q0, W, Q),
+                           c.in[1] ? bin_extent(t.col_extent, use_tables, b.q0 + 1, W, Q) : 1};
+#pragma unroll
+      for (int k = 0; k < 4; ++k) {
+        if (c.in[k]) grad += v[k] / static_cast<A>(rows[k / 2] * cols[k % 2]);
+      }
+    } else {
+      for (int p = b.p0; p < b.p1; ++p) {
+        const int rows = bin_extent(t.row_extent, use_tables, p, H, P);
+        for (int q = b.q0; q < b.q1; ++q) {
+          const int area = rows * bin_extent(t.col_extent, use_tables, q, W, Q);
+          grad += gc::to_acc(grad_output[plane + (p * Q + q) * ps]) / static_cast<A>(area);
+        }
       }
     }
     grad_input[i] = gc::from_acc<T>(grad);

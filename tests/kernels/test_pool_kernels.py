@@ -246,6 +246,8 @@ ADAPTIVE = {
     "grow": ((1, 2, 5, 5), (7, 8)),          # P > H: bins overlap and repeat rows
     "keep_width": ((1, 2, 9, 4), (2, None)),
     "to_one": ((2, 2, 5, 6), 1),
+    "shrink_rows_grow_columns": ((1, 2, 11, 4), (4, 6)),
+    "13_to_6": ((1, 3, 13, 13), (6, 6)),     # torchvision's AlexNet head: bins of 3, overlapping
 }
 
 
@@ -268,6 +270,31 @@ def test_adaptive_pools_and_grads(rng, monkeypatch, case, dtype, data_format, bo
     y = check_all_orders(gpuconv.adaptive_avg_pool2d, x, output_size, data_format=data_format)
     check_all_orders(grad.adaptive_avg_pool2d, grad_output_for(rng, y), x, output_size,
                      data_format=data_format)
+
+
+@pytest.mark.parametrize("data_format", ["NCHW", "NHWC"])
+@pytest.mark.parametrize("dtype", DTYPES, ids=DTYPE_IDS)
+@pytest.mark.parametrize("case", ["shrink", "keep_width", "13_to_6"])
+def test_two_bin_gathers_give_the_loops_bits(rng, monkeypatch, case, dtype, data_format):
+    """The adaptive backward gathers with kTwoBins (fixed 2 x 2 candidates) sum the same terms
+    in the same order as their run-time loops: the same bits."""
+    from gpuconv import _call_plans
+    from gpuconv.pool import launch_adaptive
+    shape, output_size = ADAPTIVE[case]
+    x = to_layout(random_input(rng, shape, dtype, "ties"), data_format)
+    y = gpuconv.adaptive_avg_pool2d(x, output_size, data_format=data_format)
+    go = grad_output_for(rng, y)
+    calls = [lambda: grad.adaptive_avg_pool2d(go, x, output_size, data_format=data_format),
+             lambda: grad.adaptive_max_pool2d(go, x, output_size, data_format=data_format,
+                                              deterministic=True)]
+    names = record_launches(monkeypatch, launch_common)
+    two_bins = [simulated(call, order="random") for call in calls]
+    assert sum(name.endswith(", true>") and "backward" in name for name in names) == 2
+    monkeypatch.setattr(launch_adaptive, "_two_bins", lambda geom: "false")
+    _call_plans.PLANS.clear()      # the plans recorded above name the kTwoBins kernels
+    for call, got in zip(calls, two_bins):
+        assert bitwise_equal(got, simulated(call, order="random"))
+        assert_matches(got, call())
 
 
 def test_adaptive_bins_past_32_bit_products(rng):
