@@ -107,13 +107,20 @@ def as_int(name: str, value: Any, *, minimum: int | None = None,
 
 
 def as_pair(name: str, value: Any, *, minimum: int | None = None,
-            maximum: int | None = None) -> tuple[int, int]:
-    """An int or a length-2 sequence of ints -> (h, w), as torch's ``_pair`` (api.md's forms;
-    gpuconv.torch expands torch.nn.functional's one-element spelling before handing on)."""
+            maximum: int | None = None, single: bool = False) -> tuple[int, int]:
+    """An int or a length-2 sequence of ints -> (h, w), as torch's ``_pair`` (api.md's forms).
+    ``single``: a one-element sequence (v,) stands for (v, v) too, as torch.nn.functional takes
+    it for the window poolings' kernel_size, stride, padding, dilation (api.md lists no forms
+    there); not for the convolutions, whose forms api.md lists (an int or (h, w): gpuconv.torch
+    expands torch's one-element spelling before handing on), nor where torch refuses it too
+    (max_unpool2d, the adaptive and ROI output sizes)."""
     if _is_int(value):
         v = as_int(name, value, minimum=minimum, maximum=maximum)
         return (v, v)
     if isinstance(value, (tuple, list)):
+        if single and len(value) == 1:
+            v = as_int(f"{name}[0]", value[0], minimum=minimum, maximum=maximum)
+            return (v, v)
         if len(value) != 2:
             raise ValueError(f"{name} must be an int or a pair (h, w), got {len(value)} values: {value!r}")
         return (as_int(f"{name}[0]", value[0], minimum=minimum, maximum=maximum),
@@ -138,6 +145,19 @@ def as_float(name: str, value: Any, *, positive: bool = False) -> float:
     if positive and value <= 0:
         raise ValueError(f"{name} must be > 0, got {value}")
     return value
+
+
+def as_flag(name: str, value: Any) -> bool:
+    """A bool argument that torch.nn.functional hands to ATen as a ``bool`` (ceil_mode,
+    count_include_pad): not an int, which ATen's argument parser refuses with a TypeError where
+    Python-level flags (``as_bool``) take 0 and 1. NumPy's bool (what comparisons of arrays
+    give) is a bool here as everywhere in gpuconv (ATen refuses it too)."""
+    if type(value) is bool:
+        return value
+    if not isinstance(value, np.bool_):
+        raise TypeError(f"{name} must be a bool (True or False), got {type(value).__name__} "
+                        f"{value!r}")
+    return bool(value)
 
 
 def as_bool(name: str, value: Any) -> bool:

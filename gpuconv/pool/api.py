@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 
 from .. import _state
-from .._args import as_bool
+from .._args import as_bool, as_flag
 from .._arrays import ArraySet, check_arrays
 from .dispatch import planned, run, scanned_call
 from .geometry import (adaptive_pool2d_geometry, check_data_format, check_divisor_override,
@@ -60,7 +60,7 @@ def check_avg_pool2d(x, kernel_size, stride=None, padding=0, ceil_mode=False,
                      count_include_pad=True, divisor_override=None, *,
                      data_format="NCHW") -> PoolCall:
     arrays, data_format, shape = _checked_x(x, data_format)
-    options = {"count_include_pad": as_bool("count_include_pad", count_include_pad),
+    options = {"count_include_pad": as_flag("count_include_pad", count_include_pad),
                "divisor_override": check_divisor_override(divisor_override)}
     geom = pool2d_geometry(shape, kernel_size, stride, padding, 1, ceil_mode)
     return PoolCall(arrays, data_format, geom, layout_shape(geom.output_shape, data_format),

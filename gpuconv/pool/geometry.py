@@ -21,7 +21,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from .. import _state
-from .._args import (INT32_MAX, as_bool, as_choice, as_int, as_pair, memoized_check,
+from .._args import (INT32_MAX, as_choice, as_flag, as_int, as_pair, memoized_check,
                      sequence_of)
 from .._arrays import check_index_array, xp_of
 from ..conv.geometry import check_data_format, layout_shape, nchw_shape  # noqa: F401 (re-exported)
@@ -155,13 +155,14 @@ def pool2d_geometry(x_shape_nchw: Sequence[int], kernel_size: Any, stride: Any =
     """max_pool2d's arguments (avg_pool2d and lp_pool2d: dilation 1), PyTorch's rules: stride None
     (or empty) means kernel_size, padding at most half the (undilated) kernel, an output of at
     least 1x1."""
-    R, S = as_pair("kernel_size", kernel_size, minimum=1, maximum=INT32_MAX)
+    # As torch.nn.functional: a one-element sequence stands for both axes.
+    R, S = as_pair("kernel_size", kernel_size, minimum=1, maximum=INT32_MAX, single=True)
     # torch.nn.functional spells "stride = kernel_size" as None or as an empty list.
     default_stride = stride is None or (isinstance(stride, (tuple, list)) and len(stride) == 0)
-    sh, sw = (R, S) if default_stride else as_pair("stride", stride, minimum=1)
-    ph, pw = as_pair("padding", padding, minimum=0, maximum=INT32_MAX)
-    dh, dw = as_pair("dilation", dilation, minimum=1)
-    ceil_mode = as_bool("ceil_mode", ceil_mode)
+    sh, sw = (R, S) if default_stride else as_pair("stride", stride, minimum=1, single=True)
+    ph, pw = as_pair("padding", padding, minimum=0, maximum=INT32_MAX, single=True)
+    dh, dw = as_pair("dilation", dilation, minimum=1, single=True)
+    ceil_mode = as_flag("ceil_mode", ceil_mode)
     if ph > R // 2 or pw > S // 2:
         raise ValueError(f"padding should be at most half of kernel_size, got padding {(ph, pw)} "
                          f"for kernel_size {(R, S)}")

@@ -16,7 +16,7 @@ launches: on CuPy one synchronization) keeps the scan in its plan (``dispatch.sc
 from __future__ import annotations
 
 from .. import _state
-from .._args import as_bool
+from .._args import as_bool, as_flag
 from .._arrays import check_arrays
 from .dispatch import planned, run, scanned_call
 from .geometry import (adaptive_pool2d_geometry, check_data_format, check_divisor_override,
@@ -89,7 +89,7 @@ def avg_pool2d(grad_output, x, kernel_size, stride=None, padding=0, ceil_mode=Fa
     if replayed is not None:
         return replayed
     arrays, data_format, shape, deterministic = _checked(grad_output, x, data_format, deterministic)
-    count_include_pad = as_bool("count_include_pad", count_include_pad)
+    count_include_pad = as_flag("count_include_pad", count_include_pad)
     divisor_override = check_divisor_override(divisor_override)
     geom = pool2d_geometry(shape, kernel_size, stride, padding, 1, ceil_mode)
     _check_output(grad_output, geom, data_format, "avg_pool2d")

@@ -1,12 +1,28 @@
 """torch.nn.functional's spelling of the (height, width) arguments: besides an int or a pair, a
 one-element sequence stands for the same value on both axes (ATen's expand_param_if_needed for
-convolutions, the size-1 form of the pooling kernels' IntArrayRef arguments). gpuconv's own API
-takes an int or a pair only; the torch front expands the one-element form before handing on."""
+convolutions, the size-1 form of the pooling kernels' IntArrayRef arguments; gpuconv's own
+convolutions take an int or a pair only, as api.md lists), and a 0-d integer tensor stands for
+its int."""
 from __future__ import annotations
+
+import torch
 
 
 def expand_single(value):
-    """``(v,)`` or ``[v]`` -> ``(v, v)``; anything else unchanged (checked by gpuconv)."""
-    if isinstance(value, (list, tuple)) and len(value) == 1:
-        return (value[0], value[0])
+    """``(v,)`` or ``[v]`` -> ``(v, v)``; a 0-d integer tensor (alone or as an item) -> its
+    int, as ATen's int-list parser reads one; anything else unchanged (checked by gpuconv)."""
+    t = type(value)
+    if t is int:                        # the common case first: this runs on every call
+        return value
+    if t is tuple or t is list:
+        if any(isinstance(v, torch.Tensor) for v in value):
+            value = tuple(_int_of_scalar_tensor(v) for v in value)
+        return (value[0], value[0]) if len(value) == 1 else value
+    return _int_of_scalar_tensor(value)
+
+
+def _int_of_scalar_tensor(value):
+    if (isinstance(value, torch.Tensor) and value.dim() == 0 and not value.is_floating_point()
+            and not value.is_complex() and value.dtype is not torch.bool):
+        return int(value)
     return value

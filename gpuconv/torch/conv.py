@@ -168,6 +168,10 @@ def conv_transpose2d(input, weight, bias=None, stride=1, padding=0, output_paddi
                    dilation=expand_single(dilation), output_size=output_size)
     input, weight, bias = autocast_operands(input, weight, bias)
     if _is_unbatched(input):
+        if output_size is not None and len(output_size) not in (2, 3):
+            raise ValueError(f"output_size for an unbatched (C, H, W) input must have 2 or 3 "
+                             f"elements, (H, W) or (C, H, W), as torch's; got {len(output_size)}: "
+                             f"{tuple(output_size)!r}")
         if output_size is not None and len(output_size) == 3:
             options["output_size"] = (1, *output_size)
         return apply(ConvTranspose2dFunction, input.unsqueeze(0), weight, bias, options).squeeze(0)

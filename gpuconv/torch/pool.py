@@ -184,7 +184,9 @@ def max_unpool2d(input, indices, kernel_size, stride=None, padding=0, output_siz
     if output_size is not None and len(output_size) == 4:
         # torch keeps the last two entries; passing (H, W) keeps this independent of the layout.
         output_size = tuple(output_size[2:])
-    args = (kernel_size, _stride(stride), padding, output_size)
+    # kernel_size, stride, padding as given: torch refuses the one-element and empty spellings
+    # here (gpuconv.max_unpool2d does too, with a ValueError naming the argument).
+    args = (kernel_size, stride, padding, output_size)
     if _is_unbatched(input):
         return apply(MaxUnpoolFunction, input.unsqueeze(0), indices.unsqueeze(0), args).squeeze(0)
     return apply(MaxUnpoolFunction, input, indices, args)

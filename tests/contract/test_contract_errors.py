@@ -25,6 +25,7 @@ X = np.random.default_rng(0).standard_normal((2, 3, 7, 8)).astype(F32)   # (N, C
 BAD_INT = [0, -1, 1.5, "2", True, None]                     # an int >= 1
 BAD_PAIR = BAD_INT[:-1] + [(2,), (2, 2, 2), (2, 0), (2, None), (), 2.0, np.float64(2), {}]
 BAD_BOOL = [None, "yes", 2, 1.5]
+BAD_FLAG = BAD_BOOL + [0, 1]    # the flags torch hands to ATen as bool refuse ints
 BAD_FORMAT = ["nchw", "NCWH", None, 0, "NHCW"]
 
 
@@ -121,24 +122,27 @@ cases("grad.conv2d_bias", dict(grad_output=z(2, 4, 7, 8)), {
 })
 
 # ----------------------------------------------------------------------------------- pooling
-# An empty stride means kernel_size for the sliding-window pools, as in torch.nn.functional.
-POOL_STRIDES = [v for v in BAD_PAIR[:-1] if not (isinstance(v, tuple) and len(v) == 0)]
-POOL_ARGS = {"kernel_size": BAD_PAIR, "stride": POOL_STRIDES, "padding": [-1, 2, (0, 2), 1.0, "same", None, True]}
+# An empty stride means kernel_size for the sliding-window pools, and a one-element sequence
+# stands for both axes of their window arguments, as in torch.nn.functional.
+POOL_PAIR = [v for v in BAD_PAIR if not (isinstance(v, tuple) and len(v) == 1)]
+POOL_STRIDES = [v for v in POOL_PAIR[:-1] if not (isinstance(v, tuple) and len(v) == 0)]
+POOL_ARGS = {"kernel_size": POOL_PAIR, "stride": POOL_STRIDES,
+             "padding": [-1, 2, (0, 2), 1.0, "same", None, True]}
 MAX = dict(x=X, kernel_size=3, stride=2, padding=1, dilation=1, ceil_mode=False, return_indices=False)
 cases("max_pool2d", MAX, {
-    "x": bad_x(), **POOL_ARGS, "dilation": BAD_PAIR,
-    "ceil_mode": BAD_BOOL, "return_indices": BAD_BOOL, "data_format": BAD_FORMAT,
+    "x": bad_x(), **POOL_ARGS, "dilation": POOL_PAIR,
+    "ceil_mode": BAD_FLAG, "return_indices": BAD_BOOL, "data_format": BAD_FORMAT,
 }, match={"x": "x|kernel_size", "padding": "padding"})
 AVG = dict(x=X, kernel_size=3, stride=2, padding=1, ceil_mode=False, count_include_pad=True,
            divisor_override=None)
 cases("avg_pool2d", AVG, {
-    "x": bad_x(), **POOL_ARGS, "ceil_mode": BAD_BOOL, "count_include_pad": BAD_BOOL,
+    "x": bad_x(), **POOL_ARGS, "ceil_mode": BAD_FLAG, "count_include_pad": BAD_FLAG,
     "divisor_override": [0, 1.5, "2", True, (2,)], "data_format": BAD_FORMAT,
 }, match={"x": "x|kernel_size"})
 LP = dict(x=X, norm_type=2, kernel_size=2, stride=None, ceil_mode=False)
 cases("lp_pool2d", LP, {
     "x": bad_x(), "norm_type": [0, 0.0, "2", None, True, float("nan"), (2,)],
-    "kernel_size": BAD_PAIR, "stride": POOL_STRIDES, "ceil_mode": BAD_BOOL, "data_format": BAD_FORMAT,
+    "kernel_size": POOL_PAIR, "stride": POOL_STRIDES, "ceil_mode": BAD_FLAG, "data_format": BAD_FORMAT,
 })
 BAD_OUTPUT_SIZE = [-1, (-2, 2), (2,), 1.5, None, "2", True, (2, 2, 2), (2, 1.5), (-1, None)]
 cases("adaptive_avg_pool2d", dict(x=X, output_size=(3, 5)), {
