@@ -93,6 +93,8 @@ WINDOWS = {
     "default_stride": ((2, 1, 5, 6), dict(kernel_size=2)),
     "k3s1p1": ((2, 2, 6, 7), dict(kernel_size=3, stride=1, padding=1)),
     "ceil_k2s2p1": ((1, 3, 7, 6), dict(kernel_size=2, stride=2, padding=1, ceil_mode=True)),
+    # one window, the whole plane (GoogLeNet's 7x7 average): avg_pool2d takes the global paths
+    "whole_plane": ((2, 3, 5, 6), dict(kernel_size=(5, 6), stride=1)),
     # every tap of the only window falls into the padding: -inf and index -1
     "padding_only": ((1, 2, 3, 3), dict(kernel_size=2, padding=1, dilation=4)),
 }
@@ -172,6 +174,25 @@ def test_avg_pool2d_and_grad(rng, monkeypatch, case, options, dtype, data_format
     kwargs = dict(kwargs, **options, data_format=data_format)
     y = check_all_orders(gpuconv.avg_pool2d, x, **kwargs)
     check_all_orders(grad.avg_pool2d, grad_output_for(rng, y), x, **kwargs)
+
+
+@pytest.mark.parametrize("data_format", ["NCHW", "NHWC"])
+@pytest.mark.parametrize("kwargs, global_path", [
+    (dict(kernel_size=(5, 6)), True),
+    (dict(kernel_size=(5, 6), ceil_mode=True, count_include_pad=False), True),
+    (dict(kernel_size=(5, 6), divisor_override=7), False),
+    (dict(kernel_size=(5, 5)), False),
+    (dict(kernel_size=(5, 6), padding=(0, 1), stride=2), False),
+])
+def test_avg_pool2d_of_the_whole_plane_is_a_global_average(rng, monkeypatch, kwargs,
+                                                            global_path, data_format):
+    from gpuconv.pool import launch_global
+    global_names = record_launches(monkeypatch, launch_global)
+    x = to_layout(random_input(rng, (2, 3, 5, 6), np.float32), data_format)
+    y = check_all_orders(gpuconv.avg_pool2d, x, data_format=data_format, **kwargs)
+    check_all_orders(grad.avg_pool2d, grad_output_for(rng, y), x, data_format=data_format,
+                     **kwargs)
+    assert bool(global_names) == global_path
 
 
 LP_CASES = {
