@@ -37,13 +37,17 @@ def check_conv2d_arguments(x, weight, bias=None, stride=1, padding=0, dilation=1
 
 def check_conv_transpose2d_arguments(x, weight, bias=None, stride=1, padding=0,
                                      output_padding=0, groups=1, dilation=1, *,
-                                     output_size=None):
+                                     output_size=None, data_format="NCHW"):
     """Every check of ``conv_transpose2d``: (ArraySet, the geometry of the forward convolution
     it transposes, whose input is this call's output)."""
     arrays = check_arrays({"x": x, "weight": weight, "bias": bias},
                           ndim={"x": 4, "weight": 4, "bias": 1})
-    geom = conv_transpose2d_geometry(tuple(x.shape), tuple(weight.shape), stride, padding,
-                                     output_padding, groups, dilation, output_size)
+    data_format = check_data_format(data_format)
+    if data_format == "NHWC" and isinstance(output_size, (tuple, list)) and len(output_size) == 4:
+        output_size = tuple(output_size)[1:3]      # (N, H, W, C): only (H, W) count, as in NCHW
+    geom = conv_transpose2d_geometry(nchw_shape(x.shape, data_format), tuple(weight.shape),
+                                     stride, padding, output_padding, groups, dilation,
+                                     output_size)
     check_bias(bias, geom.C)
     return arrays, geom
 
@@ -93,24 +97,31 @@ def conv2d(x, weight, bias=None, stride=1, padding=0, dilation=1, groups=1, *,
 
 
 def conv_transpose2d(x, weight, bias=None, stride=1, padding=0, output_padding=0, groups=1,
-                     dilation=1, *, output_size=None):
-    """2-D transposed convolution, as torch.nn.functional.conv_transpose2d (NCHW).
+                     dilation=1, *, output_size=None, data_format="NCHW"):
+    """2-D transposed convolution, as torch.nn.functional.conv_transpose2d.
 
-    x: (N, C_in, H, W); weight: (C_in, K_out/groups, R, S); bias: (K_out,). ``output_size``
-    ((H, W) or (N, C, H, W)), when given, picks the output padding as
+    x: (N, C_in, H, W), or (N, H, W, C_in) with ``data_format="NHWC"`` (the output in the same
+    layout); weight: (C_in, K_out/groups, R, S); bias: (K_out,). ``output_size`` ((H, W), or
+    the whole output shape in ``data_format`` order), when given, picks the output padding as
     ``torch.nn.ConvTranspose2d`` does, and ``output_padding`` is then ignored.
     """
     arrays, geom = check_conv_transpose2d_arguments(x, weight, bias, stride, padding,
                                                     output_padding, groups, dilation,
-                                                    output_size=output_size)
+                                                    output_size=output_size,
+                                                    data_format=data_format)
     # The transposed convolution's output is the input of the equivalent forward convolution.
+    out_shape = layout_shape(geom.input_shape, data_format)
     if geom.N == 0:
-        return arrays.xp.empty(geom.input_shape, dtype=arrays.dtype)
+        return arrays.xp.empty(out_shape, dtype=arrays.dtype)
     executor = _state.executor_for(arrays.library)
     if executor == "reference":
-        return reference.conv_transpose2d(geom, x, weight, bias)
+        if data_format == "NCHW":
+            return reference.conv_transpose2d(geom, x, weight, bias)
+        y = reference.conv_transpose2d(geom, x.transpose(0, 3, 1, 2), weight, bias)
+        return arrays.xp.ascontiguousarray(y.transpose(0, 2, 3, 1))
     from . import launch
-    return launch.conv_transpose2d(geom, x, weight, bias, data_format="NCHW", executor=executor)
+    return launch.conv_transpose2d(geom, x, weight, bias, data_format=data_format,
+                                   executor=executor)
 
 # The forward kernels' algorithm choice (issue 4): what "auto" picks and why, and autotuning.
 from .autotune import set_autotune  # noqa: E402

@@ -18,10 +18,10 @@ from .. import _state
 from .._args import as_bool, as_flag
 from .._arrays import ArraySet, check_arrays
 from .dispatch import planned, run, scanned_call
-from .geometry import (adaptive_pool2d_geometry, check_data_format, check_divisor_override,
-                       check_norm_type, check_pool_indices, global_pool2d_geometry,
-                       IndicesScan, layout_shape, max_unpool2d_geometry, nchw_shape, pool2d_geometry,
-                       spatial_pyramid_geometry)
+from .geometry import (IndicesScan, adaptive_pool2d_geometry, check_data_format,
+                       check_divisor_override, check_norm_type, check_pool_indices,
+                       global_pool2d_geometry, layout_shape, max_unpool2d_geometry, nchw_shape,
+                       pool2d_geometry, spatial_pyramid_geometry)
 
 __all__ = ["max_pool2d", "avg_pool2d", "lp_pool2d", "adaptive_avg_pool2d", "adaptive_max_pool2d",
            "global_avg_pool2d", "global_max_pool2d", "spatial_pyramid_pool2d", "max_unpool2d"]

@@ -125,6 +125,12 @@ def _is_transformed(t: torch.Tensor) -> bool:
     return functorch is not None and functorch.is_functorch_wrapped_tensor(t)
 
 
+def unbatched(t: torch.Tensor) -> torch.Tensor:
+    """The (C, H, W) result of an unbatched call from its batch of one: contiguous, as torch
+    returns it (a (C, H, W) input laid out HWC runs, unsqueezed, as channels_last)."""
+    return t.squeeze(0).contiguous()
+
+
 def to_array(t, data_format: str = "NCHW"):
     """A tensor (logical NCHW if 4-D) -> a NumPy/CuPy array in ``data_format``, sharing memory
     where the dtype allows (bfloat16 without ml_dtypes is upcast). ``None`` passes through."""

@@ -14,7 +14,8 @@ import gpuconv
 from ._args import expand_single
 from ._autocast import autocast_operands
 from ._autograd import apply, deterministic, first_order_backward
-from ._bridge import TO_NHWC, common_device, is_channels_last, on_device_of, to_array, to_tensor
+from ._bridge import (TO_NHWC, common_device, is_channels_last, on_device_of, to_array,
+                      to_tensor, unbatched)
 
 __all__ = ["conv2d", "conv_transpose2d"]
 
@@ -109,7 +110,8 @@ def conv2d(input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1, 
     if _is_unbatched(input):
         if residual is not None:
             residual = residual.unsqueeze(0)
-        return apply(Conv2dFunction, input.unsqueeze(0), weight, bias, residual, options).squeeze(0)
+        return unbatched(apply(Conv2dFunction, input.unsqueeze(0), weight, bias, residual,
+                               options))
     return apply(Conv2dFunction, input, weight, bias, residual, options)
 
 
@@ -120,20 +122,25 @@ class ConvTranspose2dFunction(torch.autograd.Function):
     @staticmethod
     def forward(ctx, x, weight, bias, options):
         device = common_device({"input": x, "weight": weight, "bias": bias})
+        fmt = conv_data_format(x, weight)
+        output_size = options["output_size"]
+        if output_size is not None and len(output_size) == 4:
+            output_size = tuple(output_size)[2:]    # torch's (N, C, H, W): only (H, W) count
         with on_device_of(device):
-            y = gpuconv.conv_transpose2d(to_array(x), to_array(weight), to_array(bias),
+            y = gpuconv.conv_transpose2d(to_array(x, fmt), to_array(weight), to_array(bias),
                                          options["stride"], options["padding"],
                                          options["output_padding"], options["groups"],
-                                         options["dilation"], output_size=options["output_size"])
-        ctx.function_name, ctx.options = "conv_transpose2d", options
+                                         options["dilation"], output_size=output_size,
+                                         data_format=fmt)
+        ctx.function_name, ctx.options, ctx.data_format = "conv_transpose2d", options, fmt
         ctx.save_for_backward(x, weight)
-        return to_tensor(y, x.dtype)
+        return to_tensor(y, x.dtype, fmt)
 
     @staticmethod
     @first_order_backward
     def backward(ctx, grad_out):
         x, weight = ctx.saved_tensors
-        o = ctx.options
+        o, fmt = ctx.options, ctx.data_format
         need_x, need_w, need_b = ctx.needs_input_grad[:3]
         geometry = (o["stride"], o["padding"], o["dilation"], o["groups"])
         # With output_padding >= stride (legal while < dilation) the forward convolution of
@@ -143,18 +150,21 @@ class ConvTranspose2dFunction(torch.autograd.Function):
         extra_h, extra_w = forward_shape[2] - x.shape[2], forward_shape[3] - x.shape[3]
         grad_x = grad_w = grad_b = None
         with on_device_of(grad_out.device):
-            ga = to_array(grad_out)
+            ga = to_array(grad_out, fmt)
             if need_x:
-                full = to_tensor(gpuconv.conv2d(ga, to_array(weight), None, *geometry), x.dtype)
+                full = to_tensor(gpuconv.conv2d(ga, to_array(weight), None, *geometry,
+                                                data_format=fmt), x.dtype, fmt)
                 grad_x = full[:, :, :x.shape[2], :x.shape[3]]
             if need_w:
-                x_full = torch.nn.functional.pad(x.detach(), (0, extra_w, 0, extra_h))
+                x_full = x.detach()
+                if extra_h or extra_w:
+                    x_full = torch.nn.functional.pad(x_full, (0, extra_w, 0, extra_h))
                 grad_w = to_tensor(gpuconv.grad.conv2d_weight(
-                    ga, tuple(weight.shape), to_array(x_full), *geometry,
-                    deterministic=deterministic()), weight.dtype)
+                    ga, tuple(weight.shape), to_array(x_full, fmt), *geometry,
+                    deterministic=deterministic(), data_format=fmt), weight.dtype)
             if need_b:
-                grad_b = to_tensor(gpuconv.grad.conv2d_bias(ga, deterministic=deterministic()),
-                                   weight.dtype)
+                grad_b = to_tensor(gpuconv.grad.conv2d_bias(ga, deterministic=deterministic(),
+                                                            data_format=fmt), weight.dtype)
         return grad_x, grad_w, grad_b, None
 
 
@@ -174,5 +184,6 @@ def conv_transpose2d(input, weight, bias=None, stride=1, padding=0, output_paddi
                              f"{tuple(output_size)!r}")
         if output_size is not None and len(output_size) == 3:
             options["output_size"] = (1, *output_size)
-        return apply(ConvTranspose2dFunction, input.unsqueeze(0), weight, bias, options).squeeze(0)
+        return unbatched(apply(ConvTranspose2dFunction, input.unsqueeze(0), weight, bias,
+                               options))
     return apply(ConvTranspose2dFunction, input, weight, bias, options)

@@ -15,7 +15,8 @@ from gpuconv.pool.grad import WITH_OWN_INDICES
 
 from ._args import expand_single
 from ._autograd import apply, deterministic, first_order_backward
-from ._bridge import common_device, data_format_for, on_device_of, to_array, to_tensor
+from ._bridge import (common_device, data_format_for, on_device_of, to_array, to_tensor,
+                      unbatched)
 
 __all__ = ["max_pool2d", "avg_pool2d", "lp_pool2d", "adaptive_avg_pool2d", "adaptive_max_pool2d",
            "global_avg_pool2d", "global_max_pool2d", "spatial_pyramid_pool2d", "max_unpool2d"]
@@ -119,14 +120,14 @@ def _stride(stride):
 
 def _pool(input, name, args):
     if _is_unbatched(input):
-        return apply(PoolFunction, input.unsqueeze(0), name, args).squeeze(0)
+        return unbatched(apply(PoolFunction, input.unsqueeze(0), name, args))
     return apply(PoolFunction, input, name, args)
 
 
 def _max_pool(input, name, args, return_indices):
     if _is_unbatched(input):
         values, indices = apply(MaxPoolFunction, input.unsqueeze(0), name, args)
-        values, indices = values.squeeze(0), indices.squeeze(0)
+        values, indices = unbatched(values), unbatched(indices)
     else:
         values, indices = apply(MaxPoolFunction, input, name, args)
     return (values, indices) if return_indices else values
@@ -188,5 +189,6 @@ def max_unpool2d(input, indices, kernel_size, stride=None, padding=0, output_siz
     # here (gpuconv.max_unpool2d does too, with a ValueError naming the argument).
     args = (kernel_size, stride, padding, output_size)
     if _is_unbatched(input):
-        return apply(MaxUnpoolFunction, input.unsqueeze(0), indices.unsqueeze(0), args).squeeze(0)
+        return unbatched(apply(MaxUnpoolFunction, input.unsqueeze(0), indices.unsqueeze(0),
+                               args))
     return apply(MaxUnpoolFunction, input, indices, args)

@@ -10,7 +10,10 @@ spellings that disagreed:
   with a TypeError, as torch; the Python-level flags (return_indices, aligned) take them.
 - gpuconv.torch: a 0-d integer tensor stands for its int in stride, padding, dilation; an
   unbatched transposed convolution refuses a 4-element output_size; max_unpool2d refuses an
-  empty or one-element stride, as torch.
+  empty or one-element stride, as torch; an unbatched call's result is contiguous, as torch's
+  (an HWC-laid (C, H, W) input came back channels_last); conv_transpose2d of channels_last
+  tensors runs NHWC and returns channels_last, as torch (it computed NCHW and returned
+  contiguous), through gpuconv.conv_transpose2d's new data_format keyword.
 
 Runs on both executors (tests/contract/conftest.py); expected values come from torch.
 """
@@ -102,3 +105,52 @@ def test_torch_front_max_unpool2d_refuses_torchs_refused_strides(stride):
         gt.max_unpool2d(values, indices, 2, stride)
     with pytest.raises(IndexError):   # torch's own refusal, for the record
         F.max_unpool2d(values, indices, 2, stride)
+
+
+@pytest.mark.parametrize("kwargs", [
+    dict(stride=2, padding=1, output_padding=1),
+    dict(stride=(1, 2), dilation=2, groups=2),
+    dict(stride=2, output_size=(2, 12, 13, 4)),      # the whole NHWC shape: (H, W) count
+])
+def test_conv_transpose2d_runs_nhwc(kwargs):
+    """gpuconv.conv_transpose2d's data_format="NHWC", which the torch front's channels_last
+    transposed convolutions take (the issue: "channels_last tensors take the NHWC path")."""
+    rng = np.random.default_rng(3)
+    x = rng.standard_normal((2, 4, 5, 6))
+    w = rng.standard_normal((4, 2 if kwargs.get("groups") else 4, 3, 3))
+    b = rng.standard_normal(w.shape[1] * kwargs.get("groups", 1))
+    nchw_kwargs = dict(kwargs)
+    if "output_size" in kwargs:
+        nchw_kwargs["output_size"] = (12, 13)
+    expected = F.conv_transpose2d(torch.from_numpy(x), torch.from_numpy(w), torch.from_numpy(b),
+                                  **{k: v for k, v in nchw_kwargs.items() if k != "output_size"},
+                                  **({"output_padding": (1, 0)} if "output_size" in kwargs else {}))
+    got = gpuconv.conv_transpose2d(np.ascontiguousarray(x.transpose(0, 2, 3, 1)), w, b,
+                                   data_format="NHWC", **kwargs)
+    close(got.transpose(0, 3, 1, 2), expected)
+
+
+def test_torch_front_transposed_convolution_keeps_channels_last():
+    x = torch.from_numpy(X[:, :, :5, :5]).contiguous(memory_format=torch.channels_last)
+    x.requires_grad_()
+    w = torch.from_numpy(np.random.default_rng(4).standard_normal((3, 2, 3, 3)))
+    w.requires_grad_()
+    y = gt.conv_transpose2d(x, w, stride=2, padding=1, output_padding=1)
+    expected = F.conv_transpose2d(x, w, stride=2, padding=1, output_padding=1)
+    assert y.is_contiguous(memory_format=torch.channels_last)
+    close(y, expected)
+    g = torch.ones_like(expected)
+    for got, want in zip(torch.autograd.grad(y, (x, w), g),
+                         torch.autograd.grad(expected, (x, w), g)):
+        close(got, want)
+
+
+def test_torch_front_unbatched_results_are_contiguous():
+    x = torch.from_numpy(X[:1]).contiguous(memory_format=torch.channels_last)[0]   # (C, H, W), HWC
+    w = torch.from_numpy(np.ones((2, 3, 1, 1)))
+    wt = w.transpose(0, 1)
+    for got, want in ((gt.max_pool2d(x, 2), F.max_pool2d(x, 2)),
+                      (gt.conv2d(x, w), F.conv2d(x, w)),
+                      (gt.conv_transpose2d(x, wt), F.conv_transpose2d(x, wt))):
+        assert got.is_contiguous() and want.is_contiguous()
+        close(got, want)

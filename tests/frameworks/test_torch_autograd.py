@@ -231,6 +231,7 @@ def test_convolutions_follow_autocast():
     """Inside torch.autocast the convolutions run in the region's dtype, as torch's do: a
     bfloat16 activation meets a float32 weight, and the float32 parameters get float32
     gradients through the casts."""
+    torch.manual_seed(0)
     x = torch.randn(2, 3, 6, 6).bfloat16()
     w = torch.randn(4, 3, 3, 3, requires_grad=True)
     b = torch.randn(4, requires_grad=True)
@@ -242,8 +243,12 @@ def test_convolutions_follow_autocast():
         expected_t = F.conv_transpose2d(x.float(), wt, stride=2)
     assert y.dtype == expected.dtype == torch.bfloat16
     assert t.dtype == expected_t.dtype == torch.bfloat16
-    torch.testing.assert_close(y.float(), expected.float(), rtol=2e-2, atol=2e-2)
-    torch.testing.assert_close(t.float(), expected_t.float(), rtol=2e-2, atol=2e-2)
+    # Both round to bfloat16 (8-bit mantissa) once, from different float sums: an output may
+    # differ by one bfloat16 step of the largest ones (with unseeded data this failed ~3 % of
+    # runs at a fixed atol of 2e-2).
+    for got, want in ((y, expected), (t, expected_t)):
+        step = float(want.detach().float().abs().max()) * 2.0 ** -7
+        torch.testing.assert_close(got.float(), want.float(), rtol=2e-2, atol=step)
     (y.float().sum() + t.float().sum()).backward()
     assert w.grad.dtype == b.grad.dtype == wt.grad.dtype == torch.float32
     # float64 is left alone by autocast, as torch leaves it
