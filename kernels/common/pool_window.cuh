@@ -152,6 +152,39 @@ __device__ __forceinline__ WindowCovers<kWindow, kStride> window_covers(int h, i
   return c;
 }
 
+// The gathers' candidate outputs of input (h, w) for such a window, as one list: candidate
+// e = j * kSpan + k is output (rows.last - j, cols.last - k), with its element index from the
+// tensor's start (32 bits, formed unsigned: a candidate that does not exist may wrap; it is never
+// read) and whether it holds the element. Visiting e from kCount - 1 down to 0 is the run-time loops'
+// order (p ascending, then q), which keeps their bits.
+template <int kWindow, int kStride>
+struct WindowCandidates {
+  static constexpr int kSpan = WindowCovers<kWindow, kStride>::kSpan;
+  static constexpr int kCount = kSpan * kSpan;
+  WindowCovers<kWindow, kStride> rows, cols;
+  int at[kCount];
+  bool in[kCount];
+};
+
+template <int kWindow, int kStride>
+__device__ __forceinline__ WindowCandidates<kWindow, kStride> window_candidates(
+    int h, int w, int pad_h, int pad_w, int P, int Q, int plane_offset, int pixel_stride) {
+  WindowCandidates<kWindow, kStride> c;
+  c.rows = window_covers<kWindow, kStride>(h, pad_h, P);
+  c.cols = window_covers<kWindow, kStride>(w, pad_w, Q);
+  const unsigned last =
+      (unsigned)plane_offset + ((unsigned)c.rows.last * Q + (unsigned)c.cols.last) * pixel_stride;
+#pragma unroll
+  for (int j = 0; j < c.kSpan; ++j) {
+#pragma unroll
+    for (int k = 0; k < c.kSpan; ++k) {
+      c.at[j * c.kSpan + k] = (int)(last - ((unsigned)j * Q + k) * pixel_stride);
+      c.in[j * c.kSpan + k] = c.rows.in[j] && c.cols.in[k];
+    }
+  }
+  return c;
+}
+
 // The taps of a kWindow x kWindow window (a template constant: the launchers pick 2 or 3 for
 // the common square windows, 0 = sizes known only at run time). The window forwards are bound
 // by issued instructions, not by memory (Nsight Compute on an H100, kernels/pool/NOTES.md

@@ -7,6 +7,17 @@
 
 namespace {
 
+// One axis of a window's divisor: the window of output p along an axis of `size` elements,
+// clipped to size + pad (count_include_pad) or to the input. A window's divisor (without an
+// override) is the product of its row and its column extents, so the compile-time gathers
+// compute it per row and per column.
+__device__ __forceinline__ int avg_extent(int p, int size, int taps, int stride, int pad,
+                                          int count_include_pad) {
+  const int start = p * stride - pad;
+  const int end = min(start + taps, size + pad);
+  return count_include_pad ? end - start : min(end, size) - max(start, 0);
+}
+
 // One window of average pooling, PyTorch's rule: the padded extent (clipped at H + pad on the
 // far side, which only a ceil_mode window reaches) sets the divisor when count_include_pad; the
 // in-bounds extent sets it otherwise; a divisor_override (any non-zero int, negative included)
@@ -20,33 +31,15 @@ __device__ __forceinline__ AvgWindow avg_window(int p, int q, int H, int W, int 
                                                 int stride_h, int stride_w, int pad_h, int pad_w,
                                                 int count_include_pad, int divisor_override) {
   AvgWindow win;
-  win.hstart = p * stride_h - pad_h;
-  win.wstart = q * stride_w - pad_w;
-  win.hend = min(win.hstart + R, H + pad_h);
-  win.wend = min(win.wstart + S, W + pad_w);
-  const int padded_size = (win.hend - win.hstart) * (win.wend - win.wstart);
-  win.hstart = max(win.hstart, 0);
-  win.wstart = max(win.wstart, 0);
-  win.hend = min(win.hend, H);
-  win.wend = min(win.wend, W);
-  if (divisor_override != 0) {
-    win.divisor = divisor_override;
-  } else if (count_include_pad) {
-    win.divisor = padded_size;
-  } else {
-    win.divisor = (win.hend - win.hstart) * (win.wend - win.wstart);
-  }
+  win.hstart = max(p * stride_h - pad_h, 0);
+  win.wstart = max(q * stride_w - pad_w, 0);
+  win.hend = min(p * stride_h - pad_h + R, H);
+  win.wend = min(q * stride_w - pad_w + S, W);
+  win.divisor = divisor_override != 0
+                    ? divisor_override
+                    : avg_extent(p, H, R, stride_h, pad_h, count_include_pad) *
+                          avg_extent(q, W, S, stride_w, pad_w, count_include_pad);
   return win;
-}
-
-// One axis of avg_window's divisor: the window of output p along an axis of `size` elements,
-// clipped to size + pad (count_include_pad) or to the input. avg_window's divisor (without an
-// override) is the product of its row and its column extents.
-__device__ __forceinline__ int avg_extent(int p, int size, int taps, int stride, int pad,
-                                          int count_include_pad) {
-  const int start = p * stride - pad;
-  const int end = min(start + taps, size + pad);
-  return count_include_pad ? end - start : min(end, size) - max(start, 0);
 }
 
 }  // namespace
@@ -93,7 +86,7 @@ __global__ void avg_pool2d_forward(const T* __restrict__ x, T* __restrict__ y,
 // Backward as a gather: one thread per input element sums grad_output / divisor over the
 // windows that contain it, in a fixed (p, q) order: bitwise reproducible, no zero-fill pass.
 // kWindow, kStride: a square window of that many taps and that stride, both ways (the launcher
-// picks (2, 2), (3, 1), (3, 2): WindowCovers); 0, 0 for any other window (run-time bounds).
+// picks (2, 2), (3, 1), (3, 2): WindowCandidates); 0, 0 for any other window (run-time bounds).
 // Both give the same bits: the same terms, divisors and order.
 template <class T, bool kNHWC, int kWindow, int kStride>
 __global__ void avg_pool2d_backward(const T* __restrict__ grad_output, T* __restrict__ grad_input,
@@ -114,38 +107,29 @@ __global__ void avg_pool2d_backward(const T* __restrict__ grad_output, T* __rest
     const int plane_offset = gc::plane_offset<kNHWC>(o.n, o.c, C, P, Q);
     A grad = A(0);
     if constexpr (kWindow > 0) {
-      using Covers = gc::WindowCovers<kWindow, kStride>;
-      constexpr int kSpan = Covers::kSpan;
-      const Covers rows = gc::window_covers<kWindow, kStride>(o.h, pad_h, P);
-      const Covers cols = gc::window_covers<kWindow, kStride>(o.w, pad_w, Q);
-      // Element index of output (rows.last, cols.last) from the tensor's start, in 32 bits
-      // (unsigned: a candidate that does not exist may wrap; it is never read).
-      const unsigned last =
-          (unsigned)plane_offset + ((unsigned)rows.last * Q + (unsigned)cols.last) * ps;
-      A v[kSpan * kSpan];
+      using Candidates = gc::WindowCandidates<kWindow, kStride>;
+      constexpr int kSpan = Candidates::kSpan;
+      const Candidates c = gc::window_candidates<kWindow, kStride>(o.h, o.w, pad_h, pad_w, P, Q,
+                                                                  plane_offset, ps);
+      A v[Candidates::kCount];
 #pragma unroll
-      for (int j = 0; j < kSpan; ++j) {
-#pragma unroll
-        for (int k = 0; k < kSpan; ++k) {
-          const int index = (int)(last - ((unsigned)j * Q + k) * ps);
-          v[j * kSpan + k] = rows.in[j] && cols.in[k] ? gc::to_acc(grad_output[index]) : A(0);
-        }
+      for (int e = 0; e < Candidates::kCount; ++e) {
+        v[e] = c.in[e] ? gc::to_acc(grad_output[c.at[e]]) : A(0);
       }
       int row_extent[kSpan], col_extent[kSpan];
 #pragma unroll
       for (int j = 0; j < kSpan; ++j) {
-        row_extent[j] = avg_extent(rows.last - j, H, kWindow, kStride, pad_h, count_include_pad);
-        col_extent[j] = avg_extent(cols.last - j, W, kWindow, kStride, pad_w, count_include_pad);
+        row_extent[j] =
+            avg_extent(c.rows.last - j, H, kWindow, kStride, pad_h, count_include_pad);
+        col_extent[j] =
+            avg_extent(c.cols.last - j, W, kWindow, kStride, pad_w, count_include_pad);
       }
-      // the run-time loop's order: p = rows.last - j ascending, then q
 #pragma unroll
-      for (int j = kSpan - 1; j >= 0; --j) {
-#pragma unroll
-        for (int k = kSpan - 1; k >= 0; --k) {
-          const int divisor =
-              divisor_override != 0 ? divisor_override : row_extent[j] * col_extent[k];
-          if (rows.in[j] && cols.in[k]) grad += v[j * kSpan + k] / static_cast<A>(divisor);
-        }
+      for (int e = Candidates::kCount - 1; e >= 0; --e) {
+        const int divisor = divisor_override != 0
+                                ? divisor_override
+                                : row_extent[e / kSpan] * col_extent[e % kSpan];
+        if (c.in[e]) grad += v[e] / static_cast<A>(divisor);
       }
     } else {
       const gc::OutputSpan s = gc::window_span(t, use_tables, o.h, o.w, P, Q, R, S, stride_h,

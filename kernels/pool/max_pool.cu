@@ -74,7 +74,7 @@ __global__ void max_pool2d_forward(const T* __restrict__ x, T* __restrict__ y,
 // Backward as a gather: one thread per input element sums, in a fixed (p, q) order, the output
 // gradients of the windows whose argmax is this element. No atomics, so the result is bitwise
 // reproducible; every element of grad_input is written (no zero-fill pass). kWindow, kStride:
-// as in avg_pool2d_backward (WindowCovers; dilation 1), 0, 0 for run-time bounds; same bits.
+// as in avg_pool2d_backward (WindowCandidates; dilation 1), 0, 0 for run-time bounds; same bits.
 template <class T, bool kNHWC, int kWindow, int kStride>
 __global__ void max_pool2d_backward(const T* __restrict__ grad_output,
                                     const long long* __restrict__ indices,
@@ -98,30 +98,16 @@ __global__ void max_pool2d_backward(const T* __restrict__ grad_output,
     const long long self = (long long)o.h * W + o.w;
     A grad = A(0);
     if constexpr (kWindow > 0) {
-      using Covers = gc::WindowCovers<kWindow, kStride>;
-      constexpr int kSpan = Covers::kSpan;
-      const Covers rows = gc::window_covers<kWindow, kStride>(o.h, pad_h, P);
-      const Covers cols = gc::window_covers<kWindow, kStride>(o.w, pad_w, Q);
-      // element index of output (rows.last, cols.last), as in avg_pool2d_backward
-      const unsigned last = (unsigned)plane + ((unsigned)rows.last * Q + (unsigned)cols.last) * ps;
+      using Candidates = gc::WindowCandidates<kWindow, kStride>;
+      const Candidates c = gc::window_candidates<kWindow, kStride>(o.h, o.w, pad_h, pad_w, P, Q,
+                                                                  plane, ps);
       // every candidate's index loaded first, then the gradients of those naming this element
-      bool mine[kSpan * kSpan];
+      bool mine[Candidates::kCount];
 #pragma unroll
-      for (int j = 0; j < kSpan; ++j) {
+      for (int e = 0; e < Candidates::kCount; ++e) mine[e] = c.in[e] && indices[c.at[e]] == self;
 #pragma unroll
-        for (int k = 0; k < kSpan; ++k) {
-          const int index = (int)(last - ((unsigned)j * Q + k) * ps);
-          mine[j * kSpan + k] = rows.in[j] && cols.in[k] && indices[index] == self;
-        }
-      }
-      // the run-time loop's order: p = rows.last - j ascending, then q
-#pragma unroll
-      for (int j = kSpan - 1; j >= 0; --j) {
-#pragma unroll
-        for (int k = kSpan - 1; k >= 0; --k) {
-          const int index = (int)(last - ((unsigned)j * Q + k) * ps);
-          if (mine[j * kSpan + k]) grad += gc::to_acc(grad_output[index]);
-        }
+      for (int e = Candidates::kCount - 1; e >= 0; --e) {
+        if (mine[e]) grad += gc::to_acc(grad_output[c.at[e]]);
       }
     } else {
       const gc::OutputSpan s = gc::window_span(t, use_tables, o.h, o.w, P, Q, extent_h,

@@ -66,6 +66,19 @@ def bitwise_equal(a, b) -> bool:
     return a.dtype == b.dtype and np.array_equal(a.view(np.uint8), b.view(np.uint8))
 
 
+def assert_same_bits_with_run_time_loops(monkeypatch, calls, results, *patches):
+    """Each of ``calls`` (simulated, random order) gives ``results``' bits again once
+    ``patches`` ((module, name, value) triples) turn a compile-time gather off, and matches the
+    reference. The plans recorded before name the compile-time kernels: they are dropped."""
+    from gpuconv import _call_plans
+    for module, name, value in patches:
+        monkeypatch.setattr(module, name, value)
+    _call_plans.PLANS.clear()
+    for call, got in zip(calls, results):
+        assert bitwise_equal(got, simulated(call, order="random"))
+        assert_matches(got, call())
+
+
 def random_input(rng, shape, dtype, kind="normal"):
     if kind == "ties":       # few distinct values: exercises the first-maximum rule
         x = rng.integers(-2, 3, size=shape)
@@ -299,7 +312,6 @@ def test_adaptive_pools_and_grads(rng, monkeypatch, case, dtype, data_format, bo
 def test_two_bin_gathers_give_the_loops_bits(rng, monkeypatch, case, dtype, data_format):
     """The adaptive backward gathers with kTwoBins (fixed 2 x 2 candidates) sum the same terms
     in the same order as their run-time loops: the same bits."""
-    from gpuconv import _call_plans
     from gpuconv.pool import launch_adaptive
     shape, output_size = ADAPTIVE[case]
     x = to_layout(random_input(rng, shape, dtype, "ties"), data_format)
@@ -311,11 +323,8 @@ def test_two_bin_gathers_give_the_loops_bits(rng, monkeypatch, case, dtype, data
     names = record_launches(monkeypatch, launch_common)
     two_bins = [simulated(call, order="random") for call in calls]
     assert sum(name.endswith(", true>") and "backward" in name for name in names) == 2
-    monkeypatch.setattr(launch_adaptive, "_two_bins", lambda geom: "false")
-    _call_plans.PLANS.clear()      # the plans recorded above name the kTwoBins kernels
-    for call, got in zip(calls, two_bins):
-        assert bitwise_equal(got, simulated(call, order="random"))
-        assert_matches(got, call())
+    assert_same_bits_with_run_time_loops(monkeypatch, calls, two_bins,
+                                         (launch_adaptive, "_two_bins", lambda geom: "false"))
 
 
 def test_adaptive_bins_past_32_bit_products(rng):
@@ -474,7 +483,6 @@ COMPILE_TIME_GATHERS = {
 def test_compile_time_gathers_give_the_run_time_bits(rng, monkeypatch, case, dtype, data_format):
     """avg_pool2d_backward / max_pool2d_backward with kWindow, kStride sum the same terms with
     the same divisors in the same order as with run-time bounds: the same bits."""
-    from gpuconv import _call_plans
     from gpuconv.pool import launch_window
     shape, kwargs = COMPILE_TIME_GATHERS[case]
     x = to_layout(random_input(rng, shape, dtype, "ties"), data_format)
@@ -491,13 +499,9 @@ def test_compile_time_gathers_give_the_run_time_bits(rng, monkeypatch, case, dty
     taps, stride = kwargs["kernel_size"], kwargs["stride"]
     window = f"{taps}, {stride}>"
     assert sum(window in name for name in names) == (4 if (taps, stride) != (2, 2) else 3)
-    monkeypatch.setattr(launch_window, "AVG_GATHER_WINDOWS", ())
-    monkeypatch.setattr(launch_window, "MAX_GATHER_WINDOWS", ())
-    _call_plans.PLANS.clear()      # the plans recorded above name the compile-time kernels
-    for call, got in zip(calls, specialized):
-        run_time = simulated(call, order="random")
-        assert bitwise_equal(got, run_time)
-        assert_matches(got, call())
+    assert_same_bits_with_run_time_loops(monkeypatch, calls, specialized,
+                                         (launch_window, "AVG_GATHER_WINDOWS", ()),
+                                         (launch_window, "MAX_GATHER_WINDOWS", ()))
 
 
 # --------------------------------------------------------------------------------------------
