@@ -68,3 +68,17 @@ def assert_no_array_kept(make_call):
     gc.collect()
     assert [r() is None for r in refs] == [True] * len(refs)
     assert len(PLANS) == 1
+
+
+def kernels_by_mode(launched_names, call):
+    """The kernels ``call(deterministic)`` launches under the simulator in each mode, each mode
+    called twice in turn: the second call of each replays its plan (the mode is part of the
+    signature, so neither replays the other's)."""
+    kernels = {}
+    with gpuconv.simulate():
+        for deterministic in (False, True, False, True):
+            start = len(launched_names)
+            call(deterministic)
+            kernels.setdefault(deterministic, set()).update(launched_names[start:])
+    assert PLANS.replays == 2
+    return kernels

@@ -10,7 +10,8 @@ import gpuconv
 from gpuconv.pool.grad import WITH_OWN_INDICES
 
 from kernel_support import to_layout
-from replay_support import PLANS, assert_no_array_kept, twice, twice_on_the_gpu
+from replay_support import (PLANS, assert_no_array_kept, kernels_by_mode, twice,
+                            twice_on_the_gpu)
 
 X_SHAPE = (2, 6, 9, 11)     # NCHW
 
@@ -143,13 +144,8 @@ def test_a_repeated_gradient_replays_its_launches(name, dtype, data_format, dete
 def test_the_mode_is_part_of_the_signature(rng, launched_names):
     x = _x(rng, np.float32, "NCHW")
     g = _grad_output(rng, lambda x: gpuconv.max_pool2d(x, 3, 2, 1), x)
-    kernels = {}
-    with gpuconv.simulate():
-        for deterministic in (False, True, False, True):
-            start = len(launched_names)
-            gpuconv.grad.max_pool2d(g, x, 3, 2, 1, deterministic=deterministic)
-            kernels.setdefault(deterministic, set()).update(launched_names[start:])
-    assert PLANS.replays == 2
+    kernels = kernels_by_mode(
+        launched_names, lambda d: gpuconv.grad.max_pool2d(g, x, 3, 2, 1, deterministic=d))
     assert any("scatter" in k for k in kernels[False])
     assert not any("scatter" in k for k in kernels[True])
 

@@ -11,7 +11,8 @@ import gpuconv
 from gpuconv.roi import api as roi_api, grad as roi_grad
 
 from kernel_support import to_layout
-from replay_support import PLANS, assert_no_array_kept, twice, twice_on_the_gpu
+from replay_support import (PLANS, assert_no_array_kept, kernels_by_mode, twice,
+                            twice_on_the_gpu)
 
 align = importlib.import_module("gpuconv.roi.launch_align")
 
@@ -154,13 +155,8 @@ def test_bad_rows_raise_on_every_call(front, bad_row, rng, launched_names):
 def test_the_mode_is_part_of_the_signature(rng, launched_names):
     x, b = _x(rng, np.float32, "NCHW"), _boxes(rng, np.float32)
     g = rng.standard_normal((K, C, 3, 3)).astype(np.float32)
-    kernels = {}
-    with gpuconv.simulate():
-        for deterministic in (False, True, False, True):
-            start = len(launched_names)
-            gpuconv.grad.roi_align(g, x, b, 3, deterministic=deterministic)
-            kernels.setdefault(deterministic, set()).update(launched_names[start:])
-    assert PLANS.replays == 2
+    kernels = kernels_by_mode(
+        launched_names, lambda d: gpuconv.grad.roi_align(g, x, b, 3, deterministic=d))
     assert any("atomic" in k for k in kernels[False])
     assert not any("atomic" in k for k in kernels[True])
 
