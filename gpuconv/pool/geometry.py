@@ -334,7 +334,8 @@ def check_indices(indices: Any, library: str, expected_shape: Sequence[int], pla
 
 def check_pool_indices(indices: Any, library: str, expected_shape: Sequence[int], geom,
                        data_format: str, *, window: str, allow_no_index: bool = False,
-                       name: str = "indices", scan: bool = True) -> "IndicesScan | None":
+                       name: str = "indices", scan: bool = True,
+                       deferred: bool = False) -> "IndicesScan | None":
     """``check_indices`` (over the plane geom.H x geom.W) and, unless ``window`` is "none",
     ``check_indices_in_windows`` ("strided": geom is a Pool2dGeometry; "adaptive": bins).
     For the NumPy reference the array rules below check them here (None is returned). Where the
@@ -342,9 +343,11 @@ def check_pool_indices(indices: Any, library: str, expected_shape: Sequence[int]
     whose answer is not read here: the returned ``IndicesScan`` raises on ``raise_if_bad()``,
     which the caller invokes after queueing its own kernels (they are memory-safe with any
     index; a bad call's result is dropped), so that the one synchronization comes once the work
-    is queued, and a launch plan can hold the scan. ``scan=False``: the type and shape only, for
-    indices gpuconv's own forward returned (the framework wrappers' backward passes), so that
-    those never wait for the device."""
+    is queued, and a launch plan can hold the scan. ``deferred``: the scan is not queued here but
+    handed to the call's launcher (``IndicesScan.claim`` / ``launch``), whose backward scatter
+    checks the indices as it reads them. ``scan=False``: the type and shape only, for indices
+    gpuconv's own forward returned (the framework wrappers' backward passes), so that those
+    never wait for the device."""
     executor = _state.executor_for(library)
     if executor == "reference" and scan:
         check_indices(indices, library, expected_shape, geom.H * geom.W,
@@ -355,27 +358,52 @@ def check_pool_indices(indices: Any, library: str, expected_shape: Sequence[int]
     _check_index_array_shape(indices, library, expected_shape, name)
     if not scan or indices.size == 0:
         return None
-    from .launch_indices import launch_indices_check
-    answer = launch_indices_check(indices, geom, data_format, window=window,
-                                  allow_no_index=allow_no_index, executor=executor)
-    return IndicesScan(answer, indices, geom.H * geom.W, allow_no_index, name)
+    pending = IndicesScan(indices, geom, data_format, window, allow_no_index, executor, name)
+    if not deferred:
+        pending.launch()
+    return pending
 
 
 class IndicesScan:
-    """A device scan of index values in flight (``check_pool_indices``)."""
+    """The device scan of ``indices``' values (``check_pool_indices``): queued as a pass of its
+    own (``launch``), or claimed by a kernel that reads the indices anyway and checks them as it
+    goes (``claim``: the backward scatter of pool/launch_switches.py)."""
 
-    def __init__(self, answer, indices, plane_size: int, allow_no_index: bool, name: str):
-        self.answer, self.indices = answer, indices
-        self.plane_size, self.allow_no_index, self.name = plane_size, allow_no_index, name
+    def __init__(self, indices, geom, data_format: str, window: str, allow_no_index: bool,
+                 executor: str, name: str):
+        self.indices, self.geom, self.data_format = indices, geom, data_format
+        self.window, self.allow_no_index = window, allow_no_index
+        self.executor, self.name = executor, name
+        self.answer = None      # the int32 answer array, once a kernel is to write it
+
+    def launch(self) -> None:
+        """Queue the scan pass (kernels/pool/indices_check.cu), unless it is queued or claimed."""
+        if self.answer is None:
+            from .launch_indices import launch_indices_check
+            self.answer = launch_indices_check(self.indices, self.geom, self.data_format,
+                                               window=self.window,
+                                               allow_no_index=self.allow_no_index,
+                                               executor=self.executor)
+
+    def claim(self) -> tuple:
+        """The kernel arguments (answer array, window rule, allow_no_index) of a kernel that
+        checks the indices as it reads them, which then stands for the scan pass."""
+        from .launch_indices import fused_check_arguments
+        if self.answer is not None:
+            raise RuntimeError("the indices scan is already queued")
+        self.answer, *rule = fused_check_arguments(self.window, self.allow_no_index,
+                                                   self.executor)
+        return (self.answer, *rule)
 
     def raise_if_bad(self) -> None:
         """The ValueError for the first index the forward cannot have produced, if any (reading
         the answer waits for the stream's work queued so far)."""
         from .launch_indices import first_bad_index
+        self.launch()       # no-op unless the call's launcher neither claimed nor queued it
         bad = first_bad_index(self.answer, self.indices.size)
         if bad is None:
             return
-        name, plane_size = self.name, self.plane_size
+        name, plane_size = self.name, self.geom.H * self.geom.W
         where = tuple(int(v) for v in np.unravel_index(bad, self.indices.shape))
         value = int(self.indices[where])
         lowest = NO_INDEX if self.allow_no_index else 0

@@ -7,7 +7,8 @@ Max poolings also take ``indices=`` (the forward's indices) to skip recomputing 
 function takes ``data_format`` and ``deterministic`` (None: the process-wide setting) keywords;
 grad_output must have exactly F's output shape. Float atomics: only max_pool2d and
 adaptive_max_pool2d with overlapping windows or bins, in the default mode (a scatter through the
-indices, as PyTorch's); ``deterministic=True`` makes them gathers, bitwise reproducible.
+indices, as PyTorch's; half types under the common 3x3 windows gather, which is faster there:
+launch_switches.gather_wins); ``deterministic=True`` makes them gathers, bitwise reproducible.
 
 Launch plans (gpuconv/_call_plans.py) as for the forwards, with the resolved mode in the key.
 A call whose ``indices=`` values are scanned (a kernel pass whose answer is read after the
@@ -55,6 +56,13 @@ def max_pool2d(grad_output, x, kernel_size, stride=None, padding=0, dilation=1, 
                        deterministic=deterministic, scan_indices=True)
 
 
+def _handed(scan) -> dict:
+    """The launcher keyword of a deferred index scan (geometry.check_pool_indices): its
+    backward scatter checks the indices as it reads them, its gather queues the scan first.
+    None (nothing to scan, or the NumPy reference, which checked them in NumPy): no keyword."""
+    return {} if scan is None else {"indices_scan": scan}
+
+
 def _planned(front: str, roles: dict, scalars: tuple, deterministic):
     """``dispatch.planned`` of gradient ``front``."""
     return planned("grad." + front, roles, scalars, deterministic=deterministic)
@@ -70,14 +78,18 @@ def _max_pool2d(grad_output, x, kernel_size, stride, padding, dilation, ceil_mod
         scan = None
         if indices is not None:
             scan = check_pool_indices(indices, arrays.library, out_shape, geom, layout,
-                                      window="strided", allow_no_index=True, scan=scan_indices)
+                                      window="strided", allow_no_index=True, scan=scan_indices,
+                                      deferred=True)
         return run("grad_max_pool2d", _state.executor_for(arrays.library), geom, grad_output,
-                   x, indices=indices, data_format=layout, deterministic=mode), scan
+                   x, indices=indices, data_format=layout, deterministic=mode,
+                   **_handed(scan)), scan
 
     return scanned_call(
         "grad.max_pool2d", {"grad_output": grad_output, "x": x, "indices": indices},
-        (kernel_size, stride, padding, dilation, ceil_mode, return_indices, data_format),
-        full_path, deterministic=deterministic)
+        # scan_indices is part of the signature: a scanned call must never replay the plan of
+        # an unscanned one (whose launches hold no scan), nor the reverse
+        (kernel_size, stride, padding, dilation, ceil_mode, return_indices, data_format,
+         scan_indices), full_path, deterministic=deterministic)
 
 
 def avg_pool2d(grad_output, x, kernel_size, stride=None, padding=0, ceil_mode=False,
@@ -149,16 +161,16 @@ def _adaptive_max_pool2d(grad_output, x, output_size, return_indices, *, indices
         scan = None
         if indices is not None:
             scan = check_pool_indices(indices, arrays.library, out_shape, geom, layout,
-                                      window="adaptive", scan=scan_indices)
+                                      window="adaptive", scan=scan_indices, deferred=True)
         if geom.empty_output:
             return _zero_gradient(arrays, grad_output, x), scan
         return run("grad_adaptive_max_pool2d", _state.executor_for(arrays.library), geom,
                    grad_output, x, indices=indices, data_format=layout,
-                   deterministic=mode), scan
+                   deterministic=mode, **_handed(scan)), scan
 
     return scanned_call(
         "grad.adaptive_max_pool2d", {"grad_output": grad_output, "x": x, "indices": indices},
-        (output_size, return_indices, data_format), full_path,
+        (output_size, return_indices, data_format, scan_indices), full_path,   # as above
         deterministic=deterministic)
 
 

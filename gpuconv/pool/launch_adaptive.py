@@ -94,14 +94,16 @@ def _two_bins(geom: AdaptivePool2dGeometry) -> str:
 
 
 def grad_adaptive_max_pool2d(geom: AdaptivePool2dGeometry, grad_output, x, *, indices,
-                             data_format: str, deterministic: bool, executor: str):
+                             data_format: str, deterministic: bool, executor: str,
+                             indices_scan=None):
     use_tables, smem = _table_args(geom)
     return max_pool_backward(
         ADAPTIVE_POOL, "adaptive_max_pool2d_backward", grad_output, x, indices,
         lambda x: adaptive_max_indices(geom, x, data_format, executor)[1],
         (*pool_shape(geom), use_tables), geom, overlapping=bins_overlap(geom),
         data_format=data_format, deterministic=deterministic, executor=executor,
-        shared_mem=smem, gather_template_tail=f", {_two_bins(geom)}")
+        shared_mem=smem, gather_template_tail=f", {_two_bins(geom)}",
+        indices_scan=indices_scan)
 
 
 def grad_adaptive_avg_pool2d(geom: AdaptivePool2dGeometry, grad_output, x, *, data_format: str,

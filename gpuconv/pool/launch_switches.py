@@ -4,7 +4,7 @@ adaptive: which formulation runs, and the scatter's launcher (kernels/pool/switc
 - windows/bins that do not overlap: a scatter of plain stores into zeros (bitwise reproducible:
   no two outputs name the same input), in both modes;
 - overlapping, default mode: a scatter of float atomics into zeros (PyTorch's formulation; float
-  accumulator for half types, rounded once);
+  accumulator for half types, rounded once), except where the gather is faster (``gather_wins``);
 - overlapping, ``deterministic=True``: the gathers of max_pool.cu / adaptive_pool.cu
   (``launch_common.grad_through_switches``), which sum each input's windows in a fixed order.
 The scatter touches each output once plus a memset of grad_input; the gather visits every input
@@ -12,9 +12,12 @@ and tests each covering window (kernels/pool/NOTES.md "Max-pooling backward as a
 """
 from __future__ import annotations
 
+import numpy as np
+
 from .._plans import zeros
 from .launch_common import (BOOLS, TYPES, ctype, grad_through_switches, instantiations,
                             launch_elementwise, pool_shape, register, switch_operands, xp_for)
+from .launch_indices import unchecked_arguments
 
 # Plain stores in the element type; atomics in the accumulator type (float for half types).
 _STORE = instantiations("pool_switch_scatter<{T}, {T}, {L}, false>", T=TYPES, L=BOOLS)
@@ -23,24 +26,41 @@ _ATOMIC = [f"pool_switch_scatter<{t}, {'double' if t == 'double' else 'float'}, 
 SWITCH_SCATTER = register("pool/switch_scatter.cu", _STORE + _ATOMIC, hot=_STORE + _ATOMIC)
 
 
-def formulation(overlapping: bool, deterministic: bool) -> str:
-    """"store" | "atomic" | "gather" (see the module docstring)."""
+def gather_wins(dtype, compile_time_window: bool) -> bool:
+    """Whether overlapping windows take the gather in the default mode too: for a half type
+    (float16, bfloat16) under a window whose candidates the gather knows at compile time. The
+    half types' scatter needs a float scratch, its memset and a rounding pass over grad_input's
+    size, where the gather writes each element once; on the H100 (session 25) the gather took
+    0.71-0.75x the scatter's time at 3x3/2 in fp16 (both layouts) and ~0.95x at 3x3/1. In
+    float32 the scatter won at 3x3/2 (0.90x the gather's NCHW, a tie NHWC) and split 3x3/1
+    (kernels/pool/NOTES.md "Session 25 on the H100")."""
+    return compile_time_window and np.dtype(dtype).itemsize == 2
+
+
+def formulation(overlapping: bool, deterministic: bool, prefer_gather: bool = False) -> str:
+    """"store" | "atomic" | "gather" (see the module docstring); ``prefer_gather``:
+    ``gather_wins`` for the call."""
     if not overlapping:
         return "store"
-    return "gather" if deterministic else "atomic"
+    return "gather" if deterministic or prefer_gather else "atomic"
 
 
 def max_pool_backward(family, gather_kernel: str, grad_output, x, indices, recompute_indices,
                       gather_args, geom, *, overlapping: bool, data_format: str,
                       deterministic: bool, executor: str, shared_mem: int = 0,
-                      gather_template_tail: str = ""):
+                      gather_template_tail: str = "", prefer_gather: bool = False,
+                      indices_scan=None):
     """grad_input of a max pooling over ``geom`` (N, C, H, W -> P, Q) from its switches:
     ``indices`` (the forward's, or ``recompute_indices(x)`` when None). The gather path is
     ``launch_common.grad_through_switches`` with ``gather_kernel``, ``gather_args`` and
-    ``gather_template_tail``."""
+    ``gather_template_tail``; ``prefer_gather``: as ``formulation``'s. ``indices_scan``: the
+    front's ``geometry.IndicesScan`` of ``indices`` not yet queued, or None: the scatter claims
+    it (it checks each index as it reads it), the gather queues its pass first."""
     xp = xp_for(executor)
-    how = formulation(overlapping, deterministic)
+    how = formulation(overlapping, deterministic, prefer_gather)
     if how == "gather":
+        if indices_scan is not None:
+            indices_scan.launch()
         return grad_through_switches(xp, family, gather_kernel, grad_output, x, indices,
                                      recompute_indices, gather_args, data_format=data_format,
                                      executor=executor, shared_mem=shared_mem,
@@ -48,12 +68,13 @@ def max_pool_backward(family, gather_kernel: str, grad_output, x, indices, recom
     grad_output, x, indices = switch_operands(xp, grad_output, x, indices, recompute_indices)
     layout = "true" if data_format == "NHWC" else "false"
     t = ctype(grad_output.dtype)
+    check = indices_scan.claim() if indices_scan is not None else unchecked_arguments(xp)
 
     def scatter(target):
         kernel = (f"pool_switch_scatter<{t}, {ctype(target.dtype)}, {layout}, "
                   f"{'true' if how == 'atomic' else 'false'}>")
         launch_elementwise(SWITCH_SCATTER, kernel, executor, grad_output.size,
-                           (grad_output, indices, target, *pool_shape(geom)))
+                           (grad_output, indices, target, *pool_shape(geom), *check))
         return target
 
     if how == "store":

@@ -15,7 +15,7 @@ from .launch_common import (BOOLS, TYPES, acc_dtype, acc_scalar, bound_tables, c
                             contiguous, ctype, flag, forward_operands, i32, launch_elementwise,
                             layout_shape, nhwc, no_indices, pool_shape, register_family, xp_for)
 from .launch_global import global_avg_pool2d, grad_global_avg_pool2d
-from .launch_switches import max_pool_backward, windows_overlap
+from .launch_switches import gather_wins, max_pool_backward, windows_overlap
 
 
 # The square windows whose taps the forward kernels load as one batch (their kWindow template
@@ -105,14 +105,16 @@ def max_pool2d(geom: Pool2dGeometry, x, *, return_indices: bool, data_format: st
 
 
 def grad_max_pool2d(geom: Pool2dGeometry, grad_output, x, *, indices, data_format: str,
-                    deterministic: bool, executor: str):
+                    deterministic: bool, executor: str, indices_scan=None):
     window, use_tables, smem = _gather_args(geom, MAX_GATHER_WINDOWS)
     return max_pool_backward(
         MAX_POOL, "max_pool2d_backward", grad_output, x, indices,
         lambda x: _max_pool_indices(geom, x, data_format, executor)[1],
         (*pool_shape(geom), use_tables), geom, overlapping=windows_overlap(geom),
         data_format=data_format, deterministic=deterministic, executor=executor,
-        shared_mem=smem, gather_template_tail=f", {window}")
+        shared_mem=smem, gather_template_tail=f", {window}",
+        prefer_gather=gather_wins(grad_output.dtype, window != "0, 0"),
+        indices_scan=indices_scan)
 
 
 # --------------------------------------------------------------------------------------------

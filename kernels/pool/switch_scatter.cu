@@ -10,25 +10,35 @@
 // The gather visits every input element and tests each window that covers it (~100 instructions
 // per input on the H100, 9-18 % of the copy bandwidth); the scatter touches each output once plus
 // a zero-fill at memset speed (kernels/pool/NOTES.md "Max-pooling backward as a scatter").
-// Indices are checked by the front (or are the forward's own), but it reads its check's answer
-// after this kernel has been queued, so an index outside the plane is skipped here all the same
-// (its result is dropped); -1 (a window wholly in the padding) names nothing.
+// The indices a caller handed over are checked here as they are read (`window` >= 0: the rule
+// of pool_indices.cuh, the first bad one noted in outputs_after_first_bad as by
+// indices_check.cu, whose separate pass over the indices this saves); the front reads that
+// answer after the launches and drops a bad call's result. The forward's own indices
+// (`window` -1) are not checked. Either way an index outside the plane is skipped (memory
+// safety); -1 (a window wholly in the padding) names nothing.
 #include "dtypes.cuh"
+#include "pool_indices.cuh"
 #include "pool_shape.cuh"
 #include "pool_window.cuh"
 
 template <class T, class D, bool kNHWC, bool kAtomic>
 __global__ void pool_switch_scatter(const T* __restrict__ grad_output,
                                     const long long* __restrict__ indices, D* grad_input,
-                                    GC_POOL_SHAPE_PARAMS) {
+                                    GC_POOL_SHAPE_PARAMS, int* outputs_after_first_bad,
+                                    int window, int allow_no_index) {
   GC_POOL_SHAPE_NAMES;
   using A = gc::acc_t<T>;
   const int total = N * C * P * Q;
   const int ps = gc::pixel_stride<kNHWC>(C);
   for (long long i = gc::grid_first(); i < total; i += gc::grid_stride()) {
     const long long index = indices[i];
-    if ((unsigned long long)index >= (unsigned long long)H * W) continue;
     const gc::Coord4 o = gc::unflatten<kNHWC>((int)i, GC_POOL_SHAPE.output);
+    if (window >= 0 &&
+        !gc::pool_index_is_good(index, o, GC_POOL_SHAPE, window, allow_no_index != 0)) {
+      gc::note_bad_index(outputs_after_first_bad, total, (int)i);
+      continue;
+    }
+    if ((unsigned long long)index >= (unsigned long long)H * W) continue;
     // index < H * W < 2^31 (the launchers refuse larger tensors)
     D* target = grad_input + gc::plane_offset<kNHWC>(o.n, o.c, C, H, W) + (int)index * ps;
     // + 0: the gather's sum starts from +0, so a -0 gradient lands as +0 in both

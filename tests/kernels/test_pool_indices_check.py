@@ -1,13 +1,16 @@
-"""The device-side check of pooling indices (kernels/pool/indices_check.cu) under the simulator:
-it flags exactly what the NumPy rules of gpuconv/pool/geometry.py refuse, and names the first
-bad position, in both layouts and for strided windows, adaptive bins and plain ranges."""
+"""The device-side check of pooling indices under the simulator, as the pass of its own
+(kernels/pool/indices_check.cu) and as the max-pooling backward scatter applies it while it reads
+them (kernels/pool/switch_scatter.cu, plain stores and atomics): it flags exactly what the NumPy
+rules of gpuconv/pool/geometry.py refuse, and names the first bad position, in both layouts and
+for strided windows, adaptive bins and plain ranges."""
 import numpy as np
 import pytest
 
 import gpuconv
-from gpuconv.pool.geometry import (adaptive_pool2d_geometry, check_indices,
+from gpuconv.pool.geometry import (IndicesScan, adaptive_pool2d_geometry, check_indices,
                                    check_indices_in_windows, pool2d_geometry)
 from gpuconv.pool.launch_indices import first_bad_index, launch_indices_check
+from gpuconv.pool.launch_switches import max_pool_backward
 from kernel_support import ORDERS
 
 X = np.random.default_rng(0).standard_normal((2, 3, 9, 11))
@@ -29,13 +32,39 @@ def numpy_refuses(indices, geom, data_format, window, allow_no_index):
     return False
 
 
-def device_check(indices, geom, data_format, window, allow_no_index=False):
-    """The kernel's answer, the same in every thread order (an atomicMax)."""
+def _scan_pass(indices, geom, data_format, window, allow_no_index):
+    return launch_indices_check(indices, geom, data_format, window=window,
+                                allow_no_index=allow_no_index, executor="simulator")
+
+
+def _scatter(atomic):
+    """The answer of the backward scatter (plain stores, or atomics) that claims the scan."""
+    def check(indices, geom, data_format, window, allow_no_index):
+        scan = IndicesScan(indices, geom, data_format, window, allow_no_index, "simulator",
+                           "indices")
+        x = to_layout(np.zeros((geom.N, geom.C, geom.H, geom.W), np.float32), data_format)
+        max_pool_backward(None, "unused: no gather", np.ones(indices.shape, np.float32), x,
+                          indices, None, (), geom, overlapping=atomic, data_format=data_format,
+                          deterministic=False, executor="simulator", indices_scan=scan)
+        return scan.answer
+    return check
+
+
+CHECKERS = {"pass": _scan_pass, "store scatter": _scatter(False),
+            "atomic scatter": _scatter(True)}
+
+
+@pytest.fixture(params=list(CHECKERS))
+def checker(request):
+    return CHECKERS[request.param]
+
+
+def device_check(checker, indices, geom, data_format, window, allow_no_index=False):
+    """``checker``'s answer, the same in every thread order (an atomicMax)."""
     answers = set()
     for order in ORDERS:
         with gpuconv.simulate(order=order):
-            answer = launch_indices_check(indices, geom, data_format, window=window,
-                                          allow_no_index=allow_no_index, executor="simulator")
+            answer = checker(indices, geom, data_format, window, allow_no_index)
             answers.add(first_bad_index(answer, indices.size))
     assert len(answers) == 1, answers
     return answers.pop()
@@ -52,14 +81,15 @@ def cases():
 
 @pytest.mark.parametrize("data_format", ["NCHW", "NHWC"])
 @pytest.mark.parametrize("window", ["strided", "adaptive", "none"])
-def test_the_forwards_indices_pass(window, data_format):
+def test_the_forwards_indices_pass(checker, window, data_format):
     geom, indices = cases()[window]
-    assert device_check(to_layout(indices, data_format), geom, data_format, window) is None
+    assert device_check(checker, to_layout(indices, data_format), geom, data_format,
+                        window) is None
 
 
 @pytest.mark.parametrize("data_format", ["NCHW", "NHWC"])
 @pytest.mark.parametrize("window", ["strided", "adaptive", "none"])
-def test_the_first_bad_index_is_named_as_numpy_refuses_it(window, data_format):
+def test_the_first_bad_index_is_named_as_numpy_refuses_it(checker, window, data_format):
     geom, indices = cases()[window]
     rng = np.random.default_rng(1)
     plane = geom.H * geom.W
@@ -73,7 +103,7 @@ def test_the_first_bad_index_is_named_as_numpy_refuses_it(window, data_format):
             kind = trial % 3
             flat[pos] = (plane + pos % 5, -1, 0 if flat[pos] > plane // 2 else plane - 1)[kind]
         expected_refusal = numpy_refuses(bad, geom, data_format, window, allow_no_index=False)
-        got = device_check(bad, geom, data_format, window)
+        got = device_check(checker, bad, geom, data_format, window)
         assert (got is not None) == expected_refusal
         if got is not None:
             one = bad.copy().reshape(-1)
@@ -82,10 +112,10 @@ def test_the_first_bad_index_is_named_as_numpy_refuses_it(window, data_format):
             assert got == (positions[0] if first_alone else positions[1])
 
 
-def test_minus_one_passes_only_where_allowed():
+def test_minus_one_passes_only_where_allowed(checker):
     geom, indices = cases()["strided"]
     bad = indices.copy()
     bad[1, 2, 3, 4] = -1
-    assert device_check(bad, geom, "NCHW", "strided", allow_no_index=True) is None
-    assert device_check(bad, geom, "NCHW", "strided") == np.ravel_multi_index((1, 2, 3, 4),
-                                                                              bad.shape)
+    assert device_check(checker, bad, geom, "NCHW", "strided", allow_no_index=True) is None
+    assert device_check(checker, bad, geom, "NCHW", "strided") == np.ravel_multi_index(
+        (1, 2, 3, 4), bad.shape)

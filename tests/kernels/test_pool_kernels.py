@@ -504,6 +504,35 @@ def test_compile_time_gathers_give_the_run_time_bits(rng, monkeypatch, case, dty
                                          (launch_window, "MAX_GATHER_WINDOWS", ()))
 
 
+@pytest.mark.parametrize("kwargs, half_gathers", [
+    (dict(kernel_size=3, stride=2, padding=1), True),       # a compile-time gather window
+    (dict(kernel_size=3, stride=1, padding=1), True),
+    (dict(kernel_size=3, stride=2, dilation=2), False),     # run-time bounds: the scatter
+], ids=["3x3s2", "3x3s1", "3x3s2d2"])
+@pytest.mark.parametrize("dtype", [np.float16, *BFLOAT16, np.float32],
+                         ids=["float16", *["bfloat16"] * len(BFLOAT16), "float32"])
+def test_max_backward_formulation_by_default(rng, monkeypatch, dtype, kwargs, half_gathers):
+    """Overlapping max windows in the default mode: the half types take the gather under the
+    compile-time windows (launch_switches.gather_wins: faster there), with the deterministic
+    mode's bits; float32 and other windows take the atomic scatter."""
+    x = random_input(rng, (2, 3, 11, 10), dtype, "ties")
+    y, indices = simulated(lambda: gpuconv.max_pool2d(x, return_indices=True, **kwargs))
+    go = grad_output_for(rng, y)
+    names = record_launches(monkeypatch, launch_common)
+    default = simulated(lambda: grad.max_pool2d(go, x, indices=indices, **kwargs),
+                        order="random")
+    gathered = half_gathers and dtype != np.float32
+    assert any("max_pool2d_backward" in n for n in names) == gathered
+    assert any("scatter" in n for n in names) != gathered
+    deterministic = simulated(lambda: grad.max_pool2d(go, x, indices=indices, deterministic=True,
+                                                      **kwargs))
+    if gathered:
+        np.testing.assert_array_equal(default.view(np.uint16), deterministic.view(np.uint16))
+    else:
+        np.testing.assert_allclose(np.asarray(default, np.float64),
+                                   np.asarray(deterministic, np.float64), rtol=1e-2, atol=1e-2)
+
+
 # --------------------------------------------------------------------------------------------
 # determinism: every pooling backward is a gather, bitwise identical in every thread order
 

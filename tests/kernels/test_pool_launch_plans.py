@@ -172,6 +172,30 @@ def test_scanned_indices_are_checked_on_every_call(rng, launched_names):
     assert len(PLANS) == 2 and PLANS.replays == 6
 
 
+@pytest.mark.parametrize("name", ["max_pool2d", "adaptive_max_pool2d"])
+def test_own_indices_and_scanned_indices_are_different_signatures(name, rng, launched_names):
+    """The same arguments through WITH_OWN_INDICES (no scan) and through the public gradient
+    (scan) record a plan each: the public call never replays the unscanned plan, whichever
+    ran first, and the framework backward never pays for a scan."""
+    forward_args = (3, 2, 1, 1, False) if name == "max_pool2d" else ((4, 5),)
+    public_args = forward_args[:-1] if name == "max_pool2d" else forward_args
+    x = _x(rng, np.float32, "NCHW")
+    with gpuconv.simulate():
+        y, indices = getattr(gpuconv, name)(x, *forward_args, True)
+    g = rng.standard_normal(y.shape).astype(np.float32)
+    bad = np.array(indices)
+    bad[0, 0, 0, 0] = bad[0, 0, -1, -1]      # in the plane, outside output (0, 0)'s window
+    with gpuconv.simulate():
+        getattr(gpuconv.grad, name)(g, x, *public_args, indices=indices)
+        WITH_OWN_INDICES[name](g, x, *forward_args, indices=indices)
+        # with both plans recorded, each kind of call after a call of the other kind
+        for _ in range(2):
+            WITH_OWN_INDICES[name](g, x, *forward_args, indices=bad)   # trusted: not scanned
+            with pytest.raises(ValueError, match="lies outside"):
+                getattr(gpuconv.grad, name)(g, x, *public_args, indices=bad)
+    assert len(PLANS) == 3       # the forward's, the unscanned gradient's, the scanned one's
+
+
 def _scanned_max_pool2d(g, x, f, d):
     _, indices = gpuconv.max_pool2d(x, 3, 2, 1, return_indices=True, data_format=f)
     return gpuconv.grad.max_pool2d(g, x, 3, 2, 1, indices=indices, data_format=f,
