@@ -27,7 +27,8 @@ SECONDS_LEFT=${STAGE_SECONDS:-540}
 
 {
   nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv
-  git rev-parse HEAD 2>/dev/null || echo "commit: ${GPUCONV_COMMIT:-unknown (GPUCONV_COMMIT unset)}"
+  # GPUCONV_COMMIT first: a device copy of the tree may carry a .git of an older commit
+  echo "commit: ${GPUCONV_COMMIT:-$(git rev-parse HEAD 2>/dev/null || echo 'unknown (GPUCONV_COMMIT unset)')}"
   $PY -c "import cupy, numpy; print('cupy', cupy.__version__, 'numpy', numpy.__version__)"
   $PY -c "import torch; print('torch', torch.__version__, 'cudnn', torch.backends.cudnn.version())"
 } > "$OUT/environment.txt" 2>&1
