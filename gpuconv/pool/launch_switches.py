@@ -32,8 +32,9 @@ def gather_wins(dtype, compile_time_window: bool) -> bool:
     half types' scatter needs a float scratch, its memset and a rounding pass over grad_input's
     size, where the gather writes each element once; on the H100 (session 25) the gather took
     0.71-0.75x the scatter's time at 3x3/2 in fp16 (both layouts) and ~0.95x at 3x3/1. In
-    float32 the scatter won at 3x3/2 (0.90x the gather's NCHW, a tie NHWC) and split 3x3/1
-    (kernels/pool/NOTES.md "Session 25 on the H100")."""
+    float32 the scatter, which checks handed indices as it reads them, took 0.66-0.89x the
+    gather's time at 3x3/2 and 3x3/1, both layouts (kernels/pool/NOTES.md "Session 25 on the
+    H100")."""
     return compile_time_window and np.dtype(dtype).itemsize == 2
 
 
