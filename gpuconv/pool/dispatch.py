@@ -38,8 +38,8 @@ def scanned_call(front: str, roles: dict, scalars: tuple, full_path: Callable[[]
 
     ``full_path()`` checks everything, launches the call's kernels with no plan of its own
     (``run(..., plan=(None, None))``) and returns (result, the ``geometry.IndicesScan`` it
-    launched, or None where the values are not scanned); this reads the scan's answer after
-    the launches. Where the kernels run (CuPy, the simulator) the scan is a kernel of the plan,
+    queued or handed to its launcher, or None where the values are not scanned); this reads the
+    scan's answer after the launches (queuing the scan pass there if nothing did). Where the kernels run (CuPy, the simulator) the scan is a kernel of the plan,
     which a replay launches again and reads after the others, as the full path does; a replay
     whose scan finds a bad index runs the full path, which raises the error (the replay's
     result is dropped). The NumPy reference has no plan. ``mode``: as ``planned``'s."""
