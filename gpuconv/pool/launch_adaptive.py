@@ -12,19 +12,23 @@ import numpy as np
 
 from .geometry import AdaptivePool2dGeometry, SpatialPyramidGeometry
 from .._plans import empty
-from .launch_common import (BOOLS, TYPES, bound_tables, check_int32, contiguous, ctype, flag,
-                            forward_operands, i32, launch_elementwise, layout_shape, nhwc,
-                            no_indices, pool_shape, register_family, xp_for)
+from .launch_common import (BOOLS, TYPES, bound_tables, channel_vectors, check_int32,
+                            contiguous, ctype, flag, forward_operands, i32, launch_elementwise,
+                            layout_shape, nhwc, no_indices, pool_shape, register_family, xp_for)
 from .launch_global import global_avg_pool2d, global_reduce, grad_global_avg_pool2d
 from .launch_switches import bins_overlap, max_pool_backward
 
 SPP_LEVELS_PER_LAUNCH = 8   # the kernels' scalar level arguments l0 .. l7
 
-# I: the forward writes indices; M: max (else average)
+# I: the forward writes indices; B: kTwoBins; the forwards' and the average backward's last flag:
+# NHWC channel vectors (launch_common.channel_vectors). SPP's M: max (else average)
 ADAPTIVE_POOL = register_family(
-    "pool/adaptive_pool.cu", "adaptive_max_pool2d_forward<{T}, {L}, {I}>",
-    "adaptive_avg_pool2d_forward<{T}, {L}>", "adaptive_max_pool2d_backward<{T}, {L}, {B}>",
-    "adaptive_avg_pool2d_backward<{T}, {L}, {B}>", T=TYPES, L=BOOLS, I=BOOLS, B=BOOLS)
+    "pool/adaptive_pool.cu", "adaptive_max_pool2d_forward<{T}, {L}, {I}, false>",
+    "adaptive_max_pool2d_forward<{T}, true, {I}, true>",
+    "adaptive_avg_pool2d_forward<{T}, {L}, false>", "adaptive_avg_pool2d_forward<{T}, true, true>",
+    "adaptive_max_pool2d_backward<{T}, {L}, {B}>",
+    "adaptive_avg_pool2d_backward<{T}, {L}, {B}, false>",
+    "adaptive_avg_pool2d_backward<{T}, true, {B}, true>", T=TYPES, L=BOOLS, I=BOOLS, B=BOOLS)
 # Indices are meaningful for max only: average is instantiated without them.
 SPP = register_family(
     "pool/spp.cu", "spatial_pyramid_pool2d_forward<{T}, {L}, true, {I}>",
@@ -50,9 +54,10 @@ def adaptive_max_indices(geom: AdaptivePool2dGeometry, x, data_format: str, exec
     xp = xp_for(executor)
     y = empty(xp, layout_shape(geom.N, geom.C, geom.P, geom.Q, data_format), x.dtype)
     indices = empty(xp, y.shape, np.int64) if return_indices else None
+    vectors = channel_vectors(data_format, geom.C, x, y, *((indices,) if return_indices else ()))
     name = (f"adaptive_max_pool2d_forward<{ctype(x.dtype)}, {nhwc(data_format)}, "
-            f"{flag(return_indices)}>")
-    launch_elementwise(ADAPTIVE_POOL, name, executor, y.size,
+            f"{flag(return_indices)}, {flag(vectors > 1)}>")
+    launch_elementwise(ADAPTIVE_POOL, name, executor, y.size // vectors,
                        (x, y, indices if return_indices else no_indices(xp),
                         *pool_shape(geom)))
     return y, indices
@@ -75,16 +80,19 @@ def adaptive_avg_pool2d(geom: AdaptivePool2dGeometry, x, *, data_format: str, ex
     if _is_global(geom):
         return global_avg_pool2d(geom, x, data_format=data_format, executor=executor)
     x, y = forward_operands(xp_for(executor), geom, x, data_format)
-    name = f"adaptive_avg_pool2d_forward<{ctype(x.dtype)}, {nhwc(data_format)}>"
-    launch_elementwise(ADAPTIVE_POOL, name, executor, y.size,
+    vectors = channel_vectors(data_format, geom.C, x, y)
+    name = (f"adaptive_avg_pool2d_forward<{ctype(x.dtype)}, {nhwc(data_format)}, "
+            f"{flag(vectors > 1)}>")
+    launch_elementwise(ADAPTIVE_POOL, name, executor, y.size // vectors,
                        (x, y, *pool_shape(geom)))
     return y
 
 
-def _table_args(geom: AdaptivePool2dGeometry) -> tuple[np.int32, int]:
-    """The bin tables of the backward gathers (kernels/common/adaptive_bins.cuh)."""
+def _table_args(geom: AdaptivePool2dGeometry, per_thread: int = 1) -> tuple[np.int32, int]:
+    """The bin tables of the backward gathers (kernels/common/adaptive_bins.cuh), whose threads
+    each take ``per_thread`` input elements."""
     return bound_tables(2 * geom.H + geom.P + 2 * geom.W + geom.Q,
-                        geom.N * geom.C * geom.H * geom.W)
+                        geom.N * geom.C * geom.H * geom.W // per_thread)
 
 
 def _two_bins(geom: AdaptivePool2dGeometry) -> str:
@@ -116,10 +124,11 @@ def grad_adaptive_avg_pool2d(geom: AdaptivePool2dGeometry, grad_output, x, *, da
     check_int32(x, grad_output)
     grad_input = empty(xp, layout_shape(geom.N, geom.C, geom.H, geom.W, data_format),
                        grad_output.dtype)
+    vectors = channel_vectors(data_format, geom.C, grad_output, grad_input)
     name = (f"adaptive_avg_pool2d_backward<{ctype(grad_output.dtype)}, {nhwc(data_format)}, "
-            f"{_two_bins(geom)}>")
-    use_tables, smem = _table_args(geom)
-    launch_elementwise(ADAPTIVE_POOL, name, executor, grad_input.size,
+            f"{_two_bins(geom)}, {flag(vectors > 1)}>")
+    use_tables, smem = _table_args(geom, vectors)
+    launch_elementwise(ADAPTIVE_POOL, name, executor, grad_input.size // vectors,
                        (grad_output, grad_input, *pool_shape(geom), use_tables),
                        smem)
     return grad_input

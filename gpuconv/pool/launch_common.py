@@ -23,6 +23,7 @@ from .._kernels import CUDA_TYPES, cuda_type, register
 from .._loader import get_function
 from .._plans import derived, empty, unused_argument
 from ..conv.geometry import unused_as_one
+from ..conv.launch_common import is_aligned
 from .geometry import Pool2dGeometry
 
 TYPES = tuple(CUDA_TYPES.values())   # every element type the kernels are instantiated for
@@ -38,6 +39,9 @@ INT32_LIMIT = 2 ** 31 - 1
 # costs two divisions, each element saves four or more); otherwise they compute the bounds per
 # element. The kernels take the choice as `use_tables`.
 BOUND_TABLE_BYTES = 16 * 1024
+# NHWC channel vectors: the kernels' kVectors flag makes a thread own this many bytes of
+# consecutive channels of one pixel (8 halves, 4 floats, 2 doubles), one load or store each.
+VECTOR_BYTES = 16
 
 
 def bound_tables(ints: int, total: int) -> tuple[np.int32, int]:
@@ -95,6 +99,26 @@ def register_family(source: str, *templates: str, **axes):
     fails on any spill or stack frame in them)."""
     names = [n for t in templates for n in instantiations(t, **axes)]
     return register(source, names, hot=names)
+
+
+def nhwc_vector(dtype, C: int) -> int:
+    """Channels per thread of an NHWC kernel with channel vectors: VECTOR_BYTES of ``dtype``
+    where C splits into them, else 1."""
+    vector = VECTOR_BYTES // np.dtype(dtype).itemsize
+    return vector if C % vector == 0 else 1
+
+
+def channel_vectors(data_format: str, C: int, *arrays) -> int:
+    """Channels per thread of a pooling kernel that takes a pixel's channels as one vector (the
+    window and adaptive kernels' kVectors: the pixel's index arithmetic paid once per vector):
+    nhwc_vector of the first array's dtype where every array is aligned for it, else 1; always
+    1 in NCHW."""
+    if data_format != "NHWC":
+        return 1
+    vector = nhwc_vector(arrays[0].dtype, C)
+    if vector > 1 and all(is_aligned(a, VECTOR_BYTES) for a in arrays):
+        return vector
+    return 1
 
 
 def layout_shape(N: int, C: int, h: int, w: int, data_format: str) -> tuple[int, int, int, int]:
@@ -199,14 +223,22 @@ def switch_operands(xp, grad_output, x, indices, recompute_indices):
 
 def grad_through_switches(xp, family, kernel: str, grad_output, x, indices, recompute_indices,
                           kernel_args, *, data_format: str, executor: str,
-                          shared_mem: int = 0, template_tail: str = ""):
+                          shared_mem: int = 0, template_tail: str = "",
+                          vectors_flag: bool = False):
     """The backward of a max pooling, a gather through its switches: ``kernel<T, NHWC>``
     (``template_tail`` appended to its template arguments: ", 3, 2") on (grad_output, indices,
     grad_input, *kernel_args) over every input element. ``indices`` are the forward's, or, when
-    None, ``recompute_indices(x)`` with x made contiguous. ``xp`` as in ``forward_operands``."""
+    None, ``recompute_indices(x)`` with x made contiguous. ``xp`` as in ``forward_operands``.
+    ``vectors_flag``: the kernel's last template argument is kVectors, set where
+    channel_vectors allows it (one thread per vector)."""
     grad_output, x, indices = switch_operands(xp, grad_output, x, indices, recompute_indices)
     grad_input = empty(xp, x.shape, grad_output.dtype)
+    vectors = 1
+    if vectors_flag:
+        vectors = channel_vectors(data_format, x.shape[-1] if data_format == "NHWC" else 1,
+                                  grad_output, indices, grad_input)
+        template_tail += f", {flag(vectors > 1)}"
     name = f"{kernel}<{ctype(grad_output.dtype)}, {nhwc(data_format)}{template_tail}>"
-    launch_elementwise(family, name, executor, grad_input.size,
+    launch_elementwise(family, name, executor, grad_input.size // vectors,
                        (grad_output, indices, grad_input, *kernel_args), shared_mem)
     return grad_input

@@ -14,9 +14,9 @@ import numpy as np
 from ..conv.launch_common import is_aligned
 from .geometry import AdaptivePool2dGeometry
 from .._plans import empty
-from .launch_common import (BOOLS, MAX_BLOCKS, TYPES, acc_dtype, check_int32, contiguous, ctype,
-                            flag, i32, index_array, launch, layout_shape, no_indices,
-                            register_family, xp_for)
+from .launch_common import (BOOLS, MAX_BLOCKS, TYPES, VECTOR_BYTES, acc_dtype, check_int32,
+                            contiguous, ctype, flag, i32, index_array, launch, layout_shape,
+                            no_indices, nhwc_vector, register_family, xp_for)
 
 # M: max (else average); I: write the argmax (max only); V: NHWC 16-byte channel vectors
 GLOBAL_POOL = register_family(
@@ -34,7 +34,6 @@ MAX_GRID_Y = 65535
 # fit are staged; 24 KiB keeps 8 blocks of 256 threads (a full SM) resident.
 STAGE_BYTES = 24 * 1024
 MIN_STAGED_PLANES = 32
-VECTOR_BYTES = 16         # the NHWC kernel's channel vectors (kVectors)
 # NHWC: while the grid has fewer blocks than this, the launcher halves a block's channel lanes
 # (down to MIN_NHWC_LANES), which doubles its pixel rows and the grid's blocks.
 MIN_NHWC_BLOCKS = 1024
@@ -68,13 +67,6 @@ def nchw_warps_per_plane(plane_size: int) -> int:
     while warps < NCHW_WARPS and plane_size > warps * 32 * 16:
         warps *= 2
     return warps
-
-
-def nhwc_vector(dtype, C: int) -> int:
-    """Channels per thread of the NHWC kernel where x is aligned for them: a 16-byte vector
-    where C splits into them, else 1."""
-    vector = VECTOR_BYTES // np.dtype(dtype).itemsize
-    return vector if C % vector == 0 else 1
 
 
 def nhwc_lanes(N: int, C: int, plane_size: int, vector: int) -> int:

@@ -49,14 +49,15 @@ def formulation(overlapping: bool, deterministic: bool, prefer_gather: bool = Fa
 def max_pool_backward(family, gather_kernel: str, grad_output, x, indices, recompute_indices,
                       gather_args, geom, *, overlapping: bool, data_format: str,
                       deterministic: bool, executor: str, shared_mem: int = 0,
-                      gather_template_tail: str = "", prefer_gather: bool = False,
-                      indices_scan=None):
+                      gather_template_tail: str = "", gather_vectors: bool = False,
+                      prefer_gather: bool = False, indices_scan=None):
     """grad_input of a max pooling over ``geom`` (N, C, H, W -> P, Q) from its switches:
     ``indices`` (the forward's, or ``recompute_indices(x)`` when None). The gather path is
     ``launch_common.grad_through_switches`` with ``gather_kernel``, ``gather_args`` and
-    ``gather_template_tail``; ``prefer_gather``: as ``formulation``'s. ``indices_scan``: the
-    front's ``geometry.IndicesScan`` of ``indices`` not yet queued, or None: the scatter claims
-    it (it checks each index as it reads it), the gather queues its pass first."""
+    ``gather_template_tail`` (and its ``vectors_flag``: ``gather_vectors``); ``prefer_gather``:
+    as ``formulation``'s. ``indices_scan``: the front's ``geometry.IndicesScan`` of ``indices``
+    not yet queued, or None: the scatter claims it (it checks each index as it reads it), the
+    gather queues its pass first."""
     xp = xp_for(executor)
     how = formulation(overlapping, deterministic, prefer_gather)
     if how == "gather":
@@ -65,7 +66,8 @@ def max_pool_backward(family, gather_kernel: str, grad_output, x, indices, recom
         return grad_through_switches(xp, family, gather_kernel, grad_output, x, indices,
                                      recompute_indices, gather_args, data_format=data_format,
                                      executor=executor, shared_mem=shared_mem,
-                                     template_tail=gather_template_tail)
+                                     template_tail=gather_template_tail,
+                                     vectors_flag=gather_vectors)
     grad_output, x, indices = switch_operands(xp, grad_output, x, indices, recompute_indices)
     layout = "true" if data_format == "NHWC" else "false"
     t = ctype(grad_output.dtype)

@@ -11,9 +11,10 @@ import numpy as np
 
 from .geometry import Pool2dGeometry
 from .._plans import empty
-from .launch_common import (BOOLS, TYPES, acc_dtype, acc_scalar, bound_tables, check_int32,
-                            contiguous, ctype, flag, forward_operands, i32, launch_elementwise,
-                            layout_shape, nhwc, no_indices, pool_shape, register_family, xp_for)
+from .launch_common import (BOOLS, TYPES, acc_dtype, acc_scalar, bound_tables, channel_vectors,
+                            check_int32, contiguous, ctype, flag, forward_operands, i32,
+                            launch_elementwise, layout_shape, nhwc, nhwc_vector, no_indices,
+                            pool_shape, register_family, xp_for)
 from .launch_global import global_avg_pool2d, grad_global_avg_pool2d
 from .launch_switches import gather_wins, max_pool_backward, windows_overlap
 
@@ -37,13 +38,19 @@ def _gathers(windows) -> tuple[str, ...]:
     return ("0, 0",) + tuple(f"{taps}, {stride}" for taps, stride in windows)
 
 
-# I: the forward writes indices (return_indices, or the backward's recomputation)
-MAX_POOL = register_family("pool/max_pool.cu", "max_pool2d_forward<{T}, {L}, {I}, {K}>",
-                           "max_pool2d_backward<{T}, {L}, {G}>", T=TYPES, L=BOOLS, I=BOOLS,
-                           K=WINDOWS, G=_gathers(MAX_GATHER_WINDOWS))
-AVG_POOL = register_family("pool/avg_pool.cu", "avg_pool2d_forward<{T}, {L}, {K}>",
-                           "avg_pool2d_backward<{T}, {L}, {G}>", T=TYPES, L=BOOLS, K=WINDOWS,
-                           G=_gathers(AVG_GATHER_WINDOWS))
+# I: the forward writes indices (return_indices, or the backward's recomputation). Every max
+# and average kernel's last flag: NHWC channel vectors (kVectors, launch_common.channel_vectors),
+# instantiated for NHWC only.
+MAX_POOL = register_family("pool/max_pool.cu", "max_pool2d_forward<{T}, {L}, {I}, {K}, false>",
+                           "max_pool2d_forward<{T}, true, {I}, {K}, true>",
+                           "max_pool2d_backward<{T}, {L}, {G}, false>",
+                           "max_pool2d_backward<{T}, true, {G}, true>", T=TYPES, L=BOOLS,
+                           I=BOOLS, K=WINDOWS, G=_gathers(MAX_GATHER_WINDOWS))
+AVG_POOL = register_family("pool/avg_pool.cu", "avg_pool2d_forward<{T}, {L}, {K}, false>",
+                           "avg_pool2d_forward<{T}, true, {K}, true>",
+                           "avg_pool2d_backward<{T}, {L}, {G}, false>",
+                           "avg_pool2d_backward<{T}, true, {G}, true>", T=TYPES, L=BOOLS,
+                           K=WINDOWS, G=_gathers(AVG_GATHER_WINDOWS))
 LP_POOL = register_family("pool/lp_pool.cu", "lp_pool2d_forward<{T}, {L}>",
                           "lp_pool2d_scaled<{T}, {L}>", "lp_pool2d_backward<{T}, {L}>",
                           T=TYPES, L=BOOLS)
@@ -65,13 +72,16 @@ def gather_window(geom: Pool2dGeometry, windows) -> str:
     return "0, 0"
 
 
-def _gather_args(geom: Pool2dGeometry, windows) -> tuple[str, np.int32, int]:
-    """(the gather's "kWindow, kStride", its use_tables argument, its dynamic shared memory):
-    the window-bound tables (kernels/common/pool_window.cuh) serve the run-time bounds only."""
+def _gather_args(geom: Pool2dGeometry, windows,
+                 per_thread: int = 1) -> tuple[str, np.int32, int]:
+    """(the gather's "kWindow, kStride", its use_tables argument, its dynamic shared memory),
+    its threads taking ``per_thread`` input elements each: the window-bound tables
+    (kernels/common/pool_window.cuh) serve the run-time bounds only."""
     window = gather_window(geom, windows)
     if window != "0, 0":
         return window, np.int32(0), 0
-    return (window, *bound_tables(2 * geom.H + 2 * geom.W, geom.N * geom.C * geom.H * geom.W))
+    return (window, *bound_tables(2 * geom.H + 2 * geom.W,
+                                  geom.N * geom.C * geom.H * geom.W // per_thread))
 
 
 # --------------------------------------------------------------------------------------------
@@ -88,12 +98,14 @@ def _max_pool_indices(geom, x, data_format, executor):
 
 
 def _max_forward(geom, x, y, indices, data_format, executor):
+    vectors = channel_vectors(data_format, geom.C, x, y,
+                              *((indices,) if indices is not None else ()))
     name = (f"max_pool2d_forward<{ctype(x.dtype)}, {nhwc(data_format)}, "
-            f"{flag(indices is not None)}, {batched_window(geom)}>")
+            f"{flag(indices is not None)}, {batched_window(geom)}, {flag(vectors > 1)}>")
     xp = xp_for(executor)
     args = (x, y, indices if indices is not None else no_indices(xp),
             *pool_shape(geom))
-    launch_elementwise(MAX_POOL, name, executor, y.size, args)
+    launch_elementwise(MAX_POOL, name, executor, y.size // vectors, args)
 
 
 def max_pool2d(geom: Pool2dGeometry, x, *, return_indices: bool, data_format: str, executor: str):
@@ -106,13 +118,16 @@ def max_pool2d(geom: Pool2dGeometry, x, *, return_indices: bool, data_format: st
 
 def grad_max_pool2d(geom: Pool2dGeometry, grad_output, x, *, indices, data_format: str,
                     deterministic: bool, executor: str, indices_scan=None):
-    window, use_tables, smem = _gather_args(geom, MAX_GATHER_WINDOWS)
+    # the gather's channel vectors are settled on its final operands (grad_through_switches);
+    # the tables' choice takes the vector their shapes allow
+    per_thread = nhwc_vector(grad_output.dtype, geom.C) if data_format == "NHWC" else 1
+    window, use_tables, smem = _gather_args(geom, MAX_GATHER_WINDOWS, per_thread)
     return max_pool_backward(
         MAX_POOL, "max_pool2d_backward", grad_output, x, indices,
         lambda x: _max_pool_indices(geom, x, data_format, executor)[1],
         (*pool_shape(geom), use_tables), geom, overlapping=windows_overlap(geom),
         data_format=data_format, deterministic=deterministic, executor=executor,
-        shared_mem=smem, gather_template_tail=f", {window}",
+        shared_mem=smem, gather_template_tail=f", {window}", gather_vectors=True,
         prefer_gather=gather_wins(grad_output.dtype, window != "0, 0"),
         indices_scan=indices_scan)
 
@@ -140,8 +155,10 @@ def avg_pool2d(geom: Pool2dGeometry, x, *, count_include_pad: bool, divisor_over
     if whole_plane_window(geom, divisor_override):
         return global_avg_pool2d(geom, x, data_format=data_format, executor=executor)
     x, y = forward_operands(xp_for(executor), geom, x, data_format)
-    name = f"avg_pool2d_forward<{ctype(x.dtype)}, {nhwc(data_format)}, {batched_window(geom)}>"
-    launch_elementwise(AVG_POOL, name, executor, y.size,
+    vectors = channel_vectors(data_format, geom.C, x, y)
+    name = (f"avg_pool2d_forward<{ctype(x.dtype)}, {nhwc(data_format)}, {batched_window(geom)}, "
+            f"{flag(vectors > 1)}>")
+    launch_elementwise(AVG_POOL, name, executor, y.size // vectors,
                        (x, y, *pool_shape(geom),
                         *_avg_args(count_include_pad, divisor_override)))
     return y
@@ -157,9 +174,11 @@ def grad_avg_pool2d(geom: Pool2dGeometry, grad_output, x, *, count_include_pad: 
     check_int32(x, grad_output)
     grad_input = empty(xp, layout_shape(geom.N, geom.C, geom.H, geom.W, data_format),
                        grad_output.dtype)
-    window, use_tables, smem = _gather_args(geom, AVG_GATHER_WINDOWS)
-    name = f"avg_pool2d_backward<{ctype(grad_output.dtype)}, {nhwc(data_format)}, {window}>"
-    launch_elementwise(AVG_POOL, name, executor, grad_input.size,
+    vectors = channel_vectors(data_format, geom.C, grad_output, grad_input)
+    window, use_tables, smem = _gather_args(geom, AVG_GATHER_WINDOWS, vectors)
+    name = (f"avg_pool2d_backward<{ctype(grad_output.dtype)}, {nhwc(data_format)}, {window}, "
+            f"{flag(vectors > 1)}>")
+    launch_elementwise(AVG_POOL, name, executor, grad_input.size // vectors,
                        (grad_output, grad_input, *pool_shape(geom),
                         *_avg_args(count_include_pad, divisor_override), use_tables), smem)
     return grad_input

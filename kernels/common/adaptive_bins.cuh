@@ -26,33 +26,63 @@ __device__ __forceinline__ Bin adaptive_bin(int i, int j, int H, int W, int P, i
 __device__ __forceinline__ int bin_area(const Bin& b) { return (b.h1 - b.h0) * (b.w1 - b.w0); }
 
 // The maximum of a bin and its flat index h * W + w, PyTorch's sequential scan (max_takes):
-// an all -inf bin reports its first element.
-template <class T>
-__device__ __forceinline__ MaxArg<acc_t<T>> max_over_bin(const T* __restrict__ plane, int ps,
-                                                        int W, const Bin& b) {
-  MaxArg<acc_t<T>> m;
-  m.value = acc_lowest<acc_t<T>>();
-  m.index = b.h0 * W + b.w0;
+// an all -inf bin reports its first element. For V consecutive channels at once (m[e]: channel
+// e; NHWC channel vectors, one load_packed per element of the bin: `plane` aligned to as many).
+template <class T, int V>
+__device__ __forceinline__ void max_over_bin(const T* __restrict__ plane, int ps, int W,
+                                             const Bin& b, MaxArg<acc_t<T>> (&m)[V]) {
+#pragma unroll
+  for (int e = 0; e < V; ++e) {
+    m[e].value = acc_lowest<acc_t<T>>();
+    m[e].index = b.h0 * W + b.w0;
+  }
   for (int h = b.h0; h < b.h1; ++h) {
     for (int w = b.w0; w < b.w1; ++w) {
-      const acc_t<T> v = to_acc(plane[(h * W + w) * ps]);
-      if (max_takes(v, m.value)) {
-        m.value = v;
-        m.index = h * W + w;
+      acc_t<T> v[V];
+      load_packed<T, V>(plane + (h * W + w) * ps, v);
+#pragma unroll
+      for (int e = 0; e < V; ++e) {
+        if (max_takes(v[e], m[e].value)) {
+          m[e].value = v[e];
+          m[e].index = h * W + w;
+        }
       }
     }
   }
-  return m;
+}
+
+template <class T>
+__device__ __forceinline__ MaxArg<acc_t<T>> max_over_bin(const T* __restrict__ plane, int ps,
+                                                        int W, const Bin& b) {
+  MaxArg<acc_t<T>> m[1];
+  max_over_bin<T, 1>(plane, ps, W, b, m);
+  return m[0];
+}
+
+// The mean of a bin, for V consecutive channels at once as max_over_bin.
+template <class T, int V>
+__device__ __forceinline__ void mean_over_bin(const T* __restrict__ plane, int ps, int W,
+                                              const Bin& b, acc_t<T> (&mean)[V]) {
+#pragma unroll
+  for (int e = 0; e < V; ++e) mean[e] = acc_t<T>(0);
+  for (int h = b.h0; h < b.h1; ++h) {
+    for (int w = b.w0; w < b.w1; ++w) {
+      acc_t<T> v[V];
+      load_packed<T, V>(plane + (h * W + w) * ps, v);
+#pragma unroll
+      for (int e = 0; e < V; ++e) mean[e] += v[e];
+    }
+  }
+#pragma unroll
+  for (int e = 0; e < V; ++e) mean[e] /= static_cast<acc_t<T>>(bin_area(b));
 }
 
 template <class T>
 __device__ __forceinline__ acc_t<T> mean_over_bin(const T* __restrict__ plane, int ps, int W,
                                                  const Bin& b) {
-  acc_t<T> sum = acc_t<T>(0);
-  for (int h = b.h0; h < b.h1; ++h) {
-    for (int w = b.w0; w < b.w1; ++w) sum += to_acc(plane[(h * W + w) * ps]);
-  }
-  return sum / static_cast<acc_t<T>>(bin_area(b));
+  acc_t<T> mean[1];
+  mean_over_bin<T, 1>(plane, ps, W, b, mean);
+  return mean[0];
 }
 
 // The backward gathers' bin bounds, as tables in shared memory: for each input row h the output

@@ -47,16 +47,26 @@ __host__ __device__ constexpr int pack_elements() {
   return N * sizeof(T) > 16 ? int(16 / sizeof(T)) : N;
 }
 
-// v[j] = p[j], j < N, in accesses of pack_elements<T, N>() elements (p aligned to as many).
+// v[j] = p[j], j < N, as stored (no conversion: int64 indices), in accesses of
+// pack_elements<T, N>() elements (p aligned to as many).
 template <class T, int N>
-__device__ __forceinline__ void load_packed(const T* p, acc_t<T> (&v)[N]) {
+__device__ __forceinline__ void load_vector(const T* p, T (&v)[N]) {
   constexpr int E = pack_elements<T, N>();
 #pragma unroll
   for (int k = 0; k < N; k += E) {
     const Pack<T, E> pack = *reinterpret_cast<const Pack<T, E>*>(p + k);
 #pragma unroll
-    for (int j = 0; j < E; ++j) v[k + j] = to_acc(pack.v[j]);
+    for (int j = 0; j < E; ++j) v[k + j] = pack.v[j];
   }
+}
+
+// v[j] = p[j] in the accumulator type, j < N, in the same accesses.
+template <class T, int N>
+__device__ __forceinline__ void load_packed(const T* p, acc_t<T> (&v)[N]) {
+  T stored[N];
+  load_vector<T, N>(p, stored);
+#pragma unroll
+  for (int j = 0; j < N; ++j) v[j] = to_acc(stored[j]);
 }
 
 // p[j] = v[j], j < N, in the same accesses.

@@ -226,16 +226,22 @@ __device__ __forceinline__ WindowTaps<kWindow> window_taps(int plane_offset, int
 // The window's taps loaded as one batch into registers: every in-bounds tap's load is issued
 // before any value is used, so each thread has several loads in flight instead of the run-time
 // loops' one or two per round trip. Taps outside the input read as `fill` (the reduction's
-// identity). v[r * kWindow + s] is tap (r, s).
-template <int kWindow, class A, class T>
-__device__ __forceinline__ void load_window(A (&v)[kWindow * kWindow], const T* x,
+// identity). v[r * kWindow + s][e] is channel e of tap (r, s): V consecutive channels (NHWC
+// channel vectors, one load_packed per tap: the address aligned to as many; else V = 1).
+template <int kWindow, int V, class A, class T>
+__device__ __forceinline__ void load_window(A (&v)[kWindow * kWindow][V], const T* x,
                                             const WindowTaps<kWindow>& t, A fill) {
 #pragma unroll
   for (int r = 0; r < kWindow; ++r) {
 #pragma unroll
     for (int s = 0; s < kWindow; ++s) {
       const int index = (int)(t.first + r * t.row_step + s * t.col_step);
-      v[r * kWindow + s] = t.row_in[r] && t.col_in[s] ? to_acc(x[index]) : fill;
+      if (t.row_in[r] && t.col_in[s]) {
+        load_packed<T, V>(x + index, v[r * kWindow + s]);
+      } else {
+#pragma unroll
+        for (int e = 0; e < V; ++e) v[r * kWindow + s][e] = fill;
+      }
     }
   }
 }

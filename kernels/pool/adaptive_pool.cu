@@ -7,34 +7,57 @@
 #include "pool_window.cuh"
 
 // main loop: one thread per output element (coalesced over channels in NHWC, over bins in NCHW).
-template <class T, bool kNHWC, bool kIndices>
+// kVectors (NHWC only; the launcher's promise that C is a multiple of the vector and every
+// array is 16-byte aligned): a thread owns 16 bytes of consecutive channels of one output pixel
+// (8 halves, 4 floats, 2 doubles), which share its bin: the decoding and the bin bounds once
+// per vector, one 16-byte load per element of the bin; each channel scans the bin in the same
+// order (max_pool2d_forward's argument).
+template <class T, bool kNHWC, bool kIndices, bool kVectors>
 __global__ void adaptive_max_pool2d_forward(const T* __restrict__ x, T* __restrict__ y,
                                             long long* __restrict__ indices,
                                             GC_POOL_SHAPE_PARAMS) {
   GC_POOL_SHAPE_NAMES;
-  const int total = N * C * P * Q;
+  constexpr int V = kVectors ? int(16 / sizeof(T)) : 1;
+  static_assert(kNHWC || !kVectors, "channel vectors are NHWC's");
+  const int vectors = N * C * P * Q / V;
   const int ps = gc::pixel_stride<kNHWC>(C);
-  for (long long i = gc::grid_first(); i < total; i += gc::grid_stride()) {
-    const gc::Coord4 o = gc::unflatten<kNHWC>((int)i, GC_POOL_SHAPE.output);
+  for (long long v = gc::grid_first(); v < vectors; v += gc::grid_stride()) {
+    const int i = (int)v * V;  // the vector's first element
+    const gc::Coord4 o = gc::unflatten<kNHWC>(i, GC_POOL_SHAPE.output);
     const gc::Bin bin = gc::adaptive_bin(o.h, o.w, H, W, P, Q);
-    const auto m = gc::max_over_bin(x + gc::plane_offset<kNHWC>(o.n, o.c, C, H, W), ps, W, bin);
+    gc::MaxArg<gc::acc_t<T>> m[V];
+    gc::max_over_bin<T, V>(x + gc::plane_offset<kNHWC>(o.n, o.c, C, H, W), ps, W, bin, m);
     // epilogue
-    y[i] = gc::from_acc<T>(m.value);
-    if (kIndices) indices[i] = m.index;
+    T out[V];
+    long long out_index[V];
+#pragma unroll
+    for (int e = 0; e < V; ++e) {
+      out[e] = gc::from_acc<T>(m[e].value);
+      out_index[e] = m[e].index;
+    }
+    gc::store_packed<T, V>(y + i, out);
+    if (kIndices) gc::store_packed<long long, V>(indices + i, out_index);
   }
 }
 
-template <class T, bool kNHWC>
+template <class T, bool kNHWC, bool kVectors>
 __global__ void adaptive_avg_pool2d_forward(const T* __restrict__ x, T* __restrict__ y,
                                             GC_POOL_SHAPE_PARAMS) {
   GC_POOL_SHAPE_NAMES;
-  const int total = N * C * P * Q;
+  constexpr int V = kVectors ? int(16 / sizeof(T)) : 1;
+  static_assert(kNHWC || !kVectors, "channel vectors are NHWC's");
+  const int vectors = N * C * P * Q / V;
   const int ps = gc::pixel_stride<kNHWC>(C);
-  for (long long i = gc::grid_first(); i < total; i += gc::grid_stride()) {
-    const gc::Coord4 o = gc::unflatten<kNHWC>((int)i, GC_POOL_SHAPE.output);
+  for (long long v = gc::grid_first(); v < vectors; v += gc::grid_stride()) {
+    const int i = (int)v * V;  // the vector's first element
+    const gc::Coord4 o = gc::unflatten<kNHWC>(i, GC_POOL_SHAPE.output);
     const gc::Bin bin = gc::adaptive_bin(o.h, o.w, H, W, P, Q);
-    y[i] = gc::from_acc<T>(
-        gc::mean_over_bin(x + gc::plane_offset<kNHWC>(o.n, o.c, C, H, W), ps, W, bin));
+    gc::acc_t<T> mean[V];
+    gc::mean_over_bin<T, V>(x + gc::plane_offset<kNHWC>(o.n, o.c, C, H, W), ps, W, bin, mean);
+    T out[V];
+#pragma unroll
+    for (int e = 0; e < V; ++e) out[e] = gc::from_acc<T>(mean[e]);
+    gc::store_packed<T, V>(y + i, out);
   }
 }
 
@@ -127,44 +150,68 @@ __global__ void adaptive_max_pool2d_backward(const T* __restrict__ grad_output,
   }
 }
 
-template <class T, bool kNHWC, bool kTwoBins>
+// kVectors (NHWC only; the launcher's promise that C is a multiple of the vector and both
+// arrays are 16-byte aligned): a thread owns 16 bytes of consecutive channels of one pixel (8
+// halves, 4 floats, 2 doubles), whose bins are the same, so the pixel's decoding, bin bounds
+// and extents are paid once per vector instead of once per channel (one channel per thread ran
+// ~250 issued instructions per element in fp16 NHWC: bound by instructions, kernels/pool/
+// NOTES.md), and every access is one 16-byte load or store. Each channel still sums the same
+// terms in the same order: the same bits as without vectors.
+template <class T, bool kNHWC, bool kTwoBins, bool kVectors>
 __global__ void adaptive_avg_pool2d_backward(const T* __restrict__ grad_output,
                                              T* __restrict__ grad_input,
                                              GC_POOL_SHAPE_PARAMS, int use_tables) {
   GC_POOL_SHAPE_NAMES;
   using A = gc::acc_t<T>;
+  constexpr int V = kVectors ? int(16 / sizeof(T)) : 1;
+  static_assert(kNHWC || !kVectors, "channel vectors are NHWC's");
   extern __shared__ int adaptive_table[];
   gc::AdaptiveTables t{};
   if (use_tables) t = gc::build_adaptive_tables(adaptive_table, H, W, P, Q);
-  const int total = N * C * H * W;
+  const int vectors = N * C * H * W / V;
   const int ps = gc::pixel_stride<kNHWC>(C);
-  for (long long i = gc::grid_first(); i < total; i += gc::grid_stride()) {
-    const gc::Coord4 o = gc::unflatten<kNHWC>((int)i, GC_POOL_SHAPE.input);
+  for (long long v = gc::grid_first(); v < vectors; v += gc::grid_stride()) {
+    const int i = (int)v * V;  // the vector's first element
+    const gc::Coord4 o = gc::unflatten<kNHWC>(i, GC_POOL_SHAPE.input);
     const int plane = gc::plane_offset<kNHWC>(o.n, o.c, C, P, Q);
     const gc::OutputSpan b = covering_bins(t, use_tables, o.h, o.w, H, W, P, Q);
-    A grad = A(0);
+    A grad[V];
+#pragma unroll
+    for (int e = 0; e < V; ++e) grad[e] = A(0);
     if constexpr (kTwoBins) {
       const TwoByTwo c = two_by_two(b, plane, Q, ps);
-      A v[4];
+      T g[4][V];  // as stored until summed (avg_pool2d_backward's register argument)
 #pragma unroll
-      for (int k = 0; k < 4; ++k) v[k] = c.in[k] ? gc::to_acc(grad_output[c.at[k]]) : A(0);
+      for (int k = 0; k < 4; ++k) {
+        if (c.in[k]) gc::load_vector<T, V>(grad_output + c.at[k], g[k]);
+      }
       const int rows[2] = {bin_extent(t.row_extent, use_tables, b.p0, H, P),
                            c.in[2] ? bin_extent(t.row_extent, use_tables, b.p0 + 1, H, P) : 1};
       const int cols[2] = {bin_extent(t.col_extent, use_tables, b.q0, W, Q),
                            c.in[1] ? bin_extent(t.col_extent, use_tables, b.q0 + 1, W, Q) : 1};
 #pragma unroll
       for (int k = 0; k < 4; ++k) {
-        if (c.in[k]) grad += v[k] / static_cast<A>(rows[k / 2] * cols[k % 2]);
+        if (c.in[k]) {
+          const A area = static_cast<A>(rows[k / 2] * cols[k % 2]);
+#pragma unroll
+          for (int e = 0; e < V; ++e) grad[e] += gc::to_acc(g[k][e]) / area;
+        }
       }
     } else {
       for (int p = b.p0; p < b.p1; ++p) {
         const int rows = bin_extent(t.row_extent, use_tables, p, H, P);
         for (int q = b.q0; q < b.q1; ++q) {
-          const int area = rows * bin_extent(t.col_extent, use_tables, q, W, Q);
-          grad += gc::to_acc(grad_output[plane + (p * Q + q) * ps]) / static_cast<A>(area);
+          const A area = static_cast<A>(rows * bin_extent(t.col_extent, use_tables, q, W, Q));
+          A g[V];
+          gc::load_packed<T, V>(grad_output + plane + (p * Q + q) * ps, g);
+#pragma unroll
+          for (int e = 0; e < V; ++e) grad[e] += g[e] / area;
         }
       }
     }
-    grad_input[i] = gc::from_acc<T>(grad);
+    T out[V];
+#pragma unroll
+    for (int e = 0; e < V; ++e) out[e] = gc::from_acc<T>(grad[e]);
+    gc::store_packed<T, V>(grad_input + i, out);
   }
 }

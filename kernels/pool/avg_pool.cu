@@ -45,41 +45,60 @@ __device__ __forceinline__ AvgWindow avg_window(int p, int q, int H, int W, int 
 }  // namespace
 
 // main loop: one thread per output element; see max_pool.cu for the coalescing argument.
-// A window with no in-bounds element gives 0 (PyTorch). kWindow as in max_pool2d_forward.
-template <class T, bool kNHWC, int kWindow>
+// A window with no in-bounds element gives 0 (PyTorch). kWindow and kVectors as in
+// max_pool2d_forward.
+template <class T, bool kNHWC, int kWindow, bool kVectors>
 __global__ void avg_pool2d_forward(const T* __restrict__ x, T* __restrict__ y,
                                    GC_POOL_SHAPE_PARAMS, int count_include_pad,
                                    int divisor_override) {
   GC_POOL_SHAPE_NAMES;
   using A = gc::acc_t<T>;
-  const int total = N * C * P * Q;
+  constexpr int V = kVectors ? int(16 / sizeof(T)) : 1;
+  static_assert(kNHWC || !kVectors, "channel vectors are NHWC's");
+  const int vectors = N * C * P * Q / V;
   const int ps = gc::pixel_stride<kNHWC>(C);
-  for (long long i = gc::grid_first(); i < total; i += gc::grid_stride()) {
-    const gc::Coord4 o = gc::unflatten<kNHWC>((int)i, GC_POOL_SHAPE.output);
+  for (long long v = gc::grid_first(); v < vectors; v += gc::grid_stride()) {
+    const int i = (int)v * V;  // the vector's first element
+    const gc::Coord4 o = gc::unflatten<kNHWC>(i, GC_POOL_SHAPE.output);
     const AvgWindow win = avg_window(o.h, o.w, H, W, R, S, stride_h, stride_w, pad_h, pad_w,
                                      count_include_pad, divisor_override);
     const int plane_offset = gc::plane_offset<kNHWC>(o.n, o.c, C, H, W);
-    A sum = A(0);
+    A sum[V];
+#pragma unroll
+    for (int e = 0; e < V; ++e) sum[e] = A(0);
     if constexpr (kWindow > 0) {
       // Taps outside the input read as 0: the same sum, bit for bit, as the loop below (it
       // starts at +0, so adding a 0 never changes it).
-      A v[kWindow * kWindow];
+      A tap[kWindow * kWindow][V];
       gc::load_window<kWindow>(
-          v, x,
+          tap, x,
           gc::window_taps<kWindow>(plane_offset, o.h * stride_h - pad_h, o.w * stride_w - pad_w,
                                    1, 1, H, W, ps),
           A(0));
 #pragma unroll
-      for (int t = 0; t < kWindow * kWindow; ++t) sum += v[t];
+      for (int t = 0; t < kWindow * kWindow; ++t) {
+#pragma unroll
+        for (int e = 0; e < V; ++e) sum[e] += tap[t][e];
+      }
     } else {
       const T* plane = x + plane_offset;
       for (int h = win.hstart; h < win.hend; ++h) {
-        for (int w = win.wstart; w < win.wend; ++w) sum += gc::to_acc(plane[(h * W + w) * ps]);
+        for (int w = win.wstart; w < win.wend; ++w) {
+          A tap[V];
+          gc::load_packed<T, V>(plane + (h * W + w) * ps, tap);
+#pragma unroll
+          for (int e = 0; e < V; ++e) sum[e] += tap[e];
+        }
       }
     }
     // epilogue
     const bool empty = win.hstart >= win.hend || win.wstart >= win.wend;
-    y[i] = gc::from_acc<T>(empty ? A(0) : sum / static_cast<A>(win.divisor));
+    T out[V];
+#pragma unroll
+    for (int e = 0; e < V; ++e) {
+      out[e] = gc::from_acc<T>(empty ? A(0) : sum[e] / static_cast<A>(win.divisor));
+    }
+    gc::store_packed<T, V>(y + i, out);
   }
 }
 
@@ -88,13 +107,21 @@ __global__ void avg_pool2d_forward(const T* __restrict__ x, T* __restrict__ y,
 // kWindow, kStride: a square window of that many taps and that stride, both ways (the launcher
 // picks (2, 2), (3, 1), (3, 2): WindowCandidates); 0, 0 for any other window (run-time bounds).
 // Both give the same bits: the same terms, divisors and order.
-template <class T, bool kNHWC, int kWindow, int kStride>
+// kVectors (NHWC only; the launcher's promise that C is a multiple of the vector and both
+// arrays are 16-byte aligned): a thread owns 16 bytes of consecutive channels of one pixel (8
+// halves, 4 floats, 2 doubles), which share its windows, so the pixel's decoding, candidates
+// and divisors are paid once per vector (the gather is bound by issued instructions: Nsight
+// Compute, kernels/pool/NOTES.md) and each access is one 16-byte load or store. Each channel
+// sums the same terms in the same order: the same bits as one channel per thread.
+template <class T, bool kNHWC, int kWindow, int kStride, bool kVectors>
 __global__ void avg_pool2d_backward(const T* __restrict__ grad_output, T* __restrict__ grad_input,
                                     GC_POOL_SHAPE_PARAMS, int count_include_pad,
                                     int divisor_override, int use_tables) {
   GC_POOL_SHAPE_NAMES;
   using A = gc::acc_t<T>;
-  const int total = N * C * H * W;
+  constexpr int V = kVectors ? int(16 / sizeof(T)) : 1;
+  static_assert(kNHWC || !kVectors, "channel vectors are NHWC's");
+  const int vectors = N * C * H * W / V;
   const int ps = gc::pixel_stride<kNHWC>(C);
   extern __shared__ int window_table[];
   gc::WindowTables t{};
@@ -102,19 +129,23 @@ __global__ void avg_pool2d_backward(const T* __restrict__ grad_output, T* __rest
     t = gc::build_window_tables(window_table, H, W, P, Q, R, S, stride_h, stride_w, pad_h,
                                 pad_w);
   }
-  for (long long i = gc::grid_first(); i < total; i += gc::grid_stride()) {
-    const gc::Coord4 o = gc::unflatten<kNHWC>((int)i, GC_POOL_SHAPE.input);
+  for (long long v = gc::grid_first(); v < vectors; v += gc::grid_stride()) {
+    const int i = (int)v * V;  // the vector's first element
+    const gc::Coord4 o = gc::unflatten<kNHWC>(i, GC_POOL_SHAPE.input);
     const int plane_offset = gc::plane_offset<kNHWC>(o.n, o.c, C, P, Q);
-    A grad = A(0);
+    A grad[V];
+#pragma unroll
+    for (int e = 0; e < V; ++e) grad[e] = A(0);
     if constexpr (kWindow > 0) {
       using Candidates = gc::WindowCandidates<kWindow, kStride>;
       constexpr int kSpan = Candidates::kSpan;
       const Candidates c = gc::window_candidates<kWindow, kStride>(o.h, o.w, pad_h, pad_w, P, Q,
                                                                   plane_offset, ps);
-      A v[Candidates::kCount];
+      // held as stored (a vector of halves in 4 registers, not 8 floats) until summed
+      T g[Candidates::kCount][V];
 #pragma unroll
-      for (int e = 0; e < Candidates::kCount; ++e) {
-        v[e] = c.in[e] ? gc::to_acc(grad_output[c.at[e]]) : A(0);
+      for (int k = 0; k < Candidates::kCount; ++k) {
+        if (c.in[k]) gc::load_vector<T, V>(grad_output + c.at[k], g[k]);
       }
       int row_extent[kSpan], col_extent[kSpan];
 #pragma unroll
@@ -125,11 +156,14 @@ __global__ void avg_pool2d_backward(const T* __restrict__ grad_output, T* __rest
             avg_extent(c.cols.last - j, W, kWindow, kStride, pad_w, count_include_pad);
       }
 #pragma unroll
-      for (int e = Candidates::kCount - 1; e >= 0; --e) {
-        const int divisor = divisor_override != 0
-                                ? divisor_override
-                                : row_extent[e / kSpan] * col_extent[e % kSpan];
-        if (c.in[e]) grad += v[e] / static_cast<A>(divisor);
+      for (int k = Candidates::kCount - 1; k >= 0; --k) {
+        const A divisor = static_cast<A>(divisor_override != 0
+                                             ? divisor_override
+                                             : row_extent[k / kSpan] * col_extent[k % kSpan]);
+        if (c.in[k]) {
+#pragma unroll
+          for (int e = 0; e < V; ++e) grad[e] += gc::to_acc(g[k][e]) / divisor;
+        }
       }
     } else {
       const gc::OutputSpan s = gc::window_span(t, use_tables, o.h, o.w, P, Q, R, S, stride_h,
@@ -139,10 +173,16 @@ __global__ void avg_pool2d_backward(const T* __restrict__ grad_output, T* __rest
         for (int q = s.q0; q < s.q1; ++q) {
           const AvgWindow win = avg_window(p, q, H, W, R, S, stride_h, stride_w, pad_h, pad_w,
                                            count_include_pad, divisor_override);
-          grad += gc::to_acc(plane[(p * Q + q) * ps]) / static_cast<A>(win.divisor);
+          A g[V];
+          gc::load_packed<T, V>(plane + (p * Q + q) * ps, g);
+#pragma unroll
+          for (int e = 0; e < V; ++e) grad[e] += g[e] / static_cast<A>(win.divisor);
         }
       }
     }
-    grad_input[i] = gc::from_acc<T>(grad);
+    T out[V];
+#pragma unroll
+    for (int e = 0; e < V; ++e) out[e] = gc::from_acc<T>(grad[e]);
+    gc::store_packed<T, V>(grad_input + i, out);
   }
 }

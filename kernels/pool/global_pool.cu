@@ -196,7 +196,11 @@ __global__ void global_pool2d_nhwc(const T* __restrict__ x, T* __restrict__ y,
   constexpr int kVector = kVectors ? int(16 / sizeof(T)) : 1;
   constexpr int kPixels = kVectors ? 4 : kBatch;
   extern __shared__ __align__(16) unsigned char smem_raw[];
-  A* partial_value = reinterpret_cast<A*>(smem_raw);              // [rows][lanes * kVector]
+  // [kVector][kGlobalBlock], channel e of thread t at e * kGlobalBlock + t: a warp's stores and
+  // loads of one channel are 32 consecutive words (one wavefront). Thread-major ([thread][e])
+  // put a warp's accesses kVector words apart: 8-way bank conflicts on every access of the
+  // fold with halves, for a fold that is a large share of the work of a small plane (7x7).
+  A* partial_value = reinterpret_cast<A*>(smem_raw);
   int* partial_index = reinterpret_cast<int*>(partial_value + kGlobalBlock * kVector);
   const int lane = threadIdx.x % lanes;
   const int row = threadIdx.x / lanes;
@@ -204,8 +208,6 @@ __global__ void global_pool2d_nhwc(const T* __restrict__ x, T* __restrict__ y,
   const int c0 = (blockIdx.x * lanes + lane) * kVector;
   // With vectors C % kVector == 0: a vector is wholly inside the channels or wholly outside.
   const bool active = c0 < C;
-  const int own = threadIdx.x * kVector;   // = row * (lanes * kVector) + lane * kVector
-  const int row_width = lanes * kVector;
   for (int n = blockIdx.y; n < N; n += gridDim.y) {
     gc::MaxArg<A> m[kVector];
     A sum[kVector];
@@ -243,26 +245,27 @@ __global__ void global_pool2d_nhwc(const T* __restrict__ x, T* __restrict__ y,
     }
 #pragma unroll
     for (int e = 0; e < kVector; ++e) {
-      partial_value[own + e] = kMax ? m[e].value : sum[e];
-      if (kMax) partial_index[own + e] = m[e].index;
+      partial_value[e * kGlobalBlock + threadIdx.x] = kMax ? m[e].value : sum[e];
+      if (kMax) partial_index[e * kGlobalBlock + threadIdx.x] = m[e].index;
     }
     // Rows [half, 2 * half) fold into rows [0, half): the same tree for every launch of a shape.
     for (int half = rows / 2; half > 0; half /= 2) {
       __syncthreads();
       if (row < half) {
-        const int other = own + half * row_width;
 #pragma unroll
         for (int e = 0; e < kVector; ++e) {
+          const int own = e * kGlobalBlock + threadIdx.x;
+          const int other = own + half * lanes;  // the same lane, row + half
           if (kMax) {
             gc::MaxArg<A> o;
-            o.value = partial_value[other + e];
-            o.index = partial_index[other + e];
+            o.value = partial_value[other];
+            o.index = partial_index[other];
             m[e] = gc::max_arg_combine(m[e], o);
-            partial_value[own + e] = m[e].value;
-            partial_index[own + e] = m[e].index;
+            partial_value[own] = m[e].value;
+            partial_index[own] = m[e].index;
           } else {
-            sum[e] += partial_value[other + e];
-            partial_value[own + e] = sum[e];
+            sum[e] += partial_value[other];
+            partial_value[own] = sum[e];
           }
         }
       }

@@ -11,37 +11,52 @@
 // in-bounds taps only. `indices` (flat h * W + w within the plane) is written when kIndices.
 // kWindow: 2 or 3 when the window is that square (its taps loaded as one batch, load_window),
 // 0 for any other size.
-template <class T, bool kNHWC, bool kIndices, int kWindow>
+// kVectors (NHWC only; the launcher's promise that C is a multiple of the vector and every
+// array is 16-byte aligned): a thread owns 16 bytes of consecutive channels of one output pixel
+// (8 halves, 4 floats, 2 doubles), which share its window, so the pixel's decoding and the
+// taps' bounds are paid once per vector, and each tap is one 16-byte load (one channel per
+// thread: 2-byte loads filling half a warp's 128-byte lines, bound by issued instructions on an
+// H100, kernels/pool/NOTES.md). Each channel scans the same taps in the same order.
+template <class T, bool kNHWC, bool kIndices, int kWindow, bool kVectors>
 __global__ void max_pool2d_forward(const T* __restrict__ x, T* __restrict__ y,
                                    long long* __restrict__ indices, GC_POOL_SHAPE_PARAMS) {
   GC_POOL_SHAPE_NAMES;
   using A = gc::acc_t<T>;
-  const int total = N * C * P * Q;
+  constexpr int V = kVectors ? int(16 / sizeof(T)) : 1;
+  static_assert(kNHWC || !kVectors, "channel vectors are NHWC's");
+  const int vectors = N * C * P * Q / V;
   const int ps = gc::pixel_stride<kNHWC>(C);
-  for (long long i = gc::grid_first(); i < total; i += gc::grid_stride()) {
-    const gc::Coord4 o = gc::unflatten<kNHWC>((int)i, GC_POOL_SHAPE.output);
+  for (long long v = gc::grid_first(); v < vectors; v += gc::grid_stride()) {
+    const int i = (int)v * V;  // the vector's first element
+    const gc::Coord4 o = gc::unflatten<kNHWC>(i, GC_POOL_SHAPE.output);
     const int hstart = o.h * stride_h - pad_h;
     const int wstart = o.w * stride_w - pad_w;
     const int plane_offset = gc::plane_offset<kNHWC>(o.n, o.c, C, H, W);
-    A best = gc::acc_lowest<A>();
-    int best_index;
+    A best[V];
+    int best_index[V];
+#pragma unroll
+    for (int e = 0; e < V; ++e) best[e] = gc::acc_lowest<A>();
     // An all -inf window reports its first in-bounds tap, as PyTorch does; a window of padding
     // only (dilation wider than the input) gives -inf and index -1 (gpuconv.pool.geometry).
     if constexpr (kWindow > 0) {
       const gc::WindowTaps<kWindow> taps =
           gc::window_taps<kWindow>(plane_offset, hstart, wstart, dil_h, dil_w, H, W, ps);
       const bool empty = taps.r0 == kWindow || taps.s0 == kWindow;
-      best_index = empty ? -1 : (hstart + taps.r0 * dil_h) * W + wstart + taps.s0 * dil_w;
+      const int first = empty ? -1 : (hstart + taps.r0 * dil_h) * W + wstart + taps.s0 * dil_w;
       // Taps outside the input read as -inf, which never replaces the running maximum.
-      A v[kWindow * kWindow];
-      gc::load_window<kWindow>(v, x, taps, best);
+      A tap[kWindow * kWindow][V];
+      gc::load_window<kWindow>(tap, x, taps, gc::acc_lowest<A>());
 #pragma unroll
-      for (int r = 0; r < kWindow; ++r) {
+      for (int e = 0; e < V; ++e) {
+        best_index[e] = first;
 #pragma unroll
-        for (int s = 0; s < kWindow; ++s) {
-          if (gc::max_takes(v[r * kWindow + s], best)) {
-            best = v[r * kWindow + s];
-            best_index = (hstart + r * dil_h) * W + wstart + s * dil_w;
+        for (int r = 0; r < kWindow; ++r) {
+#pragma unroll
+          for (int s = 0; s < kWindow; ++s) {
+            if (gc::max_takes(tap[r * kWindow + s][e], best[e])) {
+              best[e] = tap[r * kWindow + s][e];
+              best_index[e] = (hstart + r * dil_h) * W + wstart + s * dil_w;
+            }
           }
         }
       }
@@ -51,23 +66,36 @@ __global__ void max_pool2d_forward(const T* __restrict__ x, T* __restrict__ y,
       const int s0 = gc::first_tap(wstart, dil_w);
       const int s1 = gc::last_tap(wstart, dil_w, S, W);
       const bool empty = r0 >= r1 || s0 >= s1;
-      best_index = empty ? -1 : (hstart + r0 * dil_h) * W + wstart + s0 * dil_w;
+      const int first = empty ? -1 : (hstart + r0 * dil_h) * W + wstart + s0 * dil_w;
+#pragma unroll
+      for (int e = 0; e < V; ++e) best_index[e] = first;
       const T* plane = x + plane_offset;
       for (int r = r0; r < r1; ++r) {
         const int h = hstart + r * dil_h;
         for (int s = s0; s < s1; ++s) {
           const int w = wstart + s * dil_w;
-          const A v = gc::to_acc(plane[(h * W + w) * ps]);
-          if (gc::max_takes(v, best)) {
-            best = v;
-            best_index = h * W + w;
+          A tap[V];
+          gc::load_packed<T, V>(plane + (h * W + w) * ps, tap);
+#pragma unroll
+          for (int e = 0; e < V; ++e) {
+            if (gc::max_takes(tap[e], best[e])) {
+              best[e] = tap[e];
+              best_index[e] = h * W + w;
+            }
           }
         }
       }
     }
     // epilogue
-    y[i] = gc::from_acc<T>(best);
-    if (kIndices) indices[i] = best_index;
+    T out[V];
+    long long out_index[V];
+#pragma unroll
+    for (int e = 0; e < V; ++e) {
+      out[e] = gc::from_acc<T>(best[e]);
+      out_index[e] = best_index[e];
+    }
+    gc::store_packed<T, V>(y + i, out);
+    if (kIndices) gc::store_packed<long long, V>(indices + i, out_index);
   }
 }
 
@@ -75,14 +103,18 @@ __global__ void max_pool2d_forward(const T* __restrict__ x, T* __restrict__ y,
 // gradients of the windows whose argmax is this element. No atomics, so the result is bitwise
 // reproducible; every element of grad_input is written (no zero-fill pass). kWindow, kStride:
 // as in avg_pool2d_backward (WindowCandidates; dilation 1), 0, 0 for run-time bounds; same bits.
-template <class T, bool kNHWC, int kWindow, int kStride>
+// kVectors: as in the forward (a thread per 16 bytes of channels of one input pixel; each
+// candidate's indices are then V int64 loads of 16 bytes each).
+template <class T, bool kNHWC, int kWindow, int kStride, bool kVectors>
 __global__ void max_pool2d_backward(const T* __restrict__ grad_output,
                                     const long long* __restrict__ indices,
                                     T* __restrict__ grad_input, GC_POOL_SHAPE_PARAMS,
                                     int use_tables) {
   GC_POOL_SHAPE_NAMES;
   using A = gc::acc_t<T>;
-  const int total = N * C * H * W;
+  constexpr int V = kVectors ? int(16 / sizeof(T)) : 1;
+  static_assert(kNHWC || !kVectors, "channel vectors are NHWC's");
+  const int vectors = N * C * H * W / V;
   const int ps = gc::pixel_stride<kNHWC>(C);
   const int extent_h = (R - 1) * dil_h + 1;
   const int extent_w = (S - 1) * dil_w + 1;
@@ -92,22 +124,40 @@ __global__ void max_pool2d_backward(const T* __restrict__ grad_output,
     t = gc::build_window_tables(window_table, H, W, P, Q, extent_h, extent_w, stride_h,
                                 stride_w, pad_h, pad_w);
   }
-  for (long long i = gc::grid_first(); i < total; i += gc::grid_stride()) {
-    const gc::Coord4 o = gc::unflatten<kNHWC>((int)i, GC_POOL_SHAPE.input);
+  for (long long v = gc::grid_first(); v < vectors; v += gc::grid_stride()) {
+    const int i = (int)v * V;  // the vector's first element
+    const gc::Coord4 o = gc::unflatten<kNHWC>(i, GC_POOL_SHAPE.input);
     const int plane = gc::plane_offset<kNHWC>(o.n, o.c, C, P, Q);
     const long long self = (long long)o.h * W + o.w;
-    A grad = A(0);
+    A grad[V];
+#pragma unroll
+    for (int e = 0; e < V; ++e) grad[e] = A(0);
     if constexpr (kWindow > 0) {
       using Candidates = gc::WindowCandidates<kWindow, kStride>;
       const Candidates c = gc::window_candidates<kWindow, kStride>(o.h, o.w, pad_h, pad_w, P, Q,
                                                                   plane, ps);
-      // every candidate's index loaded first, then the gradients of those naming this element
-      bool mine[Candidates::kCount];
+      // every candidate's indices loaded first, then the gradients of those naming this element
+      bool mine[Candidates::kCount][V];
 #pragma unroll
-      for (int e = 0; e < Candidates::kCount; ++e) mine[e] = c.in[e] && indices[c.at[e]] == self;
+      for (int k = 0; k < Candidates::kCount; ++k) {
+        long long index[V];
+        if (c.in[k]) gc::load_vector<long long, V>(indices + c.at[k], index);
 #pragma unroll
-      for (int e = Candidates::kCount - 1; e >= 0; --e) {
-        if (mine[e]) grad += gc::to_acc(grad_output[c.at[e]]);
+        for (int e = 0; e < V; ++e) mine[k][e] = c.in[k] && index[e] == self;
+      }
+#pragma unroll
+      for (int k = Candidates::kCount - 1; k >= 0; --k) {
+        bool any = false;
+#pragma unroll
+        for (int e = 0; e < V; ++e) any = any || mine[k][e];
+        if (any) {
+          A g[V];
+          gc::load_packed<T, V>(grad_output + c.at[k], g);
+#pragma unroll
+          for (int e = 0; e < V; ++e) {
+            if (mine[k][e]) grad[e] += g[e];
+          }
+        }
       }
     } else {
       const gc::OutputSpan s = gc::window_span(t, use_tables, o.h, o.w, P, Q, extent_h,
@@ -115,10 +165,25 @@ __global__ void max_pool2d_backward(const T* __restrict__ grad_output,
       for (int p = s.p0; p < s.p1; ++p) {
         for (int q = s.q0; q < s.q1; ++q) {
           const int j = plane + (p * Q + q) * ps;
-          if (indices[j] == self) grad += gc::to_acc(grad_output[j]);
+          long long index[V];
+          gc::load_vector<long long, V>(indices + j, index);
+          bool any = false;
+#pragma unroll
+          for (int e = 0; e < V; ++e) any = any || index[e] == self;
+          if (any) {
+            A g[V];
+            gc::load_packed<T, V>(grad_output + j, g);
+#pragma unroll
+            for (int e = 0; e < V; ++e) {
+              if (index[e] == self) grad[e] += g[e];
+            }
+          }
         }
       }
     }
-    grad_input[i] = gc::from_acc<T>(grad);
+    T out[V];
+#pragma unroll
+    for (int e = 0; e < V; ++e) out[e] = gc::from_acc<T>(grad[e]);
+    gc::store_packed<T, V>(grad_input + i, out);
   }
 }

@@ -267,9 +267,15 @@ def distinct_values(shape, dtype, data_format):
     return to_layout(values.reshape(shape).astype(np.float64), data_format).astype(dtype)
 
 
-def pool_case(function, dtype, nhwc, with_indices, **kwargs) -> Case:
+def pool_shape(vectors: str) -> tuple[int, int, int, int]:
+    """x's (N, C, H, W): 3 channels, or with the NHWC channel vectors (kVectors) a multiple of
+    every dtype's 16-byte vector (8 halves), in at most 256 elements (distinct_values)."""
+    return (1, 8, 5, 6) if vectors == "true" else (1, 3, 7, 9)
+
+
+def pool_case(function, dtype, nhwc, with_indices, vectors, **kwargs) -> Case:
     data_format = layout(nhwc)
-    x = distinct_values((1, 3, 7, 9), dtype, data_format)
+    x = distinct_values(pool_shape(vectors), dtype, data_format)
     return_indices = with_indices == "true"
 
     def call():
@@ -284,25 +290,34 @@ def window_size(window: str) -> tuple[int, int]:
     return (int(window),) * 2 if window != "0" else (2, 3)
 
 
-def max_pool(dtype, nhwc, with_indices, window):
-    return pool_case(gpuconv.max_pool2d, dtype, nhwc, with_indices,
+def max_pool(dtype, nhwc, with_indices, window, vectors):
+    return pool_case(gpuconv.max_pool2d, dtype, nhwc, with_indices, vectors,
                      kernel_size=window_size(window), stride=2, padding=1)
 
 
-def avg_pool(dtype, nhwc, window):
-    """Average pooling with ceil_mode: the last windows reach past the input (taps read as 0 in
-    the batched kernels, clipped in the run-time loops)."""
+def avg_case(function, dtype, nhwc, vectors, **kwargs) -> Case:
     data_format = layout(nhwc)
-    x = distinct_values((1, 3, 7, 9), dtype, data_format)
+    x = distinct_values(pool_shape(vectors), dtype, data_format)
 
     def call():
-        return (gpuconv.avg_pool2d(x, window_size(window), 2, 1, ceil_mode=True,
-                                   count_include_pad=False, data_format=data_format),)
+        return (function(x, data_format=data_format, **kwargs),)
     return Case(call, call)
 
 
-def adaptive_max_pool(dtype, nhwc, with_indices):
-    return pool_case(gpuconv.adaptive_max_pool2d, dtype, nhwc, with_indices, output_size=(3, 4))
+def avg_pool(dtype, nhwc, window, vectors):
+    """Average pooling with ceil_mode: the last windows reach past the input (taps read as 0 in
+    the batched kernels, clipped in the run-time loops)."""
+    return avg_case(gpuconv.avg_pool2d, dtype, nhwc, vectors, kernel_size=window_size(window),
+                    stride=2, padding=1, ceil_mode=True, count_include_pad=False)
+
+
+def adaptive_max_pool(dtype, nhwc, with_indices, vectors):
+    return pool_case(gpuconv.adaptive_max_pool2d, dtype, nhwc, with_indices, vectors,
+                     output_size=(3, 4))
+
+
+def adaptive_avg_pool(dtype, nhwc, vectors):
+    return avg_case(gpuconv.adaptive_avg_pool2d, dtype, nhwc, vectors, output_size=(3, 4))
 
 
 class _Poisoned:
@@ -345,6 +360,7 @@ BUILDERS = {
     "max_pool2d_forward": max_pool,
     "avg_pool2d_forward": avg_pool,
     "adaptive_max_pool2d_forward": adaptive_max_pool,
+    "adaptive_avg_pool2d_forward": adaptive_avg_pool,
 }
 
 _NAME_EXPRESSION = re.compile(r"^(\w+)<(.*)>$")

@@ -322,9 +322,90 @@ def test_two_bin_gathers_give_the_loops_bits(rng, monkeypatch, case, dtype, data
                                               deterministic=True)]
     names = record_launches(monkeypatch, launch_common)
     two_bins = [simulated(call, order="random") for call in calls]
-    assert sum(name.endswith(", true>") and "backward" in name for name in names) == 2
+    template_args = [name[name.index("<") + 1:-1].split(", ") for name in names]
+    assert sum("backward" in name and args[2] == "true"       # <T, NHWC, kTwoBins, ...>
+               for name, args in zip(names, template_args)) == 2
     assert_same_bits_with_run_time_loops(monkeypatch, calls, two_bins,
                                          (launch_adaptive, "_two_bins", lambda geom: "false"))
+
+
+# The NHWC kernels with a thread per 16-byte channel vector (kVectors): name -> (x NCHW, its C
+# a multiple of every dtype's vector (8 halves), the forward, its gradient (grad_output, x)).
+# Every call is NHWC; the max gradients gather (deterministic=True).
+def _nhwc(fn, *args, **kwargs):
+    return lambda *arrays: fn(*arrays, *args, data_format="NHWC", **kwargs)
+
+
+def _pooling(forward, gradient, *args, **kwargs):
+    return _nhwc(forward, *args, **kwargs), _nhwc(gradient, *args, **kwargs)
+
+
+def _max_pooling(*args, **kwargs):
+    return (_nhwc(gpuconv.max_pool2d, *args, return_indices=True, **kwargs),
+            _nhwc(grad.max_pool2d, *args, deterministic=True, **kwargs))
+
+
+CHANNEL_VECTOR_CASES = {
+    # two bins per axis (kTwoBins); bins that repeat rows (the run-time loops)
+    "adaptive_13_to_6": ((1, 16, 13, 13), *_pooling(gpuconv.adaptive_avg_pool2d,
+                                                    grad.adaptive_avg_pool2d, 6)),
+    "adaptive_grow": ((2, 8, 3, 5), *_pooling(gpuconv.adaptive_avg_pool2d,
+                                              grad.adaptive_avg_pool2d, (5, 7))),
+    # compile-time windows (a ceil_mode edge, padding left out of the divisor) and run-time ones
+    "avg_2x2_s2": ((1, 8, 7, 6), *_pooling(gpuconv.avg_pool2d, grad.avg_pool2d, 2, 2,
+                                           ceil_mode=True)),
+    "avg_3x3_s1_p1": ((1, 16, 5, 6), *_pooling(gpuconv.avg_pool2d, grad.avg_pool2d, 3, 1, 1,
+                                               count_include_pad=False)),
+    "avg_3x3_s2_p1": ((2, 8, 7, 7), *_pooling(gpuconv.avg_pool2d, grad.avg_pool2d, 3, 2, 1)),
+    "avg_3x2_override": ((1, 8, 6, 7), *_pooling(gpuconv.avg_pool2d, grad.avg_pool2d, (3, 2),
+                                                 (2, 1), (1, 0), divisor_override=-5)),
+    "max_3x3_s2_p1": ((2, 8, 7, 7), *_max_pooling(3, 2, 1)),
+    "max_3x3_s1_p1": ((1, 16, 5, 6), *_max_pooling(3, 1, 1)),
+    "max_2x2_s1": ((1, 8, 5, 4), *_max_pooling(2, 1)),
+    "max_3x2_dilated_ceil": ((1, 8, 9, 7), *_max_pooling((3, 2), (2, 1), (1, 1), dilation=2,
+                                                         ceil_mode=True)),
+}
+
+
+def _off_the_vector_grid(a):
+    """A copy of ``a`` whose first element sits one element past a 16-byte boundary."""
+    shifted = np.empty(a.size + 1, a.dtype)[1:].reshape(a.shape)
+    shifted[...] = a
+    return shifted
+
+
+def _outputs(result) -> tuple:
+    """A pooling's outputs as a tuple: (values,) or the max poolings' (values, indices)."""
+    return result if isinstance(result, tuple) else (result,)
+
+
+def _same_bits(a, b) -> bool:
+    return all(bitwise_equal(*pair) for pair in zip(_outputs(a), _outputs(b)))
+
+
+@pytest.mark.parametrize("order", ORDERS)
+@pytest.mark.parametrize("dtype", DTYPES, ids=DTYPE_IDS)
+@pytest.mark.parametrize("case", list(CHANNEL_VECTOR_CASES))
+def test_channel_vectors_give_one_channel_per_thread_bits(rng, monkeypatch, case, dtype, order):
+    """The NHWC kernels with a thread per 16-byte channel vector compute each channel as a
+    thread per element does (the same taps or terms in the same order): the same bits (values
+    and indices), and the reference's. An operand off the 16-byte grid takes one channel per
+    thread, still right."""
+    shape, forward, gradient = CHANNEL_VECTOR_CASES[case]
+    x = to_layout(random_input(rng, shape, dtype, "ties" if "max" in case else "normal"),
+                  "NHWC")
+    names = record_launches(monkeypatch, launch_common)
+    y = simulated(forward, x, order=order)
+    assert names[-1].endswith(", true>")
+    assert _same_bits(y, simulated(forward, _off_the_vector_grid(x), order=order))
+    assert names[-1].endswith(", false>")
+    assert_matches(y, forward(x))
+    go = grad_output_for(rng, _outputs(y)[0])
+    got = simulated(gradient, go, x, order=order)
+    assert "backward" in names[-1] and names[-1].endswith(", true>")
+    assert bitwise_equal(got, simulated(gradient, _off_the_vector_grid(go), x, order=order))
+    assert names[-1].endswith(", false>")
+    assert_matches(got, gradient(go, x))
 
 
 def test_adaptive_bins_past_32_bit_products(rng):
@@ -497,7 +578,7 @@ def test_compile_time_gathers_give_the_run_time_bits(rng, monkeypatch, case, dty
     names = record_launches(monkeypatch, launch_common)
     specialized = [simulated(call, order="random") for call in calls]
     taps, stride = kwargs["kernel_size"], kwargs["stride"]
-    window = f"{taps}, {stride}>"
+    window = f", {taps}, {stride}"            # <T, NHWC, kWindow, kStride[, kVectors]>
     assert sum(window in name for name in names) == (4 if (taps, stride) != (2, 2) else 3)
     assert_same_bits_with_run_time_loops(monkeypatch, calls, specialized,
                                          (launch_window, "AVG_GATHER_WINDOWS", ()),
@@ -600,6 +681,22 @@ def test_gpu_matches_reference(rng, name, dtype):
     got = GPU_CASES[name](cupy.asarray(x))
     as_host = tuple(cupy.asnumpy(g) for g in got) if isinstance(got, tuple) else cupy.asnumpy(got)
     assert_matches(as_host, expected)
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("dtype", DTYPES, ids=DTYPE_IDS)
+@pytest.mark.parametrize("case", list(CHANNEL_VECTOR_CASES))
+def test_gpu_channel_vectors_match_reference(rng, case, dtype):
+    import cupy
+    shape, forward, gradient = CHANNEL_VECTOR_CASES[case]
+    x = to_layout(random_input(rng, shape, dtype, "ties" if "max" in case else "normal"),
+                  "NHWC")
+    y = tuple(cupy.asnumpy(a) for a in _outputs(forward(cupy.asarray(x))))
+    assert _same_bits(y, simulated(forward, x))
+    go = grad_output_for(rng, y[0])
+    got = cupy.asnumpy(gradient(cupy.asarray(go), cupy.asarray(x)))
+    assert bitwise_equal(got, simulated(gradient, go, x))
+    assert_matches(got, gradient(go, x))
 
 
 @pytest.mark.gpu
