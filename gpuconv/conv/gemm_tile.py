@@ -8,6 +8,9 @@ from dataclasses import dataclass, replace
 
 from .._arrays import dtype_name
 
+# The epilogue stage's row padding in floats, past block_n (mma_gemm.cuh: MmaTile::EPILOGUE_PAD).
+MMA_EPILOGUE_PAD = 8
+
 
 def accumulator_itemsize(dtype) -> int:
     """Bytes of the accumulator type: float for half types and float32, double for float64."""
@@ -111,12 +114,12 @@ class MmaTile:
     def smem_bytes(self, dtype) -> int:
         """The larger of the main loop's stages of 16-bit tiles (rows padded by 8 elements:
         k-major, or along k) and the epilogue's float stage of (warps along M * 16) x
-        (block_n + 1)."""
+        (block_n + EPILOGUE_PAD) (mma_gemm.cuh: MmaTile::EPILOGUE_FLOATS)."""
         pad = 8
         if self.rows_along_k:
             mainloop = self.stages * (self.block_m + self.block_n) * (self.block_k + pad) * 2
         else:
             mainloop = self.stages * self.block_k * (self.block_m + pad + self.block_n + pad) * 2
         stage_m = self.block_m // self.warp_m * 16
-        epilogue = stage_m * (self.block_n + 1) * 4
+        epilogue = stage_m * (self.block_n + MMA_EPILOGUE_PAD) * 4
         return max(mainloop, epilogue)

@@ -82,9 +82,18 @@ struct Epilogue {
     out[n * out_sN + k * out_sK + pq * out_sPQ] = finish(n, k, pq, v);
   }
 
-  // Channels k .. k + L - 1 of one output pixel in vector stores (store_packed): only for
-  // kernels whose launcher guarantees contiguous output channels (out_sK == 1: NHWC) and an
-  // output, batch stride and pixel stride aligned to pack_elements<T, L>() elements.
+  // Whether store_vector<L> may run: output channels contiguous (out_sK == 1: NHWC), and the
+  // output, its batch stride and its pixel stride aligned to pack_elements<T, L>() elements.
+  // The caller also keeps k a multiple of L. Uniform over the grid.
+  template <int L>
+  __device__ __forceinline__ bool vectors_fit() const {
+    constexpr int E = pack_elements<T, L>();
+    return out_sK == 1 && out_sN % E == 0 && out_sPQ % E == 0 &&
+           reinterpret_cast<unsigned long long>(out) % (E * sizeof(T)) == 0;
+  }
+
+  // Channels k .. k + L - 1 of one output pixel in vector stores (store_packed): only where
+  // vectors_fit<L>() (or the launcher guarantees as much) and k is a multiple of L.
   template <int L>
   __device__ __forceinline__ void store_vector(int n, int k, int pq,
                                                const acc_t<T> (&v)[L]) const {
@@ -94,5 +103,20 @@ struct Epilogue {
     store_packed(out + n * out_sN + k + pq * out_sPQ, values);
   }
 };
+
+// Channels k .. k + L - 1 of output pixel (n, pq), of which the first `valid` exist, through an
+// Epilogue or a SplitKOutput: one vector store where `packed` (the caller has checked
+// out.vectors_fit and keeps k a multiple of L) and all L exist, else one store per channel.
+template <int L, class Out, class A>
+__device__ __forceinline__ void store_channels(const Out& out, bool packed, int n, int k, int pq,
+                                               int valid, const A (&v)[L]) {
+  if (packed && valid >= L) {
+    out.template store_vector<L>(n, k, pq, v);
+    return;
+  }
+#pragma unroll
+  for (int j = 0; j < L; ++j)
+    if (j < valid) out.store(n, k + j, pq, v[j]);
+}
 
 }  // namespace gc

@@ -49,11 +49,11 @@ struct MmaTile {
   // Elements of T in dynamic shared memory for the main loop.
   static constexpr int SMEM_ELEMENTS = STAGES * (STAGE_A + STAGE_B);
   // The epilogue stages the warps' 16-row slices of one m16 fragment row at a time: WARPS_M *
-  // 16 rows of the whole BLOCK_N, in float; the odd row length makes column-wise reads
-  // conflict-free (gpuconv/conv/gemm_tile.py: MmaTile.smem_bytes).
+  // 16 rows of the whole BLOCK_N, in float, rows of TensorCoreMma::STAGE_LD (at most
+  // BLOCK_N + EPILOGUE_PAD; gpuconv/conv/gemm_tile.py: MmaTile.smem_bytes).
   static constexpr int STAGE_M = WARPS_M * 16;
-  static constexpr int STAGE_LD = BLOCK_N + 1;
-  static constexpr int EPILOGUE_FLOATS = STAGE_M * STAGE_LD;
+  static constexpr int EPILOGUE_PAD = 8;
+  static constexpr int EPILOGUE_FLOATS = STAGE_M * (BLOCK_N + EPILOGUE_PAD);
 
   template <class T> using Smem = T;
   template <class T, bool LANES_ALONG_M> using Mma = TensorCoreMma<T, MmaTile, LANES_ALONG_M>;
@@ -270,31 +270,88 @@ struct TensorCoreMma {
     return warp_n * Tile::WARP_N + j * 8 + 2 * (lane % 4) + c % 2;
   }
 
+  // The epilogue stage's row length in floats. Lanes along M (NCHW: the output's pixels are
+  // contiguous) read a column each: an odd length puts a warp's 32 rows on 32 banks. Lanes
+  // along N read 4 consecutive columns of a row (one 16-byte load, epilogue_vectors): a length
+  // that is a multiple of 4 keeps those loads aligned, and a quarter warp's 8 of them lie in
+  // one row (BLOCK_N >= 32), on distinct banks. BLOCK_N + 8 (8 mod 32) also spreads a half
+  // warp's fragment stores (4 rows x 8 floats, STS.64) over the 32 banks: 2 wavefronts for
+  // the warp's 256 bytes, the least; + 4 would overlap neighbouring rows (4).
+  static constexpr int STAGE_LD = LANES_ALONG_M ? Tile::BLOCK_N + 1 : Tile::BLOCK_N + 8;
+  static_assert(STAGE_LD <= Tile::BLOCK_N + Tile::EPILOGUE_PAD, "the stage fits EPILOGUE_FLOATS");
+  // Columns per epilogue_vectors call.
+  static constexpr int EPILOGUE_VECTOR = 4;
+
   // epilogue: hands every accumulator to store(row, col, value) (block-tile coordinates), as
   // SimtMma::epilogue does: through shared memory, fragment row i of every warp per pass, read
   // back with consecutive threads along the output's contiguous dimension. `stage` holds
   // Tile::EPILOGUE_FLOATS floats; the caller's main loop must be done with it.
   template <class Store>
   __device__ __forceinline__ void epilogue(float* stage, const Store& store) const {
-    constexpr int ELEMENTS = Tile::STAGE_M * Tile::BLOCK_N;
+    if constexpr (!LANES_ALONG_M) {
+      epilogue_vectors(stage, [&](int row, int col, const float (&v)[EPILOGUE_VECTOR]) {
+#pragma unroll
+        for (int j = 0; j < EPILOGUE_VECTOR; ++j) store(row, col + j, v[j]);
+      });
+    } else {
+      constexpr int ELEMENTS = Tile::STAGE_M * Tile::BLOCK_N;
+      for_each_staged_pass(stage, [&](int pass) {
+        for (int e = tid; e < ELEMENTS; e += Tile::THREADS) {
+          const int r = e % Tile::STAGE_M;
+          const int c = e / Tile::STAGE_M;
+          store(stage_row(r, pass), c, stage[r * STAGE_LD + c]);
+        }
+      });
+    }
+  }
+
+  // The epilogue of tiles whose output is contiguous along N (lanes along N: channels-last
+  // outputs): store(row, col, v) gets EPILOGUE_VECTOR consecutive columns col .. col + 3 of one
+  // row at a time (col a multiple of 4), so a caller can finish them with one row's index
+  // arithmetic and one vector store. Consecutive threads take consecutive vectors of a row.
+  template <class StoreVector>
+  __device__ __forceinline__ void epilogue_vectors(float* stage,
+                                                   const StoreVector& store) const {
+    static_assert(!LANES_ALONG_M, "vectors run along N");
+    static_assert(STAGE_LD % EPILOGUE_VECTOR == 0 && Tile::BLOCK_N % EPILOGUE_VECTOR == 0,
+                  "whole, 16-byte aligned vectors");
+    constexpr int ROW_VECTORS = Tile::BLOCK_N / EPILOGUE_VECTOR;
+    constexpr int VECTORS = Tile::STAGE_M * ROW_VECTORS;
+    for_each_staged_pass(stage, [&](int pass) {
+      for (int e = tid; e < VECTORS; e += Tile::THREADS) {
+        const int r = e / ROW_VECTORS;
+        const int c = (e % ROW_VECTORS) * EPILOGUE_VECTOR;
+        float v[EPILOGUE_VECTOR];
+        load_vector<float, EPILOGUE_VECTOR>(stage + r * STAGE_LD + c, v);
+        store(stage_row(r, pass), c, v);
+      }
+    });
+  }
+
+ private:
+  // read_pass(pass) for each fragment row of the warps, once that row of every warp is in
+  // `stage` (rows of STAGE_LD floats: stage row r is block-tile row stage_row(r, pass)).
+  template <class ReadPass>
+  __device__ __forceinline__ void for_each_staged_pass(float* stage,
+                                                       const ReadPass& read_pass) const {
 #pragma unroll 1
     for (int pass = 0; pass < FRAGMENTS_M; ++pass) {
       __syncthreads();  // every thread is done with the main loop's tiles / the last pass
       stage_fragment_row(stage, pass);
       __syncthreads();
-      for (int e = tid; e < ELEMENTS; e += Tile::THREADS) {
-        const int r = LANES_ALONG_M ? e % Tile::STAGE_M : e / Tile::BLOCK_N;
-        const int c = LANES_ALONG_M ? e / Tile::STAGE_M : e % Tile::BLOCK_N;
-        // stage row r: warp row r / 16, row r % 16 of that warp's fragment row `pass`
-        store((r / 16) * Tile::WARP_M + pass * 16 + r % 16, c, stage[r * Tile::STAGE_LD + c]);
-      }
+      read_pass(pass);
     }
   }
 
- private:
   // Four 8 x 8 matrices as fragments: transposed from k-major tiles, as stored otherwise.
   __device__ __forceinline__ static void load(unsigned (&frag)[4], const T* row) {
     ldmatrix_x4<!Tile::ROWS_ALONG_K>(frag, row);
+  }
+
+  // The block-tile row of stage row r in pass `pass`: warp row r / 16, row r % 16 of that
+  // warp's fragment row `pass`.
+  __device__ __forceinline__ static int stage_row(int r, int pass) {
+    return (r / 16) * Tile::WARP_M + pass * 16 + r % 16;
   }
 
   // The branch per pass keeps every accumulator index a compile-time constant.
@@ -307,7 +364,7 @@ struct TensorCoreMma {
 #pragma unroll
         for (int c = 0; c < 4; ++c) {
           const int r = warp_m * 16 + lane / 4 + (c / 2) * 8;
-          stage[r * Tile::STAGE_LD + col(j, c)] = acc[i][j][c];
+          stage[r * STAGE_LD + col(j, c)] = acc[i][j][c];
         }
     }
   }

@@ -123,6 +123,7 @@ __device__ __forceinline__ void load_fragment4(A* dst, const A* src) {
 // contiguous when M is the output's contiguous dimension (NCHW pixels).
 template <class A, class Tile, bool LANES_ALONG_M>
 struct SimtMma {
+  static constexpr int EPILOGUE_VECTOR = 1;  // epilogue() only (mma_gemm.cuh: epilogue_vectors)
   static constexpr int SEGMENTS_M = Tile::THREAD_M / 4;
   static constexpr int SEGMENTS_N = Tile::THREAD_N / 4;
   static constexpr int SEGMENT_STRIDE_M = Tile::BLOCK_M / SEGMENTS_M;

@@ -103,6 +103,31 @@ struct SplitKOutput {
     partial[(long long)split * elements + n * image_elements + k * epi.out_sK + pq * epi.out_sPQ] =
         v;
   }
+
+  // Whether store_vector<L> may run for every k that is a multiple of L within a group of
+  // k_per_group channels: the output's (Epilogue::vectors_fit), or the partial sums' (channels
+  // contiguous, every stride and the pointer aligned to the L accumulators). Uniform.
+  template <int L>
+  __device__ __forceinline__ bool vectors_fit(int k_per_group) const {
+    if (k_per_group % L != 0) return false;
+    if (splits == 1) return epi.template vectors_fit<L>();
+    constexpr int E = pack_elements<acc_t<T>, L>();
+    return epi.out_sK == 1 && epi.out_sPQ % E == 0 && image_elements % E == 0 &&
+           elements % E == 0 &&
+           reinterpret_cast<unsigned long long>(partial) % (E * sizeof(acc_t<T>)) == 0;
+  }
+
+  // store(n, k + j, pq, v[j]) for j < L, as vectors, where vectors_fit<L>(...) and k % L == 0.
+  template <int L>
+  __device__ __forceinline__ void store_vector(int n, int k, int pq,
+                                               const acc_t<T> (&v)[L]) const {
+    if (splits == 1) {
+      epi.template store_vector<L>(n, k, pq, v);
+      return;
+    }
+    store_packed<acc_t<T>, L>(
+        partial + (long long)split * elements + n * image_elements + k + pq * epi.out_sPQ, v);
+  }
 };
 
 }  // namespace gc

@@ -72,23 +72,39 @@ __device__ __forceinline__ void dgrad_implicit_gemm(const T* dy, const T* w,
   const WeightSource src_b(w, prob, shape.S);
   LoaderA loader_a(src_a, m0, tid);
   LoaderB loader_b(src_b, n0, tid);
-  typename Tile::template Mma<T, !NHWC> mma(tid);
+  using Mma = typename Tile::template Mma<T, !NHWC>;
+  Mma mma(tid);
 
   // main loop (simt_gemm.cuh; async_gemm.cuh's async_gemm_mainloop for MmaTileK)
   gc::gemm_mainloop<Smem, Tile>(mma, loader_a, src_a, loader_b, src_b, prob.gemm_k,
                                 reinterpret_cast<Smem*>(smem));
 
-  // epilogue
-  mma.epilogue(reinterpret_cast<A*>(smem), [&](int row, int col, A v) {
-    const int m = m0 + row;
-    const int c = n0 + col;
-    if (m >= prob.gemm_m || c >= prob.c_per_group) return;
-    int n, pi, pj;
-    prob.split_pixel(m, n, pi, pj);
-    const int hw = (prob.ph.first + pi * shape.stride_h) * shape.W + prob.pw.first +
-                   pj * shape.stride_w;
-    epi.store(n, group * prob.c_per_group + c, hw, v);
-  });
+  // epilogue: dx's pixel (n, hw) of tile element (row, col), false outside the GEMM
+  auto pixel = [&](int row, int col, int& n, int& hw) {
+    if (m0 + row >= prob.gemm_m || n0 + col >= prob.c_per_group) return false;
+    int pi, pj;
+    prob.split_pixel(m0 + row, n, pi, pj);
+    hw = (prob.ph.first + pi * shape.stride_h) * shape.W + prob.pw.first + pj * shape.stride_w;
+    return true;
+  };
+  if constexpr (NHWC && Mma::EPILOGUE_VECTOR > 1) {
+    // Channels-last tensor-core tiles: a row's EPILOGUE_VECTOR consecutive channels at a time
+    // (implicit_gemm.cu's forward epilogue).
+    constexpr int L = Mma::EPILOGUE_VECTOR;
+    const bool packed = prob.c_per_group % L == 0 && epi.template vectors_fit<L>();
+    mma.epilogue_vectors(reinterpret_cast<A*>(smem), [&](int row, int col, const A (&v)[L]) {
+      int n, hw;
+      if (!pixel(row, col, n, hw)) return;
+      const int c = n0 + col;
+      gc::store_channels(epi, packed, n, group * prob.c_per_group + c, hw, prob.c_per_group - c,
+                         v);
+    });
+  } else {
+    mma.epilogue(reinterpret_cast<A*>(smem), [&](int row, int col, A v) {
+      int n, hw;
+      if (pixel(row, col, n, hw)) epi.store(n, group * prob.c_per_group + n0 + col, hw, v);
+    });
+  }
 }
 
 template <class T, bool NHWC, int BLOCK_M, int BLOCK_N, int BLOCK_K, int THREAD_M, int THREAD_N>

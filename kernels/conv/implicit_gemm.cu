@@ -58,21 +58,39 @@ __device__ __forceinline__ void implicit_gemm_block(LoaderA& loader_a, const Sou
   const int m0 = blockIdx.x * Tile::BLOCK_M;
   const int n0 = blockIdx.y * Tile::BLOCK_N;
 
-  typename Tile::template Mma<T, !NHWC> mma(threadIdx.x);
+  using Mma = typename Tile::template Mma<T, !NHWC>;
+  Mma mma(threadIdx.x);
   gc::gemm_mainloop<Smem, Tile>(mma, loader_a, src_a, loader_b, src_b, k_tiles,
                                 reinterpret_cast<Smem*>(smem));
 
-  // epilogue
+  // epilogue (the scalar path as written: with a shared (row, col) -> pixel helper, ptxas
+  // spills the 128-register SIMT 128x128 tile)
   const gc::FastDivmod div_pq(shape.P * shape.Q);
   const int gemm_m = shape.N * shape.P * shape.Q;
-  mma.epilogue(reinterpret_cast<A*>(smem), [&](int row, int col, A v) {
-    const int m = m0 + row;
-    const int filter = n0 + col;
-    if (m >= gemm_m || filter >= k_per_group) return;
-    int n, pq;
-    div_pq.divmod(m, n, pq);
-    out.store(n, group * k_per_group + filter, pq, v);
-  });
+  if constexpr (NHWC && Mma::EPILOGUE_VECTOR > 1) {
+    // Channels-last tensor-core tiles: a row's EPILOGUE_VECTOR consecutive filters at a time,
+    // one division and (where the strides allow) one vector store for all of them.
+    constexpr int L = Mma::EPILOGUE_VECTOR;
+    const bool packed = out.template vectors_fit<L>(k_per_group);
+    mma.epilogue_vectors(reinterpret_cast<A*>(smem), [&](int row, int col, const A (&v)[L]) {
+      const int m = m0 + row;
+      const int filter = n0 + col;
+      if (m >= gemm_m || filter >= k_per_group) return;
+      int n, pq;
+      div_pq.divmod(m, n, pq);
+      gc::store_channels(out, packed, n, group * k_per_group + filter, pq, k_per_group - filter,
+                         v);
+    });
+  } else {
+    mma.epilogue(reinterpret_cast<A*>(smem), [&](int row, int col, A v) {
+      const int m = m0 + row;
+      const int filter = n0 + col;
+      if (m >= gemm_m || filter >= k_per_group) return;
+      int n, pq;
+      div_pq.divmod(m, n, pq);
+      out.store(n, group * k_per_group + filter, pq, v);
+    });
+  }
 }
 
 // The weights as the B operand: one row of C/groups * R * S values per filter of this group.
