@@ -2,9 +2,9 @@
 with 4-channel vectors, the "vector" variant of launch_depthwise.
 
 It runs NHWC, one 3x3 filter per channel (K == C), equal strides of 1 or 2, dilation 1, C a
-multiple of 4, with x, the weight and the output aligned for the vector loads and stores (4
-elements, at most 16 bytes). ``refusal`` says why a geometry cannot run; ``misaligned`` why a
-call's arrays cannot.
+multiple of 4, with x, the weight, the output, and the bias and residual when given, aligned
+for the vector loads and stores (4 elements, at most 16 bytes). ``refusal`` says why a geometry
+cannot run; ``misaligned`` why a call's arrays cannot.
 Each thread computes VECTOR_RUN outputs along q on ``rows`` output rows (``rows_per_thread``:
 as many as keep the launch at MIN_ITEMS threads or more, so that small layers still fill the
 GPU); kernels/conv/NOTES.md "Depthwise NHWC: 4-channel vectors" has the arithmetic.
@@ -57,8 +57,10 @@ def refusal(geom, nhwc: bool) -> str | None:
 def misaligned(call: ConvCall) -> str | None:
     """Which of the call's arrays is not aligned for the 4-element vectors (None when all are)."""
     vector_bytes = min(LANES * call.dtype.itemsize, 16)   # gc::pack_elements: <= 16 B accesses
-    for name, array in (("x", call.x), ("weight", call.weight), ("out", call.out)):
-        if not is_aligned(array, vector_bytes):
+    arrays = (("x", call.x), ("weight", call.weight), ("out", call.out), ("bias", call.bias),
+              ("residual", call.residual))      # the epilogue reads bias and residual in vectors
+    for name, array in arrays:
+        if array is not None and not is_aligned(array, vector_bytes):
             return f"{name} is not aligned to {vector_bytes} bytes"
     if not call.out.flags.c_contiguous:
         return "out is not contiguous"

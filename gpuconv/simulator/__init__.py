@@ -16,6 +16,10 @@ once; its bytes land only when the issuing thread waits for its group. So a pipe
 stage before the wait, or before the barrier after the other threads' waits, or refills a stage
 that other threads still read, computes NaN or wrong values in some thread order, and
 ThreadSanitizer reports it in every order.
+
+A vector access of the kernels (``gc::pack_at``, kernels/common/dtypes.cuh) that is not aligned
+to its size traps (``KernelFault``), as a GPU faults with "misaligned address" where a plain
+x86 load would read the right values: the launchers' alignment checks are tested here too.
 """
 from __future__ import annotations
 

@@ -40,6 +40,30 @@ struct alignas(sizeof(V) * N) Pack {
   V v[N];
 };
 
+// The Pack<V, N> at p, for a vector access. A misaligned vector access faults on a GPU
+// ("misaligned address"); the simulator traps there too (a plain x86 load would not), so that
+// a kernel test catches a launcher or kernel that lets a misaligned array reach a vector path.
+// The widest access of sm_80/sm_90 is 16 bytes (a larger Pack, 4 doubles, moves as 16-byte
+// halves), so that is the most the hardware asks.
+template <int N, class V>
+__device__ __forceinline__ void check_pack_alignment(const V* p) {
+#if defined(__SIMT_CPU__)
+  constexpr unsigned long long ACCESS = sizeof(Pack<V, N>) < 16 ? sizeof(Pack<V, N>) : 16;
+  if (reinterpret_cast<unsigned long long>(p) % ACCESS != 0)
+    simt_trap("misaligned vector access", __FILE__, __LINE__, __func__);
+#endif
+}
+template <int N, class V>
+__device__ __forceinline__ const Pack<V, N>& pack_at(const V* p) {
+  check_pack_alignment<N>(p);
+  return *reinterpret_cast<const Pack<V, N>*>(p);
+}
+template <int N, class V>
+__device__ __forceinline__ Pack<V, N>& pack_at(V* p) {
+  check_pack_alignment<N>(p);
+  return *reinterpret_cast<Pack<V, N>*>(p);
+}
+
 // Elements of T in the widest access (at most 16 bytes) that covers part of a run of N: 4
 // floats or 4 halves of a 4-run, 2 doubles (two accesses). The alignment a run of N needs.
 template <class T, int N>
@@ -54,7 +78,7 @@ __device__ __forceinline__ void load_vector(const T* p, T (&v)[N]) {
   constexpr int E = pack_elements<T, N>();
 #pragma unroll
   for (int k = 0; k < N; k += E) {
-    const Pack<T, E> pack = *reinterpret_cast<const Pack<T, E>*>(p + k);
+    const Pack<T, E> pack = pack_at<E>(p + k);
 #pragma unroll
     for (int j = 0; j < E; ++j) v[k + j] = pack.v[j];
   }
@@ -78,7 +102,7 @@ __device__ __forceinline__ void store_packed(T* p, const T (&v)[N]) {
     Pack<T, E> pack;
 #pragma unroll
     for (int j = 0; j < E; ++j) pack.v[j] = v[k + j];
-    *reinterpret_cast<Pack<T, E>*>(p + k) = pack;
+    pack_at<E>(p + k) = pack;
   }
 }
 

@@ -83,24 +83,49 @@ struct Epilogue {
   }
 
   // Whether store_vector<L> may run: output channels contiguous (out_sK == 1: NHWC), and the
-  // output, its batch stride and its pixel stride aligned to pack_elements<T, L>() elements.
-  // The caller also keeps k a multiple of L. Uniform over the grid.
+  // output, its batch stride and its pixel stride aligned to pack_elements<T, L>() elements;
+  // the same of the bias and the residual where the flags read them. The caller also keeps k a
+  // multiple of L. Uniform over the grid.
   template <int L>
   __device__ __forceinline__ bool vectors_fit() const {
     constexpr int E = pack_elements<T, L>();
-    return out_sK == 1 && out_sN % E == 0 && out_sPQ % E == 0 &&
-           reinterpret_cast<unsigned long long>(out) % (E * sizeof(T)) == 0;
+    bool fit = out_sK == 1 && out_sN % E == 0 && out_sPQ % E == 0 && aligned<E>(out);
+    if (flags & EPILOGUE_BIAS) fit = fit && aligned<E>(bias);
+    if (flags & EPILOGUE_RESIDUAL)
+      fit = fit && res_sK == 1 && res_sN % E == 0 && res_sPQ % E == 0 && aligned<E>(residual);
+    return fit;
   }
 
-  // Channels k .. k + L - 1 of one output pixel in vector stores (store_packed): only where
-  // vectors_fit<L>() (or the launcher guarantees as much) and k is a multiple of L.
+  // Channels k .. k + L - 1 of one output pixel, bias and residual read and the output written
+  // in vectors (load_packed / store_packed), each channel finished as finish() does (same bits):
+  // only where vectors_fit<L>() (or the launcher guarantees as much) and k is a multiple of L.
   template <int L>
   __device__ __forceinline__ void store_vector(int n, int k, int pq,
                                                const acc_t<T> (&v)[L]) const {
+    acc_t<T> sum[L];
+#pragma unroll
+    for (int j = 0; j < L; ++j) sum[j] = v[j];
+    if (flags & EPILOGUE_BIAS) add_vector(sum, bias + k);
+    if (flags & EPILOGUE_RESIDUAL) add_vector(sum, residual + n * res_sN + k + pq * res_sPQ);
     T values[L];
 #pragma unroll
-    for (int j = 0; j < L; ++j) values[j] = finish(n, k + j, pq, v[j]);
+    for (int j = 0; j < L; ++j)
+      values[j] = from_acc<T>(activate(sum[j], flags >> EPILOGUE_ACTIVATION_SHIFT));
     store_packed(out + n * out_sN + k + pq * out_sPQ, values);
+  }
+
+ private:
+  template <int E>
+  __device__ __forceinline__ static bool aligned(const T* p) {
+    return reinterpret_cast<unsigned long long>(p) % (E * sizeof(T)) == 0;
+  }
+
+  template <int L>
+  __device__ __forceinline__ static void add_vector(acc_t<T> (&sum)[L], const T* p) {
+    acc_t<T> terms[L];
+    load_packed<T, L>(p, terms);
+#pragma unroll
+    for (int j = 0; j < L; ++j) sum[j] += terms[j];
   }
 };
 

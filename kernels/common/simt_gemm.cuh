@@ -108,7 +108,7 @@ __device__ __forceinline__ void load_fragment4(A* dst, const A* src) {
   constexpr int VEC = 16 / sizeof(A);  // 4 floats or 2 doubles per 16-byte load
 #pragma unroll
   for (int i = 0; i < 4; i += VEC) {
-    const Pack<A, VEC> p = *reinterpret_cast<const Pack<A, VEC>*>(src + i);
+    const Pack<A, VEC> p = pack_at<VEC>(src + i);
 #pragma unroll
     for (int j = 0; j < VEC; ++j) dst[i + j] = p.v[j];
   }

@@ -61,8 +61,7 @@ struct ColumnTileLoader {
 #pragma unroll
     for (int v = 0; v < VEC; v += PACK) {
       if (k < rows && j + v < ldc) {
-        const gc::Pack<T, PACK> p =
-            *reinterpret_cast<const gc::Pack<T, PACK>*>(columns + k * ldc + j + v);
+        const gc::Pack<T, PACK> p = gc::pack_at<PACK>(columns + k * ldc + j + v);
 #pragma unroll
         for (int e = 0; e < PACK; ++e) regs[v + e] = gc::to_acc(p.v[e]);
       } else {

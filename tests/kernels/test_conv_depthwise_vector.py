@@ -168,21 +168,34 @@ def test_forced_vector_refuses_what_it_cannot_run_and_auto_avoids_it(x_shape, w_
     assert launch_depthwise.choose_variant(geom, np.float32, nhwc) != "vector"
 
 
-def test_misaligned_arrays_fall_back_in_auto_and_are_refused_when_forced(rng, launched_names):
-    """x one element past an aligned boundary: auto takes the next kernel; forcing the vector
-    kernel is a ValueError naming the array."""
-    geom, x, weight, _, _ = inputs((1, 8, 9, 9), np.dtype(np.float32), rng, 1, 1)
-    buffer = np.empty(x.size + 1, dtype=x.dtype)
-    shifted = buffer[1:].reshape(x.shape)
-    shifted[...] = x
+def shifted_copy(a):
+    """``a``'s values in a C-contiguous array one element past a 16-byte boundary."""
+    buffer = np.empty(a.size + 1, dtype=a.dtype)
+    shifted = buffer[1:].reshape(a.shape)
+    shifted[...] = a
     assert shifted.ctypes.data % 16 != 0
+    return shifted
+
+
+@pytest.mark.parametrize("misaligned", ["x", "bias", "residual"])
+def test_misaligned_arrays_fall_back_in_auto_and_are_refused_when_forced(misaligned, rng,
+                                                                         launched_names):
+    """One array (the epilogue reads bias and residual in vectors too) one element past an
+    aligned boundary: auto takes the next kernel; forcing the vector kernel is a ValueError
+    naming the array."""
+    geom, x, weight, bias, residual = inputs((1, 8, 9, 9), np.dtype(np.float32), rng, 1, 1)
+    arrays = dict(x=x, bias=bias, residual=residual)
+    arrays[misaligned] = shifted_copy(arrays[misaligned])
     with gpuconv.simulate():
-        y = gpuconv.conv2d(shifted, weight, padding=1, groups=8, data_format="NHWC")
+        y = gpuconv.conv2d(arrays["x"], weight, arrays["bias"], padding=1, groups=8,
+                           residual=arrays["residual"], data_format="NHWC")
     assert launched_names and not any("vector" in name for name in launched_names)
-    assert_close(y, gpuconv.conv2d(x, weight, padding=1, groups=8, data_format="NHWC"))
-    with pytest.raises(ValueError, match="variant 'vector' cannot run this call: x is not "
-                                         "aligned to 16 bytes"):
-        run_vector(geom, shifted, weight, None, None, None, "simulator", "forward")
+    assert_close(y, gpuconv.conv2d(x, weight, bias, padding=1, groups=8, residual=residual,
+                                   data_format="NHWC"))
+    with pytest.raises(ValueError, match=f"variant 'vector' cannot run this call: {misaligned} "
+                                         "is not aligned to 16 bytes"):
+        run_vector(geom, arrays["x"], weight, arrays["bias"], arrays["residual"], None,
+                   "simulator", "forward")
 
 
 def test_explain_names_the_vector_kernel():

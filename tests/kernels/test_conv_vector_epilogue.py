@@ -125,6 +125,27 @@ def test_forward_split_k_partials_in_vectors(case, iterator, kernel, dtype, rng,
         assert y.tobytes() == runs[0].tobytes()
 
 
+def shifted_copy(a):
+    """``a``'s values in a C-contiguous array one element off 8-byte alignment."""
+    out = misaligned_like(a.shape, a.dtype)
+    out[...] = a
+    return out
+
+
+@pytest.mark.parametrize("misaligned", ["bias", "residual"])
+@pytest.mark.parametrize("case, iterator, kernel", [FORWARD_CASES[i] for i in (0, 4)],
+                         ids=lambda v: getattr(v, "name", None))
+def test_forward_misaligned_bias_or_residual_stores_per_channel(case, iterator, kernel,
+                                                                misaligned, rng):
+    # The vectors read bias and residual as 8-byte packs too: one of them misaligned sends the
+    # whole launch to the per-channel stores, which give the same bits.
+    x, w, b, r = forward_inputs(case, np.float16, rng)
+    aligned = forward(case, x, w, b, r, iterator=iterator, split_k=1)
+    b2, r2 = (shifted_copy(b), r) if misaligned == "bias" else (b, shifted_copy(r))
+    per_channel = forward(case, x, w, b2, r2, iterator=iterator, split_k=1, order="reverse")
+    assert per_channel.tobytes() == aligned.tobytes()
+
+
 def test_forward_without_bias_residual_or_activation(rng):
     # The flags off: the vectors carry the bare accumulators, rounded once.
     case, iterator, _ = FORWARD_CASES[4]

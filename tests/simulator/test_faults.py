@@ -8,7 +8,8 @@ from gpuconv.simulator import DeadlockError, KernelFault
 
 from sim_support import line_of, load
 
-NAMES = ["null_write", "traps", "asserts", "recursion", "early_return", "divergent_barrier"]
+NAMES = ["null_write", "traps", "asserts", "recursion", "early_return", "divergent_barrier",
+         "vector_load"]
 
 
 @pytest.fixture(scope="module")
@@ -43,6 +44,19 @@ def test_trap_names_the_thread_and_line(faults):
         faults.get_function("traps")(2, 32, (np.int32(17),))
     assert caught.value.thread == (17, 0, 0)
     assert caught.value.block in ((0, 0, 0), (1, 0, 0))
+
+
+def test_misaligned_vector_access_traps_as_on_a_gpu(faults):
+    # Aligned vectors load; one 16-byte load at a 4-byte offset traps in that thread (a plain
+    # x86 load would have read the right values).
+    values = np.arange(4 * 40, dtype=np.float32)
+    assert values.ctypes.data % 16 == 0
+    out = np.zeros(32, np.float32)
+    faults.get_function("vector_load")(1, 32, (out, values, np.int32(-1), np.int32(0)))
+    np.testing.assert_array_equal(out, values.reshape(40, 4)[:32].sum(axis=1))
+    with pytest.raises(KernelFault, match="misaligned vector access") as caught:
+        faults.get_function("vector_load")(1, 32, (out, values, np.int32(6), np.int32(5)))
+    assert caught.value.thread == (6, 0, 0)
 
 
 def test_failed_assert_names_the_condition(faults):

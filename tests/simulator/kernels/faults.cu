@@ -52,3 +52,15 @@ extern "C" __global__ void shared_overrun(float* out) {
   __syncthreads();
   out[threadIdx.x] = tile[threadIdx.x + 1];
 }
+
+// The project's vector access (kernels/common/dtypes.cuh: gc::pack_at): thread `bad_thread`
+// loads 4 floats `offset` elements into `values`, the others at a multiple of 4. A GPU faults
+// on a misaligned vector access ("misaligned address"); so does the simulator.
+#include "dtypes.cuh"
+extern "C" __global__ void vector_load(float* out, const float* values, int bad_thread,
+                                       int offset) {
+  float v[4];
+  const int at = static_cast<int>(threadIdx.x) == bad_thread ? offset : 4 * threadIdx.x;
+  gc::load_vector<float, 4>(values + at, v);
+  out[threadIdx.x] = v[0] + v[1] + v[2] + v[3];
+}
