@@ -1,8 +1,80 @@
-"""Shared test fixtures: the `gpu` marker skips cleanly on machines without a CUDA GPU."""
+"""Shared test fixtures: the `gpu` marker skips cleanly on machines without a CUDA GPU; the
+simulator's kernel modules and the NVRTC check run in background processes beside the tests."""
 import functools
+import os
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
 
 import numpy as np
 import pytest
+
+# Work done in background processes while the tests run, so that CI's second core is not idle
+# while the tests run one at a time (on a fresh machine, CI's case, the suite took ~19 minutes
+# serially: ~6 of them g++ building each kernel family for the simulator at its first use, ~5.5
+# the NVRTC check of every family for sm_80 and sm_90 at the end).
+#
+# 1. Every kernel family built for the simulator (plain, as most tests load them), last
+#    registered first, at low priority. The toolchain's build lock makes this process and the
+#    tests share the work: whichever asks second for a module waits for it, then loads it from
+#    the cache.
+WARM_SIMULATOR_CACHE = """
+import os, signal, sys
+os.nice(10)
+signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))  # a build's temporary folder cleaned up
+from gpuconv import _kernels, _loader
+_kernels.import_launchers()
+for family in reversed(list(_kernels.FAMILIES.values())):
+    try:
+        _loader.load_module(family, "simulator")
+    except Exception:  # the test that needs the family reports it
+        pass
+"""
+# 2. The offline NVRTC check of every family (tests/test_compile_check.py awaits its result),
+#    at the lowest priority: nothing waits for it before the end.
+COMPILE_CHECK = [sys.executable, "-c",
+                 "import os, runpy, sys; os.nice(19); sys.argv = ['gpuconv', 'compile', "
+                 "'--arch', 'sm_80,sm_90']; runpy.run_module('gpuconv', run_name='__main__')"]
+COMPILE_CHECK_TEST = "test_compile_check.py::test_library_families_pass_the_check"
+# Fewer collected tests than this (one file, a -k selection): no cache warmer.
+WARM_CACHE_MIN_TESTS = 200
+_background: dict[str, subprocess.Popen] = {}
+
+
+def pytest_collection_finish(session):
+    if os.environ.get("GPUCONV_TEST_BACKGROUND", "1") == "0":
+        return
+    root = Path(__file__).parent.parent
+    if len(session.items) >= WARM_CACHE_MIN_TESTS:
+        _background["warm"] = subprocess.Popen(
+            [sys.executable, "-c", WARM_SIMULATOR_CACHE], cwd=root,
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    if any(item.nodeid.endswith(COMPILE_CHECK_TEST) for item in session.items):
+        # Its report goes to a file: a pipe nobody reads until the end would fill and stall it.
+        report = tempfile.TemporaryFile(mode="w+")
+        _background["compile_check"] = subprocess.Popen(
+            COMPILE_CHECK, cwd=root, stdout=report, stderr=subprocess.STDOUT, text=True)
+        _background["compile_check"].report = report
+
+
+def pytest_sessionfinish(session, exitstatus):
+    for process in _background.values():
+        if process.poll() is None:
+            process.terminate()
+            process.wait()
+    _background.clear()
+
+
+@pytest.fixture
+def background_compile_check():
+    """The NVRTC check started at collection (returncode, output), or None if none was."""
+    process = _background.get("compile_check")
+    if process is None:
+        return None
+    process.wait()
+    process.report.seek(0)
+    return process.returncode, process.report.read()
 
 
 @functools.lru_cache(maxsize=None)

@@ -130,6 +130,15 @@ def build_module(code: str, name_expressions: Sequence[str], options: CompileOpt
     runtime = _toolchain.runtime_library(sanitize)  # the module loads it from beside itself
     if path.exists():
         return BuiltModule(path, from_cache=True)
+    with _toolchain.build_lock(path):
+        if path.exists():       # built by another process while this one waited
+            return BuiltModule(path, from_cache=True)
+        _compile(path, code, name_expressions, options, sanitize, source_name, runtime)
+    return BuiltModule(path, from_cache=False)
+
+
+def _compile(path: Path, code: str, name_expressions: Sequence[str], options: CompileOptions,
+             sanitize: str | None, source_name: str, runtime: Path) -> None:
     with tempfile.TemporaryDirectory(dir=_toolchain.cache_dir()) as tmp:
         source = Path(tmp) / "kernel.cu"
         line_name = source_name.replace("\\", "/").replace('"', '\\"')
@@ -161,7 +170,6 @@ def build_module(code: str, name_expressions: Sequence[str], options: CompileOpt
         if compile_.returncode != 0:
             raise KernelCompileError(source_name, _explain(compile_.stderr, name_expressions))
         _toolchain.publish(built, path)
-    return BuiltModule(path, from_cache=False)
 
 
 def _explain(log: str, name_expressions: Sequence[str]) -> str:

@@ -8,6 +8,7 @@ written object. ``GPUCONV_SIM_CXX`` names another g++-compatible compiler.
 """
 from __future__ import annotations
 
+import contextlib
 import functools
 import hashlib
 import os
@@ -83,6 +84,24 @@ def run_compiler(args: list[str], cwd: str | None = None) -> subprocess.Complete
                           check=False)
 
 
+@contextlib.contextmanager
+def build_lock(final: Path):
+    """Held while one process builds ``final``: another process (a test run beside a cache
+    warmer, two test sessions) that wants the same file waits, then finds it built, instead of
+    compiling it a second time. POSIX advisory locks; no lock where fcntl does not exist."""
+    try:
+        import fcntl
+    except ImportError:
+        yield
+        return
+    with open(final.with_name(final.name + ".lock"), "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
+
+
 def publish(built: Path, final: Path) -> None:
     """Moves a finished file into the cache atomically."""
     os.replace(built, final)
@@ -100,6 +119,14 @@ def runtime_library(sanitize: str | None) -> Path:
     path = cache_dir() / name
     if path.exists():
         return path
+    with build_lock(path):
+        if not path.exists():
+            _build_runtime(path, sanitize)
+    return path
+
+
+def _build_runtime(path: Path, sanitize: str | None) -> None:
+    name = path.name
     sources = [str(RUNTIME_DIR / f) for f in RUNTIME_SOURCES]
     with tempfile.TemporaryDirectory(dir=cache_dir()) as tmp:
         out = Path(tmp) / name
@@ -112,18 +139,24 @@ def runtime_library(sanitize: str | None) -> Path:
             raise ToolchainError(f"building the simulator runtime ({sanitize or 'plain'}) "
                                  f"failed:\n{result.stderr}")
         publish(out, path)
-    return path
 
 
 def runner_executable(sanitize: str) -> Path:
     """The sanitizer runner program (runtime/runner.cpp) for one sanitizer mode."""
-    from .errors import SanitizerUnavailable
     runtime = runtime_library(sanitize)
     key = hashlib.sha256(f"{compiler_identity(compiler())}\0{runtime_digest()}\0{sanitize}"
                          .encode()).hexdigest()[:20]
     path = cache_dir() / f"gpuconv_simt_runner-{sanitize}-{key}"
     if path.exists():
         return path
+    with build_lock(path):
+        if not path.exists():
+            _build_runner(path, sanitize, runtime)
+    return path
+
+
+def _build_runner(path: Path, sanitize: str, runtime: Path) -> None:
+    from .errors import SanitizerUnavailable
     with tempfile.TemporaryDirectory(dir=cache_dir()) as tmp:
         out = Path(tmp) / path.name
         result = run_compiler(
@@ -136,4 +169,3 @@ def runner_executable(sanitize: str) -> Path:
                 f"{sanitize} sanitizer runner with {compiler()} failed (is lib"
                 f"{'asan' if sanitize == 'address' else 'tsan'} installed?):\n{result.stderr}")
         publish(out, path)
-    return path

@@ -79,3 +79,34 @@ def test_cache_files_live_in_the_configured_folder(private_cache):
                          source_name="sync.cu")
     assert module.path.parent == _toolchain.cache_dir()
     assert module.path.name.startswith("sync-plain-")
+
+
+def test_a_module_another_process_is_building_is_waited_for_not_built_twice(private_cache):
+    # This process holds the module's build lock (as a process building it would); a second
+    # process asking for the module waits, then loads what this one published, compiling
+    # nothing (the test suite's cache warmer and the tests share the work this way).
+    import subprocess
+    import sys
+    import time
+    from gpuconv.simulator import _build
+
+    options, includes, source = ["-DSCALE=2"], [str(private_cache)], "locked.cu"
+    parsed = _build.parse_options(options, includes)
+    names = ("scaled<float>",)
+    path = _build.module_path(_build.cache_key(KERNEL, names, parsed, None, source), source, None)
+    runtime = _toolchain.runtime_library(None)
+    second = (f"from gpuconv.simulator import load_module\n"
+              f"m = load_module({KERNEL!r}, {list(names)!r}, include_dirs={includes!r}, "
+              f"options={options!r}, source_name={source!r})\n"
+              f"print(m.from_cache)")
+    with _toolchain.build_lock(path):
+        waiting = subprocess.Popen([sys.executable, "-c", second], stdout=subprocess.PIPE,
+                                   text=True)
+        time.sleep(2.0)
+        assert waiting.poll() is None, "the second process did not wait for the lock"
+        _build._compile(path, KERNEL, names, parsed, None, source, runtime)
+    out, _ = waiting.communicate(timeout=120)
+    assert waiting.returncode == 0 and out.strip() == "True"
+    module = load_module(KERNEL, list(names), include_dirs=includes, options=options,
+                         source_name=source)
+    assert module.from_cache and run(module)[1] == 2
