@@ -23,6 +23,15 @@ __device__ __forceinline__ int pixel_stride(int C) {
   return kNHWC ? C : 1;
 }
 
+// Channels per thread of a pooling kernel with NHWC channel vectors (its kVectors flag; the
+// launcher's launch_common.VECTOR_BYTES): 16 bytes of consecutive channels (8 halves, 4
+// floats, 2 doubles), one load or store each; 1 without.
+template <class T, bool kNHWC, bool kVectors>
+__host__ __device__ constexpr int channel_vector() {
+  static_assert(kNHWC || !kVectors, "channel vectors are NHWC's");
+  return kVectors ? int(16 / sizeof(T)) : 1;
+}
+
 template <bool kNHWC>
 __device__ __forceinline__ int offset_of(int n, int c, int h, int w, int C, int H, int W) {
   return plane_offset<kNHWC>(n, c, C, H, W) + (h * W + w) * pixel_stride<kNHWC>(C);

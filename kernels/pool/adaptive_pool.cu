@@ -17,8 +17,7 @@ __global__ void adaptive_max_pool2d_forward(const T* __restrict__ x, T* __restri
                                             long long* __restrict__ indices,
                                             GC_POOL_SHAPE_PARAMS) {
   GC_POOL_SHAPE_NAMES;
-  constexpr int V = kVectors ? int(16 / sizeof(T)) : 1;
-  static_assert(kNHWC || !kVectors, "channel vectors are NHWC's");
+  constexpr int V = gc::channel_vector<T, kNHWC, kVectors>();
   const int vectors = N * C * P * Q / V;
   const int ps = gc::pixel_stride<kNHWC>(C);
   for (long long v = gc::grid_first(); v < vectors; v += gc::grid_stride()) {
@@ -44,8 +43,7 @@ template <class T, bool kNHWC, bool kVectors>
 __global__ void adaptive_avg_pool2d_forward(const T* __restrict__ x, T* __restrict__ y,
                                             GC_POOL_SHAPE_PARAMS) {
   GC_POOL_SHAPE_NAMES;
-  constexpr int V = kVectors ? int(16 / sizeof(T)) : 1;
-  static_assert(kNHWC || !kVectors, "channel vectors are NHWC's");
+  constexpr int V = gc::channel_vector<T, kNHWC, kVectors>();
   const int vectors = N * C * P * Q / V;
   const int ps = gc::pixel_stride<kNHWC>(C);
   for (long long v = gc::grid_first(); v < vectors; v += gc::grid_stride()) {
@@ -163,8 +161,7 @@ __global__ void adaptive_avg_pool2d_backward(const T* __restrict__ grad_output,
                                              GC_POOL_SHAPE_PARAMS, int use_tables) {
   GC_POOL_SHAPE_NAMES;
   using A = gc::acc_t<T>;
-  constexpr int V = kVectors ? int(16 / sizeof(T)) : 1;
-  static_assert(kNHWC || !kVectors, "channel vectors are NHWC's");
+  constexpr int V = gc::channel_vector<T, kNHWC, kVectors>();
   extern __shared__ int adaptive_table[];
   gc::AdaptiveTables t{};
   if (use_tables) t = gc::build_adaptive_tables(adaptive_table, H, W, P, Q);

@@ -193,7 +193,7 @@ __global__ void global_pool2d_nhwc(const T* __restrict__ x, T* __restrict__ y,
                                    long long* __restrict__ indices, int N, int HW, int C,
                                    int lanes) {
   using A = gc::acc_t<T>;
-  constexpr int kVector = kVectors ? int(16 / sizeof(T)) : 1;
+  constexpr int kVector = gc::channel_vector<T, true, kVectors>();
   constexpr int kPixels = kVectors ? 4 : kBatch;
   extern __shared__ __align__(16) unsigned char smem_raw[];
   // [kVector][kGlobalBlock], channel e of thread t at e * kGlobalBlock + t: a warp's stores and
@@ -339,7 +339,7 @@ __global__ void global_pool2d_backward_nhwc(const T* __restrict__ grad_output,
                                             T* __restrict__ grad_input, int N, int HW, int C,
                                             int lanes) {
   using A = gc::acc_t<T>;
-  constexpr int kVector = kVectors ? int(16 / sizeof(T)) : 1;
+  constexpr int kVector = gc::channel_vector<T, true, kVectors>();
   const int lane = threadIdx.x % lanes;
   const int row = threadIdx.x / lanes;
   const int rows = kGlobalBlock / lanes;

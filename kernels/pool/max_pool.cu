@@ -22,8 +22,7 @@ __global__ void max_pool2d_forward(const T* __restrict__ x, T* __restrict__ y,
                                    long long* __restrict__ indices, GC_POOL_SHAPE_PARAMS) {
   GC_POOL_SHAPE_NAMES;
   using A = gc::acc_t<T>;
-  constexpr int V = kVectors ? int(16 / sizeof(T)) : 1;
-  static_assert(kNHWC || !kVectors, "channel vectors are NHWC's");
+  constexpr int V = gc::channel_vector<T, kNHWC, kVectors>();
   const int vectors = N * C * P * Q / V;
   const int ps = gc::pixel_stride<kNHWC>(C);
   for (long long v = gc::grid_first(); v < vectors; v += gc::grid_stride()) {
@@ -112,8 +111,7 @@ __global__ void max_pool2d_backward(const T* __restrict__ grad_output,
                                     int use_tables) {
   GC_POOL_SHAPE_NAMES;
   using A = gc::acc_t<T>;
-  constexpr int V = kVectors ? int(16 / sizeof(T)) : 1;
-  static_assert(kNHWC || !kVectors, "channel vectors are NHWC's");
+  constexpr int V = gc::channel_vector<T, kNHWC, kVectors>();
   const int vectors = N * C * H * W / V;
   const int ps = gc::pixel_stride<kNHWC>(C);
   const int extent_h = (R - 1) * dil_h + 1;
