@@ -106,6 +106,16 @@ __device__ __forceinline__ void store_packed(T* p, const T (&v)[N]) {
   }
 }
 
+// p[j] = v[j] rounded to T, j < N, in the same accesses: the counterpart of load_packed, for
+// epilogues that finish in the accumulator type.
+template <class T, int N>
+__device__ __forceinline__ void store_rounded(T* p, const acc_t<T> (&v)[N]) {
+  T rounded[N];
+#pragma unroll
+  for (int j = 0; j < N; ++j) rounded[j] = from_acc<T>(v[j]);
+  store_packed<T, N>(p, rounded);
+}
+
 // An element of T, loaded from global memory, as an element of a shared-memory operand tile
 // of type S: the accumulator type for the CUDA-core tiles (halves become float once, on the
 // way in) or T itself for the tensor-core tiles (no conversion at all).

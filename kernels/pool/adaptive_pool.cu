@@ -52,10 +52,7 @@ __global__ void adaptive_avg_pool2d_forward(const T* __restrict__ x, T* __restri
     const gc::Bin bin = gc::adaptive_bin(o.h, o.w, H, W, P, Q);
     gc::acc_t<T> mean[V];
     gc::mean_over_bin<T, V>(x + gc::plane_offset<kNHWC>(o.n, o.c, C, H, W), ps, W, bin, mean);
-    T out[V];
-#pragma unroll
-    for (int e = 0; e < V; ++e) out[e] = gc::from_acc<T>(mean[e]);
-    gc::store_packed<T, V>(y + i, out);
+    gc::store_rounded<T, V>(y + i, mean);
   }
 }
 
@@ -206,9 +203,6 @@ __global__ void adaptive_avg_pool2d_backward(const T* __restrict__ grad_output,
         }
       }
     }
-    T out[V];
-#pragma unroll
-    for (int e = 0; e < V; ++e) out[e] = gc::from_acc<T>(grad[e]);
-    gc::store_packed<T, V>(grad_input + i, out);
+    gc::store_rounded<T, V>(grad_input + i, grad);
   }
 }

@@ -92,12 +92,10 @@ __global__ void avg_pool2d_forward(const T* __restrict__ x, T* __restrict__ y,
     }
     // epilogue
     const bool empty = win.hstart >= win.hend || win.wstart >= win.wend;
-    T out[V];
+    A mean[V];
 #pragma unroll
-    for (int e = 0; e < V; ++e) {
-      out[e] = gc::from_acc<T>(empty ? A(0) : sum[e] / static_cast<A>(win.divisor));
-    }
-    gc::store_packed<T, V>(y + i, out);
+    for (int e = 0; e < V; ++e) mean[e] = empty ? A(0) : sum[e] / static_cast<A>(win.divisor);
+    gc::store_rounded<T, V>(y + i, mean);
   }
 }
 
@@ -178,9 +176,6 @@ __global__ void avg_pool2d_backward(const T* __restrict__ grad_output, T* __rest
         }
       }
     }
-    T out[V];
-#pragma unroll
-    for (int e = 0; e < V; ++e) out[e] = gc::from_acc<T>(grad[e]);
-    gc::store_packed<T, V>(grad_input + i, out);
+    gc::store_rounded<T, V>(grad_input + i, grad);
   }
 }

@@ -86,15 +86,13 @@ __global__ void max_pool2d_forward(const T* __restrict__ x, T* __restrict__ y,
       }
     }
     // epilogue
-    T out[V];
-    long long out_index[V];
+    gc::store_rounded<T, V>(y + i, best);
+    if (kIndices) {
+      long long out_index[V];
 #pragma unroll
-    for (int e = 0; e < V; ++e) {
-      out[e] = gc::from_acc<T>(best[e]);
-      out_index[e] = best_index[e];
+      for (int e = 0; e < V; ++e) out_index[e] = best_index[e];
+      gc::store_packed<long long, V>(indices + i, out_index);
     }
-    gc::store_packed<T, V>(y + i, out);
-    if (kIndices) gc::store_packed<long long, V>(indices + i, out_index);
   }
 }
 
@@ -179,9 +177,6 @@ __global__ void max_pool2d_backward(const T* __restrict__ grad_output,
         }
       }
     }
-    T out[V];
-#pragma unroll
-    for (int e = 0; e < V; ++e) out[e] = gc::from_acc<T>(grad[e]);
-    gc::store_packed<T, V>(grad_input + i, out);
+    gc::store_rounded<T, V>(grad_input + i, grad);
   }
 }
