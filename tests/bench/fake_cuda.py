@@ -29,6 +29,7 @@ from __future__ import annotations
 import ctypes
 import itertools
 import os
+import re
 import sys
 import time
 import types
@@ -483,6 +484,15 @@ def _kernel_argument(x):
     raise TypeError(f"Unsupported type {type(x)}")
 
 
+def _source_name(code: str) -> str:
+    """The name gpuconv's simulator executor gives this code's module: the kernel family's
+    source, from the ``#line`` that starts family_code's text ("kernel.cu", CuPy's name, for
+    other code). Same name, same cache key: the fake device runs the modules the rest of the
+    suite builds instead of building its own copies (~100 s of a cold CI run)."""
+    match = re.search(r'^#line 1 "([^"\n]+)"$', code[:4096], re.MULTILINE)
+    return match.group(1) if match else "kernel.cu"
+
+
 class RawModule:
     def __init__(self, *, code=None, path=None, options=(), backend="nvrtc",
                  translate_cucomplex=False, enable_cooperative_groups=False,
@@ -501,7 +511,8 @@ class RawModule:
         if self._module is None:
             try:
                 self._module = load_module(self.code, self.name_expressions or (),
-                                           options=self.options)
+                                           options=self.options,
+                                           source_name=_source_name(self.code))
             except KernelCompileError as error:
                 raise CompileException(str(error)) from None
 
