@@ -6,7 +6,10 @@ executor; both module types answer ``get_function(name)(grid, block, args, share
 - "simulator": ``gpuconv.simulator.load_module`` (g++ on the CPU), memoized per (family,
   sanitizer of the active ``simulate()``).
 A family is compiled whole, as one module with all its name expressions: NVRTC needs every
-instantiation up front, and one compile per family is cheaper than one per kernel.
+instantiation up front, and one compile per family is cheaper than one per kernel. Except under
+a simulator sanitizer: an instrumented build of a whole family takes g++ up to ~30 s (max_pool's
+108 kernels) for the one or two kernels a sanitized run launches, so there each kernel a launch
+asks for is a module of its own (~1 s).
 """
 from __future__ import annotations
 
@@ -43,7 +46,7 @@ def get_function(family: KernelFamily, name_expression: str, executor: str,
     # Every launch asks for its kernel: one handed out before is found by the key of the module
     # it came from, without the module lookup (host time of every call), as long as that module
     # is still the one in the memo (one built anew must not be answered with the old kernel).
-    module_key = _module_key(family, executor)
+    module_key = _module_key(family, executor, name_expression)
     kept = _functions.get((name_expression, module_key))
     if kept is not None and _modules.get(module_key) is kept[0]:
         fn = kept[1]
@@ -52,7 +55,7 @@ def get_function(family: KernelFamily, name_expression: str, executor: str,
             raise ValueError(
                 f"name_expression {name_expression!r} is not registered in kernel family "
                 f"{family.source}; registered: {', '.join(family.name_expressions)}")
-        module = load_module(family, executor)
+        module = load_module(family, executor, name_expression)
         # CuPy's get_function looks the name up and wraps the handle anew on each call.
         fn = module.get_function(name_expression)
         _functions[name_expression, module_key] = (module, fn)
@@ -64,28 +67,39 @@ def get_function(family: KernelFamily, name_expression: str, executor: str,
     return fn
 
 
-def _module_key(family: KernelFamily, executor: str) -> tuple:
+def _module_key(family: KernelFamily, executor: str, name_expression: str | None) -> tuple:
     """What tells one built module of ``family`` from another: the device (CuPy), or the
-    sanitizer of the active ``simulate()`` (simulator)."""
+    sanitizer of the active ``simulate()`` (simulator) and, under a sanitizer, the one kernel
+    ``name_expression`` the module holds (None: the whole family)."""
     if executor == "cupy":
         import cupy
         return (family, executor, cupy.cuda.runtime.getDevice())
     as_choice("executor", executor, EXECUTORS)
     options = _state.active_simulation()
-    return (family, executor, options.sanitize if options is not None else None)
+    sanitize = options.sanitize if options is not None else None
+    if sanitize is None:
+        return (family, executor, None)
+    return (family, executor, sanitize, name_expression)
 
 
-def load_module(family: KernelFamily, executor: str):
-    key = _module_key(family, executor)
-    build = _build_cupy if executor == "cupy" else _build_simulator
+def load_module(family: KernelFamily, executor: str, name_expression: str | None = None):
+    """The built module of ``family`` for ``executor``; ``name_expression``: the kernel the
+    caller will take from it (a sanitized simulator build holds only that one)."""
+    key = _module_key(family, executor, name_expression)
     with _lock:
         module = _modules.get(key)
         if module is None:
-            module = _modules[key] = build(family, key[2])
+            if executor == "cupy":
+                module = _build_cupy(family)
+            else:
+                sanitize, only = key[2], key[3] if len(key) > 3 else None
+                names = (only,) if only is not None else family.name_expressions
+                module = _build_simulator(family, sanitize, names)
+            _modules[key] = module
     return module
 
 
-def _build_cupy(family: KernelFamily, device_id: int):
+def _build_cupy(family: KernelFamily):
     import cupy
     options = (CUDA_STANDARD, *(f"-I{d}" for d in include_dirs()), *family.options)
     module = cupy.RawModule(code=family_code(family), options=options,
@@ -99,10 +113,10 @@ def _build_cupy(family: KernelFamily, device_id: int):
     return module
 
 
-def _build_simulator(family: KernelFamily, sanitize):
+def _build_simulator(family: KernelFamily, sanitize, name_expressions):
     from . import simulator
     # The simulator raises KernelCompileError itself, with g++'s file:line diagnostics.
-    return simulator.load_module(family_code(family), family.name_expressions,
+    return simulator.load_module(family_code(family), name_expressions,
                                  include_dirs=[str(d) for d in include_dirs()],
                                  options=family.options, sanitize=sanitize,
                                  source_name=family.source)

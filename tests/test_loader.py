@@ -103,9 +103,22 @@ def test_simulator_build_gets_the_family_and_is_memoized_per_sanitizer(family, f
                                  sanitize=None, source_name=scale.source)
     _loader.get_function(scale, "scale<float>", "simulator")
     assert len(fake_simulator) == 1          # the whole family is one module
+    # Under a sanitizer each kernel asked for is a module of its own (an instrumented build of
+    # a whole family costs g++ ~30 s for the kernel or two a sanitized run launches).
     with gpuconv.simulate(sanitize="address"):
         _loader.get_function(scale, "scale<float>", "simulator")
+        _loader.get_function(scale, "scale<float>", "simulator")
     assert len(fake_simulator) == 2 and fake_simulator[1]["sanitize"] == "address"
+    assert fake_simulator[1]["name_expressions"] == ("scale<float>",)
+    with gpuconv.simulate(sanitize="address"):
+        _loader.get_function(scale, "scale<__half>", "simulator")
+    with gpuconv.simulate(sanitize="thread"):
+        _loader.get_function(scale, "scale<__half>", "simulator")
+    assert [(b["sanitize"], b["name_expressions"]) for b in fake_simulator[2:]] == [
+        ("address", ("scale<__half>",)), ("thread", ("scale<__half>",))]
+    # Outside simulate() the whole-family module is the one memoized first.
+    _loader.get_function(scale, "scale<float>", "simulator")
+    assert len(fake_simulator) == 4
 
 
 def test_cupy_build_options_memo_per_device_and_compile_errors(family, monkeypatch):

@@ -8,7 +8,7 @@ import gpuconv
 from gpuconv.simulator import SanitizerUnavailable
 from contract_support import CASE_NAMES, case_named, results
 
-pytestmark = pytest.mark.slow   # each sanitizer builds its own copy of every kernel family
+pytestmark = pytest.mark.slow   # each sanitizer builds its own copy of every kernel launched
 
 
 @pytest.mark.parametrize("sanitize", ["address", "thread"])
