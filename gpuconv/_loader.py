@@ -92,9 +92,9 @@ def load_module(family: KernelFamily, executor: str, name_expression: str | None
             if executor == "cupy":
                 module = _build_cupy(family)
             else:
-                sanitize, only = key[2], key[3] if len(key) > 3 else None
+                only = key[3] if len(key) > 3 else None     # a sanitized build's kernel
                 names = (only,) if only is not None else family.name_expressions
-                module = _build_simulator(family, sanitize, names)
+                module = _build_simulator(family, key[2], names)
             _modules[key] = module
     return module
 
