@@ -97,7 +97,7 @@ struct Epilogue {
   }
 
   // Channels k .. k + L - 1 of one output pixel, bias and residual read and the output written
-  // in vectors (load_packed / store_packed), each channel finished as finish() does (same bits):
+  // in vectors (load_packed / store_rounded), each channel finished as finish() does (same bits):
   // only where vectors_fit<L>() (or the launcher guarantees as much) and k is a multiple of L.
   template <int L>
   __device__ __forceinline__ void store_vector(int n, int k, int pq,
@@ -107,11 +107,9 @@ struct Epilogue {
     for (int j = 0; j < L; ++j) sum[j] = v[j];
     if (flags & EPILOGUE_BIAS) add_vector(sum, bias + k);
     if (flags & EPILOGUE_RESIDUAL) add_vector(sum, residual + n * res_sN + k + pq * res_sPQ);
-    T values[L];
 #pragma unroll
-    for (int j = 0; j < L; ++j)
-      values[j] = from_acc<T>(activate(sum[j], flags >> EPILOGUE_ACTIVATION_SHIFT));
-    store_packed(out + n * out_sN + k + pq * out_sPQ, values);
+    for (int j = 0; j < L; ++j) sum[j] = activate(sum[j], flags >> EPILOGUE_ACTIVATION_SHIFT);
+    store_rounded<T, L>(out + n * out_sN + k + pq * out_sPQ, sum);
   }
 
  private:

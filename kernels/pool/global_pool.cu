@@ -358,14 +358,10 @@ __global__ void global_pool2d_backward_nhwc(const T* __restrict__ grad_output,
     T* dst = grad_input + (long long)n * HW * C + c0;
     // main loop
     for (int k = row; k < HW; k += rows) {
-      T out[kVector];
+      A out[kVector];
 #pragma unroll
-      for (int e = 0; e < kVector; ++e) out[e] = gc::from_acc<T>(spread<A, kMax>(g[e], argmax[e], k));
-      if constexpr (kVectors) {
-        gc::store_packed<T, kVector>(dst + (long long)k * C, out);
-      } else {
-        dst[(long long)k * C] = out[0];
-      }
+      for (int e = 0; e < kVector; ++e) out[e] = spread<A, kMax>(g[e], argmax[e], k);
+      gc::store_rounded<T, kVector>(dst + (long long)k * C, out);   // one element without vectors
     }
   }
 }

@@ -57,6 +57,16 @@ def to_layout(x, data_format):
     return np.ascontiguousarray(x.transpose(0, 2, 3, 1)) if data_format == "NHWC" else x
 
 
+def misaligned_copy(a):
+    """``a``'s values in a C-contiguous array one element past an aligned start: off the
+    alignment of every vector access of the kernels (two elements or more), so a launcher must
+    send it down a path of one element per access."""
+    shifted = np.empty(a.size + 1, dtype=a.dtype)[1:].reshape(a.shape)
+    shifted[...] = a
+    assert shifted.ctypes.data % (2 * a.itemsize) != 0
+    return shifted
+
+
 def simulated(fn, *args, order="forward", **kwargs):
     with gpuconv.simulate(order=order):
         return fn(*args, **kwargs)

@@ -20,7 +20,7 @@ from gpuconv.conv import launch, launch_depthwise
 from gpuconv.conv import launch_depthwise_vector as vector
 from gpuconv.conv.geometry import conv2d_geometry, layout_shape
 
-from kernel_support import BFLOAT16, ORDERS, assert_written_and_close
+from kernel_support import BFLOAT16, ORDERS, assert_written_and_close, misaligned_copy
 
 DTYPES = [np.dtype(np.float32), np.dtype(np.float16), np.dtype(np.float64), *BFLOAT16]
 TOLERANCE = {"float16": 4e-3, "bfloat16": 3e-2, "float32": 3e-5, "float64": 1e-12}
@@ -168,15 +168,6 @@ def test_forced_vector_refuses_what_it_cannot_run_and_auto_avoids_it(x_shape, w_
     assert launch_depthwise.choose_variant(geom, np.float32, nhwc) != "vector"
 
 
-def shifted_copy(a):
-    """``a``'s values in a C-contiguous array one element past a 16-byte boundary."""
-    buffer = np.empty(a.size + 1, dtype=a.dtype)
-    shifted = buffer[1:].reshape(a.shape)
-    shifted[...] = a
-    assert shifted.ctypes.data % 16 != 0
-    return shifted
-
-
 @pytest.mark.parametrize("misaligned", ["x", "bias", "residual"])
 def test_misaligned_arrays_fall_back_in_auto_and_are_refused_when_forced(misaligned, rng,
                                                                          launched_names):
@@ -185,7 +176,7 @@ def test_misaligned_arrays_fall_back_in_auto_and_are_refused_when_forced(misalig
     naming the array."""
     geom, x, weight, bias, residual = inputs((1, 8, 9, 9), np.dtype(np.float32), rng, 1, 1)
     arrays = dict(x=x, bias=bias, residual=residual)
-    arrays[misaligned] = shifted_copy(arrays[misaligned])
+    arrays[misaligned] = misaligned_copy(arrays[misaligned])
     with gpuconv.simulate():
         y = gpuconv.conv2d(arrays["x"], weight, arrays["bias"], padding=1, groups=8,
                            residual=arrays["residual"], data_format="NHWC")

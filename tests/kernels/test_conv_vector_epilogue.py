@@ -22,7 +22,7 @@ from gpuconv import grad
 from gpuconv.conv import launch
 from gpuconv.reference import conv as reference_conv
 
-from kernel_support import BFLOAT16, ORDERS, to_layout
+from kernel_support import BFLOAT16, ORDERS, misaligned_copy, to_layout
 from test_conv_implicit_gemm_iterators import Case
 
 HALF_TYPES = (np.dtype(np.float16), *BFLOAT16)
@@ -125,13 +125,6 @@ def test_forward_split_k_partials_in_vectors(case, iterator, kernel, dtype, rng,
         assert y.tobytes() == runs[0].tobytes()
 
 
-def shifted_copy(a):
-    """``a``'s values in a C-contiguous array one element off 8-byte alignment."""
-    out = misaligned_like(a.shape, a.dtype)
-    out[...] = a
-    return out
-
-
 @pytest.mark.parametrize("misaligned", ["bias", "residual"])
 @pytest.mark.parametrize("case, iterator, kernel", [FORWARD_CASES[i] for i in (0, 4)],
                          ids=lambda v: getattr(v, "name", None))
@@ -141,7 +134,7 @@ def test_forward_misaligned_bias_or_residual_stores_per_channel(case, iterator, 
     # whole launch to the per-channel stores, which give the same bits.
     x, w, b, r = forward_inputs(case, np.float16, rng)
     aligned = forward(case, x, w, b, r, iterator=iterator, split_k=1)
-    b2, r2 = (shifted_copy(b), r) if misaligned == "bias" else (b, shifted_copy(r))
+    b2, r2 = (misaligned_copy(b), r) if misaligned == "bias" else (b, misaligned_copy(r))
     per_channel = forward(case, x, w, b2, r2, iterator=iterator, split_k=1, order="reverse")
     assert per_channel.tobytes() == aligned.tobytes()
 

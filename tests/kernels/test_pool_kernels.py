@@ -18,8 +18,8 @@ import gpuconv
 from gpuconv import grad
 from gpuconv._arrays import library_of, xp_of
 from gpuconv.pool import launch_common
-from kernel_support import (BFLOAT16, DTYPE_IDS, DTYPES, ORDERS, poison_launcher_outputs,
-                            record_launches, simulated, to_layout)
+from kernel_support import (BFLOAT16, DTYPE_IDS, DTYPES, ORDERS, misaligned_copy,
+                            poison_launcher_outputs, record_launches, simulated, to_layout)
 
 TOLERANCE = {np.dtype(np.float16): 4e-3, np.dtype(np.float32): 2e-5, np.dtype(np.float64): 1e-12,
              **{d: 2e-2 for d in BFLOAT16}}
@@ -367,13 +367,6 @@ CHANNEL_VECTOR_CASES = {
 }
 
 
-def _off_the_vector_grid(a):
-    """A copy of ``a`` whose first element sits one element past a 16-byte boundary."""
-    shifted = np.empty(a.size + 1, a.dtype)[1:].reshape(a.shape)
-    shifted[...] = a
-    return shifted
-
-
 def _outputs(result) -> tuple:
     """A pooling's outputs as a tuple: (values,) or the max poolings' (values, indices)."""
     return result if isinstance(result, tuple) else (result,)
@@ -397,13 +390,13 @@ def test_channel_vectors_give_one_channel_per_thread_bits(rng, monkeypatch, case
     names = record_launches(monkeypatch, launch_common)
     y = simulated(forward, x, order=order)
     assert names[-1].endswith(", true>")
-    assert _same_bits(y, simulated(forward, _off_the_vector_grid(x), order=order))
+    assert _same_bits(y, simulated(forward, misaligned_copy(x), order=order))
     assert names[-1].endswith(", false>")
     assert_matches(y, forward(x))
     go = grad_output_for(rng, _outputs(y)[0])
     got = simulated(gradient, go, x, order=order)
     assert "backward" in names[-1] and names[-1].endswith(", true>")
-    assert bitwise_equal(got, simulated(gradient, _off_the_vector_grid(go), x, order=order))
+    assert bitwise_equal(got, simulated(gradient, misaligned_copy(go), x, order=order))
     assert names[-1].endswith(", false>")
     assert_matches(got, gradient(go, x))
 
