@@ -106,7 +106,8 @@ class Inputs:
     xp: Any
     x_nchw: Any = None
     x: Any = None            # in the case's layout
-    w: Any = None
+    w: Any = None            # (K, C/groups, R, S), contiguous: what the NCHW baselines get
+    w_layout: Any = None     # the same values as gpuconv gets them (filters_in_layout)
     dy_nchw: Any = None
     dy: Any = None           # in the case's layout
     boxes: Any = None        # (K, 5) in the data dtype, on the data's device
@@ -142,6 +143,15 @@ def to_layout(xp, a_nchw, layout: str):
     return a_nchw if layout == "NCHW" else xp.ascontiguousarray(a_nchw.transpose(0, 2, 3, 1))
 
 
+def filters_in_layout(xp, w, layout: str):
+    """NHWC cases: ``w`` viewed from memory laid out (K, R, S, C/groups), as the channels_last
+    baseline (cudnn_nhwc) gets its filters and as a channels_last PyTorch model holds them, so
+    that neither side pays a transpose the other does not; NCHW: ``w`` itself."""
+    if layout == "NCHW":
+        return w
+    return xp.ascontiguousarray(w.transpose(0, 2, 3, 1)).transpose(0, 3, 1, 2)
+
+
 def to_nchw(xp, a, layout: str):
     return a if layout == "NCHW" else a.transpose(0, 3, 1, 2)
 
@@ -155,6 +165,7 @@ def make_inputs(case: Case, xp, seed: int) -> Inputs:
         inp.x = to_layout(xp, inp.x_nchw, case.layout)
     if isinstance(shape, ConvShape) and d != "weight_grad":
         inp.w = random_array(xp, shape.weight_shape, case.dtype, seed + 1)
+        inp.w_layout = filters_in_layout(xp, inp.w, case.layout)
     if d != "forward":
         inp.dy_nchw = random_array(xp, shape.output_shape, case.dtype, seed + 2)
         inp.dy = to_layout(xp, inp.dy_nchw, case.layout)
@@ -190,11 +201,11 @@ def _conv_runner(case: Case, inp: Inputs, algorithm: str | None):
         geometry["data_format"] = case.layout
     if case.direction == "forward":
         fn = gpuconv_function("conv2d")
-        args = (inp.x, inp.w)
+        args = (inp.x, inp.w_layout)
     elif case.direction == "data_grad":
         fn = gpuconv_function("grad.conv2d_input")
         n, c, h, w = s.input_shape
-        args = ((n, c, h, w) if case.layout == "NCHW" else (n, h, w, c), inp.w, inp.dy)
+        args = ((n, c, h, w) if case.layout == "NCHW" else (n, h, w, c), inp.w_layout, inp.dy)
     else:
         fn = gpuconv_function("grad.conv2d_weight")
         args = (inp.x, s.weight_shape, inp.dy)
@@ -225,7 +236,7 @@ def _conv_variant_runner(case: Case, inp: Inputs, variant: str):
         executor = executor_for(library)   # at call time: inside the runner's simulate()
         if executor == "reference":
             raise NotApplicable(f"{variant} runs the CUDA kernels; the NumPy reference has none")
-        return launch.conv2d(geom, inp.x, inp.w, algorithm=algorithm, data_format=case.layout,
+        return launch.conv2d(geom, inp.x, inp.w_layout, algorithm=algorithm, data_format=case.layout,
                              executor=executor, **options)
     return run
 

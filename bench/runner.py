@@ -53,6 +53,10 @@ CPU_NOTE = ("CPU timings: the NumPy reference (executor cpu-reference) and the C
             "and the kernels work end to end and say nothing about GPU speed.")
 GPU_NOTE = ("GPU timings: median of CUDA-event-timed launches after warm-up; baselines measured in "
             "the same process on the same data, interleaved.")
+FILTERS_LAYOUT = ("convolution filters (K, C/groups, R, S): contiguous for the NCHW cases and for "
+                  "the cudnn, torch_native and cublas baselines; in NHWC cases laid out "
+                  "(K, R, S, C/groups) in memory (channels_last) for gpuconv and cudnn_nhwc, "
+                  "made before timing (operations.filters_in_layout)")
 UNAVAILABLE_ERRORS = (Unavailable, NotImplementedError, ImportError)
 
 
@@ -424,7 +428,8 @@ class Runner:
             "baseline_settings": self.baseline_settings,
             "timing": {"clock": self.clock.description, "statistic": "median",
                        "order": "variants interleaved, order rotated every round",
-                       "first_call": "checked against the oracle, not timed"},
+                       "first_call": "checked against the oracle, not timed",
+                       "filters": FILTERS_LAYOUT},
             "roofline": {"floor": "max(FLOPs / peak, bytes / bandwidth)",
                          "fraction": "floor / measured time",
                          "ratio": "baseline time / gpuconv time (> 1: gpuconv faster)",

@@ -17,7 +17,8 @@ from .._args import as_choice
 from . import (autotune, heuristics, launch_depthwise, launch_direct, launch_im2col_gemm,
                launch_implicit_gemm, launch_pointwise, launch_winograd)
 from .geometry import ConvGeometry, layout_shape
-from .launch_common import LOADS, MATHS, TILE_WIDTHS, ConvCall, contiguous, output_target
+from .launch_common import (LOADS, MATHS, TILE_WIDTHS, ConvCall, call_filters, contiguous,
+                            output_target)
 from .split_k import check_split_k
 
 ALGORITHMS = heuristics.ALGORITHMS
@@ -97,7 +98,7 @@ def conv2d(geom: ConvGeometry, x, weight, bias=None, *, residual=None, activatio
 
     target, out_sN, in_place = output_target(out, out_shape, x.dtype, nhwc, xp)
     call = ConvCall(geom=geom, nhwc=nhwc, executor=executor, x=contiguous(xp, x),
-                    weight=contiguous(xp, weight), bias=contiguous(xp, bias),
+                    filters=call_filters(xp, weight, nhwc), bias=contiguous(xp, bias),
                     residual=contiguous(xp, residual), out=target, out_sN=out_sN,
                     activation=activation)
     if algorithm == "auto":

@@ -24,11 +24,12 @@ Every dx element is written exactly once by one thread: all of them are determin
 """
 from __future__ import annotations
 
+import functools
 from dataclasses import replace
 
 from .._args import as_choice
 from .._kernels import CUDA_TYPES, cuda_type, register
-from .._plans import apply
+from .._plans import apply, derived
 from .gemm_tile import GemmTile, MmaTile
 from .launch_bwd_common import (DEFAULT_SMEM_BYTES, EPILOGUE_BIAS, GRID_YZ_LIMIT, acc_dtype,
                                 array_module, batch_chunks, bool_name, ceil_div,
@@ -38,8 +39,8 @@ from . import launch_depthwise, launch_winograd
 from .split_k import SplitK, gemm_splits
 from .geometry import data_gradient_geometry
 from .launch_common import (ASYNC_DTYPES, LOADS, TENSOR_CORE_DTYPES, VECTOR_CHANNELS,
-                            VECTOR_STAGES, ConvCall, async_tile, choose_loads, decoder_args,
-                            is_aligned, uses_tensor_cores)
+                            VECTOR_STAGES, ConvCall, async_tile, call_filters, choose_loads,
+                            decoder_args, is_aligned, uses_tensor_cores)
 
 TILE = GemmTile(block_m=128, block_n=64, block_k=8, thread_m=8, thread_n=4)
 # The implicit GEMM's tensor-core tile (16-bit dtypes): the same 128 x 64 block, 8 warps of 32 x 32.
@@ -144,8 +145,9 @@ def why_not(algorithm: str, geom, dtype, data_format: str) -> str | None:
 
 
 class _Call:
-    """One data-gradient call: dy (grad_output, or conv_transpose2d's x) and the weight as
-    contiguous arrays, the output, and what every launch needs."""
+    """One data-gradient call: dy (grad_output, or conv_transpose2d's x) as a contiguous array,
+    the weight as given (``filters``; ``weight`` its contiguous KCRS copy, made when a kernel
+    reads that), the output, and what every launch needs."""
 
     def __init__(self, geom, weight, dy, bias, data_format: str, executor: str,
                  math: str = "auto", loads: str = "auto"):
@@ -153,7 +155,7 @@ class _Call:
         self.xp = xp = array_module(executor)
         self.nhwc = data_format == "NHWC"
         self.dy = contiguous(xp, dy)
-        self.weight = contiguous(xp, weight)
+        self.filters = weight
         self.dtype = self.dy.dtype
         self.t = cuda_type(self.dtype)
         n, c, h, w = geom.input_shape
@@ -163,6 +165,10 @@ class _Call:
         self.bias_arg = self.bias if bias is not None else self.dx
         self.epilogue = i32(EPILOGUE_BIAS if bias is not None else 0)
         check_weight_size(geom)
+
+    @functools.cached_property
+    def weight(self):
+        return contiguous(self.xp, self.filters)
 
     @property
     def per_image(self) -> int:
@@ -182,7 +188,7 @@ class _Call:
 def vector_kernel(call: _Call, tensor_cores: bool) -> bool:
     """Whether conv2d_dgrad_implicit_gemm_mma_vec runs the call: tensor cores, channels-last
     dy with K/groups a multiple of 8 (a vector never straddles a tap or a group), dy 16-byte
-    aligned (the RSCK filter is a fresh array)."""
+    aligned (the RSCK filter is made aligned by implicit_gemm)."""
     return (tensor_cores and call.nhwc and call.geom.K_per_group % VECTOR_CHANNELS == 0
             and is_aligned(call.dy, 16))
 
@@ -204,12 +210,14 @@ def implicit_gemm(call: _Call) -> None:
     copies = pick_loads(call.dtype, call.nhwc, tensor_cores, call.loads) == "cp_async"
     if vector_kernel(call, tensor_cores):
         # RSCK: the GEMM's B rows (one input channel each) are contiguous along its k (filters).
-        w = contiguous(call.xp, call.weight.transpose(2, 3, 1, 0))
+        w = contiguous(call.xp, call.filters.transpose(2, 3, 1, 0))
+        if not is_aligned(w, 16):      # a view of filters laid out RSCK at an odd address
+            w = derived(call.xp.copy, w)
         tile = VECTOR_TILE
         name = f"conv2d_dgrad_implicit_gemm_mma_vec<{call.t}, {tile.template_args}>"
     else:
         # RSKC: the GEMM's B rows (one (tap, filter) each) are contiguous along the input channels.
-        w = contiguous(call.xp, call.weight.transpose(2, 3, 0, 1))
+        w = contiguous(call.xp, call.filters.transpose(2, 3, 0, 1))
         tile = MMA_TILE if tensor_cores else async_tile(TILE) if copies else TILE
         template = "conv2d_dgrad_implicit_gemm" + ("_mma" if tensor_cores else
                                                    "_async" if copies else "")
@@ -329,7 +337,7 @@ def depthwise(call: _Call, variant: str = "auto") -> None:
         launch_depthwise.run(_as_forward(call), variant=variant, flip=True)
     elif call.nhwc:
         # (R, S, K): a warp's filter reads are contiguous like its dy reads.
-        w_rsk = contiguous(call.xp, call.weight.reshape(g.K, g.R, g.S).transpose(1, 2, 0))
+        w_rsk = contiguous(call.xp, call.filters.reshape(g.K, g.R, g.S).transpose(1, 2, 0))
         name = f"conv2d_dgrad_depthwise_nhwc<{call.t}>"
         for n0, n1 in call.chunks():
             elements = (n1 - n0) * g.H * g.W * g.C
@@ -368,8 +376,9 @@ def _as_forward(call: _Call) -> ConvCall:
     conv_transpose2d bias rides the forward epilogue."""
     g = call.geom
     return ConvCall(geom=data_gradient_geometry(g), nhwc=call.nhwc, executor=call.executor,
-                    x=call.dy, weight=call.weight, bias=call.bias, residual=None, out=call.dx,
-                    out_sN=g.C * g.H * g.W, activation=None)
+                    x=call.dy, filters=call_filters(call.xp, call.filters, call.nhwc),
+                    bias=call.bias, residual=None, out=call.dx, out_sN=g.C * g.H * g.W,
+                    activation=None)
 
 
 RUNNERS = {"implicit_gemm": implicit_gemm, "im2col_gemm": im2col_gemm, "pointwise": pointwise,

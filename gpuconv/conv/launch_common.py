@@ -1,7 +1,8 @@
 """What every forward-convolution launcher shares: the prepared call and its kernel arguments.
 
 A ``ConvCall`` is one validated ``conv2d`` with its arrays made ready for the kernels (contiguous
-input, weight, bias and residual; an output target the kernels can address), plus the
+input, bias and residual; filters the kernels read in either order, ``kcrs_weight`` and
+``krsc_weight``; an output target the kernels can address), plus the
 arguments every conv kernel takes in the same order (kernels/common/conv_shape.cuh and
 epilogue.cuh): the shape (one struct of 16 ints), then out, its (n, k, pixel) strides, bias,
 residual, its strides, and the epilogue flags.
@@ -241,7 +242,7 @@ class ConvCall:
     nhwc: bool
     executor: str          # "cupy" | "simulator"
     x: Any                 # contiguous, in the call's layout
-    weight: Any            # contiguous KCRS
+    filters: Any           # (K, C/groups, R, S): C-contiguous, or in NHWC channels_last (below)
     bias: Any              # contiguous (K,) or None
     residual: Any          # contiguous, output-shaped in the call's layout, or None
     out: Any               # the output target; out_sN elements between images
@@ -262,6 +263,18 @@ class ConvCall:
     @property
     def cuda_type(self) -> str:
         return cuda_type(self.dtype)
+
+    def kcrs_weight(self):
+        """The filters as C-contiguous (K, C/groups, R, S): themselves, or a copy of channels_last
+        ones. Read it once per call, not per batch chunk (a copy is made each time)."""
+        return contiguous(self.xp, self.filters)
+
+    def krsc_weight(self):
+        """The filters as C-contiguous (K, R, S, C/groups), the order NHWC's GEMM k (r, s, c)
+        reads contiguously: a view of channels_last filters (a channels_last PyTorch model's),
+        else a transposed copy."""
+        krsc = self.filters.transpose(0, 2, 3, 1)
+        return krsc if krsc.flags.c_contiguous else derived(self.xp.ascontiguousarray, krsc)
 
     def kernel(self, family, name_expression: str, shared_mem: int = 0):
         """The launchable kernel, its dynamic shared memory limit raised to ``shared_mem``
@@ -390,3 +403,12 @@ def contiguous(xp, a):
     if a is None or a.flags.c_contiguous:    # the common case, without a library call
         return a
     return derived(xp.ascontiguousarray, a)
+
+
+def call_filters(xp, weight, nhwc: bool):
+    """``weight`` as ``ConvCall.filters``: itself when C-contiguous, or in an NHWC call when laid
+    out channels_last ((K, R, S, C/groups) in memory: what the NHWC implicit GEMM reads, so it
+    needs no copy); else a C-contiguous copy."""
+    if nhwc and weight.transpose(0, 2, 3, 1).flags.c_contiguous:
+        return weight
+    return contiguous(xp, weight)

@@ -332,8 +332,8 @@ def run(call: ConvCall, variant: str = "auto", flip: bool = False) -> None:
         fr, fs = (g.R, g.S) if g.R == g.S and g.R in UNROLLED_SIZES else (0, 0)
         fn = call.kernel(FAMILY, f"conv2d_depthwise_direct<{call.cuda_type}, {nhwc}, {fr}, {fs}>")
         # NHWC: the filters as (R, S, K), so that a warp's filters of one tap are contiguous.
-        weight = (contiguous(call.xp, call.weight.reshape(g.K, g.R * g.S).T) if call.nhwc
-                  else call.weight)
+        weight = (contiguous(call.xp, call.filters.reshape(g.K, g.R * g.S).T) if call.nhwc
+                  else call.kcrs_weight())
         for chunk in call.chunks():
             c = chunk.geom
             grid = (ceil_div(c.N * c.K * c.P * c.Q, DIRECT_THREADS), 1, 1)
@@ -346,8 +346,9 @@ def run(call: ConvCall, variant: str = "auto", flip: bool = False) -> None:
         raise ValueError(f"depthwise: {channel_blocks} channel blocks exceed the grid limit "
                          f"{GRID_YZ_LIMIT}")
     fn = call.kernel(FAMILY, f"{KERNELS[kind]}<{call.cuda_type}, {nhwc}>")
+    weight = call.kcrs_weight()
     for chunk in call.chunks(GRID_YZ_LIMIT):
         grid = (pixel_blocks, channel_blocks, chunk.geom.N)
-        fn(grid, (TILED_THREADS, 1, 1), [chunk.x, chunk.weight, np.int32(flip), *tile_args,
+        fn(grid, (TILED_THREADS, 1, 1), [chunk.x, weight, np.int32(flip), *tile_args,
                                          *chunk.shape_args(), *chunk.epilogue_args()],
            shared_mem=smem)

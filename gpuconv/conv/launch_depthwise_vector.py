@@ -57,7 +57,7 @@ def refusal(geom, nhwc: bool) -> str | None:
 def misaligned(call: ConvCall) -> str | None:
     """Which of the call's arrays is not aligned for the 4-element vectors (None when all are)."""
     vector_bytes = min(LANES * call.dtype.itemsize, 16)   # gc::pack_elements: <= 16 B accesses
-    arrays = (("x", call.x), ("weight", call.weight), ("out", call.out), ("bias", call.bias),
+    arrays = (("x", call.x), ("weight", call.filters), ("out", call.out), ("bias", call.bias),
               ("residual", call.residual))      # the epilogue reads bias and residual in vectors
     for name, array in arrays:
         if array is not None and not is_aligned(array, vector_bytes):
@@ -87,9 +87,10 @@ def run(call: ConvCall, flip: bool = False) -> None:
     g = call.geom
     fn = call.kernel(FAMILY, f"conv2d_depthwise_vector<{call.cuda_type}, {g.stride_h}>")
     sms = multiprocessor_count(call.executor)
+    weight = call.kcrs_weight()
     for chunk in call.chunks():
         c = chunk.geom
         rows = rows_per_thread(c, sms)
         grid = (ceil_div(items(c, rows), THREADS), 1, 1)
-        fn(grid, (THREADS, 1, 1), [chunk.x, chunk.weight, np.int32(flip), np.int32(rows),
+        fn(grid, (THREADS, 1, 1), [chunk.x, weight, np.int32(flip), np.int32(rows),
                                    *chunk.shape_args(), *chunk.epilogue_args()])

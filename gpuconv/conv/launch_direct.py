@@ -95,12 +95,13 @@ def uses_tiled(geom, dtype) -> bool:
 def run(call: ConvCall, *, v1: bool = False) -> None:
     ct = 0 if v1 else channel_tile(call.geom, call.dtype)
     nhwc = cuda_bool(call.nhwc)
+    weight = call.kcrs_weight()
     if ct == 0:
         fn = call.kernel(FAMILY, f"conv2d_direct_v1<{call.cuda_type}, {nhwc}>")
         for chunk in call.chunks():
             g = chunk.geom
             grid = (ceil_div(g.N * g.K * g.P * g.Q, V1_THREADS), 1, 1)
-            fn(grid, (V1_THREADS, 1, 1), [chunk.x, chunk.weight, *chunk.shape_args(),
+            fn(grid, (V1_THREADS, 1, 1), [chunk.x, weight, *chunk.shape_args(),
                                           *decoder_args(g.K, g.P, g.Q), *chunk.epilogue_args()])
         return
     g = call.geom
@@ -113,5 +114,5 @@ def run(call: ConvCall, *, v1: bool = False) -> None:
     smem = tiled_smem_bytes(g, call.dtype, ct, tile)
     for chunk in call.chunks(GRID_YZ_LIMIT):
         grid = (ceil_div(g.P, tile.tile_p) * ceil_div(g.Q, tile.tile_q), blocks_y, chunk.geom.N)
-        fn(grid, (tile.threads, 1, 1), [chunk.x, chunk.weight, np.int32(ct), *chunk.shape_args(),
+        fn(grid, (tile.threads, 1, 1), [chunk.x, weight, np.int32(ct), *chunk.shape_args(),
                                         *chunk.epilogue_args()], shared_mem=smem)

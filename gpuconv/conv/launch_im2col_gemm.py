@@ -87,6 +87,7 @@ def run(call: ConvCall, *, gemm: str = "own", workspace_bytes: int | None = None
     ldc = round_up(images * g.P * g.Q, 4)
     columns = xp.empty((rows, ldc), dtype=call.dtype)
     im2col = call.kernel(FAMILY, f"conv2d_im2col<{call.cuda_type}, {cuda_bool(call.nhwc)}>")
+    weight = call.kcrs_weight()
     if gemm == "own":
         tile = pick_filter_tile(call.dtype, pixels=ldc, filters=g.K_per_group, groups=g.groups,
                                 executor=call.executor, filters_along_m=True, widths=tile_widths)
@@ -94,7 +95,7 @@ def run(call: ConvCall, *, gemm: str = "own", workspace_bytes: int | None = None
         gemm_fn = call.kernel(FAMILY, _gemm_name(call.cuda_type, cuda_bool(call.nhwc), tile))
     else:
         epilogue_fn = call.kernel(FAMILY, f"conv2d_columns_epilogue<{call.cuda_type}>")
-        weight_by_group = call.weight.reshape(g.groups, g.K_per_group, g.gemm_k)
+        weight_by_group = weight.reshape(g.groups, g.K_per_group, g.gemm_k)
     for chunk in call.chunks(images):
         n_images = chunk.geom.N
         chunk_ldc = round_up(n_images * g.P * g.Q, 4)
@@ -105,7 +106,7 @@ def run(call: ConvCall, *, gemm: str = "own", workspace_bytes: int | None = None
                [chunk.x, cols, *head, *chunk.shape_args()])
         if gemm == "own":
             grid = (ceil_div(chunk_ldc, tile.block_n), ceil_div(g.K_per_group, tile.block_m), g.groups)
-            gemm_fn(grid, (tile.threads, 1, 1), [call.weight, cols, *head, *chunk.shape_args(),
+            gemm_fn(grid, (tile.threads, 1, 1), [weight, cols, *head, *chunk.shape_args(),
                                                  *chunk.epilogue_args()],
                     shared_mem=tile.smem_bytes(call.dtype))
         else:

@@ -41,7 +41,6 @@ from dataclasses import replace
 
 from .._args import as_choice
 from .._kernels import CUDA_TYPES, register
-from .._plans import derived
 from .gemm_tile import GemmTile, MmaTile
 from .geometry import ConvGeometry
 from .launch_common import (ASYNC_DTYPES, GEMM_TILES, GRID_YZ_LIMIT, MMA_NARROW_TILES,
@@ -172,15 +171,6 @@ def choose_iterator(geom: ConvGeometry, iterator: str = "auto") -> str:
     return iterator
 
 
-def krsc_weight(call: ConvCall):
-    """The weight as (K, R, S, C/groups): NHWC's k order (r, s, c) reads it contiguously."""
-    return derived(_to_krsc, call.xp, call.weight)
-
-
-def _to_krsc(xp, weight):
-    return xp.ascontiguousarray(weight.transpose(0, 2, 3, 1))
-
-
 def splits(geom: ConvGeometry, tile, dtype, tensor_cores: bool, executor: str,
            split_k="auto") -> int:
     """The k splits of the launch over ``geom`` (split_k.py; 1: no split)."""
@@ -198,7 +188,7 @@ def run(call: ConvCall, iterator: str = "auto", tile_widths: str = "auto",
     loads = choose_loads(call, iterator, tensor_cores, loads)
     if g.groups > GRID_YZ_LIMIT:
         raise ValueError(f"implicit_gemm: groups={g.groups} exceeds the grid limit {GRID_YZ_LIMIT}")
-    weight = krsc_weight(call) if call.nhwc else call.weight
+    weight = call.krsc_weight() if call.nhwc else call.kcrs_weight()
     tile = pick_tile(g, call.dtype, call.executor, tile_widths, tensor_cores)
     if vector_kernel(call, iterator, tile, weight):
         tile = vector_tile(tile)

@@ -102,13 +102,14 @@ def run(call: ConvCall, tile_widths: str = "auto", split_k="auto", loads: str = 
         tile = async_tile(tile)
     pixels, filters = tile_extent(tile, call.nhwc)
     fn = call.kernel(FAMILY, _name(layout, call.cuda_type, tile))
+    weight = call.kcrs_weight()
     for chunk in call.chunks():
         c = chunk.geom
         split = forward_split(chunk, splits(c, tile, call.dtype, call.nhwc, call.executor,
                                             split_k))
         grid = (ceil_div(c.gemm_m, pixels), ceil_div(c.K_per_group, filters),
                 c.groups * split.splits)
-        fn(grid, (tile.threads, 1, 1), [chunk.x, chunk.weight, *chunk.shape_args(),
+        fn(grid, (tile.threads, 1, 1), [chunk.x, weight, *chunk.shape_args(),
                                         *chunk.epilogue_args(), *split.args()],
            shared_mem=tile.smem_bytes(call.dtype))
         finish_forward(chunk, split)

@@ -217,7 +217,7 @@ def forward(call: ConvCall, *, flip: bool = False, workspace_bytes: int | None =
             tile_widths: str = "auto", output_tile="auto") -> None:
     """The convolution ``call.geom`` (refusal() is None) into ``call.out`` with its epilogue.
     ``flip``: ``call.geom`` is the forward convolution equivalent to a data gradient (input
-    dy, output dx) and ``call.weight`` the weight of the convolution differentiated, whose
+    dy, output dx) and ``call.filters`` the weight of the convolution differentiated, whose
     filters the transform rotates and transposes (launch_bwd_data.winograd)."""
     g = call.geom
     m = choose_output_tile("data_grad" if flip else "forward", g, output_tile)
@@ -227,7 +227,8 @@ def forward(call: ConvCall, *, flip: bool = False, workspace_bytes: int | None =
     xp, executor = call.xp, call.executor
     acc = acc_dtype(call.dtype)
     e = elements(m)
-    u = transform_filters(xp, call.weight, m, g.K, g.C_per_group, g.groups, flip, executor)
+    filters = call.kcrs_weight()
+    u = transform_filters(xp, filters, m, g.K, g.C_per_group, g.groups, flip, executor)
     weight = u.reshape(e * g.K, g.C_per_group, 1, 1)
     images = images_per_chunk(g, m, acc.itemsize, workspace_bytes)
     tiles_h, tiles_w = tile_grid(g, m)
@@ -241,11 +242,11 @@ def forward(call: ConvCall, *, flip: bool = False, workspace_bytes: int | None =
                              call.nhwc, executor)
         mm = _transformed(out_products, m, g.K, tiles, call.nhwc)
         products = ConvCall(geom=gemm_geometry(g, m, tiles, rows_in=g.C, rows_out=g.K),
-                            nhwc=call.nhwc, executor=executor, x=vv, weight=weight, bias=None,
+                            nhwc=call.nhwc, executor=executor, x=vv, filters=weight, bias=None,
                             residual=None, out=mm, out_sN=e * g.K * tiles, activation=None)
         launch_pointwise.run(products, tile_widths=tile_widths)
         launch(FAMILY, back, executor, _grid(tiles * g.K), (THREADS, 1, 1),
-               (mm, chunk.x, call.weight, np.int32(flip), np.int32(tiles_h), np.int32(tiles_w),
+               (mm, chunk.x, filters, np.int32(flip), np.int32(tiles_h), np.int32(tiles_w),
                 *chunk.shape_args(), *chunk.epilogue_args()))
 
 

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from bench import report
-from bench.operations import NotApplicable, Unavailable
+from bench.operations import NotApplicable, Unavailable, filters_in_layout
 from bench.runner import classify, compare
 from bench.summary import BEST, summarize
 from bench.timing import Timed, TimingPlan, measure_interleaved
@@ -132,3 +132,11 @@ def test_progress_in_a_log_is_a_line_per_tenth_and_silent_when_disabled():
     lines = run_progress(io.StringIO(), 25).splitlines()
     assert len(lines) == 10 and lines[0] == "[1/25] case 0" and lines[-1] == "[24/25] case 23"
     assert run_progress(io.StringIO(), 3, enabled=False) == ""
+
+
+def test_nhwc_cases_hand_gpuconv_channels_last_filters_as_the_channels_last_baseline():
+    w = np.arange(5 * 3 * 2 * 4, dtype=np.float32).reshape(5, 3, 2, 4)
+    assert filters_in_layout(np, w, "NCHW") is w
+    cl = filters_in_layout(np, w, "NHWC")
+    np.testing.assert_array_equal(cl, w)
+    assert cl.transpose(0, 2, 3, 1).flags.c_contiguous and not cl.flags.c_contiguous
