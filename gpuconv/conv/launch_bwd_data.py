@@ -39,8 +39,8 @@ from . import launch_depthwise, launch_winograd
 from .split_k import SplitK, gemm_splits
 from .geometry import data_gradient_geometry
 from .launch_common import (ASYNC_DTYPES, LOADS, TENSOR_CORE_DTYPES, VECTOR_CHANNELS,
-                            VECTOR_STAGES, ConvCall, async_tile, call_filters, choose_loads,
-                            decoder_args, is_aligned, uses_tensor_cores)
+                            VECTOR_STAGES, ConvCall, async_tile, choose_loads, decoder_args,
+                            is_aligned, uses_tensor_cores)
 
 TILE = GemmTile(block_m=128, block_n=64, block_k=8, thread_m=8, thread_n=4)
 # The implicit GEMM's tensor-core tile (16-bit dtypes): the same 128 x 64 block, 8 warps of 32 x 32.
@@ -337,7 +337,7 @@ def depthwise(call: _Call, variant: str = "auto") -> None:
         launch_depthwise.run(_as_forward(call), variant=variant, flip=True)
     elif call.nhwc:
         # (R, S, K): a warp's filter reads are contiguous like its dy reads.
-        w_rsk = contiguous(call.xp, call.filters.reshape(g.K, g.R, g.S).transpose(1, 2, 0))
+        w_rsk = contiguous(call.xp, call.weight.reshape(g.K, g.R, g.S).transpose(1, 2, 0))
         name = f"conv2d_dgrad_depthwise_nhwc<{call.t}>"
         for n0, n1 in call.chunks():
             elements = (n1 - n0) * g.H * g.W * g.C
@@ -376,9 +376,8 @@ def _as_forward(call: _Call) -> ConvCall:
     conv_transpose2d bias rides the forward epilogue."""
     g = call.geom
     return ConvCall(geom=data_gradient_geometry(g), nhwc=call.nhwc, executor=call.executor,
-                    x=call.dy, filters=call_filters(call.xp, call.filters, call.nhwc),
-                    bias=call.bias, residual=None, out=call.dx, out_sN=g.C * g.H * g.W,
-                    activation=None)
+                    x=call.dy, filters=call.weight, bias=call.bias, residual=None, out=call.dx,
+                    out_sN=g.C * g.H * g.W, activation=None)
 
 
 RUNNERS = {"implicit_gemm": implicit_gemm, "im2col_gemm": im2col_gemm, "pointwise": pointwise,

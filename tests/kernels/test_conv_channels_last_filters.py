@@ -147,3 +147,15 @@ def test_data_gradient_of_misaligned_filters_laid_out_for_its_vector_kernel(rng)
         want = gpuconv.grad.conv2d_input(input_shape, w, dy, **options)
         got = gpuconv.grad.conv2d_input(input_shape, rsck, dy, **options)
     np.testing.assert_array_equal(got, want)
+
+
+def test_misaligned_channels_last_filters_leave_the_forward_vector_kernel(rng):
+    """The 8-channel forward kernel reads the KRSC filters in 16-byte vectors: channels_last
+    filters one element off alignment run a kernel of one element per load instead."""
+    x, w, b = inputs(rng, (2, 16, 6, 6), (16, 16, 3, 3), np.float16)
+    krsc = misaligned_copy(np.ascontiguousarray(w.transpose(0, 2, 3, 1))).transpose(0, 3, 1, 2)
+    options = dict(padding=1, algorithm="implicit_gemm", data_format="NHWC")
+    with gpuconv.simulate():
+        want = gpuconv.conv2d(x, w, b, **options)
+        got = gpuconv.conv2d(x, krsc, b, **options)
+    np.testing.assert_array_equal(got, want)
