@@ -236,8 +236,8 @@ def _conv_variant_runner(case: Case, inp: Inputs, variant: str):
         executor = executor_for(library)   # at call time: inside the runner's simulate()
         if executor == "reference":
             raise NotApplicable(f"{variant} runs the CUDA kernels; the NumPy reference has none")
-        return launch.conv2d(geom, inp.x, inp.w_layout, algorithm=algorithm, data_format=case.layout,
-                             executor=executor, **options)
+        return launch.conv2d(geom, inp.x, inp.w_layout, algorithm=algorithm,
+                             data_format=case.layout, executor=executor, **options)
     return run
 
 
