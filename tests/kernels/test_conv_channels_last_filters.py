@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 import gpuconv
+from gpuconv import _plans
 from gpuconv.conv import plans
 
 from kernel_support import misaligned_copy
@@ -27,6 +28,12 @@ def inputs(rng, x_shape, w_shape, dtype):
     w = (rng.standard_normal(w_shape) * 0.3).astype(dtype)
     b = rng.standard_normal(w_shape[0]).astype(dtype)
     return x, w, b
+
+
+def assert_matches_reference(got, expected, dtype):
+    scale = max(float(np.abs(expected.astype(np.float64)).max()), 1.0)
+    err = float(np.abs(got.astype(np.float64) - expected).max()) / scale
+    assert err <= TOLERANCE[np.dtype(dtype).name], err
 
 
 CASES = [
@@ -52,10 +59,7 @@ def test_channels_last_filters_give_the_contiguous_filters_bits(x_shape, w_shape
         want = gpuconv.conv2d(x, w, b, **options)
         got = gpuconv.conv2d(x, channels_last(w), b, **options)
     np.testing.assert_array_equal(got, want)
-    expected = gpuconv.conv2d(x, w, b, **options)          # the NumPy reference
-    scale = max(float(np.abs(expected.astype(np.float64)).max()), 1.0)
-    err = float(np.abs(got.astype(np.float64) - expected).max()) / scale
-    assert err <= TOLERANCE[np.dtype(dtype).name], err
+    assert_matches_reference(got, gpuconv.conv2d(x, w, b, **options), dtype)  # NumPy reference
 
 
 def test_nchw_calls_copy_channels_last_filters(rng):
@@ -69,7 +73,7 @@ def test_nchw_calls_copy_channels_last_filters(rng):
 
 def made_arrays(plan) -> int:
     """How many arrays a replay of ``plan`` allocates or computes (the output among them)."""
-    return sum(1 for step in plan.steps if step[0] == 1 and step[1] is not None)  # _MAKE
+    return sum(1 for step in plan.steps if step[0] == _plans._MAKE and step[1] is not None)
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float16], ids=["float32", "float16"])
@@ -84,20 +88,12 @@ def test_the_nhwc_implicit_gemm_reads_channels_last_filters_in_place(dtype, rng)
             with gpuconv.simulate():
                 y = gpuconv.conv2d(x, layout(w), b, padding=1, algorithm="implicit_gemm",
                                    data_format="NHWC")
-            expected = gpuconv.conv2d(x, w, b, padding=1, data_format="NHWC")
-            scale = max(float(np.abs(expected.astype(np.float64)).max()), 1.0)
-            err = float(np.abs(y.astype(np.float64) - expected).max()) / scale
-            assert err <= TOLERANCE[np.dtype(dtype).name], err
+            assert_matches_reference(y, gpuconv.conv2d(x, w, b, padding=1, data_format="NHWC"),
+                                     dtype)
         assert plans.PLANS.replays >= 1
         (plan,) = plans.PLANS._plans.values()
         made[name] = made_arrays(plan)
     assert made == {"contiguous": 2, "channels_last": 1}   # the output, and the KRSC copy
-
-
-def assert_matches_reference(got, expected, dtype):
-    scale = max(float(np.abs(expected.astype(np.float64)).max()), 1.0)
-    err = float(np.abs(got.astype(np.float64) - expected).max()) / scale
-    assert err <= TOLERANCE[np.dtype(dtype).name], err
 
 
 GRADIENT_CASES = [
