@@ -57,6 +57,11 @@ def to_layout(x, data_format):
     return np.ascontiguousarray(x.transpose(0, 2, 3, 1)) if data_format == "NHWC" else x
 
 
+def bitwise_equal(a, b) -> bool:
+    """Same dtype and the same bytes (NaN payloads, signed zeros and all)."""
+    return a.dtype == b.dtype and np.array_equal(a.view(np.uint8), b.view(np.uint8))
+
+
 def misaligned_copy(a):
     """``a``'s values in a C-contiguous array one element past an aligned start: off the
     alignment of every vector access of the kernels (two elements or more), so a launcher must

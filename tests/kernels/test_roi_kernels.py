@@ -18,8 +18,8 @@ from hypothesis import strategies as st
 import gpuconv
 from gpuconv import grad
 from gpuconv.pool.launch_common import ctype
-from kernel_support import (BFLOAT16, DTYPE_IDS, DTYPES, ORDERS, poison_launcher_outputs,
-                            record_launches, simulated, to_layout)
+from kernel_support import (BFLOAT16, DTYPE_IDS, DTYPES, ORDERS, bitwise_equal,
+                            poison_launcher_outputs, record_launches, simulated, to_layout)
 
 TOLERANCE = {np.dtype(np.float16): 5e-3, np.dtype(np.float32): 2e-5, np.dtype(np.float64): 1e-12,
              **{d: 2e-2 for d in BFLOAT16}}
@@ -53,10 +53,6 @@ def assert_matches(got, expected):
     tol = TOLERANCE[expected.dtype]
     np.testing.assert_allclose(got.astype(np.float64), expected.astype(np.float64),
                                rtol=tol, atol=tol, equal_nan=True)
-
-
-def bitwise_equal(a, b) -> bool:
-    return a.dtype == b.dtype and np.array_equal(a.view(np.uint8), b.view(np.uint8))
 
 
 def inputs(rng, dtype, data_format, kind="normal"):

@@ -23,7 +23,8 @@ from gpuconv.simulator import SanitizerUnavailable
 from kernel_support import record_launches, to_layout
 from test_conv_depthwise_vector import inputs as depthwise_inputs
 from test_conv_vector_epilogue import DGRAD_CASES, FORWARD_CASES, forward_inputs
-from test_pool_kernels import CHANNEL_VECTOR_CASES, _outputs, grad_output_for, random_input
+from test_pool_kernels import (CHANNEL_VECTOR_CASES, _outputs, grad_output_for, random_input,
+                               same_bits)
 
 pytestmark = pytest.mark.slow   # each sanitizer builds its own copy of every kernel launched
 
@@ -35,12 +36,6 @@ def run(sanitize, fn, *args, **kwargs):
             return fn(*args, **kwargs)
     except SanitizerUnavailable as error:
         pytest.skip(str(error))
-
-
-def same_bits(a, b) -> bool:
-    a, b = _outputs(a), _outputs(b)
-    return len(a) == len(b) and all(x.dtype == y.dtype and x.tobytes() == y.tobytes()
-                                    for x, y in zip(a, b))
 
 
 # The forward's vector cases (K/groups a multiple of 4): the register-staged and 8-channel
