@@ -8,7 +8,8 @@
 #                                                 # (as bench_<BENCH_TAG or run>.tgz: unpack it into
 #                                                 # bench/results/<UTC time>-<GPU name>/ and commit)
 #   bash bench/gpu_session.sh models     # torchvision resnet50 / mobilenet_v2 converted with
-#                                        # gpuconv.torch.convert vs native PyTorch (bench/models.py)
+#                                        # gpuconv.torch.convert vs native PyTorch (bench/models.py),
+#                                        # after the bridge's host time per call (bench/bridge_host.py)
 # The device machine has no network: the package runs from the checkout (PYTHONPATH), with the
 # NumPy/CuPy/PyTorch already installed there. Its copy of the tree has no .git: pass the commit,
 #   GPUCONV_COMMIT=<sha of the tree sent> bash bench/gpu_session.sh bench resnet50
@@ -81,6 +82,8 @@ case "$stage" in
     exit "$status"
     ;;
   models)
+    # the host time of the torch bridge first (seconds), then the whole models
+    $PY -m bench.bridge_host --device cuda --calls 500 2>&1 | tee "$OUT/bridge_host.log"
     stop_after "$SECONDS_LEFT" $PY -m bench.models --out "$OUT/models" 2>&1 | tee "$OUT/models.log"
     ;;
   *)

@@ -20,12 +20,10 @@ from __future__ import annotations
 
 import argparse
 import cProfile
-import io
-import pstats
 import statistics
 import time
 
-from .timing import event_us, graph_replay_us, queued_us
+from .timing import event_us, graph_replay_us, print_profile, queued_us
 
 
 def _calls(cp, gpuconv):
@@ -126,9 +124,7 @@ def main(argv=None) -> int:
     for name, host, event, graph, queued in rows:
         graph_text = "-" if graph is None else f"{graph:.1f}"
         print(f"{name:32s} {host:9.1f} {event:9.1f} {graph_text:>9s} {queued:9.1f}")
-    out = io.StringIO()
-    pstats.Stats(profiler, stream=out).sort_stats("tottime").print_stats(args.profile)
-    print(out.getvalue())
+    print_profile(profiler, args.profile)
     return 0
 
 

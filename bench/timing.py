@@ -183,3 +183,12 @@ def queued_us(cp, fn: Callable[[], object], runs: int = 10, spin_cycles: int = 2
     elapsed(False)     # compile the spin kernel
     alone = statistics.median(elapsed(False) for _ in range(runs))
     return statistics.median(elapsed(True) for _ in range(runs)) - alone
+
+
+def print_profile(profiler, rows: int) -> None:
+    """The ``rows`` functions of a cProfile.Profile with the most time of their own."""
+    import io
+    import pstats
+    out = io.StringIO()
+    pstats.Stats(profiler, stream=out).sort_stats("tottime").print_stats(rows)
+    print(out.getvalue())

@@ -49,10 +49,16 @@ def _plain(value: Any):
         return (_FLOAT_TAG, value.hex())
     if t is tuple or t is list:
         # A loop, not a generator: this key is built on every call, and shapes and (h, w)
-        # pairs (flat ints) are the usual items.
+        # pairs (flat ints) are the usual items; a call's scalars hold such pairs, which are
+        # their own keys.
         items = []
         for v in value:
-            items.append(v if type(v) is int else _plain(v))
+            tv = type(v)
+            if tv is int or tv is str or v is None or (
+                    tv is tuple and len(v) == 2 and type(v[0]) is int and type(v[1]) is int):
+                items.append(v)
+            else:
+                items.append(_plain(v))
         return tuple(items)
     raise _NotPlain
 

@@ -13,7 +13,9 @@ of the plan, as the ROI boxes' are, do not count: a replay checks them again.)
 """
 from __future__ import annotations
 
+import contextlib
 import sys
+import threading
 from typing import Any, Callable
 
 import numpy as np
@@ -23,6 +25,7 @@ from ._args import _NotPlain, _plain
 from ._plans import PlanCache
 
 PLANS = PlanCache()
+_local = threading.local()
 
 # Alignment the key records: the widest vector access of any kernel (16 bytes).
 ALIGNMENT = 16
@@ -68,16 +71,36 @@ _NO_MODE = object()
 
 
 def planned(front: str, roles: dict, scalars: tuple, *, deterministic=_NO_MODE,
-            sign: Callable = signature):
+            sign: Callable = signature, replay_is_result: bool = True):
     """(key, the replayed result or None) of a call of ``front``. A gradient passes its
     ``deterministic=`` argument: the mode it resolves to joins the scalars (no key for an invalid
-    one, which the full path refuses). ``sign``: the family's ``signature``."""
-    if deterministic is not _NO_MODE:
-        if deterministic is not None and type(deterministic) is not bool:
-            return None, None
-        scalars = (*scalars, _state.is_deterministic(deterministic))
-    key = sign(front, roles, scalars)
+    one, which the full path refuses). ``sign``: the family's ``signature``.
+    ``replay_is_result``: False for a front that checks what a replay returns before returning
+    it (a scan's answer), which ``noting_key`` must then not offer as a plan to replay alone."""
+    key = None
+    if deterministic is _NO_MODE:
+        key = sign(front, roles, scalars)
+    elif deterministic is None or type(deterministic) is bool:
+        key = sign(front, roles, (*scalars, _state.is_deterministic(deterministic)))
+    noted = getattr(_local, "noted", None)
+    if noted is not None and not noted:
+        noted.append(key if replay_is_result else None)
     return key, replay(key, roles)
+
+
+@contextlib.contextmanager
+def noting_key():
+    """``with noting_key() as noted:`` around one front's call: ``noted`` gets the first key a
+    ``planned`` computed in the block (None where it had none, or where its replay is not the
+    result), or stays empty. A front asks before any call it makes, so that is its own key
+    unless it has no ``planned`` (the key's first item names the front: check it). For a bridge
+    that remembers which plan its own, cheaper signature leads to (gpuconv/torch/_plans.py)."""
+    outer = getattr(_local, "noted", None)
+    _local.noted = noted = []
+    try:
+        yield noted
+    finally:
+        _local.noted = outer
 
 
 def replay(key, roles: dict):

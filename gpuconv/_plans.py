@@ -333,6 +333,11 @@ class PlanCache:
         self.replays += 1
         return plan.replay(roles)
 
+    def has_plan(self, key) -> bool:
+        """Whether ``key`` has a plan to replay (not unseen, not unplannable)."""
+        plan = self._plans.get(key)
+        return plan is not None and plan is not self._UNPLANNABLE
+
     def wants(self, key) -> bool:
         """Whether a call of ``key`` should be recorded (not seen, and room left)."""
         return key is not None and key not in self._plans and len(self._plans) < MAX_PLANS

@@ -43,7 +43,7 @@ def scanned_call(front: str, roles: dict, scalars: tuple, full_path: Callable[[]
     which a replay launches again and reads after the others, as the full path does; a replay
     whose scan finds a bad index runs the full path, which raises the error (the replay's
     result is dropped). The NumPy reference has no plan. ``mode``: as ``planned``'s."""
-    key, replayed = _call_plans.planned(front, roles, scalars, **mode)
+    key, replayed = _call_plans.planned(front, roles, scalars, replay_is_result=False, **mode)
     if replayed is not None:
         if type(replayed) is not tuple:
             return replayed

@@ -35,7 +35,8 @@ def call(front: str, roles: dict, scalars: tuple, full_path: Callable[[], tuple]
     when ``scanned`` (the boxes' values are scanned: every public front), the scan's answer
     (``rows_answer``) appended: a call whose scan did not run (answer None) gets no plan.
     ``mode``: ``deterministic=`` of a gradient (``_call_plans.planned``)."""
-    key, replayed = _call_plans.planned(front, roles, scalars, **mode)
+    key, replayed = _call_plans.planned(front, roles, scalars, replay_is_result=not scanned,
+                                        **mode)
     if replayed is not None:
         if not scanned:
             return replayed

@@ -15,6 +15,8 @@ def expand_single(value):
     if t is int:                        # the common case first: this runs on every call
         return value
     if t is tuple or t is list:
+        if len(value) == 2 and type(value[0]) is int and type(value[1]) is int:
+            return value                # a layer's (h, w) attributes: on every module call
         if any(isinstance(v, torch.Tensor) for v in value):
             value = tuple(_int_of_scalar_tensor(v) for v in value)
         return (value[0], value[0]) if len(value) == 1 else value

@@ -64,12 +64,18 @@ def common_device(named_tensors: dict) -> torch.device:
     return device
 
 
-@contextlib.contextmanager
+# Every call enters a device context; CPU tensors need none (one shared, reusable object).
+_NO_DEVICE = contextlib.nullcontext()
+
+
 def on_device_of(device: torch.device):
-    """Run the gpuconv calls of the block where ``device``'s tensors live (see module docstring)."""
-    if device.type != "cuda":
-        yield
-        return
+    """A context that runs the gpuconv calls of its block where ``device``'s tensors live (see
+    module docstring)."""
+    return _on_cuda_device(device) if device.type == "cuda" else _NO_DEVICE
+
+
+@contextlib.contextmanager
+def _on_cuda_device(device: torch.device):
     cupy = _cupy()
     index = device.index if device.index is not None else torch.cuda.current_device()
     with cupy.cuda.Device(index), _cupy_stream(cupy, _current_stream_pointer(index), index):
@@ -149,19 +155,22 @@ def to_array(t, data_format: str = "NCHW"):
 
 
 def _array_of(t: torch.Tensor, data_format: str):
-    t = t.detach()
-    if data_format == "NHWC":
-        t = t.permute(*TO_NHWC)
+    if t.is_neg() or t.is_conj():   # views whose memory is not their values (z.conj().imag)
+        t = t.resolve_conj().resolve_neg()
     if t.is_cuda:
-        view = _cupy_view(t)
+        # Read in place from the pointer, shape and strides: no torch op (a detach and a permute
+        # are ~2 us each of a layer's host time).
+        view = _cupy_view(t, data_format)
         if view is not None:
             return view
         try:
-            return _cupy().from_dlpack(t)
+            return _cupy().from_dlpack(_in_layout(t.detach(), data_format))
         except (TypeError, ValueError, BufferError) as error:
             raise TypeError(f"a CUDA tensor of dtype {t.dtype} cannot be handed to CuPy: "
                             f"{error}") from error
-    t = t.resolve_conj().resolve_neg()
+    if t.requires_grad:             # .numpy() refuses a tensor autograd tracks
+        t = t.detach()
+    t = _in_layout(t, data_format)
     if t.dtype == torch.bfloat16:
         if ml_dtypes is not None:
             return t.view(torch.int16).numpy().view(ml_dtypes.bfloat16)
@@ -169,23 +178,37 @@ def _array_of(t: torch.Tensor, data_format: str):
     return t.numpy()
 
 
+def _nhwc(t: torch.Tensor, data_format: str) -> bool:
+    # A tensor of another rank passes as it is: gpuconv's checks name it and its rank.
+    return data_format == "NHWC" and t.dim() == 4
+
+
+def _in_layout(t: torch.Tensor, data_format: str) -> torch.Tensor:
+    return t.permute(*TO_NHWC) if _nhwc(t, data_format) else t
+
+
 # torch dtypes that CuPy arrays can carry, viewed in place without DLPack (others take it).
 _CUPY_DTYPES = {torch.float16: np.float16, torch.float32: np.float32, torch.float64: np.float64,
                 torch.int32: np.int32, torch.int64: np.int64}
 
 
-def _cupy_view(t: torch.Tensor):
-    """A CuPy array over a CUDA tensor's memory, strides kept, the tensor kept alive by it; None
-    where DLPack must do it (dtypes CuPy has no name for, empty tensors)."""
+def _cupy_view(t: torch.Tensor, data_format: str = "NCHW"):
+    """A CuPy array over a CUDA tensor's memory in ``data_format`` (NHWC: the logical NCHW
+    tensor's axes in NHWC order), strides kept, the tensor kept alive by it; None where DLPack
+    must do it (dtypes CuPy has no name for, empty tensors)."""
     dtype = _CUPY_DTYPES.get(t.dtype)
     if dtype is None or t.numel() == 0:
         return None
     cupy = _cupy()
     itemsize = t.element_size()
-    span = 1 + sum((n - 1) * s for n, s in zip(t.shape, t.stride()))   # torch strides are >= 0
+    shape, stride = tuple(t.shape), t.stride()
+    if _nhwc(t, data_format):
+        shape = tuple(shape[i] for i in TO_NHWC)
+        stride = tuple(stride[i] for i in TO_NHWC)
+    span = 1 + sum((n - 1) * s for n, s in zip(shape, stride))   # torch strides are >= 0
     memory = cupy.cuda.UnownedMemory(t.data_ptr(), span * itemsize, t, t.device.index)
-    return cupy.ndarray(tuple(t.shape), dtype, cupy.cuda.MemoryPointer(memory, 0),
-                        strides=tuple(s * itemsize for s in t.stride()))
+    return cupy.ndarray(shape, dtype, cupy.cuda.MemoryPointer(memory, 0),
+                        strides=tuple(s * itemsize for s in stride))
 
 
 def to_tensor(a, dtype: torch.dtype, data_format: str = "NCHW") -> torch.Tensor:

@@ -16,6 +16,7 @@ from ._autocast import autocast_operands
 from ._autograd import apply, deterministic, first_order_backward
 from ._bridge import (TO_NHWC, common_device, is_channels_last, on_device_of, to_array,
                       to_tensor, unbatched)
+from ._plans import BridgeCall
 
 __all__ = ["conv2d", "conv_transpose2d"]
 
@@ -54,14 +55,20 @@ class Conv2dFunction(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, x, weight, bias, residual, options):
-        device = common_device({"input": x, "weight": weight, "bias": bias, "residual": residual})
-        fmt = conv_data_format(x, weight)
+        call = BridgeCall("conv2d", {"x": x, "weight": weight, "bias": bias,
+                                     "residual": residual}, tuple(options.values()))
+        fmt = call.data_format
+        if fmt is None:        # a signature not seen: check the tensors, choose the layout
+            device = common_device({"input": x, "weight": weight, "bias": bias,
+                                    "residual": residual})
+            fmt = conv_data_format(x, weight)
+        else:
+            device = x.device
         with on_device_of(device):
-            y = gpuconv.conv2d(to_array(x, fmt), to_array(weight), to_array(bias),
-                               options["stride"], options["padding"], options["dilation"],
-                               options["groups"], activation=options["activation"],
-                               residual=to_array(residual, fmt), algorithm=options["algorithm"],
-                               data_format=fmt)
+            y = call.run(fmt, ("x", "residual"), lambda a: gpuconv.conv2d(
+                a["x"], a["weight"], a["bias"], options["stride"], options["padding"],
+                options["dilation"], options["groups"], activation=options["activation"],
+                residual=a["residual"], algorithm=options["algorithm"], data_format=fmt))
         out = to_tensor(y, x.dtype, fmt)
         ctx.function_name, ctx.options, ctx.data_format = "conv2d", options, fmt
         # The activation's derivative is a function of its output.
@@ -76,18 +83,28 @@ class Conv2dFunction(torch.autograd.Function):
         need_x, need_w, need_b, need_r = ctx.needs_input_grad[:4]
         g = ACTIVATION_GRADIENTS[o["activation"]](grad_out, y)
         geometry = (o["stride"], o["padding"], o["dilation"], o["groups"])
-        kw = dict(deterministic=deterministic(), data_format=fmt)
+        det = deterministic()
+        kw = dict(deterministic=det, data_format=fmt)
         grad_x = grad_w = grad_b = None
         with on_device_of(g.device):
-            ga = to_array(g, fmt)
             if need_x:
-                grad_x = to_tensor(gpuconv.grad.conv2d_input(
-                    _layout_shape(x, fmt), to_array(weight), ga, *geometry, **kw), x.dtype, fmt)
+                x_shape = _layout_shape(x, fmt)
+                grad_x = to_tensor(BridgeCall(
+                    "conv2d_input", {"grad_output": g, "weight": weight},
+                    (x_shape, *geometry, det, fmt),
+                ).run(fmt, ("grad_output",), lambda a: gpuconv.grad.conv2d_input(
+                    x_shape, a["weight"], a["grad_output"], *geometry, **kw)), x.dtype, fmt)
             if need_w:
-                grad_w = to_tensor(gpuconv.grad.conv2d_weight(
-                    to_array(x, fmt), tuple(weight.shape), ga, *geometry, **kw), weight.dtype)
+                w_shape = tuple(weight.shape)
+                grad_w = to_tensor(BridgeCall(
+                    "conv2d_weight", {"x": x, "grad_output": g}, (w_shape, *geometry, det, fmt),
+                ).run(fmt, ("x", "grad_output"), lambda a: gpuconv.grad.conv2d_weight(
+                    a["x"], w_shape, a["grad_output"], *geometry, **kw)), weight.dtype)
             if need_b:
-                grad_b = to_tensor(gpuconv.grad.conv2d_bias(ga, **kw), weight.dtype)
+                grad_b = to_tensor(BridgeCall(
+                    "conv2d_bias", {"grad_output": g}, (det, fmt),
+                ).run(fmt, ("grad_output",), lambda a: gpuconv.grad.conv2d_bias(
+                    a["grad_output"], **kw)), weight.dtype)
         return grad_x, grad_w, grad_b, (g if need_r else None), None
 
 

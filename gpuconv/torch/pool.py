@@ -17,6 +17,7 @@ from ._args import expand_single
 from ._autograd import apply, deterministic, first_order_backward
 from ._bridge import (common_device, data_format_for, on_device_of, to_array, to_tensor,
                       unbatched)
+from ._plans import BridgeCall
 
 __all__ = ["max_pool2d", "avg_pool2d", "lp_pool2d", "adaptive_avg_pool2d", "adaptive_max_pool2d",
            "global_avg_pool2d", "global_max_pool2d", "spatial_pyramid_pool2d", "max_unpool2d"]
@@ -30,14 +31,27 @@ def _layout(name: str, x: torch.Tensor) -> str:
     return "NCHW" if name in _NCHW_ONLY else data_format_for(x)
 
 
+def _forward(name: str, x: torch.Tensor, args: tuple, **keywords):
+    """gpuconv.<name>(x, *args, **keywords) over the tensor's array in the layout the call
+    runs in: (result array(s), data_format)."""
+    call = BridgeCall(name, {"x": x}, args)
+    fmt = call.data_format
+    if fmt is None:         # a signature not seen: check the tensor, choose the layout
+        fmt = _layout(name, x)
+        device = common_device({"input": x})
+    else:
+        device = x.device
+    with on_device_of(device):
+        return call.run(fmt, ("x",), lambda a: getattr(gpuconv, name)(
+            a["x"], *args, data_format=fmt, **keywords)), fmt
+
+
 class PoolFunction(torch.autograd.Function):
     """y = gpuconv.<name>(x, *args); grad_x = gpuconv.grad.<name>(grad_y, x, *args)."""
 
     @staticmethod
     def forward(ctx, x, name, args):
-        fmt = _layout(name, x)
-        with on_device_of(common_device({"input": x})):
-            y = getattr(gpuconv, name)(to_array(x, fmt), *args, data_format=fmt)
+        y, fmt = _forward(name, x, args)
         ctx.function_name, ctx.args, ctx.data_format = name, args, fmt
         ctx.save_for_backward(x)
         return to_tensor(y, x.dtype, fmt)
@@ -46,11 +60,12 @@ class PoolFunction(torch.autograd.Function):
     @first_order_backward
     def backward(ctx, grad_out):
         (x,) = ctx.saved_tensors
-        fmt = ctx.data_format
+        name, args, fmt, det = ctx.function_name, ctx.args, ctx.data_format, deterministic()
         with on_device_of(x.device):
-            grad = getattr(gpuconv.grad, ctx.function_name)(
-                to_array(grad_out, fmt), to_array(x, fmt), *ctx.args, data_format=fmt,
-                deterministic=deterministic())
+            grad = BridgeCall("grad." + name, {"grad_output": grad_out, "x": x},
+                              (*args, det, fmt)).run(
+                fmt, ("grad_output", "x"), lambda a: getattr(gpuconv.grad, name)(
+                    a["grad_output"], a["x"], *args, data_format=fmt, deterministic=det))
         return to_tensor(grad, x.dtype, fmt), None, None
 
 
@@ -59,10 +74,7 @@ class MaxPoolFunction(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, x, name, args):
-        fmt = _layout(name, x)
-        with on_device_of(common_device({"input": x})):
-            values, indices = getattr(gpuconv, name)(to_array(x, fmt), *args, return_indices=True,
-                                                     data_format=fmt)
+        (values, indices), fmt = _forward(name, x, args, return_indices=True)
         values, indices = to_tensor(values, x.dtype, fmt), to_tensor(indices, torch.int64, fmt)
         ctx.function_name, ctx.args, ctx.data_format = name, args, fmt
         ctx.save_for_backward(x, indices)

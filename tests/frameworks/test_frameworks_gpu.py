@@ -47,22 +47,48 @@ def test_cuda_tensors_are_handed_over_without_a_copy():
 
 
 def test_calls_run_on_torch_current_stream_and_device(monkeypatch):
+    """The first call of a signature (the full path) and the next one (its plan replayed,
+    gpuconv/torch/_plans.py) both launch on torch's current stream and device."""
+    from gpuconv import _call_plans
+    from gpuconv.torch import _plans
+    _plans.clear()
     seen = []
-    real = gpuconv.conv2d
 
-    def spy(*args, **kwargs):
-        seen.append((cupy.cuda.get_current_stream().ptr, cupy.cuda.Device().id))
-        return real(*args, **kwargs)
-    monkeypatch.setattr(gpuconv, "conv2d", spy)
+    def spy_on(module, name):
+        real = getattr(module, name)
+
+        def spy(*args, **kwargs):
+            seen.append((name, cupy.cuda.get_current_stream().ptr, cupy.cuda.Device().id))
+            return real(*args, **kwargs)
+        monkeypatch.setattr(module, name, spy)
+    spy_on(gpuconv, "conv2d")
+    spy_on(_call_plans, "replay")
     device = torch.device("cuda", torch.cuda.device_count() - 1)
-    x, w = randn(2, 3, 8, 8, device=device), randn(4, 3, 3, 3, seed=1, device=device)
+    w = randn(4, 3, 3, 3, seed=1, device=device)
     stream = torch.cuda.Stream(device)
-    with torch.cuda.device(device), torch.cuda.stream(stream):
-        y = G.conv2d(x, w, padding=1)
-        expected = F.conv2d(x, w, padding=1)
-    stream.synchronize()
-    assert seen == [(stream.cuda_stream, device.index)]
-    torch.testing.assert_close(y, expected, rtol=1e-4, atol=1e-4)
+    for seed in (0, 2):
+        x = randn(2, 3, 8, 8, seed=seed, device=device)
+        with torch.cuda.device(device), torch.cuda.stream(stream):
+            y = G.conv2d(x, w, padding=1)
+            expected = F.conv2d(x, w, padding=1)
+        stream.synchronize()
+        torch.testing.assert_close(y, expected, rtol=1e-4, atol=1e-4)
+    on_stream = (stream.cuda_stream, device.index)
+    # The full path's front replays nothing (a new signature); the second call replays.
+    assert [s for s in seen if s[0] == "conv2d"] == [("conv2d", *on_stream)]
+    assert seen[-1] == ("replay", *on_stream)
+    assert all(s[1:] == on_stream for s in seen)
+
+
+def test_a_negating_view_is_read_as_its_values():
+    """A neg-bit tensor's memory holds the negated values: it is resolved before the kernels
+    read it (twice: the second call of the signature is a bridge plan's)."""
+    w = randn(4, 3, 3, 3, seed=1)
+    for seed in (0, 2):
+        x = torch._neg_view(randn(2, 3, 8, 8, seed=seed))
+        assert x.is_neg()
+        torch.testing.assert_close(G.conv2d(x, w, padding=1), F.conv2d(x, w, padding=1),
+                                   rtol=1e-4, atol=1e-4)
 
 
 def test_channels_last_goes_nhwc_without_a_transpose(monkeypatch):
@@ -73,6 +99,8 @@ def test_channels_last_goes_nhwc_without_a_transpose(monkeypatch):
         seen.append((kwargs["data_format"], x.data.ptr))
         return real(x, *args, **kwargs)
     monkeypatch.setattr(gpuconv, "conv2d", spy)
+    from gpuconv.torch import _plans
+    _plans.clear()                      # the full path, which the spy sees
     x = randn(2, 8, 9, 9).contiguous(memory_format=torch.channels_last)
     w = randn(16, 8, 3, 3, seed=1).contiguous(memory_format=torch.channels_last)
     y = G.conv2d(x, w, padding=1)

@@ -296,6 +296,7 @@ def test_channels_last_input_gives_same_values_and_a_channels_last_result(name, 
         return real(t, data_format)
 
     monkeypatch.setattr("gpuconv.torch.conv.to_array", spy)
+    monkeypatch.setattr("gpuconv.torch._plans.to_array", spy)     # conv2d's
     monkeypatch.setattr("gpuconv.torch.pool.to_array", spy)
     actual = LAYOUT_CALLS[name](G, x)
     assert formats[0] == "NHWC"                   # the input went as its NHWC view, no transpose
