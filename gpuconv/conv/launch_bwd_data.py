@@ -376,7 +376,7 @@ def _as_forward(call: _Call) -> ConvCall:
     conv_transpose2d bias rides the forward epilogue."""
     g = call.geom
     return ConvCall(geom=data_gradient_geometry(g), nhwc=call.nhwc, executor=call.executor,
-                    x=call.dy, filters=call.weight, bias=call.bias, residual=None, out=call.dx,
+                    x=call.dy, filters=call.filters, bias=call.bias, residual=None, out=call.dx,
                     out_sN=g.C * g.H * g.W, activation=None)
 
 

@@ -276,6 +276,17 @@ class ConvCall:
         krsc = self.filters.transpose(0, 2, 3, 1)
         return krsc if krsc.flags.c_contiguous else derived(self.xp.ascontiguousarray, krsc)
 
+    def weight_in_place(self):
+        """(a C-contiguous array holding the filters, whether it is their KRSC view), for kernels
+        that read either layout: the filters themselves when C-contiguous (KCRS), their KRSC
+        view when channels_last (both without a copy), else the ``kcrs_weight`` copy."""
+        if self.filters.flags.c_contiguous:
+            return self.filters, False
+        krsc = self.filters.transpose(0, 2, 3, 1)
+        if krsc.flags.c_contiguous:
+            return krsc, True
+        return self.kcrs_weight(), False
+
     def kernel(self, family, name_expression: str, shared_mem: int = 0):
         """The launchable kernel, its dynamic shared memory limit raised to ``shared_mem``
         if needed (_loader.get_function)."""

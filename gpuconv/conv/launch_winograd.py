@@ -65,6 +65,8 @@ OUTPUT_TILE_CHOICES = ("auto",) + OUTPUT_TILES
 # None: by plane size (choose_output_tile).
 AUTO_TILE = {"forward": None, "data_grad": None, "weight_grad": 2}
 THREADS = 256
+# conv2d_winograd_output_transform's w_mode bits (kernels/conv/winograd.cu, gc::FILTERS_*).
+FILTERS_FLIP, FILTERS_KRSC = 1, 2
 TYPES = tuple(CUDA_TYPES.values())
 
 
@@ -187,14 +189,15 @@ def _grid(threads_total: int) -> tuple[int, int, int]:
     return (ceil_div(threads_total, THREADS), 1, 1)
 
 
-def transform_filters(xp, weight, m: int, rows: int, cols: int, groups: int, flip: bool,
-                      executor: str):
+def transform_filters(xp, weight, krsc: bool, m: int, rows: int, cols: int, groups: int,
+                      flip: bool, executor: str):
     """U = G g G^T of every 3x3 filter: (ALPHA^2 * rows, cols) in the accumulator type, row
-    xi * rows + r (kernels/conv/winograd.cu, conv2d_winograd_filter_transform)."""
+    xi * rows + r (kernels/conv/winograd.cu, conv2d_winograd_filter_transform); ``weight``
+    C-contiguous, its memory in KRSC order when ``krsc`` (``ConvCall.weight_in_place``)."""
     u = output(xp, (elements(m) * rows, cols), acc_dtype(weight.dtype), executor)
     name = f"conv2d_winograd_filter_transform<{cuda_type(weight.dtype)}, {cuda_bool(flip)}, {m}>"
     launch(FAMILY, name, executor, _grid(rows * cols), (THREADS, 1, 1),
-           (weight, u, np.int32(rows), np.int32(cols), np.int32(groups)))
+           (weight, u, np.int32(rows), np.int32(cols), np.int32(groups), np.int32(krsc)))
     return u
 
 
@@ -227,8 +230,10 @@ def forward(call: ConvCall, *, flip: bool = False, workspace_bytes: int | None =
     xp, executor = call.xp, call.executor
     acc = acc_dtype(call.dtype)
     e = elements(m)
-    filters = call.kcrs_weight()
-    u = transform_filters(xp, filters, m, g.K, g.C_per_group, g.groups, flip, executor)
+    # Both transforms read the filters in place (channels_last ones too: no copy).
+    filters, krsc = call.weight_in_place()
+    u = transform_filters(xp, filters, krsc, m, g.K, g.C_per_group, g.groups, flip, executor)
+    w_mode = np.int32((FILTERS_FLIP if flip else 0) | (FILTERS_KRSC if krsc else 0))
     weight = u.reshape(e * g.K, g.C_per_group, 1, 1)
     images = images_per_chunk(g, m, acc.itemsize, workspace_bytes)
     tiles_h, tiles_w = tile_grid(g, m)
@@ -246,7 +251,7 @@ def forward(call: ConvCall, *, flip: bool = False, workspace_bytes: int | None =
                             residual=None, out=mm, out_sN=e * g.K * tiles, activation=None)
         launch_pointwise.run(products, tile_widths=tile_widths)
         launch(FAMILY, back, executor, _grid(tiles * g.K), (THREADS, 1, 1),
-               (mm, chunk.x, filters, np.int32(flip), np.int32(tiles_h), np.int32(tiles_w),
+               (mm, chunk.x, filters, w_mode, np.int32(tiles_h), np.int32(tiles_w),
                 *chunk.shape_args(), *chunk.epilogue_args()))
 
 

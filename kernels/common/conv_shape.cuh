@@ -48,6 +48,18 @@ struct Strides4 {
   int n, c, h, w;
 };
 
+// Element strides of the axes (K, C/groups, R, S) of a filter tensor as it lies in memory:
+// KCRS (contiguous) or KRSC (channels_last, a channels_last PyTorch model's), `channels` = C/groups.
+// For kernels that read the filters in place in either layout.
+struct FilterStrides {
+  int k, c, r, s;
+};
+
+__device__ __forceinline__ FilterStrides filter_strides(int channels, int R, int S, bool krsc) {
+  return krsc ? FilterStrides{R * S * channels, 1, S * channels, channels}
+              : FilterStrides{channels * R * S, R * S, S, 1};
+}
+
 template <bool NHWC>
 __device__ __forceinline__ Strides4 packed_strides(int C, int H, int W) {
   return NHWC ? Strides4{H * W * C, 1, W * C, C} : Strides4{C * H * W, H * W, W, 1};

@@ -248,15 +248,33 @@ __device__ __forceinline__ bool all_finite(const A (&v)[COUNT]) {
 // them, rotated): its taps outside dy are skipped, as the reference's gradient adds only the
 // pixels dy has, where the forward convolution multiplies its zero padding too (0 * inf is NaN
 // there, as in torch).
+// How winograd_direct_tile reads w (bits of one argument: a second one costs the output
+// transform 8-16 registers at the call, sm_80/sm_90): FILTERS_FLIP, the data gradient's rotated
+// filters (the filter transform's FLIP); FILTERS_KRSC, w laid out (K, 3, 3, C/groups).
+constexpr int FILTERS_FLIP = 1;
+constexpr int FILTERS_KRSC = 2;
+
 template <class T, bool NHWC, int M>
 __device__ __noinline__ void winograd_direct_tile(const T* __restrict__ x,
-                                                  const T* __restrict__ w, int flip,
+                                                  const T* __restrict__ w, int w_mode,
                                                   WinogradPair pair, ConvShape s,
                                                   Epilogue<T> epi) {
   using A = acc_t<T>;
+  const bool flip = w_mode & FILTERS_FLIP;
   const int c_per_group = s.C / s.groups;
   const int k_per_group = s.K / s.groups;
   const int group = pair.row / k_per_group;
+  const FilterStrides ws =
+      filter_strides(flip ? k_per_group : c_per_group, 3, 3, w_mode & FILTERS_KRSC);
+  // Tap (r, u) of filter (pair.row, cl) is w_0[cl * step_c + r * step_r + u * step_u]: tap
+  // (r, u) of w's filter (pair.row, cl), or flipped, tap (2 - r, 2 - u) of w's filter
+  // (group * c_per_group + cl, pair.row - group * k_per_group).
+  const T* w_0 = flip ? w + group * c_per_group * ws.k + (pair.row - group * k_per_group) * ws.c +
+                            2 * (ws.r + ws.s)
+                      : w + pair.row * ws.k;
+  const int step_c = flip ? ws.k : ws.c;
+  const int step_r = flip ? -ws.r : ws.r;
+  const int step_u = flip ? -ws.s : ws.s;
   const Strides4 xs = packed_strides<NHWC>(s.C, s.H, s.W);
   for (int i = 0; i < M; ++i) {
     const int p = M * pair.th + i;
@@ -266,22 +284,12 @@ __device__ __noinline__ void winograd_direct_tile(const T* __restrict__ x,
       A sum = A(0);
       for (int cl = 0; cl < c_per_group; ++cl) {
         const T* xc = x + pair.n * xs.n + (group * c_per_group + cl) * xs.c;
-        // tap (r, u) of filter (pair.row, cl) is w_rs[(r * 3 + u) * step]
-        const T* w_rs;
-        int step;
-        if (flip) {
-          const int kl = pair.row - group * k_per_group;
-          w_rs = w + ((group * c_per_group + cl) * k_per_group + kl) * 9 + 8;
-          step = -1;
-        } else {
-          w_rs = w + (pair.row * c_per_group + cl) * 9;
-          step = 1;
-        }
+        const T* w_f = w_0 + cl * step_c;
         for (int r = 0; r < 3; ++r) {
           const int h = p - s.pad_h + r;
           for (int u = 0; u < 3; ++u) {
             const int ww = q - s.pad_w + u;
-            const A tap = to_acc(w_rs[(r * 3 + u) * step]);
+            const A tap = to_acc(w_f[r * step_r + u * step_u]);
             if (h >= 0 && h < s.H && ww >= 0 && ww < s.W) {
               sum += to_acc(xc[h * xs.h + ww * xs.w]) * tap;
             } else if (!flip) {
@@ -302,27 +310,33 @@ __device__ __noinline__ void winograd_direct_tile(const T* __restrict__ x,
 // FLIP = true: the filters of the data gradient of the forward convolution whose weight is
 // w (groups * cols, rows / groups, 3, 3): row = a channel c of its input, col = a filter kg of
 // c's group, and g = w[group * cols + kg][c % (rows / groups)] rotated by 180 degrees.
+// krsc: w is laid out (K, 3, 3, C/groups) in memory (channels_last filters, read in place),
+// else (K, C/groups, 3, 3).
 template <class T, bool FLIP, int M>
 __global__ void conv2d_winograd_filter_transform(const T* __restrict__ w,
                                                  gc::acc_t<T>* __restrict__ u, int rows,
-                                                 int cols, int groups) {
+                                                 int cols, int groups, int krsc) {
   using A = gc::acc_t<T>;
   constexpr int ELEMENTS = gc::winograd_elements<M>();
   const int index = blockIdx.x * blockDim.x + threadIdx.x;
   if (index >= rows * cols) return;
   const int row = index / cols;
   const int col = index - row * cols;
+  const int rows_per_group = rows / groups;
+  const gc::FilterStrides ws = gc::filter_strides(FLIP ? rows_per_group : cols, 3, 3, krsc);
   const T* src;
   if (FLIP) {
-    const int rows_per_group = rows / groups;
     const int group = row / rows_per_group;
-    src = w + ((group * cols + col) * rows_per_group + (row - group * rows_per_group)) * 9;
+    src = w + (group * cols + col) * ws.k + (row - group * rows_per_group) * ws.c;
   } else {
-    src = w + index * 9;
+    src = w + row * ws.k + col * ws.c;
   }
   A g[9];
 #pragma unroll
-  for (int i = 0; i < 9; ++i) g[i] = gc::to_acc(src[FLIP ? 8 - i : i]);
+  for (int i = 0; i < 9; ++i) {
+    const int tap = FLIP ? 8 - i : i;
+    g[i] = gc::to_acc(src[(tap / 3) * ws.r + (tap % 3) * ws.s]);
+  }
   A out[ELEMENTS];
   gc::apply_2d<gc::WinogradG<M>>(g, out);
 #pragma unroll
@@ -366,13 +380,13 @@ __global__ void conv2d_winograd_input_transform(const T* __restrict__ x,
 
 // y = epilogue(A^T m A) for every (tile, output channel): the M x M outputs of the tile that
 // lie inside the P x Q plane; where m or y is not all finite, y is summed directly from x and
-// w, the input transform's and the filter transform's operands (winograd_direct_tile; flip as
-// the filter transform's FLIP).
+// w, the input transform's and the filter transform's operands (winograd_direct_tile; w_mode:
+// gc::FILTERS_FLIP and gc::FILTERS_KRSC as the filter transform's FLIP and krsc).
 template <class T, bool NHWC, int M>
 __global__ void conv2d_winograd_output_transform(const gc::acc_t<T>* __restrict__ m,
                                                  const T* __restrict__ x,
-                                                 const T* __restrict__ w, int flip, int tiles_h,
-                                                 int tiles_w, GC_CONV_SHAPE_PARAMS,
+                                                 const T* __restrict__ w, int w_mode,
+                                                 int tiles_h, int tiles_w, GC_CONV_SHAPE_PARAMS,
                                                  GC_EPILOGUE_PARAMS(T)) {
   GC_CONV_SHAPE_NAMES;
   using A = gc::acc_t<T>;
@@ -392,7 +406,7 @@ __global__ void conv2d_winograd_output_transform(const gc::acc_t<T>* __restrict_
   gc::apply_2d<gc::WinogradAT<M>>(in, y);
   const gc::Epilogue<T> epi = GC_EPILOGUE(T);
   if (!finite || !gc::all_finite(y)) {
-    gc::winograd_direct_tile<T, NHWC, M>(x, w, flip, pair, GC_CONV_SHAPE, epi);
+    gc::winograd_direct_tile<T, NHWC, M>(x, w, w_mode, pair, GC_CONV_SHAPE, epi);
     return;
   }
 #pragma unroll

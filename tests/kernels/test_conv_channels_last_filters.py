@@ -1,8 +1,9 @@
 """Filters laid out channels_last ((K, R, S, C/groups) in memory, viewed as (K, C/groups, R, S)):
 what a channels_last PyTorch model hands every NHWC convolution. The NHWC forward implicit GEMM
-reads them in place (its GEMM k runs r, s, c); every other forward kernel reads a contiguous
-KCRS copy, as before; the data gradient transposes the filters from whatever layout they come
-in, in one copy. Each case is checked bit for bit against the same call with contiguous filters
+reads them in place (its GEMM k runs r, s, c), and so do Winograd's filter transform and direct
+fallback (forward and data gradient: they take the layout); every other forward kernel reads a
+contiguous KCRS copy, as before; the other data-gradient kernels transpose the filters from
+whatever layout they come in, in one copy. Each case is checked bit for bit against the same call with contiguous filters
 (the kernels read the same values in the same order) and against the NumPy reference.
 """
 import numpy as np
@@ -155,3 +156,69 @@ def test_misaligned_channels_last_filters_leave_the_forward_vector_kernel(rng):
         want = gpuconv.conv2d(x, w, b, **options)
         got = gpuconv.conv2d(x, krsc, b, **options)
     np.testing.assert_array_equal(got, want)
+
+
+def _winograd_plan_arrays(rng, layout, gradient: bool) -> int:
+    """Arrays a recorded NHWC Winograd call (forward, or data gradient) makes on replay, with
+    its filters in ``layout``; the results checked against the reference on the way."""
+    plans.PLANS.clear()
+    options = dict(padding=1, algorithm="winograd_nonfused", data_format="NHWC")
+    for _ in range(2):          # record, then replay over new arrays
+        if gradient:
+            input_shape, w, dy = gradient_inputs(rng, (2, 8, 9, 9), (16, 8, 3, 3), options,
+                                                 np.float32)
+            with gpuconv.simulate():
+                got = gpuconv.grad.conv2d_input(input_shape, layout(w), dy, **options)
+            want = gpuconv.grad.conv2d_input(input_shape, w, dy, **options)
+        else:
+            x, w, b = inputs(rng, (2, 8, 9, 9), (16, 8, 3, 3), np.float32)
+            with gpuconv.simulate():
+                got = gpuconv.conv2d(x, layout(w), b, **options)
+            want = gpuconv.conv2d(x, w, b, **options)
+        assert_matches_reference(got, want, np.float32)
+    assert plans.PLANS.replays >= 1
+    (plan,) = plans.PLANS._plans.values()
+    return made_arrays(plan)
+
+
+@pytest.mark.parametrize("gradient", [False, True], ids=["forward", "data_gradient"])
+def test_winograd_reads_channels_last_filters_in_place(gradient, rng):
+    """The filter transform and the output transform's direct fallback read the filters with
+    their strides: channels_last filters cost no copy (as many arrays made as contiguous
+    ones); filters in another layout (RSCK-laid) are copied once."""
+    def rsck_laid(w):
+        return np.ascontiguousarray(w.transpose(2, 3, 1, 0)).transpose(3, 2, 0, 1)
+
+    contiguous = _winograd_plan_arrays(rng, lambda w: w, gradient)
+    assert _winograd_plan_arrays(rng, channels_last, gradient) == contiguous
+    assert _winograd_plan_arrays(rng, rsck_laid, gradient) == contiguous + 1
+
+
+@pytest.mark.parametrize("gradient", [False, True], ids=["forward", "data_gradient"])
+def test_winograd_direct_fallback_reads_channels_last_filters(gradient, rng):
+    """An infinite tap sends the tiles it reaches to the direct sums of the output transform
+    (kernels/conv/winograd.cu, winograd_direct_tile), which read the filters with their
+    strides too: the same bits as with contiguous filters (NaN where they are NaN)."""
+    options = dict(padding=1, algorithm="winograd_nonfused", data_format="NHWC")
+    if gradient:
+        input_shape, w, dy = gradient_inputs(rng, (2, 8, 9, 9), (16, 8, 3, 3), options,
+                                             np.float32)
+        w[3, 5, 0, 2] = np.inf
+
+        def run(filters):
+            return gpuconv.grad.conv2d_input(input_shape, filters, dy, **options)
+    else:
+        x, w, b = inputs(rng, (2, 8, 9, 9), (16, 8, 3, 3), np.float32)
+        w[3, 5, 0, 2] = np.inf
+
+        def run(filters):
+            return gpuconv.conv2d(x, filters, b, **options)
+    with gpuconv.simulate():
+        want, got = run(w), run(channels_last(w))
+    assert np.isinf(want).any()
+    np.testing.assert_array_equal(got, want)
+    reference = run(w)
+    np.testing.assert_array_equal(np.isnan(got), np.isnan(reference))
+    finite = np.isfinite(reference)
+    np.testing.assert_array_equal(np.isinf(got), np.isinf(reference))
+    assert_matches_reference(got[finite], reference[finite], np.float32)
