@@ -67,15 +67,20 @@ def _forward_ad_active() -> bool:
     return level is None or level >= 0
 
 
+def differentiable(*args) -> bool:
+    """Whether autograd may ask for a backward of a call with ``args``: grad mode on and a tensor
+    argument requiring grad, or a forward-mode AD level open."""
+    return (torch.is_grad_enabled() and any(isinstance(a, torch.Tensor) and a.requires_grad
+                                            for a in args)) or _forward_ad_active()
+
+
 def apply(function, *args):
     """``function.apply(*args)``, or its forward alone where autograd cannot ask for a backward
-    (grad mode off, as under ``torch.no_grad()`` in inference, or no tensor argument requiring
-    grad, and no forward-mode AD level open): the Function machinery is host time on every call
-    (on the CPU here, a depthwise conv2d through gpuconv.torch with the kernel launch stubbed and
-    grad mode on: 77 us through Function.apply, 32 us through the forward alone; gpuconv.conv2d
-    on the arrays: 16 us)."""
-    if (torch.is_grad_enabled() and any(isinstance(a, torch.Tensor) and a.requires_grad
-                                        for a in args)) or _forward_ad_active():
+    (not ``differentiable``, as under ``torch.no_grad()`` in inference): the Function machinery
+    is host time on every call (on the CPU here, a depthwise conv2d through gpuconv.torch with
+    the kernel launch stubbed and grad mode on: 77 us through Function.apply, 32 us through the
+    forward alone; gpuconv.conv2d on the arrays: 16 us)."""
+    if differentiable(*args):
         return function.apply(*args)
     return function.forward(_NoBackward(), *args)
 

@@ -14,7 +14,7 @@ import gpuconv
 from gpuconv.pool.grad import WITH_OWN_INDICES
 
 from ._args import expand_single
-from ._autograd import apply, deterministic, first_order_backward
+from ._autograd import apply, deterministic, differentiable, first_order_backward
 from ._bridge import (common_device, data_format_for, on_device_of, to_array, to_tensor,
                       unbatched)
 from ._plans import BridgeCall
@@ -34,7 +34,7 @@ def _layout(name: str, x: torch.Tensor) -> str:
 def _forward(name: str, x: torch.Tensor, args: tuple, **keywords):
     """gpuconv.<name>(x, *args, **keywords) over the tensor's array in the layout the call
     runs in: (result array(s), data_format)."""
-    call = BridgeCall(name, {"x": x}, args)
+    call = BridgeCall(name, {"x": x}, (*args, *keywords.items()))
     fmt = call.data_format
     if fmt is None:         # a signature not seen: check the tensor, choose the layout
         fmt = _layout(name, x)
@@ -137,6 +137,10 @@ def _pool(input, name, args):
 
 
 def _max_pool(input, name, args, return_indices):
+    if not return_indices and not differentiable(input):
+        # Values alone: no backward can come to read indices (inference), so none are written
+        # (int64: 2x the bytes of float32 values, 4x of half).
+        return _pool(input, name, args)
     if _is_unbatched(input):
         values, indices = apply(MaxPoolFunction, input.unsqueeze(0), name, args)
         values, indices = unbatched(values), unbatched(indices)

@@ -294,3 +294,19 @@ def test_cuda_views_take_the_tensors_layout_without_a_torch_op(monkeypatch):
             ptr, size, owner = view.memory
             last = max(sum((n - 1) * s for n, s in zip(t.shape, t.stride())), 0)
             assert ptr == t.data_ptr() and size == (last + 1) * 4 and owner is t
+
+
+def test_a_max_pool_with_and_without_indices_are_two_signatures():
+    """Inference asks gpuconv.max_pool2d for values alone, training for values and indices:
+    the bridge keeps their plans apart (the keywords are part of its key)."""
+    with gpuconv.simulate():
+        for _ in range(2):
+            for seed in (0, 1):
+                x = randn(2, 3, 7, 8, seed=seed)
+                with torch.no_grad():
+                    torch.testing.assert_close(G.max_pool2d(x, 3, 2, 1), F.max_pool2d(x, 3, 2, 1))
+                leaf = x.clone().requires_grad_()
+                y, indices = G.max_pool2d(leaf, 3, 2, 1, return_indices=True)
+                assert torch.equal(indices, F.max_pool2d(x, 3, 2, 1, return_indices=True)[1])
+                torch.testing.assert_close(y, F.max_pool2d(x, 3, 2, 1))
+    assert len([key for key in _plans._ENTRIES if key[0] == "max_pool2d"]) == 2

@@ -430,3 +430,30 @@ def test_the_autograd_function_runs_only_where_a_backward_can_come(monkeypatch):
     y.sum().backward()
     torch.testing.assert_close(w.grad, torch.nn.grad.conv2d_weight(x, w.shape, torch.ones_like(y),
                                                                    padding=1))
+
+
+@pytest.mark.parametrize("name", ["max_pool2d", "adaptive_max_pool2d"])
+def test_max_pools_write_indices_only_for_a_backward_or_the_caller(name, monkeypatch):
+    """In inference (no grad wanted) a max pool without return_indices computes its values
+    alone; where a backward may come, or the caller asks, the indices are computed too."""
+    import gpuconv
+    asked = []
+    real = getattr(gpuconv, name)
+
+    def spy(*args, return_indices=False, **kwargs):
+        asked.append(return_indices)
+        return real(*args, return_indices=return_indices, **kwargs)
+    monkeypatch.setattr(gpuconv, name, spy)
+    args = (3, 2, 1) if name == "max_pool2d" else ((3, 4),)
+    x = randn(2, 3, 7, 8)
+    with torch.no_grad():
+        assert_close(getattr(G, name)(x, *args), getattr(F, name)(x, *args), torch.float64)
+        values, indices = getattr(G, name)(x, *args, return_indices=True)
+    leaf = x.clone().requires_grad_()
+    y = getattr(G, name)(leaf, *args)
+    y.sum().backward()
+    expected_leaf = x.clone().requires_grad_()
+    getattr(F, name)(expected_leaf, *args).sum().backward()
+    assert asked == [False, True, True]
+    assert torch.equal(indices, getattr(F, name)(x, *args, return_indices=True)[1])
+    assert_close(leaf.grad, expected_leaf.grad, torch.float64)
