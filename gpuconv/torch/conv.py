@@ -87,24 +87,27 @@ class Conv2dFunction(torch.autograd.Function):
         kw = dict(deterministic=det, data_format=fmt)
         grad_x = grad_w = grad_b = None
         with on_device_of(g.device):
+            # Each gradient a BridgeCall: its scalars hold the layout, which came from the
+            # forward's tensors, not from these.
             if need_x:
                 x_shape = _layout_shape(x, fmt)
-                grad_x = to_tensor(BridgeCall(
-                    "conv2d_input", {"grad_output": g, "weight": weight},
-                    (x_shape, *geometry, det, fmt),
-                ).run(fmt, ("grad_output",), lambda a: gpuconv.grad.conv2d_input(
-                    x_shape, a["weight"], a["grad_output"], *geometry, **kw)), x.dtype, fmt)
+                call = BridgeCall("conv2d_input", {"grad_output": g, "weight": weight},
+                                  (x_shape, *geometry, det, fmt))
+                dx = call.run(fmt, ("grad_output",), lambda a: gpuconv.grad.conv2d_input(
+                    x_shape, a["weight"], a["grad_output"], *geometry, **kw))
+                grad_x = to_tensor(dx, x.dtype, fmt)
             if need_w:
                 w_shape = tuple(weight.shape)
-                grad_w = to_tensor(BridgeCall(
-                    "conv2d_weight", {"x": x, "grad_output": g}, (w_shape, *geometry, det, fmt),
-                ).run(fmt, ("x", "grad_output"), lambda a: gpuconv.grad.conv2d_weight(
-                    a["x"], w_shape, a["grad_output"], *geometry, **kw)), weight.dtype)
+                call = BridgeCall("conv2d_weight", {"x": x, "grad_output": g},
+                                  (w_shape, *geometry, det, fmt))
+                dw = call.run(fmt, ("x", "grad_output"), lambda a: gpuconv.grad.conv2d_weight(
+                    a["x"], w_shape, a["grad_output"], *geometry, **kw))
+                grad_w = to_tensor(dw, weight.dtype)
             if need_b:
-                grad_b = to_tensor(BridgeCall(
-                    "conv2d_bias", {"grad_output": g}, (det, fmt),
-                ).run(fmt, ("grad_output",), lambda a: gpuconv.grad.conv2d_bias(
-                    a["grad_output"], **kw)), weight.dtype)
+                call = BridgeCall("conv2d_bias", {"grad_output": g}, (det, fmt))
+                db = call.run(fmt, ("grad_output",),
+                              lambda a: gpuconv.grad.conv2d_bias(a["grad_output"], **kw))
+                grad_b = to_tensor(db, weight.dtype)
         return grad_x, grad_w, grad_b, (g if need_r else None), None
 
 

@@ -61,11 +61,10 @@ class PoolFunction(torch.autograd.Function):
     def backward(ctx, grad_out):
         (x,) = ctx.saved_tensors
         name, args, fmt, det = ctx.function_name, ctx.args, ctx.data_format, deterministic()
+        call = BridgeCall("grad." + name, {"grad_output": grad_out, "x": x}, (*args, det, fmt))
         with on_device_of(x.device):
-            grad = BridgeCall("grad." + name, {"grad_output": grad_out, "x": x},
-                              (*args, det, fmt)).run(
-                fmt, ("grad_output", "x"), lambda a: getattr(gpuconv.grad, name)(
-                    a["grad_output"], a["x"], *args, data_format=fmt, deterministic=det))
+            grad = call.run(fmt, ("grad_output", "x"), lambda a: getattr(gpuconv.grad, name)(
+                a["grad_output"], a["x"], *args, data_format=fmt, deterministic=det))
         return to_tensor(grad, x.dtype, fmt), None, None
 
 
