@@ -4,7 +4,8 @@
 
 A converted model is host-bound when each layer's Python work outlasts its kernels (ResNet-50
 and MobileNetV2 at batch 32 on an H100: bench/results/*-models). For each call below this
-prints the mean wall time of back-to-back calls with nothing synchronized, in microseconds:
+prints the mean wall time of back-to-back calls with nothing synchronized (the least disturbed
+of five rounds), in microseconds:
 - cpu: CPU tensors under ``gpuconv.simulate()`` with every kernel launch stubbed out (the
   simulator's launch does nothing), so what is timed is the host work alone: the torch
   wrappers, the bridge, the front or its plan's replay, the array views. Needs no GPU.
@@ -24,19 +25,16 @@ import time
 from .timing import print_profile
 
 
+@contextlib.contextmanager
 def _stubbed_launches():
     """The simulator's kernel launch as a no-op, for the duration (host time alone)."""
     from gpuconv.simulator import _module
     real = _module.Function.__call__
-
-    @contextlib.contextmanager
-    def stubbed():
-        _module.Function.__call__ = lambda self, grid, block, args, shared_mem=0, stream=None: None
-        try:
-            yield
-        finally:
-            _module.Function.__call__ = real
-    return stubbed()
+    _module.Function.__call__ = lambda self, grid, block, args, shared_mem=0, stream=None: None
+    try:
+        yield
+    finally:
+        _module.Function.__call__ = real
 
 
 def _calls(torch, device: str) -> list:
