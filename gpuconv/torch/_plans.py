@@ -86,6 +86,14 @@ class BridgeCall:
         self.entry = _ENTRIES.get(self.key) if self.key is not None else None
         self.data_format = self.entry[1] if self.entry is not None else None
 
+    def place(self, check: Callable[[], tuple]) -> tuple:
+        """(device, data_format) of the call: the first tensor's device and the remembered
+        layout, or ``check()``'s (the full path's device and layout checks) for a signature
+        not seen."""
+        if self.data_format is None:
+            return check()
+        return next(iter(self.tensors.values())).device, self.data_format
+
     def run(self, data_format: str, data_roles: tuple, compute: Callable[[dict], Any]):
         """The front's result over the tensors' arrays (``data_roles`` in ``data_format``, the
         others as they are): the plan's replay, or ``compute(arrays)`` (the front's call),

@@ -57,13 +57,9 @@ class Conv2dFunction(torch.autograd.Function):
     def forward(ctx, x, weight, bias, residual, options):
         call = BridgeCall("conv2d", {"x": x, "weight": weight, "bias": bias,
                                      "residual": residual}, tuple(options.values()))
-        fmt = call.data_format
-        if fmt is None:        # a signature not seen: check the tensors, choose the layout
-            device = common_device({"input": x, "weight": weight, "bias": bias,
-                                    "residual": residual})
-            fmt = conv_data_format(x, weight)
-        else:
-            device = x.device
+        device, fmt = call.place(lambda: (
+            common_device({"input": x, "weight": weight, "bias": bias, "residual": residual}),
+            conv_data_format(x, weight)))
         with on_device_of(device):
             y = call.run(fmt, ("x", "residual"), lambda a: gpuconv.conv2d(
                 a["x"], a["weight"], a["bias"], options["stride"], options["padding"],

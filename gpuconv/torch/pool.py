@@ -35,12 +35,7 @@ def _forward(name: str, x: torch.Tensor, args: tuple, **keywords):
     """gpuconv.<name>(x, *args, **keywords) over the tensor's array in the layout the call
     runs in: (result array(s), data_format)."""
     call = BridgeCall(name, {"x": x}, (*args, *keywords.items()))
-    fmt = call.data_format
-    if fmt is None:         # a signature not seen: check the tensor, choose the layout
-        fmt = _layout(name, x)
-        device = common_device({"input": x})
-    else:
-        device = x.device
+    device, fmt = call.place(lambda: (common_device({"input": x}), _layout(name, x)))
     with on_device_of(device):
         return call.run(fmt, ("x",), lambda a: getattr(gpuconv, name)(
             a["x"], *args, data_format=fmt, **keywords)), fmt
