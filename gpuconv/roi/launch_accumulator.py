@@ -11,16 +11,11 @@ from __future__ import annotations
 import numpy as np
 
 from .._plans import empty, zeros
-from ..pool.launch_common import (TYPES, acc_dtype, ctype, i32, launch, launch_elementwise,
-                                  register_family)
+from ..pool.launch_common import acc_dtype, ctype, i32, launch_elementwise, register_family
+from .launch_transpose import transpose_planes
 
 ACCUMULATOR = register_family("roi/accumulator.cu", "accumulator_to_element<{H}>",
-                              "accumulator_nhwc_to_nchw<{T}>", H=("__half", "__nv_bfloat16"),
-                              T=TYPES)
-TRANSPOSE_TILE = 32     # kTransposeTile in accumulator.cu
-TRANSPOSE_ROWS = 8      # kTransposeRows
-MAX_CHANNEL_TILES = 65535     # grid.y
-MAX_IMAGE_ROWS = 65535        # grid.z: more images are visited in turn
+                              H=("__half", "__nv_bfloat16"))
 
 
 def accumulate_to(xp, shape, dtype, scatter, executor: str, *, through_nhwc: bool = False):
@@ -34,7 +29,7 @@ def accumulate_to(xp, shape, dtype, scatter, executor: str, *, through_nhwc: boo
         accumulator = zeros(xp, (n, h, w, c), acc_dtype(dtype))
         scatter(accumulator)
         grad_input = empty(xp, shape, dtype)
-        _transpose_to_nchw(accumulator, grad_input, executor)
+        transpose_planes(accumulator, grad_input, n, h * w, c, executor)
         return grad_input
     if dtype in (np.float32, np.float64):
         grad_input = zeros(xp, shape, dtype)
@@ -46,21 +41,3 @@ def accumulate_to(xp, shape, dtype, scatter, executor: str, *, through_nhwc: boo
     launch_elementwise(ACCUMULATOR, f"accumulator_to_element<{ctype(dtype)}>", executor,
                        grad_input.size, (accumulator, grad_input, i32(grad_input.size)))
     return grad_input
-
-
-def transposable(channels: int) -> bool:
-    """Whether accumulator_nhwc_to_nchw's grid holds ``channels`` (one row of tiles per 32)."""
-    return -(-channels // TRANSPOSE_TILE) <= MAX_CHANNEL_TILES
-
-
-def _transpose_to_nchw(accumulator, grad_input, executor: str) -> None:
-    n, c, h, w = grad_input.shape
-    if grad_input.size == 0:
-        return
-    if not transposable(c):
-        raise ValueError(f"{c} channels need more channel tiles than a launch holds")
-    pixels = h * w
-    grid = (-(-pixels // TRANSPOSE_TILE), -(-c // TRANSPOSE_TILE), min(n, MAX_IMAGE_ROWS))
-    launch(ACCUMULATOR, f"accumulator_nhwc_to_nchw<{ctype(grad_input.dtype)}>", executor, grid,
-           (TRANSPOSE_TILE, TRANSPOSE_ROWS),
-           (accumulator, grad_input, i32(n), i32(pixels), i32(c)))

@@ -4,7 +4,10 @@ kernels/roi/roi_align_tables.cu, kernels/roi/roi_align_gather.cu).
 Forward: one thread per output element with the box's samples tabulated per block
 (roi_align_tables.cu) where the output has enough elements to fill the GPU that way
 (``uses_tables``); else roi_align.cu's kernel, whose lanes split each bin's samples (few boxes,
-e.g. a handful of huge ones with adaptive sampling).
+e.g. a handful of huge ones with adaptive sampling). Of the tabled kernels, the grouped one
+(blocks ordered by groups of 32 channels, an NHWC map read 32 channels at a time) takes every
+NHWC call with 32 channels or more, and the NCHW calls that sample the map densely enough to pay
+for an NHWC copy of it (``reads_through_nhwc``); the others read NCHW in torchvision's order.
 
 Backward modes:
 - default: torchvision's scatter, every sample's four bilinear weights added with atomicAdd
@@ -23,7 +26,8 @@ from ..pool.launch_common import (BLOCK, BOOLS, INT32_LIMIT, MAX_BLOCKS, TYPES, 
                                   acc_scalar, check_int32, contiguous, ctype, i32, launch, nhwc,
                                   register_family, xp_for)
 from .geometry import RoiGeometry
-from .launch_accumulator import accumulate_to, transposable
+from .launch_accumulator import accumulate_to
+from .launch_transpose import nhwc_copy
 
 # F: channels per thread of the NCHW forward (forward_channels); NHWC takes one
 ROI_ALIGN = register_family("roi/roi_align.cu", "roi_align_forward<{T}, false, {F}>",
@@ -33,7 +37,8 @@ ROI_ALIGN = register_family("roi/roi_align.cu", "roi_align_forward<{T}, false, {
                             F=("2", "4"))
 # G: the sampling ratio as a compile-time constant (2: torchvision's MultiScaleRoIAlign), 0 any
 ROI_ALIGN_TABLES = register_family("roi/roi_align_tables.cu",
-                                   "roi_align_forward_tabled<{T}, {L}, {G}>", T=TYPES, L=BOOLS,
+                                   "roi_align_forward_tabled<{T}, {L}, {G}>",
+                                   "roi_align_forward_grouped<{T}, {L}, {G}>", T=TYPES, L=BOOLS,
                                    G=("0", "2"))
 ROI_ALIGN_GATHER = register_family("roi/roi_align_gather.cu",
                                    "roi_align_backward_gather<{T}, {L}>", T=TYPES, L=BOOLS)
@@ -111,14 +116,75 @@ def _tabled_forward(geom: RoiGeometry, x, rois, y, data_format: str, executor: s
                          "blocks than a launch holds: split the boxes")
     grid = geom.sampling_ratio if geom.sampling_ratio in TABLED_GRIDS else 0
     entries = table_entries(geom)
-    entry_bytes = 8 + 2 * acc_dtype(x.dtype).itemsize
     _, *sizes = _common_args(geom, x.dtype)        # every size but K, which the grid carries
     launch(ROI_ALIGN_TABLES,
            f"roi_align_forward_tabled<{ctype(x.dtype)}, {nhwc(data_format)}, {grid}>", executor,
            (geom.K * blocks_per_box,), (BLOCK,),
            (x, rois, y, *decoder_args(geom.C, geom.PH, geom.PW), i32(blocks_per_box), *sizes,
             i32(entries)),
-           shared_mem=2 * entries * entry_bytes)
+           shared_mem=2 * entries * _table_entry_bytes(x.dtype))
+
+
+def _table_entry_bytes(dtype) -> int:
+    """sizeof(AxisSample<A>): two ints and two accumulator-typed factors."""
+    return 8 + 2 * acc_dtype(dtype).itemsize
+
+
+# The grouped forward (roi_align_forward_grouped): GROUP_CHANNELS is its kGroupChannels, one
+# channel per lane of a warp. A block covers one box's group for up to STAGE_BYTES of output
+# (the NCHW output's shared-memory stage); a box's bins split across more blocks while the grid
+# holds fewer than GROUPED_MIN_BLOCKS (about four waves of an H100, 132 x 8 blocks of 256).
+GROUP_CHANNELS = 32
+GROUPED_MIN_BLOCKS = 4096
+GROUPED_MIN_CHANNELS = GROUP_CHANNELS   # fewer would leave lanes of every warp idle
+STAGE_BYTES = 16 * 1024
+# An NCHW forward reads the map through an NHWC copy where the bins' samples (a fixed ratio's,
+# one per bin with adaptive sampling) number at least this many per pixel of the map. In NCHW a
+# sample's 2 x 2 corners cost ~45 bytes per channel from L2 on FPN P2 (sectors of 8 floats
+# whose 2 columns are used), in NHWC ~15 (whole runs of channels), and the copy costs 8 per
+# pixel and channel (float32: read and write): it pays from ~0.3 samples per pixel
+# (kernels/pool/NOTES.md "ROI align forward: channel groups").
+NHWC_READ_MIN_SAMPLES_PER_PIXEL = 1
+
+
+def reads_through_nhwc(geom: RoiGeometry) -> bool:
+    """Whether an NCHW tabled forward copies the map to NHWC for the grouped kernel."""
+    samples = geom.K * geom.PH * geom.PW * max(geom.sampling_ratio, 1) ** 2
+    return samples >= NHWC_READ_MIN_SAMPLES_PER_PIXEL * geom.N * geom.H * geom.W
+
+
+def uses_groups(geom: RoiGeometry, data_format: str) -> bool:
+    """Whether a tabled forward runs the grouped kernel (module docstring)."""
+    return (geom.C >= GROUPED_MIN_CHANNELS
+            and (data_format == "NHWC" or reads_through_nhwc(geom)))
+
+
+def bins_per_block(geom: RoiGeometry, itemsize: int) -> int:
+    """The grouped forward's bins per block (see GROUPED_MIN_BLOCKS), at least one per warp."""
+    bins = geom.PH * geom.PW
+    warps = BLOCK // GROUP_CHANNELS
+    per_block = min(bins, STAGE_BYTES // (GROUP_CHANNELS * itemsize) - 1)
+    groups = -(-geom.C // GROUP_CHANNELS)
+    while per_block > warps and geom.K * groups * -(-bins // per_block) < GROUPED_MIN_BLOCKS:
+        per_block = max(-(-per_block // 2), warps)
+    return per_block
+
+
+def _grouped_forward(xp, geom: RoiGeometry, x, rois, y, data_format: str, executor: str) -> None:
+    x_nhwc = x if data_format == "NHWC" else nhwc_copy(xp, x, executor)
+    per_block = bins_per_block(geom, x.dtype.itemsize)
+    blocks = geom.K * -(-geom.C // GROUP_CHANNELS) * -(-(geom.PH * geom.PW) // per_block)
+    if blocks > INT32_LIMIT:
+        raise ValueError(f"roi_align: {geom.K} boxes of {geom.C} channels need more blocks than "
+                         "a launch holds: split the boxes")
+    grid = geom.sampling_ratio if geom.sampling_ratio in TABLED_GRIDS else 0
+    entries = table_entries(geom)
+    stage = 0 if data_format == "NHWC" else GROUP_CHANNELS * (per_block | 1) * x.dtype.itemsize
+    launch(ROI_ALIGN_TABLES,
+           f"roi_align_forward_grouped<{ctype(x.dtype)}, {nhwc(data_format)}, {grid}>", executor,
+           (blocks,), (BLOCK,),
+           (x_nhwc, rois, y, *_common_args(geom, x.dtype), i32(entries), i32(per_block)),
+           shared_mem=2 * entries * _table_entry_bytes(x.dtype) + stage)
 
 
 # An NCHW atomic backward accumulates in an NHWC scratch, transposed once at the end, where
@@ -133,8 +199,7 @@ def scatters_through_nhwc(geom: RoiGeometry) -> bool:
     """Whether an NCHW atomic backward adds into an NHWC scratch (see above)."""
     samples = max(geom.sampling_ratio, 1) ** 2
     atomics = 4 * geom.K * geom.C * geom.PH * geom.PW * samples
-    return (atomics >= NHWC_SCATTER_MIN_ATOMICS_PER_ELEMENT * geom.N * geom.C * geom.H * geom.W
-            and transposable(geom.C))
+    return atomics >= NHWC_SCATTER_MIN_ATOMICS_PER_ELEMENT * geom.N * geom.C * geom.H * geom.W
 
 
 def _bins(geom: RoiGeometry, channels_per_thread: int) -> int:
@@ -166,16 +231,21 @@ def _bin_grid(geom: RoiGeometry, lanes: int, channels_per_thread: int = 1):
 
 
 def roi_align(geom: RoiGeometry, x, rois, *, data_format: str, executor: str,
-              tables: bool | None = None, channels: int | None = None):
-    """``tables``: run the tabled kernel (tests; default ``uses_tables``); ``channels``: the
-    other kernel's channels per thread (tests; default forward_channels)."""
+              tables: bool | None = None, groups: bool | None = None,
+              channels: int | None = None):
+    """For tests and bench.roi_align_kernels: ``tables`` runs a tabled kernel (default
+    ``uses_tables``), ``groups`` the grouped one (default ``uses_groups``); ``channels``: the lanes
+    kernel's channels per thread (default ``forward_channels``)."""
     xp = xp_for(executor)
     x = contiguous(xp, x)
     rois = contiguous(xp, rois, acc_dtype(x.dtype))
     y = empty(xp, geom.output_shape(data_format), x.dtype)
     check_int32(x, y)
     if tables if tables is not None else uses_tables(geom):
-        _tabled_forward(geom, x, rois, y, data_format, executor)
+        if groups if groups is not None else uses_groups(geom, data_format):
+            _grouped_forward(xp, geom, x, rois, y, data_format, executor)
+        else:
+            _tabled_forward(geom, x, rois, y, data_format, executor)
         return y
     if channels is None:
         channels = forward_channels(x, data_format, executor)

@@ -143,6 +143,67 @@ __device__ __forceinline__ A sum_computed(const T* __restrict__ plane,
   return output_val;
 }
 
+// A block's box: decoded, its samples per bin, and whether its axis tables hold them.
+template <class A>
+struct TabledBox {
+  gc::RoiAlignBox<A> box;
+  int grid_h, grid_w;
+  bool tabled;  // uniform across the block (one box)
+};
+
+// Decodes the block's box and, where its grid fits `table_entries`, fills the axis tables
+// `rows` and `cols` (plane offsets with `ps`, the pixel stride). Every thread of the block calls
+// it: it holds the block's barrier when the box is tabled.
+template <int kGrid, class A>
+__device__ __forceinline__ TabledBox<A> tabulate_box(const A* __restrict__ roi, A spatial_scale,
+                                                     int pooled_height, int pooled_width,
+                                                     int sampling_ratio, int aligned,
+                                                     int table_entries, int height, int width,
+                                                     int ps, AxisSample<A>* rows,
+                                                     AxisSample<A>* cols) {
+  TabledBox<A> t;
+  t.box = gc::roi_align_box(roi, spatial_scale, pooled_height, pooled_width, sampling_ratio,
+                            aligned != 0);
+  t.grid_h = kGrid > 0 ? kGrid : t.box.roi_bin_grid_h;
+  t.grid_w = kGrid > 0 ? kGrid : t.box.roi_bin_grid_w;
+  t.tabled = pooled_height * t.grid_h <= table_entries && pooled_width * t.grid_w <= table_entries;
+  if (t.tabled) {
+    fill_axis(rows, t.box.roi_start_h, t.box.bin_size_h, pooled_height, t.grid_h, height,
+              width * ps);
+    fill_axis(cols, t.box.roi_start_w, t.box.bin_size_w, pooled_width, t.grid_w, width, ps);
+    __syncthreads();  // the tables are complete before any thread reads them
+  }
+  return t;
+}
+
+// Bin (ph, pw)'s output from the plane of one channel: the average of its samples, from the
+// tables (kGrid > 0: the unrolled constant grid) or computed per sample where they do not hold
+// the box's grid; 0 for a box whose batch index lies outside [0, batch) (the front rejects
+// such boxes) and, as in torchvision, for an empty grid.
+template <int kGrid, bool kNHWC, class T, class A>
+__device__ __forceinline__ A bin_average(const T* __restrict__ input, const TabledBox<A>& t,
+                                         const AxisSample<A>* rows, const AxisSample<A>* cols,
+                                         int ph, int pw, int c, int batch, int channels,
+                                         int height, int width) {
+  // We do average (integral) pooling inside a bin; when the grid is empty, output zeros.
+  const A count = static_cast<A>(max(t.grid_h * t.grid_w, 1));
+  A output_val = A(0);
+  if (t.box.roi_batch_ind >= 0 && t.box.roi_batch_ind < batch) {
+    const int ps = gc::pixel_stride<kNHWC>(channels);
+    const T* plane =
+        input + gc::plane_offset<kNHWC>(t.box.roi_batch_ind, c, channels, height, width);
+    if (!t.tabled) {
+      output_val = sum_computed(plane, t.box, ph, pw, t.grid_h, t.grid_w, height, width, ps);
+    } else if constexpr (kGrid > 0) {
+      output_val = sum_fixed_grid<kGrid>(plane, rows + ph * kGrid, cols + pw * kGrid);
+    } else {
+      output_val = sum_tabled(plane, rows + ph * t.grid_h, cols + pw * t.grid_w, t.grid_h,
+                              t.grid_w);
+    }
+  }
+  return output_val / count;
+}
+
 }  // namespace
 
 // Output (K, C, PH, PW) in NCHW, (K, PH, PW, C) in NHWC; block b computes the elements
@@ -169,38 +230,98 @@ __global__ void roi_align_forward_tabled(const T* __restrict__ input,
   AxisSample<A>* cols = rows + table_entries;
   const int box_index = blockIdx.x / blocks_per_box;
   const int chunk = blockIdx.x - box_index * blocks_per_box;
-  const gc::RoiAlignBox<A> box = gc::roi_align_box(rois + box_index * 5, spatial_scale,
-                                                   pooled_height, pooled_width, sampling_ratio,
-                                                   aligned != 0);
-  const int grid_h = kGrid > 0 ? kGrid : box.roi_bin_grid_h;
-  const int grid_w = kGrid > 0 ? kGrid : box.roi_bin_grid_w;
-  const int ps = gc::pixel_stride<kNHWC>(channels);
-  // Uniform across the block (one box): every thread reaches the barrier or none does.
-  const bool tabled = pooled_height * grid_h <= table_entries &&
-                      pooled_width * grid_w <= table_entries;
-  if (tabled) {
-    fill_axis(rows, box.roi_start_h, box.bin_size_h, pooled_height, grid_h, height, width * ps);
-    fill_axis(cols, box.roi_start_w, box.bin_size_w, pooled_width, grid_w, width, ps);
-    __syncthreads();  // the tables are complete before any thread reads them
-  }
+  const TabledBox<A> t = tabulate_box<kGrid>(
+      rois + box_index * 5, spatial_scale, pooled_height, pooled_width, sampling_ratio, aligned,
+      table_entries, height, width, gc::pixel_stride<kNHWC>(channels), rows, cols);
   const int per_box = channels * pooled_height * pooled_width;
   const int element = chunk * blockDim.x + threadIdx.x;
   if (element >= per_box) return;
   const int index = box_index * per_box + element;
   const gc::Coord4 o = gc::unflatten<kNHWC>(index, out_decoder);  // o.n is box_index
-  // We do average (integral) pooling inside a bin; when the grid is empty, output zeros.
-  const A count = static_cast<A>(max(grid_h * grid_w, 1));
-  A output_val = A(0);
-  if (box.roi_batch_ind >= 0 && box.roi_batch_ind < batch) {
-    const T* plane =
-        input + gc::plane_offset<kNHWC>(box.roi_batch_ind, o.c, channels, height, width);
-    if (!tabled) {
-      output_val = sum_computed(plane, box, o.h, o.w, grid_h, grid_w, height, width, ps);
-    } else if constexpr (kGrid > 0) {
-      output_val = sum_fixed_grid<kGrid>(plane, rows + o.h * kGrid, cols + o.w * kGrid);
+  output[index] = gc::from_acc<T>(bin_average<kGrid, kNHWC>(input, t, rows, cols, o.h, o.w, o.c,
+                                                            batch, channels, height, width));
+}
+
+// A warp's 32 consecutive channels of one bin: the group of channels a block of the grouped
+// forward covers.
+constexpr int kGroupChannels = 32;
+constexpr int kGroupedThreads = 256;  // the launcher's block
+
+// Blocks per SM the grouped forward's registers are budgeted for (ptxas, sm_80 and sm_90).
+// Unbounded, float with the constant grid takes 56 registers (4 blocks of 256 threads); held to
+// 48 (5 blocks) it keeps its 16 loads in flight without a spill. The half types spill there on
+// sm_80 and the run-time grid everywhere: they keep 4 blocks (at most 64), double 3.
+template <class T, int kGrid>
+constexpr int kGroupedMinBlocks =
+    sizeof(gc::acc_t<T>) == 8 ? 3 : (kGrid > 0 && sizeof(T) == 4 ? 5 : 4);
+
+// The forward over an NHWC feature map (the caller's, or gpuconv/roi/launch_align.py's copy of
+// an NCHW one), with the blocks ordered channel group first.
+//
+// Why: in torchvision's order (and roi_align_forward_tabled's) all the channels of one box are
+// done before the next box. Detector proposals overlap many times over (the bench's FPN P2 map:
+// each pixel under ~40 boxes), so a box's region comes back from DRAM for each box that covers
+// it once the map outgrows L2: Nsight Compute measured ~15 times the map's bytes read on FPN P2.
+// And in NCHW a sample's two columns use 8 bytes of each 32-byte sector: about three times the
+// bytes a sample uses cross from L2 to L1. Here block b covers box b % num_rois, channels
+// [g * 32, g * 32 + 32) and bins [chunk * bins_per_block, ...) with (g, chunk) = the rest of b:
+// at any moment the resident blocks read the same 32 channels of every box, whose planes stay in
+// L2 (32 channels x every pixel: 15.5 MB for FPN P2 in float32), and each warp's load is 32
+// consecutive channels of one pixel.
+//
+// Output (K, C, PH, PW) (kOutNHWC false) or (K, PH, PW, C). An NCHW block stages its 32 channels
+// x bins_per_block values in shared memory and writes them as 32 runs of consecutive bins.
+// Dynamic shared memory: the two axis tables (table_entries each), then for an NCHW output a
+// stage of 32 x (bins_per_block | 1) T. Samples, sums and outputs are roi_align_forward_tabled's
+// (the same expressions in the same order: the same bits).
+template <class T, bool kOutNHWC, int kGrid>
+__global__ void __launch_bounds__(kGroupedThreads, (kGroupedMinBlocks<T, kGrid>))
+    roi_align_forward_grouped(const T* __restrict__ input, const gc::acc_t<T>* __restrict__ rois,
+                              T* __restrict__ output, int num_rois, int batch, int channels,
+                              int height, int width, int pooled_height, int pooled_width,
+                              gc::acc_t<T> spatial_scale, int sampling_ratio, int aligned,
+                              int table_entries, int bins_per_block) {
+  using A = gc::acc_t<T>;
+  extern __shared__ __align__(16) unsigned char roi_tables[];
+  AxisSample<A>* rows = reinterpret_cast<AxisSample<A>*>(roi_tables);
+  AxisSample<A>* cols = rows + table_entries;
+  T* stage = reinterpret_cast<T*>(cols + table_entries);
+  const int bins = pooled_height * pooled_width;
+  const int chunks = (bins + bins_per_block - 1) / bins_per_block;
+  const int box_index = blockIdx.x % num_rois;
+  const int rest = blockIdx.x / num_rois;
+  const int c0 = (rest / chunks) * kGroupChannels;
+  const int first_bin = (rest % chunks) * bins_per_block;
+  const int block_bins = min(bins_per_block, bins - first_bin);
+  const TabledBox<A> t = tabulate_box<kGrid>(rois + box_index * 5, spatial_scale,
+                                             pooled_height, pooled_width, sampling_ratio,
+                                             aligned, table_entries, height, width, channels,
+                                             rows, cols);
+  const int lane = threadIdx.x % kGroupChannels;  // the thread's channel within the group
+  const int c = c0 + lane;
+  const int stage_stride = bins_per_block | 1;  // odd: a warp's 32 channels on distinct banks
+  for (int b = threadIdx.x / kGroupChannels; b < block_bins; b += blockDim.x / kGroupChannels) {
+    const int bin = first_bin + b;
+    const int ph = bin / pooled_width, pw = bin - ph * pooled_width;
+    const T value = gc::from_acc<T>(
+        c < channels ? bin_average<kGrid, true>(input, t, rows, cols, ph, pw, c, batch, channels,
+                                                height, width)
+                     : A(0));
+    if constexpr (kOutNHWC) {
+      if (c < channels) output[(box_index * bins + bin) * channels + c] = value;
     } else {
-      output_val = sum_tabled(plane, rows + o.h * grid_h, cols + o.w * grid_w, grid_h, grid_w);
+      stage[lane * stage_stride + b] = value;
     }
   }
-  output[index] = gc::from_acc<T>(output_val / count);
+  if constexpr (!kOutNHWC) {
+    __syncthreads();  // the stage is complete before it is written out
+    // epilogue: each channel's bins are consecutive in the output
+    for (int i = threadIdx.x; i < kGroupChannels * block_bins; i += blockDim.x) {
+      const int lane_i = i / block_bins, b = i - lane_i * block_bins;
+      if (c0 + lane_i < channels) {
+        output[(box_index * channels + c0 + lane_i) * bins + first_bin + b] =
+            stage[lane_i * stage_stride + b];
+      }
+    }
+  }
 }

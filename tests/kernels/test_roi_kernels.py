@@ -17,6 +17,7 @@ from hypothesis import strategies as st
 
 import gpuconv
 from gpuconv import grad
+from gpuconv._call_plans import PLANS
 from gpuconv.pool.launch_common import ctype
 from kernel_support import (BFLOAT16, DTYPE_IDS, DTYPES, ORDERS, bitwise_equal,
                             poison_launcher_outputs, record_launches, simulated, to_layout)
@@ -24,7 +25,7 @@ from kernel_support import (BFLOAT16, DTYPE_IDS, DTYPES, ORDERS, bitwise_equal,
 TOLERANCE = {np.dtype(np.float16): 5e-3, np.dtype(np.float32): 2e-5, np.dtype(np.float64): 1e-12,
              **{d: 2e-2 for d in BFLOAT16}}
 LAUNCHER_MODULES = ("gpuconv.roi.launch_align", "gpuconv.roi.launch_pool",
-                    "gpuconv.roi.launch_accumulator")
+                    "gpuconv.roi.launch_accumulator", "gpuconv.roi.launch_transpose")
 
 # [batch_index, x1, y1, x2, y2] in image coordinates; the feature map is the image at
 # spatial_scale (0.5 below: a 10 x 12 map of a 20 x 24 image). Values are exact in float16.
@@ -179,13 +180,17 @@ def test_roi_align_tabled_forward_gives_the_same_bits(rng, monkeypatch, dtype, d
     kernel's per-sample weights (one lane per bin): identical outputs."""
     align = importlib.import_module("gpuconv.roi.launch_align")
     monkeypatch.setattr(align, "TARGET_THREADS", 1)
+    launched = record_launches(monkeypatch, align)
     x, boxes = inputs(rng, dtype, data_format)
     for option in ALIGN_OPTIONS.values():
         kwargs = dict(option, spatial_scale=SCALE, data_format=data_format)
         results = []
         for tables in (True, False):
+            PLANS.clear()       # a recorded plan would replay the other kernel
+            launched.clear()
             monkeypatch.setattr(align, "TABLED_MIN_ELEMENTS", 0 if tables else 1 << 62)
             results.append(simulated(gpuconv.roi_align, x, boxes, **kwargs))
+            assert launched and all(("tabled" in name) == tables for name in launched)
         assert bitwise_equal(*results), option
 
 
@@ -231,18 +236,18 @@ def test_roi_align_forward_kernel_by_size():
 
 def _scatter_through_nhwc(monkeypatch, through: bool) -> tuple[list[str], list[str]]:
     """Make NCHW atomic backwards add into an NHWC scratch (or not) whatever the size; returns
-    the launches' names (launch_align's, launch_accumulator's) from now on."""
+    the launches' names (launch_align's, launch_transpose's) from now on."""
     align = importlib.import_module("gpuconv.roi.launch_align")
     monkeypatch.setattr(align, "NHWC_SCATTER_MIN_ATOMICS_PER_ELEMENT", 0 if through else 1 << 62)
     return (record_launches(monkeypatch, align),
-            record_launches(monkeypatch, importlib.import_module(LAUNCHER_MODULES[2])))
+            record_launches(monkeypatch, importlib.import_module(LAUNCHER_MODULES[3])))
 
 
 @pytest.mark.parametrize("through", [True, False])
 @pytest.mark.parametrize("dtype", DTYPES, ids=DTYPE_IDS)
 def test_roi_align_nchw_scatter_through_an_nhwc_scratch(rng, monkeypatch, dtype, through):
     """The NCHW atomic backward with its threads in NHWC order, adding into an NHWC scratch that
-    accumulator_nhwc_to_nchw transposes (and rounds) once, or directly into NCHW: every sampling
+    transpose_planes transposes (and rounds) once, or directly into NCHW: every sampling
     option, dtype and thread order against the reference."""
     scattered, finished = _scatter_through_nhwc(monkeypatch, through)
     x, boxes = inputs(rng, dtype, "NCHW")
@@ -256,27 +261,8 @@ def test_roi_align_nchw_scatter_through_an_nhwc_scratch(rng, monkeypatch, dtype,
     t = ctype(dtype)
     assert set(scattered) == {f"roi_align_backward_atomic<{t}, {'true' if through else 'false'}, "
                               "false>"}
-    assert set(finished) == ({f"accumulator_nhwc_to_nchw<{t}>"} if through else set())
-
-
-@pytest.mark.parametrize("grid_images", [1, 65535])
-@pytest.mark.parametrize("channels", [1, 37, 70])
-def test_accumulator_nhwc_to_nchw_transposes_every_element(rng, monkeypatch, channels,
-                                                           grid_images):
-    """Channel counts under, across and past the 32-channel tiles, a plane of 7 x 9 = 63 pixels
-    (two tiles, the second partial), three images visited by one grid row (grid_images 1) or
-    one each: the transpose is exact in float32 and float64, one rounding in float16."""
-    acc = importlib.import_module(LAUNCHER_MODULES[2])
-    monkeypatch.setattr(acc, "MAX_IMAGE_ROWS", grid_images)
-    for dtype in (np.float32, np.float64, np.float16):
-        scratch = rng.standard_normal((3, 7, 9, channels)).astype(
-            np.float64 if dtype == np.float64 else np.float32)
-        out = np.full((3, channels, 7, 9), np.nan, dtype=dtype)
-        for order in ("forward", "random"):
-            with gpuconv.simulate(order=order):
-                acc._transpose_to_nchw(scratch, out, "simulator")
-            expected = np.ascontiguousarray(scratch.transpose(0, 3, 1, 2)).astype(dtype)
-            assert bitwise_equal(out, expected)
+    scratch = "float" if t in ("__half", "__nv_bfloat16") else t
+    assert set(finished) == ({f"transpose_planes<{scratch}, {t}>"} if through else set())
 
 
 def test_roi_align_scatter_layout_by_size():
