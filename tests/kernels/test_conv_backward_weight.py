@@ -10,6 +10,7 @@ import pytest
 
 import gpuconv
 from gpuconv import grad
+from gpuconv._call_plans import PLANS
 from gpuconv._kernels import cuda_type
 from gpuconv.conv import launch_bwd_common, launch_bwd_weight, launch_winograd
 from gpuconv.conv.launch_backward import WEIGHT_ALGORITHMS, choose_weight_algorithm
@@ -389,10 +390,14 @@ def test_bias_gradient(rng, monkeypatch, dtype, data_format):
     axes = (0, 1, 2) if data_format == "NHWC" else (0, 2, 3)
     exact = f64(dy).sum(axis=axes)
     magnitude = np.abs(f64(dy)).sum(axis=axes)
+    names = record_launches(monkeypatch, launch_bwd_weight)
     for few, order in [(False, "forward"), (True, "reverse"), (True, "random")]:
         monkeypatch.setattr(launch_bwd_common, "MIN_PIXELS_PER_SPLIT", FEW_PIXELS if few else 10 ** 9)
+        PLANS.clear()       # the first call's plan (no splits) would replay
+        del names[:]
         with gpuconv.simulate(order=order, seed=5):
             got = grad.conv2d_bias(dy, data_format=data_format)
+        assert names, "the launcher ran"
         assert_close(got, exact, magnitude, dtype, f"bias {data_format} {order} splits={few}")
 
 
