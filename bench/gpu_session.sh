@@ -10,6 +10,8 @@
 #   bash bench/gpu_session.sh models     # torchvision resnet50 / mobilenet_v2 converted with
 #                                        # gpuconv.torch.convert vs native PyTorch (bench/models.py),
 #                                        # after the bridge's host time per call (bench/bridge_host.py)
+#   bash bench/gpu_session.sh roi        # every roi_align forward kernel vs torchvision, float32
+#                                        # and float16 (bench/roi_align_kernels.py)
 # The device machine has no network: the package runs from the checkout (PYTHONPATH), with the
 # NumPy/CuPy/PyTorch already installed there. Its copy of the tree has no .git: pass the commit,
 #   GPUCONV_COMMIT=<sha of the tree sent> bash bench/gpu_session.sh bench resnet50
@@ -86,8 +88,18 @@ case "$stage" in
     $PY -m bench.bridge_host --device cuda --calls 500 2>&1 | tee "$OUT/bridge_host.log"
     stop_after "$SECONDS_LEFT" $PY -m bench.models --out "$OUT/models" 2>&1 | tee "$OUT/models.log"
     ;;
+  roi)
+    status=0
+    for dtype in float32 float16; do
+      stop_after $((SECONDS_LEFT / 2)) $PY -m bench.roi_align_kernels --dtype "$dtype" 2>&1 \
+        | tee -a "$OUT/roi_align_kernels.log"
+      rc=$?
+      [ "$rc" -ne 0 ] && status=$rc
+    done
+    exit "$status"
+    ;;
   *)
-    echo "usage: $0 tests|sanitize|bench [SUITE,...]|models" >&2
+    echo "usage: $0 tests|sanitize|bench [SUITE,...]|models|roi" >&2
     exit 2
     ;;
 esac
