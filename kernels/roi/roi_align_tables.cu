@@ -249,8 +249,9 @@ constexpr int kGroupedThreads = 256;  // the launcher's block
 
 // Blocks per SM the grouped forward's registers are budgeted for (ptxas, sm_80 and sm_90).
 // Unbounded, float with the constant grid takes 56 registers (4 blocks of 256 threads); held to
-// 48 (5 blocks) it keeps its 16 loads in flight without a spill. The half types spill there on
-// sm_80 and the run-time grid everywhere: they keep 4 blocks (at most 64), double 3.
+// 48 (5 blocks) it neither spills nor changes its loads' schedule (sm_90 SASS: 12 of a bin's 16
+// loads issued before the first product either way). The half types spill there on sm_80 and
+// the run-time grid everywhere: they keep 4 blocks (at most 64), double 3.
 template <class T, int kGrid>
 constexpr int kGroupedMinBlocks =
     sizeof(gc::acc_t<T>) == 8 ? 3 : (kGrid > 0 && sizeof(T) == 4 ? 5 : 4);
@@ -273,7 +274,7 @@ constexpr int kGroupedMinBlocks =
 // x bins_per_block values in shared memory and writes them as 32 runs of consecutive bins.
 // Dynamic shared memory: the two axis tables (table_entries each), then for an NCHW output a
 // stage of 32 x (bins_per_block | 1) T. Samples, sums and outputs are roi_align_forward_tabled's
-// (the same expressions in the same order: the same bits).
+// (tabulate_box, bin_average): the same bits.
 template <class T, bool kOutNHWC, int kGrid>
 __global__ void __launch_bounds__(kGroupedThreads, (kGroupedMinBlocks<T, kGrid>))
     roi_align_forward_grouped(const T* __restrict__ input, const gc::acc_t<T>* __restrict__ rois,
