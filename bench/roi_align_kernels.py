@@ -26,6 +26,7 @@ import numpy as np
 
 from .operations import random_boxes
 from .suites import RoiShape
+from .timing import CudaEventClock, median
 
 # the roi_align layers of bench/shapes.json
 CASES = (("FPN P2 train", RoiShape("roi_align", 2, 256, 200, 304, 1024, 7, 0.25, 2, True)),
@@ -81,20 +82,11 @@ def print_model(itemsize: int) -> None:
                                                                         "copy")))
 
 
-def median_us(cupy, fn, runs: int = 30) -> float:
-    flush = cupy.empty(100 << 20, dtype=cupy.uint8)     # 2x an H100's L2
+def median_us(clock, fn, runs: int = 30) -> float:
+    """Median microseconds of ``runs`` launches of ``fn`` after 5 untimed ones."""
     for _ in range(5):
         fn()
-    start, end = cupy.cuda.Event(), cupy.cuda.Event()
-    times = []
-    for _ in range(runs):
-        flush.fill(1)
-        start.record()
-        fn()
-        end.record()
-        end.synchronize()
-        times.append(cupy.cuda.get_elapsed_time(start, end) * 1e3)
-    return float(np.median(times))
+    return median(clock.measure(fn, runs)) * 1e6
 
 
 def picks(launch_align, geom) -> str:
@@ -124,6 +116,7 @@ def main(argv=None) -> int:
     from gpuconv.roi import launch_align
     from gpuconv.roi.geometry import check_roi_arguments
 
+    clock = CudaEventClock()        # L2 flushed before each launch
     dtype = getattr(cupy, args.dtype)
     tolerance = 1e-4 if args.dtype == "float32" else 2e-2
     print(f"{args.dtype}; us per launch (L2 flushed); torchvision on the NCHW map")
@@ -153,8 +146,8 @@ def main(argv=None) -> int:
             error = float(cupy.abs(got.astype(cupy.float32) - want.astype(cupy.float32)).max())
             if not error <= tolerance:
                 raise SystemExit(f"{name}: {variant} disagrees with torchvision by {error:.1e}")
-            times.append(median_us(cupy, run))
-        tv = median_us(cupy, lambda: torchvision.ops.roi_align(tx, tb, out, scale, ratio,
+            times.append(median_us(clock, run))
+        tv = median_us(clock, lambda: torchvision.ops.roi_align(tx, tb, out, scale, ratio,
                                                                aligned))
         geom = check_roi_arguments(x, boxes, out, scale, ratio, aligned).geometry
         print(f"{name:20s} {x.nbytes / 1e6:6.1f} {picks(launch_align, geom):>9s} "
