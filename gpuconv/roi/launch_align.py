@@ -114,20 +114,23 @@ def _tabled_forward(geom: RoiGeometry, x, rois, y, data_format: str, executor: s
     if geom.K * blocks_per_box > INT32_LIMIT:
         raise ValueError(f"roi_align: {geom.K} boxes of {per_box} output elements need more "
                          "blocks than a launch holds: split the boxes")
-    grid = geom.sampling_ratio if geom.sampling_ratio in TABLED_GRIDS else 0
-    entries = table_entries(geom)
+    grid, entries, table_bytes = _tables(geom, x.dtype)
     _, *sizes = _common_args(geom, x.dtype)        # every size but K, which the grid carries
     launch(ROI_ALIGN_TABLES,
            f"roi_align_forward_tabled<{ctype(x.dtype)}, {nhwc(data_format)}, {grid}>", executor,
            (geom.K * blocks_per_box,), (BLOCK,),
            (x, rois, y, *decoder_args(geom.C, geom.PH, geom.PW), i32(blocks_per_box), *sizes,
             i32(entries)),
-           shared_mem=2 * entries * _table_entry_bytes(x.dtype))
+           shared_mem=table_bytes)
 
 
-def _table_entry_bytes(dtype) -> int:
-    """sizeof(AxisSample<A>): two ints and two accumulator-typed factors."""
-    return 8 + 2 * acc_dtype(dtype).itemsize
+def _tables(geom: RoiGeometry, dtype) -> tuple[int, int, int]:
+    """What the tabled kernels' launches share: their kGrid (a constant sampling ratio, else
+    0), each axis table's capacity and the two tables' bytes of dynamic shared memory (an entry,
+    AxisSample<A>, is two ints and two accumulator-typed factors)."""
+    grid = geom.sampling_ratio if geom.sampling_ratio in TABLED_GRIDS else 0
+    entries = table_entries(geom)
+    return grid, entries, 2 * entries * (8 + 2 * acc_dtype(dtype).itemsize)
 
 
 # The grouped forward (roi_align_forward_grouped): GROUP_CHANNELS is its kGroupChannels, one
@@ -161,30 +164,32 @@ def uses_groups(geom: RoiGeometry, data_format: str) -> bool:
 
 def bins_per_block(geom: RoiGeometry, itemsize: int) -> int:
     """The grouped forward's bins per block (see GROUPED_MIN_BLOCKS), at least one per warp."""
-    bins = geom.PH * geom.PW
     warps = BLOCK // GROUP_CHANNELS
-    per_block = min(bins, STAGE_BYTES // (GROUP_CHANNELS * itemsize) - 1)
-    groups = -(-geom.C // GROUP_CHANNELS)
-    while per_block > warps and geom.K * groups * -(-bins // per_block) < GROUPED_MIN_BLOCKS:
+    per_block = min(geom.PH * geom.PW, STAGE_BYTES // (GROUP_CHANNELS * itemsize) - 1)
+    while per_block > warps and _grouped_blocks(geom, per_block) < GROUPED_MIN_BLOCKS:
         per_block = max(-(-per_block // 2), warps)
     return per_block
 
 
+def _grouped_blocks(geom: RoiGeometry, per_block: int) -> int:
+    """The grouped forward's grid: a block per box, group of channels and run of its bins."""
+    return geom.K * -(-geom.C // GROUP_CHANNELS) * -(-(geom.PH * geom.PW) // per_block)
+
+
 def _grouped_forward(xp, geom: RoiGeometry, x, rois, y, data_format: str, executor: str) -> None:
-    x_nhwc = x if data_format == "NHWC" else nhwc_copy(xp, x, executor)
     per_block = bins_per_block(geom, x.dtype.itemsize)
-    blocks = geom.K * -(-geom.C // GROUP_CHANNELS) * -(-(geom.PH * geom.PW) // per_block)
+    blocks = _grouped_blocks(geom, per_block)
     if blocks > INT32_LIMIT:
         raise ValueError(f"roi_align: {geom.K} boxes of {geom.C} channels need more blocks than "
                          "a launch holds: split the boxes")
-    grid = geom.sampling_ratio if geom.sampling_ratio in TABLED_GRIDS else 0
-    entries = table_entries(geom)
+    x_nhwc = x if data_format == "NHWC" else nhwc_copy(xp, x, executor)
+    grid, entries, table_bytes = _tables(geom, x.dtype)
     stage = 0 if data_format == "NHWC" else GROUP_CHANNELS * (per_block | 1) * x.dtype.itemsize
     launch(ROI_ALIGN_TABLES,
            f"roi_align_forward_grouped<{ctype(x.dtype)}, {nhwc(data_format)}, {grid}>", executor,
            (blocks,), (BLOCK,),
            (x_nhwc, rois, y, *_common_args(geom, x.dtype), i32(entries), i32(per_block)),
-           shared_mem=2 * entries * _table_entry_bytes(x.dtype) + stage)
+           shared_mem=table_bytes + stage)
 
 
 # An NCHW atomic backward accumulates in an NHWC scratch, transposed once at the end, where
