@@ -6,7 +6,10 @@ groups"), so that the launcher's rules can be checked against measurements:
   for small outputs, ``forward_channels``);
 - tabled: roi_align_tables.cu's per-box tables in torchvision's order (NCHW);
 - grouped: the channel-group kernel on an NHWC copy of the NCHW map (copy included);
-- NHWC tabled / NHWC grouped: the same two on a map already laid out NHWC.
+- NHWC tabled / NHWC grouped: the same two on a map already laid out NHWC;
+- separable / NHWC separable: roi_align_separable.cu's row and column passes (the launcher's
+  choice for few boxes with adaptive sampling), where their row sums fit
+  ``SEPARABLE_MAX_ROW_SUMS`` (else "-").
 
 The boxes are the bench's (``bench.operations.random_boxes``: sides 5-50 % of the image, 60-100 %
 for the few-huge-boxes case). Median of 30 launches timed with CUDA events, L2 flushed before
@@ -41,7 +44,9 @@ VARIANTS = (("lanes 4", "NCHW", dict(tables=False, channels=4)),
             ("tabled", "NCHW", dict(tables=True, groups=False)),
             ("grouped", "NCHW", dict(tables=True, groups=True)),
             ("NHWC tabled", "NHWC", dict(tables=True, groups=False)),
-            ("NHWC grouped", "NHWC", dict(tables=True, groups=True)))
+            ("NHWC grouped", "NHWC", dict(tables=True, groups=True)),
+            ("separable", "NCHW", dict(separable=True)),
+            ("NHWC separable", "NHWC", dict(separable=True)))
 
 
 def _corners(coordinates, extent: int) -> set:
@@ -91,6 +96,8 @@ def median_us(clock, fn, runs: int = 30) -> float:
 
 def picks(launch_align, geom) -> str:
     """The kernel the launcher runs for the NCHW map (lanes: 4 or 2 channels by its size)."""
+    if launch_align.uses_separable(geom):
+        return "separable"
     if not launch_align.uses_tables(geom):
         return "lanes"
     return "grouped" if launch_align.uses_groups(geom, "NCHW") else "tabled"
@@ -136,6 +143,11 @@ def main(argv=None) -> int:
             mapped = x if layout == "NCHW" else x_nhwc
             call = check_roi_arguments(mapped, boxes, out, scale, ratio, aligned,
                                        data_format=layout)
+            g = call.geometry
+            if (keywords.get("separable")
+                    and g.K * g.PH * g.C * g.W > launch_align.SEPARABLE_MAX_ROW_SUMS):
+                times.append(float("nan"))
+                continue
 
             def run(mapped=mapped, call=call, layout=layout, keywords=keywords):
                 return launch_align.roi_align(call.geometry, mapped, call.rois,
@@ -151,7 +163,8 @@ def main(argv=None) -> int:
                                                                aligned))
         geom = check_roi_arguments(x, boxes, out, scale, ratio, aligned).geometry
         print(f"{name:20s} {x.nbytes / 1e6:6.1f} {picks(launch_align, geom):>9s} "
-              + " ".join(f"{t:12.1f}" for t in times) + f" {tv:12.1f}")
+              + " ".join(f"{t:12.1f}" if t == t else f"{'-':>12s}" for t in times)
+              + f" {tv:12.1f}")
     return 0
 
 

@@ -1,10 +1,13 @@
 """Launchers of roi_align, forward and backward (kernels/roi/roi_align.cu,
-kernels/roi/roi_align_tables.cu, kernels/roi/roi_align_gather.cu).
+kernels/roi/roi_align_tables.cu, kernels/roi/roi_align_separable.cu,
+kernels/roi/roi_align_gather.cu).
 
 Forward: one thread per output element with the box's samples tabulated per block
 (roi_align_tables.cu) where the output has enough elements to fill the GPU that way
-(``uses_tables``); else roi_align.cu's kernel, whose lanes split each bin's samples (few boxes,
-e.g. a handful of huge ones with adaptive sampling). Of the tabled kernels, the grouped one
+(``uses_tables``). Below that (few boxes), adaptive sampling takes the two weighted passes of
+roi_align_separable.cu, rows then columns, one load per pixel under a box instead of four per
+sample (``uses_separable``); a fixed sampling ratio takes roi_align.cu's kernel, whose lanes split
+each bin's samples. Of the tabled kernels, the grouped one
 (blocks ordered by groups of 32 channels, an NHWC map read 32 channels at a time) takes every
 NHWC call with 32 channels or more, and the NCHW calls that sample the map densely enough to pay
 for an NHWC copy of it (``reads_through_nhwc``); the others read NCHW in torchvision's order.
@@ -40,6 +43,9 @@ ROI_ALIGN_TABLES = register_family("roi/roi_align_tables.cu",
                                    "roi_align_forward_tabled<{T}, {L}, {G}>",
                                    "roi_align_forward_grouped<{T}, {L}, {G}>", T=TYPES, L=BOOLS,
                                    G=("0", "2"))
+ROI_ALIGN_SEPARABLE = register_family("roi/roi_align_separable.cu",
+                                      "roi_align_separable_rows<{T}, {L}>",
+                                      "roi_align_separable_columns<{T}, {L}>", T=TYPES, L=BOOLS)
 ROI_ALIGN_GATHER = register_family("roi/roi_align_gather.cu",
                                    "roi_align_backward_gather<{T}, {L}>", T=TYPES, L=BOOLS)
 
@@ -192,6 +198,44 @@ def _grouped_forward(xp, geom: RoiGeometry, x, rois, y, data_format: str, execut
            shared_mem=table_bytes + stage)
 
 
+# The separable forward (roi_align_separable.cu) where a fixed ratio's lanes would split the bins
+# (few boxes: not uses_tables) and the sampling is adaptive: a bin of b pixels then takes
+# ceil(b) samples per axis, at most one pixel apart, so the pixels under a box are read once per
+# bin row instead of four times per sample. Its scratch, the row sums, holds K * PH * C * W
+# accumulator-typed entries (every column of the map: the boxes' extents are on the device); at
+# most SEPARABLE_MAX_ROW_SUMS of them, beyond which the lanes kernel runs
+# (kernels/pool/NOTES.md "ROI align forward: rows, then columns").
+SEPARABLE_MAX_ROW_SUMS = 1 << 24
+SEPARABLE_THREADS = 256     # kSeparableThreads
+
+
+def uses_separable(geom: RoiGeometry) -> bool:
+    """Whether the forward runs the two passes of roi_align_separable.cu (see above)."""
+    return (geom.sampling_ratio <= 0 and not uses_tables(geom)
+            and geom.K * geom.PH * geom.C * geom.W <= SEPARABLE_MAX_ROW_SUMS)
+
+
+def _separable_forward(xp, geom: RoiGeometry, x, rois, y, data_format: str,
+                       executor: str) -> None:
+    slab = geom.C * geom.W
+    blocks_per_bin_row = -(-slab // SEPARABLE_THREADS)
+    channel_blocks = -(-geom.C // SEPARABLE_THREADS)
+    bin_rows = geom.K * geom.PH
+    if (bin_rows * blocks_per_bin_row > INT32_LIMIT or bin_rows * slab > INT32_LIMIT
+            or bin_rows * geom.PW * channel_blocks > INT32_LIMIT):
+        raise ValueError(f"roi_align: {geom.K} boxes of {geom.C} channels need more blocks than "
+                         "a launch holds: split the boxes")
+    row_sums = empty(xp, (bin_rows * slab,), acc_dtype(x.dtype))
+    t, layout = ctype(x.dtype), nhwc(data_format)
+    _, *sizes = _common_args(geom, x.dtype)        # every size but K, which the grid carries
+    launch(ROI_ALIGN_SEPARABLE, f"roi_align_separable_rows<{t}, {layout}>", executor,
+           (bin_rows * blocks_per_bin_row,), (SEPARABLE_THREADS,),
+           (x, rois, row_sums, i32(blocks_per_bin_row), *sizes))
+    launch(ROI_ALIGN_SEPARABLE, f"roi_align_separable_columns<{t}, {layout}>", executor,
+           (bin_rows * geom.PW * channel_blocks,), (SEPARABLE_THREADS,),
+           (row_sums, rois, y, i32(channel_blocks), *sizes))
+
+
 # An NCHW atomic backward accumulates in an NHWC scratch, transposed once at the end, where
 # its sample-corner atomics number at least this many per input element (each of those 4
 # atomics per sample needs a 32-byte sector of its own in NCHW, an eighth of a line in NHWC; the
@@ -236,16 +280,20 @@ def _bin_grid(geom: RoiGeometry, lanes: int, channels_per_thread: int = 1):
 
 
 def roi_align(geom: RoiGeometry, x, rois, *, data_format: str, executor: str,
-              tables: bool | None = None, groups: bool | None = None,
-              channels: int | None = None):
-    """For tests and bench.roi_align_kernels: ``tables`` runs a tabled kernel (default
-    ``uses_tables``), ``groups`` the grouped one (default ``uses_groups``); ``channels``: the lanes
-    kernel's channels per thread (default ``forward_channels``)."""
+              separable: bool | None = None, tables: bool | None = None,
+              groups: bool | None = None, channels: int | None = None):
+    """For tests and bench.roi_align_kernels: ``separable`` runs the separable kernels (default
+    ``uses_separable``), else ``tables`` a tabled kernel (default ``uses_tables``), ``groups`` the
+    grouped one (default ``uses_groups``); ``channels``: the lanes kernel's channels per thread
+    (default ``forward_channels``)."""
     xp = xp_for(executor)
     x = contiguous(xp, x)
     rois = contiguous(xp, rois, acc_dtype(x.dtype))
     y = empty(xp, geom.output_shape(data_format), x.dtype)
     check_int32(x, y)
+    if separable if separable is not None else uses_separable(geom):
+        _separable_forward(xp, geom, x, rois, y, data_format, executor)
+        return y
     if tables if tables is not None else uses_tables(geom):
         if groups if groups is not None else uses_groups(geom, data_format):
             _grouped_forward(xp, geom, x, rois, y, data_format, executor)

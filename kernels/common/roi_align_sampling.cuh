@@ -1,5 +1,5 @@
-// ROI align's geometry, shared by its forward, atomic backward and gather backward
-// (kernels/roi/roi_align.cu, kernels/roi/roi_align_gather.cu). The arithmetic and the variable
+// ROI align's geometry, shared by its forward kernels, atomic backward and gather backward
+// (kernels/roi/roi_align*.cu). The arithmetic and the variable
 // names are torchvision's (torchvision/csrc/ops/cuda/roi_align_kernel.cu), computed in the
 // accumulator type (float for half types) with the boxes given in that type.
 #pragma once
@@ -143,6 +143,37 @@ __device__ __forceinline__ AxisTerms<A> bilinear_axis_terms(A y, int height, int
   terms.weight = (low ? hy : A(0)) + (high ? ly : A(0));
   terms.zero_term = (low && hy == A(0)) || (high && ly == A(0));
   return terms;
+}
+
+// The samples t = bin * grid + i (0 <= t < pooled * grid) along one axis whose coordinate
+// roi_start + (t + 0.5) * step can lie in [pixel - 1, pixel + 1] ([-1, 2] for pixel 1: a
+// coordinate in [-1, 0] clamps to 0, whose upper neighbour, with weight 0, is pixel 1), widened
+// by one on each side against rounding: [first, last], empty when first > last.
+template <class A>
+__device__ __forceinline__ void candidate_samples(A roi_start, A bin_size, int grid, int pooled,
+                                                  int pixel, int& first, int& last) {
+  const int samples = pooled * grid;
+  first = 0;
+  last = samples - 1;
+  const A step = bin_size / static_cast<A>(grid);
+  if (step == A(0)) return;  // a zero-size box: every sample sits at roi_start, check them all
+  A a = (static_cast<A>(pixel == 1 ? -1 : pixel - 1) - roi_start) / step - A(0.5);
+  A b = (static_cast<A>(pixel + 1) - roi_start) / step - A(0.5);
+  if (step < A(0)) {
+    const A swap = a;
+    a = b;
+    b = swap;
+  }
+  if (!(a <= b)) {  // NaN coordinates: no sample has weight
+    last = -1;
+    return;
+  }
+  // clamp before converting, so that a huge quotient cannot overflow the int
+  const A lowest = A(-1), highest = static_cast<A>(samples);
+  a = min(max(a, lowest), highest);
+  b = min(max(b, lowest), highest);
+  first = max(static_cast<int>(ceil(a)) - 1, 0);
+  last = min(static_cast<int>(floor(b)) + 1, samples - 1);
 }
 
 }  // namespace gc

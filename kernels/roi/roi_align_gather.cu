@@ -16,37 +16,6 @@
 
 namespace {
 
-// The samples t = bin * grid + i (0 <= t < pooled * grid) along one axis whose coordinate
-// roi_start + (t + 0.5) * step can lie in [pixel - 1, pixel + 1] ([-1, 2] for pixel 1: a
-// coordinate in [-1, 0] clamps to 0, whose upper neighbour, with weight 0, is pixel 1), widened
-// by one on each side against rounding: [first, last], empty when first > last.
-template <class A>
-__device__ __forceinline__ void candidate_samples(A roi_start, A bin_size, int grid, int pooled,
-                                                  int pixel, int& first, int& last) {
-  const int samples = pooled * grid;
-  first = 0;
-  last = samples - 1;
-  const A step = bin_size / static_cast<A>(grid);
-  if (step == A(0)) return;  // a zero-size box: every sample sits at roi_start, check them all
-  A a = (static_cast<A>(pixel == 1 ? -1 : pixel - 1) - roi_start) / step - A(0.5);
-  A b = (static_cast<A>(pixel + 1) - roi_start) / step - A(0.5);
-  if (step < A(0)) {
-    const A swap = a;
-    a = b;
-    b = swap;
-  }
-  if (!(a <= b)) {  // NaN coordinates: no sample has weight
-    last = -1;
-    return;
-  }
-  // clamp before converting, so that a huge quotient cannot overflow the int
-  const A lowest = A(-1), highest = static_cast<A>(samples);
-  a = min(max(a, lowest), highest);
-  b = min(max(b, lowest), highest);
-  first = max(static_cast<int>(ceil(a)) - 1, 0);
-  last = min(static_cast<int>(floor(b)) + 1, samples - 1);
-}
-
 // Can the samples of a box reach pixels [p0, p1) along one axis? Conservative: the box's extent
 // [roi_start, roi_start + pooled * bin_size] widened by two pixels (a sample touches the pixels
 // floor(y) and floor(y) + 1, and [-1, 0] clamps to 0). False for NaN coordinates.
@@ -117,9 +86,9 @@ __global__ void roi_align_backward_gather(const T* __restrict__ grad_output,
         for (int e = 0; e < list_size; ++e) {
           const int gh = grid_h[e], gw = grid_w[e];
           int t0, t1, u0, u1;
-          candidate_samples(roi_start_h[e], bin_size_h[e], gh, pooled_height, h, t0, t1);
+          gc::candidate_samples(roi_start_h[e], bin_size_h[e], gh, pooled_height, h, t0, t1);
           if (t0 > t1) continue;
-          candidate_samples(roi_start_w[e], bin_size_w[e], gw, pooled_width, w, u0, u1);
+          gc::candidate_samples(roi_start_w[e], bin_size_w[e], gw, pooled_width, w, u0, u1);
           if (u0 > u1) continue;
           const T* offset_grad_output =
               grad_output +

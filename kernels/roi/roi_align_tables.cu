@@ -1,8 +1,8 @@
 // ROI align forward with per-box sample tables: a block works on one box, one thread per output
 // element (torchvision's mapping), the box's sample geometry computed once per block into shared
 // memory. The launcher takes it where the output has enough elements to fill the GPU that way
-// (gpuconv/roi/launch_align.py); roi_align.cu's forward, whose lanes split a bin's samples,
-// keeps the outputs too small for that (few huge boxes with adaptive sampling).
+// (gpuconv/roi/launch_align.py); the outputs too small for that (few boxes) take
+// roi_align_separable.cu's passes with adaptive sampling, else roi_align.cu's lanes.
 //
 // Why: torchvision's kernel, and roi_align.cu's per 2 or 4 channels, compute every sample's
 // coordinates, range tests and bilinear weights per output element: two divisions and the

@@ -24,7 +24,11 @@ def test_each_variant_runs_its_kernel_and_agrees(monkeypatch):
                "tabled": "roi_align_forward_tabled<float, false, 2>",
                "grouped": "roi_align_forward_grouped<float, false, 2>",
                "NHWC tabled": "roi_align_forward_tabled<float, true, 2>",
-               "NHWC grouped": "roi_align_forward_grouped<float, true, 2>"}
+               "NHWC grouped": "roi_align_forward_grouped<float, true, 2>",
+               "separable": ["roi_align_separable_rows<float, false>",
+                             "roi_align_separable_columns<float, false>"],
+               "NHWC separable": ["roi_align_separable_rows<float, true>",
+                                  "roi_align_separable_columns<float, true>"]}
     assert [name for name, _, _ in roi_align_kernels.VARIANTS] == list(kernels)
     for name, layout, keywords in roi_align_kernels.VARIANTS:
         mapped = x if layout == "NCHW" else np.ascontiguousarray(x.transpose(0, 2, 3, 1))
@@ -33,12 +37,15 @@ def test_each_variant_runs_its_kernel_and_agrees(monkeypatch):
         with gpuconv.simulate():
             got = align.roi_align(call.geometry, mapped, call.rois, data_format=layout,
                                   executor="simulator", **keywords)
-        assert launched == [kernels[name]]
+        want = kernels[name]
+        assert launched == (want if isinstance(want, list) else [want])
         if layout == "NHWC":
             got = got.transpose(0, 3, 1, 2)
         np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-6)
     geom = check_roi_arguments(x, boxes, 3, 0.5, 2, True).geometry
     assert roi_align_kernels.picks(align, geom) == "lanes"
+    geom = check_roi_arguments(x, boxes, 3, 0.5, -1, True).geometry
+    assert roi_align_kernels.picks(align, geom) == "separable"
 
 
 def test_model_counts_sectors_and_pixels(monkeypatch):

@@ -77,6 +77,21 @@ def simulated(fn, *args, order="forward", **kwargs):
         return fn(*args, **kwargs)
 
 
+def sanitized(sanitize, fn, *args, **kwargs):
+    """``fn(*args, **kwargs)`` under the simulator in random thread order, plain (``sanitize``
+    None) or in the "address" or "thread" sanitizer's build, the launch plans cleared first (each
+    run takes the full path); skips the test where the sanitizer is unavailable."""
+    import pytest
+    from gpuconv._call_plans import PLANS
+    from gpuconv.simulator import SanitizerUnavailable
+    PLANS.clear()
+    try:
+        with gpuconv.simulate(order="random", seed=7, sanitize=sanitize):
+            return fn(*args, **kwargs)
+    except SanitizerUnavailable as error:
+        pytest.skip(str(error))
+
+
 def record_launches(monkeypatch, launcher_module) -> list[str]:
     """The name expressions ``launcher_module.launch`` is called with from now on, in order
     (the launches still run)."""

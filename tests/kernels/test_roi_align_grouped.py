@@ -16,7 +16,7 @@ from gpuconv._call_plans import PLANS
 from gpuconv.pool.launch_common import ctype
 from gpuconv.roi.geometry import RoiGeometry
 from kernel_support import (DTYPE_IDS, DTYPES, ORDERS, bitwise_equal, poison_launcher_outputs,
-                            record_launches, simulated, to_layout)
+                            record_launches, sanitized, simulated, to_layout)
 from test_roi_kernels import ALIGN_OPTIONS, BOXES, SCALE, assert_matches
 
 align = importlib.import_module("gpuconv.roi.launch_align")
@@ -126,7 +126,7 @@ def test_grouped_forward_past_its_tables(rng, monkeypatch, data_format, entries)
 
 def test_forward_kernel_by_shape():
     """The bench's detection heads: the dense FPN and mask-head samplings read NCHW maps through
-    an NHWC copy; few huge boxes keep the lanes kernel; fewer than 32 channels, or too few
+    an NHWC copy; few huge boxes take no tabled kernel (the separable ones); fewer than 32 channels, or too few
     samples per pixel of the map, keep the NCHW tabled kernel; NHWC takes the groups from 32
     channels on."""
     def case(N, C, H, W, K, P, ratio, scale=0.25):
@@ -142,6 +142,7 @@ def test_forward_kernel_by_shape():
         assert align.bins_per_block(geom, 4) == per_block
     huge = case(16, 256, 160, 160, 6, 7, -1, 1 / 16)
     assert not align.uses_tables(huge) and not align.reads_through_nhwc(huge)
+    assert align.uses_separable(huge)
     sparse = case(8, 256, 200, 304, 512, 7, 2)             # 0.2 samples per pixel
     assert align.uses_tables(sparse) and not align.uses_groups(sparse, "NCHW")
     assert align.uses_groups(sparse, "NHWC")
@@ -197,19 +198,12 @@ def test_grouped_forward_sanitized(rng, monkeypatch, data_format, sanitize):
     """Under the simulator's AddressSanitizer (each array in a block of exactly its size: a
     partial channel group's lanes must not touch past the map or the output) and
     ThreadSanitizer (the tables' and the NCHW stage's barriers), with the plain run's bits."""
-    from gpuconv.simulator import SanitizerUnavailable
     _grouped(monkeypatch)
     monkeypatch.setattr(align, "GROUPED_MIN_BLOCKS", 1 << 30)     # bins split over blocks
     x = map_of(rng, np.float32, 37, data_format)
     boxes = BOXES.astype(np.float32)
     kwargs = dict(output_size=(7, 5), spatial_scale=SCALE, sampling_ratio=2,
                   data_format=data_format)
-    results = []
-    for mode in (None, sanitize):
-        PLANS.clear()       # a replay would skip the sanitized build's launches
-        try:
-            with gpuconv.simulate(order="random", seed=7, sanitize=mode):
-                results.append(gpuconv.roi_align(x, boxes, **kwargs))
-        except SanitizerUnavailable as error:
-            pytest.skip(str(error))
+    results = [sanitized(mode, gpuconv.roi_align, x, boxes, **kwargs)
+               for mode in (None, sanitize)]
     assert bitwise_equal(*results)

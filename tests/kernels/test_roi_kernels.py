@@ -180,6 +180,7 @@ def test_roi_align_tabled_forward_gives_the_same_bits(rng, monkeypatch, dtype, d
     kernel's per-sample weights (one lane per bin): identical outputs."""
     align = importlib.import_module("gpuconv.roi.launch_align")
     monkeypatch.setattr(align, "TARGET_THREADS", 1)
+    monkeypatch.setattr(align, "SEPARABLE_MAX_ROW_SUMS", 0)     # adaptive: the lanes kernel too
     launched = record_launches(monkeypatch, align)
     x, boxes = inputs(rng, dtype, data_format)
     for option in ALIGN_OPTIONS.values():

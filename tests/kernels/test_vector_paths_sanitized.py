@@ -18,24 +18,14 @@ import gpuconv
 from gpuconv import grad
 from gpuconv.conv import launch
 from gpuconv.pool import launch_common
-from gpuconv.simulator import SanitizerUnavailable
 
-from kernel_support import record_launches, to_layout
+from kernel_support import record_launches, sanitized, to_layout
 from test_conv_depthwise_vector import inputs as depthwise_inputs
 from test_conv_vector_epilogue import DGRAD_CASES, FORWARD_CASES, forward_inputs
 from test_pool_kernels import (CHANNEL_VECTOR_CASES, _outputs, grad_output_for, random_input,
                                same_bits)
 
 pytestmark = pytest.mark.slow   # each sanitizer builds its own copy of every kernel launched
-
-
-def run(sanitize, fn, *args, **kwargs):
-    """``fn(*args, **kwargs)`` under the simulator: plain (sanitize None) or sanitized."""
-    try:
-        with gpuconv.simulate(order="random", seed=7, sanitize=sanitize):
-            return fn(*args, **kwargs)
-    except SanitizerUnavailable as error:
-        pytest.skip(str(error))
 
 
 # The forward's vector cases (K/groups a multiple of 4): the register-staged and 8-channel
@@ -55,7 +45,7 @@ def test_forward_epilogue_vectors(case, split_k, sanitize, rng):
         return launch.conv2d(case.geom, x, w, b, residual=r, activation="relu",
                              algorithm="implicit_gemm", data_format="NHWC",
                              executor="simulator", iterator=iterator, split_k=split_k)
-    assert same_bits(run(sanitize, conv), run(None, conv))
+    assert same_bits(sanitized(sanitize, conv), sanitized(None, conv))
 
 
 @pytest.mark.parametrize("sanitize", ["address", "thread"])
@@ -69,7 +59,7 @@ def test_data_gradient_epilogue_vectors(case, kernel, sanitize, rng):
     def dgrad():
         return grad.conv2d_input((n, h, wd, c), w, dy, algorithm="implicit_gemm",
                                  data_format="NHWC", **case.kwargs)
-    assert same_bits(run(sanitize, dgrad), run(None, dgrad))
+    assert same_bits(sanitized(sanitize, dgrad), sanitized(None, dgrad))
 
 
 @pytest.mark.parametrize("stride", [1, 2])
@@ -81,7 +71,7 @@ def test_depthwise_vector_kernel(stride, rng):
         return launch.conv2d(geom, x, w, b, residual=r, activation="relu",
                              algorithm="depthwise", data_format="NHWC", executor="simulator",
                              depthwise_variant="vector")
-    assert same_bits(run("address", conv), run(None, conv))
+    assert same_bits(sanitized("address", conv), sanitized(None, conv))
 
 
 @pytest.mark.parametrize("case", list(CHANNEL_VECTOR_CASES))
@@ -90,10 +80,10 @@ def test_pooling_channel_vectors(case, rng, monkeypatch):
     x = to_layout(random_input(rng, shape, np.float16, "ties" if "max" in case else "normal"),
                   "NHWC")
     names = record_launches(monkeypatch, launch_common)
-    y = run("address", forward, x)
+    y = sanitized("address", forward, x)
     assert names[-1].endswith(", true>"), names[-1]     # the vector kernel ran
-    assert same_bits(y, run(None, forward, x))
+    assert same_bits(y, sanitized(None, forward, x))
     go = grad_output_for(rng, _outputs(y)[0])
-    got = run("address", gradient, go, x)
+    got = sanitized("address", gradient, go, x)
     assert names[-1].endswith(", true>"), names[-1]
-    assert same_bits(got, run(None, gradient, go, x))
+    assert same_bits(got, sanitized(None, gradient, go, x))

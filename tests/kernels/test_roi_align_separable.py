@@ -1,0 +1,196 @@
+"""roi_align's separable forward (kernels/roi/roi_align_separable.cu: row sums, then column sums,
+for few boxes with adaptive sampling) under ``gpuconv.simulate()`` against the NumPy reference.
+Outputs and the row-sum scratch the launcher allocates with ``empty`` are poisoned with NaN, so a
+column sum that reads an entry pass 1 did not write gives NaN.
+"""
+from __future__ import annotations
+
+import importlib
+
+import numpy as np
+import pytest
+
+import gpuconv
+from gpuconv._call_plans import PLANS
+from gpuconv.pool.launch_common import ctype
+from gpuconv.roi.geometry import RoiGeometry
+from kernel_support import (DTYPE_IDS, DTYPES, ORDERS, bitwise_equal, poison_launcher_outputs,
+                            record_launches, sanitized, simulated, to_layout)
+from test_roi_kernels import (ALIGN_OPTIONS, BOXES, EDGE_BOXES, SCALE, assert_matches,
+                              assert_same_non_finites_and_close)
+
+align = importlib.import_module("gpuconv.roi.launch_align")
+# 3: a partial block of row sums per bin row; 300: two blocks of channels in pass 2 (256 each)
+CHANNELS = (3, 300)
+
+
+@pytest.fixture(autouse=True)
+def poisoned_outputs(monkeypatch):
+    poison_launcher_outputs(monkeypatch, ("gpuconv.roi.launch_align",))
+
+
+def _separable(monkeypatch) -> list[str]:
+    """Make the forward take the separable kernels whatever the sampling and size; returns the
+    launches' names from now on."""
+    monkeypatch.setattr(align, "uses_separable", lambda geom: True)
+    return record_launches(monkeypatch, align)
+
+
+def _names(dtype, data_format) -> set[str]:
+    t, layout = ctype(dtype), "true" if data_format == "NHWC" else "false"
+    return {f"roi_align_separable_rows<{t}, {layout}>", f"roi_align_separable_columns<{t}, {layout}>"}
+
+
+@pytest.mark.parametrize("channels", CHANNELS)
+@pytest.mark.parametrize("data_format", ["NCHW", "NHWC"])
+@pytest.mark.parametrize("dtype", DTYPES, ids=DTYPE_IDS)
+@pytest.mark.parametrize("option", list(ALIGN_OPTIONS))
+def test_separable_forward_matches_the_reference(rng, monkeypatch, option, dtype, data_format,
+                                                 channels):
+    """Every box kind of the kernel tests (inside, partly and wholly outside, a quarter pixel,
+    far beyond the map, inverted, zero height), every sampling option (the fixed ratios leave
+    rows and columns between samples untouched), dtype, layout and thread order."""
+    launched = _separable(monkeypatch)
+    x = to_layout(rng.standard_normal((2, channels, 10, 12)).astype(dtype), data_format)
+    boxes = BOXES.astype(dtype)
+    kwargs = dict(ALIGN_OPTIONS[option], spatial_scale=SCALE, data_format=data_format)
+    expected = gpuconv.roi_align(x, boxes, **kwargs)
+    for order in ORDERS:
+        assert_matches(simulated(gpuconv.roi_align, x, boxes, order=order, **kwargs), expected)
+    assert set(launched) == _names(dtype, data_format)
+
+
+@pytest.mark.parametrize("data_format", ["NCHW", "NHWC"])
+@pytest.mark.parametrize("dtype", [np.float32, np.float16, np.float64],
+                         ids=["float32", "float16", "float64"])
+@pytest.mark.parametrize("sampling_ratio", [-1, 1, 2])
+def test_separable_forward_of_infinities_and_nans(rng, sampling_ratio, dtype, data_format,
+                                                   monkeypatch):
+    """torchvision adds all four terms of a sample, weight 0 included: a non-finite pixel under a
+    weight-0 term gives NaN, one under positive weights keeps its infinity, one no sample names
+    changes nothing. Boxes on pixel centres, past the last row and column and in [-1, 0]."""
+    _separable(monkeypatch)
+    x = rng.standard_normal((1, 2, 5, 6)).astype(dtype)
+    x[0, 0, 1, 1] = np.inf
+    x[0, 0, 2, 3] = -np.inf
+    x[0, 1, 4, 5] = np.nan
+    x[0, 1, 0, 1] = np.inf
+    x = to_layout(x, data_format)
+    boxes = EDGE_BOXES.astype(dtype)
+    kwargs = dict(output_size=(2, 3), spatial_scale=1.0, sampling_ratio=sampling_ratio,
+                  aligned=False, data_format=data_format)
+    expected = gpuconv.roi_align(x, boxes, **kwargs)
+    assert not np.isfinite(expected).all() and np.isfinite(expected).any()
+    for order in ORDERS:
+        assert_same_non_finites_and_close(
+            simulated(gpuconv.roi_align, x, boxes, order=order, **kwargs), expected)
+
+
+@pytest.mark.parametrize("data_format", ["NCHW", "NHWC"])
+def test_separable_forward_over_several_chunks(rng, monkeypatch, data_format):
+    """One bin spanning more than 256 rows and columns (the weight tables' chunk) with adaptive
+    sampling, and a box whose corners lie beyond 2^20 (its span is the whole axis) with a fixed
+    ratio (adaptive, its grid would be capped at 65536 samples per bin)."""
+    launched = _separable(monkeypatch)
+    x = to_layout(rng.standard_normal((2, 2, 300, 280)).astype(np.float32), data_format)
+    cases = ((np.array([[0, -4.0, -3.0, 284.0, 303.0], [1, 100.5, 40.25, 180.0, 299.0]],
+                       np.float32), -1),
+             (np.array([[1, -3e6, 2.0, 3e6, 298.0], [0, 10.0, -2e6, 30.0, 2e6]], np.float32), 2))
+    for boxes, sampling_ratio in cases:
+        kwargs = dict(output_size=1, spatial_scale=1.0, sampling_ratio=sampling_ratio,
+                      data_format=data_format)
+        assert_matches(simulated(gpuconv.roi_align, x, boxes, order="random", **kwargs),
+                       gpuconv.roi_align(x, boxes, **kwargs))
+    assert set(launched) == _names(np.float32, data_format)
+
+
+def test_separable_forward_replays_its_plan(rng, monkeypatch):
+    """A second call with the same signature and new boxes replays the recorded launches and
+    row-sum scratch: still the reference's values."""
+    _separable(monkeypatch)
+    x = rng.standard_normal((2, 3, 10, 12)).astype(np.float32)
+    kwargs = dict(output_size=(3, 4), spatial_scale=SCALE, sampling_ratio=-1)
+    replays = PLANS.replays
+    for scale in (1.0, 0.75):
+        boxes = BOXES.astype(np.float32)
+        boxes[:, 1:] *= np.float32(scale)
+        assert_matches(simulated(gpuconv.roi_align, x, boxes, **kwargs),
+                       gpuconv.roi_align(x, boxes, **kwargs))
+    assert PLANS.replays == replays + 1
+
+
+@pytest.mark.parametrize("data_format", ["NCHW", "NHWC"])
+@pytest.mark.parametrize("dtype", DTYPES, ids=DTYPE_IDS)
+def test_lanes_forward_with_adaptive_sampling(rng, monkeypatch, dtype, data_format):
+    """The lanes kernel still runs adaptive samplings whose row sums would not fit
+    SEPARABLE_MAX_ROW_SUMS: every box kind, both adaptive options, every thread order."""
+    monkeypatch.setattr(align, "SEPARABLE_MAX_ROW_SUMS", 0)
+    launched = record_launches(monkeypatch, align)
+    x = to_layout(rng.standard_normal((2, 3, 10, 12)).astype(dtype), data_format)
+    boxes = BOXES.astype(dtype)
+    for option in ("adaptive", "adaptive_aligned"):
+        kwargs = dict(ALIGN_OPTIONS[option], spatial_scale=SCALE, data_format=data_format)
+        expected = gpuconv.roi_align(x, boxes, **kwargs)
+        for order in ORDERS:
+            assert_matches(simulated(gpuconv.roi_align, x, boxes, order=order, **kwargs),
+                           expected)
+    assert launched and all(name.startswith("roi_align_forward<") for name in launched)
+
+
+def test_forward_kernel_for_few_boxes():
+    """The bench's few huge boxes with adaptive sampling take the separable kernels; a fixed
+    ratio keeps the lanes kernel, as do outputs for the tabled kernels and row sums past
+    SEPARABLE_MAX_ROW_SUMS."""
+    def case(K, C, H, W, P, ratio):
+        return RoiGeometry(N=16, C=C, H=H, W=W, K=K, PH=P, PW=P, spatial_scale=1 / 16,
+                           sampling_ratio=ratio)
+    assert align.uses_separable(case(6, 256, 160, 160, 7, -1))
+    assert align.uses_separable(case(6, 256, 160, 160, 7, 0))
+    assert not align.uses_separable(case(6, 256, 160, 160, 7, 2))
+    assert not align.uses_separable(case(1000, 256, 160, 160, 7, -1))     # tabled
+    assert not align.uses_separable(case(4, 1024, 64, 8192, 7, -1))       # 2^28 row sums
+
+
+# --------------------------------------------------------------------------------------------
+# on a GPU (skipped without one)
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("data_format", ["NCHW", "NHWC"])
+@pytest.mark.parametrize("dtype", DTYPES, ids=DTYPE_IDS)
+def test_gpu_separable_forward_matches_reference(rng, monkeypatch, dtype, data_format):
+    """The two passes on the GPU: every box kind, adaptive and fixed sampling, both channel
+    counts, and bins spanning several weight chunks."""
+    import cupy
+    _separable(monkeypatch)
+    for channels in CHANNELS:
+        x = to_layout(rng.standard_normal((2, channels, 10, 12)).astype(dtype), data_format)
+        boxes = BOXES.astype(dtype)
+        for option in ("adaptive", "adaptive_aligned", "ratio2"):
+            kwargs = dict(ALIGN_OPTIONS[option], spatial_scale=SCALE, data_format=data_format)
+            got = gpuconv.roi_align(cupy.asarray(x), cupy.asarray(boxes), **kwargs)
+            assert_matches(cupy.asnumpy(got), gpuconv.roi_align(x, boxes, **kwargs))
+    x = to_layout(rng.standard_normal((1, 2, 300, 280)).astype(dtype), data_format)
+    boxes = np.array([[0, -4.0, -3.0, 284.0, 303.0]], dtype)
+    kwargs = dict(output_size=(2, 3), spatial_scale=1.0, sampling_ratio=-1,
+                  data_format=data_format)
+    got = gpuconv.roi_align(cupy.asarray(x), cupy.asarray(boxes), **kwargs)
+    assert_matches(cupy.asnumpy(got), gpuconv.roi_align(x, boxes, **kwargs))
+
+
+@pytest.mark.slow       # each sanitizer builds its own copy of the kernels
+@pytest.mark.parametrize("sanitize", ["address", "thread"])
+@pytest.mark.parametrize("data_format", ["NCHW", "NHWC"])
+def test_separable_forward_sanitized(rng, monkeypatch, data_format, sanitize):
+    """Under the simulator's AddressSanitizer (each array in a block of exactly its size: the
+    last block's idle threads and the boxes past the map must not touch past the map, the row
+    sums or the output) and ThreadSanitizer (the weight chunks' barriers), with the plain run's
+    bits."""
+    _separable(monkeypatch)
+    x = to_layout(rng.standard_normal((2, 3, 10, 12)).astype(np.float32), data_format)
+    boxes = BOXES.astype(np.float32)
+    kwargs = dict(output_size=(3, 4), spatial_scale=SCALE, sampling_ratio=-1,
+                  data_format=data_format)
+    results = [sanitized(mode, gpuconv.roi_align, x, boxes, **kwargs)
+               for mode in (None, sanitize)]
+    assert bitwise_equal(*results)
