@@ -12,7 +12,9 @@ each bin's samples. Of the tabled kernels, the grouped one
 NHWC call with 32 channels or more, and the NCHW calls that sample the map densely enough to pay
 for an NHWC copy of it (``reads_through_nhwc``); the others read NCHW in torchvision's order.
 
-Backward modes:
+Backward: for the calls the separable forward takes, its transpose (roi_align_separable_grad.cu:
+columns, then rows; every element written once, no atomics, deterministic) in both modes.
+Otherwise, by mode:
 - default: torchvision's scatter, every sample's four bilinear weights added with atomicAdd
   (float atomics; into a float32 scratch buffer for half types, rounded once at the end; for a
   large NCHW scatter, into an NHWC scratch transposed once at the end: scatters_through_nhwc);
@@ -46,6 +48,10 @@ ROI_ALIGN_TABLES = register_family("roi/roi_align_tables.cu",
 ROI_ALIGN_SEPARABLE = register_family("roi/roi_align_separable.cu",
                                       "roi_align_separable_rows<{T}, {L}>",
                                       "roi_align_separable_columns<{T}, {L}>", T=TYPES, L=BOOLS)
+ROI_ALIGN_SEPARABLE_GRAD = register_family("roi/roi_align_separable_grad.cu",
+                                           "roi_align_separable_grad_columns<{T}, {L}>",
+                                           "roi_align_separable_grad_rows<{T}, {L}>", T=TYPES,
+                                           L=BOOLS)
 ROI_ALIGN_GATHER = register_family("roi/roi_align_gather.cu",
                                    "roi_align_backward_gather<{T}, {L}>", T=TYPES, L=BOOLS)
 
@@ -201,12 +207,16 @@ def _grouped_forward(xp, geom: RoiGeometry, x, rois, y, data_format: str, execut
 # The separable forward (roi_align_separable.cu) where a fixed ratio's lanes would split the bins
 # (few boxes: not uses_tables) and the sampling is adaptive: a bin of b pixels then takes
 # ceil(b) samples per axis, at most one pixel apart, so the pixels under a box are read once per
-# bin row instead of four times per sample. Its scratch, the row sums, holds K * PH * C * W
-# accumulator-typed entries (every column of the map: the boxes' extents are on the device); at
-# most SEPARABLE_MAX_ROW_SUMS of them, beyond which the lanes kernel runs
-# (kernels/pool/NOTES.md "ROI align forward: rows, then columns").
+# bin row instead of four times per sample; the same calls' backward is its transpose
+# (roi_align_separable_grad.cu: each gradient element written once, no zero fill, no atomics).
+# Their scratch (row sums, column sums) holds K * PH * C * W accumulator-typed entries (every
+# column of the map: the boxes' extents are on the device); at most SEPARABLE_MAX_ROW_SUMS of
+# them, beyond which the lanes kernel and the atomic or gather backward run
+# (kernels/pool/NOTES.md "ROI align forward: rows, then columns", "... backward: columns, then
+# rows").
 SEPARABLE_MAX_ROW_SUMS = 1 << 24
 SEPARABLE_THREADS = 256     # kSeparableThreads
+SEPARABLE_GRAD_ELEMENTS_PER_THREAD = 16     # roi_align_separable_grad.cu's kElementsPerThread
 
 
 def uses_separable(geom: RoiGeometry) -> bool:
@@ -215,17 +225,25 @@ def uses_separable(geom: RoiGeometry) -> bool:
             and geom.K * geom.PH * geom.C * geom.W <= SEPARABLE_MAX_ROW_SUMS)
 
 
-def _separable_forward(xp, geom: RoiGeometry, x, rois, y, data_format: str,
-                       executor: str) -> None:
+def _separable_scratch(xp, geom: RoiGeometry, dtype, more_blocks: int):
+    """(the scratch of the separable passes: K * PH * C * W accumulator-typed entries, the first
+    pass's blocks per bin row); a ValueError naming the boxes where the scratch's indices or a
+    grid (the first pass's, or ``more_blocks``, the second's) pass int32."""
     slab = geom.C * geom.W
     blocks_per_bin_row = -(-slab // SEPARABLE_THREADS)
-    channel_blocks = -(-geom.C // SEPARABLE_THREADS)
     bin_rows = geom.K * geom.PH
-    if (bin_rows * blocks_per_bin_row > INT32_LIMIT or bin_rows * slab > INT32_LIMIT
-            or bin_rows * geom.PW * channel_blocks > INT32_LIMIT):
+    if max(bin_rows * blocks_per_bin_row, bin_rows * slab, more_blocks) > INT32_LIMIT:
         raise ValueError(f"roi_align: {geom.K} boxes of {geom.C} channels need more blocks than "
                          "a launch holds: split the boxes")
-    row_sums = empty(xp, (bin_rows * slab,), acc_dtype(x.dtype))
+    return empty(xp, (bin_rows * slab,), acc_dtype(dtype)), blocks_per_bin_row
+
+
+def _separable_forward(xp, geom: RoiGeometry, x, rois, y, data_format: str,
+                       executor: str) -> None:
+    channel_blocks = -(-geom.C // SEPARABLE_THREADS)
+    bin_rows = geom.K * geom.PH
+    row_sums, blocks_per_bin_row = _separable_scratch(xp, geom, x.dtype,
+                                                      bin_rows * geom.PW * channel_blocks)
     t, layout = ctype(x.dtype), nhwc(data_format)
     _, *sizes = _common_args(geom, x.dtype)        # every size but K, which the grid carries
     launch(ROI_ALIGN_SEPARABLE, f"roi_align_separable_rows<{t}, {layout}>", executor,
@@ -234,6 +252,26 @@ def _separable_forward(xp, geom: RoiGeometry, x, rois, y, data_format: str,
     launch(ROI_ALIGN_SEPARABLE, f"roi_align_separable_columns<{t}, {layout}>", executor,
            (bin_rows * geom.PW * channel_blocks,), (SEPARABLE_THREADS,),
            (row_sums, rois, y, i32(channel_blocks), *sizes))
+
+
+def _separable_grad(xp, geom: RoiGeometry, grad_output, rois, data_format: str, executor: str):
+    """roi_align_separable_grad.cu's two passes: every element of the gradient written once."""
+    dtype = grad_output.dtype
+    per_block = SEPARABLE_THREADS * SEPARABLE_GRAD_ELEMENTS_PER_THREAD
+    blocks_per_row = -(-(geom.C * geom.W) // per_block)
+    image_rows = geom.N * geom.H
+    col_sums, blocks_per_bin_row = _separable_scratch(xp, geom, dtype,
+                                                      image_rows * blocks_per_row)
+    grad_input = empty(xp, geom.input_shape(data_format), dtype)
+    t, layout = ctype(dtype), nhwc(data_format)
+    k, *sizes = _common_args(geom, dtype)
+    launch(ROI_ALIGN_SEPARABLE_GRAD, f"roi_align_separable_grad_columns<{t}, {layout}>", executor,
+           (geom.K * geom.PH * blocks_per_bin_row,), (SEPARABLE_THREADS,),
+           (grad_output, rois, col_sums, i32(blocks_per_bin_row), *sizes))
+    launch(ROI_ALIGN_SEPARABLE_GRAD, f"roi_align_separable_grad_rows<{t}, {layout}>", executor,
+           (image_rows * blocks_per_row,), (SEPARABLE_THREADS,),
+           (col_sums, rois, grad_input, i32(blocks_per_row), k, *sizes))
+    return grad_input
 
 
 # An NCHW atomic backward accumulates in an NHWC scratch, transposed once at the end, where
@@ -310,13 +348,17 @@ def roi_align(geom: RoiGeometry, x, rois, *, data_format: str, executor: str,
 
 
 def grad_roi_align(geom: RoiGeometry, grad_output, rois, *, data_format: str,
-                   deterministic: bool, executor: str):
+                   deterministic: bool, executor: str, separable: bool | None = None):
+    """``separable`` (for tests and the bench tools): run the separable passes, which are
+    deterministic, in either mode (default ``uses_separable``)."""
     xp = xp_for(executor)
     grad_output = contiguous(xp, grad_output)
     dtype = grad_output.dtype
     rois = contiguous(xp, rois, acc_dtype(dtype))
     shape = geom.input_shape(data_format)
     check_int32(grad_output, geom.N * geom.C * geom.H * geom.W)
+    if separable if separable is not None else uses_separable(geom):
+        return _separable_grad(xp, geom, grad_output, rois, data_format, executor)
     layout = nhwc(data_format)
     if deterministic:
         grad_input = empty(xp, shape, dtype)

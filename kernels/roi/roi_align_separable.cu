@@ -16,8 +16,7 @@
 // is one run of 32 elements. Pass 2 (roi_align_separable_columns) sums each bin's columns of S
 // and divides by the sample count. The weights of a block's rows (columns) are computed once per
 // block, a thread per pixel, into shared memory: a pixel's weight sums the terms of the handful
-// of samples within a pixel of it (gc::candidate_samples, the gather backward's search), each
-// with the forward's own coordinate expression.
+// of samples within a pixel of it (roi_align_spans.cuh).
 //
 // Semantics: torchvision's. A sample outside [-1, extent] along either axis adds nothing; every
 // other sample adds all four bilinear terms, weight 0 included, so a non-finite pixel under a
@@ -29,67 +28,13 @@
 #include "dtypes.cuh"
 #include "pool_window.cuh"
 #include "roi_align_sampling.cuh"
+#include "roi_align_spans.cuh"
 
 namespace {
 
 constexpr int kSeparableThreads = 256;  // the launcher's block; one table entry per thread
 // Loads a thread issues before summing them (every one in [0, extent): always in bounds)
 constexpr int kLoadsInFlight = 8;
-
-// What a pixel receives from one bin's samples along one axis: nothing (untouched), weight, or
-// weight plus 0 * x (a weight-0 term among them).
-enum AxisTerm : int { kUntouched = 0, kTouched = 1, kTouchedWithZeroTerm = 2 };
-
-// The pixels [first, last] along one axis that the samples of bins [bin0, bin1) can name: their
-// extent widened by two pixels (a sample names floor(y) and floor(y) + 1, or 0 and 1 from
-// [-1, 0], and rounding moves a coordinate by less than a pixel while |roi_start| and
-// |pooled * bin_size| stay below 2^20), clamped to [0, extent - 1]; the whole axis for larger or
-// non-finite coordinates. Monotone in the bins: a bin's span lies within its box's.
-template <class A>
-__device__ __forceinline__ void span_pixels(A roi_start, A bin_size, int pooled, int bin0,
-                                            int bin1, int extent, int& first, int& last) {
-  first = 0;
-  last = extent - 1;
-  const A limit = A(1 << 20);
-  const A box_extent = bin_size * static_cast<A>(pooled);
-  // written as !(in range) so that NaN takes the whole axis
-  if (!(roi_start > -limit && roi_start < limit && box_extent > -limit && box_extent < limit)) {
-    return;
-  }
-  const A a = roi_start + static_cast<A>(bin0) * bin_size;
-  const A b = roi_start + static_cast<A>(bin1) * bin_size;
-  first = max(static_cast<int>(floor(min(a, b))) - 2, 0);
-  last = min(static_cast<int>(floor(max(a, b))) + 2, extent - 1);
-}
-
-// Pixel `pixel`'s weight from the samples of bin `bin` along one axis (in sample order), and
-// whether any sample names it (AxisTerm).
-template <class A>
-__device__ __forceinline__ int bin_axis_term(A roi_start, A bin_size, int grid, int pooled,
-                                             int bin, int extent, int pixel, A& weight) {
-  int first, last;
-  gc::candidate_samples(roi_start, bin_size, grid, pooled, pixel, first, last);
-  first = max(first, bin * grid);
-  last = min(last, bin * grid + grid - 1);
-  weight = A(0);
-  int term = kUntouched;
-  for (int t = first; t <= last; ++t) {
-    const A y = gc::sample_coordinate(roi_start, bin, bin_size, t - bin * grid, grid);
-    const gc::AxisTerms<A> a = gc::bilinear_axis_terms(y, extent, pixel);
-    if (!a.touched) continue;
-    weight += a.weight;
-    term = max(term, a.zero_term ? int(kTouchedWithZeroTerm) : int(kTouched));
-  }
-  return term;
-}
-
-template <class A>
-__device__ __forceinline__ A add_term(A sum, A weight, int term, A v) {
-  if (term == kUntouched) return sum;
-  sum += weight * v;
-  if (term == kTouchedWithZeroTerm) sum += A(0) * v;  // 0, or NaN for a non-finite v
-  return sum;
-}
 
 // sum + the weighted values first[i * stride] of the pixels i < count of a table chunk.
 template <class V, class A>
@@ -101,9 +46,13 @@ __device__ __forceinline__ A add_weighted(A sum, const V* __restrict__ first, in
 #pragma unroll
     for (int j = 0; j < kLoadsInFlight; ++j) v[j] = gc::to_acc(first[(i + j) * stride]);
 #pragma unroll
-    for (int j = 0; j < kLoadsInFlight; ++j) sum = add_term(sum, weight[i + j], term[i + j], v[j]);
+    for (int j = 0; j < kLoadsInFlight; ++j) {
+      sum = gc::add_term(sum, weight[i + j], term[i + j], v[j]);
+    }
   }
-  for (; i < count; ++i) sum = add_term(sum, weight[i], term[i], gc::to_acc(first[i * stride]));
+  for (; i < count; ++i) {
+    sum = gc::add_term(sum, weight[i], term[i], gc::to_acc(first[i * stride]));
+  }
   return sum;
 }
 
@@ -124,17 +73,12 @@ __device__ __forceinline__ A add_span(A sum, const V* __restrict__ values, int s
       weight[threadIdx.x] = w;
     }
     __syncthreads();  // the chunk's weights are complete
-    if (read) sum = add_weighted(sum, values + (base - first) * stride, stride, weight, term, pixels);
+    if (read) {
+      sum = add_weighted(sum, values + (base - first) * stride, stride, weight, term, pixels);
+    }
     __syncthreads();  // every thread is done with the chunk before the next one is written
   }
   return sum;
-}
-
-// Whether the box has samples along both axes and an image (uniform across a block).
-template <class A>
-__device__ __forceinline__ bool is_sampled(const gc::RoiAlignBox<A>& box, int batch) {
-  return box.roi_bin_grid_h > 0 && box.roi_bin_grid_w > 0 && box.roi_batch_ind >= 0 &&
-         box.roi_batch_ind < batch;
 }
 
 }  // namespace
@@ -154,38 +98,32 @@ __global__ void __launch_bounds__(kSeparableThreads)
   using A = gc::acc_t<T>;
   __shared__ A row_weight[kSeparableThreads];
   __shared__ int row_term[kSeparableThreads];
-  const int bin_row = blockIdx.x / blocks_per_bin_row;
-  const int part = blockIdx.x - bin_row * blocks_per_bin_row;
-  const int k = bin_row / pooled_height, ph = bin_row - k * pooled_height;
-  const gc::RoiAlignBox<A> box = gc::roi_align_box(rois + k * 5, spatial_scale, pooled_height,
-                                                   pooled_width, sampling_ratio, aligned != 0);
-  const int slab = channels * width;
-  const int element = part * blockDim.x + threadIdx.x;
-  const int c = kNHWC ? element % channels : element / width;
-  const int col = kNHWC ? element / channels : element % width;
-  int col0, col1;
-  span_pixels(box.roi_start_w, box.bin_size_w, pooled_width, 0, pooled_width, width, col0, col1);
-  const bool mine = element < slab && col >= col0 && col <= col1;
+  const gc::SlabElement<A> e = gc::slab_element<kNHWC>(rois, blocks_per_bin_row, channels, width,
+                                                       pooled_height, pooled_width,
+                                                       spatial_scale, sampling_ratio, aligned);
+  const gc::RoiAlignBox<A>& box = e.box;
+  const bool mine = e.in_span;
   int row0 = 0, row1 = -1;  // no rows for a box without samples or image
-  if (is_sampled(box, batch)) {
-    span_pixels(box.roi_start_h, box.bin_size_h, pooled_height, ph, ph + 1, height, row0, row1);
+  if (gc::is_sampled(box, batch)) {
+    gc::span_pixels(box.roi_start_h, box.bin_size_h, pooled_height, e.ph, e.ph + 1, height, row0,
+                    row1);
   }
   const int ps = gc::pixel_stride<kNHWC>(channels);
   const int row_stride = width * ps;
   const T* column =
       row1 < row0 || !mine
           ? input
-          : input + gc::plane_offset<kNHWC>(box.roi_batch_ind, c, channels, height, width) +
-                col * ps;
+          : input + gc::plane_offset<kNHWC>(box.roi_batch_ind, e.c, channels, height, width) +
+                e.col * ps;
   // main loop
   const A sum = add_span(A(0), column + row0 * row_stride, row_stride, row0, row1, mine,
                          row_weight, row_term, [&](int row, A& weight) {
-                           return bin_axis_term(box.roi_start_h, box.bin_size_h,
-                                                box.roi_bin_grid_h, pooled_height, ph, height,
-                                                row, weight);
+                           return gc::bin_axis_term(box.roi_start_h, box.bin_size_h,
+                                                    box.roi_bin_grid_h, pooled_height, e.ph,
+                                                    height, row, weight);
                          });
   // epilogue
-  if (mine) row_sums[bin_row * slab + element] = sum;
+  if (mine) row_sums[e.bin_row * e.slab + e.element] = sum;
 }
 
 // Pass 2. Block b covers bin (k, ph, pw) = b / channel_blocks and channels [part * 256, ...)
@@ -208,17 +146,18 @@ __global__ void __launch_bounds__(kSeparableThreads)
   const gc::RoiAlignBox<A> box = gc::roi_align_box(rois + k * 5, spatial_scale, pooled_height,
                                                    pooled_width, sampling_ratio, aligned != 0);
   int col0 = 0, col1 = -1;
-  if (is_sampled(box, batch)) {
-    span_pixels(box.roi_start_w, box.bin_size_w, pooled_width, pw, pw + 1, width, col0, col1);
+  if (gc::is_sampled(box, batch)) {
+    gc::span_pixels(box.roi_start_w, box.bin_size_w, pooled_width, pw, pw + 1, width, col0,
+                    col1);
   }
   const int col_stride = kNHWC ? channels : 1;
   const A* sums = row_sums + bin_row * channels * width + (kNHWC ? c : c * width);
   // main loop
   const A sum = add_span(A(0), sums + col0 * col_stride, col_stride, col0, col1, c < channels,
                          col_weight, col_term, [&](int col, A& weight) {
-                           return bin_axis_term(box.roi_start_w, box.bin_size_w,
-                                                box.roi_bin_grid_w, pooled_width, pw, width, col,
-                                                weight);
+                           return gc::bin_axis_term(box.roi_start_w, box.bin_size_w,
+                                                    box.roi_bin_grid_w, pooled_width, pw, width,
+                                                    col, weight);
                          });
   // epilogue
   if (c < channels) {

@@ -1,7 +1,8 @@
-"""roi_align's separable forward (kernels/roi/roi_align_separable.cu: row sums, then column sums,
-for few boxes with adaptive sampling) under ``gpuconv.simulate()`` against the NumPy reference.
-Outputs and the row-sum scratch the launcher allocates with ``empty`` are poisoned with NaN, so a
-column sum that reads an entry pass 1 did not write gives NaN.
+"""roi_align's separable forward and backward (kernels/roi/roi_align_separable.cu: row sums, then
+column sums; roi_align_separable_grad.cu, its transpose: for few boxes with adaptive sampling)
+under ``gpuconv.simulate()`` against the NumPy reference. Outputs and the scratch the launcher
+allocates with ``empty`` are poisoned with NaN, so a second pass that reads an entry the first
+did not write gives NaN.
 """
 from __future__ import annotations
 
@@ -30,15 +31,19 @@ def poisoned_outputs(monkeypatch):
 
 
 def _separable(monkeypatch) -> list[str]:
-    """Make the forward take the separable kernels whatever the sampling and size; returns the
-    launches' names from now on."""
+    """Make the forward and the gradient take the separable kernels whatever the sampling and
+    size; returns the launches' names from now on."""
     monkeypatch.setattr(align, "uses_separable", lambda geom: True)
     return record_launches(monkeypatch, align)
 
 
-def _names(dtype, data_format) -> set[str]:
+def _names(dtype, data_format, passes=("rows", "columns")) -> set[str]:
+    """The separable kernels' names: the forward's passes, or ``GRAD_PASSES``."""
     t, layout = ctype(dtype), "true" if data_format == "NHWC" else "false"
-    return {f"roi_align_separable_rows<{t}, {layout}>", f"roi_align_separable_columns<{t}, {layout}>"}
+    return {f"roi_align_separable_{name}<{t}, {layout}>" for name in passes}
+
+
+GRAD_PASSES = ("grad_columns", "grad_rows")
 
 
 @pytest.mark.parametrize("channels", CHANNELS)
@@ -192,5 +197,133 @@ def test_separable_forward_sanitized(rng, monkeypatch, data_format, sanitize):
     kwargs = dict(output_size=(3, 4), spatial_scale=SCALE, sampling_ratio=-1,
                   data_format=data_format)
     results = [sanitized(mode, gpuconv.roi_align, x, boxes, **kwargs)
+               for mode in (None, sanitize)]
+    assert bitwise_equal(*results)
+
+
+# --------------------------------------------------------------------------------------------
+# the backward (kernels/roi/roi_align_separable_grad.cu)
+
+
+@pytest.mark.parametrize("channels", CHANNELS)
+@pytest.mark.parametrize("data_format", ["NCHW", "NHWC"])
+@pytest.mark.parametrize("dtype", DTYPES, ids=DTYPE_IDS)
+@pytest.mark.parametrize("option", list(ALIGN_OPTIONS))
+def test_separable_gradient_matches_the_reference(rng, monkeypatch, option, dtype, data_format,
+                                                  channels):
+    """Every box kind, sampling option, dtype, layout and both modes (the same kernels: no
+    atomics), the same bits in every thread order (each element sums in a fixed order)."""
+    launched = _separable(monkeypatch)
+    x = to_layout(rng.standard_normal((2, channels, 10, 12)).astype(dtype), data_format)
+    boxes = BOXES.astype(dtype)
+    kwargs = dict(ALIGN_OPTIONS[option], spatial_scale=SCALE, data_format=data_format)
+    go = rng.standard_normal(gpuconv.roi_align(x, boxes, **kwargs).shape).astype(dtype)
+    expected = gpuconv.grad.roi_align(go, x, boxes, **kwargs)
+    for deterministic in (False, True):
+        results = [simulated(gpuconv.grad.roi_align, go, x, boxes, order=order,
+                             deterministic=deterministic, **kwargs) for order in ORDERS]
+        assert_matches(results[0], expected)
+        assert all(bitwise_equal(results[0], other) for other in results[1:])
+    assert set(launched) == _names(dtype, data_format, GRAD_PASSES)
+
+
+@pytest.mark.parametrize("data_format", ["NCHW", "NHWC"])
+@pytest.mark.parametrize("dtype", [np.float32, np.float16, np.float64],
+                         ids=["float32", "float16", "float64"])
+@pytest.mark.parametrize("sampling_ratio", [-1, 1, 2])
+def test_separable_gradient_of_infinities_and_nans(rng, sampling_ratio, dtype, data_format,
+                                                    monkeypatch):
+    """torchvision adds every term of a sample, weight 0 included: an infinite or NaN gradient
+    reaches the pixels its samples name with weight 0 as NaN. Boxes on pixel centres, past the
+    last row and column and in [-1, 0]."""
+    _separable(monkeypatch)
+    x = to_layout(np.zeros((1, 2, 5, 6), dtype), data_format)
+    boxes = EDGE_BOXES.astype(dtype)
+    kwargs = dict(output_size=(2, 3), spatial_scale=1.0, sampling_ratio=sampling_ratio,
+                  aligned=False, data_format=data_format)
+    go = rng.standard_normal(gpuconv.roi_align(x, boxes, **kwargs).shape).astype(dtype)
+    go.flat[::3] = np.inf
+    go.flat[1::7] = -np.inf
+    go.flat[2::11] = np.nan
+    expected = gpuconv.grad.roi_align(go, x, boxes, **kwargs)
+    assert not np.isfinite(expected).all() and np.isfinite(expected).any()
+    for order in ORDERS:
+        assert_same_non_finites_and_close(
+            simulated(gpuconv.grad.roi_align, go, x, boxes, order=order, **kwargs), expected)
+
+
+@pytest.mark.parametrize("data_format", ["NCHW", "NHWC"])
+def test_separable_gradient_over_several_passes(rng, monkeypatch, data_format):
+    """80 boxes of 7 bin rows: 560 (box, bin row) pairs, more than one pass's list scans
+    (kRoiListCapacity 512), so each row's second pass adds to what the first wrote; rows of 300
+    pixels and images without boxes (written as zeros)."""
+    _separable(monkeypatch)
+    x = to_layout(rng.standard_normal((3, 2, 30, 28)).astype(np.float32), data_format)
+    corners = np.sort(rng.uniform(-4, 32, size=(80, 2, 2)), axis=1)
+    boxes = np.concatenate([rng.integers(0, 2, size=(80, 1)), corners[:, :, 0],
+                            corners[:, :, 1]], axis=1)[:, [0, 1, 3, 2, 4]].astype(np.float32)
+    kwargs = dict(output_size=7, spatial_scale=1.0, sampling_ratio=-1, data_format=data_format)
+    go = rng.standard_normal(gpuconv.roi_align(x, boxes, **kwargs).shape).astype(np.float32)
+    expected = gpuconv.grad.roi_align(go, x, boxes, **kwargs)
+    assert np.abs(expected[2]).max() == 0 and np.abs(expected[:2]).max() > 0
+    assert_matches(simulated(gpuconv.grad.roi_align, go, x, boxes, order="random", **kwargs),
+                   expected)
+
+
+def test_separable_gradient_replays_its_plan(rng, monkeypatch):
+    """A second call with the same signature and new boxes replays the two passes, the scratch
+    and the gradient's allocation."""
+    _separable(monkeypatch)
+    x = rng.standard_normal((2, 3, 10, 12)).astype(np.float32)
+    kwargs = dict(output_size=(3, 4), spatial_scale=SCALE, sampling_ratio=-1)
+    go = rng.standard_normal((len(BOXES), 3, 3, 4)).astype(np.float32)
+    replays = PLANS.replays
+    for scale in (1.0, 0.75):
+        boxes = BOXES.astype(np.float32)
+        boxes[:, 1:] *= np.float32(scale)
+        assert_matches(simulated(gpuconv.grad.roi_align, go, x, boxes, **kwargs),
+                       gpuconv.grad.roi_align(go, x, boxes, **kwargs))
+    assert PLANS.replays == replays + 1
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("data_format", ["NCHW", "NHWC"])
+@pytest.mark.parametrize("dtype", DTYPES, ids=DTYPE_IDS)
+def test_gpu_separable_gradient_matches_reference(rng, monkeypatch, dtype, data_format):
+    """The two backward passes on the GPU in both modes, bitwise repeatable."""
+    import cupy
+    _separable(monkeypatch)
+    x = to_layout(rng.standard_normal((2, 300, 10, 12)).astype(dtype), data_format)
+    boxes = BOXES.astype(dtype)
+    for option in ("adaptive", "adaptive_aligned", "ratio2"):
+        kwargs = dict(ALIGN_OPTIONS[option], spatial_scale=SCALE, data_format=data_format)
+        go = rng.standard_normal(gpuconv.roi_align(x, boxes, **kwargs).shape).astype(dtype)
+        expected = gpuconv.grad.roi_align(go, x, boxes, **kwargs)
+        args = (cupy.asarray(go), cupy.asarray(x), cupy.asarray(boxes))
+        for deterministic in (False, True):
+            first = cupy.asnumpy(gpuconv.grad.roi_align(*args, deterministic=deterministic,
+                                                        **kwargs))
+            assert_matches(first, expected)
+            again = cupy.asnumpy(gpuconv.grad.roi_align(*args, deterministic=deterministic,
+                                                        **kwargs))
+            assert bitwise_equal(first, again)
+
+
+@pytest.mark.slow       # each sanitizer builds its own copy of the kernels
+@pytest.mark.parametrize("sanitize", ["address", "thread"])
+@pytest.mark.parametrize("data_format", ["NCHW", "NHWC"])
+def test_separable_gradient_sanitized(rng, monkeypatch, data_format, sanitize):
+    """AddressSanitizer (the scratch, the gradient and the last blocks' idle threads) and
+    ThreadSanitizer (the list's and the weights' barriers, the second pass over a row), with
+    the plain run's bits."""
+    _separable(monkeypatch)
+    x = to_layout(rng.standard_normal((2, 3, 10, 12)).astype(np.float32), data_format)
+    boxes = np.concatenate([BOXES] * 12).astype(np.float32)     # 96 x 7 pairs: two passes
+    kwargs = dict(output_size=7, spatial_scale=SCALE, sampling_ratio=-1,
+                  data_format=data_format)
+    go = rng.standard_normal((len(boxes), 3, 7, 7)).astype(np.float32)
+    if data_format == "NHWC":
+        go = np.ascontiguousarray(go.transpose(0, 2, 3, 1))
+    results = [sanitized(mode, gpuconv.grad.roi_align, go, x, boxes, **kwargs)
                for mode in (None, sanitize)]
     assert bitwise_equal(*results)

@@ -4,7 +4,8 @@
 Boxes cover torchvision's corner cases: inside, partly and wholly outside the image, tiny and
 huge, inverted (x2 < x1), on both images of the batch. The default backward scatters with
 atomics (compared with a tolerance); the deterministic one is a gather whose bits must not depend
-on the thread order. Outputs the launchers allocate with ``empty`` are poisoned with NaN.
+on the thread order. Outputs the launchers allocate with ``empty`` are poisoned with NaN. The
+separable passes of few adaptive boxes are off here (test_roi_align_separable.py tests them).
 """
 from __future__ import annotations
 
@@ -46,6 +47,14 @@ X_SHAPE = (2, 3, 10, 12)
 @pytest.fixture(autouse=True)
 def poisoned_outputs(monkeypatch):
     poison_launcher_outputs(monkeypatch, LAUNCHER_MODULES)
+
+
+@pytest.fixture(autouse=True)
+def without_separable_passes(monkeypatch):
+    """The lanes, tabled, atomic and gather kernels for every sampling here: adaptive samplings
+    of few boxes would take the separable passes, tested in test_roi_align_separable.py."""
+    monkeypatch.setattr(importlib.import_module("gpuconv.roi.launch_align"),
+                        "SEPARABLE_MAX_ROW_SUMS", 0)
 
 
 def assert_matches(got, expected):
@@ -180,7 +189,6 @@ def test_roi_align_tabled_forward_gives_the_same_bits(rng, monkeypatch, dtype, d
     kernel's per-sample weights (one lane per bin): identical outputs."""
     align = importlib.import_module("gpuconv.roi.launch_align")
     monkeypatch.setattr(align, "TARGET_THREADS", 1)
-    monkeypatch.setattr(align, "SEPARABLE_MAX_ROW_SUMS", 0)     # adaptive: the lanes kernel too
     launched = record_launches(monkeypatch, align)
     x, boxes = inputs(rng, dtype, data_format)
     for option in ALIGN_OPTIONS.values():
