@@ -213,8 +213,11 @@ def _grouped_forward(xp, geom: RoiGeometry, x, rois, y, data_format: str, execut
 # column of the map: the boxes' extents are on the device); at most SEPARABLE_MAX_ROW_SUMS of
 # them, beyond which the lanes kernel and the atomic or gather backward run
 # (kernels/pool/NOTES.md "ROI align forward: rows, then columns", "... backward: columns, then
-# rows").
+# rows). And at most SEPARABLE_MAX_PAIRS (box, bin row) pairs: each block of the backward's
+# second pass (one per image row and 4096 elements) tests every pair against its row, which
+# costs more than the atomics save once thousands of small boxes (a few channels each) qualify.
 SEPARABLE_MAX_ROW_SUMS = 1 << 24
+SEPARABLE_MAX_PAIRS = 1024
 SEPARABLE_THREADS = 256     # kSeparableThreads
 SEPARABLE_GRAD_ELEMENTS_PER_THREAD = 16     # roi_align_separable_grad.cu's kElementsPerThread
 
@@ -222,7 +225,8 @@ SEPARABLE_GRAD_ELEMENTS_PER_THREAD = 16     # roi_align_separable_grad.cu's kEle
 def uses_separable(geom: RoiGeometry) -> bool:
     """Whether the forward runs the two passes of roi_align_separable.cu (see above)."""
     return (geom.sampling_ratio <= 0 and not uses_tables(geom)
-            and geom.K * geom.PH * geom.C * geom.W <= SEPARABLE_MAX_ROW_SUMS)
+            and geom.K * geom.PH * geom.C * geom.W <= SEPARABLE_MAX_ROW_SUMS
+            and geom.K * geom.PH <= SEPARABLE_MAX_PAIRS)
 
 
 def _separable_scratch(xp, geom: RoiGeometry, dtype, more_blocks: int):

@@ -144,8 +144,8 @@ def test_lanes_forward_with_adaptive_sampling(rng, monkeypatch, dtype, data_form
 
 def test_forward_kernel_for_few_boxes():
     """The bench's few huge boxes with adaptive sampling take the separable kernels; a fixed
-    ratio keeps the lanes kernel, as do outputs for the tabled kernels and row sums past
-    SEPARABLE_MAX_ROW_SUMS."""
+    ratio keeps the lanes kernel, as do outputs for the tabled kernels, row sums past
+    SEPARABLE_MAX_ROW_SUMS and (box, bin row) pairs past SEPARABLE_MAX_PAIRS."""
     def case(K, C, H, W, P, ratio):
         return RoiGeometry(N=16, C=C, H=H, W=W, K=K, PH=P, PW=P, spatial_scale=1 / 16,
                            sampling_ratio=ratio)
@@ -154,6 +154,8 @@ def test_forward_kernel_for_few_boxes():
     assert not align.uses_separable(case(6, 256, 160, 160, 7, 2))
     assert not align.uses_separable(case(1000, 256, 160, 160, 7, -1))     # tabled
     assert not align.uses_separable(case(4, 1024, 64, 8192, 7, -1))       # 2^28 row sums
+    assert align.uses_separable(case(146, 4, 160, 160, 7, -1))            # 1022 pairs
+    assert not align.uses_separable(case(147, 4, 160, 160, 7, -1))        # 1029 pairs
 
 
 # --------------------------------------------------------------------------------------------
