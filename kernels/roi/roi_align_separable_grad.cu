@@ -117,6 +117,8 @@ __global__ void __launch_bounds__(kSeparableThreads, 1)
       return gc::bin_axis_term(box.roi_start_h, box.bin_size_h, box.roi_bin_grid_h,
                                pooled_height, ph, height, r, weight) != gc::kUntouched;
     });
+    // the listed pairs' row weights and column spans (the test above computed the weight too,
+    // but a pair's place in the list is known only once the ordered list is complete)
     for (int i = threadIdx.x; i < list_size; i += blockDim.x) {
       const int k = list[i] / pooled_height, ph = list[i] - k * pooled_height;
       const gc::RoiAlignBox<A> box = gc::roi_align_box(

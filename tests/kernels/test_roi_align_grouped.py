@@ -17,7 +17,7 @@ from gpuconv.pool.launch_common import ctype
 from gpuconv.roi.geometry import RoiGeometry
 from kernel_support import (DTYPE_IDS, DTYPES, ORDERS, bitwise_equal, poison_launcher_outputs,
                             record_launches, sanitized, simulated, to_layout)
-from test_roi_kernels import ALIGN_OPTIONS, BOXES, SCALE, assert_matches
+from test_roi_kernels import ALIGN_OPTIONS, BOXES, SCALE, assert_gpu_matches, assert_matches
 
 align = importlib.import_module("gpuconv.roi.launch_align")
 transpose = importlib.import_module("gpuconv.roi.launch_transpose")
@@ -126,9 +126,9 @@ def test_grouped_forward_past_its_tables(rng, monkeypatch, data_format, entries)
 
 def test_forward_kernel_by_shape():
     """The bench's detection heads: the dense FPN and mask-head samplings read NCHW maps through
-    an NHWC copy; few huge boxes take no tabled kernel (the separable ones); fewer than 32 channels, or too few
-    samples per pixel of the map, keep the NCHW tabled kernel; NHWC takes the groups from 32
-    channels on."""
+    an NHWC copy; few huge boxes take no tabled kernel (the separable ones); fewer than 32
+    channels, or too few samples per pixel of the map, keep the NCHW tabled kernel; NHWC takes
+    the groups from 32 channels on."""
     def case(N, C, H, W, K, P, ratio, scale=0.25):
         return RoiGeometry(N=N, C=C, H=H, W=W, K=K, PH=P, PW=P, spatial_scale=scale,
                            sampling_ratio=ratio)
@@ -179,7 +179,6 @@ def test_transpose_planes_moves_every_element(rng, monkeypatch, rows, cols, grid
 def test_gpu_grouped_forward_matches_reference(rng, monkeypatch, dtype, data_format):
     """The grouped forward and the NCHW map's NHWC copy on the GPU: two partial-group channel
     counts, the constant and the run-time grid, a box's bins in one block and split."""
-    import cupy
     _grouped(monkeypatch)
     boxes = BOXES.astype(dtype)
     for channels, min_blocks in ((37, 0), (70, 1 << 30)):
@@ -187,8 +186,7 @@ def test_gpu_grouped_forward_matches_reference(rng, monkeypatch, dtype, data_for
         x = map_of(rng, dtype, channels, data_format)
         for kwargs in (dict(output_size=(7, 5), sampling_ratio=2), dict(output_size=3)):
             kwargs = dict(kwargs, spatial_scale=SCALE, data_format=data_format)
-            got = gpuconv.roi_align(cupy.asarray(x), cupy.asarray(boxes), **kwargs)
-            assert_matches(cupy.asnumpy(got), gpuconv.roi_align(x, boxes, **kwargs))
+            assert_gpu_matches(gpuconv.roi_align, x, boxes, **kwargs)
 
 
 @pytest.mark.slow       # each sanitizer builds its own copy of the kernels

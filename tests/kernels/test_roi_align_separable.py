@@ -17,8 +17,8 @@ from gpuconv.pool.launch_common import ctype
 from gpuconv.roi.geometry import RoiGeometry
 from kernel_support import (DTYPE_IDS, DTYPES, ORDERS, bitwise_equal, poison_launcher_outputs,
                             record_launches, sanitized, simulated, to_layout)
-from test_roi_kernels import (ALIGN_OPTIONS, BOXES, EDGE_BOXES, SCALE, assert_matches,
-                              assert_same_non_finites_and_close)
+from test_roi_kernels import (ALIGN_OPTIONS, BOXES, EDGE_BOXES, SCALE, assert_gpu_matches,
+                              assert_matches, assert_same_non_finites_and_close)
 
 align = importlib.import_module("gpuconv.roi.launch_align")
 # 3: a partial block of row sums per bin row; 300: two blocks of channels in pass 2 (256 each)
@@ -46,6 +46,14 @@ def _names(dtype, data_format, passes=("rows", "columns")) -> set[str]:
 GRAD_PASSES = ("grad_columns", "grad_rows")
 
 
+def _inputs(rng, dtype, data_format, channels, option):
+    """(x, boxes, keywords): a 2 x channels x 10 x 12 map, the kernel tests' boxes and the
+    sampling ``option`` of ALIGN_OPTIONS."""
+    x = to_layout(rng.standard_normal((2, channels, 10, 12)).astype(dtype), data_format)
+    kwargs = dict(ALIGN_OPTIONS[option], spatial_scale=SCALE, data_format=data_format)
+    return x, BOXES.astype(dtype), kwargs
+
+
 @pytest.mark.parametrize("channels", CHANNELS)
 @pytest.mark.parametrize("data_format", ["NCHW", "NHWC"])
 @pytest.mark.parametrize("dtype", DTYPES, ids=DTYPE_IDS)
@@ -56,9 +64,7 @@ def test_separable_forward_matches_the_reference(rng, monkeypatch, option, dtype
     far beyond the map, inverted, zero height), every sampling option (the fixed ratios leave
     rows and columns between samples untouched), dtype, layout and thread order."""
     launched = _separable(monkeypatch)
-    x = to_layout(rng.standard_normal((2, channels, 10, 12)).astype(dtype), data_format)
-    boxes = BOXES.astype(dtype)
-    kwargs = dict(ALIGN_OPTIONS[option], spatial_scale=SCALE, data_format=data_format)
+    x, boxes, kwargs = _inputs(rng, dtype, data_format, channels, option)
     expected = gpuconv.roi_align(x, boxes, **kwargs)
     for order in ORDERS:
         assert_matches(simulated(gpuconv.roi_align, x, boxes, order=order, **kwargs), expected)
@@ -168,21 +174,15 @@ def test_forward_kernel_for_few_boxes():
 def test_gpu_separable_forward_matches_reference(rng, monkeypatch, dtype, data_format):
     """The two passes on the GPU: every box kind, adaptive and fixed sampling, both channel
     counts, and bins spanning several weight chunks."""
-    import cupy
     _separable(monkeypatch)
     for channels in CHANNELS:
-        x = to_layout(rng.standard_normal((2, channels, 10, 12)).astype(dtype), data_format)
-        boxes = BOXES.astype(dtype)
         for option in ("adaptive", "adaptive_aligned", "ratio2"):
-            kwargs = dict(ALIGN_OPTIONS[option], spatial_scale=SCALE, data_format=data_format)
-            got = gpuconv.roi_align(cupy.asarray(x), cupy.asarray(boxes), **kwargs)
-            assert_matches(cupy.asnumpy(got), gpuconv.roi_align(x, boxes, **kwargs))
+            x, boxes, kwargs = _inputs(rng, dtype, data_format, channels, option)
+            assert_gpu_matches(gpuconv.roi_align, x, boxes, **kwargs)
     x = to_layout(rng.standard_normal((1, 2, 300, 280)).astype(dtype), data_format)
     boxes = np.array([[0, -4.0, -3.0, 284.0, 303.0]], dtype)
-    kwargs = dict(output_size=(2, 3), spatial_scale=1.0, sampling_ratio=-1,
-                  data_format=data_format)
-    got = gpuconv.roi_align(cupy.asarray(x), cupy.asarray(boxes), **kwargs)
-    assert_matches(cupy.asnumpy(got), gpuconv.roi_align(x, boxes, **kwargs))
+    assert_gpu_matches(gpuconv.roi_align, x, boxes, output_size=(2, 3), spatial_scale=1.0,
+                       sampling_ratio=-1, data_format=data_format)
 
 
 @pytest.mark.slow       # each sanitizer builds its own copy of the kernels
@@ -216,9 +216,7 @@ def test_separable_gradient_matches_the_reference(rng, monkeypatch, option, dtyp
     """Every box kind, sampling option, dtype, layout and both modes (the same kernels: no
     atomics), the same bits in every thread order (each element sums in a fixed order)."""
     launched = _separable(monkeypatch)
-    x = to_layout(rng.standard_normal((2, channels, 10, 12)).astype(dtype), data_format)
-    boxes = BOXES.astype(dtype)
-    kwargs = dict(ALIGN_OPTIONS[option], spatial_scale=SCALE, data_format=data_format)
+    x, boxes, kwargs = _inputs(rng, dtype, data_format, channels, option)
     go = rng.standard_normal(gpuconv.roi_align(x, boxes, **kwargs).shape).astype(dtype)
     expected = gpuconv.grad.roi_align(go, x, boxes, **kwargs)
     for deterministic in (False, True):
@@ -295,10 +293,8 @@ def test_gpu_separable_gradient_matches_reference(rng, monkeypatch, dtype, data_
     """The two backward passes on the GPU in both modes, bitwise repeatable."""
     import cupy
     _separable(monkeypatch)
-    x = to_layout(rng.standard_normal((2, 300, 10, 12)).astype(dtype), data_format)
-    boxes = BOXES.astype(dtype)
     for option in ("adaptive", "adaptive_aligned", "ratio2"):
-        kwargs = dict(ALIGN_OPTIONS[option], spatial_scale=SCALE, data_format=data_format)
+        x, boxes, kwargs = _inputs(rng, dtype, data_format, 300, option)
         go = rng.standard_normal(gpuconv.roi_align(x, boxes, **kwargs).shape).astype(dtype)
         expected = gpuconv.grad.roi_align(go, x, boxes, **kwargs)
         args = (cupy.asarray(go), cupy.asarray(x), cupy.asarray(boxes))

@@ -65,6 +65,13 @@ def assert_matches(got, expected):
                                rtol=tol, atol=tol, equal_nan=True)
 
 
+def assert_gpu_matches(fn, *arrays, **kwargs):
+    """``fn`` on CuPy copies of ``arrays`` matches ``fn`` on the NumPy arrays (the reference)."""
+    import cupy
+    got = fn(*(cupy.asarray(a) for a in arrays), **kwargs)
+    assert_matches(cupy.asnumpy(got), fn(*arrays, **kwargs))
+
+
 def inputs(rng, dtype, data_format, kind="normal"):
     x = rng.integers(-2, 3, size=X_SHAPE) if kind == "ties" else rng.standard_normal(X_SHAPE)
     return to_layout(x.astype(dtype), data_format), BOXES.astype(dtype)
@@ -558,13 +565,10 @@ def test_gpu_matches_reference(rng, dtype, data_format, deterministic):
 def test_gpu_nchw_scatter_layouts_match_reference(rng, monkeypatch, dtype, through):
     """Both NCHW atomic backwards (directly, through the NHWC scratch) on the GPU, on a map
     larger than one transpose tile in both directions."""
-    import cupy
     _scatter_through_nhwc(monkeypatch, through)
     x = rng.standard_normal((2, 45, 10, 12)).astype(dtype)
     boxes = BOXES.astype(dtype)
     for kwargs in (dict(output_size=(3, 4), sampling_ratio=2), dict(output_size=7, aligned=True)):
         kwargs = dict(kwargs, spatial_scale=SCALE)
         go = grad_output_for(rng, gpuconv.roi_align(x, boxes, **kwargs))
-        got = grad.roi_align(cupy.asarray(go), cupy.asarray(x), cupy.asarray(boxes),
-                             deterministic=False, **kwargs)
-        assert_matches(cupy.asnumpy(got), grad.roi_align(go, x, boxes, **kwargs))
+        assert_gpu_matches(grad.roi_align, go, x, boxes, deterministic=False, **kwargs)
