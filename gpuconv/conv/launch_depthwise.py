@@ -9,12 +9,14 @@ Four kernels (``variant``):
 - "window" (``conv2d_depthwise_window``): stride 1 and dilation 1 only; the same staging, but
   each thread slides a register window along a run of WINDOW_RUN outputs (one input and one
   weight shared load per tap for WINDOW_RUN FMAs) and skips the filter rows on padding.
-- "vector" (``conv2d_depthwise_vector``, launch_depthwise_vector.py): NHWC 3x3, stride 1 or 2,
-  one filter per channel, C % 4 == 0, arrays aligned for its vectors: 4 channels per thread in
-  vector loads, filters in registers, no staging.
+- "vector" (``conv2d_depthwise_vector``, launch_depthwise_vector.py): 3x3, stride 1 or 2, one
+  filter per channel; filters in registers, no staging, a run of 4 outputs along q per thread
+  and output row. NHWC: 4 channels per thread in vector loads (C % 4 == 0, arrays aligned for
+  its vectors); NCHW: one channel per thread.
 
 ``run(call, variant="auto")`` picks with ``choose_variant``: the vector kernel wherever it
-runs (a prediction to measure: kernels/conv/NOTES.md "Depthwise NHWC: 4-channel vectors");
+runs (a prediction to measure: kernels/conv/NOTES.md "Depthwise NHWC: 4-channel vectors" and
+"Depthwise NCHW: runs of four outputs");
 else the tiled kernel past DIRECT_MAX_TAPS taps, else the direct kernel; but the window kernel
 instead for stride 1 and dilation 1 past a 3x3 filter wherever it issues fewer loads per output
 (``loads_per_output``), and for 3x3 in NHWC and on NCHW planes of 28x28 outputs or more
@@ -255,8 +257,9 @@ def describe(geom, dtype, nhwc: bool, variant: str = "auto") -> str:
     """The kernel and tile ``run`` launches (gpuconv.explain)."""
     kind = choose_variant(geom, dtype, nhwc, variant)
     if kind == "vector":
-        return (f"conv2d_depthwise_vector (4 channels per thread, {vector.VECTOR_RUN} outputs "
-                "along q per row, filters in registers)")
+        lanes = vector.LANES[nhwc]
+        return (f"conv2d_depthwise_vector ({lanes} channel{'s' if lanes > 1 else ''} per thread, "
+                f"{vector.VECTOR_RUN} outputs along q per row, filters in registers)")
     if kind == "window":
         tp, runs, ct = window_config(geom, dtype, nhwc)
         return (f"conv2d_depthwise_window (tile {tp}x{runs * WINDOW_RUN}, {ct} channels per block, "

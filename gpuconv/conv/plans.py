@@ -3,13 +3,18 @@
 have a signature, and which launch paths are recorded.
 
 Calls with ``out=`` (checks of overlap and writability that depend on addresses) and calls under
-autotuning (whose choice can change while measuring) have none.
+autotuning (whose choice can change while measuring) have none. A key also holds the workspace
+limit's variable as set (GPUCONV_WORKSPACE_BYTES): the launchers read it on every full call
+(split-K counts, Winograd's and im2col's chunks, and its ValueError when it is not an integer).
 """
 from __future__ import annotations
+
+import os
 
 from .. import _call_plans
 from .._call_plans import PLANS, replay, run
 from . import autotune
+from .launch_im2col_gemm import WORKSPACE_ENV
 
 __all__ = ["PLANS", "RECORDED_ALGORITHMS", "signature", "planned", "replay", "run"]
 
@@ -22,10 +27,10 @@ RECORDED_ALGORITHMS = frozenset({"direct", "implicit_gemm", "pointwise", "depthw
 
 
 def signature(front: str, roles: dict, scalars: tuple):
-    """``_call_plans.signature``, none under autotuning."""
+    """``_call_plans.signature`` with the workspace limit's variable; none under autotuning."""
     if autotune.enabled():
         return None
-    return _call_plans.signature(front, roles, scalars)
+    return _call_plans.signature(front, roles, (*scalars, os.environ.get(WORKSPACE_ENV)))
 
 
 def planned(front: str, roles: dict, scalars: tuple, **mode):

@@ -15,12 +15,14 @@ takes the full path, which records it again.
 What a key holds besides the arguments (``_context``) is what the fronts' own keys read outside
 them: whether a simulation is active (CPU tensors run the simulator's plans, or the NumPy
 reference, which has none), whether autotuning is on (then the convolution fronts have no key),
-and the process-wide deterministic mode (a gradient's key holds the mode it resolves to).
+the process-wide deterministic mode (a gradient's key holds the mode it resolves to), and the
+workspace limit's variable (a convolution key holds it: gpuconv/conv/plans.py).
 A signature whose arrays are not views of its tensors is never remembered: bfloat16 on the CPU
 without ml_dtypes and tensors with their neg bit set are copied, at addresses that vary.
 """
 from __future__ import annotations
 
+import os
 from typing import Any, Callable
 
 import torch
@@ -28,6 +30,7 @@ import torch
 from .. import _call_plans, _plans, _state
 from .._args import _NotPlain, _plain
 from ..conv import autotune
+from ..conv.launch_im2col_gemm import WORKSPACE_ENV
 from ._bridge import to_array
 
 # Entries kept; a full table answers from what it has and remembers no more.
@@ -51,7 +54,7 @@ def _tensor_key(t):
 
 def _context(cuda: bool) -> tuple:
     return (cuda or _state.active_simulation() is not None, autotune.enabled(),
-            _state.is_deterministic())
+            _state.is_deterministic(), os.environ.get(WORKSPACE_ENV))
 
 
 def _views_of(tensors: dict, arrays: dict) -> bool:

@@ -238,9 +238,11 @@ def test_window_random_geometries(data):
     ((1, 4, 12, 14), (4, 1, 7, 7), dict(padding=3), "window<float, false>"),      # ConvNeXt
     ((1, 4, 14, 14), (4, 1, 27, 27), dict(padding=13), "window<float, false>"),   # RepLKNet
     ((1, 4, 12, 14), (4, 1, 5, 5), dict(padding=2), "window<float, false>"),
-    ((1, 4, 12, 14), (4, 1, 3, 3), dict(padding=1), "direct<float, false, 3, 3>"),  # MobileNet
-    ((1, 4, 28, 28), (4, 1, 3, 3), dict(padding=1), "window<float, false>"),   # from 28x28 on
-    ((1, 4, 28, 28), (4, 1, 3, 3), dict(padding=1, stride=2), "direct<float, false, 3, 3>"),
+    ((1, 4, 12, 14), (4, 1, 3, 3), dict(padding=1), "vector<float, 1, false>"),  # MobileNet
+    ((1, 4, 28, 28), (4, 1, 3, 3), dict(padding=1, stride=2), "vector<float, 2, false>"),
+    # 3x3 with a channel multiplier (no vector kernel): the window kernel from 28x28 on
+    ((1, 4, 12, 14), (8, 1, 3, 3), dict(padding=1), "direct<float, false, 3, 3>"),
+    ((1, 4, 28, 28), (8, 1, 3, 3), dict(padding=1), "window<float, false>"),
     ((1, 4, 12, 14), (4, 1, 9, 9), dict(padding=4, stride=2), "tiled<float, false>"),
     ((1, 4, 12, 14), (4, 1, 7, 7), dict(padding=3, stride=2), "direct<float, false, 7, 7>"),
     ((1, 4, 12, 14), (4, 1, 5, 5), dict(padding=4, dilation=2), "direct<float, false, 5, 5>"),
@@ -266,8 +268,7 @@ def test_auto_takes_the_window_kernel_for_3x3_in_nhwc_where_the_vector_one_canno
         assert launch_depthwise.choose_variant(three, np.float32, True) == "window"
         assert launch_depthwise.choose_variant(four, np.float32, True, aligned=False) == "window"
         assert launch_depthwise.choose_variant(four, np.float32, True) == "vector"
-        assert launch_depthwise.choose_variant(four, np.float32, False) == (
-            "window" if hw == (56, 56) else "direct")
+        assert launch_depthwise.choose_variant(four, np.float32, False) == "vector"
 
 
 def test_auto_falls_back_when_no_window_tile_fits(monkeypatch):

@@ -590,8 +590,9 @@ def test_auto_takes_winograd_on_cuda_cores_from_64_channels(dtype, x_shape, w_sh
 
 
 @pytest.mark.parametrize("x_shape, w_shape, kwargs, algorithm, kernel", [
-    ((1, 64, 14, 14), (64, 1, 3, 3), dict(padding=1, groups=64), "depthwise", "conv2d_depthwise_direct (unrolled 3x3)"),
-    ((1, 64, 56, 56), (64, 1, 3, 3), dict(padding=1, groups=64), "depthwise", "conv2d_depthwise_window"),
+    ((1, 64, 14, 14), (64, 1, 3, 3), dict(padding=1, groups=64), "depthwise", "conv2d_depthwise_vector (1 channel per thread"),
+    ((1, 64, 14, 14), (128, 1, 3, 3), dict(padding=1, groups=64), "depthwise", "conv2d_depthwise_direct (unrolled 3x3)"),
+    ((1, 64, 56, 56), (128, 1, 3, 3), dict(padding=1, groups=64), "depthwise", "conv2d_depthwise_window"),
     ((1, 32, 56, 56), (32, 1, 31, 31), dict(padding=15, groups=32), "depthwise", "conv2d_depthwise_window"),
     ((1, 32, 56, 56), (32, 1, 31, 31), dict(padding=15, stride=2, groups=32), "depthwise", "conv2d_depthwise_tiled"),
     ((8, 256, 14, 14), (1024, 256, 1, 1), {}, "pointwise", "conv2d_pointwise_nchw"),
