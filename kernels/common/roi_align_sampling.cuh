@@ -8,9 +8,13 @@
 
 namespace gc {
 
-// Adaptive sampling of a huge or non-finite box is capped here: torchvision converts
-// ceil(roi_height / pooled_height) to int unchecked (undefined for NaN or huge values).
-constexpr int kMaxSamplingGrid = 1 << 16;
+// Adaptive sampling takes torchvision's ceil(roi_height / pooled_height) samples per bin: the
+// front keeps box coordinates within +-2^24 pixels, so at most 2^25 + 1. The cap only guards the
+// int conversion against boxes that did not pass the front (torchvision's conversion is
+// unchecked, undefined for NaN or huge values). The sample loops visit only the samples that can
+// lie in the map (bin_samples_inside, candidate_samples), so a large grid costs no more than the
+// map's extent.
+constexpr int kMaxSamplingGrid = 1 << 30;
 
 template <class A>
 struct RoiAlignBox {
@@ -55,6 +59,34 @@ __device__ __forceinline__ RoiAlignBox<A> roi_align_box(const A* __restrict__ of
       sampling_ratio > 0 ? sampling_ratio : adaptive_grid(roi_height, pooled_height);
   box.roi_bin_grid_w = sampling_ratio > 0 ? sampling_ratio : adaptive_grid(roi_width, pooled_width);
   return box;
+}
+
+// The divisor of a bin's sum, torchvision's max(grid_h * grid_w, 1), multiplied in A: two
+// adaptive grids of the front's largest boxes would overflow an int product.
+template <class A>
+__device__ __forceinline__ A sample_count(int grid_h, int grid_w) {
+  return grid_h > 0 && grid_w > 0 ? static_cast<A>(grid_h) * static_cast<A>(grid_w) : A(1);
+}
+
+template <class A>
+__device__ __forceinline__ A unit_roundoff();
+template <>
+__device__ __forceinline__ float unit_roundoff<float>() {
+  return 5.9604645e-8f;  // 2^-24
+}
+template <>
+__device__ __forceinline__ double unit_roundoff<double>() {
+  return 1.1102230246251565e-16;  // 2^-53
+}
+
+// How many samples, step apart, the rounding of sample_coordinate and of its inversion (below)
+// can move a coordinate of about `magnitude` pixels (|roi_start|, the bins before it, the bound
+// it is compared with): a few units in the last place of that magnitude, in samples, plus one.
+// About one sample for ordinary boxes; more where the step is below the coordinates' rounding
+// (samples that round onto the same coordinate, e.g. onto the map's last row).
+template <class A>
+__device__ __forceinline__ A rounding_slack(A magnitude, A step) {
+  return A(16) * unit_roundoff<A>() * (magnitude + A(2)) / fabs(step) + A(1);
 }
 
 // The coordinate of sample iy of bin ph (the forward, the atomic backward and the gather all use
@@ -145,20 +177,18 @@ __device__ __forceinline__ AxisTerms<A> bilinear_axis_terms(A y, int height, int
   return terms;
 }
 
-// The samples t = bin * grid + i (0 <= t < pooled * grid) along one axis whose coordinate
-// roi_start + (t + 0.5) * step can lie in [pixel - 1, pixel + 1] ([-1, 2] for pixel 1: a
-// coordinate in [-1, 0] clamps to 0, whose upper neighbour, with weight 0, is pixel 1), widened
-// by one on each side against rounding: [first, last], empty when first > last.
+// The samples [first, last] (empty when first > last) of the real-valued positions
+// (t + 0.5) * step past `origin` (t from 0, `samples` of them) that can lie in [lo, hi]: the
+// interval inverted, widened by the rounding slack of coordinates of about `magnitude` pixels,
+// clamped. A superset: the callers test each sample's own coordinate exactly.
 template <class A>
-__device__ __forceinline__ void candidate_samples(A roi_start, A bin_size, int grid, int pooled,
-                                                  int pixel, int& first, int& last) {
-  const int samples = pooled * grid;
+__device__ __forceinline__ void samples_between(A origin, A step, int samples, A lo, A hi,
+                                                A magnitude, int& first, int& last) {
   first = 0;
   last = samples - 1;
-  const A step = bin_size / static_cast<A>(grid);
-  if (step == A(0)) return;  // a zero-size box: every sample sits at roi_start, check them all
-  A a = (static_cast<A>(pixel == 1 ? -1 : pixel - 1) - roi_start) / step - A(0.5);
-  A b = (static_cast<A>(pixel + 1) - roi_start) / step - A(0.5);
+  if (step == A(0)) return;  // a zero-size box: every sample sits at origin, check them all
+  A a = (lo - origin) / step - A(0.5);
+  A b = (hi - origin) / step - A(0.5);
   if (step < A(0)) {
     const A swap = a;
     a = b;
@@ -168,12 +198,38 @@ __device__ __forceinline__ void candidate_samples(A roi_start, A bin_size, int g
     last = -1;
     return;
   }
+  const A slack = rounding_slack(magnitude + fabs(lo) + fabs(hi), step);
   // clamp before converting, so that a huge quotient cannot overflow the int
   const A lowest = A(-1), highest = static_cast<A>(samples);
-  a = min(max(a, lowest), highest);
-  b = min(max(b, lowest), highest);
-  first = max(static_cast<int>(ceil(a)) - 1, 0);
-  last = min(static_cast<int>(floor(b)) + 1, samples - 1);
+  a = min(max(a - slack, lowest), highest);
+  b = min(max(b + slack, lowest), highest);
+  first = max(static_cast<int>(ceil(a)), 0);
+  last = min(static_cast<int>(floor(b)), samples - 1);
+}
+
+// The samples t = bin * grid + i (0 <= t < pooled * grid) along one axis whose coordinate
+// roi_start + (t + 0.5) * step can lie in [pixel - 1, pixel + 1] ([-1, 2] for pixel 1: a
+// coordinate in [-1, 0] clamps to 0, whose upper neighbour, with weight 0, is pixel 1), widened
+// against rounding (samples_between): [first, last], empty when first > last.
+template <class A>
+__device__ __forceinline__ void candidate_samples(A roi_start, A bin_size, int grid, int pooled,
+                                                  int pixel, int& first, int& last) {
+  const A step = bin_size / static_cast<A>(grid);
+  samples_between(roi_start, step, pooled * grid, static_cast<A>(pixel == 1 ? -1 : pixel - 1),
+                  static_cast<A>(pixel + 1),
+                  fabs(roi_start) + fabs(bin_size) * static_cast<A>(pooled), first, last);
+}
+
+// The samples [first, last] of bin `bin` (0 <= i < grid) along one axis whose coordinate can lie
+// in [-1, extent], the only ones that add anything (torchvision skips the others): what the
+// forward and the atomic backward visit, each still tested exactly.
+template <class A>
+__device__ __forceinline__ void bin_samples_inside(A roi_start, A bin_size, int grid, int bin,
+                                                   int extent, int& first, int& last) {
+  const A origin = roi_start + static_cast<A>(bin) * bin_size;
+  samples_between(origin, bin_size / static_cast<A>(grid), grid, A(-1),
+                  static_cast<A>(extent), fabs(roi_start) + fabs(origin) + fabs(bin_size),
+                  first, last);
 }
 
 }  // namespace gc

@@ -33,34 +33,43 @@ __device__ __forceinline__ BinLanes bin_lanes(int lanes_per_bin) {
   return b;
 }
 
-// Visits this lane's samples (iy, ix) of a grid_h x grid_w sampling grid: flat sample numbers
-// slice, slice + lanes, ... in row-major order (with one lane per bin, torchvision's order).
+// Visits this lane's samples (iy, ix) of the rows [iy0, iy0 + rows) and columns
+// [ix0, ix0 + cols) of a sampling grid: flat sample numbers slice, slice + lanes, ... of that
+// window in row-major order (with one lane per bin, torchvision's order).
 template <class F>
-__device__ __forceinline__ void for_each_sample(int grid_h, int grid_w, int slice, int lanes,
-                                                F&& visit) {
-  const int samples = grid_h * grid_w;
+__device__ __forceinline__ void for_each_sample(int iy0, int rows, int ix0, int cols, int slice,
+                                                int lanes, F&& visit) {
+  const long long samples = static_cast<long long>(rows) * cols;
   if (slice >= samples) return;
-  int iy = slice / grid_w;
-  int ix = slice % grid_w;
-  const int step_y = lanes / grid_w;
-  const int step_x = lanes % grid_w;
-  for (int s = slice; s < samples; s += lanes) {
-    visit(iy, ix);
+  int iy = slice / cols;
+  int ix = slice % cols;
+  const int step_y = lanes / cols;
+  const int step_x = lanes % cols;
+  for (long long s = slice; s < samples; s += lanes) {
+    visit(iy0 + iy, ix0 + ix);
     iy += step_y;
     ix += step_x;
-    if (ix >= grid_w) {
-      ix -= grid_w;
+    if (ix >= cols) {
+      ix -= cols;
       ++iy;
     }
   }
 }
 
-// Visits, as for_each_sample, this lane's samples of bin (ph, pw) of `box`, passing their
-// coordinates (y, x) in the input plane.
+// Visits, as for_each_sample, this lane's samples of bin (ph, pw) of `box` that can lie in the
+// height x width map (the others add nothing: gc::bin_samples_inside), passing their coordinates
+// (y, x) in the input plane.
 template <class A, class F>
 __device__ __forceinline__ void for_each_sample_point(const gc::RoiAlignBox<A>& box, int ph,
-                                                      int pw, int slice, int lanes, F&& visit) {
-  for_each_sample(box.roi_bin_grid_h, box.roi_bin_grid_w, slice, lanes, [&](int iy, int ix) {
+                                                      int pw, int height, int width, int slice,
+                                                      int lanes, F&& visit) {
+  int iy0, iy1, ix0, ix1;
+  gc::bin_samples_inside(box.roi_start_h, box.bin_size_h, box.roi_bin_grid_h, ph, height, iy0,
+                         iy1);
+  gc::bin_samples_inside(box.roi_start_w, box.bin_size_w, box.roi_bin_grid_w, pw, width, ix0,
+                         ix1);
+  if (iy0 > iy1 || ix0 > ix1) return;
+  for_each_sample(iy0, iy1 - iy0 + 1, ix0, ix1 - ix0 + 1, slice, lanes, [&](int iy, int ix) {
     const A y = gc::sample_coordinate(box.roi_start_h, ph, box.bin_size_h, iy, box.roi_bin_grid_h);
     const A x = gc::sample_coordinate(box.roi_start_w, pw, box.bin_size_w, ix, box.roi_bin_grid_w);
     visit(y, x);
@@ -111,12 +120,12 @@ __global__ void roi_align_forward(const T* __restrict__ input,
       const gc::RoiAlignBox<A> box = gc::roi_align_box(rois + o.n * 5, spatial_scale, pooled_height,
                                                        pooled_width, sampling_ratio, aligned != 0);
       // We do average (integral) pooling inside a bin; when the grid is empty, output zeros.
-      count = static_cast<A>(max(box.roi_bin_grid_h * box.roi_bin_grid_w, 1));
+      count = gc::sample_count<A>(box.roi_bin_grid_h, box.roi_bin_grid_w);
       if (box.roi_batch_ind >= 0 && box.roi_batch_ind < batch) {
         const T* offset_input =
             input + gc::plane_offset<kNHWC>(box.roi_batch_ind, c0, channels, height, width);
         // main loop
-        for_each_sample_point(box, o.h, o.w, lanes.slice, lanes_per_bin, [&](A y, A x) {
+        for_each_sample_point(box, o.h, o.w, height, width, lanes.slice, lanes_per_bin, [&](A y, A x) {
           const gc::BilinearWeights<A> b = gc::bilinear_weights(height, width, y, x);
           if (!b.inside) return;
           const int p1 = (b.y_low * width + b.x_low) * ps;
@@ -182,7 +191,7 @@ __global__ void roi_align_backward_atomic(const T* __restrict__ grad_output,
                                                      pooled_width, sampling_ratio, aligned != 0);
     if (box.roi_batch_ind < 0 || box.roi_batch_ind >= batch) continue;
     // We do average (integral) pooling inside a bin
-    const A count = static_cast<A>(box.roi_bin_grid_h * box.roi_bin_grid_w);
+    const A count = gc::sample_count<A>(box.roi_bin_grid_h, box.roi_bin_grid_w);
     const int out_index =
         kGradOutputNHWC == kNHWC
             ? (int)index
@@ -192,7 +201,7 @@ __global__ void roi_align_backward_atomic(const T* __restrict__ grad_output,
     A* offset_grad_input =
         grad_input + gc::plane_offset<kNHWC>(box.roi_batch_ind, o.c, channels, height, width);
     // main loop
-    for_each_sample_point(box, o.h, o.w, lanes.slice, lanes_per_bin, [&](A y, A x) {
+    for_each_sample_point(box, o.h, o.w, height, width, lanes.slice, lanes_per_bin, [&](A y, A x) {
       const gc::BilinearWeights<A> b = gc::bilinear_weights(height, width, y, x);
       if (!b.inside) return;
       const A g = grad_output_this_bin;

@@ -115,7 +115,7 @@ __global__ void roi_align_backward_gather(const T* __restrict__ grad_output,
             roi_grad += wy.weight * row_grad;
             if (wy.zero_term) roi_grad += row_zero_terms;
           }
-          grad += roi_grad / static_cast<A>(gh * gw);
+          grad += roi_grad / gc::sample_count<A>(gh, gw);
         }
         // epilogue
         grad_input[offset] = gc::from_acc<T>(grad);

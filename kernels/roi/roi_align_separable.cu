@@ -129,8 +129,10 @@ __global__ void __launch_bounds__(kSeparableThreads)
 // Pass 2. Block b covers bin (k, ph, pw) = b / channel_blocks and channels [part * 256, ...)
 // (part = the rest): the bin's columns of the row sums, weighted, over the sample count. Output
 // (K, C, PH, PW) in NCHW, (K, PH, PW, C) in NHWC.
+// The minimum of one block per SM: with the block size alone ptxas held double to 64
+// registers and spilled 4-16 bytes (CUDA 13 NVRTC, sm_80 and sm_90).
 template <class T, bool kNHWC>
-__global__ void __launch_bounds__(kSeparableThreads)
+__global__ void __launch_bounds__(kSeparableThreads, 1)
     roi_align_separable_columns(const gc::acc_t<T>* __restrict__ row_sums,
                                 const gc::acc_t<T>* __restrict__ rois, T* __restrict__ output,
                                 int channel_blocks, int batch, int channels, int height,
@@ -162,7 +164,7 @@ __global__ void __launch_bounds__(kSeparableThreads)
   // epilogue
   if (c < channels) {
     // We do average (integral) pooling inside a bin; when the grid is empty, output zeros.
-    const A count = static_cast<A>(max(box.roi_bin_grid_h * box.roi_bin_grid_w, 1));
+    const A count = gc::sample_count<A>(box.roi_bin_grid_h, box.roi_bin_grid_w);
     const int index = kNHWC ? bin * channels + c : ((k * channels + c) * pooled_height + ph) *
                                                            pooled_width + pw;
     output[index] = gc::from_acc<T>(sum / count);

@@ -41,8 +41,10 @@ constexpr int kElementsPerThread = 16;
 // [part * 256, part * 256 + 256) (part = the rest) of the (C, W) slab in the map's order (NCHW:
 // c * W + col; NHWC: col * C + c). A thread whose column the box's samples can name writes U
 // there (0 for a box without samples or image); pass 2 reads no other column.
+// The minimum of one block per SM: with the block size alone ptxas held double to 64
+// registers and spilled 4-16 bytes (CUDA 13 NVRTC, sm_80 and sm_90).
 template <class T, bool kNHWC>
-__global__ void __launch_bounds__(kSeparableThreads)
+__global__ void __launch_bounds__(kSeparableThreads, 1)
     roi_align_separable_grad_columns(const T* __restrict__ grad_output,
                                      const gc::acc_t<T>* __restrict__ rois,
                                      gc::acc_t<T>* __restrict__ col_sums, int blocks_per_bin_row,
@@ -58,7 +60,7 @@ __global__ void __launch_bounds__(kSeparableThreads)
   A u = A(0);
   if (gc::is_sampled(box, batch)) {
     const int grid = box.roi_bin_grid_w;
-    const A count = static_cast<A>(max(box.roi_bin_grid_h * grid, 1));
+    const A count = gc::sample_count<A>(box.roi_bin_grid_h, grid);
     // the bins whose samples can name this column
     int first, last;
     gc::candidate_samples(box.roi_start_w, box.bin_size_w, grid, pooled_width, e.col, first,

@@ -122,15 +122,19 @@ __device__ __forceinline__ A sum_tabled(const T* __restrict__ plane,
 }
 
 // The same sum with each sample's coordinates and weights computed here (a box whose grid
-// exceeds the tables), as roi_align.cu's forward does.
+// exceeds the tables), as roi_align.cu's forward does: over the samples that can lie in the
+// map (gc::bin_samples_inside; the others add nothing).
 template <class T, class A>
 __device__ __forceinline__ A sum_computed(const T* __restrict__ plane,
                                           const gc::RoiAlignBox<A>& box, int ph, int pw,
                                           int grid_h, int grid_w, int height, int width, int ps) {
   A output_val = A(0);
-  for (int iy = 0; iy < grid_h; ++iy) {
+  int iy0, iy1, ix0, ix1;
+  gc::bin_samples_inside(box.roi_start_h, box.bin_size_h, grid_h, ph, height, iy0, iy1);
+  gc::bin_samples_inside(box.roi_start_w, box.bin_size_w, grid_w, pw, width, ix0, ix1);
+  for (int iy = iy0; iy <= iy1; ++iy) {
     const A y = gc::sample_coordinate(box.roi_start_h, ph, box.bin_size_h, iy, grid_h);
-    for (int ix = 0; ix < grid_w; ++ix) {
+    for (int ix = ix0; ix <= ix1; ++ix) {
       const A x = gc::sample_coordinate(box.roi_start_w, pw, box.bin_size_w, ix, grid_w);
       const gc::BilinearWeights<A> b = gc::bilinear_weights(height, width, y, x);
       if (!b.inside) continue;
@@ -186,7 +190,7 @@ __device__ __forceinline__ A bin_average(const T* __restrict__ input, const Tabl
                                          int ph, int pw, int c, int batch, int channels,
                                          int height, int width) {
   // We do average (integral) pooling inside a bin; when the grid is empty, output zeros.
-  const A count = static_cast<A>(max(t.grid_h * t.grid_w, 1));
+  const A count = gc::sample_count<A>(t.grid_h, t.grid_w);
   A output_val = A(0);
   if (t.box.roi_batch_ind >= 0 && t.box.roi_batch_ind < batch) {
     const int ps = gc::pixel_stride<kNHWC>(channels);

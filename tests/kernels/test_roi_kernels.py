@@ -572,3 +572,25 @@ def test_gpu_nchw_scatter_layouts_match_reference(rng, monkeypatch, dtype, throu
         kwargs = dict(kwargs, spatial_scale=SCALE)
         go = grad_output_for(rng, gpuconv.roi_align(x, boxes, **kwargs))
         assert_gpu_matches(grad.roi_align, go, x, boxes, deterministic=False, **kwargs)
+
+
+@pytest.mark.parametrize("tables", [True, False])
+@pytest.mark.parametrize("data_format", ["NCHW", "NHWC"])
+def test_roi_align_tall_boxes_take_every_sample_the_map_holds(monkeypatch, rng, data_format,
+                                                              tables):
+    """Adaptive grids of 131072 and 300000 samples per bin (no cap: torchvision takes
+    ceil(extent / bins)), of which the loops visit only those that can lie in the map
+    (gc::bin_samples_inside): the lanes or tabled forward (past its tables), the atomic and the
+    gather backward, against the reference."""
+    _tabled(monkeypatch, tables)
+    x = to_layout(rng.standard_normal((2, 3, 5, 4)), data_format)
+    boxes = np.array([[0, 0.0, 0.0, 1.0, 131072.0], [1, -150000.0, 1.0, 150000.0, 3.0],
+                      [1, 0.5, -70000.5, 3.0, 2.0]])
+    kwargs = dict(output_size=(1, 2), sampling_ratio=0, data_format=data_format)
+    expected = gpuconv.roi_align(x, boxes, **kwargs)
+    assert_matches(simulated(gpuconv.roi_align, x, boxes, order="random", **kwargs), expected)
+    dy = rng.standard_normal(expected.shape)
+    for deterministic in (False, True):
+        assert_matches(simulated(grad.roi_align, dy, x, boxes, order="random",
+                                 deterministic=deterministic, **kwargs),
+                       grad.roi_align(dy, x, boxes, deterministic=deterministic, **kwargs))
