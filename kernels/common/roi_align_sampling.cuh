@@ -220,12 +220,22 @@ __device__ __forceinline__ void candidate_samples(A roi_start, A bin_size, int g
                   fabs(roi_start) + fabs(bin_size) * static_cast<A>(pooled), first, last);
 }
 
+// Grids up to this many samples per axis are visited whole by bin_samples_inside: its two
+// divisions would cost more than the few samples they could skip (an ordinary box's grid is
+// 1-8; each visited sample is tested exactly anyway).
+constexpr int kWholeGridMax = 16;
+
 // The samples [first, last] of bin `bin` (0 <= i < grid) along one axis whose coordinate can lie
 // in [-1, extent], the only ones that add anything (torchvision skips the others): what the
 // forward and the atomic backward visit, each still tested exactly.
 template <class A>
 __device__ __forceinline__ void bin_samples_inside(A roi_start, A bin_size, int grid, int bin,
                                                    int extent, int& first, int& last) {
+  if (grid <= kWholeGridMax) {
+    first = 0;
+    last = grid - 1;
+    return;
+  }
   const A origin = roi_start + static_cast<A>(bin) * bin_size;
   samples_between(origin, bin_size / static_cast<A>(grid), grid, A(-1),
                   static_cast<A>(extent), fabs(roi_start) + fabs(origin) + fabs(bin_size),

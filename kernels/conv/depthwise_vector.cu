@@ -74,25 +74,27 @@ conv2d_depthwise_vector(const T* __restrict__ x, const T* __restrict__ w, int fl
   const int vectors = C / L;
   const int runs = (Q + RUN - 1) / RUN;
   const int row_groups = (P + rows - 1) / rows;
-  // Fewer than 2^31 items: each is at least 4 output elements of a launch that the launcher
-  // keeps under 2^31 elements.
+  // Fewer than 2^31 items: each covers at least one output element of a launch that the
+  // launcher keeps under 2^31 elements.
   const int item = blockIdx.x * blockDim.x + threadIdx.x;
   if (item >= N * row_groups * runs * vectors) return;
-  int rest = item, vector, run, group;
-  if (kNHWC) {  // channel vectors fastest
-    vector = rest % vectors;
-    rest /= vectors;
-    run = rest % runs;
-    rest /= runs;
-    group = rest % row_groups;
-    rest /= row_groups;
-  } else {  // runs fastest
-    run = rest % runs;
-    rest /= runs;
-    group = rest % row_groups;
-    rest /= row_groups;
-    vector = rest % vectors;
-    rest /= vectors;
+  // The item's coordinates, fastest first: NHWC channel vectors, runs, row groups, images;
+  // NCHW runs, row groups, channels, images.
+  int rest = item;
+  const auto peel = [&rest](int extent) {
+    const int coordinate = rest % extent;
+    rest /= extent;
+    return coordinate;
+  };
+  int vector, run, group;
+  if (kNHWC) {
+    vector = peel(vectors);
+    run = peel(runs);
+    group = peel(row_groups);
+  } else {
+    run = peel(runs);
+    group = peel(row_groups);
+    vector = peel(vectors);
   }
   const int n = rest;
   const int c0 = vector * L;
