@@ -16,8 +16,9 @@ from gpuconv._call_plans import PLANS
 from gpuconv.pool.launch_common import ctype
 from gpuconv.roi.geometry import RoiGeometry
 from kernel_support import (DTYPE_IDS, DTYPES, ORDERS, bitwise_equal, poison_launcher_outputs,
-                            record_launches, sanitized, simulated, to_layout)
-from test_roi_kernels import ALIGN_OPTIONS, BOXES, SCALE, assert_gpu_matches, assert_matches
+                            record_launches, sanitized, simulated)
+from test_roi_kernels import (ALIGN_OPTIONS, BOXES, SCALE, assert_gpu_matches, assert_matches,
+                              map_of)
 
 align = importlib.import_module("gpuconv.roi.launch_align")
 transpose = importlib.import_module("gpuconv.roi.launch_transpose")
@@ -29,10 +30,6 @@ CHANNELS = (37, 70)
 def poisoned_outputs(monkeypatch):
     poison_launcher_outputs(monkeypatch, ("gpuconv.roi.launch_align",
                                           "gpuconv.roi.launch_transpose"))
-
-
-def map_of(rng, dtype, channels, data_format):
-    return to_layout(rng.standard_normal((2, channels, 10, 12)).astype(dtype), data_format)
 
 
 def _grouped(monkeypatch, groups: bool = True) -> tuple[list[str], list[str]]:

@@ -18,7 +18,7 @@ from gpuconv.roi.geometry import RoiGeometry
 from kernel_support import (DTYPE_IDS, DTYPES, ORDERS, bitwise_equal, poison_launcher_outputs,
                             record_launches, sanitized, simulated, to_layout)
 from test_roi_kernels import (ALIGN_OPTIONS, BOXES, EDGE_BOXES, SCALE, assert_gpu_matches,
-                              assert_matches, assert_same_non_finites_and_close)
+                              assert_matches, assert_same_non_finites_and_close, map_of)
 
 align = importlib.import_module("gpuconv.roi.launch_align")
 # 3: a partial block of row sums per bin row; 300: two blocks of channels in pass 2 (256 each)
@@ -49,7 +49,7 @@ GRAD_PASSES = ("grad_columns", "grad_rows")
 def _inputs(rng, dtype, data_format, channels, option):
     """(x, boxes, keywords): a 2 x channels x 10 x 12 map, the kernel tests' boxes and the
     sampling ``option`` of ALIGN_OPTIONS."""
-    x = to_layout(rng.standard_normal((2, channels, 10, 12)).astype(dtype), data_format)
+    x = map_of(rng, dtype, channels, data_format)
     kwargs = dict(ALIGN_OPTIONS[option], spatial_scale=SCALE, data_format=data_format)
     return x, BOXES.astype(dtype), kwargs
 
@@ -137,7 +137,7 @@ def test_lanes_forward_with_adaptive_sampling(rng, monkeypatch, dtype, data_form
     SEPARABLE_MAX_ROW_SUMS: every box kind, both adaptive options, every thread order."""
     monkeypatch.setattr(align, "SEPARABLE_MAX_ROW_SUMS", 0)
     launched = record_launches(monkeypatch, align)
-    x = to_layout(rng.standard_normal((2, 3, 10, 12)).astype(dtype), data_format)
+    x = map_of(rng, dtype, 3, data_format)
     boxes = BOXES.astype(dtype)
     for option in ("adaptive", "adaptive_aligned"):
         kwargs = dict(ALIGN_OPTIONS[option], spatial_scale=SCALE, data_format=data_format)
@@ -194,7 +194,7 @@ def test_separable_forward_sanitized(rng, monkeypatch, data_format, sanitize):
     sums or the output) and ThreadSanitizer (the weight chunks' barriers), with the plain run's
     bits."""
     _separable(monkeypatch)
-    x = to_layout(rng.standard_normal((2, 3, 10, 12)).astype(np.float32), data_format)
+    x = map_of(rng, np.float32, 3, data_format)
     boxes = BOXES.astype(np.float32)
     kwargs = dict(output_size=(3, 4), spatial_scale=SCALE, sampling_ratio=-1,
                   data_format=data_format)
@@ -315,7 +315,7 @@ def test_separable_gradient_sanitized(rng, monkeypatch, data_format, sanitize):
     ThreadSanitizer (the list's and the weights' barriers, the second pass over a row), with
     the plain run's bits."""
     _separable(monkeypatch)
-    x = to_layout(rng.standard_normal((2, 3, 10, 12)).astype(np.float32), data_format)
+    x = map_of(rng, np.float32, 3, data_format)
     boxes = np.concatenate([BOXES] * 12).astype(np.float32)     # 96 x 7 pairs: two passes
     kwargs = dict(output_size=7, spatial_scale=SCALE, sampling_ratio=-1,
                   data_format=data_format)

@@ -77,6 +77,12 @@ def inputs(rng, dtype, data_format, kind="normal"):
     return to_layout(x.astype(dtype), data_format), BOXES.astype(dtype)
 
 
+def map_of(rng, dtype, channels, data_format):
+    """A random 2 x channels x 10 x 12 feature map (the shape under BOXES) in ``data_format``:
+    the wide-channel cases of the grouped and separable kernels' tests."""
+    return to_layout(rng.standard_normal((2, channels, 10, 12)).astype(dtype), data_format)
+
+
 def grad_output_for(rng, y):
     return rng.standard_normal(y.shape).astype(y.dtype)
 
