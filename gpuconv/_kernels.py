@@ -27,6 +27,19 @@ class KernelFamily:
     hot: frozenset[str] = field(default_factory=frozenset)   # must compile without spills
     options: tuple[str, ...] = ()                 # extra compiler options (-D..., never -arch)
 
+    def __hash__(self) -> int:
+        # Every kernel launch hashes its family (the loader's memo keys); the generated hash
+        # would rehash ~100 name expressions each time (~1-3 us of host time per launch).
+        cached = self.__dict__.get("_hash")
+        if cached is None:
+            cached = hash((self.source, self.name_expressions, self.hot, self.options))
+            object.__setattr__(self, "_hash", cached)
+        return cached
+
+    def __getstate__(self) -> dict:
+        # String hashes differ between processes: a pickled family recomputes its own.
+        return {k: v for k, v in self.__dict__.items() if k != "_hash"}
+
 
 FAMILIES: dict[str, KernelFamily] = {}
 

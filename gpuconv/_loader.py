@@ -25,8 +25,8 @@ EXECUTORS = ("cupy", "simulator")
 CUDA_STANDARD = "-std=c++17"
 
 _modules: dict[tuple, object] = {}
-# (name expression, module key) -> (module, kernel)
-_functions: dict[tuple, tuple[object, object]] = {}
+# (name expression, module key) -> the kernel handed out from that module (_Kept)
+_functions: dict[tuple, "_Kept"] = {}
 # One compile at a time: two threads asking for the same family must not both build it.
 _lock = threading.RLock()
 
@@ -48,23 +48,39 @@ def get_function(family: KernelFamily, name_expression: str, executor: str,
     # is still the one in the memo (one built anew must not be answered with the old kernel).
     module_key = _module_key(family, executor, name_expression)
     kept = _functions.get((name_expression, module_key))
-    if kept is not None and _modules.get(module_key) is kept[0]:
-        fn = kept[1]
-    else:
+    if kept is None or _modules.get(module_key) is not kept.module:
         if name_expression not in family.name_expressions:
             raise ValueError(
                 f"name_expression {name_expression!r} is not registered in kernel family "
                 f"{family.source}; registered: {', '.join(family.name_expressions)}")
         module = load_module(family, executor, name_expression)
         # CuPy's get_function looks the name up and wraps the handle anew on each call.
-        fn = module.get_function(name_expression)
-        _functions[name_expression, module_key] = (module, fn)
-    if shared_mem > DEFAULT_DYNAMIC_SHARED_BYTES and fn.max_dynamic_shared_size_bytes < shared_mem:
-        fn.max_dynamic_shared_size_bytes = shared_mem
+        kept = _functions[name_expression, module_key] = _Kept(
+            module, module.get_function(name_expression))
+    if shared_mem > kept.shared_limit:
+        kept.allow_shared(shared_mem)
     rec = _plans.recorder()
     if rec is not None:
-        return rec.launcher(fn, family, name_expression, executor, shared_mem)
-    return fn
+        return rec.launcher(kept.function, family, name_expression, executor, shared_mem)
+    return kept.function
+
+
+class _Kept:
+    """A kernel handed out, the module it came from, and the dynamic shared memory its launches
+    may take as far as this loader has set it (CuPy reads the attribute from the driver on every
+    access: once per raise here, not once per launch)."""
+
+    __slots__ = ("module", "function", "shared_limit")
+
+    def __init__(self, module, function):
+        self.module, self.function = module, function
+        self.shared_limit = DEFAULT_DYNAMIC_SHARED_BYTES
+
+    def allow_shared(self, shared_mem: int) -> None:
+        """Raises the kernel's opt-in limit to ``shared_mem`` bytes if it is below."""
+        if self.function.max_dynamic_shared_size_bytes < shared_mem:
+            self.function.max_dynamic_shared_size_bytes = shared_mem
+        self.shared_limit = shared_mem
 
 
 def _module_key(family: KernelFamily, executor: str, name_expression: str | None) -> tuple:
@@ -177,6 +193,8 @@ def _select_by_dtype(families: list[KernelFamily], dtypes) -> list[KernelFamily]
             spellings.append(CUDA_TYPES[name])
         except (TypeError, KeyError):
             raise ValueError(f"dtypes: {dtype!r} is not one of {sorted(CUDA_TYPES)}") from None
+    if not spellings:      # no dtype: no family qualifies (an empty alternation matches all)
+        return []
     uses = re.compile(r"(?<!\w)(?:" + "|".join(map(re.escape, spellings)) + r")(?!\w)")
     return [f for f in families if any(uses.search(n) for n in f.name_expressions)]
 

@@ -29,6 +29,8 @@ def family():
         _kernels.FAMILIES.pop(source, None)
     for key in [k for k in _loader._modules if k[0].source in made]:
         del _loader._modules[key]
+    for key in [k for k in _loader._functions if k[1][0].source in made]:
+        del _loader._functions[key]
 
 
 @pytest.fixture
@@ -205,6 +207,8 @@ def test_precompile_selects_families_and_dtypes(family, fake_simulator):
     assert [c["source_name"] for c in fake_simulator] == [halves.source]
     assert gpuconv.precompile([doubles.source], dtypes=[np.float64],
                               executor="simulator") == [doubles.source]
+    assert gpuconv.precompile([halves.source], dtypes=[], executor="simulator") == []
+    assert len(fake_simulator) == 2                 # no dtype asked: nothing built
     with pytest.raises(ValueError, match="families"):
         gpuconv.precompile(["conv/no_such_family.cu"], executor="simulator")
     with pytest.raises(TypeError, match="families"):
@@ -280,3 +284,18 @@ def test_precompile_for_cupy_without_cupy_says_how_to_get_it(monkeypatch):
     monkeypatch.setitem(sys.modules, "cupy", None)     # import cupy now raises ImportError
     with pytest.raises(ImportError, match=r"gpuconv\[cuda12\]"):
         gpuconv.precompile(["conv/direct.cu"], executor="cupy")
+
+
+def test_a_family_hashes_and_compares_by_its_contents_across_pickling():
+    """The loader's memos key modules by family; the family's hash is kept after its first use
+    (host time), so it must stay the contents' hash, and a pickled family must not carry this
+    process's string hashes into another."""
+    import pickle
+    names, hot = ("a<float>", "b<float>"), frozenset({"a<float>"})
+    made = _kernels.KernelFamily("conv/direct.cu", names, hot)
+    same = _kernels.KernelFamily("conv/direct.cu", tuple(names), frozenset(hot))
+    other = _kernels.KernelFamily("conv/direct.cu", ("a<float>",))
+    assert hash(made) == hash(same) and made == same and {made: 1}[same] == 1
+    assert made != other
+    copy = pickle.loads(pickle.dumps(made))
+    assert "_hash" not in copy.__dict__ and copy == made and hash(copy) == hash(made)
