@@ -9,10 +9,18 @@ twice) stay exactly as they were. ``torchvision.ops.RoIAlign`` / ``RoIPool`` (st
 replaced in their parent by gpuconv's ``RoIAlign`` / ``RoIPool`` with the same settings and
 the same hooks (a reference held to the torchvision object outside the model still sees it).
 
+A layer parametrized with ``torch.nn.utils.parametrize`` (``register_parametrization``,
+``torch.nn.utils.parametrizations.weight_norm`` / ``spectral_norm`` / ``orthogonal``) has a
+class torch generated for it, ``Parametrized<Layer>``, which only adds the parametrized tensors'
+properties: it becomes the same generated class over the gpuconv twin, so its forward is
+gpuconv's, its parametrizations are kept, and ``remove_parametrizations`` gives the twin back.
+
 Left alone, and listed in the report with the reason: subclasses of those layers (their forward
-may do something else), Conv2d with a padding_mode other than "zeros", layers whose parameters
-have a dtype or device gpuconv does not take, and the torch layers gpuconv has no counterpart for
-(1-D/3-D convolution and pooling, fractional max pooling).
+may do something else), lazy layers not yet initialized (``torch.nn.LazyConv2d``: convert after
+their first forward pass, which makes them plain torch layers), layers whose parameters have a
+dtype or device gpuconv does not take, and the torch layers gpuconv has no counterpart for (1-D/3-D
+convolution and pooling, fractional max pooling). A Conv2d with a padding_mode other than "zeros"
+is converted: its twin pads the input as torch's layer does (modules.py).
 """
 from __future__ import annotations
 
@@ -21,6 +29,8 @@ import sys
 from dataclasses import dataclass, field
 
 import torch
+from torch.nn.modules.lazy import LazyModuleMixin
+from torch.nn.utils import parametrize
 
 from .._args import as_bool
 from . import modules
@@ -113,8 +123,32 @@ def _carry_hooks(old: torch.nn.Module, new: torch.nn.Module) -> torch.nn.Module:
     return new
 
 
+def _layer_type(module: torch.nn.Module) -> type:
+    """The module's layer type: for a parametrized module, the type torch's parametrize
+    subclassed (its generated class adds properties only; forward is the layer's)."""
+    return parametrize.type_before_parametrizations(module)
+
+
+def _parametrized_twin(generated: type, twin: type) -> type:
+    """The class torch's parametrize would have generated for ``twin``: ``twin`` subclassed with
+    ``generated``'s own attributes (the parametrized tensors' properties, its __getstate__ and
+    __deepcopy__). One class per module, as torch's: the properties belong to the class."""
+    namespace = {key: value for key, value in vars(generated).items()
+                 if key not in ("__dict__", "__weakref__", "__qualname__")}
+    return type(f"Parametrized{twin.__name__}", (twin,), namespace)
+
+
+def _shown_type(module: torch.nn.Module) -> str:
+    # The generated ParametrizedConv2d classes all print alike: name the layer they wrap.
+    if parametrize.is_parametrized(module):
+        return f"{_type_name(_layer_type(module))} (parametrized)"
+    return _type_name(type(module))
+
+
 def _parameter_problem(module: torch.nn.Module) -> str | None:
-    for pname, p in module.named_parameters(recurse=False):
+    # Recursive: a parametrized layer's tensors live in its parametrizations (original, or
+    # original0, original1 ...); a plain layer has no submodules.
+    for pname, p in module.named_parameters():
         if p.dtype not in SUPPORTED_DTYPES:
             return f"parameter {pname} has dtype {p.dtype}; gpuconv takes float16, bfloat16, " \
                    "float32 and float64"
@@ -126,10 +160,11 @@ def _parameter_problem(module: torch.nn.Module) -> str | None:
 
 def _why_not(module: torch.nn.Module, replacements: dict) -> str | None:
     """None if the module can be converted, else the reason it is left alone."""
-    cls = type(module)
+    cls = _layer_type(module)
+    if isinstance(module, LazyModuleMixin) and module.has_uninitialized_params():
+        return ("a lazy layer whose parameters are not initialized yet: its first forward pass "
+                f"makes it a {_type_name(module.cls_to_become or cls)}; convert after it")
     if cls in TWINS:
-        if getattr(module, "padding_mode", "zeros") != "zeros":
-            return f"padding_mode={module.padding_mode!r}: gpuconv pads with zeros only"
         return _parameter_problem(module)
     if cls in replacements:
         return None
@@ -161,28 +196,31 @@ def convert(model: torch.nn.Module, inplace: bool = True) -> ConversionReport:
     for name, module in list(model.named_modules(remove_duplicate=False)):
         if not _is_candidate(module, replacements):
             continue
-        source = type(module)
+        source = _layer_type(module)
+        shown_source = _shown_type(module)
         reason = _why_not(module, replacements)
         if reason is not None:
             if id(module) not in done:
-                report.skipped.append(Skipped(name, _type_name(source), reason))
+                report.skipped.append(Skipped(name, shown_source, reason))
             done.add(id(module))
             continue
         if source in TWINS:
-            module.__class__ = TWINS[source]
-            target = TWINS[source]
+            twin = TWINS[source]
+            module.__class__ = (_parametrized_twin(type(module), twin)
+                                if parametrize.is_parametrized(module) else twin)
+            target = _shown_type(module)
         else:
             if id(module) not in replaced:
                 replaced[id(module)] = _carry_hooks(
                     module, replacements[source](module).train(module.training))
             new = replaced[id(module)]
-            target = type(new)
+            target = _type_name(type(new))
             if name:
                 parent_name, _, child = name.rpartition(".")
                 setattr(model.get_submodule(parent_name), child, new)
             else:
                 report.model = new
         if id(module) not in done:
-            report.swapped.append(Swapped(name, _type_name(source), _type_name(target)))
+            report.swapped.append(Swapped(name, shown_source, target))
         done.add(id(module))
     return report

@@ -6,18 +6,34 @@ loads either way and ``convert`` can turn a torch layer into its gpuconv twin by
 class alone. RoIAlign and RoIPool mirror ``torchvision.ops`` (which is not a dependency); they hold
 no state.
 
-``padding_mode``: gpuconv pads with zeros only. A Conv2d with another padding mode ("reflect",
-"replicate", "circular") is refused with a ValueError at construction and at call time (should
-the attribute be changed later); ``convert`` leaves such layers as they are.
+``padding_mode``: the kernels pad with zeros. A Conv2d with another padding mode ("reflect",
+"replicate", "circular") pads its input with ``torch.nn.functional.pad`` first and convolves
+without padding, as ``torch.nn.Conv2d`` itself does; ConvTranspose2d takes "zeros" only, as
+torch's.
 """
 from __future__ import annotations
 
 import torch
 
-from . import conv, pool, roi
+from ..conv.geometry import check_activation, check_algorithm
+from .conv import conv2d, conv_transpose2d
+from .pool import (adaptive_avg_pool2d, adaptive_max_pool2d, avg_pool2d, lp_pool2d, max_pool2d,
+                   max_unpool2d)
+from .roi import roi_align, roi_pool
 
 __all__ = ["Conv2d", "ConvTranspose2d", "MaxPool2d", "AvgPool2d", "LPPool2d", "AdaptiveAvgPool2d",
            "AdaptiveMaxPool2d", "MaxUnpool2d", "RoIAlign", "RoIPool"]
+
+
+# torch.fx traces torch.nn's layers as leaves (call_module nodes) but steps into the forward of
+# any other module, where these functions would get fx Proxies instead of tensors: wrapped, each
+# call is recorded as one call_function node, so a converted model stays traceable by
+# torch.fx.symbolic_trace and what builds on it (torchvision's create_feature_extractor, FX
+# quantization). The forwards below call them by these global names, which fx patches.
+for _function in (conv2d, conv_transpose2d, max_pool2d, avg_pool2d, lp_pool2d, adaptive_avg_pool2d,
+                  adaptive_max_pool2d, max_unpool2d, roi_align, roi_pool):
+    torch.fx.wrap(_function.__name__)
+del _function
 
 
 class _ShownAsGpuconv:
@@ -28,10 +44,15 @@ class _ShownAsGpuconv:
         return f"gpuconv.{type(self).__name__}"
 
 
-def check_padding_mode(padding_mode) -> None:
-    if padding_mode != "zeros":
-        raise ValueError(f"padding_mode must be 'zeros' for gpuconv (the kernels pad with zeros "
-                         f"only), got {padding_mode!r}; keep torch.nn.Conv2d for this layer")
+PADDING_MODES = ("zeros", "reflect", "replicate", "circular")
+
+
+def check_padding_mode(padding_mode, modes=PADDING_MODES) -> None:
+    """A ValueError naming padding_mode unless it is one of ``modes`` (the attribute can be set
+    after construction, past torch's own check)."""
+    if padding_mode not in modes:
+        raise ValueError(f"padding_mode must be one of {', '.join(map(repr, modes))}, "
+                         f"got {padding_mode!r}")
 
 
 class Conv2d(_ShownAsGpuconv, torch.nn.Conv2d):
@@ -47,14 +68,20 @@ class Conv2d(_ShownAsGpuconv, torch.nn.Conv2d):
 
     def __init__(self, *args, activation=None, algorithm="auto", **kwargs):
         super().__init__(*args, **kwargs)
-        check_padding_mode(self.padding_mode)
-        self.activation, self.algorithm = activation, algorithm
+        # Refused here, as torch refuses its own arguments, not at the first forward pass.
+        self.activation, self.algorithm = check_activation(activation), check_algorithm(algorithm)
 
     def forward(self, input, residual=None):
         check_padding_mode(self.padding_mode)
-        return conv.conv2d(input, self.weight, self.bias, self.stride, self.padding,
-                           self.dilation, self.groups, activation=self.activation,
-                           residual=residual, algorithm=self.algorithm)
+        padding = self.padding
+        if self.padding_mode != "zeros":
+            # torch.nn.Conv2d._conv_forward's way: the padded input, convolved without padding.
+            input = torch.nn.functional.pad(input, self._reversed_padding_repeated_twice,
+                                            mode=self.padding_mode)
+            padding = 0
+        return conv2d(input, self.weight, self.bias, self.stride, padding, self.dilation,
+                      self.groups, activation=self.activation, residual=residual,
+                      algorithm=self.algorithm)
 
     def extra_repr(self) -> str:
         extras = [f"activation={self.activation!r}"] if self.activation is not None else []
@@ -67,56 +94,66 @@ class ConvTranspose2d(_ShownAsGpuconv, torch.nn.ConvTranspose2d):
     """``torch.nn.ConvTranspose2d`` on gpuconv (``forward(input, output_size=None)``)."""
 
     def forward(self, input, output_size=None):
-        check_padding_mode(self.padding_mode)
-        return conv.conv_transpose2d(input, self.weight, self.bias, self.stride, self.padding,
-                                     self.output_padding, self.groups, self.dilation,
-                                     output_size=output_size)
+        check_padding_mode(self.padding_mode, ("zeros",))    # torch's transposed layers too
+        return conv_transpose2d(input, self.weight, self.bias, self.stride, self.padding,
+                                self.output_padding, self.groups, self.dilation,
+                                output_size=output_size)
 
 
 class MaxPool2d(_ShownAsGpuconv, torch.nn.MaxPool2d):
     """``torch.nn.MaxPool2d`` on gpuconv."""
 
     def forward(self, input):
-        return pool.max_pool2d(input, self.kernel_size, self.stride, self.padding, self.dilation,
-                               ceil_mode=self.ceil_mode, return_indices=self.return_indices)
+        return max_pool2d(input, self.kernel_size, self.stride, self.padding, self.dilation,
+                          ceil_mode=self.ceil_mode, return_indices=self.return_indices)
 
 
 class AvgPool2d(_ShownAsGpuconv, torch.nn.AvgPool2d):
     """``torch.nn.AvgPool2d`` on gpuconv."""
 
     def forward(self, input):
-        return pool.avg_pool2d(input, self.kernel_size, self.stride, self.padding, self.ceil_mode,
-                               self.count_include_pad, self.divisor_override)
+        return avg_pool2d(input, self.kernel_size, self.stride, self.padding, self.ceil_mode,
+                          self.count_include_pad, self.divisor_override)
+
+
+def norm_type_as_float(norm_type) -> float:
+    """``float(norm_type)``, as ``torch.nn.LPPool2d.forward`` passes it to F.lp_pool2d: the layer
+    takes whatever float() reads (a 0-d tensor, a NumPy scalar, a bool, a numeric string)."""
+    try:
+        return float(norm_type)
+    except (TypeError, ValueError, RuntimeError) as error:   # RuntimeError: a many-element tensor
+        raise TypeError(f"norm_type must be a real number (LPPool2d passes float(norm_type)), "
+                        f"got {type(norm_type).__name__} {norm_type!r}") from error
 
 
 class LPPool2d(_ShownAsGpuconv, torch.nn.LPPool2d):
     """``torch.nn.LPPool2d`` on gpuconv."""
 
     def forward(self, input):
-        return pool.lp_pool2d(input, self.norm_type, self.kernel_size, self.stride,
-                              self.ceil_mode)
+        return lp_pool2d(input, norm_type_as_float(self.norm_type), self.kernel_size,
+                         self.stride, self.ceil_mode)
 
 
 class AdaptiveAvgPool2d(_ShownAsGpuconv, torch.nn.AdaptiveAvgPool2d):
     """``torch.nn.AdaptiveAvgPool2d`` on gpuconv."""
 
     def forward(self, input):
-        return pool.adaptive_avg_pool2d(input, self.output_size)
+        return adaptive_avg_pool2d(input, self.output_size)
 
 
 class AdaptiveMaxPool2d(_ShownAsGpuconv, torch.nn.AdaptiveMaxPool2d):
     """``torch.nn.AdaptiveMaxPool2d`` on gpuconv."""
 
     def forward(self, input):
-        return pool.adaptive_max_pool2d(input, self.output_size, self.return_indices)
+        return adaptive_max_pool2d(input, self.output_size, self.return_indices)
 
 
 class MaxUnpool2d(_ShownAsGpuconv, torch.nn.MaxUnpool2d):
     """``torch.nn.MaxUnpool2d`` on gpuconv (``forward(input, indices, output_size=None)``)."""
 
     def forward(self, input, indices, output_size=None):
-        return pool.max_unpool2d(input, indices, self.kernel_size, self.stride, self.padding,
-                                 output_size)
+        return max_unpool2d(input, indices, self.kernel_size, self.stride, self.padding,
+                            output_size)
 
 
 class RoIAlign(_ShownAsGpuconv, torch.nn.Module):
@@ -132,8 +169,8 @@ class RoIAlign(_ShownAsGpuconv, torch.nn.Module):
         self.aligned = aligned
 
     def forward(self, input, rois):
-        return roi.roi_align(input, rois, self.output_size, self.spatial_scale,
-                             self.sampling_ratio, self.aligned)
+        return roi_align(input, rois, self.output_size, self.spatial_scale,
+                         self.sampling_ratio, self.aligned)
 
     def __repr__(self) -> str:
         return (f"{self._get_name()}(output_size={self.output_size}, "
@@ -150,7 +187,7 @@ class RoIPool(_ShownAsGpuconv, torch.nn.Module):
         self.spatial_scale = spatial_scale
 
     def forward(self, input, rois):
-        return roi.roi_pool(input, rois, self.output_size, self.spatial_scale)
+        return roi_pool(input, rois, self.output_size, self.spatial_scale)
 
     def __repr__(self) -> str:
         return (f"{self._get_name()}(output_size={self.output_size}, "

@@ -1,7 +1,7 @@
 """gpuconv.torch.convert on a small CNN holding every kind of layer it swaps (conv, depthwise,
-1x1, pooling, transposed) and one it must leave alone: the same outputs and gradients as the
-unconverted model, through the NumPy reference and under gpuconv.simulate(); the report; the
-identity of parameters; what is skipped and why."""
+1x1, reflect-padded, pooling, transposed) and one it must leave alone: the same outputs and
+gradients as the unconverted model, through the NumPy reference and under gpuconv.simulate();
+the report; the identity of parameters; what is skipped and why."""
 import copy
 
 import pytest
@@ -13,7 +13,7 @@ import gpuconv  # noqa: E402
 import gpuconv.torch as G  # noqa: E402
 
 from kernel_paths import require_entry_points  # noqa: E402
-from small_cnn import SWAPPED, SmallCNN  # noqa: E402
+from small_cnn import SWAPPED, SmallCNN, StandardizedConv2d  # noqa: E402
 
 
 def model_and_input(dtype, memory_format=torch.contiguous_format):
@@ -54,11 +54,13 @@ def test_convert_report_and_identity():
     assert all(a is b for a, b in zip(model.parameters(), parameters.values()))
     assert optimizer.param_groups[0]["params"][0] is model.stem.weight
     assert [s.source for s in report.swapped if s.name == "up"] == ["torch.nn.ConvTranspose2d"]
-    assert [(s.name, s.type) for s in report.skipped] == [("reflect", "torch.nn.Conv2d")]
-    assert "padding_mode='reflect'" in report.skipped[0].reason
-    assert type(model.reflect) is nn.Conv2d and type(model.head[2]) is nn.Linear
+    assert [(s.name, s.type) for s in report.skipped] == [
+        ("standardized", "small_cnn.StandardizedConv2d")]
+    assert "subclass of torch.nn.Conv2d" in report.skipped[0].reason
+    assert type(model.standardized) is StandardizedConv2d and type(model.head[2]) is nn.Linear
+    assert type(model.reflect) is G.Conv2d and model.reflect.padding_mode == "reflect"
     text = str(report)
-    assert "swapped 7 module(s), skipped 1" in text and "reflect" in text
+    assert "swapped 8 module(s), skipped 1" in text and "standardized" in text
     assert "gpuconv.Conv2d" in repr(model)
 
 
@@ -108,14 +110,6 @@ def test_convert_not_in_place_leaves_the_model_alone():
     assert report.model is not model
     assert type(model.stem) is nn.Conv2d and type(report.model.stem) is G.Conv2d
     torch.testing.assert_close(report.model(x), model(x))
-
-
-class StandardizedConv2d(nn.Conv2d):
-    """A subclass with its own forward: convert must not replace that forward."""
-
-    def forward(self, x):
-        w = self.weight - self.weight.mean(dim=(1, 2, 3), keepdim=True)
-        return F.conv2d(x, w, self.bias, self.stride, self.padding)
 
 
 @pytest.mark.filterwarnings("ignore:Complex modules")   # torch's note on complex parameters

@@ -1,5 +1,5 @@
 """gpuconv.torch's nn layers against torch's with the same state_dict: outputs and the gradients
-of input and parameters, state_dict keys, the padding_mode refusal, the extras (fused
+of input and parameters, state_dict keys, the padding modes, the extras (fused
 activation/residual) and the ROI layers."""
 import pytest
 
@@ -94,13 +94,32 @@ def test_conv2d_extras_activation_and_residual():
     assert "activation='relu'" in repr(twin)
 
 
-def test_conv2d_refuses_padding_modes_other_than_zeros():
-    with pytest.raises(ValueError, match="padding_mode must be 'zeros'.*'reflect'"):
-        G.Conv2d(3, 4, 3, padding=1, padding_mode="reflect")
+def test_conv2d_extras_are_checked_at_construction():
+    with pytest.raises(ValueError, match="activation.*'gelu'"):
+        G.Conv2d(3, 4, 3, activation="gelu")
+    with pytest.raises(ValueError, match="algorithm.*'fastest'"):
+        G.Conv2d(3, 4, 3, algorithm="fastest")
+    assert G.Conv2d(3, 4, 1, algorithm="pointwise").algorithm == "pointwise"
+
+
+@pytest.mark.parametrize("mode", ["reflect", "replicate", "circular"])
+@pytest.mark.parametrize("settings", [dict(padding=(1, 2)), dict(padding="same", dilation=(2, 1)),
+                                      dict(padding=2, stride=2, groups=2)])
+def test_conv2d_padding_modes_match_torch(mode, settings):
+    reference, twin = twins("Conv2d", 4, 6, 3, padding_mode=mode, **settings)
+    assert_same_outputs_and_gradients(reference, twin, randn(2, 4, 6, 7))
+    assert_same_outputs_and_gradients(reference, twin, randn(4, 6, 7))      # unbatched
+
+
+def test_padding_modes_torch_refuses_are_refused():
     layer = G.Conv2d(3, 4, 3, padding=1)
-    layer.padding_mode = "circular"
-    with pytest.raises(ValueError, match="padding_mode"):
-        layer(randn(1, 3, 5, 5).float())
+    layer.padding_mode = "mirror"            # past torch's constructor check
+    with pytest.raises(ValueError, match="padding_mode must be one of .*'mirror'"):
+        layer(randn(1, 3, 5, 5))
+    transposed = G.ConvTranspose2d(3, 4, 3).double()
+    transposed.padding_mode = "reflect"      # torch's ConvTranspose2d takes zeros only
+    with pytest.raises(ValueError, match="padding_mode must be one of 'zeros', got 'reflect'"):
+        transposed(randn(1, 3, 5, 5))
 
 
 BOXES = torch.tensor([[0, 1.0, 1.5, 5.0, 6.0], [1, 0.5, 2.0, 6.5, 4.0]], dtype=torch.float64)
