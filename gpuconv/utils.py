@@ -9,6 +9,7 @@ from __future__ import annotations
 import math
 
 from ._args import as_bool, as_int
+from .conv.api import nchw_output_size
 from .conv.geometry import (check_data_format, check_shape, conv2d_geometry,
                             conv_transpose2d_geometry, layout_shape, nchw_shape)
 from .pool.geometry import pool2d_geometry
@@ -34,14 +35,18 @@ def conv2d_output_shape(input_shape, weight_shape, stride=1, padding=0, dilation
 
 
 def conv_transpose2d_output_shape(input_shape, weight_shape, stride=1, padding=0,
-                                  output_padding=0, groups=1, dilation=1,
-                                  output_size=None) -> tuple[int, int, int, int]:
-    """The shape (N, K_out, H_out, W_out) of ``conv_transpose2d``'s result (NCHW); weight
-    (C_in, K_out/groups, R, S). H_out = (H - 1)*s - 2p + d*(R - 1) + output_padding + 1."""
-    geom = conv_transpose2d_geometry(input_shape, weight_shape, stride, padding, output_padding,
-                                     groups, dilation, output_size, x_name="input_shape",
-                                     weight_name="weight_shape")
-    return geom.input_shape
+                                  output_padding=0, groups=1, dilation=1, output_size=None,
+                                  data_format="NCHW") -> tuple[int, int, int, int]:
+    """The shape of ``conv_transpose2d``'s result, in ``data_format`` (as conv_transpose2d
+    takes it): (N, K_out, H_out, W_out) in NCHW; weight (C_in, K_out/groups, R, S).
+    H_out = (H - 1)*s - 2p + d*(R - 1) + output_padding + 1."""
+    data_format = check_data_format(data_format)
+    shape = check_shape("input_shape", input_shape, data_format, minimum=(0, 1, 1, 1))
+    geom = conv_transpose2d_geometry(nchw_shape(shape, data_format), weight_shape, stride,
+                                     padding, output_padding, groups, dilation,
+                                     nchw_output_size(output_size, data_format),
+                                     x_name="input_shape", weight_name="weight_shape")
+    return layout_shape(geom.input_shape, data_format)
 
 
 def conv2d_flops(input_shape, weight_shape, stride=1, padding=0, dilation=1, groups=1,

@@ -117,6 +117,20 @@ def _float_dtype(dtype) -> np.dtype:
     return parsed
 
 
+def _check_epilogue_dtype(bias, residual, dtype: np.dtype) -> None:
+    """With shapes, the arrays given (bias, residual) must have the dtype the shapes stand for:
+    conv2d refuses an integer or a mixed-dtype bias or residual, so explain does too."""
+    given = {name: a for name, a in (("bias", bias), ("residual", residual)) if a is not None}
+    if not given:
+        return
+    arrays = check_arrays(given, ndim={"bias": 1, "residual": 4})
+    if arrays.dtype != dtype:
+        name = next(iter(given))
+        raise TypeError(f"{name} has dtype {arrays.dtype} but the shapes stand for {dtype} arrays "
+                        f"(dtype={str(dtype)!r}): all floating-point arguments must have the "
+                        "same dtype")
+
+
 def explain(x, weight, bias=None, stride=1, padding=0, dilation=1, groups=1, *,
             activation=None, residual=None, algorithm="auto", data_format="NCHW",
             dtype=None) -> Explanation:
@@ -136,6 +150,7 @@ def explain(x, weight, bias=None, stride=1, padding=0, dilation=1, groups=1, *,
         for name, a in (("bias", bias), ("residual", residual)):
             if a is not None and not hasattr(a, "shape"):
                 raise TypeError(f"{name} must be None or an array, got {type(a).__name__}")
+        _check_epilogue_dtype(bias, residual, dtype)
         # Shapes stand for arrays on the device that would run them: the GPU if there is one.
         simulated = _state.active_simulation() is not None or not _loader._gpu_present()
         executor = "simulator" if simulated else "cupy"

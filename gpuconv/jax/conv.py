@@ -72,23 +72,30 @@ def conv2d(x, weight, bias=None, stride=1, padding=0, dilation=1, groups=1, *, a
 
 
 def conv_transpose2d(x, weight, bias=None, stride=1, padding=0, output_padding=0, groups=1,
-                     dilation=1, *, output_size=None):
-    """``gpuconv.conv_transpose2d`` on JAX arrays (NCHW; weight (C_in, K/groups, R, S)),
-    differentiable with respect to x, weight and bias through the forward convolution it
-    transposes."""
+                     dilation=1, *, output_size=None, data_format="NCHW"):
+    """``gpuconv.conv_transpose2d`` on JAX arrays (weight (C_in, K/groups, R, S); x and the
+    result in ``data_format``, as gpuconv's), differentiable with respect to x, weight and bias
+    through the forward convolution it transposes."""
     geometry = (stride, padding, dilation, groups)
     _, geom = check_conv_transpose2d_arguments(*_stand_ins(x=x, weight=weight, bias=bias),
                                                stride, padding, output_padding, groups,
-                                               dilation, output_size=output_size)
-    out_spec = spec(geom.input_shape, x.dtype)
+                                               dilation, output_size=output_size,
+                                               data_format=data_format)
+    nhwc = data_format == "NHWC"     # checked above
+    out_spec = spec(layout_shape(geom.input_shape, data_format), x.dtype)
     # With output_padding >= stride (legal while < dilation) the forward convolution of the
     # output has more rows/columns than x; those correspond to no input.
-    forward_shape = gpuconv.conv2d_output_shape(out_spec.shape, weight.shape, *geometry)
-    extra_h, extra_w = forward_shape[2] - x.shape[2], forward_shape[3] - x.shape[3]
+    forward_shape = gpuconv.conv2d_output_shape(out_spec.shape, weight.shape, *geometry,
+                                                data_format=data_format)
+    rows, cols = (1, 2) if nhwc else (2, 3)
+    extra = [(0, 0)] * 4
+    extra[rows] = (0, forward_shape[rows] - x.shape[rows])
+    extra[cols] = (0, forward_shape[cols] - x.shape[cols])
 
     def forward(x, weight, bias):
         return gpuconv.conv_transpose2d(x, weight, bias, stride, padding, output_padding, groups,
-                                        dilation, output_size=output_size)
+                                        dilation, output_size=output_size,
+                                        data_format=data_format)
 
     @jax.custom_vjp
     def f(x, weight, bias):
@@ -99,13 +106,15 @@ def conv_transpose2d(x, weight, bias=None, stride=1, padding=0, output_padding=0
 
     def f_bwd(saved, g):
         x, weight = saved
-        full = call(lambda g, w: gpuconv.conv2d(g, w, None, *geometry),
+        full = call(lambda g, w: gpuconv.conv2d(g, w, None, *geometry, data_format=data_format),
                     spec(forward_shape, x.dtype), g, weight)
-        grad_x = full[:, :, :x.shape[2], :x.shape[3]]
-        x_full = jnp.pad(x, ((0, 0), (0, 0), (0, extra_h), (0, extra_w)))
-        grad_w = call(lambda g, x: gpuconv.grad.conv2d_weight(g, weight.shape, x, *geometry),
+        grad_x = jax.lax.slice(full, (0, 0, 0, 0), x.shape)
+        x_full = jnp.pad(x, extra)
+        grad_w = call(lambda g, x: gpuconv.grad.conv2d_weight(g, weight.shape, x, *geometry,
+                                                              data_format=data_format),
                       spec_like(weight), g, x_full)
-        grad_b = None if bias is None else call(gpuconv.grad.conv2d_bias, spec_like(bias), g)
+        grad_b = None if bias is None else call(
+            lambda g: gpuconv.grad.conv2d_bias(g, data_format=data_format), spec_like(bias), g)
         return grad_x, grad_w, grad_b
 
     f.defvjp(f_fwd, f_bwd)

@@ -175,6 +175,28 @@ def pool2d_geometry(x_shape_nchw: Sequence[int], kernel_size: Any, stride: Any =
     return Pool2dGeometry(N, C, H, W, P, Q, R, S, sh, sw, ph, pw, dh, dw, ceil_mode)
 
 
+def has_empty_window(geom: Pool2dGeometry) -> bool:
+    """Whether some window holds no input element at all (every tap in the padding), the only
+    place where max_pool2d's forward puts NO_INDEX: anywhere else an index of -1 cannot come
+    from the forward (and its gradient would silently go nowhere)."""
+    return (_axis_has_empty_window(geom.H, geom.P, geom.R, geom.stride_h, geom.pad_h, geom.dil_h)
+            or _axis_has_empty_window(geom.W, geom.Q, geom.S, geom.stride_w, geom.pad_w,
+                                      geom.dil_w))
+
+
+def _axis_has_empty_window(size: int, out: int, kernel: int, stride: int, pad: int,
+                           dilation: int) -> bool:
+    # Every window starts below ``size`` (pooled_size), so one that starts at or after 0 holds
+    # its first tap; only the ceil(pad / stride) windows starting in the left padding can miss
+    # the input, when their first tap at or after 0 is past the window or past the input.
+    for p in range(min(out, -(-pad // stride))):
+        start = p * stride - pad
+        first = -(start // dilation)        # ceil(-start / dilation): the first tap >= 0
+        if first >= kernel or start + first * dilation >= size:
+            return True
+    return False
+
+
 def check_divisor_override(divisor_override: Any) -> int | None:
     if divisor_override is None:
         return None

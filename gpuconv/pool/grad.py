@@ -22,8 +22,9 @@ from .._arrays import check_arrays
 from .dispatch import planned, run, scanned_call
 from .geometry import (adaptive_pool2d_geometry, check_data_format, check_divisor_override,
                        check_grad_output, check_norm_type, check_pool_indices,
-                       global_pool2d_geometry, layout_shape, max_unpool2d_geometry, nchw_shape,
-                       pool2d_geometry, spatial_pyramid_geometry)
+                       global_pool2d_geometry, has_empty_window, layout_shape,
+                       max_unpool2d_geometry, nchw_shape, pool2d_geometry,
+                       spatial_pyramid_geometry)
 
 __all__ = ["max_pool2d", "avg_pool2d", "lp_pool2d", "adaptive_avg_pool2d", "adaptive_max_pool2d",
            "global_avg_pool2d", "global_max_pool2d", "spatial_pyramid_pool2d", "max_unpool2d"]
@@ -77,9 +78,10 @@ def _max_pool2d(grad_output, x, kernel_size, stride, padding, dilation, ceil_mod
         out_shape = _check_output(grad_output, geom, layout, "max_pool2d")
         scan = None
         if indices is not None:
+            # -1 (NO_INDEX) only where the forward can put it: a window of padding alone
             scan = check_pool_indices(indices, arrays.library, out_shape, geom, layout,
-                                      window="strided", allow_no_index=True, scan=scan_indices,
-                                      deferred=True)
+                                      window="strided", allow_no_index=has_empty_window(geom),
+                                      scan=scan_indices, deferred=True)
         return run("grad_max_pool2d", _state.executor_for(arrays.library), geom, grad_output,
                    x, indices=indices, data_format=layout, deterministic=mode,
                    **_handed(scan)), scan
