@@ -1,10 +1,13 @@
 """What the gpuconv autograd Functions share: first-order backward passes and determinism.
 
-The backward passes call ``gpuconv.grad`` on arrays, outside torch's autograd, so their results
-cannot be differentiated again. Rather than hand back gradients silently detached from the graph
-(a later ``.backward()`` would then compute wrong second derivatives or fail with an unrelated
-message), a backward run with ``create_graph=True`` is recorded as one node that raises a clear
-error if anything differentiates through it.
+The convolutions', average poolings' and max poolings' gradients are Functions themselves
+(conv.py, pool.py): differentiable again. The other backward passes (lp_pool2d,
+global_max_pool2d, the max pyramid, the ROI functions) call ``gpuconv.grad`` on arrays, outside
+torch's autograd, so their results cannot be differentiated again. Rather than hand back
+gradients silently detached from the graph (a later ``.backward()`` would then compute wrong
+second derivatives or fail with an unrelated message), such a backward run with
+``create_graph=True`` is recorded as one node that raises a clear error if anything
+differentiates through it (``first_order_backward``).
 """
 from __future__ import annotations
 

@@ -4,6 +4,12 @@ The signatures of ``torch.nn.functional`` plus gpuconv's keyword-only extras (a 
 activation and residual, a forced algorithm); each call is one ``torch.autograd.Function`` whose
 backward pass calls ``gpuconv.grad`` (only for the inputs that need a gradient). Unbatched
 (C, H, W) inputs are accepted, as torch accepts them.
+
+Double backward (``create_graph=True``: gradient penalties, Hessian-vector products): each
+gradient is itself a Function (``Conv2dInputFunction``, ``Conv2dWeightFunction``,
+``Conv2dBiasFunction``), bilinear in its operands, whose own gradients are convolutions and
+gradients again, so derivatives of any order compose from the same kernels. Outside
+``create_graph`` they run as plain calls (``_autograd.apply``: no graph is recorded).
 """
 from __future__ import annotations
 
@@ -13,7 +19,7 @@ import gpuconv
 
 from ._args import expand_single
 from ._autocast import autocast_operands
-from ._autograd import apply, deterministic, first_order_backward
+from ._autograd import apply, deterministic
 from ._bridge import (TO_NHWC, common_device, is_channels_last, on_device_of, to_array,
                       to_tensor, unbatched)
 from ._plans import BridgeCall
@@ -50,6 +56,14 @@ def conv_data_format(x: torch.Tensor, weight: torch.Tensor) -> str:
     return "NHWC" if is_channels_last(x) or is_channels_last(weight) else "NCHW"
 
 
+def _conv_options(geometry) -> dict:
+    """Conv2dFunction's options of a plain convolution (no epilogue) of ``geometry``, (stride,
+    padding, dilation, groups)."""
+    stride, padding, dilation, groups = geometry
+    return dict(stride=stride, padding=padding, dilation=dilation, groups=groups,
+                activation=None, algorithm="auto")
+
+
 class Conv2dFunction(torch.autograd.Function):
     """y = activation(conv2d(x, weight) + bias + residual); gradients for all four tensors."""
 
@@ -72,39 +86,100 @@ class Conv2dFunction(torch.autograd.Function):
         return out
 
     @staticmethod
-    @first_order_backward
     def backward(ctx, grad_out):
         x, weight, y = ctx.saved_tensors
         o, fmt = ctx.options, ctx.data_format
         need_x, need_w, need_b, need_r = ctx.needs_input_grad[:4]
         g = ACTIVATION_GRADIENTS[o["activation"]](grad_out, y)
         geometry = (o["stride"], o["padding"], o["dilation"], o["groups"])
-        det = deterministic()
-        kw = dict(deterministic=det, data_format=fmt)
         grad_x = grad_w = grad_b = None
-        with on_device_of(g.device):
-            # Each gradient a BridgeCall: its scalars hold the layout, which came from the
-            # forward's tensors, not from these.
-            if need_x:
-                x_shape = _layout_shape(x, fmt)
-                call = BridgeCall("conv2d_input", {"grad_output": g, "weight": weight},
-                                  (x_shape, *geometry, det, fmt))
-                dx = call.run(fmt, ("grad_output",), lambda a: gpuconv.grad.conv2d_input(
-                    x_shape, a["weight"], a["grad_output"], *geometry, **kw))
-                grad_x = to_tensor(dx, x.dtype, fmt)
-            if need_w:
-                w_shape = tuple(weight.shape)
-                call = BridgeCall("conv2d_weight", {"x": x, "grad_output": g},
-                                  (w_shape, *geometry, det, fmt))
-                dw = call.run(fmt, ("x", "grad_output"), lambda a: gpuconv.grad.conv2d_weight(
-                    a["x"], w_shape, a["grad_output"], *geometry, **kw))
-                grad_w = to_tensor(dw, weight.dtype)
-            if need_b:
-                call = BridgeCall("conv2d_bias", {"grad_output": g}, (det, fmt))
-                db = call.run(fmt, ("grad_output",),
-                              lambda a: gpuconv.grad.conv2d_bias(a["grad_output"], **kw))
-                grad_b = to_tensor(db, weight.dtype)
+        if need_x:
+            grad_x = apply(Conv2dInputFunction, g, weight, _layout_shape(x, fmt), geometry, fmt)
+        if need_w:
+            grad_w = apply(Conv2dWeightFunction, x, g, tuple(weight.shape), geometry, fmt)
+        if need_b:
+            grad_b = apply(Conv2dBiasFunction, g, fmt)
         return grad_x, grad_w, grad_b, (g if need_r else None), None
+
+
+class Conv2dInputFunction(torch.autograd.Function):
+    """grad_x = grad.conv2d_input(x_shape, weight, g), bilinear in (g, weight): for a gradient
+    gx of it, d/dg = conv2d(gx, weight) and d/dweight = grad.conv2d_weight(gx, ..., g)."""
+
+    @staticmethod
+    def forward(ctx, g, weight, x_shape, geometry, fmt):
+        det = deterministic()
+        # A BridgeCall: its scalars hold the layout, which came from the forward's tensors.
+        call = BridgeCall("conv2d_input", {"grad_output": g, "weight": weight},
+                          (x_shape, *geometry, det, fmt))
+        with on_device_of(g.device):
+            dx = call.run(fmt, ("grad_output",), lambda a: gpuconv.grad.conv2d_input(
+                x_shape, a["weight"], a["grad_output"], *geometry, deterministic=det,
+                data_format=fmt))
+        ctx.geometry, ctx.data_format = geometry, fmt
+        ctx.save_for_backward(g, weight)
+        return to_tensor(dx, g.dtype, fmt)
+
+    @staticmethod
+    def backward(ctx, gx):
+        g, weight = ctx.saved_tensors
+        geometry, fmt = ctx.geometry, ctx.data_format
+        need_g, need_w = ctx.needs_input_grad[:2]
+        grad_g = grad_w = None
+        if need_g:
+            grad_g = apply(Conv2dFunction, gx, weight, None, None, _conv_options(geometry))
+        if need_w:
+            grad_w = apply(Conv2dWeightFunction, gx, g, tuple(weight.shape), geometry, fmt)
+        return grad_g, grad_w, None, None, None
+
+
+class Conv2dWeightFunction(torch.autograd.Function):
+    """grad_weight = grad.conv2d_weight(x, w_shape, g), bilinear in (x, g): for a gradient gw of
+    it, d/dx = grad.conv2d_input(..., gw, g) and d/dg = conv2d(x, gw)."""
+
+    @staticmethod
+    def forward(ctx, x, g, w_shape, geometry, fmt):
+        det = deterministic()
+        call = BridgeCall("conv2d_weight", {"x": x, "grad_output": g},
+                          (w_shape, *geometry, det, fmt))
+        with on_device_of(g.device):
+            dw = call.run(fmt, ("x", "grad_output"), lambda a: gpuconv.grad.conv2d_weight(
+                a["x"], w_shape, a["grad_output"], *geometry, deterministic=det,
+                data_format=fmt))
+        ctx.geometry, ctx.data_format = geometry, fmt
+        ctx.save_for_backward(x, g)
+        return to_tensor(dw, x.dtype)
+
+    @staticmethod
+    def backward(ctx, gw):
+        x, g = ctx.saved_tensors
+        geometry, fmt = ctx.geometry, ctx.data_format
+        need_x, need_g = ctx.needs_input_grad[:2]
+        grad_x = grad_g = None
+        if need_x:
+            grad_x = apply(Conv2dInputFunction, g, gw, _layout_shape(x, fmt), geometry, fmt)
+        if need_g:
+            grad_g = apply(Conv2dFunction, x, gw, None, None, _conv_options(geometry))
+        return grad_x, grad_g, None, None, None
+
+
+class Conv2dBiasFunction(torch.autograd.Function):
+    """grad_bias = grad.conv2d_bias(g), the sum of g over all but its channels: linear, its own
+    gradient broadcasts back over them."""
+
+    @staticmethod
+    def forward(ctx, g, fmt):
+        det = deterministic()
+        call = BridgeCall("conv2d_bias", {"grad_output": g}, (det, fmt))
+        with on_device_of(g.device):
+            db = call.run(fmt, ("grad_output",), lambda a: gpuconv.grad.conv2d_bias(
+                a["grad_output"], deterministic=det, data_format=fmt))
+        ctx.shape = g.shape
+        return to_tensor(db, g.dtype)
+
+    @staticmethod
+    def backward(ctx, gb):
+        return gb.view(1, -1, 1, 1).expand(ctx.shape), None
 
 
 def conv2d(input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1, *,
@@ -153,7 +228,6 @@ class ConvTranspose2dFunction(torch.autograd.Function):
         return to_tensor(y, x.dtype, fmt)
 
     @staticmethod
-    @first_order_backward
     def backward(ctx, grad_out):
         x, weight = ctx.saved_tensors
         o, fmt = ctx.options, ctx.data_format
@@ -165,22 +239,17 @@ class ConvTranspose2dFunction(torch.autograd.Function):
                                                     *geometry)
         extra_h, extra_w = forward_shape[2] - x.shape[2], forward_shape[3] - x.shape[3]
         grad_x = grad_w = grad_b = None
-        with on_device_of(grad_out.device):
-            ga = to_array(grad_out, fmt)
-            if need_x:
-                full = to_tensor(gpuconv.conv2d(ga, to_array(weight), None, *geometry,
-                                                data_format=fmt), x.dtype, fmt)
-                grad_x = full[:, :, :x.shape[2], :x.shape[3]]
-            if need_w:
-                x_full = x.detach()
-                if extra_h or extra_w:
-                    x_full = torch.nn.functional.pad(x_full, (0, extra_w, 0, extra_h))
-                grad_w = to_tensor(gpuconv.grad.conv2d_weight(
-                    ga, tuple(weight.shape), to_array(x_full, fmt), *geometry,
-                    deterministic=deterministic(), data_format=fmt), weight.dtype)
-            if need_b:
-                grad_b = to_tensor(gpuconv.grad.conv2d_bias(ga, deterministic=deterministic(),
-                                                            data_format=fmt), weight.dtype)
+        if need_x:
+            full = apply(Conv2dFunction, grad_out, weight, None, None, _conv_options(geometry))
+            grad_x = full[:, :, :x.shape[2], :x.shape[3]]
+        if need_w:
+            x_full = x
+            if extra_h or extra_w:
+                x_full = torch.nn.functional.pad(x, (0, extra_w, 0, extra_h))
+            grad_w = apply(Conv2dWeightFunction, grad_out, x_full, tuple(weight.shape), geometry,
+                           fmt)
+        if need_b:
+            grad_b = apply(Conv2dBiasFunction, grad_out, fmt)
         return grad_x, grad_w, grad_b, None
 
 

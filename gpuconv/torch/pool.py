@@ -41,8 +41,27 @@ def _forward(name: str, x: torch.Tensor, args: tuple, **keywords):
             a["x"], *args, data_format=fmt, **keywords)), fmt
 
 
+def _is_linear(name: str, args: tuple) -> bool:
+    """Whether the pooling is linear in x (an average), so that its gradient is linear in the
+    output's gradient alone and the gradient of that is the pooling again (double backward)."""
+    if name == "spatial_pyramid_pool2d":
+        return args[1] == "avg"
+    return name in ("avg_pool2d", "adaptive_avg_pool2d", "global_avg_pool2d")
+
+
+def _pool_gradient(grad_out, x, name, args, fmt):
+    """gpuconv.grad.<name>(grad_out, x, *args) as a tensor."""
+    det = deterministic()
+    call = BridgeCall("grad." + name, {"grad_output": grad_out, "x": x}, (*args, det, fmt))
+    with on_device_of(x.device):
+        grad = call.run(fmt, ("grad_output", "x"), lambda a: getattr(gpuconv.grad, name)(
+            a["grad_output"], a["x"], *args, data_format=fmt, deterministic=det))
+    return to_tensor(grad, x.dtype, fmt)
+
+
 class PoolFunction(torch.autograd.Function):
-    """y = gpuconv.<name>(x, *args); grad_x = gpuconv.grad.<name>(grad_y, x, *args)."""
+    """y = gpuconv.<name>(x, *args); grad_x = gpuconv.grad.<name>(grad_y, x, *args): through
+    LinearPoolGradFunction for the averages (differentiable again), first order otherwise."""
 
     @staticmethod
     def forward(ctx, x, name, args):
@@ -52,15 +71,32 @@ class PoolFunction(torch.autograd.Function):
         return to_tensor(y, x.dtype, fmt)
 
     @staticmethod
-    @first_order_backward
     def backward(ctx, grad_out):
-        (x,) = ctx.saved_tensors
-        name, args, fmt, det = ctx.function_name, ctx.args, ctx.data_format, deterministic()
-        call = BridgeCall("grad." + name, {"grad_output": grad_out, "x": x}, (*args, det, fmt))
-        with on_device_of(x.device):
-            grad = call.run(fmt, ("grad_output", "x"), lambda a: getattr(gpuconv.grad, name)(
-                a["grad_output"], a["x"], *args, data_format=fmt, deterministic=det))
-        return to_tensor(grad, x.dtype, fmt), None, None
+        if _is_linear(ctx.function_name, ctx.args):
+            (x,) = ctx.saved_tensors
+            return apply(LinearPoolGradFunction, grad_out, x.detach(), ctx.function_name,
+                         ctx.args, ctx.data_format), None, None
+        return _nonlinear_pool_backward(ctx, grad_out)
+
+
+@first_order_backward
+def _nonlinear_pool_backward(ctx, grad_out):
+    (x,) = ctx.saved_tensors
+    return _pool_gradient(grad_out, x, ctx.function_name, ctx.args, ctx.data_format), None, None
+
+
+class LinearPoolGradFunction(torch.autograd.Function):
+    """The gradient of an average pooling, linear in the output's gradient g (x stands for its
+    shape only): its own gradient is the pooling of the incoming one."""
+
+    @staticmethod
+    def forward(ctx, grad_out, x, name, args, fmt):
+        ctx.function_name, ctx.args = name, args
+        return _pool_gradient(grad_out, x, name, args, fmt)
+
+    @staticmethod
+    def backward(ctx, gx):
+        return apply(PoolFunction, gx, ctx.function_name, ctx.args), None, None, None, None
 
 
 class MaxPoolFunction(torch.autograd.Function):
@@ -76,16 +112,38 @@ class MaxPoolFunction(torch.autograd.Function):
         return values, indices
 
     @staticmethod
-    @first_order_backward
     def backward(ctx, grad_out, _grad_indices):
         x, indices = ctx.saved_tensors
-        fmt = ctx.data_format
+        return apply(MaxPoolGradFunction, grad_out, x.detach(), indices, ctx.function_name,
+                     ctx.args, ctx.data_format), None, None
+
+
+def _gather(values: torch.Tensor, indices: torch.Tensor) -> torch.Tensor:
+    """values[n, c].flatten()[indices[n, c]] for every index (0 where it is -1, a window of
+    padding alone): the transpose of the max poolings' scatter of the gradient."""
+    flat = values.flatten(2).gather(2, indices.clamp(min=0).flatten(2)).view(indices.shape)
+    return flat.masked_fill(indices < 0, 0)
+
+
+class MaxPoolGradFunction(torch.autograd.Function):
+    """The gradient of a max pooling: grad_out scattered to the forward's indices, linear in
+    grad_out (x stands for its shape; the indices do not move under a small change of x), so
+    its own gradient gathers the incoming one at the same indices."""
+
+    @staticmethod
+    def forward(ctx, grad_out, x, indices, name, args, fmt):
         with on_device_of(x.device):
             # the forward's own indices: no scan of their values (no host synchronization)
-            grad = WITH_OWN_INDICES[ctx.function_name](
-                to_array(grad_out, fmt), to_array(x, fmt), *ctx.args,
+            grad = WITH_OWN_INDICES[name](
+                to_array(grad_out, fmt), to_array(x, fmt), *args,
                 indices=to_array(indices, fmt), data_format=fmt, deterministic=deterministic())
-        return to_tensor(grad, x.dtype, fmt), None, None
+        ctx.save_for_backward(indices)
+        return to_tensor(grad, x.dtype, fmt)
+
+    @staticmethod
+    def backward(ctx, gx):
+        (indices,) = ctx.saved_tensors
+        return _gather(gx, indices), None, None, None, None, None
 
 
 class MaxUnpoolFunction(torch.autograd.Function):
@@ -102,15 +160,30 @@ class MaxUnpoolFunction(torch.autograd.Function):
         return to_tensor(y, x.dtype, fmt)
 
     @staticmethod
-    @first_order_backward
     def backward(ctx, grad_out):
         x, indices = ctx.saved_tensors
-        fmt = ctx.data_format
+        return apply(MaxUnpoolGradFunction, grad_out, x.detach(), indices, ctx.args,
+                     ctx.data_format), None, None
+
+
+class MaxUnpoolGradFunction(torch.autograd.Function):
+    """The gradient of max_unpool2d: grad_out gathered at the indices, linear in grad_out (x
+    stands for its shape), so its own gradient unpools the incoming one again."""
+
+    @staticmethod
+    def forward(ctx, grad_out, x, indices, args, fmt):
         with on_device_of(x.device):
             grad = gpuconv.grad.max_unpool2d(to_array(grad_out, fmt), to_array(x, fmt),
-                                             to_array(indices, fmt), *ctx.args, data_format=fmt,
+                                             to_array(indices, fmt), *args, data_format=fmt,
                                              deterministic=deterministic())
-        return to_tensor(grad, x.dtype, fmt), None, None
+        ctx.args = args
+        ctx.save_for_backward(indices)
+        return to_tensor(grad, x.dtype, fmt)
+
+    @staticmethod
+    def backward(ctx, gx):
+        (indices,) = ctx.saved_tensors
+        return apply(MaxUnpoolFunction, gx, indices, ctx.args), None, None, None, None
 
 
 def _is_unbatched(input) -> bool:

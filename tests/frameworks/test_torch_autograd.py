@@ -1,6 +1,7 @@
 """Gradients of gpuconv.torch: torch.autograd.gradcheck in float64 for every differentiable
 function (small shapes), agreement with torch's own autograd, needs_input_grad respected,
-torch's determinism flag forwarded, and a clear error for double backward."""
+torch's determinism flag forwarded; double backward: gradgradcheck where it is implemented, a
+gradient penalty against torch's, a clear error where it is not."""
 import contextlib
 
 import pytest
@@ -48,7 +49,11 @@ CASES = {
                          [(2, 4, 3, 4), (4, 3, 3, 3), (6,)]),
     "conv_transpose2d_op_ge_stride": (lambda x, w: G.conv_transpose2d(x, w, None, 1, 0, 1, 1, 2),
                                       [(1, 2, 3, 3), (2, 3, 3, 3)]),
+    "conv2d_same_padding": (lambda x, w: G.conv2d(x, w, padding="same", dilation=(2, 1)),
+                            [(1, 2, 5, 6), (3, 2, 3, 2)]),
     "max_pool2d": (lambda x: G.max_pool2d(x, 3, 2, 1, (1, 2), ceil_mode=True), [(2, 3, 7, 8)]),
+    # Dilation 3 over a padding of 1: windows of padding alone, index -1, gradient nowhere.
+    "max_pool2d_empty_windows": (lambda x: G.max_pool2d(x, 2, 1, 1, 3), [(1, 2, 3, 3)]),
     "avg_pool2d": (lambda x: G.avg_pool2d(x, 3, 2, 1, True, False), [(2, 3, 7, 8)]),
     "avg_pool2d_divisor": (lambda x: G.avg_pool2d(x, 2, divisor_override=3), [(1, 2, 4, 6)]),
     "lp_pool2d": (lambda x: G.lp_pool2d(x, 2, (2, 3), 2, True), [(2, 3, 7, 8)]),
@@ -153,10 +158,11 @@ def test_torch_determinism_flag_reaches_gpuconv_grad(monkeypatch):
     assert seen == [None, True]
 
 
-@pytest.mark.parametrize("fn", [lambda x: G.conv2d(x, leaf(2, 2, 3, 3, seed=1) * 1.0),
-                                lambda x: G.avg_pool2d(x, 2),
-                                lambda x: G.roi_align(x, BOXES[:1], 2)])
-def test_double_backward_raises_a_clear_error(fn):
+@pytest.mark.parametrize("fn", [lambda x: G.lp_pool2d(x, 2, 2), G.global_max_pool2d,
+                                lambda x: G.spatial_pyramid_pool2d(x, (1, 2)),
+                                lambda x: G.roi_align(x, BOXES[:1], 2),
+                                lambda x: G.roi_pool(x, BOXES[:1], 2)])
+def test_double_backward_raises_a_clear_error_where_unsupported(fn):
     x = leaf(1, 2, 6, 6)
     (g,) = torch.autograd.grad((fn(x) ** 2).sum(), x, create_graph=True)
     with pytest.raises(RuntimeError, match="double backward .* not supported"):
@@ -286,3 +292,66 @@ def test_torch_func_vmap_is_refused_clearly():
     w = torch.randn(3, 2, 3, 3)
     with pytest.raises(NotImplementedError, match="torch.func transforms"):
         torch.func.vmap(lambda a: G.conv2d(a, w, padding=1))(torch.randn(3, 1, 2, 5, 5))
+
+
+# Double backward (create_graph=True, then the gradient differentiated): the functions whose
+# gradients are gpuconv Functions again (conv.py, pool.py).
+TWICE_DIFFERENTIABLE = [
+    "conv2d", "conv2d_same_padding", "conv2d_depthwise", "conv2d_tanh_residual", "conv2d_sigmoid",
+    "conv_transpose2d", "conv_transpose2d_op_ge_stride", "max_pool2d", "max_pool2d_empty_windows",
+    "adaptive_max_pool2d", "avg_pool2d", "avg_pool2d_divisor", "adaptive_avg_pool2d",
+    "global_avg_pool2d", "spatial_pyramid_avg"]
+
+
+def gradgradcheck(fn, *inputs):
+    # fast_mode: random vector-Jacobian-vector products rather than one pass per element.
+    assert torch.autograd.gradgradcheck(fn, inputs, eps=1e-6, atol=1e-7, rtol=1e-5,
+                                        fast_mode=True)
+
+
+@pytest.mark.parametrize("name", TWICE_DIFFERENTIABLE)
+def test_gradgradcheck(name):
+    fn, shapes = CASES[name]
+    gradgradcheck(fn, *(leaf(*s, seed=i) for i, s in enumerate(shapes)))
+
+
+@pytest.mark.parametrize("name", ["conv2d", "conv_transpose2d", "max_pool2d", "avg_pool2d"])
+def test_gradgradcheck_channels_last(name):
+    fn, shapes = CASES[name]
+    gradgradcheck(fn, leaf(*shapes[0], channels_last=True),
+                  *(leaf(*s, seed=i + 1) for i, s in enumerate(shapes[1:])))
+
+
+def test_gradgradcheck_max_unpool2d_and_unbatched():
+    values, indices = F.max_pool2d(leaf(2, 3, 6, 6).detach(), 2, return_indices=True)
+    gradgradcheck(lambda v: G.max_unpool2d(v, indices, 2), values.clone().requires_grad_())
+    gradgradcheck(lambda x, w: G.conv2d(x, w, padding=1), leaf(2, 5, 4), leaf(3, 2, 3, 3, seed=1))
+
+
+def _critic(m, x, p):
+    """A small critic over functional ops ``m`` (gpuconv.torch or torch.nn.functional)."""
+    y = torch.tanh(m.conv2d(x, p["w1"], p["b1"], padding=1))
+    y = m.avg_pool2d(y, 2)
+    y = m.conv_transpose2d(y, p["wt"], None, stride=2)
+    y = m.max_pool2d(torch.sigmoid(m.conv2d(y, p["w2"], None, stride=2, padding=1)), 2)
+    return m.adaptive_avg_pool2d(y, 1).sum(dim=(1, 2, 3))
+
+
+def _penalty_gradients(m, x, p):
+    """WGAN-GP: the gradients of (|d critic / dx| - 1)^2 with respect to the parameters."""
+    x = x.detach().requires_grad_()
+    (gx,) = torch.autograd.grad(_critic(m, x, p).sum(), x, create_graph=True)
+    penalty = ((gx.flatten(1).norm(dim=1) - 1) ** 2).mean()
+    return torch.autograd.grad(penalty, list(p.values()))
+
+
+@pytest.mark.parametrize("executor", ["reference", "simulator"])
+def test_gradient_penalty_matches_torch(executor):
+    shapes = dict(w1=(4, 2, 3, 3), b1=(4,), wt=(4, 3, 2, 2), w2=(3, 3, 3, 3))
+    p = {name: leaf(*s, seed=i + 1) for i, (name, s) in enumerate(shapes.items())}
+    x = leaf(2, 2, 8, 8)
+    context = gpuconv.simulate() if executor == "simulator" else contextlib.nullcontext()
+    with context:
+        actual = _penalty_gradients(G, x, p)
+    for a, e in zip(actual, _penalty_gradients(F, x, p)):
+        torch.testing.assert_close(a, e, rtol=1e-9, atol=1e-11)
