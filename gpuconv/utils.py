@@ -9,9 +9,8 @@ from __future__ import annotations
 import math
 
 from ._args import as_bool, as_int
-from .conv.api import nchw_output_size
 from .conv.geometry import (check_data_format, check_shape, conv2d_geometry,
-                            conv_transpose2d_geometry, layout_shape, nchw_shape)
+                            conv_transpose2d_geometry, layout_shape, nchw_output_size, nchw_shape)
 from .pool.geometry import pool2d_geometry
 
 __all__ = ["conv2d_output_shape", "conv_transpose2d_output_shape", "conv2d_flops",

@@ -7,13 +7,13 @@ the CPU simulator.
 from __future__ import annotations
 
 from .. import _state
-from .._args import sequence_of
 from .._arrays import check_arrays
 from ..reference import conv as reference
 from . import heuristics, plans
 from .geometry import (check_activation, check_algorithm, check_bias, check_conv_out,
                        check_data_format, check_residual, conv2d_geometry,
-                       conv_algorithms, conv_transpose2d_geometry, layout_shape, nchw_shape)
+                       conv_algorithms, conv_transpose2d_geometry, layout_shape, nchw_output_size,
+                       nchw_shape)
 
 __all__ = ["conv2d", "conv_transpose2d", "conv_algorithms"]
 
@@ -49,16 +49,6 @@ def check_conv_transpose2d_arguments(x, weight, bias=None, stride=1, padding=0,
                                      nchw_output_size(output_size, data_format))
     check_bias(bias, geom.C)
     return arrays, geom
-
-
-def nchw_output_size(output_size, data_format: str):
-    """conv_transpose2d's ``output_size`` as the geometry reads it (NCHW): a whole output shape
-    in NHWC order, (N, H, W, C), cut to its (H, W). A 1-D NumPy array is a sequence here as
-    everywhere torch takes one (it was read as NCHW, so (W, C) became the size)."""
-    output_size = sequence_of(output_size)
-    if data_format == "NHWC" and isinstance(output_size, (tuple, list)) and len(output_size) == 4:
-        return tuple(output_size)[1:3]      # only (H, W) count, as in NCHW
-    return output_size
 
 
 def conv2d(x, weight, bias=None, stride=1, padding=0, dilation=1, groups=1, *,
@@ -133,14 +123,6 @@ def conv_transpose2d(x, weight, bias=None, stride=1, padding=0, output_padding=0
                                    executor=executor)
 
 # The forward kernels' algorithm choice (issue 4): what "auto" picks and why, and autotuning.
-from . import autotune  # noqa: E402
+from .autotune import set_autotune  # noqa: E402
 from .explain import explain  # noqa: E402
-
-
-def set_autotune(flag: bool = True) -> None:
-    """Turn autotuning of conv2d(algorithm="auto") on or off for this process (overrides
-    GPUCONV_AUTOTUNE). NumPy's bool is a bool here, as for ``set_deterministic``
-    (``autotune.set_autotune`` alone refuses it: its type's name is "bool", too)."""
-    autotune.set_autotune(_state._flag("flag", flag, "a bool"))
-
 __all__ += ["explain", "set_autotune"]

@@ -23,7 +23,7 @@ from typing import Callable
 
 import numpy as np
 
-from .. import __version__
+from .. import __version__, _state
 
 ENV_ENABLE = "GPUCONV_AUTOTUNE"
 ENV_CACHE = "GPUCONV_AUTOTUNE_CACHE"
@@ -37,11 +37,9 @@ _memory: dict[str, dict[str, dict]] = {}   # cache path -> {key: entry}
 
 def set_autotune(flag: bool = True) -> None:
     """Turn autotuning of conv2d(algorithm="auto") on or off for this process (overrides
-    GPUCONV_AUTOTUNE)."""
+    GPUCONV_AUTOTUNE). NumPy's bool is a bool here, as for ``set_deterministic``."""
     global _enabled
-    if not isinstance(flag, bool):
-        raise TypeError(f"flag must be a bool, got {type(flag).__name__}")
-    _enabled = flag
+    _enabled = _state._flag("flag", flag, "a bool")
 
 
 def enabled() -> bool:

@@ -130,6 +130,16 @@ def check_data_format(data_format: Any) -> str:
     return as_choice("data_format", data_format, DATA_FORMATS)
 
 
+def nchw_output_size(output_size, data_format: str):
+    """conv_transpose2d's ``output_size`` as the geometry reads it (NCHW): a whole output shape
+    in NHWC order, (N, H, W, C), cut to its (H, W). A 1-D NumPy array is a sequence here as
+    everywhere torch takes one (it was read as NCHW, so (W, C) became the size)."""
+    output_size = sequence_of(output_size)
+    if data_format == "NHWC" and isinstance(output_size, (tuple, list)) and len(output_size) == 4:
+        return tuple(output_size)[1:3]      # only (H, W) count, as in NCHW
+    return output_size
+
+
 def nchw_shape(shape: Sequence[int], data_format: str) -> tuple[int, ...]:
     """The logical NCHW shape of a 4-D shape given in ``data_format``."""
     n, a, b, c = shape
