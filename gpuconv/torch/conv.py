@@ -22,6 +22,7 @@ from ._autocast import autocast_operands
 from ._autograd import apply, deterministic
 from ._bridge import (TO_NHWC, common_device, is_channels_last, on_device_of, to_array,
                       to_tensor, unbatched)
+from ._overrides import dispatches_torch_function
 from ._plans import BridgeCall
 
 __all__ = ["conv2d", "conv_transpose2d"]
@@ -182,6 +183,7 @@ class Conv2dBiasFunction(torch.autograd.Function):
         return gb.view(1, -1, 1, 1).expand(ctx.shape), None
 
 
+@dispatches_torch_function
 def conv2d(input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1, *,
            activation=None, residual=None, algorithm="auto"):
     """``torch.nn.functional.conv2d`` on gpuconv's kernels, with a fused epilogue:
@@ -253,6 +255,7 @@ class ConvTranspose2dFunction(torch.autograd.Function):
         return grad_x, grad_w, grad_b, None
 
 
+@dispatches_torch_function
 def conv_transpose2d(input, weight, bias=None, stride=1, padding=0, output_padding=0, groups=1,
                      dilation=1, *, output_size=None):
     """``torch.nn.functional.conv_transpose2d`` on gpuconv's kernels; weight (C_in, K/groups,

@@ -25,17 +25,6 @@ __all__ = ["Conv2d", "ConvTranspose2d", "MaxPool2d", "AvgPool2d", "LPPool2d", "A
            "AdaptiveMaxPool2d", "MaxUnpool2d", "RoIAlign", "RoIPool"]
 
 
-# torch.fx traces torch.nn's layers as leaves (call_module nodes) but steps into the forward of
-# any other module, where these functions would get fx Proxies instead of tensors: wrapped, each
-# call is recorded as one call_function node, so a converted model stays traceable by
-# torch.fx.symbolic_trace and what builds on it (torchvision's create_feature_extractor, FX
-# quantization). The forwards below call them by these global names, which fx patches.
-for _function in (conv2d, conv_transpose2d, max_pool2d, avg_pool2d, lp_pool2d, adaptive_avg_pool2d,
-                  adaptive_max_pool2d, max_unpool2d, roi_align, roi_pool):
-    torch.fx.wrap(_function.__name__)
-del _function
-
-
 class _ShownAsGpuconv:
     """Prints as ``gpuconv.<Layer>`` in a model's repr, so converted layers are visible. Holds no
     state (a class change by ``convert`` must not need any)."""

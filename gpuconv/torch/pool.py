@@ -17,6 +17,7 @@ from ._args import expand_single
 from ._autograd import apply, deterministic, differentiable, first_order_backward
 from ._bridge import (common_device, data_format_for, on_device_of, to_array, to_tensor,
                       unbatched)
+from ._overrides import dispatches_torch_function
 from ._plans import BridgeCall
 
 __all__ = ["max_pool2d", "avg_pool2d", "lp_pool2d", "adaptive_avg_pool2d", "adaptive_max_pool2d",
@@ -216,6 +217,7 @@ def _max_pool(input, name, args, return_indices):
     return (values, indices) if return_indices else values
 
 
+@dispatches_torch_function
 def max_pool2d(input, kernel_size, stride=None, padding=0, dilation=1, ceil_mode=False,
                return_indices=False):
     """``torch.nn.functional.max_pool2d``: NaN propagates; ties go to the first maximum."""
@@ -224,6 +226,7 @@ def max_pool2d(input, kernel_size, stride=None, padding=0, dilation=1, ceil_mode
                       expand_single(dilation), ceil_mode), return_indices)
 
 
+@dispatches_torch_function
 def avg_pool2d(input, kernel_size, stride=None, padding=0, ceil_mode=False, count_include_pad=True,
                divisor_override=None):
     """``torch.nn.functional.avg_pool2d``."""
@@ -232,37 +235,44 @@ def avg_pool2d(input, kernel_size, stride=None, padding=0, ceil_mode=False, coun
                                        divisor_override))
 
 
+@dispatches_torch_function
 def lp_pool2d(input, norm_type, kernel_size, stride=None, ceil_mode=False):
     """``torch.nn.functional.lp_pool2d``: (sum over the window of x ** p) ** (1 / p)."""
     return _pool(input, "lp_pool2d", (norm_type, kernel_size, _stride(stride), ceil_mode))
 
 
+@dispatches_torch_function
 def adaptive_avg_pool2d(input, output_size):
     """``torch.nn.functional.adaptive_avg_pool2d`` (a None in output_size keeps that size)."""
     return _pool(input, "adaptive_avg_pool2d", (output_size,))
 
 
+@dispatches_torch_function
 def adaptive_max_pool2d(input, output_size, return_indices=False):
     """``torch.nn.functional.adaptive_max_pool2d``."""
     return _max_pool(input, "adaptive_max_pool2d", (output_size,), return_indices)
 
 
+@dispatches_torch_function
 def global_avg_pool2d(input):
     """Mean over each plane: (N, C, 1, 1) (gpuconv extra; = adaptive_avg_pool2d(input, 1))."""
     return _pool(input, "global_avg_pool2d", ())
 
 
+@dispatches_torch_function
 def global_max_pool2d(input):
     """Max over each plane: (N, C, 1, 1) (gpuconv extra; = adaptive_max_pool2d(input, 1))."""
     return _pool(input, "global_max_pool2d", ())
 
 
+@dispatches_torch_function
 def spatial_pyramid_pool2d(input, levels=(1, 2, 4), mode="max"):
     """(N, C * sum(l * l)): per level l, adaptive ``mode`` ("max" | "avg") pooling to (l, l)
     flattened in (c, i, j) order, the levels concatenated (gpuconv extra; input (N, C, H, W))."""
     return apply(PoolFunction, input, "spatial_pyramid_pool2d", (levels, mode))
 
 
+@dispatches_torch_function
 def max_unpool2d(input, indices, kernel_size, stride=None, padding=0, output_size=None):
     """``torch.nn.functional.max_unpool2d``; output_size: (H, W) or the full (N, C, H, W)."""
     if output_size is not None and len(output_size) == 4:

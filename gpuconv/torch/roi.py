@@ -12,6 +12,7 @@ from gpuconv.roi import grad as roi_grad
 
 from ._autograd import apply, deterministic, first_order_backward
 from ._bridge import common_device, data_format_for, on_device_of, to_array, to_tensor
+from ._overrides import dispatches_torch_function
 
 __all__ = ["roi_align", "roi_pool"]
 
@@ -73,6 +74,7 @@ class RoiFunction(torch.autograd.Function):
         return to_tensor(grad, x.dtype, fmt), None, None, None
 
 
+@dispatches_torch_function
 def roi_align(input, boxes, output_size, spatial_scale=1.0, sampling_ratio=-1, aligned=False):
     """``torchvision.ops.roi_align``: (K, C, PH, PW) bilinear averages over each box's bins;
     ``sampling_ratio <= 0`` is adaptive (ceil(box size / bins) samples per bin and axis)."""
@@ -80,6 +82,7 @@ def roi_align(input, boxes, output_size, spatial_scale=1.0, sampling_ratio=-1, a
                  (output_size, spatial_scale, sampling_ratio, aligned))
 
 
+@dispatches_torch_function
 def roi_pool(input, boxes, output_size, spatial_scale=1.0):
     """``torchvision.ops.roi_pool``: (K, C, PH, PW) maxima over each box's bins (box corners
     rounded to pixels; an empty bin gives 0)."""

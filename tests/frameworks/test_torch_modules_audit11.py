@@ -12,7 +12,8 @@ torch's own layers). Findings, each fixed and pinned by one test below:
    float(norm_type) (a 0-d tensor, a NumPy scalar, a bool).
 4. torch.fx.symbolic_trace failed on a converted model (TypeError "input must be a
    torch.Tensor, got Proxy"): fx treats torch.nn's layers as leaves but traces into others, and
-   the gpuconv functions got Proxies. They are now fx-wrapped leaf functions.
+   the gpuconv functions got Proxies. They now take torch's __torch_function__ protocol, which
+   records each call as one call_function node (test_torch_overrides.py).
 """
 import copy
 
