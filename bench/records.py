@@ -31,7 +31,8 @@ def entry_record(e: Entry, flops: int, nbytes: int, floor: float) -> dict:
            "max_rel_error": e.max_rel_error, "time_s": t}
     if t:
         times = e.timed.times
-        rec.update(runs=len(times), min_s=min(times), max_s=max(times),
+        rec.update(runs=len(times), host_bound_runs=e.timed.host_bound_runs,
+                   min_s=min(times), max_s=max(times),
                    tflops=flops / t / 1e12, gbps=nbytes / t / 1e9, roofline_fraction=floor / t)
     if e.kind == "gpuconv":
         rec["ratios"] = e.ratios

@@ -119,6 +119,8 @@ def case_lines(rec: dict) -> list[str]:
             status += ": " + e["reason"]
         elif e["reason"]:
             status += f" ({e['reason'].split(':')[0]})"
+        if e.get("host_bound_runs"):     # the time holds host time (timing.CudaEventClock)
+            status = f"host-bound {e['host_bound_runs']}/{e['runs']} runs; {status}"
         if len(status) > REASON_WIDTH:
             status = status[:REASON_WIDTH - 3] + "..."
         floor = "-" if e.get("roofline_fraction") is None else f"{100 * e['roofline_fraction']:.1f}%"

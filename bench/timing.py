@@ -2,8 +2,14 @@
 
 On a GPU every launch is timed by a pair of CUDA events on the stream the work runs on, with the
 L2 cache flushed before each launch (a memset of a buffer twice the L2 size, enqueued before the
-start event, so it is not timed and also hides the host's launch latency). On the CPU a
-``perf_counter`` pair brackets each call; caches are not flushed (stated in the report).
+start event, so it is not timed). Before the flush a one-thread kernel holds the stream for
+``HOLD_US`` (nvbench's "blocking kernel"): the host enqueues the start event, the call and the
+end event while the GPU waits, so the events time the GPU's work alone, not the host's Python
+(a small layer's kernels take less than gpuconv's or PyTorch's ~10-60 us of host time per call,
+and the flush alone hid only ~35 us). A run whose enqueueing outlasted the hold is counted
+(``host_bound_runs``): its time holds host time. The host's time per call is measured on its own
+by bench/host_overhead.py. On the CPU a ``perf_counter`` pair brackets each call; caches are not
+flushed (stated in the report).
 
 ``measure_interleaved`` takes every variant of one case through the same rounds, rotating the
 order each round, so that clock and thermal drift fall on all of them alike; the statistic is
@@ -16,6 +22,8 @@ import statistics
 import time
 from dataclasses import dataclass, field
 from typing import Callable, ContextManager
+
+import numpy as np
 
 
 @dataclass(frozen=True)
@@ -47,23 +55,35 @@ class CpuClock:
         return times
 
 
+HOLD_US = 300    # > the host time of one call of any variant, with a margin
+# The spin kernel counts SM cycles (clock64). Counted at a clock above any data-centre GPU's
+# (H100/H200 boost: 1.98 GHz), the hold lasts at least HOLD_US; a slower clock only lengthens it.
+SPIN_CLOCK_GHZ = 2.5
+
+
 class CudaEventClock:
     """CUDA events on CuPy's current stream, which must be the stream torch uses too (the
     runner checks that both are the legacy default stream)."""
 
-    def __init__(self, flush_l2: bool = True):
+    def __init__(self, flush_l2: bool = True, hold_us: float = HOLD_US):
         import cupy
         self._cupy = cupy
         device = cupy.cuda.Device()
         self.l2_bytes = int(cupy.cuda.runtime.getDeviceProperties(device.id)["l2CacheSize"])
         self.flush_bytes = 2 * self.l2_bytes if flush_l2 else 0
         self._flush = cupy.empty(self.flush_bytes, dtype=cupy.uint8) if flush_l2 else None
+        self.hold_us = hold_us
+        self._hold_cycles = np.int64(hold_us * 1e3 * SPIN_CLOCK_GHZ)
+        self._spin = spin_kernel(cupy) if hold_us > 0 else None
+        self.host_bound_runs = 0
 
     @property
     def description(self) -> str:
+        hold = (f"each launch held behind a {self.hold_us:g} us one-thread kernel, so the host's "
+                f"enqueueing is not timed; " if self._spin is not None else "")
         if self._flush is None:
-            return "CUDA events per launch; L2 NOT flushed (warm cache)"
-        return (f"CUDA events per launch; L2 flushed before each launch by a "
+            return f"CUDA events per launch; {hold}L2 NOT flushed (warm cache)"
+        return (f"CUDA events per launch; {hold}L2 flushed before each launch by a "
                 f"{self.flush_bytes / 2**20:.0f} MiB memset (2x the {self.l2_bytes / 2**20:.0f} MiB L2)")
 
     def measure(self, fn: Callable[[], object], runs: int) -> list[float]:
@@ -71,11 +91,16 @@ class CudaEventClock:
         starts = [cupy.cuda.Event() for _ in range(runs)]
         ends = [cupy.cuda.Event() for _ in range(runs)]
         for start, end in zip(starts, ends):
+            if self._spin is not None:
+                self._spin((1,), (1,), (self._hold_cycles,))
+                held_from = time.perf_counter()
             if self._flush is not None:
                 self._flush.fill(0)
             start.record()
             fn()
             end.record()
+            if self._spin is not None and time.perf_counter() - held_from > self.hold_us * 1e-6:
+                self.host_bound_runs += 1
         ends[-1].synchronize()
         return [cupy.cuda.get_elapsed_time(s, e) * 1e-3 for s, e in zip(starts, ends)]
 
@@ -88,6 +113,7 @@ class Timed:
     context: Callable[[], ContextManager] = contextlib.nullcontext
     times: list[float] = field(default_factory=list)
     error: BaseException | None = None       # raised while warming up or timing: dropped
+    host_bound_runs: int = 0                 # runs the clock saw outlast its hold (CudaEventClock)
 
 
 def measure_interleaved(variants: list[Timed], clock, plan: TimingPlan) -> None:
@@ -110,7 +136,13 @@ def measure_interleaved(variants: list[Timed], clock, plan: TimingPlan) -> None:
     for r in range(plan.rounds):
         shift = r % len(variants) if variants else 0
         for v in variants[shift:] + variants[:shift]:
-            attempt(v, lambda v=v: v.times.extend(clock.measure(v.run, plan.runs_per_round)))
+            attempt(v, lambda v=v: _measure(v, clock, plan.runs_per_round))
+
+
+def _measure(v: Timed, clock, runs: int) -> None:
+    host_bound = getattr(clock, "host_bound_runs", 0)
+    v.times.extend(clock.measure(v.run, runs))
+    v.host_bound_runs += getattr(clock, "host_bound_runs", 0) - host_bound
 
 
 def median(times: list[float]) -> float:
@@ -154,7 +186,7 @@ def event_us(cp, fn: Callable[[], object], runs: int = 20) -> float:
 
 
 _SPIN_SOURCE = r'''
-extern "C" __global__ void spin(long long cycles) {
+__global__ void spin(long long cycles) {
   const long long start = clock64();
   while (clock64() - start < cycles) {
   }
@@ -162,13 +194,19 @@ extern "C" __global__ void spin(long long cycles) {
 '''
 
 
+def spin_kernel(cp):
+    """``spin((1,), (1,), (cycles,))``: one thread busy for ``cycles`` SM cycles, holding the
+    stream (int64 ``cycles``)."""
+    # By name expression, as gpuconv's loader finds its kernels (the simulator only so).
+    return cp.RawModule(code=_SPIN_SOURCE, name_expressions=("spin",)).get_function("spin")
+
+
 def queued_us(cp, fn: Callable[[], object], runs: int = 10, spin_cycles: int = 2_000_000) -> float:
     """Median microseconds that one call of ``fn`` adds behind a ~1 ms one-thread kernel, as in a
     model's step where the host runs ahead of the GPU: about its GPU time when it queues its
     work and returns, but also every host microsecond after a synchronization inside it (the
     queue drained, the GPU waits for the rest of the call's Python)."""
-    import numpy as np
-    spin = cp.RawKernel(_SPIN_SOURCE, "spin")
+    spin = spin_kernel(cp)
     start, stop = cp.cuda.Event(), cp.cuda.Event()
 
     def elapsed(call):

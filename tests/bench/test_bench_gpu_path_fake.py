@@ -10,6 +10,7 @@ proves nothing about speed or about what only real CUDA can refuse (fake_cuda's 
 Shapes are the CPU reduction of the suite's layers, so a run takes seconds.
 """
 import json
+import time
 
 import numpy as np
 import pytest
@@ -77,6 +78,7 @@ def test_gpu_run_of_every_family_records_device_ceilings_and_ratios(fake_gpu, tm
     assert len(git["commit"]) == 40 and git["source"] == "git"
     assert doc["baseline_settings"]["torch.backends.cudnn.allow_tf32"] is False
     assert "L2 flushed" in doc["timing"]["clock"] and "2 MiB memset" in doc["timing"]["clock"]
+    assert "held behind a 300 us one-thread kernel" in doc["timing"]["clock"]
     ceiling = doc["ceilings"]["float32"]
     assert ceiling["bandwidth"] > 0 and ceiling["peak_flops"] > 0
     assert "cudaMemcpyAsync D2D of 1 MiB" in ceiling["how"] and "cupy.matmul" in ceiling["how"]
@@ -95,6 +97,7 @@ def test_gpu_run_of_every_family_records_device_ceilings_and_ratios(fake_gpu, tm
                 assert e["name"] == "gpuconv:pointwise" and "3x3" in case["layer"]
                 continue
             assert e["status"] == "ok" and e["runs"] == runs and e["time_s"] > 0
+            assert 0 <= e["host_bound_runs"] <= runs   # the simulator's calls outlast holds
             assert e["max_rel_error"] < 1e-4 and 0 < e["roofline_fraction"]
             assert sorted(e["ratios"]) == sorted(timed_baselines)
             for baseline, ratio in e["ratios"].items():
@@ -139,6 +142,9 @@ def test_gpu_run_of_every_family_records_device_ceilings_and_ratios(fake_gpu, tm
                    "roi_pool"):
         assert kernel in launched
     assert fake_gpu.memcpys > 0 and fake_gpu.events_recorded > 0
+    timed_runs = sum(e["runs"] for c in cases for e in c["results"] if e.get("runs"))
+    ceiling_runs = 2 * 10 * len(doc["ceilings"])        # a copy and a GEMM, 10 runs each
+    assert fake_gpu.launches["spin"] == timed_runs + ceiling_runs   # a hold before every run
     assert fake_gpu.pool_frees == fake_gpu.torch_empty_cache == len(cases)
     assert fake_gpu.torch_set_device == [0]
     assert default_out(doc).name.endswith("-NVIDIA-H100-80GB-HBM3-fake")
@@ -234,3 +240,17 @@ __global__ void scale(T* x, float a, int n) {
     if (i < n) x[i] = x[i] * a;
 }
 """
+
+
+def test_the_event_clock_holds_each_run_and_counts_those_whose_host_time_outlasts_it(fake_gpu):
+    from bench.timing import CudaEventClock, Timed, TimingPlan, measure_interleaved
+    clock = CudaEventClock(hold_us=2000)
+    quick, slow = Timed("quick", lambda: None), Timed("slow", lambda: time.sleep(0.004))
+    measure_interleaved([quick, slow], clock, TimingPlan(warmup=0, rounds=2, runs_per_round=3))
+    assert fake_gpu.launches["spin"] == 12
+    assert (quick.host_bound_runs, slow.host_bound_runs) == (0, 6)
+    assert clock.host_bound_runs == 6
+    # The fake's events read the host clock, recorded after the hold: the sleep alone is timed.
+    assert min(slow.times) >= 0.004 and max(quick.times) < 0.004
+    assert "not timed" in clock.description
+    assert "held" not in CudaEventClock(hold_us=0).description
