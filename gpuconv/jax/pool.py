@@ -111,7 +111,7 @@ def adaptive_max_pool2d(x, output_size, return_indices=False, *, data_format="NC
 
 
 def global_avg_pool2d(x, *, data_format="NCHW"):
-    checked = _checked(api.check_global_pool2d, x, data_format=data_format)
+    checked = _checked(api.check_global_avg_pool2d, x, data_format=data_format)
     return _pool("global_avg_pool2d", x, (), checked.output_shape, data_format)
 
 

@@ -78,7 +78,8 @@ def check_lp_pool2d(x, norm_type, kernel_size, stride=None, ceil_mode=False, *,
 
 def check_adaptive_avg_pool2d(x, output_size, *, data_format="NCHW") -> PoolCall:
     arrays, data_format, shape = _checked_x(x, data_format)
-    geom = adaptive_pool2d_geometry(shape, output_size)
+    # torch's adaptive_avg_pool2d takes 0 channels (its max pooling refuses them)
+    geom = adaptive_pool2d_geometry(shape, output_size, True)
     return PoolCall(arrays, data_format, geom, layout_shape(geom.output_shape, data_format))
 
 
@@ -92,8 +93,16 @@ def check_adaptive_max_pool2d(x, output_size, return_indices=False, *,
 
 
 def check_global_pool2d(x, *, data_format="NCHW") -> PoolCall:
+    """global_max_pool2d's checks (global_avg_pool2d: ``check_global_avg_pool2d``)."""
     arrays, data_format, shape = _checked_x(x, data_format)
     geom = global_pool2d_geometry(shape)
+    return PoolCall(arrays, data_format, geom, layout_shape(geom.output_shape, data_format))
+
+
+def check_global_avg_pool2d(x, *, data_format="NCHW") -> PoolCall:
+    """As adaptive_avg_pool2d(x, 1): 0 channels give an empty output."""
+    arrays, data_format, shape = _checked_x(x, data_format)
+    geom = global_pool2d_geometry(shape, True)
     return PoolCall(arrays, data_format, geom, layout_shape(geom.output_shape, data_format))
 
 
@@ -175,8 +184,8 @@ def _run(name, call: PoolCall, x, plan, *extra_arrays):
 
 
 def _empty_output(call: PoolCall):
-    """The output of an adaptive pooling to 0 rows or columns: empty, as PyTorch's (no kernel
-    and no reference computation has anything to do)."""
+    """The output of an adaptive pooling to 0 rows or columns, or of 0 channels: empty, as
+    PyTorch's (no kernel and no reference computation has anything to do)."""
     return call.arrays.xp.empty(call.output_shape, dtype=call.arrays.dtype)
 
 
@@ -212,7 +221,10 @@ def global_avg_pool2d(x, *, data_format="NCHW"):
     plan, replayed = planned("global_avg_pool2d", {"x": x}, (data_format,))
     if replayed is not None:
         return replayed
-    return _run("global_avg_pool2d", check_global_pool2d(x, data_format=data_format), x, plan)
+    call = check_global_avg_pool2d(x, data_format=data_format)
+    if call.geom.empty_output:
+        return _empty_output(call)
+    return _run("global_avg_pool2d", call, x, plan)
 
 
 def global_max_pool2d(x, *, data_format="NCHW"):

@@ -88,8 +88,9 @@ class AdaptivePool2dGeometry(_Planes):
 
     @property
     def empty_output(self) -> bool:
-        """Whether the output has no rows or no columns (nothing for an executor to compute)."""
-        return self.P == 0 or self.Q == 0
+        """Whether the output has no channels, rows or columns (nothing for an executor to
+        compute; an empty batch is every executor's own case)."""
+        return self.C == 0 or self.P == 0 or self.Q == 0
 
 
 @dataclass(frozen=True)
@@ -126,12 +127,17 @@ def adaptive_window(i: int, out_size: int, in_size: int) -> tuple[int, int]:
 # shapes
 
 
-def _check_x_shape(shape: Sequence[int], name: str = "x") -> tuple[int, int, int, int]:
-    # Only the batch may be empty (an empty result), as in PyTorch's pooling shape checks.
+def _check_x_shape(shape: Sequence[int], name: str = "x", *,
+                   empty_channels: bool = False) -> tuple[int, int, int, int]:
+    # Only the batch may be empty (an empty result), as in PyTorch's pooling shape checks;
+    # ``empty_channels``: the channels too, as torch's adaptive_avg_pool2d, which checks only
+    # the spatial sizes.
     N, C, H, W = (int(v) for v in shape)
-    if min(C, H, W) < 1:
-        raise ValueError(f"{name} must have non-zero channel and spatial dimensions (only the batch "
-                         f"may be empty), got logical NCHW shape {(N, C, H, W)}")
+    if min(H, W) < 1 or C < (0 if empty_channels else 1):
+        what = "spatial" if empty_channels else "channel and spatial"
+        empty = "batch and channels" if empty_channels else "batch"
+        raise ValueError(f"{name} must have non-zero {what} dimensions (only the {empty} may be "
+                         f"empty), got logical NCHW shape {(N, C, H, W)}")
     return N, C, H, W
 
 
@@ -231,17 +237,19 @@ def check_norm_type(norm_type: Any) -> float:
 def _output_size_entry(i: int, value: Any, default: int) -> int:
     if value is None:
         return default
-    return as_int(f"output_size[{i}]", value, minimum=0)
+    return as_int(f"output_size[{i}]", value, minimum=0, maximum=INT32_MAX)
 
 
 @memoized_check
-def adaptive_pool2d_geometry(x_shape_nchw: Sequence[int], output_size: Any) -> AdaptivePool2dGeometry:
-    """output_size: an int or a pair (h, w) of ints >= 0 (0: an empty output, as PyTorch); a
-    None entry keeps that input size."""
-    N, C, H, W = _check_x_shape(x_shape_nchw)
+def adaptive_pool2d_geometry(x_shape_nchw: Sequence[int], output_size: Any,
+                             empty_channels: bool = False) -> AdaptivePool2dGeometry:
+    """output_size: an int or a pair (h, w) of ints in [0, 2**31) (0: an empty output, as
+    PyTorch; the kernels take 32-bit sizes); a None entry keeps that input size.
+    ``empty_channels``: x may have 0 channels (adaptive_avg_pool2d, as torch's)."""
+    N, C, H, W = _check_x_shape(x_shape_nchw, empty_channels=empty_channels)
     output_size = sequence_of(output_size)
     if isinstance(output_size, numbers.Integral) and not isinstance(output_size, bool):
-        P = Q = as_int("output_size", output_size, minimum=0)
+        P = Q = as_int("output_size", output_size, minimum=0, maximum=INT32_MAX)
     elif isinstance(output_size, (tuple, list)):
         if len(output_size) != 2:
             raise ValueError(f"output_size must be an int or a pair (h, w), got {len(output_size)} "
@@ -253,20 +261,24 @@ def adaptive_pool2d_geometry(x_shape_nchw: Sequence[int], output_size: Any) -> A
     return AdaptivePool2dGeometry(N, C, H, W, P, Q)
 
 
-def global_pool2d_geometry(x_shape_nchw: Sequence[int]) -> AdaptivePool2dGeometry:
-    return adaptive_pool2d_geometry(x_shape_nchw, 1)
+def global_pool2d_geometry(x_shape_nchw: Sequence[int],
+                           empty_channels: bool = False) -> AdaptivePool2dGeometry:
+    return adaptive_pool2d_geometry(x_shape_nchw, 1, empty_channels)
 
 
 @memoized_check
 def spatial_pyramid_geometry(x_shape_nchw: Sequence[int], levels: Any = (1, 2, 4),
                              mode: Any = "max") -> SpatialPyramidGeometry:
-    """levels: a non-empty tuple/list of ints >= 1 (output sizes l x l); mode: "max" or "avg"."""
+    """levels: a non-empty tuple/list of ints in [1, 2**31) (output sizes l x l); mode: "max" or
+    "avg"."""
     N, C, H, W = _check_x_shape(x_shape_nchw)
     if not isinstance(levels, (tuple, list)):
         raise TypeError(f"levels must be a tuple or list of ints >= 1, got {type(levels).__name__} {levels!r}")
     if len(levels) == 0:
         raise ValueError("levels must hold at least one pyramid level, got an empty sequence")
-    levels = tuple(as_int(f"levels[{i}]", l, minimum=1) for i, l in enumerate(levels))
+    # each level is an adaptive output size: 32-bit, as theirs
+    levels = tuple(as_int(f"levels[{i}]", l, minimum=1, maximum=INT32_MAX)
+                   for i, l in enumerate(levels))
     mode = as_choice("mode", mode, SPP_MODES)
     return SpatialPyramidGeometry(N, C, H, W, levels, mode)
 
@@ -280,7 +292,8 @@ def _requested_unpool_size(output_size: Any, data_format: str) -> tuple[int, int
     if not isinstance(output_size, (tuple, list)):
         raise TypeError(f"output_size must be None or a tuple/list of 2 (H, W) or 4 ints, "
                         f"got {type(output_size).__name__} {output_size!r}")
-    sizes = tuple(as_int(f"output_size[{i}]", v) for i, v in enumerate(output_size))
+    sizes = tuple(as_int(f"output_size[{i}]", v, maximum=INT32_MAX)
+                  for i, v in enumerate(output_size))
     if len(sizes) == 4:
         # As torch's max_unpool2d: only (H, W) count, whatever the batch and channels say.
         _, _, h, w = nchw_shape(sizes, data_format)
@@ -299,7 +312,9 @@ def max_unpool2d_geometry(x_shape_nchw: Sequence[int], kernel_size: Any, stride:
     Default output (P-1)*stride + kernel_size - 2*padding; a requested output_size (2 ints, or 4 in
     ``data_format`` order) must lie strictly within stride of that default, as in PyTorch."""
     R, S = as_pair("kernel_size", kernel_size, minimum=1, maximum=INT32_MAX)
-    sh, sw = (R, S) if stride is None else as_pair("stride", stride, minimum=1)
+    # The stride scales the unpooled size, which the kernels take as a 32-bit int.
+    sh, sw = (R, S) if stride is None else as_pair("stride", stride, minimum=1,
+                                                   maximum=INT32_MAX)
     ph, pw = as_pair("padding", padding, minimum=0, maximum=INT32_MAX)
     N, C, P, Q = _check_x_shape(x_shape_nchw)
     default = ((P - 1) * sh + R - 2 * ph, (Q - 1) * sw + S - 2 * pw)
@@ -316,6 +331,10 @@ def max_unpool2d_geometry(x_shape_nchw: Sequence[int], kernel_size: Any, stride:
     if H < 0 or W < 0:
         raise ValueError(f"padding {(ph, pw)} is too large for kernel_size {(R, S)}: the unpooled "
                          f"output would be {H}x{W}")
+    if max(H, W) > INT32_MAX:     # the default size (an output_size is checked above)
+        raise ValueError(f"kernel_size {(R, S)} and stride {(sh, sw)} give an unpooled output "
+                         f"of {H}x{W} for a {P}x{Q} input: its sizes must be <= 2**31 - 1 (the "
+                         f"kernels take 32-bit ints)")
     return Pool2dGeometry(N, C, H, W, P, Q, R, S, sh, sw, ph, pw, 1, 1, False)
 
 

@@ -45,8 +45,8 @@ def _check_output(grad_output, geom, data_format, function):
 
 
 def _zero_gradient(arrays, grad_output, x):
-    """The gradient through an empty output (an adaptive pooling to 0 rows or columns): zero,
-    as PyTorch's."""
+    """The gradient through an empty output (an adaptive pooling to 0 rows or columns, or of 0
+    channels): zero, as PyTorch's."""
     return arrays.xp.zeros(x.shape, dtype=grad_output.dtype)
 
 
@@ -138,7 +138,7 @@ def adaptive_avg_pool2d(grad_output, x, output_size, *, data_format="NCHW", dete
     if replayed is not None:
         return replayed
     arrays, data_format, shape, deterministic = _checked(grad_output, x, data_format, deterministic)
-    geom = adaptive_pool2d_geometry(shape, output_size)
+    geom = adaptive_pool2d_geometry(shape, output_size, True)     # 0 channels: as the forward
     _check_output(grad_output, geom, data_format, "adaptive_avg_pool2d")
     if geom.empty_output:
         return _zero_gradient(arrays, grad_output, x)
@@ -182,8 +182,10 @@ def global_avg_pool2d(grad_output, x, *, data_format="NCHW", deterministic=None)
     if replayed is not None:
         return replayed
     arrays, data_format, shape, deterministic = _checked(grad_output, x, data_format, deterministic)
-    geom = global_pool2d_geometry(shape)
+    geom = global_pool2d_geometry(shape, True)     # 0 channels: as the forward
     _check_output(grad_output, geom, data_format, "global_avg_pool2d")
+    if geom.empty_output:
+        return _zero_gradient(arrays, grad_output, x)
     return run("grad_global_avg_pool2d", _state.executor_for(arrays.library), geom, grad_output,
                x, data_format=data_format, deterministic=deterministic, plan=plan)
 
