@@ -14,6 +14,8 @@ import math
 from dataclasses import dataclass
 from typing import Any, Sequence
 
+import numpy as np
+
 from .._args import INT32_MAX, as_choice, as_int, as_pair, memoized_check, sequence_of
 from .._arrays import ArraySet, check_out, shares_elements
 
@@ -208,8 +210,16 @@ def _output_size(size: int, pad: int, dilation: int, kernel: int, stride: int) -
     return (size + pad - dilation * (kernel - 1) - 1) // stride + 1
 
 
+def _as_groups(groups: Any) -> int:
+    """``groups``, an int >= 1. torch reads it through ``__index__``, which a 0-d integer NumPy
+    array has too (a count computed with NumPy); a 0-d bool or float array it refuses."""
+    if isinstance(groups, np.ndarray) and groups.ndim == 0 and groups.dtype.kind in "iu":
+        groups = groups.item()
+    return as_int("groups", groups, minimum=1)
+
+
 def _check_groups(groups: Any, channels: int, x_name: str, out_channels: int, out_name: str) -> int:
-    groups = as_int("groups", groups, minimum=1)
+    groups = _as_groups(groups)
     if channels % groups:
         raise ValueError(f"groups={groups} must divide the {channels} channels of {x_name}")
     if out_channels % groups:
@@ -246,15 +256,16 @@ def conv2d_geometry(x_shape_nchw: Any, weight_shape: Any, stride: Any = 1, paddi
 
 
 def _check_padded_extent(padding: Any, H: int, W: int, pads_h: tuple[int, int],
-                         pads_w: tuple[int, int], padded: str = "the padded input") -> None:
-    """The zero-padded input of the forward convolution (``padded`` names it in the message)
-    stays under 2**31 rows and columns: the kernels form row and column positions (output *
-    stride - pad + tap * dilation, all of them inside it) in 32-bit integers."""
+                         pads_w: tuple[int, int]) -> None:
+    """The zero-padded input of the forward convolution stays under 2**31 rows and columns: the
+    kernels form row and column positions (output * stride - pad + tap * dilation, all of them
+    inside it) in 32-bit integers."""
     for axis, size, pads in (("height", H, pads_h), ("width", W, pads_w)):
         if size + sum(pads) > INT32_MAX:
-            raise ValueError(f"padding {padding!r} and the sizes make {padded}'s {axis} {size} "
-                             f"+ {pads[0]} + {pads[1]} = {size + sum(pads)}: it must stay under "
-                             "2**31 (the kernels address rows and columns with 32-bit integers)")
+            raise ValueError(f"padding {padding!r} and the sizes make the padded input's {axis} "
+                             f"{size} + {pads[0]} + {pads[1]} = {size + sum(pads)}: it must stay "
+                             "under 2**31 (the kernels address rows and columns with 32-bit "
+                             "integers)")
 
 
 def unused_as_one(steps: tuple[int, int], counts: tuple[int, int]) -> tuple[int, int]:
@@ -272,6 +283,26 @@ def unused_as_one(steps: tuple[int, int], counts: tuple[int, int]) -> tuple[int,
 
 def _transposed_size(size: int, stride: int, pad: int, dilation: int, kernel: int, out_pad: int) -> int:
     return (size - 1) * stride - 2 * pad + dilation * (kernel - 1) + out_pad + 1
+
+
+def _check_transposed_extent(x_hw: tuple[int, int], stride: tuple[int, int],
+                             dilation: tuple[int, int], kernel: tuple[int, int],
+                             output_padding: tuple[int, int], source: str) -> None:
+    """A transposed convolution's output before ``padding`` crops it (the padded input of the
+    forward convolution it is the gradient of) stays under 2**31 rows and columns, as
+    ``_check_padded_extent`` asks of a forward one. Its size does not depend on the padding, so
+    the message names what it depends on: the stride, the dilation and the output padding
+    (``source``: "output_size" where that decided the output padding)."""
+    for axis, n, s, d, k, op in zip(("height", "width"), x_hw, stride, dilation, kernel,
+                                    output_padding):
+        extent = (n - 1) * s + d * (k - 1) + op + 1
+        if extent > INT32_MAX:
+            given = (f"output_padding {op}" if source == "output_padding"
+                     else f"output_size (output padding {op})")
+            raise ValueError(f"stride {s}, dilation {d} and {given} make the output's {axis} "
+                             f"before padding crops it ({n} - 1) * {s} + {d} * ({k} - 1) + {op} "
+                             f"+ 1 = {extent}: it must stay under 2**31 (the kernels address "
+                             "rows and columns with 32-bit integers)")
 
 
 def _output_padding_from_size(output_size: Any, minimum: tuple[int, int],
@@ -315,7 +346,7 @@ def conv_transpose2d_geometry(x_shape: Any, weight_shape: Any, stride: Any = 1, 
     oph, opw = as_pair("output_padding", output_padding, minimum=0, maximum=INT32_MAX)
     N, C_in, H_in, W_in = _check_x_shape(x_name, x_shape)
     Cw, Kg, R, S = _check_weight_shape(weight_name, weight_shape, labels=("C_in", "K_out/groups", "R", "S"))
-    groups = as_int("groups", groups, minimum=1)
+    groups = _as_groups(groups)
     if C_in % groups:
         raise ValueError(f"groups={groups} must divide the {C_in} channels of {x_name}")
     if Cw != C_in:
@@ -335,7 +366,8 @@ def conv_transpose2d_geometry(x_shape: Any, weight_shape: Any, stride: Any = 1, 
     if H_out < 1 or W_out < 1:
         raise ValueError(f"padding {(ph, pw)} is too large: for an input of {H_in}x{W_in} the "
                          f"output would be {H_out}x{W_out}")
-    _check_padded_extent(padding, H_out, W_out, (ph, ph), (pw, pw), "the padded output")
+    _check_transposed_extent((H_in, W_in), (sh, sw), (dh, dw), (R, S), (oph, opw),
+                             "output_size" if output_size is not None else "output_padding")
     (sh, sw), (dh, dw) = unused_as_one((sh, sw), (H_in, W_in)), unused_as_one((dh, dw), (R, S))
     return ConvTransposeGeometry(N, K_out, H_out, W_out, C_in, R, S, H_in, W_in,
                                  ph, ph, pw, pw, sh, sw, dh, dw, groups, oph, opw)

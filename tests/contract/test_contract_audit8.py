@@ -100,8 +100,7 @@ def test_huge_strides_and_paddings_as_torch(stride, padding):
     lambda x, w: gpuconv.conv2d(x, w, stride=2 ** 31, padding=2 ** 31 - 1),
     lambda x, w: gpuconv.conv2d(x, w, stride=2 ** 30, padding=((2 ** 30, 2 ** 30), (0, 0))),
     lambda x, w: gpuconv.grad.conv2d_input(x.shape, w, np.ones((1, 1, 3, 3)), 2 ** 30, 2 ** 30),
-    lambda x, w: gpuconv.conv_transpose2d(x, w, stride=2 ** 30, padding=1),
-], ids=["conv2d", "pair of pairs", "conv2d_input", "conv_transpose2d"])
+], ids=["conv2d", "pair of pairs", "conv2d_input"])   # conv_transpose2d: audit 12
 def test_padded_extents_past_32_bits_are_value_errors_naming_padding(call):
     x = np.ones((1, 1, 5, 5))
     w = np.ones((1, 1, 3, 3))
