@@ -18,13 +18,31 @@ def expand_single(value):
         if len(value) == 2 and type(value[0]) is int and type(value[1]) is int:
             return value                # a layer's (h, w) attributes: on every module call
         if any(isinstance(v, torch.Tensor) for v in value):
-            value = tuple(_int_of_scalar_tensor(v) for v in value)
+            value = tuple(int_of_scalar_tensor(v) for v in value)
         return (value[0], value[0]) if len(value) == 1 else value
-    return _int_of_scalar_tensor(value)
+    return int_of_scalar_tensor(value)
 
 
-def _int_of_scalar_tensor(value):
-    if (isinstance(value, torch.Tensor) and value.dim() == 0 and not value.is_floating_point()
-            and not value.is_complex() and value.dtype is not torch.bool):
+def _is_integer_tensor(value) -> bool:
+    return (isinstance(value, torch.Tensor) and not value.is_floating_point()
+            and not value.is_complex() and value.dtype is not torch.bool)
+
+
+def int_of_scalar_tensor(value):
+    """A 0-d integer tensor -> its int (as ATen's int parser reads one: ``groups=``,
+    ``divisor_override=``); anything else unchanged (checked by gpuconv)."""
+    if _is_integer_tensor(value) and value.dim() == 0:
         return int(value)
+    return value
+
+
+def output_size_pair(value):
+    """The adaptive poolings' ``output_size`` as torch reads it: a 1-d integer tensor of two
+    elements, or a pair holding 0-d integer tensors (or None), -> a tuple of ints (or None);
+    anything else unchanged (checked by gpuconv). Unlike the kernel arguments, no one-element
+    or 0-d tensor spelling: torch refuses those here, and so does gpuconv."""
+    if _is_integer_tensor(value) and value.dim() == 1 and value.numel() == 2:
+        return tuple(int(v) for v in value)
+    if type(value) in (tuple, list) and len(value) == 2:
+        return tuple(int_of_scalar_tensor(v) for v in value)
     return value

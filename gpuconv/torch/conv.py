@@ -17,7 +17,7 @@ import torch
 
 import gpuconv
 
-from ._args import expand_single
+from ._args import expand_single, int_of_scalar_tensor
 from ._autocast import autocast_operands
 from ._autograd import apply, deterministic
 from ._bridge import (TO_NHWC, common_device, is_channels_last, on_device_of, to_array,
@@ -44,6 +44,13 @@ ACTIVATION_GRADIENTS = {
 
 def _is_unbatched(input) -> bool:
     return isinstance(input, torch.Tensor) and input.dim() == 3
+
+
+def _unbatched_conv(y: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
+    """The (C, H, W) result of an unbatched convolution from its batch of one. torch's is its
+    batched result squeezed: laid out HWC when the weight is channels_last (the batched result
+    is channels_last then), contiguous otherwise (the poolings' is always contiguous)."""
+    return y.squeeze(0) if is_channels_last(weight) else unbatched(y)
 
 
 def _layout_shape(t: torch.Tensor, data_format: str) -> tuple[int, ...]:
@@ -195,7 +202,8 @@ def conv2d(input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1, 
     bottom/right, as TensorFlow; torch allows "same" only with stride 1).
     """
     options = dict(stride=expand_single(stride), padding=expand_single(padding),
-                   dilation=expand_single(dilation), groups=groups, activation=activation,
+                   dilation=expand_single(dilation), groups=int_of_scalar_tensor(groups),
+                   activation=activation,
                    algorithm=algorithm)
     # Under torch.autocast the fused residual is cast with the other operands: the one output
     # is in the region's dtype.
@@ -203,8 +211,8 @@ def conv2d(input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1, 
     if _is_unbatched(input):
         if residual is not None:
             residual = residual.unsqueeze(0)
-        return unbatched(apply(Conv2dFunction, input.unsqueeze(0), weight, bias, residual,
-                               options))
+        return _unbatched_conv(apply(Conv2dFunction, input.unsqueeze(0), weight, bias,
+                                     residual, options), weight)
     return apply(Conv2dFunction, input, weight, bias, residual, options)
 
 
@@ -262,7 +270,8 @@ def conv_transpose2d(input, weight, bias=None, stride=1, padding=0, output_paddi
     R, S). ``output_size`` ((H, W) or (N, C, H, W)) picks the output padding as
     ``torch.nn.ConvTranspose2d.forward(input, output_size)`` does."""
     options = dict(stride=expand_single(stride), padding=expand_single(padding),
-                   output_padding=expand_single(output_padding), groups=groups,
+                   output_padding=expand_single(output_padding),
+                   groups=int_of_scalar_tensor(groups),
                    dilation=expand_single(dilation), output_size=output_size)
     input, weight, bias = autocast_operands(input, weight, bias)
     if _is_unbatched(input):
@@ -272,6 +281,6 @@ def conv_transpose2d(input, weight, bias=None, stride=1, padding=0, output_paddi
                              f"{tuple(output_size)!r}")
         if output_size is not None and len(output_size) == 3:
             options["output_size"] = (1, *output_size)
-        return unbatched(apply(ConvTranspose2dFunction, input.unsqueeze(0), weight, bias,
-                               options))
+        return _unbatched_conv(apply(ConvTranspose2dFunction, input.unsqueeze(0), weight, bias,
+                                     options), weight)
     return apply(ConvTranspose2dFunction, input, weight, bias, options)

@@ -13,7 +13,7 @@ import torch
 import gpuconv
 from gpuconv.pool.grad import WITH_OWN_INDICES
 
-from ._args import expand_single
+from ._args import expand_single, int_of_scalar_tensor, output_size_pair
 from ._autograd import apply, deterministic, differentiable, first_order_backward
 from ._bridge import (common_device, data_format_for, on_device_of, to_array, to_tensor,
                       unbatched)
@@ -232,25 +232,50 @@ def avg_pool2d(input, kernel_size, stride=None, padding=0, ceil_mode=False, coun
     """``torch.nn.functional.avg_pool2d``."""
     return _pool(input, "avg_pool2d", (expand_single(kernel_size), _stride(stride),
                                        expand_single(padding), ceil_mode, count_include_pad,
-                                       divisor_override))
+                                       int_of_scalar_tensor(divisor_override)))
 
 
 @dispatches_torch_function
 def lp_pool2d(input, norm_type, kernel_size, stride=None, ceil_mode=False):
     """``torch.nn.functional.lp_pool2d``: (sum over the window of x ** p) ** (1 / p)."""
-    return _pool(input, "lp_pool2d", (norm_type, kernel_size, _stride(stride), ceil_mode))
+    return _pool(input, "lp_pool2d", (_lp_norm_type(norm_type), _lp_kernel_size(kernel_size),
+                                      _stride(stride), ceil_mode))
+
+
+def _lp_norm_type(norm_type):
+    """torch's lp_pool2d computes ``x.pow(norm_type)``, which also takes a one-element tensor:
+    its float. A tensor requiring grad is refused: no gradient flows to norm_type here."""
+    if (isinstance(norm_type, torch.Tensor) and norm_type.numel() == 1
+            and not norm_type.is_complex() and norm_type.dtype is not torch.bool):
+        if norm_type.requires_grad:
+            raise ValueError("norm_type: a tensor that requires grad is not supported "
+                             "(gpuconv.torch.lp_pool2d gives no gradient with respect to it)")
+        return float(norm_type)
+    return norm_type
+
+
+def _lp_kernel_size(kernel_size):
+    """torch's lp_pool2d unpacks ``kw, kh = _pair(kernel_size)``: an int or a pair (0-d integer
+    tensors in it read as ints), never the one-element or tensor spellings that max_pool2d and
+    avg_pool2d take (torch refuses them: 'not enough values to unpack')."""
+    if isinstance(kernel_size, torch.Tensor) or (
+            isinstance(kernel_size, (tuple, list)) and len(kernel_size) != 2):
+        raise ValueError(f"kernel_size of lp_pool2d must be an int or a pair (h, w), as torch's "
+                         f"lp_pool2d unpacks it, got {kernel_size!r}")
+    return expand_single(kernel_size)
 
 
 @dispatches_torch_function
 def adaptive_avg_pool2d(input, output_size):
     """``torch.nn.functional.adaptive_avg_pool2d`` (a None in output_size keeps that size)."""
-    return _pool(input, "adaptive_avg_pool2d", (output_size,))
+    return _pool(input, "adaptive_avg_pool2d", (output_size_pair(output_size),))
 
 
 @dispatches_torch_function
 def adaptive_max_pool2d(input, output_size, return_indices=False):
     """``torch.nn.functional.adaptive_max_pool2d``."""
-    return _max_pool(input, "adaptive_max_pool2d", (output_size,), return_indices)
+    return _max_pool(input, "adaptive_max_pool2d", (output_size_pair(output_size),),
+                     return_indices)
 
 
 @dispatches_torch_function
