@@ -22,8 +22,9 @@ Modules, in the order a run uses them:
 Typical runs: ``python -m bench --quick`` (a few minutes on a GPU; seconds on a CPU once the
 kernels are built), ``python -m bench --suite resnet50 --dtype float32,float16``,
 ``python -m bench --list``. Exit status 1 when a gpuconv result disagrees with its oracle or a
-call fails with anything but "not written yet", or when SIGINT (Ctrl-C) or a failed device
-stopped the run early (the cases done so far are still written, marked ``"interrupted": true``);
+call fails (not for an algorithm forced onto a case it refuses with a ValueError, nor for one
+not available: those are recorded as "not-applicable" / "unavailable"), or when SIGINT (Ctrl-C)
+or a failed device stopped the run early (the cases done so far are still written, marked ``"interrupted": true``);
 2 for a bad command line.
 ``bench/test_*.py`` run the same cases under pytest-benchmark on a GPU (skipped without one).
 """
