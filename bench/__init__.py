@@ -24,7 +24,7 @@ kernels are built), ``python -m bench --suite resnet50 --dtype float32,float16``
 ``python -m bench --list``. Exit status 1 when a gpuconv result disagrees with its oracle or a
 call fails (not for an algorithm forced onto a case it refuses with a ValueError, nor for one
 not available: those are recorded as "not-applicable" / "unavailable"), or when SIGINT (Ctrl-C)
-or a failed device stopped the run early (the cases done so far are still written, marked ``"interrupted": true``);
-2 for a bad command line.
+or a failed device stopped the run early (the cases done so far are still written, marked
+``"interrupted": true``); 2 for a bad command line.
 ``bench/test_*.py`` run the same cases under pytest-benchmark on a GPU (skipped without one).
 """
