@@ -100,10 +100,8 @@ def check_global_pool2d(x, *, data_format="NCHW") -> PoolCall:
 
 
 def check_global_avg_pool2d(x, *, data_format="NCHW") -> PoolCall:
-    """As adaptive_avg_pool2d(x, 1): 0 channels give an empty output."""
-    arrays, data_format, shape = _checked_x(x, data_format)
-    geom = global_pool2d_geometry(shape, True)
-    return PoolCall(arrays, data_format, geom, layout_shape(geom.output_shape, data_format))
+    """adaptive_avg_pool2d(x, 1)'s checks: 0 channels give an empty output."""
+    return check_adaptive_avg_pool2d(x, 1, data_format=data_format)
 
 
 def check_spatial_pyramid_pool2d(x, levels=(1, 2, 4), mode="max", *,

@@ -203,8 +203,7 @@ def conv2d(input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1, 
     """
     options = dict(stride=expand_single(stride), padding=expand_single(padding),
                    dilation=expand_single(dilation), groups=int_of_scalar_tensor(groups),
-                   activation=activation,
-                   algorithm=algorithm)
+                   activation=activation, algorithm=algorithm)
     # Under torch.autocast the fused residual is cast with the other operands: the one output
     # is in the region's dtype.
     input, weight, bias, residual = autocast_operands(input, weight, bias, residual)
