@@ -10,15 +10,14 @@ gpuconv.torch's do the same, so they work wherever torch's do:
   call, and a subclass gets its own type back, as from torch's functions.
 A plain tensor or Parameter does not override the protocol: the check is one C call.
 
-Under ``torch.compile`` each call is left opaque, run as it is between compiled graphs: Dynamo
-would otherwise trace into the executors' NumPy code (rewriting it as torch ops, whose dtype rules
-are not NumPy's) and break the graph at every CuPy call anyway.
+Under ``torch.compile`` Dynamo traces the functions themselves: their Python around the kernels
+and autograd Functions, down to each computation, which is one custom operator in the graph
+(_custom_op.py).
 """
 from __future__ import annotations
 
 import functools
 
-import torch
 from torch.overrides import handle_torch_function, has_torch_function_variadic
 
 
@@ -28,14 +27,9 @@ def dispatches_torch_function(function):
     Every argument is looked at, as one C call (~0.4 us): naming the tensor parameters instead
     would cost more in Python. A tensor-like inside a list (roi_align's per-image boxes) is not
     seen, as in torchvision, whose list of boxes is concatenated first."""
-    # Checked inside, not wrapped around every call: the wrapper would add ~0.5 us to eager calls.
-    opaque = torch.compiler.disable(function)
-
     @functools.wraps(function)
     def dispatcher(*args, **kwargs):
         if has_torch_function_variadic(*args, *kwargs.values()):
             return handle_torch_function(dispatcher, (*args, *kwargs.values()), *args, **kwargs)
-        if torch.compiler.is_compiling():
-            return opaque(*args, **kwargs)
         return function(*args, **kwargs)
     return dispatcher

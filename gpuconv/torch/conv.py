@@ -16,12 +16,14 @@ from __future__ import annotations
 import torch
 
 import gpuconv
+from gpuconv.conv.api import check_conv2d_arguments, check_conv_transpose2d_arguments
 
 from ._args import expand_single, int_of_scalar_tensor
 from ._autocast import autocast_operands
 from ._autograd import apply, deterministic
 from ._bridge import (TO_NHWC, common_device, is_channels_last, on_device_of, to_array,
                       to_tensor, unbatched)
+from ._custom_op import Result, compute, computation, image, stand_in
 from ._overrides import dispatches_torch_function
 from ._plans import BridgeCall
 
@@ -72,22 +74,48 @@ def _conv_options(geometry) -> dict:
                 activation=None, algorithm="auto")
 
 
+def _conv2d(x, weight, bias, residual, options, fmt=None):
+    """(conv2d's result, the layout it ran in): ``fmt``, or where None the layout a call of
+    this signature ran in before, or ``conv_data_format``'s."""
+    call = BridgeCall("conv2d", {"x": x, "weight": weight, "bias": bias,
+                                 "residual": residual}, tuple(options.values()))
+    device, fmt = call.place(lambda: (
+        common_device({"input": x, "weight": weight, "bias": bias, "residual": residual}),
+        fmt or conv_data_format(x, weight)))
+    with on_device_of(device):
+        y = call.run(fmt, ("x", "residual"), lambda a: gpuconv.conv2d(
+            a["x"], a["weight"], a["bias"], options["stride"], options["padding"],
+            options["dilation"], options["groups"], activation=options["activation"],
+            residual=a["residual"], algorithm=options["algorithm"], data_format=fmt))
+    return to_tensor(y, x.dtype, fmt), fmt
+
+
+def _describe_conv2d(x, weight, bias, residual, options, fmt):
+    common_device({"input": x, "weight": weight, "bias": bias, "residual": residual})
+    _, geom, *_ = check_conv2d_arguments(
+        stand_in(x, fmt), stand_in(weight), stand_in(bias), options["stride"],
+        options["padding"], options["dilation"], options["groups"],
+        activation=options["activation"], residual=stand_in(residual, fmt),
+        algorithm=options["algorithm"], data_format=fmt)
+    return Result(geom.output_shape, x.dtype, fmt == "NHWC")
+
+
+@computation("conv2d", _describe_conv2d)
+def _conv2d_in_layout(x, weight, bias, residual, options, fmt):
+    return _conv2d(x, weight, bias, residual, options, fmt)[0]
+
+
 class Conv2dFunction(torch.autograd.Function):
     """y = activation(conv2d(x, weight) + bias + residual); gradients for all four tensors."""
 
     @staticmethod
     def forward(ctx, x, weight, bias, residual, options):
-        call = BridgeCall("conv2d", {"x": x, "weight": weight, "bias": bias,
-                                     "residual": residual}, tuple(options.values()))
-        device, fmt = call.place(lambda: (
-            common_device({"input": x, "weight": weight, "bias": bias, "residual": residual}),
-            conv_data_format(x, weight)))
-        with on_device_of(device):
-            y = call.run(fmt, ("x", "residual"), lambda a: gpuconv.conv2d(
-                a["x"], a["weight"], a["bias"], options["stride"], options["padding"],
-                options["dilation"], options["groups"], activation=options["activation"],
-                residual=a["residual"], algorithm=options["algorithm"], data_format=fmt))
-        out = to_tensor(y, x.dtype, fmt)
+        if torch.compiler.is_compiling():
+            common_device({"input": x, "weight": weight, "bias": bias, "residual": residual})
+            fmt = conv_data_format(x, weight)
+            out = compute("conv2d", (x, weight, bias, residual), (options, fmt))
+        else:
+            out, fmt = _conv2d(x, weight, bias, residual, options)
         ctx.function_name, ctx.options, ctx.data_format = "conv2d", options, fmt
         # The activation's derivative is a function of its output.
         ctx.save_for_backward(x, weight, out if options["activation"] is not None else None)
@@ -110,23 +138,48 @@ class Conv2dFunction(torch.autograd.Function):
         return grad_x, grad_w, grad_b, (g if need_r else None), None
 
 
+# The gradients' computations: each one's arguments come from a forward that was checked.
+
+@computation("conv2d_input", lambda g, weight, x_shape, geometry, det, fmt:
+             image(x_shape, fmt, g.dtype))
+def _conv2d_input(g, weight, x_shape, geometry, det, fmt):
+    # A BridgeCall: its scalars hold the layout, which came from the forward's tensors.
+    call = BridgeCall("conv2d_input", {"grad_output": g, "weight": weight},
+                      (x_shape, *geometry, det, fmt))
+    with on_device_of(g.device):
+        dx = call.run(fmt, ("grad_output",), lambda a: gpuconv.grad.conv2d_input(
+            x_shape, a["weight"], a["grad_output"], *geometry, deterministic=det,
+            data_format=fmt))
+    return to_tensor(dx, g.dtype, fmt)
+
+
+@computation("conv2d_weight", lambda x, g, w_shape, geometry, det, fmt: Result(w_shape, x.dtype))
+def _conv2d_weight(x, g, w_shape, geometry, det, fmt):
+    call = BridgeCall("conv2d_weight", {"x": x, "grad_output": g}, (w_shape, *geometry, det, fmt))
+    with on_device_of(g.device):
+        dw = call.run(fmt, ("x", "grad_output"), lambda a: gpuconv.grad.conv2d_weight(
+            a["x"], w_shape, a["grad_output"], *geometry, deterministic=det, data_format=fmt))
+    return to_tensor(dw, x.dtype)
+
+
+@computation("conv2d_bias", lambda g, det, fmt: Result((g.shape[1],), g.dtype))
+def _conv2d_bias(g, det, fmt):
+    call = BridgeCall("conv2d_bias", {"grad_output": g}, (det, fmt))
+    with on_device_of(g.device):
+        db = call.run(fmt, ("grad_output",), lambda a: gpuconv.grad.conv2d_bias(
+            a["grad_output"], deterministic=det, data_format=fmt))
+    return to_tensor(db, g.dtype)
+
+
 class Conv2dInputFunction(torch.autograd.Function):
     """grad_x = grad.conv2d_input(x_shape, weight, g), bilinear in (g, weight): for a gradient
     gx of it, d/dg = conv2d(gx, weight) and d/dweight = grad.conv2d_weight(gx, ..., g)."""
 
     @staticmethod
     def forward(ctx, g, weight, x_shape, geometry, fmt):
-        det = deterministic()
-        # A BridgeCall: its scalars hold the layout, which came from the forward's tensors.
-        call = BridgeCall("conv2d_input", {"grad_output": g, "weight": weight},
-                          (x_shape, *geometry, det, fmt))
-        with on_device_of(g.device):
-            dx = call.run(fmt, ("grad_output",), lambda a: gpuconv.grad.conv2d_input(
-                x_shape, a["weight"], a["grad_output"], *geometry, deterministic=det,
-                data_format=fmt))
         ctx.geometry, ctx.data_format = geometry, fmt
         ctx.save_for_backward(g, weight)
-        return to_tensor(dx, g.dtype, fmt)
+        return compute("conv2d_input", (g, weight), (x_shape, geometry, deterministic(), fmt))
 
     @staticmethod
     def backward(ctx, gx):
@@ -147,16 +200,9 @@ class Conv2dWeightFunction(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, x, g, w_shape, geometry, fmt):
-        det = deterministic()
-        call = BridgeCall("conv2d_weight", {"x": x, "grad_output": g},
-                          (w_shape, *geometry, det, fmt))
-        with on_device_of(g.device):
-            dw = call.run(fmt, ("x", "grad_output"), lambda a: gpuconv.grad.conv2d_weight(
-                a["x"], w_shape, a["grad_output"], *geometry, deterministic=det,
-                data_format=fmt))
         ctx.geometry, ctx.data_format = geometry, fmt
         ctx.save_for_backward(x, g)
-        return to_tensor(dw, x.dtype)
+        return compute("conv2d_weight", (x, g), (w_shape, geometry, deterministic(), fmt))
 
     @staticmethod
     def backward(ctx, gw):
@@ -177,13 +223,8 @@ class Conv2dBiasFunction(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, g, fmt):
-        det = deterministic()
-        call = BridgeCall("conv2d_bias", {"grad_output": g}, (det, fmt))
-        with on_device_of(g.device):
-            db = call.run(fmt, ("grad_output",), lambda a: gpuconv.grad.conv2d_bias(
-                a["grad_output"], deterministic=det, data_format=fmt))
         ctx.shape = g.shape
-        return to_tensor(db, g.dtype)
+        return compute("conv2d_bias", (g,), (deterministic(), fmt))
 
     @staticmethod
     def backward(ctx, gb):
@@ -215,26 +256,59 @@ def conv2d(input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1, 
     return apply(Conv2dFunction, input, weight, bias, residual, options)
 
 
+def _describe_conv_transpose2d(x, weight, bias, options, fmt):
+    _, geom = check_conv_transpose2d_arguments(
+        stand_in(x, fmt), stand_in(weight), stand_in(bias), options["stride"],
+        options["padding"], options["output_padding"], options["groups"], options["dilation"],
+        output_size=_spatial_output_size(options["output_size"]), data_format=fmt)
+    return Result(geom.input_shape, x.dtype, fmt == "NHWC")
+
+
+def _spatial_output_size(output_size):
+    if output_size is not None and len(output_size) == 4:
+        return tuple(output_size)[2:]    # torch's (N, C, H, W): only (H, W) count
+    return output_size
+
+
+@computation("conv_transpose2d", _describe_conv_transpose2d)
+def _conv_transpose2d(x, weight, bias, options, fmt):
+    with on_device_of(x.device):
+        y = gpuconv.conv_transpose2d(to_array(x, fmt), to_array(weight), to_array(bias),
+                                     options["stride"], options["padding"],
+                                     options["output_padding"], options["groups"],
+                                     options["dilation"],
+                                     output_size=_spatial_output_size(options["output_size"]),
+                                     data_format=fmt)
+    return to_tensor(y, x.dtype, fmt)
+
+
+def _pair(value) -> tuple:
+    return tuple(value) if isinstance(value, (tuple, list)) else (value, value)
+
+
+def _extra_rows_and_columns(y, x, weight, options) -> tuple:
+    """How many more rows and columns the forward convolution of a transposed convolution's
+    result ``y`` has than its input ``x``: with output_padding >= stride (legal while it is
+    < dilation) those outputs correspond to no input. Plain arithmetic on the checked
+    arguments, which torch.compile traces (a symbolic size stays one)."""
+    (sh, sw), (ph, pw) = _pair(options["stride"]), _pair(options["padding"])
+    dh, dw = _pair(options["dilation"])
+    rows = (y.shape[2] + 2 * ph - dh * (weight.shape[2] - 1) - 1) // sh + 1
+    columns = (y.shape[3] + 2 * pw - dw * (weight.shape[3] - 1) - 1) // sw + 1
+    return rows - x.shape[2], columns - x.shape[3]
+
+
 class ConvTranspose2dFunction(torch.autograd.Function):
     """The transposed convolution, differentiated through the forward convolution it transposes:
     grad_x = conv2d(grad_out, weight), grad_weight = grad.conv2d_weight(grad_out, ..., x)."""
 
     @staticmethod
     def forward(ctx, x, weight, bias, options):
-        device = common_device({"input": x, "weight": weight, "bias": bias})
+        common_device({"input": x, "weight": weight, "bias": bias})
         fmt = conv_data_format(x, weight)
-        output_size = options["output_size"]
-        if output_size is not None and len(output_size) == 4:
-            output_size = tuple(output_size)[2:]    # torch's (N, C, H, W): only (H, W) count
-        with on_device_of(device):
-            y = gpuconv.conv_transpose2d(to_array(x, fmt), to_array(weight), to_array(bias),
-                                         options["stride"], options["padding"],
-                                         options["output_padding"], options["groups"],
-                                         options["dilation"], output_size=output_size,
-                                         data_format=fmt)
         ctx.function_name, ctx.options, ctx.data_format = "conv_transpose2d", options, fmt
         ctx.save_for_backward(x, weight)
-        return to_tensor(y, x.dtype, fmt)
+        return compute("conv_transpose2d", (x, weight, bias), (options, fmt))
 
     @staticmethod
     def backward(ctx, grad_out):
@@ -242,11 +316,7 @@ class ConvTranspose2dFunction(torch.autograd.Function):
         o, fmt = ctx.options, ctx.data_format
         need_x, need_w, need_b = ctx.needs_input_grad[:3]
         geometry = (o["stride"], o["padding"], o["dilation"], o["groups"])
-        # With output_padding >= stride (legal while < dilation) the forward convolution of
-        # grad_out has more rows/columns than x: those extra outputs correspond to no input.
-        forward_shape = gpuconv.conv2d_output_shape(tuple(grad_out.shape), tuple(weight.shape),
-                                                    *geometry)
-        extra_h, extra_w = forward_shape[2] - x.shape[2], forward_shape[3] - x.shape[3]
+        extra_h, extra_w = _extra_rows_and_columns(grad_out, x, weight, o)
         grad_x = grad_w = grad_b = None
         if need_x:
             full = apply(Conv2dFunction, grad_out, weight, None, None, _conv_options(geometry))

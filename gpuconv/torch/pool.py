@@ -11,12 +11,14 @@ from __future__ import annotations
 import torch
 
 import gpuconv
+from gpuconv.pool import api as pool_api
 from gpuconv.pool.grad import WITH_OWN_INDICES
 
 from ._args import expand_single, int_of_scalar_tensor, output_size_pair
 from ._autograd import apply, deterministic, differentiable, first_order_backward
 from ._bridge import (common_device, data_format_for, on_device_of, to_array, to_tensor,
                       unbatched)
+from ._custom_op import compute, computation, image, like, stand_in
 from ._overrides import dispatches_torch_function
 from ._plans import BridgeCall
 
@@ -32,14 +34,61 @@ def _layout(name: str, x: torch.Tensor) -> str:
     return "NCHW" if name in _NCHW_ONLY else data_format_for(x)
 
 
-def _forward(name: str, x: torch.Tensor, args: tuple, **keywords):
+def _forward(name: str, x: torch.Tensor, args: tuple, fmt: str | None = None, **keywords):
     """gpuconv.<name>(x, *args, **keywords) over the tensor's array in the layout the call
-    runs in: (result array(s), data_format)."""
+    runs in (``fmt``, or where None the layout a call of this signature ran in before, or
+    ``_layout``'s): (result array(s), data_format)."""
     call = BridgeCall(name, {"x": x}, (*args, *keywords.items()))
-    device, fmt = call.place(lambda: (common_device({"input": x}), _layout(name, x)))
+    device, fmt = call.place(lambda: (common_device({"input": x}), fmt or _layout(name, x)))
     with on_device_of(device):
         return call.run(fmt, ("x",), lambda a: getattr(gpuconv, name)(
             a["x"], *args, data_format=fmt, **keywords)), fmt
+
+
+def _pooled(x, name, args, fmt=None):
+    """(gpuconv.<name>(x, *args) as a tensor, the layout it ran in)."""
+    y, fmt = _forward(name, x, args, fmt)
+    return to_tensor(y, x.dtype, fmt), fmt
+
+
+def _max_pooled(x, name, args, fmt=None):
+    """((values, indices) of max pooling ``name`` as tensors, the layout it ran in)."""
+    (values, indices), fmt = _forward(name, x, args, fmt, return_indices=True)
+    return (to_tensor(values, x.dtype, fmt), to_tensor(indices, torch.int64, fmt)), fmt
+
+
+def _checked(x, name, args, fmt, **keywords):
+    """The pooling front's own checks on a stand-in of x: its PoolCall."""
+    common_device({"input": x})
+    check = (pool_api.check_global_pool2d if name == "global_max_pool2d"
+             else getattr(pool_api, "check_" + name))
+    return check(stand_in(x, fmt), *args, data_format=fmt, **keywords)
+
+
+@computation("pool", lambda x, name, args, fmt: image(
+    _checked(x, name, args, fmt).output_shape, fmt, x.dtype))
+def _pooled_in_layout(x, name, args, fmt):
+    return _pooled(x, name, args, fmt)[0]
+
+
+def _describe_max_pool(x, name, args, fmt):
+    shape = _checked(x, name, args, fmt, return_indices=True).output_shape
+    return image(shape, fmt, x.dtype), image(shape, fmt, torch.int64)
+
+
+@computation("max_pool", _describe_max_pool)
+def _max_pooled_in_layout(x, name, args, fmt):
+    return _max_pooled(x, name, args, fmt)[0]
+
+
+def _result_and_layout(computation: str, pooled, x: torch.Tensor, name: str, args: tuple):
+    """(the result of pooling ``name``, its layout): in eager mode ``pooled``'s, which chooses
+    the layout; under torch.compile the layout is chosen here, where Dynamo sees it, and the
+    result is the custom operator's ``computation``."""
+    if torch.compiler.is_compiling():
+        fmt = _layout(name, x)
+        return compute(computation, (x,), (name, args, fmt)), fmt
+    return pooled(x, name, args)
 
 
 def _is_linear(name: str, args: tuple) -> bool:
@@ -52,7 +101,11 @@ def _is_linear(name: str, args: tuple) -> bool:
 
 def _pool_gradient(grad_out, x, name, args, fmt):
     """gpuconv.grad.<name>(grad_out, x, *args) as a tensor."""
-    det = deterministic()
+    return compute("pool_gradient", (grad_out, x), (name, args, deterministic(), fmt))
+
+
+@computation("pool_gradient", lambda grad_out, x, name, args, det, fmt: like(x, fmt))
+def _pool_gradient_of(grad_out, x, name, args, det, fmt):
     call = BridgeCall("grad." + name, {"grad_output": grad_out, "x": x}, (*args, det, fmt))
     with on_device_of(x.device):
         grad = call.run(fmt, ("grad_output", "x"), lambda a: getattr(gpuconv.grad, name)(
@@ -66,10 +119,10 @@ class PoolFunction(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, x, name, args):
-        y, fmt = _forward(name, x, args)
+        y, fmt = _result_and_layout("pool", _pooled, x, name, args)
         ctx.function_name, ctx.args, ctx.data_format = name, args, fmt
         ctx.save_for_backward(x)
-        return to_tensor(y, x.dtype, fmt)
+        return y
 
     @staticmethod
     def backward(ctx, grad_out):
@@ -105,8 +158,7 @@ class MaxPoolFunction(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, x, name, args):
-        (values, indices), fmt = _forward(name, x, args, return_indices=True)
-        values, indices = to_tensor(values, x.dtype, fmt), to_tensor(indices, torch.int64, fmt)
+        (values, indices), fmt = _result_and_layout("max_pool", _max_pooled, x, name, args)
         ctx.function_name, ctx.args, ctx.data_format = name, args, fmt
         ctx.save_for_backward(x, indices)
         ctx.mark_non_differentiable(indices)
@@ -126,6 +178,17 @@ def _gather(values: torch.Tensor, indices: torch.Tensor) -> torch.Tensor:
     return flat.masked_fill(indices < 0, 0)
 
 
+@computation("max_pool_gradient",
+             lambda grad_out, x, indices, name, args, det, fmt: like(x, fmt))
+def _max_pool_gradient(grad_out, x, indices, name, args, det, fmt):
+    with on_device_of(x.device):
+        # the forward's own indices: no scan of their values (no host synchronization)
+        grad = WITH_OWN_INDICES[name](
+            to_array(grad_out, fmt), to_array(x, fmt), *args, indices=to_array(indices, fmt),
+            data_format=fmt, deterministic=det)
+    return to_tensor(grad, x.dtype, fmt)
+
+
 class MaxPoolGradFunction(torch.autograd.Function):
     """The gradient of a max pooling: grad_out scattered to the forward's indices, linear in
     grad_out (x stands for its shape; the indices do not move under a small change of x), so
@@ -133,18 +196,38 @@ class MaxPoolGradFunction(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, grad_out, x, indices, name, args, fmt):
-        with on_device_of(x.device):
-            # the forward's own indices: no scan of their values (no host synchronization)
-            grad = WITH_OWN_INDICES[name](
-                to_array(grad_out, fmt), to_array(x, fmt), *args,
-                indices=to_array(indices, fmt), data_format=fmt, deterministic=deterministic())
         ctx.save_for_backward(indices)
-        return to_tensor(grad, x.dtype, fmt)
+        return compute("max_pool_gradient", (grad_out, x, indices),
+                       (name, args, deterministic(), fmt))
 
     @staticmethod
     def backward(ctx, gx):
         (indices,) = ctx.saved_tensors
         return _gather(gx, indices), None, None, None, None, None
+
+
+def _describe_max_unpool(x, indices, args, fmt):
+    call = pool_api.check_max_unpool2d(stand_in(x, fmt), stand_in(indices, fmt), *args,
+                                       data_format=fmt, scan_indices=False)
+    return image(call.output_shape, fmt, x.dtype)
+
+
+@computation("max_unpool", _describe_max_unpool)
+def _max_unpool(x, indices, args, fmt):
+    with on_device_of(x.device):
+        y = gpuconv.max_unpool2d(to_array(x, fmt), to_array(indices, fmt), *args,
+                                 data_format=fmt)
+    return to_tensor(y, x.dtype, fmt)
+
+
+@computation("max_unpool_gradient",
+             lambda grad_out, x, indices, args, det, fmt: like(x, fmt))
+def _max_unpool_gradient(grad_out, x, indices, args, det, fmt):
+    with on_device_of(x.device):
+        grad = gpuconv.grad.max_unpool2d(to_array(grad_out, fmt), to_array(x, fmt),
+                                         to_array(indices, fmt), *args, data_format=fmt,
+                                         deterministic=det)
+    return to_tensor(grad, x.dtype, fmt)
 
 
 class MaxUnpoolFunction(torch.autograd.Function):
@@ -153,12 +236,10 @@ class MaxUnpoolFunction(torch.autograd.Function):
     @staticmethod
     def forward(ctx, x, indices, args):
         fmt = data_format_for(x)
-        with on_device_of(common_device({"input": x, "indices": indices})):
-            y = gpuconv.max_unpool2d(to_array(x, fmt), to_array(indices, fmt), *args,
-                                     data_format=fmt)
+        common_device({"input": x, "indices": indices})
         ctx.function_name, ctx.args, ctx.data_format = "max_unpool2d", args, fmt
         ctx.save_for_backward(x, indices)
-        return to_tensor(y, x.dtype, fmt)
+        return compute("max_unpool", (x, indices), (args, fmt))
 
     @staticmethod
     def backward(ctx, grad_out):
@@ -173,13 +254,10 @@ class MaxUnpoolGradFunction(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, grad_out, x, indices, args, fmt):
-        with on_device_of(x.device):
-            grad = gpuconv.grad.max_unpool2d(to_array(grad_out, fmt), to_array(x, fmt),
-                                             to_array(indices, fmt), *args, data_format=fmt,
-                                             deterministic=deterministic())
         ctx.args = args
         ctx.save_for_backward(indices)
-        return to_tensor(grad, x.dtype, fmt)
+        return compute("max_unpool_gradient", (grad_out, x, indices),
+                       (args, deterministic(), fmt))
 
     @staticmethod
     def backward(ctx, gx):

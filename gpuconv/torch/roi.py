@@ -9,9 +9,11 @@ import torch
 
 from gpuconv.roi import api as roi_api
 from gpuconv.roi import grad as roi_grad
+from gpuconv.roi.geometry import check_roi_arguments
 
 from ._autograd import apply, deterministic, first_order_backward
 from ._bridge import common_device, data_format_for, on_device_of, to_array, to_tensor
+from ._custom_op import compute, computation, image, like, stand_in
 from ._overrides import dispatches_torch_function
 
 __all__ = ["roi_align", "roi_pool"]
@@ -29,6 +31,63 @@ def _box_arrays(boxes):
     return to_array(boxes)
 
 
+# Under torch.compile (_custom_op.py): the ROI computations' arguments after the image tensors
+# are the box tensors, then the other arguments, the last of which says whether the boxes were a
+# list of per-image tensors.
+
+def _unpacked(rest: tuple, statics: int) -> tuple:
+    """(the boxes as given, the other arguments but the last) from ``rest``, the box tensors
+    and ``statics`` other arguments."""
+    box_tensors, others = rest[:-statics], rest[-statics:]
+    return (list(box_tensors) if others[-1] else box_tensors[0]), others[:-1]
+
+
+def _describe_roi(x, *rest):
+    boxes, (name, args, fmt) = _unpacked(rest, 4)
+    common_device({"input": x, **_box_tensors(boxes)})
+    boxes = [stand_in(b) for b in boxes] if isinstance(boxes, list) else stand_in(boxes)
+    call = check_roi_arguments(stand_in(x, fmt), boxes, *args, data_format=fmt,
+                               values="trusted")
+    return image(call.geometry.output_shape(fmt), fmt, x.dtype)
+
+
+@computation("roi", _describe_roi)
+def _roi(x, *rest):
+    boxes, (name, args, fmt) = _unpacked(rest, 4)
+    with on_device_of(x.device):
+        y = getattr(roi_api, name)(to_array(x, fmt), _box_arrays(boxes), *args, data_format=fmt)
+    return to_tensor(y, x.dtype, fmt)
+
+
+@computation("roi_gradient", lambda grad_out, x, *rest: like(x, rest[-2]))
+def _roi_gradient_of(grad_out, x, *rest):
+    boxes, (name, args, det, fmt) = _unpacked(rest, 5)
+    with on_device_of(x.device):
+        grad = getattr(roi_grad, name)(to_array(grad_out, fmt), to_array(x, fmt),
+                                       _box_arrays(boxes), *args, data_format=fmt,
+                                       deterministic=det)
+    return to_tensor(grad, x.dtype, fmt)
+
+
+def _compiled_forward(ctx, x, boxes, name, args):
+    """The forward under torch.compile: the boxes are saved for the backward, which checks
+    them again (the checked rois are the custom operator's own)."""
+    listed = isinstance(boxes, (list, tuple))
+    box_tensors = tuple(boxes) if listed else (boxes,)
+    common_device({"input": x, **_box_tensors(boxes)})
+    fmt = data_format_for(x)
+    ctx.function_name, ctx.args, ctx.data_format, ctx.rois = name, args, fmt, None
+    ctx.listed = listed
+    ctx.save_for_backward(x, *box_tensors)
+    return compute("roi", (x, *box_tensors), (name, args, fmt, listed))
+
+
+def _roi_gradient(grad_out, x, boxes, name, args, fmt):
+    listed = isinstance(boxes, list)
+    return compute("roi_gradient", (grad_out, x, *(boxes if listed else (boxes,))),
+                   (name, args, deterministic(), fmt, listed))
+
+
 class RoiFunction(torch.autograd.Function):
     """y = gpuconv.<name>(x, boxes, *args);
     grad_x = gpuconv.grad.<name>(grad_y, x, boxes, *args). As torchvision's autograd does, the
@@ -39,6 +98,8 @@ class RoiFunction(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, x, boxes, name, args):
+        if torch.compiler.is_compiling():
+            return _compiled_forward(ctx, x, boxes, name, args)
         box_tensors = _box_tensors(boxes)
         device = common_device({"input": x, **box_tensors})
         fmt = data_format_for(x)
@@ -62,6 +123,10 @@ class RoiFunction(torch.autograd.Function):
     def backward(ctx, grad_out):
         x, *kept = ctx.saved_tensors    # raises if x or the boxes changed in place since
         fmt = ctx.data_format
+        if ctx.rois is None:            # compiled: the boxes were saved, not checked rois
+            boxes = list(kept) if ctx.listed else kept[0]
+            grad = _roi_gradient(grad_out, x, boxes, ctx.function_name, ctx.args, fmt)
+            return grad, None, None, None
         args = (to_array(grad_out, fmt), to_array(x, fmt), ctx.rois, *ctx.args)
         with on_device_of(x.device):
             if ctx.function_name == "roi_pool":

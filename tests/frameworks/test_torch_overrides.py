@@ -1,7 +1,7 @@
 """gpuconv.torch's functions take torch's ``__torch_function__`` protocol, as
 torch.nn.functional's do: a model whose own forward calls them traces with torch.fx, a tensor
-subclass gets its own type back, a TorchFunctionMode sees the call; under torch.compile each call
-is opaque (one graph break), never traced into. Expected values come from torch.nn.functional
+subclass gets its own type back, a TorchFunctionMode sees the call (torch.compile:
+test_torch_compile.py). Expected values come from torch.nn.functional
 (double precision, the reference executor)."""
 import pytest
 
@@ -104,21 +104,3 @@ def test_a_torch_function_mode_sees_the_call():
     assert mode.seen[0] == "spatial_pyramid_pool2d"
     expected = torch.cat([F.adaptive_avg_pool2d(x, level).flatten(1) for level in (1, 2)], 1)
     torch.testing.assert_close(out, expected)
-
-
-def test_torch_compile_leaves_each_call_opaque():
-    weight = randn(4, 3, 3, 3, seed=1).requires_grad_()
-
-    def model(x, conv2d):
-        return (conv2d((x * 2).sin(), weight, padding=1).relu() * 3).sum()
-
-    x = randn(2, 3, 6, 6, seed=2)
-    explained = torch._dynamo.explain(model)(x, G.conv2d)
-    # The torch ops before and after compile; the gpuconv call between them runs as it is.
-    assert (explained.graph_count, explained.graph_break_count) == (2, 1)
-    assert "disable" in str(explained.break_reasons[0].reason)
-    out = torch.compile(model, backend="aot_eager")(x, G.conv2d)
-    (gradient,) = torch.autograd.grad(out, weight)
-    expected = model(x, F.conv2d)
-    torch.testing.assert_close(out, expected)
-    torch.testing.assert_close(gradient, torch.autograd.grad(expected, weight)[0])

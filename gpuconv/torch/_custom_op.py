@@ -1,0 +1,201 @@
+"""gpuconv's computations as one torch custom operator, so that ``torch.compile`` traces the
+gpuconv.torch functions into its graphs instead of breaking them.
+
+A gpuconv.torch function is Python (argument spelling, autocast, an autograd Function choosing
+the layout and saving tensors) around a computation that Dynamo cannot trace: the bridge to
+NumPy or CuPy, the launch plans, the kernels. Each such computation is registered here by name
+(``computation``) with two functions of the same arguments:
+- ``run``: the eager code, tensors in, tensors out;
+- ``describe``: the shape (logical NCHW for images), dtype and layout of each result, read from
+  gpuconv's own argument checks on stand-in arrays (the fronts' ``check_*``, as the JAX wrappers
+  use them at trace time), so an invalid call fails while it is traced, with eager's error.
+Eager calls go to ``run`` directly (``compute``). Under torch.compile ``compute`` calls the
+operator ``torch.ops.gpuconv.compute``: Dynamo records it as one node whose fake implementation
+is ``describe``, and running the graph calls ``run``. The autograd Functions around the
+computations are traced by Dynamo as they are (torch.compile supports autograd.Function), so
+the compiled backward passes are the eager ones, computation for computation.
+
+The operator's schema holds the computation's name, its tensors (None where optional) and its
+other arguments as one JSON string: to Dynamo they are constants (ints, floats, bools, strings,
+None, tuples and dicts of them). A call with an argument JSON cannot hold is run eagerly, outside
+the graph, where gpuconv's checks name it; so is one holding a NumPy scalar, which Dynamo cannot
+hand to ``_encoded`` (with ``fullgraph=True`` both are Dynamo's error instead). A compiled graph
+guards on these constants, as on a torch function's int arguments. Sizes are specialized: a
+symbolic size of a dynamic-shape graph is read as the int it has when traced (a guard), as
+gpuconv's checks need ints.
+
+Results come back in the layout ``describe`` gave (NHWC results as channels_last tensors), since
+a compiled graph relies on the strides its fake results had.
+"""
+from __future__ import annotations
+
+import functools
+import json
+from dataclasses import dataclass
+from typing import Callable, Optional
+
+import numpy as np
+import torch
+
+try:  # registers NumPy's "bfloat16" dtype (see _bridge)
+    import ml_dtypes
+except ImportError:  # pragma: no cover - depends on the environment
+    ml_dtypes = None
+
+# torch dtype -> the NumPy dtype of the array the bridge hands gpuconv (bfloat16 without
+# ml_dtypes is upcast to float32 there, so its checks see float32)
+_NUMPY_DTYPES = {torch.float16: np.float16, torch.float32: np.float32,
+                 torch.float64: np.float64, torch.int32: np.int32, torch.int64: np.int64,
+                 torch.bfloat16: ml_dtypes.bfloat16 if ml_dtypes is not None else np.float32}
+
+
+@dataclass(frozen=True)
+class Result:
+    """One result of a computation: its torch shape and dtype, and whether it is an NHWC image
+    (a 4-D tensor laid out channels_last)."""
+    shape: tuple
+    dtype: torch.dtype
+    channels_last: bool = False
+
+    @property
+    def memory_format(self) -> torch.memory_format:
+        return torch.channels_last if self.channels_last else torch.contiguous_format
+
+    def empty(self, device) -> torch.Tensor:
+        return torch.empty(self.shape, dtype=self.dtype, device=device,
+                           memory_format=self.memory_format)
+
+
+@dataclass(frozen=True)
+class Computation:
+    run: Callable       # (*tensors, *statics) -> a tensor or a tuple of them
+    describe: Callable  # (*tensors, *statics) -> a Result or a tuple of them
+
+
+_COMPUTATIONS: dict[str, Computation] = {}
+
+
+def computation(name: str, describe: Callable):
+    """Register the decorated function as computation ``name``'s ``run``."""
+    def register(run):
+        _COMPUTATIONS[name] = Computation(run, describe)
+        return run
+    return register
+
+
+def compute(name: str, tensors: tuple, statics: tuple):
+    """Computation ``name`` of ``tensors`` (None where optional) and ``statics`` (the other
+    arguments): called directly, or under torch.compile as the custom operator."""
+    if not torch.compiler.is_compiling():
+        return _COMPUTATIONS[name].run(*tensors, *statics)
+    encoded = _encoded(statics)
+    if encoded is None:
+        return _eager(name, tensors, statics)
+    results = torch.ops.gpuconv.compute(name, list(tensors), encoded)
+    return results[0] if len(results) == 1 else tuple(results)
+
+
+@torch.compiler.disable
+def _eager(name: str, tensors: tuple, statics: tuple):
+    """A computation whose arguments the operator's schema cannot carry, run outside the graph
+    (a graph break), where gpuconv's checks refuse or take them as eager mode does."""
+    return _COMPUTATIONS[name].run(*tensors, *statics)
+
+
+def _json_default(value):
+    if isinstance(value, np.generic):       # NumPy scalars, which gpuconv's checks take
+        return value.item()
+    raise TypeError
+
+
+@torch.compiler.assume_constant_result
+def _encoded(statics: tuple) -> str | None:
+    """The JSON text of ``statics``, or None if JSON cannot hold them."""
+    try:
+        return json.dumps(statics, default=_json_default, allow_nan=True)
+    except (TypeError, ValueError):
+        return None
+
+
+def _tuples(value):
+    """JSON's lists back to the tuples gpuconv's arguments were."""
+    if isinstance(value, list):
+        return tuple(_tuples(v) for v in value)
+    if isinstance(value, dict):
+        return {k: _tuples(v) for k, v in value.items()}
+    return value
+
+
+@functools.lru_cache(maxsize=1024)
+def _decoded(encoded: str) -> tuple:
+    return _tuples(json.loads(encoded))
+
+
+def _as_list(value) -> list:
+    return list(value) if isinstance(value, tuple) else [value]
+
+
+# cudagraph_unsafe: the computations allocate through CuPy (not torch's allocator, which a CUDA
+# graph capture's memory pool is) and some read values on the host (index and box scans), which a
+# capture forbids; mode="reduce-overhead" runs the graph around them as separate CUDA graphs.
+@torch.library.custom_op("gpuconv::compute", mutates_args=(), tags=(torch.Tag.cudagraph_unsafe,))
+def _operator(name: str, tensors: list[Optional[torch.Tensor]],
+              statics: str) -> list[torch.Tensor]:
+    computation = _COMPUTATIONS[name]
+    args = (*tensors, *_decoded(statics))
+    results = _as_list(computation.run(*args))
+    described = _as_list(computation.describe(*args))
+    return [_in_layout(r, d, tensors) for r, d in zip(results, described)]
+
+
+@_operator.register_fake
+def _fake(name, tensors, statics):
+    device = next(t.device for t in tensors if t is not None)
+    described = _COMPUTATIONS[name].describe(*tensors, *_decoded(statics))
+    return [d.empty(device) for d in _as_list(described)]
+
+
+def _in_layout(result: torch.Tensor, described: Result, inputs: list) -> torch.Tensor:
+    """``result`` with the strides its description gave, in memory of its own: an operator's
+    result may alias none of its inputs."""
+    if tuple(result.shape) != described.shape or result.dtype != described.dtype:
+        raise RuntimeError(f"gpuconv internal error: a result of shape {tuple(result.shape)} and "
+                           f"dtype {result.dtype} was described as {described}")
+    expected = described.empty("meta").stride()
+    aliased = any(t is not None and t.untyped_storage().data_ptr()
+                  == result.untyped_storage().data_ptr() for t in inputs)
+    # A stride of a dimension of size 1 does not matter to any reader (nor to inductor's checks).
+    if aliased or any(s != e for s, e, n in zip(result.stride(), expected, result.shape)
+                      if n != 1):
+        return described.empty(result.device).copy_(result)
+    return result
+
+
+def stand_in(t: torch.Tensor | None, data_format: str = "NCHW"):
+    """A NumPy array of ``t``'s shape (its NHWC view's for ``data_format="NHWC"``) and the
+    dtype the bridge would hand gpuconv, whose elements all alias one zero (no memory of its
+    size): what gpuconv's argument checks read in place of a fake tensor. None passes."""
+    if t is None:
+        return None
+    shape = tuple(int(s) for s in t.shape)       # a symbolic size: its traced value (guarded)
+    if data_format == "NHWC" and len(shape) == 4:
+        shape = (shape[0], shape[2], shape[3], shape[1])
+    zero = np.zeros(1, dtype=_NUMPY_DTYPES.get(t.dtype, np.float32))
+    return np.lib.stride_tricks.as_strided(zero, shape=shape, strides=(0,) * len(shape))
+
+
+def like(t: torch.Tensor, data_format: str, dtype: torch.dtype | None = None) -> Result:
+    """The description of a result shaped as ``t`` (a gradient with respect to it) in the
+    layout of ``data_format``."""
+    shape = tuple(int(s) for s in t.shape)
+    return Result(shape, t.dtype if dtype is None else dtype,
+                  data_format == "NHWC" and len(shape) == 4)
+
+
+def image(layout_shape: tuple, data_format: str, dtype: torch.dtype) -> Result:
+    """The description of a result gpuconv returns as ``layout_shape`` in ``data_format``."""
+    shape = tuple(int(s) for s in layout_shape)
+    if data_format == "NHWC" and len(shape) == 4:
+        n, h, w, c = shape
+        return Result((n, c, h, w), dtype, True)
+    return Result(shape, dtype)
