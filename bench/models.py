@@ -8,6 +8,10 @@ For each architecture (random weights, no download) and layout (NCHW, channels_l
 3. times, interleaved round by round, an eval forward (``torch.no_grad``) and a training step
    (forward, cross-entropy, backward, SGD step) of both, after warm-up (gpuconv's kernel builds
    and cuDNN's own tuning are not timed).
+With ``--compile [BACKEND]`` both models run through ``torch.compile(model, fullgraph=True)``
+(inductor by default; compilation happens in the warm-up and the logits check): native PyTorch's
+fused graph against the converted model's, where each gpuconv call is one custom-op node
+(docs/frameworks.md, torch.compile) and the layers between are compiled as in the native one.
 
 On a GPU: CUDA tensors, CUDA events on torch's current stream, cuDNN with benchmark mode on and
 TF32 off for float32 (so cuDNN and gpuconv compute the same strict float32). Without one: CPU
@@ -47,6 +51,7 @@ class Settings:
     warmup: int
     rounds: int
     runs_per_round: int
+    compile_backend: str | None = None   # torch.compile both models with it; None: eager
 
 
 GPU_SETTINGS = Settings("cuda", batch=32, image=224, dtype="float32", warmup=3, rounds=5,
@@ -119,6 +124,9 @@ def measure_model(torch, build: Callable, architecture: str, layout: str,
 
     native.eval()
     converted.eval()
+    if settings.compile_backend is not None:
+        native, converted = (torch.compile(m, fullgraph=True, backend=settings.compile_backend)
+                             for m in (native, converted))
     with torch.no_grad():
         want, got = native(x), converted(x)
     labels = torch.randint(0, want.shape[1], (settings.batch,), generator=generator)
@@ -127,6 +135,7 @@ def measure_model(torch, build: Callable, architecture: str, layout: str,
     logits_error = float((got - want).abs().max()) / scale
     case = {"architecture": architecture, "layout": layout, "batch": settings.batch,
             "image": settings.image, "dtype": settings.dtype,
+            "compile_backend": settings.compile_backend,
             "layers_swapped": len(report.swapped), "layers_left": len(report.skipped),
             "logits_max_rel_error": logits_error}
     if not logits_error <= LOGIT_TOLERANCE[settings.dtype]:
@@ -173,6 +182,10 @@ def summary_table(document: dict) -> str:
              "gpuconv time (> 1: gpuconv faster).", ""]
     if document["mode"] == "cpu":
         lines += ["CPU timings of the NumPy reference: they say nothing about GPU speed.", ""]
+    backend = document["settings"].get("compile_backend")
+    if backend is not None:
+        lines += [f"Both models compiled: torch.compile(model, fullgraph=True, "
+                  f"backend={backend!r}).", ""]
     lines += ["| model | layout | batch x image | logits rel. error | forward native / gpuconv "
               "(ms) | ratio | train step native / gpuconv (ms) | ratio |",
               "|---|---|---|---|---|---|---|---|"]
@@ -215,6 +228,9 @@ def main(argv=None) -> int:
     p.add_argument("--layout", default=",".join(LAYOUTS),
                    help="comma-separated layouts: NCHW, channels_last (default: both)")
     p.add_argument("--batch", type=int, help="batch size (default: 32 on a GPU, 1 on the CPU)")
+    p.add_argument("--compile", nargs="?", const="inductor", metavar="BACKEND",
+                   help="time both models under torch.compile(fullgraph=True) with BACKEND "
+                        "(default when given: inductor)")
     p.add_argument("--out", type=Path, help="results folder (default: bench/results/<UTC time>-models)")
     args = p.parse_args(argv)
     import torch
@@ -224,6 +240,8 @@ def main(argv=None) -> int:
         if args.batch < 1:
             p.error(f"--batch must be >= 1; got {args.batch}")
         settings = Settings(**{**asdict(settings), "batch": args.batch})
+    if args.compile is not None:
+        settings = Settings(**{**asdict(settings), "compile_backend": args.compile})
     layouts = [s.strip() for s in args.layout.split(",") if s.strip()]
     for layout in layouts:
         if layout not in LAYOUTS:

@@ -39,6 +39,17 @@ def test_models_run_checks_times_and_writes_results(tmp_path):
     assert "say nothing about GPU speed" in table and table.count("| resnet50 |") == 2
 
 
+def test_models_run_compiled(tmp_path):
+    settings = models.Settings(**{**models.asdict(TINY), "compile_backend": "aot_eager"})
+    torch._dynamo.reset()
+    document = models.run(["resnet50"], ["channels_last"], settings, tmp_path,
+                          build=lambda architecture: tiny_net)
+    (case,) = document["cases"]
+    assert case["status"] == "ok" and case["compile_backend"] == "aot_eager"
+    assert case["logits_max_rel_error"] < 1e-5 and case["timings"]["train_step"]["runs"] == 2
+    assert "backend='aot_eager'" in (tmp_path / "models.md").read_text()
+
+
 def test_a_model_whose_logits_disagree_is_not_timed(tmp_path, monkeypatch):
     monkeypatch.setitem(models.LOGIT_TOLERANCE, "float32", -1.0)
     document = models.run(["resnet50"], ["NCHW"], TINY, tmp_path,
