@@ -17,6 +17,10 @@ def _is_int(v: Any) -> bool:
     t = type(v)
     if t is int:             # the common case, without the slower ABC check below
         return True
+    if t is np.ndarray:
+        # torch reads an int through ``__index__``, which a 0-d integer NumPy array has too (a
+        # size computed with NumPy); a 0-d bool or float array it refuses.
+        return v.ndim == 0 and v.dtype.kind in "iu"
     return t is not bool and isinstance(v, numbers.Integral)
 
 

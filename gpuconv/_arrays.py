@@ -159,7 +159,8 @@ def shares_elements(a: Any, b: Any) -> bool:
     hard for the solver counts as sharing."""
     if a.size == 0 or b.size == 0:
         return False
-    if type(a) is np.ndarray:
+    # Any NumPy array, a subclass too: an ``out=`` memory-mapped file (np.memmap) is one.
+    if isinstance(a, np.ndarray):
         if not np.may_share_memory(a, b):
             return False
         pair = (a, b)

@@ -14,8 +14,6 @@ import math
 from dataclasses import dataclass
 from typing import Any, Sequence
 
-import numpy as np
-
 from .._args import INT32_MAX, as_choice, as_int, as_pair, memoized_check, sequence_of
 from .._arrays import ArraySet, check_out, shares_elements
 
@@ -154,20 +152,24 @@ def layout_shape(shape_nchw: Sequence[int], data_format: str) -> tuple[int, ...]
     return (n, h, w, c) if data_format == "NHWC" else (n, c, h, w)
 
 
-def check_shape(name: str, shape: Any, labels: Sequence[str], *, minimum: Sequence[int]) -> tuple[int, ...]:
+def check_shape(name: str, shape: Any, labels: Sequence[str], *, minimum: Sequence[int],
+                maximum: Sequence[int | None] = (None,) * 4) -> tuple[int, ...]:
     """A 4-D shape (a tuple/list of ints); ``labels`` names each dimension in messages."""
     if not isinstance(shape, (tuple, list)):
         raise TypeError(f"{name} must be a shape (a tuple of 4 ints), got {type(shape).__name__}")
     shape = tuple(shape)
     if len(shape) != 4:
         raise ValueError(f"{name} must be 4-D ({', '.join(labels)}), got shape {shape}")
-    return tuple(as_int(f"{name} dimension {label}", v, minimum=lo)
-                 for label, v, lo in zip(labels, shape, minimum))
+    return tuple(as_int(f"{name} dimension {label}", v, minimum=lo, maximum=hi)
+                 for label, v, lo, hi in zip(labels, shape, minimum, maximum))
 
 
 def _check_x_shape(name: str, shape: Any) -> tuple[int, int, int, int]:
-    # An empty batch is allowed (an empty result); every other dimension must be >= 1.
-    return check_shape(name, shape, "NCHW", minimum=(0, 1, 1, 1))
+    # An empty batch is allowed (an empty result); every other dimension must be >= 1. Rows and
+    # columns are 32-bit ints in the kernels: a shape (a gradient's, a utility's) past that is
+    # refused here, naming it, not by the padded-extent checks, which would name the padding.
+    return check_shape(name, shape, "NCHW", minimum=(0, 1, 1, 1),
+                       maximum=(None, None, INT32_MAX, INT32_MAX))
 
 
 def _check_weight_shape(name: str, shape: Any, labels: str = "KCRS") -> tuple[int, int, int, int]:
@@ -211,10 +213,7 @@ def _output_size(size: int, pad: int, dilation: int, kernel: int, stride: int) -
 
 
 def _as_groups(groups: Any) -> int:
-    """``groups``, an int >= 1. torch reads it through ``__index__``, which a 0-d integer NumPy
-    array has too (a count computed with NumPy); a 0-d bool or float array it refuses."""
-    if isinstance(groups, np.ndarray) and groups.ndim == 0 and groups.dtype.kind in "iu":
-        groups = groups.item()
+    """``groups``, an int >= 1 (a 0-d integer NumPy array too, as every int: _args._is_int)."""
     return as_int("groups", groups, minimum=1)
 
 
