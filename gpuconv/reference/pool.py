@@ -2,8 +2,10 @@
 
 Arrays are NCHW (only ``spatial_pyramid_pool2d`` takes a ``data_format``, because its flattened
 feature order depends on the layout); arguments are already validated (``gpuconv.pool.geometry``),
-ints or (h, w) pairs. Everything is computed in float64 and cast back to the input's dtype;
-indices are int64 flat positions h*W + w within each (n, c) plane.
+ints or (h, w) pairs. Everything is computed in float64 and cast back to the input's dtype,
+window sums and lp_pool2d's powers rounded to the accumulator type (float32 but for float64
+inputs, ``_accumulated``) so that they overflow where the kernels and PyTorch do; indices are
+int64 flat positions h*W + w within each (n, c) plane.
 
 One mechanism serves every pooling: per spatial axis, a table of the input positions each output
 position reads (``taps``, shape (outputs, taps per window), clipped into the input) and a mask of
@@ -31,6 +33,16 @@ def _cast(a: np.ndarray, dtype) -> np.ndarray:
     # A float16 result may overflow to inf, as the same computation does in PyTorch.
     with np.errstate(over="ignore"):
         return a.astype(dtype)
+
+
+def _accumulated(a: np.ndarray, dtype) -> np.ndarray:
+    """``a`` (float64) rounded to the accumulator type of ``dtype``'s computation, float64 for
+    float64 and float32 for the others (api.md: halves accumulate in float32), back in float64.
+    A window sum or a power past float32's range is inf in the kernels and in PyTorch's float32
+    arithmetic (a window of 3e38s sums to inf, 7 ** 50 is inf); float64 here would hide that."""
+    accumulator = np.float64 if np.dtype(dtype) == np.float64 else np.float32
+    with np.errstate(over="ignore"):
+        return a.astype(accumulator).astype(np.float64)
 
 
 # --------------------------------------------------------------------------------------------
@@ -185,10 +197,13 @@ def _avg_pool_setup(shape, kernel_size, stride, padding, ceil_mode, count_includ
     return rows, cols, divisor
 
 
-def _avg_pool(x64, kernel_size, stride, padding, ceil_mode, count_include_pad, divisor_override):
+def _avg_pool(x64, kernel_size, stride, padding, ceil_mode, count_include_pad, divisor_override,
+              dtype):
+    """The window means of x64 (float64) for an input of ``dtype``, whose accumulator type
+    holds the sums."""
     rows, cols, divisor = _avg_pool_setup(x64.shape, kernel_size, stride, padding, ceil_mode,
                                           count_include_pad, divisor_override)
-    return _window_sum(x64, rows, cols) / divisor
+    return _accumulated(_window_sum(x64, rows, cols), dtype) / divisor
 
 
 def _avg_pool_backward(g64, input_shape, kernel_size, stride, padding, ceil_mode,
@@ -201,7 +216,8 @@ def _avg_pool_backward(g64, input_shape, kernel_size, stride, padding, ceil_mode
 @np.errstate(all="ignore")
 def avg_pool2d(x, kernel_size, stride=None, padding=0, ceil_mode=False, count_include_pad=True,
                divisor_override=None):
-    out = _avg_pool(_f64(x), kernel_size, stride, padding, ceil_mode, count_include_pad, divisor_override)
+    out = _avg_pool(_f64(x), kernel_size, stride, padding, ceil_mode, count_include_pad,
+                    divisor_override, x.dtype)
     return _cast(out, x.dtype)
 
 
@@ -235,9 +251,17 @@ def lp_pool2d(x, norm_type, kernel_size, stride=None, ceil_mode=False):
     for a non-integer 1/p, and is kept (signed) for p = 1."""
     p = float(norm_type)
     kh, kw = _pair(kernel_size)
-    f = _avg_pool(_torch_pow(_f64(x), p), kernel_size, stride, 0, ceil_mode, True, None)
-    out = _torch_pow(_torch_sign(f) * np.maximum(np.abs(f), 0.0) * (kh * kw), 1.0 / p)
-    return _cast(out, x.dtype)
+    f = _lp_mean(_f64(x), p, kernel_size, stride, ceil_mode, x.dtype)
+    scaled = _accumulated(_torch_sign(f) * np.maximum(np.abs(f), 0.0) * (kh * kw), x.dtype)
+    return _cast(_torch_pow(scaled, 1.0 / p), x.dtype)
+
+
+def _lp_mean(x64, p, kernel_size, stride, ceil_mode, dtype):
+    """f = avg_pool2d(x ** p), each step in ``dtype``'s accumulator type (a large p overflows
+    there: inf, as in the kernels and in PyTorch)."""
+    powers = _accumulated(_torch_pow(x64, p), dtype)
+    return _accumulated(_avg_pool(powers, kernel_size, stride, 0, ceil_mode, True, None, dtype),
+                        dtype)
 
 
 @np.errstate(all="ignore")
@@ -247,16 +271,18 @@ def lp_pool2d_backward(grad_output, x, norm_type, kernel_size, stride=None, ceil
     result is <= 0, so a window whose f is 0 sends nothing back."""
     p = float(norm_type)
     kh, kw = _pair(kernel_size)
-    x64, g64 = _f64(x), _f64(grad_output)
-    f = _avg_pool(_torch_pow(x64, p), kernel_size, stride, 0, ceil_mode, True, None)
+    x64, g64, dtype = _f64(x), _f64(grad_output), x.dtype
+    f = _lp_mean(x64, p, kernel_size, stride, ceil_mode, dtype)
     relu_out = np.maximum(np.abs(f), 0.0)
-    scaled = _torch_sign(f) * relu_out * (kh * kw)
-    grad_scaled = g64 * (1.0 / p) * _torch_pow(scaled, 1.0 / p - 1.0)
+    scaled = _accumulated(_torch_sign(f) * relu_out * (kh * kw), dtype)
+    grad_scaled = g64 * (1.0 / p) * _accumulated(_torch_pow(scaled, 1.0 / p - 1.0), dtype)
     grad_relu = grad_scaled * (kh * kw) * _torch_sign(f)
     grad_abs = np.where(relu_out <= 0, 0.0, grad_relu)
     grad_f = grad_abs * _torch_sign(f)
     grad_pow = _avg_pool_backward(grad_f, x64.shape, kernel_size, stride, 0, ceil_mode, True, None)
-    return _cast(grad_pow * (p * _torch_pow(x64, p - 1.0)), grad_output.dtype)
+    # p * x ** (p - 1) past the accumulator's range is inf there (0 * inf: NaN), as in PyTorch
+    slope = _accumulated(p * _accumulated(_torch_pow(x64, p - 1.0), dtype), dtype)
+    return _cast(grad_pow * slope, grad_output.dtype)
 
 
 # --------------------------------------------------------------------------------------------
@@ -272,7 +298,8 @@ def _adaptive_axes(shape, output_size):
 def adaptive_avg_pool2d(x, output_size):
     rows, cols = _adaptive_axes(x.shape, output_size)
     counts = np.outer(rows[1].sum(axis=1), cols[1].sum(axis=1))
-    return _cast(_window_sum(_f64(x), rows, cols) / counts, x.dtype)
+    sums = _accumulated(_window_sum(_f64(x), rows, cols), x.dtype)
+    return _cast(sums / counts, x.dtype)
 
 
 @np.errstate(all="ignore")

@@ -2,7 +2,8 @@
 with the semantics of torchvision's kernels (torchvision/csrc/ops/{cpu,cuda}/roi_*_kernel.*).
 
 Every function takes a validated ``RoiGeometry`` (gpuconv.roi.geometry) and ``rois``, a (K, 5)
-array of rows [batch_index, x1, y1, x2, y2]; values are computed in float64 and cast back.
+array of rows [batch_index, x1, y1, x2, y2]; values are computed in float64 and cast back
+(roi_align's bin sums rounded to the accumulator type first, ``_accumulated``).
 
 Box geometry precision. Rounding, floor/ceil of bin edges, the adaptive grid size and the
 out-of-image test are discontinuous in the coordinates, so the reference computes coordinates
@@ -41,6 +42,14 @@ FLT_MAX = float(np.finfo(np.float32).max)
 
 def _coordinate_dtype(dtype):
     return np.float64 if np.dtype(dtype) == np.float64 else np.float32
+
+
+def _accumulated(a: np.ndarray, dtype) -> np.ndarray:
+    """float64 sums rounded to the accumulator type of ``dtype`` (float32 but for float64), as
+    torchvision's and the kernels' bin sums are: samples of float32 values summing past 3.4e38
+    make an inf bin there, which float64 would hide."""
+    with np.errstate(over="ignore"):
+        return a.astype(_coordinate_dtype(dtype)).astype(np.float64)
 
 
 def _nchw(a, data_format: str) -> np.ndarray:
@@ -169,7 +178,7 @@ def roi_align(geom, x, rois, *, data_format: str = "NCHW") -> np.ndarray:
                 values = np.where(ys.inside[r, None] & xs.inside[None, :], values, 0.0)
                 out[k, :, p:q] += values.reshape(geom.C, q - p, -1, geom.PW,
                                                  xs.grid).sum(axis=(2, 4))
-            out[k] /= count
+            out[k] = _accumulated(out[k], x.dtype) / count
     return _in_layout(out, data_format, x.dtype)
 
 

@@ -24,7 +24,8 @@ from typing import Any, Callable
 import numpy as np
 
 from .. import _state
-from .._args import INT32_MAX, as_bool, as_choice, as_float, as_int, as_pair
+from .._args import (INT32_MAX, as_bool, as_choice, as_float, as_int, as_pair,
+                     sequence_of)
 from .._arrays import ArraySet, check_arrays, library_of
 
 DATA_FORMATS = ("NCHW", "NHWC")
@@ -153,7 +154,8 @@ def check_roi_arguments(x, boxes, output_size, spatial_scale=1.0, sampling_ratio
         n, h, w, c = x.shape
     else:
         n, c, h, w = x.shape
-    ph, pw = as_pair("output_size", output_size, minimum=1, maximum=INT32_MAX)
+    # torchvision's _pair takes any iterable: a 1-D NumPy array is a pair of sizes there too
+    ph, pw = as_pair("output_size", sequence_of(output_size), minimum=1, maximum=INT32_MAX)
     scale = as_float("spatial_scale", spatial_scale, positive=True)
     ratio = max(as_int("sampling_ratio", sampling_ratio, maximum=INT32_MAX), 0)
     rois = normalize_boxes(boxes, arrays, n)
