@@ -65,6 +65,11 @@ class Result:
         return torch.empty(self.shape, dtype=self.dtype, device=device,
                            memory_format=self.memory_format)
 
+    @functools.cached_property
+    def strides(self) -> tuple:
+        """torch's strides of such a tensor (the fake result's)."""
+        return self.empty("meta").stride()
+
 
 @dataclass(frozen=True)
 class Computation:
@@ -190,7 +195,7 @@ def _in_layout(result: torch.Tensor, described: Result, inputs: list) -> torch.T
     if tuple(result.shape) != described.shape or result.dtype != described.dtype:
         raise RuntimeError(f"gpuconv internal error: a result of shape {tuple(result.shape)} and "
                            f"dtype {result.dtype} was described as {described}")
-    expected = described.empty("meta").stride()
+    expected = described.strides
     aliased = any(t is not None and t.untyped_storage().data_ptr()
                   == result.untyped_storage().data_ptr() for t in inputs)
     # A stride of a dimension of size 1 does not matter to any reader (nor to inductor's checks).
