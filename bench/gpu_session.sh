@@ -9,7 +9,8 @@
 #                                                 # bench/results/<UTC time>-<GPU name>/ and commit)
 #   bash bench/gpu_session.sh models     # torchvision resnet50 / mobilenet_v2 converted with
 #                                        # gpuconv.torch.convert vs native PyTorch (bench/models.py),
-#                                        # after the bridge's host time per call (bench/bridge_host.py)
+#                                        # after the bridge's host time per call (bench/bridge_host.py);
+#                                        # MODELS_ARGS="--compile ..." times them compiled
 #   bash bench/gpu_session.sh roi        # every roi_align forward kernel vs torchvision, float32
 #                                        # and float16 (bench/roi_align_kernels.py)
 # The device machine has no network: the package runs from the checkout (PYTHONPATH), with the
@@ -86,7 +87,9 @@ case "$stage" in
   models)
     # the host time of the torch bridge first (seconds), then the whole models
     $PY -m bench.bridge_host --device cuda --calls 500 2>&1 | tee "$OUT/bridge_host.log"
-    stop_after "$SECONDS_LEFT" $PY -m bench.models --out "$OUT/models" 2>&1 | tee "$OUT/models.log"
+    # MODELS_ARGS: more options, e.g. "--arch resnet50 --layout channels_last --compile".
+    stop_after "$SECONDS_LEFT" $PY -m bench.models --out "$OUT/models" ${MODELS_ARGS:-} 2>&1 \
+      | tee "$OUT/models.log"
     ;;
   roi)
     status=0

@@ -1,7 +1,8 @@
 """gpuconv.torch and gpuconv.jax on CUDA arrays (skipped without a GPU, CuPy and a CUDA build
 of torch): zero-copy exchange, torch's current stream and device, the NHWC path of channels_last
-tensors, values and gradients against torch, a converted model end to end, and torchvision's
-resnet50 / mobilenet_v2 converted (random weights) when torchvision is installed."""
+tensors, values and gradients against torch, a converted model end to end (eager and under
+torch.compile), and torchvision's resnet50 / mobilenet_v2 converted (random weights) when
+torchvision is installed."""
 import copy
 
 import pytest
@@ -154,6 +155,32 @@ def test_converted_small_cnn_matches_on_cuda():
     torch.testing.assert_close(model(x), reference(x), rtol=1e-4, atol=1e-4)
     for p, q in zip(model.parameters(), reference.parameters()):
         torch.testing.assert_close(p.grad, q.grad, rtol=1e-3, atol=1e-4)
+
+
+@pytest.mark.parametrize("mode", ["default", "reduce-overhead"])
+@pytest.mark.parametrize("memory_format", [torch.contiguous_format, torch.channels_last],
+                         ids=["NCHW", "channels_last"])
+def test_converted_small_cnn_compiled_on_cuda(mode, memory_format):
+    """One graph (fullgraph=True) on CUDA tensors, inductor; "reduce-overhead": CUDA graphs of
+    the torch code around the gpuconv operator (tagged cudagraph_unsafe: CuPy's allocations
+    and host reads of index/box values cannot be captured), same values."""
+    torch._dynamo.reset()
+    torch.manual_seed(0)
+    model = SmallCNN().cuda().to(memory_format=memory_format)
+    reference = copy.deepcopy(model)
+    G.convert(model)
+    step = torch.compile(model, fullgraph=True, mode=mode)
+    for seed in (1, 2, 3):      # the CUDA graphs are recorded on the second or third call
+        x = randn(2, 3, 11, 12, seed=seed).contiguous(memory_format=memory_format)
+        out = step(x)
+        out.square().sum().backward()
+        expected = reference(x)
+        expected.square().sum().backward()
+        torch.testing.assert_close(out, expected, rtol=1e-4, atol=1e-4)
+        for p, q in zip(model.parameters(), reference.parameters()):
+            torch.testing.assert_close(p.grad, q.grad, rtol=1e-3, atol=1e-4)
+        model.zero_grad()
+        reference.zero_grad()
 
 
 @pytest.mark.parametrize("architecture", ["resnet50", "mobilenet_v2"])
