@@ -5,7 +5,7 @@ Eager GPU arrays go zero-copy (DLPack) to the CUDA kernels; eager CPU arrays to 
 reference (or the kernels run on the CPU inside ``gpuconv.simulate()``); traced arrays run on the
 host through ``jax.pure_callback``. See docs/frameworks.md.
 """
-from .conv import conv2d, conv_transpose2d  # noqa: F401
+from .conv import conv2d, conv_transpose2d, explain  # noqa: F401
 from .pool import *  # noqa: F401,F403
 from .roi import roi_align, roi_pool  # noqa: F401
 from . import conv as _conv, pool as _pool, roi as _roi

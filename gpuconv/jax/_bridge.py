@@ -14,6 +14,14 @@ may hold JAX arrays, None and lists of arrays) and calls gpuconv; ``out_spec`` i
 Integer results (max-pooling indices) take JAX's default integer dtype (int32 unless
 ``jax_enable_x64``); indices passed into gpuconv are widened to int64 first.
 
+Placement follows JAX's rule for a jax.numpy operation: NumPy arguments and uncommitted JAX
+arrays go to the device of the committed ones, and an eager result lives on its arguments'
+device (not on the default device).
+
+XLA runs a traced call's callback on a thread of its own, where the caller's thread-local
+``gpuconv.simulate()`` block is not in force: the callback takes along the simulation options in
+force when the call was traced (as a traced function keeps any Python state it read).
+
 Under ``jax.jit`` gpuconv itself first sees the arrays inside the callback, where its TypeError
 or ValueError would surface as a JaxRuntimeError: the wrappers run gpuconv's own argument checks
 at trace time on ``stand_in`` arrays (the traced shapes and dtypes, no data), so an invalid call
@@ -21,10 +29,18 @@ fails where it is made, with the error eager mode gives.
 """
 from __future__ import annotations
 
+import contextlib
+import functools
+
 import numpy as np
 
 import jax
 import jax.numpy as jnp
+
+from gpuconv import _state
+from gpuconv.simulator import simulate
+
+GPU_PLATFORMS = ("gpu", "cuda", "rocm")
 
 
 def spec(shape, dtype) -> jax.ShapeDtypeStruct:
@@ -47,7 +63,9 @@ def stand_in(a, dtype=None):
         return [stand_in(b, dtype) for b in a]
     if not isinstance(a, (jax.Array, jax.core.Tracer, np.ndarray)):
         return a
-    zero = np.zeros(1, dtype=np.dtype(a.dtype if dtype is None else dtype))
+    if dtype is None:   # a NumPy argument is checked with the dtype JAX will give it (call)
+        dtype = jax.dtypes.canonicalize_dtype(a.dtype)
+    zero = np.zeros(1, dtype=np.dtype(dtype))
     return np.lib.stride_tricks.as_strided(zero, shape=tuple(a.shape), strides=(0,) * len(a.shape))
 
 
@@ -59,25 +77,95 @@ def check_indices(indices) -> None:
 
 def call(fn, out_spec, *args):
     leaves, treedef = jax.tree_util.tree_flatten(args)
-    # NumPy inputs (jax.grad of a function called with NumPy arrays passes them through) become
-    # JAX arrays on the default device, as any jax.numpy operation would place them.
-    leaves = [a if isinstance(a, (jax.Array, jax.core.Tracer)) else jnp.asarray(a) for a in leaves]
-    if any(isinstance(a, jax.core.Tracer) for a in leaves):
-        def host(*host_leaves):
-            arrays = jax.tree_util.tree_unflatten(treedef, [np.asarray(a) for a in host_leaves])
-            return _cast(fn(*arrays), out_spec, np.asarray)
-        return jax.pure_callback(host, out_spec, *leaves, vmap_method="sequential")
-    device = _device_of(leaves)
-    if device.platform in ("gpu", "cuda", "rocm"):
+    leaves, device = _as_jax(leaves)
+    if device is None:      # traced
+        return _callback(_host_callback(fn, out_spec, treedef), out_spec, *leaves)
+    if device.platform in GPU_PLATFORMS:
         return _call_cupy(fn, out_spec, treedef, leaves, device)
     arrays = jax.tree_util.tree_unflatten(treedef, [np.asarray(a) for a in leaves])
-    return _cast(fn(*arrays), out_spec, jnp.asarray)
+    return _cast(fn(*arrays), out_spec, lambda r: jnp.asarray(r, device=device))
+
+
+SECOND_DERIVATIVES = (
+    "gpuconv.jax: second derivatives (differentiating a gradient: jax.hessian, grad of grad, "
+    "jvp of a vjp) are not implemented: the gradients are gpuconv.grad calls on the host, "
+    "which JAX cannot differentiate. Use jax.numpy / jax.lax operations where a second "
+    "derivative is needed.")
+
+
+@functools.partial(jax.custom_jvp, nondiff_argnums=(0, 1))
+def _callback(host, out_spec, *leaves):
+    return jax.pure_callback(host, out_spec, *leaves, vmap_method="sequential")
+
+
+# A forward call is differentiated by its custom_vjp rule; only a gradient's own calls (a
+# backward differentiated again) reach this rule. Raised while traced, with what it means in
+# place of pure_callback's "do not support JVP".
+@_callback.defjvp
+def _callback_jvp(host, out_spec, primals, tangents):
+    raise NotImplementedError(SECOND_DERIVATIVES)
+
+
+def _host_callback(fn, out_spec, treedef):
+    """The pure_callback of a traced call, with the ``simulate()`` options in force now (when
+    traced): XLA calls it on a thread of its own, outside the caller's simulate() block."""
+    options = _state.active_simulation()
+
+    def host(*host_leaves):
+        arrays = jax.tree_util.tree_unflatten(treedef, [np.asarray(a) for a in host_leaves])
+        with _simulating(options):
+            return _cast(fn(*arrays), out_spec, np.asarray)
+    return host
+
+
+def _simulating(options):
+    if options is None:
+        return contextlib.nullcontext()
+    return simulate(options.order, options.seed, options.sanitize)
+
+
+def _as_jax(leaves):
+    """The leaves as JAX arrays, and the device of the call (None when traced).
+
+    NumPy leaves (jax.grad of a function called with NumPy arrays passes them through) and
+    uncommitted arrays go to the device of the committed arrays, as a jax.numpy operation
+    places them; with none committed, NumPy leaves go to the default device."""
+    concrete = [a for a in leaves if _is_concrete(a)]
+    committed = _devices([a for a in concrete if a.committed])
+    home = committed.pop() if len(committed) == 1 else None
+    leaves = [_placed(a, home) for a in leaves]
+    if any(isinstance(a, jax.core.Tracer) for a in leaves):
+        return leaves, None
+    return leaves, _device_of(leaves)
+
+
+def on_gpu(a) -> bool:
+    """Whether ``a`` is a concrete JAX array on a GPU (what _call_cupy runs)."""
+    return _is_concrete(a) and _device_of([a]).platform in GPU_PLATFORMS
+
+
+def _is_concrete(a) -> bool:
+    # a Tracer is an instance of jax.Array too
+    return isinstance(a, jax.Array) and not isinstance(a, jax.core.Tracer)
+
+
+def _placed(a, home):
+    if isinstance(a, jax.core.Tracer):
+        return a
+    if not isinstance(a, jax.Array):
+        return jnp.asarray(a, device=home)
+    return a if home is None or a.committed else jax.device_put(a, home)
+
+
+def _devices(arrays) -> set:
+    devices = set()
+    for a in arrays:
+        devices |= set(a.devices())
+    return devices
 
 
 def _device_of(leaves):
-    devices = set()
-    for a in leaves:
-        devices |= set(a.devices())
+    devices = _devices(leaves)
     if len(devices) != 1:
         raise ValueError(f"the arrays of a gpuconv call must live on one device, got "
                          f"{sorted(map(str, devices))}")

@@ -9,9 +9,9 @@ import gpuconv
 from gpuconv.conv.api import check_conv2d_arguments, check_conv_transpose2d_arguments
 from gpuconv.conv.geometry import layout_shape
 
-from ._bridge import call, spec, spec_like, stand_in
+from ._bridge import call, on_gpu, spec, spec_like, stand_in
 
-__all__ = ["conv2d", "conv_transpose2d"]
+__all__ = ["conv2d", "conv_transpose2d", "explain"]
 
 # d activation / d pre-activation in terms of the activation's output y.
 ACTIVATION_GRADIENTS = {
@@ -119,3 +119,18 @@ def conv_transpose2d(x, weight, bias=None, stride=1, padding=0, output_padding=0
 
     f.defvjp(f_fwd, f_bwd)
     return f(x, weight, bias)
+
+
+def explain(x, weight, bias=None, stride=1, padding=0, dilation=1, groups=1, *, activation=None,
+            residual=None, algorithm="auto", data_format="NCHW"):
+    """``gpuconv.explain`` for ``conv2d`` on these JAX arrays: what it runs, and why (gpuconv's
+    own refuses JAX arrays and points here). Concrete GPU arrays are explained as the CUDA
+    kernels run them; CPU and traced arrays as the host runs them (the NumPy reference, or the
+    kernels inside ``gpuconv.simulate()``)."""
+    arrays = _stand_ins(x=x, weight=weight, bias=bias, residual=residual)
+    options = dict(activation=activation, algorithm=algorithm, data_format=data_format)
+    if on_gpu(x):   # shapes stand for arrays on the GPU
+        return gpuconv.explain(x.shape, weight.shape, arrays[2], stride, padding, dilation,
+                               groups, residual=arrays[3], dtype=arrays[0].dtype, **options)
+    return gpuconv.explain(arrays[0], arrays[1], arrays[2], stride, padding, dilation, groups,
+                           residual=arrays[3], **options)
