@@ -178,7 +178,10 @@ def conv2d_weight(geom, x, grad_output, data_format="NCHW"):
 def conv2d_bias(grad_output, data_format="NCHW"):
     """Gradient of conv2d with respect to its bias: grad_output summed over all but channels."""
     axes = (0, 1, 2) if data_format == "NHWC" else (0, 2, 3)
-    return np.asarray(grad_output, dtype=np.float64).sum(axis=axes).astype(grad_output.dtype)
+    # Contiguous first: NumPy's summation order follows the memory layout, so the same values in
+    # another layout (a torch gradient strided NCHW or channels_last) would round differently.
+    g = np.ascontiguousarray(grad_output, dtype=np.float64)
+    return g.sum(axis=axes).astype(grad_output.dtype)
 
 
 @_ieee

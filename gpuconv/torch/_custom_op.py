@@ -22,7 +22,8 @@ the graph, where gpuconv's checks name it; so is one holding a NumPy scalar, whi
 hand to ``_encoded`` (with ``fullgraph=True`` both are Dynamo's error instead). A compiled graph
 guards on these constants, as on a torch function's int arguments. Sizes are specialized: a
 symbolic size of a dynamic-shape graph is read as the int it has when traced (a guard), as
-gpuconv's checks need ints.
+gpuconv's checks need ints; so is a symbolic number among the other arguments (a size computed
+from the input's, a float Dynamo made symbolic: ``_specialized``).
 
 Results come back in the layout ``describe`` gave (NHWC results as channels_last tensors), since
 a compiled graph relies on the strides its fake results had.
@@ -31,6 +32,7 @@ from __future__ import annotations
 
 import functools
 import json
+import operator
 from dataclasses import dataclass
 from typing import Callable
 
@@ -93,7 +95,7 @@ def compute(name: str, tensors: tuple, statics: tuple):
     arguments): called directly, or under torch.compile as the custom operator."""
     if not torch.compiler.is_compiling():
         return _COMPUTATIONS[name].run(*tensors, *statics)
-    encoded = _encoded(statics)
+    encoded = _encoded(_specialized(statics))
     if encoded is None:
         return _eager(name, tensors, statics)
     results = torch.ops.gpuconv.compute(name, list(tensors), encoded)
@@ -111,6 +113,26 @@ def _json_default(value):
     if isinstance(value, np.generic):       # NumPy scalars, which gpuconv's checks take
         return value.item()
     raise TypeError
+
+
+def _specialized(value):
+    """``value`` with each symbolic number in it made the constant it has when traced, with a
+    guard: a size of a dynamic-shape graph or arithmetic on sizes (``output_size=(2 * h, w)``),
+    a float default of a gpuconv function (``spatial_scale=1.0``), which Dynamo makes symbolic
+    under ``dynamic=True``. ``assume_constant_result`` takes constants only, and Dynamo
+    specializes a SymInt for ``operator.index`` and a SymFloat for ``__float__``, not for
+    ``int()`` and ``float()``. Trace time only: the eager path never calls it."""
+    if isinstance(value, bool):
+        return True if value else False
+    if isinstance(value, int):
+        return operator.index(value)
+    if isinstance(value, float):
+        return value.__float__()
+    if isinstance(value, dict):
+        return {k: _specialized(v) for k, v in value.items()}
+    if isinstance(value, (tuple, list)):
+        return tuple([_specialized(v) for v in value])
+    return value
 
 
 @torch.compiler.assume_constant_result
