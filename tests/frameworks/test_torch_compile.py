@@ -153,6 +153,19 @@ def test_compiled_inference_under_no_grad():
         torch.testing.assert_close(compiled(model)(x), reference(x))
 
 
+def test_a_converted_model_exports():
+    # torch.export builds on the same tracing: the exported program holds the operator's nodes
+    reference = SmallCNN().double().eval()
+    model = copy.deepcopy(reference)
+    G.convert(model)
+    x = randn(2, 3, 16, 16)
+    program = torch.export.export(model, (x,))
+    targets = [str(node.target) for node in program.graph.nodes]
+    # the swapped layers: 4 convolutions, a transposed one, 3 poolings
+    assert targets.count("gpuconv.compute.default") == 8
+    torch.testing.assert_close(program.module()(x), reference(x))
+
+
 def test_the_inductor_backend_runs_the_operator():
     weight = randn(4, 3, 3, 3, seed=1)
 
