@@ -75,6 +75,15 @@ class ArraySet:
 OPTIONAL_ARRAYS = ("bias", "residual")
 
 
+def zero_stand_in(shape: tuple, dtype) -> np.ndarray:
+    """A NumPy array of ``shape`` and ``dtype`` whose elements all alias one zero (no memory of
+    its size): what the argument checks read in place of a framework's traced or fake array,
+    whose shape and dtype are known but not its data (gpuconv.jax under jit, gpuconv.torch under
+    torch.compile)."""
+    zero = np.zeros(1, dtype=np.dtype(dtype))
+    return np.lib.stride_tricks.as_strided(zero, shape=tuple(shape), strides=(0,) * len(shape))
+
+
 def check_arrays(float_args: dict[str, Any], *, ndim: dict[str, int] | None = None,
                  optional: tuple[str, ...] = OPTIONAL_ARRAYS) -> ArraySet:
     """Check the floating-point array arguments of one call (``None`` is allowed only for the

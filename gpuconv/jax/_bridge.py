@@ -38,6 +38,7 @@ import jax
 import jax.numpy as jnp
 
 from gpuconv import _state
+from gpuconv._arrays import zero_stand_in
 from gpuconv.simulator import simulate
 
 GPU_PLATFORMS = ("gpu", "cuda", "rocm")
@@ -65,8 +66,7 @@ def stand_in(a, dtype=None):
         return a
     if dtype is None:   # a NumPy argument is checked with the dtype JAX will give it (call)
         dtype = jax.dtypes.canonicalize_dtype(a.dtype)
-    zero = np.zeros(1, dtype=np.dtype(dtype))
-    return np.lib.stride_tricks.as_strided(zero, shape=tuple(a.shape), strides=(0,) * len(a.shape))
+    return zero_stand_in(tuple(a.shape), dtype)
 
 
 def check_indices(indices) -> None:

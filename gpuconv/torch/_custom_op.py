@@ -39,6 +39,8 @@ from typing import Callable
 import numpy as np
 import torch
 
+from .._arrays import zero_stand_in
+
 try:  # registers NumPy's "bfloat16" dtype (see _bridge)
     import ml_dtypes
 except ImportError:  # pragma: no cover - depends on the environment
@@ -100,6 +102,18 @@ def compute(name: str, tensors: tuple, statics: tuple):
         return _eager(name, tensors, statics)
     results = torch.ops.gpuconv.compute(name, list(tensors), encoded)
     return results[0] if len(results) == 1 else tuple(results)
+
+
+def result_and_layout(name: str, tensors: tuple, statics: tuple, layout: Callable[[], str],
+                      eager: Callable[[], tuple]) -> tuple:
+    """(computation ``name``'s result, the layout it ran in), for a forward that chooses its
+    layout. Eager: ``eager()``, which chooses it where a remembered plan can skip the choice.
+    Under torch.compile: ``layout()``, chosen here in traced code, where Dynamo sees and guards
+    it, then handed to the computation after ``statics``."""
+    if not torch.compiler.is_compiling():
+        return eager()
+    data_format = layout()
+    return compute(name, tensors, (*statics, data_format)), data_format
 
 
 @torch.compiler.disable
@@ -236,8 +250,7 @@ def stand_in(t: torch.Tensor | None, data_format: str = "NCHW"):
     shape = tuple(int(s) for s in t.shape)       # a symbolic size: its traced value (guarded)
     if data_format == "NHWC" and len(shape) == 4:
         shape = (shape[0], shape[2], shape[3], shape[1])
-    zero = np.zeros(1, dtype=_NUMPY_DTYPES.get(t.dtype, np.float32))
-    return np.lib.stride_tricks.as_strided(zero, shape=shape, strides=(0,) * len(shape))
+    return zero_stand_in(shape, _NUMPY_DTYPES.get(t.dtype, np.float32))
 
 
 def like(t: torch.Tensor, data_format: str, dtype: torch.dtype | None = None) -> Result:

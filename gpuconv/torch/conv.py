@@ -23,7 +23,8 @@ from ._autocast import autocast_operands
 from ._autograd import apply, deterministic
 from ._bridge import (TO_NHWC, common_device, is_channels_last, on_device_of, to_array,
                       to_tensor, unbatched)
-from ._custom_op import Result, compute, computation, image, stand_in
+from ._custom_op import (Result, compute, computation, image, result_and_layout,
+                         stand_in)
 from ._overrides import dispatches_torch_function
 from ._plans import BridgeCall
 
@@ -79,9 +80,8 @@ def _conv2d(x, weight, bias, residual, options, fmt=None):
     this signature ran in before, or ``conv_data_format``'s."""
     call = BridgeCall("conv2d", {"x": x, "weight": weight, "bias": bias,
                                  "residual": residual}, tuple(options.values()))
-    device, fmt = call.place(lambda: (
-        common_device({"input": x, "weight": weight, "bias": bias, "residual": residual}),
-        fmt or conv_data_format(x, weight)))
+    device, fmt = call.place(lambda: (_conv2d_device(x, weight, bias, residual),
+                                      fmt or conv_data_format(x, weight)))
     with on_device_of(device):
         y = call.run(fmt, ("x", "residual"), lambda a: gpuconv.conv2d(
             a["x"], a["weight"], a["bias"], options["stride"], options["padding"],
@@ -90,8 +90,18 @@ def _conv2d(x, weight, bias, residual, options, fmt=None):
     return to_tensor(y, x.dtype, fmt), fmt
 
 
+def _conv2d_device(x, weight, bias, residual):
+    return common_device({"input": x, "weight": weight, "bias": bias, "residual": residual})
+
+
+def _conv2d_layout(x, weight, bias, residual) -> str:
+    """conv2d's layout, its tensors' device checked first (they may not be tensors)."""
+    _conv2d_device(x, weight, bias, residual)
+    return conv_data_format(x, weight)
+
+
 def _describe_conv2d(x, weight, bias, residual, options, fmt):
-    common_device({"input": x, "weight": weight, "bias": bias, "residual": residual})
+    _conv2d_device(x, weight, bias, residual)
     _, geom, *_ = check_conv2d_arguments(
         stand_in(x, fmt), stand_in(weight), stand_in(bias), options["stride"],
         options["padding"], options["dilation"], options["groups"],
@@ -110,12 +120,10 @@ class Conv2dFunction(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, x, weight, bias, residual, options):
-        if torch.compiler.is_compiling():
-            common_device({"input": x, "weight": weight, "bias": bias, "residual": residual})
-            fmt = conv_data_format(x, weight)
-            out = compute("conv2d", (x, weight, bias, residual), (options, fmt))
-        else:
-            out, fmt = _conv2d(x, weight, bias, residual, options)
+        out, fmt = result_and_layout(
+            "conv2d", (x, weight, bias, residual), (options,),
+            lambda: _conv2d_layout(x, weight, bias, residual),
+            lambda: _conv2d(x, weight, bias, residual, options))
         ctx.function_name, ctx.options, ctx.data_format = "conv2d", options, fmt
         # The activation's derivative is a function of its output.
         ctx.save_for_backward(x, weight, out if options["activation"] is not None else None)

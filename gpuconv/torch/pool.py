@@ -18,7 +18,8 @@ from ._args import expand_single, int_of_scalar_tensor, output_size_pair
 from ._autograd import apply, deterministic, differentiable, first_order_backward
 from ._bridge import (common_device, data_format_for, on_device_of, to_array, to_tensor,
                       unbatched)
-from ._custom_op import compute, computation, image, like, stand_in
+from ._custom_op import (compute, computation, image, like, result_and_layout,
+                         stand_in)
 from ._overrides import dispatches_torch_function
 from ._plans import BridgeCall
 
@@ -81,16 +82,6 @@ def _max_pooled_in_layout(x, name, args, fmt):
     return _max_pooled(x, name, args, fmt)[0]
 
 
-def _result_and_layout(computation: str, pooled, x: torch.Tensor, name: str, args: tuple):
-    """(the result of pooling ``name``, its layout): in eager mode ``pooled``'s, which chooses
-    the layout; under torch.compile the layout is chosen here, where Dynamo sees it, and the
-    result is the custom operator's ``computation``."""
-    if torch.compiler.is_compiling():
-        fmt = _layout(name, x)
-        return compute(computation, (x,), (name, args, fmt)), fmt
-    return pooled(x, name, args)
-
-
 def _is_linear(name: str, args: tuple) -> bool:
     """Whether the pooling is linear in x (an average), so that its gradient is linear in the
     output's gradient alone and the gradient of that is the pooling again (double backward)."""
@@ -119,7 +110,8 @@ class PoolFunction(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, x, name, args):
-        y, fmt = _result_and_layout("pool", _pooled, x, name, args)
+        y, fmt = result_and_layout("pool", (x,), (name, args), lambda: _layout(name, x),
+                                   lambda: _pooled(x, name, args))
         ctx.function_name, ctx.args, ctx.data_format = name, args, fmt
         ctx.save_for_backward(x)
         return y
@@ -158,7 +150,9 @@ class MaxPoolFunction(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, x, name, args):
-        (values, indices), fmt = _result_and_layout("max_pool", _max_pooled, x, name, args)
+        (values, indices), fmt = result_and_layout("max_pool", (x,), (name, args),
+                                                   lambda: _layout(name, x),
+                                                   lambda: _max_pooled(x, name, args))
         ctx.function_name, ctx.args, ctx.data_format = name, args, fmt
         ctx.save_for_backward(x, indices)
         ctx.mark_non_differentiable(indices)
