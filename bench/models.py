@@ -12,6 +12,10 @@ With ``--compile [BACKEND]`` both models run through ``torch.compile(model, full
 (inductor by default; compilation happens in the warm-up and the logits check): native PyTorch's
 fused graph against the converted model's, where each gpuconv call is one custom-op node
 (docs/frameworks.md, torch.compile) and the layers between are compiled as in the native one.
+With ``--cuda-graph`` (a GPU only) both models' forward and training step are captured into CUDA
+graphs (``torch.cuda.graph``, after torch's warm-up on a side stream) and the replays are timed:
+no host time left on either side, so the ratio is the kernels' alone (docs/frameworks.md, CUDA
+graphs).
 
 On a GPU: CUDA tensors, CUDA events on torch's current stream, cuDNN with benchmark mode on and
 TF32 off for float32 (so cuDNN and gpuconv compute the same strict float32). Without one: CPU
@@ -52,6 +56,7 @@ class Settings:
     rounds: int
     runs_per_round: int
     compile_backend: str | None = None   # torch.compile both models with it; None: eager
+    cuda_graph: bool = False             # time replays of CUDA graphs of both models
 
 
 GPU_SETTINGS = Settings("cuda", batch=32, image=224, dtype="float32", warmup=3, rounds=5,
@@ -106,6 +111,22 @@ def _train_step(torch, model, optimizer, x, labels) -> None:
     optimizer.step()
 
 
+def captured(torch, fn: Callable[[], object]) -> Callable[[], object]:
+    """``fn`` captured into a CUDA graph, as torch's documentation does it (three runs on a side
+    stream first: kernel builds, launch plans, cuDNN's search, the allocator's blocks): the
+    graph's replay."""
+    side = torch.cuda.Stream()
+    side.wait_stream(torch.cuda.current_stream())
+    with torch.cuda.stream(side):
+        for _ in range(3):
+            fn()
+    torch.cuda.current_stream().wait_stream(side)
+    graph = torch.cuda.CUDAGraph()
+    with torch.cuda.graph(graph):
+        fn()
+    return graph.replay
+
+
 def measure_model(torch, build: Callable, architecture: str, layout: str,
                   settings: Settings) -> dict:
     """One (architecture, layout) case: the logits check, then both models' timings."""
@@ -135,7 +156,7 @@ def measure_model(torch, build: Callable, architecture: str, layout: str,
     logits_error = float((got - want).abs().max()) / scale
     case = {"architecture": architecture, "layout": layout, "batch": settings.batch,
             "image": settings.image, "dtype": settings.dtype,
-            "compile_backend": settings.compile_backend,
+            "compile_backend": settings.compile_backend, "cuda_graph": settings.cuda_graph,
             "layers_swapped": len(report.swapped), "layers_left": len(report.skipped),
             "logits_max_rel_error": logits_error}
     if not logits_error <= LOGIT_TOLERANCE[settings.dtype]:
@@ -160,6 +181,8 @@ def measure_model(torch, build: Callable, architecture: str, layout: str,
         for m in (native, converted):
             m.train(mode == "train_step")
         variants = {"native": make(native), "gpuconv": make(converted)}
+        if settings.cuda_graph:
+            variants = {name: captured(torch, fn) for name, fn in variants.items()}
         for fn in variants.values():     # warm-up: kernel builds, cuDNN's benchmark search
             for _ in range(settings.warmup + 1):
                 fn()
@@ -186,6 +209,9 @@ def summary_table(document: dict) -> str:
     if backend is not None:
         lines += [f"Both models compiled: torch.compile(model, fullgraph=True, "
                   f"backend={backend!r}).", ""]
+    if document["settings"].get("cuda_graph"):
+        lines += ["Both models captured in CUDA graphs (torch.cuda.graph); the replays are "
+                  "timed.", ""]
     lines += ["| model | layout | batch x image | logits rel. error | forward native / gpuconv "
               "(ms) | ratio | train step native / gpuconv (ms) | ratio |",
               "|---|---|---|---|---|---|---|---|"]
@@ -231,6 +257,8 @@ def main(argv=None) -> int:
     p.add_argument("--compile", nargs="?", const="inductor", metavar="BACKEND",
                    help="time both models under torch.compile(fullgraph=True) with BACKEND "
                         "(default when given: inductor)")
+    p.add_argument("--cuda-graph", action="store_true",
+                   help="time replays of both models captured in CUDA graphs (needs a GPU)")
     p.add_argument("--out", type=Path, help="results folder (default: bench/results/<UTC time>-models)")
     args = p.parse_args(argv)
     import torch
@@ -242,6 +270,13 @@ def main(argv=None) -> int:
         settings = Settings(**{**asdict(settings), "batch": args.batch})
     if args.compile is not None:
         settings = Settings(**{**asdict(settings), "compile_backend": args.compile})
+    if args.cuda_graph:
+        if settings.device != "cuda":
+            p.error("--cuda-graph needs a CUDA GPU (none here)")
+        if args.compile is not None:
+            p.error("--cuda-graph captures the eager models: use it without --compile (or "
+                    "--compile with torch.compile's own mode=\"reduce-overhead\" elsewhere)")
+        settings = Settings(**{**asdict(settings), "cuda_graph": True})
     layouts = [s.strip() for s in args.layout.split(",") if s.strip()]
     for layout in layouts:
         if layout not in LAYOUTS:

@@ -106,10 +106,13 @@ def persistent(array):
 def placeholder(library: str, device: int | None, dtype) -> Any:
     """A one-element zeroed array of ``dtype`` (``library`` "cupy": on CuPy device ``device``;
     else NumPy) for a kernel argument that is typed but never read: one per (library, device,
-    dtype), persistent, so that such a launch allocates nothing."""
+    dtype), persistent, so that such a launch allocates nothing. Its memory comes from the
+    device itself (CuPy's raw allocator), not from the allocator of the call that first needs
+    it: a memory pool would lend a block for the life of the process (torch's: one a CUDA graph
+    pool could be checking for leaks)."""
     if library == "cupy":
         import cupy
-        with cupy.cuda.Device(device):
+        with cupy.cuda.Device(device), cupy.cuda.using_allocator(None):
             return persistent(cupy.zeros(1, dtype=dtype))
     return persistent(np.zeros(1, dtype=dtype))
 

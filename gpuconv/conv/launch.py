@@ -14,6 +14,7 @@ from typing import Any
 
 from .. import _plans
 from .._args import as_choice
+from .._capture import is_capturing
 from . import (autotune, heuristics, launch_depthwise, launch_direct, launch_im2col_gemm,
                launch_implicit_gemm, launch_pointwise, launch_winograd)
 from .geometry import ConvGeometry, layout_shape
@@ -120,8 +121,15 @@ def conv2d(geom: ConvGeometry, x, weight, bias=None, *, residual=None, activatio
 
 def select_algorithm(call: ConvCall, data_format: str, **options) -> str:
     """The algorithm "auto" runs: the autotuner's (measuring now if the case is new) when
-    autotuning is on, else the heuristic's."""
+    autotuning is on, else the heuristic's. Under a CUDA graph capture nothing is measured (the
+    timing waits for the device): a case the warm-up run measured keeps its choice."""
     if not autotune.enabled():
+        return heuristics.choose(call.geom, call.dtype).algorithm
+    candidates = heuristics.candidates(call.geom)
+    if is_capturing(call.executor):
+        entry = autotune.lookup(call.geom, call.dtype, data_format, call.executor)
+        if entry is not None and entry.get("algorithm") in candidates:
+            return entry["algorithm"]
         return heuristics.choose(call.geom, call.dtype).algorithm
 
     g = call.geom
@@ -132,8 +140,8 @@ def select_algorithm(call: ConvCall, data_format: str, **options) -> str:
     def measure(algorithm: str) -> None:
         run_algorithm(algorithm, trial, **options)
 
-    entry = autotune.tune(call.geom, call.dtype, data_format, call.executor,
-                          heuristics.candidates(call.geom), measure)
+    entry = autotune.tune(call.geom, call.dtype, data_format, call.executor, candidates,
+                          measure)
     return entry["algorithm"]
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from .._capture import refuse_host_read
 from .._plans import unused_argument, zeros
 from .launch_common import (BOOLS, check_int32, i32, index_array, launch_elementwise, nhwc,
                             pool_shape, register_family, xp_for)
@@ -56,6 +57,7 @@ def unchecked_arguments(xp) -> tuple:
 def first_bad_index(answer, size: int) -> int | None:
     """The flat position that ``answer`` (of ``launch_indices_check`` over ``size`` indices)
     names, None if none. On a CuPy array this waits for the stream's work queued so far (one
-    device synchronization)."""
+    device synchronization; refused under a CUDA graph capture)."""
+    refuse_host_read(answer, "the indices' values")
     outputs_after = int(answer.item())   # CuPy: one copy to the host, no indexing kernel or view
     return size - outputs_after if outputs_after else None

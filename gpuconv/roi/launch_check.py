@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from .._capture import refuse_host_read
 from .._plans import empty, zeros
 from ..pool.launch_common import (TYPES, check_int32, ctype, i32, launch_elementwise,
                                   register_family, xp_for)
@@ -32,6 +33,8 @@ def launch_rows_check(rois, n_images: int, spatial_scale: float, max_coordinate:
 
 def first_bad_row(answer, num_rois: int) -> int | None:
     """The row ``launch_rows_check`` found first among ``num_rois``, None if none. On a CuPy
-    array this waits for the stream's work queued so far (one device synchronization)."""
+    array this waits for the stream's work queued so far (one device synchronization; refused
+    under a CUDA graph capture)."""
+    refuse_host_read(answer, "the boxes' values")
     rows_after = int(answer.item())     # CuPy: one copy to the host, no indexing kernel or view
     return num_rois - rows_after if rows_after else None

@@ -3,10 +3,11 @@
 - CPU tensors become NumPy views of the tensor's memory (``.numpy()`` after ``detach()``), so
   gpuconv computes them with the NumPy reference, or with the CUDA kernels on the CPU inside
   ``gpuconv.simulate()``; results come back with ``torch.from_numpy`` (no copy).
-- CUDA tensors become CuPy arrays through DLPack (no copy), and every gpuconv call runs inside
-  ``on_device_of``: CuPy's current device is the tensor's and CuPy's current stream *is* torch's
-  current stream, so kernels are ordered with the surrounding torch work and neither DLPack
-  exchange needs a synchronization.
+- CUDA tensors become CuPy arrays over their memory (no copy), and every gpuconv call runs inside
+  ``on_device_of``: CuPy's current device is the tensor's, CuPy's current stream *is* torch's
+  current stream, so kernels are ordered with the surrounding torch work and no exchange needs
+  a synchronization, and CuPy's memory comes from torch's caching allocator, so results come
+  back as views of torch's own tensors (no DLPack) and a CUDA graph capture can record the call.
 - bfloat16 on the CPU: NumPy has no bfloat16. With ``ml_dtypes`` installed the tensor's bits are
   reinterpreted as an ``ml_dtypes.bfloat16`` array (no copy, computed as bfloat16); without it
   the tensor is upcast to float32 and the result cast back to bfloat16 (one extra rounding).
@@ -78,8 +79,35 @@ def on_device_of(device: torch.device):
 def _on_cuda_device(device: torch.device):
     cupy = _cupy()
     index = device.index if device.index is not None else torch.cuda.current_device()
-    with cupy.cuda.Device(index), _cupy_stream(cupy, _current_stream_pointer(index), index):
+    with cupy.cuda.Device(index), _cupy_stream(cupy, _current_stream_pointer(index), index), \
+            cupy.cuda.using_allocator(_torch_allocator(cupy, index)):
         yield
+
+
+# Memory for CuPy arrays made inside a gpuconv.torch call (results, workspaces, scratch) comes
+# from torch's caching allocator, not CuPy's pool: one pool for the model's memory (CuPy's would
+# hold freed blocks torch cannot reuse), the pool of a CUDA graph capture when one is under way
+# (so that gpuconv's launches can be captured with the torch code around them), and results
+# that are torch's own tensors (``to_tensor``), whose ``record_stream`` works.
+_ALLOCATORS: dict = {}
+
+
+def _torch_allocator(cupy, index: int):
+    """CuPy's allocator function for device ``index``: ``size`` bytes -> a MemoryPointer to a
+    uint8 tensor's memory, the tensor kept alive by it (``torch.empty`` on torch's current
+    stream, which is CuPy's inside ``on_device_of``)."""
+    allocate = _ALLOCATORS.get(index)
+    if allocate is None:
+        device = torch.device("cuda", index)
+        memory_pointer, unowned = cupy.cuda.MemoryPointer, cupy.cuda.UnownedMemory
+
+        def allocate(size: int):
+            # rounded up to 16 bytes: a view of any dtype fits it whole
+            block = torch.empty((size + 15) & ~15, dtype=torch.uint8, device=device)
+            return memory_pointer(unowned(block.data_ptr(), size, block, index), 0)
+
+        _ALLOCATORS[index] = allocate
+    return allocate
 
 
 # A converted model makes several bridge crossings per layer: each one's host time adds to every
@@ -216,12 +244,40 @@ def to_tensor(a, dtype: torch.dtype, data_format: str = "NCHW") -> torch.Tensor:
     if isinstance(a, np.ndarray):
         t = _from_numpy(a)
     else:
-        # CuPy: the kernels wrote it on torch's current stream (on_device_of), the stream it is
-        # used on next, so the exchange needs no stream handshake (-1: none).
-        t = torch.utils.dlpack.from_dlpack(a.__dlpack__(stream=-1))
+        t = _tensor_of_cupy(a)
     if t.dtype != dtype:  # only bfloat16 computed in float32 without ml_dtypes
         t = t.to(dtype)
     return t.permute(*TO_NCHW) if data_format == "NHWC" else t
+
+
+def _tensor_of_cupy(a) -> torch.Tensor:
+    """A torch tensor over a CuPy array's memory. Memory a torch tensor owns (the allocator of
+    ``on_device_of``, an input's view) gives a view of that tensor's storage: a tensor of torch's
+    own, which a CUDA graph's pool and ``record_stream`` know. Other memory (CuPy's pool) goes
+    through DLPack. Either way the kernels wrote it on torch's current stream, the stream it is
+    used on next, so no stream handshake is needed (DLPack's -1: none)."""
+    owner = getattr(a.data.mem, "_owner", None)
+    if isinstance(owner, torch.Tensor) and a.dtype in _TORCH_DTYPES:
+        return tensor_over(owner.untyped_storage(), a.data.ptr, a.dtype, a.shape, a.strides)
+    return torch.utils.dlpack.from_dlpack(a.__dlpack__(stream=-1))
+
+
+# NumPy dtype -> torch dtype of the arrays a kernel returns (bfloat16 where ml_dtypes names it)
+_TORCH_DTYPES = {np.dtype(v): k for k, v in _CUPY_DTYPES.items()}
+if ml_dtypes is not None:
+    _TORCH_DTYPES[np.dtype(ml_dtypes.bfloat16)] = torch.bfloat16
+
+
+def tensor_over(storage, address: int, dtype, shape: tuple, byte_strides: tuple) -> torch.Tensor:
+    """The tensor of NumPy ``dtype``, ``shape`` and ``byte_strides`` whose first element is at
+    ``address`` in ``storage``."""
+    itemsize = np.dtype(dtype).itemsize
+    offset = address - storage.data_ptr()
+    if offset % itemsize or any(s % itemsize for s in byte_strides):
+        raise RuntimeError(f"gpuconv internal error: an array of {dtype} at byte offset {offset} "
+                           f"with strides {byte_strides} is not a view of its storage")
+    return torch.empty(0, dtype=_TORCH_DTYPES[np.dtype(dtype)], device=storage.device).set_(
+        storage, offset // itemsize, tuple(shape), tuple(s // itemsize for s in byte_strides))
 
 
 # A dtype comparison, not ``a.dtype.name``: NumPy builds the name in Python (~4 us a call).

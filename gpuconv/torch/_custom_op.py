@@ -79,15 +79,17 @@ class Result:
 class Computation:
     run: Callable       # (*tensors, *statics) -> a tensor or a tuple of them
     describe: Callable  # (*tensors, *statics) -> a Result or a tuple of them
+    reads_host: bool    # reads a device value on the host (a scan of indices or boxes)
 
 
 _COMPUTATIONS: dict[str, Computation] = {}
 
 
-def computation(name: str, describe: Callable):
-    """Register the decorated function as computation ``name``'s ``run``."""
+def computation(name: str, describe: Callable, reads_host: bool = False):
+    """Register the decorated function as computation ``name``'s ``run``. ``reads_host``: the
+    computation waits for a device value (gpuconv/_capture.py), so a CUDA graph cannot hold it."""
     def register(run):
-        _COMPUTATIONS[name] = Computation(run, describe)
+        _COMPUTATIONS[name] = Computation(run, describe, reads_host)
         return run
     return register
 
@@ -100,7 +102,9 @@ def compute(name: str, tensors: tuple, statics: tuple):
     encoded = _encoded(_specialized(statics))
     if encoded is None:
         return _eager(name, tensors, statics)
-    results = torch.ops.gpuconv.compute(name, list(tensors), encoded)
+    op = torch.ops.gpuconv.compute_reading_host if _COMPUTATIONS[name].reads_host \
+        else torch.ops.gpuconv.compute
+    results = op(name, list(tensors), encoded)
     return results[0] if len(results) == 1 else tuple(results)
 
 
@@ -180,12 +184,15 @@ def _as_list(value) -> list:
 # decorator's Python layers (an autograd wrapper, compile-disabled backend wrappers) cost ~10 us
 # more per call of host time, and the operator needs no autograd of its own: it runs inside the
 # autograd Functions' forward and backward passes, with grad mode off.
-# cudagraph_unsafe: the computations allocate through CuPy (not torch's allocator, which a CUDA
-# graph capture's memory pool is) and some read values on the host (index and box scans), which a
-# capture forbids; mode="reduce-overhead" runs the graph around them as separate CUDA graphs.
+# Two operators of one schema and implementation: "compute" for the computations a CUDA graph
+# can record (their memory comes from torch's allocator, the capture's pool: _bridge.py
+# on_device_of), "compute_reading_host" for those that read a device value on the host (the
+# index and box scans), which a capture forbids: tagged cudagraph_unsafe, so that
+# mode="reduce-overhead" runs them between its CUDA graphs.
 _LIBRARY = torch.library.Library("gpuconv", "DEF")
-_LIBRARY.define("compute(str name, Tensor?[] tensors, str statics) -> Tensor[]",
-                tags=(torch.Tag.cudagraph_unsafe,))
+_SCHEMA = "(str name, Tensor?[] tensors, str statics) -> Tensor[]"
+_LIBRARY.define("compute" + _SCHEMA)
+_LIBRARY.define("compute_reading_host" + _SCHEMA, tags=(torch.Tag.cudagraph_unsafe,))
 
 
 def _operator(name: str, tensors: list, statics: str) -> list:
@@ -193,13 +200,14 @@ def _operator(name: str, tensors: list, statics: str) -> list:
     return [_in_layout(r, d, tensors) for r, d in zip(results, _described(name, tensors, statics))]
 
 
-_LIBRARY.impl("compute", _operator, "CompositeExplicitAutograd")
-
-
-@torch.library.register_fake("gpuconv::compute", lib=_LIBRARY)
 def _fake(name, tensors, statics):
     device = next(t.device for t in tensors if t is not None)
     return [d.empty(device) for d in _described(name, tensors, statics)]
+
+
+for _op in ("compute", "compute_reading_host"):
+    _LIBRARY.impl(_op, _operator, "CompositeExplicitAutograd")
+    torch.library.register_fake(f"gpuconv::{_op}", _fake, lib=_LIBRARY)
 
 
 # (name, statics, the tensors' shapes, dtypes and devices) -> the results' descriptions. A

@@ -206,7 +206,7 @@ def _describe_max_unpool(x, indices, args, fmt):
     return image(call.output_shape, fmt, x.dtype)
 
 
-@computation("max_unpool", _describe_max_unpool)
+@computation("max_unpool", _describe_max_unpool, reads_host=True)
 def _max_unpool(x, indices, args, fmt):
     with on_device_of(x.device):
         y = gpuconv.max_unpool2d(to_array(x, fmt), to_array(indices, fmt), *args,
@@ -215,7 +215,7 @@ def _max_unpool(x, indices, args, fmt):
 
 
 @computation("max_unpool_gradient",
-             lambda grad_out, x, indices, args, det, fmt: like(x, fmt))
+             lambda grad_out, x, indices, args, det, fmt: like(x, fmt), reads_host=True)
 def _max_unpool_gradient(grad_out, x, indices, args, det, fmt):
     with on_device_of(x.device):
         grad = gpuconv.grad.max_unpool2d(to_array(grad_out, fmt), to_array(x, fmt),

@@ -51,7 +51,7 @@ def _describe_roi(x, *rest):
     return image(call.geometry.output_shape(fmt), fmt, x.dtype)
 
 
-@computation("roi", _describe_roi)
+@computation("roi", _describe_roi, reads_host=True)
 def _roi(x, *rest):
     boxes, (name, args, fmt) = _unpacked(rest, 4)
     with on_device_of(x.device):
@@ -59,7 +59,8 @@ def _roi(x, *rest):
     return to_tensor(y, x.dtype, fmt)
 
 
-@computation("roi_gradient", lambda grad_out, x, *rest: like(x, rest[-2]))
+@computation("roi_gradient", lambda grad_out, x, *rest: like(x, rest[-2]),
+             reads_host=True)
 def _roi_gradient_of(grad_out, x, *rest):
     boxes, (name, args, det, fmt) = _unpacked(rest, 5)
     with on_device_of(x.device):

@@ -26,6 +26,7 @@ support in CuPy, NVRTC itself (the simulator compiles with g++ instead).
 """
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import itertools
 import os
@@ -313,6 +314,9 @@ class Stream:
     def synchronize(self):
         pass
 
+    def is_capturing(self) -> bool:     # no CUDA graphs here
+        return False
+
     def record(self, event=None):
         event = event or Event()
         event.record(self)
@@ -332,6 +336,15 @@ Stream.null = Stream(null=True)
 class ExternalStream(Stream):
     def __init__(self, ptr, device_id=-1):
         super().__init__(ptr=int(ptr))
+
+
+@contextlib.contextmanager
+def using_allocator(allocator=None):
+    """CuPy's thread-local allocator switch: every fake array is NumPy memory, so only the
+    argument is checked (None, the raw allocator, or a function of a size)."""
+    if allocator is not None and not callable(allocator):
+        raise TypeError(f"allocator must be callable, got {type(allocator).__name__}")
+    yield
 
 
 def get_current_stream(device_id=-1) -> Stream:
@@ -559,6 +572,7 @@ def make_cupy() -> dict[str, types.ModuleType]:
     """The fake ``cupy`` package and its submodules, by their sys.modules names."""
     cuda = _module("cupy.cuda", Device=Device, Stream=Stream, ExternalStream=ExternalStream,
                    Event=Event, get_current_stream=get_current_stream,
+                   using_allocator=using_allocator,
                    get_elapsed_time=get_elapsed_time, runtime=runtime,
                    compiler=_module("cupy.cuda.compiler", CompileException=CompileException),
                    driver=_module("cupy.cuda.driver", CUDADriverError=CUDADriverError),

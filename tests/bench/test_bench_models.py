@@ -68,3 +68,23 @@ def test_command_line_refuses_bad_options(argv, message, capsys):
     with pytest.raises(SystemExit):
         models.main(argv)
     assert message in capsys.readouterr().err
+
+
+def test_cuda_graph_option_needs_a_gpu_and_eager_models(capsys, monkeypatch):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    with pytest.raises(SystemExit):
+        models.main(["--cuda-graph"])
+    assert "--cuda-graph needs a CUDA GPU" in capsys.readouterr().err
+
+
+@pytest.mark.gpu
+def test_models_run_captured_in_cuda_graphs(tmp_path):
+    # the replays of both models' captured forward and training step are what is timed
+    settings = models.Settings("cuda", batch=2, image=12, dtype="float32", warmup=1, rounds=2,
+                               runs_per_round=1, cuda_graph=True)
+    document = models.run(["resnet50"], list(models.LAYOUTS), settings, tmp_path,
+                          build=lambda architecture: tiny_net)
+    for case in document["cases"]:
+        assert case["status"] == "ok" and case["cuda_graph"]
+        assert case["timings"]["train_step"]["gpuconv_ms"] > 0
+    assert "captured in CUDA graphs" in (tmp_path / "models.md").read_text()

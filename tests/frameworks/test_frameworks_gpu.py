@@ -7,7 +7,7 @@ import copy
 
 import pytest
 
-pytestmark = pytest.mark.gpu
+pytestmark = [pytest.mark.gpu, pytest.mark.usefixtures("cuda_torch_without_tf32")]
 
 torch = pytest.importorskip("torch")
 cupy = pytest.importorskip("cupy")
@@ -19,17 +19,6 @@ from gpuconv.torch import _bridge  # noqa: E402
 
 import torchvision_semantics as tvs  # noqa: E402
 from small_cnn import SmallCNN  # noqa: E402
-
-
-@pytest.fixture(autouse=True)
-def cuda_torch_without_tf32():
-    if not torch.cuda.is_available():
-        pytest.skip("this torch build has no CUDA device")
-    # torch's float32 convolutions would otherwise run in TF32 and differ by ~1e-3.
-    saved = torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32
-    torch.backends.cudnn.allow_tf32 = torch.backends.cuda.matmul.allow_tf32 = False
-    yield
-    torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32 = saved
 
 
 def randn(*shape, seed=0, dtype=torch.float32, device="cuda"):
@@ -161,9 +150,9 @@ def test_converted_small_cnn_matches_on_cuda():
 @pytest.mark.parametrize("memory_format", [torch.contiguous_format, torch.channels_last],
                          ids=["NCHW", "channels_last"])
 def test_converted_small_cnn_compiled_on_cuda(mode, memory_format):
-    """One graph (fullgraph=True) on CUDA tensors, inductor; "reduce-overhead": CUDA graphs of
-    the torch code around the gpuconv operator (tagged cudagraph_unsafe: CuPy's allocations
-    and host reads of index/box values cannot be captured), same values."""
+    """One graph (fullgraph=True) on CUDA tensors, inductor; "reduce-overhead": CUDA graphs
+    that hold the gpuconv operator too (test_cuda_graphs_gpu.py), same values, forward and
+    backward."""
     torch._dynamo.reset()
     torch.manual_seed(0)
     model = SmallCNN().cuda().to(memory_format=memory_format)

@@ -213,3 +213,25 @@ def test_the_operator_passes_torchs_custom_op_checks(arguments):
     results = torch.library.opcheck(torch.ops.gpuconv.compute.default,
                                     _operator_arguments(*arguments))
     assert set(results.values()) == {"SUCCESS"}, results
+
+
+def test_only_computations_reading_the_host_are_kept_out_of_cuda_graphs():
+    # "compute" is recorded by mode="reduce-overhead"; the scans of index and box values wait for
+    # the device, so their computations run between its CUDA graphs (gpuconv/_capture.py)
+    unsafe = torch.Tag.cudagraph_unsafe
+    assert unsafe not in torch.ops.gpuconv.compute.default.tags
+    assert unsafe in torch.ops.gpuconv.compute_reading_host.default.tags
+    x = randn(2, 3, 8, 8)
+    y, indices = F.max_pool2d(x, 2, return_indices=True)
+
+    def model(x, y, indices):
+        return (G.roi_align(G.conv2d(x, W, padding=1), BOXES, 2).sum()
+                + G.max_unpool2d(G.max_pool2d(y, 1), indices, 2).sum())
+
+    explained = torch._dynamo.explain(model)(x, y, indices)
+    assert (explained.graph_count, explained.graph_break_count) == (1, 0)
+    targets = [str(node.target) for graph in explained.graphs for node in graph.graph.nodes
+               if str(node.target).startswith("gpuconv.")]
+    assert sorted(targets) == ["gpuconv.compute", "gpuconv.compute", "gpuconv.compute_reading_host",
+                               "gpuconv.compute_reading_host"], targets
+    torch.testing.assert_close(compiled(model)(x, y, indices), model(x, y, indices))

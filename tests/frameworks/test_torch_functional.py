@@ -2,6 +2,7 @@
 tensors: same random inputs, float32 and float64, the argument combinations that change the
 index arithmetic (stride, padding, dilation, groups, ceil_mode, indices), channels_last and
 unbatched inputs, bfloat16/float16, and argument errors."""
+import types
 import warnings
 
 import numpy as np
@@ -322,6 +323,31 @@ def test_channels_last_array_is_a_view_of_the_tensor():
     a = _bridge.to_array(x, _bridge.data_format_for(x))
     assert a.shape == (2, 7, 8, 4) and a.flags.c_contiguous
     assert a.ctypes.data == x.data_ptr()
+
+
+@pytest.mark.parametrize("dtype", [np.float16, np.float32, np.float64, np.int32, np.int64])
+def test_a_cuda_result_in_torch_memory_becomes_a_view_of_its_storage(dtype):
+    # What to_tensor does with a CuPy result whose memory a torch tensor owns (the allocator of
+    # on_device_of), shown on a CPU storage: the same bytes, shape and strides, no copy.
+    block = torch.arange(96, dtype=torch.uint8)
+    itemsize = np.dtype(dtype).itemsize
+    address = block.data_ptr() + 2 * itemsize
+    t = _bridge.tensor_over(block.untyped_storage(), address, np.dtype(dtype), (2, 3),
+                            (itemsize, 2 * itemsize))
+    assert t.data_ptr() == address and t.shape == (2, 3) and t.stride() == (1, 2)
+    expected = np.frombuffer(block.numpy().tobytes(), dtype)[2:]
+    np.testing.assert_array_equal(t.numpy(), np.lib.stride_tricks.as_strided(
+        expected, (2, 3), (itemsize, 2 * itemsize)))
+    t.fill_(1)          # shares the storage's memory
+    assert block[2 * itemsize:3 * itemsize].any()
+    # a CuPy array (stand-in) over memory whose owner is that tensor takes this path
+    memory = types.SimpleNamespace(_owner=block)
+    array = types.SimpleNamespace(data=types.SimpleNamespace(mem=memory, ptr=address),
+                                  dtype=np.dtype(dtype), shape=(3,), strides=(itemsize,))
+    assert _bridge._tensor_of_cupy(array).data_ptr() == address
+    with pytest.raises(RuntimeError, match="internal error"):
+        _bridge.tensor_over(block.untyped_storage(), block.data_ptr() + 1, np.dtype(dtype),
+                            (2,), (itemsize,))
 
 
 def test_unbatched_inputs_match_torch():

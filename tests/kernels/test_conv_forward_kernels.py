@@ -23,8 +23,8 @@ import numpy as np
 import pytest
 
 import gpuconv
-from gpuconv.conv import (autotune, launch, launch_common, launch_depthwise, launch_direct,
-                          launch_pointwise, launch_winograd)
+from gpuconv.conv import (autotune, heuristics, launch, launch_common, launch_depthwise,
+                          launch_direct, launch_pointwise, launch_winograd)
 from gpuconv.conv.geometry import conv2d_geometry, nchw_shape
 
 try:
@@ -668,7 +668,22 @@ def autotune_cache(tmp_path, monkeypatch):
     autotune.clear_memory()
 
 
-def test_autotune_times_candidates_once_and_caches_on_disk(autotune_cache, monkeypatch, rng):
+@pytest.fixture
+def launched(monkeypatch):
+    """The algorithms launch.run_algorithm ran, in order."""
+    names = []
+    real_run = launch.run_algorithm
+
+    def spy(algorithm, call, **options):
+        names.append(algorithm)
+        return real_run(algorithm, call, **options)
+
+    monkeypatch.setattr(launch, "run_algorithm", spy)
+    return names
+
+
+def test_autotune_times_candidates_once_and_caches_on_disk(autotune_cache, monkeypatch, rng,
+                                                          launched):
     # A fake timer that makes im2col_gemm the fastest, which the heuristic never picks.
     fake_seconds = {"direct": 3.0, "im2col_gemm": 1.0, "implicit_gemm": 2.0,
                     "winograd_nonfused": 1.5}
@@ -680,14 +695,6 @@ def test_autotune_times_candidates_once_and_caches_on_disk(autotune_cache, monke
         timed.append(algorithm)
         return fake_seconds[algorithm]
 
-    launched = []
-    real_run = launch.run_algorithm
-
-    def spy(algorithm, call, **options):
-        launched.append(algorithm)
-        return real_run(algorithm, call, **options)
-
-    monkeypatch.setattr(launch, "run_algorithm", spy)
     autotune.set_timer(fake_timer)
     monkeypatch.setenv("GPUCONV_AUTOTUNE", "1")
     case = CASE_BY_NAME["3x3_pad1"]
@@ -719,6 +726,40 @@ def test_autotune_times_candidates_once_and_caches_on_disk(autotune_cache, monke
     x2, _, _, _ = make_inputs(case, np.float32, "NHWC", "random", rng)
     run_kernels(case, x2, w, None, None, algorithm="auto", data_format="NHWC", executor="simulator")
     assert len(timed) == 4 and len(json.loads(autotune_cache.read_text())) == 2
+
+
+def test_autotune_measures_nothing_under_a_cuda_graph_capture(autotune_cache, monkeypatch, rng,
+                                                             launched):
+    # Timing waits for the device, which a capture forbids: a measured case keeps its choice, a
+    # new one takes the heuristic's, and nothing is timed or cached (gpuconv/_capture.py).
+    timed = []
+
+    def fake_timer(run, executor):
+        timed.append(1)
+        run()
+        return {"im2col_gemm": 1.0}.get(launched[-1], 2.0)
+
+    autotune.set_timer(fake_timer)
+    monkeypatch.setenv("GPUCONV_AUTOTUNE", "1")
+    case = CASE_BY_NAME["3x3_pad1"]
+    x, w, b, r = make_inputs(case, np.float32, "NCHW", "random", rng)
+    expected = reference(case, x, w, b, r, data_format="NCHW")
+    capturing = []
+    monkeypatch.setattr(launch, "is_capturing", lambda executor: capturing.append(executor)
+                        or True)
+    actual = run_kernels(case, x, w, b, r, algorithm="auto", data_format="NCHW",
+                         executor="simulator")
+    assert_close(actual, expected, np.float32)
+    assert capturing == ["simulator"] and timed == [] and not autotune_cache.exists()
+    assert launched == [heuristics.choose(case.geom, np.float32).algorithm]
+
+    monkeypatch.setattr(launch, "is_capturing", lambda executor: False)
+    run_kernels(case, x, w, b, r, algorithm="auto", data_format="NCHW", executor="simulator")
+    assert timed and launched[-1] == "im2col_gemm"       # measured outside the capture
+    timed.clear()
+    monkeypatch.setattr(launch, "is_capturing", lambda executor: True)
+    run_kernels(case, x, w, b, r, algorithm="auto", data_format="NCHW", executor="simulator")
+    assert timed == [] and launched[-1] == "im2col_gemm"
 
 
 def test_set_autotune_overrides_the_environment(autotune_cache, monkeypatch):
