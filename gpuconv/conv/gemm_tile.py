@@ -112,12 +112,13 @@ class MmaTile:
 
     @functools.lru_cache(maxsize=256)    # asked at every launch: host time
     def smem_bytes(self, dtype) -> int:
-        """The larger of the main loop's stages of 16-bit tiles (rows padded by 8 elements:
-        k-major, or along k) and the epilogue's float stage of (warps along M * 16) x
-        (block_n + EPILOGUE_PAD) (mma_gemm.cuh: MmaTile::EPILOGUE_FLOATS)."""
+        """The larger of the main loop's stages of 16-bit tiles (k-major: rows padded by 8
+        elements; along k: unpadded, swizzled, mma_gemm.cuh KChunkSwizzle) and the epilogue's
+        float stage of (warps along M * 16) x (block_n + EPILOGUE_PAD) (mma_gemm.cuh:
+        MmaTile::EPILOGUE_FLOATS)."""
         pad = 8
         if self.rows_along_k:
-            mainloop = self.stages * (self.block_m + self.block_n) * (self.block_k + pad) * 2
+            mainloop = self.stages * (self.block_m + self.block_n) * self.block_k * 2
         else:
             mainloop = self.stages * self.block_k * (self.block_m + pad + self.block_n + pad) * 2
         stage_m = self.block_m // self.warp_m * 16

@@ -64,20 +64,42 @@ struct MmaTile {
   static_assert(BLOCK_K % 16 == 0, "the k-tile is whole k16 steps");
 };
 
+// Where the 16-byte chunks (8 consecutive k) of a row of a tile stored along k lie: rows of
+// BLOCK_K elements, unpadded, chunk c of row r at chunk c ^ ((r / ROWS_PER_LINE) % CHUNKS) of
+// its row (an XOR swizzle, as CUTLASS's shared-memory layouts). Two accesses touch such a tile,
+// and each covers the 32 banks once: an ldmatrix matrix (8 consecutive rows, one chunk: the
+// swizzle spreads them over the CHUNKS chunk positions of ROWS_PER_LINE rows) and a cp.async
+// phase of KVectorLoader (8 threads: ROWS_PER_LINE whole rows, a permutation of their chunks).
+// Rows padded to BLOCK_K + 8 (80 bytes) did the first only: two of each cp.async phase's eight
+// 16-byte vectors fell on the same banks, a second wavefront for every copy.
+template <int BLOCK_K>
+struct KChunkSwizzle {
+  static constexpr int CHUNKS = BLOCK_K / 8;          // per row
+  static_assert(CHUNKS == 2 || CHUNKS == 4 || CHUNKS == 8, "rows of 32, 64 or 128 bytes");
+  static constexpr int ROWS_PER_LINE = 8 / CHUNKS;    // rows per 128 bytes (32 banks)
+  // Rows this far apart have the same swizzle.
+  static constexpr int PERIOD = ROWS_PER_LINE * CHUNKS;
+  // The element offset, within its row, of chunk `chunk` of row `row`.
+  __device__ __forceinline__ static int offset(int row, int chunk) {
+    return (chunk ^ ((row / ROWS_PER_LINE) % CHUNKS)) * 8;
+  }
+};
+
 // The same block tile with its operand tiles stored along k: row mn of a stage at
-// tile[mn * LD + kk], LD = BLOCK_K + 8, for loaders that move 8 consecutive k (16 bytes) at a
-// time (KVectorLoader: channels-last activations, KRSC weights). ldmatrix without .trans reads
-// the fragments; 80-byte rows put a matrix's 8 row addresses 20 words apart, on distinct
-// bank quads. STAGES k-tiles of shared memory: the loader copies asynchronously, STAGES - 1
-// k-tiles ahead of the one being multiplied (async_gemm_mainloop).
+// tile[mn * LD + ...], LD = BLOCK_K, its 8-element chunks placed by KChunkSwizzle, for loaders
+// that move 8 consecutive k (16 bytes) at a time (KVectorLoader: channels-last activations,
+// KRSC weights). ldmatrix without .trans reads the fragments. STAGES k-tiles of shared memory:
+// the loader copies asynchronously, STAGES - 1 k-tiles ahead of the one being multiplied
+// (async_gemm_mainloop).
 template <int BLOCK_M_, int BLOCK_N_, int BLOCK_K_, int WARP_M_, int WARP_N_, int STAGES_>
 struct MmaTileK : MmaTile<BLOCK_M_, BLOCK_N_, BLOCK_K_, WARP_M_, WARP_N_> {
   static_assert(STAGES_ >= 2, "one stage being read, at least one being filled");
   static constexpr bool ROWS_ALONG_K = true;
   static constexpr bool ASYNC_COPY = true;
   static constexpr int STAGES = STAGES_;
-  static constexpr int LDA = BLOCK_K_ + SMEM_PAD<__half>;
+  static constexpr int LDA = BLOCK_K_;
   static constexpr int LDB = LDA;
+  using Swizzle = KChunkSwizzle<BLOCK_K_>;
   static constexpr int STAGE_A = BLOCK_M_ * LDA;
   static constexpr int STAGE_B = BLOCK_N_ * LDB;
   static constexpr int SMEM_ELEMENTS = STAGES * (STAGE_A + STAGE_B);
@@ -98,7 +120,8 @@ struct MmaTileAsync : MmaTile<BLOCK_M_, BLOCK_N_, BLOCK_K_, WARP_M_, WARP_N_> {
 };
 
 // Copies a BLOCK_MN x BLOCK_K operand tile whose rows are contiguous along k in global memory
-// into an MmaTileK stage (row mn at tile[mn * LD + kk]), 8 consecutive k (one 16-byte vector)
+// into an MmaTileK stage (row mn at tile[mn * LD], chunks by KChunkSwizzle), 8 consecutive k
+// (one 16-byte vector)
 // per cp.async, straight from global to shared memory (ptx.cuh: cp_async_16): consecutive
 // threads take consecutive vectors of a row, each thread ROWS rows. A tile of fewer vectors
 // than threads (the 32-filter narrow tile's B) leaves the threads past its last row idle: they
@@ -116,7 +139,10 @@ struct KVectorLoader {
   static constexpr bool IDLE_THREADS = ROW_STEP > BLOCK_MN;
   static_assert(IDLE_THREADS || BLOCK_MN % ROW_STEP == 0, "threads must cover the tile evenly");
   static constexpr int ROWS = IDLE_THREADS ? 1 : BLOCK_MN / ROW_STEP;
-  static constexpr int LD = BLOCK_K + SMEM_PAD<T>;
+  static constexpr int LD = BLOCK_K;
+  using Swizzle = KChunkSwizzle<BLOCK_K>;
+  static_assert(IDLE_THREADS || ROW_STEP % Swizzle::PERIOD == 0,
+                "a thread's rows share one swizzle (store_at)");
   // A row index past every operand's last row (sources answer it with "outside": zeros, and
   // no live taps for the precomputed rows).
   static constexpr int NO_ROW = 1 << 30;
@@ -124,11 +150,13 @@ struct KVectorLoader {
   typename Source::Row rows[ROWS];
   T* stage;  // the shared-memory stage the next load() copies into
   int kk, row0;
+  int store_at;  // the thread's first vector in a stage (its row0, chunk kk / VEC)
 
   template <class Rows>
   __device__ __forceinline__ KVectorLoader(const Rows& rows_of, int mn0, int tid) {
     kk = (tid % VECTORS) * VEC;
     row0 = tid / VECTORS;
+    store_at = row0 * LD + Swizzle::offset(row0, kk / VEC);
 #pragma unroll
     for (int e = 0; e < ROWS; ++e)
       rows[e] = rows_of.row(active() ? mn0 + row0 + e * ROW_STEP : NO_ROW);
@@ -145,7 +173,7 @@ struct KVectorLoader {
     if (!active()) return;
     const T* from;
     const bool inside = src.vector_at(rows[e], at, from);
-    cp_async_16(stage + (row0 + e * ROW_STEP) * LD + kk, from, !inside);
+    cp_async_16(stage + store_at + e * ROW_STEP * LD, from, !inside);
   }
 };
 
@@ -234,25 +262,25 @@ struct TensorCoreMma {
     const int a_k = (lane / 16) * 8, a_m = ((lane / 8) % 2) * 8;
     const int b_k = ((lane / 8) % 2) * 8, b_n = (lane / 16) * 8;
     const int m = warp_m * Tile::WARP_M + a_m, n = warp_n * Tile::WARP_N + b_n;
-    // Elements between the fragments of consecutive i / j pairs / k16 steps.
+    // Elements between the fragments of consecutive i / j pairs.
     constexpr int A_STEP = Tile::ROWS_ALONG_K ? 16 * Tile::LDA : 16;
     constexpr int B_STEP = Tile::ROWS_ALONG_K ? 16 * Tile::LDB : 16;
-    constexpr int A_K16 = Tile::ROWS_ALONG_K ? 16 : 16 * Tile::LDA;
-    constexpr int B_K16 = Tile::ROWS_ALONG_K ? 16 : 16 * Tile::LDB;
-    const T* a_base = Tile::ROWS_ALONG_K ? smem_a + (m + row) * Tile::LDA + a_k
+    const T* a_base = Tile::ROWS_ALONG_K ? smem_a + (m + row) * Tile::LDA
                                          : smem_a + (a_k + row) * Tile::LDA + m;
-    const T* b_base = Tile::ROWS_ALONG_K ? smem_b + (n + row) * Tile::LDB + b_k
+    const T* b_base = Tile::ROWS_ALONG_K ? smem_b + (n + row) * Tile::LDB
                                          : smem_b + (b_k + row) * Tile::LDB + n;
 #pragma unroll
     for (int k16 = 0; k16 < Tile::BLOCK_K / 16; ++k16) {
       unsigned a[FRAGMENTS_M][4];
       unsigned b[FRAGMENTS_N][2];
+      const T* a_k16 = a_base + k16_offset(row, a_k, k16, Tile::LDA);
+      const T* b_k16 = b_base + k16_offset(row, b_k, k16, Tile::LDB);
 #pragma unroll
-      for (int i = 0; i < FRAGMENTS_M; ++i) load(a[i], a_base + k16 * A_K16 + i * A_STEP);
+      for (int i = 0; i < FRAGMENTS_M; ++i) load(a[i], a_k16 + i * A_STEP);
 #pragma unroll
       for (int j = 0; j < FRAGMENTS_N; j += 2) {
         unsigned pair[4];
-        load(pair, b_base + k16 * B_K16 + (j / 2) * B_STEP);
+        load(pair, b_k16 + (j / 2) * B_STEP);
         b[j][0] = pair[0];
         b[j][1] = pair[1];
         b[j + 1][0] = pair[2];
@@ -340,6 +368,19 @@ struct TensorCoreMma {
       stage_fragment_row(stage, pass);
       __syncthreads();
       read_pass(pass);
+    }
+  }
+
+  // Elements from a lane's row of the base to its matrix of k16 step `k16` (k: the lane's first
+  // k within the step). Tiles along k: the swizzled chunk, which depends on the row only through
+  // row % 8, since the warp's and the fragments' first rows are multiples of 8
+  // (KChunkSwizzle::PERIOD divides 8). k-major tiles: 16 rows per step.
+  __device__ __forceinline__ static int k16_offset(int row, int k, int k16, int ld) {
+    if constexpr (Tile::ROWS_ALONG_K) {
+      static_assert(8 % Tile::Swizzle::PERIOD == 0, "a matrix's rows start a swizzle period");
+      return Tile::Swizzle::offset(row, (k + 16 * k16) / 8);
+    } else {
+      return k16 * 16 * ld;
     }
   }
 
