@@ -257,8 +257,9 @@ def _tensor_of_cupy(a) -> torch.Tensor:
     through DLPack. Either way the kernels wrote it on torch's current stream, the stream it is
     used on next, so no stream handshake is needed (DLPack's -1: none)."""
     owner = getattr(a.data.mem, "_owner", None)
-    if isinstance(owner, torch.Tensor) and a.dtype in _TORCH_DTYPES:
-        return tensor_over(owner.untyped_storage(), a.data.ptr, a.dtype, a.shape, a.strides)
+    dtype = _TORCH_DTYPES.get(a.dtype)
+    if isinstance(owner, torch.Tensor) and dtype is not None:
+        return tensor_over(owner.untyped_storage(), a.data.ptr, dtype, a.shape, a.strides)
     return torch.utils.dlpack.from_dlpack(a.__dlpack__(stream=-1))
 
 
@@ -268,15 +269,16 @@ if ml_dtypes is not None:
     _TORCH_DTYPES[np.dtype(ml_dtypes.bfloat16)] = torch.bfloat16
 
 
-def tensor_over(storage, address: int, dtype, shape: tuple, byte_strides: tuple) -> torch.Tensor:
-    """The tensor of NumPy ``dtype``, ``shape`` and ``byte_strides`` whose first element is at
+def tensor_over(storage, address: int, dtype: torch.dtype, shape: tuple,
+                byte_strides: tuple) -> torch.Tensor:
+    """The tensor of ``dtype``, ``shape`` and ``byte_strides`` whose first element is at
     ``address`` in ``storage``."""
-    itemsize = np.dtype(dtype).itemsize
+    itemsize = dtype.itemsize
     offset = address - storage.data_ptr()
     if offset % itemsize or any(s % itemsize for s in byte_strides):
         raise RuntimeError(f"gpuconv internal error: an array of {dtype} at byte offset {offset} "
                            f"with strides {byte_strides} is not a view of its storage")
-    return torch.empty(0, dtype=_TORCH_DTYPES[np.dtype(dtype)], device=storage.device).set_(
+    return torch.empty(0, dtype=dtype, device=storage.device).set_(
         storage, offset // itemsize, tuple(shape), tuple(s // itemsize for s in byte_strides))
 
 

@@ -327,12 +327,13 @@ def test_channels_last_array_is_a_view_of_the_tensor():
 
 @pytest.mark.parametrize("dtype", [np.float16, np.float32, np.float64, np.int32, np.int64])
 def test_a_cuda_result_in_torch_memory_becomes_a_view_of_its_storage(dtype):
+    torch_dtype = torch.from_numpy(np.zeros(1, dtype)).dtype
     # What to_tensor does with a CuPy result whose memory a torch tensor owns (the allocator of
     # on_device_of), shown on a CPU storage: the same bytes, shape and strides, no copy.
     block = torch.arange(96, dtype=torch.uint8)
     itemsize = np.dtype(dtype).itemsize
     address = block.data_ptr() + 2 * itemsize
-    t = _bridge.tensor_over(block.untyped_storage(), address, np.dtype(dtype), (2, 3),
+    t = _bridge.tensor_over(block.untyped_storage(), address, torch_dtype, (2, 3),
                             (itemsize, 2 * itemsize))
     assert t.data_ptr() == address and t.shape == (2, 3) and t.stride() == (1, 2)
     expected = np.frombuffer(block.numpy().tobytes(), dtype)[2:]
@@ -346,7 +347,7 @@ def test_a_cuda_result_in_torch_memory_becomes_a_view_of_its_storage(dtype):
                                   dtype=np.dtype(dtype), shape=(3,), strides=(itemsize,))
     assert _bridge._tensor_of_cupy(array).data_ptr() == address
     with pytest.raises(RuntimeError, match="internal error"):
-        _bridge.tensor_over(block.untyped_storage(), block.data_ptr() + 1, np.dtype(dtype),
+        _bridge.tensor_over(block.untyped_storage(), block.data_ptr() + 1, torch_dtype,
                             (2,), (itemsize,))
 
 
