@@ -56,14 +56,16 @@ def conv_algorithms() -> tuple[str, ...]:
     return ("auto",) + tuple(n for n in names if n != "auto")
 
 
-# Kernel variants the conv launcher exposes beside the algorithm (forward only), named
-# "algorithm:variant": opt-in with --algorithm, to time the comparisons kernels/conv/NOTES.md
-# asks for (the two implicit-GEMM iterators, narrow GEMM tiles against the wide ones only,
-# float16/bfloat16 on the CUDA cores against the tensor cores, the three depthwise kernels,
-# the own GEMM vs cuBLAS inside im2col, the tiled direct kernel vs v1, Winograd's two output
-# tiles, split-K by its model ("split_k", the launcher's default) against never: both through
-# the launcher, so that the pair differs in the split alone; the CUDA-core tiles filled by
-# cp.async against through registers, float32/float64).
+# Kernel variants the conv launcher exposes beside the algorithm, named "algorithm:variant":
+# opt-in with --algorithm, to time the comparisons kernels/conv/NOTES.md asks for (the two
+# implicit-GEMM iterators, narrow GEMM tiles against the wide ones only, float16/bfloat16 on
+# the CUDA cores against the tensor cores, the three depthwise kernels, the own GEMM vs cuBLAS
+# inside im2col, the tiled direct kernel vs v1, Winograd's two output tiles, split-K by its
+# model ("split_k", the launcher's default) against never: both through the launcher, so that
+# the pair differs in the split alone; the CUDA-core tiles filled by cp.async against through
+# registers, float32/float64; the 8-channel tensor-core tiles on 4 warps against 8). Forward
+# only, except implicit_gemm's variants whose options a gradient's launcher also takes
+# (GRADIENT_OPTIONS).
 CONV_VARIANTS = {
     "implicit_gemm:analytic": ("implicit_gemm", {"iterator": "analytic"}),
     "implicit_gemm:precomputed": ("implicit_gemm", {"iterator": "precomputed"}),
@@ -73,6 +75,8 @@ CONV_VARIANTS = {
     "implicit_gemm:no_split_k": ("implicit_gemm", {"split_k": 1}),
     "implicit_gemm:cp_async": ("implicit_gemm", {"loads": "cp_async"}),
     "implicit_gemm:registers": ("implicit_gemm", {"loads": "registers"}),
+    "implicit_gemm:large_warps": ("implicit_gemm", {"warp_tiles": "large"}),
+    "implicit_gemm:small_warps": ("implicit_gemm", {"warp_tiles": "small"}),
     "pointwise:wide": ("pointwise", {"tile_widths": "wide"}),
     "pointwise:split_k": ("pointwise", {"split_k": "auto"}),
     "pointwise:no_split_k": ("pointwise", {"split_k": 1}),
@@ -88,6 +92,10 @@ CONV_VARIANTS = {
     "winograd_nonfused:2": ("winograd_nonfused", {"winograd_tile": 2}),
     "winograd_nonfused:4": ("winograd_nonfused", {"winograd_tile": 4}),
 }
+# The launcher options of launch_bwd_data.run and launch_bwd_weight.run: implicit_gemm's
+# variants made of these alone also run on data_grad / weight_grad cases.
+GRADIENT_OPTIONS = {"data_grad": ("math", "loads", "warp_tiles"),
+                    "weight_grad": ("math", "warp_tiles")}
 
 
 def _takes_keyword(fn: Callable, name: str) -> bool:
@@ -218,15 +226,18 @@ def _conv_runner(case: Case, inp: Inputs, algorithm: str | None):
 
 
 def _conv_variant_runner(case: Case, inp: Inputs, variant: str):
-    """The forward convolution through the launcher with a kernel variant forced (the public
-    conv2d takes no variant); the kernels only: the NumPy reference has no variants."""
-    if case.direction != "forward":
-        raise NotApplicable(f"{variant} is a forward-convolution kernel variant")
-    from gpuconv._state import executor_for
-    from gpuconv.conv import launch
+    """The forward convolution (or a gradient: GRADIENT_OPTIONS) through the launcher with a
+    kernel variant forced (the public functions take no variant); the kernels only: the NumPy
+    reference has no variants."""
+    from gpuconv._state import executor_for, is_deterministic
+    from gpuconv.conv import launch, launch_bwd_data, launch_bwd_weight
     from gpuconv.conv.geometry import conv2d_geometry
 
     algorithm, options = CONV_VARIANTS[variant]
+    if case.direction != "forward" and not (
+            algorithm == "implicit_gemm"
+            and set(options) <= set(GRADIENT_OPTIONS.get(case.direction, ()))):
+        raise NotApplicable(f"{variant} is a forward-convolution kernel variant")
     s: ConvShape = case.layer.shape
     geom = conv2d_geometry(s.input_shape, s.weight_shape, stride=s.stride, padding=s.pad,
                            dilation=s.dilation, groups=s.groups)
@@ -236,6 +247,16 @@ def _conv_variant_runner(case: Case, inp: Inputs, variant: str):
         executor = executor_for(library)   # at call time: inside the runner's simulate()
         if executor == "reference":
             raise NotApplicable(f"{variant} runs the CUDA kernels; the NumPy reference has none")
+        if case.direction != "forward":
+            gradient = launch_bwd_data if case.direction == "data_grad" else launch_bwd_weight
+            why = gradient.why_not(algorithm, geom, inp.dy.dtype, case.layout)
+            if why is not None:
+                raise NotApplicable(f"{variant}: {why}")
+            if gradient is launch_bwd_data:
+                return launch_bwd_data.run(algorithm, geom, inp.w_layout, inp.dy, None,
+                                           case.layout, executor, **options)
+            return launch_bwd_weight.run(algorithm, geom, inp.x, inp.dy, case.layout,
+                                         is_deterministic(), executor, **options)
         return launch.conv2d(geom, inp.x, inp.w_layout, algorithm=algorithm,
                              data_format=case.layout, executor=executor, **options)
     return run

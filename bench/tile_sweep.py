@@ -13,11 +13,14 @@ Each layer runs the implicit GEMM (the launcher, with --loads: how the CUDA-core
 filled, launch_common.LOADS) once per candidate tile (the picker overridden), captured in a CUDA graph and replayed, so the times are the GPU's alone (host time
 excluded; the NHWC weight transpose included, as in every call). Every tile's output is checked
 against the picker's own. Prints, per layer: M (= N*P*Q), K, the picker's tile and time, each
-tile's time and TFLOP/s, and the best. Needs CuPy and a CUDA GPU.
+tile's time and TFLOP/s, and the best. float16/bfloat16 in NHWC (the 8-channel tensor-core
+kernel): each tile twice, its block on 4 warps and on 8 (launcher option warp_tiles,
+launch_common.choose_warp_tile). Needs CuPy and a CUDA GPU.
 """
 from __future__ import annotations
 
 import argparse
+import functools
 
 from .suites import load_shapes
 from .timing import event_us, graph_replay_us
@@ -31,17 +34,22 @@ def _layers(suite: str):
                    layer["pad"])
 
 
-def _header(columns: str, tiles) -> str:
-    return (f"{'layer':28s} {columns} | "
-            + " ".join(f"{t.block_m}x{t.block_n}".rjust(8) for t in tiles) + " | best")
+def _label(tile, warp_tiles: str | None = None) -> str:
+    """A tile's column: its block, and with ``warp_tiles`` its warps (4 large, 8 small)."""
+    block = f"{tile.block_m}x{tile.block_n}"
+    return block if warp_tiles is None else f"{block}/{4 if warp_tiles == 'large' else 8}w"
 
 
-def _row(name: str, columns: str, tiles, times, flops: float) -> str:
+def _header(columns: str, labels) -> str:
+    return (f"{'layer':28s} {columns} | " + " ".join(f"{label:>10s}" for label in labels)
+            + " | best")
+
+
+def _row(name: str, columns: str, labels, times, flops: float) -> str:
     """A layer's line: each tile's time (NaN where its output failed the check) and the best."""
-    best = min(range(len(tiles)), key=lambda i: times[i] if times[i] == times[i] else 1e30)
-    return (f"{name[:28]:28s} {columns} | " + " ".join(f"{t:8.1f}" for t in times)
-            + f" | {tiles[best].block_m}x{tiles[best].block_n} "
-            f"{flops / times[best] / 1e6:.0f} TFLOP/s")
+    best = min(range(len(labels)), key=lambda i: times[i] if times[i] == times[i] else 1e30)
+    return (f"{name[:28]:28s} {columns} | " + " ".join(f"{t:10.1f}" for t in times)
+            + f" | {labels[best]} {flops / times[best] / 1e6:.0f} TFLOP/s")
 
 
 def main(argv=None) -> int:
@@ -67,7 +75,11 @@ def main(argv=None) -> int:
     picker = lig.pick_tile
     rng = cp.random.default_rng(0)
     nhwc = args.layout == "NHWC"
-    print(_header(f"{'M':>7s} {'K':>5s} {'picked':>12s} {'us':>7s}", tiles))
+    # The 8-channel tensor-core kernel (NHWC) runs each block on 4 warps or 8: both timed.
+    warps = ("large", "small") if tensor_cores and nhwc else (None,)
+    candidates = [(tile, w) for tile in tiles for w in warps]
+    labels = [_label(tile, w) for tile, w in candidates]
+    print(_header(f"{'M':>7s} {'K':>5s} {'picked':>12s} {'us':>7s}", labels))
     for name, n, c, h, w, k, r, s, stride, pad in _layers(args.suite):
         shape = (n, h, w, c) if nhwc else (n, c, h, w)
         x = rng.standard_normal(shape, dtype=cp.float32).astype(args.dtype)
@@ -75,23 +87,25 @@ def main(argv=None) -> int:
 
         geom = conv2d_geometry((n, c, h, w), (k, c, r, s), stride, pad)
 
-        def call():
+        def call(warp_tiles="auto"):
             return launch.conv2d(geom, x, wt, algorithm="implicit_gemm", data_format=args.layout,
-                                 executor="cupy", loads=args.loads)
+                                 executor="cupy", loads=args.loads,
+                                 warp_tiles=warp_tiles or "auto")
         expected = gpuconv.conv2d(x, wt, stride=stride, padding=pad, algorithm="implicit_gemm",
                                   data_format=args.layout)
         picked = picker(geom, x.dtype, "cupy", "auto", tensor_cores)
         flops = 2.0 * geom.gemm_m * k * c * r * s
         default_us = graph_replay_us(cp, call)
         times = []
-        for tile in tiles:
+        for tile, warp_tiles in candidates:
             lig.pick_tile = lambda *a, tile=tile, **kw: tile
             try:
-                times.append(_checked_us(cp, call, expected, 1e-2, graph_replay_us))
+                times.append(_checked_us(cp, functools.partial(call, warp_tiles), expected,
+                                         1e-2, graph_replay_us))
             finally:
                 lig.pick_tile = picker
         print(_row(name, f"{geom.gemm_m:7d} {k:5d} {picked.block_m:>5d}x{picked.block_n:<6d} "
-                   f"{default_us:7.1f}", tiles, times, flops))
+                   f"{default_us:7.1f}", labels, times, flops))
     return 0
 
 
@@ -122,7 +136,7 @@ def weight_grad_sweep(args) -> int:
     default = lbw.TILE
     rng = cp.random.default_rng(0)
     nhwc = args.layout == "NHWC"
-    print(_header(f"{'NPQ':>7s} {'taps':>5s}", tiles))
+    print(_header(f"{'NPQ':>7s} {'taps':>5s}", [_label(t) for t in tiles]))
     for name, n, c, h, w, k, r, s, stride, pad in _layers(args.suite):
         x = rng.standard_normal((n, h, w, c) if nhwc else (n, c, h, w),
                                 dtype=cp.float32).astype(args.dtype)
@@ -143,7 +157,8 @@ def weight_grad_sweep(args) -> int:
                 times.append(_checked_us(cp, call, expected, 1e-3, _replay_or_events_us))
             finally:
                 lbw.TILE = default
-        print(_row(name, f"{n * p * q:7d} {c * r * s:5d}", tiles, times, flops))
+        print(_row(name, f"{n * p * q:7d} {c * r * s:5d}", [_label(t) for t in tiles], times,
+                   flops))
     return 0
 
 

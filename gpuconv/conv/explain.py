@@ -79,10 +79,11 @@ def describe_kernel(algorithm: str, geom, dtype, nhwc: bool, executor: str) -> s
     tile = launch_implicit_gemm.pick_tile(geom, dtype, tile_executor, tensor_cores=tensor_cores)
     iterator = launch_implicit_gemm.choose_iterator(geom)
     kernel = launch_implicit_gemm.KERNELS[iterator, tensor_cores]
+    splits = launch_implicit_gemm.splits(geom, tile, dtype, tensor_cores, tile_executor)
     if launch_implicit_gemm.vector_shape(geom, nhwc, iterator, tile):
         kernel = (f"{launch_implicit_gemm.VECTOR_KERNEL} (8 channels per load when the arrays "
                   "are 16-byte aligned)")
-    splits = launch_implicit_gemm.splits(geom, tile, dtype, tensor_cores, tile_executor)
+        tile = launch_implicit_gemm.vector_tile(tile, geom.gemm_k)
     return (f"{kernel} (tile {tile.template_args}, {'KRSC' if nhwc else 'KCRS'} weights, "
             f"{iterator} tap iterator, {'tensor' if tensor_cores else 'CUDA'} cores"
             f"{_split_k_note(splits)})")

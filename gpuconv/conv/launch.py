@@ -18,8 +18,8 @@ from .._capture import is_capturing
 from . import (autotune, heuristics, launch_depthwise, launch_direct, launch_im2col_gemm,
                launch_implicit_gemm, launch_pointwise, launch_winograd)
 from .geometry import ConvGeometry, layout_shape
-from .launch_common import (LOADS, MATHS, TILE_WIDTHS, ConvCall, call_filters, contiguous,
-                            output_target)
+from .launch_common import (LOADS, MATHS, TILE_WIDTHS, WARP_TILES, ConvCall, call_filters,
+                            contiguous, output_target)
 from .split_k import check_split_k
 
 ALGORITHMS = heuristics.ALGORITHMS
@@ -38,7 +38,7 @@ def run_algorithm(algorithm: str, call: ConvCall, *, gemm: str = "own",
                   workspace_bytes: int | None = None, iterator: str = "auto",
                   tile_widths: str = "auto", depthwise_variant: str = "auto",
                   math: str = "auto", winograd_tile="auto", split_k="auto",
-                  loads: str = "auto") -> None:
+                  loads: str = "auto", warp_tiles: str = "auto") -> None:
     """Launch ``algorithm``'s kernels for ``call`` (already checked to be runnable)."""
     if algorithm == "direct":
         launch_direct.run(call)
@@ -49,7 +49,7 @@ def run_algorithm(algorithm: str, call: ConvCall, *, gemm: str = "own",
                                tile_widths=tile_widths)
     elif algorithm == "implicit_gemm":
         launch_implicit_gemm.run(call, iterator=iterator, tile_widths=tile_widths, math=math,
-                                 split_k=split_k, loads=loads)
+                                 split_k=split_k, loads=loads, warp_tiles=warp_tiles)
     elif algorithm == "pointwise":
         launch_pointwise.run(call, tile_widths=tile_widths, split_k=split_k, loads=loads)
     elif algorithm == "depthwise":
@@ -65,7 +65,8 @@ def conv2d(geom: ConvGeometry, x, weight, bias=None, *, residual=None, activatio
            algorithm: str = "auto", data_format: str = "NCHW", out=None, executor: str = "cupy",
            gemm: str = "own", workspace_bytes: int | None = None, iterator: str = "auto",
            tile_widths: str = "auto", depthwise_variant: str = "auto",
-           math: str = "auto", winograd_tile="auto", split_k="auto", loads: str = "auto") -> Any:
+           math: str = "auto", winograd_tile="auto", split_k="auto", loads: str = "auto",
+           warp_tiles: str = "auto") -> Any:
     """activation(conv(x, weight) + bias + residual) on the kernels; returns the output (``out``
     itself when given).
 
@@ -80,7 +81,9 @@ def conv2d(geom: ConvGeometry, x, weight, bias=None, *, residual=None, activatio
     ``winograd_tile`` ("auto" | 2 | 4) to winograd's output tile (launch_winograd.AUTO_TILE);
     ``split_k`` ("auto" | splits >= 1, 1: never) to the k splits of implicit_gemm and
     pointwise (split_k.py); ``loads`` ("auto" | "registers" | "cp_async") to how the CUDA-core
-    tiles of implicit_gemm and pointwise are filled (launch_common.LOADS).
+    tiles of implicit_gemm and pointwise are filled (launch_common.LOADS); ``warp_tiles``
+    ("auto" | "large" | "small") to the warps of implicit_gemm's 8-channel tensor-core tiles
+    (launch_common.choose_warp_tile).
     """
     executor = as_choice("executor", executor, EXECUTORS)
     gemm = as_choice("gemm", gemm, launch_im2col_gemm.GEMMS)
@@ -90,6 +93,7 @@ def conv2d(geom: ConvGeometry, x, weight, bias=None, *, residual=None, activatio
     depthwise_variant = as_choice("depthwise_variant", depthwise_variant, launch_depthwise.VARIANTS)
     split_k = check_split_k(split_k)
     loads = as_choice("loads", loads, LOADS)
+    warp_tiles = as_choice("warp_tiles", warp_tiles, WARP_TILES)
     nhwc = data_format == "NHWC"
     xp = _xp(executor)
     out_shape = layout_shape(geom.output_shape, data_format)
@@ -107,11 +111,12 @@ def conv2d(geom: ConvGeometry, x, weight, bias=None, *, residual=None, activatio
                                      iterator=iterator, tile_widths=tile_widths,
                                      depthwise_variant=depthwise_variant, math=math,
                                      winograd_tile=winograd_tile, split_k=split_k,
-                                     loads=loads)
+                                     loads=loads, warp_tiles=warp_tiles)
     _plans.note(algorithm)
     run_algorithm(algorithm, call, gemm=gemm, workspace_bytes=workspace_bytes, iterator=iterator,
                   tile_widths=tile_widths, depthwise_variant=depthwise_variant, math=math,
-                  winograd_tile=winograd_tile, split_k=split_k, loads=loads)
+                  winograd_tile=winograd_tile, split_k=split_k, loads=loads,
+                  warp_tiles=warp_tiles)
     if out is None:
         return target
     if not in_place:

@@ -39,8 +39,8 @@ from . import launch_depthwise, launch_winograd
 from .split_k import SplitK, gemm_splits
 from .geometry import data_gradient_geometry
 from .launch_common import (ASYNC_DTYPES, LOADS, TENSOR_CORE_DTYPES, VECTOR_CHANNELS,
-                            VECTOR_STAGES, ConvCall, async_tile, choose_loads, decoder_args,
-                            is_aligned, uses_tensor_cores)
+                            VECTOR_STAGES, WARP_TILES, ConvCall, async_tile, choose_loads,
+                            choose_warp_tile, decoder_args, is_aligned, uses_tensor_cores)
 
 TILE = GemmTile(block_m=128, block_n=64, block_k=8, thread_m=8, thread_n=4)
 # The implicit GEMM's tensor-core tile (16-bit dtypes): the same 128 x 64 block, 8 warps of 32 x 32.
@@ -65,14 +65,19 @@ def _names(template: str, layouts=True, tile: bool = False) -> list[str]:
     return names
 
 
-# The same tile stored along k, copied 8 channels at a time through cp.async stages.
-VECTOR_TILE = replace(MMA_TILE, rows_along_k=True, stages=VECTOR_STAGES, async_copy=True)
+
+def vector_tile(gemm_k: int, warp_tiles: str = "auto") -> MmaTile:
+    """The tensor-core tile stored along k, copied 8 channels at a time through cp.async
+    stages, on the warps launch_common.choose_warp_tile picks for a GEMM of depth ``gemm_k``."""
+    return replace(choose_warp_tile(MMA_TILE, gemm_k, warp_tiles), rows_along_k=True,
+                   stages=VECTOR_STAGES, async_copy=True)
+
 
 _IMPLICIT_NAMES = _names("conv2d_dgrad_implicit_gemm", tile=True) + [
     f"conv2d_dgrad_implicit_gemm_mma<{CUDA_TYPES[dt]}, {bool_name(nhwc)}, {MMA_TILE.template_args}>"
     for dt in TENSOR_CORE_DTYPES for nhwc in _LAYOUTS] + [
-    f"conv2d_dgrad_implicit_gemm_mma_vec<{CUDA_TYPES[dt]}, {VECTOR_TILE.template_args}>"
-    for dt in TENSOR_CORE_DTYPES] + [
+    f"conv2d_dgrad_implicit_gemm_mma_vec<{CUDA_TYPES[dt]}, {vector_tile(0, warps).template_args}>"
+    for dt in TENSOR_CORE_DTYPES for warps in ("large", "small")] + [
     f"conv2d_dgrad_implicit_gemm_async<{CUDA_TYPES[dt]}, {bool_name(nhwc)}, "
     f"{async_tile(TILE).template_args}>" for dt in ASYNC_DTYPES for nhwc in _LAYOUTS]
 IMPLICIT_GEMM = register("conv/dgrad_implicit_gemm.cu", _IMPLICIT_NAMES, hot=_IMPLICIT_NAMES)
@@ -150,8 +155,9 @@ class _Call:
     reads that), the output, and what every launch needs."""
 
     def __init__(self, geom, weight, dy, bias, data_format: str, executor: str,
-                 math: str = "auto", loads: str = "auto"):
+                 math: str = "auto", loads: str = "auto", warp_tiles: str = "auto"):
         self.geom, self.executor, self.math, self.loads = geom, executor, math, loads
+        self.warp_tiles = warp_tiles
         self.xp = xp = array_module(executor)
         self.nhwc = data_format == "NHWC"
         self.dy = contiguous(xp, dy)
@@ -213,7 +219,9 @@ def implicit_gemm(call: _Call) -> None:
         w = contiguous(call.xp, call.filters.transpose(2, 3, 1, 0))
         if not is_aligned(w, 16):      # a view of filters laid out RSCK at an odd address
             w = derived(call.xp.copy, w)
-        tile = VECTOR_TILE
+        # The GEMM of the largest phase: K/groups filters x its taps.
+        gemm_k = g.K_per_group * ceil_div(g.R, g.stride_h) * ceil_div(g.S, g.stride_w)
+        tile = vector_tile(gemm_k, call.warp_tiles)
         name = f"conv2d_dgrad_implicit_gemm_mma_vec<{call.t}, {tile.template_args}>"
     else:
         # RSKC: the GEMM's B rows (one (tap, filter) each) are contiguous along the input channels.
@@ -385,12 +393,14 @@ RUNNERS = {"implicit_gemm": implicit_gemm, "im2col_gemm": im2col_gemm, "pointwis
 
 
 def run(algorithm: str, geom, weight, dy, bias, data_format: str, executor: str,
-        math: str = "auto", loads: str = "auto"):
+        math: str = "auto", loads: str = "auto", warp_tiles: str = "auto"):
     """dx for an algorithm the caller has checked (``why_not`` is None). ``math``
     ("auto" | "cuda_cores" | "tensor_cores"): implicit_gemm's multiply-accumulate; ``loads``
-    ("auto" | "registers" | "cp_async"): how its CUDA-core tiles are filled (``pick_loads``)."""
+    ("auto" | "registers" | "cp_async"): how its CUDA-core tiles are filled (``pick_loads``);
+    ``warp_tiles`` ("auto" | "large" | "small"): the warps of its 8-channel tensor-core tile
+    (``vector_tile``)."""
     call = _Call(geom, weight, dy, bias, data_format, executor, math,
-                 as_choice("loads", loads, LOADS))
+                 as_choice("loads", loads, LOADS), as_choice("warp_tiles", warp_tiles, WARP_TILES))
     RUNNERS[algorithm](call)
     return call.dx
 

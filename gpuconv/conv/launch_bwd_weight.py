@@ -26,6 +26,7 @@ from __future__ import annotations
 
 from dataclasses import replace
 
+from .._args import as_choice
 from .._kernels import CUDA_TYPES, cuda_type, register
 from .gemm_tile import GemmTile, MmaTile
 from . import launch_winograd
@@ -34,7 +35,8 @@ from .launch_bwd_common import (GRID_YZ_LIMIT, MAX_SPLITS, SplitSums, acc_dtype,
                                 choose_splits, contiguous, i32, launch, output, pixels_per_split,
                                 shape_args, type_names)
 from .launch_common import (SMEM_LIMIT, TENSOR_CORE_DTYPES, VECTOR_CHANNELS, VECTOR_STAGES,
-                            is_aligned, multiprocessor_count, uses_tensor_cores)
+                            WARP_TILES, choose_warp_tile, is_aligned, multiprocessor_count,
+                            uses_tensor_cores)
 from .launch_depthwise import WINDOW_RUN
 
 TILE = GemmTile(block_m=64, block_n=128, block_k=8, thread_m=4, thread_n=8)
@@ -43,8 +45,15 @@ TILE = GemmTile(block_m=64, block_n=128, block_k=8, thread_m=4, thread_n=8)
 WIDE_TILE = GemmTile(block_m=128, block_n=128, block_k=8, thread_m=8, thread_n=8)
 # The implicit GEMM's tensor-core tile (16-bit dtypes): the same 64 x 128 block, 8 warps of 32 x 32.
 MMA_TILE = MmaTile(block_m=64, block_n=128, block_k=32, warp_m=32, warp_n=32)
-# The same tile filled 8 filters / channels per cp.async.
-VECTOR_TILE = replace(MMA_TILE, stages=VECTOR_STAGES, async_copy=True)
+
+
+def vector_tile(gemm_k: int, warp_tiles: str = "auto") -> MmaTile:
+    """The tensor-core tile filled 8 filters / channels per cp.async, on the warps
+    launch_common.choose_warp_tile picks for a GEMM of depth ``gemm_k`` (pixels per split)."""
+    return replace(choose_warp_tile(MMA_TILE, gemm_k, warp_tiles), stages=VECTOR_STAGES,
+                   async_copy=True)
+
+
 DIRECT_THREADS = 256      # WGRAD_DIRECT_THREADS in wgrad_direct.cu
 LANES, ROWS = 32, 8       # WGRAD_DEPTHWISE_LANES/ROWS, BIAS_GRAD_LANES/ROWS
 DEPTHWISE_TILE_THREADS = 256  # WGRAD_DEPTHWISE_TILE_THREADS
@@ -80,8 +89,8 @@ _IMPLICIT_NAMES = _names("conv2d_wgrad_implicit_gemm", tile=TILE) + [
     n for n in _names("conv2d_wgrad_implicit_gemm", tile=WIDE_TILE) if "double" not in n] + [
     f"conv2d_wgrad_implicit_gemm_mma<{CUDA_TYPES[dt]}, {bool_name(nhwc)}, {MMA_TILE.template_args}>"
     for dt in TENSOR_CORE_DTYPES for nhwc in (False, True)] + [
-    f"conv2d_wgrad_implicit_gemm_mma_vec<{CUDA_TYPES[dt]}, {VECTOR_TILE.template_args}>"
-    for dt in TENSOR_CORE_DTYPES]
+    f"conv2d_wgrad_implicit_gemm_mma_vec<{CUDA_TYPES[dt]}, {vector_tile(0, warps).template_args}>"
+    for dt in TENSOR_CORE_DTYPES for warps in ("large", "small")]
 IMPLICIT_GEMM = register("conv/wgrad_implicit_gemm.cu", _IMPLICIT_NAMES, hot=_IMPLICIT_NAMES)
 
 _COLUMNS_NAMES = _names("conv2d_wgrad_gemm_columns", tile=TILE)
@@ -143,8 +152,9 @@ def why_not(algorithm: str, geom, dtype, data_format: str) -> str | None:
 
 
 class _Call:
-    def __init__(self, geom, x, dy, data_format: str, executor: str, math: str = "auto"):
-        self.geom, self.executor, self.math = geom, executor, math
+    def __init__(self, geom, x, dy, data_format: str, executor: str, math: str = "auto",
+                 warp_tiles: str = "auto"):
+        self.geom, self.executor, self.math, self.warp_tiles = geom, executor, math, warp_tiles
         self.xp = array_module(executor)
         self.nhwc = data_format == "NHWC"
         self.x = contiguous(self.xp, x)
@@ -202,7 +212,8 @@ def implicit_gemm(call: _Call, deterministic: bool):
     tensor_cores = uses_tensor_cores(call.dtype, call.math)
     # The same block shape on every tile: one grid and split choice.
     if vector_kernel(call, tensor_cores):
-        tile = VECTOR_TILE
+        tile = vector_tile(pixels_per_split(call.chunk_pixels, splits, MMA_TILE.block_k),
+                           call.warp_tiles)
         name = f"conv2d_wgrad_implicit_gemm_mma_vec<{call.t}, {tile.template_args}>"
     else:
         tile = MMA_TILE if tensor_cores else TILE
@@ -407,10 +418,14 @@ RUNNERS = {"implicit_gemm": implicit_gemm, "im2col_gemm": im2col_gemm, "direct":
 
 
 def run(algorithm: str, geom, x, dy, data_format: str, deterministic: bool, executor: str,
-        math: str = "auto"):
+        math: str = "auto", warp_tiles: str = "auto"):
     """dw (K, C/groups, R, S) for an algorithm the caller has checked (``why_not`` is None).
-    ``math`` ("auto" | "cuda_cores" | "tensor_cores"): implicit_gemm's multiply-accumulate."""
-    return RUNNERS[algorithm](_Call(geom, x, dy, data_format, executor, math), deterministic)
+    ``math`` ("auto" | "cuda_cores" | "tensor_cores"): implicit_gemm's multiply-accumulate;
+    ``warp_tiles`` ("auto" | "large" | "small"): the warps of its 8-channel tensor-core tile
+    (``vector_tile``)."""
+    call = _Call(geom, x, dy, data_format, executor, math,
+                 as_choice("warp_tiles", warp_tiles, WARP_TILES))
+    return RUNNERS[algorithm](call, deterministic)
 
 
 # --------------------------------------------------------------------------------------------

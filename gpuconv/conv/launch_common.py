@@ -97,7 +97,8 @@ def narrow_tiles(dtype, *, filters_along_m: bool = False) -> tuple[GemmTile, ...
 
 # Tensor-core tiles (kernels/common/mma_gemm.cuh: mma.m16n8k16, float accumulators) for the
 # 16-bit dtypes, in the block shapes of the CUDA-core ones: large and small, then the narrow.
-# 256 threads (8 warps) except the small tile's 128; k-tiles of 32 (two k16 steps per barrier).
+# 256 threads (8 warps; the 8-channel kernels also build them on 4: choose_warp_tile below);
+# k-tiles of 32 (two k16 steps per barrier).
 # Register counts and the choice of warp tiles: kernels/conv/NOTES.md "Tensor cores".
 TENSOR_CORE_DTYPES = ("float16", "bfloat16")
 MMA_TILES = (MmaTile(128, 128, 32, 64, 32), MmaTile(64, 64, 32, 32, 16))
@@ -107,6 +108,30 @@ MMA_NARROW_TILES = (MmaTile(128, 32, 32, 32, 16), MmaTile(128, 64, 32, 32, 32))
 # k-tiles in flight: kernels/conv/NOTES.md "Asynchronous copies").
 VECTOR_CHANNELS = 8
 VECTOR_STAGES = 4
+# The warps of those kernels' block tiles (launcher option warp_tiles): "small", the 8 warps of
+# MMA_TILES / launch_bwd_data.MMA_TILE, or "large", the same block on 4 warps of twice the warp
+# tile (LARGE_WARP_TILES, CUTLASS's Ampere shapes: 64 x 64 warps in 128 x 128). A larger warp
+# tile reads each A and B fragment from shared memory for more mma: per block and k-tile the
+# ldmatrix reads fall by a third to a quarter and the issued instructions by a quarter to a
+# half (offline SASS), where shared-memory bandwidth bounded the 8-warp tiles (kernels/conv/
+# NOTES.md "Four warps per tensor-core tile"). "auto": large from LARGE_WARPS_MIN_K GEMM k on
+# (the 4 warps' epilogue hands out twice the outputs per thread: short-k layers keep 8 warps).
+WARP_TILES = ("auto", "large", "small")
+LARGE_WARP_TILES = {(128, 128): (64, 64), (128, 64): (64, 32), (64, 64): (32, 32),
+                    (128, 32): (32, 32), (64, 128): (32, 64)}
+LARGE_WARPS_MIN_K = 256
+
+
+def choose_warp_tile(tile: MmaTile, gemm_k: int, warp_tiles: str = "auto") -> MmaTile:
+    """``tile`` (an 8-warp MmaTile) with the warps ``warp_tiles`` names for a GEMM of depth
+    ``gemm_k`` ("auto": LARGE_WARPS_MIN_K)."""
+    warp_tiles = as_choice("warp_tiles", warp_tiles, WARP_TILES)
+    if warp_tiles == "auto":
+        warp_tiles = "large" if gemm_k >= LARGE_WARPS_MIN_K else "small"
+    if warp_tiles == "small":
+        return tile
+    warp_m, warp_n = LARGE_WARP_TILES[tile.block_m, tile.block_n]
+    return dataclasses.replace(tile, warp_m=warp_m, warp_n=warp_n)
 # The CUDA-core tiles filled by cp.async, one element per copy (kernels/common/async_gemm.cuh):
 # 4 shared-memory stages, 3 k-tiles of 8 in flight (CUTLASS's Ampere SIMT sgemm keeps 4-5), for
 # float32 and float64 (a copy does not convert the 16-bit types to the float tiles). loads= of

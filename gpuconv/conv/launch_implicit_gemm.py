@@ -27,7 +27,8 @@ On the tensor cores, channels-last input with C/groups a multiple of 8 and 16-by
 arrays takes ``conv2d_implicit_gemm_precomputed_mma_vec`` with the precomputed iterator: both
 operands move 8 channels (16 bytes) per cp.async into tiles stored along k, VECTOR_STAGES
 k-tiles of shared memory (``vector_kernel``, ``vector_tile``; sm_80 and later, as the tensor
-cores' mma.m16n8k16 already is).
+cores' mma.m16n8k16 already is), its block tile on 4 warps or 8 (launcher option
+``warp_tiles``: launch_common.choose_warp_tile).
 
 How the CUDA-core tiles are filled (launcher option ``loads``, launch_common.LOADS):
 "cp_async" runs ``conv2d_implicit_gemm_precomputed_async`` (float32 and float64 with the
@@ -45,8 +46,8 @@ from .gemm_tile import GemmTile, MmaTile
 from .geometry import ConvGeometry
 from .launch_common import (ASYNC_DTYPES, GEMM_TILES, GRID_YZ_LIMIT, MMA_NARROW_TILES,
                             MMA_TILES, NARROW_TILES, TENSOR_CORE_DTYPES, VECTOR_CHANNELS,
-                            VECTOR_STAGES, ConvCall, async_tile, ceil_div, cuda_bool, is_aligned,
-                            pick_filter_tile, uses_tensor_cores)
+                            VECTOR_STAGES, ConvCall, async_tile, ceil_div, choose_warp_tile,
+                            cuda_bool, is_aligned, pick_filter_tile, uses_tensor_cores)
 from .launch_common import choose_loads as common_choose_loads
 from .split_k import finish_forward, forward_split, gemm_splits
 
@@ -85,9 +86,12 @@ VECTOR_KERNEL = "conv2d_implicit_gemm_precomputed_mma_vec"
 VECTOR_TILES = MMA_TILES + MMA_NARROW_TILES
 
 
-def vector_tile(tile: MmaTile) -> MmaTile:
-    """The 8-channel kernel's version of a tensor-core tile: stored along k, VECTOR_STAGES deep."""
-    return replace(tile, rows_along_k=True, stages=VECTOR_STAGES, async_copy=True)
+def vector_tile(tile: MmaTile, gemm_k: int, warp_tiles: str = "auto") -> MmaTile:
+    """The 8-channel kernel's version of a tensor-core tile: stored along k, VECTOR_STAGES deep,
+    on the warps ``warp_tiles`` picks for a GEMM of depth ``gemm_k`` (launch_common:
+    choose_warp_tile)."""
+    return replace(choose_warp_tile(tile, gemm_k, warp_tiles), rows_along_k=True,
+                   stages=VECTOR_STAGES, async_copy=True)
 
 
 @functools.lru_cache(maxsize=1024)     # formatted at every launch otherwise: host time
@@ -123,8 +127,8 @@ def _instantiations(iterators, dtypes, tile_set):
 
 
 def _vector_instantiations(dtypes):
-    return [kernel_name("precomputed", CUDA_TYPES[dt], True, vector_tile(t))
-            for dt in dtypes for t in VECTOR_TILES]
+    return [kernel_name("precomputed", CUDA_TYPES[dt], True, vector_tile(t, 0, warps))
+            for dt in dtypes for t in VECTOR_TILES for warps in ("large", "small")]
 
 
 def _async_tiles(dt):
@@ -181,7 +185,8 @@ def splits(geom: ConvGeometry, tile, dtype, tensor_cores: bool, executor: str,
 
 
 def run(call: ConvCall, iterator: str = "auto", tile_widths: str = "auto",
-        math: str = "auto", split_k="auto", loads: str = "auto") -> None:
+        math: str = "auto", split_k="auto", loads: str = "auto",
+        warp_tiles: str = "auto") -> None:
     g = call.geom
     iterator = choose_iterator(g, iterator)
     tensor_cores = uses_tensor_cores(call.dtype, math)
@@ -191,7 +196,7 @@ def run(call: ConvCall, iterator: str = "auto", tile_widths: str = "auto",
     weight = call.krsc_weight() if call.nhwc else call.kcrs_weight()
     tile = pick_tile(g, call.dtype, call.executor, tile_widths, tensor_cores)
     if vector_kernel(call, iterator, tile, weight):
-        tile = vector_tile(tile)
+        tile = vector_tile(tile, g.gemm_k, warp_tiles)
     elif loads == "cp_async":
         tile = async_tile(tile)
     smem = tile.smem_bytes(call.dtype)  # dynamic; the tap table is static shared memory

@@ -249,6 +249,28 @@ def test_kernel_variants_are_opt_in_algorithms(tmp_path):
     assert by_variant["gpuconv:direct:v1"] == {"ok"}
 
 
+def test_warp_tile_variants_run_forward_and_gradients(tmp_path):
+    # implicit_gemm's 4- and 8-warp tensor-core tiles on the 8-channel kernels, forward and
+    # both gradients (their launchers take warp_tiles); split_k stays forward-only, loads
+    # reaches the data gradient's launcher only.
+    code = main(["--executor", "cpu", "--quick", "--no-progress", "--no-plots",
+                 "--suite", "resnet50_b1", "--layers", r"l1\.conv2", "--dtype", "float16",
+                 "--layout", "NHWC", "--direction", "forward,data_grad,weight_grad",
+                 "--algorithm", "implicit_gemm:large_warps,implicit_gemm:small_warps,"
+                 "implicit_gemm:split_k,implicit_gemm:registers", "--out", str(tmp_path)])
+    doc = json.loads((tmp_path / "results.json").read_text())
+    assert code == 0, doc["failures"]
+    status = {(case["direction"], e["name"]): e["status"] for case in doc["cases"]
+              for e in case["results"] if e["kind"] == "gpuconv"}
+    for direction in ("forward", "data_grad", "weight_grad"):
+        assert status[direction, "gpuconv:implicit_gemm:large_warps"] == "ok"
+        assert status[direction, "gpuconv:implicit_gemm:small_warps"] == "ok"
+    assert status["forward", "gpuconv:implicit_gemm:split_k"] == "ok"
+    assert status["data_grad", "gpuconv:implicit_gemm:split_k"] == "not-applicable"
+    assert status["data_grad", "gpuconv:implicit_gemm:registers"] == "ok"
+    assert status["weight_grad", "gpuconv:implicit_gemm:registers"] == "not-applicable"
+
+
 def test_an_unknown_variant_is_refused():
     with pytest.raises(SystemExit):
         main(["--executor", "cpu", "--algorithm", "implicit_gemm:optimized"])

@@ -121,11 +121,31 @@ VECTOR_CASES = [
 ]
 
 
+# K/groups x taps = 288 >= launch_common.LARGE_WARPS_MIN_K: "auto" runs the 4-warp tile.
+DEEP_VECTOR_CASE = Case("3x3, 32 filters", (2, 72, 11, 13), (32, 72, 3, 3), dict(padding=1))
+
+
+def test_vector_warp_tiles_by_depth(rng, names):
+    """"auto" puts the vector kernel's tile on 4 warps from LARGE_WARPS_MIN_K GEMM k on (the
+    largest phase's: K/groups x its taps), on 8 below."""
+    for case, warps in [(DEEP_VECTOR_CASE, "large"), (VECTOR_CASES[0], "small")]:
+        w = make_input(rng, case.w, np.float16)
+        dy = make_input(rng, output_shape(case, "NHWC"), np.float16)
+        with gpuconv.simulate():
+            got = launch_bwd_data.run("implicit_gemm", case.geometry(), w, dy, None, "NHWC",
+                                      "simulator")
+        assert names[-1].endswith(f"{launch_bwd_data.vector_tile(0, warps).template_args}>")
+        assert_close(got, *expected(case, w, dy, "NHWC"), np.float16, case.name)
+    with pytest.raises(ValueError, match="warp_tiles must be one of"):
+        launch_bwd_data.run("implicit_gemm", case.geometry(), w, dy, None, "NHWC", "simulator",
+                            warp_tiles=4)
+
+
 @pytest.mark.parametrize("case", VECTOR_CASES, ids=lambda c: c.name)
 def test_vector_copies(rng, monkeypatch, names, case):
-    """conv2d_dgrad_implicit_gemm_mma_vec against the reference and, bit for bit, against the
-    scalar tensor-core kernel (same k order, same mma steps); bias through conv_transpose2d's
-    epilogue path."""
+    """conv2d_dgrad_implicit_gemm_mma_vec, its block tile on 4 warps or 8, against the
+    reference and, bit for bit, against the scalar tensor-core kernel (same k order, same mma
+    steps); bias through conv_transpose2d's epilogue path."""
     geom = case.geometry()
     for dtype in [d for d in DTYPES if np.dtype(d).itemsize == 2]:
         w = make_input(rng, case.w, dtype)
@@ -135,12 +155,15 @@ def test_vector_copies(rng, monkeypatch, names, case):
         exact = exact + f64(bias)
         magnitude = magnitude + np.abs(f64(bias))
         results = []
-        for order in ORDERS:
+        for order, warp_tiles in zip(ORDERS * 2, ("large",) * 3 + ("small",) * 3):
             with gpuconv.simulate(order=order, seed=3):
                 results.append(launch_bwd_data.run("implicit_gemm", geom, w, dy, bias, "NHWC",
-                                                   "simulator"))
+                                                   "simulator", warp_tiles=warp_tiles))
+            tile = launch_bwd_data.vector_tile(0, warp_tiles)
             assert names[-1].startswith("conv2d_dgrad_implicit_gemm_mma_vec<")
-            assert_close(results[-1], exact, magnitude, dtype, f"{case} {dtype} {order}")
+            assert names[-1].endswith(f"{tile.template_args}>")
+            assert_close(results[-1], exact, magnitude, dtype,
+                         f"{case} {dtype} {order} {warp_tiles}")
         with monkeypatch.context() as scalar, gpuconv.simulate(order="forward"):
             scalar.setattr(launch_bwd_data, "vector_kernel", lambda call, tensor_cores: False)
             results.append(launch_bwd_data.run("implicit_gemm", geom, w, dy, bias, "NHWC",
@@ -333,15 +356,21 @@ def test_input_gradient_of_non_contiguous_arrays_on_gpu(rng):
 
 
 @pytest.mark.gpu
-@pytest.mark.parametrize("case", VECTOR_CASES, ids=lambda c: c.name)
-def test_vector_copies_on_gpu(rng, names, case):
-    """The cp.async data-gradient kernel on the hardware (checked against the simulator's model
-    of cp.async only before)."""
+@pytest.mark.parametrize("warp_tiles", ("auto", "large", "small"))
+@pytest.mark.parametrize("case", VECTOR_CASES + [DEEP_VECTOR_CASE], ids=lambda c: c.name)
+def test_vector_copies_on_gpu(rng, names, case, warp_tiles):
+    """The cp.async data-gradient kernel on the hardware, on 4 warps and on 8 (checked against
+    the simulator's model of cp.async and ldmatrix only before)."""
     import cupy
     dtype = np.dtype(np.float16)  # CuPy arrays carry no bfloat16 (torch tensors do)
     w = make_input(rng, case.w, dtype)
     dy = make_input(rng, output_shape(case, "NHWC"), dtype)
-    got = grad.conv2d_input(input_shape(case, "NHWC"), cupy.asarray(w), cupy.asarray(dy),
-                            algorithm="implicit_gemm", data_format="NHWC", **case.kwargs)
+    if warp_tiles == "auto":
+        got = grad.conv2d_input(input_shape(case, "NHWC"), cupy.asarray(w), cupy.asarray(dy),
+                                algorithm="implicit_gemm", data_format="NHWC", **case.kwargs)
+    else:
+        got = launch_bwd_data.run("implicit_gemm", case.geometry(), cupy.asarray(w),
+                                  cupy.asarray(dy), None, "NHWC", "cupy", warp_tiles=warp_tiles)
+        assert names[-1].endswith(f"{launch_bwd_data.vector_tile(0, warp_tiles).template_args}>")
     assert names[-1].startswith("conv2d_dgrad_implicit_gemm_mma_vec<")
     assert_close(cupy.asnumpy(got), *expected(case, w, dy, "NHWC"), dtype, f"{case} on GPU")

@@ -176,9 +176,9 @@ VECTOR_CASES = [
 
 @pytest.mark.parametrize("case", VECTOR_CASES, ids=lambda c: c.name)
 def test_vector_copies(rng, monkeypatch, names, case):
-    """conv2d_wgrad_implicit_gemm_mma_vec against the reference in both summation modes and, bit
-    for bit in the deterministic one, against the scalar tensor-core kernel (same pixel order,
-    same mma steps, same split partials)."""
+    """conv2d_wgrad_implicit_gemm_mma_vec, its block tile on 4 warps or 8, against the reference
+    in both summation modes and, bit for bit in the deterministic one, against the scalar
+    tensor-core kernel (same pixel order, same mma steps, same split partials)."""
     monkeypatch.setattr(launch_bwd_common, "MIN_PIXELS_PER_SPLIT", 32)
     geom = case.geometry()
     for dtype in [d for d in DTYPES if np.dtype(d).itemsize == 2]:
@@ -186,12 +186,15 @@ def test_vector_copies(rng, monkeypatch, names, case):
         dy = make_input(rng, output_shape(case, "NHWC"), dtype)
         exact, magnitude = expected(case, x, dy, "NHWC")
         results = []
-        for order in ORDERS:
+        for order, warp_tiles in zip(ORDERS * 2, ("large",) * 3 + ("small",) * 3):
             with gpuconv.simulate(order=order, seed=4):
                 results.append(launch_bwd_weight.run("implicit_gemm", geom, x, dy, "NHWC", True,
-                                                     "simulator"))
+                                                     "simulator", warp_tiles=warp_tiles))
+            tile = launch_bwd_weight.vector_tile(0, warp_tiles)
             assert names[-1].startswith("conv2d_wgrad_implicit_gemm_mma_vec<")
-            assert_close(results[-1], exact, magnitude, dtype, f"{case} {dtype} {order}")
+            assert names[-1].endswith(f"{tile.template_args}>")
+            assert_close(results[-1], exact, magnitude, dtype,
+                         f"{case} {dtype} {order} {warp_tiles}")
         with monkeypatch.context() as scalar, gpuconv.simulate(order="forward"):
             scalar.setattr(launch_bwd_weight, "vector_kernel", lambda call, tensor_cores: False)
             results.append(launch_bwd_weight.run("implicit_gemm", geom, x, dy, "NHWC", True,
@@ -474,18 +477,38 @@ def test_forced_pointwise_weight_gradient_of_a_1x1_filter(rng):
         np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-5)
 
 
+def test_vector_warp_tiles_by_depth(rng, names):
+    """"auto" puts the vector kernel's tile on 4 warps from LARGE_WARPS_MIN_K pixels per split
+    on, on 8 below; another warp_tiles is a ValueError."""
+    deep = Case("3x3, 400 pixels", (1, 8, 20, 20), (8, 8, 3, 3), dict(padding=1))
+    for case, warps in [(deep, "large"), (VECTOR_CASES[1], "small")]:
+        x = x_in_layout(rng, case, np.float16, "NHWC")
+        dy = make_input(rng, output_shape(case, "NHWC"), np.float16)
+        with gpuconv.simulate():
+            got = launch_bwd_weight.run("implicit_gemm", case.geometry(), x, dy, "NHWC", True,
+                                        "simulator")
+        assert names[-1].endswith(f"{launch_bwd_weight.vector_tile(0, warps).template_args}>")
+        assert_close(got, *expected(case, x, dy, "NHWC"), np.float16, case.name)
+    with pytest.raises(ValueError, match="warp_tiles must be one of"):
+        launch_bwd_weight.run("implicit_gemm", case.geometry(), x, dy, "NHWC", True, "simulator",
+                              warp_tiles="huge")
+
+
 @pytest.mark.gpu
+@pytest.mark.parametrize("warp_tiles", ("large", "small"))
 @pytest.mark.parametrize("deterministic", (False, True))
 @pytest.mark.parametrize("case", VECTOR_CASES, ids=lambda c: c.name)
-def test_vector_copies_on_gpu(rng, monkeypatch, names, case, deterministic):
-    """The cp.async weight-gradient kernel on the hardware, over several splits (checked against
-    the simulator's model of cp.async only before)."""
+def test_vector_copies_on_gpu(rng, monkeypatch, names, case, deterministic, warp_tiles):
+    """The cp.async weight-gradient kernel on the hardware, on 4 warps and on 8, over several
+    splits (checked against the simulator's model of cp.async and ldmatrix only before)."""
     import cupy
     monkeypatch.setattr(launch_bwd_common, "MIN_PIXELS_PER_SPLIT", 32)
     dtype = np.dtype(np.float16)  # CuPy arrays carry no bfloat16 (torch tensors do)
     x = x_in_layout(rng, case, dtype, "NHWC")
     dy = make_input(rng, output_shape(case, "NHWC"), dtype)
-    got = grad.conv2d_weight(cupy.asarray(x), case.w, cupy.asarray(dy), algorithm="implicit_gemm",
-                             data_format="NHWC", deterministic=deterministic, **case.kwargs)
+    got = launch_bwd_weight.run("implicit_gemm", case.geometry(), cupy.asarray(x),
+                                cupy.asarray(dy), "NHWC", deterministic, "cupy",
+                                warp_tiles=warp_tiles)
     assert names[-1].startswith("conv2d_wgrad_implicit_gemm_mma_vec<")
+    assert names[-1].endswith(f"{launch_bwd_weight.vector_tile(0, warp_tiles).template_args}>")
     assert_close(cupy.asnumpy(got), *expected(case, x, dy, "NHWC"), dtype, f"{case} on GPU")

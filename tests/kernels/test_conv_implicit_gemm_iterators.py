@@ -111,14 +111,14 @@ def make_inputs(case: Case, dtype, data_format: str, kind: str, rng, *, bias=Fal
 
 
 def run_kernel(case: Case, x, w, b=None, r=None, *, iterator, data_format, order="forward",
-               activation=None, math="auto"):
+               activation=None, math="auto", warp_tiles="auto"):
     g = case.geom
     shape = (g.N, g.P, g.Q, g.K) if data_format == "NHWC" else g.output_shape
     out = np.full(shape, np.nan, dtype=x.dtype)
     with gpuconv.simulate(order=order, seed=11):
         y = launch.conv2d(g, x, w, b, residual=r, activation=activation, algorithm="implicit_gemm",
                           data_format=data_format, out=out, executor="simulator",
-                          iterator=iterator, math=math)
+                          iterator=iterator, math=math, warp_tiles=warp_tiles)
     assert y is out
     return y
 
@@ -136,15 +136,16 @@ def assert_close(actual, expected, dtype, exact=False):
     np.testing.assert_allclose(a, e, rtol=0, atol=tol)
 
 
-def check_both(case, dtype, data_format, order, rng, *, kind="random", math="auto", **epilogue):
+def check_both(case, dtype, data_format, order, rng, *, kind="random", math="auto",
+               warp_tiles="auto", **epilogue):
     """precomputed == reference (within tolerance, exactly for structured inputs) and
     precomputed == analytic bit for bit. ``math``: the launcher option (16-bit dtypes run on
-    the tensor cores unless "cuda_cores")."""
+    the tensor cores unless "cuda_cores"); ``warp_tiles``: the precomputed run's."""
     x, w, b, r = make_inputs(case, dtype, data_format, kind, rng,
                              bias=epilogue.pop("bias", False), residual=epilogue.pop("residual", False))
     expected = reference(case, x, w, b, r, data_format=data_format, **epilogue)
     fast = run_kernel(case, x, w, b, r, iterator="precomputed", data_format=data_format,
-                      order=order, math=math, **epilogue)
+                      order=order, math=math, warp_tiles=warp_tiles, **epilogue)
     assert_close(fast, expected, dtype, exact=kind != "random" and np.dtype(dtype).name != "bfloat16"
                  and epilogue.get("activation") in (None, "relu"))
     readable = run_kernel(case, x, w, b, r, iterator="analytic", data_format=data_format,
@@ -215,20 +216,42 @@ VECTOR_CASE = Case("vector_loads", (2, 32, 9, 10), (150, 16, 3, 3),
                    dict(padding=2, dilation=2, groups=2))
 
 
+@pytest.mark.parametrize("warp_tiles", ("large", "small"))
 @pytest.mark.parametrize("tile", launch_implicit_gemm.VECTOR_TILES,
                          ids=lambda t: t.template_args.replace(" ", ""))
-def test_vector_loads(tile, monkeypatch, launched, rng):
-    """The 8-channel kernel against the reference and, bit for bit, against the analytic
-    tensor-core kernel (same k order, same mma steps)."""
+def test_vector_loads(tile, warp_tiles, monkeypatch, launched, rng):
+    """The 8-channel kernel, its block tile on 4 warps or 8, against the reference and, bit
+    for bit, against the analytic tensor-core kernel (same k order, same mma steps)."""
     monkeypatch.setattr(launch_implicit_gemm, "pick_tile", lambda *args: tile)
     g = VECTOR_CASE.geom
     assert g.gemm_m > tile.block_m and g.K_per_group % tile.block_n
+    vector_tile = launch_implicit_gemm.vector_tile(tile, g.gemm_k, warp_tiles)
+    assert vector_tile.threads == (128 if warp_tiles == "large" else 256)
     for dtype, order in zip([np.dtype(np.float16)] + BFLOAT16, ("random", "reverse")):
         check_both(VECTOR_CASE, dtype, "NHWC", order, rng, bias=True, residual=True,
-                   activation="relu")
+                   activation="relu", warp_tiles=warp_tiles)
         precomputed = [n for n in launched if "precomputed" in n][-1]
         assert precomputed.startswith(launch_implicit_gemm.VECTOR_KERNEL + "<")
-        assert precomputed.endswith(f"{launch_implicit_gemm.vector_tile(tile).template_args}>")
+        assert precomputed.endswith(f"{vector_tile.template_args}>")
+
+
+def test_warp_tiles_by_depth(launched, rng):
+    """"auto" runs the 8-channel kernel's block on 4 warps from LARGE_WARPS_MIN_K GEMM k on,
+    on 8 below; a forced choice holds whatever the depth; another value is a ValueError."""
+    deep = Case("deep", (1, 32, 6, 7), (16, 32, 3, 3), dict(padding=1))       # k = 288
+    shallow = Case("shallow", (1, 24, 6, 7), (16, 24, 3, 3), dict(padding=1))  # k = 216
+    assert deep.geom.gemm_k >= launch_common.LARGE_WARPS_MIN_K > shallow.geom.gemm_k
+    # Both take the 64 x 64 tile (too few blocks for a wider one): 4 warps of 32 x 32, 8 of 32 x 16.
+    for case, warp_tiles, warps in [(deep, "auto", (32, 32)), (shallow, "auto", (32, 16)),
+                                    (shallow, "large", (32, 32)), (deep, "small", (32, 16))]:
+        x, w, _, _ = make_inputs(case, np.float16, "NHWC", "random", rng)
+        y = run_kernel(case, x, w, iterator="precomputed", data_format="NHWC",
+                       warp_tiles=warp_tiles)
+        assert launched[-1].startswith(launch_implicit_gemm.VECTOR_KERNEL + "<")
+        assert launched[-1].endswith(f"64, 64, 32, {warps[0]}, {warps[1]}, 4>"), launched[-1]
+        assert_close(y, reference(case, x, w, data_format="NHWC"), np.float16)
+    with pytest.raises(ValueError, match="warp_tiles must be one of"):
+        run_kernel(deep, x, w, iterator="precomputed", data_format="NHWC", warp_tiles="medium")
 
 
 def test_vector_loads_need_aligned_channels(launched, rng):
@@ -248,16 +271,26 @@ def test_vector_loads_need_aligned_channels(launched, rng):
 
 
 @pytest.mark.gpu
-def test_vector_loads_on_gpu(launched, rng):
-    """The cp.async kernel on the hardware (its waits and barriers were checked against the
-    simulator's model of cp.async only)."""
+@pytest.mark.parametrize("warp_tiles", ("large", "small"))
+@pytest.mark.parametrize("tile", launch_implicit_gemm.VECTOR_TILES,
+                         ids=lambda t: t.template_args.replace(" ", ""))
+def test_vector_loads_on_gpu(tile, warp_tiles, monkeypatch, launched, rng):
+    """The cp.async kernel on the hardware, every block tile on 4 warps and on 8 (its waits,
+    barriers and fragments were checked against the simulator's model of cp.async and
+    ldmatrix only)."""
     import cupy
+    monkeypatch.setattr(launch_implicit_gemm, "pick_tile", lambda *args: tile)
     dtype = np.dtype(np.float16)  # CuPy arrays carry no bfloat16 (torch tensors do)
-    x, w, b, _ = make_inputs(VECTOR_CASE, dtype, "NHWC", "random", rng, bias=True)
-    y = gpuconv.conv2d(cupy.asarray(x), cupy.asarray(w), cupy.asarray(b), **VECTOR_CASE.kwargs,
-                       algorithm="implicit_gemm", data_format="NHWC")
-    assert launched[-1].startswith(launch_implicit_gemm.VECTOR_KERNEL + "<")
-    assert_close(cupy.asnumpy(y), reference(VECTOR_CASE, x, w, b, data_format="NHWC"), dtype)
+    x, w, b, r = make_inputs(VECTOR_CASE, dtype, "NHWC", "random", rng, bias=True,
+                             residual=True)
+    y = launch.conv2d(VECTOR_CASE.geom, *(cupy.asarray(a) for a in (x, w, b)),
+                      residual=cupy.asarray(r), activation="relu", algorithm="implicit_gemm",
+                      data_format="NHWC", executor="cupy", warp_tiles=warp_tiles)
+    vector_tile = launch_implicit_gemm.vector_tile(tile, 0, warp_tiles)
+    assert launched[-1] == launch_implicit_gemm.kernel_name("precomputed", "__half", True,
+                                                            vector_tile)
+    expected = reference(VECTOR_CASE, x, w, b, r, data_format="NHWC", activation="relu")
+    assert_close(cupy.asnumpy(y), expected, dtype)
 
 
 def test_math_option(launched, rng):
