@@ -116,6 +116,46 @@ using MnLoaderFor = typename Select<
     Tile::ASYNC_COPY, MnElementAsyncLoader<A, Source, BLOCK_MN, Tile::BLOCK_K, Tile::THREADS>,
     MnContiguousLoader<A, Source, BLOCK_MN, Tile::BLOCK_K, Tile::THREADS>>::type;
 
+// async_gemm_mainloop's loop for a tensor-core Mma, in CUTLASS's MmaMultistage order: the
+// fragments of each k16 step are loaded from shared memory one step ahead, in registers
+// (two sets, alternating), and the k-tile's barrier comes before its last step is
+// multiplied, so that the next k-tile's first fragments load right after the barrier while
+// that step's mma run. A warp then has mma to issue while its ldmatrix reads are in flight,
+// also across the barrier, where the loop above leaves every warp waiting for its first
+// fragments of each k-tile. Same sums in the same order (same bits). copy_next as above: at
+// the top of k-tile t it copies k-tile t + STAGES - 1 into k-tile t - 1's stage, which every
+// warp finished reading before the barrier of k-tile t - 1 (its last step was in registers).
+template <class T, class Tile, class Mma, class CopyNext>
+__device__ __forceinline__ void stepped_mainloop(Mma& mma, KTileRange tiles, const T* smem_a,
+                                                 const T* smem_b, CopyNext& copy_next) {
+  constexpr int STAGES = Tile::STAGES;
+  constexpr int STEPS = Mma::K_STEPS;
+  static_assert(STEPS % 2 == 0, "the two fragment sets alternate by step within a k-tile");
+  typename Mma::Fragments fragments[2];
+  int read = 0;                  // the stage k-tile t is in
+  cp_async_wait<STAGES - 2>();   // this thread's copies of the first k-tile have landed
+  __syncthreads();               // everyone's have
+  if (tiles.begin < tiles.end) mma.load_step(fragments[0], smem_a, smem_b, 0);
+  for (int t = tiles.begin; t < tiles.end; ++t) {
+    copy_next();
+#pragma unroll
+    for (int k16 = 0; k16 < STEPS; ++k16) {
+      if (k16 + 1 < STEPS) {
+        mma.load_step(fragments[(k16 + 1) % 2], smem_a + read * Tile::STAGE_A,
+                      smem_b + read * Tile::STAGE_B, k16 + 1);
+      } else {
+        cp_async_wait<STAGES - 2>();  // this thread's copies of k-tile t + 1 have landed
+        __syncthreads();              // everyone's have; everyone has read k-tile t
+        read = read + 1 == STAGES ? 0 : read + 1;
+        if (t + 1 < tiles.end)
+          mma.load_step(fragments[0], smem_a + read * Tile::STAGE_A,
+                        smem_b + read * Tile::STAGE_B, 0);
+      }
+      mma.multiply_step(fragments[k16 % 2]);
+    }
+  }
+}
+
 // The main loop for loaders that copy asynchronously (mma_gemm.cuh's KVectorLoader and
 // MnVectorLoader, the element loaders above) into
 // Tile::STAGES stages: acc += A(BLOCK_M x k) * B(k x BLOCK_N) over the k-tiles of `tiles`, as
@@ -125,7 +165,9 @@ using MnLoaderFor = typename Select<
 // multiplied (the barrier also says every warp is done with it), then multiplies. Every iteration commits a
 // group, empty past the last k-tile, so that the wait count stays STAGES - 2. The loaders see
 // load(k0) for the k0 of tiles.begin, tiles.begin + 1, ... once each, in order
-// (conv_tap_table.cuh's cursors rely on it). smem: Tile::SMEM_ELEMENTS elements of T.
+// (conv_tap_table.cuh's cursors rely on it). smem: Tile::SMEM_ELEMENTS elements of T. A
+// tensor-core Mma (Mma::STEPPED) runs the same waits, copies and sums in stepped_mainloop's
+// order instead.
 template <class T, class Tile, class Mma, class LoaderA, class SourceA, class LoaderB, class SourceB>
 __device__ __forceinline__ void async_gemm_mainloop(Mma& mma, LoaderA& loader_a, const SourceA& src_a,
                                                     LoaderB& loader_b, const SourceB& src_b,
@@ -152,14 +194,17 @@ __device__ __forceinline__ void async_gemm_mainloop(Mma& mma, LoaderA& loader_a,
 #pragma unroll
   for (int s = 0; s < STAGES - 1; ++s) copy_next();
 
-  // main loop
-  int read = 0;  // the stage k-tile t is in
-  for (int t = tiles.begin; t < tiles.end; ++t) {
-    cp_async_wait<STAGES - 2>();  // this thread's copies of k-tile t have landed
-    __syncthreads();              // everyone's have; everyone is done with k-tile t - 1
-    copy_next();                  // k-tile t + STAGES - 1, into k-tile t - 1's stage
-    mma.compute(smem_a + read * Tile::STAGE_A, smem_b + read * Tile::STAGE_B);
-    read = read + 1 == STAGES ? 0 : read + 1;
+  if constexpr (Mma::STEPPED) {
+    stepped_mainloop<T, Tile>(mma, tiles, smem_a, smem_b, copy_next);
+  } else {
+    int read = 0;  // the stage k-tile t is in
+    for (int t = tiles.begin; t < tiles.end; ++t) {
+      cp_async_wait<STAGES - 2>();  // this thread's copies of k-tile t have landed
+      __syncthreads();              // everyone's have; everyone is done with k-tile t - 1
+      copy_next();                  // k-tile t + STAGES - 1, into k-tile t - 1's stage
+      mma.compute(smem_a + read * Tile::STAGE_A, smem_b + read * Tile::STAGE_B);
+      read = read + 1 == STAGES ? 0 : read + 1;
+    }
   }
   cp_async_wait<0>();  // only empty groups remain; the epilogue reuses the shared memory
 }

@@ -251,9 +251,40 @@ struct TensorCoreMma {
         for (int c = 0; c < 4; ++c) acc[i][j][c] = 0.0f;
   }
 
+  // The A and B fragments of one k16 step of the warp's tile.
+  struct Fragments {
+    unsigned a[FRAGMENTS_M][4];
+    unsigned b[FRAGMENTS_N][2];
+  };
+  static constexpr int K_STEPS = Tile::BLOCK_K / 16;
+  // async_gemm_mainloop loads a step's fragments while the previous step multiplies
+  // (stepped_mainloop: load_step / multiply_step) where the registers allow two fragment sets
+  // beside the accumulators under GC_MMA_ASYNC_LAUNCH_BOUNDS's 2 blocks per SM, with
+  // STEP_SPARE_REGISTERS for the loaders and addresses (offline, sm_80 / sm_90: 40-49 more
+  // than accumulators and fragments; the 128 x 128 tile's 8 warps of 64 x 32 would need 160
+  // of 128 and spilled 128-160 bytes). SimtMma has no fragments.
+  static constexpr int ACCUMULATOR_REGISTERS = FRAGMENTS_M * FRAGMENTS_N * 4;
+  static constexpr int FRAGMENT_REGISTERS = FRAGMENTS_M * 4 + FRAGMENTS_N * 2;
+  static constexpr int STEP_SPARE_REGISTERS = 48;
+  static constexpr int REGISTER_CAP =
+      65536 / (2 * Tile::THREADS) < 255 ? 65536 / (2 * Tile::THREADS) : 255;
+  static constexpr bool STEPPED = ACCUMULATOR_REGISTERS + 2 * FRAGMENT_REGISTERS +
+                                  STEP_SPARE_REGISTERS <= REGISTER_CAP;
+
   // acc += A_tile(BLOCK_M x BLOCK_K) * B_tile(BLOCK_K x BLOCK_N), both k-major in shared memory
   // (MmaTile) or both stored along k (MmaTileK).
   __device__ __forceinline__ void compute(const T* smem_a, const T* smem_b) {
+#pragma unroll
+    for (int k16 = 0; k16 < K_STEPS; ++k16) {
+      Fragments f;
+      load_step(f, smem_a, smem_b, k16);
+      multiply_step(f);
+    }
+  }
+
+  // The fragments of k16 step `k16` of the stage at smem_a / smem_b.
+  __device__ __forceinline__ void load_step(Fragments& f, const T* smem_a, const T* smem_b,
+                                            int k16) const {
     // ldmatrix.x4 row addresses: lane l names row l % 8 of matrix l / 8. For A the matrices are
     // (m 0-7, k 0-7), (m 8-15, k 0-7), (m 0-7, k 8-15), (m 8-15, k 8-15) = a[0..3]; for B,
     // (k 0-7, n 0-7), (k 8-15, n 0-7), (k 0-7, n 8-15), (k 8-15, n 8-15) = b[0..1] of two n8
@@ -269,28 +300,27 @@ struct TensorCoreMma {
                                          : smem_a + (a_k + row) * Tile::LDA + m;
     const T* b_base = Tile::ROWS_ALONG_K ? smem_b + (n + row) * Tile::LDB
                                          : smem_b + (b_k + row) * Tile::LDB + n;
+    const T* a_k16 = a_base + k16_offset(row, a_k, k16, Tile::LDA);
+    const T* b_k16 = b_base + k16_offset(row, b_k, k16, Tile::LDB);
 #pragma unroll
-    for (int k16 = 0; k16 < Tile::BLOCK_K / 16; ++k16) {
-      unsigned a[FRAGMENTS_M][4];
-      unsigned b[FRAGMENTS_N][2];
-      const T* a_k16 = a_base + k16_offset(row, a_k, k16, Tile::LDA);
-      const T* b_k16 = b_base + k16_offset(row, b_k, k16, Tile::LDB);
+    for (int i = 0; i < FRAGMENTS_M; ++i) load(f.a[i], a_k16 + i * A_STEP);
 #pragma unroll
-      for (int i = 0; i < FRAGMENTS_M; ++i) load(a[i], a_k16 + i * A_STEP);
-#pragma unroll
-      for (int j = 0; j < FRAGMENTS_N; j += 2) {
-        unsigned pair[4];
-        load(pair, b_k16 + (j / 2) * B_STEP);
-        b[j][0] = pair[0];
-        b[j][1] = pair[1];
-        b[j + 1][0] = pair[2];
-        b[j + 1][1] = pair[3];
-      }
-#pragma unroll
-      for (int i = 0; i < FRAGMENTS_M; ++i)
-#pragma unroll
-        for (int j = 0; j < FRAGMENTS_N; ++j) mma_m16n8k16<T>(acc[i][j], a[i], b[j]);
+    for (int j = 0; j < FRAGMENTS_N; j += 2) {
+      unsigned pair[4];
+      load(pair, b_k16 + (j / 2) * B_STEP);
+      f.b[j][0] = pair[0];
+      f.b[j][1] = pair[1];
+      f.b[j + 1][0] = pair[2];
+      f.b[j + 1][1] = pair[3];
     }
+  }
+
+  // acc += the step whose fragments `f` holds.
+  __device__ __forceinline__ void multiply_step(const Fragments& f) {
+#pragma unroll
+    for (int i = 0; i < FRAGMENTS_M; ++i)
+#pragma unroll
+      for (int j = 0; j < FRAGMENTS_N; ++j) mma_m16n8k16<T>(acc[i][j], f.a[i], f.b[j]);
   }
 
   // Block-tile column of acc[i][j][c] (its row: warp_m * WARP_M + i * 16 + lane / 4 + (c / 2) * 8).

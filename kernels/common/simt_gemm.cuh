@@ -130,6 +130,8 @@ struct SimtMma {
   static constexpr int SEGMENT_STRIDE_N = Tile::BLOCK_N / SEGMENTS_N;
 
   static constexpr int PASSES = SEGMENTS_M * SEGMENTS_N;
+  // compute() only (mma_gemm.cuh's TensorCoreMma also multiplies k16 step by step).
+  static constexpr bool STEPPED = false;
 
   A acc[Tile::THREAD_M][Tile::THREAD_N];
   int tid, tm, tn;
