@@ -65,7 +65,6 @@ def _names(template: str, layouts=True, tile: bool = False) -> list[str]:
     return names
 
 
-
 def vector_tile(gemm_k: int, warp_tiles: str = "auto") -> MmaTile:
     """The tensor-core tile stored along k, copied 8 channels at a time through cp.async
     stages, on the warps launch_common.choose_warp_tile picks for a GEMM of depth ``gemm_k``."""

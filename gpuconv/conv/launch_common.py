@@ -132,6 +132,8 @@ def choose_warp_tile(tile: MmaTile, gemm_k: int, warp_tiles: str = "auto") -> Mm
         return tile
     warp_m, warp_n = LARGE_WARP_TILES[tile.block_m, tile.block_n]
     return dataclasses.replace(tile, warp_m=warp_m, warp_n=warp_n)
+
+
 # The CUDA-core tiles filled by cp.async, one element per copy (kernels/common/async_gemm.cuh):
 # 4 shared-memory stages, 3 k-tiles of 8 in flight (CUTLASS's Ampere SIMT sgemm keeps 4-5), for
 # float32 and float64 (a copy does not convert the 16-bit types to the float tiles). loads= of

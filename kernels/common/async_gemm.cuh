@@ -121,10 +121,11 @@ using MnLoaderFor = typename Select<
 // (two sets, alternating), and the k-tile's barrier comes before its last step is
 // multiplied, so that the next k-tile's first fragments load right after the barrier while
 // that step's mma run. A warp then has mma to issue while its ldmatrix reads are in flight,
-// also across the barrier, where the loop above leaves every warp waiting for its first
-// fragments of each k-tile. Same sums in the same order (same bits). copy_next as above: at
-// the top of k-tile t it copies k-tile t + STAGES - 1 into k-tile t - 1's stage, which every
-// warp finished reading before the barrier of k-tile t - 1 (its last step was in registers).
+// also across the barrier, where async_gemm_mainloop's plain loop (below) leaves every warp
+// waiting for its first fragments of each k-tile. Same sums in the same order (same bits).
+// copy_next is async_gemm_mainloop's: at the top of k-tile t it copies k-tile t + STAGES - 1
+// into k-tile t - 1's stage, which every warp finished reading before the barrier of k-tile
+// t - 1 (its last step was in registers).
 template <class T, class Tile, class Mma, class CopyNext>
 __device__ __forceinline__ void stepped_mainloop(Mma& mma, KTileRange tiles, const T* smem_a,
                                                  const T* smem_b, CopyNext& copy_next) {

@@ -229,7 +229,9 @@ struct MnVectorLoader {
 // fits in 127 / 128 registers without spilling (139 / 146 with a minimum of 1), so two blocks
 // (16 warps) share an H100 SM; the other tiles (70-96 registers) are unchanged.
 #define GC_MMA_ASYNC_LAUNCH_BOUNDS(BLOCK_M, BLOCK_N, BLOCK_K, WARP_M, WARP_N)                \
-  __launch_bounds__(gc::MmaTile<BLOCK_M, BLOCK_N, BLOCK_K, WARP_M, WARP_N>::THREADS, 2)
+  __launch_bounds__(gc::MmaTile<BLOCK_M, BLOCK_N, BLOCK_K, WARP_M, WARP_N>::THREADS,           \
+                    gc::MMA_ASYNC_MIN_BLOCKS)
+constexpr int MMA_ASYNC_MIN_BLOCKS = 2;
 
 template <class T, class Tile, bool LANES_ALONG_M>
 struct TensorCoreMma {
@@ -259,7 +261,7 @@ struct TensorCoreMma {
   static constexpr int K_STEPS = Tile::BLOCK_K / 16;
   // async_gemm_mainloop loads a step's fragments while the previous step multiplies
   // (stepped_mainloop: load_step / multiply_step) where the registers allow two fragment sets
-  // beside the accumulators under GC_MMA_ASYNC_LAUNCH_BOUNDS's 2 blocks per SM, with
+  // beside the accumulators under GC_MMA_ASYNC_LAUNCH_BOUNDS's blocks per SM, with
   // STEP_SPARE_REGISTERS for the loaders and addresses (offline, sm_80 / sm_90: 40-49 more
   // than accumulators and fragments; the 128 x 128 tile's 8 warps of 64 x 32 would need 160
   // of 128 and spilled 128-160 bytes). SimtMma has no fragments.
@@ -267,7 +269,8 @@ struct TensorCoreMma {
   static constexpr int FRAGMENT_REGISTERS = FRAGMENTS_M * 4 + FRAGMENTS_N * 2;
   static constexpr int STEP_SPARE_REGISTERS = 48;
   static constexpr int REGISTER_CAP =
-      65536 / (2 * Tile::THREADS) < 255 ? 65536 / (2 * Tile::THREADS) : 255;
+      65536 / (MMA_ASYNC_MIN_BLOCKS * Tile::THREADS) < 255
+          ? 65536 / (MMA_ASYNC_MIN_BLOCKS * Tile::THREADS) : 255;
   static constexpr bool STEPPED = ACCUMULATOR_REGISTERS + 2 * FRAGMENT_REGISTERS +
                                   STEP_SPARE_REGISTERS <= REGISTER_CAP;
 
