@@ -15,7 +15,7 @@ excluded; the NHWC weight transpose included, as in every call). Every tile's ou
 against the picker's own. Prints, per layer: M (= N*P*Q), K, the picker's tile and time, each
 tile's time and TFLOP/s, and the best. float16/bfloat16 in NHWC (the 8-channel tensor-core
 kernel): each tile twice, its block on 4 warps and on 8 (launcher option warp_tiles,
-launch_common.choose_warp_tile). Needs CuPy and a CUDA GPU.
+launch_common.vector_tile). Needs CuPy and a CUDA GPU.
 """
 from __future__ import annotations
 
@@ -34,10 +34,11 @@ def _layers(suite: str):
                    layer["pad"])
 
 
-def _label(tile, warp_tiles: str | None = None) -> str:
-    """A tile's column: its block, and with ``warp_tiles`` its warps (4 large, 8 small)."""
+def _label(tile, warp_tiles: str = "auto") -> str:
+    """A tile's column: its block, and with a forced ``warp_tiles`` its warps (4 large, 8
+    small)."""
     block = f"{tile.block_m}x{tile.block_n}"
-    return block if warp_tiles is None else f"{block}/{4 if warp_tiles == 'large' else 8}w"
+    return block if warp_tiles == "auto" else f"{block}/{4 if warp_tiles == 'large' else 8}w"
 
 
 def _header(columns: str, labels) -> str:
@@ -76,7 +77,7 @@ def main(argv=None) -> int:
     rng = cp.random.default_rng(0)
     nhwc = args.layout == "NHWC"
     # The 8-channel tensor-core kernel (NHWC) runs each block on 4 warps or 8: both timed.
-    warps = ("large", "small") if tensor_cores and nhwc else (None,)
+    warps = ("large", "small") if tensor_cores and nhwc else ("auto",)
     candidates = [(tile, w) for tile in tiles for w in warps]
     labels = [_label(tile, w) for tile, w in candidates]
     print(_header(f"{'M':>7s} {'K':>5s} {'picked':>12s} {'us':>7s}", labels))
@@ -89,8 +90,7 @@ def main(argv=None) -> int:
 
         def call(warp_tiles="auto"):
             return launch.conv2d(geom, x, wt, algorithm="implicit_gemm", data_format=args.layout,
-                                 executor="cupy", loads=args.loads,
-                                 warp_tiles=warp_tiles or "auto")
+                                 executor="cupy", loads=args.loads, warp_tiles=warp_tiles)
         expected = gpuconv.conv2d(x, wt, stride=stride, padding=pad, algorithm="implicit_gemm",
                                   data_format=args.layout)
         picked = picker(geom, x.dtype, "cupy", "auto", tensor_cores)

@@ -83,7 +83,7 @@ def conv2d(geom: ConvGeometry, x, weight, bias=None, *, residual=None, activatio
     pointwise (split_k.py); ``loads`` ("auto" | "registers" | "cp_async") to how the CUDA-core
     tiles of implicit_gemm and pointwise are filled (launch_common.LOADS); ``warp_tiles``
     ("auto" | "large" | "small") to the warps of implicit_gemm's 8-channel tensor-core tiles
-    (launch_common.choose_warp_tile).
+    (launch_common.vector_tile).
     """
     executor = as_choice("executor", executor, EXECUTORS)
     gemm = as_choice("gemm", gemm, launch_im2col_gemm.GEMMS)

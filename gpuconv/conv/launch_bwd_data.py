@@ -25,7 +25,6 @@ Every dx element is written exactly once by one thread: all of them are determin
 from __future__ import annotations
 
 import functools
-from dataclasses import replace
 
 from .._args import as_choice
 from .._kernels import CUDA_TYPES, cuda_type, register
@@ -39,8 +38,9 @@ from . import launch_depthwise, launch_winograd
 from .split_k import SplitK, gemm_splits
 from .geometry import data_gradient_geometry
 from .launch_common import (ASYNC_DTYPES, LOADS, TENSOR_CORE_DTYPES, VECTOR_CHANNELS,
-                            VECTOR_STAGES, WARP_TILES, ConvCall, async_tile, choose_loads,
-                            choose_warp_tile, decoder_args, is_aligned, uses_tensor_cores)
+                            WARP_TILES, ConvCall, async_tile, choose_loads, decoder_args,
+                            is_aligned, uses_tensor_cores)
+from .launch_common import vector_tile as common_vector_tile
 
 TILE = GemmTile(block_m=128, block_n=64, block_k=8, thread_m=8, thread_n=4)
 # The implicit GEMM's tensor-core tile (16-bit dtypes): the same 128 x 64 block, 8 warps of 32 x 32.
@@ -67,9 +67,8 @@ def _names(template: str, layouts=True, tile: bool = False) -> list[str]:
 
 def vector_tile(gemm_k: int, warp_tiles: str = "auto") -> MmaTile:
     """The tensor-core tile stored along k, copied 8 channels at a time through cp.async
-    stages, on the warps launch_common.choose_warp_tile picks for a GEMM of depth ``gemm_k``."""
-    return replace(choose_warp_tile(MMA_TILE, gemm_k, warp_tiles), rows_along_k=True,
-                   stages=VECTOR_STAGES, async_copy=True)
+    stages, on the warps launch_common.vector_tile picks for a GEMM of depth ``gemm_k``."""
+    return common_vector_tile(MMA_TILE, gemm_k, warp_tiles)
 
 
 _IMPLICIT_NAMES = _names("conv2d_dgrad_implicit_gemm", tile=True) + [

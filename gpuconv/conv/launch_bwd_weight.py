@@ -24,8 +24,6 @@ bias kernels never use atomics.
 """
 from __future__ import annotations
 
-from dataclasses import replace
-
 from .._args import as_choice
 from .._kernels import CUDA_TYPES, cuda_type, register
 from .gemm_tile import GemmTile, MmaTile
@@ -34,9 +32,9 @@ from .launch_bwd_common import (GRID_YZ_LIMIT, MAX_SPLITS, SplitSums, acc_dtype,
                                 batch_chunks, bool_name, ceil_div, check_weight_size,
                                 choose_splits, contiguous, i32, launch, output, pixels_per_split,
                                 shape_args, type_names)
-from .launch_common import (SMEM_LIMIT, TENSOR_CORE_DTYPES, VECTOR_CHANNELS, VECTOR_STAGES,
-                            WARP_TILES, choose_warp_tile, is_aligned, multiprocessor_count,
-                            uses_tensor_cores)
+from .launch_common import (SMEM_LIMIT, TENSOR_CORE_DTYPES, VECTOR_CHANNELS, WARP_TILES,
+                            is_aligned, multiprocessor_count, uses_tensor_cores)
+from .launch_common import vector_tile as common_vector_tile
 from .launch_depthwise import WINDOW_RUN
 
 TILE = GemmTile(block_m=64, block_n=128, block_k=8, thread_m=4, thread_n=8)
@@ -48,10 +46,9 @@ MMA_TILE = MmaTile(block_m=64, block_n=128, block_k=32, warp_m=32, warp_n=32)
 
 
 def vector_tile(gemm_k: int, warp_tiles: str = "auto") -> MmaTile:
-    """The tensor-core tile filled 8 filters / channels per cp.async, on the warps
-    launch_common.choose_warp_tile picks for a GEMM of depth ``gemm_k`` (pixels per split)."""
-    return replace(choose_warp_tile(MMA_TILE, gemm_k, warp_tiles), stages=VECTOR_STAGES,
-                   async_copy=True)
+    """The tensor-core tile filled 8 filters / channels per cp.async (k-major stages), on the
+    warps launch_common.vector_tile picks for a GEMM of depth ``gemm_k`` (pixels per split)."""
+    return common_vector_tile(MMA_TILE, gemm_k, warp_tiles, rows_along_k=False)
 
 
 DIRECT_THREADS = 256      # WGRAD_DIRECT_THREADS in wgrad_direct.cu

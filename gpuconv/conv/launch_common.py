@@ -97,7 +97,7 @@ def narrow_tiles(dtype, *, filters_along_m: bool = False) -> tuple[GemmTile, ...
 
 # Tensor-core tiles (kernels/common/mma_gemm.cuh: mma.m16n8k16, float accumulators) for the
 # 16-bit dtypes, in the block shapes of the CUDA-core ones: large and small, then the narrow.
-# 256 threads (8 warps; the 8-channel kernels also build them on 4: choose_warp_tile below);
+# 256 threads (8 warps; the 8-channel kernels also build them on 4: vector_tile below);
 # k-tiles of 32 (two k16 steps per barrier).
 # Register counts and the choice of warp tiles: kernels/conv/NOTES.md "Tensor cores".
 TENSOR_CORE_DTYPES = ("float16", "bfloat16")
@@ -122,16 +122,24 @@ LARGE_WARP_TILES = {(128, 128): (64, 64), (128, 64): (64, 32), (64, 64): (32, 32
 LARGE_WARPS_MIN_K = 256
 
 
-def choose_warp_tile(tile: MmaTile, gemm_k: int, warp_tiles: str = "auto") -> MmaTile:
-    """``tile`` (an 8-warp MmaTile) with the warps ``warp_tiles`` names for a GEMM of depth
-    ``gemm_k`` ("auto": LARGE_WARPS_MIN_K)."""
+def vector_tile(tile: MmaTile, gemm_k: int, warp_tiles: str = "auto", *,
+                rows_along_k: bool = True) -> MmaTile:
+    """The 8-channel kernels' version of ``tile`` (an 8-warp MmaTile): filled by cp.async into
+    VECTOR_STAGES stages, stored along k (MmaTileK) or k-major (``rows_along_k=False``:
+    MmaTileAsync), on the warps ``warp_tiles`` names for a GEMM of depth ``gemm_k`` ("auto":
+    LARGE_WARPS_MIN_K)."""
     warp_tiles = as_choice("warp_tiles", warp_tiles, WARP_TILES)
-    if warp_tiles == "auto":
-        warp_tiles = "large" if gemm_k >= LARGE_WARPS_MIN_K else "small"
-    if warp_tiles == "small":
-        return tile
-    warp_m, warp_n = LARGE_WARP_TILES[tile.block_m, tile.block_n]
-    return dataclasses.replace(tile, warp_m=warp_m, warp_n=warp_n)
+    large = gemm_k >= LARGE_WARPS_MIN_K if warp_tiles == "auto" else warp_tiles == "large"
+    return _vector_tile(tile, large, rows_along_k)
+
+
+@functools.lru_cache(maxsize=64)    # asked at every launch: two dataclass copies are ~4 us
+def _vector_tile(tile: MmaTile, large_warps: bool, rows_along_k: bool) -> MmaTile:
+    if large_warps:
+        warp_m, warp_n = LARGE_WARP_TILES[tile.block_m, tile.block_n]
+        tile = dataclasses.replace(tile, warp_m=warp_m, warp_n=warp_n)
+    return dataclasses.replace(tile, rows_along_k=rows_along_k, stages=VECTOR_STAGES,
+                               async_copy=True)
 
 
 # The CUDA-core tiles filled by cp.async, one element per copy (kernels/common/async_gemm.cuh):

@@ -28,7 +28,7 @@ arrays takes ``conv2d_implicit_gemm_precomputed_mma_vec`` with the precomputed i
 operands move 8 channels (16 bytes) per cp.async into tiles stored along k, VECTOR_STAGES
 k-tiles of shared memory (``vector_kernel``, ``vector_tile``; sm_80 and later, as the tensor
 cores' mma.m16n8k16 already is), its block tile on 4 warps or 8 (launcher option
-``warp_tiles``: launch_common.choose_warp_tile).
+``warp_tiles``: launch_common.vector_tile).
 
 How the CUDA-core tiles are filled (launcher option ``loads``, launch_common.LOADS):
 "cp_async" runs ``conv2d_implicit_gemm_precomputed_async`` (float32 and float64 with the
@@ -38,7 +38,6 @@ kernels/common/async_gemm.cuh).
 from __future__ import annotations
 
 import functools
-from dataclasses import replace
 
 from .._args import as_choice
 from .._kernels import CUDA_TYPES, register
@@ -46,8 +45,8 @@ from .gemm_tile import GemmTile, MmaTile
 from .geometry import ConvGeometry
 from .launch_common import (ASYNC_DTYPES, GEMM_TILES, GRID_YZ_LIMIT, MMA_NARROW_TILES,
                             MMA_TILES, NARROW_TILES, TENSOR_CORE_DTYPES, VECTOR_CHANNELS,
-                            VECTOR_STAGES, ConvCall, async_tile, ceil_div, choose_warp_tile,
-                            cuda_bool, is_aligned, pick_filter_tile, uses_tensor_cores)
+                            ConvCall, async_tile, ceil_div, cuda_bool, is_aligned,
+                            pick_filter_tile, uses_tensor_cores, vector_tile)
 from .launch_common import choose_loads as common_choose_loads
 from .split_k import finish_forward, forward_split, gemm_splits
 
@@ -84,14 +83,6 @@ def pick_tile(geom: ConvGeometry, dtype, executor: str, widths: str = "auto",
 # built for every tensor-core tile, with VECTOR_STAGES shared-memory stages.
 VECTOR_KERNEL = "conv2d_implicit_gemm_precomputed_mma_vec"
 VECTOR_TILES = MMA_TILES + MMA_NARROW_TILES
-
-
-def vector_tile(tile: MmaTile, gemm_k: int, warp_tiles: str = "auto") -> MmaTile:
-    """The 8-channel kernel's version of a tensor-core tile: stored along k, VECTOR_STAGES deep,
-    on the warps ``warp_tiles`` picks for a GEMM of depth ``gemm_k`` (launch_common:
-    choose_warp_tile)."""
-    return replace(choose_warp_tile(tile, gemm_k, warp_tiles), rows_along_k=True,
-                   stages=VECTOR_STAGES, async_copy=True)
 
 
 @functools.lru_cache(maxsize=1024)     # formatted at every launch otherwise: host time
