@@ -24,6 +24,7 @@ def library_of(name: str, x: Any) -> str:
     cupy = sys.modules.get("cupy")
     if cupy is not None and isinstance(x, cupy.ndarray):
         _check_current_device(name, x, cupy)
+        _check_cupy_alignment(name, x)
         return "cupy"
     module = type(x).__module__.split(".")[0]
     if module == "torch":
@@ -40,6 +41,36 @@ def _check_current_device(name: str, x: Any, cupy) -> None:
     if x.device.id != current:
         raise ValueError(f"{name} is on GPU {x.device.id} but the current CuPy device is GPU "
                          f"{current}: call inside `with cupy.cuda.Device({x.device.id}):`")
+
+
+def _check_cupy_alignment(name: str, x: Any) -> None:
+    """A CUDA load of a T faults on an address that is not a multiple of sizeof(T), and CuPy's
+    own copies read through typed pointers too, so such an array (made from a byte-offset
+    pointer) cannot be copied to an aligned one either: refused by name."""
+    if x.data.ptr % x.dtype.itemsize:
+        raise ValueError(f"{name}'s data pointer ({x.data.ptr:#x}) is not a multiple of its "
+                         f"{x.dtype.itemsize}-byte element size; the CUDA kernels cannot read it")
+
+
+def is_kernel_ready(a: Any) -> bool:
+    """Whether a kernel may read ``a`` in place: C-contiguous, its first element aligned to the
+    element size. NumPy makes misaligned arrays (``np.frombuffer`` at a byte offset, a field of
+    a packed structured array) that the NumPy reference reads, but a CUDA load faults on; the
+    launchers copy them, as they copy non-contiguous arrays (CuPy ones are refused above)."""
+    return bool(a.flags.c_contiguous) and is_element_aligned(a)
+
+
+def is_element_aligned(a: Any) -> bool:
+    """Whether every element of ``a`` lies at a multiple of its size (``flags.aligned``: its
+    first element's address and its strides)."""
+    return not isinstance(a, np.ndarray) or bool(a.flags.aligned)
+
+
+def copy_for_kernels(xp, a: Any, dtype=None):
+    """A fresh C-contiguous copy of ``a`` (in ``dtype`` if given), made by ``xp`` (NumPy or
+    CuPy): element-aligned, as every new allocation is (``xp.ascontiguousarray`` would hand a
+    misaligned contiguous array back as it is)."""
+    return xp.array(a, dtype=dtype, order="C")
 
 
 def xp_of(library: str):

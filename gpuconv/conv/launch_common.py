@@ -22,7 +22,7 @@ from typing import Any, Iterator
 import numpy as np
 
 from .._args import as_choice
-from .._arrays import dtype_name
+from .._arrays import copy_for_kernels, dtype_name, is_element_aligned, is_kernel_ready
 from .._fast_divmod import decoder_args  # noqa: F401 (the conv launchers import it from here)
 from .._kernels import cuda_type
 from .._loader import get_function
@@ -309,16 +309,16 @@ class ConvCall:
         reads contiguously: a view of channels_last filters (a channels_last PyTorch model's),
         else a transposed copy."""
         krsc = self.filters.transpose(0, 2, 3, 1)
-        return krsc if krsc.flags.c_contiguous else derived(self.xp.ascontiguousarray, krsc)
+        return krsc if is_kernel_ready(krsc) else derived(copy_for_kernels, self.xp, krsc)
 
     def weight_in_place(self):
         """(a C-contiguous array holding the filters, whether it is their KRSC view), for kernels
         that read either layout: the filters themselves when C-contiguous (KCRS), their KRSC
         view when channels_last (both without a copy), else the ``kcrs_weight`` copy."""
-        if self.filters.flags.c_contiguous:
+        if is_kernel_ready(self.filters):
             return self.filters, False
         krsc = self.filters.transpose(0, 2, 3, 1)
-        if krsc.flags.c_contiguous:
+        if is_kernel_ready(krsc):
             return krsc, True
         return self.kcrs_weight(), False
 
@@ -421,7 +421,8 @@ def output_target(out: Any, shape: tuple[int, ...], dtype, nhwc: bool, xp) -> tu
     """
     n, a, b, c = shape
     if out is not None:
-        usable = bool(out.flags.c_contiguous) or (not nhwc and is_channel_slice_of_contiguous(out))
+        usable = is_kernel_ready(out) or (not nhwc and is_channel_slice_of_contiguous(out)
+                                          and is_element_aligned(out))
         if usable:
             batch_stride = out.strides[0] // out.dtype.itemsize if n > 1 else a * b * c
             return out, int(batch_stride), True
@@ -446,15 +447,15 @@ def shape_args(geom, n_images: int | None = None) -> tuple[np.void]:
 
 
 def contiguous(xp, a):
-    if a is None or a.flags.c_contiguous:    # the common case, without a library call
+    if a is None or is_kernel_ready(a):    # the common case, without a library call
         return a
-    return derived(xp.ascontiguousarray, a)
+    return derived(copy_for_kernels, xp, a)
 
 
 def call_filters(xp, weight, nhwc: bool):
     """``weight`` as ``ConvCall.filters``: itself when C-contiguous, or in an NHWC call when laid
     out channels_last ((K, R, S, C/groups) in memory: what the NHWC implicit GEMM reads, so it
     needs no copy); else a C-contiguous copy."""
-    if nhwc and weight.transpose(0, 2, 3, 1).flags.c_contiguous:
+    if nhwc and is_kernel_ready(weight.transpose(0, 2, 3, 1)):
         return weight
     return contiguous(xp, weight)

@@ -269,11 +269,13 @@ def global_pool2d_geometry(x_shape_nchw: Sequence[int],
 @memoized_check
 def spatial_pyramid_geometry(x_shape_nchw: Sequence[int], levels: Any = (1, 2, 4),
                              mode: Any = "max") -> SpatialPyramidGeometry:
-    """levels: a non-empty tuple/list of ints in [1, 2**31) (output sizes l x l); mode: "max" or
-    "avg"."""
+    """levels: a non-empty tuple, list, range or 1-D NumPy array of ints in [1, 2**31) (output
+    sizes l x l); mode: "max" or "avg"."""
     N, C, H, W = _check_x_shape(x_shape_nchw)
-    if not isinstance(levels, (tuple, list)):
-        raise TypeError(f"levels must be a tuple or list of ints >= 1, got {type(levels).__name__} {levels!r}")
+    if not (isinstance(levels, (tuple, list, range))
+            or (isinstance(levels, np.ndarray) and levels.ndim == 1)):
+        raise TypeError(f"levels must be a tuple, list, range or 1-D array of ints >= 1, got "
+                        f"{type(levels).__name__} {levels!r}")
     if len(levels) == 0:
         raise ValueError("levels must hold at least one pyramid level, got an empty sequence")
     # each level is an adaptive output size: 32-bit, as theirs

@@ -18,6 +18,7 @@ import functools
 
 import numpy as np
 
+from .._arrays import copy_for_kernels, is_kernel_ready
 from .._fast_divmod import FLAT_DECODER_DTYPE, flat_decoder
 from .._kernels import CUDA_TYPES, cuda_type, register
 from .._loader import get_function
@@ -134,9 +135,9 @@ def xp_for(executor: str):
 
 def contiguous(xp, a, dtype=None):
     """``a`` as a C-contiguous array (no copy when it already is one of ``dtype``)."""
-    if a.flags.c_contiguous and (dtype is None or a.dtype == dtype):
+    if is_kernel_ready(a) and (dtype is None or a.dtype == dtype):
         return a
-    return derived(functools.partial(xp.ascontiguousarray, dtype=dtype), a)
+    return derived(functools.partial(copy_for_kernels, xp, dtype=dtype), a)
 
 
 def index_array(xp, indices):

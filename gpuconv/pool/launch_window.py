@@ -188,11 +188,20 @@ def grad_avg_pool2d(geom: Pool2dGeometry, grad_output, x, *, count_include_pad: 
 # lp_pool2d (no padding: geometry gives pad 0, dilation 1)
 
 
+def lp_norms(dtype, norm_type: float) -> tuple:
+    """lp_pool.cu's (norm_type, inverse_norm) in the accumulator type, the reciprocal taken in
+    double first (PyTorch's 1.0 / norm_type): for a norm_type past float's range (1e39) it is
+    a small number, not the 0 a reciprocal of the rounded inf would be. Past the range either
+    rounds to inf, as PyTorch's float32 pow takes it, without NumPy's overflow warning."""
+    with np.errstate(over="ignore"):
+        return acc_scalar(dtype, norm_type), acc_scalar(dtype, 1.0 / norm_type)
+
+
 def lp_pool2d(geom: Pool2dGeometry, x, *, norm_type: float, data_format: str, executor: str):
     x, y = forward_operands(xp_for(executor), geom, x, data_format)
     name = f"lp_pool2d_forward<{ctype(x.dtype)}, {nhwc(data_format)}>"
     launch_elementwise(LP_POOL, name, executor, y.size,
-                       (x, y, *pool_shape(geom), acc_scalar(x.dtype, norm_type)))
+                       (x, y, *pool_shape(geom), *lp_norms(x.dtype, norm_type)))
     return y
 
 
@@ -203,7 +212,7 @@ def grad_lp_pool2d(geom: Pool2dGeometry, grad_output, x, *, norm_type: float, da
     grad_output = contiguous(xp, grad_output)
     check_int32(x, grad_output)
     dtype, layout = ctype(x.dtype), nhwc(data_format)
-    p = acc_scalar(x.dtype, norm_type)
+    p, inverse = lp_norms(x.dtype, norm_type)
     # first pass: each window's f * R*S in the accumulator type
     scaled = empty(xp, grad_output.shape, acc_dtype(x.dtype))
     launch_elementwise(LP_POOL, f"lp_pool2d_scaled<{dtype}, {layout}>", executor, scaled.size,
@@ -211,5 +220,5 @@ def grad_lp_pool2d(geom: Pool2dGeometry, grad_output, x, *, norm_type: float, da
     grad_input = empty(xp, x.shape, x.dtype)
     launch_elementwise(LP_POOL, f"lp_pool2d_backward<{dtype}, {layout}>", executor,
                        grad_input.size,
-                       (grad_output, x, scaled, grad_input, *pool_shape(geom), p))
+                       (grad_output, x, scaled, grad_input, *pool_shape(geom), p, inverse))
     return grad_input

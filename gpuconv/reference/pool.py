@@ -275,13 +275,16 @@ def lp_pool2d_backward(grad_output, x, norm_type, kernel_size, stride=None, ceil
     f = _lp_mean(x64, p, kernel_size, stride, ceil_mode, dtype)
     relu_out = np.maximum(np.abs(f), 0.0)
     scaled = _accumulated(_torch_sign(f) * relu_out * (kh * kw), dtype)
-    grad_scaled = g64 * (1.0 / p) * _accumulated(_torch_pow(scaled, 1.0 / p - 1.0), dtype)
+    # PyTorch's pow backward multiplies by its double exponent (1 / p, then p) as a scalar of
+    # the tensor's type: rounded to the accumulator (1 / p = -1e40 and p = 1e39 are inf there)
+    inverse, p_acc = _accumulated(np.array([1.0 / p, p]), dtype)
+    grad_scaled = g64 * inverse * _accumulated(_torch_pow(scaled, 1.0 / p - 1.0), dtype)
     grad_relu = grad_scaled * (kh * kw) * _torch_sign(f)
     grad_abs = np.where(relu_out <= 0, 0.0, grad_relu)
     grad_f = grad_abs * _torch_sign(f)
     grad_pow = _avg_pool_backward(grad_f, x64.shape, kernel_size, stride, 0, ceil_mode, True, None)
     # p * x ** (p - 1) past the accumulator's range is inf there (0 * inf: NaN), as in PyTorch
-    slope = _accumulated(p * _accumulated(_torch_pow(x64, p - 1.0), dtype), dtype)
+    slope = _accumulated(p_acc * _accumulated(_torch_pow(x64, p - 1.0), dtype), dtype)
     return _cast(grad_pow * slope, grad_output.dtype)
 
 

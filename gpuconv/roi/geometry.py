@@ -26,7 +26,7 @@ import numpy as np
 from .. import _state
 from .._args import (INT32_MAX, as_bool, as_choice, as_float, as_int, as_pair,
                      sequence_of)
-from .._arrays import ArraySet, check_arrays, library_of
+from .._arrays import ArraySet, check_arrays, copy_for_kernels, is_kernel_ready, library_of
 
 DATA_FORMATS = ("NCHW", "NHWC")
 MAX_COORDINATE = float(2 ** 24)
@@ -206,7 +206,7 @@ def normalize_boxes(boxes, arrays: ArraySet, n_images: int):
             raise ValueError(f"boxes must be {BOXES_FORMS}; got an array of shape "
                              f"{tuple(boxes.shape)}")
         # the array itself when contiguous: a launch plan's role (roi/plans.py), not a copy
-        rois = boxes if boxes.flags.c_contiguous else xp.ascontiguousarray(boxes)
+        rois = boxes if is_kernel_ready(boxes) else copy_for_kernels(xp, boxes)
     return rois
 
 

@@ -116,6 +116,13 @@ def _pack_pointer(where: str, param: Param, value) -> PackedArgument:
     if not (value.flags.c_contiguous or value.flags.f_contiguous):
         raise ValueError(f"{where}: the array must be contiguous (strides {value.strides}); the "
                          f"launcher passes contiguous arrays to kernels")
+    # A CUDA load or store of a T faults on an address that is not a multiple of sizeof(T); the
+    # host would read it anyway, so the executor checks what the device would trap.
+    alignment = param.pointee_size if param.pointee_size > 0 else value.dtype.itemsize
+    if value.ctypes.data % max(1, min(alignment, value.dtype.itemsize)):
+        raise ValueError(f"{where}: the array's first element (address {value.ctypes.data:#x}) is "
+                         f"not aligned to its {value.dtype.itemsize}-byte elements; the launcher "
+                         f"passes element-aligned arrays to kernels")
     return PackedArgument(array=value, writes=not param.pointee_const)
 
 

@@ -67,9 +67,12 @@ __device__ __forceinline__ gc::acc_t<T> lp_scaled(const T* __restrict__ plane, i
 }  // namespace
 
 // main loop: one thread per output element; see max_pool.cu for the coalescing argument.
+// `inverse_norm` is 1 / norm_type taken in double on the host, then rounded: a norm_type past
+// float's range rounds to inf, whose reciprocal here would be 0 where PyTorch's is tiny.
 template <class T, bool kNHWC>
 __global__ void lp_pool2d_forward(const T* __restrict__ x, T* __restrict__ y,
-                                  GC_POOL_SHAPE_PARAMS, gc::acc_t<T> norm_type) {
+                                  GC_POOL_SHAPE_PARAMS, gc::acc_t<T> norm_type,
+                                  gc::acc_t<T> inverse_norm) {
   GC_POOL_SHAPE_NAMES;
   using A = gc::acc_t<T>;
   const int total = N * C * P * Q;
@@ -80,7 +83,7 @@ __global__ void lp_pool2d_forward(const T* __restrict__ x, T* __restrict__ y,
     const A scaled = lp_scaled<T, kNHWC>(x + gc::plane_offset<kNHWC>(o.n, o.c, C, H, W), ps, W,
                                          win, norm_type, R * S);
     // epilogue
-    y[i] = gc::from_acc<T>(torch_pow(scaled, A(1) / norm_type));
+    y[i] = gc::from_acc<T>(torch_pow(scaled, inverse_norm));
   }
 }
 
@@ -108,7 +111,7 @@ template <class T, bool kNHWC>
 __global__ void lp_pool2d_backward(const T* __restrict__ grad_output, const T* __restrict__ x,
                                    const gc::acc_t<T>* __restrict__ scaled,
                                    T* __restrict__ grad_input, GC_POOL_SHAPE_PARAMS,
-                                   gc::acc_t<T> norm_type) {
+                                   gc::acc_t<T> norm_type, gc::acc_t<T> inverse_norm) {
   GC_POOL_SHAPE_NAMES;
   using A = gc::acc_t<T>;
   const int total = N * C * H * W;
@@ -128,8 +131,8 @@ __global__ void lp_pool2d_backward(const T* __restrict__ grad_output, const T* _
         const A s = scaled[j];
         const A f = s / kernel_area;
         const A sign_f = torch_sign(f);
-        const A grad_scaled = gc::to_acc(grad_output[j]) * (A(1) / norm_type) *
-                              torch_pow(s, A(1) / norm_type - A(1));
+        const A grad_scaled = gc::to_acc(grad_output[j]) * inverse_norm *
+                              torch_pow(s, inverse_norm - A(1));
         const A grad_relu = grad_scaled * kernel_area * sign_f;
         const bool relu_passes = !(fabs(f) <= A(0));  // NaN passes, as relu's mask does
         const A grad_f = (relu_passes ? grad_relu : A(0)) * sign_f;

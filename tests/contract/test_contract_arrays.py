@@ -114,6 +114,7 @@ class FakeCupyArray:
     def __init__(self, a):
         self.dtype, self.shape, self.ndim, self.size = a.dtype, a.shape, a.ndim, a.size
         self.device = FakeCupyDevice()
+        self.data = types.SimpleNamespace(ptr=0x7F0000000000)   # an aligned device address
 
 
 class FakeCupyDevice:

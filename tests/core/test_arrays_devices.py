@@ -18,8 +18,10 @@ class FakeDevice:
 
 
 class FakeArray:
-    def __init__(self, device: int):
+    def __init__(self, device: int, address: int = 0x7F0000000000):
         self.device = FakeDevice(device)
+        self.dtype = np.dtype(np.float32)
+        self.data = types.SimpleNamespace(ptr=address)    # cupy.cuda.MemoryPointer's address
 
 
 @pytest.fixture
@@ -39,6 +41,12 @@ def test_an_array_on_the_current_device_is_a_cupy_array(fake_cupy):
 def test_an_array_on_another_device_is_a_value_error_naming_it(fake_cupy):
     with pytest.raises(ValueError, match=r"weight is on GPU 1 but the current CuPy device is GPU 0"):
         library_of("weight", FakeArray(1))
+
+
+def test_a_cupy_array_off_its_element_alignment_is_a_value_error_naming_it(fake_cupy):
+    # a CUDA load faults there, and CuPy's own copy would too: nothing can read it
+    with pytest.raises(ValueError, match=r"residual's data pointer .* 4-byte element size"):
+        library_of("residual", FakeArray(0, address=0x7F0000000002))
 
 
 def test_numpy_arrays_need_no_device(fake_cupy):

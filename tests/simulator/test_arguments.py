@@ -59,6 +59,16 @@ def test_void_and_struct_pointees_are_not_checked_but_contiguity_is(memory):
         memory.get_function("maybe_null")(1, 1, (flag, np.zeros((4, 4), np.float32)[:, 1]))
 
 
+def test_a_pointer_off_its_element_alignment_is_a_value_error(memory):
+    # a CUDA store of a double at an address that is not a multiple of 8 faults: the executor
+    # refuses what the device would trap (the launchers copy such NumPy arrays first)
+    raw = np.zeros(11 * 8 + 16, np.uint8)
+    start = (-raw.ctypes.data) % 8 + 4
+    out = raw[start:start + 11 * 8].view(np.float64)
+    with pytest.raises(ValueError, match="argument 0.*not aligned to its 8-byte elements"):
+        memory.get_function("scalars")(1, 1, (out, *SCALARS))
+
+
 @pytest.mark.parametrize("grid,block,error", [
     (0, 32, "grid\\[0\\] must be in \\[1, 2147483647\\]"),
     (1, (32, 32, 2), "2048 threads"),
