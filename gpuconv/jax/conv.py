@@ -23,11 +23,15 @@ ACTIVATION_GRADIENTS = {
 
 
 def _stand_ins(**arrays):
-    """Stand-ins of a call's arrays (None where optional), in order, for its checks."""
-    for name in ("x", "weight"):
-        a = arrays[name]
+    """Stand-ins of a call's arrays (None where optional: all but x and weight), in order, for
+    its checks; anything else than an array is refused here, naming JAX arrays (gpuconv's own
+    checks would ask for NumPy or CuPy ones)."""
+    for name, a in arrays.items():
+        if a is None and name not in ("x", "weight"):
+            continue
         if not hasattr(a, "shape") or not hasattr(a, "dtype"):
-            raise TypeError(f"{name} must be a JAX array, got {type(a).__name__}")
+            optional = "" if name in ("x", "weight") else " or None"
+            raise TypeError(f"{name} must be a JAX array{optional}, got {type(a).__name__}")
     return [stand_in(a) for a in arrays.values()]
 
 
@@ -37,9 +41,11 @@ def conv2d(x, weight, bias=None, stride=1, padding=0, dilation=1, groups=1, *, a
     differentiable with respect to x, weight, bias and residual."""
     geometry = (stride, padding, dilation, groups)
     # conv2d's own checks, when traced rather than inside a callback (see _bridge)
+    x_in, weight_in, bias_in, residual_in = _stand_ins(x=x, weight=weight, bias=bias,
+                                                       residual=residual)
     _, geom, activation, algorithm, fmt = check_conv2d_arguments(
-        *_stand_ins(x=x, weight=weight, bias=bias), *geometry, activation=activation,
-        residual=stand_in(residual), algorithm=algorithm, data_format=data_format)
+        x_in, weight_in, bias_in, *geometry, activation=activation, residual=residual_in,
+        algorithm=algorithm, data_format=data_format)
     out_spec = spec(layout_shape(geom.output_shape, fmt), x.dtype)
 
     def forward(x, weight, bias, residual):

@@ -2,7 +2,8 @@
 one-element sequence stands for the same value on both axes (ATen's expand_param_if_needed for
 convolutions, the size-1 form of the pooling kernels' IntArrayRef arguments; gpuconv's own
 convolutions take an int or a pair only, as api.md lists), and a 0-d integer tensor stands for
-its int."""
+its int. Also the image argument's rank and dtype, checked here where its name is ``input``.
+"""
 from __future__ import annotations
 
 import torch
@@ -20,6 +21,8 @@ def expand_single(value):
         if any(isinstance(v, torch.Tensor) for v in value):
             value = tuple(int_of_scalar_tensor(v) for v in value)
         return (value[0], value[0]) if len(value) == 1 else value
+    if t is range:
+        return expand_single(tuple(value))
     return int_of_scalar_tensor(value)
 
 
@@ -29,10 +32,25 @@ def _is_integer_tensor(value) -> bool:
 
 
 def int_of_scalar_tensor(value):
-    """A 0-d integer tensor -> its int (as ATen's int parser reads one: ``groups=``,
-    ``divisor_override=``); anything else unchanged (checked by gpuconv)."""
-    if _is_integer_tensor(value) and value.dim() == 0:
+    """An integer tensor of one element, 0-d or 1-d, -> its int (as ATen's int parser reads
+    one: ``groups=``, ``stride=torch.tensor([2])``); anything else unchanged (checked by
+    gpuconv)."""
+    if _is_integer_tensor(value) and value.dim() <= 1 and value.numel() == 1:
         return int(value)
+    return value
+
+
+def int_sequence(value):
+    """A sequence of sizes as torch's Python-level ``_pair`` and size arguments read one: a range
+    or a 1-d integer tensor -> a tuple of ints, a tuple or list holding 0-d integer tensors ->
+    one of ints (``output_size=(torch.tensor(19), torch.tensor(20))``); anything else unchanged
+    (checked by gpuconv). No one-element expansion: the arguments read this way take none."""
+    if isinstance(value, range):
+        return tuple(value)
+    if _is_integer_tensor(value) and value.dim() == 1:
+        return tuple(int(v) for v in value.tolist())
+    if type(value) in (tuple, list) and any(isinstance(v, torch.Tensor) for v in value):
+        return type(value)(int_of_scalar_tensor(v) for v in value)
     return value
 
 
@@ -43,6 +61,32 @@ def output_size_pair(value):
     or 0-d tensor spelling: torch refuses those here, and so does gpuconv."""
     if _is_integer_tensor(value) and value.dim() == 1 and value.numel() == 2:
         return tuple(int(v) for v in value)
-    if type(value) in (tuple, list) and len(value) == 2:
+    if type(value) in (tuple, list, range) and len(value) == 2:
         return tuple(int_of_scalar_tensor(v) for v in value)
     return value
+
+
+# The dtypes gpuconv has kernels for (api.md), as torch names them.
+_FLOAT_DTYPES = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
+
+
+def is_unbatched(input, unbatched_allowed: bool = True) -> bool:
+    """Whether ``input`` is an unbatched (C, H, W) image rather than a batch (N, C, H, W):
+    another rank is a ValueError and a dtype without kernels a TypeError, both naming
+    ``input`` as torch.nn.functional does (gpuconv's own checks see the array as ``x``). A
+    non-tensor passes: the functions refuse it by name."""
+    if not isinstance(input, torch.Tensor):
+        return False
+    rank = input.dim()
+    if rank != 4 and not (unbatched_allowed and rank == 3):
+        ranks = "3-D (unbatched: C, H, W) or 4-D" if unbatched_allowed else "4-D"
+        raise ValueError(f"input must be {ranks} (N, C, H, W), got shape {tuple(input.shape)}")
+    if input.dtype not in _FLOAT_DTYPES:
+        raise TypeError(f"input must have a floating dtype (torch.float16, torch.bfloat16, "
+                        f"torch.float32, torch.float64), got {input.dtype}")
+    return rank == 3
+
+
+def check_batched(input) -> None:
+    """``is_unbatched``'s checks for a function that takes batches only (N, C, H, W)."""
+    is_unbatched(input, unbatched_allowed=False)

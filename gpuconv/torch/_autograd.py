@@ -82,8 +82,10 @@ def apply(function, *args):
     (not ``differentiable``, as under ``torch.no_grad()`` in inference): the Function machinery
     is host time on every call (on the CPU here, a depthwise conv2d through gpuconv.torch with
     the kernel launch stubbed and grad mode on: 77 us through Function.apply, 32 us through the
-    forward alone; gpuconv.conv2d on the arrays: 16 us)."""
-    if differentiable(*args):
+    forward alone; gpuconv.conv2d on the arrays: 16 us). Under torch.jit.trace always
+    ``apply``: the trace records the Function as a node that runs it again on the traced
+    module's inputs (the forward alone would be recorded as its result, a constant)."""
+    if differentiable(*args) or torch.jit.is_tracing():
         return function.apply(*args)
     return function.forward(_NoBackward(), *args)
 

@@ -154,9 +154,14 @@ def data_format_for(t: torch.Tensor) -> str:
 
 def _is_transformed(t: torch.Tensor) -> bool:
     """Whether ``t`` is a torch.func transform's wrapper (a batched or gradient-tracking tensor
-    of vmap/grad/jvp) rather than a tensor with storage."""
+    of vmap/grad/jvp), or the batched gradient of a vectorized backward (autograd's own vmap:
+    ``torch.autograd.grad(is_grads_batched=True)``, ``jacobian(vectorize=True)``), rather than a
+    tensor with storage."""
     functorch = getattr(torch._C, "_functorch", None)
-    return functorch is not None and functorch.is_functorch_wrapped_tensor(t)
+    if functorch is None:
+        return False
+    legacy = getattr(functorch, "is_legacy_batchedtensor", None)
+    return bool(functorch.is_functorch_wrapped_tensor(t) or (legacy is not None and legacy(t)))
 
 
 def unbatched(t: torch.Tensor) -> torch.Tensor:
@@ -176,9 +181,12 @@ def to_array(t, data_format: str = "NCHW"):
         if _is_transformed(t):
             raise NotImplementedError(
                 "gpuconv.torch functions do not support torch.func transforms (vmap, jvp, grad, "
-                "jacrev...): their kernels take the tensors' memory, which a transform's wrapped "
-                "tensors do not expose. Use torch.autograd (loss.backward(), "
-                "torch.autograd.grad) or torch.nn.functional for this layer.") from None
+                "jacrev...) nor vectorized backward passes (torch.autograd.grad with "
+                "is_grads_batched=True, torch.autograd.functional.jacobian/hessian with "
+                "vectorize=True): their kernels take the tensors' memory, which batched or "
+                "wrapped tensors do not expose. Use torch.autograd without vectorization "
+                "(loss.backward(), torch.autograd.grad, jacobian(vectorize=False)) or "
+                "torch.nn.functional for this layer.") from None
         raise
 
 

@@ -75,6 +75,14 @@ class Result:
         return self.empty("meta").stride()
 
 
+def recording_graph() -> bool:
+    """Whether this call is being recorded into a graph that will run it again on other tensors
+    (torch.compile's Dynamo, torch.jit.trace): the computation must then be the gpuconv operator,
+    which the graph records as a node, and not the bridge to NumPy or CuPy, whose results a
+    trace would record as constants."""
+    return torch.compiler.is_compiling() or torch.jit.is_tracing()
+
+
 @dataclass(frozen=True)
 class Computation:
     run: Callable       # (*tensors, *statics) -> a tensor or a tuple of them
@@ -97,15 +105,31 @@ def computation(name: str, describe: Callable, reads_host: bool = False):
 def compute(name: str, tensors: tuple, statics: tuple):
     """Computation ``name`` of ``tensors`` (None where optional) and ``statics`` (the other
     arguments): called directly, or under torch.compile as the custom operator."""
-    if not torch.compiler.is_compiling():
+    if not recording_graph():
         return _COMPUTATIONS[name].run(*tensors, *statics)
     encoded = _encoded(_specialized(statics))
-    if encoded is None:
+    if torch.jit.is_tracing():
+        results = _traced(name, tensors, statics, encoded)
+    elif encoded is None:
         return _eager(name, tensors, statics)
-    op = torch.ops.gpuconv.compute_reading_host if _COMPUTATIONS[name].reads_host \
-        else torch.ops.gpuconv.compute
-    results = op(name, list(tensors), encoded)
+    else:
+        op = torch.ops.gpuconv.compute_reading_host if _COMPUTATIONS[name].reads_host \
+            else torch.ops.gpuconv.compute
+        results = op(name, list(tensors), encoded)
     return results[0] if len(results) == 1 else tuple(results)
+
+
+def _traced(name: str, tensors: tuple, statics: tuple, encoded: str | None) -> list:
+    """The computation as the node torch.jit.trace records: the operator "compute_traced",
+    whose tensors are a plain list (the tracer takes no optional tensors in a list), the
+    positions of the absent ones joining the statics."""
+    if encoded is None:
+        raise TypeError(f"gpuconv.torch: torch.jit.trace cannot record {name} with the "
+                        f"arguments {statics!r} (not ints, floats, bools, strings or sequences "
+                        "of them); pass plain Python values")
+    absent = [i for i, t in enumerate(tensors) if t is None]
+    return torch.ops.gpuconv.compute_traced(name, [t for t in tensors if t is not None],
+                                            json.dumps([absent, encoded]))
 
 
 def result_and_layout(name: str, tensors: tuple, statics: tuple, layout: Callable[[], str],
@@ -114,7 +138,7 @@ def result_and_layout(name: str, tensors: tuple, statics: tuple, layout: Callabl
     layout. Eager: ``eager()``, which chooses it where a remembered plan can skip the choice.
     Under torch.compile: ``layout()``, chosen here in traced code, where Dynamo sees and guards
     it, then handed to the computation after ``statics``."""
-    if not torch.compiler.is_compiling():
+    if not recording_graph():
         return eager()
     data_format = layout()
     return compute(name, tensors, (*statics, data_format)), data_format
@@ -208,6 +232,20 @@ def _fake(name, tensors, statics):
 for _op in ("compute", "compute_reading_host"):
     _LIBRARY.impl(_op, _operator, "CompositeExplicitAutograd")
     torch.library.register_fake(f"gpuconv::{_op}", _fake, lib=_LIBRARY)
+
+# torch.jit.trace's node (``_traced``): the present tensors, and [absent positions, statics].
+_LIBRARY.define("compute_traced(str name, Tensor[] tensors, str statics) -> Tensor[]")
+
+
+def _traced_operator(name: str, tensors: list, statics: str) -> list:
+    absent, encoded = json.loads(statics)
+    tensors = list(tensors)
+    for i in absent:
+        tensors.insert(i, None)
+    return _operator(name, tensors, encoded)
+
+
+_LIBRARY.impl("compute_traced", _traced_operator, "CompositeExplicitAutograd")
 
 
 # (name, statics, the tensors' shapes, dtypes and devices) -> the results' descriptions. A

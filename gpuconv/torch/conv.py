@@ -18,7 +18,7 @@ import torch
 import gpuconv
 from gpuconv.conv.api import check_conv2d_arguments, check_conv_transpose2d_arguments
 
-from ._args import expand_single, int_of_scalar_tensor
+from ._args import expand_single, int_of_scalar_tensor, int_sequence, is_unbatched
 from ._autocast import autocast_operands
 from ._autograd import apply, deterministic
 from ._bridge import (TO_NHWC, common_device, is_channels_last, on_device_of, to_array,
@@ -43,10 +43,6 @@ ACTIVATION_GRADIENTS = {
     "tanh": lambda g, y: g * (1 - y * y),
     "sigmoid": lambda g, y: g * (y * (1 - y)),
 }
-
-
-def _is_unbatched(input) -> bool:
-    return isinstance(input, torch.Tensor) and input.dim() == 3
 
 
 def _unbatched_conv(y: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
@@ -256,7 +252,7 @@ def conv2d(input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1, 
     # Under torch.autocast the fused residual is cast with the other operands: the one output
     # is in the region's dtype.
     input, weight, bias, residual = autocast_operands(input, weight, bias, residual)
-    if _is_unbatched(input):
+    if is_unbatched(input):
         if residual is not None:
             residual = residual.unsqueeze(0)
         return _unbatched_conv(apply(Conv2dFunction, input.unsqueeze(0), weight, bias,
@@ -349,9 +345,10 @@ def conv_transpose2d(input, weight, bias=None, stride=1, padding=0, output_paddi
     options = dict(stride=expand_single(stride), padding=expand_single(padding),
                    output_padding=expand_single(output_padding),
                    groups=int_of_scalar_tensor(groups),
-                   dilation=expand_single(dilation), output_size=output_size)
+                   dilation=expand_single(dilation))
+    options["output_size"] = output_size = int_sequence(output_size)
     input, weight, bias = autocast_operands(input, weight, bias)
-    if _is_unbatched(input):
+    if is_unbatched(input):
         if output_size is not None and len(output_size) not in (2, 3):
             raise ValueError(f"output_size for an unbatched (C, H, W) input must have 2 or 3 "
                              f"elements, (H, W) or (C, H, W), as torch's; got {len(output_size)}: "

@@ -14,7 +14,8 @@ import gpuconv
 from gpuconv.pool import api as pool_api
 from gpuconv.pool.grad import WITH_OWN_INDICES
 
-from ._args import expand_single, int_of_scalar_tensor, output_size_pair
+from ._args import (check_batched, expand_single, int_of_scalar_tensor, int_sequence,
+                    is_unbatched, output_size_pair)
 from ._autograd import apply, deterministic, differentiable, first_order_backward
 from ._bridge import (common_device, data_format_for, on_device_of, to_array, to_tensor,
                       unbatched)
@@ -259,10 +260,6 @@ class MaxUnpoolGradFunction(torch.autograd.Function):
         return apply(MaxUnpoolFunction, gx, indices, ctx.args), None, None, None, None
 
 
-def _is_unbatched(input) -> bool:
-    return isinstance(input, torch.Tensor) and input.dim() == 3
-
-
 def _stride(stride):
     # torch.nn.functional spells "stride = kernel_size" as None or as an empty list.
     if stride is None or (isinstance(stride, (list, tuple)) and len(stride) == 0):
@@ -271,7 +268,7 @@ def _stride(stride):
 
 
 def _pool(input, name, args):
-    if _is_unbatched(input):
+    if is_unbatched(input):
         return unbatched(apply(PoolFunction, input.unsqueeze(0), name, args))
     return apply(PoolFunction, input, name, args)
 
@@ -281,7 +278,7 @@ def _max_pool(input, name, args, return_indices):
         # Values alone: no backward can come to read indices (inference), so none are written
         # (int64: 2x the bytes of float32 values, 4x of half).
         return _pool(input, name, args)
-    if _is_unbatched(input):
+    if is_unbatched(input):
         values, indices = apply(MaxPoolFunction, input.unsqueeze(0), name, args)
         values, indices = unbatched(values), unbatched(indices)
     else:
@@ -366,19 +363,22 @@ def global_max_pool2d(input):
 def spatial_pyramid_pool2d(input, levels=(1, 2, 4), mode="max"):
     """(N, C * sum(l * l)): per level l, adaptive ``mode`` ("max" | "avg") pooling to (l, l)
     flattened in (c, i, j) order, the levels concatenated (gpuconv extra; input (N, C, H, W))."""
+    check_batched(input)
     return apply(PoolFunction, input, "spatial_pyramid_pool2d", (levels, mode))
 
 
 @dispatches_torch_function
 def max_unpool2d(input, indices, kernel_size, stride=None, padding=0, output_size=None):
     """``torch.nn.functional.max_unpool2d``; output_size: (H, W) or the full (N, C, H, W)."""
+    output_size = int_sequence(output_size)
     if output_size is not None and len(output_size) == 4:
         # torch keeps the last two entries; passing (H, W) keeps this independent of the layout.
         output_size = tuple(output_size[2:])
-    # kernel_size, stride, padding as given: torch refuses the one-element and empty spellings
-    # here (gpuconv.max_unpool2d does too, with a ValueError naming the argument).
-    args = (kernel_size, stride, padding, output_size)
-    if _is_unbatched(input):
+    # kernel_size, stride, padding as torch's _pair reads them (a range is a pair), not
+    # expanded: torch refuses the one-element and empty spellings here (gpuconv.max_unpool2d
+    # does too, with a ValueError naming the argument).
+    args = (int_sequence(kernel_size), int_sequence(stride), int_sequence(padding), output_size)
+    if is_unbatched(input):
         return unbatched(apply(MaxUnpoolFunction, input.unsqueeze(0), indices.unsqueeze(0),
                                args))
     return apply(MaxUnpoolFunction, input, indices, args)

@@ -11,9 +11,10 @@ from gpuconv.roi import api as roi_api
 from gpuconv.roi import grad as roi_grad
 from gpuconv.roi.geometry import check_roi_arguments
 
+from ._args import check_batched
 from ._autograd import apply, deterministic, first_order_backward
 from ._bridge import common_device, data_format_for, on_device_of, to_array, to_tensor
-from ._custom_op import compute, computation, image, like, stand_in
+from ._custom_op import compute, computation, image, like, recording_graph, stand_in
 from ._overrides import dispatches_torch_function
 
 __all__ = ["roi_align", "roi_pool"]
@@ -99,7 +100,7 @@ class RoiFunction(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, x, boxes, name, args):
-        if torch.compiler.is_compiling():
+        if recording_graph():
             return _compiled_forward(ctx, x, boxes, name, args)
         box_tensors = _box_tensors(boxes)
         device = common_device({"input": x, **box_tensors})
@@ -144,12 +145,17 @@ class RoiFunction(torch.autograd.Function):
 def roi_align(input, boxes, output_size, spatial_scale=1.0, sampling_ratio=-1, aligned=False):
     """``torchvision.ops.roi_align``: (K, C, PH, PW) bilinear averages over each box's bins;
     ``sampling_ratio <= 0`` is adaptive (ceil(box size / bins) samples per bin and axis)."""
+    check_batched(input)
+    # torchvision's ROI results are contiguous (K, C, PH, PW) whatever the input's layout (a
+    # detection head may view them): a channels_last input's NHWC result is copied so
     return apply(RoiFunction, input, boxes, "roi_align",
-                 (output_size, spatial_scale, sampling_ratio, aligned))
+                 (output_size, spatial_scale, sampling_ratio, aligned)).contiguous()
 
 
 @dispatches_torch_function
 def roi_pool(input, boxes, output_size, spatial_scale=1.0):
     """``torchvision.ops.roi_pool``: (K, C, PH, PW) maxima over each box's bins (box corners
     rounded to pixels; an empty bin gives 0)."""
-    return apply(RoiFunction, input, boxes, "roi_pool", (output_size, spatial_scale))
+    check_batched(input)
+    # contiguous, as torchvision's (see roi_align)
+    return apply(RoiFunction, input, boxes, "roi_pool", (output_size, spatial_scale)).contiguous()
