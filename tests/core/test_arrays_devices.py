@@ -62,3 +62,12 @@ def test_a_cupy_array_on_another_gpu_is_refused_before_any_launch():
         x = cupy.ones((1, 1, 4, 4), cupy.float32)
     with cupy.cuda.Device(0), pytest.raises(ValueError, match="x is on GPU 1"):
         gpuconv.max_pool2d(x, 2)
+
+
+@pytest.mark.gpu
+def test_a_cupy_array_off_its_element_size_is_refused_before_any_launch():
+    import cupy
+    base = cupy.zeros(17, cupy.float32)
+    x = cupy.ndarray((1, 1, 4, 4), cupy.float32, memptr=base.data + 2)
+    with pytest.raises(ValueError, match="x's data pointer .* 4-byte element size"):
+        gpuconv.max_pool2d(x, 2)
