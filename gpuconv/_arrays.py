@@ -47,9 +47,15 @@ def _check_cupy_alignment(name: str, x: Any) -> None:
     """A CUDA load of a T faults on an address that is not a multiple of sizeof(T), and CuPy's
     own copies read through typed pointers too, so such an array (made from a byte-offset
     pointer) cannot be copied to an aligned one either: refused by name."""
-    if x.data.ptr % x.dtype.itemsize:
+    if not is_aligned(x, x.dtype.itemsize):
         raise ValueError(f"{name}'s data pointer ({x.data.ptr:#x}) is not a multiple of its "
                          f"{x.dtype.itemsize}-byte element size; the CUDA kernels cannot read it")
+
+
+def is_aligned(array: Any, alignment: int) -> bool:
+    """Whether ``array``'s first element (NumPy or CuPy) sits on an ``alignment``-byte boundary."""
+    address = array.ctypes.data if isinstance(array, np.ndarray) else array.data.ptr
+    return address % alignment == 0
 
 
 def is_kernel_ready(a: Any) -> bool:

@@ -22,7 +22,8 @@ from typing import Any, Iterator
 import numpy as np
 
 from .._args import as_choice
-from .._arrays import copy_for_kernels, dtype_name, is_element_aligned, is_kernel_ready
+from .._arrays import (copy_for_kernels, dtype_name, is_aligned,  # noqa: F401 (re-exported)
+                       is_element_aligned, is_kernel_ready)
 from .._fast_divmod import decoder_args  # noqa: F401 (the conv launchers import it from here)
 from .._kernels import cuda_type
 from .._loader import get_function
@@ -191,12 +192,6 @@ def uses_tensor_cores(dtype, math: str = "auto") -> bool:
         raise ValueError(f"math='tensor_cores' needs float16 or bfloat16 operands (the "
                          f"tensor-core tiles multiply 16-bit values); got {name}")
     return math != "cuda_cores" and name in TENSOR_CORE_DTYPES
-
-
-def is_aligned(array, alignment: int) -> bool:
-    """Whether ``array``'s first element (NumPy or CuPy) sits on an ``alignment``-byte boundary."""
-    address = array.ctypes.data if isinstance(array, np.ndarray) else array.data.ptr
-    return address % alignment == 0
 
 
 # The SM count the simulator plans grids for (an H100 SXM), so that it launches the grids a GPU

@@ -17,12 +17,12 @@ __all__ = ["roi_align", "roi_pool"]
 def _roi(name, x, boxes, output_size, args, data_format):
     if not hasattr(x, "shape") or not hasattr(x, "dtype"):
         raise TypeError(f"x must be a JAX array, got {type(x).__name__}")
-    parts = boxes if isinstance(boxes, (list, tuple)) else [boxes]
-    for part in parts:
+    listed = isinstance(boxes, (list, tuple))
+    for part in boxes if listed else [boxes]:
         if not hasattr(part, "shape") or not hasattr(part, "dtype"):
             raise TypeError(f"boxes must be a (K, 5) JAX array or a list of (K_i, 4) JAX "
-                            f"arrays, one per image; got {type(part).__name__} "
-                            f"{'in a list' if parts is boxes else ''}".rstrip())
+                            f"arrays, one per image; got {type(part).__name__}"
+                            + (" in a list" if listed else ""))
     # gpuconv's own checks, at trace time (the boxes' values, unknown then, read as zeros:
     # those are checked again when the call runs).
     geom = check_roi_arguments(stand_in(x), stand_in(boxes), output_size, *args,

@@ -18,13 +18,12 @@ import functools
 
 import numpy as np
 
-from .._arrays import copy_for_kernels, is_kernel_ready
+from .._arrays import copy_for_kernels, is_aligned, is_kernel_ready
 from .._fast_divmod import FLAT_DECODER_DTYPE, flat_decoder
 from .._kernels import CUDA_TYPES, cuda_type, register
 from .._loader import get_function
 from .._plans import derived, empty, unused_argument
 from ..conv.geometry import unused_as_one
-from ..conv.launch_common import is_aligned
 from .geometry import Pool2dGeometry
 
 TYPES = tuple(CUDA_TYPES.values())   # every element type the kernels are instantiated for
@@ -134,7 +133,8 @@ def xp_for(executor: str):
 
 
 def contiguous(xp, a, dtype=None):
-    """``a`` as a C-contiguous array (no copy when it already is one of ``dtype``)."""
+    """``a`` as a C-contiguous, element-aligned array (no copy when it already is one of
+    ``dtype``)."""
     if is_kernel_ready(a) and (dtype is None or a.dtype == dtype):
         return a
     return derived(functools.partial(copy_for_kernels, xp, dtype=dtype), a)

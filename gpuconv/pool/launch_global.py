@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..conv.launch_common import is_aligned
+from .._arrays import is_aligned
 from .geometry import AdaptivePool2dGeometry
 from .._plans import empty
 from .launch_common import (BOOLS, MAX_BLOCKS, TYPES, VECTOR_BYTES, acc_dtype, check_int32,

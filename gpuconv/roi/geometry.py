@@ -205,7 +205,7 @@ def normalize_boxes(boxes, arrays: ArraySet, n_images: int):
         if boxes.ndim != 2 or boxes.shape[1] != 5:
             raise ValueError(f"boxes must be {BOXES_FORMS}; got an array of shape "
                              f"{tuple(boxes.shape)}")
-        # the array itself when contiguous: a launch plan's role (roi/plans.py), not a copy
+        # the array itself when kernel-ready: a launch plan's role (roi/plans.py), not a copy
         rois = boxes if is_kernel_ready(boxes) else copy_for_kernels(xp, boxes)
     return rois
 

@@ -118,8 +118,8 @@ def _pack_pointer(where: str, param: Param, value) -> PackedArgument:
                          f"launcher passes contiguous arrays to kernels")
     # A CUDA load or store of a T faults on an address that is not a multiple of sizeof(T); the
     # host would read it anyway, so the executor checks what the device would trap.
-    alignment = param.pointee_size if param.pointee_size > 0 else value.dtype.itemsize
-    if value.ctypes.data % max(1, min(alignment, value.dtype.itemsize)):
+    alignment = min(param.pointee_size or value.dtype.itemsize, value.dtype.itemsize)
+    if alignment > 1 and value.ctypes.data % alignment:
         raise ValueError(f"{where}: the array's first element (address {value.ctypes.data:#x}) is "
                          f"not aligned to its {value.dtype.itemsize}-byte elements; the launcher "
                          f"passes element-aligned arrays to kernels")

@@ -59,10 +59,9 @@ def output_size_pair(value):
     elements, or a pair holding 0-d integer tensors (or None), -> a tuple of ints (or None);
     anything else unchanged (checked by gpuconv). Unlike the kernel arguments, no one-element
     or 0-d tensor spelling: torch refuses those here, and so does gpuconv."""
-    if _is_integer_tensor(value) and value.dim() == 1 and value.numel() == 2:
-        return tuple(int(v) for v in value)
-    if type(value) in (tuple, list, range) and len(value) == 2:
-        return tuple(int_of_scalar_tensor(v) for v in value)
+    if (_is_integer_tensor(value) and value.dim() == 1 and value.numel() == 2) or (
+            type(value) in (tuple, list, range) and len(value) == 2):
+        return tuple(int_sequence(value))
     return value
 
 
