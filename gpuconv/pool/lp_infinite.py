@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
+
 from . import grad
 from .api import max_pool2d
 
@@ -24,7 +26,10 @@ def _magnitudes(xp, x, norm_type: float):
 
 
 def _torch_sign(xp, x):
-    return (x > 0).astype(x.dtype) - (x < 0).astype(x.dtype)
+    # NaN compares false both ways (sign 0); ml_dtypes' bfloat16 warns on such a compare where
+    # NumPy's own floats do not.
+    with np.errstate(invalid="ignore"):
+        return (x > 0).astype(x.dtype) - (x < 0).astype(x.dtype)
 
 
 def forward(xp, x, norm_type: float, kernel_size, stride, ceil_mode: bool, data_format: str):

@@ -6,6 +6,8 @@ its int. Also the image argument's rank and dtype, checked here where its name i
 """
 from __future__ import annotations
 
+import re
+
 import torch
 
 
@@ -89,3 +91,16 @@ def is_unbatched(input, unbatched_allowed: bool = True) -> bool:
 def check_batched(input) -> None:
     """``is_unbatched``'s checks for a function that takes batches only (N, C, H, W)."""
     is_unbatched(input, unbatched_allowed=False)
+
+
+# gpuconv's checks call the image argument ``x`` (api.md's name); torch.nn.functional's, and so
+# gpuconv.torch's, is ``input``. The word x as a name: not inside a word, not a size's "by" sign
+# ("3x3", "(1, 1)x(2, 2)", "16 x 64", "filters x 8"), not quoted.
+_IMAGE_NAMED_X = re.compile(r"(?<![\w)\]'\"])(?<!\d )x(?![\w(\['\"])(?! \d)")
+
+
+def name_input_as_torch(error: Exception) -> None:
+    """Rename gpuconv's ``x`` to ``input`` in the message of a ValueError or TypeError raised
+    by a gpuconv.torch call (in place: the exception keeps its type and traceback)."""
+    if isinstance(error, (ValueError, TypeError)) and error.args and isinstance(error.args[0], str):
+        error.args = (_IMAGE_NAMED_X.sub("input", error.args[0]), *error.args[1:])

@@ -139,9 +139,27 @@ def _cupy_stream(cupy, pointer: int, index: int):
 
 def is_channels_last(t: torch.Tensor) -> bool:
     """True when a 4-D tensor is laid out NHWC in memory and not also NCHW-contiguous (C == 1
-    or H == W == 1 make both layouts contiguous; those go the NCHW way)."""
-    return (t.dim() == 4 and not t.is_contiguous()
-            and t.is_contiguous(memory_format=torch.channels_last))
+    or H == W == 1 make both layouts contiguous; those go the NCHW way). A view that is not
+    dense (a channel slice or a strided window of a channels_last tensor) counts by the order
+    of its strides, as torch's ``suggest_memory_format`` counts it for the layout of a
+    convolution's or pooling's result."""
+    if t.dim() != 4 or t.is_contiguous():
+        return False
+    return t.is_contiguous(memory_format=torch.channels_last) or _strides_like_nhwc(t)
+
+
+def _strides_like_nhwc(t: torch.Tensor) -> bool:
+    """c10's is_channels_last_strides_2d: the strides increase in the order C, W, H, N (a
+    size-1 dimension may share its neighbour's stride; the ambiguous cases go NCHW)."""
+    sizes, strides = t.shape, t.stride()
+    if strides[1] == 0:
+        return False
+    smallest = 0
+    for d in (1, 3, 2, 0):
+        if sizes[d] == 0 or strides[d] < smallest or (d == 0 and smallest == strides[1]):
+            return False
+        smallest = strides[d] * (sizes[d] if sizes[d] > 1 else 1)
+    return True
 
 
 def data_format_for(t: torch.Tensor) -> str:

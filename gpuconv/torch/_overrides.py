@@ -20,16 +20,23 @@ import functools
 
 from torch.overrides import handle_torch_function, has_torch_function_variadic
 
+from ._args import name_input_as_torch
+
 
 def dispatches_torch_function(function):
     """Decorate a public function: a call where an argument overrides ``__torch_function__`` (or
     a torch function mode is on) goes to it, with the decorated function as the called API.
     Every argument is looked at, as one C call (~0.4 us): naming the tensor parameters instead
     would cost more in Python. A tensor-like inside a list (roi_align's per-image boxes) is not
-    seen, as in torchvision, whose list of boxes is concatenated first."""
+    seen, as in torchvision, whose list of boxes is concatenated first. An argument error names
+    the image ``input``, as this front's signatures do (``name_input_as_torch``)."""
     @functools.wraps(function)
     def dispatcher(*args, **kwargs):
         if has_torch_function_variadic(*args, *kwargs.values()):
             return handle_torch_function(dispatcher, (*args, *kwargs.values()), *args, **kwargs)
-        return function(*args, **kwargs)
+        try:
+            return function(*args, **kwargs)
+        except (ValueError, TypeError) as error:
+            name_input_as_torch(error)
+            raise
     return dispatcher

@@ -157,13 +157,19 @@ def _conv2d_input(g, weight, x_shape, geometry, det, fmt):
     return to_tensor(dx, g.dtype, fmt)
 
 
-@computation("conv2d_weight", lambda x, g, w_shape, geometry, det, fmt: Result(w_shape, x.dtype))
+@computation("conv2d_weight", lambda x, g, w_shape, geometry, det, fmt:
+             Result(w_shape, x.dtype, fmt == "NHWC"))
 def _conv2d_weight(x, g, w_shape, geometry, det, fmt):
     call = BridgeCall("conv2d_weight", {"x": x, "grad_output": g}, (w_shape, *geometry, det, fmt))
     with on_device_of(g.device):
         dw = call.run(fmt, ("x", "grad_output"), lambda a: gpuconv.grad.conv2d_weight(
             a["x"], w_shape, a["grad_output"], *geometry, deterministic=det, data_format=fmt))
-    return to_tensor(dw, x.dtype)
+    dw = to_tensor(dw, x.dtype)
+    if fmt == "NHWC":
+        # torch's weight gradient of a channels_last convolution is channels_last (a
+        # parameter's .grad takes the parameter's layout either way).
+        dw = torch.empty_like(dw, memory_format=torch.channels_last).copy_(dw)
+    return dw
 
 
 @computation("conv2d_bias", lambda g, det, fmt: Result((g.shape[1],), g.dtype))
@@ -323,8 +329,14 @@ class ConvTranspose2dFunction(torch.autograd.Function):
         extra_h, extra_w = _extra_rows_and_columns(grad_out, x, weight, o)
         grad_x = grad_w = grad_b = None
         if need_x:
-            full = apply(Conv2dFunction, grad_out, weight, None, None, _conv_options(geometry))
+            # In the forward's layout (grad_out may come NCHW from a channels_last forward), and
+            # dense as torch's where the rows and columns past x's are cut off.
+            memory_format = torch.channels_last if fmt == "NHWC" else torch.contiguous_format
+            full = apply(Conv2dFunction, grad_out.contiguous(memory_format=memory_format),
+                         weight, None, None, _conv_options(geometry))
             grad_x = full[:, :, :x.shape[2], :x.shape[3]]
+            if extra_h or extra_w:
+                grad_x = grad_x.contiguous(memory_format=memory_format)
         if need_w:
             x_full = x
             if extra_h or extra_w:

@@ -274,9 +274,10 @@ def _pool(input, name, args):
 
 
 def _max_pool(input, name, args, return_indices):
-    if not return_indices and not differentiable(input):
+    if not return_indices and not differentiable(input) and not torch.jit.is_tracing():
         # Values alone: no backward can come to read indices (inference), so none are written
-        # (int64: 2x the bytes of float32 values, 4x of half).
+        # (int64: 2x the bytes of float32 values, 4x of half). Not under torch.jit.trace: its
+        # check reruns the trace under no_grad and must record the same graph as the traced run.
         return _pool(input, name, args)
     if is_unbatched(input):
         values, indices = apply(MaxPoolFunction, input.unsqueeze(0), name, args)

@@ -12,6 +12,8 @@ import math
 
 import torch
 
+FLT_MAX = 3.4028234663852886e38   # torchvision's roi_pool scan starts below every float
+
 
 def boxes_to_rois(boxes) -> torch.Tensor:
     """torchvision's convert_boxes_to_roi_format: a list of (K_i, 4) -> (K, 5) rows
@@ -111,9 +113,15 @@ def roi_pool(input, boxes, output_size, spatial_scale=1.0):
                     row.append(plane.new_zeros(plane.shape[0]))
                     continue
                 window = plane[:, h0:h1, w0:w1].reshape(plane.shape[0], -1)
-                # The first maximum in row-major order, as the kernel's strict '>' scan keeps.
-                first = window.argmax(dim=1, keepdim=True)
-                row.append(window.gather(1, first)[:, 0])
+                # torchvision's scan: from -FLT_MAX, a strictly greater value replaces the
+                # maximum, so a NaN is never taken and a bin of values <= -FLT_MAX gives -FLT_MAX.
+                # The first maximum in row-major order takes the gradient, as the scan's.
+                scanned = torch.nan_to_num(window.detach(), nan=-math.inf, posinf=math.inf,
+                                           neginf=-math.inf)
+                first = scanned.argmax(dim=1, keepdim=True)
+                taken = window.gather(1, first)[:, 0]
+                none = scanned.gather(1, first)[:, 0] <= -FLT_MAX
+                row.append(taken.masked_fill(none, -FLT_MAX))
             bins.append(torch.stack(row, -1))
         out.append(torch.stack(bins, -2))
     return torch.stack(out, 0)
