@@ -1,5 +1,17 @@
-"""Fixtures of the framework tests that run on a GPU."""
+"""Fixtures of the framework tests."""
 import pytest
+
+import gpuconv
+
+
+@pytest.fixture(params=[False, True], ids=["reference", "simulator"])
+def executor(request):
+    """Runs the test through the NumPy reference, then under gpuconv.simulate()."""
+    if request.param:
+        with gpuconv.simulate():
+            yield
+    else:
+        yield
 
 
 @pytest.fixture

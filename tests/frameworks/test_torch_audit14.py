@@ -37,15 +37,6 @@ import gpuconv.torch as G  # noqa: E402
 pytestmark = pytest.mark.filterwarnings(r"ignore:`torch\.jit\.trace.*deprecated:DeprecationWarning")
 
 
-@pytest.fixture(params=[False, True], ids=["reference", "simulator"])
-def executor(request):
-    if request.param:
-        with gpuconv.simulate():
-            yield
-    else:
-        yield
-
-
 def randn(*shape, seed=0, dtype=torch.float32):
     return torch.randn(*shape, generator=torch.Generator().manual_seed(seed), dtype=dtype)
 

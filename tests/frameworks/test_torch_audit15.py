@@ -25,22 +25,12 @@ import pytest
 torch = pytest.importorskip("torch")
 F = torch.nn.functional
 
-import gpuconv  # noqa: E402
 import gpuconv.torch as G  # noqa: E402
 import torchvision_semantics as tvs  # noqa: E402
 
 pytestmark = pytest.mark.filterwarnings(r"ignore:`torch\.jit\.trace.*deprecated:DeprecationWarning")
 
 CHANNELS_LAST = torch.channels_last
-
-
-@pytest.fixture(params=[False, True], ids=["reference", "simulator"])
-def executor(request):
-    if request.param:
-        with gpuconv.simulate():
-            yield
-    else:
-        yield
 
 
 def randn(*shape, seed=0, dtype=torch.float64):
