@@ -7,7 +7,10 @@ is expected: ``stride=True`` is almost certainly a bug, and PyTorch rejects it t
 from __future__ import annotations
 
 import functools
+import math
 import numbers
+import operator
+import sys
 from typing import Any
 
 import numpy as np
@@ -21,7 +24,15 @@ def _is_int(v: Any) -> bool:
         # torch reads an int through ``__index__``, which a 0-d integer NumPy array has too (a
         # size computed with NumPy); a 0-d bool or float array it refuses.
         return v.ndim == 0 and v.dtype.kind in "iu"
-    return t is not bool and isinstance(v, numbers.Integral)
+    if t is bool or isinstance(v, (bool, np.bool_)):
+        return False
+    if isinstance(v, numbers.Integral):
+        return True
+    try:                     # any other object torch reads as an int: one with __index__
+        operator.index(v)
+    except TypeError:
+        return False
+    return True
 
 
 # --------------------------------------------------------------------------------------------
@@ -184,3 +195,14 @@ def as_choice(name: str, value: Any, choices: tuple) -> Any:
     if not isinstance(value, (str, type(None))) or value not in choices:
         raise ValueError(f"{name} must be one of {', '.join(map(repr, choices))}; got {value!r}")
     return value
+
+
+def check_holdable(name: str, value: Any, shape: tuple) -> None:
+    """An output of ``shape`` that no array can hold is a ValueError naming ``name``, the
+    argument that sizes it, rather than an allocation error naming none. NumPy's limit: the
+    product of the non-zero sizes, in bytes (8 per element here), within sys.maxsize; an empty
+    shape is held to it too."""
+    extent = math.prod(max(int(d), 1) for d in shape)
+    if extent * 8 > sys.maxsize:
+        raise ValueError(f"{name}={value!r} gives an output of shape {tuple(shape)}: more than "
+                         "an array can hold")

@@ -21,8 +21,8 @@ from typing import Any, Sequence
 import numpy as np
 
 from .. import _state
-from .._args import (INT32_MAX, as_choice, as_flag, as_int, as_pair, memoized_check,
-                     sequence_of)
+from .._args import (INT32_MAX, as_choice, as_flag, as_int, as_pair, check_holdable,
+                     memoized_check, sequence_of)
 from .._arrays import check_index_array, xp_of
 from ..conv.geometry import check_data_format, layout_shape, nchw_shape  # noqa: F401 (re-exported)
 
@@ -258,6 +258,7 @@ def adaptive_pool2d_geometry(x_shape_nchw: Sequence[int], output_size: Any,
     else:
         raise TypeError(f"output_size must be an int or a pair (h, w) of ints or None, "
                         f"got {type(output_size).__name__} {output_size!r}")
+    check_holdable("output_size", output_size, (N, C, P, Q))
     return AdaptivePool2dGeometry(N, C, H, W, P, Q)
 
 

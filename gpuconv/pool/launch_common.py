@@ -178,7 +178,8 @@ def check_int32(*arrays_or_sizes) -> None:
         size = int(a) if isinstance(a, (int, np.integer)) else int(a.size)
         if size > INT32_LIMIT:
             raise ValueError(f"a pooling operand has {size} elements; the kernels index with "
-                             f"32-bit ints and support at most {INT32_LIMIT}: split the batch")
+                             f"32-bit ints and support at most {INT32_LIMIT}: split the batch "
+                             "or the channels, or pool to a smaller output")
 
 
 def grid_for(total: int, block: int = BLOCK) -> tuple[int]:

@@ -58,8 +58,13 @@ def pooled_size(size: int, kernel: int, stride: int, pad: int, dilation: int, ce
     return out
 
 
+def _steps(count: int, step: int) -> np.ndarray:
+    """0, step, 2*step, ... (count of them); a step never taken (count 1) may be past int64."""
+    return np.arange(count) * (step if count > 1 else 0)
+
+
 def _sliding_axis(size: int, outputs: int, kernel: int, stride: int, pad: int, dilation: int):
-    positions = (np.arange(outputs) * stride - pad)[:, None] + np.arange(kernel) * dilation
+    positions = (_steps(outputs, stride) - pad)[:, None] + _steps(kernel, dilation)
     valid = (positions >= 0) & (positions < size)
     return np.clip(positions, 0, size - 1), valid
 
@@ -178,7 +183,7 @@ def _avg_divisor(H, W, P, Q, kernel, stride, padding, count_include_pad, divisor
         return np.full((P, Q), float(divisor_override))
     sizes = []
     for size, outputs, k, s, p in zip((H, W), (P, Q), kernel, stride, padding):
-        start = np.arange(outputs) * s - p
+        start = _steps(outputs, s) - p
         end = np.minimum(start + k, size + p)
         if count_include_pad:
             sizes.append(end - start)

@@ -24,7 +24,7 @@ from typing import Any, Callable
 import numpy as np
 
 from .. import _state
-from .._args import (INT32_MAX, as_bool, as_choice, as_float, as_int, as_pair,
+from .._args import (INT32_MAX, as_bool, as_choice, as_float, as_int, as_pair, check_holdable,
                      sequence_of)
 from .._arrays import ArraySet, check_arrays, copy_for_kernels, is_kernel_ready, library_of
 
@@ -159,6 +159,7 @@ def check_roi_arguments(x, boxes, output_size, spatial_scale=1.0, sampling_ratio
     scale = as_float("spatial_scale", spatial_scale, positive=True)
     ratio = max(as_int("sampling_ratio", sampling_ratio, maximum=INT32_MAX), 0)
     rois = normalize_boxes(boxes, arrays, n)
+    check_holdable("output_size", output_size, (rois.shape[0], c, ph, pw))
     scan_values = values != "trusted" and rois.shape[0] > 0
     try:
         geometry = RoiGeometry(N=int(n), C=int(c), H=int(h), W=int(w), K=int(rois.shape[0]),

@@ -68,7 +68,7 @@ def output_size_pair(value):
 
 
 # The dtypes gpuconv has kernels for (api.md), as torch names them.
-_FLOAT_DTYPES = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
+FLOAT_DTYPES = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
 
 
 def is_unbatched(input, unbatched_allowed: bool = True) -> bool:
@@ -82,7 +82,7 @@ def is_unbatched(input, unbatched_allowed: bool = True) -> bool:
     if rank != 4 and not (unbatched_allowed and rank == 3):
         ranks = "3-D (unbatched: C, H, W) or 4-D" if unbatched_allowed else "4-D"
         raise ValueError(f"input must be {ranks} (N, C, H, W), got shape {tuple(input.shape)}")
-    if input.dtype not in _FLOAT_DTYPES:
+    if input.dtype not in FLOAT_DTYPES:
         raise TypeError(f"input must have a floating dtype (torch.float16, torch.bfloat16, "
                         f"torch.float32, torch.float64), got {input.dtype}")
     return rank == 3

@@ -23,6 +23,8 @@ import warnings
 import numpy as np
 import torch
 
+from ._args import FLOAT_DTYPES
+
 try:  # registers NumPy's "bfloat16" dtype; optional (see the module docstring)
     import ml_dtypes
 except ImportError:  # pragma: no cover - depends on the environment
@@ -42,15 +44,21 @@ def _cupy():
     return cupy
 
 
+# The tensor arguments that may be None (the others are required: a TypeError names them).
+_OPTIONAL_TENSORS = frozenset(("bias", "residual"))
+
+
 def common_device(named_tensors: dict) -> torch.device:
-    """The one device of a call's tensors (``None`` entries skipped). Mixing CPU and CUDA tensors
-    is a TypeError (as mixing NumPy and CuPy arrays is); two CUDA devices are a ValueError."""
+    """The one device of a call's tensors (``None`` bias or residual skipped). Mixing CPU and
+    CUDA tensors is a TypeError (as mixing NumPy and CuPy arrays is); two CUDA devices are a
+    ValueError."""
     device = first = None
     for name, t in named_tensors.items():
-        if t is None:
+        if t is None and name in _OPTIONAL_TENSORS:
             continue
         if not isinstance(t, torch.Tensor):
             raise TypeError(f"{name} must be a torch.Tensor, got {type(t).__name__}")
+        _check_has_array(name, t)
         if device is None:
             device, first = t.device, name
         elif t.device != device:
@@ -63,6 +71,21 @@ def common_device(named_tensors: dict) -> torch.device:
         raise TypeError(f"{first} is on a {device.type} device: gpuconv takes CPU and CUDA "
                         "tensors only")
     return device
+
+
+def _check_has_array(name: str, t: torch.Tensor) -> None:
+    """A tensor no NumPy or CuPy array can view (sparse and other layouts, float8 and complex32,
+    quantized) is a TypeError naming it, before the bridge's conversion would fail naming none.
+    Other dtypes go on to gpuconv's dtype checks. Not while Dynamo traces (torch.compile takes
+    strided tensors only, and its strict mode for backward passes refuses reading ``layout``)."""
+    if torch.compiler.is_compiling():
+        return
+    if t.layout is not torch.strided:
+        raise TypeError(f"{name} must be a dense (strided) tensor, got layout {t.layout}")
+    if t.is_quantized or t.dtype is torch.complex32 or (
+            t.dtype.is_floating_point and t.dtype not in FLOAT_DTYPES):
+        raise TypeError(f"{name} has dtype {t.dtype}; gpuconv computes in torch.float16, "
+                        "torch.bfloat16, torch.float32 and torch.float64")
 
 
 # Every call enters a device context; CPU tensors need none (one shared, reusable object).

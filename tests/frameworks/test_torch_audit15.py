@@ -16,6 +16,9 @@ and under gpuconv.simulate()). Findings, each fixed and pinned below:
 4. The tests' transcription of torchvision's roi_pool (torchvision_semantics.py) took a NaN as
    a bin's maximum and gave -inf for a bin of -inf; torchvision's scan starts at -FLT_MAX and
    takes strictly greater values only, as gpuconv does. The oracle now scans so.
+5. ``conv2d(None, weight)`` and ``conv2d(input, None)`` (conv_transpose2d too) were an
+   AttributeError; a sparse tensor, or a float8 or complex32 weight, bias or boxes, was torch's
+   own conversion error naming nothing. Each is a TypeError naming the argument.
 """
 import math
 import warnings
@@ -158,3 +161,23 @@ def test_roi_pool_of_nan_and_infinite_bins_as_torchvision(executor):
     ours, theirs = G.roi_pool(x, boxes, 2), tvs.roi_pool(x, boxes, 2)
     torch.testing.assert_close(ours, theirs, rtol=0, atol=0, equal_nan=False)
     assert ours[0, 0, 0, 0] == ours[0, 1, 0, 0] == -tvs.FLT_MAX
+
+
+W = randn(3, 2, 3, 3)
+X = randn(1, 2, 5, 5)
+
+
+@pytest.mark.parametrize("call, message", [
+    (lambda: G.conv2d(None, W), "input must be a torch.Tensor, got NoneType"),
+    (lambda: G.conv2d(X, None), "weight must be a torch.Tensor, got NoneType"),
+    (lambda: G.conv_transpose2d(X, None), "weight must be a torch.Tensor, got NoneType"),
+    (lambda: G.conv_transpose2d(None, W.transpose(0, 1)), "input must be a torch.Tensor"),
+    (lambda: G.max_unpool2d(X, None, 2), "indices must be a torch.Tensor, got NoneType"),
+    (lambda: G.conv2d(X.to_sparse(), W), r"input must be a dense \(strided\) tensor"),
+    (lambda: G.conv2d(X, W.to(torch.float8_e4m3fn)), "weight has dtype torch.float8_e4m3fn"),
+    (lambda: G.conv2d(X, W, torch.zeros(3).to(torch.float8_e5m2)), "bias has dtype"),
+    (lambda: G.roi_align(X, BOXES.to(torch.float8_e4m3fn), 2), "boxes has dtype"),
+])
+def test_tensors_no_array_can_view_are_type_errors_naming_them(call, message):
+    with pytest.raises(TypeError, match=message):
+        call()
