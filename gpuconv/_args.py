@@ -28,6 +28,8 @@ def _is_int(v: Any) -> bool:
         return False
     if isinstance(v, numbers.Integral):
         return True
+    if not hasattr(t, "__index__"):     # a pair, a float, None...: no exception to raise
+        return False
     try:                     # any other object torch reads as an int: one with __index__
         operator.index(v)
     except TypeError:

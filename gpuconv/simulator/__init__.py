@@ -49,7 +49,8 @@ class SimulationOptions:
 
 
 def make_options(order="forward", seed=0, sanitize=None) -> SimulationOptions:
-    return SimulationOptions(as_choice("order", order, ORDERS), as_int("seed", seed, minimum=0, maximum=2**64 - 1),
+    return SimulationOptions(as_choice("order", order, ORDERS),
+                             as_int("seed", seed, minimum=0, maximum=2**64 - 1),
                              as_choice("sanitize", sanitize, SANITIZERS))
 
 
