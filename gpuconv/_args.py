@@ -24,7 +24,7 @@ def _is_int(v: Any) -> bool:
         # torch reads an int through ``__index__``, which a 0-d integer NumPy array has too (a
         # size computed with NumPy); a 0-d bool or float array it refuses.
         return v.ndim == 0 and v.dtype.kind in "iu"
-    if t is bool or isinstance(v, (bool, np.bool_)):
+    if isinstance(v, (bool, np.bool_)):
         return False
     if isinstance(v, numbers.Integral):
         return True

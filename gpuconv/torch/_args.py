@@ -99,8 +99,8 @@ def check_batched(input) -> None:
 _IMAGE_NAMED_X = re.compile(r"(?<![\w)\]'\"])(?<!\d )x(?![\w(\['\"])(?! \d)")
 
 
-def name_input_as_torch(error: Exception) -> None:
+def name_input_as_torch(error: ValueError | TypeError) -> None:
     """Rename gpuconv's ``x`` to ``input`` in the message of a ValueError or TypeError raised
     by a gpuconv.torch call (in place: the exception keeps its type and traceback)."""
-    if isinstance(error, (ValueError, TypeError)) and error.args and isinstance(error.args[0], str):
+    if error.args and isinstance(error.args[0], str):
         error.args = (_IMAGE_NAMED_X.sub("input", error.args[0]), *error.args[1:])

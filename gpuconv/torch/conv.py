@@ -167,7 +167,9 @@ def _conv2d_weight(x, g, w_shape, geometry, det, fmt):
     dw = to_tensor(dw, x.dtype)
     if fmt == "NHWC":
         # torch's weight gradient of a channels_last convolution is channels_last (a
-        # parameter's .grad takes the parameter's layout either way).
+        # parameter's .grad takes the parameter's layout either way). empty_like, not
+        # .contiguous(): the strides of the result torch.compile's fake one has, also where
+        # sizes of 1 leave the KCRS result channels_last-contiguous already.
         dw = torch.empty_like(dw, memory_format=torch.channels_last).copy_(dw)
     return dw
 
