@@ -14,6 +14,8 @@ import math
 from dataclasses import dataclass
 from typing import Any, Sequence
 
+import numpy as np
+
 from .._args import INT32_MAX, as_choice, as_int, as_pair, memoized_check, sequence_of
 from .._arrays import ArraySet, check_out, shares_elements
 
@@ -154,10 +156,13 @@ def layout_shape(shape_nchw: Sequence[int], data_format: str) -> tuple[int, ...]
 
 def check_shape(name: str, shape: Any, labels: Sequence[str], *, minimum: Sequence[int],
                 maximum: Sequence[int | None] = (None,) * 4) -> tuple[int, ...]:
-    """A 4-D shape (a tuple/list of ints); ``labels`` names each dimension in messages."""
-    if not isinstance(shape, (tuple, list)):
-        raise TypeError(f"{name} must be a shape (a tuple of 4 ints), got {type(shape).__name__}")
-    shape = tuple(shape)
+    """A 4-D shape (a tuple, list or range of ints, or a 1-D array of them: another array's
+    ``.shape`` or a shape computed with NumPy); ``labels`` names each dimension in messages."""
+    if not (isinstance(shape, (tuple, list, range))
+            or (isinstance(shape, np.ndarray) and shape.ndim == 1)):
+        kind = f"a {shape.ndim}-D array" if isinstance(shape, np.ndarray) else type(shape).__name__
+        raise TypeError(f"{name} must be a shape (a tuple of 4 ints), got {kind}")
+    shape = tuple(shape.tolist() if isinstance(shape, np.ndarray) else shape)
     if len(shape) != 4:
         raise ValueError(f"{name} must be 4-D ({', '.join(labels)}), got shape {shape}")
     return tuple(as_int(f"{name} dimension {label}", v, minimum=lo, maximum=hi)
@@ -249,22 +254,28 @@ def conv2d_geometry(x_shape_nchw: Any, weight_shape: Any, stride: Any = 1, paddi
             f"{x_name} is too small for the kernel: input {H}x{W} padded by {(pt, pb)}x{(pl, pr)} is "
             f"smaller than the dilated weight {dh * (R - 1) + 1}x{dw * (S - 1) + 1} "
             f"(weight {R}x{S}, dilation {(dh, dw)}), so the output would be {P}x{Q}")
-    _check_padded_extent(padding, H, W, (pt, pb), (pl, pr))
+    _check_padded_extent(padding, H, W, (pt, pb), (pl, pr), (dh, dw), (R, S))
     (sh, sw), (dh, dw) = unused_as_one((sh, sw), (P, Q)), unused_as_one((dh, dw), (R, S))
     return ConvGeometry(N, C, H, W, K, R, S, P, Q, pt, pb, pl, pr, sh, sw, dh, dw, groups)
 
 
 def _check_padded_extent(padding: Any, H: int, W: int, pads_h: tuple[int, int],
-                         pads_w: tuple[int, int]) -> None:
+                         pads_w: tuple[int, int], dilation: tuple[int, int],
+                         kernel: tuple[int, int]) -> None:
     """The zero-padded input of the forward convolution stays under 2**31 rows and columns: the
     kernels form row and column positions (output * stride - pad + tap * dilation, all of them
     inside it) in 32-bit integers."""
-    for axis, size, pads in (("height", H, pads_h), ("width", W, pads_w)):
-        if size + sum(pads) > INT32_MAX:
-            raise ValueError(f"padding {padding!r} and the sizes make the padded input's {axis} "
-                             f"{size} + {pads[0]} + {pads[1]} = {size + sum(pads)}: it must stay "
-                             "under 2**31 (the kernels address rows and columns with 32-bit "
-                             "integers)")
+    for axis, size, pads, d, r in zip(("height", "width"), (H, W), (pads_h, pads_w), dilation,
+                                      kernel):
+        if size + sum(pads) <= INT32_MAX:
+            continue
+        # "same" derives the padding from the dilated kernel: the dilation is what to change.
+        cause = (f"dilation {dilation} with a {kernel[0]}x{kernel[1]} weight (padding 'same' "
+                 f"pads the {axis} by dilation * {r - 1} = {d * (r - 1)})"
+                 if padding == "same" else f"padding {padding!r}")
+        raise ValueError(f"{cause} makes the padded input's {axis} {size} + {pads[0]} + "
+                         f"{pads[1]} = {size + sum(pads)}: it must stay under 2**31 (the kernels "
+                         "address rows and columns with 32-bit integers)")
 
 
 def unused_as_one(steps: tuple[int, int], counts: tuple[int, int]) -> tuple[int, int]:

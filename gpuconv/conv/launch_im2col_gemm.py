@@ -5,7 +5,11 @@ batch; the chunk is as many images as fit in the workspace limit (at least one i
 single huge image may exceed the limit). ``gemm="own"`` runs the project's SIMT GEMM with the
 fused epilogue; ``gemm="cublas"`` multiplies with the executor's matmul (``cupy.matmul``, i.e.
 cuBLAS, on a GPU; ``numpy.matmul`` stands in for it in the simulator, so the column and
-epilogue kernels of that path stay tested on a CPU) and then runs the epilogue kernel.
+epilogue kernels of that path stay tested on a CPU) and then runs the epilogue kernel. That
+path is the benchmark's "im2col + cuBLAS" variant, not one "auto" takes: its product comes back
+in the input's dtype (as cuBLAS's float16 GEMM returns it), so in float16/bfloat16 the epilogue
+adds bias and residual to a rounded product, where the fused kernels add them to the float32
+accumulator (audit 16: up to a few hundred ulp where the bias or residual cancels the product).
 """
 from __future__ import annotations
 

@@ -373,7 +373,7 @@ def check_indices(indices: Any, library: str, expected_shape: Sequence[int], pla
     low, high = int(xp.min(indices)), int(xp.max(indices))
     if low < lowest or high >= plane_size:
         raise ValueError(f"{name} must hold flat positions h*W + w in [{lowest}, {plane_size}) "
-                         f"(an {plane_size}-element plane), found values in [{low}, {high}]")
+                         f"(a plane of {plane_size} elements), found values in [{low}, {high}]")
 
 
 def check_pool_indices(indices: Any, library: str, expected_shape: Sequence[int], geom,
@@ -453,7 +453,7 @@ class IndicesScan:
         lowest = NO_INDEX if self.allow_no_index else 0
         if not lowest <= value < plane_size:
             raise ValueError(f"{name} must hold flat positions h*W + w in [{lowest}, "
-                             f"{plane_size}) (an {plane_size}-element plane), found {value} at "
+                             f"{plane_size}) (a plane of {plane_size} elements), found {value} at "
                              f"{name}[{where}]")
         raise ValueError(f"{name} must be the forward's indices: each names an element of its "
                          f"own output's window, but {name}[{where}] = {value} lies outside that "

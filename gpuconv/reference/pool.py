@@ -5,7 +5,10 @@ feature order depends on the layout); arguments are already validated (``gpuconv
 ints or (h, w) pairs. Everything is computed in float64 and cast back to the input's dtype,
 window sums and lp_pool2d's powers rounded to the accumulator type (float32 but for float64
 inputs, ``_accumulated``) so that they overflow where the kernels and PyTorch do; indices are
-int64 flat positions h*W + w within each (n, c) plane.
+int64 flat positions h*W + w within each (n, c) plane. Only a sum's value is rounded so, not its
+partial sums: a window of float32 values near the range's end whose running sum passes FLT_MAX
+before coming back (3e38 + 3e38 - 3e38) is finite here and inf in a kernel or torch, whose
+result depends on the order of the terms.
 
 One mechanism serves every pooling: per spatial axis, a table of the input positions each output
 position reads (``taps``, shape (outputs, taps per window), clipped into the input) and a mask of

@@ -11,6 +11,8 @@ Choices where torchvision is silent or undefined (documented in the public docst
   torchvision's kernels; the geometry stores every adaptive request as 0.
 - ``spatial_scale`` must be finite and > 0: it is the ratio feature map / image.
 - A list of boxes holds at most one array per image of x (torchvision reads out of bounds past N).
+- A batch index must lie in [0, N) (api.md); a fractional one inside that range is truncated,
+  as torchvision's ``int`` conversion does (every path reads it with a C or NumPy int cast).
 - Box coordinates times ``spatial_scale`` must lie within +-2**24 feature-map pixels
   (``MAX_COORDINATE``): float32 cannot address single pixels beyond that, and torchvision's int
   conversions of larger coordinates are undefined behaviour.
@@ -259,7 +261,7 @@ def _scan_box_values(rois, arrays: ArraySet, n_images: int, spatial_scale: float
     host = np.asarray(rois, dtype=np.float64)
     index = host[:, 0]
     with np.errstate(invalid="ignore", over="ignore"):
-        bad = ((index != np.floor(index)) | ~(index >= 0) | ~(index < n_images)
+        bad = (~(index >= 0) | ~(index < n_images)
                | ~(np.abs(host[:, 1:]) * spatial_scale <= MAX_COORDINATE).all(axis=1))
     if bad.any():
         k = int(np.flatnonzero(bad)[0])
@@ -275,9 +277,5 @@ def _describe_bad_row(k: int, row: np.ndarray, n_images: int, spatial_scale: flo
         raise ValueError(f"boxes: coordinates * spatial_scale must lie within +-2**24 "
                          f"feature-map pixels; row {k} of the rois is {row.tolist()} with "
                          f"spatial_scale {spatial_scale}")
-    index = row[0]
-    if index != np.floor(index):
-        raise ValueError(f"boxes: the batch index (column 0) must be an integer value; row {k} "
-                         f"has {index!r}")
     raise ValueError(f"boxes: the batch index (column 0) must be in [0, N) = [0, {n_images}) "
-                     f"for x with N = {n_images} images; row {k} has {int(index)}")
+                     f"for x with N = {n_images} images; row {k} has {row[0]:g}")

@@ -19,7 +19,7 @@ def launch_rows_check(rois, n_images: int, spatial_scale: float, max_coordinate:
                       executor: str = "cupy"):
     """(checked, answer), both still being computed: ``checked`` is ``rois`` with every row
     holding a non-finite value, a coordinate beyond ``max_coordinate`` feature-map pixels or a
-    batch index that is not an integer in [0, n_images) replaced by [-1, 0, 0, 0, 0]; pass
+    batch index outside [0, n_images) replaced by [-1, 0, 0, 0, 0]; pass
     ``answer`` to ``first_bad_row`` for the smallest such row."""
     xp = xp_for(executor)
     check_int32(rois)

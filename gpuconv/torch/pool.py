@@ -380,6 +380,11 @@ def max_unpool2d(input, indices, kernel_size, stride=None, padding=0, output_siz
     # does too, with a ValueError naming the argument).
     args = (int_sequence(kernel_size), int_sequence(stride), int_sequence(padding), output_size)
     if is_unbatched(input):
+        # Checked before the batch dimension is added, so that the errors quote the shapes given.
+        common_device({"input": input, "indices": indices})
+        if indices.shape != input.shape:
+            raise ValueError(f"indices must have the shape of input, {tuple(input.shape)}, got "
+                             f"{tuple(indices.shape)}")
         return unbatched(apply(MaxUnpoolFunction, input.unsqueeze(0), indices.unsqueeze(0),
                                args))
     return apply(MaxUnpoolFunction, input, indices, args)

@@ -8,12 +8,13 @@
 // replaced by an empty box in no image ([-1, 0, 0, 0, 0]: each ROI kernel skips a batch index
 // outside [0, N)). So the front may launch its kernels before it reads the answer back: the
 // host's launch work overlaps this check instead of following a synchronization, and no value
-// that could drive a kernel out of bounds (NaN, 1e30, a fractional index) reaches one.
+// that could drive a kernel out of bounds (NaN, 1e30, an index of -0.5 or N) reaches one.
 #include "dtypes.cuh"
 #include "pool_window.cuh"
 
 // A row is bad when a value is NaN or infinite, a coordinate times spatial_scale exceeds
-// max_coordinate in magnitude, or the batch index (column 0) is not an integer in [0, batch).
+// max_coordinate in magnitude, or the batch index (column 0) is not in [0, batch) (a fractional
+// one inside is truncated by the ROI kernels' int conversion, as torchvision's).
 // Compared in double, as the host rules are. rows_after_first_bad: num_rois minus the smallest
 // bad row, 0 if none (atomicMax: the same answer in any thread order; counting from the end lets
 // the caller start it at 0 with a memset instead of a fill kernel). checked: (num_rois, 5).
@@ -25,7 +26,7 @@ __global__ void rois_check(const T* __restrict__ rois, T* __restrict__ checked,
     const T* row = rois + i * 5;
     const double index = static_cast<double>(gc::to_acc(row[0]));
     // NaN fails every comparison; an infinite index is not below `batch`.
-    bool good = index == floor(index) && index >= 0.0 && index < static_cast<double>(batch);
+    bool good = index >= 0.0 && index < static_cast<double>(batch);
     for (int k = 1; k < 5; ++k) {
       const double v = static_cast<double>(gc::to_acc(row[k])) * spatial_scale;
       good = good && v == v && v <= max_coordinate && v >= -max_coordinate;

@@ -833,7 +833,7 @@ def test_roi_boxes_forms_and_gradients(name, args):
     (np.array([[2, 0, 0, 3, 3]], float), "batch"),            # index N
     (np.array([[-1, 0, 0, 3, 3]], float), "batch"),
     (np.array([[0, 0, 0, 3, 3], [7, 0, 0, 3, 3]], float), "batch"),
-    (np.array([[0.5, 0, 0, 3, 3]], float), "batch"),          # not an image number at all
+    (np.array([[-0.5, 0, 0, 3, 3]], float), "batch"),         # below 0 (torchvision: int(-0.5) = 0)
     (np.zeros((2, 4)), "boxes"), (np.zeros((2, 6)), "boxes"), (np.zeros(5), "boxes"),
     (np.zeros((1, 2, 5)), "boxes"),
     ([np.zeros((1, 4)), np.zeros((1, 4)), np.zeros((1, 4))], "boxes"),   # 3 lists for 2 images

@@ -125,8 +125,8 @@ def test_the_nhwc_scratch_of_the_nchw_scatter_replays(rng, launched_names, monke
               np.float32)
 
 
-@pytest.mark.parametrize("bad_row", [[2, 1, 1, 5, 5], [0, 1, np.nan, 5, 5], [0.5, 1, 1, 5, 5]],
-                         ids=["index past N", "nan", "fractional index"])
+@pytest.mark.parametrize("bad_row", [[2, 1, 1, 5, 5], [0, 1, np.nan, 5, 5], [-0.5, 1, 1, 5, 5]],
+                         ids=["index past N", "nan", "index just below 0"])
 @pytest.mark.parametrize("front", ["roi_align", "roi_pool", "grad roi_align", "grad roi_pool"])
 def test_bad_rows_raise_on_every_call(front, bad_row, rng, launched_names):
     x = _x(rng, np.float32, "NCHW")

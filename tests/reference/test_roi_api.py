@@ -66,7 +66,7 @@ BAD_FORWARD = [
     ({"boxes": [ROIS[:, 1:]] * 3}, ValueError, r"^boxes is a list of 3 arrays .* 2 images"),
     ({"boxes": np.array([[2, 0, 0, 1, 1.0]])}, ValueError, r"^boxes: the batch index .* \[0, 2\)"),
     ({"boxes": np.array([[-1, 0, 0, 1, 1.0]])}, ValueError, r"^boxes: the batch index"),
-    ({"boxes": np.array([[0.5, 0, 0, 1, 1.0]])}, ValueError, r"^boxes: the batch index .* integer"),
+    ({"boxes": np.array([[-0.5, 0, 0, 1, 1.0]])}, ValueError, r"^boxes: the batch index .* \[0, N\)"),
     ({"boxes": np.array([[0, 0, np.nan, 1, 1.0]])}, ValueError, r"^boxes must be finite"),
     ({"boxes": np.array([[0, 0, 0, np.inf, 1.0]])}, ValueError, r"^boxes must be finite"),
     ({"boxes": np.array([[0, 0, 0, 1, 2.0 ** 24 + 2]])}, ValueError,
