@@ -2,8 +2,9 @@
 rules that call ``gpuconv.grad``) and usable under ``jax.jit``.
 
 Eager GPU arrays go zero-copy (DLPack) to the CUDA kernels; eager CPU arrays to the NumPy
-reference (or the kernels run on the CPU inside ``gpuconv.simulate()``); traced arrays run on the
-host through ``jax.pure_callback``. See docs/frameworks.md.
+reference (or the kernels run on the CPU inside ``gpuconv.simulate()``); traced arrays (under
+``jax.jit``) through a callback on XLA's own buffers: on a GPU the CUDA kernels on XLA's stream
+(``_traced.py``). See docs/frameworks.md.
 """
 from .conv import conv2d, conv_transpose2d, explain  # noqa: F401
 from .pool import *  # noqa: F401,F403

@@ -9,18 +9,15 @@ may hold JAX arrays, None and lists of arrays) and calls gpuconv; ``out_spec`` i
   result is handed back to JAX (through DLPack again).
 - Concrete CPU arrays are read as NumPy arrays: the NumPy reference, or the CUDA kernels run on the
   CPU inside ``gpuconv.simulate()``.
-- Traced arrays (under ``jax.jit``, ``vmap``, ``grad`` of a jitted function) become a
-  ``jax.pure_callback``: the call runs on the host with NumPy arrays, whatever the device.
+- Traced arrays (under ``jax.jit``, ``vmap``, ``grad`` of a jitted function) become a callback
+  that XLA runs when the program reaches it (``_traced.py``): on a GPU the CUDA kernels on XLA's
+  own buffers and stream, on a CPU the NumPy reference or the simulator.
 Integer results (max-pooling indices) take JAX's default integer dtype (int32 unless
 ``jax_enable_x64``); indices passed into gpuconv are widened to int64 first.
 
 Placement follows JAX's rule for a jax.numpy operation: NumPy arguments and uncommitted JAX
 arrays go to the device of the committed ones, and an eager result lives on its arguments'
 device (not on the default device).
-
-XLA runs a traced call's callback on a thread of its own, where the caller's thread-local
-``gpuconv.simulate()`` block is not in force: the callback takes along the simulation options in
-force when the call was traced (as a traced function keeps any Python state it read).
 
 Under ``jax.jit`` gpuconv itself first sees the arrays inside the callback, where its TypeError
 or ValueError would surface as a JaxRuntimeError: the wrappers run gpuconv's own argument checks
@@ -29,17 +26,14 @@ fails where it is made, with the error eager mode gives.
 """
 from __future__ import annotations
 
-import contextlib
-import functools
-
 import numpy as np
 
 import jax
 import jax.numpy as jnp
 
-from gpuconv import _state
 from gpuconv._arrays import zero_stand_in
-from gpuconv.simulator import simulate
+
+from ._traced import cast, traced_call
 
 GPU_PLATFORMS = ("gpu", "cuda", "rocm")
 
@@ -79,49 +73,11 @@ def call(fn, out_spec, *args):
     leaves, treedef = jax.tree_util.tree_flatten(args)
     leaves, device = _as_jax(leaves)
     if device is None:      # traced
-        return _callback(_host_callback(fn, out_spec, treedef), out_spec, *leaves)
+        return traced_call(fn, out_spec, treedef, leaves)
     if device.platform in GPU_PLATFORMS:
         return _call_cupy(fn, out_spec, treedef, leaves, device)
     arrays = jax.tree_util.tree_unflatten(treedef, [np.asarray(a) for a in leaves])
-    return _cast(fn(*arrays), out_spec, lambda r: jnp.asarray(r, device=device))
-
-
-SECOND_DERIVATIVES = (
-    "gpuconv.jax: second derivatives (differentiating a gradient: jax.hessian, grad of grad, "
-    "jvp of a vjp) are not implemented: the gradients are gpuconv.grad calls on the host, "
-    "which JAX cannot differentiate. Use jax.numpy / jax.lax operations where a second "
-    "derivative is needed.")
-
-
-@functools.partial(jax.custom_jvp, nondiff_argnums=(0, 1))
-def _callback(host, out_spec, *leaves):
-    return jax.pure_callback(host, out_spec, *leaves, vmap_method="sequential")
-
-
-# A forward call is differentiated by its custom_vjp rule; only a gradient's own calls (a
-# backward differentiated again) reach this rule. Raised while traced, with what it means in
-# place of pure_callback's "do not support JVP".
-@_callback.defjvp
-def _callback_jvp(host, out_spec, primals, tangents):
-    raise NotImplementedError(SECOND_DERIVATIVES)
-
-
-def _host_callback(fn, out_spec, treedef):
-    """The pure_callback of a traced call, with the ``simulate()`` options in force now (when
-    traced): XLA calls it on a thread of its own, outside the caller's simulate() block."""
-    options = _state.active_simulation()
-
-    def host(*host_leaves):
-        arrays = jax.tree_util.tree_unflatten(treedef, [np.asarray(a) for a in host_leaves])
-        with _simulating(options):
-            return _cast(fn(*arrays), out_spec, np.asarray)
-    return host
-
-
-def _simulating(options):
-    if options is None:
-        return contextlib.nullcontext()
-    return simulate(options.order, options.seed, options.sanitize)
+    return cast(fn(*arrays), out_spec, lambda r: jnp.asarray(r, device=device))
 
 
 def _as_jax(leaves):
@@ -170,12 +126,6 @@ def _device_of(leaves):
         raise ValueError(f"the arrays of a gpuconv call must live on one device, got "
                          f"{sorted(map(str, devices))}")
     return devices.pop()
-
-
-def _cast(result, out_spec, convert):
-    """Each result array converted (``np.asarray`` / ``jnp.asarray``) to its spec's dtype."""
-    return jax.tree_util.tree_map(lambda r, s: convert(r.astype(s.dtype, copy=False)),
-                                  result, out_spec)
 
 
 def _call_cupy(fn, out_spec, treedef, leaves, device):

@@ -229,7 +229,18 @@ def _function(name: str, fn):
 def asarray(a, dtype=None, order=None):
     if isinstance(a, ndarray):
         return a if dtype is None or np.dtype(dtype) == a.dtype else a.astype(dtype)
+    if hasattr(a, "__cuda_array_interface__"):
+        # Another library's device memory (here: host memory too), viewed as CuPy views it.
+        view = np.asarray(_ArrayInterface(a.__cuda_array_interface__))
+        return asarray(ndarray(view), dtype)
     return ndarray(np.array(a, dtype=dtype, order=order, copy=True))   # a host -> device copy
+
+
+class _ArrayInterface:
+    """A ``__cuda_array_interface__`` as NumPy's ``__array_interface__`` (the same fields)."""
+
+    def __init__(self, interface: dict):
+        self.__array_interface__ = {**interface, "version": 3}
 
 
 def array(obj, dtype=None, copy=True, order="K", ndmin=0):

@@ -211,3 +211,36 @@ def test_jax_gpu_arrays_run_on_the_kernels():
                                                              padding=1), rtol=1e-4, atol=1e-4)
     grad = jax.grad(lambda x: GJ.max_pool2d(x, 2).sum())(x)
     assert grad.devices() == {device}
+
+
+def test_jax_jit_on_gpu_runs_the_kernels_on_xla_buffers(monkeypatch):
+    """Under jax.jit a GPU call is a buffer_callback: the CUDA kernels on XLA's buffers and
+    stream (gpuconv/jax/_traced.py), not the host round trip."""
+    jax = pytest.importorskip("jax")
+    try:
+        device = jax.devices("gpu")[0]
+    except RuntimeError:
+        pytest.skip("this JAX build has no GPU backend")
+    import numpy as np
+
+    import gpuconv.jax as GJ
+    from gpuconv.jax import _traced
+    if _traced.buffer_callback is None:
+        pytest.skip("this JAX has no jax.experimental.buffer_callback")
+    on_cuda = []
+    run_on_cuda = _traced._run_on_cuda
+    monkeypatch.setattr(_traced, "_run_on_cuda", lambda *a: on_cuda.append(1) or run_on_cuda(*a))
+    rng = np.random.default_rng(0)
+    x = jax.device_put(rng.standard_normal((2, 4, 7, 8), np.float32), device)
+    w = jax.device_put(rng.standard_normal((6, 4, 3, 3), np.float32), device)
+    boxes = jax.device_put(np.array([[0, 1, 1, 5, 6], [1, 0, 2, 6, 4]], np.float32), device)
+
+    def loss(x, w):
+        y = GJ.max_pool2d(GJ.conv2d(x, w, padding=1, activation="relu"), 2)
+        return (y ** 2).sum() + GJ.roi_align(x, boxes, 2, 1.0, 2).sum()
+    value, grads = jax.jit(jax.value_and_grad(loss, argnums=(0, 1)))(x, w)
+    eager_value, eager_grads = jax.value_and_grad(loss, argnums=(0, 1))(x, w)
+    assert on_cuda and value.devices() == {device} and grads[0].devices() == {device}
+    np.testing.assert_allclose(float(value), float(eager_value), rtol=1e-5)
+    for got, expected in zip(grads, eager_grads):
+        np.testing.assert_allclose(np.asarray(got), np.asarray(expected), rtol=1e-4, atol=1e-4)
