@@ -13,6 +13,7 @@ asks for is a module of its own (~1 s).
 """
 from __future__ import annotations
 
+import os
 import re
 import threading
 
@@ -29,6 +30,8 @@ _modules: dict[tuple, object] = {}
 _functions: dict[tuple, "_Kept"] = {}
 # One compile at a time: two threads asking for the same family must not both build it.
 _lock = threading.RLock()
+# A fork while another thread holds it would leave the child a lock that nothing releases.
+os.register_at_fork(after_in_child=lambda: globals().update(_lock=threading.RLock()))
 
 __all__ = ["KernelCompileError", "get_function", "load_module", "precompile"]
 

@@ -5,39 +5,53 @@ Three executors compute an operation (design.md, "One path for data, three execu
 - "simulator": the project's CUDA kernels run on the CPU (NumPy arrays inside ``simulate()`` or
   with ``GPUCONV_SIMULATE=1``),
 - "cupy": the CUDA kernels on a GPU (CuPy arrays).
-``gpuconv.simulator`` pushes its options onto ``_simulation_stack``; nothing else writes it.
+``gpuconv.simulator`` pushes its options with ``push_simulation``; nothing else writes them.
 """
 from __future__ import annotations
 
+import contextlib
+import contextvars
+import functools
 import os
-import threading
 
 import numpy as np
 
-_local = threading.local()
+# The simulate() blocks in force, innermost last, in a context variable, as numpy.errstate keeps
+# its state: a block applies to the code it encloses (its thread, and asyncio tasks created
+# inside it), not to other threads (a thread started inside does not inherit it, as with
+# torch.no_grad) nor to tasks that run while it waits.
+_simulations: contextvars.ContextVar[tuple] = contextvars.ContextVar("gpuconv_simulations",
+                                                                     default=())
 _deterministic = False
+# The process-wide deterministic mode as one call read it (``deterministic_pinned``).
+_pinned_deterministic: contextvars.ContextVar[bool | None] = contextvars.ContextVar(
+    "gpuconv_pinned_deterministic", default=None)
 
-
-def _stack() -> list:
-    if not hasattr(_local, "simulation_stack"):
-        _local.simulation_stack = []
-    return _local.simulation_stack
+# GPUCONV_SIMULATE's spellings of "off" (any other non-empty value turns simulation on).
+_OFF = ("", "0", "false", "no", "off")
 
 
 def push_simulation(options) -> None:
-    _stack().append(options)
+    _simulations.set(_simulations.get() + (options,))
 
 
-def pop_simulation() -> None:
-    _stack().pop()
+def pop_simulation(options) -> None:
+    """Remove the entry ``push_simulation(options)`` added (by identity: each block's options
+    are its own object), wherever it now is: blocks left in another order than entered (two
+    generators, each inside its own block, resumed in turn) each remove their own."""
+    stack = _simulations.get()
+    for i in range(len(stack) - 1, -1, -1):
+        if stack[i] is options:
+            _simulations.set(stack[:i] + stack[i + 1:])
+            return
 
 
 def active_simulation():
     """The innermost ``simulate()`` options, the env default, or None."""
-    stack = _stack()
+    stack = _simulations.get()
     if stack:
         return stack[-1]
-    if os.environ.get("GPUCONV_SIMULATE", "").strip() not in ("", "0"):
+    if os.environ.get("GPUCONV_SIMULATE", "").strip().lower() not in _OFF:
         from .simulator import options_from_env
         return options_from_env()
     return None
@@ -55,13 +69,15 @@ def set_deterministic(flag: bool = True) -> None:
     _deterministic = _flag("flag", flag, "a bool")
 
 
-def is_deterministic(override: bool | None = None) -> bool:
-    """The ``deterministic=`` keyword of a call if given, else the process-wide setting."""
-    if override is None:
-        return _deterministic
-    if type(override) is bool:      # the common case, checked first
-        return override
-    return _flag("deterministic", override, "a bool or None")
+def is_deterministic(deterministic: bool | None = None) -> bool:
+    """The ``deterministic=`` keyword of a call if given, else the process-wide setting (as
+    ``deterministic_pinned`` fixed it, inside one)."""
+    if deterministic is None:
+        pinned = _pinned_deterministic.get()
+        return _deterministic if pinned is None else pinned
+    if type(deterministic) is bool:      # the common case, checked first
+        return deterministic
+    return _flag("deterministic", deterministic, "a bool or None")
 
 
 def _flag(name: str, value, allowed: str) -> bool:
@@ -69,3 +85,28 @@ def _flag(name: str, value, allowed: str) -> bool:
     if not isinstance(value, (bool, np.bool_)):
         raise TypeError(f"{name} must be {allowed}, got {type(value).__name__} {value!r}")
     return bool(value)
+
+
+@contextlib.contextmanager
+def deterministic_pinned(mode: bool):
+    """Inside the block, ``is_deterministic()`` answers ``mode`` whatever set_deterministic
+    does meanwhile in another thread: for a caller that keyed a plan on the mode it read and
+    then calls a front that reads it again."""
+    token = _pinned_deterministic.set(mode)
+    try:
+        yield
+    finally:
+        _pinned_deterministic.reset(token)
+
+
+def resolving_deterministic(gradient):
+    """Decorator of a gradient front: ``deterministic=None`` becomes the mode in force at entry,
+    so that the plan's key and the path that runs it see one mode. (Read twice, another thread's
+    set_deterministic in between filed the atomic launches under the deterministic key, for good.)
+    """
+    @functools.wraps(gradient)
+    def front(*args, deterministic=None, **kwargs):
+        if deterministic is None:
+            deterministic = is_deterministic()
+        return gradient(*args, deterministic=deterministic, **kwargs)
+    return front

@@ -32,6 +32,8 @@ GPU_REPEATS = 5
 _enabled: bool | None = None   # None: follow the environment
 _timer: Callable | None = None
 _lock = threading.Lock()
+# A fork while another thread holds it would leave the child a lock that nothing releases.
+os.register_at_fork(after_in_child=lambda: globals().update(_lock=threading.Lock()))
 _memory: dict[str, dict[str, dict]] = {}   # cache path -> {key: entry}
 
 

@@ -24,6 +24,7 @@ def _check_grad_output(grad_output, geom, data_format: str) -> None:
                          f"({data_format}), got {tuple(grad_output.shape)}")
 
 
+@_state.resolving_deterministic
 def conv2d_input(input_shape, weight, grad_output, stride=1, padding=0, dilation=1, groups=1, *,
                  deterministic=None, algorithm="auto", data_format="NCHW"):
     """Gradient of ``conv2d`` with respect to its input, of shape ``input_shape`` (in
@@ -55,6 +56,7 @@ def conv2d_input(input_shape, weight, grad_output, stride=1, padding=0, dilation
         deterministic=deterministic, executor=executor))
 
 
+@_state.resolving_deterministic
 def conv2d_weight(x, weight_shape, grad_output, stride=1, padding=0, dilation=1, groups=1, *,
                   deterministic=None, algorithm="auto", data_format="NCHW"):
     """Gradient of ``conv2d`` with respect to its weight, of shape ``weight_shape``
@@ -87,6 +89,7 @@ def conv2d_weight(x, weight_shape, grad_output, stride=1, padding=0, dilation=1,
         deterministic=deterministic, executor=executor))
 
 
+@_state.resolving_deterministic
 def conv2d_bias(grad_output, *, deterministic=None, data_format="NCHW"):
     """Gradient of ``conv2d`` with respect to its bias: ``grad_output`` summed over every axis
     but the channels, shape (K,)."""

@@ -50,6 +50,7 @@ def _zero_gradient(arrays, grad_output, x):
     return arrays.xp.zeros(x.shape, dtype=grad_output.dtype)
 
 
+@_state.resolving_deterministic
 def max_pool2d(grad_output, x, kernel_size, stride=None, padding=0, dilation=1, ceil_mode=False,
                return_indices=False, *, indices=None, data_format="NCHW", deterministic=None):
     return _max_pool2d(grad_output, x, kernel_size, stride, padding, dilation, ceil_mode,
@@ -94,6 +95,7 @@ def _max_pool2d(grad_output, x, kernel_size, stride, padding, dilation, ceil_mod
          scan_indices), full_path, deterministic=deterministic)
 
 
+@_state.resolving_deterministic
 def avg_pool2d(grad_output, x, kernel_size, stride=None, padding=0, ceil_mode=False,
                count_include_pad=True, divisor_override=None, *, data_format="NCHW",
                deterministic=None):
@@ -112,6 +114,7 @@ def avg_pool2d(grad_output, x, kernel_size, stride=None, padding=0, ceil_mode=Fa
                data_format=data_format, deterministic=deterministic, plan=plan)
 
 
+@_state.resolving_deterministic
 def lp_pool2d(grad_output, x, norm_type, kernel_size, stride=None, ceil_mode=False, *,
               data_format="NCHW", deterministic=None):
     plan, replayed = _planned("lp_pool2d", {"grad_output": grad_output, "x": x},
@@ -132,6 +135,7 @@ def lp_pool2d(grad_output, x, norm_type, kernel_size, stride=None, ceil_mode=Fal
                plan=plan)
 
 
+@_state.resolving_deterministic
 def adaptive_avg_pool2d(grad_output, x, output_size, *, data_format="NCHW", deterministic=None):
     plan, replayed = _planned("adaptive_avg_pool2d", {"grad_output": grad_output, "x": x},
                               (output_size, data_format), deterministic)
@@ -146,6 +150,7 @@ def adaptive_avg_pool2d(grad_output, x, output_size, *, data_format="NCHW", dete
                x, data_format=data_format, deterministic=deterministic, plan=plan)
 
 
+@_state.resolving_deterministic
 def adaptive_max_pool2d(grad_output, x, output_size, return_indices=False, *, indices=None,
                         data_format="NCHW", deterministic=None):
     return _adaptive_max_pool2d(grad_output, x, output_size, return_indices, indices=indices,
@@ -176,6 +181,7 @@ def _adaptive_max_pool2d(grad_output, x, output_size, return_indices, *, indices
         deterministic=deterministic)
 
 
+@_state.resolving_deterministic
 def global_avg_pool2d(grad_output, x, *, data_format="NCHW", deterministic=None):
     plan, replayed = _planned("global_avg_pool2d", {"grad_output": grad_output, "x": x},
                               (data_format,), deterministic)
@@ -190,6 +196,7 @@ def global_avg_pool2d(grad_output, x, *, data_format="NCHW", deterministic=None)
                x, data_format=data_format, deterministic=deterministic, plan=plan)
 
 
+@_state.resolving_deterministic
 def global_max_pool2d(grad_output, x, *, indices=None, data_format="NCHW", deterministic=None):
     def full_path():
         arrays, layout, shape, mode = _checked(grad_output, x, data_format, deterministic)
@@ -207,6 +214,7 @@ def global_max_pool2d(grad_output, x, *, indices=None, data_format="NCHW", deter
                         (data_format,), full_path, deterministic=deterministic)
 
 
+@_state.resolving_deterministic
 def spatial_pyramid_pool2d(grad_output, x, levels=(1, 2, 4), mode="max", *, data_format="NCHW",
                            deterministic=None):
     plan, replayed = _planned("spatial_pyramid_pool2d", {"grad_output": grad_output, "x": x},
@@ -220,6 +228,7 @@ def spatial_pyramid_pool2d(grad_output, x, levels=(1, 2, 4), mode="max", *, data
                grad_output, x, data_format=data_format, deterministic=deterministic, plan=plan)
 
 
+@_state.resolving_deterministic
 def max_unpool2d(grad_output, x, indices, kernel_size, stride=None, padding=0, output_size=None, *,
                  data_format="NCHW", deterministic=None):
     def full_path():
@@ -243,6 +252,7 @@ def max_unpool2d(grad_output, x, indices, kernel_size, stride=None, padding=0, o
 def _from_own_forward(function):
     """``function`` called with every forward argument after x (``args``, as the framework
     wrappers keep them: max_pool2d's five, adaptive_max_pool2d's output_size), no value scan."""
+    @_state.resolving_deterministic
     def gradient(grad_output, x, *args, indices, data_format="NCHW", deterministic=None):
         return function(grad_output, x, *args, False, indices=indices, data_format=data_format,
                         deterministic=deterministic, scan_indices=False)

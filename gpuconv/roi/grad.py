@@ -17,6 +17,7 @@ from .geometry import check_roi_arguments
 __all__ = ["roi_align", "roi_pool"]
 
 
+@_state.resolving_deterministic
 def roi_align(grad_output, x, boxes, output_size, spatial_scale=1.0, sampling_ratio=-1,
               aligned=False, *, data_format="NCHW", deterministic=None):
     """Gradient of ``gpuconv.roi_align`` with respect to x (shape and dtype of x).
@@ -28,6 +29,7 @@ def roi_align(grad_output, x, boxes, output_size, spatial_scale=1.0, sampling_ra
                       data_format=data_format, deterministic=deterministic, values="deferred")
 
 
+@_state.resolving_deterministic
 def roi_align_from_checked_rois(grad_output, x, rois, output_size, spatial_scale=1.0,
                                 sampling_ratio=-1, aligned=False, *, data_format="NCHW",
                                 deterministic=None):
@@ -61,6 +63,7 @@ def _roi_align(grad_output, x, boxes, output_size, spatial_scale, sampling_ratio
                       full_path, scanned=values != "trusted", deterministic=deterministic)[0]
 
 
+@_state.resolving_deterministic
 def roi_pool(grad_output, x, boxes, output_size, spatial_scale=1.0, *, data_format="NCHW",
              deterministic=None):
     """Gradient of ``gpuconv.roi_pool`` with respect to x: each bin's gradient goes to the
@@ -73,6 +76,7 @@ def roi_pool(grad_output, x, boxes, output_size, spatial_scale=1.0, *, data_form
                      data_format=data_format, deterministic=deterministic, values="deferred")
 
 
+@_state.resolving_deterministic
 def roi_pool_with_own_argmax(grad_output, x, rois, output_size, spatial_scale=1.0, *, argmax,
                              data_format="NCHW", deterministic=None):
     """``roi_pool``'s gradient from the argmax and the rois that

@@ -2,7 +2,8 @@
 
 ``with gpuconv.simulate(order=..., seed=..., sanitize=...):`` makes NumPy inputs run through the
 project's CUDA kernels, compiled by g++ and executed on the CPU, through the same launchers as on
-a GPU. ``GPUCONV_SIMULATE=1`` in the environment does the same for the whole process
+a GPU. The block applies to the code it encloses (a context variable, as numpy.errstate's): its
+thread and the asyncio tasks created inside it, not other threads or tasks. ``GPUCONV_SIMULATE=1`` in the environment does the same for the whole process
 (``GPUCONV_SIMULATE_ORDER``, ``GPUCONV_SIMULATE_SEED``, ``GPUCONV_SIMULATE_SANITIZE`` set the
 options).
 
@@ -55,9 +56,17 @@ def make_options(order="forward", seed=0, sanitize=None) -> SimulationOptions:
 
 
 def options_from_env() -> SimulationOptions:
-    return make_options(os.environ.get("GPUCONV_SIMULATE_ORDER", "forward"),
-                        int(os.environ.get("GPUCONV_SIMULATE_SEED", "0")),
-                        os.environ.get("GPUCONV_SIMULATE_SANITIZE") or None)
+    """GPUCONV_SIMULATE_ORDER / _SEED / _SANITIZE; an invalid value is a ValueError naming the
+    variable (every NumPy call reads them while GPUCONV_SIMULATE is set)."""
+    order = os.environ.get("GPUCONV_SIMULATE_ORDER", "forward").strip().lower()
+    seed = os.environ.get("GPUCONV_SIMULATE_SEED", "0").strip()
+    sanitize = os.environ.get("GPUCONV_SIMULATE_SANITIZE", "").strip().lower() or None
+    try:
+        return make_options(order, int(seed), sanitize)
+    except ValueError as error:
+        raise ValueError(f"the environment's GPUCONV_SIMULATE_ORDER={order!r}, "
+                         f"GPUCONV_SIMULATE_SEED={seed!r} or GPUCONV_SIMULATE_SANITIZE="
+                         f"{sanitize!r} is invalid: {error}") from None
 
 
 @contextlib.contextmanager
@@ -68,4 +77,4 @@ def simulate(order: str = "forward", seed: int = 0, sanitize: str | None = None)
     try:
         yield options
     finally:
-        _state.pop_simulation()
+        _state.pop_simulation(options)

@@ -27,6 +27,8 @@ _STACK_KB = {None: 64, "address": 256, "thread": 256}
 
 _modules: dict[tuple, "Module"] = {}
 _lock = threading.Lock()
+# A fork while another thread holds it would leave the child a lock that nothing releases.
+os.register_at_fork(after_in_child=lambda: globals().update(_lock=threading.Lock()))
 
 
 def load_module(code: str, name_expressions: Sequence[str], *, include_dirs: Sequence[str] = (),

@@ -220,6 +220,29 @@ class RunnerProcess:
         with self.lock:
             self._stop()
 
+    @classmethod
+    def _forget_in_child(cls) -> None:
+        """After a fork, in the child: the runners are the parent's (its pipes, its log's file
+        offset), and two processes writing requests to one runner interleave them, so that
+        both saw the runner "die" and blamed a correct kernel. The child drops its copies of
+        their pipes and logs; each runner object then starts a process of its own at its next
+        use (the modules hold on to these objects)."""
+        cls._instances_lock = threading.Lock()
+        for runner in cls._instances.values():
+            runner.lock = threading.Lock()
+            if runner._process is not None:
+                for fd in (runner._requests, runner._replies):
+                    try:
+                        os.close(fd)
+                    except OSError:
+                        pass
+            if runner._log is not None:
+                runner._log.close()
+            runner._process, runner._log, runner._handles = None, None, {}
+
+
+os.register_at_fork(after_in_child=RunnerProcess._forget_in_child)
+
 
 def _encode_launch(handle: int, entry: int, config: _abi.LaunchConfig,
                    args: list[PackedArgument]):

@@ -53,6 +53,7 @@ def _tensor_key(t):
 
 
 def _context(cuda: bool) -> tuple:
+    # The deterministic mode is item 2: BridgeCall.run pins it for the front it calls.
     return (cuda or _state.active_simulation() is not None, autotune.enabled(),
             _state.is_deterministic(), os.environ.get(WORKSPACE_ENV))
 
@@ -107,7 +108,10 @@ class BridgeCall:
             result = _call_plans.replay(self.entry[0], arrays)
             if result is not None:
                 return result
-        with _call_plans.noting_key() as noted:
+        # The front reads the deterministic mode again: pinned to the one this key holds, so
+        # that another thread's set_deterministic meanwhile cannot file its plan under this key.
+        mode = self.key[3][2] if self.key is not None else _state.is_deterministic()
+        with _call_plans.noting_key() as noted, _state.deterministic_pinned(mode):
             result = compute(arrays)
         if self.key is not None and len(_ENTRIES) < MAX_ENTRIES:
             front_key = noted[0] if noted else None

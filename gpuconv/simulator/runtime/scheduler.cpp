@@ -2,6 +2,7 @@
 // chosen order (forward, reverse, or seeded random, reshuffled at every barrier) until each
 // blocks at a barrier or warp collective, or returns. When nothing can run, the block is
 // deadlocked and the error names the block, the barrier and the threads that never reached it.
+#include <pthread.h>
 #include <time.h>
 
 #include <cstdio>
@@ -17,6 +18,15 @@ Grid g;
 namespace {
 
 std::mutex launch_mutex;
+
+// A fork while another thread runs a grid would leave the child this mutex locked by a thread it
+// does not have, so that its first launch waited forever: the fork waits for the grid in
+// progress (the launching thread needs nothing the forking one holds: it runs without the GIL),
+// and both processes go on with the mutex free.
+void lock_before_fork() { launch_mutex.lock(); }
+void unlock_after_fork() { launch_mutex.unlock(); }
+[[maybe_unused]] const int fork_handlers =
+    pthread_atfork(lock_before_fork, unlock_after_fork, unlock_after_fork);
 
 uint64_t next_random() {  // splitmix64
   uint64_t z = (g.rng += 0x9e3779b97f4a7c15ull);
