@@ -159,8 +159,15 @@ def main(argv: list[str] | None = None) -> int:
     except UsageError as exc:
         parser.error(str(exc))
     if not config.cases():
-        parser.error("the selection has no cases (NHWC applies to conv and pooling only; "
-                     "pooling and ROI have no weight gradient)")
+        parser.error("the selection has no cases (no layer matches --layers, or the options "
+                     "exclude each other: NHWC applies to conv and pooling only, pooling and ROI "
+                     "have no weight gradient)")
+    if args.out is not None:
+        # Checked before the run, which may take minutes: its results must have a place to go.
+        try:
+            args.out.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            parser.error(f"--out {str(args.out)!r} cannot be a results folder: {exc}")
     progress = Progress(enabled=not args.no_progress)
     doc = Runner(config, progress).run()
     out = args.out or default_out(doc)

@@ -102,7 +102,11 @@ def main(argv=None) -> int:
     parser.add_argument("--calls", type=int, default=2000)
     parser.add_argument("--profile", type=int, default=0)
     args = parser.parse_args(argv)
+    if args.calls < 1:
+        parser.error(f"--calls must be >= 1, got {args.calls}")
     import torch
+    if args.device == "cuda" and not torch.cuda.is_available():
+        parser.error("--device cuda needs a CUDA GPU and a CUDA build of PyTorch")
 
     import gpuconv
     if args.device == "cpu":

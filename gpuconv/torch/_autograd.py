@@ -31,7 +31,8 @@ class _FirstOrderOnly(torch.autograd.Function):
         raise RuntimeError(
             f"gpuconv.torch.{ctx.name}: double backward (differentiating a gradient, e.g. with "
             "create_graph=True for a gradient penalty or a Hessian) is not supported; gpuconv "
-            "implements first derivatives only. Use torch.nn.functional for this layer.")
+            "implements first derivatives only. Use PyTorch's own operation for this layer "
+            "(torch.nn.functional, or torchvision.ops for the ROI functions).")
 
 
 def first_order_backward(backward):
