@@ -33,7 +33,7 @@ import jax.numpy as jnp
 
 from gpuconv._arrays import zero_stand_in
 
-from ._traced import cast, traced_call
+from ._traced import cast, import_cupy, traced_call
 
 GPU_PLATFORMS = ("gpu", "cuda", "rocm")
 
@@ -129,17 +129,12 @@ def _device_of(leaves):
 
 
 def _call_cupy(fn, out_spec, treedef, leaves, device):
-    try:
-        import cupy
-    except ImportError as error:
-        raise ImportError("JAX arrays on a GPU need CuPy: pip install 'gpuconv[cuda12]' or "
-                          "'gpuconv[cuda13]'") from error
+    cupy = import_cupy()
     with cupy.cuda.Device(getattr(device, "local_hardware_id", device.id)):
         for a in leaves:
             a.block_until_ready()
         arrays = jax.tree_util.tree_unflatten(treedef, [cupy.from_dlpack(a) for a in leaves])
-        result = jax.tree_util.tree_map(lambda r, s: r.astype(s.dtype, copy=False),
-                                        fn(*arrays), out_spec)
+        result = cast(fn(*arrays), out_spec, lambda r: r)
         cupy.cuda.get_current_stream().synchronize()
         return jax.tree_util.tree_map(jax.dlpack.from_dlpack, result)
 

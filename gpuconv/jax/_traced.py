@@ -11,9 +11,9 @@ function) runs: as a callback that XLA calls when the compiled program reaches i
 - An older JAX: ``jax.pure_callback``, which copies the arguments to the host and the result
   back, so the call runs on NumPy arrays whatever the device (the reference or the simulator).
 
-XLA calls the callback on a thread of its own, where the caller's thread-local
-``gpuconv.simulate()`` block is not in force: the callback takes along the simulation options in
-force when the call was traced (as a traced function keeps any Python state it read). They
+XLA calls the callback on a thread of its own, which the caller's ``gpuconv.simulate()`` block
+(a context variable) does not reach: the callback takes along the simulation options in force
+when the call was traced (as a traced function keeps any Python state it read). They
 apply to CPU buffers; GPU buffers run the CUDA kernels, as eager GPU arrays do.
 """
 from __future__ import annotations
@@ -74,13 +74,26 @@ def cast(result, out_spec, convert):
                                   result, out_spec)
 
 
+def import_cupy():
+    """CuPy, which JAX arrays on a GPU need (eager or traced)."""
+    try:
+        import cupy
+    except ImportError as error:
+        raise ImportError("JAX arrays on a GPU need CuPy: pip install 'gpuconv[cuda12]' or "
+                          "'gpuconv[cuda13]'") from error
+    return cupy
+
+
+def _on_numpy(fn, out_spec, treedef, options, leaves):
+    """``fn`` over the leaves viewed as NumPy arrays, under the simulate() options traced."""
+    arrays = jax.tree_util.tree_unflatten(treedef, [np.asarray(a) for a in leaves])
+    with _simulating(options):
+        return cast(fn(*arrays), out_spec, np.asarray)
+
+
 def _on_host(fn, out_spec, treedef, options):
     """The pure_callback: NumPy arrays in, NumPy arrays out."""
-    def host(*host_leaves):
-        arrays = jax.tree_util.tree_unflatten(treedef, [np.asarray(a) for a in host_leaves])
-        with _simulating(options):
-            return cast(fn(*arrays), out_spec, np.asarray)
-    return host
+    return lambda *host_leaves: _on_numpy(fn, out_spec, treedef, options, host_leaves)
 
 
 def _on_buffers(fn, out_spec, treedef, options):
@@ -88,9 +101,7 @@ def _on_buffers(fn, out_spec, treedef, options):
     def run(context, out, *buffers):
         device_type, device_id = jax.tree_util.tree_leaves(out)[0].__dlpack_device__()
         if device_type == _DLPACK_CPU:
-            arrays = jax.tree_util.tree_unflatten(treedef, [np.asarray(b) for b in buffers])
-            with _simulating(options):
-                _write(out, cast(fn(*arrays), out_spec, np.asarray), np.asarray)
+            _write(out, _on_numpy(fn, out_spec, treedef, options, buffers), np.asarray)
         elif device_type == _DLPACK_CUDA:
             _run_on_cuda(fn, out_spec, treedef, context, out, buffers, device_id)
         else:
@@ -100,11 +111,7 @@ def _on_buffers(fn, out_spec, treedef, options):
 
 
 def _run_on_cuda(fn, out_spec, treedef, context, out, buffers, device_id):
-    try:
-        import cupy
-    except ImportError as error:
-        raise ImportError("JAX arrays on a GPU need CuPy: pip install 'gpuconv[cuda12]' or "
-                          "'gpuconv[cuda13]'") from error
+    cupy = import_cupy()
     # XLA's stream as CuPy's current one: the kernels (and CuPy's own copies and workspace
     # allocations) queue behind the program's earlier work, and its later work behind them.
     with cupy.cuda.Device(device_id), cupy.cuda.ExternalStream(context.stream, device_id):

@@ -3,7 +3,8 @@
 ``with gpuconv.simulate(order=..., seed=..., sanitize=...):`` makes NumPy inputs run through the
 project's CUDA kernels, compiled by g++ and executed on the CPU, through the same launchers as on
 a GPU. The block applies to the code it encloses (a context variable, as numpy.errstate's): its
-thread and the asyncio tasks created inside it, not other threads or tasks. ``GPUCONV_SIMULATE=1`` in the environment does the same for the whole process
+thread and the asyncio tasks created inside it, not other threads or tasks.
+``GPUCONV_SIMULATE=1`` in the environment does the same for the whole process
 (``GPUCONV_SIMULATE_ORDER``, ``GPUCONV_SIMULATE_SEED``, ``GPUCONV_SIMULATE_SANITIZE`` set the
 options).
 
