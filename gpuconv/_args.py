@@ -16,7 +16,8 @@ from typing import Any
 import numpy as np
 
 
-def _is_int(v: Any) -> bool:
+def is_int(v: Any) -> bool:
+    """Whether torch would read v as an int (its __index__), bools excepted."""
     t = type(v)
     if t is int:             # the common case, without the slower ABC check below
         return True
@@ -118,7 +119,7 @@ INT32_MAX = 2 ** 31 - 1
 def as_int(name: str, value: Any, *, minimum: int | None = None,
            maximum: int | None = None) -> int:
     """A single integer argument, optionally bounded below and above."""
-    if not _is_int(value):
+    if not is_int(value):
         raise TypeError(f"{name} must be an int, got {type(value).__name__} {value!r}")
     value = int(value)
     if minimum is not None and value < minimum:
@@ -137,7 +138,7 @@ def as_pair(name: str, value: Any, *, minimum: int | None = None,
     there); not for the convolutions, whose forms api.md lists (an int or (h, w): gpuconv.torch
     expands torch's one-element spelling before handing on), nor where torch refuses it too
     (max_unpool2d, the adaptive and ROI output sizes)."""
-    if _is_int(value):
+    if is_int(value):
         v = as_int(name, value, minimum=minimum, maximum=maximum)
         return (v, v)
     if isinstance(value, (tuple, list)):
@@ -186,7 +187,7 @@ def as_flag(name: str, value: Any) -> bool:
 def as_bool(name: str, value: Any) -> bool:
     # NumPy's bool (what a comparison of arrays gives) is a bool too; torch accepts it where a
     # flag is read in Python (max_pool2d's return_indices, torchvision's aligned).
-    if not isinstance(value, (bool, np.bool_)) and not (_is_int(value) and value in (0, 1)):
+    if not isinstance(value, (bool, np.bool_)) and not (is_int(value) and value in (0, 1)):
         raise TypeError(f"{name} must be a bool, got {type(value).__name__} {value!r}")
     return bool(value)
 
@@ -199,12 +200,15 @@ def as_choice(name: str, value: Any, choices: tuple) -> Any:
     return value
 
 
+def is_holdable(shape: tuple) -> bool:
+    """Whether an array can hold ``shape``. NumPy's limit: the product of the non-zero sizes, in
+    bytes (8 per element here), within sys.maxsize; an empty shape is held to it too."""
+    return math.prod(max(int(d), 1) for d in shape) * 8 <= sys.maxsize
+
+
 def check_holdable(name: str, value: Any, shape: tuple) -> None:
-    """An output of ``shape`` that no array can hold is a ValueError naming ``name``, the
-    argument that sizes it, rather than an allocation error naming none. NumPy's limit: the
-    product of the non-zero sizes, in bytes (8 per element here), within sys.maxsize; an empty
-    shape is held to it too."""
-    extent = math.prod(max(int(d), 1) for d in shape)
-    if extent * 8 > sys.maxsize:
+    """An output of ``shape`` that no array can hold (is_holdable) is a ValueError naming
+    ``name``, the argument that sizes it, rather than an allocation error naming none."""
+    if not is_holdable(shape):
         raise ValueError(f"{name}={value!r} gives an output of shape {tuple(shape)}: more than "
                          "an array can hold")

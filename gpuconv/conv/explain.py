@@ -34,8 +34,9 @@ class Explanation:
         lines = [f"algorithm: {self.algorithm} ({self.source})", f"reason: {self.reason}",
                  f"kernel: {self.kernel}"]
         if self.executor == "reference":
-            lines.append("note: NumPy arrays outside gpuconv.simulate() are computed by the NumPy "
-                         "reference; this is what the kernels would run")
+            lines.append("note: host arrays (NumPy; JAX's and torch's on the CPU) outside "
+                         "gpuconv.simulate() are computed by the NumPy reference; this is what "
+                         "the kernels would run")
         for algorithm, why in self.refusals.items():
             lines.append(f"  {algorithm}: {'can run' if why is None else 'refused: ' + why}")
         if self.measured:
@@ -55,7 +56,10 @@ def describe_kernel(algorithm: str, geom, dtype, nhwc: bool, executor: str) -> s
             return (f"conv2d_direct_tiled ({tile.block_k} filters x {tile.tile_p}x{tile.tile_q} "
                     f"pixels per block, {launch_direct.channel_tile(geom, dtype)} channels per "
                     "shared-memory chunk)")
-        return "conv2d_direct_v1 (the tiled kernel's input tile does not fit in shared memory)"
+        if launch_direct.channel_tile(geom, dtype) == 0:
+            return "conv2d_direct_v1 (the tiled kernel's input tile does not fit in shared memory)"
+        return (f"conv2d_direct_v1 (the tiled kernel's {launch_direct.tiled_blocks_y(geom)} blocks "
+                "of filters exceed the grid's 65535)")
     if algorithm == "direct_v1":
         return "conv2d_direct_v1"
     if algorithm == "depthwise":

@@ -16,7 +16,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from .._args import INT32_MAX, as_choice, as_int, as_pair, memoized_check, sequence_of
+from .._args import INT32_MAX, as_choice, as_int, as_pair, is_int, memoized_check, sequence_of
 from .._arrays import ArraySet, check_out, shares_elements
 
 # Every algorithm a caller may force; "auto" lets the launcher choose per case.
@@ -205,12 +205,32 @@ def parse_padding(padding: Any, x_hw: tuple[int, int], stride: tuple[int, int],
             return ((0, 0), (0, 0))
         if padding == "same":
             return tuple(_same_padding(*args) for args in zip(x_hw, stride, dilation, kernel))
-        raise ValueError(f"padding must be an int, a pair, a pair of pairs, 'valid' or 'same'; got {padding!r}")
+        raise ValueError(f"padding must be {_PADDING_FORMS}; got {padding!r}")
     if _is_pair_of_pairs(padding):
+        for i, (side, p) in enumerate(zip(("(top, bottom)", "(left, right)"), padding)):
+            if len(p) != 2:
+                raise ValueError(f"padding[{i}] must be a pair {side}, got {len(p)} values: {p!r}")
         return tuple(as_pair(f"padding[{i}]", p, minimum=0, maximum=INT32_MAX)
                      for i, p in enumerate(padding))
+    _check_padding_form(padding)
     ph, pw = as_pair("padding", padding, minimum=0, maximum=INT32_MAX)
     return ((ph, ph), (pw, pw))
+
+
+_PADDING_FORMS = ("an int, a pair (ph, pw), a pair of pairs ((top, bottom), (left, right)), "
+                  "'valid' or 'same'")
+
+
+def _check_padding_form(padding: Any) -> None:
+    """A padding that is none of the forms (three values, an int beside a pair, a float) is told
+    every form: as_pair alone would name only the int and (h, w) ones."""
+    if isinstance(padding, (tuple, list)):
+        if len(padding) != 2:
+            raise ValueError(f"padding must be {_PADDING_FORMS}; got {len(padding)} values: {padding!r}")
+        if any(isinstance(p, (tuple, list)) for p in padding):
+            raise TypeError(f"padding must be {_PADDING_FORMS}; got {padding!r}")
+    elif not is_int(padding):
+        raise TypeError(f"padding must be {_PADDING_FORMS}; got {type(padding).__name__} {padding!r}")
 
 
 def _output_size(size: int, pad: int, dilation: int, kernel: int, stride: int) -> int:
@@ -218,7 +238,7 @@ def _output_size(size: int, pad: int, dilation: int, kernel: int, stride: int) -
 
 
 def _as_groups(groups: Any) -> int:
-    """``groups``, an int >= 1 (a 0-d integer NumPy array too, as every int: _args._is_int)."""
+    """``groups``, an int >= 1 (a 0-d integer NumPy array too, as every int: _args.is_int)."""
     return as_int("groups", groups, minimum=1)
 
 
@@ -350,8 +370,8 @@ def conv_transpose2d_geometry(x_shape: Any, weight_shape: Any, stride: Any = 1, 
     sh, sw = as_pair("stride", stride, minimum=1)
     dh, dw = as_pair("dilation", dilation, minimum=1)
     if isinstance(padding, str):
-        raise ValueError(f"padding must be an int or a pair (h, w) for conv_transpose2d; "
-                         f"the string form {padding!r} is not supported for transposed convolutions")
+        raise TypeError(f"padding must be an int or a pair (h, w) for conv_transpose2d; "
+                        f"the string form {padding!r} is not supported for transposed convolutions")
     ph, pw = as_pair("padding", padding, minimum=0, maximum=INT32_MAX)
     oph, opw = as_pair("output_padding", output_padding, minimum=0, maximum=INT32_MAX)
     N, C_in, H_in, W_in = _check_x_shape(x_name, x_shape)

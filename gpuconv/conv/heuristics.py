@@ -11,7 +11,9 @@ Rules, first match wins (each states its reason in ``explain``):
                them (a 1x1 filter is one tap, nothing to skip).
 3. direct      fewer than 32 filters per group (grouped convolutions such as ResNeXt's, or
                tiny layers): the narrowest GEMM tile is 32 filters wide, the direct kernel's
-               filter block 16, 8 or 4 (launch_direct.pick_tile).
+               filter block 16, 8 or 4 (launch_direct.pick_tile). Also every layer whose GEMM
+               grid CUDA cannot launch (more than 65535 groups, or millions of filters per
+               group: launch_common.gemm_grid_refusal); its v1 kernel's grid is 1-D.
 4. winograd_nonfused  3x3, stride 1, dilation 1, at least launch_winograd.MIN_CHANNELS (128)
                channels and filters per group (64 over >= 16384 output pixels) and at least
                MIN_PIXELS (1024) output pixels, on CUDA
@@ -33,12 +35,14 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from . import launch_depthwise, launch_pointwise, launch_winograd
+from . import launch_depthwise, launch_im2col_gemm, launch_pointwise, launch_winograd
 from .geometry import conv_algorithms
-from .launch_common import uses_tensor_cores
+from .launch_common import gemm_grid_refusal, uses_tensor_cores
 
 # Every algorithm the launchers accept: the public ones plus the simple direct kernel.
 ALGORITHMS = conv_algorithms + ("direct_v1",)
+# The algorithms whose launches are GEMM tiles of filters by pixels (launch_common.gemm_grid_refusal).
+GEMM_ALGORITHMS = ("pointwise", "implicit_gemm", "im2col_gemm", "winograd_nonfused")
 DIRECT_MAX_FILTERS_PER_GROUP = 32
 
 
@@ -50,16 +54,16 @@ class Choice:
 
 def refusal(algorithm: str, geom) -> str | None:
     """Why ``algorithm`` cannot run ``geom``; None when it can."""
-    if algorithm == "pointwise":
-        return launch_pointwise.refusal(geom)
-    if algorithm == "depthwise":
-        return launch_depthwise.refusal(geom)
-    if algorithm == "winograd_nonfused":
-        return launch_winograd.refusal(geom)
-    if algorithm in ALGORITHMS:
-        return None
-    raise ValueError(f"algorithm must be 'auto' or one of {', '.join(map(repr, ALGORITHMS))}; "
-                     f"got {algorithm!r}")
+    if algorithm not in ALGORITHMS:
+        raise ValueError(f"algorithm must be 'auto' or one of {', '.join(map(repr, ALGORITHMS))}; "
+                         f"got {algorithm!r}")
+    own = {"pointwise": launch_pointwise.refusal, "depthwise": launch_depthwise.refusal,
+           "winograd_nonfused": launch_winograd.refusal,
+           "im2col_gemm": launch_im2col_gemm.refusal}.get(algorithm)
+    why = own(geom) if own is not None else None
+    if why is None and algorithm in GEMM_ALGORITHMS:
+        why = gemm_grid_refusal(geom)
+    return why
 
 
 def check_forced(algorithm: str, geom) -> None:
@@ -80,13 +84,16 @@ def candidates(geom) -> tuple[str, ...]:
 def choose(geom, dtype=np.float32) -> Choice:
     """The algorithm for ``geom`` with operands of ``dtype`` (a dtype or its name)."""
     tensor_cores = uses_tensor_cores(dtype)
-    plain_gemm = launch_pointwise.refusal(geom) is None  # 1x1, no padding
+    plain_gemm = refusal("pointwise", geom) is None  # 1x1, no padding (and a grid that fits)
     if geom.groups == geom.C and geom.groups > 1:
         multiplier = geom.K // geom.C
         return Choice("depthwise", f"groups == C == {geom.C} (depthwise, channel multiplier "
                                    f"{multiplier}): the depthwise kernels read each input once per tap")
     if plain_gemm and not tensor_cores:
         return Choice("pointwise", "1x1 filter without padding: a plain GEMM on the tensors")
+    too_large = refusal("implicit_gemm", geom)
+    if too_large is not None:
+        return Choice("direct", f"the GEMM kernels cannot run it: {too_large}")
     if geom.K_per_group < DIRECT_MAX_FILTERS_PER_GROUP:
         return Choice("direct", f"{geom.K_per_group} filters per group (< "
                                 f"{DIRECT_MAX_FILTERS_PER_GROUP}) would leave most of a GEMM "

@@ -119,8 +119,10 @@ def why_not(algorithm: str, geom, dtype, data_format: str) -> str | None:
     elif algorithm == "pointwise":
         if (geom.R, geom.S) != (1, 1):
             return f"it needs a 1x1 filter, got {geom.R}x{geom.S}"
-        if data_format == "NCHW" and ceil_div(geom.C_per_group, TILE.block_m) > GRID_YZ_LIMIT:
-            return "C/groups is too large for its grid"
+        channels = _pointwise_extent(data_format == "NHWC")[1]   # dx's channels per block
+        if ceil_div(geom.C_per_group, channels) > GRID_YZ_LIMIT:
+            return (f"its grid has C/groups / {channels} y blocks and C/groups="
+                    f"{geom.C_per_group} makes more than {GRID_YZ_LIMIT}")
     elif algorithm == "depthwise":
         if geom.C_per_group != 1:
             return (f"it needs a depthwise convolution (C/groups == 1), got C/groups = "

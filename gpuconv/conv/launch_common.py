@@ -40,6 +40,22 @@ SMEM_LIMIT = 48 * 1024
 
 # Grid y and z dimensions are limited to 65535 blocks.
 GRID_YZ_LIMIT = 65535
+# The narrowest side of any forward GEMM tile (GEMM_TILES, the narrow and MMA tiles below).
+NARROWEST_GEMM_TILE = 32
+
+
+def gemm_grid_refusal(geom) -> str | None:
+    """Why the forward GEMM launchers (pointwise, implicit_gemm, im2col_gemm and winograd's
+    products) cannot grid ``geom``: the filters of a group go on grid.y in tiles of 32 to 128 and
+    the groups on grid.z, each axis at most 65535 blocks (a launch error on a GPU). Judged with
+    the narrowest tile, whichever the picker would take: such layers (millions of filters or
+    more than 65535 groups) run on the direct kernel instead."""
+    if geom.groups > GRID_YZ_LIMIT:
+        return f"its grid has one z slice per group and groups={geom.groups} exceeds {GRID_YZ_LIMIT}"
+    if ceil_div(geom.K_per_group, NARROWEST_GEMM_TILE) > GRID_YZ_LIMIT:
+        return (f"its grid has K/groups / {NARROWEST_GEMM_TILE} y blocks and K/groups="
+                f"{geom.K_per_group} makes more than {GRID_YZ_LIMIT}")
+    return None
 
 # Bits of the kernels' `epilogue` argument (kernels/common/epilogue.cuh).
 EPILOGUE_BIAS = 1

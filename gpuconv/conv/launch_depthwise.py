@@ -119,8 +119,22 @@ def tiled_config(geom, dtype, nhwc: bool) -> tuple[int, int, int]:
     return tile_p, tile_q, ct
 
 
-def tiled_fits(geom, dtype, nhwc: bool) -> bool:
-    return tiled_smem_bytes(geom, dtype, *tiled_config(geom, dtype, nhwc)) <= SMEM_LIMIT
+def tiled_refusal(geom, dtype, nhwc: bool) -> str | None:
+    """Why the tiled kernel cannot run ``geom`` (None when it can)."""
+    tile_p, tile_q, ct = tiled_config(geom, dtype, nhwc)
+    if tiled_smem_bytes(geom, dtype, tile_p, tile_q, ct) > SMEM_LIMIT:
+        return f"its smallest tile does not fit in {SMEM_LIMIT} bytes of shared memory"
+    return channel_blocks_refusal(geom, ct)
+
+
+def channel_blocks_refusal(geom, channel_tile: int) -> str | None:
+    """The tiled and window kernels put blocks of ``channel_tile`` channels on grid.y (65535 at
+    most): more channels than that take the direct kernel, whose grid is one-dimensional."""
+    blocks = ceil_div(geom.C, channel_tile)
+    if blocks > GRID_YZ_LIMIT:
+        return (f"its grid has C / {channel_tile} = {blocks} blocks of channels, more than "
+                f"{GRID_YZ_LIMIT}")
+    return None
 
 
 # ------------------------------------------------------------------------------------ window
@@ -188,11 +202,12 @@ def window_refusal(geom, dtype, nhwc: bool) -> str | None:
         return f"it needs stride 1, got {geom.stride_h}x{geom.stride_w}"
     if (geom.dil_h, geom.dil_w) != (1, 1):
         return f"it needs dilation 1, got {geom.dil_h}x{geom.dil_w}"
-    smem = window_smem_bytes(geom, dtype, nhwc, *window_config(geom, dtype, nhwc))
+    tile_p, runs, ct = window_config(geom, dtype, nhwc)
+    smem = window_smem_bytes(geom, dtype, nhwc, tile_p, runs, ct)
     if smem > SMEM_LIMIT:
         return (f"its smallest tile needs {smem} bytes of shared memory (limit {SMEM_LIMIT}) "
                 f"for a {geom.R}x{geom.S} filter in {np.dtype(dtype).name}")
-    return None
+    return channel_blocks_refusal(geom, ct)
 
 
 def loads_per_output(kind: str, geom) -> float:
@@ -228,16 +243,16 @@ def choose_variant(geom, dtype, nhwc: bool, variant: str = "auto", aligned: bool
             raise ValueError(f"depthwise variant 'window' cannot run this convolution: {why}")
         return variant
     if variant == "tiled":
-        if not tiled_fits(geom, dtype, nhwc):
-            raise ValueError("depthwise variant 'tiled' cannot run this convolution: its "
-                             f"smallest tile does not fit in {SMEM_LIMIT} bytes of shared memory")
+        why = tiled_refusal(geom, dtype, nhwc)
+        if why is not None:
+            raise ValueError(f"depthwise variant 'tiled' cannot run this convolution: {why}")
         return variant
     if variant == "direct":
         return variant
     if aligned and vector.refusal(geom, nhwc) is None:
         return "vector"
-    fallback = ("tiled" if geom.R * geom.S > DIRECT_MAX_TAPS and tiled_fits(geom, dtype, nhwc)
-                else "direct")
+    fallback = ("tiled" if geom.R * geom.S > DIRECT_MAX_TAPS
+                and tiled_refusal(geom, dtype, nhwc) is None else "direct")
     if window_refusal(geom, dtype, nhwc) is not None:
         return fallback
     if (geom.R, geom.S) == (3, 3):
@@ -258,8 +273,12 @@ def describe(geom, dtype, nhwc: bool, variant: str = "auto") -> str:
     kind = choose_variant(geom, dtype, nhwc, variant)
     if kind == "vector":
         lanes = vector.LANES[nhwc]
-        return (f"conv2d_depthwise_vector ({lanes} channel{'s' if lanes > 1 else ''} per thread, "
-                f"{vector.VECTOR_RUN} outputs along q per row, filters in registers)")
+        text = (f"conv2d_depthwise_vector ({lanes} channel{'s' if lanes > 1 else ''} per thread, "
+                f"{vector.VECTOR_RUN} outputs along q per row, filters in registers")
+        if not nhwc:     # NCHW's accesses are scalar: no alignment rule (vector.misaligned)
+            return text + ")"
+        other = describe(geom, dtype, nhwc, choose_variant(geom, dtype, nhwc, aligned=False))
+        return f"{text}; when the arrays are aligned to its vectors, else {other})"
     if kind == "window":
         tp, runs, ct = window_config(geom, dtype, nhwc)
         return (f"conv2d_depthwise_window (tile {tp}x{runs * WINDOW_RUN}, {ct} channels per block, "
@@ -344,10 +363,7 @@ def run(call: ConvCall, variant: str = "auto", flip: bool = False) -> None:
                                               *chunk.shape_args(), *decoder_args(c.K, c.P, c.Q),
                                               *chunk.epilogue_args()])
         return
-    channel_blocks = ceil_div(g.C, tile_args[2])
-    if channel_blocks > GRID_YZ_LIMIT:
-        raise ValueError(f"depthwise: {channel_blocks} channel blocks exceed the grid limit "
-                         f"{GRID_YZ_LIMIT}")
+    channel_blocks = ceil_div(g.C, tile_args[2])   # <= GRID_YZ_LIMIT: channel_blocks_refusal
     fn = call.kernel(FAMILY, f"{KERNELS[kind]}<{call.cuda_type}, {nhwc}>")
     weight = call.kcrs_weight()
     for chunk in call.chunks(GRID_YZ_LIMIT):

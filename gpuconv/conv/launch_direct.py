@@ -1,8 +1,9 @@
 """Launcher of kernels/conv/direct.cu: the tiled direct convolution and its v1 beside it.
 
 "direct" runs ``conv2d_direct_tiled`` when its input tile (with halo) and the chunk's weights
-fit in shared memory for at least one channel per chunk, and ``conv2d_direct_v1`` otherwise
-(very large dilated filters in float64); "direct_v1" forces the simple kernel.
+fit in shared memory for at least one channel per chunk and its grid fits, and
+``conv2d_direct_v1`` otherwise (very large dilated filters in float64; more than 65535 blocks of
+filters); "direct_v1" forces the simple kernel.
 """
 from __future__ import annotations
 
@@ -88,12 +89,21 @@ def channel_tile(geom, dtype) -> int:
     return ct
 
 
+def tiled_blocks_y(geom, tile: DirectTile | None = None) -> int:
+    """The tiled kernel's grid.y: each group's filters in blocks of the tile's block_k."""
+    tile = tile or pick_tile(geom)
+    return geom.groups * ceil_div(geom.K_per_group, tile.block_k)
+
+
 def uses_tiled(geom, dtype) -> bool:
-    return channel_tile(geom, dtype) > 0
+    """Whether ``run`` takes the tiled kernel: one channel's tile fits in shared memory and the
+    grid in CUDA's limit (more than 65535 blocks of filters: millions of filters, or as many
+    groups, which only v1's one-dimensional grid can launch)."""
+    return channel_tile(geom, dtype) > 0 and tiled_blocks_y(geom) <= GRID_YZ_LIMIT
 
 
 def run(call: ConvCall, *, v1: bool = False) -> None:
-    ct = 0 if v1 else channel_tile(call.geom, call.dtype)
+    ct = 0 if v1 or not uses_tiled(call.geom, call.dtype) else channel_tile(call.geom, call.dtype)
     nhwc = cuda_bool(call.nhwc)
     weight = call.kcrs_weight()
     if ct == 0:
@@ -107,10 +117,7 @@ def run(call: ConvCall, *, v1: bool = False) -> None:
     g = call.geom
     tile = pick_tile(g)
     fn = call.kernel(FAMILY, _name(call.cuda_type, nhwc, tile))
-    blocks_y = g.groups * ceil_div(g.K_per_group, tile.block_k)
-    if blocks_y > GRID_YZ_LIMIT:
-        raise ValueError(f"direct: groups * ceil(K/groups / {tile.block_k}) = {blocks_y} exceeds "
-                         f"the grid limit {GRID_YZ_LIMIT}; use algorithm='implicit_gemm'")
+    blocks_y = tiled_blocks_y(g, tile)
     smem = tiled_smem_bytes(g, call.dtype, ct, tile)
     for chunk in call.chunks(GRID_YZ_LIMIT):
         grid = (ceil_div(g.P, tile.tile_p) * ceil_div(g.Q, tile.tile_q), blocks_y, chunk.geom.N)

@@ -63,20 +63,33 @@ def workspace_limit(workspace_bytes: int | None = None) -> int:
         try:
             workspace_bytes = int(env)
         except ValueError:
-            raise ValueError(f"{WORKSPACE_ENV} must be an integer, got {env!r}") from None
+            workspace_bytes = 0
+        if workspace_bytes < 1:
+            raise ValueError(f"{WORKSPACE_ENV} must be an integer >= 1 (bytes), got {env!r}")
     return as_int("workspace_bytes", workspace_bytes, minimum=1)
+
+
+def _images_by_index(geom) -> int:
+    """Images whose column buffer (C*R*S rows, ldc = images * P*Q padded by up to 3 columns)
+    stays within 32-bit offsets."""
+    return (INDEX_LIMIT // (geom.C * geom.R * geom.S) - 3) // max(1, geom.P * geom.Q)
+
+
+def refusal(geom) -> str | None:
+    """Why im2col_gemm cannot run ``geom`` (None when it can; the grid: heuristics.refusal)."""
+    if _images_by_index(geom) < 1:
+        return (f"the column buffer of one image ({geom.C * geom.R * geom.S} x "
+                f"{geom.P * geom.Q}) has 2^31 or more elements")
+    return None
 
 
 def images_per_chunk(geom, itemsize: int, limit_bytes: int) -> int:
     """Images whose columns fit in the workspace (>= 1) and in 32-bit offsets."""
-    rows = geom.C * geom.R * geom.S
-    pq = geom.P * geom.Q
-    by_workspace = limit_bytes // max(1, rows * pq * itemsize)
-    by_index = (INDEX_LIMIT // rows - 3) // pq  # ldc pads up to 3 columns
-    if by_index < 1:
-        raise ValueError(f"im2col_gemm: the column buffer of one image ({rows} x {pq}) has 2^31 "
-                         "or more elements; use algorithm='implicit_gemm'")
-    return max(1, min(by_workspace, by_index, geom.N))
+    why = refusal(geom)
+    if why is not None:
+        raise ValueError(f"im2col_gemm: {why}; use algorithm='implicit_gemm'")
+    by_workspace = limit_bytes // max(1, geom.C * geom.R * geom.S * geom.P * geom.Q * itemsize)
+    return max(1, min(by_workspace, _images_by_index(geom), geom.N))
 
 
 def run(call: ConvCall, *, gemm: str = "own", workspace_bytes: int | None = None,

@@ -22,7 +22,7 @@ import numpy as np
 
 from .. import _state
 from .._args import (INT32_MAX, as_choice, as_flag, as_int, as_pair, check_holdable,
-                     memoized_check, sequence_of)
+                     is_holdable, memoized_check, sequence_of)
 from .._arrays import check_index_array, xp_of
 from ..conv.geometry import check_data_format, layout_shape, nchw_shape  # noqa: F401 (re-exported)
 
@@ -300,10 +300,15 @@ def _requested_unpool_size(output_size: Any, data_format: str) -> tuple[int, int
     if len(sizes) == 4:
         # As torch's max_unpool2d: only (H, W) count, whatever the batch and channels say.
         _, _, h, w = nchw_shape(sizes, data_format)
-        return h, w
-    if len(sizes) != 2:
+        hw = (h, w), (data_format.index("H"), data_format.index("W"))
+    elif len(sizes) == 2:
+        hw = sizes, (0, 1)
+    else:
         raise ValueError(f"output_size must have 2 (H, W) or 4 ({data_format}) elements, got {len(sizes)}")
-    return sizes
+    for size, i in zip(*hw):
+        if size < 0:      # torch: "output_size must contain non-negative spatial dimensions"
+            raise ValueError(f"output_size[{i}] must be >= 0, got {size}")
+    return hw[0]
 
 
 @memoized_check
@@ -338,6 +343,11 @@ def max_unpool2d_geometry(x_shape_nchw: Sequence[int], kernel_size: Any, stride:
         raise ValueError(f"kernel_size {(R, S)} and stride {(sh, sw)} give an unpooled output "
                          f"of {H}x{W} for a {P}x{Q} input: its sizes must be <= 2**31 - 1 (the "
                          f"kernels take 32-bit ints)")
+    if output_size is not None:
+        check_holdable("output_size", output_size, (N, C, H, W))
+    elif not is_holdable((N, C, H, W)):
+        raise ValueError(f"kernel_size {(R, S)} and stride {(sh, sw)} give an unpooled output "
+                         f"of shape {(N, C, H, W)}: more than an array can hold")
     return Pool2dGeometry(N, C, H, W, P, Q, R, S, sh, sw, ph, pw, 1, 1, False)
 
 

@@ -53,6 +53,9 @@ def _zero_gradient(arrays, grad_output, x):
 @_state.resolving_deterministic
 def max_pool2d(grad_output, x, kernel_size, stride=None, padding=0, dilation=1, ceil_mode=False,
                return_indices=False, *, indices=None, data_format="NCHW", deterministic=None):
+    """The gradient of ``gpuconv.max_pool2d`` with respect to x, for grad_output of its output's
+    shape: each window's gradient goes to its first maximum (or NaN), as PyTorch's.
+    ``indices=``: the forward's indices, checked and used instead of a recomputation."""
     return _max_pool2d(grad_output, x, kernel_size, stride, padding, dilation, ceil_mode,
                        return_indices, indices=indices, data_format=data_format,
                        deterministic=deterministic, scan_indices=True)
@@ -99,6 +102,8 @@ def _max_pool2d(grad_output, x, kernel_size, stride, padding, dilation, ceil_mod
 def avg_pool2d(grad_output, x, kernel_size, stride=None, padding=0, ceil_mode=False,
                count_include_pad=True, divisor_override=None, *, data_format="NCHW",
                deterministic=None):
+    """The gradient of ``gpuconv.avg_pool2d`` with respect to x, for grad_output of its output's
+    shape: each window's gradient spread over its elements with the forward's divisor."""
     plan, replayed = _planned("avg_pool2d", {"grad_output": grad_output, "x": x},
                               (kernel_size, stride, padding, ceil_mode, count_include_pad,
                                divisor_override, data_format), deterministic)
@@ -117,6 +122,9 @@ def avg_pool2d(grad_output, x, kernel_size, stride=None, padding=0, ceil_mode=Fa
 @_state.resolving_deterministic
 def lp_pool2d(grad_output, x, norm_type, kernel_size, stride=None, ceil_mode=False, *,
               data_format="NCHW", deterministic=None):
+    """The gradient of ``gpuconv.lp_pool2d`` with respect to x, for grad_output of its output's
+    shape (PyTorch's formula, from the forward's powers; norm_type +-inf: the max pooling's
+    gradient)."""
     plan, replayed = _planned("lp_pool2d", {"grad_output": grad_output, "x": x},
                               (norm_type, kernel_size, stride, ceil_mode, data_format),
                               deterministic)
@@ -137,6 +145,8 @@ def lp_pool2d(grad_output, x, norm_type, kernel_size, stride=None, ceil_mode=Fal
 
 @_state.resolving_deterministic
 def adaptive_avg_pool2d(grad_output, x, output_size, *, data_format="NCHW", deterministic=None):
+    """The gradient of ``gpuconv.adaptive_avg_pool2d`` with respect to x, for grad_output of its
+    output's shape: each bin's gradient spread over its elements."""
     plan, replayed = _planned("adaptive_avg_pool2d", {"grad_output": grad_output, "x": x},
                               (output_size, data_format), deterministic)
     if replayed is not None:
@@ -153,6 +163,9 @@ def adaptive_avg_pool2d(grad_output, x, output_size, *, data_format="NCHW", dete
 @_state.resolving_deterministic
 def adaptive_max_pool2d(grad_output, x, output_size, return_indices=False, *, indices=None,
                         data_format="NCHW", deterministic=None):
+    """The gradient of ``gpuconv.adaptive_max_pool2d`` with respect to x, for grad_output of its
+    output's shape: each bin's gradient to its first maximum (or NaN); ``indices=`` as in
+    max_pool2d."""
     return _adaptive_max_pool2d(grad_output, x, output_size, return_indices, indices=indices,
                                 data_format=data_format, deterministic=deterministic,
                                 scan_indices=True)
@@ -183,6 +196,8 @@ def _adaptive_max_pool2d(grad_output, x, output_size, return_indices, *, indices
 
 @_state.resolving_deterministic
 def global_avg_pool2d(grad_output, x, *, data_format="NCHW", deterministic=None):
+    """The gradient of ``gpuconv.global_avg_pool2d`` with respect to x, for grad_output of its
+    output's shape (N, C, 1, 1)."""
     plan, replayed = _planned("global_avg_pool2d", {"grad_output": grad_output, "x": x},
                               (data_format,), deterministic)
     if replayed is not None:
@@ -198,6 +213,9 @@ def global_avg_pool2d(grad_output, x, *, data_format="NCHW", deterministic=None)
 
 @_state.resolving_deterministic
 def global_max_pool2d(grad_output, x, *, indices=None, data_format="NCHW", deterministic=None):
+    """The gradient of ``gpuconv.global_max_pool2d`` with respect to x, for grad_output of its
+    output's shape (N, C, 1, 1): each plane's gradient to its first maximum; ``indices=`` (flat
+    h * W + w) as in max_pool2d."""
     def full_path():
         arrays, layout, shape, mode = _checked(grad_output, x, data_format, deterministic)
         geom = global_pool2d_geometry(shape)
@@ -217,6 +235,8 @@ def global_max_pool2d(grad_output, x, *, indices=None, data_format="NCHW", deter
 @_state.resolving_deterministic
 def spatial_pyramid_pool2d(grad_output, x, levels=(1, 2, 4), mode="max", *, data_format="NCHW",
                            deterministic=None):
+    """The gradient of ``gpuconv.spatial_pyramid_pool2d`` with respect to x, for grad_output of its
+    output's shape (N, C * sum(l * l)): the sum of each level's adaptive pooling gradient."""
     plan, replayed = _planned("spatial_pyramid_pool2d", {"grad_output": grad_output, "x": x},
                               (levels, mode, data_format), deterministic)
     if replayed is not None:
@@ -231,6 +251,8 @@ def spatial_pyramid_pool2d(grad_output, x, levels=(1, 2, 4), mode="max", *, data
 @_state.resolving_deterministic
 def max_unpool2d(grad_output, x, indices, kernel_size, stride=None, padding=0, output_size=None, *,
                  data_format="NCHW", deterministic=None):
+    """The gradient of ``gpuconv.max_unpool2d`` with respect to its values x: grad_output (of the
+    unpooled shape) read back at ``indices``."""
     def full_path():
         arrays, layout, shape, mode = _checked(grad_output, x, data_format, deterministic)
         geom = max_unpool2d_geometry(shape, kernel_size, stride, padding, output_size, layout)

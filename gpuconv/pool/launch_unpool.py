@@ -24,8 +24,8 @@ def max_unpool2d(geom: Pool2dGeometry, x, indices, *, data_format: str, executor
     xp = xp_for(executor)
     x = contiguous(xp, x)
     indices = index_array(xp, indices)
+    check_int32(x, geom.N * geom.C * geom.H * geom.W)     # before the allocation it sizes
     y = zeros(xp, layout_shape(geom.N, geom.C, geom.H, geom.W, data_format), x.dtype)
-    check_int32(x, y)
     winner = zeros(xp, y.shape, np.int32)
     layout = nhwc(data_format)
     launch_elementwise(MAX_UNPOOL, f"max_unpool2d_claim<{layout}>", executor, x.size,

@@ -10,7 +10,8 @@ Choices where torchvision is silent or undefined (documented in the public docst
 - ``sampling_ratio <= 0`` is adaptive (``ceil(roi_size / bins)`` samples per bin), as in
   torchvision's kernels; the geometry stores every adaptive request as 0.
 - ``spatial_scale`` must be finite and > 0: it is the ratio feature map / image.
-- A list of boxes holds at most one array per image of x (torchvision reads out of bounds past N).
+- A list of boxes holds at most one non-empty array per image of x (torchvision reads out of
+  bounds past N); empty arrays past the batch add no rows, as in torchvision.
 - A batch index must lie in [0, N) (api.md); a fractional one inside that range is truncated,
   as torchvision's ``int`` conversion does (every path reads it with a C or NumPy int cast).
 - Box coordinates times ``spatial_scale`` must lie within +-2**24 feature-map pixels
@@ -226,9 +227,6 @@ def _check_box_array(name: str, b, arrays: ArraySet) -> None:
 def _rois_from_list(boxes, arrays: ArraySet, n_images: int):
     """torchvision's convert_boxes_to_roi_format: the batch index of a box is its list position."""
     xp, dtype = arrays.xp, arrays.dtype
-    if len(boxes) > n_images:
-        raise ValueError(f"boxes is a list of {len(boxes)} arrays (one per image) but x holds "
-                         f"{n_images} images")
     parts = []
     for i, b in enumerate(boxes):
         name = f"boxes[{i}]"
@@ -236,6 +234,11 @@ def _rois_from_list(boxes, arrays: ArraySet, n_images: int):
         if b.ndim != 2 or b.shape[1] != 4:
             raise ValueError(f"{name} must be a (K_i, 4) array of rows [x1, y1, x2, y2]; got "
                              f"shape {tuple(b.shape)}")
+        if b.shape[0] == 0:
+            continue      # no rows: past the batch too, as torchvision's concatenation
+        if i >= n_images:
+            raise ValueError(f"boxes is a list of {len(boxes)} arrays (one per image) and "
+                             f"{name} holds {b.shape[0]} boxes, but x holds {n_images} images")
         # float16 holds integers exactly only up to 2048 (bfloat16: 256): a larger list position
         # would silently name another image.
         if float(np.asarray(i, dtype=dtype)) != i:

@@ -24,6 +24,7 @@ Otherwise, by mode:
 from __future__ import annotations
 
 import functools
+import math
 
 from .._fast_divmod import decoder_args
 from .._plans import empty
@@ -331,8 +332,9 @@ def roi_align(geom: RoiGeometry, x, rois, *, data_format: str, executor: str,
     xp = xp_for(executor)
     x = contiguous(xp, x)
     rois = contiguous(xp, rois, acc_dtype(x.dtype))
-    y = empty(xp, geom.output_shape(data_format), x.dtype)
-    check_int32(x, y)
+    shape = geom.output_shape(data_format)
+    check_int32(x, math.prod(shape))     # before the allocation it sizes
+    y = empty(xp, shape, x.dtype)
     if separable if separable is not None else uses_separable(geom):
         _separable_forward(xp, geom, x, rois, y, data_format, executor)
         return y

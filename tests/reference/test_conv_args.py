@@ -121,7 +121,7 @@ TRANSPOSE_ERRORS = [
     (transpose(output_padding=2), ValueError, "output_padding"),          # >= stride 2 and dilation 1
     (transpose(stride=1, dilation=2, output_padding=(2, 0)), ValueError, "output_padding"),
     (transpose(output_padding=-1), ValueError, "output_padding"),
-    (transpose(padding="same"), ValueError, "padding"),
+    (transpose(padding="same"), TypeError, "padding"),   # as torch: no string forms
     (transpose(padding=-1), ValueError, "padding"),
     (transpose(padding=9), ValueError, "padding"),                        # empty output
     (transpose(stride=0), ValueError, "stride"),
