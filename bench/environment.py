@@ -1,6 +1,7 @@
 """Where a run happened: device, driver, CUDA and library versions, git commit (for the JSON)."""
 from __future__ import annotations
 
+import importlib
 import importlib.metadata
 import os
 import platform
@@ -11,6 +12,15 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 LIBRARIES = ("gpuconv", "numpy", "cupy", "cupy-cuda12x", "cupy-cuda13x", "torch", "torchvision",
              "ml_dtypes", "matplotlib", "pytest-benchmark")
+
+
+def require(tool: str, *modules: str) -> tuple:
+    """The modules a GPU-only tool needs, imported; where one is missing, an exit naming the tool
+    and what it needs (a traceback ending in ModuleNotFoundError told neither)."""
+    try:
+        return tuple(importlib.import_module(name) for name in modules)
+    except ImportError as error:
+        raise SystemExit(f"python -m {tool} needs {', '.join(modules)} on a CUDA GPU: {error}") from None
 
 
 def library_versions() -> dict[str, str]:

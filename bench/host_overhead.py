@@ -23,6 +23,7 @@ import cProfile
 import statistics
 import time
 
+from .environment import require
 from .timing import event_us, graph_replay_us, print_profile, queued_us
 
 
@@ -92,11 +93,12 @@ def _graph_us(cp, fn, runs: int) -> float | None:
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="python -m bench.host_overhead",
+                                     description=__doc__.split("\n\n")[0])
     parser.add_argument("--calls", type=int, default=200)
     parser.add_argument("--profile", type=int, default=25)
     args = parser.parse_args(argv)
-    import cupy as cp
+    cp, = require("bench.host_overhead", "cupy")
 
     import gpuconv
     calls = _calls(cp, gpuconv)

@@ -14,6 +14,8 @@ from __future__ import annotations
 import argparse
 import time
 
+from .environment import require
+
 SCALARS = 28
 
 SOURCE = r"""
@@ -37,11 +39,12 @@ extern "C" __global__ void pointers_only(float* out, const float* a, const float
 
 
 def main(argv=None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m bench.launch_cost",
+                                     description=__doc__.split("\n\n")[0])
     parser.add_argument("--launches", type=int, default=20000)
     options = parser.parse_args(argv)
 
-    import cupy
+    cupy, = require("bench.launch_cost", "cupy")
     import numpy as np
 
     module = cupy.RawModule(code=SOURCE)

@@ -27,6 +27,7 @@ import sys
 
 import numpy as np
 
+from .environment import require
 from .operations import random_boxes
 from .suites import RoiShape
 from .timing import CudaEventClock, median
@@ -112,13 +113,7 @@ def main(argv=None) -> int:
     if args.model:
         print_model(np.dtype(args.dtype).itemsize)
         return 0
-    try:
-        import cupy
-        import torch
-        import torchvision
-    except ImportError as error:
-        raise SystemExit(f"python -m bench.roi_align_kernels needs CuPy, torch and torchvision "
-                         f"on a CUDA GPU: {error}") from None
+    cupy, torch, torchvision = require("bench.roi_align_kernels", "cupy", "torch", "torchvision")
 
     from gpuconv.roi import launch_align
     from gpuconv.roi.geometry import check_roi_arguments

@@ -22,6 +22,7 @@ from __future__ import annotations
 import argparse
 import functools
 
+from .environment import require
 from .suites import load_shapes
 from .timing import event_us, graph_replay_us
 
@@ -54,7 +55,8 @@ def _row(name: str, columns: str, labels, times, flops: float) -> str:
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="python -m bench.tile_sweep",
+                                     description=__doc__.split("\n\n")[0])
     parser.add_argument("--suite", default="resnet50_b32")
     parser.add_argument("--dtype", default="float16")
     parser.add_argument("--layout", default="NHWC")
@@ -63,7 +65,7 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     if args.direction == "weight_grad":
         return weight_grad_sweep(args)
-    import cupy as cp
+    cp, = require("bench.tile_sweep", "cupy")
 
     import gpuconv
     from gpuconv.conv import launch
@@ -128,7 +130,7 @@ def _replay_or_events_us(cp, call, runs: int = 20) -> float:
 
 
 def weight_grad_sweep(args) -> int:
-    import cupy as cp
+    cp, = require("bench.tile_sweep", "cupy")
 
     import gpuconv
     from gpuconv.conv import launch_bwd_weight as lbw

@@ -17,7 +17,7 @@ Integer results (max-pooling indices) take JAX's default integer dtype (int32 un
 
 Placement follows JAX's rule for a jax.numpy operation: NumPy arguments and uncommitted JAX
 arrays go to the device of the committed ones, and an eager result lives on its arguments'
-device (not on the default device).
+device (not on the default device), committed to it only where an argument was.
 
 Under ``jax.jit`` gpuconv itself first sees the arrays inside the callback, where its TypeError
 or ValueError would surface as a JaxRuntimeError: the wrappers run gpuconv's own argument checks
@@ -71,17 +71,22 @@ def check_indices(indices) -> None:
 
 def call(fn, out_spec, *args):
     leaves, treedef = jax.tree_util.tree_flatten(args)
-    leaves, device = _as_jax(leaves)
+    leaves, device, committed = _as_jax(leaves)
     if device is None:      # traced
         return traced_call(fn, out_spec, treedef, leaves)
     if device.platform in GPU_PLATFORMS:
         return _call_cupy(fn, out_spec, treedef, leaves, device)
     arrays = jax.tree_util.tree_unflatten(treedef, [np.asarray(a) for a in leaves])
-    return cast(fn(*arrays), out_spec, lambda r: jnp.asarray(r, device=device))
+    # committed only where an argument was, as a jax.numpy result: an uncommitted one (the
+    # default device's) may meet arrays committed elsewhere, e.g. a weight gradient computed
+    # from uncommitted operands meeting its committed parameter
+    return cast(fn(*arrays), out_spec,
+                lambda r: jnp.asarray(r, device=device) if committed else jnp.asarray(r))
 
 
 def _as_jax(leaves):
-    """The leaves as JAX arrays, and the device of the call (None when traced).
+    """The leaves as JAX arrays, the device of the call (None when traced) and whether any
+    argument was committed to it.
 
     NumPy leaves (jax.grad of a function called with NumPy arrays passes them through) and
     uncommitted arrays go to the device of the committed arrays, as a jax.numpy operation
@@ -91,8 +96,8 @@ def _as_jax(leaves):
     home = committed.pop() if len(committed) == 1 else None
     leaves = [_placed(a, home) for a in leaves]
     if any(isinstance(a, jax.core.Tracer) for a in leaves):
-        return leaves, None
-    return leaves, _device_of(leaves)
+        return leaves, None, False
+    return leaves, _device_of(leaves), home is not None
 
 
 def on_gpu(a) -> bool:

@@ -79,6 +79,9 @@ def _max_pool(name, x, args, out_shape, data_format, return_indices):
 
 def max_pool2d(x, kernel_size, stride=None, padding=0, dilation=1, ceil_mode=False,
                return_indices=False, *, data_format="NCHW"):
+    """``gpuconv.max_pool2d`` on a JAX array, differentiable (``jax.grad``, ``jax.vjp``) and
+    traceable under ``jax.jit`` (the computation runs in a callback on XLA's buffers). With
+    ``return_indices``: (values, int64 indices); the indices carry no gradient."""
     args = (kernel_size, stride, padding, dilation, ceil_mode)
     checked = _checked(api.check_max_pool2d, x, *args, return_indices, data_format=data_format)
     return _max_pool("max_pool2d", x, args, checked.output_shape, data_format,
@@ -87,23 +90,32 @@ def max_pool2d(x, kernel_size, stride=None, padding=0, dilation=1, ceil_mode=Fal
 
 def avg_pool2d(x, kernel_size, stride=None, padding=0, ceil_mode=False, count_include_pad=True,
                divisor_override=None, *, data_format="NCHW"):
+    """``gpuconv.avg_pool2d`` on a JAX array, differentiable (``jax.grad``, ``jax.vjp``) and
+    traceable under ``jax.jit`` (the computation runs in a callback on XLA's buffers)."""
     args = (kernel_size, stride, padding, ceil_mode, count_include_pad, divisor_override)
     checked = _checked(api.check_avg_pool2d, x, *args, data_format=data_format)
     return _pool("avg_pool2d", x, args, checked.output_shape, data_format)
 
 
 def lp_pool2d(x, norm_type, kernel_size, stride=None, ceil_mode=False, *, data_format="NCHW"):
+    """``gpuconv.lp_pool2d`` on a JAX array, differentiable (``jax.grad``, ``jax.vjp``) and
+    traceable under ``jax.jit`` (the computation runs in a callback on XLA's buffers)."""
     args = (norm_type, kernel_size, stride, ceil_mode)
     checked = _checked(api.check_lp_pool2d, x, *args, data_format=data_format)
     return _pool("lp_pool2d", x, args, checked.output_shape, data_format)
 
 
 def adaptive_avg_pool2d(x, output_size, *, data_format="NCHW"):
+    """``gpuconv.adaptive_avg_pool2d`` on a JAX array, differentiable (``jax.grad``, ``jax.vjp``)
+    and traceable under ``jax.jit`` (the computation runs in a callback on XLA's buffers)."""
     checked = _checked(api.check_adaptive_avg_pool2d, x, output_size, data_format=data_format)
     return _pool("adaptive_avg_pool2d", x, (output_size,), checked.output_shape, data_format)
 
 
 def adaptive_max_pool2d(x, output_size, return_indices=False, *, data_format="NCHW"):
+    """``gpuconv.adaptive_max_pool2d`` on a JAX array, differentiable (``jax.grad``, ``jax.vjp``)
+    and traceable under ``jax.jit`` (the computation runs in a callback on XLA's buffers). With
+    ``return_indices``: (values, int64 indices); the indices carry no gradient."""
     checked = _checked(api.check_adaptive_max_pool2d, x, output_size, return_indices,
                        data_format=data_format)
     return _max_pool("adaptive_max_pool2d", x, (output_size,), checked.output_shape, data_format,
@@ -111,16 +123,23 @@ def adaptive_max_pool2d(x, output_size, return_indices=False, *, data_format="NC
 
 
 def global_avg_pool2d(x, *, data_format="NCHW"):
+    """``gpuconv.global_avg_pool2d`` on a JAX array, differentiable (``jax.grad``, ``jax.vjp``) and
+    traceable under ``jax.jit`` (the computation runs in a callback on XLA's buffers)."""
     checked = _checked(api.check_global_avg_pool2d, x, data_format=data_format)
     return _pool("global_avg_pool2d", x, (), checked.output_shape, data_format)
 
 
 def global_max_pool2d(x, *, data_format="NCHW"):
+    """``gpuconv.global_max_pool2d`` on a JAX array, differentiable (``jax.grad``, ``jax.vjp``) and
+    traceable under ``jax.jit`` (the computation runs in a callback on XLA's buffers)."""
     checked = _checked(api.check_global_pool2d, x, data_format=data_format)
     return _pool("global_max_pool2d", x, (), checked.output_shape, data_format)
 
 
 def spatial_pyramid_pool2d(x, levels=(1, 2, 4), mode="max", *, data_format="NCHW"):
+    """``gpuconv.spatial_pyramid_pool2d`` on a JAX array, differentiable (``jax.grad``,
+    ``jax.vjp``) and traceable under ``jax.jit`` (the computation runs in a callback on XLA's
+    buffers)."""
     checked = _checked(api.check_spatial_pyramid_pool2d, x, levels, mode, data_format=data_format)
     return _pool("spatial_pyramid_pool2d", x, (levels, mode), checked.output_shape, data_format)
 

@@ -72,7 +72,16 @@ def options_from_env() -> SimulationOptions:
 
 @contextlib.contextmanager
 def simulate(order: str = "forward", seed: int = 0, sanitize: str | None = None):
-    """Run the CUDA kernels on the CPU for NumPy inputs inside the block."""
+    """Run the CUDA kernels on the CPU for NumPy inputs inside the block.
+
+    order: the order in which a block's threads run between barriers: "forward" (thread 0
+    first), "reverse", or "random" (reshuffled at each barrier, blocks permuted too; ``seed``,
+    an int in [0, 2**64), picks the shuffle). One order can hide a race another shows.
+    sanitize: None, "address" (AddressSanitizer: an out-of-bounds access names the CUDA thread
+    and source line) or "thread" (ThreadSanitizer: a race between barriers, in any order); the
+    sanitized launches run in a helper process and are slower. The block yields its
+    SimulationOptions.
+    """
     options = make_options(order, seed, sanitize)
     _state.push_simulation(options)
     try:

@@ -5,8 +5,12 @@ precision (CUDA: float16 unless set otherwise; CPU: bfloat16): its floating-poin
 than float64 are cast to that dtype first, so that a bfloat16 activation meets a float32 weight
 without a dtype error and the output comes out in the lower precision. The gpuconv wrappers do
 the same, with the casts outside their autograd Function, so that autograd carries each
-gradient back to its parameter's own dtype. Pooling and ROI functions run in their input's
-dtype under autocast, as torch's and torchvision's do.
+gradient back to its parameter's own dtype.
+
+Pooling runs in its input's dtype under autocast, as torch's does, but for max_unpool2d, which
+torch's CPU autocast runs in float32 (its float32 list). torchvision's ROI autocast kernels (CPU
+and CUDA) cast the input and the boxes to float32 and the result back to the input's dtype: a
+float16 feature map meets float32 proposals there. ``autocast_float32`` gives both.
 """
 from __future__ import annotations
 
@@ -46,3 +50,18 @@ def autocast_operands(*tensors):
     return tuple(t.to(dtype) if isinstance(t, torch.Tensor) and t.is_floating_point()
                  and t.dtype != torch.float64 and t.device.type == first.device.type else t
                  for t in tensors)
+
+
+def autocast_float32(*tensors, device_types=("cpu", "cuda")):
+    """``tensors`` cast as an autocast region hands them to an op of its float32 list (floating
+    tensors but float64 to float32; None and non-tensors pass), or None where no region is
+    active on the first tensor's device, or that device's type is not in ``device_types``."""
+    if not _any_region():
+        return None
+    first = next((t for t in tensors if isinstance(t, torch.Tensor)), None)
+    if first is None or first.device.type not in device_types:
+        return None
+    if _region_dtype(first.device.type) is None:
+        return None
+    return tuple(t.float() if isinstance(t, torch.Tensor) and t.is_floating_point()
+                 and t.dtype != torch.float64 else t for t in tensors)

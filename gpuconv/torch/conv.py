@@ -261,6 +261,8 @@ def conv2d(input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1, 
     # is in the region's dtype.
     input, weight, bias, residual = autocast_operands(input, weight, bias, residual)
     if is_unbatched(input):
+        # named before the batch dimension is added (a non-tensor residual has no unsqueeze)
+        common_device({"input": input, "weight": weight, "bias": bias, "residual": residual})
         if residual is not None:
             residual = residual.unsqueeze(0)
         return _unbatched_conv(apply(Conv2dFunction, input.unsqueeze(0), weight, bias,
@@ -361,6 +363,10 @@ def conv_transpose2d(input, weight, bias=None, stride=1, padding=0, output_paddi
                    groups=int_of_scalar_tensor(groups),
                    dilation=expand_single(dilation))
     options["output_size"] = output_size = int_sequence(output_size)
+    if output_size is not None and not isinstance(output_size, (tuple, list)):
+        # gpuconv's own message, before the len() below and in _spatial_output_size
+        raise TypeError(f"output_size must be None or a sequence of 2 or 4 ints, got "
+                        f"{type(output_size).__name__}")
     input, weight, bias = autocast_operands(input, weight, bias)
     if is_unbatched(input):
         if output_size is not None and len(output_size) not in (2, 3):

@@ -158,16 +158,30 @@ def _parameter_problem(module: torch.nn.Module) -> str | None:
     return None
 
 
-def _why_not(module: torch.nn.Module, replacements: dict) -> str | None:
-    """None if the module can be converted, else the reason it is left alone."""
+def _model_device_problem(model: torch.nn.Module) -> str | None:
+    """Why the layers without tensors of their own (the poolings, the ROI layers) cannot run in
+    ``model``: a parameter or buffer of it on a device gpuconv does not take (a meta or mps
+    model feeds them such tensors); None when there is none."""
+    named = (*model.named_parameters(), *model.named_buffers())
+    for name, t in named:
+        if t.device.type not in ("cpu", "cuda"):
+            return (f"the model's {name} is on a {t.device.type} device; gpuconv takes CPU and "
+                    "CUDA tensors")
+    return None
+
+
+def _why_not(module: torch.nn.Module, replacements: dict, model_problem: str | None) -> str | None:
+    """None if the module can be converted, else the reason it is left alone; ``model_problem``
+    (_model_device_problem) stands for the tensors of a layer that has none."""
     cls = _layer_type(module)
     if isinstance(module, LazyModuleMixin) and module.has_uninitialized_params():
         return ("a lazy layer whose parameters are not initialized yet: its first forward pass "
                 f"makes it a {_type_name(module.cls_to_become or cls)}; convert after it")
+    own_tensors = next(module.parameters(), None) is not None
     if cls in TWINS:
-        return _parameter_problem(module)
+        return _parameter_problem(module) if own_tensors else model_problem
     if cls in replacements:
-        return None
+        return model_problem
     for base in (*TWINS, *replacements):
         if isinstance(module, base):
             return (f"a subclass of {_type_name(base)}: its forward may differ from the base "
@@ -191,6 +205,7 @@ def convert(model: torch.nn.Module, inplace: bool = True) -> ConversionReport:
         model = copy.deepcopy(model)
     replacements = _torchvision_replacements()
     report = ConversionReport(model)
+    model_problem = _model_device_problem(model)
     done = set()    # ids of modules already handled (a shared layer appears under several names)
     replaced = {}   # id of a replaced module -> its gpuconv replacement (one per shared layer)
     for name, module in list(model.named_modules(remove_duplicate=False)):
@@ -198,7 +213,7 @@ def convert(model: torch.nn.Module, inplace: bool = True) -> ConversionReport:
             continue
         source = _layer_type(module)
         shown_source = _shown_type(module)
-        reason = _why_not(module, replacements)
+        reason = _why_not(module, replacements, model_problem)
         if reason is not None:
             if id(module) not in done:
                 report.skipped.append(Skipped(name, shown_source, reason))

@@ -16,6 +16,7 @@ from gpuconv.pool.grad import WITH_OWN_INDICES
 
 from ._args import (check_batched, expand_single, int_of_scalar_tensor, int_sequence,
                     is_unbatched, output_size_pair)
+from ._autocast import autocast_float32
 from ._autograd import apply, deterministic, differentiable, first_order_backward
 from ._bridge import (common_device, data_format_for, on_device_of, to_array, to_tensor,
                       unbatched)
@@ -379,6 +380,8 @@ def max_unpool2d(input, indices, kernel_size, stride=None, padding=0, output_siz
     # expanded: torch refuses the one-element and empty spellings here (gpuconv.max_unpool2d
     # does too, with a ValueError naming the argument).
     args = (int_sequence(kernel_size), int_sequence(stride), int_sequence(padding), output_size)
+    # torch's CPU autocast runs max_unpool2d in float32 (its float32 list; CUDA's has no entry)
+    input = (autocast_float32(input, device_types=("cpu",)) or (input,))[0]
     if is_unbatched(input):
         # Checked before the batch dimension is added, so that the errors quote the shapes given.
         common_device({"input": input, "indices": indices})

@@ -12,6 +12,7 @@ from gpuconv.roi import grad as roi_grad
 from gpuconv.roi.geometry import check_roi_arguments
 
 from ._args import check_batched
+from ._autocast import autocast_float32
 from ._autograd import apply, deterministic, first_order_backward
 from ._bridge import common_device, data_format_for, on_device_of, to_array, to_tensor
 from ._custom_op import compute, computation, image, like, recording_graph, stand_in
@@ -148,8 +149,8 @@ def roi_align(input, boxes, output_size, spatial_scale=1.0, sampling_ratio=-1, a
     check_batched(input)
     # torchvision's ROI results are contiguous (K, C, PH, PW) whatever the input's layout (a
     # detection head may view them): a channels_last input's NHWC result is copied so
-    return apply(RoiFunction, input, boxes, "roi_align",
-                 (output_size, spatial_scale, sampling_ratio, aligned)).contiguous()
+    return _applied(input, boxes, "roi_align",
+                    (output_size, spatial_scale, sampling_ratio, aligned)).contiguous()
 
 
 @dispatches_torch_function
@@ -158,4 +159,16 @@ def roi_pool(input, boxes, output_size, spatial_scale=1.0):
     rounded to pixels; an empty bin gives 0)."""
     check_batched(input)
     # contiguous, as torchvision's (see roi_align)
-    return apply(RoiFunction, input, boxes, "roi_pool", (output_size, spatial_scale)).contiguous()
+    return _applied(input, boxes, "roi_pool", (output_size, spatial_scale)).contiguous()
+
+
+def _applied(input, boxes, name: str, args: tuple):
+    """RoiFunction of ``name``; under torch.autocast as torchvision's autocast kernels: the
+    input and boxes in float32, the result cast back to the input's dtype (outside the
+    Function, so that autograd carries the casts' gradients)."""
+    listed = isinstance(boxes, (list, tuple))
+    cast = autocast_float32(input, *(boxes if listed else (boxes,)))
+    if cast is None:
+        return apply(RoiFunction, input, boxes, name, args)
+    boxes32 = list(cast[1:]) if listed else cast[1]
+    return apply(RoiFunction, cast[0], boxes32, name, args).to(input.dtype)

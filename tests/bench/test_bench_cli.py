@@ -274,3 +274,24 @@ def test_warp_tile_variants_run_forward_and_gradients(tmp_path):
 def test_an_unknown_variant_is_refused():
     with pytest.raises(SystemExit):
         main(["--executor", "cpu", "--algorithm", "implicit_gemm:optimized"])
+
+
+@pytest.mark.parametrize("tool,argv", [("host_overhead", []), ("tile_sweep", []),
+                                       ("tile_sweep", ["--direction", "weight_grad"]),
+                                       ("launch_cost", []), ("roi_align_kernels", [])])
+def test_a_gpu_tool_without_cupy_exits_naming_what_it_needs(tool, argv, monkeypatch):
+    import importlib
+    monkeypatch.setitem(sys.modules, "cupy", None)     # an import of cupy fails, as without it
+    module = importlib.import_module(f"bench.{tool}")
+    with pytest.raises(SystemExit) as exit_:
+        module.main(argv)
+    assert str(exit_.value).startswith(f"python -m bench.{tool} needs cupy")
+
+
+@pytest.mark.parametrize("tool", ["bridge_host", "host_overhead", "tile_sweep", "launch_cost",
+                                  "roi_align_kernels", "models", "model_profile"])
+def test_each_tool_s_help_names_its_command(tool, capsys):
+    import importlib
+    with pytest.raises(SystemExit):
+        importlib.import_module(f"bench.{tool}").main(["--help"])
+    assert capsys.readouterr().out.startswith(f"usage: python -m bench.{tool} ")
