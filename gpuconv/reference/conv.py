@@ -19,10 +19,12 @@ import numpy as np
 
 def _ieee(function):
     """Inf and NaN propagate as IEEE arithmetic says (as in the kernels), without warnings; a
-    float16 result that overflows becomes inf, as a kernel's conversion does."""
+    float16 result that overflows becomes inf, as a kernel's conversion does. All of NumPy's
+    floating-point checks are off, whatever the caller's np.seterr (an underflow of a sigmoid's
+    exp raised a FloatingPointError under np.seterr(under="raise"))."""
     @functools.wraps(function)
     def quiet(*args, **kwargs):
-        with np.errstate(over="ignore", invalid="ignore"):
+        with np.errstate(all="ignore"):
             return function(*args, **kwargs)
     return quiet
 

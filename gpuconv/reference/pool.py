@@ -11,9 +11,10 @@ before coming back (3e38 + 3e38 - 3e38) is finite here and inf in a kernel or to
 result depends on the order of the terms.
 
 One mechanism serves every pooling: per spatial axis, a table of the input positions each output
-position reads (``taps``, shape (outputs, taps per window), clipped into the input) and a mask of
-which of them are real input (``valid``: false for padding, for the overhang of a ceil_mode
-window and for the unused tail of a short adaptive window). Forward passes gather the windows
+position reads (``taps``, shape (outputs, taps per window; a tap that reaches the input in no
+window is left out), clipped into the input) and a mask of which of them are real input
+(``valid``: false for padding, for the overhang of a ceil_mode window and for the unused tail of
+a short adaptive window). Forward passes gather the windows
 with these tables; backward passes scatter-add through the same tables with ``np.bincount``.
 No code here is shared with the kernels or their launchers.
 """
@@ -67,7 +68,14 @@ def _steps(count: int, step: int) -> np.ndarray:
 
 
 def _sliding_axis(size: int, outputs: int, kernel: int, stride: int, pad: int, dilation: int):
-    positions = (_steps(outputs, stride) - pad)[:, None] + _steps(kernel, dilation)
+    starts = _steps(outputs, stride) - pad
+    # Only the taps that land in the input for some window, in the window's order: a huge
+    # kernel over a small input (2**30 + 1 taps, padding 2**29) would otherwise tabulate
+    # every padding tap. Tap j of window i reads starts[i] + j * dilation.
+    first = max(0, -(int(starts[-1]) // dilation))
+    last = min(kernel - 1, (size - 1 - int(starts[0])) // dilation)
+    taps = np.arange(first, last + 1) if first <= last else np.zeros(1, np.int64)
+    positions = starts[:, None] + taps * dilation
     valid = (positions >= 0) & (positions < size)
     return np.clip(positions, 0, size - 1), valid
 
@@ -242,12 +250,15 @@ def _torch_sign(a: np.ndarray) -> np.ndarray:
     return (a > 0).astype(np.float64) - (a < 0)
 
 
-def _torch_pow(a: np.ndarray, p: float) -> np.ndarray:
-    """a ** p as torch's pow(tensor, scalar): its special exponents (2, 3, 0.5, -0.5, -1, -2)
-    are arithmetic, which differs from pow at -inf and -0 (sqrt(-inf) is NaN, pow gives +inf)."""
+def _torch_pow(a: np.ndarray, p: float, dtype) -> np.ndarray:
+    """a ** p as torch's pow(tensor, scalar) on a tensor of ``dtype``: its special exponents (2,
+    3, 0.5, -0.5, -1, -2) are arithmetic, which differs from pow at -inf and -0 (sqrt(-inf) is
+    NaN, pow gives +inf). -2's square is rounded to the accumulator first: past float32's range
+    it is inf there and the reciprocal 0, where float64 would give a finite tiny value (the
+    callers round every other result)."""
     special = {2.0: lambda: a * a, 3.0: lambda: a * a * a, 0.5: lambda: np.sqrt(a),
                -0.5: lambda: 1.0 / np.sqrt(a), -1.0: lambda: 1.0 / a,
-               -2.0: lambda: 1.0 / (a * a)}
+               -2.0: lambda: 1.0 / _accumulated(a * a, dtype)}
     return special[p]() if p in special else a ** p
 
 
@@ -261,13 +272,13 @@ def lp_pool2d(x, norm_type, kernel_size, stride=None, ceil_mode=False):
     kh, kw = _pair(kernel_size)
     f = _lp_mean(_f64(x), p, kernel_size, stride, ceil_mode, x.dtype)
     scaled = _accumulated(_torch_sign(f) * np.maximum(np.abs(f), 0.0) * (kh * kw), x.dtype)
-    return _cast(_torch_pow(scaled, 1.0 / p), x.dtype)
+    return _cast(_torch_pow(scaled, 1.0 / p, x.dtype), x.dtype)
 
 
 def _lp_mean(x64, p, kernel_size, stride, ceil_mode, dtype):
     """f = avg_pool2d(x ** p), each step in ``dtype``'s accumulator type (a large p overflows
     there: inf, as in the kernels and in PyTorch)."""
-    powers = _accumulated(_torch_pow(x64, p), dtype)
+    powers = _accumulated(_torch_pow(x64, p, dtype), dtype)
     return _accumulated(_avg_pool(powers, kernel_size, stride, 0, ceil_mode, True, None, dtype),
                         dtype)
 
@@ -286,13 +297,13 @@ def lp_pool2d_backward(grad_output, x, norm_type, kernel_size, stride=None, ceil
     # PyTorch's pow backward multiplies by its double exponent (1 / p, then p) as a scalar of
     # the tensor's type: rounded to the accumulator (1 / p = -1e40 and p = 1e39 are inf there)
     inverse, p_acc = _accumulated(np.array([1.0 / p, p]), dtype)
-    grad_scaled = g64 * inverse * _accumulated(_torch_pow(scaled, 1.0 / p - 1.0), dtype)
+    grad_scaled = g64 * inverse * _accumulated(_torch_pow(scaled, 1.0 / p - 1.0, dtype), dtype)
     grad_relu = grad_scaled * (kh * kw) * _torch_sign(f)
     grad_abs = np.where(relu_out <= 0, 0.0, grad_relu)
     grad_f = grad_abs * _torch_sign(f)
     grad_pow = _avg_pool_backward(grad_f, x64.shape, kernel_size, stride, 0, ceil_mode, True, None)
     # p * x ** (p - 1) past the accumulator's range is inf there (0 * inf: NaN), as in PyTorch
-    slope = _accumulated(p_acc * _accumulated(_torch_pow(x64, p - 1.0), dtype), dtype)
+    slope = _accumulated(p_acc * _accumulated(_torch_pow(x64, p - 1.0, dtype), dtype), dtype)
     return _cast(grad_pow * slope, grad_output.dtype)
 
 

@@ -150,6 +150,7 @@ def _rows_per_chunk(channels: int, row_elements: int) -> int:
     return max(1, CHUNK_ELEMENTS // max(1, channels * row_elements))
 
 
+@np.errstate(all="ignore")   # IEEE arithmetic whatever the caller's np.seterr
 def roi_align(geom, x, rois, *, data_format: str = "NCHW") -> np.ndarray:
     """(K, C, PH, PW) (NHWC: (K, PH, PW, C)): the average of bilinear samples in each bin."""
     ct = _coordinate_dtype(x.dtype)
@@ -182,6 +183,7 @@ def roi_align(geom, x, rois, *, data_format: str = "NCHW") -> np.ndarray:
     return _in_layout(out, data_format, x.dtype)
 
 
+@np.errstate(all="ignore")   # IEEE arithmetic whatever the caller's np.seterr
 def grad_roi_align(geom, grad_output, rois, *, data_format: str = "NCHW") -> np.ndarray:
     """d(sum(roi_align * grad_output))/dx, shape (N, C, H, W) (NHWC: (N, H, W, C))."""
     ct = _coordinate_dtype(grad_output.dtype)
@@ -252,6 +254,7 @@ def _interval_max(values: np.ndarray, first: np.ndarray, last: np.ndarray):
     return best, where
 
 
+@np.errstate(all="ignore")   # IEEE arithmetic whatever the caller's np.seterr
 def roi_pool_with_argmax(geom, x, rois, *, data_format: str = "NCHW"):
     """roi_pool's float64 output and argmax, both NCHW-ordered (K, C, PH, PW)."""
     ct = _coordinate_dtype(x.dtype)
@@ -292,12 +295,14 @@ def roi_pool_with_argmax(geom, x, rois, *, data_format: str = "NCHW"):
     return out, argmax
 
 
+@np.errstate(all="ignore")   # IEEE arithmetic whatever the caller's np.seterr
 def roi_pool(geom, x, rois, *, data_format: str = "NCHW") -> np.ndarray:
     """(K, C, PH, PW) (NHWC: (K, PH, PW, C)): the max over each bin of each box."""
     out, _ = roi_pool_with_argmax(geom, x, rois, data_format=data_format)
     return _in_layout(out, data_format, x.dtype)
 
 
+@np.errstate(all="ignore")   # IEEE arithmetic whatever the caller's np.seterr
 def grad_roi_pool(geom, grad_output, x, rois, *, data_format: str = "NCHW") -> np.ndarray:
     """d(sum(roi_pool * grad_output))/dx: each bin's gradient goes to its argmax pixel."""
     _, argmax = roi_pool_with_argmax(geom, x, rois, data_format=data_format)

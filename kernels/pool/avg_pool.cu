@@ -10,7 +10,10 @@ namespace {
 // One axis of a window's divisor: the window of output p along an axis of `size` elements,
 // clipped to size + pad (count_include_pad) or to the input. A window's divisor (without an
 // override) is the product of its row and its column extents, so the compile-time gathers
-// compute it per row and per column.
+// compute it per row and per column. Each extent fits in an int; their product may not (a
+// legal kernel of 2^30 + 1 rows by 3 columns over a small input with as much padding), so it is
+// taken in the accumulator type: extents below 2^24 convert exactly and the product rounds once,
+// as PyTorch's int64 divide_factor does when it meets a float sum.
 __device__ __forceinline__ int avg_extent(int p, int size, int taps, int stride, int pad,
                                           int count_include_pad) {
   const int start = p * stride - pad;
@@ -24,7 +27,12 @@ __device__ __forceinline__ int avg_extent(int p, int size, int taps, int stride,
 // replaces both, and 0 means none (the front rejects an override of 0).
 struct AvgWindow {
   int hstart, hend, wstart, wend;  // in-bounds rows [hstart, hend), columns [wstart, wend)
-  int divisor;
+  int rows, cols;                  // the divisor's factors (an override: itself times 1)
+
+  template <class A>
+  __device__ __forceinline__ A divisor() const {
+    return static_cast<A>(rows) * static_cast<A>(cols);
+  }
 };
 
 __device__ __forceinline__ AvgWindow avg_window(int p, int q, int H, int W, int R, int S,
@@ -35,10 +43,10 @@ __device__ __forceinline__ AvgWindow avg_window(int p, int q, int H, int W, int 
   win.wstart = max(q * stride_w - pad_w, 0);
   win.hend = min(p * stride_h - pad_h + R, H);
   win.wend = min(q * stride_w - pad_w + S, W);
-  win.divisor = divisor_override != 0
-                    ? divisor_override
-                    : avg_extent(p, H, R, stride_h, pad_h, count_include_pad) *
-                          avg_extent(q, W, S, stride_w, pad_w, count_include_pad);
+  const bool overridden = divisor_override != 0;
+  win.rows = overridden ? divisor_override
+                        : avg_extent(p, H, R, stride_h, pad_h, count_include_pad);
+  win.cols = overridden ? 1 : avg_extent(q, W, S, stride_w, pad_w, count_include_pad);
   return win;
 }
 
@@ -94,7 +102,7 @@ __global__ void avg_pool2d_forward(const T* __restrict__ x, T* __restrict__ y,
     const bool empty = win.hstart >= win.hend || win.wstart >= win.wend;
     A mean[V];
 #pragma unroll
-    for (int e = 0; e < V; ++e) mean[e] = empty ? A(0) : sum[e] / static_cast<A>(win.divisor);
+    for (int e = 0; e < V; ++e) mean[e] = empty ? A(0) : sum[e] / win.template divisor<A>();
     gc::store_rounded<T, V>(y + i, mean);
   }
 }
@@ -153,6 +161,7 @@ __global__ void avg_pool2d_backward(const T* __restrict__ grad_output, T* __rest
       }
 #pragma unroll
       for (int k = Candidates::kCount - 1; k >= 0; --k) {
+        // kWindow <= 3 here (launch_window.AVG_GATHER_WINDOWS): the product fits an int
         const A divisor = static_cast<A>(divisor_override != 0
                                              ? divisor_override
                                              : row_extent[k / kSpan] * col_extent[k % kSpan]);
@@ -172,7 +181,7 @@ __global__ void avg_pool2d_backward(const T* __restrict__ grad_output, T* __rest
           A g[V];
           gc::load_packed<T, V>(plane + (p * Q + q) * ps, g);
 #pragma unroll
-          for (int e = 0; e < V; ++e) grad[e] += g[e] / static_cast<A>(win.divisor);
+          for (int e = 0; e < V; ++e) grad[e] += g[e] / win.template divisor<A>();
         }
       }
     }

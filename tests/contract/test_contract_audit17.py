@@ -32,6 +32,17 @@
    now the algorithm's (heuristics.refusal), as every other algorithm's.
 9. explain() named the depthwise vector kernel for NHWC arrays that the launcher finds
    misaligned for its vectors (it then runs another kernel); it says so now.
+10. The reference (the oracle of every other path):
+   - lp_pool2d's special exponent -2 squared in float64: past float32's range torch's square is
+     inf and its reciprocal 0 (the p = -2 forward, the p = -1 backward), the reference's finite;
+   - the pooling window tables listed every tap of the kernel: a legal huge kernel over a small
+     input (2**30 + 1 taps, padding 2**29) asked for 8 GiB, where torch answers at once;
+   - the convolution and ROI references obeyed the caller's np.seterr: under
+     np.seterr(under="raise") a sigmoid epilogue or a tiny product raised FloatingPointError.
+11. The avg_pool2d kernels multiplied a window's row and column extents in int: a legal kernel
+   of 3 x (2**30 + 1) taps (over a small input, with as much padding) overflowed the divisor and
+   gave means of the wrong sign. The product is taken in the accumulator type, as PyTorch's
+   int64 divide_factor meets its float sum (found by the huge-kernel test of item 10).
 """
 import importlib
 import sys
@@ -221,3 +232,44 @@ def test_explain_says_the_depthwise_vector_kernel_needs_aligned_nhwc_arrays():
     kernel = gpuconv.explain(x, w, groups=8, padding=1, data_format="NHWC").kernel
     assert kernel.startswith("conv2d_depthwise_vector (")
     assert "; when the arrays are aligned to its vectors, else conv2d_depthwise_" in kernel
+
+
+def test_lp_pool2d_minus_two_squares_in_float32_as_torch():
+    torch = pytest.importorskip("torch")
+    x = np.full((1, 1, 2, 2), 1e20, np.float32)
+    expected = torch.nn.functional.lp_pool2d(torch.tensor(x), -2, 2).numpy()
+    assert np.isinf(expected).all()
+    np.testing.assert_array_equal(gpuconv.lp_pool2d(x, -2, 2), expected)
+    x = np.array([1e20, 1, 1, 1], np.float32).reshape(1, 1, 2, 2)
+    t = torch.tensor(x, requires_grad=True)
+    torch.nn.functional.lp_pool2d(t, -1, 2).sum().backward()
+    np.testing.assert_allclose(gpuconv.grad.lp_pool2d(np.ones((1, 1, 1, 1), np.float32), x, -1, 2),
+                               t.grad.numpy(), rtol=1e-6, atol=0)
+
+
+@pytest.mark.parametrize("call", [
+    lambda x: gpuconv.max_pool2d(x, (2**30 + 1, 1), 1, (2**29, 0), return_indices=True),
+    lambda x: gpuconv.avg_pool2d(x, (3, 2**30 + 1), 1, (1, 2**29)),
+    lambda x: gpuconv.grad.avg_pool2d(np.ones((1, 2, 3, 3)), x, (2**30 + 1, 3), 1, (2**29, 1)),
+], ids=["max_pool2d", "avg_pool2d", "grad.avg_pool2d"])
+def test_a_huge_pooling_kernel_over_a_small_input_tabulates_only_its_input_taps(call):
+    x = np.random.default_rng(8).standard_normal((1, 2, 3, 3))
+    got = call(x)       # was a MemoryError (8 GiB of window tables)
+    with gpuconv.simulate():
+        kernels = call(x)
+    for a, b in zip(got if isinstance(got, tuple) else (got,),
+                    kernels if isinstance(kernels, tuple) else (kernels,)):
+        np.testing.assert_allclose(a, b, rtol=1e-12, atol=0)
+
+
+@pytest.mark.parametrize("call", [
+    lambda: gpuconv.conv2d(np.full((1, 1, 3, 3), 1e3), np.ones((1, 1, 2, 2)), activation="sigmoid"),
+    lambda: gpuconv.conv2d(np.full((1, 1, 3, 3), 1e-200), np.full((1, 1, 2, 2), 1e-200)),
+    lambda: gpuconv.grad.conv2d_weight(np.full((1, 1, 3, 3), 1e-200), (1, 1, 2, 2),
+                                       np.full((1, 1, 2, 2), 1e-200)),
+    lambda: gpuconv.roi_align(np.full((1, 1, 4, 4), 1e-300),
+                              np.array([[0, 0.1, 0.1, 2.3, 2.7]]), 2, sampling_ratio=2),
+], ids=["sigmoid", "conv2d", "grad.conv2d_weight", "roi_align"])
+def test_the_reference_ignores_the_caller_s_numpy_error_settings(call):
+    with np.errstate(all="raise"):
+        call()
