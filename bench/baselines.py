@@ -142,7 +142,8 @@ def _torch_pool(torch, case: Case, inp: Inputs) -> Baseline:
             "adaptive_max": lambda: F.adaptive_max_pool2d(x, out_size),
         }[s.op]
         return Baseline("torch", "torch", run, _from_torch)
-    dy = _as_torch(torch, inp.dy_nchw)
+    # dy in x's layout, as a channels_last model holds it (an NCHW dy costs torch a copy a call)
+    dy = _as_torch(torch, inp.dy_nchw, channels_last=case.layout == "NHWC")
     if s.op == "max":
         idx = F.max_pool2d(x, k, st, p, 1, s.ceil_mode, return_indices=True)[1]
         run = lambda: aten.max_pool2d_with_indices_backward(dy, x, k, st, p, [1, 1], s.ceil_mode, idx)  # noqa: E731

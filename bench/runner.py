@@ -99,7 +99,11 @@ class Entry:
 
     @property
     def time_s(self) -> float | None:
-        return median(self.timed.times) if self.timed and self.timed.times else None
+        """The median timed run; None unless the variant stayed ok or unchecked through its
+        timing (one that failed partway keeps no time: no ratio, mean or best is made of it)."""
+        if self.status not in (OK, UNCHECKED) or not (self.timed and self.timed.times):
+            return None
+        return median(self.timed.times)
 
     def set(self, status: str, reason: str | None = None) -> None:
         self.status, self.reason = status, reason
@@ -259,8 +263,9 @@ class Runner:
         self._time(entries)
         for entry in entries:
             if entry.timed and entry.timed.error is not None:
-                status, reason = classify(entry.timed.error, forced=False, auto_rejected_args=False)
-                entry.set(ERROR if status != UNAVAILABLE else status, f"while timing: {reason}")
+                # an error, whatever its type: the variant ran its checked call before timing
+                _, reason = classify(entry.timed.error, forced=False, auto_rejected_args=False)
+                entry.set(ERROR, f"while timing: {reason}")
         self._ratios(entries)
         oracle_name = checked.oracle_name
         # The variants' closures hold the case's arrays: drop them, so that the memory pools

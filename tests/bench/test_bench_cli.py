@@ -295,3 +295,25 @@ def test_each_tool_s_help_names_its_command(tool, capsys):
     with pytest.raises(SystemExit):
         importlib.import_module(f"bench.{tool}").main(["--help"])
     assert capsys.readouterr().out.startswith(f"usage: python -m bench.{tool} ")
+
+
+@pytest.mark.parametrize("error", [RuntimeError, NotImplementedError])
+def test_a_variant_failing_while_timed_keeps_no_time_ratio_or_mean(tmp_path, monkeypatch, error):
+    from gpuconv._state import executor_for
+    real, calls = gpuconv.max_pool2d, []
+
+    def failing_after_its_check(*args, **kwargs):
+        if executor_for("numpy") != "reference":     # the simulated variant, not the oracle
+            calls.append(1)
+            if len(calls) >= 3:                       # its check passed: the timing fails
+                raise error("lost the device")
+        return real(*args, **kwargs)
+    monkeypatch.setattr(gpuconv, "max_pool2d", failing_after_its_check)
+    code = main(["--quick", "--no-progress", "--no-plots", "--suite", "pooling", "--layers",
+                 "resnet50.maxpool", "--direction", "fwd", "--out", str(tmp_path)])
+    doc = json.loads((tmp_path / "results.json").read_text())
+    (entry,) = results(doc, "gpuconv:default")
+    assert entry["status"] == "error" and entry["reason"].startswith("while timing")
+    assert entry.get("time_s") is None and not entry.get("ratios")
+    assert code == 1 and doc["failures"]
+    assert "pool.max" not in (tmp_path / "summary.md").read_text()
