@@ -51,11 +51,11 @@ def describe_kernel(algorithm: str, geom, dtype, nhwc: bool, executor: str) -> s
     dtype = np.dtype(dtype)
     tile_executor = executor if executor == "cupy" else "simulator"
     if algorithm == "direct":
-        if launch_direct.uses_tiled(geom, dtype):
-            tile = launch_direct.pick_tile(geom)
+        plan = launch_direct.tiled_plan(geom, dtype)
+        if plan is not None:
+            tile, channels = plan
             return (f"conv2d_direct_tiled ({tile.block_k} filters x {tile.tile_p}x{tile.tile_q} "
-                    f"pixels per block, {launch_direct.channel_tile(geom, dtype)} channels per "
-                    "shared-memory chunk)")
+                    f"pixels per block, {channels} channels per shared-memory chunk)")
         if launch_direct.channel_tile(geom, dtype) == 0:
             return "conv2d_direct_v1 (the tiled kernel's input tile does not fit in shared memory)"
         return (f"conv2d_direct_v1 (the tiled kernel's {launch_direct.tiled_blocks_y(geom)} blocks "

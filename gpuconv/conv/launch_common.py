@@ -57,6 +57,13 @@ def gemm_grid_refusal(geom) -> str | None:
                 f"{geom.K_per_group} makes more than {GRID_YZ_LIMIT}")
     return None
 
+
+def check_gemm_grid(family: str, geom) -> None:
+    """gemm_grid_refusal as the GEMM launchers' own guard (the fronts refuse such layers first)."""
+    why = gemm_grid_refusal(geom)
+    if why is not None:
+        raise ValueError(f"{family}: {why}")
+
 # Bits of the kernels' `epilogue` argument (kernels/common/epilogue.cuh).
 EPILOGUE_BIAS = 1
 EPILOGUE_RESIDUAL = 2

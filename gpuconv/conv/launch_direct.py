@@ -95,18 +95,23 @@ def tiled_blocks_y(geom, tile: DirectTile | None = None) -> int:
     return geom.groups * ceil_div(geom.K_per_group, tile.block_k)
 
 
-def uses_tiled(geom, dtype) -> bool:
-    """Whether ``run`` takes the tiled kernel: one channel's tile fits in shared memory and the
-    grid in CUDA's limit (more than 65535 blocks of filters: millions of filters, or as many
-    groups, which only v1's one-dimensional grid can launch)."""
-    return channel_tile(geom, dtype) > 0 and tiled_blocks_y(geom) <= GRID_YZ_LIMIT
+def tiled_plan(geom, dtype) -> tuple[DirectTile, int] | None:
+    """(tile, channels per shared-memory chunk) of the tiled kernel, or None where ``run`` takes
+    v1: not one channel's tile fits in shared memory, or the grid passes CUDA's limit (more than
+    65535 blocks of filters: millions of filters, or as many groups, which only v1's
+    one-dimensional grid can launch)."""
+    ct = channel_tile(geom, dtype)
+    tile = pick_tile(geom)
+    if ct == 0 or tiled_blocks_y(geom, tile) > GRID_YZ_LIMIT:
+        return None
+    return tile, ct
 
 
 def run(call: ConvCall, *, v1: bool = False) -> None:
-    ct = 0 if v1 or not uses_tiled(call.geom, call.dtype) else channel_tile(call.geom, call.dtype)
+    plan = None if v1 else tiled_plan(call.geom, call.dtype)
     nhwc = cuda_bool(call.nhwc)
     weight = call.kcrs_weight()
-    if ct == 0:
+    if plan is None:
         fn = call.kernel(FAMILY, f"conv2d_direct_v1<{call.cuda_type}, {nhwc}>")
         for chunk in call.chunks():
             g = chunk.geom
@@ -115,7 +120,7 @@ def run(call: ConvCall, *, v1: bool = False) -> None:
                                           *decoder_args(g.K, g.P, g.Q), *chunk.epilogue_args()])
         return
     g = call.geom
-    tile = pick_tile(g)
+    tile, ct = plan
     fn = call.kernel(FAMILY, _name(call.cuda_type, nhwc, tile))
     blocks_y = tiled_blocks_y(g, tile)
     smem = tiled_smem_bytes(g, call.dtype, ct, tile)

@@ -21,7 +21,8 @@ from .._args import as_choice, as_int
 from .._kernels import CUDA_TYPES, register
 from .gemm_tile import GemmTile
 from .launch_common import (GEMM_TILES, GRID_YZ_LIMIT, INDEX_LIMIT, ConvCall, ceil_div,
-                            cuda_bool, narrow_tiles, pick_filter_tile, round_up)
+                            check_gemm_grid, cuda_bool, narrow_tiles, pick_filter_tile,
+                            round_up)
 
 GEMMS = ("own", "cublas")
 # Default bound of the column buffer; GPUCONV_WORKSPACE_BYTES or workspace_bytes= override it.
@@ -96,8 +97,7 @@ def run(call: ConvCall, *, gemm: str = "own", workspace_bytes: int | None = None
         tile_widths: str = "auto") -> None:
     gemm = as_choice("gemm", gemm, GEMMS)
     g = call.geom
-    if g.groups > GRID_YZ_LIMIT:
-        raise ValueError(f"im2col_gemm: groups={g.groups} exceeds the grid limit {GRID_YZ_LIMIT}")
+    check_gemm_grid("im2col_gemm", g)
     xp = call.xp
     images = images_per_chunk(g, call.dtype.itemsize, workspace_limit(workspace_bytes))
     rows = g.C * g.R * g.S

@@ -43,9 +43,9 @@ from .._args import as_choice
 from .._kernels import CUDA_TYPES, register
 from .gemm_tile import GemmTile, MmaTile
 from .geometry import ConvGeometry
-from .launch_common import (ASYNC_DTYPES, GEMM_TILES, GRID_YZ_LIMIT, MMA_NARROW_TILES,
-                            MMA_TILES, NARROW_TILES, TENSOR_CORE_DTYPES, VECTOR_CHANNELS,
-                            ConvCall, async_tile, ceil_div, cuda_bool, is_aligned,
+from .launch_common import (ASYNC_DTYPES, GEMM_TILES, MMA_NARROW_TILES, MMA_TILES,
+                            NARROW_TILES, TENSOR_CORE_DTYPES, VECTOR_CHANNELS, ConvCall,
+                            async_tile, ceil_div, check_gemm_grid, cuda_bool, is_aligned,
                             pick_filter_tile, uses_tensor_cores, vector_tile)
 from .launch_common import choose_loads as common_choose_loads
 from .split_k import finish_forward, forward_split, gemm_splits
@@ -182,8 +182,7 @@ def run(call: ConvCall, iterator: str = "auto", tile_widths: str = "auto",
     iterator = choose_iterator(g, iterator)
     tensor_cores = uses_tensor_cores(call.dtype, math)
     loads = choose_loads(call, iterator, tensor_cores, loads)
-    if g.groups > GRID_YZ_LIMIT:
-        raise ValueError(f"implicit_gemm: groups={g.groups} exceeds the grid limit {GRID_YZ_LIMIT}")
+    check_gemm_grid("implicit_gemm", g)
     weight = call.krsc_weight() if call.nhwc else call.kcrs_weight()
     tile = pick_tile(g, call.dtype, call.executor, tile_widths, tensor_cores)
     if vector_kernel(call, iterator, tile, weight):

@@ -9,8 +9,8 @@ import functools
 
 from .._kernels import CUDA_TYPES, register
 from .gemm_tile import GemmTile
-from .launch_common import (ASYNC_DTYPES, GEMM_TILES, GRID_YZ_LIMIT, ConvCall, async_tile,
-                            ceil_div, choose_loads, narrow_tiles, pick_filter_tile)
+from .launch_common import (ASYNC_DTYPES, GEMM_TILES, ConvCall, async_tile, ceil_div,
+                            check_gemm_grid, choose_loads, narrow_tiles, pick_filter_tile)
 from .split_k import finish_forward, forward_split, gemm_splits
 
 # The GEMM's M is the filters in NCHW (out[:, g] = W[g] * x[:, g]), the pixels in NHWC.
@@ -94,8 +94,7 @@ def run(call: ConvCall, tile_widths: str = "auto", split_k="auto", loads: str = 
     tiles along y."""
     g = call.geom
     loads = pick_loads(call.dtype, call.nhwc, loads)
-    if g.groups > GRID_YZ_LIMIT:
-        raise ValueError(f"pointwise: groups={g.groups} exceeds the grid limit {GRID_YZ_LIMIT}")
+    check_gemm_grid("pointwise", g)
     layout = "nhwc" if call.nhwc else "nchw"
     tile = pick_tile(g, call.dtype, call.executor, nhwc=call.nhwc, widths=tile_widths)
     if loads == "cp_async":

@@ -300,15 +300,15 @@ def _requested_unpool_size(output_size: Any, data_format: str) -> tuple[int, int
     if len(sizes) == 4:
         # As torch's max_unpool2d: only (H, W) count, whatever the batch and channels say.
         _, _, h, w = nchw_shape(sizes, data_format)
-        hw = (h, w), (data_format.index("H"), data_format.index("W"))
+        positions = (data_format.index("H"), data_format.index("W"))
     elif len(sizes) == 2:
-        hw = sizes, (0, 1)
+        (h, w), positions = sizes, (0, 1)
     else:
         raise ValueError(f"output_size must have 2 (H, W) or 4 ({data_format}) elements, got {len(sizes)}")
-    for size, i in zip(*hw):
+    for size, i in zip((h, w), positions):
         if size < 0:      # torch: "output_size must contain non-negative spatial dimensions"
             raise ValueError(f"output_size[{i}] must be >= 0, got {size}")
-    return hw[0]
+    return h, w
 
 
 @memoized_check

@@ -37,16 +37,24 @@ def _region_dtype(device_type: str):
 _any_region = getattr(torch._C, "_is_any_autocast_enabled", lambda: True)
 
 
-def autocast_operands(*tensors):
-    """``tensors`` as an autocast region hands them to a lower-precision op (None passes)."""
+def _active_region(tensors):
+    """(the first tensor of ``tensors``, the autocast dtype on its device), or None where no
+    region is active there."""
     if not _any_region():
-        return tensors
+        return None
     first = next((t for t in tensors if isinstance(t, torch.Tensor)), None)
     if first is None:
-        return tensors
+        return None
     dtype = _region_dtype(first.device.type)
-    if dtype is None:
+    return None if dtype is None else (first, dtype)
+
+
+def autocast_operands(*tensors):
+    """``tensors`` as an autocast region hands them to a lower-precision op (None passes)."""
+    region = _active_region(tensors)
+    if region is None:
         return tensors
+    first, dtype = region
     return tuple(t.to(dtype) if isinstance(t, torch.Tensor) and t.is_floating_point()
                  and t.dtype != torch.float64 and t.device.type == first.device.type else t
                  for t in tensors)
@@ -56,12 +64,8 @@ def autocast_float32(*tensors, device_types=("cpu", "cuda")):
     """``tensors`` cast as an autocast region hands them to an op of its float32 list (floating
     tensors but float64 to float32; None and non-tensors pass), or None where no region is
     active on the first tensor's device, or that device's type is not in ``device_types``."""
-    if not _any_region():
-        return None
-    first = next((t for t in tensors if isinstance(t, torch.Tensor)), None)
-    if first is None or first.device.type not in device_types:
-        return None
-    if _region_dtype(first.device.type) is None:
+    region = _active_region(tensors)
+    if region is None or region[0].device.type not in device_types:
         return None
     return tuple(t.float() if isinstance(t, torch.Tensor) and t.is_floating_point()
                  and t.dtype != torch.float64 else t for t in tensors)

@@ -381,7 +381,9 @@ def max_unpool2d(input, indices, kernel_size, stride=None, padding=0, output_siz
     # does too, with a ValueError naming the argument).
     args = (int_sequence(kernel_size), int_sequence(stride), int_sequence(padding), output_size)
     # torch's CPU autocast runs max_unpool2d in float32 (its float32 list; CUDA's has no entry)
-    input = (autocast_float32(input, device_types=("cpu",)) or (input,))[0]
+    cast = autocast_float32(input, device_types=("cpu",))
+    if cast is not None:
+        input, = cast
     if is_unbatched(input):
         # Checked before the batch dimension is added, so that the errors quote the shapes given.
         common_device({"input": input, "indices": indices})

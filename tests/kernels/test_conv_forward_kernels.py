@@ -410,7 +410,7 @@ def test_direct_falls_back_to_v1_when_the_tile_does_not_fit(data_format, monkeyp
     case = CASE_BY_NAME["dilation23"]
     geom = conv2d_geometry(case.x, case.w, **case.kwargs)
     monkeypatch.setattr(launch_direct, "SMEM_LIMIT", 1000)
-    assert not launch_direct.uses_tiled(geom, np.float32)
+    assert launch_direct.tiled_plan(geom, np.float32) is None
     check(case, "direct", np.dtype(np.float32), data_format, "simulator", rng, residual=True)
 
 
