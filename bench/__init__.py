@@ -15,8 +15,10 @@ Modules, in the order a run uses them:
 - ``timing``      CUDA-event and CPU clocks, the interleaved measurement loop
 - ``roofline``    FLOPs, bytes, floor, ratio, geometric mean
 - ``runner``      check, time and record every variant of every case (``records``: the JSON)
-- ``summary``     per-family geometric means
-- ``environment`` device, driver, CUDA and library versions, git commit
+- ``summary``     per-family geometric means (each row counts the cases whose baseline was
+                  timed although less accurate than the tolerance: "n (k inexact)")
+- ``environment`` device, driver, CUDA and library versions, git commit, and the environment
+                  variables that change a measurement (``SETTINGS``: autotuning, TF32, ...)
 - ``report``, ``plots``  terminal table, JSON, summary.md, PNGs
 
 Typical runs: ``python -m bench --quick`` (a few minutes on a GPU; seconds on a CPU once the
@@ -26,5 +28,7 @@ call fails (not for an algorithm forced onto a case it refuses with a ValueError
 not available: those are recorded as "not-applicable" / "unavailable"), or when SIGINT (Ctrl-C)
 or a failed device stopped the run early (the cases done so far are still written, marked
 ``"interrupted": true``); 2 for a bad command line.
+conv_transpose2d has no cases of its own: it runs the data gradient's kernels (with the bias in
+their epilogue, gpuconv/conv/launch_backward.py), so the ``data_grad`` cases measure it.
 ``bench/test_*.py`` run the same cases under pytest-benchmark on a GPU (skipped without one).
 """

@@ -20,7 +20,11 @@ DIRECTION_ALIASES = {"fwd": "forward", "dgrad": "data_grad", "wgrad": "weight_gr
 
 
 def _comma_list(text: str) -> list[str]:
-    return [t.strip() for t in text.split(",") if t.strip()]
+    # An empty list ("--suite ," or "--dtype ''") would read as "not given", i.e. everything.
+    names = [t.strip() for t in text.split(",") if t.strip()]
+    if not names:
+        raise argparse.ArgumentTypeError(f"no name in {text!r}")
+    return names
 
 
 def build_parser() -> argparse.ArgumentParser:

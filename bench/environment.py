@@ -14,6 +14,21 @@ LIBRARIES = ("gpuconv", "numpy", "cupy", "cupy-cuda12x", "cupy-cuda13x", "torch"
              "ml_dtypes", "matplotlib", "pytest-benchmark")
 
 
+# Environment variables that change what a run measures: gpuconv's autotuner and workspace
+# limit (which algorithm auto picks), TF32 in CuPy's / cuBLAS's float32 GEMMs (the ceilings and
+# the cuBLAS baseline), CuPy's reduction backends, launch blocking (host time in every call), and
+# the CPU executor's knobs. Only those set are recorded; none set means the defaults.
+SETTINGS = ("GPUCONV_AUTOTUNE", "GPUCONV_AUTOTUNE_CACHE", "GPUCONV_WORKSPACE_BYTES",
+            "GPUCONV_SIMULATE", "GPUCONV_SIMULATE_ORDER", "GPUCONV_SIMULATE_SEED",
+            "GPUCONV_SIMULATE_SANITIZE", "GPUCONV_SIM_CXX", "CUPY_TF32", "NVIDIA_TF32_OVERRIDE",
+            "CUPY_ACCELERATORS", "CUDA_LAUNCH_BLOCKING", "CUDA_VISIBLE_DEVICES",
+            "CUBLAS_WORKSPACE_CONFIG")
+
+
+def settings() -> dict[str, str]:
+    return {name: os.environ[name] for name in SETTINGS if name in os.environ}
+
+
 def require(tool: str, *modules: str) -> tuple:
     """The modules a GPU-only tool needs, imported; where one is missing, an exit naming the tool
     and what it needs (a traceback ending in ModuleNotFoundError told neither)."""
@@ -105,7 +120,8 @@ def gpu_present() -> bool:
 
 def collect(mode: str) -> dict:
     env = {"python": sys.version.split()[0], "platform": platform.platform(),
-           "cpu": cpu_info(), "libraries": library_versions(), "git": git_state()}
+           "cpu": cpu_info(), "libraries": library_versions(), "git": git_state(),
+           "settings": settings()}
     if mode == "gpu":
         try:
             env["device"] = gpu_info()

@@ -278,10 +278,12 @@ def main(argv=None) -> int:
                     "--compile with torch.compile's own mode=\"reduce-overhead\" elsewhere)")
         settings = Settings(**{**asdict(settings), "cuda_graph": True})
     layouts = [s.strip() for s in args.layout.split(",") if s.strip()]
+    architectures = [s.strip() for s in args.arch.split(",") if s.strip()]
+    if not layouts or not architectures:
+        p.error("--layout and --arch each need at least one name")
     for layout in layouts:
         if layout not in LAYOUTS:
             p.error(f"--layout must be among {', '.join(LAYOUTS)}; got {layout!r}")
-    architectures = [s.strip() for s in args.arch.split(",") if s.strip()]
     for a in architectures:
         if a not in ARCHITECTURES:
             p.error(f"--arch must be among {', '.join(ARCHITECTURES)}; got {a!r}")

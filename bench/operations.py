@@ -276,15 +276,21 @@ def _pool_runner(case: Case, inp: Inputs):
     if case.direction == "forward":
         return lambda: forward(inp.x, **params, **layout)
     backward = gpuconv_function(f"grad.{name}")
-    if s.op not in ("max", "adaptive_max"):
+    if not s.is_max:
         return lambda: backward(inp.dy, inp.x, **params, **layout)
-    # Max pooling: hand over the forward's indices, as PyTorch's backward gets them. They are
-    # computed on the first call, which runs inside the variant's executor context.
+    # Max pooling: hand over the forward's indices, as PyTorch's backward gets them (and as the
+    # bytes model counts them). They are computed on the first call, which runs inside the
+    # variant's executor context. The global max has no return_indices: its indices are the
+    # (1, 1) adaptive max's, the same flat h * W + w positions.
     saved = {}
+    if s.op == "global_max":
+        forward, params_with_indices = gpuconv_function("adaptive_max_pool2d"), {"output_size": (1, 1)}
+    else:
+        params_with_indices = params
 
     def run():
         if "indices" not in saved:
-            saved["indices"] = forward(inp.x, **params, return_indices=True, **layout)[1]
+            saved["indices"] = forward(inp.x, **params_with_indices, return_indices=True, **layout)[1]
         return backward(inp.dy, inp.x, **params, indices=saved["indices"], **layout)
     return run
 

@@ -28,7 +28,7 @@ def entry_record(e: Entry, flops: int, nbytes: int, floor: float) -> dict:
     rec = {"name": e.name, "kind": e.kind, "executor": e.executor, "algorithm": e.algorithm,
            "status": e.status, "reason": e.reason, "note": e.note,
            "counts_as_failure": e.is_gpuconv and e.status in FAILURES,
-           "max_rel_error": e.max_rel_error, "time_s": t}
+           "max_rel_error": e.max_rel_error, "within_tolerance": e.within_tolerance, "time_s": t}
     if t:
         times = e.timed.times
         rec.update(runs=len(times), host_bound_runs=e.timed.host_bound_runs,
@@ -67,6 +67,6 @@ def crashed_case_record(case: Case, exc: BaseException) -> dict:
         "results": [{"name": "bench", "kind": "bench", "executor": None, "algorithm": None,
                      "status": ERROR, "reason": f"the bench crashed: {type(exc).__name__}: {exc}",
                      "note": "", "counts_as_failure": True, "max_rel_error": None,
-                     "time_s": None,
+                     "within_tolerance": None, "time_s": None,
                      "traceback": "".join(traceback.format_exception(exc))}],
     }

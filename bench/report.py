@@ -91,7 +91,9 @@ def header_lines(doc: dict) -> list[str]:
                 f" | CUDA runtime {device.get('cuda_runtime_version')}"
                 f" | cuDNN {device.get('cudnn_version', '-')}")
     libs = ", ".join(f"{k} {v}" for k, v in env["libraries"].items())
+    settings = ", ".join(f"{k}={v}" for k, v in env.get("settings", {}).items())
     lines = [headline(doc), f"device: {dev}", f"commit: {commit} | {libs}",
+             f"settings: {settings or 'defaults (none of bench.environment.SETTINGS set)'}",
              f"timing: {doc['timing']['clock']}; {doc['timing']['statistic']} of "
              f"{doc['config']['plan']['rounds'] * doc['config']['plan']['runs_per_round']} runs, "
              f"{doc['timing']['order']}"]
@@ -129,6 +131,15 @@ def case_lines(rec: dict) -> list[str]:
     return lines
 
 
+INEXACT_LEGEND = ("cases 'n (k inexact)': in k of the n cases the baseline's result was less "
+                  "accurate than the tolerance (timed anyway, as the standard; see each case)")
+
+
+def fmt_cases(row: dict) -> str:
+    k = row.get("baseline_outside_tolerance", 0)
+    return f"{row['cases']} ({k} inexact)" if k else str(row["cases"])
+
+
 def summary_lines(doc: dict) -> list[str]:
     rows = doc["summary"]
     if not rows:
@@ -139,7 +150,9 @@ def summary_lines(doc: dict) -> list[str]:
     for r in rows:
         out.append(f"  {r['family']:<16}{r['direction']:<12}{r['dtype']:<9}{r['layout']:<7}"
                    f"{r['variant']:<34}{r['baseline']:<14}{fmt_ratio(r['geomean_ratio']):>9}"
-                   f"{r['cases']:>7}  {fmt_ratio(r['min_ratio'])}-{fmt_ratio(r['max_ratio'])}")
+                   f"{fmt_cases(r):>7}  {fmt_ratio(r['min_ratio'])}-{fmt_ratio(r['max_ratio'])}")
+    if any(r.get("baseline_outside_tolerance") for r in rows):
+        out.append("  " + INEXACT_LEGEND)
     return out
 
 
@@ -197,9 +210,11 @@ def summary_markdown(doc: dict) -> str:
     for r in doc["summary"]:
         lines.append(f"| {r['family']} | {r['direction']} | {r['dtype']} | {r['layout']} | "
                      f"{r['variant']} | {r['baseline']} | {fmt_ratio(r['geomean_ratio'])} | "
-                     f"{r['cases']} | {fmt_ratio(r['min_ratio'])}-{fmt_ratio(r['max_ratio'])} |")
+                     f"{fmt_cases(r)} | {fmt_ratio(r['min_ratio'])}-{fmt_ratio(r['max_ratio'])} |")
     if not doc["summary"]:
         lines.append("| (no gpuconv variant was timed against a baseline) ||||||||| ")
+    if any(r.get("baseline_outside_tolerance") for r in doc["summary"]):
+        lines += ["", INEXACT_LEGEND]
     return "\n".join(lines) + "\n"
 
 

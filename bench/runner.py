@@ -92,6 +92,7 @@ class Entry:
     reason: str | None = None
     note: str = ""
     max_rel_error: float | None = None
+    within_tolerance: bool | None = None        # None: not compared (no oracle, or it failed)
     run: Callable[[], Any] | None = None          # set once the variant ran its checked call
     context: Callable[[], Any] = contextlib.nullcontext
     timed: Timed | None = None
@@ -290,7 +291,7 @@ class Runner:
         with its error in the record (cuDNN picks FFT / Winograd algorithms in float32 whose
         error can exceed the tolerance: 1.7e-2 on alexnet.conv2's weight gradient, H100)."""
         agrees, rel, why = compare(self.xp, result, oracle, case.dtype)
-        entry.max_rel_error = rel
+        entry.max_rel_error, entry.within_tolerance = rel, agrees
         if agrees:
             entry.set(OK)
         elif time_anyway and rel is not None:

@@ -74,6 +74,16 @@ def report(loop: list[sass_model.Instruction], warps: list[int], ldg_latency: in
     return "\n".join(lines)
 
 
+def _warp_counts(text: str) -> list[int]:
+    try:
+        counts = [int(w) for w in text.split(",") if w.strip()]
+    except ValueError:
+        counts = []
+    if not counts or min(counts) < 1:
+        raise argparse.ArgumentTypeError(f"expected positive integers like 1,2,4; got {text!r}")
+    return counts
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.sass_schedule", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -81,14 +91,15 @@ def main(argv=None) -> int:
     parser.add_argument("kernel", help="a name expression, e.g. "
                         "\"conv2d_implicit_gemm_precomputed<float, false, 128, 128, 8, 8, 8>\"")
     parser.add_argument("--arch", default="sm_90")
-    parser.add_argument("--warps", default="1,2,4", help="warps per scheduler to model")
+    parser.add_argument("--warps", default=[1, 2, 4], type=_warp_counts,
+                        help="warps per scheduler to model, e.g. 1,2,4")
     parser.add_argument("--ldg-latency", type=int, default=sass_model.LATENCY["LDG"])
     parser.add_argument("--listing", action="store_true", help="print the loop's instructions")
     args = parser.parse_args(argv)
     listing, registers, spills = kernel_sass(args.family, args.kernel, args.arch)
     print(f"{args.kernel} ({args.arch}): {registers} registers, {spills} bytes spilled")
     loop = sass_model.main_loop(sass_model.parse_sass(listing))
-    print(report(loop, [int(w) for w in args.warps.split(",")], args.ldg_latency))
+    print(report(loop, args.warps, args.ldg_latency))
     if args.listing:
         for ins in loop:
             waits = "W" + "".join(map(str, ins.waits)) if ins.waits else ""

@@ -99,6 +99,30 @@ def test_summary_geometric_means_and_best_variant():
     assert ("pool.max", BEST, "torch") not in rows
 
 
+def baseline(name, within_tolerance):
+    return {"kind": "baseline", "name": name, "time_s": 1.0, "within_tolerance": within_tolerance}
+
+
+def test_summary_flags_ratios_against_a_baseline_less_accurate_than_the_tolerance():
+    # cuDNN's FFT / Winograd may miss the float32 tolerance: still timed, as the standard, but a
+    # mean over such cases must say how many there were (here 1 of 2 for each variant and best).
+    recs = [
+        record("conv.dense", [baseline("cudnn", False), baseline("torch", True),
+                              gpu("gpuconv:auto", 1.0, cudnn=2.0, torch=1.0)]),
+        record("conv.dense", [baseline("cudnn", True), baseline("torch", None),
+                              gpu("gpuconv:auto", 1.0, cudnn=0.5, torch=1.0)]),
+    ]
+    rows = {(r["variant"], r["baseline"]): r for r in summarize(recs)}
+    assert rows[("gpuconv:auto", "cudnn")]["baseline_outside_tolerance"] == 1
+    assert rows[(BEST, "cudnn")]["baseline_outside_tolerance"] == 1
+    assert rows[("gpuconv:auto", "torch")]["baseline_outside_tolerance"] == 0
+    doc = {"summary": summarize(recs)}
+    assert [line for line in report.summary_lines(doc) if "2 (1 inexact)" in line]
+    assert report.INEXACT_LEGEND in report.summary_lines(doc)[-1]
+    doc["summary"] = [r for r in doc["summary"] if r["baseline"] == "torch"]
+    assert not [line for line in report.summary_lines(doc) if "inexact" in line]
+
+
 def test_formatting_helpers():
     assert report.fmt_time(None) == "-"
     assert report.fmt_time(12.5e-6) == "12.5 us"

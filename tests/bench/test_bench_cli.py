@@ -58,6 +58,42 @@ def test_tiny_suite_end_to_end_writes_json_summary_and_plots(tmp_path, capsys):
     assert all((tmp_path / p).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" for p in pngs)
 
 
+@pytest.mark.parametrize("option", ["--suite", "--dtype", "--layout", "--algorithm", "--direction"])
+def test_an_empty_name_list_is_refused_not_read_as_everything(option, capsys):
+    with pytest.raises(SystemExit) as exit_:
+        main(["--executor", "cpu", option, " , "])
+    assert exit_.value.code == 2 and f"argument {option}: no name in" in capsys.readouterr().err
+
+
+def test_settings_that_change_the_measurement_are_recorded(tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("GPUCONV_AUTOTUNE", "1")
+    monkeypatch.setenv("CUPY_TF32", "1")
+    monkeypatch.delenv("GPUCONV_WORKSPACE_BYTES", raising=False)
+    code = main(["--executor", "cpu", "--no-progress", "--no-plots", "--suite", "pooling",
+                 "--layers", "global max", "--out", str(tmp_path)])
+    doc = json.loads((tmp_path / "results.json").read_text())
+    assert code == 0
+    settings = doc["environment"]["settings"]
+    assert settings["GPUCONV_AUTOTUNE"] == "1" and settings["CUPY_TF32"] == "1"
+    assert "GPUCONV_WORKSPACE_BYTES" not in settings
+    assert "settings: GPUCONV_AUTOTUNE=1, CUPY_TF32=1" in capsys.readouterr().out
+    assert "settings: GPUCONV_AUTOTUNE=1, CUPY_TF32=1" in (tmp_path / "summary.md").read_text()
+
+
+def test_the_global_max_gradient_is_handed_the_forward_s_indices(tmp_path, monkeypatch):
+    # As PyTorch's backward gets them and as the bytes model counts them (without, the kernel
+    # scans x again for each plane's maximum).
+    real, seen = gpuconv.grad.global_max_pool2d, []
+
+    def spy(*args, **kwargs):
+        seen.append(kwargs.get("indices"))
+        return real(*args, **kwargs)
+    monkeypatch.setattr(gpuconv.grad, "global_max_pool2d", spy)
+    code = main(["--executor", "cpu", "--no-progress", "--no-plots", "--suite", "pooling",
+                 "--layers", "global max", "--direction", "dgrad", "--out", str(tmp_path)])
+    assert code == 0 and seen and all(i is not None and i.shape[2:] == (1, 1) for i in seen)
+
+
 class FakeKernels:
     """Stands in for the CPU executor: ``gpuconv.simulate`` flips a flag, and ``gpuconv.conv2d``
     behaves as told while it is set (the reference answers outside it)."""
