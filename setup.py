@@ -44,6 +44,6 @@ setup(
         ],
         "bench": ["matplotlib>=3.6"],
         "torch": ["torch>=2.1"],
-        "jax": ["jax>=0.4.20"],
+        "jax": ["jax>=0.4.35"],
     },
 )

@@ -36,15 +36,23 @@ os.register_at_fork(after_in_child=lambda: globals().update(_lock=threading.RLoc
 __all__ = ["KernelCompileError", "get_function", "load_module", "precompile"]
 
 
-# Dynamic shared memory a kernel may take without a per-function opt-in (every GPU since sm_70).
+# Without the per-function opt-in (cudaFuncAttributeMaxDynamicSharedMemorySize) a block holds
+# at most 48 KiB of shared memory in all: the attribute's default is 48 KiB less the kernel's
+# static __shared__ bytes (a 776-byte table plus 48 KiB of dynamic tiles fails to launch).
+# The loader opts in for any launch above DEFAULT_DYNAMIC_SHARED_BYTES less
+# STATIC_SHARED_RESERVE, the most static shared memory a kernel that also takes dynamic shared
+# memory may declare. The decision is the same on both executors and the simulator enforces the
+# GPU's 48 KiB total, so a kernel past the reserve fails in the simulated tests, not on a GPU.
 DEFAULT_DYNAMIC_SHARED_BYTES = 48 * 1024
+STATIC_SHARED_RESERVE = 4 * 1024
+OPT_IN_ABOVE = DEFAULT_DYNAMIC_SHARED_BYTES - STATIC_SHARED_RESERVE
 
 
 def get_function(family: KernelFamily, name_expression: str, executor: str,
                  shared_mem: int = 0):
     """The kernel ``name_expression`` (e.g. ``"conv2d_direct<float>"``) of ``family``.
-    ``shared_mem``: the dynamic shared memory its launches will take; above
-    DEFAULT_DYNAMIC_SHARED_BYTES the kernel's limit is raised first (the per-function opt-in,
+    ``shared_mem``: the dynamic shared memory its launches will take; above OPT_IN_ABOVE the
+    kernel's limit is raised first (the per-function opt-in,
     cudaFuncAttributeMaxDynamicSharedMemorySize; the simulator's kernels check it the same way)."""
     # Every launch asks for its kernel: one handed out before is found by the key of the module
     # it came from, without the module lookup (host time of every call), as long as that module
@@ -77,12 +85,15 @@ class _Kept:
 
     def __init__(self, module, function):
         self.module, self.function = module, function
-        self.shared_limit = DEFAULT_DYNAMIC_SHARED_BYTES
+        self.shared_limit = OPT_IN_ABOVE
 
     def allow_shared(self, shared_mem: int) -> None:
-        """Raises the kernel's opt-in limit to ``shared_mem`` bytes if it is below."""
-        if self.function.max_dynamic_shared_size_bytes < shared_mem:
-            self.function.max_dynamic_shared_size_bytes = shared_mem
+        """Opts the kernel in to ``shared_mem`` bytes of dynamic shared memory (never lowering a
+        limit set before). Set even where the attribute already reads as much: a simulated
+        kernel's reads 48 KiB until set (its static bytes are known only once a block runs),
+        and the simulator takes a value set as the opt-in, as a GPU takes any value set."""
+        self.function.max_dynamic_shared_size_bytes = max(
+            self.function.max_dynamic_shared_size_bytes, shared_mem)
         self.shared_limit = shared_mem
 
 

@@ -186,12 +186,13 @@ class Recorder:
         self._views: set[int] = set()        # slots that are views of another slot
         self.steps: list[tuple] = []
         self.ok = True
+        self.aliased = False                 # one array in two roles (this call's, not the key's)
         self.note = None                     # what the launch path says it ran (the caller's)
         for name, array in roles.items():
             if array is None:
                 continue
             if id(array) in self._slots:     # one array in two roles: slots would be ambiguous
-                self.ok = False
+                self.ok, self.aliased = False, True
                 continue
             self.steps.append((_ROLE, self._new_slot(array), name))
 
@@ -370,7 +371,9 @@ class _Recording:
         return self.recorder.note
 
     def keep(self, result, allowed: bool) -> None:
-        if self.outer:       # recorded nowhere: a later call of its own may still be
+        if self.outer or self.recorder.aliased:
+            # Recorded nowhere: a later call of the signature (its own, or one whose roles are
+            # distinct arrays) may still be. A plan replays over aliased roles all the same.
             return
         plan = self.recorder.finish(result, allowed)
         self.cache._plans[self.key] = plan if plan is not None else PlanCache._UNPLANNABLE

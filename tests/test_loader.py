@@ -256,21 +256,24 @@ def test_cupy_runs_a_loaded_family(family):
         np.testing.assert_array_equal(cupy.asnumpy(y), 2.5 * np.arange(n, dtype=dtype))
 
 
-def test_shared_memory_opt_in_only_above_the_default(family):
-    """get_function(..., shared_mem) raises a kernel's dynamic shared-memory limit when a launch
-    needs more than the 48 KiB every GPU allows without the per-function opt-in, and never
-    lowers it; the simulator's kernels refuse a larger launch without it, as a GPU does."""
+def test_shared_memory_opt_in_above_the_static_reserve(family):
+    """get_function(..., shared_mem) sets a kernel's dynamic shared-memory limit when a launch
+    takes more than 48 KiB less STATIC_SHARED_RESERVE (a GPU's default limit is 48 KiB less the
+    kernel's static shared memory), and never lowers it; the simulator's kernels refuse a larger
+    launch without it, as a GPU does."""
     scale = family("scale.cu", ["scale<float>"])
     default = _loader.DEFAULT_DYNAMIC_SHARED_BYTES
     fn = _loader.get_function(scale, "scale<float>", "simulator")
-    fn.max_dynamic_shared_size_bytes = default  # the memoized module may carry an earlier raise
     x = np.arange(64, dtype=np.float32)
     y = np.zeros_like(x)
     args = (x, y, np.float32(2), np.int32(64))
-    with gpuconv.simulate(), pytest.raises(ValueError, match="max_dynamic_shared_size_bytes"):
-        fn((1,), (64,), args, shared_mem=default + 16)
-    assert _loader.get_function(scale, "scale<float>", "simulator",
-                                default).max_dynamic_shared_size_bytes == default
+    if not fn._shared_opted_in:    # the memoized module may carry an earlier opt-in
+        with gpuconv.simulate(), pytest.raises(ValueError, match="max_dynamic_shared_size_bytes"):
+            fn((1,), (64,), args, shared_mem=default + 16)
+        assert not _loader.get_function(scale, "scale<float>", "simulator",
+                                        _loader.OPT_IN_ABOVE)._shared_opted_in
+    fn = _loader.get_function(scale, "scale<float>", "simulator", _loader.OPT_IN_ABOVE + 4)
+    assert fn._shared_opted_in and fn.max_dynamic_shared_size_bytes >= default
     fn = _loader.get_function(scale, "scale<float>", "simulator", 80 * 1024)
     assert fn.max_dynamic_shared_size_bytes == 80 * 1024
     assert _loader.get_function(scale, "scale<float>", "simulator",

@@ -24,6 +24,7 @@ from typing import Callable
 import numpy as np
 
 from .. import __version__, _state
+from .._file_lock import file_lock
 
 ENV_ENABLE = "GPUCONV_AUTOTUNE"
 ENV_CACHE = "GPUCONV_AUTOTUNE_CACHE"
@@ -89,18 +90,23 @@ def _load(path: Path) -> dict[str, dict]:
 
 
 def _store(path: Path, key: str, entry: dict) -> None:
-    """Merge one entry into the file (another process may have added others) atomically."""
+    """Merge one entry into the file atomically: under a file lock, so that processes storing
+    at once do not drop each other's entries (read, merge, replace), and by a rename, so that
+    a reader never sees half a file."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    data = _load(path)
-    data[key] = entry
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
-    with os.fdopen(fd, "w", encoding="utf-8") as f:
-        json.dump(data, f, indent=1, sort_keys=True)
-    os.replace(tmp, path)
+    with file_lock(path):
+        data = _load(path)
+        data[key] = entry
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            json.dump(data, f, indent=1, sort_keys=True)
+        os.replace(tmp, path)
 
 
-def lookup(geom, dtype, data_format: str, executor: str) -> dict | None:
-    """The cached entry {"algorithm", "seconds"} of a case, or None."""
+def lookup(geom, dtype, data_format: str, executor: str, candidates) -> dict | None:
+    """The cached entry {"algorithm", "seconds"} of a case, or None where there is none or it
+    does not name one of ``candidates`` (an entry edited by hand, or written by another version
+    of the heuristics: measure again)."""
     path = cache_path()
     key = cache_key(geom, dtype, data_format, executor)
     with _lock:
@@ -110,7 +116,10 @@ def lookup(geom, dtype, data_format: str, executor: str) -> dict | None:
             if entry is None:
                 return None
             memory[key] = entry
-        return memory[key]
+        entry = memory[key]
+    if not isinstance(entry, dict) or entry.get("algorithm") not in tuple(candidates):
+        return None
+    return entry
 
 
 def _default_timer(run: Callable[[], None], executor: str) -> float:
@@ -135,8 +144,8 @@ def _default_timer(run: Callable[[], None], executor: str) -> float:
 def tune(geom, dtype, data_format: str, executor: str, candidates, run: Callable[[str], None]) -> dict:
     """The cached entry of a case, measuring ``run(algorithm)`` for each candidate first if the
     case is new. A candidate that raises (a launch limit) is recorded as unusable."""
-    entry = lookup(geom, dtype, data_format, executor)
-    if entry is not None and entry.get("algorithm") in candidates:
+    entry = lookup(geom, dtype, data_format, executor, candidates)
+    if entry is not None:
         return entry
     timer = _timer or _default_timer
     seconds: dict[str, float | None] = {}

@@ -68,12 +68,18 @@ def describe_kernel(algorithm: str, geom, dtype, nhwc: bool, executor: str) -> s
         return "conv2d_im2col + conv2d_gemm_columns (column buffer bounded by the workspace limit)"
     if algorithm == "winograd_nonfused":
         m = launch_winograd.choose_output_tile("forward", geom)
-        tiles = geom.N * launch_winograd.tiles_per_image(geom, m)
+        # The transforms and GEMMs run over chunks of images that fit the workspace: the first
+        # (largest) chunk's GEMM picks the tile, as in launch_winograd.forward.
+        images = launch_winograd.images_per_chunk(geom, m, acc_dtype(dtype).itemsize)
+        tiles = images * launch_winograd.tiles_per_image(geom, m)
         gemm = launch_winograd.gemm_geometry(geom, m, tiles, rows_in=geom.C, rows_out=geom.K)
         tile = launch_pointwise.pick_tile(gemm, acc_dtype(dtype), tile_executor, nhwc=nhwc)
+        chunks = (f", in {-(-geom.N // images)} chunks of up to {images} "
+                  f"image{'s' if images > 1 else ''} (workspace limit)" if images < geom.N else "")
         return (f"conv2d_winograd_input_transform + {_pointwise_kernel(acc_dtype(dtype), nhwc)} "
                 f"(F({m}x{m}, 3x3): {launch_winograd.elements(m)} GEMMs per group over {tiles} "
-                f"{m}x{m} tiles, tile {tile.template_args}) + conv2d_winograd_output_transform")
+                f"{m}x{m} tiles{chunks}, tile {tile.template_args}) + "
+                "conv2d_winograd_output_transform")
     if algorithm == "pointwise":
         tile = launch_pointwise.pick_tile(geom, dtype, tile_executor, nhwc=nhwc)
         splits = launch_pointwise.splits(geom, tile, dtype, nhwc, tile_executor)
@@ -184,7 +190,7 @@ def explain(x, weight, bias=None, stride=1, padding=0, dilation=1, groups=1, *,
             raise ValueError(f"algorithm={algorithm!r} cannot run this convolution: {why}")
         chosen, source, reason = algorithm, "forced", "algorithm= names it"
     elif autotune.enabled() and executor != "reference":
-        entry = autotune.lookup(geom, dtype, data_format, executor)
+        entry = autotune.lookup(geom, dtype, data_format, executor, heuristics.candidates(geom))
         guess = heuristics.choose(geom, dtype)
         if entry is not None:
             chosen, source, measured = entry["algorithm"], "autotune cache", entry.get("seconds")

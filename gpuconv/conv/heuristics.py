@@ -100,7 +100,7 @@ def choose(geom, dtype=np.float32) -> Choice:
                                 "tile's columns idle (32 at the narrowest); the direct kernel "
                                 "tiles 4 to 16 filters")
     if (not tensor_cores and launch_winograd.refusal(geom) is None
-            and launch_winograd.pays_off(geom)):
+            and launch_winograd.pays_off(geom, "forward", dtype)):
         return Choice("winograd_nonfused",
                       f"3x3, stride 1, dilation 1, {geom.C_per_group} channels and "
                       f"{geom.K_per_group} filters per group: "

@@ -19,7 +19,7 @@ from . import (autotune, heuristics, launch_depthwise, launch_direct, launch_im2
                launch_implicit_gemm, launch_pointwise, launch_winograd)
 from .geometry import ConvGeometry, layout_shape
 from .launch_common import (LOADS, MATHS, TILE_WIDTHS, WARP_TILES, ConvCall, call_filters,
-                            contiguous, output_target)
+                            check_index_limits, contiguous, output_target)
 from .split_k import check_split_k
 
 ALGORITHMS = heuristics.ALGORITHMS
@@ -101,6 +101,7 @@ def conv2d(geom: ConvGeometry, x, weight, bias=None, *, residual=None, activatio
     if geom.N == 0:
         return xp.empty(out_shape, dtype=x.dtype) if out is None else out
 
+    check_index_limits(geom)            # before the output is allocated
     target, out_sN, in_place = output_target(out, out_shape, x.dtype, nhwc, xp)
     call = ConvCall(geom=geom, nhwc=nhwc, executor=executor, x=contiguous(xp, x),
                     filters=call_filters(xp, weight, nhwc), bias=contiguous(xp, bias),
@@ -132,8 +133,8 @@ def select_algorithm(call: ConvCall, data_format: str, **options) -> str:
         return heuristics.choose(call.geom, call.dtype).algorithm
     candidates = heuristics.candidates(call.geom)
     if is_capturing(call.executor):
-        entry = autotune.lookup(call.geom, call.dtype, data_format, call.executor)
-        if entry is not None and entry.get("algorithm") in candidates:
+        entry = autotune.lookup(call.geom, call.dtype, data_format, call.executor, candidates)
+        if entry is not None:
             return entry["algorithm"]
         return heuristics.choose(call.geom, call.dtype).algorithm
 

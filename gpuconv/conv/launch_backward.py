@@ -101,7 +101,7 @@ def choose_data_algorithm(geom, algorithm: str, dtype, data_format: str) -> tupl
         candidates.append(("depthwise", "a depthwise convolution (C/groups == 1)"))
     if uses_tensor_cores(dtype):
         candidates.append(("implicit_gemm", "16-bit data: the tensor-core implicit GEMM"))
-    candidates += _cuda_core_data_candidates(geom)
+    candidates += _cuda_core_data_candidates(geom, dtype)
     candidates.append(("implicit_gemm", "the general case"))
     candidates.append(("direct", "the implicit GEMM's grid cannot cover this case"))
     for name, why in candidates:
@@ -110,12 +110,12 @@ def choose_data_algorithm(geom, algorithm: str, dtype, data_format: str) -> tupl
     raise AssertionError("the direct data gradient runs every case")  # pragma: no cover
 
 
-def _cuda_core_data_candidates(geom) -> list[tuple[str, str]]:
+def _cuda_core_data_candidates(geom, dtype) -> list[tuple[str, str]]:
     """The data-gradient algorithms "auto" tries first on CUDA cores (see DIRECT_MAX_CHANNELS)."""
     pixels = geom.H * geom.W
     strided = (geom.stride_h, geom.stride_w) != (1, 1)
     if (launch_winograd.data_gradient_refusal(geom) is None
-            and launch_winograd.pays_off(geom, "data_grad")):
+            and launch_winograd.pays_off(geom, "data_grad", dtype)):
         return [("winograd_nonfused", f"a 3x3 stride-1 filter over {_WINOGRAD_GRADIENT_SIZES}: "
                                       "Winograd F(4x4, 3x3) does 1/4 of the multiply-adds "
                                       "(F(2x2, 3x3) 4/9, on planes under 7x7)")]
@@ -152,7 +152,7 @@ def choose_weight_algorithm(geom, algorithm: str, dtype, data_format: str) -> tu
     candidates = []
     if geom.C_per_group == 1 and geom.groups > 1:
         candidates.append(("depthwise", "a depthwise convolution (C/groups == 1)"))
-    if not uses_tensor_cores(dtype) and launch_winograd.pays_off(geom, "weight_grad"):
+    if not uses_tensor_cores(dtype) and launch_winograd.pays_off(geom, "weight_grad", dtype):
         candidates.append(("winograd_nonfused", "a 3x3 stride-1 filter over "
                                                 f"{_WINOGRAD_GRADIENT_SIZES}: Winograd F(2x2, "
                                                 "3x3) does 4/9 of the multiply-adds (F(4x4, "

@@ -35,6 +35,7 @@ from .launch_bwd_common import (DEFAULT_SMEM_BYTES, EPILOGUE_BIAS, GRID_YZ_LIMIT
                                 check_weight_size, contiguous, i32, launch, output, shape_args,
                                 type_names)
 from . import launch_depthwise, launch_winograd
+from .launch_im2col_gemm import workspace_limit
 from .split_k import SplitK, gemm_splits
 from .geometry import data_gradient_geometry
 from .launch_common import (ASYNC_DTYPES, LOADS, TENSOR_CORE_DTYPES, VECTOR_CHANNELS,
@@ -47,8 +48,9 @@ TILE = GemmTile(block_m=128, block_n=64, block_k=8, thread_m=8, thread_n=4)
 MMA_TILE = MmaTile(block_m=128, block_n=64, block_k=32, warp_m=32, warp_n=32)
 THREADS = 256  # the element-wise kernels (direct, depthwise, col2im)
 
-# The im2col path's column buffer holds at most this many accumulator values (256 MiB of float);
-# the batch is processed in chunks of whole images that fit.
+# The im2col path's column buffer holds at most this many accumulator values (256 MiB of float)
+# and at most the workspace limit's bytes (GPUCONV_WORKSPACE_BYTES, as the forward's); the batch
+# is processed in chunks of whole images that fit (one image at least).
 COLUMN_BUFFER_ELEMENTS = 2 ** 26
 
 _TYPES = type_names()
@@ -164,13 +166,13 @@ class _Call:
         self.filters = weight
         self.dtype = self.dy.dtype
         self.t = cuda_type(self.dtype)
+        check_weight_size(geom)          # before dx is allocated
         n, c, h, w = geom.input_shape
         self.dx = output(xp, (n, h, w, c) if self.nhwc else (n, c, h, w), self.dtype, executor)
         self.bias = contiguous(xp, bias) if bias is not None else None
         # The kernels read the bias only when the epilogue flag says so; else any T pointer.
         self.bias_arg = self.bias if bias is not None else self.dx
         self.epilogue = i32(EPILOGUE_BIAS if bias is not None else 0)
-        check_weight_size(geom)
 
     @functools.cached_property
     def weight(self):
@@ -249,6 +251,7 @@ def im2col_gemm(call: _Call) -> None:
     rows = g.C * g.R * g.S
     pq = g.P * g.Q
     images = max(1, min(COLUMN_BUFFER_ELEMENTS // (rows * pq),
+                        workspace_limit() // (rows * pq * acc.itemsize),
                         (GRID_YZ_LIMIT * TILE.block_n) // pq))
     chunks = call.chunks(max_images=images)
     longest = max(n1 - n0 for n0, n1 in chunks)

@@ -28,6 +28,7 @@ from .._args import as_choice
 from .._kernels import CUDA_TYPES, cuda_type, register
 from .gemm_tile import GemmTile, MmaTile
 from . import launch_winograd
+from .launch_im2col_gemm import workspace_limit
 from .launch_bwd_common import (GRID_YZ_LIMIT, MAX_SPLITS, SplitSums, acc_dtype, array_module,
                                 batch_chunks, bool_name, ceil_div, check_weight_size,
                                 choose_splits, contiguous, i32, launch, output, pixels_per_split,
@@ -134,7 +135,13 @@ def why_not(algorithm: str, geom, dtype, data_format: str) -> str | None:
                     f"{geom.C_per_group}")
     elif algorithm == "winograd_nonfused":
         tile = launch_winograd.choose_output_tile("weight_grad", geom)
-        return launch_winograd.refusal(geom, tile)
+        why = launch_winograd.refusal(geom, tile)
+        if why is None:
+            # Its products run as this implicit GEMM (C/groups as the taps on grid.y).
+            products = launch_winograd.gemm_geometry(geom, tile, 1, rows_in=geom.C, rows_out=geom.K)
+            why = why_not("implicit_gemm", products, dtype, data_format)
+            why = why and f"its products' GEMM: {why}"
+        return why
     elif algorithm == "pointwise":
         # Runs as the implicit GEMM (see choose_weight_algorithm): for a 1x1 filter its gather
         # has no taps, so it is the plain GEMM a separate pointwise kernel would be.
@@ -230,7 +237,9 @@ def im2col_gemm(call: _Call, deterministic: bool):
     g = call.geom
     rows = g.C * g.R * g.S
     pq = g.P * g.Q
-    call.limit_chunks(max(1, COLUMN_BUFFER_ELEMENTS // (rows * pq)))
+    # The column buffer (in x's dtype) within COLUMN_BUFFER_ELEMENTS and the workspace limit.
+    call.limit_chunks(max(1, min(COLUMN_BUFFER_ELEMENTS // (rows * pq),
+                                 workspace_limit() // (rows * pq * call.dtype.itemsize))))
     (tiles_m, tiles_n), splits = _gemm_grid_splits(call)
     sums = call.sums(splits, allow_atomics=not deterministic)
     dw, ws = sums.pointers

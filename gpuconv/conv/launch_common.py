@@ -382,17 +382,8 @@ class ConvCall:
 
     def index_limited_images(self) -> int:
         """Images per launch that keep every offset below INDEX_LIMIT."""
-        g = self.geom
-        weight = g.K * g.C_per_group * g.R * g.S
-        if weight >= INDEX_LIMIT:
-            raise ValueError(f"weight has {weight} elements: 2^31 or more are not supported "
-                             "(the kernels index with 32-bit offsets)")
-        per_image = self.image_elements()
-        if per_image >= INDEX_LIMIT:
-            raise ValueError(f"one image of x or of the output spans {per_image} elements: "
-                             "2^31 or more per image are not supported (the kernels index with "
-                             "32-bit offsets; larger batches are split automatically)")
-        return INDEX_LIMIT // per_image
+        check_index_limits(self.geom, self.image_elements())
+        return INDEX_LIMIT // self.image_elements()
 
     def chunks(self, max_images: int | None = None) -> Iterator["ConvCall"]:
         """The call split along the batch: at most ``max_images`` images per chunk, and never
@@ -410,6 +401,21 @@ class ConvCall:
                 self, geom=dataclasses.replace(self.geom, N=n1 - n0), x=self.x[n0:n1],
                 residual=None if self.residual is None else self.residual[n0:n1],
                 out=self.out[n0:n1])
+
+
+def check_index_limits(geom, per_image: int | None = None) -> None:
+    """The weight and one image (``per_image`` elements: by default the larger of x's and the
+    output's) within the kernels' 32-bit offsets; larger batches are split, larger images not."""
+    weight = geom.K * geom.C_per_group * geom.R * geom.S
+    if weight >= INDEX_LIMIT:
+        raise ValueError(f"weight has {weight} elements: 2^31 or more are not supported "
+                         "(the kernels index with 32-bit offsets)")
+    if per_image is None:
+        per_image = max(geom.C * geom.H * geom.W, geom.K * geom.P * geom.Q)
+    if per_image >= INDEX_LIMIT:
+        raise ValueError(f"one image of x or of the output spans {per_image} elements: "
+                         "2^31 or more per image are not supported (the kernels index with "
+                         "32-bit offsets; larger batches are split automatically)")
 
 
 @functools.lru_cache(maxsize=4096)      # built for every launch: host time of each call

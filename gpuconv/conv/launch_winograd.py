@@ -37,7 +37,7 @@ from .._kernels import CUDA_TYPES, cuda_type, register
 from . import launch_pointwise
 from .geometry import ConvGeometry, data_gradient_geometry
 from .launch_bwd_common import LAUNCH_ELEMENTS, acc_dtype, ceil_div, launch, output
-from .launch_common import GRID_YZ_LIMIT, ConvCall, cuda_bool, shape_args
+from .launch_common import GRID_YZ_LIMIT, ConvCall, cuda_bool, gemm_grid_refusal, shape_args
 from .launch_im2col_gemm import workspace_limit
 
 # "auto" takes Winograd (on CUDA cores) from this many channels and filters per group on: the
@@ -129,18 +129,33 @@ def refusal(geom, m: int | None = None) -> str | None:
     return None
 
 
-def pays_off(geom, direction: str = "forward") -> bool:
+def pays_off(geom, direction: str, dtype) -> bool:
     """Whether "auto" should prefer Winograd for a case it can run in ``direction`` ("forward",
     "data_grad", "weight_grad"): MIN_PIXELS, and MIN_CHANNELS (the forward pass also
-    FORWARD_MIN_CHANNELS over FORWARD_NARROW_MIN_PIXELS)."""
+    FORWARD_MIN_CHANNELS over FORWARD_NARROW_MIN_PIXELS); and its least workspace within the
+    workspace limit (forced, it takes that least whatever the limit, as im2col takes one image)."""
     channels = min(geom.C_per_group, geom.K_per_group)
     pixels = geom.N * geom.P * geom.Q
     if pixels < MIN_PIXELS:
+        return False
+    if least_workspace_bytes(geom, direction, dtype) > workspace_limit():
         return False
     if direction == "forward":
         return channels >= MIN_CHANNELS or (channels >= FORWARD_MIN_CHANNELS
                                             and pixels >= FORWARD_NARROW_MIN_PIXELS)
     return channels >= MIN_CHANNELS
+
+
+def least_workspace_bytes(geom, direction: str, dtype) -> int:
+    """The workspace Winograd takes in ``direction`` with one image per chunk: the transformed
+    filters (forward, data gradient) or their gradient (weight gradient), ALPHA^2 * K * C/groups
+    values, and one image's transformed input and output."""
+    rotated = direction == "data_grad"
+    g = data_gradient_geometry(geom) if rotated else geom
+    m = choose_output_tile(direction, g)
+    tiles = tiles_per_image(g, m)
+    values = elements(m) * (g.K * g.C_per_group + (g.C + g.K) * tiles)
+    return values * acc_dtype(dtype).itemsize
 
 
 def tile_grid(geom, m: int) -> tuple[int, int]:
@@ -258,8 +273,14 @@ def forward(call: ConvCall, *, flip: bool = False, workspace_bytes: int | None =
 def data_gradient_refusal(geom, m: int | None = None) -> str | None:
     """Why the Winograd kernels (output tile ``m``, None: "auto") cannot compute the data
     gradient of ``geom`` (None: they can)."""
-    # refusal(geom) first: the rotated geometry exists for stride 1 only.
-    return refusal(geom, m) or refusal(data_gradient_geometry(geom), m)
+    # refusal(geom) first: the rotated geometry exists for stride 1 only. Its products' GEMM
+    # puts the original C/groups filters of a group on grid.y (the fronts check only K/groups).
+    why = refusal(geom, m)
+    if why is not None:
+        return why
+    rotated = data_gradient_geometry(geom)
+    why = refusal(rotated, m) or gemm_grid_refusal(rotated)
+    return why and f"the rotated convolution it runs (C and K swapped): {why}"
 
 
 def filter_gradient(xp, du, x, dy, geom, m: int, nhwc: bool, executor: str):

@@ -64,9 +64,15 @@ def stand_in(a, dtype=None):
 
 
 def check_indices(indices) -> None:
-    if not hasattr(indices, "dtype") or np.dtype(indices.dtype).kind not in "iu":
-        raise TypeError(f"indices must have an integer dtype, got "
-                        f"{getattr(indices, 'dtype', type(indices).__name__)}")
+    """max_unpool2d's indices: a JAX or NumPy array of a NumPy integer dtype (int8 to uint64)."""
+    try:
+        kind = np.dtype(indices.dtype).kind
+    except (AttributeError, TypeError):   # no dtype, or one NumPy does not know (torch's)
+        kind = None
+    if kind not in ("i", "u"):
+        raise TypeError(f"indices must have an integer dtype (a JAX array of a NumPy integer "
+                        f"dtype), got {type(indices).__name__} of dtype "
+                        f"{getattr(indices, 'dtype', None)}")
 
 
 def call(fn, out_spec, *args):
@@ -98,6 +104,23 @@ def _as_jax(leaves):
     if any(isinstance(a, jax.core.Tracer) for a in leaves):
         return leaves, None, False
     return leaves, _device_of(leaves), home is not None
+
+
+def check_kernel_sizes(x, *shapes) -> None:
+    """The pooling and ROI kernels index with 32-bit ints (pool/launch_common.check_int32):
+    where the call will run on them (a GPU, or inside ``gpuconv.simulate()``), x or an output
+    shape past that is refused when traced, with the eager error, instead of from inside the
+    callback after XLA allocated the output."""
+    from gpuconv import _state
+    from gpuconv.pool.launch_common import check_int32
+    if _state.active_simulation() is not None:
+        kernels = True
+    elif _is_concrete(x):
+        kernels = on_gpu(x)
+    else:
+        kernels = jax.default_backend() in GPU_PLATFORMS
+    if kernels:
+        check_int32(*(int(np.prod(shape, dtype=np.int64)) for shape in (x.shape, *shapes)))
 
 
 def on_gpu(a) -> bool:

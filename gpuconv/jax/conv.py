@@ -16,7 +16,9 @@ __all__ = ["conv2d", "conv_transpose2d", "explain"]
 # d activation / d pre-activation in terms of the activation's output y.
 ACTIVATION_GRADIENTS = {
     None: lambda g, y: g,
-    "relu": lambda g, y: jnp.where(y > 0, g, jnp.zeros_like(g)),
+    # Zero where y <= 0 only: a NaN output passes its gradient through, as torch's
+    # threshold_backward (and gpuconv.torch) do.
+    "relu": lambda g, y: jnp.where(y <= 0, jnp.zeros_like(g), g),
     "tanh": lambda g, y: g * (1 - y * y),
     "sigmoid": lambda g, y: g * (y * (1 - y)),
 }

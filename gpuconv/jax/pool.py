@@ -16,7 +16,8 @@ import gpuconv
 from gpuconv.pool import api
 from gpuconv.pool.grad import WITH_OWN_INDICES
 
-from ._bridge import as_int64, call, check_indices, spec, spec_like, stand_in
+from ._bridge import (as_int64, call, check_indices, check_kernel_sizes, spec, spec_like,
+                      stand_in)
 
 __all__ = ["max_pool2d", "avg_pool2d", "lp_pool2d", "adaptive_avg_pool2d", "adaptive_max_pool2d",
            "global_avg_pool2d", "global_max_pool2d", "spatial_pyramid_pool2d", "max_unpool2d"]
@@ -32,6 +33,7 @@ def _checked(check, x, *args, data_format, **kwargs):
 
 def _pool(name, x, args, out_shape, data_format):
     """y = gpuconv.<name>(x, *args); its vjp is gpuconv.grad.<name>(g, x, *args)."""
+    check_kernel_sizes(x, out_shape)
     out_spec = spec(out_shape, x.dtype)
 
     @jax.custom_vjp
@@ -52,6 +54,7 @@ def _pool(name, x, args, out_shape, data_format):
 
 
 def _max_pool(name, x, args, out_shape, data_format, return_indices):
+    check_kernel_sizes(x, out_shape)
     out_specs = (spec(out_shape, x.dtype), spec(out_shape, np.int64))
 
     def forward(x):
@@ -152,6 +155,7 @@ def max_unpool2d(x, indices, kernel_size, stride=None, padding=0, output_size=No
     # the indices' values are read when the call runs (as int64: their dtype is not checked here)
     checked = _checked(api.check_max_unpool2d, x, stand_in(indices, np.int64), *args,
                        data_format=data_format, scan_indices=False)
+    check_kernel_sizes(x, checked.output_shape)
     out_spec = spec(checked.output_shape, x.dtype)
 
     @jax.custom_vjp

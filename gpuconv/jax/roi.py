@@ -9,7 +9,7 @@ import jax.numpy as jnp
 import gpuconv
 from gpuconv.roi.geometry import check_roi_arguments
 
-from ._bridge import call, spec, spec_like, stand_in
+from ._bridge import call, check_kernel_sizes, spec, spec_like, stand_in
 
 __all__ = ["roi_align", "roi_pool"]
 
@@ -27,6 +27,7 @@ def _roi(name, x, boxes, output_size, args, data_format):
     # those are checked again when the call runs).
     geom = check_roi_arguments(stand_in(x), stand_in(boxes), output_size, *args,
                                data_format=data_format).geometry
+    check_kernel_sizes(x, geom.output_shape(data_format))
     out_spec = spec(geom.output_shape(data_format), x.dtype)
 
     @jax.custom_vjp

@@ -22,6 +22,17 @@ ThreadSanitizer reports it in every order.
 A vector access of the kernels (``gc::pack_at``, kernels/common/dtypes.cuh) that is not aligned
 to its size traps (``KernelFault``), as a GPU faults with "misaligned address" where a plain
 x86 load would read the right values: the launchers' alignment checks are tested here too.
+A pointer argument must be aligned to its parameter's pointee (a ``const __half2*`` over float16
+data needs 4 bytes), and the half/bfloat16 -> integer intrinsics saturate as cvt does.
+
+Launches a GPU refuses are refused here: more threads per block than the kernel's
+``__launch_bounds__`` (``LaunchBoundsError``; _rewrite.py turns the annotation into a check),
+static + dynamic shared memory past 48 KiB before ``max_dynamic_shared_size_bytes`` was set
+(the GPU's default is 48 KiB less the static bytes) or past 227 KiB after
+(``SharedMemoryLimitError``). Not modelled, beyond simulator.md's list: static shared memory is
+counted only for the ``__shared__`` variables a block reaches; warp shuffles and votes order
+memory between lanes here (on a GPU only ``__syncwarp`` and the barriers do: the kernels follow
+convention 3); blocks run one after another, so a missing atomic between blocks goes unseen.
 """
 from __future__ import annotations
 
@@ -32,12 +43,12 @@ from dataclasses import dataclass
 from .. import _state
 from .._args import as_choice, as_int
 from ._module import Function, Module, load_module
-from .errors import (DeadlockError, KernelFault, SanitizerError, SanitizerUnavailable,
-                     SharedMemoryLimitError, SimulatorError)
+from .errors import (DeadlockError, KernelFault, LaunchBoundsError, SanitizerError,
+                     SanitizerUnavailable, SharedMemoryLimitError, SimulatorError)
 
 __all__ = ["simulate", "SimulationOptions", "make_options", "options_from_env", "load_module",
            "Module", "Function", "SimulatorError", "KernelFault", "DeadlockError",
-           "SharedMemoryLimitError", "SanitizerError", "SanitizerUnavailable"]
+           "SharedMemoryLimitError", "LaunchBoundsError", "SanitizerError", "SanitizerUnavailable"]
 
 ORDERS = ("forward", "reverse", "random")
 SANITIZERS = (None, "address", "thread")

@@ -3,11 +3,12 @@ from __future__ import annotations
 
 import ctypes
 
-ABI_VERSION = 5
+ABI_VERSION = 6
 
 ORDER_CODES = {"forward": 0, "reverse": 1, "random": 2}
 
-STATUS_OK, STATUS_FAULT, STATUS_DEADLOCK, STATUS_RESOURCE, STATUS_INTERNAL = range(5)
+(STATUS_OK, STATUS_FAULT, STATUS_DEADLOCK, STATUS_RESOURCE, STATUS_INTERNAL,
+ STATUS_LAUNCH_BOUNDS) = range(6)
 
 
 class LaunchConfig(ctypes.Structure):
@@ -17,7 +18,8 @@ class LaunchConfig(ctypes.Structure):
                 ("seed", ctypes.c_uint64),
                 ("stack_size", ctypes.c_uint64),
                 ("order", ctypes.c_uint32),
-                ("handle_faults", ctypes.c_uint32)]
+                ("handle_faults", ctypes.c_uint32),
+                ("shared_opt_in", ctypes.c_uint64)]
 
 
 class Error(ctypes.Structure):
@@ -40,7 +42,7 @@ class ParamDesc(ctypes.Structure):
                 ("kind", ctypes.c_char),
                 ("pointee_kind", ctypes.c_char),
                 ("pointee_const", ctypes.c_uint8),
-                ("reserved", ctypes.c_uint8),
+                ("pointee_align", ctypes.c_uint8),
                 ("type_name", ctypes.c_char * 116)]
 
 

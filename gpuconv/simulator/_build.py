@@ -1,7 +1,7 @@
 """Compiling one CUDA module for the CPU executor (simulator.md, "How it works").
 
     code + generated entries --g++ -E (force-included simt.h, stub CUDA headers first)-->
-    preprocessed text --_rewrite.rewrite_shared--> .ii --g++ -shared--> module .so
+    preprocessed text --_rewrite (shared memory, launch bounds)--> .ii --g++ -shared--> module .so
 
 The module links against the runtime library of its sanitizer mode and is cached by a hash of
 the code, the name expressions, the options, every header the code includes from
@@ -18,7 +18,7 @@ from typing import Sequence
 
 from .._kernel_source import KernelCompileError
 from . import _toolchain
-from ._rewrite import SharedDeclarationError, rewrite_shared
+from ._rewrite import RewriteError, rewrite_launch_bounds, rewrite_shared
 
 ENTRIES_FILE = "<simt-entries>"
 _INCLUDE = re.compile(r'^[ \t]*#[ \t]*include[ \t]*[<"]([^>"]+)[>"]', re.MULTILINE)
@@ -156,8 +156,8 @@ def _compile(path: Path, code: str, name_expressions: Sequence[str], options: Co
             raise KernelCompileError(source_name, _explain(preprocess.stderr, name_expressions))
         text = (Path(tmp) / "kernel.i").read_text(encoding="utf-8", errors="replace")
         try:
-            rewritten = rewrite_shared(text)
-        except SharedDeclarationError as error:
+            rewritten = rewrite_launch_bounds(rewrite_shared(text))
+        except RewriteError as error:
             raise KernelCompileError(source_name, f"{error}: error: {error}") from None
         (Path(tmp) / "kernel.ii").write_text(rewritten, encoding="utf-8")
         built = Path(tmp) / path.name

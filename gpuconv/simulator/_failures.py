@@ -7,10 +7,12 @@ import shutil
 import subprocess
 
 from . import _abi, _toolchain
-from .errors import DeadlockError, KernelFault, SharedMemoryLimitError, SimulatorError
+from .errors import (DeadlockError, KernelFault, LaunchBoundsError, SharedMemoryLimitError,
+                     SimulatorError)
 
 _EXCEPTIONS = {_abi.STATUS_FAULT: KernelFault, _abi.STATUS_DEADLOCK: DeadlockError,
-               _abi.STATUS_RESOURCE: SharedMemoryLimitError}
+               _abi.STATUS_RESOURCE: SharedMemoryLimitError,
+               _abi.STATUS_LAUNCH_BOUNDS: LaunchBoundsError}
 
 
 def raise_for(error: _abi.Error, kernel: str) -> None:

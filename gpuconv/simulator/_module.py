@@ -23,6 +23,9 @@ from ._params import MAX_BLOCK, MAX_GRID, MAX_THREADS_PER_BLOCK, launch_dims, pa
 
 SANITIZERS = (None, "address", "thread")
 DEFAULT_DYNAMIC_SHARED_LIMIT = 48 * 1024   # without the opt-in attribute, as on a GPU
+# The most shared memory an sm_90 block may opt in to (cudaDevAttrMaxSharedMemoryPerBlockOptin):
+# setting max_dynamic_shared_size_bytes past it (less the static bytes) fails on a GPU.
+OPT_IN_SHARED_LIMIT = 227 * 1024
 _STACK_KB = {None: 64, "address": 256, "thread": 256}
 
 _modules: dict[tuple, "Module"] = {}
@@ -115,7 +118,24 @@ class Function:
         self.name = name
         self.params = params
         # As on cupy.RawKernel: launches may use more dynamic shared memory only after raising it.
-        self.max_dynamic_shared_size_bytes = DEFAULT_DYNAMIC_SHARED_LIMIT
+        # Until it is set, a block's static + dynamic shared memory must fit in 48 KiB (the
+        # runtime checks the static part when a block reaches it); once set, in 227 KiB.
+        self._shared_limit = DEFAULT_DYNAMIC_SHARED_LIMIT
+        self._shared_opted_in = False
+
+    @property
+    def max_dynamic_shared_size_bytes(self) -> int:
+        return self._shared_limit
+
+    @max_dynamic_shared_size_bytes.setter
+    def max_dynamic_shared_size_bytes(self, value) -> None:
+        if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+            raise TypeError(f"max_dynamic_shared_size_bytes must be an int, got "
+                            f"{type(value).__name__}")
+        if not 0 <= value <= OPT_IN_SHARED_LIMIT:
+            raise ValueError(f"max_dynamic_shared_size_bytes must be in [0, {OPT_IN_SHARED_LIMIT}] "
+                             f"(227 KiB, what an sm_90 block may opt in to), got {value}")
+        self._shared_limit, self._shared_opted_in = int(value), True
 
     def __call__(self, grid, block, args, *, shared_mem: int = 0, stream=None) -> None:
         # stream: accepted for cupy.RawKernel compatibility; simulated launches are synchronous.
@@ -123,6 +143,7 @@ class Function:
         config.grid[:] = launch_dims("grid", grid, MAX_GRID)
         config.block[:] = launch_dims("block", block, MAX_BLOCK)
         config.shared_mem = _shared_mem(shared_mem, self.max_dynamic_shared_size_bytes, self.name)
+        config.shared_opt_in = self._shared_limit if self._shared_opted_in else 0
         packed = pack_arguments(self.name, self.params, args)
         options = _state.active_simulation()
         order = options.order if options is not None else "forward"

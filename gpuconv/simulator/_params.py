@@ -35,12 +35,13 @@ class Param:
     pointee_kind: str
     pointee_size: int
     pointee_const: bool
+    pointee_align: int = 0          # alignof the pointed-to type; 0 for void
 
     @classmethod
     def from_desc(cls, position: int, desc: ParamDesc) -> "Param":
         return cls(position, desc.type_name.decode(errors="replace"), desc.size,
                    desc.kind.decode(), desc.pointee_kind.decode().strip("\0"),
-                   desc.pointee_size, bool(desc.pointee_const))
+                   desc.pointee_size, bool(desc.pointee_const), desc.pointee_align)
 
     def describe(self) -> str:
         return f"'{self.type_name}' ({_describe_kind(self.kind, self.size)})"
@@ -116,13 +117,16 @@ def _pack_pointer(where: str, param: Param, value) -> PackedArgument:
     if not (value.flags.c_contiguous or value.flags.f_contiguous):
         raise ValueError(f"{where}: the array must be contiguous (strides {value.strides}); the "
                          f"launcher passes contiguous arrays to kernels")
-    # A CUDA load or store of a T faults on an address that is not a multiple of sizeof(T); the
-    # host would read it anyway, so the executor checks what the device would trap.
-    alignment = min(param.pointee_size or value.dtype.itemsize, value.dtype.itemsize)
+    # A CUDA load or store of a T faults on an address that is not a multiple of alignof(T)
+    # (a __half2* over float16 data needs 4 bytes, a float4* 16); the host would read it anyway,
+    # so the executor checks what the device would trap: the pointee's alignment, or for a
+    # void* the array's elements'.
+    alignment = param.pointee_align or value.dtype.itemsize
     if alignment > 1 and value.ctypes.data % alignment:
         raise ValueError(f"{where}: the array's first element (address {value.ctypes.data:#x}) is "
-                         f"not aligned to its {value.dtype.itemsize}-byte elements; the launcher "
-                         f"passes element-aligned arrays to kernels")
+                         f"not aligned to {alignment} bytes, as the kernel's parameter "
+                         f"'{param.type_name}' needs on a GPU; the launcher passes aligned arrays "
+                         f"to kernels")
     return PackedArgument(array=value, writes=not param.pointee_const)
 
 

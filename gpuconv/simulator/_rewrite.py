@@ -12,7 +12,13 @@ bytes, NaN for floats) when the block's first thread reaches it:
     extern __shared__ __align__(16) unsigned char smem[];
  -> unsigned char* const smem = static_cast<unsigned char*>(({ simt_dynamic_shared(); }));
 
-It runs on the preprocessed text (``g++ -E``), so declarations in headers and in macros are
+``rewrite_launch_bounds`` turns a kernel's ``__launch_bounds__(n, ...)`` (kept through
+preprocessing as ``__simt_launch_bounds__(...)``, simt_qualifiers.h) into a first statement of
+its body, ``simt_launch_bounds(n, ...);``, which fails a launch with more threads per block than
+``n``, as a GPU refuses it. The arguments stay C++ expressions of the kernel's template
+parameters, evaluated where they mean what nvcc reads.
+
+Both run on the preprocessed text (``g++ -E``), so declarations in headers and in macros are
 covered. The replacement stays on the declaration's first line and the line breaks it replaced
 follow it, so every later line keeps its number. The GNU statement expressions ``({ ... })`` make
 a declaration outside a function fail to compile ("statement-expressions are not allowed outside
@@ -28,8 +34,19 @@ _DROPPED_WORDS = re.compile(r"\b(?:extern|static|__shared__)\b")
 _IDENTIFIER_AT_END = re.compile(r"([A-Za-z_]\w*)\s*$")
 
 
-class SharedDeclarationError(ValueError):
-    """A ``__shared__`` declaration the simulator cannot rewrite; the message names file:line."""
+_LAUNCH_BOUNDS = re.compile(r"\b__simt_launch_bounds__\s*\(")
+
+
+class RewriteError(ValueError):
+    """Source the simulator cannot rewrite; the message names file:line."""
+
+
+class SharedDeclarationError(RewriteError):
+    """A ``__shared__`` declaration the simulator cannot rewrite."""
+
+
+class LaunchBoundsError(RewriteError):
+    """A ``__launch_bounds__`` annotation the simulator cannot place in its kernel."""
 
 
 def rewrite_shared(text: str) -> str:
@@ -55,6 +72,50 @@ def rewrite_shared(text: str) -> str:
         position = end + 1
     pieces.append(text[position:])
     return "".join(pieces)
+
+
+def rewrite_launch_bounds(text: str) -> str:
+    """``text`` (preprocessed C++) with each ``__simt_launch_bounds__(...)`` annotation removed
+    and, on a definition, its check made the body's first statement. Line numbers are kept: the
+    annotation's line breaks stay where they were, and the check joins the body's first line."""
+    pieces = []
+    position = 0
+    for match in _LAUNCH_BOUNDS.finditer(text):
+        if match.start() < position:
+            continue
+        close = _closing(text, match.end() - 1)
+        parameters = text.find("(", close + 1)
+        if close < 0 or parameters < 0:
+            raise LaunchBoundsError(
+                f"{_location(text, match.start())}: cannot read this __launch_bounds__")
+        after = _closing(text, parameters)
+        if after < 0:
+            raise LaunchBoundsError(
+                f"{_location(text, match.start())}: cannot find the parameter list of the kernel "
+                f"declared with this __launch_bounds__")
+        body = after + 1
+        while body < len(text) and text[body] not in "{;":
+            body += 1
+        arguments = " ".join(text[match.end():close].split())
+        annotation = text[match.start():close + 1]
+        pieces.append(text[position:match.start()])
+        pieces.append(" " * len(annotation.replace("\n", "")) + "\n" * annotation.count("\n"))
+        pieces.append(text[close + 1:body + 1])
+        if body < len(text) and text[body] == "{":
+            pieces.append(f" simt_launch_bounds({arguments});")
+        position = body + 1
+    pieces.append(text[position:])
+    return "".join(pieces)
+
+
+def _closing(text: str, opening: int) -> int:
+    """The index of the parenthesis that closes the one at ``opening``; -1 if none does."""
+    depth = 0
+    for i in range(opening, len(text)):
+        depth += {"(": 1, ")": -1}.get(text[i], 0)
+        if depth == 0:
+            return i
+    return -1
 
 
 def _rewrite_declaration(declaration: str, counter: int, text: str, at: int) -> str:

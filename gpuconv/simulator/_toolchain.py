@@ -8,7 +8,6 @@ written object. ``GPUCONV_SIM_CXX`` names another g++-compatible compiler.
 """
 from __future__ import annotations
 
-import contextlib
 import functools
 import hashlib
 import os
@@ -16,6 +15,8 @@ import shutil
 import subprocess
 import tempfile
 from pathlib import Path
+
+from .._file_lock import file_lock
 
 RUNTIME_DIR = Path(__file__).resolve().parent / "runtime"
 STUB_INCLUDE_DIR = RUNTIME_DIR / "include"
@@ -84,22 +85,11 @@ def run_compiler(args: list[str], cwd: str | None = None) -> subprocess.Complete
                           check=False)
 
 
-@contextlib.contextmanager
 def build_lock(final: Path):
     """Held while one process builds ``final``: another process (a test run beside a cache
     warmer, two test sessions) that wants the same file waits, then finds it built, instead of
-    compiling it a second time. POSIX advisory locks; no lock where fcntl does not exist."""
-    try:
-        import fcntl
-    except ImportError:
-        yield
-        return
-    with open(final.with_name(final.name + ".lock"), "a") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(lock, fcntl.LOCK_UN)
+    compiling it a second time."""
+    return file_lock(final)
 
 
 def publish(built: Path, final: Path) -> None:

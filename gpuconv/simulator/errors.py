@@ -39,6 +39,11 @@ class SharedMemoryLimitError(SimulatorError):
     """A block uses more shared memory than a GPU gives one (48 KiB static, 227 KiB in all)."""
 
 
+class LaunchBoundsError(SimulatorError):
+    """A kernel was launched with more threads per block than its ``__launch_bounds__``: a GPU
+    refuses such a launch ("too many resources requested for launch")."""
+
+
 class SanitizerError(SimulatorError):
     """AddressSanitizer or ThreadSanitizer reported an error in a kernel; ``report`` is the
     sanitizer's report (with CUDA block/thread and source lines)."""

@@ -45,7 +45,6 @@
    int64 divide_factor meets its float sum (found by the huge-kernel test of item 10).
 """
 import importlib
-import sys
 
 import numpy as np
 import pytest
@@ -53,20 +52,7 @@ import pytest
 import gpuconv
 from gpuconv.conv import launch, launch_depthwise
 
-LIMIT = 8      # grid.y and grid.z, lowered from 65535
-
-
-@pytest.fixture
-def grid_limit(monkeypatch):
-    """CUDA's grid.y/z limit lowered to LIMIT for the simulator and every convolution launcher."""
-    from gpuconv.simulator import _module
-    monkeypatch.setattr(_module, "MAX_GRID", (2**31 - 1, LIMIT, LIMIT))
-    for name, module in list(sys.modules.items()):
-        if name.startswith("gpuconv.conv.") and hasattr(module, "GRID_YZ_LIMIT"):
-            monkeypatch.setattr(module, "GRID_YZ_LIMIT", LIMIT)
-    launch_depthwise.plan.cache_clear()
-    yield
-    launch_depthwise.plan.cache_clear()
+from conftest import GRID_LIMIT as LIMIT    # the grid_limit fixture's grid.y and grid.z
 
 
 def _random(shape, seed, dtype=np.float64):

@@ -16,7 +16,7 @@ COMMON = Path(__file__).resolve().parents[2] / "kernels" / "common"
 ORDERS = [("forward", 0), ("reverse", 0), ("random", 1), ("random", 2)]
 # memory.cu's kernels, loaded as one module by every test that uses any of them.
 MEMORY_KERNELS = ["poisoned_static", "dynamic_reverse", "dynamic_carved", "too_much_static",
-                  "maybe_null", "scalars"]
+                  "static_and_dynamic", "pair_sums", "maybe_null", "scalars"]
 
 
 def load(file: str, names, **kwargs):

@@ -65,8 +65,21 @@ def test_a_pointer_off_its_element_alignment_is_a_value_error(memory):
     raw = np.zeros(11 * 8 + 16, np.uint8)
     start = (-raw.ctypes.data) % 8 + 4
     out = raw[start:start + 11 * 8].view(np.float64)
-    with pytest.raises(ValueError, match="argument 0.*not aligned to its 8-byte elements"):
+    with pytest.raises(ValueError, match="argument 0.*not aligned to 8 bytes"):
         memory.get_function("scalars")(1, 1, (out, *SCALARS))
+
+
+def test_a_vector_pointer_needs_the_vector_s_alignment_not_the_array_s(memory):
+    # float32 data handed to a float2* parameter: 4-byte aligned is not enough on a GPU
+    raw = np.zeros(4 * 8 + 16, np.uint8)
+    start = (-raw.ctypes.data) % 8 + 4
+    pairs = raw[start:start + 4 * 8].view(np.float32)
+    out = np.zeros(4, np.float32)
+    with pytest.raises(ValueError, match=r"argument 1.*not aligned to 8 bytes.*'const float2\*'"):
+        memory.get_function("pair_sums")(1, 4, (out, pairs))
+    aligned = np.arange(8, dtype=np.float32)
+    memory.get_function("pair_sums")(1, 4, (out, aligned))
+    np.testing.assert_array_equal(out, aligned[0::2] + aligned[1::2])
 
 
 @pytest.mark.parametrize("grid,block,error", [

@@ -9,7 +9,7 @@ pytestmark = pytest.mark.filterwarnings("ignore:overflow encountered:RuntimeWarn
 from sim_support import load
 
 NAMES = ["float_to_half", "double_to_half", "float_to_bf16", "half_arithmetic",
-         "round_trip<__half>", "round_trip<__nv_bfloat16>", "round_trip<float>"]
+         "round_trip<__half>", "round_trip<__nv_bfloat16>", "round_trip<float>", "half_to_int"]
 
 
 @pytest.fixture(scope="module")
@@ -117,3 +117,20 @@ def test_dtypes_cuh_helpers_compile_and_round(fp16, rng):
     out32 = np.zeros(300, np.float32)
     run(fp16.get_function("round_trip<float>"), (out32,), x, scale)
     np.testing.assert_array_equal(out32, x * scale)
+
+
+def test_half_to_integer_conversions_saturate_and_send_nan_to_zero(fp16):
+    # PTX cvt.rzi/rni from f16: +-inf saturate to the integer type's limits, NaN gives 0,
+    # negative values give 0 as unsigned (x86's cast of the float gave INT_MIN / 0 for inf).
+    h = np.array([1.5, -1.5, 2.5, -2.7, np.inf, -np.inf, np.nan, 65504, -65504], np.float16)
+    n = h.size
+    rz, rn, brz = (np.zeros(n, np.int32) for _ in range(3))
+    urz, llrz = np.zeros(n, np.uint32), np.zeros(n, np.int64)
+    fp16.get_function("half_to_int")(1, 32, (rz, rn, urz, llrz, brz, h.view(np.uint16), np.int32(n)))
+    big, small = np.iinfo(np.int32).max, np.iinfo(np.int32).min
+    np.testing.assert_array_equal(rz, [1, -1, 2, -2, big, small, 0, 65504, -65504])
+    np.testing.assert_array_equal(rn, [2, -2, 2, -3, big, small, 0, 65504, -65504])
+    np.testing.assert_array_equal(urz, [1, 0, 2, 0, np.iinfo(np.uint32).max, 0, 0, 65504, 0])
+    np.testing.assert_array_equal(llrz, [1, -1, 2, -2, np.iinfo(np.int64).max,
+                                         np.iinfo(np.int64).min, 0, 65504, -65504])
+    np.testing.assert_array_equal(brz, [1, -1, 2, -2, big, small, 0, 65536, -65536])

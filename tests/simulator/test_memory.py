@@ -57,6 +57,27 @@ def test_dynamic_shared_memory_beyond_48_kib_needs_the_opt_in(memory):
     kernel.max_dynamic_shared_size_bytes = 48 * 1024
 
 
+def test_static_and_dynamic_shared_memory_share_48_kib_until_the_opt_in(memory):
+    # A GPU's default max_dynamic_shared_size_bytes is 48 KiB less the static bytes: 1 KiB of
+    # table plus 48 KiB of tiles fails to launch there unless the attribute was set.
+    kernel = memory.get_function("static_and_dynamic")
+    out = np.zeros(32, np.float32)
+    kernel(1, 32, (out,), shared_mem=47 * 1024)
+    np.testing.assert_array_equal(out, 6.0)
+    with pytest.raises(SharedMemoryLimitError, match="without the opt-in: 1024 static bytes "
+                       r"including 'table' plus 49152 dynamic"):
+        kernel(1, 32, (out,), shared_mem=48 * 1024)
+    with pytest.raises(ValueError, match=r"max_dynamic_shared_size_bytes must be in \[0, 232448\]"):
+        kernel.max_dynamic_shared_size_bytes = 228 * 1024
+    kernel.max_dynamic_shared_size_bytes = 227 * 1024      # too much with the static table
+    with pytest.raises(SharedMemoryLimitError, match="more than 227 KiB"):
+        kernel(1, 32, (out,), shared_mem=48 * 1024)
+    kernel.max_dynamic_shared_size_bytes = 48 * 1024        # the opt-in, as the loader sets it
+    out[:] = 0
+    kernel(1, 32, (out,), shared_mem=48 * 1024)
+    np.testing.assert_array_equal(out, 6.0)
+
+
 def test_more_than_48_kib_of_static_shared_memory_is_an_error(memory):
     with pytest.raises(SharedMemoryLimitError, match="'big'.*65536 bytes") as caught:
         memory.get_function("too_much_static")(1, 32, (np.zeros(32, np.float32),))

@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 
 from gpuconv.simulator import KernelFault, load_module
-from gpuconv.simulator._rewrite import SharedDeclarationError, rewrite_shared
+from gpuconv.simulator._rewrite import SharedDeclarationError, rewrite_launch_bounds, rewrite_shared
 
 MARKER = '# 1 "k.cu"\n'
 
@@ -78,3 +78,36 @@ def test_source_lines_stay_exact_after_rewritten_declarations():
     with pytest.raises(KernelFault) as caught:
         module.get_function("k")(1, 32, (np.zeros(32, np.int32),), shared_mem=4)
     assert caught.value.source == "lines.cu:6"
+
+
+def test_launch_bounds_become_the_body_s_first_statement():
+    text = (MARKER + "template <int W>\nvoid __simt_launch_bounds__(Tile<W,\n 2>::THREADS, 1)\n"
+            "k(const float* x, int (*f)(int)) {\n  int a;\n}\nvoid __simt_launch_bounds__(64) "
+            "d(int);\n")
+    out = rewrite_launch_bounds(text)
+    assert out.count("\n") == text.count("\n")
+    lines = out.splitlines()
+    assert lines[2].split() == ["void"] and lines[3].strip() == ""
+    assert lines[4] == "k(const float* x, int (*f)(int)) { simt_launch_bounds(Tile<W, 2>::THREADS, 1);"
+    assert lines[5] == "  int a;"
+    assert "__simt_launch_bounds__" not in out
+    assert lines[7].split() == ["void", "d(int);"]            # a declaration: no check
+
+
+LAUNCH_BOUNDS_KERNEL = """template <int WARPS>
+__global__ void __launch_bounds__(WARPS * 32, 1) scaled(float* out) {
+  out[threadIdx.x] = 2.0f * threadIdx.x;
+}
+"""
+
+
+def test_a_launch_past_the_kernel_s_launch_bounds_is_refused_as_on_a_gpu():
+    from gpuconv.simulator import LaunchBoundsError
+    module = load_module(LAUNCH_BOUNDS_KERNEL, ["scaled<2>"], source_name="bounds.cu")
+    out = np.zeros(128, np.float32)
+    module.get_function("scaled<2>")(1, 64, (out,))
+    np.testing.assert_array_equal(out[:64], 2.0 * np.arange(64))
+    with pytest.raises(LaunchBoundsError, match=r"launched with 128 threads per block, more "
+                       r"than its __launch_bounds__ \(64\) at bounds.cu:2") as caught:
+        module.get_function("scaled<2>")(1, (64, 2), (out,))
+    assert caught.value.source == "bounds.cu:2"

@@ -185,3 +185,16 @@ extern "C" void simt_trap(const char* what, const char* file, int line, const ch
   set_error_source(file, line);
   fault_in_fiber(f);
 }
+
+extern "C" void simt_launch_bounds_exceeded(long long bound, const char* function,
+                                            const char* file, int line) {
+  Fiber* f = require_fiber("a __launch_bounds__ check");
+  const unsigned long long threads = static_cast<unsigned long long>(g.config->block[0]) *
+                                     g.config->block[1] * g.config->block[2];
+  set_error(SIMT_LAUNCH_BOUNDS, f,
+            "%s was launched with %llu threads per block, more than its __launch_bounds__ (%lld) "
+            "at %s:%d in %s: a GPU refuses the launch (too many resources requested)",
+            g.kernel, threads, bound, file, line, function);
+  set_error_source(file, line);
+  fault_in_fiber(f);
+}

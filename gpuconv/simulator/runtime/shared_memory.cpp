@@ -13,6 +13,9 @@ namespace simt {
 namespace {
 
 constexpr size_t kStaticLimit = 48 * 1024;   // static shared memory per block (all GPUs)
+// Static + dynamic without the opt-in: the default max_dynamic_shared_size_bytes is 48 KiB less
+// the kernel's static bytes.
+constexpr size_t kDefaultLimit = 48 * 1024;
 constexpr size_t kTotalLimit = 227 * 1024;   // static + dynamic, the most an sm_90 block may opt in
 constexpr size_t kCellAlignment = 128;
 
@@ -55,12 +58,25 @@ void serve_shared_cell(Fiber* f) {
     g.aborted = true;
     return;
   }
-  if (g.static_bytes + r.size + g.config->shared_mem > kTotalLimit) {
+  const uint64_t opt_in = g.config->shared_opt_in;
+  if (!opt_in && g.static_bytes + r.size + g.config->shared_mem > kDefaultLimit) {
     set_error(SIMT_RESOURCE, f,
-              "%s uses more than 227 KiB of shared memory per block: %zu static bytes including "
-              "'%s' plus %llu dynamic bytes",
+              "%s uses more than 48 KiB of shared memory per block without the opt-in: %zu "
+              "static bytes including '%s' plus %llu dynamic bytes (a GPU's default "
+              "max_dynamic_shared_size_bytes is 48 KiB less the static bytes; set it first)",
               g.kernel, g.static_bytes + r.size, r.name,
               static_cast<unsigned long long>(g.config->shared_mem));
+    set_error_source(r.file, r.line);
+    g.aborted = true;
+    return;
+  }
+  if (g.static_bytes + r.size + (opt_in ? opt_in : g.config->shared_mem) > kTotalLimit) {
+    set_error(SIMT_RESOURCE, f,
+              "%s uses more than 227 KiB of shared memory per block: %zu static bytes including "
+              "'%s' plus %llu dynamic bytes (max_dynamic_shared_size_bytes: a GPU refuses to set "
+              "it past 227 KiB less the static bytes)",
+              g.kernel, g.static_bytes + r.size, r.name,
+              static_cast<unsigned long long>(opt_in ? opt_in : g.config->shared_mem));
     set_error_source(r.file, r.line);
     g.aborted = true;
     return;

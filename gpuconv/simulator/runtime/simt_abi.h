@@ -10,7 +10,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define SIMT_ABI_VERSION 5
+#define SIMT_ABI_VERSION 6
 
 #pragma GCC visibility push(default)
 #ifdef __cplusplus
@@ -28,6 +28,7 @@ struct simt_launch_config {
   uint64_t stack_size;       // bytes per CUDA thread (fiber), a multiple of the page size
   uint32_t order;            // enum simt_order
   uint32_t handle_faults;    // 1: turn SIGSEGV/SIGBUS/SIGFPE/SIGILL in a kernel into an error
+  uint64_t shared_opt_in;    // the kernel's max_dynamic_shared_size_bytes once set, else 0
 };
 
 // Result codes of a launch.
@@ -37,6 +38,7 @@ enum simt_status {
   SIMT_DEADLOCK = 2,   // threads blocked forever at a barrier or warp collective
   SIMT_RESOURCE = 3,   // a hardware limit of a real GPU exceeded (shared memory size)
   SIMT_INTERNAL = 4,   // the simulator itself failed (out of memory for stacks...)
+  SIMT_LAUNCH_BOUNDS = 5,  // more threads per block than the kernel's __launch_bounds__
 };
 
 struct simt_error {
@@ -63,7 +65,7 @@ struct simt_param_desc {
   char kind;
   char pointee_kind;
   uint8_t pointee_const;
-  uint8_t reserved;
+  uint8_t pointee_align;     // alignof the pointed-to type (0: void)
   char type_name[116];
 };
 
@@ -122,6 +124,8 @@ void* simt_shared_cell(const void* key, size_t size, size_t align, const char* n
 void* simt_dynamic_shared(void);
 __attribute__((noreturn)) void simt_trap(const char* what, const char* file, int line,
                                          const char* function);
+__attribute__((noreturn)) void simt_launch_bounds_exceeded(long long bound, const char* function,
+                                                           const char* file, int line);
 uint64_t simt_clock(void);
 
 // Asynchronous global->shared copies (cp.async; the model is in simt_async_copy.h). The header

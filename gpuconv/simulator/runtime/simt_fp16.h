@@ -124,7 +124,7 @@ typedef __half2 half2;
 typedef __nv_bfloat16 nv_bfloat16;
 typedef __nv_bfloat162 nv_bfloat162;
 
-// ---- __half conversions ----
+// ---- __half conversions (to integers: simt_intrinsics.h, with the saturating casts) ----
 inline __half __float2half(float f) { return __half(f); }
 inline __half __float2half_rn(float f) { return __half(f); }
 inline __half __double2half(double d) { return __half(d); }
@@ -132,10 +132,6 @@ inline float __half2float(__half h) { return float(h); }
 inline __half __int2half_rn(int i) { return __half(i); }
 inline __half __uint2half_rn(unsigned i) { return __half(i); }
 inline __half __ll2half_rn(long long i) { return __half(i); }
-inline int __half2int_rz(__half h) { return static_cast<int>(float(h)); }
-inline int __half2int_rn(__half h) { return static_cast<int>(rintf(float(h))); }
-inline unsigned __half2uint_rz(__half h) { return static_cast<unsigned>(float(h)); }
-inline long long __half2ll_rz(__half h) { return static_cast<long long>(float(h)); }
 inline unsigned short __half_as_ushort(__half h) { return h.__x; }
 inline short __half_as_short(__half h) { return static_cast<short>(h.__x); }
 inline __half __ushort_as_half(unsigned short x) { return __half(__half_raw{x}); }
@@ -158,7 +154,6 @@ inline __nv_bfloat16 __float2bfloat16_rn(float f) { return __nv_bfloat16(f); }
 inline __nv_bfloat16 __double2bfloat16(double d) { return __nv_bfloat16(d); }
 inline float __bfloat162float(__nv_bfloat16 h) { return float(h); }
 inline __nv_bfloat16 __int2bfloat16_rn(int i) { return __nv_bfloat16(i); }
-inline int __bfloat162int_rz(__nv_bfloat16 h) { return static_cast<int>(float(h)); }
 inline unsigned short __bfloat16_as_ushort(__nv_bfloat16 h) { return h.__x; }
 inline short __bfloat16_as_short(__nv_bfloat16 h) { return static_cast<short>(h.__x); }
 inline __nv_bfloat16 __ushort_as_bfloat16(unsigned short x) {

@@ -123,6 +123,12 @@ SIMT_F2I(__float2ll_rd, float, long long, floorf)
 SIMT_F2I(__float2ll_ru, float, long long, ceilf)
 SIMT_F2I(__double2int_rn, double, int, rint)
 SIMT_F2I(__double2int_rz, double, int, trunc)
+// __half / __nv_bfloat16 -> integer: the same cvt rules (inf saturates, NaN is 0).
+static __forceinline__ int __half2int_rz(__half h) { return __float2int_rz(float(h)); }
+static __forceinline__ int __half2int_rn(__half h) { return __float2int_rn(float(h)); }
+static __forceinline__ unsigned __half2uint_rz(__half h) { return __float2uint_rz(float(h)); }
+static __forceinline__ long long __half2ll_rz(__half h) { return __float2ll_rz(float(h)); }
+static __forceinline__ int __bfloat162int_rz(__nv_bfloat16 h) { return __float2int_rz(float(h)); }
 SIMT_F2I(__double2int_rd, double, int, floor)
 SIMT_F2I(__double2int_ru, double, int, ceil)
 SIMT_F2I(__double2uint_rn, double, unsigned int, rint)

@@ -25,6 +25,12 @@ constexpr unsigned size_of() {
   else return sizeof(T);
 }
 
+template <class T>
+constexpr unsigned align_of() {
+  if constexpr (std::is_void<T>::value) return 0;
+  else return alignof(T);
+}
+
 // The C++ spelling of T, taken from __PRETTY_FUNCTION__ ("... [with T = const float*]").
 template <class T>
 void type_name(char* out, size_t capacity) {
@@ -60,6 +66,7 @@ void describe(simt_param_desc* d) {
     using Pointee = std::remove_pointer_t<P>;
     d->pointee_kind = kind_of<Pointee>();
     d->pointee_size = size_of<std::remove_cv_t<Pointee>>();
+    d->pointee_align = static_cast<uint8_t>(align_of<std::remove_cv_t<Pointee>>());
     d->pointee_const = std::is_const<Pointee>::value;
   }
   type_name<P>(d->type_name, sizeof d->type_name);

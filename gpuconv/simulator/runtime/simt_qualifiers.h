@@ -15,7 +15,8 @@
 // include such headers before any kernel code that uses __noinline__, as with nvcc.
 #define __noinline__ __attribute__((noinline))
 #define __restrict__ __restrict
-#define __launch_bounds__(...)
+// Kept through preprocessing for _rewrite.py, which turns it into a check in the kernel's body.
+#define __launch_bounds__(...) __simt_launch_bounds__(__VA_ARGS__)
 #define __maxnreg__(n)
 #define __align__(n) __attribute__((aligned(n)))
 #define __builtin_align__(n) __attribute__((aligned(n)))

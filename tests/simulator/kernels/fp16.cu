@@ -39,3 +39,17 @@ __global__ void round_trip(T* out, const T* in, float scale, int n) {
   const int i = blockIdx.x * blockDim.x + threadIdx.x;
   if (i < n) out[i] = gc::from_acc<T>(gc::to_acc<T>(in[i]) * scale);
 }
+
+// __half / __nv_bfloat16 -> integer conversions: cvt saturates (inf to the type's limits) and
+// sends NaN to 0; a plain C++ cast of an out-of-range float is undefined (x86 gives INT_MIN).
+extern "C" __global__ void half_to_int(int* rz, int* rn, unsigned* urz, long long* llrz, int* brz,
+                                       const unsigned short* bits, int n) {
+  const int i = blockIdx.x * blockDim.x + threadIdx.x;
+  if (i >= n) return;
+  const __half h = __ushort_as_half(bits[i]);
+  rz[i] = __half2int_rz(h);
+  rn[i] = __half2int_rn(h);
+  urz[i] = __half2uint_rz(h);
+  llrz[i] = __half2ll_rz(h);
+  brz[i] = __bfloat162int_rz(__float2bfloat16_rn(__half2float(h)));
+}

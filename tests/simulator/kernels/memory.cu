@@ -45,6 +45,22 @@ extern "C" __global__ void too_much_static(float* out) {
   out[threadIdx.x] = big[threadIdx.x];
 }
 
+// A static table (1 KiB) next to dynamic tiles: on a GPU their sum counts against 48 KiB
+// unless the kernel's max_dynamic_shared_size_bytes was set.
+extern "C" __global__ void static_and_dynamic(float* out) {
+  __shared__ float table[256];
+  extern __shared__ __align__(16) float tiles[];
+  table[threadIdx.x] = 2.0f;
+  tiles[threadIdx.x] = 3.0f;
+  __syncthreads();
+  out[threadIdx.x] = table[threadIdx.x] * tiles[threadIdx.x];
+}
+
+// Reads float pairs through a float2*: on a GPU each load needs an 8-byte aligned address.
+extern "C" __global__ void pair_sums(float* out, const float2* pairs) {
+  out[threadIdx.x] = pairs[threadIdx.x].x + pairs[threadIdx.x].y;
+}
+
 // Writes through a pointer only when it is not null (a None argument).
 extern "C" __global__ void maybe_null(int* flag, const float* maybe) {
   flag[0] = maybe == nullptr ? 1 : 2;
