@@ -169,3 +169,37 @@ def test_an_aliased_first_call_does_not_keep_its_signature_from_replaying():
         assert _call_plans.PLANS.replays - before == 2                # recorded, then replayed
         # and a replay over aliased roles is the aliased call's result
         np.testing.assert_array_equal(gpuconv.conv2d(x, w, padding=1, residual=x), aliased)
+
+
+@pytest.mark.parametrize("executor", ["simulator", pytest.param("cupy", marks=pytest.mark.gpu)])
+def test_a_tensor_core_tile_with_a_static_table_opts_in_to_its_48_kib(executor, monkeypatch):
+    # 49152 bytes of dynamic tiles next to a 776-byte static tap table: past a GPU's default
+    # limit of 48 KiB less the static bytes, so the loader must opt in (it opted in only above
+    # 48 KiB of dynamic memory; the simulator now fails such a launch as a GPU would).
+    from gpuconv import _loader
+    from gpuconv.simulator import _module
+    launches, real = [], _module.Function.__call__
+
+    def spy(self, grid, block, args, *, shared_mem=0, stream=None):
+        launches.append((self.name, shared_mem, self.max_dynamic_shared_size_bytes))
+        return real(self, grid, block, args, shared_mem=shared_mem, stream=stream)
+    monkeypatch.setattr(_module.Function, "__call__", spy)
+    groups = 132
+    x = _random((1, 2, 2, groups * 8), 30, np.float16)                  # NHWC
+    w = _random((groups * 64, 8, 3, 3), 31, np.float16)
+    want = gpuconv.conv2d(x.astype(np.float32), w.astype(np.float32), padding=1, groups=groups,
+                          data_format="NHWC")
+    if executor == "cupy":
+        import cupy
+        got = cupy.asnumpy(gpuconv.conv2d(cupy.asarray(x), cupy.asarray(w), padding=1,
+                                          groups=groups, data_format="NHWC",
+                                          algorithm="implicit_gemm"))
+    else:
+        with gpuconv.simulate():
+            got = gpuconv.conv2d(x, w, padding=1, groups=groups, data_format="NHWC",
+                                 algorithm="implicit_gemm")
+    np.testing.assert_allclose(got.astype(np.float32), want, rtol=4e-3,
+                               atol=4e-3 * np.abs(want).max())
+    if executor == "simulator":
+        assert any(smem > _loader.OPT_IN_ABOVE and limit >= smem and "mma" in name
+                   for name, smem, limit in launches)
