@@ -117,7 +117,7 @@ def lookup(geom, dtype, data_format: str, executor: str, candidates) -> dict | N
                 return None
             memory[key] = entry
         entry = memory[key]
-    if not isinstance(entry, dict) or entry.get("algorithm") not in tuple(candidates):
+    if not isinstance(entry, dict) or entry.get("algorithm") not in candidates:
         return None
     return entry
 

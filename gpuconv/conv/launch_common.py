@@ -382,8 +382,9 @@ class ConvCall:
 
     def index_limited_images(self) -> int:
         """Images per launch that keep every offset below INDEX_LIMIT."""
-        check_index_limits(self.geom, self.image_elements())
-        return INDEX_LIMIT // self.image_elements()
+        per_image = self.image_elements()
+        check_index_limits(self.geom, per_image)
+        return INDEX_LIMIT // per_image
 
     def chunks(self, max_images: int | None = None) -> Iterator["ConvCall"]:
         """The call split along the batch: at most ``max_images`` images per chunk, and never

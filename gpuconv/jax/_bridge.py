@@ -31,7 +31,9 @@ import numpy as np
 import jax
 import jax.numpy as jnp
 
+from gpuconv import _state
 from gpuconv._arrays import zero_stand_in
+from gpuconv.pool.launch_common import check_int32
 
 from ._traced import cast, import_cupy, traced_call
 
@@ -111,8 +113,6 @@ def check_kernel_sizes(x, *shapes) -> None:
     where the call will run on them (a GPU, or inside ``gpuconv.simulate()``), x or an output
     shape past that is refused when traced, with the eager error, instead of from inside the
     callback after XLA allocated the output."""
-    from gpuconv import _state
-    from gpuconv.pool.launch_common import check_int32
     if _state.active_simulation() is not None:
         kernels = True
     elif _is_concrete(x):

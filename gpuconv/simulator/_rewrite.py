@@ -180,14 +180,8 @@ def _strip_attributes(text: str) -> str:
             out.append(text[i:])
             return " ".join(out)
         out.append(text[i:match.start()])
-        depth = 0
-        j = match.end() - 1
-        while j < len(text):
-            depth += {"(": 1, ")": -1}.get(text[j], 0)
-            j += 1
-            if depth == 0:
-                break
-        i = j
+        close = _closing(text, match.end() - 1)
+        i = len(text) if close < 0 else close + 1
 
 
 def _has_top_level(text: str, char: str) -> bool:
