@@ -18,11 +18,17 @@ from .._kernels import CUDA_TYPES
 from .._loader import get_function
 from .._plans import empty, fresh, unused_argument, zeros
 from .launch_common import contiguous, multiprocessor_count, shape_args  # noqa: F401 (re-exported)
+from .launch_im2col_gemm import workspace_limit
 
 # Every tensor one launch addresses stays below this many elements, so that the kernels' 32-bit
 # offsets (and the few past-the-end offsets their loaders form) cannot overflow: the batch is cut
 # into chunks of whole images. 2**30 rather than 2**31 leaves room for those offsets.
 LAUNCH_ELEMENTS = 2 ** 30
+
+# The im2col paths' column buffer (C*R*S rows x images*P*Q columns) holds at most this many
+# values (256 MiB of float) and at most the workspace limit's bytes (GPUCONV_WORKSPACE_BYTES, as
+# the forward's): the batch is processed in chunks of whole images that fit, one image at least.
+COLUMN_BUFFER_ELEMENTS = 2 ** 26
 
 # CUDA's limit on gridDim.y and gridDim.z.
 GRID_YZ_LIMIT = 65535
@@ -189,3 +195,20 @@ class SplitSums:
                    (ceil_div(self.size, 256), 1, 1), (256, 1, 1),
                    (self.ws, i32(splits), i32(self.size), self.out))
         return self.out
+
+
+def column_buffer_refusal(geom) -> str | None:
+    """Why the backward im2col paths cannot take ``geom``: one image's columns are too many."""
+    per_image = geom.C * geom.R * geom.S * geom.P * geom.Q
+    if per_image > COLUMN_BUFFER_ELEMENTS:
+        return (f"one image's column buffer ({per_image} values) exceeds its limit of "
+                f"{COLUMN_BUFFER_ELEMENTS}")
+    return None
+
+
+def column_images(geom, itemsize: int) -> int:
+    """Images per chunk of the backward im2col paths: their columns (of ``itemsize`` bytes each)
+    within COLUMN_BUFFER_ELEMENTS and the workspace limit, one image at least."""
+    per_image = geom.C * geom.R * geom.S * geom.P * geom.Q
+    return max(1, min(COLUMN_BUFFER_ELEMENTS // per_image,
+                      workspace_limit() // (per_image * itemsize)))

@@ -32,10 +32,9 @@ from .._plans import apply, derived
 from .gemm_tile import GemmTile, MmaTile
 from .launch_bwd_common import (DEFAULT_SMEM_BYTES, EPILOGUE_BIAS, GRID_YZ_LIMIT, acc_dtype,
                                 array_module, batch_chunks, bool_name, ceil_div,
-                                check_weight_size, contiguous, i32, launch, output, shape_args,
-                                type_names)
+                                check_weight_size, column_buffer_refusal, column_images,
+                                contiguous, i32, launch, output, shape_args, type_names)
 from . import launch_depthwise, launch_winograd
-from .launch_im2col_gemm import workspace_limit
 from .split_k import SplitK, gemm_splits
 from .geometry import data_gradient_geometry
 from .launch_common import (ASYNC_DTYPES, LOADS, TENSOR_CORE_DTYPES, VECTOR_CHANNELS,
@@ -47,11 +46,6 @@ TILE = GemmTile(block_m=128, block_n=64, block_k=8, thread_m=8, thread_n=4)
 # The implicit GEMM's tensor-core tile (16-bit dtypes): the same 128 x 64 block, 8 warps of 32 x 32.
 MMA_TILE = MmaTile(block_m=128, block_n=64, block_k=32, warp_m=32, warp_n=32)
 THREADS = 256  # the element-wise kernels (direct, depthwise, col2im)
-
-# The im2col path's column buffer holds at most this many accumulator values (256 MiB of float)
-# and at most the workspace limit's bytes (GPUCONV_WORKSPACE_BYTES, as the forward's); the batch
-# is processed in chunks of whole images that fit (one image at least).
-COLUMN_BUFFER_ELEMENTS = 2 ** 26
 
 _TYPES = type_names()
 _LAYOUTS = (False, True)  # NHWC?
@@ -138,10 +132,9 @@ def why_not(algorithm: str, geom, dtype, data_format: str) -> str | None:
     elif algorithm == "winograd_nonfused":
         return launch_winograd.data_gradient_refusal(geom)
     elif algorithm == "im2col_gemm":
-        per_image = geom.C * geom.R * geom.S * geom.P * geom.Q
-        if per_image > COLUMN_BUFFER_ELEMENTS:
-            return (f"one image's column buffer ({per_image} values) exceeds its limit of "
-                    f"{COLUMN_BUFFER_ELEMENTS}")
+        why = column_buffer_refusal(geom)
+        if why is not None:
+            return why
         if ceil_div(geom.P * geom.Q, TILE.block_n) > GRID_YZ_LIMIT:
             return "the output plane is too large for its grid"
     return None
@@ -250,9 +243,7 @@ def im2col_gemm(call: _Call) -> None:
     acc = acc_dtype(call.dtype)
     rows = g.C * g.R * g.S
     pq = g.P * g.Q
-    images = max(1, min(COLUMN_BUFFER_ELEMENTS // (rows * pq),
-                        workspace_limit() // (rows * pq * acc.itemsize),
-                        (GRID_YZ_LIMIT * TILE.block_n) // pq))
+    images = min(column_images(g, acc.itemsize), max(1, (GRID_YZ_LIMIT * TILE.block_n) // pq))
     chunks = call.chunks(max_images=images)
     longest = max(n1 - n0 for n0, n1 in chunks)
     columns = output(xp, (rows * longest * pq,), acc, call.executor)

@@ -28,11 +28,10 @@ from .._args import as_choice
 from .._kernels import CUDA_TYPES, cuda_type, register
 from .gemm_tile import GemmTile, MmaTile
 from . import launch_winograd
-from .launch_im2col_gemm import workspace_limit
 from .launch_bwd_common import (GRID_YZ_LIMIT, MAX_SPLITS, SplitSums, acc_dtype, array_module,
                                 batch_chunks, bool_name, ceil_div, check_weight_size,
-                                choose_splits, contiguous, i32, launch, output, pixels_per_split,
-                                shape_args, type_names)
+                                choose_splits, column_buffer_refusal, column_images, contiguous,
+                                i32, launch, output, pixels_per_split, shape_args, type_names)
 from .launch_common import (SMEM_LIMIT, TENSOR_CORE_DTYPES, VECTOR_CHANNELS, WARP_TILES,
                             is_aligned, multiprocessor_count, uses_tensor_cores)
 from .launch_common import vector_tile as common_vector_tile
@@ -66,9 +65,6 @@ DEPTHWISE_MAX_SPLITS = 1024
 DEPTHWISE_MAX_PARTIAL_BYTES = 64 << 20
 BIAS_THREADS = 256        # BIAS_GRAD_THREADS
 IM2COL_THREADS = 256
-
-# The im2col path's column buffer holds at most this many elements of the input's dtype.
-COLUMN_BUFFER_ELEMENTS = 2 ** 26
 
 _TYPES = type_names()
 
@@ -125,10 +121,9 @@ def why_not(algorithm: str, geom, dtype, data_format: str) -> str | None:
         if ceil_div(taps, TILE.block_n) > GRID_YZ_LIMIT:
             return f"C/groups * R * S = {taps} is too large for its grid"
     if algorithm == "im2col_gemm":
-        per_image = geom.C * geom.R * geom.S * geom.P * geom.Q
-        if per_image > COLUMN_BUFFER_ELEMENTS:
-            return (f"one image's column buffer ({per_image} values) exceeds its limit of "
-                    f"{COLUMN_BUFFER_ELEMENTS}")
+        why = column_buffer_refusal(geom)
+        if why is not None:
+            return why
     elif algorithm == "depthwise":
         if geom.C_per_group != 1:
             return (f"it needs a depthwise convolution (C/groups == 1), got C/groups = "
@@ -237,9 +232,7 @@ def im2col_gemm(call: _Call, deterministic: bool):
     g = call.geom
     rows = g.C * g.R * g.S
     pq = g.P * g.Q
-    # The column buffer (in x's dtype) within COLUMN_BUFFER_ELEMENTS and the workspace limit.
-    call.limit_chunks(max(1, min(COLUMN_BUFFER_ELEMENTS // (rows * pq),
-                                 workspace_limit() // (rows * pq * call.dtype.itemsize))))
+    call.limit_chunks(column_images(g, call.dtype.itemsize))  # the columns are in x's dtype
     (tiles_m, tiles_n), splits = _gemm_grid_splits(call)
     sums = call.sums(splits, allow_atomics=not deterministic)
     dw, ws = sums.pointers

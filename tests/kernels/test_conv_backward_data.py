@@ -227,7 +227,7 @@ def test_batch_chunks_cover_every_image(rng, monkeypatch, algorithm, data_format
 def test_column_buffer_chunks_cover_every_image(rng, monkeypatch):
     case = Case("3x3", (3, 3, 5, 6), (4, 3, 3, 3), dict(padding=1))
     geom = case.geometry()
-    monkeypatch.setattr(launch_bwd_data, "COLUMN_BUFFER_ELEMENTS",
+    monkeypatch.setattr(launch_bwd_common, "COLUMN_BUFFER_ELEMENTS",
                         2 * geom.C * geom.R * geom.S * geom.P * geom.Q)  # two images per chunk
     for data_format in LAYOUTS:
         w = make_input(rng, case.w, np.float64)
@@ -315,7 +315,7 @@ def test_forcing_an_algorithm_that_cannot_run_is_a_value_error(algorithm, x, w, 
 
 
 def test_column_buffer_too_small_for_one_image_is_refused(monkeypatch):
-    monkeypatch.setattr(launch_bwd_data, "COLUMN_BUFFER_ELEMENTS", 10)
+    monkeypatch.setattr(launch_bwd_common, "COLUMN_BUFFER_ELEMENTS", 10)
     with pytest.raises(ValueError, match="column buffer"):
         choose_data_algorithm(geometry((1, 2, 5, 5), (2, 2, 3, 3)), "im2col_gemm", np.float32,
                               "NCHW")

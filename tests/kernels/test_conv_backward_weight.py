@@ -314,7 +314,7 @@ def test_column_and_batch_chunks(rng, monkeypatch, algorithm):
     case = DEPTHWISE_CASE if algorithm == "depthwise" else Case(
         "3x3", (3, 3, 5, 6), (4, 3, 3, 3), dict(padding=1))
     geom = case.geometry()
-    monkeypatch.setattr(launch_bwd_weight, "COLUMN_BUFFER_ELEMENTS",
+    monkeypatch.setattr(launch_bwd_common, "COLUMN_BUFFER_ELEMENTS",
                         geom.C * geom.R * geom.S * geom.P * geom.Q)  # one image per chunk
     one_image_per_launch(monkeypatch, algorithm, geom, np.float64)
     for data_format in LAYOUTS:
