@@ -140,8 +140,17 @@ def contiguous(xp, a, dtype=None):
     return derived(functools.partial(copy_for_kernels, xp, dtype=dtype), a)
 
 
+def _saturated_int64(xp, indices):
+    """uint64 indices as int64, those of 2^63 and above as 2^63 - 1 (a plain cast would wrap
+    2^64 - 1 to -1, the value of a window in the padding, and a kernel would take it)."""
+    return copy_for_kernels(xp, xp.minimum(indices, np.uint64(2 ** 63 - 1)), np.dtype(np.int64))
+
+
 def index_array(xp, indices):
-    """Pooling indices as the kernels read them: contiguous int64."""
+    """Pooling indices as the kernels read them: contiguous int64 (out-of-range values stay out
+    of range, for the kernels' check to refuse)."""
+    if indices.dtype == np.uint64:
+        return derived(functools.partial(_saturated_int64, xp), indices)
     return contiguous(xp, indices, np.dtype(np.int64))
 
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import re
 
+import numpy as np
 import torch
 
 
@@ -23,7 +24,7 @@ def expand_single(value):
         if any(isinstance(v, torch.Tensor) for v in value):
             value = tuple(int_of_scalar_tensor(v) for v in value)
         return (value[0], value[0]) if len(value) == 1 else value
-    if t is range:
+    if t is range or isinstance(value, (tuple, list)):  # a torch.Size (x.shape[-2:]) too
         return expand_single(tuple(value))
     return int_of_scalar_tensor(value)
 
@@ -44,15 +45,18 @@ def int_of_scalar_tensor(value):
 
 def int_sequence(value):
     """A sequence of sizes as torch's Python-level ``_pair`` and size arguments read one: a range
-    or a 1-d integer tensor -> a tuple of ints, a tuple or list holding 0-d integer tensors ->
-    one of ints (``output_size=(torch.tensor(19), torch.tensor(20))``); anything else unchanged
+    or a 1-d integer tensor or NumPy array -> a tuple of ints, a tuple or list holding 0-d
+    integer tensors -> one of ints (``output_size=(torch.tensor(19), torch.tensor(20))``, or
+    ``skip.size()`` under torch.jit.trace, a torch.Size of 0-d tensors); anything else unchanged
     (checked by gpuconv). No one-element expansion: the arguments read this way take none."""
     if isinstance(value, range):
         return tuple(value)
     if _is_integer_tensor(value) and value.dim() == 1:
         return tuple(int(v) for v in value.tolist())
-    if type(value) in (tuple, list) and any(isinstance(v, torch.Tensor) for v in value):
-        return type(value)(int_of_scalar_tensor(v) for v in value)
+    if isinstance(value, np.ndarray) and value.ndim == 1 and value.dtype.kind in "iu":
+        return tuple(int(v) for v in value)
+    if isinstance(value, (tuple, list)) and any(isinstance(v, torch.Tensor) for v in value):
+        return (list if isinstance(value, list) else tuple)(int_of_scalar_tensor(v) for v in value)
     return value
 
 
@@ -62,7 +66,7 @@ def output_size_pair(value):
     anything else unchanged (checked by gpuconv). Unlike the kernel arguments, no one-element
     or 0-d tensor spelling: torch refuses those here, and so does gpuconv."""
     if (_is_integer_tensor(value) and value.dim() == 1 and value.numel() == 2) or (
-            type(value) in (tuple, list, range) and len(value) == 2):
+            isinstance(value, (tuple, list, range)) and len(value) == 2):
         return tuple(int_sequence(value))
     return value
 

@@ -16,6 +16,8 @@ import functools
 import torch
 from torch.autograd import forward_ad
 
+from ._bridge import transforms_unsupported
+
 
 class _FirstOrderOnly(torch.autograd.Function):
     """A backward pass computed without autograd, recorded as a node that refuses a second
@@ -87,7 +89,14 @@ def apply(function, *args):
     ``apply``: the trace records the Function as a node that runs it again on the traced
     module's inputs (the forward alone would be recorded as its result, a constant)."""
     if differentiable(*args) or torch.jit.is_tracing():
-        return function.apply(*args)
+        try:
+            return function.apply(*args)
+        except RuntimeError:
+            # torch refuses a Function without setup_context under vmap/grad before gpuconv
+            # sees the tensors (a module's parameters require grad): say why as to_array does.
+            if torch._C._are_functorch_transforms_active():
+                raise transforms_unsupported() from None
+            raise
     return function.forward(_NoBackward(), *args)
 
 

@@ -205,9 +205,30 @@ def _is_transformed(t: torch.Tensor) -> bool:
     return bool(functorch.is_functorch_wrapped_tensor(t) or (legacy is not None and legacy(t)))
 
 
+def transforms_unsupported() -> NotImplementedError:
+    return NotImplementedError(
+        "gpuconv.torch functions do not support torch.func transforms (vmap, jvp, grad, "
+        "jacrev...) nor vectorized backward passes (torch.autograd.grad with "
+        "is_grads_batched=True, torch.autograd.functional.jacobian/hessian with "
+        "vectorize=True): their kernels take the tensors' memory, which batched or "
+        "wrapped tensors do not expose. Use torch.autograd without vectorization "
+        "(loss.backward(), torch.autograd.grad, jacobian(vectorize=False)) or "
+        "torch.nn.functional for this layer.")
+
+
+def batch_of_one(t: torch.Tensor, channels_last: bool = False) -> torch.Tensor:
+    """An unbatched (C, H, W) input as the batch of one it runs as: dense NCHW unless
+    ``channels_last`` (a convolution whose weight is channels_last). torch's unbatched layout
+    follows the weight alone, its outputs' and its gradients' too: a (C, H, W) input laid out
+    HWC (``torch.from_numpy(image).permute(2, 0, 1)``) would otherwise unsqueeze to a
+    channels_last batch and get a gradient laid out HWC."""
+    t = t.unsqueeze(0)
+    return t if channels_last else t.contiguous()
+
+
 def unbatched(t: torch.Tensor) -> torch.Tensor:
     """The (C, H, W) result of an unbatched call from its batch of one: contiguous, as torch
-    returns it (a (C, H, W) input laid out HWC runs, unsqueezed, as channels_last)."""
+    returns it."""
     return t.squeeze(0).contiguous()
 
 
@@ -220,14 +241,7 @@ def to_array(t, data_format: str = "NCHW"):
         return _array_of(t, data_format)
     except RuntimeError:
         if _is_transformed(t):
-            raise NotImplementedError(
-                "gpuconv.torch functions do not support torch.func transforms (vmap, jvp, grad, "
-                "jacrev...) nor vectorized backward passes (torch.autograd.grad with "
-                "is_grads_batched=True, torch.autograd.functional.jacobian/hessian with "
-                "vectorize=True): their kernels take the tensors' memory, which batched or "
-                "wrapped tensors do not expose. Use torch.autograd without vectorization "
-                "(loss.backward(), torch.autograd.grad, jacobian(vectorize=False)) or "
-                "torch.nn.functional for this layer.") from None
+            raise transforms_unsupported() from None
         raise
 
 

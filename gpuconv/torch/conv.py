@@ -21,8 +21,8 @@ from gpuconv.conv.api import check_conv2d_arguments, check_conv_transpose2d_argu
 from ._args import expand_single, int_of_scalar_tensor, int_sequence, is_unbatched
 from ._autocast import autocast_operands
 from ._autograd import apply, deterministic
-from ._bridge import (TO_NHWC, common_device, is_channels_last, on_device_of, to_array,
-                      to_tensor, unbatched)
+from ._bridge import (TO_NHWC, batch_of_one, common_device, is_channels_last, on_device_of,
+                      to_array, to_tensor, unbatched)
 from ._custom_op import (Result, compute, computation, image, result_and_layout,
                          stand_in)
 from ._overrides import dispatches_torch_function
@@ -265,8 +265,8 @@ def conv2d(input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1, 
         common_device({"input": input, "weight": weight, "bias": bias, "residual": residual})
         if residual is not None:
             residual = residual.unsqueeze(0)
-        return _unbatched_conv(apply(Conv2dFunction, input.unsqueeze(0), weight, bias,
-                                     residual, options), weight)
+        return _unbatched_conv(apply(Conv2dFunction, batch_of_one(input, is_channels_last(weight)),
+                                     weight, bias, residual, options), weight)
     return apply(Conv2dFunction, input, weight, bias, residual, options)
 
 
@@ -375,6 +375,7 @@ def conv_transpose2d(input, weight, bias=None, stride=1, padding=0, output_paddi
                              f"{tuple(output_size)!r}")
         if output_size is not None and len(output_size) == 3:
             options["output_size"] = (1, *output_size)
-        return _unbatched_conv(apply(ConvTranspose2dFunction, input.unsqueeze(0), weight, bias,
+        return _unbatched_conv(apply(ConvTranspose2dFunction,
+                                     batch_of_one(input, is_channels_last(weight)), weight, bias,
                                      options), weight)
     return apply(ConvTranspose2dFunction, input, weight, bias, options)

@@ -174,9 +174,17 @@ def _why_not(module: torch.nn.Module, replacements: dict, model_problem: str | N
     """None if the module can be converted, else the reason it is left alone; ``model_problem``
     (_model_device_problem) stands for the tensors of a layer that has none."""
     cls = _layer_type(module)
-    if isinstance(module, LazyModuleMixin) and module.has_uninitialized_params():
-        return ("a lazy layer whose parameters are not initialized yet: its first forward pass "
-                f"makes it a {_type_name(module.cls_to_become or cls)}; convert after it")
+    if isinstance(module, LazyModuleMixin):
+        # A lazy layer keeps its class until its first forward pass, even once load_state_dict
+        # has given it parameters; then it becomes cls_to_become.
+        becomes = module.cls_to_become or cls
+        if becomes not in TWINS:
+            return (f"a lazy layer that becomes a {_type_name(becomes)}, which has no gpuconv "
+                    "counterpart")
+        state = ("whose parameters are not initialized yet" if module.has_uninitialized_params()
+                 else "not yet run")
+        return (f"a lazy layer {state}: its first forward pass makes it a "
+                f"{_type_name(becomes)}; convert after it")
     own_tensors = next(module.parameters(), None) is not None
     if cls in TWINS:
         return _parameter_problem(module) if own_tensors else model_problem

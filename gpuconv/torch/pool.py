@@ -18,8 +18,8 @@ from ._args import (check_batched, expand_single, int_of_scalar_tensor, int_sequ
                     is_unbatched, output_size_pair)
 from ._autocast import autocast_float32
 from ._autograd import apply, deterministic, differentiable, first_order_backward
-from ._bridge import (common_device, data_format_for, on_device_of, to_array, to_tensor,
-                      unbatched)
+from ._bridge import (batch_of_one, common_device, data_format_for, on_device_of, to_array,
+                      to_tensor, unbatched)
 from ._custom_op import (compute, computation, image, like, result_and_layout,
                          stand_in)
 from ._overrides import dispatches_torch_function
@@ -270,7 +270,7 @@ def _stride(stride):
 
 def _pool(input, name, args):
     if is_unbatched(input):
-        return unbatched(apply(PoolFunction, input.unsqueeze(0), name, args))
+        return unbatched(apply(PoolFunction, batch_of_one(input), name, args))
     return apply(PoolFunction, input, name, args)
 
 
@@ -281,7 +281,7 @@ def _max_pool(input, name, args, return_indices):
         # check reruns the trace under no_grad and must record the same graph as the traced run.
         return _pool(input, name, args)
     if is_unbatched(input):
-        values, indices = apply(MaxPoolFunction, input.unsqueeze(0), name, args)
+        values, indices = apply(MaxPoolFunction, batch_of_one(input), name, args)
         values, indices = unbatched(values), unbatched(indices)
     else:
         values, indices = apply(MaxPoolFunction, input, name, args)
@@ -390,6 +390,6 @@ def max_unpool2d(input, indices, kernel_size, stride=None, padding=0, output_siz
         if indices.shape != input.shape:
             raise ValueError(f"indices must have the shape of input, {tuple(input.shape)}, got "
                              f"{tuple(indices.shape)}")
-        return unbatched(apply(MaxUnpoolFunction, input.unsqueeze(0), indices.unsqueeze(0),
+        return unbatched(apply(MaxUnpoolFunction, batch_of_one(input), batch_of_one(indices),
                                args))
     return apply(MaxUnpoolFunction, input, indices, args)

@@ -153,14 +153,16 @@ __global__ void roi_pool_backward_gather(const T* __restrict__ grad_output,
     const int items = tile_pixels * channels;
     int scanned = 0;
     for (int pass = 0; pass == 0 || scanned < num_rois; ++pass) {
-      // the rois of this pass whose box overlaps the tile, in increasing order
+      // the rois of this pass whose bins reach the tile, in increasing order; the last bin
+      // may end one row or column past the box (roi_pool_bin's ceil of a product rounded up:
+      // ceil(3 * float(7/3)) = 8), and the forward's argmax may sit there
       const int list_size =
           gc::list_touching_rois(scanned, num_rois, list, warp_counts, [&](int k) {
             const RoiPoolBox<A> box =
                 roi_pool_box(rois + k * 5, spatial_scale, pooled_height, pooled_width);
             return box.roi_batch_ind == n && box.roi_start_h < tile.h1 &&
-                   box.roi_start_h + box.roi_height > tile.h0 && box.roi_start_w < tile.w1 &&
-                   box.roi_start_w + box.roi_width > tile.w0;
+                   box.roi_start_h + box.roi_height + 1 > tile.h0 &&
+                   box.roi_start_w < tile.w1 && box.roi_start_w + box.roi_width + 1 > tile.w0;
           });
       for (int e = threadIdx.x; e < list_size; e += blockDim.x) {
         const RoiPoolBox<A> box =

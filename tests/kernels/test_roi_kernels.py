@@ -540,6 +540,36 @@ def test_roi_pool_ignores_nan_and_tiny_values(rng):
                        grad.roi_pool(go, x, BOXES.astype(np.float32), **kwargs))
 
 
+# A box whose last bin ends one row (column) past it, ceil(bins * float32(size / bins)) =
+# size + 1, at the first row (column) of one of the gather's tiles (kernels/common/roi_tiles.cuh:
+# 4 rows x 16 columns), where its maximum sits: rows 1..7 in 13 bins end at row 8; columns 1..15
+# in 19 bins end at column 16.
+PAST_THE_BOX = {
+    "rows": ((1, 1, 12, 4), (8, slice(None)), [0, 0, 1, 3, 7], (13, 1)),
+    "columns": ((1, 1, 4, 20), (slice(None), 16), [0, 1, 0, 15, 3], (1, 19)),
+}
+
+
+@pytest.mark.parametrize("data_format", ["NCHW", "NHWC"])
+@pytest.mark.parametrize("axis", sorted(PAST_THE_BOX))
+def test_roi_pool_gather_reaches_the_row_past_the_box(data_format, axis):
+    """The deterministic gather lists a box for the tile its last bin reaches past the box."""
+    shape, maximum, box, output_size = PAST_THE_BOX[axis]
+    x = np.zeros(shape, np.float32)
+    x[0, 0][maximum] = 5.0
+    boxes = np.array([box], np.float32)
+    go = np.ones((1, 1, *output_size), np.float32)
+    if data_format == "NHWC":
+        x, go = x.transpose(0, 2, 3, 1).copy(), go.transpose(0, 2, 3, 1).copy()
+    kwargs = dict(output_size=output_size, data_format=data_format)
+    expected = grad.roi_pool(go, x, boxes, **kwargs)
+    bins = output_size[0] * output_size[1]
+    assert expected.sum() == bins and expected[x == 5].sum() == 1  # the last bin's, past the box
+    for deterministic in (False, True):
+        assert_matches(simulated(grad.roi_pool, go, x, boxes, deterministic=deterministic,
+                                 **kwargs), expected)
+
+
 # --------------------------------------------------------------------------------------------
 # on a GPU (skipped without one)
 
