@@ -87,7 +87,7 @@ def describe_kernel(algorithm: str, geom, dtype, nhwc: bool, executor: str) -> s
                 f"{_split_k_note(splits)})")
     tensor_cores = launch_implicit_gemm.uses_tensor_cores(dtype)
     tile = launch_implicit_gemm.pick_tile(geom, dtype, tile_executor, tensor_cores=tensor_cores)
-    iterator = launch_implicit_gemm.choose_iterator(geom)
+    iterator = launch_implicit_gemm.choose_iterator(geom, nhwc=nhwc)
     kernel = launch_implicit_gemm.KERNELS[iterator, tensor_cores]
     splits = launch_implicit_gemm.splits(geom, tile, dtype, tensor_cores, tile_executor)
     if launch_implicit_gemm.vector_shape(geom, nhwc, iterator, tile):

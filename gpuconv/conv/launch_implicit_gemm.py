@@ -62,6 +62,8 @@ ASYNC_KERNEL = "conv2d_implicit_gemm_precomputed_async"
 
 # kernels/common/conv_tap_table.cuh: MAX_TAPS (bits of a row's tap mask).
 MAX_TAPS = 32
+MAX_BLOCK_K = 32  # conv_tap_table.cuh's: the deepest k-tile of the precomputed kernels
+INT32_MAX = 2 ** 31 - 1
 
 
 def tiles(dtype: str, tensor_cores: bool = False) -> tuple[GemmTile | MmaTile, ...]:
@@ -149,20 +151,38 @@ def choose_loads(call: ConvCall, iterator: str, tensor_cores: bool, loads: str =
     loads = common_choose_loads(call.dtype, loads, tensor_cores=tensor_cores)
     if loads == "cp_async" and iterator != "precomputed":
         raise ValueError("loads='cp_async' runs the precomputed iterator's kernel; got "
-                         f"iterator {iterator!r} (R*S > {MAX_TAPS} filter taps, or forced)")
+                         f"iterator {iterator!r} (R*S > {MAX_TAPS} filter taps, an NCHW image "
+                         "past 32-bit channel offsets, or forced)")
     return loads
 
 
-def choose_iterator(geom: ConvGeometry, iterator: str = "auto") -> str:
-    """The kernel ("precomputed" | "analytic") that runs ``geom`` for the requested iterator."""
-    iterator = as_choice("iterator", iterator, ITERATORS)
+def precomputed_refusal(geom: ConvGeometry, nhwc: bool) -> str | None:
+    """Why the precomputed iterator cannot run ``geom`` (None when it can)."""
     taps = geom.R * geom.S
-    if iterator == "precomputed" and taps > MAX_TAPS:
-        raise ValueError(f"iterator='precomputed' needs R*S <= {MAX_TAPS} filter taps (one bit "
-                         f"each in a row's tap mask); got {geom.R}x{geom.S} = {taps}; use "
-                         "iterator='analytic' or 'auto'")
+    if taps > MAX_TAPS:
+        return (f"needs R*S <= {MAX_TAPS} filter taps (one bit each in a row's tap mask); got "
+                f"{geom.R}x{geom.S} = {taps}")
+    # NCHW: the k cursor holds a channel as its element offset c * H*W in an int, and the last
+    # k-tile's threads (and the cursor's final step) run up to 2 * MAX_BLOCK_K channels past
+    # C/groups (conv_tap_table.cuh, PrecomputedNchwSource): past INT32_MAX such an offset
+    # wraps below the channel end and a masked-out element is read.
+    reach = ((geom.C_per_group + 2 * MAX_BLOCK_K) * geom.H * geom.W
+             + geom.R * geom.dil_h * geom.W + geom.S * geom.dil_w)
+    if not nhwc and reach > INT32_MAX:
+        return (f"NCHW needs (C/groups + {2 * MAX_BLOCK_K}) * H * W within 32-bit offsets; got "
+                f"({geom.C_per_group} + {2 * MAX_BLOCK_K}) * {geom.H} * {geom.W}")
+    return None
+
+
+def choose_iterator(geom: ConvGeometry, iterator: str = "auto", nhwc: bool = False) -> str:
+    """The kernel ("precomputed" | "analytic") that runs ``geom`` in the layout for the
+    requested iterator: "auto" is the precomputed one wherever it can run."""
+    iterator = as_choice("iterator", iterator, ITERATORS)
+    why = precomputed_refusal(geom, nhwc) if iterator != "analytic" else None
+    if iterator == "precomputed" and why is not None:
+        raise ValueError(f"iterator='precomputed' {why}; use iterator='analytic' or 'auto'")
     if iterator == "auto":
-        return "precomputed" if taps <= MAX_TAPS else "analytic"
+        return "precomputed" if why is None else "analytic"
     return iterator
 
 
@@ -179,7 +199,7 @@ def run(call: ConvCall, iterator: str = "auto", tile_widths: str = "auto",
         math: str = "auto", split_k="auto", loads: str = "auto",
         warp_tiles: str = "auto") -> None:
     g = call.geom
-    iterator = choose_iterator(g, iterator)
+    iterator = choose_iterator(g, iterator, call.nhwc)
     tensor_cores = uses_tensor_cores(call.dtype, math)
     loads = choose_loads(call, iterator, tensor_cores, loads)
     check_gemm_grid("implicit_gemm", g)

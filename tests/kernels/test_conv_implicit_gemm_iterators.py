@@ -482,6 +482,28 @@ def test_precomputed_refuses_more_than_32_taps(rng):
     assert_close(y, reference(WIDE_FILTER, x, w, data_format="NCHW"), np.float32)
 
 
+def test_nchw_images_past_32_bit_channel_offsets_take_the_analytic_iterator():
+    """The NCHW precomputed kernels hold a channel as its offset c * H*W in an int, and the last
+    k-tile runs up to 2 * 32 channels past C/groups: an image of C*H*W just under the 32-bit
+    index limit (accepted) wrapped such an offset negative, and a masked-out row was read
+    (a simulator fault at 2146 x 1000 x 1000 half; audit 19). Checked on the geometry: the
+    simulated run maps 4 GiB."""
+    def geom(channels, size=1000):
+        return conv2d_geometry((1, channels, size, size), (32, channels, 1, 1), stride=500)
+    near = geom(2146)
+    assert near.C * near.H * near.W < launch_common.INDEX_LIMIT
+    assert launch_implicit_gemm.choose_iterator(near, "auto", nhwc=False) == "analytic"
+    assert launch_implicit_gemm.choose_iterator(near, "auto", nhwc=True) == "precomputed"
+    with pytest.raises(ValueError, match=r"iterator='precomputed' NCHW needs \(C/groups \+ 64\)"):
+        launch_implicit_gemm.choose_iterator(near, "precomputed", nhwc=False)
+    assert "analytic tap iterator" in str(gpuconv.explain(
+        (1, 2146, 1000, 1000), (32, 2146, 1, 1), stride=500, dtype="float16",
+        algorithm="implicit_gemm"))
+    # (C/groups + 64) * H*W + the taps' reach is the bound, with 1000 x 1000 planes: 2083 fits
+    assert launch_implicit_gemm.choose_iterator(geom(2083), "auto") == "precomputed"
+    assert launch_implicit_gemm.choose_iterator(geom(2084), "auto") == "analytic"
+
+
 @pytest.mark.parametrize("bad", ("optimized", "", None, 1))
 def test_unknown_iterator_is_refused(bad, rng):
     case = CASE_BY_NAME["one_channel"]
