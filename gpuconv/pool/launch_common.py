@@ -66,6 +66,22 @@ POOL_SHAPE_DTYPE = np.dtype(
 
 
 @functools.lru_cache(maxsize=4096)      # geometries are frozen (hashable) dataclasses
+def _check_window_reach(axis: str, size: int, kernel: int, stride: int, pad: int,
+                        dilation: int) -> None:
+    """The window kernels form a window's bounds in int (pool_window.cuh: a window's last tap,
+    an input row's first and last outputs, the average's extent: sums of the size, the padding,
+    the window's span and a stride) before they clip them; past INT32_MAX such a sum wraps and
+    a window comes out empty. Only a plane of ~2^30 rows with a window as tall reaches that:
+    refused rather than computed wrong."""
+    reach = size + 2 * pad + dilation * (kernel - 1) + kernel + stride
+    if reach > INT32_LIMIT:
+        raise ValueError(
+            f"the pooling window's span along the {axis} is too large for the kernels' 32-bit "
+            f"arithmetic: size + 2*padding + dilation*(kernel_size-1) + kernel_size + stride = "
+            f"{size} + 2*{pad} + {dilation}*{kernel - 1} + {kernel} + {stride} = {reach} > "
+            f"{INT32_LIMIT}")
+
+
 def pool_shape(geom) -> tuple[np.void]:
     """The geometry argument of the pooling kernels (one gc::PoolShape, as a 1-tuple to splice
     into an argument list). A Pool2dGeometry brings its window; any other geometry with N, C, H,
@@ -78,6 +94,8 @@ def pool_shape(geom) -> tuple[np.void]:
         strides = unused_as_one((geom.stride_h, geom.stride_w), (P, Q))
         dilations = unused_as_one((geom.dil_h, geom.dil_w), (geom.R, geom.S))
         window = (geom.R, geom.S, *strides, geom.pad_h, geom.pad_w, *dilations)
+        _check_window_reach("height", H, geom.R, strides[0], geom.pad_h, dilations[0])
+        _check_window_reach("width", W, geom.S, strides[1], geom.pad_w, dilations[1])
     else:
         window = (1, 1, 1, 1, 0, 0, 1, 1)
     fields = (N, C, H, W, P, Q, *window, flat_decoder(C, H, W), flat_decoder(C, P, Q))
