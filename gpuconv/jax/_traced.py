@@ -25,6 +25,7 @@ import jax
 import numpy as np
 
 from gpuconv import _state
+from gpuconv._external_streams import external_stream
 from gpuconv.simulator import simulate
 
 try:
@@ -112,12 +113,22 @@ def _on_buffers(fn, out_spec, treedef, options):
 
 def _run_on_cuda(fn, out_spec, treedef, context, out, buffers, device_id):
     cupy = import_cupy()
+    view = functools.partial(_cuda_array, cupy)
     # XLA's stream as CuPy's current one: the kernels (and CuPy's own copies and workspace
     # allocations) queue behind the program's earlier work, and its later work behind them.
-    with cupy.cuda.Device(device_id), cupy.cuda.ExternalStream(context.stream, device_id):
-        arrays = jax.tree_util.tree_unflatten(treedef, [cupy.asarray(b) for b in buffers])
+    with cupy.cuda.Device(device_id), external_stream(cupy, context.stream, device_id):
+        arrays = jax.tree_util.tree_unflatten(treedef, [view(b) for b in buffers])
         result = cast(fn(*arrays), out_spec, lambda r: r)
-        _write(out, result, cupy.asarray)
+        _write(out, result, view)
+
+
+def _cuda_array(cupy, buffer):
+    """XLA's CUDA buffer as a CuPy array of the buffer's dtype: its __cuda_array_interface__
+    spells bfloat16 as a raw 2-byte type ("<V2", XLA's TypeDescriptorForPrimitiveType), which
+    CuPy takes as void."""
+    array = cupy.asarray(buffer)
+    dtype = np.dtype(buffer.dtype)
+    return array if array.dtype == dtype else array.view(dtype)
 
 
 def _write(out, result, view):

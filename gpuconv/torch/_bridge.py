@@ -18,11 +18,11 @@
 from __future__ import annotations
 
 import contextlib
-import warnings
 
 import numpy as np
 import torch
 
+from .._external_streams import external_stream
 from ._args import FLOAT_DTYPES
 
 try:  # registers NumPy's "bfloat16" dtype; optional (see the module docstring)
@@ -102,7 +102,7 @@ def on_device_of(device: torch.device):
 def _on_cuda_device(device: torch.device):
     cupy = _cupy()
     index = device.index if device.index is not None else torch.cuda.current_device()
-    with cupy.cuda.Device(index), _cupy_stream(cupy, _current_stream_pointer(index), index), \
+    with cupy.cuda.Device(index), external_stream(cupy, _current_stream_pointer(index), index), \
             cupy.cuda.using_allocator(_torch_allocator(cupy, index)):
         yield
 
@@ -135,29 +135,14 @@ def _torch_allocator(cupy, index: int):
 
 # A converted model makes several bridge crossings per layer: each one's host time adds to every
 # layer's (bench/model_profile.py on an H100: torch.cuda.current_stream 1.6 us against 0.1 us for
-# the raw pointer; a new ExternalStream 1 us; DLPack 16 us into CuPy, 6-14 us back, against 3.4
-# and ~2 us for the direct paths below). kernels/conv/NOTES.md "Session 15 on the H100", host
-# time through gpuconv.torch.
-_STREAMS: dict = {}
+# the raw pointer; a new ExternalStream 1 us, hence gpuconv._external_streams' cache; DLPack 16 us
+# into CuPy, 6-14 us back, against 3.4 and ~2 us for the direct paths below).
+# kernels/conv/NOTES.md "Session 15 on the H100", host time through gpuconv.torch.
 
 
 def _current_stream_pointer(index: int) -> int:
     raw = getattr(torch._C, "_cuda_getCurrentRawStream", None)   # private: fall back if gone
     return raw(index) if raw is not None else torch.cuda.current_stream(index).cuda_stream
-
-
-def _cupy_stream(cupy, pointer: int, index: int):
-    """CuPy's handle on torch's stream ``pointer`` (a wrapper of the pointer, holding nothing
-    else: one per pointer serves every call on that stream)."""
-    key = (pointer, index)
-    stream = _STREAMS.get(key)
-    if stream is None:
-        if len(_STREAMS) >= 64:      # streams come and go (torch.cuda.Stream()): stay bounded
-            _STREAMS.clear()
-        with warnings.catch_warnings():   # CuPy 14 prefers Stream.from_external(obj)
-            warnings.simplefilter("ignore", DeprecationWarning)
-            stream = _STREAMS[key] = cupy.cuda.ExternalStream(pointer, index)
-    return stream
 
 
 def is_channels_last(t: torch.Tensor) -> bool:

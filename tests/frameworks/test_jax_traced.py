@@ -56,6 +56,8 @@ class _GpuBuffer:
 
     def __init__(self, array: np.ndarray):
         self.array = array
+        self.dtype = array.dtype
+        # XLA's typestr is NumPy's: "<V2" for bfloat16 (a raw 2-byte type)
         self.__cuda_array_interface__ = {
             "shape": array.shape, "typestr": array.dtype.str, "strides": None,
             "data": (array.ctypes.data, False), "version": 3}
@@ -93,3 +95,20 @@ def test_gpu_buffers_run_the_kernels_on_xla_stream(monkeypatch, tmp_path):
     expected_values, expected_indices = gpuconv.max_pool2d(X, 2, return_indices=True)
     np.testing.assert_array_equal(values, expected_values)       # written in place
     np.testing.assert_array_equal(indices, expected_indices)
+
+
+def test_gpu_buffers_of_bfloat16(monkeypatch, tmp_path):
+    """XLA describes a bfloat16 buffer to CuPy as "<V2"; the callback views it as the buffer's
+    dtype (audit 19: gpuconv's dtype check refused the void array, every bfloat16 call failed)."""
+    ml_dtypes = pytest.importorskip("ml_dtypes")
+    fake_cuda = _fake_cuda()
+    fake_cuda.install(monkeypatch, tmp_path, fake_torch=False)
+    x = X.astype(ml_dtypes.bfloat16)
+    assert _GpuBuffer(x).__cuda_array_interface__["typestr"] == "<V2"
+    out = np.zeros((2, 3, 3, 3), ml_dtypes.bfloat16)
+    run = _traced._on_buffers(lambda a: gpuconv.avg_pool2d(a, 2),
+                              jax.ShapeDtypeStruct(out.shape, out.dtype),
+                              jax.tree_util.tree_structure((0,)), None)
+    run(_Context(), _GpuBuffer(out), _GpuBuffer(x))
+    assert fake_cuda.counters.launches, "no kernel ran"
+    np.testing.assert_array_equal(out, gpuconv.avg_pool2d(x, 2))
