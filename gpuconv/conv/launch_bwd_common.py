@@ -30,6 +30,10 @@ LAUNCH_ELEMENTS = 2 ** 30
 # the forward's): the batch is processed in chunks of whole images that fit, one image at least.
 COLUMN_BUFFER_ELEMENTS = 2 ** 26
 
+# The split-K partial sums of one gradient, all splits together: int offsets (s * size + i in
+# wgrad_operands.cuh and wgrad_reduce.cu).
+PARTIAL_SUMS_ELEMENTS = 2 ** 31 - 1
+
 # CUDA's limit on gridDim.y and gridDim.z.
 GRID_YZ_LIMIT = 65535
 
@@ -126,11 +130,14 @@ MAX_SPLITS = 64
 
 
 def choose_splits(executor: str, tiles: int, pixels: int, max_splits: int = MAX_SPLITS,
-                  blocks_per_sm: int = 2) -> int:
+                  blocks_per_sm: int = 2, *, sum_elements: int) -> int:
     """Enough splits of the pixel dimension to give the GPU ``blocks_per_sm`` blocks per SM when
-    the output tiles alone (``tiles`` blocks) would not, within the limits above."""
+    the output tiles alone (``tiles`` blocks) would not, within the limits above; and few enough
+    that the splits' partial sums (``sum_elements`` each, the gradient's size) stay within
+    32-bit offsets (the kernels address split s's element i as s * size + i in int)."""
     wanted = ceil_div(blocks_per_sm * multiprocessor_count(executor), max(tiles, 1))
-    return max(1, min(wanted, pixels // MIN_PIXELS_PER_SPLIT, max_splits))
+    return max(1, min(wanted, pixels // MIN_PIXELS_PER_SPLIT, max_splits,
+                      PARTIAL_SUMS_ELEMENTS // max(sum_elements, 1)))
 
 
 def pixels_per_split(pixels: int, splits: int, multiple: int = 8) -> int:

@@ -24,6 +24,8 @@ bias kernels never use atomics.
 """
 from __future__ import annotations
 
+import math
+
 from .._args import as_choice
 from .._kernels import CUDA_TYPES, cuda_type, register
 from .gemm_tile import GemmTile, MmaTile
@@ -175,6 +177,10 @@ class _Call:
     def chunk_pixels(self) -> int:
         return max(n1 - n0 for n0, n1 in self.chunks) * self.geom.P * self.geom.Q
 
+    @property
+    def weight_elements(self) -> int:
+        return math.prod(self.geom.weight_shape)
+
     def sums(self, splits: int, allow_atomics: bool) -> SplitSums:
         return SplitSums(self.xp, self.geom.weight_shape, self.dtype, splits, len(self.chunks),
                          allow_atomics, self.executor, REDUCE, _reduce_name(self.dtype))
@@ -189,7 +195,8 @@ def _gemm_grid_splits(call: _Call) -> tuple[tuple[int, int], int]:
     tiles_xy = (ceil_div(g.K_per_group, TILE.block_m),
                 ceil_div(g.C_per_group * g.R * g.S, TILE.block_n))
     splits = choose_splits(call.executor, tiles_xy[0] * tiles_xy[1] * g.groups, call.chunk_pixels,
-                           max_splits=min(MAX_SPLITS, GRID_YZ_LIMIT // g.groups))
+                           max_splits=min(MAX_SPLITS, GRID_YZ_LIMIT // g.groups),
+                           sum_elements=call.weight_elements)
     return tiles_xy, splits
 
 
@@ -258,7 +265,8 @@ def direct(call: _Call, deterministic: bool):
     g = call.geom
     rows = g.K * g.C_per_group
     splits = choose_splits(call.executor, rows, call.chunk_pixels,
-                           max_splits=min(MAX_SPLITS, GRID_YZ_LIMIT))
+                           max_splits=min(MAX_SPLITS, GRID_YZ_LIMIT),
+                           sum_elements=call.weight_elements)
     sums = call.sums(splits, allow_atomics=False)
     dw, ws = sums.pointers
     name = call.name("conv2d_wgrad_direct")
@@ -348,7 +356,8 @@ def depthwise(call: _Call, deterministic: bool, variant: str = "auto"):
     g = call.geom
     lanes_blocks = ceil_div(g.K, LANES)
     splits = choose_splits(call.executor, lanes_blocks, call.chunk_pixels,
-                           max_splits=min(MAX_SPLITS, GRID_YZ_LIMIT))
+                           max_splits=min(MAX_SPLITS, GRID_YZ_LIMIT),
+                           sum_elements=call.weight_elements)
     sums = call.sums(splits, allow_atomics=False)
     dw, ws = sums.pointers
     name = f"conv2d_wgrad_depthwise_nhwc<{call.t}>"
@@ -444,7 +453,8 @@ def bias_grad(dy, data_format: str, executor: str):
     chunks = batch_chunks(n, k * pq, what="one image of grad_output")
     blocks = ceil_div(k, LANES) if nhwc else k
     pixels = max(n1 - n0 for n0, n1 in chunks) * pq
-    splits = choose_splits(executor, blocks, pixels, max_splits=min(MAX_SPLITS, GRID_YZ_LIMIT))
+    splits = choose_splits(executor, blocks, pixels, max_splits=min(MAX_SPLITS, GRID_YZ_LIMIT),
+                           sum_elements=k)
     sums = SplitSums(xp, (k,), dy.dtype, splits, len(chunks), False, executor, REDUCE,
                      _reduce_name(dy.dtype))
     db, ws = sums.pointers

@@ -65,27 +65,30 @@ POOL_SHAPE_DTYPE = np.dtype(
     + [("input", FLAT_DECODER_DTYPE), ("output", FLAT_DECODER_DTYPE)])
 
 
-@functools.lru_cache(maxsize=4096)      # geometries are frozen (hashable) dataclasses
-def _check_window_reach(axis: str, size: int, kernel: int, stride: int, pad: int,
+def _check_window_reach(axis: str, size: int, outputs: int, kernel: int, stride: int, pad: int,
                         dilation: int) -> None:
-    """The window kernels form a window's bounds in int (pool_window.cuh: a window's last tap,
-    an input row's first and last outputs, the average's extent: sums of the size, the padding,
-    the window's span and a stride) before they clip them; past INT32_MAX such a sum wraps and
-    a window comes out empty. Only a plane of ~2^30 rows with a window as tall reaches that:
-    refused rather than computed wrong."""
-    reach = size + 2 * pad + dilation * (kernel - 1) + kernel + stride
+    """The window kernels form a window's bounds in int before they clip them
+    (pool_window.cuh, avg_pool.cu, lp_pool.cu): an input position plus the padding plus the
+    dilation (a window's last tap; the outputs holding a row), the last window's start plus its
+    span (its end). Past INT32_MAX such a sum wraps and a window comes out empty; only a plane of
+    ~2^30 rows with a window or padding as large reaches that: refused rather than computed
+    wrong."""
+    reach = max(size + pad + dilation, (outputs - 1) * stride + dilation * (kernel - 1) + 1)
     if reach > INT32_LIMIT:
         raise ValueError(
-            f"the pooling window's span along the {axis} is too large for the kernels' 32-bit "
-            f"arithmetic: size + 2*padding + dilation*(kernel_size-1) + kernel_size + stride = "
-            f"{size} + 2*{pad} + {dilation}*{kernel - 1} + {kernel} + {stride} = {reach} > "
-            f"{INT32_LIMIT}")
+            f"the pooling window's reach along the {axis} is too large for the kernels' 32-bit "
+            f"arithmetic: max(size + padding + dilation, (outputs - 1) * stride + dilation * "
+            f"(kernel_size - 1) + 1) = {reach} > {INT32_LIMIT} (size {size}, outputs {outputs}, "
+            f"kernel_size {kernel}, stride {stride}, padding {pad}, dilation {dilation})")
 
 
-def pool_shape(geom) -> tuple[np.void]:
+@functools.lru_cache(maxsize=4096)      # geometries are frozen (hashable) dataclasses
+def pool_shape(geom, windows: bool = True) -> tuple[np.void]:
     """The geometry argument of the pooling kernels (one gc::PoolShape, as a 1-tuple to splice
     into an argument list). A Pool2dGeometry brings its window; any other geometry with N, C, H,
-    W (and P, Q if it has them: else 1) gets the window of one tap."""
+    W (and P, Q if it has them: else 1) gets the window of one tap. ``windows``: whether the
+    kernel forms the windows (max_unpool2d's scatter does not: its window's reach is not
+    checked)."""
     N, C, H, W = geom.N, geom.C, geom.H, geom.W
     P, Q = getattr(geom, "P", 1), getattr(geom, "Q", 1)
     if isinstance(geom, Pool2dGeometry):
@@ -94,8 +97,9 @@ def pool_shape(geom) -> tuple[np.void]:
         strides = unused_as_one((geom.stride_h, geom.stride_w), (P, Q))
         dilations = unused_as_one((geom.dil_h, geom.dil_w), (geom.R, geom.S))
         window = (geom.R, geom.S, *strides, geom.pad_h, geom.pad_w, *dilations)
-        _check_window_reach("height", H, geom.R, strides[0], geom.pad_h, dilations[0])
-        _check_window_reach("width", W, geom.S, strides[1], geom.pad_w, dilations[1])
+        if windows:
+            _check_window_reach("height", H, P, geom.R, strides[0], geom.pad_h, dilations[0])
+            _check_window_reach("width", W, Q, geom.S, strides[1], geom.pad_w, dilations[1])
     else:
         window = (1, 1, 1, 1, 0, 0, 1, 1)
     fields = (N, C, H, W, P, Q, *window, flat_decoder(C, H, W), flat_decoder(C, P, Q))

@@ -38,7 +38,8 @@ def launch_indices_check(indices, geom, data_format: str, *, window: str, allow_
     outputs_after_first_bad = _answer(xp)
     name = f"pool_indices_check<{nhwc(data_format)}, {WINDOWS[window]}>"
     launch_elementwise(INDICES_CHECK, name, executor, indices.size,
-                       (indices, outputs_after_first_bad, *pool_shape(geom),
+                       (indices, outputs_after_first_bad,
+                        *pool_shape(geom, windows=window == "strided"),
                         i32(1 if allow_no_index else 0)))
     return outputs_after_first_bad
 

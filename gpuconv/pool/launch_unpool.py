@@ -29,9 +29,9 @@ def max_unpool2d(geom: Pool2dGeometry, x, indices, *, data_format: str, executor
     winner = zeros(xp, y.shape, np.int32)
     layout = nhwc(data_format)
     launch_elementwise(MAX_UNPOOL, f"max_unpool2d_claim<{layout}>", executor, x.size,
-                       (indices, winner, *pool_shape(geom)))
+                       (indices, winner, *pool_shape(geom, windows=False)))
     launch_elementwise(MAX_UNPOOL, f"max_unpool2d_forward<{ctype(x.dtype)}, {layout}>", executor,
-                       x.size, (x, indices, winner, y, *pool_shape(geom)))
+                       x.size, (x, indices, winner, y, *pool_shape(geom, windows=False)))
     return y
 
 
@@ -44,5 +44,5 @@ def grad_max_unpool2d(geom: Pool2dGeometry, grad_output, x, indices, *, data_for
     grad_input = empty(xp, x.shape, grad_output.dtype)
     name = f"max_unpool2d_backward<{ctype(grad_output.dtype)}, {nhwc(data_format)}>"
     launch_elementwise(MAX_UNPOOL, name, executor, grad_input.size,
-                       (grad_output, indices, grad_input, *pool_shape(geom)))
+                       (grad_output, indices, grad_input, *pool_shape(geom, windows=False)))
     return grad_input

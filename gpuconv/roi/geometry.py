@@ -161,6 +161,11 @@ def check_roi_arguments(x, boxes, output_size, spatial_scale=1.0, sampling_ratio
     ph, pw = as_pair("output_size", sequence_of(output_size), minimum=1, maximum=INT32_MAX)
     scale = as_float("spatial_scale", spatial_scale, positive=True)
     ratio = max(as_int("sampling_ratio", sampling_ratio, maximum=INT32_MAX), 0)
+    if ratio * max(ph, pw) > INT32_MAX:
+        # the kernels number an axis's samples in int (bin * ratio + i); torchvision would take
+        # (output_size * ratio)^2 samples of one box: past 2^62, it never returns
+        raise ValueError(f"sampling_ratio * output_size must stay within {INT32_MAX} samples per "
+                         f"axis; got {ratio} * {max(ph, pw)}")
     rois = normalize_boxes(boxes, arrays, n)
     check_holdable("output_size", output_size, (rois.shape[0], c, ph, pw))
     scan_values = values != "trusted" and rois.shape[0] > 0

@@ -170,7 +170,9 @@ __device__ __forceinline__ TabledBox<A> tabulate_box(const A* __restrict__ roi, 
                             aligned != 0);
   t.grid_h = kGrid > 0 ? kGrid : t.box.roi_bin_grid_h;
   t.grid_w = kGrid > 0 ? kGrid : t.box.roi_bin_grid_w;
-  t.tabled = pooled_height * t.grid_h <= table_entries && pooled_width * t.grid_w <= table_entries;
+  // in 64 bits: an adaptive grid of a huge box times the bins can pass INT32_MAX
+  t.tabled = (long long)pooled_height * t.grid_h <= table_entries &&
+             (long long)pooled_width * t.grid_w <= table_entries;
   if (t.tabled) {
     fill_axis(rows, t.box.roi_start_h, t.box.bin_size_h, pooled_height, t.grid_h, height,
               width * ps);

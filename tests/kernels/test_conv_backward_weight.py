@@ -512,3 +512,24 @@ def test_vector_copies_on_gpu(rng, monkeypatch, names, case, deterministic, warp
     assert names[-1].startswith("conv2d_wgrad_implicit_gemm_mma_vec<")
     assert names[-1].endswith(f"{launch_bwd_weight.vector_tile(0, warp_tiles).template_args}>")
     assert_close(cupy.asnumpy(got), *expected(case, x, dy, "NHWC"), dtype, f"{case} on GPU")
+
+
+@pytest.mark.parametrize("data_format", LAYOUTS)
+def test_splits_keep_their_partial_sums_within_32_bit_offsets(rng, monkeypatch, data_format):
+    """The kernels address split s's partial sum i as s * size + i in int: a weight of more than
+    2^25 elements (a 4097 x 4097 depthwise filter) at 64 splits passed 2^31 (audit 19). The
+    splits are capped by the gradient's size; here the cap is lowered to two gradients."""
+    case = DEPTHWISE_CASE
+    size = int(np.prod(case.w))
+    monkeypatch.setattr(launch_bwd_common, "MIN_PIXELS_PER_SPLIT", 1)
+    monkeypatch.setattr(launch_bwd_common, "PARTIAL_SUMS_ELEMENTS", 2 * size + 1)
+    grids = []
+    real = launch_bwd_weight.launch
+    monkeypatch.setattr(launch_bwd_weight, "launch", lambda family, name, executor, grid, *a, **k: (
+        grids.append(grid), real(family, name, executor, grid, *a, **k))[1])
+    x = x_in_layout(rng, case, np.float64, data_format)
+    dy = make_input(rng, output_shape(case, data_format), np.float64)
+    got = run(case, x, dy, "direct", data_format, "random", 5, deterministic=True)
+    assert grids and grids[0][1] == 2, grids   # the direct kernel's grid.y: its splits
+    assert_close(got, *expected(case, x, dy, data_format), np.float64, data_format)
+    assert launch_bwd_common.choose_splits("simulator", 1, 10 ** 9, sum_elements=2 * size) == 1
