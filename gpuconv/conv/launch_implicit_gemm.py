@@ -39,7 +39,7 @@ from __future__ import annotations
 
 import functools
 
-from .._args import as_choice
+from .._args import INT32_MAX, as_choice
 from .._kernels import CUDA_TYPES, register
 from .gemm_tile import GemmTile, MmaTile
 from .geometry import ConvGeometry
@@ -63,7 +63,6 @@ ASYNC_KERNEL = "conv2d_implicit_gemm_precomputed_async"
 # kernels/common/conv_tap_table.cuh: MAX_TAPS (bits of a row's tap mask).
 MAX_TAPS = 32
 MAX_BLOCK_K = 32  # conv_tap_table.cuh's: the deepest k-tile of the precomputed kernels
-INT32_MAX = 2 ** 31 - 1
 
 
 def tiles(dtype: str, tensor_cores: bool = False) -> tuple[GemmTile | MmaTile, ...]:
@@ -166,9 +165,11 @@ def precomputed_refusal(geom: ConvGeometry, nhwc: bool) -> str | None:
     # k-tile's threads (and the cursor's final step) run up to 2 * MAX_BLOCK_K channels past
     # C/groups (conv_tap_table.cuh, PrecomputedNchwSource): past INT32_MAX such an offset
     # wraps below the channel end and a masked-out element is read.
+    if nhwc:
+        return None
     reach = ((geom.C_per_group + 2 * MAX_BLOCK_K) * geom.H * geom.W
              + geom.R * geom.dil_h * geom.W + geom.S * geom.dil_w)
-    if not nhwc and reach > INT32_MAX:
+    if reach > INT32_MAX:
         return (f"NCHW needs (C/groups + {2 * MAX_BLOCK_K}) * H * W within 32-bit offsets; got "
                 f"({geom.C_per_group} + {2 * MAX_BLOCK_K}) * {geom.H} * {geom.W}")
     return None
