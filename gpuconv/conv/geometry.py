@@ -25,9 +25,6 @@ conv_algorithms = ("direct", "im2col_gemm", "implicit_gemm", "pointwise", "depth
 DATA_FORMATS = ("NCHW", "NHWC")
 ACTIVATIONS = (None, "relu", "tanh", "sigmoid")
 
-# Offsets into a tensor of this many elements or more do not fit a signed 32-bit int.
-INT32_LIMIT = 2 ** 31
-
 
 @dataclass(frozen=True)
 class ConvGeometry:
@@ -491,5 +488,5 @@ def needs_int64(geom: ConvGeometry, extra_elements: Sequence[int] = ()) -> bool:
     whole buffer that a channel-sliced ``out`` lives in)."""
     sizes = (math.prod(geom.input_shape), math.prod(geom.output_shape),
              math.prod(geom.weight_shape), *extra_elements)
-    return max(sizes) >= INT32_LIMIT
+    return max(sizes) > INT32_MAX
 

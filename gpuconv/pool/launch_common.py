@@ -18,6 +18,7 @@ import functools
 
 import numpy as np
 
+from .._args import INT32_MAX
 from .._arrays import copy_for_kernels, is_aligned, is_kernel_ready
 from .._fast_divmod import FLAT_DECODER_DTYPE, flat_decoder
 from .._kernels import CUDA_TYPES, cuda_type, register
@@ -32,7 +33,6 @@ BLOCK = 256
 # Grid-stride kernels need no more blocks than the GPU can hold at once several times over; the
 # cap keeps per-launch block counts (and the simulator's block loop) bounded for huge tensors.
 MAX_BLOCKS = 1 << 16
-INT32_LIMIT = 2 ** 31 - 1
 # The backward gathers read their output bounds from per-block tables in shared memory
 # (kernels/common/pool_window.cuh, adaptive_bins.cuh) when these take at most this many bytes
 # and each thread has at least as many elements to visit as table entries to fill (each entry
@@ -74,11 +74,11 @@ def _check_window_reach(axis: str, size: int, outputs: int, kernel: int, stride:
     ~2^30 rows with a window or padding as large reaches that: refused rather than computed
     wrong."""
     reach = max(size + pad + dilation, (outputs - 1) * stride + dilation * (kernel - 1) + 1)
-    if reach > INT32_LIMIT:
+    if reach > INT32_MAX:
         raise ValueError(
             f"the pooling window's reach along the {axis} is too large for the kernels' 32-bit "
             f"arithmetic: max(size + padding + dilation, (outputs - 1) * stride + dilation * "
-            f"(kernel_size - 1) + 1) = {reach} > {INT32_LIMIT} (size {size}, outputs {outputs}, "
+            f"(kernel_size - 1) + 1) = {reach} > {INT32_MAX} (size {size}, outputs {outputs}, "
             f"kernel_size {kernel}, stride {stride}, padding {pad}, dilation {dilation})")
 
 
@@ -207,9 +207,9 @@ def check_int32(*arrays_or_sizes) -> None:
     here with a clear error rather than computed wrong."""
     for a in arrays_or_sizes:
         size = int(a) if isinstance(a, (int, np.integer)) else int(a.size)
-        if size > INT32_LIMIT:
+        if size > INT32_MAX:
             raise ValueError(f"a pooling operand has {size} elements; the kernels index with "
-                             f"32-bit ints and support at most {INT32_LIMIT}: split the batch "
+                             f"32-bit ints and support at most {INT32_MAX}: split the batch "
                              "or the channels, or pool to a smaller output")
 
 

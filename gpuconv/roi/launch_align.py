@@ -26,9 +26,10 @@ from __future__ import annotations
 import functools
 import math
 
+from .._args import INT32_MAX
 from .._fast_divmod import decoder_args
 from .._plans import empty
-from ..pool.launch_common import (BLOCK, BOOLS, INT32_LIMIT, MAX_BLOCKS, TYPES, acc_dtype,
+from ..pool.launch_common import (BLOCK, BOOLS, MAX_BLOCKS, TYPES, acc_dtype,
                                   acc_scalar, check_int32, contiguous, ctype, i32, launch, nhwc,
                                   register_family, xp_for)
 from .geometry import RoiGeometry
@@ -124,7 +125,7 @@ def table_entries(geom: RoiGeometry) -> int:
 def _tabled_forward(geom: RoiGeometry, x, rois, y, data_format: str, executor: str) -> None:
     per_box = geom.C * geom.PH * geom.PW
     blocks_per_box = -(-per_box // BLOCK)
-    if geom.K * blocks_per_box > INT32_LIMIT:
+    if geom.K * blocks_per_box > INT32_MAX:
         raise ValueError(f"roi_align: {geom.K} boxes of {per_box} output elements need more "
                          "blocks than a launch holds: split the boxes")
     grid, entries, table_bytes = _tables(geom, x.dtype)
@@ -192,7 +193,7 @@ def _grouped_blocks(geom: RoiGeometry, per_block: int) -> int:
 def _grouped_forward(xp, geom: RoiGeometry, x, rois, y, data_format: str, executor: str) -> None:
     per_block = bins_per_block(geom, x.dtype.itemsize)
     blocks = _grouped_blocks(geom, per_block)
-    if blocks > INT32_LIMIT:
+    if blocks > INT32_MAX:
         raise ValueError(f"roi_align: {geom.K} boxes of {geom.C} channels need more blocks than "
                          "a launch holds: split the boxes")
     x_nhwc = x if data_format == "NHWC" else nhwc_copy(xp, x, executor)
@@ -237,7 +238,7 @@ def _separable_scratch(xp, geom: RoiGeometry, dtype, more_blocks: int):
     slab = geom.C * geom.W
     blocks_per_bin_row = -(-slab // SEPARABLE_THREADS)
     bin_rows = geom.K * geom.PH
-    if max(bin_rows * blocks_per_bin_row, bin_rows * slab, more_blocks) > INT32_LIMIT:
+    if max(bin_rows * blocks_per_bin_row, bin_rows * slab, more_blocks) > INT32_MAX:
         raise ValueError(f"roi_align: {geom.K} boxes of {geom.C} channels need more blocks than "
                          "a launch holds: split the boxes")
     return empty(xp, (bin_rows * slab,), acc_dtype(dtype)), blocks_per_bin_row
