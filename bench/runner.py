@@ -34,6 +34,8 @@ from typing import Any, Callable
 
 import numpy as np
 
+from gpuconv._state import flag_value
+
 from . import ceilings as ceilings_mod
 from . import environment
 from .baselines import Baseline, baseline_names, configure_torch, prepare
@@ -361,9 +363,13 @@ class Runner:
         """gpuconv reads GPUCONV_SIMULATE at every call; with it set, the NumPy "reference"
         would be the simulator. It is lifted for the run and put back afterwards."""
         saved = os.environ.pop("GPUCONV_SIMULATE", None)
-        if saved not in (None, "", "0"):
-            self.notes.append("GPUCONV_SIMULATE was set; lifted for this run: the CPU executor "
-                              "runs only inside gpuconv.simulate() here")
+        try:
+            lifted = flag_value("GPUCONV_SIMULATE", saved)
+        except ValueError:
+            lifted = True       # a value gpuconv refuses is lifted all the same
+        if lifted:
+            self.notes.append(f"GPUCONV_SIMULATE={saved!r} was set; lifted for this run: the CPU "
+                              "executor runs only inside gpuconv.simulate() here")
         try:
             yield
         finally:

@@ -157,8 +157,10 @@ def precompile(families=None, dtypes=None, executor: str = "auto") -> list[str]:
 
     families: None (every registered family) or a list of sources relative to ``kernels/``
     (``"conv/direct.cu"``). dtypes: None (all) or a list of dtypes; a family is built (whole)
-    when one of its kernels is instantiated for one of them. executor: "auto" (CuPy when a GPU
-    is present, else the simulator), "cupy" or "simulator".
+    when one of its kernels is instantiated for one of them or for no element type (such a
+    kernel serves every dtype). executor: "auto" (CuPy when a GPU is present, else the
+    simulator), "cupy" or "simulator". Inside ``simulate(sanitize=...)`` each kernel that
+    qualifies is built on its own, as the sanitized launches take them.
     """
     import_launchers()
     executor = as_choice("executor", executor, ("auto",) + EXECUTORS)
@@ -171,9 +173,16 @@ def precompile(families=None, dtypes=None, executor: str = "auto") -> list[str]:
             raise ImportError("precompile(executor='cupy') builds for a GPU through CuPy, which "
                               "is not installed: pip install 'gpuconv[cuda12]' or "
                               "'gpuconv[cuda13]' (or use executor='simulator')") from error
-    chosen = _select_by_dtype(_select_families(families), dtypes)
+    wanted = _dtype_filter(dtypes)
+    chosen = [f for f in _select_families(families) if any(map(wanted, f.name_expressions))]
+    options = _state.active_simulation() if executor == "simulator" else None
     for family in chosen:
-        load_module(family, executor)
+        if options is not None and options.sanitize is not None:
+            # A sanitized build holds one kernel (_module_key): build the ones launches take.
+            for name in filter(wanted, family.name_expressions):
+                load_module(family, executor, name)
+        else:
+            load_module(family, executor)
     return [family.source for family in chosen]
 
 
@@ -191,9 +200,11 @@ def _select_families(families) -> list[KernelFamily]:
     return [FAMILIES[f] for f in dict.fromkeys(families)]
 
 
-def _select_by_dtype(families: list[KernelFamily], dtypes) -> list[KernelFamily]:
+def _dtype_filter(dtypes):
+    """Whether a kernel (its name expression) serves one of ``dtypes``: it is instantiated for
+    one of them, or for no element type at all (pool_indices_check serves every dtype)."""
     if dtypes is None:
-        return families
+        return lambda name: True
     import numpy as np
     if not isinstance(dtypes, (list, tuple)):
         raise TypeError("dtypes must be None or a list of dtypes, e.g. ['float32']")
@@ -207,10 +218,12 @@ def _select_by_dtype(families: list[KernelFamily], dtypes) -> list[KernelFamily]
             spellings.append(CUDA_TYPES[name])
         except (TypeError, KeyError):
             raise ValueError(f"dtypes: {dtype!r} is not one of {sorted(CUDA_TYPES)}") from None
-    if not spellings:      # no dtype: no family qualifies (an empty alternation matches all)
-        return []
+    if not spellings:      # no dtype: no kernel qualifies (an empty alternation matches all)
+        return lambda name: False
     uses = re.compile(r"(?<!\w)(?:" + "|".join(map(re.escape, spellings)) + r")(?!\w)")
-    return [f for f in families if any(uses.search(n) for n in f.name_expressions)]
+    any_type = re.compile(r"(?<!\w)(?:" + "|".join(map(re.escape, CUDA_TYPES.values()))
+                          + r")(?!\w)")
+    return lambda name: uses.search(name) is not None or any_type.search(name) is None
 
 
 def _gpu_present() -> bool:

@@ -27,8 +27,25 @@ _deterministic = False
 _pinned_deterministic: contextvars.ContextVar[bool | None] = contextvars.ContextVar(
     "gpuconv_pinned_deterministic", default=None)
 
-# GPUCONV_SIMULATE's spellings of "off" (any other non-empty value turns simulation on).
+# The spellings of an on/off environment variable (GPUCONV_SIMULATE, GPUCONV_AUTOTUNE); any
+# other value is a mistake to report, not a silent choice ("none" must not turn one on).
+_ON = ("1", "true", "yes", "on")
 _OFF = ("", "0", "false", "no", "off")
+
+
+def flag_value(name: str, text: str | None) -> bool:
+    """The on/off environment variable ``name`` holding ``text`` (None: unset)."""
+    value = (text or "").strip().lower()
+    if value in _ON:
+        return True
+    if value in _OFF:
+        return False
+    raise ValueError(f"the environment's {name}={text!r} is invalid: use 1, true, yes or on to "
+                     f"turn it on; 0, false, no, off or nothing to leave it off")
+
+
+def env_flag(name: str) -> bool:
+    return flag_value(name, os.environ.get(name))
 
 
 def push_simulation(options) -> None:
@@ -51,7 +68,7 @@ def active_simulation():
     stack = _simulations.get()
     if stack:
         return stack[-1]
-    if os.environ.get("GPUCONV_SIMULATE", "").strip().lower() not in _OFF:
+    if env_flag("GPUCONV_SIMULATE"):
         from .simulator import options_from_env
         return options_from_env()
     return None

@@ -108,7 +108,7 @@ def parse_ptxas_log(log: str) -> dict[str, dict[str, int]]:
 def parse_archs(text: str) -> list[str]:
     archs = []
     for item in filter(None, (part.strip() for part in text.split(","))):
-        m = re.fullmatch(r"(?:sm_|compute_)?(\d+)", item)
+        m = re.fullmatch(r"(?:sm_|compute_)?([1-9]\d*)", item)     # sm_080: no such arch
         if not m:
             raise ValueError(f"--arch: {item!r} is not an architecture such as sm_80")
         archs.append(f"sm_{m.group(1)}")
@@ -210,7 +210,8 @@ def run(args: argparse.Namespace) -> int:
         if unknown:
             raise ValueError(f"--family: {unknown} are not registered kernel families; "
                              f"registered: {sorted(FAMILIES) or 'none'}")
-        families = [FAMILIES[f] for f in args.family] if args.family else list(FAMILIES.values())
+        families = ([FAMILIES[f] for f in dict.fromkeys(args.family)] if args.family
+                    else list(FAMILIES.values()))
         report = run_check(families, archs)
     except (ValueError, _nvrtc.NvrtcUnavailable) as error:
         print(f"error: {error}", file=sys.stderr)

@@ -82,5 +82,5 @@ def pool2d_output_shape(input_shape, kernel_size, stride=None, padding=0, dilati
     data_format = check_data_format(data_format)
     shape = check_shape("input_shape", input_shape, data_format, minimum=(0, 1, 1, 1))
     geom = pool2d_geometry(nchw_shape(shape, data_format), kernel_size, stride, padding,
-                           dilation, ceil_mode)
+                           dilation, ceil_mode, x_name="input_shape")
     return layout_shape((geom.N, geom.C, geom.P, geom.Q), data_format)

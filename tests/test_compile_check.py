@@ -107,6 +107,18 @@ def test_cli_rejects_bad_arguments(capsys):
     assert "--arch" in capsys.readouterr().err
     assert run_cli("--family", "conv/no_such_family.cu") == 2
     assert "--family" in capsys.readouterr().err
+    # A leading zero names no architecture (NVRTC would refuse -arch=sm_080 per family).
+    assert run_cli("--arch", "sm_080") == 2
+    assert "'sm_080' is not an architecture" in capsys.readouterr().err
+    assert compile_check.parse_archs("80, sm_90,compute_80") == ["sm_80", "sm_90"]
+
+
+def test_cli_checks_a_family_named_twice_once(family, capsys):
+    scale = family("scale.cu", ["scale<float>"])
+    assert run_cli("--arch", "sm_80", "--family", scale.source, "--family", scale.source,
+                   "--json") == 0
+    assert [k["kernel"] for k in json.loads(capsys.readouterr().out)["kernels"]] == [
+        "scale<float>"]
 
 
 def test_cli_rejects_an_arch_nvrtc_does_not_support(family, capsys):

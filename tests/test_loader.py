@@ -219,6 +219,24 @@ def test_precompile_selects_families_and_dtypes(family, fake_simulator):
         gpuconv.precompile([halves.source], executor="gpu")
 
 
+def test_precompile_keeps_kernels_of_no_dtype_and_builds_sanitized_kernels_one_by_one(
+        family, fake_simulator):
+    # The fake simulator compiles nothing: the names need not exist in the source.
+    untyped = family("scale.cu", ["indices_check<false, 0>", "indices_check<true, 1>"])
+    mixed = family("local_array.cu", ["bin_counts<double>", "bin_counts<float>", "count<2>"])
+    assert gpuconv.precompile([untyped.source], dtypes=["float32"],
+                              executor="simulator") == [untyped.source]
+    with gpuconv.simulate(sanitize="address"):
+        assert gpuconv.precompile([mixed.source], dtypes=["float64"],
+                                  executor="simulator") == [mixed.source]
+        # What precompile built is what a sanitized launch takes: nothing is built again.
+        _loader.get_function(mixed, "bin_counts<double>", "simulator")
+        _loader.get_function(mixed, "count<2>", "simulator")
+    assert [(c["sanitize"], c["name_expressions"]) for c in fake_simulator] == [
+        (None, ("indices_check<false, 0>", "indices_check<true, 1>")),
+        ("address", ("bin_counts<double>",)), ("address", ("count<2>",))]
+
+
 def test_import_launchers_imports_only_launch_modules(tmp_path, monkeypatch):
     package = tmp_path / "fakeops"
     (package / "conv").mkdir(parents=True)

@@ -48,7 +48,7 @@ def set_autotune(flag: bool = True) -> None:
 def enabled() -> bool:
     if _enabled is not None:
         return _enabled
-    return os.environ.get(ENV_ENABLE, "").strip().lower() in ("1", "true", "yes", "on")
+    return _state.env_flag(ENV_ENABLE)
 
 
 def set_timer(timer: Callable | None) -> None:

@@ -18,6 +18,7 @@ from . import (autotune, heuristics, launch_depthwise, launch_direct, launch_imp
 from .geometry import (check_activation, check_algorithm, check_bias, check_data_format,
                        check_residual, conv2d_geometry, conv_algorithms, nchw_shape)
 from .launch_bwd_common import acc_dtype
+from .launch_common import async_tile, check_index_limits
 
 
 @dataclass(frozen=True)
@@ -73,18 +74,16 @@ def describe_kernel(algorithm: str, geom, dtype, nhwc: bool, executor: str) -> s
         images = launch_winograd.images_per_chunk(geom, m, acc_dtype(dtype).itemsize)
         tiles = images * launch_winograd.tiles_per_image(geom, m)
         gemm = launch_winograd.gemm_geometry(geom, m, tiles, rows_in=geom.C, rows_out=geom.K)
-        tile = launch_pointwise.pick_tile(gemm, acc_dtype(dtype), tile_executor, nhwc=nhwc)
+        kernel, tile, splits = _pointwise_launch(gemm, acc_dtype(dtype), nhwc, tile_executor)
         chunks = (f", in {-(-geom.N // images)} chunks of up to {images} "
                   f"image{'s' if images > 1 else ''} (workspace limit)" if images < geom.N else "")
-        return (f"conv2d_winograd_input_transform + {_pointwise_kernel(acc_dtype(dtype), nhwc)} "
+        return (f"conv2d_winograd_input_transform + {kernel} "
                 f"(F({m}x{m}, 3x3): {launch_winograd.elements(m)} GEMMs per group over {tiles} "
-                f"{m}x{m} tiles{chunks}, tile {tile.template_args}) + "
+                f"{m}x{m} tiles{chunks}, tile {tile.template_args}{_split_k_note(splits)}) + "
                 "conv2d_winograd_output_transform")
     if algorithm == "pointwise":
-        tile = launch_pointwise.pick_tile(geom, dtype, tile_executor, nhwc=nhwc)
-        splits = launch_pointwise.splits(geom, tile, dtype, nhwc, tile_executor)
-        return (f"{_pointwise_kernel(dtype, nhwc)} (tile {tile.template_args}"
-                f"{_split_k_note(splits)})")
+        kernel, tile, splits = _pointwise_launch(geom, dtype, nhwc, tile_executor)
+        return f"{kernel} (tile {tile.template_args}{_split_k_note(splits)})"
     tensor_cores = launch_implicit_gemm.uses_tensor_cores(dtype)
     tile = launch_implicit_gemm.pick_tile(geom, dtype, tile_executor, tensor_cores=tensor_cores)
     iterator = launch_implicit_gemm.choose_iterator(geom, nhwc=nhwc)
@@ -99,10 +98,16 @@ def describe_kernel(algorithm: str, geom, dtype, nhwc: bool, executor: str) -> s
             f"{_split_k_note(splits)})")
 
 
-def _pointwise_kernel(dtype, nhwc: bool) -> str:
-    """The pointwise GEMM kernel's name (operands by cp.async or through registers)."""
+def _pointwise_launch(geom, dtype, nhwc: bool, executor: str):
+    """The pointwise GEMM kernel's name (operands by cp.async or through registers), its tile
+    and its k splits, as launch_pointwise.run picks them (also for winograd's GEMMs)."""
     copies = launch_pointwise.pick_loads(dtype, nhwc) == "cp_async"
-    return f"conv2d_pointwise_{'nhwc' if nhwc else 'nchw'}{'_async' if copies else ''}"
+    tile = launch_pointwise.pick_tile(geom, dtype, executor, nhwc=nhwc)
+    if copies:
+        tile = async_tile(tile)
+    splits = launch_pointwise.splits(geom, tile, dtype, nhwc, executor)
+    return (f"conv2d_pointwise_{'nhwc' if nhwc else 'nchw'}{'_async' if copies else ''}", tile,
+            splits)
 
 
 def _split_k_note(splits: int) -> str:
@@ -182,6 +187,14 @@ def explain(x, weight, bias=None, stride=1, padding=0, dilation=1, groups=1, *,
     check_residual(residual, geom, data_format)
     nhwc = data_format == "NHWC"
     refusals = {a: heuristics.refusal(a, geom) for a in conv_algorithms}
+    beyond_kernels = None
+    if geom.N > 0:
+        try:
+            check_index_limits(geom)
+        except ValueError as error:
+            if executor != "reference":
+                raise           # as conv2d on the kernels does, before it chooses anything
+            beyond_kernels = str(error)     # the reference computes it; no kernel could
 
     measured = None
     if algorithm != "auto":
@@ -203,5 +216,6 @@ def explain(x, weight, bias=None, stride=1, padding=0, dilation=1, groups=1, *,
         guess = heuristics.choose(geom, dtype)
         chosen, source, reason = guess.algorithm, "heuristic", guess.reason
     return Explanation(algorithm=chosen, source=source, reason=reason,
-                       kernel=describe_kernel(chosen, geom, dtype, nhwc, executor),
+                       kernel=(describe_kernel(chosen, geom, dtype, nhwc, executor)
+                               if beyond_kernels is None else f"none: {beyond_kernels}"),
                        executor=executor, refusals=refusals, measured=measured)

@@ -157,10 +157,11 @@ def pooled_size(size: int, kernel: int, stride: int, pad: int, dilation: int, ce
 
 @memoized_check
 def pool2d_geometry(x_shape_nchw: Sequence[int], kernel_size: Any, stride: Any = None,
-                    padding: Any = 0, dilation: Any = 1, ceil_mode: Any = False) -> Pool2dGeometry:
+                    padding: Any = 0, dilation: Any = 1, ceil_mode: Any = False, *,
+                    x_name: str = "x") -> Pool2dGeometry:
     """max_pool2d's arguments (avg_pool2d and lp_pool2d: dilation 1), PyTorch's rules: stride None
     (or empty) means kernel_size, padding at most half the (undilated) kernel, an output of at
-    least 1x1."""
+    least 1x1. ``x_name``: what the caller calls the input in messages."""
     # As torch.nn.functional: a one-element sequence stands for both axes.
     R, S = as_pair("kernel_size", kernel_size, minimum=1, maximum=INT32_MAX, single=True)
     # torch.nn.functional spells "stride = kernel_size" as None or as an empty list.
@@ -172,11 +173,11 @@ def pool2d_geometry(x_shape_nchw: Sequence[int], kernel_size: Any, stride: Any =
     if ph > R // 2 or pw > S // 2:
         raise ValueError(f"padding should be at most half of kernel_size, got padding {(ph, pw)} "
                          f"for kernel_size {(R, S)}")
-    N, C, H, W = _check_x_shape(x_shape_nchw)
+    N, C, H, W = _check_x_shape(x_shape_nchw, x_name)
     P = pooled_size(H, R, sh, ph, dh, ceil_mode)
     Q = pooled_size(W, S, sw, pw, dw, ceil_mode)
     if P < 1 or Q < 1:
-        raise ValueError(f"x is too small for kernel_size: input {H}x{W} with padding {(ph, pw)} "
+        raise ValueError(f"{x_name} is too small for kernel_size: input {H}x{W} with padding {(ph, pw)} "
                          f"and dilation {(dh, dw)} gives an output of {P}x{Q} for kernel_size {(R, S)}")
     return Pool2dGeometry(N, C, H, W, P, Q, R, S, sh, sw, ph, pw, dh, dw, ceil_mode)
 

@@ -153,7 +153,7 @@ def _compile(path: Path, code: str, name_expressions: Sequence[str], options: Co
              *(f"-U{u}" for u in options.undefines), "-include", str(_toolchain.FORCE_INCLUDE),
              str(source), "-o", str(Path(tmp) / "kernel.i")], cwd=tmp)
         if preprocess.returncode != 0:
-            raise KernelCompileError(source_name, _explain(preprocess.stderr, name_expressions))
+            raise KernelCompileError(source_name, _explain(preprocess, name_expressions))
         text = (Path(tmp) / "kernel.i").read_text(encoding="utf-8", errors="replace")
         try:
             rewritten = rewrite_launch_bounds(rewrite_shared(text))
@@ -168,12 +168,15 @@ def _compile(path: Path, code: str, name_expressions: Sequence[str], options: Co
              "kernel.ii", "-o", str(built), f"-L{runtime.parent}", f"-l:{runtime.name}",
              "-Wl,-rpath,$ORIGIN"], cwd=tmp)
         if compile_.returncode != 0:
-            raise KernelCompileError(source_name, _explain(compile_.stderr, name_expressions))
+            raise KernelCompileError(source_name, _explain(compile_, name_expressions))
         _toolchain.publish(built, path)
 
 
-def _explain(log: str, name_expressions: Sequence[str]) -> str:
+def _explain(result, name_expressions: Sequence[str]) -> str:
     """g++'s log, with a note naming the name expression an error in the entries is about."""
+    log = result.stderr
+    if not log.strip():     # nothing to point into: say which compiler failed and how
+        return _toolchain.compiler_failure("compiling the kernel source", result)
     notes = []
     for match in re.finditer(re.escape(ENTRIES_FILE) + r":(\d+):", log):
         index = (int(match.group(1)) - 1) // 2

@@ -172,5 +172,11 @@ def _shared_mem(value, limit: int, kernel: str) -> int:
 
 def _stack_bytes(sanitize: str | None) -> int:
     text = os.environ.get("GPUCONV_SIMULATE_STACK_KB", "").strip()
-    kib = int(text) if text.isdigit() and int(text) >= 16 else _STACK_KB[sanitize]
+    if not text:
+        kib = _STACK_KB[sanitize]
+    elif text.isdigit() and int(text) >= 16:
+        kib = int(text)
+    else:
+        raise ValueError(f"the environment's GPUCONV_SIMULATE_STACK_KB={text!r} is invalid: "
+                         "the stack of each simulated CUDA thread in KiB, an integer >= 16")
     return ((kib * 1024 + 4095) // 4096) * 4096

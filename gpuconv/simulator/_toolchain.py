@@ -76,13 +76,26 @@ def cache_dir() -> Path:
     else:
         base = os.environ.get("XDG_CACHE_HOME", "").strip() or str(Path.home() / ".cache")
         path = Path(base) / "gpuconv" / "sim"
-    path.mkdir(parents=True, exist_ok=True)
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        source = "GPUCONV_CACHE_DIR" if explicit else "the default cache directory"
+        raise ToolchainError(f"the simulator's build cache {str(path)!r} ({source}) cannot be "
+                             f"used as a directory: {error.strerror or error}") from error
     return path
 
 
 def run_compiler(args: list[str], cwd: str | None = None) -> subprocess.CompletedProcess:
     return subprocess.run([compiler(), *args], capture_output=True, text=True, cwd=cwd,
                           check=False)
+
+
+def compiler_failure(what: str, result: subprocess.CompletedProcess) -> str:
+    """The message for a failed host-compiler run: which compiler (and where it was chosen), its
+    exit status and whatever it printed; a compiler that prints nothing still says who failed."""
+    output = (result.stderr or result.stdout or "").strip() or "(the compiler printed nothing)"
+    return (f"{what} failed: {compiler()!r} (GPUCONV_SIM_CXX, default g++) exited with status "
+            f"{result.returncode}:\n{output}")
 
 
 def build_lock(final: Path):
@@ -126,8 +139,8 @@ def _build_runtime(path: Path, sanitize: str | None) -> None:
              *(() if sanitize else ("-Wl,-z,defs",)),
              *sources, "-o", str(out), "-ldl", "-lpthread"])
         if result.returncode != 0:
-            raise ToolchainError(f"building the simulator runtime ({sanitize or 'plain'}) "
-                                 f"failed:\n{result.stderr}")
+            raise ToolchainError(compiler_failure(
+                f"building the simulator runtime ({sanitize or 'plain'})", result))
         publish(out, path)
 
 
@@ -155,7 +168,7 @@ def _build_runner(path: Path, sanitize: str, runtime: Path) -> None:
              f"-L{runtime.parent}", f"-l:{runtime.name}", "-Wl,-rpath,$ORIGIN", "-ldl"])
         if result.returncode != 0:
             raise SanitizerUnavailable(
-                f"sanitize={sanitize!r} is not available on this machine: building the "
-                f"{sanitize} sanitizer runner with {compiler()} failed (is lib"
-                f"{'asan' if sanitize == 'address' else 'tsan'} installed?):\n{result.stderr}")
+                f"sanitize={sanitize!r} is not available on this machine (is lib"
+                f"{'asan' if sanitize == 'address' else 'tsan'} installed?): "
+                + compiler_failure(f"building the {sanitize} sanitizer runner", result))
         publish(out, path)

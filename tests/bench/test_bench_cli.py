@@ -255,6 +255,16 @@ def test_gpuconv_simulate_in_the_environment_is_lifted_for_the_run_and_restored(
     assert os.environ["GPUCONV_SIMULATE"] == "1"
 
 
+@pytest.mark.parametrize("value, noted", [("off", False), ("no", False), ("bogus", True)])
+def test_gpuconv_simulate_is_noted_only_when_it_would_simulate(tmp_path, monkeypatch, value,
+                                                               noted):
+    monkeypatch.setenv("GPUCONV_SIMULATE", value)
+    code, doc = run(tmp_path, *CONV_ONLY, "--no-plots")
+    assert code == 0
+    assert any("GPUCONV_SIMULATE" in n for n in doc["notes"]) is noted
+    assert os.environ["GPUCONV_SIMULATE"] == value
+
+
 def test_without_a_gpu_the_default_run_is_the_quick_selection(tmp_path, capsys):
     code = main(["--executor", "cpu", "--no-progress", "--no-plots", "--suite", "roi",
                  "--out", str(tmp_path)])
