@@ -191,6 +191,12 @@ def check_out(out: Any, shape: tuple[int, ...], arrays: ArraySet, *, name: str =
         raise ValueError(f"{name} must have shape {tuple(shape)}, got {tuple(out.shape)}")
     if lib == "numpy" and not out.flags.writeable:
         raise ValueError(f"{name} must be writeable")
+    if isinstance(out, np.ma.MaskedArray) and np.ma.getmaskarray(out).any():
+        # The kernels write its data in place and would leave masked elements masked, where the
+        # reference's assignment unmasks them: refused rather than executor-dependent.
+        raise ValueError(f"{name} is a numpy.ma.MaskedArray with masked elements: the mask "
+                         "would not follow the values written; unmask it (out.mask = False) or "
+                         "pass a plain array")
 
 
 # Work NumPy's exact overlap solver may spend before the answer counts as "overlapping".

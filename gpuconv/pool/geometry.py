@@ -272,8 +272,10 @@ def global_pool2d_geometry(x_shape_nchw: Sequence[int],
 def spatial_pyramid_geometry(x_shape_nchw: Sequence[int], levels: Any = (1, 2, 4),
                              mode: Any = "max") -> SpatialPyramidGeometry:
     """levels: a non-empty tuple, list, range or 1-D NumPy array of ints in [1, 2**31) (output
-    sizes l x l); mode: "max" or "avg"."""
-    N, C, H, W = _check_x_shape(x_shape_nchw)
+    sizes l x l); mode: "max" or "avg" (whose adaptive_avg_pool2d levels, as torch's, take x
+    with 0 channels)."""
+    mode = as_choice("mode", mode, SPP_MODES)
+    N, C, H, W = _check_x_shape(x_shape_nchw, empty_channels=mode == "avg")
     if not (isinstance(levels, (tuple, list, range))
             or (isinstance(levels, np.ndarray) and levels.ndim == 1)):
         raise TypeError(f"levels must be a tuple, list, range or 1-D array of ints >= 1, got "
@@ -283,7 +285,6 @@ def spatial_pyramid_geometry(x_shape_nchw: Sequence[int], levels: Any = (1, 2, 4
     # each level is an adaptive output size: 32-bit, as theirs
     levels = tuple(as_int(f"levels[{i}]", l, minimum=1, maximum=INT32_MAX)
                    for i, l in enumerate(levels))
-    mode = as_choice("mode", mode, SPP_MODES)
     return SpatialPyramidGeometry(N, C, H, W, levels, mode)
 
 
