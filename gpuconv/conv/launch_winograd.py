@@ -106,14 +106,11 @@ FAMILY = register("conv/winograd.cu", name_expressions=_NAMES,
 
 def refusal(geom, m: int | None = None) -> str | None:
     """Why the Winograd kernels with output tile ``m`` (None: the forward's "auto" tile) cannot
-    run ``geom`` (None when they can). For the gradients the same rule applies to the forward
-    convolution they differentiate."""
-    if (geom.R, geom.S) != (3, 3):
-        return f"winograd_nonfused (F(MxM, 3x3)) needs a 3x3 filter, got {geom.R}x{geom.S}"
-    if (geom.stride_h, geom.stride_w) != (1, 1):
-        return f"winograd_nonfused needs stride 1, got {(geom.stride_h, geom.stride_w)}"
-    if (geom.dil_h, geom.dil_w) != (1, 1):
-        return f"winograd_nonfused needs dilation 1, got {(geom.dil_h, geom.dil_w)}"
+    run ``geom`` (None when they can). The weight gradient follows the same rule on the forward
+    convolution it differentiates; the data gradient: data_gradient_refusal."""
+    why = _filter_refusal(geom)
+    if why is not None:
+        return why
     if m is None:
         m = choose_output_tile("forward", geom)
     e = elements(m)
@@ -126,6 +123,17 @@ def refusal(geom, m: int | None = None) -> str | None:
     if e * max(geom.C, geom.K) * tiles_per_image(geom, m) > LAUNCH_ELEMENTS:
         return (f"one image's transformed tensors ({e} x {max(geom.C, geom.K)} channels x "
                 f"{tiles_per_image(geom, m)} tiles) exceed {LAUNCH_ELEMENTS} elements")
+    return None
+
+
+def _filter_refusal(geom) -> str | None:
+    """What F(MxM, 3x3) needs of the filter and its placement: 3x3, stride 1, dilation 1."""
+    if (geom.R, geom.S) != (3, 3):
+        return f"winograd_nonfused (F(MxM, 3x3)) needs a 3x3 filter, got {geom.R}x{geom.S}"
+    if (geom.stride_h, geom.stride_w) != (1, 1):
+        return f"winograd_nonfused needs stride 1, got {(geom.stride_h, geom.stride_w)}"
+    if (geom.dil_h, geom.dil_w) != (1, 1):
+        return f"winograd_nonfused needs dilation 1, got {(geom.dil_h, geom.dil_w)}"
     return None
 
 
@@ -273,9 +281,11 @@ def forward(call: ConvCall, *, flip: bool = False, workspace_bytes: int | None =
 def data_gradient_refusal(geom, m: int | None = None) -> str | None:
     """Why the Winograd kernels (output tile ``m``, None: "auto") cannot compute the data
     gradient of ``geom`` (None: they can)."""
-    # refusal(geom) first: the rotated geometry exists for stride 1 only. Its products' GEMM
-    # puts the original C/groups filters of a group on grid.y (the fronts check only K/groups).
-    why = refusal(geom, m)
+    # The filter rules first: the rotated geometry exists for stride 1 only. The sizes are
+    # those of the rotated convolution, the one that runs (with a large padding it can be far
+    # smaller than the forward). Its products' GEMM puts the original C/groups filters of a
+    # group on grid.y (the fronts check only K/groups).
+    why = _filter_refusal(geom)
     if why is not None:
         return why
     rotated = data_gradient_geometry(geom)

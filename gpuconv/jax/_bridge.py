@@ -77,6 +77,24 @@ def check_indices(indices) -> None:
                         f"{getattr(indices, 'dtype', None)}")
 
 
+FORWARD_MODE = (
+    "gpuconv.jax: forward-mode differentiation (jax.jvp, jax.jacfwd, jax.linearize, and "
+    "jax.hessian, which is jacfwd of jacrev) is not implemented: the functions are "
+    "differentiated in reverse mode (jax.custom_vjp); use jax.grad, jax.vjp or jax.jacrev. "
+    "Second derivatives are not implemented either.")
+
+
+def differentiable_call(f, *args):
+    """``f(*args)`` for a ``jax.custom_vjp`` function ``f``: under forward-mode differentiation
+    JAX refuses it with a TypeError that names no gpuconv function; this says what to use."""
+    try:
+        return f(*args)
+    except TypeError as error:
+        if "forward-mode" not in str(error):
+            raise
+        raise NotImplementedError(FORWARD_MODE) from None
+
+
 def call(fn, out_spec, *args):
     leaves, treedef = jax.tree_util.tree_flatten(args)
     leaves, device, committed = _as_jax(leaves)

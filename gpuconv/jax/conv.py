@@ -9,7 +9,7 @@ import gpuconv
 from gpuconv.conv.api import check_conv2d_arguments, check_conv_transpose2d_arguments
 from gpuconv.conv.geometry import layout_shape
 
-from ._bridge import call, on_gpu, spec, spec_like, stand_in
+from ._bridge import call, differentiable_call, on_gpu, spec, spec_like, stand_in
 
 __all__ = ["conv2d", "conv_transpose2d", "explain"]
 
@@ -76,7 +76,7 @@ def conv2d(x, weight, bias=None, stride=1, padding=0, dilation=1, groups=1, *, a
         return grad_x, grad_w, grad_b, (None if residual is None else g)
 
     f.defvjp(f_fwd, f_bwd)
-    return f(x, weight, bias, residual)
+    return differentiable_call(f, x, weight, bias, residual)
 
 
 def conv_transpose2d(x, weight, bias=None, stride=1, padding=0, output_padding=0, groups=1,
@@ -126,7 +126,7 @@ def conv_transpose2d(x, weight, bias=None, stride=1, padding=0, output_padding=0
         return grad_x, grad_w, grad_b
 
     f.defvjp(f_fwd, f_bwd)
-    return f(x, weight, bias)
+    return differentiable_call(f, x, weight, bias)
 
 
 def explain(x, weight, bias=None, stride=1, padding=0, dilation=1, groups=1, *, activation=None,

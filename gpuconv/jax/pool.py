@@ -16,8 +16,8 @@ import gpuconv
 from gpuconv.pool import api
 from gpuconv.pool.grad import WITH_OWN_INDICES
 
-from ._bridge import (as_int64, call, check_indices, check_kernel_sizes, spec, spec_like,
-                      stand_in)
+from ._bridge import (as_int64, call, check_indices, check_kernel_sizes, differentiable_call,
+                      spec, spec_like, stand_in)
 
 __all__ = ["max_pool2d", "avg_pool2d", "lp_pool2d", "adaptive_avg_pool2d", "adaptive_max_pool2d",
            "global_avg_pool2d", "global_max_pool2d", "spatial_pyramid_pool2d", "max_unpool2d"]
@@ -50,7 +50,7 @@ def _pool(name, x, args, out_shape, data_format):
                      spec_like(x), g, x),)
 
     f.defvjp(f_fwd, f_bwd)
-    return f(x)
+    return differentiable_call(f, x)
 
 
 def _max_pool(name, x, args, out_shape, data_format, return_indices):
@@ -76,7 +76,7 @@ def _max_pool(name, x, args, out_shape, data_format, return_indices):
             spec_like(x), grads[0], x, indices),)
 
     f.defvjp(f_fwd, f_bwd)
-    values, indices = f(x)
+    values, indices = differentiable_call(f, x)
     return (values, indices) if return_indices else values
 
 
@@ -176,4 +176,4 @@ def max_unpool2d(x, indices, kernel_size, stride=None, padding=0, output_size=No
         return grad_x, np.zeros(indices.shape, dtype=jax.dtypes.float0)
 
     f.defvjp(f_fwd, f_bwd)
-    return f(x, indices)
+    return differentiable_call(f, x, indices)

@@ -9,7 +9,8 @@ import jax.numpy as jnp
 import gpuconv
 from gpuconv.roi.geometry import check_roi_arguments
 
-from ._bridge import call, check_kernel_sizes, spec, spec_like, stand_in
+from ._bridge import (call, check_kernel_sizes, differentiable_call, spec, spec_like,
+                      stand_in)
 
 __all__ = ["roi_align", "roi_pool"]
 
@@ -47,7 +48,7 @@ def _roi(name, x, boxes, output_size, args, data_format):
         return grad_x, jax.tree_util.tree_map(jnp.zeros_like, boxes)
 
     f.defvjp(f_fwd, f_bwd)
-    return f(x, boxes)
+    return differentiable_call(f, x, boxes)
 
 
 def roi_align(x, boxes, output_size, spatial_scale=1.0, sampling_ratio=-1, aligned=False, *,

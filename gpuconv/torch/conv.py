@@ -334,12 +334,14 @@ class ConvTranspose2dFunction(torch.autograd.Function):
         grad_x = grad_w = grad_b = None
         if need_x:
             # In the forward's layout (grad_out may come NCHW from a channels_last forward), and
-            # dense as torch's where the rows and columns past x's are cut off.
+            # dense as torch's where the rows and columns past x's are cut off. A grad_out of
+            # one channel is NCHW-contiguous in either layout, so the convolution computes it
+            # NCHW: a channels_last forward's gradient is made channels_last after it.
             memory_format = torch.channels_last if fmt == "NHWC" else torch.contiguous_format
             full = apply(Conv2dFunction, grad_out.contiguous(memory_format=memory_format),
                          weight, None, None, _conv_options(geometry))
             grad_x = full[:, :, :x.shape[2], :x.shape[3]]
-            if extra_h or extra_w:
+            if extra_h or extra_w or fmt == "NHWC":
                 grad_x = grad_x.contiguous(memory_format=memory_format)
         if need_w:
             x_full = x

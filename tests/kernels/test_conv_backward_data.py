@@ -81,6 +81,25 @@ def test_winograd_input_gradient_on_both_tiles(rng, monkeypatch, tile, dtype, da
     assert any("filter_transform" in n and n.endswith(f", true, {tile}>") for n in names), names
 
 
+def test_winograd_input_gradient_is_sized_by_the_rotated_convolution(rng, monkeypatch):
+    """Audit 20: a forced Winograd data gradient was refused by the forward's sizes, though it
+    runs the rotated convolution, which a large padding makes far smaller (here 1 tile an image
+    against 49). LAUNCH_ELEMENTS lowered to sit between the two."""
+    monkeypatch.setattr(launch_winograd, "LAUNCH_ELEMENTS", 1000)
+    case = Case("1x1 input, padding 6", (1, 4, 1, 1), (4, 4, 3, 3), dict(padding=6))
+    geom = case.geometry()
+    assert "transformed tensors" in launch_winograd.refusal(geom, 2)
+    assert launch_winograd.data_gradient_refusal(geom) is None
+    w = make_input(rng, case.w, np.float64)
+    dy = make_input(rng, output_shape(case, "NCHW"), np.float64)
+    exact, magnitude = expected(case, w, dy, "NCHW")
+    assert_close(run(case, w, dy, "winograd_nonfused", "NCHW", "forward"), exact, magnitude,
+                 np.float64, "rotated sizes")
+    # The filter rules still come from the forward: stride 2 has no rotated convolution.
+    strided = Case("stride 2", (1, 4, 5, 5), (4, 4, 3, 3), dict(stride=2))
+    assert "stride 1" in launch_winograd.data_gradient_refusal(strided.geometry())
+
+
 @pytest.fixture
 def names(monkeypatch):
     """Names of the kernels launch_bwd_data launches, in order."""
