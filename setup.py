@@ -43,7 +43,7 @@ setup(
             "nvidia-cuda-cccl>=13.0,<14",
         ],
         "bench": ["matplotlib>=3.6"],
-        "torch": ["torch>=2.1"],
+        "torch": ["torch>=2.4"],     # torch.library.register_fake
         "jax": ["jax>=0.4.35"],
     },
 )

@@ -84,7 +84,8 @@ def max_pool2d(x, kernel_size, stride=None, padding=0, dilation=1, ceil_mode=Fal
                return_indices=False, *, data_format="NCHW"):
     """``gpuconv.max_pool2d`` on a JAX array, differentiable (``jax.grad``, ``jax.vjp``) and
     traceable under ``jax.jit`` (the computation runs in a callback on XLA's buffers). With
-    ``return_indices``: (values, int64 indices); the indices carry no gradient."""
+    ``return_indices``: (values, indices of JAX's default integer dtype: int32 unless
+    jax_enable_x64); the indices carry no gradient."""
     args = (kernel_size, stride, padding, dilation, ceil_mode)
     checked = _checked(api.check_max_pool2d, x, *args, return_indices, data_format=data_format)
     return _max_pool("max_pool2d", x, args, checked.output_shape, data_format,
@@ -118,7 +119,8 @@ def adaptive_avg_pool2d(x, output_size, *, data_format="NCHW"):
 def adaptive_max_pool2d(x, output_size, return_indices=False, *, data_format="NCHW"):
     """``gpuconv.adaptive_max_pool2d`` on a JAX array, differentiable (``jax.grad``, ``jax.vjp``)
     and traceable under ``jax.jit`` (the computation runs in a callback on XLA's buffers). With
-    ``return_indices``: (values, int64 indices); the indices carry no gradient."""
+    ``return_indices``: (values, indices of JAX's default integer dtype: int32 unless
+    jax_enable_x64); the indices carry no gradient."""
     checked = _checked(api.check_adaptive_max_pool2d, x, output_size, return_indices,
                        data_format=data_format)
     return _max_pool("adaptive_max_pool2d", x, (output_size,), checked.output_shape, data_format,

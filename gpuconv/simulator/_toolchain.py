@@ -11,6 +11,7 @@ from __future__ import annotations
 import functools
 import hashlib
 import os
+import platform
 import shutil
 import subprocess
 import tempfile
@@ -48,6 +49,11 @@ def compiler() -> str:
 @functools.lru_cache(maxsize=None)
 def compiler_identity(cxx: str) -> str:
     """Version and target of the compiler: part of every cache key."""
+    machine = platform.machine()
+    if machine.lower() not in ("x86_64", "amd64"):
+        # The fibers' context switch is x86-64 assembly (runtime/switch_x86_64.S).
+        raise ToolchainError(f"the simulator runs on x86-64 machines only; this one is "
+                             f"{machine or 'unknown'} (the NumPy reference still runs)")
     if shutil.which(cxx) is None:
         raise ToolchainError(f"the simulator needs a C++17 compiler: {cxx!r} was not found "
                              f"(install g++ or set GPUCONV_SIM_CXX)")

@@ -212,11 +212,15 @@ def _as_list(value) -> list:
 # can record (their memory comes from torch's allocator, the capture's pool: _bridge.py
 # on_device_of), "compute_reading_host" for those that read a device value on the host (the
 # index and box scans), which a capture forbids: tagged cudagraph_unsafe, so that
-# mode="reduce-overhead" runs them between its CUDA graphs.
+# mode="reduce-overhead" runs them between its CUDA graphs. The tag came with torch's graph
+# partitioning (pytorch#149782, 2025); an older torch defines the operator untagged, and a
+# capture that reaches it fails as a capture of any host read does.
 _LIBRARY = torch.library.Library("gpuconv", "DEF")
 _SCHEMA = "(str name, Tensor?[] tensors, str statics) -> Tensor[]"
+_CUDAGRAPH_UNSAFE = getattr(torch.Tag, "cudagraph_unsafe", None)
 _LIBRARY.define("compute" + _SCHEMA)
-_LIBRARY.define("compute_reading_host" + _SCHEMA, tags=(torch.Tag.cudagraph_unsafe,))
+_LIBRARY.define("compute_reading_host" + _SCHEMA,
+                tags=() if _CUDAGRAPH_UNSAFE is None else (_CUDAGRAPH_UNSAFE,))
 
 
 def _operator(name: str, tensors: list, statics: str) -> list:

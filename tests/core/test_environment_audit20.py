@@ -7,7 +7,7 @@ and pinned:
 2. GPUCONV_SIMULATE_STACK_KB=abc (or 8) fell back to the default without a word.
 3. GPUCONV_CACHE_DIR naming a file failed deep inside pathlib with a bare FileExistsError; a
    compiler that fails without printing anything (GPUCONV_SIM_CXX=false) gave "failed:" and
-   nothing after it.
+   nothing after it; on a machine other than x86-64 the runtime's assembly failed to build.
 4. pool2d_output_shape called its input_shape "x" in its messages.
 """
 import numpy as np
@@ -77,3 +77,15 @@ def test_a_silent_compiler_failure_names_the_compiler(monkeypatch):
 def test_pool2d_output_shape_names_input_shape():
     with pytest.raises(ValueError, match="^input_shape is too small for kernel_size"):
         gpuconv.pool2d_output_shape((1, 3, 1, 1), 3)
+
+
+def test_a_machine_other_than_x86_64_is_told_the_simulator_needs_one(monkeypatch):
+    import platform
+    monkeypatch.setattr(platform, "machine", lambda: "aarch64")
+    _toolchain.compiler_identity.cache_clear()
+    try:
+        with pytest.raises(_toolchain.ToolchainError, match="x86-64 machines only; this one is "
+                                                            "aarch64"):
+            _toolchain.compiler_identity(_toolchain.compiler())
+    finally:
+        _toolchain.compiler_identity.cache_clear()
