@@ -163,7 +163,9 @@ def avg_pool2d(x, kernel_size, stride=None, padding=0, ceil_mode=False, count_in
 
 def lp_pool2d(x, norm_type, kernel_size, stride=None, ceil_mode=False, *, data_format="NCHW"):
     """PyTorch's (sign(f) * relu(|f|) * kh*kw) ** (1/p), f = avg_pool2d(x ** p) (no padding);
-    p = +inf / -inf: the largest / smallest |x| of each window, as PyTorch."""
+    p = +inf / -inf: the largest / smallest |x| of each window, as PyTorch. float16/bfloat16
+    inputs are computed in float32 throughout (x ** p included): finite where torch's half
+    arithmetic overflows (kernels/pool/NOTES.md "lp_pool2d")."""
     plan, replayed = planned("lp_pool2d", {"x": x}, (norm_type, kernel_size, stride, ceil_mode,
                                                      data_format))
     if replayed is not None:
