@@ -146,13 +146,21 @@ def _current_stream_pointer(index: int) -> int:
 
 
 def is_channels_last(t: torch.Tensor) -> bool:
-    """True when a 4-D tensor is laid out NHWC in memory and not also NCHW-contiguous (C == 1
-    or H == W == 1 make both layouts contiguous; those go the NCHW way). A view that is not
-    dense (a channel slice or a strided window of a channels_last tensor) counts by the order
-    of its strides, as torch's ``suggest_memory_format`` counts it for the layout of a
-    convolution's or pooling's result."""
-    if t.dim() != 4 or t.is_contiguous():
+    """True when a 4-D tensor is laid out NHWC by torch's rule, ``suggest_memory_format``, the
+    one that sets the layout of a convolution's or pooling's result: the order of its strides.
+    A tensor contiguous in both layouts (C == 1, or H == W == 1) counts by the strides its size-1
+    dimensions keep: (3, 1, 3, 3) for a (2, 3, 1, 1) weight moved to channels_last, (3, 1, 1, 1)
+    for one made NCHW. A view that is not dense (a channel slice or a strided window of a
+    channels_last tensor) counts the same way."""
+    if t.dim() != 4:
         return False
+    if t.is_contiguous():
+        # Also channels_last-contiguous only with C == 1 or H == W == 1. Under torch.jit.trace
+        # the sizes are tensors, which the rule cannot test: such a tensor goes NCHW there.
+        if torch.jit.is_tracing():
+            return False
+        _, c, h, w = t.shape
+        return (c == 1 or h == w == 1) and _strides_like_nhwc(t)
     return t.is_contiguous(memory_format=torch.channels_last) or _strides_like_nhwc(t)
 
 
@@ -290,12 +298,29 @@ def _cupy_view(t: torch.Tensor, data_format: str = "NCHW"):
 def to_tensor(a, dtype: torch.dtype, data_format: str = "NCHW") -> torch.Tensor:
     """A gpuconv result (in ``data_format``) -> a torch tensor of ``dtype`` (logical NCHW)."""
     if isinstance(a, np.ndarray):
-        t = _from_numpy(a)
+        t = _from_numpy(_canonical_strides(a))
     else:
         t = _tensor_of_cupy(a)
     if t.dtype != dtype:  # only bfloat16 computed in float32 without ml_dtypes
         t = t.to(dtype)
     return t.permute(*TO_NCHW) if data_format == "NHWC" else t
+
+
+def _canonical_strides(a: np.ndarray) -> np.ndarray:
+    """``a`` with the strides a C-contiguous array gives its size-1 dimensions. A result that is
+    a transposed view (the reference's NHWC results) may keep other strides there, which move
+    no element but do decide torch's layout of the tensor (suggest_memory_format): a
+    one-channel NHWC result would read as NCHW."""
+    if 1 not in a.shape or not a.flags.c_contiguous:
+        return a
+    strides, step = [], a.itemsize
+    for size in reversed(a.shape):
+        strides.append(step)
+        step *= max(size, 1)
+    strides = tuple(reversed(strides))
+    if strides == a.strides:
+        return a
+    return np.lib.stride_tricks.as_strided(a, a.shape, strides, writeable=a.flags.writeable)
 
 
 def _tensor_of_cupy(a) -> torch.Tensor:

@@ -84,8 +84,16 @@ class ConvTranspose2d(_ShownAsGpuconv, torch.nn.ConvTranspose2d):
 
     def forward(self, input, output_size=None):
         check_padding_mode(self.padding_mode, ("zeros",))    # torch's transposed layers too
+        output_padding = self.output_padding
+        if output_size is not None and torch.jit.is_tracing():
+            # As torch's layer: the output padding taken from output_size in Python, so that a
+            # trace records the padding (the same at other sizes, for U-Net's output_size=
+            # skip.size()) rather than the traced output_size.
+            output_padding = self._output_padding(input, output_size, self.stride, self.padding,
+                                                  self.kernel_size, 2, self.dilation)
+            output_size = None
         return conv_transpose2d(input, self.weight, self.bias, self.stride, self.padding,
-                                self.output_padding, self.groups, self.dilation,
+                                output_padding, self.groups, self.dilation,
                                 output_size=output_size)
 
 
