@@ -17,6 +17,7 @@ import pytest
 torch = pytest.importorskip("torch")
 
 import gpuconv.torch as gt  # noqa: E402
+from test_torch_audit19 import Up  # noqa: E402  (forward(x, skip): output_size=skip.size())
 
 F = torch.nn.functional
 
@@ -74,18 +75,9 @@ def test_a_one_channel_channels_last_pooling_stays_channels_last(name, args):
     torch.testing.assert_close(got, want, rtol=1e-12, atol=1e-12)
 
 
-class _Up(torch.nn.Module):
-    def __init__(self, layer):
-        super().__init__()
-        self.up = layer
-
-    def forward(self, x, skip):
-        return self.up(x, output_size=skip.size())
-
-
 def test_a_traced_transposed_layer_with_output_size_runs_at_other_sizes():
     torch.manual_seed(0)
-    model = _Up(gt.ConvTranspose2d(4, 2, 3, stride=2, padding=1).double())
+    model = Up(gt.ConvTranspose2d(4, 2, 3, stride=2, padding=1).double())
     with pytest.warns(torch.jit.TracerWarning):
         traced = torch.jit.trace(model, (torch.randn(1, 4, 4, 5, dtype=torch.float64),
                                          torch.randn(1, 2, 8, 10, dtype=torch.float64)))
