@@ -78,8 +78,8 @@ def check_indices(indices) -> None:
 
 
 FORWARD_MODE = (
-    "gpuconv.jax: forward-mode differentiation (jax.jvp, jax.jacfwd, jax.linearize, and "
-    "jax.hessian, which is jacfwd of jacrev) is not implemented: the functions are "
+    "gpuconv.jax: forward-mode differentiation (jax.jvp, jax.jacfwd, and jax.hessian, which "
+    "is jacfwd of jacrev) is not implemented: the functions are "
     "differentiated in reverse mode (jax.custom_vjp); use jax.grad, jax.vjp or jax.jacrev. "
     "Second derivatives are not implemented either.")
 

@@ -177,8 +177,9 @@ def pool2d_geometry(x_shape_nchw: Sequence[int], kernel_size: Any, stride: Any =
     P = pooled_size(H, R, sh, ph, dh, ceil_mode)
     Q = pooled_size(W, S, sw, pw, dw, ceil_mode)
     if P < 1 or Q < 1:
-        raise ValueError(f"{x_name} is too small for kernel_size: input {H}x{W} with padding {(ph, pw)} "
-                         f"and dilation {(dh, dw)} gives an output of {P}x{Q} for kernel_size {(R, S)}")
+        raise ValueError(f"{x_name} is too small for kernel_size: input {H}x{W} with padding "
+                         f"{(ph, pw)} and dilation {(dh, dw)} gives an output of {P}x{Q} for "
+                         f"kernel_size {(R, S)}")
     return Pool2dGeometry(N, C, H, W, P, Q, R, S, sh, sw, ph, pw, dh, dw, ceil_mode)
 
 
