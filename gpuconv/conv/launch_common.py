@@ -138,22 +138,26 @@ VECTOR_STAGES = 4
 # tile reads each A and B fragment from shared memory for more mma: per block and k-tile the
 # ldmatrix reads fall by a third to a quarter and the issued instructions by a quarter to a
 # half (offline SASS), where shared-memory bandwidth bounded the 8-warp tiles (kernels/conv/
-# NOTES.md "Four warps per tensor-core tile"). "auto": large from LARGE_WARPS_MIN_K GEMM k on
-# (the 4 warps' epilogue hands out twice the outputs per thread: short-k layers keep 8 warps).
+# NOTES.md "Four warps per tensor-core tile"). "auto": large from a GEMM k of ``large_from_k``
+# on (the 4 warps' epilogue hands out twice the outputs per thread: short-k layers keep 8
+# warps). The forward pass's FORWARD_LARGE_WARPS_MIN_K is measured (H100, session 47's tile
+# sweep of ResNet-50 b32 fp16 NHWC: 8 warps 6-10 % faster at k = 256-512, the two even at 1024,
+# 4 warps ahead by 3-10 % from 2048); the gradients' LARGE_WARPS_MIN_K is not yet.
 WARP_TILES = ("auto", "large", "small")
 LARGE_WARP_TILES = {(128, 128): (64, 64), (128, 64): (64, 32), (64, 64): (32, 32),
                     (128, 32): (32, 32), (64, 128): (32, 64)}
 LARGE_WARPS_MIN_K = 256
+FORWARD_LARGE_WARPS_MIN_K = 1024
 
 
 def vector_tile(tile: MmaTile, gemm_k: int, warp_tiles: str = "auto", *,
-                rows_along_k: bool = True) -> MmaTile:
+                rows_along_k: bool = True, large_from_k: int = LARGE_WARPS_MIN_K) -> MmaTile:
     """The 8-channel kernels' version of ``tile`` (an 8-warp MmaTile): filled by cp.async into
     VECTOR_STAGES stages, stored along k (MmaTileK) or k-major (``rows_along_k=False``:
     MmaTileAsync), on the warps ``warp_tiles`` names for a GEMM of depth ``gemm_k`` ("auto":
-    LARGE_WARPS_MIN_K)."""
+    4 warps from ``large_from_k`` on)."""
     warp_tiles = as_choice("warp_tiles", warp_tiles, WARP_TILES)
-    large = gemm_k >= LARGE_WARPS_MIN_K if warp_tiles == "auto" else warp_tiles == "large"
+    large = gemm_k >= large_from_k if warp_tiles == "auto" else warp_tiles == "large"
     return _vector_tile(tile, large, rows_along_k)
 
 
@@ -246,26 +250,37 @@ def multiprocessor_count(executor: str) -> int:
 # small tile when the large one's blocks do not fill the SMs but its own do.
 MID_TILE_PIXELS = 4096
 MID_TILE_WAVES = 2
+# On the tensor cores a GEMM of at least LONG_K_LARGE_TILE k (per group) keeps the large tile
+# even when its blocks do not fill the SMs (forward, ``mid_tile``): measured on the H100
+# (bench/tile_sweep.py, ResNet-50 b32 fp16 NHWC, session 47; kernels/conv/NOTES.md "Tile choice
+# on the H100"), 52 blocks of 128 x 128 over k = 4608 run in 61 us where 200 of 64 x 64 take
+# 88 us and 98 over k = 2304 in 56 us where 196 of 128 x 64 take 70: the small tiles' mma per
+# shared-memory read, not the idle SMs, bound these layers (split-K still spreads the k).
+LONG_K_LARGE_TILE = 1024
 
 
 def pick_filter_tile(dtype, *, pixels: int, filters: int, groups: int, executor: str,
                      filters_along_m: bool = False, widths: str = "auto",
-                     tensor_cores: bool = False, mid_tile: bool = False) -> GemmTile | MmaTile:
+                     tensor_cores: bool = False, mid_tile: bool = False,
+                     gemm_k: int = 0) -> GemmTile | MmaTile:
     """The tile of a GEMM of ``pixels`` x ``filters`` per group: the narrowest of the large and
     narrow tiles that holds the group's filters, if its blocks fill a wave of SMs; else the
     small tile (64 x 64: more, smaller blocks). ``filters_along_m``: the GEMM's M is the
     filters (the tiles come transposed). ``tensor_cores``: from the MmaTile set. ``mid_tile``:
-    the 128 x 64 tile where it was measured faster (MID_TILE_PIXELS; forward only so far)."""
+    the tiles where they were measured faster (forward only so far): the 128 x 64 tile
+    (MID_TILE_PIXELS), and on the tensor cores the large one for a ``gemm_k`` (per group) of
+    LONG_K_LARGE_TILE or more."""
     widths = as_choice("tile_widths", widths, TILE_WIDTHS)
     name = dtype if isinstance(dtype, str) else dtype_name(dtype)
+    long_k = mid_tile and tensor_cores and gemm_k >= LONG_K_LARGE_TILE
     return _pick_filter_tile(name, pixels, filters, groups, multiprocessor_count(executor),
-                             filters_along_m, widths, tensor_cores, mid_tile)
+                             filters_along_m, widths, tensor_cores, mid_tile, long_k)
 
 
 @functools.lru_cache(maxsize=4096)      # every GEMM launch asks: host time of each call
 def _pick_filter_tile(dtype: str, pixels: int, filters: int, groups: int, sms: int,
                       filters_along_m: bool, widths: str, tensor_cores: bool,
-                      mid_tile: bool) -> GemmTile | MmaTile:
+                      mid_tile: bool, long_k: bool) -> GemmTile | MmaTile:
     if tensor_cores:
         (large, small), narrow = MMA_TILES, MMA_NARROW_TILES
     else:
@@ -278,7 +293,7 @@ def _pick_filter_tile(dtype: str, pixels: int, filters: int, groups: int, sms: i
         return ceil_div(pixels, t.block_m) * ceil_div(filters, t.block_n) * groups
 
     mid = next((t for t in candidates if (t.block_m, t.block_n) == (128, 64)), None)
-    if blocks(tile) < sms:
+    if blocks(tile) < sms and not long_k:
         if mid_tile and tensor_cores and mid is not None and blocks(mid) >= sms:
             tile = mid
         else:

@@ -43,11 +43,12 @@ from .._args import INT32_MAX, as_choice
 from .._kernels import CUDA_TYPES, register
 from .gemm_tile import GemmTile, MmaTile
 from .geometry import ConvGeometry
-from .launch_common import (ASYNC_DTYPES, GEMM_TILES, MMA_NARROW_TILES, MMA_TILES,
-                            NARROW_TILES, TENSOR_CORE_DTYPES, VECTOR_CHANNELS, ConvCall,
-                            async_tile, ceil_div, check_gemm_grid, cuda_bool, is_aligned,
-                            pick_filter_tile, uses_tensor_cores, vector_tile)
+from .launch_common import (ASYNC_DTYPES, FORWARD_LARGE_WARPS_MIN_K, GEMM_TILES,
+                            MMA_NARROW_TILES, MMA_TILES, NARROW_TILES, TENSOR_CORE_DTYPES,
+                            VECTOR_CHANNELS, ConvCall, async_tile, ceil_div, check_gemm_grid,
+                            cuda_bool, is_aligned, pick_filter_tile, uses_tensor_cores)
 from .launch_common import choose_loads as common_choose_loads
+from .launch_common import vector_tile as common_vector_tile
 from .split_k import finish_forward, forward_split, gemm_splits
 
 ITERATORS = ("auto", "precomputed", "analytic")
@@ -77,7 +78,7 @@ def pick_tile(geom: ConvGeometry, dtype, executor: str, widths: str = "auto",
     """The block tile (launch_common.pick_filter_tile): M = N*P*Q pixels, N = K/groups."""
     return pick_filter_tile(dtype, pixels=geom.gemm_m, filters=geom.K_per_group,
                             groups=geom.groups, executor=executor, widths=widths,
-                            tensor_cores=tensor_cores, mid_tile=True)
+                            tensor_cores=tensor_cores, mid_tile=True, gemm_k=geom.gemm_k)
 
 
 # The kernel whose operands move 8 channels per load (NHWC, precomputed iterator, tensor cores),
@@ -110,6 +111,11 @@ def vector_kernel(call: ConvCall, iterator: str, tile, weight) -> bool:
     aligned input and weights (every row then starts aligned)."""
     return (vector_shape(call.geom, call.nhwc, iterator, tile)
             and is_aligned(call.x, 16) and is_aligned(weight, 16))
+
+
+def vector_tile(tile: MmaTile, gemm_k: int, warp_tiles: str = "auto") -> MmaTile:
+    """launch_common.vector_tile on the forward pass's measured warp threshold."""
+    return common_vector_tile(tile, gemm_k, warp_tiles, large_from_k=FORWARD_LARGE_WARPS_MIN_K)
 
 
 def _instantiations(iterators, dtypes, tile_set):

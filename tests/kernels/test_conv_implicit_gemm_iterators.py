@@ -236,19 +236,27 @@ def test_vector_loads(tile, warp_tiles, monkeypatch, launched, rng):
 
 
 def test_warp_tiles_by_depth(launched, rng):
-    """"auto" runs the 8-channel kernel's block on 4 warps from LARGE_WARPS_MIN_K GEMM k on,
-    on 8 below; a forced choice holds whatever the depth; another value is a ValueError."""
-    deep = Case("deep", (1, 32, 6, 7), (16, 32, 3, 3), dict(padding=1))       # k = 288
+    """"auto" runs the 8-channel kernel's block on 4 warps from FORWARD_LARGE_WARPS_MIN_K GEMM
+    k on, on 8 below; a forced choice holds whatever the depth; another value is a ValueError."""
+    deep = Case("deep", (1, 128, 6, 7), (16, 128, 3, 3), dict(padding=1))     # k = 1152
     shallow = Case("shallow", (1, 24, 6, 7), (16, 24, 3, 3), dict(padding=1))  # k = 216
-    assert deep.geom.gemm_k >= launch_common.LARGE_WARPS_MIN_K > shallow.geom.gemm_k
-    # Both take the 64 x 64 tile (too few blocks for a wider one): 4 warps of 32 x 32, 8 of 32 x 16.
-    for case, warp_tiles, warps in [(deep, "auto", (32, 32)), (shallow, "auto", (32, 16)),
-                                    (shallow, "large", (32, 32)), (deep, "small", (32, 16))]:
+    assert deep.geom.gemm_k >= launch_common.FORWARD_LARGE_WARPS_MIN_K > shallow.geom.gemm_k
+    # The shallow GEMM takes the 64 x 64 tile (too few blocks for a wider one), the deep one
+    # the 128 x 32 that holds its 16 filters (long k: launch_common.LONG_K_LARGE_TILE).
+    blocks = {"deep": (128, 32), "shallow": (64, 64)}
+    for case, warp_tiles, large in [(deep, "auto", True), (shallow, "auto", False),
+                                    (shallow, "large", True), (deep, "small", False)]:
+        block = blocks[case.name]
+        tile = launch_implicit_gemm.pick_tile(case.geom, np.float16, "simulator",
+                                              tensor_cores=True)
+        assert (tile.block_m, tile.block_n) == block
+        warps = launch_common.LARGE_WARP_TILES[block] if large else (tile.warp_m, tile.warp_n)
         x, w, _, _ = make_inputs(case, np.float16, "NHWC", "random", rng)
         y = run_kernel(case, x, w, iterator="precomputed", data_format="NHWC",
                        warp_tiles=warp_tiles)
         assert launched[-1].startswith(launch_implicit_gemm.VECTOR_KERNEL + "<")
-        assert launched[-1].endswith(f"64, 64, 32, {warps[0]}, {warps[1]}, 4>"), launched[-1]
+        assert launched[-1].endswith(f"{block[0]}, {block[1]}, 32, {warps[0]}, {warps[1]}, 4>"), \
+            launched[-1]
         assert_close(y, reference(case, x, w, data_format="NHWC"), np.float16)
     with pytest.raises(ValueError, match="warp_tiles must be one of"):
         run_kernel(deep, x, w, iterator="precomputed", data_format="NHWC", warp_tiles="medium")
@@ -360,10 +368,15 @@ def test_narrow_tile_choice():
     # on an H100), not for layer4's 1568 pixels x 2048 filters (290 -> 342 us there).
     assert width(32, 128, 28, 128) == (128, 64)
     assert width(32, 512, 7, 2048, r=1) == (128, 128)
-    # On tensor cores, before the small tile when the large one leaves SMs idle: layer3's 3x3
-    # (6272 pixels x 256: 69 -> 60 us); layer4's 1568 pixels keep the small tile.
-    assert width(32, 256, 14, 256, dtype=np.float16) == (128, 64)
-    assert width(32, 512, 7, 512, dtype=np.float16) == (64, 64)
+    # On tensor cores, before the small tile when the large one leaves SMs idle: layer3's 1x1
+    # of 512 channels in (6272 pixels x 256); the small one when the 128 x 64 does not fill them
+    # either (1568 pixels x 512 over 64 channels). A GEMM k of LONG_K_LARGE_TILE or more keeps
+    # the large tile (session 47 on the H100: layer3's 3x3 70 -> 56 us, layer4's 88 -> 61 us).
+    assert width(32, 512, 14, 256, dtype=np.float16, r=1) == (128, 64)
+    assert width(32, 64, 7, 512, dtype=np.float16) == (64, 64)
+    assert width(32, 256, 14, 256, dtype=np.float16) == (128, 128)
+    assert width(32, 512, 7, 512, dtype=np.float16) == (128, 128)
+    assert width(32, 1024, 14, 256, dtype=np.float16, r=1) == (128, 128)
     assert width(32, 128, 28, 128, dtype=np.float16) == (128, 128)
     # The launcher option the benchmark's "implicit_gemm:wide" variant passes.
     assert width(32, 1024, 7, 1024, groups=32, widths="wide") == (128, 128)
