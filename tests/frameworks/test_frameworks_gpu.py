@@ -219,23 +219,31 @@ def test_jax_gpu_arrays_run_on_the_kernels():
     assert grad.devices() == {device}
 
 
-def test_jax_jit_on_gpu_runs_the_kernels_on_xla_buffers(monkeypatch):
-    """Under jax.jit a GPU call is a buffer_callback: the CUDA kernels on XLA's buffers and
-    stream (gpuconv/jax/_traced.py), not the host round trip."""
+@pytest.fixture
+def jax_gpu_callbacks(monkeypatch):
+    """(jax, its first GPU, the calls gpuconv.jax's jitted buffer_callback made on CUDA
+    buffers): skipped without a JAX GPU backend or buffer_callback."""
     jax = pytest.importorskip("jax")
     try:
         device = jax.devices("gpu")[0]
     except RuntimeError:
         pytest.skip("this JAX build has no GPU backend")
-    import numpy as np
-
-    import gpuconv.jax as GJ
     from gpuconv.jax import _traced
     if _traced.buffer_callback is None:
         pytest.skip("this JAX has no jax.experimental.buffer_callback")
     on_cuda = []
     run_on_cuda = _traced._run_on_cuda
     monkeypatch.setattr(_traced, "_run_on_cuda", lambda *a: on_cuda.append(1) or run_on_cuda(*a))
+    return jax, device, on_cuda
+
+
+def test_jax_jit_on_gpu_runs_the_kernels_on_xla_buffers(jax_gpu_callbacks):
+    """Under jax.jit a GPU call is a buffer_callback: the CUDA kernels on XLA's buffers and
+    stream (gpuconv/jax/_traced.py), not the host round trip."""
+    import numpy as np
+
+    import gpuconv.jax as GJ
+    jax, device, on_cuda = jax_gpu_callbacks
     rng = np.random.default_rng(0)
     x = jax.device_put(rng.standard_normal((2, 4, 7, 8), np.float32), device)
     w = jax.device_put(rng.standard_normal((6, 4, 3, 3), np.float32), device)
@@ -252,23 +260,13 @@ def test_jax_jit_on_gpu_runs_the_kernels_on_xla_buffers(monkeypatch):
         np.testing.assert_allclose(np.asarray(got), np.asarray(expected), rtol=1e-4, atol=1e-4)
 
 
-def test_jax_jit_on_gpu_runs_bfloat16(monkeypatch):
+def test_jax_jit_on_gpu_runs_bfloat16(jax_gpu_callbacks):
     """XLA's __cuda_array_interface__ spells bfloat16 '<V2': the callback views the buffers with
     their own dtype (audit 19); every jitted bfloat16 call failed before."""
-    jax = pytest.importorskip("jax")
-    try:
-        device = jax.devices("gpu")[0]
-    except RuntimeError:
-        pytest.skip("this JAX build has no GPU backend")
     import numpy as np
 
     import gpuconv.jax as GJ
-    from gpuconv.jax import _traced
-    if _traced.buffer_callback is None:
-        pytest.skip("this JAX has no jax.experimental.buffer_callback")
-    on_cuda = []
-    run_on_cuda = _traced._run_on_cuda
-    monkeypatch.setattr(_traced, "_run_on_cuda", lambda *a: on_cuda.append(1) or run_on_cuda(*a))
+    jax, device, on_cuda = jax_gpu_callbacks
     rng = np.random.default_rng(0)
     x32 = rng.standard_normal((2, 4, 7, 8), np.float32)
     w32 = rng.standard_normal((6, 4, 3, 3), np.float32)
