@@ -252,7 +252,7 @@ MID_TILE_PIXELS = 4096
 MID_TILE_WAVES = 2
 # On the tensor cores a GEMM of at least LONG_K_LARGE_TILE k (per group) keeps the large tile
 # even when its blocks do not fill the SMs (forward, ``mid_tile``): measured on the H100
-# (bench/tile_sweep.py, ResNet-50 b32 fp16 NHWC, session 47; kernels/conv/NOTES.md "Tile choice
+# (bench/tile_sweep.py, ResNet-50 b32 fp16 NHWC, session 47; kernels/conv/NOTES.md "Session 47
 # on the H100"), 52 blocks of 128 x 128 over k = 4608 run in 61 us where 200 of 64 x 64 take
 # 88 us and 98 over k = 2304 in 56 us where 196 of 128 x 64 take 70: the small tiles' mma per
 # shared-memory read, not the idle SMs, bound these layers (split-K still spreads the k).
