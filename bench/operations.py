@@ -225,6 +225,13 @@ def _conv_runner(case: Case, inp: Inputs, algorithm: str | None):
     return lambda: fn(*args, **geometry)
 
 
+def array_library(inp: Inputs) -> str:
+    """"cupy" or "numpy": the library of a case's arrays (a data gradient has no ``x``: its
+    ``dy``), which decides the executor a variant runs on."""
+    data = inp.x if inp.x is not None else inp.dy
+    return "cupy" if type(data).__module__.split(".")[0] == "cupy" else "numpy"
+
+
 def _conv_variant_runner(case: Case, inp: Inputs, variant: str):
     """The forward convolution (or a gradient: GRADIENT_OPTIONS) through the launcher with a
     kernel variant forced (the public functions take no variant); the kernels only: the NumPy
@@ -241,7 +248,7 @@ def _conv_variant_runner(case: Case, inp: Inputs, variant: str):
     s: ConvShape = case.layer.shape
     geom = conv2d_geometry(s.input_shape, s.weight_shape, stride=s.stride, padding=s.pad,
                            dilation=s.dilation, groups=s.groups)
-    library = "cupy" if type(inp.x).__module__.split(".")[0] == "cupy" else "numpy"
+    library = array_library(inp)
 
     def run():
         executor = executor_for(library)   # at call time: inside the runner's simulate()

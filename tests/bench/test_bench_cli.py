@@ -6,6 +6,7 @@ import os
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 
 import gpuconv
@@ -315,6 +316,19 @@ def test_warp_tile_variants_run_forward_and_gradients(tmp_path):
     assert status["data_grad", "gpuconv:implicit_gemm:split_k"] == "not-applicable"
     assert status["data_grad", "gpuconv:implicit_gemm:registers"] == "ok"
     assert status["weight_grad", "gpuconv:implicit_gemm:registers"] == "not-applicable"
+
+
+def test_variants_take_the_library_of_a_data_gradients_dy():
+    """A data-gradient case has no x: its variants ran on the executor of None's library (the
+    reference), so the H100 run of session 47 reported them not applicable."""
+    from bench.operations import Inputs, array_library
+
+    class CupyArray:      # stands in for cupy.ndarray: only its module is read
+        pass
+    CupyArray.__module__ = "cupy._core.core"
+    assert array_library(Inputs(None, x=None, dy=CupyArray())) == "cupy"
+    assert array_library(Inputs(None, x=CupyArray(), dy=None)) == "cupy"
+    assert array_library(Inputs(None, x=None, dy=np.zeros(1))) == "numpy"
 
 
 def test_an_unknown_variant_is_refused():
