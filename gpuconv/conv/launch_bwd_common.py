@@ -14,6 +14,7 @@ import math
 
 import numpy as np
 
+from .._args import INT32_MAX
 from .._kernels import CUDA_TYPES
 from .._loader import get_function
 from .._plans import empty, fresh, unused_argument, zeros
@@ -32,7 +33,7 @@ COLUMN_BUFFER_ELEMENTS = 2 ** 26
 
 # The split-K partial sums of one gradient, all splits together: int offsets (s * size + i in
 # wgrad_operands.cuh and wgrad_reduce.cu).
-PARTIAL_SUMS_ELEMENTS = 2 ** 31 - 1
+PARTIAL_SUMS_ELEMENTS = INT32_MAX
 
 # CUDA's limit on gridDim.y and gridDim.z.
 GRID_YZ_LIMIT = 65535
