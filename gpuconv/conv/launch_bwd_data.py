@@ -37,9 +37,9 @@ from .launch_bwd_common import (DEFAULT_SMEM_BYTES, EPILOGUE_BIAS, GRID_YZ_LIMIT
 from . import launch_depthwise, launch_winograd
 from .split_k import SplitK, gemm_splits
 from .geometry import data_gradient_geometry
-from .launch_common import (ASYNC_DTYPES, LOADS, TENSOR_CORE_DTYPES, VECTOR_CHANNELS,
-                            WARP_TILES, ConvCall, async_tile, choose_loads, decoder_args,
-                            is_aligned, uses_tensor_cores)
+from .launch_common import (ASYNC_DTYPES, DATA_GRAD_LARGE_WARPS_MIN_K, LOADS, TENSOR_CORE_DTYPES,
+                            VECTOR_CHANNELS, WARP_TILES, ConvCall, async_tile, choose_loads,
+                            decoder_args, is_aligned, uses_tensor_cores)
 from .launch_common import vector_tile as common_vector_tile
 
 TILE = GemmTile(block_m=128, block_n=64, block_k=8, thread_m=8, thread_n=4)
@@ -64,7 +64,8 @@ def _names(template: str, layouts=True, tile: bool = False) -> list[str]:
 def vector_tile(gemm_k: int, warp_tiles: str = "auto") -> MmaTile:
     """The tensor-core tile stored along k, copied 8 channels at a time through cp.async
     stages, on the warps launch_common.vector_tile picks for a GEMM of depth ``gemm_k``."""
-    return common_vector_tile(MMA_TILE, gemm_k, warp_tiles)
+    return common_vector_tile(MMA_TILE, gemm_k, warp_tiles,
+                              large_from_k=DATA_GRAD_LARGE_WARPS_MIN_K)
 
 
 _IMPLICIT_NAMES = _names("conv2d_dgrad_implicit_gemm", tile=True) + [

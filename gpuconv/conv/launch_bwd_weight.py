@@ -35,7 +35,8 @@ from .launch_bwd_common import (GRID_YZ_LIMIT, MAX_SPLITS, SplitSums, acc_dtype,
                                 choose_splits, column_buffer_refusal, column_images, contiguous,
                                 i32, launch, output, pixels_per_split, shape_args, type_names)
 from .launch_common import (SMEM_LIMIT, TENSOR_CORE_DTYPES, VECTOR_CHANNELS, WARP_TILES,
-                            is_aligned, multiprocessor_count, uses_tensor_cores)
+                            WEIGHT_GRAD_LARGE_WARPS_MIN_K, is_aligned, multiprocessor_count,
+                            uses_tensor_cores)
 from .launch_common import vector_tile as common_vector_tile
 from .launch_depthwise import WINDOW_RUN
 
@@ -50,7 +51,8 @@ MMA_TILE = MmaTile(block_m=64, block_n=128, block_k=32, warp_m=32, warp_n=32)
 def vector_tile(gemm_k: int, warp_tiles: str = "auto") -> MmaTile:
     """The tensor-core tile filled 8 filters / channels per cp.async (k-major stages), on the
     warps launch_common.vector_tile picks for a GEMM of depth ``gemm_k`` (pixels per split)."""
-    return common_vector_tile(MMA_TILE, gemm_k, warp_tiles, rows_along_k=False)
+    return common_vector_tile(MMA_TILE, gemm_k, warp_tiles, rows_along_k=False,
+                              large_from_k=WEIGHT_GRAD_LARGE_WARPS_MIN_K)
 
 
 DIRECT_THREADS = 256      # WGRAD_DIRECT_THREADS in wgrad_direct.cu

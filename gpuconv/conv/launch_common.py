@@ -140,24 +140,32 @@ VECTOR_STAGES = 4
 # half (offline SASS), where shared-memory bandwidth bounded the 8-warp tiles (kernels/conv/
 # NOTES.md "Four warps per tensor-core tile"). "auto": large from a GEMM k of ``large_from_k``
 # on (the 4 warps' epilogue hands out twice the outputs per thread: short-k layers keep 8
-# warps). The forward pass's FORWARD_LARGE_WARPS_MIN_K is measured (H100, session 47's tile
-# sweep of ResNet-50 b32 fp16 NHWC: 8 warps 6-10 % faster at k = 256-512, the two even at 1024,
-# 4 warps ahead by 3-10 % from 2048); the gradients' LARGE_WARPS_MIN_K is not yet.
+# warps), never where it is None. Each pass's threshold is measured (H100, ResNet-50 b32 fp16
+# NHWC, kernels/conv/NOTES.md "Session 48 on the H100"): the forward's in session 47's tile
+# sweep (8 warps 6-10 % faster at k = 256-512, the two even at 1024, 4 warps ahead by 3-10 %
+# from 2048); the data gradient keeps 8 warps at every depth (session 48: ahead on 21 of 23
+# layers, by up to 14 %, and 10 % at k = 4608; 4 warps ahead by 1-2 % on two); the weight
+# gradient's k is the pixels per split, always >= 256 on ResNet-50, where 4 warps won 13 of 23
+# layers by up to 20 % (8 warps 7 of 23, the 56x56 layers by 3-10 %, one by 17 %).
 WARP_TILES = ("auto", "large", "small")
 LARGE_WARP_TILES = {(128, 128): (64, 64), (128, 64): (64, 32), (64, 64): (32, 32),
                     (128, 32): (32, 32), (64, 128): (32, 64)}
-LARGE_WARPS_MIN_K = 256
 FORWARD_LARGE_WARPS_MIN_K = 1024
+DATA_GRAD_LARGE_WARPS_MIN_K = None
+WEIGHT_GRAD_LARGE_WARPS_MIN_K = 256
 
 
 def vector_tile(tile: MmaTile, gemm_k: int, warp_tiles: str = "auto", *,
-                rows_along_k: bool = True, large_from_k: int = LARGE_WARPS_MIN_K) -> MmaTile:
+                rows_along_k: bool = True, large_from_k: int | None) -> MmaTile:
     """The 8-channel kernels' version of ``tile`` (an 8-warp MmaTile): filled by cp.async into
     VECTOR_STAGES stages, stored along k (MmaTileK) or k-major (``rows_along_k=False``:
     MmaTileAsync), on the warps ``warp_tiles`` names for a GEMM of depth ``gemm_k`` ("auto":
-    4 warps from ``large_from_k`` on)."""
+    4 warps from ``large_from_k`` on, 8 at every depth where it is None)."""
     warp_tiles = as_choice("warp_tiles", warp_tiles, WARP_TILES)
-    large = gemm_k >= large_from_k if warp_tiles == "auto" else warp_tiles == "large"
+    if warp_tiles == "auto":
+        large = large_from_k is not None and gemm_k >= large_from_k
+    else:
+        large = warp_tiles == "large"
     return _vector_tile(tile, large, rows_along_k)
 
 

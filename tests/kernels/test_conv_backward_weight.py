@@ -478,8 +478,8 @@ def test_forced_pointwise_weight_gradient_of_a_1x1_filter(rng):
 
 
 def test_vector_warp_tiles_by_depth(rng, names):
-    """"auto" puts the vector kernel's tile on 4 warps from LARGE_WARPS_MIN_K pixels per split
-    on, on 8 below; another warp_tiles is a ValueError."""
+    """"auto" puts the vector kernel's tile on 4 warps from WEIGHT_GRAD_LARGE_WARPS_MIN_K pixels
+    per split on, on 8 below; another warp_tiles is a ValueError."""
     deep = Case("3x3, 400 pixels", (1, 8, 20, 20), (8, 8, 3, 3), dict(padding=1))
     for case, warps in [(deep, "large"), (VECTOR_CASES[1], "small")]:
         x = x_in_layout(rng, case, np.float16, "NHWC")
