@@ -123,12 +123,19 @@ using MnLoaderFor = typename Select<
 // that step's mma run. A warp then has mma to issue while its ldmatrix reads are in flight,
 // also across the barrier, where async_gemm_mainloop's plain loop (below) leaves every warp
 // waiting for its first fragments of each k-tile. Same sums in the same order (same bits).
-// copy_next is async_gemm_mainloop's: at the top of k-tile t it copies k-tile t + STAGES - 1
-// into k-tile t - 1's stage, which every warp finished reading before the barrier of k-tile
-// t - 1 (its last step was in registers).
-template <class T, class Tile, class Mma, class CopyNext>
+// The copies: at the top of k-tile t, k-tile t + STAGES - 1 goes into k-tile t - 1's stage,
+// which every warp finished reading before the barrier of k-tile t - 1 (its last step was in
+// registers): copy_next copies it if it exists, copy_tile copies it (it exists), skip_tile
+// only commits the empty group that keeps the wait count. With Mma::COPIES_AMONG_MMA the
+// k-tiles that copy run in a loop of their own, which calls copy_tile with no test, after the
+// first step's ldmatrix reads: the copies' address arithmetic and the first step's mma then
+// share one block of code, which ptxas interleaves (offline SASS), so the tensor cores keep
+// working while the copies are set up. (ptxas keeps shared-memory reads behind the copies'
+// writes before them: it cannot tell the stages apart.)
+template <class T, class Tile, class Mma, class CopyNext, class CopyTile, class SkipTile>
 __device__ __forceinline__ void stepped_mainloop(Mma& mma, KTileRange tiles, const T* smem_a,
-                                                 const T* smem_b, CopyNext& copy_next) {
+                                                 const T* smem_b, CopyNext& copy_next,
+                                                 CopyTile& copy_tile, SkipTile& skip_tile) {
   constexpr int STAGES = Tile::STAGES;
   constexpr int STEPS = Mma::K_STEPS;
   static_assert(STEPS % 2 == 0, "the two fragment sets alternate by step within a k-tile");
@@ -137,8 +144,8 @@ __device__ __forceinline__ void stepped_mainloop(Mma& mma, KTileRange tiles, con
   cp_async_wait<STAGES - 2>();   // this thread's copies of the first k-tile have landed
   __syncthreads();               // everyone's have
   if (tiles.begin < tiles.end) mma.load_step(fragments[0], smem_a, smem_b, 0);
-  for (int t = tiles.begin; t < tiles.end; ++t) {
-    copy_next();
+  auto k_tile = [&](int t, auto& copy) {
+    if constexpr (!Mma::COPIES_AMONG_MMA) copy();
 #pragma unroll
     for (int k16 = 0; k16 < STEPS; ++k16) {
       if (k16 + 1 < STEPS) {
@@ -152,8 +159,19 @@ __device__ __forceinline__ void stepped_mainloop(Mma& mma, KTileRange tiles, con
           mma.load_step(fragments[0], smem_a + read * Tile::STAGE_A,
                         smem_b + read * Tile::STAGE_B, 0);
       }
+      if constexpr (Mma::COPIES_AMONG_MMA) {
+        if (k16 == 0) copy();
+      }
       mma.multiply_step(fragments[k16 % 2]);
     }
+  };
+  int t = tiles.begin;
+  if constexpr (Mma::COPIES_AMONG_MMA) {
+    // k-tile t copies k-tile t + STAGES - 1: those before copy_end do, the last STAGES - 1 not
+    for (const int copy_end = tiles.end - (STAGES - 1); t < copy_end; ++t) k_tile(t, copy_tile);
+    for (; t < tiles.end; ++t) k_tile(t, skip_tile);
+  } else {
+    for (; t < tiles.end; ++t) k_tile(t, copy_next);
   }
 }
 
@@ -180,23 +198,30 @@ __device__ __forceinline__ void async_gemm_mainloop(Mma& mma, LoaderA& loader_a,
   T* smem_b = smem + STAGES * Tile::STAGE_A;
   int fill = 0;            // the stage the next copies go to
   int next = tiles.begin;  // the k-tile they copy
-  auto copy_next = [&]() {
-    if (next < tiles.end) {
-      loader_a.into(smem_a + fill * Tile::STAGE_A);
-      loader_b.into(smem_b + fill * Tile::STAGE_B);
-      loader_a.load(src_a, next * Tile::BLOCK_K);
-      loader_b.load(src_b, next * Tile::BLOCK_K);
-    }
+  auto skip_tile = [&]() {  // past the last k-tile: an empty group
     cp_async_commit();
     ++next;
     fill = fill + 1 == STAGES ? 0 : fill + 1;
+  };
+  auto copy_tile = [&]() {  // k-tile `next`, which exists
+    loader_a.into(smem_a + fill * Tile::STAGE_A);
+    loader_b.into(smem_b + fill * Tile::STAGE_B);
+    loader_a.load(src_a, next * Tile::BLOCK_K);
+    loader_b.load(src_b, next * Tile::BLOCK_K);
+    skip_tile();
+  };
+  auto copy_next = [&]() {
+    if (next < tiles.end)
+      copy_tile();
+    else
+      skip_tile();
   };
 
 #pragma unroll
   for (int s = 0; s < STAGES - 1; ++s) copy_next();
 
   if constexpr (Mma::STEPPED) {
-    stepped_mainloop<T, Tile>(mma, tiles, smem_a, smem_b, copy_next);
+    stepped_mainloop<T, Tile>(mma, tiles, smem_a, smem_b, copy_next, copy_tile, skip_tile);
   } else {
     int read = 0;  // the stage k-tile t is in
     for (int t = tiles.begin; t < tiles.end; ++t) {

@@ -273,6 +273,14 @@ struct TensorCoreMma {
           ? 65536 / (MMA_ASYNC_MIN_BLOCKS * Tile::THREADS) : 255;
   static constexpr bool STEPPED = ACCUMULATOR_REGISTERS + 2 * FRAGMENT_REGISTERS +
                                   STEP_SPARE_REGISTERS <= REGISTER_CAP;
+  // stepped_mainloop issues a k-tile's copies among its mma (async_gemm.cuh) for the 64 x 64
+  // warp tiles: their 4-warp blocks run one or two to an SM, one warp per scheduler, which no
+  // other warp's mma covers while it sets the copies up (H100 ncu: a third of the main loop,
+  // kernels/conv/NOTES.md "Session 48 on the H100"). The other tiles run 2-3 blocks to an SM
+  // and keep the copies at the top of the k-tile: among the mma, their registers rise past an
+  // occupancy step (offline, sm_90: the weight gradient's 64 x 128 tile 161 -> 170, 3 -> 2
+  // blocks; the 8-warp 64 x 64 tile 80 -> 88, 3 -> 2).
+  static constexpr bool COPIES_AMONG_MMA = ACCUMULATOR_REGISTERS >= 128;
 
   // acc += A_tile(BLOCK_M x BLOCK_K) * B_tile(BLOCK_K x BLOCK_N), both k-major in shared memory
   // (MmaTile) or both stored along k (MmaTileK).

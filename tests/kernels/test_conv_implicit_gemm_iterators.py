@@ -111,14 +111,14 @@ def make_inputs(case: Case, dtype, data_format: str, kind: str, rng, *, bias=Fal
 
 
 def run_kernel(case: Case, x, w, b=None, r=None, *, iterator, data_format, order="forward",
-               activation=None, math="auto", warp_tiles="auto"):
+               activation=None, math="auto", warp_tiles="auto", split_k="auto"):
     g = case.geom
     shape = (g.N, g.P, g.Q, g.K) if data_format == "NHWC" else g.output_shape
     out = np.full(shape, np.nan, dtype=x.dtype)
     with gpuconv.simulate(order=order, seed=11):
         y = launch.conv2d(g, x, w, b, residual=r, activation=activation, algorithm="implicit_gemm",
                           data_format=data_format, out=out, executor="simulator",
-                          iterator=iterator, math=math, warp_tiles=warp_tiles)
+                          iterator=iterator, math=math, warp_tiles=warp_tiles, split_k=split_k)
     assert y is out
     return y
 
@@ -260,6 +260,55 @@ def test_warp_tiles_by_depth(launched, rng):
         assert_close(y, reference(case, x, w, data_format="NHWC"), np.float16)
     with pytest.raises(ValueError, match="warp_tiles must be one of"):
         run_kernel(deep, x, w, iterator="precomputed", data_format="NHWC", warp_tiles="medium")
+
+
+# Loop lengths of the 8-channel kernel's main loop in k-tiles of 32 (4 stages: the k-tiles
+# that copy are all but the last 3): 1, 2, 3, 4 and 9.
+LOOP_CASES = [Case("k_tiles_1", (1, 8, 5, 6), (24, 8, 1, 1), {}),
+              Case("k_tiles_2", (1, 48, 5, 6), (24, 48, 1, 1), {}),
+              Case("k_tiles_3", (1, 32, 5, 6), (24, 32, 3, 1), dict(padding=(1, 0))),
+              Case("k_tiles_4", (1, 40, 5, 6), (24, 40, 3, 1), dict(padding=(1, 0))),
+              Case("k_tiles_9", (2, 32, 5, 6), (24, 32, 3, 3), dict(padding=1))]
+
+
+@pytest.fixture
+def tile_128x128(monkeypatch):
+    """The launcher picks the 128 x 128 tensor-core tile whatever the shape."""
+    tile = next(t for t in launch_implicit_gemm.VECTOR_TILES
+                if (t.block_m, t.block_n) == (128, 128))
+    monkeypatch.setattr(launch_implicit_gemm, "pick_tile", lambda *args: tile)
+    return tile
+
+
+@pytest.mark.parametrize("split_k", (1, 2))
+@pytest.mark.parametrize("case", LOOP_CASES, ids=lambda c: c.name)
+def test_copies_among_the_mma(case, split_k, tile_128x128, launched, rng):
+    """The 128 x 128 tile on 4 warps of 64 x 64, whose copies run among the mma in a loop of
+    their own (async_gemm.cuh, Mma::COPIES_AMONG_MMA), at every loop length around the
+    stages' count, whole and split in two along k (each split its own shorter loop)."""
+    assert -(-case.geom.gemm_k // 32) == int(case.name.rsplit("_", 1)[1])
+    x, w, b, _ = make_inputs(case, np.float16, "NHWC", "random", rng, bias=True)
+    y = run_kernel(case, x, w, b, iterator="precomputed", data_format="NHWC", order="random",
+                   warp_tiles="large", split_k=split_k)
+    kernels = [n for n in launched if n.startswith(launch_implicit_gemm.VECTOR_KERNEL + "<")]
+    assert kernels[-1].endswith("128, 128, 32, 64, 64, 4>"), kernels
+    assert any("split_k_epilogue" in n for n in launched) == (split_k > 1 and case.geom.gemm_k > 32)
+    assert_close(y, reference(case, x, w, b, data_format="NHWC"), np.float16)
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("split_k", (1, 2))
+@pytest.mark.parametrize("case", LOOP_CASES, ids=lambda c: c.name)
+def test_copies_among_the_mma_on_gpu(case, split_k, tile_128x128, launched, rng):
+    """test_copies_among_the_mma on the hardware (its cp.async waits and barriers were checked
+    against the simulator's model only)."""
+    import cupy
+    x, w, b, _ = make_inputs(case, np.float16, "NHWC", "random", rng, bias=True)
+    y = launch.conv2d(case.geom, *(cupy.asarray(a) for a in (x, w, b)),
+                      algorithm="implicit_gemm", data_format="NHWC", executor="cupy",
+                      warp_tiles="large", split_k=split_k)
+    assert any(n.endswith("128, 128, 32, 64, 64, 4>") for n in launched), launched
+    assert_close(cupy.asnumpy(y), reference(case, x, w, b, data_format="NHWC"), np.float16)
 
 
 def test_vector_loads_need_aligned_channels(launched, rng):

@@ -203,14 +203,14 @@ def implicit_gemm(kernel):
 def implicit_gemm_vector(dtype, *tile_and_stages):
     """NHWC with 8 channels per group: the precomputed tensor-core kernel's 8-channel copies
     (template arguments: the tile's, on the 8 warps of its MmaTile or on 4
-    (launch_common.vector_tile: the launcher option warp_tiles), then its stages, which
+    (launch_implicit_gemm.vector_tile: the launcher option warp_tiles), then its stages, which
     the launcher always sets)."""
     *tile, stages = map(int, tile_and_stages)
     assert stages == launch_common.VECTOR_STAGES
     block = next(t for t in launch_common.MMA_TILES + launch_common.MMA_NARROW_TILES
                  if (t.block_m, t.block_n, t.block_k) == tuple(tile[:3]))
     warp_tiles = next(w for w in ("small", "large")
-                      if launch_common.vector_tile(block, 0, w).template_args
+                      if launch_implicit_gemm.vector_tile(block, 0, w).template_args
                       == ", ".join(map(str, tile_and_stages)))
     block_args = (block.block_m, block.block_n, block.block_k, block.warp_m, block.warp_n)
     return conv_case(dtype, "NHWC",
