@@ -274,9 +274,10 @@ struct TensorCoreMma {
   static constexpr bool STEPPED = ACCUMULATOR_REGISTERS + 2 * FRAGMENT_REGISTERS +
                                   STEP_SPARE_REGISTERS <= REGISTER_CAP;
   // stepped_mainloop issues a k-tile's copies among its mma (async_gemm.cuh) for the 64 x 64
-  // warp tiles: their 4-warp blocks run one or two to an SM, one warp per scheduler, which no
-  // other warp's mma covers while it sets the copies up (H100 ncu: a third of the main loop,
-  // kernels/conv/NOTES.md "Session 48 on the H100"). The other tiles run 2-3 blocks to an SM
+  // warp tiles: a 4-warp block holds one warp per scheduler, and where it runs alone on its SM
+  // (ResNet-50's layer3/4: 98 blocks for 132 SMs) no other warp's mma covers the time that warp
+  // spends setting the copies up (H100 ncu: a third of the main loop, kernels/conv/NOTES.md
+  // "Session 48 on the H100"). The other tiles run 2-3 blocks to an SM
   // and keep the copies at the top of the k-tile: among the mma, their registers rise past an
   // occupancy step (offline, sm_90: the weight gradient's 64 x 128 tile 161 -> 170, 3 -> 2
   // blocks; the 8-warp 64 x 64 tile 80 -> 88, 3 -> 2).
