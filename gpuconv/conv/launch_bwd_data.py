@@ -29,6 +29,7 @@ import functools
 from .._args import as_choice
 from .._kernels import CUDA_TYPES, cuda_type, register
 from .._plans import apply, derived
+from ..layout.launch_transpose import permuted
 from .gemm_tile import GemmTile, MmaTile
 from .launch_bwd_common import (DEFAULT_SMEM_BYTES, EPILOGUE_BIAS, GRID_YZ_LIMIT, acc_dtype,
                                 array_module, batch_chunks, bool_name, ceil_div,
@@ -170,7 +171,12 @@ class _Call:
 
     @functools.cached_property
     def weight(self):
-        return contiguous(self.xp, self.filters)
+        return self.filters_as((0, 1, 2, 3))
+
+    def filters_as(self, axes):
+        """``filters.transpose(axes)`` C-contiguous: a view, or a transposed copy (gpuconv/layout/
+        launch_transpose.py ``permuted``)."""
+        return permuted(self.xp, self.filters, axes, self.executor)
 
     @property
     def per_image(self) -> int:
@@ -212,7 +218,7 @@ def implicit_gemm(call: _Call) -> None:
     copies = pick_loads(call.dtype, call.nhwc, tensor_cores, call.loads) == "cp_async"
     if vector_kernel(call, tensor_cores):
         # RSCK: the GEMM's B rows (one input channel each) are contiguous along its k (filters).
-        w = contiguous(call.xp, call.filters.transpose(2, 3, 1, 0))
+        w = call.filters_as((2, 3, 1, 0))
         if not is_aligned(w, 16):      # a view of filters laid out RSCK at an odd address
             w = derived(call.xp.copy, w)
         # The GEMM of the largest phase: K/groups filters x its taps.
@@ -221,7 +227,7 @@ def implicit_gemm(call: _Call) -> None:
         name = f"conv2d_dgrad_implicit_gemm_mma_vec<{call.t}, {tile.template_args}>"
     else:
         # RSKC: the GEMM's B rows (one (tap, filter) each) are contiguous along the input channels.
-        w = contiguous(call.xp, call.filters.transpose(2, 3, 0, 1))
+        w = call.filters_as((2, 3, 0, 1))
         tile = MMA_TILE if tensor_cores else async_tile(TILE) if copies else TILE
         template = "conv2d_dgrad_implicit_gemm" + ("_mma" if tensor_cores else
                                                    "_async" if copies else "")
@@ -340,7 +346,7 @@ def depthwise(call: _Call, variant: str = "auto") -> None:
         launch_depthwise.run(_as_forward(call), variant=variant, flip=True)
     elif call.nhwc:
         # (R, S, K): a warp's filter reads are contiguous like its dy reads.
-        w_rsk = contiguous(call.xp, call.weight.reshape(g.K, g.R, g.S).transpose(1, 2, 0))
+        w_rsk = call.filters_as((2, 3, 1, 0)).reshape(g.R, g.S, g.K)
         name = f"conv2d_dgrad_depthwise_nhwc<{call.t}>"
         for n0, n1 in call.chunks():
             elements = (n1 - n0) * g.H * g.W * g.C

@@ -28,6 +28,7 @@ from .._fast_divmod import decoder_args  # noqa: F401 (the conv launchers import
 from .._kernels import cuda_type
 from .._loader import get_function
 from .._plans import derived, empty
+from ..layout.launch_transpose import permuted
 from .gemm_tile import GemmTile, MmaTile
 from .geometry import ConvGeometry, is_channel_slice_of_contiguous
 
@@ -341,16 +342,21 @@ class ConvCall:
         return cuda_type(self.dtype)
 
     def kcrs_weight(self):
-        """The filters as C-contiguous (K, C/groups, R, S): themselves, or a copy of channels_last
-        ones. Read it once per call, not per batch chunk (a copy is made each time)."""
-        return contiguous(self.xp, self.filters)
+        """The filters as C-contiguous (K, C/groups, R, S): themselves, or a transposed copy of
+        channels_last ones. Read it once per call, not per batch chunk (a copy is made each
+        time)."""
+        return self.filters_as((0, 1, 2, 3))
 
     def krsc_weight(self):
         """The filters as C-contiguous (K, R, S, C/groups), the order NHWC's GEMM k (r, s, c)
         reads contiguously: a view of channels_last filters (a channels_last PyTorch model's),
         else a transposed copy."""
-        krsc = self.filters.transpose(0, 2, 3, 1)
-        return krsc if is_kernel_ready(krsc) else derived(copy_for_kernels, self.xp, krsc)
+        return self.filters_as((0, 2, 3, 1))
+
+    def filters_as(self, axes):
+        """``filters.transpose(axes)`` C-contiguous: a view where the filters' memory is in that
+        order, else a copy (gpuconv/layout/launch_transpose.py ``permuted``)."""
+        return permuted(self.xp, self.filters, axes, self.executor)
 
     def weight_in_place(self):
         """(a C-contiguous array holding the filters, whether it is their KRSC view), for kernels

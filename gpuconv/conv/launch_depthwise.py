@@ -354,7 +354,7 @@ def run(call: ConvCall, variant: str = "auto", flip: bool = False) -> None:
         fr, fs = (g.R, g.S) if g.R == g.S and g.R in UNROLLED_SIZES else (0, 0)
         fn = call.kernel(FAMILY, f"conv2d_depthwise_direct<{call.cuda_type}, {nhwc}, {fr}, {fs}>")
         # NHWC: the filters as (R, S, K), so that a warp's filters of one tap are contiguous.
-        weight = (contiguous(call.xp, call.kcrs_weight().reshape(g.K, g.R * g.S).T) if call.nhwc
+        weight = (call.filters_as((2, 3, 1, 0)).reshape(g.R * g.S, g.K) if call.nhwc
                   else call.kcrs_weight())
         for chunk in call.chunks():
             c = chunk.geom

@@ -1,6 +1,6 @@
 """roi_align's grouped forward (kernels/roi/roi_align_tables.cu `roi_align_forward_grouped`: blocks
 ordered by groups of 32 channels over an NHWC map) and the layout copies of the ROI passes
-(kernels/roi/transpose_planes.cu), under ``gpuconv.simulate()`` against the NumPy reference and
+(kernels/layout/transpose.cu), under ``gpuconv.simulate()`` against the NumPy reference and
 bit for bit against the tabled kernel they stand in for. Outputs the launchers allocate with
 ``empty`` are poisoned with NaN.
 """
@@ -22,6 +22,7 @@ from test_roi_kernels import (ALIGN_OPTIONS, BOXES, SCALE, assert_gpu_matches, a
 
 align = importlib.import_module("gpuconv.roi.launch_align")
 transpose = importlib.import_module("gpuconv.roi.launch_transpose")
+layout_transpose = importlib.import_module("gpuconv.layout.launch_transpose")
 # 37: one whole group of 32 channels and a partial one; 70: two whole and a partial
 CHANNELS = (37, 70)
 
@@ -35,11 +36,12 @@ def poisoned_outputs(monkeypatch):
 def _grouped(monkeypatch, groups: bool = True) -> tuple[list[str], list[str]]:
     """Make the forward take the tabled kernels whatever the size, and among them the grouped
     one (NCHW through its NHWC copy) or not; returns the launches' names from now on
-    (launch_align's, launch_transpose's)."""
+    (launch_align's, the layout copies')."""
     monkeypatch.setattr(align, "TABLED_MIN_ELEMENTS", 0)
     monkeypatch.setattr(align, "NHWC_READ_MIN_SAMPLES_PER_PIXEL", 0 if groups else 1 << 62)
     monkeypatch.setattr(align, "GROUPED_MIN_CHANNELS", 1 if groups else 1 << 30)
-    return record_launches(monkeypatch, align), record_launches(monkeypatch, transpose)
+    return (record_launches(monkeypatch, align),
+            record_launches(monkeypatch, layout_transpose))
 
 
 @pytest.mark.parametrize("channels", CHANNELS)
@@ -61,7 +63,7 @@ def test_grouped_forward_matches_the_reference(rng, monkeypatch, option, dtype, 
     grid = 2 if kwargs["sampling_ratio"] == 2 else 0
     layout = "true" if data_format == "NHWC" else "false"
     assert set(launched) == {f"roi_align_forward_grouped<{t}, {layout}, {grid}>"}
-    assert set(copies) == (set() if data_format == "NHWC" else {f"transpose_planes<{t}, {t}>"})
+    assert set(copies) == (set() if data_format == "NHWC" else {f"batched_transpose<{t}, {t}>"})
 
 
 @pytest.mark.parametrize("data_format", ["NCHW", "NHWC"])
@@ -148,12 +150,13 @@ def test_forward_kernel_by_shape():
 
 
 @pytest.mark.parametrize("grid_images", [1, 65535])
-@pytest.mark.parametrize("rows,cols", [(1, 63), (37, 63), (70, 5), (63, 70)])
+@pytest.mark.parametrize("rows,cols", [(1, 63), (37, 63), (70, 5), (63, 70), (300, 2)])
 def test_transpose_planes_moves_every_element(rng, monkeypatch, rows, cols, grid_images):
-    """Row and column counts under, across and past the 32 x 32 tiles, three images visited by
-    one grid row (grid_images 1) or one each: exact copies in every dtype, one rounding from a
-    float32 scratch to a half type."""
-    monkeypatch.setattr(transpose, "MAX_IMAGE_ROWS", grid_images)
+    """Row and column counts under, across and past a tile (launch_transpose.tile_shape: all
+    of up to 64 columns, else 32; 32-256 rows), three images visited by one grid row
+    (grid_images 1) or one each: exact copies in every dtype, one rounding from a float32
+    scratch to a half type."""
+    monkeypatch.setattr(layout_transpose, "MAX_BATCH_BLOCKS", grid_images)
     pairs = [(d, d) for d in DTYPES] + [(np.float32, d) for d in DTYPES
                                          if np.dtype(d).itemsize == 2]
     for src_dtype, dst_dtype in pairs:

@@ -258,18 +258,19 @@ def test_roi_align_forward_kernel_by_size():
 
 def _scatter_through_nhwc(monkeypatch, through: bool) -> tuple[list[str], list[str]]:
     """Make NCHW atomic backwards add into an NHWC scratch (or not) whatever the size; returns
-    the launches' names (launch_align's, launch_transpose's) from now on."""
+    the launches' names (launch_align's, the layout copies') from now on."""
     align = importlib.import_module("gpuconv.roi.launch_align")
     monkeypatch.setattr(align, "NHWC_SCATTER_MIN_ATOMICS_PER_ELEMENT", 0 if through else 1 << 62)
     return (record_launches(monkeypatch, align),
-            record_launches(monkeypatch, importlib.import_module(LAUNCHER_MODULES[3])))
+            record_launches(monkeypatch,
+                            importlib.import_module("gpuconv.layout.launch_transpose")))
 
 
 @pytest.mark.parametrize("through", [True, False])
 @pytest.mark.parametrize("dtype", DTYPES, ids=DTYPE_IDS)
 def test_roi_align_nchw_scatter_through_an_nhwc_scratch(rng, monkeypatch, dtype, through):
     """The NCHW atomic backward with its threads in NHWC order, adding into an NHWC scratch that
-    transpose_planes transposes (and rounds) once, or directly into NCHW: every sampling
+    batched_transpose transposes (and rounds) once, or directly into NCHW: every sampling
     option, dtype and thread order against the reference."""
     scattered, finished = _scatter_through_nhwc(monkeypatch, through)
     x, boxes = inputs(rng, dtype, "NCHW")
@@ -284,7 +285,7 @@ def test_roi_align_nchw_scatter_through_an_nhwc_scratch(rng, monkeypatch, dtype,
     assert set(scattered) == {f"roi_align_backward_atomic<{t}, {'true' if through else 'false'}, "
                               "false>"}
     scratch = "float" if t in ("__half", "__nv_bfloat16") else t
-    assert set(finished) == ({f"transpose_planes<{scratch}, {t}>"} if through else set())
+    assert set(finished) == ({f"batched_transpose<{scratch}, {t}>"} if through else set())
 
 
 def test_roi_align_scatter_layout_by_size():

@@ -1,0 +1,1 @@
+"""Layout copies shared by the operator families (launch_transpose)."""
