@@ -18,7 +18,8 @@
 //   over N x C x row groups x runs, runs fastest, so a warp's loads of one filter row read one
 //   stretch of an input row and neighbouring runs share its columns through L1. What it buys
 //   over the one-output-per-thread direct kernel: the 9 taps loaded once per thread, and each
-//   input element loaded once per output row for 4 outputs instead of once per output.
+//   input element loaded once per thread for its 4 outputs along q and its `rows` output rows
+//   (the rows the next output row shares stay in registers) instead of once per output.
 // `flip` (nonzero) reads each filter rotated by 180 degrees, as in depthwise.cu: the stride-1
 // data gradient as a forward pass over dy.
 #include "conv_shape.cuh"
@@ -57,11 +58,18 @@ __device__ __forceinline__ void load_filters(gc::acc_t<T> (&taps)[9][L], const T
 
 }  // namespace
 
-// The minimum of one block per SM lifts ptxas's own cap: without it the float stride-2 NHWC build
-// stopped at 128 registers and spilled 8 bytes (CUDA 13 NVRTC, sm_80 and sm_90, measured with
-// 256-thread blocks).
+// Blocks per SM the build must allow (__launch_bounds__). NHWC: one, which lifts ptxas's own
+// cap: without it the float stride-2 build stopped at 128 registers and spilled 8 bytes (CUDA 13
+// NVRTC, sm_80 and sm_90, measured with 256-thread blocks). NCHW: eight (64 registers), the
+// occupancy it had before it kept rows between output rows (76-80 registers unbounded for
+// float, no spill at 64); double four (64 spilled up to 208 bytes).
+template <class T, bool kNHWC>
+__host__ __device__ constexpr int min_blocks() {
+  return kNHWC ? 1 : sizeof(T) > 4 ? 4 : 8;
+}
+
 template <class T, int kStride, bool kNHWC>
-__global__ void __launch_bounds__(DEPTHWISE_VECTOR_THREADS, 1)
+__global__ void __launch_bounds__(DEPTHWISE_VECTOR_THREADS, (min_blocks<T, kNHWC>()))
 conv2d_depthwise_vector(const T* __restrict__ x, const T* __restrict__ w, int flip, int rows,
                         GC_CONV_SHAPE_PARAMS, GC_EPILOGUE_PARAMS(T)) {
   GC_CONV_SHAPE_NAMES;
@@ -113,36 +121,68 @@ conv2d_depthwise_vector(const T* __restrict__ x, const T* __restrict__ w, int fl
   const T* x_image = x + (kNHWC ? n * H * W * C + c0 : (n * C + c0) * H * W);
   const int q0 = run * RUN;
   const int w0 = q0 * kStride - pad_w;
-  const int p_end = min((group + 1) * rows, P);
-  for (int p = group * rows; p < p_end; ++p) {
+  const int p_begin = group * rows;
+  const int p_end = min(p_begin + rows, P);
+  // The input rows under the current output row's windows, COLS pixels each (columns and rows
+  // outside the image read as 0). NCHW keeps the TAPS - kStride rows that the next output row
+  // shares and loads only kStride new ones, so that each input row is loaded once per thread,
+  // not TAPS / kStride times (kernels/conv/NOTES.md "Depthwise NCHW: rows kept between output
+  // rows"). NHWC loads every row and uses it at once, as before: keeping its 4-channel vectors
+  // took 139-254 registers where it has 104-236.
+  constexpr int KEPT = kNHWC ? 0 : (TAPS > kStride ? TAPS - kStride : 0);
+  A window[TAPS][COLS][L];
+  // acc[i] += the products of window row r's pixels with the taps of filter row r.
+  const auto accumulate = [&](A (&acc)[RUN][L], int r) {
+#pragma unroll
+    for (int col = 0; col < COLS; ++col) {
+#pragma unroll
+      for (int i = 0; i < RUN; ++i) {
+        const int s = col - i * kStride;  // the tap of output i that reads this column
+        if (s < 0 || s >= TAPS) continue;
+#pragma unroll
+        for (int j = 0; j < L; ++j) acc[i][j] += window[r][col][j] * taps[r * TAPS + s][j];
+      }
+    }
+  };
+  for (int p = p_begin; p < p_end; ++p) {
     A acc[RUN][L];
 #pragma unroll
     for (int i = 0; i < RUN; ++i) {
 #pragma unroll
       for (int j = 0; j < L; ++j) acc[i][j] = A(0);
     }
-    // main loop: the filter rows whose input row is inside the image. Each of a row's COLS
-    // input pixels (columns outside the image read as 0) feeds the outputs whose window
-    // holds it; the loads are independent of the FMAs, so the compiler issues them early.
+    // main loop: the window's rows, then (NCHW) their products; the loads are independent of
+    // the FMAs, so the compiler issues them early.
     const int h0 = p * kStride - pad_h;
+    const bool first = p == p_begin;
 #pragma unroll
     for (int r = 0; r < TAPS; ++r) {
       const int h = h0 + r;
-      if (h < 0 || h >= H) continue;
-      const T* x_row = x_image + h * W * pixel_stride;
+      const bool row_inside = h >= 0 && h < H;
+      if (r < KEPT && !first) {
+#pragma unroll
+        for (int col = 0; col < COLS; ++col) {
+#pragma unroll
+          for (int j = 0; j < L; ++j) window[r][col][j] = window[r + kStride][col][j];
+        }
+        continue;
+      }
+      if (kNHWC && !row_inside) continue;  // no products: nothing to load
+      const T* x_row = x_image + (row_inside ? h : 0) * W * pixel_stride;
 #pragma unroll
       for (int col = 0; col < COLS; ++col) {
         const int wc = w0 + col;
-        A v[L] = {};
-        if (wc >= 0 && wc < W) gc::load_packed(x_row + wc * pixel_stride, v);
 #pragma unroll
-        for (int i = 0; i < RUN; ++i) {
-          const int s = col - i * kStride;  // the tap of output i that reads this column
-          if (s < 0 || s >= TAPS) continue;
-#pragma unroll
-          for (int j = 0; j < L; ++j) acc[i][j] += v[j] * taps[r * TAPS + s][j];
+        for (int j = 0; j < L; ++j) window[r][col][j] = A(0);
+        if (row_inside && wc >= 0 && wc < W) {
+          gc::load_packed(x_row + wc * pixel_stride, window[r][col]);
         }
       }
+      if (kNHWC) accumulate(acc, r);
+    }
+    if (!kNHWC) {
+#pragma unroll
+      for (int r = 0; r < TAPS; ++r) accumulate(acc, r);
     }
     // epilogue
 #pragma unroll

@@ -119,6 +119,38 @@ def test_every_rows_per_thread_covers_every_output(data_format, rows, stride, rn
                                    data_format=data_format))
 
 
+@pytest.mark.parametrize("executor", EXECUTORS)
+@pytest.mark.parametrize("dtype", DTYPES, ids=lambda d: d.name)
+@pytest.mark.parametrize("rows", [2, 4])
+@pytest.mark.parametrize("data_format", LAYOUTS)
+def test_rows_kept_between_output_rows(data_format, rows, dtype, executor, rng, monkeypatch):
+    """Several output rows per thread on every case (padding rows above and below, asymmetric,
+    none, stride 2's one shared row): NCHW keeps the rows the next output row shares (zeros where
+    they fall on padding) and loads the others; the data gradient's rotated filters too."""
+    monkeypatch.setattr(vector, "rows_per_thread", lambda geom, sms, nhwc: rows)
+    for case, (x_shape, padding, stride, activation) in CASES.items():
+        geom, x, weight, bias, residual = inputs(x_shape, dtype, rng, padding, stride,
+                                                 data_format)
+        y = run_vector(geom, x, weight, bias, residual, activation, executor, "random",
+                       data_format)
+        expected = gpuconv.conv2d(x, weight, bias, stride=stride, padding=padding,
+                                  groups=geom.C, activation=activation, residual=residual,
+                                  data_format=data_format)
+        assert_close(y, expected)
+    geom, x, weight, _, _ = inputs((2, 4, 9, 7), dtype, rng, ((1, 2), (0, 1)), 1, data_format)
+    dy = rng.standard_normal(layout_shape(geom.output_shape, data_format)).astype(dtype)
+    kwargs = dict(padding=((1, 2), (0, 1)), groups=4, data_format=data_format)
+    shape = layout_shape((2, 4, 9, 7), data_format)
+    expected = grad.conv2d_input(shape, weight, dy, **kwargs)
+    if executor == "simulator":
+        with gpuconv.simulate(order="reverse"):
+            dx = grad.conv2d_input(shape, weight, dy, **kwargs)
+    else:
+        dx = grad.conv2d_input(shape, *(on_executor(a, executor) for a in (weight, dy)),
+                               **kwargs).get()
+    assert_close(dx, expected)
+
+
 @pytest.mark.parametrize("order", ORDERS)
 def test_nchw_writes_a_channel_slice_of_out(order, rng):
     """NCHW stores element by element through the epilogue's strides: a channel slice
