@@ -41,7 +41,7 @@ MAX_ELEMENTS = 2 ** 31 - 1    # the kernel's int offsets
 
 def tile_shape(X: int, Y: int) -> tuple[int, int]:
     """(tile_x, tile_y) for a transpose of X x Y: a whole y axis of up to 64 elements (a 3x3
-    filter's taps: one 9 x 224 tile of 224 filters), else 32; x a multiple of 32 up to about
+    filter's taps: tiles of 9 x 224), else 32; x a multiple of 32 up to about
     TILE_TARGET elements per tile, no wider than X needs."""
     tile_y = Y if Y <= 64 else 32
     tile_x = min(MAX_TILE_X, max(32, TILE_TARGET // tile_y // 32 * 32), -(-X // 32) * 32)
