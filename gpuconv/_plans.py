@@ -68,6 +68,15 @@ def zeros(xp, shape, dtype):
     return fresh(functools.partial(xp.zeros, shape, dtype=dtype))
 
 
+def output(xp, shape, dtype, executor: str):
+    """A ``fresh`` buffer the kernels of ``executor`` will fill completely: uninitialized on a
+    GPU, NaN-poisoned under the simulator, so that an element no kernel writes shows in the
+    tests."""
+    if executor == "simulator":
+        return fresh(functools.partial(xp.full, shape, np.nan, dtype=dtype))
+    return empty(xp, shape, dtype)
+
+
 def derived(fn: Callable, *args):
     """``fn(*args)``, a new array computed from ``args`` (arrays among them are the call's),
     noted as such when recording."""

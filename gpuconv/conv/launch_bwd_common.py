@@ -9,7 +9,6 @@ poisoned with NaN first, so an element a kernel forgets to write shows up in the
 """
 from __future__ import annotations
 
-import functools
 import math
 
 import numpy as np
@@ -17,7 +16,7 @@ import numpy as np
 from .._args import INT32_MAX
 from .._kernels import CUDA_TYPES
 from .._loader import get_function
-from .._plans import empty, fresh, unused_argument, zeros
+from .._plans import output, unused_argument, zeros  # noqa: F401 (output re-exported)
 from .launch_common import contiguous, multiprocessor_count, shape_args  # noqa: F401 (re-exported)
 from .launch_im2col_gemm import workspace_limit
 
@@ -70,14 +69,6 @@ def bool_name(flag: bool) -> str:
 def type_names() -> list[str]:
     """The C++ spelling of every dtype the kernels are instantiated for."""
     return list(CUDA_TYPES.values())
-
-
-def output(xp, shape, dtype, executor: str):
-    """A buffer the kernels will fill completely: NaN-poisoned under the simulator (a launch
-    plan's fresh array: gpuconv/_plans.py)."""
-    if executor == "simulator":
-        return fresh(functools.partial(xp.full, shape, np.nan, dtype=dtype))
-    return empty(xp, shape, dtype)
 
 
 def i32(value) -> np.int32:

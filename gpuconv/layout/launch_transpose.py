@@ -13,7 +13,6 @@ or more (the kernel's offsets are 32-bit).
 """
 from __future__ import annotations
 
-import functools
 import math
 
 import numpy as np
@@ -21,7 +20,7 @@ import numpy as np
 from .._arrays import copy_for_kernels, is_kernel_ready
 from .._kernels import CUDA_TYPES, cuda_type, register
 from .._loader import get_function
-from .._plans import derived, empty, fresh
+from .._plans import derived, output
 
 # T -> T copies; float -> a half type (the ROI accumulator's one rounding)
 HALF_TYPES = ("__half", "__nv_bfloat16")
@@ -116,14 +115,7 @@ def permuted(xp, a, axes, executor: str):
             if base is not None else None)
     if plan is None:
         return derived(copy_for_kernels, xp, view)
-    copy = _output(xp, view.shape, view.dtype, executor)
+    copy = output(xp, view.shape, view.dtype, executor)
     batched_transpose(base, copy, *plan, executor)
     return copy
 
-
-def _output(xp, shape, dtype, executor: str):
-    """The copy's buffer: NaN-poisoned under the simulator, so that an element the kernel does
-    not write shows in the tests."""
-    if executor == "simulator":
-        return fresh(functools.partial(xp.full, shape, np.nan, dtype=dtype))
-    return empty(xp, shape, dtype)
