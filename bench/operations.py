@@ -63,7 +63,8 @@ def conv_algorithms() -> tuple[str, ...]:
 # inside im2col, the tiled direct kernel vs v1, Winograd's two output tiles, split-K by its
 # model ("split_k", the launcher's default) against never: both through the launcher, so that
 # the pair differs in the split alone; the CUDA-core tiles filled by cp.async against through
-# registers, float32/float64; the 8-channel tensor-core tiles on 4 warps against 8). Forward
+# registers, float32/float64; the 8-channel tensor-core tiles on 4 warps against 8; Hopper's
+# warpgroup tensor cores against mma.sync, channels-last 16-bit, not-applicable elsewhere). Forward
 # only, except implicit_gemm's variants whose options a gradient's launcher also takes
 # (GRADIENT_OPTIONS).
 CONV_VARIANTS = {
@@ -77,6 +78,7 @@ CONV_VARIANTS = {
     "implicit_gemm:registers": ("implicit_gemm", {"loads": "registers"}),
     "implicit_gemm:large_warps": ("implicit_gemm", {"warp_tiles": "large"}),
     "implicit_gemm:small_warps": ("implicit_gemm", {"warp_tiles": "small"}),
+    "implicit_gemm:wgmma": ("implicit_gemm", {"math": "wgmma"}),
     "pointwise:wide": ("pointwise", {"tile_widths": "wide"}),
     "pointwise:split_k": ("pointwise", {"split_k": "auto"}),
     "pointwise:no_split_k": ("pointwise", {"split_k": 1}),

@@ -40,14 +40,17 @@ def kernel_sass(source: str, name_expression: str, arch: str) -> tuple[str, int,
     from gpuconv import _nvrtc
     from gpuconv._kernel_source import family_code
     from gpuconv._kernels import FAMILIES, import_launchers
-    from gpuconv.compile_check import nvrtc_options, parse_ptxas_log
+    from gpuconv.compile_check import family_target, nvrtc_options, parse_ptxas_log
 
     import_launchers()
     family = FAMILIES.get(source)
     if family is None:
         raise SystemExit(f"no kernel family {source!r}")
+    target = family_target(family, arch)
+    if target is None:
+        raise SystemExit(f"{source} is built for {family.arch} only, not {arch}")
     nvrtc = _nvrtc.load()
-    output = nvrtc.compile(family_code(family), family.source, nvrtc_options(family, arch, nvrtc),
+    output = nvrtc.compile(family_code(family), family.source, nvrtc_options(family, target, nvrtc),
                            (name_expression,), cubin=True)
     if not output.succeeded:
         raise SystemExit(output.log)

@@ -14,6 +14,7 @@ exactly what can be launched.
 """
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 
 # C++ spelling of each dtype in kernel templates; the kernels include kernels/common/dtypes.cuh.
@@ -26,13 +27,23 @@ class KernelFamily:
     name_expressions: tuple[str, ...]             # every instantiation that can be launched
     hot: frozenset[str] = field(default_factory=frozenset)   # must compile without spills
     options: tuple[str, ...] = ()                 # extra compiler options (-D..., never -arch)
+    # The one GPU architecture the family is built for, where its kernels use an arch-specific
+    # instruction set ("sm_90a": Hopper's wgmma); None: any. The loader builds such a family
+    # only for a device of that compute capability, the offline check only for that target.
+    arch: str | None = None
+
+    @property
+    def compute_capability(self) -> str | None:
+        """The device compute capability ``arch`` builds for ("90" for sm_90a), or None."""
+        return None if self.arch is None else self.arch[3:].rstrip("a")
 
     def __hash__(self) -> int:
         # Every kernel launch hashes its family (the loader's memo keys); the generated hash
         # would rehash ~100 name expressions each time (~1-3 us of host time per launch).
         cached = self.__dict__.get("_hash")
         if cached is None:
-            cached = hash((self.source, self.name_expressions, self.hot, self.options))
+            cached = hash((self.source, self.name_expressions, self.hot, self.options,
+                           self.arch))
             object.__setattr__(self, "_hash", cached)
         return cached
 
@@ -44,12 +55,15 @@ class KernelFamily:
 FAMILIES: dict[str, KernelFamily] = {}
 
 
-def register(source: str, name_expressions, hot=(), options=()) -> KernelFamily:
+def register(source: str, name_expressions, hot=(), options=(), arch=None) -> KernelFamily:
     names = tuple(dict.fromkeys(name_expressions))
+    if arch is not None and not re.fullmatch(r"sm_[1-9]\d*a", arch):
+        raise ValueError(f"arch must be None or an arch-specific target such as 'sm_90a'; "
+                         f"got {arch!r}")
     unknown = set(hot) - set(names)
     if unknown:
         raise ValueError(f"hot kernels {sorted(unknown)} are not name expressions of {source}")
-    family = KernelFamily(source, names, frozenset(hot), tuple(options))
+    family = KernelFamily(source, names, frozenset(hot), tuple(options), arch)
     if source in FAMILIES and FAMILIES[source] != family:
         raise ValueError(f"kernel family {source} registered twice with different contents")
     FAMILIES[source] = family

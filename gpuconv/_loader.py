@@ -129,9 +129,27 @@ def load_module(family: KernelFamily, executor: str, name_expression: str | None
     return module
 
 
+def builds_on_device(family: KernelFamily) -> bool:
+    """Whether ``family`` can run on the current CuPy device: any family but one built for an
+    arch-specific target (KernelFamily.arch) of another compute capability."""
+    if family.arch is None:
+        return True
+    import cupy
+    return cupy.cuda.Device().compute_capability == family.compute_capability
+
+
 def _build_cupy(family: KernelFamily):
     import cupy
     options = (CUDA_STANDARD, *(f"-I{d}" for d in include_dirs()), *family.options)
+    if family.arch is not None:
+        if not builds_on_device(family):
+            # The launchers never ask for it there; a module NVRTC built would not load.
+            raise KernelCompileError(
+                family.source, f"{family.source} is built for {family.arch} only; this device "
+                f"has compute capability {cupy.cuda.Device().compute_capability}", family.arch)
+        # CuPy appends its own -arch=sm_XX for the device; NVRTC builds the arch-specific
+        # target where both are given (checked with NVRTC 13: the cubin's arch is sm_90a).
+        options += (f"-arch={family.arch}",)
     module = cupy.RawModule(code=family_code(family), options=options,
                             name_expressions=list(family.name_expressions))
     try:
@@ -159,7 +177,8 @@ def precompile(families=None, dtypes=None, executor: str = "auto") -> list[str]:
     (``"conv/direct.cu"``). dtypes: None (all) or a list of dtypes; a family is built (whole)
     when one of its kernels is instantiated for one of them or for no element type (such a
     kernel serves every dtype). executor: "auto" (CuPy when a GPU is present, else the
-    simulator), "cupy" or "simulator". Inside ``simulate(sanitize=...)`` each kernel that
+    simulator), "cupy" or "simulator"; with CuPy a family built for another GPU architecture
+    (KernelFamily.arch) is left out. Inside ``simulate(sanitize=...)`` each kernel that
     qualifies is built on its own, as the sanitized launches take them.
     """
     import_launchers()
@@ -174,7 +193,8 @@ def precompile(families=None, dtypes=None, executor: str = "auto") -> list[str]:
                               "is not installed: pip install 'gpuconv[cuda12]' or "
                               "'gpuconv[cuda13]' (or use executor='simulator')") from error
     wanted = _dtype_filter(dtypes)
-    chosen = [f for f in _select_families(families) if any(map(wanted, f.name_expressions))]
+    chosen = [f for f in _select_families(families) if any(map(wanted, f.name_expressions))
+              and (executor != "cupy" or builds_on_device(f))]
     options = _state.active_simulation() if executor == "simulator" else None
     for family in chosen:
         if options is not None and options.sanitize is not None:

@@ -117,6 +117,15 @@ def parse_archs(text: str) -> list[str]:
     return list(dict.fromkeys(archs))
 
 
+def family_target(family: KernelFamily, arch: str) -> str | None:
+    """The target ``family`` is built for when the check asks for ``arch``: ``arch`` itself, or
+    a family's arch-specific target of the same compute capability (sm_90 -> sm_90a), or None
+    where the family is built for another architecture only (it is not checked there)."""
+    if family.arch is None:
+        return arch
+    return family.arch if arch[3:] == family.compute_capability else None
+
+
 def nvrtc_options(family: KernelFamily, arch: str, nvrtc) -> list[str]:
     """NVRTC's options for ``family`` on the real architecture ``arch``, ptxas reporting
     resources (also bench/sass_schedule.py's, which disassembles the same build)."""
@@ -167,8 +176,9 @@ def run_check(families: list[KernelFamily], archs: list[str]) -> CheckReport:
     # NVRTC compiles separate programs concurrently and ctypes releases the GIL during the
     # call: one build per core (2 cores: the whole library's check 9-10 -> ~5 minutes, most of
     # the CI job). Results keep the family-then-arch order.
-    jobs = [(family, arch) for family in families for arch in archs]
-    with ThreadPoolExecutor(max_workers=min(len(jobs), os.cpu_count() or 1)) as pool:
+    jobs = [(family, target) for family in families for arch in archs
+            if (target := family_target(family, arch)) is not None]
+    with ThreadPoolExecutor(max_workers=max(1, min(len(jobs), os.cpu_count() or 1))) as pool:
         for kernels, error in pool.map(build, jobs):
             report.kernels.extend(kernels)
             if error is not None:

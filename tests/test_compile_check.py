@@ -151,3 +151,24 @@ def test_large_simt_tile_fits_two_blocks_per_sm(arch):
         assert found[name].registers * 256 * 2 <= 65536, (name, found[name].registers)
         assert not found[name].defects()
     assert found[mid].registers > 128      # unbounded: its 3 blocks per SM spill at 128
+
+
+def test_an_arch_specific_family_is_checked_on_its_target_only():
+    # kernels/conv/implicit_gemm_wgmma.cu uses wgmma (sm_90a only): the check builds it for
+    # sm_90a when asked for sm_90, not at all for sm_80, and its hot kernels have no defect.
+    from gpuconv.conv import launch_implicit_gemm
+    wgmma = launch_implicit_gemm.WGMMA_FAMILY
+    assert wgmma.arch == "sm_90a" and wgmma.compute_capability == "90"
+    assert compile_check.family_target(wgmma, "sm_80") is None
+    assert compile_check.family_target(wgmma, "sm_90") == "sm_90a"
+    assert compile_check.family_target(launch_implicit_gemm.FAMILY, "sm_80") == "sm_80"
+    report = compile_check.run_check([wgmma], ["sm_80", "sm_90"])
+    assert not report.errors and {k.arch for k in report.kernels} == {"sm_90a"}
+    assert len(report.kernels) == len(wgmma.name_expressions) and not report.defects()
+
+
+def test_register_refuses_an_arch_that_is_not_arch_specific():
+    for arch in ("sm_90", "compute_90a", "90a"):
+        with pytest.raises(ValueError, match="arch must be None or an arch-specific target"):
+            _kernels.register("conv/never_registered.cu", ["k<float>"], arch=arch)
+    assert "conv/never_registered.cu" not in _kernels.FAMILIES

@@ -124,3 +124,41 @@ class MmaTile:
         stage_m = self.block_m // self.warp_m * 16
         epilogue = stage_m * (self.block_n + MMA_EPILOGUE_PAD) * 4
         return max(mainloop, epilogue)
+
+
+@dataclass(frozen=True)
+class WgmmaTile:
+    """A Hopper warpgroup tensor-core block tile (kernels/common/wgmma_gemm.cuh: WgmmaTileK):
+    block_m / 64 warpgroups of 128 threads, each a wgmma m64n{block_n}k16 per k16 step; operand
+    tiles stored along k in 32-element (64-byte, swizzled) rows, copied 8 elements at a time
+    into ``stages`` shared-memory stages."""
+    block_m: int
+    block_n: int
+    stages: int
+
+    block_k = 32
+    # WgmmaTileK::SMEM_ALIGN: the stages start on this boundary, which the kernel finds in its
+    # 16-byte aligned dynamic shared memory (align_stages).
+    smem_align = 512
+
+    def __post_init__(self):
+        if self.block_m % 64 or self.block_n not in (32, 64, 128) or self.stages < 3:
+            raise ValueError(f"a WgmmaTile is whole warpgroups of 64 rows, 32, 64 or 128 wide, "
+                             f"with 3 or more stages; got {self}")
+
+    @property
+    def threads(self) -> int:
+        return 2 * self.block_m
+
+    @property
+    def template_args(self) -> str:
+        return f"{self.block_m}, {self.block_n}, {self.stages}"
+
+    @functools.lru_cache(maxsize=256)    # asked at every launch: host time
+    def smem_bytes(self, dtype) -> int:
+        """The larger of the main loop's stages of 16-bit tiles and the epilogue's float stage
+        of block_m x (block_n + EPILOGUE_PAD) (the MmaTile of 16 x block_n warp tiles whose
+        epilogue it runs), plus the alignment's slack."""
+        mainloop = self.stages * (self.block_m + self.block_n) * self.block_k * 2
+        epilogue = self.block_m * (self.block_n + MMA_EPILOGUE_PAD) * 4
+        return max(mainloop, epilogue) + self.smem_align - 16

@@ -217,15 +217,22 @@ def choose_loads(dtype, loads: str = "auto", *, tensor_cores: bool = False,
 
 
 # math= of the launchers that have both: "auto" takes the tensor cores for 16-bit dtypes.
-MATHS = ("auto", "cuda_cores", "tensor_cores")
+# "wgmma": Hopper's warpgroup tensor-core instructions, implicit_gemm's channels-last forward
+# kernel only (launch_implicit_gemm.wgmma_refusal says where it runs).
+MATHS = ("auto", "cuda_cores", "tensor_cores", "wgmma")
 
 
-def uses_tensor_cores(dtype, math: str = "auto") -> bool:
-    """Whether a GEMM launcher runs ``dtype`` on the tensor-core tiles for ``math``."""
+def uses_tensor_cores(dtype, math: str = "auto", *, wgmma: bool = False) -> bool:
+    """Whether a GEMM launcher runs ``dtype`` on the tensor-core tiles for ``math``;
+    ``wgmma``: the launcher has a wgmma kernel (others refuse math="wgmma")."""
     math = as_choice("math", math, MATHS)
     name = dtype_name(dtype) if not isinstance(dtype, str) else dtype
-    if math == "tensor_cores" and name not in TENSOR_CORE_DTYPES:
-        raise ValueError(f"math='tensor_cores' needs float16 or bfloat16 operands (the "
+    if math == "wgmma" and not wgmma:
+        raise ValueError("math='wgmma' (Hopper's warpgroup tensor cores) runs only the "
+                         "channels-last forward of implicit_gemm; use 'auto', 'cuda_cores' or "
+                         "'tensor_cores' here")
+    if math in ("tensor_cores", "wgmma") and name not in TENSOR_CORE_DTYPES:
+        raise ValueError(f"math={math!r} needs float16 or bfloat16 operands (the "
                          f"tensor-core tiles multiply 16-bit values); got {name}")
     return math != "cuda_cores" and name in TENSOR_CORE_DTYPES
 

@@ -30,6 +30,13 @@ k-tiles of shared memory (``vector_kernel``, ``vector_tile``; sm_80 and later, a
 cores' mma.m16n8k16 already is), its block tile on 4 warps or 8 (launcher option
 ``warp_tiles``: launch_common.vector_tile).
 
+``math="wgmma"`` runs the same channels-last 8-channel case on Hopper's warpgroup tensor
+cores instead (``conv2d_implicit_gemm_precomputed_wgmma``, kernels/conv/implicit_gemm_wgmma.cu,
+a family built for sm_90a only): the picked tile's shape as a WgmmaTile of WGMMA_STAGES stages,
+on a compute capability 9.0 GPU or in the simulator; elsewhere, or for a case the 8-channel
+kernel cannot run, a ValueError says why (``wgmma_refusal``). Not chosen by "auto" until it is
+measured on an H100 (kernels/conv/NOTES.md, "Warpgroup tensor cores").
+
 How the CUDA-core tiles are filled (launcher option ``loads``, launch_common.LOADS):
 "cp_async" runs ``conv2d_implicit_gemm_precomputed_async`` (float32 and float64 with the
 precomputed iterator: one element per cp.async into ASYNC_STAGES stages,
@@ -39,9 +46,10 @@ from __future__ import annotations
 
 import functools
 
+from .. import _loader
 from .._args import INT32_MAX, as_choice
 from .._kernels import CUDA_TYPES, register
-from .gemm_tile import GemmTile, MmaTile
+from .gemm_tile import GemmTile, MmaTile, WgmmaTile
 from .geometry import ConvGeometry
 from .launch_common import (ASYNC_DTYPES, FORWARD_LARGE_WARPS_MIN_K, GEMM_TILES,
                             MMA_NARROW_TILES, MMA_TILES, NARROW_TILES, TENSOR_CORE_DTYPES,
@@ -151,6 +159,48 @@ FAMILY = register(
 )
 
 
+# The Hopper kernel (math="wgmma"): every tensor-core tile's shape, WGMMA_STAGES stages (three
+# k-tiles copied ahead of the one multiplied: wgmma_gemm.cuh keeps one k-tile's wgmma running,
+# so a stage is refilled two k-tiles after it was read, where the mma.sync kernel's
+# VECTOR_STAGES = 4 run three ahead too).
+WGMMA_KERNEL = "conv2d_implicit_gemm_precomputed_wgmma"
+WGMMA_STAGES = 5
+
+
+def wgmma_tile(tile: MmaTile) -> WgmmaTile:
+    """The warpgroup tile of the tensor-core tile the picker chose (same block shape)."""
+    return WgmmaTile(tile.block_m, tile.block_n, WGMMA_STAGES)
+
+
+WGMMA_FAMILY = register(
+    "conv/implicit_gemm_wgmma.cu",
+    name_expressions=[f"{WGMMA_KERNEL}<{CUDA_TYPES[dt]}, {wgmma_tile(t).template_args}>"
+                      for dt in TENSOR_CORE_DTYPES for t in VECTOR_TILES],
+    hot=[f"{WGMMA_KERNEL}<__half, {wgmma_tile(t).template_args}>" for t in VECTOR_TILES],
+    arch="sm_90a",
+)
+
+
+def wgmma_refusal(call: ConvCall, iterator: str, tile, weight) -> str | None:
+    """Why math="wgmma" cannot run ``call`` (None when it can): it needs what the 8-channel
+    kernel needs (``vector_kernel``) and a compute capability 9.0 GPU (or the simulator)."""
+    if call.executor == "cupy" and not _loader.builds_on_device(WGMMA_FAMILY):
+        import cupy
+        return (f"needs a compute capability {WGMMA_FAMILY.compute_capability} GPU (Hopper: "
+                f"wgmma is an {WGMMA_FAMILY.arch} instruction); this device has "
+                f"{cupy.cuda.Device().compute_capability}")
+    if not call.nhwc:
+        return "runs channels-last (data_format='NHWC') operands only"
+    if iterator != "precomputed":
+        return f"runs the precomputed iterator only; got {iterator!r}"
+    if call.geom.C_per_group % VECTOR_CHANNELS:
+        return (f"needs C/groups a multiple of {VECTOR_CHANNELS} (8-channel copies); got "
+                f"{call.geom.C_per_group}")
+    if not vector_kernel(call, iterator, tile, weight):
+        return "needs 16-byte aligned input and weights (8-channel copies)"
+    return None
+
+
 def choose_loads(call: ConvCall, iterator: str, tensor_cores: bool, loads: str = "auto") -> str:
     """launch_common.choose_loads, and a forced "cp_async" needs the precomputed iterator."""
     loads = common_choose_loads(call.dtype, loads, tensor_cores=tensor_cores)
@@ -207,17 +257,26 @@ def run(call: ConvCall, iterator: str = "auto", tile_widths: str = "auto",
         warp_tiles: str = "auto") -> None:
     g = call.geom
     iterator = choose_iterator(g, iterator, call.nhwc)
-    tensor_cores = uses_tensor_cores(call.dtype, math)
+    tensor_cores = uses_tensor_cores(call.dtype, math, wgmma=True)
     loads = choose_loads(call, iterator, tensor_cores, loads)
     check_gemm_grid("implicit_gemm", g)
     weight = call.krsc_weight() if call.nhwc else call.kcrs_weight()
     tile = pick_tile(g, call.dtype, call.executor, tile_widths, tensor_cores)
-    if vector_kernel(call, iterator, tile, weight):
-        tile = vector_tile(tile, g.gemm_k, warp_tiles)
-    elif loads == "cp_async":
-        tile = async_tile(tile)
+    family = FAMILY
+    if math == "wgmma":
+        why = wgmma_refusal(call, iterator, tile, weight)
+        if why is not None:
+            raise ValueError(f"math='wgmma' {why}")
+        tile, family = wgmma_tile(tile), WGMMA_FAMILY
+        name = f"{WGMMA_KERNEL}<{call.cuda_type}, {tile.template_args}>"
+    else:
+        if vector_kernel(call, iterator, tile, weight):
+            tile = vector_tile(tile, g.gemm_k, warp_tiles)
+        elif loads == "cp_async":
+            tile = async_tile(tile)
+        name = kernel_name(iterator, call.cuda_type, call.nhwc, tile)
     smem = tile.smem_bytes(call.dtype)  # dynamic; the tap table is static shared memory
-    fn = call.kernel(FAMILY, kernel_name(iterator, call.cuda_type, call.nhwc, tile), smem)
+    fn = call.kernel(family, name, smem)
     for chunk in call.chunks():
         c = chunk.geom
         split = forward_split(chunk, splits(c, tile, call.dtype, tensor_cores, call.executor,

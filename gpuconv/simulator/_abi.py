@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import ctypes
 
-ABI_VERSION = 6
+ABI_VERSION = 7
 
 ORDER_CODES = {"forward": 0, "reverse": 1, "random": 2}
 

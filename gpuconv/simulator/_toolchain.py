@@ -34,7 +34,7 @@ OPTIMIZE = {None: ("-O2",), "address": ("-O1", "-fno-omit-frame-pointer"),
             "thread": ("-O1", "-fno-omit-frame-pointer")}
 SANITIZER_FLAGS = {None: (), "address": ("-fsanitize=address",), "thread": ("-fsanitize=thread",)}
 RUNTIME_SOURCES = ("scheduler.cpp", "fibers.cpp", "warp.cpp", "faults.cpp", "shared_memory.cpp",
-                   "async_copy.cpp", "diagnostics.cpp", "switch_x86_64.S")
+                   "async_copy.cpp", "wgmma.cpp", "diagnostics.cpp", "switch_x86_64.S")
 RUNTIME_MACROS = {None: (), "address": ("-DSIMT_ASAN=1",), "thread": ("-DSIMT_TSAN=1",)}
 
 

@@ -175,18 +175,60 @@ __device__ __forceinline__ void stepped_mainloop(Mma& mma, KTileRange tiles, con
   }
 }
 
+// The copies of a main loop's k-tiles into Tile::STAGES shared-memory stages (A's STAGES tiles
+// at smem_a, then B's), in order: copy_next copies k-tile `next` into stage `fill` if it exists
+// (copy_tile: it exists) and commits the thread's copies as one group; past the last k-tile
+// skip_tile commits an empty group, which keeps the wait count of the loops the same. The
+// loaders see load(k0) for the k0 of tiles.begin, tiles.begin + 1, ... once each, in order
+// (conv_tap_table.cuh's cursors rely on it).
+template <class T, class Tile, class LoaderA, class SourceA, class LoaderB, class SourceB>
+struct StageCopies {
+  LoaderA& loader_a;
+  const SourceA& src_a;
+  LoaderB& loader_b;
+  const SourceB& src_b;
+  T* smem_a;
+  T* smem_b;
+  int end;   // the k-tiles' end
+  int fill;  // the stage the next copies go to
+  int next;  // the k-tile they copy
+
+  __device__ __forceinline__ StageCopies(LoaderA& la, const SourceA& sa, LoaderB& lb,
+                                         const SourceB& sb, KTileRange tiles, T* smem)
+      : loader_a(la), src_a(sa), loader_b(lb), src_b(sb), smem_a(smem),
+        smem_b(smem + Tile::STAGES * Tile::STAGE_A), end(tiles.end), fill(0),
+        next(tiles.begin) {}
+
+  __device__ __forceinline__ void skip_tile() {
+    cp_async_commit();
+    ++next;
+    fill = fill + 1 == Tile::STAGES ? 0 : fill + 1;
+  }
+  __device__ __forceinline__ void copy_tile() {
+    loader_a.into(smem_a + fill * Tile::STAGE_A);
+    loader_b.into(smem_b + fill * Tile::STAGE_B);
+    loader_a.load(src_a, next * Tile::BLOCK_K);
+    loader_b.load(src_b, next * Tile::BLOCK_K);
+    skip_tile();
+  }
+  __device__ __forceinline__ void copy_next() {
+    if (next < end)
+      copy_tile();
+    else
+      skip_tile();
+  }
+};
+
 // The main loop for loaders that copy asynchronously (mma_gemm.cuh's KVectorLoader and
-// MnVectorLoader, the element loaders above) into
-// Tile::STAGES stages: acc += A(BLOCK_M x k) * B(k x BLOCK_N) over the k-tiles of `tiles`, as
-// simt_gemm_mainloop computes it, with STAGES - 1 k-tiles in flight while one is multiplied. Each iteration waits
+// MnVectorLoader, the element loaders above) into Tile::STAGES stages: acc += A(BLOCK_M x k) *
+// B(k x BLOCK_N) over the k-tiles of `tiles`, as simt_gemm_mainloop computes it, with
+// STAGES - 1 k-tiles in flight while one is multiplied. Each iteration waits
 // for its k-tile's copies (this thread's with cp_async_wait, everyone's with the barrier), then
 // starts the copies of the k-tile STAGES - 1 ahead into the stage the previous iteration
-// multiplied (the barrier also says every warp is done with it), then multiplies. Every iteration commits a
-// group, empty past the last k-tile, so that the wait count stays STAGES - 2. The loaders see
-// load(k0) for the k0 of tiles.begin, tiles.begin + 1, ... once each, in order
-// (conv_tap_table.cuh's cursors rely on it). smem: Tile::SMEM_ELEMENTS elements of T. A
-// tensor-core Mma (Mma::STEPPED) runs the same waits, copies and sums in stepped_mainloop's
-// order instead.
+// multiplied (the barrier also says every warp is done with it), then multiplies. Every
+// iteration commits a group, empty past the last k-tile (StageCopies), so that the wait count
+// stays STAGES - 2. smem: Tile::SMEM_ELEMENTS elements of T. A tensor-core Mma (Mma::STEPPED)
+// runs the same waits, copies and sums in stepped_mainloop's order instead.
 template <class T, class Tile, class Mma, class LoaderA, class SourceA, class LoaderB, class SourceB>
 __device__ __forceinline__ void async_gemm_mainloop(Mma& mma, LoaderA& loader_a, const SourceA& src_a,
                                                     LoaderB& loader_b, const SourceB& src_b,
@@ -194,54 +236,47 @@ __device__ __forceinline__ void async_gemm_mainloop(Mma& mma, LoaderA& loader_a,
   static_assert(LoaderA::LD == Tile::LDA && LoaderB::LD == Tile::LDB,
                 "the loaders store rows of the tile's padded length");
   constexpr int STAGES = Tile::STAGES;
-  T* smem_a = smem;
-  T* smem_b = smem + STAGES * Tile::STAGE_A;
-  int fill = 0;            // the stage the next copies go to
-  int next = tiles.begin;  // the k-tile they copy
-  auto skip_tile = [&]() {  // past the last k-tile: an empty group
-    cp_async_commit();
-    ++next;
-    fill = fill + 1 == STAGES ? 0 : fill + 1;
-  };
-  auto copy_tile = [&]() {  // k-tile `next`, which exists
-    loader_a.into(smem_a + fill * Tile::STAGE_A);
-    loader_b.into(smem_b + fill * Tile::STAGE_B);
-    loader_a.load(src_a, next * Tile::BLOCK_K);
-    loader_b.load(src_b, next * Tile::BLOCK_K);
-    skip_tile();
-  };
-  auto copy_next = [&]() {
-    if (next < tiles.end)
-      copy_tile();
-    else
-      skip_tile();
-  };
+  StageCopies<T, Tile, LoaderA, SourceA, LoaderB, SourceB> copies(loader_a, src_a, loader_b,
+                                                                  src_b, tiles, smem);
+  auto skip_tile = [&]() { copies.skip_tile(); };
+  auto copy_tile = [&]() { copies.copy_tile(); };
+  auto copy_next = [&]() { copies.copy_next(); };
 
 #pragma unroll
   for (int s = 0; s < STAGES - 1; ++s) copy_next();
 
   if constexpr (Mma::STEPPED) {
-    stepped_mainloop<T, Tile>(mma, tiles, smem_a, smem_b, copy_next, copy_tile, skip_tile);
+    stepped_mainloop<T, Tile>(mma, tiles, copies.smem_a, copies.smem_b, copy_next, copy_tile,
+                              skip_tile);
   } else {
     int read = 0;  // the stage k-tile t is in
     for (int t = tiles.begin; t < tiles.end; ++t) {
       cp_async_wait<STAGES - 2>();  // this thread's copies of k-tile t have landed
       __syncthreads();              // everyone's have; everyone is done with k-tile t - 1
       copy_next();                  // k-tile t + STAGES - 1, into k-tile t - 1's stage
-      mma.compute(smem_a + read * Tile::STAGE_A, smem_b + read * Tile::STAGE_B);
+      mma.compute(copies.smem_a + read * Tile::STAGE_A, copies.smem_b + read * Tile::STAGE_B);
       read = read + 1 == STAGES ? 0 : read + 1;
     }
   }
   cp_async_wait<0>();  // only empty groups remain; the epilogue reuses the shared memory
 }
 
+// wgmma_gemm.cuh's main loop (Hopper warpgroup tiles), declared here for gemm_mainloop.
+template <class T, class Tile, class Mma, class LoaderA, class SourceA, class LoaderB, class SourceB>
+__device__ __forceinline__ void wgmma_mainloop(Mma& mma, LoaderA& loader_a, const SourceA& src_a,
+                                               LoaderB& loader_b, const SourceB& src_b,
+                                               KTileRange tiles, T* smem);
+
 // The main loop the tile's loaders need: cp.async stages for MmaTileK / MmaTileAsync /
-// SimtTileAsync, registers otherwise.
+// SimtTileAsync (with warpgroup multiply-adds for wgmma_gemm.cuh's WgmmaTileK), registers
+// otherwise.
 template <class T, class Tile, class Mma, class LoaderA, class SourceA, class LoaderB, class SourceB>
 __device__ __forceinline__ void gemm_mainloop(Mma& mma, LoaderA& loader_a, const SourceA& src_a,
                                               LoaderB& loader_b, const SourceB& src_b,
                                               KTileRange tiles, T* smem) {
-  if constexpr (Tile::ASYNC_COPY)
+  if constexpr (Tile::WARPGROUP_MMA)
+    wgmma_mainloop<T, Tile>(mma, loader_a, src_a, loader_b, src_b, tiles, smem);
+  else if constexpr (Tile::ASYNC_COPY)
     async_gemm_mainloop<T, Tile>(mma, loader_a, src_a, loader_b, src_b, tiles, smem);
   else
     simt_gemm_mainloop<T, Tile>(mma, loader_a, src_a, loader_b, src_b, tiles, smem);

@@ -21,6 +21,10 @@ template <class T> struct Acc { using type = float; };
 template <> struct Acc<double> { using type = double; };
 template <class T> using acc_t = typename Acc<T>::type;
 
+// Which of the 16-bit types T is, where an instruction names it (wgmma's .bf16 / .f16).
+template <class T> constexpr bool IS_BFLOAT16 = false;
+template <> constexpr bool IS_BFLOAT16<__nv_bfloat16> = true;
+
 template <class T> __device__ __forceinline__ acc_t<T> to_acc(T v) { return v; }
 template <> __device__ __forceinline__ float to_acc<__half>(__half v) { return __half2float(v); }
 template <> __device__ __forceinline__ float to_acc<__nv_bfloat16>(__nv_bfloat16 v) {

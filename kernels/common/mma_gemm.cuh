@@ -44,6 +44,8 @@ struct MmaTile {
   static constexpr bool ROWS_ALONG_K = false;
   // Loaded through registers by simt_gemm_mainloop (MmaTileK: cp.async, async_gemm_mainloop).
   static constexpr bool ASYNC_COPY = false;
+  // Warp-level mma.sync (wgmma_gemm.cuh's WgmmaTileK: warpgroup wgmma, wgmma_mainloop).
+  static constexpr bool WARPGROUP_MMA = false;
   static constexpr int STAGE_A = BLOCK_K * LDA;
   static constexpr int STAGE_B = BLOCK_K * LDB;
   // Elements of T in dynamic shared memory for the main loop.

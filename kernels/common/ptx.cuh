@@ -1,8 +1,10 @@
 // The project's inline PTX: the tensor-core helpers (ldmatrix with and without .trans,
-// mma.sync) and the asynchronous global -> shared copies (cp.async), each with a CPU branch for
-// the simulator (simulator.md, convention 1): the tensor-core ones written as warp collectives,
-// the copies through the simulator's model of cp.async (issued copies land at the wait).
-// No kernel holds an asm statement of its own.
+// mma.sync), the asynchronous global -> shared copies (cp.async) and Hopper's warpgroup
+// multiply-adds (wgmma), each with a CPU branch for the simulator (simulator.md, convention 1):
+// the mma.sync ones written as warp collectives, the copies through the simulator's model of
+// cp.async (issued copies land at the wait), wgmma through its model of wgmma (issued
+// multiply-adds are computed at the wait: simt_wgmma.h). No kernel holds an asm statement of its
+// own.
 //
 // Fragment layouts are the PTX ISA's ("Matrix fragments for mma.m16n8k16", "ldmatrix"): with
 // gid = lane / 4 and tig = lane % 4, a 32-bit register holds two 16-bit elements, the lower
@@ -180,6 +182,155 @@ __device__ __forceinline__ void cp_async_wait() {
   asm volatile("cp.async.wait_group %0;\n" ::"n"(PENDING) : "memory");
 #elif defined(__SIMT_CPU__)
   simt_async_wait(PENDING);
+#endif
+}
+
+// The shared-memory address of `p` (a pointer into shared memory): the offset in the block's
+// shared window on a GPU, whose low bits the swizzled layouts depend on; the host address's low
+// 32 bits in the simulator, where kernels align the same way.
+__device__ __forceinline__ unsigned shared_address(const void* p) {
+#if defined(__CUDA_ARCH__)
+  return static_cast<unsigned>(__cvta_generic_to_shared(p));
+#else
+  return static_cast<unsigned>(reinterpret_cast<unsigned long long>(p));
+#endif
+}
+
+// fence.proxy.async.shared::cta (sm_90+): this thread's writes to shared memory so far (its
+// landed cp.async copies included: the generic proxy) become visible to the async proxy that
+// wgmma reads its shared-memory operands through. Before the barrier that hands a stage to the
+// warpgroups. Nothing to model on the CPU (one memory).
+__device__ __forceinline__ void fence_async_shared() {
+#if defined(__CUDA_ARCH__)
+  asm volatile("fence.proxy.async.shared::cta;\n" ::: "memory");
+#endif
+}
+
+// ---- wgmma (sm_90a: compiled only in families built for that architecture) -----------------
+//
+// wgmma.mma_async.sync.aligned.m64nNk16.f32.{f16,bf16}: the 4 warps of a warpgroup (128
+// consecutive threads, the first a multiple of 128) multiply a 64 x 16 A by a 16 x N B, both read
+// from shared memory through descriptors, into float accumulators in registers, asynchronously:
+// wgmma_fence before the first of a batch (the accumulators' earlier writes), wgmma_commit to
+// close a group, wgmma_wait<PENDING> before reading the accumulators or overwriting an operand.
+// Accumulator layout (warp w of the warpgroup, lane l): d[i] is D(16 w + l / 4 + 8 ((i % 4) / 2),
+// 8 (i / 4) + 2 (l % 4) + i % 2): per 8 columns, mma.m16n8k16's C layout (header comment) for
+// each warp's 16 rows.
+
+// The matrix descriptor of a K-major operand tile (rows along k, 16-bit elements) stored as
+// ROW_BYTES-byte rows whose 16-byte chunks are swizzled by the PTX ISA's ROW_BYTES swizzle mode
+// (32, 64 or 128 bytes: chunk c of row r at c ^ (r / (128 / ROW_BYTES)) % (ROW_BYTES / 16) when
+// the tile starts where the pattern does, mma_gemm.cuh KChunkSwizzle), groups of 8 rows
+// 8 * ROW_BYTES apart. Fields (16-byte units): start address [0, 14), leading byte offset
+// [16, 30) (unused by swizzled K-major layouts: 1), stride byte offset [32, 46), base offset
+// [49, 52) = 0 (the pattern starts at an aligned address), layout [62, 64): 1 = 128-byte,
+// 2 = 64-byte, 3 = 32-byte swizzle.
+template <int ROW_BYTES>
+__device__ __forceinline__ unsigned long long wgmma_descriptor(const void* tile) {
+  static_assert(ROW_BYTES == 32 || ROW_BYTES == 64 || ROW_BYTES == 128, "a wgmma swizzle mode");
+  constexpr unsigned long long LAYOUT = ROW_BYTES == 128 ? 1 : ROW_BYTES == 64 ? 2 : 3;
+  return static_cast<unsigned long long>((shared_address(tile) & 0x3FFFF) >> 4) |
+         (1ull << 16) | (static_cast<unsigned long long>((8 * ROW_BYTES) >> 4) << 32) |
+         (LAYOUT << 62);
+}
+
+// wgmma.fence.sync.aligned: orders the warpgroup's earlier register writes of the accumulators
+// (and shared-memory writes) before the wgmma that follow.
+__device__ __forceinline__ void wgmma_fence() {
+#if defined(__CUDA_ARCH__)
+  asm volatile("wgmma.fence.sync.aligned;\n" ::: "memory");
+#endif
+}
+
+// Keeps the compiler from moving reads or writes of the accumulators across this point (a
+// wgmma writes them asynchronously, which its asm operands cannot say): CUTLASS's
+// warpgroup_fence_operand, around every issue and after every wait.
+template <int REGS>
+__device__ __forceinline__ void wgmma_fence_operands(float (&d)[REGS]) {
+#if defined(__CUDA_ARCH__)
+#pragma unroll
+  for (int i = 0; i < REGS; ++i) asm volatile("" : "+f"(d[i])::"memory");
+#endif
+}
+
+// wgmma.commit_group.sync.aligned: the thread's wgmma since its last commit form one group.
+__device__ __forceinline__ void wgmma_commit() {
+#if defined(__CUDA_ARCH__)
+  asm volatile("wgmma.commit_group.sync.aligned;\n" ::: "memory");
+#elif defined(__SIMT_CPU__)
+  simt_wgmma_commit();
+#endif
+}
+
+// wgmma.wait_group.sync.aligned PENDING: returns once at most PENDING of the thread's newest
+// committed groups are still running; `d`, the accumulators they write, are then final for all
+// older groups.
+template <int PENDING, int REGS>
+__device__ __forceinline__ void wgmma_wait(float (&d)[REGS]) {
+#if defined(__CUDA_ARCH__)
+  asm volatile("wgmma.wait_group.sync.aligned %0;\n" ::"n"(PENDING) : "memory");
+#elif defined(__SIMT_CPU__)
+  simt_wgmma_wait(PENDING);
+#endif
+  wgmma_fence_operands(d);
+}
+
+// The accumulator operands of one wgmma: d[i .. i + 7], then lists of 16, 32, 64.
+#define GC_WGMMA_D8(d, i)                                                                     \
+  "+f"(d[i]), "+f"(d[i + 1]), "+f"(d[i + 2]), "+f"(d[i + 3]), "+f"(d[i + 4]), "+f"(d[i + 5]), \
+      "+f"(d[i + 6]), "+f"(d[i + 7])
+#define GC_WGMMA_D16(d) GC_WGMMA_D8(d, 0), GC_WGMMA_D8(d, 8)
+#define GC_WGMMA_D32(d) GC_WGMMA_D16(d), GC_WGMMA_D8(d, 16), GC_WGMMA_D8(d, 24)
+#define GC_WGMMA_D64(d)                                                                       \
+  GC_WGMMA_D32(d), GC_WGMMA_D8(d, 32), GC_WGMMA_D8(d, 40), GC_WGMMA_D8(d, 48), GC_WGMMA_D8(d, 56)
+// Their names in the instruction's text, then the operands after them: descriptors of A and B
+// and the scale-d predicate's source (1: D += A * B).
+#define GC_WGMMA_R8(a, b, c, d, e, f, g, h) \
+  "%" #a ", %" #b ", %" #c ", %" #d ", %" #e ", %" #f ", %" #g ", %" #h
+#define GC_WGMMA_R16 \
+  GC_WGMMA_R8(0, 1, 2, 3, 4, 5, 6, 7) ", " GC_WGMMA_R8(8, 9, 10, 11, 12, 13, 14, 15)
+#define GC_WGMMA_R32                                                                          \
+  GC_WGMMA_R16 ", " GC_WGMMA_R8(16, 17, 18, 19, 20, 21, 22, 23) ", "                          \
+      GC_WGMMA_R8(24, 25, 26, 27, 28, 29, 30, 31)
+#define GC_WGMMA_R64                                                                          \
+  GC_WGMMA_R32 ", " GC_WGMMA_R8(32, 33, 34, 35, 36, 37, 38, 39) ", "                          \
+      GC_WGMMA_R8(40, 41, 42, 43, 44, 45, 46, 47) ", " GC_WGMMA_R8(48, 49, 50, 51, 52, 53, 54, 55) \
+      ", " GC_WGMMA_R8(56, 57, 58, 59, 60, 61, 62, 63)
+// One wgmma: N, its element type's name, the register list, and the operand numbers of
+// desc-a, desc-b and the scale-d source.
+#define GC_WGMMA_TEXT(N, TYPE, REGS, DA, DB, SCALE)                                           \
+  "{\n.reg .pred p;\nsetp.ne.b32 p, %" #SCALE ", 0;\n"                                        \
+  "wgmma.mma_async.sync.aligned.m64n" #N "k16.f32." TYPE "." TYPE " {" REGS "}, %" #DA       \
+  ", %" #DB ", p, 1, 1, 0, 0;\n}\n"
+
+// d += A * B: A the warpgroup's 64 x 16 tile at `a`, B the N x 16 tile at `b` (rows along k, in
+// the ROW_BYTES swizzle, wgmma_descriptor); T is __half or __nv_bfloat16. N: 32, 64 or 128.
+template <class T, int N, int ROW_BYTES>
+__device__ __forceinline__ void wgmma_m64nNk16(float (&d)[N / 2], const T* a, const T* b) {
+  static_assert(sizeof(T) == 2, "16-bit operands");
+  static_assert(N == 32 || N == 64 || N == 128, "the block tile widths built");
+#if defined(__CUDA_ARCH__)
+  constexpr bool BF16 = IS_BFLOAT16<T>;
+  const unsigned long long desc_a = wgmma_descriptor<ROW_BYTES>(a);
+  const unsigned long long desc_b = wgmma_descriptor<ROW_BYTES>(b);
+  // The instruction for N (register list REGS, accumulator operands D), .bf16 or .f16.
+#define GC_WGMMA_ISSUE(N, REGS, D, DA, DB, SCALE)                                              \
+  if constexpr (BF16)                                                                         \
+    asm volatile(GC_WGMMA_TEXT(N, "bf16", REGS, DA, DB, SCALE)                                \
+                 : D(d) : "l"(desc_a), "l"(desc_b), "n"(1));                                  \
+  else                                                                                        \
+    asm volatile(GC_WGMMA_TEXT(N, "f16", REGS, DA, DB, SCALE)                                 \
+                 : D(d) : "l"(desc_a), "l"(desc_b), "n"(1))
+  if constexpr (N == 32) {
+    GC_WGMMA_ISSUE(32, GC_WGMMA_R16, GC_WGMMA_D16, 16, 17, 18);
+  } else if constexpr (N == 64) {
+    GC_WGMMA_ISSUE(64, GC_WGMMA_R32, GC_WGMMA_D32, 32, 33, 34);
+  } else {
+    GC_WGMMA_ISSUE(128, GC_WGMMA_R64, GC_WGMMA_D64, 64, 65, 66);
+  }
+#undef GC_WGMMA_ISSUE
+#elif defined(__SIMT_CPU__)
+  simt_wgmma_issue(d, a, b, N, ROW_BYTES, IS_BFLOAT16<T>);
 #endif
 }
 

@@ -77,6 +77,7 @@ struct SimtTile {
   static constexpr int LDB = BLOCK_N + SMEM_PAD<float>;
   static constexpr int STAGES = 2;
   static constexpr bool ASYNC_COPY = false;  // loaded through registers (simt_gemm_mainloop)
+  static constexpr bool WARPGROUP_MMA = false;  // wgmma_gemm.cuh's tiles only
   static constexpr bool ROWS_ALONG_K = false;  // k-major tiles (mma_gemm.cuh: MmaTileK)
   // Elements of one stage of each operand tile (k-major: BLOCK_K rows of LDA / LDB).
   static constexpr int STAGE_A = BLOCK_K * LDA;

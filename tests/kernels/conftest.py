@@ -15,3 +15,19 @@ def launched_names(monkeypatch) -> list[str]:
         names.append(self.name)
     monkeypatch.setattr(Function, "__call__", recording_launch)
     return names
+
+
+@pytest.fixture
+def asked_kernels(monkeypatch) -> list[str]:
+    """Name expressions of the kernels the conv launchers ask for (ConvCall.kernel), in order,
+    whichever executor then runs them."""
+    from gpuconv.conv import launch_common
+    names = []
+    real = launch_common.ConvCall.kernel
+
+    def spy(self, family, name_expression, *shared_mem):
+        names.append(name_expression)
+        return real(self, family, name_expression, *shared_mem)
+
+    monkeypatch.setattr(launch_common.ConvCall, "kernel", spy)
+    return names

@@ -195,7 +195,7 @@ TENSOR_CORE_CASE = Case("tensor_core_tiles", (2, 7, 9, 10), (75, 7, 3, 3), dict(
 @pytest.mark.parametrize("tile", launch_implicit_gemm.tiles("float16", tensor_cores=True),
                          ids=lambda t: t.template_args.replace(" ", ""))
 @pytest.mark.parametrize("data_format", LAYOUTS)
-def test_tensor_core_tiles(tile, data_format, monkeypatch, launched, rng):
+def test_tensor_core_tiles(tile, data_format, monkeypatch, asked_kernels, rng):
     monkeypatch.setattr(launch_implicit_gemm, "pick_tile", lambda *args: tile)
     g = TENSOR_CORE_CASE.geom
     assert g.gemm_m > tile.block_m and g.K % tile.block_n and g.gemm_k % tile.block_k
@@ -204,8 +204,8 @@ def test_tensor_core_tiles(tile, data_format, monkeypatch, launched, rng):
                             else ("forward", "random")):
         check_both(TENSOR_CORE_CASE, dtype, data_format, order, rng, bias=True, residual=True,
                    activation="sigmoid")
-        assert launched[-1].endswith(f"{tile.template_args}>")
-        assert "_mma<" in launched[-1]
+        assert asked_kernels[-1].endswith(f"{tile.template_args}>")
+        assert "_mma<" in asked_kernels[-1]
 
 
 # Channels-last, C/groups a multiple of 8: the precomputed iterator's tensor-core kernel copies
@@ -219,7 +219,7 @@ VECTOR_CASE = Case("vector_loads", (2, 32, 9, 10), (150, 16, 3, 3),
 @pytest.mark.parametrize("warp_tiles", ("large", "small"))
 @pytest.mark.parametrize("tile", launch_implicit_gemm.VECTOR_TILES,
                          ids=lambda t: t.template_args.replace(" ", ""))
-def test_vector_loads(tile, warp_tiles, monkeypatch, launched, rng):
+def test_vector_loads(tile, warp_tiles, monkeypatch, asked_kernels, rng):
     """The 8-channel kernel, its block tile on 4 warps or 8, against the reference and, bit
     for bit, against the analytic tensor-core kernel (same k order, same mma steps)."""
     monkeypatch.setattr(launch_implicit_gemm, "pick_tile", lambda *args: tile)
@@ -230,12 +230,12 @@ def test_vector_loads(tile, warp_tiles, monkeypatch, launched, rng):
     for dtype, order in zip([np.dtype(np.float16)] + BFLOAT16, ("random", "reverse")):
         check_both(VECTOR_CASE, dtype, "NHWC", order, rng, bias=True, residual=True,
                    activation="relu", warp_tiles=warp_tiles)
-        precomputed = [n for n in launched if "precomputed" in n][-1]
+        precomputed = [n for n in asked_kernels if "precomputed" in n][-1]
         assert precomputed.startswith(launch_implicit_gemm.VECTOR_KERNEL + "<")
         assert precomputed.endswith(f"{vector_tile.template_args}>")
 
 
-def test_warp_tiles_by_depth(launched, rng):
+def test_warp_tiles_by_depth(asked_kernels, rng):
     """"auto" runs the 8-channel kernel's block on 4 warps from FORWARD_LARGE_WARPS_MIN_K GEMM
     k on, on 8 below; a forced choice holds whatever the depth; another value is a ValueError."""
     deep = Case("deep", (1, 128, 6, 7), (16, 128, 3, 3), dict(padding=1))     # k = 1152
@@ -254,9 +254,9 @@ def test_warp_tiles_by_depth(launched, rng):
         x, w, _, _ = make_inputs(case, np.float16, "NHWC", "random", rng)
         y = run_kernel(case, x, w, iterator="precomputed", data_format="NHWC",
                        warp_tiles=warp_tiles)
-        assert launched[-1].startswith(launch_implicit_gemm.VECTOR_KERNEL + "<")
-        assert launched[-1].endswith(f"{block[0]}, {block[1]}, 32, {warps[0]}, {warps[1]}, 4>"), \
-            launched[-1]
+        assert asked_kernels[-1].startswith(launch_implicit_gemm.VECTOR_KERNEL + "<")
+        assert asked_kernels[-1].endswith(f"{block[0]}, {block[1]}, 32, {warps[0]}, {warps[1]}, 4>"), \
+            asked_kernels[-1]
         assert_close(y, reference(case, x, w, data_format="NHWC"), np.float16)
     with pytest.raises(ValueError, match="warp_tiles must be one of"):
         run_kernel(deep, x, w, iterator="precomputed", data_format="NHWC", warp_tiles="medium")
@@ -282,7 +282,7 @@ def tile_128x128(monkeypatch):
 
 @pytest.mark.parametrize("split_k", (1, 2))
 @pytest.mark.parametrize("case", LOOP_CASES, ids=lambda c: c.name)
-def test_copies_among_the_mma(case, split_k, tile_128x128, launched, rng):
+def test_copies_among_the_mma(case, split_k, tile_128x128, asked_kernels, rng):
     """The 128 x 128 tile on 4 warps of 64 x 64, whose copies run among the mma in a loop of
     their own (async_gemm.cuh, Mma::COPIES_AMONG_MMA), at every loop length around the
     stages' count, whole and split in two along k (each split its own shorter loop)."""
@@ -290,16 +290,16 @@ def test_copies_among_the_mma(case, split_k, tile_128x128, launched, rng):
     x, w, b, _ = make_inputs(case, np.float16, "NHWC", "random", rng, bias=True)
     y = run_kernel(case, x, w, b, iterator="precomputed", data_format="NHWC", order="random",
                    warp_tiles="large", split_k=split_k)
-    kernels = [n for n in launched if n.startswith(launch_implicit_gemm.VECTOR_KERNEL + "<")]
+    kernels = [n for n in asked_kernels if n.startswith(launch_implicit_gemm.VECTOR_KERNEL + "<")]
     assert kernels[-1].endswith("128, 128, 32, 64, 64, 4>"), kernels
-    assert any("split_k_epilogue" in n for n in launched) == (split_k > 1 and case.geom.gemm_k > 32)
+    assert any("split_k_epilogue" in n for n in asked_kernels) == (split_k > 1 and case.geom.gemm_k > 32)
     assert_close(y, reference(case, x, w, b, data_format="NHWC"), np.float16)
 
 
 @pytest.mark.gpu
 @pytest.mark.parametrize("split_k", (1, 2))
 @pytest.mark.parametrize("case", LOOP_CASES, ids=lambda c: c.name)
-def test_copies_among_the_mma_on_gpu(case, split_k, tile_128x128, launched, rng):
+def test_copies_among_the_mma_on_gpu(case, split_k, tile_128x128, asked_kernels, rng):
     """test_copies_among_the_mma on the hardware (its cp.async waits and barriers were checked
     against the simulator's model only)."""
     import cupy
@@ -307,31 +307,31 @@ def test_copies_among_the_mma_on_gpu(case, split_k, tile_128x128, launched, rng)
     y = launch.conv2d(case.geom, *(cupy.asarray(a) for a in (x, w, b)),
                       algorithm="implicit_gemm", data_format="NHWC", executor="cupy",
                       warp_tiles="large", split_k=split_k)
-    assert any(n.endswith("128, 128, 32, 64, 64, 4>") for n in launched), launched
+    assert any(n.endswith("128, 128, 32, 64, 64, 4>") for n in asked_kernels), asked_kernels
     assert_close(cupy.asnumpy(y), reference(case, x, w, b, data_format="NHWC"), np.float16)
 
 
-def test_vector_loads_need_aligned_channels(launched, rng):
+def test_vector_loads_need_aligned_channels(asked_kernels, rng):
     """C/groups not a multiple of 8, or an input not 16-byte aligned: the scalar kernel."""
     x, w, _, _ = make_inputs(VECTOR_CASE, np.float16, "NHWC", "random", rng)
     run_kernel(VECTOR_CASE, x, w, iterator="auto", data_format="NHWC")
-    assert launched[-1].startswith(launch_implicit_gemm.VECTOR_KERNEL + "<")
+    assert asked_kernels[-1].startswith(launch_implicit_gemm.VECTOR_KERNEL + "<")
     shifted = np.empty(x.size + 1, np.float16)[1:].reshape(x.shape)  # 2 bytes off alignment
     shifted[...] = x
     y = run_kernel(VECTOR_CASE, shifted, w, iterator="auto", data_format="NHWC")
-    assert launched[-1].startswith("conv2d_implicit_gemm_precomputed_mma<__half, true")
+    assert asked_kernels[-1].startswith("conv2d_implicit_gemm_precomputed_mma<__half, true")
     assert_close(y, reference(VECTOR_CASE, x, w, data_format="NHWC"), np.float16)
     case = Case("12_channels", (1, 12, 6, 7), (16, 12, 3, 3), dict(padding=1))
     x, w, _, _ = make_inputs(case, np.float16, "NHWC", "random", rng)
     run_kernel(case, x, w, iterator="auto", data_format="NHWC")
-    assert launched[-1].startswith("conv2d_implicit_gemm_precomputed_mma<__half, true")
+    assert asked_kernels[-1].startswith("conv2d_implicit_gemm_precomputed_mma<__half, true")
 
 
 @pytest.mark.gpu
 @pytest.mark.parametrize("warp_tiles", ("large", "small"))
 @pytest.mark.parametrize("tile", launch_implicit_gemm.VECTOR_TILES,
                          ids=lambda t: t.template_args.replace(" ", ""))
-def test_vector_loads_on_gpu(tile, warp_tiles, monkeypatch, launched, rng):
+def test_vector_loads_on_gpu(tile, warp_tiles, monkeypatch, asked_kernels, rng):
     """The cp.async kernel on the hardware, every block tile on 4 warps and on 8 (its waits,
     barriers and fragments were checked against the simulator's model of cp.async and
     ldmatrix only)."""
@@ -344,13 +344,13 @@ def test_vector_loads_on_gpu(tile, warp_tiles, monkeypatch, launched, rng):
                       residual=cupy.asarray(r), activation="relu", algorithm="implicit_gemm",
                       data_format="NHWC", executor="cupy", warp_tiles=warp_tiles)
     vector_tile = launch_implicit_gemm.vector_tile(tile, 0, warp_tiles)
-    assert launched[-1] == launch_implicit_gemm.kernel_name("precomputed", "__half", True,
+    assert asked_kernels[-1] == launch_implicit_gemm.kernel_name("precomputed", "__half", True,
                                                             vector_tile)
     expected = reference(VECTOR_CASE, x, w, b, r, data_format="NHWC", activation="relu")
     assert_close(cupy.asnumpy(y), expected, dtype)
 
 
-def test_math_option(launched, rng):
+def test_math_option(asked_kernels, rng):
     """16-bit dtypes take the tensor cores unless math="cuda_cores"; 32- and 64-bit dtypes
     have no tensor-core tiles here (no TF32: float32 products stay strict)."""
     case = CASE_BY_NAME["one_channel"]
@@ -359,7 +359,7 @@ def test_math_option(launched, rng):
                                 (np.float32, "auto", "conv2d_implicit_gemm_precomputed<")]:
         x, w, _, _ = make_inputs(case, dtype, "NCHW", "random", rng)
         y = run_kernel(case, x, w, iterator="auto", data_format="NCHW", math=math)
-        assert launched[-1].startswith(kernel)
+        assert asked_kernels[-1].startswith(kernel)
         assert_close(y, reference(case, x, w, data_format="NCHW"), dtype)
     x, w, _, _ = make_inputs(case, np.float32, "NCHW", "random", rng)
     with pytest.raises(ValueError, match="math='tensor_cores' needs float16 or bfloat16"):
@@ -492,48 +492,34 @@ def test_taps_that_read_only_padding_in_a_tile_are_skipped(data_format, small_ti
 # ------------------------------------------------------------------------------------ selection
 
 
-@pytest.fixture
-def launched(monkeypatch):
-    """Names of the kernels the launchers ask for."""
-    names = []
-    real = launch_common.ConvCall.kernel
-
-    def spy(self, family, name_expression, *shared_mem):
-        names.append(name_expression)
-        return real(self, family, name_expression, *shared_mem)
-
-    monkeypatch.setattr(launch_common.ConvCall, "kernel", spy)
-    return names
-
-
 @pytest.mark.parametrize("case, expected", [
     (CASE_BY_NAME["taps32_4x8"], "conv2d_implicit_gemm_precomputed<"),
     (CASE_BY_NAME["1x1_stride2"], "conv2d_implicit_gemm_precomputed<"),
     (WIDE_FILTER, "conv2d_implicit_gemm<"),
 ], ids=lambda v: getattr(v, "name", v))
-def test_auto_runs_precomputed_up_to_32_taps(case, expected, launched, rng):
+def test_auto_runs_precomputed_up_to_32_taps(case, expected, asked_kernels, rng):
     x, w, _, _ = make_inputs(case, np.float32, "NCHW", "random", rng)
     y = run_kernel(case, x, w, iterator="auto", data_format="NCHW")
-    assert launched[-1].startswith(expected)
+    assert asked_kernels[-1].startswith(expected)
     assert_close(y, reference(case, x, w, data_format="NCHW"), np.float32)
 
 
-def test_public_conv2d_runs_precomputed(launched, rng):
+def test_public_conv2d_runs_precomputed(asked_kernels, rng):
     case = CASE_BY_NAME["5x3_stride3_same"]
     x, w, _, _ = make_inputs(case, np.float32, "NHWC", "random", rng)
     with gpuconv.simulate():
         y = gpuconv.conv2d(x, w, **case.kwargs, algorithm="implicit_gemm", data_format="NHWC")
-    assert launched[-1].startswith("conv2d_implicit_gemm_precomputed<float, true")
+    assert asked_kernels[-1].startswith("conv2d_implicit_gemm_precomputed<float, true")
     assert_close(y, reference(case, x, w, data_format="NHWC"), np.float32)
 
 
-def test_forced_analytic_and_precomputed_are_the_two_kernels(launched, rng):
+def test_forced_analytic_and_precomputed_are_the_two_kernels(asked_kernels, rng):
     case = CASE_BY_NAME["one_channel"]
     for (iterator, tensor_cores), kernel in launch_implicit_gemm.KERNELS.items():
         dtype, cuda_t = (np.float16, "__half") if tensor_cores else (np.float64, "double")
         x, w, _, _ = make_inputs(case, dtype, "NHWC", "random", rng)
         run_kernel(case, x, w, iterator=iterator, data_format="NHWC")
-        assert launched[-1].startswith(f"{kernel}<{cuda_t}, true")
+        assert asked_kernels[-1].startswith(f"{kernel}<{cuda_t}, true")
 
 
 def test_precomputed_refuses_more_than_32_taps(rng):

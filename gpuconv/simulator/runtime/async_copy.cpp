@@ -10,9 +10,7 @@
 namespace simt {
 
 void reset_async_copies(Fiber* f) {
-  f->async_copies.clear();  // keeps the capacity for the next block
-  f->async_head = 0;
-  f->async_commits = 0;
+  f->async_copies.reset();
 }
 
 }  // namespace simt
@@ -32,30 +30,14 @@ extern "C" void simt_async_enqueue(const simt_async_copy_record* copy, const cha
     set_error_source(file, line);
     fault_in_fiber(f);
   }
-  f->async_copies.push_back(AsyncCopy{*copy, f->async_commits});
+  f->async_copies.issue(*copy);
 }
 
 extern "C" void simt_async_commit_group(void) {
-  ++require_fiber("cp.async.commit_group")->async_commits;
+  require_fiber("cp.async.commit_group")->async_copies.commit();
 }
 
 extern "C" unsigned simt_async_complete(unsigned pending, simt_async_copy_record* out,
                                         unsigned capacity) {
-  Fiber* f = require_fiber("cp.async.wait_group");
-  // Groups numbered below `done` are complete: all committed ones but the newest `pending`.
-  const uint64_t done = f->async_commits > pending ? f->async_commits - pending : 0;
-  auto& queue = f->async_copies;
-  unsigned n = 0;
-  while (n < capacity && f->async_head < queue.size() && queue[f->async_head].group < done)
-    out[n++] = queue[f->async_head++].copy;
-  if (f->async_head == queue.size()) {
-    queue.clear();
-    f->async_head = 0;
-  } else if (f->async_head >= 64 && 2 * f->async_head >= queue.size()) {
-    // A pipeline that always leaves groups in flight never empties its queue: drop the
-    // completed front now and then so that it does not grow without bound.
-    queue.erase(queue.begin(), queue.begin() + static_cast<std::ptrdiff_t>(f->async_head));
-    f->async_head = 0;
-  }
-  return n;
+  return require_fiber("cp.async.wait_group")->async_copies.complete(pending, out, capacity);
 }

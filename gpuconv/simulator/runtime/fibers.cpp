@@ -180,6 +180,7 @@ void ensure_stacks(unsigned count, size_t stack_size) {
 void fiber_reset_for_block(Fiber* f) {
   f->state = State::NotStarted;
   reset_async_copies(f);
+  reset_wgmma(f);
 #if defined(SIMT_TSAN)
   // Created by the scheduler, never by the fiber that ran before (TSan orders a fiber after
   // everything its creator did, which would hide every race), and kept for later blocks and

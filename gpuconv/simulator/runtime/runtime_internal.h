@@ -38,10 +38,46 @@ enum class State : uint8_t {
 
 constexpr int kTokenRing = 16;  // TSan sync tokens per lane, reused round-robin
 
-// One issued cp.async (async_copy.cpp): its bytes and the commit group it belongs to.
-struct AsyncCopy {
-  simt_async_copy_record copy;
-  uint64_t group;  // the thread's number of commits when it was issued
+// A thread's asynchronous operations of one kind (cp.async copies, wgmma multiply-adds), in
+// issue order, each tagged with the commit group it belongs to: `commits` groups committed so
+// far in this block; the operations from `head` on are not yet complete (async_copy.cpp,
+// wgmma.cpp).
+template <class Record>
+struct GroupQueue {
+  struct Entry {
+    Record record;
+    uint64_t group;  // the thread's number of commits when it was issued
+  };
+  std::vector<Entry> entries;
+  size_t head = 0;
+  uint64_t commits = 0;
+
+  void reset() {
+    entries.clear();  // keeps the capacity for the next block
+    head = 0;
+    commits = 0;
+  }
+  void issue(const Record& record) { entries.push_back(Entry{record, commits}); }
+  void commit() { ++commits; }
+  // The wait_group rule shared by cp.async and wgmma: moves up to `capacity` operations of the
+  // committed groups older than the newest `pending` ones into out[], oldest first, and forgets
+  // them; returns how many (the caller asks again while it gets `capacity`).
+  unsigned complete(unsigned pending, Record* out, unsigned capacity) {
+    const uint64_t done = commits > pending ? commits - pending : 0;
+    unsigned n = 0;
+    while (n < capacity && head < entries.size() && entries[head].group < done)
+      out[n++] = entries[head++].record;
+    if (head == entries.size()) {
+      entries.clear();
+      head = 0;
+    } else if (head >= 64 && 2 * head >= entries.size()) {
+      // A pipeline that always leaves groups in flight never empties its queue: drop the
+      // completed front now and then so that it does not grow without bound.
+      entries.erase(entries.begin(), entries.begin() + static_cast<std::ptrdiff_t>(head));
+      head = 0;
+    }
+    return n;
+  }
 };
 
 struct Fiber {
@@ -71,11 +107,10 @@ struct Fiber {
     void* result;
   } request{};
 
-  // cp.async copies issued and not yet completed, oldest first from async_head (async_copy.cpp),
-  // and the groups committed so far in this block.
-  std::vector<AsyncCopy> async_copies;
-  size_t async_head = 0;
-  uint64_t async_commits = 0;
+  // cp.async copies (async_copy.cpp) and wgmma multiply-adds (wgmma.cpp) issued and not yet
+  // completed, with the groups committed so far in this block.
+  GroupQueue<simt_async_copy_record> async_copies;
+  GroupQueue<simt_wgmma_record> wgmma_ops;
 
   // Sanitizer state, and the ucontext_t of non-x86-64 builds.
   void* tsan_fiber = nullptr;
@@ -191,6 +226,7 @@ bool in_shared_memory(const void* address, size_t size);
 
 // async_copy.cpp
 void reset_async_copies(Fiber* f);  // a new block: no copies, no groups
+void reset_wgmma(Fiber* f);         // a new block: no wgmma operations, no groups
 
 // Happens-before edges for ThreadSanitizer; nothing in the other builds.
 inline void tsan_acquire(const void* addr) {

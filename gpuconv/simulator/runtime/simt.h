@@ -1,10 +1,11 @@
 // Force-included (g++ -include) before every CUDA source compiled for the CPU executor.
 //
 // It turns CUDA C++ into C++17 that g++ accepts: qualifiers, built-in index variables, vector
-// types, __half/__nv_bfloat16, intrinsics, atomics, barriers, warp collectives and cp.async
-// copies (simt_async_copy.h). The collectives and barriers call into the runtime library
-// (scheduler.cpp), which runs each CUDA thread as a fiber. `__shared__` declarations are not
-// handled here: gpuconv/simulator/_rewrite.py rewrites them in the preprocessed text.
+// types, __half/__nv_bfloat16, intrinsics, atomics, barriers, warp collectives, cp.async
+// copies (simt_async_copy.h) and wgmma multiply-adds (simt_wgmma.h). The collectives and
+// barriers call into the runtime library (scheduler.cpp), which runs each CUDA thread as a
+// fiber. `__shared__` declarations are not handled here: gpuconv/simulator/_rewrite.py rewrites
+// them in the preprocessed text.
 // __CUDA_ARCH__ stays undefined (simulator.md, convention 4); __SIMT_CPU__ marks this executor.
 #pragma once
 
@@ -38,4 +39,5 @@
 #include "simt_atomics.h"
 #include "simt_sync.h"
 #include "simt_async_copy.h"
+#include "simt_wgmma.h"
 #include "simt_launch.h"

@@ -10,7 +10,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define SIMT_ABI_VERSION 6
+#define SIMT_ABI_VERSION 7
 
 #pragma GCC visibility push(default)
 #ifdef __cplusplus
@@ -147,6 +147,24 @@ void simt_async_commit_group(void);
 // (call again while it returns `capacity`). The caller writes them to their destinations.
 unsigned simt_async_complete(unsigned pending, struct simt_async_copy_record* out,
                              unsigned capacity);
+
+// Hopper's warpgroup multiply-adds (wgmma.mma_async; the model is in simt_wgmma.h): the
+// runtime keeps each thread's queue of issued operations, the header computes them at the wait.
+struct simt_wgmma_record {
+  float* d;                  // the issuing thread's accumulators (n / 2 floats)
+  const void* a;             // the descriptors' start addresses: A (64 x 16) and B (n x 16)
+  const void* b;
+  uint32_t n;                // the instruction's N
+  uint32_t row_bytes;        // 32, 64 or 128: the swizzled rows of both operands
+  uint32_t bf16;             // 1: __nv_bfloat16 operands, 0: __half
+  uint32_t reserved;
+};
+// Queues an operation in the thread's open group.
+void simt_wgmma_enqueue(const struct simt_wgmma_record* op);
+// wgmma.commit_group: the open group (possibly empty) becomes the newest committed group.
+void simt_wgmma_commit_group(void);
+// wgmma.wait_group: as simt_async_complete, for the thread's wgmma groups.
+unsigned simt_wgmma_complete(unsigned pending, struct simt_wgmma_record* out, unsigned capacity);
 
 // For the sanitizer runner's death callback: the CUDA thread running now ("block (x,y,z) thread
 // (x,y,z) of KERNEL"), and the shared memory nearest to an address (*distance: 0 inside, else

@@ -1,0 +1,130 @@
+// A tensor-core GEMM block tile for Hopper (sm_90a): warpgroup multiply-adds (wgmma) that read
+// both operand tiles straight from shared memory, asynchronously, in place of mma_gemm.cuh's
+// warp-level mma.sync fed by ldmatrix.
+//
+// Why: on an H100 the mma.sync tile of the channels-last forward issues three times the
+// instructions of cuDNN's wgmma kernel and keeps the tensor pipe 23 % busy against 39 %
+// (kernels/conv/NOTES.md, "Session 48 on the H100"): every warp loads its fragments with
+// ldmatrix and issues 16-32 HMMA per k16 step, and with one warp per scheduler nothing covers
+// the copies' setup. A wgmma takes a warpgroup's whole 64 x N x 16 product from shared memory in
+// one instruction and runs while the threads go on (the next k-tile's copies), so the tensor
+// cores are fed without registers or instructions per fragment.
+//
+// The block tile: BLOCK_M / 64 warpgroups, warpgroup g computing rows 64 g .. 64 g + 63 of the
+// block's BLOCK_M x BLOCK_N by wgmma m64nBLOCK_Nk16 (so warp w owns rows 16 w .. 16 w + 15: the
+// layout of an MmaTile of 16 x BLOCK_N warp tiles, whose epilogue it reuses). The operand tiles
+// are MmaTileK's: rows along k of BLOCK_K = 32 halves (64 bytes), 16-byte chunks swizzled by
+// KChunkSwizzle<32>, chunk c of row r at c ^ (r / 2) % 4, which is wgmma's 64-byte swizzle mode
+// when a stage starts on a 512-byte boundary (ptx.cuh: wgmma_descriptor): the 8-channel
+// cp.async loaders (KVectorLoader) fill them unchanged. The kernel aligns its dynamic shared
+// memory to SMEM_ALIGN (align_stages).
+//
+// The main loop (wgmma_mainloop) keeps one k-tile's wgmma running while the next is issued: a
+// stage is refilled only once every warpgroup has waited for the wgmma that read it, so the
+// copies run AHEAD = STAGES - 2 k-tiles ahead (async_gemm_mainloop's run STAGES - 1 ahead).
+#pragma once
+
+#include "async_gemm.cuh"
+#include "mma_gemm.cuh"
+#include "ptx.cuh"
+
+namespace gc {
+
+template <class T, class Tile>
+struct WarpgroupMma;
+
+template <int BLOCK_M_, int BLOCK_N_, int STAGES_>
+struct WgmmaTileK : MmaTileK<BLOCK_M_, BLOCK_N_, 32, 16, BLOCK_N_, STAGES_> {
+  static_assert(BLOCK_M_ % 64 == 0, "whole warpgroups of 64 rows");
+  static_assert(BLOCK_N_ == 32 || BLOCK_N_ == 64 || BLOCK_N_ == 128, "the wgmma widths built");
+  static_assert(STAGES_ >= 3, "one stage read by the running wgmma, one by the next, one filled");
+  static constexpr bool WARPGROUP_MMA = true;
+  static constexpr int WARPGROUPS = BLOCK_M_ / 64;
+  static constexpr int ROW_BYTES = 32 * 2;        // a row of BLOCK_K halves: the 64-byte swizzle
+  static constexpr int SMEM_ALIGN = 8 * ROW_BYTES;  // where the swizzle pattern starts
+  template <class T, bool LANES_ALONG_M> using Mma = WarpgroupMma<T, WgmmaTileK>;
+};
+
+// The dynamic shared memory of a WgmmaTileK kernel from its first SMEM_ALIGN boundary on (the
+// launcher adds SMEM_ALIGN - 16 bytes for it: the block's static shared memory comes first, so
+// the dynamic part starts only 16-byte aligned).
+template <class Tile>
+__device__ __forceinline__ unsigned char* align_stages(unsigned char* smem) {
+  const unsigned misalignment = shared_address(smem) % Tile::SMEM_ALIGN;
+  return smem + (misalignment ? Tile::SMEM_ALIGN - misalignment : 0);
+}
+
+// The multiply-accumulate of a WgmmaTileK: TensorCoreMma's accumulators and epilogue (warp w's
+// 16 rows: acc[0][j][c] is wgmma's d[4 j + c]), issued per k-tile as one group of wgmma.
+template <class T, class Tile>
+struct WarpgroupMma : TensorCoreMma<T, Tile, false> {
+  using Base = TensorCoreMma<T, Tile, false>;
+  static_assert(Base::FRAGMENTS_M == 1 && Base::FRAGMENTS_N * 8 == Tile::BLOCK_N,
+                "a warp's accumulators are one wgmma's");
+  static constexpr int REGISTERS = Tile::BLOCK_N / 2;
+  static constexpr int K_STEPS = Tile::BLOCK_K / 16;
+
+  int warpgroup;
+
+  __device__ __forceinline__ explicit WarpgroupMma(int tid) : Base(tid), warpgroup(tid / 128) {}
+
+  __device__ __forceinline__ float (&accumulators())[REGISTERS] {
+    return reinterpret_cast<float(&)[REGISTERS]>(this->acc[0]);
+  }
+
+  // Starts acc += this warpgroup's rows of the stage at smem_a times the stage at smem_b, as one
+  // committed group; the stage must stay as it is until wait() says the group is done.
+  __device__ __forceinline__ void issue(const T* smem_a, const T* smem_b) {
+    float(&d)[REGISTERS] = accumulators();
+    const T* a = smem_a + warpgroup * 64 * Tile::LDA;
+    wgmma_fence_operands(d);
+    wgmma_fence();
+#pragma unroll
+    for (int k16 = 0; k16 < K_STEPS; ++k16)
+      wgmma_m64nNk16<T, Tile::BLOCK_N, Tile::ROW_BYTES>(d, a + 16 * k16, smem_b + 16 * k16);
+    wgmma_commit();
+    wgmma_fence_operands(d);
+  }
+
+  // Returns once at most PENDING of this thread's issued groups are still running.
+  template <int PENDING>
+  __device__ __forceinline__ void wait() {
+    wgmma_wait<PENDING>(accumulators());
+  }
+};
+
+// The main loop of a WgmmaTileK: acc += A(BLOCK_M x k) * B(k x BLOCK_N) over the k-tiles of
+// `tiles`, both operands copied by the cp.async loaders (StageCopies) into Tile::STAGES stages of
+// `smem` (aligned: align_stages). Iteration t waits for its k-tile's copies (this thread's, then
+// fence_async_shared so that wgmma's reads see them, then everyone's at the barrier), issues its
+// wgmma, copies k-tile t + AHEAD into the stage k-tile t - 2 was in, and waits for k-tile
+// t - 1's wgmma: so at the barrier of iteration t every warpgroup is done reading k-tile t - 2,
+// the stage the copies then refill, while k-tile t - 1's wgmma may still run.
+template <class T, class Tile, class Mma, class LoaderA, class SourceA, class LoaderB,
+          class SourceB>
+__device__ __forceinline__ void wgmma_mainloop(Mma& mma, LoaderA& loader_a, const SourceA& src_a,
+                                               LoaderB& loader_b, const SourceB& src_b,
+                                               KTileRange tiles, T* smem) {
+  static_assert(LoaderA::LD == Tile::LDA && LoaderB::LD == Tile::LDB,
+                "the loaders store rows of the tile's length");
+  constexpr int STAGES = Tile::STAGES;
+  constexpr int AHEAD = STAGES - 2;
+  StageCopies<T, Tile, LoaderA, SourceA, LoaderB, SourceB> copies(loader_a, src_a, loader_b,
+                                                                  src_b, tiles, smem);
+#pragma unroll
+  for (int s = 0; s < AHEAD; ++s) copies.copy_next();
+  int read = 0;  // the stage k-tile t is in
+  for (int t = tiles.begin; t < tiles.end; ++t) {
+    cp_async_wait<AHEAD - 1>();  // this thread's copies of k-tile t have landed
+    fence_async_shared();
+    __syncthreads();
+    mma.issue(copies.smem_a + read * Tile::STAGE_A, copies.smem_b + read * Tile::STAGE_B);
+    copies.copy_next();
+    mma.template wait<1>();
+    read = read + 1 == STAGES ? 0 : read + 1;
+  }
+  mma.template wait<0>();
+  cp_async_wait<0>();  // only empty groups remain; the epilogue reuses the shared memory
+}
+
+}  // namespace gc
