@@ -339,7 +339,7 @@ def test_an_unknown_variant_is_refused():
 @pytest.mark.parametrize("tool,argv", [("host_overhead", []), ("tile_sweep", []),
                                        ("tile_sweep", ["--direction", "weight_grad"]),
                                        ("launch_cost", []), ("roi_align_kernels", []),
-                                       ("filter_transpose", [])])
+                                       ("filter_transpose", []), ("ncu_forward", [])])
 def test_a_gpu_tool_without_cupy_exits_naming_what_it_needs(tool, argv, monkeypatch):
     import importlib
     monkeypatch.setitem(sys.modules, "cupy", None)     # an import of cupy fails, as without it
@@ -351,7 +351,7 @@ def test_a_gpu_tool_without_cupy_exits_naming_what_it_needs(tool, argv, monkeypa
 
 @pytest.mark.parametrize("tool", ["bridge_host", "host_overhead", "tile_sweep", "launch_cost",
                                   "roi_align_kernels", "models", "model_profile",
-                                  "filter_transpose"])
+                                  "filter_transpose", "ncu_forward"])
 def test_each_tool_s_help_names_its_command(tool, capsys):
     import importlib
     with pytest.raises(SystemExit):
