@@ -139,7 +139,7 @@ class WgmmaTile:
     block_k = 32
     # WgmmaTileK::SMEM_ALIGN: the stages start on this boundary, which the kernel finds in its
     # 16-byte aligned dynamic shared memory (align_stages).
-    smem_align = 512
+    smem_align = 1024
 
     def __post_init__(self):
         if self.block_m % 64 or self.block_n not in (32, 64, 128) or self.stages < 3:

@@ -159,10 +159,10 @@ FAMILY = register(
 )
 
 
-# The Hopper kernel (math="wgmma"): every tensor-core tile's shape, WGMMA_STAGES stages (three
-# k-tiles copied ahead of the one multiplied: wgmma_gemm.cuh keeps one k-tile's wgmma running,
-# so a stage is refilled two k-tiles after it was read, where the mma.sync kernel's
-# VECTOR_STAGES = 4 run three ahead too).
+# The Hopper kernel (math="wgmma"): every tensor-core tile's shape, WGMMA_STAGES stages. Its
+# copies run three k-tiles ahead of the one multiplied, as the mma.sync kernel's VECTOR_STAGES = 4
+# do: it needs one stage more because one k-tile's wgmma is still reading while the next is
+# issued (wgmma_gemm.cuh refills a stage two k-tiles after it was read).
 WGMMA_KERNEL = "conv2d_implicit_gemm_precomputed_wgmma"
 WGMMA_STAGES = 5
 

@@ -41,7 +41,10 @@ struct WgmmaTileK : MmaTileK<BLOCK_M_, BLOCK_N_, 32, 16, BLOCK_N_, STAGES_> {
   static constexpr bool WARPGROUP_MMA = true;
   static constexpr int WARPGROUPS = BLOCK_M_ / 64;
   static constexpr int ROW_BYTES = 32 * 2;        // a row of BLOCK_K halves: the 64-byte swizzle
-  static constexpr int SMEM_ALIGN = 8 * ROW_BYTES;  // where the swizzle pattern starts
+  // Where the stages start: a boundary of the swizzle pattern (8 rows, 512 bytes), taken at
+  // 1024 so that the descriptors' base offset is 0 under either reading of the PTX ISA's
+  // alignment rule (the pattern's repeat, or 1024 bytes for every mode).
+  static constexpr int SMEM_ALIGN = 1024;
   template <class T, bool LANES_ALONG_M> using Mma = WarpgroupMma<T, WgmmaTileK>;
 };
 
