@@ -4,6 +4,7 @@ a kernel forgets to write fails, small call helpers, a launch recorder, and the 
 checks of the main loops (nvcc)."""
 from __future__ import annotations
 
+import dataclasses
 import importlib
 import re
 import subprocess
@@ -12,6 +13,7 @@ from pathlib import Path
 import numpy as np
 
 import gpuconv
+from gpuconv.conv.geometry import conv2d_geometry
 
 ORDERS = ("forward", "reverse", "random")
 try:  # bfloat16 exists in NumPy only through ml_dtypes
@@ -22,6 +24,23 @@ except ImportError:
 DTYPES = (np.float16, np.float32, np.float64, *BFLOAT16)
 DTYPE_IDS = [np.dtype(d).name for d in DTYPES]
 INDEX_POISON = -7777
+
+
+@dataclasses.dataclass(frozen=True)
+class ConvCase:
+    """A named forward convolution case: NCHW input and KCRS weight shapes, conv2d's keyword
+    arguments; its name is its test id."""
+    name: str
+    x: tuple            # NCHW shape
+    w: tuple            # KCRS shape
+    kwargs: dict = dataclasses.field(default_factory=dict)
+
+    def __str__(self):
+        return self.name
+
+    @property
+    def geom(self):
+        return conv2d_geometry(self.x, self.w, **self.kwargs)
 
 
 class PoisonedArrays:

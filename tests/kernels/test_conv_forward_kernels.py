@@ -13,7 +13,6 @@ rotates dtype, layout and thread order so that each is exercised without the who
 """
 from __future__ import annotations
 
-import dataclasses
 import itertools
 import json
 
@@ -26,6 +25,8 @@ import gpuconv
 from gpuconv.conv import (autotune, heuristics, launch, launch_common, launch_depthwise,
                           launch_direct, launch_pointwise, launch_winograd)
 from gpuconv.conv.geometry import conv2d_geometry, nchw_shape
+
+from kernel_support import ConvCase as Case
 
 try:
     import ml_dtypes  # noqa: F401  (registers numpy's "bfloat16")
@@ -43,21 +44,6 @@ EXECUTORS = [pytest.param("simulator", id="sim"),
 # Relative tolerance per dtype, applied to max(1, max |reference|): half types round the
 # output (and the inputs are exact in them), float32 accumulates C*R*S products.
 TOLERANCE = {"float16": 4e-3, "bfloat16": 3e-2, "float32": 2e-5, "float64": 1e-12}
-
-
-@dataclasses.dataclass(frozen=True)
-class Case:
-    name: str
-    x: tuple            # NCHW shape
-    w: tuple            # KCRS shape
-    kwargs: dict = dataclasses.field(default_factory=dict)
-
-    def __str__(self):
-        return self.name
-
-    @property
-    def geom(self):
-        return conv2d_geometry(self.x, self.w, **self.kwargs)
 
 
 CASES = [
@@ -370,7 +356,6 @@ def test_narrow_gemm_tiles(algorithm, case, data_format, dtype, order, monkeypat
     block_m, block_n = map(int, args[1:3] if "gemm_columns" in gemm else args[0:2])
     filters_along_n = algorithm == "pointwise" and data_format == "NHWC"
     assert (block_n if filters_along_n else block_m) == case.geom.K_per_group + 3, gemm
-
 
 
 # Grouped layers shaped like ResNeXt's (4, 8, 16 filters per group) and one past 16 filters:

@@ -26,6 +26,8 @@ import gpuconv
 from gpuconv.conv import launch, launch_common, launch_implicit_gemm
 from gpuconv.conv.geometry import conv2d_geometry
 
+from kernel_support import ConvCase as Case
+
 try:
     import ml_dtypes  # noqa: F401  (registers numpy's "bfloat16")
     BFLOAT16 = [np.dtype("bfloat16")]
@@ -37,18 +39,6 @@ LAYOUTS = ("NCHW", "NHWC")
 ORDERS = ("forward", "reverse", "random")
 # Relative to max(1, max |reference|): half types round the output, float32 sums C*R*S products.
 TOLERANCE = {"float16": 4e-3, "bfloat16": 3e-2, "float32": 2e-5, "float64": 1e-12}
-
-
-@dataclasses.dataclass(frozen=True)
-class Case:
-    name: str
-    x: tuple            # NCHW
-    w: tuple            # KCRS
-    kwargs: dict
-
-    @property
-    def geom(self):
-        return conv2d_geometry(self.x, self.w, **self.kwargs)
 
 
 CASES = [

@@ -12,14 +12,13 @@ refuses. On a Hopper GPU (the `gpu` tests) the kernels run the inline PTX agains
 """
 from __future__ import annotations
 
-import dataclasses
-
 import numpy as np
 import pytest
 
 import gpuconv
 from gpuconv.conv import launch, launch_bwd_data, launch_bwd_weight, launch_implicit_gemm
-from gpuconv.conv.geometry import conv2d_geometry
+
+from kernel_support import ConvCase as Case
 
 try:
     import ml_dtypes  # noqa: F401  (registers numpy's "bfloat16")
@@ -31,18 +30,6 @@ ORDERS = ("forward", "reverse", "random")
 # Relative to max(1, max |reference|): the output is rounded to the half type.
 TOLERANCE = {"float16": 4e-3, "bfloat16": 3e-2}
 TILES = launch_implicit_gemm.VECTOR_TILES
-
-
-@dataclasses.dataclass(frozen=True)
-class Case:
-    name: str
-    x: tuple            # NCHW
-    w: tuple            # KCRS
-    kwargs: dict
-
-    @property
-    def geom(self):
-        return conv2d_geometry(self.x, self.w, **self.kwargs)
 
 
 # Two groups of 16 channels (a k-tile of 32 spans two taps), dilation and padding that kill taps
