@@ -31,7 +31,11 @@ LATENCY = {"LDS": 33, "LDSM": 33, "LDG": 450, "LDC": 12, "S2R": 25, "ULDC": 12}
 DEFAULT_LATENCY = 20
 READ_SCOREBOARD_CYCLES = 8      # a read scoreboard clears once the sources are read
 BARRIER_CYCLES = 20
-FMA_OPCODES = ("FFMA", "DFMA", "HFMA2", "HMMA")
+FMA_OPCODES = ("FFMA", "DFMA", "HFMA2", "HMMA", "HGMMA")
+# Tensor-core instructions: a loop holding any is a tensor-core kernel's main loop, however many
+# FFMAs another loop has (the epilogue's activations: sigmoid and tanh unrolled over a thread's
+# outputs outnumber the 16-32 HMMA of a k-tile).
+MMA_OPCODES = ("HMMA", "HGMMA")
 
 _LINE = re.compile(r"/\*([0-9a-f]{4,})\*/\s+(.*?)\s*;\s*/\* (0x[0-9a-f]{16}) \*/")
 _WORD = re.compile(r"/\* (0x[0-9a-f]{16}) \*/")
@@ -85,18 +89,19 @@ def parse_sass(text: str) -> list[Instruction]:
 
 
 def main_loop(instructions: list[Instruction]) -> list[Instruction]:
-    """The loop (a backward branch's target up to the branch) holding the most FMA-class
-    instructions: a GEMM kernel's main loop."""
-    best, best_fmas = None, 0
+    """The loop (a backward branch's target up to the branch) holding the most tensor-core
+    instructions, or where there are none the most FMA-class ones: a GEMM kernel's main loop."""
+    best, best_count = None, (0, 0)
     for j, ins in enumerate(instructions):
         m = _BRANCH.search(ins.text)
         if not m or int(m.group(1), 16) > ins.address:
             continue
         start = int(m.group(1), 16)
         body = [x for x in instructions[:j + 1] if x.address >= start]
-        fmas = sum(x.opcode in FMA_OPCODES for x in body)
-        if fmas > best_fmas:
-            best, best_fmas = body, fmas
+        count = (sum(x.opcode in MMA_OPCODES for x in body),
+                 sum(x.opcode in FMA_OPCODES for x in body))
+        if count[1] and count > best_count:
+            best, best_count = body, count
     if best is None:
         raise ValueError("no loop with FMA instructions in this listing")
     return best

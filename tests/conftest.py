@@ -36,8 +36,8 @@ for family in reversed(list(_kernels.FAMILIES.values())):
 #    architecture of the GPUs the project measures on: with sm_80 too it was ~700 of the ~1650
 #    CPU-seconds of a cold CI run (each arch ~350: NVRTC's front end about half, ptxas the rest),
 #    which put CI at its 15-minute limit. The kernels have no arch-specific code (ptx.cuh's
-#    instructions are all sm_80's, but for the wgmma family, built for sm_90a only and checked
-#    here as sm_90's), so sm_80 adds only its own register counts and spills: the
+#    instructions are all sm_80's, but for the wgmma families, built for sm_90a only and
+#    checked here as sm_90's), so sm_80 adds only its own register counts and spills: the
 #    command's default, `python -m gpuconv compile` (sm_80,sm_90), checks those before a kernel
 #    change is committed.
 COMPILE_CHECK_ARCHS = "sm_90"

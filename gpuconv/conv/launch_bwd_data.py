@@ -7,9 +7,11 @@ Algorithms (the kernels' headers say how each works):
   the tensor cores (``conv2d_dgrad_implicit_gemm_mma``) unless ``math="cuda_cores"``; with
   channels-last dy, K/groups a multiple of 8 and 16-byte aligned arrays, the kernel that copies
   both operands 8 channels at a time with cp.async (``conv2d_dgrad_implicit_gemm_mma_vec``, the
-  filter RSCK-transposed; ``vector_kernel``). float32 and float64 in NCHW copy the CUDA-core
-  tiles with cp.async (``conv2d_dgrad_implicit_gemm_async``, ``pick_loads``; launcher option
-  ``loads``).
+  filter RSCK-transposed; ``vector_kernel``); launcher option ``math="wgmma"`` runs that case
+  on Hopper's warpgroup tensor cores (``conv2d_dgrad_implicit_gemm_wgmma``, a family built for
+  sm_90a only: a compute capability 9.0 GPU or the simulator; ``wgmma_refusal``), not chosen by
+  "auto" until measured. float32 and float64 in NCHW copy the CUDA-core tiles with cp.async
+  (``conv2d_dgrad_implicit_gemm_async``, ``pick_loads``; launcher option ``loads``).
 - "im2col_gemm": columns = W^T * dy (a GEMM into an accumulator-typed column buffer, per batch
   chunk), then col2im as a gather (one thread per dx element).
 - "pointwise": 1x1 filters, dx = W^T * dy as a batched GEMM on the tensors.
@@ -40,7 +42,8 @@ from .split_k import SplitK, gemm_splits
 from .geometry import data_gradient_geometry
 from .launch_common import (ASYNC_DTYPES, DATA_GRAD_LARGE_WARPS_MIN_K, LOADS, TENSOR_CORE_DTYPES,
                             VECTOR_CHANNELS, WARP_TILES, ConvCall, async_tile, choose_loads,
-                            decoder_args, is_aligned, uses_tensor_cores)
+                            decoder_args, is_aligned, uses_tensor_cores, wgmma_device_refusal,
+                            wgmma_tile)
 from .launch_common import vector_tile as common_vector_tile
 
 TILE = GemmTile(block_m=128, block_n=64, block_k=8, thread_m=8, thread_n=4)
@@ -77,6 +80,14 @@ _IMPLICIT_NAMES = _names("conv2d_dgrad_implicit_gemm", tile=True) + [
     f"conv2d_dgrad_implicit_gemm_async<{CUDA_TYPES[dt]}, {bool_name(nhwc)}, "
     f"{async_tile(TILE).template_args}>" for dt in ASYNC_DTYPES for nhwc in _LAYOUTS]
 IMPLICIT_GEMM = register("conv/dgrad_implicit_gemm.cu", _IMPLICIT_NAMES, hot=_IMPLICIT_NAMES)
+
+# Hopper's warpgroup tensor cores (math="wgmma"): the vector kernel's case on MMA_TILE's block.
+WGMMA_KERNEL = "conv2d_dgrad_implicit_gemm_wgmma"
+WGMMA_TILE = wgmma_tile(MMA_TILE)
+_WGMMA_NAMES = [f"{WGMMA_KERNEL}<{CUDA_TYPES[dt]}, {WGMMA_TILE.template_args}>"
+                for dt in TENSOR_CORE_DTYPES]
+WGMMA_FAMILY = register("conv/dgrad_implicit_gemm_wgmma.cu", _WGMMA_NAMES, hot=_WGMMA_NAMES,
+                        arch="sm_90a")
 
 _COLUMNS_NAMES = _names("conv2d_dgrad_gemm_columns", tile=True)
 IM2COL_GEMM = register("conv/dgrad_im2col_gemm.cu",
@@ -201,6 +212,22 @@ def vector_kernel(call: _Call, tensor_cores: bool) -> bool:
             and is_aligned(call.dy, 16))
 
 
+def wgmma_refusal(call: _Call) -> str | None:
+    """Why math="wgmma" cannot run ``call`` (None when it can): it needs what the vector
+    kernel needs (``vector_kernel``) and a compute capability 9.0 GPU (or the simulator)."""
+    why = wgmma_device_refusal(WGMMA_FAMILY, call.executor)
+    if why is not None:
+        return why
+    if not call.nhwc:
+        return "runs channels-last (data_format='NHWC') operands only"
+    if call.geom.K_per_group % VECTOR_CHANNELS:
+        return (f"needs K/groups a multiple of {VECTOR_CHANNELS} (8-channel copies of "
+                f"grad_output); got {call.geom.K_per_group}")
+    if not is_aligned(call.dy, 16):
+        return "needs a 16-byte aligned grad_output (8-channel copies)"
+    return None
+
+
 def pick_loads(dtype, nhwc: bool, tensor_cores: bool, loads: str = "auto") -> str:
     """How the implicit GEMM's CUDA-core tiles are filled (launch_common.choose_loads): "auto"
     copies with cp.async in NCHW, where ptxas sinks the register-staged kernel's global loads
@@ -214,17 +241,26 @@ def implicit_gemm(call: _Call) -> None:
     g = call.geom
     phases = g.stride_h * g.stride_w
     strides = (g.C * g.H * g.W, 1, g.C) if call.nhwc else (g.C * g.H * g.W, g.H * g.W, 1)
-    tensor_cores = uses_tensor_cores(call.dtype, call.math)
+    tensor_cores = uses_tensor_cores(call.dtype, call.math, wgmma=True)
     copies = pick_loads(call.dtype, call.nhwc, tensor_cores, call.loads) == "cp_async"
-    if vector_kernel(call, tensor_cores):
+    family = IMPLICIT_GEMM
+    if call.math == "wgmma":
+        why = wgmma_refusal(call)
+        if why is not None:
+            raise ValueError(f"math='wgmma' {why}")
+    if call.math == "wgmma" or vector_kernel(call, tensor_cores):
         # RSCK: the GEMM's B rows (one input channel each) are contiguous along its k (filters).
         w = call.filters_as((2, 3, 1, 0))
         if not is_aligned(w, 16):      # a view of filters laid out RSCK at an odd address
             w = derived(call.xp.copy, w)
-        # The GEMM of the largest phase: K/groups filters x its taps.
-        gemm_k = g.K_per_group * ceil_div(g.R, g.stride_h) * ceil_div(g.S, g.stride_w)
-        tile = vector_tile(gemm_k, call.warp_tiles)
-        name = f"conv2d_dgrad_implicit_gemm_mma_vec<{call.t}, {tile.template_args}>"
+        if call.math == "wgmma":
+            tile, family = WGMMA_TILE, WGMMA_FAMILY
+            name = f"{WGMMA_KERNEL}<{call.t}, {tile.template_args}>"
+        else:
+            # The GEMM of the largest phase: K/groups filters x its taps.
+            gemm_k = g.K_per_group * ceil_div(g.R, g.stride_h) * ceil_div(g.S, g.stride_w)
+            tile = vector_tile(gemm_k, call.warp_tiles)
+            name = f"conv2d_dgrad_implicit_gemm_mma_vec<{call.t}, {tile.template_args}>"
     else:
         # RSKC: the GEMM's B rows (one (tap, filter) each) are contiguous along the input channels.
         w = call.filters_as((2, 3, 0, 1))
@@ -238,7 +274,7 @@ def implicit_gemm(call: _Call) -> None:
         max_m = (n1 - n0) * ceil_div(g.H, g.stride_h) * ceil_div(g.W, g.stride_w)
         grid = (ceil_div(max_m, tile.block_m), ceil_div(g.C_per_group, tile.block_n),
                 g.groups * phases)
-        launch(IMPLICIT_GEMM, name, call.executor, grid, (tile.threads, 1, 1),
+        launch(family, name, call.executor, grid, (tile.threads, 1, 1),
                (call.dy[n0:n1], w, *shape_args(g, n1 - n0), call.dx[n0:n1],
                 *(i32(s) for s in strides), call.bias_arg, call.epilogue),
                shared_mem=smem)
@@ -396,7 +432,8 @@ RUNNERS = {"implicit_gemm": implicit_gemm, "im2col_gemm": im2col_gemm, "pointwis
 def run(algorithm: str, geom, weight, dy, bias, data_format: str, executor: str,
         math: str = "auto", loads: str = "auto", warp_tiles: str = "auto"):
     """dx for an algorithm the caller has checked (``why_not`` is None). ``math``
-    ("auto" | "cuda_cores" | "tensor_cores"): implicit_gemm's multiply-accumulate; ``loads``
+    ("auto" | "cuda_cores" | "tensor_cores" | "wgmma"): implicit_gemm's multiply-accumulate
+    (``wgmma_refusal`` says where "wgmma" runs); ``loads``
     ("auto" | "registers" | "cp_async"): how its CUDA-core tiles are filled (``pick_loads``);
     ``warp_tiles`` ("auto" | "large" | "small"): the warps of its 8-channel tensor-core tile
     (``vector_tile``)."""

@@ -26,10 +26,10 @@ from .._arrays import (copy_for_kernels, dtype_name, is_aligned,  # noqa: F401 (
                        is_element_aligned, is_kernel_ready)
 from .._fast_divmod import decoder_args  # noqa: F401 (the conv launchers import it from here)
 from .._kernels import cuda_type
-from .._loader import get_function
+from .._loader import builds_on_device, get_function
 from .._plans import derived, empty
 from ..layout.launch_transpose import permuted
-from .gemm_tile import GemmTile, MmaTile
+from .gemm_tile import GemmTile, MmaTile, WgmmaTile
 from .geometry import ConvGeometry, is_channel_slice_of_contiguous
 
 # Offsets stay below this in every launch; the 2^20 headroom covers what a tile overhangs the
@@ -217,8 +217,9 @@ def choose_loads(dtype, loads: str = "auto", *, tensor_cores: bool = False,
 
 
 # math= of the launchers that have both: "auto" takes the tensor cores for 16-bit dtypes.
-# "wgmma": Hopper's warpgroup tensor-core instructions, implicit_gemm's channels-last forward
-# kernel only (launch_implicit_gemm.wgmma_refusal says where it runs).
+# "wgmma": Hopper's warpgroup tensor-core instructions, in implicit_gemm's channels-last
+# 8-channel kernels of the forward and the data gradient (launch_implicit_gemm.wgmma_refusal,
+# launch_bwd_data.wgmma_refusal say where they run).
 MATHS = ("auto", "cuda_cores", "tensor_cores", "wgmma")
 
 
@@ -229,12 +230,36 @@ def uses_tensor_cores(dtype, math: str = "auto", *, wgmma: bool = False) -> bool
     name = dtype_name(dtype) if not isinstance(dtype, str) else dtype
     if math == "wgmma" and not wgmma:
         raise ValueError("math='wgmma' (Hopper's warpgroup tensor cores) runs only the "
-                         "channels-last forward of implicit_gemm; use 'auto', 'cuda_cores' or "
-                         "'tensor_cores' here")
+                         "channels-last forward and data gradient of implicit_gemm; use 'auto', "
+                         "'cuda_cores' or 'tensor_cores' here")
     if math in ("tensor_cores", "wgmma") and name not in TENSOR_CORE_DTYPES:
         raise ValueError(f"math={math!r} needs float16 or bfloat16 operands (the "
                          f"tensor-core tiles multiply 16-bit values); got {name}")
     return math != "cuda_cores" and name in TENSOR_CORE_DTYPES
+
+
+# The Hopper kernels' stages (math="wgmma"). Their copies run three k-tiles ahead of the one
+# multiplied, as the mma.sync kernels' VECTOR_STAGES = 4 do: one stage more because one
+# k-tile's wgmma is still reading while the next is issued (kernels/common/wgmma_gemm.cuh
+# refills a stage two k-tiles after it was read).
+WGMMA_STAGES = 5
+
+
+def wgmma_tile(tile: MmaTile) -> WgmmaTile:
+    """The warpgroup tile of a tensor-core tile the pickers chose (the same block shape)."""
+    return WgmmaTile(tile.block_m, tile.block_n, WGMMA_STAGES)
+
+
+def wgmma_device_refusal(family, executor: str) -> str | None:
+    """Why the wgmma kernels of ``family`` (built for an arch-specific target) cannot run on
+    ``executor``'s device, None where they can: the simulator runs them anywhere, CuPy on a GPU
+    of that compute capability only."""
+    if executor != "cupy" or builds_on_device(family):
+        return None
+    import cupy
+    return (f"needs a compute capability {family.compute_capability} GPU (Hopper: wgmma is an "
+            f"{family.arch} instruction); this device has "
+            f"{cupy.cuda.Device().compute_capability}")
 
 
 # The SM count the simulator plans grids for (an H100 SXM), so that it launches the grids a GPU

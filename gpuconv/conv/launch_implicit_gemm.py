@@ -32,9 +32,9 @@ cores' mma.m16n8k16 already is), its block tile on 4 warps or 8 (launcher option
 
 ``math="wgmma"`` runs the same channels-last 8-channel case on Hopper's warpgroup tensor
 cores instead (``conv2d_implicit_gemm_precomputed_wgmma``, kernels/conv/implicit_gemm_wgmma.cu,
-a family built for sm_90a only): the picked tile's shape as a WgmmaTile of WGMMA_STAGES stages,
-on a compute capability 9.0 GPU or in the simulator; elsewhere, or for a case the 8-channel
-kernel cannot run, a ValueError says why (``wgmma_refusal``). Not chosen by "auto" until it is
+a family built for sm_90a only): the picked tile's shape as a WgmmaTile of
+launch_common.WGMMA_STAGES stages, on a compute capability 9.0 GPU or in the simulator;
+elsewhere, or for a case the 8-channel kernel cannot run, a ValueError says why (``wgmma_refusal``). Not chosen by "auto" until it is
 measured on an H100 (kernels/conv/NOTES.md, "Warpgroup tensor cores").
 
 How the CUDA-core tiles are filled (launcher option ``loads``, launch_common.LOADS):
@@ -46,15 +46,15 @@ from __future__ import annotations
 
 import functools
 
-from .. import _loader
 from .._args import INT32_MAX, as_choice
 from .._kernels import CUDA_TYPES, register
-from .gemm_tile import GemmTile, MmaTile, WgmmaTile
+from .gemm_tile import GemmTile, MmaTile
 from .geometry import ConvGeometry
 from .launch_common import (ASYNC_DTYPES, FORWARD_LARGE_WARPS_MIN_K, GEMM_TILES,
                             MMA_NARROW_TILES, MMA_TILES, NARROW_TILES, TENSOR_CORE_DTYPES,
-                            VECTOR_CHANNELS, ConvCall, async_tile, ceil_div, check_gemm_grid,
-                            cuda_bool, is_aligned, pick_filter_tile, uses_tensor_cores)
+                            VECTOR_CHANNELS, ConvCall, async_tile, ceil_div,
+                            check_gemm_grid, cuda_bool, is_aligned, pick_filter_tile,
+                            uses_tensor_cores, wgmma_device_refusal, wgmma_tile)
 from .launch_common import choose_loads as common_choose_loads
 from .launch_common import vector_tile as common_vector_tile
 from .split_k import finish_forward, forward_split, gemm_splits
@@ -159,19 +159,8 @@ FAMILY = register(
 )
 
 
-# The Hopper kernel (math="wgmma"): every tensor-core tile's shape, WGMMA_STAGES stages. Its
-# copies run three k-tiles ahead of the one multiplied, as the mma.sync kernel's VECTOR_STAGES = 4
-# do: it needs one stage more because one k-tile's wgmma is still reading while the next is
-# issued (wgmma_gemm.cuh refills a stage two k-tiles after it was read).
+# The Hopper kernel (math="wgmma"): every tensor-core tile's shape (launch_common.wgmma_tile).
 WGMMA_KERNEL = "conv2d_implicit_gemm_precomputed_wgmma"
-WGMMA_STAGES = 5
-
-
-def wgmma_tile(tile: MmaTile) -> WgmmaTile:
-    """The warpgroup tile of the tensor-core tile the picker chose (same block shape)."""
-    return WgmmaTile(tile.block_m, tile.block_n, WGMMA_STAGES)
-
-
 WGMMA_FAMILY = register(
     "conv/implicit_gemm_wgmma.cu",
     name_expressions=[f"{WGMMA_KERNEL}<{CUDA_TYPES[dt]}, {wgmma_tile(t).template_args}>"
@@ -184,11 +173,9 @@ WGMMA_FAMILY = register(
 def wgmma_refusal(call: ConvCall, iterator: str, tile, weight) -> str | None:
     """Why math="wgmma" cannot run ``call`` (None when it can): it needs what the 8-channel
     kernel needs (``vector_kernel``) and a compute capability 9.0 GPU (or the simulator)."""
-    if call.executor == "cupy" and not _loader.builds_on_device(WGMMA_FAMILY):
-        import cupy
-        return (f"needs a compute capability {WGMMA_FAMILY.compute_capability} GPU (Hopper: "
-                f"wgmma is an {WGMMA_FAMILY.arch} instruction); this device has "
-                f"{cupy.cuda.Device().compute_capability}")
+    why = wgmma_device_refusal(WGMMA_FAMILY, call.executor)
+    if why is not None:
+        return why
     if not call.nhwc:
         return "runs channels-last (data_format='NHWC') operands only"
     if iterator != "precomputed":

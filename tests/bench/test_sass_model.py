@@ -54,6 +54,18 @@ def test_parse_and_find_the_fma_loop():
     assert s.static_stall_cycles == 1 + 1 + 1 + 5
 
 
+def test_a_tensor_core_loop_wins_over_a_longer_fma_loop():
+    text = listing(
+        ("HGMMA.64x64x16.F32 R24, gdesc[UR4], R24", control_word()),
+        ("@P0 BRA 0x100", control_word(5)),                      # the main loop: one wgmma
+        *[(f"FFMA R{i}, R1, R2, R{i}", control_word()) for i in range(10, 14)],
+        ("@P1 BRA 0x120", control_word(5)),                      # the epilogue: four FFMAs
+    )
+    loop = sm.main_loop(sm.parse_sass(text))
+    assert [i.opcode for i in loop] == ["HGMMA", "BRA"]
+    assert sm.summarize(loop).fmas == 1
+
+
 def test_no_fma_loop_is_an_error():
     text = listing(("IADD3 R1, R1, 0x1, RZ", control_word()), ("BRA 0x100", control_word()))
     with pytest.raises(ValueError, match="no loop"):

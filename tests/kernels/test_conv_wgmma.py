@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 
 import gpuconv
-from gpuconv.conv import launch, launch_bwd_data, launch_bwd_weight, launch_implicit_gemm
+from gpuconv.conv import launch, launch_common, launch_implicit_gemm
 
 from kernel_support import ConvCase as Case
 
@@ -92,7 +92,7 @@ def test_every_tile(tile, dtype, order, monkeypatch, asked_kernels, rng):
     assert g.gemm_m > tile.block_m and g.K_per_group % tile.block_n
     x, w, b, r = make_inputs(TILE_CASE, dtype, rng, bias=True, residual=True)
     y = run_kernel(TILE_CASE, x, w, b, r, order=order, activation="relu")
-    wgmma_tile = launch_implicit_gemm.wgmma_tile(tile)
+    wgmma_tile = launch_common.wgmma_tile(tile)
     assert asked_kernels[-1] == (f"{launch_implicit_gemm.WGMMA_KERNEL}<{gpuconv_type(dtype)}, "
                             f"{wgmma_tile.template_args}>")
     assert_close(y, reference(TILE_CASE, x, w, b, r, activation="relu"), dtype)
@@ -115,15 +115,15 @@ def test_every_loop_length(case, split_k, monkeypatch, asked_kernels, rng):
     x, w, b, _ = make_inputs(case, np.float16, rng, bias=True)
     y = run_kernel(case, x, w, b, order="random", split_k=split_k)
     kernels = [n for n in asked_kernels if n.startswith(launch_implicit_gemm.WGMMA_KERNEL)]
-    assert kernels[-1].endswith(f"128, 128, {launch_implicit_gemm.WGMMA_STAGES}>"), kernels
+    assert kernels[-1].endswith(f"128, 128, {launch_common.WGMMA_STAGES}>"), kernels
     split = split_k > 1 and case.geom.gemm_k > 32
     assert any("split_k_epilogue" in n for n in asked_kernels) == split
     assert_close(y, reference(case, x, w, b), np.float16)
 
 
 def test_refusals(rng):
-    """math="wgmma" runs only what the 8-channel kernel runs, in 16-bit types, on the forward;
-    anything else is a ValueError that says why."""
+    """math="wgmma" runs only what the 8-channel kernel runs, in 16-bit types; anything else is
+    a ValueError that says why (the gradients' refusals: test_conv_dgrad_wgmma.py)."""
     x, w, _, _ = make_inputs(TILE_CASE, np.float16, rng)
     g = TILE_CASE.geom
     with pytest.raises(ValueError, match="math='wgmma' runs channels-last"):
@@ -142,15 +142,6 @@ def test_refusals(rng):
     shifted[...] = x
     with pytest.raises(ValueError, match="needs 16-byte aligned input and weights"):
         run_kernel(TILE_CASE, shifted, w)
-    dy = np.zeros((g.N, g.P, g.Q, g.K), np.float16)
-    for run_gradient in (lambda: launch_bwd_data.run("implicit_gemm", g, w, dy, None, "NHWC",
-                                                      "simulator", math="wgmma"),
-                         lambda: launch_bwd_weight.run("implicit_gemm", g, x, dy, "NHWC",
-                                                       False, "simulator", math="wgmma")):
-        with pytest.raises(ValueError, match="math='wgmma' .* runs only the channels-last "
-                                             "forward"):
-            with gpuconv.simulate():
-                run_gradient()
 
 
 @pytest.mark.gpu
