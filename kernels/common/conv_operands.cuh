@@ -155,7 +155,7 @@ struct RowMajorSource {
   // cols and k multiples of 8, rows 16-byte aligned. Or element k alone (async_gemm.cuh).
   __device__ __forceinline__ bool vector_at(const Row& row, const Col& col, const T*& from) const {
     const bool inside = row.offset >= 0 && col.k < cols;
-    from = a + (inside ? row.offset + col.k : 0);
+    from = a + (inside ? unsigned(row.offset + col.k) : 0u);  // unsigned: as tap_address's
     return inside;
   }
 };

@@ -179,6 +179,28 @@ struct KVectorLoader {
   }
 };
 
+// KVectorLoader for a Source whose column steps by a k-tile without a division
+// (Source::advance_by: the data gradient's tap cursor, kernels/conv/dgrad_operands.cuh): start()
+// decodes the first k-tile's column; each load() copies at the cursor, then steps it by
+// BLOCK_K. StageCopies asks for every k-tile once, in order, from the one started at.
+template <class T, class Source, int BLOCK_MN, int BLOCK_K, int THREADS>
+struct KVectorCursorLoader : KVectorLoader<T, Source, BLOCK_MN, BLOCK_K, THREADS> {
+  using Base = KVectorLoader<T, Source, BLOCK_MN, BLOCK_K, THREADS>;
+  typename Source::Col cursor;
+
+  template <class Rows>
+  __device__ __forceinline__ KVectorCursorLoader(const Rows& rows_of, int mn0, int tid)
+      : Base(rows_of, mn0, tid) {}
+  __device__ __forceinline__ void start(const Source& src, int k0) {
+    cursor = src.column(k0 + this->kk);
+  }
+  __device__ __forceinline__ void load(const Source& src, int /*k0: the cursor's*/) {
+#pragma unroll
+    for (int e = 0; e < Base::ROWS; ++e) this->load_row(e, src, cursor);
+    src.advance_by(cursor, BLOCK_K);
+  }
+};
+
 // Copies a BLOCK_K x BLOCK_MN operand tile whose elements are contiguous along mn in global
 // memory (8 consecutive filters of one dy pixel, 8 consecutive channels of one x pixel and tap)
 // into a k-major stage (MmaTileAsync: tile[kk * LD + mn]), 8 mn (one 16-byte vector) per

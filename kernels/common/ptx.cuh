@@ -234,6 +234,34 @@ __device__ __forceinline__ unsigned long long wgmma_descriptor(const void* tile)
          (LAYOUT << 62);
 }
 
+// A K-major wgmma operand tile in shared memory, in the ROW_BYTES swizzle: its descriptor on a
+// GPU (wgmma_descriptor), its address in the simulator (whose model reads the bytes there).
+// at(bytes) is the tile `bytes` further on (another stage, the next k16 step of a row; a
+// multiple of 16): on a GPU one 64-bit addition of bytes / 16 to the descriptor's start-address
+// field, which cannot carry out of it (a shared-memory address / 16 stays below 2^14). So the
+// kernels make their descriptors once, before the main loop, not per wgmma (~25 instructions
+// per k-tile: kernels/conv/NOTES_backward.md "Warpgroup tensor cores for the data gradient").
+template <int ROW_BYTES>
+struct WgmmaTileRef {
+#if defined(__CUDA_ARCH__)
+  unsigned long long desc;
+  __device__ __forceinline__ explicit WgmmaTileRef(const void* tile)
+      : desc(wgmma_descriptor<ROW_BYTES>(tile)) {}
+  __device__ __forceinline__ WgmmaTileRef at(unsigned bytes) const {
+    WgmmaTileRef moved = *this;
+    moved.desc += bytes >> 4;
+    return moved;
+  }
+#else
+  const unsigned char* tile;
+  __device__ __forceinline__ explicit WgmmaTileRef(const void* t)
+      : tile(static_cast<const unsigned char*>(t)) {}
+  __device__ __forceinline__ WgmmaTileRef at(unsigned bytes) const {
+    return WgmmaTileRef(tile + bytes);
+  }
+#endif
+};
+
 // wgmma.fence.sync.aligned: orders the warpgroup's earlier register writes of the accumulators
 // (and shared-memory writes) before the wgmma that follow.
 __device__ __forceinline__ void wgmma_fence() {
@@ -304,15 +332,16 @@ __device__ __forceinline__ void wgmma_wait(float (&d)[REGS]) {
   ", %" #DB ", p, 1, 1, 0, 0;\n}\n"
 
 // d += A * B: A the warpgroup's 64 x 16 tile at `a`, B the N x 16 tile at `b` (rows along k, in
-// the ROW_BYTES swizzle, wgmma_descriptor); T is __half or __nv_bfloat16. N: 32, 64 or 128.
+// the ROW_BYTES swizzle: WgmmaTileRef); T is __half or __nv_bfloat16. N: 32, 64 or 128.
 template <class T, int N, int ROW_BYTES>
-__device__ __forceinline__ void wgmma_m64nNk16(float (&d)[N / 2], const T* a, const T* b) {
+__device__ __forceinline__ void wgmma_m64nNk16(float (&d)[N / 2], WgmmaTileRef<ROW_BYTES> a,
+                                               WgmmaTileRef<ROW_BYTES> b) {
   static_assert(sizeof(T) == 2, "16-bit operands");
   static_assert(N == 32 || N == 64 || N == 128, "the block tile widths built");
 #if defined(__CUDA_ARCH__)
   constexpr bool BF16 = IS_BFLOAT16<T>;
-  const unsigned long long desc_a = wgmma_descriptor<ROW_BYTES>(a);
-  const unsigned long long desc_b = wgmma_descriptor<ROW_BYTES>(b);
+  const unsigned long long desc_a = a.desc;
+  const unsigned long long desc_b = b.desc;
   // The instruction for N (register list REGS, accumulator operands D), .bf16 or .f16.
 #define GC_WGMMA_ISSUE(N, REGS, D, DA, DB, SCALE)                                              \
   if constexpr (BF16)                                                                         \
@@ -330,7 +359,7 @@ __device__ __forceinline__ void wgmma_m64nNk16(float (&d)[N / 2], const T* a, co
   }
 #undef GC_WGMMA_ISSUE
 #elif defined(__SIMT_CPU__)
-  simt_wgmma_issue(d, a, b, N, ROW_BYTES, IS_BFLOAT16<T>);
+  simt_wgmma_issue(d, a.tile, b.tile, N, ROW_BYTES, IS_BFLOAT16<T>);
 #endif
 }
 

@@ -75,16 +75,27 @@ struct WarpgroupMma : TensorCoreMma<T, Tile, false> {
     return reinterpret_cast<float(&)[REGISTERS]>(this->acc[0]);
   }
 
-  // Starts acc += this warpgroup's rows of the stage at smem_a times the stage at smem_b, as one
-  // committed group; the stage must stay as it is until wait() says the group is done.
-  __device__ __forceinline__ void issue(const T* smem_a, const T* smem_b) {
+  using TileRef = WgmmaTileRef<Tile::ROW_BYTES>;
+  // The first stage's tiles, this warpgroup's rows of A and all of B (their descriptors on a
+  // GPU), made once before the main loop; issue() moves them to its stage.
+  struct Stages {
+    TileRef a, b;
+  };
+  __device__ __forceinline__ Stages stages(const T* smem_a, const T* smem_b) const {
+    return Stages{TileRef(smem_a + warpgroup * 64 * Tile::LDA), TileRef(smem_b)};
+  }
+
+  // Starts acc += this warpgroup's rows of A's `stage` times B's, as one committed group; the
+  // stage must stay as it is until wait() says the group is done.
+  __device__ __forceinline__ void issue(const Stages& first, int stage) {
     float(&d)[REGISTERS] = accumulators();
-    const T* a = smem_a + warpgroup * 64 * Tile::LDA;
+    const TileRef a = first.a.at(stage * Tile::STAGE_A * int(sizeof(T)));
+    const TileRef b = first.b.at(stage * Tile::STAGE_B * int(sizeof(T)));
     wgmma_fence_operands(d);
     wgmma_fence();
 #pragma unroll
-    for (int k16 = 0; k16 < K_STEPS; ++k16)
-      wgmma_m64nNk16<T, Tile::BLOCK_N, Tile::ROW_BYTES>(d, a + 16 * k16, smem_b + 16 * k16);
+    for (int k16 = 0; k16 < K_STEPS; ++k16)   // 16 halves: 32 bytes along each row
+      wgmma_m64nNk16<T, Tile::BLOCK_N, Tile::ROW_BYTES>(d, a.at(32 * k16), b.at(32 * k16));
     wgmma_commit();
     wgmma_fence_operands(d);
   }
@@ -114,6 +125,7 @@ __device__ __forceinline__ void wgmma_mainloop(Mma& mma, LoaderA& loader_a, cons
   constexpr int AHEAD = STAGES - 2;
   StageCopies<T, Tile, LoaderA, SourceA, LoaderB, SourceB> copies(loader_a, src_a, loader_b,
                                                                   src_b, tiles, smem);
+  const typename Mma::Stages first = mma.stages(copies.smem_a, copies.smem_b);
 #pragma unroll
   for (int s = 0; s < AHEAD; ++s) copies.copy_next();
   int read = 0;  // the stage k-tile t is in
@@ -121,7 +133,7 @@ __device__ __forceinline__ void wgmma_mainloop(Mma& mma, LoaderA& loader_a, cons
     cp_async_wait<AHEAD - 1>();  // this thread's copies of k-tile t have landed
     fence_async_shared();
     __syncthreads();
-    mma.issue(copies.smem_a + read * Tile::STAGE_A, copies.smem_b + read * Tile::STAGE_B);
+    mma.issue(first, read);
     copies.copy_next();
     mma.template wait<1>();
     read = read + 1 == STAGES ? 0 : read + 1;

@@ -32,13 +32,25 @@ __device__ __forceinline__ void dgrad_implicit_gemm(const T* dy, const T* w,
   using WeightSource = typename gc::Select<VECTORS, gc::DgradWeightRsckSource<T>,
                                            gc::DgradWeightSource<T>>::type;
   // 8 channels per copy for a tile stored along k; else one element per thread and k, through
-  // registers or copied (SimtTileAsync: gc::KLoaderFor / MnLoaderFor).
+  // registers or copied (SimtTileAsync: gc::KLoaderFor / MnLoaderFor). The warpgroup tile keeps
+  // its k state from one k-tile to the next (the tap cursor: no division per k-tile, 133 -> 112
+  // instructions per k-tile); the mma.sync tile decodes it afresh, as its 8 warps' 124 of 128
+  // registers leave no room for the cursors (with them ptxas recomputes the fragments' shared
+  // addresses in every k-tile: 131 -> 158).
+  constexpr bool CURSOR = VECTORS && Tile::WARPGROUP_MMA;
+  using VectorLoaderA = typename gc::Select<
+      CURSOR, gc::KVectorCursorLoader<T, DySource, Tile::BLOCK_M, Tile::BLOCK_K, Tile::THREADS>,
+      gc::KVectorLoader<T, DySource, Tile::BLOCK_M, Tile::BLOCK_K, Tile::THREADS>>::type;
+  using VectorLoaderB = typename gc::Select<
+      CURSOR,
+      gc::KVectorCursorLoader<T, WeightSource, Tile::BLOCK_N, Tile::BLOCK_K, Tile::THREADS>,
+      gc::KVectorLoader<T, WeightSource, Tile::BLOCK_N, Tile::BLOCK_K, Tile::THREADS>>::type;
   using LoaderA = typename gc::Select<
-      VECTORS, gc::KVectorLoader<T, DySource, Tile::BLOCK_M, Tile::BLOCK_K, Tile::THREADS>,
+      VECTORS, VectorLoaderA,
       typename gc::Select<NHWC, gc::KLoaderFor<Tile, Smem, DySource, Tile::BLOCK_M>,
                           gc::MnLoaderFor<Tile, Smem, DySource, Tile::BLOCK_M>>::type>::type;
   using LoaderB = typename gc::Select<
-      VECTORS, gc::KVectorLoader<T, WeightSource, Tile::BLOCK_N, Tile::BLOCK_K, Tile::THREADS>,
+      VECTORS, VectorLoaderB,
       gc::MnLoaderFor<Tile, Smem, WeightSource, Tile::BLOCK_N>>::type;
 
   const int phases = shape.stride_h * shape.stride_w;
@@ -54,6 +66,10 @@ __device__ __forceinline__ void dgrad_implicit_gemm(const T* dy, const T* w,
   const WeightSource src_b(w, prob, shape.S);
   LoaderA loader_a(src_a, m0, tid);
   LoaderB loader_b(src_b, n0, tid);
+  if constexpr (CURSOR) {  // the cursors at the first k-tile (the loop runs from k-tile 0)
+    loader_a.start(src_a, 0);
+    loader_b.start(src_b, 0);
+  }
   using Mma = typename Tile::template Mma<T, !NHWC>;
   Mma mma(tid);
 

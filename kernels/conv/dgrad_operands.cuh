@@ -100,6 +100,21 @@ struct DgradPhaseProblem {
     div_kg.divmod(kk, t, k);
     div_taps_s.divmod(t, tr, ts);
   }
+  // split_k of kk + by from split_k of kk (by >= 0) without a division: k wraps into the next
+  // tap (ts fastest) every K/groups. Whether the tap moved. Past gemm_k, tr runs past the
+  // phase's taps: the sources mask such a k by kk.
+  __device__ __forceinline__ bool step_k(int& k, int& tr, int& ts, int by) const {
+    k += by;
+    if (k < k_per_group) return false;
+    do {
+      k -= k_per_group;
+      if (++ts == pw.taps.count) {
+        ts = 0;
+        ++tr;
+      }
+    } while (k >= k_per_group);
+    return true;
+  }
 };
 
 // Far enough below zero that a row/column offset plus any output offset stays negative.
@@ -163,12 +178,42 @@ struct DgradDyNchwSource {
   }
 };
 
+// The k state of the 8-channel kernels' sources (Source: DgradDyNhwcSource,
+// DgradWeightRsckSource): a Col of the GEMM k index kk, its filter k and phase taps (tr, ts),
+// and the source's offset of them, which Source::set_tap makes from (k, tr, ts). column(kk)
+// decodes kk (two divisions); advance_by steps a Col by `by` without one (KVectorCursorLoader),
+// the offset moving with k until k wraps into the next tap.
+template <class Source>
+struct DgradTapColumns {
+  __device__ __forceinline__ auto column(int kk) const {
+    const Source& source = static_cast<const Source&>(*this);
+    typename Source::Col col;
+    col.kk = kk;
+    source.prob.split_k(kk, col.k, col.tr, col.ts);
+    source.set_tap(col);
+    return col;
+  }
+  template <class Col>
+  __device__ __forceinline__ void advance_by(Col& col, int by) const {
+    const Source& source = static_cast<const Source&>(*this);
+    col.kk += by;
+    if (source.prob.step_k(col.k, col.tr, col.ts, by))
+      source.set_tap(col);
+    else
+      col.offset += by;
+  }
+};
+
 // A (M x K): dy gathered for NHWC dy; consecutive kk are consecutive channels of one dy pixel:
-// a KContiguousLoader source.
+// a KContiguousLoader source, and the 8-channel kernels' KVectorLoader's (with a cursor that
+// steps its k state by a k-tile: advance_by). A row's base is dy's offset of the row's phase
+// pixel (i, j) read at (p, q) = (i, j) (n, the group's first filter included), a column's
+// offset what its tap (dp, dq) and filter k add: dy[base + offset] is dy[n][i + dp][j + dq][k],
+// one addition per element; the bounds are checked on i + dp and j + dq.
 template <class T>
-struct DgradDyNhwcSource {
+struct DgradDyNhwcSource : DgradTapColumns<DgradDyNhwcSource<T>> {
   struct Row { int base, i, j; };
-  struct Col { int kk, k, dp, dq; };
+  struct Col { int kk, k, tr, ts, dp, dq, offset; };
 
   const T* dy;
   DgradPhaseProblem prob;
@@ -183,36 +228,31 @@ struct DgradDyNhwcSource {
     if (m < prob.gemm_m) {
       int n;
       prob.split_pixel(m, n, row.i, row.j);
-      row.base = n * PQK + prob.group * prob.k_per_group;
+      row.base = n * PQK + prob.group * prob.k_per_group + (row.i * prob.Q + row.j) * prob.K;
     }
     return row;
   }
-  __device__ __forceinline__ Col column(int kk) const {
-    Col col;
-    int tr, ts;
-    col.kk = kk;
-    prob.split_k(kk, col.k, tr, ts);
-    col.dp = prob.ph.out0 - tr * prob.ph.out_step;
-    col.dq = prob.pw.out0 - ts * prob.pw.out_step;
-    return col;
+  __device__ __forceinline__ void set_tap(Col& col) const {
+    col.dp = prob.ph.out0 - col.tr * prob.ph.out_step;
+    col.dq = prob.pw.out0 - col.ts * prob.pw.out_step;
+    col.offset = (col.dp * prob.Q + col.dq) * prob.K + col.k;
+  }
+  __device__ __forceinline__ bool inside(const Row& row, const Col& col) const {
+    return col.kk < prob.gemm_k && unsigned(row.i + col.dp) < unsigned(prob.P) &&
+           unsigned(row.j + col.dq) < unsigned(prob.Q);
   }
   __device__ __forceinline__ T load(const Row& row, const Col& col) const {
-    const int p = row.i + col.dp;
-    const int q = row.j + col.dq;
-    if (col.kk < prob.gemm_k && unsigned(p) < unsigned(prob.P) && unsigned(q) < unsigned(prob.Q))
-      return dy[row.base + (p * prob.Q + q) * prob.K + col.k];
-    return T{};
+    return inside(row, col) ? dy[row.base + col.offset] : T{};
   }
   // Whether channels k .. k+7 of the row's dy pixel for this tap exist, and where (KVectorLoader;
   // dy when they do not): K/groups a multiple of 8 (a vector never straddles a tap), dy 16-byte
   // aligned. Or channel k alone (async_gemm.cuh's element copies).
   __device__ __forceinline__ bool vector_at(const Row& row, const Col& col, const T*& from) const {
-    const int p = row.i + col.dp;
-    const int q = row.j + col.dq;
-    const bool inside = col.kk < prob.gemm_k && unsigned(p) < unsigned(prob.P) &&
-                        unsigned(q) < unsigned(prob.Q);
-    from = dy + (inside ? row.base + (p * prob.Q + q) * prob.K + col.k : 0);
-    return inside;
+    const bool in = inside(row, col);
+    // unsigned: an offset inside dy is not negative, and a zero-extended one makes its 64-bit
+    // address with two instructions fewer than a sign-extended one.
+    from = dy + (in ? unsigned(row.base + col.offset) : 0u);
+    return in;
   }
 };
 
@@ -270,11 +310,11 @@ struct DgradWeightSource {
 // B for the 8-channel tensor-core kernel, one row per input channel c, contiguous along the
 // GEMM's k: the filter transposed to RSCK (the launcher's w.transpose(2, 3, 1, 0)), element
 // (c, kk) = w_rsck[r][s][c][group * K/groups + k]. A KVectorLoader source (K/groups a multiple
-// of 8, w_rsck 16-byte aligned).
+// of 8, w_rsck 16-byte aligned) whose column steps by a k-tile (advance_by).
 template <class T>
-struct DgradWeightRsckSource {
+struct DgradWeightRsckSource : DgradTapColumns<DgradWeightRsckSource<T>> {
   struct Row { int offset; };  // c * K; -1: outside the group's channels
-  struct Col { int kk, offset; };
+  struct Col { int kk, k, tr, ts, offset; };
 
   const T* w_rsck;
   DgradPhaseProblem prob;
@@ -287,16 +327,14 @@ struct DgradWeightRsckSource {
   __device__ __forceinline__ Row row(int c) const {
     return Row{c < prob.c_per_group ? c * prob.K : -1};
   }
-  __device__ __forceinline__ Col column(int kk) const {
-    int k, tr, ts;
-    prob.split_k(kk, k, tr, ts);
-    const int r = prob.ph.taps.first + tr * prob.ph.taps.step;
-    const int s = prob.pw.taps.first + ts * prob.pw.taps.step;
-    return Col{kk, (r * S + s) * prob.c_per_group * prob.K + prob.group * prob.k_per_group + k};
+  __device__ __forceinline__ void set_tap(Col& col) const {
+    const int r = prob.ph.taps.first + col.tr * prob.ph.taps.step;
+    const int s = prob.pw.taps.first + col.ts * prob.pw.taps.step;
+    col.offset = (r * S + s) * prob.c_per_group * prob.K + prob.group * prob.k_per_group + col.k;
   }
   __device__ __forceinline__ bool vector_at(const Row& row, const Col& col, const T*& from) const {
     const bool inside = col.kk < prob.gemm_k && row.offset >= 0;
-    from = w_rsck + (inside ? col.offset + row.offset : 0);
+    from = w_rsck + (inside ? unsigned(col.offset + row.offset) : 0u);  // as DgradDyNhwcSource's
     return inside;
   }
 };

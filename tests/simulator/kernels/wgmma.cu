@@ -40,7 +40,9 @@ __global__ void wgmma_tile(float* d, float* early, const T* a, const T* b, const
   }
   gc::wgmma_fence_operands(acc);
   gc::wgmma_fence();
-  gc::wgmma_m64nNk16<T, N, ROW_BYTES>(acc, a_tile + 16 * step, b_tile + 16 * step);
+  // The k16 step as the kernels reach it: the tile's reference moved by 32 bytes per step.
+  gc::wgmma_m64nNk16<T, N, ROW_BYTES>(acc, gc::WgmmaTileRef<ROW_BYTES>(a_tile).at(32 * step),
+                                      gc::WgmmaTileRef<ROW_BYTES>(b_tile).at(32 * step));
   gc::wgmma_commit();
   if (peek) {
     for (int i = 0; i < N / 2; ++i) {
