@@ -34,8 +34,9 @@ cores' mma.m16n8k16 already is), its block tile on 4 warps or 8 (launcher option
 cores instead (``conv2d_implicit_gemm_precomputed_wgmma``, kernels/conv/implicit_gemm_wgmma.cu,
 a family built for sm_90a only): the picked tile's shape as a WgmmaTile of
 launch_common.WGMMA_STAGES stages, on a compute capability 9.0 GPU or in the simulator;
-elsewhere, or for a case the 8-channel kernel cannot run, a ValueError says why (``wgmma_refusal``). Not chosen by "auto" until it is
-measured on an H100 (kernels/conv/NOTES.md, "Warpgroup tensor cores").
+elsewhere, or for a case the 8-channel kernel cannot run, a ValueError says why
+(``wgmma_refusal``). Not chosen by "auto" until it is measured on an H100 (kernels/conv/NOTES.md,
+"Warpgroup tensor cores").
 
 How the CUDA-core tiles are filled (launcher option ``loads``, launch_common.LOADS):
 "cp_async" runs ``conv2d_implicit_gemm_precomputed_async`` (float32 and float64 with the

@@ -240,7 +240,8 @@ __device__ __forceinline__ unsigned long long wgmma_descriptor(const void* tile)
 // multiple of 16): on a GPU one 64-bit addition of bytes / 16 to the descriptor's start-address
 // field, which cannot carry out of it (a shared-memory address / 16 stays below 2^14). So the
 // kernels make their descriptors once, before the main loop, not per wgmma (~25 instructions
-// per k-tile: kernels/conv/NOTES_backward.md "Warpgroup tensor cores for the data gradient").
+// per k-tile: kernels/conv/NOTES_backward.md "Fewer instructions per k-tile in the 8-channel
+// gathers").
 template <int ROW_BYTES>
 struct WgmmaTileRef {
 #if defined(__CUDA_ARCH__)

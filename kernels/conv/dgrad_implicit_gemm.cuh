@@ -33,10 +33,10 @@ __device__ __forceinline__ void dgrad_implicit_gemm(const T* dy, const T* w,
                                            gc::DgradWeightSource<T>>::type;
   // 8 channels per copy for a tile stored along k; else one element per thread and k, through
   // registers or copied (SimtTileAsync: gc::KLoaderFor / MnLoaderFor). The warpgroup tile keeps
-  // its k state from one k-tile to the next (the tap cursor: no division per k-tile, 133 -> 112
-  // instructions per k-tile); the mma.sync tile decodes it afresh, as its 8 warps' 124 of 128
-  // registers leave no room for the cursors (with them ptxas recomputes the fragments' shared
-  // addresses in every k-tile: 131 -> 158).
+  // its k state from one k-tile to the next (the tap cursor: no division per k-tile); the
+  // mma.sync tile decodes it afresh, as its 8 warps' 121 of 128 registers leave no room for the
+  // cursors (with them ptxas recomputes the fragments' shared addresses in every k-tile: 118 ->
+  // 158 instructions; kernels/conv/NOTES_backward.md "Fewer instructions per k-tile ...").
   constexpr bool CURSOR = VECTORS && Tile::WARPGROUP_MMA;
   using VectorLoaderA = typename gc::Select<
       CURSOR, gc::KVectorCursorLoader<T, DySource, Tile::BLOCK_M, Tile::BLOCK_K, Tile::THREADS>,

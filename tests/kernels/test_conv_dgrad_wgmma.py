@@ -123,8 +123,9 @@ def test_refusals(rng):
     refused("math='wgmma' needs float16 or bfloat16", weight=w.astype(np.float32),
             grad_output=dy.astype(np.float32))
     twelve = Case("12 filters", (1, 8, 9, 9), (12, 8, 3, 3), dict(padding=1))
-    refused("needs K/groups a multiple of 8 .* got 12", weight=make_input(rng, twelve.w, np.float16),
-            grad_output=make_input(rng, output_shape(twelve, "NHWC"), np.float16), c=twelve)
+    refused("needs K/groups a multiple of 8 .* got 12", c=twelve,
+            weight=make_input(rng, twelve.w, np.float16),
+            grad_output=make_input(rng, output_shape(twelve, "NHWC"), np.float16))
     shifted = np.empty(dy.size + 1, np.float16)[1:].reshape(dy.shape)  # 2 bytes off alignment
     shifted[...] = dy
     refused("needs a 16-byte aligned grad_output", grad_output=shifted)
