@@ -42,9 +42,9 @@ from .split_k import SplitK, gemm_splits
 from .geometry import data_gradient_geometry
 from .launch_common import (ASYNC_DTYPES, DATA_GRAD_LARGE_WARPS_MIN_K, LOADS, TENSOR_CORE_DTYPES,
                             VECTOR_CHANNELS, WARP_TILES, ConvCall, async_tile, choose_loads,
-                            decoder_args, is_aligned, uses_tensor_cores, wgmma_device_refusal,
-                            wgmma_tile)
+                            decoder_args, is_aligned, uses_tensor_cores, wgmma_tile)
 from .launch_common import vector_tile as common_vector_tile
+from .launch_common import wgmma_refusal as common_wgmma_refusal
 
 TILE = GemmTile(block_m=128, block_n=64, block_k=8, thread_m=8, thread_n=4)
 # The implicit GEMM's tensor-core tile (16-bit dtypes): the same 128 x 64 block, 8 warps of 32 x 32.
@@ -215,11 +215,9 @@ def vector_kernel(call: _Call, tensor_cores: bool) -> bool:
 def wgmma_refusal(call: _Call) -> str | None:
     """Why math="wgmma" cannot run ``call`` (None when it can): it needs what the vector
     kernel needs (``vector_kernel``) and a compute capability 9.0 GPU (or the simulator)."""
-    why = wgmma_device_refusal(WGMMA_FAMILY, call.executor)
+    why = common_wgmma_refusal(WGMMA_FAMILY, call.executor, call.nhwc)
     if why is not None:
         return why
-    if not call.nhwc:
-        return "runs channels-last (data_format='NHWC') operands only"
     if call.geom.K_per_group % VECTOR_CHANNELS:
         return (f"needs K/groups a multiple of {VECTOR_CHANNELS} (8-channel copies of "
                 f"grad_output); got {call.geom.K_per_group}")

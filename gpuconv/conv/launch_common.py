@@ -250,16 +250,19 @@ def wgmma_tile(tile: MmaTile) -> WgmmaTile:
     return WgmmaTile(tile.block_m, tile.block_n, WGMMA_STAGES)
 
 
-def wgmma_device_refusal(family, executor: str) -> str | None:
-    """Why the wgmma kernels of ``family`` (built for an arch-specific target) cannot run on
-    ``executor``'s device, None where they can: the simulator runs them anywhere, CuPy on a GPU
-    of that compute capability only."""
-    if executor != "cupy" or builds_on_device(family):
-        return None
-    import cupy
-    return (f"needs a compute capability {family.compute_capability} GPU (Hopper: wgmma is an "
-            f"{family.arch} instruction); this device has "
-            f"{cupy.cuda.Device().compute_capability}")
+def wgmma_refusal(family, executor: str, nhwc: bool) -> str | None:
+    """What every wgmma launch needs (None where it has it; the launchers' wgmma_refusal add
+    their kernel's own conditions): the kernels of ``family`` (built for an arch-specific
+    target) run in the simulator anywhere, with CuPy on a GPU of that compute capability only;
+    their 8-channel copies read channels-last operands."""
+    if executor == "cupy" and not builds_on_device(family):
+        import cupy
+        return (f"needs a compute capability {family.compute_capability} GPU (Hopper: wgmma is "
+                f"an {family.arch} instruction); this device has "
+                f"{cupy.cuda.Device().compute_capability}")
+    if not nhwc:
+        return "runs channels-last (data_format='NHWC') operands only"
+    return None
 
 
 # The SM count the simulator plans grids for (an H100 SXM), so that it launches the grids a GPU

@@ -55,9 +55,10 @@ from .launch_common import (ASYNC_DTYPES, FORWARD_LARGE_WARPS_MIN_K, GEMM_TILES,
                             MMA_NARROW_TILES, MMA_TILES, NARROW_TILES, TENSOR_CORE_DTYPES,
                             VECTOR_CHANNELS, ConvCall, async_tile, ceil_div,
                             check_gemm_grid, cuda_bool, is_aligned, pick_filter_tile,
-                            uses_tensor_cores, wgmma_device_refusal, wgmma_tile)
+                            uses_tensor_cores, wgmma_tile)
 from .launch_common import choose_loads as common_choose_loads
 from .launch_common import vector_tile as common_vector_tile
+from .launch_common import wgmma_refusal as common_wgmma_refusal
 from .split_k import finish_forward, forward_split, gemm_splits
 
 ITERATORS = ("auto", "precomputed", "analytic")
@@ -174,11 +175,9 @@ WGMMA_FAMILY = register(
 def wgmma_refusal(call: ConvCall, iterator: str, tile, weight) -> str | None:
     """Why math="wgmma" cannot run ``call`` (None when it can): it needs what the 8-channel
     kernel needs (``vector_kernel``) and a compute capability 9.0 GPU (or the simulator)."""
-    why = wgmma_device_refusal(WGMMA_FAMILY, call.executor)
+    why = common_wgmma_refusal(WGMMA_FAMILY, call.executor, call.nhwc)
     if why is not None:
         return why
-    if not call.nhwc:
-        return "runs channels-last (data_format='NHWC') operands only"
     if iterator != "precomputed":
         return f"runs the precomputed iterator only; got {iterator!r}"
     if call.geom.C_per_group % VECTOR_CHANNELS:

@@ -17,6 +17,7 @@ import math
 
 import numpy as np
 
+from .._args import INT32_MAX
 from .._arrays import copy_for_kernels, is_kernel_ready
 from .._kernels import CUDA_TYPES, cuda_type, register
 from .._loader import get_function
@@ -35,7 +36,7 @@ TILE_TARGET = 2048
 # The longest tile row along x (along y: 64 when y is that short, else 32).
 MAX_TILE_X = 256
 MAX_BATCH_BLOCKS = 65535      # grid.y: more batch entries are visited in turn
-MAX_ELEMENTS = 2 ** 31 - 1    # the kernel's int offsets
+MAX_ELEMENTS = INT32_MAX      # the kernel's int offsets
 
 
 def tile_shape(X: int, Y: int) -> tuple[int, int]:
