@@ -64,7 +64,7 @@ def conv_algorithms() -> tuple[str, ...]:
 # model ("split_k", the launcher's default) against never: both through the launcher, so that
 # the pair differs in the split alone; the CUDA-core tiles filled by cp.async against through
 # registers, float32/float64; the 8-channel tensor-core tiles on 4 warps against 8; Hopper's
-# warpgroup tensor cores against mma.sync, channels-last 16-bit forward and data gradient,
+# warpgroup tensor cores against mma.sync, channels-last 16-bit forward and both gradients,
 # not-applicable elsewhere). Forward only, except implicit_gemm's variants whose options a
 # gradient's launcher also takes (GRADIENT_OPTIONS).
 CONV_VARIANTS = {

@@ -239,7 +239,7 @@ def implicit_gemm(call: _Call) -> None:
     g = call.geom
     phases = g.stride_h * g.stride_w
     strides = (g.C * g.H * g.W, 1, g.C) if call.nhwc else (g.C * g.H * g.W, g.H * g.W, 1)
-    tensor_cores = uses_tensor_cores(call.dtype, call.math, wgmma=True)
+    tensor_cores = uses_tensor_cores(call.dtype, call.math)
     copies = pick_loads(call.dtype, call.nhwc, tensor_cores, call.loads) == "cp_async"
     family = IMPLICIT_GEMM
     if call.math == "wgmma":

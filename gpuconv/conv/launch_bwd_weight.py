@@ -5,7 +5,10 @@ Weight-gradient algorithms (the kernels' headers say how each works):
   and bfloat16 on the tensor cores (``conv2d_wgrad_implicit_gemm_mma``) unless
   ``math="cuda_cores"``; channels-last with K/groups and C/groups multiples of 8 and 16-byte
   aligned arrays, the kernel that copies both operands 8 filters / channels at a time with
-  cp.async (``conv2d_wgrad_implicit_gemm_mma_vec``, ``vector_kernel``).
+  cp.async (``conv2d_wgrad_implicit_gemm_mma_vec``, ``vector_kernel``); launcher option
+  ``math="wgmma"`` runs that case on Hopper's warpgroup tensor cores
+  (``conv2d_wgrad_implicit_gemm_wgmma``, a family built for sm_90a only: a compute capability
+  9.0 GPU or the simulator; ``wgmma_refusal``), not chosen by "auto" until it is measured.
 - "im2col_gemm": x unfolded into a column buffer per batch chunk, then a GEMM, split-K.
 - "depthwise": C/groups == 1: conv2d_wgrad_depthwise_tiled (dy and x tiles in shared memory, each
   thread a run of taps in registers for its whole split; ``depthwise_tile_config``); where its
@@ -28,7 +31,7 @@ import math
 
 from .._args import as_choice
 from .._kernels import CUDA_TYPES, cuda_type, register
-from .gemm_tile import GemmTile, MmaTile
+from .gemm_tile import GemmTile, MmaTile, WgmmaTile
 from . import launch_winograd
 from .launch_bwd_common import (GRID_YZ_LIMIT, MAX_SPLITS, SplitSums, acc_dtype, array_module,
                                 batch_chunks, bool_name, ceil_div, check_weight_size,
@@ -36,8 +39,9 @@ from .launch_bwd_common import (GRID_YZ_LIMIT, MAX_SPLITS, SplitSums, acc_dtype,
                                 i32, launch, output, pixels_per_split, shape_args, type_names)
 from .launch_common import (SMEM_LIMIT, TENSOR_CORE_DTYPES, VECTOR_CHANNELS, WARP_TILES,
                             WEIGHT_GRAD_LARGE_WARPS_MIN_K, is_aligned, multiprocessor_count,
-                            uses_tensor_cores)
+                            uses_tensor_cores, wgmma_tile)
 from .launch_common import vector_tile as common_vector_tile
+from .launch_common import wgmma_refusal as common_wgmma_refusal
 from .launch_depthwise import WINDOW_RUN
 
 TILE = GemmTile(block_m=64, block_n=128, block_k=8, thread_m=4, thread_n=8)
@@ -90,6 +94,20 @@ _IMPLICIT_NAMES = _names("conv2d_wgrad_implicit_gemm", tile=TILE) + [
     f"conv2d_wgrad_implicit_gemm_mma_vec<{CUDA_TYPES[dt]}, {vector_tile(0, warps).template_args}>"
     for dt in TENSOR_CORE_DTYPES for warps in ("large", "small")]
 IMPLICIT_GEMM = register("conv/wgrad_implicit_gemm.cu", _IMPLICIT_NAMES, hot=_IMPLICIT_NAMES)
+
+# Hopper's warpgroup tensor cores (math="wgmma"): the vector kernel's case, MN-major stages
+# (kernels/conv/wgrad_implicit_gemm_wgmma.cu), on MMA_TILE's block where the group has at most
+# 64 filters and on two warpgroups of 128 filters otherwise: the 128 x 128 block issues 2.3
+# instructions per 1024 multiply-adds where 64 x 128 issues 3.5 (the copies' gathers are shared
+# by twice the filters; kernels/conv/NOTES_backward.md "Warpgroup tensor cores for the weight
+# gradient").
+WGMMA_KERNEL = "conv2d_wgrad_implicit_gemm_wgmma"
+WGMMA_TILE = wgmma_tile(MMA_TILE)
+WGMMA_WIDE_TILE = WgmmaTile(128, MMA_TILE.block_n, WGMMA_TILE.stages)
+_WGMMA_NAMES = [f"{WGMMA_KERNEL}<{CUDA_TYPES[dt]}, {tile.template_args}>"
+                for dt in TENSOR_CORE_DTYPES for tile in (WGMMA_TILE, WGMMA_WIDE_TILE)]
+WGMMA_FAMILY = register("conv/wgrad_implicit_gemm_wgmma.cu", _WGMMA_NAMES, hot=_WGMMA_NAMES,
+                        arch="sm_90a")
 
 _COLUMNS_NAMES = _names("conv2d_wgrad_gemm_columns", tile=TILE)
 IM2COL_GEMM = register("conv/wgrad_im2col_gemm.cu", _names("conv2d_wgrad_im2col") + _COLUMNS_NAMES,
@@ -192,10 +210,11 @@ class _Call:
         return f"{template}<{', '.join(args)}>"
 
 
-def _gemm_grid_splits(call: _Call) -> tuple[tuple[int, int], int]:
+def _gemm_grid_splits(call: _Call, block=TILE) -> tuple[tuple[int, int], int]:
+    """The grid's (filter tiles, tap tiles) of a block of ``block``'s shape, and the splits."""
     g = call.geom
-    tiles_xy = (ceil_div(g.K_per_group, TILE.block_m),
-                ceil_div(g.C_per_group * g.R * g.S, TILE.block_n))
+    tiles_xy = (ceil_div(g.K_per_group, block.block_m),
+                ceil_div(g.C_per_group * g.R * g.S, block.block_n))
     splits = choose_splits(call.executor, tiles_xy[0] * tiles_xy[1] * g.groups, call.chunk_pixels,
                            max_splits=min(MAX_SPLITS, GRID_YZ_LIMIT // g.groups),
                            sum_elements=call.weight_elements)
@@ -212,14 +231,46 @@ def vector_kernel(call: _Call, tensor_cores: bool) -> bool:
             and is_aligned(call.x, 16) and is_aligned(call.dy, 16))
 
 
+def wgmma_refusal(call: _Call) -> str | None:
+    """Why math="wgmma" cannot run ``call`` (None when it can): it needs what the vector
+    kernel needs (``vector_kernel``) and a compute capability 9.0 GPU (or the simulator)."""
+    why = common_wgmma_refusal(WGMMA_FAMILY, call.executor, call.nhwc)
+    if why is not None:
+        return why
+    g = call.geom
+    for what, channels in (("K/groups", g.K_per_group), ("C/groups", g.C_per_group)):
+        if channels % VECTOR_CHANNELS:
+            return (f"needs {what} a multiple of {VECTOR_CHANNELS} (8-channel copies of x and "
+                    f"grad_output); got {channels}")
+    for what, array in (("input", call.x), ("grad_output", call.dy)):
+        if not is_aligned(array, 16):
+            return f"needs a 16-byte aligned {what} (8-channel copies)"
+    return None
+
+
+def wgmma_block(geom) -> WgmmaTile:
+    """The warpgroup tile of math="wgmma": 64 filters for groups of at most 64, else 128."""
+    return WGMMA_TILE if geom.K_per_group <= WGMMA_TILE.block_m else WGMMA_WIDE_TILE
+
+
 def implicit_gemm(call: _Call, deterministic: bool):
     g = call.geom
-    (tiles_m, tiles_n), splits = _gemm_grid_splits(call)
+    tensor_cores = uses_tensor_cores(call.dtype, call.math)
+    block = TILE
+    if call.math == "wgmma":
+        why = wgmma_refusal(call)
+        if why is not None:
+            raise ValueError(f"math='wgmma' {why}")
+        block = wgmma_block(g)
+    (tiles_m, tiles_n), splits = _gemm_grid_splits(call, block)
     sums = call.sums(splits, allow_atomics=not deterministic)
     dw, ws = sums.pointers
-    tensor_cores = uses_tensor_cores(call.dtype, call.math)
-    # The same block shape on every tile: one grid and split choice.
-    if vector_kernel(call, tensor_cores):
+    family = IMPLICIT_GEMM
+    # The other kernels have TILE's block shape on every tile: one grid and split choice.
+    if call.math == "wgmma":
+        tile, family = block, WGMMA_FAMILY
+        name = f"{WGMMA_KERNEL}<{call.t}, {tile.template_args}>"
+    elif vector_kernel(call, tensor_cores):
         tile = vector_tile(pixels_per_split(call.chunk_pixels, splits, MMA_TILE.block_k),
                            call.warp_tiles)
         name = f"conv2d_wgrad_implicit_gemm_mma_vec<{call.t}, {tile.template_args}>"
@@ -230,7 +281,7 @@ def implicit_gemm(call: _Call, deterministic: bool):
     smem = tile.smem_bytes(call.dtype)  # the main loop's tiles, then the staged epilogue
     for chunk, (n0, n1) in enumerate(call.chunks):
         pps = pixels_per_split((n1 - n0) * g.P * g.Q, splits, tile.block_k)
-        launch(IMPLICIT_GEMM, name, call.executor, (tiles_m, tiles_n, g.groups * splits),
+        launch(family, name, call.executor, (tiles_m, tiles_n, g.groups * splits),
                (tile.threads, 1, 1),
                (call.x[n0:n1], call.dy[n0:n1], *shape_args(g, n1 - n0), i32(splits), i32(pps),
                 dw, ws, sums.mode(chunk)), shared_mem=smem)
@@ -430,7 +481,8 @@ RUNNERS = {"implicit_gemm": implicit_gemm, "im2col_gemm": im2col_gemm, "direct":
 def run(algorithm: str, geom, x, dy, data_format: str, deterministic: bool, executor: str,
         math: str = "auto", warp_tiles: str = "auto"):
     """dw (K, C/groups, R, S) for an algorithm the caller has checked (``why_not`` is None).
-    ``math`` ("auto" | "cuda_cores" | "tensor_cores"): implicit_gemm's multiply-accumulate;
+    ``math`` ("auto" | "cuda_cores" | "tensor_cores" | "wgmma"): implicit_gemm's
+    multiply-accumulate (``wgmma_refusal`` says where "wgmma" runs);
     ``warp_tiles`` ("auto" | "large" | "small"): the warps of its 8-channel tensor-core tile
     (``vector_tile``)."""
     call = _Call(geom, x, dy, data_format, executor, math,

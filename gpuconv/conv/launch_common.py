@@ -216,22 +216,16 @@ def choose_loads(dtype, loads: str = "auto", *, tensor_cores: bool = False,
     return loads
 
 
-# math= of the launchers that have both: "auto" takes the tensor cores for 16-bit dtypes.
-# "wgmma": Hopper's warpgroup tensor-core instructions, in implicit_gemm's channels-last
-# 8-channel kernels of the forward and the data gradient (launch_implicit_gemm.wgmma_refusal,
-# launch_bwd_data.wgmma_refusal say where they run).
+# math= of the implicit GEMM's launchers (forward, data and weight gradients): "auto" takes the
+# tensor cores for 16-bit dtypes. "wgmma": Hopper's warpgroup tensor-core instructions, in their
+# channels-last 8-channel kernels (each launcher's wgmma_refusal says where they run).
 MATHS = ("auto", "cuda_cores", "tensor_cores", "wgmma")
 
 
-def uses_tensor_cores(dtype, math: str = "auto", *, wgmma: bool = False) -> bool:
-    """Whether a GEMM launcher runs ``dtype`` on the tensor-core tiles for ``math``;
-    ``wgmma``: the launcher has a wgmma kernel (others refuse math="wgmma")."""
+def uses_tensor_cores(dtype, math: str = "auto") -> bool:
+    """Whether a GEMM launcher runs ``dtype`` on the tensor-core tiles for ``math``."""
     math = as_choice("math", math, MATHS)
     name = dtype_name(dtype) if not isinstance(dtype, str) else dtype
-    if math == "wgmma" and not wgmma:
-        raise ValueError("math='wgmma' (Hopper's warpgroup tensor cores) runs only the "
-                         "channels-last forward and data gradient of implicit_gemm; use 'auto', "
-                         "'cuda_cores' or 'tensor_cores' here")
     if math in ("tensor_cores", "wgmma") and name not in TENSOR_CORE_DTYPES:
         raise ValueError(f"math={math!r} needs float16 or bfloat16 operands (the "
                          f"tensor-core tiles multiply 16-bit values); got {name}")

@@ -244,7 +244,7 @@ def run(call: ConvCall, iterator: str = "auto", tile_widths: str = "auto",
         warp_tiles: str = "auto") -> None:
     g = call.geom
     iterator = choose_iterator(g, iterator, call.nhwc)
-    tensor_cores = uses_tensor_cores(call.dtype, math, wgmma=True)
+    tensor_cores = uses_tensor_cores(call.dtype, math)
     loads = choose_loads(call, iterator, tensor_cores, loads)
     check_gemm_grid("implicit_gemm", g)
     weight = call.krsc_weight() if call.nhwc else call.kcrs_weight()

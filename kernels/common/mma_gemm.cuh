@@ -108,6 +108,14 @@ struct MmaTileK : MmaTile<BLOCK_M_, BLOCK_N_, BLOCK_K_, WARP_M_, WARP_N_> {
   template <class T, bool LANES_ALONG_M> using Mma = TensorCoreMma<T, MmaTileK, LANES_ALONG_M>;
 };
 
+// Row kk of a k-major stage at tile[kk * LD]: where MmaTileAsync's MnVectorLoader puts vector
+// (kk, mn .. mn + 7).
+template <int LD_>
+struct PaddedRows {
+  static constexpr int LD = LD_;
+  __device__ __forceinline__ static int offset(int kk, int mn) { return kk * LD + mn; }
+};
+
 // The k-major block tile (MmaTile's layout, ldmatrix.trans) filled by cp.async into STAGES
 // stages instead of through registers: for loaders that copy 8 consecutive mn (16 bytes) at a
 // time (MnVectorLoader: operands contiguous along M or N, the channels-last weight gradient).
@@ -118,6 +126,8 @@ struct MmaTileAsync : MmaTile<BLOCK_M_, BLOCK_N_, BLOCK_K_, WARP_M_, WARP_N_> {
   static constexpr bool ASYNC_COPY = true;
   static constexpr int STAGES = STAGES_;
   static constexpr int SMEM_ELEMENTS = STAGES * (Base::STAGE_A + Base::STAGE_B);
+  // Where MnVectorLoader puts a vector of an operand BLOCK_MN wide: the padded k-major rows.
+  template <class T, int BLOCK_MN> using MnPlacement = PaddedRows<BLOCK_MN + SMEM_PAD<T>>;
   template <class T, bool LANES_ALONG_M> using Mma = TensorCoreMma<T, MmaTileAsync, LANES_ALONG_M>;
 };
 
@@ -208,8 +218,11 @@ struct KVectorCursorLoader : KVectorLoader<T, Source, BLOCK_MN, BLOCK_K, THREADS
 // of its vector, stepping the source's k state (Source::advance) as MnContiguousLoader does.
 // The Source's row(mn) is the state of the vector's first mn, and vector_at(row, col, from)
 // says whether mn .. mn+7 exist at that k (else zeros) and where; the launcher guarantees the
-// alignment (vectors never straddle a group or a tap, 16-byte aligned addresses).
-template <class T, class Source, int BLOCK_MN, int BLOCK_K, int THREADS>
+// alignment (vectors never straddle a group or a tap, 16-byte aligned addresses). Placement
+// says where vector (kk, mn) goes in the stage: MmaTileAsync's padded k-major rows (PaddedRows)
+// by default, a WgmmaTileMN's swizzled slabs (wgmma_gemm.cuh: MnSwizzledSlabs).
+template <class T, class Source, int BLOCK_MN, int BLOCK_K, int THREADS,
+          class Placement = PaddedRows<BLOCK_MN + SMEM_PAD<T>>>
 struct MnVectorLoader {
   static constexpr int VEC = 8;
   static constexpr int VECTORS = BLOCK_MN / VEC;  // per k
@@ -217,7 +230,7 @@ struct MnVectorLoader {
   static constexpr int K_GROUPS = THREADS / VECTORS;
   static_assert(BLOCK_K % K_GROUPS == 0, "threads must cover the tile evenly");
   static constexpr int KS = BLOCK_K / K_GROUPS;
-  static constexpr int LD = BLOCK_MN + SMEM_PAD<T>;
+  static constexpr int LD = Placement::LD;
 
   typename Source::Row row_state;
   T* stage;  // the shared-memory stage the next load() copies into
@@ -236,10 +249,25 @@ struct MnVectorLoader {
     for (int e = 0; e < KS; ++e) {
       const T* from;
       const bool inside = src.vector_at(row_state, col, from);
-      cp_async_16(stage + (kk0 + e) * LD + mn, from, !inside);
+      cp_async_16(stage + Placement::offset(kk0 + e, mn), from, !inside);
       if (e + 1 < KS) src.advance(col);
     }
   }
+};
+
+// The loader of an operand BLOCK_MN wide whose elements are contiguous along mn: a cp.async
+// tile's MnVectorLoader, placing vectors where the tile says (Tile::MnPlacement), or
+// MnContiguousLoader through registers. A specialization, so that the register-staged tiles
+// never name the placement they do not have.
+template <bool ASYNC_COPY, class T, class Tile, class Source, int BLOCK_MN>
+struct MnOperandLoader {
+  using type = MnContiguousLoader<typename Tile::template Smem<T>, Source, BLOCK_MN,
+                                  Tile::BLOCK_K, Tile::THREADS>;
+};
+template <class T, class Tile, class Source, int BLOCK_MN>
+struct MnOperandLoader<true, T, Tile, Source, BLOCK_MN> {
+  using type = MnVectorLoader<T, Source, BLOCK_MN, Tile::BLOCK_K, Tile::THREADS,
+                              typename Tile::template MnPlacement<T, BLOCK_MN>>;
 };
 
 // __launch_bounds__ of a kernel that runs one MmaTile per block: its thread count and a

@@ -217,37 +217,71 @@ __device__ __forceinline__ void fence_async_shared() {
 // 8 (i / 4) + 2 (l % 4) + i % 2): per 8 columns, mma.m16n8k16's C layout (header comment) for
 // each warp's 16 rows.
 
-// The matrix descriptor of a K-major operand tile (rows along k, 16-bit elements) stored as
-// ROW_BYTES-byte rows whose 16-byte chunks are swizzled by the PTX ISA's ROW_BYTES swizzle mode
-// (32, 64 or 128 bytes: chunk c of row r at c ^ (r / (128 / ROW_BYTES)) % (ROW_BYTES / 16) when
-// the tile starts where the pattern does, mma_gemm.cuh KChunkSwizzle), groups of 8 rows
-// 8 * ROW_BYTES apart. Fields (16-byte units): start address [0, 14), leading byte offset
-// [16, 30) (unused by swizzled K-major layouts: 1), stride byte offset [32, 46), base offset
-// [49, 52) = 0 (the pattern starts at an aligned address), layout [62, 64): 1 = 128-byte,
-// 2 = 64-byte, 3 = 32-byte swizzle.
+// The shared-memory layout of a wgmma operand tile (PTX ISA, "Shared Memory Matrix Layout" and
+// "Matrix Descriptor"; 16-bit elements), as its descriptor describes it besides the start
+// address. The tile is made of swizzle atoms: 8 rows of SWIZZLE_BYTES (32, 64 or 128) whose
+// 16-byte chunks are XOR-swizzled, chunk c of row r at c ^ (r / (128 / SWIZZLE_BYTES)) %
+// (SWIZZLE_BYTES / 16) when the atom starts where the pattern does (mma_gemm.cuh
+// KChunkSwizzle).
+//  - K-major (MN_MAJOR false, imm-trans 0): a row holds SWIZZLE_BYTES / 2 consecutive k of one
+//    m (or n); atoms of 8 rows are SBO bytes apart along m (n); LBO is unused by the swizzled
+//    modes (16). The next k16 step starts 32 bytes on along the rows.
+//  - MN-major (MN_MAJOR true, imm-trans 1): a row holds SWIZZLE_BYTES / 2 consecutive m (or n)
+//    of one k, the atom's 8 rows are k .. k + 7; atoms are LBO bytes apart along m (n) and SBO
+//    bytes apart along k (per 8 k). The next k16 step starts two atoms on along k. This is
+//    CUTLASS's make_gmma_desc<Major::MN> canonical form ((T, W, m), (8, k)) : ((1, T, LBO),
+//    (W T, SBO)) in 16-byte units, T = 8 elements, W = SWIZZLE_BYTES / 16.
+// FIELDS: the descriptor's bits other than the start address: LBO [16, 30) and SBO [32, 46) in
+// 16-byte units, base offset [49, 52) = 0 (every tile starts where the pattern does), swizzle
+// mode [62, 64): 1 = 128-byte, 2 = 64-byte, 3 = 32-byte. The simulator's model decodes the same
+// bits (simt_wgmma.h), so a GPU and the simulator read a tile through one description.
+template <bool MN_MAJOR_, int SWIZZLE_BYTES_, int LBO_, int SBO_>
+struct WgmmaLayout {
+  static_assert(SWIZZLE_BYTES_ == 32 || SWIZZLE_BYTES_ == 64 || SWIZZLE_BYTES_ == 128,
+                "a wgmma swizzle mode");
+  static_assert(LBO_ % 16 == 0 && SBO_ % 16 == 0 && LBO_ < (1 << 18) && SBO_ < (1 << 18),
+                "byte offsets in 16-byte units, 14 bits");
+  static constexpr bool MN_MAJOR = MN_MAJOR_;
+  static constexpr int SWIZZLE_BYTES = SWIZZLE_BYTES_;
+  static constexpr int LBO = LBO_;
+  static constexpr int SBO = SBO_;
+  // Elements of m (n) per MN-major row: what an operand's m (n) extent is a multiple of.
+  static constexpr int ATOM_MN = MN_MAJOR ? SWIZZLE_BYTES / 2 : 8;
+  static constexpr unsigned K16_BYTES = MN_MAJOR ? 2 * SBO : 32;
+  static constexpr unsigned long long MODE = SWIZZLE_BYTES == 128 ? 1 : SWIZZLE_BYTES == 64 ? 2 : 3;
+  static constexpr unsigned long long FIELDS =
+      (static_cast<unsigned long long>(LBO >> 4) << 16) |
+      (static_cast<unsigned long long>(SBO >> 4) << 32) | (MODE << 62);
+};
+
+// The K-major tiles of the forward and data-gradient kernels: ROW_BYTES-byte rows along k.
 template <int ROW_BYTES>
+using WgmmaKMajor = WgmmaLayout<false, ROW_BYTES, 16, 8 * ROW_BYTES>;
+// MN-major tiles in the 128-byte swizzle (64 m or n per row) whose 64-wide slabs are LBO bytes
+// apart and whose rows (one k each) follow one another within a slab.
+template <int LBO>
+using WgmmaMnMajor128 = WgmmaLayout<true, 128, LBO, 8 * 128>;
+
+// The matrix descriptor of an operand tile of `Layout` starting at `tile` (shared memory).
+template <class Layout>
 __device__ __forceinline__ unsigned long long wgmma_descriptor(const void* tile) {
-  static_assert(ROW_BYTES == 32 || ROW_BYTES == 64 || ROW_BYTES == 128, "a wgmma swizzle mode");
-  constexpr unsigned long long LAYOUT = ROW_BYTES == 128 ? 1 : ROW_BYTES == 64 ? 2 : 3;
-  return static_cast<unsigned long long>((shared_address(tile) & 0x3FFFF) >> 4) |
-         (1ull << 16) | (static_cast<unsigned long long>((8 * ROW_BYTES) >> 4) << 32) |
-         (LAYOUT << 62);
+  return static_cast<unsigned long long>((shared_address(tile) & 0x3FFFF) >> 4) | Layout::FIELDS;
 }
 
-// A K-major wgmma operand tile in shared memory, in the ROW_BYTES swizzle: its descriptor on a
-// GPU (wgmma_descriptor), its address in the simulator (whose model reads the bytes there).
-// at(bytes) is the tile `bytes` further on (another stage, the next k16 step of a row; a
+// A wgmma operand tile in shared memory laid out as `Layout`: its descriptor on a GPU
+// (wgmma_descriptor), its address in the simulator (whose model reads the bytes there through
+// Layout::FIELDS). at(bytes) is the tile `bytes` further on (another stage, the next k16 step; a
 // multiple of 16): on a GPU one 64-bit addition of bytes / 16 to the descriptor's start-address
 // field, which cannot carry out of it (a shared-memory address / 16 stays below 2^14). So the
 // kernels make their descriptors once, before the main loop, not per wgmma (~25 instructions
 // per k-tile: kernels/conv/NOTES_backward.md "Fewer instructions per k-tile in the 8-channel
 // gathers").
-template <int ROW_BYTES>
+template <class Layout>
 struct WgmmaTileRef {
 #if defined(__CUDA_ARCH__)
   unsigned long long desc;
   __device__ __forceinline__ explicit WgmmaTileRef(const void* tile)
-      : desc(wgmma_descriptor<ROW_BYTES>(tile)) {}
+      : desc(wgmma_descriptor<Layout>(tile)) {}
   __device__ __forceinline__ WgmmaTileRef at(unsigned bytes) const {
     WgmmaTileRef moved = *this;
     moved.desc += bytes >> 4;
@@ -326,41 +360,47 @@ __device__ __forceinline__ void wgmma_wait(float (&d)[REGS]) {
       GC_WGMMA_R8(40, 41, 42, 43, 44, 45, 46, 47) ", " GC_WGMMA_R8(48, 49, 50, 51, 52, 53, 54, 55) \
       ", " GC_WGMMA_R8(56, 57, 58, 59, 60, 61, 62, 63)
 // One wgmma: N, its element type's name, the register list, and the operand numbers of
-// desc-a, desc-b and the scale-d source.
-#define GC_WGMMA_TEXT(N, TYPE, REGS, DA, DB, SCALE)                                           \
+// desc-a, desc-b, the scale-d source and the immediates imm-trans-a and imm-trans-b (1: the
+// operand is MN-major).
+#define GC_WGMMA_TEXT(N, TYPE, REGS, DA, DB, SCALE, TA, TB)                                   \
   "{\n.reg .pred p;\nsetp.ne.b32 p, %" #SCALE ", 0;\n"                                        \
   "wgmma.mma_async.sync.aligned.m64n" #N "k16.f32." TYPE "." TYPE " {" REGS "}, %" #DA       \
-  ", %" #DB ", p, 1, 1, 0, 0;\n}\n"
+  ", %" #DB ", p, 1, 1, %" #TA ", %" #TB ";\n}\n"
 
-// d += A * B: A the warpgroup's 64 x 16 tile at `a`, B the N x 16 tile at `b` (rows along k, in
-// the ROW_BYTES swizzle: WgmmaTileRef); T is __half or __nv_bfloat16. N: 32, 64 or 128.
-template <class T, int N, int ROW_BYTES>
-__device__ __forceinline__ void wgmma_m64nNk16(float (&d)[N / 2], WgmmaTileRef<ROW_BYTES> a,
-                                               WgmmaTileRef<ROW_BYTES> b) {
+// d += A * B: A the warpgroup's 64 x 16 tile, B the N x 16 tile (WgmmaTileRef, each in its own
+// layout: K-major or MN-major); T is __half or __nv_bfloat16. N: 32, 64 or 128.
+template <class T, int N, class LayoutA, class LayoutB>
+__device__ __forceinline__ void wgmma_m64nNk16(float (&d)[N / 2], WgmmaTileRef<LayoutA> a,
+                                               WgmmaTileRef<LayoutB> b) {
   static_assert(sizeof(T) == 2, "16-bit operands");
   static_assert(N == 32 || N == 64 || N == 128, "the block tile widths built");
+  static_assert(64 % LayoutA::ATOM_MN == 0 && N % LayoutB::ATOM_MN == 0,
+                "an MN-major operand is whole rows of its swizzle atoms");
+  constexpr int TRANS_A = LayoutA::MN_MAJOR ? 1 : 0;
+  constexpr int TRANS_B = LayoutB::MN_MAJOR ? 1 : 0;
 #if defined(__CUDA_ARCH__)
   constexpr bool BF16 = IS_BFLOAT16<T>;
   const unsigned long long desc_a = a.desc;
   const unsigned long long desc_b = b.desc;
   // The instruction for N (register list REGS, accumulator operands D), .bf16 or .f16.
-#define GC_WGMMA_ISSUE(N, REGS, D, DA, DB, SCALE)                                              \
+#define GC_WGMMA_ISSUE(N, REGS, D, DA, DB, SCALE, TA, TB)                                      \
   if constexpr (BF16)                                                                         \
-    asm volatile(GC_WGMMA_TEXT(N, "bf16", REGS, DA, DB, SCALE)                                \
-                 : D(d) : "l"(desc_a), "l"(desc_b), "n"(1));                                  \
+    asm volatile(GC_WGMMA_TEXT(N, "bf16", REGS, DA, DB, SCALE, TA, TB)                        \
+                 : D(d) : "l"(desc_a), "l"(desc_b), "n"(1), "n"(TRANS_A), "n"(TRANS_B));     \
   else                                                                                        \
-    asm volatile(GC_WGMMA_TEXT(N, "f16", REGS, DA, DB, SCALE)                                 \
-                 : D(d) : "l"(desc_a), "l"(desc_b), "n"(1))
+    asm volatile(GC_WGMMA_TEXT(N, "f16", REGS, DA, DB, SCALE, TA, TB)                         \
+                 : D(d) : "l"(desc_a), "l"(desc_b), "n"(1), "n"(TRANS_A), "n"(TRANS_B))
   if constexpr (N == 32) {
-    GC_WGMMA_ISSUE(32, GC_WGMMA_R16, GC_WGMMA_D16, 16, 17, 18);
+    GC_WGMMA_ISSUE(32, GC_WGMMA_R16, GC_WGMMA_D16, 16, 17, 18, 19, 20);
   } else if constexpr (N == 64) {
-    GC_WGMMA_ISSUE(64, GC_WGMMA_R32, GC_WGMMA_D32, 32, 33, 34);
+    GC_WGMMA_ISSUE(64, GC_WGMMA_R32, GC_WGMMA_D32, 32, 33, 34, 35, 36);
   } else {
-    GC_WGMMA_ISSUE(128, GC_WGMMA_R64, GC_WGMMA_D64, 64, 65, 66);
+    GC_WGMMA_ISSUE(128, GC_WGMMA_R64, GC_WGMMA_D64, 64, 65, 66, 67, 68);
   }
 #undef GC_WGMMA_ISSUE
 #elif defined(__SIMT_CPU__)
-  simt_wgmma_issue(d, a.tile, b.tile, N, ROW_BYTES, IS_BFLOAT16<T>);
+  simt_wgmma_issue(d, a.tile, LayoutA::FIELDS, TRANS_A, b.tile, LayoutB::FIELDS, TRANS_B, N,
+                   IS_BFLOAT16<T>);
 #endif
 }
 

@@ -12,12 +12,16 @@
 //
 // The block tile: BLOCK_M / 64 warpgroups, warpgroup g computing rows 64 g .. 64 g + 63 of the
 // block's BLOCK_M x BLOCK_N by wgmma m64nBLOCK_Nk16 (so warp w owns rows 16 w .. 16 w + 15: the
-// layout of an MmaTile of 16 x BLOCK_N warp tiles, whose epilogue it reuses). The operand tiles
-// are MmaTileK's: rows along k of BLOCK_K = 32 halves (64 bytes), 16-byte chunks swizzled by
-// KChunkSwizzle<32>, chunk c of row r at c ^ (r / 2) % 4, which is wgmma's 64-byte swizzle mode
-// when a stage starts on a 512-byte boundary (ptx.cuh: wgmma_descriptor): the 8-channel
-// cp.async loaders (KVectorLoader) fill them unchanged. The kernel aligns its dynamic shared
-// memory to SMEM_ALIGN (align_stages).
+// layout of an MmaTile of 16 x BLOCK_N warp tiles, whose epilogue it reuses). Two tiles:
+//  - WgmmaTileK (the forward, the data gradient): MmaTileK's operand tiles, rows along k of
+//    BLOCK_K = 32 halves (64 bytes), 16-byte chunks swizzled by KChunkSwizzle<32>, chunk c of
+//    row r at c ^ (r / 2) % 4, which is wgmma's K-major 64-byte swizzle mode when a stage starts
+//    on a 512-byte boundary (ptx.cuh: WgmmaLayout): the 8-channel cp.async loaders
+//    (KVectorLoader) fill them unchanged.
+//  - WgmmaTileMN (the weight gradient, whose operands are contiguous along M and N): MN-major
+//    tiles in the 128-byte swizzle, slabs of 64 m or n by BLOCK_K rows of k (MnSwizzledSlabs),
+//    filled by MnVectorLoader, read with wgmma's imm-trans.
+// The kernel aligns its dynamic shared memory to SMEM_ALIGN (align_stages).
 //
 // The main loop (wgmma_mainloop) keeps one k-tile's wgmma running while the next is issued: a
 // stage is refilled only once every warpgroup has waited for the wgmma that read it, so the
@@ -33,22 +37,79 @@ namespace gc {
 template <class T, class Tile>
 struct WarpgroupMma;
 
-template <int BLOCK_M_, int BLOCK_N_, int STAGES_>
-struct WgmmaTileK : MmaTileK<BLOCK_M_, BLOCK_N_, 32, 16, BLOCK_N_, STAGES_> {
-  static_assert(BLOCK_M_ % 64 == 0, "whole warpgroups of 64 rows");
-  static_assert(BLOCK_N_ == 32 || BLOCK_N_ == 64 || BLOCK_N_ == 128, "the wgmma widths built");
-  static_assert(STAGES_ >= 3, "one stage read by the running wgmma, one by the next, one filled");
+// What the warpgroup tiles add to the mma.sync tile they derive from (whose epilogue, of 16 x
+// BLOCK_N warp tiles, they run).
+template <int BLOCK_M, int BLOCK_N, int STAGES>
+struct WarpgroupTileTraits {
+  static_assert(BLOCK_M % 64 == 0, "whole warpgroups of 64 rows");
+  static_assert(BLOCK_N == 32 || BLOCK_N == 64 || BLOCK_N == 128, "the wgmma widths built");
+  static_assert(STAGES >= 3, "one stage read by the running wgmma, one by the next, one filled");
   static constexpr bool WARPGROUP_MMA = true;
-  static constexpr int WARPGROUPS = BLOCK_M_ / 64;
-  static constexpr int ROW_BYTES = 32 * 2;        // a row of BLOCK_K halves: the 64-byte swizzle
-  // Where the stages start: a boundary of the swizzle pattern (8 rows, 512 bytes), taken at
-  // 1024 so that the descriptors' base offset is 0 under either reading of the PTX ISA's
-  // alignment rule (the pattern's repeat, or 1024 bytes for every mode).
+  static constexpr int WARPGROUPS = BLOCK_M / 64;
+  // Where the stages start: a boundary of the swizzle pattern (8 rows, at most 1024 bytes),
+  // taken at 1024 so that the descriptors' base offset is 0 under either reading of the PTX
+  // ISA's alignment rule (the pattern's repeat, or 1024 bytes for every mode).
   static constexpr int SMEM_ALIGN = 1024;
+};
+
+template <int BLOCK_M_, int BLOCK_N_, int STAGES_>
+struct WgmmaTileK : MmaTileK<BLOCK_M_, BLOCK_N_, 32, 16, BLOCK_N_, STAGES_>,
+                    WarpgroupTileTraits<BLOCK_M_, BLOCK_N_, STAGES_> {
+  using Base = MmaTileK<BLOCK_M_, BLOCK_N_, 32, 16, BLOCK_N_, STAGES_>;
+  using Traits = WarpgroupTileTraits<BLOCK_M_, BLOCK_N_, STAGES_>;
+  using Traits::WARPGROUP_MMA;
+  using Traits::SMEM_ALIGN;
+  // Rows of BLOCK_K = 32 halves: the 64-byte swizzle, K-major.
+  using LayoutA = WgmmaKMajor<Base::BLOCK_K * 2>;
+  using LayoutB = LayoutA;
+  // Elements from warpgroup g's first row of A to warpgroup g + 1's: 64 rows.
+  static constexpr int WARPGROUP_A = 64 * Base::LDA;
   template <class T, bool LANES_ALONG_M> using Mma = WarpgroupMma<T, WgmmaTileK>;
 };
 
-// The dynamic shared memory of a WgmmaTileK kernel from its first SMEM_ALIGN boundary on (the
+// Where MnVectorLoader puts the 8-element vector (kk, mn .. mn + 7) of a WgmmaTileMN stage
+// (elements from the stage's start): slabs of 64 mn (128 bytes per k), each holding all BLOCK_K
+// rows of its mn in turn, their 16-byte chunks in the 128-byte swizzle (chunk c of row kk at
+// c ^ kk % 8; the slab starts on a 1024-byte boundary). A cp.async phase of 8 threads covers one
+// row of a slab: the 32 banks once.
+template <int BLOCK_K>
+struct MnSwizzledSlabs {
+  static_assert(BLOCK_K % 8 == 0, "whole swizzle atoms of 8 rows");
+  static constexpr int SLAB_MN = 64;
+  static constexpr int LD = SLAB_MN;   // elements per row of a slab
+  __device__ __forceinline__ static int offset(int kk, int mn) {
+    return (mn / SLAB_MN) * (BLOCK_K * SLAB_MN) + kk * SLAB_MN +
+           (((mn % SLAB_MN) / 8) ^ (kk % 8)) * 8;
+  }
+};
+
+// The warpgroup tile for operands contiguous along M and N (the channels-last weight gradient:
+// dy rows along the filters, x along the channels): both stages MN-major, MnSwizzledSlabs
+// filled by MnVectorLoader, read by wgmma with imm-trans set. BLOCK_K = 32 pixels per k-tile, as
+// the mma.sync MmaTileAsync's.
+template <int BLOCK_M_, int BLOCK_N_, int STAGES_>
+struct WgmmaTileMN : MmaTileAsync<BLOCK_M_, BLOCK_N_, 32, 16, BLOCK_N_, STAGES_>,
+                     WarpgroupTileTraits<BLOCK_M_, BLOCK_N_, STAGES_> {
+  using Base = MmaTileAsync<BLOCK_M_, BLOCK_N_, 32, 16, BLOCK_N_, STAGES_>;
+  using Traits = WarpgroupTileTraits<BLOCK_M_, BLOCK_N_, STAGES_>;
+  using Traits::WARPGROUP_MMA;
+  using Traits::SMEM_ALIGN;
+  static_assert(BLOCK_N_ % 64 == 0, "whole 64-wide slabs of B");
+  using Placement = MnSwizzledSlabs<Base::BLOCK_K>;
+  template <class T, int BLOCK_MN> using MnPlacement = Placement;
+  static constexpr int LDA = Placement::LD;
+  static constexpr int LDB = Placement::LD;
+  static constexpr int STAGE_A = BLOCK_M_ * Base::BLOCK_K;
+  static constexpr int STAGE_B = BLOCK_N_ * Base::BLOCK_K;
+  static constexpr int SMEM_ELEMENTS = STAGES_ * (STAGE_A + STAGE_B);
+  // A slab (64 mn x 32 k of 2 bytes: 4096 bytes) apart along mn: LBO; SBO is 8 rows of 128 bytes.
+  using LayoutA = WgmmaMnMajor128<Base::BLOCK_K * 128>;
+  using LayoutB = LayoutA;
+  static constexpr int WARPGROUP_A = 64 * Base::BLOCK_K;   // warpgroup g reads A's slab g
+  template <class T, bool LANES_ALONG_M> using Mma = WarpgroupMma<T, WgmmaTileMN>;
+};
+
+// The dynamic shared memory of a warpgroup tile's kernel from its first SMEM_ALIGN boundary on (the
 // launcher adds SMEM_ALIGN - 16 bytes for it: the block's static shared memory comes first, so
 // the dynamic part starts only 16-byte aligned).
 template <class Tile>
@@ -75,27 +136,31 @@ struct WarpgroupMma : TensorCoreMma<T, Tile, false> {
     return reinterpret_cast<float(&)[REGISTERS]>(this->acc[0]);
   }
 
-  using TileRef = WgmmaTileRef<Tile::ROW_BYTES>;
+  using LayoutA = typename Tile::LayoutA;
+  using LayoutB = typename Tile::LayoutB;
   // The first stage's tiles, this warpgroup's rows of A and all of B (their descriptors on a
   // GPU), made once before the main loop; issue() moves them to its stage.
   struct Stages {
-    TileRef a, b;
+    WgmmaTileRef<LayoutA> a;
+    WgmmaTileRef<LayoutB> b;
   };
   __device__ __forceinline__ Stages stages(const T* smem_a, const T* smem_b) const {
-    return Stages{TileRef(smem_a + warpgroup * 64 * Tile::LDA), TileRef(smem_b)};
+    return Stages{WgmmaTileRef<LayoutA>(smem_a + warpgroup * Tile::WARPGROUP_A),
+                  WgmmaTileRef<LayoutB>(smem_b)};
   }
 
   // Starts acc += this warpgroup's rows of A's `stage` times B's, as one committed group; the
   // stage must stay as it is until wait() says the group is done.
   __device__ __forceinline__ void issue(const Stages& first, int stage) {
     float(&d)[REGISTERS] = accumulators();
-    const TileRef a = first.a.at(stage * Tile::STAGE_A * int(sizeof(T)));
-    const TileRef b = first.b.at(stage * Tile::STAGE_B * int(sizeof(T)));
+    const WgmmaTileRef<LayoutA> a = first.a.at(stage * Tile::STAGE_A * int(sizeof(T)));
+    const WgmmaTileRef<LayoutB> b = first.b.at(stage * Tile::STAGE_B * int(sizeof(T)));
     wgmma_fence_operands(d);
     wgmma_fence();
 #pragma unroll
-    for (int k16 = 0; k16 < K_STEPS; ++k16)   // 16 halves: 32 bytes along each row
-      wgmma_m64nNk16<T, Tile::BLOCK_N, Tile::ROW_BYTES>(d, a.at(32 * k16), b.at(32 * k16));
+    for (int k16 = 0; k16 < K_STEPS; ++k16)   // 16 k: 32 bytes along K-major rows, 16 MN-major rows
+      wgmma_m64nNk16<T, Tile::BLOCK_N>(d, a.at(LayoutA::K16_BYTES * k16),
+                                       b.at(LayoutB::K16_BYTES * k16));
     wgmma_commit();
     wgmma_fence_operands(d);
   }

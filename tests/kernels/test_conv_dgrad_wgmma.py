@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 
 import gpuconv
-from gpuconv.conv import launch_bwd_data, launch_bwd_weight, launch_common
+from gpuconv.conv import launch_bwd_data, launch_common
 from gpuconv.reference import conv as reference
 from kernel_support import record_launches
 
@@ -107,10 +107,9 @@ def test_every_loop_length(case, names, rng):
 
 
 def test_refusals(rng):
-    """math="wgmma" runs only what the 8-channel kernel runs, in 16-bit types; the weight
-    gradient has no wgmma kernel. Anything else is a ValueError that says why."""
+    """math="wgmma" runs only what the 8-channel kernel runs, in 16-bit types. Anything else is
+    a ValueError that says why."""
     case = CASES[1]
-    geom = case.geometry()
     w, dy, _ = inputs(rng, case, np.float16)
 
     def refused(match, weight=w, grad_output=dy, data_format="NHWC", c=case):
@@ -129,11 +128,6 @@ def test_refusals(rng):
     shifted = np.empty(dy.size + 1, np.float16)[1:].reshape(dy.shape)  # 2 bytes off alignment
     shifted[...] = dy
     refused("needs a 16-byte aligned grad_output", grad_output=shifted)
-    x = make_input(rng, (case.x[0], case.x[2], case.x[3], case.x[1]), np.float16)
-    with pytest.raises(ValueError, match="math='wgmma' .* runs only the channels-last forward "
-                                         "and data gradient"), gpuconv.simulate():
-        launch_bwd_weight.run("implicit_gemm", geom, x, dy, "NHWC", False, "simulator",
-                              math="wgmma")
 
 
 @pytest.mark.gpu

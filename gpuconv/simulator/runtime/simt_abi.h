@@ -154,10 +154,12 @@ struct simt_wgmma_record {
   float* d;                  // the issuing thread's accumulators (n / 2 floats)
   const void* a;             // the descriptors' start addresses: A (64 x 16) and B (n x 16)
   const void* b;
+  uint64_t fields_a;         // the descriptors' other bits (LBO, SBO, base offset, swizzle mode)
+  uint64_t fields_b;
+  uint32_t trans_a;          // imm-trans-a, imm-trans-b: 1 = the operand is MN-major
+  uint32_t trans_b;
   uint32_t n;                // the instruction's N
-  uint32_t row_bytes;        // 32, 64 or 128: the swizzled rows of both operands
   uint32_t bf16;             // 1: __nv_bfloat16 operands, 0: __half
-  uint32_t reserved;
 };
 // Queues an operation in the thread's open group.
 void simt_wgmma_enqueue(const struct simt_wgmma_record* op);
