@@ -37,15 +37,16 @@ namespace gc {
 template <class T, class Tile>
 struct WarpgroupMma;
 
-// What the warpgroup tiles add to the mma.sync tile they derive from (whose epilogue, of 16 x
-// BLOCK_N warp tiles, they run).
-template <int BLOCK_M, int BLOCK_N, int STAGES>
-struct WarpgroupTileTraits {
-  static_assert(BLOCK_M % 64 == 0, "whole warpgroups of 64 rows");
-  static_assert(BLOCK_N == 32 || BLOCK_N == 64 || BLOCK_N == 128, "the wgmma widths built");
-  static_assert(STAGES >= 3, "one stage read by the running wgmma, one by the next, one filled");
+// What a warpgroup tile adds to the mma.sync tile it derives from (MmaBase: 16 x BLOCK_N warp
+// tiles, whose epilogue it runs); its WARPGROUP_MMA hides MmaBase's.
+template <class MmaBase>
+struct WarpgroupTile : MmaBase {
+  static_assert(MmaBase::BLOCK_M % 64 == 0, "whole warpgroups of 64 rows");
+  static_assert(MmaBase::BLOCK_N == 32 || MmaBase::BLOCK_N == 64 || MmaBase::BLOCK_N == 128,
+                "the wgmma widths built");
+  static_assert(MmaBase::STAGES >= 3,
+                "one stage read by the running wgmma, one by the next, one filled");
   static constexpr bool WARPGROUP_MMA = true;
-  static constexpr int WARPGROUPS = BLOCK_M / 64;
   // Where the stages start: a boundary of the swizzle pattern (8 rows, at most 1024 bytes),
   // taken at 1024 so that the descriptors' base offset is 0 under either reading of the PTX
   // ISA's alignment rule (the pattern's repeat, or 1024 bytes for every mode).
@@ -53,12 +54,8 @@ struct WarpgroupTileTraits {
 };
 
 template <int BLOCK_M_, int BLOCK_N_, int STAGES_>
-struct WgmmaTileK : MmaTileK<BLOCK_M_, BLOCK_N_, 32, 16, BLOCK_N_, STAGES_>,
-                    WarpgroupTileTraits<BLOCK_M_, BLOCK_N_, STAGES_> {
+struct WgmmaTileK : WarpgroupTile<MmaTileK<BLOCK_M_, BLOCK_N_, 32, 16, BLOCK_N_, STAGES_>> {
   using Base = MmaTileK<BLOCK_M_, BLOCK_N_, 32, 16, BLOCK_N_, STAGES_>;
-  using Traits = WarpgroupTileTraits<BLOCK_M_, BLOCK_N_, STAGES_>;
-  using Traits::WARPGROUP_MMA;
-  using Traits::SMEM_ALIGN;
   // Rows of BLOCK_K = 32 halves: the 64-byte swizzle, K-major.
   using LayoutA = WgmmaKMajor<Base::BLOCK_K * 2>;
   using LayoutB = LayoutA;
@@ -88,12 +85,8 @@ struct MnSwizzledSlabs {
 // filled by MnVectorLoader, read by wgmma with imm-trans set. BLOCK_K = 32 pixels per k-tile, as
 // the mma.sync MmaTileAsync's.
 template <int BLOCK_M_, int BLOCK_N_, int STAGES_>
-struct WgmmaTileMN : MmaTileAsync<BLOCK_M_, BLOCK_N_, 32, 16, BLOCK_N_, STAGES_>,
-                     WarpgroupTileTraits<BLOCK_M_, BLOCK_N_, STAGES_> {
+struct WgmmaTileMN : WarpgroupTile<MmaTileAsync<BLOCK_M_, BLOCK_N_, 32, 16, BLOCK_N_, STAGES_>> {
   using Base = MmaTileAsync<BLOCK_M_, BLOCK_N_, 32, 16, BLOCK_N_, STAGES_>;
-  using Traits = WarpgroupTileTraits<BLOCK_M_, BLOCK_N_, STAGES_>;
-  using Traits::WARPGROUP_MMA;
-  using Traits::SMEM_ALIGN;
   static_assert(BLOCK_N_ % 64 == 0, "whole 64-wide slabs of B");
   using Placement = MnSwizzledSlabs<Base::BLOCK_K>;
   template <class T, int BLOCK_MN> using MnPlacement = Placement;
